@@ -1,0 +1,106 @@
+//! Durations as users write them: `"30s"`, `"1m 30s"`, `"250ms"`, or a number of milliseconds.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::ValidationError;
+
+/// Parses a human duration such as `30s`, `5m`, `1h 30m` or `250ms`.
+///
+/// # Errors
+/// A [`ValidationError`] naming `field` when the text is not a duration.
+pub fn parse(field: &str, text: &str) -> Result<Duration, ValidationError> {
+    let trimmed = text.trim();
+    if let Ok(ms) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
+    }
+    humantime::parse_duration(trimmed).map_err(|e| {
+        ValidationError::new(
+            field,
+            format!("`{text}` is not a duration ({e}); write e.g. 250ms, 30s, 5m or 1h"),
+        )
+    })
+}
+
+/// Formats a duration the way [`parse`] reads it.
+pub fn format(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A duration in an API body: either a number of milliseconds or a string like `"30s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlexDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for FlexDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) => Ok(Self(Duration::from_millis(ms))),
+            Raw::Text(t) => parse("duration", &t)
+                .map(Self)
+                .map_err(|e| serde::de::Error::custom(e.message)),
+        }
+    }
+}
+
+impl serde::Serialize for FlexDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(self.0))
+    }
+}
+
+impl utoipa::PartialSchema for FlexDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Integer))
+                    .description(Some("milliseconds")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .description(Some("a duration such as 250ms, 30s, 5m, 1h 30m")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FlexDuration {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_plain_milliseconds() {
+        assert_eq!(parse("d", "30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("d", "1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("d", "250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("d", "1500"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn rejects_nonsense_with_the_field_name() {
+        let err = parse("wait", "soon").unwrap_err();
+        assert_eq!(err.field, "wait");
+        assert!(err.message.contains("soon"));
+    }
+
+    #[test]
+    fn flex_duration_reads_numbers_and_strings() {
+        let a: FlexDuration = serde_json::from_str("1200").unwrap();
+        let b: FlexDuration = serde_json::from_str("\"2s\"").unwrap();
+        assert_eq!(a.0, Duration::from_millis(1200));
+        assert_eq!(b.0, Duration::from_secs(2));
+        assert!(serde_json::from_str::<FlexDuration>("\"later\"").is_err());
+        assert!(serde_json::from_str::<FlexDuration>("-5").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! A job as stores keep it and the API shows it, and a new job as producers describe it.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{JobId, JobKind, JobState, QueueName};
+
+/// When a new job may first run. Resolved on the store's clock, not the caller's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAt {
+    /// As soon as a worker is free.
+    Now,
+    /// At this instant (milliseconds since the epoch).
+    At(crate::Millis),
+    /// This long after the store accepts it.
+    After(Duration),
+}
+
+/// A job to insert, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// Chosen by the caller so a batch knows its ids before the store answers.
+    pub id: JobId,
+    /// Which handler runs it.
+    pub kind: JobKind,
+    /// Which queue it waits in.
+    pub queue: QueueName,
+    /// The handler's input.
+    pub payload: Value,
+    /// Higher runs first within a queue.
+    pub priority: i32,
+    /// When it may first run.
+    pub run_at: RunAt,
+    /// How many attempts before it is dead.
+    pub max_attempts: u32,
+    /// How long one attempt may run before it counts as failed.
+    pub timeout: Option<Duration>,
+    /// Free-form labels to search by.
+    pub tags: Vec<String>,
+    /// Deduplicates enqueues: a repeat within the window returns the first job.
+    pub idempotency_key: Option<String>,
+}
+
+/// What a running job reports about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    /// 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// What it is doing now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A job as the store holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    /// Time-ordered id.
+    pub id: JobId,
+    /// Which handler runs it.
+    pub kind: JobKind,
+    /// Which queue it waits in.
+    pub queue: QueueName,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// The handler's input.
+    pub payload: Value,
+    /// Higher runs first within a queue.
+    pub priority: i32,
+    /// When it may (next) run.
+    #[schema(value_type = String, format = DateTime)]
+    pub run_at: Timestamp,
+    /// Attempts started so far; the dequeue count.
+    pub attempt: u32,
+    /// Attempts allowed before the job is dead.
+    pub max_attempts: u32,
+    /// Longest one attempt may run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+    /// The key that deduplicated its enqueue, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// What the handler returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The last failure's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The last reported progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// The last saved checkpoint; a retry starts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Value>,
+    /// The worker holding (or that last held) the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// When the current lease runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub lease_expires_at: Option<Timestamp>,
+    /// When it was enqueued.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it last changed.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+    /// When its current or last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Still running.
+    Running,
+    /// The handler finished well.
+    Succeeded,
+    /// The handler reported a failure.
+    Failed,
+    /// The worker stopped renewing its lease.
+    LeaseExpired,
+    /// The attempt outlived the job's timeout.
+    TimedOut,
+    /// The job was cancelled while this attempt ran.
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    /// The name stores keep.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Running => "running",
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::LeaseExpired => "lease_expired",
+            AttemptOutcome::TimedOut => "timed_out",
+            AttemptOutcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Reads a stored name; unknown names read as `failed`.
+    pub fn from_stored(s: &str) -> Self {
+        match s {
+            "running" => AttemptOutcome::Running,
+            "succeeded" => AttemptOutcome::Succeeded,
+            "lease_expired" => AttemptOutcome::LeaseExpired,
+            "timed_out" => AttemptOutcome::TimedOut,
+            "cancelled" => AttemptOutcome::Cancelled,
+            _ => AttemptOutcome::Failed,
+        }
+    }
+}
+
+/// One execution of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// 1 for the first run.
+    pub attempt: u32,
+    /// The worker that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// When it started.
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

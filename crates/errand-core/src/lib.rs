@@ -1,0 +1,26 @@
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+//! The errand domain model: what a job is, which states it moves through, how names are
+//! validated and how long a failed job waits before its next attempt.
+//!
+//! This crate does no I/O. Stores, the engine, the server and the client all speak in
+//! these types, so a rule written here holds everywhere.
+
+pub mod backoff;
+pub mod duration;
+pub mod ids;
+pub mod job;
+pub mod limits;
+pub mod names;
+pub mod queue;
+pub mod state;
+pub mod time;
+pub mod validation;
+
+pub use backoff::RetryPolicy;
+pub use ids::{JobId, LeaseToken};
+pub use job::{Attempt, AttemptOutcome, Job, NewJob, Progress};
+pub use names::{JobKind, QueueName};
+pub use queue::{QueueInfo, StateCounts};
+pub use state::JobState;
+pub use time::Millis;
+pub use validation::ValidationError;

@@ -1,0 +1,24 @@
+//! Bounds on what a job may carry. Stores and the API check against the same numbers.
+
+/// Attempts a job gets when it names none: with the default backoff they span about a day.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
+/// More attempts than this is a configuration mistake, not a retry policy.
+pub const MAX_MAX_ATTEMPTS: u32 = 10_000;
+/// Priorities run from -1000 to 1000; higher runs first.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
+/// Tags per job: enough to label, few enough to index.
+pub const MAX_TAGS: usize = 32;
+/// Characters per tag or idempotency key.
+pub const MAX_LABEL_LEN: usize = 255;
+/// Shortest lease a worker may ask for; shorter would expire between heartbeats.
+pub const MIN_LEASE_MS: u64 = 100;
+/// Longest lease: a worker that needs more heartbeats.
+pub const MAX_LEASE_MS: u64 = 24 * 3600 * 1000;
+/// Lease a claim gets when it names none.
+pub const DEFAULT_LEASE_MS: u64 = 30_000;
+/// Jobs one claim may take.
+pub const MAX_CLAIM: u32 = 1000;
+/// Longest long-poll of a claim or a job wait.
+pub const MAX_WAIT_MS: u64 = 60_000;
+/// Jobs in one batch enqueue.
+pub const MAX_BATCH: usize = 10_000;

@@ -1,0 +1,139 @@
+//! Validated names. A queue or kind name that reaches a store has passed these checks.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// Longest queue name: long enough for `tenant.region.purpose`, short enough for an index.
+pub const MAX_QUEUE_NAME_LEN: usize = 128;
+/// Longest job kind: kinds are often Rust or Java type paths.
+pub const MAX_KIND_LEN: usize = 255;
+
+/// A queue's name: 1 to 128 characters from `A-Z a-z 0-9 _ - . :`, so it is safe in URLs,
+/// metrics labels and file names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "default")]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// Checks and wraps a queue name.
+    ///
+    /// # Errors
+    /// When the name is empty, too long or has a character outside the allowed set.
+    pub fn parse(name: &str) -> Result<Self, ValidationError> {
+        if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN {
+            return Err(ValidationError::new(
+                "queue",
+                format!("a queue name has 1 to {MAX_QUEUE_NAME_LEN} characters"),
+            ));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+        {
+            return Err(ValidationError::new(
+                "queue",
+                format!("`{}` is not allowed in a queue name (use A-Z a-z 0-9 _ - . :)", bad.escape_default()),
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    /// The queue jobs go to when they name none.
+    pub fn default_queue() -> Self {
+        Self("default".to_string())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for QueueName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A job kind: which handler runs the job. 1 to 255 printable characters, no whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "send_email")]
+pub struct JobKind(String);
+
+impl JobKind {
+    /// Checks and wraps a kind.
+    ///
+    /// # Errors
+    /// When the kind is empty, too long, or has whitespace or control characters.
+    pub fn parse(kind: &str) -> Result<Self, ValidationError> {
+        if kind.is_empty() || kind.len() > MAX_KIND_LEN {
+            return Err(ValidationError::new(
+                "kind",
+                format!("a job kind has 1 to {MAX_KIND_LEN} characters"),
+            ));
+        }
+        if let Some(bad) = kind.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ValidationError::new(
+                "kind",
+                format!(
+                    "`{}` is not allowed in a job kind (no whitespace or control characters)",
+                    bad.escape_default()
+                ),
+            ));
+        }
+        Ok(Self(kind.to_string()))
+    }
+
+    /// The kind as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for JobKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_accept_the_safe_set_only() {
+        assert!(QueueName::parse("mail.eu-west:high_1").is_ok());
+        assert!(QueueName::parse("").is_err());
+        assert!(QueueName::parse("a b").is_err());
+        assert!(QueueName::parse("a/b").is_err());
+        assert!(QueueName::parse("nul\0").is_err());
+        assert!(QueueName::parse(&"q".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn kinds_reject_whitespace_and_control_characters() {
+        assert!(JobKind::parse("App::Mailer/Send").is_ok());
+        assert!(JobKind::parse("send mail").is_err());
+        assert!(JobKind::parse("x\u{0}").is_err());
+        assert!(JobKind::parse("").is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! Reads of jobs and attempts. They run on the read pool.
+
+use errand_core::{Attempt, Job, JobId};
+use errand_store::JobListParams;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Connection;
+
+use crate::fault::QResult;
+use crate::job_row::{attempt_from_row, load_job, query_jobs, ATTEMPT_COLUMNS, JOB_COLUMNS};
+
+/// A page of jobs, newest first.
+pub(crate) fn list(conn: &Connection, p: &JobListParams) -> QResult<Vec<Job>> {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(q) = &p.queue {
+        clauses.push("queue = ?");
+        args.push(SqlValue::Text(q.as_str().into()));
+    }
+    if let Some(s) = p.state {
+        clauses.push("state = ?");
+        args.push(SqlValue::Text(s.as_str().into()));
+    }
+    if let Some(k) = &p.kind {
+        clauses.push("kind = ?");
+        args.push(SqlValue::Text(k.as_str().into()));
+    }
+    if let Some(t) = &p.tag {
+        clauses.push("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)");
+        args.push(SqlValue::Text(t.clone()));
+    }
+    if let Some(before) = p.before {
+        clauses.push("id < ?");
+        args.push(SqlValue::Blob(before.as_bytes().to_vec()));
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    args.push(SqlValue::Integer(i64::from(p.limit)));
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?"))?;
+    query_jobs(&mut stmt, rusqlite::params_from_iter(args))
+}
+
+/// A job's attempts, first first.
+pub(crate) fn attempts(conn: &Connection, id: JobId) -> QResult<Vec<Attempt>> {
+    load_job(conn, id)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM job_attempts WHERE job_id = ?1 ORDER BY attempt"
+    ))?;
+    let mut rows = stmt.query([id.as_bytes().as_slice()])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(attempt_from_row(row)?);
+    }
+    Ok(out)
+}

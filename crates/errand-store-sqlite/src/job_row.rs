@@ -1,0 +1,108 @@
+//! Reading a job row back into a [`Job`].
+
+use errand_core::time::to_timestamp;
+use errand_core::{Attempt, AttemptOutcome, Job, JobId, JobKind, JobState, Millis, QueueName};
+use errand_store::StoreError;
+use rusqlite::Row;
+use serde_json::Value;
+
+use crate::fault::{Fault, QResult};
+
+/// The columns [`job_from_row`] reads, in its order. Every query that returns jobs selects
+/// (or returns) exactly these.
+pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
+     max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
+     lease_expires_at, created_at, updated_at, started_at, finished_at";
+
+fn corrupt(what: impl std::fmt::Display) -> Fault {
+    Fault::Store(StoreError::Corrupt(what.to_string()))
+}
+
+fn json_column(row: &Row<'_>, idx: usize) -> QResult<Option<Value>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(format!("column {idx}: {e}"))))
+        .transpose()
+}
+
+fn instant(row: &Row<'_>, idx: usize) -> QResult<Option<jiff::Timestamp>> {
+    let ms: Option<Millis> = row.get(idx)?;
+    Ok(ms.map(to_timestamp))
+}
+
+/// Builds a job from a row selected with [`JOB_COLUMNS`].
+pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
+    let id: Vec<u8> = row.get(0)?;
+    let kind: String = row.get(1)?;
+    let queue: String = row.get(2)?;
+    let state: String = row.get(3)?;
+    let tags: String = row.get(10)?;
+    Ok(Job {
+        id: JobId::from_slice(&id).ok_or_else(|| corrupt("job id is not 16 bytes"))?,
+        kind: JobKind::parse(&kind).map_err(corrupt)?,
+        queue: QueueName::parse(&queue).map_err(corrupt)?,
+        state: state.parse::<JobState>().map_err(corrupt)?,
+        payload: json_column(row, 4)?.unwrap_or(Value::Null),
+        priority: row.get(5)?,
+        run_at: to_timestamp(row.get(6)?),
+        attempt: row.get(7)?,
+        max_attempts: row.get(8)?,
+        timeout_ms: row.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        tags: serde_json::from_str(&tags).map_err(corrupt)?,
+        idempotency_key: row.get(11)?,
+        result: json_column(row, 12)?,
+        error: row.get(13)?,
+        progress: json_column(row, 14)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(corrupt)?,
+        checkpoint: json_column(row, 15)?,
+        worker: row.get(16)?,
+        lease_expires_at: instant(row, 17)?,
+        created_at: to_timestamp(row.get(18)?),
+        updated_at: to_timestamp(row.get(19)?),
+        started_at: instant(row, 20)?,
+        finished_at: instant(row, 21)?,
+    })
+}
+
+/// The columns [`attempt_from_row`] reads.
+pub(crate) const ATTEMPT_COLUMNS: &str = "attempt, worker, started_at, finished_at, outcome, error";
+
+/// Builds an attempt from a row selected with [`ATTEMPT_COLUMNS`].
+pub(crate) fn attempt_from_row(row: &Row<'_>) -> QResult<Attempt> {
+    let outcome: String = row.get(4)?;
+    Ok(Attempt {
+        attempt: row.get(0)?,
+        worker: row.get(1)?,
+        started_at: to_timestamp(row.get(2)?),
+        finished_at: instant(row, 3)?,
+        outcome: AttemptOutcome::from_stored(&outcome),
+        error: row.get(5)?,
+    })
+}
+
+/// Serialises an optional JSON value for a TEXT column.
+pub(crate) fn json_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
+}
+
+/// Runs a query that returns jobs and collects them.
+pub(crate) fn query_jobs(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> QResult<Vec<Job>> {
+    let mut rows = stmt.query(params)?;
+    let mut jobs = Vec::new();
+    while let Some(row) = rows.next()? {
+        jobs.push(job_from_row(row)?);
+    }
+    Ok(jobs)
+}
+
+/// Reads one job by id inside any connection; `NotFound` when it is missing.
+pub(crate) fn load_job(conn: &rusqlite::Connection, id: JobId) -> QResult<Job> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
+    query_jobs(&mut stmt, [id.as_bytes().as_slice()])?
+        .pop()
+        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))
+}

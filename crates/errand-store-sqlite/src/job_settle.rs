@@ -1,0 +1,181 @@
+//! Writes that end an attempt or a job: complete, fail, cancel, retry.
+
+use errand_core::{AttemptOutcome, Job, JobId, JobState, Millis, RetryPolicy};
+use errand_store::{Settlement, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::fault::{Fault, QResult};
+use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
+use crate::job_write::fenced;
+
+/// Records how an attempt ended.
+pub(crate) fn close_attempt(
+    conn: &Connection,
+    now: Millis,
+    id: JobId,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    error: Option<&str>,
+) -> QResult<()> {
+    conn.prepare_cached(
+        "UPDATE job_attempts SET finished_at = ?1, outcome = ?2, error = ?3 \
+         WHERE job_id = ?4 AND attempt = ?5",
+    )?
+    .execute(params![now, outcome.as_str(), error, id.as_bytes().as_slice(), attempt])?;
+    Ok(())
+}
+
+/// Where a failed attempt sends its job.
+pub(crate) struct Retry {
+    /// `Scheduled`, `Available` or `Dead`.
+    pub(crate) state: JobState,
+    /// When it runs next (ignored when dead).
+    pub(crate) run_at: Millis,
+}
+
+/// Decides the fate of a job whose attempt `attempt` of `max_attempts` failed.
+pub(crate) fn after_failure(
+    now: Millis,
+    attempt: u32,
+    max_attempts: u32,
+    retry_in: Option<std::time::Duration>,
+    dead: bool,
+    policy: &RetryPolicy,
+) -> Retry {
+    if dead || attempt >= max_attempts {
+        return Retry {
+            state: JobState::Dead,
+            run_at: now,
+        };
+    }
+    let wait = retry_in.unwrap_or_else(|| policy.delay(attempt));
+    let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+    Retry {
+        state: if wait_ms == 0 {
+            JobState::Available
+        } else {
+            JobState::Scheduled
+        },
+        run_at: now.saturating_add(wait_ms),
+    }
+}
+
+/// Moves a running job to where a failed attempt sends it and closes the attempt.
+pub(crate) fn fail_running(
+    conn: &Connection,
+    now: Millis,
+    id: JobId,
+    attempt: u32,
+    retry: &Retry,
+    outcome: AttemptOutcome,
+    error: &str,
+) -> QResult<Job> {
+    let finished = (retry.state == JobState::Dead).then_some(now);
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4, finished_at = ?5, lease_token = NULL, \
+         lease_expires_at = NULL, updated_at = ?1 WHERE id = ?6 RETURNING {JOB_COLUMNS}"
+    ))?;
+    let job = query_jobs(
+        &mut stmt,
+        params![now, retry.state.as_str(), retry.run_at, error, finished, id.as_bytes().as_slice()],
+    )?
+    .pop()
+    .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+    close_attempt(conn, now, id, attempt, outcome, Some(error))?;
+    Ok(job)
+}
+
+/// Settles one job, fenced on its lease token.
+pub(crate) fn settle_one(
+    conn: &Connection,
+    now: Millis,
+    settlement: &Settlement,
+    policy: &RetryPolicy,
+) -> QResult<Job> {
+    match settlement {
+        Settlement::Complete {
+            id,
+            lease_token,
+            result,
+        } => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE jobs SET state = 'succeeded', result = ?2, error = NULL, finished_at = ?1, \
+                 lease_token = NULL, lease_expires_at = NULL, updated_at = ?1 \
+                 WHERE id = ?3 AND state = 'running' AND lease_token = ?4 AND lease_expires_at > ?1 \
+                 RETURNING {JOB_COLUMNS}"
+            ))?;
+            let job = query_jobs(
+                &mut stmt,
+                params![now, json_text(result), id.as_bytes().as_slice(), lease_token.as_bytes().as_slice()],
+            )?
+            .pop()
+            .ok_or_else(|| fenced(conn, *id))?;
+            close_attempt(conn, now, *id, job.attempt, AttemptOutcome::Succeeded, None)?;
+            Ok(job)
+        }
+        Settlement::Fail {
+            id,
+            lease_token,
+            error,
+            retry_in,
+            dead,
+        } => {
+            let held: Option<(u32, u32)> = conn
+                .prepare_cached(
+                    "SELECT attempt, max_attempts FROM jobs \
+                     WHERE id = ?2 AND state = 'running' AND lease_token = ?3 AND lease_expires_at > ?1",
+                )?
+                .query_row(
+                    params![now, id.as_bytes().as_slice(), lease_token.as_bytes().as_slice()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (attempt, max_attempts) = held.ok_or_else(|| fenced(conn, *id))?;
+            let retry = after_failure(now, attempt, max_attempts, *retry_in, *dead, policy);
+            fail_running(conn, now, *id, attempt, &retry, AttemptOutcome::Failed, error)
+        }
+    }
+}
+
+/// Cancels a job that has not finished.
+pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
+    let job = load_job(conn, id)?;
+    if job.state.is_final() {
+        return Err(Fault::Store(StoreError::Conflict(format!(
+            "job {id} is already {}",
+            job.state
+        ))));
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_token = NULL, \
+         lease_expires_at = NULL, updated_at = ?1 WHERE id = ?2 RETURNING {JOB_COLUMNS}"
+    ))?;
+    let cancelled = query_jobs(&mut stmt, params![now, id.as_bytes().as_slice()])?
+        .pop()
+        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+    if job.state == JobState::Running {
+        close_attempt(conn, now, id, job.attempt, AttemptOutcome::Cancelled, Some("cancelled"))?;
+    }
+    Ok(cancelled)
+}
+
+/// The SET clause that makes a stopped job ready again with at least one attempt left.
+pub(crate) const REVIVE: &str = "state = 'available', run_at = ?1, finished_at = NULL, \
+     max_attempts = MAX(max_attempts, attempt + 1), updated_at = ?1";
+
+/// Runs a dead, cancelled or retry-waiting job again now.
+pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
+    let job = load_job(conn, id)?;
+    if !matches!(job.state, JobState::Dead | JobState::Cancelled | JobState::Scheduled) {
+        return Err(Fault::Store(StoreError::Conflict(format!(
+            "job {id} is {}; only dead, cancelled or scheduled jobs can be retried",
+            job.state
+        ))));
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET {REVIVE} WHERE id = ?2 RETURNING {JOB_COLUMNS}"
+    ))?;
+    query_jobs(&mut stmt, params![now, id.as_bytes().as_slice()])?
+        .pop()
+        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))
+}

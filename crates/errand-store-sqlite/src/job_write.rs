@@ -1,0 +1,235 @@
+//! Writes that start a job's life: insert, claim, heartbeat. They run on the writer thread.
+
+use std::collections::BTreeSet;
+
+use errand_core::job::RunAt;
+use errand_core::time::to_timestamp;
+use errand_core::{Job, JobState, LeaseToken, Millis, NewJob};
+use errand_store::{
+    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams, StoreError,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::fault::{Fault, QResult};
+use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
+
+fn duration_ms(d: std::time::Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn resolve_run_at(run_at: RunAt, now: Millis) -> Millis {
+    match run_at {
+        RunAt::Now => now,
+        RunAt::At(ms) => ms,
+        RunAt::After(d) => now.saturating_add(duration_ms(d)),
+    }
+}
+
+/// Inserts a batch; the caller's savepoint makes it all-or-nothing.
+pub(crate) fn insert_many(
+    conn: &Connection,
+    now: Millis,
+    params: JobInsertManyParams,
+) -> QResult<Vec<InsertedJob>> {
+    let queues: BTreeSet<&str> = params.jobs.iter().map(|j| j.queue.as_str()).collect();
+    {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO queues (name, paused, created_at) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING",
+        )?;
+        for q in queues {
+            stmt.execute(params![q, now])?;
+        }
+    }
+    let window = duration_ms(params.idempotency_window);
+    let mut out = Vec::with_capacity(params.jobs.len());
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
+         timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+    )?;
+    for job in params.jobs {
+        if let Some(key) = &job.idempotency_key {
+            if let Some(existing) = live_duplicate(conn, key, now)? {
+                out.push(InsertedJob {
+                    job: existing,
+                    inserted: false,
+                });
+                continue;
+            }
+        }
+        let run_at = resolve_run_at(job.run_at, now);
+        let state = if run_at > now {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        let timeout_ms = job.timeout.map(duration_ms);
+        let tags = serde_json::to_string(&job.tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        insert.execute(params![
+            job.id.as_bytes().as_slice(),
+            job.kind.as_str(),
+            job.queue.as_str(),
+            state.as_str(),
+            job.payload.to_string(),
+            job.priority,
+            run_at,
+            job.max_attempts,
+            timeout_ms,
+            tags,
+            job.idempotency_key,
+            job.idempotency_key.as_ref().map(|_| now.saturating_add(window)),
+            now,
+        ])?;
+        out.push(InsertedJob {
+            job: new_job_view(job, state, run_at, timeout_ms, now),
+            inserted: true,
+        });
+    }
+    Ok(out)
+}
+
+/// The job a key still deduplicates to, if its window is open. A key whose window closed is
+/// released so the new job can take it.
+fn live_duplicate(conn: &Connection, key: &str, now: Millis) -> QResult<Option<Job>> {
+    let found: Option<(Vec<u8>, Millis)> = conn
+        .prepare_cached("SELECT id, idempotency_expires_at FROM jobs WHERE idempotency_key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get::<_, Option<Millis>>(1)?.unwrap_or(0))))
+        .optional()?;
+    let Some((id, expires_at)) = found else {
+        return Ok(None);
+    };
+    if expires_at > now {
+        let id = errand_core::JobId::from_slice(&id)
+            .ok_or_else(|| Fault::Store(StoreError::Corrupt("job id is not 16 bytes".into())))?;
+        return load_job(conn, id).map(Some);
+    }
+    conn.prepare_cached(
+        "UPDATE jobs SET idempotency_key = NULL, idempotency_expires_at = NULL WHERE id = ?1",
+    )?
+    .execute([id])?;
+    Ok(None)
+}
+
+fn new_job_view(job: NewJob, state: JobState, run_at: Millis, timeout_ms: Option<Millis>, now: Millis) -> Job {
+    let created = to_timestamp(now);
+    Job {
+        id: job.id,
+        kind: job.kind,
+        queue: job.queue,
+        state,
+        payload: job.payload,
+        priority: job.priority,
+        run_at: to_timestamp(run_at),
+        attempt: 0,
+        max_attempts: job.max_attempts,
+        timeout_ms: timeout_ms.map(|v| v.max(0) as u64),
+        tags: job.tags,
+        idempotency_key: job.idempotency_key,
+        result: None,
+        error: None,
+        progress: None,
+        checkpoint: None,
+        worker: None,
+        lease_expires_at: None,
+        created_at: created,
+        updated_at: created,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+/// Leases up to `max` ready jobs of one queue and opens an attempt for each.
+pub(crate) fn claim(conn: &Connection, now: Millis, p: &JobClaimParams) -> QResult<Vec<ClaimedJob>> {
+    let paused: Option<bool> = conn
+        .prepare_cached("SELECT paused FROM queues WHERE name = ?1")?
+        .query_row([p.queue.as_str()], |r| r.get(0))
+        .optional()?;
+    if paused != Some(false) {
+        return Ok(Vec::new());
+    }
+    let token = LeaseToken::new();
+    let lease_ms = duration_ms(p.lease);
+    let kind_filter = if p.kinds.is_empty() {
+        ""
+    } else {
+        "AND kind IN (SELECT value FROM json_each(?7))"
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?3, lease_token = ?4, \
+         lease_ms = ?5, lease_expires_at = ?1 + ?5, started_at = ?1, updated_at = ?1 \
+         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready \
+             WHERE queue = ?2 AND state IN ('available', 'scheduled') AND run_at <= ?1 {kind_filter} \
+             ORDER BY priority DESC, run_at, id LIMIT ?6) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let kinds_json = serde_json::Value::from(
+        p.kinds.iter().map(|k| k.as_str().to_string()).collect::<Vec<_>>(),
+    )
+    .to_string();
+    let base = params![now, p.queue.as_str(), p.worker, token.as_bytes().as_slice(), lease_ms, p.max];
+    let mut jobs = if p.kinds.is_empty() {
+        query_jobs(&mut stmt, base)?
+    } else {
+        query_jobs(
+            &mut stmt,
+            params![now, p.queue.as_str(), p.worker, token.as_bytes().as_slice(), lease_ms, p.max, kinds_json],
+        )?
+    };
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut open_attempt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
+         VALUES (?1, ?2, ?3, ?4, 'running')",
+    )?;
+    for job in &jobs {
+        open_attempt.execute(params![job.id.as_bytes().as_slice(), job.attempt, p.worker, now])?;
+    }
+    Ok(jobs
+        .into_iter()
+        .map(|job| ClaimedJob {
+            job,
+            lease_token: token,
+        })
+        .collect())
+}
+
+/// The error for a write fenced off by its lease token: `NotFound` when the job is gone,
+/// `LeaseLost` otherwise.
+pub(crate) fn fenced(conn: &Connection, id: errand_core::JobId) -> Fault {
+    match load_job(conn, id) {
+        Ok(_) => Fault::Store(StoreError::LeaseLost { job: id.to_string() }),
+        Err(e) => e,
+    }
+}
+
+/// Extends a lease, saving progress and checkpoint.
+pub(crate) fn heartbeat(conn: &Connection, now: Millis, p: &JobHeartbeatParams) -> QResult<Job> {
+    let progress = p
+        .progress
+        .as_ref()
+        .map(|pr| serde_json::to_string(pr).map_err(|e| StoreError::Invalid(e.to_string())))
+        .transpose()?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET lease_ms = COALESCE(?3, lease_ms), lease_expires_at = ?1 + COALESCE(?3, lease_ms), \
+         progress = COALESCE(?4, progress), checkpoint = COALESCE(?5, checkpoint), updated_at = ?1 \
+         WHERE id = ?2 AND state = 'running' AND lease_token = ?6 AND lease_expires_at > ?1 \
+         RETURNING {JOB_COLUMNS}"
+    ))?;
+    let mut jobs = query_jobs(
+        &mut stmt,
+        params![
+            now,
+            p.id.as_bytes().as_slice(),
+            p.lease.map(duration_ms),
+            progress,
+            json_text(&p.checkpoint),
+            p.lease_token.as_bytes().as_slice(),
+        ],
+    )?;
+    jobs.pop().ok_or_else(|| fenced(conn, p.id))
+}

@@ -1,0 +1,21 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! All writes go through one writer thread that group-commits: concurrent enqueues, claims
+//! and completions gathered while the previous commit ran are committed together in one
+//! transaction, and each caller is answered only once that commit is on disk. Reads use a
+//! small pool of read-only connections and never wait for the writer.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod fault;
+mod job_read;
+mod job_row;
+mod job_settle;
+mod job_write;
+mod maintenance;
+mod queue;
+mod read_pool;
+mod schema;
+mod store;
+mod writer;
+
+pub use store::{SqliteOptions, SqliteStore};

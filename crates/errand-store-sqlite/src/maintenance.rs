@@ -1,0 +1,84 @@
+//! Writes the engine's maintenance services make: rescuing expired leases and timed-out
+//! attempts, and making due scheduled jobs available.
+
+use std::collections::BTreeSet;
+
+use errand_core::{AttemptOutcome, Job, JobId, Millis, QueueName};
+use errand_store::{JobRescueParams, StoreError};
+use rusqlite::{params, Connection};
+
+use crate::fault::{Fault, QResult};
+use crate::job_settle::{after_failure, fail_running};
+
+struct Stuck {
+    id: JobId,
+    attempt: u32,
+    max_attempts: u32,
+    lease_expired: bool,
+    timeout_ms: Option<i64>,
+}
+
+/// Returns expired leases to the queue and fails attempts past their timeout.
+pub(crate) fn rescue_expired(conn: &Connection, now: Millis, p: &JobRescueParams) -> QResult<Vec<Job>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, attempt, max_attempts, lease_expires_at <= ?1, timeout_ms FROM jobs INDEXED BY jobs_leases \
+         WHERE state = 'running' AND (lease_expires_at <= ?1 \
+             OR (timeout_ms IS NOT NULL AND started_at + timeout_ms <= ?1)) \
+         LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![now, p.limit])?;
+    let mut stuck = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: Vec<u8> = row.get(0)?;
+        stuck.push(Stuck {
+            id: JobId::from_slice(&id)
+                .ok_or_else(|| Fault::Store(StoreError::Corrupt("job id is not 16 bytes".into())))?,
+            attempt: row.get(1)?,
+            max_attempts: row.get(2)?,
+            lease_expired: row.get(3)?,
+            timeout_ms: row.get(4)?,
+        });
+    }
+    drop(rows);
+    let mut changed = Vec::with_capacity(stuck.len());
+    for s in stuck {
+        let job = if s.lease_expired {
+            // The worker vanished: the job goes back at once; the attempt still counts.
+            let retry = after_failure(now, s.attempt, s.max_attempts, Some(Default::default()), false, &p.retry_policy);
+            fail_running(
+                conn,
+                now,
+                s.id,
+                s.attempt,
+                &retry,
+                AttemptOutcome::LeaseExpired,
+                "lease expired: the worker stopped heartbeating",
+            )?
+        } else {
+            let retry = after_failure(now, s.attempt, s.max_attempts, None, false, &p.retry_policy);
+            let message = format!("timed out after {} ms", s.timeout_ms.unwrap_or_default());
+            fail_running(conn, now, s.id, s.attempt, &retry, AttemptOutcome::TimedOut, &message)?
+        };
+        changed.push(job);
+    }
+    Ok(changed)
+}
+
+/// Makes due scheduled jobs available; returns the queues that gained jobs.
+pub(crate) fn schedule_due(conn: &Connection, now: Millis, limit: u32) -> QResult<Vec<QueueName>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET state = 'available', updated_at = ?1 WHERE id IN \
+         (SELECT id FROM jobs INDEXED BY jobs_scheduled WHERE state = 'scheduled' AND run_at <= ?1 \
+          ORDER BY run_at LIMIT ?2) RETURNING queue",
+    )?;
+    let mut rows = stmt.query(params![now, limit])?;
+    let mut queues = BTreeSet::new();
+    while let Some(row) = rows.next()? {
+        let q: String = row.get(0)?;
+        queues.insert(q);
+    }
+    queues
+        .into_iter()
+        .map(|q| QueueName::parse(&q).map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string()))))
+        .collect()
+}

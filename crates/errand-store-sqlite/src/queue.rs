@@ -1,0 +1,107 @@
+//! Queue reads and writes, and bulk operations on a queue's dead jobs.
+
+use std::collections::BTreeMap;
+
+use errand_core::{JobState, Millis, QueueInfo, QueueName, StateCounts};
+use errand_store::{DeadSelection, StoreError};
+use rusqlite::{named_params, params, Connection};
+
+use crate::fault::{Fault, QResult};
+use crate::job_settle::REVIVE;
+
+/// Reads every queue, or one, with counts per state and the age of the oldest ready job.
+pub(crate) fn list(conn: &Connection, now: Millis, only: Option<&QueueName>) -> QResult<Vec<QueueInfo>> {
+    let filter = only.map(|q| q.as_str().to_string());
+    let mut queues: BTreeMap<String, QueueInfo> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, paused FROM queues WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+    )?;
+    let mut rows = stmt.query([&filter])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let parsed = QueueName::parse(&name).map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string())))?;
+        queues.insert(
+            name,
+            QueueInfo {
+                name: parsed,
+                paused: row.get(1)?,
+                counts: StateCounts::default(),
+                oldest_available_age_ms: None,
+            },
+        );
+    }
+    drop(rows);
+    let mut counts = conn.prepare_cached(
+        "SELECT queue, state, COUNT(*) FROM jobs WHERE ?1 IS NULL OR queue = ?1 GROUP BY queue, state",
+    )?;
+    let mut rows = counts.query([&filter])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let state: String = row.get(1)?;
+        let n: i64 = row.get(2)?;
+        if let (Some(q), Ok(state)) = (queues.get_mut(&name), state.parse::<JobState>()) {
+            q.counts.add(state, n.max(0) as u64);
+        }
+    }
+    drop(rows);
+    let mut oldest = conn.prepare_cached(
+        "SELECT queue, MIN(run_at) FROM jobs WHERE state IN ('available', 'scheduled') AND run_at <= ?1 \
+         AND (?2 IS NULL OR queue = ?2) GROUP BY queue",
+    )?;
+    let mut rows = oldest.query(params![now, &filter])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let run_at: Millis = row.get(1)?;
+        if let Some(q) = queues.get_mut(&name) {
+            q.oldest_available_age_ms = Some(now.saturating_sub(run_at).max(0) as u64);
+        }
+    }
+    Ok(queues.into_values().collect())
+}
+
+/// Pauses or resumes a queue.
+pub(crate) fn set_paused(conn: &Connection, now: Millis, name: &QueueName, paused: bool) -> QResult<QueueInfo> {
+    let changed = conn
+        .prepare_cached("UPDATE queues SET paused = ?2 WHERE name = ?1")?
+        .execute(params![name.as_str(), paused])?;
+    if changed == 0 {
+        return Err(Fault::Store(StoreError::queue_not_found(name)));
+    }
+    list(conn, now, Some(name))?
+        .pop()
+        .ok_or_else(|| Fault::Store(StoreError::queue_not_found(name)))
+}
+
+/// The WHERE clause of a dead selection, over `:queue` and `:ids` (a JSON array of UUIDs).
+const DEAD_SELECTION: &str = "state = 'dead' AND (:queue IS NULL OR queue = :queue) \
+    AND (:ids IS NULL OR id IN (SELECT unhex(replace(value, '-', '')) FROM json_each(:ids)))";
+
+fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<String>) {
+    let ids = (!sel.ids.is_empty()).then(|| {
+        serde_json::Value::from(sel.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()).to_string()
+    });
+    (sel.queue.as_ref().map(|q| q.as_str().to_string()), ids)
+}
+
+/// Makes selected dead jobs available again.
+pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) -> QResult<u64> {
+    let (queue, ids) = selection_args(sel);
+    let revive = REVIVE.replace("?1", ":now");
+    let n = conn
+        .prepare_cached(&format!("UPDATE jobs SET {revive} WHERE {DEAD_SELECTION}"))?
+        .execute(named_params! {":now": now, ":queue": queue, ":ids": ids})?;
+    Ok(n as u64)
+}
+
+/// Deletes selected dead jobs and their attempts.
+pub(crate) fn dead_purge(conn: &Connection, sel: &DeadSelection) -> QResult<u64> {
+    let (queue, ids) = selection_args(sel);
+    conn.prepare_cached(&format!(
+        "DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM jobs WHERE {DEAD_SELECTION})"
+    ))?
+    .execute(named_params! {":queue": queue, ":ids": ids})?;
+    let n = conn
+        .prepare_cached(&format!("DELETE FROM jobs WHERE {DEAD_SELECTION}"))?
+        .execute(named_params! {":queue": queue, ":ids": ids})?;
+    Ok(n as u64)
+}

@@ -1,0 +1,21 @@
+//! Embedded migrations, run at start. `PRAGMA user_version` records how many have run.
+
+use rusqlite::Connection;
+
+use crate::fault::QResult;
+
+/// Every migration in order. Append only: a released migration never changes.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_jobs.sql")];
+
+/// Brings the schema up to date in one transaction per migration.
+pub(crate) fn migrate(conn: &mut Connection) -> QResult<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(migration = index + 1, "applied SQLite migration");
+    }
+    Ok(())
+}

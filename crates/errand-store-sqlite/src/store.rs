@@ -1,0 +1,203 @@
+//! [`SqliteStore`]: opening the file and routing each [`Store`] method to its query.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use errand_core::time::system_now;
+use errand_core::{Attempt, Job, JobId, QueueInfo, QueueName};
+use errand_store::{
+    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams,
+    JobListParams, JobRescueParams, JobSettleManyParams, Store, StoreError,
+};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::fault::db_error;
+use crate::read_pool::ReadPool;
+use crate::writer::Writer;
+use crate::{job_read, job_row, job_settle, job_write, maintenance, queue, schema};
+
+/// How to open the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file; created with its directory when missing.
+    pub path: PathBuf,
+    /// Read connections. Reads are short, so a few serve many requests.
+    pub readers: usize,
+}
+
+impl SqliteOptions {
+    /// The store file inside a data directory.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            path: dir.join("errand.sqlite3"),
+            readers: 4,
+        }
+    }
+}
+
+/// The embedded store. Cheap to clone; all clones share one writer thread.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: ReadPool,
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_error)?;
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, which is
+    // what makes an acknowledged write survive a power cut, not only a process crash.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
+         PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(db_error)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store and runs migrations.
+    ///
+    /// # Errors
+    /// `Unavailable` when the file cannot be created or opened, or a migration fails.
+    pub fn open(options: &SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = options.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = Connection::open(&options.path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", options.path.display()))
+        })?;
+        configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let mut readers = Vec::with_capacity(options.readers.max(1));
+        for _ in 0..options.readers.max(1) {
+            let r = Connection::open_with_flags(
+                &options.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(db_error)?;
+            r.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_error)?;
+            r.set_prepared_statement_cache_capacity(64);
+            readers.push(r);
+        }
+        Ok(Self {
+            writer: Writer::start(conn)?,
+            readers: ReadPool::new(readers),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.writer.write(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
+    async fn job_insert_many(&self, params: JobInsertManyParams) -> Result<Vec<InsertedJob>, StoreError> {
+        self.writer
+            .write(move |conn| job_write::insert_many(conn, system_now(), params))
+            .await
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Job, StoreError> {
+        self.readers.read(move |conn| job_row::load_job(conn, id)).await
+    }
+
+    async fn job_list(&self, params: JobListParams) -> Result<Vec<Job>, StoreError> {
+        self.readers.read(move |conn| job_read::list(conn, &params)).await
+    }
+
+    async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.writer
+            .write(move |conn| job_write::claim(conn, system_now(), &params))
+            .await
+    }
+
+    async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
+        self.writer
+            .write(move |conn| job_write::heartbeat(conn, system_now(), &params))
+            .await
+    }
+
+    async fn job_settle_many(
+        &self,
+        params: JobSettleManyParams,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.writer
+            .write(move |conn| {
+                let now = system_now();
+                let mut out = Vec::with_capacity(params.settlements.len());
+                for s in &params.settlements {
+                    // Each settlement stands alone: a stale token fails only its own entry.
+                    conn.execute_batch("SAVEPOINT settle")?;
+                    let outcome = job_settle::settle_one(conn, now, s, &params.retry_policy);
+                    conn.execute_batch(if outcome.is_ok() {
+                        "RELEASE settle"
+                    } else {
+                        "ROLLBACK TO settle; RELEASE settle"
+                    })?;
+                    out.push(outcome.map_err(StoreError::from));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError> {
+        self.writer.write(move |conn| job_settle::cancel(conn, system_now(), id)).await
+    }
+
+    async fn job_retry(&self, id: JobId) -> Result<Job, StoreError> {
+        self.writer.write(move |conn| job_settle::retry(conn, system_now(), id)).await
+    }
+
+    async fn job_attempt_list(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
+        self.readers.read(move |conn| job_read::attempts(conn, id)).await
+    }
+
+    async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError> {
+        self.writer
+            .write(move |conn| maintenance::rescue_expired(conn, system_now(), &params))
+            .await
+    }
+
+    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
+        self.writer
+            .write(move |conn| maintenance::schedule_due(conn, system_now(), limit))
+            .await
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        self.readers.read(|conn| queue::list(conn, system_now(), None)).await
+    }
+
+    async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
+        let name = name.clone();
+        self.readers
+            .read(move |conn| {
+                queue::list(conn, system_now(), Some(&name))?
+                    .pop()
+                    .ok_or_else(|| StoreError::queue_not_found(&name).into())
+            })
+            .await
+    }
+
+    async fn queue_set_paused(&self, name: &QueueName, paused: bool) -> Result<QueueInfo, StoreError> {
+        let name = name.clone();
+        self.writer
+            .write(move |conn| queue::set_paused(conn, system_now(), &name, paused))
+            .await
+    }
+
+    async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| queue::dead_requeue(conn, system_now(), &selection))
+            .await
+    }
+
+    async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
+        self.writer.write(move |conn| queue::dead_purge(conn, &selection)).await
+    }
+}

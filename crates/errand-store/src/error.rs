@@ -1,0 +1,48 @@
+//! Errors a store reports. Driver errors never leak: each backend maps its own into these.
+
+/// What went wrong in a store operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The job, queue or other record does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for, e.g. `job 0190…`.
+        what: String,
+    },
+    /// The operation does not fit the record's current state (cancel a finished job, …).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The lease token is not the job's current lease (it expired, or another worker holds
+    /// the job now). Fencing: nothing was changed.
+    #[error("lease lost: the lease token does not hold job {job}")]
+    LeaseLost {
+        /// The job the stale token named.
+        job: String,
+    },
+    /// The input breaks a rule the store enforces.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The store cannot be reached or refused to work (disk full, connection lost). The
+    /// operation may be retried; nothing half-done was kept.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back; a bug or a corrupted record.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Shorthand for a missing job.
+    pub fn job_not_found(id: impl std::fmt::Display) -> Self {
+        StoreError::NotFound {
+            what: format!("job {id}"),
+        }
+    }
+
+    /// Shorthand for a missing queue.
+    pub fn queue_not_found(name: impl std::fmt::Display) -> Self {
+        StoreError::NotFound {
+            what: format!("queue {name}"),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The storage seam of errand.
+//!
+//! [`Store`] is one wide trait with one method per database operation, named noun first
+//! (`job_insert_many`, `job_claim`, `queue_set_paused`). Methods are batch-shaped (one job is a
+//! batch of one) and take parameter structs, so a new backend is one new implementation and
+//! nothing else changes. Every backend passes the [`conformance`] suite; when behaviour
+//! changes, the suite changes first.
+//!
+//! All lease and schedule arithmetic happens on the store's clock, never a node's.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod params;
+mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::StoreError;
+pub use params::*;
+pub use store::{SharedStore, Store};

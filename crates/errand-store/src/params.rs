@@ -1,0 +1,144 @@
+//! Parameter and result structs of the [`Store`](crate::Store) methods.
+
+use std::time::Duration;
+
+use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, NewJob, Progress, QueueName, RetryPolicy};
+use serde_json::Value;
+
+/// Input of [`Store::job_insert_many`](crate::Store::job_insert_many).
+#[derive(Debug, Clone)]
+pub struct JobInsertManyParams {
+    /// The jobs, all inserted or none.
+    pub jobs: Vec<NewJob>,
+    /// How long an idempotency key keeps deduplicating.
+    pub idempotency_window: Duration,
+}
+
+/// One answer of [`Store::job_insert_many`](crate::Store::job_insert_many), in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertedJob {
+    /// The stored job: the new one, or the earlier one an idempotency key pointed to.
+    pub job: Job,
+    /// False when an earlier job with the same idempotency key was returned instead.
+    pub inserted: bool,
+}
+
+/// Input of [`Store::job_list`](crate::Store::job_list). Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobListParams {
+    /// Only this queue.
+    pub queue: Option<QueueName>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<JobKind>,
+    /// Only jobs carrying this tag.
+    pub tag: Option<String>,
+    /// Cursor: only jobs older than this one.
+    pub before: Option<JobId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Input of [`Store::job_claim`](crate::Store::job_claim).
+#[derive(Debug, Clone)]
+pub struct JobClaimParams {
+    /// The queue to take from.
+    pub queue: QueueName,
+    /// Who claims; shown on the job and its attempt.
+    pub worker: String,
+    /// At most this many jobs.
+    pub max: u32,
+    /// How long the lease lasts before the job returns to the queue.
+    pub lease: Duration,
+    /// Only these kinds; empty means any.
+    pub kinds: Vec<JobKind>,
+}
+
+/// A claimed job and the fencing token of its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    /// The job, now `running`.
+    pub job: Job,
+    /// Needed to heartbeat, complete or fail it.
+    pub lease_token: LeaseToken,
+}
+
+/// Input of [`Store::job_heartbeat`](crate::Store::job_heartbeat).
+#[derive(Debug, Clone)]
+pub struct JobHeartbeatParams {
+    /// The job.
+    pub id: JobId,
+    /// The current lease's token.
+    pub lease_token: LeaseToken,
+    /// New lease length from now; `None` keeps the length the claim asked for.
+    pub lease: Option<Duration>,
+    /// Progress to record.
+    pub progress: Option<Progress>,
+    /// Checkpoint to save durably; a retry starts from it.
+    pub checkpoint: Option<Value>,
+}
+
+/// One way a worker ends an attempt.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// The attempt succeeded.
+    Complete {
+        /// The job.
+        id: JobId,
+        /// The current lease's token.
+        lease_token: LeaseToken,
+        /// What the handler returned.
+        result: Option<Value>,
+    },
+    /// The attempt failed.
+    Fail {
+        /// The job.
+        id: JobId,
+        /// The current lease's token.
+        lease_token: LeaseToken,
+        /// Why.
+        error: String,
+        /// Wait this long before the next attempt instead of the backoff.
+        retry_in: Option<Duration>,
+        /// Do not retry: the job is dead now.
+        dead: bool,
+    },
+}
+
+impl Settlement {
+    /// The job this settles.
+    pub fn id(&self) -> JobId {
+        match self {
+            Settlement::Complete { id, .. } | Settlement::Fail { id, .. } => *id,
+        }
+    }
+}
+
+/// Input of [`Store::job_settle_many`](crate::Store::job_settle_many).
+#[derive(Debug, Clone)]
+pub struct JobSettleManyParams {
+    /// Each settles one job; each is fenced on its own.
+    pub settlements: Vec<Settlement>,
+    /// Backoff for failures that name no `retry_in`.
+    pub retry_policy: RetryPolicy,
+}
+
+/// Input of [`Store::job_rescue_expired`](crate::Store::job_rescue_expired).
+#[derive(Debug, Clone)]
+pub struct JobRescueParams {
+    /// At most this many jobs per call, to keep transactions short.
+    pub limit: u32,
+    /// Backoff for attempts that outlived their timeout.
+    pub retry_policy: RetryPolicy,
+}
+
+/// Which dead jobs a bulk operation touches.
+#[derive(Debug, Clone, Default)]
+pub struct DeadSelection {
+    /// Only this queue; `None` means every queue.
+    pub queue: Option<QueueName>,
+    /// Only these jobs; empty means every dead job (of the queue).
+    pub ids: Vec<JobId>,
+}
+

@@ -1,0 +1,82 @@
+//! The [`Store`] trait.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use errand_core::{Attempt, Job, JobId, QueueInfo, QueueName};
+
+use crate::{
+    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams,
+    JobListParams, JobRescueParams, JobSettleManyParams, StoreError,
+};
+
+/// A store shared by the engine, the server and maintenance services.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Durable storage of jobs and queues. Every write is durable when the method returns `Ok`.
+///
+/// Every method reports failures as [`StoreError`]; the errors named under a method are the
+/// ones its callers should expect besides [`StoreError::Unavailable`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the store is reachable and writable.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts jobs atomically: all or none. A job whose idempotency key matches a job
+    /// inserted within the window is not inserted; the earlier job is returned instead.
+    /// Queues named by the jobs come into being.
+    async fn job_insert_many(&self, params: JobInsertManyParams) -> Result<Vec<InsertedJob>, StoreError>;
+
+    /// One job. Errors: `NotFound`.
+    async fn job_get(&self, id: JobId) -> Result<Job, StoreError>;
+
+    /// A page of jobs, newest first.
+    async fn job_list(&self, params: JobListParams) -> Result<Vec<Job>, StoreError>;
+
+    /// Leases up to `max` ready jobs of a queue (highest priority, then oldest `run_at`),
+    /// counting an attempt for each. A paused queue yields nothing.
+    async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Extends a lease and records progress and checkpoint. Errors: `NotFound`, `LeaseLost`.
+    async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError>;
+
+    /// Completes and fails many jobs in one transaction. Each settlement is fenced on its own
+    /// lease token; the inner results say, in input order, which took effect.
+    async fn job_settle_many(
+        &self,
+        params: JobSettleManyParams,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError>;
+
+    /// Cancels a job that has not finished. Errors: `NotFound`, `Conflict` when it finished.
+    async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError>;
+
+    /// Makes a dead, cancelled or retry-waiting job available now, granting one more attempt
+    /// when it had none left. Errors: `NotFound`, `Conflict` when it is running, ready or
+    /// succeeded.
+    async fn job_retry(&self, id: JobId) -> Result<Job, StoreError>;
+
+    /// A job's attempts, first first. Errors: `NotFound`.
+    async fn job_attempt_list(&self, id: JobId) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Returns running jobs whose lease expired to the queue (or to `dead` when no attempts
+    /// are left), and fails attempts that outlived their timeout. Returns the changed jobs.
+    async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError>;
+
+    /// Moves scheduled jobs whose `run_at` has come to `available`; returns their queues.
+    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError>;
+
+    /// Every known queue with its counts.
+    async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError>;
+
+    /// One queue. Errors: `NotFound`.
+    async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError>;
+
+    /// Pauses or resumes a queue. Errors: `NotFound`.
+    async fn queue_set_paused(&self, name: &QueueName, paused: bool) -> Result<QueueInfo, StoreError>;
+
+    /// Makes selected dead jobs available again with one more attempt; returns how many.
+    async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError>;
+
+    /// Deletes selected dead jobs and their attempts; returns how many.
+    async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError>;
+}
