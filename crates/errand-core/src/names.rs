@@ -36,7 +36,10 @@ impl QueueName {
         {
             return Err(ValidationError::new(
                 "queue",
-                format!("`{}` is not allowed in a queue name (use A-Z a-z 0-9 _ - . :)", bad.escape_default()),
+                format!(
+                    "`{}` is not allowed in a queue name (use A-Z a-z 0-9 _ - . :)",
+                    bad.escape_default()
+                ),
             ));
         }
         Ok(Self(name.to_string()))

@@ -12,9 +12,7 @@ use crate::ValidationError;
 /// `scheduled` → `available` → `running` → `succeeded`, or on failure back to `scheduled`
 /// (a retry waits for its backoff) until no attempts are left: then `dead`. `cancelled` ends a
 /// job that should not run. `blocked` waits for something else (a workflow step, a session).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waits for its `run_at` (a delayed job, or a retry after backoff).
@@ -60,7 +58,10 @@ impl JobState {
 
     /// True once the job will not run again by itself.
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Dead | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Dead | JobState::Cancelled
+        )
     }
 }
 

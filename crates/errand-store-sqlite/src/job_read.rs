@@ -38,8 +38,9 @@ pub(crate) fn list(conn: &Connection, p: &JobListParams) -> QResult<Vec<Job>> {
         format!("WHERE {}", clauses.join(" AND "))
     };
     args.push(SqlValue::Integer(i64::from(p.limit)));
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?"
+    ))?;
     query_jobs(&mut stmt, rusqlite::params_from_iter(args))
 }
 

@@ -21,7 +21,13 @@ pub(crate) fn close_attempt(
         "UPDATE job_attempts SET finished_at = ?1, outcome = ?2, error = ?3 \
          WHERE job_id = ?4 AND attempt = ?5",
     )?
-    .execute(params![now, outcome.as_str(), error, id.as_bytes().as_slice(), attempt])?;
+    .execute(params![
+        now,
+        outcome.as_str(),
+        error,
+        id.as_bytes().as_slice(),
+        attempt
+    ])?;
     Ok(())
 }
 
@@ -77,7 +83,14 @@ pub(crate) fn fail_running(
     ))?;
     let job = query_jobs(
         &mut stmt,
-        params![now, retry.state.as_str(), retry.run_at, error, finished, id.as_bytes().as_slice()],
+        params![
+            now,
+            retry.state.as_str(),
+            retry.run_at,
+            error,
+            finished,
+            id.as_bytes().as_slice()
+        ],
     )?
     .pop()
     .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
@@ -106,7 +119,12 @@ pub(crate) fn settle_one(
             ))?;
             let job = query_jobs(
                 &mut stmt,
-                params![now, json_text(result), id.as_bytes().as_slice(), lease_token.as_bytes().as_slice()],
+                params![
+                    now,
+                    json_text(result),
+                    id.as_bytes().as_slice(),
+                    lease_token.as_bytes().as_slice()
+                ],
             )?
             .pop()
             .ok_or_else(|| fenced(conn, *id))?;
@@ -132,7 +150,15 @@ pub(crate) fn settle_one(
                 .optional()?;
             let (attempt, max_attempts) = held.ok_or_else(|| fenced(conn, *id))?;
             let retry = after_failure(now, attempt, max_attempts, *retry_in, *dead, policy);
-            fail_running(conn, now, *id, attempt, &retry, AttemptOutcome::Failed, error)
+            fail_running(
+                conn,
+                now,
+                *id,
+                attempt,
+                &retry,
+                AttemptOutcome::Failed,
+                error,
+            )
         }
     }
 }
@@ -154,7 +180,14 @@ pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> 
         .pop()
         .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
     if job.state == JobState::Running {
-        close_attempt(conn, now, id, job.attempt, AttemptOutcome::Cancelled, Some("cancelled"))?;
+        close_attempt(
+            conn,
+            now,
+            id,
+            job.attempt,
+            AttemptOutcome::Cancelled,
+            Some("cancelled"),
+        )?;
     }
     Ok(cancelled)
 }
@@ -166,7 +199,10 @@ pub(crate) const REVIVE: &str = "state = 'available', run_at = ?1, finished_at =
 /// Runs a dead, cancelled or retry-waiting job again now.
 pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
     let job = load_job(conn, id)?;
-    if !matches!(job.state, JobState::Dead | JobState::Cancelled | JobState::Scheduled) {
+    if !matches!(
+        job.state,
+        JobState::Dead | JobState::Cancelled | JobState::Scheduled
+    ) {
         return Err(Fault::Store(StoreError::Conflict(format!(
             "job {id} is {}; only dead, cancelled or scheduled jobs can be retried",
             job.state

@@ -64,7 +64,8 @@ pub(crate) fn insert_many(
             JobState::Available
         };
         let timeout_ms = job.timeout.map(duration_ms);
-        let tags = serde_json::to_string(&job.tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let tags =
+            serde_json::to_string(&job.tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
         insert.execute(params![
             job.id.as_bytes().as_slice(),
             job.kind.as_str(),
@@ -77,7 +78,9 @@ pub(crate) fn insert_many(
             timeout_ms,
             tags,
             job.idempotency_key,
-            job.idempotency_key.as_ref().map(|_| now.saturating_add(window)),
+            job.idempotency_key
+                .as_ref()
+                .map(|_| now.saturating_add(window)),
             now,
         ])?;
         out.push(InsertedJob {
@@ -93,7 +96,9 @@ pub(crate) fn insert_many(
 fn live_duplicate(conn: &Connection, key: &str, now: Millis) -> QResult<Option<Job>> {
     let found: Option<(Vec<u8>, Millis)> = conn
         .prepare_cached("SELECT id, idempotency_expires_at FROM jobs WHERE idempotency_key = ?1")?
-        .query_row([key], |r| Ok((r.get(0)?, r.get::<_, Option<Millis>>(1)?.unwrap_or(0))))
+        .query_row([key], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<Millis>>(1)?.unwrap_or(0)))
+        })
         .optional()?;
     let Some((id, expires_at)) = found else {
         return Ok(None);
@@ -110,7 +115,13 @@ fn live_duplicate(conn: &Connection, key: &str, now: Millis) -> QResult<Option<J
     Ok(None)
 }
 
-fn new_job_view(job: NewJob, state: JobState, run_at: Millis, timeout_ms: Option<Millis>, now: Millis) -> Job {
+fn new_job_view(
+    job: NewJob,
+    state: JobState,
+    run_at: Millis,
+    timeout_ms: Option<Millis>,
+    now: Millis,
+) -> Job {
     let created = to_timestamp(now);
     Job {
         id: job.id,
@@ -139,7 +150,11 @@ fn new_job_view(job: NewJob, state: JobState, run_at: Millis, timeout_ms: Option
 }
 
 /// Leases up to `max` ready jobs of one queue and opens an attempt for each.
-pub(crate) fn claim(conn: &Connection, now: Millis, p: &JobClaimParams) -> QResult<Vec<ClaimedJob>> {
+pub(crate) fn claim(
+    conn: &Connection,
+    now: Millis,
+    p: &JobClaimParams,
+) -> QResult<Vec<ClaimedJob>> {
     let paused: Option<bool> = conn
         .prepare_cached("SELECT paused FROM queues WHERE name = ?1")?
         .query_row([p.queue.as_str()], |r| r.get(0))
@@ -164,16 +179,34 @@ pub(crate) fn claim(conn: &Connection, now: Millis, p: &JobClaimParams) -> QResu
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let kinds_json = serde_json::Value::from(
-        p.kinds.iter().map(|k| k.as_str().to_string()).collect::<Vec<_>>(),
+        p.kinds
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect::<Vec<_>>(),
     )
     .to_string();
-    let base = params![now, p.queue.as_str(), p.worker, token.as_bytes().as_slice(), lease_ms, p.max];
+    let base = params![
+        now,
+        p.queue.as_str(),
+        p.worker,
+        token.as_bytes().as_slice(),
+        lease_ms,
+        p.max
+    ];
     let mut jobs = if p.kinds.is_empty() {
         query_jobs(&mut stmt, base)?
     } else {
         query_jobs(
             &mut stmt,
-            params![now, p.queue.as_str(), p.worker, token.as_bytes().as_slice(), lease_ms, p.max, kinds_json],
+            params![
+                now,
+                p.queue.as_str(),
+                p.worker,
+                token.as_bytes().as_slice(),
+                lease_ms,
+                p.max,
+                kinds_json
+            ],
         )?
     };
     jobs.sort_by(|a, b| {
@@ -187,7 +220,12 @@ pub(crate) fn claim(conn: &Connection, now: Millis, p: &JobClaimParams) -> QResu
          VALUES (?1, ?2, ?3, ?4, 'running')",
     )?;
     for job in &jobs {
-        open_attempt.execute(params![job.id.as_bytes().as_slice(), job.attempt, p.worker, now])?;
+        open_attempt.execute(params![
+            job.id.as_bytes().as_slice(),
+            job.attempt,
+            p.worker,
+            now
+        ])?;
     }
     Ok(jobs
         .into_iter()
@@ -202,7 +240,9 @@ pub(crate) fn claim(conn: &Connection, now: Millis, p: &JobClaimParams) -> QResu
 /// `LeaseLost` otherwise.
 pub(crate) fn fenced(conn: &Connection, id: errand_core::JobId) -> Fault {
     match load_job(conn, id) {
-        Ok(_) => Fault::Store(StoreError::LeaseLost { job: id.to_string() }),
+        Ok(_) => Fault::Store(StoreError::LeaseLost {
+            job: id.to_string(),
+        }),
         Err(e) => e,
     }
 }

@@ -19,7 +19,11 @@ struct Stuck {
 }
 
 /// Returns expired leases to the queue and fails attempts past their timeout.
-pub(crate) fn rescue_expired(conn: &Connection, now: Millis, p: &JobRescueParams) -> QResult<Vec<Job>> {
+pub(crate) fn rescue_expired(
+    conn: &Connection,
+    now: Millis,
+    p: &JobRescueParams,
+) -> QResult<Vec<Job>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, attempt, max_attempts, lease_expires_at <= ?1, timeout_ms FROM jobs INDEXED BY jobs_leases \
          WHERE state = 'running' AND (lease_expires_at <= ?1 \
@@ -31,8 +35,9 @@ pub(crate) fn rescue_expired(conn: &Connection, now: Millis, p: &JobRescueParams
     while let Some(row) = rows.next()? {
         let id: Vec<u8> = row.get(0)?;
         stuck.push(Stuck {
-            id: JobId::from_slice(&id)
-                .ok_or_else(|| Fault::Store(StoreError::Corrupt("job id is not 16 bytes".into())))?,
+            id: JobId::from_slice(&id).ok_or_else(|| {
+                Fault::Store(StoreError::Corrupt("job id is not 16 bytes".into()))
+            })?,
             attempt: row.get(1)?,
             max_attempts: row.get(2)?,
             lease_expired: row.get(3)?,
@@ -44,7 +49,14 @@ pub(crate) fn rescue_expired(conn: &Connection, now: Millis, p: &JobRescueParams
     for s in stuck {
         let job = if s.lease_expired {
             // The worker vanished: the job goes back at once; the attempt still counts.
-            let retry = after_failure(now, s.attempt, s.max_attempts, Some(Default::default()), false, &p.retry_policy);
+            let retry = after_failure(
+                now,
+                s.attempt,
+                s.max_attempts,
+                Some(Default::default()),
+                false,
+                &p.retry_policy,
+            );
             fail_running(
                 conn,
                 now,
@@ -57,7 +69,15 @@ pub(crate) fn rescue_expired(conn: &Connection, now: Millis, p: &JobRescueParams
         } else {
             let retry = after_failure(now, s.attempt, s.max_attempts, None, false, &p.retry_policy);
             let message = format!("timed out after {} ms", s.timeout_ms.unwrap_or_default());
-            fail_running(conn, now, s.id, s.attempt, &retry, AttemptOutcome::TimedOut, &message)?
+            fail_running(
+                conn,
+                now,
+                s.id,
+                s.attempt,
+                &retry,
+                AttemptOutcome::TimedOut,
+                &message,
+            )?
         };
         changed.push(job);
     }

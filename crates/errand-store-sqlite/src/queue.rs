@@ -10,7 +10,11 @@ use crate::fault::{Fault, QResult};
 use crate::job_settle::REVIVE;
 
 /// Reads every queue, or one, with counts per state and the age of the oldest ready job.
-pub(crate) fn list(conn: &Connection, now: Millis, only: Option<&QueueName>) -> QResult<Vec<QueueInfo>> {
+pub(crate) fn list(
+    conn: &Connection,
+    now: Millis,
+    only: Option<&QueueName>,
+) -> QResult<Vec<QueueInfo>> {
     let filter = only.map(|q| q.as_str().to_string());
     let mut queues: BTreeMap<String, QueueInfo> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
@@ -19,7 +23,8 @@ pub(crate) fn list(conn: &Connection, now: Millis, only: Option<&QueueName>) -> 
     let mut rows = stmt.query([&filter])?;
     while let Some(row) = rows.next()? {
         let name: String = row.get(0)?;
-        let parsed = QueueName::parse(&name).map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string())))?;
+        let parsed = QueueName::parse(&name)
+            .map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string())))?;
         queues.insert(
             name,
             QueueInfo {
@@ -60,7 +65,12 @@ pub(crate) fn list(conn: &Connection, now: Millis, only: Option<&QueueName>) -> 
 }
 
 /// Pauses or resumes a queue.
-pub(crate) fn set_paused(conn: &Connection, now: Millis, name: &QueueName, paused: bool) -> QResult<QueueInfo> {
+pub(crate) fn set_paused(
+    conn: &Connection,
+    now: Millis,
+    name: &QueueName,
+    paused: bool,
+) -> QResult<QueueInfo> {
     let changed = conn
         .prepare_cached("UPDATE queues SET paused = ?2 WHERE name = ?1")?
         .execute(params![name.as_str(), paused])?;
@@ -78,7 +88,8 @@ const DEAD_SELECTION: &str = "state = 'dead' AND (:queue IS NULL OR queue = :que
 
 fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<String>) {
     let ids = (!sel.ids.is_empty()).then(|| {
-        serde_json::Value::from(sel.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()).to_string()
+        serde_json::Value::from(sel.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>())
+            .to_string()
     });
     (sel.queue.as_ref().map(|q| q.as_str().to_string()), ids)
 }

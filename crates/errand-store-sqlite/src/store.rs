@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use errand_core::time::system_now;
 use errand_core::{Attempt, Job, JobId, QueueInfo, QueueName};
 use errand_store::{
-    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams,
-    JobListParams, JobRescueParams, JobSettleManyParams, Store, StoreError,
+    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -43,7 +43,8 @@ pub struct SqliteStore {
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_error)?;
     // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, which is
     // what makes an acknowledged write survive a power cut, not only a process crash.
     conn.execute_batch(
@@ -78,7 +79,8 @@ impl SqliteStore {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(db_error)?;
-            r.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_error)?;
+            r.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(db_error)?;
             r.set_prepared_statement_cache_capacity(64);
             readers.push(r);
         }
@@ -92,21 +94,30 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.writer.write(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.writer
+            .write(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
-    async fn job_insert_many(&self, params: JobInsertManyParams) -> Result<Vec<InsertedJob>, StoreError> {
+    async fn job_insert_many(
+        &self,
+        params: JobInsertManyParams,
+    ) -> Result<Vec<InsertedJob>, StoreError> {
         self.writer
             .write(move |conn| job_write::insert_many(conn, system_now(), params))
             .await
     }
 
     async fn job_get(&self, id: JobId) -> Result<Job, StoreError> {
-        self.readers.read(move |conn| job_row::load_job(conn, id)).await
+        self.readers
+            .read(move |conn| job_row::load_job(conn, id))
+            .await
     }
 
     async fn job_list(&self, params: JobListParams) -> Result<Vec<Job>, StoreError> {
-        self.readers.read(move |conn| job_read::list(conn, &params)).await
+        self.readers
+            .read(move |conn| job_read::list(conn, &params))
+            .await
     }
 
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
@@ -146,15 +157,21 @@ impl Store for SqliteStore {
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError> {
-        self.writer.write(move |conn| job_settle::cancel(conn, system_now(), id)).await
+        self.writer
+            .write(move |conn| job_settle::cancel(conn, system_now(), id))
+            .await
     }
 
     async fn job_retry(&self, id: JobId) -> Result<Job, StoreError> {
-        self.writer.write(move |conn| job_settle::retry(conn, system_now(), id)).await
+        self.writer
+            .write(move |conn| job_settle::retry(conn, system_now(), id))
+            .await
     }
 
     async fn job_attempt_list(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
-        self.readers.read(move |conn| job_read::attempts(conn, id)).await
+        self.readers
+            .read(move |conn| job_read::attempts(conn, id))
+            .await
     }
 
     async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError> {
@@ -170,7 +187,9 @@ impl Store for SqliteStore {
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        self.readers.read(|conn| queue::list(conn, system_now(), None)).await
+        self.readers
+            .read(|conn| queue::list(conn, system_now(), None))
+            .await
     }
 
     async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
@@ -184,7 +203,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn queue_set_paused(&self, name: &QueueName, paused: bool) -> Result<QueueInfo, StoreError> {
+    async fn queue_set_paused(
+        &self,
+        name: &QueueName,
+        paused: bool,
+    ) -> Result<QueueInfo, StoreError> {
         let name = name.clone();
         self.writer
             .write(move |conn| queue::set_paused(conn, system_now(), &name, paused))
@@ -198,6 +221,8 @@ impl Store for SqliteStore {
     }
 
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        self.writer.write(move |conn| queue::dead_purge(conn, &selection)).await
+        self.writer
+            .write(move |conn| queue::dead_purge(conn, &selection))
+            .await
     }
 }

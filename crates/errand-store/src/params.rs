@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, NewJob, Progress, QueueName, RetryPolicy};
+use errand_core::{
+    Job, JobId, JobKind, JobState, LeaseToken, NewJob, Progress, QueueName, RetryPolicy,
+};
 use serde_json::Value;
 
 /// Input of [`Store::job_insert_many`](crate::Store::job_insert_many).
@@ -141,4 +143,3 @@ pub struct DeadSelection {
     /// Only these jobs; empty means every dead job (of the queue).
     pub ids: Vec<JobId>,
 }
-

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use errand_core::{Attempt, Job, JobId, QueueInfo, QueueName};
 
 use crate::{
-    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams,
-    JobListParams, JobRescueParams, JobSettleManyParams, StoreError,
+    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -25,7 +25,10 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts jobs atomically: all or none. A job whose idempotency key matches a job
     /// inserted within the window is not inserted; the earlier job is returned instead.
     /// Queues named by the jobs come into being.
-    async fn job_insert_many(&self, params: JobInsertManyParams) -> Result<Vec<InsertedJob>, StoreError>;
+    async fn job_insert_many(
+        &self,
+        params: JobInsertManyParams,
+    ) -> Result<Vec<InsertedJob>, StoreError>;
 
     /// One job. Errors: `NotFound`.
     async fn job_get(&self, id: JobId) -> Result<Job, StoreError>;
@@ -72,7 +75,11 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError>;
 
     /// Pauses or resumes a queue. Errors: `NotFound`.
-    async fn queue_set_paused(&self, name: &QueueName, paused: bool) -> Result<QueueInfo, StoreError>;
+    async fn queue_set_paused(
+        &self,
+        name: &QueueName,
+        paused: bool,
+    ) -> Result<QueueInfo, StoreError>;
 
     /// Makes selected dead jobs available again with one more attempt; returns how many.
     async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError>;
