@@ -1,0 +1,208 @@
+//! Enqueue requests and their validation into [`NewJob`].
+
+use errand_core::duration::FlexDuration;
+use errand_core::job::RunAt;
+use errand_core::limits::{DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_LABEL_LEN, MAX_MAX_ATTEMPTS, MAX_TAGS, PRIORITY_RANGE};
+use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Limits the server applies to enqueued jobs.
+#[derive(Debug, Clone, Copy)]
+pub struct EnqueueLimits {
+    /// Largest payload, as serialised JSON bytes.
+    pub max_payload_bytes: usize,
+}
+
+/// One job to enqueue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// Which handler runs it.
+    pub kind: String,
+    /// Queue; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// The handler's input (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// -1000 to 1000, higher first; 0 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Run no earlier than this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub run_at: Option<jiff::Timestamp>,
+    /// Run no earlier than this long from now (`"30s"` or milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FlexDuration>,
+    /// Attempts before the job is dead; 25 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Longest one attempt may run (`"5m"` or milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<FlexDuration>,
+    /// Labels to search by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Deduplicates enqueues within the server's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+fn label(field: &str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() || value.len() > MAX_LABEL_LEN {
+        return Err(ValidationError::new(field, format!("must have 1 to {MAX_LABEL_LEN} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ValidationError::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Refuses NUL characters anywhere in a JSON value: no store can keep them in every place
+/// (PostgreSQL's `jsonb` refuses `\u0000`), so none accepts them.
+fn reject_nul(field: &str, v: &Value) -> Result<(), ValidationError> {
+    let bad = match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => return items.iter().try_for_each(|i| reject_nul(field, i)),
+        Value::Object(map) => {
+            for (k, val) in map {
+                if k.contains('\0') {
+                    return Err(ValidationError::new(field, "must not contain NUL characters (\\u0000)"));
+                }
+                reject_nul(field, val)?;
+            }
+            false
+        }
+        _ => false,
+    };
+    if bad {
+        return Err(ValidationError::new(field, "must not contain NUL characters (\\u0000)"));
+    }
+    Ok(())
+}
+
+impl EnqueueRequest {
+    /// A request for `kind` with everything else defaulted.
+    pub fn new(kind: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field and builds the job to store.
+    ///
+    /// # Errors
+    /// The first field that breaks a rule.
+    pub fn into_new_job(self, limits: &EnqueueLimits) -> Result<NewJob, ValidationError> {
+        let kind = JobKind::parse(&self.kind)?;
+        let queue = match &self.queue {
+            Some(q) => QueueName::parse(q)?,
+            None => QueueName::default_queue(),
+        };
+        let payload = self.payload.unwrap_or_else(|| Value::Object(Default::default()));
+        reject_nul("payload", &payload)?;
+        let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > limits.max_payload_bytes {
+            return Err(ValidationError::new(
+                "payload",
+                format!("is {size} bytes; the limit is {} bytes", limits.max_payload_bytes),
+            ));
+        }
+        let priority = self.priority.unwrap_or(0);
+        if !PRIORITY_RANGE.contains(&priority) {
+            return Err(ValidationError::new(
+                "priority",
+                format!("must be between {} and {}", PRIORITY_RANGE.start(), PRIORITY_RANGE.end()),
+            ));
+        }
+        let run_at = match (self.run_at, self.delay) {
+            (Some(_), Some(_)) => {
+                return Err(ValidationError::new("delay", "give run_at or delay, not both"));
+            }
+            (Some(t), None) => RunAt::At(t.as_millisecond()),
+            (None, Some(d)) => RunAt::After(d.0),
+            (None, None) => RunAt::Now,
+        };
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !(1..=MAX_MAX_ATTEMPTS).contains(&max_attempts) {
+            return Err(ValidationError::new(
+                "max_attempts",
+                format!("must be between 1 and {MAX_MAX_ATTEMPTS}"),
+            ));
+        }
+        if let Some(t) = self.timeout {
+            if t.0.is_zero() {
+                return Err(ValidationError::new("timeout", "must be longer than zero"));
+            }
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(ValidationError::new("tags", format!("at most {MAX_TAGS} tags")));
+        }
+        for (i, t) in self.tags.iter().enumerate() {
+            label(&format!("tags[{i}]"), t)?;
+        }
+        if let Some(k) = &self.idempotency_key {
+            label("idempotency_key", k)?;
+        }
+        Ok(NewJob {
+            id: JobId::new(),
+            kind,
+            queue,
+            payload,
+            priority,
+            run_at,
+            max_attempts,
+            timeout: self.timeout.map(|t| t.0),
+            tags: self.tags,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
+/// Many jobs, stored atomically.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEnqueueRequest {
+    /// 1 to 10,000 jobs.
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+impl BatchEnqueueRequest {
+    /// Validates every job; the first bad one names its index.
+    ///
+    /// # Errors
+    /// The first job that breaks a rule, as `jobs[i].field`.
+    pub fn into_new_jobs(self, limits: &EnqueueLimits) -> Result<Vec<NewJob>, ValidationError> {
+        if self.jobs.is_empty() || self.jobs.len() > MAX_BATCH {
+            return Err(ValidationError::new("jobs", format!("a batch has 1 to {MAX_BATCH} jobs")));
+        }
+        self.jobs
+            .into_iter()
+            .enumerate()
+            .map(|(i, j)| j.into_new_job(limits).map_err(|e| e.within(&format!("jobs[{i}]"))))
+            .collect()
+    }
+}
+
+/// One job of a batch answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EnqueuedJob {
+    /// Its id.
+    pub id: JobId,
+    /// Its state.
+    pub state: JobState,
+    /// False when an idempotency key returned an earlier job.
+    pub inserted: bool,
+}
+
+/// The answer to a batch enqueue, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchEnqueueResponse {
+    /// One entry per requested job.
+    pub jobs: Vec<EnqueuedJob>,
+    /// How many were new.
+    pub inserted: usize,
+}

@@ -1,0 +1,21 @@
+//! The wire format of errand's HTTP API: request bodies, responses and the error shape.
+//!
+//! The server deserialises these and the client serialises them, so both sides agree by
+//! construction. Domain values ([`Job`](errand_core::Job), [`QueueInfo`](errand_core::QueueInfo))
+//! travel as they are.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod enqueue;
+mod error_body;
+mod jobs;
+mod queues;
+mod worker;
+
+pub use enqueue::{BatchEnqueueRequest, BatchEnqueueResponse, EnqueueLimits, EnqueueRequest, EnqueuedJob};
+pub use error_body::{ErrorBody, ErrorDetail};
+pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
+pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
+pub use worker::{
+    ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, SettleCompletion, SettleFailure, SettleRequest, SettleResponse, SettleResult,
+};

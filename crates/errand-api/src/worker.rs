@@ -1,0 +1,202 @@
+//! The remote worker protocol: claim, heartbeat, complete, fail, settle.
+
+use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /v1/queues/{queue}/claim`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Who claims; shown on jobs and attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// At most this many jobs, 1 to 1000 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Long-poll this many milliseconds when no job is ready (at most 60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// Lease length in milliseconds (100 to 86400000, default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Only these kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+}
+
+/// A claimed job as a worker needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClaimedJobView {
+    /// Its id.
+    pub id: JobId,
+    /// Which handler runs it.
+    pub kind: JobKind,
+    /// Its queue.
+    pub queue: QueueName,
+    /// The input.
+    pub payload: Value,
+    /// This attempt, 1 for the first.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Longest this attempt may run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The last checkpoint: resume from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Value>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Send with heartbeat, complete and fail.
+    pub lease_token: LeaseToken,
+    /// When the lease ends unless renewed.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub lease_expires_at: Option<jiff::Timestamp>,
+}
+
+impl ClaimedJobView {
+    /// The worker's view of a claimed job.
+    pub fn new(job: Job, lease_token: LeaseToken) -> Self {
+        Self {
+            id: job.id,
+            kind: job.kind,
+            queue: job.queue,
+            payload: job.payload,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            timeout_ms: job.timeout_ms,
+            checkpoint: job.checkpoint,
+            tags: job.tags,
+            lease_token,
+            lease_expires_at: job.lease_expires_at,
+        }
+    }
+}
+
+/// The claimed jobs; empty when none was ready within the wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClaimResponse {
+    /// In claim order.
+    pub jobs: Vec<ClaimedJobView>,
+}
+
+/// `POST /v1/jobs/{id}/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The lease's token.
+    pub lease_token: LeaseToken,
+    /// New lease length from now; the claim's length when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Progress to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// State to resume from on a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Value>,
+}
+
+/// The renewed lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HeartbeatResponse {
+    /// When the lease now ends.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub lease_expires_at: Option<jiff::Timestamp>,
+    /// The job's state (`running`).
+    pub state: JobState,
+}
+
+/// `POST /v1/jobs/{id}/complete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The lease's token.
+    pub lease_token: LeaseToken,
+    /// What the handler returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// `POST /v1/jobs/{id}/fail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    /// The lease's token.
+    pub lease_token: LeaseToken,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Retry after this many milliseconds instead of the backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+    /// Do not retry: the job is dead now.
+    #[serde(default)]
+    pub dead: bool,
+}
+
+/// One completion in a settle call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleCompletion {
+    /// The job.
+    pub id: JobId,
+    /// The lease's token.
+    pub lease_token: LeaseToken,
+    /// What the handler returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// One failure in a settle call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleFailure {
+    /// The job.
+    pub id: JobId,
+    /// The lease's token.
+    pub lease_token: LeaseToken,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Retry after this many milliseconds instead of the backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+    /// Do not retry.
+    #[serde(default)]
+    pub dead: bool,
+}
+
+/// `POST /v1/jobs/settle`: many completions and failures in one call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleRequest {
+    /// Jobs that succeeded.
+    #[serde(default)]
+    pub completions: Vec<SettleCompletion>,
+    /// Jobs that failed.
+    #[serde(default)]
+    pub failures: Vec<SettleFailure>,
+}
+
+/// How one settlement went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SettleResult {
+    /// The job.
+    pub id: JobId,
+    /// Its new state, when the settlement took effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    /// Why it did not (e.g. `lease_lost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorDetail>,
+}
+
+/// Completions first, then failures, each in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SettleResponse {
+    /// One per settlement.
+    pub results: Vec<SettleResult>,
+}

@@ -1,0 +1,34 @@
+//! Engine settings.
+
+use std::time::Duration;
+
+use errand_core::RetryPolicy;
+
+/// How the engine behaves; the defaults suit most deployments.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Backoff for failures that name no delay.
+    pub retry_policy: RetryPolicy,
+    /// How long an idempotency key deduplicates enqueues.
+    pub idempotency_window: Duration,
+    /// How often expired leases and timed-out attempts are looked for. Half a second keeps
+    /// a crashed worker's jobs waiting at most that long past their lease.
+    pub rescue_interval: Duration,
+    /// How often due scheduled jobs are made available: the precision of `run_at`.
+    pub schedule_interval: Duration,
+    /// A waiting claim re-checks the store at least this often, in case a wake-up was
+    /// missed (another process wrote to the store).
+    pub claim_recheck: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            retry_policy: RetryPolicy::default(),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            rescue_interval: Duration::from_millis(500),
+            schedule_interval: Duration::from_millis(100),
+            claim_recheck: Duration::from_secs(1),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! [`Engine`]: the operations of errand, with the wake-ups and events they imply.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, QueueInfo, QueueName};
+use errand_store::{
+    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams,
+    JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
+};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::job_events::JobEvent;
+use crate::queue_waker::QueueWaker;
+use crate::EngineConfig;
+
+/// Events buffered per subscriber before a slow one starts missing some (it then re-reads
+/// the store, so a miss costs a query, not a wrong answer).
+const EVENT_BUFFER: usize = 8192;
+
+/// A claim, possibly waiting for work.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Queue to take from.
+    pub queue: QueueName,
+    /// Who claims.
+    pub worker: String,
+    /// At most this many jobs.
+    pub max: u32,
+    /// Lease length.
+    pub lease: Duration,
+    /// Only these kinds (empty: any).
+    pub kinds: Vec<JobKind>,
+    /// Wait this long for work when none is ready.
+    pub wait: Duration,
+}
+
+/// The job engine. Clone the `Arc` to share it.
+pub struct Engine {
+    store: SharedStore,
+    config: EngineConfig,
+    waker: QueueWaker,
+    events: broadcast::Sender<JobEvent>,
+    shutdown: CancellationToken,
+}
+
+impl Engine {
+    /// An engine over `store`.
+    pub fn new(store: SharedStore, config: EngineConfig) -> Arc<Self> {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Arc::new(Self {
+            store,
+            config,
+            waker: QueueWaker::default(),
+            events,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The store underneath, for reads that need no engine logic.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Cancelled when the engine shuts down: waiting claims and waits return at once.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Subscribes to job state changes in this process.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn publish(&self, job: &Job) {
+        // No subscriber is not an error.
+        let _ = self.events.send(JobEvent {
+            id: job.id,
+            queue: job.queue.clone(),
+            state: job.state,
+        });
+        if job.state == JobState::Available {
+            self.waker.wake(&job.queue);
+        }
+    }
+
+    pub(crate) fn wake(&self, queue: &QueueName) {
+        self.waker.wake(queue);
+    }
+
+    /// Stores jobs atomically and wakes the workers of their queues.
+    ///
+    /// # Errors
+    /// The store's error; nothing was stored.
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertedJob>, StoreError> {
+        let out = self
+            .store
+            .job_insert_many(JobInsertManyParams {
+                jobs,
+                idempotency_window: self.config.idempotency_window,
+            })
+            .await?;
+        let mut woken: Vec<&QueueName> = Vec::new();
+        for r in out.iter().filter(|r| r.inserted) {
+            if r.job.state == JobState::Available && !woken.contains(&&r.job.queue) {
+                woken.push(&r.job.queue);
+                self.waker.wake(&r.job.queue);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims ready jobs, waiting up to `wait` for some to appear.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+        let deadline = Instant::now() + req.wait;
+        let notifier = self.waker.notifier(&req.queue);
+        let params = JobClaimParams {
+            queue: req.queue,
+            worker: req.worker,
+            max: req.max,
+            lease: req.lease,
+            kinds: req.kinds,
+        };
+        loop {
+            let notified = notifier.notified();
+            tokio::pin!(notified);
+            // Registered before the claim: a wake-up between claim and wait is not lost.
+            notified.as_mut().enable();
+            let jobs = self.store.job_claim(params.clone()).await?;
+            let now = Instant::now();
+            if !jobs.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
+                return Ok(jobs);
+            }
+            let recheck = (now + self.config.claim_recheck).min(deadline);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(recheck) => {}
+                _ = self.shutdown.cancelled() => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    /// Extends a lease and records progress and checkpoint.
+    ///
+    /// # Errors
+    /// `NotFound`, `LeaseLost`, or the store's error.
+    pub async fn heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
+        self.store.job_heartbeat(params).await
+    }
+
+    /// Settles many attempts in one store call; each entry is fenced on its own.
+    ///
+    /// # Errors
+    /// The store's error for the whole call; per-entry errors are in the list.
+    pub async fn settle_many(&self, settlements: Vec<Settlement>) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        let out = self
+            .store
+            .job_settle_many(JobSettleManyParams {
+                settlements,
+                retry_policy: self.config.retry_policy,
+            })
+            .await?;
+        for job in out.iter().flatten() {
+            self.publish(job);
+        }
+        Ok(out)
+    }
+
+    /// Settles one attempt.
+    ///
+    /// # Errors
+    /// `NotFound`, `LeaseLost`, or the store's error.
+    pub async fn settle(&self, settlement: Settlement) -> Result<Job, StoreError> {
+        self.settle_many(vec![settlement])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("the store answered no settlement".into())))
+    }
+
+    /// Cancels a job that has not finished.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict`, or the store's error.
+    pub async fn cancel(&self, id: JobId) -> Result<Job, StoreError> {
+        let job = self.store.job_cancel(id).await?;
+        self.publish(&job);
+        Ok(job)
+    }
+
+    /// Runs a dead, cancelled or waiting job again now.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict`, or the store's error.
+    pub async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
+        let job = self.store.job_retry(id).await?;
+        self.publish(&job);
+        Ok(job)
+    }
+
+    /// A job; with `wait`, waits until it reaches a final state or the wait ends.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn job(&self, id: JobId, wait: Duration) -> Result<Job, StoreError> {
+        let deadline = Instant::now() + wait;
+        let mut events = self.events.subscribe();
+        loop {
+            let job = self.store.job_get(id).await?;
+            let now = Instant::now();
+            if job.state.is_final() || now >= deadline || self.shutdown.is_cancelled() {
+                return Ok(job);
+            }
+            let recheck = (now + self.config.claim_recheck).min(deadline);
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(ev) if ev.id != id => continue,
+                        // Ours, or we lagged or the channel closed: read the store again.
+                        _ => break,
+                    },
+                    _ = tokio::time::sleep_until(recheck) => break,
+                    _ = self.shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+
+    /// A page of jobs, newest first.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn list(&self, params: JobListParams) -> Result<Vec<Job>, StoreError> {
+        self.store.job_list(params).await
+    }
+
+    /// A job's attempts.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
+        self.store.job_attempt_list(id).await
+    }
+
+    /// Pauses or resumes a queue; resuming wakes its workers.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<QueueInfo, StoreError> {
+        let info = self.store.queue_set_paused(queue, paused).await?;
+        if !paused {
+            self.waker.wake(queue);
+        }
+        Ok(info)
+    }
+
+    /// Makes selected dead jobs available again.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn dead_requeue(&self, selection: DeadSelection) -> Result<u64, StoreError> {
+        let n = self.store.dead_requeue_many(selection).await?;
+        if n > 0 {
+            self.waker.wake_all();
+        }
+        Ok(n)
+    }
+
+    /// Stops waiting claims and waits; maintenance services stop on their own token.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,17 @@
+//! The engine: everything errand does with jobs, over any [`Store`](errand_store::Store).
+//!
+//! The server and in-process callers go through [`Engine`], never the store directly, so
+//! that every change that makes work ready wakes the workers waiting for it, and every
+//! job that ends wakes those waiting for its result. Long-running services live in
+//! [`maintenance`] and stop on a cancellation token.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod engine;
+mod job_events;
+pub mod maintenance;
+mod queue_waker;
+
+pub use config::EngineConfig;
+pub use engine::{ClaimRequest, Engine};
+pub use job_events::JobEvent;

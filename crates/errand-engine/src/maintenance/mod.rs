@@ -1,0 +1,45 @@
+//! Services that keep jobs moving without anyone asking: each runs on an interval until
+//! its cancellation token fires, and is tracked so shutdown can wait for it.
+
+mod job_rescuer;
+mod job_scheduler;
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::Engine;
+
+pub use job_rescuer::rescue_once;
+pub use job_scheduler::schedule_once;
+
+/// Starts every maintenance service; they stop when `token` is cancelled.
+pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    set.spawn(job_rescuer::run(engine.clone(), token.clone()));
+    set.spawn(job_scheduler::run(engine, token));
+    set
+}
+
+/// Runs `tick` every `every` until `token` fires; errors are logged, not fatal, because a
+/// store that is briefly unavailable must not stop maintenance for good.
+async fn every<F, Fut>(name: &'static str, every: std::time::Duration, token: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, errand_store::StoreError>>,
+{
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        match tick().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(service = name, changed = n, "maintenance pass"),
+            Err(e) => tracing::warn!(service = name, error = %e, "maintenance pass failed"),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! errand's HTTP server: the `/v1` API over the engine, `/healthz`, `/readyz`, and the
+//! OpenAPI document at `/v1/openapi.json`, which is built from the same route table that
+//! serves requests, so the two cannot drift apart.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+mod state;
+
+pub use error::ApiError;
+pub use state::{AppState, ServerLimits};
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// The whole HTTP application, and the OpenAPI document describing it.
+pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let body_limit = state.limits.max_request_bytes;
+    let (router, api) = routes::router().split_for_parts();
+    let doc = api.clone();
+    let router = router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .with_state(state);
+    (router, api)
+}

@@ -1,0 +1,181 @@
+//! `/v1/jobs`: enqueue, read, cancel, retry.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use errand_api::{
+    AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, EnqueueRequest, EnqueuedJob, ErrorBody, JobListQuery,
+    JobPage, JobWaitQuery,
+};
+use errand_core::limits::MAX_WAIT_MS;
+use errand_core::{duration, Job, JobKind, JobState, QueueName};
+use errand_store::JobListParams;
+
+use crate::extract::{job_id, ApiJson, ApiPath, ApiQuery};
+use crate::{ApiError, AppState};
+
+/// Header that carries an idempotency key, as payment APIs use it.
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// Default and largest page of a listing.
+pub(crate) const DEFAULT_PAGE: u32 = 100;
+pub(crate) const MAX_PAGE: u32 = 1000;
+
+fn created_or_found(inserted: bool) -> StatusCode {
+    if inserted {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// Enqueues one job. 201 when new; 200 with the earlier job when its idempotency key
+/// (body field or `Idempotency-Key` header) was seen within the window.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body = EnqueueRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplicates the enqueue")),
+    responses(
+        (status = 201, description = "Stored durably", body = Job),
+        (status = 200, description = "An earlier job with the same idempotency key", body = Job),
+        (status = 400, description = "Bad input; nothing stored", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Store unavailable; nothing acknowledged", body = ErrorBody)))]
+pub(crate) async fn enqueue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(mut req): ApiJson<EnqueueRequest>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    if let Some(h) = headers.get(IDEMPOTENCY_HEADER) {
+        let key = h
+            .to_str()
+            .map_err(|_| ApiError::invalid("Idempotency-Key header: must be visible ASCII"))?
+            .to_string();
+        match &req.idempotency_key {
+            Some(body_key) if *body_key != key => {
+                return Err(ApiError::invalid(
+                    "idempotency_key: the body and the Idempotency-Key header disagree",
+                ));
+            }
+            _ => req.idempotency_key = Some(key),
+        }
+    }
+    let job = req.into_new_job(&state.enqueue_limits())?;
+    let mut out = state.engine.enqueue_many(vec![job]).await?;
+    let first = out
+        .pop()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "store answered nothing"))?;
+    Ok((created_or_found(first.inserted), Json(first.job)))
+}
+
+/// Enqueues many jobs atomically: all are stored or none.
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
+    request_body = BatchEnqueueRequest,
+    responses(
+        (status = 201, description = "Stored durably", body = BatchEnqueueResponse),
+        (status = 200, description = "Every job was an idempotent repeat", body = BatchEnqueueResponse),
+        (status = 400, description = "Bad input (the first bad job is named); nothing stored", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody)))]
+pub(crate) async fn enqueue_batch(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<BatchEnqueueRequest>,
+) -> Result<(StatusCode, Json<BatchEnqueueResponse>), ApiError> {
+    let jobs = req.into_new_jobs(&state.enqueue_limits())?;
+    let out = state.engine.enqueue_many(jobs).await?;
+    let inserted = out.iter().filter(|r| r.inserted).count();
+    let jobs = out
+        .into_iter()
+        .map(|r| EnqueuedJob {
+            id: r.job.id,
+            state: r.job.state,
+            inserted: r.inserted,
+        })
+        .collect();
+    Ok((created_or_found(inserted > 0), Json(BatchEnqueueResponse { jobs, inserted })))
+}
+
+/// Lists jobs, newest first, with filters and a cursor.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(JobListQuery),
+    responses((status = 200, description = "A page", body = JobPage), (status = 400, description = "Bad filter", body = ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<JobListQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    let params = list_params(q)?;
+    Ok(Json(page(&state, params).await?))
+}
+
+/// Turns listing query parameters into store parameters.
+pub(crate) fn list_params(q: JobListQuery) -> Result<JobListParams, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit: must be between 1 and {MAX_PAGE}")));
+    }
+    Ok(JobListParams {
+        queue: q.queue.as_deref().map(QueueName::parse).transpose()?,
+        state: q.state.as_deref().map(str::parse::<JobState>).transpose()?,
+        kind: q.kind.as_deref().map(JobKind::parse).transpose()?,
+        tag: q.tag,
+        before: q.cursor.as_deref().map(job_id).transpose()?,
+        limit,
+    })
+}
+
+/// Reads a page and its cursor.
+pub(crate) async fn page(state: &AppState, params: JobListParams) -> Result<JobPage, ApiError> {
+    let limit = params.limit as usize;
+    let jobs = state.engine.list(params).await?;
+    let next_cursor = (jobs.len() == limit).then(|| jobs.last().map(|j| j.id)).flatten();
+    Ok(JobPage { jobs, next_cursor })
+}
+
+/// One job; `?wait=30s` long-polls until it ends.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), JobWaitQuery),
+    responses((status = 200, description = "The job", body = Job), (status = 404, description = "No such job", body = ErrorBody)))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<JobWaitQuery>,
+) -> Result<Json<Job>, ApiError> {
+    let id = job_id(&id)?;
+    let wait = match q.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(w) => duration::parse("wait", w)?,
+    };
+    if wait > Duration::from_millis(MAX_WAIT_MS) {
+        return Err(ApiError::invalid(format!("wait: at most {} ms", MAX_WAIT_MS)));
+    }
+    Ok(Json(state.engine.job(id, wait).await?))
+}
+
+/// Cancels a job that has not finished; a running job's worker loses its lease.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "Cancelled", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)))]
+pub(crate) async fn cancel(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.engine.cancel(job_id(&id)?).await?))
+}
+
+/// Runs a dead, cancelled or retry-waiting job again now (one more attempt if it had none).
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "Available again", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Running, ready or succeeded", body = ErrorBody)))]
+pub(crate) async fn retry(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.engine.retry(job_id(&id)?).await?))
+}
+
+/// A job's attempts.
+#[utoipa::path(get, path = "/v1/jobs/{id}/attempts", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "Attempts, first first", body = AttemptList), (status = 404, body = ErrorBody)))]
+pub(crate) async fn attempts(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<AttemptList>, ApiError> {
+    Ok(Json(AttemptList {
+        attempts: state.engine.attempts(job_id(&id)?).await?,
+    }))
+}

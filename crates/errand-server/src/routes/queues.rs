@@ -1,0 +1,45 @@
+//! `/v1/queues`: counts, pause and resume.
+
+use axum::extract::State;
+use axum::Json;
+use errand_api::{ErrorBody, QueueList};
+use errand_core::{QueueInfo, QueueName};
+
+use crate::extract::ApiPath;
+use crate::{ApiError, AppState};
+
+/// Every queue with its counts per state and the age of its oldest ready job.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    responses((status = 200, description = "Queues by name", body = QueueList)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
+    Ok(Json(QueueList {
+        queues: state.engine.store().queue_list().await?,
+    }))
+}
+
+/// One queue.
+#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    responses((status = 200, description = "The queue", body = QueueInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<QueueInfo>, ApiError> {
+    let name = QueueName::parse(&name)?;
+    Ok(Json(state.engine.store().queue_get(&name).await?))
+}
+
+/// Stops handing out the queue's jobs; enqueues still land.
+#[utoipa::path(post, path = "/v1/queues/{queue}/pause", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    responses((status = 200, description = "Paused", body = QueueInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn pause(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<QueueInfo>, ApiError> {
+    let name = QueueName::parse(&name)?;
+    Ok(Json(state.engine.set_paused(&name, true).await?))
+}
+
+/// Hands out the queue's jobs again.
+#[utoipa::path(post, path = "/v1/queues/{queue}/resume", tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    responses((status = 200, description = "Resumed", body = QueueInfo), (status = 404, body = ErrorBody)))]
+pub(crate) async fn resume(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<QueueInfo>, ApiError> {
+    let name = QueueName::parse(&name)?;
+    Ok(Json(state.engine.set_paused(&name, false).await?))
+}

@@ -1,0 +1,215 @@
+//! The remote worker protocol.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use errand_api::{
+    ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, ErrorBody, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, SettleRequest, SettleResponse, SettleResult,
+};
+use errand_core::limits::{DEFAULT_LEASE_MS, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
+use errand_core::{Job, JobKind, QueueName};
+use errand_store::{JobHeartbeatParams, Settlement};
+
+use crate::extract::{job_id, ApiJson, ApiPath, OptionalJson};
+use crate::{ApiError, AppState};
+
+/// Longest worker name; it is shown, not parsed.
+const MAX_WORKER_LEN: usize = 255;
+
+fn lease(field: &str, ms: u64) -> Result<Duration, ApiError> {
+    if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&ms) {
+        return Err(ApiError::invalid(format!(
+            "{field}: must be between {MIN_LEASE_MS} and {MAX_LEASE_MS}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Leases up to `max` ready jobs of the queue, long-polling up to `wait_ms` for work.
+#[utoipa::path(post, path = "/v1/queues/{queue}/claim", tag = "workers",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body = ClaimRequest,
+    responses((status = 200, description = "Claimed jobs (maybe none)", body = ClaimResponse), (status = 400, body = ErrorBody)))]
+pub(crate) async fn claim(
+    State(state): State<AppState>,
+    ApiPath(queue): ApiPath<String>,
+    OptionalJson(req): OptionalJson<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    let queue = QueueName::parse(&queue)?;
+    let max = req.max.unwrap_or(1);
+    if !(1..=MAX_CLAIM).contains(&max) {
+        return Err(ApiError::invalid(format!("max: must be between 1 and {MAX_CLAIM}")));
+    }
+    let wait_ms = req.wait_ms.unwrap_or(0);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::invalid(format!("wait_ms: at most {MAX_WAIT_MS}")));
+    }
+    let worker = req.worker.unwrap_or_else(|| "anonymous".into());
+    if worker.is_empty() || worker.len() > MAX_WORKER_LEN || worker.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "worker: 1 to {MAX_WORKER_LEN} characters, no control characters"
+        )));
+    }
+    let kinds = req
+        .kinds
+        .iter()
+        .map(|k| JobKind::parse(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let claimed = state
+        .engine
+        .claim(errand_engine::ClaimRequest {
+            queue,
+            worker,
+            max,
+            lease: lease("lease_ms", req.lease_ms.unwrap_or(DEFAULT_LEASE_MS))?,
+            kinds,
+            wait: Duration::from_millis(wait_ms),
+        })
+        .await?;
+    Ok(Json(ClaimResponse {
+        jobs: claimed
+            .into_iter()
+            .map(|c| ClaimedJobView::new(c.job, c.lease_token))
+            .collect(),
+    }))
+}
+
+/// Extends the lease; may carry progress and a checkpoint. 409 `lease_lost` when the token
+/// no longer holds the job: stop working on it.
+#[utoipa::path(post, path = "/v1/jobs/{id}/heartbeat", tag = "workers",
+    params(("id" = String, Path, description = "Job id")),
+    request_body = HeartbeatRequest,
+    responses((status = 200, description = "Lease renewed", body = HeartbeatResponse), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost", body = ErrorBody)))]
+pub(crate) async fn heartbeat(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    if let Some(p) = req.progress.as_ref().and_then(|p| p.percent) {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(ApiError::invalid("progress.percent: must be between 0 and 100"));
+        }
+    }
+    let job = state
+        .engine
+        .heartbeat(JobHeartbeatParams {
+            id: job_id(&id)?,
+            lease_token: req.lease_token,
+            lease: req.lease_ms.map(|ms| lease("lease_ms", ms)).transpose()?,
+            progress: req.progress,
+            checkpoint: req.checkpoint,
+        })
+        .await?;
+    Ok(Json(HeartbeatResponse {
+        lease_expires_at: job.lease_expires_at,
+        state: job.state,
+    }))
+}
+
+/// Completes the job with a result.
+#[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "workers",
+    params(("id" = String, Path, description = "Job id")),
+    request_body = CompleteRequest,
+    responses((status = 200, description = "Succeeded", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody)))]
+pub(crate) async fn complete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> Result<Json<Job>, ApiError> {
+    let job = state
+        .engine
+        .settle(Settlement::Complete {
+            id: job_id(&id)?,
+            lease_token: req.lease_token,
+            result: req.result,
+        })
+        .await?;
+    Ok(Json(job))
+}
+
+fn failure(
+    id: errand_core::JobId,
+    lease_token: errand_core::LeaseToken,
+    error: Option<String>,
+    retry_in_ms: Option<u64>,
+    dead: bool,
+) -> Settlement {
+    Settlement::Fail {
+        id,
+        lease_token,
+        error: error.unwrap_or_else(|| "failed".into()),
+        retry_in: retry_in_ms.map(Duration::from_millis),
+        dead,
+    }
+}
+
+/// Fails the attempt: the job retries after a backoff (or `retry_in_ms`), or is dead when no
+/// attempts are left or `dead` is true.
+#[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
+    params(("id" = String, Path, description = "Job id")),
+    request_body = FailRequest,
+    responses((status = 200, description = "Scheduled for retry, or dead", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody)))]
+pub(crate) async fn fail(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<FailRequest>,
+) -> Result<Json<Job>, ApiError> {
+    let job = state
+        .engine
+        .settle(failure(job_id(&id)?, req.lease_token, req.error, req.retry_in_ms, req.dead))
+        .await?;
+    Ok(Json(job))
+}
+
+/// Settles many jobs in one call; each entry is fenced on its own token and answered in
+/// order (completions first, then failures).
+#[utoipa::path(post, path = "/v1/jobs/settle", tag = "workers",
+    request_body = SettleRequest,
+    responses((status = 200, description = "Per-entry outcomes", body = SettleResponse), (status = 400, body = ErrorBody)))]
+pub(crate) async fn settle(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SettleRequest>,
+) -> Result<Json<SettleResponse>, ApiError> {
+    let total = req.completions.len() + req.failures.len();
+    if total == 0 || total > MAX_CLAIM as usize * 10 {
+        return Err(ApiError::invalid(format!(
+            "settle 1 to {} jobs per call",
+            MAX_CLAIM * 10
+        )));
+    }
+    let mut settlements: Vec<Settlement> = req
+        .completions
+        .into_iter()
+        .map(|c| Settlement::Complete {
+            id: c.id,
+            lease_token: c.lease_token,
+            result: c.result,
+        })
+        .collect();
+    settlements.extend(
+        req.failures
+            .into_iter()
+            .map(|f| failure(f.id, f.lease_token, f.error, f.retry_in_ms, f.dead)),
+    );
+    let ids: Vec<_> = settlements.iter().map(Settlement::id).collect();
+    let out = state.engine.settle_many(settlements).await?;
+    let results = ids
+        .into_iter()
+        .zip(out)
+        .map(|(id, r)| match r {
+            Ok(job) => SettleResult {
+                id,
+                state: Some(job.state),
+                error: None,
+            },
+            Err(e) => SettleResult {
+                id,
+                state: None,
+                error: Some(ApiError::from(e).detail()),
+            },
+        })
+        .collect();
+    Ok(Json(SettleResponse { results }))
+}
