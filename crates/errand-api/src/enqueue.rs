@@ -2,7 +2,9 @@
 
 use errand_core::duration::FlexDuration;
 use errand_core::job::RunAt;
-use errand_core::limits::{DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_LABEL_LEN, MAX_MAX_ATTEMPTS, MAX_TAGS, PRIORITY_RANGE};
+use errand_core::limits::{
+    DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_LABEL_LEN, MAX_MAX_ATTEMPTS, MAX_TAGS, PRIORITY_RANGE,
+};
 use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -52,10 +54,16 @@ pub struct EnqueueRequest {
 
 fn label(field: &str, value: &str) -> Result<(), ValidationError> {
     if value.is_empty() || value.len() > MAX_LABEL_LEN {
-        return Err(ValidationError::new(field, format!("must have 1 to {MAX_LABEL_LEN} characters")));
+        return Err(ValidationError::new(
+            field,
+            format!("must have 1 to {MAX_LABEL_LEN} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(ValidationError::new(field, "must not contain control characters"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -69,7 +77,10 @@ fn reject_nul(field: &str, v: &Value) -> Result<(), ValidationError> {
         Value::Object(map) => {
             for (k, val) in map {
                 if k.contains('\0') {
-                    return Err(ValidationError::new(field, "must not contain NUL characters (\\u0000)"));
+                    return Err(ValidationError::new(
+                        field,
+                        "must not contain NUL characters (\\u0000)",
+                    ));
                 }
                 reject_nul(field, val)?;
             }
@@ -78,7 +89,10 @@ fn reject_nul(field: &str, v: &Value) -> Result<(), ValidationError> {
         _ => false,
     };
     if bad {
-        return Err(ValidationError::new(field, "must not contain NUL characters (\\u0000)"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters (\\u0000)",
+        ));
     }
     Ok(())
 }
@@ -102,25 +116,39 @@ impl EnqueueRequest {
             Some(q) => QueueName::parse(q)?,
             None => QueueName::default_queue(),
         };
-        let payload = self.payload.unwrap_or_else(|| Value::Object(Default::default()));
+        let payload = self
+            .payload
+            .unwrap_or_else(|| Value::Object(Default::default()));
         reject_nul("payload", &payload)?;
-        let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&payload)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > limits.max_payload_bytes {
             return Err(ValidationError::new(
                 "payload",
-                format!("is {size} bytes; the limit is {} bytes", limits.max_payload_bytes),
+                format!(
+                    "is {size} bytes; the limit is {} bytes",
+                    limits.max_payload_bytes
+                ),
             ));
         }
         let priority = self.priority.unwrap_or(0);
         if !PRIORITY_RANGE.contains(&priority) {
             return Err(ValidationError::new(
                 "priority",
-                format!("must be between {} and {}", PRIORITY_RANGE.start(), PRIORITY_RANGE.end()),
+                format!(
+                    "must be between {} and {}",
+                    PRIORITY_RANGE.start(),
+                    PRIORITY_RANGE.end()
+                ),
             ));
         }
         let run_at = match (self.run_at, self.delay) {
             (Some(_), Some(_)) => {
-                return Err(ValidationError::new("delay", "give run_at or delay, not both"));
+                return Err(ValidationError::new(
+                    "delay",
+                    "give run_at or delay, not both",
+                ));
             }
             (Some(t), None) => RunAt::At(t.as_millisecond()),
             (None, Some(d)) => RunAt::After(d.0),
@@ -139,7 +167,10 @@ impl EnqueueRequest {
             }
         }
         if self.tags.len() > MAX_TAGS {
-            return Err(ValidationError::new("tags", format!("at most {MAX_TAGS} tags")));
+            return Err(ValidationError::new(
+                "tags",
+                format!("at most {MAX_TAGS} tags"),
+            ));
         }
         for (i, t) in self.tags.iter().enumerate() {
             label(&format!("tags[{i}]"), t)?;
@@ -177,12 +208,18 @@ impl BatchEnqueueRequest {
     /// The first job that breaks a rule, as `jobs[i].field`.
     pub fn into_new_jobs(self, limits: &EnqueueLimits) -> Result<Vec<NewJob>, ValidationError> {
         if self.jobs.is_empty() || self.jobs.len() > MAX_BATCH {
-            return Err(ValidationError::new("jobs", format!("a batch has 1 to {MAX_BATCH} jobs")));
+            return Err(ValidationError::new(
+                "jobs",
+                format!("a batch has 1 to {MAX_BATCH} jobs"),
+            ));
         }
         self.jobs
             .into_iter()
             .enumerate()
-            .map(|(i, j)| j.into_new_job(limits).map_err(|e| e.within(&format!("jobs[{i}]"))))
+            .map(|(i, j)| {
+                j.into_new_job(limits)
+                    .map_err(|e| e.within(&format!("jobs[{i}]")))
+            })
             .collect()
     }
 }

@@ -11,11 +11,14 @@ mod jobs;
 mod queues;
 mod worker;
 
-pub use enqueue::{BatchEnqueueRequest, BatchEnqueueResponse, EnqueueLimits, EnqueueRequest, EnqueuedJob};
+pub use enqueue::{
+    BatchEnqueueRequest, BatchEnqueueResponse, EnqueueLimits, EnqueueRequest, EnqueuedJob,
+};
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use worker::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, SettleCompletion, SettleFailure, SettleRequest, SettleResponse, SettleResult,
+    HeartbeatResponse, SettleCompletion, SettleFailure, SettleRequest, SettleResponse,
+    SettleResult,
 };

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, QueueInfo, QueueName};
 use errand_store::{
-    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams,
-    JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
+    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
 };
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -162,7 +162,10 @@ impl Engine {
     ///
     /// # Errors
     /// The store's error for the whole call; per-entry errors are in the list.
-    pub async fn settle_many(&self, settlements: Vec<Settlement>) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    pub async fn settle_many(
+        &self,
+        settlements: Vec<Settlement>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         let out = self
             .store
             .job_settle_many(JobSettleManyParams {
@@ -184,7 +187,11 @@ impl Engine {
         self.settle_many(vec![settlement])
             .await?
             .pop()
-            .unwrap_or_else(|| Err(StoreError::Corrupt("the store answered no settlement".into())))
+            .unwrap_or_else(|| {
+                Err(StoreError::Corrupt(
+                    "the store answered no settlement".into(),
+                ))
+            })
     }
 
     /// Cancels a job that has not finished.
@@ -255,7 +262,11 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
-    pub async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<QueueInfo, StoreError> {
+    pub async fn set_paused(
+        &self,
+        queue: &QueueName,
+        paused: bool,
+    ) -> Result<QueueInfo, StoreError> {
         let info = self.store.queue_set_paused(queue, paused).await?;
         if !paused {
             self.waker.wake(queue);

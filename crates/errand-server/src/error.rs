@@ -48,7 +48,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.detail() };
+        let body = ErrorBody {
+            error: self.detail(),
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -63,9 +65,13 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let message = e.to_string();
         match e {
-            StoreError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            StoreError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
             StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            StoreError::LeaseLost { .. } => ApiError::new(StatusCode::CONFLICT, "lease_lost", message),
+            StoreError::LeaseLost { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "lease_lost", message)
+            }
             StoreError::Invalid(_) => ApiError::invalid(message),
             StoreError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -80,11 +86,18 @@ impl From<StoreError> for ApiError {
 
 /// Answer for paths no route serves.
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such endpoint: {}", uri.path()),
+    )
 }
 
 /// Answer for a known path with the wrong method.
-pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -100,5 +113,10 @@ pub(crate) fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into());
     tracing::error!(panic = %what, "handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
 }

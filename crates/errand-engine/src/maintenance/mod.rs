@@ -24,8 +24,12 @@ pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
 
 /// Runs `tick` every `every` until `token` fires; errors are logged, not fatal, because a
 /// store that is briefly unavailable must not stop maintenance for good.
-async fn every<F, Fut>(name: &'static str, every: std::time::Duration, token: CancellationToken, mut tick: F)
-where
+async fn every<F, Fut>(
+    name: &'static str,
+    every: std::time::Duration,
+    token: CancellationToken,
+    mut tick: F,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<usize, errand_store::StoreError>>,
 {

@@ -19,7 +19,9 @@ pub(crate) async fn list(
     ApiQuery(q): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
     if q.state.as_deref().is_some_and(|s| s != "dead") {
-        return Err(ApiError::invalid("state: the dead list holds only dead jobs"));
+        return Err(ApiError::invalid(
+            "state: the dead list holds only dead jobs",
+        ));
     }
     let mut params = list_params(q)?;
     params.state = Some(JobState::Dead);
@@ -58,6 +60,10 @@ pub(crate) async fn purge(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DeadSelectionRequest>,
 ) -> Result<Json<CountResponse>, ApiError> {
-    let count = state.engine.store().dead_purge_many(selection(req)?).await?;
+    let count = state
+        .engine
+        .store()
+        .dead_purge_many(selection(req)?)
+        .await?;
     Ok(Json(CountResponse { count }))
 }

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use errand_api::{
-    AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, EnqueueRequest, EnqueuedJob, ErrorBody, JobListQuery,
-    JobPage, JobWaitQuery,
+    AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, EnqueueRequest, EnqueuedJob, ErrorBody,
+    JobListQuery, JobPage, JobWaitQuery,
 };
 use errand_core::limits::MAX_WAIT_MS;
 use errand_core::{duration, Job, JobKind, JobState, QueueName};
@@ -63,9 +63,13 @@ pub(crate) async fn enqueue(
     }
     let job = req.into_new_job(&state.enqueue_limits())?;
     let mut out = state.engine.enqueue_many(vec![job]).await?;
-    let first = out
-        .pop()
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "store answered nothing"))?;
+    let first = out.pop().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "store answered nothing",
+        )
+    })?;
     Ok((created_or_found(first.inserted), Json(first.job)))
 }
 
@@ -92,7 +96,10 @@ pub(crate) async fn enqueue_batch(
             inserted: r.inserted,
         })
         .collect();
-    Ok((created_or_found(inserted > 0), Json(BatchEnqueueResponse { jobs, inserted })))
+    Ok((
+        created_or_found(inserted > 0),
+        Json(BatchEnqueueResponse { jobs, inserted }),
+    ))
 }
 
 /// Lists jobs, newest first, with filters and a cursor.
@@ -111,7 +118,9 @@ pub(crate) async fn list(
 pub(crate) fn list_params(q: JobListQuery) -> Result<JobListParams, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit: must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::invalid(format!(
+            "limit: must be between 1 and {MAX_PAGE}"
+        )));
     }
     Ok(JobListParams {
         queue: q.queue.as_deref().map(QueueName::parse).transpose()?,
@@ -127,7 +136,9 @@ pub(crate) fn list_params(q: JobListQuery) -> Result<JobListParams, ApiError> {
 pub(crate) async fn page(state: &AppState, params: JobListParams) -> Result<JobPage, ApiError> {
     let limit = params.limit as usize;
     let jobs = state.engine.list(params).await?;
-    let next_cursor = (jobs.len() == limit).then(|| jobs.last().map(|j| j.id)).flatten();
+    let next_cursor = (jobs.len() == limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
     Ok(JobPage { jobs, next_cursor })
 }
 
@@ -146,7 +157,10 @@ pub(crate) async fn get(
         Some(w) => duration::parse("wait", w)?,
     };
     if wait > Duration::from_millis(MAX_WAIT_MS) {
-        return Err(ApiError::invalid(format!("wait: at most {} ms", MAX_WAIT_MS)));
+        return Err(ApiError::invalid(format!(
+            "wait: at most {} ms",
+            MAX_WAIT_MS
+        )));
     }
     Ok(Json(state.engine.job(id, wait).await?))
 }
@@ -155,7 +169,10 @@ pub(crate) async fn get(
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, description = "Cancelled", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)))]
-pub(crate) async fn cancel(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Job>, ApiError> {
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(state.engine.cancel(job_id(&id)?).await?))
 }
 
@@ -163,7 +180,10 @@ pub(crate) async fn cancel(State(state): State<AppState>, ApiPath(id): ApiPath<S
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, description = "Available again", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Running, ready or succeeded", body = ErrorBody)))]
-pub(crate) async fn retry(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<Job>, ApiError> {
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(state.engine.retry(job_id(&id)?).await?))
 }
 

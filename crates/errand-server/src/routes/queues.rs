@@ -21,7 +21,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<QueueList
 #[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
     params(("queue" = String, Path, description = "Queue name")),
     responses((status = 200, description = "The queue", body = QueueInfo), (status = 404, body = ErrorBody)))]
-pub(crate) async fn get(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<QueueInfo>, ApiError> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<QueueInfo>, ApiError> {
     let name = QueueName::parse(&name)?;
     Ok(Json(state.engine.store().queue_get(&name).await?))
 }
@@ -30,7 +33,10 @@ pub(crate) async fn get(State(state): State<AppState>, ApiPath(name): ApiPath<St
 #[utoipa::path(post, path = "/v1/queues/{queue}/pause", tag = "queues",
     params(("queue" = String, Path, description = "Queue name")),
     responses((status = 200, description = "Paused", body = QueueInfo), (status = 404, body = ErrorBody)))]
-pub(crate) async fn pause(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<QueueInfo>, ApiError> {
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<QueueInfo>, ApiError> {
     let name = QueueName::parse(&name)?;
     Ok(Json(state.engine.set_paused(&name, true).await?))
 }
@@ -39,7 +45,10 @@ pub(crate) async fn pause(State(state): State<AppState>, ApiPath(name): ApiPath<
 #[utoipa::path(post, path = "/v1/queues/{queue}/resume", tag = "queues",
     params(("queue" = String, Path, description = "Queue name")),
     responses((status = 200, description = "Resumed", body = QueueInfo), (status = 404, body = ErrorBody)))]
-pub(crate) async fn resume(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Json<QueueInfo>, ApiError> {
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<QueueInfo>, ApiError> {
     let name = QueueName::parse(&name)?;
     Ok(Json(state.engine.set_paused(&name, false).await?))
 }

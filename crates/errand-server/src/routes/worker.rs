@@ -5,8 +5,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use errand_api::{
-    ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, ErrorBody, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, SettleRequest, SettleResponse, SettleResult,
+    ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, ErrorBody, FailRequest,
+    HeartbeatRequest, HeartbeatResponse, SettleRequest, SettleResponse, SettleResult,
 };
 use errand_core::limits::{DEFAULT_LEASE_MS, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
 use errand_core::{Job, JobKind, QueueName};
@@ -40,7 +40,9 @@ pub(crate) async fn claim(
     let queue = QueueName::parse(&queue)?;
     let max = req.max.unwrap_or(1);
     if !(1..=MAX_CLAIM).contains(&max) {
-        return Err(ApiError::invalid(format!("max: must be between 1 and {MAX_CLAIM}")));
+        return Err(ApiError::invalid(format!(
+            "max: must be between 1 and {MAX_CLAIM}"
+        )));
     }
     let wait_ms = req.wait_ms.unwrap_or(0);
     if wait_ms > MAX_WAIT_MS {
@@ -89,7 +91,9 @@ pub(crate) async fn heartbeat(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     if let Some(p) = req.progress.as_ref().and_then(|p| p.percent) {
         if !(0.0..=100.0).contains(&p) {
-            return Err(ApiError::invalid("progress.percent: must be between 0 and 100"));
+            return Err(ApiError::invalid(
+                "progress.percent: must be between 0 and 100",
+            ));
         }
     }
     let job = state
@@ -158,7 +162,13 @@ pub(crate) async fn fail(
 ) -> Result<Json<Job>, ApiError> {
     let job = state
         .engine
-        .settle(failure(job_id(&id)?, req.lease_token, req.error, req.retry_in_ms, req.dead))
+        .settle(failure(
+            job_id(&id)?,
+            req.lease_token,
+            req.error,
+            req.retry_in_ms,
+            req.dead,
+        ))
         .await?;
     Ok(Json(job))
 }

@@ -1,0 +1,276 @@
+//! [`Client`]: one method per endpoint.
+
+use errand_api::{
+    AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, ClaimRequest, ClaimResponse,
+    CompleteRequest, CountResponse, DeadSelectionRequest, EnqueueRequest, ErrorBody, FailRequest,
+    HeartbeatRequest, HeartbeatResponse, JobListQuery, JobPage, QueueList, SettleRequest,
+    SettleResponse,
+};
+use errand_core::{Job, JobId, QueueInfo};
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::ClientError;
+
+/// A connection-pooled client; clone it freely.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:7878`).
+    ///
+    /// # Errors
+    /// `BadUrl` when `base` is not an http URL.
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Self::with_http(base, http)
+    }
+
+    /// A client that shares an existing `reqwest` client.
+    ///
+    /// # Errors
+    /// `BadUrl` when `base` is not an http URL.
+    pub fn with_http(base: &str, http: reqwest::Client) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::BadUrl(format!(
+                "`{base}` must start with http:// or https://"
+            )));
+        }
+        Ok(Self { http, base })
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::Transport(format!("unreadable answer: {e}")));
+        }
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => ClientError::Api {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+            },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: "http".into(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            },
+        })
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    /// `POST /v1/jobs`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn enqueue(&self, req: &EnqueueRequest) -> Result<Job, ClientError> {
+        self.post("/v1/jobs", req).await
+    }
+
+    /// `POST /v1/jobs/batch`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn enqueue_batch(
+        &self,
+        req: &BatchEnqueueRequest,
+    ) -> Result<BatchEnqueueResponse, ClientError> {
+        self.post("/v1/jobs/batch", req).await
+    }
+
+    /// `GET /v1/jobs/{id}`, long-polling with `wait` (e.g. `"30s"`).
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn job(&self, id: JobId, wait: Option<&str>) -> Result<Job, ClientError> {
+        let mut req = self.request(Method::GET, &format!("/v1/jobs/{id}"));
+        if let Some(w) = wait {
+            req = req.query(&[("wait", w)]);
+        }
+        self.send(req).await
+    }
+
+    /// `GET /v1/jobs`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn jobs(&self, q: &JobListQuery) -> Result<JobPage, ClientError> {
+        self.send(self.request(Method::GET, "/v1/jobs").query(q))
+            .await
+    }
+
+    /// `POST /v1/jobs/{id}/cancel`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn cancel(&self, id: JobId) -> Result<Job, ClientError> {
+        self.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))
+            .await
+    }
+
+    /// `POST /v1/jobs/{id}/retry`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn retry(&self, id: JobId) -> Result<Job, ClientError> {
+        self.post(&format!("/v1/jobs/{id}/retry"), &serde_json::json!({}))
+            .await
+    }
+
+    /// `GET /v1/jobs/{id}/attempts`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn attempts(&self, id: JobId) -> Result<AttemptList, ClientError> {
+        self.get(&format!("/v1/jobs/{id}/attempts")).await
+    }
+
+    /// `POST /v1/queues/{queue}/claim`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn claim(
+        &self,
+        queue: &str,
+        req: &ClaimRequest,
+    ) -> Result<ClaimResponse, ClientError> {
+        self.post(&format!("/v1/queues/{queue}/claim"), req).await
+    }
+
+    /// `POST /v1/jobs/{id}/heartbeat`.
+    ///
+    /// # Errors
+    /// The server's error (`lease_lost`: stop working), or a transport failure.
+    pub async fn heartbeat(
+        &self,
+        id: JobId,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        self.post(&format!("/v1/jobs/{id}/heartbeat"), req).await
+    }
+
+    /// `POST /v1/jobs/{id}/complete`.
+    ///
+    /// # Errors
+    /// The server's error (`lease_lost`), or a transport failure.
+    pub async fn complete(&self, id: JobId, req: &CompleteRequest) -> Result<Job, ClientError> {
+        self.post(&format!("/v1/jobs/{id}/complete"), req).await
+    }
+
+    /// `POST /v1/jobs/{id}/fail`.
+    ///
+    /// # Errors
+    /// The server's error (`lease_lost`), or a transport failure.
+    pub async fn fail(&self, id: JobId, req: &FailRequest) -> Result<Job, ClientError> {
+        self.post(&format!("/v1/jobs/{id}/fail"), req).await
+    }
+
+    /// `POST /v1/jobs/settle`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn settle(&self, req: &SettleRequest) -> Result<SettleResponse, ClientError> {
+        self.post("/v1/jobs/settle", req).await
+    }
+
+    /// `GET /v1/queues`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn queues(&self) -> Result<QueueList, ClientError> {
+        self.get("/v1/queues").await
+    }
+
+    /// `GET /v1/queues/{queue}`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn queue(&self, queue: &str) -> Result<QueueInfo, ClientError> {
+        self.get(&format!("/v1/queues/{queue}")).await
+    }
+
+    /// `POST /v1/queues/{queue}/pause` or `/resume`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn set_paused(&self, queue: &str, paused: bool) -> Result<QueueInfo, ClientError> {
+        let verb = if paused { "pause" } else { "resume" };
+        self.post(
+            &format!("/v1/queues/{queue}/{verb}"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `GET /v1/dead`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn dead(&self, q: &JobListQuery) -> Result<JobPage, ClientError> {
+        self.send(self.request(Method::GET, "/v1/dead").query(q))
+            .await
+    }
+
+    /// `POST /v1/dead/requeue`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn dead_requeue(
+        &self,
+        sel: &DeadSelectionRequest,
+    ) -> Result<CountResponse, ClientError> {
+        self.post("/v1/dead/requeue", sel).await
+    }
+
+    /// `POST /v1/dead/purge`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn dead_purge(
+        &self,
+        sel: &DeadSelectionRequest,
+    ) -> Result<CountResponse, ClientError> {
+        self.post("/v1/dead/purge", sel).await
+    }
+
+    /// `GET /readyz`: true when the server and its store answer.
+    ///
+    /// # Errors
+    /// A transport failure.
+    pub async fn ready(&self) -> Result<bool, ClientError> {
+        let resp = self.request(Method::GET, "/readyz").send().await?;
+        Ok(resp.status().is_success())
+    }
+}

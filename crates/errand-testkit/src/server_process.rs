@@ -1,0 +1,168 @@
+//! A real `errand serve` child process.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use errand_client::Client;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// The process could not be spawned or talked to.
+    #[error("errand serve: {0}")]
+    Start(String),
+}
+
+/// A running `errand serve`. Killed (SIGKILL) when dropped, so a failing test leaves no
+/// process behind.
+pub struct ServerProcess {
+    child: Option<Child>,
+    binary: PathBuf,
+    data_dir: PathBuf,
+    extra_args: Vec<String>,
+    url: String,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl ServerProcess {
+    /// Starts `binary serve` on a fresh temporary data directory.
+    ///
+    /// # Errors
+    /// The process did not start or never became ready.
+    pub async fn start(binary: &Path) -> Result<Self, TestkitError> {
+        let temp = tempfile::tempdir().map_err(|e| TestkitError::Start(e.to_string()))?;
+        let dir = temp.path().to_path_buf();
+        let mut s = Self::start_in(binary, &dir, &[]).await?;
+        s._temp = Some(temp);
+        Ok(s)
+    }
+
+    /// Starts `binary serve` on `data_dir` with extra flags.
+    ///
+    /// # Errors
+    /// The process did not start or never became ready.
+    pub async fn start_in(
+        binary: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self, TestkitError> {
+        let mut s = Self {
+            child: None,
+            binary: binary.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            url: String::new(),
+            _temp: None,
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
+    async fn spawn(&mut self) -> Result<(), TestkitError> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env(
+                "ERRAND_LOG",
+                std::env::var("ERRAND_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| TestkitError::Start(e.to_string()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| TestkitError::Start("no stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| TestkitError::Start("no address printed within 30 s".into()))?
+            .map_err(|e| TestkitError::Start(e.to_string()))?
+            .ok_or_else(|| TestkitError::Start("exited before printing its address".into()))?;
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .ok_or_else(|| TestkitError::Start(format!("unexpected first line: {first}")))?
+            .to_string();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+        self.url = url;
+        let client = self.client()?;
+        for _ in 0..300 {
+            if client.ready().await.unwrap_or(false) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(TestkitError::Start("never became ready".into()))
+    }
+
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// A client for this server.
+    ///
+    /// # Errors
+    /// Never in practice: the URL is well-formed.
+    pub fn client(&self) -> Result<Client, TestkitError> {
+        Client::new(&self.url).map_err(|e| TestkitError::Start(e.to_string()))
+    }
+
+    /// `kill -9`: the process dies without any chance to flush or clean up.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        matches!(
+            tokio::time::timeout(Duration::from_secs(30), child.wait()).await,
+            Ok(Ok(status)) if status.success()
+        )
+    }
+
+    /// Starts the server again on the same data directory (a new port).
+    ///
+    /// # Errors
+    /// The process did not start or never became ready.
+    pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.kill9().await;
+        self.spawn().await
+    }
+}

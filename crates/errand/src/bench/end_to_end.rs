@@ -1,0 +1,92 @@
+//! End-to-end: producers enqueue in batches while HTTP workers claim in batches and settle
+//! each batch in one call. Throughput is jobs completed over the time until the last one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use errand_api::{
+    BatchEnqueueRequest, ClaimRequest, EnqueueRequest, SettleCompletion, SettleRequest,
+};
+use errand_client::Client;
+
+use super::stats::Figures;
+
+/// Workers polling the queue; enough to keep the server busy on two cores.
+const WORKERS: usize = 8;
+/// Jobs per claim and per settle call.
+const CLAIM_BATCH: u32 = 500;
+/// Jobs per enqueue call.
+const ENQUEUE_BATCH: usize = 1000;
+
+/// Runs `jobs` no-op jobs through the server.
+pub async fn run(client: &Client, jobs: usize) -> anyhow::Result<Figures> {
+    let done = Arc::new(AtomicU64::new(0));
+    let target = jobs as u64;
+    let start = Instant::now();
+    let producer = {
+        let c = client.clone();
+        tokio::spawn(async move {
+            let mut left = jobs;
+            while left > 0 {
+                let n = left.min(ENQUEUE_BATCH);
+                let req = BatchEnqueueRequest {
+                    jobs: (0..n)
+                        .map(|_| EnqueueRequest {
+                            queue: Some("e2e".into()),
+                            ..EnqueueRequest::new("noop")
+                        })
+                        .collect(),
+                };
+                c.enqueue_batch(&req).await?;
+                left -= n;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let c = client.clone();
+        let done = done.clone();
+        workers.push(tokio::spawn(async move {
+            let claim = ClaimRequest {
+                worker: Some(format!("bench-{w}")),
+                max: Some(CLAIM_BATCH),
+                wait_ms: Some(200),
+                lease_ms: Some(60_000),
+                kinds: vec![],
+            };
+            while done.load(Ordering::Relaxed) < target {
+                let got = c.claim("e2e", &claim).await?;
+                if got.jobs.is_empty() {
+                    continue;
+                }
+                let settle = SettleRequest {
+                    completions: got
+                        .jobs
+                        .iter()
+                        .map(|j| SettleCompletion {
+                            id: j.id,
+                            lease_token: j.lease_token,
+                            result: None,
+                        })
+                        .collect(),
+                    failures: vec![],
+                };
+                let out = c.settle(&settle).await?;
+                let ok = out.results.iter().filter(|r| r.error.is_none()).count() as u64;
+                done.fetch_add(ok, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    producer.await??;
+    for w in workers {
+        w.await??;
+    }
+    Ok(Figures {
+        jobs: done.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        latency: None,
+    })
+}

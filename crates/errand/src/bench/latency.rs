@@ -1,0 +1,96 @@
+//! Enqueue-to-start latency: one job every 1/rate seconds; workers wait in long-polling
+//! claims. Latency is from just before the enqueue request is sent to the moment a worker's
+//! claim returns the job, both read from one monotonic clock in this process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use errand_api::{ClaimRequest, EnqueueRequest, SettleCompletion, SettleRequest};
+use errand_client::Client;
+use tokio::sync::Mutex;
+
+use super::stats::{histogram, Figures};
+
+/// Waiting workers; several so a claim is always outstanding while another is answered.
+const WORKERS: usize = 4;
+
+/// Runs the steady-rate scenario for `duration`.
+pub async fn run(client: &Client, rate: u32, duration: Duration) -> anyhow::Result<Figures> {
+    let base = Instant::now();
+    let hist = Arc::new(Mutex::new(histogram()));
+    let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let c = client.clone();
+        let hist = hist.clone();
+        let seen = seen.clone();
+        workers.push(tokio::spawn(async move {
+            let claim = ClaimRequest {
+                worker: Some(format!("latency-{w}")),
+                max: Some(50),
+                wait_ms: Some(500),
+                lease_ms: Some(60_000),
+                kinds: vec![],
+            };
+            while seen.load(std::sync::atomic::Ordering::Relaxed) < total {
+                let got = c.claim("latency", &claim).await?;
+                let now = base.elapsed().as_micros() as u64;
+                if got.jobs.is_empty() {
+                    continue;
+                }
+                {
+                    let mut h = hist.lock().await;
+                    for j in &got.jobs {
+                        let sent = j.payload.get("t").and_then(|v| v.as_u64()).unwrap_or(now);
+                        h.saturating_record(now.saturating_sub(sent).max(1));
+                    }
+                }
+                seen.fetch_add(got.jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                let settle = SettleRequest {
+                    completions: got
+                        .jobs
+                        .iter()
+                        .map(|j| SettleCompletion {
+                            id: j.id,
+                            lease_token: j.lease_token,
+                            result: None,
+                        })
+                        .collect(),
+                    failures: vec![],
+                };
+                c.settle(&settle).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut producers = tokio::task::JoinSet::new();
+    for _ in 0..total {
+        ticker.tick().await;
+        let c = client.clone();
+        let t = base.elapsed().as_micros() as u64;
+        producers.spawn(async move {
+            c.enqueue(&EnqueueRequest {
+                queue: Some("latency".into()),
+                payload: Some(serde_json::json!({ "t": t })),
+                ..EnqueueRequest::new("noop")
+            })
+            .await
+        });
+    }
+    while let Some(r) = producers.join_next().await {
+        r??;
+    }
+    for w in workers {
+        w.await??;
+    }
+    let h = hist.lock().await.clone();
+    Ok(Figures {
+        jobs: total,
+        elapsed: start.elapsed(),
+        latency: Some(h),
+    })
+}

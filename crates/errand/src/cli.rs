@@ -1,0 +1,208 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// errand: a background-jobs server in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "errand", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Server for client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "ERRAND_SERVER",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    pub server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Enqueue a job.
+    Enqueue(EnqueueArgs),
+    /// Inspect and manage jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Inspect, pause and resume queues.
+    #[command(subcommand)]
+    Queues(QueuesCommand),
+    /// The dead-letter set.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+    /// Measure throughput and latency against a fresh server.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// `errand serve`. Each flag is also an `ERRAND_*` variable and an `errand.toml` key.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
+    #[arg(long, env = "ERRAND_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory of the embedded store.
+    #[arg(long, env = "ERRAND_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Store URL: `sqlite://PATH` (default: a file in the data directory).
+    #[arg(long, env = "ERRAND_STORE")]
+    pub store: Option<String>,
+    /// Configuration file (default: `errand.toml` when it exists).
+    #[arg(long, env = "ERRAND_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `errand enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// Job kind.
+    pub kind: String,
+    /// Payload: JSON text, `@file`, or `-` for standard input.
+    #[arg(long, short)]
+    pub payload: Option<String>,
+    /// Queue.
+    #[arg(long, short)]
+    pub queue: Option<String>,
+    /// Priority, -1000 to 1000 (higher first).
+    #[arg(long)]
+    pub priority: Option<i32>,
+    /// Run after this long (`30s`, `5m`).
+    #[arg(long)]
+    pub delay: Option<String>,
+    /// Run at this instant (RFC 3339).
+    #[arg(long, conflicts_with = "delay")]
+    pub run_at: Option<String>,
+    /// Attempts before the job is dead.
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Longest one attempt may run (`5m`).
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Idempotency key.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait until the job ends and print it.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// Filters shared by job listings.
+#[derive(Debug, Args, Clone)]
+pub struct ListArgs {
+    /// Only this queue.
+    #[arg(long, short)]
+    pub queue: Option<String>,
+    /// Only this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Page size.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Cursor from a previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// `errand jobs ...`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Filters.
+        #[command(flatten)]
+        filter: ListArgs,
+        /// Only this state.
+        #[arg(long, short)]
+        state: Option<String>,
+    },
+    /// Show one job.
+    Show {
+        /// Job id.
+        id: String,
+    },
+    /// Wait until a job ends; exits non-zero unless it succeeded.
+    Wait {
+        /// Job id.
+        id: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "1h")]
+        timeout: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// Job id.
+        id: String,
+    },
+    /// Run a dead, cancelled or waiting job again now.
+    Retry {
+        /// Job id.
+        id: String,
+    },
+    /// A job's attempts.
+    Attempts {
+        /// Job id.
+        id: String,
+    },
+}
+
+/// `errand queues ...`.
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// Every queue with its counts.
+    List,
+    /// Stop handing out a queue's jobs.
+    Pause {
+        /// Queue.
+        queue: String,
+    },
+    /// Hand out a queue's jobs again.
+    Resume {
+        /// Queue.
+        queue: String,
+    },
+}
+
+/// Which dead jobs.
+#[derive(Debug, Args)]
+pub struct DeadSelectArgs {
+    /// Only this queue.
+    #[arg(long, short)]
+    pub queue: Option<String>,
+    /// Only these jobs (repeatable).
+    #[arg(long = "id")]
+    pub ids: Vec<String>,
+    /// Every dead job.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `errand dead ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead jobs.
+    List {
+        /// Filters.
+        #[command(flatten)]
+        filter: ListArgs,
+    },
+    /// Run dead jobs again.
+    Requeue(DeadSelectArgs),
+    /// Delete dead jobs.
+    Purge(DeadSelectArgs),
+}

@@ -1,0 +1,41 @@
+//! `errand dead ...`.
+
+use errand_api::DeadSelectionRequest;
+use errand_client::Client;
+use errand_core::JobId;
+
+use crate::cli::{DeadCommand, DeadSelectArgs};
+use crate::commands::jobs;
+
+fn selection(args: DeadSelectArgs) -> anyhow::Result<DeadSelectionRequest> {
+    let ids = args
+        .ids
+        .iter()
+        .map(|raw| {
+            raw.parse::<JobId>()
+                .map_err(|e| anyhow::anyhow!("{}", e.message))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(DeadSelectionRequest {
+        queue: args.queue,
+        ids,
+        all: args.all,
+    })
+}
+
+/// Runs a `dead` subcommand.
+pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Result<()> {
+    let (verb, count) = match cmd {
+        DeadCommand::List { filter } => {
+            return jobs::print_page(&client.dead(&jobs::query(&filter, None)).await?, json);
+        }
+        DeadCommand::Requeue(args) => ("requeued", client.dead_requeue(&selection(args)?).await?),
+        DeadCommand::Purge(args) => ("purged", client.dead_purge(&selection(args)?).await?),
+    };
+    if json {
+        crate::output::json(&count)
+    } else {
+        println!("{verb} {} dead jobs", count.count);
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! `errand enqueue`.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::Context;
+use errand_api::EnqueueRequest;
+use errand_client::Client;
+use errand_core::duration::{parse, FlexDuration};
+
+use crate::cli::EnqueueArgs;
+use crate::commands::jobs;
+
+fn payload(raw: &str) -> anyhow::Result<serde_json::Value> {
+    let text = if raw == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the payload from stdin")?;
+        s
+    } else if let Some(path) = raw.strip_prefix('@') {
+        std::fs::read_to_string(path).with_context(|| format!("reading the payload from {path}"))?
+    } else {
+        raw.to_string()
+    };
+    serde_json::from_str(&text).context("the payload is not valid JSON")
+}
+
+fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration>> {
+    raw.as_deref()
+        .map(|d| {
+            parse(field, d)
+                .map(FlexDuration)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .transpose()
+}
+
+/// Enqueues one job and prints it (or waits for it).
+pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
+    let req = EnqueueRequest {
+        kind: args.kind,
+        queue: args.queue,
+        payload: args.payload.as_deref().map(payload).transpose()?,
+        priority: args.priority,
+        run_at: args
+            .run_at
+            .as_deref()
+            .map(|t| {
+                t.parse::<jiff::Timestamp>()
+                    .context("--run-at must be RFC 3339")
+            })
+            .transpose()?,
+        delay: flex("delay", &args.delay)?,
+        max_attempts: args.max_attempts,
+        timeout: flex("timeout", &args.timeout)?,
+        tags: args.tags,
+        idempotency_key: args.idempotency_key,
+    };
+    let job = client.enqueue(&req).await?;
+    if args.wait {
+        let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
+        return jobs::print_job(&done, json);
+    }
+    if json {
+        crate::output::json(&job)
+    } else {
+        println!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
+        Ok(())
+    }
+}

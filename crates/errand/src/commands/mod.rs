@@ -1,0 +1,6 @@
+//! Client commands: each talks to a server over the API.
+
+pub mod dead;
+pub mod enqueue;
+pub mod jobs;
+pub mod queues;

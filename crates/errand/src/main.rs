@@ -1,0 +1,38 @@
+//! The `errand` binary: the server and the CLI over its API.
+
+mod bench;
+mod cli;
+mod commands;
+mod output;
+mod serve;
+mod settings;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let client = || errand_client::Client::new(&cli.server);
+    match cli.command {
+        Command::Serve(ref args) => {
+            init_tracing();
+            serve::run(settings::Settings::resolve(args)?).await
+        }
+        Command::Enqueue(args) => commands::enqueue::run(&client()?, args, cli.json).await,
+        Command::Jobs(cmd) => commands::jobs::run(&client()?, cmd, cli.json).await,
+        Command::Queues(cmd) => commands::queues::run(&client()?, cmd, cli.json).await,
+        Command::Dead(cmd) => commands::dead::run(&client()?, cmd, cli.json).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

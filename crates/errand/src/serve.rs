@@ -1,0 +1,89 @@
+//! `errand serve`: open the store, start the engine and its maintenance, serve HTTP, and
+//! shut down in order on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use errand_engine::{maintenance, Engine, EngineConfig};
+use errand_server::AppState;
+use errand_store::SharedStore;
+use errand_store_sqlite::{SqliteOptions, SqliteStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::{Settings, StoreLocation};
+
+fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, String)> {
+    match &settings.store {
+        StoreLocation::Sqlite(path) => {
+            let options = SqliteOptions {
+                path: path.clone(),
+                ..SqliteOptions::in_dir(&settings.data_dir)
+            };
+            let store = SqliteStore::open(&options)
+                .with_context(|| format!("opening {}", path.display()))?;
+            Ok((Arc::new(store), format!("sqlite {}", path.display())))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the server until a shutdown signal.
+///
+/// # Errors
+/// The store cannot be opened or the address cannot be bound.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let (store, store_desc) = open_store(&settings)?;
+    let engine = Engine::new(store, EngineConfig::default());
+    let token = CancellationToken::new();
+    let mut services = maintenance::spawn_all(engine.clone(), token.clone());
+    let (router, _) = errand_server::app(AppState {
+        engine: engine.clone(),
+        limits: settings.limits,
+    });
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    // The first line on stdout is the address: tests and scripts read it.
+    println!("errand listening on http://{addr}");
+    println!(
+        "data directory {} (store: {store_desc})",
+        settings.data_dir.display()
+    );
+    tracing::info!(%addr, store = %store_desc, "errand serving");
+    let engine_for_signal = engine.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new requests, waiting calls released");
+            engine_for_signal.shutdown();
+        })
+        .await
+        .context("serving HTTP")?;
+    token.cancel();
+    while services.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}

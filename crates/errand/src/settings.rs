@@ -1,0 +1,102 @@
+//! Server settings: flags and `ERRAND_*` variables override `errand.toml`, which overrides
+//! the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+/// `errand.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    max_payload_bytes: Option<usize>,
+    max_request_bytes: Option<usize>,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreLocation {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// Resolved server settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Store.
+    pub store: StoreLocation,
+    /// Request limits.
+    pub limits: errand_server::ServerLimits,
+}
+
+fn parse_store(url: &str, data_dir: &Path) -> anyhow::Result<StoreLocation> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = PathBuf::from(path);
+        return Ok(StoreLocation::Sqlite(if path.is_relative() {
+            data_dir.join(path)
+        } else {
+            path
+        }));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!(
+            "the PostgreSQL store is not built yet; use the embedded store (sqlite://PATH)"
+        );
+    }
+    anyhow::bail!("unknown store URL `{url}`: use sqlite://PATH")
+}
+
+impl Settings {
+    /// Merges flags, environment, the configuration file and defaults.
+    ///
+    /// # Errors
+    /// An unreadable or invalid configuration file, or a bad store URL.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => Some(read_file(path)?),
+            None if Path::new("errand.toml").exists() => Some(read_file(Path::new("errand.toml"))?),
+            None => None,
+        }
+        .unwrap_or_default();
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878)));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./errand-data"));
+        let store = match args.store.clone().or(file.store) {
+            Some(url) => parse_store(&url, &data_dir)?,
+            None => StoreLocation::Sqlite(data_dir.join("errand.sqlite3")),
+        };
+        let defaults = errand_server::ServerLimits::default();
+        Ok(Self {
+            listen,
+            data_dir,
+            store,
+            limits: errand_server::ServerLimits {
+                max_payload_bytes: file.max_payload_bytes.unwrap_or(defaults.max_payload_bytes),
+                max_request_bytes: file.max_request_bytes.unwrap_or(defaults.max_request_bytes),
+            },
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
