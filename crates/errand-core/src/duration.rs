@@ -34,18 +34,27 @@ pub struct FlexDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for FlexDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Millis(u64),
-            Text(String),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = FlexDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("milliseconds (a whole number >= 0) or a duration such as \"30s\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Self::Value, E> {
+                Ok(FlexDuration(Duration::from_millis(ms)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<Self::Value, E> {
+                u64::try_from(ms)
+                    .map(|ms| FlexDuration(Duration::from_millis(ms)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                parse("duration", text)
+                    .map(FlexDuration)
+                    .map_err(|e| E::custom(e.message))
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Millis(ms) => Ok(Self(Duration::from_millis(ms))),
-            Raw::Text(t) => parse("duration", &t)
-                .map(Self)
-                .map_err(|e| serde::de::Error::custom(e.message)),
-        }
+        d.deserialize_any(Visitor)
     }
 }
 

@@ -62,17 +62,27 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is not valid UTF-8",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let malformed = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        )
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::invalid(e.to_string()),
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("malformed JSON: {e}"),
-            ),
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            // Name the field, so `{"delay": -5}` answers `delay: ...`.
+            Category::Data if path != "." => ApiError::invalid(format!("{path}: {inner}")),
+            Category::Data => ApiError::invalid(inner.to_string()),
+            _ => malformed(&inner),
         }
-    })
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
 }
 
 /// A query string.

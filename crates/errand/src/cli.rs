@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// Store URL: `sqlite://PATH` (default: a file in the data directory).
     #[arg(long, env = "ERRAND_STORE")]
     pub store: Option<String>,
+    /// Largest request body in bytes (default 64 MiB).
+    #[arg(long, env = "ERRAND_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Largest job payload in bytes (default 1 MiB).
+    #[arg(long, env = "ERRAND_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
     /// Configuration file (default: `errand.toml` when it exists).
     #[arg(long, env = "ERRAND_CONFIG")]
     pub config: Option<PathBuf>,

@@ -88,8 +88,14 @@ impl Settings {
             data_dir,
             store,
             limits: errand_server::ServerLimits {
-                max_payload_bytes: file.max_payload_bytes.unwrap_or(defaults.max_payload_bytes),
-                max_request_bytes: file.max_request_bytes.unwrap_or(defaults.max_request_bytes),
+                max_payload_bytes: args
+                    .max_payload_bytes
+                    .or(file.max_payload_bytes)
+                    .unwrap_or(defaults.max_payload_bytes),
+                max_request_bytes: args
+                    .max_request_bytes
+                    .or(file.max_request_bytes)
+                    .unwrap_or(defaults.max_request_bytes),
             },
         })
     }

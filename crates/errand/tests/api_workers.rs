@@ -1,0 +1,321 @@
+//! The remote worker protocol against a real server process.
+
+mod common;
+
+use std::time::Duration;
+
+use errand_api::{
+    ClaimRequest, CompleteRequest, DeadSelectionRequest, EnqueueRequest, FailRequest,
+    HeartbeatRequest, JobListQuery, SettleCompletion, SettleFailure, SettleRequest,
+};
+use errand_core::{JobState, Progress};
+use serde_json::json;
+
+use common::server;
+
+fn claim(max: u32, wait_ms: u64, lease_ms: u64) -> ClaimRequest {
+    ClaimRequest {
+        worker: Some("test-worker".into()),
+        max: Some(max),
+        wait_ms: Some(wait_ms),
+        lease_ms: Some(lease_ms),
+        kinds: vec![],
+    }
+}
+
+#[tokio::test]
+async fn waiting_claim_wakes_on_enqueue() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.claim("wake", &claim(1, 20_000, 30_000)).await })
+    };
+    // The claim is already waiting or about to; either way it must get the job quickly.
+    client
+        .enqueue(&EnqueueRequest {
+            queue: Some("wake".into()),
+            ..EnqueueRequest::new("k")
+        })
+        .await
+        .expect("enqueue");
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("claim returned long before its 20 s wait")
+        .expect("join")
+        .expect("claim");
+    assert_eq!(got.jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn expired_lease_fences_the_old_worker_over_http() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    let job = client
+        .enqueue(&EnqueueRequest::new("k"))
+        .await
+        .expect("enqueue");
+    let first = client
+        .claim("default", &claim(1, 0, 200))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    // The server's rescuer returns the job once the 200 ms lease runs out; a second worker
+    // then gets it with a new token.
+    let second = client
+        .claim("default", &claim(1, 10_000, 30_000))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(second.id, job.id);
+    assert_eq!(second.attempt, 2);
+    let stale = client
+        .complete(
+            job.id,
+            &CompleteRequest {
+                lease_token: first.lease_token,
+                result: None,
+            },
+        )
+        .await
+        .expect_err("stale token");
+    assert_eq!(
+        (stale.status(), stale.code()),
+        (Some(409), Some("lease_lost"))
+    );
+    let hb = client
+        .heartbeat(
+            job.id,
+            &HeartbeatRequest {
+                lease_token: first.lease_token,
+                lease_ms: None,
+                progress: None,
+                checkpoint: None,
+            },
+        )
+        .await
+        .expect_err("stale heartbeat");
+    assert_eq!(hb.code(), Some("lease_lost"));
+    let done = client
+        .complete(
+            job.id,
+            &CompleteRequest {
+                lease_token: second.lease_token,
+                result: Some(json!(1)),
+            },
+        )
+        .await
+        .expect("current token");
+    assert_eq!(done.state, JobState::Succeeded);
+    let attempts = client.attempts(job.id).await.expect("attempts").attempts;
+    assert_eq!(attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn heartbeat_progress_checkpoint_and_retry_resume() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    let job = client
+        .enqueue(&EnqueueRequest::new("long"))
+        .await
+        .expect("enqueue");
+    let c = client
+        .claim("default", &claim(1, 0, 5_000))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    let hb = client
+        .heartbeat(
+            job.id,
+            &HeartbeatRequest {
+                lease_token: c.lease_token,
+                lease_ms: Some(60_000),
+                progress: Some(Progress {
+                    percent: Some(50.0),
+                    message: Some("half".into()),
+                }),
+                checkpoint: Some(json!({"row": 500})),
+            },
+        )
+        .await
+        .expect("heartbeat");
+    assert_eq!(hb.state, JobState::Running);
+    let seen = client.job(job.id, None).await.expect("job");
+    assert_eq!(seen.progress.and_then(|p| p.message), Some("half".into()));
+    let failed = client
+        .fail(
+            job.id,
+            &FailRequest {
+                lease_token: c.lease_token,
+                error: Some("disk full".into()),
+                retry_in_ms: Some(0),
+                dead: false,
+            },
+        )
+        .await
+        .expect("fail");
+    assert_eq!(failed.state, JobState::Available);
+    let again = client
+        .claim("default", &claim(1, 0, 5_000))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(
+        again.checkpoint,
+        Some(json!({"row": 500})),
+        "a retry starts from the checkpoint"
+    );
+    assert_eq!(again.attempt, 2);
+}
+
+#[tokio::test]
+async fn settle_many_and_dead_letter_round_trip() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    for _ in 0..4 {
+        client
+            .enqueue(&EnqueueRequest {
+                queue: Some("batch".into()),
+                ..EnqueueRequest::new("k")
+            })
+            .await
+            .expect("enqueue");
+    }
+    let got = client
+        .claim("batch", &claim(10, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs;
+    assert_eq!(got.len(), 4);
+    let out = client
+        .settle(&SettleRequest {
+            completions: got[..2]
+                .iter()
+                .map(|j| SettleCompletion {
+                    id: j.id,
+                    lease_token: j.lease_token,
+                    result: None,
+                })
+                .collect(),
+            failures: vec![
+                SettleFailure {
+                    id: got[2].id,
+                    lease_token: got[2].lease_token,
+                    error: Some("bad".into()),
+                    retry_in_ms: None,
+                    dead: true,
+                },
+                SettleFailure {
+                    id: got[3].id,
+                    lease_token: errand_core::LeaseToken::new(),
+                    error: None,
+                    retry_in_ms: None,
+                    dead: true,
+                },
+            ],
+        })
+        .await
+        .expect("settle");
+    let states: Vec<_> = out.results.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        vec![
+            Some(JobState::Succeeded),
+            Some(JobState::Succeeded),
+            Some(JobState::Dead),
+            None
+        ]
+    );
+    let refused = out.results[3]
+        .error
+        .as_ref()
+        .expect("a forged token is refused");
+    assert_eq!(refused.code, "lease_lost");
+    let settled = client
+        .fail(
+            got[3].id,
+            &FailRequest {
+                lease_token: got[3].lease_token,
+                error: None,
+                retry_in_ms: None,
+                dead: true,
+            },
+        )
+        .await
+        .expect("the real token still holds the job");
+    assert_eq!(settled.state, JobState::Dead);
+    let dead = client
+        .dead(&JobListQuery {
+            queue: Some("batch".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("dead list");
+    assert_eq!(dead.jobs.len(), 2);
+    let refused = client
+        .dead_purge(&DeadSelectionRequest::default())
+        .await
+        .expect_err("no selection");
+    assert_eq!(refused.status(), Some(400));
+    let n = client
+        .dead_requeue(&DeadSelectionRequest {
+            ids: vec![got[2].id],
+            ..Default::default()
+        })
+        .await
+        .expect("requeue");
+    assert_eq!(n.count, 1);
+    let n = client
+        .dead_purge(&DeadSelectionRequest {
+            queue: Some("batch".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("purge");
+    assert_eq!(n.count, 1);
+    let q = client.queue("batch").await.expect("queue");
+    assert_eq!(
+        (q.counts.available, q.counts.dead, q.counts.succeeded),
+        (1, 0, 2)
+    );
+}
+
+#[tokio::test]
+async fn paused_queue_hands_out_nothing_until_resumed() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    client
+        .enqueue(&EnqueueRequest {
+            queue: Some("p".into()),
+            ..EnqueueRequest::new("k")
+        })
+        .await
+        .expect("enqueue");
+    assert!(client.set_paused("p", true).await.expect("pause").paused);
+    assert!(client
+        .claim("p", &claim(1, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs
+        .is_empty());
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.claim("p", &claim(1, 20_000, 30_000)).await })
+    };
+    client.set_paused("p", false).await.expect("resume");
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("resume wakes the waiting claim")
+        .expect("join")
+        .expect("claim");
+    assert_eq!(got.jobs.len(), 1);
+    let unknown = client
+        .set_paused("never-used", true)
+        .await
+        .expect_err("unknown queue");
+    assert_eq!(unknown.status(), Some(404));
+}

@@ -1,0 +1,94 @@
+//! The CLI against a real server: human output, `--json`, exit codes, graceful shutdown.
+
+mod common;
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use common::{bin, server};
+
+async fn errand(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(bin())
+        .arg("--server")
+        .arg(url)
+        .args(args)
+        .output()
+        .await
+        .expect("run errand")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json output")
+}
+
+#[tokio::test]
+async fn enqueue_show_pause_and_dead_commands() {
+    let s = server().await;
+    let url = s.url();
+    let job = json(
+        &errand(
+            url,
+            &[
+                "--json",
+                "enqueue",
+                "report.build",
+                "--payload",
+                r#"{"month":"2026-10"}"#,
+                "--queue",
+                "reports",
+                "--tag",
+                "monthly",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(job["state"], "available");
+    let id = job["id"].as_str().expect("id");
+    let shown = json(&errand(url, &["--json", "jobs", "show", id]).await);
+    assert_eq!(shown["payload"]["month"], "2026-10");
+    let human = errand(url, &["jobs", "list", "--queue", "reports"]).await;
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("report.build") && text.contains("STATE"),
+        "{text}"
+    );
+    let paused = json(&errand(url, &["--json", "queues", "pause", "reports"]).await);
+    assert_eq!(paused[0]["paused"], true);
+    let queues = json(&errand(url, &["--json", "queues", "list"]).await);
+    assert_eq!(queues[0]["name"], "reports");
+    let refused = errand(url, &["dead", "purge"]).await;
+    assert!(
+        !refused.status.success(),
+        "purging with no selection must fail"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("all"));
+    let bad = errand(url, &["jobs", "show", "nope"]).await;
+    assert!(!bad.status.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly_while_a_claim_waits() {
+    let mut s = server().await;
+    let client = s.client().expect("client");
+    let waiting = tokio::spawn(async move {
+        client
+            .claim(
+                "idle",
+                &errand_api::ClaimRequest {
+                    wait_ms: Some(60_000),
+                    ..Default::default()
+                },
+            )
+            .await
+    });
+    // Give the claim a moment to be in flight; the outcome does not depend on it.
+    tokio::task::yield_now().await;
+    assert!(s.terminate().await, "errand serve exits 0 on SIGTERM");
+    let _ = waiting.await;
+}

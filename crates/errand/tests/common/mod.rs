@@ -1,0 +1,62 @@
+//! Shared helpers of the end-to-end tests: a real server process and raw HTTP.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use errand_testkit::ServerProcess;
+use serde_json::Value;
+
+/// The `errand` binary cargo built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_errand"))
+}
+
+/// A fresh server on a temporary data directory.
+pub async fn server() -> ServerProcess {
+    ServerProcess::start(&bin())
+        .await
+        .expect("start errand serve")
+}
+
+/// Raw HTTP, for requests the typed client would never send.
+pub struct Raw {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Raw {
+    pub fn new(server: &ServerProcess) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.url().to_string(),
+        }
+    }
+
+    /// Sends `body` as-is and returns the status and the parsed JSON answer.
+    pub async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "answer to {path} is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json)
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send("POST", path, Some(body.as_bytes().to_vec()))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send("GET", path, None).await
+    }
+}
