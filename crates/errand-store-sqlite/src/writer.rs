@@ -80,7 +80,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
 }
 
 fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         // Dropping an op drops its reply channel: its caller hears `Unavailable`.
         tracing::error!(error = %db_error(e), "SQLite writer could not begin a transaction");
         group.clear();
@@ -88,22 +88,22 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
     }
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
     for op in group.drain(..) {
-        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+        if let Err(e) = run_cached(conn, "SAVEPOINT op") {
             tracing::error!(error = %db_error(e), "SQLite writer could not open a savepoint");
             continue;
         }
         let (ok, finish) = op(conn);
         let end = if ok {
-            "RELEASE op"
+            run_cached(conn, "RELEASE op")
         } else {
-            "ROLLBACK TO op; RELEASE op"
+            run_cached(conn, "ROLLBACK TO op").and_then(|_| run_cached(conn, "RELEASE op"))
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             tracing::error!(error = %e, "SQLite writer could not end a savepoint");
         }
         finishers.push(finish);
     }
-    let commit = conn.execute_batch("COMMIT").map_err(db_error);
+    let commit = run_cached(conn, "COMMIT").map_err(db_error);
     if let Err(e) = &commit {
         tracing::error!(error = %e, "SQLite commit failed; the group is rolled back");
         let _ = conn.execute_batch("ROLLBACK");
@@ -111,4 +111,10 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
     for finish in finishers {
         finish(commit.clone());
     }
+}
+
+/// Runs a parameterless statement through the statement cache: the writer issues
+/// `SAVEPOINT`/`RELEASE` twice per write, and parsing them each time showed in profiles.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

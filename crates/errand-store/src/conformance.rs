@@ -4,6 +4,11 @@
 //! function that returns a fresh, empty [`Fixture`]; each case becomes one `#[tokio::test]`.
 //! Cases are plain async functions so a failing one reads like a specification.
 
+#![expect(
+    clippy::expect_used,
+    reason = "the conformance suite is test code: a failed expectation is a failed case"
+)]
+
 use std::any::Any;
 use std::time::Duration;
 
