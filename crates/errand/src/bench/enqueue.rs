@@ -1,10 +1,13 @@
 //! Enqueue throughput: single jobs from N clients, and batches.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use errand_api::{BatchEnqueueRequest, EnqueueRequest};
 use errand_client::Client;
+use hyper::body::Bytes;
 
+use super::raw_http::RawConnection;
 use super::stats::{histogram, Figures};
 
 fn noop() -> EnqueueRequest {
@@ -15,26 +18,30 @@ fn noop() -> EnqueueRequest {
     }
 }
 
-/// `clients` concurrent loops each enqueueing one job per request for `duration`.
-pub async fn single(
-    client: &Client,
-    clients: usize,
-    duration: Duration,
-) -> anyhow::Result<Figures> {
+/// Runs one loop per client for `duration`; each step takes the client, sends one request
+/// and gives the client back with how many jobs it stored. Collects the count and the
+/// latency of every step.
+async fn drive<C, F, Fut>(clients: Vec<C>, duration: Duration, step: F) -> anyhow::Result<Figures>
+where
+    C: Send + 'static,
+    F: Fn(C) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<(C, u64)>> + Send,
+{
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let c = client.clone();
+    for c in clients {
+        let step = step.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
-            let req = noop();
             let mut n = 0u64;
+            let mut c = c;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                c.enqueue(&req).await?;
+                let (back, stored) = step(c).await?;
+                c = back;
+                n += stored;
                 h.saturating_record(t.elapsed().as_micros() as u64);
-                n += 1;
             }
             anyhow::Ok((n, h))
         }));
@@ -53,43 +60,46 @@ pub async fn single(
     })
 }
 
-/// `clients` concurrent loops each enqueueing batches of `size` for `duration`.
+/// `clients` concurrent loops, each on its own connection, enqueueing one job per request.
+/// Every answer must be `201`.
+pub async fn single(
+    client: &Client,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let body = Bytes::from(serde_json::to_vec(&noop())?);
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        conns.push(RawConnection::connect(client.base_url()).await?);
+    }
+    drive(conns, duration, move |mut conn: RawConnection| {
+        let body = body.clone();
+        async move {
+            let status = conn.post("/v1/jobs", body).await?;
+            anyhow::ensure!(status == 201, "enqueue answered {status}");
+            Ok((conn, 1))
+        }
+    })
+    .await
+}
+
+/// `clients` concurrent loops each enqueueing batches of `size`.
 pub async fn batched(
     client: &Client,
     size: usize,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Figures> {
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let c = client.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut h = histogram();
-            let req = BatchEnqueueRequest {
-                jobs: (0..size).map(|_| noop()).collect(),
-            };
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let out = c.enqueue_batch(&req).await?;
-                h.saturating_record(t.elapsed().as_micros() as u64);
-                n += out.inserted as u64;
-            }
-            anyhow::Ok((n, h))
-        }));
-    }
-    let mut total = histogram();
-    let mut jobs = 0;
-    for t in tasks {
-        let (n, h) = t.await??;
-        jobs += n;
-        total.add(h)?;
-    }
-    Ok(Figures {
-        jobs,
-        elapsed: start.elapsed(),
-        latency: Some(total),
+    let req = std::sync::Arc::new(BatchEnqueueRequest {
+        jobs: (0..size).map(|_| noop()).collect(),
+    });
+    let conns = vec![client.clone(); clients];
+    drive(conns, duration, move |c: Client| {
+        let req = req.clone();
+        async move {
+            let stored = c.enqueue_batch(&req).await?.inserted as u64;
+            Ok((c, stored))
+        }
     })
+    .await
 }

@@ -5,6 +5,7 @@
 mod end_to_end;
 mod enqueue;
 mod latency;
+mod raw_http;
 mod stats;
 
 use std::time::Duration;

@@ -1,0 +1,50 @@
+//! A minimal HTTP/1.1 load client: one connection per task, no pool, no locks. The
+//! single-enqueue scenarios use it so that the load generator, which shares the machine's
+//! cores with the server, costs as little CPU as it can and the figures describe the server.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// One keep-alive connection.
+pub struct RawConnection {
+    sender: SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl RawConnection {
+    /// Connects to `base` (`http://host:port`).
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn connect(base: &str) -> anyhow::Result<Self> {
+        let authority = base
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow::anyhow!("only http:// servers can be benchmarked"))?
+            .trim_end_matches('/')
+            .to_string();
+        let stream = TcpStream::connect(&authority).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Self { sender, authority })
+    }
+
+    /// POSTs `body` to `path`; returns the status after reading the whole answer.
+    ///
+    /// # Errors
+    /// The connection broke.
+    pub async fn post(&mut self, path: &str, body: Bytes) -> anyhow::Result<u16> {
+        let req = hyper::Request::post(path)
+            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await?;
+        Ok(status)
+    }
+}
