@@ -6,7 +6,7 @@ use errand_core::job::RunAt;
 use errand_core::time::to_timestamp;
 use errand_core::{Job, JobState, LeaseToken, Millis, NewJob};
 use errand_store::{
-    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams, StoreError,
+    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -25,13 +25,37 @@ fn resolve_run_at(run_at: RunAt, now: Millis) -> Millis {
     }
 }
 
+/// A job with its JSON columns already rendered, so the writer thread spends its time on
+/// SQLite and not on serialisation.
+pub(crate) struct PreparedJob {
+    job: NewJob,
+    payload: String,
+    tags: String,
+}
+
+/// Renders the JSON columns of a batch; runs on the caller's thread.
+pub(crate) fn prepare(jobs: Vec<NewJob>) -> Result<Vec<PreparedJob>, StoreError> {
+    jobs.into_iter()
+        .map(|job| {
+            let tags = serde_json::to_string(&job.tags)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            Ok(PreparedJob {
+                payload: job.payload.to_string(),
+                tags,
+                job,
+            })
+        })
+        .collect()
+}
+
 /// Inserts a batch; the caller's savepoint makes it all-or-nothing.
 pub(crate) fn insert_many(
     conn: &Connection,
     now: Millis,
-    params: JobInsertManyParams,
+    jobs: Vec<PreparedJob>,
+    idempotency_window: std::time::Duration,
 ) -> QResult<Vec<InsertedJob>> {
-    let queues: BTreeSet<&str> = params.jobs.iter().map(|j| j.queue.as_str()).collect();
+    let queues: BTreeSet<&str> = jobs.iter().map(|j| j.job.queue.as_str()).collect();
     {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO queues (name, paused, created_at) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING",
@@ -40,14 +64,14 @@ pub(crate) fn insert_many(
             stmt.execute(params![q, now])?;
         }
     }
-    let window = duration_ms(params.idempotency_window);
-    let mut out = Vec::with_capacity(params.jobs.len());
+    let window = duration_ms(idempotency_window);
+    let mut out = Vec::with_capacity(jobs.len());
     let mut insert = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
          timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
     )?;
-    for job in params.jobs {
+    for PreparedJob { job, payload, tags } in jobs {
         if let Some(key) = &job.idempotency_key {
             if let Some(existing) = live_duplicate(conn, key, now)? {
                 out.push(InsertedJob {
@@ -64,14 +88,12 @@ pub(crate) fn insert_many(
             JobState::Available
         };
         let timeout_ms = job.timeout.map(duration_ms);
-        let tags =
-            serde_json::to_string(&job.tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
         insert.execute(params![
             job.id.as_bytes().as_slice(),
             job.kind.as_str(),
             job.queue.as_str(),
             state.as_str(),
-            job.payload.to_string(),
+            payload,
             job.priority,
             run_at,
             job.max_attempts,

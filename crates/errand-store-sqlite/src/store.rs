@@ -103,8 +103,12 @@ impl Store for SqliteStore {
         &self,
         params: JobInsertManyParams,
     ) -> Result<Vec<InsertedJob>, StoreError> {
+        let window = params.idempotency_window;
+        let jobs = job_write::prepare(params.jobs)?;
         self.writer
-            .write(move |conn| job_write::insert_many(conn, system_now(), params))
+            .write(move |conn| {
+                job_write::insert_many(conn, system_now(), jobs, window)
+            })
             .await
     }
 
