@@ -200,3 +200,21 @@ pub struct SettleResponse {
     /// One per settlement.
     pub results: Vec<SettleResult>,
 }
+
+impl SettleRequest {
+    /// Completes every job of a claim without a result: what a batch worker sends when the
+    /// whole claim went well.
+    pub fn complete_all(jobs: &[ClaimedJobView]) -> Self {
+        Self {
+            completions: jobs
+                .iter()
+                .map(|j| SettleCompletion {
+                    id: j.id,
+                    lease_token: j.lease_token,
+                    result: None,
+                })
+                .collect(),
+            failures: vec![],
+        }
+    }
+}

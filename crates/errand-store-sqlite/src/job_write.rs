@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use errand_core::job::RunAt;
 use errand_core::time::to_timestamp;
 use errand_core::{Job, JobState, LeaseToken, Millis, NewJob};
-use errand_store::{
-    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError,
-};
+use errand_store::{ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
@@ -37,8 +35,8 @@ pub(crate) struct PreparedJob {
 pub(crate) fn prepare(jobs: Vec<NewJob>) -> Result<Vec<PreparedJob>, StoreError> {
     jobs.into_iter()
         .map(|job| {
-            let tags = serde_json::to_string(&job.tags)
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let tags =
+                serde_json::to_string(&job.tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
             Ok(PreparedJob {
                 payload: job.payload.to_string(),
                 tags,

@@ -47,38 +47,30 @@ pub(crate) fn rescue_expired(
     drop(rows);
     let mut changed = Vec::with_capacity(stuck.len());
     for s in stuck {
-        let job = if s.lease_expired {
-            // The worker vanished: the job goes back at once; the attempt still counts.
-            let retry = after_failure(
-                now,
-                s.attempt,
-                s.max_attempts,
-                Some(Default::default()),
-                false,
-                &p.retry_policy,
-            );
-            fail_running(
-                conn,
-                now,
-                s.id,
-                s.attempt,
-                &retry,
+        // A vanished worker's job goes back at once (the attempt still counts); an attempt
+        // that overran its timeout is a failure and backs off.
+        let (retry_in, outcome, message) = if s.lease_expired {
+            (
+                Some(std::time::Duration::ZERO),
                 AttemptOutcome::LeaseExpired,
-                "lease expired: the worker stopped heartbeating",
-            )?
+                "lease expired: the worker stopped heartbeating".to_string(),
+            )
         } else {
-            let retry = after_failure(now, s.attempt, s.max_attempts, None, false, &p.retry_policy);
-            let message = format!("timed out after {} ms", s.timeout_ms.unwrap_or_default());
-            fail_running(
-                conn,
-                now,
-                s.id,
-                s.attempt,
-                &retry,
+            (
+                None,
                 AttemptOutcome::TimedOut,
-                &message,
-            )?
+                format!("timed out after {} ms", s.timeout_ms.unwrap_or_default()),
+            )
         };
+        let retry = after_failure(
+            now,
+            s.attempt,
+            s.max_attempts,
+            retry_in,
+            false,
+            &p.retry_policy,
+        );
+        let job = fail_running(conn, now, s.id, s.attempt, &retry, outcome, &message)?;
         changed.push(job);
     }
     Ok(changed)

@@ -106,9 +106,7 @@ impl Store for SqliteStore {
         let window = params.idempotency_window;
         let jobs = job_write::prepare(params.jobs)?;
         self.writer
-            .write(move |conn| {
-                job_write::insert_many(conn, system_now(), jobs, window)
-            })
+            .write(move |conn| job_write::insert_many(conn, system_now(), jobs, window))
             .await
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_api::{ClaimRequest, EnqueueRequest, JobListQuery, SettleCompletion, SettleRequest};
+use errand_api::{ClaimRequest, EnqueueRequest, JobListQuery, SettleRequest};
 use errand_client::Client;
 use errand_core::{JobId, JobState};
 use errand_testkit::{eventually, ServerProcess};
@@ -142,17 +142,7 @@ async fn leased_jobs_run_again_after_kill_9_and_all_complete() {
             continue;
         }
         let out = client
-            .settle(&SettleRequest {
-                completions: got
-                    .iter()
-                    .map(|j| SettleCompletion {
-                        id: j.id,
-                        lease_token: j.lease_token,
-                        result: None,
-                    })
-                    .collect(),
-                failures: vec![],
-            })
+            .settle(&SettleRequest::complete_all(&got))
             .await
             .expect("settle");
         for (job, r) in got.iter().zip(&out.results) {

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use errand_api::{
-    BatchEnqueueRequest, ClaimRequest, EnqueueRequest, SettleCompletion, SettleRequest,
-};
+use errand_api::{BatchEnqueueRequest, ClaimRequest, EnqueueRequest, SettleRequest};
 use errand_client::Client;
 
 use super::stats::Figures;
@@ -61,18 +59,7 @@ pub async fn run(client: &Client, jobs: usize) -> anyhow::Result<Figures> {
                 if got.jobs.is_empty() {
                     continue;
                 }
-                let settle = SettleRequest {
-                    completions: got
-                        .jobs
-                        .iter()
-                        .map(|j| SettleCompletion {
-                            id: j.id,
-                            lease_token: j.lease_token,
-                            result: None,
-                        })
-                        .collect(),
-                    failures: vec![],
-                };
+                let settle = SettleRequest::complete_all(&got.jobs);
                 let out = c.settle(&settle).await?;
                 let ok = out.results.iter().filter(|r| r.error.is_none()).count() as u64;
                 done.fetch_add(ok, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use errand_api::{ClaimRequest, EnqueueRequest, SettleCompletion, SettleRequest};
+use errand_api::{ClaimRequest, EnqueueRequest, SettleRequest};
 use errand_client::Client;
 use tokio::sync::Mutex;
 
@@ -47,18 +47,7 @@ pub async fn run(client: &Client, rate: u32, duration: Duration) -> anyhow::Resu
                     }
                 }
                 seen.fetch_add(got.jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                let settle = SettleRequest {
-                    completions: got
-                        .jobs
-                        .iter()
-                        .map(|j| SettleCompletion {
-                            id: j.id,
-                            lease_token: j.lease_token,
-                            result: None,
-                        })
-                        .collect(),
-                    failures: vec![],
-                };
+                let settle = SettleRequest::complete_all(&got.jobs);
                 c.settle(&settle).await?;
             }
             anyhow::Ok(())
