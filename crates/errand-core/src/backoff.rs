@@ -69,3 +69,49 @@ mod tests {
         }
     }
 }
+
+/// What a failed attempt leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// No attempts left (or the worker said so): the job is dead.
+    Dead,
+    /// Run again after this wait (zero: available at once).
+    RetryIn(Duration),
+}
+
+impl AfterFailure {
+    /// Decides the fate of a job whose attempt `attempt` of `max_attempts` failed. Every store
+    /// applies this one rule.
+    pub fn decide(
+        attempt: u32,
+        max_attempts: u32,
+        retry_in: Option<Duration>,
+        dead: bool,
+        policy: &RetryPolicy,
+    ) -> Self {
+        if dead || attempt >= max_attempts {
+            AfterFailure::Dead
+        } else {
+            AfterFailure::RetryIn(retry_in.unwrap_or_else(|| policy.delay(attempt)))
+        }
+    }
+
+    /// The job's next state.
+    pub fn state(&self) -> crate::JobState {
+        match self {
+            AfterFailure::Dead => crate::JobState::Dead,
+            AfterFailure::RetryIn(d) if d.is_zero() => crate::JobState::Available,
+            AfterFailure::RetryIn(_) => crate::JobState::Scheduled,
+        }
+    }
+
+    /// When the job runs next, given the store's `now` in milliseconds (`now` when dead).
+    pub fn run_at(&self, now: crate::Millis) -> crate::Millis {
+        match self {
+            AfterFailure::Dead => now,
+            AfterFailure::RetryIn(d) => {
+                now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            }
+        }
+    }
+}

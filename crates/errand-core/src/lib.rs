@@ -11,15 +11,17 @@ pub mod ids;
 pub mod job;
 pub mod limits;
 pub mod names;
+pub mod node;
 pub mod queue;
 pub mod state;
 pub mod time;
 pub mod validation;
 
-pub use backoff::RetryPolicy;
+pub use backoff::{AfterFailure, RetryPolicy};
 pub use ids::{JobId, LeaseToken};
 pub use job::{Attempt, AttemptOutcome, Job, NewJob, Progress};
 pub use names::{JobKind, QueueName};
+pub use node::{NodeId, NodeInfo, NodeStatus};
 pub use queue::{QueueInfo, StateCounts};
 pub use state::JobState;
 pub use time::Millis;

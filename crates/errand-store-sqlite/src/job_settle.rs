@@ -1,6 +1,6 @@
 //! Writes that end an attempt or a job: complete, fail, cancel, retry.
 
-use errand_core::{AttemptOutcome, Job, JobId, JobState, Millis, RetryPolicy};
+use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, JobState, Millis, RetryPolicy};
 use errand_store::{Settlement, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -31,52 +31,18 @@ pub(crate) fn close_attempt(
     Ok(())
 }
 
-/// Where a failed attempt sends its job.
-pub(crate) struct Retry {
-    /// `Scheduled`, `Available` or `Dead`.
-    pub(crate) state: JobState,
-    /// When it runs next (ignored when dead).
-    pub(crate) run_at: Millis,
-}
-
-/// Decides the fate of a job whose attempt `attempt` of `max_attempts` failed.
-pub(crate) fn after_failure(
-    now: Millis,
-    attempt: u32,
-    max_attempts: u32,
-    retry_in: Option<std::time::Duration>,
-    dead: bool,
-    policy: &RetryPolicy,
-) -> Retry {
-    if dead || attempt >= max_attempts {
-        return Retry {
-            state: JobState::Dead,
-            run_at: now,
-        };
-    }
-    let wait = retry_in.unwrap_or_else(|| policy.delay(attempt));
-    let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-    Retry {
-        state: if wait_ms == 0 {
-            JobState::Available
-        } else {
-            JobState::Scheduled
-        },
-        run_at: now.saturating_add(wait_ms),
-    }
-}
-
 /// Moves a running job to where a failed attempt sends it and closes the attempt.
 pub(crate) fn fail_running(
     conn: &Connection,
     now: Millis,
     id: JobId,
     attempt: u32,
-    retry: &Retry,
+    retry: AfterFailure,
     outcome: AttemptOutcome,
     error: &str,
 ) -> QResult<Job> {
-    let finished = (retry.state == JobState::Dead).then_some(now);
+    let state = retry.state();
+    let finished = (state == JobState::Dead).then_some(now);
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4, finished_at = ?5, lease_token = NULL, \
          lease_expires_at = NULL, updated_at = ?1 WHERE id = ?6 RETURNING {JOB_COLUMNS}"
@@ -85,8 +51,8 @@ pub(crate) fn fail_running(
         &mut stmt,
         params![
             now,
-            retry.state.as_str(),
-            retry.run_at,
+            state.as_str(),
+            retry.run_at(now),
             error,
             finished,
             id.as_bytes().as_slice()
@@ -149,13 +115,13 @@ pub(crate) fn settle_one(
                 )
                 .optional()?;
             let (attempt, max_attempts) = held.ok_or_else(|| fenced(conn, *id))?;
-            let retry = after_failure(now, attempt, max_attempts, *retry_in, *dead, policy);
+            let retry = AfterFailure::decide(attempt, max_attempts, *retry_in, *dead, policy);
             fail_running(
                 conn,
                 now,
                 *id,
                 attempt,
-                &retry,
+                retry,
                 AttemptOutcome::Failed,
                 error,
             )

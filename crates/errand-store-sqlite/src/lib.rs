@@ -12,6 +12,7 @@ mod job_row;
 mod job_settle;
 mod job_write;
 mod maintenance;
+mod node;
 mod queue;
 mod read_pool;
 mod schema;

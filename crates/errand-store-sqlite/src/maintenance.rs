@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use errand_core::{AttemptOutcome, Job, JobId, Millis, QueueName};
+use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, Millis, QueueName};
 use errand_store::{JobRescueParams, StoreError};
 use rusqlite::{params, Connection};
 
 use crate::fault::{Fault, QResult};
-use crate::job_settle::{after_failure, fail_running};
+use crate::job_settle::fail_running;
 
 struct Stuck {
     id: JobId,
@@ -62,15 +62,9 @@ pub(crate) fn rescue_expired(
                 format!("timed out after {} ms", s.timeout_ms.unwrap_or_default()),
             )
         };
-        let retry = after_failure(
-            now,
-            s.attempt,
-            s.max_attempts,
-            retry_in,
-            false,
-            &p.retry_policy,
-        );
-        let job = fail_running(conn, now, s.id, s.attempt, &retry, outcome, &message)?;
+        let retry =
+            AfterFailure::decide(s.attempt, s.max_attempts, retry_in, false, &p.retry_policy);
+        let job = fail_running(conn, now, s.id, s.attempt, retry, outcome, &message)?;
         changed.push(job);
     }
     Ok(changed)

@@ -5,7 +5,10 @@ use rusqlite::Connection;
 use crate::fault::QResult;
 
 /// Every migration in order. Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_jobs.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_jobs.sql"),
+    include_str!("../migrations/0002_nodes.sql"),
+];
 
 /// Brings the schema up to date in one transaction per migration.
 pub(crate) fn migrate(conn: &mut Connection) -> QResult<()> {

@@ -4,17 +4,18 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use errand_core::time::system_now;
-use errand_core::{Attempt, Job, JobId, QueueInfo, QueueName};
+use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, Store, StoreError,
+    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, NodeHeartbeatParams,
+    Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
 use crate::fault::db_error;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
-use crate::{job_read, job_row, job_settle, job_write, maintenance, queue, schema};
+use crate::{job_read, job_row, job_settle, job_write, maintenance, node, queue, schema};
 
 /// How to open the embedded store.
 #[derive(Debug, Clone)]
@@ -225,6 +226,30 @@ impl Store for SqliteStore {
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| queue::dead_purge(conn, &selection))
+            .await
+    }
+
+    async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| node::heartbeat(conn, system_now(), &params))
+            .await
+    }
+
+    async fn node_stop(&self, id: NodeId) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| node::stop(conn, system_now(), id))
+            .await
+    }
+
+    async fn node_list(
+        &self,
+        dead_after: std::time::Duration,
+        forget_after: std::time::Duration,
+    ) -> Result<Vec<NodeInfo>, StoreError> {
+        let dead = i64::try_from(dead_after.as_millis()).unwrap_or(i64::MAX);
+        let forget = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
+        self.readers
+            .read(move |conn| node::list(conn, system_now(), dead, forget))
             .await
     }
 }

@@ -20,8 +20,8 @@ use serde_json::json;
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, Settlement,
-    SharedStore, StoreError,
+    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, NodeHeartbeatParams,
+    Settlement, SharedStore, StoreError,
 };
 
 /// A fresh store for one case, and whatever keeps it alive (a temp dir, a schema).
@@ -32,7 +32,9 @@ pub struct Fixture {
     pub guard: Box<dyn Any + Send>,
 }
 
-/// Generates one test per conformance case, each on a fresh fixture from `$factory`.
+/// Generates one test per conformance case, each on a fresh fixture from `$factory`, an
+/// async function returning `Option<Fixture>`; `None` skips the case (the factory says why,
+/// loudly: e.g. no PostgreSQL reachable and none required).
 #[macro_export]
 macro_rules! conformance_suite {
     ($factory:path) => {
@@ -67,13 +69,16 @@ macro_rules! conformance_suite {
             pause_unknown_queue_is_not_found,
             dead_requeue_and_purge_by_selection,
             schedule_due_makes_jobs_available,
+            nodes_register_heartbeat_and_stop,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let fixture = $factory().await;
+                let Some(fixture) = $factory().await else {
+                    return;
+                };
                 $crate::conformance::$case(fixture.store.clone()).await;
                 drop(fixture);
             }
@@ -899,4 +904,40 @@ pub async fn schedule_due_makes_jobs_available(store: SharedStore) {
         JobState::Available
     );
     assert!(store.job_schedule_due(100).await.expect("due").is_empty());
+}
+
+/// Nodes register with their first heartbeat, list newest first, and show how they ended.
+pub async fn nodes_register_heartbeat_and_stop(store: SharedStore) {
+    let a = errand_core::NodeId::new();
+    let b = errand_core::NodeId::new();
+    for id in [a, b] {
+        store
+            .node_heartbeat(NodeHeartbeatParams {
+                id,
+                host: "host-1".into(),
+                pid: 42,
+                version: "0.1.0".into(),
+            })
+            .await
+            .expect("heartbeat");
+    }
+    store.node_stop(a).await.expect("stop");
+    let day = Duration::from_secs(86_400);
+    let nodes = store
+        .node_list(Duration::from_secs(30), day)
+        .await
+        .expect("list");
+    assert_eq!(nodes.len(), 2);
+    let status = |id| nodes.iter().find(|n| n.id == id).map(|n| n.status);
+    assert_eq!(status(a), Some(errand_core::NodeStatus::Stopped));
+    assert_eq!(status(b), Some(errand_core::NodeStatus::Alive));
+    assert_eq!(nodes[0].host, "host-1");
+    assert_eq!(nodes[0].pid, 42);
+    let judged_dead = store.node_list(Duration::ZERO, day).await.expect("list");
+    let b_now = judged_dead.iter().find(|n| n.id == b).expect("b listed");
+    assert_eq!(
+        b_now.status,
+        errand_core::NodeStatus::Dead,
+        "no heartbeat within dead_after"
+    );
 }

@@ -143,3 +143,17 @@ pub struct DeadSelection {
     /// Only these jobs; empty means every dead job (of the queue).
     pub ids: Vec<JobId>,
 }
+
+/// Input of [`Store::node_heartbeat`](crate::Store::node_heartbeat): registers the node on
+/// its first call.
+#[derive(Debug, Clone)]
+pub struct NodeHeartbeatParams {
+    /// The node.
+    pub id: errand_core::NodeId,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// errand version.
+    pub version: String,
+}

@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use errand_core::{Attempt, Job, JobId, QueueInfo, QueueName};
+use std::time::Duration;
+
+use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, StoreError,
+    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, NodeHeartbeatParams,
+    StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -86,4 +89,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes selected dead jobs and their attempts; returns how many.
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError>;
+
+    /// Records that a node is alive (registering it on the first call).
+    async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError>;
+
+    /// Marks a node as cleanly stopped.
+    async fn node_stop(&self, id: NodeId) -> Result<(), StoreError>;
+
+    /// Every node seen within `forget_after`, newest first; a node whose last heartbeat is
+    /// older than `dead_after` is `dead`.
+    async fn node_list(
+        &self,
+        dead_after: Duration,
+        forget_after: Duration,
+    ) -> Result<Vec<NodeInfo>, StoreError>;
+
+    /// Wake-ups from other processes sharing this store: names of queues that gained ready
+    /// jobs. `None` when no other process writes to the store (the embedded store).
+    fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<QueueName>> {
+        None
+    }
 }
