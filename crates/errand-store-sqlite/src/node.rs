@@ -52,7 +52,7 @@ pub(crate) fn list(
             version: row.get(3)?,
             status: if stopped {
                 NodeStatus::Stopped
-            } else if heartbeat_at < now.saturating_sub(dead_after_ms) {
+            } else if heartbeat_at <= now.saturating_sub(dead_after_ms) {
                 NodeStatus::Dead
             } else {
                 NodeStatus::Alive

@@ -4,7 +4,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod eventually;
+mod postgres;
 mod server_process;
 
 pub use eventually::eventually;
+pub use postgres::{postgres_url, PgSchema, DEFAULT_POSTGRES_URL};
 pub use server_process::{ServerProcess, TestkitError};

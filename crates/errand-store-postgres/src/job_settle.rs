@@ -1,0 +1,222 @@
+//! Writes that end an attempt or a job: complete, fail, cancel, retry.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, JobState, RetryPolicy};
+use errand_store::{Settlement, StoreError};
+use serde_json::Value;
+
+use crate::fault::{Fault, QResult};
+use crate::job_row::{job_columns, job_from_row, jobs_from_rows, JOB_COLUMNS};
+use crate::job_write::fenced;
+
+/// Completes many jobs in one statement; each row is fenced on its own token. Returns the
+/// completed jobs by id.
+async fn complete_many(
+    client: &impl GenericClient,
+    ids: &[uuid::Uuid],
+    tokens: &[uuid::Uuid],
+    results: &[Option<Value>],
+) -> QResult<HashMap<uuid::Uuid, Job>> {
+    let sql = format!(
+        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[]) AS u(id, token, result)), \
+         done AS ( \
+             UPDATE jobs j SET state = 'succeeded', result = u.result, error = NULL, \
+                 finished_at = errand_now(), lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
+             FROM u WHERE j.id = u.id AND j.state = 'running' AND j.lease_token = u.token \
+                 AND j.lease_expires_at > errand_now() \
+             RETURNING {}), \
+         closed AS ( \
+             UPDATE job_attempts a SET finished_at = errand_now(), outcome = 'succeeded', error = NULL \
+             FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt) \
+         SELECT {JOB_COLUMNS} FROM done",
+        job_columns("j")
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&ids, &tokens, &results]).await?;
+    Ok(jobs_from_rows(&rows)?
+        .into_iter()
+        .map(|j| (j.id.0, j))
+        .collect())
+}
+
+/// Moves a running job to where a failed attempt sends it and closes the attempt.
+pub(crate) async fn fail_running(
+    client: &impl GenericClient,
+    id: JobId,
+    attempt: u32,
+    retry: AfterFailure,
+    outcome: AttemptOutcome,
+    error: &str,
+) -> QResult<Job> {
+    let sql = format!(
+        "WITH failed AS ( \
+             UPDATE jobs SET state = $2, run_at = errand_now() + $3, error = $4, \
+                 finished_at = CASE WHEN $2 = 'dead' THEN errand_now() ELSE NULL END, \
+                 lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
+             WHERE id = $1 RETURNING *), \
+         closed AS ( \
+             UPDATE job_attempts SET finished_at = errand_now(), outcome = $5, error = $4 \
+             WHERE job_id = $1 AND attempt = $6) \
+         SELECT {JOB_COLUMNS} FROM failed"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let wait = retry.run_at(0);
+    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+    let row = client
+        .query_opt(
+            &stmt,
+            &[
+                &id.0,
+                &retry.state().as_str(),
+                &wait,
+                &error,
+                &outcome.as_str(),
+                &attempt,
+            ],
+        )
+        .await?
+        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+    job_from_row(&row)
+}
+
+async fn fail_one(
+    client: &impl GenericClient,
+    id: JobId,
+    token: uuid::Uuid,
+    error: &str,
+    retry_in: Option<std::time::Duration>,
+    dead: bool,
+    policy: &RetryPolicy,
+) -> QResult<Job> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT attempt, max_attempts FROM jobs WHERE id = $1 AND state = 'running' \
+             AND lease_token = $2 AND lease_expires_at > errand_now() FOR UPDATE",
+        )
+        .await?;
+    let Some(row) = client.query_opt(&stmt, &[&id.0, &token]).await? else {
+        return Err(fenced(client, id).await);
+    };
+    let attempt = u32::try_from(row.try_get::<_, i32>(0)?).unwrap_or(0);
+    let max_attempts = u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(0);
+    let retry = AfterFailure::decide(attempt, max_attempts, retry_in, dead, policy);
+    fail_running(client, id, attempt, retry, AttemptOutcome::Failed, error).await
+}
+
+/// Settles many jobs inside the caller's transaction: completions in one statement,
+/// failures one by one (each needs its own retry decision). Answers in input order.
+pub(crate) async fn settle_many(
+    client: &impl GenericClient,
+    settlements: &[Settlement],
+    policy: &RetryPolicy,
+) -> QResult<Vec<Result<Job, StoreError>>> {
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    let mut results = Vec::new();
+    for s in settlements {
+        if let Settlement::Complete {
+            id,
+            lease_token,
+            result,
+        } = s
+        {
+            ids.push(id.0);
+            tokens.push(lease_token.0);
+            results.push(result.clone());
+        }
+    }
+    let mut completed = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        complete_many(client, &ids, &tokens, &results).await?
+    };
+    let mut out = Vec::with_capacity(settlements.len());
+    for s in settlements {
+        let outcome = match s {
+            Settlement::Complete { id, .. } => match completed.remove(&id.0) {
+                Some(job) => Ok(job),
+                None => Err(fenced(client, *id).await),
+            },
+            Settlement::Fail {
+                id,
+                lease_token,
+                error,
+                retry_in,
+                dead,
+            } => fail_one(client, *id, lease_token.0, error, *retry_in, *dead, policy).await,
+        };
+        out.push(match outcome {
+            Ok(job) => Ok(job),
+            Err(Fault::Store(e)) => Err(e),
+            Err(other) => return Err(other),
+        });
+    }
+    Ok(out)
+}
+
+/// Cancels a job that has not finished.
+pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Job> {
+    let job = lock_job(client, id).await?;
+    if job.state.is_final() {
+        return Err(Fault::Store(StoreError::Conflict(format!(
+            "job {id} is already {}",
+            job.state
+        ))));
+    }
+    let sql = format!(
+        "WITH cancelled AS ( \
+             UPDATE jobs SET state = 'cancelled', finished_at = errand_now(), lease_token = NULL, \
+                 lease_expires_at = NULL, updated_at = errand_now() WHERE id = $1 RETURNING *), \
+         closed AS ( \
+             UPDATE job_attempts SET finished_at = errand_now(), outcome = 'cancelled', error = 'cancelled' \
+             WHERE job_id = $1 AND attempt = $2 AND $3) \
+         SELECT {JOB_COLUMNS} FROM cancelled"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let attempt = i32::try_from(job.attempt).unwrap_or(i32::MAX);
+    let was_running = job.state == JobState::Running;
+    let row = client
+        .query_one(&stmt, &[&id.0, &attempt, &was_running])
+        .await?;
+    job_from_row(&row)
+}
+
+/// The SET clause that makes a stopped job ready again with at least one attempt left.
+pub(crate) const REVIVE: &str = "state = 'available', run_at = errand_now(), finished_at = NULL, \
+     max_attempts = GREATEST(max_attempts, attempt + 1), updated_at = errand_now()";
+
+/// Runs a dead, cancelled or retry-waiting job again now.
+pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job> {
+    let job = lock_job(client, id).await?;
+    if !matches!(
+        job.state,
+        JobState::Dead | JobState::Cancelled | JobState::Scheduled
+    ) {
+        return Err(Fault::Store(StoreError::Conflict(format!(
+            "job {id} is {}; only dead, cancelled or scheduled jobs can be retried",
+            job.state
+        ))));
+    }
+    let stmt = client
+        .prepare_cached(&format!(
+            "UPDATE jobs SET {REVIVE} WHERE id = $1 RETURNING {JOB_COLUMNS}"
+        ))
+        .await?;
+    job_from_row(&client.query_one(&stmt, &[&id.0]).await?)
+}
+
+/// Reads a job and locks its row until the transaction ends.
+async fn lock_job(client: &impl GenericClient, id: JobId) -> QResult<Job> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
+        ))
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&id.0])
+        .await?
+        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+    job_from_row(&row)
+}

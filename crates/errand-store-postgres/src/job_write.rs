@@ -1,0 +1,322 @@
+//! Writes that start a job's life: insert, claim, heartbeat.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use errand_core::job::RunAt;
+use errand_core::time::to_timestamp;
+use errand_core::{Job, JobId, JobState, LeaseToken, NewJob};
+use errand_store::{ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError};
+use serde_json::Value;
+
+use crate::fault::{corrupt, Fault, QResult};
+use crate::job_row::{job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
+
+/// Inserts new queues, ignoring those that exist.
+const QUEUES_UPSERT: &str =
+    "INSERT INTO queues (name, created_at) SELECT DISTINCT unnest($1::text[]), errand_now() ON CONFLICT DO NOTHING";
+
+/// Inserts jobs from parallel arrays: one statement for a whole batch.
+const JOBS_UNNEST: &str = "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
+     timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at) \
+     SELECT u.id, u.kind, u.queue, \
+            CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
+                 THEN 'scheduled' ELSE 'available' END, \
+            u.payload, u.priority, COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
+            u.max_attempts, u.timeout_ms, u.tags, u.key, \
+            CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now() \
+     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
+                 $8::int[], $9::bigint[], $10::jsonb[], $11::text[]) \
+          AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key)";
+
+/// Parallel arrays of a batch, as `JOBS_UNNEST` takes them.
+#[derive(Default)]
+struct Columns {
+    id: Vec<uuid::Uuid>,
+    kind: Vec<String>,
+    queue: Vec<String>,
+    payload: Vec<Value>,
+    priority: Vec<i32>,
+    run_at: Vec<Option<i64>>,
+    run_after: Vec<Option<i64>>,
+    max_attempts: Vec<i32>,
+    timeout_ms: Vec<Option<i64>>,
+    tags: Vec<Value>,
+    key: Vec<Option<String>>,
+}
+
+impl Columns {
+    fn push(&mut self, j: &NewJob) {
+        let (at, after) = match j.run_at {
+            RunAt::Now => (None, None),
+            RunAt::At(ms) => (Some(ms), None),
+            RunAt::After(d) => (None, Some(millis(d))),
+        };
+        self.id.push(j.id.0);
+        self.kind.push(j.kind.as_str().to_string());
+        self.queue.push(j.queue.as_str().to_string());
+        self.payload.push(j.payload.clone());
+        self.priority.push(j.priority);
+        self.run_at.push(at);
+        self.run_after.push(after);
+        self.max_attempts
+            .push(i32::try_from(j.max_attempts).unwrap_or(i32::MAX));
+        self.timeout_ms.push(j.timeout.map(millis));
+        self.tags.push(Value::from(j.tags.clone()));
+        self.key.push(j.idempotency_key.clone());
+    }
+}
+
+/// Runs `JOBS_UNNEST` for `jobs`; returns `id → (state, run_at, created_at)` of the rows it
+/// inserted. Keyed rows that hit a live key are skipped (`ON CONFLICT DO NOTHING`).
+async fn insert_rows(
+    client: &impl GenericClient,
+    jobs: &[&NewJob],
+    window: Duration,
+) -> QResult<HashMap<uuid::Uuid, (JobState, i64, i64)>> {
+    let mut c = Columns::default();
+    for j in jobs {
+        c.push(j);
+    }
+    let keyed = jobs.iter().any(|j| j.idempotency_key.is_some());
+    let sql = if keyed {
+        format!(
+            "{JOBS_UNNEST} ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING id, state, run_at, created_at"
+        )
+    } else {
+        format!("{JOBS_UNNEST} RETURNING id, state, run_at, created_at")
+    };
+    let stmt = client.prepare_cached(&sql).await?;
+    let window_ms = millis(window);
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &c.id,
+                &c.kind,
+                &c.queue,
+                &c.payload,
+                &c.priority,
+                &c.run_at,
+                &c.run_after,
+                &c.max_attempts,
+                &c.timeout_ms,
+                &c.tags,
+                &c.key,
+                &window_ms,
+            ],
+        )
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let state: String = row.try_get(1)?;
+        out.insert(
+            row.try_get(0)?,
+            (
+                state.parse::<JobState>().map_err(corrupt)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            ),
+        );
+    }
+    Ok(out)
+}
+
+fn view(job: NewJob, state: JobState, run_at: i64, created: i64) -> Job {
+    let created = to_timestamp(created);
+    Job {
+        id: job.id,
+        kind: job.kind,
+        queue: job.queue,
+        state,
+        payload: job.payload,
+        priority: job.priority,
+        run_at: to_timestamp(run_at),
+        attempt: 0,
+        max_attempts: job.max_attempts,
+        timeout_ms: job.timeout.map(|d| d.as_millis() as u64),
+        tags: job.tags,
+        idempotency_key: job.idempotency_key,
+        result: None,
+        error: None,
+        progress: None,
+        checkpoint: None,
+        worker: None,
+        lease_expires_at: None,
+        created_at: created,
+        updated_at: created,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+/// Inserts a batch inside the caller's transaction.
+pub(crate) async fn insert_many(
+    client: &impl GenericClient,
+    jobs: Vec<NewJob>,
+    window: Duration,
+) -> QResult<Vec<InsertedJob>> {
+    let queues: Vec<String> = jobs
+        .iter()
+        .map(|j| j.queue.as_str().to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stmt = client.prepare_cached(QUEUES_UPSERT).await?;
+    client.execute(&stmt, &[&queues]).await?;
+    let unkeyed: Vec<&NewJob> = jobs
+        .iter()
+        .filter(|j| j.idempotency_key.is_none())
+        .collect();
+    let mut inserted = if unkeyed.is_empty() {
+        HashMap::new()
+    } else {
+        insert_rows(client, &unkeyed, window).await?
+    };
+    // Keyed jobs go one at a time, in order, so a key repeated within the batch finds the
+    // first job and a key whose window closed is released first.
+    for job in jobs.iter().filter(|j| j.idempotency_key.is_some()) {
+        let key = job.idempotency_key.as_deref().unwrap_or_default();
+        release_expired_key(client, key).await?;
+        inserted.extend(insert_rows(client, &[job], window).await?);
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match inserted.get(&job.id.0).copied() {
+            Some((state, run_at, created)) => out.push(InsertedJob {
+                job: view(job, state, run_at, created),
+                inserted: true,
+            }),
+            None => {
+                let key = job.idempotency_key.clone().unwrap_or_default();
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1"
+                    ))
+                    .await?;
+                let row = client.query_opt(&stmt, &[&key]).await?.ok_or_else(|| {
+                    Fault::Store(StoreError::Unavailable(format!(
+                        "job {} was neither inserted nor found by its key",
+                        job.id
+                    )))
+                })?;
+                out.push(InsertedJob {
+                    job: job_from_row(&row)?,
+                    inserted: false,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn release_expired_key(client: &impl GenericClient, key: &str) -> QResult<()> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE jobs SET idempotency_key = NULL, idempotency_expires_at = NULL \
+             WHERE idempotency_key = $1 AND idempotency_expires_at <= errand_now()",
+        )
+        .await?;
+    client.execute(&stmt, &[&key]).await?;
+    Ok(())
+}
+
+/// Leases up to `max` ready jobs with one statement.
+pub(crate) async fn claim(
+    client: &impl GenericClient,
+    p: &JobClaimParams,
+) -> QResult<Vec<ClaimedJob>> {
+    let sql = format!(
+        "WITH picked AS ( \
+             SELECT id FROM jobs \
+             WHERE queue = $1 AND state IN ('available', 'scheduled') AND run_at <= errand_now() \
+               AND ($6::text[] IS NULL OR kind = ANY($6)) \
+               AND EXISTS (SELECT 1 FROM queues WHERE name = $1 AND NOT paused) \
+             ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+         claimed AS ( \
+             UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, lease_token = $3, \
+                 lease_ms = $4, lease_expires_at = errand_now() + $4, started_at = errand_now(), \
+                 updated_at = errand_now() \
+             FROM picked WHERE j.id = picked.id RETURNING j.*), \
+         opened AS ( \
+             INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
+             SELECT id, attempt, $2, errand_now(), 'running' FROM claimed \
+             ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, \
+                 started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL) \
+         SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let token = LeaseToken::new();
+    let kinds: Option<Vec<String>> =
+        (!p.kinds.is_empty()).then(|| p.kinds.iter().map(|k| k.as_str().to_string()).collect());
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &p.queue.as_str(),
+                &p.worker,
+                &token.0,
+                &millis(p.lease),
+                &i64::from(p.max),
+                &kinds,
+            ],
+        )
+        .await?;
+    Ok(jobs_from_rows(&rows)?
+        .into_iter()
+        .map(|job| ClaimedJob {
+            job,
+            lease_token: token,
+        })
+        .collect())
+}
+
+/// The error for a write its lease token fenced off: `NotFound` when the job is gone,
+/// `LeaseLost` otherwise.
+pub(crate) async fn fenced(client: &impl GenericClient, id: JobId) -> Fault {
+    let stmt = match client
+        .prepare_cached("SELECT 1 FROM jobs WHERE id = $1")
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    match client.query_opt(&stmt, &[&id.0]).await {
+        Ok(Some(_)) => Fault::Store(StoreError::LeaseLost {
+            job: id.to_string(),
+        }),
+        Ok(None) => Fault::Store(StoreError::job_not_found(id)),
+        Err(e) => e.into(),
+    }
+}
+
+/// Extends a lease, saving progress and checkpoint.
+pub(crate) async fn heartbeat(client: &impl GenericClient, p: &JobHeartbeatParams) -> QResult<Job> {
+    let sql = format!(
+        "UPDATE jobs SET lease_ms = COALESCE($3, lease_ms), \
+             lease_expires_at = errand_now() + COALESCE($3, lease_ms), \
+             progress = COALESCE($4, progress), checkpoint = COALESCE($5, checkpoint), updated_at = errand_now() \
+         WHERE id = $1 AND state = 'running' AND lease_token = $2 AND lease_expires_at > errand_now() \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let progress = p
+        .progress
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
+    let lease = p.lease.map(millis);
+    let row = client
+        .query_opt(
+            &stmt,
+            &[&p.id.0, &p.lease_token.0, &lease, &progress, &p.checkpoint],
+        )
+        .await?;
+    match row {
+        Some(row) => job_from_row(&row),
+        None => Err(fenced(client, p.id).await),
+    }
+}

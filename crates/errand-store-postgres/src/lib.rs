@@ -1,0 +1,24 @@
+//! The PostgreSQL store: several `errand serve` nodes share one database.
+//!
+//! Claims lease many jobs per statement with `FOR UPDATE SKIP LOCKED`; batch enqueue and
+//! batch completion are one statement each over `UNNEST` arrays; no transaction stays open
+//! while a job runs. A trigger notifies (`LISTEN/NOTIFY`) when jobs become available, and a
+//! dedicated listener connection turns those notifications into wake-ups on every node.
+//! All time arithmetic uses the database clock (`errand_now()`). Migrations run at start
+//! under an advisory lock. A lost connection is replaced by the pool; meanwhile calls fail
+//! with `Unavailable` and nothing acknowledged is lost.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod fault;
+mod job_read;
+mod job_row;
+mod job_settle;
+mod job_write;
+mod listener;
+mod maintenance;
+mod node;
+mod queue;
+mod schema;
+mod store;
+
+pub use store::{PgOptions, PgStore};

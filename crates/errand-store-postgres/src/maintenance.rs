@@ -1,0 +1,77 @@
+//! Rescuing expired leases and timed-out attempts; making due scheduled jobs available.
+//! Several nodes may run these at once: `SKIP LOCKED` hands each row to one of them.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, QueueName};
+use errand_store::{JobRescueParams, StoreError};
+
+use crate::fault::{Fault, QResult};
+use crate::job_settle::fail_running;
+
+/// Rescues stuck jobs inside the caller's transaction.
+pub(crate) async fn rescue_expired(
+    client: &impl GenericClient,
+    p: &JobRescueParams,
+) -> QResult<Vec<Job>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, attempt, max_attempts, lease_expires_at <= errand_now(), timeout_ms FROM jobs \
+             WHERE state = 'running' AND (lease_expires_at <= errand_now() \
+                 OR (timeout_ms IS NOT NULL AND started_at + timeout_ms <= errand_now())) \
+             LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&i64::from(p.limit)]).await?;
+    let mut changed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = JobId(row.try_get(0)?);
+        let attempt = u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(0);
+        let max_attempts = u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0);
+        let lease_expired: bool = row.try_get(3)?;
+        let timeout_ms: Option<i64> = row.try_get(4)?;
+        // A vanished worker's job goes back at once (the attempt still counts); an attempt
+        // that overran its timeout is a failure and backs off.
+        let (retry_in, outcome, message) = if lease_expired {
+            (
+                Some(Duration::ZERO),
+                AttemptOutcome::LeaseExpired,
+                "lease expired: the worker stopped heartbeating".to_string(),
+            )
+        } else {
+            (
+                None,
+                AttemptOutcome::TimedOut,
+                format!("timed out after {} ms", timeout_ms.unwrap_or_default()),
+            )
+        };
+        let retry = AfterFailure::decide(attempt, max_attempts, retry_in, false, &p.retry_policy);
+        changed.push(fail_running(client, id, attempt, retry, outcome, &message).await?);
+    }
+    Ok(changed)
+}
+
+/// Makes due scheduled jobs available; returns the queues that gained jobs.
+pub(crate) async fn schedule_due(
+    client: &impl GenericClient,
+    limit: u32,
+) -> QResult<Vec<QueueName>> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE jobs SET state = 'available', updated_at = errand_now() WHERE id IN \
+             (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= errand_now() \
+              ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING queue",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&i64::from(limit)]).await?;
+    let mut queues = BTreeSet::new();
+    for row in rows {
+        queues.insert(row.try_get::<_, String>(0)?);
+    }
+    queues
+        .into_iter()
+        .map(|q| QueueName::parse(&q).map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string()))))
+        .collect()
+}

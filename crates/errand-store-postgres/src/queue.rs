@@ -1,0 +1,122 @@
+//! Queue reads and writes, and bulk operations on dead jobs.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::GenericClient;
+use errand_core::{JobState, QueueInfo, QueueName, StateCounts};
+use errand_store::{DeadSelection, StoreError};
+
+use crate::fault::{corrupt, Fault, QResult};
+use crate::job_settle::REVIVE;
+
+/// Every queue, or one, with counts per state and the age of its oldest ready job.
+pub(crate) async fn list(
+    client: &impl GenericClient,
+    only: Option<&QueueName>,
+) -> QResult<Vec<QueueInfo>> {
+    let filter: Option<&str> = only.map(QueueName::as_str);
+    let mut queues: BTreeMap<String, QueueInfo> = BTreeMap::new();
+    let stmt = client
+        .prepare_cached(
+            "SELECT name, paused FROM queues WHERE $1::text IS NULL OR name = $1 ORDER BY name",
+        )
+        .await?;
+    for row in client.query(&stmt, &[&filter]).await? {
+        let name: String = row.try_get(0)?;
+        queues.insert(
+            name.clone(),
+            QueueInfo {
+                name: QueueName::parse(&name).map_err(corrupt)?,
+                paused: row.try_get(1)?,
+                counts: StateCounts::default(),
+                oldest_available_age_ms: None,
+            },
+        );
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT queue, state, COUNT(*) FROM jobs WHERE $1::text IS NULL OR queue = $1 GROUP BY queue, state",
+        )
+        .await?;
+    for row in client.query(&stmt, &[&filter]).await? {
+        let name: String = row.try_get(0)?;
+        let state: String = row.try_get(1)?;
+        let n: i64 = row.try_get(2)?;
+        if let (Some(q), Ok(state)) = (queues.get_mut(&name), state.parse::<JobState>()) {
+            q.counts.add(state, n.max(0) as u64);
+        }
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT queue, errand_now() - MIN(run_at) FROM jobs \
+             WHERE state IN ('available', 'scheduled') AND run_at <= errand_now() \
+               AND ($1::text IS NULL OR queue = $1) GROUP BY queue",
+        )
+        .await?;
+    for row in client.query(&stmt, &[&filter]).await? {
+        let name: String = row.try_get(0)?;
+        let age: i64 = row.try_get(1)?;
+        if let Some(q) = queues.get_mut(&name) {
+            q.oldest_available_age_ms = Some(age.max(0) as u64);
+        }
+    }
+    Ok(queues.into_values().collect())
+}
+
+/// Pauses or resumes a queue; resuming notifies the queue's listeners.
+pub(crate) async fn set_paused(
+    client: &impl GenericClient,
+    name: &QueueName,
+    paused: bool,
+) -> QResult<QueueInfo> {
+    let stmt = client
+        .prepare_cached("UPDATE queues SET paused = $2 WHERE name = $1")
+        .await?;
+    if client.execute(&stmt, &[&name.as_str(), &paused]).await? == 0 {
+        return Err(Fault::Store(StoreError::queue_not_found(name)));
+    }
+    if !paused {
+        let stmt = client
+            .prepare_cached("SELECT pg_notify(current_schema() || '.errand_ready', $1)")
+            .await?;
+        client.execute(&stmt, &[&name.as_str()]).await?;
+    }
+    list(client, Some(name))
+        .await?
+        .pop()
+        .ok_or_else(|| Fault::Store(StoreError::queue_not_found(name)))
+}
+
+/// The WHERE clause of a dead selection over `$1` (queue or NULL) and `$2` (ids or NULL).
+const DEAD_SELECTION: &str =
+    "state = 'dead' AND ($1::text IS NULL OR queue = $1) AND ($2::uuid[] IS NULL OR id = ANY($2))";
+
+fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<Vec<uuid::Uuid>>) {
+    (
+        sel.queue.as_ref().map(|q| q.as_str().to_string()),
+        (!sel.ids.is_empty()).then(|| sel.ids.iter().map(|i| i.0).collect()),
+    )
+}
+
+/// Makes selected dead jobs available again.
+pub(crate) async fn dead_requeue(client: &impl GenericClient, sel: &DeadSelection) -> QResult<u64> {
+    let (queue, ids) = selection_args(sel);
+    let stmt = client
+        .prepare_cached(&format!("UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION}"))
+        .await?;
+    Ok(client.execute(&stmt, &[&queue, &ids]).await?)
+}
+
+/// Deletes selected dead jobs and their attempts.
+pub(crate) async fn dead_purge(client: &impl GenericClient, sel: &DeadSelection) -> QResult<u64> {
+    let (queue, ids) = selection_args(sel);
+    let stmt = client
+        .prepare_cached(&format!(
+            "WITH gone AS (DELETE FROM jobs WHERE {DEAD_SELECTION} RETURNING id), \
+             attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)) \
+             SELECT COUNT(*) FROM gone"
+        ))
+        .await?;
+    let n: i64 = client.query_one(&stmt, &[&queue, &ids]).await?.try_get(0)?;
+    Ok(n.max(0) as u64)
+}

@@ -1,0 +1,58 @@
+//! Embedded migrations, run at start under an advisory lock so that nodes starting
+//! together do not race. `errand_migrations` records which have run.
+
+use tokio_postgres::Client;
+
+use crate::fault::QResult;
+
+/// Every migration in order. Append only.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_jobs.sql")];
+
+/// Any constant works as long as every node uses the same one; this is "errand" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6572_7261_6e64;
+
+/// Creates the schema if needed and brings it up to date.
+pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<()> {
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
+        ))
+        .await?;
+    client
+        .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let outcome = run(client).await;
+    // Unlock even when a migration failed; the session ends soon after anyway.
+    client
+        .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    outcome
+}
+
+async fn run(client: &mut Client) -> QResult<()> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS errand_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM errand_migrations",
+            &[],
+        )
+        .await?;
+    let current: i32 = row.try_get(0)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO errand_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(migration = version, "applied PostgreSQL migration");
+    }
+    Ok(())
+}

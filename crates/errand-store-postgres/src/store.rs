@@ -1,0 +1,278 @@
+//! [`PgStore`]: the pool, the listener, and each [`Store`] method routed to its query.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_store::{
+    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, NodeHeartbeatParams,
+    Store, StoreError,
+};
+use tokio::sync::broadcast;
+use tokio_postgres::{Config, NoTls};
+
+use crate::fault::{Fault, QResult};
+use crate::job_row::millis;
+use crate::{job_read, job_settle, job_write, listener, maintenance, node, queue, schema};
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// Schema holding errand's tables; created when missing. Several errand deployments
+    /// (or tests) can share one database with different schemas.
+    pub schema: String,
+    /// Connections per node. Each in-flight request holds one only while its statement
+    /// runs, so a few dozen serve thousands of waiting workers.
+    pub pool_size: usize,
+    /// How long a request waits for a connection before answering `503`.
+    pub connect_timeout: Duration,
+}
+
+impl PgOptions {
+    /// Options for `url` with the default schema `errand`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            schema: "errand".into(),
+            pool_size: 32,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    pool: Pool,
+    wakeups: broadcast::Sender<QueueName>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Events buffered for a slow wake-up subscriber; a lagging one just wakes everything.
+const WAKEUP_BUFFER: usize = 1024;
+
+fn valid_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl PgStore {
+    /// Connects, runs migrations under an advisory lock, and starts the wake-up listener.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad URL or schema name, `Unavailable` when the database cannot be
+    /// reached or a migration fails.
+    pub async fn connect(options: &PgOptions) -> Result<Self, StoreError> {
+        if !valid_schema(&options.schema) {
+            return Err(StoreError::Invalid(format!(
+                "schema `{}`: use 1 to 48 of a-z 0-9 _, not starting with a digit",
+                options.schema
+            )));
+        }
+        let mut config: Config = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        config.connect_timeout(options.connect_timeout);
+        let (mut admin, conn) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| StoreError::from(Fault::from(e)))?;
+        let admin_conn = tokio::spawn(conn);
+        schema::migrate(&mut admin, &options.schema).await?;
+        drop(admin);
+        let _ = admin_conn.await;
+
+        config.options(format!("-c search_path={}", options.schema));
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
+        let listener = tokio::spawn(listener::run(
+            config,
+            options.schema.clone(),
+            wakeups.clone(),
+        ));
+        Ok(Self {
+            pool,
+            wakeups,
+            listener,
+        })
+    }
+
+    async fn client(&self) -> QResult<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// Runs `$body` with `$tx` bound to a transaction on a pooled connection, committing when
+/// it returns `Ok`; dropping the transaction on `Err` rolls it back.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $body:expr) => {{
+        let run = async {
+            let mut client = $self.client().await?;
+            let $tx = client.transaction().await?;
+            let out = $body;
+            $tx.commit().await?;
+            QResult::Ok(out)
+        };
+        run.await.map_err(StoreError::from)
+    }};
+}
+
+/// Runs `$body` with `$c` bound to a pooled connection (autocommit).
+macro_rules! on_conn {
+    ($self:ident, |$c:ident| $body:expr) => {{
+        let run = async {
+            let $c = $self.client().await?;
+            QResult::Ok($body)
+        };
+        run.await.map_err(StoreError::from)
+    }};
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        on_conn!(self, |c| {
+            c.simple_query("SELECT 1").await?;
+        })
+    }
+
+    async fn job_insert_many(
+        &self,
+        params: JobInsertManyParams,
+    ) -> Result<Vec<InsertedJob>, StoreError> {
+        in_tx!(self, |tx| job_write::insert_many(
+            &tx,
+            params.jobs,
+            params.idempotency_window
+        )
+        .await?)
+    }
+
+    async fn job_get(&self, id: JobId) -> Result<Job, StoreError> {
+        on_conn!(self, |c| job_read::get(&c, id).await?)
+    }
+
+    async fn job_list(&self, params: JobListParams) -> Result<Vec<Job>, StoreError> {
+        on_conn!(self, |c| job_read::list(&c, &params).await?)
+    }
+
+    async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
+        on_conn!(self, |c| job_write::claim(&c, &params).await?)
+    }
+
+    async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
+        on_conn!(self, |c| job_write::heartbeat(&c, &params).await?)
+    }
+
+    async fn job_settle_many(
+        &self,
+        params: JobSettleManyParams,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        in_tx!(self, |tx| job_settle::settle_many(
+            &tx,
+            &params.settlements,
+            &params.retry_policy
+        )
+        .await?)
+    }
+
+    async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError> {
+        in_tx!(self, |tx| job_settle::cancel(&tx, id).await?)
+    }
+
+    async fn job_retry(&self, id: JobId) -> Result<Job, StoreError> {
+        in_tx!(self, |tx| job_settle::retry(&tx, id).await?)
+    }
+
+    async fn job_attempt_list(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
+        on_conn!(self, |c| job_read::attempts(&c, id).await?)
+    }
+
+    async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError> {
+        in_tx!(self, |tx| maintenance::rescue_expired(&tx, &params).await?)
+    }
+
+    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
+        on_conn!(self, |c| maintenance::schedule_due(&c, limit).await?)
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        on_conn!(self, |c| queue::list(&c, None).await?)
+    }
+
+    async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
+        on_conn!(self, |c| queue::list(&c, Some(name))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::queue_not_found(name))?)
+    }
+
+    async fn queue_set_paused(
+        &self,
+        name: &QueueName,
+        paused: bool,
+    ) -> Result<QueueInfo, StoreError> {
+        in_tx!(self, |tx| queue::set_paused(&tx, name, paused).await?)
+    }
+
+    async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
+        on_conn!(self, |c| queue::dead_requeue(&c, &selection).await?)
+    }
+
+    async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
+        on_conn!(self, |c| queue::dead_purge(&c, &selection).await?)
+    }
+
+    async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError> {
+        on_conn!(self, |c| node::heartbeat(&c, &params).await?)
+    }
+
+    async fn node_stop(&self, id: NodeId) -> Result<(), StoreError> {
+        on_conn!(self, |c| node::stop(&c, id).await?)
+    }
+
+    async fn node_list(
+        &self,
+        dead_after: Duration,
+        forget_after: Duration,
+    ) -> Result<Vec<NodeInfo>, StoreError> {
+        on_conn!(self, |c| node::list(
+            &c,
+            millis(dead_after),
+            millis(forget_after)
+        )
+        .await?)
+    }
+
+    fn wakeups(&self) -> Option<broadcast::Receiver<QueueName>> {
+        Some(self.wakeups.subscribe())
+    }
+}
