@@ -8,6 +8,7 @@
 mod enqueue;
 mod error_body;
 mod jobs;
+mod nodes;
 mod queues;
 mod worker;
 
@@ -16,6 +17,7 @@ pub use enqueue::{
 };
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
+pub use nodes::NodeList;
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use worker::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,

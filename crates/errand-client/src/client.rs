@@ -265,6 +265,14 @@ impl Client {
         self.post("/v1/dead/purge", sel).await
     }
 
+    /// `GET /v1/nodes`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn nodes(&self) -> Result<errand_api::NodeList, ClientError> {
+        self.get("/v1/nodes").await
+    }
+
     /// `GET /readyz`: true when the server and its store answer.
     ///
     /// # Errors

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, QueueInfo, QueueName};
+use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
@@ -44,6 +44,7 @@ pub struct Engine {
     waker: QueueWaker,
     events: broadcast::Sender<JobEvent>,
     shutdown: CancellationToken,
+    node_id: NodeId,
 }
 
 impl Engine {
@@ -56,7 +57,13 @@ impl Engine {
             waker: QueueWaker::default(),
             events,
             shutdown: CancellationToken::new(),
+            node_id: NodeId::new(),
         })
+    }
+
+    /// This process's node id, new at every start.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
     }
 
     /// The store underneath, for reads that need no engine logic.
@@ -93,6 +100,10 @@ impl Engine {
 
     pub(crate) fn wake(&self, queue: &QueueName) {
         self.waker.wake(queue);
+    }
+
+    pub(crate) fn wake_all(&self) {
+        self.waker.wake_all();
     }
 
     /// Stores jobs atomically and wakes the workers of their queues.

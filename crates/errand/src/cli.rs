@@ -54,9 +54,13 @@ pub struct ServeArgs {
     /// Data directory of the embedded store.
     #[arg(long, env = "ERRAND_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Store URL: `sqlite://PATH` (default: a file in the data directory).
+    /// Store URL: `sqlite://PATH` (default: a file in the data directory) or
+    /// `postgres://user@host:port/db` to share the store between nodes.
     #[arg(long, env = "ERRAND_STORE")]
     pub store: Option<String>,
+    /// PostgreSQL schema for errand's tables (default `errand`).
+    #[arg(long, env = "ERRAND_PG_SCHEMA")]
+    pub pg_schema: Option<String>,
     /// Largest request body in bytes (default 64 MiB).
     #[arg(long, env = "ERRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,

@@ -7,12 +7,13 @@ use anyhow::Context;
 use errand_engine::{maintenance, Engine, EngineConfig};
 use errand_server::AppState;
 use errand_store::SharedStore;
+use errand_store_postgres::{PgOptions, PgStore};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::{Settings, StoreLocation};
 
-fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, String)> {
+async fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, String)> {
     match &settings.store {
         StoreLocation::Sqlite(path) => {
             let options = SqliteOptions {
@@ -22,6 +23,15 @@ fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, String)> {
             let store = SqliteStore::open(&options)
                 .with_context(|| format!("opening {}", path.display()))?;
             Ok((Arc::new(store), format!("sqlite {}", path.display())))
+        }
+        StoreLocation::Postgres { url, schema } => {
+            let store = PgStore::connect(&PgOptions {
+                schema: schema.clone(),
+                ..PgOptions::new(url)
+            })
+            .await
+            .context("connecting to PostgreSQL")?;
+            Ok((Arc::new(store), format!("postgres schema {schema}")))
         }
     }
 }
@@ -54,7 +64,7 @@ async fn shutdown_signal() {
 /// # Errors
 /// The store cannot be opened or the address cannot be bound.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let (store, store_desc) = open_store(&settings)?;
+    let (store, store_desc) = open_store(&settings).await?;
     let engine = Engine::new(store, EngineConfig::default());
     let token = CancellationToken::new();
     let mut services = maintenance::spawn_all(engine.clone(), token.clone());

@@ -16,6 +16,7 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    pg_schema: Option<String>,
     max_payload_bytes: Option<usize>,
     max_request_bytes: Option<usize>,
 }
@@ -25,6 +26,13 @@ struct FileSettings {
 pub enum StoreLocation {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (URL) and the schema errand's tables live in.
+    Postgres {
+        /// `postgres://...`.
+        url: String,
+        /// Schema name.
+        schema: String,
+    },
 }
 
 /// Resolved server settings.
@@ -40,7 +48,7 @@ pub struct Settings {
     pub limits: errand_server::ServerLimits,
 }
 
-fn parse_store(url: &str, data_dir: &Path) -> anyhow::Result<StoreLocation> {
+fn parse_store(url: &str, data_dir: &Path, schema: &str) -> anyhow::Result<StoreLocation> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = PathBuf::from(path);
         return Ok(StoreLocation::Sqlite(if path.is_relative() {
@@ -50,11 +58,12 @@ fn parse_store(url: &str, data_dir: &Path) -> anyhow::Result<StoreLocation> {
         }));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!(
-            "the PostgreSQL store is not built yet; use the embedded store (sqlite://PATH)"
-        );
+        return Ok(StoreLocation::Postgres {
+            url: url.to_string(),
+            schema: schema.to_string(),
+        });
     }
-    anyhow::bail!("unknown store URL `{url}`: use sqlite://PATH")
+    anyhow::bail!("unknown store URL `{url}`: use sqlite://PATH or postgres://...")
 }
 
 impl Settings {
@@ -78,8 +87,13 @@ impl Settings {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./errand-data"));
+        let schema = args
+            .pg_schema
+            .clone()
+            .or(file.pg_schema)
+            .unwrap_or_else(|| "errand".into());
         let store = match args.store.clone().or(file.store) {
-            Some(url) => parse_store(&url, &data_dir)?,
+            Some(url) => parse_store(&url, &data_dir, &schema)?,
             None => StoreLocation::Sqlite(data_dir.join("errand.sqlite3")),
         };
         let defaults = errand_server::ServerLimits::default();

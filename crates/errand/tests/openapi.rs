@@ -13,6 +13,7 @@ const EXPECTED: &[&str] = &[
     "GET /v1/jobs",
     "GET /v1/jobs/{id}",
     "GET /v1/jobs/{id}/attempts",
+    "GET /v1/nodes",
     "GET /v1/queues",
     "GET /v1/queues/{queue}",
     "POST /v1/dead/purge",

@@ -3,6 +3,8 @@
 
 mod job_rescuer;
 mod job_scheduler;
+mod node_heartbeat;
+mod wakeup_listener;
 
 use std::sync::Arc;
 
@@ -13,12 +15,15 @@ use crate::Engine;
 
 pub use job_rescuer::rescue_once;
 pub use job_scheduler::schedule_once;
+pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
 
 /// Starts every maintenance service; they stop when `token` is cancelled.
 pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(job_rescuer::run(engine.clone(), token.clone()));
-    set.spawn(job_scheduler::run(engine, token));
+    set.spawn(job_scheduler::run(engine.clone(), token.clone()));
+    set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
+    set.spawn(wakeup_listener::run(engine, token));
     set
 }
 

@@ -4,6 +4,7 @@
 mod dead;
 mod health;
 mod jobs;
+mod nodes;
 mod queues;
 mod worker;
 
@@ -36,4 +37,5 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dead::list))
         .routes(routes!(dead::requeue))
         .routes(routes!(dead::purge))
+        .routes(routes!(nodes::list))
 }

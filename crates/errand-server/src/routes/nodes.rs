@@ -1,0 +1,23 @@
+//! `/v1/nodes`: the `errand serve` processes sharing the store.
+
+use axum::extract::State;
+use axum::Json;
+use errand_api::NodeList;
+use errand_engine::maintenance::{NODE_DEAD_AFTER, NODE_FORGET_AFTER};
+
+use crate::{ApiError, AppState};
+
+/// Every node seen in the last day: alive, dead (stopped heartbeating) or stopped.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
+    responses((status = 200, description = "Nodes, newest first", body = NodeList)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
+    let nodes = state
+        .engine
+        .store()
+        .node_list(NODE_DEAD_AFTER, NODE_FORGET_AFTER)
+        .await?;
+    Ok(Json(NodeList {
+        this_node: state.engine.node_id(),
+        nodes,
+    }))
+}
