@@ -4,9 +4,11 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod eventually;
+mod pg_cluster;
 mod postgres;
 mod server_process;
 
 pub use eventually::eventually;
+pub use pg_cluster::{ClusterError, PgCluster};
 pub use postgres::{postgres_url, PgSchema, DEFAULT_POSTGRES_URL};
 pub use server_process::{ServerProcess, TestkitError};

@@ -40,7 +40,14 @@ async fn enqueue_many(client: &Client, queue: &str, n: usize) -> Vec<JobId> {
             })
             .collect(),
     };
-    client.enqueue_batch(&req).await.expect("enqueue").jobs.iter().map(|j| j.id).collect()
+    client
+        .enqueue_batch(&req)
+        .await
+        .expect("enqueue")
+        .jobs
+        .iter()
+        .map(|j| j.id)
+        .collect()
 }
 
 /// Claims and completes jobs until `done` holds `total` ids; records every completion.
@@ -77,7 +84,10 @@ async fn three_nodes_complete_every_job_exactly_once() {
         return;
     };
     let nodes = nodes(&schema, 3).await;
-    let clients: Vec<Client> = nodes.iter().map(|(s, _)| s.client().expect("client")).collect();
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|(s, _)| s.client().expect("client"))
+        .collect();
     let mut enqueued = HashSet::new();
     for round in 0..40 {
         enqueued.extend(enqueue_many(&clients[round % 3], "shared", 500).await);
@@ -86,7 +96,12 @@ async fn three_nodes_complete_every_job_exactly_once() {
     let done = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
     for i in 0..6 {
-        workers.push(tokio::spawn(work(clients[i % 3].clone(), "shared", done.clone(), 20_000)));
+        workers.push(tokio::spawn(work(
+            clients[i % 3].clone(),
+            "shared",
+            done.clone(),
+            20_000,
+        )));
     }
     for w in workers {
         tokio::time::timeout(Duration::from_secs(120), w)
@@ -96,12 +111,24 @@ async fn three_nodes_complete_every_job_exactly_once() {
     }
     let done = done.lock().await;
     let unique: HashSet<JobId> = done.iter().copied().collect();
-    assert_eq!(done.len(), unique.len(), "{} completions were duplicates", done.len() - unique.len());
-    assert_eq!(unique, enqueued, "every enqueued job completed, nothing else");
+    assert_eq!(
+        done.len(),
+        unique.len(),
+        "{} completions were duplicates",
+        done.len() - unique.len()
+    );
+    assert_eq!(
+        unique, enqueued,
+        "every enqueued job completed, nothing else"
+    );
     let q = clients[1].queue("shared").await.expect("queue");
     assert_eq!(q.counts.succeeded, 20_000);
     let listed = clients[2].nodes().await.expect("nodes");
-    let alive = listed.nodes.iter().filter(|n| n.status == NodeStatus::Alive).count();
+    let alive = listed
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Alive)
+        .count();
     assert_eq!(alive, 3);
 }
 
@@ -111,8 +138,14 @@ async fn killing_one_of_three_nodes_loses_no_job() {
         return;
     };
     let mut nodes = nodes(&schema, 3).await;
-    let clients: Vec<Client> = nodes.iter().map(|(s, _)| s.client().expect("client")).collect();
-    let enqueued: HashSet<JobId> = enqueue_many(&clients[0], "rescue", 1000).await.into_iter().collect();
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|(s, _)| s.client().expect("client"))
+        .collect();
+    let enqueued: HashSet<JobId> = enqueue_many(&clients[0], "rescue", 1000)
+        .await
+        .into_iter()
+        .collect();
     // A worker attached to the third node takes 200 jobs with a 2 s lease, then its node
     // dies with it (kill -9) before it reports anything.
     let doomed = clients[2]
@@ -148,17 +181,24 @@ async fn killing_one_of_three_nodes_loses_no_job() {
     assert_eq!(done.len(), unique.len(), "no job completed twice");
     for j in &doomed {
         let job = clients[0].job(j.id, None).await.expect("job");
-        assert_eq!(job.attempt, 2, "the dead node's lease expired and the job ran again");
+        assert_eq!(
+            job.attempt, 2,
+            "the dead node's lease expired and the job ran again"
+        );
     }
     println!("rescue after kill -9 of one node: all 1000 jobs done {rescue_took:?} after the kill (leases of 2 s)");
-    let dead_seen = eventually("the killed node is listed dead", Duration::from_secs(30), || async {
-        let listed = clients[0].nodes().await.ok()?;
-        listed
-            .nodes
-            .iter()
-            .any(|n| n.status == NodeStatus::Dead)
-            .then_some(())
-    })
+    let dead_seen = eventually(
+        "the killed node is listed dead",
+        Duration::from_secs(30),
+        || async {
+            let listed = clients[0].nodes().await.ok()?;
+            listed
+                .nodes
+                .iter()
+                .any(|n| n.status == NodeStatus::Dead)
+                .then_some(())
+        },
+    )
     .await;
     let _ = dead_seen;
 }
