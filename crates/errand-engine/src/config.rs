@@ -16,6 +16,13 @@ pub struct EngineConfig {
     pub rescue_interval: Duration,
     /// How often due scheduled jobs are made available: the precision of `run_at`.
     pub schedule_interval: Duration,
+    /// Succeeded and cancelled jobs are deleted this long after they finished.
+    pub retention: Duration,
+    /// Dead jobs are deleted this long after they died (kept longer: someone may want to
+    /// inspect or requeue them).
+    pub dead_retention: Duration,
+    /// How often the cleaner looks for jobs past their retention.
+    pub prune_interval: Duration,
     /// A waiting claim re-checks the store at least this often, in case a wake-up was
     /// missed (another process wrote to the store).
     pub claim_recheck: Duration,
@@ -29,6 +36,9 @@ impl Default for EngineConfig {
             rescue_interval: Duration::from_millis(500),
             schedule_interval: Duration::from_millis(100),
             claim_recheck: Duration::from_secs(1),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            dead_retention: Duration::from_secs(30 * 24 * 3600),
+            prune_interval: Duration::from_secs(60),
         }
     }
 }

@@ -42,6 +42,7 @@ CREATE INDEX jobs_ready ON jobs (queue, priority DESC, run_at, id)
 CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
 CREATE INDEX jobs_queue_state ON jobs (queue, state);
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('succeeded', 'cancelled', 'dead');
 CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 
 CREATE TABLE job_attempts (
@@ -64,17 +65,3 @@ CREATE TABLE nodes (
     heartbeat_at  bigint NOT NULL,
     stopped       boolean NOT NULL DEFAULT false
 );
-
--- Wake-ups across nodes: every statement that makes jobs available notifies their queues
--- once, at commit. Listeners on every node wake the claims waiting on those queues.
-CREATE FUNCTION errand_notify_ready() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify(current_schema() || '.errand_ready', q.queue)
-    FROM (SELECT DISTINCT queue FROM new_rows WHERE state = 'available') q;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER jobs_ready_insert AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION errand_notify_ready();
-CREATE TRIGGER jobs_ready_update AFTER UPDATE ON jobs
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION errand_notify_ready();

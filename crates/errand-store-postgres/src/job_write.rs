@@ -1,6 +1,6 @@
 //! Writes that start a job's life: insert, claim, heartbeat.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
@@ -13,12 +13,11 @@ use serde_json::Value;
 use crate::fault::{corrupt, Fault, QResult};
 use crate::job_row::{job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
 
-/// Inserts new queues, ignoring those that exist.
-const QUEUES_UPSERT: &str =
-    "INSERT INTO queues (name, created_at) SELECT DISTINCT unnest($1::text[]), errand_now() ON CONFLICT DO NOTHING";
-
-/// Inserts jobs from parallel arrays: one statement for a whole batch.
-const JOBS_UNNEST: &str = "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
+/// Inserts jobs from parallel arrays, and their queues when new: one statement for a whole
+/// batch, so a batch without idempotency keys needs no explicit transaction.
+const JOBS_UNNEST: &str = "WITH new_queues AS (INSERT INTO queues (name, created_at) \
+         SELECT DISTINCT unnest($3::text[]), errand_now() ON CONFLICT DO NOTHING) \
+     INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
      timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at) \
      SELECT u.id, u.kind, u.queue, \
             CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
@@ -152,20 +151,13 @@ fn view(job: NewJob, state: JobState, run_at: i64, created: i64) -> Job {
     }
 }
 
-/// Inserts a batch inside the caller's transaction.
+/// Inserts a batch. Without idempotency keys this is one statement and needs no
+/// transaction; with keys the caller must run it in one, so the batch stays all-or-nothing.
 pub(crate) async fn insert_many(
     client: &impl GenericClient,
     jobs: Vec<NewJob>,
     window: Duration,
 ) -> QResult<Vec<InsertedJob>> {
-    let queues: Vec<String> = jobs
-        .iter()
-        .map(|j| j.queue.as_str().to_string())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let stmt = client.prepare_cached(QUEUES_UPSERT).await?;
-    client.execute(&stmt, &[&queues]).await?;
     let unkeyed: Vec<&NewJob> = jobs
         .iter()
         .filter(|j| j.idempotency_key.is_none())

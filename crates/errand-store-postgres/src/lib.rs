@@ -2,8 +2,9 @@
 //!
 //! Claims lease many jobs per statement with `FOR UPDATE SKIP LOCKED`; batch enqueue and
 //! batch completion are one statement each over `UNNEST` arrays; no transaction stays open
-//! while a job runs. A trigger notifies (`LISTEN/NOTIFY`) when jobs become available, and a
-//! dedicated listener connection turns those notifications into wake-ups on every node.
+//! while a job runs. When jobs become available the node that made them so sends a
+//! `NOTIFY` after commit, and a dedicated `LISTEN` connection on every node turns those
+//! notifications into wake-ups.
 //! All time arithmetic uses the database clock (`errand_now()`). Migrations run at start
 //! under an advisory lock. A lost connection is replaced by the pool; meanwhile calls fail
 //! with `Unavailable` and nothing acknowledged is lost.
@@ -17,6 +18,7 @@ mod job_write;
 mod listener;
 mod maintenance;
 mod node;
+mod notifier;
 mod queue;
 mod schema;
 mod store;

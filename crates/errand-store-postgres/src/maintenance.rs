@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, QueueName};
-use errand_store::{JobRescueParams, StoreError};
+use errand_store::{JobPruneParams, JobRescueParams, StoreError};
 
 use crate::fault::{Fault, QResult};
 use crate::job_settle::fail_running;
@@ -74,4 +74,26 @@ pub(crate) async fn schedule_due(
         .into_iter()
         .map(|q| QueueName::parse(&q).map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string()))))
         .collect()
+}
+
+/// Deletes finished jobs past their retention, oldest first, with their attempts, in one
+/// statement; `SKIP LOCKED` keeps two nodes' cleaners from waiting on each other.
+pub(crate) async fn prune(client: &impl GenericClient, p: &JobPruneParams) -> QResult<u64> {
+    let stmt = client
+        .prepare_cached(
+            "WITH gone AS (DELETE FROM jobs WHERE id IN ( \
+                 SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled', 'dead') \
+                   AND state = ANY($1) AND finished_at < errand_now() - $2 \
+                 ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id), \
+             attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)) \
+             SELECT COUNT(*) FROM gone",
+        )
+        .await?;
+    let states: Vec<&str> = p.states.iter().map(|s| s.as_str()).collect();
+    let older = crate::job_row::millis(p.older_than);
+    let n: i64 = client
+        .query_one(&stmt, &[&states, &older, &i64::from(p.limit)])
+        .await?
+        .try_get(0)?;
+    Ok(n.max(0) as u64)
 }

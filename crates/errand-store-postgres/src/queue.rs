@@ -63,7 +63,7 @@ pub(crate) async fn list(
     Ok(queues.into_values().collect())
 }
 
-/// Pauses or resumes a queue; resuming notifies the queue's listeners.
+/// Pauses or resumes a queue.
 pub(crate) async fn set_paused(
     client: &impl GenericClient,
     name: &QueueName,
@@ -74,12 +74,6 @@ pub(crate) async fn set_paused(
         .await?;
     if client.execute(&stmt, &[&name.as_str(), &paused]).await? == 0 {
         return Err(Fault::Store(StoreError::queue_not_found(name)));
-    }
-    if !paused {
-        let stmt = client
-            .prepare_cached("SELECT pg_notify(current_schema() || '.errand_ready', $1)")
-            .await?;
-        client.execute(&stmt, &[&name.as_str()]).await?;
     }
     list(client, Some(name))
         .await?
@@ -98,13 +92,24 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<Vec<uuid::Uuid
     )
 }
 
-/// Makes selected dead jobs available again.
-pub(crate) async fn dead_requeue(client: &impl GenericClient, sel: &DeadSelection) -> QResult<u64> {
+/// Makes selected dead jobs available again; returns how many per queue.
+pub(crate) async fn dead_requeue(
+    client: &impl GenericClient,
+    sel: &DeadSelection,
+) -> QResult<Vec<(String, u64)>> {
     let (queue, ids) = selection_args(sel);
     let stmt = client
-        .prepare_cached(&format!("UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION}"))
+        .prepare_cached(&format!(
+            "WITH revived AS (UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING queue) \
+             SELECT queue, COUNT(*) FROM revived GROUP BY queue"
+        ))
         .await?;
-    Ok(client.execute(&stmt, &[&queue, &ids]).await?)
+    client
+        .query(&stmt, &[&queue, &ids])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)?.max(0) as u64)))
+        .collect()
 }
 
 /// Deletes selected dead jobs and their attempts.

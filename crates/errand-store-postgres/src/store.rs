@@ -4,17 +4,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_core::{Attempt, Job, JobId, JobState, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, NodeHeartbeatParams,
-    Store, StoreError,
+    JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
+    NodeHeartbeatParams, Store, StoreError,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
 
 use crate::fault::{Fault, QResult};
 use crate::job_row::millis;
+use crate::notifier::Notifier;
 use crate::{job_read, job_settle, job_write, listener, maintenance, node, queue, schema};
 
 /// How to reach the database.
@@ -48,12 +49,15 @@ impl PgOptions {
 pub struct PgStore {
     pool: Pool,
     wakeups: broadcast::Sender<QueueName>,
-    listener: tokio::task::JoinHandle<()>,
+    notifier: Notifier,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        self.listener.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -118,15 +122,28 @@ impl PgStore {
             options.schema.clone(),
             wakeups.clone(),
         ));
+        let (notifier, notifier_task) = Notifier::start(pool.clone(), &options.schema);
         Ok(Self {
             pool,
             wakeups,
-            listener,
+            notifier,
+            tasks: vec![listener, notifier_task],
         })
     }
 
     async fn client(&self) -> QResult<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
+    }
+
+    /// Tells other nodes about every job in `jobs` that is ready to claim.
+    fn announce<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) {
+        let mut last: Option<&QueueName> = None;
+        for job in jobs {
+            if job.state == JobState::Available && last != Some(&job.queue) {
+                self.notifier.notify(job.queue.as_str());
+                last = Some(&job.queue);
+            }
+        }
     }
 }
 
@@ -168,12 +185,16 @@ impl Store for PgStore {
         &self,
         params: JobInsertManyParams,
     ) -> Result<Vec<InsertedJob>, StoreError> {
-        in_tx!(self, |tx| job_write::insert_many(
-            &tx,
-            params.jobs,
-            params.idempotency_window
-        )
-        .await?)
+        let window = params.idempotency_window;
+        let out = if params.jobs.iter().all(|j| j.idempotency_key.is_none()) {
+            on_conn!(self, |c| job_write::insert_many(&c, params.jobs, window)
+                .await?)?
+        } else {
+            in_tx!(self, |tx| job_write::insert_many(&tx, params.jobs, window)
+                .await?)?
+        };
+        self.announce(out.iter().filter(|r| r.inserted).map(|r| &r.job));
+        Ok(out)
     }
 
     async fn job_get(&self, id: JobId) -> Result<Job, StoreError> {
@@ -196,12 +217,14 @@ impl Store for PgStore {
         &self,
         params: JobSettleManyParams,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
-        in_tx!(self, |tx| job_settle::settle_many(
+        let out = in_tx!(self, |tx| job_settle::settle_many(
             &tx,
             &params.settlements,
             &params.retry_policy
         )
-        .await?)
+        .await?)?;
+        self.announce(out.iter().flatten());
+        Ok(out)
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError> {
@@ -209,7 +232,9 @@ impl Store for PgStore {
     }
 
     async fn job_retry(&self, id: JobId) -> Result<Job, StoreError> {
-        in_tx!(self, |tx| job_settle::retry(&tx, id).await?)
+        let job = in_tx!(self, |tx| job_settle::retry(&tx, id).await?)?;
+        self.announce([&job]);
+        Ok(job)
     }
 
     async fn job_attempt_list(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
@@ -217,11 +242,17 @@ impl Store for PgStore {
     }
 
     async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError> {
-        in_tx!(self, |tx| maintenance::rescue_expired(&tx, &params).await?)
+        let jobs = in_tx!(self, |tx| maintenance::rescue_expired(&tx, &params).await?)?;
+        self.announce(&jobs);
+        Ok(jobs)
     }
 
     async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
-        on_conn!(self, |c| maintenance::schedule_due(&c, limit).await?)
+        let queues = on_conn!(self, |c| maintenance::schedule_due(&c, limit).await?)?;
+        for q in &queues {
+            self.notifier.notify(q.as_str());
+        }
+        Ok(queues)
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
@@ -240,15 +271,27 @@ impl Store for PgStore {
         name: &QueueName,
         paused: bool,
     ) -> Result<QueueInfo, StoreError> {
-        in_tx!(self, |tx| queue::set_paused(&tx, name, paused).await?)
+        let info = on_conn!(self, |c| queue::set_paused(&c, name, paused).await?)?;
+        if !paused {
+            self.notifier.notify(name.as_str());
+        }
+        Ok(info)
     }
 
     async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        on_conn!(self, |c| queue::dead_requeue(&c, &selection).await?)
+        let per_queue = on_conn!(self, |c| queue::dead_requeue(&c, &selection).await?)?;
+        for (q, _) in &per_queue {
+            self.notifier.notify(q);
+        }
+        Ok(per_queue.iter().map(|(_, n)| n).sum())
     }
 
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
         on_conn!(self, |c| queue::dead_purge(&c, &selection).await?)
+    }
+
+    async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
+        on_conn!(self, |c| maintenance::prune(&c, &params).await?)
     }
 
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError> {

@@ -43,6 +43,8 @@ CREATE INDEX jobs_ready ON jobs (queue, priority DESC, run_at, id)
 CREATE INDEX jobs_scheduled ON jobs (run_at) WHERE state = 'scheduled';
 -- Expired leases.
 CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
+-- Finished jobs, for pruning past their retention.
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('succeeded', 'cancelled', 'dead');
 -- Queue counts and filtered listings.
 CREATE INDEX jobs_queue_state ON jobs (queue, state);
 -- Idempotent enqueue: one live job per key.

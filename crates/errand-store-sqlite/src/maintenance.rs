@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, Millis, QueueName};
-use errand_store::{JobRescueParams, StoreError};
+use errand_store::{JobPruneParams, JobRescueParams, StoreError};
 use rusqlite::{params, Connection};
 
 use crate::fault::{Fault, QResult};
@@ -87,4 +87,26 @@ pub(crate) fn schedule_due(conn: &Connection, now: Millis, limit: u32) -> QResul
         .into_iter()
         .map(|q| QueueName::parse(&q).map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string()))))
         .collect()
+}
+
+/// Deletes finished jobs past their retention, oldest first, with their attempts.
+pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResult<u64> {
+    let states = serde_json::Value::from(p.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        .to_string();
+    let cutoff = now.saturating_sub(i64::try_from(p.older_than.as_millis()).unwrap_or(i64::MAX));
+    let ids: Vec<Vec<u8>> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs INDEXED BY jobs_finished \
+             WHERE state IN ('succeeded', 'cancelled', 'dead') AND finished_at < ?1 \
+               AND state IN (SELECT value FROM json_each(?2)) ORDER BY finished_at LIMIT ?3",
+        )?
+        .query_map(params![cutoff, states, p.limit], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut attempts = conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")?;
+    let mut jobs = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+    for id in &ids {
+        attempts.execute([id])?;
+        jobs.execute([id])?;
+    }
+    Ok(ids.len() as u64)
 }

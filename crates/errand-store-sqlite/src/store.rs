@@ -7,8 +7,8 @@ use errand_core::time::system_now;
 use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, NodeHeartbeatParams,
-    Store, StoreError,
+    JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
+    NodeHeartbeatParams, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -226,6 +226,12 @@ impl Store for SqliteStore {
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| queue::dead_purge(conn, &selection))
+            .await
+    }
+
+    async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| maintenance::prune(conn, system_now(), &params))
             .await
     }
 

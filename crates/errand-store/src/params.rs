@@ -157,3 +157,14 @@ pub struct NodeHeartbeatParams {
     /// errand version.
     pub version: String,
 }
+
+/// Input of [`Store::job_prune`](crate::Store::job_prune).
+#[derive(Debug, Clone)]
+pub struct JobPruneParams {
+    /// Only jobs in these (final) states.
+    pub states: Vec<JobState>,
+    /// Only jobs that finished longer ago than this.
+    pub older_than: Duration,
+    /// At most this many per call: deleting in small batches keeps locks short.
+    pub limit: u32,
+}

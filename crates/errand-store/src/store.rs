@@ -9,8 +9,8 @@ use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobRescueParams, JobSettleManyParams, NodeHeartbeatParams,
-    StoreError,
+    JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
+    NodeHeartbeatParams, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -89,6 +89,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes selected dead jobs and their attempts; returns how many.
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError>;
+
+    /// Deletes finished jobs (and their attempts) past their retention, oldest first;
+    /// returns how many.
+    async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError>;
 
     /// Records that a node is alive (registering it on the first call).
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError>;

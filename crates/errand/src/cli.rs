@@ -67,6 +67,12 @@ pub struct ServeArgs {
     /// Largest job payload in bytes (default 1 MiB).
     #[arg(long, env = "ERRAND_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// Delete succeeded and cancelled jobs this long after they finish (default `7d`).
+    #[arg(long, env = "ERRAND_RETENTION")]
+    pub retention: Option<String>,
+    /// Delete dead jobs this long after they die (default `30d`).
+    #[arg(long, env = "ERRAND_DEAD_RETENTION")]
+    pub dead_retention: Option<String>,
     /// Configuration file (default: `errand.toml` when it exists).
     #[arg(long, env = "ERRAND_CONFIG")]
     pub config: Option<PathBuf>,

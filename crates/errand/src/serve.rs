@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use errand_engine::{maintenance, Engine, EngineConfig};
+use errand_engine::{maintenance, Engine};
 use errand_server::AppState;
 use errand_store::SharedStore;
 use errand_store_postgres::{PgOptions, PgStore};
@@ -65,7 +65,7 @@ async fn shutdown_signal() {
 /// The store cannot be opened or the address cannot be bound.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (store, store_desc) = open_store(&settings).await?;
-    let engine = Engine::new(store, EngineConfig::default());
+    let engine = Engine::new(store, settings.engine.clone());
     let token = CancellationToken::new();
     let mut services = maintenance::spawn_all(engine.clone(), token.clone());
     let (router, _) = errand_server::app(AppState {

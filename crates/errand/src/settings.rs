@@ -17,6 +17,8 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     store: Option<String>,
     pg_schema: Option<String>,
+    retention: Option<String>,
+    dead_retention: Option<String>,
     max_payload_bytes: Option<usize>,
     max_request_bytes: Option<usize>,
 }
@@ -46,6 +48,17 @@ pub struct Settings {
     pub store: StoreLocation,
     /// Request limits.
     pub limits: errand_server::ServerLimits,
+    /// Engine settings (retention).
+    pub engine: errand_engine::EngineConfig,
+}
+
+fn duration_setting(
+    name: &str,
+    value: Option<String>,
+) -> anyhow::Result<Option<std::time::Duration>> {
+    value
+        .map(|v| errand_core::duration::parse(name, &v).map_err(|e| anyhow::anyhow!("{e}")))
+        .transpose()
 }
 
 fn parse_store(url: &str, data_dir: &Path, schema: &str) -> anyhow::Result<StoreLocation> {
@@ -96,11 +109,22 @@ impl Settings {
             Some(url) => parse_store(&url, &data_dir, &schema)?,
             None => StoreLocation::Sqlite(data_dir.join("errand.sqlite3")),
         };
+        let mut engine = errand_engine::EngineConfig::default();
+        if let Some(d) = duration_setting("retention", args.retention.clone().or(file.retention))? {
+            engine.retention = d;
+        }
+        if let Some(d) = duration_setting(
+            "dead_retention",
+            args.dead_retention.clone().or(file.dead_retention),
+        )? {
+            engine.dead_retention = d;
+        }
         let defaults = errand_server::ServerLimits::default();
         Ok(Self {
             listen,
             data_dir,
             store,
+            engine,
             limits: errand_server::ServerLimits {
                 max_payload_bytes: args
                     .max_payload_bytes

@@ -1,6 +1,7 @@
 //! Services that keep jobs moving without anyone asking: each runs on an interval until
 //! its cancellation token fires, and is tracked so shutdown can wait for it.
 
+mod job_cleaner;
 mod job_rescuer;
 mod job_scheduler;
 mod node_heartbeat;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 
+pub use job_cleaner::prune_once;
 pub use job_rescuer::rescue_once;
 pub use job_scheduler::schedule_once;
 pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
@@ -23,6 +25,7 @@ pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
     set.spawn(job_rescuer::run(engine.clone(), token.clone()));
     set.spawn(job_scheduler::run(engine.clone(), token.clone()));
     set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
+    set.spawn(job_cleaner::run(engine.clone(), token.clone()));
     set.spawn(wakeup_listener::run(engine, token));
     set
 }

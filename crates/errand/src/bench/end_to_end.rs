@@ -17,8 +17,10 @@ const CLAIM_BATCH: u32 = 500;
 /// Jobs per enqueue call.
 const ENQUEUE_BATCH: usize = 1000;
 
-/// Runs `jobs` no-op jobs through the server.
-pub async fn run(client: &Client, jobs: usize) -> anyhow::Result<Figures> {
+/// Runs `jobs` no-op jobs through the servers: one producer on the first node, workers
+/// spread over all of them.
+pub async fn run(nodes: &[Client], jobs: usize) -> anyhow::Result<Figures> {
+    let client = nodes.first().ok_or_else(|| anyhow::anyhow!("no node"))?;
     let done = Arc::new(AtomicU64::new(0));
     let target = jobs as u64;
     let start = Instant::now();
@@ -44,7 +46,8 @@ pub async fn run(client: &Client, jobs: usize) -> anyhow::Result<Figures> {
     };
     let mut workers = Vec::new();
     for w in 0..WORKERS {
-        let c = client.clone();
+        // Workers spread over the nodes; on several nodes their wake-ups cross nodes.
+        let c = nodes[w % nodes.len()].clone();
         let done = done.clone();
         workers.push(tokio::spawn(async move {
             let claim = ClaimRequest {

@@ -63,14 +63,14 @@ where
 /// `clients` concurrent loops, each on its own connection, enqueueing one job per request.
 /// Every answer must be `201`.
 pub async fn single(
-    client: &Client,
+    nodes: &[Client],
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Figures> {
     let body = Bytes::from(serde_json::to_vec(&noop())?);
     let mut conns = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        conns.push(RawConnection::connect(client.base_url()).await?);
+    for (_, node) in (0..clients).zip(nodes.iter().cycle()) {
+        conns.push(RawConnection::connect(node.base_url()).await?);
     }
     drive(conns, duration, move |mut conn: RawConnection| {
         let body = body.clone();
@@ -85,7 +85,7 @@ pub async fn single(
 
 /// `clients` concurrent loops each enqueueing batches of `size`.
 pub async fn batched(
-    client: &Client,
+    nodes: &[Client],
     size: usize,
     clients: usize,
     duration: Duration,
@@ -93,7 +93,7 @@ pub async fn batched(
     let req = std::sync::Arc::new(BatchEnqueueRequest {
         jobs: (0..size).map(|_| noop()).collect(),
     });
-    let conns = vec![client.clone(); clients];
+    let conns: Vec<Client> = nodes.iter().cycle().take(clients).cloned().collect();
     drive(conns, duration, move |c: Client| {
         let req = req.clone();
         async move {

@@ -15,14 +15,16 @@ use super::stats::{histogram, Figures};
 const WORKERS: usize = 4;
 
 /// Runs the steady-rate scenario for `duration`.
-pub async fn run(client: &Client, rate: u32, duration: Duration) -> anyhow::Result<Figures> {
+pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Result<Figures> {
+    let client = nodes.first().ok_or_else(|| anyhow::anyhow!("no node"))?;
     let base = Instant::now();
     let hist = Arc::new(Mutex::new(histogram()));
     let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
     let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut workers = Vec::new();
     for w in 0..WORKERS {
-        let c = client.clone();
+        // Workers spread over the nodes; on several nodes their wake-ups cross nodes.
+        let c = nodes[w % nodes.len()].clone();
         let hist = hist.clone();
         let seen = seen.clone();
         workers.push(tokio::spawn(async move {
@@ -62,17 +64,28 @@ pub async fn run(client: &Client, rate: u32, duration: Duration) -> anyhow::Resu
         let c = client.clone();
         let t = base.elapsed().as_micros() as u64;
         producers.spawn(async move {
+            let sent = Instant::now();
             c.enqueue(&EnqueueRequest {
                 queue: Some("latency".into()),
                 payload: Some(serde_json::json!({ "t": t })),
                 ..EnqueueRequest::new("noop")
             })
             .await
+            .map(|_| sent.elapsed())
         });
     }
+    // The enqueue's own round trip is part of enqueue-to-start; report it apart so a slow
+    // tail can be told from a slow wake-up.
+    let mut acks = histogram();
     while let Some(r) = producers.join_next().await {
-        r??;
+        acks.saturating_record(r??.as_micros() as u64);
     }
+    println!(
+        "  (enqueue acknowledgement within that: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms)",
+        acks.value_at_quantile(0.5) as f64 / 1000.0,
+        acks.value_at_quantile(0.99) as f64 / 1000.0,
+        acks.max() as f64 / 1000.0
+    );
     for w in workers {
         w.await??;
     }

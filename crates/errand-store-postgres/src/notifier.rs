@@ -1,0 +1,59 @@
+//! Sends wake-ups to the other nodes, after commit and outside the writing transaction.
+//!
+//! A transaction that calls `NOTIFY` takes a database-wide lock at commit, which would
+//! serialise every enqueue's commit (and its WAL flush) behind every other. So writes only
+//! hand queue names to this task; it coalesces the names that arrive while its previous
+//! notification ran (debouncing bursts into one statement) and sends them in one short
+//! autocommit statement of its own.
+
+use std::collections::BTreeSet;
+
+use deadpool_postgres::Pool;
+use tokio::sync::mpsc;
+
+use crate::listener::channel;
+
+/// Hands queue names to the notifier task.
+#[derive(Clone)]
+pub(crate) struct Notifier {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+impl Notifier {
+    /// Starts the notifier task.
+    pub(crate) fn start(pool: Pool, schema: &str) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(pool, channel(schema), rx));
+        (Self { tx }, task)
+    }
+
+    /// Wakes claims waiting on `queue` on every node.
+    pub(crate) fn notify(&self, queue: &str) {
+        // The task ends only with the store; a send after that has nobody to wake.
+        let _ = self.tx.send(queue.to_string());
+    }
+}
+
+async fn run(pool: Pool, channel: String, mut rx: mpsc::UnboundedReceiver<String>) {
+    while let Some(first) = rx.recv().await {
+        let mut queues = BTreeSet::from([first]);
+        while let Ok(q) = rx.try_recv() {
+            queues.insert(q);
+        }
+        let queues: Vec<String> = queues.into_iter().collect();
+        let sent = async {
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            client
+                .execute(
+                    "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q",
+                    &[&channel, &queues],
+                )
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = sent.await {
+            // Waiting claims on other nodes re-check the store on their own within a second.
+            tracing::warn!(error = %e, "could not send wake-ups to other nodes");
+        }
+    }
+}
