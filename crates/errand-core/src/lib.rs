@@ -13,6 +13,7 @@ pub mod limits;
 pub mod names;
 pub mod node;
 pub mod queue;
+pub mod restore;
 pub mod state;
 pub mod time;
 pub mod validation;

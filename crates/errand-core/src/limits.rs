@@ -1,5 +1,8 @@
 //! Bounds on what a job may carry. Stores and the API check against the same numbers.
 
+/// How long an idempotency key deduplicates by default: a day covers client retries and
+/// most replays of a queue of requests.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Attempts a job gets when it names none: with the default backoff they span about a day.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
 /// More attempts than this is a configuration mistake, not a retry policy.

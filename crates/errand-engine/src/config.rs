@@ -32,7 +32,9 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             retry_policy: RetryPolicy::default(),
-            idempotency_window: Duration::from_secs(24 * 3600),
+            idempotency_window: Duration::from_millis(
+                errand_core::limits::DEFAULT_IDEMPOTENCY_WINDOW_MS.unsigned_abs(),
+            ),
             rescue_interval: Duration::from_millis(500),
             schedule_interval: Duration::from_millis(100),
             claim_recheck: Duration::from_secs(1),

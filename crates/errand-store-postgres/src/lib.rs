@@ -20,6 +20,7 @@ mod maintenance;
 mod node;
 mod notifier;
 mod queue;
+mod restore;
 mod schema;
 mod store;
 

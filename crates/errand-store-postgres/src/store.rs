@@ -8,7 +8,7 @@ use errand_core::{Attempt, Job, JobId, JobState, NodeId, NodeInfo, QueueInfo, Qu
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, Store, StoreError,
+    NodeHeartbeatParams, RestoredJob, Store, StoreError,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
@@ -16,7 +16,7 @@ use tokio_postgres::{Config, NoTls};
 use crate::fault::{Fault, QResult};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
-use crate::{job_read, job_settle, job_write, listener, maintenance, node, queue, schema};
+use crate::{job_read, job_settle, job_write, listener, maintenance, node, queue, restore, schema};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -292,6 +292,17 @@ impl Store for PgStore {
 
     async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
         on_conn!(self, |c| maintenance::prune(&c, &params).await?)
+    }
+
+    async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError> {
+        let n = in_tx!(self, |tx| restore::restore_many(&tx, &jobs).await?)?;
+        self.announce(jobs.iter().map(|r| &r.job));
+        Ok(n)
+    }
+
+    async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError> {
+        on_conn!(self, |c| restore::queue_upsert(&c, name.as_str(), paused)
+            .await?)
     }
 
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError> {

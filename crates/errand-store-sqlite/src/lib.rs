@@ -15,6 +15,7 @@ mod maintenance;
 mod node;
 mod queue;
 mod read_pool;
+mod restore;
 mod schema;
 mod store;
 mod writer;

@@ -8,14 +8,14 @@ use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, Store, StoreError,
+    NodeHeartbeatParams, RestoredJob, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
 use crate::fault::db_error;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
-use crate::{job_read, job_row, job_settle, job_write, maintenance, node, queue, schema};
+use crate::{job_read, job_row, job_settle, job_write, maintenance, node, queue, restore, schema};
 
 /// How to open the embedded store.
 #[derive(Debug, Clone)]
@@ -232,6 +232,19 @@ impl Store for SqliteStore {
     async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| maintenance::prune(conn, system_now(), &params))
+            .await
+    }
+
+    async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| restore::restore_many(conn, system_now(), &jobs))
+            .await
+    }
+
+    async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError> {
+        let name = name.as_str().to_string();
+        self.writer
+            .write(move |conn| restore::queue_upsert(conn, system_now(), &name, paused))
             .await
     }
 

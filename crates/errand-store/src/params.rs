@@ -168,3 +168,13 @@ pub struct JobPruneParams {
     /// At most this many per call: deleting in small batches keeps locks short.
     pub limit: u32,
 }
+
+/// A job with its history, as `errand export` writes it and `errand import` reads it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RestoredJob {
+    /// The job as it was.
+    pub job: Job,
+    /// Its attempts, first first.
+    #[serde(default)]
+    pub attempts: Vec<errand_core::Attempt>,
+}

@@ -10,7 +10,7 @@ use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, StoreError,
+    NodeHeartbeatParams, RestoredJob, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -93,6 +93,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished jobs (and their attempts) past their retention, oldest first;
     /// returns how many.
     async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError>;
+
+    /// Inserts jobs exactly as exported from another store (same ids, states, attempts,
+    /// timestamps), skipping any whose id or idempotency key is already taken, so an import
+    /// can be repeated. A job that was `running` arrives `available`: its lease belonged to
+    /// the other store; its open attempt is recorded as `lease_expired`. Their queues come
+    /// into being. Returns how many jobs were inserted.
+    async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError>;
+
+    /// Creates a queue or updates its settings (import, declarative configuration).
+    async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError>;
 
     /// Records that a node is alive (registering it on the first call).
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError>;

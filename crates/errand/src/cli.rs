@@ -41,6 +41,10 @@ pub enum Command {
     /// The dead-letter set.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Write every job (with its attempts) and queue of a store as JSON lines.
+    Export(TransferArgs),
+    /// Load an export into a store; jobs already there are skipped.
+    Import(TransferArgs),
     /// Measure throughput and latency against a fresh server.
     Bench(crate::bench::BenchArgs),
 }
@@ -51,16 +55,9 @@ pub struct ServeArgs {
     /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
     #[arg(long, env = "ERRAND_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Data directory of the embedded store.
-    #[arg(long, env = "ERRAND_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Store URL: `sqlite://PATH` (default: a file in the data directory) or
-    /// `postgres://user@host:port/db` to share the store between nodes.
-    #[arg(long, env = "ERRAND_STORE")]
-    pub store: Option<String>,
-    /// PostgreSQL schema for errand's tables (default `errand`).
-    #[arg(long, env = "ERRAND_PG_SCHEMA")]
-    pub pg_schema: Option<String>,
+    /// Where the store is.
+    #[command(flatten)]
+    pub location: StoreArgs,
     /// Largest request body in bytes (default 64 MiB).
     #[arg(long, env = "ERRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -73,9 +70,36 @@ pub struct ServeArgs {
     /// Delete dead jobs this long after they die (default `30d`).
     #[arg(long, env = "ERRAND_DEAD_RETENTION")]
     pub dead_retention: Option<String>,
+}
+
+/// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an
+/// `ERRAND_*` variable and an `errand.toml` key.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Data directory of the embedded store.
+    #[arg(long, env = "ERRAND_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Store URL: `sqlite://PATH` (default: a file in the data directory) or
+    /// `postgres://user@host:port/db` to share the store between nodes.
+    #[arg(long, env = "ERRAND_STORE")]
+    pub store: Option<String>,
+    /// PostgreSQL schema for errand's tables (default `errand`).
+    #[arg(long, env = "ERRAND_PG_SCHEMA")]
+    pub pg_schema: Option<String>,
     /// Configuration file (default: `errand.toml` when it exists).
     #[arg(long, env = "ERRAND_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// `errand export` / `errand import`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The store to read from (export) or write to (import).
+    #[command(flatten)]
+    pub location: StoreArgs,
+    /// File to write (export) or read (import); standard output/input when absent.
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
 }
 
 /// `errand enqueue`.

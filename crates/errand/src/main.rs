@@ -6,6 +6,7 @@ mod commands;
 mod output;
 mod serve;
 mod settings;
+mod store_open;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -38,6 +39,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(cmd) => commands::jobs::run(&client()?, cmd, cli.json).await,
         Command::Queues(cmd) => commands::queues::run(&client()?, cmd, cli.json).await,
         Command::Dead(cmd) => commands::dead::run(&client()?, cmd, cli.json).await,
+        Command::Export(args) => commands::transfer::export(args).await,
+        Command::Import(args) => commands::transfer::import(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

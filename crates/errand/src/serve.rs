@@ -1,40 +1,12 @@
 //! `errand serve`: open the store, start the engine and its maintenance, serve HTTP, and
 //! shut down in order on SIGINT or SIGTERM.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use errand_engine::{maintenance, Engine};
 use errand_server::AppState;
-use errand_store::SharedStore;
-use errand_store_postgres::{PgOptions, PgStore};
-use errand_store_sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{Settings, StoreLocation};
-
-async fn open_store(settings: &Settings) -> anyhow::Result<(SharedStore, String)> {
-    match &settings.store {
-        StoreLocation::Sqlite(path) => {
-            let options = SqliteOptions {
-                path: path.clone(),
-                ..SqliteOptions::in_dir(&settings.data_dir)
-            };
-            let store = SqliteStore::open(&options)
-                .with_context(|| format!("opening {}", path.display()))?;
-            Ok((Arc::new(store), format!("sqlite {}", path.display())))
-        }
-        StoreLocation::Postgres { url, schema } => {
-            let store = PgStore::connect(&PgOptions {
-                schema: schema.clone(),
-                ..PgOptions::new(url)
-            })
-            .await
-            .context("connecting to PostgreSQL")?;
-            Ok((Arc::new(store), format!("postgres schema {schema}")))
-        }
-    }
-}
+use crate::settings::Settings;
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -64,7 +36,7 @@ async fn shutdown_signal() {
 /// # Errors
 /// The store cannot be opened or the address cannot be bound.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let (store, store_desc) = open_store(&settings).await?;
+    let (store, store_desc) = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let engine = Engine::new(store, settings.engine.clone());
     let token = CancellationToken::new();
     let mut services = maintenance::spawn_all(engine.clone(), token.clone());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, StoreArgs};
 
 /// `errand.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -79,36 +79,58 @@ fn parse_store(url: &str, data_dir: &Path, schema: &str) -> anyhow::Result<Store
     anyhow::bail!("unknown store URL `{url}`: use sqlite://PATH or postgres://...")
 }
 
+/// Reads `errand.toml` (or the file the flags name), or nothing when there is none.
+fn load_file(args: &StoreArgs) -> anyhow::Result<FileSettings> {
+    Ok(match &args.config {
+        Some(path) => Some(read_file(path)?),
+        None if Path::new("errand.toml").exists() => Some(read_file(Path::new("errand.toml"))?),
+        None => None,
+    }
+    .unwrap_or_default())
+}
+
+/// Where the store is, from flags, environment, the configuration file and defaults.
+fn resolve_store(
+    args: &StoreArgs,
+    file: &FileSettings,
+) -> anyhow::Result<(PathBuf, StoreLocation)> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./errand-data"));
+    let schema = args
+        .pg_schema
+        .clone()
+        .or_else(|| file.pg_schema.clone())
+        .unwrap_or_else(|| "errand".into());
+    let store = match args.store.clone().or_else(|| file.store.clone()) {
+        Some(url) => parse_store(&url, &data_dir, &schema)?,
+        None => StoreLocation::Sqlite(data_dir.join("errand.sqlite3")),
+    };
+    Ok((data_dir, store))
+}
+
+/// The store named by `args` (for `export` and `import`).
+///
+/// # Errors
+/// An unreadable configuration file or a bad store URL.
+pub fn store_location(args: &StoreArgs) -> anyhow::Result<(PathBuf, StoreLocation)> {
+    resolve_store(args, &load_file(args)?)
+}
+
 impl Settings {
     /// Merges flags, environment, the configuration file and defaults.
     ///
     /// # Errors
     /// An unreadable or invalid configuration file, or a bad store URL.
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
-        let file = match &args.config {
-            Some(path) => Some(read_file(path)?),
-            None if Path::new("errand.toml").exists() => Some(read_file(Path::new("errand.toml"))?),
-            None => None,
-        }
-        .unwrap_or_default();
+        let file = load_file(&args.location)?;
         let listen = args
             .listen
             .or(file.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878)));
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./errand-data"));
-        let schema = args
-            .pg_schema
-            .clone()
-            .or(file.pg_schema)
-            .unwrap_or_else(|| "errand".into());
-        let store = match args.store.clone().or(file.store) {
-            Some(url) => parse_store(&url, &data_dir, &schema)?,
-            None => StoreLocation::Sqlite(data_dir.join("errand.sqlite3")),
-        };
+        let (data_dir, store) = resolve_store(&args.location, &file)?;
         let mut engine = errand_engine::EngineConfig::default();
         if let Some(d) = duration_setting("retention", args.retention.clone().or(file.retention))? {
             engine.retention = d;

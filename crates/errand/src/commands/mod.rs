@@ -4,3 +4,4 @@ pub mod dead;
 pub mod enqueue;
 pub mod jobs;
 pub mod queues;
+pub mod transfer;

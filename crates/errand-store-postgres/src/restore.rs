@@ -1,0 +1,120 @@
+//! Importing jobs exported from another store.
+
+use deadpool_postgres::GenericClient;
+use errand_core::limits::DEFAULT_IDEMPOTENCY_WINDOW_MS;
+use errand_core::restore::{restored_attempt, restored_state};
+use errand_core::time::to_millis;
+use errand_store::{RestoredJob, StoreError};
+use serde_json::Value;
+
+use crate::fault::{Fault, QResult};
+
+fn count(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// Inserts exported jobs that are not here yet, inside the caller's transaction.
+pub(crate) async fn restore_many(
+    client: &impl GenericClient,
+    jobs: &[RestoredJob],
+) -> QResult<u64> {
+    let queue = client
+        .prepare_cached("INSERT INTO queues (name, created_at) VALUES ($1, errand_now()) ON CONFLICT DO NOTHING")
+        .await?;
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, attempt, max_attempts, \
+             timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, \
+             worker, created_at, updated_at, started_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let attempt = client
+        .prepare_cached(
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let mut inserted = 0;
+    for RestoredJob { job, attempts } in jobs {
+        client.execute(&queue, &[&job.queue.as_str()]).await?;
+        let created = to_millis(job.created_at);
+        let progress = job
+            .progress
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
+        let tags = Value::from(job.tags.clone());
+        let n = client
+            .execute(
+                &insert,
+                &[
+                    &job.id.0,
+                    &job.kind.as_str(),
+                    &job.queue.as_str(),
+                    &restored_state(job.state).as_str(),
+                    &job.payload,
+                    &job.priority,
+                    &to_millis(job.run_at),
+                    &count(job.attempt),
+                    &count(job.max_attempts),
+                    &job.timeout_ms.map(|t| t as i64),
+                    &tags,
+                    &job.idempotency_key,
+                    &job.idempotency_key
+                        .as_ref()
+                        .map(|_| created + DEFAULT_IDEMPOTENCY_WINDOW_MS),
+                    &job.result,
+                    &job.error,
+                    &progress,
+                    &job.checkpoint,
+                    &job.worker,
+                    &created,
+                    &to_millis(job.updated_at),
+                    &job.started_at.map(to_millis),
+                    &job.finished_at.map(to_millis),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            continue;
+        }
+        inserted += 1;
+        for a in attempts {
+            let a = restored_attempt(a, job);
+            client
+                .execute(
+                    &attempt,
+                    &[
+                        &job.id.0,
+                        &count(a.attempt),
+                        &a.worker,
+                        &to_millis(a.started_at),
+                        &a.finished_at.map(to_millis),
+                        &a.outcome.as_str(),
+                        &a.error,
+                    ],
+                )
+                .await?;
+        }
+    }
+    Ok(inserted)
+}
+
+/// Creates a queue or sets whether it is paused.
+pub(crate) async fn queue_upsert(
+    client: &impl GenericClient,
+    name: &str,
+    paused: bool,
+) -> QResult<()> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO queues (name, paused, created_at) VALUES ($1, $2, errand_now()) \
+             ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused",
+        )
+        .await?;
+    client.execute(&stmt, &[&name, &paused]).await?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Importing jobs exported from another store.
+
+use errand_core::limits::DEFAULT_IDEMPOTENCY_WINDOW_MS;
+use errand_core::restore::{restored_attempt, restored_state};
+use errand_core::time::to_millis;
+use errand_core::Millis;
+use errand_store::{RestoredJob, StoreError};
+use rusqlite::{params, Connection};
+
+use crate::fault::QResult;
+use crate::job_row::json_text;
+
+fn json<T: serde::Serialize>(v: &T) -> QResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(e.to_string()).into())
+}
+
+/// Inserts exported jobs that are not here yet; returns how many were inserted.
+pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob]) -> QResult<u64> {
+    let mut queue = conn.prepare_cached(
+        "INSERT INTO queues (name, paused, created_at) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING",
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO jobs (id, kind, queue, state, payload, priority, run_at, attempt, max_attempts, \
+         timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, worker, \
+         created_at, updated_at, started_at, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+    )?;
+    let mut attempt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut inserted = 0;
+    for RestoredJob { job, attempts } in jobs {
+        queue.execute(params![job.queue.as_str(), now])?;
+        let created = to_millis(job.created_at);
+        let progress = job.progress.as_ref().map(json).transpose()?;
+        let n = insert.execute(params![
+            job.id.as_bytes().as_slice(),
+            job.kind.as_str(),
+            job.queue.as_str(),
+            restored_state(job.state).as_str(),
+            job.payload.to_string(),
+            job.priority,
+            to_millis(job.run_at),
+            job.attempt,
+            job.max_attempts,
+            job.timeout_ms.map(|t| t as i64),
+            json(&job.tags)?,
+            job.idempotency_key,
+            job.idempotency_key
+                .as_ref()
+                .map(|_| created + DEFAULT_IDEMPOTENCY_WINDOW_MS),
+            json_text(&job.result),
+            job.error,
+            progress,
+            json_text(&job.checkpoint),
+            job.worker,
+            created,
+            to_millis(job.updated_at),
+            job.started_at.map(to_millis),
+            job.finished_at.map(to_millis),
+        ])?;
+        if n == 0 {
+            continue;
+        }
+        inserted += 1;
+        for a in attempts {
+            let a = restored_attempt(a, job);
+            attempt.execute(params![
+                job.id.as_bytes().as_slice(),
+                a.attempt,
+                a.worker,
+                to_millis(a.started_at),
+                a.finished_at.map(to_millis),
+                a.outcome.as_str(),
+                a.error,
+            ])?;
+        }
+    }
+    Ok(inserted)
+}
+
+/// Creates a queue or sets whether it is paused.
+pub(crate) fn queue_upsert(
+    conn: &Connection,
+    now: Millis,
+    name: &str,
+    paused: bool,
+) -> QResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO queues (name, paused, created_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+    )?
+    .execute(params![name, paused, now])?;
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! `errand export` and `errand import`: move every job, attempt and queue setting from one
+//! store to another (SQLite to PostgreSQL and back), as JSON lines.
+//!
+//! The first line names the format; then one line per queue, then one per job with its
+//! attempts, newest first. Import is repeatable: jobs already in the target are skipped.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+
+use anyhow::{bail, Context};
+use errand_core::QueueName;
+use errand_store::{JobListParams, RestoredJob, SharedStore};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::TransferArgs;
+use crate::settings::store_location;
+use crate::store_open;
+
+/// The first line of every export.
+const FORMAT: &str = "errand-export";
+/// Bumped when a line's shape changes incompatibly.
+const VERSION: u32 = 1;
+/// Jobs read per page and written per import batch: big enough to amortise round trips,
+/// small enough to keep each transaction short.
+const PAGE: u32 = 500;
+
+/// One line of an export.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    /// The header.
+    Format { name: String, version: u32 },
+    /// A queue's settings.
+    Queue { name: QueueName, paused: bool },
+    /// A job and its attempts.
+    Job(Box<RestoredJob>),
+}
+
+async fn open(args: &TransferArgs) -> anyhow::Result<(SharedStore, String)> {
+    let (data_dir, location) = store_location(&args.location)?;
+    store_open::open(&location, &data_dir).await
+}
+
+fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, l)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes the store's queues and jobs.
+pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
+    let (store, desc) = open(&args).await?;
+    let sink: Box<dyn Write> = match &args.file {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::new(sink);
+    line(
+        &Line::Format {
+            name: FORMAT.into(),
+            version: VERSION,
+        },
+        &mut out,
+    )?;
+    for q in store.queue_list().await? {
+        line(
+            &Line::Queue {
+                name: q.name,
+                paused: q.paused,
+            },
+            &mut out,
+        )?;
+    }
+    let mut before = None;
+    let mut jobs = 0u64;
+    loop {
+        let page = store
+            .job_list(JobListParams {
+                before,
+                limit: PAGE,
+                ..Default::default()
+            })
+            .await?;
+        for job in &page {
+            let attempts = store.job_attempt_list(job.id).await?;
+            line(
+                &Line::Job(Box::new(RestoredJob {
+                    job: job.clone(),
+                    attempts,
+                })),
+                &mut out,
+            )?;
+        }
+        jobs += page.len() as u64;
+        if jobs > 0 && jobs % 10_000 < u64::from(PAGE) {
+            eprintln!("exported {jobs} jobs…");
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE as usize => before = Some(last.id),
+            _ => break,
+        }
+    }
+    out.flush()?;
+    eprintln!("exported {jobs} jobs from {desc}");
+    Ok(())
+}
+
+/// Loads an export; jobs already present are skipped.
+pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
+    let (store, desc) = open(&args).await?;
+    let source: Box<dyn std::io::Read> = match &args.file {
+        Some(path) => Box::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut lines = BufReader::new(source).lines();
+    match lines
+        .next()
+        .transpose()?
+        .map(|l| serde_json::from_str::<Line>(&l))
+    {
+        Some(Ok(Line::Format { name, version })) if name == FORMAT && version <= VERSION => {}
+        Some(Ok(Line::Format { name, version })) => bail!("cannot read {name} version {version}"),
+        _ => bail!("not an errand export: the first line must be its format header"),
+    }
+    let (mut seen, mut inserted) = (0u64, 0u64);
+    let mut batch = Vec::with_capacity(PAGE as usize);
+    for (n, text) in lines.enumerate() {
+        let text = text?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let parsed: Line =
+            serde_json::from_str(&text).with_context(|| format!("line {}", n + 2))?;
+        match parsed {
+            Line::Format { .. } => bail!("line {}: a second format header", n + 2),
+            Line::Queue { name, paused } => store.queue_upsert(&name, paused).await?,
+            Line::Job(job) => {
+                batch.push(*job);
+                seen += 1;
+                if batch.len() == PAGE as usize {
+                    inserted += store.job_restore_many(std::mem::take(&mut batch)).await?;
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        inserted += store.job_restore_many(batch).await?;
+    }
+    eprintln!(
+        "imported {inserted} of {seen} jobs into {desc} ({} were already there)",
+        seen - inserted
+    );
+    Ok(())
+}

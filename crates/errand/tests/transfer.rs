@@ -1,0 +1,171 @@
+//! `errand export` / `errand import` move a whole store from SQLite to PostgreSQL and back.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use errand_api::{ClaimRequest, CompleteRequest, EnqueueRequest, FailRequest, JobListQuery};
+use errand_client::Client;
+use errand_core::{Job, JobState};
+use errand_testkit::{PgSchema, ServerProcess};
+
+use common::bin;
+
+async fn errand(args: &[&str]) -> Output {
+    let out = tokio::process::Command::new(bin())
+        .args(args)
+        .output()
+        .await
+        .expect("run errand");
+    assert!(
+        out.status.success(),
+        "errand {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+async fn all_jobs(client: &Client) -> Vec<Job> {
+    let mut page = client
+        .jobs(&JobListQuery {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .jobs;
+    page.sort_by_key(|j| j.id);
+    page
+}
+
+/// Jobs in every interesting state, and a paused queue.
+async fn fill(client: &Client) {
+    for kind in ["done", "dead", "waiting", "running"] {
+        client
+            .enqueue(&EnqueueRequest {
+                queue: Some(kind.into()),
+                payload: Some(serde_json::json!({"kind": kind})),
+                ..EnqueueRequest::new(kind)
+            })
+            .await
+            .expect("enqueue");
+    }
+    let claim = |q: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .claim(q, &ClaimRequest::default())
+                .await
+                .expect("claim")
+                .jobs
+                .remove(0)
+        }
+    };
+    let d = claim("done").await;
+    client
+        .complete(
+            d.id,
+            &CompleteRequest {
+                lease_token: d.lease_token,
+                result: Some(serde_json::json!(42)),
+            },
+        )
+        .await
+        .expect("complete");
+    let f = claim("dead").await;
+    client
+        .fail(
+            f.id,
+            &FailRequest {
+                lease_token: f.lease_token,
+                error: Some("boom".into()),
+                retry_in_ms: None,
+                dead: true,
+            },
+        )
+        .await
+        .expect("fail");
+    claim("running").await;
+    client.set_paused("waiting", true).await.expect("pause");
+}
+
+fn same_except_running(a: &[Job], b: &[Job]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        if x.state == JobState::Running {
+            assert_eq!(
+                y.state,
+                JobState::Available,
+                "a running job arrives ready to run"
+            );
+            assert_eq!((x.id, x.attempt), (y.id, y.attempt));
+        } else {
+            assert_eq!(x, y);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_postgres_and_back() {
+    let Some(schema) = PgSchema::create("sqlite_to_postgres_and_back").await else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let sqlite_dir = work.path().join("sqlite");
+    let mut source = ServerProcess::start_in(&bin(), &sqlite_dir, &[])
+        .await
+        .expect("start");
+    let client = source.client().expect("client");
+    fill(&client).await;
+    let original = all_jobs(&client).await;
+    assert!(source.terminate().await);
+
+    let file = work.path().join("export.jsonl");
+    let file = file.to_str().expect("path");
+    let sqlite_dir_s = sqlite_dir.to_str().expect("path");
+    errand(&["export", "--data-dir", sqlite_dir_s, "--file", file]).await;
+    let pg = [
+        "--store",
+        schema.url.as_str(),
+        "--pg-schema",
+        schema.name.as_str(),
+    ];
+    let imported = errand(&[&["import", "--file", file], &pg[..]].concat()).await;
+    assert!(String::from_utf8_lossy(&imported.stderr).contains("imported 4 of 4"));
+    let again = errand(&[&["import", "--file", file], &pg[..]].concat()).await;
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("imported 0 of 4"),
+        "import is repeatable"
+    );
+
+    let pg_node = ServerProcess::start_in(&bin(), &work.path().join("unused"), &pg)
+        .await
+        .expect("start");
+    let pg_client = pg_node.client().expect("client");
+    let on_pg = all_jobs(&pg_client).await;
+    same_except_running(&original, &on_pg);
+    assert!(
+        pg_client.queue("waiting").await.expect("queue").paused,
+        "queue settings travel"
+    );
+    drop(pg_node);
+
+    let back = work.path().join("back.jsonl");
+    let back = back.to_str().expect("path");
+    errand(&[&["export", "--file", back], &pg[..]].concat()).await;
+    let round_dir = work.path().join("round-trip");
+    errand(&[
+        "import",
+        "--data-dir",
+        round_dir.to_str().expect("path"),
+        "--file",
+        back,
+    ])
+    .await;
+    let round = ServerProcess::start_in(&bin(), Path::new(&round_dir), &[])
+        .await
+        .expect("start");
+    let round_jobs = all_jobs(&round.client().expect("client")).await;
+    same_except_running(&original, &round_jobs);
+}
