@@ -13,15 +13,12 @@ const MIGRATION_LOCK: i64 = 0x6572_7261_6e64;
 
 /// Creates the schema if needed and brings it up to date.
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<()> {
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
-        ))
-        .await?;
+    // The lock comes first: even `CREATE SCHEMA IF NOT EXISTS` races when two nodes run it
+    // at once (one of them fails on the catalogue's unique index).
     client
         .query_one("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let outcome = run(client).await;
+    let outcome = run(client, schema).await;
     // Unlock even when a migration failed; the session ends soon after anyway.
     client
         .query_one("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
@@ -29,7 +26,12 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<()> {
     outcome
 }
 
-async fn run(client: &mut Client) -> QResult<()> {
+async fn run(client: &mut Client, schema: &str) -> QResult<()> {
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
+        ))
+        .await?;
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS errand_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
