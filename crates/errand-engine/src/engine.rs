@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::job_events::JobEvent;
-use crate::queue_waker::QueueWaker;
+use crate::queue_waker::{QueueWaker, Ready};
 use crate::EngineConfig;
 
 /// Events buffered per subscriber before a slow one starts missing some (it then re-reads
@@ -94,12 +94,13 @@ impl Engine {
             state: job.state,
         });
         if job.state == JobState::Available {
-            self.waker.wake(&job.queue);
+            self.waker.wake(&job.queue, Ready::Jobs(1));
         }
     }
 
+    /// Wakes every claim waiting on `queue` (the number of ready jobs is unknown).
     pub(crate) fn wake(&self, queue: &QueueName) {
-        self.waker.wake(queue);
+        self.waker.wake(queue, Ready::Unknown);
     }
 
     pub(crate) fn wake_all(&self) {
@@ -118,12 +119,18 @@ impl Engine {
                 idempotency_window: self.config.idempotency_window,
             })
             .await?;
-        let mut woken: Vec<&QueueName> = Vec::new();
-        for r in out.iter().filter(|r| r.inserted) {
-            if r.job.state == JobState::Available && !woken.contains(&&r.job.queue) {
-                woken.push(&r.job.queue);
-                self.waker.wake(&r.job.queue);
+        let mut ready: Vec<(&QueueName, usize)> = Vec::new();
+        for r in out
+            .iter()
+            .filter(|r| r.inserted && r.job.state == JobState::Available)
+        {
+            match ready.iter_mut().find(|(q, _)| *q == &r.job.queue) {
+                Some((_, n)) => *n += 1,
+                None => ready.push((&r.job.queue, 1)),
             }
+        }
+        for (queue, n) in ready {
+            self.waker.wake(queue, Ready::Jobs(n));
         }
         Ok(out)
     }
@@ -134,7 +141,8 @@ impl Engine {
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
         let deadline = Instant::now() + req.wait;
-        let notifier = self.waker.notifier(&req.queue);
+        let signal = self.waker.signal(&req.queue);
+        let _filtered = (!req.kinds.is_empty()).then(|| QueueWaker::filtered(&signal));
         let params = JobClaimParams {
             queue: req.queue,
             worker: req.worker,
@@ -143,7 +151,7 @@ impl Engine {
             kinds: req.kinds,
         };
         loop {
-            let notified = notifier.notified();
+            let notified = signal.notify().notified();
             tokio::pin!(notified);
             // Registered before the claim: a wake-up between claim and wait is not lost.
             notified.as_mut().enable();
@@ -280,7 +288,7 @@ impl Engine {
     ) -> Result<QueueInfo, StoreError> {
         let info = self.store.queue_set_paused(queue, paused).await?;
         if !paused {
-            self.waker.wake(queue);
+            self.waker.wake(queue, Ready::Unknown);
         }
         Ok(info)
     }

@@ -21,10 +21,15 @@ pub(crate) fn channel(schema: &str) -> String {
 }
 
 /// Runs until `tx` has no receivers left and the connection drops.
-pub(crate) async fn run(config: Config, schema: String, tx: broadcast::Sender<QueueName>) {
+pub(crate) async fn run(
+    config: Config,
+    schema: String,
+    me: String,
+    tx: broadcast::Sender<QueueName>,
+) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match listen_once(&config, &schema, &tx).await {
+        match listen_once(&config, &schema, &me, &tx).await {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
@@ -38,6 +43,7 @@ pub(crate) async fn run(config: Config, schema: String, tx: broadcast::Sender<Qu
 async fn listen_once(
     config: &Config,
     schema: &str,
+    me: &str,
     tx: &broadcast::Sender<QueueName>,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
@@ -61,8 +67,14 @@ async fn listen_once(
         .batch_execute(&format!("LISTEN \"{}\"", channel(schema)))
         .await?;
     tracing::debug!(schema, "listening for wake-ups");
-    while let Some(queue) = note_rx.recv().await {
-        if let Ok(q) = QueueName::parse(&queue) {
+    while let Some(payload) = note_rx.recv().await {
+        let Some((sender, queue)) = payload.split_once(':') else {
+            continue;
+        };
+        if sender == me {
+            continue;
+        }
+        if let Ok(q) = QueueName::parse(queue) {
             // No receiver is fine: nobody waits right now.
             let _ = tx.send(q);
         }

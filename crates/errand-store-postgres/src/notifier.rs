@@ -4,7 +4,8 @@
 //! serialise every enqueue's commit (and its WAL flush) behind every other. So writes only
 //! hand queue names to this task; it coalesces the names that arrive while its previous
 //! notification ran (debouncing bursts into one statement) and sends them in one short
-//! autocommit statement of its own.
+//! autocommit statement of its own. Each payload is `sender:queue`, so that a node can
+//! ignore its own notifications: it has woken its waiters already, in process.
 
 use std::collections::BTreeSet;
 
@@ -21,9 +22,13 @@ pub(crate) struct Notifier {
 
 impl Notifier {
     /// Starts the notifier task.
-    pub(crate) fn start(pool: Pool, schema: &str) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(crate) fn start(
+        pool: Pool,
+        schema: &str,
+        sender: &str,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(pool, channel(schema), rx));
+        let task = tokio::spawn(run(pool, channel(schema), sender.to_string(), rx));
         (Self { tx }, task)
     }
 
@@ -34,7 +39,7 @@ impl Notifier {
     }
 }
 
-async fn run(pool: Pool, channel: String, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn run(pool: Pool, channel: String, sender: String, mut rx: mpsc::UnboundedReceiver<String>) {
     while let Some(first) = rx.recv().await {
         let mut queues = BTreeSet::from([first]);
         while let Ok(q) = rx.try_recv() {
@@ -45,8 +50,8 @@ async fn run(pool: Pool, channel: String, mut rx: mpsc::UnboundedReceiver<String
             let client = pool.get().await.map_err(|e| e.to_string())?;
             client
                 .execute(
-                    "SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q",
-                    &[&channel, &queues],
+                    "SELECT pg_notify($1, $2 || ':' || q) FROM unnest($3::text[]) AS q",
+                    &[&channel, &sender, &queues],
                 )
                 .await
                 .map_err(|e| e.to_string())

@@ -117,12 +117,15 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
+        // Names this store instance in its notifications, so its own echo can be ignored.
+        let me = uuid::Uuid::new_v4().simple().to_string();
         let listener = tokio::spawn(listener::run(
             config,
             options.schema.clone(),
+            me.clone(),
             wakeups.clone(),
         ));
-        let (notifier, notifier_task) = Notifier::start(pool.clone(), &options.schema);
+        let (notifier, notifier_task) = Notifier::start(pool.clone(), &options.schema, &me);
         Ok(Self {
             pool,
             wakeups,
