@@ -186,3 +186,42 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+impl Job {
+    /// The job a store holds right after inserting `new`: no attempt yet, nothing reported.
+    /// Stores build their insert answers with this instead of reading the row back.
+    pub fn inserted(
+        new: NewJob,
+        state: JobState,
+        run_at: crate::Millis,
+        created_at: crate::Millis,
+    ) -> Self {
+        let created = crate::time::to_timestamp(created_at);
+        Job {
+            id: new.id,
+            kind: new.kind,
+            queue: new.queue,
+            state,
+            payload: new.payload,
+            priority: new.priority,
+            run_at: crate::time::to_timestamp(run_at),
+            attempt: 0,
+            max_attempts: new.max_attempts,
+            timeout_ms: new
+                .timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            tags: new.tags,
+            idempotency_key: new.idempotency_key,
+            result: None,
+            error: None,
+            progress: None,
+            checkpoint: None,
+            worker: None,
+            lease_expires_at: None,
+            created_at: created,
+            updated_at: created,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}

@@ -56,6 +56,15 @@ impl JobState {
         }
     }
 
+    /// True for the states a user may send back to run now: dead, cancelled, or waiting
+    /// for a retry.
+    pub fn can_retry(self) -> bool {
+        matches!(
+            self,
+            JobState::Dead | JobState::Cancelled | JobState::Scheduled
+        )
+    }
+
     /// True once the job will not run again by itself.
     pub fn is_final(self) -> bool {
         matches!(

@@ -160,10 +160,7 @@ pub(crate) async fn settle_many(
 pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Job> {
     let job = lock_job(client, id).await?;
     if job.state.is_final() {
-        return Err(Fault::Store(StoreError::Conflict(format!(
-            "job {id} is already {}",
-            job.state
-        ))));
+        return Err(Fault::Store(StoreError::already_finished(id, job.state)));
     }
     let sql = format!(
         "WITH cancelled AS ( \
@@ -190,14 +187,8 @@ pub(crate) const REVIVE: &str = "state = 'available', run_at = errand_now(), fin
 /// Runs a dead, cancelled or retry-waiting job again now.
 pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job> {
     let job = lock_job(client, id).await?;
-    if !matches!(
-        job.state,
-        JobState::Dead | JobState::Cancelled | JobState::Scheduled
-    ) {
-        return Err(Fault::Store(StoreError::Conflict(format!(
-            "job {id} is {}; only dead, cancelled or scheduled jobs can be retried",
-            job.state
-        ))));
+    if !job.state.can_retry() {
+        return Err(Fault::Store(StoreError::not_retryable(id, job.state)));
     }
     let stmt = client
         .prepare_cached(&format!(

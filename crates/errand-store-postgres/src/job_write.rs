@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use errand_core::job::RunAt;
-use errand_core::time::to_timestamp;
 use errand_core::{Job, JobId, JobState, LeaseToken, NewJob};
 use errand_store::{ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError};
 use serde_json::Value;
@@ -123,34 +122,6 @@ async fn insert_rows(
     Ok(out)
 }
 
-fn view(job: NewJob, state: JobState, run_at: i64, created: i64) -> Job {
-    let created = to_timestamp(created);
-    Job {
-        id: job.id,
-        kind: job.kind,
-        queue: job.queue,
-        state,
-        payload: job.payload,
-        priority: job.priority,
-        run_at: to_timestamp(run_at),
-        attempt: 0,
-        max_attempts: job.max_attempts,
-        timeout_ms: job.timeout.map(|d| d.as_millis() as u64),
-        tags: job.tags,
-        idempotency_key: job.idempotency_key,
-        result: None,
-        error: None,
-        progress: None,
-        checkpoint: None,
-        worker: None,
-        lease_expires_at: None,
-        created_at: created,
-        updated_at: created,
-        started_at: None,
-        finished_at: None,
-    }
-}
-
 /// Inserts a batch. Without idempotency keys this is one statement and needs no
 /// transaction; with keys the caller must run it in one, so the batch stays all-or-nothing.
 pub(crate) async fn insert_many(
@@ -178,7 +149,7 @@ pub(crate) async fn insert_many(
     for job in jobs {
         match inserted.get(&job.id.0).copied() {
             Some((state, run_at, created)) => out.push(InsertedJob {
-                job: view(job, state, run_at, created),
+                job: Job::inserted(job, state, run_at, created),
                 inserted: true,
             }),
             None => {

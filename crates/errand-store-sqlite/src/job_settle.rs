@@ -133,10 +133,7 @@ pub(crate) fn settle_one(
 pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
     let job = load_job(conn, id)?;
     if job.state.is_final() {
-        return Err(Fault::Store(StoreError::Conflict(format!(
-            "job {id} is already {}",
-            job.state
-        ))));
+        return Err(Fault::Store(StoreError::already_finished(id, job.state)));
     }
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_token = NULL, \
@@ -165,14 +162,8 @@ pub(crate) const REVIVE: &str = "state = 'available', run_at = ?1, finished_at =
 /// Runs a dead, cancelled or retry-waiting job again now.
 pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
     let job = load_job(conn, id)?;
-    if !matches!(
-        job.state,
-        JobState::Dead | JobState::Cancelled | JobState::Scheduled
-    ) {
-        return Err(Fault::Store(StoreError::Conflict(format!(
-            "job {id} is {}; only dead, cancelled or scheduled jobs can be retried",
-            job.state
-        ))));
+    if !job.state.can_retry() {
+        return Err(Fault::Store(StoreError::not_retryable(id, job.state)));
     }
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET {REVIVE} WHERE id = ?2 RETURNING {JOB_COLUMNS}"

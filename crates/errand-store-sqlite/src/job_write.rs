@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use errand_core::job::RunAt;
-use errand_core::time::to_timestamp;
 use errand_core::{Job, JobState, LeaseToken, Millis, NewJob};
 use errand_store::{ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -104,7 +103,7 @@ pub(crate) fn insert_many(
             now,
         ])?;
         out.push(InsertedJob {
-            job: new_job_view(job, state, run_at, timeout_ms, now),
+            job: Job::inserted(job, state, run_at, now),
             inserted: true,
         });
     }
@@ -133,40 +132,6 @@ fn live_duplicate(conn: &Connection, key: &str, now: Millis) -> QResult<Option<J
     )?
     .execute([id])?;
     Ok(None)
-}
-
-fn new_job_view(
-    job: NewJob,
-    state: JobState,
-    run_at: Millis,
-    timeout_ms: Option<Millis>,
-    now: Millis,
-) -> Job {
-    let created = to_timestamp(now);
-    Job {
-        id: job.id,
-        kind: job.kind,
-        queue: job.queue,
-        state,
-        payload: job.payload,
-        priority: job.priority,
-        run_at: to_timestamp(run_at),
-        attempt: 0,
-        max_attempts: job.max_attempts,
-        timeout_ms: timeout_ms.map(|v| v.max(0) as u64),
-        tags: job.tags,
-        idempotency_key: job.idempotency_key,
-        result: None,
-        error: None,
-        progress: None,
-        checkpoint: None,
-        worker: None,
-        lease_expires_at: None,
-        created_at: created,
-        updated_at: created,
-        started_at: None,
-        finished_at: None,
-    }
 }
 
 /// Leases up to `max` ready jobs of one queue and opens an attempt for each.

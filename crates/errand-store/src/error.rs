@@ -39,6 +39,18 @@ impl StoreError {
         }
     }
 
+    /// The conflict of retrying a job in a state that cannot be retried.
+    pub fn not_retryable(id: impl std::fmt::Display, state: errand_core::JobState) -> Self {
+        StoreError::Conflict(format!(
+            "job {id} is {state}; only dead, cancelled or scheduled jobs can be retried"
+        ))
+    }
+
+    /// The conflict of cancelling a finished job.
+    pub fn already_finished(id: impl std::fmt::Display, state: errand_core::JobState) -> Self {
+        StoreError::Conflict(format!("job {id} is already {state}"))
+    }
+
     /// Shorthand for a missing queue.
     pub fn queue_not_found(name: impl std::fmt::Display) -> Self {
         StoreError::NotFound {
