@@ -89,24 +89,38 @@ pub(crate) fn schedule_due(conn: &Connection, now: Millis, limit: u32) -> QResul
         .collect()
 }
 
-/// Deletes finished jobs past their retention, oldest first, with their attempts.
+/// Deletes finished jobs past their retention, oldest first per queue and state, with
+/// their attempts; at most `limit` in all.
 pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResult<u64> {
-    let states = serde_json::Value::from(p.states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-        .to_string();
     let cutoff = now.saturating_sub(i64::try_from(p.older_than.as_millis()).unwrap_or(i64::MAX));
-    let ids: Vec<Vec<u8>> = conn
-        .prepare_cached(
-            "SELECT id FROM jobs INDEXED BY jobs_finished \
-             WHERE state IN ('succeeded', 'cancelled', 'dead') AND finished_at < ?1 \
-               AND state IN (SELECT value FROM json_each(?2)) ORDER BY finished_at LIMIT ?3",
-        )?
-        .query_map(params![cutoff, states, p.limit], |r| r.get(0))?
+    let queues: Vec<String> = conn
+        .prepare_cached("SELECT name FROM queues")?
+        .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    let mut pick = conn.prepare_cached(
+        "SELECT id FROM jobs WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 \
+         ORDER BY finished_at LIMIT ?4",
+    )?;
     let mut attempts = conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")?;
     let mut jobs = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
-    for id in &ids {
-        attempts.execute([id])?;
-        jobs.execute([id])?;
+    let mut deleted = 0u64;
+    for queue in &queues {
+        for state in p.states.iter().filter(|s| s.is_final()) {
+            let left = u64::from(p.limit).saturating_sub(deleted);
+            if left == 0 {
+                return Ok(deleted);
+            }
+            let ids: Vec<Vec<u8>> = pick
+                .query_map(params![queue, state.as_str(), cutoff, left as i64], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                attempts.execute([id])?;
+                jobs.execute([id])?;
+            }
+            deleted += ids.len() as u64;
+        }
     }
-    Ok(ids.len() as u64)
+    Ok(deleted)
 }
