@@ -14,6 +14,7 @@ pub mod names;
 pub mod node;
 pub mod queue;
 pub mod restore;
+pub mod schedule;
 pub mod state;
 pub mod time;
 pub mod validation;
