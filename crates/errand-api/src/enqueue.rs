@@ -189,6 +189,7 @@ impl EnqueueRequest {
             timeout: self.timeout.map(|t| t.0),
             tags: self.tags,
             idempotency_key: self.idempotency_key,
+            slot: None,
         })
     }
 }

@@ -42,6 +42,17 @@ pub struct NewJob {
     pub tags: Vec<String>,
     /// Deduplicates enqueues: a repeat within the window returns the first job.
     pub idempotency_key: Option<String>,
+    /// The schedule slot this job fires; the store keeps one job per slot.
+    pub slot: Option<ScheduleSlot>,
+}
+
+/// A schedule's slot: which schedule, and the instant (milliseconds) it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSlot {
+    /// The schedule's name.
+    pub schedule: String,
+    /// The slot's instant in milliseconds since the epoch.
+    pub at: crate::Millis,
 }
 
 /// What a running job reports about itself.
@@ -86,6 +97,13 @@ pub struct Job {
     /// The key that deduplicated its enqueue, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The schedule that fired it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The schedule slot it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub slot: Option<Timestamp>,
     /// What the handler returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
@@ -212,6 +230,8 @@ impl Job {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             tags: new.tags,
             idempotency_key: new.idempotency_key,
+            schedule: new.slot.as_ref().map(|s| s.schedule.clone()),
+            slot: new.slot.map(|s| crate::time::to_timestamp(s.at)),
             result: None,
             error: None,
             progress: None,

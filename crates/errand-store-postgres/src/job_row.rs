@@ -10,7 +10,7 @@ use crate::fault::{corrupt, QResult};
 /// The columns [`job_from_row`] reads, in its order.
 pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
-     lease_expires_at, created_at, updated_at, started_at, finished_at";
+     lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot";
 
 /// The same columns qualified by a table alias, for joins and `RETURNING`.
 pub(crate) fn job_columns(alias: &str) -> String {
@@ -63,6 +63,8 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
         updated_at: to_timestamp(row.try_get(19)?),
         started_at: instant(row, 20)?,
         finished_at: instant(row, 21)?,
+        schedule: row.try_get(22)?,
+        slot: instant(row, 23)?,
     })
 }
 

@@ -17,16 +17,18 @@ use crate::job_row::{job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
 const JOBS_UNNEST: &str = "WITH new_queues AS (INSERT INTO queues (name, created_at) \
          SELECT DISTINCT unnest($3::text[]), errand_now() ON CONFLICT DO NOTHING) \
      INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
-     timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at) \
+     timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot) \
      SELECT u.id, u.kind, u.queue, \
             CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
                  THEN 'scheduled' ELSE 'available' END, \
             u.payload, u.priority, COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
             u.max_attempts, u.timeout_ms, u.tags, u.key, \
-            CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now() \
+            CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now(), \
+            u.schedule_name, u.schedule_slot \
      FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
-                 $8::int[], $9::bigint[], $10::jsonb[], $11::text[]) \
-          AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key)";
+                 $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[]) \
+          AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key, \
+               schedule_name, schedule_slot)";
 
 /// Parallel arrays of a batch, as `JOBS_UNNEST` takes them.
 #[derive(Default)]
@@ -42,6 +44,8 @@ struct Columns {
     timeout_ms: Vec<Option<i64>>,
     tags: Vec<Value>,
     key: Vec<Option<String>>,
+    schedule_name: Vec<Option<String>>,
+    schedule_slot: Vec<Option<i64>>,
 }
 
 impl Columns {
@@ -63,6 +67,9 @@ impl Columns {
         self.timeout_ms.push(j.timeout.map(millis));
         self.tags.push(Value::from(j.tags.clone()));
         self.key.push(j.idempotency_key.clone());
+        self.schedule_name
+            .push(j.slot.as_ref().map(|s| s.schedule.clone()));
+        self.schedule_slot.push(j.slot.as_ref().map(|s| s.at));
     }
 }
 
@@ -104,6 +111,8 @@ async fn insert_rows(
                 &c.tags,
                 &c.key,
                 &window_ms,
+                &c.schedule_name,
+                &c.schedule_slot,
             ],
         )
         .await?;

@@ -21,6 +21,7 @@ mod node;
 mod notifier;
 mod queue;
 mod restore;
+mod schedule;
 mod schema;
 mod store;
 

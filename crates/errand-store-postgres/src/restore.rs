@@ -25,8 +25,9 @@ pub(crate) async fn restore_many(
         .prepare_cached(
             "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, attempt, max_attempts, \
              timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, \
-             worker, created_at, updated_at, started_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
+             worker, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22, $23, $24) \
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -75,6 +76,8 @@ pub(crate) async fn restore_many(
                     &to_millis(job.updated_at),
                     &job.started_at.map(to_millis),
                     &job.finished_at.map(to_millis),
+                    &job.schedule,
+                    &job.slot.map(to_millis),
                 ],
             )
             .await?;

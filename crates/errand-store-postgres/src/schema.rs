@@ -6,7 +6,10 @@ use tokio_postgres::Client;
 use crate::fault::QResult;
 
 /// Every migration in order. Append only.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_jobs.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_jobs.sql"),
+    include_str!("../migrations/0002_schedules.sql"),
+];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6572_7261_6e64;

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use errand_core::{Attempt, Job, JobId, JobState, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_core::schedule_spec::{Schedule, ScheduleSpec};
+use errand_core::{Attempt, Job, JobId, JobState, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, RestoredJob, Store, StoreError,
+    NodeHeartbeatParams, RestoredJob, ScheduleFireParams, Store, StoreError,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
@@ -16,7 +17,9 @@ use tokio_postgres::{Config, NoTls};
 use crate::fault::{Fault, QResult};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
-use crate::{job_read, job_settle, job_write, listener, maintenance, node, queue, restore, schema};
+use crate::{
+    job_read, job_settle, job_write, listener, maintenance, node, queue, restore, schedule, schema,
+};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -306,6 +309,52 @@ impl Store for PgStore {
     async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError> {
         on_conn!(self, |c| restore::queue_upsert(&c, name.as_str(), paused)
             .await?)
+    }
+
+    async fn schedule_put(
+        &self,
+        spec: ScheduleSpec,
+        next_fire_at: Option<Millis>,
+        create_only: bool,
+    ) -> Result<Schedule, StoreError> {
+        on_conn!(self, |c| schedule::put(
+            &c,
+            &spec,
+            next_fire_at,
+            create_only
+        )
+        .await?)
+    }
+
+    async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError> {
+        on_conn!(self, |c| schedule::get(&c, name.as_str()).await?)
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<Schedule>, StoreError> {
+        on_conn!(self, |c| schedule::list(&c).await?)
+    }
+
+    async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError> {
+        on_conn!(self, |c| schedule::delete(&c, name.as_str()).await?)
+    }
+
+    async fn schedule_set_paused(
+        &self,
+        name: &QueueName,
+        paused: bool,
+    ) -> Result<Schedule, StoreError> {
+        on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), paused)
+            .await?)
+    }
+
+    async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError> {
+        on_conn!(self, |c| schedule::due(&c, limit).await?)
+    }
+
+    async fn schedule_fire(&self, params: ScheduleFireParams) -> Result<Vec<Job>, StoreError> {
+        let fired = in_tx!(self, |tx| schedule::fire(&tx, params).await?)?;
+        self.announce(&fired);
+        Ok(fired)
     }
 
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use crate::fault::{Fault, QResult};
 /// (or returns) exactly these.
 pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
-     lease_expires_at, created_at, updated_at, started_at, finished_at";
+     lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot";
 
 fn corrupt(what: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(what.to_string()))
@@ -62,6 +62,8 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
         updated_at: to_timestamp(row.get(19)?),
         started_at: instant(row, 20)?,
         finished_at: instant(row, 21)?,
+        schedule: row.get(22)?,
+        slot: instant(row, 23)?,
     })
 }
 

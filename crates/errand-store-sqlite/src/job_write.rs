@@ -65,8 +65,9 @@ pub(crate) fn insert_many(
     let mut out = Vec::with_capacity(jobs.len());
     let mut insert = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
-         timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+         timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, \
+         schedule_name, schedule_slot) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)",
     )?;
     for PreparedJob { job, payload, tags } in jobs {
         if let Some(key) = &job.idempotency_key {
@@ -101,6 +102,8 @@ pub(crate) fn insert_many(
                 .as_ref()
                 .map(|_| now.saturating_add(window)),
             now,
+            job.slot.as_ref().map(|s| s.schedule.as_str()),
+            job.slot.as_ref().map(|s| s.at),
         ])?;
         out.push(InsertedJob {
             job: Job::inserted(job, state, run_at, now),

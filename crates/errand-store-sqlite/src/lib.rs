@@ -16,6 +16,7 @@ mod node;
 mod queue;
 mod read_pool;
 mod restore;
+mod schedule;
 mod schema;
 mod store;
 mod writer;

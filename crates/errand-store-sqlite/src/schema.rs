@@ -8,6 +8,7 @@ use crate::fault::QResult;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_jobs.sql"),
     include_str!("../migrations/0002_nodes.sql"),
+    include_str!("../migrations/0003_schedules.sql"),
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -3,19 +3,22 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use errand_core::schedule_spec::{Schedule, ScheduleSpec};
 use errand_core::time::system_now;
-use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, RestoredJob, Store, StoreError,
+    NodeHeartbeatParams, RestoredJob, ScheduleFireParams, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
 use crate::fault::db_error;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
-use crate::{job_read, job_row, job_settle, job_write, maintenance, node, queue, restore, schema};
+use crate::{
+    job_read, job_row, job_settle, job_write, maintenance, node, queue, restore, schedule, schema,
+};
 
 /// How to open the embedded store.
 #[derive(Debug, Clone)]
@@ -245,6 +248,61 @@ impl Store for SqliteStore {
         let name = name.as_str().to_string();
         self.writer
             .write(move |conn| restore::queue_upsert(conn, system_now(), &name, paused))
+            .await
+    }
+
+    async fn schedule_put(
+        &self,
+        spec: ScheduleSpec,
+        next_fire_at: Option<Millis>,
+        create_only: bool,
+    ) -> Result<Schedule, StoreError> {
+        self.writer
+            .write(move |conn| schedule::put(conn, system_now(), &spec, next_fire_at, create_only))
+            .await
+    }
+
+    async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError> {
+        let name = name.as_str().to_string();
+        self.readers
+            .read(move |conn| schedule::get(conn, &name))
+            .await
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.readers.read(schedule::list).await
+    }
+
+    async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError> {
+        let name = name.as_str().to_string();
+        self.writer
+            .write(move |conn| schedule::delete(conn, &name))
+            .await
+    }
+
+    async fn schedule_set_paused(
+        &self,
+        name: &QueueName,
+        paused: bool,
+    ) -> Result<Schedule, StoreError> {
+        let name = name.as_str().to_string();
+        self.writer
+            .write(move |conn| schedule::set_paused(conn, system_now(), &name, paused))
+            .await
+    }
+
+    async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError> {
+        self.readers
+            .read(move |conn| {
+                let now = system_now();
+                Ok((now, schedule::due(conn, now, limit)?))
+            })
+            .await
+    }
+
+    async fn schedule_fire(&self, params: ScheduleFireParams) -> Result<Vec<Job>, StoreError> {
+        self.writer
+            .write(move |conn| schedule::fire(conn, system_now(), params))
             .await
     }
 

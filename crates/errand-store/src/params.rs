@@ -178,3 +178,23 @@ pub struct RestoredJob {
     #[serde(default)]
     pub attempts: Vec<errand_core::Attempt>,
 }
+
+/// Input of [`Store::schedule_fire`](crate::Store::schedule_fire): one scheduler pass over
+/// one schedule, applied atomically.
+#[derive(Debug, Clone)]
+pub struct ScheduleFireParams {
+    /// The schedule.
+    pub name: QueueName,
+    /// The `next_fire_at` the scheduler read. If another node changed it since, nothing is
+    /// done and `Conflict` is returned: that node fired these slots.
+    pub expected_next_fire_at: Option<errand_core::Millis>,
+    /// Jobs to enqueue, each carrying its slot. A slot that already has a job is skipped:
+    /// the store keeps one job per slot, whatever the schedulers do.
+    pub jobs: Vec<NewJob>,
+    /// The schedule's next slot after this pass.
+    pub next_fire_at: Option<errand_core::Millis>,
+    /// The slot `buffer_one` holds back after this pass (`None`: none).
+    pub buffered_slot: Option<errand_core::Millis>,
+    /// Window of idempotency keys (templates carry none, but the insert path needs one).
+    pub idempotency_window: Duration,
+}

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use std::time::Duration;
 
-use errand_core::{Attempt, Job, JobId, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_core::schedule_spec::{Schedule, ScheduleSpec};
+use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, RestoredJob, StoreError,
+    NodeHeartbeatParams, RestoredJob, ScheduleFireParams, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -103,6 +104,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates a queue or updates its settings (import, declarative configuration).
     async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError>;
+
+    /// Creates a schedule (`create_only`: `Conflict` when the name is taken) or replaces
+    /// its definition, keeping its history; `next_fire_at` is its first slot from now.
+    async fn schedule_put(
+        &self,
+        spec: ScheduleSpec,
+        next_fire_at: Option<Millis>,
+        create_only: bool,
+    ) -> Result<Schedule, StoreError>;
+
+    /// One schedule, with its last job's state. Errors: `NotFound`.
+    async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError>;
+
+    /// Every schedule by name.
+    async fn schedule_list(&self) -> Result<Vec<Schedule>, StoreError>;
+
+    /// Deletes a schedule; jobs it fired stay. Errors: `NotFound`.
+    async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError>;
+
+    /// Pauses or resumes a schedule. Errors: `NotFound`.
+    async fn schedule_set_paused(
+        &self,
+        name: &QueueName,
+        paused: bool,
+    ) -> Result<Schedule, StoreError>;
+
+    /// The store's clock now, and the schedules that have work: not paused, and a slot due
+    /// or a buffered slot waiting.
+    async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError>;
+
+    /// Applies one scheduler pass atomically: enqueues the slot jobs (one per slot at
+    /// most), moves `next_fire_at`, records the last fire. Returns the jobs enqueued.
+    /// Errors: `Conflict` when `next_fire_at` moved since it was read (another node fired).
+    async fn schedule_fire(&self, params: ScheduleFireParams) -> Result<Vec<Job>, StoreError>;
 
     /// Records that a node is alive (registering it on the first call).
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError>;
