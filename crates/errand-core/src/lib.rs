@@ -15,6 +15,7 @@ pub mod node;
 pub mod queue;
 pub mod restore;
 pub mod schedule;
+pub mod schedule_plan;
 pub mod schedule_spec;
 pub mod state;
 pub mod time;
