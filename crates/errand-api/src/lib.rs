@@ -10,6 +10,7 @@ mod error_body;
 mod jobs;
 mod nodes;
 mod queues;
+mod schedules;
 mod worker;
 
 pub use enqueue::{
@@ -19,6 +20,9 @@ pub use error_body::{ErrorBody, ErrorDetail};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
 pub use nodes::NodeList;
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
+pub use schedules::{
+    BackfillRequest, JobTemplateRequest, NextFireTimes, NextQuery, ScheduleList, ScheduleRequest,
+};
 pub use worker::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, SettleCompletion, SettleFailure, SettleRequest, SettleResponse,

@@ -49,9 +49,11 @@ pub fn plan(schedule: &Schedule, trigger: &Trigger, now: Millis) -> FirePlan {
     due.insert(0, to_timestamp(first));
     let due: Vec<Millis> = due.into_iter().map(to_millis).collect();
     plan.next_fire_at = trigger.next_after(to_timestamp(now)).map(to_millis);
-    let (missed, on_time): (Vec<Millis>, Vec<Millis>) =
-        due.into_iter().partition(|slot| *slot < now - ON_TIME_GRACE_MS);
-    let window_start = now.saturating_sub(i64::try_from(schedule.spec.catch_up_window_ms).unwrap_or(i64::MAX));
+    let (missed, on_time): (Vec<Millis>, Vec<Millis>) = due
+        .into_iter()
+        .partition(|slot| *slot < now - ON_TIME_GRACE_MS);
+    let window_start =
+        now.saturating_sub(i64::try_from(schedule.spec.catch_up_window_ms).unwrap_or(i64::MAX));
     let mut candidates: Vec<Millis> = match schedule.spec.catch_up {
         CatchUpPolicy::Skip => Vec::new(),
         CatchUpPolicy::Once => missed.last().copied().into_iter().collect(),
@@ -74,7 +76,9 @@ pub fn plan(schedule: &Schedule, trigger: &Trigger, now: Millis) -> FirePlan {
             plan.cancel = schedule.last_job_id;
             plan.fire.extend(candidates);
         }
-        OverlapPolicy::Skip | OverlapPolicy::BufferOne | OverlapPolicy::Replace => plan.fire.extend(candidates),
+        OverlapPolicy::Skip | OverlapPolicy::BufferOne | OverlapPolicy::Replace => {
+            plan.fire.extend(candidates)
+        }
     }
     plan
 }
@@ -146,12 +150,31 @@ mod tests {
     fn catch_up_skip_once_all_after_an_outage() {
         // Down from T0 to T0+45s: slots T0, +10, +20, +30, +40 were due; +40 is on time.
         let now = T0 + 45 * S;
-        let skip = plan(&schedule(OverlapPolicy::Allow, CatchUpPolicy::Skip, T0), &every10(), now);
+        let skip = plan(
+            &schedule(OverlapPolicy::Allow, CatchUpPolicy::Skip, T0),
+            &every10(),
+            now,
+        );
         assert_eq!(skip.fire, vec![T0 + 40 * S], "only the on-time slot");
-        let once = plan(&schedule(OverlapPolicy::Allow, CatchUpPolicy::Once, T0), &every10(), now);
-        assert_eq!(once.fire, vec![T0 + 30 * S, T0 + 40 * S], "one late job, then the on-time one");
-        let all = plan(&schedule(OverlapPolicy::Allow, CatchUpPolicy::All, T0), &every10(), now);
-        assert_eq!(all.fire, vec![T0, T0 + 10 * S, T0 + 20 * S, T0 + 30 * S, T0 + 40 * S]);
+        let once = plan(
+            &schedule(OverlapPolicy::Allow, CatchUpPolicy::Once, T0),
+            &every10(),
+            now,
+        );
+        assert_eq!(
+            once.fire,
+            vec![T0 + 30 * S, T0 + 40 * S],
+            "one late job, then the on-time one"
+        );
+        let all = plan(
+            &schedule(OverlapPolicy::Allow, CatchUpPolicy::All, T0),
+            &every10(),
+            now,
+        );
+        assert_eq!(
+            all.fire,
+            vec![T0, T0 + 10 * S, T0 + 20 * S, T0 + 30 * S, T0 + 40 * S]
+        );
         assert_eq!(all.next_fire_at, Some(T0 + 50 * S));
     }
 
@@ -159,7 +182,11 @@ mod tests {
     fn catch_up_all_is_bounded_by_its_window() {
         // Down for two hours with a one-minute window.
         let now = T0 + 7_200 * S;
-        let all = plan(&schedule(OverlapPolicy::Allow, CatchUpPolicy::All, T0), &every10(), now);
+        let all = plan(
+            &schedule(OverlapPolicy::Allow, CatchUpPolicy::All, T0),
+            &every10(),
+            now,
+        );
         assert!(all.fire.iter().all(|s| *s >= now - 60 * S));
         assert_eq!(all.fire.len(), 7);
     }
@@ -175,7 +202,11 @@ mod tests {
         assert_eq!(plan(&s, &every10(), now).fire, vec![T0], "allow");
         s.spec.overlap = OverlapPolicy::Replace;
         let r = plan(&s, &every10(), now);
-        assert_eq!((r.fire.clone(), r.cancel), (vec![T0], s.last_job_id), "replace");
+        assert_eq!(
+            (r.fire.clone(), r.cancel),
+            (vec![T0], s.last_job_id),
+            "replace"
+        );
         s.spec.overlap = OverlapPolicy::BufferOne;
         let b = plan(&s, &every10(), now);
         assert!(b.fire.is_empty());

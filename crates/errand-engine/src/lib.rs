@@ -11,6 +11,7 @@ mod engine;
 mod job_events;
 pub mod maintenance;
 mod queue_waker;
+mod schedules;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};

@@ -15,6 +15,7 @@ use utoipa::OpenApi;
         (name = "workers", description = "The remote worker protocol: claim, heartbeat, complete, fail"),
         (name = "queues", description = "Queues and their counts; pause and resume"),
         (name = "dead", description = "Dead jobs: list, requeue, purge"),
+        (name = "schedules", description = "Cron and interval schedules that fire exactly once per slot"),
         (name = "nodes", description = "The errand serve processes sharing the store"),
         (name = "health", description = "Liveness and readiness")
     )

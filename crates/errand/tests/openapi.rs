@@ -14,6 +14,16 @@ const EXPECTED: &[&str] = &[
     "GET /v1/jobs/{id}",
     "GET /v1/jobs/{id}/attempts",
     "GET /v1/nodes",
+    "GET /v1/schedules",
+    "GET /v1/schedules/{name}",
+    "GET /v1/schedules/{name}/next",
+    "PUT /v1/schedules/{name}",
+    "DELETE /v1/schedules/{name}",
+    "POST /v1/schedules",
+    "POST /v1/schedules/{name}/backfill",
+    "POST /v1/schedules/{name}/pause",
+    "POST /v1/schedules/{name}/resume",
+    "POST /v1/schedules/{name}/trigger",
     "GET /v1/queues",
     "GET /v1/queues/{queue}",
     "POST /v1/dead/purge",
@@ -50,7 +60,8 @@ async fn document_lists_every_route_and_every_listed_route_is_served() {
         let (method, path) = op.split_once(' ').expect("op");
         let concrete = path
             .replace("{id}", "01936f3c-0000-7000-8000-000000000000")
-            .replace("{queue}", "default");
+            .replace("{queue}", "default")
+            .replace("{name}", "nightly");
         let body = (method == "POST").then(|| b"{}".to_vec());
         let (status, json) = raw.send(method, &concrete, body).await;
         let message = json["error"]["message"].as_str().unwrap_or("");

@@ -5,6 +5,7 @@ mod job_cleaner;
 mod job_rescuer;
 mod job_scheduler;
 mod node_heartbeat;
+mod schedule_runner;
 mod wakeup_listener;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
     set.spawn(job_scheduler::run(engine.clone(), token.clone()));
     set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
     set.spawn(job_cleaner::run(engine.clone(), token.clone()));
+    set.spawn(schedule_runner::run(engine.clone(), token.clone()));
     set.spawn(wakeup_listener::run(engine, token));
     set
 }

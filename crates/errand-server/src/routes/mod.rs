@@ -6,6 +6,7 @@ mod health;
 mod jobs;
 mod nodes;
 mod queues;
+mod schedules;
 mod worker;
 
 use utoipa::OpenApi;
@@ -38,4 +39,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dead::requeue))
         .routes(routes!(dead::purge))
         .routes(routes!(nodes::list))
+        .routes(routes!(schedules::create, schedules::list))
+        .routes(routes!(schedules::get, schedules::put, schedules::delete))
+        .routes(routes!(schedules::trigger))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::next))
+        .routes(routes!(schedules::backfill))
 }

@@ -1,0 +1,163 @@
+//! Schedule bodies.
+
+use errand_core::duration::FlexDuration;
+use errand_core::limits::DEFAULT_MAX_ATTEMPTS;
+use errand_core::schedule_spec::{
+    CatchUpPolicy, JobTemplate, OverlapPolicy, Schedule, ScheduleSpec,
+};
+use errand_core::{QueueName, ValidationError};
+use serde::{Deserialize, Serialize};
+
+use crate::{EnqueueLimits, EnqueueRequest};
+
+/// The job part of a schedule: what an enqueue takes, minus timing and idempotency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobTemplateRequest {
+    /// Which handler runs it.
+    pub kind: String,
+    /// Queue; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// The handler's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// -1000 to 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Attempts before the job is dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Longest one attempt may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<FlexDuration>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// `POST /v1/schedules`, `PUT /v1/schedules/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// Unique name (A-Z a-z 0-9 _ - . :).
+    pub name: String,
+    /// Cron expression: 5 fields, 6 with seconds first, or `@hourly`, `@daily`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// Interval instead of cron (`"30s"` or milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<FlexDuration>,
+    /// IANA time zone of the cron expression (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The job each slot enqueues.
+    pub job: JobTemplateRequest,
+    /// When the previous run has not ended: `allow`, `skip` (default), `buffer_one`, `replace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapPolicy>,
+    /// Slots missed while down or paused: `skip`, `once` (default), `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpPolicy>,
+    /// With `catch_up: all`, how far back (default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up_window: Option<FlexDuration>,
+    /// Random delay up to this for each job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<FlexDuration>,
+}
+
+/// Default catch-up window: a day of missed slots is worth running; older ones rarely are.
+const DEFAULT_CATCH_UP_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+impl ScheduleRequest {
+    /// Checks every field and builds the definition to store.
+    ///
+    /// # Errors
+    /// The first field that breaks a rule.
+    pub fn into_spec(self, limits: &EnqueueLimits) -> Result<ScheduleSpec, ValidationError> {
+        let name =
+            QueueName::parse(&self.name).map_err(|e| ValidationError::new("name", e.message))?;
+        let template = EnqueueRequest {
+            kind: self.job.kind,
+            queue: self.job.queue,
+            payload: self.job.payload,
+            priority: self.job.priority,
+            max_attempts: self.job.max_attempts.or(Some(DEFAULT_MAX_ATTEMPTS)),
+            timeout: self.job.timeout,
+            tags: self.job.tags,
+            ..EnqueueRequest::default()
+        }
+        .into_new_job(limits)
+        .map_err(|e| e.within("job"))?;
+        let window = self
+            .catch_up_window
+            .map(|w| w.0.as_millis() as u64)
+            .unwrap_or(DEFAULT_CATCH_UP_WINDOW_MS);
+        if window == 0 {
+            return Err(ValidationError::new(
+                "catch_up_window",
+                "must be longer than zero",
+            ));
+        }
+        let spec = ScheduleSpec {
+            name,
+            cron: self.cron,
+            every_ms: self
+                .every
+                .map(|e| u64::try_from(e.0.as_millis()).unwrap_or(u64::MAX)),
+            timezone: self.timezone.unwrap_or_else(|| "UTC".into()),
+            job: JobTemplate {
+                kind: template.kind,
+                queue: template.queue,
+                payload: template.payload,
+                priority: template.priority,
+                max_attempts: template.max_attempts,
+                timeout_ms: template.timeout.map(|t| t.as_millis() as u64),
+                tags: template.tags,
+            },
+            overlap: self.overlap.unwrap_or_default(),
+            catch_up: self.catch_up.unwrap_or_default(),
+            catch_up_window_ms: window,
+            jitter_ms: self.jitter.map(|j| j.0.as_millis() as u64).unwrap_or(0),
+        };
+        spec.trigger()?;
+        Ok(spec)
+    }
+}
+
+/// Every schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScheduleList {
+    /// By name.
+    pub schedules: Vec<Schedule>,
+}
+
+/// `GET /v1/schedules/{name}/next` options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NextQuery {
+    /// How many fire times, 1 to 1000 (default 10).
+    pub count: Option<usize>,
+}
+
+/// Upcoming fire times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NextFireTimes {
+    /// Oldest first.
+    #[schema(value_type = Vec<String>)]
+    pub next: Vec<jiff::Timestamp>,
+}
+
+/// `POST /v1/schedules/{name}/backfill`: run the slots of a past range that have no job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// Start of the range (exclusive).
+    #[schema(value_type = String, format = DateTime)]
+    pub from: jiff::Timestamp,
+    /// End of the range (inclusive).
+    #[schema(value_type = String, format = DateTime)]
+    pub to: jiff::Timestamp,
+}
