@@ -201,3 +201,76 @@ async fn killing_one_of_three_nodes_loses_no_job() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_second_schedule_on_three_nodes_fires_each_slot_once_even_when_one_dies() {
+    let Some(schema) = PgSchema::create("every_second_schedule_on_three_nodes").await else {
+        return;
+    };
+    let mut nodes = nodes(&schema, 3).await;
+    let clients: Vec<Client> = nodes
+        .iter()
+        .map(|(s, _)| s.client().expect("client"))
+        .collect();
+    let body = serde_json::json!({
+        "name": "heartbeat",
+        "every": "1s",
+        "overlap": "allow",
+        "job": {"kind": "beat", "queue": "beats"}
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/schedules", nodes[0].0.url()))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(resp.status().as_u16(), 201);
+    let beats = |client: Client| async move {
+        client
+            .jobs(&errand_api::JobListQuery {
+                queue: Some("beats".into()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .map(|p| p.jobs)
+            .unwrap_or_default()
+    };
+    // Twenty seconds of slots: ten before one node dies, ten after.
+    eventually("ten slots fired", Duration::from_secs(30), || async {
+        (beats(clients[0].clone()).await.len() >= 10).then_some(())
+    })
+    .await;
+    nodes[2].0.kill9().await;
+    let after_kill = beats(clients[0].clone()).await.len();
+    eventually(
+        "ten more slots fired after the kill",
+        Duration::from_secs(30),
+        || async { (beats(clients[0].clone()).await.len() >= after_kill + 10).then_some(()) },
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/schedules/heartbeat/pause", nodes[1].0.url()))
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(resp.status().as_u16(), 200);
+    let jobs = beats(clients[1].clone()).await;
+    let mut slots: Vec<jiff::Timestamp> = jobs.iter().map(|j| j.slot.expect("slot")).collect();
+    slots.sort();
+    let unique: HashSet<_> = slots.iter().collect();
+    assert_eq!(unique.len(), slots.len(), "a slot fired twice");
+    for pair in slots.windows(2) {
+        assert_eq!(
+            (pair[1] - pair[0]).get_seconds(),
+            1,
+            "a gap between {} and {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    println!(
+        "{} consecutive slots, each fired once, across 3 nodes with one killed",
+        slots.len()
+    );
+}
