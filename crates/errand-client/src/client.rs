@@ -6,6 +6,7 @@ use errand_api::{
     HeartbeatRequest, HeartbeatResponse, JobListQuery, JobPage, QueueList, SettleRequest,
     SettleResponse,
 };
+use errand_core::schedule_spec::Schedule;
 use errand_core::{Job, JobId, QueueInfo};
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -263,6 +264,87 @@ impl Client {
         sel: &DeadSelectionRequest,
     ) -> Result<CountResponse, ClientError> {
         self.post("/v1/dead/purge", sel).await
+    }
+
+    /// `GET /v1/schedules`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn schedules(&self) -> Result<errand_api::ScheduleList, ClientError> {
+        self.get("/v1/schedules").await
+    }
+
+    /// `GET /v1/schedules/{name}`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn schedule(&self, name: &str) -> Result<Schedule, ClientError> {
+        self.get(&format!("/v1/schedules/{name}")).await
+    }
+
+    /// `POST /v1/schedules`.
+    ///
+    /// # Errors
+    /// The server's error (`conflict` when the name is taken), or a transport failure.
+    pub async fn schedule_create(
+        &self,
+        req: &errand_api::ScheduleRequest,
+    ) -> Result<Schedule, ClientError> {
+        self.post("/v1/schedules", req).await
+    }
+
+    /// `DELETE /v1/schedules/{name}`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn schedule_delete(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        self.send(self.request(Method::DELETE, &format!("/v1/schedules/{name}")))
+            .await
+    }
+
+    /// `POST /v1/schedules/{name}/pause` or `/resume`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn schedule_set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<Schedule, ClientError> {
+        let verb = if paused { "pause" } else { "resume" };
+        self.post(
+            &format!("/v1/schedules/{name}/{verb}"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `POST /v1/schedules/{name}/trigger`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn schedule_trigger(&self, name: &str) -> Result<Job, ClientError> {
+        self.post(
+            &format!("/v1/schedules/{name}/trigger"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `GET /v1/schedules/{name}/next?count=N`.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn schedule_next(
+        &self,
+        name: &str,
+        count: usize,
+    ) -> Result<errand_api::NextFireTimes, ClientError> {
+        self.send(
+            self.request(Method::GET, &format!("/v1/schedules/{name}/next"))
+                .query(&[("count", count)]),
+        )
+        .await
     }
 
     /// `GET /v1/nodes`.

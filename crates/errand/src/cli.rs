@@ -41,6 +41,9 @@ pub enum Command {
     /// The dead-letter set.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Recurring work: cron and interval schedules.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Write every job (with its attempts) and queue of a store as JSON lines.
     Export(TransferArgs),
     /// Load an export into a store; jobs already there are skipped.
@@ -245,4 +248,77 @@ pub enum DeadCommand {
     Requeue(DeadSelectArgs),
     /// Delete dead jobs.
     Purge(DeadSelectArgs),
+}
+
+/// `errand schedules ...`.
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Every schedule with its next and last fire.
+    List,
+    /// One schedule.
+    Show {
+        /// Schedule name.
+        name: String,
+    },
+    /// Create a schedule.
+    Add(ScheduleAddArgs),
+    /// Delete a schedule (the jobs it fired stay).
+    Rm {
+        /// Schedule name.
+        name: String,
+    },
+    /// Stop firing.
+    Pause {
+        /// Schedule name.
+        name: String,
+    },
+    /// Fire again.
+    Resume {
+        /// Schedule name.
+        name: String,
+    },
+    /// Run the schedule's job now.
+    Trigger {
+        /// Schedule name.
+        name: String,
+    },
+    /// The next fire times.
+    Next {
+        /// Schedule name.
+        name: String,
+        /// How many.
+        #[arg(long, short, default_value_t = 10)]
+        count: usize,
+    },
+}
+
+/// `errand schedules add`.
+#[derive(Debug, Args)]
+pub struct ScheduleAddArgs {
+    /// Schedule name.
+    pub name: String,
+    /// Job kind to enqueue at each slot.
+    #[arg(long)]
+    pub kind: String,
+    /// Cron expression (5 or 6 fields, or @hourly/@daily/...).
+    #[arg(long, conflicts_with = "every", required_unless_present = "every")]
+    pub cron: Option<String>,
+    /// Interval instead of cron (`30s`, `5m`).
+    #[arg(long)]
+    pub every: Option<String>,
+    /// IANA time zone of the cron expression.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// Queue of the jobs.
+    #[arg(long, short)]
+    pub queue: Option<String>,
+    /// Payload of the jobs (JSON).
+    #[arg(long, short)]
+    pub payload: Option<String>,
+    /// When the previous run has not ended: allow, skip, buffer_one, replace.
+    #[arg(long)]
+    pub overlap: Option<String>,
+    /// Slots missed while down or paused: skip, once, all.
+    #[arg(long)]
+    pub catch_up: Option<String>,
 }

@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(cmd) => commands::jobs::run(&client()?, cmd, cli.json).await,
         Command::Queues(cmd) => commands::queues::run(&client()?, cmd, cli.json).await,
         Command::Dead(cmd) => commands::dead::run(&client()?, cmd, cli.json).await,
+        Command::Schedules(cmd) => commands::schedules::run(&client()?, cmd, cli.json).await,
         Command::Export(args) => commands::transfer::export(args).await,
         Command::Import(args) => commands::transfer::import(args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -31,6 +31,33 @@ async fn shutdown_signal() {
     }
 }
 
+/// Creates or updates the schedules `errand.toml` declares. Declaring the same schedule
+/// again changes nothing (its history and next slot stay), so every node may do it at start.
+async fn declare_schedules(
+    engine: &errand_engine::Engine,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let limits = errand_api::EnqueueLimits {
+        max_payload_bytes: settings.limits.max_payload_bytes,
+    };
+    for declared in &settings.schedules {
+        let spec = declared.clone().into_spec(&limits).map_err(|e| {
+            anyhow::anyhow!("schedule `{}` in the configuration: {e}", declared.name)
+        })?;
+        match engine.store().schedule_get(&spec.name).await {
+            Ok(existing) if existing.spec == spec => continue,
+            _ => {
+                engine
+                    .schedule_put(spec, false)
+                    .await
+                    .with_context(|| format!("declaring schedule `{}`", declared.name))?;
+            }
+        }
+        tracing::info!(schedule = %declared.name, "declared schedule stored");
+    }
+    Ok(())
+}
+
 /// Runs the server until a shutdown signal.
 ///
 /// # Errors
@@ -38,6 +65,7 @@ async fn shutdown_signal() {
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (store, store_desc) = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let engine = Engine::new(store, settings.engine.clone());
+    declare_schedules(&engine, &settings).await?;
     let token = CancellationToken::new();
     let mut services = maintenance::spawn_all(engine.clone(), token.clone());
     let (router, _) = errand_server::app(AppState {

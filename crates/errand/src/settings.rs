@@ -21,6 +21,9 @@ struct FileSettings {
     dead_retention: Option<String>,
     max_payload_bytes: Option<usize>,
     max_request_bytes: Option<usize>,
+    /// Declared schedules: created or updated at start.
+    #[serde(default)]
+    schedules: Vec<errand_api::ScheduleRequest>,
 }
 
 /// Where the store lives.
@@ -50,6 +53,8 @@ pub struct Settings {
     pub limits: errand_server::ServerLimits,
     /// Engine settings (retention).
     pub engine: errand_engine::EngineConfig,
+    /// Schedules declared in the configuration file.
+    pub schedules: Vec<errand_api::ScheduleRequest>,
 }
 
 fn duration_setting(
@@ -147,6 +152,7 @@ impl Settings {
             data_dir,
             store,
             engine,
+            schedules: file.schedules,
             limits: errand_server::ServerLimits {
                 max_payload_bytes: args
                     .max_payload_bytes

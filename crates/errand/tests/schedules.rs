@@ -295,3 +295,136 @@ async fn overlap_skip_and_buffer_one_with_a_job_that_outlives_its_interval() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_declared_in_errand_toml_are_created_once_and_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("errand.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[schedules]]
+name = "report"
+cron = "0 3 * * *"
+timezone = "Europe/Paris"
+catch_up = "skip"
+
+[schedules.job]
+kind = "report.build"
+queue = "reports"
+payload = { month = "current" }
+"#,
+    )
+    .expect("write config");
+    let config_arg = config.to_str().expect("path");
+    let data = dir.path().join("data");
+    let mut node = ServerProcess::start_in(&bin(), &data, &["--config", config_arg])
+        .await
+        .expect("start");
+    let first = node
+        .client()
+        .expect("client")
+        .schedule("report")
+        .await
+        .expect("declared");
+    assert_eq!(first.spec.timezone, "Europe/Paris");
+    assert_eq!(first.spec.job.queue.as_str(), "reports");
+    node.restart().await.expect("restart");
+    let client = node.client().expect("client");
+    let again = client.schedule("report").await.expect("declared");
+    assert_eq!(
+        again.created_at, first.created_at,
+        "declaring again changes nothing"
+    );
+    assert_eq!(again.updated_at, first.updated_at);
+    assert_eq!(client.schedules().await.expect("list").schedules.len(), 1);
+    drop(node);
+
+    std::fs::write(
+        &config,
+        "[[schedules]]\nname = \"broken\"\ncron = \"99 * * * *\"\n[schedules.job]\nkind = \"k\"\n",
+    )
+    .expect("write config");
+    let out = tokio::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config_arg,
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        !out.status.success(),
+        "a bad declared schedule stops the start"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken") && err.contains("cron"), "{err}");
+}
+
+#[tokio::test]
+async fn cli_schedule_commands() {
+    let s = server().await;
+    let run = |args: Vec<&str>| {
+        let url = s.url().to_string();
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        async move {
+            let out = tokio::process::Command::new(bin())
+                .arg("--server")
+                .arg(url)
+                .args(&args)
+                .output()
+                .await
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    run(vec![
+        "schedules",
+        "add",
+        "nightly",
+        "--kind",
+        "cleanup",
+        "--cron",
+        "0 3 * * *",
+        "--timezone",
+        "America/New_York",
+        "--overlap",
+        "replace",
+    ])
+    .await;
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(vec!["--json", "schedules", "list"]).await).expect("json");
+    assert_eq!(listed[0]["name"], "nightly");
+    assert_eq!(listed[0]["overlap"], "replace");
+    let next: serde_json::Value = serde_json::from_str(
+        &run(vec![
+            "--json",
+            "schedules",
+            "next",
+            "nightly",
+            "--count",
+            "2",
+        ])
+        .await,
+    )
+    .expect("json");
+    assert_eq!(next["next"].as_array().expect("next").len(), 2);
+    let table = run(vec!["schedules", "list"]).await;
+    assert!(table.contains("0 3 * * * (America/New_York)"), "{table}");
+    run(vec!["schedules", "pause", "nightly"]).await;
+    run(vec!["schedules", "trigger", "nightly"]).await;
+    run(vec!["schedules", "rm", "nightly"]).await;
+    assert!(run(vec!["--json", "schedules", "list"])
+        .await
+        .contains("[]"));
+}

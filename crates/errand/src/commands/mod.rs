@@ -4,4 +4,5 @@ pub mod dead;
 pub mod enqueue;
 pub mod jobs;
 pub mod queues;
+pub mod schedules;
 pub mod transfer;
