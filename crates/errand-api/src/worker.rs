@@ -49,6 +49,13 @@ pub struct ClaimedJobView {
     /// Labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The schedule that fired it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The schedule slot it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub slot: Option<jiff::Timestamp>,
     /// Send with heartbeat, complete and fail.
     pub lease_token: LeaseToken,
     /// When the lease ends unless renewed.
@@ -69,6 +76,8 @@ impl ClaimedJobView {
             timeout_ms: job.timeout_ms,
             checkpoint: job.checkpoint,
             tags: job.tags,
+            schedule: job.schedule,
+            slot: job.slot,
             lease_token,
             lease_expires_at: job.lease_expires_at,
         }

@@ -45,6 +45,9 @@ pub struct Engine {
     events: broadcast::Sender<JobEvent>,
     shutdown: CancellationToken,
     node_id: NodeId,
+    /// The soonest slot the last scheduler pass planned (store clock, milliseconds), so the
+    /// runner can wake right at it instead of up to one poll interval later.
+    pub(crate) next_slot_hint: std::sync::atomic::AtomicI64,
 }
 
 impl Engine {
@@ -58,6 +61,7 @@ impl Engine {
             events,
             shutdown: CancellationToken::new(),
             node_id: NodeId::new(),
+            next_slot_hint: std::sync::atomic::AtomicI64::new(i64::MAX),
         })
     }
 

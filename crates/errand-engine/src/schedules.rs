@@ -14,7 +14,7 @@ use rand::Rng;
 use crate::Engine;
 
 /// Schedules looked at per pass; more wait for the next pass (milliseconds later).
-const DUE_BATCH: u32 = 500;
+const DUE_BATCH: u32 = 5000;
 
 fn invalid(e: errand_core::ValidationError) -> StoreError {
     StoreError::Invalid(e.to_string())
@@ -144,9 +144,16 @@ impl Engine {
     /// The store's error reading due schedules; errors of single schedules are logged.
     pub async fn schedule_pass(&self) -> Result<usize, StoreError> {
         let (now, due) = self.store().schedule_due(DUE_BATCH).await?;
+        self.next_slot_hint
+            .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
+        // All at once: the store commits concurrent fires together (one fsync for many
+        // schedules on SQLite, parallel connections on PostgreSQL); one by one, a thousand
+        // schedules due in the same second would fire hundreds of milliseconds late.
+        let outcomes =
+            futures_util::future::join_all(due.iter().map(|s| self.fire_one(s, now))).await;
         let mut fired = 0;
-        for s in due {
-            match self.fire_one(&s, now).await {
+        for (s, outcome) in due.iter().zip(outcomes) {
+            match outcome {
                 Ok(n) => fired += n,
                 // Another node fired it first: nothing to do.
                 Err(StoreError::Conflict(_)) => {}
@@ -161,6 +168,10 @@ impl Engine {
     async fn fire_one(&self, s: &Schedule, now: Millis) -> Result<usize, StoreError> {
         let trigger: Trigger = s.spec.trigger().map_err(invalid)?;
         let p = plan(s, &trigger, now);
+        if let Some(next) = p.next_fire_at {
+            self.next_slot_hint
+                .fetch_min(next, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(running) = p.cancel {
             match self.cancel(running).await {
                 Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound { .. }) => {}

@@ -6,6 +6,7 @@ mod end_to_end;
 mod enqueue;
 mod latency;
 mod raw_http;
+mod schedules;
 mod stats;
 
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub enum Scenario {
     EndToEnd,
     /// Enqueue-to-start latency at a steady rate.
     Latency,
+    /// Firing lateness of many every-second schedules.
+    Schedules,
 }
 
 /// `errand bench` flags.
@@ -43,6 +46,9 @@ pub struct BenchArgs {
     /// Jobs in the end-to-end scenario.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: usize,
+    /// Schedules in the schedules scenario, each firing every second.
+    #[arg(long, default_value_t = 1000)]
+    pub schedules: usize,
     /// Steady rate of the latency scenario, jobs per second.
     #[arg(long, default_value_t = 1000)]
     pub rate: u32,
@@ -159,6 +165,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         latency::run(&d.clients, args.rate, duration.max(Duration::from_secs(1)))
             .await?
             .print(&format!("enqueue-to-start at {} jobs/s", args.rate));
+    }
+    if all || args.scenario == Scenario::Schedules {
+        let d = deploy(&args).await?;
+        schedules::run(
+            &d.clients,
+            args.schedules,
+            duration.max(Duration::from_secs(1)),
+        )
+        .await?
+        .print(&format!(
+            "firing lateness, {} schedules every 1s",
+            args.schedules
+        ));
     }
     Ok(())
 }
