@@ -88,6 +88,13 @@ async fn fill(client: &Client) {
         .expect("fail");
     claim("running").await;
     client.set_paused("waiting", true).await.expect("pause");
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/schedules", client.base_url()))
+        .body(r#"{"name":"nightly","cron":"0 3 * * *","timezone":"Asia/Tokyo","job":{"kind":"report"}}"#)
+        .send()
+        .await
+        .expect("schedule");
+    assert_eq!(resp.status().as_u16(), 201);
 }
 
 fn same_except_running(a: &[Job], b: &[Job]) {
@@ -149,6 +156,11 @@ async fn sqlite_to_postgres_and_back() {
         pg_client.queue("waiting").await.expect("queue").paused,
         "queue settings travel"
     );
+    let schedule = pg_client
+        .schedule("nightly")
+        .await
+        .expect("schedules travel");
+    assert_eq!(schedule.spec.timezone, "Asia/Tokyo");
     drop(pg_node);
 
     let back = work.path().join("back.jsonl");

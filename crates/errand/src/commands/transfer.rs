@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use anyhow::{bail, Context};
+use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::QueueName;
 use errand_store::{JobListParams, RestoredJob, SharedStore};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,11 @@ enum Line {
     Format { name: String, version: u32 },
     /// A queue's settings.
     Queue { name: QueueName, paused: bool },
+    /// A schedule's definition and whether it is paused.
+    Schedule {
+        spec: Box<ScheduleSpec>,
+        paused: bool,
+    },
     /// A job and its attempts.
     Job(Box<RestoredJob>),
 }
@@ -68,6 +74,15 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             &Line::Queue {
                 name: q.name,
                 paused: q.paused,
+            },
+            &mut out,
+        )?;
+    }
+    for s in store.schedule_list().await? {
+        line(
+            &Line::Schedule {
+                spec: Box::new(s.spec),
+                paused: s.paused,
             },
             &mut out,
         )?;
@@ -137,6 +152,17 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         match parsed {
             Line::Format { .. } => bail!("line {}: a second format header", n + 2),
             Line::Queue { name, paused } => store.queue_upsert(&name, paused).await?,
+            Line::Schedule { spec, paused } => {
+                let trigger = spec
+                    .trigger()
+                    .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 2))?;
+                let next = trigger
+                    .next_after(jiff::Timestamp::now())
+                    .map(|t| t.as_millisecond());
+                let name = spec.name.clone();
+                store.schedule_put(*spec, next, false).await?;
+                store.schedule_set_paused(&name, paused).await?;
+            }
             Line::Job(job) => {
                 batch.push(*job);
                 seen += 1;
