@@ -432,3 +432,55 @@ async fn cli_schedule_commands() {
         .await
         .contains("[]"));
 }
+
+#[tokio::test]
+async fn backfill_runs_each_past_slot_once() {
+    let s = server().await;
+    let raw = Raw::new(&s);
+    let client = s.client().expect("client");
+    let body = r#"{"name":"hourly","cron":"0 * * * *","job":{"kind":"k","queue":"back"}}"#;
+    assert_eq!(raw.post("/v1/schedules", body).await.0, 201);
+    let range = r#"{"from":"2026-01-01T00:00:00Z","to":"2026-01-01T05:00:00Z"}"#;
+    let (status, first) = raw.post("/v1/schedules/hourly/backfill", range).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        first["inserted"], 5,
+        "01:00 to 05:00: the start is exclusive"
+    );
+    let (_, again) = raw.post("/v1/schedules/hourly/backfill", range).await;
+    assert_eq!(
+        again["inserted"], 0,
+        "each slot runs once, however often it is backfilled"
+    );
+    let jobs = jobs_of(&client, "back").await;
+    let slots: Vec<String> = jobs
+        .iter()
+        .map(|j| j.slot.expect("slot").to_string())
+        .collect();
+    assert_eq!(
+        slots.first().map(String::as_str),
+        Some("2026-01-01T01:00:00Z")
+    );
+    assert_eq!(
+        slots.last().map(String::as_str),
+        Some("2026-01-01T05:00:00Z")
+    );
+    let (status, _) = raw
+        .post(
+            "/v1/schedules/hourly/backfill",
+            r#"{"from":"2026-01-02T00:00:00Z","to":"2026-01-01T00:00:00Z"}"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, json) = raw
+        .post(
+            "/v1/schedules/hourly/backfill",
+            r#"{"from":"2020-01-01T00:00:00Z","to":"2026-01-01T00:00:00Z"}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    assert!(json["error"]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("1000"));
+}
