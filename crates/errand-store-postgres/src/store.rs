@@ -30,7 +30,8 @@ pub struct PgOptions {
     /// (or tests) can share one database with different schemas.
     pub schema: String,
     /// Connections per node. Each in-flight request holds one only while its statement
-    /// runs, so a few dozen serve thousands of waiting workers.
+    /// runs, so a few serve thousands of waiting workers; 16 keeps six nodes (plus their
+    /// LISTEN connections) under PostgreSQL's default `max_connections` of 100.
     pub pool_size: usize,
     /// How long a request waits for a connection before answering `503`.
     pub connect_timeout: Duration,
@@ -42,7 +43,7 @@ impl PgOptions {
         Self {
             url: url.to_string(),
             schema: "errand".into(),
-            pool_size: 32,
+            pool_size: 16,
             connect_timeout: Duration::from_secs(5),
         }
     }
