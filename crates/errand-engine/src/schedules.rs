@@ -62,7 +62,11 @@ impl Engine {
         create_only: bool,
     ) -> Result<Schedule, StoreError> {
         let trigger = spec.trigger().map_err(invalid)?;
-        let next = trigger.next_after(jiff::Timestamp::now()).map(to_millis);
+        // The first slot counts from the store's clock, like every later one.
+        let (now, _) = self.store().schedule_due(0).await?;
+        let next = trigger
+            .next_after(errand_core::time::to_timestamp(now))
+            .map(to_millis);
         self.store().schedule_put(spec, next, create_only).await
     }
 
