@@ -34,13 +34,9 @@ pub enum Trigger {
     /// A cron expression (5 fields, or 6 with seconds first, or an `@hourly`-style alias)
     /// read in a time zone.
     Cron {
-        /// The expression as given.
-        expr: String,
-        /// Parsed.
+        /// The parsed expression.
         cron: Box<Cron>,
-        /// The IANA zone name as given.
-        zone: String,
-        /// The zone.
+        /// The zone it is read in.
         tz: TimeZone,
     },
     /// Every so long, on multiples of the interval since the epoch.
@@ -69,9 +65,7 @@ impl Trigger {
             )
         })?;
         Ok(Trigger::Cron {
-            expr: expr.trim().to_string(),
             cron: Box::new(cron),
-            zone: zone.to_string(),
             tz,
         })
     }
@@ -90,7 +84,7 @@ impl Trigger {
     /// The first slot strictly after `after`, or `None` when the pattern never fires again.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         match self {
-            Trigger::Cron { cron, tz, .. } => {
+            Trigger::Cron { cron, tz } => {
                 let zoned = after.to_zoned(tz.clone());
                 cron.find_next_occurrence(&zoned, false)
                     .ok()

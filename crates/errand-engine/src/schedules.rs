@@ -70,6 +70,19 @@ impl Engine {
         self.store().schedule_put(spec, next, create_only).await
     }
 
+    /// Stores a schedule declaratively: unchanged when the stored definition is the same
+    /// (its history and next slot stay), created or replaced otherwise.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad trigger, or the store's error.
+    pub async fn schedule_declare(&self, spec: ScheduleSpec) -> Result<Schedule, StoreError> {
+        match self.store().schedule_get(&spec.name).await {
+            Ok(existing) if existing.spec == spec => Ok(existing),
+            Ok(_) | Err(StoreError::NotFound { .. }) => self.schedule_put(spec, false).await,
+            Err(e) => Err(e),
+        }
+    }
+
     /// The next `count` slots of a schedule.
     ///
     /// # Errors

@@ -127,25 +127,8 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Crashes the server (`immediate` shutdown: no checkpoint, crash recovery on start) and
-    /// starts it again on the same port.
-    ///
-    /// # Errors
-    /// The server did not stop or start.
-    pub fn crash_and_restart(&self) -> Result<(), ClusterError> {
-        self.pg(&[
-            "pg_ctl",
-            "-D",
-            &self.data(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ])?;
-        self.start_server()
-    }
-
-    /// Stops the server (immediately) without starting it again.
+    /// Crashes the server: an `immediate` shutdown (no checkpoint; crash recovery at the next
+    /// start).
     ///
     /// # Errors
     /// The server did not stop.
@@ -172,14 +155,6 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let _ = self.pg(&[
-            "pg_ctl",
-            "-D",
-            &self.data(),
-            "-m",
-            "immediate",
-            "-w",
-            "stop",
-        ]);
+        let _ = self.stop();
     }
 }

@@ -44,16 +44,11 @@ async fn declare_schedules(
         let spec = declared.clone().into_spec(&limits).map_err(|e| {
             anyhow::anyhow!("schedule `{}` in the configuration: {e}", declared.name)
         })?;
-        match engine.store().schedule_get(&spec.name).await {
-            Ok(existing) if existing.spec == spec => continue,
-            _ => {
-                engine
-                    .schedule_put(spec, false)
-                    .await
-                    .with_context(|| format!("declaring schedule `{}`", declared.name))?;
-            }
-        }
-        tracing::info!(schedule = %declared.name, "declared schedule stored");
+        engine
+            .schedule_declare(spec)
+            .await
+            .with_context(|| format!("declaring schedule `{}`", declared.name))?;
+        tracing::info!(schedule = %declared.name, "declared schedule in place");
     }
     Ok(())
 }

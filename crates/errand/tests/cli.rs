@@ -76,7 +76,7 @@ async fn enqueue_show_pause_and_dead_commands() {
 async fn sigterm_stops_the_server_cleanly_while_a_claim_waits() {
     let mut s = server().await;
     let client = s.client().expect("client");
-    let waiting = tokio::spawn(async move {
+    let mut waiting = tokio::spawn(async move {
         client
             .claim(
                 "idle",
@@ -87,8 +87,18 @@ async fn sigterm_stops_the_server_cleanly_while_a_claim_waits() {
             )
             .await
     });
-    // Give the claim a moment to be in flight; the outcome does not depend on it.
-    tokio::task::yield_now().await;
+    // The claim is long-polling: it has not returned after a while (nothing to claim).
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut waiting).await;
+    assert!(
+        early.is_err(),
+        "the claim should still be waiting: {early:?}"
+    );
     assert!(s.terminate().await, "errand serve exits 0 on SIGTERM");
-    let _ = waiting.await;
+    // Shutdown answers the waiting claim (empty) instead of cutting its connection.
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting claim is answered promptly at shutdown")
+        .expect("join")
+        .expect("an answer, not a broken connection");
+    assert!(answered.jobs.is_empty());
 }

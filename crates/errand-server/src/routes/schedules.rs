@@ -73,12 +73,7 @@ pub(crate) async fn put(
         )));
     }
     let spec = req.into_spec(&state.enqueue_limits())?;
-    if let Ok(existing) = state.engine.store().schedule_get(&spec.name).await {
-        if existing.spec == spec {
-            return Ok(Json(existing));
-        }
-    }
-    Ok(Json(state.engine.schedule_put(spec, false).await?))
+    Ok(Json(state.engine.schedule_declare(spec).await?))
 }
 
 /// Deletes a schedule; the jobs it fired stay.
@@ -108,6 +103,16 @@ pub(crate) async fn trigger(
     ))
 }
 
+async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<Json<Schedule>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .store()
+            .schedule_set_paused(&name(raw)?, paused)
+            .await?,
+    ))
+}
+
 /// Stops firing; slots missed while paused follow the catch-up policy on resume.
 #[utoipa::path(post, path = "/v1/schedules/{name}/pause", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
@@ -116,13 +121,7 @@ pub(crate) async fn pause(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    Ok(Json(
-        state
-            .engine
-            .store()
-            .schedule_set_paused(&name(&raw)?, true)
-            .await?,
-    ))
+    set_paused(&state, &raw, true).await
 }
 
 /// Fires again.
@@ -133,13 +132,7 @@ pub(crate) async fn resume(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    Ok(Json(
-        state
-            .engine
-            .store()
-            .schedule_set_paused(&name(&raw)?, false)
-            .await?,
-    ))
+    set_paused(&state, &raw, false).await
 }
 
 /// The next fire times.
