@@ -1,0 +1,100 @@
+//! Claiming: order, leases, paused queues, kinds, delays.
+
+use std::time::Duration;
+
+use errand_core::job::RunAt;
+use errand_core::{JobId, JobKind, JobState};
+
+use super::support::*;
+use crate::{JobClaimParams, SharedStore};
+
+/// Higher priority runs first; within a priority, the oldest first.
+pub(crate) async fn claim_takes_highest_priority_then_oldest(store: SharedStore) {
+    let low = new_job("q", "k");
+    let mut high = new_job("q", "k");
+    high.priority = 10;
+    let low2 = new_job("q", "k");
+    insert(&store, vec![low.clone()]).await;
+    insert(&store, vec![high.clone()]).await;
+    insert(&store, vec![low2.clone()]).await;
+    let got: Vec<JobId> = claim(&store, "q", 10)
+        .await
+        .iter()
+        .map(|c| c.job.id)
+        .collect();
+    assert_eq!(got, vec![high.id, low.id, low2.id]);
+}
+
+/// A claim counts an attempt, marks the job running and issues a lease.
+pub(crate) async fn claim_counts_the_attempt_and_leases(store: SharedStore) {
+    let j = new_job("q", "k");
+    insert(
+        &store,
+        vec![j.clone(), new_job("q", "k"), new_job("q", "k")],
+    )
+    .await;
+    let claimed = claim(&store, "q", 2).await;
+    assert_eq!(claimed.len(), 2, "max bounds the claim");
+    let c = &claimed[0];
+    assert_eq!(c.job.state, JobState::Running);
+    assert_eq!(c.job.attempt, 1);
+    assert_eq!(c.job.worker.as_deref(), Some("w1"));
+    assert!(c.job.lease_expires_at.is_some());
+    assert_eq!(
+        claim(&store, "q", 10).await.len(),
+        1,
+        "claimed jobs are not handed out twice"
+    );
+    assert!(claim(&store, "q", 10).await.is_empty());
+    assert!(claim(&store, "nothing-here", 10).await.is_empty());
+}
+
+/// A paused queue hands out nothing until resumed.
+pub(crate) async fn claim_skips_paused_queue(store: SharedStore) {
+    insert(&store, vec![new_job("p", "k")]).await;
+    let info = store
+        .queue_set_paused(&queue("p"), true)
+        .await
+        .expect("pause");
+    assert!(info.paused);
+    assert!(claim(&store, "p", 10).await.is_empty());
+    store
+        .queue_set_paused(&queue("p"), false)
+        .await
+        .expect("resume");
+    assert_eq!(claim(&store, "p", 10).await.len(), 1);
+}
+
+/// A claim with kinds takes only those kinds.
+pub(crate) async fn claim_filters_by_kind(store: SharedStore) {
+    let a = new_job("q", "a");
+    let b = new_job("q", "b");
+    insert(&store, vec![a.clone(), b.clone()]).await;
+    let got = store
+        .job_claim(JobClaimParams {
+            queue: queue("q"),
+            worker: "w".into(),
+            max: 10,
+            lease: Duration::from_secs(30),
+            kinds: vec![JobKind::parse("b").expect("kind")],
+        })
+        .await
+        .expect("claim");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].job.id, b.id);
+}
+
+/// A delayed job is scheduled and not claimable before its time.
+pub(crate) async fn claim_waits_for_run_at(store: SharedStore) {
+    let mut later = new_job("q", "k");
+    later.run_at = RunAt::After(Duration::from_secs(3600));
+    let out = insert(&store, vec![later.clone()]).await;
+    assert_eq!(out[0].job.state, JobState::Scheduled);
+    assert!(claim(&store, "q", 10).await.is_empty());
+    let mut past = new_job("q", "k");
+    past.run_at = RunAt::At(0);
+    insert(&store, vec![past.clone()]).await;
+    let got = claim(&store, "q", 10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].job.id, past.id);
+}

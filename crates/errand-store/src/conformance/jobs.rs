@@ -1,0 +1,228 @@
+//! Inserting, reading, listing jobs and their attempts.
+
+use std::time::Duration;
+
+use errand_core::{AttemptOutcome, JobId, JobKind, JobState, LeaseToken};
+use serde_json::json;
+
+use super::support::*;
+use crate::{JobHeartbeatParams, JobInsertManyParams, JobListParams, SharedStore, StoreError};
+
+/// A job inserted and read back keeps every field.
+pub(crate) async fn insert_then_get_round_trips(store: SharedStore) {
+    let mut job = new_job("default", "mail.send");
+    job.priority = 7;
+    job.tags = vec!["a".into(), "b".into()];
+    job.timeout = Some(Duration::from_secs(9));
+    job.payload = json!({"to": "x@example.com", "nested": [1, 2, {"k": null}], "uni": "é✓"});
+    let out = insert(&store, vec![job.clone()]).await;
+    assert!(out[0].inserted);
+    let got = store.job_get(job.id).await.expect("get");
+    assert_eq!(
+        got, out[0].job,
+        "the insert's answer is what a read returns"
+    );
+    assert_eq!(got.state, JobState::Available);
+    assert_eq!(got.payload, job.payload);
+    assert_eq!(got.priority, 7);
+    assert_eq!(got.tags, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(got.timeout_ms, Some(9000));
+    assert_eq!(got.attempt, 0);
+    assert_eq!(got.max_attempts, 3);
+}
+
+/// A batch that cannot be stored whole stores nothing.
+pub(crate) async fn insert_many_is_all_or_nothing(store: SharedStore) {
+    let a = new_job("default", "k");
+    let mut b = new_job("default", "k");
+    b.id = a.id;
+    let err = store
+        .job_insert_many(JobInsertManyParams {
+            jobs: vec![a.clone(), b],
+            idempotency_window: WINDOW,
+        })
+        .await;
+    assert!(err.is_err(), "a duplicate id must fail the batch");
+    assert!(matches!(
+        store.job_get(a.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// A repeated idempotency key, in one batch or later, answers with the first job.
+pub(crate) async fn idempotency_key_returns_the_first_job(store: SharedStore) {
+    let mut a = new_job("default", "k");
+    a.idempotency_key = Some("order-1".into());
+    let mut b = new_job("default", "k");
+    b.idempotency_key = Some("order-1".into());
+    let out = insert(&store, vec![a.clone(), b.clone()]).await;
+    assert!(out[0].inserted);
+    assert!(!out[1].inserted);
+    assert_eq!(out[1].job.id, a.id);
+    let mut c = new_job("default", "k");
+    c.idempotency_key = Some("order-1".into());
+    let again = insert(&store, vec![c.clone()]).await;
+    assert!(!again[0].inserted);
+    assert_eq!(again[0].job.id, a.id);
+    assert!(matches!(
+        store.job_get(c.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Once the window has passed, the same key enqueues a new job.
+pub(crate) async fn idempotency_key_is_released_after_its_window(store: SharedStore) {
+    let mut a = new_job("default", "k");
+    a.idempotency_key = Some("once".into());
+    let out = store
+        .job_insert_many(JobInsertManyParams {
+            jobs: vec![a.clone()],
+            idempotency_window: Duration::ZERO,
+        })
+        .await
+        .expect("insert");
+    assert!(out[0].inserted);
+    let mut b = new_job("default", "k");
+    b.idempotency_key = Some("once".into());
+    let out = insert(&store, vec![b.clone()]).await;
+    assert!(out[0].inserted, "an expired key must not deduplicate");
+    assert_eq!(out[0].job.id, b.id);
+    assert!(store.job_get(a.id).await.is_ok(), "the first job stays");
+}
+
+/// Unknown ids are `NotFound` everywhere.
+pub(crate) async fn get_unknown_job_is_not_found(store: SharedStore) {
+    let id = JobId::new();
+    assert!(matches!(
+        store.job_get(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.job_cancel(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.job_retry(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.job_attempt_list(id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let hb = store
+        .job_heartbeat(JobHeartbeatParams {
+            id,
+            lease_token: LeaseToken::new(),
+            lease: None,
+            progress: None,
+            checkpoint: None,
+        })
+        .await;
+    assert!(matches!(hb, Err(StoreError::NotFound { .. })));
+}
+
+/// Each attempt is kept with its worker and outcome.
+pub(crate) async fn attempts_are_recorded(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    settle(&store, fail(&c, Some(Duration::ZERO), false))
+        .await
+        .expect("fail");
+    let c2 = claim(&store, "q", 1).await.remove(0);
+    settle(&store, complete(&c2)).await.expect("complete");
+    let a = store.job_attempt_list(c.job.id).await.expect("attempts");
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].attempt, a[0].outcome), (1, AttemptOutcome::Failed));
+    assert_eq!(a[0].error.as_deref(), Some("boom"));
+    assert_eq!((a[1].attempt, a[1].outcome), (2, AttemptOutcome::Succeeded));
+    assert_eq!(a[1].worker.as_deref(), Some("w1"));
+    assert!(a[1].finished_at.is_some());
+}
+
+/// Listing filters by queue, state, kind and tag, newest first, with a cursor.
+pub(crate) async fn list_filters_and_paginates(store: SharedStore) {
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        let mut j = new_job(
+            if i % 2 == 0 { "even" } else { "odd" },
+            if i < 3 { "early" } else { "late" },
+        );
+        if i == 4 {
+            j.tags = vec!["vip".into()];
+        }
+        jobs.push(j);
+    }
+    for j in &jobs {
+        insert(&store, vec![j.clone()]).await;
+    }
+    let all = store
+        .job_list(JobListParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
+    let mut expected: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    expected.reverse();
+    assert_eq!(ids, expected, "newest first");
+    let page1 = store
+        .job_list(JobListParams {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let page2 = store
+        .job_list(JobListParams {
+            limit: 2,
+            before: Some(page1[1].id),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        page2.iter().map(|j| j.id).collect::<Vec<_>>(),
+        expected[2..4].to_vec()
+    );
+    let even = store
+        .job_list(JobListParams {
+            queue: Some(queue("even")),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(even.len(), 3);
+    let late = store
+        .job_list(JobListParams {
+            kind: Some(JobKind::parse("late").expect("kind")),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(late.len(), 2);
+    let vip = store
+        .job_list(JobListParams {
+            tag: Some("vip".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        vip.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![jobs[4].id]
+    );
+    claim(&store, "odd", 1).await;
+    let running = store
+        .job_list(JobListParams {
+            state: Some(JobState::Running),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(running.len(), 1);
+}

@@ -1,0 +1,118 @@
+//! The conformance suite every [`Store`](crate::Store) must pass, case for case.
+//!
+//! A backend's test file calls [`conformance_suite!`](crate::conformance_suite) with an async
+//! function that returns a fresh, empty [`Fixture`]; each case becomes one `#[tokio::test]`.
+//! Cases are plain async functions so a failing one reads like a specification.
+//!
+//! The list of cases lives once, in the macro. Each case is crate-private and reached only
+//! through the entry points that list generates, so a case left out of the list is dead
+//! code, which this module denies: it cannot silently run on neither store.
+
+#![expect(
+    clippy::expect_used,
+    reason = "the conformance suite is test code: a failed expectation is a failed case"
+)]
+#![deny(dead_code)]
+
+use std::any::Any;
+
+use crate::SharedStore;
+
+mod claims;
+mod jobs;
+mod nodes;
+mod queues;
+mod rescue;
+mod restore;
+mod retention;
+mod schedules;
+mod settle;
+mod support;
+
+use self::{claims::*, jobs::*, nodes::*, queues::*, rescue::*, restore::*, retention::*};
+use self::{schedules::*, settle::*};
+
+/// A fresh store for one case, and whatever keeps it alive (a temp dir, a schema).
+pub struct Fixture {
+    /// The store under test, empty.
+    pub store: SharedStore,
+    /// Dropped when the case ends: cleans up.
+    pub guard: Box<dyn Any + Send>,
+}
+
+/// Generates one test per conformance case, each on a fresh fixture from `$factory`, an
+/// async function returning `Option<Fixture>`; `None` skips the case (the factory says why,
+/// loudly: e.g. no PostgreSQL reachable and none required).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:path) => {
+        $crate::conformance_suite!(@list tests $factory);
+    };
+    // The one list of cases; every other arm receives it.
+    (@list $($mode:tt)*) => {
+        $crate::conformance_suite!(@$($mode)*;
+            insert_then_get_round_trips,
+            insert_many_is_all_or_nothing,
+            idempotency_key_returns_the_first_job,
+            idempotency_key_is_released_after_its_window,
+            get_unknown_job_is_not_found,
+            attempts_are_recorded,
+            list_filters_and_paginates,
+            claim_takes_highest_priority_then_oldest,
+            claim_counts_the_attempt_and_leases,
+            claim_skips_paused_queue,
+            claim_filters_by_kind,
+            claim_waits_for_run_at,
+            complete_with_stale_token_is_rejected,
+            complete_after_lease_expiry_is_rejected,
+            fail_retries_with_backoff_then_goes_dead,
+            fail_with_dead_flag_is_final,
+            fail_with_zero_retry_is_claimable_again,
+            heartbeat_extends_lease_and_saves_progress,
+            cancel_running_job_fences_its_worker,
+            cancel_finished_job_conflicts,
+            retry_dead_job_grants_one_more_attempt,
+            retry_running_job_conflicts,
+            settle_many_fences_each_entry,
+            expired_lease_returns_job_to_queue,
+            expired_lease_without_attempts_left_is_dead,
+            attempt_past_timeout_is_failed,
+            queue_list_counts_states,
+            pause_unknown_queue_is_not_found,
+            dead_requeue_and_purge_by_selection,
+            schedule_due_makes_jobs_available,
+            nodes_register_heartbeat_and_stop,
+            prune_deletes_only_finished_jobs_past_retention,
+            restore_keeps_exported_jobs_and_is_repeatable,
+            schedules_are_created_replaced_paused_and_deleted,
+            schedule_fire_is_exactly_once_per_slot,
+            schedule_due_lists_unpaused_schedules_with_work,
+        );
+    };
+    (@tests $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(fixture) = $factory().await else {
+                    return;
+                };
+                $crate::conformance::entry::$case(fixture.store.clone()).await;
+                drop(fixture);
+            }
+        )*
+    };
+    (@entries; $($case:ident),* $(,)?) => {
+        /// One public entry point per listed case, for the tests the macro generates.
+        pub mod entry {
+            use $crate::SharedStore;
+            $(
+                #[doc = concat!("Runs the `", stringify!($case), "` case.")]
+                pub async fn $case(store: SharedStore) {
+                    super::$case(store).await
+                }
+            )*
+        }
+    };
+}
+
+crate::conformance_suite!(@list entries);

@@ -1,0 +1,246 @@
+//! Settling leased jobs: complete, fail, heartbeat, cancel, retry, fencing.
+
+use std::time::Duration;
+
+use errand_core::{JobState, LeaseToken, Progress};
+use serde_json::json;
+
+use super::support::*;
+use crate::{ClaimedJob, JobHeartbeatParams, JobSettleManyParams, SharedStore, StoreError};
+
+/// Fencing: a token that is not the current lease's changes nothing.
+pub(crate) async fn complete_with_stale_token_is_rejected(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    let forged = ClaimedJob {
+        job: c.job.clone(),
+        lease_token: LeaseToken::new(),
+    };
+    assert!(matches!(
+        settle(&store, complete(&forged)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        settle(&store, fail(&forged, None, false)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(
+        store.job_get(c.job.id).await.expect("get").state,
+        JobState::Running
+    );
+    let done = settle(&store, complete(&c))
+        .await
+        .expect("the real token completes");
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.result, Some(json!({"ok": true})));
+    assert!(matches!(
+        settle(&store, complete(&c)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+}
+
+/// A worker whose lease expired cannot complete, even before any rescue ran, nor after the
+/// job was claimed again.
+pub(crate) async fn complete_after_lease_expiry_is_rejected(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim_with(&store, "q", 1, Duration::from_millis(150))
+        .await
+        .remove(0);
+    wait_past(c.job.lease_expires_at.expect("lease")).await;
+    assert!(matches!(
+        settle(&store, complete(&c)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    rescue_until(&store, c.job.id).await;
+    let again = claim(&store, "q", 1).await.remove(0);
+    assert_eq!(again.job.attempt, 2);
+    assert!(matches!(
+        settle(&store, complete(&c)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    settle(&store, complete(&again))
+        .await
+        .expect("the new lease completes");
+}
+
+/// Failures wait for a growing backoff; the last allowed attempt's failure is dead.
+pub(crate) async fn fail_retries_with_backoff_then_goes_dead(store: SharedStore) {
+    let mut j = new_job("q", "k");
+    j.max_attempts = 2;
+    insert(&store, vec![j.clone()]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    let failed = settle(&store, fail(&c, None, false)).await.expect("fail");
+    assert_eq!(failed.state, JobState::Scheduled);
+    assert_eq!(failed.error.as_deref(), Some("boom"));
+    let wait = failed
+        .run_at
+        .duration_since(failed.updated_at)
+        .unsigned_abs();
+    assert!(
+        wait >= Duration::from_millis(900),
+        "backoff after the first failure: {wait:?}"
+    );
+    assert!(
+        claim(&store, "q", 1).await.is_empty(),
+        "not before its backoff"
+    );
+    store.job_retry(j.id).await.expect("run the retry now");
+    let c2 = claim(&store, "q", 1).await.remove(0);
+    assert_eq!(c2.job.attempt, 2);
+    let dead = settle(&store, fail(&c2, None, false)).await.expect("fail");
+    assert_eq!(dead.state, JobState::Dead);
+    assert!(dead.finished_at.is_some());
+}
+
+/// `dead: true` ends the job whatever attempts are left.
+pub(crate) async fn fail_with_dead_flag_is_final(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    let dead = settle(&store, fail(&c, None, true)).await.expect("fail");
+    assert_eq!(dead.state, JobState::Dead);
+}
+
+/// `retry_in: 0` makes the job available at once.
+pub(crate) async fn fail_with_zero_retry_is_claimable_again(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    let back = settle(&store, fail(&c, Some(Duration::ZERO), false))
+        .await
+        .expect("fail");
+    assert_eq!(back.state, JobState::Available);
+    let c2 = claim(&store, "q", 1).await.remove(0);
+    assert_eq!(c2.job.attempt, 2);
+    assert_ne!(
+        c2.lease_token, c.lease_token,
+        "each claim issues a new fencing token"
+    );
+}
+
+/// A heartbeat extends the lease and durably records progress and checkpoint.
+pub(crate) async fn heartbeat_extends_lease_and_saves_progress(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim_with(&store, "q", 1, Duration::from_secs(1))
+        .await
+        .remove(0);
+    let before = c.job.lease_expires_at.expect("lease");
+    let job = store
+        .job_heartbeat(JobHeartbeatParams {
+            id: c.job.id,
+            lease_token: c.lease_token,
+            lease: Some(Duration::from_secs(60)),
+            progress: Some(Progress {
+                percent: Some(40.0),
+                message: Some("copying".into()),
+            }),
+            checkpoint: Some(json!({"offset": 400})),
+        })
+        .await
+        .expect("heartbeat");
+    assert!(job.lease_expires_at.expect("lease") > before);
+    let got = store.job_get(c.job.id).await.expect("get");
+    assert_eq!(got.progress.and_then(|p| p.percent), Some(40.0));
+    assert_eq!(got.checkpoint, Some(json!({"offset": 400})));
+    let stale = store
+        .job_heartbeat(JobHeartbeatParams {
+            id: c.job.id,
+            lease_token: LeaseToken::new(),
+            lease: None,
+            progress: None,
+            checkpoint: Some(json!("overwrite")),
+        })
+        .await;
+    assert!(matches!(stale, Err(StoreError::LeaseLost { .. })));
+    let got = store.job_get(c.job.id).await.expect("get");
+    assert_eq!(
+        got.checkpoint,
+        Some(json!({"offset": 400})),
+        "a stale heartbeat changes nothing"
+    );
+}
+
+/// Cancelling a running job takes the lease away from its worker.
+pub(crate) async fn cancel_running_job_fences_its_worker(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k"), new_job("q", "k")]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    let cancelled = store.job_cancel(c.job.id).await.expect("cancel");
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(matches!(
+        settle(&store, complete(&c)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let waiting = claim(&store, "q", 1).await.remove(0);
+    assert_ne!(waiting.job.id, c.job.id);
+}
+
+/// A finished job cannot be cancelled.
+pub(crate) async fn cancel_finished_job_conflicts(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    settle(&store, complete(&c)).await.expect("complete");
+    assert!(matches!(
+        store.job_cancel(c.job.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// A dead job retried runs once more.
+pub(crate) async fn retry_dead_job_grants_one_more_attempt(store: SharedStore) {
+    let mut j = new_job("q", "k");
+    j.max_attempts = 1;
+    insert(&store, vec![j.clone()]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    settle(&store, fail(&c, None, false)).await.expect("fail");
+    let again = store.job_retry(j.id).await.expect("retry");
+    assert_eq!(again.state, JobState::Available);
+    assert_eq!(again.max_attempts, 2);
+    let c2 = claim(&store, "q", 1).await.remove(0);
+    assert_eq!(c2.job.attempt, 2);
+}
+
+/// Running, available and succeeded jobs are not retried.
+pub(crate) async fn retry_running_job_conflicts(store: SharedStore) {
+    let j = new_job("q", "k");
+    insert(&store, vec![j.clone()]).await;
+    assert!(matches!(
+        store.job_retry(j.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    claim(&store, "q", 1).await;
+    assert!(matches!(
+        store.job_retry(j.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// One settle call: each entry fenced alone, answers in input order.
+pub(crate) async fn settle_many_fences_each_entry(store: SharedStore) {
+    insert(
+        &store,
+        vec![new_job("q", "k"), new_job("q", "k"), new_job("q", "k")],
+    )
+    .await;
+    let cs = claim(&store, "q", 3).await;
+    let forged = ClaimedJob {
+        job: cs[1].job.clone(),
+        lease_token: LeaseToken::new(),
+    };
+    let out = store
+        .job_settle_many(JobSettleManyParams {
+            settlements: vec![
+                complete(&cs[0]),
+                complete(&forged),
+                fail(&cs[2], None, true),
+            ],
+            retry_policy: no_jitter(),
+        })
+        .await
+        .expect("settle");
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0].as_ref().expect("first").state, JobState::Succeeded);
+    assert!(matches!(out[1], Err(StoreError::LeaseLost { .. })));
+    assert_eq!(out[2].as_ref().expect("third").state, JobState::Dead);
+    assert_eq!(
+        store.job_get(cs[1].job.id).await.expect("get").state,
+        JobState::Running
+    );
+}

@@ -1,0 +1,142 @@
+//! Helpers the cases share.
+
+use std::time::Duration;
+
+use errand_core::job::RunAt;
+use errand_core::{JobId, JobKind, NewJob, QueueName, RetryPolicy};
+use serde_json::json;
+
+use crate::{
+    ClaimedJob, InsertedJob, JobClaimParams, JobInsertManyParams, JobRescueParams,
+    JobSettleManyParams, Settlement, SharedStore, StoreError,
+};
+
+pub(super) fn queue(name: &str) -> QueueName {
+    QueueName::parse(name).expect("test queue name")
+}
+
+pub(super) fn new_job(q: &str, kind: &str) -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        kind: JobKind::parse(kind).expect("test kind"),
+        queue: queue(q),
+        payload: json!({"n": 1}),
+        priority: 0,
+        run_at: RunAt::Now,
+        max_attempts: 3,
+        timeout: None,
+        tags: vec![],
+        idempotency_key: None,
+        slot: None,
+    }
+}
+
+pub(super) const WINDOW: Duration = Duration::from_secs(3600);
+
+pub(super) async fn insert(store: &SharedStore, jobs: Vec<NewJob>) -> Vec<InsertedJob> {
+    store
+        .job_insert_many(JobInsertManyParams {
+            jobs,
+            idempotency_window: WINDOW,
+        })
+        .await
+        .expect("insert")
+}
+
+pub(super) async fn claim_with(
+    store: &SharedStore,
+    q: &str,
+    max: u32,
+    lease: Duration,
+) -> Vec<ClaimedJob> {
+    store
+        .job_claim(JobClaimParams {
+            queue: queue(q),
+            worker: "w1".into(),
+            max,
+            lease,
+            kinds: vec![],
+        })
+        .await
+        .expect("claim")
+}
+
+pub(super) async fn claim(store: &SharedStore, q: &str, max: u32) -> Vec<ClaimedJob> {
+    claim_with(store, q, max, Duration::from_secs(30)).await
+}
+
+pub(super) fn no_jitter() -> RetryPolicy {
+    RetryPolicy {
+        jitter: 0.0,
+        ..RetryPolicy::default()
+    }
+}
+
+pub(super) async fn settle(
+    store: &SharedStore,
+    s: Settlement,
+) -> Result<errand_core::Job, StoreError> {
+    let mut out = store
+        .job_settle_many(JobSettleManyParams {
+            settlements: vec![s],
+            retry_policy: no_jitter(),
+        })
+        .await
+        .expect("settle call");
+    out.pop().expect("one result")
+}
+
+pub(super) fn complete(c: &ClaimedJob) -> Settlement {
+    Settlement::Complete {
+        id: c.job.id,
+        lease_token: c.lease_token,
+        result: Some(json!({"ok": true})),
+    }
+}
+
+pub(super) fn fail(c: &ClaimedJob, retry_in: Option<Duration>, dead: bool) -> Settlement {
+    Settlement::Fail {
+        id: c.job.id,
+        lease_token: c.lease_token,
+        error: "boom".into(),
+        retry_in,
+        dead,
+    }
+}
+
+pub(super) async fn rescue(store: &SharedStore) -> Vec<errand_core::Job> {
+    store
+        .job_rescue_expired(JobRescueParams {
+            limit: 1000,
+            retry_policy: no_jitter(),
+        })
+        .await
+        .expect("rescue")
+}
+
+/// Waits until the wall clock passes `t` (a lease end); the condition is time itself.
+pub(super) async fn wait_past(t: jiff::Timestamp) {
+    loop {
+        let now = jiff::Timestamp::now();
+        if now > t {
+            return;
+        }
+        let left = t.duration_since(now).unsigned_abs();
+        tokio::time::sleep(left + Duration::from_millis(5)).await;
+    }
+}
+
+/// Rescues until `id` comes back, with a deadline.
+pub(super) async fn rescue_until(store: &SharedStore, id: JobId) -> errand_core::Job {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(job) = rescue(store).await.into_iter().find(|j| j.id == id) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} was never rescued"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
