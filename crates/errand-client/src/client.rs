@@ -285,7 +285,7 @@ impl Client {
     /// `POST /v1/schedules`.
     ///
     /// # Errors
-    /// The server's error (`conflict` when the name is taken), or a transport failure.
+    /// The server's error (`already_exists` when the name is taken), or a transport failure.
     pub async fn schedule_create(
         &self,
         req: &errand_api::ScheduleRequest,

@@ -220,7 +220,7 @@ impl Engine {
     /// Cancels a job that has not finished.
     ///
     /// # Errors
-    /// `NotFound`, `Conflict`, or the store's error.
+    /// `NotFound`, `WrongState`, or the store's error.
     pub async fn cancel(&self, id: JobId) -> Result<Job, StoreError> {
         let job = self.store.job_cancel(id).await?;
         self.publish(&job);
@@ -230,7 +230,7 @@ impl Engine {
     /// Runs a dead, cancelled or waiting job again now.
     ///
     /// # Errors
-    /// `NotFound`, `Conflict`, or the store's error.
+    /// `NotFound`, `WrongState`, or the store's error.
     pub async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
         let job = self.store.job_retry(id).await?;
         self.publish(&job);

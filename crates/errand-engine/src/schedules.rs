@@ -55,7 +55,7 @@ impl Engine {
     /// now.
     ///
     /// # Errors
-    /// `Invalid` for a bad trigger, `Conflict` when creating a name that exists.
+    /// `Invalid` for a bad trigger, `AlreadyExists` when creating a name that exists.
     pub async fn schedule_put(
         &self,
         spec: ScheduleSpec,
@@ -116,7 +116,7 @@ impl Engine {
     /// Fires every slot in `(from, to]` that has no job yet (at most 1,000).
     ///
     /// # Errors
-    /// `NotFound`, `Invalid` for a range with too many slots, `Conflict` when a scheduler
+    /// `NotFound`, `Invalid` for a range with too many slots, `WrongState` when a scheduler
     /// moved the schedule meanwhile (retry).
     pub async fn schedule_backfill(
         &self,
@@ -173,7 +173,7 @@ impl Engine {
             match outcome {
                 Ok(n) => fired += n,
                 // Another node fired it first: nothing to do.
-                Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::WrongState(_)) => {}
                 Err(e) => {
                     tracing::warn!(schedule = %s.spec.name, error = %e, "schedule pass failed")
                 }
@@ -191,7 +191,7 @@ impl Engine {
         }
         if let Some(running) = p.cancel {
             match self.cancel(running).await {
-                Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound { .. }) => {}
+                Ok(_) | Err(StoreError::WrongState(_)) | Err(StoreError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -68,7 +68,14 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
-            StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::WrongState(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::AlreadyExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", message)
+            }
+            StoreError::ConstraintViolated(_) => {
+                tracing::error!(error = %message, "unexpected constraint violation");
+                ApiError::new(StatusCode::CONFLICT, "constraint_violated", message)
+            }
             StoreError::LeaseLost { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "lease_lost", message)
             }

@@ -51,7 +51,7 @@ pub(crate) fn db_error(e: &tokio_postgres::Error) -> StoreError {
         None => e.to_string(),
     };
     match e.code() {
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(text),
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::ConstraintViolated(text),
         Some(c)
             if *c == SqlState::INVALID_TEXT_REPRESENTATION
                 || *c == SqlState::UNTRANSLATABLE_CHARACTER =>

@@ -93,9 +93,9 @@ pub(crate) async fn put(
         .await?
         == 0
     {
-        return Err(Fault::Store(StoreError::Conflict(format!(
-            "schedule {name} already exists"
-        ))));
+        return Err(Fault::Store(StoreError::AlreadyExists {
+            what: format!("schedule {name}"),
+        }));
     }
     get(client, name).await
 }
@@ -158,7 +158,7 @@ pub(crate) async fn fire(client: &impl GenericClient, p: ScheduleFireParams) -> 
     };
     let current: Option<Millis> = row.try_get(0)?;
     if current != p.expected_next_fire_at {
-        return Err(Fault::Store(StoreError::Conflict(format!(
+        return Err(Fault::Store(StoreError::WrongState(format!(
             "schedule {name} was fired by another scheduler"
         ))));
     }

@@ -37,7 +37,7 @@ impl From<Fault> for StoreError {
 pub(crate) fn db_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
-        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(e.to_string()),
+        Some(ErrorCode::ConstraintViolation) => StoreError::ConstraintViolated(e.to_string()),
         Some(_) => StoreError::Unavailable(e.to_string()),
         None => StoreError::Corrupt(e.to_string()),
     }

@@ -79,9 +79,9 @@ pub(crate) fn put(
         .optional()?
         .is_some();
     if exists && create_only {
-        return Err(Fault::Store(StoreError::Conflict(format!(
-            "schedule {name} already exists"
-        ))));
+        return Err(Fault::Store(StoreError::AlreadyExists {
+            what: format!("schedule {name}"),
+        }));
     }
     let text = serde_json::to_string(spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
     conn.prepare_cached(
@@ -156,7 +156,7 @@ pub(crate) fn fire(
         }));
     };
     if current != p.expected_next_fire_at {
-        return Err(Fault::Store(StoreError::Conflict(format!(
+        return Err(Fault::Store(StoreError::WrongState(format!(
             "schedule {name} was fired by another scheduler"
         ))));
     }

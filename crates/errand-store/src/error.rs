@@ -9,9 +9,20 @@ pub enum StoreError {
         /// What was looked for, e.g. `job 0190…`.
         what: String,
     },
-    /// The operation does not fit the record's current state (cancel a finished job, …).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// The operation does not fit the record's current state (cancel a finished job, retry
+    /// a running one). Asking again changes nothing until the state changes.
+    #[error("{0}")]
+    WrongState(String),
+    /// Creating a record whose name is taken (a schedule created twice).
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What was to be created, e.g. `schedule nightly`.
+        what: String,
+    },
+    /// The database refused a write for breaking a uniqueness or other constraint that the
+    /// operation did not expect: a bug or an unhandled race, never a retryable condition.
+    #[error("constraint violated: {0}")]
+    ConstraintViolated(String),
     /// The lease token is not the job's current lease (it expired, or another worker holds
     /// the job now). Fencing: nothing was changed.
     #[error("lease lost: the lease token does not hold job {job}")]
@@ -41,14 +52,14 @@ impl StoreError {
 
     /// The conflict of retrying a job in a state that cannot be retried.
     pub fn not_retryable(id: impl std::fmt::Display, state: errand_core::JobState) -> Self {
-        StoreError::Conflict(format!(
+        StoreError::WrongState(format!(
             "job {id} is {state}; only dead, cancelled or scheduled jobs can be retried"
         ))
     }
 
     /// The conflict of cancelling a finished job.
     pub fn already_finished(id: impl std::fmt::Display, state: errand_core::JobState) -> Self {
-        StoreError::Conflict(format!("job {id} is already {state}"))
+        StoreError::WrongState(format!("job {id} is already {state}"))
     }
 
     /// Shorthand for a missing queue.

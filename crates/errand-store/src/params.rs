@@ -186,7 +186,7 @@ pub struct ScheduleFireParams {
     /// The schedule.
     pub name: QueueName,
     /// The `next_fire_at` the scheduler read. If another node changed it since, nothing is
-    /// done and `Conflict` is returned: that node fired these slots.
+    /// done and `WrongState` is returned: that node fired these slots.
     pub expected_next_fire_at: Option<errand_core::Millis>,
     /// Jobs to enqueue, each carrying its slot. A slot that already has a job is skipped:
     /// the store keeps one job per slot, whatever the schedulers do.

@@ -54,11 +54,11 @@ pub trait Store: Send + Sync + 'static {
         params: JobSettleManyParams,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError>;
 
-    /// Cancels a job that has not finished. Errors: `NotFound`, `Conflict` when it finished.
+    /// Cancels a job that has not finished. Errors: `NotFound`, `WrongState` when it finished.
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError>;
 
     /// Makes a dead, cancelled or retry-waiting job available now, granting one more attempt
-    /// when it had none left. Errors: `NotFound`, `Conflict` when it is running, ready or
+    /// when it had none left. Errors: `NotFound`, `WrongState` when it is running, ready or
     /// succeeded.
     async fn job_retry(&self, id: JobId) -> Result<Job, StoreError>;
 
@@ -105,7 +105,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a queue or updates its settings (import, declarative configuration).
     async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError>;
 
-    /// Creates a schedule (`create_only`: `Conflict` when the name is taken) or replaces
+    /// Creates a schedule (`create_only`: `AlreadyExists` when the name is taken) or replaces
     /// its definition, keeping its history; `next_fire_at` is its first slot from now.
     async fn schedule_put(
         &self,
@@ -136,7 +136,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies one scheduler pass atomically: enqueues the slot jobs (one per slot at
     /// most), moves `next_fire_at`, records the last fire. Returns the jobs enqueued.
-    /// Errors: `Conflict` when `next_fire_at` moved since it was read (another node fired).
+    /// Errors: `WrongState` when `next_fire_at` moved since it was read (another node fired).
     async fn schedule_fire(&self, params: ScheduleFireParams) -> Result<Vec<Job>, StoreError>;
 
     /// Records that a node is alive (registering it on the first call).

@@ -64,7 +64,7 @@ async fn define_preview_fire_trigger_and_delete() {
     let (status, again) = raw.post("/v1/schedules", &ticker).await;
     assert_eq!(
         (status, again["error"]["code"].as_str()),
-        (409, Some("conflict"))
+        (409, Some("already_exists"))
     );
     let (_, next) = raw.get("/v1/schedules/ticker/next?count=3").await;
     let times: Vec<jiff::Timestamp> = next["next"]

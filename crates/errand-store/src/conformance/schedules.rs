@@ -69,7 +69,7 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: Sha
     assert!(!created.paused);
     let again = store.schedule_put(spec("nightly"), Some(5_000), true).await;
     assert!(
-        matches!(again, Err(StoreError::Conflict(_))),
+        matches!(again, Err(StoreError::AlreadyExists { .. })),
         "create twice: {again:?}"
     );
     let mut changed = spec("nightly");
@@ -143,7 +143,7 @@ pub(crate) async fn schedule_fire_is_exactly_once_per_slot(store: SharedStore) {
             Some(2_000),
         ))
         .await;
-    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert!(matches!(stale, Err(StoreError::WrongState(_))), "{stale:?}");
     let repeat = store
         .schedule_fire(fire_params(
             "tick",

@@ -179,7 +179,7 @@ pub(crate) async fn cancel_finished_job_conflicts(store: SharedStore) {
     settle(&store, complete(&c)).await.expect("complete");
     assert!(matches!(
         store.job_cancel(c.job.id).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::WrongState(_))
     ));
 }
 
@@ -203,12 +203,12 @@ pub(crate) async fn retry_running_job_conflicts(store: SharedStore) {
     insert(&store, vec![j.clone()]).await;
     assert!(matches!(
         store.job_retry(j.id).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::WrongState(_))
     ));
     claim(&store, "q", 1).await;
     assert!(matches!(
         store.job_retry(j.id).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::WrongState(_))
     ));
 }
 
