@@ -70,8 +70,9 @@ impl Engine {
         self.node_id
     }
 
-    /// The store underneath, for reads that need no engine logic.
-    pub fn store(&self) -> &SharedStore {
+    /// The store underneath. Only the engine touches it: callers go through the engine's
+    /// methods, which own every side effect.
+    pub(crate) fn store(&self) -> &SharedStore {
         &self.store
     }
 

@@ -7,10 +7,14 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
+mod dead;
 mod engine;
 mod job_events;
 pub mod maintenance;
+mod nodes;
 mod queue_waker;
+mod queues;
+mod schedule_admin;
 mod schedules;
 
 pub use config::EngineConfig;

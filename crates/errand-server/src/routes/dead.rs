@@ -60,10 +60,6 @@ pub(crate) async fn purge(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DeadSelectionRequest>,
 ) -> Result<Json<CountResponse>, ApiError> {
-    let count = state
-        .engine
-        .store()
-        .dead_purge_many(selection(req)?)
-        .await?;
+    let count = state.engine.dead_purge(selection(req)?).await?;
     Ok(Json(CountResponse { count }))
 }

@@ -17,6 +17,6 @@ pub(crate) async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "Ready"), (status = 503, description = "Store unreachable", body = errand_api::ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.engine.store().ping().await?;
+    state.engine.ready().await?;
     Ok(Json(json!({"status": "ready"})))
 }

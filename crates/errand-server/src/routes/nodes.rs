@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::Json;
 use errand_api::NodeList;
-use errand_engine::maintenance::{NODE_DEAD_AFTER, NODE_FORGET_AFTER};
 
 use crate::{ApiError, AppState};
 
@@ -11,11 +10,7 @@ use crate::{ApiError, AppState};
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
     responses((status = 200, description = "Nodes, newest first", body = NodeList)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
-    let nodes = state
-        .engine
-        .store()
-        .node_list(NODE_DEAD_AFTER, NODE_FORGET_AFTER)
-        .await?;
+    let nodes = state.engine.node_list().await?;
     Ok(Json(NodeList {
         this_node: state.engine.node_id(),
         nodes,

@@ -41,7 +41,7 @@ pub(crate) async fn create(
     responses((status = 200, description = "By name", body = ScheduleList)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
     Ok(Json(ScheduleList {
-        schedules: state.engine.store().schedule_list().await?,
+        schedules: state.engine.schedule_list().await?,
     }))
 }
 
@@ -53,7 +53,7 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    Ok(Json(state.engine.store().schedule_get(&name(&raw)?).await?))
+    Ok(Json(state.engine.schedule_get(&name(&raw)?).await?))
 }
 
 /// Creates or replaces a schedule (declarative: the same body twice changes nothing).
@@ -85,7 +85,7 @@ pub(crate) async fn delete(
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let n = name(&raw)?;
-    state.engine.store().schedule_delete(&n).await?;
+    state.engine.schedule_delete(&n).await?;
     Ok(Json(json!({"deleted": n})))
 }
 
@@ -107,7 +107,6 @@ async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<Json<Sc
     Ok(Json(
         state
             .engine
-            .store()
             .schedule_set_paused(&name(raw)?, paused)
             .await?,
     ))

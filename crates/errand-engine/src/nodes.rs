@@ -1,0 +1,28 @@
+//! The nodes sharing the store, and this node's readiness.
+
+use errand_core::NodeInfo;
+use errand_store::StoreError;
+
+use crate::maintenance::{NODE_DEAD_AFTER, NODE_FORGET_AFTER};
+use crate::Engine;
+
+impl Engine {
+    /// Every node seen within [`NODE_FORGET_AFTER`]; one silent for [`NODE_DEAD_AFTER`] is
+    /// dead.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn node_list(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.store()
+            .node_list(NODE_DEAD_AFTER, NODE_FORGET_AFTER)
+            .await
+    }
+
+    /// Answers when the store is reachable and writable: this node can take work.
+    ///
+    /// # Errors
+    /// `Unavailable` when it cannot.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store().ping().await
+    }
+}

@@ -1,0 +1,45 @@
+//! Schedule reads and administration that need no planning: list, get, delete, pause.
+
+use errand_core::schedule_spec::Schedule;
+use errand_core::QueueName;
+use errand_store::StoreError;
+
+use crate::Engine;
+
+impl Engine {
+    /// Every schedule by name.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn schedule_list(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.store().schedule_list().await
+    }
+
+    /// One schedule with its last job's state.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError> {
+        self.store().schedule_get(name).await
+    }
+
+    /// Deletes a schedule; the jobs it fired stay.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError> {
+        self.store().schedule_delete(name).await
+    }
+
+    /// Pauses or resumes a schedule; slots missed while paused follow its catch-up policy.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn schedule_set_paused(
+        &self,
+        name: &QueueName,
+        paused: bool,
+    ) -> Result<Schedule, StoreError> {
+        self.store().schedule_set_paused(name, paused).await
+    }
+}
