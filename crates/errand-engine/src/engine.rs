@@ -282,19 +282,21 @@ impl Engine {
         self.store.job_attempt_list(id).await
     }
 
-    /// Pauses or resumes a queue; resuming wakes its workers.
+    /// Pauses a queue: its jobs stay ready but are not handed out.
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
-    pub async fn set_paused(
-        &self,
-        queue: &QueueName,
-        paused: bool,
-    ) -> Result<QueueInfo, StoreError> {
-        let info = self.store.queue_set_paused(queue, paused).await?;
-        if !paused {
-            self.waker.wake(queue, Ready::Unknown);
-        }
+    pub async fn queue_pause(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
+        self.store.queue_pause(queue).await
+    }
+
+    /// Resumes a queue and wakes its waiting workers.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn queue_resume(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
+        let info = self.store.queue_resume(queue).await?;
+        self.waker.wake(queue, Ready::Unknown);
         Ok(info)
     }
 

@@ -86,10 +86,14 @@ const DEAD_SELECTION: &str =
     "state = 'dead' AND ($1::text IS NULL OR queue = $1) AND ($2::uuid[] IS NULL OR id = ANY($2))";
 
 fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<Vec<uuid::Uuid>>) {
-    (
-        sel.queue.as_ref().map(|q| q.as_str().to_string()),
-        (!sel.ids.is_empty()).then(|| sel.ids.iter().map(|i| i.0).collect()),
-    )
+    match sel {
+        DeadSelection::All => (None, None),
+        DeadSelection::Queue(q) => (Some(q.as_str().to_string()), None),
+        DeadSelection::Ids { ids, queue } => (
+            queue.as_ref().map(|q| q.as_str().to_string()),
+            Some(ids.iter().map(|i| i.0).collect()),
+        ),
+    }
 }
 
 /// Makes selected dead jobs available again; returns how many per queue.

@@ -9,7 +9,7 @@ use errand_core::{Attempt, Job, JobId, JobState, Millis, NodeId, NodeInfo, Queue
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, RestoredJob, ScheduleFireParams, Store, StoreError,
+    NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams, Store, StoreError,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
@@ -273,15 +273,13 @@ impl Store for PgStore {
             .ok_or_else(|| StoreError::queue_not_found(name))?)
     }
 
-    async fn queue_set_paused(
-        &self,
-        name: &QueueName,
-        paused: bool,
-    ) -> Result<QueueInfo, StoreError> {
-        let info = on_conn!(self, |c| queue::set_paused(&c, name, paused).await?)?;
-        if !paused {
-            self.notifier.notify(name.as_str());
-        }
+    async fn queue_pause(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
+        on_conn!(self, |c| queue::set_paused(&c, name, true).await?)
+    }
+
+    async fn queue_resume(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
+        let info = on_conn!(self, |c| queue::set_paused(&c, name, false).await?)?;
+        self.notifier.notify(name.as_str());
         Ok(info)
     }
 
@@ -307,9 +305,13 @@ impl Store for PgStore {
         Ok(n)
     }
 
-    async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError> {
-        on_conn!(self, |c| restore::queue_upsert(&c, name.as_str(), paused)
-            .await?)
+    async fn queue_upsert(&self, params: QueueUpsertParams) -> Result<(), StoreError> {
+        on_conn!(self, |c| restore::queue_upsert(
+            &c,
+            params.name.as_str(),
+            params.paused
+        )
+        .await?)
     }
 
     async fn schedule_put(

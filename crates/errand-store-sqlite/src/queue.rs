@@ -87,11 +87,17 @@ const DEAD_SELECTION: &str = "state = 'dead' AND (:queue IS NULL OR queue = :que
     AND (:ids IS NULL OR id IN (SELECT unhex(replace(value, '-', '')) FROM json_each(:ids)))";
 
 fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<String>) {
-    let ids = (!sel.ids.is_empty()).then(|| {
-        serde_json::Value::from(sel.ids.iter().map(|i| i.to_string()).collect::<Vec<_>>())
-            .to_string()
-    });
-    (sel.queue.as_ref().map(|q| q.as_str().to_string()), ids)
+    let ids_json = |ids: &[errand_core::JobId]| {
+        serde_json::Value::from(ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()).to_string()
+    };
+    match sel {
+        DeadSelection::All => (None, None),
+        DeadSelection::Queue(q) => (Some(q.as_str().to_string()), None),
+        DeadSelection::Ids { ids, queue } => (
+            queue.as_ref().map(|q| q.as_str().to_string()),
+            Some(ids_json(ids)),
+        ),
+    }
 }
 
 /// Makes selected dead jobs available again.

@@ -9,7 +9,7 @@ use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, Queu
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, RestoredJob, ScheduleFireParams, Store, StoreError,
+    NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -209,14 +209,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn queue_set_paused(
-        &self,
-        name: &QueueName,
-        paused: bool,
-    ) -> Result<QueueInfo, StoreError> {
+    async fn queue_pause(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
         let name = name.clone();
         self.writer
-            .write(move |conn| queue::set_paused(conn, system_now(), &name, paused))
+            .write(move |conn| queue::set_paused(conn, system_now(), &name, true))
+            .await
+    }
+
+    async fn queue_resume(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
+        let name = name.clone();
+        self.writer
+            .write(move |conn| queue::set_paused(conn, system_now(), &name, false))
             .await
     }
 
@@ -244,10 +247,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError> {
-        let name = name.as_str().to_string();
+    async fn queue_upsert(&self, params: QueueUpsertParams) -> Result<(), StoreError> {
         self.writer
-            .write(move |conn| restore::queue_upsert(conn, system_now(), &name, paused))
+            .write(move |conn| {
+                restore::queue_upsert(conn, system_now(), params.name.as_str(), params.paused)
+            })
             .await
     }
 

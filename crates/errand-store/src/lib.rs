@@ -1,7 +1,7 @@
 //! The storage seam of errand.
 //!
 //! [`Store`] is one wide trait with one method per database operation, named noun first
-//! (`job_insert_many`, `job_claim`, `queue_set_paused`). Methods are batch-shaped (one job is a
+//! (`job_insert_many`, `job_claim`, `queue_pause`). Methods are batch-shaped (one job is a
 //! batch of one) and take parameter structs, so a new backend is one new implementation and
 //! nothing else changes. Every backend passes the [`conformance`] suite; when behaviour
 //! changes, the suite changes first.

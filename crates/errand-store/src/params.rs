@@ -135,13 +135,32 @@ pub struct JobRescueParams {
     pub retry_policy: RetryPolicy,
 }
 
-/// Which dead jobs a bulk operation touches.
-#[derive(Debug, Clone, Default)]
-pub struct DeadSelection {
-    /// Only this queue; `None` means every queue.
-    pub queue: Option<QueueName>,
-    /// Only these jobs; empty means every dead job (of the queue).
-    pub ids: Vec<JobId>,
+/// Input of [`Store::queue_upsert`](crate::Store::queue_upsert): a queue's settings, as
+/// exported or declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUpsertParams {
+    /// The queue, created when missing.
+    pub name: QueueName,
+    /// Whether it hands out jobs.
+    pub paused: bool,
+}
+
+/// Which dead jobs a bulk operation touches. Every dead job is its own variant, never what
+/// an empty filter means, so a forgotten filter cannot empty the dead-letter set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadSelection {
+    /// Every dead job of every queue.
+    All,
+    /// Every dead job of one queue.
+    Queue(QueueName),
+    /// These jobs, where they are dead (and in `queue`, when given); an empty list selects
+    /// nothing.
+    Ids {
+        /// The jobs.
+        ids: Vec<JobId>,
+        /// Only those of this queue.
+        queue: Option<QueueName>,
+    },
 }
 
 /// Input of [`Store::node_heartbeat`](crate::Store::node_heartbeat): registers the node on

@@ -11,7 +11,7 @@ use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, Queu
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, RestoredJob, ScheduleFireParams, StoreError,
+    NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -78,12 +78,11 @@ pub trait Store: Send + Sync + 'static {
     /// One queue. Errors: `NotFound`.
     async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError>;
 
-    /// Pauses or resumes a queue. Errors: `NotFound`.
-    async fn queue_set_paused(
-        &self,
-        name: &QueueName,
-        paused: bool,
-    ) -> Result<QueueInfo, StoreError>;
+    /// Stops handing out a queue's jobs; enqueues still land. Errors: `NotFound`.
+    async fn queue_pause(&self, name: &QueueName) -> Result<QueueInfo, StoreError>;
+
+    /// Hands out a paused queue's jobs again. Errors: `NotFound`.
+    async fn queue_resume(&self, name: &QueueName) -> Result<QueueInfo, StoreError>;
 
     /// Makes selected dead jobs available again with one more attempt; returns how many.
     async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError>;
@@ -103,7 +102,7 @@ pub trait Store: Send + Sync + 'static {
     async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError>;
 
     /// Creates a queue or updates its settings (import, declarative configuration).
-    async fn queue_upsert(&self, name: &QueueName, paused: bool) -> Result<(), StoreError>;
+    async fn queue_upsert(&self, params: QueueUpsertParams) -> Result<(), StoreError>;
 
     /// Creates a schedule (`create_only`: `AlreadyExists` when the name is taken) or replaces
     /// its definition, keeping its history; `next_fire_at` is its first slot from now.

@@ -346,6 +346,14 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
         "all",
     ),
     (
+        "POST",
+        "/v1/dead/purge",
+        r#"{"all": true, "queue": "mail"}"#,
+        400,
+        "invalid_request",
+        "cannot be combined",
+    ),
+    (
         "GET",
         "/v1/dead?state=running",
         "",

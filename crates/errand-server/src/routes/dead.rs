@@ -29,15 +29,21 @@ pub(crate) async fn list(
 }
 
 fn selection(req: DeadSelectionRequest) -> Result<DeadSelection, ApiError> {
-    if req.queue.is_none() && req.ids.is_empty() && !req.all {
-        return Err(ApiError::invalid(
+    let queue = req.queue.as_deref().map(QueueName::parse).transpose()?;
+    match (queue, req.ids.is_empty(), req.all) {
+        (queue, false, false) => Ok(DeadSelection::Ids {
+            ids: req.ids,
+            queue,
+        }),
+        (Some(queue), true, false) => Ok(DeadSelection::Queue(queue)),
+        (None, true, true) => Ok(DeadSelection::All),
+        (None, true, false) => Err(ApiError::invalid(
             "name a queue, a list of ids, or set \"all\": true to select every dead job",
-        ));
+        )),
+        (_, _, true) => Err(ApiError::invalid(
+            "all: \"all\": true selects every dead job; it cannot be combined with a queue or ids",
+        )),
     }
-    Ok(DeadSelection {
-        queue: req.queue.as_deref().map(QueueName::parse).transpose()?,
-        ids: req.ids,
-    })
 }
 
 /// Makes the selected dead jobs available again, each with one more attempt.

@@ -38,7 +38,7 @@ pub(crate) async fn pause(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<QueueInfo>, ApiError> {
     let name = QueueName::parse(&name)?;
-    Ok(Json(state.engine.set_paused(&name, true).await?))
+    Ok(Json(state.engine.queue_pause(&name).await?))
 }
 
 /// Hands out the queue's jobs again.
@@ -50,5 +50,5 @@ pub(crate) async fn resume(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<QueueInfo>, ApiError> {
     let name = QueueName::parse(&name)?;
-    Ok(Json(state.engine.set_paused(&name, false).await?))
+    Ok(Json(state.engine.queue_resume(&name).await?))
 }

@@ -52,16 +52,10 @@ pub(crate) async fn claim_counts_the_attempt_and_leases(store: SharedStore) {
 /// A paused queue hands out nothing until resumed.
 pub(crate) async fn claim_skips_paused_queue(store: SharedStore) {
     insert(&store, vec![new_job("p", "k")]).await;
-    let info = store
-        .queue_set_paused(&queue("p"), true)
-        .await
-        .expect("pause");
+    let info = store.queue_pause(&queue("p")).await.expect("pause");
     assert!(info.paused);
     assert!(claim(&store, "p", 10).await.is_empty());
-    store
-        .queue_set_paused(&queue("p"), false)
-        .await
-        .expect("resume");
+    store.queue_resume(&queue("p")).await.expect("resume");
     assert_eq!(claim(&store, "p", 10).await.len(), 1);
 }
 

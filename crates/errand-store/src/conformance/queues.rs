@@ -39,7 +39,7 @@ pub(crate) async fn queue_list_counts_states(store: SharedStore) {
 
 /// Pausing a queue nobody used is `NotFound`.
 pub(crate) async fn pause_unknown_queue_is_not_found(store: SharedStore) {
-    let r = store.queue_set_paused(&queue("ghost"), true).await;
+    let r = store.queue_pause(&queue("ghost")).await;
     assert!(matches!(r, Err(StoreError::NotFound { .. })));
 }
 
@@ -54,9 +54,9 @@ pub(crate) async fn dead_requeue_and_purge_by_selection(store: SharedStore) {
         settle(&store, fail(&c, None, true)).await.expect("fail");
     }
     let n = store
-        .dead_requeue_many(DeadSelection {
-            queue: None,
+        .dead_requeue_many(DeadSelection::Ids {
             ids: vec![ids[0]],
+            queue: None,
         })
         .await
         .expect("requeue");
@@ -66,10 +66,7 @@ pub(crate) async fn dead_requeue_and_purge_by_selection(store: SharedStore) {
         JobState::Available
     );
     let n = store
-        .dead_purge_many(DeadSelection {
-            queue: Some(queue("a")),
-            ids: vec![],
-        })
+        .dead_purge_many(DeadSelection::Queue(queue("a")))
         .await
         .expect("purge");
     assert_eq!(n, 1);
@@ -81,8 +78,17 @@ pub(crate) async fn dead_requeue_and_purge_by_selection(store: SharedStore) {
         store.job_get(ids[2]).await.expect("get").state,
         JobState::Dead
     );
+    let nothing = DeadSelection::Ids {
+        ids: vec![],
+        queue: None,
+    };
+    assert_eq!(
+        store.dead_purge_many(nothing).await.expect("purge"),
+        0,
+        "an empty list of ids selects nothing"
+    );
     let n = store
-        .dead_requeue_many(DeadSelection::default())
+        .dead_requeue_many(DeadSelection::All)
         .await
         .expect("requeue");
     assert_eq!(n, 1);

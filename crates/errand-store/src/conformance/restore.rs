@@ -96,11 +96,17 @@ pub(crate) async fn restore_keeps_exported_jobs_and_is_repeatable(store: SharedS
     assert_eq!(c.len(), 1);
     assert_eq!((c[0].job.id, c[0].job.attempt), (running.job.id, 2));
     store
-        .queue_upsert(&queue("moved"), true)
+        .queue_upsert(crate::QueueUpsertParams {
+            name: queue("moved"),
+            paused: true,
+        })
         .await
         .expect("upsert");
     store
-        .queue_upsert(&queue("fresh"), true)
+        .queue_upsert(crate::QueueUpsertParams {
+            name: queue("fresh"),
+            paused: true,
+        })
         .await
         .expect("upsert");
     assert!(

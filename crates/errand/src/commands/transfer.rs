@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use anyhow::{bail, Context};
 use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::QueueName;
-use errand_store::{JobListParams, RestoredJob, SharedStore};
+use errand_store::{JobListParams, QueueUpsertParams, RestoredJob, SharedStore};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TransferArgs;
@@ -151,7 +151,11 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
             serde_json::from_str(&text).with_context(|| format!("line {}", n + 2))?;
         match parsed {
             Line::Format { .. } => bail!("line {}: a second format header", n + 2),
-            Line::Queue { name, paused } => store.queue_upsert(&name, paused).await?,
+            Line::Queue { name, paused } => {
+                store
+                    .queue_upsert(QueueUpsertParams { name, paused })
+                    .await?
+            }
             Line::Schedule { spec, paused } => {
                 let trigger = spec
                     .trigger()
