@@ -48,8 +48,6 @@ pub enum Command {
     Export(TransferArgs),
     /// Load an export into a store; jobs already there are skipped.
     Import(TransferArgs),
-    /// Measure throughput and latency against a fresh server.
-    Bench(crate::bench::BenchArgs),
 }
 
 /// `errand serve`. Each flag is also an `ERRAND_*` variable and an `errand.toml` key.

@@ -1,6 +1,5 @@
 //! The `errand` binary: the server and the CLI over its API.
 
-mod bench;
 mod cli;
 mod commands;
 mod output;
@@ -42,6 +41,5 @@ async fn main() -> anyhow::Result<()> {
         Command::Schedules(cmd) => commands::schedules::run(&client()?, cmd, cli.json).await,
         Command::Export(args) => commands::transfer::export(args).await,
         Command::Import(args) => commands::transfer::import(args).await,
-        Command::Bench(args) => bench::run(args).await,
     }
 }

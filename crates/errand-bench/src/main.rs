@@ -1,6 +1,11 @@
-//! `errand bench`: starts a server on a fresh data directory (or uses `--server-url`) and
-//! measures no-op jobs: single enqueue from 1 and 64 clients, batched enqueue, end-to-end
-//! throughput with HTTP workers, and enqueue-to-start latency at a steady rate.
+//! `errand-bench`: starts real `errand serve` processes on a fresh data directory (or uses
+//! `--server-url`) and measures no-op jobs: single enqueue from 1 and 64 clients, batched
+//! enqueue, end-to-end throughput with HTTP workers, enqueue-to-start latency at a steady
+//! rate, and schedule firing lateness.
+//!
+//! A binary of its own so that the shipping `errand` binary carries neither the test kit
+//! nor the benchmark's dependencies. Build both with `cargo build --release`; the benchmark
+//! runs the `errand` binary beside it unless `--errand-bin` names another.
 
 mod end_to_end;
 mod enqueue;
@@ -11,7 +16,8 @@ mod stats;
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
 use errand_client::Client;
 use errand_testkit::{PgSchema, ServerProcess};
 
@@ -34,9 +40,17 @@ pub enum Scenario {
     Schedules,
 }
 
-/// `errand bench` flags.
-#[derive(Debug, Args)]
+/// `errand-bench` flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "errand-bench",
+    version,
+    about = "Measures a real errand server"
+)]
 pub struct BenchArgs {
+    /// The `errand` binary to start (default: the one beside this benchmark).
+    #[arg(long)]
+    pub errand_bin: Option<std::path::PathBuf>,
     /// Which measurement.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     pub scenario: Scenario,
@@ -72,6 +86,21 @@ struct Deployment {
     _schema: Option<PgSchema>,
 }
 
+/// The `errand` binary the servers run: `--errand-bin`, or `errand` beside this one.
+fn errand_binary(args: &BenchArgs) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(bin) = &args.errand_bin {
+        return Ok(bin.clone());
+    }
+    let here = std::env::current_exe().context("cannot find this benchmark's own path")?;
+    let beside = here.with_file_name(format!("errand{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        beside.is_file(),
+        "no errand binary at {}: run `cargo build --release` first, or pass --errand-bin",
+        beside.display()
+    );
+    Ok(beside)
+}
+
 /// Fresh servers for one scenario, unless the user named one.
 async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
     if let Some(url) = &args.server_url {
@@ -81,7 +110,7 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
             _schema: None,
         });
     }
-    let exe = std::env::current_exe()?;
+    let exe = errand_binary(args)?;
     let Some(store) = &args.store else {
         anyhow::ensure!(
             args.nodes == 1,
@@ -121,8 +150,13 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
     })
 }
 
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    run(BenchArgs::parse()).await
+}
+
 /// Runs the chosen scenarios and prints their figures.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let duration = errand_core::duration::parse("duration", &args.duration)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let all = args.scenario == Scenario::All;
@@ -131,7 +165,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => "SQLite WAL, synchronous=FULL".to_string(),
     };
     println!(
-        "errand bench: {} cores, durable acknowledgements ({store})",
+        "errand-bench: {} cores, durable acknowledgements ({store})",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
