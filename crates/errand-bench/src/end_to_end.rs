@@ -78,5 +78,6 @@ pub async fn run(nodes: &[Client], jobs: usize) -> anyhow::Result<Figures> {
         jobs: done.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         latency: None,
+        server_cpu: None,
     })
 }

@@ -57,6 +57,7 @@ where
         jobs,
         elapsed: start.elapsed(),
         latency: Some(total),
+        server_cpu: None,
     })
 }
 

@@ -12,6 +12,7 @@ mod enqueue;
 mod latency;
 mod raw_http;
 mod schedules;
+mod server_cpu;
 mod stats;
 
 use std::time::Duration;
@@ -82,8 +83,31 @@ pub struct BenchArgs {
 /// The servers of one scenario and what cleans up after them.
 struct Deployment {
     clients: Vec<Client>,
-    _servers: Vec<ServerProcess>,
+    servers: Vec<ServerProcess>,
     _schema: Option<PgSchema>,
+}
+
+impl Deployment {
+    /// CPU time the servers have used so far (`None` for a server the bench did not start).
+    fn server_cpu(&self) -> Option<std::time::Duration> {
+        let pids: Option<Vec<u32>> = self.servers.iter().map(ServerProcess::pid).collect();
+        pids.filter(|p| !p.is_empty())
+            .and_then(|p| server_cpu::of_processes(&p))
+    }
+
+    /// Runs one scenario and charges it the server CPU it cost.
+    async fn measure(
+        &self,
+        scenario: impl std::future::Future<Output = anyhow::Result<stats::Figures>>,
+    ) -> anyhow::Result<stats::Figures> {
+        let before = self.server_cpu();
+        let mut figures = scenario.await?;
+        figures.server_cpu = self
+            .server_cpu()
+            .zip(before)
+            .map(|(after, before)| after.saturating_sub(before));
+        Ok(figures)
+    }
 }
 
 /// The `errand` binary the servers run: `--errand-bin`, or `errand` beside this one.
@@ -106,7 +130,7 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
     if let Some(url) = &args.server_url {
         return Ok(Deployment {
             clients: vec![Client::new(url)?],
-            _servers: vec![],
+            servers: vec![],
             _schema: None,
         });
     }
@@ -119,7 +143,7 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
         let server = ServerProcess::start(&exe).await?;
         return Ok(Deployment {
             clients: vec![server.client()?],
-            _servers: vec![server],
+            servers: vec![server],
             _schema: None,
         });
     };
@@ -145,7 +169,7 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
             .iter()
             .map(ServerProcess::client)
             .collect::<Result<_, _>>()?,
-        _servers: servers,
+        servers,
         _schema: Some(schema),
     })
 }
@@ -172,41 +196,45 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     if all || args.scenario == Scenario::Enqueue1 {
         let d = deploy(&args).await?;
-        enqueue::single(&d.clients, 1, duration)
+        d.measure(enqueue::single(&d.clients, 1, duration))
             .await?
             .print("enqueue, 1 client");
     }
     if all || args.scenario == Scenario::Enqueue64 {
         let d = deploy(&args).await?;
-        enqueue::single(&d.clients, 64, duration)
+        d.measure(enqueue::single(&d.clients, 64, duration))
             .await?
             .print("enqueue, 64 clients");
     }
     if all || args.scenario == Scenario::Batch {
         let d = deploy(&args).await?;
-        enqueue::batched(&d.clients, 1000, 4, duration)
+        d.measure(enqueue::batched(&d.clients, 1000, 4, duration))
             .await?
             .print("batched enqueue, 1000/call, 4 clients");
     }
     if all || args.scenario == Scenario::EndToEnd {
         let d = deploy(&args).await?;
-        end_to_end::run(&d.clients, args.jobs)
+        d.measure(end_to_end::run(&d.clients, args.jobs))
             .await?
             .print("end-to-end, HTTP workers");
     }
     if all || args.scenario == Scenario::Latency {
         let d = deploy(&args).await?;
-        latency::run(&d.clients, args.rate, duration.max(Duration::from_secs(1)))
-            .await?
-            .print(&format!("enqueue-to-start at {} jobs/s", args.rate));
+        d.measure(latency::run(
+            &d.clients,
+            args.rate,
+            duration.max(Duration::from_secs(1)),
+        ))
+        .await?
+        .print(&format!("enqueue-to-start at {} jobs/s", args.rate));
     }
     if all || args.scenario == Scenario::Schedules {
         let d = deploy(&args).await?;
-        schedules::run(
+        d.measure(schedules::run(
             &d.clients,
             args.schedules,
             duration.max(Duration::from_secs(1)),
-        )
+        ))
         .await?
         .print(&format!(
             "firing lateness, {} schedules every 1s",

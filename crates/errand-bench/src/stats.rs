@@ -12,6 +12,8 @@ pub struct Figures {
     pub elapsed: Duration,
     /// Per-operation latency in microseconds, when measured.
     pub latency: Option<Histogram<u64>>,
+    /// CPU time the server processes spent during the scenario, when known.
+    pub server_cpu: Option<Duration>,
 }
 
 /// A histogram from 1 µs to 60 s with 3 significant figures.
@@ -36,6 +38,12 @@ impl Figures {
                 h.value_at_quantile(0.50) as f64 / 1000.0,
                 h.value_at_quantile(0.99) as f64 / 1000.0,
                 h.max() as f64 / 1000.0
+            ));
+        }
+        if let Some(cpu) = self.server_cpu {
+            line.push_str(&format!(
+                "  server CPU {:.0} µs/job",
+                cpu.as_secs_f64() * 1e6 / (self.jobs.max(1) as f64)
             ));
         }
         println!("{line}");

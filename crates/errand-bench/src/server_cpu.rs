@@ -1,0 +1,26 @@
+//! CPU time the server processes used, read from `/proc`, so each scenario can say what an
+//! operation costs the server and not only how fast the client saw it go.
+
+use std::time::Duration;
+
+/// Linux reports `utime`/`stime` in `USER_HZ` ticks, which the kernel ABI fixes at 100 per
+/// second for `/proc` on every architecture errand runs on.
+const USER_HZ: u64 = 100;
+
+/// User plus system CPU time of process `pid` (all its threads), or `None` where `/proc`
+/// cannot tell (another OS, the process is gone).
+pub fn of_process(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; fields after its closing parenthesis are fixed.
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line: the 12th and 13th after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
+/// Total CPU time of several processes; `None` when any cannot be read.
+pub fn of_processes(pids: &[u32]) -> Option<Duration> {
+    pids.iter().map(|p| of_process(*p)).sum()
+}
