@@ -17,11 +17,15 @@ pub const MAX_LABEL_LEN: usize = 255;
 pub const MIN_LEASE_MS: u64 = 100;
 /// Longest lease: a worker that needs more heartbeats.
 pub const MAX_LEASE_MS: u64 = 24 * 3600 * 1000;
-/// Lease a claim gets when it names none.
+/// Lease a claim gets when it names none: long enough for most jobs to finish without a
+/// heartbeat, short enough that a crashed worker's job is back within half a minute.
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
-/// Jobs one claim may take.
+/// Jobs one claim may take: a batch that amortises the round trip, yet settles in one
+/// transaction of bounded size.
 pub const MAX_CLAIM: u32 = 1000;
-/// Longest long-poll of a claim or a job wait.
+/// Longest long-poll of a claim or a job wait: under the idle timeouts of common proxies
+/// and load balancers (60 s and up), so a poll is answered before one cuts it.
 pub const MAX_WAIT_MS: u64 = 60_000;
-/// Jobs in one batch enqueue.
+/// Jobs in one batch enqueue: one all-or-nothing transaction of this size commits in well
+/// under a second on either store, and its body fits the default request-size limit.
 pub const MAX_BATCH: usize = 10_000;

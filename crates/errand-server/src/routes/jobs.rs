@@ -19,8 +19,10 @@ use crate::{ApiError, AppState};
 /// Header that carries an idempotency key, as payment APIs use it.
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
-/// Default and largest page of a listing.
+/// Page of a listing when none is asked for: a screenful for people, one request for most
+/// scripts.
 pub(crate) const DEFAULT_PAGE: u32 = 100;
+/// Largest page: keeps one listing's response in the low megabytes and its query short.
 pub(crate) const MAX_PAGE: u32 = 1000;
 
 fn created_or_found(inserted: bool) -> StatusCode {
