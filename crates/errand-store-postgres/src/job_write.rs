@@ -213,10 +213,11 @@ pub(crate) async fn claim(
                  updated_at = errand_now() \
              FROM picked WHERE j.id = picked.id RETURNING j.*), \
          opened AS ( \
-             INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
-             SELECT id, attempt, $2, errand_now(), 'running' FROM claimed \
+             INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
+             SELECT id, attempt, $2, errand_now(), 'running', $3 FROM claimed \
              ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, \
-                 started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL) \
+                 started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL, \
+                 lease_token = EXCLUDED.lease_token) \
          SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
     );
     let stmt = client.prepare_cached(&sql).await?;

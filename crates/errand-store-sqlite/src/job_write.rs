@@ -204,15 +204,16 @@ pub(crate) fn claim(
             .then(a.id.cmp(&b.id))
     });
     let mut open_attempt = conn.prepare_cached(
-        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
-         VALUES (?1, ?2, ?3, ?4, 'running')",
+        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
     )?;
     for job in &jobs {
         open_attempt.execute(params![
             job.id.as_bytes().as_slice(),
             job.attempt,
             p.worker,
-            now
+            now,
+            token.as_bytes().as_slice()
         ])?;
     }
     Ok(jobs

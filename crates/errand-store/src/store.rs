@@ -48,7 +48,10 @@ pub trait Store: Send + Sync + 'static {
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError>;
 
     /// Completes and fails many jobs in one transaction. Each settlement is fenced on its own
-    /// lease token; the inner results say, in input order, which took effect.
+    /// lease token; the inner results say, in input order, which took effect. A settlement
+    /// repeated by the token whose attempt it already ended the same way (complete after
+    /// complete, fail after fail: the first answer was lost) answers the job as it is now and
+    /// changes nothing; any other stale token is `LeaseLost`.
     async fn job_settle_many(
         &self,
         params: JobSettleManyParams,
