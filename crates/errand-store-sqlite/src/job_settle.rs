@@ -4,7 +4,7 @@ use errand_core::{
     AfterFailure, AttemptOutcome, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy,
 };
 use errand_store::{Settlement, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
 use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
@@ -184,9 +184,10 @@ pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> 
     Ok(cancelled)
 }
 
-/// The SET clause that makes a stopped job ready again with at least one attempt left.
-pub(crate) const REVIVE: &str = "state = 'available', run_at = ?1, finished_at = NULL, \
-     max_attempts = MAX(max_attempts, attempt + 1), updated_at = ?1";
+/// The SET clause that makes a stopped job ready again with at least one attempt left, at
+/// the named parameter `:now`. Single retries and bulk requeues both use it as written.
+pub(crate) const REVIVE: &str = "state = 'available', run_at = :now, finished_at = NULL, \
+     max_attempts = MAX(max_attempts, attempt + 1), updated_at = :now";
 
 /// Runs a dead, cancelled or retry-waiting job again now.
 pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
@@ -195,9 +196,12 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
         return Err(Fault::Store(StoreError::not_retryable(id, job.state)));
     }
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE jobs SET {REVIVE} WHERE id = ?2 RETURNING {JOB_COLUMNS}"
+        "UPDATE jobs SET {REVIVE} WHERE id = :id RETURNING {JOB_COLUMNS}"
     ))?;
-    query_jobs(&mut stmt, params![now, id.as_bytes().as_slice()])?
-        .pop()
-        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))
+    query_jobs(
+        &mut stmt,
+        named_params! {":now": now, ":id": id.as_bytes().as_slice()},
+    )?
+    .pop()
+    .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))
 }

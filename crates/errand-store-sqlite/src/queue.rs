@@ -97,9 +97,8 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<String>) {
 /// Makes selected dead jobs available again.
 pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) -> QResult<u64> {
     let (queue, ids) = selection_args(sel);
-    let revive = REVIVE.replace("?1", ":now");
     let n = conn
-        .prepare_cached(&format!("UPDATE jobs SET {revive} WHERE {DEAD_SELECTION}"))?
+        .prepare_cached(&format!("UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION}"))?
         .execute(named_params! {":now": now, ":queue": queue, ":ids": ids})?;
     Ok(n as u64)
 }
