@@ -100,14 +100,7 @@ async fn repeat_or_fenced(
     if ended.as_deref() != Some(outcome.as_str()) {
         return Err(fenced(client, id).await);
     }
-    let stmt = client
-        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
-        .await?;
-    let row = client
-        .query_opt(&stmt, &[&id.0])
-        .await?
-        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
-    job_from_row(&row)
+    crate::job_read::get(client, id).await
 }
 
 async fn fail_one(
