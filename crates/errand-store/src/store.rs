@@ -10,8 +10,8 @@ use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, Queu
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, RestoredJob, ScheduleFireParams, StoreError,
+    JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
+    JobSettleManyParams, NodeHeartbeatParams, RestoredJob, ScheduleFireParams, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -43,6 +43,12 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `max` ready jobs of a queue (highest priority, then oldest `run_at`),
     /// counting an attempt for each. A paused queue yields nothing.
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Undoes claims whose caller went away before it heard the answer (a long-poll claim
+    /// whose client disconnected): each job its token still holds becomes available again as
+    /// if that claim never happened, so the attempt is not counted and its attempt row is
+    /// removed. Returns the jobs released.
+    async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError>;
 
     /// Extends a lease and records progress and checkpoint. Errors: `NotFound`, `LeaseLost`.
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError>;

@@ -66,6 +66,7 @@ macro_rules! conformance_suite {
             claim_skips_paused_queue,
             claim_filters_by_kind,
             claim_waits_for_run_at,
+            release_undoes_a_claim_nobody_heard,
             complete_with_stale_token_is_rejected,
             complete_after_lease_expiry_is_rejected,
             complete_repeated_by_its_token_answers_the_job,
