@@ -6,9 +6,10 @@ use std::time::Duration;
 use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
+    JobInsertManyParams, JobListParams, JobReleaseManyParams, JobSettleManyParams, Settlement,
+    SharedStore, StoreError,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +42,7 @@ pub struct ClaimRequest {
 pub struct Engine {
     store: SharedStore,
     config: EngineConfig,
-    waker: QueueWaker,
+    waker: Arc<QueueWaker>,
     events: broadcast::Sender<JobEvent>,
     shutdown: CancellationToken,
     node_id: NodeId,
@@ -57,7 +58,7 @@ impl Engine {
         Arc::new(Self {
             store,
             config,
-            waker: QueueWaker::default(),
+            waker: Arc::new(QueueWaker::default()),
             events,
             shutdown: CancellationToken::new(),
             node_id: NodeId::new(),
@@ -141,12 +142,15 @@ impl Engine {
 
     /// Claims ready jobs, waiting up to `wait` for some to appear.
     ///
+    /// Dropping the returned future (a long-poll whose client went away) never loses a job:
+    /// a store claim already under way finishes in a task of its own, and jobs it took for
+    /// a caller that is gone are released at once, their attempt uncounted.
+    ///
     /// # Errors
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
         let deadline = Instant::now() + req.wait;
-        let signal = self.waker.signal(&req.queue);
-        let _filtered = (!req.kinds.is_empty()).then(|| QueueWaker::filtered(&signal));
+        let waiting = self.waker.wait_on(&req.queue, !req.kinds.is_empty());
         let params = JobClaimParams {
             queue: req.queue,
             worker: req.worker,
@@ -155,22 +159,52 @@ impl Engine {
             kinds: req.kinds,
         };
         loop {
-            let notified = signal.notify().notified();
+            let notified = waiting.notify().notified();
             tokio::pin!(notified);
             // Registered before the claim: a wake-up between claim and wait is not lost.
             notified.as_mut().enable();
-            let jobs = self.store.job_claim(params.clone()).await?;
+            let jobs = self.claim_once(params.clone()).await?;
             let now = Instant::now();
             if !jobs.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
                 return Ok(jobs);
             }
             let recheck = (now + self.config.claim_recheck).min(deadline);
+            let _parked = waiting.parked();
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(recheck) => {}
                 _ = self.shutdown.cancelled() => return Ok(Vec::new()),
             }
         }
+    }
+
+    /// One store claim, run in a task of its own so that it completes even when the caller
+    /// stops waiting; what it claimed reaches the caller inside an [`UnheardClaim`], which
+    /// releases the jobs if dropped before the caller took them.
+    async fn claim_once(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
+        let (answer, heard) = oneshot::channel();
+        let store = self.store.clone();
+        let waker = self.waker.clone();
+        tokio::spawn(async move {
+            let claimed =
+                store
+                    .job_claim(params)
+                    .await
+                    .map(|jobs| UnheardClaim { jobs, store, waker });
+            // A caller that is gone drops the claim here, which releases its jobs.
+            let _ = answer.send(claimed);
+        });
+        match heard.await {
+            Ok(claimed) => claimed.map(UnheardClaim::heard),
+            Err(_) => Err(StoreError::Unavailable(
+                "the claim task ended without an answer".into(),
+            )),
+        }
+    }
+
+    /// Claims parked on `queue` in this process right now, waiting for work.
+    pub fn waiting_claims(&self, queue: &QueueName) -> usize {
+        self.waker.parked(queue)
     }
 
     /// Extends a lease and records progress and checkpoint.
@@ -312,5 +346,56 @@ impl Engine {
     /// Stops waiting claims and waits; maintenance services stop on their own token.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Jobs a store claim took, on their way to the caller who asked. Dropped before the caller
+/// took them (the caller went away), it gives them back to the queue, so a disconnected
+/// long-poll costs neither an attempt nor a lease.
+struct UnheardClaim {
+    jobs: Vec<ClaimedJob>,
+    store: SharedStore,
+    waker: Arc<QueueWaker>,
+}
+
+impl UnheardClaim {
+    /// The caller has the jobs: nothing to give back.
+    fn heard(mut self) -> Vec<ClaimedJob> {
+        std::mem::take(&mut self.jobs)
+    }
+}
+
+impl Drop for UnheardClaim {
+    fn drop(&mut self) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        let leases = self
+            .jobs
+            .drain(..)
+            .map(|c| (c.job.id, c.lease_token))
+            .collect();
+        let store = self.store.clone();
+        let waker = self.waker.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("claimed jobs of a caller that went away wait for their lease to end: no runtime to release them");
+            return;
+        };
+        runtime.spawn(async move {
+            match store
+                .job_release_many(JobReleaseManyParams { leases })
+                .await
+            {
+                Ok(released) => {
+                    for job in &released {
+                        waker.wake(&job.queue, Ready::Jobs(1));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "could not release the jobs of a claim nobody heard; they return when their lease ends"
+                ),
+            }
+        });
     }
 }
