@@ -315,6 +315,29 @@ impl Engine {
         self.store.job_attempt_list(id).await
     }
 
+    /// One queue, with the claims parked on it in this process.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn queue(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
+        let info = self.store.queue_get(name).await?;
+        Ok(self.with_waiting(info))
+    }
+
+    /// Every queue, with the claims parked on each in this process.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        let list = self.store.queue_list().await?;
+        Ok(list.into_iter().map(|q| self.with_waiting(q)).collect())
+    }
+
+    fn with_waiting(&self, mut info: QueueInfo) -> QueueInfo {
+        info.waiting_claims = u32::try_from(self.waiting_claims(&info.name)).unwrap_or(u32::MAX);
+        info
+    }
+
     /// Pauses or resumes a queue; resuming wakes its workers.
     ///
     /// # Errors
@@ -328,7 +351,7 @@ impl Engine {
         if !paused {
             self.waker.wake(queue, Ready::Unknown);
         }
-        Ok(info)
+        Ok(self.with_waiting(info))
     }
 
     /// Makes selected dead jobs available again.

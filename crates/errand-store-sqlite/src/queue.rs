@@ -32,6 +32,7 @@ pub(crate) fn list(
                 paused: row.get(1)?,
                 counts: StateCounts::default(),
                 oldest_available_age_ms: None,
+                waiting_claims: 0,
             },
         );
     }

@@ -12,6 +12,9 @@ use errand_core::{JobState, Progress};
 use serde_json::json;
 
 use common::server;
+use errand_client::Client;
+use errand_testkit::eventually;
+use tokio::time::Instant;
 
 fn claim(max: u32, wait_ms: u64, lease_ms: u64) -> ClaimRequest {
     ClaimRequest {
@@ -23,15 +26,62 @@ fn claim(max: u32, wait_ms: u64, lease_ms: u64) -> ClaimRequest {
     }
 }
 
+/// Far below the server's 1 s claim recheck: a claim answered within this was woken, not
+/// found by the recheck.
+const WAKE_LATENCY: Duration = Duration::from_millis(300);
+
+/// Makes `queue` known to the server (a queue exists once a job names it) and leaves it
+/// empty.
+async fn known_empty_queue(client: &Client, queue: &str) {
+    client
+        .enqueue(&EnqueueRequest {
+            queue: Some(queue.into()),
+            ..EnqueueRequest::new("warm-up")
+        })
+        .await
+        .expect("enqueue");
+    let c = client
+        .claim(queue, &claim(1, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    client
+        .complete(
+            c.id,
+            &CompleteRequest {
+                lease_token: c.lease_token,
+                result: None,
+            },
+        )
+        .await
+        .expect("complete");
+}
+
+/// Waits until the server reports `n` claims parked on `queue`.
+async fn parked(client: &Client, queue: &str, n: u32) {
+    eventually(
+        &format!("{n} claims parked on {queue}"),
+        Duration::from_secs(10),
+        || async {
+            let q = client.queue(queue).await.expect("queue");
+            (q.waiting_claims == n).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn waiting_claim_wakes_on_enqueue() {
     let s = server().await;
     let client = s.client().expect("client");
+    known_empty_queue(&client, "wake").await;
     let waiting = {
         let client = client.clone();
         tokio::spawn(async move { client.claim("wake", &claim(1, 20_000, 30_000)).await })
     };
-    // The claim is already waiting or about to; either way it must get the job quickly.
+    parked(&client, "wake", 1).await;
+    let enqueued = Instant::now();
     client
         .enqueue(&EnqueueRequest {
             queue: Some("wake".into()),
@@ -44,7 +94,46 @@ async fn waiting_claim_wakes_on_enqueue() {
         .expect("claim returned long before its 20 s wait")
         .expect("join")
         .expect("claim");
+    let latency = enqueued.elapsed();
     assert_eq!(got.jobs.len(), 1);
+    assert!(
+        latency < WAKE_LATENCY,
+        "the enqueue woke the parked claim after {latency:?}"
+    );
+}
+
+#[tokio::test]
+async fn disconnected_long_poll_leaves_the_job_to_the_next_worker() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    known_empty_queue(&client, "gone").await;
+    let gone = {
+        let client = client.clone();
+        tokio::spawn(async move { client.claim("gone", &claim(1, 20_000, 60_000)).await })
+    };
+    parked(&client, "gone", 1).await;
+    // Dropping the request closes its connection: the client is gone.
+    gone.abort();
+    let _ = gone.await;
+    let job = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("gone".into()),
+            ..EnqueueRequest::new("k")
+        })
+        .await
+        .expect("enqueue");
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.claim("gone", &claim(1, 5_000, 60_000)),
+    )
+    .await
+    .expect("the next worker is answered promptly")
+    .expect("claim");
+    assert_eq!(next.jobs.len(), 1, "the job was not leased to nobody");
+    assert_eq!(next.jobs[0].id, job.id);
+    assert_eq!(next.jobs[0].attempt, 1, "the gone claim cost no attempt");
+    let attempts = client.attempts(job.id).await.expect("attempts").attempts;
+    assert_eq!(attempts.len(), 1);
 }
 
 #[tokio::test]
@@ -306,13 +395,20 @@ async fn paused_queue_hands_out_nothing_until_resumed() {
         let client = client.clone();
         tokio::spawn(async move { client.claim("p", &claim(1, 20_000, 30_000)).await })
     };
+    parked(&client, "p", 1).await;
+    let resumed = Instant::now();
     client.set_paused("p", false).await.expect("resume");
     let got = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("resume wakes the waiting claim")
         .expect("join")
         .expect("claim");
+    let latency = resumed.elapsed();
     assert_eq!(got.jobs.len(), 1);
+    assert!(
+        latency < WAKE_LATENCY,
+        "the resume woke the parked claim after {latency:?}"
+    );
     let unknown = client
         .set_paused("never-used", true)
         .await

@@ -13,7 +13,7 @@ use crate::{ApiError, AppState};
     responses((status = 200, description = "Queues by name", body = QueueList)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
     Ok(Json(QueueList {
-        queues: state.engine.store().queue_list().await?,
+        queues: state.engine.queues().await?,
     }))
 }
 
@@ -26,7 +26,7 @@ pub(crate) async fn get(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<QueueInfo>, ApiError> {
     let name = QueueName::parse(&name)?;
-    Ok(Json(state.engine.store().queue_get(&name).await?))
+    Ok(Json(state.engine.queue(&name).await?))
 }
 
 /// Stops handing out the queue's jobs; enqueues still land.
