@@ -103,7 +103,7 @@ async fn waiting_claim_wakes_on_enqueue() {
 }
 
 #[tokio::test]
-async fn disconnected_long_poll_leaves_the_job_to_the_next_worker() {
+async fn long_poll_disconnected_while_parked_takes_nothing() {
     let s = server().await;
     let client = s.client().expect("client");
     known_empty_queue(&client, "gone").await;
