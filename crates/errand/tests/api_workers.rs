@@ -203,6 +203,62 @@ async fn expired_lease_fences_the_old_worker_over_http() {
 }
 
 #[tokio::test]
+async fn settles_repeated_after_a_lost_answer_succeed() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    for _ in 0..2 {
+        client
+            .enqueue(&EnqueueRequest::new("k"))
+            .await
+            .expect("enqueue");
+    }
+    let got = client
+        .claim("default", &claim(2, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs;
+    let complete = CompleteRequest {
+        lease_token: got[0].lease_token,
+        result: Some(json!({"sent": true})),
+    };
+    let first = client
+        .complete(got[0].id, &complete)
+        .await
+        .expect("complete");
+    let again = client
+        .complete(got[0].id, &complete)
+        .await
+        .expect("the same complete by the same token is a success");
+    assert_eq!(again, first);
+    let fail = FailRequest {
+        lease_token: got[1].lease_token,
+        error: Some("smtp 451".into()),
+        retry_in_ms: Some(60_000),
+        dead: false,
+    };
+    let failed = client.fail(got[1].id, &fail).await.expect("fail");
+    assert_eq!(failed.state, JobState::Scheduled);
+    let again = client
+        .fail(got[1].id, &fail)
+        .await
+        .expect("the same fail by the same token is a success");
+    assert_eq!(again, failed);
+    let crossed = client
+        .complete(
+            got[1].id,
+            &CompleteRequest {
+                lease_token: got[1].lease_token,
+                result: None,
+            },
+        )
+        .await
+        .expect_err("a complete after that token failed the attempt");
+    assert_eq!(crossed.code(), Some("lease_lost"));
+    let attempts = client.attempts(got[1].id).await.expect("attempts").attempts;
+    assert_eq!(attempts.len(), 1);
+}
+
+#[tokio::test]
 async fn heartbeat_progress_checkpoint_and_retry_resume() {
     let s = server().await;
     let client = s.client().expect("client");
