@@ -7,8 +7,8 @@ use errand_core::job::RunAt;
 use errand_core::{Job, JobId, JobKind, JobState, NewJob, QueueName};
 use errand_engine::{ClaimRequest, Engine, EngineConfig};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
+use errand_testkit::eventually;
 use futures_util::poll;
-use tokio::time::Instant;
 
 fn queue() -> QueueName {
     QueueName::parse("q").expect("queue name")
@@ -79,18 +79,9 @@ async fn claim_dropped_while_the_store_works_gives_the_job_back() {
 
 /// Reads the job until `ready` holds, for at most 5 s.
 async fn until(engine: &Engine, id: JobId, what: &str, ready: impl Fn(&Job) -> bool) -> Job {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually(what, Duration::from_secs(5), || async {
         let job = engine.store().job_get(id).await.expect("get");
-        if ready(&job) {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting until {what}: {:?}, attempt {}",
-            job.state,
-            job.attempt
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        ready(&job).then_some(job)
+    })
+    .await
 }
