@@ -7,10 +7,10 @@ mod common;
 use std::time::Duration;
 
 use errand_api::{ClaimRequest, EnqueueRequest};
-use errand_testkit::{eventually, PgSchema, ServerProcess};
+use errand_testkit::{eventually, PgSchema};
 use tokio_postgres::NoTls;
 
-use common::bin;
+use common::pg_node;
 
 fn claim(wait_ms: u64) -> ClaimRequest {
     ClaimRequest {
@@ -28,14 +28,7 @@ async fn long_poll_disconnected_while_the_store_claims_gives_the_job_back() {
     else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start_in(
-        &bin(),
-        dir.path(),
-        &["--store", &schema.url, "--pg-schema", &schema.name],
-    )
-    .await
-    .expect("start node");
+    let (server, _dir) = pg_node(&schema).await;
     let client = server.client().expect("client");
     let job = client
         .enqueue(&EnqueueRequest {

@@ -13,20 +13,12 @@ use errand_core::{JobId, NodeStatus};
 use errand_testkit::{eventually, PgSchema, ServerProcess};
 use tokio::sync::Mutex;
 
-use common::bin;
+use common::pg_node;
 
 async fn nodes(schema: &PgSchema, n: usize) -> Vec<(ServerProcess, tempfile::TempDir)> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = ServerProcess::start_in(
-            &bin(),
-            dir.path(),
-            &["--store", &schema.url, "--pg-schema", &schema.name],
-        )
-        .await
-        .expect("start node");
-        out.push((server, dir));
+        out.push(pg_node(schema).await);
     }
     out
 }

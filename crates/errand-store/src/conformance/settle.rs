@@ -61,12 +61,7 @@ pub(crate) async fn complete_repeated_by_its_token_answers_the_job(store: Shared
 /// A `fail` repeated by the token whose attempt it failed is answered with the job as it is
 /// now, even after the job moved on to another attempt; that attempt is left alone.
 pub(crate) async fn fail_repeated_by_its_token_answers_the_job(store: SharedStore) {
-    insert(&store, vec![new_job("q", "k")]).await;
-    let c = claim(&store, "q", 1).await.remove(0);
-    settle(&store, fail(&c, Some(Duration::ZERO), false))
-        .await
-        .expect("fail");
-    let c2 = claim(&store, "q", 1).await.remove(0);
+    let (c, c2) = second_attempt(&store, "q").await;
     assert_eq!(c2.job.attempt, 2);
     let again = settle(&store, fail(&c, Some(Duration::ZERO), false))
         .await
