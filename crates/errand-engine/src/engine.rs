@@ -150,7 +150,7 @@ impl Engine {
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
         let deadline = Instant::now() + req.wait;
-        let waiting = self.waker.wait_on(&req.queue, !req.kinds.is_empty());
+        let filtered = !req.kinds.is_empty();
         let params = JobClaimParams {
             queue: req.queue,
             worker: req.worker,
@@ -158,6 +158,10 @@ impl Engine {
             lease: req.lease,
             kinds: req.kinds,
         };
+        if req.wait.is_zero() {
+            return self.claim_once(params).await;
+        }
+        let waiting = self.waker.wait_on(&params.queue, filtered);
         loop {
             let notified = waiting.notify().notified();
             tokio::pin!(notified);
