@@ -6,8 +6,7 @@ use std::time::Duration;
 use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobReleaseManyParams, JobSettleManyParams, Settlement,
-    SharedStore, StoreError,
+    JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::job_events::JobEvent;
 use crate::queue_waker::{QueueWaker, Ready};
+use crate::unheard_claim::UnheardClaim;
 use crate::EngineConfig;
 
 /// Events buffered per subscriber before a slow one starts missing some (it then re-reads
@@ -190,11 +190,10 @@ impl Engine {
         let store = self.store.clone();
         let waker = self.waker.clone();
         tokio::spawn(async move {
-            let claimed =
-                store
-                    .job_claim(params)
-                    .await
-                    .map(|jobs| UnheardClaim { jobs, store, waker });
+            let claimed = store
+                .job_claim(params)
+                .await
+                .map(|jobs| UnheardClaim::new(jobs, store, waker));
             // A caller that is gone drops the claim here, which releases its jobs.
             let _ = answer.send(claimed);
         });
@@ -373,56 +372,5 @@ impl Engine {
     /// Stops waiting claims and waits; maintenance services stop on their own token.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
-    }
-}
-
-/// Jobs a store claim took, on their way to the caller who asked. Dropped before the caller
-/// took them (the caller went away), it gives them back to the queue, so a disconnected
-/// long-poll costs neither an attempt nor a lease.
-struct UnheardClaim {
-    jobs: Vec<ClaimedJob>,
-    store: SharedStore,
-    waker: Arc<QueueWaker>,
-}
-
-impl UnheardClaim {
-    /// The caller has the jobs: nothing to give back.
-    fn heard(mut self) -> Vec<ClaimedJob> {
-        std::mem::take(&mut self.jobs)
-    }
-}
-
-impl Drop for UnheardClaim {
-    fn drop(&mut self) {
-        if self.jobs.is_empty() {
-            return;
-        }
-        let leases = self
-            .jobs
-            .drain(..)
-            .map(|c| (c.job.id, c.lease_token))
-            .collect();
-        let store = self.store.clone();
-        let waker = self.waker.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!("claimed jobs of a caller that went away wait for their lease to end: no runtime to release them");
-            return;
-        };
-        runtime.spawn(async move {
-            match store
-                .job_release_many(JobReleaseManyParams { leases })
-                .await
-            {
-                Ok(released) => {
-                    for job in &released {
-                        waker.wake(&job.queue, Ready::Jobs(1));
-                    }
-                }
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "could not release the jobs of a claim nobody heard; they return when their lease ends"
-                ),
-            }
-        });
     }
 }

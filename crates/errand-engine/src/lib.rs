@@ -12,6 +12,7 @@ mod job_events;
 pub mod maintenance;
 mod queue_waker;
 mod schedules;
+mod unheard_claim;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};
