@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use errand_api::{ClaimRequest, EnqueueRequest};
 use errand_testkit::{eventually, PgSchema};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 
 use common::pg_node;
@@ -62,10 +64,17 @@ async fn long_poll_disconnected_while_the_store_claims_gives_the_job_back() {
         .expect("pid")
         .get(0);
 
-    let gone = {
-        let client = client.clone();
-        tokio::spawn(async move { client.claim("gone", &claim(20_000)).await })
-    };
+    // The long-poll goes over a raw connection so the test can see the server hang up.
+    let addr = server.url().trim_start_matches("http://").to_string();
+    let mut gone = TcpStream::connect(&addr).await.expect("connect");
+    let body = serde_json::to_string(&claim(20_000)).expect("body");
+    let request = format!(
+        "POST /v1/queues/gone/claim HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    gone.write_all(request.as_bytes())
+        .await
+        .expect("send claim");
     let (watcher, conn) = tokio_postgres::connect(&schema.url, NoTls)
         .await
         .expect("connect");
@@ -86,12 +95,15 @@ async fn long_poll_disconnected_while_the_store_claims_gives_the_job_back() {
         },
     )
     .await;
-    // The client goes away while its claim is in the store.
-    gone.abort();
-    let _ = gone.await;
-    // The server notices the closed connection when the socket reports it; nothing it does
-    // then is visible from outside, so give it a moment before letting the claim finish.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client goes away while its claim is in the store. The server drops the request
+    // and closes the connection: once this read ends, the claim has nobody to answer.
+    gone.shutdown().await.expect("hang up");
+    let mut heard = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), gone.read_to_end(&mut heard))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    assert!(heard.is_empty(), "no answer was sent: {heard:?}");
     holder.rollback().await.expect("rollback");
 
     let next = client.claim("gone", &claim(5_000)).await.expect("claim");
