@@ -112,9 +112,11 @@ async fn long_poll_disconnected_while_parked_takes_nothing() {
         tokio::spawn(async move { client.claim("gone", &claim(1, 20_000, 60_000)).await })
     };
     parked(&client, "gone", 1).await;
-    // Dropping the request closes its connection: the client is gone.
+    // Dropping the request closes its connection: the client is gone, and the server lets
+    // go of its claim.
     gone.abort();
     let _ = gone.await;
+    parked(&client, "gone", 0).await;
     let job = client
         .enqueue(&EnqueueRequest {
             queue: Some("gone".into()),
