@@ -205,7 +205,8 @@ impl Engine {
         }
     }
 
-    /// Claims parked on `queue` in this process right now, waiting for work.
+    /// Claims parked on `queue` in this process right now, waiting for work: it shows idle
+    /// workers, and tells a caller that a claim waits before it measures a wake-up.
     pub fn waiting_claims(&self, queue: &QueueName) -> usize {
         self.waker.parked(queue)
     }
