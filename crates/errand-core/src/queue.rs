@@ -50,4 +50,9 @@ pub struct QueueInfo {
     pub counts: StateCounts,
     /// Age of the oldest job ready to run, in milliseconds; the autoscaling signal.
     pub oldest_available_age_ms: Option<u64>,
+    /// Claims parked on this queue on the node that answered, waiting for work (stores
+    /// answer 0; the engine counts). Shows idle workers, and tells a caller that a claim is
+    /// waiting before it measures how fast an enqueue wakes it.
+    #[serde(default)]
+    pub waiting_claims: u32,
 }

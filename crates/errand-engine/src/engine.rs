@@ -8,12 +8,13 @@ use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::job_events::JobEvent;
 use crate::queue_waker::{QueueWaker, Ready};
+use crate::unheard_claim::UnheardClaim;
 use crate::EngineConfig;
 
 /// Events buffered per subscriber before a slow one starts missing some (it then re-reads
@@ -41,7 +42,7 @@ pub struct ClaimRequest {
 pub struct Engine {
     store: SharedStore,
     config: EngineConfig,
-    waker: QueueWaker,
+    waker: Arc<QueueWaker>,
     events: broadcast::Sender<JobEvent>,
     shutdown: CancellationToken,
     node_id: NodeId,
@@ -57,7 +58,7 @@ impl Engine {
         Arc::new(Self {
             store,
             config,
-            waker: QueueWaker::default(),
+            waker: Arc::new(QueueWaker::default()),
             events,
             shutdown: CancellationToken::new(),
             node_id: NodeId::new(),
@@ -142,12 +143,15 @@ impl Engine {
 
     /// Claims ready jobs, waiting up to `wait` for some to appear.
     ///
+    /// Dropping the returned future (a long-poll whose client went away) never loses a job:
+    /// a store claim already under way finishes in a task of its own, and jobs it took for
+    /// a caller that is gone are released at once, their attempt uncounted.
+    ///
     /// # Errors
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
         let deadline = Instant::now() + req.wait;
-        let signal = self.waker.signal(&req.queue);
-        let _filtered = (!req.kinds.is_empty()).then(|| QueueWaker::filtered(&signal));
+        let filtered = !req.kinds.is_empty();
         let params = JobClaimParams {
             queue: req.queue,
             worker: req.worker,
@@ -155,23 +159,57 @@ impl Engine {
             lease: req.lease,
             kinds: req.kinds,
         };
+        if req.wait.is_zero() {
+            return self.claim_once(params).await;
+        }
+        let waiting = self.waker.wait_on(&params.queue, filtered);
         loop {
-            let notified = signal.notify().notified();
+            let notified = waiting.notify().notified();
             tokio::pin!(notified);
             // Registered before the claim: a wake-up between claim and wait is not lost.
             notified.as_mut().enable();
-            let jobs = self.store.job_claim(params.clone()).await?;
+            let jobs = self.claim_once(params.clone()).await?;
             let now = Instant::now();
             if !jobs.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
                 return Ok(jobs);
             }
             let recheck = (now + self.config.claim_recheck).min(deadline);
+            let _parked = waiting.parked();
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(recheck) => {}
                 _ = self.shutdown.cancelled() => return Ok(Vec::new()),
             }
         }
+    }
+
+    /// One store claim, run in a task of its own so that it completes even when the caller
+    /// stops waiting; what it claimed reaches the caller inside an [`UnheardClaim`], which
+    /// releases the jobs if dropped before the caller took them.
+    async fn claim_once(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
+        let (answer, heard) = oneshot::channel();
+        let store = self.store.clone();
+        let waker = self.waker.clone();
+        tokio::spawn(async move {
+            let claimed = store
+                .job_claim(params)
+                .await
+                .map(|jobs| UnheardClaim::new(jobs, store, waker));
+            // A caller that is gone drops the claim here, which releases its jobs.
+            let _ = answer.send(claimed);
+        });
+        match heard.await {
+            Ok(claimed) => claimed.map(UnheardClaim::heard),
+            Err(_) => Err(StoreError::Unavailable(
+                "the claim task ended without an answer".into(),
+            )),
+        }
+    }
+
+    /// Claims parked on `queue` in this process right now, waiting for work: it shows idle
+    /// workers, and tells a caller that a claim waits before it measures a wake-up.
+    pub fn waiting_claims(&self, queue: &QueueName) -> usize {
+        self.waker.parked(queue)
     }
 
     /// Extends a lease and records progress and checkpoint.
@@ -287,7 +325,8 @@ impl Engine {
     /// # Errors
     /// `NotFound`, or the store's error.
     pub async fn queue_pause(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
-        self.store.queue_pause(queue).await
+        let info = self.store.queue_pause(queue).await?;
+        Ok(self.with_waiting(info))
     }
 
     /// Resumes a queue and wakes its waiting workers.
@@ -297,7 +336,13 @@ impl Engine {
     pub async fn queue_resume(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
         let info = self.store.queue_resume(queue).await?;
         self.waker.wake(queue, Ready::Unknown);
-        Ok(info)
+        Ok(self.with_waiting(info))
+    }
+
+    /// A queue's figures with the claims parked on it in this process.
+    pub(crate) fn with_waiting(&self, mut info: QueueInfo) -> QueueInfo {
+        info.waiting_claims = u32::try_from(self.waiting_claims(&info.name)).unwrap_or(u32::MAX);
+        info
     }
 
     /// Makes selected dead jobs available again.

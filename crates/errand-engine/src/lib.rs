@@ -16,6 +16,7 @@ mod queue_waker;
 mod queues;
 mod schedule_admin;
 mod schedules;
+mod unheard_claim;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};

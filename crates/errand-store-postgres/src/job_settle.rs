@@ -81,6 +81,28 @@ pub(crate) async fn fail_running(
     job_from_row(&row)
 }
 
+/// Answers a settle that its token no longer passes. When the attempt that ran under that
+/// token already ended the way this settle asks, the settle is a repeat (its first answer was
+/// lost) and gets the job as it is now; otherwise `LeaseLost` (or `NotFound`).
+async fn repeat_or_fenced(
+    client: &impl GenericClient,
+    id: JobId,
+    token: uuid::Uuid,
+    outcome: AttemptOutcome,
+) -> QResult<Job> {
+    let stmt = client
+        .prepare_cached("SELECT outcome FROM job_attempts WHERE job_id = $1 AND lease_token = $2")
+        .await?;
+    let ended: Option<String> = match client.query_opt(&stmt, &[&id.0, &token]).await? {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    };
+    if ended.as_deref() != Some(outcome.as_str()) {
+        return Err(fenced(client, id).await);
+    }
+    crate::job_read::get(client, id).await
+}
+
 async fn fail_one(
     client: &impl GenericClient,
     id: JobId,
@@ -97,7 +119,7 @@ async fn fail_one(
         )
         .await?;
     let Some(row) = client.query_opt(&stmt, &[&id.0, &token]).await? else {
-        return Err(fenced(client, id).await);
+        return repeat_or_fenced(client, id, token, AttemptOutcome::Failed).await;
     };
     let attempt = u32::try_from(row.try_get::<_, i32>(0)?).unwrap_or(0);
     let max_attempts = u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(0);
@@ -135,9 +157,13 @@ pub(crate) async fn settle_many(
     let mut out = Vec::with_capacity(settlements.len());
     for s in settlements {
         let outcome = match s {
-            Settlement::Complete { id, .. } => match completed.remove(&id.0) {
+            Settlement::Complete {
+                id, lease_token, ..
+            } => match completed.remove(&id.0) {
                 Some(job) => Ok(job),
-                None => Err(fenced(client, *id).await),
+                None => {
+                    repeat_or_fenced(client, *id, lease_token.0, AttemptOutcome::Succeeded).await
+                }
             },
             Settlement::Fail {
                 id,

@@ -6,11 +6,13 @@ use std::time::Duration;
 use deadpool_postgres::GenericClient;
 use errand_core::job::RunAt;
 use errand_core::{Job, JobId, JobState, LeaseToken, NewJob};
-use errand_store::{ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError};
+use errand_store::{
+    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobReleaseManyParams, StoreError,
+};
 use serde_json::Value;
 
 use crate::fault::{corrupt, Fault, QResult};
-use crate::job_row::{job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
+use crate::job_row::{job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
 
 /// Inserts jobs from parallel arrays, and their queues when new: one statement for a whole
 /// batch, so a batch without idempotency keys needs no explicit transaction.
@@ -213,10 +215,11 @@ pub(crate) async fn claim(
                  updated_at = errand_now() \
              FROM picked WHERE j.id = picked.id RETURNING j.*), \
          opened AS ( \
-             INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
-             SELECT id, attempt, $2, errand_now(), 'running' FROM claimed \
+             INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
+             SELECT id, attempt, $2, errand_now(), 'running', $3 FROM claimed \
              ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, \
-                 started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL) \
+                 started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL, \
+                 lease_token = EXCLUDED.lease_token) \
          SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
     );
     let stmt = client.prepare_cached(&sql).await?;
@@ -243,6 +246,34 @@ pub(crate) async fn claim(
             lease_token: token,
         })
         .collect())
+}
+
+/// Undoes claims whose caller went away, in one statement: each job its token still holds
+/// goes back to `available` with the attempt uncounted, its previous attempt's start, and no
+/// attempt row.
+pub(crate) async fn release_many(
+    client: &impl GenericClient,
+    p: &JobReleaseManyParams,
+) -> QResult<Vec<Job>> {
+    let sql = format!(
+        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) AS u(id, token)), \
+         released AS ( \
+             UPDATE jobs j SET state = 'available', attempt = j.attempt - 1, worker = NULL, \
+                 lease_token = NULL, lease_ms = NULL, lease_expires_at = NULL, updated_at = errand_now(), \
+                 started_at = (SELECT a.started_at FROM job_attempts a \
+                     WHERE a.job_id = j.id AND a.attempt = j.attempt - 1) \
+             FROM u WHERE j.id = u.id AND j.state = 'running' AND j.lease_token = u.token \
+             RETURNING {}), \
+         forgotten AS ( \
+             DELETE FROM job_attempts a USING released r \
+             WHERE a.job_id = r.id AND a.attempt = r.attempt + 1) \
+         SELECT {JOB_COLUMNS} FROM released",
+        job_columns("j")
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let (ids, tokens): (Vec<uuid::Uuid>, Vec<uuid::Uuid>) =
+        p.leases.iter().map(|(id, token)| (id.0, token.0)).unzip();
+    jobs_from_rows(&client.query(&stmt, &[&ids, &tokens]).await?)
 }
 
 /// The error for a write its lease token fenced off: `NotFound` when the job is gone,

@@ -1,12 +1,10 @@
 //! Rescuing expired leases and timed-out attempts; making due scheduled jobs available.
 //! Several nodes may run these at once: `SKIP LOCKED` hands each row to one of them.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use deadpool_postgres::GenericClient;
-use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, QueueName};
+use errand_core::{Job, JobId, QueueName, Rescue, Stuck};
 use errand_store::{JobPruneParams, JobRescueParams, StoreError};
+use std::collections::BTreeSet;
 
 use crate::fault::{Fault, QResult};
 use crate::job_settle::fail_running;
@@ -32,23 +30,15 @@ pub(crate) async fn rescue_expired(
         let max_attempts = u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0);
         let lease_expired: bool = row.try_get(3)?;
         let timeout_ms: Option<i64> = row.try_get(4)?;
-        // A vanished worker's job goes back at once (the attempt still counts); an attempt
-        // that overran its timeout is a failure and backs off.
-        let (retry_in, outcome, message) = if lease_expired {
-            (
-                Some(Duration::ZERO),
-                AttemptOutcome::LeaseExpired,
-                "lease expired: the worker stopped heartbeating".to_string(),
-            )
+        let why = if lease_expired {
+            Stuck::LeaseExpired
         } else {
-            (
-                None,
-                AttemptOutcome::TimedOut,
-                format!("timed out after {} ms", timeout_ms.unwrap_or_default()),
-            )
+            Stuck::TimedOut {
+                timeout_ms: timeout_ms.unwrap_or_default(),
+            }
         };
-        let retry = AfterFailure::decide(attempt, max_attempts, retry_in, false, &p.retry_policy);
-        changed.push(fail_running(client, id, attempt, retry, outcome, &message).await?);
+        let r = Rescue::decide(why, attempt, max_attempts, &p.retry_policy);
+        changed.push(fail_running(client, id, attempt, r.after, r.outcome, &r.message).await?);
     }
     Ok(changed)
 }

@@ -30,6 +30,7 @@ pub(crate) async fn list(
                 paused: row.try_get(1)?,
                 counts: StateCounts::default(),
                 oldest_available_age_ms: None,
+                waiting_claims: 0,
             },
         );
     }

@@ -8,8 +8,9 @@ use errand_core::schedule_spec::{Schedule, ScheduleSpec};
 use errand_core::{Attempt, Job, JobId, JobState, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams, Store, StoreError,
+    JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
+    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams,
+    Store, StoreError,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
@@ -214,6 +215,12 @@ impl Store for PgStore {
 
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
         on_conn!(self, |c| job_write::claim(&c, &params).await?)
+    }
+
+    async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError> {
+        let released = on_conn!(self, |c| job_write::release_many(&c, &params).await?)?;
+        self.announce(&released);
+        Ok(released)
     }
 
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {

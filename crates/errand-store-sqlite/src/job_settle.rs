@@ -1,8 +1,10 @@
 //! Writes that end an attempt or a job: complete, fail, cancel, retry.
 
-use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, JobState, Millis, RetryPolicy};
+use errand_core::{
+    AfterFailure, AttemptOutcome, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy,
+};
 use errand_store::{Settlement, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
 use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
@@ -64,7 +66,30 @@ pub(crate) fn fail_running(
     Ok(job)
 }
 
-/// Settles one job, fenced on its lease token.
+/// Answers a settle that its token no longer passes. When the attempt that ran under that
+/// token already ended the way this settle asks, the settle is a repeat (its first answer was
+/// lost) and gets the job as it is now; otherwise `LeaseLost` (or `NotFound`).
+fn repeat_or_fenced(
+    conn: &Connection,
+    id: JobId,
+    token: LeaseToken,
+    outcome: AttemptOutcome,
+) -> QResult<Job> {
+    let ended: Option<String> = conn
+        .prepare_cached("SELECT outcome FROM job_attempts WHERE job_id = ?1 AND lease_token = ?2")?
+        .query_row(
+            params![id.as_bytes().as_slice(), token.as_bytes().as_slice()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if ended.as_deref() == Some(outcome.as_str()) {
+        return load_job(conn, id);
+    }
+    Err(fenced(conn, id))
+}
+
+/// Settles one job, fenced on its lease token; a repeat of the settle that ended the
+/// token's attempt is answered with the job.
 pub(crate) fn settle_one(
     conn: &Connection,
     now: Millis,
@@ -92,8 +117,10 @@ pub(crate) fn settle_one(
                     lease_token.as_bytes().as_slice()
                 ],
             )?
-            .pop()
-            .ok_or_else(|| fenced(conn, *id))?;
+            .pop();
+            let Some(job) = job else {
+                return repeat_or_fenced(conn, *id, *lease_token, AttemptOutcome::Succeeded);
+            };
             close_attempt(conn, now, *id, job.attempt, AttemptOutcome::Succeeded, None)?;
             Ok(job)
         }
@@ -114,7 +141,9 @@ pub(crate) fn settle_one(
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let (attempt, max_attempts) = held.ok_or_else(|| fenced(conn, *id))?;
+            let Some((attempt, max_attempts)) = held else {
+                return repeat_or_fenced(conn, *id, *lease_token, AttemptOutcome::Failed);
+            };
             let retry = AfterFailure::decide(attempt, max_attempts, *retry_in, *dead, policy);
             fail_running(
                 conn,
@@ -155,9 +184,10 @@ pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> 
     Ok(cancelled)
 }
 
-/// The SET clause that makes a stopped job ready again with at least one attempt left.
-pub(crate) const REVIVE: &str = "state = 'available', run_at = ?1, finished_at = NULL, \
-     max_attempts = MAX(max_attempts, attempt + 1), updated_at = ?1";
+/// The SET clause that makes a stopped job ready again with at least one attempt left, at
+/// the named parameter `:now`. Single retries and bulk requeues both use it as written.
+pub(crate) const REVIVE: &str = "state = 'available', run_at = :now, finished_at = NULL, \
+     max_attempts = MAX(max_attempts, attempt + 1), updated_at = :now";
 
 /// Runs a dead, cancelled or retry-waiting job again now.
 pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
@@ -166,9 +196,12 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
         return Err(Fault::Store(StoreError::not_retryable(id, job.state)));
     }
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE jobs SET {REVIVE} WHERE id = ?2 RETURNING {JOB_COLUMNS}"
+        "UPDATE jobs SET {REVIVE} WHERE id = :id RETURNING {JOB_COLUMNS}"
     ))?;
-    query_jobs(&mut stmt, params![now, id.as_bytes().as_slice()])?
-        .pop()
-        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))
+    query_jobs(
+        &mut stmt,
+        named_params! {":now": now, ":id": id.as_bytes().as_slice()},
+    )?
+    .pop()
+    .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))
 }

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 
 use errand_core::job::RunAt;
 use errand_core::{Job, JobState, LeaseToken, Millis, NewJob};
-use errand_store::{ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, StoreError};
+use errand_store::{
+    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobReleaseManyParams, StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
@@ -204,15 +206,16 @@ pub(crate) fn claim(
             .then(a.id.cmp(&b.id))
     });
     let mut open_attempt = conn.prepare_cached(
-        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
-         VALUES (?1, ?2, ?3, ?4, 'running')",
+        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
     )?;
     for job in &jobs {
         open_attempt.execute(params![
             job.id.as_bytes().as_slice(),
             job.attempt,
             p.worker,
-            now
+            now,
+            token.as_bytes().as_slice()
         ])?;
     }
     Ok(jobs
@@ -222,6 +225,38 @@ pub(crate) fn claim(
             lease_token: token,
         })
         .collect())
+}
+
+/// Undoes claims whose caller went away: each job its token still holds goes back to
+/// `available` with the attempt uncounted, its previous attempt's start, and no attempt row.
+pub(crate) fn release_many(
+    conn: &Connection,
+    now: Millis,
+    p: &JobReleaseManyParams,
+) -> QResult<Vec<Job>> {
+    let mut undo = conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'available', attempt = attempt - 1, worker = NULL, \
+             lease_token = NULL, lease_ms = NULL, lease_expires_at = NULL, updated_at = ?1, \
+             started_at = (SELECT a.started_at FROM job_attempts a \
+                 WHERE a.job_id = jobs.id AND a.attempt = jobs.attempt - 1) \
+         WHERE id = ?2 AND state = 'running' AND lease_token = ?3 RETURNING {JOB_COLUMNS}"
+    ))?;
+    let mut forget =
+        conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1 AND attempt = ?2")?;
+    let mut released = Vec::with_capacity(p.leases.len());
+    for (id, token) in &p.leases {
+        let id_bytes = id.as_bytes();
+        let Some(job) = query_jobs(
+            &mut undo,
+            params![now, id_bytes.as_slice(), token.as_bytes().as_slice()],
+        )?
+        .pop() else {
+            continue;
+        };
+        forget.execute(params![id_bytes.as_slice(), job.attempt + 1])?;
+        released.push(job);
+    }
+    Ok(released)
 }
 
 /// The error for a write fenced off by its lease token: `NotFound` when the job is gone,

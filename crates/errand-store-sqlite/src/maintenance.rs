@@ -3,14 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, Millis, QueueName};
+use errand_core::{Job, JobId, Millis, QueueName, Rescue, Stuck};
 use errand_store::{JobPruneParams, JobRescueParams, StoreError};
 use rusqlite::{params, Connection};
 
 use crate::fault::{Fault, QResult};
 use crate::job_settle::fail_running;
 
-struct Stuck {
+struct StuckRow {
     id: JobId,
     attempt: u32,
     max_attempts: u32,
@@ -34,7 +34,7 @@ pub(crate) fn rescue_expired(
     let mut stuck = Vec::new();
     while let Some(row) = rows.next()? {
         let id: Vec<u8> = row.get(0)?;
-        stuck.push(Stuck {
+        stuck.push(StuckRow {
             id: JobId::from_slice(&id).ok_or_else(|| {
                 Fault::Store(StoreError::Corrupt("job id is not 16 bytes".into()))
             })?,
@@ -47,25 +47,17 @@ pub(crate) fn rescue_expired(
     drop(rows);
     let mut changed = Vec::with_capacity(stuck.len());
     for s in stuck {
-        // A vanished worker's job goes back at once (the attempt still counts); an attempt
-        // that overran its timeout is a failure and backs off.
-        let (retry_in, outcome, message) = if s.lease_expired {
-            (
-                Some(std::time::Duration::ZERO),
-                AttemptOutcome::LeaseExpired,
-                "lease expired: the worker stopped heartbeating".to_string(),
-            )
+        let why = if s.lease_expired {
+            Stuck::LeaseExpired
         } else {
-            (
-                None,
-                AttemptOutcome::TimedOut,
-                format!("timed out after {} ms", s.timeout_ms.unwrap_or_default()),
-            )
+            Stuck::TimedOut {
+                timeout_ms: s.timeout_ms.unwrap_or_default(),
+            }
         };
-        let retry =
-            AfterFailure::decide(s.attempt, s.max_attempts, retry_in, false, &p.retry_policy);
-        let job = fail_running(conn, now, s.id, s.attempt, retry, outcome, &message)?;
-        changed.push(job);
+        let r = Rescue::decide(why, s.attempt, s.max_attempts, &p.retry_policy);
+        changed.push(fail_running(
+            conn, now, s.id, s.attempt, r.after, r.outcome, &r.message,
+        )?);
     }
     Ok(changed)
 }

@@ -32,6 +32,7 @@ pub(crate) fn list(
                 paused: row.get(1)?,
                 counts: StateCounts::default(),
                 oldest_available_age_ms: None,
+                waiting_claims: 0,
             },
         );
     }
@@ -103,9 +104,8 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<String>) {
 /// Makes selected dead jobs available again.
 pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) -> QResult<u64> {
     let (queue, ids) = selection_args(sel);
-    let revive = REVIVE.replace("?1", ":now");
     let n = conn
-        .prepare_cached(&format!("UPDATE jobs SET {revive} WHERE {DEAD_SELECTION}"))?
+        .prepare_cached(&format!("UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION}"))?
         .execute(named_params! {":now": now, ":queue": queue, ":ids": ids})?;
     Ok(n as u64)
 }

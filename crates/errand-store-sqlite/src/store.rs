@@ -8,8 +8,9 @@ use errand_core::time::system_now;
 use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams, Store, StoreError,
+    JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
+    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams,
+    Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -129,6 +130,12 @@ impl Store for SqliteStore {
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
         self.writer
             .write(move |conn| job_write::claim(conn, system_now(), &params))
+            .await
+    }
+
+    async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError> {
+        self.writer
+            .write(move |conn| job_write::release_many(conn, system_now(), &params))
             .await
     }
 

@@ -66,6 +66,15 @@ pub struct ClaimedJob {
     pub lease_token: LeaseToken,
 }
 
+/// Input of [`Store::job_release_many`](crate::Store::job_release_many): claims to undo
+/// because nobody is left to hear of them.
+#[derive(Debug, Clone, Default)]
+pub struct JobReleaseManyParams {
+    /// Each job with the token it was claimed under; a job that token no longer holds is
+    /// left alone.
+    pub leases: Vec<(JobId, LeaseToken)>,
+}
+
 /// Input of [`Store::job_heartbeat`](crate::Store::job_heartbeat).
 #[derive(Debug, Clone)]
 pub struct JobHeartbeatParams {

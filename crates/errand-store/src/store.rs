@@ -10,8 +10,9 @@ use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, Queu
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobPruneParams, JobRescueParams, JobSettleManyParams,
-    NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams, StoreError,
+    JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
+    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams,
+    StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -44,11 +45,20 @@ pub trait Store: Send + Sync + 'static {
     /// counting an attempt for each. A paused queue yields nothing.
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError>;
 
+    /// Undoes claims whose caller went away before it heard the answer (a long-poll claim
+    /// whose client disconnected): each job its token still holds becomes available again as
+    /// if that claim never happened, so the attempt is not counted and its attempt row is
+    /// removed. Returns the jobs released.
+    async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError>;
+
     /// Extends a lease and records progress and checkpoint. Errors: `NotFound`, `LeaseLost`.
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError>;
 
     /// Completes and fails many jobs in one transaction. Each settlement is fenced on its own
-    /// lease token; the inner results say, in input order, which took effect.
+    /// lease token; the inner results say, in input order, which took effect. A settlement
+    /// repeated by the token whose attempt it already ended the same way (complete after
+    /// complete, fail after fail: the first answer was lost) answers the job as it is now and
+    /// changes nothing; any other stale token is `LeaseLost`.
     async fn job_settle_many(
         &self,
         params: JobSettleManyParams,

@@ -12,6 +12,9 @@ use errand_core::{JobState, Progress};
 use serde_json::json;
 
 use common::server;
+use errand_client::Client;
+use errand_testkit::eventually;
+use tokio::time::Instant;
 
 fn claim(max: u32, wait_ms: u64, lease_ms: u64) -> ClaimRequest {
     ClaimRequest {
@@ -23,15 +26,62 @@ fn claim(max: u32, wait_ms: u64, lease_ms: u64) -> ClaimRequest {
     }
 }
 
+/// Far below the server's 1 s claim recheck: a claim answered within this was woken, not
+/// found by the recheck.
+const WAKE_LATENCY: Duration = Duration::from_millis(300);
+
+/// Makes `queue` known to the server (a queue exists once a job names it) and leaves it
+/// empty.
+async fn known_empty_queue(client: &Client, queue: &str) {
+    client
+        .enqueue(&EnqueueRequest {
+            queue: Some(queue.into()),
+            ..EnqueueRequest::new("warm-up")
+        })
+        .await
+        .expect("enqueue");
+    let c = client
+        .claim(queue, &claim(1, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    client
+        .complete(
+            c.id,
+            &CompleteRequest {
+                lease_token: c.lease_token,
+                result: None,
+            },
+        )
+        .await
+        .expect("complete");
+}
+
+/// Waits until the server reports `n` claims parked on `queue`.
+async fn parked(client: &Client, queue: &str, n: u32) {
+    eventually(
+        &format!("{n} claims parked on {queue}"),
+        Duration::from_secs(10),
+        || async {
+            let q = client.queue(queue).await.expect("queue");
+            (q.waiting_claims == n).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn waiting_claim_wakes_on_enqueue() {
     let s = server().await;
     let client = s.client().expect("client");
+    known_empty_queue(&client, "wake").await;
     let waiting = {
         let client = client.clone();
         tokio::spawn(async move { client.claim("wake", &claim(1, 20_000, 30_000)).await })
     };
-    // The claim is already waiting or about to; either way it must get the job quickly.
+    parked(&client, "wake", 1).await;
+    let enqueued = Instant::now();
     client
         .enqueue(&EnqueueRequest {
             queue: Some("wake".into()),
@@ -44,7 +94,48 @@ async fn waiting_claim_wakes_on_enqueue() {
         .expect("claim returned long before its 20 s wait")
         .expect("join")
         .expect("claim");
+    let latency = enqueued.elapsed();
     assert_eq!(got.jobs.len(), 1);
+    assert!(
+        latency < WAKE_LATENCY,
+        "the enqueue woke the parked claim after {latency:?}"
+    );
+}
+
+#[tokio::test]
+async fn long_poll_disconnected_while_parked_takes_nothing() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    known_empty_queue(&client, "gone").await;
+    let gone = {
+        let client = client.clone();
+        tokio::spawn(async move { client.claim("gone", &claim(1, 20_000, 60_000)).await })
+    };
+    parked(&client, "gone", 1).await;
+    // Dropping the request closes its connection: the client is gone, and the server lets
+    // go of its claim.
+    gone.abort();
+    let _ = gone.await;
+    parked(&client, "gone", 0).await;
+    let job = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("gone".into()),
+            ..EnqueueRequest::new("k")
+        })
+        .await
+        .expect("enqueue");
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.claim("gone", &claim(1, 5_000, 60_000)),
+    )
+    .await
+    .expect("the next worker is answered promptly")
+    .expect("claim");
+    assert_eq!(next.jobs.len(), 1, "the job was not leased to nobody");
+    assert_eq!(next.jobs[0].id, job.id);
+    assert_eq!(next.jobs[0].attempt, 1, "the gone claim cost no attempt");
+    let attempts = client.attempts(job.id).await.expect("attempts").attempts;
+    assert_eq!(attempts.len(), 1);
 }
 
 #[tokio::test]
@@ -111,6 +202,62 @@ async fn expired_lease_fences_the_old_worker_over_http() {
     assert_eq!(done.state, JobState::Succeeded);
     let attempts = client.attempts(job.id).await.expect("attempts").attempts;
     assert_eq!(attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn settles_repeated_after_a_lost_answer_succeed() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    for _ in 0..2 {
+        client
+            .enqueue(&EnqueueRequest::new("k"))
+            .await
+            .expect("enqueue");
+    }
+    let got = client
+        .claim("default", &claim(2, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs;
+    let complete = CompleteRequest {
+        lease_token: got[0].lease_token,
+        result: Some(json!({"sent": true})),
+    };
+    let first = client
+        .complete(got[0].id, &complete)
+        .await
+        .expect("complete");
+    let again = client
+        .complete(got[0].id, &complete)
+        .await
+        .expect("the same complete by the same token is a success");
+    assert_eq!(again, first);
+    let fail = FailRequest {
+        lease_token: got[1].lease_token,
+        error: Some("smtp 451".into()),
+        retry_in_ms: Some(60_000),
+        dead: false,
+    };
+    let failed = client.fail(got[1].id, &fail).await.expect("fail");
+    assert_eq!(failed.state, JobState::Scheduled);
+    let again = client
+        .fail(got[1].id, &fail)
+        .await
+        .expect("the same fail by the same token is a success");
+    assert_eq!(again, failed);
+    let crossed = client
+        .complete(
+            got[1].id,
+            &CompleteRequest {
+                lease_token: got[1].lease_token,
+                result: None,
+            },
+        )
+        .await
+        .expect_err("a complete after that token failed the attempt");
+    assert_eq!(crossed.code(), Some("lease_lost"));
+    let attempts = client.attempts(got[1].id).await.expect("attempts").attempts;
+    assert_eq!(attempts.len(), 1);
 }
 
 #[tokio::test]
@@ -306,13 +453,20 @@ async fn paused_queue_hands_out_nothing_until_resumed() {
         let client = client.clone();
         tokio::spawn(async move { client.claim("p", &claim(1, 20_000, 30_000)).await })
     };
+    parked(&client, "p", 1).await;
+    let resumed = Instant::now();
     client.set_paused("p", false).await.expect("resume");
     let got = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("resume wakes the waiting claim")
         .expect("join")
         .expect("claim");
+    let latency = resumed.elapsed();
     assert_eq!(got.jobs.len(), 1);
+    assert!(
+        latency < WAKE_LATENCY,
+        "the resume woke the parked claim after {latency:?}"
+    );
     let unknown = client
         .set_paused("never-used", true)
         .await

@@ -13,20 +13,12 @@ use errand_core::{JobId, NodeStatus};
 use errand_testkit::{eventually, PgSchema, ServerProcess};
 use tokio::sync::Mutex;
 
-use common::bin;
+use common::pg_node;
 
 async fn nodes(schema: &PgSchema, n: usize) -> Vec<(ServerProcess, tempfile::TempDir)> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = ServerProcess::start_in(
-            &bin(),
-            dir.path(),
-            &["--store", &schema.url, "--pg-schema", &schema.name],
-        )
-        .await
-        .expect("start node");
-        out.push((server, dir));
+        out.push(pg_node(schema).await);
     }
     out
 }
@@ -50,29 +42,52 @@ async fn enqueue_many(client: &Client, queue: &str, n: usize) -> Vec<JobId> {
         .collect()
 }
 
+/// How a worker treats what it is handed.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// No lease can expire honestly (they outlast the test): every job arrives on its first
+    /// attempt and every settle succeeds. A job handed to two workers fails this.
+    FirstDelivery,
+    /// Leases expire (a node dies with its jobs): later attempts arrive, and a settle may
+    /// find its lease lost.
+    Redeliveries,
+}
+
 /// Claims and completes jobs until `done` holds `total` ids; records every completion.
-async fn work(client: Client, queue: &'static str, done: Arc<Mutex<Vec<JobId>>>, total: usize) {
+async fn work(
+    client: Client,
+    queue: &'static str,
+    done: Arc<Mutex<Vec<JobId>>>,
+    total: usize,
+    expect: Expect,
+) {
     let claim = ClaimRequest {
         worker: Some("w".into()),
         max: Some(100),
         wait_ms: Some(500),
-        lease_ms: Some(30_000),
+        lease_ms: Some(300_000),
         kinds: vec![],
     };
     while done.lock().await.len() < total {
-        let Ok(got) = client.claim(queue, &claim).await else {
-            return;
-        };
+        let got = client.claim(queue, &claim).await.expect("claim");
         if got.jobs.is_empty() {
             continue;
         }
-        let Ok(out) = client.settle(&SettleRequest::complete_all(&got.jobs)).await else {
-            return;
-        };
+        if expect == Expect::FirstDelivery {
+            for job in &got.jobs {
+                assert_eq!(job.attempt, 1, "job {} was handed out again", job.id);
+            }
+        }
+        let out = client
+            .settle(&SettleRequest::complete_all(&got.jobs))
+            .await
+            .expect("settle");
         let mut done = done.lock().await;
         for (job, r) in got.jobs.iter().zip(&out.results) {
-            if r.error.is_none() {
-                done.push(job.id);
+            match &r.error {
+                None => done.push(job.id),
+                Some(e) if expect == Expect::Redeliveries && e.code == "lease_lost" => {}
+                Some(e) => panic!("settling job {} failed: {e:?}", job.id),
             }
         }
     }
@@ -101,6 +116,7 @@ async fn three_nodes_complete_every_job_exactly_once() {
             "shared",
             done.clone(),
             20_000,
+            Expect::FirstDelivery,
         )));
     }
     for w in workers {
@@ -123,6 +139,28 @@ async fn three_nodes_complete_every_job_exactly_once() {
     );
     let q = clients[1].queue("shared").await.expect("queue");
     assert_eq!(q.counts.succeeded, 20_000);
+    let mut cursor = None;
+    let mut checked = 0;
+    loop {
+        let page = clients[0]
+            .jobs(&errand_api::JobListQuery {
+                queue: Some("shared".into()),
+                limit: Some(1000),
+                cursor: cursor.take(),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        for job in &page.jobs {
+            assert_eq!(job.attempt, 1, "job {} ran more than once", job.id);
+        }
+        checked += page.jobs.len();
+        match page.next_cursor {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(checked, 20_000);
     let listed = clients[2].nodes().await.expect("nodes");
     let alive = listed
         .nodes
@@ -166,7 +204,15 @@ async fn killing_one_of_three_nodes_loses_no_job() {
     let killed_at = Instant::now();
     let done = Arc::new(Mutex::new(Vec::new()));
     let survivors: Vec<_> = (0..4)
-        .map(|i| tokio::spawn(work(clients[i % 2].clone(), "rescue", done.clone(), 1000)))
+        .map(|i| {
+            tokio::spawn(work(
+                clients[i % 2].clone(),
+                "rescue",
+                done.clone(),
+                1000,
+                Expect::Redeliveries,
+            ))
+        })
         .collect();
     for w in survivors {
         tokio::time::timeout(Duration::from_secs(60), w)

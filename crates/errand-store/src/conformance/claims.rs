@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use errand_core::job::RunAt;
-use errand_core::{JobId, JobKind, JobState};
+use errand_core::{JobId, JobKind, JobState, LeaseToken};
 
 use super::support::*;
-use crate::{JobClaimParams, SharedStore};
+use crate::{JobClaimParams, JobReleaseManyParams, SharedStore};
 
 /// Higher priority runs first; within a priority, the oldest first.
 pub(crate) async fn claim_takes_highest_priority_then_oldest(store: SharedStore) {
@@ -91,4 +91,54 @@ pub(crate) async fn claim_waits_for_run_at(store: SharedStore) {
     let got = claim(&store, "q", 10).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].job.id, past.id);
+}
+
+/// A claim whose caller went away is undone: the jobs are ready again, the attempt is not
+/// counted and leaves no record; a token that no longer holds its job releases nothing.
+pub(crate) async fn release_undoes_a_claim_nobody_heard(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k"), new_job("q", "k")]).await;
+    let first = claim(&store, "q", 1).await.remove(0);
+    settle(&store, fail(&first, Some(Duration::ZERO), false))
+        .await
+        .expect("fail");
+    let claimed = claim(&store, "q", 2).await;
+    assert_eq!(claimed.len(), 2);
+    let forged = (claimed[0].job.id, LeaseToken::new());
+    let leases: Vec<_> = claimed.iter().map(|c| (c.job.id, c.lease_token)).collect();
+    let none = store
+        .job_release_many(JobReleaseManyParams {
+            leases: vec![forged],
+        })
+        .await
+        .expect("release");
+    assert!(none.is_empty(), "a forged token releases nothing");
+    let released = store
+        .job_release_many(JobReleaseManyParams {
+            leases: leases.clone(),
+        })
+        .await
+        .expect("release");
+    assert_eq!(released.len(), 2);
+    for job in &released {
+        assert_eq!(job.state, JobState::Available);
+        assert_eq!(job.lease_expires_at, None);
+        let attempts = store.job_attempt_list(job.id).await.expect("attempts");
+        assert_eq!(
+            attempts.len() as u32,
+            job.attempt,
+            "no record of the undone attempt"
+        );
+        assert_eq!(job.started_at, attempts.last().map(|a| a.started_at));
+    }
+    let retried = store.job_get(first.job.id).await.expect("get");
+    assert_eq!(retried.attempt, 1, "the failed attempt still counts");
+    assert!(store
+        .job_release_many(JobReleaseManyParams { leases })
+        .await
+        .expect("release")
+        .is_empty());
+    let again = claim(&store, "q", 2).await;
+    let mut attempts: Vec<u32> = again.iter().map(|c| c.job.attempt).collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, vec![1, 2]);
 }

@@ -123,12 +123,7 @@ pub(crate) async fn get_unknown_job_is_not_found(store: SharedStore) {
 
 /// Each attempt is kept with its worker and outcome.
 pub(crate) async fn attempts_are_recorded(store: SharedStore) {
-    insert(&store, vec![new_job("q", "k")]).await;
-    let c = claim(&store, "q", 1).await.remove(0);
-    settle(&store, fail(&c, Some(Duration::ZERO), false))
-        .await
-        .expect("fail");
-    let c2 = claim(&store, "q", 1).await.remove(0);
+    let (c, c2) = second_attempt(&store, "q").await;
     settle(&store, complete(&c2)).await.expect("complete");
     let a = store.job_attempt_list(c.job.id).await.expect("attempts");
     assert_eq!(a.len(), 2);

@@ -19,6 +19,7 @@ use std::any::Any;
 use crate::SharedStore;
 
 mod claims;
+mod concurrency;
 mod jobs;
 mod nodes;
 mod queues;
@@ -29,7 +30,9 @@ mod schedules;
 mod settle;
 mod support;
 
-use self::{claims::*, jobs::*, nodes::*, queues::*, rescue::*, restore::*, retention::*};
+use self::{
+    claims::*, concurrency::*, jobs::*, nodes::*, queues::*, rescue::*, restore::*, retention::*,
+};
 use self::{schedules::*, settle::*};
 
 /// A fresh store for one case, and whatever keeps it alive (a temp dir, a schema).
@@ -63,8 +66,17 @@ macro_rules! conformance_suite {
             claim_skips_paused_queue,
             claim_filters_by_kind,
             claim_waits_for_run_at,
+            release_undoes_a_claim_nobody_heard,
             complete_with_stale_token_is_rejected,
             complete_after_lease_expiry_is_rejected,
+            complete_repeated_by_its_token_answers_the_job,
+            fail_repeated_by_its_token_answers_the_job,
+            fail_after_rescue_is_not_a_repeat,
+            heartbeat_after_lease_expiry_is_rejected,
+            checkpoint_after_lease_expiry_is_rejected,
+            fail_after_lease_expiry_is_rejected,
+            concurrent_claimers_never_share_a_job,
+            concurrent_enqueues_with_one_key_make_one_job,
             fail_retries_with_backoff_then_goes_dead,
             fail_with_dead_flag_is_final,
             fail_with_zero_retry_is_claimable_again,

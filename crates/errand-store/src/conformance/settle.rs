@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use errand_core::{JobState, LeaseToken, Progress};
+use errand_core::{AttemptOutcome, JobState, LeaseToken, Progress};
 use serde_json::json;
 
 use super::support::*;
@@ -34,9 +34,136 @@ pub(crate) async fn complete_with_stale_token_is_rejected(store: SharedStore) {
     assert_eq!(done.state, JobState::Succeeded);
     assert_eq!(done.result, Some(json!({"ok": true})));
     assert!(matches!(
+        settle(&store, complete(&forged)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+}
+
+/// A `complete` repeated by the token that completed the job (its first answer was lost) is
+/// answered with the job and changes nothing; a `fail` by that token is still refused.
+pub(crate) async fn complete_repeated_by_its_token_answers_the_job(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    let done = settle(&store, complete(&c)).await.expect("complete");
+    let again = settle(&store, complete(&c))
+        .await
+        .expect("the same settlement by the same token is a success");
+    assert_eq!(again, done, "the repeat changes nothing");
+    assert!(matches!(
+        settle(&store, fail(&c, None, true)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let attempts = store.job_attempt_list(c.job.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Succeeded);
+}
+
+/// A `fail` repeated by the token whose attempt it failed is answered with the job as it is
+/// now, even after the job moved on to another attempt; that attempt is left alone.
+pub(crate) async fn fail_repeated_by_its_token_answers_the_job(store: SharedStore) {
+    let (c, c2) = second_attempt(&store, "q").await;
+    assert_eq!(c2.job.attempt, 2);
+    let again = settle(&store, fail(&c, Some(Duration::ZERO), false))
+        .await
+        .expect("the same settlement by the same token is a success");
+    assert_eq!(again.state, JobState::Running);
+    assert_eq!(again.attempt, 2);
+    assert_eq!(again.lease_expires_at, c2.job.lease_expires_at);
+    assert!(matches!(
         settle(&store, complete(&c)).await,
         Err(StoreError::LeaseLost { .. })
     ));
+    let attempts = store.job_attempt_list(c.job.id).await.expect("attempts");
+    let outcomes: Vec<_> = attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![AttemptOutcome::Failed, AttemptOutcome::Running]
+    );
+    settle(&store, complete(&c2))
+        .await
+        .expect("the second attempt's token still holds the job");
+}
+
+/// A token whose attempt the rescuer ended is stale, not a repeat: its `fail` is refused.
+pub(crate) async fn fail_after_rescue_is_not_a_repeat(store: SharedStore) {
+    insert(&store, vec![new_job("q", "k")]).await;
+    let c = claim_with(&store, "q", 1, Duration::from_millis(150))
+        .await
+        .remove(0);
+    wait_past(c.job.lease_expires_at.expect("lease")).await;
+    rescue_until(&store, c.job.id).await;
+    assert!(matches!(
+        settle(&store, fail(&c, None, false)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let job = store.job_get(c.job.id).await.expect("get");
+    assert_eq!(job.state, JobState::Available);
+}
+
+/// Claims one job on a 150 ms lease and waits until that lease has expired; no rescue ran.
+async fn claim_and_outlive_the_lease(store: &SharedStore) -> ClaimedJob {
+    insert(store, vec![new_job("q", "k")]).await;
+    let c = claim_with(store, "q", 1, Duration::from_millis(150))
+        .await
+        .remove(0);
+    wait_past(c.job.lease_expires_at.expect("lease")).await;
+    c
+}
+
+/// After the fenced write: the job is exactly as the claim left it, and still the rescuer's.
+async fn assert_untouched_then_rescued(store: &SharedStore, c: &ClaimedJob) {
+    let job = store.job_get(c.job.id).await.expect("get");
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.lease_expires_at, c.job.lease_expires_at);
+    assert_eq!((job.progress, job.checkpoint), (None, None));
+    assert_eq!(job.error, None);
+    let rescued = rescue_until(store, c.job.id).await;
+    assert_eq!(rescued.state, JobState::Available);
+}
+
+fn heartbeat(c: &ClaimedJob, checkpoint: Option<serde_json::Value>) -> JobHeartbeatParams {
+    JobHeartbeatParams {
+        id: c.job.id,
+        lease_token: c.lease_token,
+        lease: Some(Duration::from_secs(60)),
+        progress: Some(Progress {
+            percent: Some(10.0),
+            message: None,
+        }),
+        checkpoint,
+    }
+}
+
+/// A heartbeat after the lease expired, before any rescue, cannot revive the lease.
+pub(crate) async fn heartbeat_after_lease_expiry_is_rejected(store: SharedStore) {
+    let c = claim_and_outlive_the_lease(&store).await;
+    assert!(matches!(
+        store.job_heartbeat(heartbeat(&c, None)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_untouched_then_rescued(&store, &c).await;
+}
+
+/// A checkpoint sent after the lease expired, before any rescue, is not saved.
+pub(crate) async fn checkpoint_after_lease_expiry_is_rejected(store: SharedStore) {
+    let c = claim_and_outlive_the_lease(&store).await;
+    assert!(matches!(
+        store
+            .job_heartbeat(heartbeat(&c, Some(json!({"offset": 9}))))
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_untouched_then_rescued(&store, &c).await;
+}
+
+/// A `fail` after the lease expired, before any rescue, neither fails nor retries the job.
+pub(crate) async fn fail_after_lease_expiry_is_rejected(store: SharedStore) {
+    let c = claim_and_outlive_the_lease(&store).await;
+    assert!(matches!(
+        settle(&store, fail(&c, Some(Duration::ZERO), false)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_untouched_then_rescued(&store, &c).await;
 }
 
 /// A worker whose lease expired cannot complete, even before any rescue ran, nor after the

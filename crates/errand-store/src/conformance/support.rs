@@ -140,3 +140,15 @@ pub(super) async fn rescue_until(store: &SharedStore, id: JobId) -> errand_core:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One job in `q` whose first attempt failed (retry at once) and whose second is claimed:
+/// the first claim and the second.
+pub(super) async fn second_attempt(store: &SharedStore, q: &str) -> (ClaimedJob, ClaimedJob) {
+    insert(store, vec![new_job(q, "k")]).await;
+    let first = claim(store, q, 1).await.remove(0);
+    settle(store, fail(&first, Some(Duration::ZERO), false))
+        .await
+        .expect("fail");
+    let second = claim(store, q, 1).await.remove(0);
+    (first, second)
+}

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use errand_testkit::ServerProcess;
+use errand_testkit::{PgSchema, ServerProcess};
 use serde_json::Value;
 
 /// The `errand` binary cargo built for these tests.
@@ -59,4 +59,17 @@ impl Raw {
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send("GET", path, None).await
     }
+}
+
+/// A node on the test's PostgreSQL schema, with its own data directory.
+pub async fn pg_node(schema: &PgSchema) -> (ServerProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start_in(
+        &bin(),
+        dir.path(),
+        &["--store", &schema.url, "--pg-schema", &schema.name],
+    )
+    .await
+    .expect("start node");
+    (server, dir)
 }

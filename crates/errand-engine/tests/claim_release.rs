@@ -1,0 +1,87 @@
+//! A claim whose caller goes away gives its jobs back, on a real SQLite store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::job::RunAt;
+use errand_core::{Job, JobId, JobKind, JobState, NewJob, QueueName};
+use errand_engine::{ClaimRequest, Engine, EngineConfig};
+use errand_store_sqlite::{SqliteOptions, SqliteStore};
+use errand_testkit::eventually;
+use futures_util::poll;
+
+fn queue() -> QueueName {
+    QueueName::parse("q").expect("queue name")
+}
+
+fn job() -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        kind: JobKind::parse("k").expect("kind"),
+        queue: queue(),
+        payload: serde_json::json!({}),
+        priority: 0,
+        run_at: RunAt::Now,
+        max_attempts: 3,
+        timeout: None,
+        tags: vec![],
+        idempotency_key: None,
+        slot: None,
+    }
+}
+
+fn claim(wait: Duration) -> ClaimRequest {
+    ClaimRequest {
+        queue: queue(),
+        worker: "w".into(),
+        max: 1,
+        lease: Duration::from_secs(60),
+        kinds: vec![],
+        wait,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_dropped_while_the_store_works_gives_the_job_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("open");
+    let engine = Engine::new(Arc::new(store), EngineConfig::default());
+    let id = engine.enqueue_many(vec![job()]).await.expect("enqueue")[0]
+        .job
+        .id;
+
+    // The first poll hands the claim to the store; once the store has leased the job, the
+    // caller goes away without hearing the answer, as a disconnected long-poll does.
+    let mut gone = Box::pin(engine.claim(claim(Duration::ZERO)));
+    assert!(
+        poll!(&mut gone).is_pending(),
+        "the store claim is under way"
+    );
+    until(&engine, id, "the store leased the job", |j| {
+        j.state == JobState::Running
+    })
+    .await;
+    drop(gone);
+
+    let back = until(&engine, id, "the job is given back", |j| {
+        j.state == JobState::Available
+    })
+    .await;
+    assert_eq!(back.attempt, 0, "the unheard claim is not counted");
+    assert!(engine.attempts(id).await.expect("attempts").is_empty());
+    let next = engine
+        .claim(claim(Duration::from_secs(5)))
+        .await
+        .expect("claim");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].job.attempt, 1);
+}
+
+/// Reads the job until `ready` holds, for at most 5 s.
+async fn until(engine: &Engine, id: JobId, what: &str, ready: impl Fn(&Job) -> bool) -> Job {
+    eventually(what, Duration::from_secs(5), || async {
+        let job = engine.job(id, Duration::ZERO).await.expect("get");
+        ready(&job).then_some(job)
+    })
+    .await
+}
