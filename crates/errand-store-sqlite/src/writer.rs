@@ -10,7 +10,8 @@
 //!   `RELEASE` commits it, while the group's callers hear an error. So the writer checks
 //!   [`Connection::is_autocommit`] after every operation: once the group transaction is
 //!   gone, no further operation of the group runs and every caller of the group is told
-//!   `Unavailable`; nothing of the group stays.
+//!   `Unavailable`; nothing of the group stays. The same holds when a savepoint cannot be
+//!   ended: the group is rolled back rather than committed with a failed write inside.
 //! - An operation that panics is caught, rolled back to its savepoint and answered with
 //!   `Internal`; the writer thread and the rest of the group carry on.
 
@@ -110,40 +111,50 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
         return;
     }
     let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
+    // Set once the group can no longer be committed as its callers will be told.
+    let mut broken: Option<String> = None;
     let mut ops = group.drain(..);
     for op in ops.by_ref() {
         if let Err(e) = run_cached(conn, "SAVEPOINT op") {
+            // Nothing of this op ran; dropping it answers its caller `Unavailable`.
             tracing::error!(error = %db_error(e), "SQLite writer could not open a savepoint");
         } else {
             let (ok, finish) = op(conn);
+            finishers.push(finish);
             let end = if ok {
                 run_cached(conn, "RELEASE op")
             } else {
                 run_cached(conn, "ROLLBACK TO op").and_then(|_| run_cached(conn, "RELEASE op"))
             };
             if let Err(e) = end {
-                tracing::error!(error = %e, "SQLite writer could not end a savepoint");
+                // A failed write whose savepoint did not roll back would be committed with
+                // the group while its caller hears an error: give the whole group up.
+                broken = Some(format!("a savepoint could not be ended: {e}"));
             }
-            finishers.push(finish);
         }
         if conn.is_autocommit() {
+            broken = Some("SQLite rolled back the transaction by itself".into());
+        }
+        if broken.is_some() {
             break;
         }
     }
-    let commit = if conn.is_autocommit() {
-        // SQLite rolled the group back by itself. The ops not yet run are dropped (their
-        // callers hear `Unavailable`); those that ran are answered with the same.
-        let rest = ops.count();
+    let commit = if let Some(why) = broken {
+        // The ops not yet run are dropped (their callers hear `Unavailable`); those that
+        // ran are rolled back and answered with the same.
+        let dropped = ops.count();
         tracing::error!(
             ran = finishers.len(),
-            dropped = rest,
-            "SQLite rolled back the group transaction; the whole group fails"
+            dropped,
+            reason = %why,
+            "SQLite writer gives up the group; nothing of it is kept"
         );
-        Err(StoreError::Unavailable(
-            "the store rolled back the transaction (disk full or I/O error); nothing was \
-             written"
-                .into(),
-        ))
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Err(StoreError::Unavailable(format!(
+            "the write was rolled back with its group: {why}"
+        )))
     } else {
         drop(ops);
         let commit = run_cached(conn, "COMMIT").map_err(db_error);
@@ -279,6 +290,42 @@ mod tests {
             .expect("join")
             .expect("the writer works on after the failed group");
         assert_eq!(rows(&writer).await, vec!["later".to_string()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_whose_savepoint_cannot_be_rolled_back_fails_its_group() {
+        let (_dir, writer) = writer_on_temp_file();
+        let (release, holder) = hold_writer(&writer).await;
+        let before = insert(&writer, "before");
+        wait_queued(&writer, 1).await;
+        let w = writer.clone();
+        let failing = tokio::spawn(async move {
+            w.write(|conn| {
+                conn.execute("INSERT INTO t (v) VALUES ('failing')", [])?;
+                // Leaves the writer's `ROLLBACK TO op` nothing to roll back to, while the
+                // group transaction lives on: the insert would be committed with it.
+                conn.execute_batch("RELEASE op")?;
+                Err(StoreError::Invalid("refused".into()).into())
+            })
+            .await
+        });
+        wait_queued(&writer, 2).await;
+        let after = insert(&writer, "after");
+        wait_queued(&writer, 3).await;
+        drop(release);
+        holder.await.expect("join");
+        for (name, t) in [("before", before), ("failing", failing), ("after", after)] {
+            let outcome = t.await.expect("join");
+            assert!(
+                matches!(outcome, Err(StoreError::Unavailable(_))),
+                "the `{name}` write of the failed group was answered {outcome:?}"
+            );
+        }
+        assert_eq!(
+            rows(&writer).await,
+            Vec::<String>::new(),
+            "a write of a failed group was kept"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
