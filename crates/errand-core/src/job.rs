@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{JobId, JobKind, JobState, QueueName};
+use crate::{JobId, JobKind, JobState, QueueName, ValidationError};
 
 /// When a new job may first run. Resolved on the store's clock, not the caller's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,16 +170,26 @@ impl AttemptOutcome {
         }
     }
 
-    /// Reads a stored name; unknown names read as `failed`.
-    pub fn from_stored(s: &str) -> Self {
-        match s {
+    /// Reads a stored name.
+    ///
+    /// # Errors
+    /// A name no version of errand writes: the record is corrupt (or was written by a newer
+    /// errand), and reading it as some outcome would misreport what happened.
+    pub fn from_stored(s: &str) -> Result<Self, ValidationError> {
+        Ok(match s {
             "running" => AttemptOutcome::Running,
             "succeeded" => AttemptOutcome::Succeeded,
+            "failed" => AttemptOutcome::Failed,
             "lease_expired" => AttemptOutcome::LeaseExpired,
             "timed_out" => AttemptOutcome::TimedOut,
             "cancelled" => AttemptOutcome::Cancelled,
-            _ => AttemptOutcome::Failed,
-        }
+            other => {
+                return Err(ValidationError::new(
+                    "outcome",
+                    format!("`{other}` is not an attempt outcome"),
+                ))
+            }
+        })
     }
 }
 
@@ -243,5 +253,30 @@ impl Job {
             started_at: None,
             finished_at: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AttemptOutcome;
+
+    #[test]
+    fn every_outcome_reads_back_as_itself() {
+        for o in [
+            AttemptOutcome::Running,
+            AttemptOutcome::Succeeded,
+            AttemptOutcome::Failed,
+            AttemptOutcome::LeaseExpired,
+            AttemptOutcome::TimedOut,
+            AttemptOutcome::Cancelled,
+        ] {
+            assert_eq!(AttemptOutcome::from_stored(o.as_str()), Ok(o));
+        }
+    }
+
+    #[test]
+    fn an_unknown_stored_outcome_is_an_error_not_failed() {
+        assert!(AttemptOutcome::from_stored("exploded").is_err());
+        assert!(AttemptOutcome::from_stored("").is_err());
     }
 }

@@ -87,6 +87,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %message, "corrupt record");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
+            StoreError::Internal(_) => {
+                tracing::error!(error = %message, "store bug");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
         }
     }
 }

@@ -62,6 +62,25 @@ pub(crate) fn db_error(e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// Reading a column of a row the store selected. A column that does not decode into the
+/// type the code expects is a bug in errand's SQL or a corrupt record, never a reason to
+/// retry: it is `Corrupt`, as on SQLite, not the `Unavailable` a driver error would map to.
+pub(crate) trait RowExt {
+    /// The value of column `idx`.
+    fn column<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, idx: usize) -> QResult<T>;
+}
+
+impl RowExt for tokio_postgres::Row {
+    fn column<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, idx: usize) -> QResult<T> {
+        self.try_get(idx).map_err(decode_error)
+    }
+}
+
+/// A row that could not be read back: one classification on both stores.
+fn decode_error(e: tokio_postgres::Error) -> Fault {
+    corrupt(format!("cannot read a stored row: {e}"))
+}
+
 /// Shorthand for corrupt stored data.
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(what.to_string()))

@@ -5,7 +5,7 @@ use errand_core::{Attempt, AttemptOutcome, Job, JobId, JobKind, JobState, Millis
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use crate::fault::{corrupt, QResult};
+use crate::fault::{corrupt, QResult, RowExt};
 
 /// The columns [`job_from_row`] reads, in its order.
 pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
@@ -22,48 +22,48 @@ pub(crate) fn job_columns(alias: &str) -> String {
 }
 
 fn count(row: &Row, idx: usize) -> QResult<u32> {
-    let v: i32 = row.try_get(idx)?;
+    let v: i32 = row.column(idx)?;
     u32::try_from(v).map_err(|_| corrupt(format!("column {idx} is negative")))
 }
 
 fn instant(row: &Row, idx: usize) -> QResult<Option<jiff::Timestamp>> {
-    Ok(row.try_get::<_, Option<Millis>>(idx)?.map(to_timestamp))
+    Ok(row.column::<Option<Millis>>(idx)?.map(to_timestamp))
 }
 
 /// Builds a job from a row selected with [`JOB_COLUMNS`].
 pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
-    let kind: String = row.try_get(1)?;
-    let queue: String = row.try_get(2)?;
-    let state: String = row.try_get(3)?;
-    let tags: Value = row.try_get(10)?;
+    let kind: String = row.column(1)?;
+    let queue: String = row.column(2)?;
+    let state: String = row.column(3)?;
+    let tags: Value = row.column(10)?;
     Ok(Job {
-        id: JobId(row.try_get(0)?),
+        id: JobId(row.column(0)?),
         kind: JobKind::parse(&kind).map_err(corrupt)?,
         queue: QueueName::parse(&queue).map_err(corrupt)?,
         state: state.parse::<JobState>().map_err(corrupt)?,
-        payload: row.try_get(4)?,
-        priority: row.try_get(5)?,
-        run_at: to_timestamp(row.try_get(6)?),
+        payload: row.column(4)?,
+        priority: row.column(5)?,
+        run_at: to_timestamp(row.column(6)?),
         attempt: count(row, 7)?,
         max_attempts: count(row, 8)?,
-        timeout_ms: row.try_get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+        timeout_ms: row.column::<Option<i64>>(9)?.map(|v| v.max(0) as u64),
         tags: serde_json::from_value(tags).map_err(corrupt)?,
-        idempotency_key: row.try_get(11)?,
-        result: row.try_get(12)?,
-        error: row.try_get(13)?,
+        idempotency_key: row.column(11)?,
+        result: row.column(12)?,
+        error: row.column(13)?,
         progress: row
-            .try_get::<_, Option<Value>>(14)?
+            .column::<Option<Value>>(14)?
             .map(serde_json::from_value)
             .transpose()
             .map_err(corrupt)?,
-        checkpoint: row.try_get(15)?,
-        worker: row.try_get(16)?,
+        checkpoint: row.column(15)?,
+        worker: row.column(16)?,
         lease_expires_at: instant(row, 17)?,
-        created_at: to_timestamp(row.try_get(18)?),
-        updated_at: to_timestamp(row.try_get(19)?),
+        created_at: to_timestamp(row.column(18)?),
+        updated_at: to_timestamp(row.column(19)?),
         started_at: instant(row, 20)?,
         finished_at: instant(row, 21)?,
-        schedule: row.try_get(22)?,
+        schedule: row.column(22)?,
         slot: instant(row, 23)?,
     })
 }
@@ -78,14 +78,14 @@ pub(crate) const ATTEMPT_COLUMNS: &str = "attempt, worker, started_at, finished_
 
 /// Builds an attempt from a row selected with [`ATTEMPT_COLUMNS`].
 pub(crate) fn attempt_from_row(row: &Row) -> QResult<Attempt> {
-    let outcome: String = row.try_get(4)?;
+    let outcome: String = row.column(4)?;
     Ok(Attempt {
         attempt: count(row, 0)?,
-        worker: row.try_get(1)?,
-        started_at: to_timestamp(row.try_get(2)?),
+        worker: row.column(1)?,
+        started_at: to_timestamp(row.column(2)?),
         finished_at: instant(row, 3)?,
-        outcome: AttemptOutcome::from_stored(&outcome),
-        error: row.try_get(5)?,
+        outcome: AttemptOutcome::from_stored(&outcome).map_err(corrupt)?,
+        error: row.column(5)?,
     })
 }
 

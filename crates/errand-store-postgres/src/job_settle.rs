@@ -7,7 +7,7 @@ use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, JobState, RetryPolic
 use errand_store::{Settlement, StoreError};
 use serde_json::Value;
 
-use crate::fault::{Fault, QResult};
+use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, JOB_COLUMNS};
 use crate::job_write::fenced;
 
@@ -94,7 +94,7 @@ async fn repeat_or_fenced(
         .prepare_cached("SELECT outcome FROM job_attempts WHERE job_id = $1 AND lease_token = $2")
         .await?;
     let ended: Option<String> = match client.query_opt(&stmt, &[&id.0, &token]).await? {
-        Some(row) => Some(row.try_get(0)?),
+        Some(row) => Some(row.column(0)?),
         None => None,
     };
     if ended.as_deref() != Some(outcome.as_str()) {
@@ -121,8 +121,8 @@ async fn fail_one(
     let Some(row) = client.query_opt(&stmt, &[&id.0, &token]).await? else {
         return repeat_or_fenced(client, id, token, AttemptOutcome::Failed).await;
     };
-    let attempt = u32::try_from(row.try_get::<_, i32>(0)?).unwrap_or(0);
-    let max_attempts = u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(0);
+    let attempt = u32::try_from(row.column::<i32>(0)?).unwrap_or(0);
+    let max_attempts = u32::try_from(row.column::<i32>(1)?).unwrap_or(0);
     let retry = AfterFailure::decide(attempt, max_attempts, retry_in, dead, policy);
     fail_running(client, id, attempt, retry, AttemptOutcome::Failed, error).await
 }

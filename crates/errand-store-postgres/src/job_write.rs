@@ -11,7 +11,7 @@ use errand_store::{
 };
 use serde_json::Value;
 
-use crate::fault::{corrupt, Fault, QResult};
+use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
 
 /// Inserts jobs from parallel arrays, and their queues when new: one statement for a whole
@@ -120,13 +120,13 @@ async fn insert_rows(
         .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        let state: String = row.try_get(1)?;
+        let state: String = row.column(1)?;
         out.insert(
-            row.try_get(0)?,
+            row.column(0)?,
             (
                 state.parse::<JobState>().map_err(corrupt)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
+                row.column(2)?,
+                row.column(3)?,
             ),
         );
     }

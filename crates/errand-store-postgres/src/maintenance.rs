@@ -6,7 +6,7 @@ use errand_core::{Job, JobId, QueueName, Rescue, Stuck};
 use errand_store::{JobPruneParams, JobRescueParams, StoreError};
 use std::collections::BTreeSet;
 
-use crate::fault::{Fault, QResult};
+use crate::fault::{Fault, QResult, RowExt};
 use crate::job_settle::fail_running;
 
 /// Rescues stuck jobs inside the caller's transaction.
@@ -25,11 +25,11 @@ pub(crate) async fn rescue_expired(
     let rows = client.query(&stmt, &[&i64::from(p.limit)]).await?;
     let mut changed = Vec::with_capacity(rows.len());
     for row in rows {
-        let id = JobId(row.try_get(0)?);
-        let attempt = u32::try_from(row.try_get::<_, i32>(1)?).unwrap_or(0);
-        let max_attempts = u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0);
-        let lease_expired: bool = row.try_get(3)?;
-        let timeout_ms: Option<i64> = row.try_get(4)?;
+        let id = JobId(row.column(0)?);
+        let attempt = u32::try_from(row.column::<i32>(1)?).unwrap_or(0);
+        let max_attempts = u32::try_from(row.column::<i32>(2)?).unwrap_or(0);
+        let lease_expired: bool = row.column(3)?;
+        let timeout_ms: Option<i64> = row.column(4)?;
         let why = if lease_expired {
             Stuck::LeaseExpired
         } else {
@@ -58,7 +58,7 @@ pub(crate) async fn schedule_due(
     let rows = client.query(&stmt, &[&i64::from(limit)]).await?;
     let mut queues = BTreeSet::new();
     for row in rows {
-        queues.insert(row.try_get::<_, String>(0)?);
+        queues.insert(row.column::<String>(0)?);
     }
     queues
         .into_iter()
@@ -84,6 +84,6 @@ pub(crate) async fn prune(client: &impl GenericClient, p: &JobPruneParams) -> QR
     let n: i64 = client
         .query_one(&stmt, &[&states, &older, &i64::from(p.limit)])
         .await?
-        .try_get(0)?;
+        .column(0)?;
     Ok(n.max(0) as u64)
 }

@@ -5,7 +5,7 @@ use errand_core::time::to_timestamp;
 use errand_core::{NodeId, NodeInfo, NodeStatus};
 use errand_store::NodeHeartbeatParams;
 
-use crate::fault::QResult;
+use crate::fault::{QResult, RowExt};
 
 /// Registers or refreshes a node.
 pub(crate) async fn heartbeat(client: &impl GenericClient, p: &NodeHeartbeatParams) -> QResult<()> {
@@ -51,13 +51,13 @@ pub(crate) async fn list(
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        let stopped: bool = row.try_get(6)?;
-        let late: bool = row.try_get(7)?;
+        let stopped: bool = row.column(6)?;
+        let late: bool = row.column(7)?;
         out.push(NodeInfo {
-            id: NodeId(row.try_get(0)?),
-            host: row.try_get(1)?,
-            pid: u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0),
-            version: row.try_get(3)?,
+            id: NodeId(row.column(0)?),
+            host: row.column(1)?,
+            pid: u32::try_from(row.column::<i64>(2)?).unwrap_or(0),
+            version: row.column(3)?,
             status: if stopped {
                 NodeStatus::Stopped
             } else if late {
@@ -65,8 +65,8 @@ pub(crate) async fn list(
             } else {
                 NodeStatus::Alive
             },
-            started_at: to_timestamp(row.try_get(4)?),
-            heartbeat_at: to_timestamp(row.try_get(5)?),
+            started_at: to_timestamp(row.column(4)?),
+            heartbeat_at: to_timestamp(row.column(5)?),
         });
     }
     Ok(out)

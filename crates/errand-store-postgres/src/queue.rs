@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use errand_core::{JobState, QueueInfo, QueueName, StateCounts};
 use errand_store::{DeadSelection, StoreError};
 
-use crate::fault::{corrupt, Fault, QResult};
+use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::job_settle::REVIVE;
 
 /// Every queue, or one, with counts per state and the age of its oldest ready job.
@@ -22,12 +22,12 @@ pub(crate) async fn list(
         )
         .await?;
     for row in client.query(&stmt, &[&filter]).await? {
-        let name: String = row.try_get(0)?;
+        let name: String = row.column(0)?;
         queues.insert(
             name.clone(),
             QueueInfo {
                 name: QueueName::parse(&name).map_err(corrupt)?,
-                paused: row.try_get(1)?,
+                paused: row.column(1)?,
                 counts: StateCounts::default(),
                 oldest_available_age_ms: None,
                 waiting_claims: 0,
@@ -40,9 +40,9 @@ pub(crate) async fn list(
         )
         .await?;
     for row in client.query(&stmt, &[&filter]).await? {
-        let name: String = row.try_get(0)?;
-        let state: String = row.try_get(1)?;
-        let n: i64 = row.try_get(2)?;
+        let name: String = row.column(0)?;
+        let state: String = row.column(1)?;
+        let n: i64 = row.column(2)?;
         if let (Some(q), Ok(state)) = (queues.get_mut(&name), state.parse::<JobState>()) {
             q.counts.add(state, n.max(0) as u64);
         }
@@ -55,8 +55,8 @@ pub(crate) async fn list(
         )
         .await?;
     for row in client.query(&stmt, &[&filter]).await? {
-        let name: String = row.try_get(0)?;
-        let age: i64 = row.try_get(1)?;
+        let name: String = row.column(0)?;
+        let age: i64 = row.column(1)?;
         if let Some(q) = queues.get_mut(&name) {
             q.oldest_available_age_ms = Some(age.max(0) as u64);
         }
@@ -113,7 +113,7 @@ pub(crate) async fn dead_requeue(
         .query(&stmt, &[&queue, &ids])
         .await?
         .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)?.max(0) as u64)))
+        .map(|row| Ok((row.column(0)?, row.column::<i64>(1)?.max(0) as u64)))
         .collect()
 }
 
@@ -127,6 +127,6 @@ pub(crate) async fn dead_purge(client: &impl GenericClient, sel: &DeadSelection)
              SELECT COUNT(*) FROM gone"
         ))
         .await?;
-    let n: i64 = client.query_one(&stmt, &[&queue, &ids]).await?.try_get(0)?;
+    let n: i64 = client.query_one(&stmt, &[&queue, &ids]).await?.column(0)?;
     Ok(n.max(0) as u64)
 }

@@ -8,7 +8,7 @@ use errand_store::{ScheduleFireParams, StoreError};
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use crate::fault::{corrupt, Fault, QResult};
+use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::job_write;
 
 const COLUMNS: &str = "s.name, s.spec, s.paused, s.next_fire_at, s.last_fire_at, s.last_job_id, \
@@ -23,24 +23,24 @@ fn not_found(name: &str) -> Fault {
 }
 
 fn from_row(row: &Row) -> QResult<Schedule> {
-    let spec: Value = row.try_get(1)?;
-    let last_state: Option<String> = row.try_get(9)?;
+    let spec: Value = row.column(1)?;
+    let last_state: Option<String> = row.column(9)?;
     let at = |i: usize| -> QResult<Option<jiff::Timestamp>> {
-        Ok(row.try_get::<_, Option<Millis>>(i)?.map(to_timestamp))
+        Ok(row.column::<Option<Millis>>(i)?.map(to_timestamp))
     };
     Ok(Schedule {
         spec: serde_json::from_value::<ScheduleSpec>(spec).map_err(corrupt)?,
-        paused: row.try_get(2)?,
+        paused: row.column(2)?,
         next_fire_at: at(3)?,
         last_fire_at: at(4)?,
-        last_job_id: row.try_get::<_, Option<uuid::Uuid>>(5)?.map(JobId),
+        last_job_id: row.column::<Option<uuid::Uuid>>(5)?.map(JobId),
         last_job_state: last_state
             .map(|s| s.parse::<JobState>())
             .transpose()
             .map_err(corrupt)?,
         buffered_slot: at(6)?,
-        created_at: to_timestamp(row.try_get(7)?),
-        updated_at: to_timestamp(row.try_get(8)?),
+        created_at: to_timestamp(row.column(7)?),
+        updated_at: to_timestamp(row.column(8)?),
     })
 }
 
@@ -136,7 +136,7 @@ pub(crate) async fn due(
     let now: Millis = client
         .query_one("SELECT errand_now()", &[])
         .await?
-        .try_get(0)?;
+        .column(0)?;
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS} {FROM} WHERE NOT s.paused AND (s.next_fire_at <= $1 OR s.buffered_slot IS NOT NULL) \
@@ -156,7 +156,7 @@ pub(crate) async fn fire(client: &impl GenericClient, p: ScheduleFireParams) -> 
     let Some(row) = client.query_opt(&stmt, &[&name]).await? else {
         return Err(not_found(name));
     };
-    let current: Option<Millis> = row.try_get(0)?;
+    let current: Option<Millis> = row.column(0)?;
     if current != p.expected_next_fire_at {
         return Err(Fault::Store(StoreError::WrongState(format!(
             "schedule {name} was fired by another scheduler"

@@ -3,7 +3,7 @@
 
 use tokio_postgres::Client;
 
-use crate::fault::QResult;
+use crate::fault::{QResult, RowExt};
 
 /// Every migration in order. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -47,7 +47,7 @@ async fn run(client: &mut Client, schema: &str) -> QResult<()> {
             &[],
         )
         .await?;
-    let current: i32 = row.try_get(0)?;
+    let current: i32 = row.column(0)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
         let tx = client.transaction().await?;

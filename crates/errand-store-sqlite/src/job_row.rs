@@ -78,7 +78,7 @@ pub(crate) fn attempt_from_row(row: &Row<'_>) -> QResult<Attempt> {
         worker: row.get(1)?,
         started_at: to_timestamp(row.get(2)?),
         finished_at: instant(row, 3)?,
-        outcome: AttemptOutcome::from_stored(&outcome),
+        outcome: AttemptOutcome::from_stored(&outcome).map_err(corrupt)?,
         error: row.get(5)?,
     })
 }

@@ -21,4 +21,4 @@ mod schema;
 mod store;
 mod writer;
 
-pub use store::{SqliteOptions, SqliteStore};
+pub use store::{Durability, SqliteOptions, SqliteStore};

@@ -45,27 +45,94 @@ impl SqliteOptions {
 pub struct SqliteStore {
     writer: Writer,
     readers: ReadPool,
+    durability: Durability,
 }
 
+/// How long a connection waits for a lock another connection holds before the operation
+/// fails with `Unavailable`. In WAL mode this process's readers never block the writer, so
+/// the waits are short ones: WAL recovery after a crash, or another process on the same
+/// file (`errand import`, a backup, the `sqlite3` shell). Five seconds outlasts those, and
+/// is short enough that a lock held for good surfaces as a 503 while the caller still
+/// waits, rather than as a hung request. While the writer waits, every write waits.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The writer's page cache, in KiB (SQLite reads a negative `cache_size` as KiB). About
+/// 32 MB: a full group (the writer's `MAX_GROUP` writes of jobs of a few KB, with their
+/// index pages) fits with room for the hot pages of the job indexes, so a group does not
+/// spill dirty pages into the WAL before its `COMMIT` (a spill is extra I/O, and a spill
+/// that fails rolls the whole group back). Only the one writer connection gets it; readers
+/// keep SQLite's default.
+const WRITER_CACHE_KIB: i64 = 32_000;
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
     // WAL lets readers run beside the writer; FULL syncs the WAL on every commit, which is
     // what makes an acknowledged write survive a power cut, not only a process crash.
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; \
-         PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY;",
-    )
+         PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA temp_store = MEMORY;"
+    ))
     .map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// The durability settings in force on the connection that commits, read back from SQLite
+/// rather than assumed: SQLite keeps its old journal mode without an error when a file
+/// system cannot do WAL, and `synchronous` is per connection, so only the writer's own
+/// connection can say what a commit promises. `errand serve` prints it at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `PRAGMA journal_mode`: `wal` when the store runs as documented.
+    pub journal_mode: String,
+    /// `PRAGMA synchronous` by name: `full` when the store runs as documented.
+    pub synchronous: String,
+}
+
+impl Durability {
+    fn read(conn: &Connection) -> Result<Self, StoreError> {
+        let journal_mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(db_error)?;
+        let level: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(db_error)?;
+        let synchronous = match level {
+            0 => "off".to_string(),
+            1 => "normal".to_string(),
+            2 => "full".to_string(),
+            3 => "extra".to_string(),
+            other => other.to_string(),
+        };
+        Ok(Self {
+            journal_mode: journal_mode.to_ascii_lowercase(),
+            synchronous,
+        })
+    }
+
+    /// Whether a commit is on disk when it returns: the WAL synced on every commit.
+    fn is_documented(&self) -> bool {
+        self.journal_mode == "wal" && matches!(self.synchronous.as_str(), "full" | "extra")
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "journal_mode={} synchronous={}",
+            self.journal_mode, self.synchronous
+        )
+    }
 }
 
 impl SqliteStore {
     /// Opens (or creates) the store and runs migrations.
     ///
     /// # Errors
-    /// `Unavailable` when the file cannot be created or opened, or a migration fails.
+    /// `Unavailable` when the file cannot be created or opened, a migration fails, or SQLite
+    /// does not run the file in WAL mode with `synchronous=FULL` (a commit would then not
+    /// be durable when it returns, and errand does not acknowledge writes it may lose).
     pub fn open(options: &SqliteOptions) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -76,6 +143,13 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot open {}: {e}", options.path.display()))
         })?;
         configure(&conn)?;
+        let durability = Durability::read(&conn)?;
+        if !durability.is_documented() {
+            return Err(StoreError::Unavailable(format!(
+                "{} runs with {durability}; errand needs journal_mode=wal synchronous=full",
+                options.path.display()
+            )));
+        }
         schema::migrate(&mut conn)?;
         let mut readers = Vec::with_capacity(options.readers.max(1));
         for _ in 0..options.readers.max(1) {
@@ -84,15 +158,21 @@ impl SqliteStore {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(db_error)?;
-            r.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(db_error)?;
+            r.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
             r.set_prepared_statement_cache_capacity(64);
             readers.push(r);
         }
         Ok(Self {
             writer: Writer::start(conn)?,
             readers: ReadPool::new(readers),
+            durability,
         })
+    }
+
+    /// The durability settings the writer connection runs with, as SQLite reported them at
+    /// open.
+    pub fn durability(&self) -> &Durability {
+        &self.durability
     }
 }
 

@@ -40,6 +40,10 @@ pub enum StoreError {
     /// Stored data could not be read back; a bug or a corrupted record.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The store hit a bug in errand while running the operation (it panicked). The
+    /// operation was rolled back; retrying the same request will most likely fail again.
+    #[error("internal store error: {0}")]
+    Internal(String),
 }
 
 impl StoreError {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use errand_client::Client;
@@ -24,6 +25,7 @@ pub struct ServerProcess {
     data_dir: PathBuf,
     extra_args: Vec<String>,
     url: String,
+    stdout: Arc<Mutex<Vec<String>>>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -55,6 +57,7 @@ impl ServerProcess {
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             url: String::new(),
+            stdout: Arc::default(),
             _temp: None,
         };
         s.spawn().await?;
@@ -95,8 +98,17 @@ impl ServerProcess {
             .find(|w| w.starts_with("http://"))
             .ok_or_else(|| TestkitError::Start(format!("unexpected first line: {first}")))?
             .to_string();
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the child never blocks on a full pipe, and keep the lines:
+        // tests read what the server says about itself at start.
+        let kept = Arc::new(Mutex::new(vec![first.clone()]));
+        self.stdout = kept.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(line);
+                }
+            }
+        });
         self.child = Some(child);
         self.url = url;
         let client = self.client()?;
@@ -122,6 +134,11 @@ impl ServerProcess {
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
+    }
+
+    /// The lines the current process printed on stdout so far, the address line first.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// A client for this server.

@@ -26,7 +26,10 @@ pub async fn open(
             };
             let store = SqliteStore::open(&options)
                 .with_context(|| format!("opening {}", path.display()))?;
-            Ok((Arc::new(store), format!("sqlite {}", path.display())))
+            // The durability read back from SQLite, so the line `serve` prints says what a
+            // commit really promises.
+            let desc = format!("sqlite {} {}", path.display(), store.durability());
+            Ok((Arc::new(store), desc))
         }
         StoreLocation::Postgres { url, schema } => {
             let store = PgStore::connect(&PgOptions {

@@ -1,0 +1,108 @@
+//! Rows that cannot be read back are `Corrupt` (500, a bug to look at), never `Unavailable`
+//! (503, "retry"): the same classification as on SQLite.
+
+use std::time::Duration;
+
+use errand_core::job::RunAt;
+use errand_core::{JobId, JobKind, NewJob, QueueName};
+use errand_store::{JobClaimParams, JobInsertManyParams, Store, StoreError};
+use errand_store_postgres::{PgOptions, PgStore};
+use errand_testkit::PgSchema;
+
+fn new_job() -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        kind: JobKind::parse("k").expect("kind"),
+        queue: QueueName::parse("default").expect("queue"),
+        payload: serde_json::json!({}),
+        priority: 0,
+        run_at: RunAt::Now,
+        max_attempts: 3,
+        timeout: None,
+        tags: vec![],
+        idempotency_key: None,
+        slot: None,
+    }
+}
+
+/// A store on a fresh schema with one claimed job (so it has an attempt), and a raw client
+/// on the same schema to damage rows with.
+async fn store_with_a_claimed_job(
+    test: &str,
+) -> Option<(PgSchema, PgStore, tokio_postgres::Client, JobId)> {
+    let schema = PgSchema::create(test).await?;
+    let store = PgStore::connect(&PgOptions {
+        schema: schema.name.clone(),
+        pool_size: 2,
+        ..PgOptions::new(&schema.url)
+    })
+    .await
+    .expect("connect");
+    let job = new_job();
+    let id = job.id;
+    store
+        .job_insert_many(JobInsertManyParams {
+            jobs: vec![job],
+            idempotency_window: Duration::from_secs(60),
+        })
+        .await
+        .expect("insert");
+    let claimed = store
+        .job_claim(JobClaimParams {
+            queue: QueueName::parse("default").expect("queue"),
+            worker: "w".into(),
+            max: 1,
+            lease: Duration::from_secs(60),
+            kinds: vec![],
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let (client, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .expect("raw connection");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
+        .await
+        .expect("search path");
+    Some((schema, store, client, id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_that_does_not_decode_is_corrupt() {
+    let Some((_schema, store, raw, id)) =
+        store_with_a_claimed_job("a_column_that_does_not_decode_is_corrupt").await
+    else {
+        return;
+    };
+    // The code reads `priority` as a 32-bit integer; a 64-bit column no longer decodes.
+    raw.batch_execute("ALTER TABLE jobs ALTER COLUMN priority TYPE bigint")
+        .await
+        .expect("alter");
+    let read = store.job_get(id).await;
+    assert!(
+        matches!(read, Err(StoreError::Corrupt(_))),
+        "a row that does not decode was answered {read:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_attempt_outcome_is_corrupt_not_failed() {
+    let Some((_schema, store, raw, id)) =
+        store_with_a_claimed_job("an_unknown_attempt_outcome_is_corrupt_not_failed").await
+    else {
+        return;
+    };
+    raw.execute(
+        "UPDATE job_attempts SET outcome = 'exploded' WHERE job_id = $1",
+        &[&id.0],
+    )
+    .await
+    .expect("damage");
+    let read = store.job_attempt_list(id).await;
+    assert!(
+        matches!(read, Err(StoreError::Corrupt(_))),
+        "an unknown outcome was answered {read:?}"
+    );
+}
