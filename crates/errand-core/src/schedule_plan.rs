@@ -157,7 +157,7 @@ mod tests {
 
     use super::*;
     use crate::schedule_spec::{JobTemplate, ScheduleSpec};
-    use crate::{JobKind, JobState, QueueName};
+    use crate::{JobKind, JobState, QueueName, ScheduleName};
 
     const S: Millis = 1_000;
     const T0: Millis = 1_800_000_000_000;
@@ -165,7 +165,7 @@ mod tests {
     fn schedule(overlap: OverlapPolicy, catch_up: CatchUpPolicy, next: Millis) -> Schedule {
         Schedule {
             spec: ScheduleSpec {
-                name: QueueName::parse("s").unwrap(),
+                name: ScheduleName::parse("s").unwrap(),
                 cron: None,
                 every_ms: Some(10 * S as u64),
                 timezone: "UTC".into(),

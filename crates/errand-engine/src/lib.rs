@@ -16,3 +16,4 @@ mod schedules;
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};
 pub use job_events::JobEvent;
+pub use schedules::{SchedulePassReport, SLOT_RETENTION};

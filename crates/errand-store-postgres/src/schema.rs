@@ -9,6 +9,7 @@ use crate::fault::QResult;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_jobs.sql"),
     include_str!("../migrations/0002_schedules.sql"),
+    include_str!("../migrations/0003_schedule_slot_pruning.sql"),
 ];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.

@@ -8,7 +8,8 @@ use errand_api::{
     ScheduleList, ScheduleRequest,
 };
 use errand_core::schedule_spec::Schedule;
-use errand_core::{Job, QueueName};
+use errand_core::{Job, ScheduleName};
+use errand_store::SchedulePut;
 use serde_json::{json, Value};
 
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -17,8 +18,8 @@ use crate::{ApiError, AppState};
 /// Most fire times one preview lists.
 const MAX_PREVIEW: usize = 1000;
 
-fn name(raw: &str) -> Result<QueueName, ApiError> {
-    QueueName::parse(raw).map_err(|e| ApiError::invalid(format!("name: {}", e.message)))
+fn name(raw: &str) -> Result<ScheduleName, ApiError> {
+    ScheduleName::parse(raw).map_err(|e| ApiError::invalid(format!("name: {}", e.message)))
 }
 
 /// Creates a schedule; its first slot is the next one from now.
@@ -32,7 +33,7 @@ pub(crate) async fn create(
     let spec = req.into_spec(&state.enqueue_limits())?;
     Ok((
         StatusCode::CREATED,
-        Json(state.engine.schedule_put(spec, true).await?),
+        Json(state.engine.schedule_put(spec, SchedulePut::Create).await?),
     ))
 }
 
