@@ -257,8 +257,8 @@ impl Store for PgStore {
         Ok(jobs)
     }
 
-    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
-        let queues = on_conn!(self, |c| maintenance::schedule_due(&c, limit).await?)?;
+    async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
+        let queues = on_conn!(self, |c| maintenance::promote_due(&c, limit).await?)?;
         for q in &queues {
             self.notifier.notify(q.as_str());
         }

@@ -189,9 +189,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
+    async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
         self.writer
-            .write(move |conn| maintenance::schedule_due(conn, system_now(), limit))
+            .write(move |conn| maintenance::promote_due(conn, system_now(), limit))
             .await
     }
 

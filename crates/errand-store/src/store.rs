@@ -72,8 +72,9 @@ pub trait Store: Send + Sync + 'static {
     /// are left), and fails attempts that outlived their timeout. Returns the changed jobs.
     async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError>;
 
-    /// Moves scheduled jobs whose `run_at` has come to `available`; returns their queues.
-    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError>;
+    /// Promotes delayed jobs: moves `scheduled` jobs whose `run_at` has come to `available`;
+    /// returns their queues.
+    async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError>;
 
     /// Every known queue with its counts.
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError>;

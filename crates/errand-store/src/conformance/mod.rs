@@ -80,7 +80,7 @@ macro_rules! conformance_suite {
             queue_list_counts_states,
             pause_unknown_queue_is_not_found,
             dead_requeue_and_purge_by_selection,
-            schedule_due_makes_jobs_available,
+            promote_due_makes_jobs_available,
             nodes_register_heartbeat_and_stop,
             prune_deletes_only_finished_jobs_past_retention,
             restore_keeps_exported_jobs_and_is_repeatable,
