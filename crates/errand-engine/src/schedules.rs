@@ -180,7 +180,8 @@ impl Engine {
     /// the ledger, so whether they ran is unknown.
     ///
     /// # Errors
-    /// `NotFound`, `Invalid` for a range reaching too far back or holding too many slots,
+    /// `NotFound`, `Invalid` for a range reaching into the future (on the store's clock) or
+    /// too far back, or holding too many slots,
     /// `Conflict` when schedulers kept changing the schedule meanwhile (retry).
     pub async fn schedule_backfill(
         &self,
@@ -189,6 +190,11 @@ impl Engine {
         to: jiff::Timestamp,
     ) -> Result<Vec<Job>, StoreError> {
         let now = self.store().clock_now().await?;
+        if to_millis(to) > now {
+            return Err(StoreError::Invalid(
+                "to: a backfill covers the past; future slots fire on their own".into(),
+            ));
+        }
         let horizon =
             now.saturating_sub(i64::try_from(SLOT_RETENTION.as_millis()).unwrap_or(i64::MAX));
         if to_millis(from) < horizon {

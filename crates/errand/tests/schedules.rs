@@ -467,6 +467,17 @@ async fn backfill_runs_each_past_slot_once() {
         )
         .await;
     assert_eq!(status, 400);
+    let (status, json) = raw
+        .post(
+            "/v1/schedules/hourly/backfill",
+            &json!({"from": hour_ago(1), "to": hour_ago(-2)}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    assert!(json["error"]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("future"));
     // Older than the slot ledger keeps: whether those slots ran is no longer known.
     let (status, json) = raw
         .post(

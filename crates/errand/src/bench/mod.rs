@@ -6,6 +6,7 @@ mod end_to_end;
 mod enqueue;
 mod latency;
 mod raw_http;
+mod schedule_burst;
 mod schedules;
 mod stats;
 
@@ -32,6 +33,9 @@ pub enum Scenario {
     Latency,
     /// Firing lateness of many every-second schedules.
     Schedules,
+    /// API latency while `--schedules` schedules come due at the same instant (not part
+    /// of `all`: setting up thousands of schedules takes a while).
+    ScheduleBurst,
 }
 
 /// `errand bench` flags.
@@ -178,6 +182,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "firing lateness, {} schedules every 1s",
             args.schedules
         ));
+    }
+    if args.scenario == Scenario::ScheduleBurst {
+        let d = deploy(&args).await?;
+        schedule_burst::run(
+            &d.clients,
+            args.schedules,
+            duration.max(Duration::from_secs(10)),
+        )
+        .await?
+        .print();
     }
     Ok(())
 }
