@@ -66,6 +66,15 @@ impl BurstFigures {
     }
 }
 
+/// Jobs the bursts have enqueued so far (the queue exists once the first one fired).
+async fn burst_jobs(client: &Client) -> u64 {
+    client
+        .queue("burst")
+        .await
+        .map(|q| q.counts.available)
+        .unwrap_or(0)
+}
+
 /// Milliseconds since the last shared slot, on this machine's clock.
 fn phase(now: jiff::Timestamp) -> u64 {
     let every = EVERY.as_millis() as i64;
@@ -112,7 +121,7 @@ pub async fn run(
         wait += EVERY.as_millis() as u64;
     }
     tokio::time::sleep(Duration::from_millis(wait.saturating_sub(500))).await;
-    let base = client.queue("burst").await?.counts.available;
+    let base = burst_jobs(client).await;
     tokio::time::sleep(Duration::from_millis(500 + 20)).await;
     let start = Instant::now();
     let quiet = Arc::new(Mutex::new(histogram()));
@@ -146,12 +155,7 @@ pub async fn run(
     let mut k = 0u64;
     let mut burst_start = Instant::now() - Duration::from_millis(phase(jiff::Timestamp::now()));
     while start.elapsed() < duration {
-        let seen = client
-            .queue("burst")
-            .await?
-            .counts
-            .available
-            .saturating_sub(base);
+        let seen = burst_jobs(client).await.saturating_sub(base);
         if seen >= (k + 1) * count as u64 {
             spans.push(burst_start.elapsed());
             k += 1;
