@@ -90,10 +90,11 @@ pub(crate) async fn delete(
     Ok(Json(json!({"deleted": n})))
 }
 
-/// Runs the schedule's job now, outside its slots.
+/// Runs the schedule's job now, outside its slots, under its overlap policy; the run
+/// becomes the schedule's last job.
 #[utoipa::path(post, path = "/v1/schedules/{name}/trigger", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
-    responses((status = 201, description = "Enqueued", body = Job), (status = 404, body = ErrorBody)))]
+    responses((status = 201, description = "Enqueued (with `replace`, the running job was cancelled)", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "A run is in progress and the overlap policy (skip, buffer_one) forbids a second", body = ErrorBody)))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
@@ -156,7 +157,8 @@ pub(crate) async fn next(
     }))
 }
 
-/// Runs every slot of a past range that has no job yet (at most 1,000 slots).
+/// Runs every slot of a past range that has no job yet (at most 1,000 slots, starting at
+/// most 7 days back).
 #[utoipa::path(post, path = "/v1/schedules/{name}/backfill", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
     request_body = BackfillRequest,
