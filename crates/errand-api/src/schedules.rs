@@ -5,7 +5,7 @@ use errand_core::limits::DEFAULT_MAX_ATTEMPTS;
 use errand_core::schedule_spec::{
     CatchUpPolicy, JobTemplate, OverlapPolicy, Schedule, ScheduleSpec,
 };
-use errand_core::{QueueName, ValidationError};
+use errand_core::{ScheduleName, ValidationError};
 use serde::{Deserialize, Serialize};
 
 use crate::{EnqueueLimits, EnqueueRequest};
@@ -76,8 +76,7 @@ impl ScheduleRequest {
     /// # Errors
     /// The first field that breaks a rule.
     pub fn into_spec(self, limits: &EnqueueLimits) -> Result<ScheduleSpec, ValidationError> {
-        let name =
-            QueueName::parse(&self.name).map_err(|e| ValidationError::new("name", e.message))?;
+        let name = ScheduleName::parse(&self.name)?;
         let template = EnqueueRequest {
             kind: self.job.kind,
             queue: self.job.queue,

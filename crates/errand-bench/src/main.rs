@@ -11,6 +11,7 @@ mod end_to_end;
 mod enqueue;
 mod latency;
 mod raw_http;
+mod schedule_burst;
 mod schedules;
 mod server_cpu;
 mod stats;
@@ -39,6 +40,9 @@ pub enum Scenario {
     Latency,
     /// Firing lateness of many every-second schedules.
     Schedules,
+    /// API latency while `--schedules` schedules come due at the same instant (not part
+    /// of `all`: setting up thousands of schedules takes a while).
+    ScheduleBurst,
 }
 
 /// `errand-bench` flags.
@@ -240,6 +244,16 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "firing lateness, {} schedules every 1s",
             args.schedules
         ));
+    }
+    if args.scenario == Scenario::ScheduleBurst {
+        let d = deploy(&args).await?;
+        schedule_burst::run(
+            &d.clients,
+            args.schedules,
+            duration.max(Duration::from_secs(10)),
+        )
+        .await?
+        .print();
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ pub mod validation;
 pub use backoff::{AfterFailure, RetryPolicy};
 pub use ids::{JobId, LeaseToken};
 pub use job::{Attempt, AttemptOutcome, Job, NewJob, Progress};
-pub use names::{JobKind, QueueName};
+pub use names::{JobKind, QueueName, ScheduleName};
 pub use node::{NodeId, NodeInfo, NodeStatus};
 pub use queue::{QueueInfo, StateCounts};
 pub use rescue::{Rescue, Stuck};

@@ -69,6 +69,44 @@ impl fmt::Display for QueueName {
     }
 }
 
+/// A schedule's name. Schedules are not queues: their names live in a namespace of their
+/// own (a schedule `reports` and a queue `reports` are unrelated), so they get their own
+/// type, with the same safe characters as queue names for the same reasons (URLs, labels).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "nightly-report")]
+pub struct ScheduleName(String);
+
+impl ScheduleName {
+    /// Checks and wraps a schedule name: 1 to 128 characters from `A-Z a-z 0-9 _ - . :`.
+    ///
+    /// # Errors
+    /// When the name is empty, too long or has a character outside the allowed set.
+    pub fn parse(name: &str) -> Result<Self, ValidationError> {
+        QueueName::parse(name)
+            .map(|q| Self(q.0))
+            .map_err(|e| ValidationError::new("name", e.message.replace("queue", "schedule")))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ScheduleName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
+
+impl fmt::Display for ScheduleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A job kind: which handler runs the job. 1 to 255 printable characters, no whitespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
@@ -130,6 +168,14 @@ mod tests {
         assert!(QueueName::parse("a/b").is_err());
         assert!(QueueName::parse("nul\0").is_err());
         assert!(QueueName::parse(&"q".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn schedule_names_accept_the_safe_set_and_say_schedule() {
+        assert!(ScheduleName::parse("nightly-report.eu").is_ok());
+        let bad = ScheduleName::parse("a b").unwrap_err();
+        assert_eq!(bad.field, "name");
+        assert!(bad.message.contains("schedule name"), "{}", bad.message);
     }
 
     #[test]

@@ -99,6 +99,44 @@ impl Trigger {
         }
     }
 
+    /// The latest slot at or before `at`, or `None` when there is none.
+    ///
+    /// Catch-up needs the newest missed slot after an outage of any length without walking
+    /// forward through every slot of it. Intervals are a division; cron searches backwards
+    /// (croner) and then walks forward from two occurrences back, so the answer is always a
+    /// slot that [`next_after`](Self::next_after) produces, also across daylight-saving
+    /// changes where a backward search sees wall times differently.
+    pub fn last_at_or_before(&self, at: Timestamp) -> Option<Timestamp> {
+        match self {
+            Trigger::Cron { cron, tz } => {
+                let back = cron
+                    .find_previous_occurrence(&at.to_zoned(tz.clone()), true)
+                    .ok()?;
+                let anchor = cron
+                    .find_previous_occurrence(&back, false)
+                    .map(|z| z.timestamp())
+                    .unwrap_or(back.timestamp());
+                let mut last = None;
+                let mut t = anchor
+                    .checked_sub(jiff::SignedDuration::from_nanos(1))
+                    .ok()?;
+                while let Some(next) = self.next_after(t) {
+                    if next > at {
+                        break;
+                    }
+                    last = Some(next);
+                    t = next;
+                }
+                last
+            }
+            Trigger::Every(interval) => {
+                let step = i128::try_from(interval.as_nanos()).ok()?;
+                let slot = at.as_nanosecond().div_euclid(step) * step;
+                Timestamp::from_nanosecond(slot).ok()
+            }
+        }
+    }
+
     /// Up to `n` slots strictly after `after`.
     pub fn next_n(&self, after: Timestamp, n: usize) -> Vec<Timestamp> {
         let mut out = Vec::with_capacity(n.min(1024));
@@ -226,6 +264,39 @@ mod tests {
         );
         assert_eq!(
             t.next_after(ts("2026-01-01T00:00:30Z")),
+            Some(ts("2026-01-01T00:01:00Z"))
+        );
+    }
+
+    #[test]
+    fn last_at_or_before_agrees_with_walking_forward_across_daylight_saving() {
+        let cases = [
+            ("30 2 * * *", "Europe/Paris", "2026-03-27T00:00:00Z"),
+            ("30 2 * * *", "Europe/Paris", "2026-10-23T00:00:00Z"),
+            ("0,30 * * * *", "Europe/Paris", "2026-10-24T22:00:00Z"),
+            ("*/7 * * * * *", "America/New_York", "2026-11-01T05:30:00Z"),
+        ];
+        for (expr, zone, start) in cases {
+            let t = Trigger::cron(expr, zone).unwrap();
+            let start = ts(start);
+            let (forward, _) =
+                t.slots_between(start, start + jiff::SignedDuration::from_hours(80), 2_000);
+            // Probe on, just before and just after every slot.
+            for w in forward.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let one = jiff::SignedDuration::from_millis(1);
+                assert_eq!(t.last_at_or_before(a), Some(a), "{expr} at {a}");
+                assert_eq!(t.last_at_or_before(b - one), Some(a), "{expr} before {b}");
+                assert_eq!(t.last_at_or_before(a + one), Some(a), "{expr} after {a}");
+            }
+        }
+        let every = Trigger::every(Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            every.last_at_or_before(ts("2026-01-01T00:00:59Z")),
+            Some(ts("2026-01-01T00:00:30Z"))
+        );
+        assert_eq!(
+            every.last_at_or_before(ts("2026-01-01T00:01:00Z")),
             Some(ts("2026-01-01T00:01:00Z"))
         );
     }

@@ -11,20 +11,98 @@ use crate::{JobId, Millis};
 /// policy. Five seconds absorbs a slow pass or a short stall without calling it an outage.
 pub const ON_TIME_GRACE_MS: Millis = 5_000;
 
-/// Most missed slots one pass fires with `catch_up: all`.
+/// Most slots one pass fires for one schedule. A schedule with more missed slots in its
+/// catch-up window (`catch_up: all` after a long outage) fires the oldest of them now and the
+/// rest on the passes right after, so one pass stays one bounded transaction.
 pub const MAX_CATCH_UP: usize = 1_000;
 
 /// The decisions of one pass.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FirePlan {
-    /// Slots to enqueue a job for, oldest first.
+    /// Slots to enqueue a job for.
     pub fire: Vec<Millis>,
-    /// The schedule's next slot after this pass.
+    /// The schedule's next slot after this pass: the slot after `now`, or, when catch-up
+    /// stopped at [`MAX_CATCH_UP`], the oldest missed slot still to fire.
     pub next_fire_at: Option<Millis>,
     /// The slot `buffer_one` holds back (kept or newly held).
     pub buffered_slot: Option<Millis>,
-    /// The running job `replace` cancels first.
+    /// The running job `replace` cancels, in the same store transaction that fires.
     pub cancel: Option<JobId>,
+}
+
+impl FirePlan {
+    /// True when applying this plan would leave `schedule` as stored: nothing to fire or
+    /// cancel, the same next slot and buffered slot. Such a pass skips the store, so a
+    /// `buffer_one` slot waiting for a long run costs no write per pass.
+    pub fn changes_nothing(&self, schedule: &Schedule) -> bool {
+        self.fire.is_empty()
+            && self.cancel.is_none()
+            && self.next_fire_at == schedule.next_fire_at.map(to_millis)
+            && self.buffered_slot == schedule.buffered_slot.map(to_millis)
+    }
+}
+
+/// The slots due in one pass, before the overlap policy.
+struct Due {
+    candidates: Vec<Millis>,
+    /// The oldest missed slot left for a later pass (catch-up stopped at the bound).
+    resume_at: Option<Millis>,
+}
+
+/// Slots in `[from, to]`, oldest first, at most `max`; the oldest left out, if any.
+fn slots_in(
+    trigger: &Trigger,
+    from: Millis,
+    to: Millis,
+    max: usize,
+) -> (Vec<Millis>, Option<Millis>) {
+    if from > to {
+        return (Vec::new(), None);
+    }
+    let before_from = to_timestamp(from) - jiff::SignedDuration::from_nanos(1);
+    let (slots, truncated) = trigger.slots_between(before_from, to_timestamp(to), max);
+    let slots: Vec<Millis> = slots.into_iter().map(to_millis).collect();
+    let left = if truncated {
+        let after = slots.last().copied().unwrap_or(from - 1);
+        trigger.next_after(to_timestamp(after)).map(to_millis)
+    } else {
+        None
+    };
+    (slots, left)
+}
+
+/// Which slots of `[first, now]` the catch-up policy wants. Work is bounded by the policy,
+/// never by the outage: on-time slots lie within the grace, `once` looks back from `now`,
+/// and `all` starts at the later of `first` and the catch-up window.
+fn due_slots(schedule: &Schedule, trigger: &Trigger, first: Millis, now: Millis) -> Due {
+    let grace_start = now - ON_TIME_GRACE_MS;
+    let (on_time, _) = slots_in(trigger, first.max(grace_start), now, MAX_CATCH_UP);
+    let last_missed_at = grace_start - 1;
+    let mut due = Due {
+        candidates: Vec::new(),
+        resume_at: None,
+    };
+    match schedule.spec.catch_up {
+        CatchUpPolicy::Skip => {}
+        CatchUpPolicy::Once => {
+            due.candidates.extend(
+                trigger
+                    .last_at_or_before(to_timestamp(last_missed_at))
+                    .map(to_millis)
+                    .filter(|slot| *slot >= first),
+            );
+        }
+        CatchUpPolicy::All => {
+            let window = i64::try_from(schedule.spec.catch_up_window_ms).unwrap_or(i64::MAX);
+            let window_start = now.saturating_sub(window);
+            let room = MAX_CATCH_UP.saturating_sub(on_time.len());
+            let (missed, left) = slots_in(trigger, first.max(window_start), last_missed_at, room);
+            due.candidates = missed;
+            due.resume_at = left;
+        }
+    }
+    due.candidates.extend(on_time);
+    due
 }
 
 /// Plans one pass over `schedule` at store time `now`.
@@ -45,21 +123,11 @@ pub fn plan(schedule: &Schedule, trigger: &Trigger, now: Millis) -> FirePlan {
     let Some(first) = schedule.next_fire_at.map(to_millis).filter(|n| *n <= now) else {
         return plan;
     };
-    let (mut due, _) = trigger.slots_between(to_timestamp(first), to_timestamp(now), MAX_CATCH_UP);
-    due.insert(0, to_timestamp(first));
-    let due: Vec<Millis> = due.into_iter().map(to_millis).collect();
-    plan.next_fire_at = trigger.next_after(to_timestamp(now)).map(to_millis);
-    let (missed, on_time): (Vec<Millis>, Vec<Millis>) = due
-        .into_iter()
-        .partition(|slot| *slot < now - ON_TIME_GRACE_MS);
-    let window_start =
-        now.saturating_sub(i64::try_from(schedule.spec.catch_up_window_ms).unwrap_or(i64::MAX));
-    let mut candidates: Vec<Millis> = match schedule.spec.catch_up {
-        CatchUpPolicy::Skip => Vec::new(),
-        CatchUpPolicy::Once => missed.last().copied().into_iter().collect(),
-        CatchUpPolicy::All => missed.into_iter().filter(|s| *s >= window_start).collect(),
-    };
-    candidates.extend(on_time);
+    let due = due_slots(schedule, trigger, first, now);
+    plan.next_fire_at = due
+        .resume_at
+        .or_else(|| trigger.next_after(to_timestamp(now)).map(to_millis));
+    let candidates = due.candidates;
     if candidates.is_empty() {
         return plan;
     }
@@ -89,7 +157,7 @@ mod tests {
 
     use super::*;
     use crate::schedule_spec::{JobTemplate, ScheduleSpec};
-    use crate::{JobKind, JobState, QueueName};
+    use crate::{JobKind, JobState, QueueName, ScheduleName};
 
     const S: Millis = 1_000;
     const T0: Millis = 1_800_000_000_000;
@@ -97,7 +165,7 @@ mod tests {
     fn schedule(overlap: OverlapPolicy, catch_up: CatchUpPolicy, next: Millis) -> Schedule {
         Schedule {
             spec: ScheduleSpec {
-                name: QueueName::parse("s").unwrap(),
+                name: ScheduleName::parse("s").unwrap(),
                 cron: None,
                 every_ms: Some(10 * S as u64),
                 timezone: "UTC".into(),
@@ -189,6 +257,111 @@ mod tests {
         );
         assert!(all.fire.iter().all(|s| *s >= now - 60 * S));
         assert_eq!(all.fire.len(), 7);
+    }
+
+    fn every_second(catch_up: CatchUpPolicy, first: Millis) -> Schedule {
+        let mut s = schedule(OverlapPolicy::Allow, catch_up, first);
+        s.spec.every_ms = Some(S as u64);
+        s.spec.catch_up_window_ms = 3_600 * S as u64;
+        s
+    }
+
+    fn every1() -> Trigger {
+        Trigger::every(Duration::from_secs(1)).unwrap()
+    }
+
+    /// An every-second schedule down for two hours (7,200 slots missed), back at `now`.
+    const OUTAGE_END: Millis = T0 + 7_200 * S + 300;
+
+    #[test]
+    fn two_hour_outage_catch_up_skip_fires_only_the_on_time_slots() {
+        let p = plan(
+            &every_second(CatchUpPolicy::Skip, T0),
+            &every1(),
+            OUTAGE_END,
+        );
+        let on_time: Vec<Millis> = (7_196..=7_200).map(|i| T0 + i * S).collect();
+        assert_eq!(
+            p.fire, on_time,
+            "the slots within the grace, the newest included"
+        );
+        assert_eq!(p.next_fire_at, Some(T0 + 7_201 * S));
+    }
+
+    #[test]
+    fn two_hour_outage_catch_up_once_fires_the_latest_missed_slot_and_the_on_time_ones() {
+        let p = plan(
+            &every_second(CatchUpPolicy::Once, T0),
+            &every1(),
+            OUTAGE_END,
+        );
+        let mut want = vec![T0 + 7_195 * S];
+        want.extend((7_196..=7_200).map(|i| T0 + i * S));
+        assert_eq!(
+            p.fire, want,
+            "the newest missed slot, not one from when the outage began"
+        );
+        assert_eq!(p.next_fire_at, Some(T0 + 7_201 * S));
+    }
+
+    #[test]
+    fn two_hour_outage_catch_up_all_fires_the_window_at_most_a_thousand_per_pass() {
+        // The window is the last hour: slots T0+3600.3s.. are in it, 3,601 up to T0+7,200s
+        // (3,595 missed, 5 on time).
+        let mut s = every_second(CatchUpPolicy::All, T0);
+        let first_in_window = T0 + 3_601 * S;
+        let mut fired = Vec::new();
+        let mut passes = 0;
+        let mut now = OUTAGE_END;
+        while passes < 10 {
+            let p = plan(&s, &every1(), now);
+            assert!(
+                p.fire.len() <= MAX_CATCH_UP,
+                "pass {passes}: {} slots",
+                p.fire.len()
+            );
+            if passes == 0 {
+                assert!(
+                    p.fire.contains(&(T0 + 7_200 * S)),
+                    "the on-time slot fires at once"
+                );
+                assert_eq!(
+                    p.fire[0], first_in_window,
+                    "oldest slot of the window first"
+                );
+            }
+            fired.extend(p.fire.iter().copied());
+            s.next_fire_at = p.next_fire_at.map(to_timestamp);
+            passes += 1;
+            now += 20;
+            if p.next_fire_at > Some(OUTAGE_END) {
+                break;
+            }
+        }
+        fired.sort_unstable();
+        fired.dedup();
+        let want: Vec<Millis> = (3_601..=7_200).map(|i| T0 + i * S).collect();
+        assert_eq!(
+            fired.len(),
+            want.len(),
+            "every slot of the window, in {passes} passes"
+        );
+        assert_eq!(fired, want);
+        assert_eq!(passes, 4, "3,600 slots at 1,000 per pass");
+        assert_eq!(s.next_fire_at.map(to_millis), Some(T0 + 7_201 * S));
+    }
+
+    #[test]
+    fn a_pass_with_nothing_to_do_changes_nothing() {
+        let mut s = schedule(OverlapPolicy::BufferOne, CatchUpPolicy::Skip, T0 + 10 * S);
+        s.last_job_id = Some(JobId::new());
+        s.last_job_state = Some(JobState::Running);
+        s.buffered_slot = Some(to_timestamp(T0));
+        let p = plan(&s, &every10(), T0 + 5 * S);
+        assert!(p.changes_nothing(&s), "{p:?}");
+        s.last_job_state = Some(JobState::Succeeded);
+        let p = plan(&s, &every10(), T0 + 5 * S);
+        assert!(!p.changes_nothing(&s), "the buffered slot fires now");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::schedule::Trigger;
-use crate::{JobId, JobKind, JobState, QueueName, ValidationError};
+use crate::{JobId, JobKind, JobState, QueueName, ScheduleName, ValidationError};
 
 /// What to do when a slot comes while the previous run of the schedule has not ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -60,8 +60,8 @@ pub struct JobTemplate {
 /// A schedule's definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScheduleSpec {
-    /// Unique name (same characters as a queue name).
-    pub name: QueueName,
+    /// Unique name among schedules.
+    pub name: ScheduleName,
     /// Cron expression, when the schedule is a cron schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,

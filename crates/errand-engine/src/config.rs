@@ -15,7 +15,7 @@ pub struct EngineConfig {
     /// a crashed worker's jobs waiting at most that long past their lease.
     pub rescue_interval: Duration,
     /// How often due scheduled jobs are made available: the precision of `run_at`.
-    pub schedule_interval: Duration,
+    pub promote_interval: Duration,
     /// How often schedules are checked for due slots: the bound on how late a slot fires
     /// (plus one store round trip). 20 ms keeps firing lateness well under 50 ms.
     pub schedule_pass_interval: Duration,
@@ -39,7 +39,7 @@ impl Default for EngineConfig {
                 errand_core::limits::DEFAULT_IDEMPOTENCY_WINDOW_MS.unsigned_abs(),
             ),
             rescue_interval: Duration::from_millis(500),
-            schedule_interval: Duration::from_millis(100),
+            promote_interval: Duration::from_millis(100),
             claim_recheck: Duration::from_secs(1),
             schedule_pass_interval: Duration::from_millis(20),
             retention: Duration::from_secs(7 * 24 * 3600),

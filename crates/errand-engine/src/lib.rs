@@ -21,3 +21,4 @@ mod unheard_claim;
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};
 pub use job_events::JobEvent;
+pub use schedules::{SchedulePassReport, SLOT_RETENTION};

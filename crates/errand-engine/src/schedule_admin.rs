@@ -1,7 +1,7 @@
 //! Schedule reads and administration that need no planning: list, get, delete, pause.
 
 use errand_core::schedule_spec::Schedule;
-use errand_core::QueueName;
+use errand_core::ScheduleName;
 use errand_store::StoreError;
 
 use crate::Engine;
@@ -19,7 +19,7 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
-    pub async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError> {
+    pub async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         self.store().schedule_get(name).await
     }
 
@@ -27,7 +27,7 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
-    pub async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError> {
+    pub async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
         self.store().schedule_delete(name).await
     }
 
@@ -37,7 +37,7 @@ impl Engine {
     /// `NotFound`, or the store's error.
     pub async fn schedule_set_paused(
         &self,
-        name: &QueueName,
+        name: &ScheduleName,
         paused: bool,
     ) -> Result<Schedule, StoreError> {
         self.store().schedule_set_paused(name, paused).await

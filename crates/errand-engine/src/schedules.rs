@@ -5,16 +5,41 @@ use std::time::Duration;
 use errand_core::job::{RunAt, ScheduleSlot};
 use errand_core::schedule::Trigger;
 use errand_core::schedule_plan::{plan, MAX_CATCH_UP};
-use errand_core::schedule_spec::{Schedule, ScheduleSpec};
-use errand_core::time::to_millis;
-use errand_core::{Job, JobId, Millis, NewJob, QueueName};
-use errand_store::{ScheduleFireParams, StoreError};
+use errand_core::schedule_spec::{OverlapPolicy, Schedule, ScheduleSpec};
+use errand_core::time::{to_millis, to_timestamp};
+use errand_core::{Job, JobId, Millis, NewJob, ScheduleName};
+use errand_store::{
+    ScheduleFireOutcome, ScheduleFireParams, SchedulePut, SchedulePutParams, StoreError,
+};
+use futures_util::StreamExt;
 use rand::Rng;
 
 use crate::Engine;
 
-/// Schedules looked at per pass; more wait for the next pass (milliseconds later).
+/// Schedules read per pass. Enough for every schedule of a large deployment to come due in
+/// the same second and still be read in one query (a few milliseconds); more wait for the
+/// next pass, which follows at once because their slots are already due.
 const DUE_BATCH: u32 = 5000;
+
+/// Schedules one store call fires. On PostgreSQL a batch costs a fixed handful of
+/// statements whatever its size; 250 keeps each transaction (and the row locks it holds)
+/// to tens of milliseconds, so a burst of 5,000 is 20 calls.
+const FIRE_BATCH: usize = 250;
+
+/// Fire calls in flight at once. The scheduler shares the connection pool (16 by default)
+/// and SQLite's single writer with the API: four calls use at most four connections, and
+/// on SQLite four queued transactions still share group commits. Unbounded, a burst of
+/// due schedules took every pooled connection and API requests waited behind it.
+const FIRE_CONCURRENCY: usize = 4;
+
+/// How long the slot ledger remembers which slots ran: what a backfill can reach. Catch-up
+/// never looks behind `next_fire_at`, so only backfill needs old ledger rows; a week of an
+/// every-second schedule is 604,800 rows.
+pub const SLOT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Times a manual trigger or a backfill re-reads a schedule that a scheduler pass changed
+/// under it before giving up with `Contended`.
+const CAS_ATTEMPTS: usize = 3;
 
 fn invalid(e: errand_core::ValidationError) -> StoreError {
     StoreError::Invalid(e.to_string())
@@ -51,23 +76,26 @@ fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
 }
 
 impl Engine {
-    /// Creates (`create_only`) or replaces a schedule; its first slot is the next one from
-    /// now.
+    /// Creates or replaces a schedule (`mode`); its first slot is the next one from the
+    /// store's clock.
     ///
     /// # Errors
     /// `Invalid` for a bad trigger, `AlreadyExists` when creating a name that exists.
     pub async fn schedule_put(
         &self,
         spec: ScheduleSpec,
-        create_only: bool,
+        mode: SchedulePut,
     ) -> Result<Schedule, StoreError> {
         let trigger = spec.trigger().map_err(invalid)?;
-        // The first slot counts from the store's clock, like every later one.
-        let (now, _) = self.store().schedule_due(0).await?;
-        let next = trigger
-            .next_after(errand_core::time::to_timestamp(now))
-            .map(to_millis);
-        self.store().schedule_put(spec, next, create_only).await
+        let now = self.store().clock_now().await?;
+        let next_fire_at = trigger.next_after(to_timestamp(now)).map(to_millis);
+        self.store()
+            .schedule_put(SchedulePutParams {
+                spec,
+                next_fire_at,
+                mode,
+            })
+            .await
     }
 
     /// Stores a schedule declaratively: unchanged when the stored definition is the same
@@ -78,7 +106,9 @@ impl Engine {
     pub async fn schedule_declare(&self, spec: ScheduleSpec) -> Result<Schedule, StoreError> {
         match self.store().schedule_get(&spec.name).await {
             Ok(existing) if existing.spec == spec => Ok(existing),
-            Ok(_) | Err(StoreError::NotFound { .. }) => self.schedule_put(spec, false).await,
+            Ok(_) | Err(StoreError::NotFound { .. }) => {
+                self.schedule_put(spec, SchedulePut::Replace).await
+            }
             Err(e) => Err(e),
         }
     }
@@ -89,132 +119,238 @@ impl Engine {
     /// `NotFound`, or a stored trigger that no longer parses.
     pub async fn schedule_next(
         &self,
-        name: &QueueName,
+        name: &ScheduleName,
         count: usize,
     ) -> Result<Vec<jiff::Timestamp>, StoreError> {
         let s = self.store().schedule_get(name).await?;
         let trigger = s.spec.trigger().map_err(invalid)?;
-        let from = s
-            .next_fire_at
-            .map(|t| t - jiff::SignedDuration::from_millis(1))
-            .unwrap_or_else(jiff::Timestamp::now);
+        let from = match s.next_fire_at {
+            Some(t) => t - jiff::SignedDuration::from_millis(1),
+            None => to_timestamp(self.store().clock_now().await?),
+        };
         Ok(trigger.next_n(from, count))
     }
 
-    /// Runs a schedule's job now, outside its slots.
+    /// Runs a schedule's job now, outside its slots, under its overlap policy: with a run
+    /// still going, `allow` starts another, `replace` cancels it in the same transaction,
+    /// and `skip` and `buffer_one` refuse (a manual run is not a slot to buffer). The job
+    /// becomes the schedule's last job, so slots that follow respect it too.
     ///
     /// # Errors
-    /// `NotFound`, or the store's error.
-    pub async fn schedule_trigger(&self, name: &QueueName) -> Result<Job, StoreError> {
-        let s = self.store().schedule_get(name).await?;
-        let mut out = self.enqueue_many(vec![job_for(&s.spec, None)]).await?;
-        out.pop()
-            .map(|r| r.job)
-            .ok_or_else(|| StoreError::Corrupt("the store answered no job".into()))
+    /// `NotFound`; `WrongState` when the policy forbids a second run; `Contended` when
+    /// schedulers kept changing the schedule meanwhile (retry).
+    pub async fn schedule_trigger(&self, name: &ScheduleName) -> Result<Job, StoreError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let s = self.store().schedule_get(name).await?;
+            let running = s
+                .last_job_id
+                .filter(|_| s.last_job_state.is_some_and(|st| !st.is_final()));
+            let cancel = match (s.spec.overlap, running) {
+                (_, None) | (OverlapPolicy::Allow, Some(_)) => None,
+                (OverlapPolicy::Replace, Some(id)) => Some(id),
+                (OverlapPolicy::Skip | OverlapPolicy::BufferOne, Some(id)) => {
+                    return Err(StoreError::WrongState(format!(
+                        "schedule {name} has a run in progress (job {id}) and its overlap policy \
+                         does not allow a second one; wait for it, cancel it, or use overlap \
+                         allow or replace"
+                    )))
+                }
+            };
+            let decision = ScheduleFireParams {
+                jobs: vec![job_for(&s.spec, None)],
+                cancel,
+                ..self.unchanged(&s)
+            };
+            match self.fire_batch(vec![decision]).await?.pop() {
+                Some(ScheduleFireOutcome::Fired { jobs, .. }) => {
+                    return jobs
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| StoreError::Corrupt("the store answered no job".into()))
+                }
+                Some(ScheduleFireOutcome::Moved) => continue,
+                None => return Err(StoreError::Corrupt("the store answered nothing".into())),
+            }
+        }
+        Err(moved(name))
     }
 
-    /// Fires every slot in `(from, to]` that has no job yet (at most 1,000).
+    /// Fires every slot in `(from, to]` that has no job yet (at most 1,000). `from` may
+    /// reach back [`SLOT_RETENTION`] from the store's clock: older slots are no longer in
+    /// the ledger, so whether they ran is unknown.
     ///
     /// # Errors
-    /// `NotFound`, `Invalid` for a range with too many slots, `WrongState` when a scheduler
-    /// moved the schedule meanwhile (retry).
+    /// `NotFound`, `Invalid` for a range reaching into the future (on the store's clock) or
+    /// too far back, or holding too many slots,
+    /// `Contended` when schedulers kept changing the schedule meanwhile (retry).
     pub async fn schedule_backfill(
         &self,
-        name: &QueueName,
+        name: &ScheduleName,
         from: jiff::Timestamp,
         to: jiff::Timestamp,
     ) -> Result<Vec<Job>, StoreError> {
-        let s = self.store().schedule_get(name).await?;
-        let trigger = s.spec.trigger().map_err(invalid)?;
-        let (slots, truncated) = trigger.slots_between(from, to, MAX_CATCH_UP);
-        if truncated {
+        let now = self.store().clock_now().await?;
+        if to_millis(to) > now {
+            return Err(StoreError::Invalid(
+                "to: a backfill covers the past; future slots fire on their own".into(),
+            ));
+        }
+        let horizon =
+            now.saturating_sub(i64::try_from(SLOT_RETENTION.as_millis()).unwrap_or(i64::MAX));
+        if to_millis(from) < horizon {
             return Err(StoreError::Invalid(format!(
-                "the range holds more than {MAX_CATCH_UP} slots; backfill a shorter one"
+                "from: a backfill reaches back at most {} days (to {}), as long as errand \
+                 remembers which slots ran",
+                SLOT_RETENTION.as_secs() / 86_400,
+                to_timestamp(horizon)
             )));
         }
-        let current = s.next_fire_at.map(to_millis);
-        let jobs = slots
-            .iter()
-            .map(|t| job_for(&s.spec, Some(to_millis(*t))))
-            .collect();
-        let fired = self
-            .store()
-            .schedule_fire(ScheduleFireParams {
-                name: name.clone(),
-                expected_next_fire_at: current,
-                jobs,
-                next_fire_at: current,
-                buffered_slot: s.buffered_slot.map(to_millis),
-                idempotency_window: self.config().idempotency_window,
-            })
-            .await?;
-        for job in &fired {
-            self.publish(job);
+        for _ in 0..CAS_ATTEMPTS {
+            let s = self.store().schedule_get(name).await?;
+            let trigger = s.spec.trigger().map_err(invalid)?;
+            let (slots, truncated) = trigger.slots_between(from, to, MAX_CATCH_UP);
+            if truncated {
+                return Err(StoreError::Invalid(format!(
+                    "the range holds more than {MAX_CATCH_UP} slots; backfill a shorter one"
+                )));
+            }
+            let decision = ScheduleFireParams {
+                jobs: slots
+                    .iter()
+                    .map(|t| job_for(&s.spec, Some(to_millis(*t))))
+                    .collect(),
+                ..self.unchanged(&s)
+            };
+            match self.fire_batch(vec![decision]).await?.pop() {
+                Some(ScheduleFireOutcome::Fired { jobs, .. }) => return Ok(jobs),
+                Some(ScheduleFireOutcome::Moved) => continue,
+                None => return Err(StoreError::Corrupt("the store answered nothing".into())),
+            }
         }
-        Ok(fired)
+        Err(moved(name))
     }
 
-    /// One scheduler pass: fires what is due on every schedule. Returns how many jobs it
-    /// enqueued. Several nodes may run passes at once; the store keeps one job per slot.
+    /// One scheduler pass: fires what is due on every schedule. Several nodes may run
+    /// passes at once; the store keeps one job per slot.
     ///
     /// # Errors
-    /// The store's error reading due schedules; errors of single schedules are logged.
-    pub async fn schedule_pass(&self) -> Result<usize, StoreError> {
+    /// The store's error reading due schedules; failed fire batches are logged.
+    pub async fn schedule_pass(&self) -> Result<SchedulePassReport, StoreError> {
         let (now, due) = self.store().schedule_due(DUE_BATCH).await?;
         self.next_slot_hint
             .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
-        // All at once: the store commits concurrent fires together (one fsync for many
-        // schedules on SQLite, parallel connections on PostgreSQL); one by one, a thousand
-        // schedules due in the same second would fire hundreds of milliseconds late.
-        let outcomes =
-            futures_util::future::join_all(due.iter().map(|s| self.fire_one(s, now))).await;
-        let mut fired = 0;
-        for (s, outcome) in due.iter().zip(outcomes) {
-            match outcome {
-                Ok(n) => fired += n,
-                // Another node fired it first: nothing to do.
-                Err(StoreError::WrongState(_)) => {}
+        let mut report = SchedulePassReport {
+            due: due.len(),
+            ..SchedulePassReport::default()
+        };
+        let mut decisions = Vec::with_capacity(due.len());
+        for s in &due {
+            match self.decide(s, now) {
+                Ok(Some(d)) => decisions.push(d),
+                Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(schedule = %s.spec.name, error = %e, "schedule pass failed")
+                    tracing::warn!(schedule = %s.spec.name, error = %e, "schedule cannot be planned")
                 }
             }
         }
-        Ok(fired)
+        report.written = decisions.len();
+        let batches: Vec<Vec<ScheduleFireParams>> =
+            decisions.chunks(FIRE_BATCH).map(<[_]>::to_vec).collect();
+        let mut results = futures_util::stream::iter(batches)
+            .map(|batch| async move {
+                let n = batch.len();
+                (n, self.fire_batch(batch).await)
+            })
+            .buffer_unordered(FIRE_CONCURRENCY);
+        while let Some((n, result)) = results.next().await {
+            match result {
+                Ok(outcomes) => {
+                    for outcome in outcomes {
+                        match outcome {
+                            ScheduleFireOutcome::Fired { jobs, .. } => report.fired += jobs.len(),
+                            // Another node fired it first: its decision stands.
+                            ScheduleFireOutcome::Moved => report.moved += 1,
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(schedules = n, error = %e, "schedule fire batch failed"),
+            }
+        }
+        Ok(report)
     }
 
-    async fn fire_one(&self, s: &Schedule, now: Millis) -> Result<usize, StoreError> {
+    /// What a pass does with one schedule; `None` when it would change nothing.
+    fn decide(&self, s: &Schedule, now: Millis) -> Result<Option<ScheduleFireParams>, StoreError> {
         let trigger: Trigger = s.spec.trigger().map_err(invalid)?;
         let p = plan(s, &trigger, now);
         if let Some(next) = p.next_fire_at {
             self.next_slot_hint
                 .fetch_min(next, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Some(running) = p.cancel {
-            match self.cancel(running).await {
-                Ok(_) | Err(StoreError::WrongState(_)) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+        if p.changes_nothing(s) {
+            return Ok(None);
+        }
+        Ok(Some(ScheduleFireParams {
+            jobs: p
+                .fire
+                .iter()
+                .map(|slot| job_for(&s.spec, Some(*slot)))
+                .collect(),
+            next_fire_at: p.next_fire_at,
+            buffered_slot: p.buffered_slot,
+            cancel: p.cancel,
+            ..self.unchanged(s)
+        }))
+    }
+
+    /// A decision that leaves `s` as read: the compare-and-set on what was read, nothing
+    /// to enqueue or cancel.
+    fn unchanged(&self, s: &Schedule) -> ScheduleFireParams {
+        ScheduleFireParams {
+            name: s.spec.name.clone(),
+            expected_next_fire_at: s.next_fire_at.map(to_millis),
+            expected_last_job_id: s.last_job_id,
+            jobs: Vec::new(),
+            next_fire_at: s.next_fire_at.map(to_millis),
+            buffered_slot: s.buffered_slot.map(to_millis),
+            cancel: None,
+            idempotency_window: self.config().idempotency_window,
+        }
+    }
+
+    /// Applies decisions with one store call and announces what changed.
+    async fn fire_batch(
+        &self,
+        decisions: Vec<ScheduleFireParams>,
+    ) -> Result<Vec<ScheduleFireOutcome>, StoreError> {
+        let outcomes = self.store().schedule_fire_many(decisions).await?;
+        for outcome in &outcomes {
+            if let ScheduleFireOutcome::Fired { jobs, cancelled } = outcome {
+                for job in cancelled.as_deref().into_iter().chain(jobs) {
+                    tracing::debug!(job = %job.id, schedule = ?job.schedule, slot = ?job.slot.map(|t| t.to_string()), "schedule fired");
+                    self.publish(job);
+                }
             }
         }
-        let jobs = p
-            .fire
-            .iter()
-            .map(|slot| job_for(&s.spec, Some(*slot)))
-            .collect();
-        let fired = self
-            .store()
-            .schedule_fire(ScheduleFireParams {
-                name: s.spec.name.clone(),
-                expected_next_fire_at: s.next_fire_at.map(to_millis),
-                jobs,
-                next_fire_at: p.next_fire_at,
-                buffered_slot: p.buffered_slot,
-                idempotency_window: self.config().idempotency_window,
-            })
-            .await?;
-        for job in &fired {
-            tracing::debug!(schedule = %s.spec.name, slot = ?job.slot.map(|t| t.to_string()), "fired");
-            self.publish(job);
-        }
-        Ok(fired.len())
+        Ok(outcomes)
     }
+}
+
+/// What one scheduler pass did, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedulePassReport {
+    /// Schedules the store said have work.
+    pub due: usize,
+    /// Schedules whose decision was written (the rest would not have changed).
+    pub written: usize,
+    /// Jobs enqueued.
+    pub fired: usize,
+    /// Decisions another node's had overtaken.
+    pub moved: usize,
+}
+
+fn moved(name: &ScheduleName) -> StoreError {
+    StoreError::Contended(format!(
+        "schedule {name} kept changing while this request ran (scheduler passes); retry"
+    ))
 }

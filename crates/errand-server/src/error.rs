@@ -69,6 +69,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
             StoreError::WrongState(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "contended", message),
             StoreError::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "already_exists", message)
             }

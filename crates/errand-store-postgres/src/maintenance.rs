@@ -44,7 +44,7 @@ pub(crate) async fn rescue_expired(
 }
 
 /// Makes due scheduled jobs available; returns the queues that gained jobs.
-pub(crate) async fn schedule_due(
+pub(crate) async fn promote_due(
     client: &impl GenericClient,
     limit: u32,
 ) -> QResult<Vec<QueueName>> {

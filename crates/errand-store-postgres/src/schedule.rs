@@ -1,17 +1,23 @@
 //! Schedules: definitions, the state schedulers share, and firing slots exactly once.
 
+use std::collections::{HashMap, HashSet};
+
 use deadpool_postgres::GenericClient;
-use errand_core::schedule_spec::{Schedule, ScheduleSpec};
-use errand_core::time::{to_millis, to_timestamp};
-use errand_core::{Job, JobId, JobState, Millis};
-use errand_store::{ScheduleFireParams, StoreError};
+use errand_core::schedule_spec::Schedule;
+use errand_core::{Job, JobId, Millis, NewJob};
+use errand_store::{
+    FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
+    SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
+    ScheduleSlotRecord, StoreError,
+};
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use crate::fault::{corrupt, Fault, QResult, RowExt};
-use crate::job_write;
+use crate::fault::{Fault, QResult, RowExt};
+use crate::job_row::millis;
+use crate::{job_settle, job_write};
 
-const COLUMNS: &str = "s.name, s.spec, s.paused, s.next_fire_at, s.last_fire_at, s.last_job_id, \
+const COLUMNS: &str = "s.spec, s.paused, s.next_fire_at, s.last_fire_at, s.last_job_id, \
      s.buffered_slot, s.created_at, s.updated_at, j.state";
 
 const FROM: &str = "FROM schedules s LEFT JOIN jobs j ON j.id = s.last_job_id";
@@ -23,25 +29,18 @@ fn not_found(name: &str) -> Fault {
 }
 
 fn from_row(row: &Row) -> QResult<Schedule> {
-    let spec: Value = row.column(1)?;
-    let last_state: Option<String> = row.column(9)?;
-    let at = |i: usize| -> QResult<Option<jiff::Timestamp>> {
-        Ok(row.column::<Option<Millis>>(i)?.map(to_timestamp))
-    };
-    Ok(Schedule {
-        spec: serde_json::from_value::<ScheduleSpec>(spec).map_err(corrupt)?,
-        paused: row.column(2)?,
-        next_fire_at: at(3)?,
-        last_fire_at: at(4)?,
-        last_job_id: row.column::<Option<uuid::Uuid>>(5)?.map(JobId),
-        last_job_state: last_state
-            .map(|s| s.parse::<JobState>())
-            .transpose()
-            .map_err(corrupt)?,
-        buffered_slot: at(6)?,
-        created_at: to_timestamp(row.column(7)?),
-        updated_at: to_timestamp(row.column(8)?),
-    })
+    Ok(ScheduleRow {
+        spec: row.column::<Value>(0)?,
+        paused: row.column(1)?,
+        next_fire_at: row.column(2)?,
+        last_fire_at: row.column(3)?,
+        last_job_id: row.column::<Option<uuid::Uuid>>(4)?.map(JobId),
+        buffered_slot: row.column(5)?,
+        created_at: row.column(6)?,
+        updated_at: row.column(7)?,
+        last_job_state: row.column(8)?,
+    }
+    .into_schedule()?)
 }
 
 /// One schedule.
@@ -69,27 +68,25 @@ pub(crate) async fn list(client: &impl GenericClient) -> QResult<Vec<Schedule>> 
 }
 
 /// Creates or replaces a schedule's definition.
-pub(crate) async fn put(
-    client: &impl GenericClient,
-    spec: &ScheduleSpec,
-    next_fire_at: Option<Millis>,
-    create_only: bool,
-) -> QResult<Schedule> {
-    let name = spec.name.as_str();
-    let value =
-        serde_json::to_value(spec).map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
-    let sql = if create_only {
-        "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, errand_now(), errand_now()) ON CONFLICT (name) DO NOTHING"
-    } else {
-        "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, errand_now(), errand_now()) \
-         ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, next_fire_at = EXCLUDED.next_fire_at, \
-             buffered_slot = NULL, updated_at = EXCLUDED.updated_at"
+pub(crate) async fn put(client: &impl GenericClient, p: &SchedulePutParams) -> QResult<Schedule> {
+    let name = p.spec.name.as_str();
+    let value = serde_json::to_value(&p.spec)
+        .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
+    let sql = match p.mode {
+        SchedulePut::Create => {
+            "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, errand_now(), errand_now()) ON CONFLICT (name) DO NOTHING"
+        }
+        SchedulePut::Replace => {
+            "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, errand_now(), errand_now()) \
+             ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, next_fire_at = EXCLUDED.next_fire_at, \
+                 buffered_slot = NULL, updated_at = EXCLUDED.updated_at"
+        }
     };
     let stmt = client.prepare_cached(sql).await?;
     if client
-        .execute(&stmt, &[&name, &value, &next_fire_at])
+        .execute(&stmt, &[&name, &value, &p.next_fire_at])
         .await?
         == 0
     {
@@ -128,18 +125,24 @@ pub(crate) async fn set_paused(
     get(client, name).await
 }
 
-/// The database clock and the schedules with work to do now.
+/// The database clock in milliseconds.
+pub(crate) async fn clock_now(client: &impl GenericClient) -> QResult<Millis> {
+    let stmt = client.prepare_cached("SELECT errand_now()").await?;
+    client.query_one(&stmt, &[]).await?.column(0)
+}
+
+/// The database clock and the schedules with work to do now: a slot due, or a buffered
+/// slot whose last job ended.
 pub(crate) async fn due(
     client: &impl GenericClient,
     limit: u32,
 ) -> QResult<(Millis, Vec<Schedule>)> {
-    let now: Millis = client
-        .query_one("SELECT errand_now()", &[])
-        .await?
-        .column(0)?;
+    let now = clock_now(client).await?;
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} {FROM} WHERE NOT s.paused AND (s.next_fire_at <= $1 OR s.buffered_slot IS NOT NULL) \
+            "SELECT {COLUMNS} {FROM} WHERE NOT s.paused AND (s.next_fire_at <= $1 \
+                 OR (s.buffered_slot IS NOT NULL \
+                     AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled')))) \
              ORDER BY s.next_fire_at LIMIT $2"
         ))
         .await?;
@@ -147,71 +150,227 @@ pub(crate) async fn due(
     Ok((now, rows.iter().map(from_row).collect::<QResult<_>>()?))
 }
 
-/// One scheduler pass over one schedule, inside the caller's transaction.
-pub(crate) async fn fire(client: &impl GenericClient, p: ScheduleFireParams) -> QResult<Vec<Job>> {
-    let name = p.name.as_str();
+/// Locks the schedules of a batch in name order (so two nodes' batches cannot deadlock)
+/// and reads what their compare-and-set needs.
+async fn lock_cas(
+    client: &impl GenericClient,
+    names: &[&str],
+) -> QResult<HashMap<String, ScheduleCas>> {
     let stmt = client
-        .prepare_cached("SELECT next_fire_at FROM schedules WHERE name = $1 FOR UPDATE")
-        .await?;
-    let Some(row) = client.query_opt(&stmt, &[&name]).await? else {
-        return Err(not_found(name));
-    };
-    let current: Option<Millis> = row.column(0)?;
-    if current != p.expected_next_fire_at {
-        return Err(Fault::Store(StoreError::WrongState(format!(
-            "schedule {name} was fired by another scheduler"
-        ))));
-    }
-    let claim = client
         .prepare_cached(
-            "INSERT INTO schedule_slots (schedule, slot, job_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "SELECT name, next_fire_at, last_job_id FROM schedules WHERE name = ANY($1) \
+             ORDER BY name FOR UPDATE",
         )
         .await?;
-    let mut fresh = Vec::with_capacity(p.jobs.len());
-    for job in p.jobs {
-        let Some(slot) = &job.slot else {
-            return Err(Fault::Store(StoreError::Invalid(
-                "a scheduled job needs its slot".into(),
-            )));
-        };
-        if client
-            .execute(&claim, &[&slot.schedule, &slot.at, &job.id.0])
-            .await?
-            == 1
-        {
-            fresh.push(job);
+    let mut out = HashMap::with_capacity(names.len());
+    for row in client.query(&stmt, &[&names]).await? {
+        out.insert(
+            row.column::<String>(0)?,
+            ScheduleCas {
+                next_fire_at: row.column(1)?,
+                last_job_id: row.column::<Option<uuid::Uuid>>(2)?.map(JobId),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Cancels `id` unless it already ended or is gone: `replace` only stops a run still going.
+async fn cancel_if_active(client: &impl GenericClient, id: JobId) -> QResult<Option<Job>> {
+    match job_settle::cancel(client, id).await {
+        Ok(job) => Ok(Some(job)),
+        Err(Fault::Store(StoreError::WrongState(_) | StoreError::NotFound { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Claims the slots of a batch with one statement; returns the `(schedule, slot)` pairs
+/// that were free.
+async fn claim_slots(
+    client: &impl GenericClient,
+    jobs: &[&NewJob],
+) -> QResult<HashSet<(String, Millis)>> {
+    let (mut names, mut slots, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for job in jobs {
+        if let Some(slot) = &job.slot {
+            names.push(slot.schedule.as_str());
+            slots.push(slot.at);
+            ids.push(job.id.0);
         }
     }
-    let fired: Vec<Job> = if fresh.is_empty() {
-        Vec::new()
-    } else {
-        job_write::insert_many(client, fresh, p.idempotency_window)
-            .await?
-            .into_iter()
-            .map(|r| r.job)
-            .collect()
-    };
-    let last = fired.last();
+    if names.is_empty() {
+        return Ok(HashSet::new());
+    }
     let stmt = client
         .prepare_cached(
-            "UPDATE schedules SET next_fire_at = $2, buffered_slot = $3, \
-                 last_fire_at = COALESCE($4, last_fire_at), last_job_id = COALESCE($5, last_job_id), \
-                 updated_at = errand_now() WHERE name = $1",
+            "INSERT INTO schedule_slots (schedule, slot, job_id) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::uuid[]) \
+             ON CONFLICT DO NOTHING RETURNING schedule, slot",
         )
         .await?;
-    let last_fire: Option<Millis> = last.and_then(|j| j.slot).map(to_millis);
-    let last_id: Option<uuid::Uuid> = last.map(|j| j.id.0);
     client
-        .execute(
-            &stmt,
-            &[
-                &name,
-                &p.next_fire_at,
-                &p.buffered_slot,
-                &last_fire,
-                &last_id,
-            ],
+        .query(&stmt, &[&names, &slots, &ids])
+        .await?
+        .iter()
+        .map(|r| Ok((r.column(0)?, r.column(1)?)))
+        .collect()
+}
+
+/// Records the decisions on their schedules with one statement.
+async fn record(
+    client: &impl GenericClient,
+    applied: &[(&ScheduleFireParams, FireRecord)],
+) -> QResult<()> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = applied.iter().map(|(p, _)| p.name.as_str()).collect();
+    let next: Vec<Option<Millis>> = applied.iter().map(|(p, _)| p.next_fire_at).collect();
+    let buffered: Vec<Option<Millis>> = applied.iter().map(|(p, _)| p.buffered_slot).collect();
+    let last_fire: Vec<Option<Millis>> = applied.iter().map(|(_, r)| r.last_fire_at).collect();
+    let last_job: Vec<Option<uuid::Uuid>> = applied
+        .iter()
+        .map(|(_, r)| r.last_job_id.map(|id| id.0))
+        .collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE schedules s SET next_fire_at = u.next, buffered_slot = u.buffered, \
+                 last_fire_at = COALESCE(u.last_fire, s.last_fire_at), \
+                 last_job_id = COALESCE(u.last_job, s.last_job_id), updated_at = errand_now() \
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[]) \
+                 AS u(name, next, buffered, last_fire, last_job) \
+             WHERE s.name = u.name",
         )
         .await?;
-    Ok(fired)
+    client
+        .execute(&stmt, &[&names, &next, &buffered, &last_fire, &last_job])
+        .await?;
+    Ok(())
+}
+
+/// Many decisions in the caller's transaction, with a fixed number of statements for the
+/// whole batch (lock and read, claim slots, insert jobs, record) plus one per cancel.
+pub(crate) async fn fire_many(
+    client: &impl GenericClient,
+    params: Vec<ScheduleFireParams>,
+) -> QResult<Vec<ScheduleFireOutcome>> {
+    let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+    let current = lock_cas(client, &names).await?;
+    let holds: Vec<bool> = params
+        .iter()
+        .map(|p| p.holds(current.get(p.name.as_str()).copied()))
+        .collect();
+    let mut cancelled: Vec<Option<Box<Job>>> = Vec::with_capacity(params.len());
+    for (p, ok) in params.iter().zip(&holds) {
+        cancelled.push(match (ok, p.cancel) {
+            (true, Some(id)) => cancel_if_active(client, id).await?.map(Box::new),
+            _ => None,
+        });
+    }
+    let candidates: Vec<&NewJob> = params
+        .iter()
+        .zip(&holds)
+        .filter(|(_, ok)| **ok)
+        .flat_map(|(p, _)| p.jobs.iter())
+        .collect();
+    let free = claim_slots(client, &candidates).await?;
+    let is_fresh = |job: &NewJob| match &job.slot {
+        Some(slot) => free.contains(&(slot.schedule.clone(), slot.at)),
+        None => true,
+    };
+    let fresh: Vec<NewJob> = candidates
+        .into_iter()
+        .filter(|j| is_fresh(j))
+        .cloned()
+        .collect();
+    let window = params
+        .first()
+        .map(|p| p.idempotency_window)
+        .unwrap_or_default();
+    let mut inserted: HashMap<JobId, Job> = if fresh.is_empty() {
+        HashMap::new()
+    } else {
+        job_write::insert_many(client, fresh, window)
+            .await?
+            .into_iter()
+            .map(|r| (r.job.id, r.job))
+            .collect()
+    };
+    let mut outcomes = Vec::with_capacity(params.len());
+    let mut records = Vec::new();
+    for ((p, ok), cancelled) in params.iter().zip(holds).zip(cancelled) {
+        if !ok {
+            outcomes.push(ScheduleFireOutcome::Moved);
+            continue;
+        }
+        let jobs: Vec<Job> = p
+            .jobs
+            .iter()
+            .filter_map(|j| inserted.remove(&j.id))
+            .collect();
+        records.push((p, FireRecord::of(&jobs)));
+        outcomes.push(ScheduleFireOutcome::Fired { jobs, cancelled });
+    }
+    record(client, &records).await?;
+    Ok(outcomes)
+}
+
+/// A page of one schedule's slot ledger.
+pub(crate) async fn slot_list(
+    client: &impl GenericClient,
+    p: &ScheduleSlotListParams,
+) -> QResult<Vec<ScheduleSlotRecord>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT slot, job_id FROM schedule_slots WHERE schedule = $1 AND slot > $2 \
+             ORDER BY slot LIMIT $3",
+        )
+        .await?;
+    let after = p.after.unwrap_or(i64::MIN);
+    client
+        .query(&stmt, &[&p.schedule.as_str(), &after, &i64::from(p.limit)])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ScheduleSlotRecord {
+                schedule: p.schedule.clone(),
+                slot: r.column(0)?,
+                job_id: JobId(r.column(1)?),
+            })
+        })
+        .collect()
+}
+
+/// Inserts exported ledger rows, skipping recorded slots.
+pub(crate) async fn slot_restore_many(
+    client: &impl GenericClient,
+    slots: &[ScheduleSlotRecord],
+) -> QResult<u64> {
+    let names: Vec<&str> = slots.iter().map(|s| s.schedule.as_str()).collect();
+    let at: Vec<Millis> = slots.iter().map(|s| s.slot).collect();
+    let ids: Vec<uuid::Uuid> = slots.iter().map(|s| s.job_id.0).collect();
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO schedule_slots (schedule, slot, job_id) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::uuid[]) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&names, &at, &ids]).await?)
+}
+
+/// Deletes the oldest ledger rows older than the cutoff.
+pub(crate) async fn slot_prune(
+    client: &impl GenericClient,
+    p: &ScheduleSlotPruneParams,
+) -> QResult<u64> {
+    let stmt = client
+        .prepare_cached(
+            "DELETE FROM schedule_slots WHERE (schedule, slot) IN \
+             (SELECT schedule, slot FROM schedule_slots WHERE slot < errand_now() - $1 \
+              ORDER BY slot LIMIT $2)",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&millis(p.older_than), &i64::from(p.limit)])
+        .await?)
 }

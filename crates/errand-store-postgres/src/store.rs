@@ -4,13 +4,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use errand_core::schedule_spec::{Schedule, ScheduleSpec};
-use errand_core::{Attempt, Job, JobId, JobState, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_core::schedule_spec::Schedule;
+use errand_core::{
+    Attempt, Job, JobId, JobState, Millis, NodeId, NodeInfo, QueueInfo, QueueName, ScheduleName,
+};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
-    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams,
-    Store, StoreError,
+    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
+    ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
+    ScheduleSlotRecord, Store, StoreError,
 };
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
@@ -261,8 +264,8 @@ impl Store for PgStore {
         Ok(jobs)
     }
 
-    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
-        let queues = on_conn!(self, |c| maintenance::schedule_due(&c, limit).await?)?;
+    async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
+        let queues = on_conn!(self, |c| maintenance::promote_due(&c, limit).await?)?;
         for q in &queues {
             self.notifier.notify(q.as_str());
         }
@@ -321,22 +324,15 @@ impl Store for PgStore {
         .await?)
     }
 
-    async fn schedule_put(
-        &self,
-        spec: ScheduleSpec,
-        next_fire_at: Option<Millis>,
-        create_only: bool,
-    ) -> Result<Schedule, StoreError> {
-        on_conn!(self, |c| schedule::put(
-            &c,
-            &spec,
-            next_fire_at,
-            create_only
-        )
-        .await?)
+    async fn clock_now(&self) -> Result<Millis, StoreError> {
+        on_conn!(self, |c| schedule::clock_now(&c).await?)
     }
 
-    async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError> {
+    async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError> {
+        on_conn!(self, |c| schedule::put(&c, &params).await?)
+    }
+
+    async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         on_conn!(self, |c| schedule::get(&c, name.as_str()).await?)
     }
 
@@ -344,13 +340,13 @@ impl Store for PgStore {
         on_conn!(self, |c| schedule::list(&c).await?)
     }
 
-    async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError> {
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
         on_conn!(self, |c| schedule::delete(&c, name.as_str()).await?)
     }
 
     async fn schedule_set_paused(
         &self,
-        name: &QueueName,
+        name: &ScheduleName,
         paused: bool,
     ) -> Result<Schedule, StoreError> {
         on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), paused)
@@ -361,10 +357,38 @@ impl Store for PgStore {
         on_conn!(self, |c| schedule::due(&c, limit).await?)
     }
 
-    async fn schedule_fire(&self, params: ScheduleFireParams) -> Result<Vec<Job>, StoreError> {
-        let fired = in_tx!(self, |tx| schedule::fire(&tx, params).await?)?;
-        self.announce(&fired);
-        Ok(fired)
+    async fn schedule_fire_many(
+        &self,
+        params: Vec<ScheduleFireParams>,
+    ) -> Result<Vec<ScheduleFireOutcome>, StoreError> {
+        let outcomes = in_tx!(self, |tx| schedule::fire_many(&tx, params).await?)?;
+        for outcome in &outcomes {
+            if let ScheduleFireOutcome::Fired { jobs, .. } = outcome {
+                self.announce(jobs);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn schedule_slot_list(
+        &self,
+        params: ScheduleSlotListParams,
+    ) -> Result<Vec<ScheduleSlotRecord>, StoreError> {
+        on_conn!(self, |c| schedule::slot_list(&c, &params).await?)
+    }
+
+    async fn schedule_slot_restore_many(
+        &self,
+        slots: Vec<ScheduleSlotRecord>,
+    ) -> Result<u64, StoreError> {
+        on_conn!(self, |c| schedule::slot_restore_many(&c, &slots).await?)
+    }
+
+    async fn schedule_slot_prune(
+        &self,
+        params: ScheduleSlotPruneParams,
+    ) -> Result<u64, StoreError> {
+        on_conn!(self, |c| schedule::slot_prune(&c, &params).await?)
     }
 
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError> {

@@ -63,7 +63,7 @@ pub(crate) fn rescue_expired(
 }
 
 /// Makes due scheduled jobs available; returns the queues that gained jobs.
-pub(crate) fn schedule_due(conn: &Connection, now: Millis, limit: u32) -> QResult<Vec<QueueName>> {
+pub(crate) fn promote_due(conn: &Connection, now: Millis, limit: u32) -> QResult<Vec<QueueName>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE jobs SET state = 'available', updated_at = ?1 WHERE id IN \
          (SELECT id FROM jobs INDEXED BY jobs_scheduled WHERE state = 'scheduled' AND run_at <= ?1 \

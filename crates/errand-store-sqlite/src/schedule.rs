@@ -1,15 +1,18 @@
 //! Schedules: definitions, the state schedulers share, and firing slots exactly once.
 
-use errand_core::schedule_spec::{Schedule, ScheduleSpec};
-use errand_core::time::to_timestamp;
-use errand_core::{JobId, JobState, Millis};
-use errand_store::{ScheduleFireParams, StoreError};
+use errand_core::schedule_spec::Schedule;
+use errand_core::{Job, JobId, Millis};
+use errand_store::{
+    FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
+    SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
+    ScheduleSlotRecord, StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::fault::{Fault, QResult};
-use crate::job_write;
+use crate::{job_settle, job_write};
 
-const COLUMNS: &str = "s.name, s.spec, s.paused, s.next_fire_at, s.last_fire_at, s.last_job_id, \
+const COLUMNS: &str = "s.spec, s.paused, s.next_fire_at, s.last_fire_at, s.last_job_id, \
      s.buffered_slot, s.created_at, s.updated_at, j.state";
 
 const FROM: &str = "FROM schedules s LEFT JOIN jobs j ON j.id = s.last_job_id";
@@ -18,45 +21,37 @@ fn corrupt(e: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(e.to_string()))
 }
 
-fn from_row(row: &Row<'_>) -> QResult<Schedule> {
-    let spec: String = row.get(1)?;
-    let last_job: Option<Vec<u8>> = row.get(5)?;
-    let last_state: Option<String> = row.get(9)?;
-    let at = |i: usize| -> QResult<Option<jiff::Timestamp>> {
-        Ok(row.get::<_, Option<Millis>>(i)?.map(to_timestamp))
-    };
-    Ok(Schedule {
-        spec: serde_json::from_str::<ScheduleSpec>(&spec).map_err(corrupt)?,
-        paused: row.get(2)?,
-        next_fire_at: at(3)?,
-        last_fire_at: at(4)?,
-        last_job_id: last_job.as_deref().and_then(JobId::from_slice),
-        last_job_state: last_state
-            .map(|s| s.parse::<JobState>())
-            .transpose()
-            .map_err(corrupt)?,
-        buffered_slot: at(6)?,
-        created_at: to_timestamp(row.get(7)?),
-        updated_at: to_timestamp(row.get(8)?),
+fn not_found(name: &str) -> Fault {
+    Fault::Store(StoreError::NotFound {
+        what: format!("schedule {name}"),
     })
 }
 
-/// One schedule.
-pub(crate) fn get(conn: &Connection, name: &str) -> QResult<Schedule> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} {FROM} WHERE s.name = ?1"))?;
-    let mut rows = stmt.query([name])?;
-    match rows.next()? {
-        Some(row) => from_row(row),
-        None => Err(Fault::Store(StoreError::NotFound {
-            what: format!("schedule {name}"),
-        })),
-    }
+fn job_id(bytes: Option<Vec<u8>>) -> QResult<Option<JobId>> {
+    bytes
+        .map(|b| JobId::from_slice(&b).ok_or_else(|| corrupt("a job id is not 16 bytes")))
+        .transpose()
 }
 
-/// Every schedule by name.
-pub(crate) fn list(conn: &Connection) -> QResult<Vec<Schedule>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} {FROM} ORDER BY s.name"))?;
-    let mut rows = stmt.query([])?;
+fn from_row(row: &Row<'_>) -> QResult<Schedule> {
+    let spec: String = row.get(0)?;
+    Ok(ScheduleRow {
+        spec: serde_json::from_str(&spec).map_err(corrupt)?,
+        paused: row.get(1)?,
+        next_fire_at: row.get(2)?,
+        last_fire_at: row.get(3)?,
+        last_job_id: job_id(row.get(4)?)?,
+        buffered_slot: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+        last_job_state: row.get(8)?,
+    }
+    .into_schedule()?)
+}
+
+fn query(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> QResult<Vec<Schedule>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(p)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(from_row(row)?);
@@ -64,32 +59,46 @@ pub(crate) fn list(conn: &Connection) -> QResult<Vec<Schedule>> {
     Ok(out)
 }
 
+/// One schedule.
+pub(crate) fn get(conn: &Connection, name: &str) -> QResult<Schedule> {
+    query(
+        conn,
+        &format!("SELECT {COLUMNS} {FROM} WHERE s.name = ?1"),
+        [name],
+    )?
+    .pop()
+    .ok_or_else(|| not_found(name))
+}
+
+/// Every schedule by name.
+pub(crate) fn list(conn: &Connection) -> QResult<Vec<Schedule>> {
+    query(
+        conn,
+        &format!("SELECT {COLUMNS} {FROM} ORDER BY s.name"),
+        [],
+    )
+}
+
 /// Creates or replaces a schedule's definition.
-pub(crate) fn put(
-    conn: &Connection,
-    now: Millis,
-    spec: &ScheduleSpec,
-    next_fire_at: Option<Millis>,
-    create_only: bool,
-) -> QResult<Schedule> {
-    let name = spec.name.as_str();
+pub(crate) fn put(conn: &Connection, now: Millis, p: &SchedulePutParams) -> QResult<Schedule> {
+    let name = p.spec.name.as_str();
     let exists: bool = conn
         .prepare_cached("SELECT 1 FROM schedules WHERE name = ?1")?
         .query_row([name], |_| Ok(()))
         .optional()?
         .is_some();
-    if exists && create_only {
+    if exists && p.mode == SchedulePut::Create {
         return Err(Fault::Store(StoreError::AlreadyExists {
             what: format!("schedule {name}"),
         }));
     }
-    let text = serde_json::to_string(spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let text = serde_json::to_string(&p.spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
          ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, next_fire_at = excluded.next_fire_at, \
              buffered_slot = NULL, updated_at = excluded.updated_at",
     )?
-    .execute(params![name, text, next_fire_at, now])?;
+    .execute(params![name, text, p.next_fire_at, now])?;
     get(conn, name)
 }
 
@@ -100,9 +109,7 @@ pub(crate) fn delete(conn: &Connection, name: &str) -> QResult<()> {
         .execute([name])?
         == 0
     {
-        return Err(Fault::Store(StoreError::NotFound {
-            what: format!("schedule {name}"),
-        }));
+        return Err(not_found(name));
     }
     Ok(())
 }
@@ -118,77 +125,97 @@ pub(crate) fn set_paused(
         .prepare_cached("UPDATE schedules SET paused = ?2, updated_at = ?3 WHERE name = ?1")?
         .execute(params![name, paused, now])?;
     if n == 0 {
-        return Err(Fault::Store(StoreError::NotFound {
-            what: format!("schedule {name}"),
-        }));
+        return Err(not_found(name));
     }
     get(conn, name)
 }
 
-/// Schedules with work to do now.
+/// Schedules with work to do now: a slot due, or a buffered slot whose last job ended.
 pub(crate) fn due(conn: &Connection, now: Millis, limit: u32) -> QResult<Vec<Schedule>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} {FROM} WHERE s.paused = 0 AND (s.next_fire_at <= ?1 OR s.buffered_slot IS NOT NULL) \
-         ORDER BY s.next_fire_at LIMIT ?2"
-    ))?;
-    let mut rows = stmt.query(params![now, limit])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(row)?);
-    }
-    Ok(out)
+    query(
+        conn,
+        &format!(
+            "SELECT {COLUMNS} {FROM} WHERE s.paused = 0 AND (s.next_fire_at <= ?1 \
+                 OR (s.buffered_slot IS NOT NULL \
+                     AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled')))) \
+             ORDER BY s.next_fire_at LIMIT ?2"
+        ),
+        params![now, limit],
+    )
 }
 
-/// One scheduler pass over one schedule, inside the writer's transaction.
-pub(crate) fn fire(
-    conn: &Connection,
-    now: Millis,
-    p: ScheduleFireParams,
-) -> QResult<Vec<errand_core::Job>> {
-    let name = p.name.as_str().to_string();
-    let current: Option<Option<Millis>> = conn
-        .prepare_cached("SELECT next_fire_at FROM schedules WHERE name = ?1")?
-        .query_row([&name], |r| r.get(0))
+fn read_cas(conn: &Connection, name: &str) -> QResult<Option<ScheduleCas>> {
+    let row: Option<(Option<Millis>, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT next_fire_at, last_job_id FROM schedules WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(current) = current else {
-        return Err(Fault::Store(StoreError::NotFound {
-            what: format!("schedule {name}"),
-        }));
-    };
-    if current != p.expected_next_fire_at {
-        return Err(Fault::Store(StoreError::WrongState(format!(
-            "schedule {name} was fired by another scheduler"
-        ))));
+    row.map(|(next_fire_at, last)| {
+        Ok(ScheduleCas {
+            next_fire_at,
+            last_job_id: job_id(last)?,
+        })
+    })
+    .transpose()
+}
+
+/// Cancels `id` unless it already ended or is gone: `replace` only stops a run still going.
+fn cancel_if_active(conn: &Connection, now: Millis, id: JobId) -> QResult<Option<Job>> {
+    match job_settle::cancel(conn, now, id) {
+        Ok(job) => Ok(Some(job)),
+        Err(Fault::Store(StoreError::WrongState(_) | StoreError::NotFound { .. })) => Ok(None),
+        Err(e) => Err(e),
     }
-    let mut claim_slot = conn.prepare_cached(
+}
+
+/// Claims each job's slot; returns the jobs to insert: those whose slot was free, and those
+/// without a slot (manual runs).
+fn claim_slots(
+    conn: &Connection,
+    jobs: Vec<errand_core::NewJob>,
+) -> QResult<Vec<errand_core::NewJob>> {
+    let mut claim = conn.prepare_cached(
         "INSERT INTO schedule_slots (schedule, slot, job_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
-    let mut fresh = Vec::with_capacity(p.jobs.len());
-    for job in p.jobs {
-        let Some(slot) = &job.slot else {
-            return Err(Fault::Store(StoreError::Invalid(
-                "a scheduled job needs its slot".into(),
-            )));
+    let mut fresh = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let free = match &job.slot {
+            Some(slot) => {
+                claim.execute(params![
+                    slot.schedule,
+                    slot.at,
+                    job.id.as_bytes().as_slice()
+                ])? == 1
+            }
+            None => true,
         };
-        if claim_slot.execute(params![
-            slot.schedule,
-            slot.at,
-            job.id.as_bytes().as_slice()
-        ])? == 1
-        {
+        if free {
             fresh.push(job);
         }
     }
-    let fired = if fresh.is_empty() {
+    Ok(fresh)
+}
+
+/// One decision about one schedule, inside the writer's transaction.
+fn fire_one(conn: &Connection, now: Millis, p: ScheduleFireParams) -> QResult<ScheduleFireOutcome> {
+    let name = p.name.as_str().to_string();
+    if !p.holds(read_cas(conn, &name)?) {
+        return Ok(ScheduleFireOutcome::Moved);
+    }
+    let cancelled = match p.cancel {
+        Some(id) => cancel_if_active(conn, now, id)?.map(Box::new),
+        None => None,
+    };
+    let fresh = claim_slots(conn, p.jobs)?;
+    let jobs: Vec<Job> = if fresh.is_empty() {
         Vec::new()
     } else {
         let prepared = job_write::prepare(fresh)?;
         job_write::insert_many(conn, now, prepared, p.idempotency_window)?
             .into_iter()
             .map(|r| r.job)
-            .collect::<Vec<_>>()
+            .collect()
     };
-    let last = fired.last();
+    let record = FireRecord::of(&jobs);
     conn.prepare_cached(
         "UPDATE schedules SET next_fire_at = ?2, buffered_slot = ?3, \
              last_fire_at = COALESCE(?4, last_fire_at), last_job_id = COALESCE(?5, last_job_id), updated_at = ?6 \
@@ -198,9 +225,75 @@ pub(crate) fn fire(
         name,
         p.next_fire_at,
         p.buffered_slot,
-        last.and_then(|j| j.slot).map(errand_core::time::to_millis),
-        last.map(|j| j.id.as_bytes().to_vec()),
+        record.last_fire_at,
+        record.last_job_id.map(|id| id.as_bytes().to_vec()),
         now,
     ])?;
-    Ok(fired)
+    Ok(ScheduleFireOutcome::Fired { jobs, cancelled })
+}
+
+/// Many decisions, inside one writer transaction (one fsync for all of them).
+pub(crate) fn fire_many(
+    conn: &Connection,
+    now: Millis,
+    params: Vec<ScheduleFireParams>,
+) -> QResult<Vec<ScheduleFireOutcome>> {
+    params.into_iter().map(|p| fire_one(conn, now, p)).collect()
+}
+
+/// A page of one schedule's slot ledger.
+pub(crate) fn slot_list(
+    conn: &Connection,
+    p: &ScheduleSlotListParams,
+) -> QResult<Vec<ScheduleSlotRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT slot, job_id FROM schedule_slots WHERE schedule = ?1 AND slot > ?2 ORDER BY slot LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![
+        p.schedule.as_str(),
+        p.after.unwrap_or(i64::MIN),
+        p.limit
+    ])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: Vec<u8> = row.get(1)?;
+        out.push(ScheduleSlotRecord {
+            schedule: p.schedule.clone(),
+            slot: row.get(0)?,
+            job_id: JobId::from_slice(&id).ok_or_else(|| corrupt("a job id is not 16 bytes"))?,
+        });
+    }
+    Ok(out)
+}
+
+/// Inserts exported ledger rows, skipping recorded slots.
+pub(crate) fn slot_restore_many(conn: &Connection, slots: &[ScheduleSlotRecord]) -> QResult<u64> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO schedule_slots (schedule, slot, job_id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    let mut n = 0;
+    for s in slots {
+        n += stmt.execute(params![
+            s.schedule.as_str(),
+            s.slot,
+            s.job_id.as_bytes().as_slice()
+        ])? as u64;
+    }
+    Ok(n)
+}
+
+/// Deletes the oldest ledger rows older than the cutoff.
+pub(crate) fn slot_prune(
+    conn: &Connection,
+    now: Millis,
+    p: &ScheduleSlotPruneParams,
+) -> QResult<u64> {
+    let cutoff = now.saturating_sub(i64::try_from(p.older_than.as_millis()).unwrap_or(i64::MAX));
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM schedule_slots WHERE (schedule, slot) IN \
+             (SELECT schedule, slot FROM schedule_slots WHERE slot < ?1 ORDER BY slot LIMIT ?2)",
+        )?
+        .execute(params![cutoff, p.limit])?;
+    Ok(n as u64)
 }

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_nodes.sql"),
     include_str!("../migrations/0003_schedules.sql"),
     include_str!("../migrations/0004_attempt_lease_token.sql"),
+    include_str!("../migrations/0005_schedule_slot_pruning.sql"),
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -3,14 +3,17 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use errand_core::schedule_spec::{Schedule, ScheduleSpec};
+use errand_core::schedule_spec::Schedule;
 use errand_core::time::system_now;
-use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_core::{
+    Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName, ScheduleName,
+};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
-    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams,
-    Store, StoreError,
+    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
+    ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
+    ScheduleSlotRecord, Store, StoreError,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -273,9 +276,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
+    async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
         self.writer
-            .write(move |conn| maintenance::schedule_due(conn, system_now(), limit))
+            .write(move |conn| maintenance::promote_due(conn, system_now(), limit))
             .await
     }
 
@@ -342,18 +345,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn schedule_put(
-        &self,
-        spec: ScheduleSpec,
-        next_fire_at: Option<Millis>,
-        create_only: bool,
-    ) -> Result<Schedule, StoreError> {
+    async fn clock_now(&self) -> Result<Millis, StoreError> {
+        Ok(system_now())
+    }
+
+    async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError> {
         self.writer
-            .write(move |conn| schedule::put(conn, system_now(), &spec, next_fire_at, create_only))
+            .write(move |conn| schedule::put(conn, system_now(), &params))
             .await
     }
 
-    async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError> {
+    async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         let name = name.as_str().to_string();
         self.readers
             .read(move |conn| schedule::get(conn, &name))
@@ -364,7 +366,7 @@ impl Store for SqliteStore {
         self.readers.read(schedule::list).await
     }
 
-    async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError> {
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
         let name = name.as_str().to_string();
         self.writer
             .write(move |conn| schedule::delete(conn, &name))
@@ -373,7 +375,7 @@ impl Store for SqliteStore {
 
     async fn schedule_set_paused(
         &self,
-        name: &QueueName,
+        name: &ScheduleName,
         paused: bool,
     ) -> Result<Schedule, StoreError> {
         let name = name.as_str().to_string();
@@ -391,9 +393,39 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn schedule_fire(&self, params: ScheduleFireParams) -> Result<Vec<Job>, StoreError> {
+    async fn schedule_fire_many(
+        &self,
+        params: Vec<ScheduleFireParams>,
+    ) -> Result<Vec<ScheduleFireOutcome>, StoreError> {
         self.writer
-            .write(move |conn| schedule::fire(conn, system_now(), params))
+            .write(move |conn| schedule::fire_many(conn, system_now(), params))
+            .await
+    }
+
+    async fn schedule_slot_list(
+        &self,
+        params: ScheduleSlotListParams,
+    ) -> Result<Vec<ScheduleSlotRecord>, StoreError> {
+        self.readers
+            .read(move |conn| schedule::slot_list(conn, &params))
+            .await
+    }
+
+    async fn schedule_slot_restore_many(
+        &self,
+        slots: Vec<ScheduleSlotRecord>,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| schedule::slot_restore_many(conn, &slots))
+            .await
+    }
+
+    async fn schedule_slot_prune(
+        &self,
+        params: ScheduleSlotPruneParams,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| schedule::slot_prune(conn, system_now(), &params))
             .await
     }
 

@@ -13,6 +13,10 @@ pub enum StoreError {
     /// a running one). Asking again changes nothing until the state changes.
     #[error("{0}")]
     WrongState(String),
+    /// The record kept changing under the operation (other nodes' scheduler passes); asking
+    /// again will likely succeed.
+    #[error("{0}")]
+    Contended(String),
     /// Creating a record whose name is taken (a schedule created twice).
     #[error("{what} already exists")]
     AlreadyExists {

@@ -11,6 +11,7 @@
 
 mod error;
 mod params;
+mod schedule_row;
 mod store;
 
 #[cfg(feature = "conformance")]
@@ -18,4 +19,5 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use params::*;
+pub use schedule_row::{FireRecord, ScheduleCas, ScheduleRow};
 pub use store::{SharedStore, Store};

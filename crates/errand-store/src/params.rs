@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::{
-    Job, JobId, JobKind, JobState, LeaseToken, NewJob, Progress, QueueName, RetryPolicy,
+    Job, JobId, JobKind, JobState, LeaseToken, Millis, NewJob, Progress, QueueName, RetryPolicy,
+    ScheduleName,
 };
 use serde_json::Value;
 
@@ -207,22 +209,102 @@ pub struct RestoredJob {
     pub attempts: Vec<errand_core::Attempt>,
 }
 
-/// Input of [`Store::schedule_fire`](crate::Store::schedule_fire): one scheduler pass over
-/// one schedule, applied atomically.
+/// Whether [`Store::schedule_put`](crate::Store::schedule_put) may overwrite an existing
+/// schedule of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulePut {
+    /// Create only: `AlreadyExists` when the name is taken (`POST /v1/schedules`).
+    Create,
+    /// Create, or replace the definition of the schedule of that name, keeping its history
+    /// (`PUT /v1/schedules/{name}`, `errand.toml`, import).
+    Replace,
+}
+
+/// Input of [`Store::schedule_put`](crate::Store::schedule_put).
+#[derive(Debug, Clone)]
+pub struct SchedulePutParams {
+    /// The definition.
+    pub spec: ScheduleSpec,
+    /// Its first slot, computed by the caller on the store's clock.
+    pub next_fire_at: Option<Millis>,
+    /// Create only, or create or replace.
+    pub mode: SchedulePut,
+}
+
+/// Input of [`Store::schedule_fire_many`](crate::Store::schedule_fire_many): one scheduler
+/// decision about one schedule, applied atomically with the others of its call.
 #[derive(Debug, Clone)]
 pub struct ScheduleFireParams {
     /// The schedule.
-    pub name: QueueName,
-    /// The `next_fire_at` the scheduler read. If another node changed it since, nothing is
-    /// done and `WrongState` is returned: that node fired these slots.
-    pub expected_next_fire_at: Option<errand_core::Millis>,
-    /// Jobs to enqueue, each carrying its slot. A slot that already has a job is skipped:
-    /// the store keeps one job per slot, whatever the schedulers do.
+    pub name: ScheduleName,
+    /// The `next_fire_at` the caller read. With `expected_last_job_id`, the compare-and-set:
+    /// if either changed since, nothing is done for this schedule and the outcome is
+    /// [`ScheduleFireOutcome::Moved`].
+    pub expected_next_fire_at: Option<Millis>,
+    /// The `last_job_id` the caller read; a manual run or another node's fire changes it.
+    pub expected_last_job_id: Option<JobId>,
+    /// Jobs to enqueue. A job carrying a slot claims it first and is skipped when the slot
+    /// already has a job (the store keeps one job per slot, whatever the schedulers do); a
+    /// job without a slot (a manual run) is always inserted.
     pub jobs: Vec<NewJob>,
-    /// The schedule's next slot after this pass.
-    pub next_fire_at: Option<errand_core::Millis>,
-    /// The slot `buffer_one` holds back after this pass (`None`: none).
-    pub buffered_slot: Option<errand_core::Millis>,
+    /// The schedule's next slot after this decision.
+    pub next_fire_at: Option<Millis>,
+    /// The slot `buffer_one` holds back after this decision (`None`: none).
+    pub buffered_slot: Option<Millis>,
+    /// A job to cancel in the same transaction (overlap `replace`), only when the
+    /// compare-and-set holds; already finished or gone, it is left alone.
+    pub cancel: Option<JobId>,
     /// Window of idempotency keys (templates carry none, but the insert path needs one).
     pub idempotency_window: Duration,
+}
+
+/// What [`Store::schedule_fire_many`](crate::Store::schedule_fire_many) did with one
+/// schedule. Losing the compare-and-set is an ordinary outcome of leaderless firing, not an
+/// error, so callers can tell it from real failures without reading error strings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleFireOutcome {
+    /// Applied: the jobs enqueued (slots that already had a job left out) and the job
+    /// cancelled, if any.
+    Fired {
+        /// Jobs enqueued, in input order.
+        jobs: Vec<Job>,
+        /// The job `replace` cancelled.
+        cancelled: Option<Box<Job>>,
+    },
+    /// The schedule changed (another node fired, a manual run, a redefinition) or was
+    /// deleted since it was read: nothing was done.
+    Moved,
+}
+
+/// One row of the slot ledger: which job a schedule's slot got. Kept so a slot never runs
+/// twice (backfill, racing schedulers); exported and imported with the jobs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScheduleSlotRecord {
+    /// The schedule.
+    pub schedule: ScheduleName,
+    /// The slot's instant, milliseconds since the epoch.
+    pub slot: Millis,
+    /// The job it got.
+    pub job_id: JobId,
+}
+
+/// Input of [`Store::schedule_slot_list`](crate::Store::schedule_slot_list): a page of one
+/// schedule's slot ledger, oldest first.
+#[derive(Debug, Clone)]
+pub struct ScheduleSlotListParams {
+    /// The schedule.
+    pub schedule: ScheduleName,
+    /// Cursor: only slots after this one.
+    pub after: Option<Millis>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Input of [`Store::schedule_slot_prune`](crate::Store::schedule_slot_prune).
+#[derive(Debug, Clone)]
+pub struct ScheduleSlotPruneParams {
+    /// Delete ledger rows of slots older than this, on the store's clock.
+    pub older_than: Duration,
+    /// At most this many per call: small deletes keep locks short.
+    pub limit: u32,
 }

@@ -5,14 +5,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use std::time::Duration;
 
-use errand_core::schedule_spec::{Schedule, ScheduleSpec};
-use errand_core::{Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName};
+use errand_core::schedule_spec::Schedule;
+use errand_core::{
+    Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName, ScheduleName,
+};
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
-    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireParams,
-    StoreError,
+    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
+    ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
+    ScheduleSlotRecord, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -79,8 +82,9 @@ pub trait Store: Send + Sync + 'static {
     /// are left), and fails attempts that outlived their timeout. Returns the changed jobs.
     async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError>;
 
-    /// Moves scheduled jobs whose `run_at` has come to `available`; returns their queues.
-    async fn job_schedule_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError>;
+    /// Promotes delayed jobs: moves `scheduled` jobs whose `run_at` has come to `available`;
+    /// returns their queues.
+    async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError>;
 
     /// Every known queue with its counts.
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError>;
@@ -114,39 +118,60 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a queue or updates its settings (import, declarative configuration).
     async fn queue_upsert(&self, params: QueueUpsertParams) -> Result<(), StoreError>;
 
-    /// Creates a schedule (`create_only`: `AlreadyExists` when the name is taken) or replaces
-    /// its definition, keeping its history; `next_fire_at` is its first slot from now.
-    async fn schedule_put(
-        &self,
-        spec: ScheduleSpec,
-        next_fire_at: Option<Millis>,
-        create_only: bool,
-    ) -> Result<Schedule, StoreError>;
+    /// The store's clock now, in milliseconds. Leases and schedules run on this clock, so
+    /// every node computes slots from the same time.
+    async fn clock_now(&self) -> Result<Millis, StoreError>;
+
+    /// Creates a schedule ([`SchedulePut::Create`](crate::SchedulePut): `AlreadyExists` when the
+    /// name is taken) or replaces its definition, keeping its history and slot ledger.
+    async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError>;
 
     /// One schedule, with its last job's state. Errors: `NotFound`.
-    async fn schedule_get(&self, name: &QueueName) -> Result<Schedule, StoreError>;
+    async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule, StoreError>;
 
     /// Every schedule by name.
     async fn schedule_list(&self) -> Result<Vec<Schedule>, StoreError>;
 
     /// Deletes a schedule; jobs it fired stay. Errors: `NotFound`.
-    async fn schedule_delete(&self, name: &QueueName) -> Result<(), StoreError>;
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError>;
 
     /// Pauses or resumes a schedule. Errors: `NotFound`.
     async fn schedule_set_paused(
         &self,
-        name: &QueueName,
+        name: &ScheduleName,
         paused: bool,
     ) -> Result<Schedule, StoreError>;
 
-    /// The store's clock now, and the schedules that have work: not paused, and a slot due
-    /// or a buffered slot waiting.
+    /// The store's clock now, and up to `limit` schedules that have work: not paused, and a
+    /// slot due, or a buffered slot whose previous run has ended. A buffered slot waiting
+    /// for a run still going is left out, so waiting costs no pass any work.
     async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError>;
 
-    /// Applies one scheduler pass atomically: enqueues the slot jobs (one per slot at
-    /// most), moves `next_fire_at`, records the last fire. Returns the jobs enqueued.
-    /// Errors: `WrongState` when `next_fire_at` moved since it was read (another node fired).
-    async fn schedule_fire(&self, params: ScheduleFireParams) -> Result<Vec<Job>, StoreError>;
+    /// Applies scheduler decisions about many schedules in one transaction: per schedule,
+    /// the compare-and-set, the `replace` cancel, the slot jobs (one per slot at most), the
+    /// next slot and the last fire. Outcomes come in input order.
+    async fn schedule_fire_many(
+        &self,
+        params: Vec<ScheduleFireParams>,
+    ) -> Result<Vec<ScheduleFireOutcome>, StoreError>;
+
+    /// A page of a schedule's slot ledger, oldest first (export).
+    async fn schedule_slot_list(
+        &self,
+        params: ScheduleSlotListParams,
+    ) -> Result<Vec<ScheduleSlotRecord>, StoreError>;
+
+    /// Inserts slot ledger rows as exported, skipping slots already recorded (import is
+    /// repeatable). Returns how many were inserted.
+    async fn schedule_slot_restore_many(
+        &self,
+        slots: Vec<ScheduleSlotRecord>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes ledger rows of slots older than catch-up and backfill can reach, oldest
+    /// first; returns how many.
+    async fn schedule_slot_prune(&self, params: ScheduleSlotPruneParams)
+        -> Result<u64, StoreError>;
 
     /// Records that a node is alive (registering it on the first call).
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError>;

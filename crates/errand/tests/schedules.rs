@@ -433,6 +433,12 @@ async fn cli_schedule_commands() {
         .contains("[]"));
 }
 
+/// The start of the hour `hours_ago` hours before now, as RFC 3339.
+fn hour_ago(hours_ago: i64) -> jiff::Timestamp {
+    let now = jiff::Timestamp::now().as_second();
+    jiff::Timestamp::from_second(now - now.rem_euclid(3600) - hours_ago * 3600).expect("time")
+}
+
 #[tokio::test]
 async fn backfill_runs_each_past_slot_once() {
     let s = server().await;
@@ -440,42 +446,54 @@ async fn backfill_runs_each_past_slot_once() {
     let client = s.client().expect("client");
     let body = r#"{"name":"hourly","cron":"0 * * * *","job":{"kind":"k","queue":"back"}}"#;
     assert_eq!(raw.post("/v1/schedules", body).await.0, 201);
-    let range = r#"{"from":"2026-01-01T00:00:00Z","to":"2026-01-01T05:00:00Z"}"#;
-    let (status, first) = raw.post("/v1/schedules/hourly/backfill", range).await;
+    let (from, to) = (hour_ago(48), hour_ago(43));
+    let range = json!({"from": from, "to": to}).to_string();
+    let (status, first) = raw.post("/v1/schedules/hourly/backfill", &range).await;
     assert_eq!(status, 201, "{first}");
-    assert_eq!(
-        first["inserted"], 5,
-        "01:00 to 05:00: the start is exclusive"
-    );
-    let (_, again) = raw.post("/v1/schedules/hourly/backfill", range).await;
+    assert_eq!(first["inserted"], 5, "five hours: the start is exclusive");
+    let (_, again) = raw.post("/v1/schedules/hourly/backfill", &range).await;
     assert_eq!(
         again["inserted"], 0,
         "each slot runs once, however often it is backfilled"
     );
     let jobs = jobs_of(&client, "back").await;
-    let slots: Vec<String> = jobs
-        .iter()
-        .map(|j| j.slot.expect("slot").to_string())
-        .collect();
-    assert_eq!(
-        slots.first().map(String::as_str),
-        Some("2026-01-01T01:00:00Z")
-    );
-    assert_eq!(
-        slots.last().map(String::as_str),
-        Some("2026-01-01T05:00:00Z")
-    );
+    let slots: Vec<jiff::Timestamp> = jobs.iter().map(|j| j.slot.expect("slot")).collect();
+    assert_eq!(slots.first(), Some(&hour_ago(47)));
+    assert_eq!(slots.last(), Some(&to));
     let (status, _) = raw
         .post(
             "/v1/schedules/hourly/backfill",
-            r#"{"from":"2026-01-02T00:00:00Z","to":"2026-01-01T00:00:00Z"}"#,
+            &json!({"from": to, "to": from}).to_string(),
         )
         .await;
     assert_eq!(status, 400);
     let (status, json) = raw
         .post(
             "/v1/schedules/hourly/backfill",
-            r#"{"from":"2020-01-01T00:00:00Z","to":"2026-01-01T00:00:00Z"}"#,
+            &json!({"from": hour_ago(1), "to": hour_ago(-2)}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    assert!(json["error"]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("future"));
+    // Older than the slot ledger keeps: whether those slots ran is no longer known.
+    let (status, json) = raw
+        .post(
+            "/v1/schedules/hourly/backfill",
+            &json!({"from": hour_ago(8 * 24), "to": hour_ago(7 * 24 - 2)}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    let message = json["error"]["message"].as_str().expect("msg");
+    assert!(message.contains("at most 7 days"), "{message}");
+    let minutely = r#"{"name":"minutely","cron":"* * * * *","job":{"kind":"k","queue":"back"}}"#;
+    assert_eq!(raw.post("/v1/schedules", minutely).await.0, 201);
+    let (status, json) = raw
+        .post(
+            "/v1/schedules/minutely/backfill",
+            &json!({"from": hour_ago(72), "to": hour_ago(48)}).to_string(),
         )
         .await;
     assert_eq!(status, 400, "{json}");
@@ -483,4 +501,84 @@ async fn backfill_runs_each_past_slot_once() {
         .as_str()
         .expect("msg")
         .contains("1000"));
+}
+
+/// A manual run follows the overlap policy and counts as the schedule's run: under `skip`
+/// a second run is refused while one goes on (and the slots that follow see the manual
+/// run as the last job); under `replace` the running job is cancelled; `allow` starts
+/// another.
+#[tokio::test]
+async fn manual_trigger_follows_the_overlap_policy() {
+    let s = server().await;
+    let raw = Raw::new(&s);
+    let client = s.client().expect("client");
+    // Yearly: no slot fires during the test, so only manual runs are in play.
+    for policy in ["skip", "replace", "allow"] {
+        let body = json!({"name": policy, "cron": "0 0 1 1 *", "overlap": policy,
+            "job": {"kind": "k", "queue": policy}});
+        assert_eq!(raw.post("/v1/schedules", &body.to_string()).await.0, 201);
+    }
+    let (status, first) = raw.post("/v1/schedules/skip/trigger", "").await;
+    assert_eq!(status, 201, "{first}");
+    let (_, shown) = raw.get("/v1/schedules/skip").await;
+    assert_eq!(
+        shown["last_job_id"], first["id"],
+        "the manual run is the last job"
+    );
+    let (status, refused) = raw.post("/v1/schedules/skip/trigger", "").await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{refused}"
+    );
+    assert!(refused["error"]["message"]
+        .as_str()
+        .expect("message")
+        .contains("run in progress"));
+    let held = client
+        .claim("skip", &ClaimRequest::default())
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(raw.post("/v1/schedules/skip/trigger", "").await.0, 409);
+    client
+        .complete(
+            held.id,
+            &CompleteRequest {
+                lease_token: held.lease_token,
+                result: None,
+            },
+        )
+        .await
+        .expect("complete");
+    assert_eq!(
+        raw.post("/v1/schedules/skip/trigger", "").await.0,
+        201,
+        "the run ended: a new one may start"
+    );
+
+    let (_, old) = raw.post("/v1/schedules/replace/trigger", "").await;
+    let running = client
+        .claim("replace", &ClaimRequest::default())
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(running.id.to_string(), old["id"].as_str().expect("id"));
+    let (status, new) = raw.post("/v1/schedules/replace/trigger", "").await;
+    assert_eq!(status, 201, "{new}");
+    let (_, old_now) = raw
+        .get(&format!("/v1/jobs/{}", old["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(
+        old_now["state"], "cancelled",
+        "replace cancels the running job"
+    );
+    let (_, shown) = raw.get("/v1/schedules/replace").await;
+    assert_eq!(shown["last_job_id"], new["id"]);
+
+    assert_eq!(raw.post("/v1/schedules/allow/trigger", "").await.0, 201);
+    assert_eq!(raw.post("/v1/schedules/allow/trigger", "").await.0, 201);
+    assert_eq!(jobs_of(&client, "allow").await.len(), 2);
 }

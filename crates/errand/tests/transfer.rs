@@ -181,3 +181,71 @@ async fn sqlite_to_postgres_and_back() {
     let round_jobs = all_jobs(&round.client().expect("client")).await;
     same_except_running(&original, &round_jobs);
 }
+
+async fn backfill(base: &str, range: &serde_json::Value) -> serde_json::Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/schedules/hourly/backfill"))
+        .header("content-type", "application/json")
+        .body(range.to_string())
+        .send()
+        .await
+        .expect("backfill");
+    assert_eq!(resp.status().as_u16(), 201);
+    resp.json().await.expect("json")
+}
+
+/// The slot ledger travels with the jobs: a backfill after an import does not run the
+/// slots that ran before the move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_records_travel_so_a_backfill_after_import_repeats_nothing() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let (from_dir, to_dir) = (work.path().join("from"), work.path().join("to"));
+    let mut source = ServerProcess::start_in(&bin(), &from_dir, &[])
+        .await
+        .expect("start");
+    let base = source.url().to_string();
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/schedules"))
+        .header("content-type", "application/json")
+        .body(r#"{"name":"hourly","cron":"0 * * * *","job":{"kind":"k","queue":"hourly"}}"#)
+        .send()
+        .await
+        .expect("schedule");
+    assert_eq!(resp.status().as_u16(), 201);
+    let now = jiff::Timestamp::now().as_second();
+    let hour = |ago: i64| {
+        jiff::Timestamp::from_second(now - now.rem_euclid(3600) - ago * 3600).expect("time")
+    };
+    let range = serde_json::json!({"from": hour(30), "to": hour(24)});
+    assert_eq!(backfill(&base, &range).await["inserted"], 6);
+    assert!(source.terminate().await);
+
+    let file = work.path().join("export.jsonl");
+    let file = file.to_str().expect("path");
+    errand(&[
+        "export",
+        "--data-dir",
+        from_dir.to_str().expect("path"),
+        "--file",
+        file,
+    ])
+    .await;
+    let imported = errand(&[
+        "import",
+        "--data-dir",
+        to_dir.to_str().expect("path"),
+        "--file",
+        file,
+    ])
+    .await;
+    let target = ServerProcess::start_in(&bin(), &to_dir, &[])
+        .await
+        .expect("start");
+    let again = backfill(target.url(), &range).await;
+    assert_eq!(
+        again["inserted"], 0,
+        "those slots ran before the move: {again}"
+    );
+    let said = String::from_utf8_lossy(&imported.stderr);
+    assert!(said.contains("6 schedule slot records"), "{said}");
+}

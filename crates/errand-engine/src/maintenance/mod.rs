@@ -2,10 +2,11 @@
 //! its cancellation token fires, and is tracked so shutdown can wait for it.
 
 mod job_cleaner;
+mod job_promoter;
 mod job_rescuer;
-mod job_scheduler;
 mod node_heartbeat;
 mod schedule_runner;
+mod schedule_slot_cleaner;
 mod wakeup_listener;
 
 use std::sync::Arc;
@@ -16,18 +17,20 @@ use tokio_util::sync::CancellationToken;
 use crate::Engine;
 
 pub use job_cleaner::prune_once;
+pub use job_promoter::promote_once;
 pub use job_rescuer::rescue_once;
-pub use job_scheduler::schedule_once;
 pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
+pub use schedule_slot_cleaner::prune_slots_once;
 
 /// Starts every maintenance service; they stop when `token` is cancelled.
 pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(job_rescuer::run(engine.clone(), token.clone()));
-    set.spawn(job_scheduler::run(engine.clone(), token.clone()));
+    set.spawn(job_promoter::run(engine.clone(), token.clone()));
     set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
     set.spawn(job_cleaner::run(engine.clone(), token.clone()));
     set.spawn(schedule_runner::run(engine.clone(), token.clone()));
+    set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));
     set.spawn(wakeup_listener::run(engine, token));
     set
 }

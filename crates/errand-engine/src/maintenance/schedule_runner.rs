@@ -14,8 +14,16 @@ use crate::Engine;
 pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
     let every = engine.config().schedule_pass_interval;
     loop {
-        if let Err(e) = engine.schedule_pass().await {
-            tracing::warn!(error = %e, "schedule pass failed");
+        match engine.schedule_pass().await {
+            Ok(report) if report.written > 0 => tracing::debug!(
+                due = report.due,
+                written = report.written,
+                fired = report.fired,
+                moved = report.moved,
+                "schedule pass"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "schedule pass failed"),
         }
         let hint = engine.next_slot_hint.load(Ordering::Relaxed);
         let now = errand_core::time::system_now();

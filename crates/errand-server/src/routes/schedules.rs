@@ -8,7 +8,8 @@ use errand_api::{
     ScheduleList, ScheduleRequest,
 };
 use errand_core::schedule_spec::Schedule;
-use errand_core::{Job, QueueName};
+use errand_core::{Job, ScheduleName};
+use errand_store::SchedulePut;
 use serde_json::{json, Value};
 
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -17,8 +18,8 @@ use crate::{ApiError, AppState};
 /// Most fire times one preview lists.
 const MAX_PREVIEW: usize = 1000;
 
-fn name(raw: &str) -> Result<QueueName, ApiError> {
-    QueueName::parse(raw).map_err(|e| ApiError::invalid(format!("name: {}", e.message)))
+fn name(raw: &str) -> Result<ScheduleName, ApiError> {
+    ScheduleName::parse(raw).map_err(|e| ApiError::invalid(format!("name: {}", e.message)))
 }
 
 /// Creates a schedule; its first slot is the next one from now.
@@ -32,7 +33,7 @@ pub(crate) async fn create(
     let spec = req.into_spec(&state.enqueue_limits())?;
     Ok((
         StatusCode::CREATED,
-        Json(state.engine.schedule_put(spec, true).await?),
+        Json(state.engine.schedule_put(spec, SchedulePut::Create).await?),
     ))
 }
 
@@ -89,10 +90,11 @@ pub(crate) async fn delete(
     Ok(Json(json!({"deleted": n})))
 }
 
-/// Runs the schedule's job now, outside its slots.
+/// Runs the schedule's job now, outside its slots, under its overlap policy; the run
+/// becomes the schedule's last job.
 #[utoipa::path(post, path = "/v1/schedules/{name}/trigger", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
-    responses((status = 201, description = "Enqueued", body = Job), (status = 404, body = ErrorBody)))]
+    responses((status = 201, description = "Enqueued (with `replace`, the running job was cancelled)", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "A run is in progress and the overlap policy (skip, buffer_one) forbids a second", body = ErrorBody)))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
@@ -154,7 +156,8 @@ pub(crate) async fn next(
     }))
 }
 
-/// Runs every slot of a past range that has no job yet (at most 1,000 slots).
+/// Runs every slot of a past range that has no job yet (at most 1,000 slots, starting at
+/// most 7 days back).
 #[utoipa::path(post, path = "/v1/schedules/{name}/backfill", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
     request_body = BackfillRequest,
@@ -166,11 +169,6 @@ pub(crate) async fn backfill(
 ) -> Result<(StatusCode, Json<BatchEnqueueResponse>), ApiError> {
     if req.from >= req.to {
         return Err(ApiError::invalid("from: must be before to"));
-    }
-    if req.to > jiff::Timestamp::now() {
-        return Err(ApiError::invalid(
-            "to: a backfill covers the past; future slots fire on their own",
-        ));
     }
     let fired = state
         .engine

@@ -92,13 +92,18 @@ macro_rules! conformance_suite {
             queue_list_counts_states,
             pause_unknown_queue_is_not_found,
             dead_requeue_and_purge_by_selection,
-            schedule_due_makes_jobs_available,
+            promote_due_makes_jobs_available,
             nodes_register_heartbeat_and_stop,
             prune_deletes_only_finished_jobs_past_retention,
             restore_keeps_exported_jobs_and_is_repeatable,
             schedules_are_created_replaced_paused_and_deleted,
             schedule_fire_is_exactly_once_per_slot,
             schedule_due_lists_unpaused_schedules_with_work,
+            schedule_fire_many_applies_each_decision_on_its_own,
+            schedule_fire_cancels_only_when_it_wins,
+            schedule_manual_run_becomes_the_last_job,
+            schedule_due_leaves_out_a_buffered_slot_while_its_job_runs,
+            schedule_slots_are_listed_restored_and_pruned,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

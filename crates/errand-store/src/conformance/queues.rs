@@ -99,7 +99,7 @@ pub(crate) async fn dead_requeue_and_purge_by_selection(store: SharedStore) {
 }
 
 /// Due scheduled jobs become available and name their queue.
-pub(crate) async fn schedule_due_makes_jobs_available(store: SharedStore) {
+pub(crate) async fn promote_due_makes_jobs_available(store: SharedStore) {
     insert(&store, vec![new_job("x", "k")]).await;
     let c = claim(&store, "x", 1).await.remove(0);
     settle(&store, fail(&c, Some(Duration::from_millis(1)), false))
@@ -107,7 +107,7 @@ pub(crate) async fn schedule_due_makes_jobs_available(store: SharedStore) {
         .expect("fail");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let queues = store.job_schedule_due(100).await.expect("due");
+        let queues = store.job_promote_due(100).await.expect("due");
         if queues == vec![queue("x")] {
             break;
         }
@@ -121,5 +121,5 @@ pub(crate) async fn schedule_due_makes_jobs_available(store: SharedStore) {
         store.job_get(c.job.id).await.expect("get").state,
         JobState::Available
     );
-    assert!(store.job_schedule_due(100).await.expect("due").is_empty());
+    assert!(store.job_promote_due(100).await.expect("due").is_empty());
 }

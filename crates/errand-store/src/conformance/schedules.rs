@@ -1,15 +1,22 @@
 //! Schedules and their slots.
 
-use errand_core::{JobKind, JobState, NewJob};
+use errand_core::{JobId, JobKind, JobState, NewJob, ScheduleName};
 use serde_json::json;
 
 use super::support::*;
-use crate::{JobListParams, SharedStore, StoreError};
+use crate::{
+    JobListParams, ScheduleFireOutcome, ScheduleFireParams, SchedulePut, SchedulePutParams,
+    ScheduleSlotListParams, ScheduleSlotPruneParams, ScheduleSlotRecord, SharedStore, StoreError,
+};
 
-fn spec(name: &str) -> errand_core::schedule_spec::ScheduleSpec {
+fn name(s: &str) -> ScheduleName {
+    ScheduleName::parse(s).expect("schedule name")
+}
+
+fn spec(n: &str) -> errand_core::schedule_spec::ScheduleSpec {
     use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate, OverlapPolicy, ScheduleSpec};
     ScheduleSpec {
-        name: queue(name),
+        name: name(n),
         cron: None,
         every_ms: Some(1000),
         timezone: "UTC".into(),
@@ -29,6 +36,21 @@ fn spec(name: &str) -> errand_core::schedule_spec::ScheduleSpec {
     }
 }
 
+async fn create(
+    store: &SharedStore,
+    n: &str,
+    next: Option<i64>,
+) -> errand_core::schedule_spec::Schedule {
+    store
+        .schedule_put(SchedulePutParams {
+            spec: spec(n),
+            next_fire_at: next,
+            mode: SchedulePut::Create,
+        })
+        .await
+        .expect("create")
+}
+
 fn slot_job(schedule: &str, at: i64) -> NewJob {
     NewJob {
         slot: Some(errand_core::job::ScheduleSlot {
@@ -40,34 +62,52 @@ fn slot_job(schedule: &str, at: i64) -> NewJob {
 }
 
 fn fire_params(
-    name: &str,
+    n: &str,
     expected: Option<i64>,
     jobs: Vec<NewJob>,
     next: Option<i64>,
-) -> crate::ScheduleFireParams {
-    crate::ScheduleFireParams {
-        name: queue(name),
+) -> ScheduleFireParams {
+    ScheduleFireParams {
+        name: name(n),
         expected_next_fire_at: expected,
+        expected_last_job_id: None,
         jobs,
         next_fire_at: next,
         buffered_slot: None,
+        cancel: None,
         idempotency_window: WINDOW,
+    }
+}
+
+async fn fire_one(store: &SharedStore, p: ScheduleFireParams) -> ScheduleFireOutcome {
+    let mut out = store.schedule_fire_many(vec![p]).await.expect("fire");
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+fn fired(outcome: ScheduleFireOutcome) -> Vec<errand_core::Job> {
+    match outcome {
+        ScheduleFireOutcome::Fired { jobs, .. } => jobs,
+        ScheduleFireOutcome::Moved => panic!("expected the fire to apply, it was moved"),
     }
 }
 
 /// Schedules are created once, replaced, paused, listed and deleted.
 pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: SharedStore) {
-    let created = store
-        .schedule_put(spec("nightly"), Some(5_000), true)
-        .await
-        .expect("create");
+    let created = create(&store, "nightly", Some(5_000)).await;
     assert_eq!(created.spec, spec("nightly"));
     assert_eq!(
         created.next_fire_at.map(|t| t.as_millisecond()),
         Some(5_000)
     );
     assert!(!created.paused);
-    let again = store.schedule_put(spec("nightly"), Some(5_000), true).await;
+    let again = store
+        .schedule_put(SchedulePutParams {
+            spec: spec("nightly"),
+            next_fire_at: Some(5_000),
+            mode: SchedulePut::Create,
+        })
+        .await;
     assert!(
         matches!(again, Err(StoreError::AlreadyExists { .. })),
         "create twice: {again:?}"
@@ -75,7 +115,11 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: Sha
     let mut changed = spec("nightly");
     changed.every_ms = Some(60_000);
     let replaced = store
-        .schedule_put(changed.clone(), Some(60_000), false)
+        .schedule_put(SchedulePutParams {
+            spec: changed.clone(),
+            next_fire_at: Some(60_000),
+            mode: SchedulePut::Replace,
+        })
         .await
         .expect("replace");
     assert_eq!(replaced.spec, changed);
@@ -83,10 +127,7 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: Sha
         replaced.created_at, created.created_at,
         "replacing keeps the history"
     );
-    store
-        .schedule_put(spec("hourly"), None, true)
-        .await
-        .expect("create");
+    create(&store, "hourly", None).await;
     let names: Vec<String> = store
         .schedule_list()
         .await
@@ -97,67 +138,75 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: Sha
     assert_eq!(names, vec!["hourly".to_string(), "nightly".to_string()]);
     assert!(
         store
-            .schedule_set_paused(&queue("nightly"), true)
+            .schedule_set_paused(&name("nightly"), true)
             .await
             .expect("pause")
             .paused
     );
     store
-        .schedule_delete(&queue("nightly"))
+        .schedule_delete(&name("nightly"))
         .await
         .expect("delete");
     assert!(matches!(
-        store.schedule_get(&queue("nightly")).await,
+        store.schedule_get(&name("nightly")).await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
-        store.schedule_delete(&queue("nightly")).await,
+        store.schedule_delete(&name("nightly")).await,
         Err(StoreError::NotFound { .. })
     ));
 }
 
 /// A slot gets one job however often it is fired, and a scheduler that read a stale
-/// `next_fire_at` changes nothing.
+/// `next_fire_at` changes nothing and hears `Moved`, not an error.
 pub(crate) async fn schedule_fire_is_exactly_once_per_slot(store: SharedStore) {
-    store
-        .schedule_put(spec("tick"), Some(1_000), true)
-        .await
-        .expect("create");
-    let fired = store
-        .schedule_fire(fire_params(
+    create(&store, "tick", Some(1_000)).await;
+    let first = fired(
+        fire_one(
+            &store,
+            fire_params(
+                "tick",
+                Some(1_000),
+                vec![slot_job("tick", 1_000)],
+                Some(2_000),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].schedule.as_deref(), Some("tick"));
+    assert_eq!(first[0].slot.map(|t| t.as_millisecond()), Some(1_000));
+    let stale = fire_one(
+        &store,
+        fire_params(
             "tick",
             Some(1_000),
             vec![slot_job("tick", 1_000)],
             Some(2_000),
-        ))
-        .await
-        .expect("fire");
-    assert_eq!(fired.len(), 1);
-    assert_eq!(fired[0].schedule.as_deref(), Some("tick"));
-    assert_eq!(fired[0].slot.map(|t| t.as_millisecond()), Some(1_000));
-    let stale = store
-        .schedule_fire(fire_params(
-            "tick",
-            Some(1_000),
-            vec![slot_job("tick", 1_000)],
-            Some(2_000),
-        ))
-        .await;
-    assert!(matches!(stale, Err(StoreError::WrongState(_))), "{stale:?}");
-    let repeat = store
-        .schedule_fire(fire_params(
-            "tick",
-            Some(2_000),
-            vec![slot_job("tick", 1_000), slot_job("tick", 2_000)],
-            Some(3_000),
-        ))
-        .await
-        .expect("fire");
+        ),
+    )
+    .await;
+    assert_eq!(stale, ScheduleFireOutcome::Moved);
+    let repeat = fired(
+        fire_one(
+            &store,
+            ScheduleFireParams {
+                expected_last_job_id: Some(first[0].id),
+                ..fire_params(
+                    "tick",
+                    Some(2_000),
+                    vec![slot_job("tick", 1_000), slot_job("tick", 2_000)],
+                    Some(3_000),
+                )
+            },
+        )
+        .await,
+    );
     assert_eq!(repeat.len(), 1, "slot 1000 already had its job");
     assert_eq!(repeat[0].slot.map(|t| t.as_millisecond()), Some(2_000));
-    let got = store.job_get(fired[0].id).await.expect("get");
+    let got = store.job_get(first[0].id).await.expect("get");
     assert_eq!(got.schedule.as_deref(), Some("tick"));
-    let s = store.schedule_get(&queue("tick")).await.expect("schedule");
+    let s = store.schedule_get(&name("tick")).await.expect("schedule");
     assert_eq!(s.next_fire_at.map(|t| t.as_millisecond()), Some(3_000));
     assert_eq!(s.last_fire_at.map(|t| t.as_millisecond()), Some(2_000));
     assert_eq!(s.last_job_id, Some(repeat[0].id));
@@ -171,35 +220,266 @@ pub(crate) async fn schedule_fire_is_exactly_once_per_slot(store: SharedStore) {
         .await
         .expect("list");
     assert_eq!(jobs.len(), 2);
+    let gone = fire_one(&store, fire_params("nope", None, vec![], None)).await;
+    assert_eq!(gone, ScheduleFireOutcome::Moved, "a deleted schedule");
 }
 
-/// Due means: not paused, and a slot whose time has come (on the store's clock).
+/// Many schedules fire in one call, each on its own compare-and-set: one stale decision
+/// does not stop the others.
+pub(crate) async fn schedule_fire_many_applies_each_decision_on_its_own(store: SharedStore) {
+    for n in ["a", "b", "c"] {
+        create(&store, n, Some(1_000)).await;
+    }
+    let outcomes = store
+        .schedule_fire_many(vec![
+            fire_params("a", Some(1_000), vec![slot_job("a", 1_000)], Some(2_000)),
+            fire_params("b", Some(999), vec![slot_job("b", 1_000)], Some(2_000)),
+            fire_params("c", Some(1_000), vec![slot_job("c", 1_000)], Some(2_000)),
+        ])
+        .await
+        .expect("fire");
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(outcomes[1], ScheduleFireOutcome::Moved);
+    for (i, n) in [(0, "a"), (2, "c")] {
+        let jobs = fired(outcomes[i].clone());
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].schedule.as_deref(), Some(n));
+        let s = store.schedule_get(&name(n)).await.expect("get");
+        assert_eq!(s.last_job_id, Some(jobs[0].id));
+        assert_eq!(s.next_fire_at.map(|t| t.as_millisecond()), Some(2_000));
+    }
+    let b = store.schedule_get(&name("b")).await.expect("get");
+    assert_eq!(b.next_fire_at.map(|t| t.as_millisecond()), Some(1_000));
+    assert_eq!(b.last_job_id, None);
+}
+
+/// `replace` cancels the running job in the transaction that fires, and only when the
+/// compare-and-set holds: a lost race leaves the old run alone.
+pub(crate) async fn schedule_fire_cancels_only_when_it_wins(store: SharedStore) {
+    create(&store, "r", Some(1_000)).await;
+    let old = fired(
+        fire_one(
+            &store,
+            fire_params("r", Some(1_000), vec![slot_job("r", 1_000)], Some(2_000)),
+        )
+        .await,
+    );
+    let running = claim(&store, "ticks", 1).await;
+    assert_eq!(running[0].job.id, old[0].id);
+    let lost = fire_one(
+        &store,
+        ScheduleFireParams {
+            expected_last_job_id: Some(old[0].id),
+            cancel: Some(old[0].id),
+            // Stale: another node moved next_fire_at past 1,000 already.
+            ..fire_params("r", Some(1_000), vec![slot_job("r", 2_000)], Some(3_000))
+        },
+    )
+    .await;
+    assert_eq!(lost, ScheduleFireOutcome::Moved);
+    assert_eq!(
+        store.job_get(old[0].id).await.expect("get").state,
+        JobState::Running,
+        "a lost compare-and-set cancels nothing"
+    );
+    let won = fire_one(
+        &store,
+        ScheduleFireParams {
+            expected_last_job_id: Some(old[0].id),
+            cancel: Some(old[0].id),
+            ..fire_params("r", Some(2_000), vec![slot_job("r", 2_000)], Some(3_000))
+        },
+    )
+    .await;
+    let ScheduleFireOutcome::Fired { jobs, cancelled } = won else {
+        panic!("expected the fire to apply: {won:?}");
+    };
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        cancelled.map(|j| (j.id, j.state)),
+        Some((old[0].id, JobState::Cancelled))
+    );
+    let s = store.schedule_get(&name("r")).await.expect("get");
+    assert_eq!(s.last_job_id, Some(jobs[0].id));
+}
+
+/// A manual run (a job without a slot) becomes the schedule's last job, so the overlap
+/// policy sees it; it leaves `last_fire_at` alone.
+pub(crate) async fn schedule_manual_run_becomes_the_last_job(store: SharedStore) {
+    create(&store, "m", Some(5_000)).await;
+    let manual = new_job("ticks", "tick");
+    let jobs = fired(
+        fire_one(
+            &store,
+            fire_params("m", Some(5_000), vec![manual], Some(5_000)),
+        )
+        .await,
+    );
+    assert_eq!(jobs.len(), 1);
+    let s = store.schedule_get(&name("m")).await.expect("get");
+    assert_eq!(s.last_job_id, Some(jobs[0].id));
+    assert_eq!(s.last_job_state, Some(JobState::Available));
+    assert_eq!(s.last_fire_at, None);
+    assert_eq!(s.next_fire_at.map(|t| t.as_millisecond()), Some(5_000));
+    let stale = fire_one(&store, fire_params("m", Some(5_000), vec![], Some(6_000))).await;
+    assert_eq!(
+        stale,
+        ScheduleFireOutcome::Moved,
+        "a decision made before the manual run does not apply"
+    );
+}
+
+/// Due means: not paused, and a slot whose time has come (on the store's clock), or a
+/// buffered slot whose last job has ended. A buffered slot waiting for a running job is not
+/// due: waiting must cost no write.
 pub(crate) async fn schedule_due_lists_unpaused_schedules_with_work(store: SharedStore) {
+    create(&store, "past", Some(0)).await;
+    create(&store, "paused", Some(0)).await;
     store
-        .schedule_put(spec("past"), Some(0), true)
-        .await
-        .expect("create");
-    store
-        .schedule_put(spec("paused"), Some(0), true)
-        .await
-        .expect("create");
-    store
-        .schedule_set_paused(&queue("paused"), true)
+        .schedule_set_paused(&name("paused"), true)
         .await
         .expect("pause");
-    store
-        .schedule_put(spec("future"), Some(i64::MAX / 2), true)
-        .await
-        .expect("create");
-    store
-        .schedule_put(spec("never"), None, true)
-        .await
-        .expect("create");
+    create(&store, "future", Some(i64::MAX / 2)).await;
+    create(&store, "never", None).await;
     let (now, due) = store.schedule_due(100).await.expect("due");
     let names: Vec<String> = due.iter().map(|s| s.spec.name.to_string()).collect();
     assert_eq!(names, vec!["past".to_string()]);
     assert!(
         now > 1_700_000_000_000,
         "the store's clock, in milliseconds: {now}"
+    );
+    let clock = store.clock_now().await.expect("clock");
+    assert!(clock >= now, "the store's clock moves on: {clock} < {now}");
+}
+
+/// A `buffer_one` schedule whose last job runs and whose only work is the buffered slot is
+/// left out of `schedule_due`; once that job ends, it is due again.
+pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(store: SharedStore) {
+    let far = i64::MAX / 2;
+    create(&store, "buffered", Some(1_000)).await;
+    let job = fired(
+        fire_one(
+            &store,
+            ScheduleFireParams {
+                buffered_slot: Some(2_000),
+                ..fire_params(
+                    "buffered",
+                    Some(1_000),
+                    vec![slot_job("buffered", 1_000)],
+                    Some(far),
+                )
+            },
+        )
+        .await,
+    );
+    let (_, due) = store.schedule_due(100).await.expect("due");
+    assert!(due.is_empty(), "the last job has not ended (available)");
+    let claimed = claim(&store, "ticks", 1).await;
+    assert_eq!(claimed[0].job.id, job[0].id);
+    let (_, due) = store.schedule_due(100).await.expect("due");
+    assert!(
+        due.is_empty(),
+        "the buffered slot waits for the running job: {:?}",
+        due.iter()
+            .map(|s| s.spec.name.to_string())
+            .collect::<Vec<_>>()
+    );
+    settle(&store, complete(&claimed[0]))
+        .await
+        .expect("complete");
+    let (_, due) = store.schedule_due(100).await.expect("due");
+    assert_eq!(due.len(), 1, "the run ended: the buffered slot is due");
+    assert_eq!(
+        due[0].buffered_slot.map(|t| t.as_millisecond()),
+        Some(2_000)
+    );
+}
+
+/// The slot ledger is listed in pages, restored (repeatably) and pruned by age on the
+/// store's clock.
+pub(crate) async fn schedule_slots_are_listed_restored_and_pruned(store: SharedStore) {
+    let now = store.clock_now().await.expect("clock");
+    let day = 86_400_000;
+    create(&store, "ledger", Some(1_000)).await;
+    let old = fired(
+        fire_one(
+            &store,
+            fire_params(
+                "ledger",
+                Some(1_000),
+                vec![
+                    slot_job("ledger", now - 10 * day),
+                    slot_job("ledger", now - 9 * day),
+                ],
+                Some(now - day),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(old.len(), 2);
+    let restored = vec![
+        ScheduleSlotRecord {
+            schedule: name("ledger"),
+            slot: now - 2 * day,
+            job_id: JobId::new(),
+        },
+        ScheduleSlotRecord {
+            schedule: name("ledger"),
+            slot: now - 9 * day,
+            job_id: JobId::new(),
+        },
+    ];
+    let n = store
+        .schedule_slot_restore_many(restored.clone())
+        .await
+        .expect("restore");
+    assert_eq!(n, 1, "a recorded slot is kept as it was");
+    assert_eq!(
+        store
+            .schedule_slot_restore_many(restored)
+            .await
+            .expect("again"),
+        0,
+        "repeatable"
+    );
+    let page = |after| ScheduleSlotListParams {
+        schedule: name("ledger"),
+        after,
+        limit: 2,
+    };
+    let first = store.schedule_slot_list(page(None)).await.expect("list");
+    assert_eq!(
+        first.iter().map(|s| s.slot).collect::<Vec<_>>(),
+        vec![now - 10 * day, now - 9 * day]
+    );
+    assert_eq!(first[0].job_id, old[0].id);
+    let second = store
+        .schedule_slot_list(page(Some(now - 9 * day)))
+        .await
+        .expect("list");
+    assert_eq!(
+        second.iter().map(|s| s.slot).collect::<Vec<_>>(),
+        vec![now - 2 * day]
+    );
+    let pruned = store
+        .schedule_slot_prune(ScheduleSlotPruneParams {
+            older_than: std::time::Duration::from_secs(7 * 86_400),
+            limit: 1,
+        })
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1, "at most the limit, oldest first");
+    let pruned = store
+        .schedule_slot_prune(ScheduleSlotPruneParams {
+            older_than: std::time::Duration::from_secs(7 * 86_400),
+            limit: 100,
+        })
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    let left = store.schedule_slot_list(page(None)).await.expect("list");
+    assert_eq!(
+        left.iter().map(|s| s.slot).collect::<Vec<_>>(),
+        vec![now - 2 * day]
     );
 }

@@ -1,15 +1,20 @@
 //! `errand export` and `errand import`: move every job, attempt and queue setting from one
 //! store to another (SQLite to PostgreSQL and back), as JSON lines.
 //!
-//! The first line names the format; then one line per queue, then one per job with its
-//! attempts, newest first. Import is repeatable: jobs already in the target are skipped.
+//! The first line names the format; then one line per queue, one per schedule followed by
+//! its slot ledger in pages (which slots already ran, so a backfill after the move does not
+//! run them again), then one per job with its attempts, newest first. Import is
+//! repeatable: jobs and slots already in the target are skipped.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use anyhow::{bail, Context};
 use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::QueueName;
-use errand_store::{JobListParams, QueueUpsertParams, RestoredJob, SharedStore};
+use errand_store::{
+    JobListParams, QueueUpsertParams, RestoredJob, SchedulePut, SchedulePutParams,
+    ScheduleSlotListParams, ScheduleSlotRecord, SharedStore,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TransferArgs;
@@ -18,8 +23,9 @@ use crate::store_open;
 
 /// The first line of every export.
 const FORMAT: &str = "errand-export";
-/// Bumped when a line's shape changes incompatibly.
-const VERSION: u32 = 1;
+/// Bumped when a line's shape changes incompatibly. Version 2 added `slots` lines; a
+/// version 1 export still imports.
+const VERSION: u32 = 2;
 /// Jobs read per page and written per import batch: big enough to amortise round trips,
 /// small enough to keep each transaction short.
 const PAGE: u32 = 500;
@@ -37,6 +43,8 @@ enum Line {
         spec: Box<ScheduleSpec>,
         paused: bool,
     },
+    /// A page of a schedule's slot ledger.
+    Slots(Vec<ScheduleSlotRecord>),
     /// A job and its attempts.
     Job(Box<RestoredJob>),
 }
@@ -79,6 +87,7 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
         )?;
     }
     for s in store.schedule_list().await? {
+        let name = s.spec.name.clone();
         line(
             &Line::Schedule {
                 spec: Box::new(s.spec),
@@ -86,6 +95,25 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             },
             &mut out,
         )?;
+        let mut after = None;
+        loop {
+            let page = store
+                .schedule_slot_list(ScheduleSlotListParams {
+                    schedule: name.clone(),
+                    after,
+                    limit: PAGE,
+                })
+                .await?;
+            match page.last() {
+                Some(last) => after = Some(last.slot),
+                None => break,
+            }
+            let full = page.len() == PAGE as usize;
+            line(&Line::Slots(page), &mut out)?;
+            if !full {
+                break;
+            }
+        }
     }
     let mut before = None;
     let mut jobs = 0u64;
@@ -140,7 +168,7 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         Some(Ok(Line::Format { name, version })) => bail!("cannot read {name} version {version}"),
         _ => bail!("not an errand export: the first line must be its format header"),
     }
-    let (mut seen, mut inserted) = (0u64, 0u64);
+    let (mut seen, mut inserted, mut slots_inserted) = (0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
         let text = text?;
@@ -160,12 +188,20 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
                 let trigger = spec
                     .trigger()
                     .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 2))?;
-                let next = trigger
-                    .next_after(jiff::Timestamp::now())
-                    .map(|t| t.as_millisecond());
+                // The first slot counts from the importing store's clock, like every slot.
+                let now = errand_core::time::to_timestamp(store.clock_now().await?);
                 let name = spec.name.clone();
-                store.schedule_put(*spec, next, false).await?;
+                store
+                    .schedule_put(SchedulePutParams {
+                        spec: *spec,
+                        next_fire_at: trigger.next_after(now).map(|t| t.as_millisecond()),
+                        mode: SchedulePut::Replace,
+                    })
+                    .await?;
                 store.schedule_set_paused(&name, paused).await?;
+            }
+            Line::Slots(slots) => {
+                slots_inserted += store.schedule_slot_restore_many(slots).await?;
             }
             Line::Job(job) => {
                 batch.push(*job);
@@ -180,7 +216,7 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         inserted += store.job_restore_many(batch).await?;
     }
     eprintln!(
-        "imported {inserted} of {seen} jobs into {desc} ({} were already there)",
+        "imported {inserted} of {seen} jobs into {desc} ({} were already there) and {slots_inserted} schedule slot records",
         seen - inserted
     );
     Ok(())

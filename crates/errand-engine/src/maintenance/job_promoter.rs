@@ -1,0 +1,32 @@
+//! Promotes delayed jobs and backed-off retries: a `scheduled` job whose `run_at` has
+//! come becomes `available`, and its queue's waiting claims wake. (Firing cron and
+//! interval *schedules* is another service: `schedule_runner`.)
+
+use std::sync::Arc;
+
+use errand_store::StoreError;
+use tokio_util::sync::CancellationToken;
+
+use crate::Engine;
+
+/// Jobs promoted per store call. At the 100 ms promote interval this moves 50,000 jobs a
+/// second, far above what comes due in practice, while one call stays a single short
+/// statement; a larger backlog drains over the next ticks.
+const PROMOTE_BATCH: u32 = 5000;
+
+/// One pass; returns how many queues gained jobs.
+///
+/// # Errors
+/// The store's error.
+pub async fn promote_once(engine: &Engine) -> Result<usize, StoreError> {
+    let queues = engine.store().job_promote_due(PROMOTE_BATCH).await?;
+    for q in &queues {
+        engine.wake(q);
+    }
+    Ok(queues.len())
+}
+
+pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
+    let every = engine.config().promote_interval;
+    super::every("job_promoter", every, token, || promote_once(&engine)).await;
+}

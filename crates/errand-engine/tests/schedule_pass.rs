@@ -1,0 +1,137 @@
+//! The scheduler pass over a real (embedded) store: what it writes, and when it writes
+//! nothing.
+#![expect(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::job::{RunAt, ScheduleSlot};
+use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate, OverlapPolicy, ScheduleSpec};
+use errand_core::{JobId, JobKind, NewJob, QueueName, RetryPolicy, ScheduleName};
+use errand_engine::{Engine, EngineConfig};
+use errand_store::{
+    JobClaimParams, JobSettleManyParams, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
+    Settlement, SharedStore,
+};
+use errand_store_sqlite::{SqliteOptions, SqliteStore};
+
+fn hourly_buffer_one() -> ScheduleSpec {
+    ScheduleSpec {
+        name: ScheduleName::parse("report").expect("name"),
+        cron: None,
+        every_ms: Some(3_600_000),
+        timezone: "UTC".into(),
+        job: JobTemplate {
+            kind: JobKind::parse("report").expect("kind"),
+            queue: QueueName::parse("reports").expect("queue"),
+            payload: serde_json::json!({}),
+            priority: 0,
+            max_attempts: 1,
+            timeout_ms: None,
+            tags: vec![],
+        },
+        overlap: OverlapPolicy::BufferOne,
+        catch_up: CatchUpPolicy::Skip,
+        catch_up_window_ms: 3_600_000,
+        jitter_ms: 0,
+    }
+}
+
+/// While a `buffer_one` schedule's run goes on and its only work is the buffered slot, a
+/// pass writes nothing (no transaction, no fsync); once the run ends, the slot fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: SharedStore = Arc::new(
+        SqliteStore::open(&SqliteOptions {
+            path: dir.path().join("errand.sqlite3"),
+            readers: 2,
+        })
+        .expect("open"),
+    );
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    let s = engine
+        .schedule_put(hourly_buffer_one(), SchedulePut::Create)
+        .await
+        .expect("create");
+    // The previous run, enqueued for a past slot, with the slot after it held back.
+    let (earlier, held) = (1_000_000, 4_600_000);
+    let run = NewJob {
+        id: JobId::new(),
+        kind: JobKind::parse("report").expect("kind"),
+        queue: QueueName::parse("reports").expect("queue"),
+        payload: serde_json::json!({}),
+        priority: 0,
+        run_at: RunAt::Now,
+        max_attempts: 1,
+        timeout: None,
+        tags: vec![],
+        idempotency_key: None,
+        slot: Some(ScheduleSlot {
+            schedule: "report".into(),
+            at: earlier,
+        }),
+    };
+    let outcome = store
+        .schedule_fire_many(vec![ScheduleFireParams {
+            name: s.spec.name.clone(),
+            expected_next_fire_at: s.next_fire_at.map(|t| t.as_millisecond()),
+            expected_last_job_id: None,
+            jobs: vec![run],
+            next_fire_at: s.next_fire_at.map(|t| t.as_millisecond()),
+            buffered_slot: Some(held),
+            cancel: None,
+            idempotency_window: Duration::from_secs(60),
+        }])
+        .await
+        .expect("fire");
+    assert!(matches!(outcome[0], ScheduleFireOutcome::Fired { .. }));
+    let claimed = store
+        .job_claim(JobClaimParams {
+            queue: QueueName::parse("reports").expect("queue"),
+            worker: "w".into(),
+            max: 1,
+            lease: Duration::from_secs(600),
+            kinds: vec![],
+        })
+        .await
+        .expect("claim")
+        .remove(0);
+    let before = store.schedule_get(&s.spec.name).await.expect("get");
+    for _ in 0..5 {
+        let report = engine.schedule_pass().await.expect("pass");
+        assert_eq!(
+            (report.due, report.written, report.fired),
+            (0, 0, 0),
+            "waiting writes nothing"
+        );
+    }
+    let after = store.schedule_get(&s.spec.name).await.expect("get");
+    assert_eq!(
+        after.updated_at, before.updated_at,
+        "the row was not touched"
+    );
+    store
+        .job_settle_many(JobSettleManyParams {
+            settlements: vec![Settlement::Complete {
+                id: claimed.job.id,
+                lease_token: claimed.lease_token,
+                result: None,
+            }],
+            retry_policy: RetryPolicy::default(),
+        })
+        .await
+        .expect("settle");
+    let report = engine.schedule_pass().await.expect("pass");
+    assert_eq!(
+        (report.written, report.fired),
+        (1, 1),
+        "the run ended: the buffered slot fires"
+    );
+    let fired = store.schedule_get(&s.spec.name).await.expect("get");
+    assert_eq!(fired.last_fire_at.map(|t| t.as_millisecond()), Some(held));
+    assert_eq!(fired.buffered_slot, None);
+}

@@ -1,0 +1,98 @@
+//! What both stores do with schedules that does not depend on SQL: reading a stored row
+//! into a [`Schedule`], the compare-and-set rule of a fire, and what a fire records as the
+//! schedule's last fire. Each store reads and writes the columns; the meaning lives here.
+
+use errand_core::schedule_spec::{Schedule, ScheduleSpec};
+use errand_core::time::{to_millis, to_timestamp};
+use errand_core::{Job, JobId, JobState, Millis};
+use serde_json::Value;
+
+use crate::{ScheduleFireParams, StoreError};
+
+/// A `schedules` row joined with its last job's state, as a store reads it.
+#[derive(Debug, Clone)]
+pub struct ScheduleRow {
+    /// The definition as stored JSON.
+    pub spec: Value,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// The next slot.
+    pub next_fire_at: Option<Millis>,
+    /// The last slot fired.
+    pub last_fire_at: Option<Millis>,
+    /// The last job enqueued.
+    pub last_job_id: Option<JobId>,
+    /// The slot `buffer_one` holds back.
+    pub buffered_slot: Option<Millis>,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it last changed.
+    pub updated_at: Millis,
+    /// The last job's state as stored text (`None`: no job, or it was pruned).
+    pub last_job_state: Option<String>,
+}
+
+impl ScheduleRow {
+    /// The schedule this row holds.
+    ///
+    /// # Errors
+    /// `Corrupt` when the stored definition or state does not read back.
+    pub fn into_schedule(self) -> Result<Schedule, StoreError> {
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        Ok(Schedule {
+            spec: serde_json::from_value::<ScheduleSpec>(self.spec).map_err(|e| corrupt(&e))?,
+            paused: self.paused,
+            next_fire_at: self.next_fire_at.map(to_timestamp),
+            last_fire_at: self.last_fire_at.map(to_timestamp),
+            last_job_id: self.last_job_id,
+            last_job_state: self
+                .last_job_state
+                .map(|s| s.parse::<JobState>())
+                .transpose()
+                .map_err(|e| corrupt(&e))?,
+            buffered_slot: self.buffered_slot.map(to_timestamp),
+            created_at: to_timestamp(self.created_at),
+            updated_at: to_timestamp(self.updated_at),
+        })
+    }
+}
+
+/// The part of a schedule's row a fire compares against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleCas {
+    /// Its `next_fire_at` now.
+    pub next_fire_at: Option<Millis>,
+    /// Its `last_job_id` now.
+    pub last_job_id: Option<JobId>,
+}
+
+impl ScheduleFireParams {
+    /// Whether this decision still applies to the schedule as stored now (`None`: deleted).
+    pub fn holds(&self, current: Option<ScheduleCas>) -> bool {
+        current.is_some_and(|c| {
+            c.next_fire_at == self.expected_next_fire_at
+                && c.last_job_id == self.expected_last_job_id
+        })
+    }
+}
+
+/// What a fire records on the schedule: the newest job becomes its last job, and that job's
+/// slot its last fire (a manual run has none and leaves the last fire as it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FireRecord {
+    /// New `last_fire_at`, or keep the old one.
+    pub last_fire_at: Option<Millis>,
+    /// New `last_job_id`, or keep the old one.
+    pub last_job_id: Option<JobId>,
+}
+
+impl FireRecord {
+    /// The record of having enqueued `fired` (in input order, newest last).
+    pub fn of(fired: &[Job]) -> Self {
+        let last = fired.last();
+        Self {
+            last_fire_at: last.and_then(|j| j.slot).map(to_millis),
+            last_job_id: last.map(|j| j.id),
+        }
+    }
+}
