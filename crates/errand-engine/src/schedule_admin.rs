@@ -31,15 +31,20 @@ impl Engine {
         self.store().schedule_delete(name).await
     }
 
-    /// Pauses or resumes a schedule; slots missed while paused follow its catch-up policy.
+    /// Stops a schedule firing.
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
-    pub async fn schedule_set_paused(
-        &self,
-        name: &ScheduleName,
-        paused: bool,
-    ) -> Result<Schedule, StoreError> {
-        self.store().schedule_set_paused(name, paused).await
+    pub async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
+        self.store().schedule_pause(name).await
+    }
+
+    /// Lets a paused schedule fire again; slots missed while paused follow its catch-up
+    /// policy.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
+        self.store().schedule_resume(name).await
     }
 }

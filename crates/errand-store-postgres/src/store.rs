@@ -344,12 +344,13 @@ impl Store for PgStore {
         on_conn!(self, |c| schedule::delete(&c, name.as_str()).await?)
     }
 
-    async fn schedule_set_paused(
-        &self,
-        name: &ScheduleName,
-        paused: bool,
-    ) -> Result<Schedule, StoreError> {
-        on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), paused)
+    async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
+        on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), true)
+            .await?)
+    }
+
+    async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
+        on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), false)
             .await?)
     }
 

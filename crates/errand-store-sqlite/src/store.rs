@@ -373,14 +373,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn schedule_set_paused(
-        &self,
-        name: &ScheduleName,
-        paused: bool,
-    ) -> Result<Schedule, StoreError> {
+    async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         let name = name.as_str().to_string();
         self.writer
-            .write(move |conn| schedule::set_paused(conn, system_now(), &name, paused))
+            .write(move |conn| schedule::set_paused(conn, system_now(), &name, true))
+            .await
+    }
+
+    async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
+        let name = name.as_str().to_string();
+        self.writer
+            .write(move |conn| schedule::set_paused(conn, system_now(), &name, false))
             .await
     }
 

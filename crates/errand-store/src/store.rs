@@ -135,12 +135,12 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a schedule; jobs it fired stay. Errors: `NotFound`.
     async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError>;
 
-    /// Pauses or resumes a schedule. Errors: `NotFound`.
-    async fn schedule_set_paused(
-        &self,
-        name: &ScheduleName,
-        paused: bool,
-    ) -> Result<Schedule, StoreError>;
+    /// Stops a schedule firing. Errors: `NotFound`.
+    async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError>;
+
+    /// Lets a paused schedule fire again; slots missed meanwhile follow its catch-up
+    /// policy. Errors: `NotFound`.
+    async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError>;
 
     /// The store's clock now, and up to `limit` schedules that have work: not paused, and a
     /// slot due, or a buffered slot whose previous run has ended. A buffered slot waiting

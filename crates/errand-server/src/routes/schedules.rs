@@ -105,15 +105,6 @@ pub(crate) async fn trigger(
     ))
 }
 
-async fn set_paused(state: &AppState, raw: &str, paused: bool) -> Result<Json<Schedule>, ApiError> {
-    Ok(Json(
-        state
-            .engine
-            .schedule_set_paused(&name(raw)?, paused)
-            .await?,
-    ))
-}
-
 /// Stops firing; slots missed while paused follow the catch-up policy on resume.
 #[utoipa::path(post, path = "/v1/schedules/{name}/pause", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
@@ -122,7 +113,7 @@ pub(crate) async fn pause(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    set_paused(&state, &raw, true).await
+    Ok(Json(state.engine.schedule_pause(&name(&raw)?).await?))
 }
 
 /// Fires again.
@@ -133,7 +124,7 @@ pub(crate) async fn resume(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Schedule>, ApiError> {
-    set_paused(&state, &raw, false).await
+    Ok(Json(state.engine.schedule_resume(&name(&raw)?).await?))
 }
 
 /// The next fire times.

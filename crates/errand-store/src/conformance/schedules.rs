@@ -138,11 +138,22 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: Sha
     assert_eq!(names, vec!["hourly".to_string(), "nightly".to_string()]);
     assert!(
         store
-            .schedule_set_paused(&name("nightly"), true)
+            .schedule_pause(&name("nightly"))
             .await
             .expect("pause")
             .paused
     );
+    assert!(
+        !store
+            .schedule_resume(&name("nightly"))
+            .await
+            .expect("resume")
+            .paused
+    );
+    assert!(matches!(
+        store.schedule_resume(&name("ghost")).await,
+        Err(StoreError::NotFound { .. })
+    ));
     store
         .schedule_delete(&name("nightly"))
         .await
@@ -335,10 +346,7 @@ pub(crate) async fn schedule_manual_run_becomes_the_last_job(store: SharedStore)
 pub(crate) async fn schedule_due_lists_unpaused_schedules_with_work(store: SharedStore) {
     create(&store, "past", Some(0)).await;
     create(&store, "paused", Some(0)).await;
-    store
-        .schedule_set_paused(&name("paused"), true)
-        .await
-        .expect("pause");
+    store.schedule_pause(&name("paused")).await.expect("pause");
     create(&store, "future", Some(i64::MAX / 2)).await;
     create(&store, "never", None).await;
     let (now, due) = store.schedule_due(100).await.expect("due");

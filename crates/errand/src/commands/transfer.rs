@@ -198,7 +198,11 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
                         mode: SchedulePut::Replace,
                     })
                     .await?;
-                store.schedule_set_paused(&name, paused).await?;
+                if paused {
+                    store.schedule_pause(&name).await?;
+                } else {
+                    store.schedule_resume(&name).await?;
+                }
             }
             Line::Slots(slots) => {
                 slots_inserted += store.schedule_slot_restore_many(slots).await?;
