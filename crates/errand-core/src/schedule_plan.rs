@@ -76,7 +76,13 @@ fn slots_in(
 /// and `all` starts at the later of `first` and the catch-up window.
 fn due_slots(schedule: &Schedule, trigger: &Trigger, first: Millis, now: Millis) -> Due {
     let grace_start = now - ON_TIME_GRACE_MS;
-    let (on_time, _) = slots_in(trigger, first.max(grace_start), now, MAX_CATCH_UP);
+    // A pass after a catch-up cut short starts again at the oldest slot left, so the grace
+    // may hold slots an earlier pass fired: only slots after the last fired one are new.
+    let fired_up_to = schedule
+        .last_fire_at
+        .map(to_millis)
+        .map_or(first, |l| first.max(l + 1));
+    let (on_time, _) = slots_in(trigger, fired_up_to.max(grace_start), now, MAX_CATCH_UP);
     let last_missed_at = grace_start - 1;
     let mut due = Due {
         candidates: Vec::new(),
@@ -124,28 +130,41 @@ pub fn plan(schedule: &Schedule, trigger: &Trigger, now: Millis) -> FirePlan {
         return plan;
     };
     let due = due_slots(schedule, trigger, first, now);
-    plan.next_fire_at = due
-        .resume_at
-        .or_else(|| trigger.next_after(to_timestamp(now)).map(to_millis));
+    let after_now = trigger.next_after(to_timestamp(now)).map(to_millis);
     let candidates = due.candidates;
-    if candidates.is_empty() {
+    let (Some(&oldest), Some(&newest)) = (candidates.first(), candidates.last()) else {
+        plan.next_fire_at = due.resume_at.or(after_now);
         return plan;
-    }
+    };
     let previous_active = previous_active || !plan.fire.is_empty();
+    // Every policy but `allow` means one run at a time, so such a pass starts one run at
+    // most, whatever catch-up asked for; slots it cannot run are passed over, not left for
+    // later passes (which would only pass them over again).
+    plan.next_fire_at = after_now;
     match schedule.spec.overlap {
-        OverlapPolicy::Allow => plan.fire.extend(candidates),
+        OverlapPolicy::Allow => {
+            plan.fire.extend(candidates);
+            plan.next_fire_at = due.resume_at.or(after_now);
+        }
         OverlapPolicy::Skip if previous_active => {}
+        OverlapPolicy::Skip => plan.fire.push(newest),
         OverlapPolicy::BufferOne if previous_active => {
             if plan.buffered_slot.is_none() {
-                plan.buffered_slot = candidates.last().copied();
+                plan.buffered_slot = Some(newest);
             }
         }
-        OverlapPolicy::Replace if previous_active => {
-            plan.cancel = schedule.last_job_id;
-            plan.fire.extend(candidates);
+        OverlapPolicy::BufferOne => {
+            // The oldest runs now and the newest waits for it: a late run, then the on-time.
+            plan.fire.push(oldest);
+            if newest != oldest {
+                plan.buffered_slot = Some(newest);
+            }
         }
-        OverlapPolicy::Skip | OverlapPolicy::BufferOne | OverlapPolicy::Replace => {
-            plan.fire.extend(candidates)
+        OverlapPolicy::Replace => {
+            if previous_active {
+                plan.cancel = schedule.last_job_id;
+            }
+            plan.fire.push(newest);
         }
     }
     plan
@@ -330,7 +349,21 @@ mod tests {
                     "oldest slot of the window first"
                 );
             }
+            for slot in &p.fire {
+                assert!(
+                    !fired.contains(slot),
+                    "pass {passes} fires slot {slot} again"
+                );
+            }
             fired.extend(p.fire.iter().copied());
+            // As the store records a fire: the newest slot fired, never going back.
+            s.last_fire_at = p
+                .fire
+                .iter()
+                .copied()
+                .chain(s.last_fire_at.map(to_millis))
+                .max()
+                .map(to_timestamp);
             s.next_fire_at = p.next_fire_at.map(to_timestamp);
             passes += 1;
             now += 20;
@@ -349,6 +382,84 @@ mod tests {
         assert_eq!(fired, want);
         assert_eq!(passes, 4, "3,600 slots at 1,000 per pass");
         assert_eq!(s.next_fire_at.map(to_millis), Some(T0 + 7_201 * S));
+    }
+
+    /// Every policy but `allow` is one run at a time: a pass after an outage starts one run
+    /// however many slots catch-up wants, whether or not a run is going.
+    #[test]
+    fn one_run_at_a_time_policies_start_one_run_per_pass_after_an_outage() {
+        for catch_up in [CatchUpPolicy::Once, CatchUpPolicy::All] {
+            let mut s = every_second(catch_up, T0);
+            s.spec.overlap = OverlapPolicy::Skip;
+            let p = plan(&s, &every1(), OUTAGE_END);
+            assert_eq!(
+                p.fire,
+                vec![T0 + 7_200 * S],
+                "skip {catch_up:?}: the newest"
+            );
+            assert_eq!(
+                p.next_fire_at,
+                Some(T0 + 7_201 * S),
+                "nothing left for later"
+            );
+
+            s.spec.overlap = OverlapPolicy::Replace;
+            let p = plan(&s, &every1(), OUTAGE_END);
+            assert_eq!(
+                p.fire,
+                vec![T0 + 7_200 * S],
+                "replace {catch_up:?}: the newest"
+            );
+            assert_eq!(p.cancel, None, "nothing runs to cancel");
+
+            s.spec.overlap = OverlapPolicy::BufferOne;
+            let p = plan(&s, &every1(), OUTAGE_END);
+            assert_eq!(p.fire.len(), 1, "buffer_one {catch_up:?}: {:?}", p.fire);
+            assert_eq!(
+                p.buffered_slot,
+                Some(T0 + 7_200 * S),
+                "the on-time slot waits for the late run"
+            );
+            assert!(p.fire[0] < T0 + 7_196 * S, "the late run goes first");
+
+            // A run still going: replace cancels it and starts only the newest.
+            s.spec.overlap = OverlapPolicy::Replace;
+            s.last_job_id = Some(JobId::new());
+            s.last_job_state = Some(JobState::Running);
+            let p = plan(&s, &every1(), OUTAGE_END);
+            assert_eq!((p.fire, p.cancel), (vec![T0 + 7_200 * S], s.last_job_id));
+            s.last_job_id = None;
+            s.last_job_state = None;
+        }
+    }
+
+    /// `buffer_one` with `catch_up: all` after two hours: the late run, then the held slot
+    /// once it ends, and never a slot twice.
+    #[test]
+    fn buffer_one_after_a_long_outage_runs_the_held_slot_once_the_run_ends() {
+        let mut s = every_second(CatchUpPolicy::All, T0);
+        s.spec.overlap = OverlapPolicy::BufferOne;
+        let first = plan(&s, &every1(), OUTAGE_END);
+        assert_eq!(first.fire.len(), 1);
+        let held = first.buffered_slot.expect("a held slot");
+        assert!(
+            held > first.fire[0],
+            "the held slot is not the one that ran"
+        );
+        s.next_fire_at = first.next_fire_at.map(to_timestamp);
+        s.buffered_slot = Some(to_timestamp(held));
+        s.last_fire_at = Some(to_timestamp(first.fire[0]));
+        s.last_job_id = Some(JobId::new());
+        s.last_job_state = Some(JobState::Running);
+        let waiting = plan(&s, &every1(), OUTAGE_END + 20);
+        assert!(
+            waiting.fire.is_empty() && waiting.changes_nothing(&s),
+            "{waiting:?}"
+        );
+        s.last_job_state = Some(JobState::Succeeded);
+        let after = plan(&s, &every1(), OUTAGE_END + 40);
+        assert_eq!(after.fire, vec![held], "the held slot runs, once");
+        assert_eq!(after.buffered_slot, None);
     }
 
     #[test]

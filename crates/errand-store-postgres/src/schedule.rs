@@ -235,8 +235,10 @@ async fn record(
     let stmt = client
         .prepare_cached(
             "UPDATE schedules s SET next_fire_at = u.next, buffered_slot = u.buffered, \
-                 last_fire_at = COALESCE(u.last_fire, s.last_fire_at), \
-                 last_job_id = COALESCE(u.last_job, s.last_job_id), updated_at = errand_now() \
+                 last_job_id = CASE WHEN u.last_fire IS NULL OR s.last_fire_at IS NULL \
+                     OR u.last_fire >= s.last_fire_at \
+                     THEN COALESCE(u.last_job, s.last_job_id) ELSE s.last_job_id END, \
+                 last_fire_at = GREATEST(u.last_fire, s.last_fire_at), updated_at = errand_now() \
              FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[]) \
                  AS u(name, next, buffered, last_fire, last_job) \
              WHERE s.name = u.name",

@@ -218,7 +218,10 @@ fn fire_one(conn: &Connection, now: Millis, p: ScheduleFireParams) -> QResult<Sc
     let record = FireRecord::of(&jobs);
     conn.prepare_cached(
         "UPDATE schedules SET next_fire_at = ?2, buffered_slot = ?3, \
-             last_fire_at = COALESCE(?4, last_fire_at), last_job_id = COALESCE(?5, last_job_id), updated_at = ?6 \
+             last_job_id = CASE WHEN ?4 IS NULL OR last_fire_at IS NULL OR ?4 >= last_fire_at \
+                 THEN COALESCE(?5, last_job_id) ELSE last_job_id END, \
+             last_fire_at = CASE WHEN ?4 IS NOT NULL AND (last_fire_at IS NULL OR ?4 > last_fire_at) \
+                 THEN ?4 ELSE last_fire_at END, updated_at = ?6 \
          WHERE name = ?1",
     )?
     .execute(params![

@@ -76,8 +76,10 @@ impl ScheduleFireParams {
     }
 }
 
-/// What a fire records on the schedule: the newest job becomes its last job, and that job's
-/// slot its last fire (a manual run has none and leaves the last fire as it was).
+/// What a fire records on the schedule: the job of the newest slot becomes its last job, and
+/// that slot its last fire (a manual run has no slot and leaves the last fire as it was).
+/// The store applies it only forwards: a fire of slots older than the last fire (a
+/// backfill) changes neither, so the overlap policy keeps watching the newest run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FireRecord {
     /// New `last_fire_at`, or keep the old one.
@@ -87,9 +89,10 @@ pub struct FireRecord {
 }
 
 impl FireRecord {
-    /// The record of having enqueued `fired` (in input order, newest last).
+    /// The record of having enqueued `fired`.
     pub fn of(fired: &[Job]) -> Self {
-        let last = fired.last();
+        // The newest slot; among jobs without one (manual runs), the last.
+        let last = fired.iter().max_by_key(|j| j.slot);
         Self {
             last_fire_at: last.and_then(|j| j.slot).map(to_millis),
             last_job_id: last.map(|j| j.id),

@@ -104,6 +104,7 @@ macro_rules! conformance_suite {
             schedule_manual_run_becomes_the_last_job,
             schedule_due_leaves_out_a_buffered_slot_while_its_job_runs,
             schedule_slots_are_listed_restored_and_pruned,
+            schedule_fire_of_older_slots_keeps_the_newest_run,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

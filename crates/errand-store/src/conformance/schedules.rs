@@ -491,3 +491,48 @@ pub(crate) async fn schedule_slots_are_listed_restored_and_pruned(store: SharedS
         vec![now - 2 * day]
     );
 }
+
+/// A fire of slots older than the last fire (a backfill) records nothing on the schedule:
+/// the last fire never goes back and the overlap policy keeps watching the newest run.
+pub(crate) async fn schedule_fire_of_older_slots_keeps_the_newest_run(store: SharedStore) {
+    create(&store, "late", Some(10_000)).await;
+    let newest = fired(
+        fire_one(
+            &store,
+            fire_params(
+                "late",
+                Some(10_000),
+                vec![slot_job("late", 10_000)],
+                Some(11_000),
+            ),
+        )
+        .await,
+    );
+    let backfill = fired(
+        fire_one(
+            &store,
+            ScheduleFireParams {
+                expected_last_job_id: Some(newest[0].id),
+                ..fire_params(
+                    "late",
+                    Some(11_000),
+                    vec![slot_job("late", 3_000), slot_job("late", 4_000)],
+                    Some(11_000),
+                )
+            },
+        )
+        .await,
+    );
+    assert_eq!(backfill.len(), 2);
+    let s = store.schedule_get(&name("late")).await.expect("get");
+    assert_eq!(
+        s.last_job_id,
+        Some(newest[0].id),
+        "the newest run stays the last job"
+    );
+    assert_eq!(
+        s.last_fire_at.map(|t| t.as_millisecond()),
+        Some(10_000),
+        "the last fire does not go back"
+    );
+}
