@@ -59,7 +59,7 @@ pub struct ScheduleRequest {
     /// Slots missed while down or paused: `skip`, `once` (default), `all`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUpPolicy>,
-    /// With `catch_up: all`, how far back (default `24h`).
+    /// With `catch_up: all`, how far back (default `24h`, at most 167 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up_window: Option<FlexDuration>,
     /// Random delay up to this for each job.
@@ -97,6 +97,15 @@ impl ScheduleRequest {
             return Err(ValidationError::new(
                 "catch_up_window",
                 "must be longer than zero",
+            ));
+        }
+        if window > errand_core::limits::MAX_SLOT_REACH_MS {
+            return Err(ValidationError::new(
+                "catch_up_window",
+                format!(
+                    "at most {} hours: errand remembers which slots ran for a week",
+                    errand_core::limits::MAX_SLOT_REACH_MS / 3_600_000
+                ),
             ));
         }
         let spec = ScheduleSpec {

@@ -26,6 +26,13 @@ pub const MAX_CLAIM: u32 = 1000;
 /// Longest long-poll of a claim or a job wait: under the idle timeouts of common proxies
 /// and load balancers (60 s and up), so a poll is answered before one cuts it.
 pub const MAX_WAIT_MS: u64 = 60_000;
+/// How long the slot ledger remembers which schedule slots ran: a week of an every-second
+/// schedule is 604,800 rows, and a week covers a long weekend's outage and its backfill.
+pub const SLOT_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Furthest back a backfill or a catch-up window reaches: the ledger's retention less an
+/// hour, so any slot they look at still has its ledger row, even while the cleaner prunes
+/// at the edge, and none can run twice.
+pub const MAX_SLOT_REACH_MS: u64 = SLOT_RETENTION_MS - 3600 * 1000;
 /// Jobs in one batch enqueue: one all-or-nothing transaction of this size commits in well
 /// under a second on either store, and its body fits the default request-size limit.
 pub const MAX_BATCH: usize = 10_000;

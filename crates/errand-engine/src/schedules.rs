@@ -32,10 +32,10 @@ const FIRE_BATCH: usize = 250;
 /// due schedules took every pooled connection and API requests waited behind it.
 const FIRE_CONCURRENCY: usize = 4;
 
-/// How long the slot ledger remembers which slots ran: what a backfill can reach. Catch-up
-/// never looks behind `next_fire_at`, so only backfill needs old ledger rows; a week of an
-/// every-second schedule is 604,800 rows.
-pub const SLOT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long the slot ledger remembers which slots ran (see
+/// [`errand_core::limits::SLOT_RETENTION_MS`]). Catch-up and backfill reach back at most
+/// [`errand_core::limits::MAX_SLOT_REACH_MS`], so every slot they look at is still in it.
+pub const SLOT_RETENTION: Duration = Duration::from_millis(errand_core::limits::SLOT_RETENTION_MS);
 
 /// Times a manual trigger or a backfill re-reads a schedule that a scheduler pass changed
 /// under it before giving up with `Contended`.
@@ -176,8 +176,9 @@ impl Engine {
     }
 
     /// Fires every slot in `(from, to]` that has no job yet (at most 1,000). `from` may
-    /// reach back [`SLOT_RETENTION`] from the store's clock: older slots are no longer in
-    /// the ledger, so whether they ran is unknown.
+    /// reach back [`errand_core::limits::MAX_SLOT_REACH_MS`] from the store's clock, within
+    /// the ledger's [`SLOT_RETENTION`]: older slots are no longer in it, so whether they ran
+    /// is unknown.
     ///
     /// # Errors
     /// `NotFound`, `Invalid` for a range reaching into the future (on the store's clock) or
@@ -195,13 +196,13 @@ impl Engine {
                 "to: a backfill covers the past; future slots fire on their own".into(),
             ));
         }
-        let horizon =
-            now.saturating_sub(i64::try_from(SLOT_RETENTION.as_millis()).unwrap_or(i64::MAX));
+        let reach = errand_core::limits::MAX_SLOT_REACH_MS;
+        let horizon = now.saturating_sub(i64::try_from(reach).unwrap_or(i64::MAX));
         if to_millis(from) < horizon {
             return Err(StoreError::Invalid(format!(
-                "from: a backfill reaches back at most {} days (to {}), as long as errand \
-                 remembers which slots ran",
-                SLOT_RETENTION.as_secs() / 86_400,
+                "from: a backfill reaches back at most {} hours (to {}), within the week \
+                 errand remembers which slots ran",
+                reach / 3_600_000,
                 to_timestamp(horizon)
             )));
         }

@@ -354,6 +354,14 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
         "cannot be combined",
     ),
     (
+        "POST",
+        "/v1/schedules",
+        r#"{"name": "w", "every": "1s", "job": {"kind": "k"}, "catch_up": "all", "catch_up_window": "8d"}"#,
+        400,
+        "invalid_request",
+        "catch_up_window",
+    ),
+    (
         "GET",
         "/v1/dead?state=running",
         "",

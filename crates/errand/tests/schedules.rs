@@ -487,7 +487,7 @@ async fn backfill_runs_each_past_slot_once() {
         .await;
     assert_eq!(status, 400, "{json}");
     let message = json["error"]["message"].as_str().expect("msg");
-    assert!(message.contains("at most 7 days"), "{message}");
+    assert!(message.contains("at most 167 hours"), "{message}");
     let minutely = r#"{"name":"minutely","cron":"* * * * *","job":{"kind":"k","queue":"back"}}"#;
     assert_eq!(raw.post("/v1/schedules", minutely).await.0, 201);
     let (status, json) = raw
