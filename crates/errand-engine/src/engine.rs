@@ -217,7 +217,8 @@ impl Engine {
     /// Settles many attempts in one store call; each entry is fenced on its own.
     ///
     /// # Errors
-    /// The store's error for the whole call; per-entry errors are in the list.
+    /// The store's error for the whole call, which then kept nothing of the batch; refusals
+    /// (`LeaseLost`, `NotFound`, ...) are in the list, per entry.
     pub async fn settle_many(
         &self,
         settlements: Vec<Settlement>,

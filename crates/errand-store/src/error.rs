@@ -67,6 +67,27 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether this is a rule of the store refusing one operation (a stale lease, a missing
+    /// record, a wrong state, bad input) while the database itself worked: such an error
+    /// belongs to one entry of a batch, and the batch's other entries stand. Every other
+    /// error (unavailable, a constraint, a corrupt record, a bug) is the database or errand
+    /// failing, and fails the whole call: PostgreSQL cannot go on in a transaction after an
+    /// error, and both stores must answer alike.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::NotFound { .. }
+            | StoreError::WrongState(_)
+            | StoreError::Contended(_)
+            | StoreError::AlreadyExists { .. }
+            | StoreError::LeaseLost { .. }
+            | StoreError::Invalid(_) => true,
+            StoreError::ConstraintViolated(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Internal(_) => false,
+        }
+    }
+
     /// Shorthand for a missing job.
     pub fn job_not_found(id: impl std::fmt::Display) -> Self {
         StoreError::NotFound {
