@@ -111,7 +111,8 @@ fn transient(code: &str) -> bool {
 
 /// Reading a column of a row the store selected. A column that does not decode into the
 /// type the code expects is a bug in errand's SQL or a corrupt record, never a reason to
-/// retry: it is `Corrupt`, as on SQLite, not the `Unavailable` a driver error would map to.
+/// retry: it is `Corrupt`, as SQLite's decode errors are, not the `Internal` that
+/// [`db_error`] gives a code-less driver error.
 pub(crate) trait RowExt {
     /// The value of column `idx`.
     fn column<'a, T: tokio_postgres::types::FromSql<'a>>(&'a self, idx: usize) -> QResult<T>;
