@@ -9,6 +9,7 @@ use errand_store::{
     JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
 };
 use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -187,23 +188,16 @@ impl Engine {
     /// stops waiting; what it claimed reaches the caller inside an [`UnheardClaim`], which
     /// releases the jobs if dropped before the caller took them.
     async fn claim_once(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        let (answer, heard) = oneshot::channel();
         let store = self.store.clone();
         let waker = self.waker.clone();
-        tokio::spawn(async move {
-            let claimed = store
+        detached(async move {
+            store
                 .job_claim(params)
                 .await
-                .map(|jobs| UnheardClaim::new(jobs, store, waker));
-            // A caller that is gone drops the claim here, which releases its jobs.
-            let _ = answer.send(claimed);
-        });
-        match heard.await {
-            Ok(claimed) => claimed.map(UnheardClaim::heard),
-            Err(_) => Err(StoreError::Unavailable(
-                "the claim task ended without an answer".into(),
-            )),
-        }
+                .map(|jobs| UnheardClaim::new(jobs, store, waker))
+        })
+        .await
+        .map(UnheardClaim::heard)
     }
 
     /// Claims parked on `queue` in this process right now, waiting for work: it shows idle
@@ -223,7 +217,8 @@ impl Engine {
     /// Settles many attempts in one store call; each entry is fenced on its own.
     ///
     /// # Errors
-    /// The store's error for the whole call; per-entry errors are in the list.
+    /// The store's error for the whole call, which then kept nothing of the batch; refusals
+    /// (`LeaseLost`, `NotFound`, ...) are in the list, per entry.
     pub async fn settle_many(
         &self,
         settlements: Vec<Settlement>,
@@ -360,5 +355,65 @@ impl Engine {
     /// Stops waiting claims and waits; maintenance services stop on their own token.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Runs `work` in a task of its own, so that it completes even when the caller stops
+/// waiting; a caller that is gone drops the answer there (an [`UnheardClaim`] releases its
+/// jobs when dropped).
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (answer, heard) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let _ = answer.send(work.await);
+    });
+    match heard.await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(unanswered(task.await)),
+    }
+}
+
+/// Why a detached task ended without an answer. A panic is a bug that asking again would
+/// hit again: `Internal` (500), not `Unavailable` (503, "retry"). Only a task the runtime
+/// cancelled (it is shutting down) is a reason to try again elsewhere.
+fn unanswered(end: Result<(), JoinError>) -> StoreError {
+    match end {
+        Err(e) if e.is_cancelled() => {
+            StoreError::Unavailable("the store task was cancelled: shutting down".into())
+        }
+        Err(e) => StoreError::Internal(format!("the store task panicked: {e}")),
+        Ok(()) => StoreError::Internal("the store task ended without an answer".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use errand_store::StoreError;
+
+    use super::detached;
+
+    #[tokio::test]
+    async fn a_detached_task_that_answers_is_heard() {
+        assert_eq!(detached(async { Ok(7) }).await, Ok(7));
+        assert_eq!(
+            detached(async { Err::<(), _>(StoreError::Invalid("no".into())) }).await,
+            Err(StoreError::Invalid("no".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_detached_task_that_panics_is_internal_not_a_retry() {
+        let outcome = detached(async {
+            if true {
+                panic!("a bug in the store");
+            }
+            Ok(())
+        })
+        .await;
+        assert!(
+            matches!(&outcome, Err(StoreError::Internal(m)) if m.contains("a bug in the store")),
+            "{outcome:?}"
+        );
     }
 }

@@ -128,7 +128,8 @@ async fn fail_one(
 }
 
 /// Settles many jobs inside the caller's transaction: completions in one statement,
-/// failures one by one (each needs its own retry decision). Answers in input order.
+/// failures one by one (each needs its own retry decision). Answers in input order; an
+/// error that is not a refusal fails the whole call.
 pub(crate) async fn settle_many(
     client: &impl GenericClient,
     settlements: &[Settlement],
@@ -173,9 +174,12 @@ pub(crate) async fn settle_many(
                 dead,
             } => fail_one(client, *id, lease_token.0, error, *retry_in, *dead, policy).await,
         };
+        // A refusal (a stale token, a missing job) fails only its own entry; any other
+        // error fails the whole call, and the caller's transaction is rolled back: after a
+        // database error PostgreSQL runs nothing more in it, and SQLite answers alike.
         out.push(match outcome {
             Ok(job) => Ok(job),
-            Err(Fault::Store(e)) => Err(e),
+            Err(Fault::Store(e)) if e.is_refusal() => Err(e),
             Err(other) => return Err(other),
         });
     }

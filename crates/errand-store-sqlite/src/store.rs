@@ -17,7 +17,7 @@ use errand_store::{
 };
 use rusqlite::{Connection, OpenFlags};
 
-use crate::fault::db_error;
+use crate::fault::{db_error, Fault};
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
@@ -237,15 +237,21 @@ impl Store for SqliteStore {
                 let now = system_now();
                 let mut out = Vec::with_capacity(params.settlements.len());
                 for s in &params.settlements {
-                    // Each settlement stands alone: a stale token fails only its own entry.
+                    // A refusal (a stale token, a missing job) fails only its own entry. Any
+                    // other error fails the whole call and the writer rolls all of it back,
+                    // as on PostgreSQL, where a transaction cannot go on after an error.
                     conn.execute_batch("SAVEPOINT settle")?;
-                    let outcome = job_settle::settle_one(conn, now, s, &params.retry_policy);
-                    conn.execute_batch(if outcome.is_ok() {
-                        "RELEASE settle"
-                    } else {
-                        "ROLLBACK TO settle; RELEASE settle"
-                    })?;
-                    out.push(outcome.map_err(StoreError::from));
+                    match job_settle::settle_one(conn, now, s, &params.retry_policy) {
+                        Ok(job) => {
+                            conn.execute_batch("RELEASE settle")?;
+                            out.push(Ok(job));
+                        }
+                        Err(Fault::Store(e)) if e.is_refusal() => {
+                            conn.execute_batch("ROLLBACK TO settle; RELEASE settle")?;
+                            out.push(Err(e));
+                        }
+                        Err(other) => return Err(other),
+                    }
                 }
                 Ok(out)
             })

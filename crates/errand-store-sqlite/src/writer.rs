@@ -170,7 +170,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
 }
 
 /// What a panic said, for the log and the caller.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

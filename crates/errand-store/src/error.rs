@@ -1,6 +1,20 @@
 //! Errors a store reports. Driver errors never leak: each backend maps its own into these.
 
 /// What went wrong in a store operation.
+///
+/// Both stores classify a database failure the same way, because the HTTP answer (and with
+/// it whether clients retry) follows from the variant:
+///
+/// | failure | variant |
+/// | --- | --- |
+/// | the database cannot be reached or cannot do the work now: connection lost or refused, I/O error, disk full, out of memory, busy/locked, shutting down, serialization failure, deadlock, statement timeout | `Unavailable` |
+/// | a uniqueness, NOT NULL, CHECK or foreign-key constraint | `ConstraintViolated` |
+/// | input the database cannot store as asked (PostgreSQL 22P02, 22P05) | `Invalid` |
+/// | a stored value that does not decode, a damaged page or index | `Corrupt` |
+/// | anything else: SQL the database rejects, a value out of range, the driver used wrongly, a panic | `Internal` |
+///
+/// A retry cures only the first row; answering any other as `Unavailable` would turn a bug
+/// into endless retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The job, queue or other record does not exist.
@@ -44,13 +58,36 @@ pub enum StoreError {
     /// Stored data could not be read back; a bug or a corrupted record.
     #[error("corrupt record: {0}")]
     Corrupt(String),
-    /// The store hit a bug in errand while running the operation (it panicked). The
-    /// operation was rolled back; retrying the same request will most likely fail again.
+    /// The store hit a bug in errand while running the operation: it panicked, sent SQL the
+    /// database rejects (a syntax error, an unknown column, a value out of range), or used
+    /// the driver wrongly. The operation was rolled back; retrying the same request will
+    /// most likely fail again.
     #[error("internal store error: {0}")]
     Internal(String),
 }
 
 impl StoreError {
+    /// Whether this is a rule of the store refusing one operation (a stale lease, a missing
+    /// record, a wrong state, bad input) while the database itself worked: such an error
+    /// belongs to one entry of a batch, and the batch's other entries stand. Every other
+    /// error (unavailable, a constraint, a corrupt record, a bug) is the database or errand
+    /// failing, and fails the whole call: PostgreSQL cannot go on in a transaction after an
+    /// error, and both stores must answer alike.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::NotFound { .. }
+            | StoreError::WrongState(_)
+            | StoreError::Contended(_)
+            | StoreError::AlreadyExists { .. }
+            | StoreError::LeaseLost { .. }
+            | StoreError::Invalid(_) => true,
+            StoreError::ConstraintViolated(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Internal(_) => false,
+        }
+    }
+
     /// Shorthand for a missing job.
     pub fn job_not_found(id: impl std::fmt::Display) -> Self {
         StoreError::NotFound {

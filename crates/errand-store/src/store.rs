@@ -62,6 +62,12 @@ pub trait Store: Send + Sync + 'static {
     /// repeated by the token whose attempt it already ended the same way (complete after
     /// complete, fail after fail: the first answer was lost) answers the job as it is now and
     /// changes nothing; any other stale token is `LeaseLost`.
+    ///
+    /// Only refusals ([`StoreError::is_refusal`]: `LeaseLost`, `NotFound`, ...) are answered
+    /// per entry, and the other entries stand. Any other error (the database failing, a
+    /// constraint, a corrupt record, a bug) fails the whole call and keeps nothing of the
+    /// batch, so the caller hears it and may send the batch again: PostgreSQL cannot go on
+    /// in a transaction after an error, and both stores must answer alike.
     async fn job_settle_many(
         &self,
         params: JobSettleManyParams,

@@ -48,17 +48,23 @@ async fn nodes_survive_a_postgres_crash_without_losing_acknowledged_jobs() {
         let stop = stop.clone();
         producers.push(tokio::spawn(async move {
             let mut failures = 0u64;
+            let mut not_retry = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 match client.enqueue(&EnqueueRequest::new("survive")).await {
                     Ok(job) => acked.lock().await.push(job.id),
                     // Not acknowledged: the job may or may not exist; it is not owed.
-                    Err(_) => {
+                    Err(e) => {
                         failures += 1;
+                        // A lost database is 503 "retry"; a 500 would tell clients it is a
+                        // bug that retrying does not cure.
+                        if e.status().is_some_and(|s| s != 503) {
+                            not_retry.push(e.to_string());
+                        }
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
             }
-            failures
+            (failures, not_retry)
         }));
     }
     eventually(
@@ -90,10 +96,17 @@ async fn nodes_survive_a_postgres_crash_without_losing_acknowledged_jobs() {
     .await;
     stop.store(true, Ordering::Relaxed);
     let mut failures = 0;
+    let mut not_retry = Vec::new();
     for p in producers {
-        failures += p.await.expect("join");
+        let (f, other) = p.await.expect("join");
+        failures += f;
+        not_retry.extend(other);
     }
     assert!(failures > 0, "the crash was noticed by clients");
+    assert!(
+        not_retry.is_empty(),
+        "the crash answered other than 503: {not_retry:?}"
+    );
     let acked: HashSet<JobId> = acked.lock().await.iter().copied().collect();
     // Work everything off through the recovered node.
     let mut completed = HashSet::new();

@@ -1,0 +1,154 @@
+//! A settle batch in which one entry hits a database error fails as a whole and keeps
+//! nothing, as on PostgreSQL (crates/errand-store-postgres/tests/settle_batch.rs); only
+//! refusals (a stale token, a missing job) are answered per entry.
+
+use std::time::Duration;
+
+use errand_core::job::RunAt;
+use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, RetryPolicy};
+use errand_store::{
+    ClaimedJob, JobClaimParams, JobInsertManyParams, JobSettleManyParams, Settlement, Store,
+    StoreError,
+};
+use errand_store_sqlite::{SqliteOptions, SqliteStore};
+
+fn new_job() -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        kind: JobKind::parse("k").expect("kind"),
+        queue: QueueName::parse("default").expect("queue"),
+        payload: serde_json::json!({}),
+        priority: 0,
+        run_at: RunAt::Now,
+        max_attempts: 3,
+        timeout: None,
+        tags: vec![],
+        idempotency_key: None,
+        slot: None,
+    }
+}
+
+fn batch(done: &ClaimedJob, failed: &ClaimedJob) -> JobSettleManyParams {
+    JobSettleManyParams {
+        settlements: vec![
+            Settlement::Complete {
+                id: done.job.id,
+                lease_token: done.lease_token,
+                result: None,
+            },
+            Settlement::Fail {
+                id: failed.job.id,
+                lease_token: failed.lease_token,
+                error: "boom".into(),
+                retry_in: None,
+                dead: true,
+            },
+        ],
+        retry_policy: RetryPolicy::default(),
+    }
+}
+
+/// A store with two claimed jobs, and a raw connection to the same file.
+async fn two_claimed() -> (
+    tempfile::TempDir,
+    SqliteStore,
+    rusqlite::Connection,
+    ClaimedJob,
+    ClaimedJob,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = SqliteOptions::in_dir(dir.path());
+    let store = SqliteStore::open(&options).expect("open");
+    store
+        .job_insert_many(JobInsertManyParams {
+            jobs: vec![new_job(), new_job()],
+            idempotency_window: Duration::from_secs(60),
+        })
+        .await
+        .expect("insert");
+    let mut claimed = store
+        .job_claim(JobClaimParams {
+            queue: QueueName::parse("default").expect("queue"),
+            worker: "w".into(),
+            max: 2,
+            lease: Duration::from_secs(60),
+            kinds: vec![],
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let failed = claimed.pop().expect("second");
+    let done = claimed.pop().expect("first");
+    let raw = rusqlite::Connection::open(&options.path).expect("raw connection");
+    raw.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    (dir, store, raw, done, failed)
+}
+
+/// The job's id as an SQLite blob literal.
+fn blob(c: &ClaimedJob) -> String {
+    format!("X'{}'", c.job.id.to_string().replace('-', ""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_error_in_one_entry_fails_the_whole_batch() {
+    let (_dir, store, raw, done, failed) = two_claimed().await;
+    // The database refuses to write the second job: a database error, not a store rule.
+    raw.execute_batch(&format!(
+        "CREATE TRIGGER boom BEFORE UPDATE ON jobs WHEN NEW.id = {} \
+         BEGIN SELECT RAISE(ABORT, 'injected'); END",
+        blob(&failed)
+    ))
+    .expect("trigger");
+
+    let outcome = store.job_settle_many(batch(&done, &failed)).await;
+    assert!(
+        matches!(&outcome, Err(e) if !e.is_refusal()),
+        "the batch answered {outcome:?}"
+    );
+    for c in [&done, &failed] {
+        let job = store.job_get(c.job.id).await.expect("get");
+        assert_eq!(
+            job.state,
+            JobState::Running,
+            "nothing of the batch was kept"
+        );
+    }
+
+    // The caller heard the error and asks again once the database lets it.
+    raw.execute_batch("DROP TRIGGER boom")
+        .expect("drop trigger");
+    let out = store
+        .job_settle_many(batch(&done, &failed))
+        .await
+        .expect("settle");
+    assert_eq!(out[0].as_ref().expect("first").state, JobState::Succeeded);
+    assert_eq!(out[1].as_ref().expect("second").state, JobState::Dead);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_record_in_one_entry_fails_the_whole_batch() {
+    let (_dir, store, raw, done, failed) = two_claimed().await;
+    // The second job's failure is settled; a repeat of it reads the job back, whose row
+    // is then damaged: a store error that is no refusal.
+    let mut first = batch(&done, &failed);
+    first.settlements.remove(0);
+    store.job_settle_many(first).await.expect("fail the second");
+    raw.execute_batch(&format!(
+        "UPDATE jobs SET kind = '' WHERE id = {}",
+        blob(&failed)
+    ))
+    .expect("damage");
+
+    let outcome = store.job_settle_many(batch(&done, &failed)).await;
+    assert!(
+        matches!(&outcome, Err(StoreError::Corrupt(_))),
+        "the batch answered {outcome:?}"
+    );
+    let job = store.job_get(done.job.id).await.expect("get");
+    assert_eq!(
+        job.state,
+        JobState::Running,
+        "nothing of the batch was kept"
+    );
+}
