@@ -25,4 +25,14 @@ impl Engine {
     pub async fn ready(&self) -> Result<(), StoreError> {
         self.store().ping().await
     }
+
+    /// Answers when this process can still do its work once the store is reachable: what
+    /// only a restart fixes (the SQLite writer thread gone) fails it, a slow or unreachable
+    /// database does not (that is [`Engine::ready`]).
+    ///
+    /// # Errors
+    /// `Unavailable` naming what stopped.
+    pub fn live(&self) -> Result<(), StoreError> {
+        self.store().live()
+    }
 }

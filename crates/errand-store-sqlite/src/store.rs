@@ -187,6 +187,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn live(&self) -> Result<(), StoreError> {
+        if self.writer.is_alive() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(
+                "the SQLite writer thread has stopped; restart the process".into(),
+            ))
+        }
+    }
+
     async fn job_insert_many(
         &self,
         params: JobInsertManyParams,
@@ -460,5 +470,36 @@ impl Store for SqliteStore {
         self.readers
             .read(move |conn| node::list(conn, system_now(), dead, forget))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_writer_fails_liveness() {
+        // `/healthz` asks `Engine::live`, which asks this: a process whose writer thread is
+        // gone can never write again and must be restarted, so liveness fails with it.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("open");
+        store.live().expect("a fresh store is live");
+        store.writer.kill_for_test().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match store.live() {
+                Err(StoreError::Unavailable(_)) => break,
+                other => {
+                    assert!(Instant::now() < deadline, "still live: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        assert!(matches!(
+            store.ping().await,
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }

@@ -4,16 +4,28 @@
 //! rolled back alone while the rest of the group commits. Callers are answered after
 //! `COMMIT` returns, which with `synchronous=FULL` means the WAL is on disk.
 //!
-//! Two failures must not turn into half-kept groups:
+//! Three failures must not turn into half-kept groups or a silently dead writer:
 //! - After `SQLITE_FULL` or an I/O error SQLite may roll back the whole group transaction by
-//!   itself. A `SAVEPOINT` opened after that starts a transaction of its own and its
-//!   `RELEASE` commits it, while the group's callers hear an error. So the writer checks
-//!   [`Connection::is_autocommit`] after every operation: once the group transaction is
-//!   gone, no further operation of the group runs and every caller of the group is told
-//!   `Unavailable`; nothing of the group stays. The same holds when a savepoint cannot be
-//!   ended: the group is rolled back rather than committed with a failed write inside.
+//!   itself. A `SAVEPOINT` opened after that would start a transaction of its own and its
+//!   `RELEASE` would commit it, while the group's callers hear an error. What stops this is
+//!   the end of the failed operation's savepoint: SQLite drops every savepoint with the
+//!   transaction, so the `ROLLBACK TO op` (or, for an operation that swallowed the error,
+//!   the `RELEASE op`) that ends it fails with "no such savepoint". Any failure to end a
+//!   savepoint gives the whole group up: no further operation of it runs, what ran is
+//!   rolled back, and every caller of the group hears `Unavailable`. The writer also checks
+//!   [`Connection::is_autocommit`] after each operation, but only as a backstop: no known
+//!   path reaches it, because a transaction SQLite rolled back always takes the savepoint
+//!   with it (`a_real_sqlite_full_mid_group_keeps_nothing_of_the_group` shows that either
+//!   check alone suffices).
 //! - An operation that panics is caught, rolled back to its savepoint and answered with
 //!   `Internal`; the writer thread and the rest of the group carry on.
+//! - A panic anywhere else in a group (the writer's own code, the statement cache, an
+//!   answer being sent) is caught around the whole group: the group's transaction is
+//!   rolled back if still open and every caller not yet answered hears `Unavailable`; an
+//!   answer that panics after `COMMIT` costs only its own caller. Should the thread end
+//!   anyway (a panic payload whose own drop panics escapes the catch), [`Writer::is_alive`]
+//!   turns false, which `/healthz` reports as 503, so a supervisor restarts a process whose
+//!   store can no longer write.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::thread;
@@ -34,6 +46,10 @@ const MAX_GROUP: usize = 1024;
 /// full queue only makes callers wait in `send`; nothing is refused.
 const QUEUE_DEPTH: usize = 16 * MAX_GROUP;
 
+/// What a group's answer says when the writer gave the whole group up; the full-disk test
+/// looks for it to know that the case it is about really happened.
+const GROUP_GIVEN_UP: &str = "the write was rolled back with its group";
+
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
 
@@ -52,6 +68,14 @@ impl Writer {
             .spawn(move || run(conn, rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { ops })
+    }
+
+    /// Whether the writer thread still runs, asked without writing. Only the thread holds
+    /// the queue's receiver, and it drops it however the thread ends (returning or
+    /// unwinding), so a closed queue is a dead writer. Once it is gone no write can succeed
+    /// again until the process restarts.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.ops.is_closed()
     }
 
     /// Runs `f` in the next group commit and answers once that commit is durable.
@@ -88,8 +112,28 @@ impl Writer {
     }
 }
 
+#[cfg(test)]
+impl Writer {
+    /// Ends the writer thread the one way its catches cannot stop: a panic payload whose
+    /// own drop panics (the second panic starts where the first was handled). Returns once
+    /// the op is queued; the thread dies when it runs it.
+    pub(crate) async fn kill_for_test(&self) {
+        struct PanicsOnDrop;
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                panic!("the panic payload panicked too");
+            }
+        }
+        let op: WriteOp = Box::new(|_| panic::panic_any(PanicsOnDrop));
+        let _ = self.ops.send(op).await;
+    }
+}
+
 fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
     let mut group: Vec<WriteOp> = Vec::with_capacity(MAX_GROUP);
+    // Kept out here rather than inside `commit_group` so that after a panic the group is
+    // rolled back before its callers are answered.
+    let mut finishers: Vec<Finish> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
@@ -98,19 +142,37 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
                 Err(_) => break,
             }
         }
-        commit_group(&conn, &mut group);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            commit_group(&conn, &mut group, &mut finishers);
+        }));
+        if let Err(payload) = outcome {
+            let what = panic_text(payload.as_ref());
+            tracing::error!(
+                panic = %what,
+                ran = finishers.len(),
+                "the SQLite writer panicked inside a group; the group is rolled back"
+            );
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            // Dropping a finisher drops its reply channel: its caller hears `Unavailable`,
+            // after the rollback above. Ops that had not run were dropped while unwinding
+            // (nothing of them was written).
+            group.clear();
+            finishers.clear();
+            drop(payload);
+        }
     }
     tracing::debug!("SQLite writer stopped");
 }
 
-fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
+fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>, finishers: &mut Vec<Finish>) {
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         // Dropping an op drops its reply channel: its caller hears `Unavailable`.
         tracing::error!(error = %db_error(e), "SQLite writer could not begin a transaction");
         group.clear();
         return;
     }
-    let mut finishers: Vec<Finish> = Vec::with_capacity(group.len());
     // Set once the group can no longer be committed as its callers will be told.
     let mut broken: Option<String> = None;
     let mut ops = group.drain(..);
@@ -127,12 +189,16 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
                 run_cached(conn, "ROLLBACK TO op").and_then(|_| run_cached(conn, "RELEASE op"))
             };
             if let Err(e) = end {
-                // A failed write whose savepoint did not roll back would be committed with
-                // the group while its caller hears an error: give the whole group up.
+                // Either SQLite rolled the whole transaction back by itself (it took the
+                // savepoint with it), or a failed write whose savepoint did not roll back
+                // would be committed with the group while its caller hears an error. In
+                // both cases no further op may run and nothing of the group may stay.
                 broken = Some(format!("a savepoint could not be ended: {e}"));
             }
         }
-        if conn.is_autocommit() {
+        // Backstop only: a transaction SQLite rolled back takes the savepoint with it, so
+        // the end of the savepoint above has already failed; see the module docs.
+        if broken.is_none() && conn.is_autocommit() {
             broken = Some("SQLite rolled back the transaction by itself".into());
         }
         if broken.is_some() {
@@ -152,9 +218,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        Err(StoreError::Unavailable(format!(
-            "the write was rolled back with its group: {why}"
-        )))
+        Err(StoreError::Unavailable(format!("{GROUP_GIVEN_UP}: {why}")))
     } else {
         drop(ops);
         let commit = run_cached(conn, "COMMIT").map_err(db_error);
@@ -164,8 +228,14 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>) {
         }
         commit
     };
-    for finish in finishers {
-        finish(commit.clone());
+    for finish in finishers.drain(..) {
+        // Each answer on its own: once the group is committed, an answer that panics must
+        // not cost the callers after it theirs (they would hear 503 for a kept write).
+        let answer = commit.clone();
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || finish(answer))) {
+            let what = panic_text(payload.as_ref());
+            tracing::error!(panic = %what, "answering a SQLite write panicked");
+        }
     }
 }
 
@@ -363,13 +433,200 @@ mod tests {
         );
     }
 
+    /// Queues a raw op, bypassing `write`'s own `catch_unwind`: it stands for the writer's
+    /// own code between `BEGIN` and `COMMIT`, where a panic is not any write's fault.
+    async fn queue_raw(writer: &Writer, op: WriteOp) {
+        writer.ops.send(op).await.expect("the writer takes the op");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_real_sqlite_full_mid_group_keeps_nothing_of_the_group() {
+        // A real `SQLITE_FULL`: the file may not grow past a few pages more than it has, so
+        // the one large insert cannot fit while each small one would. SQLite then rolls back
+        // the whole group transaction by itself (asserted below, so the test cannot drift
+        // into a statement-only rollback without saying so). Without the writer's guard the
+        // small writes after it would each autocommit in a `SAVEPOINT`/`RELEASE` pair of
+        // their own while their callers hear 503.
+        //
+        // Either guard catches this alone: the failing `ROLLBACK TO op` (SQLite took the
+        // savepoint with the transaction) and the `is_autocommit` backstop. With both
+        // removed, "after-1" and "after-2" are stored and this test fails.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = Connection::open(dir.path().join("w.sqlite3")).expect("open");
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v TEXT NOT NULL);")
+            .expect("schema");
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("page count");
+        let max: i64 = conn
+            .query_row(&format!("PRAGMA max_page_count = {}", pages + 8), [], |r| {
+                r.get(0)
+            })
+            .expect("max_page_count");
+        assert_eq!(max, pages + 8, "the page limit took");
+        let writer = Writer::start(conn).expect("writer");
+
+        let (release, holder) = hold_writer(&writer).await;
+        let before = insert(&writer, "before");
+        wait_queued(&writer, 1).await;
+        let (seen_tx, seen) = std_mpsc::channel();
+        let w = writer.clone();
+        let large = tokio::spawn(async move {
+            w.write(move |conn| {
+                let big = "x".repeat(1_000_000);
+                let outcome = conn.execute("INSERT INTO t (v) VALUES (?1)", [big]);
+                let _ = seen_tx.send((
+                    outcome.as_ref().err().and_then(|e| e.sqlite_error_code()),
+                    conn.is_autocommit(),
+                ));
+                outcome?;
+                Ok(())
+            })
+            .await
+        });
+        wait_queued(&writer, 2).await;
+        let after_1 = insert(&writer, "after-1");
+        wait_queued(&writer, 3).await;
+        let after_2 = insert(&writer, "after-2");
+        wait_queued(&writer, 4).await;
+        drop(release);
+        holder.await.expect("join");
+
+        let (code, rolled_back) = seen.recv().expect("the large write ran");
+        assert_eq!(
+            code,
+            Some(rusqlite::ErrorCode::DiskFull),
+            "a real SQLITE_FULL"
+        );
+        assert!(
+            rolled_back,
+            "SQLite rolled the group transaction back by itself"
+        );
+        for (name, t) in [
+            ("before", before),
+            ("large", large),
+            ("after-1", after_1),
+            ("after-2", after_2),
+        ] {
+            let outcome = t.await.expect("join");
+            assert!(
+                matches!(outcome, Err(StoreError::Unavailable(_))),
+                "the `{name}` write of the group SQLite rolled back was answered {outcome:?}"
+            );
+        }
+        assert_eq!(
+            rows(&writer).await,
+            Vec::<String>::new(),
+            "a write of the group SQLite rolled back was kept"
+        );
+        insert(&writer, "later")
+            .await
+            .expect("join")
+            .expect("the next group commits");
+        assert_eq!(rows(&writer).await, vec!["later".to_string()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_group_outside_any_write_fails_the_group_and_the_writer_lives_on() {
+        let (_dir, writer) = writer_on_temp_file();
+        let (release, holder) = hold_writer(&writer).await;
+        let before = insert(&writer, "before");
+        wait_queued(&writer, 1).await;
+        queue_raw(
+            &writer,
+            Box::new(|conn| {
+                let _ = conn.execute("INSERT INTO t (v) VALUES ('raw')", []);
+                panic!("a bug in the writer itself");
+            }),
+        )
+        .await;
+        let after = insert(&writer, "after");
+        wait_queued(&writer, 3).await;
+        drop(release);
+        holder.await.expect("join");
+        for (name, t) in [("before", before), ("after", after)] {
+            let outcome = t.await.expect("join");
+            assert!(
+                matches!(outcome, Err(StoreError::Unavailable(_))),
+                "the `{name}` write of the group that panicked was answered {outcome:?}"
+            );
+        }
+        assert!(writer.is_alive(), "the writer thread survived the panic");
+        insert(&writer, "later")
+            .await
+            .expect("join")
+            .expect("the writer works on after the panic");
+        assert_eq!(
+            rows(&writer).await,
+            vec!["later".to_string()],
+            "nothing of the group that panicked was kept"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_that_panics_after_commit_costs_only_its_own_caller() {
+        let (_dir, writer) = writer_on_temp_file();
+        let (release, holder) = hold_writer(&writer).await;
+        let before = insert(&writer, "before");
+        wait_queued(&writer, 1).await;
+        queue_raw(
+            &writer,
+            Box::new(|conn| {
+                let ok = conn.execute("INSERT INTO t (v) VALUES ('raw')", []).is_ok();
+                let finish: Finish = Box::new(|_| panic!("a bug while answering"));
+                (ok, finish)
+            }),
+        )
+        .await;
+        let after = insert(&writer, "after");
+        wait_queued(&writer, 3).await;
+        drop(release);
+        holder.await.expect("join");
+        before
+            .await
+            .expect("join")
+            .expect("the write before is kept");
+        after
+            .await
+            .expect("join")
+            .expect("the write after the panicking answer is kept and told so");
+        assert!(writer.is_alive(), "the writer thread survived the panic");
+        assert_eq!(
+            rows(&writer).await,
+            vec!["after".to_string(), "before".to_string(), "raw".to_string()]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_thread_that_dies_is_no_longer_alive() {
+        // Whatever ends the thread, liveness must see it without a write being tried.
+        let (_dir, writer) = writer_on_temp_file();
+        assert!(writer.is_alive());
+        writer.kill_for_test().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writer.is_alive() {
+            assert!(
+                Instant::now() < deadline,
+                "the dead writer still counts as alive"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let outcome = writer.write(|_| Ok(())).await;
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_stopped_writer_answers_unavailable_so_readiness_fails() {
         // `SqliteStore::ping` (behind `/readyz`) is a write: once the writer thread is gone
         // its queue is closed and every write, the ping included, is `Unavailable`.
         let (ops, rx) = mpsc::channel(1);
         drop(rx);
-        let outcome = Writer { ops }.write(|_| Ok(())).await;
+        let writer = Writer { ops };
+        assert!(!writer.is_alive(), "a closed queue means a stopped writer");
+        let outcome = writer.write(|_| Ok(())).await;
         assert!(
             matches!(outcome, Err(StoreError::Unavailable(_))),
             "{outcome:?}"

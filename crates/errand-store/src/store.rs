@@ -30,6 +30,15 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the store is reachable and writable.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Whether the parts of the store that live inside this process still run, without
+    /// touching the database: liveness (`/healthz`) must not fail because a database is slow
+    /// or away (that is readiness), but must fail when only a restart can bring writes back,
+    /// such as the SQLite writer thread having died. `Unavailable` says what is gone. A
+    /// store with nothing of its own running in the process keeps the default.
+    fn live(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Inserts jobs atomically: all or none. A job whose idempotency key matches a job
     /// inserted within the window is not inserted; the earlier job is returned instead.
     /// Queues named by the jobs come into being.

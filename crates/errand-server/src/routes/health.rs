@@ -6,11 +6,14 @@ use serde_json::{json, Value};
 
 use crate::{ApiError, AppState};
 
-/// The process is up.
+/// The process is up and can work: 503 when something only a restart fixes has stopped
+/// (the SQLite writer thread), so a supervisor restarts it. A store that is merely
+/// unreachable leaves this at 200; that is `/readyz`.
 #[utoipa::path(get, path = "/healthz", tag = "health",
-    responses((status = 200, description = "Alive")))]
-pub(crate) async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+    responses((status = 200, description = "Alive"), (status = 503, description = "A part of the process that only a restart brings back has stopped", body = errand_api::ErrorBody)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.engine.live()?;
+    Ok(Json(json!({"status": "ok"})))
 }
 
 /// The store answers; an autoscaler or load balancer may send work.
