@@ -68,9 +68,28 @@ fn label(field: &str, value: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Refuses NUL characters anywhere in a JSON value: no store can keep them in every place
-/// (PostgreSQL's `jsonb` refuses `\u0000`), so none accepts them.
-fn reject_nul(field: &str, v: &Value) -> Result<(), ValidationError> {
+/// Refuses NUL characters in a text a store keeps (a failure's error, a progress
+/// message): PostgreSQL's `text` cannot hold them, so no store accepts them.
+///
+/// # Errors
+/// A `ValidationError` naming `field`.
+pub fn reject_nul_text(field: &str, text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters (\\u0000)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses NUL characters anywhere in a JSON value (payload, result, checkpoint): no store
+/// can keep them in every place (PostgreSQL's `jsonb` refuses `\u0000`), so none accepts
+/// them.
+///
+/// # Errors
+/// A `ValidationError` naming `field`.
+pub fn reject_nul(field: &str, v: &Value) -> Result<(), ValidationError> {
     let bad = match v {
         Value::String(s) => s.contains('\0'),
         Value::Array(items) => return items.iter().try_for_each(|i| reject_nul(field, i)),

@@ -14,7 +14,8 @@ mod schedules;
 mod worker;
 
 pub use enqueue::{
-    BatchEnqueueRequest, BatchEnqueueResponse, EnqueueLimits, EnqueueRequest, EnqueuedJob,
+    reject_nul, reject_nul_text, BatchEnqueueRequest, BatchEnqueueResponse, EnqueueLimits,
+    EnqueueRequest, EnqueuedJob,
 };
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};

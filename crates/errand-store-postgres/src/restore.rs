@@ -37,6 +37,15 @@ pub(crate) async fn restore_many(
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .await?;
+    // A job a schedule fired claims its slot in the ledger too: an export is not one
+    // snapshot, so its ledger lines may miss a slot whose job it carries, and older exports
+    // carry no ledger at all. Either way no backfill may run that slot again.
+    let ledger = client
+        .prepare_cached(
+            "INSERT INTO schedule_slots (schedule, slot, job_id) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
     let mut inserted = 0;
     for RestoredJob { job, attempts } in jobs {
         client.execute(&queue, &[&job.queue.as_str()]).await?;
@@ -85,6 +94,11 @@ pub(crate) async fn restore_many(
             continue;
         }
         inserted += 1;
+        if let (Some(schedule), Some(slot)) = (&job.schedule, job.slot) {
+            client
+                .execute(&ledger, &[schedule, &to_millis(slot), &job.id.0])
+                .await?;
+        }
         for a in attempts {
             let a = restored_attempt(a, job);
             client

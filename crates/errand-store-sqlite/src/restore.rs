@@ -30,6 +30,12 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
         "INSERT OR IGNORE INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
+    // A job a schedule fired claims its slot in the ledger too: an export is not one
+    // snapshot, so its ledger lines may miss a slot whose job it carries, and older exports
+    // carry no ledger at all. Either way no backfill may run that slot again.
+    let mut ledger = conn.prepare_cached(
+        "INSERT OR IGNORE INTO schedule_slots (schedule, slot, job_id) VALUES (?1, ?2, ?3)",
+    )?;
     let mut inserted = 0;
     for RestoredJob { job, attempts } in jobs {
         queue.execute(params![job.queue.as_str(), now])?;
@@ -67,6 +73,13 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
             continue;
         }
         inserted += 1;
+        if let (Some(schedule), Some(slot)) = (&job.schedule, job.slot) {
+            ledger.execute(params![
+                schedule,
+                to_millis(slot),
+                job.id.as_bytes().as_slice()
+            ])?;
+        }
         for a in attempts {
             let a = restored_attempt(a, job);
             attempt.execute(params![

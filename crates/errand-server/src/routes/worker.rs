@@ -96,6 +96,12 @@ pub(crate) async fn heartbeat(
             ));
         }
     }
+    if let Some(message) = req.progress.as_ref().and_then(|p| p.message.as_deref()) {
+        errand_api::reject_nul_text("progress.message", message)?;
+    }
+    if let Some(checkpoint) = &req.checkpoint {
+        errand_api::reject_nul("checkpoint", checkpoint)?;
+    }
     let job = state
         .engine
         .heartbeat(JobHeartbeatParams {
@@ -122,14 +128,13 @@ pub(crate) async fn complete(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<Job>, ApiError> {
-    let job = state
-        .engine
-        .settle(Settlement::Complete {
-            id: job_id(&id)?,
-            lease_token: req.lease_token,
-            result: req.result,
-        })
-        .await?;
+    let settlement = Settlement::Complete {
+        id: job_id(&id)?,
+        lease_token: req.lease_token,
+        result: req.result,
+    };
+    storable("", &settlement)?;
+    let job = state.engine.settle(settlement).await?;
     Ok(Json(job))
 }
 
@@ -149,6 +154,22 @@ fn failure(
     }
 }
 
+/// Refuses what no store can keep in a settlement (NUL characters), naming the field
+/// after `prefix` (`completions[2].`, or nothing for a single settle).
+fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
+    match s {
+        Settlement::Complete {
+            result: Some(result),
+            ..
+        } => errand_api::reject_nul(&format!("{prefix}result"), result)?,
+        Settlement::Complete { result: None, .. } => {}
+        Settlement::Fail { error, .. } => {
+            errand_api::reject_nul_text(&format!("{prefix}error"), error)?
+        }
+    }
+    Ok(())
+}
+
 /// Fails the attempt: the job retries after a backoff (or `retry_in_ms`), or is dead when no
 /// attempts are left or `dead` is true.
 #[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
@@ -160,16 +181,15 @@ pub(crate) async fn fail(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<FailRequest>,
 ) -> Result<Json<Job>, ApiError> {
-    let job = state
-        .engine
-        .settle(failure(
-            job_id(&id)?,
-            req.lease_token,
-            req.error,
-            req.retry_in_ms,
-            req.dead,
-        ))
-        .await?;
+    let settlement = failure(
+        job_id(&id)?,
+        req.lease_token,
+        req.error,
+        req.retry_in_ms,
+        req.dead,
+    );
+    storable("", &settlement)?;
+    let job = state.engine.settle(settlement).await?;
     Ok(Json(job))
 }
 
@@ -189,6 +209,7 @@ pub(crate) async fn settle(
             MAX_CLAIM * 10
         )));
     }
+    let completions = req.completions.len();
     let mut settlements: Vec<Settlement> = req
         .completions
         .into_iter()
@@ -203,6 +224,14 @@ pub(crate) async fn settle(
             .into_iter()
             .map(|f| failure(f.id, f.lease_token, f.error, f.retry_in_ms, f.dead)),
     );
+    for (i, s) in settlements.iter().enumerate() {
+        let prefix = if i < completions {
+            format!("completions[{i}].")
+        } else {
+            format!("failures[{}].", i - completions)
+        };
+        storable(&prefix, s)?;
+    }
     let ids: Vec<_> = settlements.iter().map(Settlement::id).collect();
     let out = state.engine.settle_many(settlements).await?;
     let results = ids

@@ -96,6 +96,7 @@ macro_rules! conformance_suite {
             nodes_register_heartbeat_and_stop,
             prune_deletes_only_finished_jobs_past_retention,
             restore_keeps_exported_jobs_and_is_repeatable,
+            restore_of_a_fired_job_claims_its_slot,
             schedules_are_created_replaced_paused_and_deleted,
             schedule_fire_is_exactly_once_per_slot,
             schedule_due_lists_unpaused_schedules_with_work,

@@ -124,3 +124,35 @@ pub(crate) async fn restore_keeps_exported_jobs_and_is_repeatable(store: SharedS
             .paused
     );
 }
+
+/// A restored job that a schedule fired claims its slot in the ledger, even when the export
+/// carried no ledger line for it, so no backfill runs that slot again.
+pub(crate) async fn restore_of_a_fired_job_claims_its_slot(store: SharedStore) {
+    let mut fired = exported(JobState::Succeeded, &[AttemptOutcome::Succeeded]);
+    let slot = jiff::Timestamp::from_millisecond(1_790_000_000_000).expect("timestamp");
+    fired.job.schedule = Some("nightly".into());
+    fired.job.slot = Some(slot);
+    assert_eq!(
+        store
+            .job_restore_many(vec![fired.clone()])
+            .await
+            .expect("restore"),
+        1
+    );
+    let ledger = store
+        .schedule_slot_list(crate::ScheduleSlotListParams {
+            schedule: errand_core::ScheduleName::parse("nightly").expect("name"),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("ledger");
+    assert_eq!(
+        ledger,
+        vec![crate::ScheduleSlotRecord {
+            schedule: errand_core::ScheduleName::parse("nightly").expect("name"),
+            slot: slot.as_millisecond(),
+            job_id: fired.job.id,
+        }]
+    );
+}
