@@ -47,8 +47,8 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store: SharedStore = Arc::new(
         SqliteStore::open(&SqliteOptions {
-            path: dir.path().join("errand.sqlite3"),
             readers: 2,
+            ..SqliteOptions::in_dir(dir.path())
         })
         .expect("open"),
     );

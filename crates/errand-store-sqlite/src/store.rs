@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use errand_core::schedule_spec::Schedule;
-use errand_core::time::system_now;
+use errand_core::time::Clock;
 use errand_core::{
     Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName, ScheduleName,
 };
@@ -17,7 +17,7 @@ use errand_store::{
 };
 use rusqlite::{Connection, OpenFlags};
 
-use crate::fault::{db_error, Fault};
+use crate::fault::{db_error, Fault, QResult};
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
@@ -31,6 +31,9 @@ pub struct SqliteOptions {
     pub path: PathBuf,
     /// Read connections. Reads are short, so a few serve many requests.
     pub readers: usize,
+    /// Where the store's time comes from: the machine clock in production; a test may pass
+    /// a [`Clock::adjustable`] and move it forward instead of sleeping past a lease.
+    pub clock: Clock,
 }
 
 impl SqliteOptions {
@@ -39,6 +42,7 @@ impl SqliteOptions {
         Self {
             path: dir.join("errand.sqlite3"),
             readers: 4,
+            clock: Clock::system(),
         }
     }
 }
@@ -49,6 +53,9 @@ pub struct SqliteStore {
     writer: Writer,
     readers: ReadPool,
     durability: Durability,
+    /// Every query's "now" (leases, run_at, retention, node liveness) comes from here, read
+    /// when the query runs, so the store has one clock a test can drive.
+    clock: Clock,
 }
 
 /// How long a connection waits for a lock another connection holds before the operation
@@ -169,6 +176,7 @@ impl SqliteStore {
             writer: Writer::start(conn)?,
             readers: ReadPool::new(readers),
             durability,
+            clock: options.clock.clone(),
         })
     }
 
@@ -176,6 +184,28 @@ impl SqliteStore {
     /// open.
     pub fn durability(&self) -> &Durability {
         &self.durability
+    }
+
+    /// Runs `f` on the writer with the store's time, read on the writer thread when the write
+    /// runs rather than when it was queued: a write that waited behind a group still judges
+    /// leases by the time it commits at.
+    async fn write_at<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, Millis) -> QResult<T> + Send + 'static,
+    {
+        let clock = self.clock.clone();
+        self.writer.write(move |conn| f(conn, clock.now())).await
+    }
+
+    /// Runs `f` on a read connection with the store's time, read when the read runs.
+    async fn read_at<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, Millis) -> QResult<T> + Send + 'static,
+    {
+        let clock = self.clock.clone();
+        self.readers.read(move |conn| f(conn, clock.now())).await
     }
 }
 
@@ -203,8 +233,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<InsertedJob>, StoreError> {
         let window = params.idempotency_window;
         let jobs = job_write::prepare(params.jobs)?;
-        self.writer
-            .write(move |conn| job_write::insert_many(conn, system_now(), jobs, window))
+        self.write_at(move |conn, now| job_write::insert_many(conn, now, jobs, window))
             .await
     }
 
@@ -221,20 +250,17 @@ impl Store for SqliteStore {
     }
 
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        self.writer
-            .write(move |conn| job_write::claim(conn, system_now(), &params))
+        self.write_at(move |conn, now| job_write::claim(conn, now, &params))
             .await
     }
 
     async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError> {
-        self.writer
-            .write(move |conn| job_write::release_many(conn, system_now(), &params))
+        self.write_at(move |conn, now| job_write::release_many(conn, now, &params))
             .await
     }
 
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
-        self.writer
-            .write(move |conn| job_write::heartbeat(conn, system_now(), &params))
+        self.write_at(move |conn, now| job_write::heartbeat(conn, now, &params))
             .await
     }
 
@@ -242,41 +268,37 @@ impl Store for SqliteStore {
         &self,
         params: JobSettleManyParams,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
-        self.writer
-            .write(move |conn| {
-                let now = system_now();
-                let mut out = Vec::with_capacity(params.settlements.len());
-                for s in &params.settlements {
-                    // A refusal (a stale token, a missing job) fails only its own entry. Any
-                    // other error fails the whole call and the writer rolls all of it back,
-                    // as on PostgreSQL, where a transaction cannot go on after an error.
-                    conn.execute_batch("SAVEPOINT settle")?;
-                    match job_settle::settle_one(conn, now, s, &params.retry_policy) {
-                        Ok(job) => {
-                            conn.execute_batch("RELEASE settle")?;
-                            out.push(Ok(job));
-                        }
-                        Err(Fault::Store(e)) if e.is_refusal() => {
-                            conn.execute_batch("ROLLBACK TO settle; RELEASE settle")?;
-                            out.push(Err(e));
-                        }
-                        Err(other) => return Err(other),
+        self.write_at(move |conn, now| {
+            let mut out = Vec::with_capacity(params.settlements.len());
+            for s in &params.settlements {
+                // A refusal (a stale token, a missing job) fails only its own entry. Any
+                // other error fails the whole call and the writer rolls all of it back,
+                // as on PostgreSQL, where a transaction cannot go on after an error.
+                conn.execute_batch("SAVEPOINT settle")?;
+                match job_settle::settle_one(conn, now, s, &params.retry_policy) {
+                    Ok(job) => {
+                        conn.execute_batch("RELEASE settle")?;
+                        out.push(Ok(job));
                     }
+                    Err(Fault::Store(e)) if e.is_refusal() => {
+                        conn.execute_batch("ROLLBACK TO settle; RELEASE settle")?;
+                        out.push(Err(e));
+                    }
+                    Err(other) => return Err(other),
                 }
-                Ok(out)
-            })
-            .await
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError> {
-        self.writer
-            .write(move |conn| job_settle::cancel(conn, system_now(), id))
+        self.write_at(move |conn, now| job_settle::cancel(conn, now, id))
             .await
     }
 
     async fn job_retry(&self, id: JobId) -> Result<Job, StoreError> {
-        self.writer
-            .write(move |conn| job_settle::retry(conn, system_now(), id))
+        self.write_at(move |conn, now| job_settle::retry(conn, now, id))
             .await
     }
 
@@ -287,51 +309,43 @@ impl Store for SqliteStore {
     }
 
     async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError> {
-        self.writer
-            .write(move |conn| maintenance::rescue_expired(conn, system_now(), &params))
+        self.write_at(move |conn, now| maintenance::rescue_expired(conn, now, &params))
             .await
     }
 
     async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
-        self.writer
-            .write(move |conn| maintenance::promote_due(conn, system_now(), limit))
+        self.write_at(move |conn, now| maintenance::promote_due(conn, now, limit))
             .await
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        self.readers
-            .read(|conn| queue::list(conn, system_now(), None))
-            .await
+        self.read_at(|conn, now| queue::list(conn, now, None)).await
     }
 
     async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
         let name = name.clone();
-        self.readers
-            .read(move |conn| {
-                queue::list(conn, system_now(), Some(&name))?
-                    .pop()
-                    .ok_or_else(|| StoreError::queue_not_found(&name).into())
-            })
-            .await
+        self.read_at(move |conn, now| {
+            queue::list(conn, now, Some(&name))?
+                .pop()
+                .ok_or_else(|| StoreError::queue_not_found(&name).into())
+        })
+        .await
     }
 
     async fn queue_pause(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
         let name = name.clone();
-        self.writer
-            .write(move |conn| queue::set_paused(conn, system_now(), &name, true))
+        self.write_at(move |conn, now| queue::set_paused(conn, now, &name, true))
             .await
     }
 
     async fn queue_resume(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
         let name = name.clone();
-        self.writer
-            .write(move |conn| queue::set_paused(conn, system_now(), &name, false))
+        self.write_at(move |conn, now| queue::set_paused(conn, now, &name, false))
             .await
     }
 
     async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        self.writer
-            .write(move |conn| queue::dead_requeue(conn, system_now(), &selection))
+        self.write_at(move |conn, now| queue::dead_requeue(conn, now, &selection))
             .await
     }
 
@@ -342,32 +356,28 @@ impl Store for SqliteStore {
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
-        self.writer
-            .write(move |conn| maintenance::prune(conn, system_now(), &params))
+        self.write_at(move |conn, now| maintenance::prune(conn, now, &params))
             .await
     }
 
     async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError> {
-        self.writer
-            .write(move |conn| restore::restore_many(conn, system_now(), &jobs))
+        self.write_at(move |conn, now| restore::restore_many(conn, now, &jobs))
             .await
     }
 
     async fn queue_upsert(&self, params: QueueUpsertParams) -> Result<(), StoreError> {
-        self.writer
-            .write(move |conn| {
-                restore::queue_upsert(conn, system_now(), params.name.as_str(), params.paused)
-            })
-            .await
+        self.write_at(move |conn, now| {
+            restore::queue_upsert(conn, now, params.name.as_str(), params.paused)
+        })
+        .await
     }
 
     async fn clock_now(&self) -> Result<Millis, StoreError> {
-        Ok(system_now())
+        Ok(self.clock.now())
     }
 
     async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError> {
-        self.writer
-            .write(move |conn| schedule::put(conn, system_now(), &params))
+        self.write_at(move |conn, now| schedule::put(conn, now, &params))
             .await
     }
 
@@ -391,24 +401,18 @@ impl Store for SqliteStore {
 
     async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         let name = name.as_str().to_string();
-        self.writer
-            .write(move |conn| schedule::set_paused(conn, system_now(), &name, true))
+        self.write_at(move |conn, now| schedule::set_paused(conn, now, &name, true))
             .await
     }
 
     async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         let name = name.as_str().to_string();
-        self.writer
-            .write(move |conn| schedule::set_paused(conn, system_now(), &name, false))
+        self.write_at(move |conn, now| schedule::set_paused(conn, now, &name, false))
             .await
     }
 
     async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError> {
-        self.readers
-            .read(move |conn| {
-                let now = system_now();
-                Ok((now, schedule::due(conn, now, limit)?))
-            })
+        self.read_at(move |conn, now| Ok((now, schedule::due(conn, now, limit)?)))
             .await
     }
 
@@ -416,8 +420,7 @@ impl Store for SqliteStore {
         &self,
         params: Vec<ScheduleFireParams>,
     ) -> Result<Vec<ScheduleFireOutcome>, StoreError> {
-        self.writer
-            .write(move |conn| schedule::fire_many(conn, system_now(), params))
+        self.write_at(move |conn, now| schedule::fire_many(conn, now, params))
             .await
     }
 
@@ -443,20 +446,17 @@ impl Store for SqliteStore {
         &self,
         params: ScheduleSlotPruneParams,
     ) -> Result<u64, StoreError> {
-        self.writer
-            .write(move |conn| schedule::slot_prune(conn, system_now(), &params))
+        self.write_at(move |conn, now| schedule::slot_prune(conn, now, &params))
             .await
     }
 
     async fn node_heartbeat(&self, params: NodeHeartbeatParams) -> Result<(), StoreError> {
-        self.writer
-            .write(move |conn| node::heartbeat(conn, system_now(), &params))
+        self.write_at(move |conn, now| node::heartbeat(conn, now, &params))
             .await
     }
 
     async fn node_stop(&self, id: NodeId) -> Result<(), StoreError> {
-        self.writer
-            .write(move |conn| node::stop(conn, system_now(), id))
+        self.write_at(move |conn, now| node::stop(conn, now, id))
             .await
     }
 
@@ -467,8 +467,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<NodeInfo>, StoreError> {
         let dead = i64::try_from(dead_after.as_millis()).unwrap_or(i64::MAX);
         let forget = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
-        self.readers
-            .read(move |conn| node::list(conn, system_now(), dead, forget))
+        self.read_at(move |conn, now| node::list(conn, now, dead, forget))
             .await
     }
 }
