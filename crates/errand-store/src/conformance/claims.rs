@@ -6,10 +6,11 @@ use errand_core::job::RunAt;
 use errand_core::{JobId, JobKind, JobState, LeaseToken};
 
 use super::support::*;
-use crate::{JobClaimParams, JobReleaseManyParams, SharedStore};
+use super::Ctx;
+use crate::{JobClaimParams, JobReleaseManyParams};
 
 /// Higher priority runs first; within a priority, the oldest first.
-pub(crate) async fn claim_takes_highest_priority_then_oldest(store: SharedStore) {
+pub(crate) async fn claim_takes_highest_priority_then_oldest(Ctx { store, .. }: Ctx) {
     let low = new_job("q", "k");
     let mut high = new_job("q", "k");
     high.priority = 10;
@@ -26,7 +27,7 @@ pub(crate) async fn claim_takes_highest_priority_then_oldest(store: SharedStore)
 }
 
 /// A claim counts an attempt, marks the job running and issues a lease.
-pub(crate) async fn claim_counts_the_attempt_and_leases(store: SharedStore) {
+pub(crate) async fn claim_counts_the_attempt_and_leases(Ctx { store, .. }: Ctx) {
     let j = new_job("q", "k");
     insert(
         &store,
@@ -50,7 +51,7 @@ pub(crate) async fn claim_counts_the_attempt_and_leases(store: SharedStore) {
 }
 
 /// A paused queue hands out nothing until resumed.
-pub(crate) async fn claim_skips_paused_queue(store: SharedStore) {
+pub(crate) async fn claim_skips_paused_queue(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("p", "k")]).await;
     let info = store.queue_pause(&queue("p")).await.expect("pause");
     assert!(info.paused);
@@ -60,7 +61,7 @@ pub(crate) async fn claim_skips_paused_queue(store: SharedStore) {
 }
 
 /// A claim with kinds takes only those kinds.
-pub(crate) async fn claim_filters_by_kind(store: SharedStore) {
+pub(crate) async fn claim_filters_by_kind(Ctx { store, .. }: Ctx) {
     let a = new_job("q", "a");
     let b = new_job("q", "b");
     insert(&store, vec![a.clone(), b.clone()]).await;
@@ -78,10 +79,12 @@ pub(crate) async fn claim_filters_by_kind(store: SharedStore) {
     assert_eq!(got[0].job.id, b.id);
 }
 
-/// A delayed job is scheduled and not claimable before its time.
-pub(crate) async fn claim_waits_for_run_at(store: SharedStore) {
+/// A delayed job is scheduled and not claimable before its time, and is once the store's
+/// clock reaches it.
+pub(crate) async fn claim_waits_for_run_at(Ctx { store, clock }: Ctx) {
+    let delay = Duration::from_secs(3600);
     let mut later = new_job("q", "k");
-    later.run_at = RunAt::After(Duration::from_secs(3600));
+    later.run_at = RunAt::After(delay);
     let out = insert(&store, vec![later.clone()]).await;
     assert_eq!(out[0].job.state, JobState::Scheduled);
     assert!(claim(&store, "q", 10).await.is_empty());
@@ -91,11 +94,17 @@ pub(crate) async fn claim_waits_for_run_at(store: SharedStore) {
     let got = claim(&store, "q", 10).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].job.id, past.id);
+    clock.advance(delay - EARLY).await;
+    assert!(claim(&store, "q", 10).await.is_empty(), "before its time");
+    clock.advance(PAST).await;
+    let got = claim(&store, "q", 10).await;
+    assert_eq!(got.len(), 1, "its time has come");
+    assert_eq!(got[0].job.id, later.id);
 }
 
 /// A claim whose caller went away is undone: the jobs are ready again, the attempt is not
 /// counted and leaves no record; a token that no longer holds its job releases nothing.
-pub(crate) async fn release_undoes_a_claim_nobody_heard(store: SharedStore) {
+pub(crate) async fn release_undoes_a_claim_nobody_heard(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k"), new_job("q", "k")]).await;
     let first = claim(&store, "q", 1).await.remove(0);
     settle(&store, fail(&first, Some(Duration::ZERO), false))

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use tokio::task::JoinSet;
 
 use super::support::*;
-use crate::SharedStore;
+use super::Ctx;
 
 /// Claimers racing on one queue: every job is handed out, none twice.
-pub(crate) async fn concurrent_claimers_never_share_a_job(store: SharedStore) {
+pub(crate) async fn concurrent_claimers_never_share_a_job(Ctx { store, .. }: Ctx) {
     const JOBS: usize = 200;
     const CLAIMERS: usize = 16;
     insert(&store, (0..JOBS).map(|_| new_job("q", "k")).collect()).await;
@@ -36,7 +36,7 @@ pub(crate) async fn concurrent_claimers_never_share_a_job(store: SharedStore) {
 }
 
 /// Enqueues racing with one idempotency key: one job, and every caller is told which.
-pub(crate) async fn concurrent_enqueues_with_one_key_make_one_job(store: SharedStore) {
+pub(crate) async fn concurrent_enqueues_with_one_key_make_one_job(Ctx { store, .. }: Ctx) {
     const CALLERS: usize = 16;
     let mut callers = JoinSet::new();
     for _ in 0..CALLERS {

@@ -2,14 +2,15 @@
 
 use std::time::Duration;
 
-use errand_core::{AttemptOutcome, JobId, JobKind, JobState, LeaseToken};
+use errand_core::{AttemptOutcome, JobId, JobKind, JobState, LeaseToken, NewJob};
 use serde_json::json;
 
 use super::support::*;
-use crate::{JobHeartbeatParams, JobInsertManyParams, JobListParams, SharedStore, StoreError};
+use super::Ctx;
+use crate::{JobHeartbeatParams, JobInsertManyParams, JobListParams, StoreError};
 
 /// A job inserted and read back keeps every field.
-pub(crate) async fn insert_then_get_round_trips(store: SharedStore) {
+pub(crate) async fn insert_then_get_round_trips(Ctx { store, .. }: Ctx) {
     let mut job = new_job("default", "mail.send");
     job.priority = 7;
     job.tags = vec!["a".into(), "b".into()];
@@ -32,7 +33,7 @@ pub(crate) async fn insert_then_get_round_trips(store: SharedStore) {
 }
 
 /// A batch that cannot be stored whole stores nothing.
-pub(crate) async fn insert_many_is_all_or_nothing(store: SharedStore) {
+pub(crate) async fn insert_many_is_all_or_nothing(Ctx { store, .. }: Ctx) {
     let a = new_job("default", "k");
     let mut b = new_job("default", "k");
     b.id = a.id;
@@ -50,7 +51,7 @@ pub(crate) async fn insert_many_is_all_or_nothing(store: SharedStore) {
 }
 
 /// A repeated idempotency key, in one batch or later, answers with the first job.
-pub(crate) async fn idempotency_key_returns_the_first_job(store: SharedStore) {
+pub(crate) async fn idempotency_key_returns_the_first_job(Ctx { store, .. }: Ctx) {
     let mut a = new_job("default", "k");
     a.idempotency_key = Some("order-1".into());
     let mut b = new_job("default", "k");
@@ -70,28 +71,44 @@ pub(crate) async fn idempotency_key_returns_the_first_job(store: SharedStore) {
     ));
 }
 
-/// Once the window has passed, the same key enqueues a new job.
-pub(crate) async fn idempotency_key_is_released_after_its_window(store: SharedStore) {
-    let mut a = new_job("default", "k");
-    a.idempotency_key = Some("once".into());
-    let out = store
-        .job_insert_many(JobInsertManyParams {
-            jobs: vec![a.clone()],
-            idempotency_window: Duration::ZERO,
-        })
-        .await
-        .expect("insert");
-    assert!(out[0].inserted);
-    let mut b = new_job("default", "k");
-    b.idempotency_key = Some("once".into());
-    let out = insert(&store, vec![b.clone()]).await;
-    assert!(out[0].inserted, "an expired key must not deduplicate");
-    assert_eq!(out[0].job.id, b.id);
+/// A key deduplicates for its window, measured on the store's clock; once the window has
+/// passed, the same key enqueues a new job.
+pub(crate) async fn idempotency_key_is_released_after_its_window(Ctx { store, clock }: Ctx) {
+    let window = Duration::from_secs(60);
+    let keyed = || {
+        let mut j = new_job("default", "k");
+        j.idempotency_key = Some("once".into());
+        j
+    };
+    let insert_keyed = |j: NewJob| {
+        let store = store.clone();
+        async move {
+            store
+                .job_insert_many(JobInsertManyParams {
+                    jobs: vec![j],
+                    idempotency_window: window,
+                })
+                .await
+                .expect("insert")
+                .remove(0)
+        }
+    };
+    let a = keyed();
+    assert!(insert_keyed(a.clone()).await.inserted);
+    clock.advance(window - EARLY).await;
+    let within = insert_keyed(keyed()).await;
+    assert!(!within.inserted, "within the window");
+    assert_eq!(within.job.id, a.id);
+    clock.advance(PAST).await;
+    let b = keyed();
+    let out = insert_keyed(b.clone()).await;
+    assert!(out.inserted, "an expired key must not deduplicate");
+    assert_eq!(out.job.id, b.id);
     assert!(store.job_get(a.id).await.is_ok(), "the first job stays");
 }
 
 /// Unknown ids are `NotFound` everywhere.
-pub(crate) async fn get_unknown_job_is_not_found(store: SharedStore) {
+pub(crate) async fn get_unknown_job_is_not_found(Ctx { store, .. }: Ctx) {
     let id = JobId::new();
     assert!(matches!(
         store.job_get(id).await,
@@ -122,7 +139,7 @@ pub(crate) async fn get_unknown_job_is_not_found(store: SharedStore) {
 }
 
 /// Each attempt is kept with its worker and outcome.
-pub(crate) async fn attempts_are_recorded(store: SharedStore) {
+pub(crate) async fn attempts_are_recorded(Ctx { store, .. }: Ctx) {
     let (c, c2) = second_attempt(&store, "q").await;
     settle(&store, complete(&c2)).await.expect("complete");
     let a = store.job_attempt_list(c.job.id).await.expect("attempts");
@@ -135,7 +152,7 @@ pub(crate) async fn attempts_are_recorded(store: SharedStore) {
 }
 
 /// Listing filters by queue, state, kind and tag, newest first, with a cursor.
-pub(crate) async fn list_filters_and_paginates(store: SharedStore) {
+pub(crate) async fn list_filters_and_paginates(Ctx { store, .. }: Ctx) {
     let mut jobs = Vec::new();
     for i in 0..5 {
         let mut j = new_job(

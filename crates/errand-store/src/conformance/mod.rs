@@ -4,6 +4,10 @@
 //! function that returns a fresh, empty [`Fixture`]; each case becomes one `#[tokio::test]`.
 //! Cases are plain async functions so a failing one reads like a specification.
 //!
+//! Cases never sleep to let time pass: each fixture hands over a [`DriveClock`] that moves
+//! the store's own clock, so a case outlives a lease or a retention by advancing it, runs
+//! in no time, and cannot pass or fail by how busy the machine is.
+//!
 //! The list of cases lives once, in the macro. Each case is crate-private and reached only
 //! through the entry points that list generates, so a case left out of the list is dead
 //! code, which this module denies: it cannot silently run on neither store.
@@ -15,6 +19,10 @@
 #![deny(dead_code)]
 
 use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 
 use crate::SharedStore;
 
@@ -35,12 +43,49 @@ use self::{
 };
 use self::{schedules::*, settle::*};
 
-/// A fresh store for one case, and whatever keeps it alive (a temp dir, a schema).
+/// A fresh store for one case, the handle that drives its clock, and whatever keeps it
+/// alive (a temp dir, a schema).
 pub struct Fixture {
     /// The store under test, empty.
     pub store: SharedStore,
+    /// Moves `store`'s clock: the time every one of its queries judges leases, delays and
+    /// retention by.
+    pub clock: Arc<dyn DriveClock>,
     /// Dropped when the case ends: cleans up.
     pub guard: Box<dyn Any + Send>,
+}
+
+/// Moves a store's clock forward, so a case can let a lease, a delay or a retention run out
+/// without waiting for it on the wall clock.
+#[async_trait]
+pub trait DriveClock: Send + Sync {
+    /// Moves the store's "now" forward by `by`, for every query that starts after this
+    /// returns, on every connection. Time only moves forward, as it does in production.
+    async fn advance(&self, by: Duration);
+}
+
+/// An adjustable [`Clock`](errand_core::time::Clock) given to a store that reads its time
+/// through it (SQLite) drives that store's time directly.
+#[async_trait]
+impl DriveClock for errand_core::time::Clock {
+    async fn advance(&self, by: Duration) {
+        errand_core::time::Clock::advance(self, by);
+    }
+}
+
+/// What a case runs with: the fixture's store and the handle on its clock.
+pub(crate) struct Ctx {
+    store: SharedStore,
+    clock: Arc<dyn DriveClock>,
+}
+
+impl Ctx {
+    fn new(fixture: &Fixture) -> Self {
+        Self {
+            store: fixture.store.clone(),
+            clock: fixture.clock.clone(),
+        }
+    }
 }
 
 /// Generates one test per conformance case, each on a fresh fixture from `$factory`, an
@@ -115,7 +160,7 @@ macro_rules! conformance_suite {
                 let Some(fixture) = $factory().await else {
                     return;
                 };
-                $crate::conformance::entry::$case(fixture.store.clone()).await;
+                $crate::conformance::entry::$case(&fixture).await;
                 drop(fixture);
             }
         )*
@@ -123,11 +168,11 @@ macro_rules! conformance_suite {
     (@entries; $($case:ident),* $(,)?) => {
         /// One public entry point per listed case, for the tests the macro generates.
         pub mod entry {
-            use $crate::SharedStore;
+            use super::{Ctx, Fixture};
             $(
-                #[doc = concat!("Runs the `", stringify!($case), "` case.")]
-                pub async fn $case(store: SharedStore) {
-                    super::$case(store).await
+                #[doc = concat!("Runs the `", stringify!($case), "` case on `fixture`.")]
+                pub async fn $case(fixture: &Fixture) {
+                    super::$case(Ctx::new(fixture)).await
                 }
             )*
         }

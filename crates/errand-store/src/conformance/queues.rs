@@ -6,10 +6,11 @@ use errand_core::job::RunAt;
 use errand_core::JobState;
 
 use super::support::*;
-use crate::{DeadSelection, SharedStore, StoreError};
+use super::Ctx;
+use crate::{DeadSelection, StoreError};
 
 /// Queue listings count jobs per state.
-pub(crate) async fn queue_list_counts_states(store: SharedStore) {
+pub(crate) async fn queue_list_counts_states(Ctx { store, .. }: Ctx) {
     insert(
         &store,
         vec![new_job("a", "k"), new_job("a", "k"), new_job("b", "k")],
@@ -38,13 +39,13 @@ pub(crate) async fn queue_list_counts_states(store: SharedStore) {
 }
 
 /// Pausing a queue nobody used is `NotFound`.
-pub(crate) async fn pause_unknown_queue_is_not_found(store: SharedStore) {
+pub(crate) async fn pause_unknown_queue_is_not_found(Ctx { store, .. }: Ctx) {
     let r = store.queue_pause(&queue("ghost")).await;
     assert!(matches!(r, Err(StoreError::NotFound { .. })));
 }
 
 /// Dead jobs are requeued and purged by queue or by id.
-pub(crate) async fn dead_requeue_and_purge_by_selection(store: SharedStore) {
+pub(crate) async fn dead_requeue_and_purge_by_selection(Ctx { store, .. }: Ctx) {
     let mut ids = Vec::new();
     for q in ["a", "a", "b"] {
         let j = new_job(q, "k");
@@ -98,25 +99,28 @@ pub(crate) async fn dead_requeue_and_purge_by_selection(store: SharedStore) {
     );
 }
 
-/// Due scheduled jobs become available and name their queue.
-pub(crate) async fn promote_due_makes_jobs_available(store: SharedStore) {
+/// Due scheduled jobs become available and name their queue; jobs not yet due stay.
+pub(crate) async fn promote_due_makes_jobs_available(Ctx { store, clock }: Ctx) {
+    let retry_in = Duration::from_secs(60);
     insert(&store, vec![new_job("x", "k")]).await;
     let c = claim(&store, "x", 1).await.remove(0);
-    settle(&store, fail(&c, Some(Duration::from_millis(1)), false))
+    settle(&store, fail(&c, Some(retry_in), false))
         .await
         .expect("fail");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let queues = store.job_promote_due(100).await.expect("due");
-        if queues == vec![queue("x")] {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the retry never came due"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    clock.advance(retry_in - EARLY).await;
+    assert!(
+        store.job_promote_due(100).await.expect("due").is_empty(),
+        "before its time"
+    );
+    assert_eq!(
+        store.job_get(c.job.id).await.expect("get").state,
+        JobState::Scheduled
+    );
+    clock.advance(PAST).await;
+    assert_eq!(
+        store.job_promote_due(100).await.expect("due"),
+        vec![queue("x")]
+    );
     assert_eq!(
         store.job_get(c.job.id).await.expect("get").state,
         JobState::Available

@@ -5,15 +5,17 @@ use std::time::Duration;
 use errand_core::{AttemptOutcome, JobState};
 
 use super::support::*;
-use crate::SharedStore;
+use super::Ctx;
+use crate::JobHeartbeatParams;
 
 /// An expired lease puts the job back, and the attempt shows as lease_expired.
-pub(crate) async fn expired_lease_returns_job_to_queue(store: SharedStore) {
+pub(crate) async fn expired_lease_returns_job_to_queue(Ctx { store, clock }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
-    let c = claim_with(&store, "q", 1, Duration::from_millis(100))
-        .await
-        .remove(0);
-    let back = rescue_until(&store, c.job.id).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    clock.advance(LEASE - EARLY).await;
+    assert!(rescue(&store).await.is_empty(), "the lease still holds");
+    clock.advance(PAST).await;
+    let back = rescue_one(&store, c.job.id).await;
     assert_eq!(back.state, JobState::Available);
     assert_eq!(back.attempt, 1, "the attempt counts");
     let attempts = store.job_attempt_list(c.job.id).await.expect("attempts");
@@ -22,24 +24,43 @@ pub(crate) async fn expired_lease_returns_job_to_queue(store: SharedStore) {
 }
 
 /// An expired lease on the last attempt makes the job dead.
-pub(crate) async fn expired_lease_without_attempts_left_is_dead(store: SharedStore) {
+pub(crate) async fn expired_lease_without_attempts_left_is_dead(Ctx { store, clock }: Ctx) {
     let mut j = new_job("q", "k");
     j.max_attempts = 1;
     insert(&store, vec![j]).await;
-    let c = claim_with(&store, "q", 1, Duration::from_millis(100))
-        .await
-        .remove(0);
-    let back = rescue_until(&store, c.job.id).await;
+    let c = claim(&store, "q", 1).await.remove(0);
+    clock.advance(LEASE + Duration::from_secs(1)).await;
+    let back = rescue_one(&store, c.job.id).await;
     assert_eq!(back.state, JobState::Dead);
 }
 
-/// An attempt that outlives its timeout fails even while heartbeating.
-pub(crate) async fn attempt_past_timeout_is_failed(store: SharedStore) {
+/// An attempt that outlives its timeout fails even while heartbeating: each heartbeat
+/// renews the lease, and the attempt still ends when its timeout has passed since it began.
+pub(crate) async fn attempt_past_timeout_is_failed(Ctx { store, clock }: Ctx) {
+    let timeout = Duration::from_secs(60);
     let mut j = new_job("q", "k");
-    j.timeout = Some(Duration::from_millis(100));
+    j.timeout = Some(timeout);
     insert(&store, vec![j]).await;
     let c = claim(&store, "q", 1).await.remove(0);
-    let back = rescue_until(&store, c.job.id).await;
+    let beat = JobHeartbeatParams {
+        id: c.job.id,
+        lease_token: c.lease_token,
+        lease: Some(LEASE),
+        progress: None,
+        checkpoint: None,
+    };
+    // Renewals 20 s apart keep the lease alive past the timeout: the one at 40 s holds it
+    // until 70 s.
+    for _ in 0..2 {
+        clock.advance(Duration::from_secs(20)).await;
+        store.job_heartbeat(beat.clone()).await.expect("heartbeat");
+    }
+    clock
+        .advance(timeout - Duration::from_secs(40) - EARLY)
+        .await;
+    assert!(rescue(&store).await.is_empty(), "within the timeout");
+    clock.advance(PAST).await;
+    let back = rescue_one(&store, c.job.id).await;
     assert_eq!(
         back.state,
         JobState::Scheduled,

@@ -4,7 +4,7 @@ use errand_core::{AttemptOutcome, JobId, JobKind, JobState, Progress};
 use serde_json::json;
 
 use super::support::*;
-use crate::SharedStore;
+use super::Ctx;
 
 fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> crate::RestoredJob {
     let t = |ms: i64| jiff::Timestamp::from_millisecond(1_790_000_000_000 + ms).expect("timestamp");
@@ -56,7 +56,7 @@ fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> crate::Rest
 
 /// Exported jobs arrive with their ids, states, history and timestamps; a running one
 /// arrives ready to run again; importing twice inserts nothing the second time.
-pub(crate) async fn restore_keeps_exported_jobs_and_is_repeatable(store: SharedStore) {
+pub(crate) async fn restore_keeps_exported_jobs_and_is_repeatable(Ctx { store, .. }: Ctx) {
     let done = exported(
         JobState::Succeeded,
         &[AttemptOutcome::Failed, AttemptOutcome::Succeeded],
@@ -127,7 +127,7 @@ pub(crate) async fn restore_keeps_exported_jobs_and_is_repeatable(store: SharedS
 
 /// A restored job that a schedule fired claims its slot in the ledger, even when the export
 /// carried no ledger line for it, so no backfill runs that slot again.
-pub(crate) async fn restore_of_a_fired_job_claims_its_slot(store: SharedStore) {
+pub(crate) async fn restore_of_a_fired_job_claims_its_slot(Ctx { store, .. }: Ctx) {
     let mut fired = exported(JobState::Succeeded, &[AttemptOutcome::Succeeded]);
     let slot = jiff::Timestamp::from_millisecond(1_790_000_000_000).expect("timestamp");
     fired.job.schedule = Some("nightly".into());

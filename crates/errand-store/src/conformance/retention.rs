@@ -5,11 +5,13 @@ use std::time::Duration;
 use errand_core::JobState;
 
 use super::support::*;
-use crate::{JobPruneParams, SharedStore, StoreError};
+use super::Ctx;
+use crate::{JobPruneParams, StoreError};
 
 /// Pruning deletes finished jobs of the named states past the retention, with their
 /// attempts, and nothing else.
-pub(crate) async fn prune_deletes_only_finished_jobs_past_retention(store: SharedStore) {
+pub(crate) async fn prune_deletes_only_finished_jobs_past_retention(Ctx { store, clock }: Ctx) {
+    let retention = Duration::from_secs(3600);
     insert(
         &store,
         vec![new_job("q", "k"), new_job("q", "k"), new_job("q", "k")],
@@ -20,27 +22,20 @@ pub(crate) async fn prune_deletes_only_finished_jobs_past_retention(store: Share
     let dead = settle(&store, fail(&cs[1], None, true))
         .await
         .expect("fail");
-    wait_past(
-        done.finished_at
-            .expect("finished")
-            .max(dead.finished_at.expect("finished")),
-    )
-    .await;
-    let prune = |states: Vec<JobState>, older_than| JobPruneParams {
+    let prune = |states: Vec<JobState>| JobPruneParams {
         states,
-        older_than,
+        older_than: retention,
         limit: 100,
     };
+    clock.advance(retention - EARLY).await;
     let n = store
-        .job_prune(prune(vec![JobState::Dead], Duration::from_secs(3600)))
+        .job_prune(prune(vec![JobState::Succeeded, JobState::Dead]))
         .await
         .expect("prune");
     assert_eq!(n, 0, "not yet past the retention");
+    clock.advance(PAST).await;
     let n = store
-        .job_prune(prune(
-            vec![JobState::Succeeded, JobState::Cancelled],
-            Duration::ZERO,
-        ))
+        .job_prune(prune(vec![JobState::Succeeded, JobState::Cancelled]))
         .await
         .expect("prune");
     assert_eq!(n, 1);

@@ -1,9 +1,12 @@
 //! Schedules and their slots.
 
+use std::time::Duration;
+
 use errand_core::{JobId, JobKind, JobState, NewJob, ScheduleName};
 use serde_json::json;
 
 use super::support::*;
+use super::Ctx;
 use crate::{
     JobListParams, ScheduleFireOutcome, ScheduleFireParams, SchedulePut, SchedulePutParams,
     ScheduleSlotListParams, ScheduleSlotPruneParams, ScheduleSlotRecord, SharedStore, StoreError,
@@ -93,7 +96,7 @@ fn fired(outcome: ScheduleFireOutcome) -> Vec<errand_core::Job> {
 }
 
 /// Schedules are created once, replaced, paused, listed and deleted.
-pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: SharedStore) {
+pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(Ctx { store, .. }: Ctx) {
     let created = create(&store, "nightly", Some(5_000)).await;
     assert_eq!(created.spec, spec("nightly"));
     assert_eq!(
@@ -170,7 +173,7 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(store: Sha
 
 /// A slot gets one job however often it is fired, and a scheduler that read a stale
 /// `next_fire_at` changes nothing and hears `Moved`, not an error.
-pub(crate) async fn schedule_fire_is_exactly_once_per_slot(store: SharedStore) {
+pub(crate) async fn schedule_fire_is_exactly_once_per_slot(Ctx { store, .. }: Ctx) {
     create(&store, "tick", Some(1_000)).await;
     let first = fired(
         fire_one(
@@ -237,7 +240,7 @@ pub(crate) async fn schedule_fire_is_exactly_once_per_slot(store: SharedStore) {
 
 /// Many schedules fire in one call, each on its own compare-and-set: one stale decision
 /// does not stop the others.
-pub(crate) async fn schedule_fire_many_applies_each_decision_on_its_own(store: SharedStore) {
+pub(crate) async fn schedule_fire_many_applies_each_decision_on_its_own(Ctx { store, .. }: Ctx) {
     for n in ["a", "b", "c"] {
         create(&store, n, Some(1_000)).await;
     }
@@ -266,7 +269,7 @@ pub(crate) async fn schedule_fire_many_applies_each_decision_on_its_own(store: S
 
 /// `replace` cancels the running job in the transaction that fires, and only when the
 /// compare-and-set holds: a lost race leaves the old run alone.
-pub(crate) async fn schedule_fire_cancels_only_when_it_wins(store: SharedStore) {
+pub(crate) async fn schedule_fire_cancels_only_when_it_wins(Ctx { store, .. }: Ctx) {
     create(&store, "r", Some(1_000)).await;
     let old = fired(
         fire_one(
@@ -316,7 +319,7 @@ pub(crate) async fn schedule_fire_cancels_only_when_it_wins(store: SharedStore) 
 
 /// A manual run (a job without a slot) becomes the schedule's last job, so the overlap
 /// policy sees it; it leaves `last_fire_at` alone.
-pub(crate) async fn schedule_manual_run_becomes_the_last_job(store: SharedStore) {
+pub(crate) async fn schedule_manual_run_becomes_the_last_job(Ctx { store, .. }: Ctx) {
     create(&store, "m", Some(5_000)).await;
     let manual = new_job("ticks", "tick");
     let jobs = fired(
@@ -343,10 +346,14 @@ pub(crate) async fn schedule_manual_run_becomes_the_last_job(store: SharedStore)
 /// Due means: not paused, and a slot whose time has come (on the store's clock), or a
 /// buffered slot whose last job has ended. A buffered slot waiting for a running job is not
 /// due: waiting must cost no write.
-pub(crate) async fn schedule_due_lists_unpaused_schedules_with_work(store: SharedStore) {
+pub(crate) async fn schedule_due_lists_unpaused_schedules_with_work(Ctx { store, clock }: Ctx) {
+    let start = store.clock_now().await.expect("clock");
+    let soon = Duration::from_secs(60);
+    let soon_ms = i64::try_from(soon.as_millis()).expect("ms");
     create(&store, "past", Some(0)).await;
     create(&store, "paused", Some(0)).await;
     store.schedule_pause(&name("paused")).await.expect("pause");
+    create(&store, "soon", Some(start + soon_ms)).await;
     create(&store, "future", Some(i64::MAX / 2)).await;
     create(&store, "never", None).await;
     let (now, due) = store.schedule_due(100).await.expect("due");
@@ -356,13 +363,25 @@ pub(crate) async fn schedule_due_lists_unpaused_schedules_with_work(store: Share
         now > 1_700_000_000_000,
         "the store's clock, in milliseconds: {now}"
     );
-    let clock = store.clock_now().await.expect("clock");
-    assert!(clock >= now, "the store's clock moves on: {clock} < {now}");
+    let clock_now = store.clock_now().await.expect("clock");
+    assert!(
+        clock_now >= now,
+        "the store's clock moves on: {clock_now} < {now}"
+    );
+    clock.advance(soon).await;
+    let (now, due) = store.schedule_due(100).await.expect("due");
+    let mut names: Vec<String> = due.iter().map(|s| s.spec.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, vec!["past".to_string(), "soon".to_string()]);
+    assert!(now >= start + soon_ms, "due reads the store's clock");
+    assert!(store.clock_now().await.expect("clock") >= start + soon_ms);
 }
 
 /// A `buffer_one` schedule whose last job runs and whose only work is the buffered slot is
 /// left out of `schedule_due`; once that job ends, it is due again.
-pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(store: SharedStore) {
+pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(
+    Ctx { store, .. }: Ctx,
+) {
     let far = i64::MAX / 2;
     create(&store, "buffered", Some(1_000)).await;
     let job = fired(
@@ -405,7 +424,7 @@ pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(s
 
 /// The slot ledger is listed in pages, restored (repeatably) and pruned by age on the
 /// store's clock.
-pub(crate) async fn schedule_slots_are_listed_restored_and_pruned(store: SharedStore) {
+pub(crate) async fn schedule_slots_are_listed_restored_and_pruned(Ctx { store, .. }: Ctx) {
     let now = store.clock_now().await.expect("clock");
     let day = 86_400_000;
     create(&store, "ledger", Some(1_000)).await;
@@ -494,7 +513,7 @@ pub(crate) async fn schedule_slots_are_listed_restored_and_pruned(store: SharedS
 
 /// A fire of slots older than the last fire (a backfill) records nothing on the schedule:
 /// the last fire never goes back and the overlap policy keeps watching the newest run.
-pub(crate) async fn schedule_fire_of_older_slots_keeps_the_newest_run(store: SharedStore) {
+pub(crate) async fn schedule_fire_of_older_slots_keeps_the_newest_run(Ctx { store, .. }: Ctx) {
     create(&store, "late", Some(10_000)).await;
     let newest = fired(
         fire_one(

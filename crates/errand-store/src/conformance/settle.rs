@@ -6,10 +6,11 @@ use errand_core::{AttemptOutcome, JobState, LeaseToken, Progress};
 use serde_json::json;
 
 use super::support::*;
+use super::{Ctx, DriveClock};
 use crate::{ClaimedJob, JobHeartbeatParams, JobSettleManyParams, SharedStore, StoreError};
 
 /// Fencing: a token that is not the current lease's changes nothing.
-pub(crate) async fn complete_with_stale_token_is_rejected(store: SharedStore) {
+pub(crate) async fn complete_with_stale_token_is_rejected(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
     let c = claim(&store, "q", 1).await.remove(0);
     let forged = ClaimedJob {
@@ -41,7 +42,7 @@ pub(crate) async fn complete_with_stale_token_is_rejected(store: SharedStore) {
 
 /// A `complete` repeated by the token that completed the job (its first answer was lost) is
 /// answered with the job and changes nothing; a `fail` by that token is still refused.
-pub(crate) async fn complete_repeated_by_its_token_answers_the_job(store: SharedStore) {
+pub(crate) async fn complete_repeated_by_its_token_answers_the_job(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
     let c = claim(&store, "q", 1).await.remove(0);
     let done = settle(&store, complete(&c)).await.expect("complete");
@@ -60,7 +61,7 @@ pub(crate) async fn complete_repeated_by_its_token_answers_the_job(store: Shared
 
 /// A `fail` repeated by the token whose attempt it failed is answered with the job as it is
 /// now, even after the job moved on to another attempt; that attempt is left alone.
-pub(crate) async fn fail_repeated_by_its_token_answers_the_job(store: SharedStore) {
+pub(crate) async fn fail_repeated_by_its_token_answers_the_job(Ctx { store, .. }: Ctx) {
     let (c, c2) = second_attempt(&store, "q").await;
     assert_eq!(c2.job.attempt, 2);
     let again = settle(&store, fail(&c, Some(Duration::ZERO), false))
@@ -85,13 +86,9 @@ pub(crate) async fn fail_repeated_by_its_token_answers_the_job(store: SharedStor
 }
 
 /// A token whose attempt the rescuer ended is stale, not a repeat: its `fail` is refused.
-pub(crate) async fn fail_after_rescue_is_not_a_repeat(store: SharedStore) {
-    insert(&store, vec![new_job("q", "k")]).await;
-    let c = claim_with(&store, "q", 1, Duration::from_millis(150))
-        .await
-        .remove(0);
-    wait_past(c.job.lease_expires_at.expect("lease")).await;
-    rescue_until(&store, c.job.id).await;
+pub(crate) async fn fail_after_rescue_is_not_a_repeat(Ctx { store, clock }: Ctx) {
+    let c = claim_and_outlive_the_lease(&store, &*clock).await;
+    rescue_one(&store, c.job.id).await;
     assert!(matches!(
         settle(&store, fail(&c, None, false)).await,
         Err(StoreError::LeaseLost { .. })
@@ -100,13 +97,17 @@ pub(crate) async fn fail_after_rescue_is_not_a_repeat(store: SharedStore) {
     assert_eq!(job.state, JobState::Available);
 }
 
-/// Claims one job on a 150 ms lease and waits until that lease has expired; no rescue ran.
-async fn claim_and_outlive_the_lease(store: &SharedStore) -> ClaimedJob {
+/// Claims one job on a [`LEASE`], checks that the rescuer leaves it alone while the lease
+/// holds, then moves the store's clock past the lease's end; no rescue ran since.
+async fn claim_and_outlive_the_lease(store: &SharedStore, clock: &dyn DriveClock) -> ClaimedJob {
     insert(store, vec![new_job("q", "k")]).await;
-    let c = claim_with(store, "q", 1, Duration::from_millis(150))
-        .await
-        .remove(0);
-    wait_past(c.job.lease_expires_at.expect("lease")).await;
+    let c = claim_with(store, "q", 1, LEASE).await.remove(0);
+    clock.advance(LEASE - EARLY).await;
+    assert!(
+        rescue(store).await.is_empty(),
+        "the lease still holds: nothing to rescue"
+    );
+    clock.advance(PAST).await;
     c
 }
 
@@ -117,7 +118,7 @@ async fn assert_untouched_then_rescued(store: &SharedStore, c: &ClaimedJob) {
     assert_eq!(job.lease_expires_at, c.job.lease_expires_at);
     assert_eq!((job.progress, job.checkpoint), (None, None));
     assert_eq!(job.error, None);
-    let rescued = rescue_until(store, c.job.id).await;
+    let rescued = rescue_one(store, c.job.id).await;
     assert_eq!(rescued.state, JobState::Available);
 }
 
@@ -135,8 +136,8 @@ fn heartbeat(c: &ClaimedJob, checkpoint: Option<serde_json::Value>) -> JobHeartb
 }
 
 /// A heartbeat after the lease expired, before any rescue, cannot revive the lease.
-pub(crate) async fn heartbeat_after_lease_expiry_is_rejected(store: SharedStore) {
-    let c = claim_and_outlive_the_lease(&store).await;
+pub(crate) async fn heartbeat_after_lease_expiry_is_rejected(Ctx { store, clock }: Ctx) {
+    let c = claim_and_outlive_the_lease(&store, &*clock).await;
     assert!(matches!(
         store.job_heartbeat(heartbeat(&c, None)).await,
         Err(StoreError::LeaseLost { .. })
@@ -145,8 +146,8 @@ pub(crate) async fn heartbeat_after_lease_expiry_is_rejected(store: SharedStore)
 }
 
 /// A checkpoint sent after the lease expired, before any rescue, is not saved.
-pub(crate) async fn checkpoint_after_lease_expiry_is_rejected(store: SharedStore) {
-    let c = claim_and_outlive_the_lease(&store).await;
+pub(crate) async fn checkpoint_after_lease_expiry_is_rejected(Ctx { store, clock }: Ctx) {
+    let c = claim_and_outlive_the_lease(&store, &*clock).await;
     assert!(matches!(
         store
             .job_heartbeat(heartbeat(&c, Some(json!({"offset": 9}))))
@@ -157,8 +158,8 @@ pub(crate) async fn checkpoint_after_lease_expiry_is_rejected(store: SharedStore
 }
 
 /// A `fail` after the lease expired, before any rescue, neither fails nor retries the job.
-pub(crate) async fn fail_after_lease_expiry_is_rejected(store: SharedStore) {
-    let c = claim_and_outlive_the_lease(&store).await;
+pub(crate) async fn fail_after_lease_expiry_is_rejected(Ctx { store, clock }: Ctx) {
+    let c = claim_and_outlive_the_lease(&store, &*clock).await;
     assert!(matches!(
         settle(&store, fail(&c, Some(Duration::ZERO), false)).await,
         Err(StoreError::LeaseLost { .. })
@@ -168,17 +169,13 @@ pub(crate) async fn fail_after_lease_expiry_is_rejected(store: SharedStore) {
 
 /// A worker whose lease expired cannot complete, even before any rescue ran, nor after the
 /// job was claimed again.
-pub(crate) async fn complete_after_lease_expiry_is_rejected(store: SharedStore) {
-    insert(&store, vec![new_job("q", "k")]).await;
-    let c = claim_with(&store, "q", 1, Duration::from_millis(150))
-        .await
-        .remove(0);
-    wait_past(c.job.lease_expires_at.expect("lease")).await;
+pub(crate) async fn complete_after_lease_expiry_is_rejected(Ctx { store, clock }: Ctx) {
+    let c = claim_and_outlive_the_lease(&store, &*clock).await;
     assert!(matches!(
         settle(&store, complete(&c)).await,
         Err(StoreError::LeaseLost { .. })
     ));
-    rescue_until(&store, c.job.id).await;
+    rescue_one(&store, c.job.id).await;
     let again = claim(&store, "q", 1).await.remove(0);
     assert_eq!(again.job.attempt, 2);
     assert!(matches!(
@@ -191,7 +188,7 @@ pub(crate) async fn complete_after_lease_expiry_is_rejected(store: SharedStore) 
 }
 
 /// Failures wait for a growing backoff; the last allowed attempt's failure is dead.
-pub(crate) async fn fail_retries_with_backoff_then_goes_dead(store: SharedStore) {
+pub(crate) async fn fail_retries_with_backoff_then_goes_dead(Ctx { store, .. }: Ctx) {
     let mut j = new_job("q", "k");
     j.max_attempts = 2;
     insert(&store, vec![j.clone()]).await;
@@ -220,7 +217,7 @@ pub(crate) async fn fail_retries_with_backoff_then_goes_dead(store: SharedStore)
 }
 
 /// `dead: true` ends the job whatever attempts are left.
-pub(crate) async fn fail_with_dead_flag_is_final(store: SharedStore) {
+pub(crate) async fn fail_with_dead_flag_is_final(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
     let c = claim(&store, "q", 1).await.remove(0);
     let dead = settle(&store, fail(&c, None, true)).await.expect("fail");
@@ -228,7 +225,7 @@ pub(crate) async fn fail_with_dead_flag_is_final(store: SharedStore) {
 }
 
 /// `retry_in: 0` makes the job available at once.
-pub(crate) async fn fail_with_zero_retry_is_claimable_again(store: SharedStore) {
+pub(crate) async fn fail_with_zero_retry_is_claimable_again(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
     let c = claim(&store, "q", 1).await.remove(0);
     let back = settle(&store, fail(&c, Some(Duration::ZERO), false))
@@ -244,7 +241,7 @@ pub(crate) async fn fail_with_zero_retry_is_claimable_again(store: SharedStore) 
 }
 
 /// A heartbeat extends the lease and durably records progress and checkpoint.
-pub(crate) async fn heartbeat_extends_lease_and_saves_progress(store: SharedStore) {
+pub(crate) async fn heartbeat_extends_lease_and_saves_progress(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
     let c = claim_with(&store, "q", 1, Duration::from_secs(1))
         .await
@@ -286,7 +283,7 @@ pub(crate) async fn heartbeat_extends_lease_and_saves_progress(store: SharedStor
 }
 
 /// Cancelling a running job takes the lease away from its worker.
-pub(crate) async fn cancel_running_job_fences_its_worker(store: SharedStore) {
+pub(crate) async fn cancel_running_job_fences_its_worker(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k"), new_job("q", "k")]).await;
     let c = claim(&store, "q", 1).await.remove(0);
     let cancelled = store.job_cancel(c.job.id).await.expect("cancel");
@@ -300,7 +297,7 @@ pub(crate) async fn cancel_running_job_fences_its_worker(store: SharedStore) {
 }
 
 /// A finished job cannot be cancelled.
-pub(crate) async fn cancel_finished_job_conflicts(store: SharedStore) {
+pub(crate) async fn cancel_finished_job_conflicts(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
     let c = claim(&store, "q", 1).await.remove(0);
     settle(&store, complete(&c)).await.expect("complete");
@@ -311,7 +308,7 @@ pub(crate) async fn cancel_finished_job_conflicts(store: SharedStore) {
 }
 
 /// A dead job retried runs once more.
-pub(crate) async fn retry_dead_job_grants_one_more_attempt(store: SharedStore) {
+pub(crate) async fn retry_dead_job_grants_one_more_attempt(Ctx { store, .. }: Ctx) {
     let mut j = new_job("q", "k");
     j.max_attempts = 1;
     insert(&store, vec![j.clone()]).await;
@@ -325,7 +322,7 @@ pub(crate) async fn retry_dead_job_grants_one_more_attempt(store: SharedStore) {
 }
 
 /// Running, available and succeeded jobs are not retried.
-pub(crate) async fn retry_running_job_conflicts(store: SharedStore) {
+pub(crate) async fn retry_running_job_conflicts(Ctx { store, .. }: Ctx) {
     let j = new_job("q", "k");
     insert(&store, vec![j.clone()]).await;
     assert!(matches!(
@@ -340,7 +337,7 @@ pub(crate) async fn retry_running_job_conflicts(store: SharedStore) {
 }
 
 /// One settle call: each entry fenced alone, answers in input order.
-pub(crate) async fn settle_many_fences_each_entry(store: SharedStore) {
+pub(crate) async fn settle_many_fences_each_entry(Ctx { store, .. }: Ctx) {
     insert(
         &store,
         vec![new_job("q", "k"), new_job("q", "k"), new_job("q", "k")],

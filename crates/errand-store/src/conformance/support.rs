@@ -62,7 +62,7 @@ pub(super) async fn claim_with(
 }
 
 pub(super) async fn claim(store: &SharedStore, q: &str, max: u32) -> Vec<ClaimedJob> {
-    claim_with(store, q, max, Duration::from_secs(30)).await
+    claim_with(store, q, max, LEASE).await
 }
 
 pub(super) fn no_jitter() -> RetryPolicy {
@@ -114,31 +114,26 @@ pub(super) async fn rescue(store: &SharedStore) -> Vec<errand_core::Job> {
         .expect("rescue")
 }
 
-/// Waits until the wall clock passes `t` (a lease end); the condition is time itself.
-pub(super) async fn wait_past(t: jiff::Timestamp) {
-    loop {
-        let now = jiff::Timestamp::now();
-        if now > t {
-            return;
-        }
-        let left = t.duration_since(now).unsigned_abs();
-        tokio::time::sleep(left + Duration::from_millis(5)).await;
-    }
-}
+/// The lease cases claim with: long enough that no machine, however slow, sees it run out
+/// by itself during a case, so only an advance of the store's clock ends it.
+pub(super) const LEASE: Duration = Duration::from_secs(30);
 
-/// Rescues until `id` comes back, with a deadline.
-pub(super) async fn rescue_until(store: &SharedStore, id: JobId) -> errand_core::Job {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(job) = rescue(store).await.into_iter().find(|j| j.id == id) {
-            return job;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {id} was never rescued"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// How far short of a deadline a case checks that nothing has happened yet. The case's own
+/// run time on the wall clock also moves the store's time; ten seconds is far more than any
+/// step takes, so a slow machine cannot cross the deadline before the case moves the clock.
+pub(super) const EARLY: Duration = Duration::from_secs(10);
+
+/// The step that takes a clock set [`EARLY`] before a deadline a second past it.
+pub(super) const PAST: Duration = Duration::from_secs(11);
+
+/// One rescue pass, which must bring `id` back: the clock was moved past its lease or
+/// timeout, so there is nothing to wait for.
+pub(super) async fn rescue_one(store: &SharedStore, id: JobId) -> errand_core::Job {
+    rescue(store)
+        .await
+        .into_iter()
+        .find(|j| j.id == id)
+        .unwrap_or_else(|| panic!("job {id} was not rescued"))
 }
 
 /// One job in `q` whose first attempt failed (retry at once) and whose second is claimed:
