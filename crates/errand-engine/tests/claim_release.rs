@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::job::RunAt;
-use errand_core::{Job, JobId, JobKind, JobState, NewJob, QueueName};
+use errand_core::{Job, JobId, JobState, NewJob, QueueName};
 use errand_engine::{ClaimRequest, Engine, EngineConfig};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
 use errand_testkit::eventually;
@@ -15,19 +14,7 @@ fn queue() -> QueueName {
 }
 
 fn job() -> NewJob {
-    NewJob {
-        id: JobId::new(),
-        kind: JobKind::parse("k").expect("kind"),
-        queue: queue(),
-        payload: serde_json::json!({}),
-        priority: 0,
-        run_at: RunAt::Now,
-        max_attempts: 3,
-        timeout: None,
-        tags: vec![],
-        idempotency_key: None,
-        slot: None,
-    }
+    errand_store::conformance::new_job("q", "k")
 }
 
 fn claim(wait: Duration) -> ClaimRequest {

@@ -3,27 +3,11 @@
 
 use std::time::Duration;
 
-use errand_core::job::RunAt;
-use errand_core::{JobId, JobKind, NewJob, QueueName};
+use errand_core::{JobId, QueueName};
+use errand_store::conformance::new_job;
 use errand_store::{JobClaimParams, JobInsertManyParams, Store, StoreError};
 use errand_store_postgres::{PgOptions, PgStore};
 use errand_testkit::PgSchema;
-
-fn new_job() -> NewJob {
-    NewJob {
-        id: JobId::new(),
-        kind: JobKind::parse("k").expect("kind"),
-        queue: QueueName::parse("default").expect("queue"),
-        payload: serde_json::json!({}),
-        priority: 0,
-        run_at: RunAt::Now,
-        max_attempts: 3,
-        timeout: None,
-        tags: vec![],
-        idempotency_key: None,
-        slot: None,
-    }
-}
 
 /// A store on a fresh schema with one claimed job (so it has an attempt), and a raw client
 /// on the same schema to damage rows with.
@@ -38,7 +22,7 @@ async fn store_with_a_claimed_job(
     })
     .await
     .expect("connect");
-    let job = new_job();
+    let job = new_job("default", "k");
     let id = job.id;
     store
         .job_insert_many(JobInsertManyParams {

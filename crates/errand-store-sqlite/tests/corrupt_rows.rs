@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use errand_core::job::RunAt;
-use errand_core::{JobId, JobKind, NewJob, QueueName};
+use errand_core::{JobId, NewJob, QueueName};
+use errand_store::conformance::new_job;
 use errand_store::{JobClaimParams, JobInsertManyParams, Store, StoreError};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -18,16 +18,7 @@ async fn an_unknown_attempt_outcome_is_corrupt_not_failed() {
         .job_insert_many(JobInsertManyParams {
             jobs: vec![NewJob {
                 id,
-                kind: JobKind::parse("k").expect("kind"),
-                queue: QueueName::parse("default").expect("queue"),
-                payload: serde_json::json!({}),
-                priority: 0,
-                run_at: RunAt::Now,
-                max_attempts: 3,
-                timeout: None,
-                tags: vec![],
-                idempotency_key: None,
-                slot: None,
+                ..new_job("default", "k")
             }],
             idempotency_window: Duration::from_secs(60),
         })

@@ -4,29 +4,13 @@
 
 use std::time::Duration;
 
-use errand_core::job::RunAt;
-use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, RetryPolicy};
+use errand_core::{JobState, QueueName, RetryPolicy};
+use errand_store::conformance::new_job;
 use errand_store::{
     ClaimedJob, JobClaimParams, JobInsertManyParams, JobSettleManyParams, Settlement, Store,
     StoreError,
 };
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
-
-fn new_job() -> NewJob {
-    NewJob {
-        id: JobId::new(),
-        kind: JobKind::parse("k").expect("kind"),
-        queue: QueueName::parse("default").expect("queue"),
-        payload: serde_json::json!({}),
-        priority: 0,
-        run_at: RunAt::Now,
-        max_attempts: 3,
-        timeout: None,
-        tags: vec![],
-        idempotency_key: None,
-        slot: None,
-    }
-}
 
 fn batch(done: &ClaimedJob, failed: &ClaimedJob) -> JobSettleManyParams {
     JobSettleManyParams {
@@ -61,7 +45,7 @@ async fn two_claimed() -> (
     let store = SqliteStore::open(&options).expect("open");
     store
         .job_insert_many(JobInsertManyParams {
-            jobs: vec![new_job(), new_job()],
+            jobs: vec![new_job("default", "k"), new_job("default", "k")],
             idempotency_window: Duration::from_secs(60),
         })
         .await

@@ -38,6 +38,8 @@ mod schedules;
 mod settle;
 mod support;
 
+pub use self::support::new_job;
+
 use self::{
     claims::*, concurrency::*, jobs::*, nodes::*, queues::*, rescue::*, restore::*, retention::*,
 };

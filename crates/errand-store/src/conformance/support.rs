@@ -15,7 +15,9 @@ pub(super) fn queue(name: &str) -> QueueName {
     QueueName::parse(name).expect("test queue name")
 }
 
-pub(super) fn new_job(q: &str, kind: &str) -> NewJob {
+/// A plain ready job of `kind` on queue `q`: what most cases, and a backend's own tests,
+/// start from.
+pub fn new_job(q: &str, kind: &str) -> NewJob {
     NewJob {
         id: JobId::new(),
         kind: JobKind::parse(kind).expect("test kind"),
