@@ -321,6 +321,31 @@ mod tests {
             .expect("read rows")
     }
 
+    /// Every write of a group that failed as a whole was answered `Unavailable`, none of
+    /// them was kept, and the writer commits the next group.
+    async fn assert_group_failed_whole(
+        writer: &Writer,
+        group: Vec<(&str, tokio::task::JoinHandle<Result<(), StoreError>>)>,
+    ) {
+        for (name, t) in group {
+            let outcome = t.await.expect("join");
+            assert!(
+                matches!(outcome, Err(StoreError::Unavailable(_))),
+                "the `{name}` write of the failed group was answered {outcome:?}"
+            );
+        }
+        assert_eq!(
+            rows(writer).await,
+            Vec::<String>::new(),
+            "a write of the failed group was kept"
+        );
+        insert(writer, "later")
+            .await
+            .expect("join")
+            .expect("the writer commits the next group");
+        assert_eq!(rows(writer).await, vec!["later".to_string()]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_group_rolled_back_by_sqlite_keeps_nothing_and_fails_every_caller() {
         let (_dir, writer) = writer_on_temp_file();
@@ -343,23 +368,11 @@ mod tests {
         wait_queued(&writer, 3).await;
         drop(release);
         holder.await.expect("join");
-        for (name, t) in [("before", before), ("failing", failing), ("after", after)] {
-            let outcome = t.await.expect("join");
-            assert!(
-                matches!(outcome, Err(StoreError::Unavailable(_))),
-                "the `{name}` write of the rolled-back group was answered {outcome:?}"
-            );
-        }
-        assert_eq!(
-            rows(&writer).await,
-            Vec::<String>::new(),
-            "a write of a failed group was kept"
-        );
-        insert(&writer, "later")
-            .await
-            .expect("join")
-            .expect("the writer works on after the failed group");
-        assert_eq!(rows(&writer).await, vec!["later".to_string()]);
+        assert_group_failed_whole(
+            &writer,
+            vec![("before", before), ("failing", failing), ("after", after)],
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,28 +515,16 @@ mod tests {
             rolled_back,
             "SQLite rolled the group transaction back by itself"
         );
-        for (name, t) in [
-            ("before", before),
-            ("large", large),
-            ("after-1", after_1),
-            ("after-2", after_2),
-        ] {
-            let outcome = t.await.expect("join");
-            assert!(
-                matches!(outcome, Err(StoreError::Unavailable(_))),
-                "the `{name}` write of the group SQLite rolled back was answered {outcome:?}"
-            );
-        }
-        assert_eq!(
-            rows(&writer).await,
-            Vec::<String>::new(),
-            "a write of the group SQLite rolled back was kept"
-        );
-        insert(&writer, "later")
-            .await
-            .expect("join")
-            .expect("the next group commits");
-        assert_eq!(rows(&writer).await, vec!["later".to_string()]);
+        assert_group_failed_whole(
+            &writer,
+            vec![
+                ("before", before),
+                ("large", large),
+                ("after-1", after_1),
+                ("after-2", after_2),
+            ],
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,23 +545,8 @@ mod tests {
         wait_queued(&writer, 3).await;
         drop(release);
         holder.await.expect("join");
-        for (name, t) in [("before", before), ("after", after)] {
-            let outcome = t.await.expect("join");
-            assert!(
-                matches!(outcome, Err(StoreError::Unavailable(_))),
-                "the `{name}` write of the group that panicked was answered {outcome:?}"
-            );
-        }
+        assert_group_failed_whole(&writer, vec![("before", before), ("after", after)]).await;
         assert!(writer.is_alive(), "the writer thread survived the panic");
-        insert(&writer, "later")
-            .await
-            .expect("join")
-            .expect("the writer works on after the panic");
-        assert_eq!(
-            rows(&writer).await,
-            vec!["later".to_string()],
-            "nothing of the group that panicked was kept"
-        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
