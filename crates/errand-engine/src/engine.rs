@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueInfo, QueueName};
+use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
@@ -313,31 +313,6 @@ impl Engine {
     /// `NotFound`, or the store's error.
     pub async fn attempts(&self, id: JobId) -> Result<Vec<Attempt>, StoreError> {
         self.store.job_attempt_list(id).await
-    }
-
-    /// Pauses a queue: its jobs stay ready but are not handed out.
-    ///
-    /// # Errors
-    /// `NotFound`, or the store's error.
-    pub async fn queue_pause(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
-        let info = self.store.queue_pause(queue).await?;
-        Ok(self.with_waiting(info))
-    }
-
-    /// Resumes a queue and wakes its waiting workers.
-    ///
-    /// # Errors
-    /// `NotFound`, or the store's error.
-    pub async fn queue_resume(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
-        let info = self.store.queue_resume(queue).await?;
-        self.waker.wake(queue, Ready::Unknown);
-        Ok(self.with_waiting(info))
-    }
-
-    /// A queue's figures with the claims parked on it in this process.
-    pub(crate) fn with_waiting(&self, mut info: QueueInfo) -> QueueInfo {
-        info.waiting_claims = u32::try_from(self.waiting_claims(&info.name)).unwrap_or(u32::MAX);
-        info
     }
 
     /// Makes selected dead jobs available again.

@@ -1,4 +1,5 @@
-//! Queue reads: counts per state and the age of the oldest ready job.
+//! Queues: counts per state, the age of the oldest ready job, claims waiting, pause and
+//! resume.
 
 use errand_core::{QueueInfo, QueueName};
 use errand_store::StoreError;
@@ -22,5 +23,30 @@ impl Engine {
     pub async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError> {
         let info = self.store().queue_get(name).await?;
         Ok(self.with_waiting(info))
+    }
+
+    /// Pauses a queue: its jobs stay ready but are not handed out.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn queue_pause(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
+        let info = self.store().queue_pause(queue).await?;
+        Ok(self.with_waiting(info))
+    }
+
+    /// Resumes a queue and wakes its waiting workers.
+    ///
+    /// # Errors
+    /// `NotFound`, or the store's error.
+    pub async fn queue_resume(&self, queue: &QueueName) -> Result<QueueInfo, StoreError> {
+        let info = self.store().queue_resume(queue).await?;
+        self.wake(queue);
+        Ok(self.with_waiting(info))
+    }
+
+    /// A queue's figures with the claims parked on it in this process.
+    fn with_waiting(&self, mut info: QueueInfo) -> QueueInfo {
+        info.waiting_claims = u32::try_from(self.waiting_claims(&info.name)).unwrap_or(u32::MAX);
+        info
     }
 }

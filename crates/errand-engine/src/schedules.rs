@@ -140,39 +140,53 @@ impl Engine {
     /// `NotFound`; `WrongState` when the policy forbids a second run; `Contended` when
     /// schedulers kept changing the schedule meanwhile (retry).
     pub async fn schedule_trigger(&self, name: &ScheduleName) -> Result<Job, StoreError> {
+        let jobs = self
+            .fire_on_request(name, |s| {
+                let running = s
+                    .last_job_id
+                    .filter(|_| s.last_job_state.is_some_and(|st| !st.is_final()));
+                let cancel = match (s.spec.overlap, running) {
+                    (_, None) | (OverlapPolicy::Allow, Some(_)) => None,
+                    (OverlapPolicy::Replace, Some(id)) => Some(id),
+                    (OverlapPolicy::Skip | OverlapPolicy::BufferOne, Some(id)) => {
+                        return Err(StoreError::WrongState(format!(
+                            "schedule {name} has a run in progress (job {id}) and its overlap \
+                             policy does not allow a second one; wait for it, cancel it, or use \
+                             overlap allow or replace"
+                        )))
+                    }
+                };
+                Ok(ScheduleFireParams {
+                    jobs: vec![job_for(&s.spec, None)],
+                    cancel,
+                    ..self.unchanged(s)
+                })
+            })
+            .await?;
+        jobs.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("the store answered no job".into()))
+    }
+
+    /// Fires what `decide` makes of the schedule as read, reading it again when a scheduler
+    /// pass moved it meanwhile: a request (trigger, backfill) never loses to the passes for
+    /// long, and never fires on a stale read.
+    async fn fire_on_request(
+        &self,
+        name: &ScheduleName,
+        decide: impl Fn(&Schedule) -> Result<ScheduleFireParams, StoreError>,
+    ) -> Result<Vec<Job>, StoreError> {
         for _ in 0..CAS_ATTEMPTS {
             let s = self.store().schedule_get(name).await?;
-            let running = s
-                .last_job_id
-                .filter(|_| s.last_job_state.is_some_and(|st| !st.is_final()));
-            let cancel = match (s.spec.overlap, running) {
-                (_, None) | (OverlapPolicy::Allow, Some(_)) => None,
-                (OverlapPolicy::Replace, Some(id)) => Some(id),
-                (OverlapPolicy::Skip | OverlapPolicy::BufferOne, Some(id)) => {
-                    return Err(StoreError::WrongState(format!(
-                        "schedule {name} has a run in progress (job {id}) and its overlap policy \
-                         does not allow a second one; wait for it, cancel it, or use overlap \
-                         allow or replace"
-                    )))
-                }
-            };
-            let decision = ScheduleFireParams {
-                jobs: vec![job_for(&s.spec, None)],
-                cancel,
-                ..self.unchanged(&s)
-            };
-            match self.fire_batch(vec![decision]).await?.pop() {
-                Some(ScheduleFireOutcome::Fired { jobs, .. }) => {
-                    return jobs
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| StoreError::Corrupt("the store answered no job".into()))
-                }
+            match self.fire_batch(vec![decide(&s)?]).await?.pop() {
+                Some(ScheduleFireOutcome::Fired { jobs, .. }) => return Ok(jobs),
                 Some(ScheduleFireOutcome::Moved) => continue,
                 None => return Err(StoreError::Corrupt("the store answered nothing".into())),
             }
         }
-        Err(moved(name))
+        Err(StoreError::Contended(format!(
+            "schedule {name} kept changing while this request ran (scheduler passes); retry"
+        )))
     }
 
     /// Fires every slot in `(from, to]` that has no job yet (at most 1,000). `from` may
@@ -206,8 +220,7 @@ impl Engine {
                 to_timestamp(horizon)
             )));
         }
-        for _ in 0..CAS_ATTEMPTS {
-            let s = self.store().schedule_get(name).await?;
+        self.fire_on_request(name, |s| {
             let trigger = s.spec.trigger().map_err(invalid)?;
             let (slots, truncated) = trigger.slots_between(from, to, MAX_CATCH_UP);
             if truncated {
@@ -215,20 +228,15 @@ impl Engine {
                     "the range holds more than {MAX_CATCH_UP} slots; backfill a shorter one"
                 )));
             }
-            let decision = ScheduleFireParams {
+            Ok(ScheduleFireParams {
                 jobs: slots
                     .iter()
                     .map(|t| job_for(&s.spec, Some(to_millis(*t))))
                     .collect(),
-                ..self.unchanged(&s)
-            };
-            match self.fire_batch(vec![decision]).await?.pop() {
-                Some(ScheduleFireOutcome::Fired { jobs, .. }) => return Ok(jobs),
-                Some(ScheduleFireOutcome::Moved) => continue,
-                None => return Err(StoreError::Corrupt("the store answered nothing".into())),
-            }
-        }
-        Err(moved(name))
+                ..self.unchanged(s)
+            })
+        })
+        .await
     }
 
     /// One scheduler pass: fires what is due on every schedule. Several nodes may run
@@ -255,8 +263,11 @@ impl Engine {
             }
         }
         report.written = decisions.len();
-        let batches: Vec<Vec<ScheduleFireParams>> =
-            decisions.chunks(FIRE_BATCH).map(<[_]>::to_vec).collect();
+        let mut decisions = decisions.into_iter().peekable();
+        let mut batches: Vec<Vec<ScheduleFireParams>> = Vec::new();
+        while decisions.peek().is_some() {
+            batches.push(decisions.by_ref().take(FIRE_BATCH).collect());
+        }
         let mut results = futures_util::stream::iter(batches)
             .map(|batch| async move {
                 let n = batch.len();
@@ -348,10 +359,4 @@ pub struct SchedulePassReport {
     pub fired: usize,
     /// Decisions another node's had overtaken.
     pub moved: usize,
-}
-
-fn moved(name: &ScheduleName) -> StoreError {
-    StoreError::Contended(format!(
-        "schedule {name} kept changing while this request ran (scheduler passes); retry"
-    ))
 }

@@ -119,11 +119,7 @@ pub(crate) async fn method_not_allowed(
 
 /// A handler panicked: answer 500 in the usual shape; the server keeps running.
 pub(crate) fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
-    let what = err
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into());
+    let what = errand_core::panic_message(err.as_ref());
     tracing::error!(panic = %what, "handler panicked");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,

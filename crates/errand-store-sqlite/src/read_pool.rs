@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use crate::fault::QResult;
-use crate::writer::panic_text;
+use errand_core::panic_message;
 
 /// Hands out read connections.
 #[derive(Clone)]
@@ -54,7 +54,7 @@ impl ReadPool {
                 // panicking write is. The connection stays in the pool (unwinding finalised
                 // the read's statements); without it every later read would find none free.
                 Err(payload) => {
-                    let what = panic_text(payload.as_ref());
+                    let what = panic_message(payload.as_ref());
                     tracing::error!(panic = %what, "a SQLite read panicked");
                     if !conn.is_autocommit() {
                         let _ = conn.execute_batch("ROLLBACK");

@@ -30,6 +30,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::thread;
 
+use errand_core::panic_message;
 use errand_store::StoreError;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -89,7 +90,7 @@ impl Writer {
             let outcome = match panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
                 Ok(outcome) => outcome.map_err(StoreError::from),
                 Err(payload) => {
-                    let what = panic_text(payload.as_ref());
+                    let what = panic_message(payload.as_ref());
                     tracing::error!(panic = %what, "a SQLite write panicked; it is rolled back");
                     Err(StoreError::Internal(format!("a write panicked: {what}")))
                 }
@@ -146,7 +147,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
             commit_group(&conn, &mut group, &mut finishers);
         }));
         if let Err(payload) = outcome {
-            let what = panic_text(payload.as_ref());
+            let what = panic_message(payload.as_ref());
             tracing::error!(
                 panic = %what,
                 ran = finishers.len(),
@@ -233,20 +234,9 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>, finishers: &mut Vec
         // not cost the callers after it theirs (they would hear 503 for a kept write).
         let answer = commit.clone();
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || finish(answer))) {
-            let what = panic_text(payload.as_ref());
+            let what = panic_message(payload.as_ref());
             tracing::error!(panic = %what, "answering a SQLite write panicked");
         }
-    }
-}
-
-/// What a panic said, for the log and the caller.
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".into()
     }
 }
 
