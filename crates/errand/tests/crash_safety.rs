@@ -24,23 +24,11 @@ use tokio::sync::Mutex;
 use common::bin;
 
 async fn all_job_ids(client: &Client) -> HashSet<JobId> {
-    let mut ids = HashSet::new();
-    let mut cursor = None;
-    loop {
-        let page = client
-            .jobs(&JobListQuery {
-                limit: Some(1000),
-                cursor,
-                ..Default::default()
-            })
-            .await
-            .expect("list");
-        ids.extend(page.jobs.iter().map(|j| j.id));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return ids,
-        }
-    }
+    common::all_jobs(client, JobListQuery::default())
+        .await
+        .into_iter()
+        .map(|j| j.id)
+        .collect()
 }
 
 /// The settings `README.md` and `docs/operations.md` promise, as the running server reports

@@ -142,26 +142,14 @@ fn sigxfsz_ignoring_launcher(dir: &Path) -> PathBuf {
 
 /// Every job in the store with the marker its producer put in the payload.
 async fn stored_markers(client: &Client) -> HashMap<JobId, String> {
-    let mut out = HashMap::new();
-    let mut cursor = None;
-    loop {
-        let page = client
-            .jobs(&JobListQuery {
-                limit: Some(1000),
-                cursor,
-                ..Default::default()
-            })
-            .await
-            .expect("list jobs");
-        for j in &page.jobs {
+    common::all_jobs(client, JobListQuery::default())
+        .await
+        .into_iter()
+        .map(|j| {
             let marker = j.payload["marker"].as_str().unwrap_or_default().to_string();
-            out.insert(j.id, marker);
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return out,
-        }
-    }
+            (j.id, marker)
+        })
+        .collect()
 }
 
 /// What the producers were told.

@@ -139,28 +139,18 @@ async fn three_nodes_complete_every_job_exactly_once() {
     );
     let q = clients[1].queue("shared").await.expect("queue");
     assert_eq!(q.counts.succeeded, 20_000);
-    let mut cursor = None;
-    let mut checked = 0;
-    loop {
-        let page = clients[0]
-            .jobs(&errand_api::JobListQuery {
-                queue: Some("shared".into()),
-                limit: Some(1000),
-                cursor: cursor.take(),
-                ..Default::default()
-            })
-            .await
-            .expect("list");
-        for job in &page.jobs {
-            assert_eq!(job.attempt, 1, "job {} ran more than once", job.id);
-        }
-        checked += page.jobs.len();
-        match page.next_cursor {
-            Some(next) => cursor = Some(next.to_string()),
-            None => break,
-        }
+    let listed = common::all_jobs(
+        &clients[0],
+        errand_api::JobListQuery {
+            queue: Some("shared".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    for job in &listed {
+        assert_eq!(job.attempt, 1, "job {} ran more than once", job.id);
     }
-    assert_eq!(checked, 20_000);
+    assert_eq!(listed.len(), 20_000);
     let listed = clients[2].nodes().await.expect("nodes");
     let alive = listed
         .nodes

@@ -73,3 +73,28 @@ pub async fn pg_node(schema: &PgSchema) -> (ServerProcess, tempfile::TempDir) {
     .expect("start node");
     (server, dir)
 }
+
+/// Every job the server lists under `query` (its `limit` and `cursor` are set here), page
+/// by page until the last.
+pub async fn all_jobs(
+    client: &errand_client::Client,
+    query: errand_api::JobListQuery,
+) -> Vec<errand_core::Job> {
+    let mut jobs = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client
+            .jobs(&errand_api::JobListQuery {
+                limit: Some(1000),
+                cursor,
+                ..query.clone()
+            })
+            .await
+            .expect("list jobs");
+        jobs.extend(page.jobs);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return jobs,
+        }
+    }
+}
