@@ -82,7 +82,8 @@ pub(crate) async fn enqueue(
         (status = 201, description = "Stored durably", body = BatchEnqueueResponse),
         (status = 200, description = "Every job was an idempotent repeat", body = BatchEnqueueResponse),
         (status = 400, description = "Bad input (the first bad job is named); nothing stored", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody)))]
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Store unavailable; retry with the same idempotency keys", body = ErrorBody)))]
 pub(crate) async fn enqueue_batch(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<BatchEnqueueRequest>,

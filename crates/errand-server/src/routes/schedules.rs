@@ -94,7 +94,7 @@ pub(crate) async fn delete(
 /// becomes the schedule's last job.
 #[utoipa::path(post, path = "/v1/schedules/{name}/trigger", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
-    responses((status = 201, description = "Enqueued (with `replace`, the running job was cancelled)", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "A run is in progress and the overlap policy (skip, buffer_one) forbids a second", body = ErrorBody)))]
+    responses((status = 201, description = "Enqueued (with `replace`, the running job was cancelled)", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "A run is in progress and the overlap policy (skip, buffer_one) forbids a second (`conflict`), or scheduler passes kept moving the schedule (`contended`, retry)", body = ErrorBody)))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
@@ -152,7 +152,7 @@ pub(crate) async fn next(
 #[utoipa::path(post, path = "/v1/schedules/{name}/backfill", tag = "schedules",
     params(("name" = String, Path, description = "Schedule name")),
     request_body = BackfillRequest,
-    responses((status = 201, description = "Jobs enqueued", body = BatchEnqueueResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, description = "Jobs enqueued", body = BatchEnqueueResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "contended: scheduler passes kept moving the schedule; retry", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn backfill(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,

@@ -31,7 +31,7 @@ fn lease(field: &str, ms: u64) -> Result<Duration, ApiError> {
 #[utoipa::path(post, path = "/v1/queues/{queue}/claim", tag = "workers",
     params(("queue" = String, Path, description = "Queue name")),
     request_body = ClaimRequest,
-    responses((status = 200, description = "Claimed jobs (maybe none)", body = ClaimResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "Claimed jobs (maybe none)", body = ClaimResponse), (status = 400, body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn claim(
     State(state): State<AppState>,
     ApiPath(queue): ApiPath<String>,
@@ -83,7 +83,7 @@ pub(crate) async fn claim(
 #[utoipa::path(post, path = "/v1/jobs/{id}/heartbeat", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = HeartbeatRequest,
-    responses((status = 200, description = "Lease renewed", body = HeartbeatResponse), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost", body = ErrorBody)))]
+    responses((status = 200, description = "Lease renewed", body = HeartbeatResponse), (status = 400, description = "Bad lease, progress or checkpoint", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn heartbeat(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -122,7 +122,7 @@ pub(crate) async fn heartbeat(
 #[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = CompleteRequest,
-    responses((status = 200, description = "Succeeded", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody)))]
+    responses((status = 200, description = "Succeeded (or the same completion repeated by its token)", body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn complete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -175,7 +175,7 @@ fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = FailRequest,
-    responses((status = 200, description = "Scheduled for retry, or dead", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody)))]
+    responses((status = 200, description = "Scheduled for retry, or dead (or the same failure repeated by its token)", body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn fail(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -197,7 +197,7 @@ pub(crate) async fn fail(
 /// order (completions first, then failures).
 #[utoipa::path(post, path = "/v1/jobs/settle", tag = "workers",
     request_body = SettleRequest,
-    responses((status = 200, description = "Per-entry outcomes", body = SettleResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "Per-entry outcomes", body = SettleResponse), (status = 400, body = ErrorBody), (status = 409, description = "constraint_violated: nothing of the batch was kept", body = ErrorBody), (status = 500, description = "A bug or an unreadable record: nothing of the batch was kept", body = ErrorBody), (status = 503, description = "Nothing of the batch is known to be kept; send it again", body = ErrorBody)))]
 pub(crate) async fn settle(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SettleRequest>,
