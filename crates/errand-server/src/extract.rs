@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use errand_core::JobId;
 use serde::de::DeserializeOwned;
 
+use crate::strict_json::Strict;
 use crate::ApiError;
 
 /// A JSON body.
@@ -70,7 +71,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(Strict(&mut de)).map_err(|e| {
         use serde_json::error::Category;
         let path = e.path().to_string();
         let inner = e.into_inner();

@@ -8,6 +8,7 @@ mod extract;
 mod openapi;
 mod routes;
 mod state;
+mod strict_json;
 
 pub use error::ApiError;
 pub use state::{AppState, ServerLimits};
