@@ -5,6 +5,7 @@ use errand_core::job::RunAt;
 use errand_core::limits::{
     DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_LABEL_LEN, MAX_MAX_ATTEMPTS, MAX_TAGS, PRIORITY_RANGE,
 };
+use errand_core::names::check_label;
 use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,22 +51,6 @@ pub struct EnqueueRequest {
     /// Deduplicates enqueues within the server's window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
-}
-
-fn label(field: &str, value: &str) -> Result<(), ValidationError> {
-    if value.is_empty() || value.len() > MAX_LABEL_LEN {
-        return Err(ValidationError::new(
-            field,
-            format!("must have 1 to {MAX_LABEL_LEN} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
 }
 
 /// Refuses NUL characters in a text a store keeps (a failure's error, a progress
@@ -192,10 +177,10 @@ impl EnqueueRequest {
             ));
         }
         for (i, t) in self.tags.iter().enumerate() {
-            label(&format!("tags[{i}]"), t)?;
+            check_label(&format!("tags[{i}]"), t, MAX_LABEL_LEN)?;
         }
         if let Some(k) = &self.idempotency_key {
-            label("idempotency_key", k)?;
+            check_label("idempotency_key", k, MAX_LABEL_LEN)?;
         }
         Ok(NewJob {
             id: JobId::new(),

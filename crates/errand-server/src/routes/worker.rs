@@ -49,11 +49,7 @@ pub(crate) async fn claim(
         return Err(ApiError::invalid(format!("wait_ms: at most {MAX_WAIT_MS}")));
     }
     let worker = req.worker.unwrap_or_else(|| "anonymous".into());
-    if worker.is_empty() || worker.len() > MAX_WORKER_LEN || worker.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
-            "worker: 1 to {MAX_WORKER_LEN} characters, no control characters"
-        )));
-    }
+    errand_core::names::check_label("worker", &worker, MAX_WORKER_LEN)?;
     let kinds = req
         .kinds
         .iter()
