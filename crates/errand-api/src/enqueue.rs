@@ -155,7 +155,10 @@ impl EnqueueRequest {
                 ));
             }
             (Some(t), None) => RunAt::At(t.as_millisecond()),
-            (None, Some(d)) => RunAt::After(d.0),
+            (None, Some(d)) => {
+                errand_core::time::checked_after("delay", errand_core::time::system_now(), d.0)?;
+                RunAt::After(d.0)
+            }
             (None, None) => RunAt::Now,
         };
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);

@@ -150,7 +150,8 @@ fn failure(
     }
 }
 
-/// Refuses what no store can keep in a settlement (NUL characters), naming the field
+/// Refuses what no store can keep in a settlement (NUL characters, a retry past the year
+/// 9999), naming the field
 /// after `prefix` (`completions[2].`, or nothing for a single settle).
 fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
     match s {
@@ -159,8 +160,17 @@ fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
             ..
         } => errand_api::reject_nul(&format!("{prefix}result"), result)?,
         Settlement::Complete { result: None, .. } => {}
-        Settlement::Fail { error, .. } => {
-            errand_api::reject_nul_text(&format!("{prefix}error"), error)?
+        Settlement::Fail {
+            error, retry_in, ..
+        } => {
+            errand_api::reject_nul_text(&format!("{prefix}error"), error)?;
+            if let Some(retry_in) = retry_in {
+                errand_core::time::checked_after(
+                    &format!("{prefix}retry_in_ms"),
+                    errand_core::time::system_now(),
+                    *retry_in,
+                )?;
+            }
         }
     }
     Ok(())
