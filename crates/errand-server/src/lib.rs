@@ -7,10 +7,12 @@ mod error;
 mod extract;
 mod openapi;
 mod routes;
+mod site_guard;
 mod state;
 mod strict_json;
 
 pub use error::ApiError;
+pub use site_guard::{SitePolicy, SitePolicyError};
 pub use state::{AppState, ServerLimits};
 
 use axum::extract::DefaultBodyLimit;
@@ -20,6 +22,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 /// The whole HTTP application, and the OpenAPI document describing it.
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_limit = state.limits.max_request_bytes;
+    let site = state.site.clone();
     let (router, api) = routes::router().split_for_parts();
     let doc = api.clone();
     let router = router
@@ -34,6 +37,10 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            site,
+            site_guard::guard,
+        ))
         .with_state(state);
     (router, api)
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use errand_api::EnqueueLimits;
 use errand_engine::Engine;
 
+use crate::SitePolicy;
+
 /// Request limits; bad sizes get a 413 before any work is done.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
@@ -33,6 +35,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request limits.
     pub limits: ServerLimits,
+    /// Which hosts and origins the server answers (cross-site and DNS-rebinding checks).
+    pub site: Arc<SitePolicy>,
 }
 
 impl AppState {

@@ -71,6 +71,15 @@ pub struct ServeArgs {
     /// Delete dead jobs this long after they die (default `30d`).
     #[arg(long, env = "ERRAND_DEAD_RETENTION")]
     pub dead_retention: Option<String>,
+    /// Origins (`https://ops.example.com`) whose web pages may call the API, besides
+    /// errand's own; comma-separated. Requests from other origins get 403.
+    #[arg(long, env = "ERRAND_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Host names (`errand.internal` or `errand.internal:7878`) a server listening on a
+    /// loopback address answers to, besides localhost, 127.0.0.1 and [::1];
+    /// comma-separated. Requests naming other hosts get 421.
+    #[arg(long, env = "ERRAND_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an

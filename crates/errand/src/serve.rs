@@ -66,6 +66,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (router, _) = errand_server::app(AppState {
         engine: engine.clone(),
         limits: settings.limits,
+        site: std::sync::Arc::new(settings.site.clone()),
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -21,6 +21,10 @@ struct FileSettings {
     dead_retention: Option<String>,
     max_payload_bytes: Option<usize>,
     max_request_bytes: Option<usize>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
@@ -55,6 +59,17 @@ pub struct Settings {
     pub engine: errand_engine::EngineConfig,
     /// Schedules declared in the configuration file.
     pub schedules: Vec<errand_api::ScheduleRequest>,
+    /// Which hosts and origins the server answers.
+    pub site: errand_server::SitePolicy,
+}
+
+/// The flag's (or variable's) list when it names any, else the file's.
+fn list_setting(flag: &[String], file: Vec<String>) -> Vec<String> {
+    if flag.is_empty() {
+        file
+    } else {
+        flag.to_vec()
+    }
 }
 
 fn duration_setting(
@@ -147,7 +162,13 @@ impl Settings {
             engine.dead_retention = d;
         }
         let defaults = errand_server::ServerLimits::default();
+        let site = errand_server::SitePolicy::new(
+            &list_setting(&args.allowed_origins, file.allowed_origins),
+            &list_setting(&args.allowed_hosts, file.allowed_hosts),
+            listen.ip().is_loopback(),
+        )?;
         Ok(Self {
+            site,
             listen,
             data_dir,
             store,
