@@ -683,11 +683,14 @@ async fn dead_job(client: &errand_client::Client) -> errand_core::JobId {
     job.id
 }
 
+/// Request headers as a test writes them.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 /// Sends `body` to `path` with `headers` as given, and returns the status and the JSON.
 async fn send_with(
     raw: &Raw,
     path: &str,
-    headers: &[(&str, &str)],
+    headers: Headers<'_>,
     body: &str,
 ) -> (u16, serde_json::Value) {
     let mut req = raw.http.post(format!("{}{path}", raw.base));
@@ -712,7 +715,7 @@ async fn the_issues_cross_site_purge_is_refused_and_purges_nothing() {
         "attacker.example:{}",
         authority.rsplit(':').next().expect("port")
     );
-    let attempts: &[(&[(&str, &str)], u16, &str)] = &[
+    let attempts: &[(Headers, u16, &str)] = &[
         // The issue's curl: a foreign page posting text/plain.
         (
             &[
