@@ -620,19 +620,13 @@ async fn invalid_utf8_is_refused() {
 
 #[tokio::test]
 async fn oversized_bodies_and_payloads_are_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = errand_testkit::ServerProcess::start_in(
-        &common::bin(),
-        dir.path(),
-        &[
-            "--max-payload-bytes",
-            "1000",
-            "--max-request-bytes",
-            "65536",
-        ],
-    )
-    .await
-    .expect("start");
+    let (s, _dir) = common::server_with(&[
+        "--max-payload-bytes",
+        "1000",
+        "--max-request-bytes",
+        "65536",
+    ])
+    .await;
     let raw = Raw::new(&s);
     let big = "x".repeat(2000);
     let (status, json) = raw
@@ -797,19 +791,13 @@ async fn the_issues_cross_site_purge_is_refused_and_purges_nothing() {
 
 #[tokio::test]
 async fn listed_origins_and_hosts_are_let_in_and_bodiless_posts_need_no_type() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s = errand_testkit::ServerProcess::start_in(
-        &common::bin(),
-        dir.path(),
-        &[
-            "--allowed-origins",
-            "https://ops.example.com,https://other.example.com",
-            "--allowed-hosts",
-            "errand.internal",
-        ],
-    )
-    .await
-    .expect("start");
+    let (s, _dir) = common::server_with(&[
+        "--allowed-origins",
+        "https://ops.example.com,https://other.example.com",
+        "--allowed-hosts",
+        "errand.internal",
+    ])
+    .await;
     let raw = Raw::new(&s);
     let port = raw.base.rsplit(':').next().expect("port").to_string();
     let json = ("content-type", "application/json");
