@@ -172,6 +172,9 @@ impl EnqueueRequest {
             if t.0.is_zero() {
                 return Err(ValidationError::new("timeout", "must be longer than zero"));
             }
+            // An attempt's deadline is its start plus the timeout: past the year 9999 it
+            // overflows the stores' arithmetic (PostgreSQL refuses the sum outright).
+            errand_core::time::checked_after("timeout", errand_core::time::system_now(), t.0)?;
         }
         if self.tags.len() > MAX_TAGS {
             return Err(ValidationError::new(

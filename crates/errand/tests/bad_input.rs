@@ -511,6 +511,22 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
     ),
     (
         "POST",
+        "/v1/jobs",
+        r#"{"kind":"k","timeout":9223372036854775807}"#,
+        400,
+        "invalid_request",
+        "timeout: ",
+    ),
+    (
+        "POST",
+        "/v1/schedules",
+        r#"{"name":"t","every":"1h","job":{"kind":"k","timeout":"99999999h"}}"#,
+        400,
+        "invalid_request",
+        "job.timeout: ",
+    ),
+    (
+        "POST",
         "/v1/jobs/01936f3c-0000-7000-8000-000000000000/fail",
         r#"{"lease_token":"01936f3c-0000-7000-8000-000000000000","retry_in_ms":252460800000000}"#,
         400,
