@@ -807,11 +807,19 @@ async fn the_issues_cross_site_purge_is_refused_and_purges_nothing() {
 
 #[tokio::test]
 async fn listed_origins_and_hosts_are_let_in_and_bodiless_posts_need_no_type() {
+    // Origins from errand.toml, hosts from a flag (comma-separated).
+    let config_dir = tempfile::tempdir().expect("temp dir");
+    let config = config_dir.path().join("errand.toml");
+    std::fs::write(
+        &config,
+        "allowed_origins = [\"https://ops.example.com\", \"https://other.example.com\"]\n",
+    )
+    .expect("write config");
     let (s, _dir) = common::server_with(&[
-        "--allowed-origins",
-        "https://ops.example.com,https://other.example.com",
+        "--config",
+        config.to_str().expect("utf-8 path"),
         "--allowed-hosts",
-        "errand.internal",
+        "errand.internal,errand.example",
     ])
     .await;
     let raw = Raw::new(&s);
