@@ -9,7 +9,6 @@ pub fn integral(v: f64) -> Option<i128> {
     const TOP: f64 = 18_446_744_073_709_551_616.0;
     const BOTTOM: f64 = -9_223_372_036_854_775_808.0;
     if v.is_finite() && v.fract() == 0.0 && (BOTTOM..TOP).contains(&v) {
-        #[allow(clippy::cast_possible_truncation)]
         Some(v as i128)
     } else {
         None
