@@ -49,9 +49,9 @@ def idle(n, extra):
           f"({(held - before) * 1024 / max(n, 1):.1f} KiB each), after closing {after:.1f} MiB")
 
 def batch_body():
-    payload = list(range(3000))
+    payload = [1] * 3000
     jobs = [{"kind": "k", "queue": "q", "payload": payload} for _ in range(10000)]
-    return json.dumps({"jobs": jobs}).encode()
+    return json.dumps({"jobs": jobs}, separators=(",", ":")).encode()
 
 def post(host, port, body, out):
     s = socket.create_connection((host, port), timeout=600)
