@@ -57,14 +57,20 @@ def post(host, port, body, out):
     s = socket.create_connection((host, port), timeout=600)
     s.sendall(b"POST /v1/jobs/batch HTTP/1.1\r\nhost: %s:%d\r\ncontent-type: application/json\r\n"
               b"content-length: %d\r\nconnection: close\r\n\r\n" % (host.encode(), port, len(body)))
-    s.sendall(body)
+    try:
+        s.sendall(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # answered before the whole body was taken (413, 503 busy): read that answer
     data = b""
     while True:
-        chunk = s.recv(65536)
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
         if not chunk:
             break
         data += chunk
-    out.append(data.split(b"\r\n", 1)[0].decode())
+    out.append(data.split(b"\r\n", 1)[0].decode() or "no answer")
     s.close()
 
 def batch(c, extra):
@@ -81,7 +87,7 @@ def batch(c, extra):
         peak = max(peak, rss_mib(p.pid))
         time.sleep(0.05)
     p.terminate(); p.wait(30)
-    statuses = sorted(set(out))
+    statuses = {k: out.count(k) for k in sorted(set(out))}
     print(f"batch concurrent={c} body={len(body) / 1e6:.1f} MB: before {before:.1f} MiB, "
           f"peak {peak:.1f} MiB; answers {statuses}")
 
