@@ -160,18 +160,17 @@ impl Settings {
         }
         let defaults = errand_server::ServerLimits::default();
         let limits = errand_server::ServerLimits {
-            max_payload_bytes: args
-                .max_payload_bytes
-                .or(file.max_payload_bytes)
-                .unwrap_or(defaults.max_payload_bytes),
-            max_request_bytes: args
-                .max_request_bytes
-                .or(file.max_request_bytes)
-                .unwrap_or(defaults.max_request_bytes),
-            max_waiting: args
-                .max_waiting
-                .or(file.max_waiting)
-                .unwrap_or(defaults.max_waiting),
+            max_payload_bytes: pick(
+                args.max_payload_bytes,
+                file.max_payload_bytes,
+                defaults.max_payload_bytes,
+            ),
+            max_request_bytes: pick(
+                args.max_request_bytes,
+                file.max_request_bytes,
+                defaults.max_request_bytes,
+            ),
+            max_waiting: pick(args.max_waiting, file.max_waiting, defaults.max_waiting),
         };
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
         Ok(Self {
@@ -184,6 +183,11 @@ impl Settings {
             edge,
         })
     }
+}
+
+/// A flag (or its variable) over the configuration file over the default.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
 }
 
 /// The edge's limits from flags, environment, the configuration file and defaults.
@@ -216,18 +220,21 @@ fn edge_limits(
             &file.idle_timeout,
             d.idle_timeout,
         )?,
-        max_connections: args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(d.max_connections),
-        reserve_connections: args
-            .reserve_connections
-            .or(file.reserve_connections)
-            .unwrap_or(d.reserve_connections),
-        body_budget_bytes: args
-            .body_budget_bytes
-            .or(file.body_budget_bytes)
-            .unwrap_or(d.body_budget_bytes),
+        max_connections: pick(
+            args.max_connections,
+            file.max_connections,
+            d.max_connections,
+        ),
+        reserve_connections: pick(
+            args.reserve_connections,
+            file.reserve_connections,
+            d.reserve_connections,
+        ),
+        body_budget_bytes: pick(
+            args.body_budget_bytes,
+            file.body_budget_bytes,
+            d.body_budget_bytes,
+        ),
     })
 }
 
