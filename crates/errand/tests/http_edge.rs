@@ -200,6 +200,24 @@ async fn a_content_length_over_the_limit_gets_413_before_any_body_is_sent() {
     assert!(answer.head.contains("connection: close"));
 }
 
+/// Fills `n` ordinary connection slots with idle keep-alive connections: each is kept once
+/// it was served as usual (once the readiness probe's own connection has gone).
+async fn hold_ordinary_slots(server: &ServerProcess, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} connections never held the cap"
+        );
+        let (stream, answer) = ask(server, b"GET /v1/queues HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        if answer.status == 200 && !answer.head.contains("connection: close") {
+            held.push(stream);
+        }
+    }
+    held
+}
+
 #[tokio::test]
 async fn at_the_connection_cap_health_checks_answer_and_other_calls_are_told_to_retry() {
     let (server, _dir) = edge_server(&[
@@ -211,20 +229,7 @@ async fn at_the_connection_cap_health_checks_answer_and_other_calls_are_told_to_
         "60s",
     ])
     .await;
-    // Fill the cap with idle keep-alive connections (once the readiness probe's own
-    // connection has gone, three of them are served as usual).
-    let mut fillers = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fillers.len() < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "three connections never held the cap"
-        );
-        let (stream, answer) = ask(&server, b"GET /v1/queues HTTP/1.1\r\nhost: x\r\n\r\n").await;
-        if answer.status == 200 && !answer.head.contains("connection: close") {
-            fillers.push(stream);
-        }
-    }
+    let fillers = hold_ordinary_slots(&server, 3).await;
     let (_, answer) = ask(&server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
     assert_eq!(answer.status, 200, "healthz at the cap: {}", answer.json);
     assert!(answer.head.contains("connection: close"), "{}", answer.head);
@@ -243,6 +248,32 @@ async fn at_the_connection_cap_health_checks_answer_and_other_calls_are_told_to_
         || async { client.queues().await.ok() },
     )
     .await;
+}
+
+#[tokio::test]
+async fn past_the_cap_and_its_reserve_the_backlog_holds_new_connections_until_a_slot_frees() {
+    let (server, _dir) = edge_server(&[
+        "--max-connections",
+        "1",
+        "--reserve-connections",
+        "1",
+        "--idle-timeout",
+        "60s",
+    ])
+    .await;
+    let _filler = hold_ordinary_slots(&server, 1).await;
+    // The one reserve slot: a silent connection, closed after the reserve's 2 s.
+    let mut silent = connect(&server).await;
+    let start = Instant::now();
+    let (_, answer) = ask(&server, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let took = start.elapsed();
+    assert_eq!(answer.status, 200);
+    assert!(
+        took >= Duration::from_millis(1500),
+        "answered after {took:?}: it should have waited in the backlog for the reserve slot"
+    );
+    let (_, closed_after) = read_until_closed(&mut silent, Duration::from_secs(1)).await;
+    assert!(closed_after < Duration::from_secs(1));
 }
 
 #[tokio::test]

@@ -49,6 +49,12 @@ use slots::{Slot, Slots};
 /// requests: it exists to answer one health check.
 const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// hyper's read buffer per connection at most (its default is 400 KiB). A request head must
+/// fit in it, give or take one read, or gets `431`; a URI longer than 64 KiB still gets
+/// `414` first. Bodies are read through it in pieces, so this bounds a connection's
+/// buffer however large its body.
+const MAX_READ_BUFFER: usize = 128 * 1024;
+
 /// How long to pause accepting after `accept` fails (out of descriptors or memory), so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -183,7 +189,10 @@ async fn connection(stream: TcpStream, slot: Slot, shared: Arc<Shared>, stop: Ca
     let mut builder = http1::Builder::new();
     // Head and idle deadlines are the watchdog's below: hyper's own header timer would
     // also run while a connection is idle.
-    builder.header_read_timeout(None).keep_alive(!reserve);
+    builder
+        .header_read_timeout(None)
+        .keep_alive(!reserve)
+        .max_buf_size(MAX_READ_BUFFER);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut draining = false;
