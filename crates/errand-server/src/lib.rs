@@ -3,6 +3,7 @@
 //! serves requests, so the two cannot drift apart.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod edge;
 mod error;
 mod extract;
 mod openapi;

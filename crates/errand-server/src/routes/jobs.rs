@@ -171,6 +171,11 @@ pub(crate) async fn get(
             MAX_WAIT_MS
         )));
     }
+    let _waiting = if wait.is_zero() {
+        None
+    } else {
+        Some(state.wait_place()?)
+    };
     Ok(Json(state.engine.job(id, wait).await?))
 }
 

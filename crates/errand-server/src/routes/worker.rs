@@ -55,6 +55,11 @@ pub(crate) async fn claim(
         .iter()
         .map(|k| JobKind::parse(k))
         .collect::<Result<Vec<_>, _>>()?;
+    let _waiting = if wait_ms > 0 {
+        Some(state.wait_place()?)
+    } else {
+        None
+    };
     let claimed = state
         .engine
         .claim(errand_engine::ClaimRequest {
