@@ -28,18 +28,26 @@ impl PassFailures {
     /// Logs a failed pass: the first of a run at once, then a reminder with the count at
     /// most every [`REMIND_EVERY`].
     pub(crate) fn failed(&mut self, e: &StoreError) {
+        self.failed_at(e, Instant::now());
+    }
+
+    /// [`PassFailures::failed`] at `now`; returns whether it logged.
+    fn failed_at(&mut self, e: &StoreError, now: Instant) -> bool {
         let service = self.service;
         match &mut self.failing {
             None => {
                 tracing::warn!(service, error = %e, "maintenance pass failed");
-                self.failing = Some((1, Instant::now()));
+                self.failing = Some((1, now));
+                true
             }
             Some((failed, said)) => {
                 *failed += 1;
-                if said.elapsed() >= REMIND_EVERY {
-                    tracing::warn!(service, error = %e, failed = *failed, "maintenance passes still fail");
-                    *said = Instant::now();
+                if now.saturating_duration_since(*said) < REMIND_EVERY {
+                    return false;
                 }
+                tracing::warn!(service, error = %e, failed = *failed, "maintenance passes still fail");
+                *said = now;
+                true
             }
         }
     }
@@ -53,5 +61,34 @@ impl PassFailures {
                 "maintenance passes work again"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_failures_logs_once_then_a_reminder_a_minute() {
+        let e = StoreError::Unavailable("the store file is gone".into());
+        let start = Instant::now();
+        let mut f = PassFailures::new("job_promoter");
+        assert!(f.failed_at(&e, start), "the first failure is logged");
+        let every_100_ms = (1..600).map(|i| start + Duration::from_millis(100 * i));
+        let logged = every_100_ms.filter(|&t| f.failed_at(&e, t)).count();
+        assert_eq!(
+            logged, 0,
+            "a minute of failing passes at 100 ms logs nothing more"
+        );
+        assert!(
+            f.failed_at(&e, start + REMIND_EVERY),
+            "a reminder after a minute"
+        );
+        assert!(!f.failed_at(&e, start + REMIND_EVERY + Duration::from_secs(1)));
+        f.succeeded();
+        assert!(
+            f.failed_at(&e, start + REMIND_EVERY + Duration::from_secs(2)),
+            "a new run of failures is logged at once"
+        );
     }
 }
