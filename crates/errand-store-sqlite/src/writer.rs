@@ -293,20 +293,37 @@ mod tests {
     /// Holds the writer inside one operation until the returned sender is dropped or sent
     /// to, so the writes queued meanwhile form the next group together.
     async fn hold_writer(writer: &Writer) -> (std_mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, held) = hold_writer_then(writer, |_| Ok(())).await;
+        let holder = tokio::spawn(async move {
+            held.await
+                .expect("join")
+                .expect("the holding write commits");
+        });
+        (release, holder)
+    }
+
+    /// Holds the writer inside one write until the returned sender is dropped or sent to;
+    /// the write then runs `then` and answers through the returned task.
+    async fn hold_writer_then(
+        writer: &Writer,
+        then: impl FnOnce(&Connection) -> QResult<()> + Send + 'static,
+    ) -> (
+        std_mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
         let (release, held) = std_mpsc::channel::<()>();
         let (entered_tx, entered) = oneshot::channel();
         let w = writer.clone();
-        let holder = tokio::spawn(async move {
-            w.write(move |_| {
+        let write = tokio::spawn(async move {
+            w.write(move |conn| {
                 let _ = entered_tx.send(());
                 let _ = held.recv();
-                Ok(())
+                then(conn)
             })
             .await
-            .expect("the holding write commits");
         });
         entered.await.expect("the writer runs the holding write");
-        (release, holder)
+        (release, write)
     }
 
     /// Waits until `n` writes sit in the writer's queue.
@@ -655,19 +672,11 @@ mod tests {
         for name in ["w.sqlite3", "w.sqlite3-wal"] {
             std::fs::hard_link(dir.path().join(name), kept.path().join(name)).expect("link");
         }
-        let (release, held) = std_mpsc::channel::<()>();
-        let (entered_tx, entered) = oneshot::channel();
-        let w = writer.clone();
-        let during = tokio::spawn(async move {
-            w.write(move |conn| {
-                let _ = entered_tx.send(());
-                let _ = held.recv();
-                conn.execute("INSERT INTO t (v) VALUES ('during')", [])?;
-                Ok(())
-            })
-            .await
-        });
-        entered.await.expect("the writer runs the write");
+        let (release, during) = hold_writer_then(&writer, |conn| {
+            conn.execute("INSERT INTO t (v) VALUES ('during')", [])?;
+            Ok(())
+        })
+        .await;
         // Removed while the group of `during` is open: the check before `COMMIT` must see
         // it.
         for name in ["w.sqlite3", "w.sqlite3-wal", "w.sqlite3-shm"] {

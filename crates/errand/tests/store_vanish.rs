@@ -128,13 +128,19 @@ fn store_line(server: &ServerProcess) -> String {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_data_directory_refuses_writes_and_the_next_start_says_the_store_is_new() {
+/// A server on `data` in a fresh temporary directory, which also holds what the test keeps.
+async fn server_on_fresh_dir() -> (tempfile::TempDir, PathBuf, ServerProcess) {
     let base = tempfile::tempdir().expect("temp dir");
     let data = base.path().join("data");
-    let mut server = ServerProcess::start_in(&bin(), &data, &[])
+    let server = ServerProcess::start_in(&bin(), &data, &[])
         .await
         .expect("start");
+    (base, data, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_data_directory_refuses_writes_and_the_next_start_says_the_store_is_new() {
+    let (base, data, mut server) = server_on_fresh_dir().await;
     assert!(
         store_line(&server).contains("created new and empty"),
         "{:?}",
@@ -166,11 +172,7 @@ async fn a_deleted_data_directory_refuses_writes_and_the_next_start_says_the_sto
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_store_file_refuses_writes_and_readiness() {
-    let base = tempfile::tempdir().expect("temp dir");
-    let data = base.path().join("data");
-    let mut server = ServerProcess::start_in(&bin(), &data, &[])
-        .await
-        .expect("start");
+    let (base, data, mut server) = server_on_fresh_dir().await;
     let before = acknowledged(&server.client().expect("client"), 20).await;
 
     keep_original(&data, &base.path().join("keep"));
