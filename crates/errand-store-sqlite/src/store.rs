@@ -140,6 +140,21 @@ impl std::fmt::Display for Durability {
     }
 }
 
+/// Configures the writer's connection, checks that a commit on it is durable when it
+/// returns, and brings the schema up to date.
+fn prepare_writer(conn: &mut Connection, path: &Path) -> Result<Durability, StoreError> {
+    configure(conn)?;
+    let durability = Durability::read(conn)?;
+    if !durability.is_documented() {
+        return Err(StoreError::Unavailable(format!(
+            "{} runs with {durability}; errand needs journal_mode=wal synchronous=full",
+            path.display()
+        )));
+    }
+    schema::migrate(conn)?;
+    Ok(durability)
+}
+
 impl SqliteStore {
     /// Opens (or creates) the store and runs migrations.
     ///
@@ -181,27 +196,13 @@ impl SqliteStore {
                 options.path.display()
             )
         };
-        let durability = configure(&conn)
-            .and_then(|()| Durability::read(&conn))
-            .and_then(|durability| {
-                if durability.is_documented() {
-                    Ok(durability)
-                } else {
-                    Err(StoreError::Unavailable(format!(
-                        "{} runs with {durability}; errand needs journal_mode=wal synchronous=full",
-                        options.path.display()
-                    )))
-                }
-            })
-            .and_then(|durability| {
-                schema::migrate(&mut conn)
-                    .map(|()| durability)
-                    .map_err(Into::into)
-            })
-            .map_err(|e| match read_only {
-                true => StoreError::Unavailable(format!("{}: {e}", read_only_why())),
-                false => e,
-            })?;
+        let durability = prepare_writer(&mut conn, &options.path).map_err(|e| {
+            if read_only {
+                StoreError::Unavailable(format!("{}: {e}", read_only_why()))
+            } else {
+                e
+            }
+        })?;
         let watch = Arc::new(FileWatch::record(&options.path)?);
         if read_only {
             watch.mark_broken(format!(
