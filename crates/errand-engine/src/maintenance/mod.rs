@@ -5,6 +5,7 @@ mod job_cleaner;
 mod job_promoter;
 mod job_rescuer;
 mod node_heartbeat;
+mod pass_failures;
 mod schedule_runner;
 mod schedule_slot_cleaner;
 mod wakeup_listener;
@@ -35,8 +36,9 @@ pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
     set
 }
 
-/// Runs `tick` every `every` until `token` fires; errors are logged, not fatal, because a
-/// store that is briefly unavailable must not stop maintenance for good.
+/// Runs `tick` every `every` until `token` fires; errors are logged (without flooding: see
+/// [`pass_failures`]), not fatal, because a store that is briefly unavailable must not stop
+/// maintenance for good.
 async fn every<F, Fut>(
     name: &'static str,
     every: std::time::Duration,
@@ -46,6 +48,7 @@ async fn every<F, Fut>(
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<usize, errand_store::StoreError>>,
 {
+    let mut failures = pass_failures::PassFailures::new(name);
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -54,9 +57,13 @@ async fn every<F, Fut>(
             _ = interval.tick() => {}
         }
         match tick().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(service = name, changed = n, "maintenance pass"),
-            Err(e) => tracing::warn!(service = name, error = %e, "maintenance pass failed"),
+            Ok(n) => {
+                failures.succeeded();
+                if n > 0 {
+                    tracing::debug!(service = name, changed = n, "maintenance pass");
+                }
+            }
+            Err(e) => failures.failed(&e),
         }
     }
 }

@@ -31,6 +31,7 @@ mod concurrency;
 mod jobs;
 mod nodes;
 mod queues;
+mod readiness;
 mod rescue;
 mod restore;
 mod retention;
@@ -41,7 +42,8 @@ mod support;
 pub use self::support::new_job;
 
 use self::{
-    claims::*, concurrency::*, jobs::*, nodes::*, queues::*, rescue::*, restore::*, retention::*,
+    claims::*, concurrency::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*, restore::*,
+    retention::*,
 };
 use self::{schedules::*, settle::*};
 
@@ -141,6 +143,7 @@ macro_rules! conformance_suite {
             dead_requeue_and_purge_by_selection,
             promote_due_makes_jobs_available,
             nodes_register_heartbeat_and_stop,
+            a_writable_store_is_ready,
             prune_deletes_only_finished_jobs_past_retention,
             restore_keeps_exported_jobs_and_is_repeatable,
             restore_of_a_fired_job_claims_its_slot,
