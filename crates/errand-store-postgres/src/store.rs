@@ -272,6 +272,10 @@ impl Store for PgStore {
         Ok(queues)
     }
 
+    async fn queue_counts_fold(&self) -> Result<u64, StoreError> {
+        on_conn!(self, |c| queue::fold_counts(&c).await?)
+    }
+
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
         on_conn!(self, |c| queue::list(&c, None).await?)
     }
