@@ -16,7 +16,7 @@ use super::stats::histogram;
 const QUEUES: usize = 4;
 const KINDS: usize = 8;
 const TAGS: usize = 8;
-/// One job in this many also carries the tag `rare`.
+/// One job in this many also carries the tag `rare`, and has the kind `rare`.
 const RARE_EVERY: usize = 1000;
 /// Jobs per batch enqueue (the API's limit).
 const BATCH: usize = 1000;
@@ -24,15 +24,20 @@ const BATCH: usize = 1000;
 const LOADERS: usize = 4;
 
 fn job(i: usize) -> EnqueueRequest {
+    let rare = i.is_multiple_of(RARE_EVERY);
     let mut tags = vec![format!("t{}", i % TAGS)];
-    if i % RARE_EVERY == 0 {
+    if rare {
         tags.push("rare".into());
     }
     EnqueueRequest {
         queue: Some(format!("q{}", i % QUEUES)),
         payload: Some(serde_json::json!({"n": i})),
         tags,
-        ..EnqueueRequest::new(format!("k{}", i % KINDS))
+        ..EnqueueRequest::new(if rare {
+            "rare".to_string()
+        } else {
+            format!("k{}", i % KINDS)
+        })
     }
 }
 
@@ -104,7 +109,7 @@ pub async fn run(nodes: &[Client], jobs: usize, duration: Duration) -> anyhow::R
     let started = Instant::now();
     load(client, jobs).await?;
     println!(
-        "list reads: loaded {jobs} jobs in {:.1}s ({QUEUES} queues, {KINDS} kinds, {TAGS} tags, 1 in {RARE_EVERY} tagged rare)",
+        "list reads: loaded {jobs} jobs in {:.1}s ({QUEUES} queues, {KINDS} kinds, {TAGS} tags, 1 in {RARE_EVERY} of tag and kind rare)",
         started.elapsed().as_secs_f64()
     );
     let page = |f: fn(&mut JobListQuery)| {
@@ -128,6 +133,10 @@ pub async fn run(nodes: &[Client], jobs: usize, duration: Duration) -> anyhow::R
         (
             "GET /v1/jobs?kind=k5 (1 in 8)",
             page(|q| q.kind = Some("k5".into())),
+        ),
+        (
+            "GET /v1/jobs?kind=rare (1 in 1000)",
+            page(|q| q.kind = Some("rare".into())),
         ),
         (
             "GET /v1/jobs?queue=q1&state=available",

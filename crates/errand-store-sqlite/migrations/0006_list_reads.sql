@@ -14,12 +14,13 @@ CREATE TABLE job_tags (
 INSERT OR IGNORE INTO job_tags (tag, job_id)
     SELECT value, jobs.id FROM jobs, json_each(jobs.tags);
 
--- Tags are written once, at insert; no path updates them.
-CREATE TRIGGER job_tags_insert AFTER INSERT ON jobs BEGIN
+-- Tags are written once, at insert; no path updates them. Most jobs have none: the WHEN
+-- skips the trigger's work for them.
+CREATE TRIGGER job_tags_insert AFTER INSERT ON jobs WHEN NEW.tags <> '[]' BEGIN
     INSERT OR IGNORE INTO job_tags (tag, job_id) SELECT value, NEW.id FROM json_each(NEW.tags);
 END;
 
-CREATE TRIGGER job_tags_delete AFTER DELETE ON jobs BEGIN
+CREATE TRIGGER job_tags_delete AFTER DELETE ON jobs WHEN OLD.tags <> '[]' BEGIN
     DELETE FROM job_tags
         WHERE job_id = OLD.id AND tag IN (SELECT value FROM json_each(OLD.tags));
 END;
