@@ -38,8 +38,10 @@ mod retention;
 mod schedules;
 mod settle;
 mod support;
+mod upgrade;
 
 pub use self::support::new_job;
+pub use self::upgrade::{assert_upgraded, previous_version_jobs, OldJob};
 
 use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, rescue::*, restore::*,
