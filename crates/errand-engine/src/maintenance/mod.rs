@@ -6,6 +6,7 @@ mod job_promoter;
 mod job_rescuer;
 mod node_heartbeat;
 mod pass_failures;
+mod queue_count_folder;
 mod schedule_runner;
 mod schedule_slot_cleaner;
 mod wakeup_listener;
@@ -21,6 +22,7 @@ pub use job_cleaner::prune_once;
 pub use job_promoter::promote_once;
 pub use job_rescuer::rescue_once;
 pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
+pub use queue_count_folder::fold_counts_once;
 pub use schedule_slot_cleaner::prune_slots_once;
 
 /// Starts every maintenance service; they stop when `token` is cancelled.
@@ -30,6 +32,7 @@ pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
     set.spawn(job_promoter::run(engine.clone(), token.clone()));
     set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
     set.spawn(job_cleaner::run(engine.clone(), token.clone()));
+    set.spawn(queue_count_folder::run(engine.clone(), token.clone()));
     set.spawn(schedule_runner::run(engine.clone(), token.clone()));
     set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));
     set.spawn(wakeup_listener::run(engine, token));
