@@ -448,3 +448,57 @@ async fn shutdown_is_not_held_by_idle_connections() {
     let (rest, _) = read_until_closed(&mut idle, Duration::from_secs(1)).await;
     assert!(rest.is_empty());
 }
+
+#[tokio::test]
+async fn a_large_answer_drains_to_a_slow_reader_past_the_idle_timeout() {
+    // Eight jobs of ~900 KB: the listing answer is about 7 MB, more than the socket buffers
+    // hold, so it drains only as fast as the client reads: about 3 s at this pace.
+    let (server, _dir) = edge_server(&["--idle-timeout", "1s"]).await;
+    let raw = common::Raw::new(&server);
+    let filler = "x".repeat(900_000);
+    for _ in 0..8 {
+        let body = serde_json::json!({"kind": "big", "payload": {"filler": filler}});
+        let (status, _) = raw.post("/v1/jobs", &body.to_string()).await;
+        assert_eq!(status, 201);
+    }
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"GET /v1/jobs?kind=big&limit=8 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("send request");
+    let started = Instant::now();
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the server kept sending or closed within 10 s")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        // About 2.5 MB a second.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let took = started.elapsed();
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&data[..end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    assert!(
+        took > Duration::from_secs(1),
+        "the answer drained in {took:?}, within the idle timeout: the test proves nothing"
+    );
+    assert_eq!(
+        data.len() - end - 4,
+        length,
+        "the whole answer arrived (after {took:?})"
+    );
+}

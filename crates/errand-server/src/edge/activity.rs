@@ -52,6 +52,17 @@ impl Activity {
         }
     }
 
+    /// Bytes left for the client: a response still draining to a slow reader after its
+    /// request's guard dropped is progress, so the idle deadline counts from here (only a
+    /// connection that moves no bytes either way for `idle_timeout` is closed). The
+    /// watchdog wakes at the old deadline and computes the new one; no notification needed.
+    pub(crate) fn bytes_written(&self) {
+        let mut s = self.state();
+        if s.in_flight == 0 && s.head_started.is_none() {
+            s.idle_since = Instant::now();
+        }
+    }
+
     /// A request was handed to the service; it is in progress until the guard drops
     /// (when its response body has been sent or abandoned).
     pub(crate) fn request_started(self: &Arc<Self>) -> RequestGuard {

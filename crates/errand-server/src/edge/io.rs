@@ -84,7 +84,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EdgeIo<T> {
                 return Poll::Ready(Ok(buf.len()));
             }
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf));
+        if matches!(written, Ok(n) if n > 0) {
+            this.activity.bytes_written();
+        }
+        Poll::Ready(written)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
