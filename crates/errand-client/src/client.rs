@@ -29,6 +29,10 @@ impl Client {
     pub fn new(base: &str) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
+            // Below the server's default `idle_timeout` (60 s): a pooled connection is
+            // dropped here before the server closes it, so a request is never sent on a
+            // connection the server is closing (an ambiguous failure for an enqueue).
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;

@@ -8,6 +8,10 @@
 -- newest first straight from the key and a listing stops after one page. (A GIN index on
 -- `tags` finds the matching rows but not in id order: a common tag would still fetch and
 -- sort every match for each page.)
+-- Old-version nodes may still be writing during a rolling upgrade: hold their writes (reads
+-- go on) until the triggers below exist, so no job commits between the backfill and them.
+LOCK TABLE jobs IN SHARE MODE;
+
 CREATE TABLE job_tags (
     tag     text NOT NULL,
     job_id  uuid NOT NULL,
