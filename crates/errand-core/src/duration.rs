@@ -64,21 +64,35 @@ impl serde::Serialize for FlexDuration {
     }
 }
 
-impl utoipa::PartialSchema for FlexDuration {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+/// What [`parse`] reads as text: plain milliseconds, or numbers (maybe with a fraction) each
+/// followed by a unit, as `humantime` spells them.
+pub const DURATION_PATTERN: &str = "^\\s*([0-9]+|([0-9]+(\\.[0-9]+)?\\s*(nanos|nsec|ns|usec|us|\u{b5}s|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)\\s*)+)$";
+
+impl FlexDuration {
+    /// The schema of a duration of at least `min_ms` milliseconds: a whole number of
+    /// milliseconds, or text [`parse`] reads.
+    pub fn schema_from(min_ms: u64) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
         OneOfBuilder::new()
             .item(
                 ObjectBuilder::new()
                     .schema_type(SchemaType::Type(Type::Integer))
+                    .minimum(Some(min_ms))
                     .description(Some("milliseconds")),
             )
             .item(
                 ObjectBuilder::new()
                     .schema_type(SchemaType::Type(Type::String))
+                    .pattern(Some(DURATION_PATTERN))
                     .description(Some("a duration such as 250ms, 30s, 5m, 1h 30m")),
             )
             .into()
+    }
+}
+
+impl utoipa::PartialSchema for FlexDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        Self::schema_from(0)
     }
 }
 

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text_schema::{self, SAFE_NAME_PATTERN, VISIBLE_LABEL_PATTERN};
 use crate::ValidationError;
 
 /// Longest queue name: long enough for `tenant.region.purpose`, short enough for an index.
@@ -13,9 +14,8 @@ pub const MAX_KIND_LEN: usize = 255;
 
 /// A queue's name: 1 to 128 characters from `A-Z a-z 0-9 _ - . :`, so it is safe in URLs,
 /// metrics labels and file names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "default")]
 pub struct QueueName(String);
 
 impl QueueName {
@@ -72,9 +72,8 @@ impl fmt::Display for QueueName {
 /// A schedule's name. Schedules are not queues: their names live in a namespace of their
 /// own (a schedule `reports` and a queue `reports` are unrelated), so they get their own
 /// type, with the same safe characters as queue names for the same reasons (URLs, labels).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "nightly-report")]
 pub struct ScheduleName(String);
 
 impl ScheduleName {
@@ -108,9 +107,8 @@ impl fmt::Display for ScheduleName {
 }
 
 /// A job kind: which handler runs the job. 1 to 255 printable characters, no whitespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "send_email")]
 pub struct JobKind(String);
 
 impl JobKind {
@@ -155,6 +153,41 @@ impl fmt::Display for JobKind {
         f.write_str(&self.0)
     }
 }
+
+/// Gives a name type the string schema its parser enforces.
+macro_rules! text_schema {
+    ($ty:ty, $pattern:expr, $max:expr, $description:expr, $example:expr) => {
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                text_schema::text($pattern, $max, $description, $example)
+            }
+        }
+
+        impl utoipa::ToSchema for $ty {}
+    };
+}
+
+text_schema!(
+    QueueName,
+    SAFE_NAME_PATTERN,
+    MAX_QUEUE_NAME_LEN,
+    "A queue name: 1 to 128 characters from A-Z a-z 0-9 _ - . :",
+    "default"
+);
+text_schema!(
+    ScheduleName,
+    SAFE_NAME_PATTERN,
+    MAX_QUEUE_NAME_LEN,
+    "A schedule name: 1 to 128 characters from A-Z a-z 0-9 _ - . :",
+    "nightly-report"
+);
+text_schema!(
+    JobKind,
+    VISIBLE_LABEL_PATTERN,
+    MAX_KIND_LEN,
+    "A job kind: 1 to 255 characters, no whitespace, control or invisible format characters",
+    "send_email"
+);
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 /// The whole HTTP application, and the OpenAPI document describing it.
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_limit = state.limits.max_request_bytes;
-    let (router, api) = routes::router().split_for_parts();
+    let (router, mut api) = routes::router().split_for_parts();
+    openapi::add_error_responses(&mut api);
     let doc = api.clone();
     let router = router
         .route(

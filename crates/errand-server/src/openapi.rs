@@ -1,6 +1,11 @@
-//! The document's frame; operations and schemas come from the handlers.
+//! The document's frame; operations and schemas come from the handlers, and the error
+//! answers every operation shares are added to each once the route table is complete.
 
-use utoipa::OpenApi;
+use errand_api::schema::WaitDuration;
+use errand_api::ErrorBody;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, ResponseBuilder};
+use utoipa::{OpenApi, ToSchema};
 
 /// errand's OpenAPI document.
 #[derive(OpenApi)]
@@ -10,6 +15,7 @@ use utoipa::OpenApi;
         description = "A background-jobs server: enqueue over HTTP, work with workers in any language.",
         version = "1"
     ),
+    components(schemas(ErrorBody, WaitDuration)),
     tags(
         (name = "jobs", description = "Enqueue, inspect, cancel and retry jobs"),
         (name = "workers", description = "The remote worker protocol: claim, heartbeat, complete, fail"),
@@ -21,3 +27,97 @@ use utoipa::OpenApi;
     )
 )]
 pub(crate) struct ApiDoc;
+
+/// Answers any request may get, whatever its operation.
+const EVERY_REQUEST: &[(&str, &str)] = &[
+    (
+        "403",
+        "A request from a foreign `Origin` (another web site); nothing changed",
+    ),
+    (
+        "500",
+        "A bug or an unreadable record; nothing known to be changed",
+    ),
+    (
+        "503",
+        "The store is unavailable or cannot be written; nothing acknowledged, retry",
+    ),
+];
+
+/// Answers a request with a body may get.
+const WITH_BODY: &[(&str, &str)] = &[
+    (
+        "413",
+        "The body is larger than the server accepts; nothing changed",
+    ),
+    ("415", "The body is not `application/json`; nothing changed"),
+];
+
+/// The answer to input that breaks a rule (path, query, header or body).
+const BAD_INPUT: (&str, &str) = ("400", "Bad input; nothing changed");
+
+/// What a listed error answer without a description of its own means.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "400" => BAD_INPUT.1,
+        "404" => "No such resource",
+        "409" => "The resource is in a state that forbids this; nothing changed",
+        _ => "An error",
+    }
+}
+
+/// Gives every operation the error answers it can get, each with the JSON error body: the
+/// ones every request may get, 400 where it takes input, 413 and 415 where it takes a body.
+pub(crate) fn add_error_responses(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            add_to_operation(op);
+        }
+    }
+}
+
+fn add_to_operation(op: &mut Operation) {
+    let has_body = op.request_body.is_some();
+    let has_input = has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let mut wanted: Vec<(&str, &str)> = EVERY_REQUEST.to_vec();
+    if has_body {
+        wanted.extend_from_slice(WITH_BODY);
+    }
+    if has_input {
+        wanted.push(BAD_INPUT);
+    }
+    let responses = &mut op.responses.responses;
+    for (status, description) in wanted {
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| error_response(description));
+    }
+    for (status, response) in responses.iter_mut() {
+        if let RefOr::T(r) = response {
+            if r.description.is_empty() && !status.starts_with('2') {
+                r.description = default_description(status).to_string();
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    ErrorBody::name(),
+                ))))
+                .build(),
+        )
+        .into()
+}

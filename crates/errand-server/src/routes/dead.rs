@@ -2,7 +2,9 @@
 
 use axum::extract::State;
 use axum::Json;
-use errand_api::{CountResponse, DeadSelectionRequest, ErrorBody, JobListQuery, JobPage};
+use errand_api::{
+    CountResponse, DeadListQuery, DeadSelectionRequest, ErrorBody, JobListQuery, JobPage,
+};
 use errand_core::{JobState, QueueName};
 use errand_store::DeadSelection;
 
@@ -11,13 +13,14 @@ use crate::routes::jobs::{list_params, page};
 use crate::{ApiError, AppState};
 
 /// Dead jobs, newest first; filters as for `/v1/jobs` (the state is always `dead`).
-#[utoipa::path(get, path = "/v1/dead", tag = "dead",
-    params(JobListQuery),
+#[utoipa::path(get, path = "/v1/dead", operation_id = "list_dead_jobs", tag = "dead",
+    params(DeadListQuery),
     responses((status = 200, description = "A page of dead jobs", body = JobPage), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<JobListQuery>,
+    ApiQuery(q): ApiQuery<DeadListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
+    let q = JobListQuery::from(q);
     if q.state.as_deref().is_some_and(|s| s != "dead") {
         return Err(ApiError::invalid(
             "state: the dead list holds only dead jobs",
@@ -47,7 +50,7 @@ fn selection(req: DeadSelectionRequest) -> Result<DeadSelection, ApiError> {
 }
 
 /// Makes the selected dead jobs available again, each with one more attempt.
-#[utoipa::path(post, path = "/v1/dead/requeue", tag = "dead",
+#[utoipa::path(post, path = "/v1/dead/requeue", operation_id = "requeue_dead_jobs", tag = "dead",
     request_body = DeadSelectionRequest,
     responses((status = 200, description = "How many were requeued", body = CountResponse), (status = 400, body = ErrorBody)))]
 pub(crate) async fn requeue(
@@ -59,7 +62,7 @@ pub(crate) async fn requeue(
 }
 
 /// Deletes the selected dead jobs and their attempts.
-#[utoipa::path(post, path = "/v1/dead/purge", tag = "dead",
+#[utoipa::path(post, path = "/v1/dead/purge", operation_id = "purge_dead_jobs", tag = "dead",
     request_body = DeadSelectionRequest,
     responses((status = 200, description = "How many were deleted", body = CountResponse), (status = 400, body = ErrorBody)))]
 pub(crate) async fn purge(
