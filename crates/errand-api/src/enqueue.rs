@@ -9,7 +9,7 @@ use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::schema::{IdempotencyKey, StorableJson, Tag, Timeout};
+use crate::schema::{IdempotencyKey, PositiveDuration, StorableJson, Tag};
 
 /// Limits the server applies to enqueued jobs.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +50,7 @@ pub struct EnqueueRequest {
     pub max_attempts: Option<u32>,
     /// Longest one attempt may run (`"5m"` or milliseconds); longer than zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Timeout>)]
+    #[schema(value_type = Option<PositiveDuration>)]
     pub timeout: Option<FlexDuration>,
     /// Labels to search by, at most 32.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

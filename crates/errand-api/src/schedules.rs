@@ -8,7 +8,7 @@ use errand_core::schedule_spec::{
 use errand_core::{JobKind, QueueName, ScheduleName, ValidationError};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{StorableJson, Tag, Timeout};
+use crate::schema::{Interval, PositiveDuration, StorableJson, Tag};
 use crate::{EnqueueLimits, EnqueueRequest};
 
 /// The job part of a schedule: what an enqueue takes, minus timing and idempotency.
@@ -36,7 +36,7 @@ pub struct JobTemplateRequest {
     pub max_attempts: Option<u32>,
     /// Longest one attempt may run; longer than zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Timeout>)]
+    #[schema(value_type = Option<PositiveDuration>)]
     pub timeout: Option<FlexDuration>,
     /// Labels, at most 32.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -54,8 +54,9 @@ pub struct ScheduleRequest {
     /// Cron expression: 5 fields, 6 with seconds first, or `@hourly`, `@daily`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
-    /// Interval instead of cron (`"30s"` or milliseconds).
+    /// Interval instead of cron (`"30s"` or milliseconds), at least 1s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Interval>)]
     pub every: Option<FlexDuration>,
     /// IANA time zone of the cron expression (default `UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +71,7 @@ pub struct ScheduleRequest {
     pub catch_up: Option<CatchUpPolicy>,
     /// With `catch_up: all`, how far back (default `24h`, at most 167 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PositiveDuration>)]
     pub catch_up_window: Option<FlexDuration>,
     /// Random delay up to this for each job.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,16 +62,27 @@ impl utoipa::PartialSchema for WorkerName {
 
 impl utoipa::ToSchema for WorkerName {}
 
-/// A job's timeout: a duration longer than zero.
-pub struct Timeout;
+/// A duration longer than zero: a job's timeout, a catch-up window.
+pub struct PositiveDuration;
 
-impl utoipa::PartialSchema for Timeout {
+impl utoipa::PartialSchema for PositiveDuration {
     fn schema() -> RefOr<Schema> {
         FlexDuration::schema_from(1)
     }
 }
 
-impl utoipa::ToSchema for Timeout {}
+impl utoipa::ToSchema for PositiveDuration {}
+
+/// A schedule's interval: at least a second.
+pub struct Interval;
+
+impl utoipa::PartialSchema for Interval {
+    fn schema() -> RefOr<Schema> {
+        FlexDuration::schema_from(1000)
+    }
+}
+
+impl utoipa::ToSchema for Interval {}
 
 /// How long `GET /v1/jobs/{id}?wait=` long-polls: at most a minute, in milliseconds, seconds
 /// or one minute. The server also reads longer spellings (`1s 500ms`); the pattern names the

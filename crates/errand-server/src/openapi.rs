@@ -4,6 +4,9 @@
 use errand_api::schema::WaitDuration;
 use errand_api::ErrorBody;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
 
@@ -63,6 +66,29 @@ fn default_description(status: &str) -> &'static str {
         "404" => "No such resource",
         "409" => "The resource is in a state that forbids this; nothing changed",
         _ => "An error",
+    }
+}
+
+/// States the rules between fields of a body that derived schemas cannot: an enqueue names
+/// `run_at` or `delay`, not both.
+pub(crate) fn add_field_relations(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    if let Some(enqueue) = components.schemas.remove("EnqueueRequest") {
+        let absent_or_null = |field: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .property(field, ObjectBuilder::new().schema_type(Type::Null))
+        };
+        let one_of_two = AnyOfBuilder::new()
+            .description(Some("`run_at` or `delay`, not both"))
+            .item(absent_or_null("run_at"))
+            .item(absent_or_null("delay"));
+        let both = AllOfBuilder::new().item(enqueue).item(one_of_two).build();
+        components
+            .schemas
+            .insert("EnqueueRequest".into(), RefOr::T(Schema::AllOf(both)));
     }
 }
 

@@ -238,7 +238,7 @@ async fn names_bounds_and_optional_bodies_match_what_the_server_enforces() {
     assert_eq!(claim["wait_ms"]["maximum"], MAX_WAIT_MS);
     assert_eq!(claim["lease_ms"]["minimum"], MIN_LEASE_MS);
     assert_eq!(claim["lease_ms"]["maximum"], MAX_LEASE_MS);
-    let enqueue = &schemas["EnqueueRequest"]["properties"];
+    let enqueue = &schemas["EnqueueRequest"]["allOf"][0]["properties"];
     assert_eq!(enqueue["priority"]["minimum"], *PRIORITY_RANGE.start());
     assert_eq!(enqueue["priority"]["maximum"], *PRIORITY_RANGE.end());
     for (op, body) in operations(&doc) {
