@@ -137,13 +137,16 @@ impl utoipa::PartialSchema for StorableJson {
 
 impl utoipa::ToSchema for StorableJson {}
 
+/// One way a body may be valid: the properties it must have, and what they must then hold.
+type Alternative<'a> = (Vec<&'a str>, Vec<(&'a str, Schema)>);
+
 /// An object schema with `properties`, no others, and `one_of_these` (each a set of
 /// property schemas that must hold, with the listed properties required): how a body whose
 /// fields depend on each other is described.
 fn object_with_alternatives(
     description: &str,
     properties: Vec<(&str, RefOr<Schema>)>,
-    one_of_these: Vec<(Vec<&str>, Vec<(&str, Schema)>)>,
+    one_of_these: Vec<Alternative>,
 ) -> RefOr<Schema> {
     let mut fields = ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::Object))
