@@ -29,43 +29,6 @@ pub struct JobListQuery {
     pub cursor: Option<String>,
 }
 
-/// `GET /v1/dead` filters: those of `GET /v1/jobs`, where the state can only be `dead`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeadListQuery {
-    /// Only this queue.
-    #[param(value_type = Option<QueueName>)]
-    pub queue: Option<String>,
-    /// `dead`, the only state the dead list holds.
-    #[param(pattern = "^dead$")]
-    pub state: Option<String>,
-    /// Only this kind.
-    #[param(value_type = Option<JobKind>)]
-    pub kind: Option<String>,
-    /// Only jobs with this tag.
-    pub tag: Option<String>,
-    /// Page size, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(value_type = Option<JobId>)]
-    pub cursor: Option<String>,
-}
-
-impl From<DeadListQuery> for JobListQuery {
-    fn from(q: DeadListQuery) -> Self {
-        Self {
-            queue: q.queue,
-            state: q.state,
-            kind: q.kind,
-            tag: q.tag,
-            limit: q.limit,
-            cursor: q.cursor,
-        }
-    }
-}
-
 /// `GET /v1/jobs/{id}` options.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -19,7 +19,7 @@ pub use enqueue::{
     EnqueueRequest, EnqueuedJob,
 };
 pub use error_body::{ErrorBody, ErrorDetail};
-pub use jobs::{AttemptList, DeadListQuery, JobListQuery, JobPage, JobWaitQuery};
+pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
 pub use nodes::NodeList;
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use schedules::{

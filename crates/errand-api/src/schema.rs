@@ -4,7 +4,8 @@
 
 use errand_core::duration::FlexDuration;
 use errand_core::limits::MAX_LABEL_LEN;
-use errand_core::text_schema::{self, NO_CONTROL_PATTERN, NO_NUL_PATTERN, VISIBLE_LABEL_PATTERN};
+use errand_core::text_schema::{NO_CONTROL_PATTERN, NO_NUL_PATTERN, VISIBLE_LABEL_PATTERN};
+use errand_core::text_schema_for;
 use utoipa::openapi::schema::{
     AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder,
     Schema, SchemaType, Type,
@@ -17,50 +18,35 @@ pub const MAX_WORKER_LEN: usize = 255;
 /// A tag: the same characters as a job kind, 1 to 255 of them.
 pub struct Tag;
 
-impl utoipa::PartialSchema for Tag {
-    fn schema() -> RefOr<Schema> {
-        text_schema::text(
-            VISIBLE_LABEL_PATTERN,
-            MAX_LABEL_LEN,
-            "A tag: 1 to 255 characters, no whitespace, control or invisible format characters",
-            "billing",
-        )
-    }
-}
-
-impl utoipa::ToSchema for Tag {}
+text_schema_for!(
+    Tag,
+    VISIBLE_LABEL_PATTERN,
+    MAX_LABEL_LEN,
+    "A tag: 1 to 255 characters, no whitespace, control or invisible format characters",
+    "billing"
+);
 
 /// An idempotency key: 1 to 255 characters without control characters.
 pub struct IdempotencyKey;
 
-impl utoipa::PartialSchema for IdempotencyKey {
-    fn schema() -> RefOr<Schema> {
-        text_schema::text(
-            NO_CONTROL_PATTERN,
-            MAX_LABEL_LEN,
-            "An idempotency key: 1 to 255 characters, no control characters",
-            "order-4711",
-        )
-    }
-}
-
-impl utoipa::ToSchema for IdempotencyKey {}
+text_schema_for!(
+    IdempotencyKey,
+    NO_CONTROL_PATTERN,
+    MAX_LABEL_LEN,
+    "An idempotency key: 1 to 255 characters, no control characters",
+    "order-4711"
+);
 
 /// A worker's name as a claim gives it: 1 to 255 characters without control characters.
 pub struct WorkerName;
 
-impl utoipa::PartialSchema for WorkerName {
-    fn schema() -> RefOr<Schema> {
-        text_schema::text(
-            NO_CONTROL_PATTERN,
-            MAX_WORKER_LEN,
-            "Who claims: 1 to 255 characters, no control characters",
-            "worker-1",
-        )
-    }
-}
-
-impl utoipa::ToSchema for WorkerName {}
+text_schema_for!(
+    WorkerName,
+    NO_CONTROL_PATTERN,
+    MAX_WORKER_LEN,
+    "Who claims: 1 to 255 characters, no control characters",
+    "worker-1"
+);
 
 /// A duration longer than zero: a job's timeout, a catch-up window.
 pub struct PositiveDuration;

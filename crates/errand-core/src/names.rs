@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::text_schema::{self, SAFE_NAME_PATTERN, VISIBLE_LABEL_PATTERN};
+use crate::text_schema::{SAFE_NAME_PATTERN, VISIBLE_LABEL_PATTERN};
 use crate::ValidationError;
 
 /// Longest queue name: long enough for `tenant.region.purpose`, short enough for an index.
@@ -154,34 +154,21 @@ impl fmt::Display for JobKind {
     }
 }
 
-/// Gives a name type the string schema its parser enforces.
-macro_rules! text_schema {
-    ($ty:ty, $pattern:expr, $max:expr, $description:expr, $example:expr) => {
-        impl utoipa::PartialSchema for $ty {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                text_schema::text($pattern, $max, $description, $example)
-            }
-        }
-
-        impl utoipa::ToSchema for $ty {}
-    };
-}
-
-text_schema!(
+crate::text_schema_for!(
     QueueName,
     SAFE_NAME_PATTERN,
     MAX_QUEUE_NAME_LEN,
     "A queue name: 1 to 128 characters from A-Z a-z 0-9 _ - . :",
     "default"
 );
-text_schema!(
+crate::text_schema_for!(
     ScheduleName,
     SAFE_NAME_PATTERN,
     MAX_QUEUE_NAME_LEN,
     "A schedule name: 1 to 128 characters from A-Z a-z 0-9 _ - . :",
     "nightly-report"
 );
-text_schema!(
+crate::text_schema_for!(
     JobKind,
     VISIBLE_LABEL_PATTERN,
     MAX_KIND_LEN,

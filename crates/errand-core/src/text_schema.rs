@@ -35,6 +35,21 @@ pub fn text(pattern: &str, max_len: usize, description: &str, example: &str) -> 
         .into()
 }
 
+/// Gives `$ty` the string schema of [`text`]: 1 to `$max` characters matching `$pattern`.
+/// For name types and for the marker types that describe plain-string wire fields.
+#[macro_export]
+macro_rules! text_schema_for {
+    ($ty:ty, $pattern:expr, $max:expr, $description:expr, $example:expr) => {
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::text_schema::text($pattern, $max, $description, $example)
+            }
+        }
+
+        impl utoipa::ToSchema for $ty {}
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,9 +69,29 @@ fn default_description(status: &str) -> &'static str {
     }
 }
 
-/// States the rules between fields of a body that derived schemas cannot: an enqueue names
-/// `run_at` or `delay`, not both.
+/// States the rules derived schemas cannot: the dead list's `state` can only be `dead`, and
+/// an enqueue names `run_at` or `delay`, not both.
 pub(crate) fn add_field_relations(doc: &mut Document) {
+    let dead_list = doc
+        .paths
+        .paths
+        .get_mut("/v1/dead")
+        .and_then(|i| i.get.as_mut());
+    for p in dead_list
+        .and_then(|op| op.parameters.as_mut())
+        .into_iter()
+        .flatten()
+    {
+        if p.name == "state" {
+            p.description = Some("`dead`, the only state the dead list holds".into());
+            p.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["dead"]))
+                    .into(),
+            );
+        }
+    }
     let Some(components) = doc.components.as_mut() else {
         return;
     };

@@ -2,9 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use errand_api::{
-    CountResponse, DeadListQuery, DeadSelectionRequest, ErrorBody, JobListQuery, JobPage,
-};
+use errand_api::{CountResponse, DeadSelectionRequest, ErrorBody, JobListQuery, JobPage};
 use errand_core::{JobState, QueueName};
 use errand_store::DeadSelection;
 
@@ -14,13 +12,12 @@ use crate::{ApiError, AppState};
 
 /// Dead jobs, newest first; filters as for `/v1/jobs` (the state is always `dead`).
 #[utoipa::path(get, path = "/v1/dead", operation_id = "list_dead_jobs", tag = "dead",
-    params(DeadListQuery),
+    params(JobListQuery),
     responses((status = 200, description = "A page of dead jobs", body = JobPage), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<DeadListQuery>,
+    ApiQuery(q): ApiQuery<JobListQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let q = JobListQuery::from(q);
     if q.state.as_deref().is_some_and(|s| s != "dead") {
         return Err(ApiError::invalid(
             "state: the dead list holds only dead jobs",
