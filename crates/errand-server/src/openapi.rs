@@ -38,6 +38,10 @@ const EVERY_REQUEST: &[(&str, &str)] = &[
         "A request from a foreign `Origin` (another web site); nothing changed",
     ),
     (
+        "421",
+        "A `Host` this server does not answer for (DNS rebinding); nothing changed",
+    ),
+    (
         "500",
         "A bug or an unreadable record; nothing known to be changed",
     ),

@@ -186,7 +186,7 @@ async fn every_operation_documents_every_error_it_can_answer_with_the_error_shap
             .unwrap_or(&[]);
         let has_path_param = params.iter().any(|p| p["in"] == "path");
         let has_body = body.get("requestBody").is_some();
-        let mut wanted = vec!["403", "500", "503"];
+        let mut wanted = vec!["403", "421", "500", "503"];
         if has_path_param || has_body || !params.is_empty() {
             wanted.push("400");
         }
