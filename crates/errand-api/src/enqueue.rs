@@ -5,6 +5,7 @@ use errand_core::job::RunAt;
 use errand_core::limits::{
     DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_LABEL_LEN, MAX_MAX_ATTEMPTS, MAX_TAGS, PRIORITY_RANGE,
 };
+use errand_core::names::check_label;
 use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -60,22 +61,6 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<IdempotencyKey>)]
     pub idempotency_key: Option<String>,
-}
-
-fn label(field: &str, value: &str) -> Result<(), ValidationError> {
-    if value.is_empty() || value.len() > MAX_LABEL_LEN {
-        return Err(ValidationError::new(
-            field,
-            format!("must have 1 to {MAX_LABEL_LEN} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
 }
 
 /// Refuses NUL characters in a text a store keeps (a failure's error, a progress
@@ -180,7 +165,10 @@ impl EnqueueRequest {
                 ));
             }
             (Some(t), None) => RunAt::At(t.as_millisecond()),
-            (None, Some(d)) => RunAt::After(d.0),
+            (None, Some(d)) => {
+                errand_core::time::checked_after("delay", errand_core::time::system_now(), d.0)?;
+                RunAt::After(d.0)
+            }
             (None, None) => RunAt::Now,
         };
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
@@ -194,6 +182,9 @@ impl EnqueueRequest {
             if t.0.is_zero() {
                 return Err(ValidationError::new("timeout", "must be longer than zero"));
             }
+            // An attempt's deadline is its start plus the timeout: past the year 9999 it
+            // overflows the stores' arithmetic (PostgreSQL refuses the sum outright).
+            errand_core::time::checked_after("timeout", errand_core::time::system_now(), t.0)?;
         }
         if self.tags.len() > MAX_TAGS {
             return Err(ValidationError::new(
@@ -202,10 +193,10 @@ impl EnqueueRequest {
             ));
         }
         for (i, t) in self.tags.iter().enumerate() {
-            label(&format!("tags[{i}]"), t)?;
+            check_label(&format!("tags[{i}]"), t, MAX_LABEL_LEN)?;
         }
         if let Some(k) = &self.idempotency_key {
-            label("idempotency_key", k)?;
+            check_label("idempotency_key", k, MAX_LABEL_LEN)?;
         }
         Ok(NewJob {
             id: JobId::new(),

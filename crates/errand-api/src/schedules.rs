@@ -140,7 +140,7 @@ impl ScheduleRequest {
             catch_up_window_ms: window,
             jitter_ms: self.jitter.map(|j| j.0.as_millis() as u64).unwrap_or(0),
         };
-        spec.trigger()?;
+        spec.validate(jiff::Timestamp::now())?;
         Ok(spec)
     }
 }

@@ -4,7 +4,7 @@
 
 use errand_core::duration::FlexDuration;
 use errand_core::limits::MAX_LABEL_LEN;
-use errand_core::text_schema::{NO_CONTROL_PATTERN, NO_NUL_PATTERN, VISIBLE_LABEL_PATTERN};
+use errand_core::text_schema::{visible_pattern, NO_NUL_PATTERN};
 use errand_core::text_schema_for;
 use utoipa::openapi::schema::{
     AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder,
@@ -15,36 +15,36 @@ use utoipa::openapi::{Ref, RefOr};
 /// Longest worker name; it is shown, not parsed.
 pub const MAX_WORKER_LEN: usize = 255;
 
-/// A tag: the same characters as a job kind, 1 to 255 of them.
+/// A tag: 1 to 255 visible characters (spaces allowed, unlike in a kind).
 pub struct Tag;
 
 text_schema_for!(
     Tag,
-    VISIBLE_LABEL_PATTERN,
+    visible_pattern(),
     MAX_LABEL_LEN,
-    "A tag: 1 to 255 characters, no whitespace, control or invisible format characters",
+    "A tag: 1 to 255 characters, no control, invisible format or line separator characters",
     "billing"
 );
 
-/// An idempotency key: 1 to 255 characters without control characters.
+/// An idempotency key: 1 to 255 visible characters.
 pub struct IdempotencyKey;
 
 text_schema_for!(
     IdempotencyKey,
-    NO_CONTROL_PATTERN,
+    visible_pattern(),
     MAX_LABEL_LEN,
-    "An idempotency key: 1 to 255 characters, no control characters",
+    "An idempotency key: 1 to 255 characters, no control, invisible format or line separator characters",
     "order-4711"
 );
 
-/// A worker's name as a claim gives it: 1 to 255 characters without control characters.
+/// A worker's name as a claim gives it: 1 to 255 visible characters.
 pub struct WorkerName;
 
 text_schema_for!(
     WorkerName,
-    NO_CONTROL_PATTERN,
+    visible_pattern(),
     MAX_WORKER_LEN,
-    "Who claims: 1 to 255 characters, no control characters",
+    "Who claims: 1 to 255 characters, no control, invisible format or line separator characters",
     "worker-1"
 );
 

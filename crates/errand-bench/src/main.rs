@@ -10,6 +10,7 @@
 mod end_to_end;
 mod enqueue;
 mod latency;
+mod list_reads;
 mod raw_http;
 mod schedule_burst;
 mod schedules;
@@ -43,6 +44,9 @@ pub enum Scenario {
     /// API latency while `--schedules` schedules come due at the same instant (not part
     /// of `all`: setting up thousands of schedules takes a while).
     ScheduleBurst,
+    /// Latency of the job and queue listings after loading `--jobs` jobs (not part of
+    /// `all`: loading a large store takes a while).
+    ListReads,
 }
 
 /// `errand-bench` flags.
@@ -62,7 +66,7 @@ pub struct BenchArgs {
     /// How long each timed scenario runs.
     #[arg(long, default_value = "5s")]
     pub duration: String,
-    /// Jobs in the end-to-end scenario.
+    /// Jobs in the end-to-end and list-reads scenarios.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: usize,
     /// Schedules in the schedules scenario, each firing every second.
@@ -254,6 +258,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
         .await?
         .print();
+    }
+    if args.scenario == Scenario::ListReads {
+        let d = deploy(&args).await?;
+        list_reads::run(&d.clients, args.jobs, duration).await?;
     }
     Ok(())
 }

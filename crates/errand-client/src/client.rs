@@ -355,12 +355,23 @@ impl Client {
         self.get("/v1/nodes").await
     }
 
-    /// `GET /readyz`: true when the server and its store answer.
+    /// `GET /readyz`: true when the server can accept a job (its store answers and takes
+    /// writes).
     ///
     /// # Errors
     /// A transport failure.
     pub async fn ready(&self) -> Result<bool, ClientError> {
         let resp = self.request(Method::GET, "/readyz").send().await?;
+        Ok(resp.status().is_success())
+    }
+
+    /// `GET /healthz`: true while the process runs and can work once its store answers;
+    /// unlike [`Client::ready`], a store that takes no writes leaves it true.
+    ///
+    /// # Errors
+    /// A transport failure.
+    pub async fn healthy(&self) -> Result<bool, ClientError> {
+        let resp = self.request(Method::GET, "/healthz").send().await?;
         Ok(resp.status().is_success())
     }
 }

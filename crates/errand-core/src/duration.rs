@@ -48,6 +48,14 @@ impl<'de> Deserialize<'de> for FlexDuration {
                     .map(|ms| FlexDuration(Duration::from_millis(ms)))
                     .map_err(|_| E::custom("a duration cannot be negative"))
             }
+            fn visit_f64<E: serde::de::Error>(self, ms: f64) -> Result<Self::Value, E> {
+                // JSON Schema calls `500.0` an integer; a fraction of a millisecond is refused.
+                match crate::number::integral(ms).map(u64::try_from) {
+                    Some(Ok(ms)) => self.visit_u64(ms),
+                    Some(Err(_)) => Err(E::custom("a duration cannot be negative")),
+                    None => Err(E::invalid_type(serde::de::Unexpected::Float(ms), &self)),
+                }
+            }
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
                 parse("duration", text)
                     .map(FlexDuration)
@@ -135,5 +143,13 @@ mod tests {
         assert_eq!(b.0, Duration::from_secs(2));
         assert!(serde_json::from_str::<FlexDuration>("\"later\"").is_err());
         assert!(serde_json::from_str::<FlexDuration>("-5").is_err());
+    }
+
+    #[test]
+    fn flex_duration_reads_whole_floats_and_refuses_fractions() {
+        let whole: FlexDuration = serde_json::from_str("1500.0").unwrap();
+        assert_eq!(whole.0, Duration::from_millis(1500));
+        assert!(serde_json::from_str::<FlexDuration>("0.5").is_err());
+        assert!(serde_json::from_str::<FlexDuration>("-5.0").is_err());
     }
 }

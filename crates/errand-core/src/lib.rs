@@ -12,6 +12,7 @@ pub mod job;
 pub mod limits;
 pub mod names;
 pub mod node;
+pub mod number;
 mod panic_message;
 pub mod queue;
 pub mod rescue;

@@ -36,3 +36,11 @@ pub const MAX_SLOT_REACH_MS: u64 = SLOT_RETENTION_MS - 3600 * 1000;
 /// Jobs in one batch enqueue: one all-or-nothing transaction of this size commits in well
 /// under a second on either store, and its body fits the default request-size limit.
 pub const MAX_BATCH: usize = 10_000;
+/// Longest `jitter` of a schedule: spreading one slot's job over more than a day is a
+/// mistake (the job would run after slots that come later), not a load-spreading policy.
+/// An interval schedule's jitter is also at most its interval.
+pub const MAX_JITTER_MS: u64 = 24 * 3600 * 1000;
+/// How far ahead a cron schedule's first slot may be: ten years covers every real
+/// calendar pattern (29 February comes every four years, at most eight apart); a pattern
+/// that fires later than that, or never (`0 0 30 2 *`), is refused as a mistake.
+pub const FIRST_SLOT_HORIZON_DAYS: i64 = 10 * 366;

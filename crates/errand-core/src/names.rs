@@ -3,14 +3,58 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::text_schema::{SAFE_NAME_PATTERN, VISIBLE_LABEL_PATTERN};
+use crate::text_schema::{kind_pattern, SAFE_NAME_PATTERN};
 use crate::ValidationError;
 
 /// Longest queue name: long enough for `tenant.region.purpose`, short enough for an index.
 pub const MAX_QUEUE_NAME_LEN: usize = 128;
 /// Longest job kind: kinds are often Rust or Java type paths.
 pub const MAX_KIND_LEN: usize = 255;
+
+/// Whether `c` may appear in text a reader sees as a name or a label (a job kind, a tag, an
+/// idempotency key, a worker's name): not a control character (Unicode category Cc), not
+/// an invisible format character (Cf: bidirectional overrides and isolates U+202A–U+202E
+/// and U+2066–U+2069, zero-width spaces and joiners U+200B–U+200F, U+2060–U+2064, the byte
+/// order mark U+FEFF, ...), not a line or paragraph separator (Zl, Zp). Any of those would
+/// let a name look, on the dashboard or in a terminal, like something it is not.
+pub fn is_visible(c: char) -> bool {
+    !matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// Checks text shown as a name or label: 1 to `max` characters (Unicode scalar values,
+/// not bytes: 255 × `é` is 255 characters), every one [visible](is_visible). The one rule
+/// for every such text, so kinds, tags, keys and worker names are counted and filtered
+/// alike.
+///
+/// # Errors
+/// A [`ValidationError`] naming `field` that says which rule was broken.
+pub fn check_label(field: &str, text: &str, max: usize) -> Result<(), ValidationError> {
+    let count = text.chars().count();
+    if count == 0 || count > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must have 1 to {max} characters (has {count})"),
+        ));
+    }
+    if let Some(bad) = text.chars().find(|c| !is_visible(*c)) {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "must not contain U+{:04X}: no control, invisible format (bidirectional, zero-width) or line separator characters",
+                u32::from(bad)
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// A queue's name: 1 to 128 characters from `A-Z a-z 0-9 _ - . :`, so it is safe in URLs,
 /// metrics labels and file names.
@@ -24,7 +68,10 @@ impl QueueName {
     /// # Errors
     /// When the name is empty, too long or has a character outside the allowed set.
     pub fn parse(name: &str) -> Result<Self, ValidationError> {
-        if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN {
+        // Every allowed character is ASCII, but count characters so the message is true
+        // whatever the name holds.
+        let count = name.chars().count();
+        if count == 0 || count > MAX_QUEUE_NAME_LEN {
             return Err(ValidationError::new(
                 "queue",
                 format!("a queue name has 1 to {MAX_QUEUE_NAME_LEN} characters"),
@@ -106,7 +153,8 @@ impl fmt::Display for ScheduleName {
     }
 }
 
-/// A job kind: which handler runs the job. 1 to 255 printable characters, no whitespace.
+/// A job kind: which handler runs the job. 1 to 255 characters, no whitespace, none that
+/// [`check_label`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct JobKind(String);
@@ -115,19 +163,15 @@ impl JobKind {
     /// Checks and wraps a kind.
     ///
     /// # Errors
-    /// When the kind is empty, too long, or has whitespace or control characters.
+    /// When the kind is empty, too long, or has whitespace, control or invisible
+    /// characters.
     pub fn parse(kind: &str) -> Result<Self, ValidationError> {
-        if kind.is_empty() || kind.len() > MAX_KIND_LEN {
-            return Err(ValidationError::new(
-                "kind",
-                format!("a job kind has 1 to {MAX_KIND_LEN} characters"),
-            ));
-        }
-        if let Some(bad) = kind.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        check_label("kind", kind, MAX_KIND_LEN)?;
+        if let Some(bad) = kind.chars().find(|c| c.is_whitespace()) {
             return Err(ValidationError::new(
                 "kind",
                 format!(
-                    "`{}` is not allowed in a job kind (no whitespace or control characters)",
+                    "`{}` is not allowed in a job kind (no whitespace)",
                     bad.escape_default()
                 ),
             ));
@@ -170,7 +214,7 @@ crate::text_schema_for!(
 );
 crate::text_schema_for!(
     JobKind,
-    VISIBLE_LABEL_PATTERN,
+    kind_pattern(),
     MAX_KIND_LEN,
     "A job kind: 1 to 255 characters, no whitespace, control or invisible format characters",
     "send_email"
@@ -204,5 +248,36 @@ mod tests {
         assert!(JobKind::parse("send mail").is_err());
         assert!(JobKind::parse("x\u{0}").is_err());
         assert!(JobKind::parse("").is_err());
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        assert!(JobKind::parse(&"é".repeat(MAX_KIND_LEN)).is_ok());
+        assert!(JobKind::parse(&"é".repeat(MAX_KIND_LEN + 1)).is_err());
+        assert!(check_label("tags[0]", &"日".repeat(255), 255).is_ok());
+        let long = check_label("tags[0]", &"日".repeat(256), 255).unwrap_err();
+        assert!(long.message.contains("has 256"), "{}", long.message);
+        assert!(check_label("tags[0]", "", 255).is_err());
+    }
+
+    #[test]
+    fn invisible_and_reordering_characters_are_refused() {
+        for c in [
+            '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{200F}', '\u{2060}',
+            '\u{2064}', '\u{FEFF}', '\u{0}', '\u{7}', '\u{85}', '\u{2028}', '\u{2029}',
+        ] {
+            let kind = format!("send{c}mail");
+            let err = JobKind::parse(&kind).unwrap_err();
+            assert!(
+                err.message.contains(&format!("U+{:04X}", u32::from(c))),
+                "{c:?}: {}",
+                err.message
+            );
+            assert!(
+                check_label("tags[0]", &kind, 255).is_err(),
+                "{c:?} in a tag"
+            );
+        }
+        assert!(check_label("tags[0]", "naïve café 日本 🎉 a-b", 255).is_ok());
     }
 }

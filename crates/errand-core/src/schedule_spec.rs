@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::limits::{FIRST_SLOT_HORIZON_DAYS, MAX_JITTER_MS};
 use crate::schedule::Trigger;
 use crate::{JobId, JobKind, JobState, QueueName, ScheduleName, ValidationError};
 
@@ -100,6 +101,65 @@ impl ScheduleSpec {
     }
 }
 
+impl ScheduleSpec {
+    /// The trigger, once the whole definition is one errand will run as meant: a cron
+    /// expression that fires within [`FIRST_SLOT_HORIZON_DAYS`] of `now` (one that never
+    /// fires, like `0 0 30 2 *`, is refused), and a `jitter` of at most
+    /// [`MAX_JITTER_MS`] and, for an interval schedule, at most the interval. Every way a
+    /// schedule is defined (the API, `errand.toml`) goes through this.
+    ///
+    /// # Errors
+    /// What [`trigger`](Self::trigger) refuses, and the rules above, each naming its field.
+    pub fn validate(&self, now: Timestamp) -> Result<Trigger, ValidationError> {
+        let trigger = self.trigger()?;
+        if let Some(expr) = &self.cron {
+            let horizon = now
+                .saturating_add(jiff::SignedDuration::from_hours(
+                    FIRST_SLOT_HORIZON_DAYS * 24,
+                ))
+                .unwrap_or(Timestamp::MAX);
+            match trigger.next_after(now) {
+                Some(first) if first <= horizon => {}
+                Some(first) => {
+                    return Err(ValidationError::new(
+                        "cron",
+                        format!(
+                            "`{expr}` first fires at {first}, more than {} years from now",
+                            FIRST_SLOT_HORIZON_DAYS / 366
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(ValidationError::new(
+                        "cron",
+                        format!("`{expr}` never fires: no date matches it (like 30 February)"),
+                    ));
+                }
+            }
+        }
+        if self.jitter_ms > MAX_JITTER_MS {
+            return Err(ValidationError::new(
+                "jitter",
+                format!(
+                    "{} is longer than a day, the most a job may be spread",
+                    crate::duration::format(std::time::Duration::from_millis(self.jitter_ms))
+                ),
+            ));
+        }
+        if let Some(every) = self.every_ms.filter(|every| self.jitter_ms > *every) {
+            return Err(ValidationError::new(
+                "jitter",
+                format!(
+                    "{} is longer than the interval ({}): a job would start after the next slot",
+                    crate::duration::format(std::time::Duration::from_millis(self.jitter_ms)),
+                    crate::duration::format(std::time::Duration::from_millis(every))
+                ),
+            ));
+        }
+        Ok(trigger)
+    }
+}
+
 /// A schedule as the store holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
@@ -132,4 +192,68 @@ pub struct Schedule {
     /// When it last changed.
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(cron: Option<&str>, every_ms: Option<u64>, jitter_ms: u64) -> ScheduleSpec {
+        ScheduleSpec {
+            name: ScheduleName::parse("s").unwrap(),
+            cron: cron.map(str::to_string),
+            every_ms,
+            timezone: "UTC".into(),
+            job: JobTemplate {
+                kind: JobKind::parse("k").unwrap(),
+                queue: QueueName::default_queue(),
+                payload: Value::Null,
+                priority: 0,
+                max_attempts: 1,
+                timeout_ms: None,
+                tags: vec![],
+            },
+            overlap: OverlapPolicy::default(),
+            catch_up: CatchUpPolicy::default(),
+            catch_up_window_ms: 3_600_000,
+            jitter_ms,
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_is_refused_and_a_rare_one_is_not() {
+        let never = spec(Some("0 0 30 2 *"), None, 0)
+            .validate(now())
+            .unwrap_err();
+        assert_eq!(never.field, "cron");
+        assert!(never.message.contains("never fires"), "{}", never.message);
+        assert!(spec(Some("0 0 31 4 *"), None, 0).validate(now()).is_err());
+        assert!(spec(Some("0 0 29 2 *"), None, 0).validate(now()).is_ok());
+        assert!(spec(Some("0 3 * * *"), None, 0).validate(now()).is_ok());
+    }
+
+    #[test]
+    fn jitter_is_at_most_a_day_and_at_most_the_interval() {
+        let day = MAX_JITTER_MS;
+        assert!(spec(Some("0 3 * * *"), None, day).validate(now()).is_ok());
+        let long = spec(Some("0 3 * * *"), None, day + 1)
+            .validate(now())
+            .unwrap_err();
+        assert_eq!(long.field, "jitter");
+        assert!(
+            long.message.contains("longer than a day"),
+            "{}",
+            long.message
+        );
+        assert!(spec(None, Some(60_000), 60_000).validate(now()).is_ok());
+        let over = spec(None, Some(60_000), 60_001)
+            .validate(now())
+            .unwrap_err();
+        assert_eq!(over.field, "jitter");
+        assert!(over.message.contains("interval"), "{}", over.message);
+    }
 }

@@ -1,24 +1,77 @@
 //! JSON Schemas of the texts errand checks (names, kinds, tags), written once next to the
 //! rules so the OpenAPI document refuses exactly what the parsers refuse.
 //!
-//! Patterns are ECMA-262 and Python `re` compatible (negated classes of `\u` escapes, no
+//! Patterns are ECMA-262 and Python `re` compatible (negated classes of `\u` escapes and
+//! literal characters, no
 //! length quantifiers): lengths go in `minLength`/`maxLength`, which count characters as
 //! the parsers do.
 
+use std::sync::LazyLock;
+
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
+
+use crate::names::is_visible;
 
 /// Characters allowed in queue and schedule names: safe in URLs, metrics labels and file
 /// names.
 pub const SAFE_NAME_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
 
-/// A kind or a tag: no whitespace (Unicode `White_Space`), no control characters (`Cc`) and
-/// none of the invisible format characters that would mislead a reader (zero-width spaces
-/// and joiners, bidirectional marks, overrides and isolates, word joiners, the BOM).
-pub const VISIBLE_LABEL_PATTERN: &str = "^[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200F\\u2028-\\u202F\\u205F-\\u2064\\u2066-\\u2069\\u3000\\uFEFF]+$";
+/// Text shown as a label (a tag, an idempotency key, a worker's name): no character that
+/// [`is_visible`] refuses.
+pub fn visible_pattern() -> &'static str {
+    static PATTERN: LazyLock<String> = LazyLock::new(|| refusing_pattern(|c| !is_visible(c)));
+    &PATTERN
+}
 
-/// Text without control characters (`Cc`): idempotency keys, worker names.
-pub const NO_CONTROL_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+/// A job kind: a [visible](visible_pattern) label without whitespace, as [`JobKind::parse`]
+/// checks it.
+///
+/// [`JobKind::parse`]: crate::JobKind::parse
+pub fn kind_pattern() -> &'static str {
+    static PATTERN: LazyLock<String> =
+        LazyLock::new(|| refusing_pattern(|c| !is_visible(c) || c.is_whitespace()));
+    &PATTERN
+}
+
+/// `^[^...]+$` excluding every character `refused` names, derived from the rule itself so
+/// the document cannot drift from the parser (a new Unicode version moves both). Runs in the
+/// Basic Multilingual Plane are `\uXXXX` ranges; characters above U+FFFF are written
+/// literally, one by one, because neither ECMA-262 without the `u` flag nor Python `re`
+/// shares an escape for them. An ECMA-262 engine without `u` sees each as its two
+/// surrogates, and so refuses a little more than the server (never less, never a syntax
+/// error: no range spans two surrogate pairs).
+fn refusing_pattern(refused: impl Fn(char) -> bool) -> String {
+    let mut class = String::new();
+    let mut run: Option<(char, char)> = None;
+    fn close(run: &mut Option<(char, char)>, class: &mut String) {
+        if let Some((first, last)) = run.take() {
+            class.push_str(&format!("\\u{:04X}", u32::from(first)));
+            if last != first {
+                class.push_str(&format!("-\\u{:04X}", u32::from(last)));
+            }
+        }
+    }
+    for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+        let bmp = u32::from(c) <= 0xFFFF;
+        if !refused(c) {
+            close(&mut run, &mut class);
+        } else if !bmp {
+            close(&mut run, &mut class);
+            class.push(c);
+        } else {
+            run = match run {
+                Some((first, last)) if u32::from(last) + 1 == u32::from(c) => Some((first, c)),
+                _ => {
+                    close(&mut run, &mut class);
+                    Some((c, c))
+                }
+            };
+        }
+    }
+    close(&mut run, &mut class);
+    format!("^[^{class}]+$")
+}
 
 /// Text a store can keep: anything but NUL (messages, errors).
 pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
@@ -53,62 +106,31 @@ macro_rules! text_schema_for {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::check_label;
+    use crate::JobKind;
 
-    /// The characters `VISIBLE_LABEL_PATTERN` excludes, listed the way the rule is worded.
-    fn refused(c: char) -> bool {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    }
-
-    /// The ranges of a negated class such as `[^\u0000-\u0020\u007F]`.
-    fn class_ranges(pattern: &str) -> Vec<(char, char)> {
-        let body = pattern
-            .trim_start_matches("^[^")
-            .trim_end_matches("]+$")
-            .trim_end_matches("]*$");
-        let chars: Vec<char> = body
-            .split("\\u")
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                let hex = s.trim_end_matches('-');
-                char::from_u32(u32::from_str_radix(hex, 16).expect("hex")).expect("char")
-            })
-            .collect();
-        let dashes: Vec<bool> = body
-            .split("\\u")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.ends_with('-'))
-            .collect();
-        let mut ranges = vec![];
-        let mut i = 0;
-        while i < chars.len() {
-            if dashes[i] {
-                ranges.push((chars[i], chars[i + 1]));
-                i += 2;
-            } else {
-                ranges.push((chars[i], chars[i]));
-                i += 1;
-            }
-        }
-        ranges
-    }
-
-    #[test]
-    fn the_label_pattern_excludes_exactly_what_the_rule_refuses() {
-        let ranges = class_ranges(VISIBLE_LABEL_PATTERN);
+    /// Every character, checked alone by `accepts` and by `pattern` (through the `regex`
+    /// crate, whose syntax shares `\uXXXX` and literal characters with ECMA-262 and Python).
+    fn assert_pattern_is(pattern: &str, accepts: impl Fn(&str) -> bool) {
+        let re = regex::Regex::new(pattern).expect("the pattern compiles");
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {
-            let excluded = ranges.iter().any(|(a, b)| (*a..=*b).contains(&c));
-            assert_eq!(excluded, refused(c), "U+{:04X}", c as u32);
+            let text = c.to_string();
+            assert_eq!(re.is_match(&text), accepts(&text), "U+{:04X}", u32::from(c));
         }
     }
 
     #[test]
-    fn the_no_control_pattern_excludes_exactly_the_control_characters() {
-        let ranges = class_ranges(NO_CONTROL_PATTERN);
-        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
-            let excluded = ranges.iter().any(|(a, b)| (*a..=*b).contains(&c));
-            assert_eq!(excluded, c.is_control(), "U+{:04X}", c as u32);
-        }
+    fn the_kind_pattern_matches_exactly_what_the_kind_parser_accepts() {
+        assert_pattern_is(kind_pattern(), |t| JobKind::parse(t).is_ok());
+    }
+
+    #[test]
+    fn the_visible_pattern_matches_exactly_what_check_label_accepts() {
+        assert_pattern_is(visible_pattern(), |t| check_label("tag", t, 255).is_ok());
+    }
+
+    #[test]
+    fn the_no_nul_pattern_refuses_only_nul() {
+        assert_pattern_is(NO_NUL_PATTERN, |t| t != "\0");
     }
 }

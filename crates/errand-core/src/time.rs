@@ -20,6 +20,32 @@ pub fn to_millis(ts: Timestamp) -> Millis {
     ts.as_millisecond()
 }
 
+/// The instant `after` from `now`, when it is one errand can keep: no later than the end
+/// of the year 9999, the last instant RFC 3339 (and so an explicit `run_at`) can name. A
+/// delay or a retry beyond it is refused, as such a `run_at` is, rather than clamped.
+///
+/// # Errors
+/// A [`ValidationError`] naming `field` when the instant would be past the year 9999.
+pub fn checked_after(
+    field: &str,
+    now: Millis,
+    after: std::time::Duration,
+) -> Result<Millis, crate::ValidationError> {
+    i64::try_from(after.as_millis())
+        .ok()
+        .and_then(|ms| now.checked_add(ms))
+        .filter(|at| *at <= Timestamp::MAX.as_millisecond())
+        .ok_or_else(|| {
+            crate::ValidationError::new(
+                field,
+                format!(
+                    "{} from now is past the year 9999, the latest time errand keeps",
+                    crate::duration::format(after)
+                ),
+            )
+        })
+}
+
 /// The machine clock in milliseconds. Only stores that have no clock of their own (SQLite,
 /// through its [`Clock`]) call this; everything else asks its store.
 pub fn system_now() -> Millis {
@@ -80,6 +106,23 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn an_instant_past_the_year_9999_is_refused() {
+        let now = system_now();
+        let year = Duration::from_secs(366 * 24 * 3600);
+        assert_eq!(
+            checked_after("delay", now, year),
+            Ok(now + 366 * 24 * 3600 * 1000)
+        );
+        let end = Timestamp::MAX.as_millisecond();
+        let to_end = Duration::from_millis(u64::try_from(end - now).unwrap());
+        assert_eq!(checked_after("delay", now, to_end), Ok(end));
+        let err = checked_after("delay", now, to_end + Duration::from_millis(1)).unwrap_err();
+        assert_eq!(err.field, "delay");
+        assert!(err.message.contains("9999"), "{}", err.message);
+        assert!(checked_after("retry_in_ms", now, Duration::MAX).is_err());
+    }
 
     #[test]
     fn an_adjustable_clock_moves_with_its_clones_and_the_system_clock_does_not() {

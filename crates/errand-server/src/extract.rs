@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use errand_core::JobId;
 use serde::de::DeserializeOwned;
 
+use crate::strict_json::Strict;
 use crate::ApiError;
 
 /// A JSON body.
@@ -25,7 +26,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A JSON body that may be empty (then `T::default()`).
+/// A JSON body that may be absent: empty, or `null` (then `T::default()`), as the document
+/// states an optional body.
 pub(crate) struct OptionalJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
@@ -38,7 +40,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        parse_json(&bytes).map(OptionalJson)
+        parse_json::<Option<T>>(&bytes).map(|body| OptionalJson(body.unwrap_or_default()))
     }
 }
 
@@ -70,7 +72,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(Strict(&mut de)).map_err(|e| {
         use serde_json::error::Category;
         let path = e.path().to_string();
         let inner = e.into_inner();

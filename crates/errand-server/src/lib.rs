@@ -3,13 +3,17 @@
 //! serves requests, so the two cannot drift apart.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod edge;
 mod error;
 mod extract;
 mod openapi;
 mod routes;
+mod site_guard;
 mod state;
+mod strict_json;
 
 pub use error::ApiError;
+pub use site_guard::{SitePolicy, SitePolicyError};
 pub use state::{AppState, ServerLimits};
 
 use axum::extract::DefaultBodyLimit;
@@ -19,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 /// The whole HTTP application, and the OpenAPI document describing it.
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_limit = state.limits.max_request_bytes;
+    let site = state.site.clone();
     let (router, mut api) = routes::router().split_for_parts();
     openapi::add_error_responses(&mut api);
     openapi::add_field_relations(&mut api);
@@ -35,6 +40,10 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            site,
+            site_guard::guard,
+        ))
         .with_state(state);
     (router, api)
 }

@@ -4,6 +4,11 @@ use std::sync::Arc;
 
 use errand_api::EnqueueLimits;
 use errand_engine::Engine;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::ApiError;
+
+use crate::SitePolicy;
 
 /// Request limits; bad sizes get a 413 before any work is done.
 #[derive(Debug, Clone, Copy)]
@@ -12,16 +17,21 @@ pub struct ServerLimits {
     pub max_request_bytes: usize,
     /// Largest job payload in bytes.
     pub max_payload_bytes: usize,
+    /// Long polls (a claim with `wait_ms`, a job read with `?wait=`) waiting at once;
+    /// past it they get 503 `busy` with `Retry-After`.
+    pub max_waiting: usize,
 }
 
 impl Default for ServerLimits {
     /// 1 MiB per payload is generous for job arguments (large data belongs in object
     /// storage, referenced by the payload); 64 MiB per request fits a 10,000-job batch of
-    /// typical payloads.
+    /// typical payloads. 1,000 waiting calls is a worker per queue on a large fleet, and a
+    /// tenth of the default connection cap, so waiting calls cannot crowd out the rest.
     fn default() -> Self {
         Self {
             max_request_bytes: 64 * 1024 * 1024,
             max_payload_bytes: 1024 * 1024,
+            max_waiting: 1000,
         }
     }
 }
@@ -33,9 +43,35 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request limits.
     pub limits: ServerLimits,
+    /// Which hosts and origins the server answers (cross-site and DNS-rebinding checks).
+    pub site: Arc<SitePolicy>,
+    /// Places for long polls; one is held while a call waits.
+    waiting: Arc<Semaphore>,
 }
 
 impl AppState {
+    /// The handlers' state over `engine`.
+    pub fn new(engine: Arc<Engine>, limits: ServerLimits, site: Arc<SitePolicy>) -> Self {
+        Self {
+            engine,
+            limits,
+            site,
+            waiting: Arc::new(Semaphore::new(limits.max_waiting)),
+        }
+    }
+
+    /// A place for a call that is about to wait, or 503 `busy` when every place is taken.
+    /// Refusing (rather than answering at once without waiting) tells a worker to back
+    /// off for `Retry-After` instead of polling again in a tight loop.
+    pub(crate) fn wait_place(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.waiting.clone().try_acquire_owned().map_err(|_| {
+            ApiError::busy(format!(
+                "{} calls are already waiting; retry",
+                self.limits.max_waiting
+            ))
+        })
+    }
+
     pub(crate) fn enqueue_limits(&self) -> EnqueueLimits {
         EnqueueLimits {
             max_payload_bytes: self.limits.max_payload_bytes,

@@ -3,6 +3,7 @@
 use deadpool_postgres::GenericClient;
 use errand_core::{Attempt, Job, JobId};
 use errand_store::{JobListParams, StoreError};
+use tokio_postgres::types::ToSql;
 
 use crate::fault::{Fault, QResult};
 use crate::job_row::{
@@ -21,31 +22,60 @@ pub(crate) async fn get(client: &impl GenericClient, id: JobId) -> QResult<Job> 
     job_from_row(&row)
 }
 
-/// A page of jobs, newest first. One statement serves every filter combination: a NULL
-/// parameter switches its filter off.
+/// A page of jobs, newest first. The statement names only the filters given, so the
+/// planner sees plain equalities (a `$1 IS NULL OR ...` form would hide them from a cached
+/// generic plan) and each filter with an index drives the read: a tag walks `job_tags`
+/// (kept by triggers) newest first, a kind walks `jobs_kind`, and a page stops after
+/// `limit` matches instead of scanning every job.
 pub(crate) async fn list(client: &impl GenericClient, p: &JobListParams) -> QResult<Vec<Job>> {
+    let queue = p.queue.as_ref().map(|q| q.as_str());
+    let state = p.state.map(|s| s.as_str());
+    let kind = p.kind.as_ref().map(|k| k.as_str());
+    let before = p.before.map(|b| b.0);
+    let limit = i64::from(p.limit);
+    let (from, id) = match &p.tag {
+        Some(_) => (
+            "job_tags JOIN jobs ON jobs.id = job_tags.job_id",
+            "job_tags.job_id",
+        ),
+        None => ("jobs", "jobs.id"),
+    };
+    let before_column = format!("{id} <");
+    let mut filters: Vec<(&str, &(dyn ToSql + Sync))> = Vec::new();
+    if let Some(t) = &p.tag {
+        filters.push(("job_tags.tag =", t));
+    }
+    if let Some(q) = &queue {
+        filters.push(("queue =", q));
+    }
+    if let Some(s) = &state {
+        filters.push(("state =", s));
+    }
+    if let Some(k) = &kind {
+        filters.push(("kind =", k));
+    }
+    if let Some(b) = &before {
+        filters.push((&before_column, b));
+    }
+    let clauses: Vec<String> = filters
+        .iter()
+        .enumerate()
+        .map(|(i, (clause, _))| format!("{clause} ${}", i + 1))
+        .collect();
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let mut args: Vec<&(dyn ToSql + Sync)> = filters.iter().map(|(_, a)| *a).collect();
+    args.push(&limit);
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs \
-             WHERE ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR state = $2) \
-               AND ($3::text IS NULL OR kind = $3) AND ($4::text IS NULL OR tags ? $4) \
-               AND ($5::uuid IS NULL OR id < $5) \
-             ORDER BY id DESC LIMIT $6"
+            "SELECT {JOB_COLUMNS} FROM {from} {filter} ORDER BY {id} DESC LIMIT ${}",
+            args.len()
         ))
         .await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &p.queue.as_ref().map(|q| q.as_str()),
-                &p.state.map(|s| s.as_str()),
-                &p.kind.as_ref().map(|k| k.as_str()),
-                &p.tag,
-                &p.before.map(|b| b.0),
-                &i64::from(p.limit),
-            ],
-        )
-        .await?;
+    let rows = client.query(&stmt, &args).await?;
     jobs_from_rows(&rows)
 }
 

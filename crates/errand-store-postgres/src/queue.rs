@@ -9,6 +9,49 @@ use errand_store::{DeadSelection, StoreError};
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::job_settle::REVIVE;
 
+/// Per queue, how long its earliest ready job has been due, without reading them all: the
+/// claim index (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest
+/// first, so the recursive part hops from one priority present to the next and takes one
+/// entry from each. The cost grows with the distinct priorities of a queue, not its jobs.
+/// A negative age (nothing due yet) is dropped by the caller.
+const OLDEST_READY: &str = "SELECT q.name, errand_now() - ( \
+        WITH RECURSIVE p(pr) AS ( \
+            SELECT MAX(priority) FROM jobs \
+            WHERE queue = q.name AND state IN ('available', 'scheduled') \
+            UNION ALL \
+            SELECT (SELECT MAX(priority) FROM jobs \
+                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority < p.pr) \
+            FROM p WHERE p.pr IS NOT NULL) \
+        SELECT MIN((SELECT MIN(run_at) FROM jobs \
+                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority = p.pr)) \
+        FROM p WHERE p.pr IS NOT NULL) \
+    FROM queues q WHERE $1::text IS NULL OR q.name = $1";
+
+/// Folds the signed rows of `queue_counts` into one per queue and state (dropping those
+/// that sum to zero), so that reading the counts sums a few rows. Rows another node is
+/// folding at the same moment are skipped, not waited on; every row is folded by exactly
+/// one statement, so the sums stay exact. Returns how many rows it folded.
+pub(crate) async fn fold_counts(client: &impl GenericClient) -> QResult<u64> {
+    let stmt = client
+        .prepare_cached(
+            "WITH gone AS ( \
+                 DELETE FROM queue_counts WHERE ctid IN ( \
+                     SELECT ctid FROM queue_counts WHERE (queue, state) IN ( \
+                         SELECT queue, state FROM queue_counts GROUP BY queue, state \
+                         HAVING COUNT(*) > 1 OR SUM(n) = 0) \
+                     FOR UPDATE SKIP LOCKED) \
+                 RETURNING queue, state, n), \
+             folded AS ( \
+                 INSERT INTO queue_counts (queue, state, n) \
+                 SELECT queue, state, SUM(n)::bigint FROM gone GROUP BY queue, state \
+                 HAVING SUM(n) <> 0) \
+             SELECT COUNT(*) FROM gone",
+        )
+        .await?;
+    let n: i64 = client.query_one(&stmt, &[]).await?.column(0)?;
+    Ok(n.max(0) as u64)
+}
+
 /// Every queue, or one, with counts per state and the age of its oldest ready job.
 pub(crate) async fn list(
     client: &impl GenericClient,
@@ -36,7 +79,8 @@ pub(crate) async fn list(
     }
     let stmt = client
         .prepare_cached(
-            "SELECT queue, state, COUNT(*) FROM jobs WHERE $1::text IS NULL OR queue = $1 GROUP BY queue, state",
+            "SELECT queue, state, SUM(n)::bigint FROM queue_counts \
+             WHERE $1::text IS NULL OR queue = $1 GROUP BY queue, state",
         )
         .await?;
     for row in client.query(&stmt, &[&filter]).await? {
@@ -47,18 +91,12 @@ pub(crate) async fn list(
             q.counts.add(state, n.max(0) as u64);
         }
     }
-    let stmt = client
-        .prepare_cached(
-            "SELECT queue, errand_now() - MIN(run_at) FROM jobs \
-             WHERE state IN ('available', 'scheduled') AND run_at <= errand_now() \
-               AND ($1::text IS NULL OR queue = $1) GROUP BY queue",
-        )
-        .await?;
+    let stmt = client.prepare_cached(OLDEST_READY).await?;
     for row in client.query(&stmt, &[&filter]).await? {
         let name: String = row.column(0)?;
-        let age: i64 = row.column(1)?;
-        if let Some(q) = queues.get_mut(&name) {
-            q.oldest_available_age_ms = Some(age.max(0) as u64);
+        let age: Option<i64> = row.column(1)?;
+        if let (Some(q), Some(age)) = (queues.get_mut(&name), age.filter(|&a| a >= 0)) {
+            q.oldest_available_age_ms = Some(age as u64);
         }
     }
     Ok(queues.into_values().collect())

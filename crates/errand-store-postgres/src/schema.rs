@@ -1,6 +1,7 @@
 //! Embedded migrations, run at start under an advisory lock so that nodes starting
 //! together do not race. `errand_migrations` records which have run.
 
+use errand_store::StoreOrigin;
 use tokio_postgres::Client;
 
 use crate::fault::{QResult, RowExt};
@@ -11,13 +12,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_schedules.sql"),
     include_str!("../migrations/0003_attempt_lease_token.sql"),
     include_str!("../migrations/0004_schedule_slot_pruning.sql"),
+    include_str!("../migrations/0005_list_reads.sql"),
 ];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6572_7261_6e64;
 
-/// Creates the schema if needed and brings it up to date.
-pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<()> {
+/// Creates the schema if needed and brings it up to date; says whether it had to start from
+/// nothing (no migration had run: the schema is new, or was emptied).
+pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<StoreOrigin> {
     // The lock comes first: even `CREATE SCHEMA IF NOT EXISTS` races when two nodes run it
     // at once (one of them fails on the catalogue's unique index).
     client
@@ -31,7 +34,7 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<()> {
     outcome
 }
 
-async fn run(client: &mut Client, schema: &str) -> QResult<()> {
+async fn run(client: &mut Client, schema: &str) -> QResult<StoreOrigin> {
     client
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
@@ -61,5 +64,9 @@ async fn run(client: &mut Client, schema: &str) -> QResult<()> {
         tx.commit().await?;
         tracing::info!(migration = version, "applied PostgreSQL migration");
     }
-    Ok(())
+    Ok(if current == 0 {
+        StoreOrigin::Created
+    } else {
+        StoreOrigin::Existing
+    })
 }

@@ -8,10 +8,25 @@ use rusqlite::Connection;
 use crate::fault::QResult;
 use crate::job_row::{attempt_from_row, load_job, query_jobs, ATTEMPT_COLUMNS, JOB_COLUMNS};
 
-/// A page of jobs, newest first.
+/// A page of jobs, newest first. Each filter that has an index drives the read, so a
+/// page stops after `limit` matches instead of scanning every job: a tag walks `job_tags`
+/// (kept by triggers) newest first, a kind walks `jobs_kind`, and otherwise the primary key.
 pub(crate) fn list(conn: &Connection, p: &JobListParams) -> QResult<Vec<Job>> {
     let mut clauses: Vec<&str> = Vec::new();
     let mut args: Vec<SqlValue> = Vec::new();
+    // CROSS JOIN fixes job_tags as the outer loop: its key gives the page order.
+    let (from, id) = match &p.tag {
+        Some(t) => {
+            clauses.push("job_tags.tag = ?");
+            args.push(SqlValue::Text(t.clone()));
+            (
+                "job_tags CROSS JOIN jobs ON jobs.id = job_tags.job_id",
+                "job_tags.job_id",
+            )
+        }
+        None if p.kind.is_some() => ("jobs INDEXED BY jobs_kind", "jobs.id"),
+        None => ("jobs", "jobs.id"),
+    };
     if let Some(q) = &p.queue {
         clauses.push("queue = ?");
         args.push(SqlValue::Text(q.as_str().into()));
@@ -24,13 +39,10 @@ pub(crate) fn list(conn: &Connection, p: &JobListParams) -> QResult<Vec<Job>> {
         clauses.push("kind = ?");
         args.push(SqlValue::Text(k.as_str().into()));
     }
-    if let Some(t) = &p.tag {
-        clauses.push("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)");
-        args.push(SqlValue::Text(t.clone()));
-    }
-    if let Some(before) = p.before {
-        clauses.push("id < ?");
-        args.push(SqlValue::Blob(before.as_bytes().to_vec()));
+    let before = format!("{id} < ?");
+    if let Some(b) = p.before {
+        clauses.push(&before);
+        args.push(SqlValue::Blob(b.as_bytes().to_vec()));
     }
     let filter = if clauses.is_empty() {
         String::new()
@@ -39,7 +51,7 @@ pub(crate) fn list(conn: &Connection, p: &JobListParams) -> QResult<Vec<Job>> {
     };
     args.push(SqlValue::Integer(i64::from(p.limit)));
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?"
+        "SELECT {JOB_COLUMNS} FROM {from} {filter} ORDER BY {id} DESC LIMIT ?"
     ))?;
     query_jobs(&mut stmt, rusqlite::params_from_iter(args))
 }

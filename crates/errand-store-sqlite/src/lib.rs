@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod fault;
+mod file_watch;
 mod job_read;
 mod job_row;
 mod job_settle;

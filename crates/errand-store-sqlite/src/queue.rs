@@ -9,6 +9,20 @@ use rusqlite::{named_params, params, Connection};
 use crate::fault::{Fault, QResult};
 use crate::job_settle::REVIVE;
 
+/// The earliest `run_at` of a queue's ready jobs without reading them all: the claim index
+/// (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest first, so this
+/// hops from one priority present to the next and takes one entry from each. The cost
+/// grows with the number of distinct priorities in the queue, not with its jobs.
+const OLDEST_READY: &str = "WITH RECURSIVE p(pr) AS ( \
+        SELECT MAX(priority) FROM jobs WHERE queue = ?1 AND state IN ('available', 'scheduled') \
+        UNION ALL \
+        SELECT (SELECT MAX(priority) FROM jobs \
+                WHERE queue = ?1 AND state IN ('available', 'scheduled') AND priority < p.pr) \
+        FROM p WHERE p.pr IS NOT NULL) \
+    SELECT MIN((SELECT MIN(run_at) FROM jobs \
+                WHERE queue = ?1 AND state IN ('available', 'scheduled') AND priority = p.pr)) \
+    FROM p WHERE p.pr IS NOT NULL";
+
 /// Reads every queue, or one, with counts per state and the age of the oldest ready job.
 pub(crate) fn list(
     conn: &Connection,
@@ -38,7 +52,7 @@ pub(crate) fn list(
     }
     drop(rows);
     let mut counts = conn.prepare_cached(
-        "SELECT queue, state, COUNT(*) FROM jobs WHERE ?1 IS NULL OR queue = ?1 GROUP BY queue, state",
+        "SELECT queue, state, n FROM queue_counts WHERE (?1 IS NULL OR queue = ?1) AND n > 0",
     )?;
     let mut rows = counts.query([&filter])?;
     while let Some(row) = rows.next()? {
@@ -50,17 +64,12 @@ pub(crate) fn list(
         }
     }
     drop(rows);
-    let mut oldest = conn.prepare_cached(
-        "SELECT queue, MIN(run_at) FROM jobs WHERE state IN ('available', 'scheduled') AND run_at <= ?1 \
-         AND (?2 IS NULL OR queue = ?2) GROUP BY queue",
-    )?;
-    let mut rows = oldest.query(params![now, &filter])?;
-    while let Some(row) = rows.next()? {
-        let name: String = row.get(0)?;
-        let run_at: Millis = row.get(1)?;
-        if let Some(q) = queues.get_mut(&name) {
-            q.oldest_available_age_ms = Some(now.saturating_sub(run_at).max(0) as u64);
-        }
+    let mut oldest = conn.prepare_cached(OLDEST_READY)?;
+    for (name, q) in queues.iter_mut() {
+        let run_at: Option<Millis> = oldest.query_row([name], |r| r.get(0))?;
+        q.oldest_available_age_ms = run_at
+            .filter(|&r| r <= now)
+            .map(|r| now.saturating_sub(r).max(0) as u64);
     }
     Ok(queues.into_values().collect())
 }

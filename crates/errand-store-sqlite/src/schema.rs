@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_schedules.sql"),
     include_str!("../migrations/0004_attempt_lease_token.sql"),
     include_str!("../migrations/0005_schedule_slot_pruning.sql"),
+    include_str!("../migrations/0006_list_reads.sql"),
 ];
 
 /// Brings the schema up to date in one transaction per migration.

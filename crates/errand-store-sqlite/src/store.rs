@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: opening the file and routing each [`Store`] method to its query.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use errand_core::schedule_spec::Schedule;
@@ -13,11 +14,12 @@ use errand_store::{
     JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
     JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, Store, StoreError,
+    ScheduleSlotRecord, Store, StoreError, StoreOrigin,
 };
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, MAIN_DB};
 
 use crate::fault::{db_error, Fault, QResult};
+use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
@@ -53,6 +55,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: ReadPool,
     durability: Durability,
+    origin: StoreOrigin,
+    watch: Arc<FileWatch>,
     /// Every query's "now" (leases, run_at, retention, node liveness) comes from here, read
     /// when the query runs, so the store has one clock a test can drive.
     clock: Clock,
@@ -136,31 +140,76 @@ impl std::fmt::Display for Durability {
     }
 }
 
+/// Configures the writer's connection, checks that a commit on it is durable when it
+/// returns, and brings the schema up to date.
+fn prepare_writer(conn: &mut Connection, path: &Path) -> Result<Durability, StoreError> {
+    configure(conn)?;
+    let durability = Durability::read(conn)?;
+    if !durability.is_documented() {
+        return Err(StoreError::Unavailable(format!(
+            "{} runs with {durability}; errand needs journal_mode=wal synchronous=full",
+            path.display()
+        )));
+    }
+    schema::migrate(conn)?;
+    Ok(durability)
+}
+
 impl SqliteStore {
     /// Opens (or creates) the store and runs migrations.
     ///
+    /// A file SQLite could open only read-only (a read-only file system, an immutable file)
+    /// still opens, so its jobs can be read, but the store is broken from the start: every
+    /// write and readiness answer `Unavailable` saying why, and it is logged at error level.
+    ///
     /// # Errors
-    /// `Unavailable` when the file cannot be created or opened, a migration fails, or SQLite
-    /// does not run the file in WAL mode with `synchronous=FULL` (a commit would then not
-    /// be durable when it returns, and errand does not acknowledge writes it may lose).
+    /// `Unavailable` when the file cannot be created or opened, a migration fails (a
+    /// read-only file that needs one included), or SQLite does not run the file in WAL mode
+    /// with `synchronous=FULL` (a commit would then not be durable when it returns, and
+    /// errand does not acknowledge writes it may lose).
     pub fn open(options: &SqliteOptions) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let origin = match options.path.try_exists() {
+            Ok(true) => StoreOrigin::Existing,
+            Ok(false) => StoreOrigin::Created,
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot look for {}: {e}",
+                    options.path.display()
+                )))
+            }
+        };
         let mut conn = Connection::open(&options.path).map_err(|e| {
             StoreError::Unavailable(format!("cannot open {}: {e}", options.path.display()))
         })?;
-        configure(&conn)?;
-        let durability = Durability::read(&conn)?;
-        if !durability.is_documented() {
-            return Err(StoreError::Unavailable(format!(
-                "{} runs with {durability}; errand needs journal_mode=wal synchronous=full",
+        // SQLite falls back to read-only by itself when it may not write the file, and says
+        // so only here; every write would then fail while reads and `BEGIN` succeed.
+        let read_only = conn.is_readonly(MAIN_DB).map_err(db_error)?;
+        let read_only_why = || {
+            format!(
+                "{} could only be opened read-only (a read-only file system or a file errand \
+                 may not write)",
                 options.path.display()
-            )));
+            )
+        };
+        let durability = prepare_writer(&mut conn, &options.path).map_err(|e| {
+            if read_only {
+                StoreError::Unavailable(format!("{}: {e}", read_only_why()))
+            } else {
+                e
+            }
+        })?;
+        let watch = Arc::new(FileWatch::record(&options.path)?);
+        if read_only {
+            watch.mark_broken(format!(
+                "{}; errand refuses every write. Make it writable, then restart errand",
+                read_only_why()
+            ));
         }
-        schema::migrate(&mut conn)?;
         let mut readers = Vec::with_capacity(options.readers.max(1));
         for _ in 0..options.readers.max(1) {
             let r = Connection::open_with_flags(
@@ -173,11 +222,27 @@ impl SqliteStore {
             readers.push(r);
         }
         Ok(Self {
-            writer: Writer::start(conn)?,
+            writer: Writer::start(conn, watch.clone())?,
             readers: ReadPool::new(readers),
             durability,
+            origin,
+            watch,
             clock: options.clock.clone(),
         })
+    }
+
+    /// Whether opening found the file or created it.
+    pub fn origin(&self) -> StoreOrigin {
+        self.origin
+    }
+
+    /// Why the store takes no writes (opened read-only, its file gone or replaced), or
+    /// `Ok` while it does.
+    ///
+    /// # Errors
+    /// `Unavailable` with the reason, for as long as the process runs.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        self.watch.refusal()
     }
 
     /// The durability settings the writer connection runs with, as SQLite reported them at

@@ -26,8 +26,15 @@
 //!   anyway (a panic payload whose own drop panics escapes the catch), [`Writer::is_alive`]
 //!   turns false, which `/healthz` reports as 503, so a supervisor restarts a process whose
 //!   store can no longer write.
+//!
+//! Before each `COMMIT` the writer also asks its [`FileWatch`] whether the store's files are
+//! still the ones at their paths (one `stat` each). If the data directory was deleted or the
+//! file replaced, the group is rolled back and refused: a commit would land in a file no
+//! restart opens. From then on the store is broken and every write is refused before it is
+//! queued.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::thread;
 
 use errand_core::panic_message;
@@ -36,6 +43,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::fault::{db_error, QResult};
+use crate::file_watch::FileWatch;
 
 /// Writes gathered into one transaction at most. Large enough that a burst of concurrent
 /// enqueues shares one fsync; small enough that one group's latency stays in milliseconds.
@@ -58,17 +66,20 @@ type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
 #[derive(Clone)]
 pub(crate) struct Writer {
     ops: mpsc::Sender<WriteOp>,
+    watch: Arc<FileWatch>,
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub(crate) fn start(conn: Connection) -> Result<Self, StoreError> {
+    /// Starts the writer thread on `conn`, committing only while `watch` finds the store's
+    /// files where they were.
+    pub(crate) fn start(conn: Connection, watch: Arc<FileWatch>) -> Result<Self, StoreError> {
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
+        let thread_watch = watch.clone();
         thread::Builder::new()
             .name("errand-sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, &thread_watch))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { ops })
+        Ok(Self { ops, watch })
     }
 
     /// Whether the writer thread still runs, asked without writing. Only the thread holds
@@ -85,6 +96,8 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> QResult<T> + Send + 'static,
     {
+        // A broken store refuses at once: no group, no `stat`, the reason in the answer.
+        self.watch.refusal()?;
         let (tx, rx) = oneshot::channel();
         let op: WriteOp = Box::new(move |conn| {
             let outcome = match panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
@@ -130,7 +143,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>, watch: &FileWatch) {
     let mut group: Vec<WriteOp> = Vec::with_capacity(MAX_GROUP);
     // Kept out here rather than inside `commit_group` so that after a panic the group is
     // rolled back before its callers are answered.
@@ -144,7 +157,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
             }
         }
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            commit_group(&conn, &mut group, &mut finishers);
+            commit_group(&conn, watch, &mut group, &mut finishers);
         }));
         if let Err(payload) = outcome {
             let what = panic_message(payload.as_ref());
@@ -167,7 +180,12 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>) {
     tracing::debug!("SQLite writer stopped");
 }
 
-fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>, finishers: &mut Vec<Finish>) {
+fn commit_group(
+    conn: &Connection,
+    watch: &FileWatch,
+    group: &mut Vec<WriteOp>,
+    finishers: &mut Vec<Finish>,
+) {
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         // Dropping an op drops its reply channel: its caller hears `Unavailable`.
         tracing::error!(error = %db_error(e), "SQLite writer could not begin a transaction");
@@ -220,6 +238,11 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteOp>, finishers: &mut Vec
             let _ = conn.execute_batch("ROLLBACK");
         }
         Err(StoreError::Unavailable(format!("{GROUP_GIVEN_UP}: {why}")))
+    } else if let Err(gone) = watch.check() {
+        // Checked last, right before `COMMIT`, so that a file removed while the group ran
+        // is seen too; every op has run (`ops` is empty).
+        let _ = conn.execute_batch("ROLLBACK");
+        Err(gone)
     } else {
         drop(ops);
         let commit = run_cached(conn, "COMMIT").map_err(db_error);
@@ -258,26 +281,49 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.sqlite3")).expect("open");
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v TEXT NOT NULL);")
             .expect("schema");
-        (dir, Writer::start(conn).expect("writer"))
+        let writer = start_watching(conn, &dir.path().join("w.sqlite3"));
+        (dir, writer)
+    }
+
+    fn start_watching(conn: Connection, path: &std::path::Path) -> Writer {
+        let watch = Arc::new(FileWatch::record(path).expect("watch"));
+        Writer::start(conn, watch).expect("writer")
     }
 
     /// Holds the writer inside one operation until the returned sender is dropped or sent
     /// to, so the writes queued meanwhile form the next group together.
     async fn hold_writer(writer: &Writer) -> (std_mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, held) = hold_writer_then(writer, |_| Ok(())).await;
+        let holder = tokio::spawn(async move {
+            held.await
+                .expect("join")
+                .expect("the holding write commits");
+        });
+        (release, holder)
+    }
+
+    /// Holds the writer inside one write until the returned sender is dropped or sent to;
+    /// the write then runs `then` and answers through the returned task.
+    async fn hold_writer_then(
+        writer: &Writer,
+        then: impl FnOnce(&Connection) -> QResult<()> + Send + 'static,
+    ) -> (
+        std_mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
         let (release, held) = std_mpsc::channel::<()>();
         let (entered_tx, entered) = oneshot::channel();
         let w = writer.clone();
-        let holder = tokio::spawn(async move {
-            w.write(move |_| {
+        let write = tokio::spawn(async move {
+            w.write(move |conn| {
                 let _ = entered_tx.send(());
                 let _ = held.recv();
-                Ok(())
+                then(conn)
             })
             .await
-            .expect("the holding write commits");
         });
         entered.await.expect("the writer runs the holding write");
-        (release, holder)
+        (release, write)
     }
 
     /// Waits until `n` writes sit in the writer's queue.
@@ -467,7 +513,7 @@ mod tests {
             })
             .expect("max_page_count");
         assert_eq!(max, pages + 8, "the page limit took");
-        let writer = Writer::start(conn).expect("writer");
+        let writer = start_watching(conn, &dir.path().join("w.sqlite3"));
 
         let (release, holder) = hold_writer(&writer).await;
         let before = insert(&writer, "before");
@@ -600,12 +646,62 @@ mod tests {
         // its queue is closed and every write, the ping included, is `Unavailable`.
         let (ops, rx) = mpsc::channel(1);
         drop(rx);
-        let writer = Writer { ops };
+        let (_dir, alive) = writer_on_temp_file();
+        let writer = Writer {
+            ops,
+            watch: alive.watch.clone(),
+        };
         assert!(!writer.is_alive(), "a closed queue means a stopped writer");
         let outcome = writer.write(|_| Ok(())).await;
         assert!(
             matches!(outcome, Err(StoreError::Unavailable(_))),
             "{outcome:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_that_would_commit_into_a_removed_file_is_refused_and_kept_nowhere() {
+        let (dir, writer) = writer_on_temp_file();
+        insert(&writer, "before")
+            .await
+            .expect("join")
+            .expect("kept while the file is there");
+        // The original inodes live on under other names, as a data directory deleted
+        // under a running process does in the process's open descriptors.
+        let kept = tempfile::tempdir().expect("keep dir");
+        for name in ["w.sqlite3", "w.sqlite3-wal"] {
+            std::fs::hard_link(dir.path().join(name), kept.path().join(name)).expect("link");
+        }
+        let (release, during) = hold_writer_then(&writer, |conn| {
+            conn.execute("INSERT INTO t (v) VALUES ('during')", [])?;
+            Ok(())
+        })
+        .await;
+        // Removed while the group of `during` is open: the check before `COMMIT` must see
+        // it.
+        for name in ["w.sqlite3", "w.sqlite3-wal", "w.sqlite3-shm"] {
+            std::fs::remove_file(dir.path().join(name)).expect("remove");
+        }
+        drop(release);
+        let outcome = during.await.expect("join");
+        assert!(
+            matches!(&outcome, Err(StoreError::Unavailable(m)) if m.contains("is gone")),
+            "{outcome:?}"
+        );
+        let later = insert(&writer, "later").await.expect("join");
+        assert!(
+            matches!(&later, Err(StoreError::Unavailable(m)) if m.contains("is gone")),
+            "a broken store refuses every later write: {later:?}"
+        );
+        drop(writer);
+        let original = Connection::open(kept.path().join("w.sqlite3")).expect("open original");
+        let rows: Vec<String> = original
+            .prepare("SELECT v FROM t ORDER BY v")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(rows, vec!["before".to_string()]);
     }
 }

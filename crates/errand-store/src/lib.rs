@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;
+mod origin;
 mod params;
 mod schedule_row;
 mod store;
@@ -18,6 +19,7 @@ mod store;
 pub mod conformance;
 
 pub use error::StoreError;
+pub use origin::StoreOrigin;
 pub use params::*;
 pub use schedule_row::{FireRecord, ScheduleCas, ScheduleRow};
 pub use store::{SharedStore, Store};

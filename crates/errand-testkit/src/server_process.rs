@@ -26,6 +26,9 @@ pub struct ServerProcess {
     extra_args: Vec<String>,
     url: String,
     stdout: Arc<Mutex<Vec<String>>>,
+    /// What start waits for: `/readyz`, or only `/healthz` for a server that is meant to
+    /// come up unable to take jobs.
+    wait_ready: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -51,6 +54,28 @@ impl ServerProcess {
         data_dir: &Path,
         extra_args: &[&str],
     ) -> Result<Self, TestkitError> {
+        Self::start_waiting(binary, data_dir, extra_args, true).await
+    }
+
+    /// Starts `binary serve` on `data_dir` with extra flags, waiting only until it is alive
+    /// (`/healthz`), not ready: for a server that should come up unable to take jobs.
+    ///
+    /// # Errors
+    /// The process did not start or never answered `/healthz` with 200.
+    pub async fn start_unready_in(
+        binary: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self, TestkitError> {
+        Self::start_waiting(binary, data_dir, extra_args, false).await
+    }
+
+    async fn start_waiting(
+        binary: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+        wait_ready: bool,
+    ) -> Result<Self, TestkitError> {
         let mut s = Self {
             child: None,
             binary: binary.to_path_buf(),
@@ -58,6 +83,7 @@ impl ServerProcess {
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             url: String::new(),
             stdout: Arc::default(),
+            wait_ready,
             _temp: None,
         };
         s.spawn().await?;
@@ -113,12 +139,21 @@ impl ServerProcess {
         self.url = url;
         let client = self.client()?;
         for _ in 0..300 {
-            if client.ready().await.unwrap_or(false) {
+            let up = if self.wait_ready {
+                client.ready().await
+            } else {
+                client.healthy().await
+            };
+            if up.unwrap_or(false) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(TestkitError::Start("never became ready".into()))
+        Err(TestkitError::Start(if self.wait_ready {
+            "never became ready".into()
+        } else {
+            "never answered /healthz".into()
+        }))
     }
 
     /// The server's base URL.

@@ -65,12 +65,42 @@ pub struct ServeArgs {
     /// Largest job payload in bytes (default 1 MiB).
     #[arg(long, env = "ERRAND_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// Time for a whole request head from its first byte (default `10s`).
+    #[arg(long, env = "ERRAND_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// Time for a whole request body once the server reads it (default `60s`).
+    #[arg(long, env = "ERRAND_BODY_TIMEOUT")]
+    pub body_timeout: Option<String>,
+    /// Close a connection with no request in progress after this long (default `60s`).
+    #[arg(long, env = "ERRAND_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Open client connections at most, kept below the open-files limit (default 10000).
+    #[arg(long, env = "ERRAND_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections served past the cap, for health checks only (default 16).
+    #[arg(long, env = "ERRAND_RESERVE_CONNECTIONS")]
+    pub reserve_connections: Option<usize>,
+    /// Bytes of request bodies over 64 KiB read at once, all requests together (default 128 MiB).
+    #[arg(long, env = "ERRAND_BODY_BUDGET_BYTES")]
+    pub body_budget_bytes: Option<usize>,
+    /// Long polls waiting at once; more get 503 `busy` (default 1000).
+    #[arg(long, env = "ERRAND_MAX_WAITING")]
+    pub max_waiting: Option<usize>,
     /// Delete succeeded and cancelled jobs this long after they finish (default `7d`).
     #[arg(long, env = "ERRAND_RETENTION")]
     pub retention: Option<String>,
     /// Delete dead jobs this long after they die (default `30d`).
     #[arg(long, env = "ERRAND_DEAD_RETENTION")]
     pub dead_retention: Option<String>,
+    /// Origins (`https://ops.example.com`) whose web pages may call the API, besides
+    /// errand's own; comma-separated. Requests from other origins get 403.
+    #[arg(long, env = "ERRAND_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Host names (`errand.internal` or `errand.internal:7878`) a server listening on a
+    /// loopback address answers to, besides localhost, 127.0.0.1 and [::1];
+    /// comma-separated. Requests naming other hosts get 421.
+    #[arg(long, env = "ERRAND_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an

@@ -63,10 +63,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     declare_schedules(&engine, &settings).await?;
     let token = CancellationToken::new();
     let mut services = maintenance::spawn_all(engine.clone(), token.clone());
-    let (router, _) = errand_server::app(AppState {
-        engine: engine.clone(),
-        limits: settings.limits,
-    });
+    let (router, _) = errand_server::app(AppState::new(
+        engine.clone(),
+        settings.limits,
+        std::sync::Arc::new(settings.site.clone()),
+    ));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -79,14 +80,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     tracing::info!(%addr, store = %store_desc, "errand serving");
     let engine_for_signal = engine.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: no new requests, waiting calls released");
-            engine_for_signal.shutdown();
-        })
-        .await
-        .context("serving HTTP")?;
+    errand_server::edge::serve(listener, router, settings.edge, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new requests, waiting calls released");
+        engine_for_signal.shutdown();
+    })
+    .await
+    .context("serving HTTP")?;
     token.cancel();
     while services.join_next().await.is_some() {}
     tracing::info!("stopped");

@@ -21,6 +21,17 @@ struct FileSettings {
     dead_retention: Option<String>,
     max_payload_bytes: Option<usize>,
     max_request_bytes: Option<usize>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    reserve_connections: Option<usize>,
+    body_budget_bytes: Option<usize>,
+    max_waiting: Option<usize>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
@@ -51,10 +62,23 @@ pub struct Settings {
     pub store: StoreLocation,
     /// Request limits.
     pub limits: errand_server::ServerLimits,
+    /// Connection, timeout and body-memory limits of the HTTP edge.
+    pub edge: errand_server::edge::EdgeLimits,
     /// Engine settings (retention).
     pub engine: errand_engine::EngineConfig,
     /// Schedules declared in the configuration file.
     pub schedules: Vec<errand_api::ScheduleRequest>,
+    /// Which hosts and origins the server answers.
+    pub site: errand_server::SitePolicy,
+}
+
+/// The flag's (or variable's) list when it names any, else the file's.
+fn list_setting(flag: &[String], file: Vec<String>) -> Vec<String> {
+    if flag.is_empty() {
+        file
+    } else {
+        flag.to_vec()
+    }
 }
 
 fn duration_setting(
@@ -137,34 +161,102 @@ impl Settings {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878)));
         let (data_dir, store) = resolve_store(&args.location, &file)?;
         let mut engine = errand_engine::EngineConfig::default();
-        if let Some(d) = duration_setting("retention", args.retention.clone().or(file.retention))? {
+        if let Some(d) = duration_setting(
+            "retention",
+            args.retention.clone().or(file.retention.clone()),
+        )? {
             engine.retention = d;
         }
         if let Some(d) = duration_setting(
             "dead_retention",
-            args.dead_retention.clone().or(file.dead_retention),
+            args.dead_retention.clone().or(file.dead_retention.clone()),
         )? {
             engine.dead_retention = d;
         }
         let defaults = errand_server::ServerLimits::default();
+        let limits = errand_server::ServerLimits {
+            max_payload_bytes: pick(
+                args.max_payload_bytes,
+                file.max_payload_bytes,
+                defaults.max_payload_bytes,
+            ),
+            max_request_bytes: pick(
+                args.max_request_bytes,
+                file.max_request_bytes,
+                defaults.max_request_bytes,
+            ),
+            max_waiting: pick(args.max_waiting, file.max_waiting, defaults.max_waiting),
+        };
+        let edge = edge_limits(args, &file, limits.max_request_bytes)?;
+        let site = errand_server::SitePolicy::new(
+            &list_setting(&args.allowed_origins, file.allowed_origins),
+            &list_setting(&args.allowed_hosts, file.allowed_hosts),
+            listen.ip().is_loopback(),
+        )?;
         Ok(Self {
+            site,
             listen,
             data_dir,
             store,
             engine,
             schedules: file.schedules,
-            limits: errand_server::ServerLimits {
-                max_payload_bytes: args
-                    .max_payload_bytes
-                    .or(file.max_payload_bytes)
-                    .unwrap_or(defaults.max_payload_bytes),
-                max_request_bytes: args
-                    .max_request_bytes
-                    .or(file.max_request_bytes)
-                    .unwrap_or(defaults.max_request_bytes),
-            },
+            limits,
+            edge,
         })
     }
+}
+
+/// A flag (or its variable) over the configuration file over the default.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
+/// The edge's limits from flags, environment, the configuration file and defaults.
+fn edge_limits(
+    args: &ServeArgs,
+    file: &FileSettings,
+    max_request_bytes: usize,
+) -> anyhow::Result<errand_server::edge::EdgeLimits> {
+    let d = errand_server::edge::EdgeLimits::default();
+    let timeout = |name: &str, flag: &Option<String>, toml: &Option<String>, default| {
+        duration_setting(name, flag.clone().or_else(|| toml.clone())).map(|v| v.unwrap_or(default))
+    };
+    Ok(errand_server::edge::EdgeLimits {
+        max_request_bytes,
+        header_timeout: timeout(
+            "header_timeout",
+            &args.header_timeout,
+            &file.header_timeout,
+            d.header_timeout,
+        )?,
+        body_timeout: timeout(
+            "body_timeout",
+            &args.body_timeout,
+            &file.body_timeout,
+            d.body_timeout,
+        )?,
+        idle_timeout: timeout(
+            "idle_timeout",
+            &args.idle_timeout,
+            &file.idle_timeout,
+            d.idle_timeout,
+        )?,
+        max_connections: pick(
+            args.max_connections,
+            file.max_connections,
+            d.max_connections,
+        ),
+        reserve_connections: pick(
+            args.reserve_connections,
+            file.reserve_connections,
+            d.reserve_connections,
+        ),
+        body_budget_bytes: pick(
+            args.body_budget_bytes,
+            file.body_budget_bytes,
+            d.body_budget_bytes,
+        ),
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {

@@ -4,13 +4,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use errand_store::SharedStore;
+use errand_store::{SharedStore, StoreOrigin};
 use errand_store_postgres::{PgOptions, PgStore};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::settings::StoreLocation;
 
-/// Opens (and migrates) the store; returns it and a description for people.
+/// Opens (and migrates) the store; returns it and a description for people, which says
+/// whether the store was created or found (and, on SQLite, when it takes no writes), so a
+/// store lost and recreated never starts without a word.
 ///
 /// # Errors
 /// The store cannot be opened or reached.
@@ -28,7 +30,16 @@ pub async fn open(
                 .with_context(|| format!("opening {}", path.display()))?;
             // The durability read back from SQLite, so the line `serve` prints says what a
             // commit really promises.
-            let desc = format!("sqlite {} {}", path.display(), store.durability());
+            let mut desc = format!(
+                "sqlite {} {}, {}",
+                path.display(),
+                store.durability(),
+                store.origin()
+            );
+            if let Err(e) = store.writable() {
+                desc.push_str(&format!(", TAKES NO WRITES: {e}"));
+            }
+            say_origin(store.origin(), &desc);
             Ok((Arc::new(store), desc))
         }
         StoreLocation::Postgres { url, schema } => {
@@ -38,7 +49,21 @@ pub async fn open(
             })
             .await
             .context("connecting to PostgreSQL")?;
-            Ok((Arc::new(store), format!("postgres schema {schema}")))
+            let desc = format!("postgres schema {schema}, {}", store.origin());
+            say_origin(store.origin(), &desc);
+            Ok((Arc::new(store), desc))
         }
+    }
+}
+
+/// Logs what opening found; a store created at start is a warning, since that is also what
+/// a lost data directory or a mistyped path or schema looks like.
+fn say_origin(origin: StoreOrigin, desc: &str) {
+    match origin {
+        StoreOrigin::Existing => tracing::info!(store = %desc, "opened the existing store"),
+        StoreOrigin::Created => tracing::warn!(
+            store = %desc,
+            "created a new, empty store: if this node had jobs, they are not at this location"
+        ),
     }
 }

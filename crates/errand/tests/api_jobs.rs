@@ -38,6 +38,7 @@ async fn idempotency_key_header_returns_the_first_job_with_200() {
             .http
             .post(format!("{}/v1/jobs", raw.base))
             .header("Idempotency-Key", "order-42")
+            .header("content-type", "application/json")
             .body(r#"{"kind":"charge"}"#)
             .send()
             .await

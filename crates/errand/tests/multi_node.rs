@@ -256,6 +256,7 @@ async fn every_second_schedule_on_three_nodes_fires_each_slot_once_even_when_one
     });
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/schedules", nodes[0].0.url()))
+        .header("content-type", "application/json")
         .body(body.to_string())
         .send()
         .await

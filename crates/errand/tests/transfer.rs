@@ -90,6 +90,7 @@ async fn fill(client: &Client) {
     client.set_paused("waiting", true).await.expect("pause");
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/schedules", client.base_url()))
+        .header("content-type", "application/json")
         .body(r#"{"name":"nightly","cron":"0 3 * * *","timezone":"Asia/Tokyo","job":{"kind":"report"}}"#)
         .send()
         .await

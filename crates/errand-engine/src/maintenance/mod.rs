@@ -5,6 +5,8 @@ mod job_cleaner;
 mod job_promoter;
 mod job_rescuer;
 mod node_heartbeat;
+mod pass_failures;
+mod queue_count_folder;
 mod schedule_runner;
 mod schedule_slot_cleaner;
 mod wakeup_listener;
@@ -20,6 +22,7 @@ pub use job_cleaner::prune_once;
 pub use job_promoter::promote_once;
 pub use job_rescuer::rescue_once;
 pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
+pub use queue_count_folder::fold_counts_once;
 pub use schedule_slot_cleaner::prune_slots_once;
 
 /// Starts every maintenance service; they stop when `token` is cancelled.
@@ -29,14 +32,16 @@ pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
     set.spawn(job_promoter::run(engine.clone(), token.clone()));
     set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
     set.spawn(job_cleaner::run(engine.clone(), token.clone()));
+    set.spawn(queue_count_folder::run(engine.clone(), token.clone()));
     set.spawn(schedule_runner::run(engine.clone(), token.clone()));
     set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));
     set.spawn(wakeup_listener::run(engine, token));
     set
 }
 
-/// Runs `tick` every `every` until `token` fires; errors are logged, not fatal, because a
-/// store that is briefly unavailable must not stop maintenance for good.
+/// Runs `tick` every `every` until `token` fires; errors are logged (without flooding: see
+/// [`pass_failures`]), not fatal, because a store that is briefly unavailable must not stop
+/// maintenance for good.
 async fn every<F, Fut>(
     name: &'static str,
     every: std::time::Duration,
@@ -46,6 +51,7 @@ async fn every<F, Fut>(
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<usize, errand_store::StoreError>>,
 {
+    let mut failures = pass_failures::PassFailures::new(name);
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -54,9 +60,13 @@ async fn every<F, Fut>(
             _ = interval.tick() => {}
         }
         match tick().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(service = name, changed = n, "maintenance pass"),
-            Err(e) => tracing::warn!(service = name, error = %e, "maintenance pass failed"),
+            Ok(n) => {
+                failures.succeeded();
+                if n > 0 {
+                    tracing::debug!(service = name, changed = n, "maintenance pass");
+                }
+            }
+            Err(e) => failures.failed(&e),
         }
     }
 }

@@ -13,17 +13,22 @@ use crate::Engine;
 /// last pass planned when that comes sooner.
 pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
     let every = engine.config().schedule_pass_interval;
+    let mut failures = super::pass_failures::PassFailures::new("schedule_runner");
     loop {
         match engine.schedule_pass().await {
-            Ok(report) if report.written > 0 => tracing::debug!(
-                due = report.due,
-                written = report.written,
-                fired = report.fired,
-                moved = report.moved,
-                "schedule pass"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "schedule pass failed"),
+            Ok(report) => {
+                failures.succeeded();
+                if report.written > 0 {
+                    tracing::debug!(
+                        due = report.due,
+                        written = report.written,
+                        fired = report.fired,
+                        moved = report.moved,
+                        "schedule pass"
+                    );
+                }
+            }
+            Err(e) => failures.failed(&e),
         }
         let hint = engine.next_slot_hint.load(Ordering::Relaxed);
         let now = errand_core::time::system_now();

@@ -16,9 +16,11 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Value>
     Ok(Json(json!({"status": "ok"})))
 }
 
-/// The store answers; an autoscaler or load balancer may send work.
+/// This node can accept a job: the store answers and takes writes (on SQLite: the file
+/// opened is still the one at its path, and writable; on PostgreSQL: the connection works
+/// and the database is not read-only). An autoscaler or load balancer may send work.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Store unreachable", body = errand_api::ErrorBody)))]
+    responses((status = 200, description = "Ready: the store takes writes"), (status = 503, description = "The store cannot accept a job: unreachable, read-only, or (SQLite) its file gone or replaced since start", body = errand_api::ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.engine.ready().await?;
     Ok(Json(json!({"status": "ready"})))

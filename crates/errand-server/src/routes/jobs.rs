@@ -49,7 +49,13 @@ pub(crate) async fn enqueue(
     headers: HeaderMap,
     ApiJson(mut req): ApiJson<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    if let Some(h) = headers.get(IDEMPOTENCY_HEADER) {
+    let mut keys = headers.get_all(IDEMPOTENCY_HEADER).iter();
+    if let Some(h) = keys.next() {
+        if keys.next().is_some() {
+            return Err(ApiError::invalid(
+                "Idempotency-Key header: given more than once; send one key",
+            ));
+        }
         let key = h
             .to_str()
             .map_err(|_| ApiError::invalid("Idempotency-Key header: must be visible ASCII"))?
@@ -165,6 +171,11 @@ pub(crate) async fn get(
             MAX_WAIT_MS
         )));
     }
+    let _waiting = if wait.is_zero() {
+        None
+    } else {
+        Some(state.wait_place()?)
+    };
     Ok(Json(state.engine.job(id, wait).await?))
 }
 

@@ -47,17 +47,17 @@ pub(crate) async fn claim(
         return Err(ApiError::invalid(format!("wait_ms: at most {MAX_WAIT_MS}")));
     }
     let worker = req.worker.unwrap_or_else(|| "anonymous".into());
-    let chars = worker.chars().count();
-    if chars == 0 || chars > MAX_WORKER_LEN || worker.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
-            "worker: 1 to {MAX_WORKER_LEN} characters, no control characters"
-        )));
-    }
+    errand_core::names::check_label("worker", &worker, MAX_WORKER_LEN)?;
     let kinds = req
         .kinds
         .iter()
         .map(|k| JobKind::parse(k))
         .collect::<Result<Vec<_>, _>>()?;
+    let _waiting = if wait_ms > 0 {
+        Some(state.wait_place()?)
+    } else {
+        None
+    };
     let claimed = state
         .engine
         .claim(errand_engine::ClaimRequest {
@@ -153,7 +153,8 @@ fn failure(
     }
 }
 
-/// Refuses what no store can keep in a settlement (NUL characters), naming the field
+/// Refuses what no store can keep in a settlement (NUL characters, a retry past the year
+/// 9999), naming the field
 /// after `prefix` (`completions[2].`, or nothing for a single settle).
 fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
     match s {
@@ -162,8 +163,17 @@ fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
             ..
         } => errand_api::reject_nul(&format!("{prefix}result"), result)?,
         Settlement::Complete { result: None, .. } => {}
-        Settlement::Fail { error, .. } => {
-            errand_api::reject_nul_text(&format!("{prefix}error"), error)?
+        Settlement::Fail {
+            error, retry_in, ..
+        } => {
+            errand_api::reject_nul_text(&format!("{prefix}error"), error)?;
+            if let Some(retry_in) = retry_in {
+                errand_core::time::checked_after(
+                    &format!("{prefix}retry_in_ms"),
+                    errand_core::time::system_now(),
+                    *retry_in,
+                )?;
+            }
         }
     }
     Ok(())

@@ -238,3 +238,147 @@ pub(crate) async fn list_filters_and_paginates(Ctx { store, .. }: Ctx) {
         .expect("list");
     assert_eq!(running.len(), 1);
 }
+
+/// Every page of a filtered listing, following the cursor from the newest job.
+async fn all_pages(store: &crate::SharedStore, filter: JobListParams) -> Vec<JobId> {
+    let mut ids = Vec::new();
+    loop {
+        let page = store
+            .job_list(JobListParams {
+                before: ids.last().copied(),
+                ..filter.clone()
+            })
+            .await
+            .expect("list");
+        let full = page.len() == filter.limit as usize;
+        ids.extend(page.iter().map(|j| j.id));
+        assert!(ids.len() <= 1000, "the cursor never reaches the end");
+        if !full {
+            return ids;
+        }
+    }
+}
+
+/// Tag and kind filters (alone, together, and with a queue and a state) page newest first
+/// through exactly the matching jobs, and a deleted job leaves its tag's listing.
+pub(crate) async fn list_by_tag_and_kind_pages_newest_first(Ctx { store, .. }: Ctx) {
+    let mut jobs = Vec::new();
+    for i in 0..23 {
+        let mut j = new_job(
+            if i % 2 == 0 { "even" } else { "odd" },
+            ["a", "b", "c"][i % 3],
+        );
+        j.tags = match i % 4 {
+            0 => vec![],
+            1 => vec!["red".into()],
+            2 => vec!["red".into(), "blue".into()],
+            // A tag given twice is one tag.
+            _ => vec!["blue".into(), "blue".into()],
+        };
+        jobs.push(j);
+    }
+    // One batch and then one job at a time: both insert paths keep the tag index.
+    insert(&store, jobs[..10].to_vec()).await;
+    for j in &jobs[10..] {
+        insert(&store, vec![j.clone()]).await;
+    }
+    let expect = |keep: &dyn Fn(&NewJob) -> bool| -> Vec<JobId> {
+        jobs.iter()
+            .rev()
+            .filter(|j| keep(j))
+            .map(|j| j.id)
+            .collect()
+    };
+    let has = |j: &NewJob, t: &str| j.tags.iter().any(|x| x == t);
+    let kind = |k: &str| Some(JobKind::parse(k).expect("kind"));
+    let by = |f: JobListParams| JobListParams { limit: 3, ..f };
+    let red = by(JobListParams {
+        tag: Some("red".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        all_pages(&store, red.clone()).await,
+        expect(&|j| has(j, "red"))
+    );
+    assert_eq!(
+        all_pages(
+            &store,
+            by(JobListParams {
+                tag: Some("blue".into()),
+                ..Default::default()
+            })
+        )
+        .await,
+        expect(&|j| has(j, "blue")),
+        "a job tagged blue twice is listed once"
+    );
+    let b = by(JobListParams {
+        kind: kind("b"),
+        ..Default::default()
+    });
+    assert_eq!(
+        all_pages(&store, b).await,
+        expect(&|j| j.kind.as_str() == "b")
+    );
+    let red_c_even = by(JobListParams {
+        tag: Some("red".into()),
+        kind: kind("c"),
+        queue: Some(queue("even")),
+        ..Default::default()
+    });
+    assert_eq!(
+        all_pages(&store, red_c_even).await,
+        expect(&|j| has(j, "red") && j.kind.as_str() == "c" && j.queue.as_str() == "even")
+    );
+    assert!(all_pages(
+        &store,
+        by(JobListParams {
+            tag: Some("green".into()),
+            ..Default::default()
+        })
+    )
+    .await
+    .is_empty());
+    // Claim every odd job: a tag and a state, and a kind and a state, still page exactly.
+    let claimed = claim(&store, "odd", 100).await;
+    let running = |j: &NewJob| j.queue.as_str() == "odd";
+    assert_eq!(
+        all_pages(
+            &store,
+            by(JobListParams {
+                tag: Some("red".into()),
+                state: Some(JobState::Running),
+                ..Default::default()
+            })
+        )
+        .await,
+        expect(&|j| has(j, "red") && running(j))
+    );
+    assert_eq!(
+        all_pages(
+            &store,
+            by(JobListParams {
+                kind: kind("a"),
+                state: Some(JobState::Available),
+                ..Default::default()
+            })
+        )
+        .await,
+        expect(&|j| j.kind.as_str() == "a" && !running(j))
+    );
+    // Fail the running red jobs for good and purge them: they leave the tag's listing.
+    for c in claimed
+        .iter()
+        .filter(|c| c.job.tags.iter().any(|t| t == "red"))
+    {
+        settle(&store, fail(c, None, true)).await.expect("fail");
+    }
+    store
+        .dead_purge_many(crate::DeadSelection::All)
+        .await
+        .expect("purge");
+    assert_eq!(
+        all_pages(&store, red).await,
+        expect(&|j| has(j, "red") && !running(j))
+    );
+}

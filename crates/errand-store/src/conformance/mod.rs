@@ -28,20 +28,25 @@ use crate::SharedStore;
 
 mod claims;
 mod concurrency;
+mod counts;
 mod jobs;
 mod nodes;
 mod queues;
+mod readiness;
 mod rescue;
 mod restore;
 mod retention;
 mod schedules;
 mod settle;
 mod support;
+mod upgrade;
 
 pub use self::support::new_job;
+pub use self::upgrade::{assert_upgraded, previous_version_jobs, OldJob};
 
 use self::{
-    claims::*, concurrency::*, jobs::*, nodes::*, queues::*, rescue::*, restore::*, retention::*,
+    claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
+    restore::*, retention::*,
 };
 use self::{schedules::*, settle::*};
 
@@ -108,6 +113,7 @@ macro_rules! conformance_suite {
             get_unknown_job_is_not_found,
             attempts_are_recorded,
             list_filters_and_paginates,
+            list_by_tag_and_kind_pages_newest_first,
             claim_takes_highest_priority_then_oldest,
             claim_counts_the_attempt_and_leases,
             claim_skips_paused_queue,
@@ -137,10 +143,12 @@ macro_rules! conformance_suite {
             expired_lease_without_attempts_left_is_dead,
             attempt_past_timeout_is_failed,
             queue_list_counts_states,
+            queue_counts_follow_every_state_change,
             pause_unknown_queue_is_not_found,
             dead_requeue_and_purge_by_selection,
             promote_due_makes_jobs_available,
             nodes_register_heartbeat_and_stop,
+            a_writable_store_is_ready,
             prune_deletes_only_finished_jobs_past_retention,
             restore_keeps_exported_jobs_and_is_repeatable,
             restore_of_a_fired_job_claims_its_slot,

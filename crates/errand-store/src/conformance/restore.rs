@@ -6,7 +6,7 @@ use serde_json::json;
 use super::support::*;
 use super::Ctx;
 
-fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> crate::RestoredJob {
+pub(super) fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> crate::RestoredJob {
     let t = |ms: i64| jiff::Timestamp::from_millisecond(1_790_000_000_000 + ms).expect("timestamp");
     let attempts: Vec<errand_core::Attempt> = attempt_outcomes
         .iter()

@@ -18,6 +18,16 @@ pub async fn server() -> ServerProcess {
         .expect("start errand serve")
 }
 
+/// A fresh server started with extra `serve` flags, and its temporary data directory
+/// (dropped after the server).
+pub async fn server_with(args: &[&str]) -> (ServerProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start_in(&bin(), dir.path(), args)
+        .await
+        .expect("start errand serve");
+    (server, dir)
+}
+
 /// Raw HTTP, for requests the typed client would never send.
 pub struct Raw {
     pub http: reqwest::Client,

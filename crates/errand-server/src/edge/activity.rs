@@ -1,0 +1,146 @@
+//! What one connection is doing, so its watchdog knows which deadline applies: a request
+//! in service has none here (its body has its own, long polls have none), a request head
+//! being read has the header deadline, and a connection with nothing in progress has the
+//! idle deadline.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct State {
+    /// Requests handed to the service whose responses have not finished.
+    in_flight: usize,
+    /// When the first byte of the next request head arrived, if it has.
+    head_started: Option<Instant>,
+    /// When the connection last had nothing in progress.
+    idle_since: Instant,
+}
+
+/// One connection's activity, shared by its IO, its requests and its watchdog.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                in_flight: 0,
+                head_started: None,
+                idle_since: Instant::now(),
+            }),
+            changed: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bytes arrived: with nothing in service they begin a request head.
+    pub(crate) fn bytes_read(&self) {
+        let mut s = self.state();
+        if s.in_flight == 0 && s.head_started.is_none() {
+            s.head_started = Some(Instant::now());
+            drop(s);
+            self.changed.notify_one();
+        }
+    }
+
+    /// A request was handed to the service; it is in progress until the guard drops
+    /// (when its response body has been sent or abandoned).
+    pub(crate) fn request_started(self: &Arc<Self>) -> RequestGuard {
+        let mut s = self.state();
+        s.in_flight += 1;
+        s.head_started = None;
+        drop(s);
+        self.changed.notify_one();
+        RequestGuard {
+            activity: self.clone(),
+        }
+    }
+
+    /// True while a request is in service on this connection.
+    pub(crate) fn in_service(&self) -> bool {
+        self.state().in_flight > 0
+    }
+
+    /// When the connection is to be closed if nothing changes: `None` while a request is in
+    /// service.
+    pub(crate) fn deadline(
+        &self,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Option<Instant> {
+        let s = self.state();
+        if s.in_flight > 0 {
+            return None;
+        }
+        Some(match s.head_started {
+            Some(started) => started + header_timeout,
+            None => s.idle_since + idle_timeout,
+        })
+    }
+
+    /// Resolves when the state changed and the deadline must be computed again.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
+/// Marks one request in progress; dropped when its response is done.
+#[derive(Debug)]
+pub(crate) struct RequestGuard {
+    activity: Arc<Activity>,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let mut s = self.activity.state();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 {
+            s.idle_since = Instant::now();
+        }
+        drop(s);
+        self.activity.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: Duration = Duration::from_secs(2);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn deadline_follows_what_the_connection_is_doing() {
+        let a = Activity::new();
+        let idle = a.deadline(HEADER, IDLE).expect("idle deadline");
+        a.bytes_read();
+        let head = a.deadline(HEADER, IDLE).expect("header deadline");
+        assert!(
+            head < idle,
+            "a started head gets the shorter header deadline"
+        );
+        let guard = a.request_started();
+        assert_eq!(
+            a.deadline(HEADER, IDLE),
+            None,
+            "no deadline while in service"
+        );
+        a.bytes_read();
+        assert_eq!(
+            a.deadline(HEADER, IDLE),
+            None,
+            "body bytes do not start a head"
+        );
+        drop(guard);
+        assert!(a.deadline(HEADER, IDLE).expect("idle again") >= idle);
+    }
+}
