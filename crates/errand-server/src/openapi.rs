@@ -3,6 +3,7 @@
 
 use errand_api::schema::WaitDuration;
 use errand_api::ErrorBody;
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{
     AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, SchemaType, Type,
@@ -31,7 +32,8 @@ use utoipa::{OpenApi, ToSchema};
 )]
 pub(crate) struct ApiDoc;
 
-/// Answers any request may get, whatever its operation.
+/// Answers any request may get, whatever its operation. 414 and 431 come from the edge
+/// before a route is known, so every operation can get them.
 const EVERY_REQUEST: &[(&str, &str)] = &[
     (
         "403",
@@ -40,6 +42,14 @@ const EVERY_REQUEST: &[(&str, &str)] = &[
     (
         "421",
         "A `Host` this server does not answer for (DNS rebinding); nothing changed",
+    ),
+    (
+        "414",
+        "The request target (path and query) is longer than the server accepts; nothing changed",
+    ),
+    (
+        "431",
+        "The request's headers are larger than the server accepts; nothing changed",
     ),
     (
         "500",
@@ -51,6 +61,17 @@ const EVERY_REQUEST: &[(&str, &str)] = &[
     ),
 ];
 
+/// What a 503 `busy` adds on any operation but the health checks (which the edge answers
+/// even at its connection cap).
+const BUSY: &str = "Or `busy`: the server is at its connection limit, or (with a body) too many large bodies are being read at once; nothing changed, retry after `Retry-After` seconds";
+
+/// What a 503 `busy` adds on the long polls, whose waiting calls are bounded.
+const BUSY_WAITING: &str =
+    "Also `busy` when a call asks to wait and `max_waiting` calls already wait";
+
+/// The operations that may wait for a change (a claim's `wait_ms`, a job's `?wait=`).
+const LONG_POLLS: &[&str] = &["claim_jobs", "get_job"];
+
 /// Answers a request with a body may get.
 const WITH_BODY: &[(&str, &str)] = &[
     (
@@ -58,6 +79,10 @@ const WITH_BODY: &[(&str, &str)] = &[
         "The body is larger than the server accepts; nothing changed",
     ),
     ("415", "The body is not `application/json`; nothing changed"),
+    (
+        "408",
+        "The body did not arrive within the body timeout; nothing changed",
+    ),
 ];
 
 /// The answer to input that breaks a rule (path, query, header or body).
@@ -117,7 +142,8 @@ pub(crate) fn add_field_relations(doc: &mut Document) {
 }
 
 /// Gives every operation the error answers it can get, each with the JSON error body: the
-/// ones every request may get, 400 where it takes input, 413 and 415 where it takes a body.
+/// ones every request may get, 400 where it takes input, 408, 413 and 415 where it takes a
+/// body, and 503 `busy` with its `Retry-After` header outside the health checks.
 pub(crate) fn add_error_responses(doc: &mut Document) {
     for item in doc.paths.paths.values_mut() {
         let operations = [
@@ -156,6 +182,35 @@ fn add_to_operation(op: &mut Operation) {
             }
         }
     }
+    let health = op
+        .tags
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|t| t == "health"));
+    if !health {
+        let long_poll = op
+            .operation_id
+            .as_deref()
+            .is_some_and(|id| LONG_POLLS.contains(&id));
+        if let Some(RefOr::T(r)) = op.responses.responses.get_mut("503") {
+            r.description = format!("{}. {BUSY}", r.description.trim_end_matches('.'));
+            if long_poll {
+                r.description = format!("{}. {BUSY_WAITING}", r.description);
+            }
+            r.headers.insert("Retry-After".into(), retry_after());
+        }
+    }
+}
+
+/// The header a 503 `busy` carries: whole seconds to wait before retrying.
+fn retry_after() -> Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .description(Some("With `busy`: seconds to wait before retrying"))
+        .build()
 }
 
 fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {

@@ -186,12 +186,28 @@ async fn every_operation_documents_every_error_it_can_answer_with_the_error_shap
             .unwrap_or(&[]);
         let has_path_param = params.iter().any(|p| p["in"] == "path");
         let has_body = body.get("requestBody").is_some();
-        let mut wanted = vec!["403", "421", "500", "503"];
+        let mut wanted = vec!["403", "414", "421", "431", "500", "503"];
         if has_path_param || has_body || !params.is_empty() {
             wanted.push("400");
         }
         if has_body {
-            wanted.extend(["413", "415"]);
+            wanted.extend(["408", "413", "415"]);
+        }
+        if body["tags"][0] != "health" {
+            let busy = &responses["503"];
+            assert_eq!(
+                busy["headers"]["Retry-After"]["schema"]["type"], "integer",
+                "{op}: 503 busy carries Retry-After"
+            );
+            let long_poll =
+                ["POST /v1/queues/{queue}/claim", "GET /v1/jobs/{id}"].contains(&op.as_str());
+            assert_eq!(
+                busy["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("max_waiting")),
+                long_poll,
+                "{op}: only long polls are bounded by max_waiting"
+            );
         }
         for status in wanted {
             assert!(
