@@ -10,6 +10,8 @@ use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::schema::{IdempotencyKey, PositiveDuration, StorableJson, Tag};
+
 /// Limits the server applies to enqueued jobs.
 #[derive(Debug, Clone, Copy)]
 pub struct EnqueueLimits {
@@ -22,15 +24,19 @@ pub struct EnqueueLimits {
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// Which handler runs it.
+    #[schema(value_type = JobKind)]
     pub kind: String,
     /// Queue; `default` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<QueueName>)]
     pub queue: Option<String>,
     /// The handler's input (any JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StorableJson>)]
     pub payload: Option<Value>,
     /// -1000 to 1000, higher first; 0 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
     /// Run no earlier than this instant (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,17 +45,21 @@ pub struct EnqueueRequest {
     /// Run no earlier than this long from now (`"30s"` or milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<FlexDuration>,
-    /// Attempts before the job is dead; 25 when absent.
+    /// Attempts before the job is dead, 1 to 10000; 25 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_attempts: Option<u32>,
-    /// Longest one attempt may run (`"5m"` or milliseconds).
+    /// Longest one attempt may run (`"5m"` or milliseconds); longer than zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PositiveDuration>)]
     pub timeout: Option<FlexDuration>,
-    /// Labels to search by.
+    /// Labels to search by, at most 32.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Tag>, max_items = 32)]
     pub tags: Vec<String>,
     /// Deduplicates enqueues within the server's window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<IdempotencyKey>)]
     pub idempotency_key: Option<String>,
 }
 
@@ -209,6 +219,7 @@ impl EnqueueRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchEnqueueRequest {
     /// 1 to 10,000 jobs.
+    #[schema(min_items = 1, max_items = 10000)]
     pub jobs: Vec<EnqueueRequest>,
 }
 

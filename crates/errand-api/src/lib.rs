@@ -11,6 +11,7 @@ mod jobs;
 mod nodes;
 mod queues;
 mod schedules;
+pub mod schema;
 mod worker;
 
 pub use enqueue::{

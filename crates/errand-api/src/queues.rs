@@ -12,7 +12,7 @@ pub struct QueueList {
 
 /// Which dead jobs to requeue or purge. Naming nothing is refused unless `all` is true, so a
 /// forgotten filter never empties the dead-letter set by accident.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadSelectionRequest {
     /// Only this queue.

@@ -5,9 +5,10 @@ use errand_core::limits::DEFAULT_MAX_ATTEMPTS;
 use errand_core::schedule_spec::{
     CatchUpPolicy, JobTemplate, OverlapPolicy, Schedule, ScheduleSpec,
 };
-use errand_core::{ScheduleName, ValidationError};
+use errand_core::{JobKind, QueueName, ScheduleName, ValidationError};
 use serde::{Deserialize, Serialize};
 
+use crate::schema::{Interval, PositiveDuration, StorableJson, Tag};
 use crate::{EnqueueLimits, EnqueueRequest};
 
 /// The job part of a schedule: what an enqueue takes, minus timing and idempotency.
@@ -15,24 +16,31 @@ use crate::{EnqueueLimits, EnqueueRequest};
 #[serde(deny_unknown_fields)]
 pub struct JobTemplateRequest {
     /// Which handler runs it.
+    #[schema(value_type = JobKind)]
     pub kind: String,
     /// Queue; `default` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<QueueName>)]
     pub queue: Option<String>,
     /// The handler's input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StorableJson>)]
     pub payload: Option<serde_json::Value>,
     /// -1000 to 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
-    /// Attempts before the job is dead.
+    /// Attempts before the job is dead, 1 to 10000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_attempts: Option<u32>,
-    /// Longest one attempt may run.
+    /// Longest one attempt may run; longer than zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PositiveDuration>)]
     pub timeout: Option<FlexDuration>,
-    /// Labels.
+    /// Labels, at most 32.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Tag>, max_items = 32)]
     pub tags: Vec<String>,
 }
 
@@ -41,12 +49,14 @@ pub struct JobTemplateRequest {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// Unique name (A-Z a-z 0-9 _ - . :).
+    #[schema(value_type = ScheduleName)]
     pub name: String,
     /// Cron expression: 5 fields, 6 with seconds first, or `@hourly`, `@daily`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
-    /// Interval instead of cron (`"30s"` or milliseconds).
+    /// Interval instead of cron (`"30s"` or milliseconds), at least 1s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Interval>)]
     pub every: Option<FlexDuration>,
     /// IANA time zone of the cron expression (default `UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +71,7 @@ pub struct ScheduleRequest {
     pub catch_up: Option<CatchUpPolicy>,
     /// With `catch_up: all`, how far back (default `24h`, at most 167 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PositiveDuration>)]
     pub catch_up_window: Option<FlexDuration>,
     /// Random delay up to this for each job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,6 +158,7 @@ pub struct ScheduleList {
 #[into_params(parameter_in = Query)]
 pub struct NextQuery {
     /// How many fire times, 1 to 1000 (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub count: Option<usize>,
 }
 

@@ -4,24 +4,31 @@ use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::schema::{StorableJson, WorkerName};
+
 /// `POST /v1/queues/{queue}/claim`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// Who claims; shown on jobs and attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<WorkerName>)]
     pub worker: Option<String>,
     /// At most this many jobs, 1 to 1000 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max: Option<u32>,
     /// Long-poll this many milliseconds when no job is ready (at most 60000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 60000)]
     pub wait_ms: Option<u64>,
     /// Lease length in milliseconds (100 to 86400000, default 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 100, maximum = 86400000)]
     pub lease_ms: Option<u64>,
     /// Only these kinds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<JobKind>)]
     pub kinds: Vec<String>,
 }
 
@@ -97,14 +104,17 @@ pub struct ClaimResponse {
 pub struct HeartbeatRequest {
     /// The lease's token.
     pub lease_token: LeaseToken,
-    /// New lease length from now; the claim's length when absent.
+    /// New lease length from now in milliseconds (100 to 86400000); the claim's length when
+    /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 100, maximum = 86400000)]
     pub lease_ms: Option<u64>,
     /// Progress to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
     /// State to resume from on a retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StorableJson>)]
     pub checkpoint: Option<Value>,
 }
 
@@ -126,6 +136,7 @@ pub struct CompleteRequest {
     pub lease_token: LeaseToken,
     /// What the handler returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StorableJson>)]
     pub result: Option<Value>,
 }
 
@@ -137,9 +148,11 @@ pub struct FailRequest {
     pub lease_token: LeaseToken,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\u0000]*$")]
     pub error: Option<String>,
     /// Retry after this many milliseconds instead of the backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub retry_in_ms: Option<u64>,
     /// Do not retry: the job is dead now.
     #[serde(default)]
@@ -156,6 +169,7 @@ pub struct SettleCompletion {
     pub lease_token: LeaseToken,
     /// What the handler returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StorableJson>)]
     pub result: Option<Value>,
 }
 
@@ -169,17 +183,19 @@ pub struct SettleFailure {
     pub lease_token: LeaseToken,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\u0000]*$")]
     pub error: Option<String>,
     /// Retry after this many milliseconds instead of the backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub retry_in_ms: Option<u64>,
     /// Do not retry.
     #[serde(default)]
     pub dead: bool,
 }
 
-/// `POST /v1/jobs/settle`: many completions and failures in one call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// `POST /v1/jobs/settle`: many completions and failures in one call (1 to 10,000 in all).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettleRequest {
     /// Jobs that succeeded.

@@ -72,21 +72,45 @@ impl serde::Serialize for FlexDuration {
     }
 }
 
-impl utoipa::PartialSchema for FlexDuration {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+/// The units [`parse`] reads, as `humantime` spells them (longest first).
+const UNITS: &str = "(nanos|nsec|ns|usec|us|\u{b5}s|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)";
+
+/// A pattern for the text [`parse`] reads: plain milliseconds, or numbers (maybe with a
+/// fraction) each followed by a unit. With `nonzero`, at least one number is not zero.
+pub fn duration_pattern(nonzero: bool) -> String {
+    let any = format!("[0-9]+(\\.[0-9]+)?\\s*{UNITS}\\s*");
+    if !nonzero {
+        return format!("^\\s*([0-9]+|({any})+)$");
+    }
+    let some = format!("(0*[1-9][0-9]*(\\.[0-9]+)?|[0-9]+\\.[0-9]*[1-9][0-9]*)\\s*{UNITS}\\s*");
+    format!("^\\s*(0*[1-9][0-9]*\\s*|({any})*{some}({any})*)$")
+}
+
+impl FlexDuration {
+    /// The schema of a duration of at least `min_ms` milliseconds (more than zero when
+    /// `min_ms` is): a whole number of milliseconds, or text [`parse`] reads.
+    pub fn schema_from(min_ms: u64) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
         OneOfBuilder::new()
             .item(
                 ObjectBuilder::new()
                     .schema_type(SchemaType::Type(Type::Integer))
+                    .minimum(Some(min_ms))
                     .description(Some("milliseconds")),
             )
             .item(
                 ObjectBuilder::new()
                     .schema_type(SchemaType::Type(Type::String))
+                    .pattern(Some(duration_pattern(min_ms > 0)))
                     .description(Some("a duration such as 250ms, 30s, 5m, 1h 30m")),
             )
             .into()
+    }
+}
+
+impl utoipa::PartialSchema for FlexDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        Self::schema_from(0)
     }
 }
 

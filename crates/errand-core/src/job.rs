@@ -61,9 +61,11 @@ pub struct ScheduleSlot {
 pub struct Progress {
     /// 0 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
     pub percent: Option<f64>,
-    /// What it is doing now.
+    /// What it is doing now (no NUL characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[^\\u0000]*$")]
     pub message: Option<String>,
 }
 

@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod schedule_plan;
 pub mod schedule_spec;
 pub mod state;
+pub mod text_schema;
 pub mod time;
 pub mod validation;
 

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
+use crate::text_schema::{kind_pattern, SAFE_NAME_PATTERN};
 use crate::ValidationError;
 
 /// Longest queue name: long enough for `tenant.region.purpose`, short enough for an index.
@@ -57,9 +58,8 @@ pub fn check_label(field: &str, text: &str, max: usize) -> Result<(), Validation
 
 /// A queue's name: 1 to 128 characters from `A-Z a-z 0-9 _ - . :`, so it is safe in URLs,
 /// metrics labels and file names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "default")]
 pub struct QueueName(String);
 
 impl QueueName {
@@ -119,9 +119,8 @@ impl fmt::Display for QueueName {
 /// A schedule's name. Schedules are not queues: their names live in a namespace of their
 /// own (a schedule `reports` and a queue `reports` are unrelated), so they get their own
 /// type, with the same safe characters as queue names for the same reasons (URLs, labels).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "nightly-report")]
 pub struct ScheduleName(String);
 
 impl ScheduleName {
@@ -156,9 +155,8 @@ impl fmt::Display for ScheduleName {
 
 /// A job kind: which handler runs the job. 1 to 255 characters, no whitespace, none that
 /// [`check_label`] refuses.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "send_email")]
 pub struct JobKind(String);
 
 impl JobKind {
@@ -199,6 +197,28 @@ impl fmt::Display for JobKind {
         f.write_str(&self.0)
     }
 }
+
+crate::text_schema_for!(
+    QueueName,
+    SAFE_NAME_PATTERN,
+    MAX_QUEUE_NAME_LEN,
+    "A queue name: 1 to 128 characters from A-Z a-z 0-9 _ - . :",
+    "default"
+);
+crate::text_schema_for!(
+    ScheduleName,
+    SAFE_NAME_PATTERN,
+    MAX_QUEUE_NAME_LEN,
+    "A schedule name: 1 to 128 characters from A-Z a-z 0-9 _ - . :",
+    "nightly-report"
+);
+crate::text_schema_for!(
+    JobKind,
+    kind_pattern(),
+    MAX_KIND_LEN,
+    "A job kind: 1 to 255 characters, no whitespace, control or invisible format characters",
+    "send_email"
+);
 
 #[cfg(test)]
 mod tests {

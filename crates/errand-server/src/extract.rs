@@ -26,7 +26,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A JSON body that may be empty (then `T::default()`).
+/// A JSON body that may be absent: empty, or `null` (then `T::default()`), as the document
+/// states an optional body.
 pub(crate) struct OptionalJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
@@ -39,7 +40,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        parse_json(&bytes).map(OptionalJson)
+        parse_json::<Option<T>>(&bytes).map(|body| OptionalJson(body.unwrap_or_default()))
     }
 }
 

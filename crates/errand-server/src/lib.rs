@@ -24,7 +24,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_limit = state.limits.max_request_bytes;
     let site = state.site.clone();
-    let (router, api) = routes::router().split_for_parts();
+    let (router, mut api) = routes::router().split_for_parts();
+    openapi::add_error_responses(&mut api);
+    openapi::add_field_relations(&mut api);
     let doc = api.clone();
     let router = router
         .route(

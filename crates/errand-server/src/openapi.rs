@@ -1,6 +1,15 @@
-//! The document's frame; operations and schemas come from the handlers.
+//! The document's frame; operations and schemas come from the handlers, and the error
+//! answers every operation shares are added to each once the route table is complete.
 
-use utoipa::OpenApi;
+use errand_api::schema::WaitDuration;
+use errand_api::ErrorBody;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ObjectBuilder, Schema, SchemaType, Type,
+};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, ResponseBuilder};
+use utoipa::{OpenApi, ToSchema};
 
 /// errand's OpenAPI document.
 #[derive(OpenApi)]
@@ -10,6 +19,7 @@ use utoipa::OpenApi;
         description = "A background-jobs server: enqueue over HTTP, work with workers in any language.",
         version = "1"
     ),
+    components(schemas(ErrorBody, WaitDuration)),
     tags(
         (name = "jobs", description = "Enqueue, inspect, cancel and retry jobs"),
         (name = "workers", description = "The remote worker protocol: claim, heartbeat, complete, fail"),
@@ -21,3 +31,198 @@ use utoipa::OpenApi;
     )
 )]
 pub(crate) struct ApiDoc;
+
+/// Answers any request may get, whatever its operation. 414 and 431 come from the edge
+/// before a route is known, so every operation can get them.
+const EVERY_REQUEST: &[(&str, &str)] = &[
+    (
+        "403",
+        "A request from a foreign `Origin` (another web site); nothing changed",
+    ),
+    (
+        "421",
+        "A `Host` this server does not answer for (DNS rebinding); nothing changed",
+    ),
+    (
+        "414",
+        "The request target (path and query) is longer than the server accepts; nothing changed",
+    ),
+    (
+        "431",
+        "The request's headers are larger than the server accepts; nothing changed",
+    ),
+    (
+        "500",
+        "A bug or an unreadable record; nothing known to be changed",
+    ),
+    (
+        "503",
+        "The store is unavailable or cannot be written; nothing acknowledged, retry",
+    ),
+];
+
+/// What a 503 `busy` adds on any operation but the health checks (which the edge answers
+/// even at its connection cap).
+const BUSY: &str = "Or `busy`: the server is at its connection limit, or (with a body) too many large bodies are being read at once; nothing changed, retry after `Retry-After` seconds";
+
+/// What a 503 `busy` adds on the long polls, whose waiting calls are bounded.
+const BUSY_WAITING: &str =
+    "Also `busy` when a call asks to wait and `max_waiting` calls already wait";
+
+/// The operations that may wait for a change (a claim's `wait_ms`, a job's `?wait=`).
+const LONG_POLLS: &[&str] = &["claim_jobs", "get_job"];
+
+/// Answers a request with a body may get.
+const WITH_BODY: &[(&str, &str)] = &[
+    (
+        "413",
+        "The body is larger than the server accepts; nothing changed",
+    ),
+    ("415", "The body is not `application/json`; nothing changed"),
+    (
+        "408",
+        "The body did not arrive within the body timeout; nothing changed",
+    ),
+];
+
+/// The answer to input that breaks a rule (path, query, header or body).
+const BAD_INPUT: (&str, &str) = ("400", "Bad input; nothing changed");
+
+/// What a listed error answer without a description of its own means.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "400" => BAD_INPUT.1,
+        "404" => "No such resource",
+        "409" => "The resource is in a state that forbids this; nothing changed",
+        _ => "An error",
+    }
+}
+
+/// States the rules derived schemas cannot: the dead list's `state` can only be `dead`, and
+/// an enqueue names `run_at` or `delay`, not both.
+pub(crate) fn add_field_relations(doc: &mut Document) {
+    let dead_list = doc
+        .paths
+        .paths
+        .get_mut("/v1/dead")
+        .and_then(|i| i.get.as_mut());
+    for p in dead_list
+        .and_then(|op| op.parameters.as_mut())
+        .into_iter()
+        .flatten()
+    {
+        if p.name == "state" {
+            p.description = Some("`dead`, the only state the dead list holds".into());
+            p.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["dead"]))
+                    .into(),
+            );
+        }
+    }
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    if let Some(enqueue) = components.schemas.remove("EnqueueRequest") {
+        let absent_or_null = |field: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .property(field, ObjectBuilder::new().schema_type(Type::Null))
+        };
+        let one_of_two = AnyOfBuilder::new()
+            .description(Some("`run_at` or `delay`, not both"))
+            .item(absent_or_null("run_at"))
+            .item(absent_or_null("delay"));
+        let both = AllOfBuilder::new().item(enqueue).item(one_of_two).build();
+        components
+            .schemas
+            .insert("EnqueueRequest".into(), RefOr::T(Schema::AllOf(both)));
+    }
+}
+
+/// Gives every operation the error answers it can get, each with the JSON error body: the
+/// ones every request may get, 400 where it takes input, 408, 413 and 415 where it takes a
+/// body, and 503 `busy` with its `Retry-After` header outside the health checks.
+pub(crate) fn add_error_responses(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            add_to_operation(op);
+        }
+    }
+}
+
+fn add_to_operation(op: &mut Operation) {
+    let has_body = op.request_body.is_some();
+    let has_input = has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let mut wanted: Vec<(&str, &str)> = EVERY_REQUEST.to_vec();
+    if has_body {
+        wanted.extend_from_slice(WITH_BODY);
+    }
+    if has_input {
+        wanted.push(BAD_INPUT);
+    }
+    let responses = &mut op.responses.responses;
+    for (status, description) in wanted {
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| error_response(description));
+    }
+    for (status, response) in responses.iter_mut() {
+        if let RefOr::T(r) = response {
+            if r.description.is_empty() && !status.starts_with('2') {
+                r.description = default_description(status).to_string();
+            }
+        }
+    }
+    let health = op
+        .tags
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|t| t == "health"));
+    if !health {
+        let long_poll = op
+            .operation_id
+            .as_deref()
+            .is_some_and(|id| LONG_POLLS.contains(&id));
+        if let Some(RefOr::T(r)) = op.responses.responses.get_mut("503") {
+            r.description = format!("{}. {BUSY}", r.description.trim_end_matches('.'));
+            if long_poll {
+                r.description = format!("{}. {BUSY_WAITING}", r.description);
+            }
+            r.headers.insert("Retry-After".into(), retry_after());
+        }
+    }
+}
+
+/// The header a 503 `busy` carries: whole seconds to wait before retrying.
+fn retry_after() -> Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .description(Some("With `busy`: seconds to wait before retrying"))
+        .build()
+}
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    ErrorBody::name(),
+                ))))
+                .build(),
+        )
+        .into()
+}

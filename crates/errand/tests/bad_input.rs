@@ -960,3 +960,17 @@ async fn a_schedule_in_errand_toml_that_never_fires_stops_the_start() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_null_claim_body_is_an_absent_one() {
+    // The document states the claim body as optional; a client (or a fuzzer) that sends
+    // `null` for "no body" gets the defaults, not a 400.
+    let s = server().await;
+    let raw = Raw::new(&s);
+    let (status, body) = raw.post("/v1/jobs", r#"{"kind":"k"}"#).await;
+    assert_eq!(status, 201, "{body}");
+    let json = ("content-type", "application/json");
+    let (status, body) = send_with(&raw, "/v1/queues/default/claim", &[json], "null").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["jobs"].as_array().map(Vec::len), Some(1), "{body}");
+}

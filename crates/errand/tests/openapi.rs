@@ -1,10 +1,14 @@
-//! The OpenAPI document describes exactly the routes the server serves.
+//! The OpenAPI document describes exactly the routes the server serves, is a valid
+//! OpenAPI 3.1 document, and states the errors and input rules the server enforces.
 
 mod common;
 
 use std::collections::BTreeSet;
 
 use common::{server, Raw};
+use errand_core::limits::{MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS, PRIORITY_RANGE};
+use errand_core::names::{MAX_KIND_LEN, MAX_QUEUE_NAME_LEN};
+use serde_json::Value;
 
 const EXPECTED: &[&str] = &[
     "GET /healthz",
@@ -80,4 +84,202 @@ async fn document_lists_every_route_and_every_listed_route_is_served() {
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }
+}
+
+/// The document the server serves.
+async fn served_document() -> Value {
+    let s = server().await;
+    let (status, doc) = Raw::new(&s).get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    doc
+}
+
+/// Every operation as (`METHOD path`, operation object).
+fn operations(doc: &Value) -> Vec<(String, &Value)> {
+    let mut out = vec![];
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            out.push((format!("{} {path}", method.to_uppercase()), op));
+        }
+    }
+    out
+}
+
+/// Every `$ref` anywhere in `v`.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map {
+                match (k.as_str(), val) {
+                    ("$ref", Value::String(r)) => out.push(r),
+                    _ => refs(val, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| refs(i, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn document_is_valid_openapi_3_1_with_every_reference_resolved() {
+    let doc = served_document().await;
+    let text = serde_json::to_string(&doc).expect("serialise");
+    let spec = oas3::from_json(&text).expect("the document parses as OpenAPI 3.1");
+    let version = spec
+        .validate_version()
+        .expect("an OpenAPI version oas3 supports");
+    assert_eq!((version.major, version.minor), (3, 1));
+    for (path, method, op) in spec.operations() {
+        op.parameters(&spec)
+            .unwrap_or_else(|e| panic!("{method} {path}: parameters: {e}"));
+        op.request_body(&spec)
+            .unwrap_or_else(|e| panic!("{method} {path}: request body: {e}"));
+        let declared = op.responses.as_ref().map_or(0, |r| r.len());
+        assert_eq!(
+            op.responses(&spec).len(),
+            declared,
+            "{method} {path}: a response does not resolve"
+        );
+    }
+    let mut all = vec![];
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r} points outside the schemas"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} does not resolve"
+        );
+    }
+}
+
+#[tokio::test]
+async fn operation_ids_are_unique_and_name_their_resource() {
+    let doc = served_document().await;
+    let mut seen = BTreeSet::new();
+    for (op, body) in operations(&doc) {
+        let id = body["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{op}: no operationId"));
+        assert!(
+            seen.insert(id.to_string()),
+            "{op}: operationId `{id}` repeats"
+        );
+        assert!(
+            id.contains('_') || id.ends_with('z'),
+            "{op}: `{id}` does not say what it acts on"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_operation_documents_every_error_it_can_answer_with_the_error_shape() {
+    let doc = served_document().await;
+    for (op, body) in operations(&doc) {
+        let responses = body["responses"].as_object().expect("responses");
+        let params = body["parameters"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let has_path_param = params.iter().any(|p| p["in"] == "path");
+        let has_body = body.get("requestBody").is_some();
+        let mut wanted = vec!["403", "414", "421", "431", "500", "503"];
+        if has_path_param || has_body || !params.is_empty() {
+            wanted.push("400");
+        }
+        if has_body {
+            wanted.extend(["408", "413", "415"]);
+        }
+        if body["tags"][0] != "health" {
+            let busy = &responses["503"];
+            assert_eq!(
+                busy["headers"]["Retry-After"]["schema"]["type"], "integer",
+                "{op}: 503 busy carries Retry-After"
+            );
+            let long_poll =
+                ["POST /v1/queues/{queue}/claim", "GET /v1/jobs/{id}"].contains(&op.as_str());
+            assert_eq!(
+                busy["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("max_waiting")),
+                long_poll,
+                "{op}: only long polls are bounded by max_waiting"
+            );
+        }
+        for status in wanted {
+            assert!(
+                responses.contains_key(status),
+                "{op} does not document {status}"
+            );
+        }
+        for (status, response) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{op} {status} does not answer the error shape"
+                );
+                assert!(
+                    !response["description"].as_str().unwrap_or("").is_empty(),
+                    "{op} {status} has no description"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn names_bounds_and_optional_bodies_match_what_the_server_enforces() {
+    let doc = served_document().await;
+    let schemas = &doc["components"]["schemas"];
+    for (name, max) in [
+        ("QueueName", MAX_QUEUE_NAME_LEN),
+        ("ScheduleName", MAX_QUEUE_NAME_LEN),
+        ("JobKind", MAX_KIND_LEN),
+        ("Tag", errand_core::limits::MAX_LABEL_LEN),
+    ] {
+        let s = &schemas[name];
+        assert_eq!(s["minLength"], 1, "{name}");
+        assert_eq!(s["maxLength"], max, "{name}");
+        assert!(
+            s["pattern"].as_str().is_some_and(|p| p.starts_with('^')),
+            "{name}"
+        );
+    }
+    let claim = &schemas["ClaimRequest"]["properties"];
+    assert_eq!(claim["max"]["maximum"], MAX_CLAIM);
+    assert_eq!(claim["wait_ms"]["maximum"], MAX_WAIT_MS);
+    assert_eq!(claim["lease_ms"]["minimum"], MIN_LEASE_MS);
+    assert_eq!(claim["lease_ms"]["maximum"], MAX_LEASE_MS);
+    let enqueue = &schemas["EnqueueRequest"]["allOf"][0]["properties"];
+    assert_eq!(enqueue["priority"]["minimum"], *PRIORITY_RANGE.start());
+    assert_eq!(enqueue["priority"]["maximum"], *PRIORITY_RANGE.end());
+    for (op, body) in operations(&doc) {
+        for p in body["parameters"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            if p["in"] == "path" {
+                assert!(
+                    p["schema"]["$ref"].as_str().is_some(),
+                    "{op}: path parameter {} has no rule",
+                    p["name"]
+                );
+            }
+        }
+    }
+    let claim_op = &doc["paths"]["/v1/queues/{queue}/claim"]["post"];
+    assert_ne!(
+        claim_op["requestBody"]["required"], true,
+        "a claim's body may be left out"
+    );
+    let s = server().await;
+    let (status, json) = Raw::new(&s)
+        .send("POST", "/v1/queues/default/claim", None)
+        .await;
+    assert_eq!(status, 200, "{json}");
 }

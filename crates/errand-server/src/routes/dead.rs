@@ -11,7 +11,7 @@ use crate::routes::jobs::{list_params, page};
 use crate::{ApiError, AppState};
 
 /// Dead jobs, newest first; filters as for `/v1/jobs` (the state is always `dead`).
-#[utoipa::path(get, path = "/v1/dead", tag = "dead",
+#[utoipa::path(get, path = "/v1/dead", operation_id = "list_dead_jobs", tag = "dead",
     params(JobListQuery),
     responses((status = 200, description = "A page of dead jobs", body = JobPage), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list(
@@ -47,7 +47,7 @@ fn selection(req: DeadSelectionRequest) -> Result<DeadSelection, ApiError> {
 }
 
 /// Makes the selected dead jobs available again, each with one more attempt.
-#[utoipa::path(post, path = "/v1/dead/requeue", tag = "dead",
+#[utoipa::path(post, path = "/v1/dead/requeue", operation_id = "requeue_dead_jobs", tag = "dead",
     request_body = DeadSelectionRequest,
     responses((status = 200, description = "How many were requeued", body = CountResponse), (status = 400, body = ErrorBody)))]
 pub(crate) async fn requeue(
@@ -59,7 +59,7 @@ pub(crate) async fn requeue(
 }
 
 /// Deletes the selected dead jobs and their attempts.
-#[utoipa::path(post, path = "/v1/dead/purge", tag = "dead",
+#[utoipa::path(post, path = "/v1/dead/purge", operation_id = "purge_dead_jobs", tag = "dead",
     request_body = DeadSelectionRequest,
     responses((status = 200, description = "How many were deleted", body = CountResponse), (status = 400, body = ErrorBody)))]
 pub(crate) async fn purge(

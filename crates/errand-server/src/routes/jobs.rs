@@ -35,7 +35,7 @@ fn created_or_found(inserted: bool) -> StatusCode {
 
 /// Enqueues one job. 201 when new; 200 with the earlier job when its idempotency key
 /// (body field or `Idempotency-Key` header) was seen within the window.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "enqueue_job", tag = "jobs",
     request_body = EnqueueRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Deduplicates the enqueue")),
     responses(
@@ -82,7 +82,7 @@ pub(crate) async fn enqueue(
 }
 
 /// Enqueues many jobs atomically: all are stored or none.
-#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
+#[utoipa::path(post, path = "/v1/jobs/batch", operation_id = "enqueue_jobs", tag = "jobs",
     request_body = BatchEnqueueRequest,
     responses(
         (status = 201, description = "Stored durably", body = BatchEnqueueResponse),
@@ -112,7 +112,7 @@ pub(crate) async fn enqueue_batch(
 }
 
 /// Lists jobs, newest first, with filters and a cursor.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs",
     params(JobListQuery),
     responses((status = 200, description = "A page", body = JobPage), (status = 400, description = "Bad filter", body = ErrorBody)))]
 pub(crate) async fn list(
@@ -152,8 +152,8 @@ pub(crate) async fn page(state: &AppState, params: JobListParams) -> Result<JobP
 }
 
 /// One job; `?wait=30s` long-polls until it ends.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"), JobWaitQuery),
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
+    params(("id" = errand_core::JobId, Path, description = "Job id"), JobWaitQuery),
     responses((status = 200, description = "The job", body = Job), (status = 404, description = "No such job", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -180,8 +180,8 @@ pub(crate) async fn get(
 }
 
 /// Cancels a job that has not finished; a running job's worker loses its lease.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
     responses((status = 200, description = "Cancelled", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
@@ -191,8 +191,8 @@ pub(crate) async fn cancel(
 }
 
 /// Runs a dead, cancelled or retry-waiting job again now (one more attempt if it had none).
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
     responses((status = 200, description = "Available again", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Running, ready or succeeded", body = ErrorBody)))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
@@ -202,8 +202,8 @@ pub(crate) async fn retry(
 }
 
 /// A job's attempts.
-#[utoipa::path(get, path = "/v1/jobs/{id}/attempts", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(get, path = "/v1/jobs/{id}/attempts", operation_id = "list_job_attempts", tag = "jobs",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
     responses((status = 200, description = "Attempts, first first", body = AttemptList), (status = 404, body = ErrorBody)))]
 pub(crate) async fn attempts(
     State(state): State<AppState>,

@@ -7,7 +7,7 @@ use errand_api::NodeList;
 use crate::{ApiError, AppState};
 
 /// Every node seen in the last day: alive, dead (stopped heartbeating) or stopped.
-#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
+#[utoipa::path(get, path = "/v1/nodes", operation_id = "list_nodes", tag = "nodes",
     responses((status = 200, description = "Nodes, newest first", body = NodeList)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<NodeList>, ApiError> {
     let nodes = state.engine.node_list().await?;

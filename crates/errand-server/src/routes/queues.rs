@@ -9,7 +9,7 @@ use crate::extract::ApiPath;
 use crate::{ApiError, AppState};
 
 /// Every queue with its counts per state and the age of its oldest ready job.
-#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+#[utoipa::path(get, path = "/v1/queues", operation_id = "list_queues", tag = "queues",
     responses((status = 200, description = "Queues by name", body = QueueList)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
     Ok(Json(QueueList {
@@ -18,8 +18,8 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<QueueList
 }
 
 /// One queue.
-#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+#[utoipa::path(get, path = "/v1/queues/{queue}", operation_id = "get_queue", tag = "queues",
+    params(("queue" = errand_core::QueueName, Path, description = "Queue name")),
     responses((status = 200, description = "The queue", body = QueueInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -30,8 +30,8 @@ pub(crate) async fn get(
 }
 
 /// Stops handing out the queue's jobs; enqueues still land.
-#[utoipa::path(post, path = "/v1/queues/{queue}/pause", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+#[utoipa::path(post, path = "/v1/queues/{queue}/pause", operation_id = "pause_queue", tag = "queues",
+    params(("queue" = errand_core::QueueName, Path, description = "Queue name")),
     responses((status = 200, description = "Paused", body = QueueInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
@@ -42,8 +42,8 @@ pub(crate) async fn pause(
 }
 
 /// Hands out the queue's jobs again.
-#[utoipa::path(post, path = "/v1/queues/{queue}/resume", tag = "queues",
-    params(("queue" = String, Path, description = "Queue name")),
+#[utoipa::path(post, path = "/v1/queues/{queue}/resume", operation_id = "resume_queue", tag = "queues",
+    params(("queue" = errand_core::QueueName, Path, description = "Queue name")),
     responses((status = 200, description = "Resumed", body = QueueInfo), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resume(
     State(state): State<AppState>,

@@ -23,7 +23,7 @@ fn name(raw: &str) -> Result<ScheduleName, ApiError> {
 }
 
 /// Creates a schedule; its first slot is the next one from now.
-#[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
+#[utoipa::path(post, path = "/v1/schedules", operation_id = "create_schedule", tag = "schedules",
     request_body = ScheduleRequest,
     responses((status = 201, description = "Created", body = Schedule), (status = 400, description = "Bad cron, zone, window...", body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody)))]
 pub(crate) async fn create(
@@ -38,7 +38,7 @@ pub(crate) async fn create(
 }
 
 /// Every schedule with its last fire, last job's state and next fire time.
-#[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
+#[utoipa::path(get, path = "/v1/schedules", operation_id = "list_schedules", tag = "schedules",
     responses((status = 200, description = "By name", body = ScheduleList)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
     Ok(Json(ScheduleList {
@@ -47,8 +47,8 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ScheduleL
 }
 
 /// One schedule.
-#[utoipa::path(get, path = "/v1/schedules/{name}", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(get, path = "/v1/schedules/{name}", operation_id = "get_schedule", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
     responses((status = 200, description = "The schedule", body = Schedule), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -58,8 +58,8 @@ pub(crate) async fn get(
 }
 
 /// Creates or replaces a schedule (declarative: the same body twice changes nothing).
-#[utoipa::path(put, path = "/v1/schedules/{name}", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(put, path = "/v1/schedules/{name}", operation_id = "put_schedule", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
     request_body = ScheduleRequest,
     responses((status = 200, description = "Stored", body = Schedule), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put(
@@ -78,8 +78,8 @@ pub(crate) async fn put(
 }
 
 /// Deletes a schedule; the jobs it fired stay.
-#[utoipa::path(delete, path = "/v1/schedules/{name}", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(delete, path = "/v1/schedules/{name}", operation_id = "delete_schedule", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
     responses((status = 200, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -92,8 +92,8 @@ pub(crate) async fn delete(
 
 /// Runs the schedule's job now, outside its slots, under its overlap policy; the run
 /// becomes the schedule's last job.
-#[utoipa::path(post, path = "/v1/schedules/{name}/trigger", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/trigger", operation_id = "trigger_schedule", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
     responses((status = 201, description = "Enqueued (with `replace`, the running job was cancelled)", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "A run is in progress and the overlap policy (skip, buffer_one) forbids a second (`conflict`), or scheduler passes kept moving the schedule (`contended`, retry)", body = ErrorBody)))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
@@ -106,8 +106,8 @@ pub(crate) async fn trigger(
 }
 
 /// Stops firing; slots missed while paused follow the catch-up policy on resume.
-#[utoipa::path(post, path = "/v1/schedules/{name}/pause", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", operation_id = "pause_schedule", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
     responses((status = 200, description = "Paused", body = Schedule), (status = 404, body = ErrorBody)))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
@@ -117,8 +117,8 @@ pub(crate) async fn pause(
 }
 
 /// Fires again.
-#[utoipa::path(post, path = "/v1/schedules/{name}/resume", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", operation_id = "resume_schedule", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
     responses((status = 200, description = "Resumed", body = Schedule), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
@@ -128,8 +128,8 @@ pub(crate) async fn resume(
 }
 
 /// The next fire times.
-#[utoipa::path(get, path = "/v1/schedules/{name}/next", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name"), NextQuery),
+#[utoipa::path(get, path = "/v1/schedules/{name}/next", operation_id = "list_schedule_fire_times", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name"), NextQuery),
     responses((status = 200, description = "Fire times", body = NextFireTimes), (status = 404, body = ErrorBody)))]
 pub(crate) async fn next(
     State(state): State<AppState>,
@@ -149,8 +149,8 @@ pub(crate) async fn next(
 
 /// Runs every slot of a past range that has no job yet (at most 1,000 slots, starting at
 /// most 7 days back).
-#[utoipa::path(post, path = "/v1/schedules/{name}/backfill", tag = "schedules",
-    params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/backfill", operation_id = "backfill_schedule", tag = "schedules",
+    params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
     request_body = BackfillRequest,
     responses((status = 201, description = "Jobs enqueued", body = BatchEnqueueResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "contended: scheduler passes kept moving the schedule; retry", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn backfill(

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
+use errand_api::schema::MAX_WORKER_LEN;
 use errand_api::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, ErrorBody, FailRequest,
     HeartbeatRequest, HeartbeatResponse, SettleRequest, SettleResponse, SettleResult,
@@ -15,9 +16,6 @@ use errand_store::{JobHeartbeatParams, Settlement};
 use crate::extract::{job_id, ApiJson, ApiPath, OptionalJson};
 use crate::{ApiError, AppState};
 
-/// Longest worker name; it is shown, not parsed.
-const MAX_WORKER_LEN: usize = 255;
-
 fn lease(field: &str, ms: u64) -> Result<Duration, ApiError> {
     if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&ms) {
         return Err(ApiError::invalid(format!(
@@ -28,9 +26,9 @@ fn lease(field: &str, ms: u64) -> Result<Duration, ApiError> {
 }
 
 /// Leases up to `max` ready jobs of the queue, long-polling up to `wait_ms` for work.
-#[utoipa::path(post, path = "/v1/queues/{queue}/claim", tag = "workers",
-    params(("queue" = String, Path, description = "Queue name")),
-    request_body = ClaimRequest,
+#[utoipa::path(post, path = "/v1/queues/{queue}/claim", operation_id = "claim_jobs", tag = "workers",
+    params(("queue" = errand_core::QueueName, Path, description = "Queue name")),
+    request_body = Option<ClaimRequest>,
     responses((status = 200, description = "Claimed jobs (maybe none)", body = ClaimResponse), (status = 400, body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn claim(
     State(state): State<AppState>,
@@ -81,8 +79,8 @@ pub(crate) async fn claim(
 
 /// Extends the lease; may carry progress and a checkpoint. 409 `lease_lost` when the token
 /// no longer holds the job: stop working on it.
-#[utoipa::path(post, path = "/v1/jobs/{id}/heartbeat", tag = "workers",
-    params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/heartbeat", operation_id = "heartbeat_job", tag = "workers",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
     request_body = HeartbeatRequest,
     responses((status = 200, description = "Lease renewed", body = HeartbeatResponse), (status = 400, description = "Bad lease, progress or checkpoint", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn heartbeat(
@@ -120,8 +118,8 @@ pub(crate) async fn heartbeat(
 }
 
 /// Completes the job with a result.
-#[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "workers",
-    params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/complete", operation_id = "complete_job", tag = "workers",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
     request_body = CompleteRequest,
     responses((status = 200, description = "Succeeded (or the same completion repeated by its token)", body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn complete(
@@ -183,8 +181,8 @@ fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
 
 /// Fails the attempt: the job retries after a backoff (or `retry_in_ms`), or is dead when no
 /// attempts are left or `dead` is true.
-#[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
-    params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/fail", operation_id = "fail_job", tag = "workers",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
     request_body = FailRequest,
     responses((status = 200, description = "Scheduled for retry, or dead (or the same failure repeated by its token)", body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn fail(
@@ -206,7 +204,7 @@ pub(crate) async fn fail(
 
 /// Settles many jobs in one call; each entry is fenced on its own token and answered in
 /// order (completions first, then failures).
-#[utoipa::path(post, path = "/v1/jobs/settle", tag = "workers",
+#[utoipa::path(post, path = "/v1/jobs/settle", operation_id = "settle_jobs", tag = "workers",
     request_body = SettleRequest,
     responses((status = 200, description = "Per-entry outcomes", body = SettleResponse), (status = 400, body = ErrorBody), (status = 409, description = "constraint_violated: nothing of the batch was kept", body = ErrorBody), (status = 500, description = "A bug or an unreadable record: nothing of the batch was kept", body = ErrorBody), (status = 503, description = "Nothing of the batch is known to be kept; send it again", body = ErrorBody)))]
 pub(crate) async fn settle(
