@@ -260,6 +260,35 @@ async fn at_the_connection_cap_health_checks_answer_and_other_calls_are_told_to_
 }
 
 #[tokio::test]
+async fn a_closed_connection_frees_its_slot_for_the_next_client() {
+    // One ordinary slot, used by one client after another: each must be served as usual,
+    // not every other one sent to the reserve (the loop takes a slot before it accepts).
+    let (server, _dir) =
+        edge_server(&["--max-connections", "1", "--reserve-connections", "2"]).await;
+    const ASK: &[u8] = b"GET /v1/queues HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+    // The harness's start-up check may still hold the slot for a moment: wait until a
+    // client is served in it.
+    let mut served = eventually(
+        "a client is served in the one slot",
+        Duration::from_secs(5),
+        || async {
+            let (stream, answer) = ask(&server, ASK).await;
+            (answer.status == 200).then_some(stream)
+        },
+    )
+    .await;
+    for i in 0..6 {
+        read_until_closed(&mut served, Duration::from_secs(5)).await;
+        // The server's side of a closed connection ends a moment after the client sees
+        // the close; nothing outside can observe it, so give it that moment.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (stream, answer) = ask(&server, ASK).await;
+        assert_eq!(answer.status, 200, "client {i}: {}", answer.json);
+        served = stream;
+    }
+}
+
+#[tokio::test]
 async fn past_the_cap_and_its_reserve_the_backlog_holds_new_connections_until_a_slot_frees() {
     let (server, _dir) = edge_server(&[
         "--max-connections",

@@ -161,6 +161,7 @@ where
                 }
             },
         };
+        let slot = slots.settle(slot);
         tracker.spawn(connection(stream, slot, shared.clone(), stop.clone()));
     }
     drop(listener);

@@ -34,6 +34,18 @@ impl Slots {
         }
     }
 
+    /// `slot`, moved to an ordinary place when one has freed since it was taken: the loop
+    /// takes a slot before it accepts, so a reserve slot taken while the cap was reached
+    /// must not serve a client that arrives after an ordinary connection has closed.
+    pub(crate) fn settle(&self, slot: Slot) -> Slot {
+        if slot.is_reserve() {
+            if let Ok(p) = self.main.clone().try_acquire_owned() {
+                return Slot::Main(p);
+            }
+        }
+        slot
+    }
+
     /// The next free slot, ordinary ones first; waits while every slot is taken (the
     /// listen backlog holds new connections meanwhile).
     pub(crate) async fn next(&self) -> Option<Slot> {
