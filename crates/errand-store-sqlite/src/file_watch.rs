@@ -138,8 +138,11 @@ impl FileWatch {
             self.mark_broken(format!(
                 "{} {what} since errand opened it: a write now would land where no restart \
                  finds it. Restore the data directory or point errand at the real store, \
-                 then restart errand",
-                path.display()
+                 then restart errand. If the file was deleted, copy it out of this process \
+                 before restarting (/proc/{}/fd holds it while errand runs; see \
+                 docs/operations.md): a restart lets it go",
+                path.display(),
+                std::process::id()
             ));
             return self.refusal();
         }

@@ -188,6 +188,7 @@ impl Settings {
             max_waiting: pick(args.max_waiting, file.max_waiting, defaults.max_waiting),
         };
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
+        refuse_useless_limits(&limits, &edge)?;
         let site = errand_server::SitePolicy::new(
             &list_setting(&args.allowed_origins, file.allowed_origins),
             &list_setting(&args.allowed_hosts, file.allowed_hosts),
@@ -257,6 +258,39 @@ fn edge_limits(
             d.body_budget_bytes,
         ),
     })
+}
+
+/// Limits that would leave a server that starts but cannot serve (every body a 413, every
+/// long poll refused, connections closed before a request can arrive) stop the start with
+/// the setting's name, rather than surfacing later as puzzling answers.
+fn refuse_useless_limits(
+    limits: &errand_server::ServerLimits,
+    edge: &errand_server::edge::EdgeLimits,
+) -> anyhow::Result<()> {
+    let counts = [
+        ("max_connections", edge.max_connections),
+        ("max_request_bytes", limits.max_request_bytes),
+        ("max_payload_bytes", limits.max_payload_bytes),
+        ("max_waiting", limits.max_waiting),
+        ("body_budget_bytes", edge.body_budget_bytes),
+    ];
+    if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
+        anyhow::bail!("{name} must be at least 1: with 0 the server could serve nothing it limits");
+    }
+    let timeouts = [
+        ("header_timeout", edge.header_timeout),
+        ("body_timeout", edge.body_timeout),
+        ("idle_timeout", edge.idle_timeout),
+    ];
+    if let Some((name, _)) = timeouts
+        .iter()
+        .find(|(_, v)| *v < std::time::Duration::from_millis(100))
+    {
+        anyhow::bail!(
+            "{name} must be at least 100ms (a bare number is milliseconds: write `10s` for ten seconds)"
+        );
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {

@@ -974,3 +974,35 @@ async fn a_null_claim_body_is_an_absent_one() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["jobs"].as_array().map(Vec::len), Some(1), "{body}");
 }
+
+#[tokio::test]
+async fn limits_that_leave_nothing_to_serve_stop_the_start() {
+    for (flag, value, named) in [
+        ("--max-connections", "0", "max_connections"),
+        ("--max-request-bytes", "0", "max_request_bytes"),
+        ("--max-waiting", "0", "max_waiting"),
+        ("--idle-timeout", "2", "idle_timeout"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = tokio::process::Command::new(common::bin())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                flag,
+                value,
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+            .await
+            .expect("errand serve should stop at once")
+            .expect("run errand serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value} started");
+        assert!(stderr.contains(named), "{flag} {value}: {stderr}");
+    }
+}
