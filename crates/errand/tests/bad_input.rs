@@ -941,20 +941,8 @@ async fn a_schedule_in_errand_toml_that_never_fires_stops_the_start() {
         "[[schedules]]\nname = \"feb30\"\ncron = \"0 0 30 2 *\"\n[schedules.job]\nkind = \"k\"\n",
     )
     .expect("write config");
-    let run = tokio::process::Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
-        .await
-        .expect("errand serve should stop at once")
-        .expect("run errand serve");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let config = config.to_str().expect("utf-8 path");
+    let stderr = serve_refuses(&["--config", config], dir.path()).await;
     assert!(
         stderr.contains("feb30") && stderr.contains("never fires"),
         "{stderr}"
@@ -984,25 +972,30 @@ async fn limits_that_leave_nothing_to_serve_stop_the_start() {
         ("--idle-timeout", "2", "idle_timeout"),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let run = tokio::process::Command::new(common::bin())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                flag,
-                value,
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
-            .await
-            .expect("errand serve should stop at once")
-            .expect("run errand serve");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{flag} {value} started");
+        let stderr = serve_refuses(&[flag, value], dir.path()).await;
         assert!(stderr.contains(named), "{flag} {value}: {stderr}");
     }
+}
+
+/// Runs `errand serve` with `args` on a data directory under `dir`, expects it to stop at
+/// once with a failure, and returns what it printed on stderr.
+async fn serve_refuses(args: &[&str], dir: &std::path::Path) -> String {
+    let run = tokio::process::Command::new(common::bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("errand serve {args:?} should stop at once"))
+        .expect("run errand serve");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "errand serve {args:?} started: {stderr}"
+    );
+    stderr
 }
