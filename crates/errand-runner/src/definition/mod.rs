@@ -1,0 +1,195 @@
+//! A job definition: one folder of the jobs directory, validated, with every default
+//! filled in. Everything that runs, schedules or triggers a definition reads this type;
+//! nothing reads `job.toml` or `settings.job` again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use errand_core::schedule_spec::{CatchUpPolicy, OverlapPolicy};
+use errand_core::{JobKind, QueueName};
+
+/// Whether a definition runs when work arrives or all the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Runs once per job: enqueued over HTTP, by its schedule, a watched file, a hook or on
+    /// demand.
+    Triggered,
+    /// Runs all the time and is restarted when it exits.
+    Continuous,
+}
+
+/// Where a definition was read from, so that problems and listings name the right file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "format")]
+pub enum DefinitionSource {
+    /// `<jobs-dir>/<name>/job.toml`.
+    JobToml {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `<jobs-dir>/triggered/<name>/` or `<jobs-dir>/continuous/<name>/`, with the
+    /// `settings.job` file when there is one.
+    WebJobs {
+        /// The `settings.job` file, when the folder has one.
+        settings: Option<PathBuf>,
+    },
+}
+
+/// The process to start: the program and its arguments, already resolved (an interpreter
+/// found on `PATH` for `run.sh`, `run.py`, ...; never a shell line).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    /// An absolute path to the program.
+    pub program: PathBuf,
+    /// Its arguments: the script for an interpreter, then `args` from job.toml.
+    pub args: Vec<String>,
+}
+
+/// A definition's own schedule (`schedule = "..."` in job.toml, or `schedule` in
+/// settings.job). It becomes the schedule `definition:<name>`, owned by the definition:
+/// created or updated when the definition loads, removed when the definition goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DefinitionSchedule {
+    /// A cron expression (five or six fields), when the schedule is a cron schedule.
+    pub cron: Option<String>,
+    /// An interval, when the schedule is an interval schedule.
+    pub every: Option<Duration>,
+    /// The IANA time zone the cron expression is read in.
+    pub timezone: String,
+    /// Overlapping runs, exactly as the schedules API.
+    #[serde(skip)]
+    pub overlap: OverlapPolicy,
+    /// Missed slots, exactly as the schedules API.
+    #[serde(skip)]
+    pub catch_up: CatchUpPolicy,
+}
+
+/// Backoff between attempts (triggered) or restarts (continuous).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Backoff {
+    /// The wait after the first failure.
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+/// How a continuous instance that exits is brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RestartPolicy {
+    /// The wait before each restart, doubling from `base` to `max`.
+    pub backoff: Backoff,
+    /// At most this many restarts within `window`; one more marks the instance failed
+    /// until it is started again.
+    pub max_restarts: u32,
+    /// The window `max_restarts` counts in.
+    pub window: Duration,
+}
+
+/// Operating-system limits on one run (setrlimit, applied before the program starts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResourceLimits {
+    /// CPU seconds (`RLIMIT_CPU`).
+    pub cpu_seconds: Option<u64>,
+    /// Address space in bytes (`RLIMIT_AS`).
+    pub memory_bytes: Option<u64>,
+    /// Open files (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
+    /// Processes of the user (`RLIMIT_NPROC`).
+    pub processes: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// Whether any limit is set (a run without limits needs no helper process).
+    pub fn is_empty(&self) -> bool {
+        *self == ResourceLimits::default()
+    }
+}
+
+/// `[[triggers.watch]]`: files appearing or changing under a directory enqueue jobs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WatchTrigger {
+    /// The directory watched (absolute; relative paths in job.toml are read from the
+    /// definition's folder).
+    pub dir: PathBuf,
+    /// Which file names (relative to `dir`) count, as a glob: `*.csv`, `**/*.json`.
+    pub glob: String,
+    /// Changes to one file closer together than this enqueue one job.
+    pub debounce: Duration,
+}
+
+/// `[[triggers.hook]]`: `POST /v1/hooks/{name}` enqueues a job with the body as payload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HookTrigger {
+    /// The hook's name in the URL; unique across definitions.
+    pub name: String,
+    /// The environment variable of the server that holds the signing secret; without one
+    /// the hook takes unsigned requests.
+    pub secret_env: Option<String>,
+}
+
+/// A loaded, valid job definition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Definition {
+    /// The folder's name: unique in the jobs directory, and the name in the API.
+    pub name: String,
+    /// The folder.
+    pub dir: PathBuf,
+    /// Which files it was read from.
+    pub source: DefinitionSource,
+    /// Triggered or continuous.
+    pub mode: Mode,
+    /// Jobs of this kind run this definition (default: the folder name).
+    pub kind: JobKind,
+    /// The queue its jobs go to and are claimed from (default: `default`).
+    pub queue: QueueName,
+    /// What to start.
+    pub entry: Entry,
+    /// The run's working directory (default: the definition's folder).
+    pub working_dir: PathBuf,
+    /// Variables set for the run.
+    pub env: BTreeMap<String, String>,
+    /// Variables of the server's environment passed on by name.
+    pub pass_env: Vec<String>,
+    /// Its own schedule, if any.
+    pub schedule: Option<DefinitionSchedule>,
+    /// At most one run (or continuous instance) in the whole cluster.
+    pub singleton: bool,
+    /// At most this many runs at once on one node.
+    pub concurrency: u32,
+    /// Longest one attempt may run.
+    pub timeout: Option<Duration>,
+    /// Attempts before a job is dead.
+    pub max_attempts: u32,
+    /// Wait between attempts.
+    pub backoff: Backoff,
+    /// How long a run asked to stop may take before it is killed.
+    pub stopping_wait_time: Duration,
+    /// Restarts of a continuous instance.
+    pub restart: RestartPolicy,
+    /// Operating-system limits on each run.
+    pub limits: ResourceLimits,
+    /// Run as this user (only when errand runs as root).
+    pub user: Option<String>,
+    /// Watched directories.
+    pub watch: Vec<WatchTrigger>,
+    /// Webhooks.
+    pub hooks: Vec<HookTrigger>,
+}
+
+/// A folder that did not load: which file, which key, and why, so an operator can fix it
+/// without reading errand's source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("{}: {}{}", file.display(), key.as_deref().map(|k| format!("`{k}`: ")).unwrap_or_default(), reason)]
+pub struct DefinitionProblem {
+    /// The definition's name (its folder's name).
+    pub name: String,
+    /// The file at fault (job.toml, settings.job, or the folder when no entry point was
+    /// found).
+    pub file: PathBuf,
+    /// The setting at fault, when one is.
+    pub key: Option<String>,
+    /// What is wrong and what would fix it.
+    pub reason: String,
+}

@@ -1,0 +1,106 @@
+//! The seam between the script host and whoever holds the jobs. `errand serve` implements
+//! it over the engine; `errand worker` over the HTTP worker protocol. The dispatcher, the
+//! process runtime and the continuous supervisor only ever talk to a [`JobHost`], so one
+//! runtime serves both.
+
+use std::time::Duration;
+
+use errand_core::{Job, JobId, JobKind, LeaseToken, NewLogLine, Progress, QueueName, RunReport};
+use serde_json::Value;
+
+/// A job this host leased to the runner.
+#[derive(Debug, Clone)]
+pub struct HostedJob {
+    /// The job as claimed (attempt already counted).
+    pub job: Job,
+    /// The fencing token of this attempt.
+    pub lease_token: LeaseToken,
+}
+
+/// How the runner ends one attempt.
+#[derive(Debug, Clone)]
+pub enum RunVerdict {
+    /// Exit code 0.
+    Complete {
+        /// The result the run sent on its control channel.
+        result: Option<Value>,
+    },
+    /// Any other end.
+    Fail {
+        /// Why, in words an operator understands ("exit code 3", "killed by signal 9",
+        /// "timed out after 30s").
+        error: String,
+        /// The definition's backoff for this attempt.
+        retry_in: Option<Duration>,
+        /// The run asked not to be retried.
+        dead: bool,
+    },
+}
+
+/// One attempt's end, as the runner reports it.
+#[derive(Debug, Clone)]
+pub struct RunSettlement {
+    /// The job.
+    pub id: JobId,
+    /// The attempt's fencing token.
+    pub lease_token: LeaseToken,
+    /// Success or failure.
+    pub verdict: RunVerdict,
+    /// What the process did and cost.
+    pub report: Option<RunReport>,
+}
+
+/// What a host can answer besides success.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// The lease is no longer this attempt's (expired and taken, or the job was cancelled):
+    /// the run must stop and must not settle.
+    #[error("the lease was lost")]
+    LeaseLost,
+    /// The job is gone.
+    #[error("the job is gone")]
+    NotFound,
+    /// The host cannot be reached or cannot write now; the call may be repeated.
+    #[error("the server is unavailable: {0}")]
+    Unavailable(String),
+    /// The host refused the call for a reason a retry will not cure.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// Whoever holds the jobs: the engine, or a server over HTTP.
+#[async_trait::async_trait]
+pub trait JobHost: Send + Sync + 'static {
+    /// Leases up to `max` ready jobs of `kinds` from `queue`, waiting up to `wait` for one.
+    async fn claim(
+        &self,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<HostedJob>, HostError>;
+
+    /// Extends a lease, recording progress and a checkpoint (durably when `Ok`).
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        lease_token: LeaseToken,
+        progress: Option<Progress>,
+        checkpoint: Option<Value>,
+    ) -> Result<(), HostError>;
+
+    /// Ends attempts; the inner results say, in order, which took effect.
+    async fn settle(
+        &self,
+        settlements: Vec<RunSettlement>,
+    ) -> Result<Vec<Result<(), HostError>>, HostError>;
+
+    /// Stores log lines of a running attempt.
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: u32,
+        lease_token: LeaseToken,
+        lines: Vec<NewLogLine>,
+    ) -> Result<(), HostError>;
+}

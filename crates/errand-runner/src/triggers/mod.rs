@@ -1,0 +1,2 @@
+//! What enqueues a definition's jobs besides an HTTP enqueue, its schedule and an
+//! on-demand run.
