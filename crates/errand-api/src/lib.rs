@@ -5,6 +5,7 @@
 //! travel as they are.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod definitions;
 mod enqueue;
 mod error_body;
 mod jobs;
@@ -17,6 +18,10 @@ mod worker;
 pub use enqueue::{
     reject_nul, reject_nul_text, BatchEnqueueRequest, BatchEnqueueResponse, EnqueueLimits,
     EnqueueRequest, EnqueuedJob,
+};
+pub use definitions::{
+    DefinitionList, DefinitionProblemView, DefinitionScheduleView, DefinitionView, HookView, LogGap,
+    LogPage, LogQuery, RunDefinitionRequest, WatchView,
 };
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};

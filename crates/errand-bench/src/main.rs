@@ -14,6 +14,7 @@ mod list_reads;
 mod raw_http;
 mod schedule_burst;
 mod schedules;
+mod scripts;
 mod server_cpu;
 mod stats;
 
@@ -44,6 +45,9 @@ pub enum Scenario {
     /// API latency while `--schedules` schedules come due at the same instant (not part
     /// of `all`: setting up thousands of schedules takes a while).
     ScheduleBurst,
+    /// Job definitions: runs per second of a trivial script against bare fork+exec, and a
+    /// run printing 100,000 lines (not part of `all`).
+    Scripts,
     /// Latency of the job and queue listings after loading `--jobs` jobs (not part of
     /// `all`: loading a large store takes a while).
     ListReads,
@@ -82,6 +86,9 @@ pub struct BenchArgs {
     /// scenario gets a fresh schema, dropped afterwards). Default: a fresh SQLite file.
     #[arg(long)]
     pub store: Option<String>,
+    /// Runs at once in the scripts scenario (both bare and through errand).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
     /// Nodes per scenario (more than one needs `--store postgres://...`); load is spread
     /// over them.
     #[arg(long, default_value_t = 1)]
@@ -258,6 +265,9 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
         .await?
         .print();
+    }
+    if args.scenario == Scenario::Scripts {
+        scripts::run(&errand_binary(&args)?, args.jobs.min(20_000), args.concurrency).await?;
     }
     if args.scenario == Scenario::ListReads {
         let d = deploy(&args).await?;

@@ -24,3 +24,15 @@ pub fn of_process(pid: u32) -> Option<Duration> {
 pub fn of_processes(pids: &[u32]) -> Option<Duration> {
     pids.iter().map(|p| of_process(*p)).sum()
 }
+
+/// CPU time (user + system) of the children `pid` has waited for: the runs a server
+/// started and reaped, or the processes this benchmark ran itself.
+pub fn of_children(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 16 and 17 of the whole line (cutime, cstime).
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
+    Some(Duration::from_millis((cutime + cstime) * 1000 / USER_HZ))
+}

@@ -58,11 +58,14 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+    ) -> Result<T, ClientError> {
         let resp = req.send().await?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
@@ -84,7 +87,7 @@ impl Client {
         })
     }
 
-    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -92,7 +95,7 @@ impl Client {
         self.send(self.request(Method::POST, path).json(body)).await
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(self.request(Method::GET, path)).await
     }
 

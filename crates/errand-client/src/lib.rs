@@ -11,7 +11,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod client;
+mod definitions;
 mod error;
 
 pub use client::Client;
+pub use definitions::{LogFollow, LogStreamItem};
 pub use error::ClientError;

@@ -103,4 +103,24 @@ pub trait JobHost: Send + Sync + 'static {
         lease_token: LeaseToken,
         lines: Vec<NewLogLine>,
     ) -> Result<(), HostError>;
+
+    /// Gives a job back to its queue without counting the attempt: a run the runner
+    /// stopped because it is shutting down. A host that cannot do that fails the attempt
+    /// with an immediate retry instead.
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError>;
+
+    /// Resolves when the host learns that `id` was cancelled, so the run stops at once
+    /// rather than at its next heartbeat. Hosts without a push of their own never resolve:
+    /// the heartbeat's `LeaseLost` then tells.
+    async fn cancelled(&self, id: JobId) {
+        let _ = id;
+        std::future::pending::<()>().await
+    }
+
+    /// Holds (or renews) the named cluster-wide lease for `ttl`; `false` when another holder
+    /// has it. Singleton definitions run only while they hold theirs.
+    async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<bool, HostError>;
+
+    /// Lets go of a lease this runner holds.
+    async fn lease_release(&self, name: &str) -> Result<(), HostError>;
 }

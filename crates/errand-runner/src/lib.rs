@@ -16,3 +16,4 @@ pub mod definition;
 pub mod host;
 pub mod process;
 pub mod triggers;
+pub mod runner;

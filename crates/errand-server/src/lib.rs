@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod openapi;
 mod routes;
+pub mod scripts;
 mod site_guard;
 mod state;
 mod strict_json;
@@ -46,4 +47,20 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .with_state(state);
     (router, api)
+}
+
+/// The application of a node without the `api` role: `/healthz` and `/readyz` only, so that
+/// probes and load balancers still see it, and nothing else is served.
+pub fn health_app(state: AppState) -> Router {
+    let site = state.site.clone();
+    let (router, _) = routes::health_router().split_for_parts();
+    router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            site,
+            site_guard::guard,
+        ))
+        .with_state(state)
 }

@@ -15,7 +15,8 @@
 //!    `Transfer-Encoding`) must say `Content-Type: application/json` (parameters such as
 //!    `charset` allowed), which a browser never sends cross-site without a preflight that
 //!    errand does not answer; otherwise `415 unsupported_media_type`. Bodiless requests,
-//!    such as a claim with no options, need no type.
+//!    such as a claim with no options, need no type. Webhook deliveries
+//!    (`POST /v1/hooks/{name}`) take any type.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -173,6 +174,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.essence_str() == "application/json")
 }
 
+/// Whether the request is a webhook delivery (`POST /v1/hooks/...`): senders such as
+/// GitHub post form-encoded bodies too, so hooks take any type. The Host and Origin checks
+/// still apply (a browser sends `Origin` with a cross-site POST), and a signed hook takes
+/// only requests signed with its secret.
+fn is_hook(req: &Request) -> bool {
+    req.uri().path().starts_with("/v1/hooks/")
+}
+
 /// Applies the three checks; see the module documentation.
 pub(crate) async fn guard(
     State(policy): State<Arc<SitePolicy>>,
@@ -222,7 +231,7 @@ fn check(policy: &SitePolicy, req: &Request) -> Result<(), ApiError> {
             }
         }
     }
-    if has_body(headers) && !is_json(headers) {
+    if has_body(headers) && !is_json(headers) && !is_hook(req) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

@@ -45,6 +45,8 @@ pub struct AppState {
     pub limits: ServerLimits,
     /// Which hosts and origins the server answers (cross-site and DNS-rebinding checks).
     pub site: Arc<SitePolicy>,
+    /// The jobs directory's definitions (empty when the server has none).
+    pub scripts: Arc<crate::scripts::Scripts>,
     /// Places for long polls; one is held while a call waits.
     waiting: Arc<Semaphore>,
 }
@@ -56,8 +58,15 @@ impl AppState {
             engine,
             limits,
             site,
+            scripts: crate::scripts::Scripts::none(),
             waiting: Arc::new(Semaphore::new(limits.max_waiting)),
         }
+    }
+
+    /// The same state serving the definitions of a loaded jobs directory.
+    pub fn with_scripts(mut self, scripts: Arc<crate::scripts::Scripts>) -> Self {
+        self.scripts = scripts;
+        self
     }
 
     /// A place for a call that is about to wait, or 503 `busy` when every place is taken.

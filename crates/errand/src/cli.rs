@@ -101,6 +101,16 @@ pub struct ServeArgs {
     /// comma-separated. Requests naming other hosts get 421.
     #[arg(long, env = "ERRAND_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    /// The jobs directory: one folder per job definition (default `./jobs`).
+    #[arg(long, env = "ERRAND_JOBS_DIR")]
+    pub jobs_dir: Option<PathBuf>,
+    /// What this node does: any of `api`, `scheduler`, `worker`, comma-separated (default
+    /// all three).
+    #[arg(long, env = "ERRAND_ROLES", value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// Log lines kept per attempt of a run: the first and last halves (default 10000).
+    #[arg(long, env = "ERRAND_MAX_LOG_LINES")]
+    pub max_log_lines: Option<u32>,
 }
 
 /// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an
@@ -349,4 +359,75 @@ pub struct ScheduleAddArgs {
     /// Slots missed while down or paused: skip, once, all.
     #[arg(long)]
     pub catch_up: Option<String>,
+}
+
+/// `errand definitions ...`.
+#[derive(Debug, Subcommand)]
+pub enum DefinitionsCommand {
+    /// Every definition, and every folder that did not load with why.
+    List,
+    /// One definition and its continuous instances.
+    Show {
+        /// Definition name.
+        name: String,
+    },
+    /// Stop a continuous definition's instances on every node.
+    Stop {
+        /// Definition name.
+        name: String,
+    },
+    /// Start a stopped (or failed) continuous definition again.
+    Start {
+        /// Definition name.
+        name: String,
+    },
+}
+
+/// `errand run NAME`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Definition name.
+    pub name: String,
+    /// The run's input (JSON), given to it on stdin.
+    #[arg(long, short)]
+    pub payload: Option<String>,
+    /// Deduplicates the run.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait until the job ends and print it.
+    #[arg(long)]
+    pub wait: bool,
+    /// Stream the run's log lines to the terminal, then print the job.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// `errand logs JOB`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Job id.
+    pub job: String,
+    /// Only this attempt (with `--follow`: the one followed).
+    #[arg(long)]
+    pub attempt: Option<u32>,
+    /// Keep printing lines as they come until the attempt ends.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// `errand worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The jobs directory whose definitions this worker runs (default `./jobs`).
+    #[arg(long, env = "ERRAND_JOBS_DIR")]
+    pub jobs_dir: Option<PathBuf>,
+    /// With a command: the queue whose jobs (of any kind) it runs.
+    #[arg(long, short)]
+    pub queue: Option<String>,
+    /// With a command: runs at once (default 1).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// The command each job runs (payload on stdin), after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }

@@ -39,6 +39,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Queues(cmd) => commands::queues::run(&client()?, cmd, cli.json).await,
         Command::Dead(cmd) => commands::dead::run(&client()?, cmd, cli.json).await,
         Command::Schedules(cmd) => commands::schedules::run(&client()?, cmd, cli.json).await,
+        Command::Definitions(cmd) => commands::definitions::run(&client()?, cmd, cli.json).await,
+        Command::Run(args) => commands::definitions::run_now(&client()?, args, cli.json).await,
+        Command::Logs(args) => commands::definitions::logs(&client()?, args, cli.json).await,
+        Command::Worker(args) => {
+            init_tracing();
+            commands::worker::run(&cli.server, args).await
+        }
         Command::Export(args) => commands::transfer::export(args).await,
         Command::Import(args) => commands::transfer::import(args).await,
     }

@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -62,12 +63,34 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let engine = Engine::new(store, settings.engine.clone());
     declare_schedules(&engine, &settings).await?;
     let token = CancellationToken::new();
-    let mut services = maintenance::spawn_all(engine.clone(), token.clone());
-    let (router, _) = errand_server::app(AppState::new(
+    let mut services = maintenance::spawn(engine.clone(), token.clone(), settings.roles.scheduler);
+    // Runs stop after HTTP has stopped taking requests, and before the store closes.
+    let scripts_token = CancellationToken::new();
+    let (scripts, mut script_tasks) = errand_server::scripts::start(
+        engine.clone(),
+        errand_server::scripts::ScriptSettings {
+            jobs_dir: settings.jobs_dir.clone(),
+            run_jobs: settings.roles.worker,
+            own_schedules: settings.roles.scheduler,
+            log_bounds: errand_server::scripts::LogBounds {
+                keep_head: settings.max_log_lines.div_ceil(2),
+                keep_tail: settings.max_log_lines / 2,
+            },
+            max_line_bytes: 16 * 1024,
+        },
+        scripts_token.clone(),
+    );
+    let state = AppState::new(
         engine.clone(),
         settings.limits,
         std::sync::Arc::new(settings.site.clone()),
-    ));
+    )
+    .with_scripts(scripts);
+    let router = if settings.roles.api {
+        errand_server::app(state).0
+    } else {
+        errand_server::health_app(state)
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -80,13 +103,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     tracing::info!(%addr, store = %store_desc, "errand serving");
     let engine_for_signal = engine.clone();
+    let scripts_stop = scripts_token.clone();
     errand_server::edge::serve(listener, router, settings.edge, async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no new requests, waiting calls released");
         engine_for_signal.shutdown();
+        // Runs get their stop sequence now; what cannot finish in time returns to the queue.
+        scripts_stop.cancel();
     })
     .await
     .context("serving HTTP")?;
+    scripts_token.cancel();
+    while script_tasks.join_next().await.is_some() {}
     token.cancel();
     while services.join_next().await.is_some() {}
     tracing::info!("stopped");

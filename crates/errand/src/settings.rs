@@ -32,6 +32,9 @@ struct FileSettings {
     allowed_origins: Vec<String>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    jobs_dir: Option<PathBuf>,
+    roles: Option<Vec<String>>,
+    max_log_lines: Option<u32>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
@@ -70,6 +73,59 @@ pub struct Settings {
     pub schedules: Vec<errand_api::ScheduleRequest>,
     /// Which hosts and origins the server answers.
     pub site: errand_server::SitePolicy,
+    /// The jobs directory.
+    pub jobs_dir: PathBuf,
+    /// What this node does.
+    pub roles: Roles,
+    /// Log lines kept per attempt (half from its start, half from its end).
+    pub max_log_lines: u32,
+}
+
+/// What a node does (`--roles api,scheduler,worker`; default all three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Serves the HTTP API (without it: `/healthz` and `/readyz` only).
+    pub api: bool,
+    /// Fires schedules (its own and those of job definitions).
+    pub scheduler: bool,
+    /// Runs job definitions: triggered runs, continuous instances, watched directories.
+    pub worker: bool,
+}
+
+impl Roles {
+    /// Every role.
+    pub const ALL: Roles = Roles {
+        api: true,
+        scheduler: true,
+        worker: true,
+    };
+
+    /// Reads a list of role names.
+    ///
+    /// # Errors
+    /// An unknown or missing role name.
+    pub fn parse(names: &[String]) -> anyhow::Result<Self> {
+        let mut roles = Roles {
+            api: false,
+            scheduler: false,
+            worker: false,
+        };
+        for name in names.iter().map(|n| n.trim()) {
+            match name {
+                "api" => roles.api = true,
+                "scheduler" => roles.scheduler = true,
+                "worker" => roles.worker = true,
+                "all" => roles = Roles::ALL,
+                other => anyhow::bail!(
+                    "roles: unknown role `{other}`; use any of api, scheduler, worker (or all)"
+                ),
+            }
+        }
+        if roles == (Roles { api: false, scheduler: false, worker: false }) {
+            anyhow::bail!("roles: name at least one of api, scheduler, worker");
+        }
+        Ok(roles)
+    }
 }
 
 /// The flag's (or variable's) list when it names any, else the file's.
@@ -194,7 +250,23 @@ impl Settings {
             &list_setting(&args.allowed_hosts, file.allowed_hosts),
             listen.ip().is_loopback(),
         )?;
+        let roles = match (args.roles.is_empty(), &file.roles) {
+            (false, _) => Roles::parse(&args.roles)?,
+            (true, Some(r)) => Roles::parse(r)?,
+            (true, None) => Roles::ALL,
+        };
+        let max_log_lines = pick(args.max_log_lines, file.max_log_lines, 10_000);
+        if max_log_lines < 2 {
+            anyhow::bail!("max_log_lines must be at least 2 (the first and the last line)");
+        }
         Ok(Self {
+            jobs_dir: args
+                .jobs_dir
+                .clone()
+                .or(file.jobs_dir)
+                .unwrap_or_else(|| PathBuf::from("./jobs")),
+            roles,
+            max_log_lines,
             site,
             listen,
             data_dir,

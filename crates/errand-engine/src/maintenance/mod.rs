@@ -27,14 +27,23 @@ pub use schedule_slot_cleaner::prune_slots_once;
 
 /// Starts every maintenance service; they stop when `token` is cancelled.
 pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
+    spawn(engine, token, true)
+}
+
+/// Starts the maintenance services, firing schedules only when `schedules` is set (a node
+/// without the scheduler role leaves that to others; the rest keeps every node's jobs
+/// moving and costs little).
+pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> JoinSet<()> {
     let mut set = JoinSet::new();
     set.spawn(job_rescuer::run(engine.clone(), token.clone()));
     set.spawn(job_promoter::run(engine.clone(), token.clone()));
     set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
     set.spawn(job_cleaner::run(engine.clone(), token.clone()));
     set.spawn(queue_count_folder::run(engine.clone(), token.clone()));
-    set.spawn(schedule_runner::run(engine.clone(), token.clone()));
-    set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));
+    if schedules {
+        set.spawn(schedule_runner::run(engine.clone(), token.clone()));
+        set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));
+    }
     set.spawn(wakeup_listener::run(engine, token));
     set
 }

@@ -2,6 +2,9 @@
 //! together.
 
 mod dead;
+mod definitions;
+mod hooks;
+mod logs;
 mod health;
 mod jobs;
 mod nodes;
@@ -26,6 +29,14 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::attempts))
+        .routes(routes!(logs::job_logs))
+        .routes(routes!(definitions::list))
+        .routes(routes!(definitions::get))
+        .routes(routes!(definitions::run))
+        .routes(routes!(definitions::stop))
+        .routes(routes!(definitions::start))
+        .routes(routes!(logs::instance_logs))
+        .routes(routes!(hooks::receive))
         .routes(routes!(worker::claim))
         .routes(routes!(worker::heartbeat))
         .routes(routes!(worker::complete))
@@ -46,4 +57,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(schedules::resume))
         .routes(routes!(schedules::next))
         .routes(routes!(schedules::backfill))
+}
+
+/// The health routes alone (a node without the `api` role).
+pub(crate) fn health_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
 }

@@ -1,8 +1,10 @@
 //! Client commands: each talks to a server over the API.
 
 pub mod dead;
+pub mod definitions;
 pub mod enqueue;
 pub mod jobs;
 pub mod queues;
 pub mod schedules;
 pub mod transfer;
+pub mod worker;

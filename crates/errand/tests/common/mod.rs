@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end tests: a real server process and raw HTTP.
 #![allow(dead_code)]
 
+pub mod jobs_dir;
+
 use std::path::PathBuf;
 
 use errand_testkit::{PgSchema, ServerProcess};

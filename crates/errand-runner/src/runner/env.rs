@@ -1,0 +1,52 @@
+//! The environment of a run: only what the definition asks for, and errand's own variables.
+
+use std::collections::BTreeMap;
+
+use crate::definition::Definition;
+use crate::host::HostedJob;
+
+use super::config::RunnerConfig;
+
+/// Variables of errand's environment every run gets.
+const ALWAYS_PASSED: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// `PATH`, `HOME`, `LANG` and the `pass_env` names from errand's environment, then the
+/// definition's `env` (which wins), then the `ERRAND_*` variables of this attempt (which
+/// win over everything: a definition cannot fake its job id).
+pub(crate) fn definition_env(config: &RunnerConfig, def: &Definition) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for name in ALWAYS_PASSED
+        .iter()
+        .copied()
+        .chain(def.pass_env.iter().map(String::as_str))
+    {
+        if let Some(value) = config.server_env.get(name) {
+            env.insert(name.to_owned(), value.clone());
+        }
+    }
+    for (k, v) in &def.env {
+        env.insert(k.clone(), v.clone());
+    }
+    env.insert("ERRAND_DEFINITION".into(), def.name.clone());
+    env
+}
+
+/// The environment of one attempt of a triggered definition.
+pub(crate) fn job_env(
+    config: &RunnerConfig,
+    def: &Definition,
+    hosted: &HostedJob,
+) -> Vec<(String, String)> {
+    let job = &hosted.job;
+    let mut env = definition_env(config, def);
+    env.insert("ERRAND_JOB_ID".into(), job.id.to_string());
+    env.insert("ERRAND_ATTEMPT".into(), job.attempt.to_string());
+    env.insert("ERRAND_MAX_ATTEMPTS".into(), job.max_attempts.to_string());
+    env.insert("ERRAND_QUEUE".into(), job.queue.to_string());
+    env.insert("ERRAND_KIND".into(), job.kind.to_string());
+    env.insert("ERRAND_LEASE_TOKEN".into(), hosted.lease_token.to_string());
+    if let Some(checkpoint) = &job.checkpoint {
+        env.insert("ERRAND_CHECKPOINT".into(), checkpoint.to_string());
+    }
+    env.into_iter().collect()
+}

@@ -1,0 +1,77 @@
+//! Lines a run prints, gathered and shipped in batches: never one write per line.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::{JobId, LeaseToken, NewLogLine};
+
+use crate::host::{HostError, JobHost};
+
+/// Tries of one batch the host could not take before its lines are given up (the run
+/// goes on: losing log lines must not fail the job).
+const TRIES: u32 = 3;
+
+/// The lines of one attempt not yet shipped.
+pub(crate) struct LogShipper {
+    host: Arc<dyn JobHost>,
+    id: JobId,
+    attempt: u32,
+    lease_token: LeaseToken,
+    pending: Vec<NewLogLine>,
+    /// Lines given up after the host kept failing.
+    pub(crate) lost: u64,
+}
+
+impl LogShipper {
+    pub(crate) fn new(
+        host: Arc<dyn JobHost>,
+        id: JobId,
+        attempt: u32,
+        lease_token: LeaseToken,
+    ) -> Self {
+        Self {
+            host,
+            id,
+            attempt,
+            lease_token,
+            pending: Vec::new(),
+            lost: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, line: NewLogLine) {
+        self.pending.push(line);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Ships what is pending. `LeaseLost` and `NotFound` are passed on (the run must
+    /// stop); other failures are retried, then the lines are counted as lost.
+    pub(crate) async fn flush(&mut self) -> Result<(), HostError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.pending);
+        let count = lines.len() as u64;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .host
+                .append_logs(self.id, self.attempt, self.lease_token, lines.clone())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e @ (HostError::LeaseLost | HostError::NotFound)) => return Err(e),
+                Err(e) if tries >= TRIES => {
+                    tracing::warn!(job = %self.id, error = %e, count, "log lines given up");
+                    self.lost += count;
+                    return Ok(());
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await,
+            }
+        }
+    }
+}

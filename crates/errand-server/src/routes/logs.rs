@@ -1,0 +1,252 @@
+//! Log lines of runs: `GET /v1/jobs/{id}/logs` (pages, or a stream that follows the attempt
+//! until it ends) and the same for a continuous instance.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use errand_api::{ErrorBody, LogGap, LogPage, LogQuery};
+use errand_core::{JobId, JobState, LogEntry};
+use errand_store::JobLogListParams;
+use futures_util::stream;
+
+use crate::extract::{job_id, ApiPath, ApiQuery};
+use crate::{ApiError, AppState};
+
+/// Lines per page when none is asked for.
+const DEFAULT_LIMIT: u32 = 1000;
+/// Most lines per page.
+const MAX_LIMIT: u32 = 10_000;
+/// How often a follower looks for new lines (lines of runs on other nodes reach the store
+/// in batches at least this often).
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+fn parse_cursor(raw: &str) -> Result<(u32, u64), ApiError> {
+    let bad = || ApiError::invalid(format!("cursor: `{raw}` is not a log cursor (`attempt:seq` from next_cursor)"));
+    let (a, s) = raw.split_once(':').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?))
+}
+
+/// The gaps (lines dropped by the bound) between `after` and the lines of a page.
+fn gaps(after: Option<(u32, u64)>, lines: &[LogEntry]) -> Vec<LogGap> {
+    let mut out = Vec::new();
+    let mut prev = after;
+    for l in lines {
+        let before = match prev {
+            Some((a, s)) if a == l.attempt => s,
+            _ => 0,
+        };
+        if l.seq > before + 1 {
+            out.push(LogGap {
+                attempt: l.attempt,
+                after_seq: before,
+                dropped: l.seq - before - 1,
+            });
+        }
+        prev = Some((l.attempt, l.seq));
+    }
+    out
+}
+
+fn limit_of(q: &LogQuery) -> Result<u32, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit: must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    Ok(limit)
+}
+
+async fn page(
+    state: &AppState,
+    owner: uuid::Uuid,
+    q: &LogQuery,
+) -> Result<LogPage, ApiError> {
+    let limit = limit_of(q)?;
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let lines = state
+        .engine
+        .job_log_list(JobLogListParams {
+            owner,
+            attempt: q.attempt,
+            after,
+            limit,
+        })
+        .await?;
+    let next_cursor = (lines.len() as u32 == limit)
+        .then(|| lines.last().map(|l| format!("{}:{}", l.attempt, l.seq)))
+        .flatten();
+    Ok(LogPage {
+        gaps: gaps(after, &lines),
+        lines,
+        next_cursor,
+    })
+}
+
+/// A job's log lines: stdout as INFO, stderr as ERROR, per attempt. With `follow=true`,
+/// an `application/x-ndjson` stream of lines (and `{"gap": ...}` objects for dropped lines)
+/// that ends with `{"end": {...}}` when the attempt ends.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", operation_id = "job_logs", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), LogQuery),
+    responses((status = 200, description = "A page of lines (or, with follow, a stream)", body = LogPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody)))]
+pub(crate) async fn job_logs(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    let job = state.engine.job(id, Duration::ZERO).await?;
+    if q.follow != Some(true) {
+        return Ok(Json(page(&state, id.0, &q).await?).into_response());
+    }
+    limit_of(&q)?;
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    // The attempt followed: the one asked for, else the current one, else the next.
+    let attempt = q.attempt.unwrap_or(match job.state {
+        JobState::Running => job.attempt,
+        s if s.is_final() => job.attempt.max(1),
+        _ => job.attempt + 1,
+    });
+    let place = state.wait_place()?;
+    let follow = Follow {
+        state,
+        id,
+        attempt,
+        after: after.or(Some((attempt, 0))),
+        done: false,
+        _place: place,
+    };
+    let body = Body::from_stream(stream::unfold(follow, |mut f| async move {
+        let chunk = f.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), f))
+    }));
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response())
+}
+
+/// A follower's position.
+struct Follow {
+    state: AppState,
+    id: JobId,
+    attempt: u32,
+    after: Option<(u32, u64)>,
+    done: bool,
+    /// Holds one of the server's places for waiting calls while the stream is open.
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Follow {
+    /// The next lines as NDJSON, waiting for some; `None` after the end line.
+    async fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let lines = self
+                .state
+                .engine
+                .job_log_list(JobLogListParams {
+                    owner: self.id.0,
+                    attempt: Some(self.attempt),
+                    after: self.after,
+                    limit: DEFAULT_LIMIT,
+                })
+                .await;
+            let lines = match lines {
+                Ok(l) => l,
+                Err(e) => return Some(self.end_line(serde_json::json!({ "error": e.to_string() }))),
+            };
+            if !lines.is_empty() {
+                let mut out = Vec::new();
+                for gap in gaps(self.after, &lines) {
+                    push_json(&mut out, &serde_json::json!({ "gap": gap }));
+                }
+                for l in &lines {
+                    push_json(&mut out, l);
+                }
+                self.after = lines.last().map(|l| (l.attempt, l.seq));
+                return Some(out);
+            }
+            // No new lines: has the attempt ended? Read the job, then look once more so
+            // that lines written just before the end are not missed.
+            let job = match self.state.engine.job(self.id, Duration::ZERO).await {
+                Ok(j) => j,
+                Err(e) => return Some(self.end_line(serde_json::json!({ "error": e.to_string() }))),
+            };
+            let ended = job.attempt > self.attempt
+                || (job.attempt == self.attempt && job.state != JobState::Running)
+                || job.state.is_final();
+            if ended {
+                let more = self
+                    .state
+                    .engine
+                    .job_log_list(JobLogListParams {
+                        owner: self.id.0,
+                        attempt: Some(self.attempt),
+                        after: self.after,
+                        limit: 1,
+                    })
+                    .await
+                    .map(|l| !l.is_empty())
+                    .unwrap_or(false);
+                if more {
+                    continue;
+                }
+                return Some(self.end_line(serde_json::json!({
+                    "attempt": self.attempt,
+                    "job_state": job.state,
+                })));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                _ = self.state.engine.shutdown_token().cancelled() => {
+                    return Some(self.end_line(serde_json::json!({ "error": "the server is shutting down" })));
+                }
+            }
+        }
+    }
+
+    fn end_line(&mut self, end: serde_json::Value) -> Vec<u8> {
+        self.done = true;
+        let mut out = Vec::new();
+        push_json(&mut out, &serde_json::json!({ "end": end }));
+        out
+    }
+}
+
+fn push_json<T: serde::Serialize>(out: &mut Vec<u8>, v: &T) {
+    if serde_json::to_writer(&mut *out, v).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+/// A continuous instance's log lines, per restart (`attempt` = restart, from 1).
+#[utoipa::path(get, path = "/v1/definitions/{name}/instances/{instance}/logs", operation_id = "instance_logs", tag = "definitions",
+    params(("name" = String, Path, description = "Definition name"),
+        ("instance" = String, Path, description = "Instance id"), LogQuery),
+    responses((status = 200, description = "A page of lines", body = LogPage),
+        (status = 400, description = "Bad query (follow is for job logs)", body = ErrorBody)))]
+pub(crate) async fn instance_logs(
+    State(state): State<AppState>,
+    ApiPath((_name, instance)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> Result<Json<LogPage>, ApiError> {
+    let instance = uuid::Uuid::parse_str(&instance)
+        .map_err(|_| ApiError::invalid(format!("instance: `{instance}` is not an instance id")))?;
+    if q.follow == Some(true) {
+        return Err(ApiError::invalid(
+            "follow: instance logs are read in pages; poll with next_cursor",
+        ));
+    }
+    Ok(Json(page(&state, instance, &q).await?))
+}

@@ -1,0 +1,111 @@
+//! Watched directories of the loaded definitions: a new or changed file enqueues one job of
+//! its definition, and a durable mark of the file's version in the same transaction, so a
+//! version never enqueues twice: not after a restart, not after its job was pruned.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use errand_core::{JobId, NewJob};
+use errand_engine::Engine;
+use errand_runner::catalog::CatalogSnapshot;
+use errand_runner::definition::{Definition, WatchTrigger};
+use errand_runner::triggers::watch::{FileWatch, SeenFile, WatchSink};
+use errand_store::JobInsertMarkedParams;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Enqueues a definition's job for each settled file version.
+struct EngineWatchSink {
+    engine: Arc<Engine>,
+    def: Arc<Definition>,
+    scope: String,
+}
+
+/// The mark scope of one watch: the definition and the directory.
+fn scope_of(def: &Definition, trigger: &WatchTrigger) -> String {
+    format!("watch:{}:{}", def.name, trigger.dir.display())
+}
+
+#[async_trait::async_trait]
+impl WatchSink for EngineWatchSink {
+    async fn file_seen(&self, file: SeenFile) -> Result<(), String> {
+        let payload = serde_json::json!({
+            "path": file.path.display().to_string(),
+            "relative": file.relative.display().to_string(),
+            "size": file.size,
+            "modified": jiff::Timestamp::try_from(file.modified)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        });
+        let job = NewJob {
+            id: JobId::new(),
+            kind: self.def.kind.clone(),
+            queue: self.def.queue.clone(),
+            payload,
+            priority: 0,
+            run_at: errand_core::job::RunAt::Now,
+            max_attempts: self.def.max_attempts,
+            timeout: None,
+            tags: vec!["watch".into()],
+            idempotency_key: None,
+            slot: None,
+        };
+        match self
+            .engine
+            .job_insert_marked(JobInsertMarkedParams {
+                job,
+                scope: self.scope.clone(),
+                key: file.version_key(),
+                idempotency_window: self.engine.config().idempotency_window,
+            })
+            .await
+        {
+            Ok(Some(inserted)) => {
+                tracing::info!(definition = %self.def.name, file = %file.path.display(), job = %inserted.job.id, "watched file enqueued");
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Keeps one file watch per watch trigger of the loaded definitions until `token` fires.
+pub(crate) async fn run(
+    engine: Arc<Engine>,
+    mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
+    token: CancellationToken,
+) {
+    let mut watching: BTreeMap<String, (Arc<Definition>, Vec<FileWatch>)> = BTreeMap::new();
+    loop {
+        let snapshot = catalog.borrow_and_update().clone();
+        watching.retain(|name, (def, _)| {
+            snapshot
+                .definitions
+                .get(name)
+                .is_some_and(|d| **d == **def)
+        });
+        for (name, def) in &snapshot.definitions {
+            if def.watch.is_empty() || watching.contains_key(name) {
+                continue;
+            }
+            let mut watches = Vec::new();
+            for trigger in &def.watch {
+                let sink = Arc::new(EngineWatchSink {
+                    engine: engine.clone(),
+                    def: def.clone(),
+                    scope: scope_of(def, trigger),
+                });
+                match FileWatch::start(trigger.clone(), sink) {
+                    Ok(w) => watches.push(w),
+                    Err(e) => tracing::error!(definition = %name, dir = %trigger.dir.display(), error = %e, "cannot watch directory"),
+                }
+            }
+            watching.insert(name.clone(), (def.clone(), watches));
+        }
+        tokio::select! {
+            changed = catalog.changed() => if changed.is_err() { return },
+            _ = token.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! `errand definitions ...`, `errand run NAME` and `errand logs JOB`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use errand_api::{DefinitionView, RunDefinitionRequest};
+use errand_client::{Client, LogStreamItem};
+use errand_core::{JobId, LogEntry, LogStream};
+
+use crate::cli::{DefinitionsCommand, LogsArgs, RunArgs};
+use crate::commands::jobs;
+use crate::output;
+
+/// `errand definitions ...`.
+pub async fn run(client: &Client, cmd: DefinitionsCommand, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        DefinitionsCommand::List => {
+            let list = client.definitions().await?;
+            if json {
+                return output::json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .definitions
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        d.mode.clone(),
+                        d.kind.clone(),
+                        d.queue.clone(),
+                        triggers(d),
+                        if d.stopped { "stopped".into() } else { "-".into() },
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "MODE", "KIND", "QUEUE", "TRIGGERS", "SWITCH"], &rows);
+            if !list.problems.is_empty() {
+                println!();
+                println!("{} folder(s) did not load:", list.problems.len());
+                for p in &list.problems {
+                    match &p.key {
+                        Some(k) => println!("  {}: {}: `{k}`: {}", p.name, p.file, p.reason),
+                        None => println!("  {}: {}: {}", p.name, p.file, p.reason),
+                    }
+                }
+            }
+            Ok(())
+        }
+        DefinitionsCommand::Show { name } => show(&client.definition(&name).await?, json),
+        DefinitionsCommand::Stop { name } => show(&client.definition_switch(&name, true).await?, json),
+        DefinitionsCommand::Start { name } => {
+            show(&client.definition_switch(&name, false).await?, json)
+        }
+    }
+}
+
+fn triggers(d: &DefinitionView) -> String {
+    let mut t = Vec::new();
+    if d.mode == "triggered" {
+        t.push("queue".to_string());
+    }
+    if let Some(s) = &d.schedule {
+        t.push(match (&s.cron, s.every_ms) {
+            (Some(c), _) => format!("cron {c}"),
+            (None, Some(ms)) => format!("every {ms}ms"),
+            _ => "schedule".into(),
+        });
+    }
+    for w in &d.watch {
+        t.push(format!("watch {}/{}", w.dir, w.glob));
+    }
+    for h in &d.hooks {
+        t.push(format!("hook {}", h.name));
+    }
+    t.join(", ")
+}
+
+fn show(d: &DefinitionView, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::json(d);
+    }
+    let rows = vec![
+        ("name", d.name.clone()),
+        ("mode", d.mode.clone()),
+        ("kind", d.kind.clone()),
+        ("queue", d.queue.clone()),
+        ("format", d.format.clone()),
+        ("dir", d.dir.clone()),
+        ("command", d.command.join(" ")),
+        ("triggers", triggers(d)),
+        ("singleton", d.singleton.to_string()),
+        ("concurrency", d.concurrency.to_string()),
+        ("stopped", d.stopped.to_string()),
+    ];
+    for (k, v) in rows {
+        println!("{k:<12} {v}");
+    }
+    if !d.instances.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = d
+            .instances
+            .iter()
+            .map(|i| {
+                vec![
+                    i.node.to_string(),
+                    i.instance.to_string(),
+                    i.pid.map_or("-".into(), |p| p.to_string()),
+                    i.state.as_str().to_string(),
+                    output::when(Some(i.since)),
+                    i.restarts.to_string(),
+                    i.last_exit.as_ref().map_or("-".into(), |r| {
+                        match (r.exit_code, r.signal) {
+                            (Some(c), _) => format!("exit {c}"),
+                            (None, Some(s)) => format!("signal {s}"),
+                            _ => "-".into(),
+                        }
+                    }),
+                ]
+            })
+            .collect();
+        output::table(
+            &["NODE", "INSTANCE", "PID", "STATE", "SINCE", "RESTARTS", "LAST EXIT"],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+/// `errand run NAME`: an on-demand run; with `--follow` its lines stream to the terminal,
+/// with `--wait` it waits for the job to end.
+pub async fn run_now(client: &Client, args: RunArgs, json: bool) -> anyhow::Result<()> {
+    let payload = args
+        .payload
+        .as_deref()
+        .map(|p| serde_json::from_str(p).context("--payload is not valid JSON"))
+        .transpose()?;
+    let job = client
+        .run_definition(
+            &args.name,
+            &RunDefinitionRequest {
+                payload,
+                idempotency_key: args.idempotency_key,
+            },
+        )
+        .await?;
+    if args.follow {
+        follow(client, job.id, None, json).await?;
+    }
+    if args.wait || args.follow {
+        let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
+        return jobs::print_job(&done, json);
+    }
+    if json {
+        output::json(&job)
+    } else {
+        println!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
+        Ok(())
+    }
+}
+
+/// `errand logs JOB`.
+pub async fn logs(client: &Client, args: LogsArgs, json: bool) -> anyhow::Result<()> {
+    let id: JobId = args
+        .job
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: not a job id ({e})", args.job))?;
+    if args.follow {
+        return follow(client, id, args.attempt, json).await;
+    }
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = client.job_logs(id, args.attempt, cursor.as_deref()).await?;
+        let mut gaps = page.gaps.iter().peekable();
+        for line in &page.lines {
+            while let Some(g) = gaps.next_if(|g| g.attempt == line.attempt && g.after_seq < line.seq) {
+                print_gap(g.dropped, json)?;
+            }
+            print_line(line, json)?;
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(()),
+        }
+    }
+}
+
+async fn follow(client: &Client, id: JobId, attempt: Option<u32>, json: bool) -> anyhow::Result<()> {
+    let mut stream = client.follow_logs(id, attempt).await?;
+    while let Some(item) = stream.next().await? {
+        match item {
+            LogStreamItem::Line(l) => print_line(&l, json)?,
+            LogStreamItem::Gap(g) => print_gap(g.dropped, json)?,
+            LogStreamItem::End(end) => {
+                if json {
+                    output::json(&serde_json::json!({ "end": end }))?;
+                } else if let Some(e) = end.get("error") {
+                    eprintln!("log stream ended: {e}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_line(l: &LogEntry, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(l)?);
+        return Ok(());
+    }
+    let at = l.at.strftime("%H:%M:%S%.3f");
+    match l.stream {
+        LogStream::Stdout => println!("{at} #{} INFO  {}", l.attempt, l.line),
+        LogStream::Stderr => println!("{at} #{} ERROR {}", l.attempt, l.line),
+    }
+    Ok(())
+}
+
+fn print_gap(dropped: u64, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::json!({ "dropped": dropped }));
+    } else {
+        println!("... {dropped} line(s) dropped by the per-attempt bound ...");
+    }
+    Ok(())
+}

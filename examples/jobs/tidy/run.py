@@ -1,0 +1,2 @@
+import os
+print(f"tidying up (job {os.environ['ERRAND_JOB_ID']})")
