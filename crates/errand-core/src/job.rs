@@ -215,6 +215,9 @@ pub struct Attempt {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How the hosted process that ran it ended and what it used (scripts and executables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::RunReport>,
 }
 
 impl Job {

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod duration;
 pub mod ids;
+pub mod instance;
 pub mod job;
 pub mod limits;
 pub mod log_line;
@@ -29,6 +30,7 @@ pub mod validation;
 
 pub use backoff::{AfterFailure, RetryPolicy};
 pub use ids::{JobId, LeaseToken};
+pub use instance::{InstanceRecord, InstanceState};
 pub use job::{Attempt, AttemptOutcome, Job, NewJob, Progress};
 pub use log_line::{LogEntry, LogStream, NewLogLine};
 pub use names::{JobKind, QueueName, ScheduleName};

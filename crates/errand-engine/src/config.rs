@@ -26,6 +26,9 @@ pub struct EngineConfig {
     pub dead_retention: Duration,
     /// How often the cleaner looks for jobs past their retention.
     pub prune_interval: Duration,
+    /// A continuous instance's record not renewed for this long belongs to a node that
+    /// died, and the cleaner deletes it. Runners renew their records well within it.
+    pub instance_stale_after: Duration,
     /// A waiting claim re-checks the store at least this often, in case a wake-up was
     /// missed (another process wrote to the store).
     pub claim_recheck: Duration,
@@ -45,6 +48,7 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             dead_retention: Duration::from_secs(30 * 24 * 3600),
             prune_interval: Duration::from_secs(60),
+            instance_stale_after: Duration::from_secs(300),
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::job_events::JobEvent;
+use crate::job_events::{JobEvent, LogAppended};
 use crate::queue_waker::{QueueWaker, Ready};
 use crate::unheard_claim::UnheardClaim;
 use crate::EngineConfig;
@@ -45,6 +45,7 @@ pub struct Engine {
     config: EngineConfig,
     waker: Arc<QueueWaker>,
     events: broadcast::Sender<JobEvent>,
+    log_events: broadcast::Sender<LogAppended>,
     shutdown: CancellationToken,
     node_id: NodeId,
     /// The soonest slot the last scheduler pass planned (store clock, milliseconds), so the
@@ -56,11 +57,13 @@ impl Engine {
     /// An engine over `store`.
     pub fn new(store: SharedStore, config: EngineConfig) -> Arc<Self> {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (log_events, _) = broadcast::channel(EVENT_BUFFER);
         Arc::new(Self {
             store,
             config,
             waker: Arc::new(QueueWaker::default()),
             events,
+            log_events,
             shutdown: CancellationToken::new(),
             node_id: NodeId::new(),
             next_slot_hint: std::sync::atomic::AtomicI64::new(i64::MAX),
@@ -91,6 +94,22 @@ impl Engine {
     /// Subscribes to job state changes in this process.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.events.subscribe()
+    }
+
+    /// Subscribes to log lines stored by this process (followers of a run's log wake on
+    /// them instead of polling; lines stored by other nodes need a re-read).
+    pub fn subscribe_logs(&self) -> broadcast::Receiver<LogAppended> {
+        self.log_events.subscribe()
+    }
+
+    pub(crate) fn publish_log(&self, event: LogAppended) {
+        // No subscriber is not an error.
+        let _ = self.log_events.send(event);
+    }
+
+    /// Wakes the claims of a queue that gained `n` ready jobs.
+    pub(crate) fn wake_ready(&self, queue: &QueueName, n: usize) {
+        self.waker.wake(queue, Ready::Jobs(n));
     }
 
     pub(crate) fn publish(&self, job: &Job) {

@@ -7,10 +7,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
+mod continuous;
 mod dead;
 mod engine;
 mod job_events;
+mod job_logs;
 pub mod maintenance;
+mod marks;
 mod nodes;
 mod queue_waker;
 mod queues;
@@ -20,5 +23,5 @@ mod unheard_claim;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};
-pub use job_events::JobEvent;
+pub use job_events::{JobEvent, LogAppended};
 pub use schedules::{SchedulePassReport, SLOT_RETENTION};

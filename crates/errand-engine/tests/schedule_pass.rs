@@ -120,6 +120,7 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
                 id: claimed.job.id,
                 lease_token: claimed.lease_token,
                 result: None,
+                report: None,
             }],
             retry_policy: RetryPolicy::default(),
         })

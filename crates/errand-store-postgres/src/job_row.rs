@@ -74,7 +74,8 @@ pub(crate) fn jobs_from_rows(rows: &[Row]) -> QResult<Vec<Job>> {
 }
 
 /// The columns [`attempt_from_row`] reads.
-pub(crate) const ATTEMPT_COLUMNS: &str = "attempt, worker, started_at, finished_at, outcome, error";
+pub(crate) const ATTEMPT_COLUMNS: &str =
+    "attempt, worker, started_at, finished_at, outcome, error, report";
 
 /// Builds an attempt from a row selected with [`ATTEMPT_COLUMNS`].
 pub(crate) fn attempt_from_row(row: &Row) -> QResult<Attempt> {
@@ -86,6 +87,11 @@ pub(crate) fn attempt_from_row(row: &Row) -> QResult<Attempt> {
         finished_at: instant(row, 3)?,
         outcome: AttemptOutcome::from_stored(&outcome).map_err(corrupt)?,
         error: row.column(5)?,
+        report: row
+            .column::<Option<Value>>(6)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(corrupt)?,
     })
 }
 

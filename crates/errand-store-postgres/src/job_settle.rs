@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, JobState, RetryPolicy};
+use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, JobState, RetryPolicy, RunReport};
 use errand_store::{Settlement, StoreError};
 use serde_json::Value;
 
@@ -18,9 +18,11 @@ async fn complete_many(
     ids: &[uuid::Uuid],
     tokens: &[uuid::Uuid],
     results: &[Option<Value>],
+    reports: &[Option<Value>],
 ) -> QResult<HashMap<uuid::Uuid, Job>> {
     let sql = format!(
-        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[]) AS u(id, token, result)), \
+        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[]) \
+             AS u(id, token, result, report)), \
          done AS ( \
              UPDATE jobs j SET state = 'succeeded', result = u.result, error = NULL, \
                  finished_at = errand_now(), lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
@@ -28,13 +30,16 @@ async fn complete_many(
                  AND j.lease_expires_at > errand_now() \
              RETURNING {}), \
          closed AS ( \
-             UPDATE job_attempts a SET finished_at = errand_now(), outcome = 'succeeded', error = NULL \
-             FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt) \
+             UPDATE job_attempts a SET finished_at = errand_now(), outcome = 'succeeded', error = NULL, \
+                 report = u.report \
+             FROM done JOIN u ON u.id = done.id WHERE a.job_id = done.id AND a.attempt = done.attempt) \
          SELECT {JOB_COLUMNS} FROM done",
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&ids, &tokens, &results]).await?;
+    let rows = client
+        .query(&stmt, &[&ids, &tokens, &results, &reports])
+        .await?;
     Ok(jobs_from_rows(&rows)?
         .into_iter()
         .map(|j| (j.id.0, j))
@@ -49,6 +54,7 @@ pub(crate) async fn fail_running(
     retry: AfterFailure,
     outcome: AttemptOutcome,
     error: &str,
+    report: Option<&Value>,
 ) -> QResult<Job> {
     let sql = format!(
         "WITH failed AS ( \
@@ -57,7 +63,7 @@ pub(crate) async fn fail_running(
                  lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
              WHERE id = $1 RETURNING *), \
          closed AS ( \
-             UPDATE job_attempts SET finished_at = errand_now(), outcome = $5, error = $4 \
+             UPDATE job_attempts SET finished_at = errand_now(), outcome = $5, error = $4, report = $7 \
              WHERE job_id = $1 AND attempt = $6) \
          SELECT {JOB_COLUMNS} FROM failed"
     );
@@ -74,6 +80,7 @@ pub(crate) async fn fail_running(
                 &error,
                 &outcome.as_str(),
                 &attempt,
+                &report,
             ],
         )
         .await?
@@ -103,15 +110,37 @@ async fn repeat_or_fenced(
     crate::job_read::get(client, id).await
 }
 
-async fn fail_one(
-    client: &impl GenericClient,
+/// One failure to apply, as a settlement asks it.
+struct Failure<'a> {
     id: JobId,
     token: uuid::Uuid,
-    error: &str,
+    error: &'a str,
     retry_in: Option<std::time::Duration>,
     dead: bool,
+    report: Option<Value>,
+}
+
+/// A run report as the `report` column keeps it.
+fn report_value(report: Option<&RunReport>) -> QResult<Option<Value>> {
+    report
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))
+}
+
+async fn fail_one(
+    client: &impl GenericClient,
+    f: Failure<'_>,
     policy: &RetryPolicy,
 ) -> QResult<Job> {
+    let Failure {
+        id,
+        token,
+        error,
+        retry_in,
+        dead,
+        report,
+    } = f;
     let stmt = client
         .prepare_cached(
             "SELECT attempt, max_attempts FROM jobs WHERE id = $1 AND state = 'running' \
@@ -124,7 +153,16 @@ async fn fail_one(
     let attempt = u32::try_from(row.column::<i32>(0)?).unwrap_or(0);
     let max_attempts = u32::try_from(row.column::<i32>(1)?).unwrap_or(0);
     let retry = AfterFailure::decide(attempt, max_attempts, retry_in, dead, policy);
-    fail_running(client, id, attempt, retry, AttemptOutcome::Failed, error).await
+    fail_running(
+        client,
+        id,
+        attempt,
+        retry,
+        AttemptOutcome::Failed,
+        error,
+        report.as_ref(),
+    )
+    .await
 }
 
 /// Settles many jobs inside the caller's transaction: completions in one statement,
@@ -138,22 +176,25 @@ pub(crate) async fn settle_many(
     let mut ids = Vec::new();
     let mut tokens = Vec::new();
     let mut results = Vec::new();
+    let mut reports = Vec::new();
     for s in settlements {
         if let Settlement::Complete {
             id,
             lease_token,
             result,
+            report,
         } = s
         {
             ids.push(id.0);
             tokens.push(lease_token.0);
             results.push(result.clone());
+            reports.push(report_value(report.as_ref())?);
         }
     }
     let mut completed = if ids.is_empty() {
         HashMap::new()
     } else {
-        complete_many(client, &ids, &tokens, &results).await?
+        complete_many(client, &ids, &tokens, &results, &reports).await?
     };
     let mut out = Vec::with_capacity(settlements.len());
     for s in settlements {
@@ -172,7 +213,21 @@ pub(crate) async fn settle_many(
                 error,
                 retry_in,
                 dead,
-            } => fail_one(client, *id, lease_token.0, error, *retry_in, *dead, policy).await,
+                report,
+            } => match report_value(report.as_ref()) {
+                Ok(report) => {
+                    let failure = Failure {
+                        id: *id,
+                        token: lease_token.0,
+                        error,
+                        retry_in: *retry_in,
+                        dead: *dead,
+                        report,
+                    };
+                    fail_one(client, failure, policy).await
+                }
+                Err(e) => Err(e),
+            },
         };
         // A refusal (a stale token, a missing job) fails only its own entry; any other
         // error fails the whole call, and the caller's transaction is rolled back: after a

@@ -10,13 +10,18 @@
 //! with `Unavailable` and nothing acknowledged is lost.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod definition_switch;
 mod fault;
+mod instance;
+mod job_log;
 mod job_read;
 mod job_row;
 mod job_settle;
 mod job_write;
 mod listener;
 mod maintenance;
+mod mark;
+mod named_lease;
 mod node;
 mod notifier;
 mod queue;

@@ -38,7 +38,8 @@ pub(crate) async fn rescue_expired(
             }
         };
         let r = Rescue::decide(why, attempt, max_attempts, &p.retry_policy);
-        changed.push(fail_running(client, id, attempt, r.after, r.outcome, &r.message).await?);
+        changed
+            .push(fail_running(client, id, attempt, r.after, r.outcome, &r.message, None).await?);
     }
     Ok(changed)
 }
@@ -75,7 +76,8 @@ pub(crate) async fn prune(client: &impl GenericClient, p: &JobPruneParams) -> QR
                  SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled', 'dead') \
                    AND state = ANY($1) AND finished_at < errand_now() - $2 \
                  ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id), \
-             attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)) \
+             attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
+             logs AS (DELETE FROM job_logs WHERE owner IN (SELECT id FROM gone)) \
              SELECT COUNT(*) FROM gone",
         )
         .await?;

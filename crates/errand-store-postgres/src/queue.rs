@@ -161,7 +161,8 @@ pub(crate) async fn dead_purge(client: &impl GenericClient, sel: &DeadSelection)
     let stmt = client
         .prepare_cached(&format!(
             "WITH gone AS (DELETE FROM jobs WHERE {DEAD_SELECTION} RETURNING id), \
-             attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)) \
+             attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
+             logs AS (DELETE FROM job_logs WHERE owner IN (SELECT id FROM gone)) \
              SELECT COUNT(*) FROM gone"
         ))
         .await?;

@@ -33,8 +33,8 @@ pub(crate) async fn restore_many(
         .await?;
     let attempt = client
         .prepare_cached(
-            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error, \
+             report) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .await?;
     // A job a schedule fired claims its slot in the ledger too: an export is not one
@@ -101,6 +101,12 @@ pub(crate) async fn restore_many(
         }
         for a in attempts {
             let a = restored_attempt(a, job);
+            let report = a
+                .report
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
             client
                 .execute(
                     &attempt,
@@ -112,6 +118,7 @@ pub(crate) async fn restore_many(
                         &a.finished_at.map(to_millis),
                         &a.outcome.as_str(),
                         &a.error,
+                        &report,
                     ],
                 )
                 .await?;

@@ -6,12 +6,14 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use errand_core::schedule_spec::Schedule;
 use errand_core::{
-    Attempt, Job, JobId, JobState, Millis, NodeId, NodeInfo, QueueInfo, QueueName, ScheduleName,
+    Attempt, InstanceRecord, Job, JobId, JobState, LogEntry, Millis, NodeId, NodeInfo, QueueInfo,
+    QueueName, ScheduleName,
 };
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
-    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
+    JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
+    JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
+    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
     ScheduleSlotRecord, Store, StoreError, StoreOrigin,
 };
@@ -22,7 +24,8 @@ use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
 use crate::{
-    job_read, job_settle, job_write, listener, maintenance, node, queue, restore, schedule, schema,
+    definition_switch, instance, job_log, job_read, job_settle, job_write, listener, maintenance,
+    mark, named_lease, node, queue, restore, schedule, schema,
 };
 
 /// How to reach the database.
@@ -440,6 +443,86 @@ impl Store for PgStore {
             millis(forget_after)
         )
         .await?)
+    }
+
+    async fn job_log_append(&self, params: JobLogAppendParams) -> Result<u64, StoreError> {
+        in_tx!(self, |tx| job_log::append(&tx, &params).await?)
+    }
+
+    async fn job_log_list(&self, params: JobLogListParams) -> Result<Vec<LogEntry>, StoreError> {
+        on_conn!(self, |c| job_log::list(&c, &params).await?)
+    }
+
+    async fn job_log_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        on_conn!(self, |c| job_log::prune(&c, millis(older_than), limit)
+            .await?)
+    }
+
+    async fn lease_acquire(&self, params: LeaseAcquireParams) -> Result<bool, StoreError> {
+        on_conn!(self, |c| named_lease::acquire(&c, &params).await?)
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        on_conn!(self, |c| named_lease::release(&c, name, holder).await?)
+    }
+
+    async fn instance_put(&self, record: InstanceRecord) -> Result<(), StoreError> {
+        on_conn!(self, |c| instance::put(&c, &record).await?)
+    }
+
+    async fn instance_list(
+        &self,
+        definition: Option<String>,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        on_conn!(self, |c| instance::list(&c, definition.as_deref()).await?)
+    }
+
+    async fn instance_delete(&self, node: NodeId, instance: uuid::Uuid) -> Result<(), StoreError> {
+        on_conn!(self, |c| instance::delete(&c, node, instance).await?)
+    }
+
+    async fn instance_prune(&self, stale_after: Duration) -> Result<u64, StoreError> {
+        on_conn!(self, |c| instance::prune(&c, millis(stale_after)).await?)
+    }
+
+    async fn definition_switch_put(&self, name: String, stopped: bool) -> Result<(), StoreError> {
+        on_conn!(self, |c| definition_switch::put(&c, &name, stopped).await?)
+    }
+
+    async fn definition_switch_list(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        on_conn!(self, |c| definition_switch::list(&c).await?)
+    }
+
+    async fn job_insert_marked(
+        &self,
+        params: JobInsertMarkedParams,
+    ) -> Result<Option<InsertedJob>, StoreError> {
+        let JobInsertMarkedParams {
+            job,
+            scope,
+            key,
+            idempotency_window,
+        } = params;
+        let out = in_tx!(self, |tx| mark::insert_marked(
+            &tx,
+            job,
+            &scope,
+            &key,
+            idempotency_window
+        )
+        .await?)?;
+        if let Some(r) = out.as_ref().filter(|r| r.inserted) {
+            self.announce([&r.job]);
+        }
+        Ok(out)
+    }
+
+    async fn mark_list(&self, scope: &str) -> Result<Vec<String>, StoreError> {
+        on_conn!(self, |c| mark::list(&c, scope).await?)
+    }
+
+    async fn mark_delete(&self, scope: &str, keys: Vec<String>) -> Result<u64, StoreError> {
+        on_conn!(self, |c| mark::delete(&c, scope, &keys).await?)
     }
 
     fn wakeups(&self) -> Option<broadcast::Receiver<QueueName>> {

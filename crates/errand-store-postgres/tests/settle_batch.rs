@@ -20,6 +20,7 @@ fn batch(done: &ClaimedJob, failed: &ClaimedJob) -> JobSettleManyParams {
                 id: done.job.id,
                 lease_token: done.lease_token,
                 result: None,
+                report: None,
             },
             Settlement::Fail {
                 id: failed.job.id,
@@ -27,6 +28,7 @@ fn batch(done: &ClaimedJob, failed: &ClaimedJob) -> JobSettleManyParams {
                 error: "boom".into(),
                 retry_in: None,
                 dead: true,
+                report: None,
             },
         ],
         retry_policy: RetryPolicy::default(),

@@ -68,7 +68,8 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
 }
 
 /// The columns [`attempt_from_row`] reads.
-pub(crate) const ATTEMPT_COLUMNS: &str = "attempt, worker, started_at, finished_at, outcome, error";
+pub(crate) const ATTEMPT_COLUMNS: &str =
+    "attempt, worker, started_at, finished_at, outcome, error, report";
 
 /// Builds an attempt from a row selected with [`ATTEMPT_COLUMNS`].
 pub(crate) fn attempt_from_row(row: &Row<'_>) -> QResult<Attempt> {
@@ -80,6 +81,10 @@ pub(crate) fn attempt_from_row(row: &Row<'_>) -> QResult<Attempt> {
         finished_at: instant(row, 3)?,
         outcome: AttemptOutcome::from_stored(&outcome).map_err(corrupt)?,
         error: row.get(5)?,
+        report: json_column(row, 6)?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(corrupt)?,
     })
 }
 

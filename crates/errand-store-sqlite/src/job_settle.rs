@@ -1,7 +1,7 @@
 //! Writes that end an attempt or a job: complete, fail, cancel, retry.
 
 use errand_core::{
-    AfterFailure, AttemptOutcome, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy,
+    AfterFailure, AttemptOutcome, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy, RunReport,
 };
 use errand_store::{Settlement, StoreError};
 use rusqlite::{named_params, params, Connection, OptionalExtension};
@@ -30,6 +30,22 @@ pub(crate) fn close_attempt(
         id.as_bytes().as_slice(),
         attempt
     ])?;
+    Ok(())
+}
+
+/// Keeps the report of the hosted run that ended an attempt.
+fn record_report(
+    conn: &Connection,
+    id: JobId,
+    attempt: u32,
+    report: Option<&RunReport>,
+) -> QResult<()> {
+    let Some(report) = report else {
+        return Ok(());
+    };
+    let text = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    conn.prepare_cached("UPDATE job_attempts SET report = ?1 WHERE job_id = ?2 AND attempt = ?3")?
+        .execute(params![text, id.as_bytes().as_slice(), attempt])?;
     Ok(())
 }
 
@@ -101,6 +117,7 @@ pub(crate) fn settle_one(
             id,
             lease_token,
             result,
+            report,
         } => {
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE jobs SET state = 'succeeded', result = ?2, error = NULL, finished_at = ?1, \
@@ -122,6 +139,7 @@ pub(crate) fn settle_one(
                 return repeat_or_fenced(conn, *id, *lease_token, AttemptOutcome::Succeeded);
             };
             close_attempt(conn, now, *id, job.attempt, AttemptOutcome::Succeeded, None)?;
+            record_report(conn, *id, job.attempt, report.as_ref())?;
             Ok(job)
         }
         Settlement::Fail {
@@ -130,6 +148,7 @@ pub(crate) fn settle_one(
             error,
             retry_in,
             dead,
+            report,
         } => {
             let held: Option<(u32, u32)> = conn
                 .prepare_cached(
@@ -145,7 +164,7 @@ pub(crate) fn settle_one(
                 return repeat_or_fenced(conn, *id, *lease_token, AttemptOutcome::Failed);
             };
             let retry = AfterFailure::decide(attempt, max_attempts, *retry_in, *dead, policy);
-            fail_running(
+            let job = fail_running(
                 conn,
                 now,
                 *id,
@@ -153,7 +172,9 @@ pub(crate) fn settle_one(
                 retry,
                 AttemptOutcome::Failed,
                 error,
-            )
+            )?;
+            record_report(conn, *id, attempt, report.as_ref())?;
+            Ok(job)
         }
     }
 }

@@ -32,6 +32,13 @@ pub(crate) struct PreparedJob {
     tags: String,
 }
 
+impl PreparedJob {
+    /// The id the job is inserted under.
+    pub(crate) fn id(&self) -> errand_core::JobId {
+        self.job.id
+    }
+}
+
 /// Renders the JSON columns of a batch; runs on the caller's thread.
 pub(crate) fn prepare(jobs: Vec<NewJob>) -> Result<Vec<PreparedJob>, StoreError> {
     jobs.into_iter()

@@ -6,13 +6,18 @@
 //! small pool of read-only connections and never wait for the writer.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod definition_switch;
 mod fault;
 mod file_watch;
+mod instance;
+mod job_log;
 mod job_read;
 mod job_row;
 mod job_settle;
 mod job_write;
 mod maintenance;
+mod mark;
+mod named_lease;
 mod node;
 mod queue;
 mod read_pool;

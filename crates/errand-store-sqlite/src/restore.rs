@@ -27,8 +27,8 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
          ?19, ?20, ?21, ?22, ?23, ?24)",
     )?;
     let mut attempt = conn.prepare_cached(
-        "INSERT OR IGNORE INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR IGNORE INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error, \
+         report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     // A job a schedule fired claims its slot in the ledger too: an export is not one
     // snapshot, so its ledger lines may miss a slot whose job it carries, and older exports
@@ -90,6 +90,7 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
                 a.finished_at.map(to_millis),
                 a.outcome.as_str(),
                 a.error,
+                a.report.as_ref().map(json).transpose()?,
             ])?;
         }
     }

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_attempt_lease_token.sql"),
     include_str!("../migrations/0005_schedule_slot_pruning.sql"),
     include_str!("../migrations/0006_list_reads.sql"),
+    include_str!("../migrations/0007_script_host.sql"),
 ];
 
 /// Brings the schema up to date in one transaction per migration.

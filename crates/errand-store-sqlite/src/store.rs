@@ -7,12 +7,14 @@ use async_trait::async_trait;
 use errand_core::schedule_spec::Schedule;
 use errand_core::time::Clock;
 use errand_core::{
-    Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName, ScheduleName,
+    Attempt, InstanceRecord, Job, JobId, LogEntry, Millis, NodeId, NodeInfo, QueueInfo, QueueName,
+    ScheduleName,
 };
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
-    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
+    JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
+    JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
+    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
     ScheduleSlotRecord, Store, StoreError, StoreOrigin,
 };
@@ -23,8 +25,13 @@ use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
-    job_read, job_row, job_settle, job_write, maintenance, node, queue, restore, schedule, schema,
+    definition_switch, instance, job_log, job_read, job_row, job_settle, job_write, maintenance,
+    mark, named_lease, node, queue, restore, schedule, schema,
 };
+
+fn millis_of(d: std::time::Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// How to open the embedded store.
 #[derive(Debug, Clone)]
@@ -533,6 +540,108 @@ impl Store for SqliteStore {
         let dead = i64::try_from(dead_after.as_millis()).unwrap_or(i64::MAX);
         let forget = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
         self.read_at(move |conn, now| node::list(conn, now, dead, forget))
+            .await
+    }
+
+    async fn job_log_append(&self, params: JobLogAppendParams) -> Result<u64, StoreError> {
+        let lines = job_log::prepare(params)?;
+        self.write_at(move |conn, now| job_log::append(conn, now, &lines))
+            .await
+    }
+
+    async fn job_log_list(&self, params: JobLogListParams) -> Result<Vec<LogEntry>, StoreError> {
+        self.readers
+            .read(move |conn| job_log::list(conn, &params))
+            .await
+    }
+
+    async fn job_log_prune(
+        &self,
+        older_than: std::time::Duration,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let older = millis_of(older_than);
+        self.write_at(move |conn, now| job_log::prune(conn, now, older, limit))
+            .await
+    }
+
+    async fn lease_acquire(&self, params: LeaseAcquireParams) -> Result<bool, StoreError> {
+        self.write_at(move |conn, now| named_lease::acquire(conn, now, &params))
+            .await
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.writer
+            .write(move |conn| named_lease::release(conn, &name, &holder))
+            .await
+    }
+
+    async fn instance_put(&self, record: InstanceRecord) -> Result<(), StoreError> {
+        self.write_at(move |conn, now| instance::put(conn, now, &record))
+            .await
+    }
+
+    async fn instance_list(
+        &self,
+        definition: Option<String>,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.readers
+            .read(move |conn| instance::list(conn, definition.as_deref()))
+            .await
+    }
+
+    async fn instance_delete(&self, node: NodeId, instance: uuid::Uuid) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| instance::delete(conn, node, instance))
+            .await
+    }
+
+    async fn instance_prune(&self, stale_after: std::time::Duration) -> Result<u64, StoreError> {
+        let stale = millis_of(stale_after);
+        self.write_at(move |conn, now| instance::prune(conn, now, stale))
+            .await
+    }
+
+    async fn definition_switch_put(&self, name: String, stopped: bool) -> Result<(), StoreError> {
+        self.write_at(move |conn, now| definition_switch::put(conn, now, &name, stopped))
+            .await
+    }
+
+    async fn definition_switch_list(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        self.readers.read(definition_switch::list).await
+    }
+
+    async fn job_insert_marked(
+        &self,
+        params: JobInsertMarkedParams,
+    ) -> Result<Option<InsertedJob>, StoreError> {
+        let JobInsertMarkedParams {
+            job,
+            scope,
+            key,
+            idempotency_window,
+        } = params;
+        let job = job_write::prepare(vec![job])?
+            .pop()
+            .ok_or_else(|| StoreError::Internal("a prepared batch of one is empty".into()))?;
+        self.write_at(move |conn, now| {
+            mark::insert_marked(conn, now, job, &scope, &key, idempotency_window)
+        })
+        .await
+    }
+
+    async fn mark_list(&self, scope: &str) -> Result<Vec<String>, StoreError> {
+        let scope = scope.to_string();
+        self.readers
+            .read(move |conn| mark::list(conn, &scope))
+            .await
+    }
+
+    async fn mark_delete(&self, scope: &str, keys: Vec<String>) -> Result<u64, StoreError> {
+        let scope = scope.to_string();
+        self.writer
+            .write(move |conn| mark::delete(conn, &scope, &keys))
             .await
     }
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::{
-    Job, JobId, JobKind, JobState, LeaseToken, Millis, NewJob, Progress, QueueName, RetryPolicy,
-    ScheduleName,
+    Job, JobId, JobKind, JobState, LeaseToken, Millis, NewJob, NewLogLine, Progress, QueueName,
+    RetryPolicy, RunReport, ScheduleName,
 };
 use serde_json::Value;
 
@@ -103,6 +103,8 @@ pub enum Settlement {
         lease_token: LeaseToken,
         /// What the handler returned.
         result: Option<Value>,
+        /// How the hosted process ended and what it used, kept on the attempt.
+        report: Option<RunReport>,
     },
     /// The attempt failed.
     Fail {
@@ -116,6 +118,8 @@ pub enum Settlement {
         retry_in: Option<Duration>,
         /// Do not retry: the job is dead now.
         dead: bool,
+        /// How the hosted process ended and what it used, kept on the attempt.
+        report: Option<RunReport>,
     },
 }
 
@@ -307,4 +311,64 @@ pub struct ScheduleSlotPruneParams {
     pub older_than: Duration,
     /// At most this many per call: small deletes keep locks short.
     pub limit: u32,
+}
+
+/// Input of [`Store::job_log_append`](crate::Store::job_log_append): a batch of lines one
+/// run printed.
+#[derive(Debug, Clone)]
+pub struct JobLogAppendParams {
+    /// Whose lines: a job's id, or a continuous instance's id (a uuid that is no job).
+    pub owner: uuid::Uuid,
+    /// The attempt (for an instance: its restart, from 1) that printed them.
+    pub attempt: u32,
+    /// With a token, the append is fenced: the job must be running under this lease, else
+    /// nothing is written (`LeaseLost`, or `NotFound` for no such job).
+    pub lease_token: Option<LeaseToken>,
+    /// The lines, in the order they were printed; numbered on from the attempt's last.
+    pub lines: Vec<NewLogLine>,
+    /// The per-attempt bound keeps this many first lines...
+    pub keep_head: u32,
+    /// ...and this many last ones (at least one: the last line's number tells how many the
+    /// attempt printed); the lines in between are deleted. `u32::MAX` keeps everything.
+    pub keep_tail: u32,
+}
+
+/// Input of [`Store::job_log_list`](crate::Store::job_log_list): a page of stored lines,
+/// ordered by attempt, then line number.
+#[derive(Debug, Clone)]
+pub struct JobLogListParams {
+    /// Whose lines.
+    pub owner: uuid::Uuid,
+    /// Only this attempt's.
+    pub attempt: Option<u32>,
+    /// Cursor: only lines after this `(attempt, seq)`.
+    pub after: Option<(u32, u64)>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Input of [`Store::lease_acquire`](crate::Store::lease_acquire): a named lease that
+/// makes one node of a cluster the holder of something (a singleton continuous job).
+#[derive(Debug, Clone)]
+pub struct LeaseAcquireParams {
+    /// What is held.
+    pub name: String,
+    /// Who asks (a node's id, as text).
+    pub holder: String,
+    /// How long the lease lasts on the store's clock unless renewed.
+    pub ttl: Duration,
+}
+
+/// Input of [`Store::job_insert_marked`](crate::Store::job_insert_marked): a job enqueued at
+/// most once per mark, ever (a watched file's version).
+#[derive(Debug, Clone)]
+pub struct JobInsertMarkedParams {
+    /// The job to insert when the mark is new.
+    pub job: NewJob,
+    /// The mark's namespace (a definition's watch trigger).
+    pub scope: String,
+    /// The mark within the scope (a file's path and version).
+    pub key: String,
+    /// How long an idempotency key of the job keeps deduplicating.
+    pub idempotency_window: Duration,
 }

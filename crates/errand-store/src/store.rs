@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use errand_core::schedule_spec::Schedule;
 use errand_core::{
-    Attempt, Job, JobId, Millis, NodeId, NodeInfo, QueueInfo, QueueName, ScheduleName,
+    Attempt, InstanceRecord, Job, JobId, LogEntry, Millis, NodeId, NodeInfo, QueueInfo, QueueName,
+    ScheduleName,
 };
 
 use crate::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
-    JobSettleManyParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
+    JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
+    JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
+    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
     ScheduleSlotRecord, StoreError,
 };
@@ -208,6 +210,66 @@ pub trait Store: Send + Sync + 'static {
         dead_after: Duration,
         forget_after: Duration,
     ) -> Result<Vec<NodeInfo>, StoreError>;
+
+    /// Stores a batch of lines a run printed, numbered on from the attempt's last line, in
+    /// one transaction; then applies the per-attempt bound (lines numbered above `keep_head`
+    /// and up to `last - keep_tail` are deleted, so a gap in the numbers tells how many were
+    /// dropped). Returns the number of the batch's last line (the attempt's last so far for
+    /// an empty batch, 0 for none). Appends to one `(owner, attempt)` come from one writer.
+    /// Errors (fenced appends only, which then write nothing): `NotFound`, `LeaseLost`.
+    async fn job_log_append(&self, params: JobLogAppendParams) -> Result<u64, StoreError>;
+
+    /// A page of stored lines of a job or instance, by attempt then number.
+    async fn job_log_list(&self, params: JobLogListParams) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Deletes up to `limit` lines printed longer than `older_than` ago (store clock) whose
+    /// owner is not a job: the logs of continuous instances. A job's lines go with the job
+    /// (`job_prune`, `dead_purge_many`). Returns how many.
+    async fn job_log_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
+
+    /// Takes or renews a named lease: true when it was free, expired (store clock) or
+    /// already this holder's, and is now the holder's until `ttl` from now; false when
+    /// another holder has it.
+    async fn lease_acquire(&self, params: LeaseAcquireParams) -> Result<bool, StoreError>;
+
+    /// Gives a named lease up, when `holder` holds it (anyone else's call changes nothing).
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Creates or replaces the record of a continuous instance, by `(node, instance)`; its
+    /// `updated_at` becomes the store's now.
+    async fn instance_put(&self, record: InstanceRecord) -> Result<(), StoreError>;
+
+    /// The instances of one definition (or of all), by definition, node, instance.
+    async fn instance_list(
+        &self,
+        definition: Option<String>,
+    ) -> Result<Vec<InstanceRecord>, StoreError>;
+
+    /// Forgets one instance record; none is no error.
+    async fn instance_delete(&self, node: NodeId, instance: uuid::Uuid) -> Result<(), StoreError>;
+
+    /// Deletes instance records not updated for `stale_after` (their node died without
+    /// cleaning up); returns how many.
+    async fn instance_prune(&self, stale_after: Duration) -> Result<u64, StoreError>;
+
+    /// Records whether a job definition is stopped, for every node and across restarts.
+    async fn definition_switch_put(&self, name: String, stopped: bool) -> Result<(), StoreError>;
+
+    /// Every recorded definition switch by name: `(name, stopped)`.
+    async fn definition_switch_list(&self) -> Result<Vec<(String, bool)>, StoreError>;
+
+    /// Inserts the mark `(scope, key)` and the job in one transaction; when the mark is
+    /// already there (even if its job is long gone), inserts nothing and answers `None`.
+    async fn job_insert_marked(
+        &self,
+        params: JobInsertMarkedParams,
+    ) -> Result<Option<InsertedJob>, StoreError>;
+
+    /// Every mark of a scope, sorted.
+    async fn mark_list(&self, scope: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes these marks of a scope; returns how many there were.
+    async fn mark_delete(&self, scope: &str, keys: Vec<String>) -> Result<u64, StoreError>;
 
     /// Wake-ups from other processes sharing this store: names of queues that gained ready
     /// jobs. `None` when no other process writes to the store (the embedded store).

@@ -1,6 +1,7 @@
 //! Services that keep jobs moving without anyone asking: each runs on an interval until
 //! its cancellation token fires, and is tracked so shutdown can wait for it.
 
+mod instance_cleaner;
 mod job_cleaner;
 mod job_promoter;
 mod job_rescuer;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 
+pub use instance_cleaner::prune_instances_once;
 pub use job_cleaner::prune_once;
 pub use job_promoter::promote_once;
 pub use job_rescuer::rescue_once;
@@ -39,6 +41,7 @@ pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> 
     set.spawn(job_promoter::run(engine.clone(), token.clone()));
     set.spawn(node_heartbeat::run(engine.clone(), token.clone()));
     set.spawn(job_cleaner::run(engine.clone(), token.clone()));
+    set.spawn(instance_cleaner::run(engine.clone(), token.clone()));
     set.spawn(queue_count_folder::run(engine.clone(), token.clone()));
     if schedules {
         set.spawn(schedule_runner::run(engine.clone(), token.clone()));

@@ -131,6 +131,7 @@ pub(crate) async fn complete(
         id: job_id(&id)?,
         lease_token: req.lease_token,
         result: req.result,
+        report: None,
     };
     storable("", &settlement)?;
     let job = state.engine.settle(settlement).await?;
@@ -150,6 +151,7 @@ fn failure(
         error: error.unwrap_or_else(|| "failed".into()),
         retry_in: retry_in_ms.map(Duration::from_millis),
         dead,
+        report: None,
     }
 }
 
@@ -226,6 +228,7 @@ pub(crate) async fn settle(
             id: c.id,
             lease_token: c.lease_token,
             result: c.result,
+            report: None,
         })
         .collect();
     settlements.extend(

@@ -29,16 +29,22 @@ use crate::SharedStore;
 mod claims;
 mod concurrency;
 mod counts;
+mod instances;
 mod jobs;
+mod leases;
+mod logs;
+mod marks;
 mod nodes;
 mod queues;
 mod readiness;
+mod reports;
 mod rescue;
 mod restore;
 mod retention;
 mod schedules;
 mod settle;
 mod support;
+mod switches;
 mod upgrade;
 
 pub use self::support::new_job;
@@ -48,6 +54,7 @@ use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
     restore::*, retention::*,
 };
+use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
 use self::{schedules::*, settle::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
@@ -161,6 +168,15 @@ macro_rules! conformance_suite {
             schedule_due_leaves_out_a_buffered_slot_while_its_job_runs,
             schedule_slots_are_listed_restored_and_pruned,
             schedule_fire_of_older_slots_keeps_the_newest_run,
+            logs_are_numbered_per_attempt_and_paged_by_cursor,
+            fenced_log_append_refuses_a_stale_token,
+            log_bound_keeps_first_and_last_lines_across_appends,
+            logs_go_with_their_job_and_instance_logs_by_age,
+            a_run_report_is_kept_on_the_attempt_it_ends,
+            a_named_lease_is_taken_over_only_after_expiry,
+            instances_are_put_listed_deleted_and_pruned,
+            definition_switches_are_kept_and_replaced,
+            a_mark_enqueues_once_even_after_its_job_is_pruned,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

@@ -18,6 +18,14 @@ pub(super) fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> 
             finished_at: (*outcome != AttemptOutcome::Running).then(|| t(20 + i as i64)),
             outcome: *outcome,
             error: (*outcome == AttemptOutcome::Failed).then(|| "boom".to_string()),
+            // A hosted run's report travels with its attempt.
+            report: (*outcome != AttemptOutcome::Running).then(|| errand_core::RunReport {
+                exit_code: Some(i as i32),
+                signal: None,
+                duration_ms: 1500,
+                cpu_ms: 120,
+                max_rss_bytes: 8 << 20,
+            }),
         })
         .collect();
     crate::RestoredJob {

@@ -93,6 +93,7 @@ pub(super) fn complete(c: &ClaimedJob) -> Settlement {
         id: c.job.id,
         lease_token: c.lease_token,
         result: Some(json!({"ok": true})),
+        report: None,
     }
 }
 
@@ -103,6 +104,7 @@ pub(super) fn fail(c: &ClaimedJob, retry_in: Option<Duration>, dead: bool) -> Se
         error: "boom".into(),
         retry_in,
         dead,
+        report: None,
     }
 }
 
