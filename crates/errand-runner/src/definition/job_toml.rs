@@ -188,10 +188,23 @@ pub(crate) struct ParseFailure {
 pub(crate) fn parse(text: &str) -> Result<JobToml, ParseFailure> {
     let deserializer = toml::Deserializer::parse(text).map_err(|e| failure(text, None, &e))?;
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let key = (path != ".").then_some(path);
+        let key = key_of(&e.path().to_string(), e.inner().message());
         failure(text, key, e.inner())
     })
+}
+
+/// The key a serde error is about: its path, and the missing field when one is missing
+/// (`triggers.watch[0].dir`, not `triggers.watch[0]`).
+pub(crate) fn key_of(path: &str, message: &str) -> Option<String> {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", None) => None,
+        (".", Some(field)) => Some(field.to_string()),
+        (path, Some(field)) => Some(format!("{path}.{field}")),
+        (path, None) => Some(path.to_string()),
+    }
 }
 
 fn failure(text: &str, key: Option<String>, e: &toml::de::Error) -> ParseFailure {

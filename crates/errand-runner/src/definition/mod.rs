@@ -260,3 +260,6 @@ pub struct DefinitionProblem {
     /// What is wrong and what would fix it.
     pub reason: String,
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,12 +33,9 @@ pub(crate) fn parse(text: &str, mode: Mode) -> Result<JobToml, ParseFailure> {
         SettingsJob::default()
     } else {
         let mut de = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            ParseFailure {
-                key: (path != ".").then_some(path),
-                reason: e.inner().to_string(),
-            }
+        serde_path_to_error::deserialize(&mut de).map_err(|e| ParseFailure {
+            key: super::job_toml::key_of(&e.path().to_string(), &e.inner().to_string()),
+            reason: e.inner().to_string(),
         })?
     };
     Ok(JobToml {
