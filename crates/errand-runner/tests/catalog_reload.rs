@@ -110,3 +110,36 @@ async fn a_change_that_changes_nothing_publishes_nothing() {
     assert_eq!(changed.get("a").unwrap().concurrency, 3);
     assert!(rx.has_changed().unwrap());
 }
+
+#[tokio::test]
+async fn a_jobs_dir_made_after_the_start_or_made_anew_is_watched() {
+    let root = tempfile::tempdir().unwrap();
+    let jobs = root.path().join("jobs");
+    let (catalog, mut rx) = Catalog::watch(&jobs).await;
+    // The watch loop has run and found no directory.
+    assert!(catalog.reload_now().await.definitions.is_empty());
+
+    write(&jobs.join("a/run.sh"), "");
+    write(&jobs.join("a/job.toml"), "");
+    until(&mut rx, "a loaded from a directory made later", |s| {
+        s.get("a").is_some()
+    })
+    .await;
+
+    // Removed and made again: the new directory is watched, not the dead one.
+    std::fs::remove_dir_all(&jobs).unwrap();
+    until(&mut rx, "a gone with its directory", |s| {
+        s.get("a").is_none()
+    })
+    .await;
+    std::fs::create_dir_all(&jobs).unwrap();
+    // Once the new directory is seen (a reload that finds it), edits inside it must
+    // arrive through the watcher: the periodic reload is 30 s away.
+    catalog.reload_now().await;
+    write(&jobs.join("b/run.sh"), "");
+    write(&jobs.join("b/job.toml"), "");
+    until(&mut rx, "b loaded in the new directory", |s| {
+        s.get("b").is_some()
+    })
+    .await;
+}
