@@ -2,12 +2,25 @@
 //! filled in. Everything that runs, schedules or triggers a definition reads this type;
 //! nothing reads `job.toml` or `settings.job` again.
 
+mod build;
+mod entry;
+mod job_toml;
+mod load;
+mod webjobs;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use errand_core::schedule_spec::{CatchUpPolicy, OverlapPolicy};
-use errand_core::{JobKind, QueueName};
+use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate, OverlapPolicy, ScheduleSpec};
+use errand_core::{JobKind, QueueName, ScheduleName};
+
+pub(crate) use load::{load_folder, FolderLayout, LoadEnv};
+
+/// What a definition's own schedule is called: this prefix and the definition's name.
+/// `:` is legal in schedule names and never appears in a definition's name, so the
+/// schedules a definition owns cannot be mistaken for ones made over the API.
+pub const SCHEDULE_PREFIX: &str = "definition:";
 
 /// Whether a definition runs when work arrives or all the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,6 +77,10 @@ pub struct DefinitionSchedule {
     /// Missed slots, exactly as the schedules API.
     #[serde(skip)]
     pub catch_up: CatchUpPolicy,
+    /// With `catch_up = "all"`, how far back missed slots are run (default a day).
+    pub catch_up_window: Duration,
+    /// Each job's start is delayed by a random amount up to this (default none).
+    pub jitter: Duration,
 }
 
 /// Backoff between attempts (triggered) or restarts (continuous).
@@ -178,6 +195,56 @@ pub struct Definition {
     pub hooks: Vec<HookTrigger>,
 }
 
+impl Definition {
+    /// The name of the schedule this definition owns: `definition:<name>`.
+    pub fn schedule_name(&self) -> Option<ScheduleName> {
+        ScheduleName::parse(&format!("{SCHEDULE_PREFIX}{}", self.name)).ok()
+    }
+
+    /// The schedule this definition owns, ready to create or update in the store, with
+    /// its job template (kind, queue, max_attempts, timeout; an empty payload). `None`
+    /// when the definition has no schedule. Every value was validated at load with the
+    /// schedules API's own rules, so this cannot fail.
+    pub fn schedule_spec(&self) -> Option<ScheduleSpec> {
+        let schedule = self.schedule.as_ref()?;
+        Some(ScheduleSpec {
+            name: self.schedule_name()?,
+            cron: schedule.cron.clone(),
+            every_ms: schedule.every.map(duration_ms),
+            timezone: schedule.timezone.clone(),
+            job: JobTemplate {
+                kind: self.kind.clone(),
+                queue: self.queue.clone(),
+                payload: serde_json::Value::Object(Default::default()),
+                priority: 0,
+                max_attempts: self.max_attempts,
+                timeout_ms: self.timeout.map(duration_ms),
+                tags: Vec::new(),
+            },
+            overlap: schedule.overlap,
+            catch_up: schedule.catch_up,
+            catch_up_window_ms: duration_ms(schedule.catch_up_window),
+            jitter_ms: duration_ms(schedule.jitter),
+        })
+    }
+
+    /// The file an operator edits to change this definition (job.toml or settings.job),
+    /// or the folder when it has neither.
+    pub fn file(&self) -> PathBuf {
+        match &self.source {
+            DefinitionSource::JobToml { path } => path.clone(),
+            DefinitionSource::WebJobs {
+                settings: Some(path),
+            } => path.clone(),
+            DefinitionSource::WebJobs { settings: None } => self.dir.clone(),
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A folder that did not load: which file, which key, and why, so an operator can fix it
 /// without reading errand's source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
@@ -193,3 +260,6 @@ pub struct DefinitionProblem {
     /// What is wrong and what would fix it.
     pub reason: String,
 }
+
+#[cfg(test)]
+mod tests;
