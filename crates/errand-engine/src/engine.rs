@@ -219,6 +219,25 @@ impl Engine {
         .map(UnheardClaim::heard)
     }
 
+    /// Gives leased jobs back to their queues as if their claims never happened (the
+    /// attempt is not counted): runs a node stopped because it is shutting down.
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn release(
+        &self,
+        leases: Vec<(JobId, errand_core::LeaseToken)>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let jobs = self
+            .store
+            .job_release_many(errand_store::JobReleaseManyParams { leases })
+            .await?;
+        for job in &jobs {
+            self.publish(job);
+        }
+        Ok(jobs)
+    }
+
     /// Claims parked on `queue` in this process right now, waiting for work: it shows idle
     /// workers, and tells a caller that a claim waits before it measures a wake-up.
     pub fn waiting_claims(&self, queue: &QueueName) -> usize {

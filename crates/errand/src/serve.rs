@@ -79,7 +79,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             max_line_bytes: 16 * 1024,
         },
         scripts_token.clone(),
-    );
+    )
+    .await;
     let state = AppState::new(
         engine.clone(),
         settings.limits,

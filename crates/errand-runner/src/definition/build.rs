@@ -253,6 +253,7 @@ pub(crate) fn build(
             user: raw.user,
             watch,
             hooks,
+            any_kind: false,
         }),
         _ => Err(p.list),
     }

@@ -193,6 +193,10 @@ pub struct Definition {
     pub watch: Vec<WatchTrigger>,
     /// Webhooks.
     pub hooks: Vec<HookTrigger>,
+    /// Runs every job of its queue whatever the kind: the definition `errand worker
+    /// --queue Q -- CMD` makes for its command. Never set from a folder.
+    #[serde(skip)]
+    pub any_kind: bool,
 }
 
 impl Definition {

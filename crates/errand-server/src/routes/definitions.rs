@@ -88,7 +88,7 @@ pub(crate) fn find(state: &AppState, name: &str) -> Result<std::sync::Arc<Defini
 async fn stopped_names(state: &AppState) -> Result<Vec<String>, ApiError> {
     Ok(state
         .engine
-        .definition_switch_list()
+        .definition_switches()
         .await?
         .into_iter()
         .filter(|(_, stopped)| *stopped)
@@ -135,7 +135,7 @@ pub(crate) async fn get(
     let def = find(&state, &name)?;
     let stopped = stopped_names(&state).await?;
     let mut v = view(&def, stopped.contains(&def.name));
-    v.instances = state.engine.instance_list(Some(def.name.clone())).await?;
+    v.instances = state.engine.instances(Some(def.name.clone())).await?;
     Ok(Json(v))
 }
 
@@ -205,13 +205,13 @@ async fn switch(state: &AppState, name: &str, stopped: bool) -> Result<Definitio
     }
     state
         .engine
-        .definition_switch_put(def.name.clone(), stopped)
+        .definition_switch_put(&def.name, stopped)
         .await?;
     if !stopped {
         state.scripts.announce_start(&def.name);
     }
     let mut v = view(&def, stopped);
-    v.instances = state.engine.instance_list(Some(def.name.clone())).await?;
+    v.instances = state.engine.instances(Some(def.name.clone())).await?;
     Ok(v)
 }
 

@@ -20,9 +20,9 @@ use crate::{ApiError, AppState};
 const DEFAULT_LIMIT: u32 = 1000;
 /// Most lines per page.
 const MAX_LIMIT: u32 = 10_000;
-/// How often a follower looks for new lines (lines of runs on other nodes reach the store
-/// in batches at least this often).
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// How often a follower looks for new lines when nothing in this process told it of any
+/// (lines of runs on other nodes reach the store in batches at least this often).
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 fn parse_cursor(raw: &str) -> Result<(u32, u64), ApiError> {
     let bad = || ApiError::invalid(format!("cursor: `{raw}` is not a log cursor (`attempt:seq` from next_cursor)"));
@@ -70,7 +70,7 @@ async fn page(
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let lines = state
         .engine
-        .job_log_list(JobLogListParams {
+        .logs(JobLogListParams {
             owner,
             attempt: q.attempt,
             after,
@@ -115,6 +115,8 @@ pub(crate) async fn job_logs(
     });
     let place = state.wait_place()?;
     let follow = Follow {
+        logs: state.engine.subscribe_logs(),
+        jobs: state.engine.subscribe(),
         state,
         id,
         attempt,
@@ -136,6 +138,10 @@ pub(crate) async fn job_logs(
 
 /// A follower's position.
 struct Follow {
+    /// Lines stored by this process: a follower wakes at once for them.
+    logs: tokio::sync::broadcast::Receiver<errand_engine::LogAppended>,
+    /// State changes in this process: the end of the attempt wakes it too.
+    jobs: tokio::sync::broadcast::Receiver<errand_engine::JobEvent>,
     state: AppState,
     id: JobId,
     attempt: u32,
@@ -155,7 +161,7 @@ impl Follow {
             let lines = self
                 .state
                 .engine
-                .job_log_list(JobLogListParams {
+                .logs(JobLogListParams {
                     owner: self.id.0,
                     attempt: Some(self.attempt),
                     after: self.after,
@@ -190,7 +196,7 @@ impl Follow {
                 let more = self
                     .state
                     .engine
-                    .job_log_list(JobLogListParams {
+                    .logs(JobLogListParams {
                         owner: self.id.0,
                         attempt: Some(self.attempt),
                         after: self.after,
@@ -207,7 +213,25 @@ impl Follow {
                     "job_state": job.state,
                 })));
             }
+            let id = self.id;
+            let wake = async {
+                loop {
+                    tokio::select! {
+                        e = self.logs.recv() => match e {
+                            Ok(e) if e.owner == id.0 => return,
+                            Ok(_) => {}
+                            Err(_) => return,
+                        },
+                        e = self.jobs.recv() => match e {
+                            Ok(e) if e.id == id => return,
+                            Ok(_) => {}
+                            Err(_) => return,
+                        },
+                    }
+                }
+            };
             tokio::select! {
+                _ = wake => {}
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
                 _ = self.state.engine.shutdown_token().cancelled() => {
                     return Some(self.end_line(serde_json::json!({ "error": "the server is shutting down" })));

@@ -11,9 +11,7 @@ use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, NodeId, Prog
 use errand_engine::Engine;
 use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
 use errand_runner::runner::InstanceHost;
-use errand_store::{
-    JobHeartbeatParams, JobLogAppendParams, LeaseAcquireParams, Settlement, StoreError,
-};
+use errand_store::{JobHeartbeatParams, JobLogAppendParams, Settlement, StoreError};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -186,7 +184,7 @@ impl JobHost for EngineHost {
         lines: Vec<NewLogLine>,
     ) -> Result<(), HostError> {
         self.engine
-            .job_log_append(JobLogAppendParams {
+            .log_append(JobLogAppendParams {
                 owner: id.0,
                 attempt,
                 lease_token: Some(lease_token),
@@ -221,18 +219,14 @@ impl JobHost for EngineHost {
 
     async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<bool, HostError> {
         self.engine
-            .lease_acquire(LeaseAcquireParams {
-                name: name.to_owned(),
-                holder: self.worker.clone(),
-                ttl,
-            })
+            .lease_acquire(name, &self.worker, ttl)
             .await
             .map_err(host_error)
     }
 
     async fn lease_release(&self, name: &str) -> Result<(), HostError> {
         self.engine
-            .lease_release(name.to_owned(), self.worker.clone())
+            .lease_release(name, &self.worker)
             .await
             .map_err(host_error)
     }
@@ -282,7 +276,7 @@ impl InstanceHost for EngineHost {
         lines: Vec<NewLogLine>,
     ) -> Result<(), HostError> {
         self.engine
-            .job_log_append(JobLogAppendParams {
+            .log_append(JobLogAppendParams {
                 owner: instance,
                 attempt: restart,
                 lease_token: None,
@@ -298,7 +292,7 @@ impl InstanceHost for EngineHost {
     async fn stopped(&self, definition: &str) -> Result<bool, HostError> {
         let switches = self
             .engine
-            .definition_switch_list()
+            .definition_switches()
             .await
             .map_err(host_error)?;
         Ok(switches

@@ -75,12 +75,12 @@ impl Scripts {
 
 /// Loads the jobs directory and starts what this node's roles call for; the tasks end when
 /// `token` fires (runs get their stop sequence first).
-pub fn start(
+pub async fn start(
     engine: Arc<Engine>,
     settings: ScriptSettings,
     token: CancellationToken,
 ) -> (Arc<Scripts>, JoinSet<()>) {
-    let (catalog, snapshots) = Catalog::watch(&settings.jobs_dir);
+    let (catalog, snapshots) = Catalog::watch(settings.jobs_dir.clone()).await;
     let started = broadcast::channel(64).0;
     let mut tasks = JoinSet::new();
     if settings.own_schedules {

@@ -10,7 +10,6 @@ use errand_engine::Engine;
 use errand_runner::catalog::CatalogSnapshot;
 use errand_runner::definition::{Definition, WatchTrigger};
 use errand_runner::triggers::watch::{FileWatch, SeenFile, WatchSink};
-use errand_store::JobInsertMarkedParams;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -52,12 +51,7 @@ impl WatchSink for EngineWatchSink {
         };
         match self
             .engine
-            .job_insert_marked(JobInsertMarkedParams {
-                job,
-                scope: self.scope.clone(),
-                key: file.version_key(),
-                idempotency_window: self.engine.config().idempotency_window,
-            })
+            .enqueue_marked(job, &self.scope, &file.version_key())
             .await
         {
             Ok(Some(inserted)) => {

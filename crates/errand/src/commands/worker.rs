@@ -47,7 +47,7 @@ pub async fn run(server: &str, args: WorkerArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let jobs_dir = args.jobs_dir.unwrap_or_else(|| "./jobs".into());
-    let (_catalog, snapshots) = Catalog::watch(&jobs_dir);
+    let (_catalog, snapshots) = Catalog::watch(jobs_dir.clone()).await;
     eprintln!(
         "errand worker: running the definitions of {} for {server}",
         jobs_dir.display()
