@@ -178,6 +178,19 @@ async fn a_top_level_glob_ignores_subdirectories() {
 }
 
 #[tokio::test]
+async fn a_star_does_not_cross_a_separator() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("in/deep")).unwrap();
+    std::fs::write(dir.path().join("in/deep/b.csv"), "x").unwrap();
+    std::fs::write(dir.path().join("in/a.csv"), "x").unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let _watch = start(dir.path(), "in/*.csv", &sink);
+    sink.wait_for(1).await;
+    quiet().await;
+    assert_eq!(sink.relatives(), ["in/a.csv"]);
+}
+
+#[tokio::test]
 async fn a_rescan_does_not_hand_over_a_version_twice_but_a_change_is_new() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.csv");
