@@ -48,6 +48,32 @@ pub enum Command {
     Export(TransferArgs),
     /// Load an export into a store; jobs already there are skipped.
     Import(TransferArgs),
+    /// Internal: how the script host starts a run with resource limits or as another user.
+    #[command(name = "__run-limited", hide = true)]
+    RunLimited(RunLimitedArgs),
+}
+
+/// `errand __run-limited`: set limits, switch user, then become the program.
+#[derive(Debug, Args)]
+pub struct RunLimitedArgs {
+    /// CPU seconds.
+    #[arg(long)]
+    pub cpu: Option<u64>,
+    /// Address space in bytes.
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// Open files.
+    #[arg(long)]
+    pub open_files: Option<u64>,
+    /// Processes of the user.
+    #[arg(long)]
+    pub processes: Option<u64>,
+    /// Run as this user (errand must run as root).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `errand serve`. Each flag is also an `ERRAND_*` variable and an `errand.toml` key.

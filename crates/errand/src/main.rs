@@ -25,9 +25,42 @@ fn init_tracing() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    match cli.command {
+        // Before any runtime thread exists: this process becomes the run's program.
+        Command::RunLimited(args) => run_limited(args),
+        _ => run(cli),
+    }
+}
+
+/// `__run-limited`: sets the limits, switches user and becomes the program; on failure says
+/// why on stderr (the run's log) and exits as a shell would (127 not found, 126 otherwise).
+fn run_limited(args: cli::RunLimitedArgs) -> ! {
+    use errand_runner::process::limits::{run_limited, LimitedRun};
+    let mut command = args.command.into_iter();
+    let run = LimitedRun {
+        limits: errand_runner::definition::ResourceLimits {
+            cpu_seconds: args.cpu,
+            memory_bytes: args.memory,
+            open_files: args.open_files,
+            processes: args.processes,
+        },
+        user: args.user,
+        program: command.next().unwrap_or_default(),
+        args: command.collect(),
+    };
+    match run_limited(&run) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("errand: {e}");
+            std::process::exit(e.exit_code())
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || errand_client::Client::new(&cli.server);
     match cli.command {
         Command::Serve(ref args) => {
@@ -48,5 +81,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Export(args) => commands::transfer::export(args).await,
         Command::Import(args) => commands::transfer::import(args).await,
+        Command::RunLimited(args) => run_limited(args),
     }
 }
