@@ -12,6 +12,8 @@
 
 mod client;
 mod error;
+mod job_host;
 
 pub use client::Client;
 pub use error::ClientError;
+pub use job_host::{host_error, HttpJobHost};

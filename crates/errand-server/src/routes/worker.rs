@@ -10,7 +10,7 @@ use errand_api::{
     HeartbeatRequest, HeartbeatResponse, SettleRequest, SettleResponse, SettleResult,
 };
 use errand_core::limits::{DEFAULT_LEASE_MS, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
-use errand_core::{Job, JobKind, QueueName};
+use errand_core::{Job, JobKind, QueueName, RunReport};
 use errand_store::{JobHeartbeatParams, Settlement};
 
 use crate::extract::{job_id, ApiJson, ApiPath, OptionalJson};
@@ -127,14 +127,25 @@ pub(crate) async fn complete(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<Job>, ApiError> {
-    let settlement = Settlement::Complete {
-        id: job_id(&id)?,
-        lease_token: req.lease_token,
-        result: req.result,
-    };
+    let settlement = completion(job_id(&id)?, req.lease_token, req.result, req.report);
     storable("", &settlement)?;
     let job = state.engine.settle(settlement).await?;
     Ok(Json(job))
+}
+
+fn completion(
+    id: errand_core::JobId,
+    lease_token: errand_core::LeaseToken,
+    result: Option<serde_json::Value>,
+    report: Option<RunReport>,
+) -> Settlement {
+    // TODO(merge): `report` goes into the Settlement once the store's Settlement has it.
+    let _ = report;
+    Settlement::Complete {
+        id,
+        lease_token,
+        result,
+    }
 }
 
 fn failure(
@@ -143,7 +154,10 @@ fn failure(
     error: Option<String>,
     retry_in_ms: Option<u64>,
     dead: bool,
+    report: Option<RunReport>,
 ) -> Settlement {
+    // TODO(merge): `report` goes into the Settlement once the store's Settlement has it.
+    let _ = report;
     Settlement::Fail {
         id,
         lease_token,
@@ -196,6 +210,7 @@ pub(crate) async fn fail(
         req.error,
         req.retry_in_ms,
         req.dead,
+        req.report,
     );
     storable("", &settlement)?;
     let job = state.engine.settle(settlement).await?;
@@ -222,17 +237,18 @@ pub(crate) async fn settle(
     let mut settlements: Vec<Settlement> = req
         .completions
         .into_iter()
-        .map(|c| Settlement::Complete {
-            id: c.id,
-            lease_token: c.lease_token,
-            result: c.result,
-        })
+        .map(|c| completion(c.id, c.lease_token, c.result, c.report))
         .collect();
-    settlements.extend(
-        req.failures
-            .into_iter()
-            .map(|f| failure(f.id, f.lease_token, f.error, f.retry_in_ms, f.dead)),
-    );
+    settlements.extend(req.failures.into_iter().map(|f| {
+        failure(
+            f.id,
+            f.lease_token,
+            f.error,
+            f.retry_in_ms,
+            f.dead,
+            f.report,
+        )
+    }));
     for (i, s) in settlements.iter().enumerate() {
         let prefix = if i < completions {
             format!("completions[{i}].")
