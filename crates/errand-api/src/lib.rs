@@ -9,6 +9,7 @@ mod definitions;
 mod enqueue;
 mod error_body;
 mod jobs;
+mod logs;
 mod nodes;
 mod queues;
 mod schedules;
@@ -25,6 +26,7 @@ pub use definitions::{
 };
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
+pub use logs::{LogAppendRequest, LogAppendResponse, LogLineInput, MAX_LOG_LINES_PER_CALL};
 pub use nodes::NodeList;
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use schedules::{

@@ -1,6 +1,6 @@
 //! The remote worker protocol: claim, heartbeat, complete, fail, settle.
 
-use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName};
+use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName, RunReport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -138,6 +138,10 @@ pub struct CompleteRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<StorableJson>)]
     pub result: Option<Value>,
+    /// How the hosted process ended and what it cost (exit code or signal, duration, CPU
+    /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<RunReport>,
 }
 
 /// `POST /v1/jobs/{id}/fail`.
@@ -157,6 +161,10 @@ pub struct FailRequest {
     /// Do not retry: the job is dead now.
     #[serde(default)]
     pub dead: bool,
+    /// How the hosted process ended and what it cost (exit code or signal, duration, CPU
+    /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<RunReport>,
 }
 
 /// One completion in a settle call.
@@ -171,6 +179,10 @@ pub struct SettleCompletion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<StorableJson>)]
     pub result: Option<Value>,
+    /// How the hosted process ended and what it cost (exit code or signal, duration, CPU
+    /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<RunReport>,
 }
 
 /// One failure in a settle call.
@@ -192,6 +204,10 @@ pub struct SettleFailure {
     /// Do not retry.
     #[serde(default)]
     pub dead: bool,
+    /// How the hosted process ended and what it cost (exit code or signal, duration, CPU
+    /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<RunReport>,
 }
 
 /// `POST /v1/jobs/settle`: many completions and failures in one call (1 to 10,000 in all).
@@ -237,6 +253,7 @@ impl SettleRequest {
                     id: j.id,
                     lease_token: j.lease_token,
                     result: None,
+                    report: None,
                 })
                 .collect(),
             failures: vec![],

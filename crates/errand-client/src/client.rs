@@ -3,8 +3,8 @@
 use errand_api::{
     AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, ClaimRequest, ClaimResponse,
     CompleteRequest, CountResponse, DeadSelectionRequest, EnqueueRequest, ErrorBody, FailRequest,
-    HeartbeatRequest, HeartbeatResponse, JobListQuery, JobPage, QueueList, SettleRequest,
-    SettleResponse,
+    HeartbeatRequest, HeartbeatResponse, JobListQuery, JobPage, LogAppendRequest,
+    LogAppendResponse, QueueList, SettleRequest, SettleResponse,
 };
 use errand_core::schedule_spec::Schedule;
 use errand_core::{Job, JobId, QueueInfo};
@@ -211,6 +211,18 @@ impl Client {
     /// The server's error, or a transport failure.
     pub async fn settle(&self, req: &SettleRequest) -> Result<SettleResponse, ClientError> {
         self.post("/v1/jobs/settle", req).await
+    }
+
+    /// `POST /v1/jobs/{id}/logs`: lines a hosted run printed, fenced by the attempt's lease.
+    ///
+    /// # Errors
+    /// The server's error (`lease_lost`: the run must stop), or a transport failure.
+    pub async fn append_logs(
+        &self,
+        id: JobId,
+        req: &LogAppendRequest,
+    ) -> Result<LogAppendResponse, ClientError> {
+        self.post(&format!("/v1/jobs/{id}/logs"), req).await
     }
 
     /// `GET /v1/queues`.

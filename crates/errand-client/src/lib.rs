@@ -13,7 +13,9 @@
 mod client;
 mod definitions;
 mod error;
+mod job_host;
 
 pub use client::Client;
 pub use definitions::{LogFollow, LogStreamItem};
 pub use error::ClientError;
+pub use job_host::{host_error, HttpJobHost};

@@ -152,6 +152,7 @@ async fn wait_long_polls_until_the_job_ends() {
             &CompleteRequest {
                 lease_token: claimed.lease_token,
                 result: Some(json!({"sent": true})),
+                report: None,
             },
         )
         .await

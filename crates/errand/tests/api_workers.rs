@@ -52,6 +52,7 @@ async fn known_empty_queue(client: &Client, queue: &str) {
             &CompleteRequest {
                 lease_token: c.lease_token,
                 result: None,
+                report: None,
             },
         )
         .await
@@ -168,6 +169,7 @@ async fn expired_lease_fences_the_old_worker_over_http() {
             &CompleteRequest {
                 lease_token: first.lease_token,
                 result: None,
+                report: None,
             },
         )
         .await
@@ -195,6 +197,7 @@ async fn expired_lease_fences_the_old_worker_over_http() {
             &CompleteRequest {
                 lease_token: second.lease_token,
                 result: Some(json!(1)),
+                report: None,
             },
         )
         .await
@@ -222,6 +225,7 @@ async fn settles_repeated_after_a_lost_answer_succeed() {
     let complete = CompleteRequest {
         lease_token: got[0].lease_token,
         result: Some(json!({"sent": true})),
+        report: None,
     };
     let first = client
         .complete(got[0].id, &complete)
@@ -237,6 +241,7 @@ async fn settles_repeated_after_a_lost_answer_succeed() {
         error: Some("smtp 451".into()),
         retry_in_ms: Some(60_000),
         dead: false,
+        report: None,
     };
     let failed = client.fail(got[1].id, &fail).await.expect("fail");
     assert_eq!(failed.state, JobState::Scheduled);
@@ -251,6 +256,7 @@ async fn settles_repeated_after_a_lost_answer_succeed() {
             &CompleteRequest {
                 lease_token: got[1].lease_token,
                 result: None,
+                report: None,
             },
         )
         .await
@@ -300,6 +306,7 @@ async fn heartbeat_progress_checkpoint_and_retry_resume() {
                 error: Some("disk full".into()),
                 retry_in_ms: Some(0),
                 dead: false,
+                report: None,
             },
         )
         .await
@@ -346,6 +353,7 @@ async fn settle_many_and_dead_letter_round_trip() {
                     id: j.id,
                     lease_token: j.lease_token,
                     result: None,
+                    report: None,
                 })
                 .collect(),
             failures: vec![
@@ -355,6 +363,7 @@ async fn settle_many_and_dead_letter_round_trip() {
                     error: Some("bad".into()),
                     retry_in_ms: None,
                     dead: true,
+                    report: None,
                 },
                 SettleFailure {
                     id: got[3].id,
@@ -362,6 +371,7 @@ async fn settle_many_and_dead_letter_round_trip() {
                     error: None,
                     retry_in_ms: None,
                     dead: true,
+                    report: None,
                 },
             ],
         })
@@ -390,6 +400,7 @@ async fn settle_many_and_dead_letter_round_trip() {
                 error: None,
                 retry_in_ms: None,
                 dead: true,
+                report: None,
             },
         )
         .await

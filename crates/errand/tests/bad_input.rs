@@ -685,6 +685,7 @@ async fn dead_job(client: &errand_client::Client) -> errand_core::JobId {
                 error: None,
                 retry_in_ms: None,
                 dead: true,
+                report: None,
             },
         )
         .await

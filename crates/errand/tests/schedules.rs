@@ -269,6 +269,7 @@ async fn overlap_skip_and_buffer_one_with_a_job_that_outlives_its_interval() {
                 &CompleteRequest {
                     lease_token: job.lease_token,
                     result: None,
+                    report: None,
                 },
             )
             .await
@@ -548,6 +549,7 @@ async fn manual_trigger_follows_the_overlap_policy() {
             &CompleteRequest {
                 lease_token: held.lease_token,
                 result: None,
+                report: None,
             },
         )
         .await

@@ -69,6 +69,7 @@ async fn fill(client: &Client) {
             &CompleteRequest {
                 lease_token: d.lease_token,
                 result: Some(serde_json::json!(42)),
+                report: None,
             },
         )
         .await
@@ -82,6 +83,7 @@ async fn fill(client: &Client) {
                 error: Some("boom".into()),
                 retry_in_ms: None,
                 dead: true,
+                report: None,
             },
         )
         .await

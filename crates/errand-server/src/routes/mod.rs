@@ -11,6 +11,7 @@ mod nodes;
 mod queues;
 mod schedules;
 mod worker;
+mod worker_logs;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -42,6 +43,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(worker::complete))
         .routes(routes!(worker::fail))
         .routes(routes!(worker::settle))
+        .routes(routes!(worker_logs::append))
         .routes(routes!(queues::list))
         .routes(routes!(queues::get))
         .routes(routes!(queues::pause))

@@ -10,7 +10,7 @@ use errand_api::{
     HeartbeatRequest, HeartbeatResponse, SettleRequest, SettleResponse, SettleResult,
 };
 use errand_core::limits::{DEFAULT_LEASE_MS, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
-use errand_core::{Job, JobKind, QueueName};
+use errand_core::{Job, JobKind, QueueName, RunReport};
 use errand_store::{JobHeartbeatParams, Settlement};
 
 use crate::extract::{job_id, ApiJson, ApiPath, OptionalJson};
@@ -127,15 +127,24 @@ pub(crate) async fn complete(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<Job>, ApiError> {
-    let settlement = Settlement::Complete {
-        id: job_id(&id)?,
-        lease_token: req.lease_token,
-        result: req.result,
-        report: None,
-    };
+    let settlement = completion(job_id(&id)?, req.lease_token, req.result, req.report);
     storable("", &settlement)?;
     let job = state.engine.settle(settlement).await?;
     Ok(Json(job))
+}
+
+fn completion(
+    id: errand_core::JobId,
+    lease_token: errand_core::LeaseToken,
+    result: Option<serde_json::Value>,
+    report: Option<RunReport>,
+) -> Settlement {
+    Settlement::Complete {
+        id,
+        lease_token,
+        result,
+        report,
+    }
 }
 
 fn failure(
@@ -144,6 +153,7 @@ fn failure(
     error: Option<String>,
     retry_in_ms: Option<u64>,
     dead: bool,
+    report: Option<RunReport>,
 ) -> Settlement {
     Settlement::Fail {
         id,
@@ -151,7 +161,7 @@ fn failure(
         error: error.unwrap_or_else(|| "failed".into()),
         retry_in: retry_in_ms.map(Duration::from_millis),
         dead,
-        report: None,
+        report,
     }
 }
 
@@ -198,6 +208,7 @@ pub(crate) async fn fail(
         req.error,
         req.retry_in_ms,
         req.dead,
+        req.report,
     );
     storable("", &settlement)?;
     let job = state.engine.settle(settlement).await?;
@@ -224,18 +235,18 @@ pub(crate) async fn settle(
     let mut settlements: Vec<Settlement> = req
         .completions
         .into_iter()
-        .map(|c| Settlement::Complete {
-            id: c.id,
-            lease_token: c.lease_token,
-            result: c.result,
-            report: None,
-        })
+        .map(|c| completion(c.id, c.lease_token, c.result, c.report))
         .collect();
-    settlements.extend(
-        req.failures
-            .into_iter()
-            .map(|f| failure(f.id, f.lease_token, f.error, f.retry_in_ms, f.dead)),
-    );
+    settlements.extend(req.failures.into_iter().map(|f| {
+        failure(
+            f.id,
+            f.lease_token,
+            f.error,
+            f.retry_in_ms,
+            f.dead,
+            f.report,
+        )
+    }));
     for (i, s) in settlements.iter().enumerate() {
         let prefix = if i < completions {
             format!("completions[{i}].")

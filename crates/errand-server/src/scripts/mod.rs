@@ -42,6 +42,7 @@ pub struct Scripts {
     snapshots: watch::Receiver<Arc<CatalogSnapshot>>,
     started: broadcast::Sender<String>,
     jobs_dir: Option<PathBuf>,
+    log_bounds: LogBounds,
 }
 
 impl Scripts {
@@ -53,6 +54,7 @@ impl Scripts {
             snapshots,
             started: broadcast::channel(16).0,
             jobs_dir: None,
+            log_bounds: LogBounds::default(),
         })
     }
 
@@ -64,6 +66,11 @@ impl Scripts {
     /// The jobs directory, when there is one.
     pub fn jobs_dir(&self) -> Option<&std::path::Path> {
         self.jobs_dir.as_deref()
+    }
+
+    /// Log lines kept per attempt (lines shipped by remote workers included).
+    pub fn log_bounds(&self) -> LogBounds {
+        self.log_bounds
     }
 
     /// Tells this node's supervisors that `definition` was started: a failed continuous
@@ -112,6 +119,7 @@ pub async fn start(
         snapshots,
         started,
         jobs_dir: Some(settings.jobs_dir),
+        log_bounds: settings.log_bounds,
     });
     (scripts, tasks)
 }

@@ -1,0 +1,339 @@
+//! [`HttpJobHost`]: the script host's [`JobHost`] over the HTTP worker protocol, so that
+//! `errand worker` on another machine runs job definitions with the same runtime as
+//! `errand serve`: claims long-poll, heartbeats keep the lease and carry progress and
+//! checkpoints, settlements carry the run's report, and log lines are shipped to the
+//! server.
+
+use std::time::Duration;
+
+use errand_api::{
+    ClaimRequest, ClaimedJobView, ErrorDetail, HeartbeatRequest, LogAppendRequest, LogLineInput,
+    SettleCompletion, SettleFailure, SettleRequest, MAX_LOG_LINES_PER_CALL,
+};
+use errand_core::limits::{MAX_BATCH, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
+use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
+use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
+use serde_json::Value;
+
+use crate::{Client, ClientError};
+
+/// A [`JobHost`] that holds its jobs on an errand server, reached over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpJobHost {
+    client: Client,
+    worker: String,
+    lease_ms: u64,
+}
+
+impl HttpJobHost {
+    /// A host that claims as `worker` (shown on jobs and attempts) with leases of `lease`
+    /// (kept between 100 ms and 24 h), renewed by each heartbeat.
+    pub fn new(client: Client, worker: impl Into<String>, lease: Duration) -> Self {
+        let lease_ms = u64::try_from(lease.as_millis())
+            .unwrap_or(MAX_LEASE_MS)
+            .clamp(MIN_LEASE_MS, MAX_LEASE_MS);
+        Self {
+            client,
+            worker: worker.into(),
+            lease_ms,
+        }
+    }
+
+    /// The client it talks through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A claimed job as the runner sees it. The claim's answer carries what a run needs;
+    /// what it leaves out (priority, creation time) is filled with neutral values.
+    fn hosted(&self, view: ClaimedJobView) -> HostedJob {
+        let now = jiff::Timestamp::now();
+        let lease_token = view.lease_token;
+        HostedJob {
+            job: Job {
+                id: view.id,
+                kind: view.kind,
+                queue: view.queue,
+                state: JobState::Running,
+                payload: view.payload,
+                priority: 0,
+                run_at: now,
+                attempt: view.attempt,
+                max_attempts: view.max_attempts,
+                timeout_ms: view.timeout_ms,
+                tags: view.tags,
+                idempotency_key: None,
+                schedule: view.schedule,
+                slot: view.slot,
+                result: None,
+                error: None,
+                progress: None,
+                checkpoint: view.checkpoint,
+                worker: Some(self.worker.clone()),
+                lease_expires_at: view.lease_expires_at,
+                created_at: now,
+                updated_at: now,
+                started_at: Some(now),
+                finished_at: None,
+            },
+            lease_token,
+        }
+    }
+}
+
+/// What a failed call means to the runner: a lost lease and a gone job are final for the
+/// attempt; an unreachable or overloaded server may be tried again; anything else is a
+/// refusal a retry will not cure.
+pub fn host_error(e: ClientError) -> HostError {
+    match e {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } => match (status, code.as_str()) {
+            (_, "lease_lost") => HostError::LeaseLost,
+            (404, "not_found") if !message.starts_with("no such endpoint") => HostError::NotFound,
+            (429 | 502 | 503 | 504, _) | (409, "contended") => {
+                HostError::Unavailable(format!("{status} {code}: {message}"))
+            }
+            _ => HostError::Refused(format!("{status} {code}: {message}")),
+        },
+        ClientError::Transport(message) => HostError::Unavailable(message),
+        ClientError::BadUrl(message) => HostError::Refused(message),
+    }
+}
+
+/// What one entry of a settle answer means (the codes of [`host_error`]).
+fn entry_error(detail: ErrorDetail) -> HostError {
+    match detail.code.as_str() {
+        "lease_lost" => HostError::LeaseLost,
+        "not_found" => HostError::NotFound,
+        "unavailable" | "busy" | "contended" => {
+            HostError::Unavailable(format!("{}: {}", detail.code, detail.message))
+        }
+        _ => HostError::Refused(format!("{}: {}", detail.code, detail.message)),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// No store keeps a NUL character in text; a run that prints one loses only that.
+fn storable_line(line: &NewLogLine) -> LogLineInput {
+    let mut input = LogLineInput::from(line);
+    if input.line.contains('\0') {
+        input.line = input.line.replace('\0', "\u{FFFD}");
+    }
+    input
+}
+
+#[async_trait::async_trait]
+impl JobHost for HttpJobHost {
+    async fn claim(
+        &self,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<HostedJob>, HostError> {
+        if max == 0 {
+            return Ok(vec![]);
+        }
+        let req = ClaimRequest {
+            worker: Some(self.worker.clone()),
+            max: Some(max.min(MAX_CLAIM)),
+            wait_ms: Some(millis(wait).min(MAX_WAIT_MS)),
+            lease_ms: Some(self.lease_ms),
+            kinds: kinds.iter().map(|k| k.as_str().to_string()).collect(),
+        };
+        let answer = self
+            .client
+            .claim(queue.as_str(), &req)
+            .await
+            .map_err(host_error)?;
+        Ok(answer.jobs.into_iter().map(|v| self.hosted(v)).collect())
+    }
+
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        lease_token: LeaseToken,
+        progress: Option<Progress>,
+        checkpoint: Option<Value>,
+    ) -> Result<(), HostError> {
+        let req = HeartbeatRequest {
+            lease_token,
+            lease_ms: Some(self.lease_ms),
+            progress,
+            checkpoint,
+        };
+        self.client
+            .heartbeat(id, &req)
+            .await
+            .map(|_| ())
+            .map_err(host_error)
+    }
+
+    async fn settle(
+        &self,
+        settlements: Vec<RunSettlement>,
+    ) -> Result<Vec<Result<(), HostError>>, HostError> {
+        let mut outcomes = Vec::with_capacity(settlements.len());
+        let mut rest = settlements;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(MAX_BATCH));
+            outcomes.extend(self.settle_batch(rest).await?);
+            rest = tail;
+        }
+        Ok(outcomes)
+    }
+
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: u32,
+        lease_token: LeaseToken,
+        lines: Vec<NewLogLine>,
+    ) -> Result<(), HostError> {
+        for chunk in lines.chunks(MAX_LOG_LINES_PER_CALL) {
+            let req = LogAppendRequest {
+                lease_token,
+                attempt,
+                lines: chunk.iter().map(storable_line).collect(),
+            };
+            self.client
+                .append_logs(id, &req)
+                .await
+                .map_err(host_error)?;
+        }
+        Ok(())
+    }
+}
+
+impl HttpJobHost {
+    /// One `POST /v1/jobs/settle` of at most [`MAX_BATCH`] settlements, answered in the
+    /// order they were given.
+    async fn settle_batch(
+        &self,
+        settlements: Vec<RunSettlement>,
+    ) -> Result<Vec<Result<(), HostError>>, HostError> {
+        let mut req = SettleRequest::default();
+        // Where each settlement's answer is: completions are answered first, then failures.
+        let mut places = Vec::with_capacity(settlements.len());
+        for s in settlements {
+            match s.verdict {
+                RunVerdict::Complete { result } => {
+                    places.push((true, req.completions.len()));
+                    req.completions.push(SettleCompletion {
+                        id: s.id,
+                        lease_token: s.lease_token,
+                        result,
+                        report: s.report,
+                    });
+                }
+                RunVerdict::Fail {
+                    error,
+                    retry_in,
+                    dead,
+                } => {
+                    places.push((false, req.failures.len()));
+                    req.failures.push(SettleFailure {
+                        id: s.id,
+                        lease_token: s.lease_token,
+                        error: Some(error),
+                        retry_in_ms: retry_in.map(millis),
+                        dead,
+                        report: s.report,
+                    });
+                }
+            }
+        }
+        if places.is_empty() {
+            return Ok(vec![]);
+        }
+        let completions = req.completions.len();
+        let answer = self.client.settle(&req).await.map_err(host_error)?;
+        if answer.results.len() != places.len() {
+            return Err(HostError::Refused(format!(
+                "the server answered {} settlements of {}",
+                answer.results.len(),
+                places.len()
+            )));
+        }
+        let mut results: Vec<Option<errand_api::SettleResult>> =
+            answer.results.into_iter().map(Some).collect();
+        Ok(places
+            .into_iter()
+            .map(|(completed, i)| {
+                let at = if completed { i } else { completions + i };
+                match results[at].take().and_then(|r| r.error) {
+                    None => Ok(()),
+                    Some(detail) => Err(entry_error(detail)),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str, message: &str) -> ClientError {
+        ClientError::Api {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn http_errors_map_to_what_the_runner_does_next() {
+        assert_eq!(
+            host_error(api(409, "lease_lost", "x")),
+            HostError::LeaseLost
+        );
+        assert_eq!(
+            host_error(api(404, "not_found", "no job")),
+            HostError::NotFound
+        );
+        for e in [
+            api(503, "unavailable", "x"),
+            api(503, "busy", "x"),
+            api(429, "http", "x"),
+            api(502, "http", "bad gateway"),
+            api(409, "contended", "x"),
+            ClientError::Transport("connection refused".into()),
+        ] {
+            assert!(
+                matches!(host_error(e), HostError::Unavailable(_)),
+                "retryable"
+            );
+        }
+        for e in [
+            api(400, "invalid_request", "x"),
+            api(409, "conflict", "x"),
+            api(413, "payload_too_large", "x"),
+            api(404, "not_found", "no such endpoint: /v1/jobs/x/logs"),
+            api(500, "internal", "x"),
+            api(501, "not_implemented", "x"),
+            ClientError::BadUrl("x".into()),
+        ] {
+            assert!(matches!(host_error(e), HostError::Refused(_)), "final");
+        }
+    }
+
+    #[test]
+    fn nul_characters_never_reach_the_server() {
+        let line = NewLogLine {
+            at: 1_700_000_000_000,
+            stream: errand_core::LogStream::Stderr,
+            line: "a\0b".into(),
+        };
+        let input = storable_line(&line);
+        assert_eq!(input.line, "a\u{FFFD}b");
+        assert_eq!(input.at.as_millisecond(), 1_700_000_000_000);
+        assert_eq!(input.stream, errand_core::LogStream::Stderr);
+    }
+}
