@@ -29,7 +29,6 @@ use crate::host::JobHost;
 
 pub use config::RunnerConfig;
 pub use continuous::InstanceHost;
-pub use verdict::signal_name;
 
 use job_run::RunContext;
 
