@@ -127,13 +127,22 @@ async fn a_new_file_is_seen_with_its_size_and_time() {
 async fn a_file_written_in_chunks_is_seen_once_whole() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Arc::new(RecordingSink::default());
-    let _watch = start(dir.path(), "*.log", &sink);
+    // A long debounce against short pauses: a busy machine must not split the write.
+    let debounce = Duration::from_secs(1);
+    let _watch = FileWatch::start(
+        WatchTrigger {
+            debounce,
+            ..trigger(dir.path(), "*.log")
+        },
+        sink.clone(),
+    )
+    .unwrap();
     let mut file = std::fs::File::create(dir.path().join("big.log")).unwrap();
     for _ in 0..5 {
         // The writer pauses for less than the debounce between chunks.
         file.write_all(&[b'x'; 1000]).unwrap();
         file.flush().unwrap();
-        tokio::time::sleep(DEBOUNCE / 4).await;
+        tokio::time::sleep(debounce / 20).await;
     }
     drop(file);
     sink.wait_for(1).await;
