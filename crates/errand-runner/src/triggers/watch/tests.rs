@@ -231,6 +231,23 @@ async fn a_rescan_does_not_hand_over_a_version_twice_but_a_change_is_new() {
 }
 
 #[tokio::test]
+async fn files_renamed_into_place_are_seen_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let _watch = start(dir.path(), "*.csv", &sink);
+    // Written under a name the glob skips, then renamed (the atomic-write pattern).
+    std::fs::write(dir.path().join("a.csv.part"), "1,2").unwrap();
+    std::fs::rename(dir.path().join("a.csv.part"), dir.path().join("a.csv")).unwrap();
+    // Written elsewhere on the same file system, then moved in.
+    std::fs::write(outside.path().join("b.csv"), "3,4,5").unwrap();
+    std::fs::rename(outside.path().join("b.csv"), dir.path().join("b.csv")).unwrap();
+    sink.wait_for(2).await;
+    quiet().await;
+    assert_eq!(sink.relatives(), ["a.csv", "b.csv"]);
+}
+
+#[tokio::test]
 async fn a_failed_hand_over_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.csv"), "x").unwrap();
