@@ -22,7 +22,7 @@ use utoipa::{OpenApi, ToSchema};
     components(schemas(ErrorBody, WaitDuration)),
     tags(
         (name = "jobs", description = "Enqueue, inspect, cancel and retry jobs"),
-        (name = "workers", description = "The remote worker protocol: claim, heartbeat, complete, fail"),
+        (name = "workers", description = "The remote worker protocol: claim, heartbeat, complete, fail, settle, ship log lines"),
         (name = "queues", description = "Queues and their counts; pause and resume"),
         (name = "dead", description = "Dead jobs: list, requeue, purge"),
         (name = "schedules", description = "Cron and interval schedules that fire exactly once per slot"),

@@ -87,7 +87,10 @@ async fn a_claim_leases_the_job_with_what_a_run_needs() {
     let stored = client.job(id, None).await.expect("job");
     assert_eq!(stored.state, JobState::Running);
     assert_eq!(stored.worker.as_deref(), Some("remote-1"));
-    assert_eq!(client.job(other, None).await.expect("job").state, JobState::Available);
+    assert_eq!(
+        client.job(other, None).await.expect("job").state,
+        JobState::Available
+    );
 }
 
 #[tokio::test]
@@ -116,7 +119,10 @@ async fn a_claim_long_polls_and_wakes_when_a_job_arrives() {
     let got = waiting.await.expect("task").expect("claim");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].job.id, id);
-    assert!(started.elapsed() < Duration::from_secs(10), "woken, not timed out");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken, not timed out"
+    );
 }
 
 #[tokio::test]
@@ -224,7 +230,11 @@ async fn settlements_with_reports_are_answered_in_the_order_given() {
     assert_eq!(done.state, JobState::Succeeded);
     assert_eq!(done.result, Some(json!({"rows": 7})));
     let still = client.job(got[2].job.id, None).await.expect("job");
-    assert_eq!(still.state, JobState::Running, "a wrong token changes nothing");
+    assert_eq!(
+        still.state,
+        JobState::Running,
+        "a wrong token changes nothing"
+    );
     let retry = client.job(got[3].job.id, None).await.expect("job");
     assert_eq!(retry.state, JobState::Scheduled);
     assert!(retry.run_at > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(500));
@@ -254,8 +264,7 @@ async fn single_complete_and_fail_take_a_report() {
     let (status, body) = raw
         .post(
             &format!("/v1/jobs/{}/fail", got[1].job.id),
-            &json!({"lease_token": got[1].lease_token, "dead": true, "report": report})
-                .to_string(),
+            &json!({"lease_token": got[1].lease_token, "dead": true, "report": report}).to_string(),
         )
         .await;
     assert_eq!(status, 200, "{body}");

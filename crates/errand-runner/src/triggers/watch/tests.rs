@@ -104,12 +104,15 @@ async fn files_present_at_start_are_seen() {
 #[tokio::test]
 async fn a_new_file_is_seen_with_its_size_and_time() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0.csv"), "").unwrap();
     let sink = Arc::new(RecordingSink::default());
     let _watch = start(dir.path(), "*.csv", &sink);
+    // Once this is seen the start scan is over: what follows is seen through events.
+    sink.wait_for(1).await;
     let path = dir.path().join("new.csv");
     std::fs::write(&path, "1,2,3\n").unwrap();
-    sink.wait_for(1).await;
-    let seen = sink.seen.lock().unwrap()[0].clone();
+    sink.wait_for(2).await;
+    let seen = sink.seen.lock().unwrap()[1].clone();
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(seen.relative, "new.csv");
     assert_eq!(seen.size, 6);
@@ -127,13 +130,22 @@ async fn a_new_file_is_seen_with_its_size_and_time() {
 async fn a_file_written_in_chunks_is_seen_once_whole() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Arc::new(RecordingSink::default());
-    let _watch = start(dir.path(), "*.log", &sink);
+    // A long debounce against short pauses: a busy machine must not split the write.
+    let debounce = Duration::from_secs(1);
+    let _watch = FileWatch::start(
+        WatchTrigger {
+            debounce,
+            ..trigger(dir.path(), "*.log")
+        },
+        sink.clone(),
+    )
+    .unwrap();
     let mut file = std::fs::File::create(dir.path().join("big.log")).unwrap();
     for _ in 0..5 {
         // The writer pauses for less than the debounce between chunks.
         file.write_all(&[b'x'; 1000]).unwrap();
         file.flush().unwrap();
-        tokio::time::sleep(DEBOUNCE / 4).await;
+        tokio::time::sleep(debounce / 20).await;
     }
     drop(file);
     sink.wait_for(1).await;
@@ -219,6 +231,26 @@ async fn a_rescan_does_not_hand_over_a_version_twice_but_a_change_is_new() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(*sink.gone.lock().unwrap(), [seen[1].version_key()]);
+}
+
+#[tokio::test]
+async fn files_renamed_into_place_are_seen_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0.csv"), "").unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    let _watch = start(dir.path(), "*.csv", &sink);
+    // Once this is seen the start scan is over: what follows is seen through events.
+    sink.wait_for(1).await;
+    // Written under a name the glob skips, then renamed (the atomic-write pattern).
+    std::fs::write(dir.path().join("a.csv.part"), "1,2").unwrap();
+    std::fs::rename(dir.path().join("a.csv.part"), dir.path().join("a.csv")).unwrap();
+    // Written elsewhere on the same file system, then moved in.
+    std::fs::write(outside.path().join("b.csv"), "3,4,5").unwrap();
+    std::fs::rename(outside.path().join("b.csv"), dir.path().join("b.csv")).unwrap();
+    sink.wait_for(3).await;
+    quiet().await;
+    assert_eq!(sink.relatives(), ["0.csv", "a.csv", "b.csv"]);
 }
 
 #[tokio::test]
