@@ -209,6 +209,36 @@ impl JobHost for HttpJobHost {
         }
         Ok(())
     }
+
+    /// The worker protocol has no uncounted release: a run stopped because this worker
+    /// shuts down fails with an immediate retry (the attempt counts).
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
+        self.client
+            .fail(
+                id,
+                &errand_api::FailRequest {
+                    lease_token,
+                    error: Some("stopped: the worker shut down".into()),
+                    retry_in_ms: Some(0),
+                    dead: false,
+                    report: None,
+                },
+            )
+            .await
+            .map(|_| ())
+            .map_err(host_error)
+    }
+
+    /// Cluster leases live in the store; singleton definitions run on server nodes.
+    async fn lease_acquire(&self, name: &str, _ttl: Duration) -> Result<bool, HostError> {
+        Err(HostError::Refused(format!(
+            "`{name}` is a singleton: singleton definitions run on server nodes (errand serve --roles worker), not on errand worker"
+        )))
+    }
+
+    async fn lease_release(&self, _name: &str) -> Result<(), HostError> {
+        Ok(())
+    }
 }
 
 impl HttpJobHost {

@@ -44,6 +44,15 @@ pub enum Command {
     /// Recurring work: cron and interval schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Job definitions of the server's jobs directory.
+    #[command(subcommand)]
+    Definitions(DefinitionsCommand),
+    /// Run a job definition now.
+    Run(RunArgs),
+    /// Print a job's log lines.
+    Logs(LogsArgs),
+    /// Run job definitions (or one command) on this machine for a server elsewhere.
+    Worker(WorkerArgs),
     /// Write every job (with its attempts) and queue of a store as JSON lines.
     Export(TransferArgs),
     /// Load an export into a store; jobs already there are skipped.

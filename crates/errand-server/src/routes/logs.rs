@@ -230,10 +230,11 @@ impl Follow {
                     }
                 }
             };
+            let shutdown = self.state.engine.shutdown_token();
             tokio::select! {
                 _ = wake => {}
                 _ = tokio::time::sleep(FOLLOW_POLL) => {}
-                _ = self.state.engine.shutdown_token().cancelled() => {
+                _ = shutdown.cancelled() => {
                     return Some(self.end_line(serde_json::json!({ "error": "the server is shutting down" })));
                 }
             }

@@ -89,7 +89,7 @@ impl EngineHost {
 /// The host's reading of a store error.
 fn host_error(e: StoreError) -> HostError {
     match e {
-        StoreError::LeaseLost => HostError::LeaseLost,
+        StoreError::LeaseLost { .. } => HostError::LeaseLost,
         StoreError::NotFound { .. } => HostError::NotFound,
         StoreError::Unavailable(why) => HostError::Unavailable(why),
         other => HostError::Refused(other.to_string()),

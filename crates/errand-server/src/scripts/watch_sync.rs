@@ -9,7 +9,7 @@ use errand_core::{JobId, NewJob};
 use errand_engine::Engine;
 use errand_runner::catalog::CatalogSnapshot;
 use errand_runner::definition::{Definition, WatchTrigger};
-use errand_runner::triggers::watch::{FileWatch, SeenFile, WatchSink};
+use errand_runner::triggers::watch::{FileWatch, SeenFile, SinkError, WatchSink};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -27,14 +27,12 @@ fn scope_of(def: &Definition, trigger: &WatchTrigger) -> String {
 
 #[async_trait::async_trait]
 impl WatchSink for EngineWatchSink {
-    async fn file_seen(&self, file: SeenFile) -> Result<(), String> {
+    async fn file_seen(&self, file: SeenFile) -> Result<(), SinkError> {
         let payload = serde_json::json!({
             "path": file.path.display().to_string(),
-            "relative": file.relative.display().to_string(),
+            "relative": file.relative,
             "size": file.size,
-            "modified": jiff::Timestamp::try_from(file.modified)
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+            "modified": file.modified.to_string(),
         });
         let job = NewJob {
             id: JobId::new(),
@@ -59,8 +57,17 @@ impl WatchSink for EngineWatchSink {
                 Ok(())
             }
             Ok(None) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Box::new(e)),
         }
+    }
+
+    /// The file is gone: forget its mark, so marks do not pile up for ever.
+    async fn file_gone(&self, _relative: &str, version_key: &str) -> Result<(), SinkError> {
+        self.engine
+            .forget_marks(&self.scope, vec![version_key.to_owned()])
+            .await
+            .map(|_| ())
+            .map_err(|e| Box::new(e) as SinkError)
     }
 }
 

@@ -24,7 +24,11 @@ pub async fn run(server: &str, args: WorkerArgs) -> anyhow::Result<()> {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
     let worker = format!("errand-worker:{host_name}:{}", std::process::id());
-    let host = Arc::new(HttpJobHost::new(client, worker.clone()));
+    let host = Arc::new(HttpJobHost::new(
+        client,
+        worker.clone(),
+        std::time::Duration::from_secs(30),
+    ));
     let config = RunnerConfig::new(worker);
     let token = CancellationToken::new();
     let stop = token.clone();
