@@ -11,7 +11,7 @@ use common::{server_with, Raw};
 use errand_core::instance::InstanceState;
 use errand_core::JobState;
 use errand_testkit::eventually;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 #[tokio::test]

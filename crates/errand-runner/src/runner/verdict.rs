@@ -82,7 +82,7 @@ pub(crate) fn decide(
         RunEnd::TimedOut => Disposition::Settle(RunVerdict::Fail {
             error: format!(
                 "timed out after {}",
-                timeout.map_or_else(|| "its timeout".to_owned(), |t| humantime_like(t))
+                timeout.map_or_else(|| "its timeout".to_owned(), humantime_like)
             ),
             retry_in,
             dead: false,

@@ -19,7 +19,7 @@ pub(super) fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> 
             outcome: *outcome,
             error: (*outcome == AttemptOutcome::Failed).then(|| "boom".to_string()),
             // A hosted run's report travels with its attempt.
-            report: (*outcome != AttemptOutcome::Running).then(|| errand_core::RunReport {
+            report: (*outcome != AttemptOutcome::Running).then_some(errand_core::RunReport {
                 exit_code: Some(i as i32),
                 signal: None,
                 duration_ms: 1500,
