@@ -190,20 +190,20 @@ async fn only_named_variables_of_the_server_environment_reach_a_run() {
     let jobs = JobsDir::new();
     jobs.add(
         "envcheck",
-        "pass_env = [\"ERRAND_TEST_PASSED\"]\n[env]\nGREETING = \"hello\"\n",
+        "pass_env = [\"APP_TEST_PASSED\"]\n[env]\nGREETING = \"hello\"\n",
         "run.sh",
         "#!/bin/bash\nenv | sort\n",
     );
     // Set in the test process: the server inherits them.
-    std::env::set_var("ERRAND_TEST_PASSED", "passed-value");
-    std::env::set_var("ERRAND_TEST_SECRET", "secret-value");
+    std::env::set_var("APP_TEST_PASSED", "passed-value");
+    std::env::set_var("APP_TEST_SECRET", "secret-value");
     let (server, _data) = server_with(&["--jobs-dir", &jobs.path_str()]).await;
     let client = server.client().unwrap();
     loaded(&client, "envcheck").await;
     let job = run_to_end(&client, "envcheck", json!({})).await;
     assert_eq!(job.state, JobState::Succeeded);
     let lines = log_lines(&client, job.id).await;
-    assert!(lines.contains(&"INFO ERRAND_TEST_PASSED=passed-value".to_string()), "{lines:?}");
+    assert!(lines.contains(&"INFO APP_TEST_PASSED=passed-value".to_string()), "{lines:?}");
     assert!(lines.contains(&"INFO GREETING=hello".to_string()), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("secret-value")), "{lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("INFO PATH=")), "{lines:?}");
