@@ -238,7 +238,10 @@ async fn settlements_with_reports_are_answered_in_the_order_given() {
     let retry = client.job(got[3].job.id, None).await.expect("job");
     assert_eq!(retry.state, JobState::Scheduled);
     assert!(retry.run_at > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(500));
-    // TODO(merge): once the store keeps reports, assert them on GET /v1/jobs/{id}/attempts.
+    for (job, code) in [(&got[0], 3), (&got[1], 0), (&got[3], 137)] {
+        let attempts = client.attempts(job.job.id).await.expect("attempts").attempts;
+        assert_eq!(attempts[0].report, Some(report(code)), "the report is kept on its attempt");
+    }
 
     assert_eq!(host.settle(vec![]).await.expect("nothing"), vec![]);
 }
@@ -336,12 +339,21 @@ async fn log_lines_are_checked_and_fenced_by_the_route() {
             line: "warn\0ing".into(),
         },
     ];
-    // TODO(merge): once `Engine::job_log_append` is wired, this is Ok and the lines are
-    // readable at GET /v1/jobs/{id}/logs; a wrong token is Err(LeaseLost).
-    match host.append_logs(id, 1, claimed.lease_token, lines).await {
-        Err(HostError::Refused(why)) => assert!(why.contains("501"), "{why}"),
-        other => panic!("until the store keeps log lines: {other:?}"),
-    }
+    host.append_logs(id, 1, claimed.lease_token, lines.clone())
+        .await
+        .expect("lines stored");
+    let page = client.job_logs(id, None, None).await.expect("read lines");
+    let read: Vec<(&str, &str)> = page
+        .lines
+        .iter()
+        .map(|l| (l.level.as_str(), l.line.as_str()))
+        .collect();
+    assert_eq!(read, vec![("INFO", "starting"), ("ERROR", "warn\u{FFFD}ing")]);
+    assert_eq!(
+        host.append_logs(id, 1, LeaseToken::new(), lines).await,
+        Err(HostError::LeaseLost),
+        "a stale token stores nothing"
+    );
 }
 
 #[tokio::test]
