@@ -519,3 +519,30 @@ async fn the_sigchld_watch_sees_an_exit_without_reaping_it() {
     let report = process::usage::reap(&mut child, started).await;
     assert_eq!(report.exit_code, Some(0));
 }
+
+#[test]
+fn a_run_dies_with_the_runtime_that_supervised_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = script(
+        dir.path(),
+        "forever.sh",
+        "#!/bin/bash\ntrap '' TERM\nsleep 300 &\necho started\nwhile true; do sleep 0.05; done\n",
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = runtime.block_on(async {
+        let (tx, mut rx) = mpsc::channel(8);
+        let running = process::start(spec(program, dir.path()), tx).await.unwrap();
+        assert!(matches!(rx.recv().await, Some(RunEvent::Log(_))));
+        running.pid()
+    });
+    assert!(!live_members(pid).is_empty());
+    drop(runtime);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !live_members(pid).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", live_members(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
