@@ -546,3 +546,32 @@ fn a_run_dies_with_the_runtime_that_supervised_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_slows_the_run_down_instead_of_buffering() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("finished");
+    let program = script(
+        dir.path(),
+        "flood.py",
+        "#!/usr/bin/env python3\nimport sys\nfor i in range(100000): print(i)\n\
+         open(sys.argv[1], 'w').close()\n",
+    );
+    let mut spec = spec(program, dir.path());
+    spec.args = vec![marker.to_string_lossy().into_owned()];
+    let (tx, mut rx) = mpsc::channel(16);
+    let running = process::start(spec, tx).await.unwrap();
+    // Nobody reads for a while: the run must be held up by its full pipe (unhindered, it
+    // prints 100,000 short lines in well under this).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!marker.exists(), "the run was not held up");
+    let mut count = 0;
+    while let Some(event) = rx.recv().await {
+        if let RunEvent::Log(_) = event {
+            count += 1;
+        }
+    }
+    assert_eq!(count, 100_000);
+    assert_eq!(running.wait().await.end, RunEnd::Exited(0));
+    assert!(marker.exists());
+}
