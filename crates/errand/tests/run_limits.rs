@@ -184,3 +184,22 @@ fn nix_is_root() -> bool {
         .and_then(|ids| ids.split_whitespace().nth(1))
         == Some("0")
 }
+
+#[test]
+fn switching_users_without_root_is_refused_clearly() {
+    let runuser = Path::new("/usr/sbin/runuser");
+    if !nix_is_root() || !runuser.exists() {
+        eprintln!("skipped: needs root and runuser to start the helper as another user");
+        return;
+    }
+    let out = std::process::Command::new(runuser)
+        .args(["-u", "nobody", "--", env!("CARGO_BIN_EXE_errand")])
+        .args(["__run-limited", "--user", "root", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "errand: running as user `root` needs errand to run as root (it runs as uid 65534)"
+    );
+}
