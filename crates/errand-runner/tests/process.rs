@@ -575,3 +575,17 @@ async fn a_reader_that_falls_behind_slows_the_run_down_instead_of_buffering() {
     assert_eq!(running.wait().await.end, RunEnd::Exited(0));
     assert!(marker.exists());
 }
+
+#[tokio::test]
+async fn the_private_directory_goes_even_when_the_run_left_files_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = script(
+        dir.path(),
+        "litter.sh",
+        "#!/bin/bash\nd=$(dirname \"$ERRAND_CONTROL\")\necho \"$d\"\nmkdir \"$d/sub\"\ntouch \"$d/sub/f\"\n",
+    );
+    let (outcome, events, _) = run(spec(program, dir.path())).await;
+    assert_eq!(outcome.end, RunEnd::Exited(0));
+    let out = lines(&events, LogStream::Stdout);
+    assert!(!Path::new(out[0]).exists(), "{} is removed", out[0]);
+}

@@ -231,10 +231,13 @@ impl ControlDir {
         std::fs::File::create(&self.shutdown).map(drop)
     }
 
-    /// Removes the directory, saying so when that fails.
+    /// Removes the directory, saying so when that fails. The two known entries and the
+    /// directory go with three calls; only a directory the run put more into is walked.
     pub(crate) fn remove(self) {
-        let path = self.dir.path().to_path_buf();
-        if let Err(e) = self.dir.close() {
+        let path = self.dir.keep();
+        let _ = std::fs::remove_file(&self.fifo);
+        let _ = std::fs::remove_file(&self.shutdown);
+        if let Err(e) = std::fs::remove_dir(&path).or_else(|_| std::fs::remove_dir_all(&path)) {
             tracing::warn!(dir = %path.display(), error = %e, "could not remove a run's control directory");
         }
     }

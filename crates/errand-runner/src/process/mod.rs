@@ -207,7 +207,8 @@ impl RunningProcess {
 ///
 /// Drain `events` while awaiting [`RunningProcess::wait`]: the run cannot end while its
 /// output waits for room in the channel or a checkpoint waits for its answer. The channel
-/// closes (`recv` gives `None`) once the run is over, after every event was sent.
+/// closes (`recv` gives `None`, unless the caller kept a sender of its own) once the run is
+/// over, after every event was sent.
 ///
 /// # Errors
 /// [`SpawnError`] when the process could not be started: the program or the working
