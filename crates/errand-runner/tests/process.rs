@@ -519,3 +519,73 @@ async fn the_sigchld_watch_sees_an_exit_without_reaping_it() {
     let report = process::usage::reap(&mut child, started).await;
     assert_eq!(report.exit_code, Some(0));
 }
+
+#[test]
+fn a_run_dies_with_the_runtime_that_supervised_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = script(
+        dir.path(),
+        "forever.sh",
+        "#!/bin/bash\ntrap '' TERM\nsleep 300 &\necho started\nwhile true; do sleep 0.05; done\n",
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = runtime.block_on(async {
+        let (tx, mut rx) = mpsc::channel(8);
+        let running = process::start(spec(program, dir.path()), tx).await.unwrap();
+        assert!(matches!(rx.recv().await, Some(RunEvent::Log(_))));
+        running.pid()
+    });
+    assert!(!live_members(pid).is_empty());
+    drop(runtime);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !live_members(pid).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", live_members(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_reader_that_falls_behind_slows_the_run_down_instead_of_buffering() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("finished");
+    let program = script(
+        dir.path(),
+        "flood.py",
+        "#!/usr/bin/env python3\nimport sys\nfor i in range(100000): print(i)\n\
+         open(sys.argv[1], 'w').close()\n",
+    );
+    let mut spec = spec(program, dir.path());
+    spec.args = vec![marker.to_string_lossy().into_owned()];
+    let (tx, mut rx) = mpsc::channel(16);
+    let running = process::start(spec, tx).await.unwrap();
+    // Nobody reads for a while: the run must be held up by its full pipe (unhindered, it
+    // prints 100,000 short lines in well under this).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!marker.exists(), "the run was not held up");
+    let mut count = 0;
+    while let Some(event) = rx.recv().await {
+        if let RunEvent::Log(_) = event {
+            count += 1;
+        }
+    }
+    assert_eq!(count, 100_000);
+    assert_eq!(running.wait().await.end, RunEnd::Exited(0));
+    assert!(marker.exists());
+}
+
+#[tokio::test]
+async fn the_private_directory_goes_even_when_the_run_left_files_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = script(
+        dir.path(),
+        "litter.sh",
+        "#!/bin/bash\nd=$(dirname \"$ERRAND_CONTROL\")\necho \"$d\"\nmkdir \"$d/sub\"\ntouch \"$d/sub/f\"\n",
+    );
+    let (outcome, events, _) = run(spec(program, dir.path())).await;
+    assert_eq!(outcome.end, RunEnd::Exited(0));
+    let out = lines(&events, LogStream::Stdout);
+    assert!(!Path::new(out[0]).exists(), "{} is removed", out[0]);
+}

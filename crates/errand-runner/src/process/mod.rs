@@ -205,6 +205,11 @@ impl RunningProcess {
 /// `events` (a bounded channel: a full channel slows the run's output down, it never
 /// buffers without bound).
 ///
+/// Drain `events` while awaiting [`RunningProcess::wait`]: the run cannot end while its
+/// output waits for room in the channel or a checkpoint waits for its answer. The channel
+/// closes (`recv` gives `None`, unless the caller kept a sender of its own) once the run is
+/// over, after every event was sent.
+///
 /// # Errors
 /// [`SpawnError`] when the process could not be started: the program or the working
 /// directory is missing or unusable, the control channel could not be made, limits or a

@@ -36,6 +36,9 @@ pub(crate) async fn supervise(
         stderr,
     } = started;
     let pgid = Pid::from_raw(pid as i32);
+    // Should this task be dropped unfinished (the runtime shutting down), the group dies
+    // with it rather than run on unsupervised.
+    let mut guard = KillOnDrop(Some(pgid));
     let finish = CancellationToken::new();
     let max_line = spec.max_line_bytes;
     let stdout_task = tokio::spawn(logs::capture(
@@ -93,6 +96,8 @@ pub(crate) async fn supervise(
     // The main process is gone but not yet reaped, so its group id is still its own:
     // nothing of the group may outlive it.
     stop::kill_group(pgid);
+    // From the reap on, the id is free to be reused: never signal it again.
+    guard.0 = None;
     let report = usage::reap(&mut child, started_at).await;
 
     finish.cancel();
@@ -115,6 +120,17 @@ pub(crate) async fn supervise(
         (None, None) => RunEnd::Exited(-1),
     });
     RunOutcome { end, report }
+}
+
+/// Kills the group when dropped while still armed.
+struct KillOnDrop(Option<Pid>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            stop::kill_group(pgid);
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
