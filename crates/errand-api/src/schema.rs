@@ -37,6 +37,32 @@ text_schema_for!(
     "order-4711"
 );
 
+/// Longest job definition name: its schedule `definition:<name>` must be a schedule name.
+pub const MAX_DEFINITION_NAME_LEN: usize =
+    errand_core::names::MAX_QUEUE_NAME_LEN - "definition:".len();
+
+/// A job definition's name: its folder's name in the jobs directory.
+pub struct DefinitionName;
+
+text_schema_for!(
+    DefinitionName,
+    "^[A-Za-z0-9_.-]+$",
+    MAX_DEFINITION_NAME_LEN,
+    "A job definition's name (its folder's name): 1 to 117 characters from A-Z a-z 0-9 _ - .",
+    "nightly-report"
+);
+
+/// A continuous instance's id.
+pub struct InstanceId;
+
+text_schema_for!(
+    InstanceId,
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    36,
+    "A continuous instance's id (a UUID)",
+    "0193a5b0-7c1e-7d2a-9f00-3c4d5e6f7a8b"
+);
+
 /// A worker's name as a claim gives it: 1 to 255 visible characters.
 pub struct WorkerName;
 

@@ -19,13 +19,19 @@ use utoipa::{OpenApi, ToSchema};
         description = "A background-jobs server: enqueue over HTTP, work with workers in any language.",
         version = "1"
     ),
-    components(schemas(ErrorBody, WaitDuration)),
+    components(schemas(
+        ErrorBody,
+        WaitDuration,
+        errand_api::schema::DefinitionName,
+        errand_api::schema::InstanceId
+    )),
     tags(
         (name = "jobs", description = "Enqueue, inspect, cancel and retry jobs"),
         (name = "workers", description = "The remote worker protocol: claim, heartbeat, complete, fail, settle, ship log lines"),
         (name = "queues", description = "Queues and their counts; pause and resume"),
         (name = "dead", description = "Dead jobs: list, requeue, purge"),
         (name = "schedules", description = "Cron and interval schedules that fire exactly once per slot"),
+        (name = "definitions", description = "Job definitions of the jobs directory: list, run on demand, stop and start continuous ones, webhooks, instance logs"),
         (name = "nodes", description = "The errand serve processes sharing the store"),
         (name = "health", description = "Liveness and readiness")
     )

@@ -125,7 +125,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Definitio
 
 /// One definition, with its continuous instances across the cluster.
 #[utoipa::path(get, path = "/v1/definitions/{name}", operation_id = "get_definition", tag = "definitions",
-    params(("name" = String, Path, description = "Definition name")),
+    params(("name" = errand_api::schema::DefinitionName, Path, description = "Definition name")),
     responses((status = 200, description = "The definition", body = DefinitionView),
         (status = 404, description = "No such definition", body = ErrorBody)))]
 pub(crate) async fn get(
@@ -141,7 +141,7 @@ pub(crate) async fn get(
 
 /// Runs a definition now: enqueues a job of its kind on its queue with the given payload.
 #[utoipa::path(post, path = "/v1/definitions/{name}/run", operation_id = "run_definition", tag = "definitions",
-    params(("name" = String, Path, description = "Definition name")),
+    params(("name" = errand_api::schema::DefinitionName, Path, description = "Definition name")),
     request_body = Option<RunDefinitionRequest>,
     responses((status = 201, description = "The job, stored durably", body = Job),
         (status = 200, description = "An earlier job with the same idempotency key", body = Job),
@@ -218,7 +218,7 @@ async fn switch(state: &AppState, name: &str, stopped: bool) -> Result<Definitio
 /// Stops a continuous definition's instances on every node (gracefully: shutdown file,
 /// SIGTERM, `stopping_wait_time`, SIGKILL) until it is started again; holds across restarts.
 #[utoipa::path(post, path = "/v1/definitions/{name}/stop", operation_id = "stop_definition", tag = "definitions",
-    params(("name" = String, Path, description = "Definition name")),
+    params(("name" = errand_api::schema::DefinitionName, Path, description = "Definition name")),
     responses((status = 200, description = "Stopped", body = DefinitionView),
         (status = 404, description = "No such definition", body = ErrorBody),
         (status = 409, description = "Not a continuous definition", body = ErrorBody)))]
@@ -232,7 +232,7 @@ pub(crate) async fn stop(
 /// Starts a stopped continuous definition again, and an instance marked failed after too
 /// many restarts.
 #[utoipa::path(post, path = "/v1/definitions/{name}/start", operation_id = "start_definition", tag = "definitions",
-    params(("name" = String, Path, description = "Definition name")),
+    params(("name" = errand_api::schema::DefinitionName, Path, description = "Definition name")),
     responses((status = 200, description = "Started", body = DefinitionView),
         (status = 404, description = "No such definition", body = ErrorBody),
         (status = 409, description = "Not a continuous definition", body = ErrorBody)))]

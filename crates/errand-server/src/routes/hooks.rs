@@ -18,7 +18,7 @@ const DELIVERY_HEADERS: [&str; 2] = ["webhook-id", "x-github-delivery"];
 
 /// Receives a webhook and enqueues its definition's job.
 #[utoipa::path(post, path = "/v1/hooks/{name}", operation_id = "receive_hook", tag = "definitions",
-    params(("name" = String, Path, description = "Hook name (`[[triggers.hook]]` in job.toml)")),
+    params(("name" = errand_core::QueueName, Path, description = "Hook name (`[[triggers.hook]]` in job.toml)")),
     request_body(content = String, description = "Any body; JSON is passed on as it is, anything else as a JSON string", content_type = "*/*"),
     responses((status = 202, description = "Enqueued; the body is the job", body = Job),
         (status = 401, description = "Missing or bad signature; nothing enqueued", body = ErrorBody),

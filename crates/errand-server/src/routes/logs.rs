@@ -91,8 +91,9 @@ async fn page(
 /// an `application/x-ndjson` stream of lines (and `{"gap": ...}` objects for dropped lines)
 /// that ends with `{"end": {...}}` when the attempt ends.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", operation_id = "job_logs", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"), LogQuery),
-    responses((status = 200, description = "A page of lines (or, with follow, a stream)", body = LogPage),
+    params(("id" = errand_core::JobId, Path, description = "Job id"), LogQuery),
+    responses((status = 200, description = "A page of lines; with follow, a stream of JSON lines (lines, gaps, then an end object)",
+            content((LogPage = "application/json"), (String = "application/x-ndjson"))),
         (status = 400, description = "Bad query", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody)))]
 pub(crate) async fn job_logs(
@@ -257,8 +258,8 @@ fn push_json<T: serde::Serialize>(out: &mut Vec<u8>, v: &T) {
 
 /// A continuous instance's log lines, per restart (`attempt` = restart, from 1).
 #[utoipa::path(get, path = "/v1/definitions/{name}/instances/{instance}/logs", operation_id = "instance_logs", tag = "definitions",
-    params(("name" = String, Path, description = "Definition name"),
-        ("instance" = String, Path, description = "Instance id"), LogQuery),
+    params(("name" = errand_api::schema::DefinitionName, Path, description = "Definition name"),
+        ("instance" = errand_api::schema::InstanceId, Path, description = "Instance id"), LogQuery),
     responses((status = 200, description = "A page of lines", body = LogPage),
         (status = 400, description = "Bad query (follow is for job logs)", body = ErrorBody)))]
 pub(crate) async fn instance_logs(
