@@ -87,7 +87,12 @@ pub(crate) async fn supervise(sup: Arc<Supervision>, def: Arc<Definition>, stop:
         }
         // Switched off: wait to be switched on.
         if sup.instances.stopped(&def.name).await.unwrap_or(false) {
-            set_state(&sup, &mut rec, InstanceState::Stopped, None).await;
+            // Written when it becomes stopped, then refreshed now and then (not every poll).
+            if rec.state != InstanceState::Stopped
+                || Timestamp::now().duration_since(rec.updated_at).unsigned_abs() >= RECORD_REFRESH
+            {
+                set_state(&sup, &mut rec, InstanceState::Stopped, None).await;
+            }
             if wait_or_end(&sup, &stop, SWITCH_POLL).await {
                 break;
             }
@@ -316,6 +321,7 @@ async fn set_state(sup: &Supervision, rec: &mut InstanceRecord, state: InstanceS
 }
 
 async fn refresh(sup: &Supervision, rec: &mut InstanceRecord) {
+    rec.updated_at = Timestamp::now();
     if let Err(e) = sup.instances.instance_put(rec.clone()).await {
         tracing::warn!(definition = %rec.definition, error = %e, "recording a continuous instance failed");
     }
