@@ -118,24 +118,48 @@ pub struct RunDefinitionRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// Query of a log read.
+/// Most log lines in one page (or one chunk of a followed stream).
+pub const MAX_LOG_PAGE: u32 = 10_000;
+
+/// Query of a job's log lines.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
-    /// Only this attempt (for an instance: this restart, from 1).
+    /// Only this attempt.
     #[serde(default)]
     pub attempt: Option<u32>,
     /// Lines after this cursor (`attempt:seq`, from `next_cursor`).
     #[serde(default)]
+    #[param(pattern = "^[0-9]{1,10}:[0-9]{1,20}$")]
+    pub cursor: Option<String>,
+    /// Page size (with `follow`: lines per chunk), 1 to 10000 (default 1000).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// Stream lines as they come (`application/x-ndjson`, one object a line) until the
+    /// attempt ends. A job whose attempt has not started within 30 s ends the stream
+    /// with `{"end": {..., "started": false}}`: ask again.
+    #[serde(default)]
+    pub follow: Option<bool>,
+}
+
+/// Query of a continuous instance's log lines (pages only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceLogQuery {
+    /// Only this restart (from 1).
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// Lines after this cursor (`attempt:seq`, from `next_cursor`).
+    #[serde(default)]
+    #[param(pattern = "^[0-9]{1,10}:[0-9]{1,20}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 10000 (default 1000).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
-    /// Stream lines as they come (`application/x-ndjson`, one object a line) until the
-    /// attempt ends.
-    #[serde(default)]
-    pub follow: Option<bool>,
 }
 
 /// Lines dropped between two kept lines by the per-attempt bound.

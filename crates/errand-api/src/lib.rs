@@ -16,13 +16,13 @@ mod schedules;
 pub mod schema;
 mod worker;
 
+pub use definitions::{
+    DefinitionList, DefinitionProblemView, DefinitionScheduleView, DefinitionView, HookView,
+    InstanceLogQuery, LogGap, LogPage, LogQuery, RunDefinitionRequest, WatchView, MAX_LOG_PAGE,
+};
 pub use enqueue::{
     reject_nul, reject_nul_text, BatchEnqueueRequest, BatchEnqueueResponse, EnqueueLimits,
     EnqueueRequest, EnqueuedJob,
-};
-pub use definitions::{
-    DefinitionList, DefinitionProblemView, DefinitionScheduleView, DefinitionView, HookView, LogGap,
-    LogPage, LogQuery, RunDefinitionRequest, WatchView,
 };
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};

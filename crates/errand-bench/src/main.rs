@@ -267,7 +267,12 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .print();
     }
     if args.scenario == Scenario::Scripts {
-        scripts::run(&errand_binary(&args)?, args.jobs.min(20_000), args.concurrency).await?;
+        scripts::run(
+            &errand_binary(&args)?,
+            args.jobs.min(20_000),
+            args.concurrency,
+        )
+        .await?;
     }
     if args.scenario == Scenario::ListReads {
         let d = deploy(&args).await?;

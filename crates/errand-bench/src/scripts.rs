@@ -86,7 +86,11 @@ async fn bare(script: &Path, runs: usize, concurrency: usize) -> anyhow::Result<
 }
 
 /// `runs` jobs of `trivial` through the server: enqueued in batches, run, settled.
-async fn through_errand(server: &ServerProcess, client: &Client, runs: usize) -> anyhow::Result<Round> {
+async fn through_errand(
+    server: &ServerProcess,
+    client: &Client,
+    runs: usize,
+) -> anyhow::Result<Round> {
     let pid = server.pid().context("server pid")?;
     let before = server_total_cpu(pid).context("reading the server's CPU")?;
     let counted = |q: &errand_core::QueueInfo| (q.counts.succeeded + q.counts.dead) as usize;
@@ -94,7 +98,11 @@ async fn through_errand(server: &ServerProcess, client: &Client, runs: usize) ->
         Ok(q) => counted(&q),
         Err(_) => 0,
     };
-    let dead_before = client.queue("default").await.map(|q| q.counts.dead).unwrap_or(0);
+    let dead_before = client
+        .queue("default")
+        .await
+        .map(|q| q.counts.dead)
+        .unwrap_or(0);
     let started = Instant::now();
     for chunk in (0..runs).collect::<Vec<_>>().chunks(1000) {
         let jobs = chunk
@@ -110,7 +118,11 @@ async fn through_errand(server: &ServerProcess, client: &Client, runs: usize) ->
     loop {
         let q = client.queue("default").await?;
         if counted(&q) >= base + runs {
-            anyhow::ensure!(q.counts.dead == dead_before, "{} runs died", q.counts.dead - dead_before);
+            anyhow::ensure!(
+                q.counts.dead == dead_before,
+                "{} runs died",
+                q.counts.dead - dead_before
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -173,7 +185,11 @@ pub async fn run(exe: &Path, runs: usize, concurrency: usize) -> anyhow::Result<
         }
     };
     let elapsed = started.elapsed();
-    anyhow::ensure!(job.state == JobState::Succeeded, "chatty ended {}", job.state);
+    anyhow::ensure!(
+        job.state == JobState::Succeeded,
+        "chatty ended {}",
+        job.state
+    );
     let mut stored = 0usize;
     let mut cursor: Option<String> = None;
     loop {

@@ -230,13 +230,18 @@ impl JobHost for HttpJobHost {
     }
 
     /// Cluster leases live in the store; singleton definitions run on server nodes.
-    async fn lease_acquire(&self, name: &str, _ttl: Duration) -> Result<bool, HostError> {
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        _holder: &str,
+        _ttl: Duration,
+    ) -> Result<bool, HostError> {
         Err(HostError::Refused(format!(
             "`{name}` is a singleton: singleton definitions run on server nodes (errand serve --roles worker), not on errand worker"
         )))
     }
 
-    async fn lease_release(&self, _name: &str) -> Result<(), HostError> {
+    async fn lease_release(&self, _name: &str, _holder: &str) -> Result<(), HostError> {
         Ok(())
     }
 }

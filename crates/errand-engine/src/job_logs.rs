@@ -13,27 +13,9 @@ impl Engine {
     /// # Errors
     /// `NotFound`, `LeaseLost` (fenced batches, which then stored nothing), or the store's
     /// error.
-    ///
-    /// A fenced batch of an attempt whose job was cancelled while it ran is still kept:
-    /// the run's last lines (what it printed as it stopped) belong to that attempt, and a
-    /// cancelled job runs no other.
     pub async fn log_append(&self, params: JobLogAppendParams) -> Result<u64, StoreError> {
         let (owner, attempt, any) = (params.owner, params.attempt, !params.lines.is_empty());
-        let last_seq = match self.store().job_log_append(params.clone()).await {
-            Err(lost @ StoreError::LeaseLost { .. }) if params.lease_token.is_some() => {
-                let job = self.store().job_get(errand_core::JobId(owner)).await?;
-                if job.state != errand_core::JobState::Cancelled || job.attempt != attempt {
-                    return Err(lost);
-                }
-                self.store()
-                    .job_log_append(JobLogAppendParams {
-                        lease_token: None,
-                        ..params
-                    })
-                    .await?
-            }
-            other => other?,
-        };
+        let last_seq = self.store().job_log_append(params).await?;
         if any {
             self.publish_log(LogAppended {
                 owner,

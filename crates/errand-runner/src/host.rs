@@ -117,10 +117,17 @@ pub trait JobHost: Send + Sync + 'static {
         std::future::pending::<()>().await
     }
 
-    /// Holds (or renews) the named cluster-wide lease for `ttl`; `false` when another holder
-    /// has it. Singleton definitions run only while they hold theirs.
-    async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<bool, HostError>;
+    /// Holds (or renews) the named cluster-wide lease for `holder` for `ttl`; `false` when
+    /// another holder has it. Singleton definitions run only while they hold theirs. Each
+    /// claim loop or supervisor is a holder of its own, so that a definition reloaded on one
+    /// node waits for its old loop to let go.
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, HostError>;
 
-    /// Lets go of a lease this runner holds.
-    async fn lease_release(&self, name: &str) -> Result<(), HostError>;
+    /// Lets go of a lease `holder` holds.
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<(), HostError>;
 }

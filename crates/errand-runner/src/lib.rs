@@ -15,5 +15,5 @@ pub mod catalog;
 pub mod definition;
 pub mod host;
 pub mod process;
-pub mod triggers;
 pub mod runner;
+pub mod triggers;

@@ -121,7 +121,13 @@ impl Roles {
                 ),
             }
         }
-        if roles == (Roles { api: false, scheduler: false, worker: false }) {
+        if roles
+            == (Roles {
+                api: false,
+                scheduler: false,
+                worker: false,
+            })
+        {
             anyhow::bail!("roles: name at least one of api, scheduler, worker");
         }
         Ok(roles)

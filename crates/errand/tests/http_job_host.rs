@@ -239,8 +239,16 @@ async fn settlements_with_reports_are_answered_in_the_order_given() {
     assert_eq!(retry.state, JobState::Scheduled);
     assert!(retry.run_at > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(500));
     for (job, code) in [(&got[0], 3), (&got[1], 0), (&got[3], 137)] {
-        let attempts = client.attempts(job.job.id).await.expect("attempts").attempts;
-        assert_eq!(attempts[0].report, Some(report(code)), "the report is kept on its attempt");
+        let attempts = client
+            .attempts(job.job.id)
+            .await
+            .expect("attempts")
+            .attempts;
+        assert_eq!(
+            attempts[0].report,
+            Some(report(code)),
+            "the report is kept on its attempt"
+        );
     }
 
     assert_eq!(host.settle(vec![]).await.expect("nothing"), vec![]);
@@ -348,7 +356,10 @@ async fn log_lines_are_checked_and_fenced_by_the_route() {
         .iter()
         .map(|l| (l.level.as_str(), l.line.as_str()))
         .collect();
-    assert_eq!(read, vec![("INFO", "starting"), ("ERROR", "warn\u{FFFD}ing")]);
+    assert_eq!(
+        read,
+        vec![("INFO", "starting"), ("ERROR", "warn\u{FFFD}ing")]
+    );
     assert_eq!(
         host.append_logs(id, 1, LeaseToken::new(), lines).await,
         Err(HostError::LeaseLost),

@@ -15,7 +15,10 @@ use errand_testkit::{eventually, PgSchema, ServerProcess};
 
 /// Kills a process this test caused to exist (an instance orphaned by a killed node).
 fn kill_pid(pid: u32) {
-    let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status();
 }
 
 #[tokio::test]
@@ -45,34 +48,50 @@ async fn a_singleton_continuous_job_moves_to_another_node_when_its_node_is_kille
     let jd = jobs.path_str();
     let a_args = args(&jd);
     let a_refs: Vec<&str> = a_args.iter().map(String::as_str).collect();
-    let mut a = ServerProcess::start_in(&bin(), a_dir.path(), &a_refs).await.unwrap();
+    let mut a = ServerProcess::start_in(&bin(), a_dir.path(), &a_refs)
+        .await
+        .unwrap();
     let client = a.client().unwrap();
     let first = eventually("one instance runs", Duration::from_secs(30), || async {
         let d = client.definition("leader").await.ok()?;
-        let running: Vec<_> = d.instances.iter().filter(|i| i.state == InstanceState::Running).cloned().collect();
+        let running: Vec<_> = d
+            .instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .cloned()
+            .collect();
         (running.len() == 1).then(|| running[0].clone())
     })
     .await;
-    let mut b = ServerProcess::start_in(&bin(), b_dir.path(), &a_refs).await.unwrap();
+    let mut b = ServerProcess::start_in(&bin(), b_dir.path(), &a_refs)
+        .await
+        .unwrap();
     let client_b = b.client().unwrap();
     // B stands by while A holds the lease.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let d = client_b.definition("leader").await.unwrap();
     assert_eq!(
-        d.instances.iter().filter(|i| i.state == InstanceState::Running).count(),
+        d.instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .count(),
         1,
         "{:?}",
         d.instances
     );
     a.kill9().await;
     let orphan = first.pid.unwrap();
-    let second = eventually("another node took over", Duration::from_secs(45), || async {
-        let d = client_b.definition("leader").await.ok()?;
-        d.instances
-            .iter()
-            .find(|i| i.state == InstanceState::Running && i.node != first.node)
-            .cloned()
-    })
+    let second = eventually(
+        "another node took over",
+        Duration::from_secs(45),
+        || async {
+            let d = client_b.definition("leader").await.ok()?;
+            d.instances
+                .iter()
+                .find(|i| i.state == InstanceState::Running && i.node != first.node)
+                .cloned()
+        },
+    )
     .await;
     kill_pid(orphan);
     let pid = second.pid.unwrap();
@@ -90,7 +109,8 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
         "#!/bin/bash\necho \"on the worker: $(cat)\"\necho '{\"result\": {\"ok\": true}}' > \"$ERRAND_CONTROL\"\n",
     );
     // The server loads the same folder (to know the definition) but does not run jobs.
-    let (server, _data) = server_with(&["--jobs-dir", &jobs.path_str(), "--roles", "api,scheduler"]).await;
+    let (server, _data) =
+        server_with(&["--jobs-dir", &jobs.path_str(), "--roles", "api,scheduler"]).await;
     let client = server.client().unwrap();
     common::jobs_dir::loaded(&client, "remote").await;
     let job = client
@@ -104,10 +124,20 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(client.job(job.id, None).await.unwrap().state, JobState::Available, "no worker role on the server");
+    assert_eq!(
+        client.job(job.id, None).await.unwrap().state,
+        JobState::Available,
+        "no worker role on the server"
+    );
 
     let mut worker = tokio::process::Command::new(bin())
-        .args(["worker", "--server", server.url(), "--jobs-dir", &jobs.path_str()])
+        .args([
+            "worker",
+            "--server",
+            server.url(),
+            "--jobs-dir",
+            &jobs.path_str(),
+        ])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -115,14 +145,31 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
     let job = finished(&client, job.id, Duration::from_secs(30)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     assert_eq!(job.result, Some(serde_json::json!({"ok": true})));
-    assert_eq!(log_lines(&client, job.id).await, vec![r#"INFO on the worker: {"n":1}"#.to_string()]);
-    let report = client.attempts(job.id).await.unwrap().attempts[0].report.clone();
+    assert_eq!(
+        log_lines(&client, job.id).await,
+        vec![r#"INFO on the worker: {"n":1}"#.to_string()]
+    );
+    let report = client.attempts(job.id).await.unwrap().attempts[0]
+        .report
+        .clone();
     assert_eq!(report.and_then(|r| r.exit_code), Some(0));
     let _ = worker.kill().await;
 
     // One command for a whole queue, without a definition folder.
     let mut cmd_worker = tokio::process::Command::new(bin())
-        .args(["worker", "--server", server.url(), "--queue", "shell", "--concurrency", "2", "--", "/bin/sh", "-c", "echo from-command; exit 5"])
+        .args([
+            "worker",
+            "--server",
+            server.url(),
+            "--queue",
+            "shell",
+            "--concurrency",
+            "2",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo from-command; exit 5",
+        ])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -133,7 +180,16 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
     let job = client.enqueue(&req).await.unwrap();
     let job = finished(&client, job.id, Duration::from_secs(30)).await;
     assert_eq!(job.state, JobState::Dead);
-    assert!(job.error.as_deref().is_some_and(|e| e.contains("exit code 5")), "{:?}", job.error);
-    assert_eq!(log_lines(&client, job.id).await, vec!["INFO from-command".to_string()]);
+    assert!(
+        job.error
+            .as_deref()
+            .is_some_and(|e| e.contains("exit code 5")),
+        "{:?}",
+        job.error
+    );
+    assert_eq!(
+        log_lines(&client, job.id).await,
+        vec!["INFO from-command".to_string()]
+    );
     let _ = cmd_worker.kill().await;
 }

@@ -22,15 +22,26 @@ async fn an_invalid_job_toml_is_reported_and_the_valid_one_next_to_it_runs() {
     let client = server.client().unwrap();
     loaded(&client, "good").await;
     let list = client.definitions().await.unwrap();
-    let bad = list.problems.iter().find(|p| p.name == "bad").expect("bad is a problem");
+    let bad = list
+        .problems
+        .iter()
+        .find(|p| p.name == "bad")
+        .expect("bad is a problem");
     assert_eq!(bad.key.as_deref(), Some("concurrency"), "{bad:?}");
     assert!(bad.file.ends_with("bad/job.toml"), "{bad:?}");
-    let typo = list.problems.iter().find(|p| p.name == "typo").expect("typo is a problem");
+    let typo = list
+        .problems
+        .iter()
+        .find(|p| p.name == "typo")
+        .expect("typo is a problem");
     assert!(
         typo.reason.contains("timeuot") || typo.key.as_deref() == Some("timeuot"),
         "{typo:?}"
     );
-    assert!(!list.definitions.iter().any(|d| d.name == "bad" || d.name == "typo"));
+    assert!(!list
+        .definitions
+        .iter()
+        .any(|d| d.name == "bad" || d.name == "typo"));
     let job = run_to_end(&client, "good", json!({})).await;
     assert_eq!(job.state, JobState::Succeeded);
 }
@@ -53,19 +64,26 @@ async fn a_webjobs_folder_with_settings_job_runs_unchanged_on_its_schedule() {
     assert_eq!(def.format, "webjobs");
     assert!(def.singleton);
     assert_eq!(def.stopping_wait_ms, 3000);
-    let done = eventually("scheduled runs of the WebJobs folder", Duration::from_secs(20), || async {
-        let page = client
-            .jobs(&errand_api::JobListQuery {
-                kind: Some("tick".into()),
-                state: Some("succeeded".into()),
-                ..Default::default()
-            })
-            .await
-            .ok()?;
-        (page.jobs.len() >= 2).then_some(page.jobs)
-    })
+    let done = eventually(
+        "scheduled runs of the WebJobs folder",
+        Duration::from_secs(20),
+        || async {
+            let page = client
+                .jobs(&errand_api::JobListQuery {
+                    kind: Some("tick".into()),
+                    state: Some("succeeded".into()),
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            (page.jobs.len() >= 2).then_some(page.jobs)
+        },
+    )
     .await;
-    assert!(done.iter().all(|j| j.schedule.is_some()), "fired by its schedule");
+    assert!(
+        done.iter().all(|j| j.schedule.is_some()),
+        "fired by its schedule"
+    );
 }
 
 #[tokio::test]
@@ -102,8 +120,17 @@ async fn editing_a_definition_while_it_runs_lets_the_run_finish_as_it_started() 
     std::fs::write(marks.path().join("go"), "").unwrap();
     let first = finished(&client, first.id, Duration::from_secs(20)).await;
     assert_eq!(first.state, JobState::Succeeded);
+    assert_eq!(first.attempt, 1, "the edit did not restart the run");
+    assert_eq!(
+        log_lines(&client, first.id).await,
+        vec!["INFO version 1".to_string()],
+        "the run finished as it started"
+    );
     let second = run_to_end(&client, "edit", json!({})).await;
-    assert_eq!(log_lines(&client, second.id).await, vec!["INFO version 2".to_string()]);
+    assert_eq!(
+        log_lines(&client, second.id).await,
+        vec!["INFO version 2".to_string()]
+    );
     // Removing the folder removes the definition.
     std::fs::remove_dir_all(&folder).unwrap();
     eventually("the removal reloaded", Duration::from_secs(15), || async {
@@ -147,7 +174,10 @@ async fn a_graceful_shutdown_stops_runs_within_their_wait_and_gives_them_back() 
     let asked = Instant::now();
     assert!(server.terminate().await, "errand stopped on SIGTERM");
     let took = asked.elapsed();
-    assert!(took < Duration::from_secs(8), "shutdown took {took:?} with a 2 s stopping wait");
+    assert!(
+        took < Duration::from_secs(8),
+        "shutdown took {took:?} with a 2 s stopping wait"
+    );
     server.restart().await.unwrap();
     let client = server.client().unwrap();
     // max_attempts 1: only a run given back uncounted can run again.

@@ -36,7 +36,10 @@ echo "{\"result\": {\"got\": $payload}}" > "$ERRAND_CONTROL"
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
     assert_eq!(job.result, Some(json!({"got": {"name": "ada"}})));
     let lines = log_lines(&client, job.id).await;
-    assert!(lines.contains(&r#"INFO payload={"name":"ada"}"#.to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&r#"INFO payload={"name":"ada"}"#.to_string()),
+        "{lines:?}"
+    );
     assert!(
         lines.contains(&format!(
             "INFO job={} attempt=1 of {} queue=default kind=greet",
@@ -44,10 +47,19 @@ echo "{\"result\": {\"got\": $payload}}" > "$ERRAND_CONTROL"
         )),
         "{lines:?}"
     );
-    assert!(lines.contains(&"INFO token-set=yes".to_string()), "{lines:?}");
-    assert!(lines.contains(&"ERROR oops on stderr".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"INFO token-set=yes".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"ERROR oops on stderr".to_string()),
+        "{lines:?}"
+    );
     let attempts = client.attempts(job.id).await.unwrap().attempts;
-    let report = attempts[0].report.clone().expect("the attempt has a run report");
+    let report = attempts[0]
+        .report
+        .clone()
+        .expect("the attempt has a run report");
     assert_eq!(report.exit_code, Some(0));
     assert!(report.max_rss_bytes > 0, "{report:?}");
 }
@@ -80,9 +92,15 @@ send({"result": {"resumed_from": json.loads(cp)["step"], "attempt": int(os.envir
     assert_eq!(job.result, Some(json!({"resumed_from": 7, "attempt": 2})));
     let attempts = client.attempts(job.id).await.unwrap().attempts;
     assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0].report.as_ref().and_then(|r| r.exit_code), Some(3));
+    assert_eq!(
+        attempts[0].report.as_ref().and_then(|r| r.exit_code),
+        Some(3)
+    );
     assert!(
-        attempts[0].error.as_deref().is_some_and(|e| e.contains("exit code 3")),
+        attempts[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("exit code 3")),
         "{:?}",
         attempts[0].error
     );
@@ -134,8 +152,17 @@ done
     loaded(&client, "stubborn").await;
     let job = run_to_end(&client, "stubborn", json!({})).await;
     assert_eq!(job.state, JobState::Dead, "{job:?}");
-    assert!(job.error.as_deref().is_some_and(|e| e.contains("timed out")), "{:?}", job.error);
-    assert!(marks.path().join("saw-shutdown-file").exists(), "the run saw the shutdown file");
+    assert!(
+        job.error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out")),
+        "{:?}",
+        job.error
+    );
+    assert!(
+        marks.path().join("saw-shutdown-file").exists(),
+        "the run saw the shutdown file"
+    );
     for name in ["grandchild", "subshell"] {
         let pid: u32 = std::fs::read_to_string(marks.path().join(name))
             .unwrap()
@@ -145,7 +172,11 @@ done
         assert!(!alive(pid), "{name} {pid} survived its run");
     }
     let attempts = client.attempts(job.id).await.unwrap().attempts;
-    assert_eq!(attempts[0].report.as_ref().and_then(|r| r.signal), Some(9), "SIGKILL ended it");
+    assert_eq!(
+        attempts[0].report.as_ref().and_then(|r| r.signal),
+        Some(9),
+        "SIGKILL ended it"
+    );
 }
 
 #[tokio::test]
@@ -178,11 +209,18 @@ async fn a_cancel_stops_a_running_run_at_once() {
     .await;
     let lines = eventually("its last line logged", Duration::from_secs(5), || async {
         let lines = log_lines(&client, job.id).await;
-        lines.contains(&"INFO got TERM".to_string()).then_some(lines)
+        lines
+            .contains(&"INFO got TERM".to_string())
+            .then_some(lines)
     })
     .await;
     assert!(!lines.is_empty());
-    assert_eq!(finished(&client, job.id, Duration::from_secs(5)).await.state, JobState::Cancelled);
+    assert_eq!(
+        finished(&client, job.id, Duration::from_secs(5))
+            .await
+            .state,
+        JobState::Cancelled
+    );
 }
 
 #[tokio::test]
@@ -203,8 +241,20 @@ async fn only_named_variables_of_the_server_environment_reach_a_run() {
     let job = run_to_end(&client, "envcheck", json!({})).await;
     assert_eq!(job.state, JobState::Succeeded);
     let lines = log_lines(&client, job.id).await;
-    assert!(lines.contains(&"INFO APP_TEST_PASSED=passed-value".to_string()), "{lines:?}");
-    assert!(lines.contains(&"INFO GREETING=hello".to_string()), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains("secret-value")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("INFO PATH=")), "{lines:?}");
+    assert!(
+        lines.contains(&"INFO APP_TEST_PASSED=passed-value".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"INFO GREETING=hello".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("secret-value")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("INFO PATH=")),
+        "{lines:?}"
+    );
 }

@@ -42,6 +42,8 @@ pub(crate) async fn run(
         vec![def.kind.clone()]
     };
     let lease_name = singleton_lease_name(&def);
+    // This loop's own name as a lease holder (a reloaded definition's new loop is another).
+    let holder = format!("{}:{}", ctx.config.worker, uuid::Uuid::now_v7());
     let mut holding = false;
     loop {
         if stop.is_cancelled() || ctx.shutdown.is_cancelled() {
@@ -58,7 +60,7 @@ pub(crate) async fn run(
         if def.singleton {
             match ctx
                 .host
-                .lease_acquire(&lease_name, ctx.config.singleton_lease)
+                .lease_acquire(&lease_name, &holder, ctx.config.singleton_lease)
                 .await
             {
                 Ok(true) => holding = true,
@@ -108,9 +110,17 @@ pub(crate) async fn run(
                     };
                     let ctx = ctx.clone();
                     let def = def.clone();
-                    let renew = def.singleton.then(|| lease_renewer(ctx.clone(), lease_name.clone()));
+                    let lost = CancellationToken::new();
+                    let renew = def.singleton.then(|| {
+                        lease_renewer(
+                            ctx.clone(),
+                            lease_name.clone(),
+                            holder.clone(),
+                            lost.clone(),
+                        )
+                    });
                     runs.lock().await.spawn(async move {
-                        job_run::run(ctx, def, hosted).await;
+                        job_run::run(ctx, def, hosted, lost).await;
                         if let Some(renew) = renew {
                             renew.cancel();
                         }
@@ -137,28 +147,49 @@ pub(crate) async fn run(
     if holding {
         // Runs still going renew on their own; wait for them before letting go.
         let _ = slots.acquire_many(if def.singleton { 1 } else { 0 }).await;
-        if let Err(e) = ctx.host.lease_release(&lease_name).await {
+        if let Err(e) = ctx.host.lease_release(&lease_name, &holder).await {
             tracing::debug!(definition = %def.name, error = %e, "releasing the singleton lease");
         }
     }
 }
 
-/// Keeps a singleton's lease while its run goes on; cancelled when the run ends.
-fn lease_renewer(ctx: Arc<RunContext>, name: String) -> CancellationToken {
+/// Keeps a singleton's lease while its run goes on; cancelled when the run ends. When the
+/// lease is lost (another holder has it, or no renewal succeeded for a whole lease) it
+/// fires `lost`, which stops the run: another node may start one as the lease runs out.
+fn lease_renewer(
+    ctx: Arc<RunContext>,
+    name: String,
+    holder: String,
+    lost: CancellationToken,
+) -> CancellationToken {
     let done = CancellationToken::new();
     let stop = done.clone();
     tokio::spawn(async move {
+        let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(ctx.config.singleton_lease / 3) => {}
             }
-            match ctx.host.lease_acquire(&name, ctx.config.singleton_lease).await {
-                Ok(true) => {}
+            match ctx
+                .host
+                .lease_acquire(&name, &holder, ctx.config.singleton_lease)
+                .await
+            {
+                Ok(true) => renewed = tokio::time::Instant::now(),
                 Ok(false) => {
-                    tracing::error!(lease = %name, "another node took this singleton's lease while it ran");
+                    tracing::error!(lease = %name, "another node took this singleton's lease; stopping the run");
+                    lost.cancel();
+                    return;
                 }
-                Err(e) => tracing::warn!(lease = %name, error = %e, "renewing a singleton lease failed"),
+                Err(e) => {
+                    tracing::warn!(lease = %name, error = %e, "renewing a singleton lease failed");
+                    if renewed.elapsed() >= ctx.config.singleton_lease {
+                        tracing::error!(lease = %name, "no renewal for a whole lease; stopping the run");
+                        lost.cancel();
+                        return;
+                    }
+                }
             }
         }
     });

@@ -44,7 +44,11 @@ impl RunnerConfig {
             claim_wait: Duration::from_secs(30),
             log_flush_interval: Duration::from_millis(200),
             log_flush_lines: 1_000,
-            server_env: std::env::vars().collect(),
+            // Variables whose name or value is not UTF-8 cannot be passed on by name; they
+            // are left out rather than stopping errand.
+            server_env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
             singleton_lease: Duration::from_secs(10),
         }
     }

@@ -63,7 +63,11 @@ pub(crate) fn lease_name(def: &Definition) -> String {
 
 /// Supervises one continuous definition on this node until `stop` (the definition changed
 /// or went) or shutdown.
-pub(crate) async fn supervise(sup: Arc<Supervision>, def: Arc<Definition>, stop: CancellationToken) {
+pub(crate) async fn supervise(
+    sup: Arc<Supervision>,
+    def: Arc<Definition>,
+    stop: CancellationToken,
+) {
     let instance = uuid::Uuid::now_v7();
     let mut started = sup.started.subscribe();
     let mut rec = InstanceRecord {
@@ -81,15 +85,20 @@ pub(crate) async fn supervise(sup: Arc<Supervision>, def: Arc<Definition>, stop:
     let mut recent: VecDeque<Instant> = VecDeque::new();
     let mut failures_in_row: u32 = 0;
     let lease = lease_name(&def);
+    // This supervisor's own name as a lease holder.
+    let holder = format!("{}:{instance}", sup.config.worker);
     'life: loop {
         if stop.is_cancelled() || sup.shutdown.is_cancelled() {
             break;
         }
         // Switched off: wait to be switched on.
-        if sup.instances.stopped(&def.name).await.unwrap_or(false) {
+        if switched_off(&sup, &def.name, rec.state == InstanceState::Stopped).await {
             // Written when it becomes stopped, then refreshed now and then (not every poll).
             if rec.state != InstanceState::Stopped
-                || Timestamp::now().duration_since(rec.updated_at).unsigned_abs() >= RECORD_REFRESH
+                || Timestamp::now()
+                    .duration_since(rec.updated_at)
+                    .unsigned_abs()
+                    >= RECORD_REFRESH
             {
                 set_state(&sup, &mut rec, InstanceState::Stopped, None).await;
             }
@@ -99,7 +108,11 @@ pub(crate) async fn supervise(sup: Arc<Supervision>, def: Arc<Definition>, stop:
             continue;
         }
         if def.singleton {
-            match sup.host.lease_acquire(&lease, sup.config.singleton_lease).await {
+            match sup
+                .host
+                .lease_acquire(&lease, &holder, sup.config.singleton_lease)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     if wait_or_end(&sup, &stop, sup.config.singleton_lease / 4).await {
@@ -109,12 +122,12 @@ pub(crate) async fn supervise(sup: Arc<Supervision>, def: Arc<Definition>, stop:
                 }
             }
         }
-        let (end, report) = run_once(&sup, &def, &mut rec, &stop, &lease).await;
+        let (end, report) = run_once(&sup, &def, &mut rec, &stop, (&lease, &holder)).await;
         let now = Instant::now();
         match end {
             Ended::Stopped => {
                 if def.singleton {
-                    let _ = sup.host.lease_release(&lease).await;
+                    let _ = sup.host.lease_release(&lease, &holder).await;
                 }
                 continue 'life;
             }
@@ -129,7 +142,7 @@ pub(crate) async fn supervise(sup: Arc<Supervision>, def: Arc<Definition>, stop:
             }
         }
         if def.singleton {
-            let _ = sup.host.lease_release(&lease).await;
+            let _ = sup.host.lease_release(&lease, &holder).await;
         }
         rec.last_exit = report;
         rec.last_exit_at = Some(Timestamp::now());
@@ -175,7 +188,28 @@ pub(crate) async fn supervise(sup: Arc<Supervision>, def: Arc<Definition>, stop:
         }
         .delay(failures_in_row);
         set_state(&sup, &mut rec, InstanceState::Backoff, None).await;
-        if wait_or_end(&sup, &stop, delay).await {
+        // A long backoff still refreshes the record, or the cleaner would take it for a
+        // dead node's.
+        let until = Instant::now() + delay;
+        let mut ended = false;
+        while Instant::now() < until {
+            if wait_or_end(
+                &sup,
+                &stop,
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(RECORD_REFRESH),
+            )
+            .await
+            {
+                ended = true;
+                break;
+            }
+            if Instant::now() < until {
+                refresh(&sup, &mut rec).await;
+            }
+        }
+        if ended {
             break;
         }
     }
@@ -202,7 +236,7 @@ async fn run_once(
     def: &Definition,
     rec: &mut InstanceRecord,
     stop: &CancellationToken,
-    lease: &str,
+    (lease, holder): (&str, &str),
 ) -> (Ended, Option<RunReport>) {
     let restart = rec.restarts + 1;
     let mut env = super::env::definition_env(&sup.config, def);
@@ -238,6 +272,7 @@ async fn run_once(
     let mut poll = tokio::time::interval(SWITCH_POLL);
     let mut renew = tokio::time::interval(sup.config.singleton_lease / 3);
     let mut refresh_at = Instant::now() + RECORD_REFRESH;
+    let mut renewed = Instant::now();
     let mut why: Option<Ended> = None;
     let outcome = loop {
         tokio::select! {
@@ -255,7 +290,7 @@ async fn run_once(
             },
             _ = flush.tick() => ship(sup, rec.instance, restart, &mut lines).await,
             _ = poll.tick(), if why.is_none() => {
-                if sup.instances.stopped(&def.name).await.unwrap_or(false) {
+                if switched_off(sup, &def.name, false).await {
                     why = Some(Ended::Stopped);
                     stopper.stop(StopReason::Removed);
                 }
@@ -265,10 +300,21 @@ async fn run_once(
                 }
             }
             _ = renew.tick(), if def.singleton && why.is_none() => {
-                if let Ok(false) = sup.host.lease_acquire(lease, sup.config.singleton_lease).await {
-                    tracing::warn!(definition = %def.name, "singleton lease went to another node; stopping");
-                    why = Some(Ended::LostLease);
-                    stopper.stop(StopReason::LeaseLost);
+                match sup.host.lease_acquire(lease, holder, sup.config.singleton_lease).await {
+                    Ok(true) => renewed = Instant::now(),
+                    Ok(false) => {
+                        tracing::warn!(definition = %def.name, "singleton lease went to another node; stopping");
+                        why = Some(Ended::LostLease);
+                        stopper.stop(StopReason::LeaseLost);
+                    }
+                    Err(e) => {
+                        tracing::warn!(definition = %def.name, error = %e, "renewing the singleton lease failed");
+                        if renewed.elapsed() >= sup.config.singleton_lease {
+                            tracing::error!(definition = %def.name, "no renewal for a whole lease; stopping");
+                            why = Some(Ended::LostLease);
+                            stopper.stop(StopReason::LeaseLost);
+                        }
+                    }
                 }
             }
             _ = stop.cancelled(), if why.is_none() => {
@@ -311,7 +357,12 @@ async fn ship(sup: &Supervision, instance: uuid::Uuid, restart: u32, lines: &mut
     }
 }
 
-async fn set_state(sup: &Supervision, rec: &mut InstanceRecord, state: InstanceState, pid: Option<u32>) {
+async fn set_state(
+    sup: &Supervision,
+    rec: &mut InstanceRecord,
+    state: InstanceState,
+    pid: Option<u32>,
+) {
     if rec.state != state {
         rec.since = Timestamp::now();
     }
@@ -324,6 +375,18 @@ async fn refresh(sup: &Supervision, rec: &mut InstanceRecord) {
     rec.updated_at = Timestamp::now();
     if let Err(e) = sup.instances.instance_put(rec.clone()).await {
         tracing::warn!(definition = %rec.definition, error = %e, "recording a continuous instance failed");
+    }
+}
+
+/// Whether the definition is switched off; when the store cannot tell, what was known
+/// (`known`) holds, so an outage neither starts a stopped definition nor stops a running one.
+async fn switched_off(sup: &Supervision, definition: &str, known: bool) -> bool {
+    match sup.instances.stopped(definition).await {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            tracing::warn!(%definition, error = %e, "cannot read the definition's switch; keeping its state");
+            known
+        }
     }
 }
 

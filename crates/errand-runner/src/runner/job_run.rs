@@ -28,6 +28,10 @@ pub(crate) struct RunContext {
     pub(crate) shutdown: CancellationToken,
 }
 
+/// The largest checkpoint a run may save (as JSON text): it comes back to a retry as
+/// `ERRAND_CHECKPOINT`, and one environment variable holds at most 128 KiB.
+pub(crate) const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
+
 /// Events buffered between the process and this task.
 const EVENT_BUFFER: usize = 1024;
 
@@ -59,7 +63,15 @@ pub(crate) fn spec_for(
 }
 
 /// Runs one attempt to its end and settles it.
-pub(crate) async fn run(ctx: Arc<RunContext>, def: Arc<Definition>, hosted: HostedJob) {
+///
+/// `lease_lost` fires when a singleton's cluster lease was lost: the run is stopped and
+/// left to its job's lease.
+pub(crate) async fn run(
+    ctx: Arc<RunContext>,
+    def: Arc<Definition>,
+    hosted: HostedJob,
+    lease_lost: CancellationToken,
+) {
     let id = hosted.job.id;
     let token = hosted.lease_token;
     let attempt = hosted.job.attempt;
@@ -135,6 +147,11 @@ pub(crate) async fn run(ctx: Arc<RunContext>, def: Arc<Definition>, hosted: Host
                     stopper.stop(StopReason::LeaseLost);
                 }
             }
+            _ = lease_lost.cancelled(), if !stop_sent => {
+                lost = true;
+                stop_sent = true;
+                stopper.stop(StopReason::LeaseLost);
+            }
             _ = &mut cancelled, if !stop_sent => {
                 stop_sent = true;
                 stopper.stop(StopReason::Cancelled);
@@ -166,7 +183,14 @@ pub(crate) async fn run(ctx: Arc<RunContext>, def: Arc<Definition>, hosted: Host
         tracing::info!(job = %id, attempt, "run stopped: its lease is no longer this runner's");
         return;
     }
-    match verdict::decide(&def, attempt, &outcome.end, timeout, reported) {
+    match verdict::decide(
+        &def,
+        attempt,
+        &outcome.end,
+        outcome.report.exit_code,
+        timeout,
+        reported,
+    ) {
         Disposition::Settle(verdict) => {
             let settlement = RunSettlement {
                 id,
@@ -231,9 +255,28 @@ async fn handle_event(
             false
         }
         RunEvent::Checkpoint { value, saved } => {
+            let size = value.to_string().len();
+            if size > MAX_CHECKPOINT_BYTES {
+                // A retry gets its checkpoint in the environment, where the kernel caps one
+                // variable at 128 KiB: a bigger one would stop every retry from starting.
+                let _ = saved.send(false);
+                logs.push(NewLogLine {
+                    at: errand_core::time::system_now(),
+                    stream: LogStream::Stderr,
+                    line: format!(
+                        "errand: checkpoint not saved: {size} bytes, at most {MAX_CHECKPOINT_BYTES} (keep large state elsewhere and checkpoint a reference to it)"
+                    ),
+                });
+                return false;
+            }
             let answer = ctx
                 .host
-                .heartbeat(hosted.job.id, hosted.lease_token, progress.take(), Some(value))
+                .heartbeat(
+                    hosted.job.id,
+                    hosted.lease_token,
+                    progress.take(),
+                    Some(value),
+                )
                 .await;
             *progress_due = None;
             let _ = saved.send(answer.is_ok());

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::CatalogSnapshot;
 use crate::definition::{Definition, Mode};
 
-use continuous::Supervision;
 use crate::host::JobHost;
+use continuous::Supervision;
 
 pub use config::RunnerConfig;
 pub use continuous::InstanceHost;
@@ -83,7 +83,12 @@ pub async fn run(
     loop {
         let snapshot = catalog.borrow_and_update().clone();
         reconcile(&ctx, &snapshot, &mut feeding, &mut loops, &runs);
-        reconcile_continuous(supervision.as_ref(), &snapshot, &mut supervising, &mut loops);
+        reconcile_continuous(
+            supervision.as_ref(),
+            &snapshot,
+            &mut supervising,
+            &mut loops,
+        );
         tokio::select! {
             changed = catalog.changed() => if changed.is_err() { break },
             _ = shutdown.cancelled() => break,
@@ -172,7 +177,11 @@ fn reconcile_continuous(
             continue;
         };
         let stop = sup.shutdown.child_token();
-        loops.spawn(continuous::supervise(sup.clone(), def.clone(), stop.clone()));
+        loops.spawn(continuous::supervise(
+            sup.clone(),
+            def.clone(),
+            stop.clone(),
+        ));
         supervising.insert(
             name.clone(),
             Feeding {

@@ -69,7 +69,9 @@ async fn send_loop(host: Arc<dyn JobHost>, mut rx: mpsc::Receiver<Waiting>) {
                 let mut results = results.into_iter();
                 for answer in answers {
                     let r = results.next().unwrap_or_else(|| {
-                        Err(HostError::Refused("the host answered fewer settlements".into()))
+                        Err(HostError::Refused(
+                            "the host answered fewer settlements".into(),
+                        ))
                     });
                     let _ = answer.send(r);
                 }

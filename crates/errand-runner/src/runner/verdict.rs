@@ -38,6 +38,7 @@ pub(crate) fn decide(
     def: &Definition,
     attempt: u32,
     end: &RunEnd,
+    exit_code: Option<i32>,
     timeout: Option<Duration>,
     reported: Reported,
 ) -> Disposition {
@@ -87,6 +88,13 @@ pub(crate) fn decide(
             retry_in,
             dead: false,
         }),
+        // It finished well while errand was shutting down: that is a success, not a run to
+        // give back (and run again).
+        RunEnd::Stopped(StopReason::Shutdown) if exit_code == Some(0) => {
+            Disposition::Settle(RunVerdict::Complete {
+                result: reported.result,
+            })
+        }
         RunEnd::Stopped(StopReason::Shutdown) => Disposition::Release,
         RunEnd::Stopped(_) => Disposition::Abandon,
     }

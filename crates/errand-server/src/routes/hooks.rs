@@ -53,12 +53,18 @@ pub(crate) async fn receive(
             )
         })?;
         let verified = hook_signature::verify(&secret, &headers, &body, jiff::Timestamp::now())
-            .map_err(|e| {
-                ApiError::new(
+            .map_err(|e| match e {
+                // The operator's secret is unusable: not the sender's fault.
+                hook_signature::SignatureError::BadSecret(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("hook `{name}`: the secret in ${var} is unusable ({e}); nothing was enqueued"),
+                ),
+                _ => ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "bad_signature",
                     format!("hook `{name}`: {e}; nothing was enqueued"),
-                )
+                ),
             })?;
         delivery = verified.webhook_id;
     }

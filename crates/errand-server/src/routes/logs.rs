@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use errand_api::{ErrorBody, LogGap, LogPage, LogQuery};
+use errand_api::{ErrorBody, InstanceLogQuery, LogGap, LogPage, LogQuery, MAX_LOG_PAGE};
 use errand_core::{JobId, JobState, LogEntry};
 use errand_store::JobLogListParams;
 use futures_util::stream;
@@ -18,16 +18,27 @@ use crate::{ApiError, AppState};
 
 /// Lines per page when none is asked for.
 const DEFAULT_LIMIT: u32 = 1000;
-/// Most lines per page.
-const MAX_LIMIT: u32 = 10_000;
+/// How long a follower waits for the attempt it follows to start before it ends the stream
+/// (the job may wait for a worker for ever); the caller asks again.
+const FOLLOW_START_WAIT: Duration = Duration::from_secs(30);
 /// How often a follower looks for new lines when nothing in this process told it of any
 /// (lines of runs on other nodes reach the store in batches at least this often).
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 fn parse_cursor(raw: &str) -> Result<(u32, u64), ApiError> {
-    let bad = || ApiError::invalid(format!("cursor: `{raw}` is not a log cursor (`attempt:seq` from next_cursor)"));
+    let bad = || {
+        ApiError::invalid(format!(
+            "cursor: `{raw}` is not a log cursor (`attempt:seq` from next_cursor)"
+        ))
+    };
     let (a, s) = raw.split_once(':').ok_or_else(bad)?;
-    Ok((a.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?))
+    // Numbers past the largest attempt or line simply point past every line.
+    let a: u64 = a.parse().map_err(|_| bad())?;
+    let s: u128 = s.parse().map_err(|_| bad())?;
+    Ok((
+        u32::try_from(a).unwrap_or(u32::MAX),
+        u64::try_from(s).unwrap_or(u64::MAX),
+    ))
 }
 
 /// The gaps (lines dropped by the bound) between `after` and the lines of a page.
@@ -51,11 +62,11 @@ fn gaps(after: Option<(u32, u64)>, lines: &[LogEntry]) -> Vec<LogGap> {
     out
 }
 
-fn limit_of(q: &LogQuery) -> Result<u32, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
+fn limit_of(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LOG_PAGE).contains(&limit) {
         return Err(ApiError::invalid(format!(
-            "limit: must be between 1 and {MAX_LIMIT}"
+            "limit: must be between 1 and {MAX_LOG_PAGE}"
         )));
     }
     Ok(limit)
@@ -64,15 +75,17 @@ fn limit_of(q: &LogQuery) -> Result<u32, ApiError> {
 async fn page(
     state: &AppState,
     owner: uuid::Uuid,
-    q: &LogQuery,
+    attempt: Option<u32>,
+    cursor: Option<&str>,
+    limit: Option<u32>,
 ) -> Result<LogPage, ApiError> {
-    let limit = limit_of(q)?;
-    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let limit = limit_of(limit)?;
+    let after = cursor.map(parse_cursor).transpose()?;
     let lines = state
         .engine
         .logs(JobLogListParams {
             owner,
-            attempt: q.attempt,
+            attempt,
             after,
             limit,
         })
@@ -104,9 +117,10 @@ pub(crate) async fn job_logs(
     let id = job_id(&id)?;
     let job = state.engine.job(id, Duration::ZERO).await?;
     if q.follow != Some(true) {
-        return Ok(Json(page(&state, id.0, &q).await?).into_response());
+        let p = page(&state, id.0, q.attempt, q.cursor.as_deref(), q.limit).await?;
+        return Ok(Json(p).into_response());
     }
-    limit_of(&q)?;
+    let limit = limit_of(q.limit)?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     // The attempt followed: the one asked for, else the current one, else the next.
     let attempt = q.attempt.unwrap_or(match job.state {
@@ -122,6 +136,8 @@ pub(crate) async fn job_logs(
         id,
         attempt,
         after: after.or(Some((attempt, 0))),
+        limit,
+        start_by: tokio::time::Instant::now() + FOLLOW_START_WAIT,
         done: false,
         _place: place,
     };
@@ -147,6 +163,10 @@ struct Follow {
     id: JobId,
     attempt: u32,
     after: Option<(u32, u64)>,
+    /// Lines per chunk.
+    limit: u32,
+    /// When a follower of an attempt that has not started gives up.
+    start_by: tokio::time::Instant,
     done: bool,
     /// Holds one of the server's places for waiting calls while the stream is open.
     _place: tokio::sync::OwnedSemaphorePermit,
@@ -166,12 +186,14 @@ impl Follow {
                     owner: self.id.0,
                     attempt: Some(self.attempt),
                     after: self.after,
-                    limit: DEFAULT_LIMIT,
+                    limit: self.limit,
                 })
                 .await;
             let lines = match lines {
                 Ok(l) => l,
-                Err(e) => return Some(self.end_line(serde_json::json!({ "error": e.to_string() }))),
+                Err(e) => {
+                    return Some(self.end_line(serde_json::json!({ "error": e.to_string() })))
+                }
             };
             if !lines.is_empty() {
                 let mut out = Vec::new();
@@ -188,11 +210,21 @@ impl Follow {
             // that lines written just before the end are not missed.
             let job = match self.state.engine.job(self.id, Duration::ZERO).await {
                 Ok(j) => j,
-                Err(e) => return Some(self.end_line(serde_json::json!({ "error": e.to_string() }))),
+                Err(e) => {
+                    return Some(self.end_line(serde_json::json!({ "error": e.to_string() })))
+                }
             };
             let ended = job.attempt > self.attempt
                 || (job.attempt == self.attempt && job.state != JobState::Running)
                 || job.state.is_final();
+            if !ended && job.attempt < self.attempt && tokio::time::Instant::now() >= self.start_by
+            {
+                return Some(self.end_line(serde_json::json!({
+                    "attempt": self.attempt,
+                    "job_state": job.state,
+                    "started": false,
+                })));
+            }
             if ended {
                 let more = self
                     .state
@@ -221,12 +253,20 @@ impl Follow {
                         e = self.logs.recv() => match e {
                             Ok(e) if e.owner == id.0 => return,
                             Ok(_) => {}
-                            Err(_) => return,
+                            // Missed events: look at the store now.
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                            // No more events (shutting down): the poll below still runs.
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
                         },
                         e = self.jobs.recv() => match e {
                             Ok(e) if e.id == id => return,
                             Ok(_) => {}
-                            Err(_) => return,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
                         },
                     }
                 }
@@ -259,20 +299,19 @@ fn push_json<T: serde::Serialize>(out: &mut Vec<u8>, v: &T) {
 /// A continuous instance's log lines, per restart (`attempt` = restart, from 1).
 #[utoipa::path(get, path = "/v1/definitions/{name}/instances/{instance}/logs", operation_id = "instance_logs", tag = "definitions",
     params(("name" = errand_api::schema::DefinitionName, Path, description = "Definition name"),
-        ("instance" = errand_api::schema::InstanceId, Path, description = "Instance id"), LogQuery),
+        ("instance" = errand_api::schema::InstanceId, Path, description = "Instance id"), InstanceLogQuery),
     responses((status = 200, description = "A page of lines", body = LogPage),
-        (status = 400, description = "Bad query (follow is for job logs)", body = ErrorBody)))]
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 404, description = "No such definition", body = ErrorBody)))]
 pub(crate) async fn instance_logs(
     State(state): State<AppState>,
-    ApiPath((_name, instance)): ApiPath<(String, String)>,
-    ApiQuery(q): ApiQuery<LogQuery>,
+    ApiPath((name, instance)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<InstanceLogQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
+    super::definitions::find(&state, &name)?;
     let instance = uuid::Uuid::parse_str(&instance)
         .map_err(|_| ApiError::invalid(format!("instance: `{instance}` is not an instance id")))?;
-    if q.follow == Some(true) {
-        return Err(ApiError::invalid(
-            "follow: instance logs are read in pages; poll with next_cursor",
-        ));
-    }
-    Ok(Json(page(&state, instance, &q).await?))
+    Ok(Json(
+        page(&state, instance, q.attempt, q.cursor.as_deref(), q.limit).await?,
+    ))
 }

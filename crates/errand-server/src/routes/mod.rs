@@ -3,10 +3,10 @@
 
 mod dead;
 mod definitions;
-mod hooks;
-mod logs;
 mod health;
+mod hooks;
 mod jobs;
+mod logs;
 mod nodes;
 mod queues;
 mod schedules;

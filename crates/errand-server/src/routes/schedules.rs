@@ -30,6 +30,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> Result<(StatusCode, Json<Schedule>), ApiError> {
+    refuse_owned_name(&req.name)?;
     let spec = req.into_spec(&state.enqueue_limits())?;
     Ok((
         StatusCode::CREATED,
@@ -73,8 +74,21 @@ pub(crate) async fn put(
             req.name
         )));
     }
+    refuse_owned_name(&req.name)?;
     let spec = req.into_spec(&state.enqueue_limits())?;
     Ok(Json(state.engine.schedule_declare(spec).await?))
+}
+
+/// Schedules named `definition:...` belong to job definitions, which declare and delete
+/// them; one made by hand would be taken over or deleted by a node.
+fn refuse_owned_name(name: &str) -> Result<(), ApiError> {
+    if name.starts_with(crate::scripts::OWNED_PREFIX) {
+        return Err(ApiError::invalid(format!(
+            "name: `{name}`: names starting with `{}` are kept for the schedules of job definitions (job.toml `schedule`)",
+            crate::scripts::OWNED_PREFIX
+        )));
+    }
+    Ok(())
 }
 
 /// Deletes a schedule; the jobs it fired stay.

@@ -176,6 +176,9 @@ impl JobHost for EngineHost {
             .collect())
     }
 
+    /// A run of this node whose job was cancelled while it ran still keeps its last lines
+    /// (what it printed as it stopped): only this in-process runner, which watched the
+    /// attempt start, may write them unfenced; the HTTP route stays fenced.
     async fn append_logs(
         &self,
         id: JobId,
@@ -183,18 +186,36 @@ impl JobHost for EngineHost {
         lease_token: LeaseToken,
         lines: Vec<NewLogLine>,
     ) -> Result<(), HostError> {
-        self.engine
-            .log_append(JobLogAppendParams {
-                owner: id.0,
-                attempt,
-                lease_token: Some(lease_token),
-                lines,
-                keep_head: self.bounds.keep_head,
-                keep_tail: self.bounds.keep_tail,
-            })
-            .await
-            .map(|_| ())
-            .map_err(host_error)
+        let params = JobLogAppendParams {
+            owner: id.0,
+            attempt,
+            lease_token: Some(lease_token),
+            lines,
+            keep_head: self.bounds.keep_head,
+            keep_tail: self.bounds.keep_tail,
+        };
+        match self.engine.log_append(params.clone()).await {
+            Ok(_) => Ok(()),
+            Err(lost @ StoreError::LeaseLost { .. }) => {
+                let job = self
+                    .engine
+                    .job(id, Duration::ZERO)
+                    .await
+                    .map_err(host_error)?;
+                if job.state != JobState::Cancelled || job.attempt != attempt {
+                    return Err(host_error(lost));
+                }
+                self.engine
+                    .log_append(JobLogAppendParams {
+                        lease_token: None,
+                        ..params
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(host_error)
+            }
+            Err(e) => Err(host_error(e)),
+        }
     }
 
     async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
@@ -217,16 +238,21 @@ impl JobHost for EngineHost {
         notify.notified().await;
     }
 
-    async fn lease_acquire(&self, name: &str, ttl: Duration) -> Result<bool, HostError> {
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, HostError> {
         self.engine
-            .lease_acquire(name, &self.worker, ttl)
+            .lease_acquire(name, holder, ttl)
             .await
             .map_err(host_error)
     }
 
-    async fn lease_release(&self, name: &str) -> Result<(), HostError> {
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<(), HostError> {
         self.engine
-            .lease_release(name, &self.worker)
+            .lease_release(name, holder)
             .await
             .map_err(host_error)
     }

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use engine_host::{EngineHost, LogBounds};
-pub(crate) use schedule_sync::owned_spec;
+pub(crate) use schedule_sync::{owned_spec, OWNED_PREFIX};
 
 /// What `errand serve` does with its jobs directory.
 #[derive(Debug, Clone)]

@@ -2,14 +2,18 @@
 //! declared when the definition loads or changes, and deleted when the definition goes.
 //! A definition that fails to load keeps its schedule until it is fixed or removed, so a
 //! typo never throws away a schedule's history.
+//!
+//! A node deletes only schedules it declared itself and then saw go from its own jobs
+//! directory: nodes with another (or no) jobs directory never delete the schedules of
+//! definitions they do not have.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use errand_core::schedule_spec::ScheduleSpec;
 use errand_engine::Engine;
 use errand_runner::catalog::CatalogSnapshot;
 use errand_runner::definition::Definition;
-use errand_core::schedule_spec::ScheduleSpec;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -30,9 +34,10 @@ pub(crate) async fn run(
     mut catalog: watch::Receiver<Arc<CatalogSnapshot>>,
     token: CancellationToken,
 ) {
+    let mut declared = BTreeSet::new();
     loop {
         let snapshot = catalog.borrow_and_update().clone();
-        if let Err(e) = sync_once(&engine, &snapshot).await {
+        if let Err(e) = sync_once(&engine, &snapshot, &mut declared).await {
             tracing::warn!(error = %e, "syncing the schedules of job definitions failed; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
@@ -49,26 +54,32 @@ pub(crate) async fn run(
 async fn sync_once(
     engine: &Engine,
     snapshot: &CatalogSnapshot,
+    declared: &mut BTreeSet<errand_core::ScheduleName>,
 ) -> Result<(), errand_store::StoreError> {
     let mut wanted = BTreeSet::new();
     for def in snapshot.definitions.values() {
         if let Some(spec) = owned_spec(def) {
-            wanted.insert(spec.name.to_string());
+            let name = spec.name.clone();
             engine.schedule_declare(spec).await?;
+            declared.insert(name.clone());
+            wanted.insert(name);
         }
     }
     let broken: BTreeSet<&str> = snapshot.problems.iter().map(|p| p.name.as_str()).collect();
-    for schedule in engine.schedule_list().await? {
-        let name = schedule.spec.name.to_string();
-        let Some(owner) = name.strip_prefix(OWNED_PREFIX) else {
-            continue;
-        };
-        if wanted.contains(&name) || broken.contains(owner) {
-            continue;
-        }
-        match engine.schedule_delete(&schedule.spec.name).await {
+    let gone: Vec<_> = declared
+        .iter()
+        .filter(|name| !wanted.contains(*name))
+        .filter(|name| {
+            let owner = name.as_str().strip_prefix(OWNED_PREFIX).unwrap_or_default();
+            !broken.contains(owner)
+        })
+        .cloned()
+        .collect();
+    for name in gone {
+        match engine.schedule_delete(&name).await {
             Ok(()) | Err(errand_store::StoreError::NotFound { .. }) => {
                 tracing::info!(schedule = %name, "deleted the schedule of a removed job definition");
+                declared.remove(&name);
             }
             Err(e) => return Err(e),
         }

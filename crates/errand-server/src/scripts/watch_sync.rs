@@ -80,12 +80,8 @@ pub(crate) async fn run(
     let mut watching: BTreeMap<String, (Arc<Definition>, Vec<FileWatch>)> = BTreeMap::new();
     loop {
         let snapshot = catalog.borrow_and_update().clone();
-        watching.retain(|name, (def, _)| {
-            snapshot
-                .definitions
-                .get(name)
-                .is_some_and(|d| **d == **def)
-        });
+        watching
+            .retain(|name, (def, _)| snapshot.definitions.get(name).is_some_and(|d| **d == **def));
         for (name, def) in &snapshot.definitions {
             if def.watch.is_empty() || watching.contains_key(name) {
                 continue;
@@ -99,7 +95,9 @@ pub(crate) async fn run(
                 });
                 match FileWatch::start(trigger.clone(), sink) {
                     Ok(w) => watches.push(w),
-                    Err(e) => tracing::error!(definition = %name, dir = %trigger.dir.display(), error = %e, "cannot watch directory"),
+                    Err(e) => {
+                        tracing::error!(definition = %name, dir = %trigger.dir.display(), error = %e, "cannot watch directory")
+                    }
                 }
             }
             watching.insert(name.clone(), (def.clone(), watches));

@@ -29,11 +29,18 @@ pub async fn run(client: &Client, cmd: DefinitionsCommand, json: bool) -> anyhow
                         d.kind.clone(),
                         d.queue.clone(),
                         triggers(d),
-                        if d.stopped { "stopped".into() } else { "-".into() },
+                        if d.stopped {
+                            "stopped".into()
+                        } else {
+                            "-".into()
+                        },
                     ]
                 })
                 .collect();
-            output::table(&["NAME", "MODE", "KIND", "QUEUE", "TRIGGERS", "SWITCH"], &rows);
+            output::table(
+                &["NAME", "MODE", "KIND", "QUEUE", "TRIGGERS", "SWITCH"],
+                &rows,
+            );
             if !list.problems.is_empty() {
                 println!();
                 println!("{} folder(s) did not load:", list.problems.len());
@@ -47,7 +54,9 @@ pub async fn run(client: &Client, cmd: DefinitionsCommand, json: bool) -> anyhow
             Ok(())
         }
         DefinitionsCommand::Show { name } => show(&client.definition(&name).await?, json),
-        DefinitionsCommand::Stop { name } => show(&client.definition_switch(&name, true).await?, json),
+        DefinitionsCommand::Stop { name } => {
+            show(&client.definition_switch(&name, true).await?, json)
+        }
         DefinitionsCommand::Start { name } => {
             show(&client.definition_switch(&name, false).await?, json)
         }
@@ -108,18 +117,26 @@ fn show(d: &DefinitionView, json: bool) -> anyhow::Result<()> {
                     i.state.as_str().to_string(),
                     output::when(Some(i.since)),
                     i.restarts.to_string(),
-                    i.last_exit.as_ref().map_or("-".into(), |r| {
-                        match (r.exit_code, r.signal) {
+                    i.last_exit
+                        .as_ref()
+                        .map_or("-".into(), |r| match (r.exit_code, r.signal) {
                             (Some(c), _) => format!("exit {c}"),
                             (None, Some(s)) => format!("signal {s}"),
                             _ => "-".into(),
-                        }
-                    }),
+                        }),
                 ]
             })
             .collect();
         output::table(
-            &["NODE", "INSTANCE", "PID", "STATE", "SINCE", "RESTARTS", "LAST EXIT"],
+            &[
+                "NODE",
+                "INSTANCE",
+                "PID",
+                "STATE",
+                "SINCE",
+                "RESTARTS",
+                "LAST EXIT",
+            ],
             &rows,
         );
     }
@@ -172,7 +189,9 @@ pub async fn logs(client: &Client, args: LogsArgs, json: bool) -> anyhow::Result
         let page = client.job_logs(id, args.attempt, cursor.as_deref()).await?;
         let mut gaps = page.gaps.iter().peekable();
         for line in &page.lines {
-            while let Some(g) = gaps.next_if(|g| g.attempt == line.attempt && g.after_seq < line.seq) {
+            while let Some(g) =
+                gaps.next_if(|g| g.attempt == line.attempt && g.after_seq < line.seq)
+            {
                 print_gap(g.dropped, json)?;
             }
             print_line(line, json)?;
@@ -184,22 +203,37 @@ pub async fn logs(client: &Client, args: LogsArgs, json: bool) -> anyhow::Result
     }
 }
 
-async fn follow(client: &Client, id: JobId, attempt: Option<u32>, json: bool) -> anyhow::Result<()> {
-    let mut stream = client.follow_logs(id, attempt).await?;
-    while let Some(item) = stream.next().await? {
-        match item {
-            LogStreamItem::Line(l) => print_line(&l, json)?,
-            LogStreamItem::Gap(g) => print_gap(g.dropped, json)?,
-            LogStreamItem::End(end) => {
-                if json {
-                    output::json(&serde_json::json!({ "end": end }))?;
-                } else if let Some(e) = end.get("error") {
-                    eprintln!("log stream ended: {e}");
+/// Streams a job's lines: of `attempt` only, or of every attempt (the running one, then
+/// each retry) until the job reaches a final state.
+async fn follow(
+    client: &Client,
+    id: JobId,
+    attempt: Option<u32>,
+    json: bool,
+) -> anyhow::Result<()> {
+    loop {
+        let mut stream = client.follow_logs(id, attempt).await?;
+        let mut started = true;
+        while let Some(item) = stream.next().await? {
+            match item {
+                LogStreamItem::Line(l) => print_line(&l, json)?,
+                LogStreamItem::Gap(g) => print_gap(g.dropped, json)?,
+                LogStreamItem::End(end) => {
+                    started = end.get("started") != Some(&serde_json::Value::Bool(false));
+                    if let Some(e) = end.get("error") {
+                        anyhow::bail!("the log stream ended: {e}");
+                    }
                 }
             }
         }
+        if !started {
+            // The attempt has not started yet (the job waits for a worker): ask again.
+            continue;
+        }
+        if attempt.is_some() || client.job(id, None).await?.state.is_final() {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 fn print_line(l: &LogEntry, json: bool) -> anyhow::Result<()> {

@@ -46,7 +46,10 @@ pub async fn run(server: &str, args: WorkerArgs) -> anyhow::Result<()> {
             definitions: BTreeMap::from([(def.name.clone(), Arc::new(def))]),
             ..CatalogSnapshot::default()
         }));
-        eprintln!("errand worker: running `{}` for queue {queue} of {server}", args.command.join(" "));
+        eprintln!(
+            "errand worker: running `{}` for queue {queue} of {server}",
+            args.command.join(" ")
+        );
         runner::run(host, None, config, snapshots, token).await;
         return Ok(());
     }
@@ -62,9 +65,13 @@ pub async fn run(server: &str, args: WorkerArgs) -> anyhow::Result<()> {
 
 /// A definition for `errand worker --queue Q -- CMD ARGS...`: every job of the queue, of
 /// any kind, runs the command.
-fn command_definition(command: &[String], queue: &str, concurrency: u32) -> anyhow::Result<Definition> {
-    let program = which(&command[0])
-        .with_context(|| format!("`{}` is not a program on PATH", command[0]))?;
+fn command_definition(
+    command: &[String],
+    queue: &str,
+    concurrency: u32,
+) -> anyhow::Result<Definition> {
+    let program =
+        which(&command[0]).with_context(|| format!("`{}` is not a program on PATH", command[0]))?;
     let cwd = std::env::current_dir()?;
     Ok(Definition {
         name: "command".into(),

@@ -56,7 +56,10 @@ pub async fn loaded(client: &Client, name: &str) {
         Duration::from_secs(15),
         || async {
             let list = client.definitions().await.ok()?;
-            list.definitions.iter().any(|d| d.name == name).then_some(())
+            list.definitions
+                .iter()
+                .any(|d| d.name == name)
+                .then_some(())
         },
     )
     .await;
