@@ -15,6 +15,9 @@ use crate::host::HostError;
 
 use super::job_run::{self, RunContext};
 
+/// How long a saturated loop waits for more slots to free before it claims.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// Wait after the host failed before claiming again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -85,6 +88,12 @@ pub(crate) async fn run(
                     continue;
                 }
             }
+        }
+        // Every slot was busy until a run just ended: others are about to end too. Gathering
+        // them for a moment makes one claim (one store write) serve several runs instead of
+        // one each, which is what keeps short runs cheap.
+        if slots.available_permits() == 0 && !def.singleton && def.concurrency > 1 {
+            tokio::time::sleep(GATHER).await;
         }
         let mut permits = vec![first];
         while let Ok(p) = slots.clone().try_acquire_owned() {
