@@ -56,7 +56,10 @@ async fn a_webjobs_folder_with_settings_job_runs_unchanged_on_its_schedule() {
         r#"{"schedule": "*/1 * * * * *", "is_singleton": true, "stopping_wait_time": 3}"#,
     )
     .unwrap();
-    write_script(&folder.join("run.sh"), "#!/bin/bash\necho tick\n");
+    write_script(
+        &folder.join("run.sh"),
+        "#!/bin/bash\necho \"tick $WEBJOBS_NAME $WEBJOBS_TYPE ${WEBJOBS_SHUTDOWN_FILE:+with-shutdown-file}\"\n",
+    );
     let (server, _data) = server_with(&["--jobs-dir", &jobs.path_str()]).await;
     let client = server.client().unwrap();
     loaded(&client, "tick").await;
@@ -83,6 +86,11 @@ async fn a_webjobs_folder_with_settings_job_runs_unchanged_on_its_schedule() {
     assert!(
         done.iter().all(|j| j.schedule.is_some()),
         "fired by its schedule"
+    );
+    assert_eq!(
+        log_lines(&client, done[0].id).await,
+        vec!["INFO tick tick triggered with-shutdown-file".to_string()],
+        "a WebJobs script finds what WebJobs gives it"
     );
 }
 

@@ -91,7 +91,7 @@ impl Problems<'_> {
     /// A duration at `key`, or `default` when absent; a problem (and the default) when
     /// it is not one.
     fn duration(&mut self, key: &str, text: Option<&String>, default: Duration) -> Duration {
-        match text.map(|t| duration::parse(key, t)) {
+        match text.map(|t| with_unit(key, t)) {
             None => default,
             Some(Ok(d)) => d,
             Some(Err(e)) => {
@@ -100,6 +100,19 @@ impl Problems<'_> {
             }
         }
     }
+}
+
+/// A duration that names its unit: on the command line a bare number is milliseconds, but
+/// in a file `timeout = "30"` is far likelier to mean seconds, so it is refused, not guessed.
+fn with_unit(field: &str, text: &str) -> Result<Duration, errand_core::ValidationError> {
+    let t = text.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(errand_core::ValidationError::new(
+            field,
+            format!("`{t}` has no unit: write it with one, such as \"{t}s\" or \"{t}ms\""),
+        ));
+    }
+    duration::parse(field, text)
 }
 
 /// Builds and checks a definition from its settings.
@@ -135,7 +148,7 @@ pub(crate) fn build(
         .timeout
         .as_ref()
         .map(|t| {
-            duration::parse("timeout", t)
+            with_unit("timeout", t)
                 .map_err(|e| p.key("timeout", e.message))
                 .ok()
         })
@@ -435,7 +448,7 @@ fn schedule(
         }
     };
     let mut flex = |field: &str, text: Option<&String>| -> Result<Option<Duration>, ()> {
-        match text.map(|t| duration::parse(field, t)) {
+        match text.map(|t| with_unit(field, t)) {
             None => Ok(None),
             Some(Ok(d)) => Ok(Some(d)),
             Some(Err(e)) => {

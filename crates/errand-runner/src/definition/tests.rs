@@ -315,6 +315,12 @@ fn every_problem_names_the_file_and_the_key() {
         ("concurrency = 0", "concurrency", "between 1 and"),
         ("max_attempts = 0", "max_attempts", "between 1 and"),
         ("timeout = \"soon\"", "timeout", "not a duration"),
+        ("timeout = \"30\"", "timeout", "has no unit"),
+        (
+            "stopping_wait_time = \"10\"",
+            "stopping_wait_time",
+            "has no unit",
+        ),
         ("timeout = \"0s\"", "timeout", "longer than zero"),
         (
             "stopping_wait_time = \"2h\"",

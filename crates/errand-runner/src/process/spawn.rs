@@ -127,6 +127,13 @@ pub(crate) fn spawn(spec: &RunSpec) -> Result<Started, SpawnError> {
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(CONTROL_ENV, control.fifo())
         .env(SHUTDOWN_FILE_ENV, control.shutdown_file())
+        .envs(
+            // A WebJobs script looks for its shutdown file under the WebJobs name.
+            spec.env
+                .iter()
+                .any(|(k, _)| k == "WEBJOBS_NAME")
+                .then(|| ("WEBJOBS_SHUTDOWN_FILE", control.shutdown_file())),
+        )
         .process_group(0)
         .stdin(if spec.stdin.is_empty() {
             Stdio::null()

@@ -28,6 +28,18 @@ pub(crate) fn definition_env(config: &RunnerConfig, def: &Definition) -> BTreeMa
         env.insert(k.clone(), v.clone());
     }
     env.insert("ERRAND_DEFINITION".into(), def.name.clone());
+    if let crate::definition::DefinitionSource::WebJobs { .. } = def.source {
+        // What a WebJobs script reads about itself (its shutdown file is added with
+        // errand's own, as `WEBJOBS_SHUTDOWN_FILE`).
+        env.insert("WEBJOBS_NAME".into(), def.name.clone());
+        env.insert(
+            "WEBJOBS_TYPE".into(),
+            match def.mode {
+                crate::definition::Mode::Triggered => "triggered".into(),
+                crate::definition::Mode::Continuous => "continuous".into(),
+            },
+        );
+    }
     env
 }
 

@@ -165,7 +165,11 @@ pub async fn run_now(client: &Client, args: RunArgs, json: bool) -> anyhow::Resu
     }
     if args.wait || args.follow {
         let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
-        return jobs::print_job(&done, json);
+        jobs::print_job(&done, json)?;
+        if done.state != errand_core::JobState::Succeeded {
+            anyhow::bail!("job {} ended {}", done.id, done.state);
+        }
+        return Ok(());
     }
     if json {
         output::json(&job)
