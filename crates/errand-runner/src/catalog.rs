@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::{JobKind, QueueName};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -60,18 +59,6 @@ impl CatalogSnapshot {
         self.definitions
             .values()
             .find_map(|d| d.hooks.iter().find(|h| h.name == name).map(|h| (d, h)))
-    }
-
-    /// The kinds of triggered definitions, by the queue they are claimed from: what a
-    /// dispatcher asks its host for.
-    pub fn triggered_kinds(&self) -> BTreeMap<QueueName, Vec<JobKind>> {
-        let mut out: BTreeMap<QueueName, Vec<JobKind>> = BTreeMap::new();
-        for d in self.definitions.values() {
-            if d.mode == Mode::Triggered {
-                out.entry(d.queue.clone()).or_default().push(d.kind.clone());
-            }
-        }
-        out
     }
 
     /// The problems of the folder named `name`.

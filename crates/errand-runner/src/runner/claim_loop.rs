@@ -155,7 +155,7 @@ pub(crate) async fn run(
     }
     if holding {
         // Runs still going renew on their own; wait for them before letting go.
-        let _ = slots.acquire_many(if def.singleton { 1 } else { 0 }).await;
+        let _ = slots.acquire_many(1).await;
         if let Err(e) = ctx.host.lease_release(&lease_name, &holder).await {
             tracing::debug!(definition = %def.name, error = %e, "releasing the singleton lease");
         }

@@ -18,8 +18,6 @@ pub(crate) struct LogShipper {
     attempt: u32,
     lease_token: LeaseToken,
     pending: Vec<NewLogLine>,
-    /// Lines given up after the host kept failing.
-    pub(crate) lost: u64,
 }
 
 impl LogShipper {
@@ -35,7 +33,6 @@ impl LogShipper {
             attempt,
             lease_token,
             pending: Vec::new(),
-            lost: 0,
         }
     }
 
@@ -48,7 +45,7 @@ impl LogShipper {
     }
 
     /// Ships what is pending. `LeaseLost` and `NotFound` are passed on (the run must
-    /// stop); other failures are retried, then the lines are counted as lost.
+    /// stop); other failures are retried, then the lines are given up (and logged).
     pub(crate) async fn flush(&mut self) -> Result<(), HostError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -67,7 +64,6 @@ impl LogShipper {
                 Err(e @ (HostError::LeaseLost | HostError::NotFound)) => return Err(e),
                 Err(e) if tries >= TRIES => {
                     tracing::warn!(job = %self.id, error = %e, count, "log lines given up");
-                    self.lost += count;
                     return Ok(());
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await,

@@ -177,21 +177,7 @@ pub(crate) async fn enqueue_for(
     req.payload = Some(payload.unwrap_or_else(|| serde_json::json!({})));
     req.max_attempts = Some(def.max_attempts);
     req.idempotency_key = idempotency_key;
-    let job = req.into_new_job(&state.enqueue_limits())?;
-    let mut out = state.engine.enqueue_many(vec![job]).await?;
-    let first = out.pop().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "store answered nothing",
-        )
-    })?;
-    let status = if first.inserted {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(first.job)))
+    super::jobs::enqueue_one(state, req.into_new_job(&state.enqueue_limits())?).await
 }
 
 async fn switch(state: &AppState, name: &str, stopped: bool) -> Result<DefinitionView, ApiError> {

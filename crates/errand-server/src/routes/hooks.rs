@@ -31,12 +31,7 @@ pub(crate) async fn receive(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let snapshot = state.scripts.snapshot();
-    let Some((def, hook)) = snapshot.definitions.values().find_map(|d| {
-        d.hooks
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| (d.clone(), h.clone()))
-    }) else {
+    let Some((def, hook)) = snapshot.by_hook(&name) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -80,6 +75,6 @@ pub(crate) async fn receive(
         Err(_) => serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()),
     };
     let key = delivery.map(|d| format!("hook:{name}:{d}"));
-    let (_, job) = super::definitions::enqueue_for(&state, &def, Some(payload), key).await?;
+    let (_, job) = super::definitions::enqueue_for(&state, def, Some(payload), key).await?;
     Ok((StatusCode::ACCEPTED, job))
 }

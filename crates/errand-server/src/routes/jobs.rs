@@ -69,7 +69,14 @@ pub(crate) async fn enqueue(
             _ => req.idempotency_key = Some(key),
         }
     }
-    let job = req.into_new_job(&state.enqueue_limits())?;
+    enqueue_one(&state, req.into_new_job(&state.enqueue_limits())?).await
+}
+
+/// Stores one job: 201 with it when new, 200 with the earlier job for an idempotent repeat.
+pub(crate) async fn enqueue_one(
+    state: &AppState,
+    job: errand_core::NewJob,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
     let mut out = state.engine.enqueue_many(vec![job]).await?;
     let first = out.pop().ok_or_else(|| {
         ApiError::new(
