@@ -61,6 +61,18 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<IdempotencyKey>)]
     pub idempotency_key: Option<String>,
+    /// A queue that gets one `errand.reply` message when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<QueueName>)]
+    pub reply_to: Option<String>,
+    /// Copied into the reply, the callback and every event of the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<IdempotencyKey>)]
+    pub correlation_id: Option<String>,
+    /// An `http` or `https` URL POSTed (signed) when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::webhook_url::WebhookUrl>)]
+    pub callback_url: Option<String>,
 }
 
 /// Refuses NUL characters in a text a store keeps (a failure's error, a progress
@@ -198,6 +210,17 @@ impl EnqueueRequest {
         if let Some(k) = &self.idempotency_key {
             check_label("idempotency_key", k, MAX_LABEL_LEN)?;
         }
+        let reply_to = self
+            .reply_to
+            .as_deref()
+            .map(|q| QueueName::parse(q).map_err(|e| ValidationError::new("reply_to", e.message)))
+            .transpose()?;
+        if let Some(c) = &self.correlation_id {
+            check_label("correlation_id", c, MAX_LABEL_LEN)?;
+        }
+        if let Some(u) = &self.callback_url {
+            crate::webhook_url::check("callback_url", u)?;
+        }
         Ok(NewJob {
             id: JobId::new(),
             kind,
@@ -210,6 +233,11 @@ impl EnqueueRequest {
             tags: self.tags,
             idempotency_key: self.idempotency_key,
             slot: None,
+            notify: errand_core::EndNotice {
+                reply_to,
+                correlation_id: self.correlation_id,
+                callback_url: self.callback_url,
+            },
         })
     }
 }

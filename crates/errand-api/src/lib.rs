@@ -14,6 +14,7 @@ mod nodes;
 mod queues;
 mod schedules;
 pub mod schema;
+pub mod webhook_url;
 mod worker;
 
 pub use definitions::{

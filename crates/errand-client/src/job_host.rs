@@ -51,6 +51,9 @@ impl HttpJobHost {
         let lease_token = view.lease_token;
         HostedJob {
             job: Job {
+                reply_to: None,
+                correlation_id: None,
+                callback_url: None,
                 id: view.id,
                 kind: view.kind,
                 queue: view.queue,

@@ -44,6 +44,25 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// The schedule slot this job fires; the store keeps one job per slot.
     pub slot: Option<ScheduleSlot>,
+    /// Who hears how it ended: a reply queue and a callback URL.
+    pub notify: EndNotice,
+}
+
+/// Who hears how a job ended, besides anyone reading it: a reply message in a queue
+/// (request-reply) and a signed POST to a URL. Both are written in the transaction that ends
+/// the job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EndNotice {
+    /// The queue that gets an `errand.reply` message when the job ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub reply_to: Option<QueueName>,
+    /// Copied into the reply and every event, so the caller can match them to its request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Where the job's end is POSTed (signed, retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// A schedule's slot: which schedule, and the instant (milliseconds) it stands for.
@@ -139,6 +158,16 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
+    /// The queue that gets a reply when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub reply_to: Option<QueueName>,
+    /// The caller's correlation id, copied into the reply and events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Where its end is POSTed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// How one attempt ended.
@@ -257,6 +286,9 @@ impl Job {
             updated_at: created,
             started_at: None,
             finished_at: None,
+            reply_to: new.notify.reply_to,
+            correlation_id: new.notify.correlation_id,
+            callback_url: new.notify.callback_url,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! these types, so a rule written here holds everywhere.
 
 pub mod backoff;
+pub mod delivery;
 pub mod duration;
+pub mod event;
 pub mod ids;
 pub mod instance;
 pub mod job;
@@ -17,6 +19,7 @@ pub mod node;
 pub mod number;
 mod panic_message;
 pub mod queue;
+pub mod reply;
 pub mod rescue;
 pub mod restore;
 pub mod run_report;
@@ -29,9 +32,14 @@ pub mod time;
 pub mod validation;
 
 pub use backoff::{AfterFailure, RetryPolicy};
+pub use delivery::{
+    ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryId, DeliveryState, NewDelivery,
+    NewSubscription, Subscription, SubscriptionId, SubscriptionPatch, SubscriptionState,
+};
+pub use event::{Event, EventBody, EventFilter, EventId, EventType, JobSnapshot};
 pub use ids::{JobId, LeaseToken};
 pub use instance::{InstanceRecord, InstanceState};
-pub use job::{Attempt, AttemptOutcome, Job, NewJob, Progress};
+pub use job::{Attempt, AttemptOutcome, EndNotice, Job, NewJob, Progress};
 pub use log_line::{LogEntry, LogStream, NewLogLine};
 pub use names::{JobKind, QueueName, ScheduleName};
 pub use node::{NodeId, NodeInfo, NodeStatus};

@@ -54,6 +54,7 @@ fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
         0
     };
     NewJob {
+        notify: Default::default(),
         id: JobId::new(),
         kind: t.kind.clone(),
         queue: t.queue.clone(),

@@ -37,6 +37,9 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
     let state: String = row.column(3)?;
     let tags: Value = row.column(10)?;
     Ok(Job {
+        reply_to: None,
+        correlation_id: None,
+        callback_url: None,
         id: JobId(row.column(0)?),
         kind: JobKind::parse(&kind).map_err(corrupt)?,
         queue: QueueName::parse(&queue).map_err(corrupt)?,

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_schedule_slot_pruning.sql"),
     include_str!("../migrations/0005_list_reads.sql"),
     include_str!("../migrations/0006_script_host.sql"),
+    include_str!("../migrations/0007_results.sql"),
 ];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.

@@ -37,6 +37,9 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
     let state: String = row.get(3)?;
     let tags: String = row.get(10)?;
     Ok(Job {
+        reply_to: None,
+        correlation_id: None,
+        callback_url: None,
         id: JobId::from_slice(&id).ok_or_else(|| corrupt("job id is not 16 bytes"))?,
         kind: JobKind::parse(&kind).map_err(corrupt)?,
         queue: QueueName::parse(&queue).map_err(corrupt)?,

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_schedule_slot_pruning.sql"),
     include_str!("../migrations/0006_list_reads.sql"),
     include_str!("../migrations/0007_script_host.sql"),
+    include_str!("../migrations/0008_results.sql"),
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -372,3 +372,91 @@ pub struct JobInsertMarkedParams {
     /// How long an idempotency key of the job keeps deduplicating.
     pub idempotency_window: Duration,
 }
+
+/// A page of the event log.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventPage {
+    /// Events after the cursor, in commit order.
+    pub events: Vec<errand_core::Event>,
+    /// Set when events right after the cursor were pruned (it is older than the retention
+    /// window): the newest pruned event's id. `events` then starts after the gap.
+    pub missed_through: Option<errand_core::EventId>,
+}
+
+/// Which events [`Store::event_prune`](crate::Store::event_prune) deletes: those older than
+/// `older_than`, and beyond the newest `keep_at_most`, never any after `keep_after`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPruneParams {
+    /// Age (store clock) past which events go.
+    pub older_than: std::time::Duration,
+    /// Only this many of the newest events stay, whatever their age.
+    pub keep_at_most: u64,
+    /// Events after this id stay whatever their age (a consumer such as the subscription
+    /// fan-out has not read them yet).
+    pub keep_after: Option<errand_core::EventId>,
+    /// At most this many go in one call.
+    pub limit: u32,
+}
+
+/// Records the deliveries made from a stretch of the event log and moves the fan-out
+/// cursor past it, atomically and only if the cursor is still at `from` (one node fans out
+/// a stretch once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryFanoutParams {
+    /// Where the cursor must be (`None`: never set).
+    pub from: Option<errand_core::EventId>,
+    /// Where it moves to.
+    pub to: errand_core::EventId,
+    /// The deliveries the stretch owes.
+    pub deliveries: Vec<errand_core::NewDelivery>,
+}
+
+/// Takes due deliveries for sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryClaimParams {
+    /// At most this many.
+    pub max: u32,
+    /// Nobody else sends them for this long (store clock); a sender that dies leaves them
+    /// due again afterwards.
+    pub lease: std::time::Duration,
+}
+
+/// What became of one attempt at a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    /// The receiver took it (2xx).
+    Delivered,
+    /// It failed; try again this long from now (store clock).
+    RetryIn(std::time::Duration),
+    /// It failed and its time is up: give up.
+    GiveUp,
+}
+
+/// Ends one attempt at a claimed delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliverySettleParams {
+    /// The delivery.
+    pub id: errand_core::DeliveryId,
+    /// The claim's token; a stale one changes nothing (`LeaseLost`).
+    pub lease_token: errand_core::LeaseToken,
+    /// What the attempt saw (its `attempt` number is the delivery's count after the claim).
+    pub attempt: errand_core::DeliveryAttempt,
+    /// What to do next.
+    pub outcome: DeliveryOutcome,
+    /// A subscription whose failed attempts in a row reach this many is paused, with a
+    /// reason naming the count and the last error. A success resets the count.
+    pub pause_after_failures: u32,
+}
+
+/// Which deliveries to list, newest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeliveryListParams {
+    /// Of this job.
+    pub job: Option<errand_core::JobId>,
+    /// Of this subscription.
+    pub subscription: Option<errand_core::SubscriptionId>,
+    /// Only deliveries older than this one (paging).
+    pub before: Option<errand_core::DeliveryId>,
+    /// At most this many.
+    pub limit: u32,
+}

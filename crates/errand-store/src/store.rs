@@ -271,6 +271,152 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes these marks of a scope; returns how many there were.
     async fn mark_delete(&self, scope: &str, keys: Vec<String>) -> Result<u64, StoreError>;
 
+    // ----- Event log (written by every job transition; read by streams, waiters, fan-out)
+
+    /// Up to `limit` events after `after` (from the oldest kept when `None`), in commit
+    /// order. On PostgreSQL only events whose transaction is older than every transaction
+    /// still running are returned, so a reader never passes an event that commits later
+    /// with a smaller id. `missed_through` tells a reader its cursor fell out of retention.
+    async fn event_read(
+        &self,
+        after: Option<errand_core::EventId>,
+        limit: u32,
+    ) -> Result<crate::EventPage, StoreError> {
+        let _ = (after, limit);
+        Err(StoreError::Internal("event_read: not implemented".into()))
+    }
+
+    /// The newest readable event's id (`None`: the log is empty): where a stream that asks
+    /// for no history starts.
+    async fn event_head(&self) -> Result<Option<errand_core::EventId>, StoreError> {
+        Err(StoreError::Internal("event_head: not implemented".into()))
+    }
+
+    /// Deletes old events (see [`EventPruneParams`](crate::EventPruneParams)) and records
+    /// the newest deleted id, so readers behind it learn they missed events. Returns how
+    /// many went.
+    async fn event_prune(&self, params: crate::EventPruneParams) -> Result<u64, StoreError> {
+        let _ = params;
+        Err(StoreError::Internal("event_prune: not implemented".into()))
+    }
+
+    // ----- Subscriptions and deliveries
+
+    /// Creates a subscription; its `created_at` is the store's now.
+    async fn subscription_create(
+        &self,
+        new: errand_core::NewSubscription,
+    ) -> Result<errand_core::Subscription, StoreError> {
+        let _ = new;
+        Err(StoreError::Internal(
+            "subscription_create: not implemented".into(),
+        ))
+    }
+
+    /// One subscription. Errors: `NotFound`.
+    async fn subscription_get(
+        &self,
+        id: errand_core::SubscriptionId,
+    ) -> Result<errand_core::Subscription, StoreError> {
+        let _ = id;
+        Err(StoreError::Internal(
+            "subscription_get: not implemented".into(),
+        ))
+    }
+
+    /// Every subscription, oldest first.
+    async fn subscription_list(&self) -> Result<Vec<errand_core::Subscription>, StoreError> {
+        Err(StoreError::Internal(
+            "subscription_list: not implemented".into(),
+        ))
+    }
+
+    /// Changes a subscription. Resuming clears its pause reason and failure count.
+    /// Errors: `NotFound`.
+    async fn subscription_update(
+        &self,
+        id: errand_core::SubscriptionId,
+        patch: errand_core::SubscriptionPatch,
+    ) -> Result<errand_core::Subscription, StoreError> {
+        let _ = (id, patch);
+        Err(StoreError::Internal(
+            "subscription_update: not implemented".into(),
+        ))
+    }
+
+    /// Deletes a subscription and its pending deliveries (its finished ones stay until
+    /// pruned). Errors: `NotFound`.
+    async fn subscription_delete(&self, id: errand_core::SubscriptionId) -> Result<(), StoreError> {
+        let _ = id;
+        Err(StoreError::Internal(
+            "subscription_delete: not implemented".into(),
+        ))
+    }
+
+    /// Where the subscription fan-out has read the event log to (`None`: never ran).
+    async fn delivery_cursor(&self) -> Result<Option<errand_core::EventId>, StoreError> {
+        Err(StoreError::Internal(
+            "delivery_cursor: not implemented".into(),
+        ))
+    }
+
+    /// Inserts the deliveries and moves the fan-out cursor, if it is still at `from`:
+    /// true when done, false (nothing written) when another node moved it first.
+    async fn delivery_fanout(
+        &self,
+        params: crate::DeliveryFanoutParams,
+    ) -> Result<bool, StoreError> {
+        let _ = params;
+        Err(StoreError::Internal(
+            "delivery_fanout: not implemented".into(),
+        ))
+    }
+
+    /// Leases up to `max` pending deliveries that are due (oldest due first), counting an
+    /// attempt for each, skipping those of paused subscriptions.
+    async fn delivery_claim(
+        &self,
+        params: crate::DeliveryClaimParams,
+    ) -> Result<Vec<errand_core::ClaimedDelivery>, StoreError> {
+        let _ = params;
+        Err(StoreError::Internal(
+            "delivery_claim: not implemented".into(),
+        ))
+    }
+
+    /// Records an attempt and its outcome, fenced on the claim's token, and keeps the
+    /// subscription's failure count (pausing it at `pause_after_failures`).
+    /// Errors: `NotFound`, `LeaseLost`.
+    async fn delivery_settle(
+        &self,
+        params: crate::DeliverySettleParams,
+    ) -> Result<errand_core::Delivery, StoreError> {
+        let _ = params;
+        Err(StoreError::Internal(
+            "delivery_settle: not implemented".into(),
+        ))
+    }
+
+    /// A page of deliveries with their attempts, newest first.
+    async fn delivery_list(
+        &self,
+        params: crate::DeliveryListParams,
+    ) -> Result<Vec<errand_core::Delivery>, StoreError> {
+        let _ = params;
+        Err(StoreError::Internal(
+            "delivery_list: not implemented".into(),
+        ))
+    }
+
+    /// Deletes up to `limit` finished deliveries (and their attempts) that ended longer
+    /// than `older_than` ago. Returns how many.
+    async fn delivery_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        let _ = (older_than, limit);
+        Err(StoreError::Internal(
+            "delivery_prune: not implemented".into(),
+        ))
+    }
+
     /// Wake-ups from other processes sharing this store: names of queues that gained ready
     /// jobs. `None` when no other process writes to the store (the embedded store).
     fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<QueueName>> {

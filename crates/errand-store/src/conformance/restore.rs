@@ -30,6 +30,9 @@ pub(super) fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> 
         .collect();
     crate::RestoredJob {
         job: errand_core::Job {
+            reply_to: None,
+            correlation_id: None,
+            callback_url: None,
             id: JobId::new(),
             kind: JobKind::parse("imported").expect("kind"),
             queue: queue("moved"),

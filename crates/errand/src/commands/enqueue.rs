@@ -39,6 +39,9 @@ fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration
 /// Enqueues one job and prints it (or waits for it).
 pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
     let req = EnqueueRequest {
+        reply_to: None,
+        correlation_id: None,
+        callback_url: None,
         kind: args.kind,
         queue: args.queue,
         payload: args.payload.as_deref().map(payload).transpose()?,

@@ -1,0 +1,399 @@
+//! Deliveries of events over HTTP: a job's callback (`callback_url`) and subscriptions
+//! (publish-subscribe), both signed the Standard Webhooks way and retried until they land
+//! or their time runs out.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event::{EventBody, EventFilter, EventType, JobSnapshot};
+use crate::{Job, JobId, JobKind, Millis, QueueName, ValidationError};
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            utoipa::ToSchema,
+        )]
+        #[serde(transparent)]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh, time-ordered id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// The 16 bytes stores keep.
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+
+            /// Reads an id back from the 16 stored bytes.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                Uuid::from_slice(bytes).ok().map(Self)
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s)
+                    .map(Self)
+                    .map_err(|_| ValidationError::new($what, format!("`{s}` is not a UUID")))
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A delivery's id; also its `webhook-id`, the same on every attempt, so a receiver
+    /// can drop repeats.
+    DeliveryId,
+    "delivery id"
+);
+uuid_id!(
+    /// A subscription's id.
+    SubscriptionId,
+    "subscription id"
+);
+
+/// A delivery to make: recorded in the store, then sent (and retried) by any node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    /// Its id.
+    pub id: DeliveryId,
+    /// The subscription it is for; `None` for a job's callback.
+    pub subscription: Option<SubscriptionId>,
+    /// The job the event is about.
+    pub job: Option<JobId>,
+    /// What happened.
+    pub event_type: EventType,
+    /// Where to POST.
+    pub url: String,
+    /// The exact body signed and sent on every attempt.
+    pub body: String,
+}
+
+/// Where a delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet; an attempt is due at `next_at` (or under way).
+    Pending,
+    /// The receiver answered 2xx.
+    Succeeded,
+    /// Every attempt failed until its retry time ran out.
+    Failed,
+}
+
+impl DeliveryState {
+    /// The name stores keep.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    /// Reads a stored name.
+    ///
+    /// # Errors
+    /// A name no version of errand writes (a corrupt record).
+    pub fn from_stored(s: &str) -> Result<Self, ValidationError> {
+        match s {
+            "pending" => Ok(DeliveryState::Pending),
+            "succeeded" => Ok(DeliveryState::Succeeded),
+            "failed" => Ok(DeliveryState::Failed),
+            other => Err(ValidationError::new(
+                "delivery state",
+                format!("`{other}` is not a delivery state"),
+            )),
+        }
+    }
+}
+
+/// One try at a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryAttempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// When it started.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// The receiver's HTTP status, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why it failed (refused address, timeout, connection error, non-2xx status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The start of the receiver's answer (at most 1 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+/// A delivery and its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// Its id (the `webhook-id` header).
+    pub id: DeliveryId,
+    /// The subscription it is for; absent for a job's callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SubscriptionId>,
+    /// The job the event is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobId>,
+    /// What happened.
+    pub event_type: EventType,
+    /// Where it goes.
+    pub url: String,
+    /// Where it is.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (pending only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_at: Option<Timestamp>,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it was recorded.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it last changed.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+    /// Its attempts, first first.
+    pub history: Vec<DeliveryAttempt>,
+}
+
+/// A delivery handed to a sender, leased so that no other node sends it meanwhile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedDelivery {
+    /// The delivery (its attempts so far included).
+    pub delivery: Delivery,
+    /// The body to send.
+    pub body: String,
+    /// Fences the settle: a sender whose lease ran out cannot settle.
+    pub lease_token: crate::LeaseToken,
+}
+
+/// Whether a subscription receives deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    /// Receives matching events.
+    Active,
+    /// Receives nothing until resumed (by hand, or after its endpoint kept failing).
+    Paused,
+}
+
+impl SubscriptionState {
+    /// The name stores keep.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionState::Active => "active",
+            SubscriptionState::Paused => "paused",
+        }
+    }
+
+    /// Reads a stored name.
+    ///
+    /// # Errors
+    /// A name no version of errand writes (a corrupt record).
+    pub fn from_stored(s: &str) -> Result<Self, ValidationError> {
+        match s {
+            "active" => Ok(SubscriptionState::Active),
+            "paused" => Ok(SubscriptionState::Paused),
+            other => Err(ValidationError::new(
+                "subscription state",
+                format!("`{other}` is not a subscription state"),
+            )),
+        }
+    }
+}
+
+/// A URL that receives matching events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Subscription {
+    /// Its id.
+    pub id: SubscriptionId,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Which event types (never empty).
+    pub events: Vec<EventType>,
+    /// Only jobs of this queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueName>,
+    /// Only jobs of this kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<JobKind>,
+    /// Only jobs with this tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Active or paused.
+    pub state: SubscriptionState,
+    /// Why it is paused (by hand, or the failures that paused it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
+    /// Failed attempts in a row since the last success.
+    pub consecutive_failures: u32,
+    /// When it was created; it receives events from then on.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it last changed.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+impl Subscription {
+    /// The filter its events pass.
+    pub fn filter(&self) -> EventFilter {
+        EventFilter {
+            types: self.events.clone(),
+            queue: self.queue.clone(),
+            kind: self.kind.clone(),
+            job: None,
+            tag: self.tag.clone(),
+        }
+    }
+
+    /// Whether an event is delivered to it: active, created no later than the event, and
+    /// the event passes its filter.
+    pub fn wants(&self, event: &EventBody) -> bool {
+        self.state == SubscriptionState::Active
+            && event.at >= self.created_at
+            && self.filter().matches(event)
+    }
+}
+
+/// A subscription to create (validated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscription {
+    /// Its id.
+    pub id: SubscriptionId,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Which event types (never empty).
+    pub events: Vec<EventType>,
+    /// Only jobs of this queue.
+    pub queue: Option<QueueName>,
+    /// Only jobs of this kind.
+    pub kind: Option<JobKind>,
+    /// Only jobs with this tag.
+    pub tag: Option<String>,
+    /// Free text for people.
+    pub description: Option<String>,
+}
+
+/// A change to a subscription; `None` leaves a field as it is. Resuming clears the pause
+/// reason and the failure count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriptionPatch {
+    /// New URL.
+    pub url: Option<String>,
+    /// New event types (never empty).
+    pub events: Option<Vec<EventType>>,
+    /// New queue filter (`Some(None)` removes it).
+    pub queue: Option<Option<QueueName>>,
+    /// New kind filter (`Some(None)` removes it).
+    pub kind: Option<Option<JobKind>>,
+    /// New tag filter (`Some(None)` removes it).
+    pub tag: Option<Option<String>>,
+    /// New description (`Some(None)` removes it).
+    pub description: Option<Option<String>>,
+    /// Pause (with the reason) or resume.
+    pub state: Option<(SubscriptionState, Option<String>)>,
+}
+
+/// The body of a webhook: `{"type", "timestamp", "data"}` as Standard Webhooks suggests,
+/// `data` holding the job (`job.*`) or the slot (`schedule.fired`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebhookBody {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// When the event happened.
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: Timestamp,
+    /// What it is about.
+    pub data: Value,
+}
+
+impl WebhookBody {
+    /// The body delivering `event`.
+    pub fn of(event: &EventBody) -> Self {
+        let data = match (&event.job, &event.schedule) {
+            (Some(job), _) => serde_json::json!({ "job": job }),
+            (None, Some(fired)) => serde_json::json!({ "schedule": fired }),
+            (None, None) => Value::Object(serde_json::Map::new()),
+        };
+        WebhookBody {
+            event_type: event.event_type,
+            timestamp: event.at,
+            data,
+        }
+    }
+
+    /// The exact text sent.
+    pub fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The callback a job that just ended owes, when it has a `callback_url`: its final state
+/// with the whole result (not cut like an event's), recorded in the transaction that ended
+/// the job. `None` when the job has no callback or has not ended.
+pub fn callback_for(job: &Job, now: Millis) -> Option<NewDelivery> {
+    let url = job.callback_url.as_ref()?;
+    if !job.state.is_final() {
+        return None;
+    }
+    let ty = EventType::for_end(job.state)?;
+    let mut snapshot = JobSnapshot::of(job, ty);
+    if ty == EventType::JobSucceeded {
+        snapshot.result = job.result.clone();
+        snapshot.result_bytes = None;
+    }
+    if ty == EventType::JobDead {
+        snapshot.error = job.error.clone();
+    }
+    let body = WebhookBody {
+        event_type: ty,
+        timestamp: crate::time::to_timestamp(now),
+        data: serde_json::json!({ "job": snapshot }),
+    };
+    Some(NewDelivery {
+        id: DeliveryId::new(),
+        subscription: None,
+        job: Some(job.id),
+        event_type: ty,
+        url: url.clone(),
+        body: body.text(),
+    })
+}
