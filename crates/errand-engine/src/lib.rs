@@ -10,6 +10,7 @@ mod config;
 mod continuous;
 mod dead;
 mod engine;
+mod event_log;
 mod job_events;
 mod job_logs;
 pub mod maintenance;
