@@ -12,6 +12,7 @@ mod enqueue;
 mod latency;
 mod list_reads;
 mod raw_http;
+mod results;
 mod schedule_burst;
 mod schedules;
 mod scripts;
@@ -51,6 +52,10 @@ pub enum Scenario {
     /// Latency of the job and queue listings after loading `--jobs` jobs (not part of
     /// `all`: loading a large store takes a while).
     ListReads,
+    /// Returning results: enqueue-to-result latency of waiting callers at `--rate`, the
+    /// cost of `--held` waiters and of `--held` event streams, and end-to-end throughput
+    /// with one webhook subscription against the same run without (not part of `all`).
+    Results,
 }
 
 /// `errand-bench` flags.
@@ -93,13 +98,20 @@ pub struct BenchArgs {
     /// over them.
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
+    /// Waiting callers and open event streams held in the results scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub held: usize,
 }
+
+/// The webhook secret of the results scenario's servers (any `whsec_` key works).
+const BENCH_WEBHOOK_SECRET: &str = "whsec_ZXJyYW5kLWJlbmNoLXdlYmhvb2stc2VjcmV0LWtleSE=";
 
 /// The servers of one scenario and what cleans up after them.
 struct Deployment {
     clients: Vec<Client>,
     servers: Vec<ServerProcess>,
     _schema: Option<PgSchema>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Deployment {
@@ -142,11 +154,17 @@ fn errand_binary(args: &BenchArgs) -> anyhow::Result<std::path::PathBuf> {
 
 /// Fresh servers for one scenario, unless the user named one.
 async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
+    deploy_with(args, &[]).await
+}
+
+/// Fresh servers started with extra `serve` flags, unless the user named one.
+async fn deploy_with(args: &BenchArgs, extra: &[&str]) -> anyhow::Result<Deployment> {
     if let Some(url) = &args.server_url {
         return Ok(Deployment {
             clients: vec![Client::new(url)?],
             servers: vec![],
             _schema: None,
+            _dir: None,
         });
     }
     let exe = errand_binary(args)?;
@@ -155,11 +173,13 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
             args.nodes == 1,
             "several nodes need a shared store: --store postgres://..."
         );
-        let server = ServerProcess::start(&exe).await?;
+        let dir = tempfile::tempdir()?;
+        let server = ServerProcess::start_in(&exe, dir.path(), extra).await?;
         return Ok(Deployment {
             clients: vec![server.client()?],
             servers: vec![server],
             _schema: None,
+            _dir: Some(dir),
         });
     };
     std::env::set_var("ERRAND_TEST_POSTGRES_URL", store);
@@ -169,12 +189,9 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
     let mut servers = Vec::new();
     for _ in 0..args.nodes.max(1) {
         let dir = tempfile::tempdir()?;
-        let server = ServerProcess::start_in(
-            &exe,
-            dir.path(),
-            &["--store", store, "--pg-schema", &schema.name],
-        )
-        .await?;
+        let mut flags = vec!["--store", store, "--pg-schema", &schema.name];
+        flags.extend_from_slice(extra);
+        let server = ServerProcess::start_in(&exe, dir.path(), &flags).await?;
         // The data directory is unused with PostgreSQL; it may go.
         drop(dir);
         servers.push(server);
@@ -186,6 +203,7 @@ async fn deploy(args: &BenchArgs) -> anyhow::Result<Deployment> {
             .collect::<Result<_, _>>()?,
         servers,
         _schema: Some(schema),
+        _dir: None,
     })
 }
 
@@ -278,5 +296,84 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let d = deploy(&args).await?;
         list_reads::run(&d.clients, args.jobs, duration).await?;
     }
+    if args.scenario == Scenario::Results {
+        run_results(&args, duration).await?;
+    }
+    Ok(())
+}
+
+/// The results scenario: each part on fresh servers.
+async fn run_results(args: &BenchArgs, duration: Duration) -> anyhow::Result<()> {
+    let held = args.held.to_string();
+    let connections = (args.held * 2 + 1000).to_string();
+    let roomy = [
+        "--max-waiting",
+        held.as_str(),
+        "--max-connections",
+        connections.as_str(),
+    ];
+    let d = deploy_with(args, &roomy).await?;
+    d.measure(results::to_result(
+        &d.clients,
+        args.rate,
+        duration.max(Duration::from_secs(1)),
+    ))
+    .await?
+    .print(&format!("enqueue-to-result at {} jobs/s", args.rate));
+    drop(d);
+    for part in ["waiters", "streams"] {
+        let d = deploy_with(args, &roomy).await?;
+        let (client, pid) = match (
+            d.clients.first(),
+            d.servers.first().and_then(ServerProcess::pid),
+        ) {
+            (Some(c), Some(p)) => (c, p),
+            _ => anyhow::bail!("the results scenario starts its own server (no --server-url)"),
+        };
+        if part == "waiters" {
+            results::waiters(client, pid, args.held)
+                .await?
+                .print(&format!("{} ?wait callers", args.held));
+        } else {
+            results::streams(client, pid, args.held, 100)
+                .await?
+                .print(&format!("{} event streams, 100 events", args.held));
+        }
+    }
+    let hooks = [
+        "--webhook-secret",
+        BENCH_WEBHOOK_SECRET,
+        "--allow-private-callbacks",
+    ];
+    let base = {
+        let d = deploy_with(args, &hooks).await?;
+        d.measure(end_to_end::run(&d.clients, args.jobs)).await?
+    };
+    base.print("end-to-end, no subscription");
+    let sink = results::Sink::start().await?;
+    let d = deploy_with(args, &hooks).await?;
+    let client = d
+        .clients
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no node"))?;
+    results::subscribe(client, &sink.url).await?;
+    let with = d.measure(end_to_end::run(&d.clients, args.jobs)).await?;
+    with.print("end-to-end, 1 subscription (job.succeeded)");
+    let rate = |f: &stats::Figures| f.jobs as f64 / f.elapsed.as_secs_f64().max(1e-9);
+    let at_end = sink.received.load(std::sync::atomic::Ordering::Relaxed);
+    let drained = std::time::Instant::now();
+    while sink.received.load(std::sync::atomic::Ordering::Relaxed) < with.jobs
+        && drained.elapsed() < Duration::from_secs(300)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "  with a subscription: {:.0} % of the throughput without; {at_end} of {} deliveries \
+         received by the end of the run, {} after {:.1}s more",
+        100.0 * rate(&with) / rate(&base).max(1e-9),
+        with.jobs,
+        sink.received.load(std::sync::atomic::Ordering::Relaxed),
+        drained.elapsed().as_secs_f64()
+    );
     Ok(())
 }
