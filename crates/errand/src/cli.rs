@@ -146,6 +146,39 @@ pub struct ServeArgs {
     /// Log lines kept per attempt of a run: the first and last halves (default 10000).
     #[arg(long, env = "ERRAND_MAX_LOG_LINES")]
     pub max_log_lines: Option<u32>,
+    /// A webhook signing secret, `whsec_<base64 key>`; repeat for rotation (the first is the
+    /// newest; every delivery is signed with each). Without one, callbacks and
+    /// subscriptions are refused.
+    #[arg(
+        long = "webhook-secret",
+        env = "ERRAND_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhook_secrets: Vec<String>,
+    /// Deliver webhooks to loopback, private, link-local and other non-public addresses.
+    #[arg(
+        long,
+        env = "ERRAND_ALLOW_PRIVATE_CALLBACKS",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_private_callbacks: Option<bool>,
+    /// Non-public networks webhooks may be delivered to (CIDR, comma-separated).
+    #[arg(long, env = "ERRAND_CALLBACK_ALLOW_CIDRS", value_delimiter = ',')]
+    pub callback_allow_cidrs: Vec<String>,
+    /// Bound on one delivery attempt (default 10s).
+    #[arg(long, env = "ERRAND_DELIVERY_TIMEOUT")]
+    pub delivery_timeout: Option<String>,
+    /// Wait before a delivery's first retry, doubling to an hour (default 5s).
+    #[arg(long, env = "ERRAND_DELIVERY_BACKOFF")]
+    pub delivery_backoff: Option<String>,
+    /// How long a delivery is retried, from when it was recorded (default 24h).
+    #[arg(long, env = "ERRAND_DELIVERY_RETRY_FOR")]
+    pub delivery_retry_for: Option<String>,
+    /// Failed attempts in a row that pause a subscription (default 50).
+    #[arg(long, env = "ERRAND_SUBSCRIPTION_PAUSE_AFTER")]
+    pub subscription_pause_after: Option<u32>,
 }
 
 /// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an
