@@ -331,6 +331,62 @@ pub struct SubscriptionPatch {
     pub state: Option<(SubscriptionState, Option<String>)>,
 }
 
+impl SubscriptionPatch {
+    /// Applies the patch to `sub` (everything but `updated_at`, which is the store's): the
+    /// one reading of patch semantics both stores use. Pausing keeps the failure count and
+    /// sets the given reason; resuming clears the reason and the failure count.
+    pub fn apply_to(self, sub: &mut Subscription) {
+        if let Some(url) = self.url {
+            sub.url = url;
+        }
+        if let Some(events) = self.events {
+            sub.events = events;
+        }
+        if let Some(queue) = self.queue {
+            sub.queue = queue;
+        }
+        if let Some(kind) = self.kind {
+            sub.kind = kind;
+        }
+        if let Some(tag) = self.tag {
+            sub.tag = tag;
+        }
+        if let Some(description) = self.description {
+            sub.description = description;
+        }
+        match self.state {
+            None => {}
+            Some((SubscriptionState::Paused, reason)) => {
+                sub.state = SubscriptionState::Paused;
+                sub.paused_reason = reason;
+            }
+            Some((SubscriptionState::Active, _)) => {
+                sub.state = SubscriptionState::Active;
+                sub.paused_reason = None;
+                sub.consecutive_failures = 0;
+            }
+        }
+    }
+}
+
+/// Why a subscription was paused by its failures: the count and the last error, so the
+/// person who resumes it knows what to fix. Both stores write exactly this.
+pub fn failure_pause_reason(failures: u32, last_error: &str) -> String {
+    format!("paused after {failures} failed deliveries in a row; last: {last_error}")
+}
+
+impl DeliveryAttempt {
+    /// What went wrong in this attempt, for `last_error` and a pause reason: its error, or
+    /// its status when it has no error text.
+    pub fn failure_text(&self) -> String {
+        match (&self.error, self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(status)) => format!("HTTP status {status}"),
+            (None, None) => "the attempt failed".to_owned(),
+        }
+    }
+}
+
 /// The body of a webhook: `{"type", "timestamp", "data"}` as Standard Webhooks suggests,
 /// `data` holding the job (`job.*`) or the slot (`schedule.fired`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
