@@ -130,6 +130,10 @@ impl Engine {
             // The store recorded the job's callback with its end: send it now.
             self.deliveries_due.notify_one();
         }
+        // A job that ended left its reply in `reply_to` in the same transaction.
+        if let (true, Some(reply_to)) = (job.state.is_final(), &job.reply_to) {
+            self.waker.wake(reply_to, Ready::Jobs(1));
+        }
     }
 
     /// Wakes every claim waiting on `queue` (the number of ready jobs is unknown).

@@ -9,6 +9,7 @@
 mod definition_switch;
 mod delivery_queue;
 mod delivery_record;
+mod event_log;
 mod fault;
 mod file_watch;
 mod instance;
@@ -28,6 +29,7 @@ mod schedule;
 mod schema;
 mod store;
 mod subscription;
+mod transition;
 mod writer;
 
 pub use store::{Durability, SqliteOptions, SqliteStore};

@@ -30,6 +30,7 @@ mod claims;
 mod concurrency;
 mod counts;
 mod deliveries;
+mod events;
 mod instances;
 mod jobs;
 mod leases;
@@ -55,7 +56,7 @@ use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
     restore::*, retention::*,
 };
-use self::{deliveries::*, schedules::*, settle::*};
+use self::{deliveries::*, events::*, schedules::*, settle::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
@@ -185,6 +186,11 @@ macro_rules! conformance_suite {
             delivery_settle_records_each_outcome_fenced_on_the_token,
             delivery_failures_pause_a_subscription_and_success_resets,
             deliveries_are_listed_with_history_and_pruned,
+            each_transition_writes_its_event,
+            cancel_dead_retry_and_rescue_write_their_events,
+            a_job_that_ends_leaves_one_reply,
+            a_fired_slot_writes_schedule_fired,
+            event_log_pages_prunes_and_reports_what_was_missed,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
