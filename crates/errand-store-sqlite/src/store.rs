@@ -32,9 +32,9 @@ use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
-    definition_switch, delivery_queue, event_log, instance, job_log, job_read, job_row,
-    job_settle, job_write, maintenance, mark, named_lease, node, queue, restore, schedule,
-    schema, subscription,
+    definition_switch, delivery_queue, event_log, instance, job_log, job_read, job_row, job_settle,
+    job_write, maintenance, mark, named_lease, node, queue, restore, schedule, schema,
+    subscription,
 };
 
 fn millis_of(d: std::time::Duration) -> Millis {

@@ -44,6 +44,9 @@ pub enum Command {
     /// Recurring work: cron and interval schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Webhook subscriptions: URLs that receive job and schedule events.
+    #[command(subcommand)]
+    Subscriptions(SubscriptionsCommand),
     /// Job definitions of the server's jobs directory.
     #[command(subcommand)]
     Definitions(DefinitionsCommand),
@@ -308,6 +311,12 @@ pub enum JobsCommand {
         /// Job id.
         id: String,
     },
+    /// A job's webhook deliveries (its callback, and subscription deliveries of its
+    /// events) with their attempts.
+    Deliveries {
+        /// Job id.
+        id: String,
+    },
 }
 
 /// `errand queues ...`.
@@ -396,6 +405,69 @@ pub enum SchedulesCommand {
         #[arg(long, short, default_value_t = 10)]
         count: usize,
     },
+}
+
+/// `errand subscriptions ...`.
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Every subscription.
+    List,
+    /// Create a subscription.
+    Create(SubscriptionCreateArgs),
+    /// One subscription, with why it is paused.
+    Show {
+        /// Subscription id.
+        id: String,
+    },
+    /// Stop delivering (matching events are not recorded meanwhile).
+    Pause {
+        /// Subscription id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deliver again; clears the failure count.
+    Resume {
+        /// Subscription id.
+        id: String,
+    },
+    /// Delete a subscription and its pending deliveries.
+    Delete {
+        /// Subscription id.
+        id: String,
+    },
+    /// A subscription's deliveries, newest first, with their attempts.
+    Deliveries {
+        /// Subscription id.
+        id: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// `errand subscriptions create`.
+#[derive(Debug, Args)]
+pub struct SubscriptionCreateArgs {
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// Event types: job.enqueued, job.started, job.progress, job.succeeded, job.failed,
+    /// job.dead, job.cancelled, schedule.fired (repeat, or comma-separated).
+    #[arg(long = "event", required = true, value_delimiter = ',', num_args = 1..)]
+    pub events: Vec<String>,
+    /// Only jobs of this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only jobs of this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Free text for people.
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 /// `errand schedules add`.
