@@ -4,8 +4,9 @@
 //! fanned out once even if two nodes try. Only the holder of the named lease
 //! [`LEASE_NAME`] does it, which keeps the others from wasting work on lost CAS races.
 //!
-//! A cursor that was never set starts at the log's head: a new installation does not
-//! deliver history. With no subscription the cursor still moves (to the head, without
+//! A cursor that was never set starts at the log's head when there is no subscription yet
+//! (a new installation does not deliver history); subscriptions only ever receive events
+//! newer than themselves. With no subscription the cursor still moves (to the head, without
 //! reading the events), so the log behind it can be pruned.
 
 use std::sync::Arc;
@@ -93,49 +94,45 @@ pub async fn fanout_once(engine: &Engine, page: u32) -> Result<FanoutPass, Store
     // read only wants events newer than itself, which are after this head.
     let head = engine.event_head().await?;
     let subscriptions = engine.subscription_list().await?;
-    let start = match cursor {
-        Some(c) => c,
-        None => {
-            let to = head.unwrap_or_default();
-            engine
-                .delivery_fanout(DeliveryFanoutParams {
-                    from: None,
-                    to,
-                    deliveries: Vec::new(),
-                })
-                .await?;
-            return Ok(FanoutPass::default());
-        }
-    };
     let any_active = subscriptions
         .iter()
         .any(|s| s.state == errand_core::SubscriptionState::Active);
     if !any_active {
-        if let Some(h) = head.filter(|h| *h > start) {
+        // Nothing to deliver: skip to the head without reading, so the log can be pruned.
+        let to = match (cursor, head) {
+            (None, h) => Some(h.unwrap_or_default()),
+            (Some(c), Some(h)) if h > c => Some(h),
+            _ => None,
+        };
+        if let Some(to) = to {
             engine
                 .delivery_fanout(DeliveryFanoutParams {
-                    from: Some(start),
-                    to: h,
+                    from: cursor,
+                    to,
                     deliveries: Vec::new(),
                 })
                 .await?;
         }
         return Ok(FanoutPass::default());
     }
-    let read = engine.event_read(Some(start), page).await?;
+    // A cursor never set with subscriptions already there (created before the first pass):
+    // read from the oldest kept event; `Subscription::wants` drops events older than each
+    // subscription, so no history is delivered.
+    let start = cursor;
+    let read = engine.event_read(start, page).await?;
     if let Some(missed) = read.missed_through {
         tracing::warn!(
-            cursor = %start,
+            cursor = ?start.map(|c| c.to_string()),
             missed_through = %missed,
             "the subscription fan-out fell behind the event log's retention; events up to the gap were not delivered"
         );
     }
     let Some(last) = read.events.last().map(|e| e.id) else {
         // Nothing after the cursor, but a gap may have been reported: move past it.
-        if let Some(missed) = read.missed_through.filter(|m| *m > start) {
+        if let Some(missed) = read.missed_through.filter(|m| start.is_none_or(|s| *m > s)) {
             engine
                 .delivery_fanout(DeliveryFanoutParams {
-                    from: Some(start),
+                    from: start,
                     to: missed,
                     deliveries: Vec::new(),
                 })
@@ -147,7 +144,7 @@ pub async fn fanout_once(engine: &Engine, page: u32) -> Result<FanoutPass, Store
     let n = deliveries.len();
     let done = engine
         .delivery_fanout(DeliveryFanoutParams {
-            from: Some(start),
+            from: start,
             to: last,
             deliveries,
         })

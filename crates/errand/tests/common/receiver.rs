@@ -39,12 +39,15 @@ pub type Behaviour = Arc<dyn Fn(usize, &Received) -> (u16, Duration) + Send + Sy
 struct Shared {
     got: Arc<Mutex<Vec<Received>>>,
     behaviour: Behaviour,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A running receiver; stops when dropped.
 pub struct Receiver {
     pub addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
+    max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -60,6 +63,9 @@ async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Sta
         body,
         answered: 0,
     };
+    use std::sync::atomic::Ordering;
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let n = s.got.lock().unwrap().len();
     let (status, delay) = (s.behaviour)(n, &rec);
     rec.answered = status;
@@ -67,6 +73,7 @@ async fn handle(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Sta
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
     StatusCode::from_u16(status).unwrap()
 }
 
@@ -77,6 +84,7 @@ impl Receiver {
 
     pub async fn start_on(addr: SocketAddr, behaviour: Behaviour) -> Self {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let max_in_flight: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let app = axum::Router::new().fallback(handle).with_state(Shared {
             got: got.clone(),
             behaviour,
@@ -86,7 +94,12 @@ impl Receiver {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, got, task }
+        Self {
+            addr,
+            got,
+            max_in_flight,
+            task,
+        }
     }
 
     /// Always answers `status` at once.
@@ -96,6 +109,11 @@ impl Receiver {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn received(&self) -> Vec<Received> {
