@@ -768,5 +768,8 @@ pub(crate) async fn deliveries_are_listed_with_history_and_pruned(Ctx { store, c
     )
     .await;
     let reborn = d.iter().find(|d| d.id == ds[0].id).expect("recorded again");
-    assert!(reborn.history.is_empty(), "its attempts were pruned with it");
+    assert!(
+        reborn.history.is_empty(),
+        "its attempts were pruned with it"
+    );
 }
