@@ -185,6 +185,7 @@ macro_rules! conformance_suite {
             delivery_settle_records_each_outcome_fenced_on_the_token,
             delivery_failures_pause_a_subscription_and_success_resets,
             deliveries_are_listed_with_history_and_pruned,
+            concurrent_delivery_claims_and_fanouts_never_double,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
