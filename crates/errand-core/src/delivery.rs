@@ -453,3 +453,73 @@ pub fn callback_for(job: &Job, now: Millis) -> Option<NewDelivery> {
         body: body.text(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paused_sub() -> Subscription {
+        let now = Timestamp::UNIX_EPOCH;
+        Subscription {
+            id: SubscriptionId::new(),
+            url: "https://a.example/hook".into(),
+            events: vec![EventType::JobDead],
+            queue: Some(QueueName::parse("q").expect("queue")),
+            kind: None,
+            tag: Some("t".into()),
+            description: Some("d".into()),
+            state: SubscriptionState::Paused,
+            paused_reason: Some(failure_pause_reason(5, "HTTP status 500")),
+            consecutive_failures: 5,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_a_resume_clears_the_failures() {
+        let mut sub = paused_sub();
+        SubscriptionPatch {
+            queue: Some(None),
+            description: Some(Some("new".into())),
+            ..SubscriptionPatch::default()
+        }
+        .apply_to(&mut sub);
+        assert_eq!(sub.queue, None);
+        assert_eq!(sub.description.as_deref(), Some("new"));
+        assert_eq!(sub.tag.as_deref(), Some("t"));
+        assert_eq!(sub.state, SubscriptionState::Paused, "untouched");
+        assert_eq!(sub.consecutive_failures, 5);
+        assert_eq!(
+            sub.paused_reason.as_deref(),
+            Some("paused after 5 failed deliveries in a row; last: HTTP status 500")
+        );
+
+        SubscriptionPatch {
+            state: Some((SubscriptionState::Active, Some("ignored".into()))),
+            ..SubscriptionPatch::default()
+        }
+        .apply_to(&mut sub);
+        assert_eq!(sub.state, SubscriptionState::Active);
+        assert_eq!(sub.paused_reason, None);
+        assert_eq!(sub.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn an_attempt_says_why_it_failed() {
+        let mut a = DeliveryAttempt {
+            attempt: 1,
+            at: Timestamp::UNIX_EPOCH,
+            duration_ms: 3,
+            status: Some(503),
+            error: None,
+            response: None,
+        };
+        assert_eq!(a.failure_text(), "HTTP status 503");
+        a.error = Some("timed out".into());
+        assert_eq!(a.failure_text(), "timed out");
+        a.status = None;
+        a.error = None;
+        assert_eq!(a.failure_text(), "the attempt failed");
+    }
+}

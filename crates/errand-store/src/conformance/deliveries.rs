@@ -773,3 +773,71 @@ pub(crate) async fn deliveries_are_listed_with_history_and_pruned(Ctx { store, c
         "its attempts were pruned with it"
     );
 }
+
+/// Senders racing (as nodes sharing a PostgreSQL database do): every due delivery is handed
+/// out, none twice; fan-outs racing from one cursor: exactly one records its stretch.
+pub(crate) async fn concurrent_delivery_claims_and_fanouts_never_double(Ctx { store, .. }: Ctx) {
+    const DELIVERIES: usize = 120;
+    const SENDERS: usize = 8;
+    let job = JobId::new();
+    record(
+        &store,
+        (0..DELIVERIES).map(|_| delivery(None, job)).collect(),
+    )
+    .await;
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..SENDERS {
+        let store = store.clone();
+        senders.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = claim_deliveries(&store, 3).await;
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.delivery.id));
+            }
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(mine) = senders.join_next().await {
+        for id in mine.expect("sender") {
+            assert!(seen.insert(id), "delivery {id} was handed out twice");
+        }
+    }
+    assert_eq!(seen.len(), DELIVERIES, "every delivery is handed out");
+
+    let from = store.delivery_cursor().await.expect("cursor");
+    let mut fanouts = tokio::task::JoinSet::new();
+    for _ in 0..SENDERS {
+        let store = store.clone();
+        fanouts.spawn(async move {
+            store
+                .delivery_fanout(DeliveryFanoutParams {
+                    from,
+                    to: eid(100),
+                    deliveries: vec![delivery(None, job)],
+                })
+                .await
+                .expect("fanout")
+        });
+    }
+    let mut won = 0;
+    while let Some(w) = fanouts.join_next().await {
+        won += usize::from(w.expect("fanout"));
+    }
+    assert_eq!(won, 1, "one fan-out wins the stretch");
+    assert_eq!(
+        list(
+            &store,
+            DeliveryListParams {
+                limit: 1000,
+                ..DeliveryListParams::default()
+            }
+        )
+        .await
+        .len(),
+        DELIVERIES + 1,
+        "only the winner's delivery was recorded"
+    );
+}

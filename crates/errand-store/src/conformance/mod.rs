@@ -191,6 +191,7 @@ macro_rules! conformance_suite {
             a_job_that_ends_leaves_one_reply,
             a_fired_slot_writes_schedule_fired,
             event_log_pages_prunes_and_reports_what_was_missed,
+            concurrent_delivery_claims_and_fanouts_never_double,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
