@@ -13,6 +13,7 @@
 mod definition_switch;
 mod delivery_queue;
 mod delivery_record;
+mod event_log;
 mod fault;
 mod instance;
 mod job_log;
@@ -32,5 +33,6 @@ mod schedule;
 mod schema;
 mod store;
 mod subscription;
+mod transition;
 
 pub use store::{PgOptions, PgStore};

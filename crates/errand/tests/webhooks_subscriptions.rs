@@ -79,9 +79,11 @@ async fn a_queue_filtered_subscription_gets_exactly_the_matching_events() {
     // has read past both, so anything recorded for the other would be there too.
     let other = run_job(&client, "billing", EnqueueRequest::new("send")).await;
     let mine = run_job(&client, "mail", EnqueueRequest::new("send")).await;
-    eventually("the matching event arrives", Duration::from_secs(20), || async {
-        (!rx.received().is_empty()).then_some(())
-    })
+    eventually(
+        "the matching event arrives",
+        Duration::from_secs(20),
+        || async { (!rx.received().is_empty()).then_some(()) },
+    )
     .await;
     let list = client.subscription_deliveries(sub.id, 100).await.unwrap();
     assert_eq!(list.deliveries.len(), 1, "{list:?}");
@@ -124,10 +126,14 @@ async fn a_subscription_whose_endpoint_keeps_failing_is_paused_with_its_reason()
         .await
         .unwrap();
     client.enqueue(&EnqueueRequest::new("k")).await.unwrap();
-    let paused = eventually("the subscription pauses", Duration::from_secs(30), || async {
-        let s = client.subscription(sub.id).await.ok()?;
-        (s.state == SubscriptionState::Paused).then_some(s)
-    })
+    let paused = eventually(
+        "the subscription pauses",
+        Duration::from_secs(30),
+        || async {
+            let s = client.subscription(sub.id).await.ok()?;
+            (s.state == SubscriptionState::Paused).then_some(s)
+        },
+    )
     .await;
     let reason = paused.paused_reason.clone().unwrap_or_default();
     assert!(reason.contains('3'), "{reason}");
@@ -157,7 +163,12 @@ async fn subscriptions_are_managed_and_bad_input_changes_nothing() {
         let (status, body) = raw.post("/v1/subscriptions", bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
-    assert!(client.subscriptions().await.unwrap().subscriptions.is_empty());
+    assert!(client
+        .subscriptions()
+        .await
+        .unwrap()
+        .subscriptions
+        .is_empty());
     let sub = client
         .subscription_create(&SubscriptionRequest {
             url: "https://example.com/a".into(),
@@ -285,6 +296,10 @@ async fn two_postgres_nodes_share_deliveries_and_send_none_twice() {
     assert_eq!(ids.len(), got.len(), "a delivery was sent twice");
     assert_eq!(got.len(), n);
     // One node sends at most 16 at once: more at once means both nodes sent.
-    assert!(rx.max_in_flight() > 16, "max in flight {}", rx.max_in_flight());
+    assert!(
+        rx.max_in_flight() > 16,
+        "max in flight {}",
+        rx.max_in_flight()
+    );
     drop(b);
 }
