@@ -88,6 +88,8 @@ impl Receiver {
         let app = axum::Router::new().fallback(handle).with_state(Shared {
             got: got.clone(),
             behaviour,
+            in_flight: Arc::default(),
+            max_in_flight: max_in_flight.clone(),
         });
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
