@@ -60,7 +60,7 @@ pub(crate) async fn list(
 
 /// One subscription, with its state and why it is paused.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}", operation_id = "get_subscription", tag = "subscriptions",
-    params(("id" = String, Path, format = Uuid, description = "Subscription id")),
+    params(("id" = errand_core::SubscriptionId, Path, description = "Subscription id")),
     responses((status = 200, description = "The subscription", body = Subscription), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ pub(crate) async fn get(
 /// Changes a subscription's URL, events or filters; absent fields stay, `null` removes a
 /// filter.
 #[utoipa::path(patch, path = "/v1/subscriptions/{id}", operation_id = "update_subscription", tag = "subscriptions",
-    params(("id" = String, Path, format = Uuid, description = "Subscription id")),
+    params(("id" = errand_core::SubscriptionId, Path, description = "Subscription id")),
     request_body = SubscriptionPatchRequest,
     responses((status = 200, description = "Changed", body = Subscription), (status = 404, body = ErrorBody)))]
 pub(crate) async fn update(
@@ -87,7 +87,7 @@ pub(crate) async fn update(
 
 /// Deletes a subscription and its pending deliveries (finished ones stay until pruned).
 #[utoipa::path(delete, path = "/v1/subscriptions/{id}", operation_id = "delete_subscription", tag = "subscriptions",
-    params(("id" = String, Path, format = Uuid, description = "Subscription id")),
+    params(("id" = errand_core::SubscriptionId, Path, description = "Subscription id")),
     responses((status = 200, description = "Deleted"), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -101,7 +101,7 @@ pub(crate) async fn delete(
 /// Stops deliveries: matching events are not recorded for it, and its pending deliveries
 /// wait, until it is resumed.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/pause", operation_id = "pause_subscription", tag = "subscriptions",
-    params(("id" = String, Path, format = Uuid, description = "Subscription id")),
+    params(("id" = errand_core::SubscriptionId, Path, description = "Subscription id")),
     request_body(content = Option<PauseSubscriptionRequest>, description = "An optional reason"),
     responses((status = 200, description = "Paused", body = Subscription), (status = 404, body = ErrorBody)))]
 pub(crate) async fn pause(
@@ -128,7 +128,7 @@ pub(crate) async fn pause(
 /// Delivers again: clears the pause reason and the failure count; pending deliveries are
 /// sent.
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/resume", operation_id = "resume_subscription", tag = "subscriptions",
-    params(("id" = String, Path, format = Uuid, description = "Subscription id")),
+    params(("id" = errand_core::SubscriptionId, Path, description = "Subscription id")),
     responses((status = 200, description = "Active", body = Subscription), (status = 404, body = ErrorBody)))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
@@ -186,7 +186,7 @@ async fn deliveries(
 
 /// The deliveries made to a subscription, newest first, each with its attempts.
 #[utoipa::path(get, path = "/v1/subscriptions/{id}/deliveries", operation_id = "list_subscription_deliveries", tag = "subscriptions",
-    params(("id" = String, Path, format = Uuid, description = "Subscription id"), DeliveryListQuery),
+    params(("id" = errand_core::SubscriptionId, Path, description = "Subscription id"), DeliveryListQuery),
     responses((status = 200, description = "Newest first", body = DeliveryList), (status = 404, body = ErrorBody)))]
 pub(crate) async fn subscription_deliveries(
     State(state): State<AppState>,
