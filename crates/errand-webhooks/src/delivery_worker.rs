@@ -6,7 +6,8 @@
 //! attempts keep failing.
 //!
 //! It wakes when this node records a delivery due now, and otherwise polls every second
-//! (deliveries recorded by other nodes, retries coming due).
+//! (deliveries recorded by other nodes, retries coming due). Once a minute it deletes
+//! finished deliveries older than the engine's `retention`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +113,26 @@ async fn deliver(
     }
 }
 
+/// How often finished deliveries past retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes finished deliveries (and their attempts) that ended longer than the engine's
+/// `retention` ago (the time succeeded jobs are kept), a batch at a time. Any node may do
+/// it; two at once delete different rows or nothing.
+async fn prune(engine: &Engine) {
+    let keep = engine.config().retention;
+    for _ in 0..10 {
+        match engine.delivery_prune(keep, 1000).await {
+            Ok(n) if n >= 1000 => continue,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune finished deliveries");
+                break;
+            }
+        }
+    }
+}
+
 /// Runs the worker until `token` fires; attempts under way finish (bounded by the
 /// timeout) before it returns.
 pub async fn run(
@@ -124,8 +145,13 @@ pub async fn run(
     let due = engine.deliveries_due();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut failures = 0u32;
+    let mut next_prune = tokio::time::Instant::now();
     loop {
         while in_flight.try_join_next().is_some() {}
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            prune(&engine).await;
+        }
         let room = config.concurrency.saturating_sub(in_flight.len());
         if room > 0 && !token.is_cancelled() {
             let max = u32::try_from(room).unwrap_or(u32::MAX);
