@@ -97,6 +97,10 @@ async fn deliver(
     if let Some(e) = &attempt.error {
         tracing::debug!(delivery = %d.id, url = %d.url, attempt = d.attempts, error = %e, "delivery attempt failed");
     }
+    let soon = match &outcome {
+        DeliveryOutcome::RetryIn(wait) if *wait < config.poll => Some(*wait),
+        _ => None,
+    };
     let settled = engine
         .delivery_settle(DeliverySettleParams {
             id: d.id,
@@ -106,6 +110,14 @@ async fn deliver(
             pause_after_failures: config.pause_after,
         })
         .await;
+    if let (Ok(_), Some(wait)) = (&settled, soon) {
+        // A retry due before the next poll: wake the worker right then.
+        let due = engine.deliveries_due();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            due.notify_one();
+        });
+    }
     if let Err(e) = settled {
         // Its lease ran out (another node may have sent it again) or the store failed: it
         // stays pending and is tried again after its lease.

@@ -263,3 +263,25 @@ async fn a_callback_pending_when_the_server_is_killed_is_delivered_after_restart
         .all(|r| r.header("webhook-id") == d.id.to_string()));
     assert_eq!(got.last().unwrap().answered, 200);
 }
+
+#[tokio::test]
+async fn a_secret_that_is_not_whsec_base64_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (bad, says) in [
+        ("hunter2", "whsec_"),
+        ("whsec_***", "not base64"),
+        ("whsec_AAAA", "at least 16"),
+    ] {
+        let out = tokio::process::Command::new(common::bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(["--webhook-secret", SECRET, "--webhook-secret", bad])
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("webhook_secrets[1]"), "{err}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
