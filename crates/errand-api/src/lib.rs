@@ -14,6 +14,7 @@ mod nodes;
 mod queues;
 mod schedules;
 pub mod schema;
+mod subscriptions;
 pub mod webhook_url;
 mod worker;
 
@@ -32,6 +33,10 @@ pub use nodes::NodeList;
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use schedules::{
     BackfillRequest, JobTemplateRequest, NextFireTimes, NextQuery, ScheduleList, ScheduleRequest,
+};
+pub use subscriptions::{
+    DeliveryList, DeliveryListQuery, PauseSubscriptionRequest, SubscriptionList,
+    SubscriptionPatchRequest, SubscriptionRequest, MAX_DESCRIPTION_LEN,
 };
 pub use worker::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,

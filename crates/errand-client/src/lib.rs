@@ -14,6 +14,7 @@ mod client;
 mod definitions;
 mod error;
 mod job_host;
+mod subscriptions;
 
 pub use client::Client;
 pub use definitions::{LogFollow, LogStreamItem};

@@ -331,6 +331,62 @@ pub struct SubscriptionPatch {
     pub state: Option<(SubscriptionState, Option<String>)>,
 }
 
+impl SubscriptionPatch {
+    /// Applies the patch to `sub` (everything but `updated_at`, which is the store's): the
+    /// one reading of patch semantics both stores use. Pausing keeps the failure count and
+    /// sets the given reason; resuming clears the reason and the failure count.
+    pub fn apply_to(self, sub: &mut Subscription) {
+        if let Some(url) = self.url {
+            sub.url = url;
+        }
+        if let Some(events) = self.events {
+            sub.events = events;
+        }
+        if let Some(queue) = self.queue {
+            sub.queue = queue;
+        }
+        if let Some(kind) = self.kind {
+            sub.kind = kind;
+        }
+        if let Some(tag) = self.tag {
+            sub.tag = tag;
+        }
+        if let Some(description) = self.description {
+            sub.description = description;
+        }
+        match self.state {
+            None => {}
+            Some((SubscriptionState::Paused, reason)) => {
+                sub.state = SubscriptionState::Paused;
+                sub.paused_reason = reason;
+            }
+            Some((SubscriptionState::Active, _)) => {
+                sub.state = SubscriptionState::Active;
+                sub.paused_reason = None;
+                sub.consecutive_failures = 0;
+            }
+        }
+    }
+}
+
+/// Why a subscription was paused by its failures: the count and the last error, so the
+/// person who resumes it knows what to fix. Both stores write exactly this.
+pub fn failure_pause_reason(failures: u32, last_error: &str) -> String {
+    format!("paused after {failures} failed deliveries in a row; last: {last_error}")
+}
+
+impl DeliveryAttempt {
+    /// What went wrong in this attempt, for `last_error` and a pause reason: its error, or
+    /// its status when it has no error text.
+    pub fn failure_text(&self) -> String {
+        match (&self.error, self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(status)) => format!("HTTP status {status}"),
+            (None, None) => "the attempt failed".to_owned(),
+        }
+    }
+}
+
 /// The body of a webhook: `{"type", "timestamp", "data"}` as Standard Webhooks suggests,
 /// `data` holding the job (`job.*`) or the slot (`schedule.fired`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -396,4 +452,74 @@ pub fn callback_for(job: &Job, now: Millis) -> Option<NewDelivery> {
         url: url.clone(),
         body: body.text(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paused_sub() -> Subscription {
+        let now = Timestamp::UNIX_EPOCH;
+        Subscription {
+            id: SubscriptionId::new(),
+            url: "https://a.example/hook".into(),
+            events: vec![EventType::JobDead],
+            queue: Some(QueueName::parse("q").expect("queue")),
+            kind: None,
+            tag: Some("t".into()),
+            description: Some("d".into()),
+            state: SubscriptionState::Paused,
+            paused_reason: Some(failure_pause_reason(5, "HTTP status 500")),
+            consecutive_failures: 5,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_a_resume_clears_the_failures() {
+        let mut sub = paused_sub();
+        SubscriptionPatch {
+            queue: Some(None),
+            description: Some(Some("new".into())),
+            ..SubscriptionPatch::default()
+        }
+        .apply_to(&mut sub);
+        assert_eq!(sub.queue, None);
+        assert_eq!(sub.description.as_deref(), Some("new"));
+        assert_eq!(sub.tag.as_deref(), Some("t"));
+        assert_eq!(sub.state, SubscriptionState::Paused, "untouched");
+        assert_eq!(sub.consecutive_failures, 5);
+        assert_eq!(
+            sub.paused_reason.as_deref(),
+            Some("paused after 5 failed deliveries in a row; last: HTTP status 500")
+        );
+
+        SubscriptionPatch {
+            state: Some((SubscriptionState::Active, Some("ignored".into()))),
+            ..SubscriptionPatch::default()
+        }
+        .apply_to(&mut sub);
+        assert_eq!(sub.state, SubscriptionState::Active);
+        assert_eq!(sub.paused_reason, None);
+        assert_eq!(sub.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn an_attempt_says_why_it_failed() {
+        let mut a = DeliveryAttempt {
+            attempt: 1,
+            at: Timestamp::UNIX_EPOCH,
+            duration_ms: 3,
+            status: Some(503),
+            error: None,
+            response: None,
+        };
+        assert_eq!(a.failure_text(), "HTTP status 503");
+        a.error = Some("timed out".into());
+        assert_eq!(a.failure_text(), "timed out");
+        a.status = None;
+        a.error = None;
+        assert_eq!(a.failure_text(), "the attempt failed");
+    }
 }

@@ -51,6 +51,9 @@ pub struct Engine {
     /// The soonest slot the last scheduler pass planned (store clock, milliseconds), so the
     /// runner can wake right at it instead of up to one poll interval later.
     pub(crate) next_slot_hint: std::sync::atomic::AtomicI64,
+    /// Rung when this process recorded a delivery that is due now (a fan-out, a job with a
+    /// `callback_url` ending), so the delivery worker sends it without waiting for its poll.
+    pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -67,6 +70,7 @@ impl Engine {
             shutdown: CancellationToken::new(),
             node_id: NodeId::new(),
             next_slot_hint: std::sync::atomic::AtomicI64::new(i64::MAX),
+            deliveries_due: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -121,6 +125,10 @@ impl Engine {
         });
         if job.state == JobState::Available {
             self.waker.wake(&job.queue, Ready::Jobs(1));
+        }
+        if job.callback_url.is_some() && job.state.is_final() {
+            // The store recorded the job's callback with its end: send it now.
+            self.deliveries_due.notify_one();
         }
         // A job that ended left its reply in `reply_to` in the same transaction.
         if let (true, Some(reply_to)) = (job.state.is_final(), &job.reply_to) {

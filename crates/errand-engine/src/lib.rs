@@ -9,6 +9,7 @@
 mod config;
 mod continuous;
 mod dead;
+mod deliveries;
 mod engine;
 mod event_log;
 mod job_events;
@@ -20,6 +21,7 @@ mod queue_waker;
 mod queues;
 mod schedule_admin;
 mod schedules;
+mod subscriptions;
 mod unheard_claim;
 
 pub use config::EngineConfig;

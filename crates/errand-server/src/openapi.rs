@@ -32,6 +32,7 @@ use utoipa::{OpenApi, ToSchema};
         (name = "dead", description = "Dead jobs: list, requeue, purge"),
         (name = "schedules", description = "Cron and interval schedules that fire exactly once per slot"),
         (name = "definitions", description = "Job definitions of the jobs directory: list, run on demand, stop and start continuous ones, webhooks, instance logs"),
+        (name = "subscriptions", description = "Webhook subscriptions: URLs that receive matching job and schedule events, signed the Standard Webhooks way; their deliveries and attempts"),
         (name = "nodes", description = "The errand serve processes sharing the store"),
         (name = "health", description = "Liveness and readiness")
     )

@@ -47,6 +47,9 @@ pub struct AppState {
     pub site: Arc<SitePolicy>,
     /// The jobs directory's definitions (empty when the server has none).
     pub scripts: Arc<crate::scripts::Scripts>,
+    /// Whether webhook secrets are configured: without them callbacks and subscriptions are
+    /// refused (nothing could be signed).
+    pub webhooks_enabled: bool,
     /// Places for long polls; one is held while a call waits.
     waiting: Arc<Semaphore>,
 }
@@ -59,6 +62,7 @@ impl AppState {
             limits,
             site,
             scripts: crate::scripts::Scripts::none(),
+            webhooks_enabled: false,
             waiting: Arc::new(Semaphore::new(limits.max_waiting)),
         }
     }
@@ -66,6 +70,12 @@ impl AppState {
     /// The same state serving the definitions of a loaded jobs directory.
     pub fn with_scripts(mut self, scripts: Arc<crate::scripts::Scripts>) -> Self {
         self.scripts = scripts;
+        self
+    }
+
+    /// The same state with webhook signing configured (callbacks and subscriptions allowed).
+    pub fn with_webhooks(mut self, enabled: bool) -> Self {
+        self.webhooks_enabled = enabled;
         self
     }
 

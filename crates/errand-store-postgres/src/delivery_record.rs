@@ -1,12 +1,15 @@
-//! Recording webhook deliveries to make (job callbacks, subscription fan-out): pending,
-//! due now, in the caller's transaction, with one statement for a batch.
+//! Recording deliveries owed: job callbacks (written with the job's end) and the
+//! subscription fan-out both insert through here, so a delivery starts the same way
+//! whoever owes it.
 
 use deadpool_postgres::GenericClient;
-use errand_core::{DeliveryState, Millis, NewDelivery};
+use errand_core::{Millis, NewDelivery};
+use uuid::Uuid;
 
 use crate::fault::QResult;
 
-/// Inserts `deliveries` as pending, no attempt made, due at `now`.
+/// Inserts `deliveries` as pending, with no attempt made and the first attempt due at
+/// `now`, in one statement inside the caller's transaction.
 pub(crate) async fn insert_deliveries(
     client: &impl GenericClient,
     now: Millis,
@@ -18,35 +21,23 @@ pub(crate) async fn insert_deliveries(
     let stmt = client
         .prepare_cached(
             "INSERT INTO deliveries (id, subscription_id, job_id, event_type, url, body, state, \
-             attempts, next_at, created_at, updated_at) \
-             SELECT u.id, u.subscription_id, u.job_id, u.event_type, u.url, u.body, $7, 0, $8, $8, $8 \
+                 attempts, next_at, created_at, updated_at) \
+             SELECT u.id, u.sub, u.job, u.ty, u.url, u.body, 'pending', 0, $7, $7, $7 \
              FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[]) \
-                 AS u(id, subscription_id, job_id, event_type, url, body)",
+                 AS u(id, sub, job, ty, url, body)",
         )
         .await?;
-    let ids: Vec<uuid::Uuid> = deliveries.iter().map(|d| d.id.0).collect();
-    let subscriptions: Vec<Option<uuid::Uuid>> = deliveries
+    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id.0).collect();
+    let subs: Vec<Option<Uuid>> = deliveries
         .iter()
         .map(|d| d.subscription.map(|s| s.0))
         .collect();
-    let jobs: Vec<Option<uuid::Uuid>> = deliveries.iter().map(|d| d.job.map(|j| j.0)).collect();
+    let jobs: Vec<Option<Uuid>> = deliveries.iter().map(|d| d.job.map(|j| j.0)).collect();
     let types: Vec<&str> = deliveries.iter().map(|d| d.event_type.as_str()).collect();
     let urls: Vec<&str> = deliveries.iter().map(|d| d.url.as_str()).collect();
     let bodies: Vec<&str> = deliveries.iter().map(|d| d.body.as_str()).collect();
     client
-        .execute(
-            &stmt,
-            &[
-                &ids,
-                &subscriptions,
-                &jobs,
-                &types,
-                &urls,
-                &bodies,
-                &DeliveryState::Pending.as_str(),
-                &now,
-            ],
-        )
+        .execute(&stmt, &[&ids, &subs, &jobs, &types, &urls, &bodies, &now])
         .await?;
     Ok(())
 }

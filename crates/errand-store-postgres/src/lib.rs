@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod definition_switch;
+mod delivery_queue;
 mod delivery_record;
 mod event_log;
 mod fault;
@@ -31,6 +32,7 @@ mod restore;
 mod schedule;
 mod schema;
 mod store;
+mod subscription;
 mod transition;
 
 pub use store::{PgOptions, PgStore};

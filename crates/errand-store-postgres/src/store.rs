@@ -9,6 +9,10 @@ use errand_core::{
     Attempt, InstanceRecord, Job, JobId, JobState, LogEntry, Millis, NodeId, NodeInfo, QueueInfo,
     QueueName, ScheduleName,
 };
+use errand_core::{
+    ClaimedDelivery, Delivery, EventId, NewSubscription, Subscription, SubscriptionId,
+    SubscriptionPatch,
+};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
@@ -17,6 +21,9 @@ use errand_store::{
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
     ScheduleSlotRecord, Store, StoreError, StoreOrigin,
 };
+use errand_store::{
+    DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
+};
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
 
@@ -24,8 +31,9 @@ use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
 use crate::{
-    definition_switch, event_log, instance, job_log, job_read, job_settle, job_write, listener,
-    maintenance, mark, named_lease, node, queue, restore, schedule, schema,
+    definition_switch, delivery_queue, event_log, instance, job_log, job_read, job_settle,
+    job_write, listener, maintenance, mark, named_lease, node, queue, restore, schedule, schema,
+    subscription,
 };
 
 /// How to reach the database.
@@ -542,6 +550,62 @@ impl Store for PgStore {
 
     async fn mark_delete(&self, scope: &str, keys: Vec<String>) -> Result<u64, StoreError> {
         on_conn!(self, |c| mark::delete(&c, scope, &keys).await?)
+    }
+
+    async fn subscription_create(&self, new: NewSubscription) -> Result<Subscription, StoreError> {
+        on_conn!(self, |c| subscription::create(&c, &new).await?)
+    }
+
+    async fn subscription_get(&self, id: SubscriptionId) -> Result<Subscription, StoreError> {
+        on_conn!(self, |c| subscription::get(&c, id).await?)
+    }
+
+    async fn subscription_list(&self) -> Result<Vec<Subscription>, StoreError> {
+        on_conn!(self, |c| subscription::list(&c).await?)
+    }
+
+    async fn subscription_update(
+        &self,
+        id: SubscriptionId,
+        patch: SubscriptionPatch,
+    ) -> Result<Subscription, StoreError> {
+        in_tx!(self, |tx| subscription::update(&tx, id, patch).await?)
+    }
+
+    async fn subscription_delete(&self, id: SubscriptionId) -> Result<(), StoreError> {
+        on_conn!(self, |c| subscription::delete(&c, id).await?)
+    }
+
+    async fn delivery_cursor(&self) -> Result<Option<EventId>, StoreError> {
+        on_conn!(self, |c| delivery_queue::cursor(&c).await?)
+    }
+
+    async fn delivery_fanout(&self, params: DeliveryFanoutParams) -> Result<bool, StoreError> {
+        in_tx!(self, |tx| delivery_queue::fanout(&tx, &params).await?)
+    }
+
+    async fn delivery_claim(
+        &self,
+        params: DeliveryClaimParams,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        on_conn!(self, |c| delivery_queue::claim(&c, &params).await?)
+    }
+
+    async fn delivery_settle(&self, params: DeliverySettleParams) -> Result<Delivery, StoreError> {
+        in_tx!(self, |tx| delivery_queue::settle(&tx, &params).await?)
+    }
+
+    async fn delivery_list(&self, params: DeliveryListParams) -> Result<Vec<Delivery>, StoreError> {
+        on_conn!(self, |c| delivery_queue::list(&c, &params).await?)
+    }
+
+    async fn delivery_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
+        on_conn!(self, |c| delivery_queue::prune(
+            &c,
+            millis(older_than),
+            limit
+        )
+        .await?)
     }
 
     fn wakeups(&self) -> Option<broadcast::Receiver<QueueName>> {

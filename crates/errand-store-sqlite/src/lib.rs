@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod definition_switch;
+mod delivery_queue;
 mod delivery_record;
 mod event_log;
 mod fault;
@@ -27,6 +28,7 @@ mod restore;
 mod schedule;
 mod schema;
 mod store;
+mod subscription;
 mod transition;
 mod writer;
 

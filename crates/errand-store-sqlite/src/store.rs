@@ -10,6 +10,10 @@ use errand_core::{
     Attempt, InstanceRecord, Job, JobId, LogEntry, Millis, NodeId, NodeInfo, QueueInfo, QueueName,
     ScheduleName,
 };
+use errand_core::{
+    ClaimedDelivery, Delivery, EventId, NewSubscription, Subscription, SubscriptionId,
+    SubscriptionPatch,
+};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
@@ -18,6 +22,9 @@ use errand_store::{
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
     ScheduleSlotRecord, Store, StoreError, StoreOrigin,
 };
+use errand_store::{
+    DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
+};
 use rusqlite::{Connection, OpenFlags, MAIN_DB};
 
 use crate::fault::{db_error, Fault, QResult};
@@ -25,8 +32,9 @@ use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
-    definition_switch, event_log, instance, job_log, job_read, job_row, job_settle, job_write,
-    maintenance, mark, named_lease, node, queue, restore, schedule, schema,
+    definition_switch, delivery_queue, event_log, instance, job_log, job_read, job_row, job_settle,
+    job_write, maintenance, mark, named_lease, node, queue, restore, schedule, schema,
+    subscription,
 };
 
 fn millis_of(d: std::time::Duration) -> Millis {
@@ -661,6 +669,74 @@ impl Store for SqliteStore {
         let scope = scope.to_string();
         self.writer
             .write(move |conn| mark::delete(conn, &scope, &keys))
+            .await
+    }
+
+    async fn subscription_create(&self, new: NewSubscription) -> Result<Subscription, StoreError> {
+        self.write_at(move |conn, now| subscription::create(conn, now, &new))
+            .await
+    }
+
+    async fn subscription_get(&self, id: SubscriptionId) -> Result<Subscription, StoreError> {
+        self.readers
+            .read(move |conn| subscription::get(conn, id))
+            .await
+    }
+
+    async fn subscription_list(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.readers.read(subscription::list).await
+    }
+
+    async fn subscription_update(
+        &self,
+        id: SubscriptionId,
+        patch: SubscriptionPatch,
+    ) -> Result<Subscription, StoreError> {
+        self.write_at(move |conn, now| subscription::update(conn, now, id, patch))
+            .await
+    }
+
+    async fn subscription_delete(&self, id: SubscriptionId) -> Result<(), StoreError> {
+        self.writer
+            .write(move |conn| subscription::delete(conn, id))
+            .await
+    }
+
+    async fn delivery_cursor(&self) -> Result<Option<EventId>, StoreError> {
+        self.readers.read(delivery_queue::cursor).await
+    }
+
+    async fn delivery_fanout(&self, params: DeliveryFanoutParams) -> Result<bool, StoreError> {
+        self.write_at(move |conn, now| delivery_queue::fanout(conn, now, &params))
+            .await
+    }
+
+    async fn delivery_claim(
+        &self,
+        params: DeliveryClaimParams,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.write_at(move |conn, now| delivery_queue::claim(conn, now, &params))
+            .await
+    }
+
+    async fn delivery_settle(&self, params: DeliverySettleParams) -> Result<Delivery, StoreError> {
+        self.write_at(move |conn, now| delivery_queue::settle(conn, now, &params))
+            .await
+    }
+
+    async fn delivery_list(&self, params: DeliveryListParams) -> Result<Vec<Delivery>, StoreError> {
+        self.readers
+            .read(move |conn| delivery_queue::list(conn, &params))
+            .await
+    }
+
+    async fn delivery_prune(
+        &self,
+        older_than: std::time::Duration,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let older = millis_of(older_than);
+        self.write_at(move |conn, now| delivery_queue::prune(conn, now, older, limit))
             .await
     }
 }

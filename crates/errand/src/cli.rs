@@ -44,6 +44,9 @@ pub enum Command {
     /// Recurring work: cron and interval schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Webhook subscriptions: URLs that receive job and schedule events.
+    #[command(subcommand)]
+    Subscriptions(SubscriptionsCommand),
     /// Job definitions of the server's jobs directory.
     #[command(subcommand)]
     Definitions(DefinitionsCommand),
@@ -146,6 +149,39 @@ pub struct ServeArgs {
     /// Log lines kept per attempt of a run: the first and last halves (default 10000).
     #[arg(long, env = "ERRAND_MAX_LOG_LINES")]
     pub max_log_lines: Option<u32>,
+    /// A webhook signing secret, `whsec_<base64 key>`; repeat for rotation (the first is the
+    /// newest; every delivery is signed with each). Without one, callbacks and
+    /// subscriptions are refused.
+    #[arg(
+        long = "webhook-secret",
+        env = "ERRAND_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhook_secrets: Vec<String>,
+    /// Deliver webhooks to loopback, private, link-local and other non-public addresses.
+    #[arg(
+        long,
+        env = "ERRAND_ALLOW_PRIVATE_CALLBACKS",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_private_callbacks: Option<bool>,
+    /// Non-public networks webhooks may be delivered to (CIDR, comma-separated).
+    #[arg(long, env = "ERRAND_CALLBACK_ALLOW_CIDRS", value_delimiter = ',')]
+    pub callback_allow_cidrs: Vec<String>,
+    /// Bound on one delivery attempt (default 10s).
+    #[arg(long, env = "ERRAND_DELIVERY_TIMEOUT")]
+    pub delivery_timeout: Option<String>,
+    /// Wait before a delivery's first retry, doubling to an hour (default 5s).
+    #[arg(long, env = "ERRAND_DELIVERY_BACKOFF")]
+    pub delivery_backoff: Option<String>,
+    /// How long a delivery is retried, from when it was recorded (default 24h).
+    #[arg(long, env = "ERRAND_DELIVERY_RETRY_FOR")]
+    pub delivery_retry_for: Option<String>,
+    /// Failed attempts in a row that pause a subscription (default 50).
+    #[arg(long, env = "ERRAND_SUBSCRIPTION_PAUSE_AFTER")]
+    pub subscription_pause_after: Option<u32>,
 }
 
 /// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an
@@ -275,6 +311,12 @@ pub enum JobsCommand {
         /// Job id.
         id: String,
     },
+    /// A job's webhook deliveries (its callback, and subscription deliveries of its
+    /// events) with their attempts.
+    Deliveries {
+        /// Job id.
+        id: String,
+    },
 }
 
 /// `errand queues ...`.
@@ -363,6 +405,69 @@ pub enum SchedulesCommand {
         #[arg(long, short, default_value_t = 10)]
         count: usize,
     },
+}
+
+/// `errand subscriptions ...`.
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Every subscription.
+    List,
+    /// Create a subscription.
+    Create(SubscriptionCreateArgs),
+    /// One subscription, with why it is paused.
+    Show {
+        /// Subscription id.
+        id: String,
+    },
+    /// Stop delivering (matching events are not recorded meanwhile).
+    Pause {
+        /// Subscription id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deliver again; clears the failure count.
+    Resume {
+        /// Subscription id.
+        id: String,
+    },
+    /// Delete a subscription and its pending deliveries.
+    Delete {
+        /// Subscription id.
+        id: String,
+    },
+    /// A subscription's deliveries, newest first, with their attempts.
+    Deliveries {
+        /// Subscription id.
+        id: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// `errand subscriptions create`.
+#[derive(Debug, Args)]
+pub struct SubscriptionCreateArgs {
+    /// Where events are POSTed (http or https).
+    pub url: String,
+    /// Event types: job.enqueued, job.started, job.progress, job.succeeded, job.failed,
+    /// job.dead, job.cancelled, schedule.fired (repeat, or comma-separated).
+    #[arg(long = "event", required = true, value_delimiter = ',', num_args = 1..)]
+    pub events: Vec<String>,
+    /// Only jobs of this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only jobs of this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Free text for people.
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 /// `errand schedules add`.

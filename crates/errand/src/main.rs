@@ -72,6 +72,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queues(cmd) => commands::queues::run(&client()?, cmd, cli.json).await,
         Command::Dead(cmd) => commands::dead::run(&client()?, cmd, cli.json).await,
         Command::Schedules(cmd) => commands::schedules::run(&client()?, cmd, cli.json).await,
+        Command::Subscriptions(cmd) => {
+            commands::subscriptions::run(&client()?, cmd, cli.json).await
+        }
         Command::Definitions(cmd) => commands::definitions::run(&client()?, cmd, cli.json).await,
         Command::Run(args) => commands::definitions::run_now(&client()?, args, cli.json).await,
         Command::Logs(args) => commands::definitions::logs(&client()?, args, cli.json).await,

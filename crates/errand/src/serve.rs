@@ -81,12 +81,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         scripts_token.clone(),
     )
     .await;
+    // Outgoing webhooks: the fan-out (one node at a time, by lease) and the delivery worker
+    // (every node). Nothing starts without a signing secret.
+    let mut webhook_tasks =
+        errand_webhooks::spawn(engine.clone(), settings.webhooks.clone(), token.clone());
     let state = AppState::new(
         engine.clone(),
         settings.limits,
         std::sync::Arc::new(settings.site.clone()),
     )
-    .with_scripts(scripts);
+    .with_scripts(scripts)
+    .with_webhooks(!settings.webhooks.keys.is_empty());
     let router = if settings.roles.api {
         errand_server::app(state).0
     } else {
@@ -117,6 +122,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     scripts_token.cancel();
     while script_tasks.join_next().await.is_some() {}
     token.cancel();
+    while webhook_tasks.join_next().await.is_some() {}
     while services.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())

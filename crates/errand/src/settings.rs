@@ -35,6 +35,15 @@ struct FileSettings {
     jobs_dir: Option<PathBuf>,
     roles: Option<Vec<String>>,
     max_log_lines: Option<u32>,
+    #[serde(default)]
+    webhook_secrets: Vec<String>,
+    allow_private_callbacks: Option<bool>,
+    #[serde(default)]
+    callback_allow_cidrs: Vec<String>,
+    delivery_timeout: Option<String>,
+    delivery_backoff: Option<String>,
+    delivery_retry_for: Option<String>,
+    subscription_pause_after: Option<u32>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
@@ -79,6 +88,8 @@ pub struct Settings {
     pub roles: Roles,
     /// Log lines kept per attempt (half from its start, half from its end).
     pub max_log_lines: u32,
+    /// Outgoing webhooks: signing keys, address policy, timeouts and retries.
+    pub webhooks: errand_webhooks::WebhookSettings,
 }
 
 /// What a node does (`--roles api,scheduler,worker`; default all three).
@@ -250,6 +261,7 @@ impl Settings {
             max_waiting: pick(args.max_waiting, file.max_waiting, defaults.max_waiting),
         };
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
+        let webhooks = webhook_settings(args, &file)?;
         refuse_useless_limits(&limits, &edge)?;
         let site = errand_server::SitePolicy::new(
             &list_setting(&args.allowed_origins, file.allowed_origins),
@@ -266,6 +278,7 @@ impl Settings {
             anyhow::bail!("max_log_lines must be at least 2 (the first and the last line)");
         }
         Ok(Self {
+            webhooks,
             jobs_dir: args
                 .jobs_dir
                 .clone()
@@ -283,6 +296,88 @@ impl Settings {
             edge,
         })
     }
+}
+
+/// The webhook settings from flags, environment, the configuration file and defaults.
+/// Secrets that are not `whsec_<base64>` stop the start, naming which one.
+fn webhook_settings(
+    args: &ServeArgs,
+    file: &FileSettings,
+) -> anyhow::Result<errand_webhooks::WebhookSettings> {
+    let d = errand_webhooks::WebhookSettings::default();
+    let secrets = list_setting(&args.webhook_secrets, file.webhook_secrets.clone());
+    let keys = secrets
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<errand_webhooks::SigningKey>()
+                .map_err(|e| anyhow::anyhow!("webhook_secrets[{i}]: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let allow = list_setting(
+        &args.callback_allow_cidrs,
+        file.callback_allow_cidrs.clone(),
+    )
+    .iter()
+    .map(|c| {
+        c.trim().parse::<ipnet::IpNet>().map_err(|e| {
+            anyhow::anyhow!("callback_allow_cidrs: `{c}` is not a CIDR (like 10.0.0.0/8): {e}")
+        })
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    let timeout = duration_setting(
+        "delivery_timeout",
+        args.delivery_timeout
+            .clone()
+            .or(file.delivery_timeout.clone()),
+    )?
+    .unwrap_or(d.timeout);
+    let backoff = duration_setting(
+        "delivery_backoff",
+        args.delivery_backoff
+            .clone()
+            .or(file.delivery_backoff.clone()),
+    )?
+    .unwrap_or(d.backoff);
+    let retry_for = duration_setting(
+        "delivery_retry_for",
+        args.delivery_retry_for
+            .clone()
+            .or(file.delivery_retry_for.clone()),
+    )?
+    .unwrap_or(d.retry_for);
+    if timeout < std::time::Duration::from_millis(100) {
+        anyhow::bail!("delivery_timeout must be at least 100ms (a bare number is milliseconds)");
+    }
+    if backoff < std::time::Duration::from_millis(10) {
+        anyhow::bail!("delivery_backoff must be at least 10ms");
+    }
+    let pause_after = pick(
+        args.subscription_pause_after,
+        file.subscription_pause_after,
+        d.pause_after,
+    );
+    if pause_after == 0 {
+        anyhow::bail!("subscription_pause_after must be at least 1");
+    }
+    Ok(errand_webhooks::WebhookSettings {
+        keys,
+        policy: errand_webhooks::AddressPolicy {
+            allow_private: pick(
+                args.allow_private_callbacks,
+                file.allow_private_callbacks,
+                false,
+            ),
+            allow,
+        },
+        timeout,
+        backoff,
+        retry_for,
+        pause_after,
+        ..d
+    })
 }
 
 /// A flag (or its variable) over the configuration file over the default.

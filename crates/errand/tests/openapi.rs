@@ -52,6 +52,15 @@ const EXPECTED: &[&str] = &[
     "POST /v1/queues/{queue}/claim",
     "POST /v1/queues/{queue}/pause",
     "POST /v1/queues/{queue}/resume",
+    "GET /v1/jobs/{id}/deliveries",
+    "GET /v1/subscriptions",
+    "POST /v1/subscriptions",
+    "GET /v1/subscriptions/{id}",
+    "PATCH /v1/subscriptions/{id}",
+    "DELETE /v1/subscriptions/{id}",
+    "POST /v1/subscriptions/{id}/pause",
+    "POST /v1/subscriptions/{id}/resume",
+    "GET /v1/subscriptions/{id}/deliveries",
 ];
 
 #[tokio::test]

@@ -77,6 +77,9 @@ pub(crate) async fn enqueue_one(
     state: &AppState,
     job: errand_core::NewJob,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
+    if job.notify.callback_url.is_some() {
+        super::subscriptions::require_signing(state, "callback_url")?;
+    }
     let mut out = state.engine.enqueue_many(vec![job]).await?;
     let first = out.pop().ok_or_else(|| {
         ApiError::new(
@@ -102,6 +105,9 @@ pub(crate) async fn enqueue_batch(
     ApiJson(req): ApiJson<BatchEnqueueRequest>,
 ) -> Result<(StatusCode, Json<BatchEnqueueResponse>), ApiError> {
     let jobs = req.into_new_jobs(&state.enqueue_limits())?;
+    if jobs.iter().any(|j| j.notify.callback_url.is_some()) {
+        super::subscriptions::require_signing(&state, "callback_url")?;
+    }
     let out = state.engine.enqueue_many(jobs).await?;
     let inserted = out.iter().filter(|r| r.inserted).count();
     let jobs = out

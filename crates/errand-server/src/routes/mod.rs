@@ -10,6 +10,7 @@ mod logs;
 mod nodes;
 mod queues;
 mod schedules;
+pub(crate) mod subscriptions;
 mod worker;
 mod worker_logs;
 
@@ -30,6 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::attempts))
+        .routes(routes!(subscriptions::job_deliveries))
         .routes(routes!(definitions::list))
         .routes(routes!(definitions::get))
         .routes(routes!(definitions::run))
@@ -58,6 +60,15 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(schedules::resume))
         .routes(routes!(schedules::next))
         .routes(routes!(schedules::backfill))
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(
+            subscriptions::get,
+            subscriptions::update,
+            subscriptions::delete
+        ))
+        .routes(routes!(subscriptions::pause))
+        .routes(routes!(subscriptions::resume))
+        .routes(routes!(subscriptions::subscription_deliveries))
 }
 
 /// The health routes alone (a node without the `api` role).

@@ -29,6 +29,7 @@ use crate::SharedStore;
 mod claims;
 mod concurrency;
 mod counts;
+mod deliveries;
 mod events;
 mod instances;
 mod jobs;
@@ -55,7 +56,7 @@ use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
     restore::*, retention::*,
 };
-use self::{events::*, schedules::*, settle::*};
+use self::{deliveries::*, events::*, schedules::*, settle::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
@@ -178,11 +179,19 @@ macro_rules! conformance_suite {
             instances_are_put_listed_deleted_and_pruned,
             definition_switches_are_kept_and_replaced,
             a_mark_enqueues_once_even_after_its_job_is_pruned,
+            subscriptions_are_created_updated_paused_and_deleted,
+            delivery_fanout_moves_the_cursor_once,
+            delivery_claim_takes_the_oldest_due_and_leases_it,
+            delivery_claim_skips_paused_subscriptions,
+            delivery_settle_records_each_outcome_fenced_on_the_token,
+            delivery_failures_pause_a_subscription_and_success_resets,
+            deliveries_are_listed_with_history_and_pruned,
             each_transition_writes_its_event,
             cancel_dead_retry_and_rescue_write_their_events,
             a_job_that_ends_leaves_one_reply,
             a_fired_slot_writes_schedule_fired,
             event_log_pages_prunes_and_reports_what_was_missed,
+            concurrent_delivery_claims_and_fanouts_never_double,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

@@ -161,6 +161,13 @@ pub async fn run(client: &Client, cmd: JobsCommand, json: bool) -> anyhow::Resul
         }
         JobsCommand::Cancel { id: raw } => print_job(&client.cancel(id(&raw)?).await?, json),
         JobsCommand::Retry { id: raw } => print_job(&client.retry(id(&raw)?).await?, json),
+        JobsCommand::Deliveries { id: raw } => {
+            let list = client
+                .job_deliveries(id(&raw)?, 100)
+                .await
+                .context("reading deliveries")?;
+            crate::commands::subscriptions::print_deliveries(&list, json)
+        }
         JobsCommand::Attempts { id: raw } => {
             let list = client
                 .attempts(id(&raw)?)

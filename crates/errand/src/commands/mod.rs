@@ -6,5 +6,6 @@ pub mod enqueue;
 pub mod jobs;
 pub mod queues;
 pub mod schedules;
+pub mod subscriptions;
 pub mod transfer;
 pub mod worker;
