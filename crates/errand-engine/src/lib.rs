@@ -10,6 +10,7 @@ mod config;
 mod continuous;
 mod dead;
 mod engine;
+mod event_feed;
 mod event_log;
 mod job_events;
 mod job_logs;
@@ -21,8 +22,10 @@ mod queues;
 mod schedule_admin;
 mod schedules;
 mod unheard_claim;
+mod waiters;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};
+pub use event_feed::{StreamFilter, StreamItem};
 pub use job_events::{JobEvent, LogAppended};
 pub use schedules::{SchedulePassReport, SLOT_RETENTION};
