@@ -13,9 +13,11 @@
 mod client;
 mod definitions;
 mod error;
+mod events;
 mod job_host;
 
 pub use client::Client;
 pub use definitions::{LogFollow, LogStreamItem};
 pub use error::ClientError;
+pub use events::{EventFollow, EventQuery, EventStreamItem};
 pub use job_host::{host_error, HttpJobHost};

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event_feed::EventFeed;
 use crate::job_events::{JobEvent, LogAppended};
-use crate::waiters::Waiters;
 use crate::queue_waker::{QueueWaker, Ready};
 use crate::unheard_claim::UnheardClaim;
+use crate::waiters::Waiters;
 use crate::EngineConfig;
 
 /// Events buffered per subscriber before a slow one starts missing some (it then re-reads
@@ -381,8 +381,7 @@ impl Engine {
             // Registered before the read: an end between read and wait is not lost.
             woken.as_mut().enable();
             let job = self.store.job_get(id).await?;
-            if job.state.is_final() || Instant::now() >= deadline || self.shutdown.is_cancelled()
-            {
+            if job.state.is_final() || Instant::now() >= deadline || self.shutdown.is_cancelled() {
                 return Ok(job);
             }
             tokio::select! {

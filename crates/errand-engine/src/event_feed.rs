@@ -290,7 +290,10 @@ impl Engine {
     /// One read of the log after `cursor` by the tail: broadcasts what it finds and wakes
     /// the waiters of jobs that ended. Returns the new cursor and whether a full page came
     /// (more may be waiting).
-    async fn tail_once(&self, cursor: Option<EventId>) -> Result<(Option<EventId>, bool), StoreError> {
+    async fn tail_once(
+        &self,
+        cursor: Option<EventId>,
+    ) -> Result<(Option<EventId>, bool), StoreError> {
         let page = self.event_read(cursor, PAGE).await?;
         let mut cursor = cursor;
         if let Some(through) = page.missed_through {

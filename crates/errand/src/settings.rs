@@ -35,6 +35,11 @@ struct FileSettings {
     jobs_dir: Option<PathBuf>,
     roles: Option<Vec<String>>,
     max_log_lines: Option<u32>,
+    max_result_bytes: Option<usize>,
+    max_event_streams: Option<usize>,
+    event_retention: Option<String>,
+    event_retention_max: Option<u64>,
+    event_poll: Option<String>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
@@ -235,6 +240,33 @@ impl Settings {
         )? {
             engine.dead_retention = d;
         }
+        if let Some(d) = duration_setting(
+            "event_retention",
+            args.event_retention
+                .clone()
+                .or(file.event_retention.clone()),
+        )? {
+            engine.event_retention = d;
+        }
+        if let Some(d) = duration_setting(
+            "event_poll",
+            args.event_poll.clone().or(file.event_poll.clone()),
+        )? {
+            if d < std::time::Duration::from_millis(10) {
+                anyhow::bail!("event_poll must be at least 10ms (a bare number is milliseconds)");
+            }
+            engine.event_poll = d;
+        }
+        engine.event_retention_max = pick(
+            args.event_retention_max,
+            file.event_retention_max,
+            engine.event_retention_max,
+        );
+        engine.max_result_bytes = pick(
+            args.max_result_bytes,
+            file.max_result_bytes,
+            engine.max_result_bytes,
+        );
         let defaults = errand_server::ServerLimits::default();
         let limits = errand_server::ServerLimits {
             max_payload_bytes: pick(
@@ -248,7 +280,17 @@ impl Settings {
                 defaults.max_request_bytes,
             ),
             max_waiting: pick(args.max_waiting, file.max_waiting, defaults.max_waiting),
+            max_event_streams: pick(
+                args.max_event_streams,
+                file.max_event_streams,
+                defaults.max_event_streams,
+            ),
         };
+        if engine.max_result_bytes == 0 || engine.event_retention_max == 0 {
+            anyhow::bail!(
+                "max_result_bytes and event_retention_max must be at least 1: with 0 the server could keep no result or no event"
+            );
+        }
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
         refuse_useless_limits(&limits, &edge)?;
         let site = errand_server::SitePolicy::new(
@@ -350,6 +392,7 @@ fn refuse_useless_limits(
         ("max_request_bytes", limits.max_request_bytes),
         ("max_payload_bytes", limits.max_payload_bytes),
         ("max_waiting", limits.max_waiting),
+        ("max_event_streams", limits.max_event_streams),
         ("body_budget_bytes", edge.body_budget_bytes),
     ];
     if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {

@@ -22,11 +22,11 @@ use crate::Engine;
 
 pub use event_pruner::prune_events_once;
 pub use instance_cleaner::prune_instances_once;
-pub(crate) use pass_failures::PassFailures;
 pub use job_cleaner::prune_once;
 pub use job_promoter::promote_once;
 pub use job_rescuer::rescue_once;
 pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
+pub(crate) use pass_failures::PassFailures;
 pub use queue_count_folder::fold_counts_once;
 pub use schedule_slot_cleaner::prune_slots_once;
 

@@ -20,7 +20,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const MAX_FILTER_ENTRIES: usize = 100;
 
 /// The cursor and filter a request asks for.
-fn parse_query(raw: Option<&str>, last_event_id: Option<&str>) -> Result<(Option<EventId>, StreamFilter), ApiError> {
+fn parse_query(
+    raw: Option<&str>,
+    last_event_id: Option<&str>,
+) -> Result<(Option<EventId>, StreamFilter), ApiError> {
     let mut filter = StreamFilter::default();
     let mut after = None;
     for (key, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
