@@ -135,6 +135,10 @@ impl Engine {
         if job.state == JobState::Available {
             self.waker.wake(&job.queue, Ready::Jobs(1));
         }
+        // A job that ended left its reply in `reply_to` in the same transaction.
+        if let (true, Some(reply_to)) = (job.state.is_final(), &job.reply_to) {
+            self.waker.wake(reply_to, Ready::Jobs(1));
+        }
     }
 
     /// Wakes every claim waiting on `queue` (the number of ready jobs is unknown).

@@ -10,7 +10,8 @@ use crate::fault::{corrupt, QResult, RowExt};
 /// The columns [`job_from_row`] reads, in its order.
 pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
-     lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot";
+     lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
+     reply_to, correlation_id, callback_url";
 
 /// The same columns qualified by a table alias, for joins and `RETURNING`.
 pub(crate) fn job_columns(alias: &str) -> String {
@@ -37,9 +38,13 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
     let state: String = row.column(3)?;
     let tags: Value = row.column(10)?;
     Ok(Job {
-        reply_to: None,
-        correlation_id: None,
-        callback_url: None,
+        reply_to: row
+            .column::<Option<String>>(24)?
+            .map(|q| QueueName::parse(&q))
+            .transpose()
+            .map_err(corrupt)?,
+        correlation_id: row.column(25)?,
+        callback_url: row.column(26)?,
         id: JobId(row.column(0)?),
         kind: JobKind::parse(&kind).map_err(corrupt)?,
         queue: QueueName::parse(&queue).map_err(corrupt)?,

@@ -12,7 +12,8 @@ use crate::fault::{Fault, QResult};
 /// (or returns) exactly these.
 pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
-     lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot";
+     lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
+     reply_to, correlation_id, callback_url";
 
 fn corrupt(what: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(what.to_string()))
@@ -37,9 +38,13 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
     let state: String = row.get(3)?;
     let tags: String = row.get(10)?;
     Ok(Job {
-        reply_to: None,
-        correlation_id: None,
-        callback_url: None,
+        reply_to: row
+            .get::<_, Option<String>>(24)?
+            .map(|q| QueueName::parse(&q))
+            .transpose()
+            .map_err(corrupt)?,
+        correlation_id: row.get(25)?,
+        callback_url: row.get(26)?,
         id: JobId::from_slice(&id).ok_or_else(|| corrupt("job id is not 16 bytes"))?,
         kind: JobKind::parse(&kind).map_err(corrupt)?,
         queue: QueueName::parse(&queue).map_err(corrupt)?,

@@ -1,7 +1,8 @@
 //! Writes that end an attempt or a job: complete, fail, cancel, retry.
 
 use errand_core::{
-    AfterFailure, AttemptOutcome, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy, RunReport,
+    AfterFailure, AttemptOutcome, EventType, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy,
+    RunReport,
 };
 use errand_store::{Settlement, StoreError};
 use rusqlite::{named_params, params, Connection, OptionalExtension};
@@ -9,6 +10,7 @@ use rusqlite::{named_params, params, Connection, OptionalExtension};
 use crate::fault::{Fault, QResult};
 use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
 use crate::job_write::fenced;
+use crate::transition::record_change;
 
 /// Records how an attempt ended.
 pub(crate) fn close_attempt(
@@ -79,6 +81,9 @@ pub(crate) fn fail_running(
     .pop()
     .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
     close_attempt(conn, now, id, attempt, outcome, Some(error))?;
+    if let Some(ty) = EventType::for_end(job.state) {
+        record_change(conn, now, &job, ty)?;
+    }
     Ok(job)
 }
 
@@ -140,6 +145,7 @@ pub(crate) fn settle_one(
             };
             close_attempt(conn, now, *id, job.attempt, AttemptOutcome::Succeeded, None)?;
             record_report(conn, *id, job.attempt, report.as_ref())?;
+            record_change(conn, now, &job, EventType::JobSucceeded)?;
             Ok(job)
         }
         Settlement::Fail {
@@ -202,6 +208,7 @@ pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> 
             Some("cancelled"),
         )?;
     }
+    record_change(conn, now, &cancelled, EventType::JobCancelled)?;
     Ok(cancelled)
 }
 
@@ -219,10 +226,12 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET {REVIVE} WHERE id = :id RETURNING {JOB_COLUMNS}"
     ))?;
-    query_jobs(
+    let job = query_jobs(
         &mut stmt,
         named_params! {":now": now, ":id": id.as_bytes().as_slice()},
     )?
     .pop()
-    .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))
+    .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+    record_change(conn, now, &job, EventType::JobEnqueued)?;
+    Ok(job)
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use errand_core::job::RunAt;
-use errand_core::{Job, JobState, LeaseToken, Millis, NewJob};
+use errand_core::{EventType, Job, JobState, LeaseToken, Millis, NewJob};
 use errand_store::{
     ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobReleaseManyParams, StoreError,
 };
@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
 use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
+use crate::transition::{record_change, record_changes};
 
 fn duration_ms(d: std::time::Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -75,8 +76,8 @@ pub(crate) fn insert_many(
     let mut insert = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
          timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, \
-         schedule_name, schedule_slot) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)",
+         schedule_name, schedule_slot, reply_to, correlation_id, callback_url) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?;
     for PreparedJob { job, payload, tags } in jobs {
         if let Some(key) = &job.idempotency_key {
@@ -113,9 +114,14 @@ pub(crate) fn insert_many(
             now,
             job.slot.as_ref().map(|s| s.schedule.as_str()),
             job.slot.as_ref().map(|s| s.at),
+            job.notify.reply_to.as_ref().map(|q| q.as_str()),
+            job.notify.correlation_id,
+            job.notify.callback_url,
         ])?;
+        let job = Job::inserted(job, state, run_at, now);
+        record_change(conn, now, &job, EventType::JobEnqueued)?;
         out.push(InsertedJob {
-            job: Job::inserted(job, state, run_at, now),
+            job,
             inserted: true,
         });
     }
@@ -225,6 +231,7 @@ pub(crate) fn claim(
             token.as_bytes().as_slice()
         ])?;
     }
+    record_changes(conn, now, jobs.iter().map(|j| (j, EventType::JobStarted)))?;
     Ok(jobs
         .into_iter()
         .map(|job| ClaimedJob {
@@ -301,5 +308,9 @@ pub(crate) fn heartbeat(conn: &Connection, now: Millis, p: &JobHeartbeatParams) 
             p.lease_token.as_bytes().as_slice(),
         ],
     )?;
-    jobs.pop().ok_or_else(|| fenced(conn, p.id))
+    let job = jobs.pop().ok_or_else(|| fenced(conn, p.id))?;
+    if p.progress.is_some() {
+        record_change(conn, now, &job, EventType::JobProgress)?;
+    }
+    Ok(job)
 }

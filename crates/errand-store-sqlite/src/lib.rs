@@ -7,6 +7,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod definition_switch;
+mod delivery_record;
+mod event_log;
 mod fault;
 mod file_watch;
 mod instance;
@@ -25,6 +27,7 @@ mod restore;
 mod schedule;
 mod schema;
 mod store;
+mod transition;
 mod writer;
 
 pub use store::{Durability, SqliteOptions, SqliteStore};

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use errand_core::{JobState, Millis, QueueInfo, QueueName, StateCounts};
+use errand_core::{EventType, JobState, Millis, QueueInfo, QueueName, StateCounts};
 use errand_store::{DeadSelection, StoreError};
 use rusqlite::{named_params, params, Connection};
 
 use crate::fault::{Fault, QResult};
+use crate::job_row::{query_jobs, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
+use crate::transition::record_changes;
 
 /// The earliest `run_at` of a queue's ready jobs without reading them all: the claim index
 /// (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest first, so this
@@ -113,10 +115,15 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<String>) {
 /// Makes selected dead jobs available again.
 pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) -> QResult<u64> {
     let (queue, ids) = selection_args(sel);
-    let n = conn
-        .prepare_cached(&format!("UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION}"))?
-        .execute(named_params! {":now": now, ":queue": queue, ":ids": ids})?;
-    Ok(n as u64)
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
+    ))?;
+    let jobs = query_jobs(
+        &mut stmt,
+        named_params! {":now": now, ":queue": queue, ":ids": ids},
+    )?;
+    record_changes(conn, now, jobs.iter().map(|j| (j, EventType::JobEnqueued)))?;
+    Ok(jobs.len() as u64)
 }
 
 /// Deletes selected dead jobs and their attempts.

@@ -1,7 +1,8 @@
 //! Schedules: definitions, the state schedulers share, and firing slots exactly once.
 
 use errand_core::schedule_spec::Schedule;
-use errand_core::{Job, JobId, Millis};
+use errand_core::time::to_millis;
+use errand_core::{EventBody, Job, JobId, Millis};
 use errand_store::{
     FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
     SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
@@ -10,6 +11,7 @@ use errand_store::{
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::fault::{Fault, QResult};
+use crate::transition::record_event;
 use crate::{job_settle, job_write};
 
 const COLUMNS: &str = "s.spec, s.paused, s.next_fire_at, s.last_fire_at, s.last_job_id, \
@@ -210,10 +212,15 @@ fn fire_one(conn: &Connection, now: Millis, p: ScheduleFireParams) -> QResult<Sc
         Vec::new()
     } else {
         let prepared = job_write::prepare(fresh)?;
-        job_write::insert_many(conn, now, prepared, p.idempotency_window)?
-            .into_iter()
-            .map(|r| r.job)
-            .collect()
+        let mut jobs = Vec::new();
+        for r in job_write::insert_many(conn, now, prepared, p.idempotency_window)? {
+            if let (true, Some(schedule), Some(slot)) = (r.inserted, &r.job.schedule, r.job.slot) {
+                let fired = EventBody::schedule_fired(schedule, to_millis(slot), r.job.id, now);
+                record_event(conn, now, &fired)?;
+            }
+            jobs.push(r.job);
+        }
+        jobs
     };
     let record = FireRecord::of(&jobs);
     conn.prepare_cached(

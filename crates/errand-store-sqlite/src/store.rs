@@ -25,8 +25,8 @@ use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
-    definition_switch, instance, job_log, job_read, job_row, job_settle, job_write, maintenance,
-    mark, named_lease, node, queue, restore, schedule, schema,
+    definition_switch, event_log, instance, job_log, job_read, job_row, job_settle, job_write,
+    maintenance, mark, named_lease, node, queue, restore, schedule, schema,
 };
 
 fn millis_of(d: std::time::Duration) -> Millis {
@@ -629,6 +629,25 @@ impl Store for SqliteStore {
             mark::insert_marked(conn, now, job, &scope, &key, idempotency_window)
         })
         .await
+    }
+
+    async fn event_read(
+        &self,
+        after: Option<errand_core::EventId>,
+        limit: u32,
+    ) -> Result<errand_store::EventPage, StoreError> {
+        self.readers
+            .read(move |conn| event_log::read(conn, after, limit))
+            .await
+    }
+
+    async fn event_head(&self) -> Result<Option<errand_core::EventId>, StoreError> {
+        self.readers.read(event_log::head).await
+    }
+
+    async fn event_prune(&self, params: errand_store::EventPruneParams) -> Result<u64, StoreError> {
+        self.write_at(move |conn, now| event_log::prune(conn, now, &params))
+            .await
     }
 
     async fn mark_list(&self, scope: &str) -> Result<Vec<String>, StoreError> {

@@ -29,6 +29,7 @@ use crate::SharedStore;
 mod claims;
 mod concurrency;
 mod counts;
+mod events;
 mod instances;
 mod jobs;
 mod leases;
@@ -54,8 +55,8 @@ use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
     restore::*, retention::*,
 };
+use self::{events::*, schedules::*, settle::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
-use self::{schedules::*, settle::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
 /// alive (a temp dir, a schema).
@@ -177,6 +178,11 @@ macro_rules! conformance_suite {
             instances_are_put_listed_deleted_and_pruned,
             definition_switches_are_kept_and_replaced,
             a_mark_enqueues_once_even_after_its_job_is_pruned,
+            each_transition_writes_its_event,
+            cancel_dead_retry_and_rescue_write_their_events,
+            a_job_that_ends_leaves_one_reply,
+            a_fired_slot_writes_schedule_fired,
+            event_log_pages_prunes_and_reports_what_was_missed,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
