@@ -259,18 +259,20 @@ impl Engine {
         // Subscribed before anything is read: whatever the tail sends from now on reaches
         // this stream, and whatever it sent before is in the store for the catch-up.
         let live = self.feed.sender.subscribe();
+        // An empty log starts at `0-0`, before every event: a cut-off before the first
+        // event then still names a place to resume from.
         let cursor = match after {
-            Some(a) => Some(a),
+            Some(a) => a,
             None => match self.feed.position() {
-                Some(p) => Some(p),
-                None => self.event_head().await?,
+                Some(p) => p,
+                None => self.event_head().await?.unwrap_or_default(),
             },
         };
         let state = StreamState {
             engine: self.clone(),
             live,
             filter,
-            cursor,
+            cursor: Some(cursor),
             catching_up: true,
             pending: Default::default(),
             done: false,

@@ -163,6 +163,13 @@ pub struct ServeArgs {
     /// How often the event log is read for other nodes' events (default `100ms`).
     #[arg(long, env = "ERRAND_EVENT_POLL")]
     pub event_poll: Option<String>,
+    /// Events the live feed holds; a stream that falls this far behind is cut off and
+    /// resumes by id (default 4096).
+    #[arg(long, env = "ERRAND_EVENT_BUFFER")]
+    pub event_buffer: Option<usize>,
+    /// How often old events are pruned (default `1m`).
+    #[arg(long, env = "ERRAND_EVENT_PRUNE_INTERVAL")]
+    pub event_prune_interval: Option<String>,
 }
 
 /// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an

@@ -40,6 +40,8 @@ struct FileSettings {
     event_retention: Option<String>,
     event_retention_max: Option<u64>,
     event_poll: Option<String>,
+    event_buffer: Option<usize>,
+    event_prune_interval: Option<String>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
@@ -257,6 +259,18 @@ impl Settings {
             }
             engine.event_poll = d;
         }
+        if let Some(d) = duration_setting(
+            "event_prune_interval",
+            args.event_prune_interval
+                .clone()
+                .or(file.event_prune_interval.clone()),
+        )? {
+            if d < std::time::Duration::from_millis(100) {
+                anyhow::bail!("event_prune_interval must be at least 100ms");
+            }
+            engine.event_prune_interval = d;
+        }
+        engine.event_buffer = pick(args.event_buffer, file.event_buffer, engine.event_buffer);
         engine.event_retention_max = pick(
             args.event_retention_max,
             file.event_retention_max,
@@ -286,9 +300,12 @@ impl Settings {
                 defaults.max_event_streams,
             ),
         };
-        if engine.max_result_bytes == 0 || engine.event_retention_max == 0 {
+        if engine.max_result_bytes == 0
+            || engine.event_retention_max == 0
+            || engine.event_buffer == 0
+        {
             anyhow::bail!(
-                "max_result_bytes and event_retention_max must be at least 1: with 0 the server could keep no result or no event"
+                "max_result_bytes, event_retention_max and event_buffer must be at least 1: with 0 the server could keep no result or no event"
             );
         }
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
