@@ -95,26 +95,28 @@ mod tests {
         let b = w.register(id);
         let other = w.register(JobId(uuid::Uuid::now_v7()));
         assert_eq!(w.jobs_waited_on(), 2);
-        let fa = a.notify().notified();
-        let fb = b.notify().notified();
-        let fo = other.notify().notified();
-        tokio::pin!(fa, fb, fo);
-        fa.as_mut().enable();
-        fb.as_mut().enable();
-        fo.as_mut().enable();
-        w.wake(id);
-        tokio::time::timeout(std::time::Duration::from_secs(1), async {
-            fa.await;
-            fb.await;
-        })
-        .await
-        .expect("both woken");
-        assert!(
-            tokio::time::timeout(std::time::Duration::from_millis(20), fo)
-                .await
-                .is_err(),
-            "another job's waiter stays asleep"
-        );
+        {
+            let fa = a.notify().notified();
+            let fb = b.notify().notified();
+            let fo = other.notify().notified();
+            tokio::pin!(fa, fb, fo);
+            fa.as_mut().enable();
+            fb.as_mut().enable();
+            fo.as_mut().enable();
+            w.wake(id);
+            tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                fa.await;
+                fb.await;
+            })
+            .await
+            .expect("both woken");
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(20), fo)
+                    .await
+                    .is_err(),
+                "another job's waiter stays asleep"
+            );
+        }
         drop((a, b));
         assert_eq!(w.jobs_waited_on(), 1);
         drop(other);
