@@ -47,7 +47,7 @@ impl EventQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventStreamItem {
     /// An event.
-    Event(Event),
+    Event(Box<Event>),
     /// Events up to `missed_through` were pruned before the stream could send them.
     Gap(EventGap),
     /// The server cut the stream off (the consumer fell behind, or it is stopping); the
@@ -215,7 +215,7 @@ impl EventFollow {
             _ if frame.data.is_empty() => return Ok(None),
             _ => {
                 self.failures = 0;
-                EventStreamItem::Event(serde_json::from_str(&frame.data).map_err(bad)?)
+                EventStreamItem::Event(Box::new(serde_json::from_str(&frame.data).map_err(bad)?))
             }
         }))
     }

@@ -57,7 +57,7 @@ async fn next_events(follow: &mut EventFollow, n: usize) -> Vec<Event> {
             .unwrap_or_else(|_| panic!("only {} of {n} events came in time", out.len()))
             .expect("stream");
         match item {
-            EventStreamItem::Event(e) => out.push(e),
+            EventStreamItem::Event(e) => out.push(*e),
             EventStreamItem::Disconnected(_) => {}
             other => panic!("unexpected {other:?}"),
         }
@@ -203,7 +203,7 @@ async fn a_slow_consumer_is_cut_off_and_resumes_by_id_without_loss() {
             .expect("in time")
             .expect("stream")
         {
-            EventStreamItem::Event(e) => events.push(e),
+            EventStreamItem::Event(e) => events.push(*e),
             EventStreamItem::Cutoff(c) => {
                 cutoffs += 1;
                 assert!(c.reason.contains("behind"), "{c:?}");
@@ -275,7 +275,7 @@ async fn a_resume_older_than_the_retention_gets_a_gap_then_the_rest() {
             .expect("in time")
             .expect("stream")
         {
-            EventStreamItem::Event(e) => rest.push(e),
+            EventStreamItem::Event(e) => rest.push(*e),
             other => panic!("unexpected {other:?}"),
         }
     }
