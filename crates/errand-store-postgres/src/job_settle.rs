@@ -3,13 +3,16 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use errand_core::{AfterFailure, AttemptOutcome, Job, JobId, JobState, RetryPolicy, RunReport};
+use errand_core::{
+    AfterFailure, AttemptOutcome, EventType, Job, JobId, JobState, RetryPolicy, RunReport,
+};
 use errand_store::{Settlement, StoreError};
 use serde_json::Value;
 
 use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, JOB_COLUMNS};
 use crate::job_write::fenced;
+use crate::transition::{record_change, record_changes};
 
 /// Completes many jobs in one statement; each row is fenced on its own token. Returns the
 /// completed jobs by id.
@@ -40,10 +43,9 @@ async fn complete_many(
     let rows = client
         .query(&stmt, &[&ids, &tokens, &results, &reports])
         .await?;
-    Ok(jobs_from_rows(&rows)?
-        .into_iter()
-        .map(|j| (j.id.0, j))
-        .collect())
+    let jobs = jobs_from_rows(&rows)?;
+    record_changes(client, jobs.iter().map(|j| (j, EventType::JobSucceeded))).await?;
+    Ok(jobs.into_iter().map(|j| (j.id.0, j)).collect())
 }
 
 /// Moves a running job to where a failed attempt sends it and closes the attempt.
@@ -85,7 +87,11 @@ pub(crate) async fn fail_running(
         )
         .await?
         .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
-    job_from_row(&row)
+    let job = job_from_row(&row)?;
+    if let Some(ty) = EventType::for_end(job.state) {
+        record_change(client, &job, ty).await?;
+    }
+    Ok(job)
 }
 
 /// Answers a settle that its token no longer passes. When the attempt that ran under that
@@ -262,7 +268,9 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
     let row = client
         .query_one(&stmt, &[&id.0, &attempt, &was_running])
         .await?;
-    job_from_row(&row)
+    let job = job_from_row(&row)?;
+    record_change(client, &job, EventType::JobCancelled).await?;
+    Ok(job)
 }
 
 /// The SET clause that makes a stopped job ready again with at least one attempt left.
@@ -280,7 +288,9 @@ pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job
             "UPDATE jobs SET {REVIVE} WHERE id = $1 RETURNING {JOB_COLUMNS}"
         ))
         .await?;
-    job_from_row(&client.query_one(&stmt, &[&id.0]).await?)
+    let job = job_from_row(&client.query_one(&stmt, &[&id.0]).await?)?;
+    record_change(client, &job, EventType::JobEnqueued).await?;
+    Ok(job)
 }
 
 /// Reads a job and locks its row until the transaction ends.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use errand_core::job::RunAt;
-use errand_core::{Job, JobId, JobState, LeaseToken, NewJob};
+use errand_core::{EventType, Job, JobId, JobState, LeaseToken, NewJob};
 use errand_store::{
     ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobReleaseManyParams, StoreError,
 };
@@ -13,24 +13,27 @@ use serde_json::Value;
 
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
+use crate::transition::{record_change, record_changes};
 
 /// Inserts jobs from parallel arrays, and their queues when new: one statement for a whole
 /// batch, so a batch without idempotency keys needs no explicit transaction.
 const JOBS_UNNEST: &str = "WITH new_queues AS (INSERT INTO queues (name, created_at) \
          SELECT DISTINCT unnest($3::text[]), errand_now() ON CONFLICT DO NOTHING) \
      INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
-     timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot) \
+     timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot, \
+     reply_to, correlation_id, callback_url) \
      SELECT u.id, u.kind, u.queue, \
             CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
                  THEN 'scheduled' ELSE 'available' END, \
             u.payload, u.priority, COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
             u.max_attempts, u.timeout_ms, u.tags, u.key, \
             CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now(), \
-            u.schedule_name, u.schedule_slot \
+            u.schedule_name, u.schedule_slot, u.reply_to, u.correlation_id, u.callback_url \
      FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
-                 $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[]) \
+                 $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[], \
+                 $15::text[], $16::text[], $17::text[]) \
           AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key, \
-               schedule_name, schedule_slot)";
+               schedule_name, schedule_slot, reply_to, correlation_id, callback_url)";
 
 /// Parallel arrays of a batch, as `JOBS_UNNEST` takes them.
 #[derive(Default)]
@@ -48,6 +51,9 @@ struct Columns {
     key: Vec<Option<String>>,
     schedule_name: Vec<Option<String>>,
     schedule_slot: Vec<Option<i64>>,
+    reply_to: Vec<Option<String>>,
+    correlation_id: Vec<Option<String>>,
+    callback_url: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -72,6 +78,10 @@ impl Columns {
         self.schedule_name
             .push(j.slot.as_ref().map(|s| s.schedule.clone()));
         self.schedule_slot.push(j.slot.as_ref().map(|s| s.at));
+        self.reply_to
+            .push(j.notify.reply_to.as_ref().map(|q| q.as_str().to_string()));
+        self.correlation_id.push(j.notify.correlation_id.clone());
+        self.callback_url.push(j.notify.callback_url.clone());
     }
 }
 
@@ -115,6 +125,9 @@ async fn insert_rows(
                 &window_ms,
                 &c.schedule_name,
                 &c.schedule_slot,
+                &c.reply_to,
+                &c.correlation_id,
+                &c.callback_url,
             ],
         )
         .await?;
@@ -133,9 +146,27 @@ async fn insert_rows(
     Ok(out)
 }
 
-/// Inserts a batch. Without idempotency keys this is one statement and needs no
-/// transaction; with keys the caller must run it in one, so the batch stays all-or-nothing.
+/// Inserts a batch and records `job.enqueued` for each job inserted (not for an idempotent
+/// repeat), inside the caller's transaction.
 pub(crate) async fn insert_many(
+    client: &impl GenericClient,
+    jobs: Vec<NewJob>,
+    window: Duration,
+) -> QResult<Vec<InsertedJob>> {
+    let out = insert_jobs(client, jobs, window).await?;
+    record_changes(
+        client,
+        out.iter()
+            .filter(|r| r.inserted)
+            .map(|r| (&r.job, EventType::JobEnqueued)),
+    )
+    .await?;
+    Ok(out)
+}
+
+/// Inserts a batch without recording events (the caller records them with its own). The
+/// caller's transaction keeps a keyed batch all-or-nothing.
+pub(crate) async fn insert_jobs(
     client: &impl GenericClient,
     jobs: Vec<NewJob>,
     window: Duration,
@@ -239,7 +270,9 @@ pub(crate) async fn claim(
             ],
         )
         .await?;
-    Ok(jobs_from_rows(&rows)?
+    let jobs = jobs_from_rows(&rows)?;
+    record_changes(client, jobs.iter().map(|j| (j, EventType::JobStarted))).await?;
+    Ok(jobs
         .into_iter()
         .map(|job| ClaimedJob {
             job,
@@ -318,8 +351,12 @@ pub(crate) async fn heartbeat(client: &impl GenericClient, p: &JobHeartbeatParam
             &[&p.id.0, &p.lease_token.0, &lease, &progress, &p.checkpoint],
         )
         .await?;
-    match row {
-        Some(row) => job_from_row(&row),
-        None => Err(fenced(client, p.id).await),
+    let job = match row {
+        Some(row) => job_from_row(&row)?,
+        None => return Err(fenced(client, p.id).await),
+    };
+    if p.progress.is_some() {
+        record_change(client, &job, EventType::JobProgress).await?;
     }
+    Ok(job)
 }

@@ -11,6 +11,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod definition_switch;
+mod delivery_record;
+mod event_log;
 mod fault;
 mod instance;
 mod job_log;
@@ -29,5 +31,6 @@ mod restore;
 mod schedule;
 mod schema;
 mod store;
+mod transition;
 
 pub use store::{PgOptions, PgStore};

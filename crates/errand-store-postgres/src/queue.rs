@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
-use errand_core::{JobState, QueueInfo, QueueName, StateCounts};
+use errand_core::{EventType, Job, JobState, QueueInfo, QueueName, StateCounts};
 use errand_store::{DeadSelection, StoreError};
 
 use crate::fault::{corrupt, Fault, QResult, RowExt};
+use crate::job_row::{jobs_from_rows, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
+use crate::transition::record_changes;
 
 /// Per queue, how long its earliest ready job has been due, without reading them all: the
 /// claim index (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest
@@ -135,24 +137,20 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<Vec<uuid::Uuid
     }
 }
 
-/// Makes selected dead jobs available again; returns how many per queue.
+/// Makes selected dead jobs available again, each with its `job.enqueued`; returns them.
 pub(crate) async fn dead_requeue(
     client: &impl GenericClient,
     sel: &DeadSelection,
-) -> QResult<Vec<(String, u64)>> {
+) -> QResult<Vec<Job>> {
     let (queue, ids) = selection_args(sel);
     let stmt = client
         .prepare_cached(&format!(
-            "WITH revived AS (UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING queue) \
-             SELECT queue, COUNT(*) FROM revived GROUP BY queue"
+            "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
         ))
         .await?;
-    client
-        .query(&stmt, &[&queue, &ids])
-        .await?
-        .iter()
-        .map(|row| Ok((row.column(0)?, row.column::<i64>(1)?.max(0) as u64)))
-        .collect()
+    let jobs = jobs_from_rows(&client.query(&stmt, &[&queue, &ids]).await?)?;
+    record_changes(client, jobs.iter().map(|j| (j, EventType::JobEnqueued))).await?;
+    Ok(jobs)
 }
 
 /// Deletes selected dead jobs and their attempts.

@@ -25,9 +25,10 @@ pub(crate) async fn restore_many(
         .prepare_cached(
             "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, attempt, max_attempts, \
              timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, \
-             worker, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot) \
+             worker, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
+             reply_to, correlation_id, callback_url) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24) \
+             $21, $22, $23, $24, $25, $26, $27) \
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -87,6 +88,9 @@ pub(crate) async fn restore_many(
                     &job.finished_at.map(to_millis),
                     &job.schedule,
                     &job.slot.map(to_millis),
+                    &job.reply_to.as_ref().map(|q| q.as_str()),
+                    &job.correlation_id,
+                    &job.callback_url,
                 ],
             )
             .await?;

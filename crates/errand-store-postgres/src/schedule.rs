@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use errand_core::schedule_spec::Schedule;
-use errand_core::{Job, JobId, Millis, NewJob};
+use errand_core::time::to_millis;
+use errand_core::{EventBody, EventType, Job, JobId, Millis, NewJob};
 use errand_store::{
     FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
     SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
@@ -15,6 +16,7 @@ use tokio_postgres::Row;
 
 use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::millis;
+use crate::transition::EventRows;
 use crate::{job_settle, job_write};
 
 const COLUMNS: &str = "s.spec, s.paused, s.next_fire_at, s.last_fire_at, s.last_job_id, \
@@ -292,11 +294,25 @@ pub(crate) async fn fire_many(
     let mut inserted: HashMap<JobId, Job> = if fresh.is_empty() {
         HashMap::new()
     } else {
-        job_write::insert_many(client, fresh, window)
-            .await?
-            .into_iter()
-            .map(|r| (r.job.id, r.job))
-            .collect()
+        // Each job's `job.enqueued`, then the slot's `schedule.fired`, in one statement.
+        let mut events = EventRows::default();
+        let mut inserted = HashMap::new();
+        for r in job_write::insert_jobs(client, fresh, window).await? {
+            if r.inserted {
+                events.push_job(&r.job, EventType::JobEnqueued)?;
+                if let (Some(schedule), Some(slot)) = (&r.job.schedule, r.job.slot) {
+                    events.push(&EventBody::schedule_fired(
+                        schedule,
+                        to_millis(slot),
+                        r.job.id,
+                        to_millis(r.job.updated_at),
+                    ))?;
+                }
+            }
+            inserted.insert(r.job.id, r.job);
+        }
+        events.append(client).await?;
+        inserted
     };
     let mut outcomes = Vec::with_capacity(params.len());
     let mut records = Vec::new();

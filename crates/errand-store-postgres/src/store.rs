@@ -24,8 +24,8 @@ use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
 use crate::{
-    definition_switch, instance, job_log, job_read, job_settle, job_write, listener, maintenance,
-    mark, named_lease, node, queue, restore, schedule, schema,
+    definition_switch, event_log, instance, job_log, job_read, job_settle, job_write, listener,
+    maintenance, mark, named_lease, node, queue, restore, schedule, schema,
 };
 
 /// How to reach the database.
@@ -159,13 +159,17 @@ impl PgStore {
         Ok(self.pool.get().await?)
     }
 
-    /// Tells other nodes about every job in `jobs` that is ready to claim.
+    /// Tells other nodes about every job in `jobs` that is ready to claim, and about the
+    /// reply each job that ended left in its `reply_to` queue.
     fn announce<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) {
         let mut last: Option<&QueueName> = None;
         for job in jobs {
             if job.state == JobState::Available && last != Some(&job.queue) {
                 self.notifier.notify(job.queue.as_str());
                 last = Some(&job.queue);
+            }
+            if let (true, Some(reply_to)) = (job.state.is_final(), &job.reply_to) {
+                self.notifier.notify(reply_to.as_str());
             }
         }
     }
@@ -225,13 +229,8 @@ impl Store for PgStore {
         params: JobInsertManyParams,
     ) -> Result<Vec<InsertedJob>, StoreError> {
         let window = params.idempotency_window;
-        let out = if params.jobs.iter().all(|j| j.idempotency_key.is_none()) {
-            on_conn!(self, |c| job_write::insert_many(&c, params.jobs, window)
-                .await?)?
-        } else {
-            in_tx!(self, |tx| job_write::insert_many(&tx, params.jobs, window)
-                .await?)?
-        };
+        let out = in_tx!(self, |tx| job_write::insert_many(&tx, params.jobs, window)
+            .await?)?;
         self.announce(out.iter().filter(|r| r.inserted).map(|r| &r.job));
         Ok(out)
     }
@@ -245,7 +244,7 @@ impl Store for PgStore {
     }
 
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        on_conn!(self, |c| job_write::claim(&c, &params).await?)
+        in_tx!(self, |tx| job_write::claim(&tx, &params).await?)
     }
 
     async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError> {
@@ -255,7 +254,11 @@ impl Store for PgStore {
     }
 
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
-        on_conn!(self, |c| job_write::heartbeat(&c, &params).await?)
+        if params.progress.is_some() {
+            in_tx!(self, |tx| job_write::heartbeat(&tx, &params).await?)
+        } else {
+            on_conn!(self, |c| job_write::heartbeat(&c, &params).await?)
+        }
     }
 
     async fn job_settle_many(
@@ -273,7 +276,9 @@ impl Store for PgStore {
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError> {
-        in_tx!(self, |tx| job_settle::cancel(&tx, id).await?)
+        let job = in_tx!(self, |tx| job_settle::cancel(&tx, id).await?)?;
+        self.announce([&job]);
+        Ok(job)
     }
 
     async fn job_retry(&self, id: JobId) -> Result<Job, StoreError> {
@@ -326,11 +331,9 @@ impl Store for PgStore {
     }
 
     async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        let per_queue = on_conn!(self, |c| queue::dead_requeue(&c, &selection).await?)?;
-        for (q, _) in &per_queue {
-            self.notifier.notify(q);
-        }
-        Ok(per_queue.iter().map(|(_, n)| n).sum())
+        let jobs = in_tx!(self, |tx| queue::dead_requeue(&tx, &selection).await?)?;
+        self.announce(&jobs);
+        Ok(jobs.len() as u64)
     }
 
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
@@ -396,8 +399,8 @@ impl Store for PgStore {
     ) -> Result<Vec<ScheduleFireOutcome>, StoreError> {
         let outcomes = in_tx!(self, |tx| schedule::fire_many(&tx, params).await?)?;
         for outcome in &outcomes {
-            if let ScheduleFireOutcome::Fired { jobs, .. } = outcome {
-                self.announce(jobs);
+            if let ScheduleFireOutcome::Fired { jobs, cancelled } = outcome {
+                self.announce(cancelled.as_deref().into_iter().chain(jobs));
             }
         }
         Ok(outcomes)
@@ -515,6 +518,22 @@ impl Store for PgStore {
             self.announce([&r.job]);
         }
         Ok(out)
+    }
+
+    async fn event_read(
+        &self,
+        after: Option<errand_core::EventId>,
+        limit: u32,
+    ) -> Result<errand_store::EventPage, StoreError> {
+        on_conn!(self, |c| event_log::read(&c, after, limit).await?)
+    }
+
+    async fn event_head(&self) -> Result<Option<errand_core::EventId>, StoreError> {
+        on_conn!(self, |c| event_log::head(&c).await?)
+    }
+
+    async fn event_prune(&self, params: errand_store::EventPruneParams) -> Result<u64, StoreError> {
+        in_tx!(self, |tx| event_log::prune(&tx, &params).await?)
     }
 
     async fn mark_list(&self, scope: &str) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,103 @@
+//! Recording job transitions: one event row per change, and what a job's end owes (its
+//! reply message and its callback), written in the transaction of the change so none of
+//! them is ever lost or recorded for a change that did not happen. A batch of changes
+//! writes its events with one statement.
+
+use deadpool_postgres::GenericClient;
+use errand_core::time::to_millis;
+use errand_core::{delivery::callback_for, reply::reply_for, EventBody, EventType, Job, Millis};
+use errand_store::StoreError;
+
+use crate::delivery_record::insert_deliveries;
+use crate::fault::{Fault, QResult};
+use crate::job_write;
+
+/// Events to append, as parallel arrays.
+#[derive(Default)]
+pub(crate) struct EventRows {
+    at: Vec<Millis>,
+    ty: Vec<&'static str>,
+    data: Vec<String>,
+}
+
+impl EventRows {
+    /// Adds one event.
+    pub(crate) fn push(&mut self, body: &EventBody) -> QResult<()> {
+        let data = serde_json::to_string(body)
+            .map_err(|e| Fault::Store(StoreError::Internal(e.to_string())))?;
+        self.at.push(to_millis(body.at));
+        self.ty.push(body.event_type.as_str());
+        self.data.push(data);
+        Ok(())
+    }
+
+    /// Adds the event of a change to `job` (as it is after the change). Every statement that
+    /// changes a job sets its `updated_at` to the store's now, which is the event's time.
+    pub(crate) fn push_job(&mut self, job: &Job, ty: EventType) -> QResult<()> {
+        self.push(&EventBody::job(job, ty, to_millis(job.updated_at)))
+    }
+
+    /// Appends the events, in the order pushed, with one statement.
+    pub(crate) async fn append(self, client: &impl GenericClient) -> QResult<()> {
+        if self.at.is_empty() {
+            return Ok(());
+        }
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO events (at, type, data) \
+                 SELECT u.at, u.type, u.data \
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(at, type, data, ord) \
+                 ORDER BY u.ord",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&self.at, &self.ty, &self.data])
+            .await?;
+        Ok(())
+    }
+}
+
+/// Records that `job` (as it is after the change) went through `ty`: see
+/// [`record_changes`].
+pub(crate) async fn record_change(
+    client: &impl GenericClient,
+    job: &Job,
+    ty: EventType,
+) -> QResult<()> {
+    record_changes(client, [(job, ty)]).await
+}
+
+/// Records a batch of changes: one event each, and for each change that left its job final
+/// (succeeded, dead, cancelled) its reply message in `reply_to` (a normal insert with its
+/// own `job.enqueued`, after the job's event) and its callback delivery. A constant number
+/// of statements however large the batch.
+pub(crate) async fn record_changes<'a>(
+    client: &impl GenericClient,
+    changes: impl IntoIterator<Item = (&'a Job, EventType)>,
+) -> QResult<()> {
+    let mut events = EventRows::default();
+    let mut replies = Vec::new();
+    let mut callbacks = Vec::new();
+    let mut now = None;
+    for (job, ty) in changes {
+        events.push_job(job, ty)?;
+        if job.state.is_final() {
+            let at = to_millis(job.updated_at);
+            now = Some(at);
+            replies.extend(reply_for(job));
+            callbacks.extend(callback_for(job, at));
+        }
+    }
+    if !replies.is_empty() {
+        for inserted in job_write::insert_jobs(client, replies, std::time::Duration::ZERO).await? {
+            if inserted.inserted {
+                events.push_job(&inserted.job, EventType::JobEnqueued)?;
+            }
+        }
+    }
+    events.append(client).await?;
+    if let (false, Some(now)) = (callbacks.is_empty(), now) {
+        insert_deliveries(client, now, &callbacks).await?;
+    }
+    Ok(())
+}
