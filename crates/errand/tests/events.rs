@@ -511,8 +511,10 @@ async fn waiters_released(waiting_on: &Client, worker: &Client, queue: &str, n: 
         let http = http.clone();
         waiters.spawn(async move {
             let resp = http.get(url).send().await.expect("wait");
-            assert_eq!(resp.status(), 200);
-            let job: errand_core::Job = resp.json().await.expect("job");
+            let status = resp.status();
+            let bytes = resp.bytes().await.expect("answer");
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+            let job: errand_core::Job = serde_json::from_slice(&bytes).expect("job");
             (job, Instant::now())
         });
     }
