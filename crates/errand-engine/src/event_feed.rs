@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 
-/// Events read from the store per page, by the tail and by a stream catching up.
+/// Events read from the store per page by the tail.
 const PAGE: u32 = 500;
+/// Events read per page by a stream catching up: what one stream holds at most, so
+/// thousands of streams resuming at once stay within tens of megabytes.
+const CATCH_UP_PAGE: u32 = 100;
 
 /// What the tail broadcasts.
 #[derive(Debug, Clone)]
@@ -210,7 +213,7 @@ impl StreamState {
     /// Reads one page of the log after the cursor into `pending`; a short page ends the
     /// catch-up (the live broadcast, subscribed before the first page, holds the rest).
     async fn catch_up_page(&mut self) -> Result<(), StoreError> {
-        let page = self.engine.event_read(self.cursor, PAGE).await?;
+        let page = self.engine.event_read(self.cursor, CATCH_UP_PAGE).await?;
         if let Some(through) = page.missed_through {
             if self.cursor.is_none_or(|c| through > c) {
                 self.pending.push_back(StreamItem::Gap {
@@ -219,7 +222,7 @@ impl StreamState {
                 self.cursor = Some(through);
             }
         }
-        if (page.events.len() as u32) < PAGE {
+        if (page.events.len() as u32) < CATCH_UP_PAGE {
             self.catching_up = false;
         }
         for event in page.events {

@@ -647,3 +647,112 @@ async fn postgres_a_thousand_waiters_on_one_node_are_released_when_the_jobs_end_
     let cb = nodes[1].0.client().expect("client");
     waiters_released(&ca, &cb, "pgwaited", 1000).await;
 }
+
+#[tokio::test]
+async fn the_cli_follows_events_as_json_lines_and_a_wait_shows_progress() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let (server, _dir) = server_with(&[]).await;
+    let client = server.client().expect("client");
+    // From the log's start (`0-0`), so nothing enqueued before it connects is missed.
+    let mut events = tokio::process::Command::new(common::bin())
+        .args([
+            "--server",
+            server.url(),
+            "--json",
+            "events",
+            "--queue",
+            "cli",
+        ])
+        .args(["--type", "job.enqueued", "--after", "0-0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("errand events");
+    let job = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("cli".into()),
+            ..EnqueueRequest::new("work")
+        })
+        .await
+        .expect("enqueue");
+    let mut lines = BufReader::new(events.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(WITHIN, lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("a line");
+    let event: Event = serde_json::from_str(&line).expect("one JSON event per line");
+    assert_eq!(event.body.event_type, EventType::JobEnqueued);
+    assert_eq!(event.body.job_id(), Some(job.id));
+    events.kill().await.expect("stop errand events");
+
+    // `errand jobs wait` on a pipe: a plain line per change, progress included.
+    let mut wait = tokio::process::Command::new(common::bin())
+        .args([
+            "--server",
+            server.url(),
+            "jobs",
+            "wait",
+            &job.id.to_string(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("errand jobs wait");
+    let mut status = BufReader::new(wait.stderr.take().expect("stderr")).lines();
+    let first = tokio::time::timeout(WITHIN, status.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("a status line");
+    assert!(first.contains("available"), "{first}");
+    let claimed = claim_one(&client, "cli").await;
+    client
+        .heartbeat(
+            job.id,
+            &HeartbeatRequest {
+                lease_token: claimed.lease_token,
+                lease_ms: None,
+                progress: Some(Progress {
+                    percent: Some(50.0),
+                    message: Some("half done".into()),
+                }),
+                checkpoint: None,
+            },
+        )
+        .await
+        .expect("heartbeat");
+    let progress = tokio::time::timeout(WITHIN, async {
+        loop {
+            let line = status.next_line().await.expect("read").expect("a line");
+            if line.contains("half done") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("progress shown while the job runs");
+    assert!(
+        progress.contains("50.0%") && progress.contains("running"),
+        "{progress}"
+    );
+    client
+        .complete(
+            job.id,
+            &CompleteRequest {
+                lease_token: claimed.lease_token,
+                result: Some(serde_json::json!("done")),
+                report: None,
+            },
+        )
+        .await
+        .expect("complete");
+    let out = tokio::time::timeout(WITHIN, wait.wait_with_output())
+        .await
+        .expect("wait ends with the job")
+        .expect("output");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+}
