@@ -32,62 +32,59 @@ fn params_of(id: EventId) -> (String, i64) {
     (id.tx.to_string(), i64::try_from(id.seq).unwrap_or(i64::MAX))
 }
 
-async fn pruned_through(client: &impl GenericClient) -> QResult<Option<EventId>> {
-    let stmt = client
-        .prepare_cached("SELECT tx::text, seq FROM event_cursors WHERE name = $1")
-        .await?;
-    client
-        .query_opt(&stmt, &[&PRUNED_THROUGH])
-        .await?
-        .map(|row| id_of(&row, 0, 1))
-        .transpose()
-}
-
 /// Up to `limit` settled events after `after`, in commit order, with the gap a pruned
-/// cursor fell into.
+/// cursor fell into. One statement, so the cursor and the events come from one snapshot: a
+/// prune committed between two reads would otherwise open a gap nobody is told about.
 pub(crate) async fn read(
     client: &impl GenericClient,
     after: Option<EventId>,
     limit: u32,
 ) -> QResult<EventPage> {
-    let pruned = pruned_through(client).await?;
-    let missed_through = match (after, pruned) {
-        (Some(a), Some(p)) if a < p => Some(p),
-        _ => None,
-    };
     let limit = i64::from(limit);
     let rows = match after {
-        Some(after) => {
+        Some(a) => {
             let stmt = client
                 .prepare_cached(&format!(
-                    "SELECT tx::text, seq, data FROM events \
-                     WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND {SETTLED} \
-                     ORDER BY tx, seq LIMIT $3"
+                    "(SELECT tx::text, seq, data FROM events \
+                      WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND {SETTLED} \
+                      ORDER BY tx, seq LIMIT $3) \
+                     UNION ALL \
+                     (SELECT tx::text, seq, NULL FROM event_cursors WHERE name = $4)"
                 ))
                 .await?;
-            let (tx, seq) = params_of(after);
-            client.query(&stmt, &[&tx, &seq, &limit]).await?
+            let (tx, seq) = params_of(a);
+            client
+                .query(&stmt, &[&tx, &seq, &limit, &PRUNED_THROUGH])
+                .await?
         }
         None => {
             let stmt = client
                 .prepare_cached(&format!(
-                    "SELECT tx::text, seq, data FROM events WHERE {SETTLED} \
-                     ORDER BY tx, seq LIMIT $1"
+                    "(SELECT tx::text, seq, data FROM events WHERE {SETTLED} \
+                      ORDER BY tx, seq LIMIT $1) \
+                     UNION ALL \
+                     (SELECT tx::text, seq, NULL FROM event_cursors WHERE name = $2)"
                 ))
                 .await?;
-            client.query(&stmt, &[&limit]).await?
+            client.query(&stmt, &[&limit, &PRUNED_THROUGH]).await?
         }
     };
     let mut events = Vec::with_capacity(rows.len());
+    let mut pruned = None;
     for row in &rows {
-        let data: String = row.column(2)?;
+        let id = id_of(row, 0, 1)?;
+        let Some(data) = row.column::<Option<String>>(2)? else {
+            pruned = Some(id);
+            continue;
+        };
         let body: EventBody = serde_json::from_str(&data)
             .map_err(|e| Fault::Store(StoreError::Corrupt(format!("event data: {e}"))))?;
-        events.push(Event {
-            id: id_of(row, 0, 1)?,
-            body,
-        });
+        events.push(Event { id, body });
     }
+    let missed_through = match (after, pruned) {
+        (Some(a), Some(p)) if a < p => Some(p),
+        _ => None,
+    };
     Ok(EventPage {
         events,
         missed_through,

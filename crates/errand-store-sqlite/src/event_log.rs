@@ -29,6 +29,9 @@ fn pruned_through(conn: &Connection) -> QResult<Option<EventId>> {
 
 /// Up to `limit` events after `after`, oldest first, with the gap a pruned cursor fell into.
 pub(crate) fn read(conn: &Connection, after: Option<EventId>, limit: u32) -> QResult<EventPage> {
+    // One read snapshot for the cursor and the events: a prune committed between the two
+    // reads would otherwise open a gap nobody is told about.
+    let snapshot = conn.unchecked_transaction()?;
     let pruned = pruned_through(conn)?;
     let missed_through = match (after, pruned) {
         (Some(a), Some(p)) if a < p => Some(p),
@@ -48,6 +51,9 @@ pub(crate) fn read(conn: &Connection, after: Option<EventId>, limit: u32) -> QRe
             body,
         });
     }
+    drop(rows);
+    drop(stmt);
+    snapshot.commit()?;
     Ok(EventPage {
         events,
         missed_through,
