@@ -13,7 +13,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: `invalid_json`, `invalid_request`, `payload_too_large`, `not_found`,
-    /// `conflict`, `contended`, `already_exists`, `constraint_violated`, `lease_lost`, `method_not_allowed`, `unavailable`, `internal`.
+    /// `conflict`, `contended`, `already_exists`, `constraint_violated`, `lease_lost`, `result_too_large`, `method_not_allowed`, `unavailable`, `internal`.
     pub code: String,
     /// What was wrong, in words.
     pub message: String,

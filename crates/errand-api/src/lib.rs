@@ -8,6 +8,7 @@
 mod definitions;
 mod enqueue;
 mod error_body;
+mod events;
 mod jobs;
 mod logs;
 mod nodes;
@@ -27,6 +28,7 @@ pub use enqueue::{
     EnqueueRequest, EnqueuedJob,
 };
 pub use error_body::{ErrorBody, ErrorDetail};
+pub use events::{EventCutoff, EventGap, EventStreamQuery, CUTOFF_EVENT, GAP_EVENT};
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
 pub use logs::{LogAppendRequest, LogAppendResponse, LogLineInput, MAX_LOG_LINES_PER_CALL};
 pub use nodes::NodeList;

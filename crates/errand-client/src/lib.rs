@@ -13,10 +13,12 @@
 mod client;
 mod definitions;
 mod error;
+mod events;
 mod job_host;
 mod subscriptions;
 
 pub use client::Client;
 pub use definitions::{LogFollow, LogStreamItem};
 pub use error::ClientError;
+pub use events::{EventFollow, EventQuery, EventStreamItem};
 pub use job_host::{host_error, HttpJobHost};

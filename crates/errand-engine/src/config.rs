@@ -32,6 +32,21 @@ pub struct EngineConfig {
     /// A waiting claim re-checks the store at least this often, in case a wake-up was
     /// missed (another process wrote to the store).
     pub claim_recheck: Duration,
+    /// How often the event tail reads the log when this node wrote nothing: how late events
+    /// of other nodes reach this node's streams and waiters. One query per node.
+    pub event_poll: Duration,
+    /// Events the live feed holds for streams; a stream that falls this far behind (a slow
+    /// or stuck consumer) is cut off and resumes by id.
+    pub event_buffer: usize,
+    /// Events older than this are pruned from the log (a stream resuming from before them
+    /// is told it missed some).
+    pub event_retention: Duration,
+    /// The log keeps at most this many events, whatever their age.
+    pub event_retention_max: u64,
+    /// How often the log is pruned.
+    pub event_prune_interval: Duration,
+    /// A completion whose result's JSON is longer than this fails the job instead.
+    pub max_result_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +64,12 @@ impl Default for EngineConfig {
             dead_retention: Duration::from_secs(30 * 24 * 3600),
             prune_interval: Duration::from_secs(60),
             instance_stale_after: Duration::from_secs(300),
+            event_poll: Duration::from_millis(100),
+            event_buffer: 4096,
+            event_retention: Duration::from_secs(24 * 3600),
+            event_retention_max: 1_000_000,
+            event_prune_interval: Duration::from_secs(60),
+            max_result_bytes: 1024 * 1024,
         }
     }
 }

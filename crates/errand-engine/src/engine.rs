@@ -13,9 +13,11 @@ use tokio::task::JoinError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::event_feed::EventFeed;
 use crate::job_events::{JobEvent, LogAppended};
 use crate::queue_waker::{QueueWaker, Ready};
 use crate::unheard_claim::UnheardClaim;
+use crate::waiters::Waiters;
 use crate::EngineConfig;
 
 /// Events buffered per subscriber before a slow one starts missing some (it then re-reads
@@ -48,6 +50,10 @@ pub struct Engine {
     log_events: broadcast::Sender<LogAppended>,
     shutdown: CancellationToken,
     node_id: NodeId,
+    /// The event log's live tail, shared by every event stream of this node.
+    pub(crate) feed: EventFeed,
+    /// Callers waiting for jobs to end.
+    pub(crate) waiters: Arc<Waiters>,
     /// The soonest slot the last scheduler pass planned (store clock, milliseconds), so the
     /// runner can wake right at it instead of up to one poll interval later.
     pub(crate) next_slot_hint: std::sync::atomic::AtomicI64,
@@ -61,7 +67,10 @@ impl Engine {
     pub fn new(store: SharedStore, config: EngineConfig) -> Arc<Self> {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (log_events, _) = broadcast::channel(EVENT_BUFFER);
+        let feed = EventFeed::new(config.event_buffer);
         Arc::new(Self {
+            feed,
+            waiters: Arc::default(),
             store,
             config,
             waker: Arc::new(QueueWaker::default()),
@@ -117,6 +126,10 @@ impl Engine {
     }
 
     pub(crate) fn publish(&self, job: &Job) {
+        self.feed.poke();
+        if job.state.is_final() {
+            self.waiters.wake(job.id);
+        }
         // No subscriber is not an error.
         let _ = self.events.send(JobEvent {
             id: job.id,
@@ -157,6 +170,9 @@ impl Engine {
                 idempotency_window: self.config.idempotency_window,
             })
             .await?;
+        if out.iter().any(|r| r.inserted) {
+            self.feed.poke();
+        }
         let mut ready: Vec<(&QueueName, usize)> = Vec::new();
         for r in out
             .iter()
@@ -221,14 +237,18 @@ impl Engine {
     async fn claim_once(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
         let store = self.store.clone();
         let waker = self.waker.clone();
-        detached(async move {
+        let jobs = detached(async move {
             store
                 .job_claim(params)
                 .await
                 .map(|jobs| UnheardClaim::new(jobs, store, waker))
         })
         .await
-        .map(UnheardClaim::heard)
+        .map(UnheardClaim::heard)?;
+        if !jobs.is_empty() {
+            self.feed.poke();
+        }
+        Ok(jobs)
     }
 
     /// Gives leased jobs back to their queues as if their claims never happened (the
@@ -261,7 +281,12 @@ impl Engine {
     /// # Errors
     /// `NotFound`, `LeaseLost`, or the store's error.
     pub async fn heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
-        self.store.job_heartbeat(params).await
+        let progress = params.progress.is_some();
+        let job = self.store.job_heartbeat(params).await?;
+        if progress {
+            self.feed.poke();
+        }
+        Ok(job)
     }
 
     /// Settles many attempts in one store call; each entry is fenced on its own.
@@ -269,10 +294,29 @@ impl Engine {
     /// # Errors
     /// The store's error for the whole call, which then kept nothing of the batch; refusals
     /// (`LeaseLost`, `NotFound`, ...) are in the list, per entry.
+    ///
+    /// A completion whose result's JSON is longer than `max_result_bytes` is not kept: the
+    /// job fails for good instead (the same handler would produce the same result), with
+    /// an error naming both sizes, and its entry answers [`StoreError::ResultTooLarge`].
     pub async fn settle_many(
         &self,
         settlements: Vec<Settlement>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        let max = self.config.max_result_bytes;
+        let mut too_large: Vec<Option<StoreError>> = Vec::with_capacity(settlements.len());
+        let settlements = settlements
+            .into_iter()
+            .map(|s| match oversized_result(&s, max) {
+                Some((refusal, failure)) => {
+                    too_large.push(Some(refusal));
+                    failure
+                }
+                None => {
+                    too_large.push(None);
+                    s
+                }
+            })
+            .collect();
         let out = self
             .store
             .job_settle_many(JobSettleManyParams {
@@ -283,7 +327,15 @@ impl Engine {
         for job in out.iter().flatten() {
             self.publish(job);
         }
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .zip(too_large)
+            .map(|(r, refusal)| match (r, refusal) {
+                // The job failed as it should; the caller hears why its result went.
+                (Ok(_), Some(refusal)) => Err(refusal),
+                (r, _) => r,
+            })
+            .collect())
     }
 
     /// Settles one attempt.
@@ -325,28 +377,36 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
+    ///
+    /// A waiter costs a registry entry and a parked future: it reads the store once at
+    /// the start, once per wake-up (this node ending the job, or the event tail seeing it
+    /// end on another node) and once at the deadline.
     pub async fn job(&self, id: JobId, wait: Duration) -> Result<Job, StoreError> {
+        if wait.is_zero() {
+            return self.store.job_get(id).await;
+        }
         let deadline = Instant::now() + wait;
-        let mut events = self.events.subscribe();
+        let waiter = self.waiters.register(id);
         loop {
+            let woken = waiter.notify().notified();
+            tokio::pin!(woken);
+            // Registered before the read: an end between read and wait is not lost.
+            woken.as_mut().enable();
             let job = self.store.job_get(id).await?;
-            let now = Instant::now();
-            if job.state.is_final() || now >= deadline || self.shutdown.is_cancelled() {
+            if job.state.is_final() || Instant::now() >= deadline || self.shutdown.is_cancelled() {
                 return Ok(job);
             }
-            let recheck = (now + self.config.claim_recheck).min(deadline);
-            loop {
-                tokio::select! {
-                    ev = events.recv() => match ev {
-                        Ok(ev) if ev.id != id => continue,
-                        // Ours, or we lagged or the channel closed: read the store again.
-                        _ => break,
-                    },
-                    _ = tokio::time::sleep_until(recheck) => break,
-                    _ = self.shutdown.cancelled() => break,
-                }
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.shutdown.cancelled() => {}
             }
         }
+    }
+
+    /// Jobs someone waits on in this process right now (`GET /v1/jobs/{id}?wait=`).
+    pub fn jobs_waited_on(&self) -> usize {
+        self.waiters.jobs_waited_on()
     }
 
     /// A page of jobs, newest first.
@@ -372,6 +432,7 @@ impl Engine {
     pub async fn dead_requeue(&self, selection: DeadSelection) -> Result<u64, StoreError> {
         let n = self.store.dead_requeue_many(selection).await?;
         if n > 0 {
+            self.feed.poke();
             self.waker.wake_all();
         }
         Ok(n)
@@ -381,6 +442,37 @@ impl Engine {
     pub fn shutdown(&self) {
         self.shutdown.cancel();
     }
+}
+
+/// For a completion whose result is longer than `max` bytes of JSON: the refusal its
+/// caller hears and the settlement that fails the job for good in its place.
+fn oversized_result(s: &Settlement, max: usize) -> Option<(StoreError, Settlement)> {
+    let Settlement::Complete {
+        id,
+        lease_token,
+        result: Some(result),
+        report,
+    } = s
+    else {
+        return None;
+    };
+    let bytes = serde_json::to_vec(result).map_or(0, |t| t.len());
+    if bytes <= max {
+        return None;
+    }
+    let refusal = StoreError::ResultTooLarge {
+        bytes: bytes as u64,
+        max: max as u64,
+    };
+    let failure = Settlement::Fail {
+        id: *id,
+        lease_token: *lease_token,
+        error: refusal.to_string(),
+        retry_in: None,
+        dead: true,
+        report: report.clone(),
+    };
+    Some((refusal, failure))
 }
 
 /// Runs `work` in a task of its own, so that it completes even when the caller stops

@@ -11,6 +11,7 @@ mod continuous;
 mod dead;
 mod deliveries;
 mod engine;
+mod event_feed;
 mod event_log;
 mod job_events;
 mod job_logs;
@@ -23,8 +24,10 @@ mod schedule_admin;
 mod schedules;
 mod subscriptions;
 mod unheard_claim;
+mod waiters;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};
+pub use event_feed::{StreamFilter, StreamItem};
 pub use job_events::{JobEvent, LogAppended};
 pub use schedules::{SchedulePassReport, SLOT_RETENTION};

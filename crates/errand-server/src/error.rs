@@ -110,6 +110,9 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %message, "store bug");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
+            StoreError::ResultTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "result_too_large", message)
+            }
         }
     }
 }

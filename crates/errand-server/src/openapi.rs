@@ -23,7 +23,10 @@ use utoipa::{OpenApi, ToSchema};
         ErrorBody,
         WaitDuration,
         errand_api::schema::DefinitionName,
-        errand_api::schema::InstanceId
+        errand_api::schema::InstanceId,
+        errand_core::Event,
+        errand_api::EventCutoff,
+        errand_api::EventGap
     )),
     tags(
         (name = "jobs", description = "Enqueue, inspect, cancel and retry jobs"),
@@ -33,6 +36,7 @@ use utoipa::{OpenApi, ToSchema};
         (name = "schedules", description = "Cron and interval schedules that fire exactly once per slot"),
         (name = "definitions", description = "Job definitions of the jobs directory: list, run on demand, stop and start continuous ones, webhooks, instance logs"),
         (name = "subscriptions", description = "Webhook subscriptions: URLs that receive matching job and schedule events, signed the Standard Webhooks way; their deliveries and attempts"),
+        (name = "events", description = "The event stream: job and schedule events as server-sent events, resumable by id"),
         (name = "nodes", description = "The errand serve processes sharing the store"),
         (name = "health", description = "Liveness and readiness")
     )

@@ -20,6 +20,9 @@ pub struct ServerLimits {
     /// Long polls (a claim with `wait_ms`, a job read with `?wait=`) waiting at once;
     /// past it they get 503 `busy` with `Retry-After`.
     pub max_waiting: usize,
+    /// Event streams (`GET /v1/events`) open at once; past it they get 503 `busy` with
+    /// `Retry-After`.
+    pub max_event_streams: usize,
 }
 
 impl Default for ServerLimits {
@@ -32,6 +35,7 @@ impl Default for ServerLimits {
             max_request_bytes: 64 * 1024 * 1024,
             max_payload_bytes: 1024 * 1024,
             max_waiting: 1000,
+            max_event_streams: 20_000,
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct AppState {
     pub webhooks_enabled: bool,
     /// Places for long polls; one is held while a call waits.
     waiting: Arc<Semaphore>,
+    /// Places for event streams; one is held while a stream is open.
+    streams: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -64,6 +70,7 @@ impl AppState {
             scripts: crate::scripts::Scripts::none(),
             webhooks_enabled: false,
             waiting: Arc::new(Semaphore::new(limits.max_waiting)),
+            streams: Arc::new(Semaphore::new(limits.max_event_streams)),
         }
     }
 
@@ -87,6 +94,16 @@ impl AppState {
             ApiError::busy(format!(
                 "{} calls are already waiting; retry",
                 self.limits.max_waiting
+            ))
+        })
+    }
+
+    /// A place for an event stream, or 503 `busy` when every place is taken.
+    pub(crate) fn stream_place(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::busy(format!(
+                "{} event streams are already open; retry",
+                self.limits.max_event_streams
             ))
         })
     }

@@ -64,6 +64,15 @@ pub enum StoreError {
     /// most likely fail again.
     #[error("internal store error: {0}")]
     Internal(String),
+    /// A completion's result is longer than the server keeps (`max_result_bytes`): the
+    /// engine failed the job for good instead of keeping a truncated result.
+    #[error("result_too_large: the result is {bytes} bytes of JSON; max_result_bytes is {max}")]
+    ResultTooLarge {
+        /// The result's length.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 impl StoreError {
@@ -80,7 +89,8 @@ impl StoreError {
             | StoreError::Contended(_)
             | StoreError::AlreadyExists { .. }
             | StoreError::LeaseLost { .. }
-            | StoreError::Invalid(_) => true,
+            | StoreError::Invalid(_)
+            | StoreError::ResultTooLarge { .. } => true,
             StoreError::ConstraintViolated(_)
             | StoreError::Unavailable(_)
             | StoreError::Corrupt(_)

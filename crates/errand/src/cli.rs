@@ -54,6 +54,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print a job's log lines.
     Logs(LogsArgs),
+    /// Follow job and schedule events as they happen.
+    Events(EventsArgs),
     /// Run job definitions (or one command) on this machine for a server elsewhere.
     Worker(WorkerArgs),
     /// Write every job (with its attempts) and queue of a store as JSON lines.
@@ -182,6 +184,28 @@ pub struct ServeArgs {
     /// Failed attempts in a row that pause a subscription (default 50).
     #[arg(long, env = "ERRAND_SUBSCRIPTION_PAUSE_AFTER")]
     pub subscription_pause_after: Option<u32>,
+    /// Largest job result in bytes of JSON; a bigger one fails the job (default 1048576).
+    #[arg(long, env = "ERRAND_MAX_RESULT_BYTES")]
+    pub max_result_bytes: Option<usize>,
+    /// Event streams (`GET /v1/events`) open at once; more get 503 `busy` (default 20000).
+    #[arg(long, env = "ERRAND_MAX_EVENT_STREAMS")]
+    pub max_event_streams: Option<usize>,
+    /// Keep events this long for streams resuming by id (default `24h`).
+    #[arg(long, env = "ERRAND_EVENT_RETENTION")]
+    pub event_retention: Option<String>,
+    /// Keep at most this many events, whatever their age (default 1000000).
+    #[arg(long, env = "ERRAND_EVENT_RETENTION_MAX")]
+    pub event_retention_max: Option<u64>,
+    /// How often the event log is read for other nodes' events (default `100ms`).
+    #[arg(long, env = "ERRAND_EVENT_POLL")]
+    pub event_poll: Option<String>,
+    /// Events the live feed holds; a stream that falls this far behind is cut off and
+    /// resumes by id (default 4096).
+    #[arg(long, env = "ERRAND_EVENT_BUFFER")]
+    pub event_buffer: Option<usize>,
+    /// How often old events are pruned (default `1m`).
+    #[arg(long, env = "ERRAND_EVENT_PRUNE_INTERVAL")]
+    pub event_prune_interval: Option<String>,
 }
 
 /// Where a store is; shared by `serve`, `export` and `import`. Each flag is also an
@@ -553,6 +577,29 @@ pub struct LogsArgs {
     /// Keep printing lines as they come until the attempt ends.
     #[arg(long, short)]
     pub follow: bool,
+}
+
+/// `errand events`. Each filter may be repeated or comma-separated.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events of jobs in these queues.
+    #[arg(long, short)]
+    pub queue: Vec<String>,
+    /// Only events of jobs of these kinds.
+    #[arg(long, short)]
+    pub kind: Vec<String>,
+    /// Only events of these jobs.
+    #[arg(long)]
+    pub job: Vec<String>,
+    /// Only events of jobs carrying any of these tags.
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Only these event types (`job.succeeded`, `job.progress`, ...).
+    #[arg(long = "type")]
+    pub event_type: Vec<String>,
+    /// Start after this event id (default: now, no history).
+    #[arg(long)]
+    pub after: Option<String>,
 }
 
 /// `errand worker`.

@@ -78,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Definitions(cmd) => commands::definitions::run(&client()?, cmd, cli.json).await,
         Command::Run(args) => commands::definitions::run_now(&client()?, args, cli.json).await,
         Command::Logs(args) => commands::definitions::logs(&client()?, args, cli.json).await,
+        Command::Events(args) => commands::events::run(&client()?, args, cli.json).await,
         Command::Worker(args) => {
             init_tracing();
             commands::worker::run(&cli.server, args).await

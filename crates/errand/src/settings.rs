@@ -44,6 +44,13 @@ struct FileSettings {
     delivery_backoff: Option<String>,
     delivery_retry_for: Option<String>,
     subscription_pause_after: Option<u32>,
+    max_result_bytes: Option<usize>,
+    max_event_streams: Option<usize>,
+    event_retention: Option<String>,
+    event_retention_max: Option<u64>,
+    event_poll: Option<String>,
+    event_buffer: Option<usize>,
+    event_prune_interval: Option<String>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
@@ -246,6 +253,45 @@ impl Settings {
         )? {
             engine.dead_retention = d;
         }
+        if let Some(d) = duration_setting(
+            "event_retention",
+            args.event_retention
+                .clone()
+                .or(file.event_retention.clone()),
+        )? {
+            engine.event_retention = d;
+        }
+        if let Some(d) = duration_setting(
+            "event_poll",
+            args.event_poll.clone().or(file.event_poll.clone()),
+        )? {
+            if d < std::time::Duration::from_millis(10) {
+                anyhow::bail!("event_poll must be at least 10ms (a bare number is milliseconds)");
+            }
+            engine.event_poll = d;
+        }
+        if let Some(d) = duration_setting(
+            "event_prune_interval",
+            args.event_prune_interval
+                .clone()
+                .or(file.event_prune_interval.clone()),
+        )? {
+            if d < std::time::Duration::from_millis(100) {
+                anyhow::bail!("event_prune_interval must be at least 100ms");
+            }
+            engine.event_prune_interval = d;
+        }
+        engine.event_buffer = pick(args.event_buffer, file.event_buffer, engine.event_buffer);
+        engine.event_retention_max = pick(
+            args.event_retention_max,
+            file.event_retention_max,
+            engine.event_retention_max,
+        );
+        engine.max_result_bytes = pick(
+            args.max_result_bytes,
+            file.max_result_bytes,
+            engine.max_result_bytes,
+        );
         let defaults = errand_server::ServerLimits::default();
         let limits = errand_server::ServerLimits {
             max_payload_bytes: pick(
@@ -259,7 +305,20 @@ impl Settings {
                 defaults.max_request_bytes,
             ),
             max_waiting: pick(args.max_waiting, file.max_waiting, defaults.max_waiting),
+            max_event_streams: pick(
+                args.max_event_streams,
+                file.max_event_streams,
+                defaults.max_event_streams,
+            ),
         };
+        if engine.max_result_bytes == 0
+            || engine.event_retention_max == 0
+            || engine.event_buffer == 0
+        {
+            anyhow::bail!(
+                "max_result_bytes, event_retention_max and event_buffer must be at least 1: with 0 the server could keep no result or no event"
+            );
+        }
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
         let webhooks = webhook_settings(args, &file)?;
         refuse_useless_limits(&limits, &edge)?;
@@ -445,6 +504,7 @@ fn refuse_useless_limits(
         ("max_request_bytes", limits.max_request_bytes),
         ("max_payload_bytes", limits.max_payload_bytes),
         ("max_waiting", limits.max_waiting),
+        ("max_event_streams", limits.max_event_streams),
         ("body_budget_bytes", edge.body_budget_bytes),
     ];
     if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {

@@ -1,6 +1,7 @@
 //! Services that keep jobs moving without anyone asking: each runs on an interval until
 //! its cancellation token fires, and is tracked so shutdown can wait for it.
 
+mod event_pruner;
 mod instance_cleaner;
 mod job_cleaner;
 mod job_promoter;
@@ -19,11 +20,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 
+pub use event_pruner::prune_events_once;
 pub use instance_cleaner::prune_instances_once;
 pub use job_cleaner::prune_once;
 pub use job_promoter::promote_once;
 pub use job_rescuer::rescue_once;
 pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
+pub(crate) use pass_failures::PassFailures;
 pub use queue_count_folder::fold_counts_once;
 pub use schedule_slot_cleaner::prune_slots_once;
 
@@ -43,6 +46,8 @@ pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> 
     set.spawn(job_cleaner::run(engine.clone(), token.clone()));
     set.spawn(instance_cleaner::run(engine.clone(), token.clone()));
     set.spawn(queue_count_folder::run(engine.clone(), token.clone()));
+    set.spawn(crate::event_feed::run_tail(engine.clone(), token.clone()));
+    set.spawn(event_pruner::run(engine.clone(), token.clone()));
     if schedules {
         set.spawn(schedule_runner::run(engine.clone(), token.clone()));
         set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));

@@ -3,6 +3,7 @@
 
 mod dead;
 mod definitions;
+mod events;
 mod health;
 mod hooks;
 mod jobs;
@@ -45,6 +46,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(worker::fail))
         .routes(routes!(worker::settle))
         .routes(routes!(logs::job_logs, worker_logs::append))
+        .routes(routes!(events::stream))
         .routes(routes!(queues::list))
         .routes(routes!(queues::get))
         .routes(routes!(queues::pause))

@@ -121,7 +121,7 @@ pub(crate) async fn heartbeat(
 #[utoipa::path(post, path = "/v1/jobs/{id}/complete", operation_id = "complete_job", tag = "workers",
     params(("id" = errand_core::JobId, Path, description = "Job id")),
     request_body = CompleteRequest,
-    responses((status = 200, description = "Succeeded (or the same completion repeated by its token)", body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
+    responses((status = 200, description = "Succeeded (or the same completion repeated by its token)", body = Job), (status = 400, body = ErrorBody), (status = 413, description = "`result_too_large`: the result is longer than `max_result_bytes` (both sizes named); the job failed for good (dead) with that reason", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost; nothing changed", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
 pub(crate) async fn complete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -219,7 +219,7 @@ pub(crate) async fn fail(
 /// order (completions first, then failures).
 #[utoipa::path(post, path = "/v1/jobs/settle", operation_id = "settle_jobs", tag = "workers",
     request_body = SettleRequest,
-    responses((status = 200, description = "Per-entry outcomes", body = SettleResponse), (status = 400, body = ErrorBody), (status = 409, description = "constraint_violated: nothing of the batch was kept", body = ErrorBody), (status = 500, description = "A bug or an unreadable record: nothing of the batch was kept", body = ErrorBody), (status = 503, description = "Nothing of the batch is known to be kept; send it again", body = ErrorBody)))]
+    responses((status = 200, description = "Per-entry outcomes; a completion whose result is longer than `max_result_bytes` answers `result_too_large` and its job is dead", body = SettleResponse), (status = 400, body = ErrorBody), (status = 409, description = "constraint_violated: nothing of the batch was kept", body = ErrorBody), (status = 500, description = "A bug or an unreadable record: nothing of the batch was kept", body = ErrorBody), (status = 503, description = "Nothing of the batch is known to be kept; send it again", body = ErrorBody)))]
 pub(crate) async fn settle(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SettleRequest>,

@@ -1,10 +1,11 @@
 //! `errand jobs ...`.
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use errand_api::JobListQuery;
-use errand_client::Client;
+use errand_client::{Client, EventQuery, EventStreamItem};
 use errand_core::{Job, JobId, JobState};
 
 use crate::cli::{JobsCommand, ListArgs};
@@ -99,7 +100,59 @@ pub fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for a job to end, showing its state and progress meanwhile.
+/// How a waiting command shows a job's state and progress on stderr: one line rewritten
+/// in place on a terminal, a new line per change otherwise (a log, a pipe).
+struct StatusLine {
+    last: String,
+    terminal: bool,
+}
+
+impl StatusLine {
+    fn new() -> Self {
+        Self {
+            last: String::new(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, job: &Job) {
+        let line = match &job.progress {
+            Some(p) => {
+                let mut line = format!("{} {}", job.id, job.state);
+                if let Some(pct) = p.percent {
+                    line.push_str(&format!(" {pct:>5.1}%"));
+                }
+                if let Some(m) = &p.message {
+                    line.push_str(&format!(" {m}"));
+                }
+                line
+            }
+            None => format!("{} {}", job.id, job.state),
+        };
+        if line == self.last {
+            return;
+        }
+        if self.terminal {
+            // Back to the line's start, the new text, then clear what was longer.
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+        self.last = line;
+    }
+
+    fn finish(&self) {
+        if self.terminal && !self.last.is_empty() {
+            eprintln!();
+        }
+    }
+}
+
+/// Waits for a job to end, showing its state and progress meanwhile (unless `json`).
+///
+/// It follows the job's events, so progress shows as the worker reports it, and reads the
+/// job after each one; without the stream (refused, or the server is busy) it long-polls
+/// the job every two seconds instead.
 pub async fn wait(
     client: &Client,
     id: JobId,
@@ -107,38 +160,63 @@ pub async fn wait(
     json: bool,
 ) -> anyhow::Result<Job> {
     let started = Instant::now();
-    let mut last_line = String::new();
+    let mut status = StatusLine::new();
+    // Subscribed before the first read: an end between the two is not missed.
+    let mut events = client
+        .follow_events(
+            EventQuery {
+                jobs: vec![id.to_string()],
+                ..EventQuery::default()
+            },
+            None,
+        )
+        .await
+        .ok();
+    let mut job = client.job(id, None).await?;
     loop {
-        let job = client.job(id, Some("25s")).await?;
         if job.state.is_final() {
-            if !json && !last_line.is_empty() {
-                eprintln!();
+            if !json {
+                status.finish();
             }
             return Ok(job);
         }
         if !json {
-            let line = match &job.progress {
-                Some(p) => format!(
-                    "{} {} {:>5.1}% {}",
-                    job.id,
-                    job.state,
-                    p.percent.unwrap_or(0.0),
-                    p.message.clone().unwrap_or_default()
-                ),
-                None => format!("{} {}", job.id, job.state),
-            };
-            if line != last_line {
-                eprint!("\r{line:<80}");
-                last_line = line;
-            }
+            status.show(&job);
         }
-        if started.elapsed() >= timeout {
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            if !json {
+                status.finish();
+            }
             bail!(
                 "job {id} is still {} after {}",
                 job.state,
                 errand_core::duration::format(timeout)
             );
         }
+        let remaining = timeout - elapsed;
+        job = match events.as_mut() {
+            Some(follow) => {
+                let step = remaining.min(Duration::from_secs(25));
+                match tokio::time::timeout(step, follow.next()).await {
+                    // An event, a gap, a cut-off or a drop (the follower reconnects): look.
+                    Ok(Ok(EventStreamItem::Disconnected(_))) => {
+                        tokio::time::sleep(Duration::from_millis(200).min(remaining)).await;
+                        client.job(id, None).await?
+                    }
+                    Ok(Ok(_)) | Err(_) => client.job(id, None).await?,
+                    Ok(Err(_)) => {
+                        events = None;
+                        client.job(id, None).await?
+                    }
+                }
+            }
+            None => {
+                let step = remaining.min(Duration::from_secs(2));
+                let ms = step.as_millis().max(1).to_string();
+                client.job(id, Some(&ms)).await?
+            }
+        };
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod dead;
 pub mod definitions;
 pub mod enqueue;
+pub mod events;
 pub mod jobs;
 pub mod queues;
 pub mod schedules;
