@@ -28,13 +28,15 @@ pub struct ServerLimits {
 impl Default for ServerLimits {
     /// 1 MiB per payload is generous for job arguments (large data belongs in object
     /// storage, referenced by the payload); 64 MiB per request fits a 10,000-job batch of
-    /// typical payloads. 1,000 waiting calls is a worker per queue on a large fleet, and a
-    /// tenth of the default connection cap, so waiting calls cannot crowd out the rest.
+    /// typical payloads. A waiting call costs a registry entry and its connection (no
+    /// polling), so 20,000 of them (10,000 callers waiting for results beside a large
+    /// fleet's claims) stay well under half the default connection cap; event streams
+    /// likewise.
     fn default() -> Self {
         Self {
             max_request_bytes: 64 * 1024 * 1024,
             max_payload_bytes: 1024 * 1024,
-            max_waiting: 1000,
+            max_waiting: 20_000,
             max_event_streams: 20_000,
         }
     }

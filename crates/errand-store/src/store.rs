@@ -281,24 +281,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         after: Option<errand_core::EventId>,
         limit: u32,
-    ) -> Result<crate::EventPage, StoreError> {
-        let _ = (after, limit);
-        Err(StoreError::Internal("event_read: not implemented".into()))
-    }
+    ) -> Result<crate::EventPage, StoreError>;
 
     /// The newest readable event's id (`None`: the log is empty): where a stream that asks
     /// for no history starts.
-    async fn event_head(&self) -> Result<Option<errand_core::EventId>, StoreError> {
-        Err(StoreError::Internal("event_head: not implemented".into()))
-    }
+    async fn event_head(&self) -> Result<Option<errand_core::EventId>, StoreError>;
 
     /// Deletes old events (see [`EventPruneParams`](crate::EventPruneParams)) and records
     /// the newest deleted id, so readers behind it learn they missed events. Returns how
     /// many went.
-    async fn event_prune(&self, params: crate::EventPruneParams) -> Result<u64, StoreError> {
-        let _ = params;
-        Err(StoreError::Internal("event_prune: not implemented".into()))
-    }
+    async fn event_prune(&self, params: crate::EventPruneParams) -> Result<u64, StoreError>;
 
     // ----- Subscriptions and deliveries
 
@@ -306,30 +298,16 @@ pub trait Store: Send + Sync + 'static {
     async fn subscription_create(
         &self,
         new: errand_core::NewSubscription,
-    ) -> Result<errand_core::Subscription, StoreError> {
-        let _ = new;
-        Err(StoreError::Internal(
-            "subscription_create: not implemented".into(),
-        ))
-    }
+    ) -> Result<errand_core::Subscription, StoreError>;
 
     /// One subscription. Errors: `NotFound`.
     async fn subscription_get(
         &self,
         id: errand_core::SubscriptionId,
-    ) -> Result<errand_core::Subscription, StoreError> {
-        let _ = id;
-        Err(StoreError::Internal(
-            "subscription_get: not implemented".into(),
-        ))
-    }
+    ) -> Result<errand_core::Subscription, StoreError>;
 
     /// Every subscription, oldest first.
-    async fn subscription_list(&self) -> Result<Vec<errand_core::Subscription>, StoreError> {
-        Err(StoreError::Internal(
-            "subscription_list: not implemented".into(),
-        ))
-    }
+    async fn subscription_list(&self) -> Result<Vec<errand_core::Subscription>, StoreError>;
 
     /// Changes a subscription. Resuming clears its pause reason and failure count.
     /// Errors: `NotFound`.
@@ -337,52 +315,28 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: errand_core::SubscriptionId,
         patch: errand_core::SubscriptionPatch,
-    ) -> Result<errand_core::Subscription, StoreError> {
-        let _ = (id, patch);
-        Err(StoreError::Internal(
-            "subscription_update: not implemented".into(),
-        ))
-    }
+    ) -> Result<errand_core::Subscription, StoreError>;
 
     /// Deletes a subscription and its pending deliveries (its finished ones stay until
     /// pruned). Errors: `NotFound`.
-    async fn subscription_delete(&self, id: errand_core::SubscriptionId) -> Result<(), StoreError> {
-        let _ = id;
-        Err(StoreError::Internal(
-            "subscription_delete: not implemented".into(),
-        ))
-    }
+    async fn subscription_delete(&self, id: errand_core::SubscriptionId) -> Result<(), StoreError>;
 
     /// Where the subscription fan-out has read the event log to (`None`: never ran).
-    async fn delivery_cursor(&self) -> Result<Option<errand_core::EventId>, StoreError> {
-        Err(StoreError::Internal(
-            "delivery_cursor: not implemented".into(),
-        ))
-    }
+    async fn delivery_cursor(&self) -> Result<Option<errand_core::EventId>, StoreError>;
 
     /// Inserts the deliveries and moves the fan-out cursor, if it is still at `from`:
     /// true when done, false (nothing written) when another node moved it first.
     async fn delivery_fanout(
         &self,
         params: crate::DeliveryFanoutParams,
-    ) -> Result<bool, StoreError> {
-        let _ = params;
-        Err(StoreError::Internal(
-            "delivery_fanout: not implemented".into(),
-        ))
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Leases up to `max` pending deliveries that are due (oldest due first), counting an
     /// attempt for each, skipping those of paused subscriptions.
     async fn delivery_claim(
         &self,
         params: crate::DeliveryClaimParams,
-    ) -> Result<Vec<errand_core::ClaimedDelivery>, StoreError> {
-        let _ = params;
-        Err(StoreError::Internal(
-            "delivery_claim: not implemented".into(),
-        ))
-    }
+    ) -> Result<Vec<errand_core::ClaimedDelivery>, StoreError>;
 
     /// Records an attempt and its outcome, fenced on the claim's token, and keeps the
     /// subscription's failure count (pausing it at `pause_after_failures`).
@@ -390,32 +344,17 @@ pub trait Store: Send + Sync + 'static {
     async fn delivery_settle(
         &self,
         params: crate::DeliverySettleParams,
-    ) -> Result<errand_core::Delivery, StoreError> {
-        let _ = params;
-        Err(StoreError::Internal(
-            "delivery_settle: not implemented".into(),
-        ))
-    }
+    ) -> Result<errand_core::Delivery, StoreError>;
 
     /// A page of deliveries with their attempts, newest first.
     async fn delivery_list(
         &self,
         params: crate::DeliveryListParams,
-    ) -> Result<Vec<errand_core::Delivery>, StoreError> {
-        let _ = params;
-        Err(StoreError::Internal(
-            "delivery_list: not implemented".into(),
-        ))
-    }
+    ) -> Result<Vec<errand_core::Delivery>, StoreError>;
 
     /// Deletes up to `limit` finished deliveries (and their attempts) that ended longer
     /// than `older_than` ago. Returns how many.
-    async fn delivery_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError> {
-        let _ = (older_than, limit);
-        Err(StoreError::Internal(
-            "delivery_prune: not implemented".into(),
-        ))
-    }
+    async fn delivery_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
 
     /// Wake-ups from other processes sharing this store: names of queues that gained ready
     /// jobs. `None` when no other process writes to the store (the embedded store).

@@ -12,28 +12,15 @@ use crate::Engine;
 /// Events deleted per statement: short transactions, a backlog cleared within a minute.
 const PRUNE_BATCH: u32 = 5000;
 
-/// A store whose subscriptions part has not landed answers `Internal("... not
-/// implemented")`: that means no subscription can be waiting for events.
-fn not_implemented(e: &StoreError) -> bool {
-    matches!(e, StoreError::Internal(m) if m.contains("not implemented"))
-}
-
 /// Events after this id must stay: the fan-out cursor when any subscription exists (the
 /// very start of the log when it never ran), `None` when nothing reads the log later.
 async fn keep_after(engine: &Engine) -> Result<Option<EventId>, StoreError> {
-    let subscriptions = match engine.store().subscription_list().await {
-        Ok(s) => s,
-        Err(e) if not_implemented(&e) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if subscriptions.is_empty() {
+    if engine.store().subscription_list().await?.is_empty() {
         return Ok(None);
     }
-    match engine.store().delivery_cursor().await {
-        Ok(cursor) => Ok(Some(cursor.unwrap_or_default())),
-        Err(e) if not_implemented(&e) => Ok(Some(EventId::default())),
-        Err(e) => Err(e),
-    }
+    Ok(Some(
+        engine.store().delivery_cursor().await?.unwrap_or_default(),
+    ))
 }
 
 /// One pass: prunes in batches until a batch comes back short; returns how many went.

@@ -90,7 +90,7 @@ impl Default for EdgeLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
+            max_connections: 50_000,
             reserve_connections: 16,
             body_budget_bytes: 128 * 1024 * 1024,
         }
