@@ -398,7 +398,9 @@ pub(crate) async fn prune(
             "WITH gone AS ( \
                  DELETE FROM deliveries WHERE id IN ( \
                      SELECT id FROM deliveries \
-                     WHERE state <> 'pending' AND updated_at < errand_now() - $1 \
+                     WHERE (state <> 'pending' AND updated_at < errand_now() - $1) \
+                        OR (state = 'pending' AND subscription_id IS NOT NULL AND NOT EXISTS \
+                            (SELECT 1 FROM subscriptions s WHERE s.id = deliveries.subscription_id)) \
                      ORDER BY updated_at LIMIT $2) \
                  RETURNING id), \
              a AS (DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM gone)) \

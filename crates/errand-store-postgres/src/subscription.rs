@@ -133,7 +133,17 @@ pub(crate) async fn update(
     patch: SubscriptionPatch,
 ) -> QResult<Subscription> {
     let mut sub = get_with(client, id, " FOR UPDATE").await?;
+    let old_url = sub.url.clone();
     patch.apply_to(&mut sub);
+    if sub.url != old_url {
+        // Deliveries still waiting follow the subscription to its new URL.
+        let moved = client
+            .prepare_cached(
+                "UPDATE deliveries SET url = $2 WHERE subscription_id = $1 AND state = 'pending'",
+            )
+            .await?;
+        client.execute(&moved, &[&id.0, &sub.url]).await?;
+    }
     let stmt = client
         .prepare_cached(&format!(
             "UPDATE subscriptions SET url = $2, events = $3, queue = $4, kind = $5, tag = $6, \

@@ -323,7 +323,9 @@ pub(crate) fn prune(
 ) -> QResult<u64> {
     let ids: Vec<Vec<u8>> = {
         let mut stmt = conn.prepare_cached(
-            "SELECT id FROM deliveries WHERE state <> 'pending' AND updated_at < ?1 \
+            "SELECT id FROM deliveries WHERE (state <> 'pending' AND updated_at < ?1) \
+                OR (state = 'pending' AND subscription_id IS NOT NULL AND NOT EXISTS \
+                    (SELECT 1 FROM subscriptions s WHERE s.id = deliveries.subscription_id)) \
              ORDER BY updated_at LIMIT ?2",
         )?;
         let rows = stmt.query_map(

@@ -115,7 +115,15 @@ pub(crate) fn update(
     patch: SubscriptionPatch,
 ) -> QResult<Subscription> {
     let mut sub = get(conn, id)?;
+    let old_url = sub.url.clone();
     patch.apply_to(&mut sub);
+    if sub.url != old_url {
+        // Deliveries still waiting follow the subscription to its new URL.
+        conn.prepare_cached(
+            "UPDATE deliveries SET url = ?2 WHERE subscription_id = ?1 AND state = 'pending'",
+        )?
+        .execute(params![id.as_bytes().as_slice(), sub.url])?;
+    }
     conn.prepare_cached(
         "UPDATE subscriptions SET url = ?2, events = ?3, queue = ?4, kind = ?5, tag = ?6, \
              description = ?7, state = ?8, paused_reason = ?9, consecutive_failures = ?10, \

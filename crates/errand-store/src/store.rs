@@ -353,7 +353,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<errand_core::Delivery>, StoreError>;
 
     /// Deletes up to `limit` finished deliveries (and their attempts) that ended longer
-    /// than `older_than` ago. Returns how many.
+    /// than `older_than` ago, and pending deliveries whose subscription is gone (a fan-out
+    /// that raced the subscription's deletion). Returns how many.
     async fn delivery_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
 
     /// Wake-ups from other processes sharing this store: names of queues that gained ready

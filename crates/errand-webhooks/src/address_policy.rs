@@ -2,7 +2,10 @@
 //! URL that resolves to loopback, a private network, link-local (cloud metadata services
 //! live there), multicast, CGNAT, unspecified or broadcast space is refused, so a
 //! subscription or a job's callback cannot make errand reach into the network it runs in.
-//! IPv4-mapped and IPv4-compatible IPv6 forms are judged as the IPv4 address they carry.
+//! IPv6 forms that carry an IPv4 address (IPv4-mapped, IPv4-compatible, IPv4-translated,
+//! NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged as that IPv4 address; outside
+//! global unicast `2000::/3`, and Teredo, site-local, documentation and benchmarking
+//! ranges, nothing passes.
 //!
 //! The policy is applied to the address the sender connects to, after resolution, never to
 //! the host name.
@@ -57,6 +60,17 @@ fn canonical(ip: IpAddr) -> IpAddr {
                 let [.., a, b, c, d] = v6.octets();
                 return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
             }
+            // NAT64 (`64:ff9b::/96`, RFC 6052) and IPv4-translated (`::ffff:0:a.b.c.d`)
+            // reach the IPv4 address in their last 32 bits on networks that route them.
+            if (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]) || (s[..6] == [0, 0, 0, 0, 0xffff, 0]) {
+                let [.., a, b, c, d] = v6.octets();
+                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            }
+            // 6to4 (`2002::/16`) carries the IPv4 address of its relay in bits 16..48.
+            if s[0] == 0x2002 {
+                let o = v6.octets();
+                return IpAddr::V4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+            }
             ip
         }
         IpAddr::V4(_) => ip,
@@ -89,6 +103,12 @@ fn v4_kind(ip: Ipv4Addr) -> Option<&'static str> {
         Some("multicast")
     } else if a >= 240 {
         Some("reserved (240.0.0.0/4)")
+    } else if a == 192 && b == 0 && ip.octets()[2] == 0 {
+        Some("IETF protocol assignments (192.0.0.0/24)")
+    } else if a == 198 && (b & 0xfe) == 18 {
+        Some("benchmarking (198.18.0.0/15)")
+    } else if matches!(ip.octets(), [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]) {
+        Some("documentation")
     } else {
         None
     }
@@ -106,6 +126,16 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
         Some("link-local")
     } else if ip.is_multicast() {
         Some("multicast")
+    } else if (first & 0xffc0) == 0xfec0 {
+        Some("site-local (fec0::/10)")
+    } else if first == 0x0064 && ip.segments()[1] == 0xff9b {
+        Some("NAT64 (64:ff9b:1::/48)")
+    } else if first == 0x2001 && ip.segments()[1] == 0 {
+        Some("Teredo (2001::/32)")
+    } else if first == 0x2001 && ip.segments()[1] == 0x0db8 {
+        Some("documentation (2001:db8::/32)")
+    } else if (first & 0xe000) != 0x2000 {
+        Some("not global unicast (outside 2000::/3)")
     } else {
         None
     }
@@ -145,6 +175,21 @@ mod tests {
             ("::ffff:169.254.169.254", "link-local"),
             ("::10.0.0.1", "private"),
             ("::127.0.0.1", "loopback"),
+            ("64:ff9b::a00:1", "private"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("64:ff9b:1::1", "NAT64 (64:ff9b:1::/48)"),
+            ("::ffff:0:a00:1", "private"),
+            ("2002:a00:1::1", "private"),
+            ("2002:a9fe:a9fe::1", "link-local"),
+            ("2001:0:4136:e378::1", "Teredo (2001::/32)"),
+            ("2001:db8::1", "documentation (2001:db8::/32)"),
+            ("fec0::1", "site-local (fec0::/10)"),
+            ("100::1", "not global unicast (outside 2000::/3)"),
+            ("192.0.0.8", "IETF protocol assignments (192.0.0.0/24)"),
+            ("198.18.0.1", "benchmarking (198.18.0.0/15)"),
+            ("198.19.255.1", "benchmarking (198.18.0.0/15)"),
+            ("192.0.2.1", "documentation"),
+            ("203.0.113.9", "documentation"),
         ] {
             assert_eq!(p.refusal(ip(addr)), Some(kind), "{addr}");
         }
@@ -161,6 +206,9 @@ mod tests {
             "8.8.8.8",
             "2606:2800:21f:cb07:6820:80da:af6b:8b2c",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "198.20.0.1",
         ] {
             assert_eq!(p.refusal(ip(addr)), None, "{addr}");
         }

@@ -114,7 +114,7 @@ pub struct ServeArgs {
     /// Close a connection with no request in progress after this long (default `60s`).
     #[arg(long, env = "ERRAND_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
-    /// Open client connections at most, kept below the open-files limit (default 10000).
+    /// Open client connections at most, kept below the open-files limit (default 50000).
     #[arg(long, env = "ERRAND_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Connections served past the cap, for health checks only (default 16).
@@ -123,7 +123,7 @@ pub struct ServeArgs {
     /// Bytes of request bodies over 64 KiB read at once, all requests together (default 128 MiB).
     #[arg(long, env = "ERRAND_BODY_BUDGET_BYTES")]
     pub body_budget_bytes: Option<usize>,
-    /// Long polls waiting at once; more get 503 `busy` (default 1000).
+    /// Long polls waiting at once; more get 503 `busy` (default 20000).
     #[arg(long, env = "ERRAND_MAX_WAITING")]
     pub max_waiting: Option<usize>,
     /// Delete succeeded and cancelled jobs this long after they finish (default `7d`).
@@ -270,6 +270,15 @@ pub struct EnqueueArgs {
     /// Idempotency key.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// A queue that gets one `errand.reply` message when the job ends (request-reply).
+    #[arg(long)]
+    pub reply_to: Option<String>,
+    /// Copied into the reply, the callback and the job's events.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// A URL POSTed (signed) when the job ends; the server needs a webhook secret.
+    #[arg(long)]
+    pub callback_url: Option<String>,
     /// Wait until the job ends and print it.
     #[arg(long)]
     pub wait: bool,

@@ -181,6 +181,16 @@ async fn the_raw_stream_is_server_sent_events_with_ids_types_and_a_resume_header
         .await
         .expect("answer");
     assert_eq!(bad.status(), 400);
+    // An id past the newest event comes from another store: refused, not silently followed.
+    let ahead = http
+        .get(&url)
+        .header("last-event-id", "999999999-999999999")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(ahead.status(), 400);
+    let body = ahead.text().await.expect("body");
+    assert!(body.contains("ahead of the newest event"), "{body}");
 }
 
 #[tokio::test]

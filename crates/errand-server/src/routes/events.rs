@@ -75,6 +75,13 @@ fn parse_query(
     Ok((after, filter))
 }
 
+/// Items waiting for a client's socket beyond what the connection buffers.
+const OUTBOX: usize = 16;
+
+/// How long a stream may wait for its client to take anything before it is dropped as
+/// stuck. A slow client that still reads is cut off by the feed instead (`cutoff`).
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
 fn event_id(field: &str, raw: &str) -> Result<EventId, ApiError> {
     raw.trim().parse::<EventId>().map_err(|_| {
         ApiError::invalid(format!(
@@ -148,12 +155,46 @@ pub(crate) async fn stream(
         .transpose()?
         .filter(|h| !h.trim().is_empty());
     let (after, filter) = parse_query(raw.as_deref(), last_event_id)?;
+    if let Some(cursor) = after.filter(|c| *c != EventId::default()) {
+        // An id past the newest event cannot come from this store (another installation, a
+        // replaced data directory, a restored dump): resuming from it would silently skip
+        // everything until the log grows past it.
+        // (An empty log, everything pruned, cannot tell: the cursor is taken as it is.)
+        if let Some(head) = state.engine.event_head().await?.filter(|h| cursor > *h) {
+            return Err(ApiError::invalid(format!(
+                "event id `{cursor}` is ahead of the newest event ({head}): it does not come \
+                 from this store; resume with `after=0-0` (everything kept) or without one \
+                 (from now)"
+            )));
+        }
+    }
     let place = state.stream_place()?;
     let events = state.engine.event_stream(after, filter).await?;
-    let events = events.map(move |item| {
+    let (outbox, taken) = tokio::sync::mpsc::channel::<SseEvent>(OUTBOX);
+    tokio::spawn(async move {
         // The place is held as long as the stream lives.
-        let _held = &place;
-        Ok::<_, Infallible>(sse_event(item))
+        let _held = place;
+        let mut events = std::pin::pin!(events);
+        loop {
+            let item = tokio::select! {
+                item = events.next() => item,
+                // The client went away while nothing was happening.
+                () = outbox.closed() => return,
+            };
+            let Some(item) = item else { return };
+            // A client that takes nothing for STALL_LIMIT is stuck: let it go, with its
+            // place and buffers, rather than hold them until TCP gives up.
+            match tokio::time::timeout(STALL_LIMIT, outbox.send(sse_event(item))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    });
+    let events = futures_util::stream::unfold(taken, |mut taken| async move {
+        taken
+            .recv()
+            .await
+            .map(|e| (Ok::<_, Infallible>(e), taken))
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))

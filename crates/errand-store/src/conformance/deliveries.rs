@@ -450,6 +450,44 @@ pub(crate) async fn delivery_claim_skips_paused_subscriptions(Ctx { store, .. }:
     );
 }
 
+/// A subscription's new URL takes its waiting deliveries along; a delivery recorded for a
+/// subscription deleted meanwhile (a fan-out racing the delete) goes at the next prune.
+pub(crate) async fn a_new_url_moves_pending_deliveries_and_orphans_are_pruned(
+    Ctx { store, .. }: Ctx,
+) {
+    let sub = subscribe(&store, "https://old.example/hook").await;
+    let job = JobId::new();
+    let of_sub = delivery(Some(sub.id), job);
+    let orphan = delivery(Some(SubscriptionId::new()), job);
+    record(&store, vec![of_sub.clone(), orphan.clone()]).await;
+    store
+        .subscription_update(
+            sub.id,
+            SubscriptionPatch {
+                url: Some("https://new.example/hook".into()),
+                ..SubscriptionPatch::default()
+            },
+        )
+        .await
+        .expect("new url");
+    let pruned = store
+        .delivery_prune(std::time::Duration::from_secs(86_400), 100)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1, "only the orphan goes");
+    let left = list(
+        &store,
+        DeliveryListParams {
+            job: Some(job),
+            limit: 10,
+            ..DeliveryListParams::default()
+        },
+    )
+    .await;
+    assert_eq!(ids(&left), vec![of_sub.id]);
+    assert_eq!(left[0].url, "https://new.example/hook");
+}
+
 /// Each outcome: delivered (succeeded, no error), retry (due again after the delay, last
 /// error kept), give up (failed); every attempt kept first first; a settled claim's token
 /// settles nothing more.

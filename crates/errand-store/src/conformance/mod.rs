@@ -183,6 +183,7 @@ macro_rules! conformance_suite {
             delivery_fanout_moves_the_cursor_once,
             delivery_claim_takes_the_oldest_due_and_leases_it,
             delivery_claim_skips_paused_subscriptions,
+            a_new_url_moves_pending_deliveries_and_orphans_are_pruned,
             delivery_settle_records_each_outcome_fenced_on_the_token,
             delivery_failures_pause_a_subscription_and_success_resets,
             deliveries_are_listed_with_history_and_pruned,

@@ -39,9 +39,9 @@ fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration
 /// Enqueues one job and prints it (or waits for it).
 pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
     let req = EnqueueRequest {
-        reply_to: None,
-        correlation_id: None,
-        callback_url: None,
+        reply_to: args.reply_to,
+        correlation_id: args.correlation_id,
+        callback_url: args.callback_url,
         kind: args.kind,
         queue: args.queue,
         payload: args.payload.as_deref().map(payload).transpose()?,
@@ -63,7 +63,15 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
     let job = client.enqueue(&req).await?;
     if args.wait {
         let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
-        return jobs::print_job(&done, json);
+        jobs::print_job(&done, json)?;
+        // As `errand jobs wait`: a script's `errand enqueue X --wait && next` stops on failure.
+        anyhow::ensure!(
+            done.state == errand_core::JobState::Succeeded,
+            "job {} ended {}",
+            done.id,
+            done.state
+        );
+        return Ok(());
     }
     if json {
         crate::output::json(&job)
