@@ -304,7 +304,8 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// The results scenario: each part on fresh servers.
 async fn run_results(args: &BenchArgs, duration: Duration) -> anyhow::Result<()> {
-    let held = args.held.to_string();
+    // Room for the held waiters and for the workers' own long-polling claims.
+    let held = (args.held + 1000).to_string();
     let connections = (args.held * 2 + 1000).to_string();
     let roomy = [
         "--max-waiting",

@@ -190,7 +190,7 @@ async fn reach(count: &AtomicU64, want: u64, limit: Duration) -> anyhow::Result<
     Ok(())
 }
 
-/// `n` callers wait on `n` jobs nobody works yet (`?wait=300s`); after the idle watch,
+/// `n` callers wait on `n` jobs nobody works yet (`?wait=60s`); after the idle watch,
 /// workers complete the jobs and every waiter must hear its result.
 pub async fn waiters(client: &Client, pid: u32, n: usize) -> anyhow::Result<HeldCost> {
     let auth = authority(client.base_url())?;
@@ -218,7 +218,7 @@ pub async fn waiters(client: &Client, pid: u32, n: usize) -> anyhow::Result<Held
         let answered = answered.clone();
         let opened = opened.clone();
         tasks.spawn(async move {
-            let mut stream = open_get(&auth, &format!("/v1/jobs/{id}?wait=300s")).await?;
+            let mut stream = open_get(&auth, &format!("/v1/jobs/{id}?wait=60s")).await?;
             opened.fetch_add(1, Ordering::Relaxed);
             let mut answer = Vec::new();
             stream.read_to_end(&mut answer).await?;

@@ -107,7 +107,10 @@ fn v4_kind(ip: Ipv4Addr) -> Option<&'static str> {
         Some("IETF protocol assignments (192.0.0.0/24)")
     } else if a == 198 && (b & 0xfe) == 18 {
         Some("benchmarking (198.18.0.0/15)")
-    } else if matches!(ip.octets(), [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]) {
+    } else if matches!(
+        ip.octets(),
+        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _]
+    ) {
         Some("documentation")
     } else {
         None

@@ -191,10 +191,7 @@ pub(crate) async fn stream(
         }
     });
     let events = futures_util::stream::unfold(taken, |mut taken| async move {
-        taken
-            .recv()
-            .await
-            .map(|e| (Ok::<_, Infallible>(e), taken))
+        taken.recv().await.map(|e| (Ok::<_, Infallible>(e), taken))
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
