@@ -12,6 +12,19 @@ use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
 use crate::job_write::fenced;
 use crate::transition::record_change;
 
+/// A step after a settle's first write: a refusal there (which would fail only its own
+/// entry) would leave that write standing, so it fails the whole batch instead, which the
+/// writer rolls back. Refusals before the first write (a stale token, a missing job) change
+/// nothing, so a batch needs no savepoint per entry.
+fn after_write<T>(step: QResult<T>) -> QResult<T> {
+    step.map_err(|fault| match fault {
+        Fault::Store(e) if e.is_refusal() => Fault::Store(StoreError::Internal(format!(
+            "a settle refused after it wrote: {e}"
+        ))),
+        other => other,
+    })
+}
+
 /// Records how an attempt ended.
 pub(crate) fn close_attempt(
     conn: &Connection,
@@ -80,9 +93,9 @@ pub(crate) fn fail_running(
     )?
     .pop()
     .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
-    close_attempt(conn, now, id, attempt, outcome, Some(error))?;
+    after_write(close_attempt(conn, now, id, attempt, outcome, Some(error)))?;
     if let Some(ty) = EventType::for_end(job.state) {
-        record_change(conn, now, &job, ty)?;
+        after_write(record_change(conn, now, &job, ty))?;
     }
     Ok(job)
 }
@@ -143,9 +156,11 @@ pub(crate) fn settle_one(
             let Some(job) = job else {
                 return repeat_or_fenced(conn, *id, *lease_token, AttemptOutcome::Succeeded);
             };
-            close_attempt(conn, now, *id, job.attempt, AttemptOutcome::Succeeded, None)?;
-            record_report(conn, *id, job.attempt, report.as_ref())?;
-            record_change(conn, now, &job, EventType::JobSucceeded)?;
+            after_write(
+                close_attempt(conn, now, *id, job.attempt, AttemptOutcome::Succeeded, None)
+                    .and_then(|()| record_report(conn, *id, job.attempt, report.as_ref()))
+                    .and_then(|()| record_change(conn, now, &job, EventType::JobSucceeded)),
+            )?;
             Ok(job)
         }
         Settlement::Fail {
@@ -179,7 +194,7 @@ pub(crate) fn settle_one(
                 AttemptOutcome::Failed,
                 error,
             )?;
-            record_report(conn, *id, attempt, report.as_ref())?;
+            after_write(record_report(conn, *id, attempt, report.as_ref()))?;
             Ok(job)
         }
     }
