@@ -238,6 +238,8 @@ impl EnqueueRequest {
                 correlation_id: self.correlation_id,
                 callback_url: self.callback_url,
             },
+            ordering: Default::default(),
+            inherit: Default::default(),
         })
     }
 }

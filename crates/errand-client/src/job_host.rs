@@ -78,6 +78,8 @@ impl HttpJobHost {
                 updated_at: now,
                 started_at: Some(now),
                 finished_at: None,
+                ordering: Default::default(),
+                parked: Default::default(),
             },
             lease_token,
         }

@@ -46,6 +46,23 @@ pub struct NewJob {
     pub slot: Option<ScheduleSlot>,
     /// Who hears how it ended: a reply queue and a callback URL.
     pub notify: EndNotice,
+    /// The key it waits its turn on, its tenant and its rate key.
+    pub ordering: crate::ordering::JobOrdering,
+    /// Which fields the caller left unset, for the queue's defaults to fill.
+    pub inherit: Inherit,
+}
+
+/// Which of a new job's fields the caller left unset: the store fills them from the
+/// queue's defaults ([`crate::queue::JobDefaults`]) in the insert's transaction, so every
+/// node applies the queue's current defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Inherit {
+    /// `priority` was not given.
+    pub priority: bool,
+    /// `max_attempts` was not given.
+    pub max_attempts: bool,
+    /// `timeout` was not given.
+    pub timeout: bool,
 }
 
 /// Who hears how a job ended, besides anyone reading it: a reply message in a queue
@@ -168,6 +185,13 @@ pub struct Job {
     /// Where its end is POSTed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
+    /// The key it waits its turn on, its tenant and its rate key.
+    #[serde(flatten)]
+    pub ordering: crate::ordering::JobOrdering,
+    /// Waiting for a place under its lock, concurrency or session key: not claimable
+    /// until one frees (`GET /v1/jobs/{id}/explain` says which job holds it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
 }
 
 /// How one attempt ended.
@@ -289,6 +313,8 @@ impl Job {
             reply_to: new.notify.reply_to,
             correlation_id: new.notify.correlation_id,
             callback_url: new.notify.callback_url,
+            ordering: new.ordering,
+            parked: false,
         }
     }
 }

@@ -55,4 +55,226 @@ pub struct QueueInfo {
     /// waiting before it measures how fast an enqueue wakes it.
     #[serde(default)]
     pub waiting_claims: u32,
+    /// Concurrency, rate and defaults for new jobs.
+    #[serde(default)]
+    pub settings: QueueSettings,
+}
+
+/// Defaults a queue gives new jobs that do not name their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobDefaults {
+    /// Attempts before a job is dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub max_attempts: Option<u32>,
+    /// Priority, -1000 to 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1000, maximum = 1000)]
+    pub priority: Option<i32>,
+    /// Longest one attempt may run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub timeout_ms: Option<u64>,
+    /// The retry backoff of failed jobs of this queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+}
+
+/// A queue's retry backoff: `base` doubling per attempt up to `max`, with the server's jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// The wait after the first failure, in milliseconds.
+    #[schema(minimum = 1)]
+    pub base_ms: u64,
+    /// The longest wait, in milliseconds.
+    #[schema(minimum = 1)]
+    pub max_ms: u64,
+}
+
+/// What a queue enforces and gives: at most `concurrency` running and `rate` starts per
+/// period across every node, and defaults for new jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueueSettings {
+    /// At most this many of the queue's jobs run at once, across nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub concurrency: Option<u32>,
+    /// At most this many of the queue's jobs start per period, across nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::throttle::RateLimit>,
+    /// Defaults for new jobs.
+    #[serde(default)]
+    pub defaults: JobDefaults,
+}
+
+/// A change to a queue's settings: a field left out stays, a field set to `null` is removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettingsPatch {
+    /// Pause (`true`) or resume (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// New concurrency limit; `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::queue::patch_field"
+    )]
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    pub concurrency: Option<Option<u32>>,
+    /// New rate limit; `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::queue::patch_field"
+    )]
+    #[schema(value_type = Option<crate::throttle::RateLimit>)]
+    pub rate: Option<Option<crate::throttle::RateLimit>>,
+    /// New default attempts; `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::queue::patch_field"
+    )]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    pub max_attempts: Option<Option<u32>>,
+    /// New default priority; `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::queue::patch_field"
+    )]
+    #[schema(value_type = Option<i32>, minimum = -1000, maximum = 1000)]
+    pub priority: Option<Option<i32>>,
+    /// New default timeout in milliseconds; `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::queue::patch_field"
+    )]
+    #[schema(value_type = Option<u64>, minimum = 1)]
+    pub timeout_ms: Option<Option<u64>>,
+    /// New backoff; `null` removes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::queue::patch_field"
+    )]
+    #[schema(value_type = Option<Backoff>)]
+    pub backoff: Option<Option<Backoff>>,
+}
+
+/// Serde for "absent / null / value" patch fields: absent is `None`, `null` is
+/// `Some(None)`.
+pub mod patch_field {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Reads a present field (absent fields never reach here: `#[serde(default)]`).
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+
+    /// Writes a present field (`None` is skipped by `skip_serializing_if`).
+    pub fn serialize<S, T>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        T: Serialize,
+    {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl QueueSettingsPatch {
+    /// Checks every value the patch sets.
+    ///
+    /// # Errors
+    /// A concurrency of 0, a bad rate, attempts or priority out of range, a zero timeout,
+    /// a backoff whose max is under its base.
+    pub fn validate(&self) -> Result<(), crate::ValidationError> {
+        use crate::ValidationError;
+        if let Some(Some(c)) = self.concurrency {
+            if c == 0 || c > crate::ordering::MAX_CONCURRENCY_LIMIT {
+                return Err(ValidationError::new("concurrency", "must be 1 to 1000000"));
+            }
+        }
+        if let Some(Some(r)) = &self.rate {
+            r.validate()?;
+        }
+        if let Some(Some(a)) = self.max_attempts {
+            if a == 0 || a > crate::limits::MAX_MAX_ATTEMPTS {
+                return Err(ValidationError::new("max_attempts", "must be 1 to 10000"));
+            }
+        }
+        if let Some(Some(p)) = self.priority {
+            if !crate::limits::PRIORITY_RANGE.contains(&p) {
+                return Err(ValidationError::new("priority", "must be -1000 to 1000"));
+            }
+        }
+        if let Some(Some(0)) = self.timeout_ms {
+            return Err(ValidationError::new("timeout", "must be positive"));
+        }
+        if let Some(Some(b)) = &self.backoff {
+            if b.base_ms == 0 || b.max_ms < b.base_ms {
+                return Err(ValidationError::new(
+                    "backoff",
+                    "base must be positive and max at least base",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings after this patch (`paused` is not a setting; stores apply it apart).
+    pub fn apply_to(&self, s: &QueueSettings) -> QueueSettings {
+        let mut out = s.clone();
+        if let Some(v) = self.concurrency {
+            out.concurrency = v;
+        }
+        if let Some(v) = self.rate {
+            out.rate = v;
+        }
+        if let Some(v) = self.max_attempts {
+            out.defaults.max_attempts = v;
+        }
+        if let Some(v) = self.priority {
+            out.defaults.priority = v;
+        }
+        if let Some(v) = self.timeout_ms {
+            out.defaults.timeout_ms = v;
+        }
+        if let Some(v) = self.backoff {
+            out.defaults.backoff = v;
+        }
+        out
+    }
+}
+
+impl JobDefaults {
+    /// Fills the fields a new job left unset (`job.inherit`) from these defaults.
+    pub fn apply(&self, job: &mut crate::NewJob) {
+        if job.inherit.max_attempts {
+            if let Some(a) = self.max_attempts {
+                job.max_attempts = a;
+            }
+        }
+        if job.inherit.priority {
+            if let Some(p) = self.priority {
+                job.priority = p;
+            }
+        }
+        if job.inherit.timeout && job.timeout.is_none() {
+            if let Some(t) = self.timeout_ms {
+                job.timeout = Some(std::time::Duration::from_millis(t));
+            }
+        }
+    }
 }

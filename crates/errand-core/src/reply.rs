@@ -70,5 +70,7 @@ pub fn reply_for(job: &Job) -> Option<NewJob> {
             correlation_id: job.correlation_id.clone(),
             callback_url: None,
         },
+        ordering: Default::default(),
+        inherit: Default::default(),
     })
 }

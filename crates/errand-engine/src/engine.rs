@@ -452,6 +452,7 @@ fn oversized_result(s: &Settlement, max: usize) -> Option<(StoreError, Settlemen
         lease_token,
         result: Some(result),
         report,
+        ..
     } = s
     else {
         return None;

@@ -73,6 +73,8 @@ fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
             schedule: spec.name.as_str().to_string(),
             at,
         }),
+        ordering: Default::default(),
+        inherit: Default::default(),
     }
 }
 

@@ -72,6 +72,7 @@ async fn a_claim_parked_on_the_reply_queue_wakes_when_the_job_ends() {
             lease_token: c.lease_token,
             result: None,
             report: None,
+            session_state: Default::default(),
         })
         .await
         .expect("complete");

@@ -51,12 +51,14 @@ async fn a_result_over_the_limit_fails_the_job_for_good_and_says_both_sizes() {
                 lease_token: claimed[0].lease_token,
                 result: Some(big),
                 report: None,
+                session_state: Default::default(),
             },
             Settlement::Complete {
                 id: claimed[1].job.id,
                 lease_token: claimed[1].lease_token,
                 result: Some(serde_json::json!("small")),
                 report: None,
+                session_state: Default::default(),
             },
         ])
         .await

@@ -75,6 +75,8 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
             schedule: "report".into(),
             at: earlier,
         }),
+        ordering: Default::default(),
+        inherit: Default::default(),
     };
     let outcome = store
         .schedule_fire_many(vec![ScheduleFireParams {
@@ -122,6 +124,7 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
                 lease_token: claimed.lease_token,
                 result: None,
                 report: None,
+                session_state: Default::default(),
             }],
             retry_policy: RetryPolicy::default(),
         })

@@ -113,6 +113,9 @@ impl From<StoreError> for ApiError {
             StoreError::ResultTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "result_too_large", message)
             }
+            StoreError::VersionConflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "version_conflict", message)
+            }
         }
     }
 }

@@ -73,6 +73,8 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
         finished_at: instant(row, 21)?,
         schedule: row.column(22)?,
         slot: instant(row, 23)?,
+        ordering: Default::default(),
+        parked: Default::default(),
     })
 }
 

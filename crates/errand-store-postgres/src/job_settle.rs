@@ -189,6 +189,7 @@ pub(crate) async fn settle_many(
             lease_token,
             result,
             report,
+            session_state: _,
         } = s
         {
             ids.push(id.0);

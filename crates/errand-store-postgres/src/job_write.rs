@@ -236,10 +236,10 @@ pub(crate) async fn claim(
     let sql = format!(
         "WITH picked AS ( \
              SELECT id FROM jobs \
-             WHERE queue = $1 AND state IN ('available', 'scheduled') AND run_at <= errand_now() \
+             WHERE queue = $1 AND state IN ('available', 'scheduled') AND NOT parked AND run_at <= errand_now() \
                AND ($6::text[] IS NULL OR kind = ANY($6)) \
                AND EXISTS (SELECT 1 FROM queues WHERE name = $1 AND NOT paused) \
-             ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
+             ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
          claimed AS ( \
              UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, lease_token = $3, \
                  lease_ms = $4, lease_expires_at = errand_now() + $4, started_at = errand_now(), \
@@ -277,6 +277,7 @@ pub(crate) async fn claim(
         .map(|job| ClaimedJob {
             job,
             lease_token: token,
+            session: Default::default(),
         })
         .collect())
 }

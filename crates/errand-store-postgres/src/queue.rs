@@ -76,6 +76,7 @@ pub(crate) async fn list(
                 counts: StateCounts::default(),
                 oldest_available_age_ms: None,
                 waiting_claims: 0,
+                settings: Default::default(),
             },
         );
     }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_list_reads.sql"),
     include_str!("../migrations/0006_script_host.sql"),
     include_str!("../migrations/0007_results.sql"),
+    include_str!("../migrations/0008_ordering.sql"),
 ];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.

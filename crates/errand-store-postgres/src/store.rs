@@ -211,6 +211,88 @@ macro_rules! on_conn {
 
 #[async_trait]
 impl Store for PgStore {
+    async fn queue_update(
+        &self,
+        _name: &QueueName,
+        _patch: errand_core::queue::QueueSettingsPatch,
+    ) -> Result<QueueInfo, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_put(
+        &self,
+        _limit: errand_core::throttle::Limit,
+    ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_get(
+        &self,
+        _scope: errand_core::throttle::LimitScope,
+        _name: &str,
+    ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_list(&self) -> Result<Vec<errand_core::throttle::LimitInfo>, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_delete(
+        &self,
+        _scope: errand_core::throttle::LimitScope,
+        _name: &str,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_get(&self, _key: &str) -> Result<errand_core::session::Session, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_list(
+        &self,
+        _params: errand_store::SessionListParams,
+    ) -> Result<Vec<errand_core::session::Session>, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_state_put(
+        &self,
+        _params: errand_store::SessionStatePutParams,
+    ) -> Result<errand_core::session::Session, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_unblock(
+        &self,
+        _key: &str,
+    ) -> Result<errand_core::session::Session, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn job_explain_facts(
+        &self,
+        _id: errand_core::JobId,
+    ) -> Result<errand_core::explain::ExplainFacts, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn worker_seen_many(
+        &self,
+        _seen: Vec<errand_core::worker::WorkerSeen>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn worker_list(&self) -> Result<Vec<errand_core::worker::WorkerInfo>, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn worker_prune(&self, _older_than: std::time::Duration) -> Result<u64, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
     /// Reachable is not enough: a standby in recovery, or a database or role with
     /// `default_transaction_read_only`, answers queries and refuses every job.
     /// `transaction_read_only` is on in both cases.

@@ -151,6 +151,7 @@ async fn an_ended_job_with_a_callback_url_records_one_pending_delivery() {
                 lease_token: c.lease_token,
                 result: Some(json!({"answer": 42})),
                 report: None,
+                session_state: Default::default(),
             })
             .collect(),
         retry_policy: Default::default(),

@@ -72,6 +72,8 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
         finished_at: instant(row, 21)?,
         schedule: row.get(22)?,
         slot: instant(row, 23)?,
+        ordering: Default::default(),
+        parked: Default::default(),
     })
 }
 

@@ -136,6 +136,7 @@ pub(crate) fn settle_one(
             lease_token,
             result,
             report,
+            session_state: _,
         } => {
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE jobs SET state = 'succeeded', result = ?2, error = NULL, finished_at = ?1, \

@@ -176,8 +176,8 @@ pub(crate) fn claim(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?3, lease_token = ?4, \
          lease_ms = ?5, lease_expires_at = ?1 + ?5, started_at = ?1, updated_at = ?1 \
          WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready \
-             WHERE queue = ?2 AND state IN ('available', 'scheduled') AND run_at <= ?1 {kind_filter} \
-             ORDER BY priority DESC, run_at, id LIMIT ?6) \
+             WHERE queue = ?2 AND state IN ('available', 'scheduled') AND parked = 0 AND run_at <= ?1 {kind_filter} \
+             ORDER BY priority DESC, fair_rank, run_at, id LIMIT ?6) \
          RETURNING {JOB_COLUMNS}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -237,6 +237,7 @@ pub(crate) fn claim(
         .map(|job| ClaimedJob {
             job,
             lease_token: token,
+            session: Default::default(),
         })
         .collect())
 }

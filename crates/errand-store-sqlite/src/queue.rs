@@ -49,6 +49,7 @@ pub(crate) fn list(
                 counts: StateCounts::default(),
                 oldest_available_age_ms: None,
                 waiting_claims: 0,
+                settings: Default::default(),
             },
         );
     }

@@ -291,6 +291,88 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn queue_update(
+        &self,
+        _name: &QueueName,
+        _patch: errand_core::queue::QueueSettingsPatch,
+    ) -> Result<QueueInfo, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_put(
+        &self,
+        _limit: errand_core::throttle::Limit,
+    ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_get(
+        &self,
+        _scope: errand_core::throttle::LimitScope,
+        _name: &str,
+    ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_list(&self) -> Result<Vec<errand_core::throttle::LimitInfo>, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn limit_delete(
+        &self,
+        _scope: errand_core::throttle::LimitScope,
+        _name: &str,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_get(&self, _key: &str) -> Result<errand_core::session::Session, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_list(
+        &self,
+        _params: errand_store::SessionListParams,
+    ) -> Result<Vec<errand_core::session::Session>, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_state_put(
+        &self,
+        _params: errand_store::SessionStatePutParams,
+    ) -> Result<errand_core::session::Session, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn session_unblock(
+        &self,
+        _key: &str,
+    ) -> Result<errand_core::session::Session, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn job_explain_facts(
+        &self,
+        _id: errand_core::JobId,
+    ) -> Result<errand_core::explain::ExplainFacts, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn worker_seen_many(
+        &self,
+        _seen: Vec<errand_core::worker::WorkerSeen>,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn worker_list(&self) -> Result<Vec<errand_core::worker::WorkerInfo>, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
+    async fn worker_prune(&self, _older_than: std::time::Duration) -> Result<u64, StoreError> {
+        Err(StoreError::Internal("issue 11: not built yet".into()))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.writer
             .write(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))

@@ -44,6 +44,7 @@ async fn complete(store: &SqliteStore) -> JobId {
                     lease_token: c.lease_token,
                     result: Some(json!({"answer": 42})),
                     report: None,
+                    session_state: Default::default(),
                 }],
                 retry_policy: Default::default(),
             })

@@ -20,6 +20,7 @@ fn batch(done: &ClaimedJob, failed: &ClaimedJob) -> JobSettleManyParams {
                 lease_token: done.lease_token,
                 result: None,
                 report: None,
+                session_state: Default::default(),
             },
             Settlement::Fail {
                 id: failed.job.id,

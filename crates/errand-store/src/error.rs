@@ -64,6 +64,17 @@ pub enum StoreError {
     /// most likely fail again.
     #[error("internal store error: {0}")]
     Internal(String),
+    /// A compare-and-set write named a version the record no longer has (a session's state
+    /// changed since the writer read it). Nothing was changed; read again and retry.
+    #[error("version conflict: {what} is at version {current}, not {expected}")]
+    VersionConflict {
+        /// What was written, e.g. `session orders-42`.
+        what: String,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version it has.
+        current: u64,
+    },
     /// A completion's result is longer than the server keeps (`max_result_bytes`): the
     /// engine failed the job for good instead of keeping a truncated result.
     #[error("result_too_large: the result is {bytes} bytes of JSON; max_result_bytes is {max}")]
@@ -90,7 +101,8 @@ impl StoreError {
             | StoreError::AlreadyExists { .. }
             | StoreError::LeaseLost { .. }
             | StoreError::Invalid(_)
-            | StoreError::ResultTooLarge { .. } => true,
+            | StoreError::ResultTooLarge { .. }
+            | StoreError::VersionConflict { .. } => true,
             StoreError::ConstraintViolated(_)
             | StoreError::Unavailable(_)
             | StoreError::Corrupt(_)

@@ -66,6 +66,9 @@ pub struct ClaimedJob {
     pub job: Job,
     /// Needed to heartbeat, complete or fail it.
     pub lease_token: LeaseToken,
+    /// The session's state, for a job with a `session_key`, read in the claim's
+    /// transaction.
+    pub session: Option<errand_core::session::SessionState>,
 }
 
 /// Input of [`Store::job_release_many`](crate::Store::job_release_many): claims to undo
@@ -105,6 +108,9 @@ pub enum Settlement {
         result: Option<Value>,
         /// How the hosted process ended and what it used, kept on the attempt.
         report: Option<RunReport>,
+        /// The session's new state, written (version + 1) in the same transaction; only
+        /// for a job with a `session_key` (`Invalid` otherwise).
+        session_state: Option<Value>,
     },
     /// The attempt failed.
     Fail {
@@ -459,4 +465,27 @@ pub struct DeliveryListParams {
     pub before: Option<errand_core::DeliveryId>,
     /// At most this many.
     pub limit: u32,
+}
+
+/// Input of [`Store::session_list`](crate::Store::session_list): sessions by key.
+#[derive(Debug, Clone, Default)]
+pub struct SessionListParams {
+    /// Cursor: only sessions whose key sorts after this one.
+    pub after: Option<String>,
+    /// Only blocked (`Some(true)`) or unblocked (`Some(false)`) sessions.
+    pub blocked: Option<bool>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Input of [`Store::session_state_put`](crate::Store::session_state_put).
+#[derive(Debug, Clone)]
+pub struct SessionStatePutParams {
+    /// The session (created when missing and `expected_version` is 0).
+    pub key: String,
+    /// The new state.
+    pub state: Value,
+    /// The version the writer read; the write is refused with `VersionConflict` unless
+    /// the session is still at it.
+    pub expected_version: u64,
 }

@@ -116,6 +116,15 @@ pub trait Store: Send + Sync + 'static {
     /// One queue. Errors: `NotFound`.
     async fn queue_get(&self, name: &QueueName) -> Result<QueueInfo, StoreError>;
 
+    /// Changes a queue's settings (concurrency, rate, job defaults) and pause, creating
+    /// the queue when missing. A raised concurrency takes effect on the next claim.
+    /// Errors: `Invalid` for values the patch's own validation refuses.
+    async fn queue_update(
+        &self,
+        name: &QueueName,
+        patch: errand_core::queue::QueueSettingsPatch,
+    ) -> Result<QueueInfo, StoreError>;
+
     /// Stops handing out a queue's jobs; enqueues still land. Errors: `NotFound`.
     async fn queue_pause(&self, name: &QueueName) -> Result<QueueInfo, StoreError>;
 
@@ -356,6 +365,68 @@ pub trait Store: Send + Sync + 'static {
     /// than `older_than` ago, and pending deliveries whose subscription is gone (a fan-out
     /// that raced the subscription's deletion). Returns how many.
     async fn delivery_prune(&self, older_than: Duration, limit: u32) -> Result<u64, StoreError>;
+
+    /// Creates or replaces the limit of a kind or rate key. Errors: `Invalid`.
+    async fn limit_put(
+        &self,
+        limit: errand_core::throttle::Limit,
+    ) -> Result<errand_core::throttle::LimitInfo, StoreError>;
+
+    /// One limit with its use. Errors: `NotFound`.
+    async fn limit_get(
+        &self,
+        scope: errand_core::throttle::LimitScope,
+        name: &str,
+    ) -> Result<errand_core::throttle::LimitInfo, StoreError>;
+
+    /// Every kind and rate-key limit with its use, by scope then name.
+    async fn limit_list(&self) -> Result<Vec<errand_core::throttle::LimitInfo>, StoreError>;
+
+    /// Removes a limit; jobs it held back become claimable. Errors: `NotFound`.
+    async fn limit_delete(
+        &self,
+        scope: errand_core::throttle::LimitScope,
+        name: &str,
+    ) -> Result<(), StoreError>;
+
+    /// One session. Errors: `NotFound` when no job ever named it and no state was set.
+    async fn session_get(&self, key: &str) -> Result<errand_core::session::Session, StoreError>;
+
+    /// A page of sessions by key.
+    async fn session_list(
+        &self,
+        params: crate::SessionListParams,
+    ) -> Result<Vec<errand_core::session::Session>, StoreError>;
+
+    /// Sets a session's state by compare-and-set on its version. Errors:
+    /// `VersionConflict`, `Invalid` (state too big).
+    async fn session_state_put(
+        &self,
+        params: crate::SessionStatePutParams,
+    ) -> Result<errand_core::session::Session, StoreError>;
+
+    /// Moves a session past the dead job blocking it: its next job gets its turn (the
+    /// dead job stays dead). Errors: `NotFound`, `WrongState` when it is not blocked.
+    async fn session_unblock(&self, key: &str)
+        -> Result<errand_core::session::Session, StoreError>;
+
+    /// What bears on why a job waits, read in one transaction. Errors: `NotFound`.
+    async fn job_explain_facts(
+        &self,
+        id: JobId,
+    ) -> Result<errand_core::explain::ExplainFacts, StoreError>;
+
+    /// Records what nodes saw of workers (upsert by worker name: the latest claim wins).
+    async fn worker_seen_many(
+        &self,
+        seen: Vec<errand_core::worker::WorkerSeen>,
+    ) -> Result<(), StoreError>;
+
+    /// Workers seen, latest claim first, with the jobs each holds now.
+    async fn worker_list(&self) -> Result<Vec<errand_core::worker::WorkerInfo>, StoreError>;
+
+    /// Forgets workers not seen for `older_than`; returns how many.
+    async fn worker_prune(&self, older_than: Duration) -> Result<u64, StoreError>;
 
     /// Wake-ups from other processes sharing this store: names of queues that gained ready
     /// jobs. `None` when no other process writes to the store (the embedded store).

@@ -144,6 +144,7 @@ fn completion(
         lease_token,
         result,
         report,
+        session_state: Default::default(),
     }
 }
 

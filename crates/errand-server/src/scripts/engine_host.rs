@@ -266,6 +266,7 @@ fn settlement(s: RunSettlement) -> Settlement {
             lease_token: s.lease_token,
             result,
             report: s.report,
+            session_state: Default::default(),
         },
         RunVerdict::Fail {
             error,

@@ -47,6 +47,8 @@ impl WatchSink for EngineWatchSink {
             tags: vec!["watch".into()],
             idempotency_key: None,
             slot: None,
+            ordering: Default::default(),
+            inherit: Default::default(),
         };
         match self
             .engine

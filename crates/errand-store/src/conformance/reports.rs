@@ -46,6 +46,7 @@ pub(crate) async fn a_run_report_is_kept_on_the_attempt_it_ends(Ctx { store, .. 
             lease_token: c.lease_token,
             result: None,
             report: (c.job.id == id).then(|| report(0)),
+            session_state: Default::default(),
         })
         .collect();
     let out = store

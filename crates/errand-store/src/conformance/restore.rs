@@ -60,6 +60,8 @@ pub(super) fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> 
             updated_at: t(30),
             started_at: (!attempts.is_empty()).then(|| t(10)),
             finished_at: state.is_final().then(|| t(25)),
+            ordering: Default::default(),
+            parked: Default::default(),
         },
         attempts,
     }

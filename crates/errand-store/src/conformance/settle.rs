@@ -16,6 +16,7 @@ pub(crate) async fn complete_with_stale_token_is_rejected(Ctx { store, .. }: Ctx
     let forged = ClaimedJob {
         job: c.job.clone(),
         lease_token: LeaseToken::new(),
+        session: Default::default(),
     };
     assert!(matches!(
         settle(&store, complete(&forged)).await,
@@ -347,6 +348,7 @@ pub(crate) async fn settle_many_fences_each_entry(Ctx { store, .. }: Ctx) {
     let forged = ClaimedJob {
         job: cs[1].job.clone(),
         lease_token: LeaseToken::new(),
+        session: Default::default(),
     };
     let out = store
         .job_settle_many(JobSettleManyParams {

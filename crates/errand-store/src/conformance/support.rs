@@ -31,6 +31,8 @@ pub fn new_job(q: &str, kind: &str) -> NewJob {
         tags: vec![],
         idempotency_key: None,
         slot: None,
+        ordering: Default::default(),
+        inherit: Default::default(),
     }
 }
 
@@ -95,6 +97,7 @@ pub(super) fn complete(c: &ClaimedJob) -> Settlement {
         lease_token: c.lease_token,
         result: Some(json!({"ok": true})),
         report: None,
+        session_state: Default::default(),
     }
 }
 
