@@ -262,6 +262,85 @@ impl JobOrdering {
     }
 }
 
+/// A gate's bookkeeping as stored: places, how many are held, how many wait, and the dead
+/// job a session is blocked behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateRow {
+    /// Places.
+    pub capacity: u32,
+    /// Places held (admitted jobs: ready, running, or a session head waiting for a retry).
+    pub admitted: u32,
+    /// Jobs parked in the line.
+    pub waiting: u64,
+    /// A session blocked behind a dead head.
+    pub blocked: bool,
+}
+
+impl GateRow {
+    /// Whether a job arriving now (inserted, retried, or made due) takes a place at once
+    /// rather than parking: a session admits only into an empty, unblocked session with no
+    /// line (its order is enqueue order, due or not); a lock or concurrency key admits a
+    /// due job whenever a place is free (a delayed job parks until it is due, so it holds
+    /// no place while it waits).
+    pub fn admits_arrival(&self, ordered: bool, due: bool) -> bool {
+        if ordered {
+            self.admitted == 0 && self.waiting == 0 && !self.blocked
+        } else {
+            due && self.admitted < self.capacity
+        }
+    }
+
+    /// How many parked jobs the line may let in now.
+    pub fn free_places(&self) -> u32 {
+        if self.blocked {
+            0
+        } else {
+            self.capacity.saturating_sub(self.admitted)
+        }
+    }
+}
+
+impl JobOrdering {
+    /// Rebuilds the API fields from the stored columns.
+    ///
+    /// # Errors
+    /// A gate name without a known prefix or a bad `session_on_dead`: a corrupt record.
+    pub fn from_stored(
+        gate: Option<&str>,
+        gate_limit: Option<u32>,
+        session_on_dead: Option<&str>,
+        fairness_key: Option<String>,
+        fairness_weight: Option<u32>,
+        rate_key: Option<String>,
+    ) -> Result<Self, ValidationError> {
+        let mut o = JobOrdering {
+            fairness_key,
+            fairness_weight,
+            rate_key,
+            ..JobOrdering::default()
+        };
+        if let Some(g) = gate {
+            if let Some(k) = g.strip_prefix(LOCK_PREFIX) {
+                o.lock_key = Some(k.to_string());
+            } else if let Some(k) = g.strip_prefix(KEY_PREFIX) {
+                o.concurrency_key = Some(k.to_string());
+                o.concurrency_limit = gate_limit;
+            } else if let Some(k) = g.strip_prefix(SESSION_PREFIX) {
+                o.session_key = Some(k.to_string());
+                o.session_on_dead = session_on_dead
+                    .map(SessionOnDead::from_stored)
+                    .transpose()?;
+            } else {
+                return Err(ValidationError::new(
+                    "gate",
+                    format!("`{g}` is not a lock, key or session gate"),
+                ));
+            }
+        }
+        Ok(o)
+    }
+}
+
 /// The rank a job of a fairness key gets at enqueue (start-time fair queuing): one step
 /// after the later of the key's last rank and the queue's virtual time (the highest rank
 /// claimed so far), so a key that was quiet starts level with the others instead of
