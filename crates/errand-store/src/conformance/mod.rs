@@ -31,6 +31,8 @@ mod concurrency;
 mod counts;
 mod deliveries;
 mod events;
+mod fairness;
+mod gates;
 mod instances;
 mod jobs;
 mod leases;
@@ -44,6 +46,7 @@ mod rescue;
 mod restore;
 mod retention;
 mod schedules;
+mod sessions;
 mod settle;
 mod support;
 mod switches;
@@ -57,6 +60,7 @@ use self::{
     restore::*, retention::*,
 };
 use self::{deliveries::*, events::*, schedules::*, settle::*};
+use self::{fairness::*, gates::*, sessions::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
@@ -193,6 +197,25 @@ macro_rules! conformance_suite {
             a_fired_slot_writes_schedule_fired,
             event_log_pages_prunes_and_reports_what_was_missed,
             concurrent_delivery_claims_and_fanouts_never_double,
+            lock_key_runs_one_job_at_a_time,
+            lock_key_is_freed_by_a_failure_with_backoff,
+            lock_key_is_freed_by_cancel,
+            lock_key_survives_lease_expiry,
+            a_delayed_job_holds_no_place,
+            concurrency_key_runs_up_to_its_limit,
+            raising_a_key_limit_admits_more,
+            session_runs_jobs_one_at_a_time_in_order,
+            a_failing_session_head_holds_the_session,
+            a_dead_session_head_blocks_until_retried,
+            session_unblock_moves_past_the_dead_head,
+            a_session_set_to_continue_moves_past_a_dead_head,
+            session_state_is_handed_on_from_job_to_job,
+            session_state_put_is_compare_and_set,
+            an_oversized_session_state_is_refused_on_complete,
+            session_list_filters_and_pages,
+            a_small_tenant_is_not_starved_by_a_backlog,
+            fairness_weights_share_claims,
+            a_quiet_tenant_starts_level,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
