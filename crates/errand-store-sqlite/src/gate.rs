@@ -142,16 +142,18 @@ fn admit_into(conn: &Connection, now: Millis, g: &mut Stored) -> QResult<Vec<Str
     if free == 0 || g.waiting == 0 {
         return Ok(Vec::new());
     }
+    // `state` is written as the partial index `jobs_gate` names it (parked jobs never run).
     let sql = if g.is_session() {
         "UPDATE jobs SET parked = 0, updated_at = ?1, \
              state = CASE WHEN state = 'scheduled' AND run_at <= ?1 THEN 'available' ELSE state END \
          WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
-             WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled') \
+             WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
              ORDER BY gate_seq LIMIT ?3) RETURNING queue"
     } else {
         "UPDATE jobs SET parked = 0, updated_at = ?1, state = 'available' \
          WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
-             WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled') AND run_at <= ?1 \
+             WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
+             AND run_at <= ?1 \
              ORDER BY gate_seq LIMIT ?3) RETURNING queue"
     };
     let queues: Vec<String> = conn
