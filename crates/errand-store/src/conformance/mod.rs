@@ -36,9 +36,12 @@ mod gates;
 mod instances;
 mod jobs;
 mod leases;
+mod limits;
 mod logs;
 mod marks;
 mod nodes;
+mod ordering_race;
+mod queue_settings;
 mod queues;
 mod readiness;
 mod reports;
@@ -51,6 +54,7 @@ mod settle;
 mod support;
 mod switches;
 mod upgrade;
+mod workers;
 
 pub use self::support::new_job;
 pub use self::upgrade::{assert_upgraded, previous_version_jobs, OldJob};
@@ -62,6 +66,7 @@ use self::{
 use self::{deliveries::*, events::*, schedules::*, settle::*};
 use self::{fairness::*, gates::*, sessions::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
+use self::{limits::*, ordering_race::*, queue_settings::*, workers::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
 /// alive (a temp dir, a schema).
@@ -216,6 +221,19 @@ macro_rules! conformance_suite {
             a_small_tenant_is_not_starved_by_a_backlog,
             fairness_weights_share_claims,
             a_quiet_tenant_starts_level,
+            queue_concurrency_caps_running_jobs,
+            queue_rate_holds_jobs_until_tokens_refill,
+            kind_concurrency_is_shared_across_queues,
+            kind_rate_holds_jobs_until_tokens_refill,
+            rate_key_limits_starts_across_queues,
+            limits_are_put_listed_and_deleted,
+            queue_defaults_fill_unset_fields_only,
+            queue_backoff_spaces_retries,
+            queue_update_refuses_bad_values_whole,
+            workers_are_seen_listed_and_pruned,
+            explain_facts_name_the_lock_holder,
+            explain_facts_show_the_session,
+            concurrent_claims_never_exceed_a_limit_or_a_lock,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
