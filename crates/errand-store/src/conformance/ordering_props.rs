@@ -406,8 +406,11 @@ enum FairOp {
 /// Tenants in the fairness pool.
 const TENANTS: u8 = 4;
 
-/// With nothing else in the way, every tenant with ready jobs is served within as many
-/// claims as there are tenants: no backlog starves another tenant.
+/// With nothing else in the way, no backlog starves another tenant: a tenant with ready
+/// jobs is passed over at most twice by each other tenant before it is served. (A tenant
+/// that arrives is ranked one step after the queue's virtual time, the rank last claimed;
+/// each other tenant may still have a job at that rank and one a step later ahead of it,
+/// so the bound is 2 × (tenants − 1) claims, not tenants − 1.)
 pub(crate) async fn fair_claiming_starves_no_tenant(Ctx { store, .. }: Ctx) {
     let runs = AtomicUsize::new(0);
     let handle = tokio::runtime::Handle::current();
@@ -444,7 +447,7 @@ pub(crate) async fn fair_claiming_starves_no_tenant(Ctx { store, .. }: Ctx) {
                                 let p = passed_over.entry(k.clone()).or_default();
                                 *p += 1;
                                 assert!(
-                                    *p < u32::from(TENANTS),
+                                    *p <= 2 * u32::from(TENANTS - 1),
                                     "{k} passed over {p} times in a row"
                                 );
                             }
