@@ -84,7 +84,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(pick, backoff, dead)| Op::Fail { pick, backoff, dead }),
         1 => Just(Op::Expire),
         1 => Just(Op::Advance),
-        1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
     ]
 }
 
@@ -365,7 +365,7 @@ pub(crate) async fn random_operations_keep_every_ordering_rule(Ctx { store, cloc
     let runs = AtomicUsize::new(0);
     let handle = tokio::runtime::Handle::current();
     let strategy = proptest::collection::vec(op(), 1..40);
-    run_blocking(runner(24), strategy, |ops: Vec<Op>| {
+    run_blocking(runner(40), strategy, |ops: Vec<Op>| {
         let n = runs.fetch_add(1, Ordering::SeqCst);
         let mut run = Run {
             queue: format!("prop{n}"),
