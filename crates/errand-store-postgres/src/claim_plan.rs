@@ -180,7 +180,7 @@ pub(crate) async fn claim(
 
     let lease = client
         .prepare_cached(&format!(
-            "WITH claimed AS ({LEASE} WHERE j.id = ANY($5) RETURNING j.*), \
+            "WITH claimed AS ({LEASE} WHERE j.id = ANY($5) AND j.queue = $1 RETURNING j.*), \
              opened AS ({OPEN_ATTEMPTS}) \
              SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id"
         ))

@@ -84,7 +84,10 @@ pub(crate) async fn arrive(
         let first_seq: i64 = row.column(3)?;
         let (mut ids, mut seqs, mut parked) = (Vec::new(), Vec::new(), Vec::new());
         for (i, a) in group.iter().enumerate() {
-            let admit = g.admits_arrival(gate.ordered(), a.due);
+            // Behind a line, a lock or key arrival waits too: the line is admitted by
+            // seq below (after a capacity rise, the oldest waiting go first).
+            let admit =
+                g.admits_arrival(gate.ordered(), a.due) && (gate.ordered() || g.waiting == 0);
             if admit {
                 g.admitted += 1;
             } else {
