@@ -1,5 +1,6 @@
 //! Reading rows back into domain values.
 
+use errand_core::ordering::JobOrdering;
 use errand_core::time::to_timestamp;
 use errand_core::{Attempt, AttemptOutcome, Job, JobId, JobKind, JobState, Millis, QueueName};
 use serde_json::Value;
@@ -11,7 +12,11 @@ use crate::fault::{corrupt, QResult, RowExt};
 pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
      lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
-     reply_to, correlation_id, callback_url";
+     reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
+     fairness_weight, rate_key, parked";
+
+/// How many columns [`JOB_COLUMNS`] names.
+pub(crate) const JOB_COLUMN_COUNT: usize = 34;
 
 /// The same columns qualified by a table alias, for joins and `RETURNING`.
 pub(crate) fn job_columns(alias: &str) -> String {
@@ -25,6 +30,12 @@ pub(crate) fn job_columns(alias: &str) -> String {
 fn count(row: &Row, idx: usize) -> QResult<u32> {
     let v: i32 = row.column(idx)?;
     u32::try_from(v).map_err(|_| corrupt(format!("column {idx} is negative")))
+}
+
+fn opt_count(row: &Row, idx: usize) -> QResult<Option<u32>> {
+    let v: Option<i32> = row.column(idx)?;
+    v.map(|v| u32::try_from(v).map_err(|_| corrupt(format!("column {idx} is negative"))))
+        .transpose()
 }
 
 fn instant(row: &Row, idx: usize) -> QResult<Option<jiff::Timestamp>> {
@@ -73,8 +84,16 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
         finished_at: instant(row, 21)?,
         schedule: row.column(22)?,
         slot: instant(row, 23)?,
-        ordering: Default::default(),
-        parked: Default::default(),
+        ordering: JobOrdering::from_stored(
+            row.column::<Option<String>>(27)?.as_deref(),
+            opt_count(row, 28)?,
+            row.column::<Option<String>>(29)?.as_deref(),
+            row.column(30)?,
+            opt_count(row, 31)?,
+            row.column(32)?,
+        )
+        .map_err(corrupt)?,
+        parked: row.column(33)?,
     })
 }
 

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
+use errand_core::ordering::Gate;
+use errand_core::queue::Backoff;
 use errand_core::{
     AfterFailure, AttemptOutcome, EventType, Job, JobId, JobState, RetryPolicy, RunReport,
 };
@@ -10,6 +12,7 @@ use errand_store::{Settlement, StoreError};
 use serde_json::Value;
 
 use crate::fault::{Fault, QResult, RowExt};
+use crate::gate;
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, JOB_COLUMNS};
 use crate::job_write::fenced;
 use crate::transition::{record_change, record_changes};
@@ -138,7 +141,7 @@ async fn fail_one(
     client: &impl GenericClient,
     f: Failure<'_>,
     policy: &RetryPolicy,
-) -> QResult<Job> {
+) -> QResult<(Job, bool)> {
     let Failure {
         id,
         token,
@@ -149,15 +152,30 @@ async fn fail_one(
     } = f;
     let stmt = client
         .prepare_cached(
-            "SELECT attempt, max_attempts FROM jobs WHERE id = $1 AND state = 'running' \
+            "SELECT attempt, max_attempts, \
+                 (SELECT defaults->'backoff' FROM queues WHERE name = jobs.queue) \
+             FROM jobs WHERE id = $1 AND state = 'running' \
              AND lease_token = $2 AND lease_expires_at > errand_now() FOR UPDATE",
         )
         .await?;
     let Some(row) = client.query_opt(&stmt, &[&id.0, &token]).await? else {
-        return repeat_or_fenced(client, id, token, AttemptOutcome::Failed).await;
+        // A repeat changed nothing: not `changed`.
+        return repeat_or_fenced(client, id, token, AttemptOutcome::Failed)
+            .await
+            .map(|j| (j, false));
     };
     let attempt = u32::try_from(row.column::<i32>(0)?).unwrap_or(0);
     let max_attempts = u32::try_from(row.column::<i32>(1)?).unwrap_or(0);
+    // The queue's backoff, when it sets one, replaces the server's (keeping its jitter).
+    let backoff: Option<Value> = row.column(2)?;
+    let queue_policy = backoff
+        .and_then(|b| serde_json::from_value::<Backoff>(b).ok())
+        .map(|b| RetryPolicy {
+            base: std::time::Duration::from_millis(b.base_ms),
+            max: std::time::Duration::from_millis(b.max_ms),
+            jitter: policy.jitter,
+        });
+    let policy = queue_policy.as_ref().unwrap_or(policy);
     let retry = AfterFailure::decide(attempt, max_attempts, retry_in, dead, policy);
     fail_running(
         client,
@@ -169,6 +187,7 @@ async fn fail_one(
         report.as_ref(),
     )
     .await
+    .map(|j| (j, true))
 }
 
 /// Settles many jobs inside the caller's transaction: completions in one statement,
@@ -179,6 +198,7 @@ pub(crate) async fn settle_many(
     settlements: &[Settlement],
     policy: &RetryPolicy,
 ) -> QResult<Vec<Result<Job, StoreError>>> {
+    let refused = session_state_refusals(client, settlements).await?;
     let mut ids = Vec::new();
     let mut tokens = Vec::new();
     let mut results = Vec::new();
@@ -192,24 +212,54 @@ pub(crate) async fn settle_many(
             session_state: _,
         } = s
         {
+            if refused.contains_key(&id.0) {
+                continue;
+            }
             ids.push(id.0);
             tokens.push(lease_token.0);
             results.push(result.clone());
             reports.push(report_value(report.as_ref())?);
         }
     }
-    let mut completed = if ids.is_empty() {
+    let completed = if ids.is_empty() {
         HashMap::new()
     } else {
         complete_many(client, &ids, &tokens, &results, &reports).await?
     };
+    // Session states to set, by gate, for the completions that went through.
+    let mut states = Vec::new();
+    for s in settlements {
+        if let Settlement::Complete {
+            id,
+            session_state: Some(state),
+            ..
+        } = s
+        {
+            if let Some(key) = completed
+                .get(&id.0)
+                .and_then(|j| j.ordering.session_key.as_deref())
+            {
+                states.push((Gate::session_name(key), state.clone()));
+            }
+        }
+    }
     let mut out = Vec::with_capacity(settlements.len());
+    let mut refused = refused;
+    let mut changed_ids = std::collections::HashSet::new();
     for s in settlements {
         let outcome = match s {
+            Settlement::Complete { id, .. } if refused.contains_key(&id.0) => {
+                Err(Fault::Store(refused.remove(&id.0).unwrap_or_else(|| {
+                    StoreError::Invalid(format!("job {id} has no session_key"))
+                })))
+            }
             Settlement::Complete {
                 id, lease_token, ..
-            } => match completed.remove(&id.0) {
-                Some(job) => Ok(job),
+            } => match completed.get(&id.0).cloned() {
+                Some(job) => {
+                    changed_ids.insert(job.id.0);
+                    Ok(job)
+                }
                 None => {
                     repeat_or_fenced(client, *id, lease_token.0, AttemptOutcome::Succeeded).await
                 }
@@ -231,7 +281,14 @@ pub(crate) async fn settle_many(
                         dead: *dead,
                         report,
                     };
-                    fail_one(client, failure, policy).await
+                    fail_one(client, failure, policy)
+                        .await
+                        .map(|(job, changed)| {
+                            if changed {
+                                changed_ids.insert(job.id.0);
+                            }
+                            job
+                        })
                 }
                 Err(e) => Err(e),
             },
@@ -245,11 +302,79 @@ pub(crate) async fn settle_many(
             Err(other) => return Err(other),
         });
     }
+    // Gates last, all in name order: a batch's gates are locked in one order.
+    let changed: Vec<&Job> = out
+        .iter()
+        .flatten()
+        .filter(|j| !j.parked && changed_ids.contains(&j.id.0))
+        .collect();
+    gate::release(client, &changed, &states).await?;
+    // Parking a lock or key job waiting for its retry changed its row: answer with it.
+    let parked: std::collections::HashSet<uuid::Uuid> = changed
+        .iter()
+        .filter(|j| {
+            j.state == JobState::Scheduled && j.ordering.gate().is_some_and(|g| !g.ordered())
+        })
+        .map(|j| j.id.0)
+        .collect();
+    if !parked.is_empty() {
+        for j in out.iter_mut().flatten() {
+            if parked.contains(&j.id.0) {
+                j.parked = true;
+            }
+        }
+    }
     Ok(out)
 }
 
-/// Cancels a job that has not finished.
+/// Completions that set a session state they may not: too large, or the job has no
+/// session key. Refused before anything is written (by job id).
+async fn session_state_refusals(
+    client: &impl GenericClient,
+    settlements: &[Settlement],
+) -> QResult<HashMap<uuid::Uuid, StoreError>> {
+    let mut out = HashMap::new();
+    let mut ask = Vec::new();
+    for s in settlements {
+        if let Settlement::Complete {
+            id,
+            session_state: Some(state),
+            ..
+        } = s
+        {
+            match crate::session::check_size(state) {
+                Err(Fault::Store(e)) => {
+                    out.insert(id.0, e);
+                }
+                Err(other) => return Err(other),
+                Ok(()) => ask.push(id.0),
+            }
+        }
+    }
+    if ask.is_empty() {
+        return Ok(out);
+    }
+    let stmt = client
+        .prepare_cached("SELECT id, gate FROM jobs WHERE id = ANY($1)")
+        .await?;
+    for row in client.query(&stmt, &[&ask]).await? {
+        let id: uuid::Uuid = row.column(0)?;
+        let gate: Option<String> = row.column(1)?;
+        if gate.as_deref().and_then(Gate::session_key_of).is_none() {
+            out.insert(
+                id,
+                StoreError::Invalid(format!("job {} has no session_key", JobId(id))),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Cancels a job that has not finished. A gated job's gate is locked first (gate, then
+/// job: the order of [`gate::admit_next`]); a parked job leaves the line, an admitted one
+/// gives its place to the next.
 pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Job> {
+    let gate_name = lock_gate_of(client, id).await?;
     let job = lock_job(client, id).await?;
     if job.state.is_final() {
         return Err(Fault::Store(StoreError::already_finished(id, job.state)));
@@ -269,17 +394,54 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
     let row = client
         .query_one(&stmt, &[&id.0, &attempt, &was_running])
         .await?;
-    let job = job_from_row(&row)?;
-    record_change(client, &job, EventType::JobCancelled).await?;
-    Ok(job)
+    let cancelled = job_from_row(&row)?;
+    if let (Some(name), Some(g)) = (gate_name, job.ordering.gate()) {
+        if job.parked {
+            gate::leave_line(client, &name).await?;
+            gate::admit_next(client, &name, g.ordered()).await?;
+        } else {
+            gate::release(client, &[&cancelled], &[]).await?;
+        }
+    }
+    record_change(client, &cancelled, EventType::JobCancelled).await?;
+    Ok(cancelled)
+}
+
+/// Locks the gate of job `id` when it has one (before the job's row); returns its name.
+async fn lock_gate_of(client: &impl GenericClient, id: JobId) -> QResult<Option<String>> {
+    let stmt = client
+        .prepare_cached("SELECT gate FROM jobs WHERE id = $1")
+        .await?;
+    let gate: Option<String> = match client.query_opt(&stmt, &[&id.0]).await? {
+        Some(row) => row.column(0)?,
+        None => None,
+    };
+    if let Some(name) = &gate {
+        gate::lock(client, name).await?;
+    }
+    Ok(gate)
 }
 
 /// The SET clause that makes a stopped job ready again with at least one attempt left.
 pub(crate) const REVIVE: &str = "state = 'available', run_at = errand_now(), finished_at = NULL, \
      max_attempts = GREATEST(max_attempts, attempt + 1), updated_at = errand_now()";
 
-/// Runs a dead, cancelled or retry-waiting job again now.
+/// Runs a dead, cancelled or retry-waiting job again now. A finished gated job enters its
+/// gate again ([`gate::revived`]); a parked retry-waiting one becomes due and takes a place
+/// if one is free.
 pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job> {
+    let before = crate::job_read::get(client, id).await?;
+    // A parked job is only changed under its gate's lock: gate first.
+    let parked_gate = match (
+        before.parked && !before.state.is_final(),
+        before.ordering.gate(),
+    ) {
+        (true, Some(g)) => {
+            gate::lock(client, &g.stored_name()).await?;
+            Some(g)
+        }
+        _ => None,
+    };
     let job = lock_job(client, id).await?;
     if !job.state.can_retry() {
         return Err(Fault::Store(StoreError::not_retryable(id, job.state)));
@@ -289,9 +451,17 @@ pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job
             "UPDATE jobs SET {REVIVE} WHERE id = $1 RETURNING {JOB_COLUMNS}"
         ))
         .await?;
-    let job = job_from_row(&client.query_one(&stmt, &[&id.0]).await?)?;
-    record_change(client, &job, EventType::JobEnqueued).await?;
-    Ok(job)
+    let mut revived = job_from_row(&client.query_one(&stmt, &[&id.0]).await?)?;
+    if job.state.is_final() {
+        let mut one = [revived];
+        gate::revived(client, &mut one).await?;
+        [revived] = one;
+    } else if let Some(g) = parked_gate.filter(|_| job.parked) {
+        gate::admit_next(client, &g.stored_name(), g.ordered()).await?;
+        revived = crate::job_read::get(client, id).await?;
+    }
+    record_change(client, &revived, EventType::JobEnqueued).await?;
+    Ok(revived)
 }
 
 /// Reads a job and locks its row until the transaction ends.

@@ -1,6 +1,6 @@
 //! Writes that start a job's life: insert, claim, heartbeat.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
@@ -11,29 +11,73 @@ use errand_store::{
 };
 use serde_json::Value;
 
+use crate::fairness;
 use crate::fault::{corrupt, Fault, QResult, RowExt};
-use crate::job_row::{job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS};
+use crate::gate::{self, Arrival};
+use crate::job_row::{
+    job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS, JOB_COLUMN_COUNT,
+};
 use crate::transition::{record_change, record_changes};
+use crate::{claim_plan, session};
 
 /// Inserts jobs from parallel arrays, and their queues when new: one statement for a whole
-/// batch, so a batch without idempotency keys needs no explicit transaction.
-const JOBS_UNNEST: &str = "WITH new_queues AS (INSERT INTO queues (name, created_at) \
-         SELECT DISTINCT unnest($3::text[]), errand_now() ON CONFLICT DO NOTHING) \
-     INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
-     timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot, \
-     reply_to, correlation_id, callback_url) \
-     SELECT u.id, u.kind, u.queue, \
-            CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
-                 THEN 'scheduled' ELSE 'available' END, \
-            u.payload, u.priority, COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
-            u.max_attempts, u.timeout_ms, u.tags, u.key, \
-            CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now(), \
-            u.schedule_name, u.schedule_slot, u.reply_to, u.correlation_id, u.callback_url \
-     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
-                 $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[], \
-                 $15::text[], $16::text[], $17::text[]) \
-          AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key, \
-               schedule_name, schedule_slot, reply_to, correlation_id, callback_url)";
+/// batch, so a batch without idempotency keys needs no explicit transaction. Fields the
+/// caller left unset take the queue's defaults (read in the same statement); the answer
+/// says which values were stored and whether the queue is fair.
+fn insert_sql(keyed: bool) -> String {
+    let conflict = if keyed {
+        "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+    } else {
+        ""
+    };
+    format!(
+        "WITH new_queues AS (INSERT INTO queues (name, created_at) \
+             SELECT DISTINCT unnest($3::text[]), errand_now() ON CONFLICT DO NOTHING), \
+         ins AS (INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
+         timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot, \
+         reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
+         fairness_weight, rate_key) \
+         SELECT u.id, u.kind, u.queue, \
+                CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
+                     THEN 'scheduled' ELSE 'available' END, \
+                u.payload, \
+                CASE WHEN u.inh_p THEN COALESCE((q.defaults->>'priority')::int, u.priority) ELSE u.priority END, \
+                COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
+                CASE WHEN u.inh_a THEN COALESCE((q.defaults->>'max_attempts')::int, u.max_attempts) \
+                     ELSE u.max_attempts END, \
+                CASE WHEN u.inh_t AND u.timeout_ms IS NULL THEN (q.defaults->>'timeout_ms')::bigint \
+                     ELSE u.timeout_ms END, \
+                u.tags, u.key, \
+                CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now(), \
+                u.schedule_name, u.schedule_slot, u.reply_to, u.correlation_id, u.callback_url, \
+                u.gate, u.gate_limit, u.on_dead, u.fkey, u.fweight, u.rkey \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
+                     $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[], \
+                     $15::text[], $16::text[], $17::text[], $18::text[], $19::int[], $20::text[], \
+                     $21::text[], $22::int[], $23::text[], $24::bool[], $25::bool[], $26::bool[]) \
+              AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key, \
+                   schedule_name, schedule_slot, reply_to, correlation_id, callback_url, gate, gate_limit, \
+                   on_dead, fkey, fweight, rkey, inh_p, inh_a, inh_t) \
+         LEFT JOIN queues q ON q.name = u.queue \
+         {conflict} \
+         RETURNING id, state, run_at, created_at, priority, max_attempts, timeout_ms, queue) \
+         SELECT ins.id, ins.state, ins.run_at, ins.created_at, ins.priority, ins.max_attempts, ins.timeout_ms, \
+                COALESCE(q.fair, false) \
+         FROM ins LEFT JOIN queues q ON q.name = ins.queue"
+    )
+}
+
+/// What the insert stored for one row.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    state: JobState,
+    run_at: i64,
+    created_at: i64,
+    priority: i32,
+    max_attempts: u32,
+    timeout_ms: Option<i64>,
+    fair: bool,
+}
 
 /// Parallel arrays of a batch, as `JOBS_UNNEST` takes them.
 #[derive(Default)]
@@ -54,6 +98,15 @@ struct Columns {
     reply_to: Vec<Option<String>>,
     correlation_id: Vec<Option<String>>,
     callback_url: Vec<Option<String>>,
+    gate: Vec<Option<String>>,
+    gate_limit: Vec<Option<i32>>,
+    on_dead: Vec<Option<&'static str>>,
+    fairness_key: Vec<Option<String>>,
+    fairness_weight: Vec<Option<i32>>,
+    rate_key: Vec<Option<String>>,
+    inherit_priority: Vec<bool>,
+    inherit_attempts: Vec<bool>,
+    inherit_timeout: Vec<bool>,
 }
 
 impl Columns {
@@ -82,30 +135,42 @@ impl Columns {
             .push(j.notify.reply_to.as_ref().map(|q| q.as_str().to_string()));
         self.correlation_id.push(j.notify.correlation_id.clone());
         self.callback_url.push(j.notify.callback_url.clone());
+        let o = &j.ordering;
+        self.gate.push(o.gate().map(|g| g.stored_name()));
+        self.gate_limit.push(o.concurrency_key.as_ref().map(|_| {
+            o.concurrency_limit
+                .map_or(1, |l| i32::try_from(l).unwrap_or(i32::MAX))
+        }));
+        self.on_dead.push(
+            o.session_key
+                .as_ref()
+                .map(|_| o.session_on_dead.unwrap_or_default().as_str()),
+        );
+        self.fairness_key.push(o.fairness_key.clone());
+        self.fairness_weight.push(
+            o.fairness_weight
+                .map(|w| i32::try_from(w).unwrap_or(i32::MAX)),
+        );
+        self.rate_key.push(o.rate_key.clone());
+        self.inherit_priority.push(j.inherit.priority);
+        self.inherit_attempts.push(j.inherit.max_attempts);
+        self.inherit_timeout.push(j.inherit.timeout);
     }
 }
 
-/// Runs `JOBS_UNNEST` for `jobs`; returns `id → (state, run_at, created_at)` of the rows it
-/// inserted. Keyed rows that hit a live key are skipped (`ON CONFLICT DO NOTHING`).
+/// Runs [`insert_sql`] for `jobs`; returns what it stored, by id. Keyed rows that hit a
+/// live key are skipped (`ON CONFLICT DO NOTHING`).
 async fn insert_rows(
     client: &impl GenericClient,
     jobs: &[&NewJob],
     window: Duration,
-) -> QResult<HashMap<uuid::Uuid, (JobState, i64, i64)>> {
+) -> QResult<HashMap<uuid::Uuid, Stored>> {
     let mut c = Columns::default();
     for j in jobs {
         c.push(j);
     }
     let keyed = jobs.iter().any(|j| j.idempotency_key.is_some());
-    let sql = if keyed {
-        format!(
-            "{JOBS_UNNEST} ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-             RETURNING id, state, run_at, created_at"
-        )
-    } else {
-        format!("{JOBS_UNNEST} RETURNING id, state, run_at, created_at")
-    };
-    let stmt = client.prepare_cached(&sql).await?;
+    let stmt = client.prepare_cached(&insert_sql(keyed)).await?;
     let window_ms = millis(window);
     let rows = client
         .query(
@@ -128,6 +193,15 @@ async fn insert_rows(
                 &c.reply_to,
                 &c.correlation_id,
                 &c.callback_url,
+                &c.gate,
+                &c.gate_limit,
+                &c.on_dead,
+                &c.fairness_key,
+                &c.fairness_weight,
+                &c.rate_key,
+                &c.inherit_priority,
+                &c.inherit_attempts,
+                &c.inherit_timeout,
             ],
         )
         .await?;
@@ -136,11 +210,15 @@ async fn insert_rows(
         let state: String = row.column(1)?;
         out.insert(
             row.column(0)?,
-            (
-                state.parse::<JobState>().map_err(corrupt)?,
-                row.column(2)?,
-                row.column(3)?,
-            ),
+            Stored {
+                state: state.parse::<JobState>().map_err(corrupt)?,
+                run_at: row.column(2)?,
+                created_at: row.column(3)?,
+                priority: row.column(4)?,
+                max_attempts: u32::try_from(row.column::<i32>(5)?).map_err(corrupt)?,
+                timeout_ms: row.column(6)?,
+                fair: row.column(7)?,
+            },
         );
     }
     Ok(out)
@@ -187,13 +265,21 @@ pub(crate) async fn insert_jobs(
         release_expired_key(client, key).await?;
         inserted.extend(insert_rows(client, &[job], window).await?);
     }
+    let parked = order_inserted(client, &jobs, &inserted).await?;
     let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for mut job in jobs {
         match inserted.get(&job.id.0).copied() {
-            Some((state, run_at, created)) => out.push(InsertedJob {
-                job: Job::inserted(job, state, run_at, created),
-                inserted: true,
-            }),
+            Some(s) => {
+                job.priority = s.priority;
+                job.max_attempts = s.max_attempts;
+                job.timeout = s.timeout_ms.map(|t| Duration::from_millis(t.max(0) as u64));
+                let mut job = Job::inserted(job, s.state, s.run_at, s.created_at);
+                job.parked = parked.contains(&job.id.0);
+                out.push(InsertedJob {
+                    job,
+                    inserted: true,
+                })
+            }
             None => {
                 let key = job.idempotency_key.clone().unwrap_or_default();
                 let stmt = client
@@ -217,6 +303,43 @@ pub(crate) async fn insert_jobs(
     Ok(out)
 }
 
+/// Ranks the inserted jobs of fair queues and lets gated ones into their gates (in input
+/// order). Returns the ids that were parked. No statement for plain jobs of plain queues.
+async fn order_inserted(
+    client: &impl GenericClient,
+    jobs: &[NewJob],
+    inserted: &HashMap<uuid::Uuid, Stored>,
+) -> QResult<HashSet<uuid::Uuid>> {
+    let new: Vec<&NewJob> = jobs
+        .iter()
+        .filter(|j| inserted.contains_key(&j.id.0))
+        .collect();
+    let fair_queues: BTreeSet<String> = new
+        .iter()
+        .filter(|j| inserted.get(&j.id.0).is_some_and(|s| s.fair))
+        .map(|j| j.queue.as_str().to_string())
+        .collect();
+    if !fair_queues.is_empty() || new.iter().any(|j| j.ordering.fairness_key.is_some()) {
+        fairness::rank(client, &new, &fair_queues).await?;
+    }
+    let arrivals: Vec<Arrival> = new
+        .iter()
+        .filter_map(|j| {
+            j.ordering.gate().map(|gate| Arrival {
+                id: j.id.0,
+                gate,
+                due: inserted
+                    .get(&j.id.0)
+                    .is_some_and(|s| s.state == JobState::Available),
+            })
+        })
+        .collect();
+    if arrivals.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(gate::arrive(client, &arrivals).await?.into_iter().collect())
+}
+
 async fn release_expired_key(client: &impl GenericClient, key: &str) -> QResult<()> {
     let stmt = client
         .prepare_cached(
@@ -228,30 +351,30 @@ async fn release_expired_key(client: &impl GenericClient, key: &str) -> QResult<
     Ok(())
 }
 
-/// Leases up to `max` ready jobs with one statement.
+/// Leases up to `max` ready jobs. A queue without concurrency or rate, while no kind or
+/// key limit exists, takes one statement (the fast path, which also moves a fair queue's
+/// virtual time); otherwise the claim is planned under the limits' row locks
+/// ([`claim_plan`]). Session jobs get their session's state, read in this transaction.
 pub(crate) async fn claim(
     client: &impl GenericClient,
     p: &JobClaimParams,
 ) -> QResult<Vec<ClaimedJob>> {
     let sql = format!(
-        "WITH picked AS ( \
+        "WITH f AS (SELECT (q.concurrency IS NULL AND q.rate_limit IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM limits)) AS fast \
+             FROM queues q WHERE q.name = $1 AND NOT q.paused), \
+         picked AS ( \
              SELECT id FROM jobs \
              WHERE queue = $1 AND state IN ('available', 'scheduled') AND NOT parked AND run_at <= errand_now() \
-               AND ($6::text[] IS NULL OR kind = ANY($6)) \
-               AND EXISTS (SELECT 1 FROM queues WHERE name = $1 AND NOT paused) \
+               AND ($6::text[] IS NULL OR kind = ANY($6)) AND (SELECT fast FROM f) \
              ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         claimed AS ( \
-             UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, lease_token = $3, \
-                 lease_ms = $4, lease_expires_at = errand_now() + $4, started_at = errand_now(), \
-                 updated_at = errand_now() \
-             FROM picked WHERE j.id = picked.id RETURNING j.*), \
-         opened AS ( \
-             INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
-             SELECT id, attempt, $2, errand_now(), 'running', $3 FROM claimed \
-             ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, \
-                 started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL, \
-                 lease_token = EXCLUDED.lease_token) \
-         SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, run_at, id"
+         claimed AS ({LEASE} FROM picked WHERE j.id = picked.id RETURNING j.*), \
+         opened AS ({OPEN_ATTEMPTS}), \
+         vt AS (UPDATE queues SET vtime = GREATEST(vtime, (SELECT MAX(fair_rank) FROM claimed)) \
+             WHERE name = $1 AND fair AND EXISTS (SELECT 1 FROM claimed WHERE fair_rank IS NOT NULL)) \
+         SELECT {}, f.fast FROM f LEFT JOIN claimed c ON true \
+         ORDER BY c.priority DESC, c.fair_rank NULLS FIRST, c.run_at, c.id",
+        job_columns("c")
     );
     let stmt = client.prepare_cached(&sql).await?;
     let token = LeaseToken::new();
@@ -270,17 +393,52 @@ pub(crate) async fn claim(
             ],
         )
         .await?;
-    let jobs = jobs_from_rows(&rows)?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut planned = false;
+    for row in &rows {
+        if row.column::<Option<uuid::Uuid>>(0)?.is_some() {
+            jobs.push(job_from_row(row)?);
+        } else {
+            planned = !row
+                .column::<Option<bool>>(JOB_COLUMN_COUNT)?
+                .unwrap_or(true);
+        }
+    }
+    if planned {
+        jobs = claim_plan::claim(client, p, token, kinds.as_deref()).await?;
+    }
     record_changes(client, jobs.iter().map(|j| (j, EventType::JobStarted))).await?;
+    let sessions = session::states_for(client, &jobs).await?;
     Ok(jobs
         .into_iter()
-        .map(|job| ClaimedJob {
-            job,
-            lease_token: token,
-            session: Default::default(),
+        .map(|job| {
+            let session = job
+                .ordering
+                .session_key
+                .as_ref()
+                .and_then(|k| sessions.get(k).cloned());
+            ClaimedJob {
+                job,
+                lease_token: token,
+                session,
+            }
         })
         .collect())
 }
+
+/// The UPDATE that leases jobs (joined with the picked rows by the caller) to worker `$2`
+/// under token `$3` for `$4` ms.
+pub(crate) const LEASE: &str = "UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, \
+     lease_token = $3, lease_ms = $4, lease_expires_at = errand_now() + $4, started_at = errand_now(), \
+     updated_at = errand_now()";
+
+/// Opens the attempt rows of the jobs in `claimed`.
+pub(crate) const OPEN_ATTEMPTS: &str =
+    "INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
+     SELECT id, attempt, $2, errand_now(), 'running', $3 FROM claimed \
+     ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, \
+         started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL, \
+         lease_token = EXCLUDED.lease_token";
 
 /// Undoes claims whose caller went away, in one statement: each job its token still holds
 /// goes back to `available` with the attempt uncounted, its previous attempt's start, and no

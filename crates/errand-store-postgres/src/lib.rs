@@ -10,17 +10,22 @@
 //! with `Unavailable` and nothing acknowledged is lost.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod claim_plan;
 mod definition_switch;
 mod delivery_queue;
 mod delivery_record;
 mod event_log;
+mod explain;
+mod fairness;
 mod fault;
+mod gate;
 mod instance;
 mod job_log;
 mod job_read;
 mod job_row;
 mod job_settle;
 mod job_write;
+mod limit;
 mod listener;
 mod maintenance;
 mod mark;
@@ -31,8 +36,10 @@ mod queue;
 mod restore;
 mod schedule;
 mod schema;
+mod session;
 mod store;
 mod subscription;
 mod transition;
+mod worker;
 
 pub use store::{PgOptions, PgStore};

@@ -2,11 +2,12 @@
 //! Several nodes may run these at once: `SKIP LOCKED` hands each row to one of them.
 
 use deadpool_postgres::GenericClient;
-use errand_core::{Job, JobId, QueueName, Rescue, Stuck};
+use errand_core::{Job, JobId, JobState, QueueName, Rescue, Stuck};
 use errand_store::{JobPruneParams, JobRescueParams, StoreError};
 use std::collections::BTreeSet;
 
 use crate::fault::{Fault, QResult, RowExt};
+use crate::gate;
 use crate::job_settle::fail_running;
 
 /// Rescues stuck jobs inside the caller's transaction.
@@ -23,7 +24,7 @@ pub(crate) async fn rescue_expired(
         )
         .await?;
     let rows = client.query(&stmt, &[&i64::from(p.limit)]).await?;
-    let mut changed = Vec::with_capacity(rows.len());
+    let mut changed: Vec<Job> = Vec::with_capacity(rows.len());
     for row in rows {
         let id = JobId(row.column(0)?);
         let attempt = u32::try_from(row.column::<i32>(1)?).unwrap_or(0);
@@ -41,18 +42,27 @@ pub(crate) async fn rescue_expired(
         changed
             .push(fail_running(client, id, attempt, r.after, r.outcome, &r.message, None).await?);
     }
+    // Gates after every job, in name order.
+    gate::release(client, &changed.iter().collect::<Vec<_>>(), &[]).await?;
+    for j in &mut changed {
+        if j.state == JobState::Scheduled && j.ordering.gate().is_some_and(|g| !g.ordered()) {
+            j.parked = true;
+        }
+    }
     Ok(changed)
 }
 
-/// Makes due scheduled jobs available; returns the queues that gained jobs.
+/// Makes due scheduled jobs available; returns the queues that gained jobs. Jobs parked in
+/// a gate's line become available (still parked) and their gate admits what it has room
+/// for, under the gate's lock (gate first, then its jobs).
 pub(crate) async fn promote_due(
-    client: &impl GenericClient,
+    client: &mut deadpool_postgres::Object,
     limit: u32,
 ) -> QResult<Vec<QueueName>> {
     let stmt = client
         .prepare_cached(
             "UPDATE jobs SET state = 'available', updated_at = errand_now() WHERE id IN \
-             (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= errand_now() \
+             (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= errand_now() AND NOT parked \
               ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING queue",
         )
         .await?;
@@ -60,6 +70,46 @@ pub(crate) async fn promote_due(
     let mut queues = BTreeSet::new();
     for row in rows {
         queues.insert(row.column::<String>(0)?);
+    }
+    let gates = client
+        .prepare_cached(
+            "SELECT DISTINCT gate FROM (SELECT gate FROM jobs WHERE state = 'scheduled' \
+                 AND run_at <= errand_now() AND parked ORDER BY run_at LIMIT $1) due",
+        )
+        .await?;
+    let mut names: Vec<String> = Vec::new();
+    for row in client.query(&gates, &[&i64::from(limit)]).await? {
+        if let Some(g) = row.column::<Option<String>>(0)? {
+            names.push(g);
+        }
+    }
+    names.sort();
+    let due = client
+        .prepare_cached(
+            "UPDATE jobs SET state = 'available', updated_at = errand_now() \
+             WHERE gate = $1 AND parked AND state = 'scheduled' AND run_at <= errand_now() \
+             RETURNING queue",
+        )
+        .await?;
+    let admitted = client
+        .prepare_cached("SELECT DISTINCT queue FROM jobs WHERE gate = $1 AND NOT parked AND state = 'available'")
+        .await?;
+    for name in names {
+        // Each gate in its own transaction: a gate another node holds is waited for, not
+        // skipped, and no two gates are held at once.
+        let tx = client.transaction().await?;
+        if !gate::lock(&tx, &name).await? {
+            tx.commit().await?;
+            continue;
+        }
+        tx.query(&due, &[&name]).await?;
+        let ordered = name.starts_with("session:");
+        if gate::admit_next(&tx, &name, ordered).await? > 0 {
+            for row in tx.query(&admitted, &[&name]).await? {
+                queues.insert(row.column::<String>(0)?);
+            }
+        }
+        tx.commit().await?;
     }
     queues
         .into_iter()

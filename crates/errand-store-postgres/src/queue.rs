@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
+use errand_core::queue::{JobDefaults, QueueSettings, QueueSettingsPatch};
 use errand_core::{EventType, Job, JobState, QueueInfo, QueueName, StateCounts};
+
+use crate::limit::{rate_columns, rate_of};
 use errand_store::{DeadSelection, StoreError};
 
 use crate::fault::{corrupt, Fault, QResult, RowExt};
@@ -63,7 +66,8 @@ pub(crate) async fn list(
     let mut queues: BTreeMap<String, QueueInfo> = BTreeMap::new();
     let stmt = client
         .prepare_cached(
-            "SELECT name, paused FROM queues WHERE $1::text IS NULL OR name = $1 ORDER BY name",
+            "SELECT name, paused, concurrency, rate_limit, rate_period_ms, rate_burst, defaults \
+             FROM queues WHERE $1::text IS NULL OR name = $1 ORDER BY name",
         )
         .await?;
     for row in client.query(&stmt, &[&filter]).await? {
@@ -76,7 +80,7 @@ pub(crate) async fn list(
                 counts: StateCounts::default(),
                 oldest_available_age_ms: None,
                 waiting_claims: 0,
-                settings: Default::default(),
+                settings: settings_from_row(&row, 2)?,
             },
         );
     }
@@ -103,6 +107,93 @@ pub(crate) async fn list(
         }
     }
     Ok(queues.into_values().collect())
+}
+
+/// A queue's settings from its columns `concurrency, rate_limit, rate_period_ms,
+/// rate_burst, defaults` starting at `at`.
+fn settings_from_row(row: &tokio_postgres::Row, at: usize) -> QResult<QueueSettings> {
+    let defaults: Option<serde_json::Value> = row.column(at + 4)?;
+    Ok(QueueSettings {
+        concurrency: row.column::<Option<i32>>(at)?.map(|c| c.max(0) as u32),
+        rate: rate_of(
+            row.column(at + 1)?,
+            row.column(at + 2)?,
+            row.column(at + 3)?,
+        ),
+        defaults: defaults
+            .map(serde_json::from_value::<JobDefaults>)
+            .transpose()
+            .map_err(corrupt)?
+            .unwrap_or_default(),
+    })
+}
+
+/// Reads a queue's settings (and locks its row when `lock`), creating the queue when
+/// missing.
+async fn locked_settings(client: &impl GenericClient, name: &str) -> QResult<QueueSettings> {
+    let create = client
+        .prepare_cached(
+            "INSERT INTO queues (name, created_at) VALUES ($1, errand_now()) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    client.execute(&create, &[&name]).await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT name, paused, concurrency, rate_limit, rate_period_ms, rate_burst, defaults \
+             FROM queues WHERE name = $1 FOR UPDATE",
+        )
+        .await?;
+    settings_from_row(&client.query_one(&stmt, &[&name]).await?, 2)
+}
+
+/// Applies a settings patch (validated first: a bad one changes nothing), creating the
+/// queue when missing. A changed rate starts with a full bucket.
+pub(crate) async fn update(
+    client: &impl GenericClient,
+    name: &QueueName,
+    patch: &QueueSettingsPatch,
+) -> QResult<QueueInfo> {
+    patch
+        .validate()
+        .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
+    let old = locked_settings(client, name.as_str()).await?;
+    let new = patch.apply_to(&old);
+    let (rl, rp, rb) = rate_columns(new.rate.as_ref());
+    let defaults = (new.defaults != JobDefaults::default())
+        .then(|| serde_json::to_value(&new.defaults))
+        .transpose()
+        .map_err(|e| Fault::Store(StoreError::Internal(e.to_string())))?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE queues SET concurrency = $2, rate_limit = $3, rate_period_ms = $4, rate_burst = $5, \
+                 defaults = $6, paused = COALESCE($7, paused), \
+                 tokens = CASE WHEN $8 THEN NULL ELSE tokens END, \
+                 tokens_at = CASE WHEN $8 THEN NULL ELSE tokens_at END \
+             WHERE name = $1",
+        )
+        .await?;
+    let conc = new
+        .concurrency
+        .map(|c| i32::try_from(c).unwrap_or(i32::MAX));
+    client
+        .execute(
+            &stmt,
+            &[
+                &name.as_str(),
+                &conc,
+                &rl,
+                &rp,
+                &rb,
+                &defaults,
+                &patch.paused,
+                &(new.rate != old.rate),
+            ],
+        )
+        .await?;
+    list(client, Some(name))
+        .await?
+        .pop()
+        .ok_or_else(|| Fault::Store(StoreError::queue_not_found(name)))
 }
 
 /// Pauses or resumes a queue.
@@ -149,7 +240,8 @@ pub(crate) async fn dead_requeue(
             "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
         ))
         .await?;
-    let jobs = jobs_from_rows(&client.query(&stmt, &[&queue, &ids]).await?)?;
+    let mut jobs = jobs_from_rows(&client.query(&stmt, &[&queue, &ids]).await?)?;
+    crate::gate::revived(client, &mut jobs).await?;
     record_changes(client, jobs.iter().map(|j| (j, EventType::JobEnqueued))).await?;
     Ok(jobs)
 }

@@ -8,6 +8,8 @@ use errand_store::{RestoredJob, StoreError};
 use serde_json::Value;
 
 use crate::fault::{Fault, QResult};
+use crate::gate::Arrival;
+use errand_core::JobState;
 
 fn count(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
@@ -26,9 +28,10 @@ pub(crate) async fn restore_many(
             "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, attempt, max_attempts, \
              timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, \
              worker, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
-             reply_to, correlation_id, callback_url) \
+             reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
+             fairness_weight, rate_key) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24, $25, $26, $27) \
+             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) \
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -48,7 +51,19 @@ pub(crate) async fn restore_many(
         )
         .await?;
     let mut inserted = 0;
+    let mut arrivals = Vec::new();
     for RestoredJob { job, attempts } in jobs {
+        let o = &job.ordering;
+        let gate = o.gate();
+        let gate_limit = o
+            .concurrency_key
+            .as_ref()
+            .map(|_| count(o.concurrency_limit.unwrap_or(1)));
+        let on_dead = o
+            .session_key
+            .as_ref()
+            .map(|_| o.session_on_dead.unwrap_or_default().as_str());
+        let weight = o.fairness_weight.map(count);
         client.execute(&queue, &[&job.queue.as_str()]).await?;
         let created = to_millis(job.created_at);
         let progress = job
@@ -91,6 +106,12 @@ pub(crate) async fn restore_many(
                     &job.reply_to.as_ref().map(|q| q.as_str()),
                     &job.correlation_id,
                     &job.callback_url,
+                    &gate.as_ref().map(|g| g.stored_name()),
+                    &gate_limit,
+                    &on_dead,
+                    &o.fairness_key,
+                    &weight,
+                    &o.rate_key,
                 ],
             )
             .await?;
@@ -98,6 +119,15 @@ pub(crate) async fn restore_many(
             continue;
         }
         inserted += 1;
+        // An unfinished gated job arrives in its gate as an insert does, in the order given.
+        let state = restored_state(job.state);
+        if let (Some(gate), false) = (gate, state.is_final()) {
+            arrivals.push(Arrival {
+                id: job.id.0,
+                gate,
+                due: state == JobState::Available,
+            });
+        }
         if let (Some(schedule), Some(slot)) = (&job.schedule, job.slot) {
             client
                 .execute(&ledger, &[schedule, &to_millis(slot), &job.id.0])
@@ -128,6 +158,7 @@ pub(crate) async fn restore_many(
                 .await?;
         }
     }
+    crate::gate::arrive(client, &arrivals).await?;
     Ok(inserted)
 }
 

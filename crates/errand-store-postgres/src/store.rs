@@ -31,9 +31,9 @@ use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
 use crate::{
-    definition_switch, delivery_queue, event_log, instance, job_log, job_read, job_settle,
-    job_write, listener, maintenance, mark, named_lease, node, queue, restore, schedule, schema,
-    subscription,
+    definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read, job_settle,
+    job_write, limit, listener, maintenance, mark, named_lease, node, queue, restore, schedule,
+    schema, session, subscription, worker,
 };
 
 /// How to reach the database.
@@ -213,84 +213,95 @@ macro_rules! on_conn {
 impl Store for PgStore {
     async fn queue_update(
         &self,
-        _name: &QueueName,
-        _patch: errand_core::queue::QueueSettingsPatch,
+        name: &QueueName,
+        patch: errand_core::queue::QueueSettingsPatch,
     ) -> Result<QueueInfo, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        let info = in_tx!(self, |tx| queue::update(&tx, name, &patch).await?)?;
+        // A raised limit or a resume may let jobs start.
+        self.notifier.notify(name.as_str());
+        Ok(info)
     }
 
     async fn limit_put(
         &self,
-        _limit: errand_core::throttle::Limit,
+        limit: errand_core::throttle::Limit,
     ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        let info = in_tx!(self, |tx| limit::put(&tx, &limit).await?)?;
+        Ok(info)
     }
 
     async fn limit_get(
         &self,
-        _scope: errand_core::throttle::LimitScope,
-        _name: &str,
+        scope: errand_core::throttle::LimitScope,
+        name: &str,
     ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        on_conn!(self, |c| limit::get(&c, scope, name).await?)
     }
 
     async fn limit_list(&self) -> Result<Vec<errand_core::throttle::LimitInfo>, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        on_conn!(self, |c| limit::list(&c).await?)
     }
 
     async fn limit_delete(
         &self,
-        _scope: errand_core::throttle::LimitScope,
-        _name: &str,
+        scope: errand_core::throttle::LimitScope,
+        name: &str,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        on_conn!(self, |c| limit::delete(&c, scope, name).await?)
     }
 
-    async fn session_get(&self, _key: &str) -> Result<errand_core::session::Session, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+    async fn session_get(&self, key: &str) -> Result<errand_core::session::Session, StoreError> {
+        on_conn!(self, |c| session::get(&c, key).await?)
     }
 
     async fn session_list(
         &self,
-        _params: errand_store::SessionListParams,
+        params: errand_store::SessionListParams,
     ) -> Result<Vec<errand_core::session::Session>, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        on_conn!(self, |c| session::list(&c, &params).await?)
     }
 
     async fn session_state_put(
         &self,
-        _params: errand_store::SessionStatePutParams,
+        params: errand_store::SessionStatePutParams,
     ) -> Result<errand_core::session::Session, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        in_tx!(self, |tx| session::state_put(&tx, &params).await?)
     }
 
     async fn session_unblock(
         &self,
-        _key: &str,
+        key: &str,
     ) -> Result<errand_core::session::Session, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        let s = in_tx!(self, |tx| session::unblock(&tx, key).await?)?;
+        // The next job may be ready; its queue is not known here, so wake every claimer.
+        if let Some(head) = s.head {
+            if let Ok(job) = self.job_get(head).await {
+                self.announce([&job]);
+            }
+        }
+        Ok(s)
     }
 
     async fn job_explain_facts(
         &self,
-        _id: errand_core::JobId,
+        id: errand_core::JobId,
     ) -> Result<errand_core::explain::ExplainFacts, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        in_tx!(self, |tx| explain::facts(&tx, id).await?)
     }
 
     async fn worker_seen_many(
         &self,
-        _seen: Vec<errand_core::worker::WorkerSeen>,
+        seen: Vec<errand_core::worker::WorkerSeen>,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        on_conn!(self, |c| worker::seen_many(&c, &seen).await?)
     }
 
     async fn worker_list(&self) -> Result<Vec<errand_core::worker::WorkerInfo>, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        on_conn!(self, |c| worker::list(&c, None).await?)
     }
 
-    async fn worker_prune(&self, _older_than: std::time::Duration) -> Result<u64, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+    async fn worker_prune(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        on_conn!(self, |c| worker::prune(&c, older_than).await?)
     }
 
     /// Reachable is not enough: a standby in recovery, or a database or role with
@@ -388,7 +399,11 @@ impl Store for PgStore {
     }
 
     async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
-        let queues = on_conn!(self, |c| maintenance::promote_due(&c, limit).await?)?;
+        let run = async {
+            let mut c = self.client().await?;
+            maintenance::promote_due(&mut c, limit).await
+        };
+        let queues = run.await.map_err(StoreError::from)?;
         for q in &queues {
             self.notifier.notify(q.as_str());
         }

@@ -31,12 +31,18 @@ mod concurrency;
 mod counts;
 mod deliveries;
 mod events;
+mod fairness;
+mod gates;
 mod instances;
 mod jobs;
 mod leases;
+mod limits;
 mod logs;
 mod marks;
 mod nodes;
+mod ordering_props;
+mod ordering_race;
+mod queue_settings;
 mod queues;
 mod readiness;
 mod reports;
@@ -44,10 +50,12 @@ mod rescue;
 mod restore;
 mod retention;
 mod schedules;
+mod sessions;
 mod settle;
 mod support;
 mod switches;
 mod upgrade;
+mod workers;
 
 pub use self::support::new_job;
 pub use self::upgrade::{assert_upgraded, previous_version_jobs, OldJob};
@@ -57,7 +65,9 @@ use self::{
     restore::*, retention::*,
 };
 use self::{deliveries::*, events::*, schedules::*, settle::*};
+use self::{fairness::*, gates::*, sessions::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
+use self::{limits::*, ordering_props::*, ordering_race::*, queue_settings::*, workers::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
 /// alive (a temp dir, a schema).
@@ -193,6 +203,40 @@ macro_rules! conformance_suite {
             a_fired_slot_writes_schedule_fired,
             event_log_pages_prunes_and_reports_what_was_missed,
             concurrent_delivery_claims_and_fanouts_never_double,
+            lock_key_runs_one_job_at_a_time,
+            lock_key_is_freed_by_a_failure_with_backoff,
+            lock_key_is_freed_by_cancel,
+            lock_key_survives_lease_expiry,
+            a_delayed_job_holds_no_place,
+            concurrency_key_runs_up_to_its_limit,
+            raising_a_key_limit_admits_more,
+            session_runs_jobs_one_at_a_time_in_order,
+            a_failing_session_head_holds_the_session,
+            a_dead_session_head_blocks_until_retried,
+            session_unblock_moves_past_the_dead_head,
+            a_session_set_to_continue_moves_past_a_dead_head,
+            session_state_is_handed_on_from_job_to_job,
+            session_state_put_is_compare_and_set,
+            an_oversized_session_state_is_refused_on_complete,
+            session_list_filters_and_pages,
+            a_small_tenant_is_not_starved_by_a_backlog,
+            fairness_weights_share_claims,
+            a_quiet_tenant_starts_level,
+            queue_concurrency_caps_running_jobs,
+            queue_rate_holds_jobs_until_tokens_refill,
+            kind_concurrency_is_shared_across_queues,
+            kind_rate_holds_jobs_until_tokens_refill,
+            rate_key_limits_starts_across_queues,
+            limits_are_put_listed_and_deleted,
+            queue_defaults_fill_unset_fields_only,
+            queue_backoff_spaces_retries,
+            queue_update_refuses_bad_values_whole,
+            workers_are_seen_listed_and_pruned,
+            explain_facts_name_the_lock_holder,
+            explain_facts_show_the_session,
+            concurrent_claims_never_exceed_a_limit_or_a_lock,
+            random_operations_keep_every_ordering_rule,
+            fair_claiming_starves_no_tenant,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

@@ -155,3 +155,84 @@ pub(super) async fn second_attempt(store: &SharedStore, q: &str) -> (ClaimedJob,
     let second = claim(store, q, 1).await.remove(0);
     (first, second)
 }
+
+/// A ready job of queue `q` with this ordering.
+pub(super) fn ordered(q: &str, ordering: errand_core::ordering::JobOrdering) -> NewJob {
+    NewJob {
+        ordering,
+        ..new_job(q, "k")
+    }
+}
+
+/// A ready job of queue `q` holding lock `key` while it runs.
+pub(super) fn locked(q: &str, key: &str) -> NewJob {
+    ordered(
+        q,
+        errand_core::ordering::JobOrdering {
+            lock_key: Some(key.into()),
+            ..Default::default()
+        },
+    )
+}
+
+/// A ready job of queue `q` under concurrency key `key` with `limit` places.
+pub(super) fn keyed(q: &str, key: &str, limit: u32) -> NewJob {
+    ordered(
+        q,
+        errand_core::ordering::JobOrdering {
+            concurrency_key: Some(key.into()),
+            concurrency_limit: Some(limit),
+            ..Default::default()
+        },
+    )
+}
+
+/// A ready job of queue `q` in session `key` (a dead one blocks the session).
+pub(super) fn in_session(q: &str, key: &str) -> NewJob {
+    ordered(
+        q,
+        errand_core::ordering::JobOrdering {
+            session_key: Some(key.into()),
+            ..Default::default()
+        },
+    )
+}
+
+/// A ready job of queue `q` of tenant `key` with `weight`.
+pub(super) fn tenant(q: &str, key: &str, weight: Option<u32>) -> NewJob {
+    ordered(
+        q,
+        errand_core::ordering::JobOrdering {
+            fairness_key: Some(key.into()),
+            fairness_weight: weight,
+            ..Default::default()
+        },
+    )
+}
+
+/// The ids of claimed jobs, in claim order.
+pub(super) fn ids(claimed: &[ClaimedJob]) -> Vec<JobId> {
+    claimed.iter().map(|c| c.job.id).collect()
+}
+
+/// One promotion pass: delayed jobs whose time came become ready (parked ones wake their
+/// gate).
+pub(super) async fn promote(store: &SharedStore) {
+    store.job_promote_due(1000).await.expect("promote");
+}
+
+/// Settles `s`, which must take effect.
+pub(super) async fn settled(store: &SharedStore, s: Settlement) -> errand_core::Job {
+    settle(store, s).await.expect("settlement takes effect")
+}
+
+/// Completes `c` handing its session `state`.
+pub(super) fn complete_with_state(c: &ClaimedJob, state: serde_json::Value) -> Settlement {
+    Settlement::Complete {
+        id: c.job.id,
+        lease_token: c.lease_token,
+        result: None,
+        report: None,
+        session_state: Some(state),
+    }
+}
