@@ -317,20 +317,22 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// The ordering scenario: each part on fresh servers.
 async fn run_ordering(args: &BenchArgs) -> anyhow::Result<()> {
     let rate = |f: &stats::Figures| f.jobs as f64 / f.elapsed.as_secs_f64().max(1e-9);
-    let mut base = None;
+    // Each part runs right after an unrestricted run of its own, so that the load of a
+    // shared machine, which drifts over minutes, weighs on both alike.
     for part in ordering::parts(args.jobs) {
-        let d = deploy(args).await?;
-        let figures = d
-            .measure(ordering::run_part(&d.clients, &part, args.jobs))
-            .await?;
-        figures.print(&part.name);
-        match base {
-            None => base = Some(rate(&figures)),
-            Some(b) => println!(
-                "  {:.0} % of the unrestricted throughput",
-                100.0 * rate(&figures) / f64::max(b, 1e-9)
-            ),
+        let mut figures = Vec::new();
+        for p in [ordering::unrestricted(), part] {
+            let d = deploy(args).await?;
+            let f = d
+                .measure(ordering::run_part(&d.clients, &p, args.jobs))
+                .await?;
+            f.print(&p.name);
+            figures.push(f);
         }
+        println!(
+            "  {:.0} % of the unrestricted throughput just before",
+            100.0 * rate(&figures[1]) / rate(&figures[0]).max(1e-9)
+        );
     }
     for how in [ordering::Parked::OneLock, ordering::Parked::Sessions] {
         let d = deploy(args).await?;

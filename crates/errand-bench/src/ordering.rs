@@ -61,15 +61,19 @@ fn ready_job() -> EnqueueRequest {
     }
 }
 
-/// The parts, the unrestricted run first; `jobs` sizes the session count.
+/// The plain run each part is compared with.
+pub fn unrestricted() -> Part {
+    Part {
+        name: "ordering: unrestricted".into(),
+        make: Arc::new(|_| job()),
+        rate_limited: false,
+    }
+}
+
+/// The restricted parts; `jobs` sizes the session count.
 pub fn parts(jobs: usize) -> Vec<Part> {
     let sessions = (jobs / SESSION_LENGTH).max(1);
     vec![
-        Part {
-            name: "ordering: unrestricted".into(),
-            make: Arc::new(|_| job()),
-            rate_limited: false,
-        },
         Part {
             name: format!("ordering: {LOCK_KEYS} lock keys"),
             make: Arc::new(|i| EnqueueRequest {
