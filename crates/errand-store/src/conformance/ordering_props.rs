@@ -111,7 +111,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), 0u8..3, proptest::bool::weighted(0.15))
             .prop_map(|(pick, retry, dead)| Op::Fail { pick, retry, dead }),
         1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
+        3 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
         1 => Just(Op::Requeue),
         1 => (0u8..2).prop_map(|key| Op::Unblock { key }),
         1 => Just(Op::Expire),
@@ -425,8 +425,16 @@ async fn step(store: &SharedStore, clock: &dyn DriveClock, run: &mut Run, op: &O
             }
         }
         Op::Retry { pick } => {
-            if !run.order.is_empty() {
-                let id = run.order[pick % run.order.len()];
+            // A job a retry takes (dead, cancelled or waiting for a retry), else any.
+            let can: Vec<JobId> = jobs_of(store, &run.queue)
+                .await
+                .into_iter()
+                .filter(|j| j.state.can_retry())
+                .map(|j| j.id)
+                .collect();
+            let pool = if can.is_empty() { &run.order } else { &can };
+            if !pool.is_empty() {
+                let id = pool[pick % pool.len()];
                 let was = store.job_get(id).await.expect("get").state;
                 let heads = run.blocked_heads(store).await;
                 match store.job_retry(id).await {
