@@ -14,8 +14,8 @@ use errand_core::throttle::{Limit, LimitScope};
 use errand_core::{JobId, JobState, NewJob, QueueName, RetryPolicy};
 use errand_store::conformance::new_job;
 use errand_store::{
-    ClaimedJob, JobClaimParams, JobInsertManyParams, JobListParams, JobSettleManyParams,
-    Settlement, Store,
+    ClaimedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams, JobListParams,
+    JobSettleManyParams, Settlement, Store,
 };
 use errand_store_postgres::{PgOptions, PgStore};
 use errand_testkit::PgSchema;
@@ -58,7 +58,7 @@ fn groups(job: &errand_core::Job) -> Vec<(String, u32)> {
 const SLOW_LIMIT: u32 = 2;
 const QUEUE_LIMIT: u32 = 3;
 const NODES: usize = 3;
-const WORKERS_PER_NODE: usize = 3;
+const WORKERS_PER_NODE: usize = 4;
 
 fn with(q: &str, kind: &str, ordering: JobOrdering) -> NewJob {
     NewJob {
@@ -161,7 +161,19 @@ async fn work(
                 }
             }
         }
-        tokio::task::yield_now().await;
+        // The work: one round trip per job, so claims on other nodes overlap it.
+        for c in &claimed {
+            store
+                .job_heartbeat(JobHeartbeatParams {
+                    id: c.job.id,
+                    lease_token: c.lease_token,
+                    lease: None,
+                    progress: None,
+                    checkpoint: None,
+                })
+                .await
+                .expect("heartbeat");
+        }
         let mut settlements = Vec::new();
         {
             let mut r = running.lock().expect("tracker");
@@ -260,7 +272,7 @@ async fn three_nodes_keep_every_ordering_rule() {
     let mut tasks = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         for w in 0..WORKERS_PER_NODE {
-            let queue = if w == 0 { "capped" } else { "q" };
+            let queue = if w % 2 == 0 { "capped" } else { "q" };
             tasks.push(tokio::spawn(work(
                 node.clone(),
                 queue,
@@ -318,6 +330,9 @@ async fn three_nodes_keep_every_ordering_rule() {
     for s in sessions.keys() {
         let session = nodes[2].session_get(s).await.expect("session");
         assert_eq!(session.length, 0);
-        assert_eq!(session.version, 10, "each of the 10 completions set the state");
+        assert_eq!(
+            session.version, 10,
+            "each of the 10 completions set the state"
+        );
     }
 }
