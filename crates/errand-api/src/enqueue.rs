@@ -6,6 +6,7 @@ use errand_core::limits::{
     DEFAULT_MAX_ATTEMPTS, MAX_BATCH, MAX_LABEL_LEN, MAX_MAX_ATTEMPTS, MAX_TAGS, PRIORITY_RANGE,
 };
 use errand_core::names::check_label;
+use errand_core::ordering::{JobOrdering, SessionOnDead};
 use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -73,6 +74,39 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::webhook_url::WebhookUrl>)]
     pub callback_url: Option<String>,
+    /// Jobs with the same lock key never run at the same time anywhere (1 to 255 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, min_length = 1)]
+    pub lock_key: Option<String>,
+    /// At most `concurrency_limit` jobs with this key run at once (1 to 255 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, min_length = 1)]
+    pub concurrency_key: Option<String>,
+    /// The limit of `concurrency_key`, 1 to 1000000 (default 1); the latest enqueue's
+    /// limit is the key's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub concurrency_limit: Option<u32>,
+    /// Jobs with the same session key run one at a time in enqueue order and share the
+    /// session's state (1 to 255 bytes). At most one of lock, concurrency and session key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, min_length = 1)]
+    pub session_key: Option<String>,
+    /// What the session does if this job dies: `block` (default) or `continue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_on_dead: Option<SessionOnDead>,
+    /// The tenant: a queue's jobs are claimed round-robin across fairness keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, min_length = 1)]
+    pub fairness_key: Option<String>,
+    /// Turns this key gets per turn of a weight-1 key, 1 to 1000 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub fairness_weight: Option<u32>,
+    /// The rate limit (`PUT /v1/limits/key/{name}`) this job's start counts against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, min_length = 1)]
+    pub rate_key: Option<String>,
 }
 
 /// Refuses NUL characters in a text a store keeps (a failure's error, a progress
@@ -158,6 +192,22 @@ impl EnqueueRequest {
                 ),
             ));
         }
+        let inherit = errand_core::job::Inherit {
+            priority: self.priority.is_none(),
+            max_attempts: self.max_attempts.is_none(),
+            timeout: self.timeout.is_none(),
+        };
+        let ordering = JobOrdering {
+            lock_key: self.lock_key,
+            concurrency_key: self.concurrency_key,
+            concurrency_limit: self.concurrency_limit,
+            session_key: self.session_key,
+            session_on_dead: self.session_on_dead,
+            fairness_key: self.fairness_key,
+            fairness_weight: self.fairness_weight,
+            rate_key: self.rate_key,
+        };
+        ordering.validate()?;
         let priority = self.priority.unwrap_or(0);
         if !PRIORITY_RANGE.contains(&priority) {
             return Err(ValidationError::new(
@@ -238,8 +288,8 @@ impl EnqueueRequest {
                 correlation_id: self.correlation_id,
                 callback_url: self.callback_url,
             },
-            ordering: Default::default(),
-            inherit: Default::default(),
+            ordering,
+            inherit,
         })
     }
 }
@@ -294,4 +344,63 @@ pub struct BatchEnqueueResponse {
     pub jobs: Vec<EnqueuedJob>,
     /// How many were new.
     pub inserted: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: EnqueueLimits = EnqueueLimits {
+        max_payload_bytes: 1024,
+    };
+
+    #[test]
+    fn unset_fields_are_left_for_the_queue_defaults_with_todays_values() {
+        let job = EnqueueRequest::new("mail")
+            .into_new_job(&LIMITS)
+            .expect("valid");
+        assert!(job.inherit.priority && job.inherit.max_attempts && job.inherit.timeout);
+        assert_eq!(job.max_attempts, DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(job.priority, 0);
+        let job = EnqueueRequest {
+            priority: Some(0),
+            max_attempts: Some(3),
+            ..EnqueueRequest::new("mail")
+        }
+        .into_new_job(&LIMITS)
+        .expect("valid");
+        assert!(!job.inherit.priority && !job.inherit.max_attempts && job.inherit.timeout);
+    }
+
+    #[test]
+    fn ordering_fields_are_checked_and_carried() {
+        let two_gates = EnqueueRequest {
+            lock_key: Some("a".into()),
+            session_key: Some("b".into()),
+            ..EnqueueRequest::new("mail")
+        };
+        assert_eq!(
+            two_gates.into_new_job(&LIMITS).map_err(|e| e.field),
+            Err("lock_key".to_string())
+        );
+        let zero = EnqueueRequest {
+            concurrency_key: Some("c".into()),
+            concurrency_limit: Some(0),
+            ..EnqueueRequest::new("mail")
+        };
+        assert!(zero.into_new_job(&LIMITS).is_err());
+        let job = EnqueueRequest {
+            session_key: Some("s".into()),
+            session_on_dead: Some(SessionOnDead::Continue),
+            fairness_key: Some("t".into()),
+            fairness_weight: Some(2),
+            rate_key: Some("partner".into()),
+            ..EnqueueRequest::new("mail")
+        }
+        .into_new_job(&LIMITS)
+        .expect("valid");
+        assert_eq!(job.ordering.session_key.as_deref(), Some("s"));
+        assert_eq!(job.ordering.fairness_weight, Some(2));
+        assert_eq!(job.ordering.rate_key.as_deref(), Some("partner"));
+    }
 }

@@ -12,6 +12,7 @@ mod events;
 mod jobs;
 mod logs;
 mod nodes;
+mod ordering;
 mod queues;
 mod schedules;
 pub mod schema;
@@ -32,6 +33,10 @@ pub use events::{EventCutoff, EventGap, EventStreamQuery, CUTOFF_EVENT, GAP_EVEN
 pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
 pub use logs::{LogAppendRequest, LogAppendResponse, LogLineInput, MAX_LOG_LINES_PER_CALL};
 pub use nodes::NodeList;
+pub use ordering::{
+    check_name, check_session_state, LimitList, LimitRequest, SessionList, SessionListQuery,
+    SessionStateRequest, WorkerList,
+};
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use schedules::{
     BackfillRequest, JobTemplateRequest, NextFireTimes, NextQuery, ScheduleList, ScheduleRequest,

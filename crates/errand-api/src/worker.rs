@@ -1,5 +1,6 @@
 //! The remote worker protocol: claim, heartbeat, complete, fail, settle.
 
+use errand_core::session::SessionState;
 use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName, RunReport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,6 +69,10 @@ pub struct ClaimedJobView {
     /// When the lease ends unless renewed.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub lease_expires_at: Option<jiff::Timestamp>,
+    /// For a job with a `session_key`: the session's state and version, read with the
+    /// claim. Complete with `session_state` to write the next version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionState>,
 }
 
 impl ClaimedJobView {
@@ -87,7 +92,14 @@ impl ClaimedJobView {
             slot: job.slot,
             lease_token,
             lease_expires_at: job.lease_expires_at,
+            session: None,
         }
+    }
+
+    /// The view with the session state its claim read.
+    pub fn with_session(mut self, session: Option<SessionState>) -> Self {
+        self.session = session;
+        self
     }
 }
 
@@ -142,6 +154,11 @@ pub struct CompleteRequest {
     /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<RunReport>,
+    /// A session job's new session state (any JSON, at most 256 KiB), written as the next
+    /// version in the completion's transaction. Refused for a job without a `session_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StorableJson>)]
+    pub session_state: Option<Value>,
 }
 
 /// `POST /v1/jobs/{id}/fail`.
@@ -183,6 +200,11 @@ pub struct SettleCompletion {
     /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<RunReport>,
+    /// A session job's new session state (any JSON, at most 256 KiB), written as the next
+    /// version in the completion's transaction. Refused for a job without a `session_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<StorableJson>)]
+    pub session_state: Option<Value>,
 }
 
 /// One failure in a settle call.
@@ -254,6 +276,7 @@ impl SettleRequest {
                     lease_token: j.lease_token,
                     result: None,
                     report: None,
+                    session_state: None,
                 })
                 .collect(),
             failures: vec![],

@@ -270,6 +270,9 @@ impl HttpJobHost {
                         lease_token: s.lease_token,
                         result,
                         report: s.report,
+                        // Hosted scripts do not write session state; workers of the
+                        // HTTP protocol send it with their completion.
+                        session_state: None,
                     });
                 }
                 RunVerdict::Fail {

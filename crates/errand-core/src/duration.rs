@@ -116,6 +116,69 @@ impl utoipa::PartialSchema for FlexDuration {
 
 impl utoipa::ToSchema for FlexDuration {}
 
+/// Serde for a whole number of milliseconds kept as `u64` but written as a duration text
+/// (`"1s"`) and read as [`FlexDuration`] reads it: rate periods, backoffs and timeouts of
+/// queue settings use one form in the API, the CLI and errand.toml.
+pub mod millis_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::FlexDuration;
+
+    /// Reads milliseconds or a duration text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let f = FlexDuration::deserialize(d)?;
+        u64::try_from(f.0.as_millis()).map_err(|_| serde::de::Error::custom("duration too long"))
+    }
+
+    /// Writes a duration text.
+    pub fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format(std::time::Duration::from_millis(*ms)))
+    }
+}
+
+/// [`millis_text`] for an optional field.
+pub mod opt_millis_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::FlexDuration;
+
+    /// Reads `null`, milliseconds or a duration text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Option::<FlexDuration>::deserialize(d)?
+            .map(|f| {
+                u64::try_from(f.0.as_millis())
+                    .map_err(|_| serde::de::Error::custom("duration too long"))
+            })
+            .transpose()
+    }
+
+    /// Writes a duration text (or `null`).
+    pub fn serialize<S: Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => super::millis_text::serialize(ms, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// [`millis_text`] for a patch field: absent is `None`, `null` is `Some(None)`.
+pub mod patch_millis_text {
+    use serde::{Deserializer, Serializer};
+
+    /// Reads a present field (absent fields never reach here: `#[serde(default)]`).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+        super::opt_millis_text::deserialize(d).map(Some)
+    }
+
+    /// Writes a present field (`None` is skipped by `skip_serializing_if`).
+    pub fn serialize<S: Serializer>(v: &Option<Option<u64>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => super::opt_millis_text::serialize(inner, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,9 +72,14 @@ pub struct JobDefaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
-    /// Longest one attempt may run, in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
+    /// Longest one attempt may run (`"5m"` or milliseconds); kept in milliseconds.
+    #[serde(
+        default,
+        rename = "timeout",
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration::opt_millis_text"
+    )]
+    #[schema(value_type = Option<crate::duration::FlexDuration>)]
     pub timeout_ms: Option<u64>,
     /// The retry backoff of failed jobs of this queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,11 +90,13 @@ pub struct JobDefaults {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
-    /// The wait after the first failure, in milliseconds.
-    #[schema(minimum = 1)]
+    /// The wait after the first failure (`"1s"` or milliseconds).
+    #[serde(rename = "base", with = "crate::duration::millis_text")]
+    #[schema(value_type = crate::duration::FlexDuration)]
     pub base_ms: u64,
-    /// The longest wait, in milliseconds.
-    #[schema(minimum = 1)]
+    /// The longest wait (`"1h"` or milliseconds).
+    #[serde(rename = "max", with = "crate::duration::millis_text")]
+    #[schema(value_type = crate::duration::FlexDuration)]
     pub max_ms: u64,
 }
 
@@ -148,13 +155,14 @@ pub struct QueueSettingsPatch {
     )]
     #[schema(value_type = Option<i32>, minimum = -1000, maximum = 1000)]
     pub priority: Option<Option<i32>>,
-    /// New default timeout in milliseconds; `null` removes it.
+    /// New default timeout (`"5m"` or milliseconds); `null` removes it.
     #[serde(
         default,
+        rename = "timeout",
         skip_serializing_if = "Option::is_none",
-        with = "crate::queue::patch_field"
+        with = "crate::duration::patch_millis_text"
     )]
-    #[schema(value_type = Option<u64>, minimum = 1)]
+    #[schema(value_type = Option<crate::duration::FlexDuration>)]
     pub timeout_ms: Option<Option<u64>>,
     /// New backoff; `null` removes it.
     #[serde(
@@ -276,5 +284,33 @@ impl JobDefaults {
                 job.timeout = Some(std::time::Duration::from_millis(t));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_use_duration_texts_on_the_wire() {
+        let patch: QueueSettingsPatch = serde_json::from_str(
+            r#"{"rate":{"limit":100,"period":"1s","burst":200},"timeout":"30s",
+                "backoff":{"base":"1s","max":"1h"},"concurrency":null}"#,
+        )
+        .expect("patch");
+        assert_eq!(patch.concurrency, Some(None));
+        assert_eq!(patch.timeout_ms, Some(Some(30_000)));
+        let s = patch.apply_to(&QueueSettings::default());
+        assert_eq!(s.rate.map(|r| r.period_ms), Some(1000));
+        assert_eq!(
+            serde_json::to_value(&s).expect("json"),
+            serde_json::json!({
+                "rate": {"limit": 100, "period": "1s", "burst": 200},
+                "defaults": {"timeout": "30s", "backoff": {"base": "1s", "max": "1h"}}
+            })
+        );
+        let back: QueueSettings =
+            serde_json::from_value(serde_json::to_value(&s).expect("json")).expect("back");
+        assert_eq!(back, s);
     }
 }

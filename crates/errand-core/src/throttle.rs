@@ -27,8 +27,9 @@ pub struct RateLimit {
     /// Starts per period.
     #[schema(minimum = 1)]
     pub limit: u32,
-    /// The period in milliseconds.
-    #[schema(minimum = 1)]
+    /// The period (`"1s"`, `"1m"` or milliseconds); kept in milliseconds.
+    #[serde(rename = "period", with = "crate::duration::millis_text")]
+    #[schema(value_type = crate::duration::FlexDuration)]
     pub period_ms: u64,
     /// Starts allowed at once; defaults to `limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

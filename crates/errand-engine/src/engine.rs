@@ -60,6 +60,8 @@ pub struct Engine {
     /// Rung when this process recorded a delivery that is due now (a fan-out, a job with a
     /// `callback_url` ending), so the delivery worker sends it without waiting for its poll.
     pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
+    /// Workers seen claiming since the last flush to the store.
+    pub(crate) workers_seen: crate::worker_registry::WorkerRegistry,
 }
 
 impl Engine {
@@ -80,6 +82,7 @@ impl Engine {
             node_id: NodeId::new(),
             next_slot_hint: std::sync::atomic::AtomicI64::new(i64::MAX),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
+            workers_seen: Default::default(),
         })
     }
 
@@ -137,6 +140,10 @@ impl Engine {
             state: job.state,
         });
         if job.state == JobState::Available {
+            self.waker.wake(&job.queue, Ready::Jobs(1));
+        } else if job.state != JobState::Running && job.ordering.gate().is_some() {
+            // A job leaving its gate's place lets the next in line in, most often a job of
+            // the same queue: its claims wake now rather than at their next re-check.
             self.waker.wake(&job.queue, Ready::Jobs(1));
         }
         if job.callback_url.is_some() && job.state.is_final() {
@@ -199,6 +206,13 @@ impl Engine {
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
         let deadline = Instant::now() + req.wait;
+        self.workers_seen.note(
+            &req.worker,
+            self.node_id,
+            &req.queue,
+            &req.kinds,
+            errand_core::time::system_now(),
+        );
         let filtered = !req.kinds.is_empty();
         let params = JobClaimParams {
             queue: req.queue,

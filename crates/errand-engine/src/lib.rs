@@ -18,6 +18,7 @@ mod job_logs;
 pub mod maintenance;
 mod marks;
 mod nodes;
+mod ordering;
 mod queue_waker;
 mod queues;
 mod schedule_admin;
@@ -25,6 +26,7 @@ mod schedules;
 mod subscriptions;
 mod unheard_claim;
 mod waiters;
+mod worker_registry;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};

@@ -45,6 +45,10 @@ impl Engine {
     }
 
     /// A queue's figures with the claims parked on it in this process.
+    pub(crate) fn queue_with_waiting(&self, info: QueueInfo) -> QueueInfo {
+        self.with_waiting(info)
+    }
+
     fn with_waiting(&self, mut info: QueueInfo) -> QueueInfo {
         info.waiting_claims = u32::try_from(self.waiting_claims(&info.name)).unwrap_or(u32::MAX);
         info

@@ -31,7 +31,9 @@ use utoipa::{OpenApi, ToSchema};
     tags(
         (name = "jobs", description = "Enqueue, inspect, cancel and retry jobs"),
         (name = "workers", description = "The remote worker protocol: claim, heartbeat, complete, fail, settle, ship log lines"),
-        (name = "queues", description = "Queues and their counts; pause and resume"),
+        (name = "queues", description = "Queues and their counts; settings (concurrency, rate, defaults for new jobs); pause and resume"),
+        (name = "limits", description = "Concurrency and rate limits of kinds and rate keys, enforced across nodes"),
+        (name = "sessions", description = "Ordered sessions: jobs of one session key run one at a time in enqueue order and share durable state"),
         (name = "dead", description = "Dead jobs: list, requeue, purge"),
         (name = "schedules", description = "Cron and interval schedules that fire exactly once per slot"),
         (name = "definitions", description = "Job definitions of the jobs directory: list, run on demand, stop and start continuous ones, webhooks, instance logs"),

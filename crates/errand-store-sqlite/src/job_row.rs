@@ -13,7 +13,8 @@ use crate::fault::{Fault, QResult};
 pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority, run_at, attempt, \
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
      lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
-     reply_to, correlation_id, callback_url";
+     reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
+     fairness_weight, rate_key, parked";
 
 fn corrupt(what: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(what.to_string()))
@@ -72,8 +73,16 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
         finished_at: instant(row, 21)?,
         schedule: row.get(22)?,
         slot: instant(row, 23)?,
-        ordering: Default::default(),
-        parked: Default::default(),
+        ordering: errand_core::ordering::JobOrdering::from_stored(
+            row.get::<_, Option<String>>(27)?.as_deref(),
+            row.get(28)?,
+            row.get::<_, Option<String>>(29)?.as_deref(),
+            row.get(30)?,
+            row.get(31)?,
+            row.get(32)?,
+        )
+        .map_err(corrupt)?,
+        parked: row.get(33)?,
     })
 }
 

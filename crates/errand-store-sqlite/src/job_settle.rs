@@ -11,6 +11,7 @@ use crate::fault::{Fault, QResult};
 use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
 use crate::job_write::fenced;
 use crate::transition::record_change;
+use crate::{gate, session};
 
 /// A step after a settle's first write: a refusal there (which would fail only its own
 /// entry) would leave that write standing, so it fails the whole batch instead, which the
@@ -80,7 +81,7 @@ pub(crate) fn fail_running(
         "UPDATE jobs SET state = ?2, run_at = ?3, error = ?4, finished_at = ?5, lease_token = NULL, \
          lease_expires_at = NULL, updated_at = ?1 WHERE id = ?6 RETURNING {JOB_COLUMNS}"
     ))?;
-    let job = query_jobs(
+    let mut job = query_jobs(
         &mut stmt,
         params![
             now,
@@ -94,6 +95,7 @@ pub(crate) fn fail_running(
     .pop()
     .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
     after_write(close_attempt(conn, now, id, attempt, outcome, Some(error)))?;
+    after_write(gate::released(conn, now, &mut job))?;
     if let Some(ty) = EventType::for_end(job.state) {
         after_write(record_change(conn, now, &job, ty))?;
     }
@@ -136,8 +138,12 @@ pub(crate) fn settle_one(
             lease_token,
             result,
             report,
-            session_state: _,
+            session_state,
         } => {
+            let state_text = session_state
+                .as_ref()
+                .map(|v| session::check_state(*id, v, conn, now, *lease_token))
+                .transpose()?;
             let mut stmt = conn.prepare_cached(&format!(
                 "UPDATE jobs SET state = 'succeeded', result = ?2, error = NULL, finished_at = ?1, \
                  lease_token = NULL, lease_expires_at = NULL, updated_at = ?1 \
@@ -154,13 +160,19 @@ pub(crate) fn settle_one(
                 ],
             )?
             .pop();
-            let Some(job) = job else {
+            let Some(mut job) = job else {
                 return repeat_or_fenced(conn, *id, *lease_token, AttemptOutcome::Succeeded);
             };
             after_write(
                 close_attempt(conn, now, *id, job.attempt, AttemptOutcome::Succeeded, None)
-                    .and_then(|()| record_report(conn, *id, job.attempt, report.as_ref()))
-                    .and_then(|()| record_change(conn, now, &job, EventType::JobSucceeded)),
+                    .and_then(|()| record_report(conn, *id, job.attempt, report.as_ref())),
+            )?;
+            if let (Some(text), Some(key)) = (&state_text, &job.ordering.session_key) {
+                after_write(session::write_state(conn, now, key, text))?;
+            }
+            after_write(
+                gate::released(conn, now, &mut job)
+                    .and_then(|_| record_change(conn, now, &job, EventType::JobSucceeded)),
             )?;
             Ok(job)
         }
@@ -172,20 +184,22 @@ pub(crate) fn settle_one(
             dead,
             report,
         } => {
-            let held: Option<(u32, u32)> = conn
+            let held: Option<(u32, u32, Option<String>)> = conn
                 .prepare_cached(
-                    "SELECT attempt, max_attempts FROM jobs \
+                    "SELECT attempt, max_attempts, (SELECT defaults FROM queues WHERE name = jobs.queue) \
+                     FROM jobs \
                      WHERE id = ?2 AND state = 'running' AND lease_token = ?3 AND lease_expires_at > ?1",
                 )?
                 .query_row(
                     params![now, id.as_bytes().as_slice(), lease_token.as_bytes().as_slice()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((attempt, max_attempts)) = held else {
+            let Some((attempt, max_attempts, defaults)) = held else {
                 return repeat_or_fenced(conn, *id, *lease_token, AttemptOutcome::Failed);
             };
-            let retry = AfterFailure::decide(attempt, max_attempts, *retry_in, *dead, policy);
+            let policy = queue_policy(defaults.as_deref(), policy)?;
+            let retry = AfterFailure::decide(attempt, max_attempts, *retry_in, *dead, &policy);
             let job = fail_running(
                 conn,
                 now,
@@ -209,9 +223,9 @@ pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> 
     }
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'cancelled', finished_at = ?1, lease_token = NULL, \
-         lease_expires_at = NULL, updated_at = ?1 WHERE id = ?2 RETURNING {JOB_COLUMNS}"
+         lease_expires_at = NULL, parked = 0, updated_at = ?1 WHERE id = ?2 RETURNING {JOB_COLUMNS}"
     ))?;
-    let cancelled = query_jobs(&mut stmt, params![now, id.as_bytes().as_slice()])?
+    let mut cancelled = query_jobs(&mut stmt, params![now, id.as_bytes().as_slice()])?
         .pop()
         .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
     if job.state == JobState::Running {
@@ -224,6 +238,11 @@ pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> 
             Some("cancelled"),
         )?;
     }
+    if job.parked {
+        gate::left_line(conn, now, &cancelled)?;
+    } else {
+        gate::released(conn, now, &mut cancelled)?;
+    }
     record_change(conn, now, &cancelled, EventType::JobCancelled)?;
     Ok(cancelled)
 }
@@ -235,19 +254,42 @@ pub(crate) const REVIVE: &str = "state = 'available', run_at = :now, finished_at
 
 /// Runs a dead, cancelled or retry-waiting job again now.
 pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
-    let job = load_job(conn, id)?;
-    if !job.state.can_retry() {
-        return Err(Fault::Store(StoreError::not_retryable(id, job.state)));
+    let before = load_job(conn, id)?;
+    if !before.state.can_retry() {
+        return Err(Fault::Store(StoreError::not_retryable(id, before.state)));
     }
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET {REVIVE} WHERE id = :id RETURNING {JOB_COLUMNS}"
     ))?;
-    let job = query_jobs(
+    let mut job = query_jobs(
         &mut stmt,
         named_params! {":now": now, ":id": id.as_bytes().as_slice()},
     )?
     .pop()
     .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+    if before.state.is_final() {
+        gate::revived(conn, now, &mut job)?;
+    } else {
+        gate::made_due(conn, now, &mut job)?;
+    }
     record_change(conn, now, &job, EventType::JobEnqueued)?;
     Ok(job)
+}
+
+/// The retry policy of a failure that named no `retry_in`: the queue's backoff when its
+/// defaults set one (with the server's jitter), else the server's.
+fn queue_policy(defaults: Option<&str>, policy: &RetryPolicy) -> QResult<RetryPolicy> {
+    let Some(text) = defaults else {
+        return Ok(*policy);
+    };
+    let defaults: errand_core::queue::JobDefaults = serde_json::from_str(text)
+        .map_err(|e| Fault::Store(StoreError::Corrupt(format!("queue defaults: {e}"))))?;
+    Ok(match defaults.backoff {
+        Some(b) => RetryPolicy {
+            base: std::time::Duration::from_millis(b.base_ms),
+            max: std::time::Duration::from_millis(b.max_ms),
+            jitter: policy.jitter,
+        },
+        None => *policy,
+    })
 }

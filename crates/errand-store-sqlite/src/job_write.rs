@@ -1,17 +1,19 @@
 //! Writes that start a job's life: insert, claim, heartbeat. They run on the writer thread.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use errand_core::job::RunAt;
-use errand_core::{EventType, Job, JobState, LeaseToken, Millis, NewJob};
-use errand_store::{
-    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobReleaseManyParams, StoreError,
-};
+use errand_core::{EventType, Job, JobState, Millis, NewJob};
+use errand_store::{InsertedJob, JobHeartbeatParams, JobReleaseManyParams, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
+
+use errand_core::ordering::Gate;
 
 use crate::fault::{Fault, QResult};
 use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
-use crate::transition::{record_change, record_changes};
+use crate::queue_row::{self, QueueRow};
+use crate::transition::record_change;
+use crate::{fairness, gate};
 
 fn duration_ms(d: std::time::Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -55,20 +57,24 @@ pub(crate) fn prepare(jobs: Vec<NewJob>) -> Result<Vec<PreparedJob>, StoreError>
         .collect()
 }
 
-/// Inserts a batch; the caller's savepoint makes it all-or-nothing.
+/// Inserts a batch; the caller's savepoint makes it all-or-nothing. Each job first takes
+/// its queue's defaults; a job of a fair queue gets its rank, a gated job its place or
+/// its spot in the line. A plain job in a queue without tenants costs no statement more.
 pub(crate) fn insert_many(
     conn: &Connection,
     now: Millis,
     jobs: Vec<PreparedJob>,
     idempotency_window: std::time::Duration,
 ) -> QResult<Vec<InsertedJob>> {
-    let queues: BTreeSet<&str> = jobs.iter().map(|j| j.job.queue.as_str()).collect();
+    let names: BTreeSet<&str> = jobs.iter().map(|j| j.job.queue.as_str()).collect();
+    let mut queues: HashMap<String, QueueRow> = HashMap::with_capacity(names.len());
     {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO queues (name, paused, created_at) VALUES (?1, 0, ?2) ON CONFLICT DO NOTHING",
         )?;
-        for q in queues {
+        for q in names {
             stmt.execute(params![q, now])?;
+            queues.insert(q.to_string(), queue_row::read(conn, q)?.unwrap_or_default());
         }
     }
     let window = duration_ms(idempotency_window);
@@ -76,10 +82,19 @@ pub(crate) fn insert_many(
     let mut insert = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
          timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, \
-         schedule_name, schedule_slot, reply_to, correlation_id, callback_url) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18)",
+         schedule_name, schedule_slot, reply_to, correlation_id, callback_url, gate, gate_limit, \
+         gate_seq, session_on_dead, parked, fairness_key, fairness_weight, fair_rank, rate_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
     )?;
-    for PreparedJob { job, payload, tags } in jobs {
+    for PreparedJob {
+        mut job,
+        payload,
+        tags,
+    } in jobs
+    {
+        let q = queues.entry(job.queue.as_str().to_string()).or_default();
+        q.settings.defaults.apply(&mut job);
         if let Some(key) = &job.idempotency_key {
             if let Some(existing) = live_duplicate(conn, key, now)? {
                 out.push(InsertedJob {
@@ -95,7 +110,19 @@ pub(crate) fn insert_many(
         } else {
             JobState::Available
         };
+        let plain = job.ordering.is_plain();
+        let rank = if plain && !q.fair {
+            None
+        } else {
+            fairness::rank_new(conn, job.queue.as_str(), q, &job.ordering)?
+        };
+        let gate = job.ordering.gate();
+        let (seq, parked) = match &gate {
+            Some(g) => gate::arrive(conn, now, g, run_at <= now, false)?,
+            None => (None, false),
+        };
         let timeout_ms = job.timeout.map(duration_ms);
+        let o = &job.ordering;
         insert.execute(params![
             job.id.as_bytes().as_slice(),
             job.kind.as_str(),
@@ -117,8 +144,18 @@ pub(crate) fn insert_many(
             job.notify.reply_to.as_ref().map(|q| q.as_str()),
             job.notify.correlation_id,
             job.notify.callback_url,
+            gate.as_ref().map(Gate::stored_name),
+            o.concurrency_limit,
+            seq,
+            o.session_on_dead.map(|d| d.as_str()),
+            parked,
+            o.fairness_key,
+            o.fairness_weight,
+            rank,
+            o.rate_key,
         ])?;
-        let job = Job::inserted(job, state, run_at, now);
+        let mut job = Job::inserted(job, state, run_at, now);
+        job.parked = parked;
         record_change(conn, now, &job, EventType::JobEnqueued)?;
         out.push(InsertedJob {
             job,
@@ -150,96 +187,6 @@ fn live_duplicate(conn: &Connection, key: &str, now: Millis) -> QResult<Option<J
     )?
     .execute([id])?;
     Ok(None)
-}
-
-/// Leases up to `max` ready jobs of one queue and opens an attempt for each.
-pub(crate) fn claim(
-    conn: &Connection,
-    now: Millis,
-    p: &JobClaimParams,
-) -> QResult<Vec<ClaimedJob>> {
-    let paused: Option<bool> = conn
-        .prepare_cached("SELECT paused FROM queues WHERE name = ?1")?
-        .query_row([p.queue.as_str()], |r| r.get(0))
-        .optional()?;
-    if paused != Some(false) {
-        return Ok(Vec::new());
-    }
-    let token = LeaseToken::new();
-    let lease_ms = duration_ms(p.lease);
-    let kind_filter = if p.kinds.is_empty() {
-        ""
-    } else {
-        "AND kind IN (SELECT value FROM json_each(?7))"
-    };
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?3, lease_token = ?4, \
-         lease_ms = ?5, lease_expires_at = ?1 + ?5, started_at = ?1, updated_at = ?1 \
-         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_ready \
-             WHERE queue = ?2 AND state IN ('available', 'scheduled') AND parked = 0 AND run_at <= ?1 {kind_filter} \
-             ORDER BY priority DESC, fair_rank, run_at, id LIMIT ?6) \
-         RETURNING {JOB_COLUMNS}"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let kinds_json = serde_json::Value::from(
-        p.kinds
-            .iter()
-            .map(|k| k.as_str().to_string())
-            .collect::<Vec<_>>(),
-    )
-    .to_string();
-    let base = params![
-        now,
-        p.queue.as_str(),
-        p.worker,
-        token.as_bytes().as_slice(),
-        lease_ms,
-        p.max
-    ];
-    let mut jobs = if p.kinds.is_empty() {
-        query_jobs(&mut stmt, base)?
-    } else {
-        query_jobs(
-            &mut stmt,
-            params![
-                now,
-                p.queue.as_str(),
-                p.worker,
-                token.as_bytes().as_slice(),
-                lease_ms,
-                p.max,
-                kinds_json
-            ],
-        )?
-    };
-    jobs.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then(a.run_at.cmp(&b.run_at))
-            .then(a.id.cmp(&b.id))
-    });
-    let mut open_attempt = conn.prepare_cached(
-        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
-         VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-    )?;
-    for job in &jobs {
-        open_attempt.execute(params![
-            job.id.as_bytes().as_slice(),
-            job.attempt,
-            p.worker,
-            now,
-            token.as_bytes().as_slice()
-        ])?;
-    }
-    record_changes(conn, now, jobs.iter().map(|j| (j, EventType::JobStarted)))?;
-    Ok(jobs
-        .into_iter()
-        .map(|job| ClaimedJob {
-            job,
-            lease_token: token,
-            session: Default::default(),
-        })
-        .collect())
 }
 
 /// Undoes claims whose caller went away: each job its token still holds goes back to

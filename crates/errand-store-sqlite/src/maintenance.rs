@@ -8,6 +8,7 @@ use errand_store::{JobPruneParams, JobRescueParams, StoreError};
 use rusqlite::{params, Connection};
 
 use crate::fault::{Fault, QResult};
+use crate::gate;
 use crate::job_settle::fail_running;
 
 struct StuckRow {
@@ -67,14 +68,27 @@ pub(crate) fn promote_due(conn: &Connection, now: Millis, limit: u32) -> QResult
     let mut stmt = conn.prepare_cached(
         "UPDATE jobs SET state = 'available', updated_at = ?1 WHERE id IN \
          (SELECT id FROM jobs INDEXED BY jobs_scheduled WHERE state = 'scheduled' AND run_at <= ?1 \
-          ORDER BY run_at LIMIT ?2) RETURNING queue",
+          ORDER BY run_at LIMIT ?2) RETURNING queue, CASE WHEN parked = 1 THEN gate END",
     )?;
     let mut rows = stmt.query(params![now, limit])?;
     let mut queues = BTreeSet::new();
+    // Parked jobs made due stay parked: their gates let them in if a place is free.
+    let mut gates = BTreeSet::new();
     while let Some(row) = rows.next()? {
         let q: String = row.get(0)?;
-        queues.insert(q);
+        let g: Option<String> = row.get(1)?;
+        match g {
+            Some(g) => {
+                gates.insert(g);
+            }
+            None => {
+                queues.insert(q);
+            }
+        }
     }
+    drop(rows);
+    let gates: Vec<String> = gates.into_iter().collect();
+    queues.extend(gate::admit_due(conn, now, &gates)?);
     queues
         .into_iter()
         .map(|q| QueueName::parse(&q).map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string()))))

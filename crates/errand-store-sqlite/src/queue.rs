@@ -10,19 +10,44 @@ use crate::fault::{Fault, QResult};
 use crate::job_row::{query_jobs, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
 use crate::transition::record_changes;
+use crate::{gate, queue_row};
 
-/// The earliest `run_at` of a queue's ready jobs without reading them all: the claim index
-/// (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest first, so this
-/// hops from one priority present to the next and takes one entry from each. The cost
-/// grows with the number of distinct priorities in the queue, not with its jobs.
+/// Changes a queue's settings (and pauses or resumes it), creating it when missing.
+pub(crate) fn update(
+    conn: &Connection,
+    now: Millis,
+    name: &QueueName,
+    patch: &errand_core::queue::QueueSettingsPatch,
+) -> QResult<QueueInfo> {
+    queue_row::update(conn, now, name.as_str(), patch)?;
+    list(conn, now, Some(name))?
+        .pop()
+        .ok_or_else(|| Fault::Store(StoreError::queue_not_found(name)))
+}
+
+/// The earliest `run_at` of a queue's ready jobs without reading them all. The claim
+/// index (`jobs_ready`: queue, priority DESC, fair_rank, run_at, parked jobs left out)
+/// holds, within each priority, the jobs without a fair rank (every job of a queue without
+/// tenants) in `run_at` order, so this hops from one priority present to the next and
+/// takes the first of those. Ranked jobs (a fair queue) are ordered by rank, not `run_at`:
+/// their minimum is a scan of that priority's ranked jobs, an empty range in a queue
+/// without tenants. The cost of a plain queue grows with its distinct priorities, not its
+/// jobs.
 const OLDEST_READY: &str = "WITH RECURSIVE p(pr) AS ( \
-        SELECT MAX(priority) FROM jobs WHERE queue = ?1 AND state IN ('available', 'scheduled') \
+        SELECT MAX(priority) FROM jobs INDEXED BY jobs_ready \
+        WHERE queue = ?1 AND state IN ('available', 'scheduled') AND parked = 0 \
         UNION ALL \
-        SELECT (SELECT MAX(priority) FROM jobs \
-                WHERE queue = ?1 AND state IN ('available', 'scheduled') AND priority < p.pr) \
+        SELECT (SELECT MAX(priority) FROM jobs INDEXED BY jobs_ready \
+                WHERE queue = ?1 AND state IN ('available', 'scheduled') AND parked = 0 \
+                AND priority < p.pr) \
         FROM p WHERE p.pr IS NOT NULL) \
-    SELECT MIN((SELECT MIN(run_at) FROM jobs \
-                WHERE queue = ?1 AND state IN ('available', 'scheduled') AND priority = p.pr)) \
+    SELECT MIN(MIN( \
+        COALESCE((SELECT MIN(run_at) FROM jobs INDEXED BY jobs_ready \
+                WHERE queue = ?1 AND state IN ('available', 'scheduled') AND parked = 0 \
+                AND priority = p.pr AND fair_rank IS NULL), 9223372036854775807), \
+        COALESCE((SELECT MIN(run_at) FROM jobs INDEXED BY jobs_ready \
+                WHERE queue = ?1 AND state IN ('available', 'scheduled') AND parked = 0 \
+                AND priority = p.pr AND fair_rank IS NOT NULL), 9223372036854775807))) \
     FROM p WHERE p.pr IS NOT NULL";
 
 /// Reads every queue, or one, with counts per state and the age of the oldest ready job.
@@ -54,6 +79,11 @@ pub(crate) fn list(
         );
     }
     drop(rows);
+    for (name, q) in queues.iter_mut() {
+        if let Some(row) = queue_row::read(conn, name)? {
+            q.settings = row.settings;
+        }
+    }
     let mut counts = conn.prepare_cached(
         "SELECT queue, state, n FROM queue_counts WHERE (?1 IS NULL OR queue = ?1) AND n > 0",
     )?;
@@ -71,7 +101,7 @@ pub(crate) fn list(
     for (name, q) in queues.iter_mut() {
         let run_at: Option<Millis> = oldest.query_row([name], |r| r.get(0))?;
         q.oldest_available_age_ms = run_at
-            .filter(|&r| r <= now)
+            .filter(|&r| r <= now && r != Millis::MAX)
             .map(|r| now.saturating_sub(r).max(0) as u64);
     }
     Ok(queues.into_values().collect())
@@ -119,10 +149,14 @@ pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) 
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
     ))?;
-    let jobs = query_jobs(
+    let mut jobs = query_jobs(
         &mut stmt,
         named_params! {":now": now, ":queue": queue, ":ids": ids},
     )?;
+    drop(stmt);
+    for job in &mut jobs {
+        gate::revived(conn, now, job)?;
+    }
     record_changes(conn, now, jobs.iter().map(|j| (j, EventType::JobEnqueued)))?;
     Ok(jobs.len() as u64)
 }

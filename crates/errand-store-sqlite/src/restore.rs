@@ -9,6 +9,7 @@ use rusqlite::{params, Connection};
 
 use crate::fault::QResult;
 use crate::job_row::json_text;
+use crate::{fairness, gate, queue_row};
 
 fn json<T: serde::Serialize>(v: &T) -> QResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Invalid(e.to_string()).into())
@@ -23,9 +24,10 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
         "INSERT OR IGNORE INTO jobs (id, kind, queue, state, payload, priority, run_at, attempt, max_attempts, \
          timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, worker, \
          created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, reply_to, \
-         correlation_id, callback_url) \
+         correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
+         fairness_weight, rate_key) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
     )?;
     let mut attempt = conn.prepare_cached(
         "INSERT OR IGNORE INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error, \
@@ -72,11 +74,28 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
             job.reply_to.as_ref().map(|q| q.as_str()),
             job.correlation_id,
             job.callback_url,
+            job.ordering.gate().map(|g| g.stored_name()),
+            job.ordering.concurrency_limit,
+            job.ordering.session_on_dead.map(|d| d.as_str()),
+            job.ordering.fairness_key,
+            job.ordering.fairness_weight,
+            job.ordering.rate_key,
         ])?;
         if n == 0 {
             continue;
         }
         inserted += 1;
+        let state = restored_state(job.state);
+        if !state.is_final() {
+            rejoin(
+                conn,
+                now,
+                job.id,
+                job.queue.as_str(),
+                &job.ordering,
+                to_millis(job.run_at),
+            )?;
+        }
         if let (Some(schedule), Some(slot)) = (&job.schedule, job.slot) {
             ledger.execute(params![
                 schedule,
@@ -99,6 +118,35 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
         }
     }
     Ok(inserted)
+}
+
+/// A restored unfinished job takes its fair rank and arrives at its gate like an insert,
+/// in the order the export gives.
+fn rejoin(
+    conn: &Connection,
+    now: Millis,
+    id: errand_core::JobId,
+    queue: &str,
+    ordering: &errand_core::ordering::JobOrdering,
+    run_at: Millis,
+) -> QResult<()> {
+    let mut q = queue_row::read(conn, queue)?.unwrap_or_default();
+    let rank = if ordering.is_plain() && !q.fair {
+        None
+    } else {
+        fairness::rank_new(conn, queue, &mut q, ordering)?
+    };
+    let (seq, parked) = match ordering.gate() {
+        Some(g) => gate::arrive(conn, now, &g, run_at <= now, false)?,
+        None => (None, false),
+    };
+    if rank.is_some() || seq.is_some() {
+        conn.prepare_cached(
+            "UPDATE jobs SET fair_rank = ?2, gate_seq = ?3, parked = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id.as_bytes().as_slice(), rank, seq, parked])?;
+    }
+    Ok(())
 }
 
 /// Creates a queue or sets whether it is paused.

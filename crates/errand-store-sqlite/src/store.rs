@@ -32,10 +32,21 @@ use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::writer::Writer;
 use crate::{
-    definition_switch, delivery_queue, event_log, instance, job_log, job_read, job_row, job_settle,
-    job_write, maintenance, mark, named_lease, node, queue, restore, schedule, schema,
-    subscription,
+    claim, definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read,
+    job_row, job_settle, job_write, limit, maintenance, mark, named_lease, node, queue, restore,
+    schedule, schema, session, subscription, worker,
 };
+
+/// Runs several reads on one snapshot: a read connection outside a transaction gives each
+/// statement its own.
+fn in_snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> QResult<T>) -> QResult<T> {
+    conn.execute_batch("BEGIN")?;
+    let out = f(conn);
+    let end = conn.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    let out = out?;
+    end?;
+    Ok(out)
+}
 
 fn millis_of(d: std::time::Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -293,84 +304,114 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn queue_update(
         &self,
-        _name: &QueueName,
-        _patch: errand_core::queue::QueueSettingsPatch,
+        name: &QueueName,
+        patch: errand_core::queue::QueueSettingsPatch,
     ) -> Result<QueueInfo, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        patch
+            .validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let name = name.clone();
+        self.write_at(move |conn, now| queue::update(conn, now, &name, &patch))
+            .await
     }
 
     async fn limit_put(
         &self,
-        _limit: errand_core::throttle::Limit,
+        limit: errand_core::throttle::Limit,
     ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        limit
+            .validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.write_at(move |conn, now| limit::put(conn, now, &limit))
+            .await
     }
 
     async fn limit_get(
         &self,
-        _scope: errand_core::throttle::LimitScope,
-        _name: &str,
+        scope: errand_core::throttle::LimitScope,
+        name: &str,
     ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        let name = name.to_string();
+        self.read_at(move |conn, now| limit::get(conn, now, scope, &name))
+            .await
     }
 
     async fn limit_list(&self) -> Result<Vec<errand_core::throttle::LimitInfo>, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        self.read_at(limit::list).await
     }
 
     async fn limit_delete(
         &self,
-        _scope: errand_core::throttle::LimitScope,
-        _name: &str,
+        scope: errand_core::throttle::LimitScope,
+        name: &str,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        let name = name.to_string();
+        self.writer
+            .write(move |conn| limit::delete(conn, scope, &name))
+            .await
     }
 
-    async fn session_get(&self, _key: &str) -> Result<errand_core::session::Session, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+    async fn session_get(&self, key: &str) -> Result<errand_core::session::Session, StoreError> {
+        let key = key.to_string();
+        self.readers
+            .read(move |conn| in_snapshot(conn, |c| session::get(c, &key)))
+            .await
     }
 
     async fn session_list(
         &self,
-        _params: errand_store::SessionListParams,
+        params: errand_store::SessionListParams,
     ) -> Result<Vec<errand_core::session::Session>, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        self.readers
+            .read(move |conn| in_snapshot(conn, |c| session::list(c, &params)))
+            .await
     }
 
     async fn session_state_put(
         &self,
-        _params: errand_store::SessionStatePutParams,
+        params: errand_store::SessionStatePutParams,
     ) -> Result<errand_core::session::Session, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        self.write_at(move |conn, now| session::state_put(conn, now, &params))
+            .await
     }
 
     async fn session_unblock(
         &self,
-        _key: &str,
+        key: &str,
     ) -> Result<errand_core::session::Session, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        let key = key.to_string();
+        self.write_at(move |conn, now| session::unblock(conn, now, &key))
+            .await
     }
 
     async fn job_explain_facts(
         &self,
-        _id: errand_core::JobId,
+        id: errand_core::JobId,
     ) -> Result<errand_core::explain::ExplainFacts, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        self.read_at(move |conn, now| in_snapshot(conn, |c| explain::facts(c, now, id)))
+            .await
     }
 
     async fn worker_seen_many(
         &self,
-        _seen: Vec<errand_core::worker::WorkerSeen>,
+        seen: Vec<errand_core::worker::WorkerSeen>,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .write(move |conn| worker::seen_many(conn, &seen))
+            .await
     }
 
     async fn worker_list(&self) -> Result<Vec<errand_core::worker::WorkerInfo>, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+        self.readers.read(worker::list).await
     }
 
-    async fn worker_prune(&self, _older_than: std::time::Duration) -> Result<u64, StoreError> {
-        Err(StoreError::Internal("issue 11: not built yet".into()))
+    async fn worker_prune(&self, older_than: std::time::Duration) -> Result<u64, StoreError> {
+        let older = millis_of(older_than);
+        self.write_at(move |conn, now| worker::prune(conn, now, older))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -412,7 +453,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        self.write_at(move |conn, now| job_write::claim(conn, now, &params))
+        self.write_at(move |conn, now| claim::claim(conn, now, &params))
             .await
     }
 

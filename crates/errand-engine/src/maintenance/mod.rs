@@ -12,6 +12,7 @@ mod queue_count_folder;
 mod schedule_runner;
 mod schedule_slot_cleaner;
 mod wakeup_listener;
+mod worker_flusher;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTE
 pub(crate) use pass_failures::PassFailures;
 pub use queue_count_folder::fold_counts_once;
 pub use schedule_slot_cleaner::prune_slots_once;
+pub use worker_flusher::{prune_workers_once, WORKER_FORGET_AFTER};
 
 /// Starts every maintenance service; they stop when `token` is cancelled.
 pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
@@ -52,6 +54,7 @@ pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> 
         set.spawn(schedule_runner::run(engine.clone(), token.clone()));
         set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));
     }
+    set.spawn(worker_flusher::run(engine.clone(), token.clone()));
     set.spawn(wakeup_listener::run(engine, token));
     set
 }

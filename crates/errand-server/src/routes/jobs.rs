@@ -226,3 +226,16 @@ pub(crate) async fn attempts(
         attempts: state.engine.attempts(job_id(&id)?).await?,
     }))
 }
+
+/// Why the job has not started, now: every reason that holds (queue paused, `run_at` in
+/// the future, lock key held, session head, a concurrency limit reached, rate-limited,
+/// no worker), most decisive first, in words and as codes.
+#[utoipa::path(get, path = "/v1/jobs/{id}/explain", operation_id = "explain_job", tag = "jobs",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
+    responses((status = 200, description = "The reasons", body = errand_core::explain::Explanation), (status = 404, body = ErrorBody)))]
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<errand_core::explain::Explanation>, ApiError> {
+    Ok(Json(state.engine.explain(job_id(&id)?).await?))
+}

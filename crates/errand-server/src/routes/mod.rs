@@ -7,13 +7,16 @@ mod events;
 mod health;
 mod hooks;
 mod jobs;
+mod limits;
 mod logs;
 mod nodes;
 mod queues;
 mod schedules;
+mod sessions;
 pub(crate) mod subscriptions;
 mod worker;
 mod worker_logs;
+mod workers;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -32,6 +35,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::retry))
         .routes(routes!(jobs::attempts))
+        .routes(routes!(jobs::explain))
         .routes(routes!(subscriptions::job_deliveries))
         .routes(routes!(definitions::list))
         .routes(routes!(definitions::get))
@@ -48,13 +52,20 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logs::job_logs, worker_logs::append))
         .routes(routes!(events::stream))
         .routes(routes!(queues::list))
-        .routes(routes!(queues::get))
+        .routes(routes!(queues::get, queues::update))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))
         .routes(routes!(dead::list))
         .routes(routes!(dead::requeue))
         .routes(routes!(dead::purge))
         .routes(routes!(nodes::list))
+        .routes(routes!(workers::list))
+        .routes(routes!(limits::list))
+        .routes(routes!(limits::get, limits::put, limits::delete))
+        .routes(routes!(sessions::list))
+        .routes(routes!(sessions::get))
+        .routes(routes!(sessions::put_state))
+        .routes(routes!(sessions::unblock))
         .routes(routes!(schedules::create, schedules::list))
         .routes(routes!(schedules::get, schedules::put, schedules::delete))
         .routes(routes!(schedules::trigger))

@@ -72,7 +72,7 @@ pub(crate) async fn claim(
     Ok(Json(ClaimResponse {
         jobs: claimed
             .into_iter()
-            .map(|c| ClaimedJobView::new(c.job, c.lease_token))
+            .map(|c| ClaimedJobView::new(c.job, c.lease_token).with_session(c.session))
             .collect(),
     }))
 }
@@ -127,7 +127,13 @@ pub(crate) async fn complete(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<Job>, ApiError> {
-    let settlement = completion(job_id(&id)?, req.lease_token, req.result, req.report);
+    let settlement = completion(
+        job_id(&id)?,
+        req.lease_token,
+        req.result,
+        req.report,
+        req.session_state,
+    );
     storable("", &settlement)?;
     let job = state.engine.settle(settlement).await?;
     Ok(Json(job))
@@ -138,13 +144,14 @@ fn completion(
     lease_token: errand_core::LeaseToken,
     result: Option<serde_json::Value>,
     report: Option<RunReport>,
+    session_state: Option<serde_json::Value>,
 ) -> Settlement {
     Settlement::Complete {
         id,
         lease_token,
         result,
         report,
-        session_state: Default::default(),
+        session_state,
     }
 }
 
@@ -172,10 +179,17 @@ fn failure(
 fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
     match s {
         Settlement::Complete {
-            result: Some(result),
+            result,
+            session_state,
             ..
-        } => errand_api::reject_nul(&format!("{prefix}result"), result)?,
-        Settlement::Complete { result: None, .. } => {}
+        } => {
+            if let Some(result) = result {
+                errand_api::reject_nul(&format!("{prefix}result"), result)?;
+            }
+            if let Some(state) = session_state {
+                errand_api::check_session_state(&format!("{prefix}session_state"), state)?;
+            }
+        }
         Settlement::Fail {
             error, retry_in, ..
         } => {
@@ -236,7 +250,7 @@ pub(crate) async fn settle(
     let mut settlements: Vec<Settlement> = req
         .completions
         .into_iter()
-        .map(|c| completion(c.id, c.lease_token, c.result, c.report))
+        .map(|c| completion(c.id, c.lease_token, c.result, c.report, c.session_state))
         .collect();
     settlements.extend(req.failures.into_iter().map(|f| {
         failure(

@@ -9,6 +9,9 @@ use errand_core::JobState;
 use super::support::*;
 use super::Ctx;
 
+/// A lease that outlasts the hour these cases move the clock by while a job runs.
+const LONG_LEASE: Duration = Duration::from_secs(3 * 3600);
+
 /// While a job holds its lock, the next job of that lock is parked and no claim takes it;
 /// other locks are not held up; completing the holder hands the lock on.
 pub(crate) async fn lock_key_runs_one_job_at_a_time(Ctx { store, .. }: Ctx) {
@@ -41,7 +44,7 @@ pub(crate) async fn lock_key_is_freed_by_a_failure_with_backoff(Ctx { store, clo
     let retry = Duration::from_secs(3600);
     let failed = settled(&store, fail(&c1, Some(retry), false)).await;
     assert_eq!(failed.state, JobState::Scheduled);
-    let c2 = claim(&store, "q", 10).await;
+    let c2 = claim_with(&store, "q", 10, LONG_LEASE).await;
     assert_eq!(ids(&c2), vec![a2.id], "the waiting retry holds no place");
     clock.advance(retry + Duration::from_secs(1)).await;
     promote(&store).await;
@@ -107,7 +110,7 @@ pub(crate) async fn a_delayed_job_holds_no_place(Ctx { store, clock }: Ctx) {
     let now = locked("q", "a");
     insert(&store, vec![later.clone()]).await;
     insert(&store, vec![now.clone()]).await;
-    let c = claim(&store, "q", 10).await;
+    let c = claim_with(&store, "q", 10, LONG_LEASE).await;
     assert_eq!(ids(&c), vec![now.id]);
     clock.advance(delay + Duration::from_secs(1)).await;
     promote(&store).await;

@@ -40,6 +40,7 @@ mod limits;
 mod logs;
 mod marks;
 mod nodes;
+mod ordering_props;
 mod ordering_race;
 mod queue_settings;
 mod queues;
@@ -66,7 +67,7 @@ use self::{
 use self::{deliveries::*, events::*, schedules::*, settle::*};
 use self::{fairness::*, gates::*, sessions::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
-use self::{limits::*, ordering_race::*, queue_settings::*, workers::*};
+use self::{limits::*, ordering_props::*, ordering_race::*, queue_settings::*, workers::*};
 
 /// A fresh store for one case, the handle that drives its clock, and whatever keeps it
 /// alive (a temp dir, a schema).
@@ -234,6 +235,8 @@ macro_rules! conformance_suite {
             explain_facts_name_the_lock_holder,
             explain_facts_show_the_session,
             concurrent_claims_never_exceed_a_limit_or_a_lock,
+            random_operations_keep_every_ordering_rule,
+            fair_claiming_starves_no_tenant,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

@@ -82,7 +82,9 @@ pub(crate) async fn concurrent_claims_never_exceed_a_limit_or_a_lock(Ctx { store
             } else {
                 ["capped", "q"]
             };
+            // Claims in a row, by this claimer, during which no job anywhere finished.
             let mut idle = 0u32;
+            let mut last_done = 0;
             while done.load(Ordering::SeqCst) < total {
                 let mut got_any = false;
                 for q in queues {
@@ -109,7 +111,13 @@ pub(crate) async fn concurrent_claims_never_exceed_a_limit_or_a_lock(Ctx { store
                         done.fetch_add(1, Ordering::SeqCst);
                     }
                 }
-                idle = if got_any { 0 } else { idle + 1 };
+                let now_done = done.load(Ordering::SeqCst);
+                idle = if got_any || now_done != last_done {
+                    0
+                } else {
+                    idle + 1
+                };
+                last_done = now_done;
                 assert!(idle < 10_000, "jobs left that no claim takes");
                 tokio::task::yield_now().await;
             }
