@@ -14,7 +14,7 @@ use crate::job_row::{jobs_from_rows, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
 use crate::transition::record_changes;
 
-/// Per queue, how long its earliest ready job has been due, without reading them all: the
+/// Per queue, how long its earliest ready job (not parked behind a gate) has been due, without reading them all: the
 /// claim index (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest
 /// first, so the recursive part hops from one priority present to the next and takes one
 /// entry from each. The cost grows with the distinct priorities of a queue, not its jobs.
@@ -22,13 +22,13 @@ use crate::transition::record_changes;
 const OLDEST_READY: &str = "SELECT q.name, errand_now() - ( \
         WITH RECURSIVE p(pr) AS ( \
             SELECT MAX(priority) FROM jobs \
-            WHERE queue = q.name AND state IN ('available', 'scheduled') \
+            WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
             UNION ALL \
             SELECT (SELECT MAX(priority) FROM jobs \
                     WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority < p.pr) \
             FROM p WHERE p.pr IS NOT NULL) \
         SELECT MIN((SELECT MIN(run_at) FROM jobs \
-                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority = p.pr)) \
+                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked AND priority = p.pr)) \
         FROM p WHERE p.pr IS NOT NULL) \
     FROM queues q WHERE $1::text IS NULL OR q.name = $1";
 
