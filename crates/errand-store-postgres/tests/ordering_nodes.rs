@@ -108,8 +108,9 @@ fn workload() -> (Vec<NewJob>, HashMap<String, Vec<JobId>>) {
     (jobs, sessions)
 }
 
-/// Whether this attempt fails (to exercise releases): every third job's first attempt,
-/// back at once (it keeps its place).
+/// Whether this attempt fails (to exercise releases): every third job's first attempt.
+/// Half of those are back at once (keeping their place), half after a short backoff (a
+/// lock or key job gives its place back and waits in line until promoted).
 fn fails(c: &ClaimedJob, n: usize) -> bool {
     c.job.attempt == 1 && n.is_multiple_of(3)
 }
@@ -137,6 +138,15 @@ async fn work(
             .await
             .expect("claim");
         if claimed.is_empty() {
+            // Retries whose backoff ran out come back through promotion.
+            if !store
+                .job_promote_due(100)
+                .await
+                .expect("promote")
+                .is_empty()
+            {
+                continue;
+            }
             // Another worker's settle may free a place; the timeout only guards a case
             // whose last settle happened before this worker started waiting.
             let _ = tokio::time::timeout(Duration::from_millis(200), wake).await;
@@ -189,7 +199,11 @@ async fn work(
                         id: c.job.id,
                         lease_token: c.lease_token,
                         error: "once".into(),
-                        retry_in: Some(Duration::ZERO),
+                        retry_in: Some(if n.is_multiple_of(2) {
+                            Duration::ZERO
+                        } else {
+                            Duration::from_millis(5)
+                        }),
                         dead: false,
                         report: None,
                     }
