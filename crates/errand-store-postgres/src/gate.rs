@@ -70,7 +70,10 @@ pub(crate) async fn arrive(
         .await?;
     let mut parked_ids = Vec::new();
     for (name, group) in groups {
-        let gate = &group[0].gate;
+        // The latest arrival's limit is the key's capacity.
+        let Some(gate) = group.last().map(|a| &a.gate) else {
+            continue;
+        };
         let n = group.len() as i64;
         let row = client
             .query_one(&upsert, &[&name, &to_i32(gate.capacity()), &n])
