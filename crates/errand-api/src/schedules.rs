@@ -76,6 +76,9 @@ pub struct ScheduleRequest {
     /// Random delay up to this for each job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<FlexDuration>,
+    /// Its jobs carry the lock key `schedule:<name>`: never two running at once, anywhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub singleton: bool,
 }
 
 /// Default catch-up window: a day of missed slots is worth running; older ones rarely are.
@@ -139,6 +142,7 @@ impl ScheduleRequest {
             catch_up: self.catch_up.unwrap_or_default(),
             catch_up_window_ms: window,
             jitter_ms: self.jitter.map(|j| j.0.as_millis() as u64).unwrap_or(0),
+            singleton: self.singleton,
         };
         spec.validate(jiff::Timestamp::now())?;
         Ok(spec)

@@ -15,6 +15,7 @@ mod definitions;
 mod error;
 mod events;
 mod job_host;
+mod ordering;
 mod subscriptions;
 
 pub use client::Client;

@@ -201,6 +201,7 @@ mod tests {
                 catch_up,
                 catch_up_window_ms: 60 * S as u64,
                 jitter_ms: 0,
+                singleton: false,
             },
             paused: false,
             next_fire_at: Some(to_timestamp(next)),

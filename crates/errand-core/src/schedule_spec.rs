@@ -82,6 +82,10 @@ pub struct ScheduleSpec {
     /// Each job's start is delayed by a random amount up to this, in milliseconds.
     #[serde(default)]
     pub jitter_ms: u64,
+    /// The jobs it fires carry the lock key `schedule:<name>`: never two running at once,
+    /// anywhere (a late run waits for the one before it instead of overlapping).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub singleton: bool,
 }
 
 impl ScheduleSpec {
@@ -217,6 +221,7 @@ mod tests {
             catch_up: CatchUpPolicy::default(),
             catch_up_window_ms: 3_600_000,
             jitter_ms,
+            singleton: false,
         }
     }
 

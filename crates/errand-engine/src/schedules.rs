@@ -46,6 +46,9 @@ fn invalid(e: errand_core::ValidationError) -> StoreError {
 }
 
 /// The job a schedule enqueues for `slot` (or, without a slot, on demand).
+/// The lock key of a singleton schedule's jobs is this prefix and the schedule's name.
+pub const SINGLETON_LOCK_PREFIX: &str = "schedule:";
+
 fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
     let t = &spec.job;
     let jitter = if spec.jitter_ms > 0 {
@@ -73,7 +76,12 @@ fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
             schedule: spec.name.as_str().to_string(),
             at,
         }),
-        ordering: Default::default(),
+        ordering: errand_core::ordering::JobOrdering {
+            lock_key: spec
+                .singleton
+                .then(|| format!("{SINGLETON_LOCK_PREFIX}{}", spec.name.as_str())),
+            ..Default::default()
+        },
         inherit: Default::default(),
     }
 }

@@ -37,6 +37,7 @@ fn hourly_buffer_one() -> ScheduleSpec {
         catch_up: CatchUpPolicy::Skip,
         catch_up_window_ms: 3_600_000,
         jitter_ms: 0,
+        singleton: false,
     }
 }
 

@@ -122,6 +122,21 @@ fn forget_if_idle(conn: &Connection, g: &Stored) -> QResult<()> {
     Ok(())
 }
 
+/// Admits a session's next jobs, due or not, over `?1` now, `?2` gate, `?3` places. The
+/// states are written as the partial index `jobs_gate` names them (parked jobs never run).
+pub(crate) const ADMIT_SESSION: &str = "UPDATE jobs SET parked = 0, updated_at = ?1, \
+         state = CASE WHEN state = 'scheduled' AND run_at <= ?1 THEN 'available' ELSE state END \
+     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
+         WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
+         ORDER BY gate_seq LIMIT ?3) RETURNING queue";
+
+/// Admits a lock's or key's next due jobs, as [`ADMIT_SESSION`].
+pub(crate) const ADMIT_DUE: &str =
+    "UPDATE jobs SET parked = 0, updated_at = ?1, state = 'available' \
+     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
+         WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
+         AND run_at <= ?1 ORDER BY gate_seq LIMIT ?3) RETURNING queue";
+
 /// Lets parked jobs take the gate's free places, lowest seq first: any of a session's
 /// (enqueue order, due or not), only due ones of a lock or key. Returns the queues that
 /// gained ready jobs.
@@ -142,19 +157,10 @@ fn admit_into(conn: &Connection, now: Millis, g: &mut Stored) -> QResult<Vec<Str
     if free == 0 || g.waiting == 0 {
         return Ok(Vec::new());
     }
-    // `state` is written as the partial index `jobs_gate` names it (parked jobs never run).
     let sql = if g.is_session() {
-        "UPDATE jobs SET parked = 0, updated_at = ?1, \
-             state = CASE WHEN state = 'scheduled' AND run_at <= ?1 THEN 'available' ELSE state END \
-         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
-             WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
-             ORDER BY gate_seq LIMIT ?3) RETURNING queue"
+        ADMIT_SESSION
     } else {
-        "UPDATE jobs SET parked = 0, updated_at = ?1, state = 'available' \
-         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
-             WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
-             AND run_at <= ?1 \
-             ORDER BY gate_seq LIMIT ?3) RETURNING queue"
+        ADMIT_DUE
     };
     let queues: Vec<String> = conn
         .prepare_cached(sql)?

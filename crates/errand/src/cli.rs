@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::cli_ordering::{LimitsCommand, OrderingArgs, QueueSetArgs, SessionsCommand};
+
 /// errand: a background-jobs server in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "errand", version, about, propagate_version = true)]
@@ -31,13 +33,21 @@ pub enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
     /// Enqueue a job.
-    Enqueue(EnqueueArgs),
+    Enqueue(Box<EnqueueArgs>),
     /// Inspect and manage jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
-    /// Inspect, pause and resume queues.
+    /// Inspect, pause, resume and configure queues.
     #[command(subcommand)]
     Queues(QueuesCommand),
+    /// Concurrency and rate limits of kinds and rate keys.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+    /// Ordered sessions: head job, length, state.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Workers seen claiming: name, node, queues, last claim, jobs in flight.
+    Workers,
     /// The dead-letter set.
     #[command(subcommand)]
     Dead(DeadCommand),
@@ -282,6 +292,9 @@ pub struct EnqueueArgs {
     /// Wait until the job ends and print it.
     #[arg(long)]
     pub wait: bool,
+    /// Lock, concurrency or session key, fairness and rate key.
+    #[command(flatten)]
+    pub ordering: OrderingArgs,
 }
 
 /// Filters shared by job listings.
@@ -318,6 +331,11 @@ pub enum JobsCommand {
     },
     /// Show one job.
     Show {
+        /// Job id.
+        id: String,
+    },
+    /// Why a job has not started, now (words; `--json` for the reasons as data).
+    Explain {
         /// Job id.
         id: String,
     },
@@ -367,6 +385,8 @@ pub enum QueuesCommand {
         /// Queue.
         queue: String,
     },
+    /// Change a queue's concurrency, rate and defaults for new jobs.
+    Set(QueueSetArgs),
 }
 
 /// Which dead jobs.
@@ -532,6 +552,9 @@ pub struct ScheduleAddArgs {
     /// Slots missed while down or paused: skip, once, all.
     #[arg(long)]
     pub catch_up: Option<String>,
+    /// Never two of its jobs running at once, anywhere (lock key `schedule:<name>`).
+    #[arg(long)]
+    pub singleton: bool,
 }
 
 /// `errand definitions ...`.

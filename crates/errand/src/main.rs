@@ -1,7 +1,9 @@
 //! The `errand` binary: the server and the CLI over its API.
 
 mod cli;
+mod cli_ordering;
 mod commands;
+mod declared;
 mod output;
 mod serve;
 mod settings;
@@ -67,9 +69,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing();
             serve::run(settings::Settings::resolve(args)?).await
         }
-        Command::Enqueue(args) => commands::enqueue::run(&client()?, args, cli.json).await,
+        Command::Enqueue(args) => commands::enqueue::run(&client()?, *args, cli.json).await,
         Command::Jobs(cmd) => commands::jobs::run(&client()?, cmd, cli.json).await,
         Command::Queues(cmd) => commands::queues::run(&client()?, cmd, cli.json).await,
+        Command::Limits(cmd) => commands::ordering::limits(&client()?, cmd, cli.json).await,
+        Command::Sessions(cmd) => commands::ordering::sessions(&client()?, cmd, cli.json).await,
+        Command::Workers => commands::ordering::workers(&client()?, cli.json).await,
         Command::Dead(cmd) => commands::dead::run(&client()?, cmd, cli.json).await,
         Command::Schedules(cmd) => commands::schedules::run(&client()?, cmd, cli.json).await,
         Command::Subscriptions(cmd) => {

@@ -54,6 +54,12 @@ struct FileSettings {
     /// Declared schedules: created or updated at start.
     #[serde(default)]
     schedules: Vec<errand_api::ScheduleRequest>,
+    /// Declared queue settings: put in place at start.
+    #[serde(default)]
+    queues: Vec<crate::declared::QueueDeclaration>,
+    /// Declared kind and rate-key limits: put in place at start.
+    #[serde(default)]
+    limits: Vec<crate::declared::LimitDeclaration>,
 }
 
 /// Where the store lives.
@@ -87,6 +93,10 @@ pub struct Settings {
     pub engine: errand_engine::EngineConfig,
     /// Schedules declared in the configuration file.
     pub schedules: Vec<errand_api::ScheduleRequest>,
+    /// Queue settings declared in the configuration file.
+    pub queues: Vec<crate::declared::DeclaredQueue>,
+    /// Kind and rate-key limits declared in the configuration file.
+    pub declared_limits: Vec<errand_core::throttle::Limit>,
     /// Which hosts and origins the server answers.
     pub site: errand_server::SitePolicy,
     /// The jobs directory.
@@ -351,6 +361,8 @@ impl Settings {
             store,
             engine,
             schedules: file.schedules,
+            queues: crate::declared::queues(file.queues)?,
+            declared_limits: crate::declared::limits(file.limits)?,
             limits,
             edge,
         })

@@ -153,6 +153,7 @@ async fn wait_long_polls_until_the_job_ends() {
                 lease_token: claimed.lease_token,
                 result: Some(json!({"sent": true})),
                 report: None,
+                session_state: None,
             },
         )
         .await

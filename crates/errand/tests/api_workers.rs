@@ -53,6 +53,7 @@ async fn known_empty_queue(client: &Client, queue: &str) {
                 lease_token: c.lease_token,
                 result: None,
                 report: None,
+                session_state: None,
             },
         )
         .await
@@ -170,6 +171,7 @@ async fn expired_lease_fences_the_old_worker_over_http() {
                 lease_token: first.lease_token,
                 result: None,
                 report: None,
+                session_state: None,
             },
         )
         .await
@@ -198,6 +200,7 @@ async fn expired_lease_fences_the_old_worker_over_http() {
                 lease_token: second.lease_token,
                 result: Some(json!(1)),
                 report: None,
+                session_state: None,
             },
         )
         .await
@@ -226,6 +229,7 @@ async fn settles_repeated_after_a_lost_answer_succeed() {
         lease_token: got[0].lease_token,
         result: Some(json!({"sent": true})),
         report: None,
+        session_state: None,
     };
     let first = client
         .complete(got[0].id, &complete)
@@ -257,6 +261,7 @@ async fn settles_repeated_after_a_lost_answer_succeed() {
                 lease_token: got[1].lease_token,
                 result: None,
                 report: None,
+                session_state: None,
             },
         )
         .await
@@ -354,6 +359,7 @@ async fn settle_many_and_dead_letter_round_trip() {
                     lease_token: j.lease_token,
                     result: None,
                     report: None,
+                    session_state: None,
                 })
                 .collect(),
             failures: vec![

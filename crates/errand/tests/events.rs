@@ -364,6 +364,7 @@ async fn progress_shows_in_the_job_and_in_the_stream() {
                 lease_token: claimed.lease_token,
                 result: Some(serde_json::json!({"ok": true})),
                 report: None,
+                session_state: None,
             },
         )
         .await
@@ -398,6 +399,7 @@ async fn a_result_over_max_result_bytes_is_refused_and_the_job_dies_with_the_rea
                 lease_token: claimed.lease_token,
                 result: Some(big.clone()),
                 report: None,
+                session_state: None,
             },
         )
         .await
@@ -453,6 +455,7 @@ async fn a_result_over_max_result_bytes_is_refused_and_the_job_dies_with_the_rea
                         serde_json::json!(1)
                     }),
                     report: None,
+                    session_state: None,
                 })
                 .collect(),
             failures: vec![],
@@ -488,6 +491,7 @@ async fn an_idempotent_enqueue_after_the_end_returns_the_job_with_its_result() {
                 lease_token: claimed.lease_token,
                 result: Some(serde_json::json!({"receipt": "r-1"})),
                 report: None,
+                session_state: None,
             },
         )
         .await
@@ -554,6 +558,7 @@ async fn waiters_released(waiting_on: &Client, worker: &Client, queue: &str, n: 
                 lease_token: c.lease_token,
                 result: Some(serde_json::json!({"n": 1})),
                 report: None,
+                session_state: None,
             })
             .collect();
         for c in &completions {
@@ -755,6 +760,7 @@ async fn the_cli_follows_events_as_json_lines_and_a_wait_shows_progress() {
                 lease_token: claimed.lease_token,
                 result: Some(serde_json::json!("done")),
                 report: None,
+                session_state: None,
             },
         )
         .await

@@ -270,6 +270,7 @@ async fn overlap_skip_and_buffer_one_with_a_job_that_outlives_its_interval() {
                     lease_token: job.lease_token,
                     result: None,
                     report: None,
+                    session_state: None,
                 },
             )
             .await
@@ -550,6 +551,7 @@ async fn manual_trigger_follows_the_overlap_policy() {
                 lease_token: held.lease_token,
                 result: None,
                 report: None,
+                session_state: None,
             },
         )
         .await

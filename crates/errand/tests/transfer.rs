@@ -70,6 +70,7 @@ async fn fill(client: &Client) {
                 lease_token: d.lease_token,
                 result: Some(serde_json::json!(42)),
                 report: None,
+                session_state: None,
             },
         )
         .await

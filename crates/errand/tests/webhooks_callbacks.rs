@@ -53,6 +53,7 @@ async fn run_job_with_callback(client: &Client, queue: &str, url: &str) -> Job {
                 lease_token: claimed.lease_token,
                 result: Some(serde_json::json!({"pages": 3})),
                 report: None,
+                session_state: None,
             },
         )
         .await

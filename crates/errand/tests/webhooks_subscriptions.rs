@@ -52,6 +52,7 @@ async fn run_job(client: &Client, queue: &str, req: EnqueueRequest) -> Job {
                 lease_token: c.lease_token,
                 result: Some(serde_json::json!({"ok": true})),
                 report: None,
+                session_state: None,
             },
         )
         .await

@@ -478,6 +478,7 @@ fn schedule(
         catch_up: t.catch_up,
         catch_up_window: window.map(FlexDuration),
         jitter: jitter.map(FlexDuration),
+        singleton: false,
     };
     match request.into_spec(&unbounded()) {
         Ok(spec) => Some(DefinitionSchedule {

@@ -229,6 +229,7 @@ impl Definition {
             catch_up: schedule.catch_up,
             catch_up_window_ms: duration_ms(schedule.catch_up_window),
             jitter_ms: duration_ms(schedule.jitter),
+            singleton: self.singleton,
         })
     }
 

@@ -338,6 +338,7 @@ pub(crate) async fn a_fired_slot_writes_schedule_fired(Ctx { store, .. }: Ctx) {
                 catch_up: CatchUpPolicy::Once,
                 catch_up_window_ms: 3_600_000,
                 jitter_ms: 0,
+                singleton: false,
             },
             next_fire_at: Some(5_000),
             mode: SchedulePut::Create,

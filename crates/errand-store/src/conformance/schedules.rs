@@ -36,6 +36,7 @@ fn spec(n: &str) -> errand_core::schedule_spec::ScheduleSpec {
         catch_up: CatchUpPolicy::Once,
         catch_up_window_ms: 3_600_000,
         jitter_ms: 0,
+        singleton: false,
     }
 }
 

@@ -59,6 +59,22 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
         timeout: flex("timeout", &args.timeout)?,
         tags: args.tags,
         idempotency_key: args.idempotency_key,
+        lock_key: args.ordering.lock_key,
+        concurrency_key: args.ordering.concurrency_key,
+        concurrency_limit: args.ordering.concurrency_limit,
+        session_key: args.ordering.session_key,
+        session_on_dead: args
+            .ordering
+            .session_on_dead
+            .as_deref()
+            .map(|s| {
+                errand_core::ordering::SessionOnDead::from_stored(s)
+                    .map_err(|e| anyhow::anyhow!("--session-on-dead: {e}"))
+            })
+            .transpose()?,
+        fairness_key: args.ordering.fairness_key,
+        fairness_weight: args.ordering.fairness_weight,
+        rate_key: args.ordering.rate_key,
     };
     let job = client.enqueue(&req).await?;
     if args.wait {

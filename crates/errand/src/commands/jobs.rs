@@ -227,6 +227,9 @@ pub async fn run(client: &Client, cmd: JobsCommand, json: bool) -> anyhow::Resul
             print_page(&client.jobs(&query(&filter, state)).await?, json)
         }
         JobsCommand::Show { id: raw } => print_job(&client.job(id(&raw)?, None).await?, json),
+        JobsCommand::Explain { id: raw } => {
+            crate::commands::ordering::explain(client, id(&raw)?, json).await
+        }
         JobsCommand::Wait { id: raw, timeout } => {
             let timeout = errand_core::duration::parse("timeout", &timeout)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

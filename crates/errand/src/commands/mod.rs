@@ -5,6 +5,7 @@ pub mod definitions;
 pub mod enqueue;
 pub mod events;
 pub mod jobs;
+pub mod ordering;
 pub mod queues;
 pub mod schedules;
 pub mod subscriptions;

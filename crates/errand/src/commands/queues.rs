@@ -56,5 +56,6 @@ pub async fn run(client: &Client, cmd: QueuesCommand, json: bool) -> anyhow::Res
         QueuesCommand::List => print(&client.queues().await?.queues, json),
         QueuesCommand::Pause { queue } => print(&[client.set_paused(&queue, true).await?], json),
         QueuesCommand::Resume { queue } => print(&[client.set_paused(&queue, false).await?], json),
+        QueuesCommand::Set(args) => crate::commands::ordering::queue_set(client, args, json).await,
     }
 }

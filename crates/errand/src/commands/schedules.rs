@@ -92,6 +92,7 @@ fn request(args: ScheduleAddArgs) -> anyhow::Result<ScheduleRequest> {
         catch_up: enum_value("catch-up", &args.catch_up)?,
         catch_up_window: None,
         jitter: None,
+        singleton: args.singleton,
     })
 }
 
