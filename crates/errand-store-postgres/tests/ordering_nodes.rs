@@ -352,3 +352,103 @@ async fn three_nodes_keep_every_ordering_rule() {
         );
     }
 }
+
+/// A rate is one bucket for every node: three nodes claiming at once start exactly the
+/// burst, and the rest wait as `available` (never leased early and failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_one_rate() {
+    let Some(schema) = PgSchema::create("rate across nodes").await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(Arc::new(
+            PgStore::connect(&PgOptions {
+                schema: schema.name.clone(),
+                pool_size: 4,
+                ..PgOptions::new(&schema.url)
+            })
+            .await
+            .expect("connect"),
+        ));
+    }
+    const BURST: u32 = 7;
+    nodes[0]
+        .limit_put(Limit {
+            scope: LimitScope::Key,
+            name: "partner".into(),
+            concurrency: None,
+            rate: Some(errand_core::throttle::RateLimit {
+                limit: 1,
+                period_ms: 3_600_000,
+                burst: Some(BURST),
+            }),
+        })
+        .await
+        .expect("rate key limit");
+    let jobs: Vec<NewJob> = (0..40)
+        .map(|_| {
+            with(
+                "rated",
+                "k",
+                JobOrdering {
+                    rate_key: Some("partner".into()),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    nodes[1]
+        .job_insert_many(JobInsertManyParams {
+            jobs,
+            idempotency_window: Duration::from_secs(60),
+        })
+        .await
+        .expect("insert");
+    let mut tasks = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for w in 0..WORKERS_PER_NODE {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut started = 0;
+                // Claim until the bucket is empty for this worker twice in a row.
+                let mut empty = 0;
+                while empty < 2 {
+                    let c = node
+                        .job_claim(JobClaimParams {
+                            queue: QueueName::parse("rated").expect("queue"),
+                            worker: format!("node{i}-w{w}"),
+                            max: 3,
+                            lease: Duration::from_secs(300),
+                            kinds: vec![],
+                        })
+                        .await
+                        .expect("claim");
+                    if c.is_empty() {
+                        empty += 1;
+                    }
+                    started += c.len();
+                }
+                started
+            }));
+        }
+    }
+    let mut started = 0;
+    for t in tasks {
+        started += t.await.expect("worker");
+    }
+    assert_eq!(started, BURST as usize, "the burst, across every node");
+    let left = nodes[2]
+        .job_list(JobListParams {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let available = left
+        .iter()
+        .filter(|j| j.state == JobState::Available)
+        .count();
+    assert_eq!(available, 40 - BURST as usize, "the rest wait, untouched");
+    assert!(left.iter().all(|j| j.attempt <= 1));
+}
