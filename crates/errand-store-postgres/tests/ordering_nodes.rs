@@ -372,7 +372,7 @@ async fn three_nodes_share_one_rate() {
             .expect("connect"),
         ));
     }
-    const BURST: u32 = 7;
+    const BURST: u32 = 30;
     nodes[0]
         .limit_put(Limit {
             scope: LimitScope::Key,
@@ -386,7 +386,7 @@ async fn three_nodes_share_one_rate() {
         })
         .await
         .expect("rate key limit");
-    let jobs: Vec<NewJob> = (0..40)
+    let jobs: Vec<NewJob> = (0..120)
         .map(|_| {
             with(
                 "rated",
@@ -418,7 +418,7 @@ async fn three_nodes_share_one_rate() {
                         .job_claim(JobClaimParams {
                             queue: QueueName::parse("rated").expect("queue"),
                             worker: format!("node{i}-w{w}"),
-                            max: 3,
+                            max: 1,
                             lease: Duration::from_secs(300),
                             kinds: vec![],
                         })
@@ -440,7 +440,7 @@ async fn three_nodes_share_one_rate() {
     assert_eq!(started, BURST as usize, "the burst, across every node");
     let left = nodes[2]
         .job_list(JobListParams {
-            limit: 100,
+            limit: 500,
             ..Default::default()
         })
         .await
@@ -449,6 +449,6 @@ async fn three_nodes_share_one_rate() {
         .iter()
         .filter(|j| j.state == JobState::Available)
         .count();
-    assert_eq!(available, 40 - BURST as usize, "the rest wait, untouched");
+    assert_eq!(available, 120 - BURST as usize, "the rest wait, untouched");
     assert!(left.iter().all(|j| j.attempt <= 1));
 }
