@@ -1,39 +1,50 @@
 //! Property tests of ordering: random sequences of enqueues (with lock, concurrency,
-//! session and fairness keys from small pools), claims, completes, fails, lease expiries,
-//! delays and cancels, with the invariants checked against the store after every step.
+//! session and fairness keys from small pools, changing key limits, priorities), claims,
+//! completes, fails (with and without `retry_in`), releases, lease expiries, delays,
+//! cancels, manual retries, dead requeues and session unblocks, with the invariants (and
+//! every gate's bookkeeping) checked against the store after every step.
 //!
 //! proptest generates and shrinks the sequences; each sequence runs on its own queue and
 //! its own keys in the case's store, driving the store's clock, so one store serves every
 //! sequence. The runner is synchronous: it runs inside `block_in_place`, and each sequence
 //! on the case's runtime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use errand_core::job::RunAt;
 use errand_core::ordering::{JobOrdering, SessionOnDead};
-use errand_core::queue::QueueSettingsPatch;
+use errand_core::queue::{Backoff, QueueSettingsPatch};
+use errand_core::time::to_millis;
 use errand_core::{Job, JobId, JobState, NewJob};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use super::support::*;
 use super::{Ctx, DriveClock};
-use crate::{ClaimedJob, JobListParams, SessionListParams, SharedStore, StoreError};
+use crate::{
+    ClaimedJob, DeadSelection, JobListParams, JobReleaseManyParams, SessionListParams, SharedStore,
+    StoreError,
+};
 
 /// How many running jobs of a property queue the queue's concurrency allows.
 const QUEUE_CONCURRENCY: usize = 4;
-/// The places of concurrency key `i` of the pool: `i + 1`.
-const KEY_LIMITS: [u32; 2] = [1, 2];
+/// The queue's backoff, which a failure without `retry_in` waits: less than an
+/// [`Op::Advance`].
+const QUEUE_BACKOFF_MS: u64 = 30_000;
 
 /// The one key a generated job waits its turn on.
 #[derive(Debug, Clone, Copy)]
 enum GateChoice {
     None,
     Lock(u8),
-    Key(u8),
-    Session { key: u8, go_on: bool },
+    /// Key `i` of the pool with this job's limit (the latest enqueue's limit is the key's).
+    Key(u8, u32),
+    Session {
+        key: u8,
+        go_on: bool,
+    },
 }
 
 /// One step of a generated sequence.
@@ -43,6 +54,7 @@ enum Op {
         gate: GateChoice,
         fair: Option<u8>,
         delayed: bool,
+        priority: i32,
     },
     Claim {
         max: u32,
@@ -50,10 +62,26 @@ enum Op {
     Complete {
         pick: usize,
     },
+    /// `retry`: 0 at once, 1 after a minute, 2 none named (the queue's backoff).
     Fail {
         pick: usize,
-        backoff: bool,
+        retry: u8,
         dead: bool,
+    },
+    /// Undoes a claim nobody heard (`release_many`).
+    Release {
+        pick: usize,
+    },
+    /// A manual retry of any job of the sequence (refused unless it is dead, cancelled or
+    /// waiting for a retry).
+    Retry {
+        pick: usize,
+    },
+    /// Every dead job of the queue run again.
+    Requeue,
+    /// Session `key` moves past its dead head (refused when it is not blocked).
+    Unblock {
+        key: u8,
     },
     /// Past every lease, then a rescue pass.
     Expire,
@@ -68,7 +96,7 @@ fn gate_choice() -> impl Strategy<Value = GateChoice> {
     prop_oneof![
         2 => Just(GateChoice::None),
         2 => (0u8..2).prop_map(GateChoice::Lock),
-        2 => (0u8..2).prop_map(GateChoice::Key),
+        2 => ((0u8..2), (1u32..4)).prop_map(|(i, limit)| GateChoice::Key(i, limit)),
         2 => ((0u8..2), proptest::bool::weighted(0.3))
             .prop_map(|(key, go_on)| GateChoice::Session { key, go_on }),
     ]
@@ -76,12 +104,16 @@ fn gate_choice() -> impl Strategy<Value = GateChoice> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (gate_choice(), proptest::option::weighted(0.3, 0u8..3), proptest::bool::weighted(0.15))
-            .prop_map(|(gate, fair, delayed)| Op::Enqueue { gate, fair, delayed }),
+        5 => (gate_choice(), proptest::option::weighted(0.3, 0u8..3), proptest::bool::weighted(0.15), 0i32..3)
+            .prop_map(|(gate, fair, delayed, priority)| Op::Enqueue { gate, fair, delayed, priority }),
         4 => (1u32..5).prop_map(|max| Op::Claim { max }),
         3 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
-        2 => (any::<usize>(), any::<bool>(), proptest::bool::weighted(0.15))
-            .prop_map(|(pick, backoff, dead)| Op::Fail { pick, backoff, dead }),
+        2 => (any::<usize>(), 0u8..3, proptest::bool::weighted(0.15))
+            .prop_map(|(pick, retry, dead)| Op::Fail { pick, retry, dead }),
+        1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
+        1 => Just(Op::Requeue),
+        1 => (0u8..2).prop_map(|key| Op::Unblock { key }),
         1 => Just(Op::Expire),
         1 => Just(Op::Advance),
         2 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
@@ -119,26 +151,58 @@ where
     });
 }
 
-/// One sequence's jobs as the driver knows them: enqueue order, each job's session and
-/// the claims it holds.
+/// One sequence's jobs as the driver knows them: line order, each job's session, the jobs
+/// started in their place in line, and the claims it holds.
 struct Run {
     queue: String,
     prefix: String,
+    /// Enqueue order, where a finished job run again moves to the back (a session's
+    /// blocking head excepted: it keeps its place).
     order: Vec<JobId>,
+    /// Jobs claimed since they took their place in `order`.
+    started: HashSet<JobId>,
     session_of: HashMap<JobId, String>,
     held: Vec<ClaimedJob>,
+    /// The highest limit any enqueue gave each concurrency key: jobs admitted under a
+    /// higher limit may still run after a lower one.
+    key_cap: HashMap<String, u32>,
 }
 
 impl Run {
-    fn job(&self, gate: GateChoice, fair: Option<u8>, delayed: bool) -> NewJob {
+    /// A finished job of a session runs again: unless it is the head its session is blocked
+    /// on, it goes to the back of the line, not started there yet.
+    fn revive(&mut self, id: JobId, blocked_head: bool) {
+        if blocked_head || !self.session_of.contains_key(&id) {
+            return;
+        }
+        self.order.retain(|o| *o != id);
+        self.order.push(id);
+        self.started.remove(&id);
+    }
+
+    /// The head each session of the sequence is blocked on.
+    async fn blocked_heads(&self, store: &SharedStore) -> HashSet<JobId> {
+        let mut heads = HashSet::new();
+        for key in 0..2 {
+            if let Ok(s) = store.session_get(&format!("{}s{key}", self.prefix)).await {
+                heads.extend(s.blocked_by);
+            }
+        }
+        heads
+    }
+
+    fn job(&mut self, gate: GateChoice, fair: Option<u8>, delayed: bool, priority: i32) -> NewJob {
         let p = &self.prefix;
         let mut o = JobOrdering::default();
         match gate {
             GateChoice::None => {}
             GateChoice::Lock(i) => o.lock_key = Some(format!("{p}l{i}")),
-            GateChoice::Key(i) => {
-                o.concurrency_key = Some(format!("{p}k{i}"));
-                o.concurrency_limit = Some(KEY_LIMITS[usize::from(i)]);
+            GateChoice::Key(i, limit) => {
+                let key = format!("{p}k{i}");
+                let cap = self.key_cap.entry(key.clone()).or_default();
+                *cap = (*cap).max(limit);
+                o.concurrency_key = Some(key);
+                o.concurrency_limit = Some(limit);
             }
             GateChoice::Session { key, go_on } => {
                 o.session_key = Some(format!("{p}s{key}"));
@@ -147,6 +211,7 @@ impl Run {
         }
         o.fairness_key = fair.map(|f| format!("{p}f{f}"));
         let mut j = ordered(&self.queue, o);
+        j.priority = priority;
         if delayed {
             j.run_at = RunAt::After(Duration::from_secs(30));
         }
@@ -201,8 +266,8 @@ async fn check(store: &SharedStore, run: &Run, step: &str) {
         }
     }
     for (gate, n) in &per_gate {
-        let cap = match gate.strip_prefix(&format!("key {}k", run.prefix)) {
-            Some(i) => KEY_LIMITS[i.parse::<usize>().expect("key index")],
+        let cap = match gate.strip_prefix("key ") {
+            Some(k) => run.key_cap.get(k).copied().unwrap_or(1),
             None => 1,
         };
         assert!(
@@ -221,7 +286,7 @@ async fn check(store: &SharedStore, run: &Run, step: &str) {
     for (s, line) in sessions {
         let open = line
             .iter()
-            .filter(|j| j.attempt > 0 && !finished(j.state))
+            .filter(|j| run.started.contains(&j.id) && !finished(j.state))
             .count();
         assert!(
             open <= 1,
@@ -229,17 +294,73 @@ async fn check(store: &SharedStore, run: &Run, step: &str) {
         );
         let mut waiting = false;
         for j in line {
-            let skipped = j.attempt == 0 && j.state == JobState::Cancelled;
+            let started = run.started.contains(&j.id);
+            let skipped = !started && finished(j.state);
             if skipped {
                 continue;
             }
-            if j.attempt == 0 {
+            if !started {
                 waiting = true;
             } else {
                 assert!(
                     !waiting,
                     "after {step}: session {s}: {} started before an earlier job",
                     j.id
+                );
+            }
+        }
+    }
+    check_gates(store, &jobs, step).await;
+}
+
+/// Every gate's bookkeeping agrees with its jobs: its holders are its unfinished unparked
+/// jobs (none while a session is blocked); a lock or session never has two; and no job
+/// waits parked while its gate has a free place and it could take it (a due lock or key
+/// job; a session's next job while the session is not blocked).
+async fn check_gates(store: &SharedStore, jobs: &[Job], step: &str) {
+    let now = store.clock_now().await.expect("now");
+    let mut gates: HashMap<String, Vec<&Job>> = HashMap::new();
+    for j in jobs.iter().filter(|j| !finished(j.state)) {
+        if let Some(g) = j.ordering.gate() {
+            gates.entry(g.stored_name()).or_default().push(j);
+        }
+    }
+    for (name, line) in gates {
+        let facts = store
+            .job_explain_facts(line[0].id)
+            .await
+            .expect("explain facts");
+        let gate = facts.gate.expect("a gated job's gate");
+        let admitted = line.iter().filter(|j| !j.parked).count() as u64;
+        let parked: Vec<&&Job> = line.iter().filter(|j| j.parked).collect();
+        assert_eq!(
+            gate.holders.count, admitted,
+            "after {step}: {name}: holders against unparked jobs"
+        );
+        let session = name.starts_with("session:");
+        let blocked = gate
+            .session
+            .as_ref()
+            .is_some_and(|s| s.blocked_by.is_some());
+        if blocked {
+            assert_eq!(admitted, 0, "after {step}: blocked {name} admits a job");
+        }
+        if session || name.starts_with("lock:") {
+            assert!(admitted <= 1, "after {step}: {name} admits {admitted}");
+        }
+        let free = u64::from(gate.capacity) > admitted;
+        let could_enter = |j: &Job| {
+            if session {
+                !blocked
+            } else {
+                j.state == JobState::Available && to_millis(j.run_at) <= now
+            }
+        };
+        if free {
+            if let Some(j) = parked.iter().find(|j| could_enter(j)) {
+                panic!(
+                    "after {step}: {name} has a free place ({admitted} of {}) yet {} waits parked",
+                    gate.capacity, j.id
                 );
             }
         }
@@ -261,8 +382,9 @@ async fn step(store: &SharedStore, clock: &dyn DriveClock, run: &mut Run, op: &O
             gate,
             fair,
             delayed,
+            priority,
         } => {
-            let j = run.job(*gate, *fair, *delayed);
+            let j = run.job(*gate, *fair, *delayed, *priority);
             run.order.push(j.id);
             if let Some(s) = &j.ordering.session_key {
                 run.session_of.insert(j.id, s.clone());
@@ -271,6 +393,7 @@ async fn step(store: &SharedStore, clock: &dyn DriveClock, run: &mut Run, op: &O
         }
         Op::Claim { max } => {
             let got = claim(store, &run.queue, *max).await;
+            run.started.extend(got.iter().map(|c| c.job.id));
             run.held.extend(got);
         }
         Op::Complete { pick } => {
@@ -279,19 +402,64 @@ async fn step(store: &SharedStore, clock: &dyn DriveClock, run: &mut Run, op: &O
                 settle_held(store, complete(&c)).await;
             }
         }
-        Op::Fail {
-            pick,
-            backoff,
-            dead,
-        } => {
+        Op::Fail { pick, retry, dead } => {
             if !run.held.is_empty() {
                 let c = run.held.remove(pick % run.held.len());
-                let retry = if *backoff {
-                    Duration::from_secs(60)
-                } else {
-                    Duration::ZERO
+                let retry = match retry {
+                    0 => Some(Duration::ZERO),
+                    1 => Some(Duration::from_secs(60)),
+                    _ => None,
                 };
-                settle_held(store, fail(&c, Some(retry), *dead)).await;
+                settle_held(store, fail(&c, retry, *dead)).await;
+            }
+        }
+        Op::Release { pick } => {
+            if !run.held.is_empty() {
+                let c = run.held.remove(pick % run.held.len());
+                store
+                    .job_release_many(JobReleaseManyParams {
+                        leases: vec![(c.job.id, c.lease_token)],
+                    })
+                    .await
+                    .expect("release");
+            }
+        }
+        Op::Retry { pick } => {
+            if !run.order.is_empty() {
+                let id = run.order[pick % run.order.len()];
+                let was = store.job_get(id).await.expect("get").state;
+                let heads = run.blocked_heads(store).await;
+                match store.job_retry(id).await {
+                    Ok(_) if finished(was) => run.revive(id, heads.contains(&id)),
+                    Ok(_) | Err(StoreError::WrongState(_)) => {}
+                    Err(e) => panic!("retry: {e}"),
+                }
+            }
+        }
+        Op::Requeue => {
+            let dead: HashSet<JobId> = jobs_of(store, &run.queue)
+                .await
+                .into_iter()
+                .filter(|j| j.state == JobState::Dead)
+                .map(|j| j.id)
+                .collect();
+            let heads = run.blocked_heads(store).await;
+            let line: Vec<JobId> = run.order.clone();
+            for id in line.into_iter().filter(|id| dead.contains(id)) {
+                run.revive(id, heads.contains(&id));
+            }
+            store
+                .dead_requeue_many(DeadSelection::Queue(queue(&run.queue)))
+                .await
+                .expect("requeue");
+        }
+        Op::Unblock { key } => {
+            match store
+                .session_unblock(&format!("{}s{key}", run.prefix))
+                .await
+            {
+                Ok(_) | Err(StoreError::WrongState(_) | StoreError::NotFound { .. }) => {}
+                Err(e) => panic!("unblock: {e}"),
             }
         }
         Op::Expire => {
@@ -323,6 +491,7 @@ async fn drain(store: &SharedStore, clock: &dyn DriveClock, run: &mut Run) {
     let mut quiet = 0;
     for round in 0..500 {
         let got = claim(store, &run.queue, 10).await;
+        run.started.extend(got.iter().map(|c| c.job.id));
         check(store, run, &format!("drain round {round}")).await;
         if got.is_empty() {
             let left: Vec<Job> = jobs_of(store, &run.queue)
@@ -371,8 +540,10 @@ pub(crate) async fn random_operations_keep_every_ordering_rule(Ctx { store, cloc
             queue: format!("prop{n}"),
             prefix: format!("r{n}-"),
             order: Vec::new(),
+            started: HashSet::new(),
             session_of: HashMap::new(),
             held: Vec::new(),
+            key_cap: HashMap::new(),
         };
         handle.block_on(async {
             store
@@ -380,6 +551,10 @@ pub(crate) async fn random_operations_keep_every_ordering_rule(Ctx { store, cloc
                     &queue(&run.queue),
                     QueueSettingsPatch {
                         concurrency: Some(Some(QUEUE_CONCURRENCY as u32)),
+                        backoff: Some(Some(Backoff {
+                            base_ms: QUEUE_BACKOFF_MS,
+                            max_ms: QUEUE_BACKOFF_MS,
+                        })),
                         ..Default::default()
                     },
                 )

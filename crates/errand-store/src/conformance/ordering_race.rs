@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use errand_core::queue::QueueSettingsPatch;
 use errand_core::throttle::{Limit, LimitScope};
-use errand_core::Job;
+use errand_core::{Job, JobId};
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use super::support::*;
@@ -34,9 +35,19 @@ fn holds(job: &Job) -> Vec<(String, u32)> {
     out
 }
 
+/// What the claimers saw: the jobs running under each limit, and each session's jobs in
+/// enqueue order with how many have been claimed.
+#[derive(Default)]
+struct Seen {
+    running: HashMap<String, u32>,
+    sessions: HashMap<String, (Vec<JobId>, usize)>,
+}
+
 /// Sixteen claimers race over two queues of locked, keyed, session, singleton-kind and
-/// queue-capped jobs; at no moment do more run under one limit than it allows, and every
-/// job is run.
+/// queue-capped jobs; at no moment do more run under one limit than it allows, every
+/// session runs its jobs in enqueue order, and every job is run. A job counts as running
+/// from its claim until its settle has returned; the count is kept under a lock held
+/// across the settle, so a claim the settle made possible is counted after it.
 pub(crate) async fn concurrent_claims_never_exceed_a_limit_or_a_lock(Ctx { store, .. }: Ctx) {
     const CLAIMERS: usize = 16;
     store
@@ -68,8 +79,14 @@ pub(crate) async fn concurrent_claims_never_exceed_a_limit_or_a_lock(Ctx { store
         jobs.push(locked("capped", "l0"));
     }
     let total = jobs.len();
+    let mut seen = Seen::default();
+    for j in &jobs {
+        if let Some(k) = &j.ordering.session_key {
+            seen.sessions.entry(k.clone()).or_default().0.push(j.id);
+        }
+    }
     insert(&store, jobs).await;
-    let running: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let running = Arc::new(Mutex::new(seen));
     let done = Arc::new(AtomicUsize::new(0));
     let mut claimers = JoinSet::new();
     for n in 0..CLAIMERS {
@@ -92,22 +109,32 @@ pub(crate) async fn concurrent_claims_never_exceed_a_limit_or_a_lock(Ctx { store
                     got_any |= !claimed.is_empty();
                     let held: Vec<_> = claimed.iter().map(|c| holds(&c.job)).collect();
                     {
-                        let mut r = running.lock().expect("lock");
+                        let mut r = running.lock().await;
                         for (name, cap) in held.iter().flatten() {
-                            let n = r.entry(name.clone()).or_default();
+                            let n = r.running.entry(name.clone()).or_default();
                             *n += 1;
                             assert!(*n <= *cap, "{n} running under {name}, cap {cap}");
+                        }
+                        for c in &claimed {
+                            if let Some(k) = &c.job.ordering.session_key {
+                                let (line, next) = r.sessions.get_mut(k).expect("session");
+                                assert_eq!(
+                                    line.get(*next),
+                                    Some(&c.job.id),
+                                    "session {k} runs its jobs in enqueue order"
+                                );
+                                *next += 1;
+                            }
                         }
                     }
                     tokio::task::yield_now().await;
                     for (c, held) in claimed.iter().zip(&held) {
-                        {
-                            let mut r = running.lock().expect("lock");
-                            for (name, _) in held {
-                                *r.get_mut(name).expect("counted") -= 1;
-                            }
-                        }
+                        let mut r = running.lock().await;
                         settled(&store, complete(c)).await;
+                        for (name, _) in held {
+                            *r.running.get_mut(name).expect("counted") -= 1;
+                        }
+                        drop(r);
                         done.fetch_add(1, Ordering::SeqCst);
                     }
                 }
