@@ -45,17 +45,22 @@ fn to_i32(v: u32) -> i32 {
 }
 
 /// Lets `arrivals` (already inserted, `parked` false) into their gates, in the order given
-/// within each gate: each gets the next sequence number, then a place or a spot in line.
-/// Returns the ids that were parked.
+/// within each gate: each gets the next sequence number (the back of the line), then a
+/// place or a spot in line. Only a new enqueue (`sets_limit`) sets a key gate's capacity
+/// (the latest enqueue's limit is the key's limit); retries, requeues and restores keep
+/// the gate's capacity, and create a missing row with the job's limit. Returns the ids
+/// that were parked.
 pub(crate) async fn arrive(
     client: &impl GenericClient,
     arrivals: &[Arrival],
+    sets_limit: bool,
 ) -> QResult<Vec<uuid::Uuid>> {
     let groups = by_gate(arrivals.iter().map(|a| (a.gate.stored_name(), a)));
     let upsert = client
         .prepare_cached(
             "INSERT INTO gates (name, capacity, next_seq, updated_at) VALUES ($1, $2, $3, errand_now()) \
-             ON CONFLICT (name) DO UPDATE SET capacity = EXCLUDED.capacity, \
+             ON CONFLICT (name) DO UPDATE SET \
+                 capacity = CASE WHEN $4 THEN EXCLUDED.capacity ELSE gates.capacity END, \
                  next_seq = gates.next_seq + EXCLUDED.next_seq \
              RETURNING capacity, admitted, waiting, next_seq - $3, blocked_by IS NOT NULL",
         )
@@ -70,13 +75,13 @@ pub(crate) async fn arrive(
         .await?;
     let mut parked_ids = Vec::new();
     for (name, group) in groups {
-        // The latest arrival's limit is the key's capacity.
+        // The latest enqueue's limit is the key's capacity.
         let Some(gate) = group.last().map(|a| &a.gate) else {
             continue;
         };
         let n = group.len() as i64;
         let row = client
-            .query_one(&upsert, &[&name, &to_i32(gate.capacity()), &n])
+            .query_one(&upsert, &[&name, &to_i32(gate.capacity()), &n, &sets_limit])
             .await?;
         let mut g = GateRow {
             capacity: u32::try_from(row.column::<i32>(0)?).map_err(corrupt)?,
@@ -343,11 +348,41 @@ pub(crate) async fn revived(client: &impl GenericClient, jobs: &mut [Job]) -> QR
         if arrivals.is_empty() {
             continue;
         }
-        let parked = arrive(client, &arrivals).await?;
+        let parked = arrive(client, &arrivals, false).await?;
         for j in jobs.iter_mut() {
             if arrivals.iter().any(|a| a.id == j.id.0) {
                 j.parked = parked.contains(&j.id.0);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Deleted gated jobs (`(id, gate)` of each; dead purge, prune): a session blocked on a
+/// deleted dead head moves on, as after `session_unblock`. The caller deleted the jobs
+/// (their rows locked: job, then gate); the gates are taken in name order, each with the
+/// one statement that clears its block, so [`admit_next`] sees every arrival before it.
+pub(crate) async fn jobs_deleted(
+    client: &impl GenericClient,
+    deleted: &[(uuid::Uuid, String)],
+) -> QResult<()> {
+    let mut heads: Vec<&(uuid::Uuid, String)> = deleted
+        .iter()
+        .filter(|(_, name)| name.starts_with("session:"))
+        .collect();
+    if heads.is_empty() {
+        return Ok(());
+    }
+    heads.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
+    let unblock = client
+        .prepare_cached(
+            "UPDATE gates SET blocked_by = NULL, updated_at = errand_now() \
+             WHERE name = $1 AND blocked_by = $2 RETURNING name",
+        )
+        .await?;
+    for (id, name) in heads {
+        if client.query_opt(&unblock, &[name, id]).await?.is_some() {
+            admit_next(client, name, true).await?;
         }
     }
     Ok(())

@@ -240,6 +240,8 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<Vec<uuid::Uuid
 }
 
 /// Makes selected dead jobs available again, each with its `job.enqueued`; returns them.
+/// They are revived in line order (gate, then seq), so a session's or key's jobs come back
+/// in enqueue order.
 pub(crate) async fn dead_requeue(
     client: &impl GenericClient,
     sel: &DeadSelection,
@@ -247,7 +249,8 @@ pub(crate) async fn dead_requeue(
     let (queue, ids) = selection_args(sel);
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
+            "WITH r AS (UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING *) \
+             SELECT {JOB_COLUMNS} FROM r ORDER BY gate, gate_seq, id"
         ))
         .await?;
     let mut jobs = jobs_from_rows(&client.query(&stmt, &[&queue, &ids]).await?)?;
@@ -256,17 +259,38 @@ pub(crate) async fn dead_requeue(
     Ok(jobs)
 }
 
-/// Deletes selected dead jobs and their attempts.
+/// Deletes selected dead jobs and their attempts. A session blocked on a deleted dead
+/// head moves on ([`crate::gate::jobs_deleted`]).
 pub(crate) async fn dead_purge(client: &impl GenericClient, sel: &DeadSelection) -> QResult<u64> {
     let (queue, ids) = selection_args(sel);
     let stmt = client
         .prepare_cached(&format!(
-            "WITH gone AS (DELETE FROM jobs WHERE {DEAD_SELECTION} RETURNING id), \
+            "WITH gone AS (DELETE FROM jobs WHERE {DEAD_SELECTION} RETURNING id, gate), \
              attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
              logs AS (DELETE FROM job_logs WHERE owner IN (SELECT id FROM gone)) \
-             SELECT COUNT(*) FROM gone"
+             {DELETED}"
         ))
         .await?;
-    let n: i64 = client.query_one(&stmt, &[&queue, &ids]).await?.column(0)?;
+    let row = client.query_one(&stmt, &[&queue, &ids]).await?;
+    deleted(client, &row).await
+}
+
+/// The SELECT over a `gone (id, gate)` of deleted jobs: how many, and the ids and gates of
+/// the session jobs among them (one of them may be its session's blocking head).
+pub(crate) const DELETED: &str = "SELECT (SELECT COUNT(*) FROM gone), \
+     ARRAY(SELECT id FROM gone WHERE gate LIKE 'session:%' ORDER BY gate, id), \
+     ARRAY(SELECT gate FROM gone WHERE gate LIKE 'session:%' ORDER BY gate, id)";
+
+/// Reads a [`DELETED`] row and moves on the sessions a deleted head blocked; returns how
+/// many jobs were deleted.
+pub(crate) async fn deleted(
+    client: &impl GenericClient,
+    row: &tokio_postgres::Row,
+) -> QResult<u64> {
+    let n: i64 = row.column(0)?;
+    let ids: Vec<uuid::Uuid> = row.column(1)?;
+    let gates: Vec<String> = row.column(2)?;
+    let heads: Vec<(uuid::Uuid, String)> = ids.into_iter().zip(gates).collect();
+    crate::gate::jobs_deleted(client, &heads).await?;
     Ok(n.max(0) as u64)
 }
