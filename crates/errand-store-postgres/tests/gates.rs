@@ -1,6 +1,7 @@
 //! Gate paths of the PostgreSQL store that the shared suite does not walk: bulk requeue of
 //! dead lock and session jobs, restore of gated jobs, manual retry of a parked job waiting
-//! for its retry, and the oldest-ready age of a queue whose waiting jobs are parked.
+//! for its retry, the oldest-ready age of a queue whose waiting jobs are parked, and fair
+//! ranks drawn for a whole insert batch.
 
 use std::time::Duration;
 
@@ -247,4 +248,32 @@ async fn parked_jobs_do_not_age_the_queue() {
     add(&store, vec![new_job("q", "k")]).await;
     let info = store.queue_get(&q).await.expect("queue");
     assert!(info.oldest_available_age_ms.is_some(), "a ready job counts");
+}
+
+fn tenant(key: &str, id: u128) -> NewJob {
+    NewJob {
+        id: JobId(uuid::Uuid::from_u128(id)),
+        ..ordered(JobOrdering {
+            fairness_key: Some(key.into()),
+            ..JobOrdering::default()
+        })
+    }
+}
+
+/// A batch is ranked as if its jobs came one by one (as SQLite does): a ready job's rank
+/// is the base of the ones after it, so a new key starts a step behind the lowest ready
+/// rank, the batch's own first job included.
+#[tokio::test]
+async fn a_batch_ranks_each_job_from_the_ready_ones_before_it() {
+    let Some((_schema, store)) = store("fair batch").await else {
+        return;
+    };
+    // a1 takes one step, a2 two; b starts a step behind a1 (two steps), after a2 by id.
+    add(&store, vec![tenant("a", 1), tenant("a", 2), tenant("b", 3)]).await;
+    let order = ids(&take(&store).await);
+    assert_eq!(
+        order,
+        [1, 2, 3].map(|n| JobId(uuid::Uuid::from_u128(n))).to_vec(),
+        "b ranks level with a2, not with a1"
+    );
 }
