@@ -19,6 +19,9 @@ ALTER TABLE jobs ADD COLUMN rate_key text;
 DROP INDEX jobs_ready;
 CREATE INDEX jobs_ready ON jobs (queue, priority DESC, fair_rank NULLS FIRST, run_at, id)
     WHERE state IN ('available', 'scheduled') AND NOT parked;
+-- The lowest ready rank of a fair queue: a new job's rank starts from it.
+CREATE INDEX jobs_fair ON jobs (queue, fair_rank)
+    WHERE fair_rank IS NOT NULL AND state IN ('available', 'scheduled') AND NOT parked;
 CREATE INDEX jobs_gate ON jobs (gate, parked, gate_seq)
     WHERE gate IS NOT NULL AND state IN ('available', 'scheduled', 'running');
 CREATE INDEX jobs_running_kind ON jobs (kind) WHERE state = 'running';

@@ -4,8 +4,10 @@
 //! never exceed a limit together.
 //!
 //! Lock order: the queue row (`FOR UPDATE`, when it has a concurrency or rate), then the
-//! kind limits the claim could use (by name), then the candidates (`FOR UPDATE SKIP
-//! LOCKED`, which never waits), then the rate-key limits of the candidates (by name).
+//! candidates (`FOR UPDATE SKIP LOCKED`, which never waits), then the `limits` rows of the
+//! candidates' kinds and rate keys, in (scope, name) order. Only claims wait on `limits`
+//! rows, all in one order, so they cannot deadlock; and a claim locks only the limits its
+//! candidates use, so a kind limit does not serialize claims of queues without that kind.
 //! Running jobs are counted after the locks are held, so every claim that committed
 //! before is counted. A rate-limited job is never leased early: it stays available.
 
@@ -62,15 +64,6 @@ pub(crate) async fn claim(
     let queue_rate = rate_of(row.column(1)?, row.column(2)?, row.column(3)?);
     let queue_bucket = bucket_of(row.column(4)?, row.column(5)?);
 
-    let kind_lock = client
-        .prepare_cached(
-            "SELECT name, concurrency, rate_limit, rate_period_ms, rate_burst, tokens, tokens_at \
-             FROM limits WHERE scope = 'kind' AND ($1::text[] IS NULL OR name = ANY($1)) \
-             ORDER BY name FOR UPDATE",
-        )
-        .await?;
-    let kind_rows = client.query(&kind_lock, &[&kinds]).await?;
-
     let cand = client
         .prepare_cached(
             "SELECT id, kind, rate_key FROM jobs \
@@ -93,23 +86,27 @@ pub(crate) async fn claim(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
+    // The limits of the candidates' kinds and rate keys, locked in (scope, name) order.
+    let kinds_seen: Vec<String> = candidates
+        .iter()
+        .map(|c| c.kind.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let keys: Vec<String> = candidates
         .iter()
         .filter_map(|c| c.rate_key.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let key_rows = if keys.is_empty() {
-        Vec::new()
-    } else {
-        let key_lock = client
-            .prepare_cached(
-                "SELECT name, concurrency, rate_limit, rate_period_ms, rate_burst, tokens, tokens_at \
-                 FROM limits WHERE scope = 'key' AND name = ANY($1) ORDER BY name FOR UPDATE",
-            )
-            .await?;
-        client.query(&key_lock, &[&keys]).await?
-    };
+    let lock_limits = client
+        .prepare_cached(
+            "SELECT scope, name, concurrency, rate_limit, rate_period_ms, rate_burst, tokens, tokens_at \
+             FROM limits WHERE (scope = 'kind' AND name = ANY($1)) OR (scope = 'key' AND name = ANY($2)) \
+             ORDER BY scope, name FOR UPDATE",
+        )
+        .await?;
+    let limit_rows = client.query(&lock_limits, &[&kinds_seen, &keys]).await?;
 
     // Counted now that every lock is held.
     let counts = client
@@ -123,21 +120,31 @@ pub(crate) async fn claim(
         .await?;
     let mut kind_limits: HashMap<String, LimitState> = HashMap::new();
     let mut counted_kinds = Vec::new();
-    for r in &kind_rows {
-        let name: String = r.column(0)?;
-        let conc: Option<i32> = r.column(1)?;
-        if conc.is_some() {
+    let mut key_limits = HashMap::new();
+    for r in &limit_rows {
+        let scope: String = r.column(0)?;
+        let name: String = r.column(1)?;
+        let state = LimitState {
+            concurrency: r.column::<Option<i32>>(2)?.map(|c| c.max(0) as u32),
+            running: 0,
+            rate: rate_of(r.column(3)?, r.column(4)?, r.column(5)?),
+            bucket: bucket_of(r.column(6)?, r.column(7)?),
+        };
+        if scope == "key" {
+            // A rate key takes only a rate: its running jobs limit nothing.
+            key_limits.insert(
+                name,
+                LimitState {
+                    concurrency: None,
+                    ..state
+                },
+            );
+            continue;
+        }
+        if state.concurrency.is_some() {
             counted_kinds.push(name.clone());
         }
-        kind_limits.insert(
-            name,
-            LimitState {
-                concurrency: conc.map(|c| c.max(0) as u32),
-                running: 0,
-                rate: rate_of(r.column(2)?, r.column(3)?, r.column(4)?),
-                bucket: bucket_of(r.column(5)?, r.column(6)?),
-            },
-        );
+        kind_limits.insert(name, state);
     }
     let row = client
         .query_one(&counts, &[&queue, &queue_conc.is_some(), &counted_kinds])
@@ -150,18 +157,6 @@ pub(crate) async fn claim(
         if let Some(l) = kind_limits.get_mut(&n) {
             l.running = u32::try_from(c.max(0)).unwrap_or(u32::MAX);
         }
-    }
-    let mut key_limits = HashMap::new();
-    for r in &key_rows {
-        key_limits.insert(
-            r.column::<String>(0)?,
-            LimitState {
-                concurrency: None,
-                running: 0,
-                rate: rate_of(r.column(2)?, r.column(3)?, r.column(4)?),
-                bucket: bucket_of(r.column(5)?, r.column(6)?),
-            },
-        );
     }
     let limits = ClaimLimits {
         queue: limited.then(|| LimitState {
@@ -273,5 +268,5 @@ async fn fair_ranks(client: &impl GenericClient, jobs: &[Job]) -> QResult<Option
     let stmt = client
         .prepare_cached("SELECT MAX(fair_rank) FROM jobs WHERE id = ANY($1)")
         .await?;
-    Ok(client.query_one(&stmt, &[&ids]).await?.column(0)?)
+    client.query_one(&stmt, &[&ids]).await?.column(0)
 }

@@ -45,17 +45,22 @@ fn to_i32(v: u32) -> i32 {
 }
 
 /// Lets `arrivals` (already inserted, `parked` false) into their gates, in the order given
-/// within each gate: each gets the next sequence number, then a place or a spot in line.
-/// Returns the ids that were parked.
+/// within each gate: each gets the next sequence number (the back of the line), then a
+/// place or a spot in line. Only a new enqueue (`sets_limit`) sets a key gate's capacity
+/// (the latest enqueue's limit is the key's limit); retries, requeues and restores keep
+/// the gate's capacity, and create a missing row with the job's limit. Returns the ids
+/// that were parked.
 pub(crate) async fn arrive(
     client: &impl GenericClient,
     arrivals: &[Arrival],
+    sets_limit: bool,
 ) -> QResult<Vec<uuid::Uuid>> {
     let groups = by_gate(arrivals.iter().map(|a| (a.gate.stored_name(), a)));
     let upsert = client
         .prepare_cached(
             "INSERT INTO gates (name, capacity, next_seq, updated_at) VALUES ($1, $2, $3, errand_now()) \
-             ON CONFLICT (name) DO UPDATE SET capacity = EXCLUDED.capacity, \
+             ON CONFLICT (name) DO UPDATE SET \
+                 capacity = CASE WHEN $4 THEN EXCLUDED.capacity ELSE gates.capacity END, \
                  next_seq = gates.next_seq + EXCLUDED.next_seq \
              RETURNING capacity, admitted, waiting, next_seq - $3, blocked_by IS NOT NULL",
         )
@@ -70,10 +75,13 @@ pub(crate) async fn arrive(
         .await?;
     let mut parked_ids = Vec::new();
     for (name, group) in groups {
-        let gate = &group[0].gate;
+        // The latest enqueue's limit is the key's capacity.
+        let Some(gate) = group.last().map(|a| &a.gate) else {
+            continue;
+        };
         let n = group.len() as i64;
         let row = client
-            .query_one(&upsert, &[&name, &to_i32(gate.capacity()), &n])
+            .query_one(&upsert, &[&name, &to_i32(gate.capacity()), &n, &sets_limit])
             .await?;
         let mut g = GateRow {
             capacity: u32::try_from(row.column::<i32>(0)?).map_err(corrupt)?,
@@ -122,6 +130,8 @@ pub(crate) async fn arrive(
 /// Admits parked jobs of `name` into its free places, lowest sequence first, and deletes a
 /// lock or key gate left with no jobs. The caller holds the gate row's lock (taken by an
 /// earlier statement, so this one's snapshot sees every arrival committed before it).
+/// The ids go through an array so the update finds them by key (a join with the
+/// LIMIT's unknown size was planned as a scan of every job).
 /// A session admits its next job due or not; a lock or key gate only due jobs, which
 /// become `available`.
 pub(crate) async fn admit_next(
@@ -134,12 +144,11 @@ pub(crate) async fn admit_next(
             "WITH g AS (SELECT CASE WHEN blocked_by IS NOT NULL THEN 0 \
                          ELSE GREATEST(capacity - admitted, 0) END AS free, admitted, waiting \
                      FROM gates WHERE name = $1), \
-             picked AS (SELECT id FROM jobs WHERE gate = $1 AND parked \
-                     AND state IN ('available', 'scheduled') AND ($2 OR run_at <= errand_now()) \
-                     ORDER BY gate_seq LIMIT (SELECT free FROM g)), \
              up AS (UPDATE jobs j SET parked = false, \
                      state = CASE WHEN $2 THEN j.state ELSE 'available' END, updated_at = errand_now() \
-                 FROM picked WHERE j.id = picked.id RETURNING j.id), \
+                 WHERE j.id = ANY(ARRAY(SELECT id FROM jobs WHERE gate = $1 AND parked \
+                     AND state IN ('available', 'scheduled') AND ($2 OR run_at <= errand_now()) \
+                     ORDER BY gate_seq LIMIT (SELECT free FROM g))) RETURNING j.id), \
              n AS (SELECT COUNT(*) AS n FROM up), \
              counted AS (UPDATE gates SET admitted = admitted + (SELECT n FROM n), \
                      waiting = GREATEST(waiting - (SELECT n FROM n), 0), updated_at = errand_now() \
@@ -339,11 +348,41 @@ pub(crate) async fn revived(client: &impl GenericClient, jobs: &mut [Job]) -> QR
         if arrivals.is_empty() {
             continue;
         }
-        let parked = arrive(client, &arrivals).await?;
+        let parked = arrive(client, &arrivals, false).await?;
         for j in jobs.iter_mut() {
             if arrivals.iter().any(|a| a.id == j.id.0) {
                 j.parked = parked.contains(&j.id.0);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Deleted gated jobs (`(id, gate)` of each; dead purge, prune): a session blocked on a
+/// deleted dead head moves on, as after `session_unblock`. The caller deleted the jobs
+/// (their rows locked: job, then gate); the gates are taken in name order, each with the
+/// one statement that clears its block, so [`admit_next`] sees every arrival before it.
+pub(crate) async fn jobs_deleted(
+    client: &impl GenericClient,
+    deleted: &[(uuid::Uuid, String)],
+) -> QResult<()> {
+    let mut heads: Vec<&(uuid::Uuid, String)> = deleted
+        .iter()
+        .filter(|(_, name)| name.starts_with("session:"))
+        .collect();
+    if heads.is_empty() {
+        return Ok(());
+    }
+    heads.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
+    let unblock = client
+        .prepare_cached(
+            "UPDATE gates SET blocked_by = NULL, updated_at = errand_now() \
+             WHERE name = $1 AND blocked_by = $2 RETURNING name",
+        )
+        .await?;
+    for (id, name) in heads {
+        if client.query_opt(&unblock, &[name, id]).await?.is_some() {
+            admit_next(client, name, true).await?;
         }
     }
     Ok(())

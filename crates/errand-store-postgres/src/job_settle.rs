@@ -119,6 +119,19 @@ async fn repeat_or_fenced(
     crate::job_read::get(client, id).await
 }
 
+/// The retry policy of a failure that named no `retry_in` (a settled failure, a rescue):
+/// the queue's backoff (`defaults->'backoff'`) when it sets one, with the server's jitter;
+/// else the server's policy.
+pub(crate) fn queue_policy(backoff: Option<Value>, policy: &RetryPolicy) -> RetryPolicy {
+    backoff
+        .and_then(|b| serde_json::from_value::<Backoff>(b).ok())
+        .map_or(*policy, |b| RetryPolicy {
+            base: std::time::Duration::from_millis(b.base_ms),
+            max: std::time::Duration::from_millis(b.max_ms),
+            jitter: policy.jitter,
+        })
+}
+
 /// One failure to apply, as a settlement asks it.
 struct Failure<'a> {
     id: JobId,
@@ -166,17 +179,8 @@ async fn fail_one(
     };
     let attempt = u32::try_from(row.column::<i32>(0)?).unwrap_or(0);
     let max_attempts = u32::try_from(row.column::<i32>(1)?).unwrap_or(0);
-    // The queue's backoff, when it sets one, replaces the server's (keeping its jitter).
-    let backoff: Option<Value> = row.column(2)?;
-    let queue_policy = backoff
-        .and_then(|b| serde_json::from_value::<Backoff>(b).ok())
-        .map(|b| RetryPolicy {
-            base: std::time::Duration::from_millis(b.base_ms),
-            max: std::time::Duration::from_millis(b.max_ms),
-            jitter: policy.jitter,
-        });
-    let policy = queue_policy.as_ref().unwrap_or(policy);
-    let retry = AfterFailure::decide(attempt, max_attempts, retry_in, dead, policy);
+    let policy = queue_policy(row.column(2)?, policy);
+    let retry = AfterFailure::decide(attempt, max_attempts, retry_in, dead, &policy);
     fail_running(
         client,
         id,
@@ -370,11 +374,18 @@ async fn session_state_refusals(
     Ok(out)
 }
 
-/// Cancels a job that has not finished. A gated job's gate is locked first (gate, then
-/// job: the order of [`gate::admit_next`]); a parked job leaves the line, an admitted one
-/// gives its place to the next.
+/// Cancels a job that has not finished. A parked job's gate is locked first (gate, then
+/// job: the order of [`gate::admit_next`]) and the job leaves the line; an admitted job is
+/// locked first (job, then gate: the order of settles) and gives its place to the next.
 pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Job> {
-    let gate_name = lock_gate_of(client, id).await?;
+    let before = crate::job_read::get(client, id).await?;
+    let gate_first = match (before.parked, before.ordering.gate()) {
+        (true, Some(g)) if !before.state.is_final() => {
+            gate::lock(client, &g.stored_name()).await?;
+            true
+        }
+        _ => false,
+    };
     let job = lock_job(client, id).await?;
     if job.state.is_final() {
         return Err(Fault::Store(StoreError::already_finished(id, job.state)));
@@ -395,8 +406,12 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
         .query_one(&stmt, &[&id.0, &attempt, &was_running])
         .await?;
     let cancelled = job_from_row(&row)?;
-    if let (Some(name), Some(g)) = (gate_name, job.ordering.gate()) {
+    if let Some(g) = job.ordering.gate() {
+        let name = g.stored_name();
         if job.parked {
+            if !gate_first {
+                gate::lock(client, &name).await?;
+            }
             gate::leave_line(client, &name).await?;
             gate::admit_next(client, &name, g.ordered()).await?;
         } else {
@@ -407,28 +422,14 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
     Ok(cancelled)
 }
 
-/// Locks the gate of job `id` when it has one (before the job's row); returns its name.
-async fn lock_gate_of(client: &impl GenericClient, id: JobId) -> QResult<Option<String>> {
-    let stmt = client
-        .prepare_cached("SELECT gate FROM jobs WHERE id = $1")
-        .await?;
-    let gate: Option<String> = match client.query_opt(&stmt, &[&id.0]).await? {
-        Some(row) => row.column(0)?,
-        None => None,
-    };
-    if let Some(name) = &gate {
-        gate::lock(client, name).await?;
-    }
-    Ok(gate)
-}
-
 /// The SET clause that makes a stopped job ready again with at least one attempt left.
 pub(crate) const REVIVE: &str = "state = 'available', run_at = errand_now(), finished_at = NULL, \
      max_attempts = GREATEST(max_attempts, attempt + 1), updated_at = errand_now()";
 
 /// Runs a dead, cancelled or retry-waiting job again now. A finished gated job enters its
-/// gate again ([`gate::revived`]); a parked retry-waiting one becomes due and takes a place
-/// if one is free.
+/// gate again ([`gate::revived`]). A parked retry-waiting lock or key job is made due, which
+/// is no arrival (it is already in the line): its gate lets the line in by seq, and it takes
+/// a place if none ahead of it is due; a parked session job keeps its spot.
 pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job> {
     let before = crate::job_read::get(client, id).await?;
     // A parked job is only changed under its gate's lock: gate first.
@@ -456,7 +457,7 @@ pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job
         let mut one = [revived];
         gate::revived(client, &mut one).await?;
         [revived] = one;
-    } else if let Some(g) = parked_gate.filter(|_| job.parked) {
+    } else if let Some(g) = parked_gate.filter(|g| job.parked && !g.ordered()) {
         gate::admit_next(client, &g.stored_name(), g.ordered()).await?;
         revived = crate::job_read::get(client, id).await?;
     }

@@ -11,7 +11,7 @@ use errand_store::{
 };
 use serde_json::Value;
 
-use crate::fairness;
+use crate::fairness::{self, NewRank};
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::gate::{self, Arrival};
 use crate::job_row::{
@@ -45,7 +45,7 @@ fn insert_sql(keyed: bool) -> String {
                 COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
                 CASE WHEN u.inh_a THEN COALESCE((q.defaults->>'max_attempts')::int, u.max_attempts) \
                      ELSE u.max_attempts END, \
-                CASE WHEN u.inh_t AND u.timeout_ms IS NULL THEN (q.defaults->>'timeout_ms')::bigint \
+                CASE WHEN u.inh_t AND u.timeout_ms IS NULL THEN (q.defaults->>'timeout')::bigint \
                      ELSE u.timeout_ms END, \
                 u.tags, u.key, \
                 CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now(), \
@@ -303,8 +303,9 @@ pub(crate) async fn insert_jobs(
     Ok(out)
 }
 
-/// Ranks the inserted jobs of fair queues and lets gated ones into their gates (in input
-/// order). Returns the ids that were parked. No statement for plain jobs of plain queues.
+/// Lets gated inserted jobs into their gates (in input order), then ranks the inserted
+/// jobs of fair queues (a ready one is a base for the ones after it). Returns the ids that
+/// were parked. No statement for plain jobs of plain queues.
 async fn order_inserted(
     client: &impl GenericClient,
     jobs: &[NewJob],
@@ -314,14 +315,6 @@ async fn order_inserted(
         .iter()
         .filter(|j| inserted.contains_key(&j.id.0))
         .collect();
-    let fair_queues: BTreeSet<String> = new
-        .iter()
-        .filter(|j| inserted.get(&j.id.0).is_some_and(|s| s.fair))
-        .map(|j| j.queue.as_str().to_string())
-        .collect();
-    if !fair_queues.is_empty() || new.iter().any(|j| j.ordering.fairness_key.is_some()) {
-        fairness::rank(client, &new, &fair_queues).await?;
-    }
     let arrivals: Vec<Arrival> = new
         .iter()
         .filter_map(|j| {
@@ -334,10 +327,33 @@ async fn order_inserted(
             })
         })
         .collect();
-    if arrivals.is_empty() {
-        return Ok(HashSet::new());
+    let parked: HashSet<uuid::Uuid> = if arrivals.is_empty() {
+        HashSet::new()
+    } else {
+        // Only a new enqueue sets a key's limit.
+        gate::arrive(client, &arrivals, true)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let fair_queues: BTreeSet<String> = new
+        .iter()
+        .filter(|j| inserted.get(&j.id.0).is_some_and(|s| s.fair))
+        .map(|j| j.queue.as_str().to_string())
+        .collect();
+    if !fair_queues.is_empty() || new.iter().any(|j| j.ordering.fairness_key.is_some()) {
+        let ranked: Vec<NewRank<'_>> = new
+            .iter()
+            .map(|j| NewRank {
+                id: j.id.0,
+                queue: j.queue.as_str(),
+                ordering: &j.ordering,
+                ready: !parked.contains(&j.id.0),
+            })
+            .collect();
+        fairness::rank(client, &ranked, &fair_queues).await?;
     }
-    Ok(gate::arrive(client, &arrivals).await?.into_iter().collect())
+    Ok(parked)
 }
 
 async fn release_expired_key(client: &impl GenericClient, key: &str) -> QResult<()> {

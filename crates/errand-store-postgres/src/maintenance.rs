@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 
 use crate::fault::{Fault, QResult, RowExt};
 use crate::gate;
-use crate::job_settle::fail_running;
+use crate::job_settle::{fail_running, queue_policy};
+use crate::queue::DELETED;
 
 /// Rescues stuck jobs inside the caller's transaction.
 pub(crate) async fn rescue_expired(
@@ -17,7 +18,8 @@ pub(crate) async fn rescue_expired(
 ) -> QResult<Vec<Job>> {
     let stmt = client
         .prepare_cached(
-            "SELECT id, attempt, max_attempts, lease_expires_at <= errand_now(), timeout_ms FROM jobs \
+            "SELECT id, attempt, max_attempts, lease_expires_at <= errand_now(), timeout_ms, \
+                 (SELECT defaults->'backoff' FROM queues WHERE name = jobs.queue) FROM jobs \
              WHERE state = 'running' AND (lease_expires_at <= errand_now() \
                  OR (timeout_ms IS NOT NULL AND started_at + timeout_ms <= errand_now())) \
              LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -38,7 +40,9 @@ pub(crate) async fn rescue_expired(
                 timeout_ms: timeout_ms.unwrap_or_default(),
             }
         };
-        let r = Rescue::decide(why, attempt, max_attempts, &p.retry_policy);
+        // The queue's backoff applies to a rescue's retry as to a settled failure's.
+        let policy = queue_policy(row.column(5)?, &p.retry_policy);
+        let r = Rescue::decide(why, attempt, max_attempts, &policy);
         changed
             .push(fail_running(client, id, attempt, r.after, r.outcome, &r.message, None).await?);
     }
@@ -118,24 +122,25 @@ pub(crate) async fn promote_due(
 }
 
 /// Deletes finished jobs past their retention, oldest first, with their attempts, in one
-/// statement; `SKIP LOCKED` keeps two nodes' cleaners from waiting on each other.
+/// statement; `SKIP LOCKED` keeps two nodes' cleaners from waiting on each other. A
+/// session blocked on a pruned dead head moves on, in the caller's transaction.
 pub(crate) async fn prune(client: &impl GenericClient, p: &JobPruneParams) -> QResult<u64> {
     let stmt = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH gone AS (DELETE FROM jobs WHERE id IN ( \
                  SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled', 'dead') \
                    AND state = ANY($1) AND finished_at < errand_now() - $2 \
-                 ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id), \
+                 ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, gate), \
              attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
              logs AS (DELETE FROM job_logs WHERE owner IN (SELECT id FROM gone)) \
-             SELECT COUNT(*) FROM gone",
-        )
+             {DELETED}"
+        ))
         .await?;
     let states: Vec<&str> = p.states.iter().map(|s| s.as_str()).collect();
     let older = crate::job_row::millis(p.older_than);
-    let n: i64 = client
+    let row = client
         .query_one(&stmt, &[&states, &older, &i64::from(p.limit)])
-        .await?
-        .column(0)?;
-    Ok(n.max(0) as u64)
+        .await?;
+    // A session blocked on a pruned dead head moves on.
+    crate::queue::deleted(client, &row).await
 }

@@ -14,7 +14,7 @@ use crate::job_row::{jobs_from_rows, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
 use crate::transition::record_changes;
 
-/// Per queue, how long its earliest ready job has been due, without reading them all: the
+/// Per queue, how long its earliest ready job (not parked behind a gate) has been due, without reading them all: the
 /// claim index (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest
 /// first, so the recursive part hops from one priority present to the next and takes one
 /// entry from each. The cost grows with the distinct priorities of a queue, not its jobs.
@@ -22,13 +22,13 @@ use crate::transition::record_changes;
 const OLDEST_READY: &str = "SELECT q.name, errand_now() - ( \
         WITH RECURSIVE p(pr) AS ( \
             SELECT MAX(priority) FROM jobs \
-            WHERE queue = q.name AND state IN ('available', 'scheduled') \
+            WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
             UNION ALL \
             SELECT (SELECT MAX(priority) FROM jobs \
                     WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority < p.pr) \
             FROM p WHERE p.pr IS NOT NULL) \
         SELECT MIN((SELECT MIN(run_at) FROM jobs \
-                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority = p.pr)) \
+                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked AND priority = p.pr)) \
         FROM p WHERE p.pr IS NOT NULL) \
     FROM queues q WHERE $1::text IS NULL OR q.name = $1";
 
@@ -146,6 +146,17 @@ async fn locked_settings(client: &impl GenericClient, name: &str) -> QResult<Que
     settings_from_row(&client.query_one(&stmt, &[&name]).await?, 2)
 }
 
+/// Defaults as the `defaults` column keeps them: their JSON form, with `timeout` in
+/// milliseconds (which that form also reads) so the insert statement can use it.
+fn stored_defaults(d: &JobDefaults) -> QResult<serde_json::Value> {
+    let mut v =
+        serde_json::to_value(d).map_err(|e| Fault::Store(StoreError::Internal(e.to_string())))?;
+    if let (Some(ms), Some(obj)) = (d.timeout_ms, v.as_object_mut()) {
+        obj.insert("timeout".into(), serde_json::Value::from(ms));
+    }
+    Ok(v)
+}
+
 /// Applies a settings patch (validated first: a bad one changes nothing), creating the
 /// queue when missing. A changed rate starts with a full bucket.
 pub(crate) async fn update(
@@ -160,9 +171,8 @@ pub(crate) async fn update(
     let new = patch.apply_to(&old);
     let (rl, rp, rb) = rate_columns(new.rate.as_ref());
     let defaults = (new.defaults != JobDefaults::default())
-        .then(|| serde_json::to_value(&new.defaults))
-        .transpose()
-        .map_err(|e| Fault::Store(StoreError::Internal(e.to_string())))?;
+        .then(|| stored_defaults(&new.defaults))
+        .transpose()?;
     let stmt = client
         .prepare_cached(
             "UPDATE queues SET concurrency = $2, rate_limit = $3, rate_period_ms = $4, rate_burst = $5, \
@@ -230,6 +240,8 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<Vec<uuid::Uuid
 }
 
 /// Makes selected dead jobs available again, each with its `job.enqueued`; returns them.
+/// They are revived in line order (gate, then seq), so a session's or key's jobs come back
+/// in enqueue order.
 pub(crate) async fn dead_requeue(
     client: &impl GenericClient,
     sel: &DeadSelection,
@@ -237,7 +249,8 @@ pub(crate) async fn dead_requeue(
     let (queue, ids) = selection_args(sel);
     let stmt = client
         .prepare_cached(&format!(
-            "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
+            "WITH r AS (UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING *) \
+             SELECT {JOB_COLUMNS} FROM r ORDER BY gate, gate_seq, id"
         ))
         .await?;
     let mut jobs = jobs_from_rows(&client.query(&stmt, &[&queue, &ids]).await?)?;
@@ -246,17 +259,38 @@ pub(crate) async fn dead_requeue(
     Ok(jobs)
 }
 
-/// Deletes selected dead jobs and their attempts.
+/// Deletes selected dead jobs and their attempts. A session blocked on a deleted dead
+/// head moves on ([`crate::gate::jobs_deleted`]).
 pub(crate) async fn dead_purge(client: &impl GenericClient, sel: &DeadSelection) -> QResult<u64> {
     let (queue, ids) = selection_args(sel);
     let stmt = client
         .prepare_cached(&format!(
-            "WITH gone AS (DELETE FROM jobs WHERE {DEAD_SELECTION} RETURNING id), \
+            "WITH gone AS (DELETE FROM jobs WHERE {DEAD_SELECTION} RETURNING id, gate), \
              attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
              logs AS (DELETE FROM job_logs WHERE owner IN (SELECT id FROM gone)) \
-             SELECT COUNT(*) FROM gone"
+             {DELETED}"
         ))
         .await?;
-    let n: i64 = client.query_one(&stmt, &[&queue, &ids]).await?.column(0)?;
+    let row = client.query_one(&stmt, &[&queue, &ids]).await?;
+    deleted(client, &row).await
+}
+
+/// The SELECT over a `gone (id, gate)` of deleted jobs: how many, and the ids and gates of
+/// the session jobs among them (one of them may be its session's blocking head).
+pub(crate) const DELETED: &str = "SELECT (SELECT COUNT(*) FROM gone), \
+     ARRAY(SELECT id FROM gone WHERE gate LIKE 'session:%' ORDER BY gate, id), \
+     ARRAY(SELECT gate FROM gone WHERE gate LIKE 'session:%' ORDER BY gate, id)";
+
+/// Reads a [`DELETED`] row and moves on the sessions a deleted head blocked; returns how
+/// many jobs were deleted.
+pub(crate) async fn deleted(
+    client: &impl GenericClient,
+    row: &tokio_postgres::Row,
+) -> QResult<u64> {
+    let n: i64 = row.column(0)?;
+    let ids: Vec<uuid::Uuid> = row.column(1)?;
+    let gates: Vec<String> = row.column(2)?;
+    let heads: Vec<(uuid::Uuid, String)> = ids.into_iter().zip(gates).collect();
+    crate::gate::jobs_deleted(client, &heads).await?;
     Ok(n.max(0) as u64)
 }

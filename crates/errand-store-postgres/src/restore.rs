@@ -7,9 +7,13 @@ use errand_core::time::to_millis;
 use errand_store::{RestoredJob, StoreError};
 use serde_json::Value;
 
-use crate::fault::{Fault, QResult};
+use std::collections::{BTreeSet, HashSet};
+
+use errand_core::Job;
+
+use crate::fairness::{rank, NewRank};
+use crate::fault::{Fault, QResult, RowExt};
 use crate::gate::Arrival;
-use errand_core::JobState;
 
 fn count(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
@@ -50,8 +54,13 @@ pub(crate) async fn restore_many(
              ON CONFLICT DO NOTHING",
         )
         .await?;
+    let now: i64 = client
+        .query_one(&client.prepare_cached("SELECT errand_now()").await?, &[])
+        .await?
+        .column(0)?;
     let mut inserted = 0;
     let mut arrivals = Vec::new();
+    let mut rejoined: Vec<&Job> = Vec::new();
     for RestoredJob { job, attempts } in jobs {
         let o = &job.ordering;
         let gate = o.gate();
@@ -119,14 +128,17 @@ pub(crate) async fn restore_many(
             continue;
         }
         inserted += 1;
-        // An unfinished gated job arrives in its gate as an insert does, in the order given.
-        let state = restored_state(job.state);
-        if let (Some(gate), false) = (gate, state.is_final()) {
-            arrivals.push(Arrival {
-                id: job.id.0,
-                gate,
-                due: state == JobState::Available,
-            });
+        // An unfinished job takes its fair rank and arrives in its gate as an insert does,
+        // in the order given.
+        if !restored_state(job.state).is_final() {
+            rejoined.push(job);
+            if let Some(gate) = gate {
+                arrivals.push(Arrival {
+                    id: job.id.0,
+                    gate,
+                    due: to_millis(job.run_at) <= now,
+                });
+            }
         }
         if let (Some(schedule), Some(slot)) = (&job.schedule, job.slot) {
             client
@@ -158,8 +170,63 @@ pub(crate) async fn restore_many(
                 .await?;
         }
     }
-    crate::gate::arrive(client, &arrivals).await?;
+    rejoin(client, &rejoined, &arrivals).await?;
     Ok(inserted)
+}
+
+/// Restored unfinished jobs (`jobs`, gated ones in `arrivals`, in the order the export
+/// gives) arrive in their gates like inserts, except that they keep each gate's capacity
+/// (a job's limit only sets the capacity of a gate it creates); a parked one not due yet
+/// is stored as `scheduled`, so promotion wakes its gate when it falls due. Then the jobs
+/// of fair queues take their ranks.
+async fn rejoin(client: &impl GenericClient, jobs: &[&Job], arrivals: &[Arrival]) -> QResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let parked: HashSet<uuid::Uuid> = if arrivals.is_empty() {
+        HashSet::new()
+    } else {
+        crate::gate::arrive(client, arrivals, false)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    if !parked.is_empty() {
+        let later = client
+            .prepare_cached(
+                "UPDATE jobs SET state = 'scheduled' WHERE id = ANY($1) AND parked \
+                 AND state = 'available' AND run_at > errand_now()",
+            )
+            .await?;
+        let ids: Vec<uuid::Uuid> = parked.iter().copied().collect();
+        client.execute(&later, &[&ids]).await?;
+    }
+    let names: Vec<&str> = jobs
+        .iter()
+        .map(|j| j.queue.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let fair = client
+        .prepare_cached("SELECT name FROM queues WHERE fair AND name = ANY($1)")
+        .await?;
+    let mut fair_queues = BTreeSet::new();
+    for row in client.query(&fair, &[&names]).await? {
+        fair_queues.insert(row.column::<String>(0)?);
+    }
+    if fair_queues.is_empty() && jobs.iter().all(|j| j.ordering.fairness_key.is_none()) {
+        return Ok(());
+    }
+    let ranked: Vec<NewRank<'_>> = jobs
+        .iter()
+        .map(|j| NewRank {
+            id: j.id.0,
+            queue: j.queue.as_str(),
+            ordering: &j.ordering,
+            ready: !parked.contains(&j.id.0),
+        })
+        .collect();
+    rank(client, &ranked, &fair_queues).await
 }
 
 /// Creates a queue or sets whether it is paused.

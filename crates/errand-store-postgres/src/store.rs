@@ -442,11 +442,11 @@ impl Store for PgStore {
     }
 
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        on_conn!(self, |c| queue::dead_purge(&c, &selection).await?)
+        in_tx!(self, |tx| queue::dead_purge(&tx, &selection).await?)
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
-        on_conn!(self, |c| maintenance::prune(&c, &params).await?)
+        in_tx!(self, |tx| maintenance::prune(&tx, &params).await?)
     }
 
     async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError> {
