@@ -17,9 +17,27 @@ const CLAIM_BATCH: u32 = 500;
 /// Jobs per enqueue call.
 const ENQUEUE_BATCH: usize = 1000;
 
+/// Makes the `i`th job of a run.
+pub type MakeJob = Arc<dyn Fn(usize) -> EnqueueRequest + Send + Sync>;
+
 /// Runs `jobs` no-op jobs through the servers: one producer on the first node, workers
 /// spread over all of them.
 pub async fn run(nodes: &[Client], jobs: usize) -> anyhow::Result<Figures> {
+    let make: MakeJob = Arc::new(|_| EnqueueRequest {
+        queue: Some("e2e".into()),
+        ..EnqueueRequest::new("noop")
+    });
+    run_jobs(nodes, "e2e", jobs, make).await
+}
+
+/// Runs `jobs` jobs made by `make` (all of queue `queue`) through the servers, the same
+/// way as [`run`].
+pub async fn run_jobs(
+    nodes: &[Client],
+    queue: &str,
+    jobs: usize,
+    make: MakeJob,
+) -> anyhow::Result<Figures> {
     let client = nodes.first().ok_or_else(|| anyhow::anyhow!("no node"))?;
     let done = Arc::new(AtomicU64::new(0));
     let target = jobs as u64;
@@ -27,19 +45,14 @@ pub async fn run(nodes: &[Client], jobs: usize) -> anyhow::Result<Figures> {
     let producer = {
         let c = client.clone();
         tokio::spawn(async move {
-            let mut left = jobs;
-            while left > 0 {
-                let n = left.min(ENQUEUE_BATCH);
+            let mut next = 0;
+            while next < jobs {
+                let n = (jobs - next).min(ENQUEUE_BATCH);
                 let req = BatchEnqueueRequest {
-                    jobs: (0..n)
-                        .map(|_| EnqueueRequest {
-                            queue: Some("e2e".into()),
-                            ..EnqueueRequest::new("noop")
-                        })
-                        .collect(),
+                    jobs: (next..next + n).map(|i| make(i)).collect(),
                 };
                 c.enqueue_batch(&req).await?;
-                left -= n;
+                next += n;
             }
             anyhow::Ok(())
         })
@@ -49,6 +62,7 @@ pub async fn run(nodes: &[Client], jobs: usize) -> anyhow::Result<Figures> {
         // Workers spread over the nodes; on several nodes their wake-ups cross nodes.
         let c = nodes[w % nodes.len()].clone();
         let done = done.clone();
+        let queue = queue.to_string();
         workers.push(tokio::spawn(async move {
             let claim = ClaimRequest {
                 worker: Some(format!("bench-{w}")),
@@ -58,7 +72,7 @@ pub async fn run(nodes: &[Client], jobs: usize) -> anyhow::Result<Figures> {
                 kinds: vec![],
             };
             while done.load(Ordering::Relaxed) < target {
-                let got = c.claim("e2e", &claim).await?;
+                let got = c.claim(&queue, &claim).await?;
                 if got.jobs.is_empty() {
                     continue;
                 }

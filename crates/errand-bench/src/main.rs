@@ -11,6 +11,7 @@ mod end_to_end;
 mod enqueue;
 mod latency;
 mod list_reads;
+mod ordering;
 mod raw_http;
 mod results;
 mod schedule_burst;
@@ -56,6 +57,11 @@ pub enum Scenario {
     /// cost of `--held` waiters and of `--held` event streams, and end-to-end throughput
     /// with one webhook subscription against the same run without (not part of `all`).
     Results,
+    /// Conflicts and ordering: end-to-end throughput under 1,000 lock keys, sessions of 10,
+    /// a queue rate above the load and 100 fairness keys against a plain run; claim latency
+    /// with `--parked` jobs parked behind one lock key and in 1,000 sessions (not part of
+    /// `all`).
+    Ordering,
 }
 
 /// `errand-bench` flags.
@@ -101,6 +107,9 @@ pub struct BenchArgs {
     /// Waiting callers and open event streams held in the results scenario.
     #[arg(long, default_value_t = 10_000)]
     pub held: usize,
+    /// Parked jobs in the claim-latency parts of the ordering scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub parked: usize,
 }
 
 /// The webhook secret of the results scenario's servers (any `whsec_` key works).
@@ -298,6 +307,37 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Results {
         run_results(&args, duration).await?;
+    }
+    if args.scenario == Scenario::Ordering {
+        run_ordering(&args).await?;
+    }
+    Ok(())
+}
+
+/// The ordering scenario: each part on fresh servers.
+async fn run_ordering(args: &BenchArgs) -> anyhow::Result<()> {
+    let rate = |f: &stats::Figures| f.jobs as f64 / f.elapsed.as_secs_f64().max(1e-9);
+    let mut base = None;
+    for part in ordering::parts(args.jobs) {
+        let d = deploy(args).await?;
+        let figures = d
+            .measure(ordering::run_part(&d.clients, &part, args.jobs))
+            .await?;
+        figures.print(&part.name);
+        match base {
+            None => base = Some(rate(&figures)),
+            Some(b) => println!(
+                "  {:.0} % of the unrestricted throughput",
+                100.0 * rate(&figures) / f64::max(b, 1e-9)
+            ),
+        }
+    }
+    for how in [ordering::Parked::OneLock, ordering::Parked::Sessions] {
+        let d = deploy(args).await?;
+        ordering::prepare_parked(&d.clients, args.parked, how).await?;
+        d.measure(ordering::timed_claims(&d.clients))
+            .await?
+            .print(&format!("claim with {} parked ({how:?})", args.parked));
     }
     Ok(())
 }

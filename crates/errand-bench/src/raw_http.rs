@@ -37,7 +37,23 @@ impl RawConnection {
     /// # Errors
     /// The connection broke.
     pub async fn post(&mut self, path: &str, body: Bytes) -> anyhow::Result<u16> {
-        let req = hyper::Request::post(path)
+        self.send(hyper::Method::POST, path, body).await
+    }
+
+    /// Sends `body` to `path` with `method`; returns the status after reading the whole
+    /// answer.
+    ///
+    /// # Errors
+    /// The connection broke.
+    pub async fn send(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<u16> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, &self.authority)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))?;

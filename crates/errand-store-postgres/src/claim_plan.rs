@@ -273,5 +273,5 @@ async fn fair_ranks(client: &impl GenericClient, jobs: &[Job]) -> QResult<Option
     let stmt = client
         .prepare_cached("SELECT MAX(fair_rank) FROM jobs WHERE id = ANY($1)")
         .await?;
-    Ok(client.query_one(&stmt, &[&ids]).await?.column(0)?)
+    client.query_one(&stmt, &[&ids]).await?.column(0)
 }

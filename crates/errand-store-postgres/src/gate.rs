@@ -70,7 +70,10 @@ pub(crate) async fn arrive(
         .await?;
     let mut parked_ids = Vec::new();
     for (name, group) in groups {
-        let gate = &group[0].gate;
+        // The latest arrival's limit is the key's capacity.
+        let Some(gate) = group.last().map(|a| &a.gate) else {
+            continue;
+        };
         let n = group.len() as i64;
         let row = client
             .query_one(&upsert, &[&name, &to_i32(gate.capacity()), &n])
@@ -122,6 +125,8 @@ pub(crate) async fn arrive(
 /// Admits parked jobs of `name` into its free places, lowest sequence first, and deletes a
 /// lock or key gate left with no jobs. The caller holds the gate row's lock (taken by an
 /// earlier statement, so this one's snapshot sees every arrival committed before it).
+/// The ids go through an array so the update finds them by key (a join with the
+/// LIMIT's unknown size was planned as a scan of every job).
 /// A session admits its next job due or not; a lock or key gate only due jobs, which
 /// become `available`.
 pub(crate) async fn admit_next(
@@ -134,12 +139,11 @@ pub(crate) async fn admit_next(
             "WITH g AS (SELECT CASE WHEN blocked_by IS NOT NULL THEN 0 \
                          ELSE GREATEST(capacity - admitted, 0) END AS free, admitted, waiting \
                      FROM gates WHERE name = $1), \
-             picked AS (SELECT id FROM jobs WHERE gate = $1 AND parked \
-                     AND state IN ('available', 'scheduled') AND ($2 OR run_at <= errand_now()) \
-                     ORDER BY gate_seq LIMIT (SELECT free FROM g)), \
              up AS (UPDATE jobs j SET parked = false, \
                      state = CASE WHEN $2 THEN j.state ELSE 'available' END, updated_at = errand_now() \
-                 FROM picked WHERE j.id = picked.id RETURNING j.id), \
+                 WHERE j.id = ANY(ARRAY(SELECT id FROM jobs WHERE gate = $1 AND parked \
+                     AND state IN ('available', 'scheduled') AND ($2 OR run_at <= errand_now()) \
+                     ORDER BY gate_seq LIMIT (SELECT free FROM g))) RETURNING j.id), \
              n AS (SELECT COUNT(*) AS n FROM up), \
              counted AS (UPDATE gates SET admitted = admitted + (SELECT n FROM n), \
                      waiting = GREATEST(waiting - (SELECT n FROM n), 0), updated_at = errand_now() \

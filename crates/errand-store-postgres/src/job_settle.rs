@@ -370,11 +370,18 @@ async fn session_state_refusals(
     Ok(out)
 }
 
-/// Cancels a job that has not finished. A gated job's gate is locked first (gate, then
-/// job: the order of [`gate::admit_next`]); a parked job leaves the line, an admitted one
-/// gives its place to the next.
+/// Cancels a job that has not finished. A parked job's gate is locked first (gate, then
+/// job: the order of [`gate::admit_next`]) and the job leaves the line; an admitted job is
+/// locked first (job, then gate: the order of settles) and gives its place to the next.
 pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Job> {
-    let gate_name = lock_gate_of(client, id).await?;
+    let before = crate::job_read::get(client, id).await?;
+    let gate_first = match (before.parked, before.ordering.gate()) {
+        (true, Some(g)) if !before.state.is_final() => {
+            gate::lock(client, &g.stored_name()).await?;
+            true
+        }
+        _ => false,
+    };
     let job = lock_job(client, id).await?;
     if job.state.is_final() {
         return Err(Fault::Store(StoreError::already_finished(id, job.state)));
@@ -395,8 +402,12 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
         .query_one(&stmt, &[&id.0, &attempt, &was_running])
         .await?;
     let cancelled = job_from_row(&row)?;
-    if let (Some(name), Some(g)) = (gate_name, job.ordering.gate()) {
+    if let Some(g) = job.ordering.gate() {
+        let name = g.stored_name();
         if job.parked {
+            if !gate_first {
+                gate::lock(client, &name).await?;
+            }
             gate::leave_line(client, &name).await?;
             gate::admit_next(client, &name, g.ordered()).await?;
         } else {
@@ -405,21 +416,6 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
     }
     record_change(client, &cancelled, EventType::JobCancelled).await?;
     Ok(cancelled)
-}
-
-/// Locks the gate of job `id` when it has one (before the job's row); returns its name.
-async fn lock_gate_of(client: &impl GenericClient, id: JobId) -> QResult<Option<String>> {
-    let stmt = client
-        .prepare_cached("SELECT gate FROM jobs WHERE id = $1")
-        .await?;
-    let gate: Option<String> = match client.query_opt(&stmt, &[&id.0]).await? {
-        Some(row) => row.column(0)?,
-        None => None,
-    };
-    if let Some(name) = &gate {
-        gate::lock(client, name).await?;
-    }
-    Ok(gate)
 }
 
 /// The SET clause that makes a stopped job ready again with at least one attempt left.

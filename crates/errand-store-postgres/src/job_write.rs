@@ -45,7 +45,7 @@ fn insert_sql(keyed: bool) -> String {
                 COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
                 CASE WHEN u.inh_a THEN COALESCE((q.defaults->>'max_attempts')::int, u.max_attempts) \
                      ELSE u.max_attempts END, \
-                CASE WHEN u.inh_t AND u.timeout_ms IS NULL THEN (q.defaults->>'timeout_ms')::bigint \
+                CASE WHEN u.inh_t AND u.timeout_ms IS NULL THEN (q.defaults->>'timeout')::bigint \
                      ELSE u.timeout_ms END, \
                 u.tags, u.key, \
                 CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now(), \

@@ -134,7 +134,7 @@ pub(crate) async fn get(
 pub(crate) async fn list(client: &impl GenericClient) -> QResult<Vec<LimitInfo>> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM limits l ORDER BY l.scope, l.name"
+            "SELECT {COLUMNS} FROM limits l ORDER BY l.scope COLLATE \"C\", l.name COLLATE \"C\""
         ))
         .await?;
     client

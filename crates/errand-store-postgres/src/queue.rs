@@ -14,7 +14,7 @@ use crate::job_row::{jobs_from_rows, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
 use crate::transition::record_changes;
 
-/// Per queue, how long its earliest ready job has been due, without reading them all: the
+/// Per queue, how long its earliest ready job (not parked behind a gate) has been due, without reading them all: the
 /// claim index (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest
 /// first, so the recursive part hops from one priority present to the next and takes one
 /// entry from each. The cost grows with the distinct priorities of a queue, not its jobs.
@@ -22,13 +22,13 @@ use crate::transition::record_changes;
 const OLDEST_READY: &str = "SELECT q.name, errand_now() - ( \
         WITH RECURSIVE p(pr) AS ( \
             SELECT MAX(priority) FROM jobs \
-            WHERE queue = q.name AND state IN ('available', 'scheduled') \
+            WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
             UNION ALL \
             SELECT (SELECT MAX(priority) FROM jobs \
                     WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority < p.pr) \
             FROM p WHERE p.pr IS NOT NULL) \
         SELECT MIN((SELECT MIN(run_at) FROM jobs \
-                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority = p.pr)) \
+                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked AND priority = p.pr)) \
         FROM p WHERE p.pr IS NOT NULL) \
     FROM queues q WHERE $1::text IS NULL OR q.name = $1";
 
@@ -146,6 +146,17 @@ async fn locked_settings(client: &impl GenericClient, name: &str) -> QResult<Que
     settings_from_row(&client.query_one(&stmt, &[&name]).await?, 2)
 }
 
+/// Defaults as the `defaults` column keeps them: their JSON form, with `timeout` in
+/// milliseconds (which that form also reads) so the insert statement can use it.
+fn stored_defaults(d: &JobDefaults) -> QResult<serde_json::Value> {
+    let mut v =
+        serde_json::to_value(d).map_err(|e| Fault::Store(StoreError::Internal(e.to_string())))?;
+    if let (Some(ms), Some(obj)) = (d.timeout_ms, v.as_object_mut()) {
+        obj.insert("timeout".into(), serde_json::Value::from(ms));
+    }
+    Ok(v)
+}
+
 /// Applies a settings patch (validated first: a bad one changes nothing), creating the
 /// queue when missing. A changed rate starts with a full bucket.
 pub(crate) async fn update(
@@ -160,9 +171,8 @@ pub(crate) async fn update(
     let new = patch.apply_to(&old);
     let (rl, rp, rb) = rate_columns(new.rate.as_ref());
     let defaults = (new.defaults != JobDefaults::default())
-        .then(|| serde_json::to_value(&new.defaults))
-        .transpose()
-        .map_err(|e| Fault::Store(StoreError::Internal(e.to_string())))?;
+        .then(|| stored_defaults(&new.defaults))
+        .transpose()?;
     let stmt = client
         .prepare_cached(
             "UPDATE queues SET concurrency = $2, rate_limit = $3, rate_period_ms = $4, rate_burst = $5, \

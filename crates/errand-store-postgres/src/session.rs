@@ -60,13 +60,13 @@ pub(crate) async fn list(
     client: &impl GenericClient,
     p: &SessionListParams,
 ) -> QResult<Vec<Session>> {
-    // Session rows are the names from `session:` up to (not including) `session;`.
+    // Keys in byte order whatever the database's collation (as SQLite orders them).
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM gates g WHERE g.name >= 'session:' AND g.name < 'session;' \
-             AND ($1::text IS NULL OR g.name > $1) \
+            "SELECT {COLUMNS} FROM gates g WHERE starts_with(g.name, 'session:') \
+             AND ($1::text IS NULL OR g.name COLLATE \"C\" > $1) \
              AND ($2::bool IS NULL OR (g.blocked_by IS NOT NULL) = $2) \
-             ORDER BY g.name LIMIT $3"
+             ORDER BY g.name COLLATE \"C\" LIMIT $3"
         ))
         .await?;
     let after = p.after.as_deref().map(Gate::session_name);

@@ -14,8 +14,8 @@ use errand_core::throttle::{Limit, LimitScope};
 use errand_core::{JobId, JobState, NewJob, QueueName, RetryPolicy};
 use errand_store::conformance::new_job;
 use errand_store::{
-    ClaimedJob, JobClaimParams, JobInsertManyParams, JobListParams, JobSettleManyParams,
-    Settlement, Store,
+    ClaimedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams, JobListParams,
+    JobSettleManyParams, Settlement, Store,
 };
 use errand_store_postgres::{PgOptions, PgStore};
 use errand_testkit::PgSchema;
@@ -58,7 +58,7 @@ fn groups(job: &errand_core::Job) -> Vec<(String, u32)> {
 const SLOW_LIMIT: u32 = 2;
 const QUEUE_LIMIT: u32 = 3;
 const NODES: usize = 3;
-const WORKERS_PER_NODE: usize = 3;
+const WORKERS_PER_NODE: usize = 4;
 
 fn with(q: &str, kind: &str, ordering: JobOrdering) -> NewJob {
     NewJob {
@@ -108,10 +108,11 @@ fn workload() -> (Vec<NewJob>, HashMap<String, Vec<JobId>>) {
     (jobs, sessions)
 }
 
-/// Whether this attempt fails (to exercise releases): every third job's first attempt,
-/// back at once (it keeps its place).
+/// Whether this attempt fails (to exercise releases): every third job's first attempt.
+/// Half of those are back at once (keeping their place), half after a short backoff (a
+/// lock or key job gives its place back and waits in line until promoted).
 fn fails(c: &ClaimedJob, n: usize) -> bool {
-    c.job.attempt == 1 && n % 3 == 0
+    c.job.attempt == 1 && n.is_multiple_of(3)
 }
 
 async fn work(
@@ -137,6 +138,15 @@ async fn work(
             .await
             .expect("claim");
         if claimed.is_empty() {
+            // Retries whose backoff ran out come back through promotion.
+            if !store
+                .job_promote_due(100)
+                .await
+                .expect("promote")
+                .is_empty()
+            {
+                continue;
+            }
             // Another worker's settle may free a place; the timeout only guards a case
             // whose last settle happened before this worker started waiting.
             let _ = tokio::time::timeout(Duration::from_millis(200), wake).await;
@@ -161,7 +171,19 @@ async fn work(
                 }
             }
         }
-        tokio::task::yield_now().await;
+        // The work: one round trip per job, so claims on other nodes overlap it.
+        for c in &claimed {
+            store
+                .job_heartbeat(JobHeartbeatParams {
+                    id: c.job.id,
+                    lease_token: c.lease_token,
+                    lease: None,
+                    progress: None,
+                    checkpoint: None,
+                })
+                .await
+                .expect("heartbeat");
+        }
         let mut settlements = Vec::new();
         {
             let mut r = running.lock().expect("tracker");
@@ -177,7 +199,11 @@ async fn work(
                         id: c.job.id,
                         lease_token: c.lease_token,
                         error: "once".into(),
-                        retry_in: Some(Duration::ZERO),
+                        retry_in: Some(if n.is_multiple_of(2) {
+                            Duration::ZERO
+                        } else {
+                            Duration::from_millis(5)
+                        }),
                         dead: false,
                         report: None,
                     }
@@ -260,7 +286,7 @@ async fn three_nodes_keep_every_ordering_rule() {
     let mut tasks = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         for w in 0..WORKERS_PER_NODE {
-            let queue = if w == 0 { "capped" } else { "q" };
+            let queue = if w % 2 == 0 { "capped" } else { "q" };
             tasks.push(tokio::spawn(work(
                 node.clone(),
                 queue,
@@ -306,18 +332,123 @@ async fn three_nodes_keep_every_ordering_rule() {
             .collect();
         panic!("stranded: {} jobs never finished: {stuck:?}", stuck.len());
     }
-    let r = running.lock().expect("tracker");
-    assert!(r.violations.is_empty(), "limits broken: {:?}", r.violations);
-    for (key, order) in &sessions {
-        assert_eq!(
-            r.started.get(key),
-            Some(order),
-            "session {key} started out of enqueue order"
-        );
+    {
+        let r = running.lock().expect("tracker");
+        assert!(r.violations.is_empty(), "limits broken: {:?}", r.violations);
+        for (key, order) in &sessions {
+            assert_eq!(
+                r.started.get(key),
+                Some(order),
+                "session {key} started out of enqueue order"
+            );
+        }
     }
     for s in sessions.keys() {
         let session = nodes[2].session_get(s).await.expect("session");
         assert_eq!(session.length, 0);
-        assert_eq!(session.version, 10, "each of the 10 completions set the state");
+        assert_eq!(
+            session.version, 10,
+            "each of the 10 completions set the state"
+        );
     }
+}
+
+/// A rate is one bucket for every node: three nodes claiming at once start exactly the
+/// burst, and the rest wait as `available` (never leased early and failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_one_rate() {
+    let Some(schema) = PgSchema::create("rate across nodes").await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(Arc::new(
+            PgStore::connect(&PgOptions {
+                schema: schema.name.clone(),
+                pool_size: 4,
+                ..PgOptions::new(&schema.url)
+            })
+            .await
+            .expect("connect"),
+        ));
+    }
+    const BURST: u32 = 30;
+    nodes[0]
+        .limit_put(Limit {
+            scope: LimitScope::Key,
+            name: "partner".into(),
+            concurrency: None,
+            rate: Some(errand_core::throttle::RateLimit {
+                limit: 1,
+                period_ms: 3_600_000,
+                burst: Some(BURST),
+            }),
+        })
+        .await
+        .expect("rate key limit");
+    let jobs: Vec<NewJob> = (0..120)
+        .map(|_| {
+            with(
+                "rated",
+                "k",
+                JobOrdering {
+                    rate_key: Some("partner".into()),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    nodes[1]
+        .job_insert_many(JobInsertManyParams {
+            jobs,
+            idempotency_window: Duration::from_secs(60),
+        })
+        .await
+        .expect("insert");
+    let mut tasks = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for w in 0..WORKERS_PER_NODE {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut started = 0;
+                // Claim until the bucket is empty for this worker twice in a row.
+                let mut empty = 0;
+                while empty < 2 {
+                    let c = node
+                        .job_claim(JobClaimParams {
+                            queue: QueueName::parse("rated").expect("queue"),
+                            worker: format!("node{i}-w{w}"),
+                            max: 1,
+                            lease: Duration::from_secs(300),
+                            kinds: vec![],
+                        })
+                        .await
+                        .expect("claim");
+                    if c.is_empty() {
+                        empty += 1;
+                    }
+                    started += c.len();
+                }
+                started
+            }));
+        }
+    }
+    let mut started = 0;
+    for t in tasks {
+        started += t.await.expect("worker");
+    }
+    assert_eq!(started, BURST as usize, "the burst, across every node");
+    let left = nodes[2]
+        .job_list(JobListParams {
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let available = left
+        .iter()
+        .filter(|j| j.state == JobState::Available)
+        .count();
+    assert_eq!(available, 120 - BURST as usize, "the rest wait, untouched");
+    assert!(left.iter().all(|j| j.attempt <= 1));
 }

@@ -159,3 +159,25 @@ pub(crate) async fn raising_a_key_limit_admits_more(Ctx { store, .. }: Ctx) {
     );
     assert!(claim(&store, "q", 10).await.is_empty());
 }
+
+/// A finished job retried by hand joins the back of its lock's line: it waits for the
+/// holder, and runs before jobs enqueued after the retry.
+pub(crate) async fn a_retried_job_rejoins_its_lock_line(Ctx { store, .. }: Ctx) {
+    let a1 = locked("q", "a");
+    let a2 = locked("q", "a");
+    insert(&store, vec![a1.clone(), a2.clone()]).await;
+    assert_eq!(ids(&claim(&store, "q", 10).await), vec![a1.id]);
+    store.job_cancel(a1.id).await.expect("cancel");
+    let c2 = claim(&store, "q", 10).await;
+    assert_eq!(ids(&c2), vec![a2.id]);
+    let retried = store.job_retry(a1.id).await.expect("retry");
+    assert!(retried.parked, "the lock is held: the retried job waits");
+    let a3 = locked("q", "a");
+    insert(&store, vec![a3.clone()]).await;
+    assert!(claim(&store, "q", 10).await.is_empty());
+    settled(&store, complete(&c2[0])).await;
+    let c1 = claim(&store, "q", 10).await;
+    assert_eq!(ids(&c1), vec![a1.id], "the retry queued before a3");
+    settled(&store, complete(&c1[0])).await;
+    assert_eq!(ids(&claim(&store, "q", 10).await), vec![a3.id]);
+}

@@ -54,6 +54,15 @@ fn kind_limit(name: &str, concurrency: Option<u32>, rate: Option<RateLimit>) -> 
     }
 }
 
+fn key_limit(name: &str, rate: RateLimit) -> Limit {
+    Limit {
+        scope: LimitScope::Key,
+        name: name.into(),
+        concurrency: None,
+        rate: Some(rate),
+    }
+}
+
 /// A queue's concurrency caps its running jobs across claims; raising it lets more start.
 pub(crate) async fn queue_concurrency_caps_running_jobs(Ctx { store, .. }: Ctx) {
     set_queue(
@@ -177,16 +186,7 @@ pub(crate) async fn kind_rate_holds_jobs_until_tokens_refill(Ctx { store, clock 
 
 /// A rate key limits the starts of every job naming it, in every queue.
 pub(crate) async fn rate_key_limits_starts_across_queues(Ctx { store, clock }: Ctx) {
-    put_limit(
-        &store,
-        Limit {
-            scope: LimitScope::Key,
-            name: "api".into(),
-            concurrency: None,
-            rate: Some(per_hour(2)),
-        },
-    )
-    .await;
+    put_limit(&store, key_limit("api", per_hour(2))).await;
     let plain = new_job("q", "k");
     let later = with_rate_key("q2", "api");
     insert(
@@ -258,16 +258,7 @@ pub(crate) async fn limits_are_put_listed_and_deleted(Ctx { store, .. }: Ctx) {
     assert_eq!(made.running, 0);
     assert_eq!(made.tokens, Some(5));
     put_limit(&store, kind_limit("b", Some(3), None)).await;
-    put_limit(
-        &store,
-        Limit {
-            scope: LimitScope::Key,
-            name: "api".into(),
-            concurrency: None,
-            rate: Some(per_hour(9)),
-        },
-    )
-    .await;
+    put_limit(&store, key_limit("api", per_hour(9))).await;
     insert(&store, vec![of_kind("q", "k"), of_kind("q", "k")]).await;
     assert_eq!(claim(&store, "q", 10).await.len(), 1);
     let info = store.limit_get(LimitScope::Kind, "k").await.expect("get");

@@ -210,6 +210,7 @@ macro_rules! conformance_suite {
             a_delayed_job_holds_no_place,
             concurrency_key_runs_up_to_its_limit,
             raising_a_key_limit_admits_more,
+            a_retried_job_rejoins_its_lock_line,
             session_runs_jobs_one_at_a_time_in_order,
             a_failing_session_head_holds_the_session,
             a_dead_session_head_blocks_until_retried,

@@ -419,7 +419,7 @@ pub(crate) async fn fair_claiming_starves_no_tenant(Ctx { store, .. }: Ctx) {
         2 => Just(FairOp::Serve),
     ];
     let strategy = proptest::collection::vec(op, 1..60);
-    run_blocking(runner(24), strategy, |ops: Vec<FairOp>| {
+    run_blocking(runner(16), strategy, |ops: Vec<FairOp>| {
         let n = runs.fetch_add(1, Ordering::SeqCst);
         let q = format!("fair{n}");
         handle.block_on(async {
