@@ -342,14 +342,16 @@ impl JobOrdering {
 }
 
 /// The rank a job of a fairness key gets at enqueue (start-time fair queuing): one step
-/// after the later of the key's last rank and the queue's virtual time (the highest rank
-/// claimed so far), so a key that was quiet starts level with the others instead of
-/// getting turns it did not use, and a busy key's backlog cannot push another key's new
-/// jobs behind it.
-pub fn fair_rank(key_last_rank: Option<i64>, queue_vtime: i64, step: i64) -> i64 {
+/// after the later of the key's last rank and `base`, the start tag of the job in service:
+/// the lowest rank of the queue's ready jobs (available or scheduled, not parked), or the
+/// queue's virtual time (the highest rank claimed so far) when none is ready. So a key
+/// that was quiet starts level with the others instead of getting turns it did not use,
+/// and a job claimed out of rank order (higher priority, kinds filter, a limit skip, a late
+/// admission, a delayed job) cannot push other keys' new jobs behind a whole backlog.
+pub fn fair_rank(key_last_rank: Option<i64>, base: i64, step: i64) -> i64 {
     key_last_rank
         .unwrap_or(i64::MIN)
-        .max(queue_vtime)
+        .max(base)
         .saturating_add(step)
 }
 

@@ -22,6 +22,9 @@ ALTER TABLE jobs ADD COLUMN rate_key TEXT;
 DROP INDEX jobs_ready;
 CREATE INDEX jobs_ready ON jobs (queue, priority DESC, fair_rank, run_at, id)
     WHERE state IN ('available', 'scheduled') AND parked = 0;
+-- The lowest ready rank of a fair queue: a new job's rank starts from it.
+CREATE INDEX jobs_fair ON jobs (queue, fair_rank)
+    WHERE fair_rank IS NOT NULL AND state IN ('available', 'scheduled') AND parked = 0;
 -- A gate's line and holders, in enqueue order.
 CREATE INDEX jobs_gate ON jobs (gate, parked, gate_seq)
     WHERE gate IS NOT NULL AND state IN ('available', 'scheduled', 'running');

@@ -1,6 +1,6 @@
 //! Fair claiming across tenants: every new job of a fair queue gets a rank (start-time
-//! fair queuing, `errand_core::ordering::fair_rank`) and claims advance the queue's
-//! virtual time to the highest rank they took.
+//! fair queuing, `errand_core::ordering::fair_rank`) based on the lowest rank still ready
+//! in the queue; claims advance the queue's virtual time, the base of an empty queue.
 
 use errand_core::ordering::{fair_rank, JobOrdering};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -30,7 +30,15 @@ pub(crate) fn rank_new(
         .prepare_cached("SELECT last_rank FROM fair_keys WHERE queue = ?1 AND key = ?2")?
         .query_row(params![queue, key], |r| r.get(0))
         .optional()?;
-    let rank = fair_rank(last, q.vtime, ordering.fair_step());
+    // The start tag of the job in service: the lowest rank still ready (or waiting for
+    // its time), else the queue's virtual time when none is.
+    let base: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(fair_rank) FROM jobs INDEXED BY jobs_fair WHERE queue = ?1 \
+             AND fair_rank IS NOT NULL AND state IN ('available', 'scheduled') AND parked = 0",
+        )?
+        .query_row([queue], |r| r.get(0))?;
+    let rank = fair_rank(last, base.unwrap_or(q.vtime), ordering.fair_step());
     conn.prepare_cached(
         "INSERT INTO fair_keys (queue, key, last_rank) VALUES (?1, ?2, ?3) \
          ON CONFLICT (queue, key) DO UPDATE SET last_rank = excluded.last_rank",
@@ -39,7 +47,8 @@ pub(crate) fn rank_new(
     Ok(Some(rank))
 }
 
-/// Moves a fair queue's virtual time up to the highest rank a claim took.
+/// Moves a fair queue's virtual time up to the highest rank a claim took: the base of the
+/// next rank when no ranked job is left ready.
 pub(crate) fn advance(conn: &Connection, queue: &str, rank: i64) -> QResult<()> {
     conn.prepare_cached("UPDATE queues SET vtime = MAX(vtime, ?2) WHERE name = ?1")?
         .execute(params![queue, rank])?;

@@ -172,41 +172,34 @@ fn admit_into(conn: &Connection, now: Millis, g: &mut Stored) -> QResult<Vec<Str
     Ok(queues)
 }
 
-/// A job joins a gate: a new job (insert, restore) or a finished one run again (`seq` is
-/// then a new place at the back of the line), or a parked job made due (`already_waiting`:
-/// it keeps its seq). A key gate takes the arriving job's limit; a raised limit lets the
-/// line in first. Returns the seq given (if any) and whether the job parks.
+/// A job joins a gate at the back of its line: a new job (insert, restore) or a finished
+/// one run again (retry, dead requeue). Only a new enqueue (`takes_limit`) sets a key
+/// gate's capacity (the latest enqueue's limit is the key's limit), and a raised limit
+/// lets the line in before the job arrives; any other arrival keeps the gate's capacity
+/// (a missing row is created with the job's). Returns the seq given and whether the job
+/// parks.
 pub(crate) fn arrive(
     conn: &Connection,
     now: Millis,
     gate: &Gate,
     due: bool,
-    already_waiting: bool,
-) -> QResult<(Option<i64>, bool)> {
+    takes_limit: bool,
+) -> QResult<(i64, bool)> {
     let mut g = load_or_create(conn, now, gate)?;
-    if let Gate::Concurrency { limit, .. } = gate {
+    if let (Gate::Concurrency { limit, .. }, true) = (gate, takes_limit) {
         let rose = *limit > g.capacity;
         g.capacity = *limit;
         if rose {
             admit_into(conn, now, &mut g)?;
         }
     }
-    let seq = if already_waiting {
-        None
-    } else {
-        let s = g.next_seq;
-        g.next_seq += 1;
-        Some(s)
-    };
+    let seq = g.next_seq;
+    g.next_seq += 1;
     let admitted = g.rules().admits_arrival(gate.ordered(), due);
-    match (admitted, already_waiting) {
-        (true, true) => {
-            g.admitted += 1;
-            g.waiting = g.waiting.saturating_sub(1);
-        }
-        (true, false) => g.admitted += 1,
-        (false, true) => {}
-        (false, false) => g.waiting += 1,
+    if admitted {
+        g.admitted += 1;
+    } else {
+        g.waiting += 1;
     }
     save(conn, now, &g)?;
     Ok((seq, !admitted))
@@ -230,12 +223,13 @@ pub(crate) fn revived(conn: &Connection, now: Millis, job: &mut Job) -> QResult<
     }
     let due = to_millis(job.run_at) <= now;
     let (seq, parked) = arrive(conn, now, &gate, due, false)?;
-    set_parked(conn, job, parked, seq)
+    set_parked(conn, job, parked, Some(seq))
 }
 
 /// A retry-waiting (`scheduled`) job made due by a manual retry: a parked lock or key job
-/// arrives (it takes a free place, or stays parked, now available); an admitted job and a
-/// parked session job keep where they are.
+/// is now parked and due, so its gate lets its line in (it takes a free place if none
+/// ahead of it is due); an admitted job and a parked session job keep where they are. It
+/// is never counted as an arrival: it is already in the line.
 pub(crate) fn made_due(conn: &Connection, now: Millis, job: &mut Job) -> QResult<()> {
     let Some(gate) = job.ordering.gate() else {
         return Ok(());
@@ -243,8 +237,45 @@ pub(crate) fn made_due(conn: &Connection, now: Millis, job: &mut Job) -> QResult
     if !job.parked || gate.ordered() {
         return Ok(());
     }
-    let (_, parked) = arrive(conn, now, &gate, true, true)?;
-    set_parked(conn, job, parked, None)
+    admit_next(conn, now, &gate.stored_name())?;
+    job.parked = conn
+        .prepare_cached("SELECT parked FROM jobs WHERE id = ?1")?
+        .query_row([job.id.as_bytes().as_slice()], |r| r.get(0))?;
+    Ok(())
+}
+
+/// A session's dead head was deleted (dead purge, prune): the session moves on as if
+/// unblocked. Returns the queues that gained ready jobs.
+pub(crate) fn head_deleted(
+    conn: &Connection,
+    now: Millis,
+    name: &str,
+    id: JobId,
+) -> QResult<Vec<String>> {
+    let Some(mut g) = load(conn, name)? else {
+        return Ok(Vec::new());
+    };
+    if g.blocked_by != Some(id) {
+        return Ok(Vec::new());
+    }
+    g.blocked_by = None;
+    let queues = admit_into(conn, now, &mut g)?;
+    save(conn, now, &g)?;
+    Ok(queues)
+}
+
+/// Deleted jobs (`(id, gate)` of each) a session may be blocked on: the sessions move on.
+pub(crate) fn jobs_deleted(
+    conn: &Connection,
+    now: Millis,
+    jobs: &[(Vec<u8>, String)],
+) -> QResult<()> {
+    for (id, name) in jobs {
+        if let Some(id) = id_of(Some(id.clone()))? {
+            head_deleted(conn, now, name, id)?;
+        }
+    }
+    Ok(())
 }
 
 fn set_parked(conn: &Connection, job: &mut Job, parked: bool, seq: Option<i64>) -> QResult<()> {

@@ -278,7 +278,7 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
 
 /// The retry policy of a failure that named no `retry_in`: the queue's backoff when its
 /// defaults set one (with the server's jitter), else the server's.
-fn queue_policy(defaults: Option<&str>, policy: &RetryPolicy) -> QResult<RetryPolicy> {
+pub(crate) fn queue_policy(defaults: Option<&str>, policy: &RetryPolicy) -> QResult<RetryPolicy> {
     let Some(text) = defaults else {
         return Ok(*policy);
     };

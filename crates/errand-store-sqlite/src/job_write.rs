@@ -118,7 +118,10 @@ pub(crate) fn insert_many(
         };
         let gate = job.ordering.gate();
         let (seq, parked) = match &gate {
-            Some(g) => gate::arrive(conn, now, g, run_at <= now, false)?,
+            Some(g) => {
+                let (seq, parked) = gate::arrive(conn, now, g, run_at <= now, true)?;
+                (Some(seq), parked)
+            }
             None => (None, false),
         };
         let timeout_ms = job.timeout.map(duration_ms);

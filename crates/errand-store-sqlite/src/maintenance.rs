@@ -9,7 +9,7 @@ use rusqlite::{params, Connection};
 
 use crate::fault::{Fault, QResult};
 use crate::gate;
-use crate::job_settle::fail_running;
+use crate::job_settle::{fail_running, queue_policy};
 
 struct StuckRow {
     id: JobId,
@@ -17,6 +17,8 @@ struct StuckRow {
     max_attempts: u32,
     lease_expired: bool,
     timeout_ms: Option<i64>,
+    /// The queue's defaults: their backoff applies to a rescue's retry too.
+    defaults: Option<String>,
 }
 
 /// Returns expired leases to the queue and fails attempts past their timeout.
@@ -26,7 +28,8 @@ pub(crate) fn rescue_expired(
     p: &JobRescueParams,
 ) -> QResult<Vec<Job>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, attempt, max_attempts, lease_expires_at <= ?1, timeout_ms FROM jobs INDEXED BY jobs_leases \
+        "SELECT id, attempt, max_attempts, lease_expires_at <= ?1, timeout_ms, \
+         (SELECT defaults FROM queues WHERE name = jobs.queue) FROM jobs INDEXED BY jobs_leases \
          WHERE state = 'running' AND (lease_expires_at <= ?1 \
              OR (timeout_ms IS NOT NULL AND started_at + timeout_ms <= ?1)) \
          LIMIT ?2",
@@ -43,6 +46,7 @@ pub(crate) fn rescue_expired(
             max_attempts: row.get(2)?,
             lease_expired: row.get(3)?,
             timeout_ms: row.get(4)?,
+            defaults: row.get(5)?,
         });
     }
     drop(rows);
@@ -55,7 +59,8 @@ pub(crate) fn rescue_expired(
                 timeout_ms: s.timeout_ms.unwrap_or_default(),
             }
         };
-        let r = Rescue::decide(why, s.attempt, s.max_attempts, &p.retry_policy);
+        let policy = queue_policy(s.defaults.as_deref(), &p.retry_policy)?;
+        let r = Rescue::decide(why, s.attempt, s.max_attempts, &policy);
         changed.push(fail_running(
             conn, now, s.id, s.attempt, r.after, r.outcome, &r.message,
         )?);
@@ -104,7 +109,7 @@ pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResu
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut pick = conn.prepare_cached(
-        "SELECT id FROM jobs WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 \
+        "SELECT id, gate FROM jobs WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 \
          ORDER BY finished_at LIMIT ?4",
     )?;
     let mut attempts = conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")?;
@@ -116,15 +121,21 @@ pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResu
             if left == 0 {
                 return Ok(deleted);
             }
-            let ids: Vec<Vec<u8>> = pick
+            let ids: Vec<(Vec<u8>, Option<String>)> = pick
                 .query_map(params![queue, state.as_str(), cutoff, left as i64], |r| {
-                    r.get(0)
+                    Ok((r.get(0)?, r.get(1)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            for id in &ids {
+            let mut gated = Vec::new();
+            for (id, gate) in &ids {
                 attempts.execute([id])?;
                 jobs.execute([id])?;
+                if let Some(g) = gate {
+                    gated.push((id.clone(), g.clone()));
+                }
             }
+            // A session blocked on a pruned dead head moves on.
+            gate::jobs_deleted(conn, now, &gated)?;
             deleted += ids.len() as u64;
         }
     }

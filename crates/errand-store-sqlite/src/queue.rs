@@ -146,6 +146,13 @@ fn selection_args(sel: &DeadSelection) -> (Option<String>, Option<String>) {
 /// Makes selected dead jobs available again.
 pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) -> QResult<u64> {
     let (queue, ids) = selection_args(sel);
+    // Revived in line order, so a session's or key's jobs come back in enqueue order.
+    let order: Vec<Vec<u8>> = conn
+        .prepare_cached(&format!(
+            "SELECT id FROM jobs WHERE {DEAD_SELECTION} ORDER BY gate, gate_seq, id"
+        ))?
+        .query_map(named_params! {":queue": queue, ":ids": ids}, |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
     ))?;
@@ -154,6 +161,11 @@ pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) 
         named_params! {":now": now, ":queue": queue, ":ids": ids},
     )?;
     drop(stmt);
+    jobs.sort_by_key(|j| {
+        order
+            .iter()
+            .position(|id| id.as_slice() == j.id.as_bytes().as_slice())
+    });
     for job in &mut jobs {
         gate::revived(conn, now, job)?;
     }
@@ -162,8 +174,16 @@ pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) 
 }
 
 /// Deletes selected dead jobs and their attempts.
-pub(crate) fn dead_purge(conn: &Connection, sel: &DeadSelection) -> QResult<u64> {
+pub(crate) fn dead_purge(conn: &Connection, now: Millis, sel: &DeadSelection) -> QResult<u64> {
     let (queue, ids) = selection_args(sel);
+    let gated: Vec<(Vec<u8>, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT id, gate FROM jobs WHERE {DEAD_SELECTION} AND gate IS NOT NULL"
+        ))?
+        .query_map(named_params! {":queue": queue, ":ids": ids}, |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
     conn.prepare_cached(&format!(
         "DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM jobs WHERE {DEAD_SELECTION})"
     ))?
@@ -171,5 +191,6 @@ pub(crate) fn dead_purge(conn: &Connection, sel: &DeadSelection) -> QResult<u64>
     let n = conn
         .prepare_cached(&format!("DELETE FROM jobs WHERE {DEAD_SELECTION}"))?
         .execute(named_params! {":queue": queue, ":ids": ids})?;
+    gate::jobs_deleted(conn, now, &gated)?;
     Ok(n as u64)
 }

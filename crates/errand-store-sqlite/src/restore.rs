@@ -121,7 +121,9 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
 }
 
 /// A restored unfinished job takes its fair rank and arrives at its gate like an insert,
-/// in the order the export gives.
+/// in the order the export gives, except that it keeps the gate's capacity (its limit
+/// only sets the capacity of a gate it creates). A parked job not due yet is stored as
+/// `scheduled`, so promotion wakes its gate when it falls due.
 fn rejoin(
     conn: &Connection,
     now: Millis,
@@ -137,14 +139,20 @@ fn rejoin(
         fairness::rank_new(conn, queue, &mut q, ordering)?
     };
     let (seq, parked) = match ordering.gate() {
-        Some(g) => gate::arrive(conn, now, &g, run_at <= now, false)?,
+        Some(g) => {
+            let (seq, parked) = gate::arrive(conn, now, &g, run_at <= now, false)?;
+            (Some(seq), parked)
+        }
         None => (None, false),
     };
     if rank.is_some() || seq.is_some() {
         conn.prepare_cached(
-            "UPDATE jobs SET fair_rank = ?2, gate_seq = ?3, parked = ?4 WHERE id = ?1",
+            "UPDATE jobs SET fair_rank = ?2, gate_seq = ?3, parked = ?4, \
+             state = CASE WHEN ?4 AND state = 'available' AND run_at > ?5 THEN 'scheduled' \
+                 ELSE state END \
+             WHERE id = ?1",
         )?
-        .execute(params![id.as_bytes().as_slice(), rank, seq, parked])?;
+        .execute(params![id.as_bytes().as_slice(), rank, seq, parked, now])?;
     }
     Ok(())
 }

@@ -549,8 +549,7 @@ impl Store for SqliteStore {
     }
 
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        self.writer
-            .write(move |conn| queue::dead_purge(conn, &selection))
+        self.write_at(move |conn, now| queue::dead_purge(conn, now, &selection))
             .await
     }
 

@@ -36,6 +36,7 @@ mod gates;
 mod instances;
 mod jobs;
 mod leases;
+mod lifecycle;
 mod limits;
 mod logs;
 mod marks;
@@ -65,7 +66,7 @@ use self::{
     restore::*, retention::*,
 };
 use self::{deliveries::*, events::*, schedules::*, settle::*};
-use self::{fairness::*, gates::*, sessions::*};
+use self::{fairness::*, gates::*, lifecycle::*, sessions::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
 use self::{limits::*, ordering_props::*, ordering_race::*, queue_settings::*, workers::*};
 
@@ -223,6 +224,14 @@ macro_rules! conformance_suite {
             a_small_tenant_is_not_starved_by_a_backlog,
             fairness_weights_share_claims,
             a_quiet_tenant_starts_level,
+            a_high_priority_job_does_not_push_tenants_back,
+            a_delayed_backlog_does_not_starve_new_tenants,
+            a_manual_retry_of_a_waiting_key_job_keeps_the_count,
+            a_revived_job_keeps_the_key_limit,
+            deleting_a_blocking_head_moves_the_session_on,
+            a_restored_job_not_due_runs_when_due,
+            a_bulk_requeue_keeps_line_order,
+            a_rescue_uses_the_queue_backoff,
             queue_concurrency_caps_running_jobs,
             queue_rate_holds_jobs_until_tokens_refill,
             kind_concurrency_is_shared_across_queues,
