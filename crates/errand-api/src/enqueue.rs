@@ -35,7 +35,7 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<StorableJson>)]
     pub payload: Option<Value>,
-    /// -1000 to 1000, higher first; 0 when absent.
+    /// -1000 to 1000, higher first; when absent the queue's default, else 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
@@ -46,11 +46,12 @@ pub struct EnqueueRequest {
     /// Run no earlier than this long from now (`"30s"` or milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<FlexDuration>,
-    /// Attempts before the job is dead, 1 to 10000; 25 when absent.
+    /// Attempts before the job is dead, 1 to 10000; when absent the queue's default, else 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 10000)]
     pub max_attempts: Option<u32>,
-    /// Longest one attempt may run (`"5m"` or milliseconds); longer than zero.
+    /// Longest one attempt may run (`"5m"` or milliseconds); longer than zero; when absent
+    /// the queue's default, else none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<PositiveDuration>)]
     pub timeout: Option<FlexDuration>,
