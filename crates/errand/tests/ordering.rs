@@ -542,3 +542,15 @@ async fn two_postgres_nodes_never_run_two_jobs_of_one_lock_key_at_once() {
         "two jobs of one lock key ran at once"
     );
 }
+
+#[tokio::test]
+async fn workers_seen_just_before_a_graceful_shutdown_are_kept() {
+    let mut s = server().await;
+    let client = s.client().expect("client");
+    assert!(claim(&client, "nightly", "last-word", 1).await.is_empty());
+    assert!(s.terminate().await, "graceful stop");
+    s.restart().await.expect("restart");
+    let (_, workers) = Raw::new(&s).get("/v1/workers").await;
+    assert_eq!(workers["workers"][0]["name"], "last-word", "{workers}");
+    assert_eq!(workers["workers"][0]["queues"], json!(["nightly"]));
+}
