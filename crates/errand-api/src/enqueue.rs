@@ -35,7 +35,7 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<StorableJson>)]
     pub payload: Option<Value>,
-    /// -1000 to 1000, higher first; 0 when absent.
+    /// -1000 to 1000, higher first; when absent the queue's default, else 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
@@ -46,11 +46,12 @@ pub struct EnqueueRequest {
     /// Run no earlier than this long from now (`"30s"` or milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<FlexDuration>,
-    /// Attempts before the job is dead, 1 to 10000; 25 when absent.
+    /// Attempts before the job is dead, 1 to 10000; when absent the queue's default, else 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 10000)]
     pub max_attempts: Option<u32>,
-    /// Longest one attempt may run (`"5m"` or milliseconds); longer than zero.
+    /// Longest one attempt may run (`"5m"` or milliseconds); longer than zero; when absent
+    /// the queue's default, else none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<PositiveDuration>)]
     pub timeout: Option<FlexDuration>,
@@ -76,11 +77,11 @@ pub struct EnqueueRequest {
     pub callback_url: Option<String>,
     /// Jobs with the same lock key never run at the same time anywhere (1 to 255 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub lock_key: Option<String>,
     /// At most `concurrency_limit` jobs with this key run at once (1 to 255 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub concurrency_key: Option<String>,
     /// The limit of `concurrency_key`, 1 to 1000000 (default 1); the latest enqueue's
     /// limit is the key's.
@@ -90,14 +91,14 @@ pub struct EnqueueRequest {
     /// Jobs with the same session key run one at a time in enqueue order and share the
     /// session's state (1 to 255 bytes). At most one of lock, concurrency and session key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub session_key: Option<String>,
     /// What the session does if this job dies: `block` (default) or `continue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_on_dead: Option<SessionOnDead>,
     /// The tenant: a queue's jobs are claimed round-robin across fairness keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub fairness_key: Option<String>,
     /// Turns this key gets per turn of a weight-1 key, 1 to 1000 (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,7 +106,7 @@ pub struct EnqueueRequest {
     pub fairness_weight: Option<u32>,
     /// The rate limit (`PUT /v1/limits/key/{name}`) this job's start counts against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255, min_length = 1)]
+    #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub rate_key: Option<String>,
 }
 

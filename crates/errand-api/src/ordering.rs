@@ -29,8 +29,7 @@ impl LimitRequest {
     /// # Errors
     /// A bad scope or name, or numbers the limit's own validation refuses.
     pub fn into_limit(self, scope: &str, name: &str) -> Result<Limit, ValidationError> {
-        let scope = LimitScope::parse(scope)?;
-        check_name("name", name)?;
+        let scope = check_limit_name(scope, name)?;
         let limit = Limit {
             scope,
             name: name.to_string(),
@@ -42,13 +41,29 @@ impl LimitRequest {
     }
 }
 
-/// Checks a kind, rate-key or session name taken from a path.
+/// Reads a limit's scope and checks its name: a kind as kinds are named, a rate key as keys.
+///
+/// # Errors
+/// A scope other than `kind` or `key`, or a bad name.
+pub fn check_limit_name(scope: &str, name: &str) -> Result<LimitScope, ValidationError> {
+    let scope = LimitScope::parse(scope)?;
+    match scope {
+        LimitScope::Kind => {
+            errand_core::JobKind::parse(name)
+                .map_err(|e| ValidationError::new("name", e.message))?;
+        }
+        LimitScope::Key => check_name("name", name)?,
+    }
+    Ok(scope)
+}
+
+/// Checks a rate-key or session name taken from a path.
 ///
 /// # Errors
 /// Empty, longer than 255 bytes, or with control characters.
 pub fn check_name(field: &str, name: &str) -> Result<(), ValidationError> {
-    if name.is_empty() || name.len() > errand_core::ordering::MAX_KEY_LEN {
-        return Err(ValidationError::new(field, "must be 1 to 255 bytes"));
+    if name.is_empty() || name.chars().count() > errand_core::ordering::MAX_KEY_LEN {
+        return Err(ValidationError::new(field, "must be 1 to 255 characters"));
     }
     if name.chars().any(char::is_control) {
         return Err(ValidationError::new(

@@ -26,6 +26,18 @@ text_schema_for!(
     "billing"
 );
 
+/// A lock, concurrency, session, fairness or rate key (and a kind or rate key in a limit's
+/// path): 1 to 255 characters without control characters.
+pub struct OrderingKey;
+
+text_schema_for!(
+    OrderingKey,
+    errand_core::text_schema::key_pattern(),
+    errand_core::ordering::MAX_KEY_LEN,
+    "A key: 1 to 255 characters, no control characters",
+    "customer-42"
+);
+
 /// An idempotency key: 1 to 255 visible characters.
 pub struct IdempotencyKey;
 

@@ -153,10 +153,10 @@ pub struct JobOrdering {
 
 fn check_key(field: &str, key: &Option<String>) -> Result<(), ValidationError> {
     if let Some(k) = key {
-        if k.is_empty() || k.len() > MAX_KEY_LEN {
+        if k.is_empty() || k.chars().count() > MAX_KEY_LEN {
             return Err(ValidationError::new(
                 field,
-                format!("must be 1 to {MAX_KEY_LEN} bytes"),
+                format!("must be 1 to {MAX_KEY_LEN} characters"),
             ));
         }
         if k.chars().any(char::is_control) {

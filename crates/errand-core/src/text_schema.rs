@@ -24,6 +24,13 @@ pub fn visible_pattern() -> &'static str {
     &PATTERN
 }
 
+/// A lock, concurrency, session, fairness or rate key: any text without control
+/// characters, as [`JobOrdering::validate`](crate::ordering::JobOrdering::validate) checks it.
+pub fn key_pattern() -> &'static str {
+    static PATTERN: LazyLock<String> = LazyLock::new(|| refusing_pattern(char::is_control));
+    &PATTERN
+}
+
 /// A job kind: a [visible](visible_pattern) label without whitespace, as [`JobKind::parse`]
 /// checks it.
 ///
@@ -117,6 +124,18 @@ mod tests {
             let text = c.to_string();
             assert_eq!(re.is_match(&text), accepts(&text), "U+{:04X}", u32::from(c));
         }
+    }
+
+    #[test]
+    fn the_key_pattern_matches_exactly_what_key_validation_accepts() {
+        assert_pattern_is(key_pattern(), |t| {
+            crate::ordering::JobOrdering {
+                lock_key: Some(t.to_string()),
+                ..Default::default()
+            }
+            .validate()
+            .is_ok()
+        });
     }
 
     #[test]

@@ -371,3 +371,41 @@ pub struct SchedulePassReport {
     /// Decisions another node's had overtaken.
     pub moved: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate};
+    use errand_core::{JobKind, QueueName};
+
+    use super::*;
+
+    fn spec(singleton: bool) -> ScheduleSpec {
+        ScheduleSpec {
+            name: ScheduleName::parse("nightly").expect("name"),
+            cron: None,
+            every_ms: Some(60_000),
+            timezone: "UTC".into(),
+            job: JobTemplate {
+                kind: JobKind::parse("report").expect("kind"),
+                queue: QueueName::default_queue(),
+                payload: serde_json::json!({}),
+                priority: 0,
+                max_attempts: 1,
+                timeout_ms: None,
+                tags: vec![],
+            },
+            overlap: OverlapPolicy::Allow,
+            catch_up: CatchUpPolicy::Skip,
+            catch_up_window_ms: 60_000,
+            jitter_ms: 0,
+            singleton,
+        }
+    }
+
+    #[test]
+    fn a_singleton_schedule_fires_jobs_under_its_own_lock_key() {
+        let job = job_for(&spec(true), Some(0));
+        assert_eq!(job.ordering.lock_key.as_deref(), Some("schedule:nightly"));
+        assert!(job_for(&spec(false), Some(0)).ordering.is_plain());
+    }
+}

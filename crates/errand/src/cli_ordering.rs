@@ -116,13 +116,25 @@ pub enum SessionsCommand {
         key: String,
         /// The state (JSON).
         state: String,
-        /// The version read (0 for a new session).
+        /// The version read (0 for a new session); another version is refused.
         #[arg(long)]
-        version: u64,
+        expected_version: u64,
     },
     /// Moves a session blocked behind a dead job on to its next job.
     Unblock {
         /// Session key.
         key: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Clap checks names only when a command is parsed; this checks every one at once
+        // (a subcommand flag named `--version` clashes with the global one).
+        crate::cli::Cli::command().debug_assert();
+    }
 }

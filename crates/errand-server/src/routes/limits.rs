@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use errand_api::{check_name, ErrorBody, LimitList, LimitRequest};
+use errand_api::{check_limit_name, ErrorBody, LimitList, LimitRequest};
 use errand_core::throttle::{LimitInfo, LimitScope};
 use serde_json::{json, Value};
 
@@ -10,9 +10,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::{ApiError, AppState};
 
 fn scope_and_name(scope: &str, name: &str) -> Result<LimitScope, ApiError> {
-    let scope = LimitScope::parse(scope)?;
-    check_name("name", name)?;
-    Ok(scope)
+    Ok(check_limit_name(scope, name)?)
 }
 
 /// Every kind and rate-key limit with the jobs running under it and its tokens.
@@ -26,7 +24,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<LimitList
 
 /// One limit.
 #[utoipa::path(get, path = "/v1/limits/{scope}/{name}", operation_id = "get_limit", tag = "limits",
-    params(("scope" = LimitScope, Path, description = "`kind` or `key` (a rate key)"), ("name" = String, Path, description = "The kind or rate key")),
+    params(("scope" = LimitScope, Path, description = "`kind` or `key` (a rate key)"), ("name" = errand_api::schema::OrderingKey, Path, description = "The kind or rate key")),
     responses((status = 200, description = "The limit", body = LimitInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -39,7 +37,7 @@ pub(crate) async fn get(
 /// Sets the limit of a kind (concurrency and/or rate; concurrency 1 makes it a singleton)
 /// or of a rate key (rate only), replacing any before. A bad value changes nothing.
 #[utoipa::path(put, path = "/v1/limits/{scope}/{name}", operation_id = "put_limit", tag = "limits",
-    params(("scope" = LimitScope, Path, description = "`kind` or `key` (a rate key)"), ("name" = String, Path, description = "The kind or rate key")),
+    params(("scope" = LimitScope, Path, description = "`kind` or `key` (a rate key)"), ("name" = errand_api::schema::OrderingKey, Path, description = "The kind or rate key")),
     request_body = LimitRequest,
     responses((status = 200, description = "The limit", body = LimitInfo), (status = 400, description = "A limit of 0, a bad rate, a concurrency on a rate key, or nothing to limit; nothing changed", body = ErrorBody)))]
 pub(crate) async fn put(
@@ -53,7 +51,7 @@ pub(crate) async fn put(
 
 /// Removes a limit; the jobs it held back may start.
 #[utoipa::path(delete, path = "/v1/limits/{scope}/{name}", operation_id = "delete_limit", tag = "limits",
-    params(("scope" = LimitScope, Path, description = "`kind` or `key` (a rate key)"), ("name" = String, Path, description = "The kind or rate key")),
+    params(("scope" = LimitScope, Path, description = "`kind` or `key` (a rate key)"), ("name" = errand_api::schema::OrderingKey, Path, description = "The kind or rate key")),
     responses((status = 200, description = "Deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,

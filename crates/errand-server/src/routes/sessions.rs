@@ -49,7 +49,7 @@ pub(crate) async fn list(
 /// One session: its state and version, head job, length, and the dead job it is blocked
 /// behind, if any.
 #[utoipa::path(get, path = "/v1/sessions/{key}", operation_id = "get_session", tag = "sessions",
-    params(("key" = String, Path, description = "Session key")),
+    params(("key" = errand_api::schema::OrderingKey, Path, description = "Session key")),
     responses((status = 200, description = "The session", body = Session), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -62,7 +62,7 @@ pub(crate) async fn get(
 /// Sets a session's state if it is still at `version` (0 creates it); the answer carries
 /// the new version.
 #[utoipa::path(put, path = "/v1/sessions/{key}/state", operation_id = "put_session_state", tag = "sessions",
-    params(("key" = String, Path, description = "Session key")),
+    params(("key" = errand_api::schema::OrderingKey, Path, description = "Session key")),
     request_body = SessionStateRequest,
     responses((status = 200, description = "Written", body = Session), (status = 400, description = "Not JSON, too big, or a bad key; nothing changed", body = ErrorBody), (status = 409, description = "`version_conflict`: the session is at another version; nothing changed", body = ErrorBody)))]
 pub(crate) async fn put_state(
@@ -86,7 +86,7 @@ pub(crate) async fn put_state(
 
 /// Moves a session blocked behind a dead job on to its next job (the dead job stays dead).
 #[utoipa::path(post, path = "/v1/sessions/{key}/unblock", operation_id = "unblock_session", tag = "sessions",
-    params(("key" = String, Path, description = "Session key")),
+    params(("key" = errand_api::schema::OrderingKey, Path, description = "Session key")),
     responses((status = 200, description = "Unblocked", body = Session), (status = 404, body = ErrorBody), (status = 409, description = "Not blocked", body = ErrorBody)))]
 pub(crate) async fn unblock(
     State(state): State<AppState>,

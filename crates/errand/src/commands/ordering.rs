@@ -217,7 +217,7 @@ pub async fn sessions(client: &Client, cmd: SessionsCommand, json: bool) -> anyh
         SessionsCommand::SetState {
             key,
             state,
-            version,
+            expected_version: version,
         } => {
             let state = serde_json::from_str(&state).context("the state is not valid JSON")?;
             let req = SessionStateRequest { state, version };
