@@ -75,8 +75,14 @@ pub(crate) async fn arrive(
         .await?;
     let mut parked_ids = Vec::new();
     for (name, group) in groups {
-        // The latest enqueue's limit is the key's capacity.
-        let Some(gate) = group.last().map(|a| &a.gate) else {
+        // The latest enqueue's limit is the key's capacity; other arrivals that create
+        // the row give it the first one's limit (as one by one).
+        let pick = if sets_limit {
+            group.last()
+        } else {
+            group.first()
+        };
+        let Some(gate) = pick.map(|a| &a.gate) else {
             continue;
         };
         let n = group.len() as i64;
