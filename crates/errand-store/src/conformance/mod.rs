@@ -247,6 +247,7 @@ macro_rules! conformance_suite {
             concurrent_claims_never_exceed_a_limit_or_a_lock,
             random_operations_keep_every_ordering_rule,
             fair_claiming_starves_no_tenant,
+            fair_claims_follow_the_rank_rule,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

@@ -111,7 +111,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), 0u8..3, proptest::bool::weighted(0.15))
             .prop_map(|(pick, retry, dead)| Op::Fail { pick, retry, dead }),
         1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
-        1 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
+        3 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
         1 => Just(Op::Requeue),
         1 => (0u8..2).prop_map(|key| Op::Unblock { key }),
         1 => Just(Op::Expire),
@@ -425,8 +425,16 @@ async fn step(store: &SharedStore, clock: &dyn DriveClock, run: &mut Run, op: &O
             }
         }
         Op::Retry { pick } => {
-            if !run.order.is_empty() {
-                let id = run.order[pick % run.order.len()];
+            // A job a retry takes (dead, cancelled or waiting for a retry), else any.
+            let can: Vec<JobId> = jobs_of(store, &run.queue)
+                .await
+                .into_iter()
+                .filter(|j| j.state.can_retry())
+                .map(|j| j.id)
+                .collect();
+            let pool = if can.is_empty() { &run.order } else { &can };
+            if !pool.is_empty() {
+                let id = pool[pick % pool.len()];
                 let was = store.job_get(id).await.expect("get").state;
                 let heads = run.blocked_heads(store).await;
                 match store.job_retry(id).await {
@@ -625,6 +633,135 @@ pub(crate) async fn fair_claiming_starves_no_tenant(Ctx { store, .. }: Ctx) {
                                     *p <= 2 * u32::from(TENANTS - 1),
                                     "{k} passed over {p} times in a row"
                                 );
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    });
+}
+
+/// One step of a ranked fairness sequence.
+#[derive(Debug, Clone)]
+enum RankOp {
+    /// `n` jobs of tenant `key` (weight `weight`) at `priority`, `delayed` by half a minute.
+    Enqueue {
+        key: u8,
+        n: u8,
+        weight: u32,
+        priority: i32,
+        delayed: bool,
+    },
+    /// Claim one job and complete it.
+    Serve,
+    /// Past every delay, then a promotion pass.
+    Advance,
+}
+
+/// A job as the ranking model knows it.
+struct Ranked {
+    id: JobId,
+    key: String,
+    priority: i32,
+    rank: i64,
+    /// When it falls due, in model time (advances), and its enqueue position: the claim's
+    /// tie-break after the rank (`run_at`, then the id, which grows with enqueues).
+    due: (u32, u64),
+    ready: bool,
+}
+
+/// Claims follow the start-time fair queuing rule exactly, with priorities, weights and
+/// delays: a new job ranks one step (of its weight) after the later of its tenant's last
+/// rank and the lowest rank still ready or waiting (else the queue's virtual time, the
+/// highest rank claimed); the claim takes the highest priority, then the lowest rank,
+/// then the earliest `run_at`.
+pub(crate) async fn fair_claims_follow_the_rank_rule(Ctx { store, clock }: Ctx) {
+    let runs = AtomicUsize::new(0);
+    let handle = tokio::runtime::Handle::current();
+    let op = prop_oneof![
+        2 => (0..TENANTS, 1u8..4, 1u32..3, 0i32..2, proptest::bool::weighted(0.3))
+            .prop_map(|(key, n, weight, priority, delayed)| RankOp::Enqueue { key, n, weight, priority, delayed }),
+        3 => Just(RankOp::Serve),
+        1 => Just(RankOp::Advance),
+    ];
+    let strategy = proptest::collection::vec(op, 1..50);
+    run_blocking(runner(24), strategy, |ops: Vec<RankOp>| {
+        let n = runs.fetch_add(1, Ordering::SeqCst);
+        let q = format!("rank{n}");
+        handle.block_on(async {
+            let mut jobs: Vec<Ranked> = Vec::new();
+            let mut last: HashMap<String, i64> = HashMap::new();
+            let mut vtime = 0i64;
+            let mut epoch = 0u32;
+            let mut seq = 0u64;
+            for (i, op) in ops.iter().enumerate() {
+                match op {
+                    RankOp::Enqueue {
+                        key,
+                        n,
+                        weight,
+                        priority,
+                        delayed,
+                    } => {
+                        let key = format!("t{key}");
+                        let mut batch = Vec::new();
+                        for _ in 0..*n {
+                            let mut j = tenant(&q, &key, Some(*weight));
+                            j.priority = *priority;
+                            if *delayed {
+                                j.run_at = RunAt::After(Duration::from_secs(30));
+                            }
+                            let base = jobs.iter().map(|r| r.rank).min().unwrap_or(vtime);
+                            let rank = errand_core::ordering::fair_rank(
+                                last.get(&key).copied(),
+                                base,
+                                j.ordering.fair_step(),
+                            );
+                            last.insert(key.clone(), rank);
+                            seq += 1;
+                            jobs.push(Ranked {
+                                id: j.id,
+                                key: key.clone(),
+                                priority: *priority,
+                                rank,
+                                due: (epoch * 2 + u32::from(*delayed), seq),
+                                ready: !*delayed,
+                            });
+                            batch.push(j);
+                        }
+                        insert(&store, batch).await;
+                    }
+                    RankOp::Advance => {
+                        clock.advance(Duration::from_secs(31)).await;
+                        promote(&store).await;
+                        epoch += 1;
+                        for j in &mut jobs {
+                            j.ready = true;
+                        }
+                    }
+                    RankOp::Serve => {
+                        let expected = jobs
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, j)| j.ready)
+                            .min_by_key(|(_, j)| (-j.priority, j.rank, j.due))
+                            .map(|(at, _)| at);
+                        let got = claim(&store, &q, 1).await;
+                        match expected {
+                            None => assert!(got.is_empty(), "step {i}: nothing is ready"),
+                            Some(at) => {
+                                let want = jobs.remove(at);
+                                let c = got.first().expect("a ready job is claimed");
+                                assert_eq!(
+                                    (c.job.id, c.job.ordering.fairness_key.as_deref()),
+                                    (want.id, Some(want.key.as_str())),
+                                    "step {i}: the claim takes priority {}, rank {}",
+                                    want.priority,
+                                    want.rank
+                                );
+                                vtime = vtime.max(want.rank);
+                                settled(&store, complete(c)).await;
                             }
                         }
                     }
