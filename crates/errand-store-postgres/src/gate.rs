@@ -75,8 +75,14 @@ pub(crate) async fn arrive(
         .await?;
     let mut parked_ids = Vec::new();
     for (name, group) in groups {
-        // The latest enqueue's limit is the key's capacity.
-        let Some(gate) = group.last().map(|a| &a.gate) else {
+        // The latest enqueue's limit is the key's capacity; other arrivals that create
+        // the row give it the first one's limit (as one by one).
+        let pick = if sets_limit {
+            group.last()
+        } else {
+            group.first()
+        };
+        let Some(gate) = pick.map(|a| &a.gate) else {
             continue;
         };
         let n = group.len() as i64;
@@ -362,16 +368,17 @@ pub(crate) async fn revived(client: &impl GenericClient, jobs: &mut [Job]) -> QR
 /// deleted dead head moves on, as after `session_unblock`. The caller deleted the jobs
 /// (their rows locked: job, then gate); the gates are taken in name order, each with the
 /// one statement that clears its block, so [`admit_next`] sees every arrival before it.
+/// Returns the queues of the jobs let in (their claimers may be woken).
 pub(crate) async fn jobs_deleted(
     client: &impl GenericClient,
     deleted: &[(uuid::Uuid, String)],
-) -> QResult<()> {
+) -> QResult<Vec<String>> {
     let mut heads: Vec<&(uuid::Uuid, String)> = deleted
         .iter()
         .filter(|(_, name)| name.starts_with("session:"))
         .collect();
     if heads.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     heads.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
     let unblock = client
@@ -380,10 +387,21 @@ pub(crate) async fn jobs_deleted(
              WHERE name = $1 AND blocked_by = $2 RETURNING name",
         )
         .await?;
+    let admitted = client
+        .prepare_cached(
+            "SELECT DISTINCT queue FROM jobs WHERE gate = $1 AND NOT parked \
+             AND state IN ('available', 'scheduled')",
+        )
+        .await?;
+    let mut queues = Vec::new();
     for (id, name) in heads {
-        if client.query_opt(&unblock, &[name, id]).await?.is_some() {
-            admit_next(client, name, true).await?;
+        if client.query_opt(&unblock, &[name, id]).await?.is_some()
+            && admit_next(client, name, true).await? > 0
+        {
+            for row in client.query(&admitted, &[name]).await? {
+                queues.push(row.column::<String>(0)?);
+            }
         }
     }
-    Ok(())
+    Ok(queues)
 }

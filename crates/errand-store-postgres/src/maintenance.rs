@@ -124,7 +124,10 @@ pub(crate) async fn promote_due(
 /// Deletes finished jobs past their retention, oldest first, with their attempts, in one
 /// statement; `SKIP LOCKED` keeps two nodes' cleaners from waiting on each other. A
 /// session blocked on a pruned dead head moves on, in the caller's transaction.
-pub(crate) async fn prune(client: &impl GenericClient, p: &JobPruneParams) -> QResult<u64> {
+pub(crate) async fn prune(
+    client: &impl GenericClient,
+    p: &JobPruneParams,
+) -> QResult<(u64, Vec<String>)> {
     let stmt = client
         .prepare_cached(&format!(
             "WITH gone AS (DELETE FROM jobs WHERE id IN ( \

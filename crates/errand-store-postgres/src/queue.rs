@@ -261,7 +261,10 @@ pub(crate) async fn dead_requeue(
 
 /// Deletes selected dead jobs and their attempts. A session blocked on a deleted dead
 /// head moves on ([`crate::gate::jobs_deleted`]).
-pub(crate) async fn dead_purge(client: &impl GenericClient, sel: &DeadSelection) -> QResult<u64> {
+pub(crate) async fn dead_purge(
+    client: &impl GenericClient,
+    sel: &DeadSelection,
+) -> QResult<(u64, Vec<String>)> {
     let (queue, ids) = selection_args(sel);
     let stmt = client
         .prepare_cached(&format!(
@@ -282,15 +285,15 @@ pub(crate) const DELETED: &str = "SELECT (SELECT COUNT(*) FROM gone), \
      ARRAY(SELECT gate FROM gone WHERE gate LIKE 'session:%' ORDER BY gate, id)";
 
 /// Reads a [`DELETED`] row and moves on the sessions a deleted head blocked; returns how
-/// many jobs were deleted.
+/// many jobs were deleted and the queues of the jobs the sessions let in.
 pub(crate) async fn deleted(
     client: &impl GenericClient,
     row: &tokio_postgres::Row,
-) -> QResult<u64> {
+) -> QResult<(u64, Vec<String>)> {
     let n: i64 = row.column(0)?;
     let ids: Vec<uuid::Uuid> = row.column(1)?;
     let gates: Vec<String> = row.column(2)?;
     let heads: Vec<(uuid::Uuid, String)> = ids.into_iter().zip(gates).collect();
-    crate::gate::jobs_deleted(client, &heads).await?;
-    Ok(n.max(0) as u64)
+    let queues = crate::gate::jobs_deleted(client, &heads).await?;
+    Ok((n.max(0) as u64, queues))
 }

@@ -442,11 +442,20 @@ impl Store for PgStore {
     }
 
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        in_tx!(self, |tx| queue::dead_purge(&tx, &selection).await?)
+        let (n, queues) = in_tx!(self, |tx| queue::dead_purge(&tx, &selection).await?)?;
+        // A session that moved on has a job ready.
+        for q in &queues {
+            self.notifier.notify(q);
+        }
+        Ok(n)
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
-        in_tx!(self, |tx| maintenance::prune(&tx, &params).await?)
+        let (n, queues) = in_tx!(self, |tx| maintenance::prune(&tx, &params).await?)?;
+        for q in &queues {
+            self.notifier.notify(q);
+        }
+        Ok(n)
     }
 
     async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError> {
