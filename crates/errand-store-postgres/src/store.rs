@@ -312,7 +312,15 @@ impl Store for PgStore {
             let row = c
                 .query_one("SELECT current_setting('transaction_read_only')", &[])
                 .await?;
-            row.column::<String>(0)?
+            let read_only = row.column::<String>(0)?;
+            if read_only != "off" {
+                // A session opened while the database refused writes keeps refusing them
+                // after it takes writes again (a failover, `default_transaction_read_only`
+                // reset): drop it instead of returning it to the pool, so the next ping
+                // asks on a new session rather than staying unready for good.
+                drop(deadpool_postgres::Object::take(c));
+            }
+            read_only
         })?;
         if read_only == "off" {
             Ok(())
