@@ -75,11 +75,11 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::webhook_url::WebhookUrl>)]
     pub callback_url: Option<String>,
-    /// Jobs with the same lock key never run at the same time anywhere (1 to 255 bytes).
+    /// Jobs with the same lock key never run at the same time anywhere (1 to 255 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub lock_key: Option<String>,
-    /// At most `concurrency_limit` jobs with this key run at once (1 to 255 bytes).
+    /// At most `concurrency_limit` jobs with this key run at once (1 to 255 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub concurrency_key: Option<String>,
@@ -89,7 +89,7 @@ pub struct EnqueueRequest {
     #[schema(minimum = 1, maximum = 1000000)]
     pub concurrency_limit: Option<u32>,
     /// Jobs with the same session key run one at a time in enqueue order and share the
-    /// session's state (1 to 255 bytes). At most one of lock, concurrency and session key.
+    /// session's state (1 to 255 characters). At most one of lock, concurrency and session key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub session_key: Option<String>,

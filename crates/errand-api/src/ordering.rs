@@ -60,7 +60,7 @@ pub fn check_limit_name(scope: &str, name: &str) -> Result<LimitScope, Validatio
 /// Checks a rate-key or session name taken from a path.
 ///
 /// # Errors
-/// Empty, longer than 255 bytes, or with control characters.
+/// Empty, longer than 255 characters, or with control characters.
 pub fn check_name(field: &str, name: &str) -> Result<(), ValidationError> {
     if name.is_empty() || name.chars().count() > errand_core::ordering::MAX_KEY_LEN {
         return Err(ValidationError::new(field, "must be 1 to 255 characters"));

@@ -60,6 +60,10 @@ pub struct QueueInfo {
     pub settings: QueueSettings,
 }
 
+/// Longest default timeout or backoff a queue may give: a year. Longer is a mistake, and
+/// instants computed from it must stay far inside the stores' 64-bit milliseconds.
+pub const MAX_DEFAULT_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
+
 /// Defaults a queue gives new jobs that do not name their own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -227,14 +231,19 @@ impl QueueSettingsPatch {
                 return Err(ValidationError::new("priority", "must be -1000 to 1000"));
             }
         }
-        if let Some(Some(0)) = self.timeout_ms {
-            return Err(ValidationError::new("timeout", "must be positive"));
+        if let Some(Some(t)) = self.timeout_ms {
+            if t == 0 || t > MAX_DEFAULT_DURATION_MS {
+                return Err(ValidationError::new(
+                    "timeout",
+                    "must be positive and at most 365 days",
+                ));
+            }
         }
         if let Some(Some(b)) = &self.backoff {
-            if b.base_ms == 0 || b.max_ms < b.base_ms {
+            if b.base_ms == 0 || b.max_ms < b.base_ms || b.max_ms > MAX_DEFAULT_DURATION_MS {
                 return Err(ValidationError::new(
                     "backoff",
-                    "base must be positive and max at least base",
+                    "base must be positive, max at least base and at most 365 days",
                 ));
             }
         }

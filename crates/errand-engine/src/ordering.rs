@@ -120,7 +120,10 @@ impl Engine {
     /// `NotFound`, or the store's error.
     pub async fn explain(&self, id: JobId) -> Result<Explanation, StoreError> {
         // Workers this node saw since the last flush count too.
-        self.flush_workers().await?;
+        // Best effort: a store that takes no writes (a read-only standby) can still answer.
+        if let Err(e) = self.flush_workers().await {
+            tracing::warn!(error = %e, "writing the workers seen failed; answering without them");
+        }
         let facts = self.store().job_explain_facts(id).await?;
         Ok(explain(&facts))
     }
@@ -130,7 +133,10 @@ impl Engine {
     /// # Errors
     /// The store's error.
     pub async fn worker_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
-        self.flush_workers().await?;
+        // Best effort: a store that takes no writes (a read-only standby) can still answer.
+        if let Err(e) = self.flush_workers().await {
+            tracing::warn!(error = %e, "writing the workers seen failed; answering without them");
+        }
         self.store().worker_list().await
     }
 

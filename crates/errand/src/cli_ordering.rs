@@ -110,7 +110,7 @@ pub enum SessionsCommand {
         /// Session key.
         key: String,
     },
-    /// Sets a session's state if it is still at --version.
+    /// Sets a session's state if it is still at --expected-version.
     SetState {
         /// Session key.
         key: String,
