@@ -152,6 +152,11 @@ pub(crate) fn add_field_relations(doc: &mut Document) {
             .schemas
             .insert("EnqueueRequest".into(), RefOr::T(Schema::AllOf(both)));
     }
+    // A limit limits something: `{}` is refused. Set here because utoipa's own
+    // `min_properties` attribute writes `maxProperties`.
+    if let Some(RefOr::T(Schema::Object(limit))) = components.schemas.get_mut("LimitRequest") {
+        limit.min_properties = Some(1);
+    }
 }
 
 /// Gives every operation the error answers it can get, each with the JSON error body: the
