@@ -116,6 +116,18 @@ impl utoipa::PartialSchema for FlexDuration {
 
 impl utoipa::ToSchema for FlexDuration {}
 
+/// The schema of a [`FlexDuration`] that must be positive (queue timeouts and backoffs,
+/// rate periods): 0 is refused, so the document says so.
+pub struct PositiveFlexDuration;
+
+impl utoipa::PartialSchema for PositiveFlexDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        FlexDuration::schema_from(1)
+    }
+}
+
+impl utoipa::ToSchema for PositiveFlexDuration {}
+
 /// Serde for a whole number of milliseconds kept as `u64` but written as a duration text
 /// (`"1s"`) and read as [`FlexDuration`] reads it: rate periods, backoffs and timeouts of
 /// queue settings use one form in the API, the CLI and errand.toml.

@@ -60,8 +60,8 @@ pub struct QueueInfo {
     pub settings: QueueSettings,
 }
 
-/// Longest default timeout or backoff a queue may give: a year. Longer is a mistake, and
-/// instants computed from it must stay far inside the stores' 64-bit milliseconds.
+/// Longest default timeout or backoff a queue keeps: a year. A longer one is taken as a
+/// year, so instants computed from it stay far inside the stores' 64-bit milliseconds.
 pub const MAX_DEFAULT_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
 
 /// Defaults a queue gives new jobs that do not name their own.
@@ -83,7 +83,7 @@ pub struct JobDefaults {
         skip_serializing_if = "Option::is_none",
         with = "crate::duration::opt_millis_text"
     )]
-    #[schema(value_type = Option<crate::duration::FlexDuration>)]
+    #[schema(value_type = Option<crate::duration::PositiveFlexDuration>)]
     pub timeout_ms: Option<u64>,
     /// The retry backoff of failed jobs of this queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,11 +96,11 @@ pub struct JobDefaults {
 pub struct Backoff {
     /// The wait after the first failure (`"1s"` or milliseconds).
     #[serde(rename = "base", with = "crate::duration::millis_text")]
-    #[schema(value_type = crate::duration::FlexDuration)]
+    #[schema(value_type = crate::duration::PositiveFlexDuration)]
     pub base_ms: u64,
     /// The longest wait (`"1h"` or milliseconds).
     #[serde(rename = "max", with = "crate::duration::millis_text")]
-    #[schema(value_type = crate::duration::FlexDuration)]
+    #[schema(value_type = crate::duration::PositiveFlexDuration)]
     pub max_ms: u64,
 }
 
@@ -166,7 +166,7 @@ pub struct QueueSettingsPatch {
         skip_serializing_if = "Option::is_none",
         with = "crate::duration::patch_millis_text"
     )]
-    #[schema(value_type = Option<crate::duration::FlexDuration>)]
+    #[schema(value_type = Option<crate::duration::PositiveFlexDuration>)]
     pub timeout_ms: Option<Option<u64>>,
     /// New backoff; `null` removes it.
     #[serde(
@@ -231,19 +231,14 @@ impl QueueSettingsPatch {
                 return Err(ValidationError::new("priority", "must be -1000 to 1000"));
             }
         }
-        if let Some(Some(t)) = self.timeout_ms {
-            if t == 0 || t > MAX_DEFAULT_DURATION_MS {
-                return Err(ValidationError::new(
-                    "timeout",
-                    "must be positive and at most 365 days",
-                ));
-            }
+        if let Some(Some(0)) = self.timeout_ms {
+            return Err(ValidationError::new("timeout", "must be positive"));
         }
         if let Some(Some(b)) = &self.backoff {
-            if b.base_ms == 0 || b.max_ms < b.base_ms || b.max_ms > MAX_DEFAULT_DURATION_MS {
+            if b.base_ms == 0 || b.max_ms < b.base_ms {
                 return Err(ValidationError::new(
                     "backoff",
-                    "base must be positive, max at least base and at most 365 days",
+                    "base must be positive and max at least base",
                 ));
             }
         }
@@ -265,11 +260,16 @@ impl QueueSettingsPatch {
         if let Some(v) = self.priority {
             out.defaults.priority = v;
         }
+        // Longer than a year is taken as a year: instants computed from it must stay far
+        // inside the stores' 64-bit milliseconds.
         if let Some(v) = self.timeout_ms {
-            out.defaults.timeout_ms = v;
+            out.defaults.timeout_ms = v.map(|t| t.min(MAX_DEFAULT_DURATION_MS));
         }
         if let Some(v) = self.backoff {
-            out.defaults.backoff = v;
+            out.defaults.backoff = v.map(|b| Backoff {
+                base_ms: b.base_ms.min(MAX_DEFAULT_DURATION_MS),
+                max_ms: b.max_ms.min(MAX_DEFAULT_DURATION_MS),
+            });
         }
         out
     }

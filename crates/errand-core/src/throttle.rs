@@ -29,7 +29,7 @@ pub struct RateLimit {
     pub limit: u32,
     /// The period (`"1s"`, `"1m"` or milliseconds); kept in milliseconds.
     #[serde(rename = "period", with = "crate::duration::millis_text")]
-    #[schema(value_type = crate::duration::FlexDuration)]
+    #[schema(value_type = crate::duration::PositiveFlexDuration)]
     pub period_ms: u64,
     /// Starts allowed at once; defaults to `limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
