@@ -34,8 +34,8 @@ pub use jobs::{AttemptList, JobListQuery, JobPage, JobWaitQuery};
 pub use logs::{LogAppendRequest, LogAppendResponse, LogLineInput, MAX_LOG_LINES_PER_CALL};
 pub use nodes::NodeList;
 pub use ordering::{
-    check_limit_name, check_name, check_session_state, LimitList, LimitRequest, SessionList,
-    SessionListQuery, SessionStateRequest, WorkerList,
+    check_limit_name, check_name, check_session_state, LimitList, LimitRequest,
+    RateKeyLimitRequest, SessionList, SessionListQuery, SessionStateRequest, WorkerList,
 };
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use schedules::{

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::schema::StorableJson;
 
-/// `PUT /v1/limits/{scope}/{name}`: the whole limit (a field left out is no limit).
+/// `PUT /v1/limits/kind/{name}`: the whole limit of a kind (a field left out is no limit).
+/// Clients send it to either scope; a rate key's route takes only `rate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitRequest {
@@ -38,6 +39,29 @@ impl LimitRequest {
         };
         limit.validate()?;
         Ok(limit)
+    }
+}
+
+/// `PUT /v1/limits/key/{name}`: the whole limit of a rate key, which is only a rate (a
+/// concurrency per key is carried by its jobs, as `concurrency_key` and `concurrency_limit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateKeyLimitRequest {
+    /// At most `limit` starts per `period`, `burst` at once.
+    pub rate: RateLimit,
+}
+
+impl RateKeyLimitRequest {
+    /// The limit of rate key `name`, checked.
+    ///
+    /// # Errors
+    /// A bad name or rate.
+    pub fn into_limit(self, name: &str) -> Result<Limit, ValidationError> {
+        LimitRequest {
+            concurrency: None,
+            rate: Some(self.rate),
+        }
+        .into_limit(LimitScope::Key.as_str(), name)
     }
 }
 

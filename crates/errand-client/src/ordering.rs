@@ -38,7 +38,7 @@ impl Client {
         self.get("/v1/limits").await
     }
 
-    /// `PUT /v1/limits/{scope}/{name}`.
+    /// `PUT /v1/limits/kind/{name}` or `PUT /v1/limits/key/{name}` (a rate key takes only a rate).
     ///
     /// # Errors
     /// The server's error, or a transport failure.
@@ -55,7 +55,7 @@ impl Client {
         .await
     }
 
-    /// `DELETE /v1/limits/{scope}/{name}`.
+    /// `DELETE /v1/limits/kind/{name}` or `DELETE /v1/limits/key/{name}`.
     ///
     /// # Errors
     /// The server's error, or a transport failure.

@@ -25,7 +25,7 @@ pub const MAX_RATE: u32 = 1_000_000_000;
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Starts per period.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub limit: u32,
     /// The period (`"1s"`, `"1m"` or milliseconds); kept in milliseconds.
     #[serde(rename = "period", with = "crate::duration::millis_text")]
@@ -33,7 +33,7 @@ pub struct RateLimit {
     pub period_ms: u64,
     /// Starts allowed at once; defaults to `limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub burst: Option<u32>,
 }
 

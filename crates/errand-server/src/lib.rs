@@ -37,6 +37,10 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
                 async move { axum::Json(doc) }
             }),
         )
+        .route(
+            "/v1/limits/{scope}/{name}",
+            axum::routing::any(routes::limits_other_scope),
+        )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

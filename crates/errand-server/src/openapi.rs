@@ -152,10 +152,22 @@ pub(crate) fn add_field_relations(doc: &mut Document) {
             .schemas
             .insert("EnqueueRequest".into(), RefOr::T(Schema::AllOf(both)));
     }
-    // A limit limits something: `{}` is refused. Set here because utoipa's own
-    // `min_properties` attribute writes `maxProperties`.
-    if let Some(RefOr::T(Schema::Object(limit))) = components.schemas.get_mut("LimitRequest") {
-        limit.min_properties = Some(1);
+    // A kind's limit limits something: a concurrency or a rate that is not null.
+    if let Some(limit) = components.schemas.remove("LimitRequest") {
+        let present = |field: &str, kind: Type| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .property(field, ObjectBuilder::new().schema_type(kind))
+                .required(field)
+        };
+        let one_of_two = AnyOfBuilder::new()
+            .description(Some("`concurrency` or `rate`, or both"))
+            .item(present("concurrency", Type::Integer))
+            .item(present("rate", Type::Object));
+        let both = AllOfBuilder::new().item(limit).item(one_of_two).build();
+        components
+            .schemas
+            .insert("LimitRequest".into(), RefOr::T(Schema::AllOf(both)));
     }
 }
 

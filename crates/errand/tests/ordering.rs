@@ -107,6 +107,7 @@ async fn bad_settings_are_refused_with_400_and_change_nothing() {
         r#"{"concurrency":0}"#,
         r#"{"rate":{"limit":0,"period":"1s"}}"#,
         r#"{}"#,
+        r#"{"concurrency":null,"rate":null}"#,
     ] {
         let (status, body) = raw
             .send("PUT", "/v1/limits/kind/mail", Some(bad.as_bytes().to_vec()))
@@ -121,6 +122,15 @@ async fn bad_settings_are_refused_with_400_and_change_nothing() {
         )
         .await;
     assert_eq!(status, 400, "a rate key takes a rate only: {body}");
+    let (status, body) = raw
+        .send(
+            "PUT",
+            "/v1/limits/queue/q",
+            Some(br#"{"concurrency":2}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(status, 400, "queue limits are queue settings: {body}");
+    assert!(body.to_string().contains("queue settings"), "{body}");
     let (status, _) = raw.get("/v1/limits/kind/mail").await;
     assert_eq!(status, 404);
     let (_, list) = raw.get("/v1/limits").await;

@@ -8,6 +8,7 @@ mod health;
 mod hooks;
 mod jobs;
 mod limits;
+pub(crate) use limits::other_scope as limits_other_scope;
 mod logs;
 mod nodes;
 mod queues;
@@ -61,7 +62,16 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::list))
         .routes(routes!(workers::list))
         .routes(routes!(limits::list))
-        .routes(routes!(limits::get, limits::put, limits::delete))
+        .routes(routes!(
+            limits::get_kind,
+            limits::put_kind,
+            limits::delete_kind
+        ))
+        .routes(routes!(
+            limits::get_key,
+            limits::put_key,
+            limits::delete_key
+        ))
         .routes(routes!(sessions::list))
         .routes(routes!(sessions::get))
         .routes(routes!(sessions::put_state))
