@@ -273,6 +273,7 @@ impl EnqueueRequest {
             crate::webhook_url::check("callback_url", u)?;
         }
         Ok(NewJob {
+            flow: Default::default(),
             id: JobId::new(),
             kind,
             queue,

@@ -51,6 +51,7 @@ impl HttpJobHost {
         let lease_token = view.lease_token;
         HostedJob {
             job: Job {
+                flow: Default::default(),
                 reply_to: None,
                 correlation_id: None,
                 callback_url: None,

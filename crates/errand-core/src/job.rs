@@ -50,6 +50,8 @@ pub struct NewJob {
     pub ordering: crate::ordering::JobOrdering,
     /// Which fields the caller left unset, for the queue's defaults to fill.
     pub inherit: Inherit,
+    /// The jobs it waits for, its batch, and the workflow step it is.
+    pub flow: crate::flow::NewJobFlow,
 }
 
 /// Which of a new job's fields the caller left unset: the store fills them from the
@@ -192,6 +194,9 @@ pub struct Job {
     /// until one frees (`GET /v1/jobs/{id}/explain` says which job holds it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parked: bool,
+    /// Its workflow step, batch, the jobs it waits for, and the context the flow hands it.
+    #[serde(flatten)]
+    pub flow: crate::flow::JobFlow,
 }
 
 /// How one attempt ended.
@@ -284,6 +289,7 @@ impl Job {
     ) -> Self {
         let created = crate::time::to_timestamp(created_at);
         Job {
+            flow: Default::default(),
             id: new.id,
             kind: new.kind,
             queue: new.queue,

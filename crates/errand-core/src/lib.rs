@@ -6,10 +6,12 @@
 //! these types, so a rule written here holds everywhere.
 
 pub mod backoff;
+pub mod batch;
 pub mod delivery;
 pub mod duration;
 pub mod event;
 pub mod explain;
+pub mod flow;
 pub mod ids;
 pub mod instance;
 pub mod job;
@@ -35,6 +37,7 @@ pub mod throttle;
 pub mod time;
 pub mod validation;
 pub mod worker;
+pub mod workflow;
 
 pub use backoff::{AfterFailure, RetryPolicy};
 pub use delivery::{
@@ -42,7 +45,7 @@ pub use delivery::{
     NewSubscription, Subscription, SubscriptionId, SubscriptionPatch, SubscriptionState,
 };
 pub use event::{Event, EventBody, EventFilter, EventId, EventType, JobSnapshot};
-pub use ids::{JobId, LeaseToken};
+pub use ids::{BatchId, JobId, LeaseToken, WorkflowId};
 pub use instance::{InstanceRecord, InstanceState};
 pub use job::{Attempt, AttemptOutcome, EndNotice, Job, NewJob, Progress};
 pub use log_line::{LogEntry, LogStream, NewLogLine};

@@ -49,6 +49,7 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
     let state: String = row.column(3)?;
     let tags: Value = row.column(10)?;
     Ok(Job {
+        flow: Default::default(),
         reply_to: row
             .column::<Option<String>>(24)?
             .map(|q| QueueName::parse(&q))

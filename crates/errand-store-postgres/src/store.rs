@@ -304,6 +304,110 @@ impl Store for PgStore {
         on_conn!(self, |c| worker::prune(&c, older_than).await?)
     }
 
+    async fn workflow_create(
+        &self,
+        _params: errand_store::WorkflowCreateParams,
+    ) -> Result<(errand_core::workflow::Workflow, bool), StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_get(
+        &self,
+        _id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_list(
+        &self,
+        _params: errand_store::WorkflowListParams,
+    ) -> Result<Vec<errand_core::workflow::WorkflowSummary>, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_cancel(
+        &self,
+        _id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_retry(
+        &self,
+        _id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_supervise(
+        &self,
+        _limit: u32,
+    ) -> Result<Vec<errand_store::SupervisedStep>, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_put(
+        &self,
+        _name: &str,
+        _spec: errand_core::workflow::WorkflowSpec,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_get(
+        &self,
+        _name: &str,
+    ) -> Result<errand_core::workflow::WorkflowSpec, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_list(
+        &self,
+    ) -> Result<Vec<(String, errand_core::workflow::WorkflowSpec)>, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_delete(&self, _name: &str) -> Result<(), StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn batch_create(
+        &self,
+        _batch: errand_core::batch::NewBatch,
+        _params: JobInsertManyParams,
+    ) -> Result<errand_store::BatchWrite, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_add(
+        &self,
+        _id: errand_core::BatchId,
+        _params: JobInsertManyParams,
+    ) -> Result<errand_store::BatchWrite, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_close(
+        &self,
+        _id: errand_core::BatchId,
+    ) -> Result<errand_core::batch::Batch, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_get(
+        &self,
+        _id: errand_core::BatchId,
+    ) -> Result<errand_core::batch::Batch, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_list(
+        &self,
+        _params: errand_store::BatchListParams,
+    ) -> Result<Vec<errand_core::batch::Batch>, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
     /// Reachable is not enough: a standby in recovery, or a database or role with
     /// `default_transaction_read_only`, answers queries and refuses every job.
     /// `transaction_read_only` is on in both cases.

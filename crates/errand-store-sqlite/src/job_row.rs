@@ -39,6 +39,7 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
     let state: String = row.get(3)?;
     let tags: String = row.get(10)?;
     Ok(Job {
+        flow: Default::default(),
         reply_to: row
             .get::<_, Option<String>>(24)?
             .map(|q| QueueName::parse(&q))

@@ -414,6 +414,110 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn workflow_create(
+        &self,
+        _params: errand_store::WorkflowCreateParams,
+    ) -> Result<(errand_core::workflow::Workflow, bool), StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_get(
+        &self,
+        _id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_list(
+        &self,
+        _params: errand_store::WorkflowListParams,
+    ) -> Result<Vec<errand_core::workflow::WorkflowSummary>, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_cancel(
+        &self,
+        _id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_retry(
+        &self,
+        _id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_supervise(
+        &self,
+        _limit: u32,
+    ) -> Result<Vec<errand_store::SupervisedStep>, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_put(
+        &self,
+        _name: &str,
+        _spec: errand_core::workflow::WorkflowSpec,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_get(
+        &self,
+        _name: &str,
+    ) -> Result<errand_core::workflow::WorkflowSpec, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_list(
+        &self,
+    ) -> Result<Vec<(String, errand_core::workflow::WorkflowSpec)>, StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn workflow_template_delete(&self, _name: &str) -> Result<(), StoreError> {
+        Err(StoreError::Internal("workflows: not built yet".into()))
+    }
+
+    async fn batch_create(
+        &self,
+        _batch: errand_core::batch::NewBatch,
+        _params: JobInsertManyParams,
+    ) -> Result<errand_store::BatchWrite, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_add(
+        &self,
+        _id: errand_core::BatchId,
+        _params: JobInsertManyParams,
+    ) -> Result<errand_store::BatchWrite, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_close(
+        &self,
+        _id: errand_core::BatchId,
+    ) -> Result<errand_core::batch::Batch, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_get(
+        &self,
+        _id: errand_core::BatchId,
+    ) -> Result<errand_core::batch::Batch, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
+    async fn batch_list(
+        &self,
+        _params: errand_store::BatchListParams,
+    ) -> Result<Vec<errand_core::batch::Batch>, StoreError> {
+        Err(StoreError::Internal("batches: not built yet".into()))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.writer
             .write(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))

@@ -489,3 +489,59 @@ pub struct SessionStatePutParams {
     /// the session is still at it.
     pub expected_version: u64,
 }
+
+/// Input of [`Store::workflow_create`](crate::Store::workflow_create).
+#[derive(Debug, Clone)]
+pub struct WorkflowCreateParams {
+    /// The workflow, its steps' jobs built.
+    pub workflow: errand_core::workflow::NewWorkflow,
+    /// How long its idempotency key keeps deduplicating.
+    pub idempotency_window: Duration,
+}
+
+/// Input of [`Store::workflow_list`](crate::Store::workflow_list). Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowListParams {
+    /// Only this state.
+    pub state: Option<errand_core::workflow::WorkflowState>,
+    /// Only workflows started from this template.
+    pub template: Option<String>,
+    /// Cursor: only workflows older than this one.
+    pub before: Option<errand_core::WorkflowId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// One step the supervisor acted on ([`Store::workflow_supervise`](crate::Store::workflow_supervise)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupervisedStep {
+    /// Its workflow.
+    pub workflow: errand_core::WorkflowId,
+    /// The step.
+    pub step: String,
+    /// The step's job after the action.
+    pub job: Job,
+    /// What was done: retried (made available again) or failed (dead).
+    pub action: errand_core::flow::DeadlinePolicy,
+}
+
+/// Input of [`Store::batch_list`](crate::Store::batch_list). Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct BatchListParams {
+    /// Only this state.
+    pub state: Option<errand_core::batch::BatchState>,
+    /// Cursor: only batches older than this one.
+    pub before: Option<errand_core::BatchId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Answer of [`Store::batch_create`](crate::Store::batch_create) and
+/// [`Store::batch_add`](crate::Store::batch_add).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchWrite {
+    /// The batch after the write.
+    pub batch: errand_core::batch::Batch,
+    /// The jobs written, in input order (as [`Store::job_insert_many`](crate::Store::job_insert_many) answers).
+    pub jobs: Vec<InsertedJob>,
+}

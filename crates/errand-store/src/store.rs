@@ -428,6 +428,104 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets workers not seen for `older_than`; returns how many.
     async fn worker_prune(&self, older_than: Duration) -> Result<u64, StoreError>;
 
+    /// Creates a workflow in one transaction: its record, its steps, their jobs (steps
+    /// without parents `available`, the others `blocked`, waiting for their parents'
+    /// success) and the edges between them. A repeat of an idempotency key within the window
+    /// returns the first workflow and creates nothing (`.1` false).
+    async fn workflow_create(
+        &self,
+        params: crate::WorkflowCreateParams,
+    ) -> Result<(errand_core::workflow::Workflow, bool), StoreError>;
+
+    /// One workflow with every step. Errors: `NotFound`.
+    async fn workflow_get(
+        &self,
+        id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError>;
+
+    /// A page of workflows, newest first.
+    async fn workflow_list(
+        &self,
+        params: crate::WorkflowListParams,
+    ) -> Result<Vec<errand_core::workflow::WorkflowSummary>, StoreError>;
+
+    /// Cancels a running workflow ([`errand_core::workflow::WorkflowEvent::CancelRequested`]):
+    /// steps not started are cancelled, running ones by its `on_failure`, then completed
+    /// steps are compensated. Errors: `NotFound`, `WrongState` when it is not running.
+    async fn workflow_cancel(
+        &self,
+        id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError>;
+
+    /// Resumes a workflow that ended other than `succeeded` from its failed steps
+    /// ([`errand_core::workflow::plan_retry`]). Errors: `NotFound`, `WrongState`.
+    async fn workflow_retry(
+        &self,
+        id: errand_core::WorkflowId,
+    ) -> Result<errand_core::workflow::Workflow, StoreError>;
+
+    /// Acts on up to `limit` workflow jobs whose deadline passed (store clock), each once
+    /// across nodes: by its [`errand_core::flow::DeadlinePolicy`]. Returns what was done.
+    async fn workflow_supervise(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::SupervisedStep>, StoreError>;
+
+    /// Stores a workflow template (replacing one of the same name).
+    async fn workflow_template_put(
+        &self,
+        name: &str,
+        spec: errand_core::workflow::WorkflowSpec,
+    ) -> Result<(), StoreError>;
+
+    /// One workflow template. Errors: `NotFound`.
+    async fn workflow_template_get(
+        &self,
+        name: &str,
+    ) -> Result<errand_core::workflow::WorkflowSpec, StoreError>;
+
+    /// Every workflow template, by name.
+    async fn workflow_template_list(
+        &self,
+    ) -> Result<Vec<(String, errand_core::workflow::WorkflowSpec)>, StoreError>;
+
+    /// Deletes a workflow template. Errors: `NotFound`.
+    async fn workflow_template_delete(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Creates a batch and inserts its first jobs (their `flow.batch` is the batch's id) in
+    /// one transaction. A closed batch with no pending job completes at once.
+    async fn batch_create(
+        &self,
+        batch: errand_core::batch::NewBatch,
+        params: JobInsertManyParams,
+    ) -> Result<crate::BatchWrite, StoreError>;
+
+    /// Adds jobs to an open batch. Errors: `NotFound`, `WrongState` when it is not open.
+    async fn batch_add(
+        &self,
+        id: errand_core::BatchId,
+        params: JobInsertManyParams,
+    ) -> Result<crate::BatchWrite, StoreError>;
+
+    /// Closes an open batch: it completes when its last job ends (at once if none is
+    /// pending). Closing a closed or completed batch changes nothing. Errors: `NotFound`.
+    async fn batch_close(
+        &self,
+        id: errand_core::BatchId,
+    ) -> Result<errand_core::batch::Batch, StoreError>;
+
+    /// One batch. Errors: `NotFound`.
+    async fn batch_get(
+        &self,
+        id: errand_core::BatchId,
+    ) -> Result<errand_core::batch::Batch, StoreError>;
+
+    /// A page of batches, newest first.
+    async fn batch_list(
+        &self,
+        params: crate::BatchListParams,
+    ) -> Result<Vec<errand_core::batch::Batch>, StoreError>;
+
     /// Wake-ups from other processes sharing this store: names of queues that gained ready
     /// jobs. `None` when no other process writes to the store (the embedded store).
     fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<QueueName>> {

@@ -30,6 +30,7 @@ pub(super) fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> 
         .collect();
     crate::RestoredJob {
         job: errand_core::Job {
+            flow: Default::default(),
             reply_to: None,
             correlation_id: None,
             callback_url: None,

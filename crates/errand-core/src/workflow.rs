@@ -1,0 +1,801 @@
+//! Workflows: steps that form a directed acyclic graph, each a job that becomes ready when
+//! its parents have succeeded, with compensation of completed steps (in reverse order of
+//! completion) when a step dies, a supervisor for steps past their deadline, and retry from
+//! the failed steps.
+//!
+//! The rules live here once. A store loads a workflow's [`WorkflowFacts`] in the
+//! transaction that ends one of its jobs, asks [`advance`] what follows, and applies the
+//! [`Advance`] in that same transaction, so every node reaches the same decision once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::flow::DeadlinePolicy;
+use crate::ids::WorkflowId;
+use crate::schedule_spec::JobTemplate;
+use crate::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
+
+/// Most steps in one workflow.
+pub const MAX_STEPS: usize = 10_000;
+/// Longest step or workflow name.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Where a workflow is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowState {
+    /// Steps run as their parents succeed.
+    Running,
+    /// A step died (or the workflow was cancelled): steps not started were cancelled, and
+    /// running steps are being let finish before compensation starts.
+    Failing,
+    /// Compensations of completed steps run, latest completed first, one at a time.
+    Compensating,
+    /// Every step succeeded.
+    Succeeded,
+    /// A step died and there was nothing to compensate.
+    Failed,
+    /// A step died and every completed step with a `compensate` job was undone.
+    Compensated,
+    /// A compensation died; the compensations after it did not run.
+    CompensationFailed,
+    /// Cancelled by a user with nothing to compensate.
+    Cancelled,
+}
+
+impl WorkflowState {
+    /// Every state, in life order.
+    pub const ALL: [WorkflowState; 8] = [
+        WorkflowState::Running,
+        WorkflowState::Failing,
+        WorkflowState::Compensating,
+        WorkflowState::Succeeded,
+        WorkflowState::Failed,
+        WorkflowState::Compensated,
+        WorkflowState::CompensationFailed,
+        WorkflowState::Cancelled,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Running => "running",
+            WorkflowState::Failing => "failing",
+            WorkflowState::Compensating => "compensating",
+            WorkflowState::Succeeded => "succeeded",
+            WorkflowState::Failed => "failed",
+            WorkflowState::Compensated => "compensated",
+            WorkflowState::CompensationFailed => "compensation_failed",
+            WorkflowState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Reads a stored or query name.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| ValidationError::new("state", format!("`{s}` is not a workflow state")))
+    }
+
+    /// Nothing more happens by itself.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            WorkflowState::Succeeded
+                | WorkflowState::Failed
+                | WorkflowState::Compensated
+                | WorkflowState::CompensationFailed
+                | WorkflowState::Cancelled
+        )
+    }
+}
+
+/// What happens to steps still running when a step dies or the workflow is cancelled.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStepFailure {
+    /// They finish (and, if they succeed, are compensated with the others).
+    #[default]
+    Finish,
+    /// They are cancelled (their workers' later settlements are refused).
+    Cancel,
+}
+
+impl OnStepFailure {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStepFailure::Finish => "finish",
+            OnStepFailure::Cancel => "cancel",
+        }
+    }
+
+    /// Reads a stored name.
+    ///
+    /// # Errors
+    /// Anything but `finish` or `cancel`.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        match s {
+            "finish" => Ok(OnStepFailure::Finish),
+            "cancel" => Ok(OnStepFailure::Cancel),
+            other => Err(ValidationError::new(
+                "on_failure",
+                format!("`{other}` is not finish or cancel"),
+            )),
+        }
+    }
+}
+
+/// One step as declared (a request, a template).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepSpec {
+    /// Unique within the workflow.
+    pub name: String,
+    /// The job that runs the step.
+    pub job: JobTemplate,
+    /// Steps that must succeed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// The job that undoes the step when the workflow fails after it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensate: Option<JobTemplate>,
+    /// How long after becoming ready the step must have finished, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// What the supervisor does then.
+    #[serde(default)]
+    pub on_deadline: DeadlinePolicy,
+}
+
+/// A workflow as declared, without its input: what a template stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkflowSpec {
+    /// Shown in lists; not unique.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The steps, in any order.
+    pub steps: Vec<StepSpec>,
+    /// What happens to running steps when a step dies.
+    #[serde(default)]
+    pub on_failure: OnStepFailure,
+}
+
+impl WorkflowSpec {
+    /// Checks the graph: 1 to [`MAX_STEPS`] steps, unique names, known dependencies, no step
+    /// depending on itself or twice on one step, no cycle. The error names the culprit.
+    ///
+    /// # Errors
+    /// The first problem found, with the step (or the cycle, as `a -> b -> a`) it is in.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
+            return Err(ValidationError::new(
+                "steps",
+                format!("a workflow has 1 to {MAX_STEPS} steps"),
+            ));
+        }
+        if let Some(name) = &self.name {
+            check_name("name", name)?;
+        }
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            check_name(&format!("steps[{i}].name"), &step.name)?;
+            if index.insert(step.name.as_str(), i).is_some() {
+                return Err(ValidationError::new(
+                    format!("steps[{i}].name"),
+                    format!("step `{}` is declared twice", step.name),
+                ));
+            }
+            if step.deadline_ms == Some(0) {
+                return Err(ValidationError::new(
+                    format!("steps[{i}].deadline"),
+                    "must be longer than zero",
+                ));
+            }
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            let mut seen = BTreeSet::new();
+            for dep in &step.depends_on {
+                if !index.contains_key(dep.as_str()) {
+                    return Err(ValidationError::new(
+                        format!("steps[{i}].depends_on"),
+                        format!(
+                            "step `{}` depends on `{dep}`, which is not a step",
+                            step.name
+                        ),
+                    ));
+                }
+                if *dep == step.name {
+                    return Err(ValidationError::new(
+                        format!("steps[{i}].depends_on"),
+                        format!("step `{}` depends on itself", step.name),
+                    ));
+                }
+                if !seen.insert(dep.as_str()) {
+                    return Err(ValidationError::new(
+                        format!("steps[{i}].depends_on"),
+                        format!("step `{}` names `{dep}` twice", step.name),
+                    ));
+                }
+            }
+        }
+        if let Some(cycle) = find_cycle(&self.steps, &index) {
+            return Err(ValidationError::new(
+                "steps",
+                format!("the steps form a cycle: {}", cycle.join(" -> ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), ValidationError> {
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("must be 1 to {MAX_NAME_LEN} characters"),
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain whitespace or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A cycle among the steps, as names from its first step back to it, if any. Iterative
+/// depth-first search (a 10,000-step chain must not overflow the stack).
+fn find_cycle(steps: &[StepSpec], index: &HashMap<&str, usize>) -> Option<Vec<String>> {
+    // 0 = not visited, 1 = on the current path, 2 = done.
+    let mut mark = vec![0u8; steps.len()];
+    for start in 0..steps.len() {
+        if mark[start] != 0 {
+            continue;
+        }
+        // (step, next dependency to look at)
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        mark[start] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(dep) = steps[node].depends_on.get(*next) {
+                *next += 1;
+                let Some(&d) = index.get(dep.as_str()) else {
+                    continue;
+                };
+                match mark[d] {
+                    0 => {
+                        mark[d] = 1;
+                        stack.push((d, 0));
+                    }
+                    1 => {
+                        let from = stack.iter().position(|(n, _)| *n == d).unwrap_or(0);
+                        let mut cycle: Vec<String> = stack[from..]
+                            .iter()
+                            .map(|(n, _)| steps[*n].name.clone())
+                            .collect();
+                        cycle.push(steps[d].name.clone());
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                mark[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+/// One step of a workflow to create: its job already built (id chosen, `flow.step` set,
+/// `flow.after` empty: the store links parents by `depends_on`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStep {
+    /// Unique within the workflow.
+    pub name: String,
+    /// The job that runs it.
+    pub job: NewJob,
+    /// Steps that must succeed first.
+    pub depends_on: Vec<String>,
+    /// The job template that undoes it.
+    pub compensate: Option<JobTemplate>,
+}
+
+/// A workflow to create, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWorkflow {
+    /// Chosen by the caller.
+    pub id: WorkflowId,
+    /// Shown in lists.
+    pub name: Option<String>,
+    /// The template it was started from.
+    pub template: Option<String>,
+    /// Handed to every step.
+    pub input: Value,
+    /// A repeat within the idempotency window returns the first workflow.
+    pub idempotency_key: Option<String>,
+    /// What happens to running steps when a step dies.
+    pub on_failure: OnStepFailure,
+    /// The steps, in the order given.
+    pub steps: Vec<NewStep>,
+}
+
+/// What the supervisor did to a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Supervision {
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// `retried` or `failed`.
+    pub action: DeadlinePolicy,
+    /// The step's job state when its deadline was found passed.
+    pub was: JobState,
+}
+
+/// A step's compensation as shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CompensationView {
+    /// The compensation job.
+    pub job_id: JobId,
+    /// Its state.
+    pub state: JobState,
+    /// Its failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One step as shown: its job's state, attempts, timing and outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkflowStep {
+    /// The step's name.
+    pub name: String,
+    /// Steps that must succeed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// The job that runs it.
+    pub job_id: JobId,
+    /// The job's kind.
+    pub kind: JobKind,
+    /// The job's queue.
+    #[schema(value_type = String)]
+    pub queue: QueueName,
+    /// The job's state (`blocked` while parents run).
+    pub state: JobState,
+    /// Attempts started.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When its current or last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+    /// What it returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Its last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the supervisor acts if it has not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deadline_at: Option<Timestamp>,
+    /// What the supervisor did to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supervised: Vec<Supervision>,
+    /// Its compensation, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<CompensationView>,
+}
+
+/// A workflow as shown by `GET /v1/workflows/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Workflow {
+    /// Its id.
+    pub id: WorkflowId,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The template it was started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Where it is.
+    pub state: WorkflowState,
+    /// Handed to every step.
+    pub input: Value,
+    /// What happens to running steps when a step dies.
+    pub on_failure: OnStepFailure,
+    /// The step whose death failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// Why it failed (the step's error, "cancelled", or a compensation's error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Times it was retried.
+    pub retries: u32,
+    /// Its idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// When it was created.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it last changed.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+    /// Every step, in declaration order.
+    pub steps: Vec<WorkflowStep>,
+}
+
+/// A workflow as listed: no steps, their counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkflowSummary {
+    /// Its id.
+    pub id: WorkflowId,
+    /// Its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The template it was started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Where it is.
+    pub state: WorkflowState,
+    /// The step whose death failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// Steps in all.
+    pub steps: u32,
+    /// Steps succeeded.
+    pub steps_succeeded: u32,
+    /// When it was created.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<Timestamp>,
+}
+
+/// A step as [`advance`] sees it, read in the transaction of the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepFact {
+    /// The step's name.
+    pub name: String,
+    /// Its job.
+    pub job_id: JobId,
+    /// Its job's state now (after the change being applied).
+    pub state: JobState,
+    /// It has a `compensate` template.
+    pub compensable: bool,
+    /// Order of completion among the workflow's steps (set when it succeeded).
+    pub completed_seq: Option<u64>,
+    /// Its compensation job's state, once one was created.
+    pub compensation: Option<JobState>,
+}
+
+/// A workflow as [`advance`] sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowFacts {
+    /// Its state before the change.
+    pub state: WorkflowState,
+    /// What happens to running steps when a step dies.
+    pub on_failure: OnStepFailure,
+    /// A user cancelled it (so it ends `cancelled`, not `failed`, when nothing is undone).
+    pub cancel_requested: bool,
+    /// Every step.
+    pub steps: Vec<StepFact>,
+}
+
+/// What happened to one of a workflow's jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkflowEvent {
+    /// A step's job reached a final state (`succeeded`, `dead`, `cancelled`); `error` is
+    /// the job's error.
+    StepEnded {
+        /// The step.
+        step: String,
+        /// Its final state.
+        state: JobState,
+        /// Its error, if any.
+        error: Option<String>,
+    },
+    /// A compensation job reached a final state.
+    CompensationEnded {
+        /// The step it undoes.
+        step: String,
+        /// Its final state.
+        state: JobState,
+        /// Its error, if any.
+        error: Option<String>,
+    },
+    /// A user asked to cancel the workflow.
+    CancelRequested,
+}
+
+/// What a store does after a workflow event, in the same transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Advance {
+    /// The workflow's new state, when it changes.
+    pub state: Option<WorkflowState>,
+    /// Set the failed step and error (first failure only).
+    pub failure: Option<(Option<String>, String)>,
+    /// Give the step that just succeeded this completion number.
+    pub completed_seq: Option<u64>,
+    /// Cancel these steps' jobs (not final; running ones only under
+    /// [`OnStepFailure::Cancel`]). The store cancels them without calling [`advance`] again
+    /// for each: this plan already counts them as ended.
+    pub cancel: Vec<JobId>,
+    /// Enqueue the compensation of this step (its `compensate` template, with
+    /// [`crate::flow::compensation_context`]).
+    pub compensate: Option<String>,
+}
+
+/// Decides what follows `event` in a workflow whose facts (read after the change) are
+/// `facts`. Pure: the same facts give the same plan on every node.
+pub fn advance(facts: &WorkflowFacts, event: &WorkflowEvent) -> Advance {
+    let mut plan = Advance::default();
+    if facts.state.is_final() {
+        return plan;
+    }
+    match event {
+        WorkflowEvent::StepEnded { step, state, error } => {
+            if *state == JobState::Succeeded {
+                let seq = facts
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.completed_seq)
+                    .max()
+                    .map_or(1, |m| m + 1);
+                plan.completed_seq = Some(seq);
+            }
+            match facts.state {
+                WorkflowState::Running if *state == JobState::Succeeded => {
+                    if facts.steps.iter().all(|s| s.state == JobState::Succeeded) {
+                        plan.state = Some(WorkflowState::Succeeded);
+                    }
+                }
+                WorkflowState::Running => {
+                    let why = error
+                        .clone()
+                        .unwrap_or_else(|| format!("step {step} ended {}", state.as_str()));
+                    plan.failure = Some((Some(step.clone()), why));
+                    let after = facts_after(facts, &plan, step);
+                    fail(facts, &mut plan, after);
+                }
+                WorkflowState::Failing => {
+                    let after = facts_after(facts, &plan, step);
+                    if !after.iter().any(|s| s.state == JobState::Running) {
+                        begin_compensation(facts, &after, &mut plan);
+                    }
+                }
+                _ => {}
+            }
+        }
+        WorkflowEvent::CompensationEnded { state, error, .. } => {
+            if facts.state != WorkflowState::Compensating {
+                return plan;
+            }
+            if *state == JobState::Succeeded {
+                match next_compensation(&facts.steps) {
+                    Some(next) => plan.compensate = Some(next),
+                    None => plan.state = Some(WorkflowState::Compensated),
+                }
+            } else {
+                plan.state = Some(WorkflowState::CompensationFailed);
+                let why = error
+                    .clone()
+                    .unwrap_or_else(|| format!("a compensation ended {}", state.as_str()));
+                plan.failure = Some((None, why));
+            }
+        }
+        WorkflowEvent::CancelRequested => {
+            if matches!(facts.state, WorkflowState::Running) {
+                plan.failure = Some((None, "cancelled".into()));
+                fail(facts, &mut plan, Vec::new());
+            }
+        }
+    }
+    plan
+}
+
+/// The steps with the just-succeeded one's completion number filled in.
+fn facts_after(facts: &WorkflowFacts, plan: &Advance, step: &str) -> Vec<StepFact> {
+    facts
+        .steps
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if s.name == step && plan.completed_seq.is_some() {
+                s.completed_seq = plan.completed_seq;
+            }
+            s
+        })
+        .collect()
+}
+
+/// A step died or a cancel came: cancel what has not started (and what runs, by policy),
+/// then compensate now, or wait for running steps.
+fn fail(facts: &WorkflowFacts, plan: &mut Advance, steps: Vec<StepFact>) {
+    let steps = if steps.is_empty() {
+        facts.steps.clone()
+    } else {
+        steps
+    };
+    let mut after = Vec::with_capacity(steps.len());
+    for mut s in steps {
+        let cancel = !s.state.is_final()
+            && (s.state != JobState::Running || facts.on_failure == OnStepFailure::Cancel);
+        if cancel {
+            plan.cancel.push(s.job_id);
+            s.state = JobState::Cancelled;
+        }
+        after.push(s);
+    }
+    if after.iter().any(|s| s.state == JobState::Running) {
+        plan.state = Some(WorkflowState::Failing);
+    } else {
+        begin_compensation(facts, &after, plan);
+    }
+}
+
+fn begin_compensation(facts: &WorkflowFacts, steps: &[StepFact], plan: &mut Advance) {
+    match next_compensation(steps) {
+        Some(next) => {
+            plan.state = Some(WorkflowState::Compensating);
+            plan.compensate = Some(next);
+        }
+        None if facts.cancel_requested => plan.state = Some(WorkflowState::Cancelled),
+        None => plan.state = Some(WorkflowState::Failed),
+    }
+}
+
+/// The succeeded, compensable step completed latest whose compensation has not started.
+fn next_compensation(steps: &[StepFact]) -> Option<String> {
+    steps
+        .iter()
+        .filter(|s| s.state == JobState::Succeeded && s.compensable && s.compensation.is_none())
+        .max_by_key(|s| s.completed_seq.unwrap_or(0))
+        .map(|s| s.name.clone())
+}
+
+/// What a retry does to each step: keep it, or run it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryPlan {
+    /// Steps kept as they are (succeeded and not undone).
+    pub keep: Vec<String>,
+    /// Steps run again, each with how many of its parents are run again too (0: ready now).
+    pub rerun: BTreeMap<String, u32>,
+}
+
+/// Plans `POST /v1/workflows/{id}/retry`: a workflow that ended other than `succeeded`
+/// resumes from its failed steps. Succeeded steps are kept unless their compensation
+/// succeeded (their work was undone, so they run again); every other step runs again.
+///
+/// # Errors
+/// The workflow has not ended, or it succeeded.
+pub fn plan_retry(
+    facts: &WorkflowFacts,
+    parents: &HashMap<String, Vec<String>>,
+) -> Result<RetryPlan, ValidationError> {
+    if !facts.state.is_final() || facts.state == WorkflowState::Succeeded {
+        return Err(ValidationError::new(
+            "state",
+            format!(
+                "a workflow is retried once it has failed; this one is {}",
+                facts.state.as_str()
+            ),
+        ));
+    }
+    let mut plan = RetryPlan::default();
+    let rerun: BTreeSet<&str> = facts
+        .steps
+        .iter()
+        .filter(|s| s.state != JobState::Succeeded || s.compensation == Some(JobState::Succeeded))
+        .map(|s| s.name.as_str())
+        .collect();
+    for s in &facts.steps {
+        if rerun.contains(s.name.as_str()) {
+            let waiting = parents
+                .get(&s.name)
+                .map(|ps| ps.iter().filter(|p| rerun.contains(p.as_str())).count())
+                .unwrap_or(0);
+            plan.rerun
+                .insert(s.name.clone(), u32::try_from(waiting).unwrap_or(u32::MAX));
+        } else {
+            plan.keep.push(s.name.clone());
+        }
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template() -> JobTemplate {
+        JobTemplate {
+            kind: JobKind::parse("k").unwrap(),
+            queue: QueueName::parse("q").unwrap(),
+            payload: Value::Null,
+            priority: 0,
+            max_attempts: 1,
+            timeout_ms: None,
+            tags: vec![],
+        }
+    }
+
+    fn step(name: &str, deps: &[&str]) -> StepSpec {
+        StepSpec {
+            name: name.into(),
+            job: template(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            compensate: None,
+            deadline_ms: None,
+            on_deadline: DeadlinePolicy::Fail,
+        }
+    }
+
+    fn spec(steps: Vec<StepSpec>) -> WorkflowSpec {
+        WorkflowSpec {
+            name: None,
+            steps,
+            on_failure: OnStepFailure::Finish,
+        }
+    }
+
+    #[test]
+    fn a_cycle_is_named() {
+        let err = spec(vec![
+            step("a", &["c"]),
+            step("b", &["a"]),
+            step("c", &["b"]),
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(err.message.contains("a -> c -> b -> a"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_and_duplicate_steps_are_named() {
+        let err = spec(vec![step("a", &["zz"])]).validate().unwrap_err();
+        assert!(err.message.contains("`zz`"), "{}", err.message);
+        let err = spec(vec![step("a", &[]), step("a", &[])])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.message.contains("`a` is declared twice"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_long_chain_is_no_cycle() {
+        let steps: Vec<StepSpec> = (0..10_000)
+            .map(|i| {
+                let prev = format!("s{}", i.max(1) - 1);
+                if i == 0 {
+                    step("s0", &[])
+                } else {
+                    step(&format!("s{i}"), &[prev.as_str()])
+                }
+            })
+            .collect();
+        spec(steps).validate().unwrap();
+    }
+}
