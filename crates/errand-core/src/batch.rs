@@ -159,3 +159,101 @@ pub fn completion_context(id: BatchId, counts: &BatchCounts, failed: &[JobId]) -
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn counts(total: u64) -> BatchCounts {
+        BatchCounts {
+            total,
+            pending: total,
+            ..BatchCounts::default()
+        }
+    }
+
+    #[test]
+    fn ends_are_counted_and_uncounted() {
+        let mut c = counts(4);
+        c.count_end(JobState::Succeeded);
+        c.count_end(JobState::Dead);
+        c.count_end(JobState::Cancelled);
+        c.count_end(JobState::Running);
+        c.count_end(JobState::Blocked);
+        assert_eq!(
+            c,
+            BatchCounts {
+                total: 4,
+                pending: 1,
+                succeeded: 1,
+                dead: 1,
+                cancelled: 1
+            }
+        );
+        c.uncount_end(JobState::Dead);
+        c.uncount_end(JobState::Available);
+        assert_eq!((c.pending, c.dead), (2, 0));
+        // Never below zero, whatever a store hands in.
+        let mut z = counts(0);
+        z.count_end(JobState::Succeeded);
+        z.uncount_end(JobState::Cancelled);
+        assert_eq!((z.pending, z.cancelled, z.succeeded), (1, 0, 1));
+    }
+
+    #[test]
+    fn only_a_closed_batch_with_nothing_pending_completes() {
+        let mut c = counts(1);
+        assert!(!completes(BatchState::Closed, &c));
+        c.count_end(JobState::Succeeded);
+        assert!(completes(BatchState::Closed, &c));
+        assert!(!completes(BatchState::Open, &c));
+        assert!(!completes(BatchState::Completed, &c), "once");
+        assert!(
+            completes(BatchState::Closed, &counts(0)),
+            "an empty closed batch"
+        );
+    }
+
+    #[test]
+    fn the_completion_context_lists_failures_up_to_the_limit() {
+        let id = BatchId(Uuid::from_u128(1));
+        let failed: Vec<JobId> = (0..MAX_FAILED_IDS as u128 + 5)
+            .map(|i| JobId(Uuid::from_u128(i + 10)))
+            .collect();
+        let mut c = counts(failed.len() as u64 + 2);
+        for _ in 0..2 {
+            c.count_end(JobState::Succeeded);
+        }
+        for i in 0..failed.len() {
+            c.count_end(if i % 2 == 0 {
+                JobState::Dead
+            } else {
+                JobState::Cancelled
+            });
+        }
+        let ctx = completion_context(id, &c, &failed);
+        let b = &ctx["batch"];
+        assert_eq!(b["failed"].as_array().unwrap().len(), MAX_FAILED_IDS);
+        assert_eq!(b["failed"][0], serde_json::json!(failed[0]));
+        assert_eq!(b["failed_truncated"], true);
+        assert_eq!(b["total"], c.total);
+        assert_eq!(b["succeeded"], 2);
+        assert_eq!(
+            b["dead"].as_u64().unwrap() + b["cancelled"].as_u64().unwrap(),
+            failed.len() as u64
+        );
+
+        let few = &failed[..3];
+        let mut c = counts(5);
+        c.count_end(JobState::Succeeded);
+        c.count_end(JobState::Succeeded);
+        for _ in few {
+            c.count_end(JobState::Dead);
+        }
+        let ctx = completion_context(id, &c, few);
+        assert_eq!(ctx["batch"]["failed"].as_array().unwrap().len(), 3);
+        assert_eq!(ctx["batch"]["failed_truncated"], false);
+        assert_eq!(ctx["batch"]["id"], serde_json::json!(id));
+    }
+}

@@ -288,3 +288,95 @@ fn workflow_json(workflow: &WorkflowRef<'_>, step: &str) -> Value {
         "step": step,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn id(i: u128) -> JobId {
+        JobId(Uuid::from_u128(i))
+    }
+
+    #[test]
+    fn a_parent_end_counts_by_the_child_setting() {
+        use JobState::*;
+        for any_end in [false, true] {
+            assert_eq!(parent_end(Succeeded, any_end), ParentEnd::Satisfied);
+            for s in [Scheduled, Available, Running, Blocked] {
+                assert_eq!(parent_end(s, any_end), ParentEnd::NotYet, "{s:?}");
+            }
+        }
+        for s in [Dead, Cancelled] {
+            assert_eq!(parent_end(s, false), ParentEnd::Doomed, "{s:?}");
+            assert_eq!(parent_end(s, true), ParentEnd::Satisfied, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_doomed_error_names_the_parent_and_its_end() {
+        let msg = doomed_error(id(7), JobState::Dead);
+        assert!(msg.starts_with("cancelled: "), "{msg}");
+        assert!(
+            msg.contains(&id(7).to_string()) && msg.ends_with("ended dead"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn parents_are_bounded_unique_and_not_the_job() {
+        let own = id(0);
+        let ok = NewJobFlow {
+            after: (1..=MAX_AFTER as u128).map(id).collect(),
+            ..NewJobFlow::default()
+        };
+        ok.validate(own).unwrap();
+        let mut too_many = ok.clone();
+        too_many.after.push(id(MAX_AFTER as u128 + 1));
+        assert_eq!(too_many.validate(own).unwrap_err().field, "after");
+        let twice = NewJobFlow {
+            after: vec![id(1), id(2), id(1)],
+            ..NewJobFlow::default()
+        };
+        assert!(twice.validate(own).unwrap_err().message.contains("twice"));
+        let itself = NewJobFlow {
+            after: vec![id(1), own],
+            ..NewJobFlow::default()
+        };
+        assert!(itself.validate(own).unwrap_err().message.contains("itself"));
+    }
+
+    #[test]
+    fn contexts_carry_input_and_parents() {
+        let input = serde_json::json!({"n": 1});
+        let wf = WorkflowRef {
+            id: WorkflowId(Uuid::from_u128(9)),
+            name: Some("etl"),
+            input: &input,
+        };
+        let ctx = step_context(
+            &wf,
+            "join",
+            &[("a".into(), Some(serde_json::json!(1))), ("b".into(), None)],
+        );
+        assert_eq!(ctx["input"], input);
+        assert_eq!(ctx["parents"], serde_json::json!({"a": 1, "b": null}));
+        assert_eq!(ctx["workflow"]["step"], "join");
+        assert_eq!(ctx["workflow"]["name"], "etl");
+        let ctx = compensation_context(&wf, "a", Some(&serde_json::json!({"x": 2})));
+        assert_eq!(ctx["compensates"], "a");
+        assert_eq!(ctx["result"], serde_json::json!({"x": 2}));
+        let ctx = continuation_context(&[
+            (id(1), JobState::Succeeded, Some(serde_json::json!(3)), None),
+            (id(2), JobState::Dead, None, Some("boom".into())),
+        ]);
+        assert_eq!(
+            ctx["parents"][id(1).to_string()],
+            serde_json::json!({"state": "succeeded", "result": 3})
+        );
+        assert_eq!(
+            ctx["parents"][id(2).to_string()],
+            serde_json::json!({"state": "dead", "error": "boom"})
+        );
+    }
+}

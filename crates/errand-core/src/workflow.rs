@@ -547,6 +547,10 @@ pub struct Advance {
 
 /// Decides what follows `event` in a workflow whose facts (read after the change) are
 /// `facts`. Pure: the same facts give the same plan on every node.
+///
+/// The ended step's state in `facts` is taken from `event` (so a store that read the step
+/// before writing its end gets the same plan), and an event with a state that is not final
+/// changes nothing.
 pub fn advance(facts: &WorkflowFacts, event: &WorkflowEvent) -> Advance {
     let mut plan = Advance::default();
     if facts.state.is_final() {
@@ -554,40 +558,45 @@ pub fn advance(facts: &WorkflowFacts, event: &WorkflowEvent) -> Advance {
     }
     match event {
         WorkflowEvent::StepEnded { step, state, error } => {
+            if !state.is_final() {
+                return plan;
+            }
             if *state == JobState::Succeeded {
                 let seq = facts
                     .steps
                     .iter()
+                    .filter(|s| s.name != *step)
                     .filter_map(|s| s.completed_seq)
                     .max()
                     .map_or(1, |m| m + 1);
                 plan.completed_seq = Some(seq);
             }
+            let after = facts_after(facts, &plan, step, *state);
             match facts.state {
                 WorkflowState::Running if *state == JobState::Succeeded => {
-                    if facts.steps.iter().all(|s| s.state == JobState::Succeeded) {
-                        plan.state = Some(WorkflowState::Succeeded);
-                    }
+                    plan.state = after
+                        .iter()
+                        .all(|s| s.state == JobState::Succeeded)
+                        .then_some(WorkflowState::Succeeded);
                 }
                 WorkflowState::Running => {
                     let why = error
                         .clone()
                         .unwrap_or_else(|| format!("step {step} ended {}", state.as_str()));
                     plan.failure = Some((Some(step.clone()), why));
-                    let after = facts_after(facts, &plan, step);
-                    fail(facts, &mut plan, after);
+                    fail(facts, &mut plan, after, facts.cancel_requested);
                 }
-                WorkflowState::Failing => {
-                    let after = facts_after(facts, &plan, step);
-                    if !after.iter().any(|s| s.state == JobState::Running) {
-                        begin_compensation(facts, &after, &mut plan);
-                    }
+                // A step let finish may be between attempts (available or scheduled again
+                // after a failed attempt): compensation waits for every step still alive,
+                // not only those holding a lease right now.
+                WorkflowState::Failing if after.iter().all(|s| s.state.is_final()) => {
+                    begin_compensation(&after, &mut plan, facts.cancel_requested);
                 }
                 _ => {}
             }
         }
         WorkflowEvent::CompensationEnded { state, error, .. } => {
-            if facts.state != WorkflowState::Compensating {
+            if facts.state != WorkflowState::Compensating || !state.is_final() {
                 return plan;
             }
             if *state == JobState::Succeeded {
@@ -606,22 +615,32 @@ pub fn advance(facts: &WorkflowFacts, event: &WorkflowEvent) -> Advance {
         WorkflowEvent::CancelRequested => {
             if matches!(facts.state, WorkflowState::Running) {
                 plan.failure = Some((None, "cancelled".into()));
-                fail(facts, &mut plan, Vec::new());
+                // The request itself says cancelled, whether or not the store set the flag
+                // before reading the facts.
+                fail(facts, &mut plan, facts.steps.clone(), true);
             }
         }
     }
     plan
 }
 
-/// The steps with the just-succeeded one's completion number filled in.
-fn facts_after(facts: &WorkflowFacts, plan: &Advance, step: &str) -> Vec<StepFact> {
+/// The steps with the ended one's state (and, on success, completion number) filled in.
+fn facts_after(
+    facts: &WorkflowFacts,
+    plan: &Advance,
+    step: &str,
+    state: JobState,
+) -> Vec<StepFact> {
     facts
         .steps
         .iter()
         .map(|s| {
             let mut s = s.clone();
-            if s.name == step && plan.completed_seq.is_some() {
-                s.completed_seq = plan.completed_seq;
+            if s.name == step {
+                s.state = state;
+                if plan.completed_seq.is_some() {
+                    s.completed_seq = plan.completed_seq;
+                }
             }
             s
         })
@@ -630,12 +649,7 @@ fn facts_after(facts: &WorkflowFacts, plan: &Advance, step: &str) -> Vec<StepFac
 
 /// A step died or a cancel came: cancel what has not started (and what runs, by policy),
 /// then compensate now, or wait for running steps.
-fn fail(facts: &WorkflowFacts, plan: &mut Advance, steps: Vec<StepFact>) {
-    let steps = if steps.is_empty() {
-        facts.steps.clone()
-    } else {
-        steps
-    };
+fn fail(facts: &WorkflowFacts, plan: &mut Advance, steps: Vec<StepFact>, cancelled: bool) {
     let mut after = Vec::with_capacity(steps.len());
     for mut s in steps {
         let cancel = !s.state.is_final()
@@ -646,20 +660,20 @@ fn fail(facts: &WorkflowFacts, plan: &mut Advance, steps: Vec<StepFact>) {
         }
         after.push(s);
     }
-    if after.iter().any(|s| s.state == JobState::Running) {
+    if after.iter().any(|s| !s.state.is_final()) {
         plan.state = Some(WorkflowState::Failing);
     } else {
-        begin_compensation(facts, &after, plan);
+        begin_compensation(&after, plan, cancelled);
     }
 }
 
-fn begin_compensation(facts: &WorkflowFacts, steps: &[StepFact], plan: &mut Advance) {
+fn begin_compensation(steps: &[StepFact], plan: &mut Advance, cancelled: bool) {
     match next_compensation(steps) {
         Some(next) => {
             plan.state = Some(WorkflowState::Compensating);
             plan.compensate = Some(next);
         }
-        None if facts.cancel_requested => plan.state = Some(WorkflowState::Cancelled),
+        None if cancelled => plan.state = Some(WorkflowState::Cancelled),
         None => plan.state = Some(WorkflowState::Failed),
     }
 }
@@ -722,6 +736,9 @@ pub fn plan_retry(
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -797,5 +814,590 @@ mod tests {
             })
             .collect();
         spec(steps).validate().unwrap();
+    }
+
+    #[test]
+    fn a_self_dependency_is_named() {
+        let err = spec(vec![step("a", &[]), step("b", &["b"])])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.field, "steps[1].depends_on");
+        assert!(
+            err.message.contains("`b` depends on itself"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_repeated_dependency_is_named() {
+        let err = spec(vec![step("a", &[]), step("b", &["a", "a"])])
+            .validate()
+            .unwrap_err();
+        assert!(err.message.contains("names `a` twice"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_two_step_cycle_is_named_and_a_diamond_is_not_one() {
+        let err = spec(vec![step("a", &["b"]), step("b", &["a"])])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.field, "steps");
+        assert!(err.message.contains("a -> b -> a"), "{}", err.message);
+        spec(vec![
+            step("d", &["b", "c"]),
+            step("b", &["a"]),
+            step("c", &["a"]),
+            step("a", &[]),
+        ])
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn step_counts_are_bounded() {
+        let err = spec(vec![]).validate().unwrap_err();
+        assert_eq!(err.field, "steps");
+        let many: Vec<StepSpec> = (0..=MAX_STEPS)
+            .map(|i| step(&format!("s{i}"), &[]))
+            .collect();
+        let err = spec(many).validate().unwrap_err();
+        assert!(err.message.contains("1 to 10000"), "{}", err.message);
+        let most: Vec<StepSpec> = (0..MAX_STEPS)
+            .map(|i| step(&format!("s{i}"), &[]))
+            .collect();
+        spec(most).validate().unwrap();
+    }
+
+    #[test]
+    fn names_and_deadlines_are_checked() {
+        let err = spec(vec![step("", &[])]).validate().unwrap_err();
+        assert_eq!(err.field, "steps[0].name");
+        let err = spec(vec![step("a b", &[])]).validate().unwrap_err();
+        assert_eq!(err.field, "steps[0].name");
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        let err = spec(vec![step(&long, &[])]).validate().unwrap_err();
+        assert_eq!(err.field, "steps[0].name");
+        let mut zero = step("a", &[]);
+        zero.deadline_ms = Some(0);
+        let err = spec(vec![zero]).validate().unwrap_err();
+        assert_eq!(err.field, "steps[0].deadline");
+        let mut named = spec(vec![step("a", &[])]);
+        named.name = Some("bad\nname".into());
+        assert_eq!(named.validate().unwrap_err().field, "name");
+    }
+
+    // ---- advance ----
+
+    use uuid::Uuid;
+
+    fn job(i: usize) -> JobId {
+        JobId(Uuid::from_u128(i as u128 + 1))
+    }
+
+    /// A step fact: `(name, state, compensable, completed_seq)`.
+    fn f(i: usize, state: JobState, compensable: bool, seq: Option<u64>) -> StepFact {
+        StepFact {
+            name: format!("s{i}"),
+            job_id: job(i),
+            state,
+            compensable,
+            completed_seq: seq,
+            compensation: None,
+        }
+    }
+
+    fn facts(
+        state: WorkflowState,
+        on_failure: OnStepFailure,
+        steps: Vec<StepFact>,
+    ) -> WorkflowFacts {
+        WorkflowFacts {
+            state,
+            on_failure,
+            cancel_requested: false,
+            steps,
+        }
+    }
+
+    fn ended(i: usize, state: JobState) -> WorkflowEvent {
+        WorkflowEvent::StepEnded {
+            step: format!("s{i}"),
+            state,
+            error: (state != JobState::Succeeded).then(|| format!("boom {i}")),
+        }
+    }
+
+    fn comp_ended(i: usize, state: JobState) -> WorkflowEvent {
+        WorkflowEvent::CompensationEnded {
+            step: format!("s{i}"),
+            state,
+            error: (state != JobState::Succeeded).then(|| format!("undo {i} failed")),
+        }
+    }
+
+    use JobState::{Available, Blocked, Cancelled, Dead, Running, Scheduled, Succeeded};
+    use WorkflowState as W;
+
+    #[test]
+    fn the_last_success_succeeds_the_workflow() {
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![
+                f(0, Succeeded, false, Some(1)),
+                f(1, Succeeded, false, None),
+            ],
+        );
+        let plan = advance(&fs, &ended(1, Succeeded));
+        assert_eq!(plan.state, Some(W::Succeeded));
+        assert_eq!(plan.completed_seq, Some(2));
+        assert!(plan.cancel.is_empty() && plan.compensate.is_none() && plan.failure.is_none());
+    }
+
+    #[test]
+    fn a_success_with_steps_left_only_numbers_it() {
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![
+                f(0, Succeeded, true, None),
+                f(1, Blocked, false, None),
+                f(2, Running, false, None),
+            ],
+        );
+        let plan = advance(&fs, &ended(0, Succeeded));
+        assert_eq!(
+            plan,
+            Advance {
+                completed_seq: Some(1),
+                ..Advance::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_death_with_running_siblings_under_finish_waits_for_them() {
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![
+                f(0, Succeeded, true, Some(1)),
+                f(1, Dead, false, None),
+                f(2, Running, true, None),
+                f(3, Blocked, false, None),
+                f(4, Available, false, None),
+                f(5, Scheduled, false, None),
+            ],
+        );
+        let plan = advance(&fs, &ended(1, Dead));
+        assert_eq!(plan.state, Some(W::Failing));
+        assert_eq!(plan.failure, Some((Some("s1".into()), "boom 1".into())));
+        assert_eq!(plan.cancel, vec![job(3), job(4), job(5)]);
+        assert_eq!(plan.compensate, None);
+        assert_eq!(plan.completed_seq, None);
+    }
+
+    #[test]
+    fn a_death_with_running_siblings_under_cancel_cancels_them_and_compensates_now() {
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Cancel,
+            vec![
+                f(0, Succeeded, true, Some(1)),
+                f(1, Dead, false, None),
+                f(2, Running, true, None),
+                f(3, Blocked, false, None),
+            ],
+        );
+        let plan = advance(&fs, &ended(1, Dead));
+        assert_eq!(plan.cancel, vec![job(2), job(3)]);
+        assert_eq!(plan.state, Some(W::Compensating));
+        assert_eq!(plan.compensate, Some("s0".into()));
+    }
+
+    #[test]
+    fn a_death_with_nothing_to_undo_fails_the_workflow() {
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![
+                f(0, Succeeded, false, Some(1)),
+                f(1, Dead, true, None),
+                f(2, Blocked, true, None),
+            ],
+        );
+        let plan = advance(
+            &fs,
+            &WorkflowEvent::StepEnded {
+                step: "s1".into(),
+                state: Dead,
+                error: None,
+            },
+        );
+        assert_eq!(plan.state, Some(W::Failed));
+        assert_eq!(plan.cancel, vec![job(2)]);
+        assert_eq!(
+            plan.failure,
+            Some((Some("s1".into()), "step s1 ended dead".into()))
+        );
+    }
+
+    #[test]
+    fn a_step_cancelled_by_a_user_fails_the_workflow() {
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![f(0, Cancelled, false, None), f(1, Blocked, false, None)],
+        );
+        let plan = advance(&fs, &ended(0, Cancelled));
+        assert_eq!(plan.state, Some(W::Failed));
+        assert_eq!(plan.cancel, vec![job(1)]);
+    }
+
+    #[test]
+    fn failing_compensates_when_the_last_running_step_ends() {
+        // s1 died; s2 and s3 were let finish.
+        let mut steps = vec![
+            f(0, Succeeded, true, Some(1)),
+            f(1, Dead, false, None),
+            f(2, Succeeded, true, None),
+            f(3, Running, true, None),
+        ];
+        let fs = facts(W::Failing, OnStepFailure::Finish, steps.clone());
+        let plan = advance(&fs, &ended(2, Succeeded));
+        assert_eq!(
+            plan,
+            Advance {
+                completed_seq: Some(2),
+                ..Advance::default()
+            },
+            "s3 still runs"
+        );
+        steps[2].completed_seq = Some(2);
+        steps[3].state = Succeeded;
+        let fs = facts(W::Failing, OnStepFailure::Finish, steps);
+        let plan = advance(&fs, &ended(3, Succeeded));
+        assert_eq!(plan.completed_seq, Some(3));
+        assert_eq!(plan.state, Some(W::Compensating));
+        assert_eq!(plan.compensate, Some("s3".into()), "latest completed first");
+        assert!(plan.failure.is_none(), "the first failure stays");
+    }
+
+    #[test]
+    fn failing_with_nothing_to_undo_ends_failed_when_the_last_running_step_dies() {
+        let fs = facts(
+            W::Failing,
+            OnStepFailure::Finish,
+            vec![f(0, Dead, false, None), f(1, Dead, true, None)],
+        );
+        let plan = advance(&fs, &ended(1, Dead));
+        assert_eq!(plan.state, Some(W::Failed));
+        assert!(plan.failure.is_none());
+        assert!(plan.cancel.is_empty());
+    }
+
+    #[test]
+    fn failing_waits_for_a_step_between_attempts() {
+        // s2 was running when s0 died, then failed an attempt and waits for its retry: it
+        // is still alive, so compensation must not start under it.
+        for between in [Available, Scheduled] {
+            let fs = facts(
+                W::Failing,
+                OnStepFailure::Finish,
+                vec![
+                    f(0, Dead, false, None),
+                    f(1, Succeeded, true, Some(1)),
+                    f(2, between, true, None),
+                    f(3, Succeeded, true, None),
+                ],
+            );
+            let plan = advance(&fs, &ended(3, Succeeded));
+            assert_eq!(plan.state, None, "{between:?}");
+            assert_eq!(plan.compensate, None, "{between:?}");
+            assert_eq!(plan.completed_seq, Some(2));
+        }
+    }
+
+    #[test]
+    fn compensations_run_in_reverse_order_of_completion() {
+        // Completion order s2, s0, s3, s1 (declaration order differs); s4 is not compensable.
+        let mut steps = vec![
+            f(0, Succeeded, true, Some(2)),
+            f(1, Succeeded, true, Some(5)),
+            f(2, Succeeded, true, Some(1)),
+            f(3, Succeeded, true, Some(3)),
+            f(4, Succeeded, false, Some(4)),
+            f(5, Dead, true, None),
+        ];
+        let fs = facts(W::Running, OnStepFailure::Finish, steps.clone());
+        let plan = advance(&fs, &ended(5, Dead));
+        assert_eq!(plan.state, Some(W::Compensating));
+        let mut order = vec![plan.compensate.clone().unwrap()];
+        loop {
+            let last = order.last().unwrap().clone();
+            let i: usize = last[1..].parse().unwrap();
+            steps[i].compensation = Some(Succeeded);
+            let fs = facts(W::Compensating, OnStepFailure::Finish, steps.clone());
+            let plan = advance(&fs, &comp_ended(i, Succeeded));
+            assert!(plan.cancel.is_empty());
+            match plan.compensate {
+                Some(next) => {
+                    assert_eq!(plan.state, None);
+                    order.push(next);
+                }
+                None => {
+                    assert_eq!(plan.state, Some(W::Compensated));
+                    break;
+                }
+            }
+        }
+        assert_eq!(order, vec!["s1", "s3", "s0", "s2"]);
+    }
+
+    #[test]
+    fn a_failed_compensation_stops_the_rest() {
+        let mut steps = vec![
+            f(0, Succeeded, true, Some(1)),
+            f(1, Succeeded, true, Some(2)),
+            f(2, Dead, false, None),
+        ];
+        steps[1].compensation = Some(Dead);
+        let fs = facts(W::Compensating, OnStepFailure::Finish, steps);
+        let plan = advance(&fs, &comp_ended(1, Dead));
+        assert_eq!(plan.state, Some(W::CompensationFailed));
+        assert_eq!(plan.compensate, None, "s0 is not undone");
+        assert_eq!(plan.failure, Some((None, "undo 1 failed".into())));
+        // A cancelled compensation counts as failed too.
+        let plan = advance(
+            &facts(
+                W::Compensating,
+                OnStepFailure::Finish,
+                vec![f(0, Succeeded, true, Some(1))],
+            ),
+            &WorkflowEvent::CompensationEnded {
+                step: "s0".into(),
+                state: Cancelled,
+                error: None,
+            },
+        );
+        assert_eq!(plan.state, Some(W::CompensationFailed));
+        assert_eq!(
+            plan.failure,
+            Some((None, "a compensation ended cancelled".into()))
+        );
+    }
+
+    #[test]
+    fn cancel_without_compensable_steps_is_cancelled() {
+        let mut fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![
+                f(0, Succeeded, false, Some(1)),
+                f(1, Available, true, None),
+                f(2, Blocked, true, None),
+            ],
+        );
+        fs.cancel_requested = true;
+        let plan = advance(&fs, &WorkflowEvent::CancelRequested);
+        assert_eq!(plan.state, Some(W::Cancelled));
+        assert_eq!(plan.cancel, vec![job(1), job(2)]);
+        assert_eq!(plan.failure, Some((None, "cancelled".into())));
+        // The same when the store read the facts before setting the flag.
+        fs.cancel_requested = false;
+        assert_eq!(
+            advance(&fs, &WorkflowEvent::CancelRequested).state,
+            Some(W::Cancelled)
+        );
+    }
+
+    #[test]
+    fn cancel_with_compensable_steps_compensates() {
+        let mut fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![f(0, Succeeded, true, Some(1)), f(1, Blocked, true, None)],
+        );
+        fs.cancel_requested = true;
+        let plan = advance(&fs, &WorkflowEvent::CancelRequested);
+        assert_eq!(plan.state, Some(W::Compensating));
+        assert_eq!(plan.compensate, Some("s0".into()));
+        assert_eq!(plan.cancel, vec![job(1)]);
+    }
+
+    #[test]
+    fn cancel_with_running_steps_waits_then_ends_cancelled() {
+        let mut fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![f(0, Running, false, None), f(1, Blocked, false, None)],
+        );
+        fs.cancel_requested = true;
+        let plan = advance(&fs, &WorkflowEvent::CancelRequested);
+        assert_eq!(plan.state, Some(W::Failing));
+        assert_eq!(plan.cancel, vec![job(1)]);
+        let fs = WorkflowFacts {
+            state: W::Failing,
+            steps: vec![f(0, Succeeded, false, None), f(1, Cancelled, false, None)],
+            ..fs
+        };
+        let plan = advance(&fs, &ended(0, Succeeded));
+        assert_eq!(plan.state, Some(W::Cancelled));
+        // Under `cancel`, the running step is cancelled at once.
+        let mut fs = facts(
+            W::Running,
+            OnStepFailure::Cancel,
+            vec![f(0, Running, false, None), f(1, Blocked, false, None)],
+        );
+        fs.cancel_requested = true;
+        let plan = advance(&fs, &WorkflowEvent::CancelRequested);
+        assert_eq!(plan.state, Some(W::Cancelled));
+        assert_eq!(plan.cancel, vec![job(0), job(1)]);
+    }
+
+    #[test]
+    fn cancel_is_only_for_running_workflows() {
+        for state in [W::Failing, W::Compensating] {
+            let fs = facts(
+                state,
+                OnStepFailure::Finish,
+                vec![f(0, Running, true, None)],
+            );
+            assert_eq!(
+                advance(&fs, &WorkflowEvent::CancelRequested),
+                Advance::default()
+            );
+        }
+    }
+
+    #[test]
+    fn final_workflows_ignore_events() {
+        for state in WorkflowState::ALL.into_iter().filter(|s| s.is_final()) {
+            let fs = facts(
+                state,
+                OnStepFailure::Cancel,
+                vec![
+                    f(0, Succeeded, true, Some(1)),
+                    f(1, Dead, true, None),
+                    f(2, Running, true, None),
+                ],
+            );
+            for event in [
+                ended(0, Succeeded),
+                ended(1, Dead),
+                comp_ended(0, Succeeded),
+                comp_ended(0, Dead),
+                WorkflowEvent::CancelRequested,
+            ] {
+                assert_eq!(
+                    advance(&fs, &event),
+                    Advance::default(),
+                    "{state:?} {event:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_compensation_end_outside_compensating_changes_nothing() {
+        for state in [W::Running, W::Failing] {
+            let fs = facts(
+                state,
+                OnStepFailure::Finish,
+                vec![f(0, Succeeded, true, Some(1))],
+            );
+            assert_eq!(advance(&fs, &comp_ended(0, Succeeded)), Advance::default());
+        }
+    }
+
+    #[test]
+    fn a_non_final_state_is_no_end() {
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![f(0, Available, false, None), f(1, Blocked, false, None)],
+        );
+        for state in [Available, Scheduled, Running, Blocked] {
+            assert_eq!(advance(&fs, &ended(0, state)), Advance::default());
+        }
+    }
+
+    #[test]
+    fn the_event_state_wins_over_stale_facts() {
+        // The store read s1 before writing its end.
+        let fs = facts(
+            W::Running,
+            OnStepFailure::Finish,
+            vec![f(0, Succeeded, false, Some(1)), f(1, Running, false, None)],
+        );
+        assert_eq!(advance(&fs, &ended(1, Succeeded)).state, Some(W::Succeeded));
+    }
+
+    // ---- plan_retry ----
+
+    fn parents(pairs: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(c, ps)| (c.to_string(), ps.iter().map(|p| p.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn retry_keeps_succeeded_steps_and_counts_rerun_parents() {
+        // s0 -> s1 -> s3, s0 -> s2 -> s3; s1 succeeded, s2 died, s3 was cancelled.
+        let fs = facts(
+            W::Failed,
+            OnStepFailure::Finish,
+            vec![
+                f(0, Succeeded, false, Some(1)),
+                f(1, Succeeded, false, Some(2)),
+                f(2, Dead, false, None),
+                f(3, Cancelled, false, None),
+            ],
+        );
+        let ps = parents(&[("s1", &["s0"]), ("s2", &["s0"]), ("s3", &["s1", "s2"])]);
+        let plan = plan_retry(&fs, &ps).unwrap();
+        assert_eq!(plan.keep, vec!["s0", "s1"]);
+        assert_eq!(
+            plan.rerun,
+            BTreeMap::from([("s2".to_string(), 0), ("s3".to_string(), 1)])
+        );
+    }
+
+    #[test]
+    fn retry_reruns_undone_steps() {
+        let mut steps = vec![
+            f(0, Succeeded, true, Some(1)),
+            f(1, Succeeded, true, Some(2)),
+            f(2, Dead, false, None),
+        ];
+        steps[0].compensation = Some(Succeeded);
+        steps[1].compensation = Some(Succeeded);
+        let fs = facts(W::Compensated, OnStepFailure::Finish, steps);
+        let ps = parents(&[("s1", &["s0"]), ("s2", &["s1"])]);
+        let plan = plan_retry(&fs, &ps).unwrap();
+        assert!(plan.keep.is_empty());
+        assert_eq!(
+            plan.rerun,
+            BTreeMap::from([
+                ("s0".to_string(), 0),
+                ("s1".to_string(), 1),
+                ("s2".to_string(), 1)
+            ])
+        );
+    }
+
+    #[test]
+    fn retry_needs_an_ended_unsuccessful_workflow() {
+        for state in WorkflowState::ALL {
+            let fs = facts(state, OnStepFailure::Finish, vec![f(0, Dead, false, None)]);
+            let got = plan_retry(&fs, &HashMap::new());
+            let ok = state.is_final() && state != W::Succeeded;
+            assert_eq!(got.is_ok(), ok, "{state:?}");
+            if let Err(e) = got {
+                assert!(e.message.contains(state.as_str()), "{}", e.message);
+            }
+        }
     }
 }
