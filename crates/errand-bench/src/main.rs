@@ -9,6 +9,7 @@
 
 mod end_to_end;
 mod enqueue;
+mod flows;
 mod latency;
 mod list_reads;
 mod ordering;
@@ -62,6 +63,10 @@ pub enum Scenario {
     /// with `--parked` jobs parked behind one lock key and in 1,000 sessions (not part of
     /// `all`).
     Ordering,
+    /// Workflows and batches: last parent's completion to child claimed over `--chains`
+    /// two-step chains, `--workflows` three-step workflows end to end, and the fan-in delay
+    /// of a `--workflows`-job batch (at most 10,000) (not part of `all`).
+    Flows,
 }
 
 /// `errand-bench` flags.
@@ -110,6 +115,12 @@ pub struct BenchArgs {
     /// Parked jobs in the claim-latency parts of the ordering scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub parked: usize,
+    /// Two-step chains timed in the flows scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub chains: usize,
+    /// Workflows run end to end, and jobs in the batch, in the flows scenario.
+    #[arg(long, default_value_t = 10_000)]
+    pub workflows: usize,
 }
 
 /// The webhook secret of the results scenario's servers (any `whsec_` key works).
@@ -311,6 +322,37 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Ordering {
         run_ordering(&args).await?;
     }
+    if args.scenario == Scenario::Flows {
+        run_flows(&args).await?;
+    }
+    Ok(())
+}
+
+/// The flows scenario: each part on fresh servers.
+async fn run_flows(args: &BenchArgs) -> anyhow::Result<()> {
+    let d = deploy(args).await?;
+    d.measure(flows::release_latency(&d.clients, args.chains))
+        .await?
+        .print(&format!(
+            "flows: parent completed -> child claimed, {} chains (rate = chains/s, one at a time)",
+            args.chains
+        ));
+    drop(d);
+    let d = deploy(args).await?;
+    d.measure(flows::workflows_end_to_end(&d.clients, args.workflows))
+        .await?
+        .print(&format!(
+            "flows: {} three-step workflows end to end (rate = workflows/s, CPU per workflow)",
+            args.workflows
+        ));
+    drop(d);
+    let d = deploy(args).await?;
+    let size = args.workflows.clamp(2, errand_core::limits::MAX_BATCH);
+    d.measure(flows::batch_fan_in(&d.clients, size, 3))
+        .await?
+        .print(&format!(
+            "flows: {size}-job batch, last job completed -> on_complete claimed (3 batches)"
+        ));
     Ok(())
 }
 

@@ -51,6 +51,20 @@ impl RawConnection {
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<u16> {
+        self.exchange(method, path, body).await.map(|(status, _)| status)
+    }
+
+    /// Sends `body` to `path` with `method`; returns the status and the whole answer (for
+    /// the endpoints the typed client does not cover).
+    ///
+    /// # Errors
+    /// The connection broke.
+    pub async fn exchange(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let req = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -60,7 +74,7 @@ impl RawConnection {
         self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
-        resp.into_body().collect().await?;
-        Ok(status)
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
     }
 }
