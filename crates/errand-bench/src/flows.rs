@@ -264,11 +264,7 @@ pub async fn workflows_end_to_end(nodes: &[Client], count: usize) -> anyhow::Res
 /// (c) A batch of `size` jobs with an `on_complete` job: workers complete all but one, a
 /// claim waits on the `on_complete` queue, then the last job is completed. Latency: last
 /// completion sent → `on_complete` claimed; `rounds` batches, one after the other.
-pub async fn batch_fan_in(
-    nodes: &[Client],
-    size: usize,
-    rounds: usize,
-) -> anyhow::Result<Figures> {
+pub async fn batch_fan_in(nodes: &[Client], size: usize, rounds: usize) -> anyhow::Result<Figures> {
     let first = nodes.first().ok_or_else(|| anyhow::anyhow!("no node"))?;
     let mut conn = RawConnection::connect(first.base_url()).await?;
     let mut h = histogram();

@@ -51,7 +51,9 @@ impl RawConnection {
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<u16> {
-        self.exchange(method, path, body).await.map(|(status, _)| status)
+        self.exchange(method, path, body)
+            .await
+            .map(|(status, _)| status)
     }
 
     /// Sends `body` to `path` with `method`; returns the status and the whole answer (for
