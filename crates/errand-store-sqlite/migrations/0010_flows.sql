@@ -65,8 +65,8 @@ CREATE INDEX workflows_state ON workflows (state, id);
 CREATE INDEX workflows_template ON workflows (template, id) WHERE template IS NOT NULL;
 
 -- A workflow's steps. position: declaration order. depends_on: JSON array of step names.
--- compensate: JSON job template. max_attempts: the step's own (a retry grants that many
--- more). state: the step job's last known state (shown when the job was pruned).
+-- compensate: JSON job template. kind, queue: the step job's (shown when the job was
+-- pruned). max_attempts: the step's own (a retry grants that many more). state: the step job's last known state (shown when the job was pruned).
 -- completed_seq: order of completion. compensation_job_id: its compensation, once
 -- started. supervised: JSON array of what the supervisor did.
 CREATE TABLE workflow_steps (
@@ -74,6 +74,8 @@ CREATE TABLE workflow_steps (
     name                 TEXT NOT NULL,
     position             INTEGER NOT NULL,
     job_id               BLOB NOT NULL,
+    kind                 TEXT NOT NULL,
+    queue                TEXT NOT NULL,
     depends_on           TEXT NOT NULL,
     compensate           TEXT,
     max_attempts         INTEGER NOT NULL,
