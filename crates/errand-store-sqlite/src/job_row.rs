@@ -1,7 +1,7 @@
 //! Reading a job row back into a [`Job`].
 
-use errand_core::time::to_timestamp;
 use errand_core::flow::{JobFlow, StepRole};
+use errand_core::time::to_timestamp;
 use errand_core::{Attempt, AttemptOutcome, Job, JobId, JobKind, JobState, Millis, QueueName};
 use errand_core::{BatchId, WorkflowId};
 use errand_store::StoreError;
@@ -108,7 +108,9 @@ fn flow_from_row(row: &Row<'_>) -> QResult<JobFlow> {
         .map(|b| BatchId::from_slice(&b).ok_or_else(|| corrupt("batch id is not 16 bytes")))
         .transpose()?;
     let after: Vec<JobId> = match row.get::<_, Option<String>>(38)? {
-        Some(text) => serde_json::from_str(&text).map_err(|e| corrupt(format!("after_jobs: {e}")))?,
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("after_jobs: {e}")))?
+        }
         None => Vec::new(),
     };
     Ok(JobFlow {
