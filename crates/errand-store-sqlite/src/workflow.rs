@@ -669,6 +669,21 @@ pub(crate) fn supervise(
         };
         let job = match action {
             DeadlinePolicy::Retry => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "UPDATE jobs SET state = CASE WHEN state = 'running' THEN 'available' \
+                     ELSE state END, \
+                     run_at = CASE WHEN state = 'running' THEN ?1 ELSE run_at END, \
+                     error = CASE WHEN state = 'running' THEN 'deadline passed' ELSE error END, \
+                     lease_token = NULL, lease_expires_at = NULL, \
+                     max_attempts = max_attempts + 1, deadline_at = ?1 + ?2, \
+                     deadline_retried = 1, updated_at = ?1 WHERE id = ?3 AND state = ?4 \
+                     RETURNING {JOB_COLUMNS}"
+                ))?;
+                // An earlier step of this pass may have ended it (its workflow failed).
+                let Some(job) = query_jobs(&mut stmt, params![now, deadline_ms, jid, state])?.pop()
+                else {
+                    continue;
+                };
                 if was == JobState::Running {
                     crate::job_settle::close_attempt(
                         conn,
@@ -678,20 +693,6 @@ pub(crate) fn supervise(
                         AttemptOutcome::TimedOut,
                         Some("deadline passed"),
                     )?;
-                }
-                let mut stmt = conn.prepare_cached(&format!(
-                    "UPDATE jobs SET state = CASE WHEN state = 'running' THEN 'available' \
-                     ELSE state END, \
-                     run_at = CASE WHEN state = 'running' THEN ?1 ELSE run_at END, \
-                     error = CASE WHEN state = 'running' THEN 'deadline passed' ELSE error END, \
-                     lease_token = NULL, lease_expires_at = NULL, \
-                     max_attempts = max_attempts + 1, deadline_at = ?1 + ?2, \
-                     deadline_retried = 1, updated_at = ?1 WHERE id = ?3 RETURNING {JOB_COLUMNS}"
-                ))?;
-                let job = query_jobs(&mut stmt, params![now, deadline_ms, jid])?
-                    .pop()
-                    .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
-                if was == JobState::Running {
                     record_change(conn, now, &job, EventType::JobFailed)?;
                 }
                 wake::ready(job.queue.as_str());
@@ -702,11 +703,12 @@ pub(crate) fn supervise(
                 let mut stmt = conn.prepare_cached(&format!(
                     "UPDATE jobs SET state = 'dead', error = ?2, finished_at = ?1, \
                      lease_token = NULL, lease_expires_at = NULL, parked = 0, updated_at = ?1 \
-                     WHERE id = ?3 RETURNING {JOB_COLUMNS}"
+                     WHERE id = ?3 AND state = ?4 RETURNING {JOB_COLUMNS}"
                 ))?;
-                let mut job = query_jobs(&mut stmt, params![now, error, jid])?
-                    .pop()
-                    .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+                let Some(mut job) = query_jobs(&mut stmt, params![now, error, jid, state])?.pop()
+                else {
+                    continue;
+                };
                 if was == JobState::Running {
                     crate::job_settle::close_attempt(
                         conn,
