@@ -616,22 +616,25 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: WorkflowId) -> QResult<W
     get(conn, id)
 }
 
+/// A step job found past its deadline.
+struct Overdue {
+    jid: Vec<u8>,
+    step: String,
+    state: String,
+    policy: Option<String>,
+    retried: bool,
+    deadline_ms: Option<i64>,
+    attempt: u32,
+    parked: bool,
+}
+
 /// Acts on up to `limit` steps whose deadline passed.
 pub(crate) fn supervise(
     conn: &Connection,
     now: Millis,
     limit: u32,
 ) -> QResult<Vec<SupervisedStep>> {
-    let due: Vec<(
-        Vec<u8>,
-        String,
-        String,
-        Option<String>,
-        bool,
-        Option<i64>,
-        u32,
-        bool,
-    )> = conn
+    let due: Vec<Overdue> = conn
         .prepare_cached(
             "SELECT id, step, state, on_deadline, deadline_retried, deadline_ms, attempt, parked \
              FROM jobs INDEXED BY jobs_deadline WHERE deadline_at <= ?1 \
@@ -639,20 +642,30 @@ pub(crate) fn supervise(
              ORDER BY deadline_at LIMIT ?2",
         )?
         .query_map(params![now, limit], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
+            Ok(Overdue {
+                jid: r.get(0)?,
+                step: r.get(1)?,
+                state: r.get(2)?,
+                policy: r.get(3)?,
+                retried: r.get(4)?,
+                deadline_ms: r.get(5)?,
+                attempt: r.get(6)?,
+                parked: r.get(7)?,
+            })
         })?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(due.len());
-    for (jid, step, state, policy, retried, deadline_ms, attempt, parked) in due {
+    for o in due {
+        let Overdue {
+            jid,
+            step,
+            state,
+            policy,
+            retried,
+            deadline_ms,
+            attempt,
+            parked,
+        } = o;
         let id = job_id(&jid)?;
         let was = job_state(&state)?;
         let policy = policy
@@ -675,7 +688,7 @@ pub(crate) fn supervise(
                      run_at = CASE WHEN state = 'running' THEN ?1 ELSE run_at END, \
                      error = CASE WHEN state = 'running' THEN 'deadline passed' ELSE error END, \
                      lease_token = NULL, lease_expires_at = NULL, \
-                     max_attempts = max_attempts + 1, deadline_at = ?1 + ?2, \
+                     max_attempts = max_attempts + (state = 'running'), deadline_at = ?1 + ?2, \
                      deadline_retried = 1, updated_at = ?1 WHERE id = ?3 AND state = ?4 \
                      RETURNING {JOB_COLUMNS}"
                 ))?;
