@@ -314,3 +314,15 @@ fn reference<T: utoipa::ToSchema>() -> RefOr<Schema> {
 fn named<T: utoipa::ToSchema>() -> (String, RefOr<Schema>) {
     (T::name().into_owned(), T::schema())
 }
+
+/// A job's `after`: at most [`errand_core::flow::MAX_AFTER`] job ids, each named once (the
+/// server refuses repeats).
+pub fn after_list() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(reference::<errand_core::JobId>())
+        .max_items(Some(errand_core::flow::MAX_AFTER))
+        .unique_items(true)
+        .description(Some(
+            "Jobs that must succeed (or, with `after_any_end`, end) first: at most 1000, each once",
+        ))
+}

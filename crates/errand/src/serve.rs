@@ -65,6 +65,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     declare_schedules(&engine, &settings).await?;
     let token = CancellationToken::new();
     let mut services = maintenance::spawn(engine.clone(), token.clone(), settings.roles.scheduler);
+    // Schedules that start a workflow enqueue a start job; nodes that run work or fire
+    // schedules run those jobs.
+    if settings.roles.worker || settings.roles.scheduler {
+        maintenance::spawn_workflow_starter(engine.clone(), token.clone(), &mut services);
+    }
     // Runs stop after HTTP has stopped taking requests, and before the store closes.
     let scripts_token = CancellationToken::new();
     let (scripts, mut script_tasks) = errand_server::scripts::start(
