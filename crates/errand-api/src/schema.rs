@@ -53,6 +53,17 @@ text_schema_for!(
 pub const MAX_DEFINITION_NAME_LEN: usize =
     errand_core::names::MAX_QUEUE_NAME_LEN - "definition:".len();
 
+/// A workflow's, step's or workflow template's name: 1 to 128 characters, no whitespace.
+pub struct WorkflowName;
+
+text_schema_for!(
+    WorkflowName,
+    errand_core::text_schema::workflow_name_pattern(),
+    errand_core::workflow::MAX_NAME_LEN,
+    "A workflow, step or template name: 1 to 128 characters, no whitespace or control characters",
+    "nightly-etl"
+);
+
 /// A job definition's name: its folder's name in the jobs directory.
 pub struct DefinitionName;
 

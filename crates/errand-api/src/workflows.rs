@@ -13,7 +13,7 @@ use errand_core::{JobKind, QueueName, ValidationError, WorkflowId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::schema::{IdempotencyKey, PositiveDuration, StorableJson};
+use crate::schema::{IdempotencyKey, PositiveDuration, StorableJson, WorkflowName};
 use crate::{reject_nul, EnqueueLimits, JobTemplateRequest};
 
 /// One step of `POST /v1/workflows` or a template.
@@ -21,13 +21,13 @@ use crate::{reject_nul, EnqueueLimits, JobTemplateRequest};
 #[serde(deny_unknown_fields)]
 pub struct StepRequest {
     /// Unique within the workflow: 1 to 128 characters, no whitespace.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\s\\p{Cc}]+$")]
+    #[schema(value_type = WorkflowName)]
     pub name: String,
     /// The job that runs the step (fields left out take the queue's defaults).
     pub job: JobTemplateRequest,
     /// Steps that must succeed first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(max_items = 10000)]
+    #[schema(value_type = Vec<WorkflowName>, max_items = 10000)]
     pub depends_on: Vec<String>,
     /// The job that undoes the step if the workflow fails after it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,11 +79,11 @@ impl StepRequest {
 pub struct WorkflowRequest {
     /// Shown in lists (with `template`, replaces the template's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\s\\p{Cc}]+$")]
+    #[schema(value_type = Option<WorkflowName>)]
     pub name: Option<String>,
     /// Start this stored template (`PUT /v1/workflow-templates/{name}`, errand.toml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\s\\p{Cc}]+$")]
+    #[schema(value_type = Option<WorkflowName>)]
     pub template: Option<String>,
     /// The steps, forming a directed acyclic graph by `depends_on` (1 to 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,7 +225,7 @@ impl WorkflowRequest {
 pub struct WorkflowTemplateRequest {
     /// The name its workflows show (default: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\s\\p{Cc}]+$")]
+    #[schema(value_type = Option<WorkflowName>)]
     pub name: Option<String>,
     /// The steps (1 to 10,000).
     #[schema(min_items = 1, max_items = 10000)]
@@ -274,7 +274,7 @@ pub struct WorkflowListQuery {
     #[param(value_type = Option<WorkflowState>)]
     pub state: Option<String>,
     /// Only workflows started from this template.
-    #[param(min_length = 1, max_length = 128)]
+    #[param(value_type = Option<WorkflowName>)]
     pub template: Option<String>,
     /// `next` of the previous page.
     #[param(value_type = Option<WorkflowId>)]
@@ -299,7 +299,7 @@ pub struct WorkflowList {
 #[serde(deny_unknown_fields)]
 pub struct ScheduledWorkflow {
     /// The template's name.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\s\\p{Cc}]+$")]
+    #[schema(value_type = WorkflowName)]
     pub template: String,
     /// The input each started workflow gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,6 +62,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (store, store_desc) = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let engine = Engine::new(store, settings.engine.clone());
     crate::declared::apply(&engine, &settings.queues, &settings.declared_limits).await?;
+    crate::declared::apply_workflows(&engine, &settings.workflows).await?;
     declare_schedules(&engine, &settings).await?;
     let token = CancellationToken::new();
     let mut services = maintenance::spawn(engine.clone(), token.clone(), settings.roles.scheduler);

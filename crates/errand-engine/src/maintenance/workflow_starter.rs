@@ -58,7 +58,8 @@ pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
                 }
             }
         }
-        if token.is_cancelled() {
+        // A shutting-down engine answers claims at once and empty: stop rather than spin.
+        if token.is_cancelled() || engine.shutdown_token().is_cancelled() {
             return;
         }
     }

@@ -479,6 +479,7 @@ fn schedule(
         catch_up_window: window.map(FlexDuration),
         jitter: jitter.map(FlexDuration),
         singleton: false,
+        workflow: None,
     };
     match request.into_spec(&unbounded()) {
         Ok(spec) => Some(DefinitionSchedule {

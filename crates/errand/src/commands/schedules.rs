@@ -93,6 +93,7 @@ fn request(args: ScheduleAddArgs) -> anyhow::Result<ScheduleRequest> {
         catch_up_window: None,
         jitter: None,
         singleton: args.singleton,
+        workflow: None,
     })
 }
 
