@@ -108,6 +108,14 @@ pub struct EnqueueRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::OrderingKey>)]
     pub rate_key: Option<String>,
+    /// Jobs that must succeed (or, with `after_any_end`, end at all) before this one is
+    /// ready: it waits as `blocked` until then. At most 1000, each named once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = crate::schema::after_list)]
+    pub after: Vec<JobId>,
+    /// Any end of the `after` jobs releases it (dead, cancelled too), not only success.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_any_end: bool,
 }
 
 /// Refuses NUL characters in a text a store keeps (a failure's error, a progress
@@ -272,9 +280,16 @@ impl EnqueueRequest {
         if let Some(u) = &self.callback_url {
             crate::webhook_url::check("callback_url", u)?;
         }
+        let id = JobId::new();
+        let flow = errand_core::flow::NewJobFlow {
+            after: self.after,
+            after_any_end: self.after_any_end,
+            ..Default::default()
+        };
+        flow.validate(id)?;
         Ok(NewJob {
-            flow: Default::default(),
-            id: JobId::new(),
+            flow,
+            id,
             kind,
             queue,
             payload,

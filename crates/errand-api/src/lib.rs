@@ -5,6 +5,7 @@
 //! travel as they are.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod batches;
 mod definitions;
 mod enqueue;
 mod error_body;
@@ -19,7 +20,11 @@ pub mod schema;
 mod subscriptions;
 pub mod webhook_url;
 mod worker;
+mod workflows;
 
+pub use batches::{
+    job_ids as batch_job_ids, BatchJobsRequest, BatchList, BatchListQuery, BatchRequest, BatchResponse,
+};
 pub use definitions::{
     DefinitionList, DefinitionProblemView, DefinitionScheduleView, DefinitionView, HookView,
     InstanceLogQuery, LogGap, LogPage, LogQuery, RunDefinitionRequest, WatchView, MAX_LOG_PAGE,
@@ -49,4 +54,8 @@ pub use worker::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, SettleCompletion, SettleFailure, SettleRequest, SettleResponse,
     SettleResult,
+};
+pub use workflows::{
+    check_template_name, ScheduledWorkflow, StepRequest, WorkflowList, WorkflowListQuery,
+    WorkflowRequest, WorkflowTemplateList, WorkflowTemplateRequest, WorkflowTemplateView,
 };

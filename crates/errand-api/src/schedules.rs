@@ -44,6 +44,48 @@ pub struct JobTemplateRequest {
     pub tags: Vec<String>,
 }
 
+impl JobTemplateRequest {
+    /// Checks every field (as an enqueue does) and builds the template to store, with
+    /// which fields were left unset (a workflow step's job leaves them to the queue's
+    /// defaults; a schedule's job fixes them to today's defaults).
+    ///
+    /// # Errors
+    /// The first field that breaks a rule.
+    pub fn into_template(
+        self,
+        limits: &EnqueueLimits,
+    ) -> Result<(JobTemplate, errand_core::job::Inherit), ValidationError> {
+        let inherit = errand_core::job::Inherit {
+            priority: self.priority.is_none(),
+            max_attempts: self.max_attempts.is_none(),
+            timeout: self.timeout.is_none(),
+        };
+        let job = EnqueueRequest {
+            kind: self.kind,
+            queue: self.queue,
+            payload: self.payload,
+            priority: self.priority,
+            max_attempts: self.max_attempts.or(Some(DEFAULT_MAX_ATTEMPTS)),
+            timeout: self.timeout,
+            tags: self.tags,
+            ..EnqueueRequest::default()
+        }
+        .into_new_job(limits)?;
+        Ok((
+            JobTemplate {
+                kind: job.kind,
+                queue: job.queue,
+                payload: job.payload,
+                priority: job.priority,
+                max_attempts: job.max_attempts,
+                timeout_ms: job.timeout.map(|t| t.as_millis() as u64),
+                tags: job.tags,
+            },
+            inherit,
+        ))
+    }
+}
+
 /// `POST /v1/schedules`, `PUT /v1/schedules/{name}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -61,8 +103,13 @@ pub struct ScheduleRequest {
     /// IANA time zone of the cron expression (default `UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// The job each slot enqueues.
-    pub job: JobTemplateRequest,
+    /// The job each slot enqueues (give this or `workflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobTemplateRequest>,
+    /// The workflow template each slot starts, instead of `job`: the slot enqueues a job of
+    /// kind `errand.start_workflow` in queue `errand.workflows`, which errand itself runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<crate::ScheduledWorkflow>,
     /// When the previous run has not ended: `allow`, `skip` (default), `buffer_one`, `replace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<OverlapPolicy>,
@@ -91,18 +138,17 @@ impl ScheduleRequest {
     /// The first field that breaks a rule.
     pub fn into_spec(self, limits: &EnqueueLimits) -> Result<ScheduleSpec, ValidationError> {
         let name = ScheduleName::parse(&self.name)?;
-        let template = EnqueueRequest {
-            kind: self.job.kind,
-            queue: self.job.queue,
-            payload: self.job.payload,
-            priority: self.job.priority,
-            max_attempts: self.job.max_attempts.or(Some(DEFAULT_MAX_ATTEMPTS)),
-            timeout: self.job.timeout,
-            tags: self.job.tags,
-            ..EnqueueRequest::default()
-        }
-        .into_new_job(limits)
-        .map_err(|e| e.within("job"))?;
+        let job = match (self.job, self.workflow) {
+            (Some(job), None) => job.into_template(limits).map_err(|e| e.within("job"))?.0,
+            (None, Some(wf)) => wf.into_template(limits).map_err(|e| e.within("workflow"))?,
+            (Some(_), Some(_)) => {
+                return Err(ValidationError::new(
+                    "workflow",
+                    "give job or workflow, not both",
+                ))
+            }
+            (None, None) => return Err(ValidationError::new("job", "give job or workflow")),
+        };
         let window = self
             .catch_up_window
             .map(|w| w.0.as_millis() as u64)
@@ -129,15 +175,7 @@ impl ScheduleRequest {
                 .every
                 .map(|e| u64::try_from(e.0.as_millis()).unwrap_or(u64::MAX)),
             timezone: self.timezone.unwrap_or_else(|| "UTC".into()),
-            job: JobTemplate {
-                kind: template.kind,
-                queue: template.queue,
-                payload: template.payload,
-                priority: template.priority,
-                max_attempts: template.max_attempts,
-                timeout_ms: template.timeout.map(|t| t.as_millis() as u64),
-                tags: template.tags,
-            },
+            job,
             overlap: self.overlap.unwrap_or_default(),
             catch_up: self.catch_up.unwrap_or_default(),
             catch_up_window_ms: window,

@@ -53,6 +53,17 @@ text_schema_for!(
 pub const MAX_DEFINITION_NAME_LEN: usize =
     errand_core::names::MAX_QUEUE_NAME_LEN - "definition:".len();
 
+/// A workflow's, step's or workflow template's name: 1 to 128 characters, no whitespace.
+pub struct WorkflowName;
+
+text_schema_for!(
+    WorkflowName,
+    errand_core::text_schema::workflow_name_pattern(),
+    errand_core::workflow::MAX_NAME_LEN,
+    "A workflow, step or template name: 1 to 128 characters, no whitespace or control characters",
+    "nightly-etl"
+);
+
 /// A job definition's name: its folder's name in the jobs directory.
 pub struct DefinitionName;
 
@@ -313,4 +324,16 @@ fn reference<T: utoipa::ToSchema>() -> RefOr<Schema> {
 /// `T`'s component, to register with the schemas a body refers to.
 fn named<T: utoipa::ToSchema>() -> (String, RefOr<Schema>) {
     (T::name().into_owned(), T::schema())
+}
+
+/// A job's `after`: at most [`errand_core::flow::MAX_AFTER`] job ids, each named once (the
+/// server refuses repeats).
+pub fn after_list() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(reference::<errand_core::JobId>())
+        .max_items(Some(errand_core::flow::MAX_AFTER))
+        .unique_items(true)
+        .description(Some(
+            "Jobs that must succeed (or, with `after_any_end`, end) first: at most 1000, each once",
+        ))
 }

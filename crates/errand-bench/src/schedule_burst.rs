@@ -98,11 +98,11 @@ pub async fn run(
                         every: Some(FlexDuration(EVERY)),
                         overlap: Some(OverlapPolicy::Allow),
                         catch_up: Some(CatchUpPolicy::Skip),
-                        job: JobTemplateRequest {
+                        job: Some(JobTemplateRequest {
                             kind: "noop".into(),
                             queue: Some("burst".into()),
                             ..JobTemplateRequest::default()
-                        },
+                        }),
                         ..ScheduleRequest::default()
                     })
                     .await

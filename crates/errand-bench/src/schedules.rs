@@ -27,11 +27,11 @@ pub async fn run(nodes: &[Client], count: usize, duration: Duration) -> anyhow::
                 name: format!("bench-{i}"),
                 every: Some(FlexDuration(Duration::from_secs(1))),
                 overlap: Some(OverlapPolicy::Allow),
-                job: JobTemplateRequest {
+                job: Some(JobTemplateRequest {
                     kind: "noop".into(),
                     queue: Some("scheduled".into()),
                     ..JobTemplateRequest::default()
-                },
+                }),
                 ..ScheduleRequest::default()
             })
             .await?;

@@ -38,6 +38,7 @@ pub mod time;
 pub mod validation;
 pub mod worker;
 pub mod workflow;
+pub mod workflow_build;
 
 pub use backoff::{AfterFailure, RetryPolicy};
 pub use delivery::{

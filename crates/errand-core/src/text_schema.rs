@@ -41,6 +41,14 @@ pub fn kind_pattern() -> &'static str {
     &PATTERN
 }
 
+/// A workflow, step or workflow template name: no whitespace or control character, as
+/// [`WorkflowSpec::validate`](crate::workflow::WorkflowSpec::validate) checks it.
+pub fn workflow_name_pattern() -> &'static str {
+    static PATTERN: LazyLock<String> =
+        LazyLock::new(|| refusing_pattern(|c| c.is_control() || c.is_whitespace()));
+    &PATTERN
+}
+
 /// `^[^...]+$` excluding every character `refused` names, derived from the rule itself so
 /// the document cannot drift from the parser (a new Unicode version moves both). Runs in the
 /// Basic Multilingual Plane are `\uXXXX` ranges; characters above U+FFFF are written

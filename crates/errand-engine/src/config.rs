@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub event_prune_interval: Duration,
     /// A completion whose result's JSON is longer than this fails the job instead.
     pub max_result_bytes: usize,
+    /// How often the workflow supervisor looks for steps past their deadline: how late
+    /// (at most) a deadline is acted on.
+    pub supervise_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             event_retention_max: 1_000_000,
             event_prune_interval: Duration::from_secs(60),
             max_result_bytes: 1024 * 1024,
+            supervise_interval: Duration::from_secs(1),
         }
     }
 }

@@ -156,6 +156,24 @@ impl Engine {
         }
     }
 
+    /// Announces a job's new state when only its id, queue and state are at hand (a
+    /// workflow's steps): the event, its waiters when it ended, its queue's claims when it
+    /// became ready.
+    pub(crate) fn publish_state(&self, id: JobId, queue: &QueueName, state: JobState) {
+        self.feed.poke();
+        if state.is_final() {
+            self.waiters.wake(id);
+        }
+        let _ = self.events.send(JobEvent {
+            id,
+            queue: queue.clone(),
+            state,
+        });
+        if state == JobState::Available {
+            self.waker.wake(queue, Ready::Jobs(1));
+        }
+    }
+
     /// Wakes every claim waiting on `queue` (the number of ready jobs is unknown).
     pub(crate) fn wake(&self, queue: &QueueName) {
         self.waker.wake(queue, Ready::Unknown);
@@ -177,6 +195,13 @@ impl Engine {
                 idempotency_window: self.config.idempotency_window,
             })
             .await?;
+        self.announce_inserted(&out);
+        Ok(out)
+    }
+
+    /// Wakes the claims of the queues that gained ready jobs in an insert, and the event
+    /// feed.
+    pub(crate) fn announce_inserted(&self, out: &[InsertedJob]) {
         if out.iter().any(|r| r.inserted) {
             self.feed.poke();
         }
@@ -193,7 +218,10 @@ impl Engine {
         for (queue, n) in ready {
             self.waker.wake(queue, Ready::Jobs(n));
         }
-        Ok(out)
+        // A continuation inserted already doomed (its parent ended badly) ended now.
+        for r in out.iter().filter(|r| r.inserted && r.job.state.is_final()) {
+            self.waiters.wake(r.job.id);
+        }
     }
 
     /// Claims ready jobs, waiting up to `wait` for some to appear.

@@ -6,6 +6,7 @@
 //! [`maintenance`] and stop on a cancellation token.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod batches;
 mod config;
 mod continuous;
 mod dead;
@@ -27,6 +28,7 @@ mod subscriptions;
 mod unheard_claim;
 mod waiters;
 mod worker_registry;
+mod workflows;
 
 pub use config::EngineConfig;
 pub use engine::{ClaimRequest, Engine};

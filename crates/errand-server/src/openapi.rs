@@ -35,6 +35,8 @@ use utoipa::{OpenApi, ToSchema};
         (name = "limits", description = "Concurrency and rate limits of kinds and rate keys, enforced across nodes"),
         (name = "sessions", description = "Ordered sessions: jobs of one session key run one at a time in enqueue order and share durable state"),
         (name = "dead", description = "Dead jobs: list, requeue, purge"),
+        (name = "workflows", description = "Workflows: steps forming a graph, each a job that runs when its parents succeeded, with compensation on failure, deadlines watched by a supervisor, cancel and retry; templates started by name or by a schedule"),
+        (name = "batches", description = "Batches: many jobs enqueued as one, with one `on_complete` job and callback when every job has ended"),
         (name = "schedules", description = "Cron and interval schedules that fire exactly once per slot"),
         (name = "definitions", description = "Job definitions of the jobs directory: list, run on demand, stop and start continuous ones, webhooks, instance logs"),
         (name = "subscriptions", description = "Webhook subscriptions: URLs that receive matching job and schedule events, signed the Standard Webhooks way; their deliveries and attempts"),

@@ -292,6 +292,13 @@ pub struct EnqueueArgs {
     /// Wait until the job ends and print it.
     #[arg(long)]
     pub wait: bool,
+    /// Run only after this job succeeded (repeatable; with `--after-any-end`, after it
+    /// ended at all): the job waits as `blocked` until then.
+    #[arg(long = "after")]
+    pub after: Vec<String>,
+    /// Any end of the `--after` jobs releases this one, not only success.
+    #[arg(long)]
+    pub after_any_end: bool,
     /// Lock, concurrency or session key, fairness and rate key.
     #[command(flatten)]
     pub ordering: OrderingArgs,

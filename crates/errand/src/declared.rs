@@ -102,6 +102,78 @@ pub fn limits(entries: Vec<LimitDeclaration>) -> anyhow::Result<Vec<Limit>> {
         .collect()
 }
 
+/// One `[[workflows]]` entry: a workflow template, started by name (`POST /v1/workflows
+/// {"template": ...}`) or by a schedule (`workflow = { template = ... }`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDeclaration {
+    /// The template's name (also the name its workflows show).
+    name: String,
+    /// What running steps do when a step dies: `finish` (default) or `cancel`.
+    on_failure: Option<errand_core::workflow::OnStepFailure>,
+    /// `[[workflows.steps]]`: `name`, `job = { kind, queue, payload, ... }`, `depends_on`,
+    /// `compensate`, `deadline`, `on_deadline`.
+    #[serde(default)]
+    steps: Vec<errand_api::StepRequest>,
+}
+
+/// A declared workflow template, checked.
+#[derive(Debug, Clone)]
+pub struct DeclaredWorkflow {
+    /// The template's name.
+    pub name: String,
+    /// The workflow it starts.
+    pub spec: errand_core::workflow::WorkflowSpec,
+}
+
+/// Checks `[[workflows]]` as `PUT /v1/workflow-templates/{name}` would.
+///
+/// # Errors
+/// A bad or repeated name, a bad step, a cycle or an unknown dependency, naming the entry.
+pub fn workflows(
+    entries: Vec<WorkflowDeclaration>,
+    max_payload_bytes: usize,
+) -> anyhow::Result<Vec<DeclaredWorkflow>> {
+    let limits = errand_api::EnqueueLimits { max_payload_bytes };
+    let mut seen = HashSet::new();
+    entries
+        .into_iter()
+        .map(|w| {
+            let what = format!("[[workflows]] `{}`", w.name);
+            errand_api::check_template_name("name", &w.name)
+                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            anyhow::ensure!(seen.insert(w.name.clone()), "{what} is declared twice");
+            let spec = errand_api::WorkflowTemplateRequest {
+                name: Some(w.name.clone()),
+                steps: w.steps,
+                on_failure: w.on_failure,
+            }
+            .into_spec(&limits)
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            Ok(DeclaredWorkflow { name: w.name, spec })
+        })
+        .collect()
+}
+
+/// Puts the declared workflow templates in place (replacing templates of the same name;
+/// others are left as the API set them).
+///
+/// # Errors
+/// The store refused one; the message names it.
+pub async fn apply_workflows(
+    engine: &errand_engine::Engine,
+    workflows: &[DeclaredWorkflow],
+) -> anyhow::Result<()> {
+    for w in workflows {
+        engine
+            .workflow_template_put(&w.name, w.spec.clone())
+            .await
+            .with_context(|| format!("declaring workflow template `{}`", w.name))?;
+        tracing::info!(template = %w.name, "declared workflow template in place");
+    }
+    Ok(())
+}
+
 /// Puts the declared queues and limits in place.
 ///
 /// # Errors
@@ -138,6 +210,8 @@ mod tests {
         queues: Vec<QueueDeclaration>,
         #[serde(default)]
         limits: Vec<LimitDeclaration>,
+        #[serde(default)]
+        workflows: Vec<WorkflowDeclaration>,
     }
 
     fn read(text: &str) -> anyhow::Result<(Vec<DeclaredQueue>, Vec<Limit>)> {

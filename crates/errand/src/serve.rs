@@ -62,9 +62,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (store, store_desc) = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let engine = Engine::new(store, settings.engine.clone());
     crate::declared::apply(&engine, &settings.queues, &settings.declared_limits).await?;
+    crate::declared::apply_workflows(&engine, &settings.workflows).await?;
     declare_schedules(&engine, &settings).await?;
     let token = CancellationToken::new();
     let mut services = maintenance::spawn(engine.clone(), token.clone(), settings.roles.scheduler);
+    // Schedules that start a workflow enqueue a start job; nodes that run work or fire
+    // schedules run those jobs.
+    if settings.roles.worker || settings.roles.scheduler {
+        maintenance::spawn_workflow_starter(engine.clone(), token.clone(), &mut services);
+    }
     // Runs stop after HTTP has stopped taking requests, and before the store closes.
     let scripts_token = CancellationToken::new();
     let (scripts, mut script_tasks) = errand_server::scripts::start(

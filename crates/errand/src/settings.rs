@@ -60,6 +60,11 @@ struct FileSettings {
     /// Declared kind and rate-key limits: put in place at start.
     #[serde(default)]
     limits: Vec<crate::declared::LimitDeclaration>,
+    /// Declared workflow templates: put in place at start.
+    #[serde(default)]
+    workflows: Vec<crate::declared::WorkflowDeclaration>,
+    /// How often the workflow supervisor looks for steps past their deadline.
+    workflow_supervise_interval: Option<String>,
 }
 
 /// Where the store lives.
@@ -97,6 +102,8 @@ pub struct Settings {
     pub queues: Vec<crate::declared::DeclaredQueue>,
     /// Kind and rate-key limits declared in the configuration file.
     pub declared_limits: Vec<errand_core::throttle::Limit>,
+    /// Workflow templates declared in the configuration file.
+    pub workflows: Vec<crate::declared::DeclaredWorkflow>,
     /// Which hosts and origins the server answers.
     pub site: errand_server::SitePolicy,
     /// The jobs directory.
@@ -291,6 +298,15 @@ impl Settings {
             }
             engine.event_prune_interval = d;
         }
+        if let Some(d) = duration_setting(
+            "workflow_supervise_interval",
+            file.workflow_supervise_interval.clone(),
+        )? {
+            if d < std::time::Duration::from_millis(10) {
+                anyhow::bail!("workflow_supervise_interval must be at least 10ms");
+            }
+            engine.supervise_interval = d;
+        }
         engine.event_buffer = pick(args.event_buffer, file.event_buffer, engine.event_buffer);
         engine.event_retention_max = pick(
             args.event_retention_max,
@@ -363,6 +379,7 @@ impl Settings {
             schedules: file.schedules,
             queues: crate::declared::queues(file.queues)?,
             declared_limits: crate::declared::limits(file.limits)?,
+            workflows: crate::declared::workflows(file.workflows, limits.max_payload_bytes)?,
             limits,
             edge,
         })

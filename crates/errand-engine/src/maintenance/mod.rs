@@ -13,6 +13,8 @@ mod schedule_runner;
 mod schedule_slot_cleaner;
 mod wakeup_listener;
 mod worker_flusher;
+mod workflow_starter;
+mod workflow_supervisor;
 
 use std::sync::Arc;
 
@@ -31,6 +33,7 @@ pub(crate) use pass_failures::PassFailures;
 pub use queue_count_folder::fold_counts_once;
 pub use schedule_slot_cleaner::prune_slots_once;
 pub use worker_flusher::{prune_workers_once, WORKER_FORGET_AFTER};
+pub use workflow_supervisor::supervise_once;
 
 /// Starts every maintenance service; they stop when `token` is cancelled.
 pub fn spawn_all(engine: Arc<Engine>, token: CancellationToken) -> JoinSet<()> {
@@ -55,8 +58,16 @@ pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> 
         set.spawn(schedule_slot_cleaner::run(engine.clone(), token.clone()));
     }
     set.spawn(worker_flusher::run(engine.clone(), token.clone()));
+    set.spawn(workflow_supervisor::run(engine.clone(), token.clone()));
     set.spawn(wakeup_listener::run(engine, token));
     set
+}
+
+/// Starts the built-in worker that starts workflow templates for the jobs of queue
+/// `errand.workflows` (what schedules that start a workflow enqueue). Nodes that run jobs
+/// or fire schedules start it; it stops when `token` is cancelled.
+pub fn spawn_workflow_starter(engine: Arc<Engine>, token: CancellationToken, set: &mut JoinSet<()>) {
+    set.spawn(workflow_starter::run(engine, token));
 }
 
 /// Runs `tick` every `every` until `token` fires; errors are logged (without flooding: see

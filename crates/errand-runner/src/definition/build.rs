@@ -468,17 +468,18 @@ fn schedule(
         cron: t.cron.clone(),
         every: every.map(FlexDuration),
         timezone: t.timezone.clone(),
-        job: JobTemplateRequest {
+        job: Some(JobTemplateRequest {
             kind: kind.to_string(),
             max_attempts: Some(max_attempts),
             timeout: timeout.map(FlexDuration),
             ..JobTemplateRequest::default()
-        },
+        }),
         overlap: t.overlap,
         catch_up: t.catch_up,
         catch_up_window: window.map(FlexDuration),
         jitter: jitter.map(FlexDuration),
         singleton: false,
+        workflow: None,
     };
     match request.into_spec(&unbounded()) {
         Ok(spec) => Some(DefinitionSchedule {

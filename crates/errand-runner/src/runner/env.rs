@@ -7,6 +7,10 @@ use crate::host::HostedJob;
 
 use super::config::RunnerConfig;
 
+/// The largest flow context (workflow input and parents' results, as JSON text) passed in
+/// `ERRAND_CONTEXT`: one environment variable holds at most 128 KiB.
+pub(crate) const MAX_CONTEXT_ENV_BYTES: usize = 64 * 1024;
+
 /// Variables of errand's environment every run gets.
 const ALWAYS_PASSED: [&str; 3] = ["PATH", "HOME", "LANG"];
 
@@ -59,6 +63,16 @@ pub(crate) fn job_env(
     env.insert("ERRAND_LEASE_TOKEN".into(), hosted.lease_token.to_string());
     if let Some(checkpoint) = &job.checkpoint {
         env.insert("ERRAND_CHECKPOINT".into(), checkpoint.to_string());
+    }
+    if let Some(context) = &job.flow.context {
+        let text = context.to_string();
+        if text.len() <= MAX_CONTEXT_ENV_BYTES {
+            env.insert("ERRAND_CONTEXT".into(), text);
+        } else {
+            // One environment variable holds at most 128 KiB: a larger context is read
+            // from the job (`GET /v1/jobs/$ERRAND_JOB_ID`, field `context`).
+            env.insert("ERRAND_CONTEXT_OMITTED".into(), text.len().to_string());
+        }
     }
     env.into_iter().collect()
 }

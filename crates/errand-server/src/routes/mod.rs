@@ -1,6 +1,7 @@
 //! The route table. Each `routes!` call registers handlers and their OpenAPI operations
 //! together.
 
+mod batches;
 mod dead;
 mod definitions;
 mod events;
@@ -18,6 +19,7 @@ pub(crate) mod subscriptions;
 mod worker;
 mod worker_logs;
 mod workers;
+mod workflows;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -92,6 +94,20 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::pause))
         .routes(routes!(subscriptions::resume))
         .routes(routes!(subscriptions::subscription_deliveries))
+        .routes(routes!(workflows::create, workflows::list))
+        .routes(routes!(workflows::get))
+        .routes(routes!(workflows::cancel))
+        .routes(routes!(workflows::retry))
+        .routes(routes!(workflows::list_templates))
+        .routes(routes!(
+            workflows::get_template,
+            workflows::put_template,
+            workflows::delete_template
+        ))
+        .routes(routes!(batches::create, batches::list))
+        .routes(routes!(batches::get))
+        .routes(routes!(batches::add_jobs))
+        .routes(routes!(batches::close))
 }
 
 /// The health routes alone (a node without the `api` role).

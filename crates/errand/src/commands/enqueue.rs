@@ -75,6 +75,15 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
         fairness_key: args.ordering.fairness_key,
         fairness_weight: args.ordering.fairness_weight,
         rate_key: args.ordering.rate_key,
+        after: args
+            .after
+            .iter()
+            .map(|id| {
+                id.parse::<errand_core::JobId>()
+                    .map_err(|e| anyhow::anyhow!("--after {id}: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        after_any_end: args.after_any_end,
     };
     let job = client.enqueue(&req).await?;
     if args.wait {

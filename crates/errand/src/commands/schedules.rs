@@ -77,7 +77,7 @@ fn request(args: ScheduleAddArgs) -> anyhow::Result<ScheduleRequest> {
             })
             .transpose()?,
         timezone: Some(args.timezone),
-        job: JobTemplateRequest {
+        job: Some(JobTemplateRequest {
             kind: args.kind,
             queue: args.queue,
             payload: args
@@ -87,12 +87,13 @@ fn request(args: ScheduleAddArgs) -> anyhow::Result<ScheduleRequest> {
                 .transpose()
                 .context("--payload is not JSON")?,
             ..JobTemplateRequest::default()
-        },
+        }),
         overlap: enum_value("overlap", &args.overlap)?,
         catch_up: enum_value("catch-up", &args.catch_up)?,
         catch_up_window: None,
         jitter: None,
         singleton: args.singleton,
+        workflow: None,
     })
 }
 
