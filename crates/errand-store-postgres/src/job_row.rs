@@ -1,6 +1,8 @@
 //! Reading rows back into domain values.
 
+use errand_core::flow::{JobFlow, StepRole};
 use errand_core::ordering::JobOrdering;
+use errand_core::{BatchId, WorkflowId};
 use errand_core::time::to_timestamp;
 use errand_core::{Attempt, AttemptOutcome, Job, JobId, JobKind, JobState, Millis, QueueName};
 use serde_json::Value;
@@ -13,10 +15,11 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority,
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
      lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
      reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
-     fairness_weight, rate_key, parked";
+     fairness_weight, rate_key, parked, workflow_id, step, step_role, batch_id, after_jobs, after_any_end, \
+     waiting_for, context, deadline_at";
 
 /// How many columns [`JOB_COLUMNS`] names.
-pub(crate) const JOB_COLUMN_COUNT: usize = 34;
+pub(crate) const JOB_COLUMN_COUNT: usize = 43;
 
 /// The same columns qualified by a table alias, for joins and `RETURNING`.
 pub(crate) fn job_columns(alias: &str) -> String {
@@ -49,7 +52,7 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
     let state: String = row.column(3)?;
     let tags: Value = row.column(10)?;
     Ok(Job {
-        flow: Default::default(),
+        flow: flow_from_row(row)?,
         reply_to: row
             .column::<Option<String>>(24)?
             .map(|q| QueueName::parse(&q))
@@ -95,6 +98,30 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
         )
         .map_err(corrupt)?,
         parked: row.column(33)?,
+    })
+}
+
+/// Reads a job's place in a flow (columns 34 to 42 of [`JOB_COLUMNS`]).
+fn flow_from_row(row: &Row) -> QResult<JobFlow> {
+    let after: Option<Value> = row.column(38)?;
+    Ok(JobFlow {
+        workflow_id: row.column::<Option<uuid::Uuid>>(34)?.map(WorkflowId),
+        step: row.column(35)?,
+        step_role: row
+            .column::<Option<String>>(36)?
+            .map(|r| StepRole::parse(&r))
+            .transpose()
+            .map_err(corrupt)?,
+        batch_id: row.column::<Option<uuid::Uuid>>(37)?.map(BatchId),
+        after: after
+            .map(serde_json::from_value::<Vec<JobId>>)
+            .transpose()
+            .map_err(corrupt)?
+            .unwrap_or_default(),
+        after_any_end: row.column(39)?,
+        waiting_for: count(row, 40)?,
+        context: row.column(41)?,
+        deadline_at: instant(row, 42)?,
     })
 }
 

@@ -453,6 +453,10 @@ pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job
         ))
         .await?;
     let mut revived = job_from_row(&client.query_one(&stmt, &[&id.0]).await?)?;
+    if let Some(batch) = job.flow.batch_id.filter(|_| job.state.is_final()) {
+        // Its end is uncounted: the batch waits for it again (unless it completed).
+        crate::batch_store::uncount_ends(client, [(batch, job.state)]).await?;
+    }
     if job.state.is_final() {
         let mut one = [revived];
         gate::revived(client, &mut one).await?;

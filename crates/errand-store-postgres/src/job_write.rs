@@ -18,7 +18,7 @@ use crate::job_row::{
     job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS, JOB_COLUMN_COUNT,
 };
 use crate::transition::{record_change, record_changes};
-use crate::{claim_plan, session};
+use crate::{claim_plan, flow_insert, session};
 
 /// Inserts jobs from parallel arrays, and their queues when new: one statement for a whole
 /// batch, so a batch without idempotency keys needs no explicit transaction. Fields the
@@ -36,10 +36,11 @@ fn insert_sql(keyed: bool) -> String {
          ins AS (INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
          timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot, \
          reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
-         fairness_weight, rate_key) \
+         fairness_weight, rate_key, workflow_id, step, step_role, batch_id, after_jobs, after_any_end, \
+         waiting_for, context, deadline_at, on_deadline, deadline_ms, error, finished_at) \
          SELECT u.id, u.kind, u.queue, \
-                CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
-                     THEN 'scheduled' ELSE 'available' END, \
+                COALESCE(u.st, CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
+                     THEN 'scheduled' ELSE 'available' END), \
                 u.payload, \
                 CASE WHEN u.inh_p THEN COALESCE((q.defaults->>'priority')::int, u.priority) ELSE u.priority END, \
                 COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)), \
@@ -50,25 +51,33 @@ fn insert_sql(keyed: bool) -> String {
                 u.tags, u.key, \
                 CASE WHEN u.key IS NULL THEN NULL ELSE errand_now() + $12 END, errand_now(), errand_now(), \
                 u.schedule_name, u.schedule_slot, u.reply_to, u.correlation_id, u.callback_url, \
-                u.gate, u.gate_limit, u.on_dead, u.fkey, u.fweight, u.rkey \
+                u.gate, u.gate_limit, u.on_dead, u.fkey, u.fweight, u.rkey, \
+                u.wf, u.step, u.role, u.batch, u.after_jobs, COALESCE(u.any_end, false), COALESCE(u.waiting, 0), \
+                u.context, CASE WHEN u.st IS NULL AND u.dl_ms IS NOT NULL THEN errand_now() + u.dl_ms END, \
+                u.on_deadline, u.dl_ms, u.err, CASE WHEN u.st = 'cancelled' THEN errand_now() END \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
                      $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[], \
                      $15::text[], $16::text[], $17::text[], $18::text[], $19::int[], $20::text[], \
-                     $21::text[], $22::int[], $23::text[], $24::bool[], $25::bool[], $26::bool[]) \
+                     $21::text[], $22::int[], $23::text[], $24::bool[], $25::bool[], $26::bool[], \
+                     $27::uuid[], $28::text[], $29::text[], $30::uuid[], $31::jsonb[], $32::bool[], \
+                     $33::text[], $34::text[], $35::int[], $36::jsonb[], $37::bigint[], $38::text[]) \
               AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key, \
                    schedule_name, schedule_slot, reply_to, correlation_id, callback_url, gate, gate_limit, \
-                   on_dead, fkey, fweight, rkey, inh_p, inh_a, inh_t) \
+                   on_dead, fkey, fweight, rkey, inh_p, inh_a, inh_t, \
+                   wf, step, role, batch, after_jobs, any_end, st, err, waiting, context, dl_ms, on_deadline) \
          LEFT JOIN queues q ON q.name = u.queue \
          {conflict} \
-         RETURNING id, state, run_at, created_at, priority, max_attempts, timeout_ms, queue) \
+         RETURNING id, state, run_at, created_at, priority, max_attempts, timeout_ms, queue, \
+             waiting_for, context, deadline_at, error, finished_at) \
          SELECT ins.id, ins.state, ins.run_at, ins.created_at, ins.priority, ins.max_attempts, ins.timeout_ms, \
-                COALESCE(q.fair, false) \
+                COALESCE(q.fair, false), ins.waiting_for, ins.context, ins.deadline_at, ins.error, ins.finished_at \
          FROM ins LEFT JOIN queues q ON q.name = ins.queue"
     )
 }
 
 /// What the insert stored for one row.
-#[derive(Debug, Clone, Copy)]
+/// (`Stored` also carries the flow columns the insert computed.)
+#[derive(Debug, Clone)]
 struct Stored {
     state: JobState,
     run_at: i64,
@@ -77,7 +86,13 @@ struct Stored {
     max_attempts: u32,
     timeout_ms: Option<i64>,
     fair: bool,
+    deadline_at: Option<i64>,
+    error: Option<String>,
+    finished_at: Option<i64>,
 }
+
+/// A flow job's state, error, parent count and context at insert ([`flow_insert::plan`]).
+pub(crate) use flow_insert::AtInsert;
 
 /// Parallel arrays of a batch, as `JOBS_UNNEST` takes them.
 #[derive(Default)]
@@ -107,10 +122,60 @@ struct Columns {
     inherit_priority: Vec<bool>,
     inherit_attempts: Vec<bool>,
     inherit_timeout: Vec<bool>,
+    workflow_id: Vec<Option<uuid::Uuid>>,
+    step: Vec<Option<String>>,
+    step_role: Vec<Option<&'static str>>,
+    batch_id: Vec<Option<uuid::Uuid>>,
+    after_jobs: Vec<Option<Value>>,
+    after_any_end: Vec<bool>,
+    state: Vec<Option<&'static str>>,
+    error: Vec<Option<String>>,
+    waiting_for: Vec<i32>,
+    context: Vec<Option<Value>>,
+    deadline_ms: Vec<Option<i64>>,
+    on_deadline: Vec<Option<&'static str>>,
 }
 
 impl Columns {
-    fn push(&mut self, j: &NewJob) {
+    fn push(&mut self, j: &NewJob, at_insert: Option<&AtInsert>) {
+        let f = &j.flow;
+        self.workflow_id
+            .push(f.step.as_ref().map(|s| s.workflow.0));
+        self.step.push(f.step.as_ref().map(|s| s.step.clone()));
+        self.step_role.push(f.step.as_ref().map(|s| s.role.as_str()));
+        self.batch_id.push(f.batch.map(|b| b.0));
+        self.after_jobs.push(
+            (!f.after.is_empty())
+                .then(|| Value::from(f.after.iter().map(|a| a.to_string()).collect::<Vec<_>>())),
+        );
+        self.after_any_end.push(f.after_any_end);
+        self.deadline_ms.push(
+            f.step
+                .as_ref()
+                .and_then(|s| s.deadline_ms)
+                .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+        );
+        self.on_deadline.push(
+            f.step
+                .as_ref()
+                .filter(|s| s.deadline_ms.is_some())
+                .map(|s| s.on_deadline.as_str()),
+        );
+        match at_insert {
+            Some(a) => {
+                self.state.push(a.state);
+                self.error.push(a.error.clone());
+                self.waiting_for
+                    .push(i32::try_from(a.waiting_for).unwrap_or(i32::MAX));
+                self.context.push(a.context.clone());
+            }
+            None => {
+                self.state.push(None);
+                self.error.push(None);
+                self.waiting_for.push(0);
+                self.context.push(None);
+            }
+        }
         let (at, after) = match j.run_at {
             RunAt::Now => (None, None),
             RunAt::At(ms) => (Some(ms), None),
@@ -164,10 +229,11 @@ async fn insert_rows(
     client: &impl GenericClient,
     jobs: &[&NewJob],
     window: Duration,
+    flows: &HashMap<uuid::Uuid, AtInsert>,
 ) -> QResult<HashMap<uuid::Uuid, Stored>> {
     let mut c = Columns::default();
     for j in jobs {
-        c.push(j);
+        c.push(j, flows.get(&j.id.0));
     }
     let keyed = jobs.iter().any(|j| j.idempotency_key.is_some());
     let stmt = client.prepare_cached(&insert_sql(keyed)).await?;
@@ -202,6 +268,18 @@ async fn insert_rows(
                 &c.inherit_priority,
                 &c.inherit_attempts,
                 &c.inherit_timeout,
+                &c.workflow_id,
+                &c.step,
+                &c.step_role,
+                &c.batch_id,
+                &c.after_jobs,
+                &c.after_any_end,
+                &c.state,
+                &c.error,
+                &c.waiting_for,
+                &c.context,
+                &c.deadline_ms,
+                &c.on_deadline,
             ],
         )
         .await?;
@@ -218,6 +296,9 @@ async fn insert_rows(
                 max_attempts: u32::try_from(row.column::<i32>(5)?).map_err(corrupt)?,
                 timeout_ms: row.column(6)?,
                 fair: row.column(7)?,
+                deadline_at: row.column(10)?,
+                error: row.column(11)?,
+                finished_at: row.column(12)?,
             },
         );
     }
@@ -232,11 +313,17 @@ pub(crate) async fn insert_many(
     window: Duration,
 ) -> QResult<Vec<InsertedJob>> {
     let out = insert_jobs(client, jobs, window).await?;
+    // A doomed continuation is inserted cancelled: its end counts like any other.
     record_changes(
         client,
-        out.iter()
-            .filter(|r| r.inserted)
-            .map(|r| (&r.job, EventType::JobEnqueued)),
+        out.iter().filter(|r| r.inserted).map(|r| {
+            let ty = if r.job.state == JobState::Cancelled {
+                EventType::JobCancelled
+            } else {
+                EventType::JobEnqueued
+            };
+            (&r.job, ty)
+        }),
     )
     .await?;
     Ok(out)
@@ -249,6 +336,20 @@ pub(crate) async fn insert_jobs(
     jobs: Vec<NewJob>,
     window: Duration,
 ) -> QResult<Vec<InsertedJob>> {
+    insert_jobs_with(client, jobs, window, HashMap::new()).await
+}
+
+/// [`insert_jobs`] with contexts chosen by the caller (a workflow's first steps, a
+/// compensation, a batch's `on_complete`), by job id. Jobs that wait for others are linked
+/// to their parents ([`flow_insert`]): `blocked` while a parent is pending, `cancelled` when
+/// one already ended in a way that dooms them.
+pub(crate) async fn insert_jobs_with(
+    client: &impl GenericClient,
+    jobs: Vec<NewJob>,
+    window: Duration,
+    contexts: HashMap<uuid::Uuid, Value>,
+) -> QResult<Vec<InsertedJob>> {
+    let plan = flow_insert::plan(client, &jobs, contexts).await?;
     let unkeyed: Vec<&NewJob> = jobs
         .iter()
         .filter(|j| j.idempotency_key.is_none())
@@ -256,25 +357,31 @@ pub(crate) async fn insert_jobs(
     let mut inserted = if unkeyed.is_empty() {
         HashMap::new()
     } else {
-        insert_rows(client, &unkeyed, window).await?
+        insert_rows(client, &unkeyed, window, &plan.at_insert).await?
     };
     // Keyed jobs go one at a time, in order, so a key repeated within the batch finds the
     // first job and a key whose window closed is released first.
     for job in jobs.iter().filter(|j| j.idempotency_key.is_some()) {
         let key = job.idempotency_key.as_deref().unwrap_or_default();
         release_expired_key(client, key).await?;
-        inserted.extend(insert_rows(client, &[job], window).await?);
+        inserted.extend(insert_rows(client, &[job], window, &plan.at_insert).await?);
     }
+    flow_insert::link(client, &plan.edges, &inserted).await?;
     let parked = order_inserted(client, &jobs, &inserted).await?;
     let mut out = Vec::with_capacity(jobs.len());
     for mut job in jobs {
-        match inserted.get(&job.id.0).copied() {
+        match inserted.remove(&job.id.0) {
             Some(s) => {
                 job.priority = s.priority;
                 job.max_attempts = s.max_attempts;
                 job.timeout = s.timeout_ms.map(|t| Duration::from_millis(t.max(0) as u64));
+                let new_flow = job.flow.clone();
+                let at = plan.at_insert.get(&job.id.0);
                 let mut job = Job::inserted(job, s.state, s.run_at, s.created_at);
                 job.parked = parked.contains(&job.id.0);
+                job.error = s.error;
+                job.finished_at = s.finished_at.map(errand_core::time::to_timestamp);
+                job.flow = flow_insert::shown(&new_flow, at, s.deadline_at);
                 out.push(InsertedJob {
                     job,
                     inserted: true,
@@ -311,9 +418,14 @@ async fn order_inserted(
     jobs: &[NewJob],
     inserted: &HashMap<uuid::Uuid, Stored>,
 ) -> QResult<HashSet<uuid::Uuid>> {
+    // A job inserted cancelled (a doomed continuation) takes no place in a gate or queue.
     let new: Vec<&NewJob> = jobs
         .iter()
-        .filter(|j| inserted.contains_key(&j.id.0))
+        .filter(|j| {
+            inserted
+                .get(&j.id.0)
+                .is_some_and(|s| s.state != JobState::Cancelled)
+        })
         .collect();
     let arrivals: Vec<Arrival> = new
         .iter()

@@ -10,6 +10,8 @@
 //! with `Unavailable` and nothing acknowledged is lost.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod batch_notice;
+mod batch_store;
 mod claim_plan;
 mod definition_switch;
 mod delivery_queue;
@@ -18,6 +20,8 @@ mod event_log;
 mod explain;
 mod fairness;
 mod fault;
+mod flow_end;
+mod flow_insert;
 mod gate;
 mod instance;
 mod job_log;
@@ -40,6 +44,9 @@ mod session;
 mod store;
 mod subscription;
 mod transition;
+mod wake;
 mod worker;
+mod workflow_apply;
+mod workflow_store;
 
 pub use store::{PgOptions, PgStore};

@@ -255,6 +255,13 @@ pub(crate) async fn dead_requeue(
         .await?;
     let mut jobs = jobs_from_rows(&client.query(&stmt, &[&queue, &ids]).await?)?;
     crate::gate::revived(client, &mut jobs).await?;
+    // A dead job of a batch is pending again (unless its batch completed).
+    crate::batch_store::uncount_ends(
+        client,
+        jobs.iter()
+            .filter_map(|j| j.flow.batch_id.map(|b| (b, JobState::Dead))),
+    )
+    .await?;
     record_changes(client, jobs.iter().map(|j| (j, EventType::JobEnqueued))).await?;
     Ok(jobs)
 }

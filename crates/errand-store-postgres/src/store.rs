@@ -33,8 +33,10 @@ use crate::notifier::Notifier;
 use crate::{
     definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read, job_settle,
     job_write, limit, listener, maintenance, mark, named_lease, node, queue, restore, schedule,
-    schema, session, subscription, worker,
+    schema, session, subscription, wake, worker, workflow_store,
 };
+use crate::batch_store;
+use crate::transition::EventRows;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -167,6 +169,17 @@ impl PgStore {
         Ok(self.pool.get().await?)
     }
 
+    /// Wakes the claimers of queues a flow made ready, here and on every other node.
+    fn wake_flows(&self, queues: &[String]) {
+        for q in queues {
+            self.notifier.notify(q);
+            if let Ok(name) = QueueName::parse(q) {
+                // No receiver is fine: nobody waits right now.
+                let _ = self.wakeups.send(name);
+            }
+        }
+    }
+
     /// Tells other nodes about every job in `jobs` that is ready to claim, and about the
     /// reply each job that ended left in its `reply_to` queue.
     fn announce<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) {
@@ -185,6 +198,7 @@ impl PgStore {
 
 /// Runs `$body` with `$tx` bound to a transaction on a pooled connection, committing when
 /// it returns `Ok`; dropping the transaction on `Err` rolls it back.
+/// Queues a flow made ready in the transaction are woken after commit ([`wake`]).
 macro_rules! in_tx {
     ($self:ident, |$tx:ident| $body:expr) => {{
         let run = async {
@@ -194,7 +208,11 @@ macro_rules! in_tx {
             $tx.commit().await?;
             QResult::Ok(out)
         };
-        run.await.map_err(StoreError::from)
+        let (out, woken) = wake::collecting(run).await;
+        if out.is_ok() {
+            $self.wake_flows(&woken);
+        }
+        out.map_err(StoreError::from)
     }};
 }
 
@@ -205,7 +223,11 @@ macro_rules! on_conn {
             let $c = $self.client().await?;
             QResult::Ok($body)
         };
-        run.await.map_err(StoreError::from)
+        let (out, woken) = wake::collecting(run).await;
+        if out.is_ok() {
+            $self.wake_flows(&woken);
+        }
+        out.map_err(StoreError::from)
     }};
 }
 
@@ -306,106 +328,127 @@ impl Store for PgStore {
 
     async fn workflow_create(
         &self,
-        _params: errand_store::WorkflowCreateParams,
+        params: errand_store::WorkflowCreateParams,
     ) -> Result<(errand_core::workflow::Workflow, bool), StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        in_tx!(self, |tx| workflow_store::create(&tx, params).await?)
     }
 
     async fn workflow_get(
         &self,
-        _id: errand_core::WorkflowId,
+        id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        in_tx!(self, |tx| workflow_store::get(&tx, id).await?)
     }
 
     async fn workflow_list(
         &self,
-        _params: errand_store::WorkflowListParams,
+        params: errand_store::WorkflowListParams,
     ) -> Result<Vec<errand_core::workflow::WorkflowSummary>, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        on_conn!(self, |c| workflow_store::list(&c, &params).await?)
     }
 
     async fn workflow_cancel(
         &self,
-        _id: errand_core::WorkflowId,
+        id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        in_tx!(self, |tx| workflow_store::cancel(&tx, id).await?)
     }
 
     async fn workflow_retry(
         &self,
-        _id: errand_core::WorkflowId,
+        id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        in_tx!(self, |tx| workflow_store::retry(&tx, id).await?)
     }
 
     async fn workflow_supervise(
         &self,
-        _limit: u32,
+        limit: u32,
     ) -> Result<Vec<errand_store::SupervisedStep>, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        in_tx!(self, |tx| workflow_store::supervise(&tx, limit).await?)
     }
 
     async fn workflow_template_put(
         &self,
-        _name: &str,
-        _spec: errand_core::workflow::WorkflowSpec,
+        name: &str,
+        spec: errand_core::workflow::WorkflowSpec,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        on_conn!(self, |c| workflow_store::template_put(&c, name, &spec).await?)
     }
 
     async fn workflow_template_get(
         &self,
-        _name: &str,
+        name: &str,
     ) -> Result<errand_core::workflow::WorkflowSpec, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        on_conn!(self, |c| workflow_store::template_get(&c, name).await?)
     }
 
     async fn workflow_template_list(
         &self,
     ) -> Result<Vec<(String, errand_core::workflow::WorkflowSpec)>, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        on_conn!(self, |c| workflow_store::template_list(&c).await?)
     }
 
-    async fn workflow_template_delete(&self, _name: &str) -> Result<(), StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+    async fn workflow_template_delete(&self, name: &str) -> Result<(), StoreError> {
+        on_conn!(self, |c| workflow_store::template_delete(&c, name).await?)
     }
 
     async fn batch_create(
         &self,
-        _batch: errand_core::batch::NewBatch,
-        _params: JobInsertManyParams,
+        batch: errand_core::batch::NewBatch,
+        params: JobInsertManyParams,
     ) -> Result<errand_store::BatchWrite, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        let window = params.idempotency_window;
+        let out = in_tx!(self, |tx| {
+            let mut events = EventRows::default();
+            let out = batch_store::create(&tx, &batch, params.jobs, window, &mut events).await?;
+            events.append(&tx).await?;
+            out
+        })?;
+        self.announce(out.jobs.iter().filter(|r| r.inserted).map(|r| &r.job));
+        Ok(out)
     }
 
     async fn batch_add(
         &self,
-        _id: errand_core::BatchId,
-        _params: JobInsertManyParams,
+        id: errand_core::BatchId,
+        params: JobInsertManyParams,
     ) -> Result<errand_store::BatchWrite, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        let window = params.idempotency_window;
+        let out = in_tx!(self, |tx| {
+            let mut events = EventRows::default();
+            let out = batch_store::add(&tx, id, params.jobs, window, &mut events).await?;
+            events.append(&tx).await?;
+            out
+        })?;
+        self.announce(out.jobs.iter().filter(|r| r.inserted).map(|r| &r.job));
+        Ok(out)
     }
 
     async fn batch_close(
         &self,
-        _id: errand_core::BatchId,
+        id: errand_core::BatchId,
     ) -> Result<errand_core::batch::Batch, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        in_tx!(self, |tx| {
+            let mut events = EventRows::default();
+            let out = batch_store::close(&tx, id, &mut events).await?;
+            events.append(&tx).await?;
+            out
+        })
     }
 
     async fn batch_get(
         &self,
-        _id: errand_core::BatchId,
+        id: errand_core::BatchId,
     ) -> Result<errand_core::batch::Batch, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        on_conn!(self, |c| batch_store::get(&c, id).await?)
     }
 
     async fn batch_list(
         &self,
-        _params: errand_store::BatchListParams,
+        params: errand_store::BatchListParams,
     ) -> Result<Vec<errand_core::batch::Batch>, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        on_conn!(self, |c| batch_store::list(&c, &params).await?)
     }
 
     /// Reachable is not enough: a standby in recovery, or a database or role with

@@ -10,7 +10,7 @@ use errand_store::StoreError;
 
 use crate::delivery_record::insert_deliveries;
 use crate::fault::{Fault, QResult};
-use crate::job_write;
+use crate::{flow_end, job_write};
 
 /// Events to append, as parallel arrays.
 #[derive(Default)]
@@ -69,16 +69,37 @@ pub(crate) async fn record_change(
 
 /// Records a batch of changes: one event each, and for each change that left its job final
 /// (succeeded, dead, cancelled) its reply message in `reply_to` (a normal insert with its
-/// own `job.enqueued`, after the job's event) and its callback delivery. A constant number
-/// of statements however large the batch.
+/// own `job.enqueued`, after the job's event), its callback delivery, and what its end does
+/// to its flows ([`flow_end`]: its workflow, children and batch). A constant number of
+/// statements however large the batch, for jobs without flows.
 pub(crate) async fn record_changes<'a>(
     client: &impl GenericClient,
     changes: impl IntoIterator<Item = (&'a Job, EventType)>,
+) -> QResult<()> {
+    record(client, changes, true).await
+}
+
+/// [`record_changes`] for jobs a workflow's plan cancelled: their workflow does not advance
+/// again for them (the plan counted them), the rest of their end is as usual.
+pub(crate) async fn record_plan_cancels(client: &impl GenericClient, jobs: &[Job]) -> QResult<()> {
+    record(
+        client,
+        jobs.iter().map(|j| (j, EventType::JobCancelled)),
+        false,
+    )
+    .await
+}
+
+async fn record<'a>(
+    client: &impl GenericClient,
+    changes: impl IntoIterator<Item = (&'a Job, EventType)>,
+    workflow_hook: bool,
 ) -> QResult<()> {
     let mut events = EventRows::default();
     let mut replies = Vec::new();
     let mut callbacks = Vec::new();
     let mut now = None;
+    let mut ended = Vec::new();
     for (job, ty) in changes {
         events.push_job(job, ty)?;
         if job.state.is_final() {
@@ -86,6 +107,15 @@ pub(crate) async fn record_changes<'a>(
             now = Some(at);
             replies.extend(reply_for(job));
             callbacks.extend(callback_for(job, at));
+            ended.push(job.clone());
+        }
+    }
+    if !ended.is_empty() {
+        for job in flow_end::on_end(client, ended, workflow_hook, &mut events).await? {
+            let at = to_millis(job.updated_at);
+            now = Some(at);
+            replies.extend(reply_for(&job));
+            callbacks.extend(callback_for(&job, at));
         }
     }
     if !replies.is_empty() {

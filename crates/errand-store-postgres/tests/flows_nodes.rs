@@ -1,0 +1,352 @@
+//! Three store instances on one schema (three "nodes", each with its own pool) end the
+//! parents of joins and the jobs of a batch at the same moment. Checks what only real
+//! concurrency across nodes can break: each join (a continuation with two parents, a
+//! workflow step with two parent steps) is released exactly once, and a batch settled from
+//! three nodes completes exactly once (one `on_complete` job).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use errand_core::batch::{BatchState, NewBatch};
+use errand_core::flow::{DeadlinePolicy, StepRef, StepRole};
+use errand_core::schedule_spec::JobTemplate;
+use errand_core::workflow::{NewStep, NewWorkflow, OnStepFailure, WorkflowState};
+use errand_core::{
+    BatchId, EventType, JobId, JobKind, JobState, NewJob, QueueName, RetryPolicy, WorkflowId,
+};
+use errand_store::conformance::new_job;
+use errand_store::{
+    JobClaimParams, JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, Store,
+    WorkflowCreateParams,
+};
+use errand_store_postgres::{PgOptions, PgStore};
+use errand_testkit::PgSchema;
+use serde_json::json;
+
+const NODES: usize = 3;
+const JOINS: usize = 100;
+const BATCH: usize = 2000;
+const WINDOW: Duration = Duration::from_secs(3600);
+
+async fn nodes(schema: &PgSchema) -> Vec<Arc<PgStore>> {
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(Arc::new(
+            PgStore::connect(&PgOptions {
+                schema: schema.name.clone(),
+                pool_size: 4,
+                ..PgOptions::new(&schema.url)
+            })
+            .await
+            .expect("connect"),
+        ));
+    }
+    nodes
+}
+
+fn q(name: &str) -> QueueName {
+    QueueName::parse(name).expect("queue name")
+}
+
+/// Claims from `queues` in turn on `node` and settles each claim at once (every
+/// `dead_every`-th job of a claim dead), until `settled` reaches `target`.
+async fn drain(
+    node: Arc<PgStore>,
+    queues: Vec<&'static str>,
+    settled: Arc<AtomicUsize>,
+    target: usize,
+    dead_every: usize,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut turn = 0;
+    while settled.load(Ordering::SeqCst) < target {
+        assert!(Instant::now() < deadline, "not every job was settled in time");
+        let queue = queues[turn % queues.len()];
+        turn += 1;
+        let claimed = node
+            .job_claim(JobClaimParams {
+                queue: q(queue),
+                worker: "w".into(),
+                max: 8,
+                lease: Duration::from_secs(60),
+                kinds: vec![],
+            })
+            .await
+            .expect("claim");
+        if claimed.is_empty() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let settlements = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if dead_every > 0 && i % dead_every == dead_every - 1 {
+                    Settlement::Fail {
+                        id: c.job.id,
+                        lease_token: c.lease_token,
+                        error: "no".into(),
+                        retry_in: None,
+                        dead: true,
+                        report: None,
+                    }
+                } else {
+                    Settlement::Complete {
+                        id: c.job.id,
+                        lease_token: c.lease_token,
+                        result: Some(json!({ "id": c.job.id })),
+                        report: None,
+                        session_state: None,
+                    }
+                }
+            })
+            .collect();
+        let out = node
+            .job_settle_many(JobSettleManyParams {
+                settlements,
+                retry_policy: RetryPolicy::default(),
+            })
+            .await
+            .expect("settle");
+        for r in &out {
+            assert!(r.is_ok(), "a settle was refused: {r:?}");
+        }
+        settled.fetch_add(out.len(), Ordering::SeqCst);
+    }
+}
+
+fn step_job(queue: &str, workflow: WorkflowId, step: &str) -> NewJob {
+    let mut job = new_job(queue, "k");
+    job.flow.step = Some(StepRef {
+        workflow,
+        step: step.into(),
+        role: StepRole::Step,
+        deadline_ms: None,
+        on_deadline: DeadlinePolicy::Fail,
+    });
+    job
+}
+
+fn join_workflow() -> NewWorkflow {
+    let id = WorkflowId::new();
+    let step = |name: &str, queue: &str, deps: &[&str]| NewStep {
+        name: name.into(),
+        job: step_job(queue, id, name),
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        compensate: None,
+    };
+    NewWorkflow {
+        id,
+        name: None,
+        template: None,
+        input: json!({"w": 1}),
+        idempotency_key: None,
+        on_failure: OnStepFailure::Finish,
+        steps: vec![
+            step("a", "left", &[]),
+            step("b", "right", &[]),
+            step("c", "joins", &["a", "b"]),
+        ],
+    }
+}
+
+/// Every event of the log, by job id: how many `job.enqueued` each job has.
+async fn enqueued_per_job(store: &PgStore) -> HashMap<JobId, usize> {
+    let mut out = HashMap::new();
+    let mut all: HashMap<JobId, Vec<String>> = HashMap::new();
+    let mut after = None;
+    loop {
+        let page = store.event_read(after, 1000).await.expect("events");
+        if page.events.is_empty() {
+            for (id, n) in &out {
+                if *n > 2 {
+                    eprintln!("{id}: {:#?}", all.get(id));
+                }
+            }
+            return out;
+        }
+        for e in &page.events {
+            if let Some(id) = e.body.job_id() {
+                all.entry(id).or_default().push(format!("{:?} {:?}", e.id, e.body));
+            }
+            if e.body.event_type == EventType::JobEnqueued {
+                if let Some(id) = e.body.job_id() {
+                    *out.entry(id).or_default() += 1;
+                }
+            }
+        }
+        after = page.events.last().map(|e| e.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
+    let Some(schema) = PgSchema::create("joins across nodes").await else {
+        return;
+    };
+    let nodes = nodes(&schema).await;
+    let mut jobs = Vec::new();
+    let mut children = Vec::new();
+    for _ in 0..JOINS {
+        let left = new_job("left", "k");
+        let right = new_job("right", "k");
+        let mut child = new_job("joins", "k");
+        child.flow.after = vec![left.id, right.id];
+        children.push(child.id);
+        jobs.extend([left, right, child]);
+    }
+    nodes[0]
+        .job_insert_many(JobInsertManyParams {
+            jobs,
+            idempotency_window: WINDOW,
+        })
+        .await
+        .expect("insert joins");
+    let mut workflows = Vec::new();
+    for _ in 0..JOINS {
+        let w = join_workflow();
+        let c = w.steps[2].job.id;
+        let (made, created) = nodes[1]
+            .workflow_create(WorkflowCreateParams {
+                workflow: w,
+                idempotency_window: WINDOW,
+            })
+            .await
+            .expect("create workflow");
+        assert!(created);
+        workflows.push(made.id);
+        children.push(c);
+    }
+    for id in &children {
+        let job = nodes[2].job_get(*id).await.expect("child");
+        assert_eq!(job.state, JobState::Blocked);
+        assert_eq!(job.flow.waiting_for, 2);
+    }
+
+    // Node 0 ends left parents, node 1 right ones, node 2 both: the two parents of a join
+    // end on two nodes at once.
+    let settled = Arc::new(AtomicUsize::new(0));
+    let target = 4 * JOINS;
+    let tasks = [
+        tokio::spawn(drain(nodes[0].clone(), vec!["left"], settled.clone(), target, 0)),
+        tokio::spawn(drain(nodes[1].clone(), vec!["right"], settled.clone(), target, 0)),
+        tokio::spawn(drain(
+            nodes[2].clone(),
+            vec!["left", "right"],
+            settled.clone(),
+            target,
+            0,
+        )),
+    ];
+    for t in tasks {
+        t.await.expect("drain");
+    }
+
+    let enqueued = enqueued_per_job(&nodes[0]).await;
+    for id in &children {
+        let job = nodes[0].job_get(*id).await.expect("child");
+        assert_eq!(job.state, JobState::Available, "join {id} was not released");
+        assert_eq!(job.flow.waiting_for, 0);
+        let parents = job.flow.context.as_ref().expect("context");
+        let n = parents
+            .get("parents")
+            .and_then(|p| p.as_object())
+            .map_or(0, |p| p.len());
+        assert_eq!(n, 2, "join {id} context: {parents}");
+        // Once at insert (blocked), once at release.
+        assert_eq!(enqueued.get(id), Some(&2), "join {id} was released more than once");
+    }
+
+    // The joins run; every workflow succeeds.
+    let settled = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            tokio::spawn(drain(
+                n.clone(),
+                vec!["joins"],
+                settled.clone(),
+                2 * JOINS,
+                0,
+            ))
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("drain joins");
+    }
+    for id in workflows {
+        let w = nodes[2].workflow_get(id).await.expect("workflow");
+        assert_eq!(w.state, WorkflowState::Succeeded, "workflow {id}: {w:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_settled_from_three_nodes_completes_once() {
+    let Some(schema) = PgSchema::create("a batch across nodes").await else {
+        return;
+    };
+    let nodes = nodes(&schema).await;
+    let id = BatchId::new();
+    let jobs: Vec<NewJob> = (0..BATCH)
+        .map(|_| {
+            let mut j = new_job("bulk", "k");
+            j.flow.batch = Some(id);
+            j
+        })
+        .collect();
+    let made = nodes[0]
+        .batch_create(
+            NewBatch {
+                id,
+                on_complete: Some(JobTemplate {
+                    kind: JobKind::parse("summary").expect("kind"),
+                    queue: q("done"),
+                    payload: json!({}),
+                    priority: 0,
+                    max_attempts: 1,
+                    timeout_ms: None,
+                    tags: vec![],
+                }),
+                callback_url: None,
+                open: false,
+            },
+            JobInsertManyParams {
+                jobs,
+                idempotency_window: WINDOW,
+            },
+        )
+        .await
+        .expect("create batch");
+    assert_eq!(made.batch.state, BatchState::Closed);
+    assert_eq!(made.batch.counts.pending, BATCH as u64);
+
+    let settled = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|n| tokio::spawn(drain(n.clone(), vec!["bulk"], settled.clone(), BATCH, 5)))
+        .collect();
+    for t in tasks {
+        t.await.expect("drain batch");
+    }
+
+    let batch = nodes[1].batch_get(id).await.expect("batch");
+    assert_eq!(batch.state, BatchState::Completed);
+    assert_eq!(batch.counts.total, BATCH as u64);
+    assert_eq!(batch.counts.pending, 0);
+    assert_eq!(batch.counts.succeeded + batch.counts.dead, BATCH as u64);
+    assert!(batch.counts.dead > 0);
+    let summaries = nodes[2]
+        .job_list(JobListParams {
+            queue: Some(q("done")),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(summaries.len(), 1, "on_complete enqueued more than once");
+    assert_eq!(Some(summaries[0].id), batch.on_complete_job_id);
+    let context = summaries[0].flow.context.as_ref().expect("context");
+    assert_eq!(context["batch"]["dead"], json!(batch.counts.dead));
+}
