@@ -30,13 +30,15 @@ const FAN_OUT: &str = "fan-out";
 /// Queue of a batch's `on_complete` job.
 const FAN_IN: &str = "fan-in";
 /// Concurrent workflow producers (each its own connection).
-const PRODUCERS: usize = 4;
+const PRODUCERS: usize = 16;
 /// Workers of the end-to-end and batch parts.
 const WORKERS: usize = 8;
 /// Jobs per claim and settle.
 const CLAIM_BATCH: u32 = 500;
 /// How long a timed waiting claim may wait before the child counts as lost.
 const WAIT_MS: u64 = 10_000;
+/// How long a part's workers may take before the run is called stuck.
+const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// `method path` with a JSON body on `conn`; the answer's JSON, or an error naming the
 /// status and body.
@@ -238,7 +240,9 @@ pub async fn workflows_end_to_end(nodes: &[Client], count: usize) -> anyhow::Res
     .await?;
     let started = start.elapsed();
     for w in workers {
-        w.await??;
+        tokio::time::timeout(GIVE_UP, w)
+            .await
+            .map_err(|_| anyhow::anyhow!("the workflows did not finish within {GIVE_UP:?}"))???;
     }
     let elapsed = start.elapsed();
     println!(
@@ -290,7 +294,9 @@ pub async fn batch_fan_in(nodes: &[Client], size: usize, rounds: usize) -> anyho
         let t = Instant::now();
         let done = Arc::new(AtomicU64::new(0));
         for w in spawn_workers(nodes, FAN_OUT, done.clone(), size as u64 - 1) {
-            w.await??;
+            tokio::time::timeout(GIVE_UP, w)
+                .await
+                .map_err(|_| anyhow::anyhow!("the batch was not worked within {GIVE_UP:?}"))???;
         }
         let worked = t.elapsed();
         anyhow::ensure!(
