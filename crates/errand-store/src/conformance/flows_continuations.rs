@@ -177,3 +177,22 @@ pub(crate) async fn a_continuation_waits_for_every_parent_and_wakes_its_queue(
         }
     }
 }
+
+/// Cancelling a waiting continuation by hand dooms its own continuations.
+pub(crate) async fn cancelling_a_waiting_continuation_dooms_its_own(Ctx { store, .. }: Ctx) {
+    let a = new_job("a", "k");
+    let b = after("b", &[a.id], false);
+    let c = after("c", &[b.id], false);
+    insert(&store, vec![a.clone(), b.clone(), c.clone()]).await;
+    let jb = store.job_cancel(b.id).await.expect("cancel b");
+    assert_eq!(jb.state, JobState::Cancelled);
+    let jc = store.job_get(c.id).await.expect("c");
+    assert_eq!(jc.state, JobState::Cancelled);
+    assert_eq!(jc.error, Some(doomed_error(b.id, JobState::Cancelled)));
+    let p = claim_only(&store, "a").await;
+    complete_with(&store, &p, json!(1)).await;
+    assert!(
+        claim(&store, "b", 10).await.is_empty(),
+        "a cancelled child stays cancelled"
+    );
+}
