@@ -24,6 +24,8 @@ pub(crate) async fn a_continuation_runs_after_its_parent_succeeds(Ctx { store, .
         claim(&store, "b", 10).await.is_empty(),
         "a blocked job is not claimed"
     );
+    let counts = store.queue_get(&queue("b")).await.expect("queue").counts;
+    assert_eq!((counts.blocked, counts.available), (1, 0));
     let p = claim_only(&store, "a").await;
     complete_with(&store, &p, json!({"total": 3})).await;
     let c = claim_only(&store, "b").await;
