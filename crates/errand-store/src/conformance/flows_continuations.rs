@@ -198,3 +198,24 @@ pub(crate) async fn cancelling_a_waiting_continuation_dooms_its_own(Ctx { store,
         "a cancelled child stays cancelled"
     );
 }
+
+/// A waiting continuation holds no place of its lock: another job of the lock runs
+/// meanwhile. Released, it joins the lock's line and runs when the lock is free.
+pub(crate) async fn a_waiting_continuation_holds_no_lock_until_released(Ctx { store, .. }: Ctx) {
+    let parent = new_job("a", "k");
+    let mut child = after("b", &[parent.id], false);
+    child.ordering.lock_key = Some("L".into());
+    insert(&store, vec![parent.clone(), child.clone()]).await;
+    insert(&store, vec![locked("b", "L")]).await;
+    let holder = claim_only(&store, "b").await;
+    assert_ne!(holder.job.id, child.id);
+    let p = claim_only(&store, "a").await;
+    complete_with(&store, &p, json!(1)).await;
+    assert!(
+        claim(&store, "b", 10).await.is_empty(),
+        "released, it waits for the lock"
+    );
+    complete_with(&store, &holder, json!(2)).await;
+    let c = claim_only(&store, "b").await;
+    assert_eq!(c.job.id, child.id);
+}

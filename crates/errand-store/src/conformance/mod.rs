@@ -281,6 +281,7 @@ macro_rules! conformance_suite {
             a_completed_batch_calls_back_and_logs_its_event,
             a_revived_step_of_an_ended_workflow_changes_nothing,
             cancelling_a_waiting_continuation_dooms_its_own,
+            a_waiting_continuation_holds_no_lock_until_released,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
