@@ -13,6 +13,7 @@
 mod client;
 mod definitions;
 mod error;
+mod flows;
 mod events;
 mod job_host;
 mod ordering;
