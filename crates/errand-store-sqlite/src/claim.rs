@@ -45,7 +45,10 @@ fn ready_filter(kinds: Option<&str>) -> String {
 }
 
 fn leased_row(row: &Row<'_>) -> QResult<(Job, Option<i64>)> {
-    Ok((job_from_row(row)?, row.get(34)?))
+    Ok((
+        job_from_row(row)?,
+        row.get(crate::job_row::JOB_COLUMN_COUNT)?,
+    ))
 }
 
 /// Leases up to `max` ready jobs of one queue and opens an attempt for each.

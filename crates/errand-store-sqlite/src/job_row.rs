@@ -1,7 +1,9 @@
 //! Reading a job row back into a [`Job`].
 
+use errand_core::flow::{JobFlow, StepRole};
 use errand_core::time::to_timestamp;
 use errand_core::{Attempt, AttemptOutcome, Job, JobId, JobKind, JobState, Millis, QueueName};
+use errand_core::{BatchId, WorkflowId};
 use errand_store::StoreError;
 use rusqlite::Row;
 use serde_json::Value;
@@ -14,7 +16,11 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority,
      max_attempts, timeout_ms, tags, idempotency_key, result, error, progress, checkpoint, worker, \
      lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
      reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
-     fairness_weight, rate_key, parked";
+     fairness_weight, rate_key, parked, workflow_id, step, step_role, batch_id, after_jobs, \
+     after_any_end, waiting_for, context, deadline_at";
+
+/// How many columns [`JOB_COLUMNS`] names: a query that selects more reads them from here on.
+pub(crate) const JOB_COLUMN_COUNT: usize = 43;
 
 fn corrupt(what: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(what.to_string()))
@@ -39,7 +45,7 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
     let state: String = row.get(3)?;
     let tags: String = row.get(10)?;
     Ok(Job {
-        flow: Default::default(),
+        flow: flow_from_row(row)?,
         reply_to: row
             .get::<_, Option<String>>(24)?
             .map(|q| QueueName::parse(&q))
@@ -84,6 +90,39 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
         )
         .map_err(corrupt)?,
         parked: row.get(33)?,
+    })
+}
+
+/// The flow columns of a row selected with [`JOB_COLUMNS`] (34 to 42).
+fn flow_from_row(row: &Row<'_>) -> QResult<JobFlow> {
+    let workflow_id = row
+        .get::<_, Option<Vec<u8>>>(34)?
+        .map(|b| WorkflowId::from_slice(&b).ok_or_else(|| corrupt("workflow id is not 16 bytes")))
+        .transpose()?;
+    let step_role = row
+        .get::<_, Option<String>>(36)?
+        .map(|r| StepRole::parse(&r).map_err(corrupt))
+        .transpose()?;
+    let batch_id = row
+        .get::<_, Option<Vec<u8>>>(37)?
+        .map(|b| BatchId::from_slice(&b).ok_or_else(|| corrupt("batch id is not 16 bytes")))
+        .transpose()?;
+    let after: Vec<JobId> = match row.get::<_, Option<String>>(38)? {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("after_jobs: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(JobFlow {
+        workflow_id,
+        step: row.get(35)?,
+        step_role,
+        batch_id,
+        after,
+        after_any_end: row.get(39)?,
+        waiting_for: row.get(40)?,
+        context: json_column(row, 41)?,
+        deadline_at: instant(row, 42)?,
     })
 }
 

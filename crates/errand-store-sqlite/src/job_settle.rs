@@ -238,7 +238,9 @@ pub(crate) fn cancel(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> 
             Some("cancelled"),
         )?;
     }
-    if job.parked {
+    if job.state == JobState::Blocked {
+        // A waiting job has not joined its gate's line yet.
+    } else if job.parked {
         gate::left_line(conn, now, &cancelled)?;
     } else {
         gate::released(conn, now, &mut cancelled)?;
@@ -269,6 +271,9 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
     .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
     if before.state.is_final() {
         gate::revived(conn, now, &mut job)?;
+        if let Some(b) = job.flow.batch_id {
+            crate::batch::job_revived(conn, b, before.state)?;
+        }
     } else {
         gate::made_due(conn, now, &mut job)?;
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use errand_core::flow::NewJobFlow;
 use errand_core::job::RunAt;
 use errand_core::{EventType, Job, JobState, Millis, NewJob};
 use errand_store::{InsertedJob, JobHeartbeatParams, JobReleaseManyParams, StoreError};
@@ -13,7 +14,7 @@ use crate::fault::{Fault, QResult};
 use crate::job_row::{json_text, load_job, query_jobs, JOB_COLUMNS};
 use crate::queue_row::{self, QueueRow};
 use crate::transition::record_change;
-use crate::{fairness, gate};
+use crate::{fairness, flow, gate};
 
 fn duration_ms(d: std::time::Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -39,6 +40,11 @@ impl PreparedJob {
     /// The id the job is inserted under.
     pub(crate) fn id(&self) -> errand_core::JobId {
         self.job.id
+    }
+
+    /// Puts the job in a batch.
+    pub(crate) fn set_batch(&mut self, batch: errand_core::BatchId) {
+        self.job.flow.batch = Some(batch);
     }
 }
 
@@ -83,9 +89,12 @@ pub(crate) fn insert_many(
         "INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
          timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, \
          schedule_name, schedule_slot, reply_to, correlation_id, callback_url, gate, gate_limit, \
-         gate_seq, session_on_dead, parked, fairness_key, fairness_weight, fair_rank, rate_key) \
+         gate_seq, session_on_dead, parked, fairness_key, fairness_weight, fair_rank, rate_key, \
+         workflow_id, step, step_role, batch_id, after_jobs, after_any_end, waiting_for, \
+         on_deadline, deadline_ms, error, finished_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, \
+         ?37, ?38)",
     )?;
     for PreparedJob {
         mut job,
@@ -104,12 +113,19 @@ pub(crate) fn insert_many(
                 continue;
             }
         }
+        let wait = flow::count_parents(conn, &job)?;
+        let has_flow = job.flow != NewJobFlow::default();
         let run_at = resolve_run_at(job.run_at, now);
-        let state = if run_at > now {
+        let state = if wait.doomed.is_some() {
+            JobState::Cancelled
+        } else if wait.waiting_for > 0 {
+            JobState::Blocked
+        } else if run_at > now {
             JobState::Scheduled
         } else {
             JobState::Available
         };
+        let in_line = matches!(state, JobState::Available | JobState::Scheduled);
         let plain = job.ordering.is_plain();
         let rank = if plain && !q.fair {
             None
@@ -118,14 +134,21 @@ pub(crate) fn insert_many(
         };
         let gate = job.ordering.gate();
         let (seq, parked) = match &gate {
-            Some(g) => {
+            // A waiting or doomed job joins its gate's line when (if) it becomes ready.
+            Some(g) if in_line => {
                 let (seq, parked) = gate::arrive(conn, now, g, run_at <= now, true)?;
                 (Some(seq), parked)
             }
-            None => (None, false),
+            _ => (None, false),
         };
         let timeout_ms = job.timeout.map(duration_ms);
         let o = &job.ordering;
+        let f = &job.flow;
+        let after = if f.after.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&f.after).map_err(|e| StoreError::Invalid(e.to_string()))?)
+        };
         insert.execute(params![
             job.id.as_bytes().as_slice(),
             job.kind.as_str(),
@@ -156,10 +179,46 @@ pub(crate) fn insert_many(
             o.fairness_weight,
             rank,
             o.rate_key,
+            f.step.as_ref().map(|s| s.workflow.as_bytes().to_vec()),
+            f.step.as_ref().map(|s| s.step.as_str()),
+            f.step.as_ref().map(|s| s.role.as_str()),
+            f.batch.map(|b| b.as_bytes().to_vec()),
+            after,
+            f.after_any_end,
+            wait.waiting_for,
+            f.step.as_ref().map(|s| s.on_deadline.as_str()),
+            f.step
+                .as_ref()
+                .and_then(|s| s.deadline_ms)
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            wait.doomed,
+            wait.doomed.as_ref().map(|_| now),
         ])?;
-        let mut job = Job::inserted(job, state, run_at, now);
-        job.parked = parked;
-        record_change(conn, now, &job, EventType::JobEnqueued)?;
+        if !has_flow {
+            let mut job = Job::inserted(job, state, run_at, now);
+            job.parked = parked;
+            record_change(conn, now, &job, EventType::JobEnqueued)?;
+            out.push(InsertedJob {
+                job,
+                inserted: true,
+            });
+            continue;
+        }
+        let id = job.id;
+        flow::link(conn, id, &f.after)?;
+        if let Some(b) = f.batch {
+            crate::batch::job_added(conn, b)?;
+        }
+        if in_line {
+            flow::ready_at_insert(conn, now, id)?;
+        }
+        let job = load_job(conn, id)?;
+        let ty = if state == JobState::Cancelled {
+            EventType::JobCancelled
+        } else {
+            EventType::JobEnqueued
+        };
+        record_change(conn, now, &job, ty)?;
         out.push(InsertedJob {
             job,
             inserted: true,

@@ -6,6 +6,7 @@
 //! small pool of read-only connections and never wait for the writer.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod batch;
 mod claim;
 mod definition_switch;
 mod delivery_queue;
@@ -15,6 +16,8 @@ mod explain;
 mod fairness;
 mod fault;
 mod file_watch;
+mod flow;
+mod flow_end;
 mod gate;
 mod instance;
 mod job_log;
@@ -37,7 +40,9 @@ mod session;
 mod store;
 mod subscription;
 mod transition;
+mod wake;
 mod worker;
+mod workflow;
 mod writer;
 
 pub use store::{Durability, SqliteOptions, SqliteStore};

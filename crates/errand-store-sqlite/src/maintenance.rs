@@ -114,6 +114,10 @@ pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResu
     )?;
     let mut attempts = conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")?;
     let mut jobs = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+    // A finished job's edges are spent: its children counted its end, and it waits for
+    // nothing any more.
+    let mut edges =
+        conn.prepare_cached("DELETE FROM job_deps WHERE parent_id = ?1 OR child_id = ?1")?;
     let mut deleted = 0u64;
     for queue in &queues {
         for state in p.states.iter().filter(|s| s.is_final()) {
@@ -130,6 +134,7 @@ pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResu
             for (id, gate) in &ids {
                 attempts.execute([id])?;
                 jobs.execute([id])?;
+                edges.execute([id])?;
                 if let Some(g) = gate {
                     gated.push((id.clone(), g.clone()));
                 }

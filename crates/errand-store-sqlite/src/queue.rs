@@ -168,6 +168,9 @@ pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) 
     });
     for job in &mut jobs {
         gate::revived(conn, now, job)?;
+        if let Some(b) = job.flow.batch_id {
+            crate::batch::job_revived(conn, b, errand_core::JobState::Dead)?;
+        }
     }
     record_changes(conn, now, jobs.iter().map(|j| (j, EventType::JobEnqueued)))?;
     Ok(jobs.len() as u64)

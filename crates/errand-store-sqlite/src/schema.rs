@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_script_host.sql"),
     include_str!("../migrations/0008_results.sql"),
     include_str!("../migrations/0009_ordering.sql"),
+    include_str!("../migrations/0010_flows.sql"),
 ];
 
 /// Brings the schema up to date in one transaction per migration.

@@ -30,11 +30,12 @@ use rusqlite::{Connection, OpenFlags, MAIN_DB};
 use crate::fault::{db_error, Fault, QResult};
 use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
+use crate::wake::Wakeups;
 use crate::writer::Writer;
 use crate::{
-    claim, definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read,
-    job_row, job_settle, job_write, limit, maintenance, mark, named_lease, node, queue, restore,
-    schedule, schema, session, subscription, worker,
+    batch, claim, definition_switch, delivery_queue, event_log, explain, instance, job_log,
+    job_read, job_row, job_settle, job_write, limit, maintenance, mark, named_lease, node, queue,
+    restore, schedule, schema, session, subscription, worker, workflow,
 };
 
 /// Runs several reads on one snapshot: a read connection outside a transaction gives each
@@ -86,6 +87,8 @@ pub struct SqliteStore {
     /// Every query's "now" (leases, run_at, retention, node liveness) comes from here, read
     /// when the query runs, so the store has one clock a test can drive.
     clock: Clock,
+    /// Queues that flows made ready, sent after each commit.
+    wakeups: Wakeups,
 }
 
 /// How long a connection waits for a lock another connection holds before the operation
@@ -247,8 +250,10 @@ impl SqliteStore {
             r.set_prepared_statement_cache_capacity(64);
             readers.push(r);
         }
+        let wakeups = Wakeups::new();
         Ok(Self {
-            writer: Writer::start(conn, watch.clone())?,
+            writer: Writer::start(conn, watch.clone(), wakeups.clone())?,
+            wakeups,
             readers: ReadPool::new(readers),
             durability,
             origin,
@@ -416,106 +421,135 @@ impl Store for SqliteStore {
 
     async fn workflow_create(
         &self,
-        _params: errand_store::WorkflowCreateParams,
+        params: errand_store::WorkflowCreateParams,
     ) -> Result<(errand_core::workflow::Workflow, bool), StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        self.write_at(move |conn, now| workflow::create(conn, now, params))
+            .await
     }
 
     async fn workflow_get(
         &self,
-        _id: errand_core::WorkflowId,
+        id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        self.readers
+            .read(move |conn| in_snapshot(conn, |c| workflow::get(c, id)))
+            .await
     }
 
     async fn workflow_list(
         &self,
-        _params: errand_store::WorkflowListParams,
+        params: errand_store::WorkflowListParams,
     ) -> Result<Vec<errand_core::workflow::WorkflowSummary>, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        self.readers
+            .read(move |conn| workflow::list(conn, &params))
+            .await
     }
 
     async fn workflow_cancel(
         &self,
-        _id: errand_core::WorkflowId,
+        id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        self.write_at(move |conn, now| workflow::cancel(conn, now, id))
+            .await
     }
 
     async fn workflow_retry(
         &self,
-        _id: errand_core::WorkflowId,
+        id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        self.write_at(move |conn, now| workflow::retry(conn, now, id))
+            .await
     }
 
     async fn workflow_supervise(
         &self,
-        _limit: u32,
+        limit: u32,
     ) -> Result<Vec<errand_store::SupervisedStep>, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        self.write_at(move |conn, now| workflow::supervise(conn, now, limit))
+            .await
     }
 
     async fn workflow_template_put(
         &self,
-        _name: &str,
-        _spec: errand_core::workflow::WorkflowSpec,
+        name: &str,
+        spec: errand_core::workflow::WorkflowSpec,
     ) -> Result<(), StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        let name = name.to_string();
+        self.write_at(move |conn, now| workflow::template_put(conn, now, &name, &spec))
+            .await
     }
 
     async fn workflow_template_get(
         &self,
-        _name: &str,
+        name: &str,
     ) -> Result<errand_core::workflow::WorkflowSpec, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        let name = name.to_string();
+        self.readers
+            .read(move |conn| workflow::template_get(conn, &name))
+            .await
     }
 
     async fn workflow_template_list(
         &self,
     ) -> Result<Vec<(String, errand_core::workflow::WorkflowSpec)>, StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+        self.readers.read(workflow::template_list).await
     }
 
-    async fn workflow_template_delete(&self, _name: &str) -> Result<(), StoreError> {
-        Err(StoreError::Internal("workflows: not built yet".into()))
+    async fn workflow_template_delete(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |conn| workflow::template_delete(conn, &name))
+            .await
     }
 
     async fn batch_create(
         &self,
-        _batch: errand_core::batch::NewBatch,
-        _params: JobInsertManyParams,
+        batch: errand_core::batch::NewBatch,
+        params: JobInsertManyParams,
     ) -> Result<errand_store::BatchWrite, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        let window = params.idempotency_window;
+        let jobs = job_write::prepare(params.jobs)?;
+        self.write_at(move |conn, now| batch::create(conn, now, &batch, jobs, window))
+            .await
     }
 
     async fn batch_add(
         &self,
-        _id: errand_core::BatchId,
-        _params: JobInsertManyParams,
+        id: errand_core::BatchId,
+        params: JobInsertManyParams,
     ) -> Result<errand_store::BatchWrite, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        let window = params.idempotency_window;
+        let jobs = job_write::prepare(params.jobs)?;
+        self.write_at(move |conn, now| batch::add(conn, now, id, jobs, window))
+            .await
     }
 
     async fn batch_close(
         &self,
-        _id: errand_core::BatchId,
+        id: errand_core::BatchId,
     ) -> Result<errand_core::batch::Batch, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        self.write_at(move |conn, now| batch::close(conn, now, id))
+            .await
     }
 
     async fn batch_get(
         &self,
-        _id: errand_core::BatchId,
+        id: errand_core::BatchId,
     ) -> Result<errand_core::batch::Batch, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        self.readers.read(move |conn| batch::get(conn, id)).await
     }
 
     async fn batch_list(
         &self,
-        _params: errand_store::BatchListParams,
+        params: errand_store::BatchListParams,
     ) -> Result<Vec<errand_core::batch::Batch>, StoreError> {
-        Err(StoreError::Internal("batches: not built yet".into()))
+        self.readers
+            .read(move |conn| batch::list(conn, &params))
+            .await
+    }
+
+    fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<QueueName>> {
+        Some(self.wakeups.subscribe())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

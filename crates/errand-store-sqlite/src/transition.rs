@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 
 use crate::delivery_record::insert_deliveries;
 use crate::fault::QResult;
-use crate::job_write;
+use crate::{flow_end, job_write};
 
 /// Appends one event to the log.
 pub(crate) fn record_event(conn: &Connection, now: Millis, body: &EventBody) -> QResult<()> {
@@ -20,8 +20,25 @@ pub(crate) fn record_event(conn: &Connection, now: Millis, body: &EventBody) -> 
 
 /// Records that `job` (as it is after the change) went through `ty`. A change that leaves
 /// the job final (succeeded, dead, cancelled) also leaves its reply message in `reply_to`
-/// (a normal insert, with its own `job.enqueued`) and records its callback delivery.
+/// (a normal insert, with its own `job.enqueued`), records its callback delivery, and
+/// carries the end on to the job's flow ([`flow_end::ended`]: its workflow, the jobs
+/// waiting for it, its batch).
 pub(crate) fn record_change(
+    conn: &Connection,
+    now: Millis,
+    job: &Job,
+    ty: EventType,
+) -> QResult<()> {
+    record_plain(conn, now, job, ty)?;
+    if job.state.is_final() {
+        flow_end::ended(conn, now, job)?;
+    }
+    Ok(())
+}
+
+/// [`record_change`] without the flow: for the ends the flow hook makes itself, which it
+/// carries on with its own work list.
+pub(crate) fn record_plain(
     conn: &Connection,
     now: Millis,
     job: &Job,

@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::fault::{db_error, QResult};
 use crate::file_watch::FileWatch;
+use crate::wake::{self, Wakeups};
 
 /// Writes gathered into one transaction at most. Large enough that a burst of concurrent
 /// enqueues shares one fsync; small enough that one group's latency stays in milliseconds.
@@ -72,12 +73,17 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread on `conn`, committing only while `watch` finds the store's
     /// files where they were.
-    pub(crate) fn start(conn: Connection, watch: Arc<FileWatch>) -> Result<Self, StoreError> {
+    /// After each commit it sends the queues the group's writes noted in [`wake`].
+    pub(crate) fn start(
+        conn: Connection,
+        watch: Arc<FileWatch>,
+        wakeups: Wakeups,
+    ) -> Result<Self, StoreError> {
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
         let thread_watch = watch.clone();
         thread::Builder::new()
             .name("errand-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &thread_watch))
+            .spawn(move || run(conn, rx, &thread_watch, &wakeups))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { ops, watch })
     }
@@ -143,7 +149,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>, watch: &FileWatch) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>, watch: &FileWatch, wakeups: &Wakeups) {
     let mut group: Vec<WriteOp> = Vec::with_capacity(MAX_GROUP);
     // Kept out here rather than inside `commit_group` so that after a panic the group is
     // rolled back before its callers are answered.
@@ -157,7 +163,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>, watch: &FileWatch) {
             }
         }
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            commit_group(&conn, watch, &mut group, &mut finishers);
+            commit_group(&conn, watch, &mut group, &mut finishers, wakeups);
         }));
         if let Err(payload) = outcome {
             let what = panic_message(payload.as_ref());
@@ -174,6 +180,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>, watch: &FileWatch) {
             // (nothing of them was written).
             group.clear();
             finishers.clear();
+            wake::take();
             drop(payload);
         }
     }
@@ -185,6 +192,7 @@ fn commit_group(
     watch: &FileWatch,
     group: &mut Vec<WriteOp>,
     finishers: &mut Vec<Finish>,
+    wakeups: &Wakeups,
 ) {
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         // Dropping an op drops its reply channel: its caller hears `Unavailable`.
@@ -252,6 +260,11 @@ fn commit_group(
         }
         commit
     };
+    if commit.is_ok() {
+        wakeups.send_noted();
+    } else {
+        wake::take();
+    }
     for finish in finishers.drain(..) {
         // Each answer on its own: once the group is committed, an answer that panics must
         // not cost the callers after it theirs (they would hear 503 for a kept write).
@@ -287,7 +300,7 @@ mod tests {
 
     fn start_watching(conn: Connection, path: &std::path::Path) -> Writer {
         let watch = Arc::new(FileWatch::record(path).expect("watch"));
-        Writer::start(conn, watch).expect("writer")
+        Writer::start(conn, watch, Wakeups::new()).expect("writer")
     }
 
     /// Holds the writer inside one operation until the returned sender is dropped or sent

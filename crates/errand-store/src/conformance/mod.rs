@@ -32,6 +32,10 @@ mod counts;
 mod deliveries;
 mod events;
 mod fairness;
+mod flows_batches;
+mod flows_continuations;
+mod flows_support;
+mod flows_workflows;
 mod gates;
 mod instances;
 mod jobs;
@@ -67,6 +71,7 @@ use self::{
 };
 use self::{deliveries::*, events::*, schedules::*, settle::*};
 use self::{fairness::*, gates::*, lifecycle::*, sessions::*};
+use self::{flows_batches::*, flows_continuations::*, flows_workflows::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
 use self::{limits::*, ordering_props::*, ordering_race::*, queue_settings::*, workers::*};
 
@@ -248,6 +253,31 @@ macro_rules! conformance_suite {
             random_operations_keep_every_ordering_rule,
             fair_claiming_starves_no_tenant,
             fair_claims_follow_the_rank_rule,
+            a_continuation_runs_after_its_parent_succeeds,
+            a_dead_parent_cancels_its_continuations_down_the_chain,
+            a_long_chain_is_doomed_whole,
+            after_any_end_runs_after_a_death,
+            a_parent_already_ended_counts_at_insert,
+            an_unknown_parent_is_refused_and_nothing_stored,
+            a_continuation_waits_for_every_parent_and_wakes_its_queue,
+            a_diamond_workflow_hands_results_to_the_join,
+            a_thousand_step_fan_out_joins_once,
+            a_failure_compensates_in_reverse_completion_order,
+            a_failed_compensation_stops_the_rest,
+            on_failure_cancel_cancels_running_steps,
+            on_failure_finish_lets_running_steps_finish_then_compensates,
+            cancelling_a_running_workflow,
+            retrying_a_failed_workflow_reruns_only_failed_steps,
+            a_step_past_its_deadline_fails_the_workflow,
+            a_step_past_its_deadline_is_retried_once_then_failed,
+            racing_supervisors_act_on_each_step_once,
+            workflow_create_is_idempotent,
+            workflow_templates_are_kept,
+            a_batch_completes_once_with_counts_and_failed_ids,
+            an_open_batch_takes_jobs_until_closed,
+            an_empty_closed_batch_completes_at_once,
+            racing_ends_complete_a_batch_once,
+            racing_parents_release_a_join_once,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
