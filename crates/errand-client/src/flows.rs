@@ -77,8 +77,11 @@ impl Client {
         req: &WorkflowTemplateRequest,
     ) -> Result<WorkflowTemplateView, ClientError> {
         self.send(
-            self.request(Method::PUT, &format!("/v1/workflow-templates/{}", crate::definitions::seg(name)))
-                .json(req),
+            self.request(
+                Method::PUT,
+                &format!("/v1/workflow-templates/{}", crate::definitions::seg(name)),
+            )
+            .json(req),
         )
         .await
     }

@@ -13,8 +13,8 @@
 mod client;
 mod definitions;
 mod error;
-mod flows;
 mod events;
+mod flows;
 mod job_host;
 mod ordering;
 mod subscriptions;

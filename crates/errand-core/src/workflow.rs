@@ -565,9 +565,8 @@ pub fn advance(facts: &WorkflowFacts, event: &WorkflowEvent) -> Advance {
             }
             match facts.state {
                 WorkflowState::Running if *state == JobState::Succeeded => {
-                    if facts.steps.iter().all(|s| s.state == JobState::Succeeded) {
-                        plan.state = Some(WorkflowState::Succeeded);
-                    }
+                    let all = facts.steps.iter().all(|s| s.state == JobState::Succeeded);
+                    plan.state = all.then_some(WorkflowState::Succeeded);
                 }
                 WorkflowState::Running => {
                     let why = error

@@ -137,7 +137,10 @@ async fn a_diamond_runs_by_remote_workers_and_the_join_gets_both_results() {
     let start = claim_one(&client, "wf").await;
     assert_eq!(start.kind.as_str(), "start");
     assert_eq!(start.step.as_deref(), Some("start"));
-    assert_eq!(start.context.as_ref().expect("context")["input"], json!({"order": 42}));
+    assert_eq!(
+        start.context.as_ref().expect("context")["input"],
+        json!({"order": 42})
+    );
     nothing_in(&client, "wf").await;
     complete(&client, &start, json!({"from": "start"})).await;
 
@@ -225,7 +228,10 @@ async fn a_failed_step_fails_the_workflow_and_show_names_it_and_retry_resumes() 
     complete(&client, &refund, json!(null)).await;
     let wf = workflow_until(&raw, &id, "compensated", |w| w["state"] == "compensated").await;
     assert_eq!(wf["failed_step"], "ship");
-    assert!(wf["error"].as_str().unwrap_or("").contains("no truck"), "{wf}");
+    assert!(
+        wf["error"].as_str().unwrap_or("").contains("no truck"),
+        "{wf}"
+    );
 
     let out = tokio::process::Command::new(common::bin())
         .args(["--server", s.url(), "workflows", "show", &id])
@@ -280,7 +286,10 @@ async fn bad_specs_are_refused_naming_the_problem_and_nothing_is_stored() {
         let (status, answer) = raw.post("/v1/workflows", &body.to_string()).await;
         assert_eq!(status, 400, "{body} -> {answer}");
         let message = answer["error"]["message"].as_str().unwrap_or("");
-        assert!(message.contains(needle), "{body}: `{message}` should name {needle}");
+        assert!(
+            message.contains(needle),
+            "{body}: `{message}` should name {needle}"
+        );
     }
     let (status, answer) = raw.post("/v1/workflows", r#"{"template": "nope"}"#).await;
     assert_eq!(status, 404, "{answer}");
@@ -425,10 +434,14 @@ depends_on = ["extract"]
     assert_eq!(status, 201);
     let (_, fired) = raw.post("/v1/schedules/ghost/trigger", "").await;
     let ghost_job = fired["id"].as_str().expect("id").to_string();
-    let dead = eventually("the ghost start to die", Duration::from_secs(15), || async {
-        let (_, j) = raw.get(&format!("/v1/jobs/{ghost_job}")).await;
-        (j["state"] == "dead").then_some(j)
-    })
+    let dead = eventually(
+        "the ghost start to die",
+        Duration::from_secs(15),
+        || async {
+            let (_, j) = raw.get(&format!("/v1/jobs/{ghost_job}")).await;
+            (j["state"] == "dead").then_some(j)
+        },
+    )
     .await;
     assert!(
         dead["error"].as_str().unwrap_or("").contains("ghost"),
@@ -594,7 +607,11 @@ async fn a_continuation_waits_blocked_for_its_parents() {
     let cleanup = claim_one(&client, "chain-any").await;
     assert_eq!(cleanup.id, any.id);
     let ctx = cleanup.context.clone().expect("continuation context");
-    assert_eq!(ctx["parents"][parent.id.to_string()]["state"], "dead", "{ctx}");
+    assert_eq!(
+        ctx["parents"][parent.id.to_string()]["state"],
+        "dead",
+        "{ctx}"
+    );
     complete(&client, &cleanup, json!(null)).await;
 
     // A continuation of a job that succeeded runs with its result.
@@ -633,7 +650,15 @@ async fn a_continuation_waits_blocked_for_its_parents() {
     assert_eq!(status, 404, "{answer}");
     // Via the CLI too.
     let out = tokio::process::Command::new(common::bin())
-        .args(["--server", s.url(), "--json", "enqueue", "late", "--queue", "chain3"])
+        .args([
+            "--server",
+            s.url(),
+            "--json",
+            "enqueue",
+            "late",
+            "--queue",
+            "chain3",
+        ])
         .args(["--after", &a.id.to_string(), "--after", &b.id.to_string()])
         .output()
         .await

@@ -269,7 +269,12 @@ pub fn render(wf: &Workflow) -> String {
     ));
     let depth = depths(&wf.steps);
     let layers = depth.iter().copied().max().map_or(0, |m| m + 1);
-    let width = wf.steps.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
+    let width = wf
+        .steps
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
     for layer in 0..layers {
         out.push_str(&format!("layer {layer}\n"));
         for (s, _) in wf.steps.iter().zip(&depth).filter(|(_, d)| **d == layer) {
@@ -374,7 +379,10 @@ mod tests {
         .expect("workflow");
         let text = render(&wf);
         let at = |s: &str| text.find(s).unwrap_or(usize::MAX);
-        assert!(at("start") < at("left") && at("left") < at("join"), "{text}");
+        assert!(
+            at("start") < at("left") && at("left") < at("join"),
+            "{text}"
+        );
         assert!(text.contains("<- left, right"), "{text}");
         assert!(text.contains("[▶] right"), "{text}");
     }
