@@ -126,12 +126,18 @@ async fn a_diamond_runs_by_remote_workers_and_the_join_gets_both_results() {
     let s = server().await;
     let client = s.client().unwrap();
     let raw = Raw::new(&s);
+    // Job fields a step leaves out take its queue's defaults, as an enqueue's do.
+    let (status, q) = raw
+        .send("PATCH", "/v1/queues/wf", Some(br#"{"max_attempts": 7}"#.to_vec()))
+        .await;
+    assert_eq!(status, 200, "{q}");
     let (status, wf) = raw.post("/v1/workflows", &diamond("wf").to_string()).await;
     assert_eq!(status, 201, "{wf}");
     let id = wf["id"].as_str().expect("id").to_string();
     assert_eq!(wf["state"], "running");
     assert_eq!(step(&wf, "start")["state"], "available");
     assert_eq!(step(&wf, "join")["state"], "blocked");
+    assert_eq!(step(&wf, "join")["max_attempts"], 7, "{wf}");
 
     // Only the root is ready.
     let start = claim_one(&client, "wf").await;
