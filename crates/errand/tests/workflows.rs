@@ -128,7 +128,11 @@ async fn a_diamond_runs_by_remote_workers_and_the_join_gets_both_results() {
     let raw = Raw::new(&s);
     // Job fields a step leaves out take its queue's defaults, as an enqueue's do.
     let (status, q) = raw
-        .send("PATCH", "/v1/queues/wf", Some(br#"{"max_attempts": 7}"#.to_vec()))
+        .send(
+            "PATCH",
+            "/v1/queues/wf",
+            Some(br#"{"max_attempts": 7}"#.to_vec()),
+        )
         .await;
     assert_eq!(status, 200, "{q}");
     let (status, wf) = raw.post("/v1/workflows", &diamond("wf").to_string()).await;
@@ -673,4 +677,69 @@ async fn a_continuation_waits_blocked_for_its_parents() {
     let job: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(job["state"], "blocked", "{job}");
     assert_eq!(job["waiting_for"], 1, "{job}");
+}
+
+#[tokio::test]
+async fn a_claim_parked_on_a_childs_queue_wakes_when_the_last_parent_completes() {
+    let s = server().await;
+    let client = s.client().unwrap();
+    let raw = Raw::new(&s);
+    // The child waits in a queue of its own: only the flow's wake-up can reach its claim
+    // before the claim's periodic re-check (1 s).
+    let (status, _) = raw
+        .send(
+            "PATCH",
+            "/v1/queues/wake-child",
+            Some(br#"{"priority": 0}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let parent = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("wake-parent".into()),
+            ..EnqueueRequest::new("parent")
+        })
+        .await
+        .expect("parent");
+    let child = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("wake-child".into()),
+            after: vec![parent.id],
+            ..EnqueueRequest::new("child")
+        })
+        .await
+        .expect("child");
+    let p = claim_one(&client, "wake-parent").await;
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let got = client
+                .claim(
+                    "wake-child",
+                    &ClaimRequest {
+                        worker: Some("parked".into()),
+                        max: Some(1),
+                        wait_ms: Some(10_000),
+                        ..ClaimRequest::default()
+                    },
+                )
+                .await
+                .expect("claim");
+            (got, std::time::Instant::now())
+        })
+    };
+    eventually("the claim to park", Duration::from_secs(10), || async {
+        let q = client.queue("wake-child").await.ok()?;
+        (q.waiting_claims == 1).then_some(())
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    complete(&client, &p, json!(null)).await;
+    let (got, at) = waiting.await.expect("claim task");
+    assert_eq!(got.jobs.first().map(|j| j.id), Some(child.id), "{got:?}");
+    let took = at.duration_since(t0);
+    assert!(
+        took < Duration::from_millis(500),
+        "the child was claimed {took:?} after its parent completed"
+    );
 }
