@@ -743,3 +743,37 @@ async fn a_claim_parked_on_a_childs_queue_wakes_when_the_last_parent_completes()
         "the child was claimed {took:?} after its parent completed"
     );
 }
+
+#[tokio::test]
+async fn the_supervisor_retries_a_stuck_step_once_then_fails_the_workflow() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("errand.toml");
+    std::fs::write(&config, "workflow_supervise_interval = \"50ms\"\n").expect("config");
+    let config = config.to_str().expect("utf-8").to_string();
+    let (s, _data) = server_with(&["--config", &config]).await;
+    let raw = Raw::new(&s);
+    // Nobody works queue `stuck`: the step passes its deadline twice.
+    let body = json!({"steps": [{"name": "slow", "job": {"kind": "slow", "queue": "stuck"},
+                                 "deadline": "300ms", "on_deadline": "retry"}]});
+    let (status, wf) = raw.post("/v1/workflows", &body.to_string()).await;
+    assert_eq!(status, 201, "{wf}");
+    let id = wf["id"].as_str().expect("id").to_string();
+    let wf = workflow_until(&raw, &id, "the workflow to fail", |w| {
+        w["state"] == "failed"
+    })
+    .await;
+    let slow = step(&wf, "slow");
+    assert_eq!(slow["state"], "dead", "{wf}");
+    assert!(
+        slow["error"].as_str().unwrap_or("").contains("deadline"),
+        "{wf}"
+    );
+    let actions: Vec<&str> = slow["supervised"]
+        .as_array()
+        .expect("supervised")
+        .iter()
+        .map(|a| a["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(actions, vec!["retry", "fail"], "{wf}");
+    assert_eq!(wf["failed_step"], "slow");
+}
