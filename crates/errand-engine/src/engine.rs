@@ -233,7 +233,6 @@ impl Engine {
     /// # Errors
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
-        let deadline = Instant::now() + req.wait;
         self.workers_seen.note(
             &req.worker,
             self.node_id,
@@ -241,6 +240,16 @@ impl Engine {
             &req.kinds,
             errand_core::time::system_now(),
         );
+        self.claim_unlisted(req).await
+    }
+
+    /// [`claim`](Self::claim) without listing the claimer among the workers seen: errand's
+    /// own built-in workers (the workflow starter) are not the user's workers.
+    pub(crate) async fn claim_unlisted(
+        &self,
+        req: ClaimRequest,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let deadline = Instant::now() + req.wait;
         let filtered = !req.kinds.is_empty();
         let params = JobClaimParams {
             queue: req.queue,
