@@ -1,14 +1,18 @@
 //! Batches: their rows, the count of their jobs' ends (in the transaction of each end) and
-//! their completion, with its `on_complete` job, callback and `batch.completed` event.
+//! their completion, with its `on_complete` job, its callback (a delivery of the batch
+//! under `batch.completed`, [`errand_core::delivery::batch_callback`]) and a
+//! `batch.completed` event in the log.
 
 use errand_core::batch::{self, Batch, BatchCounts, BatchState, NewBatch};
-use errand_core::{BatchId, JobState, Millis};
+use errand_core::{BatchId, EventBody, JobState, Millis};
 use errand_store::{BatchListParams, BatchWrite, InsertedJob, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use crate::delivery_record::insert_deliveries;
 use crate::fault::{Fault, QResult};
 use crate::flow::{corrupt, insert_for_flow, job_from_template, job_id};
 use crate::job_write::{self, PreparedJob};
+use crate::transition::record_event;
 
 const COLUMNS: &str = "id, state, total, pending, succeeded, dead, cancelled, on_complete, \
      on_complete_job_id, callback_url, created_at, closed_at, completed_at";
@@ -277,5 +281,11 @@ fn complete(conn: &Connection, now: Millis, id: BatchId) -> QResult<()> {
         conn.prepare_cached("UPDATE batches SET on_complete_job_id = ?1 WHERE id = ?2")?
             .execute(params![job.as_bytes().as_slice(), id.as_bytes().as_slice()])?;
     }
+    let done = get(conn, id)?;
+    if let Some(callback) = errand_core::delivery::batch_callback(&done, now) {
+        insert_deliveries(conn, now, &[callback])?;
+    }
+    let shown = serde_json::to_value(&done).map_err(|e| StoreError::Internal(e.to_string()))?;
+    record_event(conn, now, &EventBody::batch_completed(shown, now))?;
     Ok(())
 }

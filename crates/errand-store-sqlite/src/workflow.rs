@@ -192,6 +192,10 @@ fn apply(
     plan: &Advance,
     work: &mut VecDeque<Ended>,
 ) -> QResult<()> {
+    if *plan == Advance::default() {
+        // Nothing follows (a revived step of an ended workflow changes nothing in it).
+        return Ok(());
+    }
     let wfb = wf.as_bytes().as_slice();
     if let (Some(seq), Some(step)) = (plan.completed_seq, ended_step) {
         conn.prepare_cached(
