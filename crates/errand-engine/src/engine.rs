@@ -146,8 +146,9 @@ impl Engine {
             // the same queue: its claims wake now rather than at their next re-check.
             self.waker.wake(&job.queue, Ready::Jobs(1));
         }
-        if job.callback_url.is_some() && job.state.is_final() {
-            // The store recorded the job's callback with its end: send it now.
+        if (job.callback_url.is_some() || job.flow.batch_id.is_some()) && job.state.is_final() {
+            // The store recorded the job's callback (or its batch's, when it was the last)
+            // with its end: send it now.
             self.deliveries_due.notify_one();
         }
         // A job that ended left its reply in `reply_to` in the same transaction.

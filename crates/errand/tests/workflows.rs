@@ -777,3 +777,32 @@ async fn the_supervisor_retries_a_stuck_step_once_then_fails_the_workflow() {
     assert_eq!(actions, vec!["retry", "fail"], "{wf}");
     assert_eq!(wf["failed_step"], "slow");
 }
+
+#[tokio::test]
+async fn a_completed_batch_posts_its_callback_signed_once() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let rx = common::receiver::Receiver::answering(200).await;
+    let (s, _data) = server_with(&["--webhook-secret", SECRET, "--allow-private-callbacks"]).await;
+    let client = s.client().unwrap();
+    let raw = Raw::new(&s);
+    let body = json!({
+        "jobs": [{"kind": "part", "queue": "cb-batch"}],
+        "callback_url": rx.url("/batch-done"),
+    });
+    let (status, created) = raw.post("/v1/batches", &body.to_string()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["batch"]["id"].as_str().expect("id").to_string();
+    let job = claim_one(&client, "cb-batch").await;
+    complete(&client, &job, json!(null)).await;
+    let got = eventually("the batch callback", Duration::from_secs(15), || async {
+        let got = rx.received();
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert!(common::receiver::verifies(SECRET, &got[0]), "{:?}", got[0]);
+    let body = got[0].json();
+    assert_eq!(body["type"], "batch.completed", "{body}");
+    assert_eq!(body["data"]["batch"]["id"], json!(id), "{body}");
+    assert_eq!(body["data"]["batch"]["counts"]["succeeded"], 1, "{body}");
+    assert_eq!(rx.received().len(), 1);
+}
