@@ -200,6 +200,21 @@ async fn a_diamond_runs_by_remote_workers_and_the_join_gets_both_results() {
         .expect("errand workflows show");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).expect("utf-8");
+    let listed = tokio::process::Command::new(common::bin())
+        .args([
+            "--server",
+            s.url(),
+            "--json",
+            "workflows",
+            "list",
+            "--state",
+            "succeeded",
+        ])
+        .output()
+        .await
+        .expect("errand workflows list");
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(listed["workflows"][0]["id"], json!(id), "{listed}");
     for name in ["start", "left", "right", "join"] {
         assert!(text.contains(name), "{text}");
     }
@@ -558,6 +573,17 @@ async fn a_batch_enqueues_on_complete_once_with_counts_and_failed_ids() {
     let (_, got) = raw.get(&format!("/v1/batches/{id}")).await;
     assert_eq!(got["on_complete_job_id"], json!(summary.id.to_string()));
     assert_eq!(got["counts"]["pending"], 0);
+    let out = tokio::process::Command::new(common::bin())
+        .args(["--server", s.url(), "batches", "show", &id])
+        .output()
+        .await
+        .expect("errand batches show");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        text.contains("completed") && text.contains(&summary.id.to_string()),
+        "{text}"
+    );
 
     // A closed batch completes by itself when its last job ends.
     let body = json!({
