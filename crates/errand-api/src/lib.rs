@@ -23,7 +23,8 @@ mod worker;
 mod workflows;
 
 pub use batches::{
-    job_ids as batch_job_ids, BatchJobsRequest, BatchList, BatchListQuery, BatchRequest, BatchResponse,
+    job_ids as batch_job_ids, BatchJobsRequest, BatchList, BatchListQuery, BatchRequest,
+    BatchResponse,
 };
 pub use definitions::{
     DefinitionList, DefinitionProblemView, DefinitionScheduleView, DefinitionView, HookView,

@@ -73,6 +73,20 @@ pub struct ClaimedJobView {
     /// claim. Complete with `session_state` to write the next version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionState>,
+    /// What its flow hands it: a workflow step's `{"workflow", "input", "parents"}`, a
+    /// compensation's `{"workflow", "input", "compensates", "result"}`, a continuation's
+    /// `{"parents"}`, a batch's `on_complete` job's `{"batch"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    /// The workflow it is a step (or compensation) of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<errand_core::WorkflowId>,
+    /// The step's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The batch it counts in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<errand_core::BatchId>,
 }
 
 impl ClaimedJobView {
@@ -93,6 +107,10 @@ impl ClaimedJobView {
             lease_token,
             lease_expires_at: job.lease_expires_at,
             session: None,
+            context: job.flow.context,
+            workflow_id: job.flow.workflow_id,
+            step: job.flow.step,
+            batch_id: job.flow.batch_id,
         }
     }
 

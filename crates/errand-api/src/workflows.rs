@@ -5,8 +5,7 @@ use errand_core::flow::DeadlinePolicy;
 use errand_core::job::Inherit;
 use errand_core::schedule_spec::JobTemplate;
 use errand_core::workflow::{
-    OnStepFailure, StepSpec, WorkflowSpec, WorkflowState, WorkflowSummary, MAX_NAME_LEN,
-    MAX_STEPS,
+    OnStepFailure, StepSpec, WorkflowSpec, WorkflowState, WorkflowSummary, MAX_NAME_LEN, MAX_STEPS,
 };
 use errand_core::workflow_build::{WorkflowSource, WorkflowStart, START_KIND, START_QUEUE};
 use errand_core::{JobKind, QueueName, ValidationError, WorkflowId};
@@ -43,7 +42,10 @@ pub struct StepRequest {
 
 impl StepRequest {
     fn into_spec(self, limits: &EnqueueLimits) -> Result<(StepSpec, Inherit), ValidationError> {
-        let (job, inherit) = self.job.into_template(limits).map_err(|e| e.within("job"))?;
+        let (job, inherit) = self
+            .job
+            .into_template(limits)
+            .map_err(|e| e.within("job"))?;
         let compensate = self
             .compensate
             .map(|c| c.into_template(limits).map(|(t, _)| t))
@@ -105,7 +107,9 @@ pub struct WorkflowRequest {
 /// Checks a workflow's input: storable JSON within the payload limit.
 fn check_input(input: &Value, limits: &EnqueueLimits) -> Result<(), ValidationError> {
     reject_nul("input", input)?;
-    let size = serde_json::to_vec(input).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(input)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > limits.max_payload_bytes {
         return Err(ValidationError::new(
             "input",

@@ -51,7 +51,13 @@ impl HttpJobHost {
         let lease_token = view.lease_token;
         HostedJob {
             job: Job {
-                flow: Default::default(),
+                flow: errand_core::flow::JobFlow {
+                    context: view.context.clone(),
+                    workflow_id: view.workflow_id,
+                    step: view.step.clone(),
+                    batch_id: view.batch_id,
+                    ..Default::default()
+                },
                 reply_to: None,
                 correlation_id: None,
                 callback_url: None,

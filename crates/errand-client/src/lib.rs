@@ -14,6 +14,7 @@ mod client;
 mod definitions;
 mod error;
 mod events;
+mod flows;
 mod job_host;
 mod ordering;
 mod subscriptions;

@@ -36,7 +36,11 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound`, `WrongState` when it is not open, or the store's error.
-    pub async fn batch_add(&self, id: BatchId, jobs: Vec<NewJob>) -> Result<BatchWrite, StoreError> {
+    pub async fn batch_add(
+        &self,
+        id: BatchId,
+        jobs: Vec<NewJob>,
+    ) -> Result<BatchWrite, StoreError> {
         let out = self
             .store()
             .batch_add(

@@ -146,8 +146,9 @@ impl Engine {
             // the same queue: its claims wake now rather than at their next re-check.
             self.waker.wake(&job.queue, Ready::Jobs(1));
         }
-        if job.callback_url.is_some() && job.state.is_final() {
-            // The store recorded the job's callback with its end: send it now.
+        if (job.callback_url.is_some() || job.flow.batch_id.is_some()) && job.state.is_final() {
+            // The store recorded the job's callback (or its batch's, when it was the last)
+            // with its end: send it now.
             self.deliveries_due.notify_one();
         }
         // A job that ended left its reply in `reply_to` in the same transaction.
@@ -233,7 +234,6 @@ impl Engine {
     /// # Errors
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
-        let deadline = Instant::now() + req.wait;
         self.workers_seen.note(
             &req.worker,
             self.node_id,
@@ -241,6 +241,16 @@ impl Engine {
             &req.kinds,
             errand_core::time::system_now(),
         );
+        self.claim_unlisted(req).await
+    }
+
+    /// [`claim`](Self::claim) without listing the claimer among the workers seen: errand's
+    /// own built-in workers (the workflow starter) are not the user's workers.
+    pub(crate) async fn claim_unlisted(
+        &self,
+        req: ClaimRequest,
+    ) -> Result<Vec<ClaimedJob>, StoreError> {
+        let deadline = Instant::now() + req.wait;
         let filtered = !req.kinds.is_empty();
         let params = JobClaimParams {
             queue: req.queue,

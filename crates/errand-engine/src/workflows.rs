@@ -5,7 +5,7 @@
 use errand_core::workflow::{Workflow, WorkflowSpec, WorkflowSummary};
 use errand_core::workflow_build::{self, WorkflowSource, WorkflowStart};
 use errand_core::{JobState, WorkflowId};
-use errand_store::{SupervisedStep, WorkflowCreateParams, WorkflowListParams, StoreError};
+use errand_store::{StoreError, SupervisedStep, WorkflowCreateParams, WorkflowListParams};
 
 use crate::Engine;
 
@@ -26,29 +26,25 @@ impl Engine {
         start: WorkflowStart,
     ) -> Result<(Workflow, bool), StoreError> {
         let workflow = match start.source {
-            WorkflowSource::Spec { spec, inherit } => workflow_build::build(
-                spec,
-                &inherit,
-                None,
-                start.input,
-                start.idempotency_key,
-            )
-            .map_err(invalid)?,
+            WorkflowSource::Spec { spec, inherit } => {
+                workflow_build::build(spec, &inherit, None, start.input, start.idempotency_key)
+                    .map_err(invalid)?
+            }
             WorkflowSource::Template {
                 name,
                 name_override,
                 on_failure,
             } => {
-                let mut spec = self
-                    .store()
-                    .workflow_template_get(&name)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound { .. } => StoreError::NotFound {
-                            what: format!("workflow template {name}"),
-                        },
-                        other => other,
-                    })?;
+                let mut spec =
+                    self.store()
+                        .workflow_template_get(&name)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound { .. } => StoreError::NotFound {
+                                what: format!("workflow template {name}"),
+                            },
+                            other => other,
+                        })?;
                 if name_override.is_some() {
                     spec.name = name_override;
                 }

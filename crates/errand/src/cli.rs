@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::cli_flows::{BatchesCommand, WorkflowsCommand};
 pub use crate::cli_ordering::{LimitsCommand, OrderingArgs, QueueSetArgs, SessionsCommand};
 
 /// errand: a background-jobs server in one binary.
@@ -51,6 +52,12 @@ pub enum Command {
     /// The dead-letter set.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Workflows: steps forming a graph, with compensation; templates.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
+    /// Batches: many jobs enqueued as one.
+    #[command(subcommand)]
+    Batches(BatchesCommand),
     /// Recurring work: cron and interval schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),

@@ -246,6 +246,52 @@ mod tests {
         assert_eq!(l[0].concurrency, Some(1));
     }
 
+    fn read_workflows(text: &str) -> anyhow::Result<Vec<DeclaredWorkflow>> {
+        let f: File = toml::from_str(text)?;
+        workflows(f.workflows, 1024)
+    }
+
+    #[test]
+    fn a_declared_workflow_is_checked_like_a_template() {
+        let w = read_workflows(
+            r#"
+            [[workflows]]
+            name = "etl"
+            on_failure = "cancel"
+            [[workflows.steps]]
+            name = "extract"
+            job = { kind = "extract", queue = "etl" }
+            deadline = "10m"
+            on_deadline = "retry"
+            [[workflows.steps]]
+            name = "load"
+            job = { kind = "load" }
+            depends_on = ["extract"]
+            compensate = { kind = "unload" }
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(w[0].name, "etl");
+        assert_eq!(w[0].spec.steps[0].deadline_ms, Some(600_000));
+        assert!(w[0].spec.steps[1].compensate.is_some());
+        let dup = read_workflows(
+            r#"
+            [[workflows]]
+            name = "etl"
+            [[workflows.steps]]
+            name = "a"
+            job = { kind = "a" }
+            depends_on = ["zzz"]
+            "#,
+        )
+        .expect_err("unknown dependency");
+        let text = dup.to_string();
+        assert!(
+            text.contains("[[workflows]] `etl`") && text.contains("zzz"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn bad_entries_name_themselves() {
         let e = read("[[queues]]\nname = \"mail\"\nconcurrency = 0\n").unwrap_err();

@@ -1,6 +1,7 @@
 //! The `errand` binary: the server and the CLI over its API.
 
 mod cli;
+mod cli_flows;
 mod cli_ordering;
 mod commands;
 mod declared;
@@ -77,6 +78,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workers => commands::ordering::workers(&client()?, cli.json).await,
         Command::Dead(cmd) => commands::dead::run(&client()?, cmd, cli.json).await,
         Command::Schedules(cmd) => commands::schedules::run(&client()?, cmd, cli.json).await,
+        Command::Workflows(cmd) => commands::workflows::run(&client()?, cmd, cli.json).await,
+        Command::Batches(cmd) => commands::workflows::batches(&client()?, cmd, cli.json).await,
         Command::Subscriptions(cmd) => {
             commands::subscriptions::run(&client()?, cmd, cli.json).await
         }

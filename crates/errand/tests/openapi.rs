@@ -76,6 +76,20 @@ const EXPECTED: &[&str] = &[
     "POST /v1/subscriptions/{id}/pause",
     "POST /v1/subscriptions/{id}/resume",
     "GET /v1/subscriptions/{id}/deliveries",
+    "POST /v1/workflows",
+    "GET /v1/workflows",
+    "GET /v1/workflows/{id}",
+    "POST /v1/workflows/{id}/cancel",
+    "POST /v1/workflows/{id}/retry",
+    "GET /v1/workflow-templates",
+    "GET /v1/workflow-templates/{name}",
+    "PUT /v1/workflow-templates/{name}",
+    "DELETE /v1/workflow-templates/{name}",
+    "POST /v1/batches",
+    "GET /v1/batches",
+    "GET /v1/batches/{id}",
+    "POST /v1/batches/{id}/jobs",
+    "POST /v1/batches/{id}/close",
 ];
 
 #[tokio::test]

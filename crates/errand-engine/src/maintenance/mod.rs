@@ -66,7 +66,11 @@ pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> 
 /// Starts the built-in worker that starts workflow templates for the jobs of queue
 /// `errand.workflows` (what schedules that start a workflow enqueue). Nodes that run jobs
 /// or fire schedules start it; it stops when `token` is cancelled.
-pub fn spawn_workflow_starter(engine: Arc<Engine>, token: CancellationToken, set: &mut JoinSet<()>) {
+pub fn spawn_workflow_starter(
+    engine: Arc<Engine>,
+    token: CancellationToken,
+    set: &mut JoinSet<()>,
+) {
     set.spawn(workflow_starter::run(engine, token));
 }
 

@@ -32,7 +32,7 @@ pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
     };
     let worker = format!("errand.workflow-starter.{}", engine.node_id());
     loop {
-        let claim = engine.claim(ClaimRequest {
+        let claim = engine.claim_unlisted(ClaimRequest {
             queue: queue.clone(),
             worker: worker.clone(),
             max: CLAIM_MAX,

@@ -21,5 +21,8 @@ pub async fn supervise_once(engine: &Engine) -> Result<usize, StoreError> {
 
 pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
     let every = engine.config().supervise_interval;
-    super::every("workflow_supervisor", every, token, || supervise_once(&engine)).await;
+    super::every("workflow_supervisor", every, token, || {
+        supervise_once(&engine)
+    })
+    .await;
 }

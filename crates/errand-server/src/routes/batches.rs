@@ -121,11 +121,7 @@ pub(crate) async fn list(
     }
     let params = BatchListParams {
         state: q.state.as_deref().map(BatchState::parse).transpose()?,
-        before: q
-            .before
-            .as_deref()
-            .map(batch_id)
-            .transpose()?,
+        before: q.before.as_deref().map(batch_id).transpose()?,
         limit,
     };
     let batches = state.engine.batch_list(params).await?;

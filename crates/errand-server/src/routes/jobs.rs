@@ -42,6 +42,7 @@ fn created_or_found(inserted: bool) -> StatusCode {
         (status = 201, description = "Stored durably", body = Job),
         (status = 200, description = "An earlier job with the same idempotency key", body = Job),
         (status = 400, description = "Bad input; nothing stored", body = ErrorBody),
+        (status = 404, description = "A job named in `after` does not exist; nothing stored", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "Store unavailable; nothing acknowledged", body = ErrorBody)))]
 pub(crate) async fn enqueue(
@@ -98,6 +99,7 @@ pub(crate) async fn enqueue_one(
         (status = 201, description = "Stored durably", body = BatchEnqueueResponse),
         (status = 200, description = "Every job was an idempotent repeat", body = BatchEnqueueResponse),
         (status = 400, description = "Bad input (the first bad job is named); nothing stored", body = ErrorBody),
+        (status = 404, description = "A job named in `after` does not exist; nothing stored", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 503, description = "Store unavailable; retry with the same idempotency keys", body = ErrorBody)))]
 pub(crate) async fn enqueue_batch(

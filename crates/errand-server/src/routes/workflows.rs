@@ -98,7 +98,9 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Workflow>, ApiError> {
-    Ok(Json(state.engine.workflow_cancel(workflow_id(&raw)?).await?))
+    Ok(Json(
+        state.engine.workflow_cancel(workflow_id(&raw)?).await?,
+    ))
 }
 
 /// Resumes a workflow that ended other than `succeeded` from its failed steps, keeping the

@@ -11,3 +11,4 @@ pub mod schedules;
 pub mod subscriptions;
 pub mod transfer;
 pub mod worker;
+pub mod workflows;
