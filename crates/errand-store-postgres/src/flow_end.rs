@@ -4,8 +4,12 @@
 //! (completing at its last job). Jobs without children, workflow or batch cost one
 //! statement per call, however many ended.
 //!
-//! Locks are taken in one order: the workflow row (workflow hook), then child job rows in
-//! id order, then batch rows in id order.
+//! Locks are taken in one order: the ended job's row (by the statement that ended it),
+//! then workflow rows in id order, then child job rows in id order, then batch rows in id
+//! order. Holding a workflow row, a transaction never waits for a job row another
+//! transaction may hold: the jobs a workflow's plan cancels are locked `SKIP LOCKED`, and
+//! children are `blocked` jobs nobody else holds but another end's hook, which takes them
+//! after the workflow row too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -262,11 +266,7 @@ async fn continuation_context(client: &impl GenericClient, parents: &[JobId]) ->
     }
     let listed: Vec<_> = parents
         .iter()
-        .filter_map(|p| {
-            by_id
-                .remove(&p.0)
-                .map(|(s, r, e)| (*p, s, r, e))
-        })
+        .filter_map(|p| by_id.remove(&p.0).map(|(s, r, e)| (*p, s, r, e)))
         .collect();
     Ok(flow::continuation_context(&listed))
 }

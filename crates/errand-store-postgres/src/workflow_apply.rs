@@ -256,11 +256,18 @@ async fn cancel_jobs(
 ) -> QResult<Vec<Job>> {
     let mut ids: Vec<uuid::Uuid> = ids.iter().map(|j| j.0).collect();
     ids.sort();
+    // Rows another transaction holds are skipped, never waited for while the workflow row
+    // is held: that transaction is ending the job, and its own end reaches this workflow
+    // (after this one commits) as a step ended while failing. Waiting could deadlock with
+    // it: it holds the job and waits for the workflow row.
     let sql = format!(
-        "WITH c AS ( \
+        "WITH l AS ( \
+             SELECT id FROM jobs WHERE id = ANY($1) AND state NOT IN ('succeeded', 'dead', 'cancelled') \
+             ORDER BY id FOR UPDATE SKIP LOCKED), \
+         c AS ( \
              UPDATE jobs j SET state = 'cancelled', error = $2, finished_at = errand_now(), \
                  lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
-             WHERE j.id = ANY($1) AND j.state NOT IN ('succeeded', 'dead', 'cancelled') \
+             FROM l WHERE j.id = l.id \
              RETURNING {}), \
          a AS ( \
              UPDATE job_attempts t SET finished_at = errand_now(), outcome = 'cancelled', error = $2 \
@@ -273,7 +280,10 @@ async fn cancel_jobs(
     );
     let stmt = client.prepare_cached(&sql).await?;
     let jobs = jobs_from_rows(&client.query(&stmt, &[&ids, &why, &wf.0]).await?)?;
-    let gated: Vec<&Job> = jobs.iter().filter(|j| j.ordering.gate().is_some()).collect();
+    let gated: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.ordering.gate().is_some())
+        .collect();
     if !gated.is_empty() {
         crate::gate::release(client, &gated, &[]).await?;
     }

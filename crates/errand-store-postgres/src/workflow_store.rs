@@ -108,12 +108,14 @@ pub(crate) async fn create(
         let stmt = client
             .prepare_cached("SELECT id FROM workflows WHERE idempotency_key = $1")
             .await?;
-        let row = client
-            .query_one(&stmt, &[&w.idempotency_key])
-            .await?;
+        let row = client.query_one(&stmt, &[&w.idempotency_key]).await?;
         return Ok((get(client, WorkflowId(row.column(0)?)).await?, false));
     }
-    let ids: HashMap<&str, JobId> = w.steps.iter().map(|s| (s.name.as_str(), s.job.id)).collect();
+    let ids: HashMap<&str, JobId> = w
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.job.id))
+        .collect();
     let wref = WorkflowRef {
         id: w.id,
         name: w.name.as_deref(),
@@ -153,7 +155,10 @@ pub(crate) async fn create(
     )
     .await?;
     insert_steps(client, &w, &inserted).await?;
-    for r in inserted.iter().filter(|r| r.job.state == JobState::Available) {
+    for r in inserted
+        .iter()
+        .filter(|r| r.job.state == JobState::Available)
+    {
         wake::note(r.job.queue.as_str());
     }
     Ok((get(client, w.id).await?, true))
@@ -579,7 +584,9 @@ async fn retry_step(
     );
     let stmt = client.prepare_cached(&sql).await?;
     let running = was == JobState::Running;
-    let row = client.query_one(&stmt, &[&id.0, &attempt, &running]).await?;
+    let row = client
+        .query_one(&stmt, &[&id.0, &attempt, &running])
+        .await?;
     let job = job_from_row(&row)?;
     if running {
         record_change(client, &job, EventType::JobFailed).await?;
@@ -590,7 +597,12 @@ async fn retry_step(
 
 /// The step is dead: its deadline passed (a running lease is voided). Its end goes
 /// through the end hook, so its workflow fails.
-async fn fail_step(client: &impl GenericClient, id: JobId, attempt: i32, error: &str) -> QResult<Job> {
+async fn fail_step(
+    client: &impl GenericClient,
+    id: JobId,
+    attempt: i32,
+    error: &str,
+) -> QResult<Job> {
     let sql = format!(
         "WITH d AS ( \
              UPDATE jobs SET state = 'dead', error = $2, finished_at = errand_now(), \
@@ -621,8 +633,8 @@ pub(crate) async fn template_put(
     name: &str,
     spec: &WorkflowSpec,
 ) -> QResult<()> {
-    let spec = serde_json::to_value(spec)
-        .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
+    let spec =
+        serde_json::to_value(spec).map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
     let stmt = client
         .prepare_cached(
             "INSERT INTO workflow_templates (name, spec, updated_at) VALUES ($1, $2, errand_now()) \

@@ -62,7 +62,10 @@ async fn drain(
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut turn = 0;
     while settled.load(Ordering::SeqCst) < target {
-        assert!(Instant::now() < deadline, "not every job was settled in time");
+        assert!(
+            Instant::now() < deadline,
+            "not every job was settled in time"
+        );
         let queue = queues[turn % queues.len()];
         turn += 1;
         let claimed = node
@@ -169,7 +172,9 @@ async fn enqueued_per_job(store: &PgStore) -> HashMap<JobId, usize> {
         }
         for e in &page.events {
             if let Some(id) = e.body.job_id() {
-                all.entry(id).or_default().push(format!("{:?} {:?}", e.id, e.body));
+                all.entry(id)
+                    .or_default()
+                    .push(format!("{:?} {:?}", e.id, e.body));
             }
             if e.body.event_type == EventType::JobEnqueued {
                 if let Some(id) = e.body.job_id() {
@@ -230,8 +235,20 @@ async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
     let settled = Arc::new(AtomicUsize::new(0));
     let target = 4 * JOINS;
     let tasks = [
-        tokio::spawn(drain(nodes[0].clone(), vec!["left"], settled.clone(), target, 0)),
-        tokio::spawn(drain(nodes[1].clone(), vec!["right"], settled.clone(), target, 0)),
+        tokio::spawn(drain(
+            nodes[0].clone(),
+            vec!["left"],
+            settled.clone(),
+            target,
+            0,
+        )),
+        tokio::spawn(drain(
+            nodes[1].clone(),
+            vec!["right"],
+            settled.clone(),
+            target,
+            0,
+        )),
         tokio::spawn(drain(
             nodes[2].clone(),
             vec!["left", "right"],
@@ -244,7 +261,20 @@ async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
         t.await.expect("drain");
     }
 
-    let enqueued = enqueued_per_job(&nodes[0]).await;
+    // The log shows a transaction's events once no older transaction runs (anywhere on the
+    // server): read it until every release is there, then check there is one each.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let enqueued = loop {
+        let seen = enqueued_per_job(&nodes[0]).await;
+        if children
+            .iter()
+            .all(|c| seen.get(c).copied().unwrap_or(0) >= 2)
+            || Instant::now() > deadline
+        {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for id in &children {
         let job = nodes[0].job_get(*id).await.expect("child");
         assert_eq!(job.state, JobState::Available, "join {id} was not released");
@@ -256,7 +286,11 @@ async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
             .map_or(0, |p| p.len());
         assert_eq!(n, 2, "join {id} context: {parents}");
         // Once at insert (blocked), once at release.
-        assert_eq!(enqueued.get(id), Some(&2), "join {id} was released more than once");
+        assert_eq!(
+            enqueued.get(id),
+            Some(&2),
+            "join {id} was released more than once"
+        );
     }
 
     // The joins run; every workflow succeeds.
