@@ -120,6 +120,42 @@ async fn drain(
     }
 }
 
+/// Settles claimed jobs in one call: every fifth (counting across calls with `n`) dead.
+async fn settle(node: &PgStore, jobs: &[errand_store::ClaimedJob], n: &mut usize) {
+    let settlements = jobs
+        .iter()
+        .map(|c| {
+            *n += 1;
+            if *n % 5 == 0 {
+                Settlement::Fail {
+                    id: c.job.id,
+                    lease_token: c.lease_token,
+                    error: "no".into(),
+                    retry_in: None,
+                    dead: true,
+                    report: None,
+                }
+            } else {
+                Settlement::Complete {
+                    id: c.job.id,
+                    lease_token: c.lease_token,
+                    result: None,
+                    report: None,
+                    session_state: None,
+                }
+            }
+        })
+        .collect();
+    let out = node
+        .job_settle_many(JobSettleManyParams {
+            settlements,
+            retry_policy: RetryPolicy::default(),
+        })
+        .await
+        .expect("settle");
+    assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+}
+
 fn step_job(queue: &str, workflow: WorkflowId, step: &str) -> NewJob {
     let mut job = new_job(queue, "k");
     job.flow.step = Some(StepRef {
@@ -194,12 +230,15 @@ async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
     let nodes = nodes(&schema).await;
     let mut jobs = Vec::new();
     let mut children = Vec::new();
+    // The two parents of each join.
+    let mut pairs = Vec::new();
     for _ in 0..JOINS {
         let left = new_job("left", "k");
         let right = new_job("right", "k");
         let mut child = new_job("joins", "k");
         child.flow.after = vec![left.id, right.id];
         children.push(child.id);
+        pairs.push((left.id, right.id));
         jobs.extend([left, right, child]);
     }
     nodes[0]
@@ -213,6 +252,7 @@ async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
     for _ in 0..JOINS {
         let w = join_workflow();
         let c = w.steps[2].job.id;
+        pairs.push((w.steps[0].job.id, w.steps[1].job.id));
         let (made, created) = nodes[1]
             .workflow_create(WorkflowCreateParams {
                 workflow: w,
@@ -230,35 +270,64 @@ async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
         assert_eq!(job.flow.waiting_for, 2);
     }
 
-    // Node 0 ends left parents, node 1 right ones, node 2 both: the two parents of a join
-    // end on two nodes at once.
-    let settled = Arc::new(AtomicUsize::new(0));
-    let target = 4 * JOINS;
-    let tasks = [
-        tokio::spawn(drain(
-            nodes[0].clone(),
-            vec!["left"],
-            settled.clone(),
-            target,
-            0,
-        )),
-        tokio::spawn(drain(
-            nodes[1].clone(),
-            vec!["right"],
-            settled.clone(),
-            target,
-            0,
-        )),
-        tokio::spawn(drain(
-            nodes[2].clone(),
-            vec!["left", "right"],
-            settled.clone(),
-            target,
-            0,
-        )),
-    ];
-    for t in tasks {
-        t.await.expect("drain");
+    // Every parent is claimed; then the two parents of each join are settled at the same
+    // instant from two different nodes (a barrier per pair, a few pairs at a time).
+    let mut tokens = HashMap::new();
+    for queue in ["left", "right"] {
+        while tokens.len()
+            < if queue == "left" {
+                2 * JOINS
+            } else {
+                4 * JOINS
+            }
+        {
+            let claimed = nodes[0]
+                .job_claim(JobClaimParams {
+                    queue: q(queue),
+                    worker: "w".into(),
+                    max: 100,
+                    lease: Duration::from_secs(300),
+                    kinds: vec![],
+                })
+                .await
+                .expect("claim");
+            assert!(!claimed.is_empty(), "a parent is not ready");
+            for c in claimed {
+                tokens.insert(c.job.id, c.lease_token);
+            }
+        }
+    }
+    let tokens = Arc::new(tokens);
+    for wave in pairs.chunks(6) {
+        let mut tasks = Vec::new();
+        for (i, (left, right)) in wave.iter().enumerate() {
+            let barrier = Arc::new(tokio::sync::Barrier::new(2));
+            for (k, id) in [*left, *right].into_iter().enumerate() {
+                let node = nodes[(i + k) % NODES].clone();
+                let barrier = barrier.clone();
+                let tokens = tokens.clone();
+                tasks.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    let out = node
+                        .job_settle_many(JobSettleManyParams {
+                            settlements: vec![Settlement::Complete {
+                                id,
+                                lease_token: tokens[&id],
+                                result: Some(json!({ "id": id })),
+                                report: None,
+                                session_state: None,
+                            }],
+                            retry_policy: RetryPolicy::default(),
+                        })
+                        .await
+                        .expect("settle");
+                    assert!(out[0].is_ok(), "{out:?}");
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.expect("settle task");
+        }
     }
 
     // The log shows a transaction's events once no older transaction runs (anywhere on the
@@ -356,13 +425,48 @@ async fn a_batch_settled_from_three_nodes_completes_once() {
     assert_eq!(made.batch.state, BatchState::Closed);
     assert_eq!(made.batch.counts.pending, BATCH as u64);
 
-    let settled = Arc::new(AtomicUsize::new(0));
+    // Each node claims a third, settles it 20 at a time (every fifth dead), all three at
+    // once, and the last job of each third at the same instant: the batch's last three
+    // ends race on three nodes.
+    let mut claims: Vec<Vec<errand_store::ClaimedJob>> = vec![Vec::new(); NODES];
+    for (i, node) in nodes.iter().enumerate() {
+        let share = BATCH / NODES + usize::from(i < BATCH % NODES);
+        while claims[i].len() < share {
+            let want = u32::try_from((share - claims[i].len()).min(100)).unwrap_or(100);
+            let got = node
+                .job_claim(JobClaimParams {
+                    queue: q("bulk"),
+                    worker: "w".into(),
+                    max: want,
+                    lease: Duration::from_secs(300),
+                    kinds: vec![],
+                })
+                .await
+                .expect("claim");
+            assert!(!got.is_empty(), "a batch job is not ready");
+            claims[i].extend(got);
+        }
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(NODES));
     let tasks: Vec<_> = nodes
         .iter()
-        .map(|n| tokio::spawn(drain(n.clone(), vec!["bulk"], settled.clone(), BATCH, 5)))
+        .zip(claims)
+        .map(|(node, mut mine)| {
+            let node = node.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let last = mine.pop().expect("a share");
+                let mut n = 0;
+                for chunk in mine.chunks(20) {
+                    settle(&node, chunk, &mut n).await;
+                }
+                barrier.wait().await;
+                settle(&node, &[last], &mut n).await;
+            })
+        })
         .collect();
     for t in tasks {
-        t.await.expect("drain batch");
+        t.await.expect("settle batch");
     }
 
     let batch = nodes[1].batch_get(id).await.expect("batch");
