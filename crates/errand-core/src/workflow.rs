@@ -565,9 +565,11 @@ pub fn advance(facts: &WorkflowFacts, event: &WorkflowEvent) -> Advance {
             }
             match facts.state {
                 WorkflowState::Running if *state == JobState::Succeeded => {
-                    if facts.steps.iter().all(|s| s.state == JobState::Succeeded) {
-                        plan.state = Some(WorkflowState::Succeeded);
-                    }
+                    plan.state = facts
+                        .steps
+                        .iter()
+                        .all(|s| s.state == JobState::Succeeded)
+                        .then_some(WorkflowState::Succeeded);
                 }
                 WorkflowState::Running => {
                     let why = error

@@ -484,24 +484,48 @@ pub(crate) async fn retry(client: &impl GenericClient, id: WorkflowId) -> QResul
     get(client, id).await
 }
 
-/// Acts on up to `limit` step jobs whose deadline passed, each once across nodes (rows
-/// another node holds are skipped).
+/// Acts on up to `limit` step jobs whose deadline passed, each once across nodes. Each
+/// step's workflow row is locked first (workflows in id order), then its job row `SKIP
+/// LOCKED` and checked again: a step another supervisor acted on, or that its workflow's
+/// failure cancelled meanwhile, is left alone; a job row held by a settle is skipped (the
+/// settle ends it). Holding a workflow row, nothing waits for a job row.
 pub(crate) async fn supervise(
     client: &impl GenericClient,
     limit: u32,
 ) -> QResult<Vec<SupervisedStep>> {
     let stmt = client
         .prepare_cached(
-            "SELECT id, state, workflow_id, step, on_deadline, deadline_retried, deadline_ms, attempt, \
-                 errand_now() FROM jobs \
+            "SELECT id, workflow_id FROM jobs \
              WHERE deadline_at <= errand_now() AND state IN ('available', 'scheduled', 'running') \
-               AND deadline_at IS NOT NULL AND step_role = 'step' \
-             ORDER BY deadline_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+               AND deadline_at IS NOT NULL AND step_role = 'step' AND workflow_id IS NOT NULL \
+             ORDER BY deadline_at LIMIT $1",
         )
         .await?;
-    let rows = client.query(&stmt, &[&i64::from(limit)]).await?;
+    let mut due: Vec<(uuid::Uuid, uuid::Uuid)> = Vec::new();
+    for r in client.query(&stmt, &[&i64::from(limit)]).await? {
+        due.push((r.column(1)?, r.column(0)?));
+    }
+    due.sort();
+    let recheck = client
+        .prepare_cached(
+            "SELECT id, state, workflow_id, step, on_deadline, deadline_retried, deadline_ms, attempt, \
+                 errand_now() FROM jobs \
+             WHERE id = $1 AND deadline_at <= errand_now() \
+               AND state IN ('available', 'scheduled', 'running') \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
     let mut out = Vec::new();
-    for r in rows {
+    for (wf_id, job_id) in due {
+        if workflow_apply::lock(client, WorkflowId(wf_id))
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        let Some(r) = client.query_opt(&recheck, &[&job_id]).await? else {
+            continue;
+        };
         let id = JobId(r.column(0)?);
         let was: JobState = r.column::<String>(1)?.parse().map_err(corrupt)?;
         let (Some(wf), Some(step)) = (

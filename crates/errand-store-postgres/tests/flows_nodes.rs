@@ -50,14 +50,13 @@ fn q(name: &str) -> QueueName {
     QueueName::parse(name).expect("queue name")
 }
 
-/// Claims from `queues` in turn on `node` and settles each claim at once (every
-/// `dead_every`-th job of a claim dead), until `settled` reaches `target`.
+/// Claims from `queues` in turn on `node` and completes each claim at once, until
+/// `settled` reaches `target`.
 async fn drain(
     node: Arc<PgStore>,
     queues: Vec<&'static str>,
     settled: Arc<AtomicUsize>,
     target: usize,
-    dead_every: usize,
 ) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut turn = 0;
@@ -84,26 +83,12 @@ async fn drain(
         }
         let settlements = claimed
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if dead_every > 0 && i % dead_every == dead_every - 1 {
-                    Settlement::Fail {
-                        id: c.job.id,
-                        lease_token: c.lease_token,
-                        error: "no".into(),
-                        retry_in: None,
-                        dead: true,
-                        report: None,
-                    }
-                } else {
-                    Settlement::Complete {
-                        id: c.job.id,
-                        lease_token: c.lease_token,
-                        result: Some(json!({ "id": c.job.id })),
-                        report: None,
-                        session_state: None,
-                    }
-                }
+            .map(|c| Settlement::Complete {
+                id: c.job.id,
+                lease_token: c.lease_token,
+                result: Some(json!({ "id": c.job.id })),
+                report: None,
+                session_state: None,
             })
             .collect();
         let out = node
@@ -126,7 +111,7 @@ async fn settle(node: &PgStore, jobs: &[errand_store::ClaimedJob], n: &mut usize
         .iter()
         .map(|c| {
             *n += 1;
-            if *n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 Settlement::Fail {
                     id: c.job.id,
                     lease_token: c.lease_token,
@@ -366,15 +351,7 @@ async fn joins_whose_parents_end_on_different_nodes_are_released_once() {
     let settled = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = nodes
         .iter()
-        .map(|n| {
-            tokio::spawn(drain(
-                n.clone(),
-                vec!["joins"],
-                settled.clone(),
-                2 * JOINS,
-                0,
-            ))
-        })
+        .map(|n| tokio::spawn(drain(n.clone(), vec!["joins"], settled.clone(), 2 * JOINS)))
         .collect();
     for t in tasks {
         t.await.expect("drain joins");

@@ -412,28 +412,55 @@ pub(crate) async fn a_step_past_its_deadline_is_retried_once_then_failed(
     assert_eq!(w.steps[0].supervised.len(), 2);
 }
 
-/// Two supervisors racing act on each overdue step once.
+/// Two supervisors racing act on each overdue step once: with `retry`, every step is
+/// retried exactly once; with `fail`, the first death fails the workflow and cancels the
+/// other steps, which are then not acted on (a cancelled step does not turn dead).
 pub(crate) async fn racing_supervisors_act_on_each_step_once(Ctx { store, clock }: Ctx) {
-    let steps: Vec<Step> = (0..20)
-        .map(|i| step(&format!("s{i}"), "a", &[]).deadline(1_000, DeadlinePolicy::Fail))
+    async fn race(store: &crate::SharedStore) -> Vec<crate::SupervisedStep> {
+        let (s1, s2) = (store.clone(), store.clone());
+        let t1 = tokio::spawn(async move { s1.workflow_supervise(100).await });
+        let t2 = tokio::spawn(async move { s2.workflow_supervise(100).await });
+        let mut acted = t1.await.expect("join").expect("supervise");
+        acted.extend(t2.await.expect("join").expect("supervise"));
+        acted
+    }
+    let retried: Vec<Step> = (0..20)
+        .map(|i| step(&format!("r{i}"), "r", &[]).deadline(1_000, DeadlinePolicy::Retry))
         .collect();
-    let w = create(&store, workflow(&steps, OnStepFailure::Finish)).await;
+    let wr = create(&store, workflow(&retried, OnStepFailure::Finish)).await;
+    let failed: Vec<Step> = (0..20)
+        .map(|i| step(&format!("f{i}"), "f", &[]).deadline(1_000, DeadlinePolicy::Fail))
+        .collect();
+    let wf = create(&store, workflow(&failed, OnStepFailure::Finish)).await;
     clock.advance(Duration::from_secs(5)).await;
-    let (s1, s2) = (store.clone(), store.clone());
-    let t1 = tokio::spawn(async move { s1.workflow_supervise(100).await });
-    let t2 = tokio::spawn(async move { s2.workflow_supervise(100).await });
-    let mut acted = t1.await.expect("join").expect("supervise");
-    acted.extend(t2.await.expect("join").expect("supervise"));
-    // The first death fails the workflow and cancels the rest; each step is acted on or
-    // cancelled, never both, and none twice.
-    let names: HashSet<String> = acted.iter().map(|s| s.step.clone()).collect();
-    assert_eq!(names.len(), acted.len(), "no step acted on twice");
-    let w = wf_get(&store, w.id).await;
+    let acted = race(&store).await;
+    let retries: Vec<_> = acted.iter().filter(|a| a.workflow == wr.id).collect();
+    let names: HashSet<&str> = retries.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        (retries.len(), names.len()),
+        (20, 20),
+        "each step retried once"
+    );
+    assert!(retries.iter().all(|a| a.action == DeadlinePolicy::Retry));
+    let deaths: Vec<_> = acted.iter().filter(|a| a.workflow == wf.id).collect();
+    assert_eq!(
+        deaths.len(),
+        1,
+        "one death fails the workflow; the rest are cancelled"
+    );
+    assert_eq!(deaths[0].job.state, JobState::Dead);
+    let w = wf_get(&store, wf.id).await;
     assert_eq!(w.state, WorkflowState::Failed);
     for s in &w.steps {
-        assert!(s.supervised.len() <= 1, "step {} acted on twice", s.name);
-        assert!(s.state.is_final());
+        if s.name == deaths[0].step {
+            assert_eq!((s.state, s.supervised.len()), (JobState::Dead, 1));
+        } else {
+            assert_eq!((s.state, s.supervised.len()), (JobState::Cancelled, 0));
+        }
     }
+    let w = wf_get(&store, wr.id).await;
+    assert_eq!(w.state, WorkflowState::Running);
+    assert!(w.steps.iter().all(|s| s.supervised.len() == 1));
 }
 
 /// A repeated create with the same idempotency key returns the first workflow and creates
