@@ -354,10 +354,11 @@ pub struct WebhookBody {
 impl WebhookBody {
     /// The body delivering `event`.
     pub fn of(event: &EventBody) -> Self {
-        let data = match (&event.job, &event.schedule) {
-            (Some(job), _) => serde_json::json!({ "job": job }),
-            (None, Some(fired)) => serde_json::json!({ "schedule": fired }),
-            (None, None) => Value::Object(serde_json::Map::new()),
+        let data = match (&event.job, &event.schedule, &event.batch) {
+            (Some(job), _, _) => serde_json::json!({ "job": job }),
+            (None, Some(fired), _) => serde_json::json!({ "schedule": fired }),
+            (None, None, Some(batch)) => serde_json::json!({ "batch": batch }),
+            (None, None, None) => Value::Object(serde_json::Map::new()),
         };
         WebhookBody {
             event_type: event.event_type,
@@ -399,6 +400,25 @@ pub fn callback_for(job: &Job, now: Millis) -> Option<NewDelivery> {
         subscription: None,
         job: Some(job.id),
         event_type: ty,
+        url: url.clone(),
+        body: body.text(),
+    })
+}
+
+/// The callback a batch that just completed owes, when it has a `callback_url`: the batch
+/// (`data.batch`, as `GET /v1/batches/{id}` shows it) under `batch.completed`, recorded in
+/// the transaction that completed it.
+pub fn batch_callback(batch: &crate::batch::Batch, now: Millis) -> Option<NewDelivery> {
+    let url = batch.callback_url.as_ref()?;
+    let body = WebhookBody::of(&EventBody::batch_completed(
+        serde_json::to_value(batch).unwrap_or(Value::Null),
+        now,
+    ));
+    Some(NewDelivery {
+        id: DeliveryId::new(),
+        subscription: None,
+        job: None,
+        event_type: EventType::BatchCompleted,
         url: url.clone(),
         body: body.text(),
     })

@@ -91,11 +91,15 @@ pub enum EventType {
     /// A schedule fired a slot (the job it enqueued has its own `job.enqueued`).
     #[serde(rename = "schedule.fired")]
     ScheduleFired,
+    /// Every job of a closed batch ended (its `on_complete` job, if any, has its own
+    /// `job.enqueued`).
+    #[serde(rename = "batch.completed")]
+    BatchCompleted,
 }
 
 impl EventType {
     /// Every type, in the order the documentation lists them.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         EventType::JobEnqueued,
         EventType::JobStarted,
         EventType::JobProgress,
@@ -104,6 +108,7 @@ impl EventType {
         EventType::JobDead,
         EventType::JobCancelled,
         EventType::ScheduleFired,
+        EventType::BatchCompleted,
     ];
 
     /// The name on the wire and in the store.
@@ -117,6 +122,7 @@ impl EventType {
             EventType::JobDead => "job.dead",
             EventType::JobCancelled => "job.cancelled",
             EventType::ScheduleFired => "schedule.fired",
+            EventType::BatchCompleted => "batch.completed",
         }
     }
 
@@ -260,6 +266,10 @@ pub struct EventBody {
     /// The slot that fired (`schedule.fired`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleFired>,
+    /// The batch that completed (`batch.completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub batch: Option<Value>,
 }
 
 impl EventBody {
@@ -270,6 +280,18 @@ impl EventBody {
             at: crate::time::to_timestamp(now),
             job: Some(JobSnapshot::of(job, ty)),
             schedule: None,
+            batch: None,
+        }
+    }
+
+    /// A batch completed, at `now` (store clock): `batch` as shown (`Batch`, serialized).
+    pub fn batch_completed(batch: Value, now: Millis) -> Self {
+        EventBody {
+            event_type: EventType::BatchCompleted,
+            at: crate::time::to_timestamp(now),
+            job: None,
+            schedule: None,
+            batch: Some(batch),
         }
     }
 
@@ -284,6 +306,7 @@ impl EventBody {
                 slot: crate::time::to_timestamp(slot),
                 job_id,
             }),
+            batch: None,
         }
     }
 

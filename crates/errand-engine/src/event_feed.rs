@@ -405,6 +405,7 @@ mod tests {
                     error: None,
                 }),
                 schedule: None,
+                batch: None,
             },
         }
     }

@@ -235,3 +235,42 @@ pub(crate) async fn racing_parents_release_a_join_once(Ctx { store, .. }: Ctx) {
     assert_eq!(j.job.state, JobState::Running);
     assert!(claim(&store, "join", 10).await.is_empty());
 }
+
+/// A completed batch with a `callback_url` owes one delivery of itself under
+/// `batch.completed`, and the event log gets a `batch.completed` event.
+pub(crate) async fn a_completed_batch_calls_back_and_logs_its_event(Ctx { store, .. }: Ctx) {
+    let mut b = new_batch(false, None);
+    b.callback_url = Some("https://hooks.example/batch".into());
+    create_batch(&store, &b, jobs("q", 1)).await;
+    let one = claim_only(&store, "q").await;
+    complete_with(&store, &one, json!(1)).await;
+    let claimed = store
+        .delivery_claim(crate::DeliveryClaimParams {
+            max: 10,
+            lease: LEASE,
+        })
+        .await
+        .expect("delivery claim");
+    let ours: Vec<_> = claimed
+        .iter()
+        .filter(|d| d.delivery.event_type == errand_core::EventType::BatchCompleted)
+        .collect();
+    assert_eq!(ours.len(), 1, "one batch callback");
+    assert_eq!(ours[0].delivery.url, "https://hooks.example/batch");
+    let body: serde_json::Value = serde_json::from_str(&ours[0].body).expect("json body");
+    assert_eq!(body["type"], "batch.completed");
+    assert_eq!(body["data"]["batch"]["id"], json!(b.id));
+    assert_eq!(body["data"]["batch"]["state"], "completed");
+    assert_eq!(body["data"]["batch"]["counts"]["succeeded"], 1);
+    let page = store.event_read(None, 1000).await.expect("events");
+    let events: Vec<_> = page
+        .events
+        .iter()
+        .filter(|e| e.body.event_type == errand_core::EventType::BatchCompleted)
+        .collect();
+    assert_eq!(events.len(), 1, "one batch.completed event");
+    assert_eq!(
+        events[0].body.batch.as_ref().expect("batch")["id"],
+        json!(b.id)
+    );
+}

@@ -278,6 +278,7 @@ macro_rules! conformance_suite {
             an_empty_closed_batch_completes_at_once,
             racing_ends_complete_a_batch_once,
             racing_parents_release_a_join_once,
+            a_completed_batch_calls_back_and_logs_its_event,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
