@@ -465,3 +465,58 @@ async fn a_batch_settled_from_three_nodes_completes_once() {
     let context = summaries[0].flow.context.as_ref().expect("context");
     assert_eq!(context["batch"]["dead"], json!(batch.counts.dead));
 }
+
+/// A child released by a parent's end on one node wakes the claimers of its queue on the
+/// others (the notifier's NOTIFY after commit, turned into wake-ups by their listeners).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_released_child_wakes_its_queue_on_other_nodes() {
+    let Some(schema) = PgSchema::create("flow wake-ups across nodes").await else {
+        return;
+    };
+    let nodes = nodes(&schema).await;
+    let parent = new_job("left", "k");
+    let mut child = new_job("woken", "k");
+    child.flow.after = vec![parent.id];
+    nodes[0]
+        .job_insert_many(JobInsertManyParams {
+            jobs: vec![parent, child],
+            idempotency_window: WINDOW,
+        })
+        .await
+        .expect("insert");
+    let mut wakeups = nodes[1].wakeups().expect("PostgreSQL wakes other nodes");
+    // Node 1's listener may still be connecting: end the parent only once it hears node
+    // 0's wake-ups (a plain insert's).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'warm: loop {
+        assert!(Instant::now() < deadline, "node 1 never heard node 0");
+        nodes[0]
+            .job_insert_many(JobInsertManyParams {
+                jobs: vec![new_job("ping", "k")],
+                idempotency_window: WINDOW,
+            })
+            .await
+            .expect("ping");
+        let until = Instant::now() + Duration::from_millis(200);
+        while let Ok(Ok(q)) = tokio::time::timeout(
+            until.saturating_duration_since(Instant::now()),
+            wakeups.recv(),
+        )
+        .await
+        {
+            if q.as_str() == "ping" {
+                break 'warm;
+            }
+        }
+    }
+    let settled = Arc::new(AtomicUsize::new(0));
+    drain(nodes[0].clone(), vec!["left"], settled, 1).await;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, wakeups.recv()).await {
+            Ok(Ok(q)) if q.as_str() == "woken" => break,
+            Ok(_) => continue,
+            Err(_) => panic!("node 1 was not woken for the released child's queue"),
+        }
+    }
+}
