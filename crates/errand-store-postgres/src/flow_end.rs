@@ -215,7 +215,24 @@ async fn release(
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let jobs = jobs_from_rows(&client.query(&stmt, &[&ready, &contexts]).await?)?;
+    let mut jobs = jobs_from_rows(&client.query(&stmt, &[&ready, &contexts]).await?)?;
+    // A gated job enters its gate now that it is ready (it waited outside while blocked).
+    let arrivals: Vec<crate::gate::Arrival> = jobs
+        .iter()
+        .filter_map(|j| {
+            j.ordering.gate().map(|gate| crate::gate::Arrival {
+                id: j.id.0,
+                gate,
+                due: true,
+            })
+        })
+        .collect();
+    if !arrivals.is_empty() {
+        let parked = crate::gate::arrive(client, &arrivals, true).await?;
+        for j in &mut jobs {
+            j.parked = parked.contains(&j.id.0);
+        }
+    }
     for job in &jobs {
         wake::note(job.queue.as_str());
         events.push_job(job, EventType::JobEnqueued)?;

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::fault::{corrupt, QResult, RowExt};
 use crate::flow_end::role_of;
-use crate::job_row::{job_columns, jobs_from_rows};
+use crate::job_row::{job_columns, jobs_from_rows, JOB_COLUMN_COUNT};
 use crate::job_write;
 use crate::transition::EventRows;
 use crate::wake;
@@ -279,11 +279,15 @@ async fn cancel_jobs(
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let jobs = jobs_from_rows(&client.query(&stmt, &[&ids, &why, &wf.0]).await?)?;
-    let gated: Vec<&Job> = jobs
-        .iter()
-        .filter(|j| j.ordering.gate().is_some())
-        .collect();
+    let rows = client.query(&stmt, &[&ids, &why, &wf.0]).await?;
+    let jobs = jobs_from_rows(&rows)?;
+    // A blocked job never entered its gate: it gives no place back.
+    let mut gated = Vec::new();
+    for (job, row) in jobs.iter().zip(&rows) {
+        if job.ordering.gate().is_some() && !row.column::<bool>(JOB_COLUMN_COUNT)? {
+            gated.push(job);
+        }
+    }
     if !gated.is_empty() {
         crate::gate::release(client, &gated, &[]).await?;
     }

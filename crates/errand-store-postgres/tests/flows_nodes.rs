@@ -520,3 +520,79 @@ async fn a_released_child_wakes_its_queue_on_other_nodes() {
         }
     }
 }
+
+/// A blocked continuation with a lock key does not hold its lock while it waits for its
+/// parent: a later job with the key runs first; the continuation takes the lock once
+/// released and the other job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_continuation_enters_its_gate_when_released() {
+    let Some(schema) = PgSchema::create("gated continuation").await else {
+        return;
+    };
+    let nodes = nodes(&schema).await;
+    let store = &nodes[0];
+    let parent = new_job("p", "k");
+    let mut child = new_job("g", "k");
+    child.flow.after = vec![parent.id];
+    child.ordering.lock_key = Some("L".into());
+    let mut other = new_job("g", "k");
+    other.ordering.lock_key = Some("L".into());
+    let (child_id, other_id) = (child.id, other.id);
+    store
+        .job_insert_many(JobInsertManyParams {
+            jobs: vec![parent, child, other],
+            idempotency_window: WINDOW,
+        })
+        .await
+        .expect("insert");
+    let claim = |queue: &'static str| async move {
+        store
+            .job_claim(JobClaimParams {
+                queue: q(queue),
+                worker: "w".into(),
+                max: 10,
+                lease: Duration::from_secs(60),
+                kinds: vec![],
+            })
+            .await
+            .expect("claim")
+    };
+    let got = claim("g").await;
+    assert_eq!(
+        got.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        vec![other_id],
+        "the blocked continuation held the lock"
+    );
+    let p = claim("p").await;
+    complete_all(store, &p).await;
+    assert!(
+        claim("g").await.is_empty(),
+        "two jobs ran with one lock key"
+    );
+    complete_all(store, &got).await;
+    let next = claim("g").await;
+    assert_eq!(
+        next.iter().map(|c| c.job.id).collect::<Vec<_>>(),
+        vec![child_id]
+    );
+}
+
+async fn complete_all(store: &PgStore, claimed: &[errand_store::ClaimedJob]) {
+    let out = store
+        .job_settle_many(JobSettleManyParams {
+            settlements: claimed
+                .iter()
+                .map(|c| Settlement::Complete {
+                    id: c.job.id,
+                    lease_token: c.lease_token,
+                    result: None,
+                    report: None,
+                    session_state: None,
+                })
+                .collect(),
+            retry_policy: RetryPolicy::default(),
+        })
+        .await
+        .expect("settle");
+    assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+}
