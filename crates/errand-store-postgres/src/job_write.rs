@@ -427,8 +427,15 @@ async fn order_inserted(
                 .is_some_and(|s| s.state != JobState::Cancelled)
         })
         .collect();
+    // A blocked job arrives at its gate when it is released (flow_end): waiting for its
+    // parents it holds no lock or session.
     let arrivals: Vec<Arrival> = new
         .iter()
+        .filter(|j| {
+            inserted
+                .get(&j.id.0)
+                .is_some_and(|s| s.state != JobState::Blocked)
+        })
         .filter_map(|j| {
             j.ordering.gate().map(|gate| Arrival {
                 id: j.id.0,

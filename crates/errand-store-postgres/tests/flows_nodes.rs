@@ -521,9 +521,9 @@ async fn a_released_child_wakes_its_queue_on_other_nodes() {
     }
 }
 
-/// A blocked continuation with a lock key does not hold its lock while it waits for its
-/// parent: a later job with the key runs first; the continuation takes the lock once
-/// released and the other job ends.
+/// A blocked continuation with a session key does not hold its session while it waits
+/// for its parent: a later job of the session runs first; the continuation enters the
+/// session's line once released and runs after the other job ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_continuation_enters_its_gate_when_released() {
     let Some(schema) = PgSchema::create("gated continuation").await else {
@@ -534,9 +534,9 @@ async fn a_blocked_continuation_enters_its_gate_when_released() {
     let parent = new_job("p", "k");
     let mut child = new_job("g", "k");
     child.flow.after = vec![parent.id];
-    child.ordering.lock_key = Some("L".into());
+    child.ordering.session_key = Some("S".into());
     let mut other = new_job("g", "k");
-    other.ordering.lock_key = Some("L".into());
+    other.ordering.session_key = Some("S".into());
     let (child_id, other_id) = (child.id, other.id);
     store
         .job_insert_many(JobInsertManyParams {
@@ -561,13 +561,13 @@ async fn a_blocked_continuation_enters_its_gate_when_released() {
     assert_eq!(
         got.iter().map(|c| c.job.id).collect::<Vec<_>>(),
         vec![other_id],
-        "the blocked continuation held the lock"
+        "the blocked continuation held the session"
     );
     let p = claim("p").await;
     complete_all(store, &p).await;
     assert!(
         claim("g").await.is_empty(),
-        "two jobs ran with one lock key"
+        "two jobs of one session ran at once"
     );
     complete_all(store, &got).await;
     let next = claim("g").await;
