@@ -526,8 +526,10 @@ pub trait Store: Send + Sync + 'static {
         params: crate::BatchListParams,
     ) -> Result<Vec<errand_core::batch::Batch>, StoreError>;
 
-    /// Wake-ups from other processes sharing this store: names of queues that gained ready
-    /// jobs. `None` when no other process writes to the store (the embedded store).
+    /// Wake-ups from the store: names of queues that gained ready jobs the engine did not
+    /// write itself (other processes sharing the store, and jobs a flow made ready: released
+    /// continuations and steps, compensations, `on_complete` jobs). `None` when there are
+    /// none to hear.
     fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<QueueName>> {
         None
     }

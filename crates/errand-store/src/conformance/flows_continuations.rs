@@ -24,6 +24,8 @@ pub(crate) async fn a_continuation_runs_after_its_parent_succeeds(Ctx { store, .
         claim(&store, "b", 10).await.is_empty(),
         "a blocked job is not claimed"
     );
+    let counts = store.queue_get(&queue("b")).await.expect("queue").counts;
+    assert_eq!((counts.blocked, counts.available), (1, 0));
     let p = claim_only(&store, "a").await;
     complete_with(&store, &p, json!({"total": 3})).await;
     let c = claim_only(&store, "b").await;
@@ -176,4 +178,44 @@ pub(crate) async fn a_continuation_waits_for_every_parent_and_wakes_its_queue(
             break;
         }
     }
+}
+
+/// Cancelling a waiting continuation by hand dooms its own continuations.
+pub(crate) async fn cancelling_a_waiting_continuation_dooms_its_own(Ctx { store, .. }: Ctx) {
+    let a = new_job("a", "k");
+    let b = after("b", &[a.id], false);
+    let c = after("c", &[b.id], false);
+    insert(&store, vec![a.clone(), b.clone(), c.clone()]).await;
+    let jb = store.job_cancel(b.id).await.expect("cancel b");
+    assert_eq!(jb.state, JobState::Cancelled);
+    let jc = store.job_get(c.id).await.expect("c");
+    assert_eq!(jc.state, JobState::Cancelled);
+    assert_eq!(jc.error, Some(doomed_error(b.id, JobState::Cancelled)));
+    let p = claim_only(&store, "a").await;
+    complete_with(&store, &p, json!(1)).await;
+    assert!(
+        claim(&store, "b", 10).await.is_empty(),
+        "a cancelled child stays cancelled"
+    );
+}
+
+/// A waiting continuation holds no place of its lock: another job of the lock runs
+/// meanwhile. Released, it joins the lock's line and runs when the lock is free.
+pub(crate) async fn a_waiting_continuation_holds_no_lock_until_released(Ctx { store, .. }: Ctx) {
+    let parent = new_job("a", "k");
+    let mut child = after("b", &[parent.id], false);
+    child.ordering.lock_key = Some("L".into());
+    insert(&store, vec![parent.clone(), child.clone()]).await;
+    insert(&store, vec![locked("b", "L")]).await;
+    let holder = claim_only(&store, "b").await;
+    assert_ne!(holder.job.id, child.id);
+    let p = claim_only(&store, "a").await;
+    complete_with(&store, &p, json!(1)).await;
+    assert!(
+        claim(&store, "b", 10).await.is_empty(),
+        "released, it waits for the lock"
+    );
+    complete_with(&store, &holder, json!(2)).await;
+    let c = claim_only(&store, "b").await;
+    assert_eq!(c.job.id, child.id);
 }

@@ -532,3 +532,42 @@ pub(crate) async fn workflow_templates_are_kept(Ctx { store, .. }: Ctx) {
         Err(StoreError::NotFound { .. })
     ));
 }
+
+/// A step of an ended workflow revived by hand runs, but changes nothing in the workflow.
+pub(crate) async fn a_revived_step_of_an_ended_workflow_changes_nothing(Ctx { store, .. }: Ctx) {
+    let w = create(
+        &store,
+        workflow(
+            &[step("a", "a", &[]), step("b", "b", &["a"])],
+            OnStepFailure::Finish,
+        ),
+    )
+    .await;
+    let a = claim_only(&store, "a").await;
+    kill(&store, &a).await;
+    let failed = wf_get(&store, w.id).await;
+    assert_eq!(failed.state, WorkflowState::Failed);
+    store
+        .job_retry(a.job.id)
+        .await
+        .expect("retry the step's job");
+    let again = claim_only(&store, "a").await;
+    complete_with(&store, &again, json!(1)).await;
+    let after = wf_get(&store, w.id).await;
+    assert_eq!(after.state, WorkflowState::Failed);
+    assert_eq!(after.failed_step.as_deref(), Some("a"));
+    assert_eq!(step_state(&after, "b"), JobState::Cancelled);
+    assert!(claim(&store, "b", 10).await.is_empty(), "b stays cancelled");
+    let listed = store
+        .workflow_list(WorkflowListParams {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed[0].state, WorkflowState::Failed);
+    assert_eq!(
+        listed[0].steps_succeeded, 0,
+        "the revived success is not counted"
+    );
+}

@@ -279,6 +279,9 @@ macro_rules! conformance_suite {
             racing_ends_complete_a_batch_once,
             racing_parents_release_a_join_once,
             a_completed_batch_calls_back_and_logs_its_event,
+            a_revived_step_of_an_ended_workflow_changes_nothing,
+            cancelling_a_waiting_continuation_dooms_its_own,
+            a_waiting_continuation_holds_no_lock_until_released,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {
