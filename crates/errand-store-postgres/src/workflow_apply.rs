@@ -164,13 +164,11 @@ pub(crate) async fn on_job_end(
         let done: i32 = row.column(0)?;
         let steps: i32 = row.column(1)?;
         if wf.state == WorkflowState::Running {
-            // The shortcut: `advance` gives the same answer (every step succeeded exactly
-            // when the count reaches the steps; this completion is the count-th).
-            let plan = Advance {
-                completed_seq: Some(u64::try_from(done).unwrap_or(0)),
-                state: (done >= steps).then_some(WorkflowState::Succeeded),
-                ..Advance::default()
-            };
+            // The counted shortcut (core holds it to `advance`'s answer).
+            let plan = workflow::advance_counted_success(
+                u64::try_from(done).unwrap_or(0),
+                u64::try_from(steps).unwrap_or(0),
+            );
             return apply(client, &wf, Some(&step), plan, events).await;
         }
     }
