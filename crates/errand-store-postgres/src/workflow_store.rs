@@ -451,7 +451,10 @@ pub(crate) async fn retry(client: &impl GenericClient, id: WorkflowId) -> QResul
             .query_opt(&reset, &[&job_id.0, &waiting_i, &max, &context])
             .await?
         else {
-            continue;
+            // Its job was pruned: nothing to run again (the transaction is rolled back).
+            return Err(wrong_state(format!(
+                "step {name} of workflow {id} cannot run again: its job {job_id} was pruned"
+            )));
         };
         let job = job_from_row(&row)?;
         client.execute(&unlink, &[&job_id.0]).await?;
