@@ -555,10 +555,9 @@ pub(crate) async fn supervise(
         let job = match action {
             DeadlinePolicy::Retry => retry_step(client, id, was, attempt).await?,
             DeadlinePolicy::Fail => {
-                let d = errand_core::duration::format(std::time::Duration::from_millis(
-                    u64::try_from(deadline_ms).unwrap_or(0),
-                ));
-                fail_step(client, id, attempt, &format!("deadline of {d} passed")).await?
+                // Worded as the SQLite store words it.
+                let error = format!("deadline of {deadline_ms}ms passed");
+                fail_step(client, id, attempt, &error).await?
             }
         };
         let seen = Supervision {
@@ -597,8 +596,7 @@ async fn retry_step(
         "WITH r AS ( \
              UPDATE jobs SET state = CASE WHEN state = 'running' THEN 'available' ELSE state END, \
                  run_at = CASE WHEN state = 'running' THEN errand_now() ELSE run_at END, \
-                 max_attempts = CASE WHEN state = 'running' THEN GREATEST(max_attempts, attempt + 1) \
-                     ELSE max_attempts END, \
+                 max_attempts = CASE WHEN state = 'running' THEN max_attempts + 1 ELSE max_attempts END, \
                  error = CASE WHEN state = 'running' THEN 'deadline passed' ELSE error END, \
                  lease_token = NULL, lease_expires_at = NULL, \
                  deadline_at = errand_now() + deadline_ms, deadline_retried = true, \
