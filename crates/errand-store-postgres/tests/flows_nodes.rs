@@ -596,3 +596,128 @@ async fn complete_all(store: &PgStore, claimed: &[errand_store::ClaimedJob]) {
         .expect("settle");
     assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
 }
+
+/// One step of a workflow dies on one node while its sibling succeeds on another at the
+/// same instant, under both running-step policies: no settle is refused or fails (no
+/// deadlock between the workflow row and the job rows), and every workflow ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_death_and_a_success_racing_in_one_workflow_end_it() {
+    let Some(schema) = PgSchema::create("racing ends in a workflow").await else {
+        return;
+    };
+    let nodes = nodes(&schema).await;
+    let mut workflows = Vec::new();
+    let mut pairs = Vec::new();
+    for i in 0..40 {
+        let mut w = join_workflow();
+        w.on_failure = if i % 2 == 0 {
+            OnStepFailure::Cancel
+        } else {
+            OnStepFailure::Finish
+        };
+        w.steps[1].compensate = Some(JobTemplate {
+            kind: JobKind::parse("undo").expect("kind"),
+            queue: q("undo"),
+            payload: json!({}),
+            priority: 0,
+            max_attempts: 1,
+            timeout_ms: None,
+            tags: vec![],
+        });
+        pairs.push((w.steps[0].job.id, w.steps[1].job.id));
+        let (made, _) = nodes[0]
+            .workflow_create(WorkflowCreateParams {
+                workflow: w,
+                idempotency_window: WINDOW,
+            })
+            .await
+            .expect("create");
+        workflows.push(made.id);
+    }
+    let mut tokens = HashMap::new();
+    for queue in ["left", "right"] {
+        loop {
+            let got = nodes[1]
+                .job_claim(JobClaimParams {
+                    queue: q(queue),
+                    worker: "w".into(),
+                    max: 100,
+                    lease: Duration::from_secs(300),
+                    kinds: vec![],
+                })
+                .await
+                .expect("claim");
+            if got.is_empty() {
+                break;
+            }
+            for c in got {
+                tokens.insert(c.job.id, c.lease_token);
+            }
+        }
+    }
+    assert_eq!(tokens.len(), 80);
+    let tokens = Arc::new(tokens);
+    for (i, (dies, succeeds)) in pairs.into_iter().enumerate() {
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let mut tasks = Vec::new();
+        for (k, (id, ok)) in [(dies, false), (succeeds, true)].into_iter().enumerate() {
+            let node = nodes[(i + k) % NODES].clone();
+            let (barrier, tokens) = (barrier.clone(), tokens.clone());
+            tasks.push(tokio::spawn(async move {
+                let lease_token = tokens[&id];
+                let settlement = if ok {
+                    Settlement::Complete {
+                        id,
+                        lease_token,
+                        result: Some(json!(1)),
+                        report: None,
+                        session_state: None,
+                    }
+                } else {
+                    Settlement::Fail {
+                        id,
+                        lease_token,
+                        error: "boom".into(),
+                        retry_in: None,
+                        dead: true,
+                        report: None,
+                    }
+                };
+                barrier.wait().await;
+                node.job_settle_many(JobSettleManyParams {
+                    settlements: vec![settlement],
+                    retry_policy: RetryPolicy::default(),
+                })
+                .await
+                .expect("settle (a deadlock fails it)")
+            }));
+        }
+        for t in tasks {
+            let out = t.await.expect("task");
+            // The success may be refused only because the death cancelled its step first.
+            if let Err(e) = &out[0] {
+                assert!(
+                    matches!(e, errand_store::StoreError::LeaseLost { .. }),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+    // Compensations run; then every workflow has ended.
+    let settled = Arc::new(AtomicUsize::new(0));
+    let undo = nodes[2]
+        .job_list(JobListParams {
+            queue: Some(q("undo")),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .len();
+    drain(nodes[2].clone(), vec!["undo"], settled, undo).await;
+    for id in workflows {
+        let w = nodes[0].workflow_get(id).await.expect("workflow");
+        assert!(w.state.is_final(), "workflow {id} is stuck {:?}", w.state);
+        assert_eq!(w.failed_step.as_deref(), Some("a"));
+    }
+}
