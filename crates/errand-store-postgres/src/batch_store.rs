@@ -54,7 +54,9 @@ fn batch_from_row(row: &Row) -> QResult<Batch> {
 /// One batch.
 pub(crate) async fn get(client: &impl GenericClient, id: BatchId) -> QResult<Batch> {
     let stmt = client
-        .prepare_cached(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"))
+        .prepare_cached(&format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"
+        ))
         .await?;
     let row = client
         .query_opt(&stmt, &[&id.0])

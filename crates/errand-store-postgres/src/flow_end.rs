@@ -4,8 +4,12 @@
 //! (completing at its last job). Jobs without children, workflow or batch cost one
 //! statement per call, however many ended.
 //!
-//! Locks are taken in one order: the workflow row (workflow hook), then child job rows in
-//! id order, then batch rows in id order.
+//! Locks are taken in one order: the ended job's row (by the statement that ended it),
+//! then workflow rows in id order, then child job rows in id order, then batch rows in id
+//! order. Holding a workflow row, a transaction never waits for a job row another
+//! transaction may hold: the jobs a workflow's plan cancels are locked `SKIP LOCKED`, and
+//! children are `blocked` jobs nobody else holds but another end's hook, which takes them
+//! after the workflow row too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,16 +29,21 @@ use crate::{wake, workflow_apply};
 /// cancelled: the plan counted them). Returns the further jobs the flows ended (cancelled
 /// steps and doomed continuations), their events already pushed, for the caller to give
 /// them their replies and callbacks.
+///
+/// `ends` are every ended job's id and state (their children are looked up in one
+/// statement); `flows` are those of them with a workflow or batch.
 pub(crate) async fn on_end(
     client: &impl GenericClient,
-    ended: Vec<Job>,
+    ends: Vec<(uuid::Uuid, JobState)>,
+    flows: Vec<Job>,
     workflow_hook: bool,
     events: &mut EventRows,
 ) -> QResult<Vec<Job>> {
     let mut extra = Vec::new();
-    let mut round = ended;
+    let mut round = flows;
+    let mut round_ends = ends;
     let mut hook = workflow_hook;
-    while !round.is_empty() {
+    while !round_ends.is_empty() {
         let mut next = Vec::new();
         // Jobs cancelled by a workflow plan: their children and batches, not the workflow.
         let mut cancelled_by_plan = Vec::new();
@@ -53,14 +62,14 @@ pub(crate) async fn on_end(
                 workflow_apply::note_step_state(client, job).await?;
             }
         }
-        next.extend(children(client, &round, events).await?);
+        next.extend(children(client, &round_ends, events).await?);
         count_in_batches(client, &round, events).await?;
         for j in &cancelled_by_plan {
             events.push_job(j, EventType::JobCancelled)?;
         }
         // Jobs the plans cancelled go through children and batches without the workflow.
         if !cancelled_by_plan.is_empty() {
-            next.extend(children(client, &cancelled_by_plan, events).await?);
+            next.extend(children(client, &ends_of(&cancelled_by_plan), events).await?);
             count_in_batches(client, &cancelled_by_plan, events).await?;
             extra.extend(cancelled_by_plan);
         }
@@ -68,10 +77,15 @@ pub(crate) async fn on_end(
             events.push_job(j, EventType::JobCancelled)?;
         }
         extra.extend(next.iter().cloned());
+        round_ends = ends_of(&next);
         round = next;
         hook = true;
     }
     Ok(extra)
+}
+
+fn ends_of(jobs: &[Job]) -> Vec<(uuid::Uuid, JobState)> {
+    jobs.iter().map(|j| (j.id.0, j.state)).collect()
 }
 
 /// Counts the ends in `ended` for their children: releases those whose last parent this
@@ -79,13 +93,13 @@ pub(crate) async fn on_end(
 /// are consumed (a parent revived and ended again does not count twice).
 async fn children(
     client: &impl GenericClient,
-    ended: &[Job],
+    ended: &[(uuid::Uuid, JobState)],
     events: &mut EventRows,
 ) -> QResult<Vec<Job>> {
     if ended.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<uuid::Uuid> = ended.iter().map(|j| j.id.0).collect();
+    let ids: Vec<uuid::Uuid> = ended.iter().map(|(id, _)| *id).collect();
     let stmt = client
         .prepare_cached(
             "WITH d AS (DELETE FROM job_deps WHERE parent_id = ANY($1) RETURNING parent_id, child_id) \
@@ -97,7 +111,7 @@ async fn children(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let states: HashMap<uuid::Uuid, JobState> = ended.iter().map(|j| (j.id.0, j.state)).collect();
+    let states: HashMap<uuid::Uuid, JobState> = ended.iter().copied().collect();
     // Per child: parents satisfied, and the first parent that doomed it.
     let mut satisfied: BTreeMap<uuid::Uuid, i32> = BTreeMap::new();
     let mut doomed: BTreeMap<uuid::Uuid, (JobId, JobState)> = BTreeMap::new();
@@ -201,7 +215,24 @@ async fn release(
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let jobs = jobs_from_rows(&client.query(&stmt, &[&ready, &contexts]).await?)?;
+    let mut jobs = jobs_from_rows(&client.query(&stmt, &[&ready, &contexts]).await?)?;
+    // A gated job enters its gate now that it is ready (it waited outside while blocked).
+    let arrivals: Vec<crate::gate::Arrival> = jobs
+        .iter()
+        .filter_map(|j| {
+            j.ordering.gate().map(|gate| crate::gate::Arrival {
+                id: j.id.0,
+                gate,
+                due: true,
+            })
+        })
+        .collect();
+    if !arrivals.is_empty() {
+        let parked = crate::gate::arrive(client, &arrivals, true).await?;
+        for j in &mut jobs {
+            j.parked = parked.contains(&j.id.0);
+        }
+    }
     for job in &jobs {
         wake::note(job.queue.as_str());
         events.push_job(job, EventType::JobEnqueued)?;
@@ -262,11 +293,7 @@ async fn continuation_context(client: &impl GenericClient, parents: &[JobId]) ->
     }
     let listed: Vec<_> = parents
         .iter()
-        .filter_map(|p| {
-            by_id
-                .remove(&p.0)
-                .map(|(s, r, e)| (*p, s, r, e))
-        })
+        .filter_map(|p| by_id.remove(&p.0).map(|(s, r, e)| (*p, s, r, e)))
         .collect();
     Ok(flow::continuation_context(&listed))
 }

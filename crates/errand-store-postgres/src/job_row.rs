@@ -2,9 +2,9 @@
 
 use errand_core::flow::{JobFlow, StepRole};
 use errand_core::ordering::JobOrdering;
-use errand_core::{BatchId, WorkflowId};
 use errand_core::time::to_timestamp;
 use errand_core::{Attempt, AttemptOutcome, Job, JobId, JobKind, JobState, Millis, QueueName};
+use errand_core::{BatchId, WorkflowId};
 use serde_json::Value;
 use tokio_postgres::Row;
 

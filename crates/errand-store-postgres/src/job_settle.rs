@@ -406,7 +406,12 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
         .query_one(&stmt, &[&id.0, &attempt, &was_running])
         .await?;
     let cancelled = job_from_row(&row)?;
-    if let Some(g) = job.ordering.gate() {
+    // A blocked job (waiting for its parents) has not entered its gate yet.
+    if let Some(g) = job
+        .ordering
+        .gate()
+        .filter(|_| job.state != JobState::Blocked)
+    {
         let name = g.stored_name();
         if job.parked {
             if !gate_first {

@@ -139,10 +139,10 @@ struct Columns {
 impl Columns {
     fn push(&mut self, j: &NewJob, at_insert: Option<&AtInsert>) {
         let f = &j.flow;
-        self.workflow_id
-            .push(f.step.as_ref().map(|s| s.workflow.0));
+        self.workflow_id.push(f.step.as_ref().map(|s| s.workflow.0));
         self.step.push(f.step.as_ref().map(|s| s.step.clone()));
-        self.step_role.push(f.step.as_ref().map(|s| s.role.as_str()));
+        self.step_role
+            .push(f.step.as_ref().map(|s| s.role.as_str()));
         self.batch_id.push(f.batch.map(|b| b.0));
         self.after_jobs.push(
             (!f.after.is_empty())
@@ -427,8 +427,15 @@ async fn order_inserted(
                 .is_some_and(|s| s.state != JobState::Cancelled)
         })
         .collect();
+    // A blocked job arrives at its gate when it is released (flow_end): waiting for its
+    // parents it holds no lock or session.
     let arrivals: Vec<Arrival> = new
         .iter()
+        .filter(|j| {
+            inserted
+                .get(&j.id.0)
+                .is_some_and(|s| s.state != JobState::Blocked)
+        })
         .filter_map(|j| {
             j.ordering.gate().map(|gate| Arrival {
                 id: j.id.0,

@@ -5,6 +5,10 @@
 //! while a job runs. When jobs become available the node that made them so sends a
 //! `NOTIFY` after commit, and a dedicated `LISTEN` connection on every node turns those
 //! notifications into wake-ups.
+//! Workflows, continuations and batches ride on the same transactions: a job's end
+//! advances its workflow (under the workflow row's lock), releases or dooms the jobs that
+//! wait for it, and counts in its batch (under the batch row's lock), so racing ends on
+//! several nodes release a join or complete a batch exactly once.
 //! All time arithmetic uses the database clock (`errand_now()`). Migrations run at start
 //! under an advisory lock. A lost connection is replaced by the pool; meanwhile calls fail
 //! with `Unavailable` and nothing acknowledged is lost.

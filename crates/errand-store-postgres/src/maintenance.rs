@@ -135,6 +135,8 @@ pub(crate) async fn prune(
                    AND state = ANY($1) AND finished_at < errand_now() - $2 \
                  ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, gate), \
              attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
+             edges AS (DELETE FROM job_deps WHERE parent_id IN (SELECT id FROM gone) \
+                 OR child_id IN (SELECT id FROM gone)), \
              logs AS (DELETE FROM job_logs WHERE owner IN (SELECT id FROM gone)) \
              {DELETED}"
         ))

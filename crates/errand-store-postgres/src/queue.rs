@@ -277,6 +277,8 @@ pub(crate) async fn dead_purge(
         .prepare_cached(&format!(
             "WITH gone AS (DELETE FROM jobs WHERE {DEAD_SELECTION} RETURNING id, gate), \
              attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
+             edges AS (DELETE FROM job_deps WHERE parent_id IN (SELECT id FROM gone) \
+                 OR child_id IN (SELECT id FROM gone)), \
              logs AS (DELETE FROM job_logs WHERE owner IN (SELECT id FROM gone)) \
              {DELETED}"
         ))

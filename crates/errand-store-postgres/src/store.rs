@@ -27,16 +27,16 @@ use errand_store::{
 use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
 
+use crate::batch_store;
 use crate::fault::{Fault, QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
+use crate::transition::EventRows;
 use crate::{
     definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read, job_settle,
     job_write, limit, listener, maintenance, mark, named_lease, node, queue, restore, schedule,
     schema, session, subscription, wake, worker, workflow_store,
 };
-use crate::batch_store;
-use crate::transition::EventRows;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -373,7 +373,8 @@ impl Store for PgStore {
         name: &str,
         spec: errand_core::workflow::WorkflowSpec,
     ) -> Result<(), StoreError> {
-        on_conn!(self, |c| workflow_store::template_put(&c, name, &spec).await?)
+        on_conn!(self, |c| workflow_store::template_put(&c, name, &spec)
+            .await?)
     }
 
     async fn workflow_template_get(

@@ -99,7 +99,8 @@ async fn record<'a>(
     let mut replies = Vec::new();
     let mut callbacks = Vec::new();
     let mut now = None;
-    let mut ended = Vec::new();
+    let mut ends = Vec::new();
+    let mut flows = Vec::new();
     for (job, ty) in changes {
         events.push_job(job, ty)?;
         if job.state.is_final() {
@@ -107,11 +108,14 @@ async fn record<'a>(
             now = Some(at);
             replies.extend(reply_for(job));
             callbacks.extend(callback_for(job, at));
-            ended.push(job.clone());
+            ends.push((job.id.0, job.state));
+            if job.flow.workflow_id.is_some() || job.flow.batch_id.is_some() {
+                flows.push(job.clone());
+            }
         }
     }
-    if !ended.is_empty() {
-        for job in flow_end::on_end(client, ended, workflow_hook, &mut events).await? {
+    if !ends.is_empty() {
+        for job in flow_end::on_end(client, ends, flows, workflow_hook, &mut events).await? {
             let at = to_millis(job.updated_at);
             now = Some(at);
             replies.extend(reply_for(&job));

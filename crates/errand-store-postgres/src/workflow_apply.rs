@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::fault::{corrupt, QResult, RowExt};
 use crate::flow_end::role_of;
-use crate::job_row::{job_columns, jobs_from_rows};
+use crate::job_row::{job_columns, jobs_from_rows, JOB_COLUMN_COUNT};
 use crate::job_write;
 use crate::transition::EventRows;
 use crate::wake;
@@ -164,13 +164,11 @@ pub(crate) async fn on_job_end(
         let done: i32 = row.column(0)?;
         let steps: i32 = row.column(1)?;
         if wf.state == WorkflowState::Running {
-            // The shortcut: `advance` gives the same answer (every step succeeded exactly
-            // when the count reaches the steps; this completion is the count-th).
-            let plan = Advance {
-                completed_seq: Some(u64::try_from(done).unwrap_or(0)),
-                state: (done >= steps).then_some(WorkflowState::Succeeded),
-                ..Advance::default()
-            };
+            // The counted shortcut (core holds it to `advance`'s answer).
+            let plan = workflow::advance_counted_success(
+                u64::try_from(done).unwrap_or(0),
+                u64::try_from(steps).unwrap_or(0),
+            );
             return apply(client, &wf, Some(&step), plan, events).await;
         }
     }
@@ -256,11 +254,18 @@ async fn cancel_jobs(
 ) -> QResult<Vec<Job>> {
     let mut ids: Vec<uuid::Uuid> = ids.iter().map(|j| j.0).collect();
     ids.sort();
+    // Rows another transaction holds are skipped, never waited for while the workflow row
+    // is held: that transaction is ending the job, and its own end reaches this workflow
+    // (after this one commits) as a step ended while failing. Waiting could deadlock with
+    // it: it holds the job and waits for the workflow row.
     let sql = format!(
-        "WITH c AS ( \
+        "WITH l AS ( \
+             SELECT id FROM jobs WHERE id = ANY($1) AND state NOT IN ('succeeded', 'dead', 'cancelled') \
+             ORDER BY id FOR UPDATE SKIP LOCKED), \
+         c AS ( \
              UPDATE jobs j SET state = 'cancelled', error = $2, finished_at = errand_now(), \
                  lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
-             WHERE j.id = ANY($1) AND j.state NOT IN ('succeeded', 'dead', 'cancelled') \
+             FROM l WHERE j.id = l.id \
              RETURNING {}), \
          a AS ( \
              UPDATE job_attempts t SET finished_at = errand_now(), outcome = 'cancelled', error = $2 \
@@ -272,8 +277,15 @@ async fn cancel_jobs(
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let jobs = jobs_from_rows(&client.query(&stmt, &[&ids, &why, &wf.0]).await?)?;
-    let gated: Vec<&Job> = jobs.iter().filter(|j| j.ordering.gate().is_some()).collect();
+    let rows = client.query(&stmt, &[&ids, &why, &wf.0]).await?;
+    let jobs = jobs_from_rows(&rows)?;
+    // A blocked job never entered its gate: it gives no place back.
+    let mut gated = Vec::new();
+    for (job, row) in jobs.iter().zip(&rows) {
+        if job.ordering.gate().is_some() && !row.column::<bool>(JOB_COLUMN_COUNT)? {
+            gated.push(job);
+        }
+    }
     if !gated.is_empty() {
         crate::gate::release(client, &gated, &[]).await?;
     }

@@ -108,12 +108,14 @@ pub(crate) async fn create(
         let stmt = client
             .prepare_cached("SELECT id FROM workflows WHERE idempotency_key = $1")
             .await?;
-        let row = client
-            .query_one(&stmt, &[&w.idempotency_key])
-            .await?;
+        let row = client.query_one(&stmt, &[&w.idempotency_key]).await?;
         return Ok((get(client, WorkflowId(row.column(0)?)).await?, false));
     }
-    let ids: HashMap<&str, JobId> = w.steps.iter().map(|s| (s.name.as_str(), s.job.id)).collect();
+    let ids: HashMap<&str, JobId> = w
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.job.id))
+        .collect();
     let wref = WorkflowRef {
         id: w.id,
         name: w.name.as_deref(),
@@ -153,7 +155,10 @@ pub(crate) async fn create(
     )
     .await?;
     insert_steps(client, &w, &inserted).await?;
-    for r in inserted.iter().filter(|r| r.job.state == JobState::Available) {
+    for r in inserted
+        .iter()
+        .filter(|r| r.job.state == JobState::Available)
+    {
         wake::note(r.job.queue.as_str());
     }
     Ok((get(client, w.id).await?, true))
@@ -446,7 +451,10 @@ pub(crate) async fn retry(client: &impl GenericClient, id: WorkflowId) -> QResul
             .query_opt(&reset, &[&job_id.0, &waiting_i, &max, &context])
             .await?
         else {
-            continue;
+            // Its job was pruned: nothing to run again (the transaction is rolled back).
+            return Err(wrong_state(format!(
+                "step {name} of workflow {id} cannot run again: its job {job_id} was pruned"
+            )));
         };
         let job = job_from_row(&row)?;
         client.execute(&unlink, &[&job_id.0]).await?;
@@ -479,24 +487,48 @@ pub(crate) async fn retry(client: &impl GenericClient, id: WorkflowId) -> QResul
     get(client, id).await
 }
 
-/// Acts on up to `limit` step jobs whose deadline passed, each once across nodes (rows
-/// another node holds are skipped).
+/// Acts on up to `limit` step jobs whose deadline passed, each once across nodes. Each
+/// step's workflow row is locked first (workflows in id order), then its job row `SKIP
+/// LOCKED` and checked again: a step another supervisor acted on, or that its workflow's
+/// failure cancelled meanwhile, is left alone; a job row held by a settle is skipped (the
+/// settle ends it). Holding a workflow row, nothing waits for a job row.
 pub(crate) async fn supervise(
     client: &impl GenericClient,
     limit: u32,
 ) -> QResult<Vec<SupervisedStep>> {
     let stmt = client
         .prepare_cached(
-            "SELECT id, state, workflow_id, step, on_deadline, deadline_retried, deadline_ms, attempt, \
-                 errand_now() FROM jobs \
+            "SELECT id, workflow_id FROM jobs \
              WHERE deadline_at <= errand_now() AND state IN ('available', 'scheduled', 'running') \
-               AND deadline_at IS NOT NULL AND step_role = 'step' \
-             ORDER BY deadline_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+               AND deadline_at IS NOT NULL AND step_role = 'step' AND workflow_id IS NOT NULL \
+             ORDER BY deadline_at LIMIT $1",
         )
         .await?;
-    let rows = client.query(&stmt, &[&i64::from(limit)]).await?;
+    let mut due: Vec<(uuid::Uuid, uuid::Uuid)> = Vec::new();
+    for r in client.query(&stmt, &[&i64::from(limit)]).await? {
+        due.push((r.column(1)?, r.column(0)?));
+    }
+    due.sort();
+    let recheck = client
+        .prepare_cached(
+            "SELECT id, state, workflow_id, step, on_deadline, deadline_retried, deadline_ms, attempt, \
+                 errand_now() FROM jobs \
+             WHERE id = $1 AND deadline_at <= errand_now() \
+               AND state IN ('available', 'scheduled', 'running') \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
     let mut out = Vec::new();
-    for r in rows {
+    for (wf_id, job_id) in due {
+        if workflow_apply::lock(client, WorkflowId(wf_id))
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        let Some(r) = client.query_opt(&recheck, &[&job_id]).await? else {
+            continue;
+        };
         let id = JobId(r.column(0)?);
         let was: JobState = r.column::<String>(1)?.parse().map_err(corrupt)?;
         let (Some(wf), Some(step)) = (
@@ -523,10 +555,9 @@ pub(crate) async fn supervise(
         let job = match action {
             DeadlinePolicy::Retry => retry_step(client, id, was, attempt).await?,
             DeadlinePolicy::Fail => {
-                let d = errand_core::duration::format(std::time::Duration::from_millis(
-                    u64::try_from(deadline_ms).unwrap_or(0),
-                ));
-                fail_step(client, id, attempt, &format!("deadline of {d} passed")).await?
+                // Worded as the SQLite store words it.
+                let error = format!("deadline of {deadline_ms}ms passed");
+                fail_step(client, id, attempt, &error).await?
             }
         };
         let seen = Supervision {
@@ -565,8 +596,7 @@ async fn retry_step(
         "WITH r AS ( \
              UPDATE jobs SET state = CASE WHEN state = 'running' THEN 'available' ELSE state END, \
                  run_at = CASE WHEN state = 'running' THEN errand_now() ELSE run_at END, \
-                 max_attempts = CASE WHEN state = 'running' THEN GREATEST(max_attempts, attempt + 1) \
-                     ELSE max_attempts END, \
+                 max_attempts = CASE WHEN state = 'running' THEN max_attempts + 1 ELSE max_attempts END, \
                  error = CASE WHEN state = 'running' THEN 'deadline passed' ELSE error END, \
                  lease_token = NULL, lease_expires_at = NULL, \
                  deadline_at = errand_now() + deadline_ms, deadline_retried = true, \
@@ -579,7 +609,9 @@ async fn retry_step(
     );
     let stmt = client.prepare_cached(&sql).await?;
     let running = was == JobState::Running;
-    let row = client.query_one(&stmt, &[&id.0, &attempt, &running]).await?;
+    let row = client
+        .query_one(&stmt, &[&id.0, &attempt, &running])
+        .await?;
     let job = job_from_row(&row)?;
     if running {
         record_change(client, &job, EventType::JobFailed).await?;
@@ -590,7 +622,12 @@ async fn retry_step(
 
 /// The step is dead: its deadline passed (a running lease is voided). Its end goes
 /// through the end hook, so its workflow fails.
-async fn fail_step(client: &impl GenericClient, id: JobId, attempt: i32, error: &str) -> QResult<Job> {
+async fn fail_step(
+    client: &impl GenericClient,
+    id: JobId,
+    attempt: i32,
+    error: &str,
+) -> QResult<Job> {
     let sql = format!(
         "WITH d AS ( \
              UPDATE jobs SET state = 'dead', error = $2, finished_at = errand_now(), \
@@ -621,8 +658,8 @@ pub(crate) async fn template_put(
     name: &str,
     spec: &WorkflowSpec,
 ) -> QResult<()> {
-    let spec = serde_json::to_value(spec)
-        .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
+    let spec =
+        serde_json::to_value(spec).map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
     let stmt = client
         .prepare_cached(
             "INSERT INTO workflow_templates (name, spec, updated_at) VALUES ($1, $2, errand_now()) \

@@ -172,9 +172,11 @@ impl Sim {
                 // The store's shortcut, checked against the rules.
                 let all = self.steps_succeeded == self.steps.len() as u64;
                 prop_assert_eq!(plan.state == Some(WorkflowState::Succeeded), all);
-                prop_assert!(plan.cancel.is_empty() && plan.compensate.is_none());
-                prop_assert_eq!(plan.failure.clone(), None);
                 prop_assert_eq!(plan.completed_seq, Some(self.steps_succeeded));
+                prop_assert_eq!(
+                    &plan,
+                    &advance_counted_success(self.steps_succeeded, self.steps.len() as u64)
+                );
                 self.steps[i].seq = Some(self.steps_succeeded);
                 if all {
                     self.state = WorkflowState::Succeeded;

@@ -262,9 +262,35 @@ pub(crate) async fn a_completed_batch_calls_back_and_logs_its_event(Ctx { store,
     assert_eq!(body["data"]["batch"]["id"], json!(b.id));
     assert_eq!(body["data"]["batch"]["state"], "completed");
     assert_eq!(body["data"]["batch"]["counts"]["succeeded"], 1);
-    let page = store.event_read(None, 1000).await.expect("events");
-    let events: Vec<_> = page
-        .events
+    // An event is readable once every older transaction has ended (PostgreSQL: on the
+    // whole server): write a marker job and read until its event shows.
+    let marker = insert(&store, vec![new_job("events-marker", "marker")])
+        .await
+        .remove(0)
+        .job
+        .id;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let all = loop {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.event_read(after, 1000).await.expect("events");
+            let Some(last) = page.events.last() else {
+                break;
+            };
+            after = Some(last.id);
+            all.extend(page.events);
+        }
+        if all.iter().any(|e| e.body.job_id() == Some(marker)) {
+            break all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the marker's event never became readable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let events: Vec<_> = all
         .iter()
         .filter(|e| e.body.event_type == errand_core::EventType::BatchCompleted)
         .collect();
