@@ -267,7 +267,8 @@ pub async fn workflows_end_to_end(nodes: &[Client], count: usize) -> anyhow::Res
 
 /// (c) A batch of `size` jobs with an `on_complete` job: workers complete all but one, a
 /// claim waits on the `on_complete` queue, then the last job is completed. Latency: last
-/// completion sent → `on_complete` claimed; `rounds` batches, one after the other.
+/// completion sent → `on_complete` claimed; `rounds` batches, one after the other. Rate and
+/// server CPU are per batch job, over the whole of each round (enqueue, work, fan-in).
 pub async fn batch_fan_in(nodes: &[Client], size: usize, rounds: usize) -> anyhow::Result<Figures> {
     let first = nodes.first().ok_or_else(|| anyhow::anyhow!("no node"))?;
     let mut conn = RawConnection::connect(first.base_url()).await?;
@@ -347,8 +348,9 @@ pub async fn batch_fan_in(nodes: &[Client], size: usize, rounds: usize) -> anyho
             delay.as_secs_f64() * 1000.0
         );
     }
+    // Rate and CPU per batch job (enqueue, claim, settle, counting); latency: the fan-in.
     Ok(Figures {
-        jobs: rounds as u64,
+        jobs: (rounds * size) as u64,
         elapsed: start.elapsed(),
         latency: Some(h),
         server_cpu: None,

@@ -334,7 +334,7 @@ async fn run_flows(args: &BenchArgs) -> anyhow::Result<()> {
     d.measure(flows::release_latency(&d.clients, args.chains))
         .await?
         .print(&format!(
-            "flows: parent completed -> child claimed, {} chains (rate = chains/s, one at a time)",
+            "flows: {} two-step chains (latency = parent completed -> child claimed; rate, CPU include creating them)",
             args.chains
         ));
     drop(d);
@@ -342,7 +342,7 @@ async fn run_flows(args: &BenchArgs) -> anyhow::Result<()> {
     d.measure(flows::workflows_end_to_end(&d.clients, args.workflows))
         .await?
         .print(&format!(
-            "flows: {} three-step workflows end to end (rate = workflows/s, CPU per workflow)",
+            "flows: {} three-step workflows end to end (rate, CPU per workflow)",
             args.workflows
         ));
     drop(d);
@@ -351,7 +351,7 @@ async fn run_flows(args: &BenchArgs) -> anyhow::Result<()> {
     d.measure(flows::batch_fan_in(&d.clients, size, 3))
         .await?
         .print(&format!(
-            "flows: {size}-job batch, last job completed -> on_complete claimed (3 batches)"
+            "flows: 3 batches of {size} (rate, CPU per batch job; latency = fan-in)"
         ));
     Ok(())
 }
