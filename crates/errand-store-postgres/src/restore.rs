@@ -1,4 +1,7 @@
 //! Importing jobs exported from another store.
+//!
+//! A job's place in a flow (workflow step, batch, parents, context) is not restored yet:
+//! restored jobs are plain jobs.
 
 use deadpool_postgres::GenericClient;
 use errand_core::limits::DEFAULT_IDEMPOTENCY_WINDOW_MS;
