@@ -162,8 +162,12 @@ impl Engine {
     /// claims, ended ones their waiters. (Jobs the store's flow rules made ready elsewhere,
     /// such as compensations, reach claims through the store's wake-ups.)
     fn publish_workflow(&self, workflow: &Workflow) {
+        // Blocked steps changed nothing anyone waits on: a 10,000-step workflow announces
+        // only its ready and ended steps.
         for step in &workflow.steps {
-            self.publish_state(step.job_id, &step.queue, step.state);
+            if step.state == JobState::Available || step.state.is_final() {
+                self.publish_state(step.job_id, &step.queue, step.state);
+            }
             if let Some(c) = &step.compensation {
                 if c.state.is_final() {
                     self.waiters.wake(c.job_id);

@@ -832,3 +832,78 @@ async fn a_completed_batch_posts_its_callback_signed_once() {
     assert_eq!(body["data"]["batch"]["counts"]["succeeded"], 1, "{body}");
     assert_eq!(rx.received().len(), 1);
 }
+
+#[tokio::test]
+async fn a_thousand_step_fan_out_joins_with_every_result() {
+    let s = server().await;
+    let client = s.client().unwrap();
+    let raw = Raw::new(&s);
+    let n = 1000;
+    let mut steps = vec![json!({"name": "root", "job": {"kind": "root", "queue": "fan"}})];
+    for i in 0..n {
+        steps.push(
+            json!({"name": format!("m{i}"), "job": {"kind": "m", "queue": "fan"},
+                          "depends_on": ["root"]}),
+        );
+    }
+    let parents: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    steps.push(
+        json!({"name": "join", "job": {"kind": "join", "queue": "fan-in"},
+                      "depends_on": parents}),
+    );
+    let (status, wf) = raw
+        .post("/v1/workflows", &json!({"steps": steps}).to_string())
+        .await;
+    assert_eq!(status, 201, "{wf}");
+    let id = wf["id"].as_str().expect("id").to_string();
+    let root = claim_one(&client, "fan").await;
+    complete(&client, &root, json!("r")).await;
+    let mut done = 0;
+    while done < n {
+        let got = client
+            .claim(
+                "fan",
+                &ClaimRequest {
+                    worker: Some("fan".into()),
+                    max: Some(1000),
+                    wait_ms: Some(1000),
+                    ..ClaimRequest::default()
+                },
+            )
+            .await
+            .expect("claim")
+            .jobs;
+        assert!(
+            !got.is_empty(),
+            "{done} of {n} middle steps done, none ready"
+        );
+        let completions = got
+            .iter()
+            .map(|j| errand_api::SettleCompletion {
+                id: j.id,
+                lease_token: j.lease_token,
+                result: Some(json!(j.step.clone())),
+                report: None,
+                session_state: None,
+            })
+            .collect();
+        client
+            .settle(&errand_api::SettleRequest {
+                completions,
+                failures: vec![],
+            })
+            .await
+            .expect("settle");
+        done += got.len();
+    }
+    let join = claim_one(&client, "fan-in").await;
+    let ctx = join.context.clone().expect("context");
+    let got = ctx["parents"].as_object().expect("parents");
+    assert_eq!(got.len(), n, "the join sees every parent");
+    assert_eq!(got["m999"], json!("m999"));
+    complete(&client, &join, json!(null)).await;
+    workflow_until(&raw, &id, "the fan-in to succeed", |w| {
+        w["state"] == "succeeded"
+    })
+    .await;
+}
