@@ -452,6 +452,11 @@ pub(crate) async fn retry(client: &impl GenericClient, id: JobId) -> QResult<Job
     if !job.state.can_retry() {
         return Err(Fault::Store(StoreError::not_retryable(id, job.state)));
     }
+    if let Some(why) = errand_core::flow::revive_refusal(&job.flow) {
+        return Err(Fault::Store(StoreError::WrongState(format!(
+            "job {id} cannot be retried on its own: {why}"
+        ))));
+    }
     let stmt = client
         .prepare_cached(&format!(
             "UPDATE jobs SET {REVIVE} WHERE id = $1 RETURNING {JOB_COLUMNS}"

@@ -121,8 +121,15 @@ pub(crate) async fn promote_due(
         .collect()
 }
 
+/// A finished job a flow still needs, whatever its age: a job of a workflow that has not
+/// ended (its result feeds a later step or a compensation). (A continuation's parent is
+/// not kept: its counted edge is gone, so a parent pruned before its continuation's other
+/// parents end leaves its result out of the context; documented in docs/workflows.md.)
+const FLOW_KEEPS: &str = "(jobs.workflow_id IS NOT NULL AND EXISTS (SELECT 1 FROM workflows w \
+     WHERE w.id = jobs.workflow_id AND w.state IN ('running', 'failing', 'compensating')))";
+
 /// Deletes finished jobs past their retention, oldest first, with their attempts, in one
-/// statement; `SKIP LOCKED` keeps two nodes' cleaners from waiting on each other. A
+/// statement (jobs a flow still needs stay: [`FLOW_KEEPS`]); `SKIP LOCKED` keeps two nodes' cleaners from waiting on each other. A
 /// session blocked on a pruned dead head moves on, in the caller's transaction.
 pub(crate) async fn prune(
     client: &impl GenericClient,
@@ -133,6 +140,7 @@ pub(crate) async fn prune(
             "WITH gone AS (DELETE FROM jobs WHERE id IN ( \
                  SELECT id FROM jobs WHERE state IN ('succeeded', 'cancelled', 'dead') \
                    AND state = ANY($1) AND finished_at < errand_now() - $2 \
+                   AND NOT {FLOW_KEEPS} \
                  ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, gate), \
              attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone)), \
              edges AS (DELETE FROM job_deps WHERE parent_id IN (SELECT id FROM gone) \

@@ -225,6 +225,10 @@ pub(crate) async fn set_paused(
 }
 
 /// The WHERE clause of a dead selection over `$1` (queue or NULL) and `$2` (ids or NULL).
+/// Dead jobs a requeue may revive: not workflow jobs, which are run again with their
+/// workflow (`POST /v1/workflows/{id}/retry`).
+const REQUEUABLE: &str = "step_role IS NULL";
+
 const DEAD_SELECTION: &str =
     "state = 'dead' AND ($1::text IS NULL OR queue = $1) AND ($2::uuid[] IS NULL OR id = ANY($2))";
 
@@ -249,7 +253,7 @@ pub(crate) async fn dead_requeue(
     let (queue, ids) = selection_args(sel);
     let stmt = client
         .prepare_cached(&format!(
-            "WITH r AS (UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING *) \
+            "WITH r AS (UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} AND {REQUEUABLE} RETURNING *) \
              SELECT {JOB_COLUMNS} FROM r ORDER BY gate, gate_seq, id"
         ))
         .await?;

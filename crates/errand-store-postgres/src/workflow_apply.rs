@@ -227,6 +227,16 @@ pub(crate) async fn apply(
         };
         cancelled = cancel_jobs(client, wf.id, &plan.cancel, why).await?;
     }
+    let mut plan = plan;
+    if cancelled.len() < plan.cancel.len() {
+        // A step another transaction holds was skipped, so it is still alive (being
+        // claimed, most likely): the workflow waits for it as failing, and compensation
+        // starts when it ends (`advance` waits for every step still alive).
+        plan.compensate = None;
+        if plan.state.is_some() {
+            plan.state = Some(WorkflowState::Failing);
+        }
+    }
     if let Some(comp) = &plan.compensate {
         compensate(client, wf, comp, events).await?;
     }

@@ -415,7 +415,7 @@ pub(crate) async fn retry(client: &impl GenericClient, id: WorkflowId) -> QResul
              finished_at = NULL, progress = NULL, context = $4, \
              deadline_at = CASE WHEN $2 = 0 AND deadline_ms IS NOT NULL THEN errand_now() + deadline_ms END, \
              deadline_retried = false, parked = false, updated_at = errand_now() \
-         WHERE id = $1 RETURNING {JOB_COLUMNS}"
+         WHERE id = $1 AND state IN ('succeeded', 'dead', 'cancelled') RETURNING {JOB_COLUMNS}"
     );
     let reset = client.prepare_cached(&reset_sql).await?;
     let unlink = client
@@ -451,9 +451,10 @@ pub(crate) async fn retry(client: &impl GenericClient, id: WorkflowId) -> QResul
             .query_opt(&reset, &[&job_id.0, &waiting_i, &max, &context])
             .await?
         else {
-            // Its job was pruned: nothing to run again (the transaction is rolled back).
+            // Its job was pruned, or runs again (revived on its own before the refusal
+            // existed): nothing to reset (the transaction is rolled back).
             return Err(wrong_state(format!(
-                "step {name} of workflow {id} cannot run again: its job {job_id} was pruned"
+                "step {name} of workflow {id} cannot run again now: its job {job_id} was pruned or is not stopped"
             )));
         };
         let job = job_from_row(&row)?;

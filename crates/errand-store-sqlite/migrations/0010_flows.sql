@@ -30,10 +30,15 @@ CREATE INDEX jobs_batch ON jobs (batch_id, state) WHERE batch_id IS NOT NULL;
 CREATE INDEX jobs_deadline ON jobs (deadline_at)
     WHERE deadline_at IS NOT NULL AND state IN ('available', 'scheduled', 'running');
 
--- Generic job dependencies: the child waits for the parent.
+-- Generic job dependencies: the child waits for the parent. `counted`: the parent's end
+-- was counted for the child already (at insert, or when it ended), so a parent revived and
+-- ended again does not count twice; a workflow retry uncounts the edges of rerun steps.
+-- The edge stays (unlike PostgreSQL's, which is deleted when counted): SQLite reads the
+-- parents' results through it when the child becomes ready.
 CREATE TABLE job_deps (
     parent_id  BLOB NOT NULL,
     child_id   BLOB NOT NULL,
+    counted    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (parent_id, child_id)
 ) WITHOUT ROWID;
 CREATE INDEX job_deps_child ON job_deps (child_id);

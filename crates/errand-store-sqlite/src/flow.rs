@@ -88,10 +88,13 @@ pub(crate) fn count_parents(conn: &Connection, job: &NewJob) -> QResult<Wait> {
     Ok(wait)
 }
 
-/// Writes the edges from a new job to its parents.
+/// Writes the edges from a new job to its parents; a parent that has ended already was
+/// counted by the insert, so its edge is written counted.
 pub(crate) fn link(conn: &Connection, child: JobId, parents: &[JobId]) -> QResult<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO job_deps (parent_id, child_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        "INSERT INTO job_deps (parent_id, child_id, counted) \
+         VALUES (?1, ?2, (SELECT state IN ('succeeded', 'dead', 'cancelled') FROM jobs WHERE id = ?1)) \
+         ON CONFLICT DO NOTHING",
     )?;
     for p in parents {
         stmt.execute(params![

@@ -62,12 +62,18 @@ fn children(conn: &Connection, now: Millis, job: &Job, work: &mut VecDeque<Ended
     let kids: Vec<(Vec<u8>, bool, bool, String)> = conn
         .prepare_cached(
             "SELECT j.id, j.after_any_end, j.step_role IS NOT NULL, j.state FROM job_deps d \
-             JOIN jobs j ON j.id = d.child_id WHERE d.parent_id = ?1",
+             JOIN jobs j ON j.id = d.child_id WHERE d.parent_id = ?1 AND d.counted = 0",
         )?
         .query_map([job.id.as_bytes().as_slice()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<Result<_, _>>()?;
+    if kids.is_empty() {
+        return Ok(());
+    }
+    // This end counts once: a revived parent that ends again finds its edges counted.
+    conn.prepare_cached("UPDATE job_deps SET counted = 1 WHERE parent_id = ?1 AND counted = 0")?
+        .execute([job.id.as_bytes().as_slice()])?;
     for (id, any_end, is_step, state) in kids {
         if state != "blocked" {
             continue;

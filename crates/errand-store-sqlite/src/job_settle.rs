@@ -260,6 +260,11 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: JobId) -> QResult<Job> {
     if !before.state.can_retry() {
         return Err(Fault::Store(StoreError::not_retryable(id, before.state)));
     }
+    if let Some(why) = errand_core::flow::revive_refusal(&before.flow) {
+        return Err(Fault::Store(StoreError::WrongState(format!(
+            "job {id} cannot be retried on its own: {why}"
+        ))));
+    }
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE jobs SET {REVIVE} WHERE id = :id RETURNING {JOB_COLUMNS}"
     ))?;

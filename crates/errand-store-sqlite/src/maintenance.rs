@@ -100,18 +100,27 @@ pub(crate) fn promote_due(conn: &Connection, now: Millis, limit: u32) -> QResult
         .collect()
 }
 
+/// A finished job a flow still needs, whatever its age: a job of a workflow that has not
+/// ended (its result feeds a later step or a compensation), and a parent whose
+/// continuation still waits (its result goes into the continuation's context).
+pub(crate) const FLOW_KEEPS: &str =
+    "((jobs.workflow_id IS NOT NULL AND EXISTS (SELECT 1 FROM workflows w \
+     WHERE w.id = jobs.workflow_id AND w.state IN ('running', 'failing', 'compensating'))) \
+     OR EXISTS (SELECT 1 FROM job_deps d JOIN jobs c ON c.id = d.child_id \
+     WHERE d.parent_id = jobs.id AND c.state = 'blocked'))";
+
 /// Deletes finished jobs past their retention, oldest first per queue and state, with
-/// their attempts; at most `limit` in all.
+/// their attempts; at most `limit` in all. Jobs a flow still needs stay ([`FLOW_KEEPS`]).
 pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResult<u64> {
     let cutoff = now.saturating_sub(i64::try_from(p.older_than.as_millis()).unwrap_or(i64::MAX));
     let queues: Vec<String> = conn
         .prepare_cached("SELECT name FROM queues")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut pick = conn.prepare_cached(
+    let mut pick = conn.prepare_cached(&format!(
         "SELECT id, gate FROM jobs WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 \
-         ORDER BY finished_at LIMIT ?4",
-    )?;
+         AND NOT {FLOW_KEEPS} ORDER BY finished_at LIMIT ?4"
+    ))?;
     let mut attempts = conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")?;
     let mut jobs = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
     // A finished job's edges are spent: its children counted its end, and it waits for

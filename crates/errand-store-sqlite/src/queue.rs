@@ -126,6 +126,10 @@ pub(crate) fn set_paused(
 }
 
 /// The WHERE clause of a dead selection, over `:queue` and `:ids` (a JSON array of UUIDs).
+/// Dead jobs a requeue may revive: not workflow jobs, which are run again with their
+/// workflow (`POST /v1/workflows/{id}/retry`).
+const REQUEUABLE: &str = "step_role IS NULL";
+
 const DEAD_SELECTION: &str = "state = 'dead' AND (:queue IS NULL OR queue = :queue) \
     AND (:ids IS NULL OR id IN (SELECT unhex(replace(value, '-', '')) FROM json_each(:ids)))";
 
@@ -149,12 +153,12 @@ pub(crate) fn dead_requeue(conn: &Connection, now: Millis, sel: &DeadSelection) 
     // Revived in line order, so a session's or key's jobs come back in enqueue order.
     let order: Vec<Vec<u8>> = conn
         .prepare_cached(&format!(
-            "SELECT id FROM jobs WHERE {DEAD_SELECTION} ORDER BY gate, gate_seq, id"
+            "SELECT id FROM jobs WHERE {DEAD_SELECTION} AND {REQUEUABLE} ORDER BY gate, gate_seq, id"
         ))?
         .query_map(named_params! {":queue": queue, ":ids": ids}, |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} RETURNING {JOB_COLUMNS}"
+        "UPDATE jobs SET {REVIVE} WHERE {DEAD_SELECTION} AND {REQUEUABLE} RETURNING {JOB_COLUMNS}"
     ))?;
     let mut jobs = query_jobs(
         &mut stmt,

@@ -566,10 +566,11 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: WorkflowId) -> QResult<W
     .execute([wfb])?;
     // The kept steps are numbered again 1..k in their order of completion, so the next
     // success's number is the count plus one (see `counted_success`).
+    let keep: std::collections::HashSet<&str> = plan.keep.iter().map(String::as_str).collect();
     let mut kept: Vec<&StepFact> = facts
         .steps
         .iter()
-        .filter(|s| plan.keep.contains(&s.name))
+        .filter(|s| keep.contains(s.name.as_str()))
         .collect();
     kept.sort_by_key(|s| s.completed_seq.unwrap_or(0));
     for (i, s) in kept.iter().enumerate() {
@@ -595,18 +596,30 @@ pub(crate) fn retry(conn: &Connection, now: Millis, id: WorkflowId) -> QResult<W
                  max_attempts = attempt + ?5, lease_token = NULL, lease_expires_at = NULL, \
                  result = NULL, error = NULL, finished_at = NULL, deadline_at = NULL, \
                  deadline_retried = 0, context = NULL, parked = 0, updated_at = ?4 \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state IN ('succeeded', 'dead', 'cancelled')",
             )?
             .execute(params![jid.as_bytes().as_slice(), state, waiting, now, max])?;
         if n == 0 {
             return Err(Fault::Store(StoreError::WrongState(format!(
-                "step {name}'s job {jid} was pruned; the workflow cannot be retried"
+                "step {name}'s job {jid} was pruned or is running again; the workflow cannot be retried now"
             ))));
         }
         conn.prepare_cached(
             "UPDATE workflow_steps SET state = ?3 WHERE workflow_id = ?1 AND name = ?2",
         )?
         .execute(params![wfb, name, state])?;
+        // Its rerun parents' ends count again when they end again.
+        for parent in parents.get(name).into_iter().flatten() {
+            if let (true, Some((pid, _))) = (plan.rerun.contains_key(parent), steps.get(parent)) {
+                conn.prepare_cached(
+                    "UPDATE job_deps SET counted = 0 WHERE parent_id = ?1 AND child_id = ?2",
+                )?
+                .execute(params![
+                    pid.as_bytes().as_slice(),
+                    jid.as_bytes().as_slice()
+                ])?;
+            }
+        }
         if *waiting == 0 {
             ready_at_insert(conn, now, *jid)?;
         }

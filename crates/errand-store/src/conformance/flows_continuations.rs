@@ -219,3 +219,28 @@ pub(crate) async fn a_waiting_continuation_holds_no_lock_until_released(Ctx { st
     let c = claim_only(&store, "b").await;
     assert_eq!(c.job.id, child.id);
 }
+
+/// A parent revived after its end and ended again counts once for its continuation: the
+/// continuation still waits for its other parent.
+pub(crate) async fn a_revived_parent_that_ends_again_counts_once(Ctx { store, .. }: Ctx) {
+    let a = new_job("a", "k");
+    let b = new_job("b", "k");
+    let c = after("c", &[a.id, b.id], true);
+    insert(&store, vec![a.clone(), b.clone(), c.clone()]).await;
+    let pa = claim_only(&store, "a").await;
+    kill(&store, &pa).await;
+    assert_eq!(store.job_get(c.id).await.expect("c").flow.waiting_for, 1);
+    store.job_retry(a.id).await.expect("retry a");
+    let pa = claim_only(&store, "a").await;
+    kill(&store, &pa).await;
+    let jc = store.job_get(c.id).await.expect("c");
+    assert_eq!(
+        (jc.state, jc.flow.waiting_for),
+        (JobState::Blocked, 1),
+        "a's second end is not counted again"
+    );
+    assert!(claim(&store, "c", 10).await.is_empty());
+    let pb = claim_only(&store, "b").await;
+    complete_with(&store, &pb, json!(null)).await;
+    assert_eq!(claim_only(&store, "c").await.job.id, c.id);
+}

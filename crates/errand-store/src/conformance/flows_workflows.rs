@@ -533,41 +533,65 @@ pub(crate) async fn workflow_templates_are_kept(Ctx { store, .. }: Ctx) {
     ));
 }
 
-/// A step of an ended workflow revived by hand runs, but changes nothing in the workflow.
-pub(crate) async fn a_revived_step_of_an_ended_workflow_changes_nothing(Ctx { store, .. }: Ctx) {
+/// A workflow's job is run again with its workflow only: retrying it alone or requeueing it
+/// from the dead set is refused and changes nothing.
+pub(crate) async fn a_workflow_step_is_not_retried_on_its_own(Ctx { store, .. }: Ctx) {
+    let w = create(
+        &store,
+        workflow(&[step("a", "a", &[])], OnStepFailure::Finish),
+    )
+    .await;
+    let a = claim_only(&store, "a").await;
+    kill(&store, &a).await;
+    assert_eq!(wf_get(&store, w.id).await.state, WorkflowState::Failed);
+    assert!(matches!(
+        store.job_retry(a.job.id).await,
+        Err(StoreError::WrongState(_))
+    ));
+    let requeued = store
+        .dead_requeue_many(crate::DeadSelection::Queue(queue("a")))
+        .await
+        .expect("requeue");
+    assert_eq!(requeued, 0);
+    assert_eq!(
+        store.job_get(a.job.id).await.expect("a").state,
+        JobState::Dead
+    );
+    assert!(claim(&store, "a", 10).await.is_empty());
+}
+
+/// A retry reruns a chain from its dead first step: the later steps wait again for their
+/// rerun parents and run in order.
+pub(crate) async fn a_retry_reruns_waiting_steps_after_their_rerun_parents(Ctx { store, .. }: Ctx) {
     let w = create(
         &store,
         workflow(
-            &[step("a", "a", &[]), step("b", "b", &["a"])],
+            &[
+                step("a", "a", &[]),
+                step("b", "b", &["a"]),
+                step("c", "c", &["b"]),
+            ],
             OnStepFailure::Finish,
         ),
     )
     .await;
     let a = claim_only(&store, "a").await;
     kill(&store, &a).await;
-    let failed = wf_get(&store, w.id).await;
-    assert_eq!(failed.state, WorkflowState::Failed);
-    store
-        .job_retry(a.job.id)
-        .await
-        .expect("retry the step's job");
-    let again = claim_only(&store, "a").await;
-    complete_with(&store, &again, json!(1)).await;
-    let after = wf_get(&store, w.id).await;
-    assert_eq!(after.state, WorkflowState::Failed);
-    assert_eq!(after.failed_step.as_deref(), Some("a"));
-    assert_eq!(step_state(&after, "b"), JobState::Cancelled);
-    assert!(claim(&store, "b", 10).await.is_empty(), "b stays cancelled");
-    let listed = store
-        .workflow_list(WorkflowListParams {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .expect("list");
-    assert_eq!(listed[0].state, WorkflowState::Failed);
+    assert_eq!(wf_get(&store, w.id).await.state, WorkflowState::Failed);
+    let r = store.workflow_retry(w.id).await.expect("retry");
+    assert_eq!(step_state(&r, "b"), JobState::Blocked);
+    assert_eq!(step_state(&r, "c"), JobState::Blocked);
+    assert!(claim(&store, "b", 10).await.is_empty());
+    let a = claim_only(&store, "a").await;
+    complete_with(&store, &a, json!("A")).await;
+    assert!(claim(&store, "c", 10).await.is_empty(), "c waits for b");
+    let b = claim_only(&store, "b").await;
     assert_eq!(
-        listed[0].steps_succeeded, 0,
-        "the revived success is not counted"
+        b.job.flow.context.clone().expect("ctx")["parents"]["a"],
+        json!("A")
     );
+    complete_with(&store, &b, json!("B")).await;
+    let c = claim_only(&store, "c").await;
+    complete_with(&store, &c, json!("C")).await;
+    assert_eq!(wf_get(&store, w.id).await.state, WorkflowState::Succeeded);
 }
