@@ -289,6 +289,25 @@ fn workflow_json(workflow: &WorkflowRef<'_>, step: &str) -> Value {
     })
 }
 
+/// Why a stopped job may not be run again on its own (`POST /v1/jobs/{id}/retry`, dead
+/// requeues), if it may not: a workflow job is run again with its workflow
+/// (`POST /v1/workflows/{id}/retry`), which keeps the graph's rules; a continuation still
+/// waiting for parents would run before them.
+pub fn revive_refusal(flow: &JobFlow) -> Option<String> {
+    if let (Some(_), Some(workflow)) = (flow.step_role, flow.workflow_id) {
+        return Some(format!(
+            "it is a step of workflow {workflow}: retry the workflow (POST /v1/workflows/{workflow}/retry, errand workflows retry)"
+        ));
+    }
+    if flow.waiting_for > 0 {
+        return Some(format!(
+            "it still waits for {} job(s) it runs after",
+            flow.waiting_for
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,23 +398,4 @@ mod tests {
             serde_json::json!({"state": "dead", "error": "boom"})
         );
     }
-}
-
-/// Why a stopped job may not be run again on its own (`POST /v1/jobs/{id}/retry`, dead
-/// requeues), if it may not: a workflow job is run again with its workflow
-/// (`POST /v1/workflows/{id}/retry`), which keeps the graph's rules; a continuation still
-/// waiting for parents would run before them.
-pub fn revive_refusal(flow: &JobFlow) -> Option<String> {
-    if let (Some(_), Some(workflow)) = (flow.step_role, flow.workflow_id) {
-        return Some(format!(
-            "it is a step of workflow {workflow}: retry the workflow (POST /v1/workflows/{workflow}/retry, errand workflows retry)"
-        ));
-    }
-    if flow.waiting_for > 0 {
-        return Some(format!(
-            "it still waits for {} job(s) it runs after",
-            flow.waiting_for
-        ));
-    }
-    None
 }
