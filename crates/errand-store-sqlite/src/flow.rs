@@ -89,11 +89,12 @@ pub(crate) fn count_parents(conn: &Connection, job: &NewJob) -> QResult<Wait> {
 }
 
 /// Writes the edges from a new job to its parents; a parent that has ended already was
-/// counted by the insert, so its edge is written counted.
+/// counted by the insert, so its edge is written counted (a parent inserted later in the
+/// same call, as a workflow's steps may be, has not ended).
 pub(crate) fn link(conn: &Connection, child: JobId, parents: &[JobId]) -> QResult<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO job_deps (parent_id, child_id, counted) \
-         VALUES (?1, ?2, (SELECT state IN ('succeeded', 'dead', 'cancelled') FROM jobs WHERE id = ?1)) \
+         VALUES (?1, ?2, COALESCE((SELECT state IN ('succeeded', 'dead', 'cancelled') FROM jobs WHERE id = ?1), 0)) \
          ON CONFLICT DO NOTHING",
     )?;
     for p in parents {

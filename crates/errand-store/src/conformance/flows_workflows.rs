@@ -595,3 +595,23 @@ pub(crate) async fn a_retry_reruns_waiting_steps_after_their_rerun_parents(Ctx {
     complete_with(&store, &c, json!("C")).await;
     assert_eq!(wf_get(&store, w.id).await.state, WorkflowState::Succeeded);
 }
+
+/// Steps may be declared children first: a step whose parent is declared after it waits for
+/// that parent like any other.
+pub(crate) async fn steps_declared_children_first_run_in_graph_order(Ctx { store, .. }: Ctx) {
+    let w = create(
+        &store,
+        workflow(
+            &[step("b", "b", &["a"]), step("a", "a", &[])],
+            OnStepFailure::Finish,
+        ),
+    )
+    .await;
+    assert_eq!(step_state(&w, "b"), JobState::Blocked);
+    assert!(claim(&store, "b", 10).await.is_empty());
+    let a = claim_only(&store, "a").await;
+    complete_with(&store, &a, json!("A")).await;
+    let b = claim_only(&store, "b").await;
+    complete_with(&store, &b, json!("B")).await;
+    assert_eq!(wf_get(&store, w.id).await.state, WorkflowState::Succeeded);
+}

@@ -271,6 +271,7 @@ macro_rules! conformance_suite {
             retrying_a_failed_workflow_reruns_only_failed_steps,
             a_workflow_step_is_not_retried_on_its_own,
             a_retry_reruns_waiting_steps_after_their_rerun_parents,
+            steps_declared_children_first_run_in_graph_order,
             a_step_past_its_deadline_fails_the_workflow,
             a_step_past_its_deadline_is_retried_once_then_failed,
             racing_supervisors_act_on_each_step_once,
