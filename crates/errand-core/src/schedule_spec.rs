@@ -58,6 +58,34 @@ pub struct JobTemplate {
     pub tags: Vec<String>,
 }
 
+impl JobTemplate {
+    /// A new job from the template, ready now, with no keys or ordering: what a flow
+    /// enqueues from a stored template (a step's compensation with `step` set, a batch's
+    /// `on_complete` without). One place, so both stores build the same job.
+    pub fn new_job(&self, step: Option<crate::flow::StepRef>) -> crate::NewJob {
+        crate::NewJob {
+            id: JobId::new(),
+            kind: self.kind.clone(),
+            queue: self.queue.clone(),
+            payload: self.payload.clone(),
+            priority: self.priority,
+            run_at: crate::job::RunAt::Now,
+            max_attempts: self.max_attempts,
+            timeout: self.timeout_ms.map(std::time::Duration::from_millis),
+            tags: self.tags.clone(),
+            idempotency_key: None,
+            slot: None,
+            notify: Default::default(),
+            ordering: Default::default(),
+            inherit: Default::default(),
+            flow: crate::flow::NewJobFlow {
+                step,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// A schedule's definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScheduleSpec {

@@ -329,5 +329,5 @@ async fn complete(client: &impl GenericClient, id: BatchId, events: &mut EventRo
 }
 
 fn on_complete_job(t: &JobTemplate) -> NewJob {
-    crate::workflow_apply::job_from_template(t, None)
+    t.new_job(None)
 }

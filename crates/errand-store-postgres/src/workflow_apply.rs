@@ -12,7 +12,7 @@ use errand_core::schedule_spec::JobTemplate;
 use errand_core::workflow::{
     self, Advance, OnStepFailure, StepFact, WorkflowEvent, WorkflowFacts, WorkflowState,
 };
-use errand_core::{EventType, Job, JobId, JobState, NewJob, WorkflowId};
+use errand_core::{EventType, Job, JobId, JobState, WorkflowId};
 use serde_json::Value;
 
 use crate::fault::{corrupt, QResult, RowExt};
@@ -302,30 +302,6 @@ async fn cancel_jobs(
     Ok(jobs)
 }
 
-/// A job built from a template (a step's compensation, a batch's `on_complete`).
-pub(crate) fn job_from_template(t: &JobTemplate, step: Option<StepRef>) -> NewJob {
-    NewJob {
-        flow: flow::NewJobFlow {
-            step,
-            ..Default::default()
-        },
-        notify: Default::default(),
-        id: JobId::new(),
-        kind: t.kind.clone(),
-        queue: t.queue.clone(),
-        payload: t.payload.clone(),
-        priority: t.priority,
-        run_at: errand_core::job::RunAt::Now,
-        max_attempts: t.max_attempts,
-        timeout: t.timeout_ms.map(std::time::Duration::from_millis),
-        tags: t.tags.clone(),
-        idempotency_key: None,
-        slot: None,
-        ordering: Default::default(),
-        inherit: Default::default(),
-    }
-}
-
 /// Enqueues the compensation of `step` with its result, and remembers it on the step row.
 async fn compensate(
     client: &impl GenericClient,
@@ -347,16 +323,13 @@ async fn compensate(
     };
     let template: JobTemplate = serde_json::from_value(template).map_err(corrupt)?;
     let result: Option<Value> = row.column(1)?;
-    let job = job_from_template(
-        &template,
-        Some(StepRef {
-            workflow: wf.id,
-            step: step.to_string(),
-            role: StepRole::Compensate,
-            deadline_ms: None,
-            on_deadline: DeadlinePolicy::Fail,
-        }),
-    );
+    let job = template.new_job(Some(StepRef {
+        workflow: wf.id,
+        step: step.to_string(),
+        role: StepRole::Compensate,
+        deadline_ms: None,
+        on_deadline: DeadlinePolicy::Fail,
+    }));
     let context = flow::compensation_context(
         &WorkflowRef {
             id: wf.id,

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::delivery_record::insert_deliveries;
 use crate::fault::{Fault, QResult};
-use crate::flow::{corrupt, insert_for_flow, job_from_template, job_id};
+use crate::flow::{corrupt, insert_for_flow, job_id};
 use crate::job_write::{self, PreparedJob};
 use crate::transition::record_event;
 
@@ -275,7 +275,7 @@ fn complete(conn: &Connection, now: Millis, id: BatchId) -> QResult<()> {
         .collect::<QResult<_>>()?;
     let context = batch::completion_context(id, &b.counts, &failed);
     if let Some(t) = &b.on_complete {
-        let job = insert_for_flow(conn, now, job_from_template(t))?;
+        let job = insert_for_flow(conn, now, t.new_job(None))?;
         conn.prepare_cached("UPDATE jobs SET context = ?1 WHERE id = ?2")?
             .execute(params![context.to_string(), job.as_bytes().as_slice()])?;
         conn.prepare_cached("UPDATE batches SET on_complete_job_id = ?1 WHERE id = ?2")?

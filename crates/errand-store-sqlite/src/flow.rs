@@ -294,28 +294,6 @@ pub(crate) fn cancel_for_flow(
     Ok(Some(job))
 }
 
-/// A new job from a stored template (a compensation, a batch's `on_complete`): ready now,
-/// no key, no ordering.
-pub(crate) fn job_from_template(t: &errand_core::schedule_spec::JobTemplate) -> NewJob {
-    NewJob {
-        flow: Default::default(),
-        notify: Default::default(),
-        id: JobId::new(),
-        kind: t.kind.clone(),
-        queue: t.queue.clone(),
-        payload: t.payload.clone(),
-        priority: t.priority,
-        run_at: errand_core::job::RunAt::Now,
-        max_attempts: t.max_attempts,
-        timeout: t.timeout_ms.map(std::time::Duration::from_millis),
-        tags: t.tags.clone(),
-        idempotency_key: None,
-        slot: None,
-        ordering: Default::default(),
-        inherit: Default::default(),
-    }
-}
-
 /// Inserts one job made by a flow and wakes its queue after the commit. Returns its id.
 pub(crate) fn insert_for_flow(conn: &Connection, now: Millis, job: NewJob) -> QResult<JobId> {
     let queue = job.queue.as_str().to_string();

@@ -18,8 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::fault::{Fault, QResult};
 use crate::flow::{
-    cancel_for_flow, corrupt, insert_for_flow, job_from_template, job_id, job_state, json,
-    ready_at_insert,
+    cancel_for_flow, corrupt, insert_for_flow, job_id, job_state, json, ready_at_insert,
 };
 use crate::flow_end::{drain, Ended};
 use crate::job_row::{load_job, query_jobs, JOB_COLUMNS};
@@ -247,7 +246,7 @@ fn apply(
             .and_then(|t| {
                 serde_json::from_str(&t).map_err(|e| corrupt(format!("compensate: {e}")))
             })?;
-        let mut job = job_from_template(&template);
+        let mut job = template.new_job(None);
         job.flow.step = Some(StepRef {
             workflow: wf,
             step: step.clone(),

@@ -237,8 +237,10 @@ async fn a_callback_pending_when_the_server_is_killed_is_delivered_after_restart
         "--webhook-secret",
         SECRET,
         "--allow-private-callbacks",
+        // Long enough that the kill lands between attempts: a kill during an attempt
+        // leaves the delivery leased (timeout + 30 s) past this test's wait.
         "--delivery-backoff",
-        "300ms",
+        "3s",
     ];
     let mut server = ServerProcess::start_in(&common::bin(), dir.path(), &args)
         .await
@@ -246,9 +248,13 @@ async fn a_callback_pending_when_the_server_is_killed_is_delivered_after_restart
     let client = server.client().unwrap();
     let job = run_job_with_callback(&client, "kill", &rx.url("/")).await;
     eventually(
-        "a first failed attempt",
+        "a first failed attempt, settled",
         Duration::from_secs(20),
-        || async { (!rx.received().is_empty()).then_some(()) },
+        || async {
+            let list = client.job_deliveries(job.id, 10).await.ok()?;
+            let d = list.deliveries.into_iter().next()?;
+            d.last_error.is_some().then_some(())
+        },
     )
     .await;
     server.kill9().await;
