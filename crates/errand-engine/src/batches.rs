@@ -3,7 +3,7 @@
 
 use errand_core::batch::{Batch, NewBatch};
 use errand_core::{BatchId, NewJob};
-use errand_store::{BatchListParams, BatchWrite, JobInsertManyParams, StoreError};
+use errand_store::{BatchListParams, BatchWrite, StoreError};
 
 use crate::Engine;
 
@@ -20,13 +20,7 @@ impl Engine {
     ) -> Result<BatchWrite, StoreError> {
         let out = self
             .store()
-            .batch_create(
-                batch,
-                JobInsertManyParams {
-                    jobs,
-                    idempotency_window: self.config().idempotency_window,
-                },
-            )
+            .batch_create(batch, self.insert_params(jobs))
             .await?;
         self.announce_batch(&out);
         Ok(out)
@@ -41,16 +35,7 @@ impl Engine {
         id: BatchId,
         jobs: Vec<NewJob>,
     ) -> Result<BatchWrite, StoreError> {
-        let out = self
-            .store()
-            .batch_add(
-                id,
-                JobInsertManyParams {
-                    jobs,
-                    idempotency_window: self.config().idempotency_window,
-                },
-            )
-            .await?;
+        let out = self.store().batch_add(id, self.insert_params(jobs)).await?;
         self.announce_batch(&out);
         Ok(out)
     }

@@ -184,18 +184,21 @@ impl Engine {
         self.waker.wake_all();
     }
 
+    /// An insert of `jobs` under the server's idempotency window: every enqueue path
+    /// (jobs, batches) builds its store call here.
+    pub(crate) fn insert_params(&self, jobs: Vec<NewJob>) -> JobInsertManyParams {
+        JobInsertManyParams {
+            jobs,
+            idempotency_window: self.config.idempotency_window,
+        }
+    }
+
     /// Stores jobs atomically and wakes the workers of their queues.
     ///
     /// # Errors
     /// The store's error; nothing was stored.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertedJob>, StoreError> {
-        let out = self
-            .store
-            .job_insert_many(JobInsertManyParams {
-                jobs,
-                idempotency_window: self.config.idempotency_window,
-            })
-            .await?;
+        let out = self.store.job_insert_many(self.insert_params(jobs)).await?;
         self.announce_inserted(&out);
         Ok(out)
     }
