@@ -20,9 +20,12 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7878"
     )]
     pub server: String,
-    /// Print JSON instead of tables.
+    /// Print JSON instead of tables (and errors as one JSON object on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// On an error, print its backtrace too (set `RUST_BACKTRACE=1` to capture one).
+    #[arg(long, global = true)]
+    pub debug: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -79,9 +82,38 @@ pub enum Command {
     Export(TransferArgs),
     /// Load an export into a store; jobs already there are skipped.
     Import(TransferArgs),
+    /// One screen: server, store, nodes, queues, schedules due next (`--watch` refreshes).
+    Status(StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Write man pages, one per command, generated from the same definitions.
+    Man(ManArgs),
     /// Internal: how the script host starts a run with resource limits or as another user.
     #[command(name = "__run-limited", hide = true)]
     RunLimited(RunLimitedArgs),
+}
+
+/// `errand status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Redraw every this long until interrupted (e.g. `2s`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "2s")]
+    pub watch: Option<String>,
+}
+
+/// `errand completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `errand man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write `errand.1` and one page per subcommand into.
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
 }
 
 /// `errand __run-limited`: set limits, switch user, then become the program.

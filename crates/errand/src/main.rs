@@ -5,6 +5,7 @@ mod cli_flows;
 mod cli_ordering;
 mod commands;
 mod declared;
+mod exit;
 mod output;
 mod serve;
 mod settings;
@@ -28,12 +29,17 @@ fn init_tracing() {
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let (json, debug) = (cli.json, cli.debug);
+    let outcome = match cli.command {
         // Before any runtime thread exists: this process becomes the run's program.
         Command::RunLimited(args) => run_limited(args),
         _ => run(cli),
+    };
+    match outcome {
+        Ok(()) => exit::Exit::Success.into(),
+        Err(err) => exit::report(&err, json, debug),
     }
 }
 
@@ -93,6 +99,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export(args) => commands::transfer::export(args).await,
         Command::Import(args) => commands::transfer::import(args).await,
+        Command::Status(args) => commands::status::run(&client()?, args, cli.json).await,
+        Command::Completions(args) => commands::generate::completions(args),
+        Command::Man(args) => commands::generate::man(args),
         Command::RunLimited(args) => run_limited(args),
     }
 }
