@@ -2,7 +2,7 @@
 
 use errand_api::{
     AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, ClaimRequest, ClaimResponse,
-    CompleteRequest, CountResponse, DeadSelectionRequest, EnqueueRequest, ErrorBody, FailRequest,
+    CompleteRequest, CountResponse, DeadSelectionRequest, EnqueueRequest, FailRequest,
     HeartbeatRequest, HeartbeatResponse, JobListQuery, JobPage, LogAppendRequest,
     LogAppendResponse, QueueList, SettleRequest, SettleResponse,
 };
@@ -35,7 +35,10 @@ impl Client {
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(|e| ClientError::Transport {
+                url: base.to_string(),
+                cause: e.to_string(),
+            })?;
         Self::with_http(base, http)
     }
 
@@ -68,23 +71,15 @@ impl Client {
     ) -> Result<T, ClientError> {
         let resp = req.send().await?;
         let status = resp.status();
+        let mut url = resp.url().clone();
+        url.set_query(None);
         let bytes = resp.bytes().await?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Transport(format!("unreadable answer: {e}")));
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                ClientError::Unreadable(format!("unreadable answer from {url}: {e}"))
+            });
         }
-        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => ClientError::Api {
-                status: status.as_u16(),
-                code: body.error.code,
-                message: body.error.message,
-            },
-            Err(_) => ClientError::Api {
-                status: status.as_u16(),
-                code: "http".into(),
-                message: String::from_utf8_lossy(&bytes).into_owned(),
-            },
-        })
+        Err(ClientError::from_answer(status, &bytes))
     }
 
     pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(

@@ -34,7 +34,7 @@ impl LogFollow {
             if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
                 let value: serde_json::Value = serde_json::from_slice(&line)
-                    .map_err(|e| ClientError::Transport(format!("unreadable log stream: {e}")))?;
+                    .map_err(|e| ClientError::Unreadable(format!("unreadable log stream: {e}")))?;
                 return Ok(Some(parse_item(value)?));
             }
             if self.ended {
@@ -49,7 +49,7 @@ impl LogFollow {
 }
 
 fn parse_item(mut value: serde_json::Value) -> Result<LogStreamItem, ClientError> {
-    let bad = |e: serde_json::Error| ClientError::Transport(format!("unreadable log stream: {e}"));
+    let bad = |e: serde_json::Error| ClientError::Unreadable(format!("unreadable log stream: {e}"));
     if let Some(end) = value.get_mut("end") {
         return Ok(LogStreamItem::End(end.take()));
     }
@@ -147,22 +147,9 @@ impl Client {
         }
         let resp = req.send().await?;
         if !resp.status().is_success() {
-            let status = resp.status().as_u16();
+            let status = resp.status();
             let bytes = resp.bytes().await?;
-            return Err(
-                match serde_json::from_slice::<errand_api::ErrorBody>(&bytes) {
-                    Ok(body) => ClientError::Api {
-                        status,
-                        code: body.error.code,
-                        message: body.error.message,
-                    },
-                    Err(_) => ClientError::Api {
-                        status,
-                        code: "http".into(),
-                        message: String::from_utf8_lossy(&bytes).into_owned(),
-                    },
-                },
-            );
+            return Err(ClientError::from_answer(status, &bytes));
         }
         Ok(LogFollow {
             resp,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use errand_api::{ErrorBody, EventCutoff, EventGap, CUTOFF_EVENT, GAP_EVENT};
+use errand_api::{EventCutoff, EventGap, CUTOFF_EVENT, GAP_EVENT};
 use errand_core::{Event, EventId};
 use reqwest::Method;
 
@@ -191,7 +191,7 @@ impl EventFollow {
     }
 
     fn item(&mut self, frame: Frame) -> Result<Option<EventStreamItem>, ClientError> {
-        let bad = |e: serde_json::Error| ClientError::Transport(format!("unreadable event: {e}"));
+        let bad = |e: serde_json::Error| ClientError::Unreadable(format!("unreadable event: {e}"));
         if let Some(id) = frame.id.as_deref().and_then(|i| i.parse::<EventId>().ok()) {
             self.last_id = Some(id);
         }
@@ -233,20 +233,9 @@ impl EventFollow {
         if resp.status().is_success() {
             return Ok(resp);
         }
-        let status = resp.status().as_u16();
+        let status = resp.status();
         let bytes = resp.bytes().await?;
-        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => ClientError::Api {
-                status,
-                code: body.error.code,
-                message: body.error.message,
-            },
-            Err(_) => ClientError::Api {
-                status,
-                code: "http".into(),
-                message: String::from_utf8_lossy(&bytes).into_owned(),
-            },
-        })
+        Err(ClientError::from_answer(status, &bytes))
     }
 }
 

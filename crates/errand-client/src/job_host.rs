@@ -110,7 +110,9 @@ pub fn host_error(e: ClientError) -> HostError {
             }
             _ => HostError::Refused(format!("{status} {code}: {message}")),
         },
-        ClientError::Transport(message) => HostError::Unavailable(message),
+        e @ (ClientError::Transport { .. } | ClientError::Unreadable(_)) => {
+            HostError::Unavailable(e.to_string())
+        }
         ClientError::BadUrl(message) => HostError::Refused(message),
     }
 }
@@ -354,7 +356,11 @@ mod tests {
             api(429, "http", "x"),
             api(502, "http", "bad gateway"),
             api(409, "contended", "x"),
-            ClientError::Transport("connection refused".into()),
+            ClientError::Transport {
+                url: "http://127.0.0.1:1/v1/jobs/claim".into(),
+                cause: "connection refused".into(),
+            },
+            ClientError::Unreadable("unreadable answer".into()),
         ] {
             assert!(
                 matches!(host_error(e), HostError::Unavailable(_)),

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand};
 
 pub use crate::cli_flows::{BatchesCommand, WorkflowsCommand};
 pub use crate::cli_ordering::{LimitsCommand, OrderingArgs, QueueSetArgs, SessionsCommand};
@@ -23,12 +23,45 @@ pub struct Cli {
     /// Print JSON instead of tables (and errors as one JSON object on stderr).
     #[arg(long, global = true)]
     pub json: bool,
-    /// On an error, print its backtrace too (set `RUST_BACKTRACE=1` to capture one).
+    /// On an error, also print where in errand it was raised (a backtrace, for a bug report).
     #[arg(long, global = true)]
     pub debug: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Global flags only client commands use: hidden in the help of [`SERVERLESS`] commands.
+const CLIENT_ONLY: [&str; 2] = ["server", "json"];
+
+/// Commands that work on a store or the local machine, not through a server's API.
+const SERVERLESS: [&str; 3] = ["serve", "export", "import"];
+
+/// The command line as parsed, and as completions and man pages describe it: [`Cli`]'s,
+/// with `--server` and `--json` left out of the help of `serve`, `export` and `import`.
+/// They still parse there and change nothing (an `ERRAND_SERVER` in the environment must
+/// not stop `serve`): a hidden copy in the subcommand stands in for the global flag.
+pub fn command() -> clap::Command {
+    let cli = Cli::command();
+    let hidden: Vec<clap::Arg> = cli
+        .get_arguments()
+        .filter(|a| CLIENT_ONLY.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    SERVERLESS.iter().fold(cli, |cli, name| {
+        cli.mut_subcommand(name, |sub| {
+            hidden.iter().fold(sub, |sub, arg| sub.arg(arg.clone()))
+        })
+    })
+}
+
+/// Whether `--json` is among the arguments (before a `--`), for a parse error, which comes
+/// before there is a [`Cli`] to ask.
+pub fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 /// Commands.
@@ -569,16 +602,17 @@ pub struct SubscriptionCreateArgs {
     pub description: Option<String>,
 }
 
-/// `errand schedules add`.
+/// `errand schedules add`: exactly one of `--cron` and `--every`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("trigger").required(true).args(["cron", "every"])))]
 pub struct ScheduleAddArgs {
     /// Schedule name.
     pub name: String,
     /// Job kind to enqueue at each slot.
     #[arg(long)]
     pub kind: String,
-    /// Cron expression (5 or 6 fields, or @hourly/@daily/...).
-    #[arg(long, conflicts_with = "every", required_unless_present = "every")]
+    /// Cron expression (5 or 6 fields, or @hourly/@daily/...); or give `--every`.
+    #[arg(long)]
     pub cron: Option<String>,
     /// Interval instead of cron (`30s`, `5m`).
     #[arg(long)]

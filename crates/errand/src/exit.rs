@@ -76,15 +76,45 @@ pub struct WaitTimedOut {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A [`UsageError`] (exit 2) saying `message`: a flag's value that clap accepted as text but
+/// the command cannot use (a bad id, duration, JSON payload, ...).
+pub fn usage(message: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(message.to_string()).into()
+}
+
+/// How a command that waited for `job` ends: `Ok` when it succeeded, else [`JobEnded`]
+/// (exit 4 dead, 5 cancelled). The same for `jobs wait`, `enqueue --wait` and `run --wait`.
+pub fn job_outcome(job: &errand_core::Job) -> anyhow::Result<()> {
+    if job.state == JobState::Succeeded {
+        return Ok(());
+    }
+    Err(JobEnded {
+        id: job.id,
+        state: job.state,
+    }
+    .into())
+}
+
+/// What to try when the server does not answer (printed after the error).
+const UNREACHABLE_HINT: &str =
+    "is `errand serve` running there? (--server or ERRAND_SERVER picks another server)";
+
 /// Which exit an error means: a job's end, a timeout, a usage mistake, an unreachable
 /// server, else a failure.
 pub fn classify(err: &anyhow::Error) -> Exit {
+    // A type given as `.context(...)` is found by anyhow's own downcast, not in the chain.
+    if let Some(ended) = err.downcast_ref::<JobEnded>() {
+        return ended_exit(ended);
+    }
+    if err.downcast_ref::<WaitTimedOut>().is_some() {
+        return Exit::TimedOut;
+    }
+    if err.downcast_ref::<UsageError>().is_some() {
+        return Exit::Usage;
+    }
     for cause in err.chain() {
         if let Some(ended) = cause.downcast_ref::<JobEnded>() {
-            return match ended.state {
-                JobState::Cancelled => Exit::JobCancelled,
-                _ => Exit::JobDead,
-            };
+            return ended_exit(ended);
         }
         if cause.downcast_ref::<WaitTimedOut>().is_some() {
             return Exit::TimedOut;
@@ -93,7 +123,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
             return Exit::Usage;
         }
         if let Some(client) = cause.downcast_ref::<errand_client::ClientError>() {
-            if matches!(client, errand_client::ClientError::Transport(_)) {
+            if matches!(client, errand_client::ClientError::Transport { .. }) {
                 return Exit::Unreachable;
             }
         }
@@ -101,10 +131,19 @@ pub fn classify(err: &anyhow::Error) -> Exit {
     Exit::Failure
 }
 
-/// Prints `err` on stderr as people read it (message, then each cause), or as one JSON
-/// object with `json`; with `debug` the backtrace follows. Returns the exit code.
+fn ended_exit(ended: &JobEnded) -> Exit {
+    match ended.state {
+        JobState::Cancelled => Exit::JobCancelled,
+        _ => Exit::JobDead,
+    }
+}
+
+/// Prints `err` on stderr as people read it (message, then each cause, then a hint when the
+/// server did not answer), or as one JSON object with `json`; with `debug` the backtrace
+/// follows. Returns the exit code.
 pub fn report(err: &anyhow::Error, json: bool, debug: bool) -> ExitCode {
     let exit = classify(err);
+    let hint = (exit == Exit::Unreachable).then_some(UNREACHABLE_HINT);
     if json {
         let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
         let mut body = serde_json::json!({
@@ -122,15 +161,76 @@ pub fn report(err: &anyhow::Error, json: bool, debug: bool) -> ExitCode {
                 body["server_code"] = code.into();
             }
         }
+        if let Some(hint) = hint {
+            body["hint"] = hint.into();
+        }
         eprintln!("{}", serde_json::json!({ "error": body }));
     } else {
         eprintln!("error: {err}");
         for cause in err.chain().skip(1) {
             eprintln!("  caused by: {cause}");
         }
+        if let Some(hint) = hint {
+            eprintln!("  hint: {hint}");
+        }
     }
     if debug {
-        eprintln!("{}", err.backtrace());
+        print_backtrace(err);
     }
     exit.into()
+}
+
+/// With `--debug`: where the error was made. [`enable_backtraces`] ran first, so anyhow
+/// captured one whatever `RUST_BACKTRACE` says.
+fn print_backtrace(err: &anyhow::Error) {
+    use std::backtrace::BacktraceStatus;
+    let backtrace = err.backtrace();
+    match backtrace.status() {
+        BacktraceStatus::Captured => eprintln!("stack backtrace:\n{backtrace}"),
+        _ => eprintln!("(no backtrace: this platform or build cannot capture one)"),
+    }
+}
+
+/// `--debug`: makes anyhow capture a backtrace for every error from here on. Called in
+/// `main` after parsing the flags and before any thread or error exists (anyhow reads
+/// `RUST_LIB_BACKTRACE` once, at the first capture). Without `--debug` nothing is printed
+/// even when `RUST_BACKTRACE=1` is set: a backtrace is for a bug report, not for a mistake.
+pub fn enable_backtraces() {
+    // Sound: `main` calls this before the runtime starts, while the process has one thread.
+    std::env::set_var("RUST_LIB_BACKTRACE", "1");
+}
+
+/// Reports a command-line parse error (clap's): with `--json` among the arguments as the
+/// same JSON object as other errors (code `usage`, exit 2); otherwise, and for `--help` and
+/// `--version`, as clap prints it.
+pub fn report_parse_error(err: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    let shows_text = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || shows_text {
+        // clap prints to stdout or stderr as fits the kind; its exit code is 0 or 2.
+        let code = err.exit_code();
+        let _ = err.print();
+        return ExitCode::from(u8::try_from(code).unwrap_or(Exit::Usage as u8));
+    }
+    let text = err.render().to_string();
+    let message = text
+        .trim()
+        .trim_start_matches("error: ")
+        .lines()
+        .take_while(|l| !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let body = serde_json::json!({
+        "code": Exit::Usage.code_name(),
+        "message": message.trim(),
+        "causes": [],
+        "exit_code": Exit::Usage as u8,
+    });
+    eprintln!("{}", serde_json::json!({ "error": body }));
+    Exit::Usage.into()
 }

@@ -11,7 +11,7 @@ mod serve;
 mod settings;
 mod store_open;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -30,8 +30,17 @@ fn init_tracing() {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(err) => return exit::report_parse_error(err, cli::json_requested()),
+    };
     let (json, debug) = (cli.json, cli.debug);
+    if debug {
+        exit::enable_backtraces();
+    }
     let outcome = match cli.command {
         // Before any runtime thread exists: this process becomes the run's program.
         Command::RunLimited(args) => run_limited(args),

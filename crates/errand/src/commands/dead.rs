@@ -6,14 +6,23 @@ use errand_core::JobId;
 
 use crate::cli::{DeadCommand, DeadSelectArgs};
 use crate::commands::jobs;
+use crate::exit::usage;
 
-fn selection(args: DeadSelectArgs) -> anyhow::Result<DeadSelectionRequest> {
+/// The dead jobs the flags select; a usage error when they select none (the server would
+/// refuse an empty selection, in terms of its JSON body).
+fn selection(args: DeadSelectArgs, verb: &str) -> anyhow::Result<DeadSelectionRequest> {
+    if args.queue.is_none() && args.ids.is_empty() && !args.all {
+        return Err(usage(format!(
+            "which dead jobs? give --queue QUEUE, --id ID (repeatable) or --all \
+             (e.g. `errand dead {verb} --all`)"
+        )));
+    }
     let ids = args
         .ids
         .iter()
         .map(|raw| {
             raw.parse::<JobId>()
-                .map_err(|e| anyhow::anyhow!("{}", e.message))
+                .map_err(|e| usage(format!("--id: {}", e.message)))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(DeadSelectionRequest {
@@ -29,8 +38,14 @@ pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Resul
         DeadCommand::List { filter } => {
             return jobs::print_page(&client.dead(&jobs::query(&filter, None)).await?, json);
         }
-        DeadCommand::Requeue(args) => ("requeued", client.dead_requeue(&selection(args)?).await?),
-        DeadCommand::Purge(args) => ("purged", client.dead_purge(&selection(args)?).await?),
+        DeadCommand::Requeue(args) => (
+            "requeued",
+            client.dead_requeue(&selection(args, "requeue")?).await?,
+        ),
+        DeadCommand::Purge(args) => (
+            "purged",
+            client.dead_purge(&selection(args, "purge")?).await?,
+        ),
     };
     if json {
         crate::output::json(&count)

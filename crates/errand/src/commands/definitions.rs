@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use errand_api::{DefinitionView, RunDefinitionRequest};
 use errand_client::{Client, LogStreamItem};
 use errand_core::{JobId, LogEntry, LogStream};
 
 use crate::cli::{DefinitionsCommand, LogsArgs, RunArgs};
 use crate::commands::jobs;
+use crate::exit::usage;
 use crate::output;
 
 /// `errand definitions ...`.
@@ -149,7 +149,9 @@ pub async fn run_now(client: &Client, args: RunArgs, json: bool) -> anyhow::Resu
     let payload = args
         .payload
         .as_deref()
-        .map(|p| serde_json::from_str(p).context("--payload is not valid JSON"))
+        .map(|p| {
+            serde_json::from_str(p).map_err(|e| usage(format!("--payload is not valid JSON: {e}")))
+        })
         .transpose()?;
     let job = client
         .run_definition(
@@ -166,10 +168,7 @@ pub async fn run_now(client: &Client, args: RunArgs, json: bool) -> anyhow::Resu
     if args.wait || args.follow {
         let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
         jobs::print_job(&done, json)?;
-        if done.state != errand_core::JobState::Succeeded {
-            anyhow::bail!("job {} ended {}", done.id, done.state);
-        }
-        return Ok(());
+        return crate::exit::job_outcome(&done);
     }
     if json {
         output::json(&job)
@@ -184,7 +183,7 @@ pub async fn logs(client: &Client, args: LogsArgs, json: bool) -> anyhow::Result
     let id: JobId = args
         .job
         .parse()
-        .map_err(|e| anyhow::anyhow!("{}: not a job id ({e})", args.job))?;
+        .map_err(|e| usage(format!("{}: not a job id ({e})", args.job)))?;
     if args.follow {
         return follow(client, id, args.attempt, json).await;
     }

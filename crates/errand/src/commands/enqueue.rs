@@ -10,6 +10,7 @@ use errand_core::duration::{parse, FlexDuration};
 
 use crate::cli::EnqueueArgs;
 use crate::commands::jobs;
+use crate::exit::usage;
 
 fn payload(raw: &str) -> anyhow::Result<serde_json::Value> {
     let text = if raw == "-" {
@@ -19,11 +20,12 @@ fn payload(raw: &str) -> anyhow::Result<serde_json::Value> {
             .context("reading the payload from stdin")?;
         s
     } else if let Some(path) = raw.strip_prefix('@') {
-        std::fs::read_to_string(path).with_context(|| format!("reading the payload from {path}"))?
+        std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("--payload @{path}: cannot read it: {e}")))?
     } else {
         raw.to_string()
     };
-    serde_json::from_str(&text).context("the payload is not valid JSON")
+    serde_json::from_str(&text).map_err(|e| usage(format!("--payload is not valid JSON: {e}")))
 }
 
 fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration>> {
@@ -31,7 +33,7 @@ fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration
         .map(|d| {
             parse(field, d)
                 .map(FlexDuration)
-                .map_err(|e| anyhow::anyhow!("{e}"))
+                .map_err(|e| usage(format!("--{e}")))
         })
         .transpose()
 }
@@ -50,8 +52,11 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
             .run_at
             .as_deref()
             .map(|t| {
-                t.parse::<jiff::Timestamp>()
-                    .context("--run-at must be RFC 3339")
+                t.parse::<jiff::Timestamp>().map_err(|e| {
+                    usage(format!(
+                        "--run-at {t}: not an RFC 3339 time, e.g. 2026-12-02T12:00:00Z ({e})"
+                    ))
+                })
             })
             .transpose()?,
         delay: flex("delay", &args.delay)?,
@@ -69,7 +74,7 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
             .as_deref()
             .map(|s| {
                 errand_core::ordering::SessionOnDead::from_stored(s)
-                    .map_err(|e| anyhow::anyhow!("--session-on-dead: {e}"))
+                    .map_err(|e| usage(format!("--session-on-dead: {e}")))
             })
             .transpose()?,
         fairness_key: args.ordering.fairness_key,
@@ -80,7 +85,7 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
             .iter()
             .map(|id| {
                 id.parse::<errand_core::JobId>()
-                    .map_err(|e| anyhow::anyhow!("--after {id}: {e}"))
+                    .map_err(|e| usage(format!("--after {id}: {e}")))
             })
             .collect::<anyhow::Result<_>>()?,
         after_any_end: args.after_any_end,
@@ -90,13 +95,7 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
         let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
         jobs::print_job(&done, json)?;
         // As `errand jobs wait`: a script's `errand enqueue X --wait && next` stops on failure.
-        anyhow::ensure!(
-            done.state == errand_core::JobState::Succeeded,
-            "job {} ended {}",
-            done.id,
-            done.state
-        );
-        return Ok(());
+        return crate::exit::job_outcome(&done);
     }
     if json {
         crate::output::json(&job)

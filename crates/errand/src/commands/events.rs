@@ -48,8 +48,9 @@ pub async fn run(client: &Client, args: EventsArgs, json: bool) -> anyhow::Resul
         .after
         .as_deref()
         .map(|a| {
-            a.parse()
-                .map_err(|e: errand_core::ValidationError| anyhow::anyhow!("{}", e.message))
+            a.parse().map_err(|e: errand_core::ValidationError| {
+                crate::exit::usage(format!("--after: {}", e.message))
+            })
         })
         .transpose()?;
     let query = EventQuery {

@@ -3,10 +3,10 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use errand_api::JobListQuery;
 use errand_client::{Client, EventQuery, EventStreamItem};
-use errand_core::{Job, JobId, JobState};
+use errand_core::{Job, JobId};
 
 use crate::cli::{JobsCommand, ListArgs};
 use crate::output;
@@ -25,7 +25,7 @@ pub fn query(filter: &ListArgs, state: Option<String>) -> JobListQuery {
 
 fn id(raw: &str) -> anyhow::Result<JobId> {
     raw.parse::<JobId>()
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .map_err(|e| crate::exit::usage(e.message))
 }
 
 /// Prints a page of jobs.
@@ -188,11 +188,13 @@ pub async fn wait(
             if !json {
                 status.finish();
             }
-            bail!(
-                "job {id} is still {} after {}",
-                job.state,
-                errand_core::duration::format(timeout)
-            );
+            return Err(crate::exit::WaitTimedOut {
+                id,
+                state: job.state,
+                waited: errand_core::duration::format(timeout),
+                because: String::new(),
+            }
+            .into());
         }
         let remaining = timeout - elapsed;
         job = match events.as_mut() {
@@ -232,13 +234,10 @@ pub async fn run(client: &Client, cmd: JobsCommand, json: bool) -> anyhow::Resul
         }
         JobsCommand::Wait { id: raw, timeout } => {
             let timeout = errand_core::duration::parse("timeout", &timeout)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| crate::exit::usage(format!("--{e}")))?;
             let job = wait(client, id(&raw)?, timeout, json).await?;
             print_job(&job, json)?;
-            if job.state != JobState::Succeeded {
-                bail!("job {} ended {}", job.id, job.state);
-            }
-            Ok(())
+            crate::exit::job_outcome(&job)
         }
         JobsCommand::Cancel { id: raw } => print_job(&client.cancel(id(&raw)?).await?, json),
         JobsCommand::Retry { id: raw } => print_job(&client.retry(id(&raw)?).await?, json),

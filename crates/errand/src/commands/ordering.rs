@@ -12,6 +12,7 @@ use errand_core::throttle::{LimitInfo, LimitScope, RateLimit};
 use errand_core::JobId;
 
 use crate::cli::{LimitsCommand, QueueSetArgs, SessionsCommand};
+use crate::exit::{usage, UsageError};
 use crate::output;
 
 /// Reads `100/1s` (100 starts per second) with an optional burst.
@@ -19,14 +20,16 @@ use crate::output;
 /// # Errors
 /// Not `N/DURATION`.
 pub fn rate(text: &str, burst: Option<u32>) -> anyhow::Result<RateLimit> {
-    let (n, period) = text
-        .split_once('/')
-        .with_context(|| format!("--rate {text}: write it as starts/period, e.g. 100/1s"))?;
+    let (n, period) = text.split_once('/').ok_or_else(|| {
+        usage(format!(
+            "--rate {text}: write it as starts/period, e.g. 100/1s"
+        ))
+    })?;
     let limit: u32 = n
         .trim()
         .parse()
-        .with_context(|| format!("--rate {text}: `{n}` is not a whole number"))?;
-    let period = parse("rate", period).map_err(|e| anyhow::anyhow!("--rate {text}: {e}"))?;
+        .map_err(|_| usage(format!("--rate {text}: `{n}` is not a whole number")))?;
+    let period = parse("rate", period).map_err(|e| usage(format!("--rate {text}: {e}")))?;
     Ok(RateLimit {
         limit,
         period_ms: millis(period),
@@ -39,11 +42,13 @@ pub fn rate(text: &str, burst: Option<u32>) -> anyhow::Result<RateLimit> {
 /// # Errors
 /// Not `DURATION..DURATION`.
 pub fn backoff(text: &str) -> anyhow::Result<Backoff> {
-    let (base, max) = text
-        .split_once("..")
-        .with_context(|| format!("--backoff {text}: write it as base..max, e.g. 1s..1h"))?;
-    let base = parse("backoff", base).map_err(|e| anyhow::anyhow!("--backoff {text}: {e}"))?;
-    let max = parse("backoff", max).map_err(|e| anyhow::anyhow!("--backoff {text}: {e}"))?;
+    let (base, max) = text.split_once("..").ok_or_else(|| {
+        usage(format!(
+            "--backoff {text}: write it as base..max, e.g. 1s..1h"
+        ))
+    })?;
+    let base = parse("backoff", base).map_err(|e| usage(format!("--backoff {text}: {e}")))?;
+    let max = parse("backoff", max).map_err(|e| usage(format!("--backoff {text}: {e}")))?;
     Ok(Backoff {
         base_ms: millis(base),
         max_ms: millis(max),
@@ -69,7 +74,7 @@ fn or_none<T>(
 fn number<T: std::str::FromStr>(flag: &'static str) -> impl Fn(&str) -> anyhow::Result<T> {
     move |v: &str| {
         v.parse()
-            .map_err(|_| anyhow::anyhow!("--{flag} {v}: not a number (or `none`)"))
+            .map_err(|_| usage(format!("--{flag} {v}: not a number (or `none`)")))
     }
 }
 
@@ -87,7 +92,7 @@ pub fn queue_patch(args: &QueueSetArgs) -> anyhow::Result<QueueSettingsPatch> {
         timeout_ms: or_none(args.timeout.as_deref(), |v| {
             parse("timeout", v)
                 .map(millis)
-                .map_err(|e| anyhow::anyhow!("--timeout {v}: {e}"))
+                .map_err(|e| usage(format!("--timeout {v}: {e}")))
         })?,
         backoff: or_none(args.backoff.as_deref(), backoff)?,
     })
@@ -149,7 +154,7 @@ pub async fn limits(client: &Client, cmd: LimitsCommand, json: bool) -> anyhow::
             rate: r,
             burst,
         } => {
-            let scope = LimitScope::parse(&scope).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let scope = LimitScope::parse(&scope).map_err(usage)?;
             let req = LimitRequest {
                 concurrency,
                 rate: r.as_deref().map(|t| rate(t, burst)).transpose()?,
@@ -157,7 +162,7 @@ pub async fn limits(client: &Client, cmd: LimitsCommand, json: bool) -> anyhow::
             print_limits(&[client.limit_put(scope, &name, &req).await?], json)
         }
         LimitsCommand::Delete { scope, name } => {
-            let scope = LimitScope::parse(&scope).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let scope = LimitScope::parse(&scope).map_err(usage)?;
             let out = client.limit_delete(scope, &name).await?;
             if json {
                 return output::json(&out);
@@ -219,7 +224,8 @@ pub async fn sessions(client: &Client, cmd: SessionsCommand, json: bool) -> anyh
             state,
             expected_version: version,
         } => {
-            let state = serde_json::from_str(&state).context("the state is not valid JSON")?;
+            let state = serde_json::from_str(&state)
+                .context(UsageError("the state is not valid JSON".into()))?;
             let req = SessionStateRequest { state, version };
             print_session(&client.session_state_put(&key, &req).await?, json)
         }

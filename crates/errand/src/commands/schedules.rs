@@ -8,6 +8,7 @@ use errand_core::schedule_spec::Schedule;
 
 use crate::cli::{ScheduleAddArgs, SchedulesCommand};
 use crate::commands::jobs;
+use crate::exit::{usage, UsageError};
 use crate::output;
 
 fn print(schedules: &[Schedule], json: bool) -> anyhow::Result<()> {
@@ -58,7 +59,7 @@ fn enum_value<T: serde::de::DeserializeOwned>(
     raw.as_deref()
         .map(|v| {
             serde_json::from_value(serde_json::Value::String(v.to_string()))
-                .with_context(|| format!("--{field} {v}"))
+                .with_context(|| UsageError(format!("--{field} {v}")))
         })
         .transpose()
 }
@@ -73,7 +74,7 @@ fn request(args: ScheduleAddArgs) -> anyhow::Result<ScheduleRequest> {
             .map(|e| {
                 parse("every", e)
                     .map(FlexDuration)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .map_err(|e| usage(format!("--{e}")))
             })
             .transpose()?,
         timezone: Some(args.timezone),
@@ -85,7 +86,7 @@ fn request(args: ScheduleAddArgs) -> anyhow::Result<ScheduleRequest> {
                 .as_deref()
                 .map(serde_json::from_str)
                 .transpose()
-                .context("--payload is not JSON")?,
+                .context(UsageError("--payload is not JSON".into()))?,
             ..JobTemplateRequest::default()
         }),
         overlap: enum_value("overlap", &args.overlap)?,
@@ -103,7 +104,19 @@ pub async fn run(client: &Client, cmd: SchedulesCommand, json: bool) -> anyhow::
         SchedulesCommand::List => print(&client.schedules().await?.schedules, json),
         SchedulesCommand::Show { name } => print(&[client.schedule(&name).await?], json),
         SchedulesCommand::Add(args) => {
-            print(&[client.schedule_create(&request(args)?).await?], json)
+            let name = args.name.clone();
+            let created =
+                client
+                    .schedule_create(&request(args)?)
+                    .await
+                    .map_err(|e| match e.code() {
+                        Some("already_exists") => anyhow::Error::new(e).context(format!(
+                            "schedule `{name}` already exists (remove it with \
+                         `errand schedules rm {name}`, or pick another name)"
+                        )),
+                        _ => e.into(),
+                    })?;
+            print(&[created], json)
         }
         SchedulesCommand::Rm { name } => {
             client.schedule_delete(&name).await?;

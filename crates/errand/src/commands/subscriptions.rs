@@ -9,8 +9,7 @@ use crate::cli::{SubscriptionCreateArgs, SubscriptionsCommand};
 use crate::output;
 
 fn id(raw: &str) -> anyhow::Result<SubscriptionId> {
-    raw.parse::<SubscriptionId>()
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    raw.parse::<SubscriptionId>().map_err(crate::exit::usage)
 }
 
 fn print(subs: &[Subscription], json: bool) -> anyhow::Result<()> {
@@ -113,7 +112,7 @@ fn request(args: SubscriptionCreateArgs) -> anyhow::Result<SubscriptionRequest> 
         .map(|e| {
             e.trim()
                 .parse::<EventType>()
-                .map_err(|e| anyhow::anyhow!("--event: {e}"))
+                .map_err(|e| crate::exit::usage(format!("--event: {e}")))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(SubscriptionRequest {

@@ -11,16 +11,17 @@ use errand_core::workflow::{Workflow, WorkflowStep};
 use errand_core::{BatchId, JobState, WorkflowId};
 
 use crate::cli::{BatchesCommand, WorkflowsCommand};
+use crate::exit::{usage, UsageError};
 use crate::output;
 
 fn workflow_id(raw: &str) -> anyhow::Result<WorkflowId> {
     raw.parse()
-        .map_err(|e| anyhow::anyhow!("`{raw}` is not a workflow id: {e}"))
+        .map_err(|e| usage(format!("`{raw}` is not a workflow id: {e}")))
 }
 
 fn batch_id(raw: &str) -> anyhow::Result<BatchId> {
     raw.parse()
-        .map_err(|e| anyhow::anyhow!("`{raw}` is not a batch id: {e}"))
+        .map_err(|e| usage(format!("`{raw}` is not a batch id: {e}")))
 }
 
 /// Runs a `workflows` subcommand.
@@ -84,10 +85,10 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
                         s
                     } else {
                         std::fs::read_to_string(&path)
-                            .with_context(|| format!("reading {}", path.display()))?
+                            .with_context(|| UsageError(format!("reading {}", path.display())))?
                     };
                     serde_json::from_str::<WorkflowRequest>(&text)
-                        .context("the file is not a workflow request")?
+                        .context(UsageError("the file is not a workflow request".into()))?
                 }
                 None => WorkflowRequest {
                     template,
@@ -95,7 +96,9 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
                 },
             };
             if let Some(i) = input {
-                req.input = Some(serde_json::from_str(&i).context("--input is not JSON")?);
+                req.input = Some(
+                    serde_json::from_str(&i).context(UsageError("--input is not JSON".into()))?,
+                );
             }
             if idempotency_key.is_some() {
                 req.idempotency_key = idempotency_key;

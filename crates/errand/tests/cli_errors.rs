@@ -1,0 +1,424 @@
+//! How the CLI fails (docs/cli.md): one exit code per outcome, messages that name flags and
+//! URLs, no backtrace unless `--debug`, and the `--json` error object on stderr. Every run
+//! has `RUST_BACKTRACE=1` in its environment, as many Rust users' shells do.
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use errand_api::{ClaimRequest, CompleteRequest, EnqueueRequest, FailRequest};
+use errand_client::Client;
+use serde_json::Value;
+
+use common::{bin, server, server_with};
+
+/// A job id no server has.
+const UNKNOWN_JOB: &str = "0190d4d5-0000-7000-8000-000000000000";
+
+/// The command for `errand --server URL ARGS` with `RUST_BACKTRACE=1`.
+fn command(url: &str, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env_remove("ERRAND_SERVER")
+        .arg("--server")
+        .arg(url)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `errand --server URL ARGS` to its end (a minute at most).
+async fn errand(url: &str, args: &[&str]) -> Output {
+    finish(command(url, args), args).await
+}
+
+async fn finish(mut cmd: tokio::process::Command, args: &[&str]) -> Output {
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("errand {args:?} did not end within a minute"))
+        .expect("run errand")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing what the command printed when it differs.
+fn assert_exit(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+fn assert_no_backtrace(out: &Output) {
+    let text = stderr(out).to_lowercase();
+    assert!(
+        !text.contains("stack backtrace") && !text.contains("backtrace:"),
+        "a backtrace without --debug: {}",
+        stderr(out)
+    );
+}
+
+/// The `--json` error object a failed command wrote on stderr (its only line).
+fn json_error(out: &Output) -> Value {
+    assert!(out.stdout.is_empty(), "nothing on stdout: {out:?}");
+    let text = stderr(out);
+    assert_eq!(text.trim().lines().count(), 1, "one line: {text}");
+    let value: Value = serde_json::from_str(text.trim()).expect("a JSON object on stderr");
+    value["error"].clone()
+}
+
+/// A port on which nothing listens (bound, then released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A test worker over HTTP: claims the next job of `queue` (waiting for one to come) and
+/// completes it, or fails it when `fail`.
+async fn work_one(client: &Client, queue: &str, fail: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let claimed = client
+            .claim(
+                queue,
+                &ClaimRequest {
+                    wait_ms: Some(1000),
+                    ..ClaimRequest::default()
+                },
+            )
+            .await
+            .expect("claim");
+        if let Some(job) = claimed.jobs.into_iter().next() {
+            if fail {
+                client
+                    .fail(
+                        job.id,
+                        &FailRequest {
+                            lease_token: job.lease_token,
+                            error: Some("boom".into()),
+                            retry_in_ms: None,
+                            dead: false,
+                            report: None,
+                        },
+                    )
+                    .await
+                    .expect("fail");
+            } else {
+                client
+                    .complete(
+                        job.id,
+                        &CompleteRequest {
+                            lease_token: job.lease_token,
+                            result: None,
+                            report: None,
+                            session_state: None,
+                        },
+                    )
+                    .await
+                    .expect("complete");
+            }
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no job came to queue {queue}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_api_error_is_its_message_and_exit_1_without_a_backtrace() {
+    let s = server().await;
+    let out = errand(s.url(), &["jobs", "show", UNKNOWN_JOB]).await;
+    assert_exit(&out, 1, "a job that does not exist");
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("job {UNKNOWN_JOB} not found (404 not_found)")),
+        "{text}"
+    );
+    assert_no_backtrace(&out);
+}
+
+#[tokio::test]
+async fn debug_prints_a_backtrace_even_when_library_backtraces_are_off() {
+    let s = server().await;
+    // RUST_LIB_BACKTRACE=0 turns anyhow's capture off; `--debug` turns it on again.
+    let mut cmd = command(s.url(), &["--debug", "jobs", "show", UNKNOWN_JOB]);
+    cmd.env("RUST_LIB_BACKTRACE", "0");
+    let out = finish(cmd, &["--debug"]).await;
+    assert_exit(&out, 1, "--debug keeps the exit code");
+    let text = stderr(&out);
+    assert!(text.contains("not found (404 not_found)"), "{text}");
+    assert!(text.contains("stack backtrace:"), "{text}");
+    assert!(text.contains("errand::"), "frames of errand itself: {text}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_names_the_url_the_cause_and_what_to_do() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = errand(&url, &["jobs", "list"]).await;
+    assert_exit(&out, 3, "nothing listens there");
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!(
+            "cannot reach errand at {url}/v1/jobs: connection refused"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("is `errand serve` running there?")
+            && text.contains("--server or ERRAND_SERVER"),
+        "{text}"
+    );
+    assert!(!text.contains("error sending request"), "{text}");
+    assert_no_backtrace(&out);
+
+    // The same through ERRAND_SERVER, for a command that waits.
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.env("RUST_BACKTRACE", "1")
+        .env("ERRAND_SERVER", &url)
+        .args(["jobs", "wait", UNKNOWN_JOB])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = finish(cmd, &["jobs", "wait"]).await;
+    assert_exit(&out, 3, "ERRAND_SERVER names the unreachable server");
+    assert!(stderr(&out).contains(&url), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_waited_job_exits_by_how_it_ended() {
+    let s = server().await;
+    let url = s.url().to_string();
+    let client = s.client().expect("client");
+
+    // 0: succeeded (completed by a worker over HTTP).
+    let waiting = tokio::spawn(errand_owned(
+        url.clone(),
+        &["enqueue", "report.build", "--queue", "ok", "--wait"],
+    ));
+    work_one(&client, "ok", false).await;
+    let out = waiting.await.expect("join");
+    assert_exit(&out, 0, "enqueue --wait of a job that succeeded");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+
+    // 4: dead (one attempt, failed).
+    let waiting = tokio::spawn(errand_owned(
+        url.clone(),
+        &[
+            "enqueue",
+            "report.build",
+            "--queue",
+            "bad",
+            "--max-attempts",
+            "1",
+            "--wait",
+        ],
+    ));
+    work_one(&client, "bad", true).await;
+    let out = waiting.await.expect("join");
+    assert_exit(&out, 4, "enqueue --wait of a job that died");
+    assert!(stderr(&out).contains("ended dead"), "{}", stderr(&out));
+    assert_no_backtrace(&out);
+
+    // 5: cancelled while `jobs wait` waits.
+    let job = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("idle".into()),
+            ..EnqueueRequest::new("report.build")
+        })
+        .await
+        .expect("enqueue");
+    let id = job.id.to_string();
+    let waiting = tokio::spawn(errand_owned(url.clone(), &["jobs", "wait", &id]));
+    client.cancel(job.id).await.expect("cancel");
+    let out = waiting.await.expect("join");
+    assert_exit(&out, 5, "jobs wait of a cancelled job");
+    assert!(stderr(&out).contains("ended cancelled"), "{}", stderr(&out));
+
+    // 6: the timeout passes on a job nobody works.
+    let job = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("nobody".into()),
+            ..EnqueueRequest::new("report.build")
+        })
+        .await
+        .expect("enqueue");
+    let id = job.id.to_string();
+    let out = errand(&url, &["jobs", "wait", &id, "--timeout", "1s"]).await;
+    assert_exit(&out, 6, "jobs wait --timeout on an unworked job");
+    assert!(stderr(&out).contains("still available"), "{}", stderr(&out));
+    assert_no_backtrace(&out);
+}
+
+/// [`errand`] for a spawned task (owned arguments).
+fn errand_owned(
+    url: String,
+    args: &[&str],
+) -> impl std::future::Future<Output = Output> + Send + 'static {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    async move {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        errand(&url, &refs).await
+    }
+}
+
+#[tokio::test]
+async fn flag_mistakes_exit_2_and_speak_flags() {
+    let s = server().await;
+    let url = s.url();
+    for verb in ["requeue", "purge"] {
+        let out = errand(url, &["dead", verb]).await;
+        assert_exit(&out, 2, "dead with no selection");
+        let text = stderr(&out);
+        assert!(
+            text.contains("--queue") && text.contains("--id") && text.contains("--all"),
+            "{text}"
+        );
+        assert!(!text.contains(r#""all""#), "no JSON words: {text}");
+    }
+    let no_trigger = errand(url, &["schedules", "add", "nightly", "--kind", "k"]).await;
+    assert_exit(&no_trigger, 2, "schedules add without --cron or --every");
+    let text = stderr(&no_trigger);
+    assert!(
+        text.contains("--cron") && text.contains("--every"),
+        "{text}"
+    );
+    let both = errand(
+        url,
+        &[
+            "schedules",
+            "add",
+            "n",
+            "--kind",
+            "k",
+            "--cron",
+            "@daily",
+            "--every",
+            "5m",
+        ],
+    )
+    .await;
+    assert_exit(&both, 2, "--cron and --every together");
+    for (args, named) in [
+        (vec!["jobs", "show", "nope"], "nope"),
+        (vec!["enqueue", "k", "--delay", "soon"], "--delay"),
+        (vec!["enqueue", "k", "--payload", "{not json"], "--payload"),
+        (
+            vec!["jobs", "wait", UNKNOWN_JOB, "--timeout", "a while"],
+            "--timeout",
+        ),
+        (vec!["dead", "requeue", "--id", "x"], "--id"),
+        (
+            vec!["schedules", "add", "n", "--kind", "k", "--every", "often"],
+            "--every",
+        ),
+    ] {
+        let out = errand(url, &args).await;
+        assert_exit(&out, 2, &format!("{args:?}"));
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+        assert_no_backtrace(&out);
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_schedule_says_so_and_what_to_do() {
+    let s = server().await;
+    let url = s.url();
+    let add = [
+        "schedules",
+        "add",
+        "nightly",
+        "--kind",
+        "k",
+        "--every",
+        "1h",
+    ];
+    assert_exit(&errand(url, &add).await, 0, "first add");
+    let again = errand(url, &add).await;
+    assert_exit(&again, 1, "the server refuses a second");
+    let text = stderr(&again);
+    assert!(
+        text.contains("schedule `nightly` already exists")
+            && text.contains("errand schedules rm nightly")
+            && text.contains("(409 already_exists)"),
+        "{text}"
+    );
+    assert!(!text.contains("conflict: conflict"), "{text}");
+}
+
+#[tokio::test]
+async fn json_errors_are_one_object_on_stderr() {
+    let s = server().await;
+    // The server refused.
+    let out = errand(s.url(), &["--json", "jobs", "show", UNKNOWN_JOB]).await;
+    assert_exit(&out, 1, "api error");
+    let error = json_error(&out);
+    assert_eq!(error["code"], "failure", "{error}");
+    assert_eq!(error["exit_code"], 1, "{error}");
+    assert_eq!(error["status"], 404, "{error}");
+    assert_eq!(error["server_code"], "not_found", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not found")),
+        "{error}"
+    );
+    assert!(error["causes"].is_array(), "{error}");
+
+    // No answer.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let out = errand(&url, &["jobs", "list", "--json"]).await;
+    assert_exit(&out, 3, "unreachable");
+    let error = json_error(&out);
+    assert_eq!(error["code"], "unreachable", "{error}");
+    assert_eq!(error["exit_code"], 3, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&url) && m.contains("connection refused")),
+        "{error}"
+    );
+
+    // A usage mistake found by the command, and one found by the parser.
+    for args in [
+        vec!["--json", "dead", "requeue"],
+        vec!["--json", "schedules", "add", "n", "--kind", "k"],
+    ] {
+        let out = errand(s.url(), &args).await;
+        assert_exit(&out, 2, &format!("{args:?}"));
+        let error = json_error(&out);
+        assert_eq!(error["code"], "usage", "{args:?}: {error}");
+        assert_eq!(error["exit_code"], 2, "{args:?}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn store_commands_hide_client_flags_and_still_accept_them() {
+    for name in ["serve", "export", "import"] {
+        let out = errand("http://127.0.0.1:1", &[name, "--help"]).await;
+        assert_exit(&out, 0, &format!("{name} --help"));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !help.contains("--server") && !help.contains("--json"),
+            "{name} --help shows a client flag: {help}"
+        );
+        assert!(help.contains("--data-dir"), "{name}: {help}");
+    }
+    let out = errand("http://127.0.0.1:1", &["jobs", "list", "--help"]).await;
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--server") && help.contains("--json"),
+        "{help}"
+    );
+    // An ERRAND_SERVER (or --server) meant for client commands does not stop a server.
+    let (s, _dir) = server_with(&["--server", "http://127.0.0.1:9"]).await;
+    assert_exit(&errand(s.url(), &["jobs", "list"]).await, 0, "it serves");
+}
