@@ -59,8 +59,12 @@ fn assert_exit(out: &Output, code: i32, what: &str) {
 
 fn assert_no_backtrace(out: &Output) {
     let text = stderr(out).to_lowercase();
+    // The heading (Rust's or errand's), or frames printed without one.
     assert!(
-        !text.contains("stack backtrace") && !text.contains("backtrace:"),
+        !text.contains("stack backtrace")
+            && !text.contains("backtrace:")
+            && !text.contains("anyhow::")
+            && !text.contains("errand::"),
         "a backtrace without --debug: {}",
         stderr(out)
     );
