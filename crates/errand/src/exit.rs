@@ -123,8 +123,10 @@ pub fn classify(err: &anyhow::Error) -> Exit {
             return Exit::Usage;
         }
         if let Some(client) = cause.downcast_ref::<errand_client::ClientError>() {
-            if matches!(client, errand_client::ClientError::Transport { .. }) {
-                return Exit::Unreachable;
+            match client {
+                errand_client::ClientError::Transport { .. } => return Exit::Unreachable,
+                errand_client::ClientError::BadUrl(_) => return Exit::Usage,
+                _ => {}
             }
         }
     }

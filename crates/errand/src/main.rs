@@ -79,7 +79,10 @@ fn run_limited(args: cli::RunLimitedArgs) -> ! {
 
 #[tokio::main]
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = || errand_client::Client::new(&cli.server);
+    let client = || {
+        errand_client::Client::new(&cli.server)
+            .map_err(|e| exit::usage(format!("{e} (given by --server or ERRAND_SERVER)")))
+    };
     match cli.command {
         Command::Serve(ref args) => {
             init_tracing();

@@ -311,6 +311,13 @@ async fn flag_mistakes_exit_2_and_speak_flags() {
     )
     .await;
     assert_exit(&both, 2, "--cron and --every together");
+    let bad_url = errand("localhost:7878", &["jobs", "list"]).await;
+    assert_exit(&bad_url, 2, "a --server without http://");
+    assert!(
+        stderr(&bad_url).contains("--server"),
+        "{}",
+        stderr(&bad_url)
+    );
     for (args, named) in [
         (vec!["jobs", "show", "nope"], "nope"),
         (vec!["enqueue", "k", "--delay", "soon"], "--delay"),
