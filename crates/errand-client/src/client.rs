@@ -2,23 +2,37 @@
 
 use errand_api::{
     AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, ClaimRequest, ClaimResponse,
-    CompleteRequest, CountResponse, DeadSelectionRequest, EnqueueRequest, FailRequest,
-    HeartbeatRequest, HeartbeatResponse, JobListQuery, JobPage, LogAppendRequest,
-    LogAppendResponse, QueueList, SettleRequest, SettleResponse,
+    CompleteRequest, CountResponse, DeadSelectionRequest, FailRequest, HeartbeatRequest,
+    HeartbeatResponse, JobListQuery, JobPage, LogAppendRequest, LogAppendResponse, QueueList,
+    SettleRequest, SettleResponse,
 };
 use errand_core::schedule_spec::Schedule;
 use errand_core::{Job, JobId, QueueInfo};
+use std::sync::Arc;
+use std::time::Duration;
+
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::typed::IntoEnqueueRequest;
 use crate::ClientError;
 
+/// How long a call may take when nothing else is said: the answer must have come within
+/// this time (long polls get their wait on top).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A connection-pooled client; clone it freely.
+///
+/// Every call that reads one answer has a timeout ([`DEFAULT_CALL_TIMEOUT`], or
+/// [`Client::with_timeout`]); long polls (`GET /v1/jobs/{id}?wait=`, claims) get their wait
+/// on top of it. Streams (events, followed logs) have none.
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    timeout: Duration,
+    token: Option<Arc<str>>,
 }
 
 impl Client {
@@ -53,7 +67,33 @@ impl Client {
                 "`{base}` must start with http:// or https://"
             )));
         }
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            timeout: DEFAULT_CALL_TIMEOUT,
+            token: None,
+        })
+    }
+
+    /// This client, sending `token` as `Authorization: Bearer TOKEN` on every call.
+    ///
+    /// The server does not check tokens yet (authentication is a later issue): a token is
+    /// sent, and ignored, until it does.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Arc::from(token.into()));
+        self
+    }
+
+    /// This client with `timeout` as the longest wait for an answer to one call (long polls
+    /// get their wait on top).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest wait for an answer to one call, besides a long poll's wait.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The server's base URL.
@@ -62,14 +102,25 @@ impl Client {
     }
 
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
     }
 
+    /// Sends a call and reads its one answer, within the client's timeout unless the
+    /// request set its own (a long poll).
     pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         req: RequestBuilder,
     ) -> Result<T, ClientError> {
-        let resp = req.send().await?;
+        let (http, req) = req.build_split();
+        let mut req = req?;
+        if req.timeout().is_none() {
+            *req.timeout_mut() = Some(self.timeout);
+        }
+        let resp = http.execute(req).await?;
         let status = resp.status();
         let mut url = resp.url().clone();
         url.set_query(None);
@@ -94,12 +145,32 @@ impl Client {
         self.send(self.request(Method::GET, path)).await
     }
 
-    /// `POST /v1/jobs`.
+    /// `POST /v1/jobs`: enqueues a request (`&EnqueueRequest` or `EnqueueRequest`) or a
+    /// typed job (any [`JobType`](crate::JobType), e.g. `client.enqueue(SendEmail { .. })`).
     ///
     /// # Errors
-    /// The server's error, or a transport failure.
-    pub async fn enqueue(&self, req: &EnqueueRequest) -> Result<Job, ClientError> {
-        self.post("/v1/jobs", req).await
+    /// `Payload` when a typed job does not serialise; the server's error, or a transport
+    /// failure.
+    pub async fn enqueue(&self, job: impl IntoEnqueueRequest) -> Result<Job, ClientError> {
+        let req = job.into_enqueue_request()?;
+        self.post("/v1/jobs", &req).await
+    }
+
+    /// `POST /v1/jobs/batch` of requests or typed jobs (1 to 10,000), all or none.
+    ///
+    /// # Errors
+    /// `Payload` when a typed job does not serialise; the server's error, or a transport
+    /// failure.
+    pub async fn enqueue_many<I>(&self, jobs: I) -> Result<BatchEnqueueResponse, ClientError>
+    where
+        I: IntoIterator,
+        I::Item: IntoEnqueueRequest,
+    {
+        let jobs = jobs
+            .into_iter()
+            .map(IntoEnqueueRequest::into_enqueue_request)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.enqueue_batch(&BatchEnqueueRequest { jobs }).await
     }
 
     /// `POST /v1/jobs/batch`.
@@ -121,6 +192,9 @@ impl Client {
         let mut req = self.request(Method::GET, &format!("/v1/jobs/{id}"));
         if let Some(w) = wait {
             req = req.query(&[("wait", w)]);
+            if let Some(waited) = crate::typed::wait_duration(w) {
+                req = req.timeout(waited + self.timeout);
+            }
         }
         self.send(req).await
     }
@@ -169,7 +243,13 @@ impl Client {
         queue: &str,
         req: &ClaimRequest,
     ) -> Result<ClaimResponse, ClientError> {
-        self.post(&format!("/v1/queues/{queue}/claim"), req).await
+        let waited = Duration::from_millis(req.wait_ms.unwrap_or(0));
+        self.send(
+            self.request(Method::POST, &format!("/v1/queues/{queue}/claim"))
+                .json(req)
+                .timeout(waited + self.timeout),
+        )
+        .await
     }
 
     /// `POST /v1/jobs/{id}/heartbeat`.
@@ -375,7 +455,11 @@ impl Client {
     /// # Errors
     /// A transport failure.
     pub async fn ready(&self) -> Result<bool, ClientError> {
-        let resp = self.request(Method::GET, "/readyz").send().await?;
+        let resp = self
+            .request(Method::GET, "/readyz")
+            .timeout(self.timeout)
+            .send()
+            .await?;
         Ok(resp.status().is_success())
     }
 
@@ -385,7 +469,11 @@ impl Client {
     /// # Errors
     /// A transport failure.
     pub async fn healthy(&self) -> Result<bool, ClientError> {
-        let resp = self.request(Method::GET, "/healthz").send().await?;
+        let resp = self
+            .request(Method::GET, "/healthz")
+            .timeout(self.timeout)
+            .send()
+            .await?;
         Ok(resp.status().is_success())
     }
 }

@@ -36,6 +36,9 @@ pub enum ClientError {
     /// The base URL is not usable.
     #[error("bad server URL: {0}")]
     BadUrl(String),
+    /// A typed job's payload does not serialise to JSON (nothing was sent).
+    #[error("{0}")]
+    Payload(String),
 }
 
 impl ClientError {

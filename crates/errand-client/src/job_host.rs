@@ -113,7 +113,7 @@ pub fn host_error(e: ClientError) -> HostError {
         e @ (ClientError::Transport { .. } | ClientError::Unreadable(_)) => {
             HostError::Unavailable(e.to_string())
         }
-        ClientError::BadUrl(message) => HostError::Refused(message),
+        ClientError::BadUrl(message) | ClientError::Payload(message) => HostError::Refused(message),
     }
 }
 
@@ -167,6 +167,10 @@ impl JobHost for HttpJobHost {
             .await
             .map_err(host_error)?;
         Ok(answer.jobs.into_iter().map(|v| self.hosted(v)).collect())
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.lease_ms))
     }
 
     async fn heartbeat(

@@ -3,8 +3,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), errand_client::ClientError> {
 //! let client = errand_client::Client::new("http://127.0.0.1:7878")?;
-//! let job = client.enqueue(&errand_api::EnqueueRequest::new("send_email")).await?;
-//! let done = client.job(job.id, Some("30s")).await?;
+//! let job = client.enqueue(errand_api::EnqueueRequest::new("send_email")).await?;
+//! let done = client.wait_job(job.id, std::time::Duration::from_secs(30)).await?;
 //! println!("{} is {}", done.id, done.state);
 //! # Ok(()) }
 //! ```
@@ -18,9 +18,11 @@ mod flows;
 mod job_host;
 mod ordering;
 mod subscriptions;
+mod typed;
 
-pub use client::Client;
+pub use client::{Client, DEFAULT_CALL_TIMEOUT};
 pub use definitions::{LogFollow, LogStreamItem};
 pub use error::ClientError;
 pub use events::{EventFollow, EventQuery, EventStreamItem};
 pub use job_host::{host_error, HttpJobHost};
+pub use typed::{IntoEnqueueRequest, JobType, WaitError, LIBRARY_ROUTES};

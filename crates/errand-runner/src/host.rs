@@ -80,6 +80,13 @@ pub trait JobHost: Send + Sync + 'static {
         wait: Duration,
     ) -> Result<Vec<HostedJob>, HostError>;
 
+    /// How long a lease this host claims lasts unless a heartbeat renews it, when the host
+    /// knows: workers heartbeat at a fraction of it. `None` (the default) leaves them to
+    /// read it from the claimed job's `lease_expires_at`.
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+
     /// Extends a lease, recording progress and a checkpoint (durably when `Ok`).
     async fn heartbeat(
         &self,

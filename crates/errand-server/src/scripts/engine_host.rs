@@ -140,6 +140,10 @@ impl JobHost for EngineHost {
             .collect())
     }
 
+    fn lease(&self) -> Option<Duration> {
+        Some(LEASE)
+    }
+
     async fn heartbeat(
         &self,
         id: JobId,

@@ -1,0 +1,41 @@
+//! Run errand jobs in Rust.
+//!
+//! A job kind is a Rust type ([`JobType`]); a handler is an `async fn(JobContext, Kind) ->
+//! Result<R, JobError>`; a [`Worker`] claims jobs of its registered kinds from one queue
+//! and runs up to N handlers at once, through any [`JobHost`]: the HTTP worker protocol
+//! ([`errand_client::HttpJobHost`]) or, for an application that embeds errand, the engine
+//! of its own process (`errand_server::scripts::EngineHost`), with the same handlers.
+//!
+//! What the worker does for a handler:
+//! - claims only as many jobs as it has free slots, with long polls;
+//! - heartbeats every third of the lease while the handler runs; a lost lease (expired
+//!   and taken elsewhere, or the job cancelled) fires [`JobContext::lease_lost`] and the
+//!   attempt's outcome is not settled;
+//! - settles in batches: a settlement waits at most the settle window (2 ms) for others;
+//! - a handler's [`JobError::retry`] fails the attempt with the server's backoff,
+//!   [`JobError::retry_in`] with a delay of its own, [`JobError::dead`] makes the job dead;
+//!   a handler that panics fails the attempt (retried); a job with a `timeout` that its
+//!   handler overruns is stopped and failed (retried);
+//! - a payload that does not deserialise as the kind's type makes the job **dead** at once
+//!   with the serde error: retrying the same payload cannot succeed;
+//! - on shutdown it stops claiming, lets running handlers finish within the grace period
+//!   (their results are settled), then aborts what still runs and gives it back with the
+//!   host's `release` (over HTTP: a failure with `retry_in_ms: 0`, which counts the
+//!   attempt; in-process: an uncounted release), and reports which;
+//! - a host that is away is called again with capped, jittered backoff.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod backoff;
+mod context;
+mod error;
+mod handler;
+mod settler;
+mod worker;
+
+pub use context::JobContext;
+pub use errand_client::{JobType, LIBRARY_ROUTES};
+pub use errand_runner::host::{HostError, JobHost};
+pub use error::{Failure, JobError, WorkerError};
+pub use handler::Handler;
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{ShutdownReport, Worker};
