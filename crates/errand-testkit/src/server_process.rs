@@ -25,6 +25,8 @@ pub struct ServerProcess {
     data_dir: PathBuf,
     extra_args: Vec<String>,
     url: String,
+    /// Where it listens: `127.0.0.1:0` (any free port) until a restart on the same port.
+    listen: String,
     stdout: Arc<Mutex<Vec<String>>>,
     /// What start waits for: `/readyz`, or only `/healthz` for a server that is meant to
     /// come up unable to take jobs.
@@ -82,6 +84,7 @@ impl ServerProcess {
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             url: String::new(),
+            listen: "127.0.0.1:0".into(),
             stdout: Arc::default(),
             wait_ready,
             _temp: None,
@@ -94,7 +97,7 @@ impl ServerProcess {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
@@ -215,6 +218,17 @@ impl ServerProcess {
     /// The process did not start or never became ready.
     pub async fn restart(&mut self) -> Result<(), TestkitError> {
         self.kill9().await;
+        self.spawn().await
+    }
+
+    /// `kill -9`, then starts the server again on the same data directory and the same
+    /// address, so clients holding its URL find it again.
+    ///
+    /// # Errors
+    /// The process did not start or never became ready.
+    pub async fn restart_same_port(&mut self) -> Result<(), TestkitError> {
+        self.kill9().await;
+        self.listen = self.url.trim_start_matches("http://").to_string();
         self.spawn().await
     }
 }

@@ -342,3 +342,64 @@ async fn names_bounds_and_optional_bodies_match_what_the_server_enforces() {
         .await;
     assert_eq!(status, 200, "{json}");
 }
+
+#[tokio::test]
+async fn every_route_the_rust_client_and_worker_libraries_call_is_documented() {
+    let doc = served_document().await;
+    let documented: BTreeSet<String> = operations(&doc).into_iter().map(|(op, _)| op).collect();
+    for (method, path) in errand_client::LIBRARY_ROUTES {
+        let op = format!("{method} {path}");
+        assert!(
+            documented.contains(&op),
+            "the Rust libraries call {op}, which the OpenAPI document does not list"
+        );
+    }
+    // The bodies they send: every field of each is a property of the documented schema.
+    let full_enqueue = serde_json::json!({
+        "kind": "k", "queue": "q", "payload": {}, "priority": 1, "run_at": "2030-01-01T00:00:00Z",
+        "delay": "1s", "max_attempts": 2, "timeout": "5s", "tags": ["t"], "idempotency_key": "i",
+        "reply_to": "r", "correlation_id": "c", "callback_url": "https://example.com/cb",
+        "lock_key": "l", "concurrency_key": "c", "concurrency_limit": 2, "session_key": "s",
+        "session_on_dead": "continue", "fairness_key": "f", "fairness_weight": 2, "rate_key": "r",
+        "after": ["01936f3c-0000-7000-8000-000000000000"], "after_any_end": true,
+    });
+    // Deserialising proves the example is the library's own type, every field named.
+    let typed: errand_api::EnqueueRequest =
+        serde_json::from_value(full_enqueue.clone()).expect("an EnqueueRequest");
+    let bodies = [
+        (
+            "POST",
+            "/v1/jobs",
+            serde_json::to_value(&typed).expect("json"),
+        ),
+        (
+            "POST",
+            "/v1/queues/{queue}/claim",
+            serde_json::to_value(errand_api::ClaimRequest {
+                worker: Some("w".into()),
+                max: Some(1),
+                wait_ms: Some(1),
+                lease_ms: Some(1000),
+                kinds: vec!["k".into()],
+            })
+            .expect("json"),
+        ),
+    ];
+    let schemas = &doc["components"]["schemas"];
+    for (method, path, body) in bodies {
+        let schema_ref = doc["paths"][path][method.to_lowercase()]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} documents its body by reference"));
+        let name = schema_ref.trim_start_matches("#/components/schemas/");
+        let properties = schemas[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {name} has properties"));
+        for key in body.as_object().expect("object").keys() {
+            assert!(
+                properties.contains_key(key),
+                "{method} {path}: the library sends `{key}`, which schema {name} does not list"
+            );
+        }
+    }
+}

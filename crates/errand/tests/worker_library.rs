@@ -1,0 +1,450 @@
+//! The Rust worker library (`errand-worker`) and typed jobs of `errand-client`, against a
+//! real `errand serve` over HTTP, and against an in-process engine with the same handlers.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use errand_api::{EnqueueLimits, EnqueueRequest};
+use errand_client::{Client, HttpJobHost, JobType, WaitError};
+use errand_core::{JobId, JobState, QueueName};
+use errand_testkit::eventually;
+use errand_worker::{CancellationToken, JobContext, JobError, ShutdownReport, Worker};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+/// The typed job every test runs: add two numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Add {
+    a: i64,
+    b: i64,
+    /// How long the handler takes.
+    #[serde(default)]
+    sleep_ms: u64,
+    /// Attempts that fail before one succeeds.
+    #[serde(default)]
+    fail_first: u32,
+    /// Fail with a non-retryable error.
+    #[serde(default)]
+    fatal: bool,
+}
+
+impl Add {
+    fn new(a: i64, b: i64) -> Self {
+        Self {
+            a,
+            b,
+            sleep_ms: 0,
+            fail_first: 0,
+            fatal: false,
+        }
+    }
+}
+
+impl JobType for Add {
+    const KIND: &'static str = "add";
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Sum {
+    sum: i64,
+    attempt: u32,
+}
+
+/// Counts each job's handler runs, and the most that ran at once.
+#[derive(Default)]
+struct Tally {
+    runs: Mutex<HashMap<JobId, u32>>,
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Tally {
+    fn runs(&self) -> HashMap<JobId, u32> {
+        self.runs.lock().expect("tally").clone()
+    }
+}
+
+/// The handler: the sum, after its sleep and its planned failures.
+async fn add(tally: Arc<Tally>, ctx: JobContext, job: Add) -> Result<Sum, JobError> {
+    *tally
+        .runs
+        .lock()
+        .expect("tally")
+        .entry(ctx.id())
+        .or_default() += 1;
+    let now = tally.now.fetch_add(1, Ordering::SeqCst) + 1;
+    tally.peak.fetch_max(now, Ordering::SeqCst);
+    if job.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(job.sleep_ms)).await;
+    }
+    tally.now.fetch_sub(1, Ordering::SeqCst);
+    if job.fatal {
+        return Err(JobError::dead("the numbers are cursed"));
+    }
+    if ctx.attempt() <= job.fail_first {
+        return Err(JobError::retry_in(
+            format!("planned failure {}", ctx.attempt()),
+            Duration::from_millis(10),
+        ));
+    }
+    Ok(Sum {
+        sum: job.a + job.b,
+        attempt: ctx.attempt(),
+    })
+}
+
+/// A worker over HTTP, running until its token is cancelled.
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<ShutdownReport>,
+}
+
+impl Running {
+    async fn stop(self) -> ShutdownReport {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("the worker stops")
+            .expect("the worker task")
+    }
+}
+
+fn run(worker: Worker) -> Running {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move { worker.run_until(token).await.expect("worker runs") });
+    Running { stop, task }
+}
+
+fn http_worker(client: &Client, lease: Duration, tally: &Arc<Tally>) -> Worker {
+    let host = HttpJobHost::new(client.clone(), "test-worker", lease);
+    let tally = tally.clone();
+    Worker::new(Arc::new(host))
+        .poll_wait(Duration::from_secs(1))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .register::<Add, _>(move |ctx, job| add(tally.clone(), ctx, job))
+}
+
+async fn succeeded(client: &Client) -> u64 {
+    client
+        .queue("default")
+        .await
+        .map(|q| q.counts.succeeded)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_typed_job_is_enqueued_run_and_its_result_read_typed() {
+    let server = common::server().await;
+    let client = server
+        .client()
+        .expect("client")
+        .with_token("not-checked-yet");
+    let tally = Arc::new(Tally::default());
+    let worker = run(http_worker(&client, Duration::from_secs(30), &tally).concurrency(2));
+
+    let job = client.enqueue(Add::new(2, 3)).await.expect("enqueue");
+    assert_eq!(job.kind.as_str(), "add");
+    let sum: Sum = client
+        .wait_result(job.id, Duration::from_secs(30))
+        .await
+        .expect("result");
+    assert_eq!(sum, Sum { sum: 5, attempt: 1 });
+
+    // Every option stays reachable: the typed job's request is a plain EnqueueRequest.
+    let mut req = Add::new(1, 1).to_request().expect("request");
+    req.priority = Some(7);
+    req.tags = vec!["typed".into()];
+    let job = client.enqueue(&req).await.expect("enqueue request");
+    assert_eq!(job.priority, 7);
+    let sum: Sum = client
+        .wait_result(job.id, Duration::from_secs(30))
+        .await
+        .expect("result");
+    assert_eq!(sum.sum, 2);
+
+    // Cancel and retry of a job no worker claims.
+    let mut other = EnqueueRequest::new("nobody_claims_this");
+    other.payload = Some(serde_json::json!({}));
+    let job = client.enqueue(other).await.expect("enqueue");
+    client.cancel(job.id).await.expect("cancel");
+    match client
+        .wait_result::<Sum>(job.id, Duration::from_secs(5))
+        .await
+    {
+        Err(WaitError::Ended { state, .. }) => assert_eq!(state, JobState::Cancelled),
+        other => panic!("a cancelled job has no result: {other:?}"),
+    }
+    let again = client.retry(job.id).await.expect("retry");
+    assert!(!again.state.is_final(), "{:?}", again.state);
+    match client
+        .wait_result::<Sum>(job.id, Duration::from_millis(300))
+        .await
+    {
+        Err(WaitError::TimedOut { .. }) => {}
+        other => panic!("nobody runs it: {other:?}"),
+    }
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_jobs_at_concurrency_16_are_each_done_once() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let tally = Arc::new(Tally::default());
+    let worker = run(http_worker(&client, Duration::from_secs(30), &tally).concurrency(16));
+
+    let mut ids = Vec::new();
+    for chunk in 0..4 {
+        let jobs = (0..250).map(|i| Add {
+            sleep_ms: 1,
+            ..Add::new(chunk, i)
+        });
+        let answer = client.enqueue_many(jobs).await.expect("batch");
+        ids.extend(answer.jobs.iter().map(|j| j.id));
+    }
+    assert_eq!(ids.len(), 1000);
+    eventually("1,000 jobs succeeded", Duration::from_secs(120), || async {
+        (succeeded(&client).await == 1000).then_some(())
+    })
+    .await;
+    let report = worker.stop().await;
+    assert!(report.given_back.is_empty());
+    let runs = tally.runs();
+    assert_eq!(runs.len(), 1000, "every job ran");
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "each job ran once: {:?}",
+        runs.values().filter(|&&n| n != 1).count()
+    );
+    for id in &ids {
+        assert_eq!(runs.get(id), Some(&1));
+    }
+    let peak = tally.peak.load(Ordering::SeqCst);
+    assert!(peak <= 16, "at most 16 at once, saw {peak}");
+    assert!(peak > 1, "jobs ran concurrently, saw {peak}");
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_and_a_dead_error_is_not() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let tally = Arc::new(Tally::default());
+    let worker = run(http_worker(&client, Duration::from_secs(30), &tally));
+
+    let flaky = client
+        .enqueue(Add {
+            fail_first: 2,
+            ..Add::new(4, 4)
+        })
+        .await
+        .expect("enqueue");
+    let sum: Sum = client
+        .wait_result(flaky.id, Duration::from_secs(30))
+        .await
+        .expect("result after retries");
+    assert_eq!(sum, Sum { sum: 8, attempt: 3 });
+
+    let mut req = Add {
+        fatal: true,
+        ..Add::new(1, 2)
+    }
+    .to_request()
+    .expect("request");
+    req.max_attempts = Some(5);
+    let fatal = client.enqueue(req).await.expect("enqueue");
+    match client
+        .wait_result::<Sum>(fatal.id, Duration::from_secs(30))
+        .await
+    {
+        Err(WaitError::Ended { state, error, .. }) => {
+            assert_eq!(state, JobState::Dead);
+            assert_eq!(error.as_deref(), Some("the numbers are cursed"));
+        }
+        other => panic!("dead at once: {other:?}"),
+    }
+    let job = client.job(fatal.id, None).await.expect("job");
+    assert_eq!(job.attempt, 1, "no retry of a dead error");
+
+    // A payload that does not read as the kind's type: dead at once, saying why.
+    let mut bad = EnqueueRequest::new("add");
+    bad.payload = Some(serde_json::json!({"a": "one"}));
+    let bad = client.enqueue(bad).await.expect("enqueue");
+    match client
+        .wait_result::<Sum>(bad.id, Duration::from_secs(30))
+        .await
+    {
+        Err(WaitError::Ended { state, error, .. }) => {
+            assert_eq!(state, JobState::Dead);
+            let error = error.unwrap_or_default();
+            assert!(error.contains("payload does not read as"), "{error}");
+        }
+        other => panic!("dead at once: {other:?}"),
+    }
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_job_longer_than_its_lease() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let tally = Arc::new(Tally::default());
+    let worker = run(http_worker(&client, Duration::from_secs(1), &tally).concurrency(2));
+
+    let job = client
+        .enqueue(Add {
+            sleep_ms: 3000,
+            ..Add::new(20, 22)
+        })
+        .await
+        .expect("enqueue");
+    let sum: Sum = client
+        .wait_result(job.id, Duration::from_secs(30))
+        .await
+        .expect("result");
+    assert_eq!(
+        sum,
+        Sum {
+            sum: 42,
+            attempt: 1
+        }
+    );
+    assert_eq!(tally.runs().get(&job.id), Some(&1), "one run");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_work_loses_nothing() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let tally = Arc::new(Tally::default());
+    let slow = run(http_worker(&client, Duration::from_secs(30), &tally)
+        .concurrency(4)
+        .grace(Duration::from_millis(200)));
+
+    let jobs = (0..12).map(|i| Add {
+        sleep_ms: 5_000,
+        ..Add::new(i, 0)
+    });
+    let ids: Vec<JobId> = client
+        .enqueue_many(jobs)
+        .await
+        .expect("batch")
+        .jobs
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    eventually("4 handlers run", Duration::from_secs(30), || async {
+        (tally.now.load(Ordering::SeqCst) == 4).then_some(())
+    })
+    .await;
+    let report = slow.stop().await;
+    assert_eq!(report.given_back.len(), 4, "{report:?}");
+    assert!(report.not_given_back.is_empty());
+
+    // A second worker, whose handler is quick, finishes everything.
+    let quick_tally = Arc::new(Tally::default());
+    let host = HttpJobHost::new(client.clone(), "quick", Duration::from_secs(30));
+    let t = quick_tally.clone();
+    let quick = run(Worker::new(Arc::new(host))
+        .concurrency(8)
+        .poll_wait(Duration::from_secs(1))
+        .register::<Add, _>(move |ctx, job: Add| add(t.clone(), ctx, Add { sleep_ms: 0, ..job })));
+    for id in &ids {
+        let job = client
+            .wait_job(*id, Duration::from_secs(60))
+            .await
+            .expect("job");
+        assert_eq!(job.state, JobState::Succeeded, "{id}");
+    }
+    quick.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reconnects_after_a_server_restart_and_finishes_everything() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = errand_testkit::ServerProcess::start_in(&common::bin(), dir.path(), &[])
+        .await
+        .expect("server");
+    let client = server.client().expect("client");
+    let tally = Arc::new(Tally::default());
+    let worker = run(http_worker(&client, Duration::from_secs(2), &tally).concurrency(8));
+
+    let jobs = (0..300).map(|i| Add {
+        sleep_ms: 20,
+        ..Add::new(i, 1)
+    });
+    client.enqueue_many(jobs).await.expect("batch");
+    eventually("some jobs done", Duration::from_secs(60), || async {
+        (succeeded(&client).await >= 30).then_some(())
+    })
+    .await;
+    server.restart_same_port().await.expect("restart");
+    assert_eq!(server.url(), client.base_url(), "same address");
+    eventually(
+        "every job done after the restart",
+        Duration::from_secs(120),
+        || async { (succeeded(&client).await == 300).then_some(()) },
+    )
+    .await;
+    worker.stop().await;
+    assert_eq!(tally.runs().len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_worker_and_handler_run_in_process_on_an_engine() {
+    use errand_server::scripts::{EngineHost, LogBounds};
+    use errand_store_sqlite::{SqliteOptions, SqliteStore};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("store");
+    let engine =
+        errand_engine::Engine::new(Arc::new(store), errand_engine::EngineConfig::default());
+    let host = EngineHost::new(engine.clone(), LogBounds::default());
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    let worker = run(Worker::new(host)
+        .concurrency(4)
+        .poll_wait(Duration::from_millis(500))
+        .register::<Add, _>(move |ctx, job| add(t.clone(), ctx, job)));
+
+    let limits = EnqueueLimits {
+        max_payload_bytes: 1 << 20,
+    };
+    let jobs = (0..20)
+        .map(|i| {
+            Add {
+                fail_first: u32::from(i == 0),
+                ..Add::new(i, i)
+            }
+            .to_request()
+            .expect("request")
+            .into_new_job(&limits)
+            .expect("new job")
+        })
+        .collect();
+    let inserted = engine.enqueue_many(jobs).await.expect("enqueue");
+    for (i, ins) in inserted.iter().enumerate() {
+        let job = eventually("the job succeeds", Duration::from_secs(30), || async {
+            let job = engine
+                .job(ins.job.id, Duration::from_millis(200))
+                .await
+                .expect("job");
+            (job.state == JobState::Succeeded).then_some(job)
+        })
+        .await;
+        let sum: Sum = serde_json::from_value(job.result.expect("result")).expect("sum");
+        assert_eq!(sum.sum, 2 * i as i64);
+        assert_eq!(sum.attempt, if i == 0 { 2 } else { 1 });
+    }
+    assert_eq!(
+        QueueName::parse("default").expect("queue"),
+        inserted[0].job.queue
+    );
+    worker.stop().await;
+    engine.shutdown();
+}
