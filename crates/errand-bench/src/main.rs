@@ -20,6 +20,7 @@ mod schedules;
 mod scripts;
 mod server_cpu;
 mod stats;
+mod worker_library;
 
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ pub enum Scenario {
     /// two-step chains, `--workflows` three-step workflows end to end, and the fan-in delay
     /// of a `--workflows`-job batch (at most 10,000) (not part of `all`).
     Flows,
+    /// The Rust worker library: `--jobs` no-op jobs (at most 100,000) enqueued first, then
+    /// drained by raw HTTP claim/settle loops, and again by one `errand-worker` Worker at
+    /// concurrency 16 (not part of `all`).
+    WorkerLibrary,
 }
 
 /// `errand-bench` flags.
@@ -324,6 +329,23 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Flows {
         run_flows(&args).await?;
+    }
+    if args.scenario == Scenario::WorkerLibrary {
+        let jobs = args.jobs.min(100_000);
+        let d = deploy(&args).await?;
+        worker_library::fill(&d.clients[0], jobs).await?;
+        d.measure(worker_library::raw(&d.clients[0], jobs))
+            .await?
+            .print("drain, raw HTTP workers (8 x claim 500)");
+        drop(d);
+        let d = deploy(&args).await?;
+        worker_library::fill(&d.clients[0], jobs).await?;
+        d.measure(worker_library::library(&d.clients[0], jobs))
+            .await?
+            .print(&format!(
+                "drain, errand-worker at concurrency {}",
+                worker_library::CONCURRENCY
+            ));
     }
     Ok(())
 }
