@@ -175,15 +175,17 @@ impl Worker {
         shutdown: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, WorkerError> {
         let token = CancellationToken::new();
-        let stop = token.clone();
-        let ((), report) = tokio::join!(
-            async move {
-                shutdown.await;
-                stop.cancel();
-            },
-            self.run_until(token.clone())
-        );
-        report
+        let run = self.run_until(token.clone());
+        tokio::pin!(run);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            // Ended on its own: it could not start.
+            out = &mut run => out,
+            () = &mut shutdown => {
+                token.cancel();
+                run.await
+            }
+        }
     }
 
     /// [`run`](Self::run), stopped by a cancellation token.
@@ -518,5 +520,113 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "(no message)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use errand_core::{NewLogLine, Progress};
+    use serde_json::Value;
+
+    /// A host that is always away.
+    struct Away;
+
+    #[async_trait::async_trait]
+    impl JobHost for Away {
+        async fn claim(
+            &self,
+            _: &QueueName,
+            _: &[JobKind],
+            _: u32,
+            _: Duration,
+        ) -> Result<Vec<HostedJob>, HostError> {
+            Err(HostError::Unavailable("away".into()))
+        }
+        async fn heartbeat(
+            &self,
+            _: JobId,
+            _: LeaseToken,
+            _: Option<Progress>,
+            _: Option<Value>,
+        ) -> Result<(), HostError> {
+            Err(HostError::Unavailable("away".into()))
+        }
+        async fn settle(
+            &self,
+            _: Vec<RunSettlement>,
+        ) -> Result<Vec<Result<(), HostError>>, HostError> {
+            Err(HostError::Unavailable("away".into()))
+        }
+        async fn append_logs(
+            &self,
+            _: JobId,
+            _: u32,
+            _: LeaseToken,
+            _: Vec<NewLogLine>,
+        ) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn release(&self, _: JobId, _: LeaseToken) -> Result<(), HostError> {
+            Ok(())
+        }
+        async fn lease_acquire(&self, _: &str, _: &str, _: Duration) -> Result<bool, HostError> {
+            Ok(false)
+        }
+        async fn lease_release(&self, _: &str, _: &str) -> Result<(), HostError> {
+            Ok(())
+        }
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Ping {}
+
+    impl JobType for Ping {
+        const KIND: &'static str = "ping";
+    }
+
+    async fn ping(_: JobContext, _: Ping) -> Result<(), JobError> {
+        Ok(())
+    }
+
+    /// `run` of a worker that never gets a shutdown signal, bounded so a hang fails.
+    async fn run_unsignalled(worker: Worker) -> Result<ShutdownReport, WorkerError> {
+        tokio::time::timeout(Duration::from_secs(5), worker.run(std::future::pending()))
+            .await
+            .expect("run returned without a shutdown signal")
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_cannot_start_says_why_without_waiting_for_shutdown() {
+        let none = run_unsignalled(Worker::new(Arc::new(Away))).await;
+        assert!(matches!(none, Err(WorkerError::NoHandlers)), "{none:?}");
+        let twice = run_unsignalled(
+            Worker::new(Arc::new(Away))
+                .register::<Ping, _>(ping)
+                .register::<Ping, _>(ping),
+        )
+        .await;
+        assert!(matches!(twice, Err(WorkerError::DuplicateKind(k)) if k == "ping"));
+        let bad = run_unsignalled(
+            Worker::new(Arc::new(Away))
+                .queue("no spaces allowed")
+                .register::<Ping, _>(ping),
+        )
+        .await;
+        assert!(matches!(bad, Err(WorkerError::BadName(_))), "{bad:?}");
+    }
+
+    #[tokio::test]
+    async fn a_host_that_is_away_never_ends_the_loop_and_shutdown_still_stops_it() {
+        let stop = CancellationToken::new();
+        let worker = Worker::new(Arc::new(Away))
+            .reconnect_backoff(Duration::from_millis(1), Duration::from_millis(5))
+            .register::<Ping, _>(ping);
+        let running = tokio::spawn(worker.run_until(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!running.is_finished(), "still trying");
+        stop.cancel();
+        let report = running.await.expect("task").expect("report");
+        assert_eq!(report, ShutdownReport::default());
     }
 }
