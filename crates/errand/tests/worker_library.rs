@@ -317,6 +317,54 @@ async fn heartbeats_keep_a_job_longer_than_its_lease() {
     worker.stop().await;
 }
 
+/// A job whose handler waits for its lease to be lost.
+#[derive(Debug, Serialize, Deserialize)]
+struct Watch {}
+
+impl JobType for Watch {
+    const KIND: &'static str = "watch";
+}
+
+#[tokio::test]
+async fn a_cancelled_job_tells_its_handler_and_nothing_is_settled() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let started = Arc::new(tokio::sync::Notify::new());
+    let told = Arc::new(AtomicUsize::new(0));
+    let (s, t) = (started.clone(), told.clone());
+    let host = HttpJobHost::new(client.clone(), "watcher", Duration::from_secs(1));
+    let worker = run(Worker::new(Arc::new(host))
+        .poll_wait(Duration::from_secs(1))
+        .register::<Watch, _>(move |ctx: JobContext, _job: Watch| {
+            let (s, t) = (s.clone(), t.clone());
+            async move {
+                s.notify_one();
+                let lost = ctx.lease_lost().clone();
+                if tokio::time::timeout(Duration::from_secs(20), lost.cancelled())
+                    .await
+                    .is_ok()
+                {
+                    t.fetch_add(1, Ordering::SeqCst);
+                }
+                // Returned after the loss: must not be settled.
+                Ok(serde_json::json!({"finished": true}))
+            }
+        }));
+    let job = client.enqueue(Watch {}).await.expect("enqueue");
+    tokio::time::timeout(Duration::from_secs(30), started.notified())
+        .await
+        .expect("the handler starts");
+    client.cancel(job.id).await.expect("cancel");
+    eventually("the handler is told", Duration::from_secs(10), || async {
+        (told.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    let job = client.job(job.id, None).await.expect("job");
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.result, None, "nothing settled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_mid_work_loses_nothing() {
     let server = common::server().await;
