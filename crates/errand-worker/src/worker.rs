@@ -246,6 +246,17 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            // Few slots free: other handlers are likely ending too; wait a moment (the
+            // settle window) so that one claim takes several jobs instead of one each.
+            if permits.len() < self.concurrency / 2 {
+                let until = tokio::time::Instant::now() + self.settle_window;
+                while permits.len() < self.concurrency.min(MAX_CLAIM) {
+                    match tokio::time::timeout_at(until, slots.clone().acquire_owned()).await {
+                        Ok(Ok(p)) => permits.push(p),
+                        Ok(Err(_)) | Err(_) => break,
+                    }
+                }
+            }
             let max = u32::try_from(permits.len()).unwrap_or(1);
             let claimed = tokio::select! {
                 c = self.host.claim(&queue, &kinds, max, self.poll_wait) => c,
