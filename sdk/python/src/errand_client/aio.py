@@ -33,6 +33,7 @@ class AsyncErrandClient:
         transport: Optional[httpx.AsyncBaseTransport] = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
         self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url,

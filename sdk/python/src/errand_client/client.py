@@ -33,6 +33,7 @@ class ErrandClient:
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.token = token
         self.timeout = timeout
         self._http = httpx.Client(
             base_url=self.base_url,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue as _queue
 import signal
 import threading
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .. import protocol
+from ..aio import AsyncErrandClient
 from ..client import ErrandClient
 from ..errors import ApiError, BadRequest, ErrandError, LeaseLost
 from ..models import ClaimedJob
@@ -131,6 +133,7 @@ class Worker:
         self._settler: Optional[threading.Thread] = None
         self._grace_s = self.options.grace_s
         self._give_up_at: Optional[float] = None
+        self._claim: Optional[Tuple[asyncio.AbstractEventLoop, "asyncio.Task[List[ClaimedJob]]"]] = None
 
     # --- registration ---------------------------------------------------------------------
 
@@ -181,6 +184,9 @@ class Worker:
                 self._grace_s = grace_s
             self._stopping.set()
             self._slots.notify_all()
+            if self._claim is not None:  # abort the waiting claim
+                loop, task = self._claim
+                loop.call_soon_threadsafe(task.cancel)
             self._stop_thread = self._spawn(self._shutdown, "shutdown")
 
     def stop(self, grace_s: Optional[float] = None, timeout: Optional[float] = None) -> bool:
@@ -222,6 +228,19 @@ class Worker:
     # --- claiming -------------------------------------------------------------------------
 
     def _claim_loop(self) -> None:
+        """Claims on a private event loop, so that a stop can cancel the waiting claim: the
+        server then gives back what it had leased for it, as if never claimed."""
+        loop = asyncio.new_event_loop()
+        claimer = AsyncErrandClient(
+            self.client.base_url, token=self.client.token, timeout=self.client.timeout
+        )
+        try:
+            self._claim_until_stopped(loop, claimer)
+        finally:
+            loop.run_until_complete(claimer.aclose())
+            loop.close()
+
+    def _claim_until_stopped(self, loop: asyncio.AbstractEventLoop, claimer: AsyncErrandClient) -> None:
         opts = self.options
         backoff = core.Backoff(opts.reconnect_base_s, opts.reconnect_max_s)
         name = opts.worker_name()
@@ -231,17 +250,23 @@ class Worker:
                 while self._busy >= opts.concurrency and not self._stopping.is_set():
                     self._slots.wait()
                 want = core.claim_size(opts.concurrency - self._busy, opts)
-            if self._stopping.is_set():
-                break
-            try:
-                jobs = self.client.claim(
-                    self.queue,
-                    worker=name,
-                    max_jobs=want,
-                    wait_ms=opts.claim_wait_ms,
-                    lease_ms=opts.lease_ms,
-                    kinds=kinds,
+                if self._stopping.is_set():
+                    break
+                task = loop.create_task(
+                    claimer.claim(
+                        self.queue,
+                        worker=name,
+                        max_jobs=want,
+                        wait_ms=opts.claim_wait_ms,
+                        lease_ms=opts.lease_ms,
+                        kinds=kinds,
+                    )
                 )
+                self._claim = (loop, task)
+            try:
+                jobs = loop.run_until_complete(task)
+            except asyncio.CancelledError:
+                break
             except ErrandError as exc:
                 delay = backoff.next_delay()
                 if isinstance(exc, ApiError) and exc.retry_after:
@@ -253,6 +278,9 @@ class Worker:
                 log.exception("claim loop error")
                 self._stopping.wait(backoff.next_delay())
                 continue
+            finally:
+                with self._slots:
+                    self._claim = None
             backoff.reset()
             self._accept(jobs)
 
