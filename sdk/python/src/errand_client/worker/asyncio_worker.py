@@ -106,6 +106,8 @@ class AsyncWorker:
         self._stopping: Optional[asyncio.Event] = None
         self._stopped: Optional[asyncio.Event] = None
         self._claim_task: "Optional[asyncio.Task[None]]" = None
+        self._claim_call: "Optional[asyncio.Task[List[ClaimedJob]]]" = None
+        self._claim_started = 0.0
         self._settle_task: "Optional[asyncio.Task[None]]" = None
         self._stop_task: "Optional[asyncio.Task[None]]" = None
         self._give_up_at: Optional[float] = None
@@ -153,8 +155,8 @@ class AsyncWorker:
         if self._stop_task is not None or self._stopping is None:
             return
         self._stopping.set()
-        if self._claim_task is not None:
-            self._claim_task.cancel()
+        if self._slot_freed is not None:
+            self._slot_freed.set()  # wake a claim loop waiting for a slot
         self._stop_task = asyncio.create_task(
             self._shutdown(self.options.grace_s if grace_s is None else grace_s)
         )
@@ -167,6 +169,12 @@ class AsyncWorker:
 
     async def _shutdown(self, grace_s: float) -> None:
         assert self._settle_q is not None and self._stopped is not None
+        call = self._claim_call
+        if call is not None and not call.done():
+            wait = max(0.0, self._claim_started + core.CLAIM_SETTLE_S - core.now())
+            done, _ = await asyncio.wait({call}, timeout=wait)
+            if not done:
+                call.cancel()  # it waits for work: the server gives back what it leased
         if self._claim_task is not None:
             await asyncio.gather(self._claim_task, return_exceptions=True)
         pending = list(self._tasks.values())
@@ -196,12 +204,15 @@ class AsyncWorker:
         name = opts.worker_name()
         kinds = self.registry.kinds()
         while not self._stopping.is_set():
-            while len(self._running) >= opts.concurrency:
+            while len(self._running) >= opts.concurrency and not self._stopping.is_set():
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+            if self._stopping.is_set():
+                break
             want = core.claim_size(opts.concurrency - len(self._running), opts)
-            try:
-                jobs = await self.client.claim(
+            self._claim_started = core.now()
+            self._claim_call = asyncio.create_task(
+                self.client.claim(
                     self.queue,
                     worker=name,
                     max_jobs=want,
@@ -209,19 +220,26 @@ class AsyncWorker:
                     lease_ms=opts.lease_ms,
                     kinds=kinds,
                 )
+            )
+            try:
+                jobs = await self._claim_call
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    break
+                raise
             except ErrandError as exc:
                 delay = backoff.next_delay()
                 if isinstance(exc, ApiError) and exc.retry_after:
                     delay = max(delay, exc.retry_after)
                 log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 continue
-            except asyncio.CancelledError:
-                raise
             except Exception:  # never let the loop die
                 log.exception("claim loop error")
-                await asyncio.sleep(backoff.next_delay())
+                await self._pause(backoff.next_delay())
                 continue
+            finally:
+                self._claim_call = None
             backoff.reset()
             self.stats.claimed += len(jobs)
             first_beat = core.now() + opts.heartbeat_interval_s
@@ -229,6 +247,14 @@ class AsyncWorker:
                 rec = Running(job, first_beat)
                 self._running[job.id] = rec
                 self._tasks[job.id] = asyncio.create_task(self._run_job(rec))
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less when a stop comes."""
+        assert self._stopping is not None
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
 
     # --- running --------------------------------------------------------------------------
 

@@ -134,6 +134,10 @@ class Worker:
         self._grace_s = self.options.grace_s
         self._give_up_at: Optional[float] = None
         self._claim: Optional[Tuple[asyncio.AbstractEventLoop, "asyncio.Task[List[ClaimedJob]]"]] = None
+        self._claim_started = 0.0
+        self._claim_done = threading.Event()
+        self._claim_done.set()
+        self._closed = False  # set once stopping gave back what ran: later claims go back too
 
     # --- registration ---------------------------------------------------------------------
 
@@ -184,9 +188,6 @@ class Worker:
                 self._grace_s = grace_s
             self._stopping.set()
             self._slots.notify_all()
-            if self._claim is not None:  # abort the waiting claim
-                loop, task = self._claim
-                loop.call_soon_threadsafe(task.cancel)
             self._stop_thread = self._spawn(self._shutdown, "shutdown")
 
     def stop(self, grace_s: Optional[float] = None, timeout: Optional[float] = None) -> bool:
@@ -204,14 +205,27 @@ class Worker:
         t.start()
         return t
 
+    def _end_claim(self) -> None:
+        """Let a claim just sent finish; cancel one that waits for work."""
+        with self._lock:
+            claim, started = self._claim, self._claim_started
+        if claim is None:
+            return
+        if not self._claim_done.wait(max(0.0, started + core.CLAIM_SETTLE_S - core.now())):
+            loop, task = claim
+            loop.call_soon_threadsafe(task.cancel)
+        self._claim_done.wait(core.FLUSH_S)
+
     def _shutdown(self) -> None:
         deadline = core.now() + self._grace_s
+        self._end_claim()
         with self._slots:
             while self._busy > 0 and core.now() < deadline:
                 self._slots.wait(max(0.0, deadline - core.now()))
             leftovers = [r for r in self._running.values() if not r.settled_elsewhere]
             for r in leftovers:
                 r.given_back = True
+            self._closed = True
         for r in leftovers:
             log.warning("grace period over: giving back job %s", r.job.id)
             self.stats.given_back += 1
@@ -263,6 +277,8 @@ class Worker:
                     )
                 )
                 self._claim = (loop, task)
+                self._claim_started = core.now()
+                self._claim_done.clear()
             try:
                 jobs = loop.run_until_complete(task)
             except asyncio.CancelledError:
@@ -281,6 +297,7 @@ class Worker:
             finally:
                 with self._slots:
                     self._claim = None
+                    self._claim_done.set()
             backoff.reset()
             self._accept(jobs)
 
@@ -289,7 +306,7 @@ class Worker:
             return
         self.stats.claimed += len(jobs)
         with self._slots:
-            if self._stopping.is_set():
+            if self._closed:
                 late = jobs
             else:
                 late = []
@@ -299,7 +316,7 @@ class Worker:
                     self._running[job.id] = rec
                     self._busy += 1
                     self._work.put(rec)
-        for job in late:  # claimed while stopping: hand back at once
+        for job in late:  # claimed after stopping gave back the rest: hand back at once
             self.stats.given_back += 1
             try:
                 self.client.fail(job.id, job.lease_token, "worker stopping", retry_in_ms=0)
