@@ -81,6 +81,7 @@ def bench_threads(url: str, jobs: int, concurrency: int) -> float:
         drained(client, queue, jobs, 600)
         elapsed = time.perf_counter() - t0
         w.stop(grace_s=1, timeout=30)
+        print(f"  {w.stats}", flush=True)
     return jobs / elapsed
 
 
@@ -100,6 +101,7 @@ def bench_asyncio(url: str, jobs: int, concurrency: int) -> float:
             await asyncio.get_running_loop().run_in_executor(None, drained, client, queue, jobs, 600)
             elapsed = time.perf_counter() - t0
             await w.stop(grace_s=1)
+            print(f"  {w.stats}", flush=True)
             return jobs / elapsed
 
         return asyncio.run(main())

@@ -241,6 +241,7 @@ class AsyncWorker:
             finally:
                 self._claim_call = None
             backoff.reset()
+            self.stats.claims += 1
             self.stats.claimed += len(jobs)
             first_beat = core.now() + opts.heartbeat_interval_s
             for job in jobs:
@@ -377,6 +378,7 @@ class AsyncWorker:
                 log.warning("settle failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            self.stats.settles += 1
             core.report_settled(results)
             for o, r in zip(core.ordered(batch), results):
                 core.count(self.stats, o, r)

@@ -211,7 +211,9 @@ def now() -> float:
 class Stats:
     """Counters a worker keeps (for logs, tests and the benchmark)."""
 
+    claims: int = 0
     claimed: int = 0
+    settles: int = 0
     succeeded: int = 0
     failed: int = 0
     given_back: int = 0

@@ -299,6 +299,7 @@ class Worker:
                     self._claim = None
                     self._claim_done.set()
             backoff.reset()
+            self.stats.claims += 1
             self._accept(jobs)
 
     def _accept(self, jobs: List[ClaimedJob]) -> None:
@@ -449,6 +450,7 @@ class Worker:
                 log.warning("settle failed (%s); retrying in %.2fs", exc, delay)
                 threading.Event().wait(delay)
                 continue
+            self.stats.settles += 1
             core.report_settled(results)
             for o, r in zip(core.ordered(batch), results):
                 core.count(self.stats, o, r)
