@@ -198,6 +198,8 @@ def test_async_client(server: Any, queue: str) -> None:
             with pytest.raises(NotFound):
                 await ac.get_job(str(uuid.uuid4()))
             late = await ac.enqueue("c", queue=queue)
+            with pytest.raises(WaitTimeout):
+                await ac.wait(late.id, timeout=0.3)
             assert (await ac.cancel(late.id)).state == "cancelled"
             assert (await ac.retry(late.id)).state == "available"
 
