@@ -70,11 +70,13 @@ def drained(client: ErrandClient, queue: str, jobs: int, timeout: float) -> floa
     return time.perf_counter() - t0
 
 
-def bench_threads(url: str, jobs: int, concurrency: int) -> float:
+def bench_threads(url: str, jobs: int, concurrency: int, settle_batch_max: int = 1000) -> float:
     queue = f"bench-threads-{os.getpid()}"
     with ErrandClient(url) as client:
         fill(client, queue, jobs)
-        w = Worker(url, queue, concurrency=concurrency, max_claim=concurrency)
+        w = Worker(
+            url, queue, concurrency=concurrency, max_claim=concurrency, settle_batch_max=settle_batch_max
+        )
         w.register("noop", lambda ctx: None)
         t0 = time.perf_counter()
         w.start()
@@ -85,7 +87,7 @@ def bench_threads(url: str, jobs: int, concurrency: int) -> float:
     return jobs / elapsed
 
 
-def bench_asyncio(url: str, jobs: int, concurrency: int) -> float:
+def bench_asyncio(url: str, jobs: int, concurrency: int, settle_batch_max: int = 1000) -> float:
     queue = f"bench-asyncio-{os.getpid()}"
     with ErrandClient(url) as client:
         fill(client, queue, jobs)
@@ -94,7 +96,9 @@ def bench_asyncio(url: str, jobs: int, concurrency: int) -> float:
             return None
 
         async def main() -> float:
-            w = AsyncWorker(url, queue, concurrency=concurrency, max_claim=concurrency)
+            w = AsyncWorker(
+                url, queue, concurrency=concurrency, max_claim=concurrency, settle_batch_max=settle_batch_max
+            )
             w.register("noop", noop)
             t0 = time.perf_counter()
             await w.start()
@@ -114,6 +118,9 @@ def main() -> None:
     parser.add_argument("--flavour", choices=["threads", "asyncio", "both"], default="both")
     parser.add_argument("--url", help="use this server instead of starting one")
     parser.add_argument(
+        "--settle-batch-max", type=int, default=1000, help="1 settles one job per request"
+    )
+    parser.add_argument(
         "--errand-bin",
         default=os.environ.get("ERRAND_BIN") or str(REPO / "target" / "release" / "errand"),
     )
@@ -122,9 +129,11 @@ def main() -> None:
     def run(url: str) -> None:
         flavours = ["threads", "asyncio"] if args.flavour == "both" else [args.flavour]
         for f in flavours:
-            rate = (bench_threads if f == "threads" else bench_asyncio)(url, args.jobs, args.concurrency)
+            rate = (bench_threads if f == "threads" else bench_asyncio)(
+                url, args.jobs, args.concurrency, args.settle_batch_max
+            )
             print(f"python {f} worker: {args.jobs} no-op jobs at concurrency {args.concurrency}: "
-                  f"{rate:,.0f} jobs/s", flush=True)
+                  f"{rate:,.0f} jobs/s (settle batches up to {args.settle_batch_max})", flush=True)
 
     if args.url:
         run(args.url)

@@ -62,7 +62,9 @@ def test_thousand_jobs_at_concurrency_16_each_done_once(server: Server, queue: s
 def test_retry_dead_and_long_job(server: Server, queue: str) -> None:
     async def main() -> None:
         async with AsyncErrandClient(server.url) as ac:
-            w = AsyncWorker(ac, queue, concurrency=4, lease_ms=1_000, claim_wait_ms=1_000)
+            w = AsyncWorker(
+                ac, queue, concurrency=4, lease_ms=1_000, heartbeat_fraction=0.2, claim_wait_ms=1_000
+            )
 
             @w.handler("flaky")
             async def flaky(ctx: Any) -> Any:

@@ -109,7 +109,7 @@ def test_a_non_retryable_error_goes_dead(client: ErrandClient, queue: str, make_
 
 
 def test_heartbeats_keep_a_long_jobs_lease(client: ErrandClient, queue: str, make_worker: Any) -> None:
-    w = make_worker(queue, concurrency=1, lease_ms=1_000)
+    w = make_worker(queue, concurrency=1, lease_ms=1_000, heartbeat_fraction=0.2)
     runs = []
 
     @w.handler("long")
