@@ -152,7 +152,8 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             bar.set_length(jobs);
         }
         bar.set_position(jobs);
-        if bar.is_hidden() && jobs > 0 && jobs % 10_000 < u64::from(PAGE) {
+        // Without a bar (not a terminal), a line at every ten thousand.
+        if bar.is_hidden() && jobs / 10_000 > (jobs - page.len() as u64) / 10_000 {
             eprintln!("exported {jobs} jobs…");
         }
         match page.last() {
