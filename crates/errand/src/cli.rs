@@ -323,8 +323,14 @@ pub struct TransferArgs {
 /// `errand enqueue`.
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
-    /// Job kind.
-    pub kind: String,
+    /// Job kind (with `--file`: for the lines that name none).
+    #[arg(required_unless_present = "file")]
+    pub kind: Option<String>,
+    /// Enqueue every line of this JSON-lines file (`-` for standard input): each an
+    /// enqueue body (`{"kind": ..., "payload": ..., ...}`); KIND and the flags fill the
+    /// fields a line lacks. Checked whole before anything is sent; sent in batches of 1000.
+    #[arg(long, conflicts_with_all = ["wait", "idempotency_key"])]
+    pub file: Option<PathBuf>,
     /// Payload: JSON text, `@file`, or `-` for standard input.
     #[arg(long, short)]
     pub payload: Option<String>,

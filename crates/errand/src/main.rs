@@ -88,6 +88,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing();
             serve::run(settings::Settings::resolve(args)?).await
         }
+        Command::Enqueue(args) if args.file.is_some() => {
+            commands::enqueue_file::run(&client()?, *args, cli.json).await
+        }
         Command::Enqueue(args) => commands::enqueue::run(&client()?, *args, cli.json).await,
         Command::Jobs(cmd) => commands::jobs::run(&client()?, cmd, cli.json).await,
         Command::Queues(cmd) => commands::queues::run(&client()?, cmd, cli.json).await,

@@ -38,14 +38,15 @@ fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration
         .transpose()
 }
 
-/// Enqueues one job and prints it (or waits for it).
-pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
-    let req = EnqueueRequest {
-        reply_to: args.reply_to,
-        correlation_id: args.correlation_id,
-        callback_url: args.callback_url,
-        kind: args.kind,
-        queue: args.queue,
+/// The request the flags describe; `kind` is empty when KIND is absent (`--file` lines
+/// bring their own).
+pub fn request(args: &EnqueueArgs) -> anyhow::Result<EnqueueRequest> {
+    Ok(EnqueueRequest {
+        reply_to: args.reply_to.clone(),
+        correlation_id: args.correlation_id.clone(),
+        callback_url: args.callback_url.clone(),
+        kind: args.kind.clone().unwrap_or_default(),
+        queue: args.queue.clone(),
         payload: args.payload.as_deref().map(payload).transpose()?,
         priority: args.priority,
         run_at: args
@@ -62,12 +63,12 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
         delay: flex("delay", &args.delay)?,
         max_attempts: args.max_attempts,
         timeout: flex("timeout", &args.timeout)?,
-        tags: args.tags,
-        idempotency_key: args.idempotency_key,
-        lock_key: args.ordering.lock_key,
-        concurrency_key: args.ordering.concurrency_key,
+        tags: args.tags.clone(),
+        idempotency_key: args.idempotency_key.clone(),
+        lock_key: args.ordering.lock_key.clone(),
+        concurrency_key: args.ordering.concurrency_key.clone(),
         concurrency_limit: args.ordering.concurrency_limit,
-        session_key: args.ordering.session_key,
+        session_key: args.ordering.session_key.clone(),
         session_on_dead: args
             .ordering
             .session_on_dead
@@ -77,9 +78,9 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
                     .map_err(|e| usage(format!("--session-on-dead: {e}")))
             })
             .transpose()?,
-        fairness_key: args.ordering.fairness_key,
+        fairness_key: args.ordering.fairness_key.clone(),
         fairness_weight: args.ordering.fairness_weight,
-        rate_key: args.ordering.rate_key,
+        rate_key: args.ordering.rate_key.clone(),
         after: args
             .after
             .iter()
@@ -89,7 +90,12 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
             })
             .collect::<anyhow::Result<_>>()?,
         after_any_end: args.after_any_end,
-    };
+    })
+}
+
+/// Enqueues one job and prints it (or waits for it).
+pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
+    let req = request(&args)?;
     let job = client.enqueue(&req).await?;
     if args.wait {
         let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;

@@ -18,6 +18,7 @@ use errand_store::{
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TransferArgs;
+use crate::commands::progress;
 use crate::settings::store_location;
 use crate::store_open;
 
@@ -115,6 +116,17 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // The total is the queues' counts at the start: a guide for the bar, not a promise.
+    let expected: u64 = store
+        .queue_list()
+        .await?
+        .iter()
+        .map(|q| {
+            let c = &q.counts;
+            c.scheduled + c.available + c.running + c.succeeded + c.dead + c.cancelled + c.blocked
+        })
+        .sum();
+    let bar = progress::count(Some(expected), "exporting jobs");
     let mut before = None;
     let mut jobs = 0u64;
     loop {
@@ -136,7 +148,12 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             )?;
         }
         jobs += page.len() as u64;
-        if jobs > 0 && jobs % 10_000 < u64::from(PAGE) {
+        if jobs > expected {
+            bar.set_length(jobs);
+        }
+        bar.set_position(jobs);
+        // Without a bar (not a terminal), a line at every ten thousand.
+        if bar.is_hidden() && jobs / 10_000 > (jobs - page.len() as u64) / 10_000 {
             eprintln!("exported {jobs} jobs…");
         }
         match page.last() {
@@ -145,6 +162,7 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    bar.finish_and_clear();
     eprintln!("exported {jobs} jobs from {desc}");
     Ok(())
 }
@@ -152,12 +170,18 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
 /// Loads an export; jobs already present are skipped.
 pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
     let (store, desc) = open(&args).await?;
-    let source: Box<dyn std::io::Read> = match &args.file {
-        Some(path) => Box::new(
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdin().lock()),
+    let (source, size): (Box<dyn std::io::Read>, Option<u64>) = match &args.file {
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), size)
+        }
+        None => (Box::new(std::io::stdin().lock()), None),
     };
+    // Measured in bytes of the file read, so the total is known before any line is parsed.
+    let bar = progress::bytes(size);
+    bar.set_message("importing: 0 jobs");
     let mut lines = BufReader::new(source).lines();
     match lines
         .next()
@@ -172,6 +196,7 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
         let text = text?;
+        bar.inc(text.len() as u64 + 1);
         if text.trim().is_empty() {
             continue;
         }
@@ -210,6 +235,9 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
             Line::Job(job) => {
                 batch.push(*job);
                 seen += 1;
+                if seen % 100 == 0 {
+                    bar.set_message(format!("importing: {seen} jobs"));
+                }
                 if batch.len() == PAGE as usize {
                     inserted += store.job_restore_many(std::mem::take(&mut batch)).await?;
                 }
@@ -219,6 +247,7 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
     if !batch.is_empty() {
         inserted += store.job_restore_many(batch).await?;
     }
+    bar.finish_and_clear();
     eprintln!(
         "imported {inserted} of {seen} jobs into {desc} ({} were already there) and {slots_inserted} schedule slot records",
         seen - inserted
