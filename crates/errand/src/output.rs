@@ -41,9 +41,7 @@ pub fn when(t: Option<jiff::Timestamp>) -> String {
 pub fn when_in(t: Option<jiff::Timestamp>, zone: &str) -> String {
     let Some(t) = t else { return "-".into() };
     let tz = jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    t.to_zoned(tz)
-        .strftime("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
+    t.to_zoned(tz).strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
 }
 
 /// A span as people read it, coarse (`45s`, `3m 5s`, `2h 10m`, `4d 1h`).

@@ -92,7 +92,10 @@ fn blocked_reason(job: &Job) -> Option<String> {
             job.id
         ));
     }
-    Some(format!("waiting for another job (errand jobs explain {})", job.id))
+    Some(format!(
+        "waiting for another job (errand jobs explain {})",
+        job.id
+    ))
 }
 
 /// Prints one job in detail.
@@ -125,18 +128,11 @@ pub fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
         rows.push(("batch", batch.to_string()));
     }
     if !flow.after.is_empty() {
-        let when = if flow.after_any_end {
-            " (any end)"
-        } else {
-            ""
-        };
+        let when = if flow.after_any_end { " (any end)" } else { "" };
         rows.push(("after", format!("{}{when}", ids(&flow.after, 5))));
     }
     if flow.waiting_for > 0 {
-        rows.push((
-            "waiting",
-            format!("for {} of them", flow.waiting_for),
-        ));
+        rows.push(("waiting", format!("for {} of them", flow.waiting_for)));
     }
     if let Some(reason) = blocked_reason(job) {
         rows.push(("blocked", reason));
@@ -408,9 +404,7 @@ pub async fn wait(
                 id,
                 state: job.state,
                 waited: errand_core::duration::format(timeout),
-                because: because_text
-                    .map(|t| format!(" — {t}"))
-                    .unwrap_or_default(),
+                because: because_text.map(|t| format!(" — {t}")).unwrap_or_default(),
             }
             .into());
         }
