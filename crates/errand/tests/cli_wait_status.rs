@@ -179,7 +179,7 @@ async fn wait_shows_each_progress_change_as_it_comes_then_exits_0() {
     assert_eq!(status, 200, "{claimed}");
     let token = claimed["jobs"][0]["lease_token"].clone();
     assert_eq!(claimed["jobs"][0]["id"], id.as_str());
-    for (pct, msg) in [(25, "first quarter"), (75, "almost there")] {
+    for (pct, msg) in [(25.0, "first quarter"), (75.0, "almost there")] {
         let body = serde_json::json!({
             "lease_token": token,
             "progress": {"percent": pct, "message": msg},
@@ -191,7 +191,7 @@ async fn wait_shows_each_progress_change_as_it_comes_then_exits_0() {
         // Shown while the job still runs: well before any re-poll.
         until(&stderr, Duration::from_secs(5), msg, |l| {
             l.iter()
-                .any(|l| l.contains(&format!("running {pct}% {msg}")))
+                .any(|l| l.contains(&format!("running {pct:.1}% {msg}")))
         })
         .await;
     }

@@ -219,7 +219,7 @@ impl StatusLine {
         let detail = detail.join(" ");
         let prefix = format!("{} {}", job.id, job.state);
         let line = match (percent, job.state) {
-            (Some(pct), JobState::Running) => format!("{prefix} {pct:.0}% {detail}"),
+            (Some(pct), JobState::Running) => format!("{prefix} {pct:.1}% {detail}"),
             (_, JobState::Running) => format!("{prefix} {detail}"),
             _ if detail.is_empty() => prefix.clone(),
             _ => format!("{prefix} — {detail}"),

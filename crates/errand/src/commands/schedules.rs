@@ -100,14 +100,14 @@ fn print_one(s: &Schedule, json: bool) -> anyhow::Result<()> {
     }
     rows.push((
         "overlap",
-        serde_json::to_value(&s.spec.overlap)
+        serde_json::to_value(s.spec.overlap)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{:?}", s.spec.overlap)),
     ));
     rows.push((
         "catch-up",
-        serde_json::to_value(&s.spec.catch_up)
+        serde_json::to_value(s.spec.catch_up)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{:?}", s.spec.catch_up)),
