@@ -131,7 +131,7 @@ pub fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
         let when = if flow.after_any_end { " (any end)" } else { "" };
         rows.push(("after", format!("{}{when}", ids(&flow.after, 5))));
     }
-    if flow.waiting_for > 0 {
+    if flow.waiting_for > 0 && job.state != JobState::Blocked {
         rows.push(("waiting", format!("for {} of them", flow.waiting_for)));
     }
     if let Some(reason) = blocked_reason(job) {
@@ -215,6 +215,9 @@ impl StatusLine {
             detail.extend(because.map(str::to_owned));
         } else if let Some(m) = &message {
             detail.push(m.clone());
+        } else if percent.is_none() {
+            detail.push(format!("attempt {}/{}", job.attempt, job.max_attempts));
+            detail.extend(job.worker.as_ref().map(|w| format!("on worker `{w}`")));
         }
         let detail = detail.join(" ");
         let prefix = format!("{} {}", job.id, job.state);
@@ -232,11 +235,16 @@ impl StatusLine {
             Some(bar) => {
                 let running_pct = percent.filter(|_| job.state == JobState::Running);
                 bar.set_style(Self::style(running_pct.is_some()));
-                bar.set_prefix(prefix);
+                // The id is on the command line: the terminal's width goes to the news.
+                bar.set_prefix(job.state.to_string());
                 if let Some(pct) = running_pct {
                     bar.set_position(pct.clamp(0.0, 100.0).round() as u64);
                 }
-                bar.set_message(detail);
+                if job.state == JobState::Running || detail.is_empty() {
+                    bar.set_message(detail);
+                } else {
+                    bar.set_message(format!("— {detail}"));
+                }
             }
             None => eprintln!("{line}"),
         }
