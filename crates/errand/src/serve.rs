@@ -54,6 +54,45 @@ async fn declare_schedules(
     Ok(())
 }
 
+/// What `GET /v1/nodes` says about this node: its store (never the URL's credentials) and
+/// its roles.
+fn about(settings: &Settings) -> errand_core::NodeAbout {
+    use crate::settings::StoreLocation;
+    let store = match &settings.store {
+        StoreLocation::Sqlite(path) => errand_core::StoreAbout {
+            kind: "sqlite".into(),
+            location: path.display().to_string(),
+        },
+        StoreLocation::Postgres { url, schema } => {
+            // `postgres://user:secret@host:port/db?options`: only `host:port/db`.
+            // (A `key=value` string may hold a password anywhere: only the schema then.)
+            let location = match url.split_once("://") {
+                Some((_, rest)) => {
+                    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+                    let place = rest.split(['?', '#']).next().unwrap_or(rest);
+                    format!("{place} schema {schema}")
+                }
+                None => format!("schema {schema}"),
+            };
+            errand_core::StoreAbout {
+                kind: "postgres".into(),
+                location,
+            }
+        }
+    };
+    let r = settings.roles;
+    let roles = [
+        (r.api, "api"),
+        (r.scheduler, "scheduler"),
+        (r.worker, "worker"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| name.to_string())
+    .collect();
+    errand_core::NodeAbout { store, roles }
+}
+
 /// Runs the server until a shutdown signal.
 ///
 /// # Errors
@@ -61,6 +100,7 @@ async fn declare_schedules(
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (store, store_desc) = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let engine = Engine::new(store, settings.engine.clone());
+    engine.set_about(about(&settings));
     crate::declared::apply(&engine, &settings.queues, &settings.declared_limits).await?;
     crate::declared::apply_workflows(&engine, &settings.workflows).await?;
     declare_schedules(&engine, &settings).await?;

@@ -29,7 +29,6 @@
 //!   the first free port.
 //! - Without PostgreSQL the tour runs up to the first block naming `postgres://` and the
 //!   rest is skipped loudly (unless `ERRAND_REQUIRE_POSTGRES=1`, which fails instead).
-//! - [`NOT_YET`]: commands left out for now, each with its reason.
 //!
 //! `README_TOUR_KEEP=1` keeps the tour's directory (its `.logs/` and the script run).
 
@@ -41,10 +40,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use errand_testkit::PgSchema;
-
-/// Commands the test does not run yet, each with why. `errand status` is built on another
-/// branch of issue 13; remove it from here when that lands.
-const NOT_YET: &[(&str, &str)] = &[("errand status", "errand status is being built")];
 
 /// The whole tour must finish in this time.
 const TOUR_LIMIT: Duration = Duration::from_secs(180);
@@ -289,10 +284,6 @@ async fn the_readme_tour_runs_as_written() {
                 text = text
                     .replace("postgres://postgres@127.0.0.1:5432/test", &pg.url)
                     .replace("errand_tour", &pg.name);
-            }
-            if let Some((_, why)) = NOT_YET.iter().find(|(cmd, _)| text.starts_with(cmd)) {
-                eprintln!("README.md line {n} not run: {why}");
-                text = format!("true  # not run: {why}");
             }
             script[n - 1] = transform(&text, n);
         }
