@@ -41,6 +41,8 @@ export interface SettlerOptions {
 
 /** Collects settlements and sends them. Each settlement's promise never rejects. */
 export class Settler {
+  /** Calls sent so far (settle, complete or fail), retries included. */
+  calls = 0;
   private queue: Pending[] = [];
   private inFlight = 0;
   private readonly idle = new Set<() => void>();
@@ -131,6 +133,7 @@ export class Settler {
 
   /** One call: a settle of the batch, or one complete/fail. Results in the batch's order. */
   private async call(batch: Pending[]): Promise<SettleResult[]> {
+    this.calls += 1;
     if (this.mode === "each" && batch.length === 1) {
       const [one] = batch as [Pending];
       const { id, lease_token, ...rest } = one.entry;

@@ -96,7 +96,7 @@ export class Worker {
   private readonly stopController = new AbortController();
   private slotFreed: (() => void) | undefined;
   private finished: Promise<void> | undefined;
-  private counters = { claimed: 0, completed: 0, failed: 0 };
+  private counters = { claims: 0, claimed: 0, completed: 0, failed: 0 };
 
   constructor(private readonly options: WorkerOptions) {
     this.client = options.client instanceof ErrandClient ? options.client : new ErrandClient(options.client);
@@ -125,9 +125,9 @@ export class Worker {
     return this.running.size;
   }
 
-  /** Jobs claimed, completed and failed (including given back) so far. */
-  get stats(): { claimed: number; completed: number; failed: number } {
-    return { ...this.counters };
+  /** Claim calls made, jobs claimed, completed and failed (including given back), and settle calls so far. */
+  get stats(): { claims: number; claimed: number; completed: number; failed: number; settleCalls: number } {
+    return { ...this.counters, settleCalls: this.settler.calls };
   }
 
   /** Whether a stop was asked for. */
@@ -180,6 +180,7 @@ export class Worker {
           { worker: this.name, max: free, wait_ms: this.claimWaitMs, lease_ms: this.leaseMs, kinds },
           { signal: stop },
         );
+        this.counters.claims += 1;
         backoff.reset();
       } catch (error) {
         if (stop.aborted) break;
