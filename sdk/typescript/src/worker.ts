@@ -61,6 +61,9 @@ export interface RunOptions {
   handleSignals?: boolean;
 }
 
+/** How long a stop lets an in-flight claim run before aborting it, in milliseconds. */
+const CLAIM_ABORT_DELAY_MS = 250;
+
 /** One job being worked. */
 interface Running {
   job: ClaimedJob;
@@ -174,11 +177,18 @@ export class Worker {
       }
       let jobs: ClaimedJob[];
       const claimedAt = Date.now();
+      // A stop aborts a claim only after CLAIM_ABORT_DELAY_MS: a claim that finds work answers
+      // well within it (and its jobs run, within the grace period), so the abort cuts only a
+      // long poll that is waiting for work, which the server undoes. Aborting a claim whose
+      // answer is already on its way would strand its jobs until their leases expire.
+      const claimAbort = new AbortController();
+      const abortLater = (): void => void setTimeout(() => claimAbort.abort(), CLAIM_ABORT_DELAY_MS);
+      stop.addEventListener("abort", abortLater, { once: true });
       try {
         jobs = await this.client.claim(
           this.options.queue,
           { worker: this.name, max: free, wait_ms: this.claimWaitMs, lease_ms: this.leaseMs, kinds },
-          { signal: stop },
+          { signal: claimAbort.signal },
         );
         this.counters.claims += 1;
         backoff.reset();
@@ -189,6 +199,8 @@ export class Worker {
         this.observe({ type: "claim_error", error, retryInMs });
         await sleep(retryInMs, stop);
         continue;
+      } finally {
+        stop.removeEventListener("abort", abortLater);
       }
       this.counters.claimed += jobs.length;
       for (const job of jobs) this.start(job, claimedAt);
