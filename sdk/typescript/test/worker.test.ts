@@ -64,7 +64,8 @@ describe("worker", () => {
           inFlight += 1;
           peak = Math.max(peak, inFlight);
           runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
-          await new Promise((r) => setImmediate(r));
+          // Uneven durations, so slots free at different times and claims ask for 1 to 16.
+          await new Promise((r) => setTimeout(r, ctx.payload.n % 7));
           inFlight -= 1;
           return { n: ctx.payload.n };
         },
