@@ -65,7 +65,7 @@ describe("worker", () => {
           peak = Math.max(peak, inFlight);
           runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
           // Uneven durations, so slots free at different times and claims ask for 1 to 16.
-          await new Promise((r) => setTimeout(r, ctx.payload.n % 7));
+          await new Promise((r) => setTimeout(r, (ctx.payload.n * 37) % 61));
           inFlight -= 1;
           return { n: ctx.payload.n };
         },
