@@ -13,10 +13,15 @@ import { PACKAGE_DIR, Server, eventually, queueName, stopChild, track, withServe
 
 /** The example worker (examples/worker.ts) as a child process. */
 function spawnWorker(url: string, queue: string, env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  return spawnExample("worker.js", { ERRAND_URL: url, ERRAND_QUEUE: queue, ...env });
+}
+
+/** An example program as a child process, its output collected. */
+function spawnExample(file: string, env: Record<string, string>): { child: ChildProcess; output: () => string } {
   let output = "";
   const child = track(
-    spawn(process.execPath, [join(PACKAGE_DIR, "dist-test", "examples", "worker.js")], {
-      env: { ...process.env, ERRAND_URL: url, ERRAND_QUEUE: queue, ...env },
+    spawn(process.execPath, [join(PACKAGE_DIR, "dist-test", "examples", file)], {
+      env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     }),
   );
@@ -42,6 +47,36 @@ async function count(client: ErrandClient, queue: string, state: Job["state"]): 
 }
 
 describe("processes", () => {
+  test("the example application: the web handler enqueues, the worker process runs it", async () => {
+    await withServer(async (server) => {
+      const web = spawnExample("web.js", { ERRAND_URL: server.url, PORT: "0" });
+      const worker = spawnWorker(server.url, "mail", { ERRAND_CONCURRENCY: "2" });
+      try {
+        const port = await eventually("the web example to listen", () => /web example on http:\/\/127\.0\.0\.1:(\d+)/.exec(web.output())?.[1], 20_000);
+        const signup = async (): Promise<{ job: string }> => {
+          const res = await fetch(`http://127.0.0.1:${port}/signup`, { method: "POST", body: JSON.stringify({ user: 7, email: "ada@example.com" }) });
+          assert.equal(res.status, 202);
+          return (await res.json()) as { job: string };
+        };
+        const first = await signup();
+        const again = await signup();
+        assert.equal(again.job, first.job, "the same sign-up twice is one job (idempotency key)");
+        const res = await fetch(`http://127.0.0.1:${port}/jobs/${first.job}?wait=1`);
+        const shown = (await res.json()) as { state: string; result: unknown };
+        assert.equal(shown.state, "succeeded", web.output() + worker.output());
+        assert.deepEqual(shown.result, { sent: true, user: 7 });
+        const bad = await fetch(`http://127.0.0.1:${port}/signup`, { method: "POST", body: JSON.stringify({ user: 8, email: "nope" }) });
+        const badJob = ((await bad.json()) as { job: string }).job;
+        const dead = (await (await fetch(`http://127.0.0.1:${port}/jobs/${badJob}?wait=1`)).json()) as { state: string; error: string };
+        assert.equal(dead.state, "dead", "a bad address is not retried");
+        assert.match(dead.error, /not an e-mail address/);
+      } finally {
+        await stopChild(web.child);
+        await stopChild(worker.child);
+      }
+    });
+  });
+
   test("SIGTERM in the middle of work: running jobs finish within the grace period, nothing is lost", async () => {
     await withServer(async (server) => {
       const client = server.client();
