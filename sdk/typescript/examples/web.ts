@@ -2,7 +2,7 @@
  * Example web application: a `node:http` server whose sign-up handler enqueues a welcome
  * e-mail and answers at once; the e-mail is sent by examples/worker.ts.
  *
- *   ERRAND_URL=http://127.0.0.1:7878 PORT=3000 node dist-test/examples/web.js
+ *   ERRAND_URL=http://127.0.0.1:7878 PORT=3000 node dist-test/examples/web.js   # PORT=0: any free port
  *   curl -s -X POST localhost:3000/signup -d '{"user": 42, "email": "ada@example.com"}'
  *   curl -s localhost:3000/jobs/JOB_ID          # the job, its state and result
  *   curl -s 'localhost:3000/jobs/JOB_ID?wait=1' # waits (up to 30 s) for the job to end
@@ -72,5 +72,8 @@ const server = createServer((req, res) => {
 });
 
 const port = Number(process.env.PORT ?? 3000);
-server.listen(port, "127.0.0.1", () => console.log(`web example on http://127.0.0.1:${port}`));
+server.listen(port, "127.0.0.1", () => {
+  const address = server.address();
+  console.log(`web example on http://127.0.0.1:${typeof address === "object" && address ? address.port : port}`);
+});
 process.on("SIGTERM", () => server.close());

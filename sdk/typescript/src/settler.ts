@@ -21,8 +21,8 @@ export type SettleMode = "batch" | "each";
 interface Pending {
   entry: SettleCompletion | SettleFailure;
   failure: boolean;
-  /** Stop trying after this instant (epoch ms): the lease is gone by then anyway. */
-  deadline: number;
+  /** Stop trying after this instant (epoch ms): the lease is gone by then anyway. Read at each try. */
+  deadline: () => number;
   resolve: (result: SettleResult) => void;
 }
 
@@ -60,12 +60,12 @@ export class Settler {
   }
 
   /** Completes a job; resolves with how it went (`error.code` `lease_lost` when the lease was gone). */
-  complete(entry: SettleCompletion, deadline: number): Promise<SettleResult> {
+  complete(entry: SettleCompletion, deadline: () => number): Promise<SettleResult> {
     return this.add(entry, false, deadline);
   }
 
   /** Fails a job's attempt; resolves with how it went. */
-  fail(entry: SettleFailure, deadline: number): Promise<SettleResult> {
+  fail(entry: SettleFailure, deadline: () => number): Promise<SettleResult> {
     return this.add(entry, true, deadline);
   }
 
@@ -75,7 +75,7 @@ export class Settler {
     return new Promise((resolve) => this.idle.add(resolve));
   }
 
-  private add(entry: SettleCompletion | SettleFailure, failure: boolean, deadline: number): Promise<SettleResult> {
+  private add(entry: SettleCompletion | SettleFailure, failure: boolean, deadline: () => number): Promise<SettleResult> {
     return new Promise((resolve) => {
       this.queue.push({ entry, failure, deadline, resolve });
       this.pump();
@@ -99,10 +99,10 @@ export class Settler {
     try {
       while (left.length > 0) {
         const now = Date.now();
-        for (const gone of left.filter((p) => p.deadline <= now)) {
+        for (const gone of left.filter((p) => p.deadline() <= now)) {
           gone.resolve({ id: gone.entry.id, error: { code: "lease_expired", message: "the lease ran out before the server took the settlement" } });
         }
-        left = left.filter((p) => p.deadline > now);
+        left = left.filter((p) => p.deadline() > now);
         if (left.length === 0) break;
         try {
           const results = await this.call(left);
@@ -118,7 +118,7 @@ export class Settler {
             break;
           }
           this.options.onError?.(error);
-          await sleep(Math.min(backoff.next(), Math.max(...left.map((p) => p.deadline)) - Date.now()));
+          await sleep(Math.min(backoff.next(), Math.max(...left.map((p) => p.deadline())) - Date.now()));
         }
       }
     } finally {

@@ -109,7 +109,15 @@ export class Worker {
     this.intervalMs = Math.max(50, this.leaseMs * (options.heartbeatFraction ?? 1 / 3));
     this.claimWaitMs = Math.min(60_000, options.claimWaitMs ?? 30_000);
     this.graceMs = options.shutdownGraceMs ?? 30_000;
-    this.observe = options.onEvent ?? defaultObserver;
+    const observer = options.onEvent ?? defaultObserver;
+    this.observe = (event) => {
+      try {
+        observer(event);
+      } catch (error) {
+        // An observer's own failure must not stop the worker.
+        console.error("errand worker: onEvent threw:", error);
+      }
+    };
     this.settler = new Settler(this.client, {
       mode: options.settle ?? "batch",
       onError: (error) => this.observe({ type: "settle_error", error }),
@@ -256,7 +264,7 @@ export class Worker {
     if (outcome.ok) {
       result = await this.settler.complete(
         { ...base, result: outcome.result ?? null, ...(ctx.sessionState !== undefined ? { session_state: ctx.sessionState } : {}) },
-        lease.expiresAt,
+        () => lease.expiresAt,
       );
       this.counters.completed += 1;
     } else {
@@ -269,7 +277,7 @@ export class Worker {
           : error instanceof RetryLaterError
             ? { ...base, error: message, retry_in_ms: Math.max(0, Math.round(error.retryInMs)) }
             : { ...base, error: message };
-      result = await this.settler.fail(failure, lease.expiresAt);
+      result = await this.settler.fail(failure, () => lease.expiresAt);
       this.counters.failed += 1;
     }
     lease.stop();
@@ -289,7 +297,7 @@ export class Worker {
       lease.end("shutdown");
       const result = await this.settler.fail(
         { id: job.id, lease_token: job.lease_token, error: "worker shutting down: given back", retry_in_ms: 0 },
-        lease.expiresAt,
+        () => lease.expiresAt,
       );
       this.counters.failed += 1;
       this.observe({ type: "given_back", jobId: job.id, result });

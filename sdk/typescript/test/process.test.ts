@@ -70,6 +70,9 @@ describe("processes", () => {
         const dead = (await (await fetch(`http://127.0.0.1:${port}/jobs/${badJob}?wait=1`)).json()) as { state: string; error: string };
         assert.equal(dead.state, "dead", "a bad address is not retried");
         assert.match(dead.error, /not an e-mail address/);
+      } catch (error) {
+        console.error(`--- web example ---\n${web.output()}\n--- worker example ---\n${worker.output()}`);
+        throw error;
       } finally {
         await stopChild(web.child);
         await stopChild(worker.child);
