@@ -61,6 +61,9 @@ export interface RunOptions {
   handleSignals?: boolean;
 }
 
+/** The most jobs one claim may ask for (the server's limit). */
+const MAX_CLAIM = 1_000;
+
 /** How long a stop lets an in-flight claim run before aborting it, in milliseconds. */
 const CLAIM_ABORT_DELAY_MS = 250;
 
@@ -152,7 +155,7 @@ export class Worker {
    */
   run(options: RunOptions = {}): Promise<void> {
     if (this.finished !== undefined) return this.finished;
-    if (this.handlers.size === 0) throw new Error("errand worker: register at least one handler before run()");
+    if (this.handlers.size === 0) return Promise.reject(new Error("errand worker: register at least one handler before run()"));
     const onSignal = (): void => void this.stop();
     if (options.handleSignals ?? true) {
       process.on("SIGTERM", onSignal);
@@ -195,7 +198,7 @@ export class Worker {
       try {
         jobs = await this.client.claim(
           this.options.queue,
-          { worker: this.name, max: free, wait_ms: this.claimWaitMs, lease_ms: this.leaseMs, kinds },
+          { worker: this.name, max: Math.min(free, MAX_CLAIM), wait_ms: this.claimWaitMs, lease_ms: this.leaseMs, kinds },
           { signal: claimAbort.signal },
         );
         this.counters.claims += 1;
