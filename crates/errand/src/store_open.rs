@@ -31,7 +31,7 @@ pub async fn open(
             // The durability read back from SQLite, so the line `serve` prints says what a
             // commit really promises.
             let mut desc = format!(
-                "sqlite {} {}, {}",
+                "sqlite {} ({}, {}",
                 path.display(),
                 store.durability(),
                 store.origin()
@@ -39,17 +39,26 @@ pub async fn open(
             if let Err(e) = store.writable() {
                 desc.push_str(&format!(", TAKES NO WRITES: {e}"));
             }
+            desc.push(')');
             say_origin(store.origin(), &desc);
             Ok((Arc::new(store), desc))
         }
         StoreLocation::Postgres { url, schema } => {
+            // The error names host, port, database, user and the cause; never the password.
             let store = PgStore::connect(&PgOptions {
                 schema: schema.clone(),
                 ..PgOptions::new(url)
             })
-            .await
-            .context("connecting to PostgreSQL")?;
-            let desc = format!("postgres schema {schema}, {}", store.origin());
+            .await?;
+            let target = store.target();
+            let desc = format!(
+                "postgres {} database {} user {} schema {} ({})",
+                target.address,
+                target.database,
+                target.user,
+                schema,
+                store.origin()
+            );
             say_origin(store.origin(), &desc);
             Ok((Arc::new(store), desc))
         }
