@@ -174,7 +174,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let catalog = scripts.snapshot();
     let jobs_dir = if jobs_dir_present {
-        let mut found = format!("{} definitions", catalog.definitions.len());
+        let count = catalog.definitions.len();
+        let mut found = format!("{count} definition{}", if count == 1 { "" } else { "s" });
         if !catalog.problems.is_empty() {
             found.push_str(&format!(
                 ", {} that did not load: see the log or `errand definitions list`",
