@@ -113,7 +113,7 @@ pub enum ConnectError {
         schema: String,
         /// What the store said.
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 
@@ -124,7 +124,7 @@ impl From<ConnectError> for StoreError {
             | ConnectError::BadUrl(_)
             | ConnectError::TlsUnsupported { .. } => StoreError::Invalid(e.to_string()),
             ConnectError::Connect { .. } => StoreError::Unavailable(e.to_string()),
-            ConnectError::Prepare { source, .. } => source,
+            ConnectError::Prepare { source, .. } => *source,
         }
     }
 }
@@ -135,10 +135,10 @@ pub(crate) fn requested_sslmode(url: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query
         .split('&')
+        .rev()
         .filter_map(|pair| pair.split_once('='))
-        .filter(|(key, _)| *key == "sslmode")
+        .find(|(key, _)| *key == "sslmode")
         .map(|(_, value)| value.to_string())
-        .last()
 }
 
 /// Refuses a URL that asks for TLS: errand has no TLS for PostgreSQL, so `require`,

@@ -126,7 +126,7 @@ impl PgStore {
             .map_err(|e| ConnectError::Prepare {
                 target: target.clone(),
                 schema: options.schema.clone(),
-                source: e.into(),
+                source: Box::new(e.into()),
             })?;
         drop(admin);
         let _ = admin_conn.await;

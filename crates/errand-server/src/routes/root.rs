@@ -33,7 +33,7 @@ const INFO: RootInfo = RootInfo {
 
 /// Names the server and points to the API's OpenAPI document, the health checks and the
 /// docs: a small HTML page, or JSON when the `Accept` header asks for JSON and not HTML.
-#[utoipa::path(get, path = "/", operation_id = "root", tag = "health",
+#[utoipa::path(get, path = "/", operation_id = "get_server_info", tag = "health",
     responses((status = 200, description = "errand, its version, and pointers to the OpenAPI document, the health checks and the docs",
         content((String = "text/html"), (RootInfo = "application/json")))))]
 pub(crate) async fn root(headers: HeaderMap) -> Response {
