@@ -425,3 +425,28 @@ async fn put_schedule_takes_its_name_from_the_path() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_start_before_the_data_directory_exists() {
+    let base = tempfile::tempdir().expect("temp");
+    let data = base.path().join("data");
+    let data_arg = data.display().to_string();
+    let not_a_dir = base.path().join("jobs-file");
+    std::fs::write(&not_a_dir, "").expect("file");
+    let not_a_dir = not_a_dir.display().to_string();
+    let cases: [(&[&str], &str); 2] = [
+        (&["--jobs-dir", &not_a_dir], "is not a directory"),
+        (&["--webhook-secret", "not-a-secret"], "webhook_secrets[0]"),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--data-dir", &data_arg];
+        all.extend_from_slice(args);
+        let ended = serve_fails(&all, base.path()).await;
+        assert!(
+            ended.stderr.contains(expected),
+            "{args:?}: no {expected:?} in {}",
+            ended.stderr
+        );
+        assert!(!data.exists(), "{args:?}: the data directory was created");
+    }
+}
