@@ -52,7 +52,8 @@ enum Line {
 
 async fn open(args: &TransferArgs) -> anyhow::Result<(SharedStore, String)> {
     let (data_dir, location) = store_location(&args.location)?;
-    store_open::open(&location, &data_dir).await
+    let opened = store_open::open(&location, &data_dir).await?;
+    Ok((opened.store, opened.desc))
 }
 
 fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
