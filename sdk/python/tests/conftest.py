@@ -49,11 +49,23 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str, every: float =
         time.sleep(every)
 
 
+def die_with_parent() -> None:
+    """In a child before exec: get SIGKILL when the test runner dies (Linux), so that a
+    killed runner leaves no server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Server:
     """``errand serve`` on a loopback port over a data directory, stopped by PID."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *flags: str) -> None:
         self.data_dir = data_dir
+        self.flags = list(flags)
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.address: Optional[str] = None
         self.lines: List[str] = []
@@ -76,9 +88,10 @@ class Server:
     def _try_start(self, address: str, deadline: float) -> bool:
         log = open(Path(self.data_dir) / "server.log", "ab")
         self.proc = subprocess.Popen(
-            [errand_bin(), "serve", "--listen", address, "--data-dir", self.data_dir, *SERVE_FLAGS],
+            [errand_bin(), "serve", "--listen", address, "--data-dir", self.data_dir, *SERVE_FLAGS, *self.flags],
             stdout=subprocess.PIPE,
             stderr=log,
+            preexec_fn=die_with_parent,
         )
         assert self.proc.stdout is not None
         first = self._first_line(self.proc, deadline)
@@ -136,6 +149,18 @@ def own_server() -> Iterator[Server]:
     """A server of the test's own, which the test may kill and restart."""
     with tempfile.TemporaryDirectory(prefix="errand-py-") as d:
         s = Server(d)
+        s.start()
+        try:
+            yield s
+        finally:
+            s.stop()
+
+
+@pytest.fixture
+def small_server() -> Iterator[Server]:
+    """A server that takes request bodies of at most 300,000 bytes."""
+    with tempfile.TemporaryDirectory(prefix="errand-py-") as d:
+        s = Server(d, "--max-request-bytes", "300000")
         s.start()
         try:
             yield s

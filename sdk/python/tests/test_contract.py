@@ -4,6 +4,7 @@ fields it reads are in the schemas."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, Dict, Set
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from conftest import Server
 from errand_client import protocol
 from errand_client.routes import ROUTES
-from errand_client.spec import ENQUEUE_FIELDS
+from errand_client.spec import JobSpec
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +52,35 @@ def test_every_route_the_library_calls_exists(openapi: Dict[str, Any]) -> None:
     assert missing == []
 
 
+def _every_option_spec() -> JobSpec:
+    """A JobSpec with every field set (a value of the field's kind), so that its body holds
+    every field the library can send."""
+    values: Dict[str, Any] = {"kind": "k", "run_at": "2030-01-01T00:00:00Z", "delay": 1000, "timeout": 1000}
+    for f in fields(JobSpec):
+        values.setdefault(f.name, ["x"] if f.name in ("tags", "after") else 1)
+    return JobSpec(**values)
+
+
 def test_request_bodies_use_only_known_fields(openapi: Dict[str, Any]) -> None:
-    assert set(ENQUEUE_FIELDS) <= properties(openapi, "EnqueueRequest")
-    assert set(protocol.CLAIM_FIELDS) <= properties(openapi, "ClaimRequest")
-    assert set(protocol.HEARTBEAT_FIELDS) <= properties(openapi, "HeartbeatRequest")
-    assert set(protocol.COMPLETE_FIELDS) <= properties(openapi, "CompleteRequest")
-    assert set(protocol.FAIL_FIELDS) <= properties(openapi, "FailRequest")
-    assert set(protocol.SETTLE_COMPLETION_FIELDS) <= properties(openapi, "SettleCompletion")
-    assert set(protocol.SETTLE_FAILURE_FIELDS) <= properties(openapi, "SettleFailure")
-    assert {"completions", "failures"} <= properties(openapi, "SettleRequest")
-    assert {"jobs"} <= properties(openapi, "BatchEnqueueRequest")
+    # the bodies the library builds, with every option given, not a hand-kept list
+    every = _every_option_spec().to_json()
+    assert set(every) == {f.name for f in fields(JobSpec)}
+    assert set(every) <= properties(openapi, "EnqueueRequest")
+    assert set(protocol.enqueue_batch([_every_option_spec()]).body or {}) <= properties(
+        openapi, "BatchEnqueueRequest"
+    )
+    claim = protocol.claim("q", worker="w", max_jobs=2, wait_ms=10, lease_ms=1000, kinds=["k"])
+    assert set(claim.body or {}) <= properties(openapi, "ClaimRequest")
+    beat = protocol.heartbeat("j", "t", lease_ms=1, progress={"percent": 1, "message": "m"}, checkpoint=1)
+    assert len(beat.body or {}) == 4 and set(beat.body or {}) <= properties(openapi, "HeartbeatRequest")
+    assert set(protocol.complete("j", "t", 1).body or {}) <= properties(openapi, "CompleteRequest")
+    fail = protocol.fail("j", "t", "e", retry_in_ms=1, dead=True).body or {}
+    assert len(fail) == 4 and set(fail) <= properties(openapi, "FailRequest")
+    done = protocol.completion_entry("j", "t", 1)
+    failed = protocol.failure_entry("j", "t", "e", retry_in_ms=1, dead=True)
+    assert set(done) <= properties(openapi, "SettleCompletion")
+    assert len(failed) == 5 and set(failed) <= properties(openapi, "SettleFailure")
+    assert set(protocol.settle([done], [failed]).body or {}) <= properties(openapi, "SettleRequest")
     assert {"backoff"} <= properties(openapi, "QueueSettingsPatch")
 
 

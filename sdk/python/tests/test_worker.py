@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -10,7 +11,7 @@ from typing import Any, Dict, Iterator
 import pytest
 
 from conftest import Server, counts, wait_for
-from errand_client import ErrandClient, JobError, JobSpec, NonRetryableError, Worker
+from errand_client import AsyncWorker, BadRequest, ErrandClient, JobError, JobSpec, NonRetryableError, Worker
 
 
 @pytest.fixture
@@ -191,3 +192,42 @@ def test_stop_gives_back_what_outlives_the_grace_period(
     w2.register("stuck", lambda ctx: {"attempt": ctx.attempt})
     w2.start()
     assert client.result(job.id, timeout=30) == {"attempt": 2}
+
+
+@pytest.mark.parametrize("flavour", ["threads", "asyncio"])
+def test_a_claim_refused_for_good_stops_run_with_the_error(server: Server, flavour: str) -> None:
+    # a bad queue name is refused with 400 on every claim: retrying forever would hide it
+    if flavour == "threads":
+        w = Worker(server.url, "bad name!", claim_wait_ms=500, reconnect_max_s=0.1)
+        w.register("k", lambda ctx: None)
+        box: list = []
+
+        def run() -> None:
+            try:
+                w.run(install_signal_handlers=False)
+            except Exception as exc:  # noqa: BLE001 - the test looks at it
+                box.append(exc)
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(15)
+        if t.is_alive():
+            w.stop(grace_s=0, timeout=10)
+            raise AssertionError("run() still claiming after 15 s")
+        assert len(box) == 1 and isinstance(box[0], BadRequest), box
+    else:
+
+        async def main() -> None:
+            aw = AsyncWorker(server.url, "bad name!", claim_wait_ms=500, reconnect_max_s=0.1)
+
+            async def noop(ctx: Any) -> None:
+                return None
+
+            aw.register("k", noop)
+            try:
+                with pytest.raises(BadRequest):
+                    await asyncio.wait_for(aw.run(install_signal_handlers=False), 15)
+            finally:
+                await aw.stop(grace_s=0)
+
+        asyncio.run(main())

@@ -45,6 +45,14 @@ class AsyncErrandClient:
             transport=transport,
         )
 
+    @classmethod
+    def like(cls, client: Any, max_connections: int = 4) -> "AsyncErrandClient":
+        """An async client with the settings of a sync :class:`ErrandClient`: base URL,
+        token, timeout and every header it sends (the threaded worker claims with one)."""
+        out = cls(client.base_url, token=client.token, timeout=client.timeout, max_connections=max_connections)
+        out._http.headers.update(client._http.headers)
+        return out
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()

@@ -61,12 +61,23 @@ class LeaseLost(Conflict):
     """409 ``lease_lost``: the lease token no longer holds the job. Stop working on it."""
 
 
+class Forbidden(ApiError):
+    """403: the server refused the call (not allowed)."""
+
+
+class PayloadTooLarge(ApiError):
+    """413: the request body is larger than the server takes (``--max-request-bytes``), or
+    a result/checkpoint is larger than allowed (``result_too_large``)."""
+
+
 class Unavailable(ApiError):
-    """503, or the server could not be reached. The request may or may not have happened."""
+    """502, 503 or 504, or the server could not be reached (``status`` None). The request
+    may or may not have happened."""
 
 
-class Timeout(ErrandError):
-    """A call got no answer within its timeout (the request may or may not have happened)."""
+class Timeout(ApiError):
+    """408 from the server, or a call that got no answer within its timeout (``status``
+    None). The request may or may not have happened."""
 
 
 class WaitTimeout(Timeout):
@@ -98,8 +109,14 @@ def error_for(
         cls = NotFound
     elif status == 400:
         cls = BadRequest
-    elif status == 503:
+    elif status in (502, 503, 504):
         cls = Unavailable
+    elif status == 408:
+        cls = Timeout
+    elif status == 403:
+        cls = Forbidden
+    elif status == 413:
+        cls = PayloadTooLarge
     else:
         cls = ApiError
     return cls(message, status=status, code=code, retry_after=retry_after)

@@ -27,15 +27,6 @@ USER_AGENT = "errand-client-python/0.1"
 #: The longest wait the server takes on ``GET /v1/jobs/{id}?wait=`` and on a claim.
 MAX_WAIT_MS = 60_000
 
-#: Body fields of the worker calls (the contract test checks them against the schemas).
-CLAIM_FIELDS = ("worker", "max", "wait_ms", "lease_ms", "kinds")
-HEARTBEAT_FIELDS = ("lease_token", "lease_ms", "progress", "checkpoint")
-COMPLETE_FIELDS = ("lease_token", "result")
-FAIL_FIELDS = ("lease_token", "error", "retry_in_ms", "dead")
-SETTLE_COMPLETION_FIELDS = ("id", "lease_token", "result")
-SETTLE_FAILURE_FIELDS = ("id", "lease_token", "error", "retry_in_ms", "dead")
-
-
 class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
@@ -80,7 +71,7 @@ def encode_body(body: Optional[Dict[str, Any]]) -> Optional[bytes]:
     """The JSON bytes of a body (sent with ``Content-Type: application/json``)."""
     if body is None:
         return None
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def decode(status: int, resp_headers: Mapping[str, str], content: bytes) -> Any:

@@ -76,9 +76,6 @@ class JobSpec:
         return body
 
 
-#: The enqueue body's field names (the contract test checks them against the OpenAPI schema).
-ENQUEUE_FIELDS: List[str] = [f.name for f in fields(JobSpec)]
-
 
 def make_spec(kind: Union[str, JobSpec], payload: Any, options: Dict[str, Any]) -> JobSpec:
     """A :class:`JobSpec` from ``enqueue``'s arguments (or the spec itself)."""

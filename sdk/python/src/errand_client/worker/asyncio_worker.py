@@ -3,69 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import os
 import signal
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
 from .. import protocol
 from ..aio import AsyncErrandClient
-from ..errors import ApiError, BadRequest, ErrandError, LeaseLost
+from ..errors import ApiError, ErrandError, LeaseLost
 from ..models import ClaimedJob
 from . import core
 from .core import Outcome, Running, WorkerOptions, log
-from .threaded import _progress
 
 
-class AsyncJobContext:
-    """What an async handler gets: the job, its fencing token, progress and checkpoints."""
+class AsyncJobContext(core.JobInfo):
+    """What an async handler gets: the job (see :class:`core.JobInfo`), progress and
+    checkpoints."""
 
     def __init__(self, worker: "AsyncWorker", running: Running) -> None:
+        super().__init__(running)
         self._worker = worker
-        self._running = running
-        self.job: ClaimedJob = running.job
-
-    @property
-    def id(self) -> str:
-        """The job's id."""
-        return self.job.id
-
-    @property
-    def kind(self) -> str:
-        """The job's kind."""
-        return self.job.kind
-
-    @property
-    def payload(self) -> Any:
-        """The job's payload."""
-        return self.job.payload
-
-    @property
-    def attempt(self) -> int:
-        """This attempt's number, from 1."""
-        return self.job.attempt
-
-    @property
-    def checkpoint(self) -> Any:
-        """What an earlier attempt saved (or ``None``)."""
-        return self.job.checkpoint
-
-    @property
-    def lease_token(self) -> str:
-        """The fencing token of this attempt."""
-        return self.job.lease_token
-
-    @property
-    def lease_lost(self) -> bool:
-        """True once the lease is gone: stop, the outcome will not be recorded."""
-        return self._running.settled_elsewhere
 
     async def progress(self, percent: Optional[float] = None, message: Optional[str] = None) -> None:
-        """Report progress now (a heartbeat). Raises :class:`LeaseLost` when the lease is gone."""
-        await self._worker._beat(self._running, progress=_progress(percent, message), raise_lost=True)
+        """Report progress now (a heartbeat), best effort: a failed send is logged and the
+        handler goes on. Raises :class:`LeaseLost` when the lease is gone."""
+        try:
+            await self._worker._beat(self._running, progress=core.progress_body(percent, message), raise_lost=True)
+        except LeaseLost:
+            raise
+        except ErrandError as exc:
+            log.warning("progress of job %s not sent (%s)", self.id, exc)
 
     async def save_checkpoint(self, checkpoint: Any) -> None:
-        """Save state to resume from on a retry, durably, now. Raises :class:`LeaseLost`."""
-        await self._worker._beat(self._running, checkpoint=checkpoint, raise_lost=True)
+        """Save state to resume from on a retry, durably, now. Transient failures are
+        retried for up to one heartbeat interval; raises :class:`LeaseLost` when the lease
+        is gone, and the last error when it could not be saved."""
+        deadline = core.now() + self._worker.options.heartbeat_interval_s
+        backoff = core.Backoff(self._worker.options.reconnect_base_s, self._worker.options.reconnect_max_s)
+        while True:
+            try:
+                await self._worker._beat(self._running, checkpoint=checkpoint, raise_lost=True)
+                return
+            except LeaseLost:
+                raise
+            except ErrandError as exc:
+                if not core.settle_error_is_transient(exc) or core.now() > deadline:
+                    raise
+                await asyncio.sleep(backoff.next_delay())
 
 
 AsyncHandler = Callable[[AsyncJobContext], Awaitable[Any]]
@@ -90,6 +73,9 @@ class AsyncWorker:
         **overrides: Any,
     ) -> None:
         self.options = options or WorkerOptions(**overrides)
+        self._owns_client = isinstance(client, str)
+        #: A claim refusal retrying cannot fix (bad queue name, 403, ...): ``run()`` raises it.
+        self.error: Optional[ErrandError] = None
         if isinstance(client, str):
             self.client = AsyncErrandClient(
                 client, token=token, max_connections=self.options.concurrency + 8
@@ -146,9 +132,18 @@ class AsyncWorker:
         if install_signal_handlers:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, self._on_signal, sig)
         assert self._stopped is not None
         await self._stopped.wait()
+        if self.error is not None:
+            raise self.error
+
+    def _on_signal(self, signum: int) -> None:
+        """First SIGTERM/SIGINT: stop gracefully; a second one: exit now (leases lapse)."""
+        if self._stop_task is not None:
+            log.warning("second signal %d: exiting without waiting", signum)
+            os._exit(128 + signum)
+        self.request_stop()
 
     def request_stop(self, grace_s: Optional[float] = None) -> None:
         """Begin stopping (from the loop's thread) without waiting."""
@@ -193,6 +188,8 @@ class AsyncWorker:
         self._settle_q.put_nowait(None)
         if self._settle_task is not None:
             await asyncio.gather(self._settle_task, return_exceptions=True)
+        if self._owns_client:
+            await self.client.aclose()
         self._stopped.set()
 
     # --- claiming -------------------------------------------------------------------------
@@ -228,6 +225,12 @@ class AsyncWorker:
                     break
                 raise
             except ErrandError as exc:
+                if core.claim_error_is_fatal(exc):
+                    log.error("claim refused (%s): stopping the worker", exc)
+                    self.error = exc
+                    self._claim_call = None
+                    self.request_stop()
+                    break
                 delay = backoff.next_delay()
                 if isinstance(exc, ApiError) and exc.retry_after:
                     delay = max(delay, exc.retry_after)
@@ -266,6 +269,7 @@ class AsyncWorker:
         try:
             outcome = await self._run_one(rec)
         finally:
+            rec.finished = True
             beats.cancel()
             self._running.pop(rec.job.id, None)
             self._tasks.pop(rec.job.id, None)
@@ -279,7 +283,6 @@ class AsyncWorker:
             return core.no_handler(rec.job)
         try:
             result = await fn(AsyncJobContext(self, rec))
-            json.dumps(result)
         except LeaseLost:
             return None
         except asyncio.CancelledError:
@@ -319,11 +322,7 @@ class AsyncWorker:
         try:
             await self.client.call(call)
         except LeaseLost:
-            if not rec.lost:
-                rec.lost = True
-                self.stats.lease_lost += 1
-                log.warning("lease lost on job %s: its outcome will be dropped", rec.job.id)
-            if raise_lost:
+            if core.beat_lost(rec, self.stats) and raise_lost:
                 raise
             return
         except ErrandError as exc:
@@ -359,27 +358,17 @@ class AsyncWorker:
                 return
 
     async def _settle(self, batch: List[Outcome]) -> None:
-        backoff = core.Backoff(self.options.reconnect_base_s, self.options.reconnect_max_s)
+        settling = core.Settling(batch, self.options, self.stats)
         while True:
-            try:
-                results = await self.client.call(core.settle_call(batch))
-            except BadRequest as exc:
-                if len(batch) == 1:
-                    log.error("settle of job %s refused: %s", batch[0].entry["id"], exc)
-                    return
-                for one in batch:
-                    await self._settle([one])
+            nxt = settling.next_call()
+            if nxt is None:
                 return
+            _, call = nxt
+            try:
+                results = await self.client.call(call)
             except ErrandError as exc:
-                if self._give_up_at is not None and core.now() > self._give_up_at:
-                    log.error("settle failed (%s) while stopping; leases will lapse", exc)
-                    return
-                delay = backoff.next_delay()
-                log.warning("settle failed (%s); retrying in %.2fs", exc, delay)
-                await asyncio.sleep(delay)
+                pause = settling.refused(exc, self._give_up_at)
+                if pause:
+                    await asyncio.sleep(pause)
                 continue
-            self.stats.settles += 1
-            core.report_settled(results)
-            for o, r in zip(core.ordered(batch), results):
-                core.count(self.stats, o, r)
-            return
+            settling.answered(results)

@@ -7,6 +7,7 @@ entry, how to read a settle's answer, how long to back off) lives here.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import protocol
+from ..errors import ApiError, ErrandError, Timeout, Unavailable
 from ..models import ClaimedJob, SettleResult
 
 log = logging.getLogger("errand_client.worker")
@@ -60,7 +62,10 @@ class WorkerOptions:
     - ``claim_wait_ms``: how long one claim long-polls for work.
     - ``grace_s``: on stop, how long running handlers may finish before their jobs are
       given back (failed with ``retry_in_ms: 0``, so they are ready again at once).
-    - ``reconnect_base_s``/``reconnect_max_s``: backoff (full jitter) while the server is away.
+    - ``reconnect_base_s``/``reconnect_max_s``: backoff (equal jitter: a pause uniform in
+      [c/2, c] with c doubling from the base up to the max) while the server is away.
+    - ``settle_max_bytes``: a settle request is split so that its body stays below this
+      (keep it under the server's ``--max-request-bytes``).
     """
 
     concurrency: int = 16
@@ -69,9 +74,10 @@ class WorkerOptions:
     claim_wait_ms: int = 5_000
     max_claim: int = 100
     settle_batch_max: int = 1_000
-    grace_s: float = 30.0
+    grace_s: float = 20.0
     reconnect_base_s: float = 0.05
     reconnect_max_s: float = 5.0
+    settle_max_bytes: int = 256 * 1024
     name: Optional[str] = None
 
     @property
@@ -85,7 +91,7 @@ class WorkerOptions:
 
 
 class Backoff:
-    """Exponential backoff with full jitter, capped; :meth:`reset` after a success."""
+    """Exponential backoff with equal jitter, capped; :meth:`reset` after a success."""
 
     def __init__(self, base_s: float, max_s: float) -> None:
         self.base_s = base_s
@@ -93,7 +99,7 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        """The next pause: uniform in [0, min(max, base * 2^failures)]."""
+        """The next pause: uniform in [c/2, c] for c = min(max, base * 2^failures)."""
         ceiling = min(self.max_s, self.base_s * (2 ** min(self.failures, 30)))
         self.failures += 1
         return random.uniform(ceiling / 2, ceiling)
@@ -116,6 +122,8 @@ class Running:
     next_beat: float
     lost: bool = False
     given_back: bool = False
+    finished: bool = False  # the handler ended: its settlement is queued or sent
+    beating: bool = False  # a heartbeat of it is in flight
     progress: Optional[Dict[str, Any]] = None
 
     @property
@@ -130,10 +138,16 @@ class Outcome:
 
     kind: str
     entry: Dict[str, Any]
+    is_fallback: bool = False  # already the replacement of a refused entry
 
 
 def success(job: ClaimedJob, result: Any) -> Outcome:
-    """The completion of a job whose handler returned ``result``."""
+    """The completion of a job whose handler returned ``result``; a failure when the result
+    is not JSON the server takes (NaN/Infinity, sets, objects, ...)."""
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return failure(job, TypeError(f"result is not JSON: {exc}"))
     return Outcome("complete", protocol.completion_entry(job.id, job.lease_token, result))
 
 
@@ -173,6 +187,206 @@ def settle_call(batch: Sequence[Outcome]) -> "protocol.Call[List[SettleResult]]"
     completions = [o.entry for o in batch if o.kind == "complete"]
     failures = [o.entry for o in batch if o.kind == "fail"]
     return protocol.settle(completions, failures)
+
+
+def claim_error_is_fatal(exc: BaseException) -> bool:
+    """Whether a claim refusal will not go away by retrying (a bad queue name, 403, 415,
+    ...): the worker then stops and ``run()`` raises it. 408/429 and 5xx are retried."""
+    return (
+        isinstance(exc, ApiError)
+        and exc.status is not None
+        and 400 <= exc.status < 500
+        and exc.status not in (408, 429)
+    )
+
+
+class JobInfo:
+    """The job part of a handler's context, shared by both workers' contexts.
+
+    ``lease_lost`` turns true once the server said the lease is gone (cancelled, expired,
+    given back at stop): a long handler should check it and return early, as its outcome
+    will be dropped.
+    """
+
+    def __init__(self, running: "Running") -> None:
+        self._running = running
+        self.job: ClaimedJob = running.job
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self.job.id
+
+    @property
+    def kind(self) -> str:
+        """The job's kind."""
+        return self.job.kind
+
+    @property
+    def payload(self) -> Any:
+        """The job's payload."""
+        return self.job.payload
+
+    @property
+    def attempt(self) -> int:
+        """This attempt's number, from 1."""
+        return self.job.attempt
+
+    @property
+    def checkpoint(self) -> Any:
+        """What an earlier attempt saved with ``save_checkpoint`` (or ``None``)."""
+        return self.job.checkpoint
+
+    @property
+    def lease_token(self) -> str:
+        """The fencing token of this attempt."""
+        return self.job.lease_token
+
+    @property
+    def lease_lost(self) -> bool:
+        """True once the lease is gone: stop, the outcome will not be recorded."""
+        return self._running.settled_elsewhere
+
+
+def progress_body(percent: Optional[float], message: Optional[str]) -> Dict[str, Any]:
+    """The ``progress`` object of a heartbeat."""
+    out: Dict[str, Any] = {}
+    if percent is not None:
+        out["percent"] = percent
+    if message is not None:
+        out["message"] = message
+    return out
+
+
+def beat_lost(rec: "Running", stats: "Stats") -> bool:
+    """Record a heartbeat's ``lease_lost``; False when it only raced the job's own
+    settlement (the handler had finished), which is no loss."""
+    if rec.finished:
+        return False
+    if not rec.lost:
+        rec.lost = True
+        stats.lease_lost += 1
+        log.warning("lease lost on job %s: its outcome will be dropped", rec.job.id)
+    return True
+
+
+def settle_error_is_transient(exc: BaseException) -> bool:
+    """Whether a refused settle (or heartbeat) request is worth sending again unchanged:
+    the server was away or overloaded. Anything else (400, 413, 415, 500, ...) will be
+    refused again, so its batch is split instead."""
+    if isinstance(exc, (Unavailable, Timeout)):
+        return True
+    return isinstance(exc, ApiError) and exc.status == 429
+
+
+def split_by_size(batch: Sequence[Outcome], max_bytes: int) -> List[List[Outcome]]:
+    """The batch in consecutive chunks whose settle bodies stay under ``max_bytes`` (an
+    entry larger than that alone goes in a chunk of its own)."""
+    chunks: List[List[Outcome]] = []
+    current: List[Outcome] = []
+    size = 64
+    for o in batch:
+        n = _entry_size(o) + 1
+        if current and size + n > max_bytes:
+            chunks.append(current)
+            current, size = [], 64
+        current.append(o)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _entry_size(o: Outcome) -> int:
+    try:
+        return len(json.dumps(o.entry, separators=(",", ":"), allow_nan=False))
+    except (TypeError, ValueError):
+        return 1
+
+
+def halves(batch: Sequence[Outcome]) -> Tuple[List[Outcome], List[Outcome]]:
+    """A refused batch in two, to find the entry the server refuses."""
+    mid = len(batch) // 2
+    return list(batch[:mid]), list(batch[mid:])
+
+
+def fallback(outcome: Outcome, exc: BaseException) -> Optional[Outcome]:
+    """What to settle instead of one entry the server refused on its own (a result too
+    large or not JSON, a retry delay out of range, ...): a plain failure carrying the
+    server's message, with the server's backoff (dead if the entry asked for it). ``None``
+    when the entry already was such a failure: then there is nothing left to try."""
+    e = outcome.entry
+    if outcome.is_fallback:
+        return None
+    message = f"settle refused ({exc}); the handler's outcome could not be recorded"[:4000]
+    dead = bool(e.get("dead")) if outcome.kind == "fail" else False
+    entry = protocol.failure_entry(e["id"], e["lease_token"], message, dead=dead)
+    return Outcome("fail", entry, is_fallback=True)
+
+
+class Settling:
+    """How one batch of outcomes gets settled, without I/O: call :meth:`next_call` for the
+    request to send, then :meth:`answered` or :meth:`refused`; done when it returns None.
+
+    Transient failures (server away) are retried unchanged with backoff until
+    ``give_up_at`` (when stopping); any other refusal splits the batch in halves until the
+    refused entry stands alone, which is replaced by :func:`fallback` once, then given up
+    with an error log. Big batches are first cut to ``max_bytes``. Both workers drive it.
+    """
+
+    def __init__(self, batch: Sequence[Outcome], options: WorkerOptions, stats: "Stats") -> None:
+        self.pending: List[List[Outcome]] = split_by_size(batch, options.settle_max_bytes)
+        self.stats = stats
+        self.backoff = Backoff(options.reconnect_base_s, options.reconnect_max_s)
+
+    def next_call(self) -> "Optional[Tuple[List[Outcome], protocol.Call[List[SettleResult]]]]":
+        """The next chunk to send and its call, or ``None`` when all are settled."""
+        while self.pending:
+            chunk = self.pending[0]
+            try:
+                protocol.encode_body(settle_call(chunk).body)
+            except (TypeError, ValueError) as exc:  # cannot even be sent: treat as refused
+                self.refused(ApiError(f"not JSON: {exc}", status=400, code="invalid_json"))
+                continue
+            return chunk, settle_call(chunk)
+        return None
+
+    def answered(self, results: Sequence[SettleResult]) -> None:
+        """The server took the first chunk (each entry ok or refused, e.g. lease_lost)."""
+        chunk = self.pending.pop(0)
+        self.backoff.reset()
+        self.stats.settles += 1
+        report_settled(results)
+        for o, r in zip(ordered(chunk), results):
+            count(self.stats, o, r)
+
+    def refused(self, exc: BaseException, give_up_at: Optional[float] = None) -> float:
+        """The first chunk's request failed with ``exc``: how long to pause before the next
+        call (0 for none)."""
+        chunk = self.pending[0]
+        if isinstance(exc, ErrandError) and settle_error_is_transient(exc):
+            if give_up_at is not None and now() > give_up_at:
+                log.error("settle failed (%s) while stopping; %d leases will lapse", exc, len(chunk))
+                self.pending.pop(0)
+                return 0.0
+            delay = self.backoff.next_delay()
+            if isinstance(exc, ApiError) and exc.retry_after:
+                delay = max(delay, exc.retry_after)
+            log.warning("settle failed (%s); retrying in %.2fs", exc, delay)
+            return delay
+        self.pending.pop(0)
+        if len(chunk) > 1:
+            a, b = halves(chunk)
+            self.pending[0:0] = [a, b]
+            return 0.0
+        replacement = fallback(chunk[0], exc)
+        if replacement is None:
+            log.error("settle of job %s refused (%s); giving it up: its lease will lapse", chunk[0].entry["id"], exc)
+            self.stats.errors.append((chunk[0].entry["id"], str(exc)))
+            return 0.0
+        log.error("settle of job %s refused (%s); failing the attempt instead", chunk[0].entry["id"], exc)
+        self.pending.insert(0, [replacement])
+        return 0.0
 
 
 def report_settled(results: Sequence[SettleResult]) -> None:

@@ -3,85 +3,55 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import os
 import queue as _queue
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .. import protocol
 from ..aio import AsyncErrandClient
 from ..client import ErrandClient
-from ..errors import ApiError, BadRequest, ErrandError, LeaseLost
+from ..errors import ApiError, ErrandError, LeaseLost
 from ..models import ClaimedJob
 from . import core
 from .core import Outcome, Running, WorkerOptions, log
 
 
-class JobContext:
-    """What a handler gets: the job, its fencing token, progress and checkpoints.
-
-    ``lease_lost`` turns true once the server said the lease is gone (cancelled, expired,
-    given back at stop): a long handler should check it and return early, as its outcome
-    will be dropped.
-    """
+class JobContext(core.JobInfo):
+    """What a handler gets: the job (see :class:`core.JobInfo`), progress and checkpoints."""
 
     def __init__(self, worker: "Worker", running: Running) -> None:
+        super().__init__(running)
         self._worker = worker
-        self._running = running
-        self.job: ClaimedJob = running.job
-
-    @property
-    def id(self) -> str:
-        """The job's id."""
-        return self.job.id
-
-    @property
-    def kind(self) -> str:
-        """The job's kind."""
-        return self.job.kind
-
-    @property
-    def payload(self) -> Any:
-        """The job's payload."""
-        return self.job.payload
-
-    @property
-    def attempt(self) -> int:
-        """This attempt's number, from 1."""
-        return self.job.attempt
-
-    @property
-    def checkpoint(self) -> Any:
-        """What an earlier attempt saved with :meth:`save_checkpoint` (or ``None``)."""
-        return self.job.checkpoint
-
-    @property
-    def lease_token(self) -> str:
-        """The fencing token of this attempt."""
-        return self.job.lease_token
-
-    @property
-    def lease_lost(self) -> bool:
-        """True once the lease is gone: stop, the outcome will not be recorded."""
-        return self._running.settled_elsewhere
 
     def progress(self, percent: Optional[float] = None, message: Optional[str] = None) -> None:
-        """Report progress now (a heartbeat). Raises :class:`LeaseLost` when the lease is gone."""
-        self._worker._beat(self._running, progress=_progress(percent, message), raise_lost=True)
+        """Report progress now (a heartbeat), best effort: a failed send is logged and the
+        handler goes on. Raises :class:`LeaseLost` when the lease is gone."""
+        try:
+            self._worker._beat(self._running, progress=core.progress_body(percent, message), raise_lost=True)
+        except LeaseLost:
+            raise
+        except ErrandError as exc:
+            log.warning("progress of job %s not sent (%s)", self.id, exc)
 
     def save_checkpoint(self, checkpoint: Any) -> None:
-        """Save state to resume from on a retry, durably, now. Raises :class:`LeaseLost`."""
-        self._worker._beat(self._running, checkpoint=checkpoint, raise_lost=True)
-
-
-def _progress(percent: Optional[float], message: Optional[str]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    if percent is not None:
-        out["percent"] = percent
-    if message is not None:
-        out["message"] = message
-    return out
+        """Save state to resume from on a retry, durably, now. Transient failures (server
+        away) are retried for up to one heartbeat interval; raises :class:`LeaseLost` when
+        the lease is gone, and the last error when it could not be saved."""
+        deadline = core.now() + self._worker.options.heartbeat_interval_s
+        backoff = core.Backoff(self._worker.options.reconnect_base_s, self._worker.options.reconnect_max_s)
+        while True:
+            try:
+                self._worker._beat(self._running, checkpoint=checkpoint, raise_lost=True)
+                return
+            except LeaseLost:
+                raise
+            except ErrandError as exc:
+                if not core.settle_error_is_transient(exc) or core.now() > deadline:
+                    raise
+                threading.Event().wait(backoff.next_delay())
 
 
 SyncHandler = Callable[[JobContext], Any]
@@ -110,12 +80,18 @@ class Worker:
         **overrides: Any,
     ) -> None:
         self.options = options or WorkerOptions(**overrides)
+        self._owns_client = isinstance(client, str)
         if isinstance(client, str):
             self.client = ErrandClient(
                 client, token=token, max_connections=self.options.concurrency + 8
             )
         else:
             self.client = client
+        #: A claim refusal retrying cannot fix (bad queue name, 403, ...): ``run()`` raises it.
+        self.error: Optional[ErrandError] = None
+        self._beat_pool = ThreadPoolExecutor(
+            max_workers=max(1, min(8, self.options.concurrency)), thread_name_prefix="errand-beat"
+        )
         self.queue = queue
         self.registry = core.Registry()
         self.stats = core.Stats()
@@ -173,10 +149,19 @@ class Worker:
         """Start, then block until stopped (SIGTERM and SIGINT stop it when installed)."""
         if install_signal_handlers and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.request_stop())
+                signal.signal(sig, self._on_signal)
         self.start()
         while not self._stopped.wait(0.5):
             pass
+        if self.error is not None:
+            raise self.error
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """First SIGTERM/SIGINT: stop gracefully; a second one: exit now (leases lapse)."""
+        if self._stop_thread is not None:
+            log.warning("second signal %d: exiting without waiting", signum)
+            os._exit(128 + signum)
+        self.request_stop()
 
     def request_stop(self, grace_s: Optional[float] = None) -> None:
         """Begin stopping without waiting: stop claiming, let handlers finish for the grace
@@ -235,8 +220,11 @@ class Worker:
         if self._settler is not None:
             self._settler.join()
         self._beats_done.set()
+        self._beat_pool.shutdown(wait=False)
         for _ in range(self.options.concurrency):
             self._work.put(None)
+        if self._owns_client:
+            self.client.close()
         self._stopped.set()
 
     # --- claiming -------------------------------------------------------------------------
@@ -245,9 +233,7 @@ class Worker:
         """Claims on a private event loop, so that a stop can cancel the waiting claim: the
         server then gives back what it had leased for it, as if never claimed."""
         loop = asyncio.new_event_loop()
-        claimer = AsyncErrandClient(
-            self.client.base_url, token=self.client.token, timeout=self.client.timeout
-        )
+        claimer = AsyncErrandClient.like(self.client)
         try:
             self._claim_until_stopped(loop, claimer)
         finally:
@@ -282,8 +268,15 @@ class Worker:
             try:
                 jobs = loop.run_until_complete(task)
             except asyncio.CancelledError:
+                self._claim_finished()
                 break
             except ErrandError as exc:
+                self._claim_finished()
+                if core.claim_error_is_fatal(exc):
+                    log.error("claim refused (%s): stopping the worker", exc)
+                    self.error = exc
+                    self.request_stop()
+                    break
                 delay = backoff.next_delay()
                 if isinstance(exc, ApiError) and exc.retry_after:
                     delay = max(delay, exc.retry_after)
@@ -291,16 +284,22 @@ class Worker:
                 self._stopping.wait(delay)
                 continue
             except Exception:  # never let the loop die
+                self._claim_finished()
                 log.exception("claim loop error")
                 self._stopping.wait(backoff.next_delay())
                 continue
-            finally:
-                with self._slots:
-                    self._claim = None
-                    self._claim_done.set()
             backoff.reset()
             self.stats.claims += 1
-            self._accept(jobs)
+            try:
+                self._accept(jobs)  # before the claim counts as done: a stop then sees them
+            finally:
+                self._claim_finished()
+        self._claim_finished()
+
+    def _claim_finished(self) -> None:
+        with self._slots:
+            self._claim = None
+            self._claim_done.set()
 
     def _accept(self, jobs: List[ClaimedJob]) -> None:
         if not jobs:
@@ -333,12 +332,14 @@ class Worker:
                 return
             outcome = self._run_one(rec)
             with self._slots:
+                rec.finished = True
+                # queued before the slot is freed: a stop that sees busy == 0 then queues
+                # its end marker after this outcome
+                if outcome is not None and not rec.settled_elsewhere:
+                    self._settle_q.put(outcome)
                 self._running.pop(rec.job.id, None)
                 self._busy -= 1
                 self._slots.notify_all()
-                drop = rec.settled_elsewhere
-            if outcome is not None and not drop:
-                self._settle_q.put(outcome)
 
     def _run_one(self, rec: Running) -> Optional[Outcome]:
         fn = self.registry.handlers.get(rec.job.kind)
@@ -346,11 +347,8 @@ class Worker:
             return core.no_handler(rec.job)
         try:
             result = fn(JobContext(self, rec))
-            json.dumps(result)  # a result the server cannot take must not fail a whole batch
         except LeaseLost:
             return None
-        except TypeError as exc:
-            return core.failure(rec.job, exc)
         except BaseException as exc:  # noqa: B902 - a handler's error must not kill the thread
             return core.failure(rec.job, exc)
         return core.success(rec.job, result)
@@ -364,13 +362,25 @@ class Worker:
             t = core.now()
             with self._lock:
                 due = [
-                    r for r in self._running.values() if not r.settled_elsewhere and r.next_beat <= t
+                    r
+                    for r in self._running.values()
+                    if not r.settled_elsewhere and not r.beating and r.next_beat <= t
                 ]
-            for rec in due:
+                for r in due:
+                    r.beating = True
+            for rec in due:  # concurrently: one hung beat must not delay the others
                 try:
-                    self._beat(rec)
-                except ErrandError:
-                    pass
+                    self._beat_pool.submit(self._beat_in_pool, rec)
+                except RuntimeError:  # pool shut down: stopping
+                    return
+
+    def _beat_in_pool(self, rec: Running) -> None:
+        try:
+            self._beat(rec)
+        except ErrandError:
+            pass
+        finally:
+            rec.beating = False
 
     def _beat(
         self,
@@ -392,11 +402,7 @@ class Worker:
         try:
             self.client.call(call)
         except LeaseLost:
-            if not rec.lost:
-                rec.lost = True
-                self.stats.lease_lost += 1
-                log.warning("lease lost on job %s: its outcome will be dropped", rec.job.id)
-            if raise_lost:
+            if core.beat_lost(rec, self.stats) and raise_lost:
                 raise
             return
         except ErrandError as exc:
@@ -431,27 +437,17 @@ class Worker:
                 return
 
     def _settle(self, batch: List[Outcome]) -> None:
-        backoff = core.Backoff(self.options.reconnect_base_s, self.options.reconnect_max_s)
+        settling = core.Settling(batch, self.options, self.stats)
         while True:
-            try:
-                results = self.client.call(core.settle_call(batch))
-            except BadRequest as exc:
-                if len(batch) == 1:
-                    log.error("settle of job %s refused: %s", batch[0].entry["id"], exc)
-                    return
-                for one in batch:  # find the bad entry; settle the others
-                    self._settle([one])
+            nxt = settling.next_call()
+            if nxt is None:
                 return
+            _, call = nxt
+            try:
+                results = self.client.call(call)
             except ErrandError as exc:
-                if self._give_up_at is not None and core.now() > self._give_up_at:
-                    log.error("settle failed (%s) while stopping; leases will lapse", exc)
-                    return
-                delay = backoff.next_delay()
-                log.warning("settle failed (%s); retrying in %.2fs", exc, delay)
-                threading.Event().wait(delay)
+                pause = settling.refused(exc, self._give_up_at)
+                if pause:
+                    threading.Event().wait(pause)
                 continue
-            self.stats.settles += 1
-            core.report_settled(results)
-            for o, r in zip(core.ordered(batch), results):
-                core.count(self.stats, o, r)
-            return
+            settling.answered(results)
