@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("ERRAND_URL", "http://127.0.0.1:7878"))
     parser.add_argument("--queue", default="mail")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--grace", type=float, default=30.0, help="seconds")
+    parser.add_argument("--grace", type=float, default=20.0, help="seconds")
     parser.add_argument("--lease-ms", type=int, default=30_000)
     parser.add_argument("--asyncio", action="store_true", help="use the asyncio worker")
     args = parser.parse_args()

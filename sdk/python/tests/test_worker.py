@@ -231,3 +231,22 @@ def test_a_claim_refused_for_good_stops_run_with_the_error(server: Server, flavo
                 await aw.stop(grace_s=0)
 
         asyncio.run(main())
+
+
+def test_a_heartbeat_racing_the_settlement_is_no_lease_loss(
+    client: ErrandClient, queue: str, make_worker: Any
+) -> None:
+    # handlers end about when their heartbeat is due: a beat answered 409 after the job's
+    # own settlement went through is not a lost lease
+    w = make_worker(queue, concurrency=16, lease_ms=1_000)
+    interval = w.options.heartbeat_interval_s
+
+    @w.handler("edge")
+    def edge(ctx: Any) -> Any:
+        time.sleep(interval + (ctx.payload["n"] % 20) * 0.002)
+        return None
+
+    client.enqueue_many([JobSpec("edge", {"n": n}, queue=queue) for n in range(160)])
+    w.start()
+    wait_for(lambda: counts(client, queue).get("succeeded") == 160, 60, "160 jobs succeeded")
+    assert w.stats.lease_lost == 0
