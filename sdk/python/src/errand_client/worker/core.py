@@ -24,8 +24,8 @@ log = logging.getLogger("errand_client.worker")
 
 #: On stop, a claim in flight for less than this is let finish (its jobs may already be on
 #: the way: cancelling it then would leave them leased until their lease lapses); one in
-#: flight longer is waiting for work, and is cancelled (the server gives back what it had
-#: leased for it, uncounted).
+#: flight longer is waiting for work, and is cancelled (the server normally gives back what
+#: it had leased for it, uncounted; an answer already on the wire lapses, counted).
 CLAIM_SETTLE_S = 0.25
 
 #: After the grace period, how long a stopping worker keeps retrying its settlements.
