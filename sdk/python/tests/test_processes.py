@@ -176,3 +176,22 @@ def test_progress_while_the_server_is_away_does_not_fail_the_job(own_server: Ser
     finally:
         w.stop(grace_s=1, timeout=30)
         client.close()
+
+
+@pytest.mark.parametrize("flavour", ["threads", "asyncio"])
+def test_a_second_sigterm_exits_at_once(client: ErrandClient, queue: str, flavour: str) -> None:
+    job = client.enqueue("email.send", {"to": "slow@x.y", "ms": 60_000}, queue=queue)
+    extra = ["--grace", "60"] + (["--asyncio"] if flavour == "asyncio" else [])
+    proc = start_worker(client.base_url, queue, *extra)
+    try:
+        wait_for(lambda: client.get_job(job.id).state == "running", 30, "the job running")
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)  # the first signal is handled (nothing outside the process shows it)
+        assert proc.poll() is None, "the first SIGTERM must wait for the grace period"
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        assert time.monotonic() - t < 5
+        assert proc.returncode == 128 + signal.SIGTERM
+    finally:
+        stop_process(proc, grace=1)

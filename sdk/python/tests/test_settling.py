@@ -15,14 +15,18 @@ from conftest import Server, counts, wait_for
 from errand_client import AsyncWorker, ErrandClient, JobError, JobSpec, PayloadTooLarge, Worker
 
 
-def test_a_settle_too_large_for_the_server_is_split(small_server: Server) -> None:
-    # 16 results of 50 KB settle in one batch of ~800 KB: the server takes 300 KB at most
-    queue = "big-results"
+@pytest.mark.parametrize("max_bytes", [10_000_000, None])
+def test_a_settle_too_large_for_the_server_is_split(small_server: Server, max_bytes: Any) -> None:
+    # 16 results of 50 KB settle in one batch of ~800 KB: the server takes 300 KB at most.
+    # With a large settle_max_bytes the server's 413 splits the batch; with the default
+    # (256 KiB) the batch is cut before it is sent.
+    queue = f"big-results-{max_bytes}"
     client = ErrandClient(small_server.url)
     runs: Dict[str, int] = collections.Counter()
     lock = threading.Lock()
     gate = threading.Event()
-    w = Worker(client, queue, concurrency=16, claim_wait_ms=500, settle_max_bytes=10_000_000)
+    opts: Dict[str, Any] = {"settle_max_bytes": max_bytes} if max_bytes else {}
+    w = Worker(client, queue, concurrency=16, claim_wait_ms=500, **opts)
 
     @w.handler("big")
     def big(ctx: Any) -> Any:
