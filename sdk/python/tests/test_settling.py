@@ -120,3 +120,37 @@ def _wait_ended(client: ErrandClient, queue: str) -> None:
         20,
         "two jobs dead, one succeeded",
     )
+
+
+def test_the_asyncio_worker_splits_a_settle_too_large_for_the_server(small_server: Server) -> None:
+    queue = "big-results-async"
+    client = ErrandClient(small_server.url)
+    runs: Dict[str, int] = collections.Counter()
+    ids = [j.id for j in client.enqueue_many([JobSpec("big", queue=queue) for _ in range(16)]).jobs]
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        aw = AsyncWorker(small_server.url, queue, concurrency=16, claim_wait_ms=500, settle_max_bytes=10_000_000)
+
+        async def big(ctx: Any) -> Any:
+            runs[ctx.id] += 1
+            await gate.wait()  # all 16 end together: one settle batch of ~800 KB
+            return "x" * 50_000
+
+        aw.register("big", big)
+        await aw.start()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, wait_for, lambda: len(runs) == 16, 30, "16 handlers running")
+            gate.set()
+            await loop.run_in_executor(
+                None, wait_for, lambda: counts(client, queue).get("succeeded") == 16, 30, "16 jobs succeeded"
+            )
+        finally:
+            await aw.stop(grace_s=1)
+
+    try:
+        asyncio.run(main())
+        assert set(runs) == set(ids) and set(runs.values()) == {1}
+    finally:
+        client.close()

@@ -324,12 +324,17 @@ def fallback(outcome: Outcome, exc: BaseException) -> Optional[Outcome]:
     return Outcome("fail", entry, is_fallback=True)
 
 
+#: Transient failures in a row after which a settle chunk is split anyway (see Settling).
+SPLIT_AFTER_FAILURES = 3
+
+
 class Settling:
     """How one batch of outcomes gets settled, without I/O: call :meth:`next_call` for the
     request to send, then :meth:`answered` or :meth:`refused`; done when it returns None.
 
     Transient failures (server away) are retried unchanged with backoff until
-    ``give_up_at`` (when stopping); any other refusal splits the batch in halves until the
+    ``give_up_at`` (when stopping), except that a chunk failing so
+    :data:`SPLIT_AFTER_FAILURES` times in a row is split as if refused; any other refusal splits the batch in halves until the
     refused entry stands alone, which is replaced by :func:`fallback` once, then given up
     with an error log. Big batches are first cut to ``max_bytes``. Both workers drive it.
     """
@@ -338,6 +343,8 @@ class Settling:
         self.pending: List[List[Outcome]] = split_by_size(batch, options.settle_max_bytes)
         self.stats = stats
         self.backoff = Backoff(options.reconnect_base_s, options.reconnect_max_s)
+        self.max_bytes = options.settle_max_bytes
+        self.transient_failures = 0  # in a row, of the first chunk
 
     def next_call(self) -> "Optional[Tuple[List[Outcome], protocol.Call[List[SettleResult]]]]":
         """The next chunk to send and its call, or ``None`` when all are settled."""
@@ -355,6 +362,7 @@ class Settling:
         """The server took the first chunk (each entry ok or refused, e.g. lease_lost)."""
         chunk = self.pending.pop(0)
         self.backoff.reset()
+        self.transient_failures = 0
         self.stats.settles += 1
         report_settled(results)
         for o, r in zip(ordered(chunk), results):
@@ -364,7 +372,18 @@ class Settling:
         """The first chunk's request failed with ``exc``: how long to pause before the next
         call (0 for none)."""
         chunk = self.pending[0]
-        if isinstance(exc, ErrandError) and settle_error_is_transient(exc):
+        transient = isinstance(exc, ErrandError) and settle_error_is_transient(exc)
+        if transient:
+            self.transient_failures += 1
+            # A server refusing a body too large may close the connection before its 413
+            # is read: that looks like "server away". After a few such failures, split a
+            # batch anyway (settling is idempotent), and treat one entry larger than
+            # max_bytes as refused.
+            if self.transient_failures >= SPLIT_AFTER_FAILURES and (
+                len(chunk) > 1 or _entry_size(chunk[0]) > self.max_bytes
+            ):
+                transient = False
+        if transient:
             if give_up_at is not None and now() > give_up_at:
                 log.error("settle failed (%s) while stopping; %d leases will lapse", exc, len(chunk))
                 self.pending.pop(0)
@@ -375,6 +394,7 @@ class Settling:
             log.warning("settle failed (%s); retrying in %.2fs", exc, delay)
             return delay
         self.pending.pop(0)
+        self.transient_failures = 0
         if len(chunk) > 1:
             a, b = halves(chunk)
             self.pending[0:0] = [a, b]
