@@ -219,26 +219,39 @@ pub fn enable_backtraces() {
     std::env::set_var("RUST_LIB_BACKTRACE", "1");
 }
 
+/// What a command given without its subcommand says.
+const MISSING_SUBCOMMAND: &str = "a subcommand is missing (`--help` lists them)";
+
 /// Reports a command-line parse error (clap's): with `--json` among the arguments as the
 /// same JSON object as other errors (code `usage`, exit 2); otherwise, and for `--help` and
-/// `--version`, as clap prints it.
+/// `--version`, as clap prints it (a missing subcommand: in errand's words).
+
 pub fn report_parse_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     let shows_text = matches!(
         err.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
     );
+    // clap's text for a missing subcommand lists hidden ones (`__run-limited`) or is the
+    // whole help: say what is missing instead.
+    let missing = matches!(
+        err.kind(),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json && err.kind() == ErrorKind::MissingSubcommand {
+        eprintln!("error: {MISSING_SUBCOMMAND}");
+        return Exit::Usage.into();
+    }
     if !json || shows_text {
         // clap prints to stdout or stderr as fits the kind; its exit code is 0 or 2.
         let code = err.exit_code();
         let _ = err.print();
         return ExitCode::from(u8::try_from(code).unwrap_or(Exit::Usage as u8));
     }
-    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        // clap's text here is the whole help: say what is missing instead.
+    if missing {
         let body = serde_json::json!({
             "code": Exit::Usage.code_name(),
-            "message": "a subcommand is missing (`--help` lists them)",
+            "message": MISSING_SUBCOMMAND,
             "causes": [],
             "exit_code": Exit::Usage as u8,
         });
