@@ -225,7 +225,6 @@ const MISSING_SUBCOMMAND: &str = "a subcommand is missing (`--help` lists them)"
 /// Reports a command-line parse error (clap's): with `--json` among the arguments as the
 /// same JSON object as other errors (code `usage`, exit 2); otherwise, and for `--help` and
 /// `--version`, as clap prints it (a missing subcommand: in errand's words).
-
 pub fn report_parse_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     let shows_text = matches!(
