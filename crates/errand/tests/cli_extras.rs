@@ -236,6 +236,9 @@ async fn enqueue_file_sends_every_line_once_and_a_bad_line_sends_nothing() {
     assert_eq!(count(&client, "lines").await, 2);
 }
 
+/// No bar drawn into a pipe. indicatif draws nothing to a stderr that is not a terminal on
+/// its own, so this only catches errand forcing a draw target (or writing `\r` lines itself);
+/// it cannot show that a terminal gets a bar.
 fn no_escape_codes(what: &str, out: &Output) {
     let err = text(&out.stderr);
     assert!(out.status.success(), "{what}: {err}");
