@@ -129,7 +129,8 @@ pub enum Command {
 /// `errand status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Redraw every this long until interrupted (e.g. `2s`).
+    /// Redraw every this long until interrupted (e.g. `2s`; with `--json`, one compact JSON
+    /// object per line per frame).
     #[arg(long, num_args = 0..=1, default_missing_value = "2s")]
     pub watch: Option<String>,
 }
@@ -428,7 +429,8 @@ pub enum JobsCommand {
     Wait {
         /// Job id.
         id: String,
-        /// Give up after this long.
+        /// Give up after this long: a number with a unit (`30s`, `5m`, `1h`; a bare number
+        /// is refused).
         #[arg(long, default_value = "1h")]
         timeout: String,
     },

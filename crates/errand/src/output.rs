@@ -1,33 +1,68 @@
 //! Printing for people (aligned tables) and for scripts (`--json`).
 
+use std::io::Write;
+
 use serde::Serialize;
+
+/// Standard output was closed by its reader (`errand jobs list | head -1`): the command
+/// stops quietly and exits 0, as `cat` or `grep` would for the part that was read.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// Writes text to standard output at once (flushed, for `--watch` and `events`). A closed
+/// stdout is [`StdoutClosed`]; any other failure is an error naming standard output. Every
+/// command prints through this (the [`outln!`](crate::outln) and [`out!`](crate::out) macros).
+pub fn write(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
+
+/// `println!` through [`write`]; returns from the enclosing function on failure (`?`).
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::output::write(format_args!("\n"))? };
+    ($($arg:tt)*) => { $crate::output::write(format_args!("{}\n", format_args!($($arg)*)))? };
+}
+
+/// `print!` through [`write`]; returns from the enclosing function on failure (`?`).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write(format_args!($($arg)*))? };
+}
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Prints rows under headers with columns padded to their widest cell.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: Vec<&str>| -> anyhow::Result<()> {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        crate::outln!("{}", padded.join("  ").trim_end());
+        Ok(())
     };
-    line(headers.to_vec());
+    line(headers.to_vec())?;
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }
 
 /// A timestamp as people read it, to the second.

@@ -20,6 +20,8 @@ pub struct OpenedStore {
     pub desc: String,
     /// For `GET /v1/nodes`: its kind and location, never credentials.
     pub about: errand_core::StoreAbout,
+    /// Whether opening found the store or created it.
+    pub origin: StoreOrigin,
 }
 
 /// Opens (and migrates) the store.
@@ -53,6 +55,7 @@ pub async fn open(location: &StoreLocation, data_dir: &Path) -> anyhow::Result<O
                 location: path.display().to_string(),
             };
             Ok(OpenedStore {
+                origin: store.origin(),
                 store: Arc::new(store),
                 desc,
                 about,
@@ -80,6 +83,7 @@ pub async fn open(location: &StoreLocation, data_dir: &Path) -> anyhow::Result<O
                 location: format!("{}/{} schema {schema}", target.address, target.database),
             };
             Ok(OpenedStore {
+                origin: store.origin(),
                 store: Arc::new(store),
                 desc,
                 about,

@@ -56,10 +56,18 @@ async fn completions_name_the_commands_for_every_shell() {
     ] {
         assert!(script.contains(word), "bash completions lack `{word}`");
     }
+    assert!(
+        !script.contains("__run-limited"),
+        "bash offers a hidden command"
+    );
     for shell in ["zsh", "fish", "elvish", "powershell"] {
         let out = errand("http://127.0.0.1:9", &["completions", shell]).await;
         assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
         assert!(text(&out.stdout).contains("enqueue"), "{shell}");
+        assert!(
+            !text(&out.stdout).contains("__run-limited"),
+            "{shell} offers a hidden command"
+        );
     }
     let out = errand("http://127.0.0.1:9", &["completions", "tcsh"]).await;
     assert_eq!(
@@ -228,6 +236,9 @@ async fn enqueue_file_sends_every_line_once_and_a_bad_line_sends_nothing() {
     assert_eq!(count(&client, "lines").await, 2);
 }
 
+/// No bar drawn into a pipe. indicatif draws nothing to a stderr that is not a terminal on
+/// its own, so this only catches errand forcing a draw target (or writing `\r` lines itself);
+/// it cannot show that a terminal gets a bar.
 fn no_escape_codes(what: &str, out: &Output) {
     let err = text(&out.stderr);
     assert!(out.status.success(), "{what}: {err}");
@@ -292,6 +303,109 @@ async fn export_and_import_draw_no_progress_bar_into_a_pipe() {
         "{}",
         text(&out.stderr)
     );
+
+    // No store there: export refuses and creates nothing.
+    let nowhere = dir.path().join("nowhere").join("x");
+    let out = errand(unused, &["export", "--data-dir", path_str(&nowhere)]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no store at"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(!nowhere.exists(), "export created {}", nowhere.display());
+    // A missing file: import fails before it creates a store.
+    let fresh = dir.path().join("fresh");
+    let missing = dir.path().join("missing.jsonl");
+    let out = errand(
+        unused,
+        &[
+            "import",
+            "--data-dir",
+            path_str(&fresh),
+            "--file",
+            path_str(&missing),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!fresh.exists(), "import created {}", fresh.display());
+    // A file that cannot be read is named.
+    let out = errand(
+        unused,
+        &[
+            "import",
+            "--data-dir",
+            path_str(&target),
+            "--file",
+            path_str(dir.path()),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(path_str(dir.path())),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Runs `errand ARGS | head -n LINES` in bash with `pipefail`: errand's own exit code
+/// unless it is 0, and its stderr.
+async fn into_head(server: &str, args: &str, lines: u32) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = dir.path().join("stderr");
+    let script = format!(
+        "set -o pipefail; \"$ERRAND\" {args} 2>\"{}\" | head -n {lines} >/dev/null",
+        err.display()
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new("bash")
+            .args(["-c", &script])
+            .env("ERRAND", bin())
+            .env("RUST_BACKTRACE", "1")
+            .env("ERRAND_SERVER", server)
+            .current_dir(dir.path())
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("errand {args} | head did not end within a minute"))
+    .expect("run bash");
+    (
+        out.status.code(),
+        std::fs::read_to_string(&err).unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_early_ends_the_command_quietly() {
+    let server = common::server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // More than a pipe holds (64 KiB), so errand is still writing when head has gone.
+    let file = dir.path().join("jobs.jsonl");
+    let lines: String = (0..1000)
+        .map(|n| format!("{{\"payload\": {{\"n\": {n}}}}}\n"))
+        .collect();
+    std::fs::write(&file, lines).expect("write jobs");
+    let file = path_str(&file);
+    let out = errand(
+        server.url(),
+        &["enqueue", "--file", file, "count.up", "--queue", "piped"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for args in [
+        format!("--json enqueue --file {file} count.up --queue piped-too"),
+        "--json jobs list --queue piped --limit 1000".to_string(),
+        "jobs list --queue piped --limit 1000".to_string(),
+        "status --watch 200ms".to_string(),
+    ] {
+        let (code, err) = into_head(server.url(), &args, 2).await;
+        assert_eq!(code, Some(0), "errand {args} | head: {err}");
+        assert!(err.is_empty(), "errand {args} | head said: {err}");
+    }
 }
 
 fn path_str(p: &Path) -> &str {

@@ -188,8 +188,9 @@ async fn wait_shows_each_progress_change_as_it_comes_then_exits_0() {
             .post(&format!("/v1/jobs/{id}/heartbeat"), &body.to_string())
             .await;
         assert_eq!(status, 200, "{answer}");
-        // Shown while the job still runs: well before any re-poll.
-        until(&stderr, Duration::from_secs(5), msg, |l| {
+        // Shown while the job still runs, from the event: sooner than the 2 s re-poll
+        // that stands in when no event stream is open.
+        until(&stderr, Duration::from_millis(1500), msg, |l| {
             l.iter()
                 .any(|l| l.contains(&format!("running {pct:.1}% {msg}")))
         })

@@ -9,7 +9,10 @@
 //!   an empty directory holding a copy of the repository's `examples/`. A block tagged
 //!   ```` ```sh no-test ```` does not run (`cargo install`). A failing command fails the test
 //!   naming its README line. A README line that expects a failure says so itself
-//!   (`|| echo "exit $?"`).
+//!   (`|| echo "exit $?"`) and its comment names the code (`# exit 6: timed out`): the test
+//!   fails when the command exits with any other code (0 included).
+//! - A line whose comment says `run it twice` (`errand enqueue --file`) runs twice, and the
+//!   second run must report that every job already existed.
 //! - Each README line keeps its line number in the script, so bash's `$LINENO` is the
 //!   README's line number.
 //! - `errand` is the binary under test: a temporary directory with an `errand` symlink comes
@@ -22,7 +25,8 @@
 //!   terminal), then:`) is the reader pressing Ctrl-C: the test sends SIGINT to every
 //!   process it started in the background and waits for each to exit.
 //! - A command whose comment ends `Ctrl-C to stop` follows forever: the test runs it for 2
-//!   seconds, then interrupts it; it must not fail before.
+//!   seconds, then interrupts it; it must not fail before (`curl` with `--fail-with-body`
+//!   there too).
 //! - Text rewritten before running: port `7878` and `7879` become free ports, the
 //!   PostgreSQL URL the test's (`ERRAND_TEST_POSTGRES_URL`), the schema `errand_tour` a fresh
 //!   schema dropped afterwards. `ERRAND_LISTEN` and `ERRAND_SERVER` point the defaults at
@@ -98,6 +102,19 @@ fn comment_start(line: &str) -> Option<usize> {
     None
 }
 
+/// How a README line says it expects a failure; its comment then names the code (`exit 6`).
+const EXPECT_FAILURE: &str = "|| echo \"exit $?\"";
+
+/// The exit code a README comment promises: the number after `exit `.
+fn expected_exit(comment: &str) -> Option<u8> {
+    let at = comment.find("exit ")? + "exit ".len();
+    let digits: String = comment[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 /// What the test runs for one README line (see the module's rules).
 fn transform(line: &str, n: usize) -> String {
     let trimmed = line.trim_start();
@@ -108,6 +125,20 @@ fn transform(line: &str, n: usize) -> String {
         Some(i) => (line[..i].trim_end(), &line[i..]),
         None => (line.trim_end(), ""),
     };
+    if let Some(cmd) = command.strip_suffix(EXPECT_FAILURE) {
+        let code = expected_exit(comment).unwrap_or_else(|| {
+            panic!("README.md line {n}: `{EXPECT_FAILURE}` without `exit N` in its comment")
+        });
+        return format!(
+            "__rc=0; {} || __rc=$?; echo \"exit $__rc\"; __expect_exit {n} {code} \"$__rc\"",
+            cmd.trim_end()
+        );
+    }
+    if comment.contains("run it twice") {
+        return format!(
+            "{command}; __out=$({command}); echo \"$__out\"; __expect_none_added {n} \"$__out\""
+        );
+    }
     let words: Vec<&str> = command.split_whitespace().collect();
     if words.len() >= 2 && words[0] == "errand" && words[1] == "serve" {
         let port = words
@@ -191,9 +222,22 @@ __stop_all() {
   __pids=(); __lines=()
   return $ok
 }
+__expect_exit() {
+  if [[ "$3" != "$2" ]]; then
+    echo "README.md line $1: exit $3, but the README says exit $2" >&2; return 1
+  fi
+}
+__expect_none_added() {
+  if ! [[ "$2" =~ enqueued\ ([0-9]+)\ jobs\ \(([0-9]+)\ already\ existed ]] \
+    || [[ "${BASH_REMATCH[1]}" != "${BASH_REMATCH[2]}" ]]; then
+    echo "README.md line $1: the second run added jobs: $2" >&2; return 1
+  fi
+}
 __for_a_while() {
   local n=$1; shift
   local rc=0
+  # timeout runs a program, not the curl() function: give curl its flag here.
+  if [[ "$1" == curl ]]; then set -- curl --fail-with-body "${@:2}"; fi
   timeout -s INT 2 "$@" || rc=$?
   if ((rc != 0 && rc != 124)); then
     echo "README.md line $n failed (exit $rc) before it was interrupted: $*" >&2; return 1

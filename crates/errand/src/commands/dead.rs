@@ -54,7 +54,7 @@ pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Resul
     if json {
         crate::output::json(&count)
     } else {
-        println!("{verb} {} dead jobs", count.count);
+        crate::outln!("{verb} {} dead jobs", count.count);
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use errand_api::EnqueueRequest;
 use errand_client::Client;
-use errand_core::duration::{parse, FlexDuration};
+use errand_core::duration::FlexDuration;
 
 use crate::cli::EnqueueArgs;
 use crate::commands::jobs;
@@ -30,11 +30,7 @@ fn payload(raw: &str) -> anyhow::Result<serde_json::Value> {
 
 fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration>> {
     raw.as_deref()
-        .map(|d| {
-            parse(field, d)
-                .map(FlexDuration)
-                .map_err(|e| usage(format!("--{e}")))
-        })
+        .map(|d| crate::exit::duration(field, d).map(FlexDuration))
         .transpose()
 }
 
@@ -98,15 +94,13 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
     let req = request(&args)?;
     let job = client.enqueue(&req).await?;
     if args.wait {
-        let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
-        jobs::print_job(&done, json)?;
-        // As `errand jobs wait`: a script's `errand enqueue X --wait && next` stops on failure.
-        return crate::exit::job_outcome(&done);
+        // As `errand jobs wait`: a script's `... --wait && next` stops on failure.
+        return jobs::wait_and_print(client, job.id, Duration::from_secs(24 * 3600), json).await;
     }
     if json {
         crate::output::json(&job)
     } else {
-        println!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
+        crate::outln!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
         Ok(())
     }
 }

@@ -54,7 +54,10 @@ fn read(file: &Path, from_stdin: bool) -> anyhow::Result<String> {
             .context("reading jobs from standard input")?;
         Ok(text)
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+        // An unreadable file named by a flag is a usage mistake (exit 2), as for `--payload @F`.
+        std::fs::read_to_string(file).map_err(|e| {
+            crate::exit::usage(format!("--file {}: cannot read it: {e}", file.display()))
+        })
     }
 }
 
@@ -123,10 +126,17 @@ async fn send(
         let answer = client
             .enqueue_batch(&BatchEnqueueRequest { jobs: reqs })
             .await
-            .with_context(|| {
-                format!(
-                    "enqueueing lines {first} to {last}: none of them was stored; the {sent} jobs of earlier lines were (a re-run skips those that have an idempotency key)"
-                )
+            .map_err(|e| {
+                // A refusal stores none of the batch; a lost connection or a timeout leaves
+                // it unknown.
+                let these = if matches!(e, errand_client::ClientError::Transport { .. }) {
+                    "they may or may not have been stored"
+                } else {
+                    "none of them was stored"
+                };
+                anyhow::Error::new(e).context(format!(
+                    "enqueueing lines {first} to {last}: {these}; the {sent} jobs of earlier lines were (a re-run skips those that have an idempotency key)"
+                ))
             });
         let answer = match answer {
             Ok(a) => a,
@@ -140,20 +150,21 @@ async fn send(
         bar.inc(answer.jobs.len() as u64);
         if json {
             for (line, job) in lines.iter().zip(&answer.jobs) {
-                bar.suspend(|| {
-                    println!(
+                bar.suspend(|| -> anyhow::Result<()> {
+                    crate::outln!(
                         "{}",
                         serde_json::json!({
                             "line": line, "id": job.id, "state": job.state, "inserted": job.inserted
                         })
-                    )
-                });
+                    );
+                    Ok(())
+                })?;
             }
         }
     }
     bar.finish_and_clear();
     if !json {
-        println!(
+        crate::outln!(
             "enqueued {sent} jobs ({} already existed by idempotency key)",
             sent - inserted
         );

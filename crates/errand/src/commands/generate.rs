@@ -1,7 +1,6 @@
 //! `errand completions` and `errand man`: generated from the same clap definitions as the
 //! command line itself, so they never disagree with it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,22 +9,26 @@ use crate::cli::{CompletionsArgs, ManArgs};
 
 /// Prints the completion script for a shell on stdout.
 pub fn completions(args: CompletionsArgs) -> anyhow::Result<()> {
-    let mut cmd = crate::cli::command();
+    let mut cmd = without_hidden_commands(&crate::cli::command());
     let name = cmd.get_name().to_string();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, name, &mut script);
     print(&script)
 }
 
-/// Writes to stdout; a reader that stopped early (`| head`) is not an error.
+/// The command line less its hidden subcommands (`__run-limited`): clap_complete offers
+/// every subcommand, hidden or not, so completions are made from this copy.
+fn without_hidden_commands(full: &clap::Command) -> clap::Command {
+    clap::Command::new("errand")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+}
+
+/// Writes to stdout; a reader that stopped early (`| head`) ends the command quietly.
 fn print(bytes: &[u8]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("writing to standard output"))
-        }
-        _ => Ok(()),
-    }
+    crate::output::write(format_args!("{}", String::from_utf8_lossy(bytes)))
 }
 
 /// Writes the man pages into a directory (created when missing): `errand.1` and one page

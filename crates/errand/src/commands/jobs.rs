@@ -24,7 +24,8 @@ pub fn query(filter: &ListArgs, state: Option<String>) -> JobListQuery {
     }
 }
 
-fn id(raw: &str) -> anyhow::Result<JobId> {
+/// A job id given on the command line; anything else is a usage error (exit 2).
+pub fn id(raw: &str) -> anyhow::Result<JobId> {
     raw.parse::<JobId>()
         .map_err(|e| crate::exit::usage(e.message))
 }
@@ -51,9 +52,9 @@ pub fn print_page(page: &errand_api::JobPage, json: bool) -> anyhow::Result<()> 
     output::table(
         &["ID", "KIND", "QUEUE", "STATE", "ATTEMPT", "CREATED"],
         &rows,
-    );
+    )?;
     if let Some(c) = page.next_cursor {
-        println!("more: --cursor {c}");
+        crate::outln!("more: --cursor {c}");
     }
     Ok(())
 }
@@ -163,7 +164,7 @@ pub fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
         rows.push(("error", e.clone()));
     }
     for (k, v) in rows {
-        println!("{k:>9}  {v}");
+        crate::outln!("{k:>9}  {v}");
     }
     Ok(())
 }
@@ -235,8 +236,8 @@ impl StatusLine {
             Some(bar) => {
                 let running_pct = percent.filter(|_| job.state == JobState::Running);
                 bar.set_style(Self::style(running_pct.is_some()));
-                // The id is on the command line: the terminal's width goes to the news.
-                bar.set_prefix(job.state.to_string());
+                // The id too: `enqueue --wait` and `run --wait` show it nowhere else.
+                bar.set_prefix(prefix.clone());
                 if let Some(pct) = running_pct {
                     bar.set_position(pct.clamp(0.0, 100.0).round() as u64);
                 }
@@ -268,6 +269,9 @@ impl Drop for StatusLine {
 /// worker may come, a lock may free).
 const REASON_REFRESH: Duration = Duration::from_secs(10);
 
+/// How long past its deadline a wait may still ask what the job waits for, once.
+const REASON_GRACE: Duration = Duration::from_secs(1);
+
 /// Longest a followed stream is trusted without a look at the job itself.
 const STREAM_RECHECK: Duration = Duration::from_secs(25);
 
@@ -277,16 +281,27 @@ const STREAM_RECHECK: Duration = Duration::from_secs(25);
 async fn because(client: &Client, job: &Job, deadline: Instant) -> Option<String> {
     if job.state == JobState::Blocked && job.flow.waiting_for > 0 {
         // Name the parents that have not ended yet (a few of them), with their states.
+        // The first five that have not ended, past any that have; the rest are counted.
         let mut open = Vec::new();
-        for parent in job.flow.after.iter().take(5) {
+        for parent in &job.flow.after {
+            if open.len() == 5 {
+                break;
+            }
             match tokio::time::timeout_at(deadline.into(), client.job(*parent, None)).await {
                 Ok(Ok(p)) if p.state.is_final() => {}
                 Ok(Ok(p)) => open.push(format!("{} ({})", p.id, p.state)),
                 _ => open.push(parent.to_string()),
             }
         }
-        let more = job.flow.after.len().saturating_sub(5);
+        let waiting = usize::try_from(job.flow.waiting_for).unwrap_or(usize::MAX);
+        let more = if open.is_empty() {
+            0
+        } else {
+            waiting.saturating_sub(open.len())
+        };
         let mut text = match open.len() {
+            // Every parent read has ended since the job was read: it is about to move.
+            0 => format!("waiting for {waiting} parent job(s) to end"),
             1 => format!("waiting for job {}", open[0]),
             _ => format!("waiting for jobs {}", open.join(", ")),
         };
@@ -399,8 +414,15 @@ pub async fn wait(
                 Some((_, state, at)) => *state != job.state || now - *at >= REASON_REFRESH,
                 None => true,
             };
-            if stale && now < deadline {
-                if let Some(text) = because(client, &job, deadline).await {
+            // Past the deadline too, once and briefly: a timeout says what the job waits for.
+            let by = if now < deadline {
+                Some(deadline)
+            } else {
+                let current = matches!(&reason, Some((_, state, _)) if *state == job.state);
+                (!current).then(|| now + REASON_GRACE)
+            };
+            if let (true, Some(by)) = (stale, by) {
+                if let Some(text) = because(client, &job, by).await {
                     reason = Some((text, job.state, Instant::now()));
                 }
             }
@@ -458,6 +480,20 @@ pub async fn wait(
     }
 }
 
+/// Waits for the job to end (as [`wait`]), prints it, and exits as it ended: 0 succeeded,
+/// 4 dead, 5 cancelled (and 6 when `timeout` passes first). Every command that waits
+/// (`jobs wait`, `enqueue --wait`, `run --wait`) ends through this.
+pub async fn wait_and_print(
+    client: &Client,
+    id: JobId,
+    timeout: Duration,
+    json: bool,
+) -> anyhow::Result<()> {
+    let job = wait(client, id, timeout, json).await?;
+    print_job(&job, json)?;
+    crate::exit::job_outcome(&job)
+}
+
 /// Runs a `jobs` subcommand.
 pub async fn run(client: &Client, cmd: JobsCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
@@ -469,11 +505,8 @@ pub async fn run(client: &Client, cmd: JobsCommand, json: bool) -> anyhow::Resul
             crate::commands::ordering::explain(client, id(&raw)?, json).await
         }
         JobsCommand::Wait { id: raw, timeout } => {
-            let timeout = errand_core::duration::parse("timeout", &timeout)
-                .map_err(|e| crate::exit::usage(format!("--{e}")))?;
-            let job = wait(client, id(&raw)?, timeout, json).await?;
-            print_job(&job, json)?;
-            crate::exit::job_outcome(&job)
+            let timeout = crate::exit::duration("timeout", &timeout)?;
+            wait_and_print(client, id(&raw)?, timeout, json).await
         }
         JobsCommand::Cancel { id: raw } => print_job(&client.cancel(id(&raw)?).await?, json),
         JobsCommand::Retry { id: raw } => print_job(&client.retry(id(&raw)?).await?, json),
@@ -509,7 +542,7 @@ pub async fn run(client: &Client, cmd: JobsCommand, json: bool) -> anyhow::Resul
             output::table(
                 &["#", "WORKER", "STARTED", "FINISHED", "OUTCOME", "ERROR"],
                 &rows,
-            );
+            )?;
             Ok(())
         }
     }

@@ -3,12 +3,12 @@
 use anyhow::Context;
 use errand_api::{JobTemplateRequest, ScheduleRequest};
 use errand_client::Client;
-use errand_core::duration::{parse, FlexDuration};
+use errand_core::duration::FlexDuration;
 use errand_core::schedule_spec::Schedule;
 
 use crate::cli::{ScheduleAddArgs, SchedulesCommand};
 use crate::commands::jobs;
-use crate::exit::{usage, UsageError};
+use crate::exit::UsageError;
 use crate::output;
 
 /// The trigger in words: `0 3 * * * (Europe/Paris)` or `every 30s`.
@@ -59,7 +59,7 @@ fn print(schedules: &[Schedule], json: bool) -> anyhow::Result<()> {
             "NAME", "TRIGGER", "KIND", "STATUS", "NEXT", "LAST", "LAST JOB",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 
@@ -117,7 +117,7 @@ fn print_one(s: &Schedule, json: bool) -> anyhow::Result<()> {
         rows.push(("singleton", "yes".into()));
     }
     for (k, v) in rows {
-        println!("{k:>9}  {v}");
+        crate::outln!("{k:>9}  {v}");
     }
     Ok(())
 }
@@ -141,11 +141,7 @@ fn request(args: ScheduleAddArgs) -> anyhow::Result<ScheduleRequest> {
         every: args
             .every
             .as_deref()
-            .map(|e| {
-                parse("every", e)
-                    .map(FlexDuration)
-                    .map_err(|e| usage(format!("--{e}")))
-            })
+            .map(|e| crate::exit::duration("every", e).map(FlexDuration))
             .transpose()?,
         timezone: Some(args.timezone),
         job: Some(JobTemplateRequest {
@@ -191,7 +187,7 @@ pub async fn run(client: &Client, cmd: SchedulesCommand, json: bool) -> anyhow::
         SchedulesCommand::Rm { name } => {
             client.schedule_delete(&name).await?;
             if !json {
-                println!("deleted schedule {name}");
+                crate::outln!("deleted schedule {name}");
             }
             Ok(())
         }
@@ -212,7 +208,7 @@ pub async fn run(client: &Client, cmd: SchedulesCommand, json: bool) -> anyhow::
             // The times in the schedule's own zone, as its cron reads them.
             let zone = client.schedule(&name).await?.spec.timezone;
             for t in next.next {
-                println!("{} ({zone})", output::when_in(Some(t), &zone));
+                crate::outln!("{} ({zone})", output::when_in(Some(t), &zone));
             }
             Ok(())
         }

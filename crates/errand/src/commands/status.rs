@@ -113,17 +113,17 @@ fn print(s: &Snapshot, json: bool) -> anyhow::Result<()> {
     } else {
         "NOT READY: its store takes no jobs (see /readyz)".to_string()
     });
-    println!("   server  {} ({})", server.url, about.join(", "));
-    println!(
+    crate::outln!("   server  {} ({})", server.url, about.join(", "));
+    crate::outln!(
         "    store  {}",
         s.store
             .as_ref()
             .map(|st| format!("{} {}", st.kind, st.location))
             .unwrap_or_else(|| "(this server does not say)".into())
     );
-    println!("     time  {} UTC", output::when(Some(s.at)));
+    crate::outln!("     time  {} UTC", output::when(Some(s.at)));
 
-    println!("\nNODES");
+    crate::outln!("\nNODES");
     let rows: Vec<Vec<String>> = s
         .nodes
         .iter()
@@ -155,11 +155,11 @@ fn print(s: &Snapshot, json: bool) -> anyhow::Result<()> {
             "LAST SEEN",
         ],
         &rows,
-    );
+    )?;
 
-    println!("\nQUEUES");
+    crate::outln!("\nQUEUES");
     if s.queues.is_empty() {
-        println!("(none yet: a queue appears with its first job)");
+        crate::outln!("(none yet: a queue appears with its first job)");
     } else {
         let rows: Vec<Vec<String>> = s
             .queues
@@ -192,12 +192,12 @@ fn print(s: &Snapshot, json: bool) -> anyhow::Result<()> {
                 "STATUS",
             ],
             &rows,
-        );
+        )?;
     }
 
-    println!("\nSCHEDULES DUE NEXT");
+    crate::outln!("\nSCHEDULES DUE NEXT");
     if s.schedules.is_empty() {
-        println!("(none active)");
+        crate::outln!("(none active)");
     } else {
         let rows: Vec<Vec<String>> = s
             .schedules
@@ -216,7 +216,7 @@ fn print(s: &Snapshot, json: bool) -> anyhow::Result<()> {
                 ]
             })
             .collect();
-        output::table(&["NAME", "NEXT", "IN", "KIND", "QUEUE"], &rows);
+        output::table(&["NAME", "NEXT", "IN", "KIND", "QUEUE"], &rows)?;
     }
     Ok(())
 }
@@ -229,8 +229,7 @@ pub async fn run(client: &Client, args: StatusArgs, json: bool) -> anyhow::Resul
     let Some(raw) = args.watch else {
         return print(&gather(client).await?, json);
     };
-    let every = errand_core::duration::parse("watch", &raw)
-        .map_err(|e| crate::exit::UsageError(format!("--watch {raw}: {e}")))?;
+    let every = crate::exit::duration("watch", &raw)?;
     if every < Duration::from_millis(100) {
         return Err(crate::exit::UsageError(format!(
             "--watch {raw}: redraw at most ten times a second (e.g. `--watch 1s`)"
@@ -248,19 +247,21 @@ pub async fn run(client: &Client, args: StatusArgs, json: bool) -> anyhow::Resul
         };
         if clear {
             // Home, then clear the screen: the new frame replaces the last.
-            print!("\x1b[H\x1b[2J");
+            crate::out!("\x1b[H\x1b[2J");
         } else if !first && !json {
-            println!();
+            crate::outln!();
         }
         first = false;
         match frame {
+            // With --json, one compact object per line per frame (JSON lines).
+            Ok(snapshot) if json => crate::outln!("{}", serde_json::to_string(&snapshot)?),
             Ok(snapshot) => print(&snapshot, json)?,
-            Err(e) if json => println!(
+            Err(e) if json => crate::outln!(
                 "{}",
                 serde_json::json!({"at": Timestamp::now(), "error": format!("{e:#}")})
             ),
             Err(e) => {
-                println!(
+                crate::outln!(
                     "{} UTC  error: {e:#} (trying again every {})",
                     output::when(Some(Timestamp::now())),
                     errand_core::duration::format(every)

@@ -13,13 +13,13 @@ use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::QueueName;
 use errand_store::{
     JobListParams, QueueUpsertParams, RestoredJob, SchedulePut, SchedulePutParams,
-    ScheduleSlotListParams, ScheduleSlotRecord, SharedStore,
+    ScheduleSlotListParams, ScheduleSlotRecord, SharedStore, StoreOrigin,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TransferArgs;
 use crate::commands::progress;
-use crate::settings::store_location;
+use crate::settings::{store_location, StoreLocation};
 use crate::store_open;
 
 /// The first line of every export.
@@ -50,9 +50,26 @@ enum Line {
     Job(Box<RestoredJob>),
 }
 
-async fn open(args: &TransferArgs) -> anyhow::Result<(SharedStore, String)> {
+/// Opens the store the flags name. An export reads an existing store only: a SQLite file
+/// that is not there is refused before anything is created, and a PostgreSQL schema that
+/// opening had to create (so it is empty) is refused too.
+async fn open(args: &TransferArgs, existing_only: bool) -> anyhow::Result<(SharedStore, String)> {
     let (data_dir, location) = store_location(&args.location)?;
+    if let (true, StoreLocation::Sqlite(path)) = (existing_only, &location) {
+        if !path.try_exists().unwrap_or(false) {
+            bail!(
+                "no store at {}: nothing to export (check --data-dir or --store)",
+                path.display()
+            );
+        }
+    }
     let opened = store_open::open(&location, &data_dir).await?;
+    if existing_only && opened.origin == StoreOrigin::Created {
+        bail!(
+            "no store at {}: nothing to export (an empty one was just created there; check --store)",
+            opened.desc
+        );
+    }
     Ok((opened.store, opened.desc))
 }
 
@@ -64,7 +81,7 @@ fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// Writes the store's queues and jobs.
 pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
-    let (store, desc) = open(&args).await?;
+    let (store, desc) = open(&args, true).await?;
     let sink: Box<dyn Write> = match &args.file {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -170,7 +187,7 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
 
 /// Loads an export; jobs already present are skipped.
 pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
-    let (store, desc) = open(&args).await?;
+    // The file first: a missing one changes nothing (no store is created for it).
     let (source, size): (Box<dyn std::io::Read>, Option<u64>) = match &args.file {
         Some(path) => {
             let file =
@@ -180,13 +197,19 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         }
         None => (Box::new(std::io::stdin().lock()), None),
     };
+    let (store, desc) = open(&args, false).await?;
+    let source_name = args
+        .file
+        .as_ref()
+        .map_or_else(|| "standard input".to_string(), |p| p.display().to_string());
     // Measured in bytes of the file read, so the total is known before any line is parsed.
     let bar = progress::bytes(size);
     bar.set_message("importing: 0 jobs");
     let mut lines = BufReader::new(source).lines();
     match lines
         .next()
-        .transpose()?
+        .transpose()
+        .with_context(|| format!("reading {source_name}"))?
         .map(|l| serde_json::from_str::<Line>(&l))
     {
         Some(Ok(Line::Format { name, version })) if name == FORMAT && version <= VERSION => {}
@@ -196,7 +219,7 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
     let (mut seen, mut inserted, mut slots_inserted) = (0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
-        let text = text?;
+        let text = text.with_context(|| format!("reading {source_name} line {}", n + 2))?;
         bar.inc(text.len() as u64 + 1);
         if text.trim().is_empty() {
             continue;
