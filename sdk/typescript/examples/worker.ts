@@ -5,10 +5,11 @@
  *
  * Environment: ERRAND_URL (default http://127.0.0.1:7878), ERRAND_QUEUE (default `mail`),
  * ERRAND_CONCURRENCY (default 4), ERRAND_LEASE_MS (default 30000), ERRAND_GRACE_MS (default
- * 30000), ERRAND_WORK_MS (overrides each job's `work_ms`, how long "sending" takes).
+ * 20000), ERRAND_WORK_MS (overrides each job's `work_ms`, how long "sending" takes).
  *
  * SIGTERM or Ctrl-C stops it cleanly: no new claims, running jobs finish within the grace
- * period, what still runs then is given back to the queue, and the process exits 0.
+ * period, what still runs then is given back to the queue, and the process exits 0. A second
+ * SIGTERM or Ctrl-C exits at once.
  */
 
 import { type JobContext, NonRetryableError, Worker } from "@errand/client";
@@ -50,7 +51,7 @@ const worker = new Worker({
   queue: env.ERRAND_QUEUE ?? "mail",
   concurrency: Number(env.ERRAND_CONCURRENCY ?? 4),
   leaseMs: Number(env.ERRAND_LEASE_MS ?? 30_000),
-  shutdownGraceMs: Number(env.ERRAND_GRACE_MS ?? 30_000),
+  shutdownGraceMs: Number(env.ERRAND_GRACE_MS ?? 20_000),
   reconnect: { baseMs: 100, maxMs: 2_000 },
 });
 worker.register("send_welcome_email", sendWelcomeEmail);

@@ -1,5 +1,6 @@
 /** What a handler receives: the job, its fencing token, and ways to report from inside it. */
 
+import { LeaseLostError } from "./errors.js";
 import type { Lease } from "./lease.js";
 import type { ClaimedJob, Json, SessionState } from "./types.js";
 
@@ -77,19 +78,29 @@ export class JobContext<P = Json> {
 
   /**
    * Reports progress now (one heartbeat that also extends the lease). Every call writes a
-   * `job.progress` event: call it when the progress changes.
+   * `job.progress` event: call it when the progress changes. Best effort: a failed report
+   * (server away, a refused value) goes to the worker's observer as a `heartbeat_error` and
+   * the promise still resolves, so a blip does not fail the attempt.
    *
-   * @throws LeaseLostError when the lease is gone.
+   * @throws LeaseLostError when the lease is gone (only then).
    */
-  progress(percent: number | null, message?: string): Promise<void> {
-    return this.lease.beat({ progress: { percent, message: message ?? null } });
+  async progress(percent: number | null, message?: string): Promise<void> {
+    try {
+      await this.lease.beat({ progress: { percent, message: message ?? null } });
+    } catch (error) {
+      if (error instanceof LeaseLostError) throw error;
+      this.lease.report(error);
+    }
   }
 
   /**
    * Saves a checkpoint durably now (one heartbeat): a later attempt of this job starts with it
-   * as {@link JobContext.checkpoint}.
+   * as {@link JobContext.checkpoint}. Unlike {@link JobContext.progress} it is not best
+   * effort: when the promise resolves the checkpoint is stored.
    *
-   * @throws LeaseLostError when the lease is gone.
+   * @throws LeaseLostError when the lease is gone; the call's error (`UnavailableError`,
+   *   `TimeoutError`, `BadRequestError`, ...) when the checkpoint was not stored: catch it and
+   *   carry on if the step can be redone, or let it fail the attempt.
    */
   saveCheckpoint(checkpoint: Json): Promise<void> {
     return this.lease.beat({ checkpoint });

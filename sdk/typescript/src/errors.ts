@@ -29,6 +29,15 @@ export class BadRequestError extends ApiError {}
 /** `404`: no such job or queue. */
 export class NotFoundError extends ApiError {}
 
+/** `403` (`cross_origin`): the server refuses requests from this origin. */
+export class ForbiddenError extends ApiError {}
+
+/**
+ * `413`: the body is over the server's `max_request_bytes` (`payload_too_large`), or a
+ * result is over `max_result_bytes` (`result_too_large`: the job is dead now).
+ */
+export class PayloadTooLargeError extends ApiError {}
+
 /** `409` (`conflict`, `contended`, `already_exists`, ...): the state does not allow it. */
 export class ConflictError extends ApiError {}
 
@@ -36,8 +45,8 @@ export class ConflictError extends ApiError {}
 export class LeaseLostError extends ConflictError {}
 
 /**
- * The server is away or cannot take the request now: `503` (`unavailable`, `busy`), or no
- * connection at all. Safe requests may be retried after `retryAfterMs` (when the server said).
+ * The server is away or cannot take the request now: `503` (`unavailable`, `busy`), `502`
+ * or `504` (from a proxy in front of it), or no connection at all (or it broke). Safe requests may be retried after `retryAfterMs` (when the server said).
  */
 export class UnavailableError extends ErrandError {
   /** The server's `Retry-After`, in milliseconds, when it gave one. */
@@ -49,7 +58,10 @@ export class UnavailableError extends ErrandError {
   }
 }
 
-/** The call did not finish within its timeout (or a wait reached its deadline). */
+/**
+ * The call did not finish within its timeout (or a wait reached its deadline), or the server
+ * answered `408 request_timeout` (the body arrived too slowly).
+ */
 export class TimeoutError extends ErrandError {}
 
 /** A job that was waited for ended without succeeding (`dead` or `cancelled`). */
@@ -122,6 +134,8 @@ export function errorFromResponse(status: number, bodyText: string, retryAfterHe
   if (status === 409) return new ConflictError(text, code, status);
   if (status === 404) return new NotFoundError(text, code, status);
   if (status === 400) return new BadRequestError(text, code, status);
+  if (status === 403) return new ForbiddenError(text, code, status);
+  if (status === 413) return new PayloadTooLargeError(text, code, status);
   if (status === 503 || status === 502 || status === 504) {
     return new UnavailableError(text, code, status, retryAfter(retryAfterHeader));
   }

@@ -76,13 +76,22 @@ export interface EventStreamOptions {
   signal?: AbortSignal;
   /** Backoff between reconnects (default 100 ms doubling to 10 s, jittered). */
   reconnect?: BackoffOptions;
+  /**
+   * Reconnect when nothing (no event, no keep-alive comment) arrives for this long, in
+   * milliseconds (default 45,000: three of the server's 15 s keep-alive comments).
+   */
+  idleTimeoutMs?: number;
   /** Called when the connection breaks and the stream reconnects. */
   onReconnect?: (error: unknown) => void;
 }
 
+/** The server sends a keep-alive comment every 15 s; three missed ones mean the connection is dead. */
+const DEFAULT_IDLE_TIMEOUT_MS = 45_000;
+
 /**
  * Yields the server's events as they happen, reconnecting after a drop from the last id
- * seen (`Last-Event-ID`), so nothing the server still keeps is missed. Ends when
+ * seen (`Last-Event-ID`), so nothing the server still keeps is missed; a connection silent
+ * for `idleTimeoutMs` counts as dropped. Ends when
  * `options.signal` aborts; throws only errors that a reconnect cannot cure (a bad filter).
  */
 export async function* streamEvents(
@@ -111,7 +120,7 @@ export async function* streamEvents(
       });
       if (!response.ok) throw errorFromResponse(response.status, await response.text(), response.headers.get("retry-after"));
       if (response.body === null) throw new ErrandError("event stream without a body", "no_body");
-      for await (const message of parseSse(response.body)) {
+      for await (const message of parseSse(response.body, options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS)) {
         backoff.reset();
         if (message.id !== undefined) cursor = message.id;
         const item = toItem(message.event, message.data);

@@ -30,9 +30,11 @@ export class Lease {
     private readonly client: ErrandClient,
     private readonly job: ClaimedJob,
     private readonly options: LeaseOptions,
-    claimedAt: number,
+    receivedAt: number,
   ) {
-    this.expiresAt = claimedAt + options.leaseMs;
+    // From when the claim's answer arrived: the server starts the lease when it hands the job
+    // out, which in a long poll may be long after the claim was sent.
+    this.expiresAt = receivedAt + options.leaseMs;
   }
 
   /** Aborts when the lease is lost (or given back at shutdown): the handler should stop. */
@@ -67,18 +69,32 @@ export class Lease {
   /**
    * Sends one heartbeat now, with progress or a checkpoint if given.
    *
+   * Each call is bounded by the heartbeat interval (at least 1 s).
+   *
    * @throws LeaseLostError when the lease is gone (the signal aborts too), or the call's error.
    */
   async beat(extra: HeartbeatRequest = {}): Promise<void> {
     if (this.endReason !== undefined) throw this.controller.signal.reason;
     const sentAt = Date.now();
     try {
-      await this.client.heartbeat(this.job.id, this.job.lease_token, { lease_ms: this.options.leaseMs, ...extra });
+      // Bounded by the interval (at least 1 s): a hung heartbeat must not outlive the lease,
+      // so the next one goes out in time.
+      await this.client.heartbeat(
+        this.job.id,
+        this.job.lease_token,
+        { lease_ms: this.options.leaseMs, ...extra },
+        { timeoutMs: Math.max(1_000, this.options.intervalMs) },
+      );
       this.expiresAt = sentAt + this.options.leaseMs;
     } catch (error) {
       if (error instanceof LeaseLostError) this.end("lease_lost");
       throw error;
     }
+  }
+
+  /** Tells the observer about a failure that did not end the lease (a best-effort call's). */
+  report(error: unknown): void {
+    this.options.onError?.(error);
   }
 
   private schedule(ms: number): void {

@@ -6,12 +6,14 @@
  * one call carries many. In `each` mode every settlement is its own `complete` or `fail`.
  *
  * A call that fails for a transient reason (server away, busy) is sent again with backoff
- * (settlements are idempotent for their token) until the lease it settles has run out.
+ * (settlements are idempotent for their token) until the lease it settles has run out; a
+ * settlement is never dropped on the client's guess that its lease ran out: it is sent, and
+ * the server answers `lease_lost` if so.
  */
 
 import { Backoff, type BackoffOptions, sleep } from "./backoff.js";
 import type { ErrandClient } from "./client.js";
-import { ErrandError, LeaseLostError, isTransient } from "./errors.js";
+import { ConflictError, ErrandError, NotFoundError, isTransient } from "./errors.js";
 import type { SettleCompletion, SettleFailure, SettleResult } from "./types.js";
 
 /** How settlements are sent. */
@@ -21,9 +23,13 @@ export type SettleMode = "batch" | "each";
 interface Pending {
   entry: SettleCompletion | SettleFailure;
   failure: boolean;
-  /** Stop trying after this instant (epoch ms): the lease is gone by then anyway. Read at each try. */
+  /** The entry's JSON length (what it adds to a settle body). */
+  bytes: number;
+  /** Stop retrying a transient failure after this instant (epoch ms): the lease is gone by then. Read at each try. */
   deadline: () => number;
   resolve: (result: SettleResult) => void;
+  /** Set on the entry sent instead of one the server refused: never replaced again. */
+  fallback?: boolean;
 }
 
 /** Options of a {@link Settler}. */
@@ -31,6 +37,8 @@ export interface SettlerOptions {
   mode?: SettleMode;
   /** Most entries in one settle call (default 1,000; the server takes 10,000). */
   maxBatch?: number;
+  /** Most bytes of entries in one settle call (default 1 MiB); a larger entry goes alone. */
+  maxBatchBytes?: number;
   /** Settle calls in flight at once in batch mode (default 1). */
   maxInFlight?: number;
   /** Backoff between tries of a failed call. */
@@ -39,7 +47,18 @@ export interface SettlerOptions {
   onError?: (error: unknown) => void;
 }
 
-/** Collects settlements and sends them. Each settlement's promise never rejects. */
+/** The longest error text sent in a fallback failure. */
+const MAX_ERROR_CHARS = 2_000;
+
+/**
+ * Collects settlements and sends them. Each settlement's promise never rejects.
+ *
+ * A call the server refuses as a whole (400, 413, ...) is split in halves and each half sent
+ * on its own, so one bad entry cannot hold the others back. An entry refused on its own is
+ * replaced once: a completion by a failure naming the server's answer (`dead` when the
+ * result was too large), a failure by a plain failure with the server's backoff. Every
+ * entry is sent at least once; only a transient failure is retried, until its deadline.
+ */
 export class Settler {
   /** Calls sent so far (settle, complete or fail), retries included. */
   calls = 0;
@@ -48,6 +67,7 @@ export class Settler {
   private readonly idle = new Set<() => void>();
   private readonly mode: SettleMode;
   private readonly maxBatch: number;
+  private readonly maxBatchBytes: number;
   private readonly maxInFlight: number;
 
   constructor(
@@ -56,10 +76,14 @@ export class Settler {
   ) {
     this.mode = options.mode ?? "batch";
     this.maxBatch = options.maxBatch ?? 1000;
+    this.maxBatchBytes = options.maxBatchBytes ?? 1024 * 1024;
     this.maxInFlight = options.maxInFlight ?? 1;
   }
 
-  /** Completes a job; resolves with how it went (`error.code` `lease_lost` when the lease was gone). */
+  /**
+   * Completes a job; resolves with how it went (`error.code` `lease_lost` when the lease was
+   * gone). A result that is not JSON (a BigInt, a cycle) fails the job as dead instead.
+   */
   complete(entry: SettleCompletion, deadline: () => number): Promise<SettleResult> {
     return this.add(entry, false, deadline);
   }
@@ -77,7 +101,18 @@ export class Settler {
 
   private add(entry: SettleCompletion | SettleFailure, failure: boolean, deadline: () => number): Promise<SettleResult> {
     return new Promise((resolve) => {
-      this.queue.push({ entry, failure, deadline, resolve });
+      let bytes: number;
+      try {
+        bytes = JSON.stringify(entry).length;
+      } catch (error) {
+        // Not JSON: the server could never take it, and the same handler would make it again.
+        this.options.onError?.(error);
+        const message = `the result is not JSON: ${error instanceof Error ? error.message : String(error)}`;
+        entry = { id: entry.id, lease_token: entry.lease_token, error: message.slice(0, MAX_ERROR_CHARS), dead: true };
+        failure = true;
+        bytes = JSON.stringify(entry).length;
+      }
+      this.queue.push({ entry, failure, bytes, deadline, resolve });
       this.pump();
     });
   }
@@ -88,39 +123,22 @@ export class Settler {
       return;
     }
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
-      void this.send(this.queue.splice(0, this.maxBatch));
+      let take = 0;
+      let bytes = 0;
+      while (take < this.queue.length && take < this.maxBatch) {
+        const next = this.queue[take]!.bytes;
+        if (take > 0 && bytes + next > this.maxBatchBytes) break;
+        bytes += next;
+        take += 1;
+      }
+      void this.send(this.queue.splice(0, take));
     }
   }
 
   private async send(batch: Pending[]): Promise<void> {
     this.inFlight += 1;
-    const backoff = new Backoff(this.options.retry ?? { baseMs: 50, maxMs: 2_000 });
-    let left = batch;
     try {
-      while (left.length > 0) {
-        const now = Date.now();
-        for (const gone of left.filter((p) => p.deadline() <= now)) {
-          gone.resolve({ id: gone.entry.id, error: { code: "lease_expired", message: "the lease ran out before the server took the settlement" } });
-        }
-        left = left.filter((p) => p.deadline() > now);
-        if (left.length === 0) break;
-        try {
-          const results = await this.call(left);
-          left.forEach((p, i) => p.resolve(results[i] ?? { id: p.entry.id, error: { code: "missing", message: "no answer for this entry" } }));
-          left = [];
-        } catch (error) {
-          if (!isTransient(error)) {
-            // The whole call was refused (a bug, or a 4xx for the batch): nothing was kept.
-            this.options.onError?.(error);
-            const code = error instanceof ErrandError ? error.code : "error";
-            for (const p of left) p.resolve({ id: p.entry.id, error: { code, message: String(error) } });
-            left = [];
-            break;
-          }
-          this.options.onError?.(error);
-          await sleep(Math.min(backoff.next(), Math.max(...left.map((p) => p.deadline())) - Date.now()));
-        }
-      }
+      await this.deliver(batch);
     } finally {
       this.inFlight -= 1;
       this.pump();
@@ -129,6 +147,61 @@ export class Settler {
         this.idle.clear();
       }
     }
+  }
+
+  /** Sends a batch until the server has answered for each of its entries. */
+  private async deliver(batch: Pending[]): Promise<void> {
+    const backoff = new Backoff(this.options.retry ?? { baseMs: 50, maxMs: 2_000 });
+    for (;;) {
+      let error: unknown;
+      try {
+        const results = await this.call(batch);
+        batch.forEach((p, i) => p.resolve(results[i] ?? { id: p.entry.id, error: { code: "missing", message: "no answer for this entry" } }));
+        return;
+      } catch (caught) {
+        error = caught;
+      }
+      this.options.onError?.(error);
+      if (isTransient(error) || !(error instanceof ErrandError)) {
+        const wait = Math.min(backoff.next(), Math.max(...batch.map((p) => p.deadline())) - Date.now());
+        if (wait > 0) {
+          await sleep(wait);
+          continue;
+        }
+        // The leases are gone by now: the server would answer lease_lost.
+        for (const p of batch) p.resolve({ id: p.entry.id, error: { code: "lease_expired", message: `gave up after: ${String(error)}` } });
+        return;
+      }
+      // Refused as a whole: find the entry at fault by halving.
+      if (batch.length > 1) {
+        const half = Math.ceil(batch.length / 2);
+        await this.deliver(batch.slice(0, half));
+        await this.deliver(batch.slice(half));
+        return;
+      }
+      const [one] = batch as [Pending];
+      const instead = one.fallback ? undefined : this.fallback(one, error);
+      if (instead === undefined) {
+        one.resolve({ id: one.entry.id, error: { code: error.code, message: error.message } });
+        return;
+      }
+      await this.deliver([instead]);
+      return;
+    }
+  }
+
+  /** What to send instead of an entry the server refused on its own (resolving the same promise). */
+  private fallback(one: Pending, error: ErrandError): Pending {
+    const said = `${error.message}`;
+    const entry: SettleFailure = one.failure
+      ? { id: one.entry.id, lease_token: one.entry.lease_token, error: `${(one.entry as SettleFailure).error}`.slice(0, MAX_ERROR_CHARS), ...((one.entry as SettleFailure).dead ? { dead: true } : {}) }
+      : {
+          id: one.entry.id,
+          lease_token: one.entry.lease_token,
+          error: `the server refused the result: ${said}`.slice(0, MAX_ERROR_CHARS),
+          ...(error.status === 413 ? { dead: true } : {}),
+        };
+    return { entry, failure: true, bytes: JSON.stringify(entry).length, deadline: one.deadline, resolve: one.resolve, fallback: true };
   }
 
   /** One call: a settle of the batch, or one complete/fail. Results in the batch's order. */
@@ -145,7 +218,9 @@ export class Settler {
             });
         return [{ id, state: job.state }];
       } catch (error) {
-        if (error instanceof LeaseLostError || (error instanceof ErrandError && !isTransient(error) && error.status !== undefined)) {
+        // Answers about this job (its lease is gone, it is dead already): that entry's result.
+        // Other refusals throw, so the entry is replaced as in a settle.
+        if (error instanceof ConflictError || error instanceof NotFoundError || (error instanceof ErrandError && error.code === "result_too_large")) {
           return [{ id, error: { code: error.code, message: error.message } }];
         }
         throw error;

@@ -87,14 +87,43 @@ export class SseParser {
   }
 }
 
-/** Reads a byte stream to its end, yielding each message as it completes. */
-export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseMessage> {
+/** Raised by {@link parseSse} when the stream stays silent longer than its idle timeout. */
+export class IdleTimeout extends Error {
+  constructor(readonly idleMs: number) {
+    super(`no data on the event stream for ${idleMs} ms`);
+    this.name = "IdleTimeout";
+  }
+}
+
+/** One read, or an {@link IdleTimeout} rejection when nothing arrives within `idleMs`. */
+async function readWithin(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  idleMs: number | undefined,
+): Promise<Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>> {
+  if (idleMs === undefined) return reader.read();
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IdleTimeout(idleMs)), idleMs);
+  });
+  try {
+    return await Promise.race([reader.read(), idle]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Reads a byte stream to its end, yielding each message as it completes. With `idleMs`, a
+ * stream that sends nothing (not even a comment) for that long throws {@link IdleTimeout}
+ * and is cancelled: a half-open connection does not hang the reader forever.
+ */
+export async function* parseSse(body: ReadableStream<Uint8Array>, idleMs?: number): AsyncGenerator<SseMessage> {
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const reader = body.getReader();
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await readWithin(reader, idleMs);
       if (done) break;
       yield* parser.push(decoder.decode(value, { stream: true }));
     }

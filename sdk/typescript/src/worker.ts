@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import { Backoff, type BackoffOptions, sleep } from "./backoff.js";
 import { type ClientOptions, ErrandClient } from "./client.js";
 import { JobContext } from "./context.js";
-import { NonRetryableError, RetryLaterError, UnavailableError } from "./errors.js";
+import { ApiError, NonRetryableError, RetryLaterError, UnavailableError, isTransient } from "./errors.js";
 import { Lease } from "./lease.js";
 import { type SettleMode, Settler } from "./settler.js";
 import type { ClaimedJob, Json, SettleResult } from "./types.js";
@@ -19,7 +19,7 @@ export type Handler<P = Json> = (ctx: JobContext<P>) => Promise<Json | void> | J
 
 /** What the worker tells its observer about. */
 export type WorkerEvent =
-  | { type: "claim_error"; error: unknown; retryInMs: number }
+  | { type: "claim_error"; error: unknown; retryInMs: number /** -1: not retried, the worker stops */ }
   | { type: "heartbeat_error"; jobId: string; error: unknown }
   | { type: "settle_error"; error: unknown }
   | { type: "settled"; jobId: string; outcome: "completed" | "failed"; result: SettleResult }
@@ -45,7 +45,11 @@ export interface WorkerOptions {
   claimWaitMs?: number;
   /** The worker's name on jobs and attempts (default `HOST-PID`). */
   name?: string;
-  /** How long a shutdown waits for running handlers before giving their jobs back (default 30,000 ms). */
+  /**
+   * How long a shutdown waits for running handlers before giving their jobs back (default
+   * 20,000 ms: well within Kubernetes' default 30 s termination grace period, so the give-back
+   * happens before the SIGKILL).
+   */
   shutdownGraceMs?: number;
   /** `batch` (default): settle through `POST /v1/jobs/settle`; `each`: one complete/fail per job. */
   settle?: SettleMode;
@@ -57,7 +61,10 @@ export interface WorkerOptions {
 
 /** Options of {@link Worker.run}. */
 export interface RunOptions {
-  /** Stop cleanly on SIGTERM and SIGINT (default true). */
+  /**
+   * Stop cleanly on SIGTERM and SIGINT (default true). A second SIGTERM or SIGINT during the
+   * shutdown exits the process at once (status 143 or 130), without giving jobs back.
+   */
   handleSignals?: boolean;
 }
 
@@ -103,6 +110,7 @@ export class Worker {
   private slotFreed: (() => void) | undefined;
   private finished: Promise<void> | undefined;
   private counters = { claims: 0, claimed: 0, completed: 0, failed: 0 };
+  private fatal: unknown;
 
   constructor(private readonly options: WorkerOptions) {
     this.client = options.client instanceof ErrandClient ? options.client : new ErrandClient(options.client);
@@ -111,7 +119,7 @@ export class Worker {
     this.leaseMs = options.leaseMs ?? 30_000;
     this.intervalMs = Math.max(50, this.leaseMs * (options.heartbeatFraction ?? 1 / 3));
     this.claimWaitMs = Math.min(60_000, options.claimWaitMs ?? 30_000);
-    this.graceMs = options.shutdownGraceMs ?? 30_000;
+    this.graceMs = options.shutdownGraceMs ?? 20_000;
     const observer = options.onEvent ?? defaultObserver;
     this.observe = (event) => {
       try {
@@ -139,7 +147,11 @@ export class Worker {
     return this.running.size;
   }
 
-  /** Claim calls made, jobs claimed, completed and failed (including given back), and settle calls so far. */
+  /**
+   * Claim calls made, jobs claimed, jobs the server took as completed and as failed
+   * (including given back; a settlement the server refused counts in neither), and settle
+   * calls so far.
+   */
   get stats(): { claims: number; claimed: number; completed: number; failed: number; settleCalls: number } {
     return { ...this.counters, settleCalls: this.settler.calls };
   }
@@ -151,12 +163,21 @@ export class Worker {
 
   /**
    * Works the queue until {@link Worker.stop} (or SIGTERM/SIGINT), then shuts down and
-   * resolves. Never rejects because of the server: claims that fail are retried with backoff.
+   * resolves. Claims that fail for a transient reason (server away, busy, slow, 500) are
+   * retried with backoff; a claim the server refuses for good (400 bad queue name, 403, 404,
+   * 415, ...) shuts the worker down as a stop does and then rejects with that error.
    */
   run(options: RunOptions = {}): Promise<void> {
     if (this.finished !== undefined) return this.finished;
     if (this.handlers.size === 0) return Promise.reject(new Error("errand worker: register at least one handler before run()"));
-    const onSignal = (): void => void this.stop();
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (this.stopping) {
+        // A second signal: the operator wants out now.
+        console.error(`errand worker: second ${signal}: exiting without waiting for running jobs`);
+        process.exit(signal === "SIGINT" ? 130 : 143);
+      }
+      void this.stop();
+    };
     if (options.handleSignals ?? true) {
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);
@@ -172,7 +193,7 @@ export class Worker {
   async stop(): Promise<void> {
     this.stopController.abort();
     this.slotFreed?.();
-    await this.finished;
+    await this.finished?.catch(() => undefined);
   }
 
   private async loop(): Promise<void> {
@@ -187,7 +208,6 @@ export class Worker {
         continue;
       }
       let jobs: ClaimedJob[];
-      const claimedAt = Date.now();
       // A stop aborts a claim only after CLAIM_ABORT_DELAY_MS: a claim that finds work answers
       // well within it (and its jobs run, within the grace period), so the abort cuts only a
       // long poll that is waiting for work, which the server undoes. Aborting a claim whose
@@ -205,6 +225,13 @@ export class Worker {
         backoff.reset();
       } catch (error) {
         if (stop.aborted) break;
+        if (error instanceof ApiError && !isTransient(error)) {
+          // The server refuses this claim for good: retrying cannot help.
+          this.observe({ type: "claim_error", error, retryInMs: -1 });
+          this.fatal = error;
+          this.stopController.abort();
+          break;
+        }
         const retryInMs =
           error instanceof UnavailableError && error.retryAfterMs !== undefined ? error.retryAfterMs : backoff.next();
         this.observe({ type: "claim_error", error, retryInMs });
@@ -213,19 +240,22 @@ export class Worker {
       } finally {
         stop.removeEventListener("abort", abortLater);
       }
+      // Leases count from the answer's arrival: a long poll may hand a job out late.
+      const receivedAt = Date.now();
       this.counters.claimed += jobs.length;
-      for (const job of jobs) this.start(job, claimedAt);
+      for (const job of jobs) this.start(job, receivedAt);
     }
     await this.shutdown();
+    if (this.fatal !== undefined) throw this.fatal;
   }
 
   /** Runs one job's handler with its lease, then settles it. */
-  private start(job: ClaimedJob, claimedAt: number): void {
+  private start(job: ClaimedJob, receivedAt: number): void {
     const lease = new Lease(this.client, job, {
       leaseMs: this.leaseMs,
       intervalMs: this.intervalMs,
       onError: (error) => this.observe({ type: "heartbeat_error", jobId: job.id, error }),
-    }, claimedAt);
+    }, receivedAt);
     const entry: Running = { job, lease, done: Promise.resolve() };
     this.running.set(job.id, entry);
     lease.start();
@@ -269,7 +299,6 @@ export class Worker {
         { ...base, result: outcome.result ?? null, ...(ctx.sessionState !== undefined ? { session_state: ctx.sessionState } : {}) },
         () => lease.expiresAt,
       );
-      this.counters.completed += 1;
     } else {
       const error = outcome.error;
       this.observe({ type: "handler_error", jobId: job.id, error });
@@ -281,10 +310,16 @@ export class Worker {
             ? { ...base, error: message, retry_in_ms: Math.max(0, Math.round(error.retryInMs)) }
             : { ...base, error: message };
       result = await this.settler.fail(failure, () => lease.expiresAt);
-      this.counters.failed += 1;
     }
+    this.count(result);
     lease.stop();
     this.observe({ type: "settled", jobId: job.id, outcome: outcome.ok ? "completed" : "failed", result });
+  }
+
+  /** Counts a settlement the server took, by the state it left the job in. */
+  private count(result: SettleResult): void {
+    if (result.state === "succeeded") this.counters.completed += 1;
+    else if (typeof result.state === "string") this.counters.failed += 1;
   }
 
   /** Waits for running handlers up to the grace period, gives back the rest, flushes settlements. */
@@ -302,7 +337,7 @@ export class Worker {
         { id: job.id, lease_token: job.lease_token, error: "worker shutting down: given back", retry_in_ms: 0 },
         () => lease.expiresAt,
       );
-      this.counters.failed += 1;
+      this.count(result);
       this.observe({ type: "given_back", jobId: job.id, result });
     });
     await Promise.all(giveBacks);

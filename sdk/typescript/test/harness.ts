@@ -77,6 +77,26 @@ const live = new Set<ChildProcess>();
 process.on("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
+// "exit" does not run when a signal ends the process: on SIGINT/SIGTERM kill the children,
+// then die of the same signal.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    for (const child of live) child.kill("SIGKILL");
+    process.kill(process.pid, signal);
+  });
+}
+
+/**
+ * Kills `child` when this process is gone, however it ended (SIGKILL included): a detached
+ * shell polls this process's PID every second. Node has no PR_SET_PDEATHSIG; this is its
+ * stand-in, so no server outlives a killed test runner.
+ */
+function watchdog(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${child.pid} 2>/dev/null; do sleep 1; done; kill -0 ${process.pid} 2>/dev/null || kill -9 ${child.pid} 2>/dev/null`;
+  const dog = spawn("sh", ["-c", script], { stdio: "ignore", detached: true });
+  dog.unref();
+}
 
 /** Remembers a child so it never outlives the test process. */
 export function track(child: ChildProcess): ChildProcess {
@@ -92,14 +112,14 @@ export class Server {
   private child: ChildProcess | undefined;
   private readonly logPath: string;
 
-  private constructor(readonly dataDir: string, private readonly ownsDir: boolean) {
+  private constructor(readonly dataDir: string, private readonly ownsDir: boolean, private readonly args: string[] = []) {
     this.logPath = join(dataDir, "..", `${dataDir.split("/").pop()}.log`);
   }
 
-  /** Starts a server on a free port (or `listen`) with a new (or the given) data directory. */
-  static async start(options: { dataDir?: string; listen?: string } = {}): Promise<Server> {
+  /** Starts a server on a free port (or `listen`) with a new (or the given) data directory and more `args`. */
+  static async start(options: { dataDir?: string; listen?: string; args?: string[] } = {}): Promise<Server> {
     const dataDir = options.dataDir ?? join(mkdtempSync(join(tmpdir(), "errand-ts-")), "data");
-    const server = new Server(dataDir, options.dataDir === undefined);
+    const server = new Server(dataDir, options.dataDir === undefined, options.args);
     await server.spawn(options.listen ?? "127.0.0.1:0");
     return server;
   }
@@ -157,10 +177,11 @@ export class Server {
   private async spawn(listen: string): Promise<void> {
     const log = openSync(this.logPath, "a");
     const child = track(
-      spawn(errandBin(), ["serve", "--listen", listen, "--data-dir", this.dataDir, "--webhook-secret", WEBHOOK_SECRET], {
+      spawn(errandBin(), ["serve", "--listen", listen, "--data-dir", this.dataDir, "--webhook-secret", WEBHOOK_SECRET, ...this.args], {
         stdio: ["ignore", "pipe", log],
       }),
     );
+    watchdog(child);
     closeSync(log);
     const lines = createInterface({ input: child.stdout! });
     const url = await new Promise<string>((resolveUrl, reject) => {

@@ -151,6 +151,27 @@ describe("processes", () => {
     });
   });
 
+  test("a second SIGTERM during the shutdown exits at once", async () => {
+    await withServer(async (server) => {
+      const client = server.client();
+      const queue = queueName("twice");
+      await client.enqueue({ kind: "send_welcome_email", queue, payload: { user: 1, work_ms: 60_000 } });
+      const worker = spawnWorker(server.url, queue, { ERRAND_CONCURRENCY: "1", ERRAND_GRACE_MS: "20000" });
+      try {
+        await eventually("the job to run", async () => (await count(client, queue, "running")) === 1);
+        worker.child.kill("SIGTERM");
+        // The first signal's shutdown now waits up to 20 s for the running job.
+        await new Promise((r) => setTimeout(r, 300));
+        const signalled = Date.now();
+        worker.child.kill("SIGTERM");
+        assert.equal(await exited(worker.child), 143, worker.output());
+        assert.ok(Date.now() - signalled < 3_000, "exited soon after the second signal");
+      } finally {
+        await stopChild(worker.child);
+      }
+    });
+  });
+
   test("a server restart while the worker runs: it reconnects and finishes every job", async () => {
     const server = await Server.start();
     const errors: unknown[] = [];

@@ -4,15 +4,17 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import {
+  BadRequestError,
   type ErrandClient,
   type Job,
   type JobContext,
   NonRetryableError,
+  RetryLaterError,
   Worker,
   type WorkerEvent,
   type WorkerOptions,
 } from "../src/index.js";
-import { Server, eventually, queueName } from "./harness.js";
+import { Server, eventually, queueName, within } from "./harness.js";
 
 /** Starts a worker; `stop()` stops it and waits for it to finish. */
 function startWorker(options: WorkerOptions): { worker: Worker; stop: () => Promise<void> } {
@@ -211,7 +213,7 @@ describe("worker", () => {
     let aborted = false;
     let started = false;
     const events: WorkerEvent[] = [];
-    const { stop } = startWorker({
+    const { worker, stop } = startWorker({
       client,
       queue,
       leaseMs: 600,
@@ -234,8 +236,137 @@ describe("worker", () => {
       await eventually("the worker to note the lost lease", () => events.some((e) => e.type === "lease_lost"), 5_000);
       const after = await client.getJob(job.id);
       assert.equal(after.state, "cancelled");
-      assert.equal(after.result ?? null, null, "the late result was not sent");
+      // The handler resolved with a result after the abort: the worker must not have tried to settle it.
+      assert.equal(worker.stats.settleCalls, 0, "the late result was not sent");
       assert.equal(events.filter((e) => e.type === "settled").length, 0);
+    } finally {
+      await stop();
+    }
+  });
+
+  test("a job handed out late in a long poll keeps its lease from when it arrived, and succeeds once", async () => {
+    // Lease 3 s, poll 3 s: the job arrives 2.6 s into the poll and its handler takes 600 ms,
+    // so it ends after 3 s counted from when the claim was sent, but well within its lease.
+    const queue = queueName("late");
+    let runs = 0;
+    const events: WorkerEvent[] = [];
+    const { worker, stop } = startWorker({
+      client,
+      queue,
+      leaseMs: 3_000,
+      claimWaitMs: 3_000,
+      onEvent: (e) => events.push(e),
+      handlers: {
+        late: async () => {
+          runs += 1;
+          await new Promise((r) => setTimeout(r, 600));
+          return { ok: true };
+        },
+      },
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 2_600));
+      assert.equal(worker.stats.claims, 0, "still in the first long poll");
+      const job = await client.enqueue({ kind: "late", queue });
+      const done = await client.waitForJob(job.id, { timeoutMs: 20_000 });
+      assert.equal(done.state, "succeeded");
+      assert.equal(done.attempt, 1, "the lease never lapsed");
+      assert.equal(runs, 1);
+      const settled = events.filter((e) => e.type === "settled");
+      assert.deepEqual(settled.map((e) => (e.type === "settled" ? e.result.error ?? null : null)), [null]);
+      assert.equal(worker.stats.completed, 1);
+    } finally {
+      await stop();
+    }
+  });
+
+  test("one bad entry does not sink its settle batch; a result that is not JSON fails its job dead", async () => {
+    const queue = queueName("badentry");
+    const total = 16;
+    const { jobs } = await client.enqueueMany(
+      Array.from({ length: total }, (_, n) => ({ kind: "batch", queue, payload: { n }, max_attempts: n === total - 1 ? 1 : 3 })),
+    );
+    const runs = new Map<string, number>();
+    let started = 0;
+    let release: () => void = () => undefined;
+    const barrier = new Promise<void>((r) => (release = r));
+    const { worker, stop } = startWorker({
+      client,
+      queue,
+      concurrency: total,
+      leaseMs: 2_000,
+      onEvent: () => undefined,
+      handlers: {
+        batch: async (ctx: JobContext<{ n: number }>) => {
+          runs.set(ctx.id, (runs.get(ctx.id) ?? 0) + 1);
+          started += 1;
+          if (started === total) release();
+          await barrier;
+          // Let the others finish first: the bad ones ride in a batch with them.
+          if (ctx.payload.n >= total - 2) await new Promise((r) => setImmediate(r));
+          // A retry past the year 9999: the server refuses the whole settle call with 400.
+          if (ctx.payload.n === total - 1) throw new RetryLaterError("come back much later", 1e15);
+          if (ctx.payload.n === total - 2) return { big: 10n } as never;
+          return { n: ctx.payload.n };
+        },
+      },
+    });
+    try {
+      const ended = await eventually(
+        "every job to end",
+        async () => {
+          const all = await Promise.all(jobs.map((j) => client.getJob(j.id)));
+          return all.every((j) => j.state === "succeeded" || j.state === "dead") ? all : undefined;
+        },
+        20_000,
+        100,
+      );
+      const byN = new Map(ended.map((j) => [(j.payload as { n: number }).n, j]));
+      for (let n = 0; n < total - 2; n += 1) {
+        assert.equal(byN.get(n)?.state, "succeeded", `job ${n}`);
+        assert.equal(byN.get(n)?.attempt, 1, `job ${n} ran once`);
+      }
+      const retry = byN.get(total - 1)!;
+      // Sent again without the refused retry_in_ms: failed with the server's backoff (its last attempt: dead).
+      assert.equal(retry.state, "dead");
+      assert.match(retry.error ?? "", /come back much later/);
+      const bigint = byN.get(total - 2)!;
+      assert.equal(bigint.state, "dead");
+      assert.equal(bigint.attempt, 1);
+      assert.match(bigint.error ?? "", /not JSON/);
+      assert.deepEqual([...runs.values()].filter((r) => r !== 1), [], "no job ran twice");
+      assert.equal(worker.stats.completed, total - 2, "completed counts what the server took");
+    } finally {
+      await stop();
+    }
+  });
+
+  test("a claim the server refuses for good (bad queue name) stops the worker: run() rejects", async () => {
+    const worker = new Worker({ client, queue: "bad queue!", claimWaitMs: 100, onEvent: () => undefined });
+    worker.register("x", () => null);
+    await assert.rejects(within(5_000, "run() to reject", worker.run({ handleSignals: false })), BadRequestError);
+  });
+
+  test("progress is best effort: a refused report does not fail the attempt", async () => {
+    const queue = queueName("progress");
+    const job = await client.enqueue({ kind: "report", queue });
+    const events: WorkerEvent[] = [];
+    const { stop } = startWorker({
+      client,
+      queue,
+      onEvent: (e) => events.push(e),
+      handlers: {
+        report: async (ctx) => {
+          await ctx.progress(500, "out of range: the server refuses it");
+          return { ok: true };
+        },
+      },
+    });
+    try {
+      const done = await client.waitForJob(job.id, { timeoutMs: 20_000 });
+      assert.equal(done.state, "succeeded");
+      assert.equal(done.attempt, 1);
+      assert.ok(events.some((e) => e.type === "heartbeat_error" && e.error instanceof BadRequestError));
     } finally {
       await stop();
     }
