@@ -45,7 +45,8 @@ pub use ordering::{
 };
 pub use queues::{CountResponse, DeadSelectionRequest, QueueList};
 pub use schedules::{
-    BackfillRequest, JobTemplateRequest, NextFireTimes, NextQuery, ScheduleList, ScheduleRequest,
+    BackfillRequest, JobTemplateRequest, NextFireTimes, NextQuery, ScheduleList,
+    SchedulePutRequest, ScheduleRequest,
 };
 pub use subscriptions::{
     DeliveryList, DeliveryListQuery, PauseSubscriptionRequest, SubscriptionList,

@@ -86,7 +86,7 @@ impl JobTemplateRequest {
     }
 }
 
-/// `POST /v1/schedules`, `PUT /v1/schedules/{name}`.
+/// `POST /v1/schedules` (and what `PUT /v1/schedules/{name}` stores).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
@@ -126,6 +126,82 @@ pub struct ScheduleRequest {
     /// Its jobs carry the lock key `schedule:<name>`: never two running at once, anywhere.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub singleton: bool,
+}
+
+/// `PUT /v1/schedules/{name}`: a schedule's definition; the path names it, so `name` may be
+/// left out (given, it must be the path's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulePutRequest {
+    /// Optional: the path's name. A different name is refused (`400`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ScheduleName>)]
+    pub name: Option<String>,
+    /// Cron expression: 5 fields, 6 with seconds first, or `@hourly`, `@daily`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// Interval instead of cron (`"30s"` or milliseconds), at least 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Interval>)]
+    pub every: Option<FlexDuration>,
+    /// IANA time zone of the cron expression (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// The job each slot enqueues (give this or `workflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobTemplateRequest>,
+    /// The workflow template each slot starts, instead of `job`: the slot enqueues a job of
+    /// kind `errand.start_workflow` in queue `errand.workflows`, which errand itself runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<crate::ScheduledWorkflow>,
+    /// When the previous run has not ended: `allow`, `skip` (default), `buffer_one`, `replace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapPolicy>,
+    /// Slots missed while down or paused: `skip`, `once` (default), `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpPolicy>,
+    /// With `catch_up: all`, how far back (default `24h`, at most 167 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PositiveDuration>)]
+    pub catch_up_window: Option<FlexDuration>,
+    /// Random delay up to this for each job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<FlexDuration>,
+    /// Its jobs carry the lock key `schedule:<name>`: never two running at once, anywhere.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub singleton: bool,
+}
+
+impl SchedulePutRequest {
+    /// The full request for the schedule the path names.
+    ///
+    /// # Errors
+    /// `name` in the body differs from the path's.
+    pub fn for_path(self, path_name: &str) -> Result<ScheduleRequest, ValidationError> {
+        if let Some(name) = &self.name {
+            if name != path_name {
+                return Err(ValidationError::new(
+                    "name",
+                    format!(
+                        "the body names `{name}` but the path `{path_name}`: leave `name` out of the body (the path names the schedule) or make them match"
+                    ),
+                ));
+            }
+        }
+        Ok(ScheduleRequest {
+            name: path_name.to_string(),
+            cron: self.cron,
+            every: self.every,
+            timezone: self.timezone,
+            job: self.job,
+            workflow: self.workflow,
+            overlap: self.overlap,
+            catch_up: self.catch_up,
+            catch_up_window: self.catch_up_window,
+            jitter: self.jitter,
+            singleton: self.singleton,
+        })
+    }
 }
 
 /// Default catch-up window: a day of missed slots is worth running; older ones rarely are.

@@ -51,7 +51,7 @@ pub use instance::{InstanceRecord, InstanceState};
 pub use job::{Attempt, AttemptOutcome, EndNotice, Job, NewJob, Progress};
 pub use log_line::{LogEntry, LogStream, NewLogLine};
 pub use names::{JobKind, QueueName, ScheduleName};
-pub use node::{NodeId, NodeInfo, NodeStatus};
+pub use node::{NodeAbout, NodeId, NodeInfo, NodeStatus, StoreAbout};
 pub use panic_message::panic_message;
 pub use queue::{QueueInfo, StateCounts};
 pub use rescue::{Rescue, Stuck};

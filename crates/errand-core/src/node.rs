@@ -61,3 +61,22 @@ pub struct NodeInfo {
     #[schema(value_type = String, format = DateTime)]
     pub heartbeat_at: Timestamp,
 }
+
+/// The store a node opened, as `GET /v1/nodes` shows it: its kind and where it is, never
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoreAbout {
+    /// `sqlite` or `postgres`.
+    pub kind: String,
+    /// The SQLite file, or the PostgreSQL `host:port/database` and schema.
+    pub location: String,
+}
+
+/// What a node says about itself, set once at start: its store and its roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAbout {
+    /// The store it opened.
+    pub store: StoreAbout,
+    /// Its roles (`api`, `scheduler`, `worker`).
+    pub roles: Vec<String>,
+}

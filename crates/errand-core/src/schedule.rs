@@ -43,20 +43,26 @@ pub enum Trigger {
     Every(Duration),
 }
 
+/// The IANA time zone `zone` names.
+///
+/// # Errors
+/// A [`ValidationError`] naming `timezone` when this build does not know the zone.
+pub fn time_zone(zone: &str) -> Result<TimeZone, ValidationError> {
+    TimeZone::get(zone).map_err(|_| {
+        ValidationError::new(
+            "timezone",
+            format!("`{zone}` is not an IANA time zone (e.g. UTC, Europe/Paris, America/New_York)"),
+        )
+    })
+}
+
 impl Trigger {
     /// Parses a cron expression in a time zone.
     ///
     /// # Errors
     /// A [`ValidationError`] naming `cron` or `timezone` that says what is wrong.
     pub fn cron(expr: &str, zone: &str) -> Result<Self, ValidationError> {
-        let tz = TimeZone::get(zone).map_err(|_| {
-            ValidationError::new(
-                "timezone",
-                format!(
-                    "`{zone}` is not an IANA time zone (e.g. UTC, Europe/Paris, America/New_York)"
-                ),
-            )
-        })?;
+        let tz = time_zone(zone)?;
         let parser = CronParser::builder().seconds(Seconds::Optional).build();
         let cron = parser.parse(expr.trim()).map_err(|e| {
             ValidationError::new(

@@ -141,9 +141,13 @@ impl ScheduleSpec {
     /// schedule is defined (the API, `errand.toml`) goes through this.
     ///
     /// # Errors
-    /// What [`trigger`](Self::trigger) refuses, and the rules above, each naming its field.
+    /// What [`trigger`](Self::trigger) refuses, an unknown `timezone` (for an interval
+    /// schedule too), and the rules above, each naming its field.
     pub fn validate(&self, now: Timestamp) -> Result<Trigger, ValidationError> {
         let trigger = self.trigger()?;
+        // An interval schedule's zone is only shown, but one shown wrongly (as UTC) is
+        // refused too.
+        crate::schedule::time_zone(&self.timezone)?;
         if let Some(expr) = &self.cron {
             let horizon = now
                 .saturating_add(jiff::SignedDuration::from_hours(
@@ -267,6 +271,22 @@ mod tests {
         assert!(spec(Some("0 0 31 4 *"), None, 0).validate(now()).is_err());
         assert!(spec(Some("0 0 29 2 *"), None, 0).validate(now()).is_ok());
         assert!(spec(Some("0 3 * * *"), None, 0).validate(now()).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_zone_is_refused_for_an_interval_schedule_too() {
+        for mut s in [
+            spec(None, Some(300_000), 0),
+            spec(Some("0 3 * * *"), None, 0),
+        ] {
+            s.timezone = "Mars/Olympus".into();
+            let err = s.validate(now()).unwrap_err();
+            assert_eq!(err.field, "timezone");
+            assert!(err.message.contains("Mars/Olympus"), "{}", err.message);
+        }
+        let mut paris = spec(None, Some(300_000), 0);
+        paris.timezone = "Europe/Paris".into();
+        assert!(paris.validate(now()).is_ok());
     }
 
     #[test]

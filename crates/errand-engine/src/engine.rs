@@ -62,6 +62,8 @@ pub struct Engine {
     pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
     /// Workers seen claiming since the last flush to the store.
     pub(crate) workers_seen: crate::worker_registry::WorkerRegistry,
+    /// What this node says about itself (store, roles), set once at start.
+    about: std::sync::OnceLock<errand_core::NodeAbout>,
 }
 
 impl Engine {
@@ -83,7 +85,19 @@ impl Engine {
             next_slot_hint: std::sync::atomic::AtomicI64::new(i64::MAX),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
             workers_seen: Default::default(),
+            about: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records what this node says about itself (its store and roles) for `GET /v1/nodes`;
+    /// the first call wins.
+    pub fn set_about(&self, about: errand_core::NodeAbout) {
+        let _ = self.about.set(about);
+    }
+
+    /// What this node says about itself, when the process set it.
+    pub fn about(&self) -> Option<&errand_core::NodeAbout> {
+        self.about.get()
     }
 
     /// This process's node id, new at every start.

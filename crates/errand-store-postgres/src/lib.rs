@@ -17,6 +17,7 @@
 mod batch_notice;
 mod batch_store;
 mod claim_plan;
+mod connect_error;
 mod definition_switch;
 mod delivery_queue;
 mod delivery_record;
@@ -53,4 +54,5 @@ mod worker;
 mod workflow_apply;
 mod workflow_store;
 
+pub use connect_error::{ConnectError, PgTarget};
 pub use store::{PgOptions, PgStore};

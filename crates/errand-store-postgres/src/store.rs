@@ -28,7 +28,8 @@ use tokio::sync::broadcast;
 use tokio_postgres::{Config, NoTls};
 
 use crate::batch_store;
-use crate::fault::{Fault, QResult, RowExt};
+use crate::connect_error::{self, ConnectError, PgTarget};
+use crate::fault::{QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
 use crate::transition::EventRows;
@@ -73,6 +74,7 @@ pub struct PgStore {
     notifier: Notifier,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     origin: StoreOrigin,
+    target: PgTarget,
 }
 
 impl Drop for PgStore {
@@ -99,26 +101,33 @@ impl PgStore {
     /// Connects, runs migrations under an advisory lock, and starts the wake-up listener.
     ///
     /// # Errors
-    /// `Invalid` for a bad URL or schema name, `Unavailable` when the database cannot be
-    /// reached or a migration fails.
-    pub async fn connect(options: &PgOptions) -> Result<Self, StoreError> {
+    /// [`ConnectError`]: a bad URL or schema name, a URL asking for TLS, a server that
+    /// cannot be reached (naming host, port, database, user and the cause), or a migration
+    /// that failed.
+    pub async fn connect(options: &PgOptions) -> Result<Self, ConnectError> {
         if !valid_schema(&options.schema) {
-            return Err(StoreError::Invalid(format!(
-                "schema `{}`: use 1 to 48 of a-z 0-9 _, not starting with a digit",
-                options.schema
-            )));
+            return Err(ConnectError::BadSchema(options.schema.clone()));
         }
-        let mut config: Config = options
-            .url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let parsed = options.url.parse::<Config>();
+        connect_error::refuse_tls(&options.url, parsed.as_ref().ok())?;
+        let mut config = parsed.map_err(|e| ConnectError::BadUrl(connect_error::chain(&e)))?;
+        let target = PgTarget::of(&config);
         config.connect_timeout(options.connect_timeout);
         let (mut admin, conn) = config
             .connect(NoTls)
             .await
-            .map_err(|e| StoreError::from(Fault::from(e)))?;
+            .map_err(|e| ConnectError::Connect {
+                cause: connect_error::cause(&e, &target),
+                target: target.clone(),
+            })?;
         let admin_conn = tokio::spawn(conn);
-        let origin = schema::migrate(&mut admin, &options.schema).await?;
+        let origin = schema::migrate(&mut admin, &options.schema)
+            .await
+            .map_err(|e| ConnectError::Prepare {
+                target: target.clone(),
+                schema: options.schema.clone(),
+                source: Box::new(e.into()),
+            })?;
         drop(admin);
         let _ = admin_conn.await;
 
@@ -140,7 +149,10 @@ impl PgStore {
             .create_timeout(Some(options.connect_timeout))
             .recycle_timeout(Some(options.connect_timeout))
             .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| ConnectError::Connect {
+                target: target.clone(),
+                cause: e.to_string(),
+            })?;
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
         // Names this store instance in its notifications, so its own echo can be ignored.
         let me = uuid::Uuid::new_v4().simple().to_string();
@@ -157,7 +169,13 @@ impl PgStore {
             notifier,
             tasks: vec![listener, notifier_task],
             origin,
+            target,
         })
+    }
+
+    /// The server this store is connected to (no password).
+    pub fn target(&self) -> &PgTarget {
+        &self.target
     }
 
     /// Whether connecting found errand's schema in place or created it.

@@ -56,5 +56,8 @@ async fn bad_schema_names_are_refused() {
     .await
     .err()
     .expect("refused");
-    assert!(matches!(err, errand_store::StoreError::Invalid(_)));
+    assert!(matches!(
+        err,
+        errand_store_postgres::ConnectError::BadSchema(_)
+    ));
 }

@@ -129,7 +129,8 @@ pub enum Command {
 /// `errand status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Redraw every this long until interrupted (e.g. `2s`).
+    /// Redraw every this long until interrupted (e.g. `2s`; with `--json`, one compact JSON
+    /// object per line per frame).
     #[arg(long, num_args = 0..=1, default_missing_value = "2s")]
     pub watch: Option<String>,
 }
@@ -323,8 +324,14 @@ pub struct TransferArgs {
 /// `errand enqueue`.
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
-    /// Job kind.
-    pub kind: String,
+    /// Job kind (with `--file`: for the lines that name none).
+    #[arg(required_unless_present = "file")]
+    pub kind: Option<String>,
+    /// Enqueue every line of this JSON-lines file (`-` for standard input): each an
+    /// enqueue body (`{"kind": ..., "payload": ..., ...}`); KIND and the flags fill the
+    /// fields a line lacks. Checked whole before anything is sent; sent in batches of 1000.
+    #[arg(long, conflicts_with_all = ["wait", "idempotency_key"])]
+    pub file: Option<PathBuf>,
     /// Payload: JSON text, `@file`, or `-` for standard input.
     #[arg(long, short)]
     pub payload: Option<String>,
@@ -422,7 +429,8 @@ pub enum JobsCommand {
     Wait {
         /// Job id.
         id: String,
-        /// Give up after this long.
+        /// Give up after this long: a number with a unit (`30s`, `5m`, `1h`; a bare number
+        /// is refused).
         #[arg(long, default_value = "1h")]
         timeout: String,
     },

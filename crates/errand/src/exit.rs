@@ -76,6 +76,19 @@ pub struct WaitTimedOut {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A duration given on the command line (`--timeout`, `--watch`, `--every`, ...): a number
+/// with a unit (`250ms`, `30s`, `5m`, `1h`). A bare number is refused (exit 2) rather than
+/// guessed at: the API reads one as milliseconds, a person often means seconds.
+pub fn duration(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
+    let bare = text.trim();
+    if bare.parse::<u64>().is_ok() {
+        return Err(usage(format!(
+            "--{flag} {text}: give the unit, e.g. {bare}s, {bare}ms or {bare}m"
+        )));
+    }
+    errand_core::duration::parse(flag, text).map_err(|e| usage(format!("--{e}")))
+}
+
 /// A [`UsageError`] (exit 2) saying `message`: a flag's value that clap accepted as text but
 /// the command cannot use (a bad id, duration, JSON payload, ...).
 pub fn usage(message: impl std::fmt::Display) -> anyhow::Error {
@@ -144,6 +157,10 @@ fn ended_exit(ended: &JobEnded) -> Exit {
 /// server did not answer), or as one JSON object with `json`; with `debug` the backtrace
 /// follows. Returns the exit code.
 pub fn report(err: &anyhow::Error, json: bool, debug: bool) -> ExitCode {
+    // The reader of stdout went away (`| head -1`): what it read is all it wanted.
+    if err.chain().any(|c| c.is::<crate::output::StdoutClosed>()) {
+        return Exit::Success.into();
+    }
     let exit = classify(err);
     let hint = (exit == Exit::Unreachable).then_some(UNREACHABLE_HINT);
     if json {
@@ -202,22 +219,43 @@ pub fn enable_backtraces() {
     std::env::set_var("RUST_LIB_BACKTRACE", "1");
 }
 
+/// What a command given without its subcommand says.
+const MISSING_SUBCOMMAND: &str = "a subcommand is missing (`--help` lists them)";
+
 /// Reports a command-line parse error (clap's): with `--json` among the arguments as the
 /// same JSON object as other errors (code `usage`, exit 2); otherwise, and for `--help` and
-/// `--version`, as clap prints it.
+/// `--version`, as clap prints it (a missing subcommand: in errand's words).
 pub fn report_parse_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     let shows_text = matches!(
         err.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
     );
+    // clap's text for a missing subcommand lists hidden ones (`__run-limited`) or is the
+    // whole help: say what is missing instead.
+    let missing = matches!(
+        err.kind(),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json && err.kind() == ErrorKind::MissingSubcommand {
+        eprintln!("error: {MISSING_SUBCOMMAND}");
+        return Exit::Usage.into();
+    }
     if !json || shows_text {
         // clap prints to stdout or stderr as fits the kind; its exit code is 0 or 2.
         let code = err.exit_code();
         let _ = err.print();
         return ExitCode::from(u8::try_from(code).unwrap_or(Exit::Usage as u8));
+    }
+    if missing {
+        let body = serde_json::json!({
+            "code": Exit::Usage.code_name(),
+            "message": MISSING_SUBCOMMAND,
+            "causes": [],
+            "exit_code": Exit::Usage as u8,
+        });
+        eprintln!("{}", serde_json::json!({ "error": body }));
+        return Exit::Usage.into();
     }
     let text = err.render().to_string();
     let message = text

@@ -21,11 +21,16 @@ use crate::cli::{Cli, Command};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Logs go to stderr; colour only when stderr is a terminal and `NO_COLOR` is unset (or
+/// empty), so logs written to a file or a journal carry no escape codes.
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let no_color = matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .init();
 }
 
@@ -87,6 +92,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(ref args) => {
             init_tracing();
             serve::run(settings::Settings::resolve(args)?).await
+        }
+        Command::Enqueue(args) if args.file.is_some() => {
+            commands::enqueue_file::run(&client()?, *args, cli.json).await
         }
         Command::Enqueue(args) => commands::enqueue::run(&client()?, *args, cli.json).await,
         Command::Jobs(cmd) => commands::jobs::run(&client()?, cmd, cli.json).await,

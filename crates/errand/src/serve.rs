@@ -32,38 +32,116 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// The schedules `errand.toml` declares, checked before anything is created.
+fn schedule_specs(
+    settings: &Settings,
+) -> anyhow::Result<Vec<errand_core::schedule_spec::ScheduleSpec>> {
+    let limits = errand_api::EnqueueLimits {
+        max_payload_bytes: settings.limits.max_payload_bytes,
+    };
+    settings
+        .schedules
+        .iter()
+        .map(|declared| {
+            declared.clone().into_spec(&limits).map_err(|e| {
+                anyhow::anyhow!("schedule `{}` in the configuration: {e}", declared.name)
+            })
+        })
+        .collect()
+}
+
 /// Creates or updates the schedules `errand.toml` declares. Declaring the same schedule
 /// again changes nothing (its history and next slot stay), so every node may do it at start.
 async fn declare_schedules(
     engine: &errand_engine::Engine,
-    settings: &Settings,
+    specs: Vec<errand_core::schedule_spec::ScheduleSpec>,
 ) -> anyhow::Result<()> {
-    let limits = errand_api::EnqueueLimits {
-        max_payload_bytes: settings.limits.max_payload_bytes,
-    };
-    for declared in &settings.schedules {
-        let spec = declared.clone().into_spec(&limits).map_err(|e| {
-            anyhow::anyhow!("schedule `{}` in the configuration: {e}", declared.name)
-        })?;
+    for spec in specs {
+        let name = spec.name.to_string();
         engine
             .schedule_declare(spec)
             .await
-            .with_context(|| format!("declaring schedule `{}`", declared.name))?;
-        tracing::info!(schedule = %declared.name, "declared schedule in place");
+            .with_context(|| format!("declaring schedule `{name}`"))?;
+        tracing::info!(schedule = %name, "declared schedule in place");
     }
     Ok(())
 }
 
+/// What `GET /v1/nodes` says about this node: where its store is (never credentials) and
+/// its roles.
+fn about(store: errand_core::StoreAbout, roles: crate::settings::Roles) -> errand_core::NodeAbout {
+    errand_core::NodeAbout {
+        store,
+        roles: role_list(roles).into_iter().map(String::from).collect(),
+    }
+}
+
+/// Whether the jobs directory is there; one that exists but cannot be read (or is not a
+/// directory) stops the start, since its definitions would silently not run.
+fn inspect_jobs_dir(dir: &std::path::Path) -> anyhow::Result<bool> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => anyhow::bail!("jobs directory {}: {e}", dir.display()),
+        Ok(meta) if !meta.is_dir() => anyhow::bail!(
+            "jobs directory {} is not a directory: pass --jobs-dir with a directory of job definitions",
+            dir.display()
+        ),
+        Ok(_) => match std::fs::read_dir(dir) {
+            Ok(_) => Ok(true),
+            Err(e) => anyhow::bail!("jobs directory {} cannot be read: {e}", dir.display()),
+        },
+    }
+}
+
+/// Binds the listen address; a taken or forbidden address says what to do about it.
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use std::io::ErrorKind;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{addr} is in use: is another errand running? stop it or pass --listen with another address"
+        ),
+        ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE); pass --listen with another port"
+        ),
+        ErrorKind::AddrNotAvailable => anyhow::anyhow!(
+            "cannot listen on {addr}: no network interface of this machine has that address; pass --listen with one it has (127.0.0.1:7878, 0.0.0.0:7878)"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot listen on {addr}")),
+    })
+}
+
+/// The role names, in the order `--roles` documents them.
+fn role_list(roles: crate::settings::Roles) -> Vec<&'static str> {
+    [
+        (roles.api, "api"),
+        (roles.worker, "worker"),
+        (roles.scheduler, "scheduler"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| name)
+    .collect()
+}
+
 /// Runs the server until a shutdown signal.
 ///
+/// Nothing is created before every setting has been checked and the listen address is
+/// bound: a start that fails leaves no data directory, file or schema behind.
+///
 /// # Errors
-/// The store cannot be opened or the address cannot be bound.
+/// A setting is wrong, the address cannot be bound, or the store cannot be opened.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let (store, store_desc) = crate::store_open::open(&settings.store, &settings.data_dir).await?;
-    let engine = Engine::new(store, settings.engine.clone());
+    let schedules = schedule_specs(&settings)?;
+    let jobs_dir_present = inspect_jobs_dir(&settings.jobs_dir)?;
+    let listener = bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+    let opened = crate::store_open::open(&settings.store, &settings.data_dir).await?;
+    let store_desc = opened.desc;
+    let engine = Engine::new(opened.store, settings.engine.clone());
+    engine.set_about(about(opened.about, settings.roles));
     crate::declared::apply(&engine, &settings.queues, &settings.declared_limits).await?;
     crate::declared::apply_workflows(&engine, &settings.workflows).await?;
-    declare_schedules(&engine, &settings).await?;
+    declare_schedules(&engine, schedules).await?;
     let token = CancellationToken::new();
     let mut services = maintenance::spawn(engine.clone(), token.clone(), settings.roles.scheduler);
     // Schedules that start a workflow enqueue a start job; nodes that run work or fire
@@ -97,24 +175,48 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.limits,
         std::sync::Arc::new(settings.site.clone()),
     )
-    .with_scripts(scripts)
+    .with_scripts(scripts.clone())
     .with_webhooks(!settings.webhooks.keys.is_empty());
     let router = if settings.roles.api {
         errand_server::app(state).0
     } else {
         errand_server::health_app(state)
     };
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("binding {}", settings.listen))?;
-    let addr = listener.local_addr()?;
-    // The first line on stdout is the address: tests and scripts read it.
+    let catalog = scripts.snapshot();
+    let jobs_dir = if jobs_dir_present {
+        let count = catalog.definitions.len();
+        let mut found = format!("{count} definition{}", if count == 1 { "" } else { "s" });
+        if !catalog.problems.is_empty() {
+            found.push_str(&format!(
+                ", {} that did not load: see the log or `errand definitions list`",
+                catalog.problems.len()
+            ));
+        }
+        found
+    } else {
+        "absent: no script jobs".to_string()
+    };
+    let config = match &settings.config {
+        Some(path) => path.display().to_string(),
+        None => "none (flags and ERRAND_* variables only)".to_string(),
+    };
+    let roles = role_list(settings.roles).join(", ");
+    let webhooks = match settings.webhooks.keys.len() {
+        0 => "off (no webhook_secrets)".to_string(),
+        n => format!("on ({n} signing key{})", if n == 1 { "" } else { "s" }),
+    };
+    // The first line on stdout is the address: tests and scripts read it. What the server
+    // uses follows, one line each.
     println!("errand listening on http://{addr}");
+    println!("store: {store_desc}");
+    println!("config: {config}");
     println!(
-        "data directory {} (store: {store_desc})",
-        settings.data_dir.display()
+        "jobs directory: {} ({jobs_dir})",
+        settings.jobs_dir.display()
     );
-    tracing::info!(%addr, store = %store_desc, "errand serving");
+    println!("roles: {roles}");
+    println!("webhooks: {webhooks}");
+    tracing::info!(%addr, store = %store_desc, %config, jobs_dir = %settings.jobs_dir.display(), %roles, %webhooks, "errand serving");
     let engine_for_signal = engine.clone();
     let scripts_stop = scripts_token.clone();
     errand_server::edge::serve(listener, router, settings.edge, async move {

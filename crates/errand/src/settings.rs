@@ -84,6 +84,8 @@ pub enum StoreLocation {
 /// Resolved server settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The configuration file read, if any.
+    pub config: Option<PathBuf>,
     /// Listen address.
     pub listen: SocketAddr,
     /// Data directory.
@@ -205,14 +207,18 @@ fn parse_store(url: &str, data_dir: &Path, schema: &str) -> anyhow::Result<Store
     anyhow::bail!("unknown store URL `{url}`: use sqlite://PATH or postgres://...")
 }
 
-/// Reads `errand.toml` (or the file the flags name), or nothing when there is none.
-fn load_file(args: &StoreArgs) -> anyhow::Result<FileSettings> {
-    Ok(match &args.config {
-        Some(path) => Some(read_file(path)?),
-        None if Path::new("errand.toml").exists() => Some(read_file(Path::new("errand.toml"))?),
+/// Reads `errand.toml` (or the file the flags name), or nothing when there is none; says
+/// which file it read.
+fn load_file(args: &StoreArgs) -> anyhow::Result<(FileSettings, Option<PathBuf>)> {
+    let path = match &args.config {
+        Some(path) => Some(path.clone()),
+        None if Path::new("errand.toml").exists() => Some(PathBuf::from("errand.toml")),
         None => None,
-    }
-    .unwrap_or_default())
+    };
+    Ok(match path {
+        Some(path) => (read_file(&path)?, Some(path)),
+        None => (FileSettings::default(), None),
+    })
 }
 
 /// Where the store is, from flags, environment, the configuration file and defaults.
@@ -242,7 +248,7 @@ fn resolve_store(
 /// # Errors
 /// An unreadable configuration file or a bad store URL.
 pub fn store_location(args: &StoreArgs) -> anyhow::Result<(PathBuf, StoreLocation)> {
-    resolve_store(args, &load_file(args)?)
+    resolve_store(args, &load_file(args)?.0)
 }
 
 impl Settings {
@@ -251,7 +257,7 @@ impl Settings {
     /// # Errors
     /// An unreadable or invalid configuration file, or a bad store URL.
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
-        let file = load_file(&args.location)?;
+        let (file, config) = load_file(&args.location)?;
         let listen = args
             .listen
             .or(file.listen)
@@ -363,6 +369,7 @@ impl Settings {
             anyhow::bail!("max_log_lines must be at least 2 (the first and the last line)");
         }
         Ok(Self {
+            config,
             webhooks,
             jobs_dir: args
                 .jobs_dir

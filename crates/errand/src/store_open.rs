@@ -10,16 +10,25 @@ use errand_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::settings::StoreLocation;
 
-/// Opens (and migrates) the store; returns it and a description for people, which says
-/// whether the store was created or found (and, on SQLite, when it takes no writes), so a
-/// store lost and recreated never starts without a word.
+/// A store just opened, with what to say about it.
+pub struct OpenedStore {
+    /// The store.
+    pub store: SharedStore,
+    /// For people: where it is, how it commits, and whether it was created or found (and,
+    /// on SQLite, when it takes no writes), so a store lost and recreated never starts
+    /// without a word.
+    pub desc: String,
+    /// For `GET /v1/nodes`: its kind and location, never credentials.
+    pub about: errand_core::StoreAbout,
+    /// Whether opening found the store or created it.
+    pub origin: StoreOrigin,
+}
+
+/// Opens (and migrates) the store.
 ///
 /// # Errors
 /// The store cannot be opened or reached.
-pub async fn open(
-    location: &StoreLocation,
-    data_dir: &Path,
-) -> anyhow::Result<(SharedStore, String)> {
+pub async fn open(location: &StoreLocation, data_dir: &Path) -> anyhow::Result<OpenedStore> {
     match location {
         StoreLocation::Sqlite(path) => {
             let options = SqliteOptions {
@@ -31,7 +40,7 @@ pub async fn open(
             // The durability read back from SQLite, so the line `serve` prints says what a
             // commit really promises.
             let mut desc = format!(
-                "sqlite {} {}, {}",
+                "sqlite {} ({}, {}",
                 path.display(),
                 store.durability(),
                 store.origin()
@@ -39,19 +48,46 @@ pub async fn open(
             if let Err(e) = store.writable() {
                 desc.push_str(&format!(", TAKES NO WRITES: {e}"));
             }
+            desc.push(')');
             say_origin(store.origin(), &desc);
-            Ok((Arc::new(store), desc))
+            let about = errand_core::StoreAbout {
+                kind: "sqlite".into(),
+                location: path.display().to_string(),
+            };
+            Ok(OpenedStore {
+                origin: store.origin(),
+                store: Arc::new(store),
+                desc,
+                about,
+            })
         }
         StoreLocation::Postgres { url, schema } => {
+            // The error names host, port, database, user and the cause; never the password.
             let store = PgStore::connect(&PgOptions {
                 schema: schema.clone(),
                 ..PgOptions::new(url)
             })
-            .await
-            .context("connecting to PostgreSQL")?;
-            let desc = format!("postgres schema {schema}, {}", store.origin());
+            .await?;
+            let target = store.target();
+            let desc = format!(
+                "postgres {} database {} user {} schema {} ({})",
+                target.address,
+                target.database,
+                target.user,
+                schema,
+                store.origin()
+            );
             say_origin(store.origin(), &desc);
-            Ok((Arc::new(store), desc))
+            let about = errand_core::StoreAbout {
+                kind: "postgres".into(),
+                location: format!("{}/{} schema {schema}", target.address, target.database),
+            };
+            Ok(OpenedStore {
+                origin: store.origin(),
+                store: Arc::new(store),
+                desc,
+                about,
+            })
         }
     }
 }

@@ -87,7 +87,7 @@ fn free_port() -> u16 {
 
 /// A test worker over HTTP: claims the next job of `queue` (waiting for one to come) and
 /// completes it, or fails it when `fail`.
-async fn work_one(client: &Client, queue: &str, fail: bool) {
+async fn work_one(client: &Client, queue: &str, fail: bool) -> errand_core::JobId {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let claimed = client
@@ -129,7 +129,7 @@ async fn work_one(client: &Client, queue: &str, fail: bool) {
                     .await
                     .expect("complete");
             }
-            return;
+            return job.id;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -226,7 +226,7 @@ async fn a_waited_job_exits_by_how_it_ended() {
             "--wait",
         ],
     ));
-    work_one(&client, "bad", true).await;
+    let dead_id = work_one(&client, "bad", true).await.to_string();
     let out = waiting.await.expect("join");
     assert_exit(&out, 4, "enqueue --wait of a job that died");
     assert!(stderr(&out).contains("ended dead"), "{}", stderr(&out));
@@ -241,11 +241,41 @@ async fn a_waited_job_exits_by_how_it_ended() {
         .await
         .expect("enqueue");
     let id = job.id.to_string();
-    let waiting = tokio::spawn(errand_owned(url.clone(), &["jobs", "wait", &id]));
+    // Cancelled only once the wait has said the job's state (its first status line), so
+    // the wait sees the cancel happen rather than a job already ended.
+    let mut child = command(&url, &["jobs", "wait", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn errand jobs wait");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        child.stderr.take().expect("stderr"),
+    ));
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("a status line within 30 s")
+        .expect("read stderr")
+        .expect("a status line");
+    assert!(
+        first.contains(&id) && first.contains("available"),
+        "{first}"
+    );
     client.cancel(job.id).await.expect("cancel");
-    let out = waiting.await.expect("join");
-    assert_exit(&out, 5, "jobs wait of a cancelled job");
-    assert!(stderr(&out).contains("ended cancelled"), "{}", stderr(&out));
+    let mut rest = String::new();
+    while let Some(line) = lines.next_line().await.expect("read stderr") {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the wait ends within 30 s of the cancel")
+        .expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "jobs wait of a cancelled job: {rest}"
+    );
+    assert!(rest.contains("ended cancelled"), "{rest}");
 
     // 6: the timeout passes on a job nobody works.
     let job = client
@@ -260,6 +290,17 @@ async fn a_waited_job_exits_by_how_it_ended() {
     assert_exit(&out, 6, "jobs wait --timeout on an unworked job");
     assert!(stderr(&out).contains("still available"), "{}", stderr(&out));
     assert_no_backtrace(&out);
+    // A timeout too short to ask in time still says what the job waits for (its queue).
+    let out = errand(&url, &["jobs", "wait", &id, "--timeout", "1ms"]).await;
+    assert_exit(&out, 6, "jobs wait --timeout 1ms");
+    assert!(stderr(&out).contains("`nobody`"), "{}", stderr(&out));
+
+    // --json: a wait for a job that ended dead prints that job on stdout, then exits 4.
+    let out = errand(&url, &["--json", "jobs", "wait", &dead_id]).await;
+    assert_exit(&out, 4, "--json jobs wait of a dead job");
+    let job: Value = serde_json::from_slice(&out.stdout).expect("the job as JSON on stdout");
+    assert_eq!(job["state"], "dead", "{job}");
+    assert_eq!(job["id"], dead_id.as_str(), "{job}");
 }
 
 /// [`errand`] for a spawned task (owned arguments).
@@ -311,12 +352,25 @@ async fn flag_mistakes_exit_2_and_speak_flags() {
     )
     .await;
     assert_exit(&both, 2, "--cron and --every together");
-    let bad_url = errand("localhost:7878", &["jobs", "list"]).await;
-    assert_exit(&bad_url, 2, "a --server without http://");
-    assert!(
-        stderr(&bad_url).contains("--server"),
+    for args in [
+        &["jobs", "list"][..],
+        &["worker", "--queue", "q", "--", "true"],
+    ] {
+        let bad_url = errand("localhost:7878", args).await;
+        assert_exit(&bad_url, 2, "a --server without http://");
+        assert!(
+            stderr(&bad_url).contains("given by --server or ERRAND_SERVER"),
+            "{args:?}: {}",
+            stderr(&bad_url)
+        );
+    }
+    let logs = errand(url, &["logs", "--follow", "nope"]).await;
+    assert_exit(&logs, 2, "logs of a bad id");
+    assert_eq!(
+        stderr(&logs).matches("not a job id").count(),
+        1,
         "{}",
-        stderr(&bad_url)
+        stderr(&logs)
     );
     for (args, named) in [
         (vec!["jobs", "show", "nope"], "nope"),
@@ -331,11 +385,41 @@ async fn flag_mistakes_exit_2_and_speak_flags() {
             vec!["schedules", "add", "n", "--kind", "k", "--every", "often"],
             "--every",
         ),
+        // A bare number is not read as milliseconds: the unit is asked for.
+        (vec!["jobs", "wait", UNKNOWN_JOB, "--timeout", "30"], "30s"),
+        (vec!["status", "--watch", "2"], "--watch"),
+        // An unreadable input file or program named on the command line.
+        (
+            vec!["enqueue", "--file", "/nonexistent/jobs.jsonl", "k"],
+            "--file",
+        ),
+        (vec!["worker", "--", "wc", "-c"], "--queue"),
+        (
+            vec!["worker", "--queue", "q", "--", "errand-no-such-program"],
+            "errand-no-such-program",
+        ),
     ] {
         let out = errand(url, &args).await;
         assert_exit(&out, 2, &format!("{args:?}"));
         assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
         assert_no_backtrace(&out);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_time_zone_is_refused_for_every_schedule() {
+    let s = server().await;
+    for trigger in [["--every", "5m"], ["--cron", "0 3 * * *"]] {
+        let mut args = vec!["schedules", "add", "a", "--kind", "k"];
+        args.extend(trigger);
+        args.extend(["--timezone", "Mars/Olympus"]);
+        let out = errand(s.url(), &args).await;
+        assert_exit(&out, 1, &format!("{args:?}"));
+        let text = stderr(&out);
+        assert!(
+            text.contains("Mars/Olympus") && text.contains("400"),
+            "{args:?}: {text}"
+        );
     }
 }
 
@@ -398,16 +482,20 @@ async fn json_errors_are_one_object_on_stderr() {
         "{error}"
     );
 
-    // A usage mistake found by the command, and one found by the parser.
+    // A usage mistake found by the command, ones found by the parser, and a missing
+    // subcommand (whose help is not JSON and names no hidden command).
     for args in [
         vec!["--json", "dead", "requeue"],
         vec!["--json", "schedules", "add", "n", "--kind", "k"],
+        vec!["--json", "jobs"],
+        vec!["--json"],
     ] {
         let out = errand(s.url(), &args).await;
         assert_exit(&out, 2, &format!("{args:?}"));
         let error = json_error(&out);
         assert_eq!(error["code"], "usage", "{args:?}: {error}");
         assert_eq!(error["exit_code"], 2, "{args:?}: {error}");
+        assert!(!stderr(&out).contains("__run-limited"), "{args:?}: {error}");
     }
 }
 

@@ -11,6 +11,7 @@ use errand_core::names::{MAX_KIND_LEN, MAX_QUEUE_NAME_LEN};
 use serde_json::Value;
 
 const EXPECTED: &[&str] = &[
+    "GET /",
     "GET /healthz",
     "GET /readyz",
     "GET /v1/dead",
@@ -119,6 +120,18 @@ async fn document_lists_every_route_and_every_listed_route_is_served() {
         } else {
             concrete
         };
+        if concrete == "/" {
+            // An HTML page by default (JSON on request): checked in server_start.rs.
+            let status = raw
+                .http
+                .get(format!("{}/", raw.base))
+                .send()
+                .await
+                .expect("GET /")
+                .status();
+            assert_eq!(status, 200, "GET / is documented and served");
+            continue;
+        }
         let body = (method == "POST").then(|| b"{}".to_vec());
         let (status, json) = raw.send(method, &concrete, body).await;
         let message = json["error"]["message"].as_str().unwrap_or("");

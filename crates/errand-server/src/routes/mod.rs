@@ -13,6 +13,7 @@ pub(crate) use limits::other_scope as limits_other_scope;
 mod logs;
 mod nodes;
 mod queues;
+mod root;
 mod schedules;
 mod sessions;
 pub(crate) mod subscriptions;
@@ -30,6 +31,7 @@ use crate::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(root::root))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(jobs::enqueue, jobs::list))

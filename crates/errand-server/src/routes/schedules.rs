@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use errand_api::{
     BackfillRequest, BatchEnqueueResponse, EnqueuedJob, ErrorBody, NextFireTimes, NextQuery,
-    ScheduleList, ScheduleRequest,
+    ScheduleList, SchedulePutRequest, ScheduleRequest,
 };
 use errand_core::schedule_spec::Schedule;
 use errand_core::{Job, ScheduleName};
@@ -58,22 +58,18 @@ pub(crate) async fn get(
     Ok(Json(state.engine.schedule_get(&name(&raw)?).await?))
 }
 
-/// Creates or replaces a schedule (declarative: the same body twice changes nothing).
+/// Creates or replaces a schedule (declarative: the same body twice changes nothing). The
+/// path names it: the body's `name` may be left out, and one that differs is refused.
 #[utoipa::path(put, path = "/v1/schedules/{name}", operation_id = "put_schedule", tag = "schedules",
     params(("name" = errand_core::ScheduleName, Path, description = "Schedule name")),
-    request_body = ScheduleRequest,
-    responses((status = 200, description = "Stored", body = Schedule), (status = 400, body = ErrorBody)))]
+    request_body = SchedulePutRequest,
+    responses((status = 200, description = "Stored", body = Schedule), (status = 400, description = "Bad cron, zone, window..., or a body `name` that is not the path's", body = ErrorBody)))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     ApiPath(raw): ApiPath<String>,
-    ApiJson(req): ApiJson<ScheduleRequest>,
+    ApiJson(req): ApiJson<SchedulePutRequest>,
 ) -> Result<Json<Schedule>, ApiError> {
-    if req.name != raw {
-        return Err(ApiError::invalid(format!(
-            "name: the body names `{}` but the path `{raw}`",
-            req.name
-        )));
-    }
+    let req = req.for_path(&raw)?;
     refuse_owned_name(&req.name)?;
     let spec = req.into_spec(&state.enqueue_limits())?;
     Ok(Json(state.engine.schedule_declare(spec).await?))

@@ -38,10 +38,14 @@ pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Resul
         DeadCommand::List { filter } => {
             return jobs::print_page(&client.dead(&jobs::query(&filter, None)).await?, json);
         }
-        DeadCommand::Requeue(args) => (
-            "requeued",
-            client.dead_requeue(&selection(args, "requeue")?).await?,
-        ),
+        DeadCommand::Requeue(args) => {
+            // One call however many jobs: a spinner (on a terminal) while the server works.
+            let selection = selection(args, "requeue")?;
+            let spinner = crate::commands::progress::spinner("requeueing dead jobs");
+            let answer = client.dead_requeue(&selection).await;
+            spinner.finish_and_clear();
+            ("requeued", answer?)
+        }
         DeadCommand::Purge(args) => (
             "purged",
             client.dead_purge(&selection(args, "purge")?).await?,
@@ -50,7 +54,7 @@ pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Resul
     if json {
         crate::output::json(&count)
     } else {
-        println!("{verb} {} dead jobs", count.count);
+        crate::outln!("{verb} {} dead jobs", count.count);
         Ok(())
     }
 }

@@ -40,14 +40,14 @@ pub async fn run(client: &Client, cmd: DefinitionsCommand, json: bool) -> anyhow
             output::table(
                 &["NAME", "MODE", "KIND", "QUEUE", "TRIGGERS", "SWITCH"],
                 &rows,
-            );
+            )?;
             if !list.problems.is_empty() {
-                println!();
-                println!("{} folder(s) did not load:", list.problems.len());
+                crate::outln!();
+                crate::outln!("{} folder(s) did not load:", list.problems.len());
                 for p in &list.problems {
                     match &p.key {
-                        Some(k) => println!("  {}: {}: `{k}`: {}", p.name, p.file, p.reason),
-                        None => println!("  {}: {}: {}", p.name, p.file, p.reason),
+                        Some(k) => crate::outln!("  {}: {}: `{k}`: {}", p.name, p.file, p.reason),
+                        None => crate::outln!("  {}: {}: {}", p.name, p.file, p.reason),
                     }
                 }
             }
@@ -102,10 +102,10 @@ fn show(d: &DefinitionView, json: bool) -> anyhow::Result<()> {
         ("stopped", d.stopped.to_string()),
     ];
     for (k, v) in rows {
-        println!("{k:<12} {v}");
+        crate::outln!("{k:<12} {v}");
     }
     if !d.instances.is_empty() {
-        println!();
+        crate::outln!();
         let rows: Vec<Vec<String>> = d
             .instances
             .iter()
@@ -138,7 +138,7 @@ fn show(d: &DefinitionView, json: bool) -> anyhow::Result<()> {
                 "LAST EXIT",
             ],
             &rows,
-        );
+        )?;
     }
     Ok(())
 }
@@ -166,24 +166,20 @@ pub async fn run_now(client: &Client, args: RunArgs, json: bool) -> anyhow::Resu
         follow(client, job.id, None, json).await?;
     }
     if args.wait || args.follow {
-        let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
-        jobs::print_job(&done, json)?;
-        return crate::exit::job_outcome(&done);
+        // As `errand jobs wait`: a script's `... --wait && next` stops on failure.
+        return jobs::wait_and_print(client, job.id, Duration::from_secs(24 * 3600), json).await;
     }
     if json {
         output::json(&job)
     } else {
-        println!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
+        crate::outln!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
         Ok(())
     }
 }
 
 /// `errand logs JOB`.
 pub async fn logs(client: &Client, args: LogsArgs, json: bool) -> anyhow::Result<()> {
-    let id: JobId = args
-        .job
-        .parse()
-        .map_err(|e| usage(format!("{}: not a job id ({e})", args.job)))?;
+    let id: JobId = crate::commands::jobs::id(&args.job)?;
     if args.follow {
         return follow(client, id, args.attempt, json).await;
     }
@@ -241,22 +237,22 @@ async fn follow(
 
 fn print_line(l: &LogEntry, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(l)?);
+        crate::outln!("{}", serde_json::to_string(l)?);
         return Ok(());
     }
     let at = l.at.strftime("%H:%M:%S%.3f");
     match l.stream {
-        LogStream::Stdout => println!("{at} #{} INFO  {}", l.attempt, l.line),
-        LogStream::Stderr => println!("{at} #{} ERROR {}", l.attempt, l.line),
+        LogStream::Stdout => crate::outln!("{at} #{} INFO  {}", l.attempt, l.line),
+        LogStream::Stderr => crate::outln!("{at} #{} ERROR {}", l.attempt, l.line),
     }
     Ok(())
 }
 
 fn print_gap(dropped: u64, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::json!({ "dropped": dropped }));
+        crate::outln!("{}", serde_json::json!({ "dropped": dropped }));
     } else {
-        println!("... {dropped} line(s) dropped by the per-attempt bound ...");
+        crate::outln!("... {dropped} line(s) dropped by the per-attempt bound ...");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use errand_api::EnqueueRequest;
 use errand_client::Client;
-use errand_core::duration::{parse, FlexDuration};
+use errand_core::duration::FlexDuration;
 
 use crate::cli::EnqueueArgs;
 use crate::commands::jobs;
@@ -30,22 +30,19 @@ fn payload(raw: &str) -> anyhow::Result<serde_json::Value> {
 
 fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration>> {
     raw.as_deref()
-        .map(|d| {
-            parse(field, d)
-                .map(FlexDuration)
-                .map_err(|e| usage(format!("--{e}")))
-        })
+        .map(|d| crate::exit::duration(field, d).map(FlexDuration))
         .transpose()
 }
 
-/// Enqueues one job and prints it (or waits for it).
-pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
-    let req = EnqueueRequest {
-        reply_to: args.reply_to,
-        correlation_id: args.correlation_id,
-        callback_url: args.callback_url,
-        kind: args.kind,
-        queue: args.queue,
+/// The request the flags describe; `kind` is empty when KIND is absent (`--file` lines
+/// bring their own).
+pub fn request(args: &EnqueueArgs) -> anyhow::Result<EnqueueRequest> {
+    Ok(EnqueueRequest {
+        reply_to: args.reply_to.clone(),
+        correlation_id: args.correlation_id.clone(),
+        callback_url: args.callback_url.clone(),
+        kind: args.kind.clone().unwrap_or_default(),
+        queue: args.queue.clone(),
         payload: args.payload.as_deref().map(payload).transpose()?,
         priority: args.priority,
         run_at: args
@@ -62,12 +59,12 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
         delay: flex("delay", &args.delay)?,
         max_attempts: args.max_attempts,
         timeout: flex("timeout", &args.timeout)?,
-        tags: args.tags,
-        idempotency_key: args.idempotency_key,
-        lock_key: args.ordering.lock_key,
-        concurrency_key: args.ordering.concurrency_key,
+        tags: args.tags.clone(),
+        idempotency_key: args.idempotency_key.clone(),
+        lock_key: args.ordering.lock_key.clone(),
+        concurrency_key: args.ordering.concurrency_key.clone(),
         concurrency_limit: args.ordering.concurrency_limit,
-        session_key: args.ordering.session_key,
+        session_key: args.ordering.session_key.clone(),
         session_on_dead: args
             .ordering
             .session_on_dead
@@ -77,9 +74,9 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
                     .map_err(|e| usage(format!("--session-on-dead: {e}")))
             })
             .transpose()?,
-        fairness_key: args.ordering.fairness_key,
+        fairness_key: args.ordering.fairness_key.clone(),
         fairness_weight: args.ordering.fairness_weight,
-        rate_key: args.ordering.rate_key,
+        rate_key: args.ordering.rate_key.clone(),
         after: args
             .after
             .iter()
@@ -89,18 +86,21 @@ pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Resu
             })
             .collect::<anyhow::Result<_>>()?,
         after_any_end: args.after_any_end,
-    };
+    })
+}
+
+/// Enqueues one job and prints it (or waits for it).
+pub async fn run(client: &Client, args: EnqueueArgs, json: bool) -> anyhow::Result<()> {
+    let req = request(&args)?;
     let job = client.enqueue(&req).await?;
     if args.wait {
-        let done = jobs::wait(client, job.id, Duration::from_secs(24 * 3600), json).await?;
-        jobs::print_job(&done, json)?;
-        // As `errand jobs wait`: a script's `errand enqueue X --wait && next` stops on failure.
-        return crate::exit::job_outcome(&done);
+        // As `errand jobs wait`: a script's `... --wait && next` stops on failure.
+        return jobs::wait_and_print(client, job.id, Duration::from_secs(24 * 3600), json).await;
     }
     if json {
         crate::output::json(&job)
     } else {
-        println!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
+        crate::outln!("{}  {}  {}  {}", job.id, job.kind, job.queue, job.state);
         Ok(())
     }
 }

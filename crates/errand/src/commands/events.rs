@@ -67,9 +67,9 @@ pub async fn run(client: &Client, args: EventsArgs, json: bool) -> anyhow::Resul
             EventStreamItem::Event(e) => {
                 disconnected = false;
                 if json {
-                    println!("{}", serde_json::to_string(&e)?);
+                    crate::outln!("{}", serde_json::to_string(&e)?);
                 } else {
-                    println!("{}", line(&e));
+                    crate::outln!("{}", line(&e));
                 }
             }
             EventStreamItem::Gap(g) => eprintln!(

@@ -3,10 +3,12 @@
 pub mod dead;
 pub mod definitions;
 pub mod enqueue;
+pub mod enqueue_file;
 pub mod events;
 pub mod generate;
 pub mod jobs;
 pub mod ordering;
+pub mod progress;
 pub mod queues;
 pub mod schedules;
 pub mod status;

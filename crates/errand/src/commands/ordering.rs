@@ -90,9 +90,7 @@ pub fn queue_patch(args: &QueueSetArgs) -> anyhow::Result<QueueSettingsPatch> {
         max_attempts: or_none(args.max_attempts.as_deref(), number("max-attempts"))?,
         priority: or_none(args.priority.as_deref(), number("priority"))?,
         timeout_ms: or_none(args.timeout.as_deref(), |v| {
-            parse("timeout", v)
-                .map(millis)
-                .map_err(|e| usage(format!("--timeout {v}: {e}")))
+            crate::exit::duration("timeout", v).map(millis)
         })?,
         backoff: or_none(args.backoff.as_deref(), backoff)?,
     })
@@ -105,7 +103,7 @@ pub async fn queue_set(client: &Client, args: QueueSetArgs, json: bool) -> anyho
     if json {
         return output::json(&info);
     }
-    println!("{}: {}", info.name, serde_json::to_string(&info.settings)?);
+    crate::outln!("{}: {}", info.name, serde_json::to_string(&info.settings)?);
     Ok(())
 }
 
@@ -131,7 +129,7 @@ fn print_limits(limits: &[LimitInfo], json: bool) -> anyhow::Result<()> {
     output::table(
         &["SCOPE", "NAME", "CONCURRENCY", "RATE", "RUNNING", "TOKENS"],
         &rows,
-    );
+    )?;
     Ok(())
 }
 
@@ -167,7 +165,7 @@ pub async fn limits(client: &Client, cmd: LimitsCommand, json: bool) -> anyhow::
             if json {
                 return output::json(&out);
             }
-            println!("deleted {} limit {name}", scope.as_str());
+            crate::outln!("deleted {} limit {name}", scope.as_str());
             Ok(())
         }
     }
@@ -190,7 +188,7 @@ fn print_sessions(sessions: &[Session], json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect::<Vec<_>>();
-    output::table(&["SESSION", "HEAD", "LENGTH", "VERSION", "BLOCKED"], &rows);
+    output::table(&["SESSION", "HEAD", "LENGTH", "VERSION", "BLOCKED"], &rows)?;
     Ok(())
 }
 
@@ -199,7 +197,7 @@ fn print_session(s: &Session, json: bool) -> anyhow::Result<()> {
         return output::json(s);
     }
     print_sessions(std::slice::from_ref(s), false)?;
-    println!("state: {}", s.state);
+    crate::outln!("state: {}", s.state);
     Ok(())
 }
 
@@ -268,7 +266,7 @@ pub async fn workers(client: &Client, json: bool) -> anyhow::Result<()> {
             "IN FLIGHT",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 
@@ -278,9 +276,9 @@ pub async fn explain(client: &Client, id: JobId, json: bool) -> anyhow::Result<(
     if json {
         return output::json(&e);
     }
-    println!("job {} is {}", e.job, e.state.as_str());
+    crate::outln!("job {} is {}", e.job, e.state.as_str());
     for r in &e.reasons {
-        println!("- {}", r.message);
+        crate::outln!("- {}", r.message);
     }
     Ok(())
 }

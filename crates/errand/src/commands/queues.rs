@@ -46,7 +46,7 @@ fn print(queues: &[QueueInfo], json: bool) -> anyhow::Result<()> {
             "OLDEST",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 

@@ -59,7 +59,7 @@ fn print(subs: &[Subscription], json: bool) -> anyhow::Result<()> {
             "PAUSED BECAUSE",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 
@@ -101,7 +101,7 @@ pub fn print_deliveries(list: &DeliveryList, json: bool) -> anyhow::Result<()> {
             "URL / RESULT",
         ],
         &rows,
-    );
+    )?;
     Ok(())
 }
 
@@ -159,7 +159,7 @@ pub async fn run(client: &Client, cmd: SubscriptionsCommand, json: bool) -> anyh
             if json {
                 output::json(&out)
             } else {
-                println!("deleted {raw}");
+                crate::outln!("deleted {raw}");
                 Ok(())
             }
         }

@@ -13,12 +13,13 @@ use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::QueueName;
 use errand_store::{
     JobListParams, QueueUpsertParams, RestoredJob, SchedulePut, SchedulePutParams,
-    ScheduleSlotListParams, ScheduleSlotRecord, SharedStore,
+    ScheduleSlotListParams, ScheduleSlotRecord, SharedStore, StoreOrigin,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TransferArgs;
-use crate::settings::store_location;
+use crate::commands::progress;
+use crate::settings::{store_location, StoreLocation};
 use crate::store_open;
 
 /// The first line of every export.
@@ -49,9 +50,27 @@ enum Line {
     Job(Box<RestoredJob>),
 }
 
-async fn open(args: &TransferArgs) -> anyhow::Result<(SharedStore, String)> {
+/// Opens the store the flags name. An export reads an existing store only: a SQLite file
+/// that is not there is refused before anything is created, and a PostgreSQL schema that
+/// opening had to create (so it is empty) is refused too.
+async fn open(args: &TransferArgs, existing_only: bool) -> anyhow::Result<(SharedStore, String)> {
     let (data_dir, location) = store_location(&args.location)?;
-    store_open::open(&location, &data_dir).await
+    if let (true, StoreLocation::Sqlite(path)) = (existing_only, &location) {
+        if !path.try_exists().unwrap_or(false) {
+            bail!(
+                "no store at {}: nothing to export (check --data-dir or --store)",
+                path.display()
+            );
+        }
+    }
+    let opened = store_open::open(&location, &data_dir).await?;
+    if existing_only && opened.origin == StoreOrigin::Created {
+        bail!(
+            "no store at {}: nothing to export (an empty one was just created there; check --store)",
+            opened.desc
+        );
+    }
+    Ok((opened.store, opened.desc))
 }
 
 fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
@@ -62,7 +81,7 @@ fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// Writes the store's queues and jobs.
 pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
-    let (store, desc) = open(&args).await?;
+    let (store, desc) = open(&args, true).await?;
     let sink: Box<dyn Write> = match &args.file {
         Some(path) => Box::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -115,6 +134,17 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // The total is the queues' counts at the start: a guide for the bar, not a promise.
+    let expected: u64 = store
+        .queue_list()
+        .await?
+        .iter()
+        .map(|q| {
+            let c = &q.counts;
+            c.scheduled + c.available + c.running + c.succeeded + c.dead + c.cancelled + c.blocked
+        })
+        .sum();
+    let bar = progress::count(Some(expected), "exporting jobs");
     let mut before = None;
     let mut jobs = 0u64;
     loop {
@@ -136,7 +166,12 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             )?;
         }
         jobs += page.len() as u64;
-        if jobs > 0 && jobs % 10_000 < u64::from(PAGE) {
+        if jobs > expected {
+            bar.set_length(jobs);
+        }
+        bar.set_position(jobs);
+        // Without a bar (not a terminal), a line at every ten thousand.
+        if bar.is_hidden() && jobs / 10_000 > (jobs - page.len() as u64) / 10_000 {
             eprintln!("exported {jobs} jobs…");
         }
         match page.last() {
@@ -145,23 +180,36 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    bar.finish_and_clear();
     eprintln!("exported {jobs} jobs from {desc}");
     Ok(())
 }
 
 /// Loads an export; jobs already present are skipped.
 pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
-    let (store, desc) = open(&args).await?;
-    let source: Box<dyn std::io::Read> = match &args.file {
-        Some(path) => Box::new(
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-        ),
-        None => Box::new(std::io::stdin().lock()),
+    // The file first: a missing one changes nothing (no store is created for it).
+    let (source, size): (Box<dyn std::io::Read>, Option<u64>) = match &args.file {
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), size)
+        }
+        None => (Box::new(std::io::stdin().lock()), None),
     };
+    let (store, desc) = open(&args, false).await?;
+    let source_name = args
+        .file
+        .as_ref()
+        .map_or_else(|| "standard input".to_string(), |p| p.display().to_string());
+    // Measured in bytes of the file read, so the total is known before any line is parsed.
+    let bar = progress::bytes(size);
+    bar.set_message("importing: 0 jobs");
     let mut lines = BufReader::new(source).lines();
     match lines
         .next()
-        .transpose()?
+        .transpose()
+        .with_context(|| format!("reading {source_name}"))?
         .map(|l| serde_json::from_str::<Line>(&l))
     {
         Some(Ok(Line::Format { name, version })) if name == FORMAT && version <= VERSION => {}
@@ -171,7 +219,8 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
     let (mut seen, mut inserted, mut slots_inserted) = (0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
-        let text = text?;
+        let text = text.with_context(|| format!("reading {source_name} line {}", n + 2))?;
+        bar.inc(text.len() as u64 + 1);
         if text.trim().is_empty() {
             continue;
         }
@@ -210,6 +259,9 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
             Line::Job(job) => {
                 batch.push(*job);
                 seen += 1;
+                if seen % 100 == 0 {
+                    bar.set_message(format!("importing: {seen} jobs"));
+                }
                 if batch.len() == PAGE as usize {
                     inserted += store.job_restore_many(std::mem::take(&mut batch)).await?;
                 }
@@ -219,6 +271,7 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
     if !batch.is_empty() {
         inserted += store.job_restore_many(batch).await?;
     }
+    bar.finish_and_clear();
     eprintln!(
         "imported {inserted} of {seen} jobs into {desc} ({} were already there) and {slots_inserted} schedule slot records",
         seen - inserted

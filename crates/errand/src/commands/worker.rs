@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
 use errand_client::{Client, HttpJobHost};
 use errand_core::{JobKind, QueueName};
 use errand_runner::catalog::{Catalog, CatalogSnapshot};
@@ -19,7 +18,8 @@ use crate::cli::WorkerArgs;
 /// Runs until SIGINT or SIGTERM; runs in progress get their stop sequence and go back to
 /// the queue.
 pub async fn run(server: &str, args: WorkerArgs) -> anyhow::Result<()> {
-    let client = Client::new(server)?;
+    let client = Client::new(server)
+        .map_err(|e| crate::exit::usage(format!("{e} (given by --server or ERRAND_SERVER)")))?;
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
@@ -37,10 +37,9 @@ pub async fn run(server: &str, args: WorkerArgs) -> anyhow::Result<()> {
         stop.cancel();
     });
     if !args.command.is_empty() {
-        let queue = args
-            .queue
-            .as_deref()
-            .context("`--` CMD needs --queue: the queue whose jobs the command runs")?;
+        let queue = args.queue.as_deref().ok_or_else(|| {
+            crate::exit::usage("`--` CMD needs --queue: the queue whose jobs the command runs")
+        })?;
         let def = command_definition(&args.command, queue, args.concurrency.unwrap_or(1))?;
         let (_keep, snapshots) = tokio::sync::watch::channel(Arc::new(CatalogSnapshot {
             definitions: BTreeMap::from([(def.name.clone(), Arc::new(def))]),
@@ -70,8 +69,8 @@ fn command_definition(
     queue: &str,
     concurrency: u32,
 ) -> anyhow::Result<Definition> {
-    let program =
-        which(&command[0]).with_context(|| format!("`{}` is not a program on PATH", command[0]))?;
+    let program = which(&command[0])
+        .ok_or_else(|| crate::exit::usage(format!("`{}` is not a program on PATH", command[0])))?;
     let cwd = std::env::current_dir()?;
     Ok(Definition {
         name: "command".into(),

@@ -60,7 +60,7 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
             output::table(
                 &["ID", "NAME", "STATE", "STEPS OK", "FAILED STEP", "CREATED"],
                 &rows,
-            );
+            )?;
             Ok(())
         }
         WorkflowsCommand::Show { id } => {
@@ -68,7 +68,7 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
             if json {
                 return output::json(&wf);
             }
-            print!("{}", render(&wf));
+            crate::out!("{}", render(&wf));
             Ok(())
         }
         WorkflowsCommand::Start {
@@ -107,7 +107,7 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
             if json {
                 return output::json(&wf);
             }
-            println!("{}  {}", wf.id, wf.state.as_str());
+            crate::outln!("{}  {}", wf.id, wf.state.as_str());
             Ok(())
         }
         WorkflowsCommand::Cancel { id } => {
@@ -115,7 +115,7 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
             if json {
                 return output::json(&wf);
             }
-            println!("{}  {}", wf.id, wf.state.as_str());
+            crate::outln!("{}  {}", wf.id, wf.state.as_str());
             Ok(())
         }
         WorkflowsCommand::Retry { id } => {
@@ -123,7 +123,7 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
             if json {
                 return output::json(&wf);
             }
-            println!("{}  {}", wf.id, wf.state.as_str());
+            crate::outln!("{}  {}", wf.id, wf.state.as_str());
             Ok(())
         }
         WorkflowsCommand::Templates => {
@@ -148,7 +148,7 @@ pub async fn run(client: &Client, cmd: WorkflowsCommand, json: bool) -> anyhow::
                     ]
                 })
                 .collect();
-            output::table(&["TEMPLATE", "STEPS", "ON FAILURE", "STEP NAMES"], &rows);
+            output::table(&["TEMPLATE", "STEPS", "ON FAILURE", "STEP NAMES"], &rows)?;
             Ok(())
         }
     }
@@ -163,7 +163,7 @@ pub async fn batches(client: &Client, cmd: BatchesCommand, json: bool) -> anyhow
                 return output::json(&list);
             }
             let rows: Vec<Vec<String>> = list.batches.iter().map(batch_row).collect();
-            output::table(&BATCH_HEADERS, &rows);
+            output::table(&BATCH_HEADERS, &rows)?;
             Ok(())
         }
         BatchesCommand::Show { id } => {
@@ -171,9 +171,9 @@ pub async fn batches(client: &Client, cmd: BatchesCommand, json: bool) -> anyhow
             if json {
                 return output::json(&b);
             }
-            output::table(&BATCH_HEADERS, &[batch_row(&b)]);
+            output::table(&BATCH_HEADERS, &[batch_row(&b)])?;
             if let Some(job) = b.on_complete_job_id {
-                println!("on_complete job: {job}");
+                crate::outln!("on_complete job: {job}");
             }
             Ok(())
         }
@@ -182,7 +182,7 @@ pub async fn batches(client: &Client, cmd: BatchesCommand, json: bool) -> anyhow
             if json {
                 return output::json(&b);
             }
-            output::table(&BATCH_HEADERS, &[batch_row(&b)]);
+            output::table(&BATCH_HEADERS, &[batch_row(&b)])?;
             Ok(())
         }
     }
