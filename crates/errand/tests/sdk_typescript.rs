@@ -63,7 +63,9 @@ fn run(dir: &Path, program: &str, args: &[&str], limit: Duration) -> Output {
         if started.elapsed() > limit {
             overran = true;
             // The whole group: npm, node, the test files and the servers they started.
-            let _ = Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
             break child.wait().expect("wait for the killed child");
         }
         thread::sleep(Duration::from_millis(100));
@@ -130,7 +132,12 @@ fn typescript_sdk_suite() {
         version.trim()
     );
     if needs_install(&dir) {
-        run(&dir, "npm", &["ci", "--no-audit", "--no-fund"], Duration::from_secs(600));
+        run(
+            &dir,
+            "npm",
+            &["ci", "--no-audit", "--no-fund"],
+            Duration::from_secs(600),
+        );
     }
     for out in ["dist", "dist-test"] {
         let path = dir.join(out);
@@ -141,7 +148,11 @@ fn typescript_sdk_suite() {
             std::fs::remove_dir_all(&path)
         };
         if let Err(e) = removed {
-            assert!(e.kind() == std::io::ErrorKind::NotFound, "could not remove {}: {e}", path.display());
+            assert!(
+                e.kind() == std::io::ErrorKind::NotFound,
+                "could not remove {}: {e}",
+                path.display()
+            );
         }
     }
     run(&dir, "npm", &["run", "build"], Duration::from_secs(300));
