@@ -54,8 +54,8 @@ pub use subscriptions::{
 };
 pub use worker::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,
-    HeartbeatResponse, SettleCompletion, SettleFailure, SettleRequest, SettleResponse,
-    SettleResult,
+    HeartbeatResponse, ReleaseRequest, SettleCompletion, SettleFailure, SettleRequest,
+    SettleResponse, SettleResult,
 };
 pub use workflows::{
     check_template_name, ScheduledWorkflow, StepRequest, WorkflowList, WorkflowListQuery,

@@ -148,6 +148,16 @@ pub struct HeartbeatRequest {
     pub checkpoint: Option<Value>,
 }
 
+/// `POST /v1/jobs/{id}/release`: a worker that is stopping gives back a job it has not
+/// run to the end, as if it had never claimed it (the attempt is not counted), so that a
+/// worker restarted often does not push its jobs toward `dead`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The lease's token.
+    pub lease_token: LeaseToken,
+}
+
 /// The renewed lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatResponse {

@@ -4,7 +4,7 @@ use errand_api::{
     AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, ClaimRequest, ClaimResponse,
     CompleteRequest, CountResponse, DeadSelectionRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, JobListQuery, JobPage, LogAppendRequest, LogAppendResponse, QueueList,
-    SettleRequest, SettleResponse,
+    ReleaseRequest, SettleRequest, SettleResponse,
 };
 use errand_core::schedule_spec::Schedule;
 use errand_core::{Job, JobId, QueueInfo};
@@ -262,6 +262,15 @@ impl Client {
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, ClientError> {
         self.post(&format!("/v1/jobs/{id}/heartbeat"), req).await
+    }
+
+    /// `POST /v1/jobs/{id}/release`: gives a held job back uncounted (a worker stopping).
+    ///
+    /// # Errors
+    /// The server's error (`lease_lost`: the lease no longer holds the job), or a
+    /// transport failure.
+    pub async fn release(&self, id: JobId, req: &ReleaseRequest) -> Result<Job, ClientError> {
+        self.post(&format!("/v1/jobs/{id}/release"), req).await
     }
 
     /// `POST /v1/jobs/{id}/complete`.

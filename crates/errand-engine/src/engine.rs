@@ -321,7 +321,9 @@ impl Engine {
     }
 
     /// Gives leased jobs back to their queues as if their claims never happened (the
-    /// attempt is not counted): runs a node stopped because it is shutting down.
+    /// attempt is not counted): the runs of a node that is shutting down, and workers that
+    /// stop before a job ends (`POST /v1/jobs/{id}/release`). A lease that no longer holds
+    /// its job is skipped: the answer lists only the jobs given back.
     ///
     /// # Errors
     /// The store's error.
@@ -335,6 +337,8 @@ impl Engine {
             .await?;
         for job in &jobs {
             self.publish(job);
+            // Ready again: a claim waiting on the queue takes it now, not at its re-check.
+            self.waker.wake(&job.queue, Ready::Jobs(1));
         }
         Ok(jobs)
     }

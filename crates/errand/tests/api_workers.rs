@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use errand_api::{
     ClaimRequest, CompleteRequest, DeadSelectionRequest, EnqueueRequest, FailRequest,
-    HeartbeatRequest, JobListQuery, SettleCompletion, SettleFailure, SettleRequest,
+    HeartbeatRequest, JobListQuery, ReleaseRequest, SettleCompletion, SettleFailure, SettleRequest,
 };
 use errand_core::{JobState, Progress};
 use serde_json::json;
@@ -489,4 +489,89 @@ async fn paused_queue_hands_out_nothing_until_resumed() {
         .await
         .expect_err("unknown queue");
     assert_eq!(unknown.status(), Some(404));
+}
+
+#[tokio::test]
+async fn a_released_job_is_available_uncounted_and_wakes_a_waiting_claim() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    // One attempt only: a release that counted the attempt (as a failure does) would make
+    // the job dead.
+    let job = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("give-back".into()),
+            max_attempts: Some(1),
+            ..EnqueueRequest::new("k")
+        })
+        .await
+        .expect("enqueue");
+    let held = client
+        .claim("give-back", &claim(1, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.claim("give-back", &claim(1, 20_000, 30_000)).await })
+    };
+    parked(&client, "give-back", 1).await;
+    let released_at = Instant::now();
+    let back = client
+        .release(
+            job.id,
+            &ReleaseRequest {
+                lease_token: held.lease_token,
+            },
+        )
+        .await
+        .expect("release");
+    assert_eq!((back.state, back.attempt), (JobState::Available, 0));
+    let again = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("claim returned long before its 20 s wait")
+        .expect("join")
+        .expect("claim")
+        .jobs
+        .remove(0);
+    let latency = released_at.elapsed();
+    assert!(
+        latency < WAKE_LATENCY,
+        "the release woke the parked claim after {latency:?}"
+    );
+    assert_eq!((again.id, again.attempt), (job.id, 1));
+    assert!(
+        client
+            .attempts(job.id)
+            .await
+            .expect("attempts")
+            .attempts
+            .len()
+            == 1,
+        "the given-back attempt is forgotten; only the new one is recorded"
+    );
+    // The old token no longer holds the job: a second release is fenced off.
+    let stale = client
+        .release(
+            job.id,
+            &ReleaseRequest {
+                lease_token: held.lease_token,
+            },
+        )
+        .await
+        .expect_err("stale token");
+    assert_eq!(
+        (stale.status(), stale.code()),
+        (Some(409), Some("lease_lost"))
+    );
+    let missing = client
+        .release(
+            errand_core::JobId::new(),
+            &ReleaseRequest {
+                lease_token: held.lease_token,
+            },
+        )
+        .await
+        .expect_err("no such job");
+    assert_eq!(missing.status(), Some(404));
 }

@@ -63,6 +63,7 @@ const EXPECTED: &[&str] = &[
     "POST /v1/jobs/{id}/complete",
     "POST /v1/jobs/{id}/fail",
     "POST /v1/jobs/{id}/heartbeat",
+    "POST /v1/jobs/{id}/release",
     "POST /v1/jobs/{id}/logs",
     "POST /v1/jobs/{id}/retry",
     "POST /v1/queues/{queue}/claim",

@@ -53,6 +53,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(worker::heartbeat))
         .routes(routes!(worker::complete))
         .routes(routes!(worker::fail))
+        .routes(routes!(worker::release))
         .routes(routes!(worker::settle))
         .routes(routes!(logs::job_logs, worker_logs::append))
         .routes(routes!(events::stream))

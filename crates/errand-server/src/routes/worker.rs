@@ -7,7 +7,8 @@ use axum::Json;
 use errand_api::schema::MAX_WORKER_LEN;
 use errand_api::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, ErrorBody, FailRequest,
-    HeartbeatRequest, HeartbeatResponse, SettleRequest, SettleResponse, SettleResult,
+    HeartbeatRequest, HeartbeatResponse, ReleaseRequest, SettleRequest, SettleResponse,
+    SettleResult,
 };
 use errand_core::limits::{DEFAULT_LEASE_MS, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
 use errand_core::{Job, JobKind, QueueName, RunReport};
@@ -115,6 +116,33 @@ pub(crate) async fn heartbeat(
         lease_expires_at: job.lease_expires_at,
         state: job.state,
     }))
+}
+
+/// Gives a leased job back to its queue as if it had never been claimed: the attempt is
+/// not counted and the job is `available` again at once. For a worker that stops before a
+/// job ends (a SIGTERM past its grace period); a failure would count the attempt and, on
+/// the last one, make the job dead.
+#[utoipa::path(post, path = "/v1/jobs/{id}/release", operation_id = "release_job", tag = "workers",
+    params(("id" = errand_core::JobId, Path, description = "Job id")),
+    request_body = ReleaseRequest,
+    responses((status = 200, description = "Given back: the job as it is now (`available`)", body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Lease lost (the job ended, was cancelled, or its lease expired and it was taken back); nothing changed", body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
+pub(crate) async fn release(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<ReleaseRequest>,
+) -> Result<Json<Job>, ApiError> {
+    let id = job_id(&id)?;
+    let released = state.engine.release(vec![(id, req.lease_token)]).await?;
+    match released.into_iter().next() {
+        Some(job) => Ok(Json(job)),
+        // Not released: tell a job that is gone from one another worker holds or that ended.
+        None => {
+            state.engine.job(id, Duration::ZERO).await?;
+            Err(ApiError::from(errand_store::StoreError::LeaseLost {
+                job: id.to_string(),
+            }))
+        }
+    }
 }
 
 /// Completes the job with a result.
