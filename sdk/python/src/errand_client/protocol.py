@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generic, List, Mapping, Optional, Sequence, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    TypedDict,
+    TypeVar,
+    Union,
+)
 
 import httpx
 
@@ -67,11 +79,56 @@ def headers(token: Optional[str], user_agent: str) -> Dict[str, str]:
     return out
 
 
+class HttpSettings(TypedDict):
+    """The settings of the ``httpx`` client under a sync or an asyncio client."""
+
+    base_url: str
+    headers: Dict[str, str]
+    timeout: float
+    limits: httpx.Limits
+
+
+def http_settings(
+    base_url: str, token: Optional[str], timeout: float, max_connections: int
+) -> HttpSettings:
+    """What both clients pass to ``httpx.Client``/``httpx.AsyncClient`` (besides the
+    transport): every connection of the pool is kept alive."""
+    return HttpSettings(
+        base_url=base_url,
+        headers=headers(token, USER_AGENT),
+        timeout=timeout,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+
+
 def encode_body(body: Optional[Dict[str, Any]]) -> Optional[bytes]:
     """The JSON bytes of a body (sent with ``Content-Type: application/json``)."""
     if body is None:
         return None
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def build_request(
+    http: Union[httpx.Client, httpx.AsyncClient], call: "Call[Any]", default_timeout: float
+) -> httpx.Request:
+    """The HTTP request of a call, on ``http``'s base URL and headers (no I/O: send it with
+    ``http.send``). ``default_timeout`` applies unless the call has its own."""
+    content = encode_body(call.body)
+    return http.build_request(
+        call.method,
+        call.path,
+        params=call.params or None,
+        content=content,
+        headers={"Content-Type": "application/json"} if content is not None else None,
+        timeout=call.timeout if call.timeout is not None else default_timeout,
+    )
+
+
+def read_response(call: "Call[T]", resp: httpx.Response) -> T:
+    """A call's parsed answer; raises the typed error for an error answer."""
+    return call.parse(decode(resp.status_code, resp.headers, resp.content))
 
 
 def decode(status: int, resp_headers: Mapping[str, str], content: bytes) -> Any:
