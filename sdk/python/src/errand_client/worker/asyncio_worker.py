@@ -53,7 +53,7 @@ class AsyncJobContext(core.JobInfo):
 AsyncHandler = Callable[[AsyncJobContext], Awaitable[Any]]
 
 
-class AsyncWorker(core.WorkerBase[AsyncHandler]):
+class AsyncWorker(core.WorkerBase[AsyncHandler, AsyncErrandClient]):
     """Claims jobs of one queue and runs ``async def`` handlers as tasks.
 
     ``await worker.run()`` runs until SIGTERM/SIGINT; ``await worker.start()`` and
@@ -71,14 +71,7 @@ class AsyncWorker(core.WorkerBase[AsyncHandler]):
         token: Optional[str] = None,
         **overrides: Any,
     ) -> None:
-        super().__init__(queue, options, overrides)
-        self._owns_client = isinstance(client, str)
-        if isinstance(client, str):
-            self.client = AsyncErrandClient(
-                client, token=token, max_connections=self.options.concurrency + 8
-            )
-        else:
-            self.client = client
+        super().__init__(client, AsyncErrandClient, queue, options, token, overrides)
         self._running: Dict[str, Running] = {}
         self._tasks: Dict[str, "asyncio.Task[None]"] = {}
         self._slot_freed: Optional[asyncio.Event] = None

@@ -26,6 +26,7 @@ from typing import (
     Tuple,
     Type,
     TypeVar,
+    Union,
 )
 
 from .. import protocol
@@ -601,16 +602,32 @@ class Registry:
 
 
 H = TypeVar("H", bound=Callable[..., Any])
+C = TypeVar("C")
 
 
-class WorkerBase(Generic[H]):
-    """What both workers keep besides their I/O: options, queue, handlers (of type ``H``),
-    counters and the claim refusal that stopped them."""
+class WorkerBase(Generic[H, C]):
+    """What both workers keep besides their I/O: options, a client (of type ``C``), queue,
+    handlers (of type ``H``), counters and the claim refusal that stopped them."""
 
     def __init__(
-        self, queue: str, options: Optional[WorkerOptions], overrides: Dict[str, Any]
+        self,
+        client: Union[C, str],
+        make_client: Callable[..., C],
+        queue: str,
+        options: Optional[WorkerOptions],
+        token: Optional[str],
+        overrides: Dict[str, Any],
     ) -> None:
         self.options = options or WorkerOptions(**overrides)
+        self._owns_client = isinstance(client, str)
+        #: The client given, or one of the worker's own (closed on stop) for a base URL.
+        self.client: C
+        if isinstance(client, str):
+            self.client = make_client(
+                client, token=token, max_connections=self.options.concurrency + 8
+            )
+        else:
+            self.client = client
         self.queue = queue
         self.registry = Registry()
         self.stats = Stats()

@@ -56,7 +56,7 @@ class JobContext(core.JobInfo):
 SyncHandler = Callable[[JobContext], Any]
 
 
-class Worker(core.WorkerBase[SyncHandler]):
+class Worker(core.WorkerBase[SyncHandler, ErrandClient]):
     """Claims jobs of one queue and runs their handlers on threads.
 
     >>> worker = Worker("http://127.0.0.1:7878", "mail", concurrency=8)
@@ -78,14 +78,7 @@ class Worker(core.WorkerBase[SyncHandler]):
         token: Optional[str] = None,
         **overrides: Any,
     ) -> None:
-        super().__init__(queue, options, overrides)
-        self._owns_client = isinstance(client, str)
-        if isinstance(client, str):
-            self.client = ErrandClient(
-                client, token=token, max_connections=self.options.concurrency + 8
-            )
-        else:
-            self.client = client
+        super().__init__(client, ErrandClient, queue, options, token, overrides)
         self._beat_pool = ThreadPoolExecutor(
             max_workers=max(1, min(8, self.options.concurrency)), thread_name_prefix="errand-beat"
         )
