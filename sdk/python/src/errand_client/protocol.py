@@ -260,9 +260,21 @@ def heartbeat(
     return Call(routes.HEARTBEAT.method, routes.HEARTBEAT.format(id=job_id), _identity, body)
 
 
+def _completion(lease_token: str, result: Any) -> Dict[str, Any]:
+    return _drop_none({"lease_token": lease_token, "result": result})
+
+
+def _failure(
+    lease_token: str, error: str, retry_in_ms: Optional[int], dead: bool
+) -> Dict[str, Any]:
+    return _drop_none(
+        {"lease_token": lease_token, "error": error, "retry_in_ms": retry_in_ms, "dead": dead}
+    )
+
+
 def complete(job_id: str, lease_token: str, result: Any = None) -> Call[Job]:
     """``POST /v1/jobs/{id}/complete``."""
-    body = _drop_none({"lease_token": lease_token, "result": result})
+    body = _completion(lease_token, result)
     return Call(routes.COMPLETE.method, routes.COMPLETE.format(id=job_id), Job.from_json, body)
 
 
@@ -275,15 +287,13 @@ def fail(
     dead: bool = False,
 ) -> Call[Job]:
     """``POST /v1/jobs/{id}/fail``; without ``retry_in_ms`` the server's backoff applies."""
-    body = _drop_none(
-        {"lease_token": lease_token, "error": error, "retry_in_ms": retry_in_ms, "dead": dead}
-    )
+    body = _failure(lease_token, error, retry_in_ms, dead)
     return Call(routes.FAIL.method, routes.FAIL.format(id=job_id), Job.from_json, body)
 
 
 def completion_entry(job_id: str, lease_token: str, result: Any = None) -> Dict[str, Any]:
-    """One ``completions`` entry of a settle."""
-    return _drop_none({"id": job_id, "lease_token": lease_token, "result": result})
+    """One ``completions`` entry of a settle: the body of :func:`complete` with the id."""
+    return {"id": job_id, **_completion(lease_token, result)}
 
 
 def failure_entry(
@@ -294,16 +304,8 @@ def failure_entry(
     retry_in_ms: Optional[int] = None,
     dead: bool = False,
 ) -> Dict[str, Any]:
-    """One ``failures`` entry of a settle."""
-    return _drop_none(
-        {
-            "id": job_id,
-            "lease_token": lease_token,
-            "error": error,
-            "retry_in_ms": retry_in_ms,
-            "dead": dead,
-        }
-    )
+    """One ``failures`` entry of a settle: the body of :func:`fail` with the id."""
+    return {"id": job_id, **_failure(lease_token, error, retry_in_ms, dead)}
 
 
 def _settled(data: Any) -> List[SettleResult]:
