@@ -80,20 +80,20 @@ class Timeout(ApiError):
     None). The request may or may not have happened."""
 
 
-class WaitTimeout(Timeout):
+class _AboutJob(ErrandError):
+    """An error about one job, which it carries as ``job``."""
+
+    def __init__(self, message: str, job: Any) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class WaitTimeout(_AboutJob, Timeout):
     """:meth:`wait` reached its deadline before the job ended; ``job`` is its last state."""
 
-    def __init__(self, message: str, job: Any) -> None:
-        super().__init__(message)
-        self.job = job
 
-
-class JobFailed(ErrandError):
+class JobFailed(_AboutJob):
     """:meth:`result` found the job ``dead`` or ``cancelled``; ``job`` holds its error."""
-
-    def __init__(self, message: str, job: Any) -> None:
-        super().__init__(message)
-        self.job = job
 
 
 def error_for(
