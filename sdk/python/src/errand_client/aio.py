@@ -15,11 +15,10 @@ T = TypeVar("T")
 
 
 class AsyncErrandClient:
-    """A client of one errand server.
+    """An asyncio client of one errand server: the calls of :class:`ErrandClient`, awaited.
 
-    ``token`` is sent as ``Authorization: Bearer TOKEN`` (the server does not check tokens
-    yet). ``timeout`` (seconds) bounds every call; long polls get their wait plus a margin.
-    Thread-safe: one client can serve every thread of a process.
+    ``token``, ``timeout`` and ``max_connections`` are as there; use one client per event
+    loop.
     """
 
     def __init__(
