@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -132,40 +133,38 @@ class Server:
             self.proc.wait()
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
-    """One server for the tests that do not restart it (each uses queues of its own)."""
+@contextlib.contextmanager
+def running_server(*flags: str) -> Iterator[Server]:
+    """A started server over a temporary data directory, stopped (and the directory
+    removed) on leaving; ``flags`` are added to ``errand serve``."""
     with tempfile.TemporaryDirectory(prefix="errand-py-") as d:
-        s = Server(d)
+        s = Server(d, *flags)
         s.start()
         try:
             yield s
         finally:
             s.stop()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """One server for the tests that do not restart it (each uses queues of its own)."""
+    with running_server() as s:
+        yield s
 
 
 @pytest.fixture
 def own_server() -> Iterator[Server]:
     """A server of the test's own, which the test may kill and restart."""
-    with tempfile.TemporaryDirectory(prefix="errand-py-") as d:
-        s = Server(d)
-        s.start()
-        try:
-            yield s
-        finally:
-            s.stop()
+    with running_server() as s:
+        yield s
 
 
 @pytest.fixture
 def small_server() -> Iterator[Server]:
     """A server that takes request bodies of at most 300,000 bytes."""
-    with tempfile.TemporaryDirectory(prefix="errand-py-") as d:
-        s = Server(d, "--max-request-bytes", "300000")
-        s.start()
-        try:
-            yield s
-        finally:
-            s.stop()
+    with running_server("--max-request-bytes", "300000") as s:
+        yield s
 
 
 @pytest.fixture

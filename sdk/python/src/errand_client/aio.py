@@ -14,13 +14,11 @@ from .waiting import WaitDeadline, result_of
 T = TypeVar("T")
 
 
-
 class AsyncErrandClient:
-    """A client of one errand server.
+    """An asyncio client of one errand server: the calls of :class:`ErrandClient`, awaited.
 
-    ``token`` is sent as ``Authorization: Bearer TOKEN`` (the server does not check tokens
-    yet). ``timeout`` (seconds) bounds every call; long polls get their wait plus a margin.
-    Thread-safe: one client can serve every thread of a process.
+    ``token``, ``timeout`` and ``max_connections`` are as there; use one client per event
+    loop.
     """
 
     def __init__(
@@ -36,13 +34,8 @@ class AsyncErrandClient:
         self.token = token
         self.timeout = timeout
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=protocol.headers(token, protocol.USER_AGENT),
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
             transport=transport,
+            **protocol.http_settings(self.base_url, token, timeout, max_connections),
         )
 
     @classmethod
@@ -65,19 +58,12 @@ class AsyncErrandClient:
 
     async def call(self, call: "protocol.Call[T]") -> T:
         """Send one prepared call and parse its answer (raises typed errors)."""
-        content = protocol.encode_body(call.body)
+        request = protocol.build_request(self._http, call, self.timeout)
         try:
-            resp = await self._http.request(
-                call.method,
-                call.path,
-                params=call.params or None,
-                content=content,
-                headers={"Content-Type": "application/json"} if content is not None else None,
-                timeout=call.timeout if call.timeout is not None else self.timeout,
-            )
+            resp = await self._http.send(request)
         except httpx.HTTPError as exc:
             raise protocol.transport_error(exc) from exc
-        return call.parse(protocol.decode(resp.status_code, resp.headers, resp.content))
+        return protocol.read_response(call, resp)
 
     # --- producers --------------------------------------------------------------------
 

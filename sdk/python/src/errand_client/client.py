@@ -14,7 +14,6 @@ from .waiting import WaitDeadline, result_of
 T = TypeVar("T")
 
 
-
 class ErrandClient:
     """A client of one errand server.
 
@@ -36,13 +35,8 @@ class ErrandClient:
         self.token = token
         self.timeout = timeout
         self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=protocol.headers(token, protocol.USER_AGENT),
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
             transport=transport,
+            **protocol.http_settings(self.base_url, token, timeout, max_connections),
         )
 
     def close(self) -> None:
@@ -57,19 +51,12 @@ class ErrandClient:
 
     def call(self, call: "protocol.Call[T]") -> T:
         """Send one prepared call and parse its answer (raises typed errors)."""
-        content = protocol.encode_body(call.body)
+        request = protocol.build_request(self._http, call, self.timeout)
         try:
-            resp = self._http.request(
-                call.method,
-                call.path,
-                params=call.params or None,
-                content=content,
-                headers={"Content-Type": "application/json"} if content is not None else None,
-                timeout=call.timeout if call.timeout is not None else self.timeout,
-            )
+            resp = self._http.send(request)
         except httpx.HTTPError as exc:
             raise protocol.transport_error(exc) from exc
-        return call.parse(protocol.decode(resp.status_code, resp.headers, resp.content))
+        return protocol.read_response(call, resp)
 
     # --- producers --------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ in time :class:`Timeout`.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Type
 
 
 class ErrandError(Exception):
@@ -80,43 +80,39 @@ class Timeout(ApiError):
     None). The request may or may not have happened."""
 
 
-class WaitTimeout(Timeout):
+class _AboutJob(ErrandError):
+    """An error about one job, which it carries as ``job``."""
+
+    def __init__(self, message: str, job: Any) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class WaitTimeout(_AboutJob, Timeout):
     """:meth:`wait` reached its deadline before the job ended; ``job`` is its last state."""
 
-    def __init__(self, message: str, job: Any) -> None:
-        super().__init__(message)
-        self.job = job
 
-
-class JobFailed(ErrandError):
+class JobFailed(_AboutJob):
     """:meth:`result` found the job ``dead`` or ``cancelled``; ``job`` holds its error."""
 
-    def __init__(self, message: str, job: Any) -> None:
-        super().__init__(message)
-        self.job = job
+
+#: The error class of each status (a 409 ``lease_lost`` is a :class:`LeaseLost`).
+_BY_STATUS: Dict[int, Type[ApiError]] = {
+    400: BadRequest,
+    403: Forbidden,
+    404: NotFound,
+    408: Timeout,
+    409: Conflict,
+    413: PayloadTooLarge,
+    502: Unavailable,
+    503: Unavailable,
+    504: Unavailable,
+}
 
 
 def error_for(
     status: int, code: Optional[str], message: str, retry_after: Optional[float] = None
 ) -> ApiError:
     """The typed error for an error answer."""
-    cls: type
-    if status == 409 and code == "lease_lost":
-        cls = LeaseLost
-    elif status == 409:
-        cls = Conflict
-    elif status == 404:
-        cls = NotFound
-    elif status == 400:
-        cls = BadRequest
-    elif status in (502, 503, 504):
-        cls = Unavailable
-    elif status == 408:
-        cls = Timeout
-    elif status == 403:
-        cls = Forbidden
-    elif status == 413:
-        cls = PayloadTooLarge
-    else:
-        cls = ApiError
+    cls = LeaseLost if status == 409 and code == "lease_lost" else _BY_STATUS.get(status, ApiError)
     return cls(message, status=status, code=code, retry_after=retry_after)

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generic, List, Mapping, Optional, Sequence, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    TypedDict,
+    TypeVar,
+    Union,
+)
 
 import httpx
 
@@ -67,11 +79,56 @@ def headers(token: Optional[str], user_agent: str) -> Dict[str, str]:
     return out
 
 
+class HttpSettings(TypedDict):
+    """The settings of the ``httpx`` client under a sync or an asyncio client."""
+
+    base_url: str
+    headers: Dict[str, str]
+    timeout: float
+    limits: httpx.Limits
+
+
+def http_settings(
+    base_url: str, token: Optional[str], timeout: float, max_connections: int
+) -> HttpSettings:
+    """What both clients pass to ``httpx.Client``/``httpx.AsyncClient`` (besides the
+    transport): every connection of the pool is kept alive."""
+    return HttpSettings(
+        base_url=base_url,
+        headers=headers(token, USER_AGENT),
+        timeout=timeout,
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    )
+
+
 def encode_body(body: Optional[Dict[str, Any]]) -> Optional[bytes]:
     """The JSON bytes of a body (sent with ``Content-Type: application/json``)."""
     if body is None:
         return None
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def build_request(
+    http: Union[httpx.Client, httpx.AsyncClient], call: "Call[Any]", default_timeout: float
+) -> httpx.Request:
+    """The HTTP request of a call, on ``http``'s base URL and headers (no I/O: send it with
+    ``http.send``). ``default_timeout`` applies unless the call has its own."""
+    content = encode_body(call.body)
+    return http.build_request(
+        call.method,
+        call.path,
+        params=call.params or None,
+        content=content,
+        headers={"Content-Type": "application/json"} if content is not None else None,
+        timeout=call.timeout if call.timeout is not None else default_timeout,
+    )
+
+
+def read_response(call: "Call[T]", resp: httpx.Response) -> T:
+    """A call's parsed answer; raises the typed error for an error answer."""
+    return call.parse(decode(resp.status_code, resp.headers, resp.content))
 
 
 def decode(status: int, resp_headers: Mapping[str, str], content: bytes) -> Any:
@@ -203,9 +260,21 @@ def heartbeat(
     return Call(routes.HEARTBEAT.method, routes.HEARTBEAT.format(id=job_id), _identity, body)
 
 
+def _completion(lease_token: str, result: Any) -> Dict[str, Any]:
+    return _drop_none({"lease_token": lease_token, "result": result})
+
+
+def _failure(
+    lease_token: str, error: str, retry_in_ms: Optional[int], dead: bool
+) -> Dict[str, Any]:
+    return _drop_none(
+        {"lease_token": lease_token, "error": error, "retry_in_ms": retry_in_ms, "dead": dead}
+    )
+
+
 def complete(job_id: str, lease_token: str, result: Any = None) -> Call[Job]:
     """``POST /v1/jobs/{id}/complete``."""
-    body = _drop_none({"lease_token": lease_token, "result": result})
+    body = _completion(lease_token, result)
     return Call(routes.COMPLETE.method, routes.COMPLETE.format(id=job_id), Job.from_json, body)
 
 
@@ -218,15 +287,13 @@ def fail(
     dead: bool = False,
 ) -> Call[Job]:
     """``POST /v1/jobs/{id}/fail``; without ``retry_in_ms`` the server's backoff applies."""
-    body = _drop_none(
-        {"lease_token": lease_token, "error": error, "retry_in_ms": retry_in_ms, "dead": dead}
-    )
+    body = _failure(lease_token, error, retry_in_ms, dead)
     return Call(routes.FAIL.method, routes.FAIL.format(id=job_id), Job.from_json, body)
 
 
 def completion_entry(job_id: str, lease_token: str, result: Any = None) -> Dict[str, Any]:
-    """One ``completions`` entry of a settle."""
-    return _drop_none({"id": job_id, "lease_token": lease_token, "result": result})
+    """One ``completions`` entry of a settle: the body of :func:`complete` with the id."""
+    return {"id": job_id, **_completion(lease_token, result)}
 
 
 def failure_entry(
@@ -237,16 +304,8 @@ def failure_entry(
     retry_in_ms: Optional[int] = None,
     dead: bool = False,
 ) -> Dict[str, Any]:
-    """One ``failures`` entry of a settle."""
-    return _drop_none(
-        {
-            "id": job_id,
-            "lease_token": lease_token,
-            "error": error,
-            "retry_in_ms": retry_in_ms,
-            "dead": dead,
-        }
-    )
+    """One ``failures`` entry of a settle: the body of :func:`fail` with the id."""
+    return {"id": job_id, **_failure(lease_token, error, retry_in_ms, dead)}
 
 
 def _settled(data: Any) -> List[SettleResult]:

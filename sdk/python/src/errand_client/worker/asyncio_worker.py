@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
 from .. import protocol
 from ..aio import AsyncErrandClient
-from ..errors import ApiError, ErrandError, LeaseLost
+from ..errors import ErrandError, LeaseLost
 from ..models import ClaimedJob
 from . import core
-from .core import Outcome, Running, WorkerOptions, log
+from .core import Outcome, Running, WorkerOptions
 
 
 class AsyncJobContext(core.JobInfo):
@@ -31,14 +30,13 @@ class AsyncJobContext(core.JobInfo):
         except LeaseLost:
             raise
         except ErrandError as exc:
-            log.warning("progress of job %s not sent (%s)", self.id, exc)
+            core.progress_not_sent(self.id, exc)
 
     async def save_checkpoint(self, checkpoint: Any) -> None:
         """Save state to resume from on a retry, durably, now. Transient failures are
         retried for up to one heartbeat interval; raises :class:`LeaseLost` when the lease
         is gone, and the last error when it could not be saved."""
-        deadline = core.now() + self._worker.options.heartbeat_interval_s
-        backoff = core.Backoff(self._worker.options.reconnect_base_s, self._worker.options.reconnect_max_s)
+        retry = core.CheckpointRetry(self._worker.options)
         while True:
             try:
                 await self._worker._beat(self._running, checkpoint=checkpoint, raise_lost=True)
@@ -46,15 +44,16 @@ class AsyncJobContext(core.JobInfo):
             except LeaseLost:
                 raise
             except ErrandError as exc:
-                if not core.settle_error_is_transient(exc) or core.now() > deadline:
+                pause = retry.pause_after(exc)
+                if pause is None:
                     raise
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(pause)
 
 
 AsyncHandler = Callable[[AsyncJobContext], Awaitable[Any]]
 
 
-class AsyncWorker:
+class AsyncWorker(core.WorkerBase[AsyncHandler, AsyncErrandClient]):
     """Claims jobs of one queue and runs ``async def`` handlers as tasks.
 
     ``await worker.run()`` runs until SIGTERM/SIGINT; ``await worker.start()`` and
@@ -72,19 +71,7 @@ class AsyncWorker:
         token: Optional[str] = None,
         **overrides: Any,
     ) -> None:
-        self.options = options or WorkerOptions(**overrides)
-        self._owns_client = isinstance(client, str)
-        #: A claim refusal retrying cannot fix (bad queue name, 403, ...): ``run()`` raises it.
-        self.error: Optional[ErrandError] = None
-        if isinstance(client, str):
-            self.client = AsyncErrandClient(
-                client, token=token, max_connections=self.options.concurrency + 8
-            )
-        else:
-            self.client = client
-        self.queue = queue
-        self.registry = core.Registry()
-        self.stats = core.Stats()
+        super().__init__(client, AsyncErrandClient, queue, options, token, overrides)
         self._running: Dict[str, Running] = {}
         self._tasks: Dict[str, "asyncio.Task[None]"] = {}
         self._slot_freed: Optional[asyncio.Event] = None
@@ -97,19 +84,6 @@ class AsyncWorker:
         self._settle_task: "Optional[asyncio.Task[None]]" = None
         self._stop_task: "Optional[asyncio.Task[None]]" = None
         self._give_up_at: Optional[float] = None
-
-    def register(self, kind: str, fn: AsyncHandler) -> None:
-        """Run ``await fn(ctx)`` for jobs of ``kind``; its return value is the result."""
-        self.registry.add(kind, fn)
-
-    def handler(self, kind: str) -> Callable[[AsyncHandler], AsyncHandler]:
-        """Decorator form of :meth:`register`."""
-
-        def deco(fn: AsyncHandler) -> AsyncHandler:
-            self.register(kind, fn)
-            return fn
-
-        return deco
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -140,10 +114,7 @@ class AsyncWorker:
 
     def _on_signal(self, signum: int) -> None:
         """First SIGTERM/SIGINT: stop gracefully; a second one: exit now (leases lapse)."""
-        if self._stop_task is not None:
-            log.warning("second signal %d: exiting without waiting", signum)
-            os._exit(128 + signum)
-        self.request_stop()
+        core.on_stop_signal(signum, self._stop_task is not None, self.request_stop)
 
     def request_stop(self, grace_s: Optional[float] = None) -> None:
         """Begin stopping (from the loop's thread) without waiting."""
@@ -166,7 +137,7 @@ class AsyncWorker:
         assert self._settle_q is not None and self._stopped is not None
         call = self._claim_call
         if call is not None and not call.done():
-            wait = max(0.0, self._claim_started + core.CLAIM_SETTLE_S - core.now())
+            wait = core.claim_settle_wait(self._claim_started)
             done, _ = await asyncio.wait({call}, timeout=wait)
             if not done:
                 call.cancel()  # it waits for work: the server gives back what it leased
@@ -175,12 +146,8 @@ class AsyncWorker:
         pending = list(self._tasks.values())
         if pending:
             await asyncio.wait(pending, timeout=grace_s)
-        leftovers = [r for r in self._running.values() if not r.settled_elsewhere]
-        for r in leftovers:
-            r.given_back = True
-            log.warning("grace period over: giving back job %s", r.job.id)
-            self.stats.given_back += 1
-            self._settle_q.put_nowait(core.give_back(r.job, "worker stopped before the job finished"))
+        for r, outcome in core.give_back_leftovers(self._running.values(), self.stats):
+            self._settle_q.put_nowait(outcome)
             task = self._tasks.get(r.job.id)
             if task is not None:
                 task.cancel()
@@ -197,27 +164,16 @@ class AsyncWorker:
     async def _claim_loop(self) -> None:
         assert self._slot_freed is not None and self._stopping is not None
         opts = self.options
-        backoff = core.Backoff(opts.reconnect_base_s, opts.reconnect_max_s)
-        name = opts.worker_name()
-        kinds = self.registry.kinds()
+        claiming = core.Claiming(self.queue, opts, self.registry.kinds(), self.stats)
         while not self._stopping.is_set():
             while len(self._running) >= opts.concurrency and not self._stopping.is_set():
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
             if self._stopping.is_set():
                 break
-            want = core.claim_size(opts.concurrency - len(self._running), opts)
+            call = claiming.call(len(self._running))
             self._claim_started = core.now()
-            self._claim_call = asyncio.create_task(
-                self.client.claim(
-                    self.queue,
-                    worker=name,
-                    max_jobs=want,
-                    wait_ms=opts.claim_wait_ms,
-                    lease_ms=opts.lease_ms,
-                    kinds=kinds,
-                )
-            )
+            self._claim_call = asyncio.create_task(self.client.call(call))
             try:
                 jobs = await self._claim_call
             except asyncio.CancelledError:
@@ -225,32 +181,22 @@ class AsyncWorker:
                     break
                 raise
             except ErrandError as exc:
-                if core.claim_error_is_fatal(exc):
-                    log.error("claim refused (%s): stopping the worker", exc)
+                delay = claiming.refused(exc)
+                if delay is None:
                     self.error = exc
                     self._claim_call = None
                     self.request_stop()
                     break
-                delay = backoff.next_delay()
-                if isinstance(exc, ApiError) and exc.retry_after:
-                    delay = max(delay, exc.retry_after)
-                log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
                 await self._pause(delay)
                 continue
             except Exception:  # never let the loop die
-                log.exception("claim loop error")
-                await self._pause(backoff.next_delay())
+                await self._pause(claiming.crashed())
                 continue
             finally:
                 self._claim_call = None
-            backoff.reset()
-            self.stats.claims += 1
-            self.stats.claimed += len(jobs)
-            first_beat = core.now() + opts.heartbeat_interval_s
-            for job in jobs:
-                rec = Running(job, first_beat)
-                self._running[job.id] = rec
-                self._tasks[job.id] = asyncio.create_task(self._run_job(rec))
+            for rec in claiming.answered(jobs):
+                self._running[rec.job.id] = rec
+                self._tasks[rec.job.id] = asyncio.create_task(self._run_job(rec))
 
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds, or less when a stop comes."""
@@ -310,28 +256,13 @@ class AsyncWorker:
         checkpoint: Any = protocol.UNSET,
         raise_lost: bool = False,
     ) -> None:
-        interval = self.options.heartbeat_interval_s
-        call = protocol.heartbeat(
-            rec.job.id,
-            rec.job.lease_token,
-            lease_ms=self.options.lease_ms,
-            progress=progress,
-            checkpoint=checkpoint,
-        )
-        call.timeout = max(1.0, interval)
         try:
-            await self.client.call(call)
-        except LeaseLost:
-            if core.beat_lost(rec, self.stats) and raise_lost:
-                raise
-            return
+            await self.client.call(core.heartbeat_call(rec, self.options, progress, checkpoint))
         except ErrandError as exc:
-            rec.next_beat = core.now() + min(interval / 2, 1.0)
-            log.warning("heartbeat of job %s failed (%s); retrying", rec.job.id, exc)
-            if raise_lost:
+            if core.beat_refused(rec, exc, self.options, self.stats) and raise_lost:
                 raise
             return
-        rec.next_beat = core.now() + interval
+        core.beat_answered(rec, self.options)
 
     # --- settling -------------------------------------------------------------------------
 
@@ -342,17 +273,9 @@ class AsyncWorker:
             first = await self._settle_q.get()
             if first is None:
                 return
-            batch: List[Outcome] = [first]
-            last = False
-            while len(batch) < self.options.settle_batch_max:
-                try:
-                    item = self._settle_q.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    last = True
-                    break
-                batch.append(item)
+            batch, last = core.group_commit(
+                first, self._settle_q.get_nowait, asyncio.QueueEmpty, self.options.settle_batch_max
+            )
             await self._settle(batch)
             if last:
                 return

@@ -14,10 +14,23 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from .. import protocol
-from ..errors import ApiError, ErrandError, Timeout, Unavailable
+from ..errors import ApiError, ErrandError, LeaseLost, Timeout, Unavailable
 from ..models import ClaimedJob, SettleResult
 
 log = logging.getLogger("errand_client.worker")
@@ -200,6 +213,65 @@ def claim_error_is_fatal(exc: BaseException) -> bool:
     )
 
 
+def claim_settle_wait(started: float) -> float:
+    """On stop, how much longer a claim sent at ``started`` is let finish before it is
+    cancelled (see :data:`CLAIM_SETTLE_S`)."""
+    return max(0.0, started + CLAIM_SETTLE_S - now())
+
+
+class Claiming:
+    """How a worker claims, without I/O: the call for the free slots, what a failed claim
+    means (stop, or pause how long), and the records of the jobs an answer hands over."""
+
+    def __init__(
+        self, queue: str, options: WorkerOptions, kinds: Sequence[str], stats: "Stats"
+    ) -> None:
+        self.queue = queue
+        self.options = options
+        self.kinds = list(kinds)
+        self.stats = stats
+        self.name = options.worker_name()
+        self.backoff = Backoff(options.reconnect_base_s, options.reconnect_max_s)
+
+    def call(self, busy: int) -> "protocol.Call[List[ClaimedJob]]":
+        """The long-polling claim for the slots ``busy`` leaves free."""
+        opts = self.options
+        return protocol.claim(
+            self.queue,
+            worker=self.name,
+            max_jobs=claim_size(opts.concurrency - busy, opts),
+            wait_ms=opts.claim_wait_ms,
+            lease_ms=opts.lease_ms,
+            kinds=self.kinds,
+        )
+
+    def refused(self, exc: ErrandError) -> Optional[float]:
+        """The claim failed with ``exc``: how long to pause before the next one, or ``None``
+        when retrying cannot help (see :func:`claim_error_is_fatal`) and the worker stops."""
+        if claim_error_is_fatal(exc):
+            log.error("claim refused (%s): stopping the worker", exc)
+            return None
+        delay = self.backoff.next_delay()
+        if isinstance(exc, ApiError) and exc.retry_after:
+            delay = max(delay, exc.retry_after)
+        log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
+        return delay
+
+    def crashed(self) -> float:
+        """The claim loop met an unexpected error (logged here): how long to pause."""
+        log.exception("claim loop error")
+        return self.backoff.next_delay()
+
+    def answered(self, jobs: Sequence[ClaimedJob]) -> List["Running"]:
+        """The claim handed over ``jobs``: count them and make their records (each due a
+        heartbeat one interval from now)."""
+        self.backoff.reset()
+        self.stats.claims += 1
+        self.stats.claimed += len(jobs)
+        first_beat = now() + self.options.heartbeat_interval_s
+        return [Running(job, first_beat) for job in jobs]
+
+
 class JobInfo:
     """The job part of a handler's context, shared by both workers' contexts.
 
@@ -270,6 +342,62 @@ def beat_lost(rec: "Running", stats: "Stats") -> bool:
     return True
 
 
+def heartbeat_call(
+    rec: "Running",
+    options: WorkerOptions,
+    progress: Optional[Dict[str, Any]] = None,
+    checkpoint: Any = protocol.UNSET,
+) -> "protocol.Call[Dict[str, Any]]":
+    """The heartbeat renewing a running job's lease for ``lease_ms``, with progress and a
+    checkpoint when given; it may take one heartbeat interval (at least 1 s)."""
+    call = protocol.heartbeat(
+        rec.job.id,
+        rec.job.lease_token,
+        lease_ms=options.lease_ms,
+        progress=progress,
+        checkpoint=checkpoint,
+    )
+    call.timeout = max(1.0, options.heartbeat_interval_s)
+    return call
+
+
+def beat_answered(rec: "Running", options: WorkerOptions) -> None:
+    """A heartbeat went through: the next is due one interval from now."""
+    rec.next_beat = now() + options.heartbeat_interval_s
+
+
+def beat_refused(rec: "Running", exc: ErrandError, options: WorkerOptions, stats: "Stats") -> bool:
+    """A heartbeat failed with ``exc``: record it (a lost lease, or a retry soon) and tell
+    whether the handler should hear of it; not when it only raced the job's own
+    settlement (see :func:`beat_lost`)."""
+    if isinstance(exc, LeaseLost):
+        return beat_lost(rec, stats)
+    interval = options.heartbeat_interval_s
+    rec.next_beat = now() + min(interval / 2, 1.0)
+    log.warning("heartbeat of job %s failed (%s); retrying", rec.job.id, exc)
+    return True
+
+
+def progress_not_sent(job_id: str, exc: ErrandError) -> None:
+    """Log a progress report that could not be sent (the handler goes on)."""
+    log.warning("progress of job %s not sent (%s)", job_id, exc)
+
+
+class CheckpointRetry:
+    """Saving a checkpoint: transient failures (server away) are retried with backoff for
+    up to one heartbeat interval; anything else is the handler's to hear."""
+
+    def __init__(self, options: WorkerOptions) -> None:
+        self.deadline = now() + options.heartbeat_interval_s
+        self.backoff = Backoff(options.reconnect_base_s, options.reconnect_max_s)
+
+    def pause_after(self, exc: ErrandError) -> Optional[float]:
+        """How long to pause before saving again after ``exc``; ``None``: give up, raise it."""
+        if not settle_error_is_transient(exc) or now() > self.deadline:
+            return None
+        return self.backoff.next_delay()
+
+
 def settle_error_is_transient(exc: BaseException) -> bool:
     """Whether a refused settle (or heartbeat) request is worth sending again unchanged:
     the server was away or overloaded. Anything else (400, 413, 415, 500, ...) will be
@@ -322,6 +450,43 @@ def fallback(outcome: Outcome, exc: BaseException) -> Optional[Outcome]:
     dead = bool(e.get("dead")) if outcome.kind == "fail" else False
     entry = protocol.failure_entry(e["id"], e["lease_token"], message, dead=dead)
     return Outcome("fail", entry, is_fallback=True)
+
+
+def group_commit(
+    first: Outcome,
+    get_nowait: Callable[[], Optional[Outcome]],
+    empty: Type[Exception],
+    limit: int,
+) -> Tuple[List[Outcome], bool]:
+    """One settle batch: ``first`` and what is queued already (``get_nowait`` until it
+    raises ``empty``), at most ``limit``; what arrives meanwhile goes in the next batch.
+    True with it when the queue's end marker (``None``) was taken: no batch follows."""
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            item = get_nowait()
+        except empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+def give_back_leftovers(
+    running: Iterable["Running"], stats: "Stats"
+) -> List[Tuple["Running", Outcome]]:
+    """At the end of the grace period: the jobs still running, each marked given back (its
+    handler's outcome will be dropped), with the failure that returns it to the queue."""
+    out = []
+    for r in running:
+        if r.settled_elsewhere:
+            continue
+        r.given_back = True
+        log.warning("grace period over: giving back job %s", r.job.id)
+        stats.given_back += 1
+        out.append((r, give_back(r.job, "worker stopped before the job finished")))
+    return out
 
 
 #: Transient failures in a row after which a settle chunk is split anyway (see Settling).
@@ -434,6 +599,62 @@ class Registry:
     def kinds(self) -> List[str]:
         """The kinds to claim."""
         return sorted(self.handlers)
+
+
+H = TypeVar("H", bound=Callable[..., Any])
+C = TypeVar("C")
+
+
+class WorkerBase(Generic[H, C]):
+    """What both workers keep besides their I/O: options, a client (of type ``C``), queue,
+    handlers (of type ``H``), counters and the claim refusal that stopped them."""
+
+    def __init__(
+        self,
+        client: Union[C, str],
+        make_client: Callable[..., C],
+        queue: str,
+        options: Optional[WorkerOptions],
+        token: Optional[str],
+        overrides: Dict[str, Any],
+    ) -> None:
+        self.options = options or WorkerOptions(**overrides)
+        self._owns_client = isinstance(client, str)
+        #: The client given, or one of the worker's own (closed on stop) for a base URL.
+        self.client: C
+        if isinstance(client, str):
+            self.client = make_client(
+                client, token=token, max_connections=self.options.concurrency + 8
+            )
+        else:
+            self.client = client
+        self.queue = queue
+        self.registry = Registry()
+        self.stats = Stats()
+        #: A claim refusal retrying cannot fix (bad queue name, 403, ...): ``run()`` raises it.
+        self.error: Optional[ErrandError] = None
+
+    def register(self, kind: str, fn: H) -> None:
+        """Run ``fn(ctx)`` for jobs of ``kind`` (awaited in an :class:`AsyncWorker`); its
+        return value is the job's result."""
+        self.registry.add(kind, fn)
+
+    def handler(self, kind: str) -> Callable[[H], H]:
+        """Decorator form of :meth:`register`."""
+
+        def deco(fn: H) -> H:
+            self.register(kind, fn)
+            return fn
+
+        return deco
+
+
+def on_stop_signal(signum: int, already_stopping: bool, request_stop: Callable[[], None]) -> None:
+    """First SIGTERM/SIGINT: stop gracefully; a second one: exit now (leases lapse)."""
+    if already_stopping:
+        log.warning("second signal %d: exiting without waiting", signum)
+        os._exit(128 + signum)
+    request_stop()
 
 
 def now() -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import queue as _queue
 import signal
 import threading
@@ -13,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from .. import protocol
 from ..aio import AsyncErrandClient
 from ..client import ErrandClient
-from ..errors import ApiError, ErrandError, LeaseLost
+from ..errors import ErrandError, LeaseLost
 from ..models import ClaimedJob
 from . import core
 from .core import Outcome, Running, WorkerOptions, log
@@ -34,14 +33,13 @@ class JobContext(core.JobInfo):
         except LeaseLost:
             raise
         except ErrandError as exc:
-            log.warning("progress of job %s not sent (%s)", self.id, exc)
+            core.progress_not_sent(self.id, exc)
 
     def save_checkpoint(self, checkpoint: Any) -> None:
         """Save state to resume from on a retry, durably, now. Transient failures (server
         away) are retried for up to one heartbeat interval; raises :class:`LeaseLost` when
         the lease is gone, and the last error when it could not be saved."""
-        deadline = core.now() + self._worker.options.heartbeat_interval_s
-        backoff = core.Backoff(self._worker.options.reconnect_base_s, self._worker.options.reconnect_max_s)
+        retry = core.CheckpointRetry(self._worker.options)
         while True:
             try:
                 self._worker._beat(self._running, checkpoint=checkpoint, raise_lost=True)
@@ -49,15 +47,16 @@ class JobContext(core.JobInfo):
             except LeaseLost:
                 raise
             except ErrandError as exc:
-                if not core.settle_error_is_transient(exc) or core.now() > deadline:
+                pause = retry.pause_after(exc)
+                if pause is None:
                     raise
-                threading.Event().wait(backoff.next_delay())
+                threading.Event().wait(pause)
 
 
 SyncHandler = Callable[[JobContext], Any]
 
 
-class Worker:
+class Worker(core.WorkerBase[SyncHandler, ErrandClient]):
     """Claims jobs of one queue and runs their handlers on threads.
 
     >>> worker = Worker("http://127.0.0.1:7878", "mail", concurrency=8)
@@ -79,22 +78,10 @@ class Worker:
         token: Optional[str] = None,
         **overrides: Any,
     ) -> None:
-        self.options = options or WorkerOptions(**overrides)
-        self._owns_client = isinstance(client, str)
-        if isinstance(client, str):
-            self.client = ErrandClient(
-                client, token=token, max_connections=self.options.concurrency + 8
-            )
-        else:
-            self.client = client
-        #: A claim refusal retrying cannot fix (bad queue name, 403, ...): ``run()`` raises it.
-        self.error: Optional[ErrandError] = None
+        super().__init__(client, ErrandClient, queue, options, token, overrides)
         self._beat_pool = ThreadPoolExecutor(
             max_workers=max(1, min(8, self.options.concurrency)), thread_name_prefix="errand-beat"
         )
-        self.queue = queue
-        self.registry = core.Registry()
-        self.stats = core.Stats()
         self._lock = threading.Lock()
         self._slots = threading.Condition(self._lock)
         self._running: Dict[str, Running] = {}
@@ -114,21 +101,6 @@ class Worker:
         self._claim_done = threading.Event()
         self._claim_done.set()
         self._closed = False  # set once stopping gave back what ran: later claims go back too
-
-    # --- registration ---------------------------------------------------------------------
-
-    def register(self, kind: str, fn: SyncHandler) -> None:
-        """Run ``fn(ctx)`` for jobs of ``kind``; its return value is the job's result."""
-        self.registry.add(kind, fn)
-
-    def handler(self, kind: str) -> Callable[[SyncHandler], SyncHandler]:
-        """Decorator form of :meth:`register`."""
-
-        def deco(fn: SyncHandler) -> SyncHandler:
-            self.register(kind, fn)
-            return fn
-
-        return deco
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -158,10 +130,7 @@ class Worker:
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         """First SIGTERM/SIGINT: stop gracefully; a second one: exit now (leases lapse)."""
-        if self._stop_thread is not None:
-            log.warning("second signal %d: exiting without waiting", signum)
-            os._exit(128 + signum)
-        self.request_stop()
+        core.on_stop_signal(signum, self._stop_thread is not None, self.request_stop)
 
     def request_stop(self, grace_s: Optional[float] = None) -> None:
         """Begin stopping without waiting: stop claiming, let handlers finish for the grace
@@ -196,7 +165,7 @@ class Worker:
             claim, started = self._claim, self._claim_started
         if claim is None:
             return
-        if not self._claim_done.wait(max(0.0, started + core.CLAIM_SETTLE_S - core.now())):
+        if not self._claim_done.wait(core.claim_settle_wait(started)):
             loop, task = claim
             loop.call_soon_threadsafe(task.cancel)
         self._claim_done.wait(core.FLUSH_S)
@@ -207,14 +176,10 @@ class Worker:
         with self._slots:
             while self._busy > 0 and core.now() < deadline:
                 self._slots.wait(max(0.0, deadline - core.now()))
-            leftovers = [r for r in self._running.values() if not r.settled_elsewhere]
-            for r in leftovers:
-                r.given_back = True
+            leftovers = core.give_back_leftovers(self._running.values(), self.stats)
             self._closed = True
-        for r in leftovers:
-            log.warning("grace period over: giving back job %s", r.job.id)
-            self.stats.given_back += 1
-            self._settle_q.put(core.give_back(r.job, "worker stopped before the job finished"))
+        for _, outcome in leftovers:
+            self._settle_q.put(outcome)
         self._give_up_at = core.now() + core.FLUSH_S
         self._settle_q.put(None)
         if self._settler is not None:
@@ -242,26 +207,15 @@ class Worker:
 
     def _claim_until_stopped(self, loop: asyncio.AbstractEventLoop, claimer: AsyncErrandClient) -> None:
         opts = self.options
-        backoff = core.Backoff(opts.reconnect_base_s, opts.reconnect_max_s)
-        name = opts.worker_name()
-        kinds = self.registry.kinds()
+        claiming = core.Claiming(self.queue, opts, self.registry.kinds(), self.stats)
         while not self._stopping.is_set():
             with self._slots:
                 while self._busy >= opts.concurrency and not self._stopping.is_set():
                     self._slots.wait()
-                want = core.claim_size(opts.concurrency - self._busy, opts)
+                call = claiming.call(self._busy)
                 if self._stopping.is_set():
                     break
-                task = loop.create_task(
-                    claimer.claim(
-                        self.queue,
-                        worker=name,
-                        max_jobs=want,
-                        wait_ms=opts.claim_wait_ms,
-                        lease_ms=opts.lease_ms,
-                        kinds=kinds,
-                    )
-                )
+                task = loop.create_task(claimer.call(call))
                 self._claim = (loop, task)
                 self._claim_started = core.now()
                 self._claim_done.clear()
@@ -272,26 +226,20 @@ class Worker:
                 break
             except ErrandError as exc:
                 self._claim_finished()
-                if core.claim_error_is_fatal(exc):
-                    log.error("claim refused (%s): stopping the worker", exc)
+                delay = claiming.refused(exc)
+                if delay is None:
                     self.error = exc
                     self.request_stop()
                     break
-                delay = backoff.next_delay()
-                if isinstance(exc, ApiError) and exc.retry_after:
-                    delay = max(delay, exc.retry_after)
-                log.warning("claim failed (%s); retrying in %.2fs", exc, delay)
                 self._stopping.wait(delay)
                 continue
             except Exception:  # never let the loop die
                 self._claim_finished()
-                log.exception("claim loop error")
-                self._stopping.wait(backoff.next_delay())
+                self._stopping.wait(claiming.crashed())
                 continue
-            backoff.reset()
-            self.stats.claims += 1
             try:
-                self._accept(jobs)  # before the claim counts as done: a stop then sees them
+                # before the claim counts as done: a stop then sees them
+                self._accept(claiming.answered(jobs))
             finally:
                 self._claim_finished()
         self._claim_finished()
@@ -301,19 +249,16 @@ class Worker:
             self._claim = None
             self._claim_done.set()
 
-    def _accept(self, jobs: List[ClaimedJob]) -> None:
-        if not jobs:
+    def _accept(self, recs: List[Running]) -> None:
+        if not recs:
             return
-        self.stats.claimed += len(jobs)
         with self._slots:
             if self._closed:
-                late = jobs
+                late = [r.job for r in recs]
             else:
                 late = []
-                first_beat = core.now() + self.options.heartbeat_interval_s
-                for job in jobs:
-                    rec = Running(job, first_beat)
-                    self._running[job.id] = rec
+                for rec in recs:
+                    self._running[rec.job.id] = rec
                     self._busy += 1
                     self._work.put(rec)
         for job in late:  # claimed after stopping gave back the rest: hand back at once
@@ -390,28 +335,13 @@ class Worker:
         checkpoint: Any = protocol.UNSET,
         raise_lost: bool = False,
     ) -> None:
-        interval = self.options.heartbeat_interval_s
-        call = protocol.heartbeat(
-            rec.job.id,
-            rec.job.lease_token,
-            lease_ms=self.options.lease_ms,
-            progress=progress,
-            checkpoint=checkpoint,
-        )
-        call.timeout = max(1.0, interval)
         try:
-            self.client.call(call)
-        except LeaseLost:
-            if core.beat_lost(rec, self.stats) and raise_lost:
-                raise
-            return
+            self.client.call(core.heartbeat_call(rec, self.options, progress, checkpoint))
         except ErrandError as exc:
-            rec.next_beat = core.now() + min(interval / 2, 1.0)
-            log.warning("heartbeat of job %s failed (%s); retrying", rec.job.id, exc)
-            if raise_lost:
+            if core.beat_refused(rec, exc, self.options, self.stats) and raise_lost:
                 raise
             return
-        rec.next_beat = core.now() + interval
+        core.beat_answered(rec, self.options)
 
     # --- settling -------------------------------------------------------------------------
 
@@ -421,17 +351,9 @@ class Worker:
             first = self._settle_q.get()
             if first is None:
                 return
-            batch = [first]
-            last = False
-            while len(batch) < self.options.settle_batch_max:
-                try:
-                    item = self._settle_q.get_nowait()
-                except _queue.Empty:
-                    break
-                if item is None:
-                    last = True
-                    break
-                batch.append(item)
+            batch, last = core.group_commit(
+                first, self._settle_q.get_nowait, _queue.Empty, self.options.settle_batch_max
+            )
             self._settle(batch)
             if last:
                 return
