@@ -25,17 +25,24 @@
 //! - a host that is away is called again with capped, jittered backoff.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod attempt;
 mod backoff;
 mod context;
 mod error;
+#[cfg(test)]
+mod fake_host;
 mod handler;
+mod lease;
 mod settler;
+mod shutdown;
+mod storable;
 mod worker;
 
 pub use context::JobContext;
 pub use errand_client::{JobType, LIBRARY_ROUTES};
-pub use errand_runner::host::{HostError, JobHost};
+pub use errand_runner::host::{HostError, JobHost, Released};
 pub use error::{Failure, JobError, WorkerError};
 pub use handler::Handler;
+pub use shutdown::{ShutdownReport, SHUTDOWN_MARGIN};
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{ShutdownReport, Worker};
+pub use worker::Worker;
