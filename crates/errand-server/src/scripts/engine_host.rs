@@ -9,9 +9,7 @@ use std::time::Duration;
 use errand_core::instance::InstanceRecord;
 use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, NodeId, Progress, QueueName};
 use errand_engine::Engine;
-use errand_runner::host::{
-    HostError, HostedJob, JobHost, Released, RunSettlement, RunVerdict,
-};
+use errand_runner::host::{HostError, HostedJob, JobHost, Released, RunSettlement, RunVerdict};
 use errand_runner::runner::InstanceHost;
 use errand_store::{JobHeartbeatParams, JobLogAppendParams, Settlement, StoreError};
 use serde_json::Value;
