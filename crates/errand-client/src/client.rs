@@ -27,12 +27,25 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every call that reads one answer has a timeout ([`DEFAULT_CALL_TIMEOUT`], or
 /// [`Client::with_timeout`]); long polls (`GET /v1/jobs/{id}?wait=`, claims) get their wait
 /// on top of it. Streams (events, followed logs) have none.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows whether a token is set, never the token: clients end up in logs and
+/// panic messages.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
     token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -484,5 +497,83 @@ impl Client {
             .send()
             .await?;
         Ok(resp.status().is_success())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let client = Client::new("http://127.0.0.1:1")
+            .expect("client")
+            .with_token("s3cret-token");
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("s3cret-token"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        let host = crate::HttpJobHost::new(client, "w", Duration::from_secs(30));
+        let shown = format!("{host:?} {host:#?}");
+        assert!(!shown.contains("s3cret-token"), "{shown}");
+    }
+
+    /// The head of the one request a tiny local listener receives, answered with `body`.
+    async fn one_request_head(
+        call: impl FnOnce(Client) -> tokio::task::JoinHandle<()>,
+        token: Option<&str>,
+        body: &str,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = Client::new(&format!("http://{addr}")).expect("client");
+        if let Some(t) = token {
+            client = client.with_token(t);
+        }
+        let calling = call(client);
+        let (mut conn, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the request ended early");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(answer.as_bytes()).await.expect("write");
+        calling.await.expect("call");
+        String::from_utf8_lossy(&head).to_lowercase()
+    }
+
+    #[tokio::test]
+    async fn with_token_sends_a_bearer_authorization_header_on_every_call() {
+        let queues = |client: Client| {
+            tokio::spawn(async move {
+                client.queues().await.expect("queues");
+            })
+        };
+        let head = one_request_head(queues, Some("s3cret-token"), r#"{"queues":[]}"#).await;
+        assert!(
+            head.contains("\r\nauthorization: bearer s3cret-token\r\n"),
+            "{head}"
+        );
+        let settle = |client: Client| {
+            tokio::spawn(async move {
+                let req = SettleRequest::default();
+                client.settle(&req).await.expect("settle");
+            })
+        };
+        let head = one_request_head(settle, Some("s3cret-token"), r#"{"results":[]}"#).await;
+        assert!(
+            head.contains("\r\nauthorization: bearer s3cret-token\r\n"),
+            "{head}"
+        );
+        let head = one_request_head(queues, None, r#"{"queues":[]}"#).await;
+        assert!(!head.contains("authorization"), "{head}");
     }
 }

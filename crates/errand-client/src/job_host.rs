@@ -12,7 +12,7 @@ use errand_api::{
 };
 use errand_core::limits::{MAX_BATCH, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
 use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
-use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
+use errand_runner::host::{HostError, HostedJob, JobHost, Released, RunSettlement, RunVerdict};
 use serde_json::Value;
 
 use crate::{Client, ClientError};
@@ -114,6 +114,22 @@ pub fn host_error(e: ClientError) -> HostError {
             HostError::Unavailable(e.to_string())
         }
         ClientError::BadUrl(message) | ClientError::Payload(message) => HostError::Refused(message),
+    }
+}
+
+/// What a failed settle call means: as [`host_error`], except that any 5xx answer may be
+/// sent again, since the server keeps nothing of a batch it answers 5xx (a 500 is a bug or
+/// an unreadable record, which may pass); a 4xx refuses something in the batch.
+fn settle_error(e: ClientError) -> HostError {
+    match e {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } if status >= 500 && code != "lease_lost" => {
+            HostError::Unavailable(format!("{status} {code}: {message}"))
+        }
+        e => host_error(e),
     }
 }
 
@@ -229,8 +245,9 @@ impl JobHost for HttpJobHost {
     }
 
     /// The worker protocol has no uncounted release: a run stopped because this worker
-    /// shuts down fails with an immediate retry (the attempt counts).
-    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
+    /// shuts down fails with an immediate retry (the attempt counts), and the failure's
+    /// answer says whether that was the job's last attempt (it is then dead).
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError> {
         self.client
             .fail(
                 id,
@@ -243,7 +260,10 @@ impl JobHost for HttpJobHost {
                 },
             )
             .await
-            .map(|_| ())
+            .map(|job| match job.state {
+                JobState::Dead => Released::Dead,
+                _ => Released::Requeued,
+            })
             .map_err(host_error)
     }
 
@@ -309,7 +329,7 @@ impl HttpJobHost {
             return Ok(vec![]);
         }
         let completions = req.completions.len();
-        let answer = self.client.settle(&req).await.map_err(host_error)?;
+        let answer = self.client.settle(&req).await.map_err(settle_error)?;
         if answer.results.len() != places.len() {
             return Err(HostError::Refused(format!(
                 "the server answered {} settlements of {}",
@@ -381,6 +401,24 @@ mod tests {
             ClientError::BadUrl("x".into()),
         ] {
             assert!(matches!(host_error(e), HostError::Refused(_)), "final");
+        }
+    }
+
+    #[test]
+    fn a_settle_answered_5xx_may_be_sent_again_and_a_4xx_is_refused() {
+        for e in [
+            api(500, "internal", "x"),
+            api(501, "not_implemented", "x"),
+            api(503, "unavailable", "x"),
+        ] {
+            assert!(matches!(settle_error(e), HostError::Unavailable(_)));
+        }
+        for e in [
+            api(400, "invalid_request", "failures[0].error: NUL"),
+            api(409, "constraint_violated", "x"),
+            api(413, "payload_too_large", "x"),
+        ] {
+            assert!(matches!(settle_error(e), HostError::Refused(_)));
         }
     }
 

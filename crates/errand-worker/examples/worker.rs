@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use errand_client::{Client, HttpJobHost};
-use errand_worker::{JobContext, JobError, Worker};
+use errand_worker::{HostError, JobContext, JobError, Worker};
 use shared::{SendWelcome, Sent};
 
 /// The handler: a plain async fn of the context and the typed job.
@@ -24,7 +24,11 @@ async fn send_welcome(ctx: JobContext, job: SendWelcome) -> Result<Sent, JobErro
             job.to
         )));
     }
-    ctx.progress(10.0, "rendering").await?;
+    // Progress is advice: a server away for a moment must not fail the email; a lost
+    // lease means the job is no longer ours (another worker has it, or it was cancelled).
+    if let Err(HostError::LeaseLost | HostError::NotFound) = ctx.progress(10.0, "rendering").await {
+        return Err(JobError::retry("lease lost"));
+    }
     // ... render and send; an error here (`?`) is retried with the server's backoff.
     tokio::time::sleep(Duration::from_millis(200)).await;
     println!("welcome sent to {} (attempt {})", job.to, ctx.attempt());
@@ -65,6 +69,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register::<SendWelcome, _>(send_welcome)
         .run(stop_signal())
         .await?;
-    println!("stopped; gave back {:?}", report.given_back);
+    println!(
+        "stopped; gave back {:?}, dead on give-back {:?}, could not give back {:?}",
+        report.given_back, report.dead_on_release, report.not_given_back
+    );
     Ok(())
 }

@@ -2,8 +2,12 @@
 
 use std::time::Duration;
 
-/// The delays between attempts to reach a host: doubling from `min` up to `max`, each
-/// drawn between half and all of its step so that many workers do not call in step.
+/// The shortest step: a zero step would call a host that answers at once in a busy loop.
+const MIN_STEP: Duration = Duration::from_millis(1);
+
+/// The delays between attempts to reach a host: doubling from `min` (at least 1 ms) up to
+/// `max`, each drawn between half and all of its step so that many workers do not call in
+/// step.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     min: Duration,
@@ -13,6 +17,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        let min = min.max(MIN_STEP);
         Self {
             min,
             max: max.max(min),
@@ -49,5 +54,13 @@ mod tests {
         assert!(delays[7] >= Duration::from_millis(500), "{:?}", delays[7]);
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_zero_minimum_still_waits() {
+        let mut b = Backoff::new(Duration::ZERO, Duration::ZERO);
+        for _ in 0..100 {
+            assert!(b.next_delay() >= Duration::from_micros(500));
+        }
     }
 }

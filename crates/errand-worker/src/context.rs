@@ -9,6 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::lease::Lease;
+
 /// The attempt a handler runs: its job, its fencing token, and the signals it should
 /// watch. Cheap to clone.
 #[derive(Clone)]
@@ -26,7 +28,7 @@ struct Inner {
     payload: Value,
     checkpoint: Option<Value>,
     lease_token: LeaseToken,
-    lease_lost: CancellationToken,
+    lease: Arc<Lease>,
     shutdown: CancellationToken,
     host: Arc<dyn JobHost>,
 }
@@ -37,7 +39,7 @@ impl std::fmt::Debug for JobContext {
             .field("id", &self.inner.id)
             .field("kind", &self.inner.kind)
             .field("attempt", &self.inner.attempt)
-            .field("lease_lost", &self.inner.lease_lost.is_cancelled())
+            .field("lease_lost", &self.inner.lease.lost().is_cancelled())
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +61,7 @@ impl JobContext {
     pub(crate) fn new(
         job: Claimed,
         host: Arc<dyn JobHost>,
-        lease_lost: CancellationToken,
+        lease: Arc<Lease>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -73,7 +75,7 @@ impl JobContext {
                 payload: job.payload,
                 checkpoint: job.checkpoint,
                 lease_token: job.lease_token,
-                lease_lost,
+                lease,
                 shutdown,
                 host,
             }),
@@ -134,16 +136,17 @@ impl JobContext {
         self.inner.lease_token
     }
 
-    /// Cancelled when this attempt lost its lease (it expired and the job was taken by
-    /// another worker, or the job was cancelled): stop working; nothing this attempt
-    /// returns is settled.
+    /// Cancelled when this attempt lost its lease: a heartbeat answered that it expired and
+    /// the job was taken by another worker, or the job was cancelled, or no heartbeat got
+    /// through for a whole lease (the server was away, so another worker may have the
+    /// job). Stop working; nothing this attempt returns is settled.
     pub fn lease_lost(&self) -> &CancellationToken {
-        &self.inner.lease_lost
+        self.inner.lease.lost()
     }
 
     /// Whether the lease is lost (see [`lease_lost`](Self::lease_lost)).
     pub fn is_lease_lost(&self) -> bool {
-        self.inner.lease_lost.is_cancelled()
+        self.inner.lease.lost().is_cancelled()
     }
 
     /// Cancelled when the worker begins to shut down: the handler may finish early (within
@@ -153,6 +156,22 @@ impl JobContext {
     }
 
     /// Reports progress now (one heartbeat, which also renews the lease).
+    ///
+    /// Progress is advice: a handler should go on when this fails with `Unavailable` (the
+    /// worker's own heartbeats keep trying, and the lease is lost only when none got
+    /// through for a whole lease), and stop on `LeaseLost`:
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: errand_worker::JobContext) -> Result<(), errand_worker::JobError> {
+    /// use errand_worker::HostError;
+    /// match ctx.progress(50.0, "half way").await {
+    ///     Err(HostError::LeaseLost | HostError::NotFound) => {
+    ///         return Err(errand_worker::JobError::retry("lease lost")); // not settled
+    ///     }
+    ///     _ => {} // sent, or the server is away for now: carry on
+    /// }
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// `LeaseLost` (the context's `lease_lost` fires too), or the host's error.
@@ -185,13 +204,16 @@ impl JobContext {
         progress: Option<Progress>,
         checkpoint: Option<Value>,
     ) -> Result<(), HostError> {
+        let sent = tokio::time::Instant::now();
         let out = self
             .inner
             .host
             .heartbeat(self.inner.id, self.inner.lease_token, progress, checkpoint)
             .await;
-        if matches!(out, Err(HostError::LeaseLost | HostError::NotFound)) {
-            self.inner.lease_lost.cancel();
+        match out {
+            Ok(()) => self.inner.lease.renewed(sent),
+            Err(HostError::LeaseLost | HostError::NotFound) => self.inner.lease.lose(),
+            Err(_) => {}
         }
         out
     }

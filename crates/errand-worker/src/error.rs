@@ -32,7 +32,9 @@ impl JobError {
         }
     }
 
-    /// A failure retried after `delay` (when the job has attempts left).
+    /// A failure retried after `delay` (when the job has attempts left). A delay longer
+    /// than 30 days is sent as 30 days: the server refuses a retry past the year 9999 for
+    /// the whole settle call it comes in.
     pub fn retry_in(message: impl Into<String>, delay: Duration) -> Self {
         Self {
             message: message.into(),

@@ -1,7 +1,14 @@
 //! Settlements in batches: the first settlement of a batch waits at most a window (a few
-//! milliseconds) for company, then all go in one `settle` call. A host that is away is
-//! retried with backoff for up to a bound; what it then refuses is logged.
+//! milliseconds) for company, then all go in one `settle` call.
+//!
+//! An attempt's heartbeats go on until its settlement is confirmed, so a settlement that
+//! waits for a host that is away keeps its lease while it can. What the host cannot take
+//! now (the call, or one entry, answered `Unavailable`) is sent again with backoff, as long
+//! as its lease holds and for at most [`RETRY_FOR`]: after that the job runs again anyway.
+//! A call refused whole (one entry the server will not store fails them all) is sent again
+//! one settlement at a time, so that only the bad one is lost.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,19 +17,29 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
+use crate::lease::{Beats, Lease};
 
-/// Settlements per call at most.
-const MAX_BATCH: usize = 500;
+/// Settlements per call at most: one call's transaction stays small, and a batch refused
+/// whole costs at most this many single calls.
+pub(crate) const MAX_BATCH: usize = 500;
 
-/// How long a batch is retried while the host is unavailable.
+/// How long a settlement is sent again while the host cannot take it, even when its lease
+/// holds that long.
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
+/// An attempt's outcome on its way to the host.
+pub(crate) struct Pending {
+    /// What to send.
+    pub settlement: RunSettlement,
+    /// The attempt's lease: past it, the settlement is pointless.
+    pub lease: Arc<Lease>,
+    /// The attempt's heartbeats, which stop when the settlement is done with.
+    #[expect(dead_code, reason = "held for its Drop: the heartbeats stop with it")]
+    pub beats: Beats,
+}
+
 /// Runs until every sender is gone and the last batch is settled.
-pub(crate) async fn run(
-    host: Arc<dyn JobHost>,
-    mut rx: mpsc::UnboundedReceiver<RunSettlement>,
-    window: Duration,
-) {
+pub(crate) async fn run(host: Arc<dyn JobHost>, mut rx: mpsc::Receiver<Pending>, window: Duration) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let until = Instant::now() + window;
@@ -36,32 +53,95 @@ pub(crate) async fn run(
     }
 }
 
-async fn settle(host: &dyn JobHost, batch: Vec<RunSettlement>) {
-    let ids: Vec<_> = batch.iter().map(|s| s.id).collect();
+/// Settles `batch`, splitting what the host refuses whole.
+async fn settle(host: &dyn JobHost, batch: Vec<Pending>) {
     let give_up = Instant::now() + RETRY_FOR;
+    let mut groups = VecDeque::from([batch]);
+    while let Some(group) = groups.pop_front() {
+        if let Some(split) = settle_group(host, group, give_up).await {
+            groups.extend(split.into_iter().map(|p| vec![p]));
+        }
+    }
+}
+
+/// Sends `group` until each of its settlements took effect, was refused, or can no longer
+/// be settled. Returns the group when the host refused it whole and it holds more than one
+/// settlement: to be sent again one by one.
+async fn settle_group(
+    host: &dyn JobHost,
+    mut group: Vec<Pending>,
+    give_up: Instant,
+) -> Option<Vec<Pending>> {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
-        match host.settle(batch.clone()).await {
+        group.retain(|p| still_worth_sending(p, give_up));
+        if group.is_empty() {
+            return None;
+        }
+        let settlements = group.iter().map(|p| p.settlement.clone()).collect();
+        match host.settle(settlements).await {
             Ok(results) => {
-                for (id, r) in ids.iter().zip(results) {
+                if results.len() != group.len() {
+                    tracing::warn!(
+                        answered = results.len(),
+                        sent = group.len(),
+                        "the host answered another number of settlements than were sent; the unanswered run again when their leases lapse"
+                    );
+                }
+                let mut again = Vec::new();
+                for (p, r) in group.into_iter().zip(results) {
+                    let id = p.settlement.id;
                     match r {
                         Ok(()) => {}
+                        Err(HostError::Unavailable(why)) => {
+                            tracing::debug!(job = %id, error = %why, "settle: the host cannot take this one now, sending it again");
+                            again.push(p);
+                        }
                         Err(HostError::LeaseLost) => {
                             tracing::warn!(job = %id, "not settled: the lease was lost (the job runs again elsewhere or was cancelled)");
                         }
-                        Err(e) => tracing::warn!(job = %id, error = %e, "not settled"),
+                        Err(e) => {
+                            tracing::warn!(job = %id, error = %e, "not settled: refused; the job runs again when its lease lapses");
+                        }
                     }
                 }
-                return;
+                if again.is_empty() {
+                    return None;
+                }
+                group = again;
             }
-            Err(HostError::Unavailable(why)) if Instant::now() < give_up => {
-                tracing::debug!(error = %why, jobs = ids.len(), "settle: host unavailable, retrying");
-                tokio::time::sleep(backoff.next_delay()).await;
+            Err(HostError::Unavailable(why)) => {
+                tracing::debug!(error = %why, jobs = group.len(), "settle: host unavailable, retrying");
+            }
+            Err(e) if group.len() > 1 => {
+                tracing::warn!(error = %e, jobs = group.len(), "the host refused a whole settle call; sending its settlements one by one so that only the bad one is lost");
+                return Some(group);
             }
             Err(e) => {
-                tracing::warn!(error = %e, jobs = ids.len(), "settle failed; the jobs run again when their leases lapse");
-                return;
+                for p in &group {
+                    tracing::warn!(job = %p.settlement.id, error = %e, "not settled: refused; the job runs again when its lease lapses");
+                }
+                return None;
             }
         }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Whether sending `p` (again) can still do good: its lease holds, and the host has not
+/// been away for too long.
+fn still_worth_sending(p: &Pending, give_up: Instant) -> bool {
+    let id = p.settlement.id;
+    if p.lease.lost().is_cancelled() {
+        tracing::info!(job = %id, "not settled: the lease was lost (the job runs again elsewhere or was cancelled)");
+        false
+    } else if p.lease.is_gone() {
+        tracing::warn!(job = %id, "not settled before its lease lapsed: the job runs again");
+        false
+    } else if Instant::now() >= give_up {
+        tracing::warn!(job = %id, "not settled: the host could not take it for {RETRY_FOR:?}; the job runs again when its lease lapses");
+        false
+    } else {
+        true
     }
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use errand_api::{EnqueueLimits, EnqueueRequest};
 use errand_client::{Client, HttpJobHost, JobType, WaitError};
-use errand_core::{JobId, JobState, QueueName};
+use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
+use errand_runner::host::{HostError, HostedJob, Released, RunSettlement};
 use errand_testkit::eventually;
-use errand_worker::{CancellationToken, JobContext, JobError, ShutdownReport, Worker};
+use errand_worker::{CancellationToken, JobContext, JobError, JobHost, ShutdownReport, Worker};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -317,6 +318,93 @@ async fn heartbeats_keep_a_job_longer_than_its_lease() {
     worker.stop().await;
 }
 
+/// An [`HttpJobHost`] that counts the settlements the worker sends, per job: what the
+/// server answers to them cannot show whether the worker sent one it should not have.
+struct Counting {
+    http: HttpJobHost,
+    sent: Mutex<HashMap<JobId, u32>>,
+}
+
+impl Counting {
+    fn new(http: HttpJobHost) -> Self {
+        Self {
+            http,
+            sent: Mutex::default(),
+        }
+    }
+
+    fn sent_for(&self, id: JobId) -> u32 {
+        self.sent
+            .lock()
+            .expect("counts")
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHost for Counting {
+    async fn claim(
+        &self,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<HostedJob>, HostError> {
+        self.http.claim(queue, kinds, max, wait).await
+    }
+    fn lease(&self) -> Option<Duration> {
+        self.http.lease()
+    }
+    async fn heartbeat(
+        &self,
+        id: JobId,
+        lease_token: LeaseToken,
+        progress: Option<Progress>,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<(), HostError> {
+        self.http
+            .heartbeat(id, lease_token, progress, checkpoint)
+            .await
+    }
+    async fn settle(
+        &self,
+        settlements: Vec<RunSettlement>,
+    ) -> Result<Vec<Result<(), HostError>>, HostError> {
+        {
+            let mut sent = self.sent.lock().expect("counts");
+            for s in &settlements {
+                *sent.entry(s.id).or_default() += 1;
+            }
+        }
+        self.http.settle(settlements).await
+    }
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: u32,
+        lease_token: LeaseToken,
+        lines: Vec<NewLogLine>,
+    ) -> Result<(), HostError> {
+        self.http.append_logs(id, attempt, lease_token, lines).await
+    }
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError> {
+        self.http.release(id, lease_token).await
+    }
+    async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, HostError> {
+        self.http.lease_acquire(name, holder, ttl).await
+    }
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<(), HostError> {
+        self.http.lease_release(name, holder).await
+    }
+}
+
 /// A job whose handler waits for its lease to be lost.
 #[derive(Debug, Serialize, Deserialize)]
 struct Watch {}
@@ -332,8 +420,12 @@ async fn a_cancelled_job_tells_its_handler_and_nothing_is_settled() {
     let started = Arc::new(tokio::sync::Notify::new());
     let told = Arc::new(AtomicUsize::new(0));
     let (s, t) = (started.clone(), told.clone());
-    let host = HttpJobHost::new(client.clone(), "watcher", Duration::from_secs(1));
-    let worker = run(Worker::new(Arc::new(host))
+    let host = Arc::new(Counting::new(HttpJobHost::new(
+        client.clone(),
+        "watcher",
+        Duration::from_secs(1),
+    )));
+    let worker = run(Worker::new(host.clone())
         .poll_wait(Duration::from_secs(1))
         .register::<Watch, _>(move |ctx: JobContext, _job: Watch| {
             let (s, t) = (s.clone(), t.clone());
@@ -362,7 +454,9 @@ async fn a_cancelled_job_tells_its_handler_and_nothing_is_settled() {
     worker.stop().await;
     let job = client.job(job.id, None).await.expect("job");
     assert_eq!(job.state, JobState::Cancelled);
-    assert_eq!(job.result, None, "nothing settled");
+    // The server would refuse a settlement after the cancel anyway: what counts is that
+    // the worker sends none.
+    assert_eq!(host.sent_for(job.id), 0, "nothing settled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,6 +487,15 @@ async fn shutdown_mid_work_loses_nothing() {
     let report = slow.stop().await;
     assert_eq!(report.given_back.len(), 4, "{report:?}");
     assert!(report.not_given_back.is_empty());
+    assert!(report.dead_on_release.is_empty());
+    // Given back now, not when their 30 s leases lapse: ready for the next worker, with
+    // the attempt counted and saying why it ended.
+    for id in &report.given_back {
+        let job = client.job(*id, None).await.expect("job");
+        assert_eq!(job.state, JobState::Available, "{id}");
+        assert_eq!(job.error.as_deref(), Some("stopped: the worker shut down"));
+        assert_eq!(job.attempt, 1);
+    }
 
     // A second worker, whose handler is quick, finishes everything.
     let quick_tally = Arc::new(Tally::default());
@@ -495,4 +598,213 @@ async fn the_same_worker_and_handler_run_in_process_on_an_engine() {
     );
     worker.stop().await;
     engine.shutdown();
+}
+
+#[tokio::test]
+async fn a_job_given_back_on_its_last_attempt_is_reported_dead() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let tally = Arc::new(Tally::default());
+    let worker = run(
+        http_worker(&client, Duration::from_secs(30), &tally).grace(Duration::from_millis(100))
+    );
+    let mut last = Add {
+        sleep_ms: 60_000,
+        ..Add::new(1, 1)
+    }
+    .to_request()
+    .expect("request");
+    last.max_attempts = Some(1);
+    let job = client.enqueue(last).await.expect("enqueue");
+    eventually("the handler runs", Duration::from_secs(30), || async {
+        (tally.now.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    let report = worker.stop().await;
+    assert_eq!(report.dead_on_release, vec![job.id], "{report:?}");
+    assert!(report.given_back.is_empty(), "{report:?}");
+    let job = client.job(job.id, None).await.expect("job");
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.error.as_deref(), Some("stopped: the worker shut down"));
+}
+
+/// A job whose handler ends in a way the server would refuse to store as it is.
+#[derive(Debug, Serialize, Deserialize)]
+struct Odd {
+    mode: String,
+}
+
+impl JobType for Odd {
+    const KIND: &'static str = "odd";
+}
+
+async fn odd(_: JobContext, job: Odd) -> Result<serde_json::Value, JobError> {
+    match job.mode.as_str() {
+        "nul_error" => Err(JobError::retry_in("bad\0byte", Duration::from_secs(60))),
+        "endless_retry" => Err(JobError::retry_in("later", Duration::MAX)),
+        "nul_result" => Ok(serde_json::json!({"s": "nul\u{0}here"})),
+        _ => Ok(serde_json::json!({"fine": true})),
+    }
+}
+
+#[tokio::test]
+async fn odd_outcomes_are_mended_and_cost_no_other_settlement_of_their_batch() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let modes = ["nul_error", "endless_retry", "nul_result", "fine"];
+    let ids: Vec<JobId> = client
+        .enqueue_many(modes.iter().map(|m| Odd {
+            mode: m.to_string(),
+        }))
+        .await
+        .expect("batch")
+        .jobs
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    // All four in one claim and, with a long window, one settle call.
+    let host = HttpJobHost::new(client.clone(), "odd", Duration::from_secs(30));
+    let worker = run(Worker::new(Arc::new(host))
+        .concurrency(4)
+        .poll_wait(Duration::from_secs(1))
+        .settle_window(Duration::from_millis(500))
+        .register::<Odd, _>(odd));
+    // Well within the 30 s lease: a refused batch would leave them running until then.
+    let settled = |state: JobState, id: JobId| {
+        let client = client.clone();
+        async move {
+            eventually("settled", Duration::from_secs(10), || async {
+                let job = client.job(id, None).await.ok()?;
+                (job.state == state).then_some(job)
+            })
+            .await
+        }
+    };
+    let nul_error = settled(JobState::Scheduled, ids[0]).await;
+    assert_eq!(nul_error.error.as_deref(), Some("bad\u{FFFD}byte"));
+    let endless = settled(JobState::Scheduled, ids[1]).await;
+    assert_eq!(endless.error.as_deref(), Some("later"));
+    let in_29_days = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(29 * 24);
+    assert!(endless.run_at > in_29_days, "retried at {}", endless.run_at);
+    let nul_result = settled(JobState::Succeeded, ids[2]).await;
+    assert_eq!(
+        nul_result.result,
+        Some(serde_json::json!({"s": "nul\u{FFFD}here"}))
+    );
+    settled(JobState::Succeeded, ids[3]).await;
+    worker.stop().await;
+}
+
+/// A job that takes a while: the worker process below runs it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+impl JobType for Slow {
+    const KIND: &'static str = "slow";
+}
+
+/// The environment variable that makes [`worker_process_child`] a worker process.
+const CHILD_URL: &str = "ERRAND_TEST_WORKER_PROCESS_URL";
+
+/// Not a test on its own: the body of the worker process that
+/// `a_worker_process_stopped_by_sigterm_finishes_its_running_job_and_exits_0` starts (this
+/// same test binary, run with [`CHILD_URL`] set). Without that variable it does nothing.
+/// It runs `slow` jobs until SIGTERM, as an application's worker would, and exits 0 only
+/// when nothing had to be given back.
+#[tokio::test]
+async fn worker_process_child() {
+    let Ok(url) = std::env::var(CHILD_URL) else {
+        return;
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    let client = Client::new(&url).expect("client");
+    let host = HttpJobHost::new(client, "child-process", Duration::from_secs(30));
+    let report = Worker::new(Arc::new(host))
+        .poll_wait(Duration::from_secs(1))
+        .grace(Duration::from_secs(10))
+        .register::<Slow, _>(|ctx: JobContext, job: Slow| async move {
+            println!("started {}", ctx.id());
+            tokio::time::sleep(Duration::from_millis(job.ms)).await;
+            Ok(serde_json::json!({"slept_ms": job.ms}))
+        })
+        .run(async move {
+            term.recv().await;
+            println!("SIGTERM");
+        })
+        .await
+        .expect("the worker runs");
+    println!("stopped: {report:?}");
+    assert_eq!(report, ShutdownReport::default(), "nothing given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_stopped_by_sigterm_finishes_its_running_job_and_exits_0() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "--exact",
+            "worker_process_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_URL, server.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the worker process");
+    let pid = child.id().expect("pid");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let job = client.enqueue(Slow { ms: 2_000 }).await.expect("enqueue");
+    let started = format!("started {}", job.id);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            // The harness starts the line ("test worker_process_child ... ").
+            if line.ends_with(&started) {
+                return;
+            }
+        }
+        panic!("the worker process ended before it ran the job");
+    })
+    .await
+    .expect("the worker process runs the job");
+    // Keep its stdout drained, and keep what it says for the failure message.
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let keep = said.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            keep.lock().expect("lines").push(line);
+        }
+    });
+    assert_eq!(
+        client.job(job.id, None).await.expect("job").state,
+        JobState::Running
+    );
+
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    // The 2 s job finishes within the 10 s grace; the process exits once it is settled.
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the worker process exits within the grace period")
+        .expect("wait");
+    assert!(
+        status.success(),
+        "{status}; it said {:?}",
+        said.lock().expect("lines")
+    );
+    let job = client.job(job.id, None).await.expect("job");
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.attempt, 1, "ran once, never given back");
+    assert_eq!(job.result, Some(serde_json::json!({"slept_ms": 2000})));
 }

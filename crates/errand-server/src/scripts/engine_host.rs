@@ -9,7 +9,7 @@ use std::time::Duration;
 use errand_core::instance::InstanceRecord;
 use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, NodeId, Progress, QueueName};
 use errand_engine::Engine;
-use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
+use errand_runner::host::{HostError, HostedJob, JobHost, Released, RunSettlement, RunVerdict};
 use errand_runner::runner::InstanceHost;
 use errand_store::{JobHeartbeatParams, JobLogAppendParams, Settlement, StoreError};
 use serde_json::Value;
@@ -222,11 +222,12 @@ impl JobHost for EngineHost {
         }
     }
 
-    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
+    /// Uncounted: the job is never made dead by a release.
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError> {
         self.engine
             .release(vec![(id, lease_token)])
             .await
-            .map(|_| ())
+            .map(|_| Released::Requeued)
             .map_err(host_error)
     }
 
