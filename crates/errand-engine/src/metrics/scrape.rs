@@ -38,8 +38,12 @@ const STATES: [JobState; 7] = [
 struct NodeLabels {
     node: String,
     version: &'static str,
-    roles: String,
     store: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,14 +96,26 @@ impl Metrics {
         node.get_or_create(&NodeLabels {
             node: engine.node_id().to_string(),
             version: env!("CARGO_PKG_VERSION"),
-            roles: about.map(|a| a.roles.join(",")).unwrap_or_default(),
             store: about.map(|a| a.store.kind.clone()).unwrap_or_default(),
         })
         .set(1);
         r.register(
             "errand_node_info",
-            "This node: its id (new at every start), version, roles and store kind; always 1",
+            "This node: its id (new at every start), version and store kind; always 1",
             node,
+        );
+        // One series per role rather than a list in one label: `role="worker"` selects the
+        // nodes that run jobs without a regular expression.
+        let roles: Family<RoleLabel, Gauge> = Family::default();
+        for role in about.map(|a| a.roles.as_slice()).unwrap_or_default() {
+            roles
+                .get_or_create(&RoleLabel { role: role.clone() })
+                .set(1);
+        }
+        r.register(
+            "errand_node_role",
+            "The roles of this node (api, scheduler, worker), one series each; always 1",
+            roles,
         );
         let ok: Gauge = Gauge::default();
         ok.set(i64::from(queues.is_some()));
