@@ -42,7 +42,7 @@ fn job(i: usize) -> EnqueueRequest {
 }
 
 /// Enqueues `jobs` jobs in batches, `LOADERS` at a time.
-async fn load(client: &Client, jobs: usize) -> anyhow::Result<()> {
+pub(crate) async fn load(client: &Client, jobs: usize) -> anyhow::Result<()> {
     let batches: Vec<(usize, usize)> = (0..jobs)
         .step_by(BATCH)
         .map(|start| (start, (start + BATCH).min(jobs)))

@@ -12,6 +12,7 @@ mod enqueue;
 mod flows;
 mod latency;
 mod list_reads;
+mod metrics_scrape;
 mod ordering;
 mod raw_http;
 mod results;
@@ -55,6 +56,9 @@ pub enum Scenario {
     /// Latency of the job and queue listings after loading `--jobs` jobs (not part of
     /// `all`: loading a large store takes a while).
     ListReads,
+    /// Server time and CPU of `GET /metrics` on the empty store and after loading `--jobs`
+    /// jobs (not part of `all`: loading a large store takes a while).
+    Metrics,
     /// Returning results: enqueue-to-result latency of waiting callers at `--rate`, the
     /// cost of `--held` waiters and of `--held` event streams, and end-to-end throughput
     /// with one webhook subscription against the same run without (not part of `all`).
@@ -91,7 +95,7 @@ pub struct BenchArgs {
     /// How long each timed scenario runs.
     #[arg(long, default_value = "5s")]
     pub duration: String,
-    /// Jobs in the end-to-end and list-reads scenarios.
+    /// Jobs in the end-to-end, list-reads and metrics scenarios.
     #[arg(long, default_value_t = 100_000)]
     pub jobs: usize,
     /// Schedules in the schedules scenario, each firing every second.
@@ -320,6 +324,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::ListReads {
         let d = deploy(&args).await?;
         list_reads::run(&d.clients, args.jobs, duration).await?;
+    }
+    if args.scenario == Scenario::Metrics {
+        let d = deploy(&args).await?;
+        metrics_scrape::run(&d.clients[0], args.jobs, duration, &|| d.server_cpu()).await?;
     }
     if args.scenario == Scenario::Results {
         run_results(&args, duration).await?;

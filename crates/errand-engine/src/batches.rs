@@ -19,8 +19,11 @@ impl Engine {
         jobs: Vec<NewJob>,
     ) -> Result<BatchWrite, StoreError> {
         let out = self
-            .store()
-            .batch_create(batch, self.insert_params(jobs))
+            .metrics
+            .timed(
+                "batch_create",
+                self.store().batch_create(batch, self.insert_params(jobs)),
+            )
             .await?;
         self.announce_batch(&out);
         Ok(out)
@@ -35,7 +38,13 @@ impl Engine {
         id: BatchId,
         jobs: Vec<NewJob>,
     ) -> Result<BatchWrite, StoreError> {
-        let out = self.store().batch_add(id, self.insert_params(jobs)).await?;
+        let out = self
+            .metrics
+            .timed(
+                "batch_add",
+                self.store().batch_add(id, self.insert_params(jobs)),
+            )
+            .await?;
         self.announce_batch(&out);
         Ok(out)
     }

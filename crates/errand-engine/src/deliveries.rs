@@ -43,7 +43,9 @@ impl Engine {
         &self,
         params: DeliveryClaimParams,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.store().delivery_claim(params).await
+        self.metrics
+            .timed("delivery_claim", self.store().delivery_claim(params))
+            .await
     }
 
     /// Records an attempt at a claimed delivery and what comes next.
@@ -54,7 +56,12 @@ impl Engine {
         &self,
         params: DeliverySettleParams,
     ) -> Result<Delivery, StoreError> {
-        self.store().delivery_settle(params).await
+        let delivery = self
+            .metrics
+            .timed("delivery_settle", self.store().delivery_settle(params))
+            .await?;
+        self.metrics.delivery_settled(&delivery);
+        Ok(delivery)
     }
 
     /// A page of deliveries with their attempts, newest first.

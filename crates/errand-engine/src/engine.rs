@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event_feed::EventFeed;
 use crate::job_events::{JobEvent, LogAppended};
+use crate::metrics::Metrics;
 use crate::queue_waker::{QueueWaker, Ready};
 use crate::unheard_claim::UnheardClaim;
 use crate::waiters::Waiters;
@@ -64,6 +65,8 @@ pub struct Engine {
     pub(crate) workers_seen: crate::worker_registry::WorkerRegistry,
     /// What this node says about itself (store, roles), set once at start.
     about: std::sync::OnceLock<errand_core::NodeAbout>,
+    /// What this node did, for `GET /metrics` (shared with detached store calls).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -86,6 +89,7 @@ impl Engine {
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
             workers_seen: Default::default(),
             about: std::sync::OnceLock::new(),
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
@@ -212,7 +216,13 @@ impl Engine {
     /// # Errors
     /// The store's error; nothing was stored.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertedJob>, StoreError> {
-        let out = self.store.job_insert_many(self.insert_params(jobs)).await?;
+        let out = self
+            .metrics
+            .timed(
+                "job_insert_many",
+                self.store.job_insert_many(self.insert_params(jobs)),
+            )
+            .await?;
         self.announce_inserted(&out);
         Ok(out)
     }
@@ -220,6 +230,7 @@ impl Engine {
     /// Wakes the claims of the queues that gained ready jobs in an insert, and the event
     /// feed.
     pub(crate) fn announce_inserted(&self, out: &[InsertedJob]) {
+        self.metrics.inserted(out);
         if out.iter().any(|r| r.inserted) {
             self.feed.poke();
         }
@@ -306,14 +317,17 @@ impl Engine {
     async fn claim_once(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
         let store = self.store.clone();
         let waker = self.waker.clone();
+        let metrics = self.metrics.clone();
+        let queue = params.queue.clone();
         let jobs = detached(async move {
-            store
-                .job_claim(params)
+            metrics
+                .timed("job_claim", store.job_claim(params))
                 .await
                 .map(|jobs| UnheardClaim::new(jobs, store, waker))
         })
         .await
         .map(UnheardClaim::heard)?;
+        self.metrics.claimed(queue.as_str(), &jobs);
         if !jobs.is_empty() {
             self.feed.poke();
         }
@@ -355,7 +369,10 @@ impl Engine {
     /// `NotFound`, `LeaseLost`, or the store's error.
     pub async fn heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
         let progress = params.progress.is_some();
-        let job = self.store.job_heartbeat(params).await?;
+        let job = self
+            .metrics
+            .timed("job_heartbeat", self.store.job_heartbeat(params))
+            .await?;
         if progress {
             self.feed.poke();
         }
@@ -391,13 +408,17 @@ impl Engine {
             })
             .collect();
         let out = self
-            .store
-            .job_settle_many(JobSettleManyParams {
-                settlements,
-                retry_policy: self.config.retry_policy,
-            })
+            .metrics
+            .timed(
+                "job_settle_many",
+                self.store.job_settle_many(JobSettleManyParams {
+                    settlements,
+                    retry_policy: self.config.retry_policy,
+                }),
+            )
             .await?;
         for job in out.iter().flatten() {
+            self.metrics.settled(job);
             self.publish(job);
         }
         Ok(out
@@ -431,7 +452,11 @@ impl Engine {
     /// # Errors
     /// `NotFound`, `WrongState`, or the store's error.
     pub async fn cancel(&self, id: JobId) -> Result<Job, StoreError> {
-        let job = self.store.job_cancel(id).await?;
+        let job = self
+            .metrics
+            .timed("job_cancel", self.store.job_cancel(id))
+            .await?;
+        self.metrics.cancelled(&job);
         self.publish(&job);
         Ok(job)
     }
@@ -441,7 +466,11 @@ impl Engine {
     /// # Errors
     /// `NotFound`, `WrongState`, or the store's error.
     pub async fn retry(&self, id: JobId) -> Result<Job, StoreError> {
-        let job = self.store.job_retry(id).await?;
+        let job = self
+            .metrics
+            .timed("job_retry", self.store.job_retry(id))
+            .await?;
+        self.metrics.retried(&job);
         self.publish(&job);
         Ok(job)
     }
@@ -456,7 +485,7 @@ impl Engine {
     /// end on another node) and once at the deadline.
     pub async fn job(&self, id: JobId, wait: Duration) -> Result<Job, StoreError> {
         if wait.is_zero() {
-            return self.store.job_get(id).await;
+            return self.metrics.timed("job_get", self.store.job_get(id)).await;
         }
         let deadline = Instant::now() + wait;
         let waiter = self.waiters.register(id);
@@ -503,7 +532,11 @@ impl Engine {
     /// # Errors
     /// The store's error.
     pub async fn dead_requeue(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        let n = self.store.dead_requeue_many(selection).await?;
+        let n = self
+            .metrics
+            .timed("dead_requeue_many", self.store.dead_requeue_many(selection))
+            .await?;
+        self.metrics.dead_requeued(n);
         if n > 0 {
             self.feed.poke();
             self.waker.wake_all();

@@ -26,6 +26,12 @@ impl Engine {
         self.store().ping().await
     }
 
+    /// True once this node began shutting down: it takes no new work, so readiness fails
+    /// and load balancers stop sending it requests while it drains.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown_token().is_cancelled()
+    }
+
     /// Answers when this process can still do its work once the store is reachable: what
     /// only a restart fixes (the SQLite writer thread gone) fails it, a slow or unreachable
     /// database does not (that is [`Engine::ready`]).

@@ -12,7 +12,10 @@ impl Engine {
     /// # Errors
     /// The store's error.
     pub async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {
-        let list = self.store().queue_list().await?;
+        let list = self
+            .metrics
+            .timed("queue_list", self.store().queue_list())
+            .await?;
         Ok(list.into_iter().map(|q| self.with_waiting(q)).collect())
     }
 

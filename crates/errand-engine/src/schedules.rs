@@ -257,7 +257,16 @@ impl Engine {
     /// # Errors
     /// The store's error reading due schedules; failed fire batches are logged.
     pub async fn schedule_pass(&self) -> Result<SchedulePassReport, StoreError> {
-        let (now, due) = self.store().schedule_due(DUE_BATCH).await?;
+        let (now, due) = self
+            .metrics
+            .timed("schedule_due", self.store().schedule_due(DUE_BATCH))
+            .await?;
+        let overdue = due
+            .iter()
+            .filter_map(|s| s.next_fire_at)
+            .map(|at| (now - at.as_millisecond()).max(0))
+            .max()
+            .unwrap_or(0);
         self.next_slot_hint
             .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
         let mut report = SchedulePassReport {
@@ -291,7 +300,12 @@ impl Engine {
                 Ok(outcomes) => {
                     for outcome in outcomes {
                         match outcome {
-                            ScheduleFireOutcome::Fired { jobs, .. } => report.fired += jobs.len(),
+                            ScheduleFireOutcome::Fired { jobs, .. } => {
+                                for job in &jobs {
+                                    self.metrics.schedule_fired(job);
+                                }
+                                report.fired += jobs.len();
+                            }
                             // Another node fired it first: its decision stands.
                             ScheduleFireOutcome::Moved => report.moved += 1,
                         }
@@ -300,6 +314,8 @@ impl Engine {
                 Err(e) => tracing::warn!(schedules = n, error = %e, "schedule fire batch failed"),
             }
         }
+        self.metrics
+            .scheduler_pass(to_timestamp(now), overdue as f64 / 1000.0);
         Ok(report)
     }
 
@@ -347,9 +363,21 @@ impl Engine {
         &self,
         decisions: Vec<ScheduleFireParams>,
     ) -> Result<Vec<ScheduleFireOutcome>, StoreError> {
-        let outcomes = self.store().schedule_fire_many(decisions).await?;
+        let outcomes = self
+            .metrics
+            .timed(
+                "schedule_fire_many",
+                self.store().schedule_fire_many(decisions),
+            )
+            .await?;
         for outcome in &outcomes {
             if let ScheduleFireOutcome::Fired { jobs, cancelled } = outcome {
+                for job in jobs {
+                    self.metrics.enqueued(&job.queue, &job.kind);
+                }
+                if let Some(job) = cancelled {
+                    self.metrics.cancelled(job);
+                }
                 for job in cancelled.as_deref().into_iter().chain(jobs) {
                     tracing::debug!(job = %job.id, schedule = ?job.schedule, slot = ?job.slot.map(|t| t.to_string()), "schedule fired");
                     self.publish(job);

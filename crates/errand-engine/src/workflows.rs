@@ -56,13 +56,19 @@ impl Engine {
             }
         };
         let (workflow, created) = self
-            .store()
-            .workflow_create(WorkflowCreateParams {
-                workflow,
-                idempotency_window: self.config().idempotency_window,
-            })
+            .metrics
+            .timed(
+                "workflow_create",
+                self.store().workflow_create(WorkflowCreateParams {
+                    workflow,
+                    idempotency_window: self.config().idempotency_window,
+                }),
+            )
             .await?;
         if created {
+            for step in &workflow.steps {
+                self.metrics.enqueued(&step.queue, &step.kind);
+            }
             self.publish_workflow(&workflow);
         }
         Ok((workflow, created))

@@ -1,5 +1,5 @@
-//! errand's HTTP server: the `/v1` API over the engine, `/healthz`, `/readyz`, and the
-//! OpenAPI document at `/v1/openapi.json`, which is built from the same route table that
+//! errand's HTTP server: the `/v1` API over the engine, `/healthz`, `/readyz`, `/metrics`,
+//! and the OpenAPI document at `/v1/openapi.json`, which is built from the same route table that
 //! serves requests, so the two cannot drift apart.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -7,6 +7,7 @@ pub mod edge;
 mod error;
 mod extract;
 mod openapi;
+mod request_log;
 mod routes;
 pub mod scripts;
 mod site_guard;
@@ -49,12 +50,14 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             site,
             site_guard::guard,
         ))
+        .layer(axum::middleware::from_fn(request_log::log))
         .with_state(state);
     (router, api)
 }
 
-/// The application of a node without the `api` role: `/healthz` and `/readyz` only, so that
-/// probes and load balancers still see it, and nothing else is served.
+/// The application of a node without the `api` role: `/healthz`, `/readyz` and `/metrics`
+/// only, so that probes, load balancers and Prometheus still see it, and nothing else is
+/// served.
 pub fn health_app(state: AppState) -> Router {
     let site = state.site.clone();
     let (router, _) = routes::health_router().split_for_parts();
@@ -66,5 +69,6 @@ pub fn health_app(state: AppState) -> Router {
             site,
             site_guard::guard,
         ))
+        .layer(axum::middleware::from_fn(request_log::log))
         .with_state(state)
 }

@@ -42,7 +42,8 @@ use utoipa::{OpenApi, ToSchema};
         (name = "subscriptions", description = "Webhook subscriptions: URLs that receive matching job and schedule events, signed the Standard Webhooks way; their deliveries and attempts"),
         (name = "events", description = "The event stream: job and schedule events as server-sent events, resumable by id"),
         (name = "nodes", description = "The errand serve processes sharing the store"),
-        (name = "health", description = "Liveness and readiness")
+        (name = "health", description = "Liveness and readiness"),
+        (name = "metrics", description = "This node's Prometheus metrics")
     )
 )]
 pub(crate) struct ApiDoc;

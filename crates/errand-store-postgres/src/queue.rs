@@ -14,21 +14,36 @@ use crate::job_row::{jobs_from_rows, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
 use crate::transition::record_changes;
 
-/// Per queue, how long its earliest ready job (not parked behind a gate) has been due, without reading them all: the
-/// claim index (`jobs_ready`: queue, priority DESC, run_at) holds each priority's earliest
-/// first, so the recursive part hops from one priority present to the next and takes one
-/// entry from each. The cost grows with the distinct priorities of a queue, not its jobs.
-/// A negative age (nothing due yet) is dropped by the caller.
+/// Per queue, how long its earliest ready job (not parked behind a gate) has been due,
+/// without reading them all. The claim index (`jobs_ready`: queue, priority DESC,
+/// fair_rank NULLS FIRST, run_at, parked jobs left out) holds, within each priority, the
+/// jobs without a fair rank (every job of a queue without tenants) first and in `run_at`
+/// order, so this hops from one priority present to the next and takes the first of
+/// those. Every subquery repeats `NOT parked`, the index's own condition, or PostgreSQL
+/// cannot use it. The first entry is read with `ORDER BY ... LIMIT 1` rather than
+/// `MIN(run_at)`: PostgreSQL does not see that `fair_rank IS NULL` fixes the index order
+/// and would read the whole priority (300 ms for four queues of 250,000 jobs, against
+/// 0.4 ms). Ranked jobs (a fair queue) are ordered by rank, not `run_at`: their minimum is
+/// a scan of that priority's ranked jobs, an empty range in a queue without tenants. The
+/// cost of a plain queue grows with its distinct priorities, not its jobs. The same shape
+/// as the SQLite store's. A negative age (nothing due yet) is dropped by the caller.
 const OLDEST_READY: &str = "SELECT q.name, errand_now() - ( \
         WITH RECURSIVE p(pr) AS ( \
             SELECT MAX(priority) FROM jobs \
             WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
             UNION ALL \
             SELECT (SELECT MAX(priority) FROM jobs \
-                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND priority < p.pr) \
+                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
+                    AND priority < p.pr) \
             FROM p WHERE p.pr IS NOT NULL) \
-        SELECT MIN((SELECT MIN(run_at) FROM jobs \
-                    WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked AND priority = p.pr)) \
+        SELECT MIN(LEAST( \
+            (SELECT run_at FROM jobs \
+             WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
+             AND priority = p.pr AND fair_rank IS NULL \
+             ORDER BY priority DESC, fair_rank NULLS FIRST, run_at LIMIT 1), \
+            (SELECT MIN(run_at) FROM jobs \
+             WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
+             AND priority = p.pr AND fair_rank IS NOT NULL))) \
         FROM p WHERE p.pr IS NOT NULL) \
     FROM queues q WHERE $1::text IS NULL OR q.name = $1";
 

@@ -173,9 +173,24 @@ pub struct RunLimitedArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
-/// `errand serve`. Each flag is also an `ERRAND_*` variable and an `errand.toml` key.
+/// How the server and `errand worker` write their logs on stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people: time, level, message and fields; coloured on a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors: `timestamp`, `level`, `target`,
+    /// `message` and the event's fields at the top level.
+    Json,
+}
+
+/// `errand serve`. Each flag is also an `ERRAND_*` variable and an `errand.toml` key
+/// (except `--log-format`, which applies before the file is read).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Log format on stderr: `human` or `json` (one object per line).
+    #[arg(long, env = "ERRAND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     /// Address to listen on (`127.0.0.1:0` picks a free port and prints it).
     #[arg(long, env = "ERRAND_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -725,6 +740,9 @@ pub struct EventsArgs {
 /// `errand worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// Log format on stderr: `human` or `json` (one object per line).
+    #[arg(long, env = "ERRAND_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     /// The jobs directory whose definitions this worker runs (default `./jobs`).
     #[arg(long, env = "ERRAND_JOBS_DIR")]
     pub jobs_dir: Option<PathBuf>,

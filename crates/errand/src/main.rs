@@ -21,17 +21,30 @@ use crate::cli::{Cli, Command};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Logs go to stderr; colour only when stderr is a terminal and `NO_COLOR` is unset (or
-/// empty), so logs written to a file or a journal carry no escape codes.
-fn init_tracing() {
+/// Logs go to stderr. `human`: colour only when stderr is a terminal and `NO_COLOR` is
+/// unset (or empty), so logs written to a file or a journal carry no escape codes. `json`:
+/// one object per line with the event's fields at the top level, so a collector indexes
+/// `status` or `route` without digging into a nested object.
+fn init_tracing(format: cli::LogFormat) {
     use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let no_color = matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && !no_color)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Human => {
+            let no_color = matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty());
+            builder
+                .with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .init();
+        }
+        cli::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -90,7 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Serve(ref args) => {
-            init_tracing();
+            init_tracing(args.log_format);
             serve::run(settings::Settings::resolve(args)?).await
         }
         Command::Enqueue(args) if args.file.is_some() => {
@@ -114,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => commands::definitions::logs(&client()?, args, cli.json).await,
         Command::Events(args) => commands::events::run(&client()?, args, cli.json).await,
         Command::Worker(args) => {
-            init_tracing();
+            init_tracing(args.log_format);
             commands::worker::run(&cli.server, args).await
         }
         Command::Export(args) => commands::transfer::export(args).await,

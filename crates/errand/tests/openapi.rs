@@ -14,6 +14,7 @@ const EXPECTED: &[&str] = &[
     "GET /",
     "GET /healthz",
     "GET /readyz",
+    "GET /metrics",
     "GET /v1/dead",
     "GET /v1/events",
     "GET /v1/jobs",
@@ -133,6 +134,18 @@ async fn document_lists_every_route_and_every_listed_route_is_served() {
             assert_eq!(status, 200, "GET / is documented and served");
             continue;
         }
+        if concrete == "/metrics" {
+            // The Prometheus text format: checked in observability.rs.
+            let status = raw
+                .http
+                .get(format!("{}/metrics", raw.base))
+                .send()
+                .await
+                .expect("GET /metrics")
+                .status();
+            assert_eq!(status, 200, "GET /metrics is documented and served");
+            continue;
+        }
         let body = (method == "POST").then(|| b"{}".to_vec());
         let (status, json) = raw.send(method, &concrete, body).await;
         let message = json["error"]["message"].as_str().unwrap_or("");
@@ -146,6 +159,12 @@ async fn document_lists_every_route_and_every_listed_route_is_served() {
             .get("text/event-stream")
             .is_some(),
         "the event stream is documented as text/event-stream"
+    );
+    assert!(
+        doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+            .get("text/plain")
+            .is_some(),
+        "/metrics is documented as text/plain (the Prometheus text format)"
     );
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
     for name in [

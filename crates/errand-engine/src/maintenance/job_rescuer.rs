@@ -16,14 +16,18 @@ const RESCUE_BATCH: u32 = 1000;
 /// The store's error.
 pub async fn rescue_once(engine: &Engine) -> Result<usize, StoreError> {
     let jobs = engine
-        .store()
-        .job_rescue_expired(JobRescueParams {
-            limit: RESCUE_BATCH,
-            retry_policy: engine.config().retry_policy,
-        })
+        .metrics
+        .timed(
+            "job_rescue_expired",
+            engine.store().job_rescue_expired(JobRescueParams {
+                limit: RESCUE_BATCH,
+                retry_policy: engine.config().retry_policy,
+            }),
+        )
         .await?;
     for job in &jobs {
         tracing::info!(job = %job.id, queue = %job.queue, state = %job.state, "rescued job");
+        engine.metrics.rescued(job);
         engine.publish(job);
     }
     Ok(jobs.len())

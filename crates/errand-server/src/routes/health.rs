@@ -1,10 +1,28 @@
 //! Liveness and readiness.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::{ApiError, AppState};
+
+/// What `/readyz` answers: `ready` or `not_ready`, and each check's result (`ok`, or why it
+/// failed). A 503 carries the same fields beside the usual `error`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
+    /// `ready` when every check passed.
+    status: &'static str,
+    /// Each check by name (`store`, `migrations`, `shutdown`): `ok`, or why it failed.
+    checks: BTreeMap<&'static str, String>,
+}
+
+/// The value of a check that passed.
+const OK: &str = "ok";
 
 /// The process is up and can work: 503 when something only a restart fixes has stopped
 /// (the SQLite writer thread), so a supervisor restarts it. A store that is merely
@@ -16,12 +34,45 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Value>
     Ok(Json(json!({"status": "ok"})))
 }
 
-/// This node can accept a job: the store answers and takes writes (on SQLite: the file
-/// opened is still the one at its path, and writable; on PostgreSQL: the connection works
-/// and the database is not read-only). An autoscaler or load balancer may send work.
+/// This node can accept a job, so an autoscaler or load balancer may send it work. Three
+/// checks, each named in the answer:
+/// - `store`: the store answers and takes writes (on SQLite: the file opened is still the
+///   one at its path, and writable; on PostgreSQL: the connection works and the database
+///   is not read-only);
+/// - `migrations`: the store's schema is this version's. `errand serve` applies its
+///   migrations before it serves a request, so a node that answers has them; the check is
+///   listed so that a probe's answer says so;
+/// - `shutdown`: the node is not shutting down (it stops taking requests and drains).
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health",
-    responses((status = 200, description = "Ready: the store takes writes"), (status = 503, description = "The store cannot accept a job: unreachable, read-only, or (SQLite) its file gone or replaced since start", body = errand_api::ErrorBody)))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.engine.ready().await?;
-    Ok(Json(json!({"status": "ready"})))
+    responses((status = 200, description = "Ready: every check passed", body = Readiness), (status = 503, description = "Not ready: the store cannot accept a job (unreachable, read-only, or on SQLite its file gone or replaced since start), or the node is shutting down. Besides `error` (whose message starts with the failed check's name), the body has `status` (`not_ready`) and `checks`, as the 200 answer does", body = errand_api::ErrorBody)))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let mut checks = BTreeMap::new();
+    let store = match state.engine.ready().await {
+        Ok(()) => OK.to_string(),
+        Err(e) => e.to_string(),
+    };
+    checks.insert("store", store);
+    checks.insert("migrations", OK.to_string());
+    let shutdown = if state.engine.shutting_down() {
+        "shutting down".to_string()
+    } else {
+        OK.to_string()
+    };
+    checks.insert("shutdown", shutdown);
+    let failed = checks.iter().find(|(_, v)| v.as_str() != OK);
+    match failed {
+        None => Json(Readiness {
+            status: "ready",
+            checks,
+        })
+        .into_response(),
+        Some((name, why)) => {
+            let body = json!({
+                "error": {"code": "unavailable", "message": format!("{name}: {why}")},
+                "status": "not_ready",
+                "checks": checks,
+            });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod jobs;
 mod limits;
 pub(crate) use limits::other_scope as limits_other_scope;
 mod logs;
+mod metrics;
 mod nodes;
 mod queues;
 mod root;
@@ -34,6 +35,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(root::root))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(jobs::enqueue, jobs::list))
         .routes(routes!(jobs::enqueue_batch))
         .routes(routes!(jobs::get))
@@ -113,9 +115,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(batches::close))
 }
 
-/// The health routes alone (a node without the `api` role).
+/// The health routes and `/metrics` alone (a node without the `api` role).
 pub(crate) fn health_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
 }
