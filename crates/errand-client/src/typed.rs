@@ -191,7 +191,7 @@ pub const LIBRARY_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/jobs/{id}/retry"),
     ("POST", "/v1/queues/{queue}/claim"),
     ("POST", "/v1/jobs/{id}/heartbeat"),
-    ("POST", "/v1/jobs/{id}/fail"),
+    ("POST", "/v1/jobs/{id}/release"),
     ("POST", "/v1/jobs/settle"),
 ];
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use errand_api::{EnqueueLimits, EnqueueRequest};
 use errand_client::{Client, HttpJobHost, JobType, WaitError};
 use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
-use errand_runner::host::{HostError, HostedJob, Released, RunSettlement};
+use errand_runner::host::{HostError, HostedJob, RunSettlement};
 use errand_testkit::eventually;
 use errand_worker::{CancellationToken, JobContext, JobError, JobHost, ShutdownReport, Worker};
 use serde::{Deserialize, Serialize};
@@ -389,7 +389,7 @@ impl JobHost for Counting {
     ) -> Result<(), HostError> {
         self.http.append_logs(id, attempt, lease_token, lines).await
     }
-    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError> {
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
         self.http.release(id, lease_token).await
     }
     async fn lease_acquire(
@@ -487,14 +487,15 @@ async fn shutdown_mid_work_loses_nothing() {
     let report = slow.stop().await;
     assert_eq!(report.given_back.len(), 4, "{report:?}");
     assert!(report.not_given_back.is_empty());
-    assert!(report.dead_on_release.is_empty());
-    // Given back now, not when their 30 s leases lapse: ready for the next worker, with
-    // the attempt counted and saying why it ended.
+    // Given back now, not when their 30 s leases lapse: ready for the next worker, as if
+    // never claimed (the attempt is not counted and left no record).
     for id in &report.given_back {
         let job = client.job(*id, None).await.expect("job");
         assert_eq!(job.state, JobState::Available, "{id}");
-        assert_eq!(job.error.as_deref(), Some("stopped: the worker shut down"));
-        assert_eq!(job.attempt, 1);
+        assert_eq!(job.attempt, 0, "{id}");
+        assert_eq!(job.error, None, "{id}");
+        let attempts = client.attempts(*id).await.expect("attempts").attempts;
+        assert!(attempts.is_empty(), "{id}: {attempts:?}");
     }
 
     // A second worker, whose handler is quick, finishes everything.
@@ -601,7 +602,7 @@ async fn the_same_worker_and_handler_run_in_process_on_an_engine() {
 }
 
 #[tokio::test]
-async fn a_job_given_back_on_its_last_attempt_is_reported_dead() {
+async fn a_job_given_back_on_its_last_attempt_stays_available_uncounted() {
     let server = common::server().await;
     let client = server.client().expect("client");
     let tally = Arc::new(Tally::default());
@@ -616,16 +617,93 @@ async fn a_job_given_back_on_its_last_attempt_is_reported_dead() {
     .expect("request");
     last.max_attempts = Some(1);
     let job = client.enqueue(last).await.expect("enqueue");
+    let before = job.attempt;
     eventually("the handler runs", Duration::from_secs(30), || async {
         (tally.now.load(Ordering::SeqCst) == 1).then_some(())
     })
     .await;
     let report = worker.stop().await;
-    assert_eq!(report.dead_on_release, vec![job.id], "{report:?}");
-    assert!(report.given_back.is_empty(), "{report:?}");
+    assert_eq!(report.given_back, vec![job.id], "{report:?}");
+    assert!(report.not_given_back.is_empty(), "{report:?}");
     let job = client.job(job.id, None).await.expect("job");
-    assert_eq!(job.state, JobState::Dead);
-    assert_eq!(job.error.as_deref(), Some("stopped: the worker shut down"));
+    assert_eq!(job.state, JobState::Available, "not dead: {job:?}");
+    assert_eq!(job.attempt, before, "the attempt is not counted");
+    assert_eq!(job.error, None);
+    let attempts = client.attempts(job.id).await.expect("attempts").attempts;
+    assert!(attempts.is_empty(), "the attempt is forgotten: {attempts:?}");
+}
+
+#[tokio::test]
+async fn an_http_host_release_that_gives_back_nothing_says_the_lease_is_lost() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let host = HttpJobHost::new(client.clone(), "releaser", Duration::from_secs(30));
+    let job = client.enqueue(Add::new(1, 2)).await.expect("enqueue");
+    let queue = QueueName::parse("default").expect("queue");
+    let kinds = [JobKind::parse("add").expect("kind")];
+    let claimed = host
+        .claim(&queue, &kinds, 1, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("a job");
+    assert_eq!(claimed.job.id, job.id);
+    let token = claimed.lease_token;
+    assert_eq!(host.release(job.id, token).await, Ok(()), "given back");
+    let now = client.job(job.id, None).await.expect("job");
+    assert_eq!((now.state, now.attempt), (JobState::Available, 0));
+    assert_eq!(
+        host.release(job.id, token).await,
+        Err(HostError::LeaseLost),
+        "the token no longer holds the job"
+    );
+    assert_eq!(
+        host.release(JobId::new(), token).await,
+        Err(HostError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn an_engine_host_release_that_gives_back_nothing_says_the_lease_is_lost() {
+    use errand_server::scripts::{EngineHost, LogBounds};
+    use errand_store_sqlite::{SqliteOptions, SqliteStore};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("store");
+    let engine =
+        errand_engine::Engine::new(Arc::new(store), errand_engine::EngineConfig::default());
+    let host = EngineHost::new(engine.clone(), LogBounds::default());
+    let limits = EnqueueLimits {
+        max_payload_bytes: 1 << 20,
+    };
+    let new_job = Add::new(1, 2)
+        .to_request()
+        .expect("request")
+        .into_new_job(&limits)
+        .expect("new job");
+    engine.enqueue_many(vec![new_job]).await.expect("enqueue");
+    let queue = QueueName::parse("default").expect("queue");
+    let kinds = [JobKind::parse("add").expect("kind")];
+    let claimed = host
+        .claim(&queue, &kinds, 1, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("a job");
+    let (id, token) = (claimed.job.id, claimed.lease_token);
+    assert_eq!(host.release(id, token).await, Ok(()), "given back");
+    let job = engine.job(id, Duration::ZERO).await.expect("job");
+    assert_eq!((job.state, job.attempt), (JobState::Available, 0));
+    assert_eq!(
+        host.release(id, token).await,
+        Err(HostError::LeaseLost),
+        "the token no longer holds the job: nothing was given back"
+    );
+    assert_eq!(
+        host.release(JobId::new(), token).await,
+        Err(HostError::NotFound)
+    );
+    engine.shutdown();
 }
 
 /// A job whose handler ends in a way the server would refuse to store as it is.

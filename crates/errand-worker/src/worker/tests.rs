@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use errand_core::{JobId, LeaseToken, NewLogLine, Progress};
-use errand_runner::host::{Released, RunSettlement, RunVerdict};
+use errand_runner::host::{RunSettlement, RunVerdict};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
@@ -47,8 +47,8 @@ impl JobHost for Away {
     ) -> Result<(), HostError> {
         Ok(())
     }
-    async fn release(&self, _: JobId, _: LeaseToken) -> Result<Released, HostError> {
-        Ok(Released::Requeued)
+    async fn release(&self, _: JobId, _: LeaseToken) -> Result<(), HostError> {
+        Ok(())
     }
     async fn lease_acquire(&self, _: &str, _: &str, _: Duration) -> Result<bool, HostError> {
         Ok(false)
@@ -649,8 +649,8 @@ async fn shutdown_gives_jobs_back_all_at_once_and_ends_within_grace_and_margin()
         })
         .collect();
     let ids: Vec<JobId> = jobs.iter().map(|j| j.job.id).collect();
-    let dead = ids[2];
-    lock(&host.release_dead).insert(dead);
+    // The third was lost meanwhile: no longer this worker's, so in none of the lists.
+    lock(&host.release_lost).insert(ids[2]);
     host.push(jobs);
     let grace = Duration::from_secs(1);
     let w = Started::new(worker(&host, &seen).grace(grace));
@@ -666,8 +666,7 @@ async fn shutdown_gives_jobs_back_all_at_once_and_ends_within_grace_and_margin()
     let mut requeued = vec![ids[0], ids[1]];
     requeued.sort_by_key(|id| id.to_string());
     assert_eq!(report.given_back, requeued);
-    assert_eq!(report.dead_on_release, vec![dead]);
-    assert!(report.not_given_back.is_empty());
+    assert!(report.not_given_back.is_empty(), "{report:?}");
 }
 
 #[tokio::test(start_paused = true)]
