@@ -1,7 +1,7 @@
 //! A typed client for errand's HTTP API.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), errand_client::ClientError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = errand_client::Client::new("http://127.0.0.1:7878")?;
 //! let job = client.enqueue(errand_api::EnqueueRequest::new("send_email")).await?;
 //! let done = client.wait_job(job.id, std::time::Duration::from_secs(30)).await?;

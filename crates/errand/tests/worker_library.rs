@@ -547,6 +547,136 @@ async fn the_worker_reconnects_after_a_server_restart_and_finishes_everything() 
     assert_eq!(tally.runs().len(), 300);
 }
 
+/// A TCP proxy in front of a server. It counts the connections it is asked for and those
+/// it could not pass on because the server was down, so a test sees a client trying again.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (a, r, upstream) = (accepted.clone(), refused.clone(), upstream.to_string());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let (r, upstream) = (r.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    match tokio::net::TcpStream::connect(&upstream).await {
+                        Ok(mut outbound) => {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                        Err(_) => {
+                            r.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            refused,
+            task,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_rides_out_a_server_stopped_and_restarted_meanwhile() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = errand_testkit::ServerProcess::start_in(&common::bin(), dir.path(), &[])
+        .await
+        .expect("server");
+    let direct = server.client().expect("client");
+    let proxy = Proxy::start(server.url().trim_start_matches("http://")).await;
+    let via_proxy = Client::new(&format!("http://{}", proxy.addr)).expect("client");
+    let job = direct.enqueue(Add::new(2, 3)).await.expect("enqueue");
+    let waiting = tokio::spawn(async move {
+        via_proxy
+            .wait_result::<Sum>(job.id, Duration::from_secs(120))
+            .await
+    });
+    eventually("the wait calls the server", Duration::from_secs(30), || async {
+        (proxy.accepted.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+    server.kill9().await;
+    eventually(
+        "the wait calls again while the server is down",
+        Duration::from_secs(30),
+        || async { (proxy.refused.load(Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
+    assert!(!waiting.is_finished(), "the wait goes on while the server is down");
+    server.restart_same_port().await.expect("restart");
+    let tally = Arc::new(Tally::default());
+    let worker = run(http_worker(&direct, Duration::from_secs(30), &tally));
+    let sum = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the wait ends")
+        .expect("the wait's task")
+        .expect("the wait rode out the restart and read the result");
+    assert_eq!(sum.sum, 5);
+    worker.stop().await;
+    // An error that trying again would not cure still ends the wait at once.
+    let missing = tokio::time::timeout(
+        Duration::from_secs(10),
+        direct.wait_job(JobId::new(), Duration::from_secs(60)),
+    )
+    .await
+    .expect("a missing job ends the wait at once");
+    assert!(
+        matches!(missing, Err(WaitError::Client(ref e)) if e.status() == Some(404)),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wait_that_never_reaches_the_server_times_out_naming_the_last_error() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let client = Client::new(&format!("http://127.0.0.1:{port}")).expect("client");
+    let within = Duration::from_millis(1_500);
+    let began = std::time::Instant::now();
+    let err = client
+        .wait_result::<Sum>(JobId::new(), within)
+        .await
+        .expect_err("nobody listens");
+    let took = began.elapsed();
+    assert!(took >= within, "tried until the deadline, not {took:?}");
+    assert!(took < within + Duration::from_secs(5), "took {took:?}");
+    match &err {
+        WaitError::Unreachable {
+            last_state: None,
+            waited,
+            last_error: errand_client::ClientError::Transport { cause, .. },
+            ..
+        } => {
+            assert_eq!(*waited, within);
+            assert_eq!(cause, "connection refused");
+        }
+        other => panic!("not the wait's timeout: {other:?}"),
+    }
+    assert!(err.to_string().contains("connection refused"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_worker_and_handler_run_in_process_on_an_engine() {
     use errand_server::scripts::{EngineHost, LogBounds};
