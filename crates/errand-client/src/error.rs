@@ -169,7 +169,13 @@ mod tests {
             url: "http://127.0.0.1:1/v1/jobs/x".into(),
             cause: "connection refused".into(),
         };
-        for e in [transport, api(429, "http"), api(502, "http"), api(503, "unavailable"), api(504, "http")] {
+        for e in [
+            transport,
+            api(429, "http"),
+            api(502, "http"),
+            api(503, "unavailable"),
+            api(504, "http"),
+        ] {
             assert!(e.is_transient(), "{e}");
         }
         for e in [

@@ -132,7 +132,10 @@ async fn settle_group(
                 if again.is_empty() {
                     return None;
                 }
-                notice.away("some settlements of the batch could not be taken now", again.len());
+                notice.away(
+                    "some settlements of the batch could not be taken now",
+                    again.len(),
+                );
                 group = again;
             }
             Err(HostError::Unavailable(why)) => notice.away(&why, group.len()),

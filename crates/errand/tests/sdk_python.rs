@@ -153,7 +153,9 @@ fn type_check(root: &Path, python: &Path) {
             .args(["-m", "mypy", "--strict", "src"])
             .env(
                 "MYPY_CACHE_DIR",
-                root.join("target").join("sdk-python-venv").join("mypy-cache"),
+                root.join("target")
+                    .join("sdk-python-venv")
+                    .join("mypy-cache"),
             )
             .current_dir(root.join("sdk/python")),
         "type-checking the Python SDK",

@@ -572,7 +572,8 @@ impl Proxy {
                 tokio::spawn(async move {
                     match tokio::net::TcpStream::connect(&upstream).await {
                         Ok(mut outbound) => {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                         Err(_) => {
                             r.fetch_add(1, Ordering::SeqCst);
@@ -611,9 +612,11 @@ async fn a_wait_rides_out_a_server_stopped_and_restarted_meanwhile() {
             .wait_result::<Sum>(job.id, Duration::from_secs(120))
             .await
     });
-    eventually("the wait calls the server", Duration::from_secs(30), || async {
-        (proxy.accepted.load(Ordering::SeqCst) >= 1).then_some(())
-    })
+    eventually(
+        "the wait calls the server",
+        Duration::from_secs(30),
+        || async { (proxy.accepted.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
     .await;
     server.kill9().await;
     eventually(
@@ -622,7 +625,10 @@ async fn a_wait_rides_out_a_server_stopped_and_restarted_meanwhile() {
         || async { (proxy.refused.load(Ordering::SeqCst) >= 2).then_some(()) },
     )
     .await;
-    assert!(!waiting.is_finished(), "the wait goes on while the server is down");
+    assert!(
+        !waiting.is_finished(),
+        "the wait goes on while the server is down"
+    );
     server.restart_same_port().await.expect("restart");
     let tally = Arc::new(Tally::default());
     let worker = run(http_worker(&direct, Duration::from_secs(30), &tally));
@@ -760,7 +766,10 @@ async fn a_job_given_back_on_its_last_attempt_stays_available_uncounted() {
     assert_eq!(job.attempt, before, "the attempt is not counted");
     assert_eq!(job.error, None);
     let attempts = client.attempts(job.id).await.expect("attempts").attempts;
-    assert!(attempts.is_empty(), "the attempt is forgotten: {attempts:?}");
+    assert!(
+        attempts.is_empty(),
+        "the attempt is forgotten: {attempts:?}"
+    );
 }
 
 #[tokio::test]

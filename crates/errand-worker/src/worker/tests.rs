@@ -456,11 +456,7 @@ impl LogCount {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogCount {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         struct Message(String);
         impl tracing::field::Visit for Message {
             fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
