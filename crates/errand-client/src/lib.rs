@@ -20,6 +20,15 @@ mod ordering;
 mod subscriptions;
 mod typed;
 
+/// The API's request and answer types that the client's calls take and return, so that a
+/// program depending on `errand-client` alone can name them (`EnqueueRequest` for every
+/// enqueue option, the answer of `enqueue_many`, `attempts`).
+pub use errand_api::{AttemptList, BatchEnqueueResponse, EnqueueRequest, EnqueuedJob};
+/// The job as the server returns it, and what a program names in it (its id, state, kind,
+/// queue, progress, an attempt, a lease token), so that a program depending on
+/// `errand-client` alone can name them.
+pub use errand_core::{Attempt, Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName};
+
 pub use client::{Client, DEFAULT_CALL_TIMEOUT};
 pub use definitions::{LogFollow, LogStreamItem};
 pub use error::ClientError;

@@ -45,6 +45,9 @@ mod worker;
 
 pub use context::JobContext;
 pub use errand_client::{JobType, LIBRARY_ROUTES};
+/// The types a handler's [`JobContext`] answers with (`ctx.id()`, `ctx.lease_token()`), so
+/// that a worker can name them without depending on errand's core crate.
+pub use errand_core::{JobId, LeaseToken};
 pub use errand_runner::host::{HostError, JobHost};
 pub use error::{Failure, JobError, WorkerError};
 pub use handler::Handler;
