@@ -50,6 +50,18 @@ impl ClientError {
         }
     }
 
+    /// Whether the same call may well succeed if made again shortly: no answer came (the
+    /// server is down, restarting or unreachable), or the server or a proxy before it said
+    /// it cannot serve now (429, 502, 503, 504). Waits ride these out; any other error
+    /// would come back the same.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            ClientError::Unreadable(_) | ClientError::BadUrl(_) | ClientError::Payload(_) => false,
+        }
+    }
+
     /// The HTTP status when the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -144,6 +156,38 @@ mod tests {
             e.to_string(),
             "schedule n already exists (409 already_exists)"
         );
+    }
+
+    #[test]
+    fn only_no_answer_and_unavailable_answers_are_transient() {
+        let api = |status: u16, code: &str| ClientError::Api {
+            status,
+            code: code.into(),
+            message: "m".into(),
+        };
+        let transport = ClientError::Transport {
+            url: "http://127.0.0.1:1/v1/jobs/x".into(),
+            cause: "connection refused".into(),
+        };
+        for e in [
+            transport,
+            api(429, "http"),
+            api(502, "http"),
+            api(503, "unavailable"),
+            api(504, "http"),
+        ] {
+            assert!(e.is_transient(), "{e}");
+        }
+        for e in [
+            api(400, "invalid_request"),
+            api(404, "not_found"),
+            api(409, "conflict"),
+            api(500, "internal"),
+            ClientError::Unreadable("x".into()),
+            ClientError::BadUrl("x".into()),
+        ] {
+            assert!(!e.is_transient(), "{e}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use errand_api::{
 };
 use errand_core::limits::{MAX_BATCH, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
 use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
-use errand_runner::host::{HostError, HostedJob, JobHost, Released, RunSettlement, RunVerdict};
+use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
 use serde_json::Value;
 
 use crate::{Client, ClientError};
@@ -244,26 +244,13 @@ impl JobHost for HttpJobHost {
         Ok(())
     }
 
-    /// The worker protocol has no uncounted release: a run stopped because this worker
-    /// shuts down fails with an immediate retry (the attempt counts), and the failure's
-    /// answer says whether that was the job's last attempt (it is then dead).
-    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError> {
+    /// `POST /v1/jobs/{id}/release`: uncounted, so a job given back on its last attempt
+    /// stays `available` rather than dying of a worker's shutdown.
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
         self.client
-            .fail(
-                id,
-                &errand_api::FailRequest {
-                    lease_token,
-                    error: Some("stopped: the worker shut down".into()),
-                    retry_in_ms: Some(0),
-                    dead: false,
-                    report: None,
-                },
-            )
+            .release(id, &errand_api::ReleaseRequest { lease_token })
             .await
-            .map(|job| match job.state {
-                JobState::Dead => Released::Dead,
-                _ => Released::Requeued,
-            })
+            .map(|_| ())
             .map_err(host_error)
     }
 

@@ -1,7 +1,7 @@
 //! A typed client for errand's HTTP API.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), errand_client::ClientError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = errand_client::Client::new("http://127.0.0.1:7878")?;
 //! let job = client.enqueue(errand_api::EnqueueRequest::new("send_email")).await?;
 //! let done = client.wait_job(job.id, std::time::Duration::from_secs(30)).await?;
@@ -19,6 +19,15 @@ mod job_host;
 mod ordering;
 mod subscriptions;
 mod typed;
+
+/// The API's request and answer types that the client's calls take and return, so that a
+/// program depending on `errand-client` alone can name them (`EnqueueRequest` for every
+/// enqueue option, the answer of `enqueue_many`, `attempts`).
+pub use errand_api::{AttemptList, BatchEnqueueResponse, EnqueueRequest, EnqueuedJob};
+/// The job as the server returns it, and what a program names in it (its id, state, kind,
+/// queue, progress, an attempt, a lease token), so that a program depending on
+/// `errand-client` alone can name them.
+pub use errand_core::{Attempt, Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName};
 
 pub use client::{Client, DEFAULT_CALL_TIMEOUT};
 pub use definitions::{LogFollow, LogStreamItem};

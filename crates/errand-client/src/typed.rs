@@ -110,7 +110,21 @@ pub enum WaitError {
         /// What did not match.
         message: String,
     },
-    /// A call failed.
+    /// The wait ran out while the server could not be reached (it was down, restarting or
+    /// overloaded): the calls of the wait were tried again until then, and this is the
+    /// last one's error.
+    #[error("job {id}: timed out after {waited:?} without reaching the server{}; last error: {last_error}", last_state.map(|s| format!(" (last seen {s})")).unwrap_or_default())]
+    Unreachable {
+        /// The job.
+        id: JobId,
+        /// The state an earlier call of the wait saw, if one got through.
+        last_state: Option<JobState>,
+        /// How long was waited.
+        waited: Duration,
+        /// The last call's error (a transport error, or a 429/502/503/504 answer).
+        last_error: ClientError,
+    },
+    /// A call failed for a reason that trying again would not cure.
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -118,21 +132,72 @@ pub enum WaitError {
 /// The longest `?wait=` one call asks for (the server's own limit is 60 s).
 const WAIT_STEP: Duration = Duration::from_secs(30);
 
+/// The first pause after a wait's call found the server away: a server restarting is
+/// back within a few hundred milliseconds, so the first tries come soon.
+const WAIT_RETRY_FIRST: Duration = Duration::from_millis(50);
+
+/// The longest pause between a wait's tries (each failure doubles the pause up to it): a
+/// server back from a longer outage is seen within a second, and a waiter that is down for
+/// minutes makes at most one call a second.
+const WAIT_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// How long after the wait's deadline the answer of its last long poll may still take to
+/// arrive (the server answers at the deadline; this is the trip back). A call that has no
+/// answer by then counts as a transport error: the wait ends near its deadline even when
+/// the server accepts connections but does not answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
+
 impl Client {
     /// Waits up to `within` for job `id` to end (long polls of `GET /v1/jobs/{id}?wait=`,
     /// repeated until the deadline) and returns it in whatever state it is then.
     ///
+    /// The server being away (down, restarting, answering 429/502/503/504) does not end the
+    /// wait: the call is tried again after a short pause (50 ms, doubling up to 1 s) until
+    /// the deadline, so a wait rides out a server restart.
+    ///
     /// # Errors
-    /// The server's error, or a transport failure.
-    pub async fn wait_job(&self, id: JobId, within: Duration) -> Result<Job, ClientError> {
+    /// `Unreachable` when the server could not be reached by the deadline (naming the last
+    /// call's error); `Client` for an error trying again would not cure (`404` for a job
+    /// that does not exist, `400`, ...).
+    pub async fn wait_job(&self, id: JobId, within: Duration) -> Result<Job, WaitError> {
         let deadline = tokio::time::Instant::now() + within;
+        let mut pause = WAIT_RETRY_FIRST;
+        let mut last_state = None;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let step = left.min(WAIT_STEP);
             let wait = (!step.is_zero()).then(|| format!("{}ms", step.as_millis().max(1)));
-            let job = self.job(id, wait.as_deref()).await?;
-            if job.state.is_final() || tokio::time::Instant::now() >= deadline {
-                return Ok(job);
+            let call = self.job(id, wait.as_deref());
+            let answer = tokio::time::timeout_at(deadline + ANSWER_MARGIN, call)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClientError::Transport {
+                        url: format!("{}/v1/jobs/{id}", self.base_url()),
+                        cause: "no answer in time (timed out)".into(),
+                    })
+                });
+            match answer {
+                Ok(job) => {
+                    if job.state.is_final() || tokio::time::Instant::now() >= deadline {
+                        return Ok(job);
+                    }
+                    pause = WAIT_RETRY_FIRST;
+                    last_state = Some(job.state);
+                }
+                Err(e) if e.is_transient() => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(WaitError::Unreachable {
+                            id,
+                            last_state,
+                            waited: within,
+                            last_error: e,
+                        });
+                    }
+                    tokio::time::sleep(pause.min(left)).await;
+                    pause = (pause * 2).min(WAIT_RETRY_MAX);
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -140,9 +205,13 @@ impl Client {
     /// Waits up to `within` for job `id` to succeed and reads its result as `R` (a job
     /// without a result reads as JSON `null`).
     ///
+    /// Rides out the server being away as [`wait_job`](Self::wait_job) does.
+    ///
     /// # Errors
     /// `Ended` when it went dead or was cancelled, `TimedOut` when it had not ended in
-    /// time, `Result` when the result is not an `R`, `Client` when a call failed.
+    /// time, `Unreachable` when the server could not be reached by then (naming the last
+    /// call's error), `Result` when the result is not an `R`, `Client` when a call failed
+    /// for a reason trying again would not cure.
     pub async fn wait_result<R: DeserializeOwned>(
         &self,
         id: JobId,
@@ -191,7 +260,7 @@ pub const LIBRARY_ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/jobs/{id}/retry"),
     ("POST", "/v1/queues/{queue}/claim"),
     ("POST", "/v1/jobs/{id}/heartbeat"),
-    ("POST", "/v1/jobs/{id}/fail"),
+    ("POST", "/v1/jobs/{id}/release"),
     ("POST", "/v1/jobs/settle"),
 ];
 

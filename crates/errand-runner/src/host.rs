@@ -68,17 +68,6 @@ pub enum HostError {
     Refused(String),
 }
 
-/// What became of a job given back with [`JobHost::release`]: a host without an uncounted
-/// release fails the attempt instead, and on the job's last attempt that makes it dead,
-/// which whoever gave it back should say rather than call it "given back".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Released {
-    /// Back in its queue: it runs again.
-    Requeued,
-    /// Dead: the counted release was its last attempt.
-    Dead,
-}
-
 /// Whoever holds the jobs: the engine, or a server over HTTP.
 #[async_trait::async_trait]
 pub trait JobHost: Send + Sync + 'static {
@@ -123,10 +112,10 @@ pub trait JobHost: Send + Sync + 'static {
     ) -> Result<(), HostError>;
 
     /// Gives a job back to its queue without counting the attempt: a run the runner
-    /// stopped because it is shutting down. A host that cannot do that fails the attempt
-    /// with an immediate retry instead, and answers [`Released::Dead`] when that was the
-    /// job's last attempt.
-    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError>;
+    /// stopped because it is shutting down. Uncounted, so a worker stopped often never
+    /// pushes a job toward `dead`, and a job on its last attempt runs again. `LeaseLost`
+    /// (or `NotFound`) when the token no longer holds the job: nothing was given back.
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError>;
 
     /// Resolves when the host learns that `id` was cancelled, so the run stops at once
     /// rather than at its next heartbeat. Hosts without a push of their own never resolve:

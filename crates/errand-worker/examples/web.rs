@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use errand_client::{Client, WaitError};
+use errand_client::{Client, JobId, WaitError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::{SendWelcome, Sent};
@@ -48,7 +48,7 @@ async fn signup(State(client): State<Client>, Json(form): Json<Signup>) -> Answe
 
 /// `GET /signup/{job}`: the email's result, waiting up to 10 s for it.
 async fn status(State(client): State<Client>, Path(id): Path<String>) -> Answer {
-    let Ok(id) = id.parse() else {
+    let Ok(id) = id.parse::<JobId>() else {
         return (
             StatusCode::BAD_REQUEST,
             Json(json!({ "error": "not a job id" })),

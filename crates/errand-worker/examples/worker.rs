@@ -70,8 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .run(stop_signal())
         .await?;
     println!(
-        "stopped; gave back {:?}, dead on give-back {:?}, could not give back {:?}",
-        report.given_back, report.dead_on_release, report.not_given_back
+        "stopped; gave back {:?}, could not give back {:?}",
+        report.given_back, report.not_given_back
     );
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
-use errand_runner::host::{HostError, HostedJob, JobHost, Released, RunSettlement, RunVerdict};
+use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -72,8 +72,8 @@ pub(crate) struct FakeHost {
     pub release_hangs: Mutex<bool>,
     /// Release takes this long to answer.
     pub release_delay: Mutex<Option<Duration>>,
-    /// Release answers that these jobs are dead (their last attempt was counted).
-    pub release_dead: Mutex<HashSet<JobId>>,
+    /// Release answers that the lease no longer holds these jobs.
+    pub release_lost: Mutex<HashSet<JobId>>,
     changed: Notify,
     pushed: Notify,
 }
@@ -325,7 +325,7 @@ impl JobHost for FakeHost {
         Ok(())
     }
 
-    async fn release(&self, id: JobId, _: LeaseToken) -> Result<Released, HostError> {
+    async fn release(&self, id: JobId, _: LeaseToken) -> Result<(), HostError> {
         lock(&self.releases).push(id);
         self.note();
         if *lock(&self.release_hangs) {
@@ -338,10 +338,10 @@ impl JobHost for FakeHost {
         if lock(&self.release_away).contains(&id) {
             return Err(HostError::Unavailable("away".into()));
         }
-        if lock(&self.release_dead).contains(&id) {
-            return Ok(Released::Dead);
+        if lock(&self.release_lost).contains(&id) {
+            return Err(HostError::LeaseLost);
         }
-        Ok(Released::Requeued)
+        Ok(())
     }
 
     async fn lease_acquire(&self, _: &str, _: &str, _: Duration) -> Result<bool, HostError> {

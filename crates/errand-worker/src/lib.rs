@@ -23,9 +23,9 @@
 //!   with the serde error: retrying the same payload cannot succeed;
 //! - on shutdown it stops claiming (gives back what a claim in flight still hands over),
 //!   lets running handlers finish within the grace period (their results are settled),
-//!   then aborts what still runs and gives it back with the host's `release` (over HTTP:
-//!   a failure with `retry_in_ms: 0`, which counts the attempt and makes a job on its last
-//!   attempt dead; in-process: an uncounted release), reports which, and returns within
+//!   then aborts what still runs and gives it back with the host's `release` (uncounted,
+//!   over HTTP and in-process: the attempt is forgotten and the job is `available` at
+//!   once, so a job on its last attempt runs again), reports which, and returns within
 //!   the grace period plus [`SHUTDOWN_MARGIN`];
 //! - a host that is away is called again with capped, jittered backoff.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -45,7 +45,10 @@ mod worker;
 
 pub use context::JobContext;
 pub use errand_client::{JobType, LIBRARY_ROUTES};
-pub use errand_runner::host::{HostError, JobHost, Released};
+/// The types a handler's [`JobContext`] answers with (`ctx.id()`, `ctx.lease_token()`), so
+/// that a worker can name them without depending on errand's core crate.
+pub use errand_core::{JobId, LeaseToken};
+pub use errand_runner::host::{HostError, JobHost};
 pub use error::{Failure, JobError, WorkerError};
 pub use handler::Handler;
 pub use shutdown::{ShutdownReport, SHUTDOWN_MARGIN};

@@ -53,12 +53,35 @@ pub(crate) async fn run(host: Arc<dyn JobHost>, mut rx: mpsc::Receiver<Pending>,
     }
 }
 
+/// The message of a settle that found the host away: INFO once per batch (as a claim that
+/// finds the host away is), DEBUG for the batch's further tries, so an outage shows in the
+/// log without a line per retry.
+pub(crate) const HOST_AWAY: &str = "settle: host unavailable, retrying";
+
+/// Says, once per batch at INFO, that the host could not take the batch's settlements now.
+#[derive(Default)]
+struct AwayNotice {
+    said: bool,
+}
+
+impl AwayNotice {
+    fn away(&mut self, why: &str, jobs: usize) {
+        if self.said {
+            tracing::debug!(error = %why, jobs, "{HOST_AWAY}");
+        } else {
+            self.said = true;
+            tracing::info!(error = %why, jobs, "{HOST_AWAY}");
+        }
+    }
+}
+
 /// Settles `batch`, splitting what the host refuses whole.
 async fn settle(host: &dyn JobHost, batch: Vec<Pending>) {
     let give_up = Instant::now() + RETRY_FOR;
+    let mut notice = AwayNotice::default();
     let mut groups = VecDeque::from([batch]);
     while let Some(group) = groups.pop_front() {
-        if let Some(split) = settle_group(host, group, give_up).await {
+        if let Some(split) = settle_group(host, group, give_up, &mut notice).await {
             groups.extend(split.into_iter().map(|p| vec![p]));
         }
     }
@@ -71,6 +94,7 @@ async fn settle_group(
     host: &dyn JobHost,
     mut group: Vec<Pending>,
     give_up: Instant,
+    notice: &mut AwayNotice,
 ) -> Option<Vec<Pending>> {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     loop {
@@ -108,11 +132,13 @@ async fn settle_group(
                 if again.is_empty() {
                     return None;
                 }
+                notice.away(
+                    "some settlements of the batch could not be taken now",
+                    again.len(),
+                );
                 group = again;
             }
-            Err(HostError::Unavailable(why)) => {
-                tracing::debug!(error = %why, jobs = group.len(), "settle: host unavailable, retrying");
-            }
+            Err(HostError::Unavailable(why)) => notice.away(&why, group.len()),
             Err(e) if group.len() > 1 => {
                 tracing::warn!(error = %e, jobs = group.len(), "the host refused a whole settle call; sending its settlements one by one so that only the bad one is lost");
                 return Some(group);

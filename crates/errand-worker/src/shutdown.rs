@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use errand_core::{JobId, LeaseToken};
-use errand_runner::host::{HostError, HostedJob, JobHost, Released};
+use errand_runner::host::{HostError, HostedJob, JobHost};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -34,12 +34,10 @@ pub(crate) const CLAIM_DRAIN: Duration = Duration::from_millis(250);
 pub struct ShutdownReport {
     /// Jobs given back to their queue through the host's `release`: those whose handlers had
     /// not finished within the grace period, and those a claim handed over as shutdown
-    /// began (never started). Over HTTP a release is a failure with an immediate retry,
-    /// which counts the attempt; in-process it is uncounted.
+    /// began (never started). A release is uncounted, over HTTP and in-process alike: the
+    /// attempt is forgotten and the job is `available` at once, so a job on its last
+    /// attempt runs again rather than dying of the shutdown.
     pub given_back: Vec<JobId>,
-    /// Jobs given back over HTTP on their last attempt: the counted release made them
-    /// dead, with the error `stopped: the worker shut down`.
-    pub dead_on_release: Vec<JobId>,
     /// Jobs that could not be given back (the host was away, refused, or did not answer
     /// within [`SHUTDOWN_MARGIN`] after the grace period): they run again when their leases
     /// lapse.
@@ -49,7 +47,7 @@ pub struct ShutdownReport {
 /// Releases in flight, and which jobs they are for.
 #[derive(Default)]
 struct GiveBacks {
-    calls: JoinSet<(JobId, Result<Released, HostError>)>,
+    calls: JoinSet<(JobId, Result<(), HostError>)>,
     asked: Vec<JobId>,
 }
 
@@ -69,11 +67,7 @@ impl GiveBacks {
                 let Ok((id, out)) = done else { continue };
                 answered.insert(id);
                 match out {
-                    Ok(Released::Requeued) => report.given_back.push(id),
-                    Ok(Released::Dead) => {
-                        tracing::warn!(job = %id, "given back on its last attempt: the job is dead");
-                        report.dead_on_release.push(id);
-                    }
+                    Ok(()) => report.given_back.push(id),
                     Err(HostError::LeaseLost | HostError::NotFound) => {
                         tracing::debug!(job = %id, "not given back: the lease was already lost");
                     }

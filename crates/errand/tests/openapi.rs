@@ -417,6 +417,14 @@ async fn every_route_the_rust_client_and_worker_libraries_call_is_documented() {
             })
             .expect("json"),
         ),
+        (
+            "POST",
+            "/v1/jobs/{id}/release",
+            serde_json::to_value(errand_api::ReleaseRequest {
+                lease_token: errand_core::LeaseToken::new(),
+            })
+            .expect("json"),
+        ),
     ];
     let schemas = &doc["components"]["schemas"];
     for (method, path, body) in bodies {

@@ -4,9 +4,11 @@
 //! The toolchain is prepared idempotently under the repository's `target/`: a virtual
 //! environment at `target/sdk-python-venv` (made with `python3 -m venv` when absent), the
 //! package installed editable with its test extras when it is missing or `pyproject.toml`
-//! changed since the last install, then `python -m pytest -q sdk/python/tests` with
-//! `ERRAND_BIN` naming this build's binary. The suite's output is printed when it fails;
-//! a suite that runs longer than [`SUITE_TIMEOUT`] is killed and fails.
+//! changed since the last install, then `python -m mypy --strict src` in `sdk/python`
+//! (the type check fails the test with mypy's output before any test runs), then
+//! `python -m pytest -q sdk/python/tests` with `ERRAND_BIN` naming this build's binary.
+//! The suite's output is printed when it fails; a suite that runs longer than
+//! [`SUITE_TIMEOUT`] is killed and fails.
 
 use std::fs;
 use std::io::Read;
@@ -17,6 +19,10 @@ use std::time::{Duration, Instant};
 
 /// The longest the whole pytest suite may run (it takes about a minute on a debug build).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The longest the type check may run (a few seconds with a warm cache, under a minute
+/// with a cold one on a busy machine).
+const TYPECHECK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// The repository's root (this crate is `crates/errand`).
 fn repo_root() -> PathBuf {
@@ -69,7 +75,7 @@ fn prepared_python(root: &Path) -> PathBuf {
     let stamp = venv.join("errand-client-pyproject.toml");
     let same_pyproject = fs::read(&stamp).ok().as_deref() == Some(&pyproject[..]);
     let importable = Command::new(&python)
-        .args(["-c", "import errand_client, httpx, pytest"])
+        .args(["-c", "import errand_client, httpx, pytest, mypy"])
         .current_dir(root)
         .output()
         .map(|out| out.status.success())
@@ -139,10 +145,30 @@ fn run_with_timeout(cmd: &mut Command, what: &str, timeout: Duration) -> Output 
     }
 }
 
+/// `python -m mypy --strict src` in `sdk/python`; panics with mypy's output unless the
+/// library type-checks. Its cache is kept beside the venv, not in the source tree.
+fn type_check(root: &Path, python: &Path) {
+    let out = run_with_timeout(
+        Command::new(python)
+            .args(["-m", "mypy", "--strict", "src"])
+            .env(
+                "MYPY_CACHE_DIR",
+                root.join("target")
+                    .join("sdk-python-venv")
+                    .join("mypy-cache"),
+            )
+            .current_dir(root.join("sdk/python")),
+        "type-checking the Python SDK",
+        TYPECHECK_TIMEOUT,
+    );
+    check(&out, "python -m mypy --strict src (in sdk/python)");
+}
+
 #[test]
 fn python_sdk_suite_passes_against_this_build() {
     let root = repo_root();
     let python = prepared_python(&root);
+    type_check(&root, &python);
     let out = run_with_timeout(
         Command::new(&python)
             .args([

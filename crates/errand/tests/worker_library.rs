@@ -11,7 +11,7 @@ use std::time::Duration;
 use errand_api::{EnqueueLimits, EnqueueRequest};
 use errand_client::{Client, HttpJobHost, JobType, WaitError};
 use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
-use errand_runner::host::{HostError, HostedJob, Released, RunSettlement};
+use errand_runner::host::{HostError, HostedJob, RunSettlement};
 use errand_testkit::eventually;
 use errand_worker::{CancellationToken, JobContext, JobError, JobHost, ShutdownReport, Worker};
 use serde::{Deserialize, Serialize};
@@ -389,7 +389,7 @@ impl JobHost for Counting {
     ) -> Result<(), HostError> {
         self.http.append_logs(id, attempt, lease_token, lines).await
     }
-    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError> {
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
         self.http.release(id, lease_token).await
     }
     async fn lease_acquire(
@@ -487,14 +487,15 @@ async fn shutdown_mid_work_loses_nothing() {
     let report = slow.stop().await;
     assert_eq!(report.given_back.len(), 4, "{report:?}");
     assert!(report.not_given_back.is_empty());
-    assert!(report.dead_on_release.is_empty());
-    // Given back now, not when their 30 s leases lapse: ready for the next worker, with
-    // the attempt counted and saying why it ended.
+    // Given back now, not when their 30 s leases lapse: ready for the next worker, as if
+    // never claimed (the attempt is not counted and left no record).
     for id in &report.given_back {
         let job = client.job(*id, None).await.expect("job");
         assert_eq!(job.state, JobState::Available, "{id}");
-        assert_eq!(job.error.as_deref(), Some("stopped: the worker shut down"));
-        assert_eq!(job.attempt, 1);
+        assert_eq!(job.attempt, 0, "{id}");
+        assert_eq!(job.error, None, "{id}");
+        let attempts = client.attempts(*id).await.expect("attempts").attempts;
+        assert!(attempts.is_empty(), "{id}: {attempts:?}");
     }
 
     // A second worker, whose handler is quick, finishes everything.
@@ -544,6 +545,142 @@ async fn the_worker_reconnects_after_a_server_restart_and_finishes_everything() 
     .await;
     worker.stop().await;
     assert_eq!(tally.runs().len(), 300);
+}
+
+/// A TCP proxy in front of a server. It counts the connections it is asked for and those
+/// it could not pass on because the server was down, so a test sees a client trying again.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (a, r, upstream) = (accepted.clone(), refused.clone(), upstream.to_string());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let (r, upstream) = (r.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    match tokio::net::TcpStream::connect(&upstream).await {
+                        Ok(mut outbound) => {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                        Err(_) => {
+                            r.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            refused,
+            task,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_rides_out_a_server_stopped_and_restarted_meanwhile() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = errand_testkit::ServerProcess::start_in(&common::bin(), dir.path(), &[])
+        .await
+        .expect("server");
+    let direct = server.client().expect("client");
+    let proxy = Proxy::start(server.url().trim_start_matches("http://")).await;
+    let via_proxy = Client::new(&format!("http://{}", proxy.addr)).expect("client");
+    let job = direct.enqueue(Add::new(2, 3)).await.expect("enqueue");
+    let waiting = tokio::spawn(async move {
+        via_proxy
+            .wait_result::<Sum>(job.id, Duration::from_secs(120))
+            .await
+    });
+    eventually(
+        "the wait calls the server",
+        Duration::from_secs(30),
+        || async { (proxy.accepted.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
+    .await;
+    server.kill9().await;
+    eventually(
+        "the wait calls again while the server is down",
+        Duration::from_secs(30),
+        || async { (proxy.refused.load(Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
+    assert!(
+        !waiting.is_finished(),
+        "the wait goes on while the server is down"
+    );
+    server.restart_same_port().await.expect("restart");
+    let tally = Arc::new(Tally::default());
+    let worker = run(http_worker(&direct, Duration::from_secs(30), &tally));
+    let sum = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the wait ends")
+        .expect("the wait's task")
+        .expect("the wait rode out the restart and read the result");
+    assert_eq!(sum.sum, 5);
+    worker.stop().await;
+    // An error that trying again would not cure still ends the wait at once.
+    let missing = tokio::time::timeout(
+        Duration::from_secs(10),
+        direct.wait_job(JobId::new(), Duration::from_secs(60)),
+    )
+    .await
+    .expect("a missing job ends the wait at once");
+    assert!(
+        matches!(missing, Err(WaitError::Client(ref e)) if e.status() == Some(404)),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wait_that_never_reaches_the_server_times_out_naming_the_last_error() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let client = Client::new(&format!("http://127.0.0.1:{port}")).expect("client");
+    let within = Duration::from_millis(1_500);
+    let began = std::time::Instant::now();
+    let err = client
+        .wait_result::<Sum>(JobId::new(), within)
+        .await
+        .expect_err("nobody listens");
+    let took = began.elapsed();
+    assert!(took >= within, "tried until the deadline, not {took:?}");
+    assert!(took < within + Duration::from_secs(5), "took {took:?}");
+    match &err {
+        WaitError::Unreachable {
+            last_state: None,
+            waited,
+            last_error: errand_client::ClientError::Transport { cause, .. },
+            ..
+        } => {
+            assert_eq!(*waited, within);
+            assert_eq!(cause, "connection refused");
+        }
+        other => panic!("not the wait's timeout: {other:?}"),
+    }
+    assert!(err.to_string().contains("connection refused"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,7 +738,7 @@ async fn the_same_worker_and_handler_run_in_process_on_an_engine() {
 }
 
 #[tokio::test]
-async fn a_job_given_back_on_its_last_attempt_is_reported_dead() {
+async fn a_job_given_back_on_its_last_attempt_stays_available_uncounted() {
     let server = common::server().await;
     let client = server.client().expect("client");
     let tally = Arc::new(Tally::default());
@@ -616,16 +753,96 @@ async fn a_job_given_back_on_its_last_attempt_is_reported_dead() {
     .expect("request");
     last.max_attempts = Some(1);
     let job = client.enqueue(last).await.expect("enqueue");
+    let before = job.attempt;
     eventually("the handler runs", Duration::from_secs(30), || async {
         (tally.now.load(Ordering::SeqCst) == 1).then_some(())
     })
     .await;
     let report = worker.stop().await;
-    assert_eq!(report.dead_on_release, vec![job.id], "{report:?}");
-    assert!(report.given_back.is_empty(), "{report:?}");
+    assert_eq!(report.given_back, vec![job.id], "{report:?}");
+    assert!(report.not_given_back.is_empty(), "{report:?}");
     let job = client.job(job.id, None).await.expect("job");
-    assert_eq!(job.state, JobState::Dead);
-    assert_eq!(job.error.as_deref(), Some("stopped: the worker shut down"));
+    assert_eq!(job.state, JobState::Available, "not dead: {job:?}");
+    assert_eq!(job.attempt, before, "the attempt is not counted");
+    assert_eq!(job.error, None);
+    let attempts = client.attempts(job.id).await.expect("attempts").attempts;
+    assert!(
+        attempts.is_empty(),
+        "the attempt is forgotten: {attempts:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_http_host_release_that_gives_back_nothing_says_the_lease_is_lost() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let host = HttpJobHost::new(client.clone(), "releaser", Duration::from_secs(30));
+    let job = client.enqueue(Add::new(1, 2)).await.expect("enqueue");
+    let queue = QueueName::parse("default").expect("queue");
+    let kinds = [JobKind::parse("add").expect("kind")];
+    let claimed = host
+        .claim(&queue, &kinds, 1, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("a job");
+    assert_eq!(claimed.job.id, job.id);
+    let token = claimed.lease_token;
+    assert_eq!(host.release(job.id, token).await, Ok(()), "given back");
+    let now = client.job(job.id, None).await.expect("job");
+    assert_eq!((now.state, now.attempt), (JobState::Available, 0));
+    assert_eq!(
+        host.release(job.id, token).await,
+        Err(HostError::LeaseLost),
+        "the token no longer holds the job"
+    );
+    assert_eq!(
+        host.release(JobId::new(), token).await,
+        Err(HostError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn an_engine_host_release_that_gives_back_nothing_says_the_lease_is_lost() {
+    use errand_server::scripts::{EngineHost, LogBounds};
+    use errand_store_sqlite::{SqliteOptions, SqliteStore};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("store");
+    let engine =
+        errand_engine::Engine::new(Arc::new(store), errand_engine::EngineConfig::default());
+    let host = EngineHost::new(engine.clone(), LogBounds::default());
+    let limits = EnqueueLimits {
+        max_payload_bytes: 1 << 20,
+    };
+    let new_job = Add::new(1, 2)
+        .to_request()
+        .expect("request")
+        .into_new_job(&limits)
+        .expect("new job");
+    engine.enqueue_many(vec![new_job]).await.expect("enqueue");
+    let queue = QueueName::parse("default").expect("queue");
+    let kinds = [JobKind::parse("add").expect("kind")];
+    let claimed = host
+        .claim(&queue, &kinds, 1, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("a job");
+    let (id, token) = (claimed.job.id, claimed.lease_token);
+    assert_eq!(host.release(id, token).await, Ok(()), "given back");
+    let job = engine.job(id, Duration::ZERO).await.expect("job");
+    assert_eq!((job.state, job.attempt), (JobState::Available, 0));
+    assert_eq!(
+        host.release(id, token).await,
+        Err(HostError::LeaseLost),
+        "the token no longer holds the job: nothing was given back"
+    );
+    assert_eq!(
+        host.release(JobId::new(), token).await,
+        Err(HostError::NotFound)
+    );
+    engine.shutdown();
 }
 
 /// A job whose handler ends in a way the server would refuse to store as it is.

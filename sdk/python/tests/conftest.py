@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
+import httpx
 import pytest
 
 from errand_client import ErrandClient
@@ -197,3 +198,11 @@ def counts(client: ErrandClient, queue: str) -> dict:
 
 
 PYTHON = sys.executable
+
+
+def attempts(base_url: str, job_id: str) -> list:
+    """The job's recorded attempts (``GET /v1/jobs/{id}/attempts``; the client has no
+    wrapper for it), first first."""
+    resp = httpx.get(f"{base_url}/v1/jobs/{job_id}/attempts", timeout=30)
+    resp.raise_for_status()
+    return list(resp.json()["attempts"])

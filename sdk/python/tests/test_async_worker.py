@@ -6,7 +6,7 @@ import asyncio
 import collections
 from typing import Any, Awaitable, Callable, Dict
 
-from conftest import Server
+from conftest import Server, attempts
 from errand_client import AsyncErrandClient, AsyncWorker, JobError, JobSpec, NonRetryableError
 
 
@@ -105,7 +105,8 @@ def test_stop_gives_back_after_grace(server: Server, queue: str) -> None:
             async def stuck(ctx: Any) -> Any:
                 await asyncio.sleep(60)
 
-            job = await ac.enqueue("stuck", queue=queue)
+            # its only attempt: a counted give-back would make it dead
+            job = await ac.enqueue("stuck", queue=queue, max_attempts=1)
             await w.start()
 
             async def running() -> bool:
@@ -114,7 +115,9 @@ def test_stop_gives_back_after_grace(server: Server, queue: str) -> None:
             await until(running, 20, "the job to run")
             await w.stop(grace_s=0.3)
             back = await ac.get_job(job.id)
-            assert back.state == "available" and back.attempt == 1
+            # released uncounted: available again, the attempt forgotten
+            assert back.state == "available" and back.attempt == 0 and w.stats.given_back == 1
+            assert attempts(server.url, job.id) == []
 
             w2 = AsyncWorker(ac, queue, concurrency=1, claim_wait_ms=1_000)
 
@@ -123,7 +126,7 @@ def test_stop_gives_back_after_grace(server: Server, queue: str) -> None:
                 return ctx.attempt
 
             await w2.start()
-            assert await ac.result(job.id, timeout=30) == 2
+            assert await ac.result(job.id, timeout=30) == 1
             await w2.stop()
 
     run(main())

@@ -128,6 +128,17 @@ def test_typed_errors(client: ErrandClient, queue: str) -> None:
         client.complete(job.id, claimed[0].lease_token, 1)
 
 
+def test_release_gives_a_job_back_uncounted(client: ErrandClient, queue: str) -> None:
+    job = client.enqueue("rel", queue=queue, max_attempts=1)
+    (claimed,) = client.claim(queue, worker="t", lease_ms=60_000)
+    back = client.release(job.id, claimed.lease_token)
+    assert (back.state, back.attempt) == ("available", 0)
+    with pytest.raises(LeaseLost):
+        client.release(job.id, claimed.lease_token)
+    with pytest.raises(NotFound):
+        client.release(str(uuid.uuid4()), claimed.lease_token)
+
+
 def test_wait_times_out_and_result_reports_failure(client: ErrandClient, queue: str) -> None:
     job = client.enqueue("never", queue=queue)
     with pytest.raises(WaitTimeout) as wt:
@@ -202,5 +213,10 @@ def test_async_client(server: Any, queue: str) -> None:
                 await ac.wait(late.id, timeout=0.3)
             assert (await ac.cancel(late.id)).state == "cancelled"
             assert (await ac.retry(late.id)).state == "available"
+            (held,) = await ac.claim(queue, worker="aw", wait_ms=5_000)
+            back = await ac.release(held.id, held.lease_token)
+            assert (back.state, back.attempt) == ("available", held.attempt - 1)
+            with pytest.raises(LeaseLost):
+                await ac.release(held.id, held.lease_token)
 
     asyncio.run(main())

@@ -43,7 +43,7 @@ def required(doc: Dict[str, Any], name: str) -> Set[str]:
 
 
 def test_every_route_the_library_calls_exists(openapi: Dict[str, Any]) -> None:
-    assert len(ROUTES) >= 14
+    assert len(ROUTES) >= 15 and "RELEASE" in ROUTES
     missing = [
         f"{r.method} {r.path}"
         for r in ROUTES.values()
@@ -74,6 +74,7 @@ def test_request_bodies_use_only_known_fields(openapi: Dict[str, Any]) -> None:
     beat = protocol.heartbeat("j", "t", lease_ms=1, progress={"percent": 1, "message": "m"}, checkpoint=1)
     assert len(beat.body or {}) == 4 and set(beat.body or {}) <= properties(openapi, "HeartbeatRequest")
     assert set(protocol.complete("j", "t", 1).body or {}) <= properties(openapi, "CompleteRequest")
+    assert set(protocol.release("j", "t").body or {}) == required(openapi, "ReleaseRequest")
     fail = protocol.fail("j", "t", "e", retry_in_ms=1, dead=True).body or {}
     assert len(fail) == 4 and set(fail) <= properties(openapi, "FailRequest")
     done = protocol.completion_entry("j", "t", 1)

@@ -65,11 +65,13 @@ def test_sigterm_mid_work_loses_nothing(client: ErrandClient, queue: str, flavou
         wait_for(lambda: counts(client, queue).get("succeeded", 0) == 154, 90, "all 154 jobs done")
         c = counts(client, queue)
         assert c.get("dead", 0) == 0 and c.get("available", 0) == 0
-        # each job ran once, except those given back at the SIGTERM: they ran twice
+        # every job succeeded on attempt 1, those given back at the SIGTERM too: a
+        # give-back is uncounted (the second worker ran them as first attempts)
         jobs = [client.get_job(i) for i in ids]
-        reruns = [j for j in jobs if j.result["attempt"] != 1]
-        assert all(j.result["attempt"] == 2 and j.attempt == 2 for j in reruns), reruns
-        assert len(reruns) <= stats["given_back"]
+        counted = [j for j in jobs if j.result["attempt"] != 1 or j.attempt != 1]
+        assert counted == []
+        rerun = [j for j in jobs if j.result["worker_pid"] == second.pid]
+        assert len(rerun) >= stats["given_back"]
     finally:
         for p in procs:
             stop_process(p)

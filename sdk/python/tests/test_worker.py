@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
-from conftest import Server, counts, wait_for
+from conftest import Server, attempts, counts, wait_for
 from errand_client import AsyncWorker, BadRequest, ErrandClient, JobError, JobSpec, NonRetryableError, Worker
 
 
@@ -180,18 +180,21 @@ def test_stop_gives_back_what_outlives_the_grace_period(
         release.wait(30)
         return "late"
 
-    job = client.enqueue("stuck", queue=queue)
+    # its only attempt: a counted give-back would make it dead
+    job = client.enqueue("stuck", queue=queue, max_attempts=1)
     w.start()
     wait_for(lambda: client.get_job(job.id).state == "running", 20, "the job to run")
     assert w.stop(grace_s=0.3, timeout=20)
     back = client.get_job(job.id)
-    assert back.state == "available" and back.attempt == 1 and w.stats.given_back == 1
+    # released uncounted: available again, the attempt forgotten
+    assert back.state == "available" and back.attempt == 0 and w.stats.given_back == 1
+    assert attempts(client.base_url, job.id) == []
     release.set()  # the old handler's late outcome is dropped, not settled
 
     w2 = make_worker(queue, concurrency=1)
     w2.register("stuck", lambda ctx: {"attempt": ctx.attempt})
     w2.start()
-    assert client.result(job.id, timeout=30) == {"attempt": 2}
+    assert client.result(job.id, timeout=30) == {"attempt": 1}
 
 
 @pytest.mark.parametrize("flavour", ["threads", "asyncio"])

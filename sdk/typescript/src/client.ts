@@ -159,6 +159,17 @@ export class ErrandClient {
     return this.call("heartbeat", { id }, { lease_token: leaseToken, ...request }, options);
   }
 
+  /**
+   * Gives a held job back uncounted: it is `available` again at once and the attempt is
+   * forgotten, for a worker that stops before the job ends (a `fail` would count the attempt
+   * and, on the last one, make the job dead).
+   *
+   * @throws LeaseLostError when the token no longer holds the job; NotFoundError when there is no such job.
+   */
+  release(id: string, leaseToken: string, options: CallOptions = {}): Promise<Job> {
+    return this.call("release", { id }, { lease_token: leaseToken }, options);
+  }
+
   /** Completes a job with its result. @throws LeaseLostError when the lease is gone. */
   complete(id: string, leaseToken: string, result?: Json, extra: { session_state?: Json } = {}, options: CallOptions = {}): Promise<Job> {
     return this.call("complete", { id }, { lease_token: leaseToken, result, ...extra }, options);

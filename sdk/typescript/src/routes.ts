@@ -93,6 +93,7 @@ export const ROUTES = {
     sends: ["lease_token", "lease_ms", "progress", "checkpoint"],
     reads: ["lease_expires_at", "state"],
   },
+  release: { method: "POST", path: "/v1/jobs/{id}/release", sends: ["lease_token"], reads: JOB_FIELDS },
   complete: {
     method: "POST",
     path: "/v1/jobs/{id}/complete",

@@ -9,10 +9,10 @@ import { hostname } from "node:os";
 import { Backoff, type BackoffOptions, sleep } from "./backoff.js";
 import { type ClientOptions, ErrandClient } from "./client.js";
 import { JobContext } from "./context.js";
-import { ApiError, NonRetryableError, RetryLaterError, UnavailableError, isTransient } from "./errors.js";
+import { ApiError, LeaseLostError, NonRetryableError, NotFoundError, RetryLaterError, UnavailableError, isTransient } from "./errors.js";
 import { Lease } from "./lease.js";
 import { type SettleMode, Settler } from "./settler.js";
-import type { ClaimedJob, Json, SettleResult } from "./types.js";
+import type { ClaimedJob, Job, Json, SettleResult } from "./types.js";
 
 /** A handler: runs one attempt of a job; its return value is the job's result. */
 export type Handler<P = Json> = (ctx: JobContext<P>) => Promise<Json | void> | Json | void;
@@ -24,7 +24,8 @@ export type WorkerEvent =
   | { type: "settle_error"; error: unknown }
   | { type: "settled"; jobId: string; outcome: "completed" | "failed"; result: SettleResult }
   | { type: "lease_lost"; jobId: string }
-  | { type: "given_back"; jobId: string; result: SettleResult }
+  | { type: "given_back"; jobId: string; job: Job }
+  | { type: "give_back_error"; jobId: string; error: unknown /** not given back: it runs again when its lease lapses */ }
   | { type: "handler_error"; jobId: string; error: unknown };
 
 /** Options of a {@link Worker}. */
@@ -89,8 +90,9 @@ function defaultObserver(event: WorkerEvent): void {
 /**
  * A worker of one queue. Register handlers, then `await worker.run()`; `worker.stop()` (or
  * SIGTERM) stops claiming, lets running handlers finish within the grace period, and gives
- * back what still runs (a `fail` with `retry_in_ms: 0`: the job is available again at once,
- * the attempt counted), then `run()` resolves.
+ * back what still runs (`POST /v1/jobs/{id}/release`: uncounted, the job is available again
+ * at once and the attempt forgotten, so a job on its last attempt runs again rather than
+ * going dead), then `run()` resolves.
  */
 export class Worker {
   /** The client the worker calls through. */
@@ -109,7 +111,7 @@ export class Worker {
   private readonly stopController = new AbortController();
   private slotFreed: (() => void) | undefined;
   private finished: Promise<void> | undefined;
-  private counters = { claims: 0, claimed: 0, completed: 0, failed: 0 };
+  private counters = { claims: 0, claimed: 0, completed: 0, failed: 0, givenBack: 0 };
   private fatal: unknown;
 
   constructor(private readonly options: WorkerOptions) {
@@ -148,11 +150,11 @@ export class Worker {
   }
 
   /**
-   * Claim calls made, jobs claimed, jobs the server took as completed and as failed
-   * (including given back; a settlement the server refused counts in neither), and settle
-   * calls so far.
+   * Claim calls made, jobs claimed, jobs the server took as completed and as failed (a
+   * settlement the server refused counts in neither), jobs given back at shutdown (released
+   * uncounted), and settle calls so far.
    */
-  get stats(): { claims: number; claimed: number; completed: number; failed: number; settleCalls: number } {
+  get stats(): { claims: number; claimed: number; completed: number; failed: number; givenBack: number; settleCalls: number } {
     return { ...this.counters, settleCalls: this.settler.calls };
   }
 
@@ -331,16 +333,39 @@ export class Worker {
       await Promise.race([all, sleep(deadline - Date.now(), timer.signal)]);
       timer.abort();
     }
-    const giveBacks = [...this.running.values()].map(async ({ job, lease }) => {
-      lease.end("shutdown");
-      const result = await this.settler.fail(
-        { id: job.id, lease_token: job.lease_token, error: "worker shutting down: given back", retry_in_ms: 0 },
-        () => lease.expiresAt,
-      );
-      this.count(result);
-      this.observe({ type: "given_back", jobId: job.id, result });
-    });
-    await Promise.all(giveBacks);
+    // All at once: one slow answer must not hold up the others.
+    await Promise.all([...this.running.values()].map(({ job, lease }) => this.giveBack(job, lease)));
     await this.settler.drain();
+  }
+
+  /**
+   * Gives a job whose handler outlived the grace period back, uncounted (`release`). A
+   * transient failure (server away) is tried again with backoff while the lease holds; after
+   * that the job runs again when its lease lapses. A lost lease means the job is no longer
+   * this worker's: nothing to give back.
+   */
+  private async giveBack(job: ClaimedJob, lease: Lease): Promise<void> {
+    lease.end("shutdown");
+    const backoff = new Backoff(this.options.reconnect);
+    for (;;) {
+      try {
+        const released = await this.client.release(job.id, job.lease_token);
+        this.counters.givenBack += 1;
+        this.observe({ type: "given_back", jobId: job.id, job: released });
+        return;
+      } catch (error) {
+        if (error instanceof LeaseLostError || error instanceof NotFoundError) {
+          this.observe({ type: "lease_lost", jobId: job.id });
+          return;
+        }
+        const left = lease.expiresAt - Date.now();
+        if (!isTransient(error) || left <= 0) {
+          this.observe({ type: "give_back_error", jobId: job.id, error });
+          return;
+        }
+        const pause = error instanceof UnavailableError && error.retryAfterMs !== undefined ? error.retryAfterMs : backoff.next();
+        await sleep(Math.min(pause, left));
+      }
+    }
   }
 }

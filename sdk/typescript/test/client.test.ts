@@ -131,6 +131,17 @@ describe("client", () => {
     await assert.rejects(client.complete(claimed.id, claimed.lease_token, { late: true }), LeaseLostError);
   });
 
+  test("release gives a held job back uncounted; a token that no longer holds it is LeaseLostError", async () => {
+    const queue = queueName("release");
+    const job = await client.enqueue({ kind: "rel", queue, max_attempts: 1 });
+    const [claimed] = await client.claim(queue, { max: 1, lease_ms: 60_000 });
+    assert.equal(claimed?.id, job.id);
+    const back = await client.release(job.id, claimed!.lease_token);
+    assert.deepEqual([back.state, back.attempt], ["available", 0]);
+    await assert.rejects(client.release(job.id, claimed!.lease_token), LeaseLostError);
+    await assert.rejects(client.release("0193e8a0-0000-7000-8000-000000000000", claimed!.lease_token), NotFoundError);
+  });
+
   test("a wait that reaches its deadline is a TimeoutError; a job that dies is a JobEndedError", async () => {
     const queue = queueName("wait");
     const job = await client.enqueue({ kind: "slow", queue });

@@ -244,6 +244,35 @@ describe("worker", () => {
     }
   });
 
+  test("a handler that outlives the grace period: its job is given back uncounted, and on its last attempt stays available", async () => {
+    const queue = queueName("giveback");
+    const job = await client.enqueue({ kind: "stuck", queue, max_attempts: 1 });
+    const events: WorkerEvent[] = [];
+    let started = false;
+    const { worker, stop } = startWorker({
+      client,
+      queue,
+      shutdownGraceMs: 200,
+      onEvent: (e) => events.push(e),
+      handlers: {
+        stuck: async (ctx) => {
+          started = true;
+          await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+          return { late: true };
+        },
+      },
+    });
+    await eventually("the handler to run", () => started, 20_000);
+    await stop();
+    assert.equal(worker.stats.givenBack, 1);
+    assert.deepEqual(events.filter((e) => e.type === "given_back").map((e) => e.jobId), [job.id]);
+    const back = await client.getJob(job.id);
+    assert.deepEqual([back.state, back.attempt], ["available", 0], "not dead: the attempt is not counted");
+    const attempts = (await (await fetch(`${server.url}/v1/jobs/${job.id}/attempts`)).json()) as { attempts: unknown[] };
+    assert.deepEqual(attempts.attempts, [], "the given-back attempt is forgotten");
+    assert.equal(worker.stats.settleCalls, 0, "the handler's late result was not sent");
+  });
+
   test("a job handed out late in a long poll keeps its lease from when it arrived, and succeeds once", async () => {
     // Lease 3 s, poll 3 s: the job arrives 2.6 s into the poll and its handler takes 600 ms,
     // so it ends after 3 s counted from when the claim was sent, but well within its lease.

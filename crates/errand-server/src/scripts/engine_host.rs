@@ -9,7 +9,7 @@ use std::time::Duration;
 use errand_core::instance::InstanceRecord;
 use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, NodeId, Progress, QueueName};
 use errand_engine::Engine;
-use errand_runner::host::{HostError, HostedJob, JobHost, Released, RunSettlement, RunVerdict};
+use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
 use errand_runner::runner::InstanceHost;
 use errand_store::{JobHeartbeatParams, JobLogAppendParams, Settlement, StoreError};
 use serde_json::Value;
@@ -222,13 +222,23 @@ impl JobHost for EngineHost {
         }
     }
 
-    /// Uncounted: the job is never made dead by a release.
-    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<Released, HostError> {
-        self.engine
+    /// Uncounted: the job is never made dead by a release. The engine skips a lease that
+    /// no longer holds its job; that is said (`LeaseLost`, or `NotFound` for a job that is
+    /// gone) rather than reported as given back.
+    async fn release(&self, id: JobId, lease_token: LeaseToken) -> Result<(), HostError> {
+        let released = self
+            .engine
             .release(vec![(id, lease_token)])
             .await
-            .map(|_| Released::Requeued)
-            .map_err(host_error)
+            .map_err(host_error)?;
+        if released.iter().any(|job| job.id == id) {
+            return Ok(());
+        }
+        self.engine
+            .job(id, Duration::ZERO)
+            .await
+            .map_err(host_error)?;
+        Err(HostError::LeaseLost)
     }
 
     async fn cancelled(&self, id: JobId) {

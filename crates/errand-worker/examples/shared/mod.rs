@@ -17,7 +17,7 @@ impl errand_client::JobType for SendWelcome {
 
     /// One welcome per address: a second signup within the server's idempotency window
     /// gets the first job back instead of a second email.
-    fn configure(&self, request: &mut errand_api::EnqueueRequest) {
+    fn configure(&self, request: &mut errand_client::EnqueueRequest) {
         request.idempotency_key = Some(format!("welcome:{}", self.to));
         request.max_attempts = Some(5);
     }

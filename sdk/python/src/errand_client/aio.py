@@ -162,6 +162,15 @@ class AsyncErrandClient:
             )
         )
 
+    async def release(self, job_id: str, lease_token: str) -> Job:
+        """Give a held job back uncounted: ``available`` at once, the attempt forgotten.
+
+        For a worker stopping before the job ends (a ``fail`` would count the attempt).
+        Raises :class:`LeaseLost` when the token no longer holds the job, :class:`NotFound`
+        when there is no such job.
+        """
+        return await self.call(protocol.release(job_id, lease_token))
+
     async def complete(self, job_id: str, lease_token: str, result: Any = None) -> Job:
         """Complete a job with its result."""
         return await self.call(protocol.complete(job_id, lease_token, result))

@@ -260,6 +260,14 @@ def heartbeat(
     return Call(routes.HEARTBEAT.method, routes.HEARTBEAT.format(id=job_id), _identity, body)
 
 
+def release(job_id: str, lease_token: str) -> Call[Job]:
+    """``POST /v1/jobs/{id}/release``: give a held job back uncounted (the attempt is
+    forgotten and the job is ``available`` at once), for a worker stopping before the job
+    ends; a ``fail`` would count the attempt and, on the last one, make the job dead."""
+    body = {"lease_token": lease_token}
+    return Call(routes.RELEASE.method, routes.RELEASE.format(id=job_id), Job.from_json, body)
+
+
 def _completion(lease_token: str, result: Any) -> Dict[str, Any]:
     return _drop_none({"lease_token": lease_token, "result": result})
 

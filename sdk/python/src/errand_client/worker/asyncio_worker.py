@@ -59,7 +59,9 @@ class AsyncWorker(core.WorkerBase[AsyncHandler, AsyncErrandClient]):
     ``await worker.run()`` runs until SIGTERM/SIGINT; ``await worker.start()`` and
     ``await worker.stop()`` run it beside other work. Options as for :class:`Worker`.
     A stop cancels the waiting claim (the server gives back what it had leased for it),
-    lets handlers finish for ``grace_s``, then gives back the rest and cancels them.
+    lets handlers finish for ``grace_s``, then cancels the rest and gives their jobs back
+    uncounted (``POST /v1/jobs/{id}/release``: ``available`` at once, the attempt
+    forgotten).
     """
 
     def __init__(
@@ -146,18 +148,35 @@ class AsyncWorker(core.WorkerBase[AsyncHandler, AsyncErrandClient]):
         pending = list(self._tasks.values())
         if pending:
             await asyncio.wait(pending, timeout=grace_s)
-        for r, outcome in core.give_back_leftovers(self._running.values(), self.stats):
-            self._settle_q.put_nowait(outcome)
+        self._give_up_at = core.now() + core.FLUSH_S
+        leftovers = core.give_back_leftovers(self._running.values())
+        for r in leftovers:
             task = self._tasks.get(r.job.id)
             if task is not None:
                 task.cancel()
-        self._give_up_at = core.now() + core.FLUSH_S
+        # all at once: one slow answer must not hold up the others
+        await asyncio.gather(*(self._release(r.job, self._give_up_at) for r in leftovers))
         self._settle_q.put_nowait(None)
         if self._settle_task is not None:
             await asyncio.gather(self._settle_task, return_exceptions=True)
         if self._owns_client:
             await self.client.aclose()
         self._stopped.set()
+
+    async def _release(self, job: ClaimedJob, give_up_at: float) -> None:
+        """Give ``job`` back uncounted (see :class:`core.Releasing`)."""
+        releasing = core.Releasing(job, self.options, self.stats, give_up_at)
+        while True:
+            try:
+                await self.client.call(releasing.call)
+            except ErrandError as exc:
+                pause = releasing.refused(exc)
+                if pause is None:
+                    return
+                await asyncio.sleep(pause)
+                continue
+            releasing.answered()
+            return
 
     # --- claiming -------------------------------------------------------------------------
 

@@ -30,8 +30,8 @@ from typing import (
 )
 
 from .. import protocol
-from ..errors import ApiError, ErrandError, LeaseLost, Timeout, Unavailable
-from ..models import ClaimedJob, SettleResult
+from ..errors import ApiError, ErrandError, LeaseLost, NotFound, Timeout, Unavailable
+from ..models import ClaimedJob, Job, SettleResult
 
 log = logging.getLogger("errand_client.worker")
 
@@ -41,8 +41,13 @@ log = logging.getLogger("errand_client.worker")
 #: it had leased for it, uncounted; an answer already on the wire lapses, counted).
 CLAIM_SETTLE_S = 0.25
 
-#: After the grace period, how long a stopping worker keeps retrying its settlements.
+#: After the grace period, how long a stopping worker keeps retrying its settlements and
+#: its give-backs.
 FLUSH_S = 15.0
+
+#: How long one give-back call may take: a round trip to a server that answers; one that
+#: does not is asked again (within :data:`FLUSH_S`) rather than waited for.
+RELEASE_CALL_S = 5.0
 
 
 class JobError(Exception):
@@ -74,7 +79,7 @@ class WorkerOptions:
       ``lease_ms * heartbeat_fraction``.
     - ``claim_wait_ms``: how long one claim long-polls for work.
     - ``grace_s``: on stop, how long running handlers may finish before their jobs are
-      given back (failed with ``retry_in_ms: 0``, so they are ready again at once).
+      given back (released uncounted: ``available`` at once, the attempt forgotten).
     - ``reconnect_base_s``/``reconnect_max_s``: backoff (equal jitter: a pause uniform in
       [c/2, c] with c doubling from the base up to the max) while the server is away.
     - ``settle_max_bytes``: a settle request is split so that its body stays below this
@@ -178,11 +183,6 @@ def failure(job: ClaimedJob, exc: BaseException) -> Outcome:
     else:
         entry = protocol.failure_entry(job.id, job.lease_token, message)
     return Outcome("fail", entry)
-
-
-def give_back(job: ClaimedJob, why: str) -> Outcome:
-    """Returning a job at stop: a failure with ``retry_in_ms: 0`` (ready again at once)."""
-    return Outcome("fail", protocol.failure_entry(job.id, job.lease_token, why, retry_in_ms=0))
 
 
 def no_handler(job: ClaimedJob) -> Outcome:
@@ -473,20 +473,58 @@ def group_commit(
     return batch, False
 
 
-def give_back_leftovers(
-    running: Iterable["Running"], stats: "Stats"
-) -> List[Tuple["Running", Outcome]]:
+def give_back_leftovers(running: Iterable["Running"]) -> List["Running"]:
     """At the end of the grace period: the jobs still running, each marked given back (its
-    handler's outcome will be dropped), with the failure that returns it to the queue."""
+    handler's outcome will be dropped), to be released with :class:`Releasing`."""
     out = []
     for r in running:
         if r.settled_elsewhere:
             continue
         r.given_back = True
         log.warning("grace period over: giving back job %s", r.job.id)
-        stats.given_back += 1
-        out.append((r, give_back(r.job, "worker stopped before the job finished")))
+        out.append(r)
     return out
+
+
+class Releasing:
+    """Giving one job back at stop, without I/O: send :attr:`call` (``POST
+    /v1/jobs/{id}/release``), then :meth:`answered` or :meth:`refused`.
+
+    A release is uncounted: the attempt is forgotten and the job is ``available`` at once,
+    so a job on its last attempt runs again instead of going dead because a worker stopped.
+    Transient failures (server away) are retried with backoff until ``give_up_at``; after
+    that the job runs again when its lease lapses. A lost lease means the job is no longer
+    this worker's: nothing to give back.
+    """
+
+    def __init__(
+        self, job: ClaimedJob, options: WorkerOptions, stats: "Stats", give_up_at: float
+    ) -> None:
+        self.job = job
+        self.stats = stats
+        self.give_up_at = give_up_at
+        self.backoff = Backoff(options.reconnect_base_s, options.reconnect_max_s)
+        self.call: "protocol.Call[Job]" = protocol.release(job.id, job.lease_token)
+        self.call.timeout = RELEASE_CALL_S
+
+    def answered(self) -> None:
+        """The server took the job back."""
+        self.stats.given_back += 1
+        log.info("gave back job %s (uncounted: available again)", self.job.id)
+
+    def refused(self, exc: ErrandError) -> Optional[float]:
+        """The release failed with ``exc``: how long to pause before asking again, or
+        ``None`` when there is nothing more to do."""
+        if isinstance(exc, (LeaseLost, NotFound)):
+            log.info("job %s not given back: its lease was already lost (%s)", self.job.id, exc)
+            return None
+        if settle_error_is_transient(exc) and now() < self.give_up_at:
+            delay = self.backoff.next_delay()
+            if isinstance(exc, ApiError) and exc.retry_after:
+                delay = max(delay, exc.retry_after)
+            return min(delay, max(0.0, self.give_up_at - now()))
+        log.warning("could not give back job %s (%s); it runs again when its lease lapses", self.job.id, exc)
+        return None
 
 
 #: Transient failures in a row after which a settle chunk is split anyway (see Settling).

@@ -176,11 +176,10 @@ class Worker(core.WorkerBase[SyncHandler, ErrandClient]):
         with self._slots:
             while self._busy > 0 and core.now() < deadline:
                 self._slots.wait(max(0.0, deadline - core.now()))
-            leftovers = core.give_back_leftovers(self._running.values(), self.stats)
+            leftovers = core.give_back_leftovers(self._running.values())
             self._closed = True
-        for _, outcome in leftovers:
-            self._settle_q.put(outcome)
         self._give_up_at = core.now() + core.FLUSH_S
+        self._release_all([r.job for r in leftovers], self._give_up_at)
         self._settle_q.put(None)
         if self._settler is not None:
             self._settler.join()
@@ -261,12 +260,30 @@ class Worker(core.WorkerBase[SyncHandler, ErrandClient]):
                     self._running[rec.job.id] = rec
                     self._busy += 1
                     self._work.put(rec)
-        for job in late:  # claimed after stopping gave back the rest: hand back at once
-            self.stats.given_back += 1
+        if late:  # claimed after stopping gave back the rest: hand back at once
+            self._release_all(late, core.now() + core.FLUSH_S)
+
+    def _release_all(self, jobs: List[ClaimedJob], give_up_at: float) -> None:
+        """Give ``jobs`` back uncounted, all at once (one slow answer must not hold up the
+        others); see :class:`core.Releasing`."""
+        if not jobs:
+            return
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 16), thread_name_prefix="errand-release") as pool:
+            list(pool.map(lambda job: self._release(job, give_up_at), jobs))
+
+    def _release(self, job: ClaimedJob, give_up_at: float) -> None:
+        releasing = core.Releasing(job, self.options, self.stats, give_up_at)
+        while True:
             try:
-                self.client.fail(job.id, job.lease_token, "worker stopping", retry_in_ms=0)
+                self.client.call(releasing.call)
             except ErrandError as exc:
-                log.warning("could not give back job %s (%s); its lease will lapse", job.id, exc)
+                pause = releasing.refused(exc)
+                if pause is None:
+                    return
+                threading.Event().wait(pause)
+                continue
+            releasing.answered()
+            return
 
     # --- running --------------------------------------------------------------------------
 
