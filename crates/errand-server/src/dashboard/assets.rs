@@ -40,6 +40,8 @@ pub(crate) struct AssetUrls {
     pub(crate) uplot_js: String,
     /// uPlot's stylesheet.
     pub(crate) uplot_css: String,
+    /// The tab's icon.
+    pub(crate) favicon: String,
 }
 
 /// The URLs, computed once.
@@ -53,6 +55,7 @@ pub(crate) fn urls() -> &'static AssetUrls {
         htmx_sse: url("vendor/htmx-ext-sse.min.js"),
         uplot_js: url("vendor/uPlot.iife.min.js"),
         uplot_css: url("vendor/uPlot.min.css"),
+        favicon: url("favicon.svg"),
     })
 }
 
@@ -125,6 +128,7 @@ mod tests {
             &u.htmx_sse,
             &u.uplot_js,
             &u.uplot_css,
+            &u.favicon,
         ] {
             assert!(!link.contains("/missing/"), "{link} is not embedded");
         }
