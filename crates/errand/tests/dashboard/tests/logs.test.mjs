@@ -18,9 +18,10 @@ let pipe;
 before(async () => {
   jobsDir = tempDir('jobs');
   pipe = fifo(join(jobsDir, 'pipe'));
-  // Prints a line, then waits for the test to write a word into the pipe, then prints it.
+  // Prints a line, waits for the test to write a word into the pipe, prints it, and waits
+  // for a second word before it ends: the test sees the second line while the run goes on.
   addDefinition(jobsDir, 'talker', `[env]\nPIPE = "${pipe}"\n`,
-    '#!/bin/bash\necho "first line"\nread -r word < "$PIPE"\necho "second line: $word <b>not bold</b>"\necho "on stderr" >&2\n');
+    '#!/bin/bash\necho "first line"\nread -r word < "$PIPE"\necho "second line: $word <b>not bold</b>"\necho "on stderr" >&2\nread -r word < "$PIPE"\n');
   server = await startServer(['--jobs-dir', jobsDir]);
   await until('definition talker loaded', async () => {
     const r = await api(server.url, 'GET', '/v1/definitions');
@@ -49,6 +50,9 @@ test('a log line of a running script arrives live, escaped', async () => {
   assert.match(await page.textContent('#log'), /second line: hello <b>not bold<\/b>/);
   assert.equal(await page.locator('#log b').count(), 0, 'a log line became markup');
   await page.waitForSelector('#log li.err:has-text("on stderr")');
+  // Seen while the script still runs (it waits for the next word).
+  assert.equal((await api(server.url, 'GET', `/v1/jobs/${job.id}`)).body.state, 'running');
+  await writeFile(pipe, 'bye\n');
   // The end of the run shows too, and no line came twice.
   await page.waitForSelector('.job-head .state-succeeded');
   const lines = await page.locator('#log li .text').allTextContents();
