@@ -14,14 +14,17 @@ let server;
 let browser;
 let jobsDir;
 let pipe;
+let finish;
 
 before(async () => {
   jobsDir = tempDir('jobs');
   pipe = fifo(join(jobsDir, 'pipe'));
-  // Prints a line, waits for the test to write a word into the pipe, prints it, and waits
-  // for a second word before it ends: the test sees the second line while the run goes on.
-  addDefinition(jobsDir, 'talker', `[env]\nPIPE = "${pipe}"\n`,
-    '#!/bin/bash\necho "first line"\nread -r word < "$PIPE"\necho "second line: $word <b>not bold</b>"\necho "on stderr" >&2\nread -r word < "$PIPE"\n');
+  finish = fifo(join(jobsDir, 'finish'));
+  // Prints a line, waits for the test to write a word into one pipe, prints it, and waits
+  // for a word in another before it ends: the test sees the second line while the run
+  // goes on.
+  addDefinition(jobsDir, 'talker', `[env]\nPIPE = "${pipe}"\nFINISH = "${finish}"\n`,
+    '#!/bin/bash\necho "first line"\nread -r word < "$PIPE"\necho "second line: $word <b>not bold</b>"\necho "on stderr" >&2\nread -r _ < "$FINISH"\nexit 0\n');
   server = await startServer(['--jobs-dir', jobsDir]);
   await until('definition talker loaded', async () => {
     const r = await api(server.url, 'GET', '/v1/definitions');
@@ -52,11 +55,12 @@ test('a log line of a running script arrives live, escaped', async () => {
   await page.waitForSelector('#log li.err:has-text("on stderr")');
   // Seen while the script still runs (it waits for the next word).
   assert.equal((await api(server.url, 'GET', `/v1/jobs/${job.id}`)).body.state, 'running');
-  await writeFile(pipe, 'bye\n');
+  await writeFile(finish, 'bye\n');
   // The end of the run shows too, and no line came twice.
   await page.waitForSelector('.job-head .state-succeeded');
+  // (stdout and stderr are separate pipes: their lines may interleave either way.)
   const lines = await page.locator('#log li .text').allTextContents();
-  assert.deepEqual(lines, ['first line', 'second line: hello <b>not bold</b>', 'on stderr']);
+  assert.deepEqual(lines.sort(), ['first line', 'on stderr', 'second line: hello <b>not bold</b>']);
   await assertNotReloaded(page);
   await shot(page, 'live-log');
   await assertClean(page, 'live log');
