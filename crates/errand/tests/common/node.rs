@@ -109,7 +109,14 @@ pub fn needs_install(dir: &Path) -> bool {
 
 /// Fails unless `node` is version 20 or later.
 pub fn require_node_20(dir: &Path, needs: &str) {
-    let version = run(dir, "node", &["--version"], Duration::from_secs(30), &[], needs);
+    let version = run(
+        dir,
+        "node",
+        &["--version"],
+        Duration::from_secs(30),
+        &[],
+        needs,
+    );
     let version = String::from_utf8_lossy(&version.stdout);
     let major: u32 = version
         .trim()
