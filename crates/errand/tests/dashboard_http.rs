@@ -309,3 +309,75 @@ async fn dashboard_routes_are_not_in_the_openapi_document() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Kills `n` jobs of `queue` through the worker protocol; their ids, oldest first.
+async fn dead_jobs(http: &reqwest::Client, base: &str, queue: &str, n: usize) -> Vec<String> {
+    let jobs: Vec<Value> = (0..n)
+        .map(|i| json!({"kind": "k", "queue": queue, "payload": {"i": i}, "max_attempts": 1}))
+        .collect();
+    let r = http
+        .post(format!("{base}/v1/jobs/batch"))
+        .json(&json!({ "jobs": jobs }))
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(r.status(), 201);
+    let claimed: Value = http
+        .post(format!("{base}/v1/queues/{queue}/claim"))
+        .json(&json!({"worker": "w", "max": n}))
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("JSON");
+    let mut ids = Vec::new();
+    for job in claimed["jobs"].as_array().expect("jobs") {
+        let id = job["id"].as_str().expect("id").to_string();
+        let r = http
+            .post(format!("{base}/v1/jobs/{id}/fail"))
+            .json(&json!({"lease_token": job["lease_token"], "error": "no", "dead": true}))
+            .send()
+            .await
+            .expect("fail");
+        assert_eq!(r.status(), 200);
+        ids.push(id);
+    }
+    assert_eq!(ids.len(), n);
+    ids
+}
+
+/// The ids of a page's job rows, in order.
+fn row_ids(html: &str) -> Vec<String> {
+    html.split("class=\"id\" href=\"/ui/jobs/")
+        .skip(1)
+        .map(|rest| rest[..36].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn dead_jobs_of_several_queues_page_newest_first() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let mut all = dead_jobs(&http, base, "one", 30).await;
+    all.extend(dead_jobs(&http, base, "two", 30).await);
+    // Newest first: ids are time-ordered UUIDs.
+    all.sort();
+    all.reverse();
+    let (_, _, first) = page(&http, &format!("{base}/ui/dead")).await;
+    let mut seen = row_ids(&first);
+    assert_eq!(seen.len(), 50);
+    let next = first
+        .split("href=\"")
+        .find_map(|rest| {
+            let href = &rest[..rest.find('"')?];
+            href.contains("cursor=").then(|| href.replace("&#38;", "&"))
+        })
+        .expect("a next-page link");
+    let (_, _, second) = page(&http, &format!("{base}{next}")).await;
+    seen.extend(row_ids(&second));
+    assert_eq!(seen, all);
+    let (_, _, by_state) = page(&http, &format!("{base}/ui/jobs?state=dead")).await;
+    assert_eq!(row_ids(&by_state), all[..50].to_vec());
+}

@@ -5,6 +5,11 @@
 //! that starts below the last id of the page before, so page 1 and page 10,000 cost the
 //! same, with a million jobs or a billion. There is no total count and no "page N of M":
 //! counting the matches would read every one of them.
+//!
+//! A state without a queue (the dead list across queues, "every running job") has no
+//! index of its own: the store would walk jobs newest first until it found a page of
+//! them. Instead the queues' counters (a few rows) say which queues hold jobs in that
+//! state, and the page merges one indexed read per such queue ([`by_state`]).
 
 use std::sync::Arc;
 
@@ -25,6 +30,11 @@ use crate::{ApiError, AppState};
 
 /// Jobs per page: a screenful.
 pub(crate) const PAGE: u32 = 50;
+
+/// Queues a state-only page reads one by one at most; with more queues holding jobs in
+/// that state, one store read walks every queue instead (it finds a page sooner when so
+/// many queues hold such jobs).
+const MAX_MERGED_QUEUES: usize = 16;
 
 /// The filters of the jobs and dead-jobs pages, as the search form sends them (an empty
 /// field is no filter).
@@ -115,7 +125,10 @@ pub(crate) async fn table(
         Err(e) => return Err(e),
     };
     adjust(&mut params);
-    let page = list_page(state, params).await?;
+    let page = match by_state(state, &params).await? {
+        Some(page) => page,
+        None => list_page(state, params).await?,
+    };
     Ok(Table {
         rows: page.jobs.iter().map(|j| JobRow::of(j, now)).collect(),
         next_href: page
@@ -125,6 +138,59 @@ pub(crate) async fn table(
         problem: None,
         rows_url,
     })
+}
+
+/// A page of jobs in one state across queues, merged from one indexed read per queue that
+/// holds jobs in that state (the queues' counters say which); `None` when the listing is
+/// not of a state alone, or too many queues hold such jobs.
+async fn by_state(
+    state: &AppState,
+    params: &errand_store::JobListParams,
+) -> Result<Option<errand_api::JobPage>, ApiError> {
+    let Some(job_state) = params.state else {
+        return Ok(None);
+    };
+    if params.queue.is_some() || params.kind.is_some() || params.tag.is_some() {
+        return Ok(None);
+    }
+    let queues: Vec<_> = state
+        .engine
+        .queue_list()
+        .await?
+        .into_iter()
+        .filter(|q| in_state(&q.counts, job_state) > 0)
+        .map(|q| q.name)
+        .collect();
+    if queues.len() > MAX_MERGED_QUEUES {
+        return Ok(None);
+    }
+    let mut jobs = Vec::new();
+    for queue in queues {
+        let mut one = params.clone();
+        one.queue = Some(queue);
+        jobs.extend(state.engine.list(one).await?);
+    }
+    jobs.sort_by(|a, b| b.id.cmp(&a.id));
+    let limit = params.limit as usize;
+    jobs.truncate(limit);
+    let next_cursor = (jobs.len() == limit)
+        .then(|| jobs.last().map(|j| j.id))
+        .flatten();
+    Ok(Some(errand_api::JobPage { jobs, next_cursor }))
+}
+
+/// A queue's count of `s`.
+fn in_state(c: &errand_core::StateCounts, s: errand_core::JobState) -> u64 {
+    use errand_core::JobState as S;
+    match s {
+        S::Scheduled => c.scheduled,
+        S::Available => c.available,
+        S::Running => c.running,
+        S::Succeeded => c.succeeded,
+        S::Dead => c.dead,
+        S::Cancelled => c.cancelled,
+        S::Blocked => c.blocked,
+    }
 }
 
 /// `templates/jobs.html`.
