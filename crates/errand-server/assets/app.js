@@ -72,13 +72,20 @@
     flash('errand did not answer; is the server running?', 'error');
   });
 
-  // A live region marked data-keep-selection is not refreshed while boxes in it are ticked.
+  // A live region marked data-keep-selection is not refreshed while boxes in it are ticked:
+  // no refresh starts, and one already under way when a box was ticked is not swapped in.
+  function keepsSelection(elt, verb) {
+    return elt && elt.hasAttribute && elt.hasAttribute('data-keep-selection') &&
+      verb === 'get' && elt.querySelector('input[type="checkbox"]:checked');
+  }
   document.addEventListener('htmx:beforeRequest', function (e) {
-    var elt = e.detail.elt;
-    if (elt && elt.hasAttribute && elt.hasAttribute('data-keep-selection') &&
-        e.detail.requestConfig && e.detail.requestConfig.verb === 'get' &&
-        elt.querySelector('input[type="checkbox"]:checked')) {
+    if (keepsSelection(e.detail.elt, e.detail.requestConfig && e.detail.requestConfig.verb)) {
       e.preventDefault();
+    }
+  });
+  document.addEventListener('htmx:beforeSwap', function (e) {
+    if (keepsSelection(e.detail.elt, e.detail.requestConfig && e.detail.requestConfig.verb)) {
+      e.detail.shouldSwap = false;
     }
   });
 

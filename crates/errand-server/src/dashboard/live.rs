@@ -113,6 +113,10 @@ impl Topic {
             if body.event_type == EventType::JobDead || requeued {
                 topics.push(Topic::Dead);
             }
+            // A schedule's page shows its last job's state.
+            if job.schedule.is_some() {
+                topics.push(Topic::Schedules);
+            }
         }
         if let Some(fired) = &body.schedule {
             topics.extend([Topic::Schedules, Topic::Job(fired.job_id)]);

@@ -26,6 +26,7 @@ mod jobs;
 mod live;
 mod overview;
 mod queues;
+mod schedules;
 mod series;
 mod view;
 
@@ -59,6 +60,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/queues", "Queues"),
     ("/ui/jobs", "Jobs"),
     ("/ui/dead", "Dead jobs"),
+    ("/ui/schedules", "Schedules"),
 ];
 
 /// What the dashboard keeps for the life of the server: the token mutations must carry,
@@ -256,6 +258,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/dead/rows", get(dead::rows))
         .route("/ui/dead/requeue", post(dead::requeue))
         .route("/ui/dead/purge", post(dead::purge))
+        .route("/ui/schedules", get(schedules::page))
+        .route("/ui/schedules/rows", get(schedules::rows))
+        .route("/ui/schedules/{name}/pause", post(schedules::pause))
+        .route("/ui/schedules/{name}/resume", post(schedules::resume))
+        .route("/ui/schedules/{name}/trigger", post(schedules::trigger))
+        .route("/ui/schedules/{name}/backfill", post(schedules::backfill))
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/{version}/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

@@ -62,9 +62,18 @@ pub(crate) fn duration_ms(ms: u64) -> String {
     } else if ms < 60_000 {
         format!("{:.1} s", ms as f64 / 1000.0)
     } else if ms < 3_600_000 {
-        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+        two_units(ms / 60_000, "min", (ms % 60_000) / 1000, "s")
     } else {
-        format!("{} h {} min", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+        two_units(ms / 3_600_000, "h", (ms % 3_600_000) / 60_000, "min")
+    }
+}
+
+/// `3 min 10 s`, or `3 min` when the smaller unit is zero.
+fn two_units(big: u64, big_unit: &str, small: u64, small_unit: &str) -> String {
+    if small == 0 {
+        format!("{big} {big_unit}")
+    } else {
+        format!("{big} {big_unit} {small} {small_unit}")
     }
 }
 
@@ -188,6 +197,8 @@ mod tests {
         assert_eq!(duration_ms(4_200), "4.2 s");
         assert_eq!(duration_ms(190_000), "3 min 10 s");
         assert_eq!(duration_ms(7_500_000), "2 h 5 min");
+        assert_eq!(duration_ms(3_600_000), "1 h");
+        assert_eq!(duration_ms(300_000), "5 min");
         assert_eq!(count(0), "0");
         assert_eq!(count(999), "999");
         assert_eq!(count(1_000), "1,000");

@@ -143,3 +143,43 @@ test('a cross-site POST is refused and changes nothing', async () => {
     evil.close();
   }
 });
+
+test('a schedule is run now, paused and backfilled from the schedules page', async () => {
+  const created = await api(server.url, 'POST', '/v1/schedules', {
+    name: 'hourly-<b>x</b>'.replace(/[<>/]/g, '-'),
+    every: '1h',
+    job: { kind: 'nobody-runs-this', queue: 'scheduled-q', payload: {} },
+    overlap: 'allow',
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const name = created.body.name;
+  const page = await newPage(browser);
+  const dialogs = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.accept(); });
+  await page.goto(`${server.url}/ui/schedules`);
+  const row = `tr[data-schedule="${name}"]`;
+  // Three next runs, an hour apart.
+  assert.equal(await page.locator(`${row} td:nth-child(4) time`).count(), 3);
+  await page.click(`button[aria-label="Run schedule ${name} now"]`);
+  await page.waitForSelector(`${row} a.id`);
+  const jobs = await api(server.url, 'GET', '/v1/jobs?queue=scheduled-q');
+  assert.equal(jobs.body.jobs.length, 1);
+  assert.match(await page.textContent('#flash'), new RegExp(`job ${jobs.body.jobs[0].id}`));
+  await page.click(`button[aria-label="Pause schedule ${name}"]`);
+  await page.waitForSelector(`${row} .state-paused`);
+  assert.equal((await api(server.url, 'GET', `/v1/schedules/${name}`)).body.paused, true);
+  // Backfill the slots of the last three hours (from, to]: three, typed as UTC.
+  const utc = (ms) => new Date(ms).toISOString().slice(0, 16);
+  const hour = 3600 * 1000;
+  const top = Math.floor(Date.now() / hour) * hour;
+  await page.click(`${row} summary`);
+  await page.fill(`${row} input[name="from"]`, utc(top - 3 * hour + 60000));
+  await page.fill(`${row} input[name="to"]`, utc(top));
+  await page.click(`${row} form button[type="submit"]`);
+  await page.waitForSelector('#flash:has-text("Backfilled")');
+  assert.match(await page.textContent('#flash'), /Backfilled .*: 3 jobs/);
+  assert.equal(dialogs.length, 2, `confirmations: ${dialogs}`);
+  await shot(page, 'schedules');
+  await assertClean(page, 'schedules');
+  await page.close();
+});

@@ -53,6 +53,7 @@ const PAGES = () => [
   ['job-dead', `/ui/jobs/${dead.id}`],
   ['dead', '/ui/dead'],
   ['dead-queue', '/ui/dead?queue=default'],
+  ['schedules', '/ui/schedules'],
   ['not-found', '/ui/no-such-page'],
 ];
 
