@@ -170,7 +170,7 @@ async fn by_state(
         one.queue = Some(queue);
         jobs.extend(state.engine.list(one).await?);
     }
-    jobs.sort_by(|a, b| b.id.cmp(&a.id));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
     let limit = params.limit as usize;
     jobs.truncate(limit);
     let next_cursor = (jobs.len() == limit)
