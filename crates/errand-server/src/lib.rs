@@ -1,8 +1,9 @@
 //! errand's HTTP server: the `/v1` API over the engine, `/healthz`, `/readyz`, `/metrics`,
-//! and the OpenAPI document at `/v1/openapi.json`, which is built from the same route table that
-//! serves requests, so the two cannot drift apart.
+//! the OpenAPI document at `/v1/openapi.json`, which is built from the same route table that
+//! serves requests, so the two cannot drift apart, and the web dashboard (`/`, `/ui/...`).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod dashboard;
 pub mod edge;
 mod error;
 mod extract;
@@ -30,6 +31,7 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     openapi::add_error_responses(&mut api);
     openapi::add_field_relations(&mut api);
     let doc = api.clone();
+    let dashboard = dashboard::Dashboard::start(&state.engine);
     let router = router
         .route(
             "/v1/openapi.json",
@@ -42,6 +44,8 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             "/v1/limits/{scope}/{name}",
             axum::routing::any(routes::limits_other_scope),
         )
+        .merge(dashboard::router())
+        .layer(axum::Extension(dashboard))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

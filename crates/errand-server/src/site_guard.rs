@@ -16,7 +16,10 @@
 //!    `charset` allowed), which a browser never sends cross-site without a preflight that
 //!    errand does not answer; otherwise `415 unsupported_media_type`. Bodiless requests,
 //!    such as a claim with no options, need no type. Webhook deliveries
-//!    (`POST /v1/hooks/{name}`) take any type.
+//!    (`POST /v1/hooks/{name}`) take any type. Dashboard actions (`/ui/...`) may send a
+//!    form (`application/x-www-form-urlencoded`) when they carry the dashboard's CSRF
+//!    header, which a browser never sends cross-site without a preflight either; the
+//!    dashboard then checks the header's value.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -182,6 +185,19 @@ fn is_hook(req: &Request) -> bool {
     req.uri().path().starts_with("/v1/hooks/")
 }
 
+/// Whether the request is a dashboard form post: under `/ui/`, form-encoded, with the
+/// dashboard's CSRF header (whose value the dashboard checks).
+fn is_dashboard_form(req: &Request) -> bool {
+    let headers = req.headers();
+    req.uri().path().starts_with("/ui/")
+        && headers.contains_key(crate::dashboard::CSRF_HEADER)
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded")
+}
+
 /// Applies the three checks; see the module documentation.
 pub(crate) async fn guard(
     State(policy): State<Arc<SitePolicy>>,
@@ -231,7 +247,7 @@ fn check(policy: &SitePolicy, req: &Request) -> Result<(), ApiError> {
             }
         }
     }
-    if has_body(headers) && !is_json(headers) && !is_hook(req) {
+    if has_body(headers) && !is_json(headers) && !is_hook(req) && !is_dashboard_form(req) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -358,6 +374,48 @@ mod tests {
         assert_eq!(
             status(&p, &[host, len, ("content-type", "application/jsonx")]),
             415
+        );
+    }
+
+    #[test]
+    fn dashboard_forms_need_the_csrf_header_and_their_path() {
+        let p = loopback();
+        let send = |path: &str, headers: &[(&str, &str)]| {
+            let mut b = Request::builder().method("POST").uri(path);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            match check(&p, &b.body(axum::body::Body::empty()).unwrap()) {
+                Ok(()) => 200,
+                Err(e) => e.status.as_u16(),
+            }
+        };
+        let host = ("host", "localhost:7878");
+        let len = ("content-length", "40");
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        let csrf = ("x-errand-csrf", "anything: the dashboard checks it");
+        assert_eq!(send("/ui/dead/requeue", &[host, len, form, csrf]), 200);
+        assert_eq!(send("/ui/dead/requeue", &[host, len, form]), 415);
+        assert_eq!(send("/v1/dead/requeue", &[host, len, form, csrf]), 415);
+        assert_eq!(
+            send(
+                "/ui/dead/requeue",
+                &[host, len, ("content-type", "text/plain"), csrf]
+            ),
+            415
+        );
+        assert_eq!(
+            send(
+                "/ui/dead/requeue",
+                &[
+                    host,
+                    len,
+                    form,
+                    csrf,
+                    ("origin", "https://attacker.example")
+                ]
+            ),
+            403
         );
     }
 

@@ -1,7 +1,7 @@
 //! Reads of jobs and attempts.
 
 use deadpool_postgres::GenericClient;
-use errand_core::{Attempt, Job, JobId};
+use errand_core::{Attempt, Job, JobId, JobState};
 use errand_store::{JobListParams, StoreError};
 use tokio_postgres::types::ToSql;
 
@@ -25,9 +25,13 @@ pub(crate) async fn get(client: &impl GenericClient, id: JobId) -> QResult<Job> 
 /// A page of jobs, newest first. The statement names only the filters given, so the
 /// planner sees plain equalities (a `$1 IS NULL OR ...` form would hide them from a cached
 /// generic plan) and each filter with an index drives the read: a tag walks `job_tags`
-/// (kept by triggers) newest first, a kind walks `jobs_kind`, and a page stops after
-/// `limit` matches instead of scanning every job.
+/// (kept by triggers) newest first, a kind walks `jobs_kind`, a queue walks
+/// `jobs_queue_list` (with a state, one range; without, [`list_queue`]), and a page stops
+/// after `limit` matches instead of scanning every job.
 pub(crate) async fn list(client: &impl GenericClient, p: &JobListParams) -> QResult<Vec<Job>> {
+    if let (Some(queue), None, None, None) = (&p.queue, p.state, &p.kind, &p.tag) {
+        return list_queue(client, queue.as_str(), p.before, p.limit).await;
+    }
     let queue = p.queue.as_ref().map(|q| q.as_str());
     let state = p.state.map(|s| s.as_str());
     let kind = p.kind.as_ref().map(|k| k.as_str());
@@ -76,6 +80,44 @@ pub(crate) async fn list(client: &impl GenericClient, p: &JobListParams) -> QRes
         ))
         .await?;
     let rows = client.query(&stmt, &args).await?;
+    jobs_from_rows(&rows)
+}
+
+/// A queue's page when nothing else narrows it: the newest `limit` jobs of each state, each
+/// one range of `jobs_queue_list` (queue, state, id), merged and cut to `limit`. It reads
+/// at most `limit` index entries per state (and `limit` rows) however many jobs the queue
+/// holds; `queue = $1` alone would have the planner sort the queue or walk every newer job.
+async fn list_queue(
+    client: &impl GenericClient,
+    queue: &str,
+    before: Option<JobId>,
+    limit: u32,
+) -> QResult<Vec<Job>> {
+    // $1 the queue, $2 the page size, $3 the cursor (when there is one).
+    let cursor = if before.is_some() { "AND id < $3" } else { "" };
+    let arms: Vec<String> = JobState::ALL
+        .iter()
+        .map(|s| {
+            format!(
+                "(SELECT id AS pick FROM jobs WHERE queue = $1 AND state = '{}' {cursor} \
+                 ORDER BY id DESC LIMIT $2)",
+                s.as_str()
+            )
+        })
+        .collect();
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM ({}) AS picks JOIN jobs ON jobs.id = picks.pick \
+             ORDER BY jobs.id DESC LIMIT $2",
+            arms.join(" UNION ALL ")
+        ))
+        .await?;
+    let limit = i64::from(limit);
+    let before = before.map(|b| b.0);
+    let rows = match &before {
+        Some(b) => client.query(&stmt, &[&queue, &limit, b]).await?,
+        None => client.query(&stmt, &[&queue, &limit]).await?,
+    };
     jobs_from_rows(&rows)
 }
 

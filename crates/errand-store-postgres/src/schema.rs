@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_results.sql"),
     include_str!("../migrations/0008_ordering.sql"),
     include_str!("../migrations/0009_flows.sql"),
+    include_str!("../migrations/0010_queue_list.sql"),
 ];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.

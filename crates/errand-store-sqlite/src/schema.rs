@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_results.sql"),
     include_str!("../migrations/0009_ordering.sql"),
     include_str!("../migrations/0010_flows.sql"),
+    include_str!("../migrations/0011_queue_list.sql"),
 ];
 
 /// Brings the schema up to date in one transaction per migration.

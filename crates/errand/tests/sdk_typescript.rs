@@ -10,12 +10,16 @@
 //! that overruns is killed with its whole process group. Needs Node.js 20 or later and npm
 //! on the `PATH`; without them the test fails and says so.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Output;
+use std::time::Duration;
+
+use common::node::{needs_install, require_node_20};
+
+/// What the suite needs, said when something is missing.
+const NEEDS: &str = "The TypeScript SDK tests need Node.js 20+ and npm on the PATH";
 
 /// `sdk/typescript` in this repository.
 fn sdk_dir() -> PathBuf {
@@ -25,112 +29,15 @@ fn sdk_dir() -> PathBuf {
         .expect("sdk/typescript exists")
 }
 
-/// Reads a pipe to its end on a thread of its own.
-fn collect(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        bytes
-    })
-}
-
-/// Runs a command in the SDK folder within `limit`; panics with its whole output when it
-/// fails or overruns (then its process group, servers included, is killed).
+/// Runs a step of the suite in the SDK folder (see [`common::node::run`]).
 fn run(dir: &Path, program: &str, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("ERRAND_BIN", env!("CARGO_BIN_EXE_errand"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("could not run `{program}`: {e}. The TypeScript SDK tests need Node.js 20+ and npm on the PATH")
-        });
-    let stdout = collect(child.stdout.take());
-    let stderr = collect(child.stderr.take());
-    let started = Instant::now();
-    let mut overran = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            overran = true;
-            // The whole group: npm, node, the test files and the servers they started.
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
-                .status();
-            break child.wait().expect("wait for the killed child");
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
-    let output = Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    };
-    assert!(
-        !overran,
-        "`{program} {}` in {} ran longer than {limit:?} and was killed:\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        args.join(" "),
-        dir.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("$ {program} {}\n{stdout}", args.join(" "));
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "`{program} {}` in {} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        args.join(" "),
-        dir.display(),
-        output.status
-    );
-    output
-}
-
-/// A file's modification time, if it exists.
-fn modified(path: &Path) -> Option<SystemTime> {
-    path.metadata().and_then(|m| m.modified()).ok()
-}
-
-/// Whether `npm ci` must run: no install yet, or the lock file changed since the last one.
-fn needs_install(dir: &Path) -> bool {
-    // npm writes node_modules/.package-lock.json on every install.
-    match (
-        modified(&dir.join("node_modules/.package-lock.json")),
-        modified(&dir.join("package-lock.json")),
-    ) {
-        (Some(installed), Some(lock)) => lock > installed,
-        _ => true,
-    }
+    common::node::run(dir, program, args, limit, &[], NEEDS)
 }
 
 #[test]
 fn typescript_sdk_suite() {
     let dir = sdk_dir();
-    let version = run(&dir, "node", &["--version"], Duration::from_secs(30));
-    let version = String::from_utf8_lossy(&version.stdout);
-    let major: u32 = version
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        major >= 20,
-        "the TypeScript SDK needs Node.js 20 or later, found {}",
-        version.trim()
-    );
+    require_node_20(&dir, NEEDS);
     if needs_install(&dir) {
         run(
             &dir,

@@ -7,7 +7,7 @@ mod definitions;
 mod events;
 mod health;
 mod hooks;
-mod jobs;
+pub(crate) mod jobs;
 mod limits;
 pub(crate) use limits::other_scope as limits_other_scope;
 mod logs;

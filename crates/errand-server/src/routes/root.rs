@@ -1,9 +1,16 @@
-//! `GET /`: what this server is and where to go next, until a dashboard lives here.
+//! `GET /`: the dashboard's overview for browsers; what this server is and where to go next
+//! for JSON clients.
 
+use std::sync::Arc;
+
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
-use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
+
+use crate::dashboard::{overview_page, security_headers, Dashboard};
+use crate::AppState;
 
 /// What `GET /` answers as JSON.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -31,12 +38,17 @@ const INFO: RootInfo = RootInfo {
     docs: "docs/API.md and docs/cli.md in errand's source tree",
 };
 
-/// Names the server and points to the API's OpenAPI document, the health checks and the
-/// docs: a small HTML page, or JSON when the `Accept` header asks for JSON and not HTML.
+/// The dashboard's overview page (docs/dashboard.md); or, when the `Accept` header asks
+/// for JSON and not HTML, the server's name and version with pointers to the OpenAPI
+/// document, the health checks and the docs.
 #[utoipa::path(get, path = "/", operation_id = "get_server_info", tag = "health",
-    responses((status = 200, description = "errand, its version, and pointers to the OpenAPI document, the health checks and the docs",
+    responses((status = 200, description = "The dashboard's overview page (HTML), or errand, its version, and pointers to the OpenAPI document, the health checks and the docs (JSON)",
         content((String = "text/html"), (RootInfo = "application/json")))))]
-pub(crate) async fn root(headers: HeaderMap) -> Response {
+pub(crate) async fn root(
+    State(state): State<AppState>,
+    Extension(dashboard): Extension<Arc<Dashboard>>,
+    headers: HeaderMap,
+) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -45,13 +57,5 @@ pub(crate) async fn root(headers: HeaderMap) -> Response {
     if accept.contains("application/json") && !accept.contains("text/html") {
         return Json(INFO).into_response();
     }
-    Html(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>errand {version}</title></head>\n<body>\n<h1>errand {version}</h1>\n<p>A background-jobs server. There is no dashboard here yet; the HTTP API lives under <code>/v1</code>.</p>\n<ul>\n<li><a href=\"{openapi}\">{openapi}</a>: the OpenAPI document of the API</li>\n<li><a href=\"{health}\">{health}</a> and <a href=\"{ready}\">{ready}</a>: liveness and readiness</li>\n<li>Documentation: {docs}; <code>errand --help</code> for the command line</li>\n</ul>\n</body></html>\n",
-        version = INFO.version,
-        openapi = INFO.openapi,
-        health = INFO.health,
-        ready = INFO.ready,
-        docs = INFO.docs,
-    ))
-    .into_response()
+    security_headers(overview_page(&state, &dashboard).await)
 }

@@ -259,6 +259,81 @@ async fn all_pages(store: &crate::SharedStore, filter: JobListParams) -> Vec<Job
     }
 }
 
+/// A queue alone (its jobs in every state, read as the states' ranges merged) and a queue
+/// with a state page newest first through exactly the matching jobs.
+pub(crate) async fn list_by_queue_pages_newest_first_across_states(Ctx { store, .. }: Ctx) {
+    let mut jobs = Vec::new();
+    for i in 0..17 {
+        let mut j = new_job(if i % 4 == 3 { "other" } else { "mixed" }, "k");
+        if i % 5 == 4 {
+            j.run_at = errand_core::job::RunAt::After(Duration::from_secs(3600));
+        }
+        jobs.push(j);
+    }
+    insert(&store, jobs[..8].to_vec()).await;
+    for j in &jobs[8..] {
+        insert(&store, vec![j.clone()]).await;
+    }
+    // The oldest ready jobs of the queue are claimed: one succeeds, two stay running.
+    let claimed = claim(&store, "mixed", 3).await;
+    assert_eq!(claimed.len(), 3);
+    settle(&store, complete(&claimed[0]))
+        .await
+        .expect("complete");
+    let mut states = Vec::new();
+    for j in &jobs {
+        states.push(store.job_get(j.id).await.expect("job").state);
+    }
+    let expect = |keep: &dyn Fn(usize) -> bool| -> Vec<JobId> {
+        (0..jobs.len())
+            .rev()
+            .filter(|&i| keep(i))
+            .map(|i| jobs[i].id)
+            .collect()
+    };
+    let mixed = |i: usize| jobs[i].queue.as_str() == "mixed";
+    assert!(
+        [
+            JobState::Scheduled,
+            JobState::Available,
+            JobState::Running,
+            JobState::Succeeded
+        ]
+        .iter()
+        .all(|s| (0..jobs.len()).any(|i| mixed(i) && states[i] == *s)),
+        "the queue holds jobs in four states: {states:?}"
+    );
+    let in_queue = JobListParams {
+        queue: Some(queue("mixed")),
+        limit: 3,
+        ..Default::default()
+    };
+    assert_eq!(all_pages(&store, in_queue.clone()).await, expect(&mixed));
+    for state in JobState::ALL {
+        assert_eq!(
+            all_pages(
+                &store,
+                JobListParams {
+                    state: Some(state),
+                    ..in_queue.clone()
+                }
+            )
+            .await,
+            expect(&|i| mixed(i) && states[i] == state),
+            "{state}"
+        );
+    }
+    assert!(all_pages(
+        &store,
+        JobListParams {
+            queue: Some(queue("nobody")),
+            ..in_queue
+        }
+    )
+    .await
+    .is_empty());
+}
+
 /// Tag and kind filters (alone, together, and with a queue and a state) page newest first
 /// through exactly the matching jobs, and a deleted job leaves its tag's listing.
 pub(crate) async fn list_by_tag_and_kind_pages_newest_first(Ctx { store, .. }: Ctx) {

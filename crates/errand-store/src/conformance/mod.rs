@@ -139,6 +139,7 @@ macro_rules! conformance_suite {
             attempts_are_recorded,
             list_filters_and_paginates,
             list_by_tag_and_kind_pages_newest_first,
+            list_by_queue_pages_newest_first_across_states,
             claim_takes_highest_priority_then_oldest,
             claim_counts_the_attempt_and_leases,
             claim_skips_paused_queue,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod jobs_dir;
+pub mod node;
 pub mod receiver;
 
 use std::path::PathBuf;

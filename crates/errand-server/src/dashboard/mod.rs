@@ -1,0 +1,281 @@
+//! The web dashboard: server-rendered HTML pages at `/` and under `/ui/`, served by
+//! `errand serve` itself with every asset embedded in the binary.
+//!
+//! **A page is one template and one handler module.** The template (`templates/<page>.html`,
+//! askama, compiled into the binary) extends `base.html`; the module reads what the page
+//! shows through the engine (never the store), builds the template's struct with a
+//! [`Layout`], and answers with [`Dashboard::page`]. Parts of a page that change live are
+//! separate fragment templates that the page includes and that a `GET /ui/...` route serves
+//! alone; the page marks them with `hx-trigger="sse:changed-<topic>"` so the tab re-fetches
+//! them when [`live`] says their topic changed. To add a page: a template, a module, its
+//! routes in [`router`], and a line in [`NAV`].
+//!
+//! Security model (docs/dashboard.md): every value is escaped by the templates (askama
+//! escapes HTML by default; no template uses `|safe`); every response carries a strict
+//! Content-Security-Policy with no inline script or style ([`security_headers`]); a GET
+//! never changes anything; every other method needs the per-process token of [`csrf`] in a
+//! header, which a cross-site page cannot read nor send, on top of the site guard's Origin
+//! checks.
+
+mod assets;
+mod csrf;
+mod dead;
+mod job;
+mod job_logs;
+mod jobs;
+mod live;
+mod overview;
+mod queues;
+mod schedules;
+mod series;
+mod view;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, map_response};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use errand_engine::Engine;
+
+use crate::{ApiError, AppState};
+
+pub(crate) use csrf::HEADER as CSRF_HEADER;
+pub(crate) use live::Topic;
+pub(crate) use overview::page as overview_page;
+
+/// The Content-Security-Policy of every dashboard response: scripts, styles, fonts and
+/// connections from errand itself only, no inline script or style, no framing, no plugin,
+/// forms post only to errand. Charts draw images from `data:` URLs.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+/// The pages in the navigation bar, in order: `(path, label)`.
+const NAV: &[(&str, &str)] = &[
+    ("/", "Overview"),
+    ("/ui/queues", "Queues"),
+    ("/ui/jobs", "Jobs"),
+    ("/ui/dead", "Dead jobs"),
+    ("/ui/schedules", "Schedules"),
+];
+
+/// What the dashboard keeps for the life of the server: the token mutations must carry,
+/// the live-change hub and the chart sampler.
+pub(crate) struct Dashboard {
+    csrf: csrf::Token,
+    hub: Arc<live::Hub>,
+    series: Arc<series::Series>,
+    node: String,
+}
+
+impl Dashboard {
+    /// The dashboard of `engine`. Inside a tokio runtime it starts its one background task,
+    /// which reads the engine's cluster-wide event feed to tell tabs what changed and to
+    /// fill the charts' time series, and stops when the engine shuts down.
+    pub(crate) fn start(engine: &Arc<Engine>) -> Arc<Self> {
+        let dashboard = Arc::new(Self {
+            csrf: csrf::Token::random(),
+            hub: Arc::new(live::Hub::new(live::COALESCE)),
+            series: Arc::new(series::Series::new(jiff::Timestamp::now())),
+            node: engine.node_id().to_string(),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            live::spawn(
+                engine.clone(),
+                dashboard.hub.clone(),
+                dashboard.series.clone(),
+            );
+        }
+        dashboard
+    }
+
+    /// Tells open tabs that `topics` changed (for changes that record no event, such as a
+    /// queue paused or dead jobs purged from this dashboard).
+    pub(crate) fn touch(&self, topics: &[Topic]) {
+        self.hub.touch(topics.iter().copied());
+    }
+
+    /// The frame of a page titled `title`, with `current` (a path of [`NAV`]) marked in the
+    /// navigation, whose live regions follow `topics`.
+    pub(crate) fn layout(
+        &self,
+        title: impl Into<String>,
+        current: &str,
+        topics: &[Topic],
+    ) -> Layout {
+        let live_url = (!topics.is_empty()).then(|| {
+            let names: Vec<String> = topics.iter().map(Topic::name).collect();
+            view::query_url(
+                "/ui/live",
+                &[
+                    ("topics", names.join(",")),
+                    ("since", self.hub.generation().to_string()),
+                ],
+            )
+        });
+        Layout {
+            title: title.into(),
+            nav: NAV
+                .iter()
+                .map(|(href, label)| NavItem {
+                    href,
+                    label,
+                    current: *href == current,
+                })
+                .collect(),
+            csrf: self.csrf.as_str().to_string(),
+            live_url,
+            assets: assets::urls(),
+            version: env!("CARGO_PKG_VERSION"),
+            node: self.node.clone(),
+        }
+    }
+
+    /// A whole page: 200 with the rendered template.
+    pub(crate) fn page(&self, template: &impl Template) -> Response {
+        render(StatusCode::OK, template)
+    }
+
+    /// A page that says what went wrong, with the error's status.
+    pub(crate) fn error_page(&self, error: ApiError) -> Response {
+        let page = ErrorPage {
+            layout: self.layout("Error", "", &[]),
+            status: error.status.as_u16(),
+            code: error.code,
+            message: error.message,
+        };
+        render(error.status, &page)
+    }
+}
+
+/// What `base.html` needs: the title, the navigation, the CSRF token, where the tab's live
+/// stream is, the asset URLs.
+pub(crate) struct Layout {
+    /// The page's title.
+    pub(crate) title: String,
+    /// The navigation bar.
+    pub(crate) nav: Vec<NavItem>,
+    /// The per-process token of mutations, for app.js to put in a header.
+    pub(crate) csrf: String,
+    /// `/ui/live?topics=...`, or `None` for a page with nothing live.
+    pub(crate) live_url: Option<String>,
+    /// Versioned asset URLs.
+    pub(crate) assets: &'static assets::AssetUrls,
+    /// errand's version.
+    pub(crate) version: &'static str,
+    /// The node that answered (charts are its view).
+    pub(crate) node: String,
+}
+
+/// One entry of the navigation bar.
+pub(crate) struct NavItem {
+    /// Where it goes.
+    pub(crate) href: &'static str,
+    /// What it says.
+    pub(crate) label: &'static str,
+    /// The page being shown.
+    pub(crate) current: bool,
+}
+
+/// `templates/error.html`: a page that could not be shown.
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+/// Renders `template` as an HTML answer with `status`; a template that fails to render (a
+/// bug) is a 500 in the API's shape.
+pub(crate) fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (
+            status,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+            Html(html),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a dashboard template failed to render");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the page could not be rendered",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Adds the dashboard's security headers to an answer: the CSP, `nosniff` (a JSON error or
+/// a log line is never taken for a script) and no referrer (job ids in URLs stay here).
+pub(crate) fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+async fn with_security_headers(response: Response) -> Response {
+    security_headers(response)
+}
+
+/// The dashboard's routes under `/ui/`. They are not API and not in the OpenAPI document.
+/// Handlers reach the [`Dashboard`] through an `Extension` that [`crate::app`] installs.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(|| async { axum::response::Redirect::to("/") }))
+        .route("/ui/overview/live", get(overview::live))
+        .route("/ui/series", get(series::json))
+        .route("/ui/queues", get(queues::page))
+        .route("/ui/queues/rows", get(queues::rows))
+        .route("/ui/queues/{queue}/pause", post(queues::pause))
+        .route("/ui/queues/{queue}/resume", post(queues::resume))
+        .route("/ui/jobs", get(jobs::page))
+        .route("/ui/jobs/rows", get(jobs::rows))
+        .route("/ui/jobs/{id}", get(job::page))
+        .route("/ui/jobs/{id}/live", get(job::live))
+        .route("/ui/jobs/{id}/cancel", post(job::cancel))
+        .route("/ui/jobs/{id}/retry", post(job::retry))
+        .route("/ui/jobs/{id}/log-stream", get(job_logs::stream))
+        .route("/ui/dead", get(dead::page))
+        .route("/ui/dead/rows", get(dead::rows))
+        .route("/ui/dead/requeue", post(dead::requeue))
+        .route("/ui/dead/purge", post(dead::purge))
+        .route("/ui/schedules", get(schedules::page))
+        .route("/ui/schedules/rows", get(schedules::rows))
+        .route("/ui/schedules/{name}/pause", post(schedules::pause))
+        .route("/ui/schedules/{name}/resume", post(schedules::resume))
+        .route("/ui/schedules/{name}/trigger", post(schedules::trigger))
+        .route("/ui/schedules/{name}/backfill", post(schedules::backfill))
+        .route("/ui/live", get(live::stream))
+        .route("/ui/assets/{version}/{*path}", get(assets::serve))
+        .route("/ui/{*rest}", get(not_found))
+        .layer(from_fn(csrf::guard))
+        .layer(map_response(with_security_headers))
+}
+
+/// An unknown page under `/ui/`: a page that says so (the API answers JSON elsewhere).
+async fn not_found(Extension(dash): Extension<Arc<Dashboard>>, req: Request) -> Response {
+    dash.error_page(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("there is no page at {}", req.uri().path()),
+    ))
+}

@@ -1,0 +1,383 @@
+//! The dashboard over plain HTTP (no browser): its security headers, the CSRF token,
+//! escaping, GET changing nothing, versioned assets, cursor pages, the live stream, and
+//! staying out of the OpenAPI document. The browser tests (dashboard_browser.rs) cover
+//! what only a browser shows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server;
+use serde_json::{json, Value};
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+async fn enqueue(http: &reqwest::Client, base: &str, job: Value) -> Value {
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .expect("enqueue");
+    assert_eq!(r.status(), 201);
+    r.json().await.expect("job")
+}
+
+async fn page(
+    http: &reqwest::Client,
+    url: &str,
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+    let r = http.get(url).send().await.expect("GET");
+    let status = r.status();
+    let headers = r.headers().clone();
+    (status, headers, r.text().await.expect("body"))
+}
+
+/// The page's CSRF token, from its `<meta>` tag.
+fn token(html: &str) -> String {
+    let start = html
+        .find(r#"name="errand-csrf" content=""#)
+        .expect("a csrf meta tag")
+        + r#"name="errand-csrf" content=""#.len();
+    html[start..start + 32].to_string()
+}
+
+#[tokio::test]
+async fn every_page_carries_the_csp_and_escapes_what_jobs_hold() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let job = enqueue(
+        &http,
+        base,
+        json!({"kind": "<b>k</b>", "queue": "q", "payload": {"x": "<script>alert(1)</script>"}, "tags": ["\"><img src=x>"]}),
+    )
+    .await;
+    let id = job["id"].as_str().expect("id");
+    for path in [
+        "/".to_string(),
+        "/ui/queues".into(),
+        "/ui/jobs".into(),
+        "/ui/jobs?queue=q".into(),
+        format!("/ui/jobs/{id}"),
+        "/ui/dead".into(),
+    ] {
+        let (status, headers, html) = page(&http, &format!("{base}{path}")).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["content-security-policy"], CSP, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert!(
+            !html.contains("<script>alert"),
+            "{path} shows a script: {html}"
+        );
+        assert!(!html.contains("<b>k</b>"), "{path} shows markup");
+        assert!(
+            !html.contains("\"><img"),
+            "{path} lets a tag out of an attribute"
+        );
+        assert!(!html.contains(" style="), "{path} has an inline style");
+        // No inline script: every <script> names a file of errand's.
+        for tag in html.split("<script").skip(1) {
+            assert!(
+                tag.trim_start().starts_with("src=\"/ui/assets/"),
+                "{path}: <script{tag}"
+            );
+        }
+    }
+    let (_, _, html) = page(&http, &format!("{base}/ui/jobs/{id}")).await;
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{html}"
+    );
+    // JSON clients of / still get JSON.
+    let info: Value = http
+        .get(format!("{base}/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("GET / as JSON")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(info["name"], "errand");
+}
+
+#[tokio::test]
+async fn actions_need_the_pages_token_and_get_changes_nothing() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "q", "payload": {}}),
+    )
+    .await;
+    let paused = |http: reqwest::Client| async move {
+        let q: Value = http
+            .get(format!("{base}/v1/queues/q"))
+            .send()
+            .await
+            .expect("queue")
+            .json()
+            .await
+            .expect("JSON");
+        q["paused"].as_bool().expect("paused")
+    };
+    // A GET of an action is no action.
+    let r = http
+        .get(format!("{base}/ui/queues/q/pause"))
+        .send()
+        .await
+        .expect("GET");
+    assert_ne!(r.status(), 200);
+    assert!(!paused(http.clone()).await);
+    // No token, a wrong token: refused, in the API's error shape.
+    for header in [None, Some("0123456789abcdef0123456789abcdef")] {
+        let mut req = http.post(format!("{base}/ui/queues/q/pause"));
+        if let Some(h) = header {
+            req = req.header("x-errand-csrf", h);
+        }
+        let r = req.send().await.expect("POST");
+        assert_eq!(r.status(), 403);
+        let body: Value = r.json().await.expect("JSON");
+        assert_eq!(body["error"]["code"], "csrf");
+        assert!(!paused(http.clone()).await);
+    }
+    // A form posted from another site is refused before the token is even looked at.
+    let (_, _, html) = page(&http, &format!("{base}/ui/queues")).await;
+    let token = token(&html);
+    let r = http
+        .post(format!("{base}/ui/queues/q/pause"))
+        .header("origin", "https://attacker.example")
+        .header("x-errand-csrf", &token)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 403);
+    assert!(!paused(http.clone()).await);
+    // The page's token works.
+    let r = http
+        .post(format!("{base}/ui/queues/q/pause"))
+        .header("x-errand-csrf", &token)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    assert!(paused(http.clone()).await);
+}
+
+#[tokio::test]
+async fn the_jobs_page_follows_cursors_and_finds_ids() {
+    let s = server().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let base = s.url();
+    let jobs: Vec<Value> = (0..60)
+        .map(|i| json!({"kind": "k", "queue": "q", "payload": {"i": i}}))
+        .collect();
+    let r = http
+        .post(format!("{base}/v1/jobs/batch"))
+        .json(&json!({ "jobs": jobs }))
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(r.status(), 201);
+    let (_, _, first) = page(&http, &format!("{base}/ui/jobs?queue=q")).await;
+    assert_eq!(first.matches("class=\"id\" href=\"/ui/jobs/").count(), 50);
+    let next = first
+        .split("href=\"")
+        .find_map(|rest| {
+            let href = &rest[..rest.find('"')?];
+            href.contains("cursor=").then(|| href.replace("&#38;", "&"))
+        })
+        .expect("a next-page link");
+    let (_, _, second) = page(&http, &format!("{base}{next}")).await;
+    assert_eq!(second.matches("class=\"id\" href=\"/ui/jobs/").count(), 10);
+    assert!(!second.contains("rel=\"next\""), "no page after the last");
+    // An id typed into the search goes to the job's page.
+    let id = first
+        .split("class=\"id\" href=\"/ui/jobs/")
+        .nth(1)
+        .map(|rest| &rest[..36])
+        .expect("an id");
+    let r = http
+        .get(format!("{base}/ui/jobs?id={id}"))
+        .send()
+        .await
+        .expect("find");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/ui/jobs/{id}").as_str());
+}
+
+#[tokio::test]
+async fn assets_are_versioned_and_cached_for_a_year() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let (_, _, html) = page(&http, &format!("{base}/ui/queues")).await;
+    let end = html.find("/app.css\"").expect("a stylesheet link") + "/app.css".len();
+    let start = html[..end].rfind("\"").expect("start") + 1;
+    let css = &html[start..end];
+    assert!(css.ends_with("/app.css"), "{css}");
+    let r = http
+        .get(format!("{base}{css}"))
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .expect("type")
+        .starts_with("text/css"));
+    let r = http
+        .get(format!("{base}/ui/assets/000000000000/app.css"))
+        .send()
+        .await
+        .expect("old version");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let r = http
+        .get(format!("{base}/ui/assets/000000000000/nope.js"))
+        .send()
+        .await
+        .expect("missing");
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn the_live_stream_says_what_changed() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let r = http
+        .get(format!("{base}/ui/live?topics=nonsense"))
+        .send()
+        .await
+        .expect("bad topic");
+    assert_eq!(r.status(), 400);
+    let mut stream = http
+        .get(format!("{base}/ui/live?topics=queues,dead"))
+        .send()
+        .await
+        .expect("live");
+    assert_eq!(stream.status(), 200);
+    enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "q", "payload": {}}),
+    )
+    .await;
+    let mut seen = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.expect("chunk") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: changed-queues") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "no changed-queues event in 10 s: {seen}");
+    assert!(!seen.contains("changed-dead"), "nothing died: {seen}");
+}
+
+#[tokio::test]
+async fn dashboard_routes_are_not_in_the_openapi_document() {
+    let s = server().await;
+    let doc: Value = reqwest::get(format!("{}/v1/openapi.json", s.url()))
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("JSON");
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.contains_key("/"));
+    assert!(
+        paths.keys().all(|p| !p.starts_with("/ui")),
+        "{:?}",
+        paths
+            .keys()
+            .filter(|p| p.starts_with("/ui"))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Kills `n` jobs of `queue` through the worker protocol; their ids, oldest first.
+async fn dead_jobs(http: &reqwest::Client, base: &str, queue: &str, n: usize) -> Vec<String> {
+    let jobs: Vec<Value> = (0..n)
+        .map(|i| json!({"kind": "k", "queue": queue, "payload": {"i": i}, "max_attempts": 1}))
+        .collect();
+    let r = http
+        .post(format!("{base}/v1/jobs/batch"))
+        .json(&json!({ "jobs": jobs }))
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(r.status(), 201);
+    let claimed: Value = http
+        .post(format!("{base}/v1/queues/{queue}/claim"))
+        .json(&json!({"worker": "w", "max": n}))
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("JSON");
+    let mut ids = Vec::new();
+    for job in claimed["jobs"].as_array().expect("jobs") {
+        let id = job["id"].as_str().expect("id").to_string();
+        let r = http
+            .post(format!("{base}/v1/jobs/{id}/fail"))
+            .json(&json!({"lease_token": job["lease_token"], "error": "no", "dead": true}))
+            .send()
+            .await
+            .expect("fail");
+        assert_eq!(r.status(), 200);
+        ids.push(id);
+    }
+    assert_eq!(ids.len(), n);
+    ids
+}
+
+/// The ids of a page's job rows, in order.
+fn row_ids(html: &str) -> Vec<String> {
+    html.split("class=\"id\" href=\"/ui/jobs/")
+        .skip(1)
+        .map(|rest| rest[..36].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn dead_jobs_of_several_queues_page_newest_first() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let mut all = dead_jobs(&http, base, "one", 30).await;
+    all.extend(dead_jobs(&http, base, "two", 30).await);
+    // Newest first: ids are time-ordered UUIDs.
+    all.sort();
+    all.reverse();
+    let (_, _, first) = page(&http, &format!("{base}/ui/dead")).await;
+    let mut seen = row_ids(&first);
+    assert_eq!(seen.len(), 50);
+    let next = first
+        .split("href=\"")
+        .find_map(|rest| {
+            let href = &rest[..rest.find('"')?];
+            href.contains("cursor=").then(|| href.replace("&#38;", "&"))
+        })
+        .expect("a next-page link");
+    let (_, _, second) = page(&http, &format!("{base}{next}")).await;
+    seen.extend(row_ids(&second));
+    assert_eq!(seen, all);
+    let (_, _, by_state) = page(&http, &format!("{base}/ui/jobs?state=dead")).await;
+    assert_eq!(row_ids(&by_state), all[..50].to_vec());
+}
