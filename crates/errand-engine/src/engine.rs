@@ -417,9 +417,13 @@ impl Engine {
                 }),
             )
             .await?;
-        for job in out.iter().flatten() {
-            self.metrics.settled(job);
-            self.publish(job);
+        for settled in out.iter().flatten() {
+            // A repeat (its first answer was lost) changed nothing: counting it again would
+            // count one attempt twice, in the totals and in the run-time histogram.
+            if !settled.repeat {
+                self.metrics.settled(&settled.job);
+            }
+            self.publish(&settled.job);
         }
         Ok(out
             .into_iter()
@@ -427,7 +431,7 @@ impl Engine {
             .map(|(r, refusal)| match (r, refusal) {
                 // The job failed as it should; the caller hears why its result went.
                 (Ok(_), Some(refusal)) => Err(refusal),
-                (r, _) => r,
+                (r, _) => r.map(|settled| settled.job),
             })
             .collect())
     }

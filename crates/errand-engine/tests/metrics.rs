@@ -12,7 +12,7 @@ use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate, OverlapPolicy, Sche
 use errand_core::time::Clock;
 use errand_core::{JobKind, QueueName, ScheduleName};
 use errand_engine::{maintenance, ClaimRequest, Engine, EngineConfig};
-use errand_store::SchedulePut;
+use errand_store::{SchedulePut, Settlement};
 use errand_store_sqlite::{SqliteOptions, SqliteStore};
 
 fn engine(dir: &std::path::Path, clock: &Clock) -> Arc<Engine> {
@@ -157,4 +157,82 @@ async fn a_late_slot_counts_its_lateness_and_a_due_schedule_its_overdue_time() {
     engine.schedule_pass().await.expect("pass");
     let text = engine.metrics_text().await.expect("metrics");
     assert_eq!(sample(&text, "errand_schedule_overdue_seconds"), Some(0.0));
+}
+
+/// Claims the one ready job of queue `q`.
+async fn claim_one(engine: &Engine) -> errand_store::ClaimedJob {
+    let mut claimed = engine
+        .claim(ClaimRequest {
+            queue: QueueName::parse("q").expect("queue"),
+            worker: "w".into(),
+            max: 1,
+            lease: Duration::from_secs(60),
+            kinds: vec![],
+            wait: Duration::ZERO,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    claimed.remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_repeated_after_a_lost_answer_counts_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Clock::adjustable();
+    let engine = engine(dir.path(), &clock);
+    let job = || errand_store::conformance::new_job("q", "k");
+    engine
+        .enqueue_many(vec![job(), job()])
+        .await
+        .expect("enqueue");
+
+    // One job completes, and its worker, not hearing the answer, completes it again.
+    let c = claim_one(&engine).await;
+    let complete = Settlement::Complete {
+        id: c.job.id,
+        lease_token: c.lease_token,
+        result: None,
+        report: None,
+        session_state: None,
+    };
+    engine.settle(complete.clone()).await.expect("complete");
+    engine
+        .settle(complete)
+        .await
+        .expect("the repeat answers Ok");
+
+    // The other fails (to be retried), and its failure is repeated too.
+    let c = claim_one(&engine).await;
+    let fail = Settlement::Fail {
+        id: c.job.id,
+        lease_token: c.lease_token,
+        error: "boom".into(),
+        retry_in: Some(Duration::from_secs(3600)),
+        dead: false,
+        report: None,
+    };
+    engine.settle(fail.clone()).await.expect("fail");
+    engine.settle(fail).await.expect("the repeat answers Ok");
+
+    let text = engine.metrics_text().await.expect("metrics");
+    let job = r#"{queue="q",kind="k"}"#;
+    assert_eq!(
+        sample(&text, &format!("errand_jobs_succeeded_total{job}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, &format!("errand_jobs_failed_total{job}")),
+        Some(1.0)
+    );
+    for outcome in ["succeeded", "failed"] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!(r#"errand_job_run_seconds_count{{queue="q",outcome="{outcome}"}}"#)
+            ),
+            Some(1.0),
+            "{outcome}"
+        );
+    }
 }

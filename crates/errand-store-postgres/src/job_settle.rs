@@ -8,7 +8,7 @@ use errand_core::queue::Backoff;
 use errand_core::{
     AfterFailure, AttemptOutcome, EventType, Job, JobId, JobState, RetryPolicy, RunReport,
 };
-use errand_store::{Settlement, StoreError};
+use errand_store::{Settled, Settlement, StoreError};
 use serde_json::Value;
 
 use crate::fault::{Fault, QResult, RowExt};
@@ -201,7 +201,7 @@ pub(crate) async fn settle_many(
     client: &impl GenericClient,
     settlements: &[Settlement],
     policy: &RetryPolicy,
-) -> QResult<Vec<Result<Job, StoreError>>> {
+) -> QResult<Vec<Result<Settled, StoreError>>> {
     let refused = session_state_refusals(client, settlements).await?;
     let mut ids = Vec::new();
     let mut tokens = Vec::new();
@@ -262,11 +262,11 @@ pub(crate) async fn settle_many(
             } => match completed.get(&id.0).cloned() {
                 Some(job) => {
                     changed_ids.insert(job.id.0);
-                    Ok(job)
+                    Ok(Settled { job, repeat: false })
                 }
-                None => {
-                    repeat_or_fenced(client, *id, lease_token.0, AttemptOutcome::Succeeded).await
-                }
+                None => repeat_or_fenced(client, *id, lease_token.0, AttemptOutcome::Succeeded)
+                    .await
+                    .map(|job| Settled { job, repeat: true }),
             },
             Settlement::Fail {
                 id,
@@ -291,7 +291,10 @@ pub(crate) async fn settle_many(
                             if changed {
                                 changed_ids.insert(job.id.0);
                             }
-                            job
+                            Settled {
+                                job,
+                                repeat: !changed,
+                            }
                         })
                 }
                 Err(e) => Err(e),
@@ -301,7 +304,7 @@ pub(crate) async fn settle_many(
         // error fails the whole call, and the caller's transaction is rolled back: after a
         // database error PostgreSQL runs nothing more in it, and SQLite answers alike.
         out.push(match outcome {
-            Ok(job) => Ok(job),
+            Ok(settled) => Ok(settled),
             Err(Fault::Store(e)) if e.is_refusal() => Err(e),
             Err(other) => return Err(other),
         });
@@ -310,6 +313,7 @@ pub(crate) async fn settle_many(
     let changed: Vec<&Job> = out
         .iter()
         .flatten()
+        .map(|s| &s.job)
         .filter(|j| !j.parked && changed_ids.contains(&j.id.0))
         .collect();
     gate::release(client, &changed, &states).await?;
@@ -322,9 +326,9 @@ pub(crate) async fn settle_many(
         .map(|j| j.id.0)
         .collect();
     if !parked.is_empty() {
-        for j in out.iter_mut().flatten() {
-            if parked.contains(&j.id.0) {
-                j.parked = true;
+        for s in out.iter_mut().flatten() {
+            if parked.contains(&s.job.id.0) {
+                s.job.parked = true;
             }
         }
     }

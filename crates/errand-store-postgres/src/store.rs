@@ -19,7 +19,7 @@ use errand_store::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, Settled, Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -539,14 +539,14 @@ impl Store for PgStore {
     async fn job_settle_many(
         &self,
         params: JobSettleManyParams,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
         let out = in_tx!(self, |tx| job_settle::settle_many(
             &tx,
             &params.settlements,
             &params.retry_policy
         )
         .await?)?;
-        self.announce(out.iter().flatten());
+        self.announce(out.iter().flatten().map(|s| &s.job));
         Ok(out)
     }
 

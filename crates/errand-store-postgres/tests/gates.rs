@@ -87,6 +87,7 @@ async fn settle(store: &PgStore, s: Settlement) -> Job {
         .pop()
         .expect("one answer")
         .expect("settled")
+        .job
 }
 
 fn fail(c: &ClaimedJob, retry_in: Option<Duration>, dead: bool) -> Settlement {

@@ -231,7 +231,7 @@ async fn work(
             .await
             .expect("settle");
         for o in out {
-            let job = o.expect("settled");
+            let job = o.expect("settled").job;
             if job.state == JobState::Succeeded {
                 remaining.fetch_sub(1, SeqCst);
             }

@@ -4,7 +4,7 @@ use errand_core::{
     AfterFailure, AttemptOutcome, EventType, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy,
     RunReport,
 };
-use errand_store::{Settlement, StoreError};
+use errand_store::{Settled, Settlement, StoreError};
 use rusqlite::{named_params, params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
@@ -104,13 +104,14 @@ pub(crate) fn fail_running(
 
 /// Answers a settle that its token no longer passes. When the attempt that ran under that
 /// token already ended the way this settle asks, the settle is a repeat (its first answer was
-/// lost) and gets the job as it is now; otherwise `LeaseLost` (or `NotFound`).
+/// lost) and gets the job as it is now, marked a repeat; otherwise `LeaseLost` (or
+/// `NotFound`).
 fn repeat_or_fenced(
     conn: &Connection,
     id: JobId,
     token: LeaseToken,
     outcome: AttemptOutcome,
-) -> QResult<Job> {
+) -> QResult<Settled> {
     let ended: Option<String> = conn
         .prepare_cached("SELECT outcome FROM job_attempts WHERE job_id = ?1 AND lease_token = ?2")?
         .query_row(
@@ -119,19 +120,19 @@ fn repeat_or_fenced(
         )
         .optional()?;
     if ended.as_deref() == Some(outcome.as_str()) {
-        return load_job(conn, id);
+        return load_job(conn, id).map(|job| Settled { job, repeat: true });
     }
     Err(fenced(conn, id))
 }
 
 /// Settles one job, fenced on its lease token; a repeat of the settle that ended the
-/// token's attempt is answered with the job.
+/// token's attempt is answered with the job, marked a repeat.
 pub(crate) fn settle_one(
     conn: &Connection,
     now: Millis,
     settlement: &Settlement,
     policy: &RetryPolicy,
-) -> QResult<Job> {
+) -> QResult<Settled> {
     match settlement {
         Settlement::Complete {
             id,
@@ -174,7 +175,7 @@ pub(crate) fn settle_one(
                 gate::released(conn, now, &mut job)
                     .and_then(|_| record_change(conn, now, &job, EventType::JobSucceeded)),
             )?;
-            Ok(job)
+            Ok(Settled { job, repeat: false })
         }
         Settlement::Fail {
             id,
@@ -210,7 +211,7 @@ pub(crate) fn settle_one(
                 error,
             )?;
             after_write(record_report(conn, *id, attempt, report.as_ref()))?;
-            Ok(job)
+            Ok(Settled { job, repeat: false })
         }
     }
 }

@@ -20,7 +20,7 @@ use errand_store::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, Settled, Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -608,7 +608,7 @@ impl Store for SqliteStore {
     async fn job_settle_many(
         &self,
         params: JobSettleManyParams,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
         self.write_at(move |conn, now| {
             let mut out = Vec::with_capacity(params.settlements.len());
             for s in &params.settlements {
@@ -619,7 +619,7 @@ impl Store for SqliteStore {
                 // batch. Any other error fails the whole call and the writer rolls all of it
                 // back, as on PostgreSQL, where a transaction cannot go on after an error.
                 match job_settle::settle_one(conn, now, s, &params.retry_policy) {
-                    Ok(job) => out.push(Ok(job)),
+                    Ok(settled) => out.push(Ok(settled)),
                     Err(Fault::Store(e)) if e.is_refusal() => out.push(Err(e)),
                     Err(other) => return Err(other),
                 }

@@ -78,6 +78,7 @@ async fn settle(store: &SqliteStore, s: Settlement) -> errand_core::Job {
         .pop()
         .expect("one")
         .expect("settled")
+        .job
 }
 
 fn kill(c: &ClaimedJob) -> Settlement {

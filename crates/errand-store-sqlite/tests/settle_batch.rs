@@ -109,8 +109,11 @@ async fn a_database_error_in_one_entry_fails_the_whole_batch() {
         .job_settle_many(batch(&done, &failed))
         .await
         .expect("settle");
-    assert_eq!(out[0].as_ref().expect("first").state, JobState::Succeeded);
-    assert_eq!(out[1].as_ref().expect("second").state, JobState::Dead);
+    assert_eq!(
+        out[0].as_ref().expect("first").job.state,
+        JobState::Succeeded
+    );
+    assert_eq!(out[1].as_ref().expect("second").job.state, JobState::Dead);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,17 @@ pub struct JobSettleManyParams {
     pub retry_policy: RetryPolicy,
 }
 
+/// One settlement's answer from [`Store::job_settle_many`](crate::Store::job_settle_many).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    /// The job as this settlement left it; for a repeat, the job as it is now.
+    pub job: Job,
+    /// The settlement repeated one its token already made (its first answer was lost), so
+    /// this call changed nothing. Whoever counts settlements (metrics, events) must skip it,
+    /// or one attempt is counted twice.
+    pub repeat: bool,
+}
+
 /// Input of [`Store::job_rescue_expired`](crate::Store::job_rescue_expired).
 #[derive(Debug, Clone)]
 pub struct JobRescueParams {

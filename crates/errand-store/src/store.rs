@@ -17,7 +17,7 @@ use crate::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, StoreError,
+    ScheduleSlotRecord, Settled, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -71,8 +71,8 @@ pub trait Store: Send + Sync + 'static {
     /// Completes and fails many jobs in one transaction. Each settlement is fenced on its own
     /// lease token; the inner results say, in input order, which took effect. A settlement
     /// repeated by the token whose attempt it already ended the same way (complete after
-    /// complete, fail after fail: the first answer was lost) answers the job as it is now and
-    /// changes nothing; any other stale token is `LeaseLost`.
+    /// complete, fail after fail: the first answer was lost) answers the job as it is now,
+    /// marked [`Settled::repeat`], and changes nothing; any other stale token is `LeaseLost`.
     ///
     /// Only refusals ([`StoreError::is_refusal`]: `LeaseLost`, `NotFound`, ...) are answered
     /// per entry, and the other entries stand. Any other error (the database failing, a
@@ -82,7 +82,7 @@ pub trait Store: Send + Sync + 'static {
     async fn job_settle_many(
         &self,
         params: JobSettleManyParams,
-    ) -> Result<Vec<Result<Job, StoreError>>, StoreError>;
+    ) -> Result<Vec<Result<Settled, StoreError>>, StoreError>;
 
     /// Cancels a job that has not finished. Errors: `NotFound`, `WrongState` when it finished.
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError>;

@@ -46,11 +46,16 @@ pub(crate) async fn complete_with_stale_token_is_rejected(Ctx { store, .. }: Ctx
 pub(crate) async fn complete_repeated_by_its_token_answers_the_job(Ctx { store, .. }: Ctx) {
     insert(&store, vec![new_job("q", "k")]).await;
     let c = claim(&store, "q", 1).await.remove(0);
-    let done = settle(&store, complete(&c)).await.expect("complete");
-    let again = settle(&store, complete(&c))
+    let done = settle_answer(&store, complete(&c)).await.expect("complete");
+    assert!(!done.repeat, "the first complete took effect");
+    let again = settle_answer(&store, complete(&c))
         .await
         .expect("the same settlement by the same token is a success");
-    assert_eq!(again, done, "the repeat changes nothing");
+    assert!(
+        again.repeat,
+        "the repeat is marked, so nobody counts it twice"
+    );
+    assert_eq!(again.job, done.job, "the repeat changes nothing");
     assert!(matches!(
         settle(&store, fail(&c, None, true)).await,
         Err(StoreError::LeaseLost { .. })
@@ -65,9 +70,14 @@ pub(crate) async fn complete_repeated_by_its_token_answers_the_job(Ctx { store, 
 pub(crate) async fn fail_repeated_by_its_token_answers_the_job(Ctx { store, .. }: Ctx) {
     let (c, c2) = second_attempt(&store, "q").await;
     assert_eq!(c2.job.attempt, 2);
-    let again = settle(&store, fail(&c, Some(Duration::ZERO), false))
+    let again = settle_answer(&store, fail(&c, Some(Duration::ZERO), false))
         .await
         .expect("the same settlement by the same token is a success");
+    assert!(
+        again.repeat,
+        "the repeat is marked, so nobody counts it twice"
+    );
+    let again = again.job;
     assert_eq!(again.state, JobState::Running);
     assert_eq!(again.attempt, 2);
     assert_eq!(again.lease_expires_at, c2.job.lease_expires_at);
@@ -362,9 +372,12 @@ pub(crate) async fn settle_many_fences_each_entry(Ctx { store, .. }: Ctx) {
         .await
         .expect("settle");
     assert_eq!(out.len(), 3);
-    assert_eq!(out[0].as_ref().expect("first").state, JobState::Succeeded);
+    assert_eq!(
+        out[0].as_ref().expect("first").job.state,
+        JobState::Succeeded
+    );
     assert!(matches!(out[1], Err(StoreError::LeaseLost { .. })));
-    assert_eq!(out[2].as_ref().expect("third").state, JobState::Dead);
+    assert_eq!(out[2].as_ref().expect("third").job.state, JobState::Dead);
     assert_eq!(
         store.job_get(cs[1].job.id).await.expect("get").state,
         JobState::Running

@@ -82,6 +82,14 @@ pub(super) async fn settle(
     store: &SharedStore,
     s: Settlement,
 ) -> Result<errand_core::Job, StoreError> {
+    settle_answer(store, s).await.map(|s| s.job)
+}
+
+/// One settlement's whole answer, its repeat mark included.
+pub(super) async fn settle_answer(
+    store: &SharedStore,
+    s: Settlement,
+) -> Result<crate::Settled, StoreError> {
     let mut out = store
         .job_settle_many(JobSettleManyParams {
             settlements: vec![s],
