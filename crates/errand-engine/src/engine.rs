@@ -50,6 +50,9 @@ pub struct Engine {
     events: broadcast::Sender<JobEvent>,
     log_events: broadcast::Sender<LogAppended>,
     shutdown: CancellationToken,
+    /// Set when the node began to drain: `/readyz` fails so load balancers stop sending it
+    /// work, while it still serves what they send until they have noticed.
+    draining: std::sync::atomic::AtomicBool,
     node_id: NodeId,
     /// The event log's live tail, shared by every event stream of this node.
     pub(crate) feed: EventFeed,
@@ -84,6 +87,7 @@ impl Engine {
             events,
             log_events,
             shutdown: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             node_id: NodeId::new(),
             next_slot_hint: std::sync::atomic::AtomicI64::new(i64::MAX),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
@@ -548,8 +552,22 @@ impl Engine {
         Ok(n)
     }
 
+    /// Marks the node as leaving before it stops: readiness fails from now on, while
+    /// everything else keeps working, so the load balancer takes it out of rotation before
+    /// its listener closes (a request sent meanwhile is still answered, not refused).
+    pub fn begin_drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True once [`Engine::begin_drain`] or [`Engine::shutdown`] was called.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed) || self.shutdown.is_cancelled()
+    }
+
     /// Stops waiting claims and waits; maintenance services stop on their own token.
     pub fn shutdown(&self) {
+        self.begin_drain();
         self.shutdown.cancel();
     }
 }

@@ -26,10 +26,10 @@ impl Engine {
         self.store().ping().await
     }
 
-    /// True once this node began shutting down: it takes no new work, so readiness fails
-    /// and load balancers stop sending it requests while it drains.
+    /// True once this node began shutting down (its drain included): readiness fails so
+    /// load balancers stop sending it requests while it drains.
     pub fn shutting_down(&self) -> bool {
-        self.shutdown_token().is_cancelled()
+        self.draining()
     }
 
     /// Answers when this process can still do its work once the store is reachable: what

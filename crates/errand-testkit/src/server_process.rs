@@ -101,6 +101,10 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
+            // No readiness drain on SIGTERM (default 2 s): no load balancer watches a test's
+            // server, and `terminate` would wait for it. A test of the drain passes
+            // `--shutdown-drain`, which wins over the variable.
+            .env("ERRAND_SHUTDOWN_DRAIN", "0s")
             .env(
                 "ERRAND_LOG",
                 std::env::var("ERRAND_LOG").unwrap_or_else(|_| "warn".into()),

@@ -212,6 +212,10 @@ pub struct ServeArgs {
     /// Close a connection with no request in progress after this long (default `60s`).
     #[arg(long, env = "ERRAND_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
+    /// On SIGTERM, answer `/readyz` with 503 and keep serving this long before closing
+    /// the listener, so load balancers take the node out first (default `2s`).
+    #[arg(long, env = "ERRAND_SHUTDOWN_DRAIN")]
+    pub shutdown_drain: Option<String>,
     /// Open client connections at most, kept below the open-files limit (default 50000).
     #[arg(long, env = "ERRAND_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,

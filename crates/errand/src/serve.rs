@@ -8,8 +8,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
 
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+/// Which signal asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopSignal {
+    /// SIGINT: Ctrl-C at a terminal, where nobody routes traffic by `/readyz`.
+    Interrupt,
+    /// SIGTERM: what an orchestrator (Kubernetes, systemd) sends.
+    Terminate,
+}
+
+/// Resolves on SIGINT or SIGTERM, saying which.
+pub(crate) async fn shutdown_signal() -> StopSignal {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -18,17 +27,18 @@ pub(crate) async fn shutdown_signal() {
                 Ok(s) => s,
                 Err(_) => {
                     let _ = ctrl_c.await;
-                    return;
+                    return StopSignal::Interrupt;
                 }
             };
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = ctrl_c => StopSignal::Interrupt,
+            _ = term.recv() => StopSignal::Terminate,
         }
     }
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+        StopSignal::Interrupt
     }
 }
 
@@ -219,8 +229,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(%addr, store = %store_desc, %config, jobs_dir = %settings.jobs_dir.display(), %roles, %webhooks, "errand serving");
     let engine_for_signal = engine.clone();
     let scripts_stop = scripts_token.clone();
+    let drain = settings.shutdown_drain;
     errand_server::edge::serve(listener, router, settings.edge, async move {
-        shutdown_signal().await;
+        let signal = shutdown_signal().await;
+        // Out of rotation first: `/readyz` answers 503 from now on. On SIGTERM the node
+        // keeps serving for the drain, so that the load balancer sees the 503 and stops
+        // sending requests before the listener closes (else they would be refused). Ctrl-C
+        // at a terminal stops at once; a second signal cuts the drain short.
+        engine_for_signal.begin_drain();
+        if signal == StopSignal::Terminate && !drain.is_zero() {
+            tracing::info!(drain = ?drain, "shutting down: not ready, serving until the drain ends");
+            tokio::select! {
+                () = tokio::time::sleep(drain) => {}
+                _ = shutdown_signal() => {}
+            }
+        }
         tracing::info!("shutting down: no new requests, waiting calls released");
         engine_for_signal.shutdown();
         // Runs get their stop sequence now; what cannot finish in time returns to the queue.

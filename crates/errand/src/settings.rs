@@ -24,6 +24,7 @@ struct FileSettings {
     header_timeout: Option<String>,
     body_timeout: Option<String>,
     idle_timeout: Option<String>,
+    shutdown_drain: Option<String>,
     max_connections: Option<usize>,
     reserve_connections: Option<usize>,
     body_budget_bytes: Option<usize>,
@@ -96,6 +97,9 @@ pub struct Settings {
     pub limits: errand_server::ServerLimits,
     /// Connection, timeout and body-memory limits of the HTTP edge.
     pub edge: errand_server::edge::EdgeLimits,
+    /// On SIGTERM: how long the node answers `/readyz` with 503 and keeps serving before it
+    /// closes its listener.
+    pub shutdown_drain: std::time::Duration,
     /// Engine settings (retention).
     pub engine: errand_engine::EngineConfig,
     /// Schedules declared in the configuration file.
@@ -364,6 +368,11 @@ impl Settings {
             (true, Some(r)) => Roles::parse(r)?,
             (true, None) => Roles::ALL,
         };
+        let shutdown_drain = duration_setting(
+            "shutdown_drain",
+            args.shutdown_drain.clone().or(file.shutdown_drain.clone()),
+        )?
+        .unwrap_or(DEFAULT_SHUTDOWN_DRAIN);
         let max_log_lines = pick(args.max_log_lines, file.max_log_lines, 10_000);
         if max_log_lines < 2 {
             anyhow::bail!("max_log_lines must be at least 2 (the first and the last line)");
@@ -389,9 +398,15 @@ impl Settings {
             workflows: crate::declared::workflows(file.workflows, limits.max_payload_bytes)?,
             limits,
             edge,
+            shutdown_drain,
         })
     }
 }
+
+/// Two seconds: a load balancer polling `/readyz` every second (the usual Kubernetes
+/// readiness period is 1–10 s; with endpoint propagation, 2 s covers a 1 s probe) has
+/// seen the 503 by then, while a rolling restart of many nodes is slowed by little.
+const DEFAULT_SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The webhook settings from flags, environment, the configuration file and defaults.
 /// Secrets that are not `whsec_<base64>` stop the start, naming which one.

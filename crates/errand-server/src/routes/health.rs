@@ -42,7 +42,9 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Value>
 /// - `migrations`: the store's schema is this version's. `errand serve` applies its
 ///   migrations before it serves a request, so a node that answers has them; the check is
 ///   listed so that a probe's answer says so;
-/// - `shutdown`: the node is not shutting down (it stops taking requests and drains).
+/// - `shutdown`: the node is not shutting down. On SIGTERM it fails from the signal on,
+///   through the drain during which the node still serves, so load balancers see it
+///   before the listener closes.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health",
     responses((status = 200, description = "Ready: every check passed", body = Readiness), (status = 503, description = "Not ready: the store cannot accept a job (unreachable, read-only, or on SQLite its file gone or replaced since start), or the node is shutting down. Besides `error` (whose message starts with the failed check's name), the body has `status` (`not_ready`) and `checks`, as the 200 answer does", body = errand_api::ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
