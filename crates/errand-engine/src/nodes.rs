@@ -26,6 +26,14 @@ impl Engine {
         self.store().ping().await
     }
 
+    /// How far the store's schema is migrated beside what this build expects (`/readyz`).
+    ///
+    /// # Errors
+    /// The store's error when it cannot be read.
+    pub async fn schema_version(&self) -> Result<errand_store::SchemaVersion, StoreError> {
+        self.store().schema_version().await
+    }
+
     /// True once this node began shutting down (its drain included): readiness fails so
     /// load balancers stop sending it requests while it drains.
     pub fn shutting_down(&self) -> bool {

@@ -56,3 +56,46 @@ async fn a_node_shutting_down_is_not_ready_and_names_the_check() {
         "the message names the failed check: {body}"
     );
 }
+
+/// Sets the SQLite file's migration count as another build would have left it.
+fn set_schema_version(dir: &std::path::Path, version: i64) {
+    let conn = rusqlite::Connection::open(dir.join("errand.sqlite3")).expect("open the file");
+    conn.pragma_update(None, "user_version", version)
+        .expect("set user_version");
+}
+
+#[tokio::test]
+async fn a_schema_moved_under_the_node_makes_it_not_ready() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("open");
+    let engine = Engine::new(Arc::new(store), EngineConfig::default());
+    let site = SitePolicy::new(&[], &[], true).expect("site policy");
+    let state = AppState::new(engine.clone(), ServerLimits::default(), Arc::new(site));
+    let (router, _) = errand_server::app(state);
+    let ours = engine.schema_version().await.expect("version").expected;
+    let ours = i64::from(ours);
+
+    // A newer build migrated the file: this node's queries are for an older schema.
+    set_schema_version(dir.path(), ours + 1);
+    let (status, body) = readyz(router.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let why = body["checks"]["migrations"].as_str().expect("a reason");
+    assert!(why.contains("newer than this build's"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("migrations:")),
+        "the message names the failed check: {body}"
+    );
+
+    // Restored from a backup of an older schema.
+    set_schema_version(dir.path(), ours - 1);
+    let (status, body) = readyz(router.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let why = body["checks"]["migrations"].as_str().expect("a reason");
+    assert!(why.contains("older than this build's"), "{body}");
+
+    set_schema_version(dir.path(), ours);
+    let (status, body) = readyz(router).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -23,6 +23,23 @@ const MIGRATIONS: &[&str] = &[
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6572_7261_6e64;
 
+/// The schema's latest applied migration (`errand_migrations`) and this build's.
+pub(crate) async fn version(
+    client: &impl deadpool_postgres::GenericClient,
+) -> QResult<errand_store::SchemaVersion> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM errand_migrations",
+            &[],
+        )
+        .await?;
+    let applied: i32 = row.column(0)?;
+    Ok(errand_store::SchemaVersion {
+        applied: u32::try_from(applied).unwrap_or(0),
+        expected: u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX),
+    })
+}
+
 /// Creates the schema if needed and brings it up to date; says whether it had to start from
 /// nothing (no migration had run: the schema is new, or was emptied).
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<StoreOrigin> {

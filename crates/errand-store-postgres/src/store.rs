@@ -19,7 +19,7 @@ use errand_store::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, Settled, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, SchemaVersion, Settled, Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -473,6 +473,10 @@ impl Store for PgStore {
     /// Reachable is not enough: a standby in recovery, or a database or role with
     /// `default_transaction_read_only`, answers queries and refuses every job.
     /// `transaction_read_only` is on in both cases.
+    async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
+        on_conn!(self, |c| crate::schema::version(&c).await?)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let read_only = on_conn!(self, |c| {
             let row = c

@@ -19,6 +19,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_queue_list.sql"),
 ];
 
+/// The file's migration count (`PRAGMA user_version`) and this build's.
+pub(crate) fn version(conn: &Connection) -> QResult<errand_store::SchemaVersion> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(errand_store::SchemaVersion {
+        applied: u32::try_from(applied).unwrap_or(0),
+        expected: u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX),
+    })
+}
+
 /// Brings the schema up to date in one transaction per migration.
 pub(crate) fn migrate(conn: &mut Connection) -> QResult<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

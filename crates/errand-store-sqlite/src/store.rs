@@ -20,7 +20,7 @@ use errand_store::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, Settled, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, SchemaVersion, Settled, Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -556,6 +556,10 @@ impl Store for SqliteStore {
         self.writer
             .write(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
+        self.readers.read(crate::schema::version).await
     }
 
     fn live(&self) -> Result<(), StoreError> {

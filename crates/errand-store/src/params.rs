@@ -147,6 +147,16 @@ pub struct JobSettleManyParams {
     pub retry_policy: RetryPolicy,
 }
 
+/// How far the store's schema is migrated, beside how far this build's migrations go
+/// ([`Store::schema_version`](crate::Store::schema_version)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// Migrations applied to the store (by this node at its start, or by another node).
+    pub applied: u32,
+    /// Migrations this build knows: what its queries are written for.
+    pub expected: u32,
+}
+
 /// One settlement's answer from [`Store::job_settle_many`](crate::Store::job_settle_many).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settled {

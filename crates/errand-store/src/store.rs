@@ -17,7 +17,7 @@ use crate::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, Settled, StoreError,
+    ScheduleSlotRecord, SchemaVersion, Settled, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -31,6 +31,12 @@ pub type SharedStore = Arc<dyn Store>;
 pub trait Store: Send + Sync + 'static {
     /// Answers when the store is reachable and writable.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The store's schema version and this build's, for readiness: a node started before
+    /// another node of a newer build migrated the shared database (or whose database was
+    /// restored from an older backup) runs queries written for another schema. One cheap
+    /// read.
+    async fn schema_version(&self) -> Result<SchemaVersion, StoreError>;
 
     /// Whether the parts of the store that live inside this process still run, without
     /// touching the database: liveness (`/healthz`) must not fail because a database is slow

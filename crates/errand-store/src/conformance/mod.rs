@@ -175,6 +175,7 @@ macro_rules! conformance_suite {
             promote_due_makes_jobs_available,
             nodes_register_heartbeat_and_stop,
             a_writable_store_is_ready,
+            a_migrated_store_is_at_its_build_version,
             prune_deletes_only_finished_jobs_past_retention,
             restore_keeps_exported_jobs_and_is_repeatable,
             restore_of_a_fired_job_claims_its_slot,
