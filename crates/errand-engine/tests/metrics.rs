@@ -236,3 +236,39 @@ async fn a_settle_repeated_after_a_lost_answer_counts_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_ends_a_day_after_its_enqueue_lands_in_a_bucket_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Clock::adjustable();
+    let engine = engine(dir.path(), &clock);
+    engine
+        .enqueue_many(vec![errand_store::conformance::new_job("q", "k")])
+        .await
+        .expect("enqueue");
+    // Retries with the default backoff span about a day: this one succeeds after 20 h.
+    clock.advance(Duration::from_secs(20 * 3600));
+    let c = claim_one(&engine).await;
+    engine
+        .settle(Settlement::Complete {
+            id: c.job.id,
+            lease_token: c.lease_token,
+            result: None,
+            report: None,
+            session_state: None,
+        })
+        .await
+        .expect("complete");
+
+    let text = engine.metrics_text().await.expect("metrics");
+    let bucket = |le: &str| {
+        sample(
+            &text,
+            &format!(
+                r#"errand_job_settle_seconds_bucket{{queue="q",outcome="succeeded",le="{le}"}}"#
+            ),
+        )
+    };
+    assert_eq!(bucket("43200"), Some(0.0), "{text}");
+    assert_eq!(bucket("86400"), Some(1.0), "{text}");
+}

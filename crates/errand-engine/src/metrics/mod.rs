@@ -45,6 +45,14 @@ const JOB_SECONDS: [f64; 16] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
+/// Enqueue to final state, retries included: the job buckets, then on to two days. With
+/// the default backoff (1 s doubling to 1 h) 25 attempts span about a day, and a job that
+/// succeeds on its last retry must land in a bucket of its own, not in `+Inf`.
+const SETTLE_SECONDS: [f64; 21] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    10_800.0, 21_600.0, 43_200.0, 86_400.0, 172_800.0,
+];
+
 /// Store calls: from half a millisecond (a SQLite read) to 5 s (a call that waited for a
 /// pooled connection or a lock; past that the store is in trouble anyway).
 const STORE_SECONDS: [f64; 13] = [
@@ -65,6 +73,10 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn job_seconds() -> Histogram {
     Histogram::new(JOB_SECONDS)
+}
+
+fn settle_seconds() -> Histogram {
+    Histogram::new(SETTLE_SECONDS)
 }
 
 fn store_seconds() -> Histogram {
@@ -165,7 +177,7 @@ impl Metrics {
             claim_size: Family::new_with_constructor(claim_sizes),
             wait_seconds: Family::new_with_constructor(job_seconds),
             run_seconds: Family::new_with_constructor(job_seconds),
-            end_seconds: Family::new_with_constructor(job_seconds),
+            end_seconds: Family::new_with_constructor(settle_seconds),
             store_seconds: Family::new_with_constructor(store_seconds),
             store_errors: Family::default(),
             deliveries: Family::default(),
