@@ -36,5 +36,5 @@ pub use engine::{ClaimRequest, Engine};
 pub use event_feed::{StreamFilter, StreamItem};
 pub use job_events::{JobEvent, LogAppended};
 pub use metrics::scrape::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-pub use metrics::{KIND_LABEL_CAP, OVERFLOW_LABEL, QUEUE_LABEL_CAP};
+pub use metrics::{KIND_LABEL_CAP, OVERFLOW_LABEL, PAIR_LABEL_CAP, QUEUE_LABEL_CAP};
 pub use schedules::{SchedulePassReport, SLOT_RETENTION};

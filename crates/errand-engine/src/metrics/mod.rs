@@ -8,7 +8,8 @@
 //! docs/observability.md lists every metric.
 //!
 //! Label values are bounded: at most [`QUEUE_LABEL_CAP`] queues and [`KIND_LABEL_CAP`]
-//! kinds keep their own names, later ones count under [`OVERFLOW_LABEL`]; job ids, workers
+//! kinds keep their own names, later ones count under [`OVERFLOW_LABEL`], and at most
+//! [`PAIR_LABEL_CAP`] (queue, kind) pairs have their own job counters; job ids, workers
 //! and payloads are never labels.
 
 mod label_cap;
@@ -29,8 +30,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-use label_cap::LabelCap;
 pub use label_cap::OVERFLOW_LABEL;
+use label_cap::{LabelCap, PairCap};
 
 /// Queues that keep their own label value on this node. Far above what deployments name
 /// (tens of queues), low enough that the per-queue histograms stay a few thousand series.
@@ -38,6 +39,11 @@ pub const QUEUE_LABEL_CAP: usize = 200;
 
 /// Kinds that keep their own label value on this node; see [`QUEUE_LABEL_CAP`].
 pub const KIND_LABEL_CAP: usize = 200;
+
+/// (queue, kind) pairs that keep their own series on the job counters; later pairs are
+/// counted under kind `__other__` of their queue. Ten job counters × 2,000 pairs is 20,000
+/// series at most, where 200 × 200 names would allow 400,000; real deployments use tens.
+pub const PAIR_LABEL_CAP: usize = 2_000;
 
 /// Job latencies (waiting, running, enqueue to end): from 5 ms, what a wake-up costs,
 /// to an hour, beyond which a job's time is a matter for its own logs.
@@ -49,8 +55,8 @@ const JOB_SECONDS: [f64; 16] = [
 /// the default backoff (1 s doubling to 1 h) 25 attempts span about a day, and a job that
 /// succeeds on its last retry must land in a bucket of its own, not in `+Inf`.
 const SETTLE_SECONDS: [f64; 21] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
-    10_800.0, 21_600.0, 43_200.0, 86_400.0, 172_800.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    3600.0, 10_800.0, 21_600.0, 43_200.0, 86_400.0, 172_800.0,
 ];
 
 /// Store calls: from half a millisecond (a SQLite read) to 5 s (a call that waited for a
@@ -128,6 +134,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     queues: LabelCap,
     kinds: LabelCap,
+    pairs: PairCap,
     enqueued: Family<JobLabels, Counter>,
     started: Family<JobLabels, Counter>,
     succeeded: Family<JobLabels, Counter>,
@@ -164,6 +171,7 @@ impl Metrics {
             registry: Registry::default(),
             queues: LabelCap::new(QUEUE_LABEL_CAP),
             kinds: LabelCap::new(KIND_LABEL_CAP),
+            pairs: PairCap::new(PAIR_LABEL_CAP),
             enqueued: Family::default(),
             started: Family::default(),
             succeeded: Family::default(),
@@ -301,10 +309,14 @@ impl Metrics {
     }
 
     fn job_labels(&self, job: &Job) -> JobLabels {
-        JobLabels {
-            queue: self.queues.label(job.queue.as_str()),
-            kind: self.kinds.label(job.kind.as_str()),
-        }
+        let queue = self.queues.label(job.queue.as_str());
+        let kind = self.kinds.label(job.kind.as_str());
+        let kind = if self.pairs.admit(&queue, &kind) {
+            kind
+        } else {
+            self.kinds.overflow()
+        };
+        JobLabels { queue, kind }
     }
 
     fn queue_label(&self, queue: &str) -> QueueLabel {
