@@ -60,9 +60,11 @@ fn value(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     matching.first().copied()
 }
 
-/// Like [`value`], absent counting as 0 (a counter never incremented has no sample).
+/// Like [`value`], for a sample that must be there: a misnamed metric or label fails here
+/// instead of reading as 0. A counter never incremented has no sample; assert that with
+/// `value(..) == None`.
 fn count(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    value(s, metric, labels).unwrap_or(0.0)
+    value(s, metric, labels).unwrap_or_else(|| panic!("no sample of {metric} {labels:?}"))
 }
 
 fn claim(max: u32) -> ClaimRequest {
@@ -152,7 +154,11 @@ async fn metrics_count_exactly_what_a_known_workload_did() {
     assert_eq!(count(&m, "errand_jobs_failed_total", &media), 2.0);
     assert_eq!(count(&m, "errand_jobs_dead_total", &media), 1.0);
     assert_eq!(count(&m, "errand_jobs_cancelled_total", &media), 1.0);
-    assert_eq!(count(&m, "errand_jobs_rescued_total", &media), 0.0);
+    assert_eq!(
+        value(&m, "errand_jobs_rescued_total", &media),
+        None,
+        "nothing was rescued"
+    );
 
     let q = [("queue", "media")];
     assert_eq!(
@@ -190,7 +196,15 @@ async fn metrics_count_exactly_what_a_known_workload_did() {
     assert_eq!(settle("succeeded"), 3.0);
     assert_eq!(settle("dead"), 1.0);
     assert_eq!(settle("cancelled"), 1.0);
-    assert_eq!(settle("scheduled"), 0.0, "a retried job has not ended");
+    assert_eq!(
+        value(
+            &m,
+            "errand_job_settle_seconds",
+            &[("queue", "media"), ("outcome", "scheduled")]
+        ),
+        None,
+        "a retried job has not ended"
+    );
 
     // Store calls: one insert per enqueue request, one claim, one settle per completion or
     // failure.
@@ -242,8 +256,12 @@ async fn queues_past_the_label_cap_count_under_other() {
     let s = server().await;
     let client = s.client().expect("client");
     let queues = errand_engine::QUEUE_LABEL_CAP + 5;
+    // Seen last-named first, so the names this node saw first are not the first by name.
     let batch = BatchEnqueueRequest {
-        jobs: (0..queues).map(|i| job("k", &format!("q{i:03}"))).collect(),
+        jobs: (0..queues)
+            .rev()
+            .map(|i| job("k", &format!("q{i:03}")))
+            .collect(),
     };
     client.enqueue_batch(&batch).await.expect("enqueue");
 
@@ -290,7 +308,17 @@ async fn queues_past_the_label_cap_count_under_other() {
         .filter(|x| x.metric == "errand_queue_jobs")
         .filter_map(|x| x.labels.get("queue"))
         .collect();
-    assert!(gauge_queues.len() <= errand_engine::QUEUE_LABEL_CAP + 1);
+    // The gauges name the first queues by name, whatever this node saw first, so every
+    // node names the same ones and `max by (queue)` over nodes is right.
+    let named_gauges: BTreeSet<String> = gauge_queues
+        .iter()
+        .filter(|q| **q != errand_engine::OVERFLOW_LABEL)
+        .map(|q| q.to_string())
+        .collect();
+    let first_by_name: BTreeSet<String> = (0..errand_engine::QUEUE_LABEL_CAP)
+        .map(|i| format!("q{i:03}"))
+        .collect();
+    assert_eq!(named_gauges, first_by_name);
     let other_available = count(
         &m,
         "errand_queue_jobs",
@@ -319,7 +347,11 @@ async fn a_node_without_the_api_role_serves_metrics_and_health_only() {
     let (s, _dir) = server_with(&["--roles", "worker"]).await;
     let m = scrape(s.url()).await;
     assert_eq!(count(&m, "errand_node_role", &[("role", "worker")]), 1.0);
-    assert_eq!(count(&m, "errand_node_role", &[("role", "api")]), 0.0);
+    assert_eq!(
+        value(&m, "errand_node_role", &[("role", "api")]),
+        None,
+        "no api role"
+    );
     assert_eq!(count(&m, "errand_queue_stats_ok", &[]), 1.0);
     let status = reqwest::get(format!("{}/v1/jobs", s.url()))
         .await

@@ -128,13 +128,23 @@ impl Metrics {
             return r;
         };
         // Past the cap, queues are summed under the overflow label: their jobs added up,
-        // the oldest age the oldest of them, paused when any is.
+        // the oldest age the oldest of them, paused when any is. Which queues keep their
+        // name is decided from the store's list, the first QUEUE_LABEL_CAP by name, not by
+        // what this node happened to see first: every node reports these same figures, and
+        // `max by (queue)` over nodes is only right when they all name the same queues.
+        let mut names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+        names.sort_unstable();
+        names.truncate(super::QUEUE_LABEL_CAP);
+        let overflow: Arc<str> = Arc::from(super::OVERFLOW_LABEL);
         let mut figures: BTreeMap<Arc<str>, QueueFigures> = BTreeMap::new();
         for q in queues {
-            figures
-                .entry(self.queues.label(q.name.as_str()))
-                .or_default()
-                .add(q);
+            let name = q.name.as_str();
+            let label = if names.binary_search(&name).is_ok() {
+                Arc::from(name)
+            } else {
+                overflow.clone()
+            };
+            figures.entry(label).or_default().add(q);
         }
         let jobs: Family<QueueState, Gauge> = Family::default();
         let oldest: Family<QueueLabel, Gauge<f64, AtomicU64>> = Family::default();
