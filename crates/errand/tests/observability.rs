@@ -474,3 +474,69 @@ async fn json_logs_are_one_object_per_line_with_request_lines_and_no_payloads() 
         assert!(!log.contains(secret), "{secret} reached the log:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn webhook_attempts_count_by_target_and_outcome() {
+    let rx = common::receiver::Receiver::start(std::sync::Arc::new(|n, _| {
+        (if n == 0 { 500 } else { 200 }, Duration::ZERO)
+    }))
+    .await;
+    let (s, _dir) = server_with(&[
+        "--webhook-secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--allow-private-callbacks",
+        "--delivery-backoff",
+        "100ms",
+    ])
+    .await;
+    let client = s.client().expect("client");
+    let job = client
+        .enqueue(&EnqueueRequest {
+            callback_url: Some(rx.url("/hook")),
+            ..job("render", "hooks")
+        })
+        .await
+        .expect("enqueue");
+    let claimed = client.claim("hooks", &claim(1)).await.expect("claim").jobs;
+    assert_eq!(claimed.len(), 1);
+    client
+        .complete(
+            job.id,
+            &CompleteRequest {
+                lease_token: claimed[0].lease_token,
+                result: None,
+                report: None,
+                session_state: None,
+            },
+        )
+        .await
+        .expect("complete");
+
+    // The receiver refuses the first attempt and takes the second.
+    let m = eventually(
+        "the callback is delivered",
+        Duration::from_secs(30),
+        || async {
+            let m = scrape(s.url()).await;
+            value(
+                &m,
+                "errand_webhook_deliveries_total",
+                &[("target", "callback"), ("outcome", "delivered")],
+            )
+            .is_some()
+            .then_some(m)
+        },
+    )
+    .await;
+    let attempts = |outcome| {
+        value(
+            &m,
+            "errand_webhook_deliveries_total",
+            &[("target", "callback"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(attempts("delivered"), Some(1.0));
+    assert_eq!(attempts("retrying"), Some(1.0));
+    assert_eq!(attempts("failed"), None, "nothing was given up");
+    assert_eq!(rx.received().len(), 2);
+}
