@@ -381,3 +381,64 @@ async fn dead_jobs_of_several_queues_page_newest_first() {
     let (_, _, by_state) = page(&http, &format!("{base}/ui/jobs?state=dead")).await;
     assert_eq!(row_ids(&by_state), all[..50].to_vec());
 }
+
+/// Asserts a page of the dashboard answers 200 with its security headers, no inline script
+/// or style and no unescaped `<script>alert`; returns its HTML.
+async fn safe_page(http: &reqwest::Client, base: &str, path: &str) -> String {
+    let (status, headers, html) = page(http, &format!("{base}{path}")).await;
+    assert_eq!(status, 200, "{path}: {html}");
+    assert_eq!(headers["content-security-policy"], CSP, "{path}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    assert!(!html.contains("<script>alert"), "{path} shows a script: {html}");
+    assert!(!html.contains(" style="), "{path} has an inline style");
+    for tag in html.split("<script").skip(1) {
+        assert!(
+            tag.trim_start().starts_with("src=\"/ui/assets/"),
+            "{path}: <script{tag}"
+        );
+    }
+    html
+}
+
+/// POSTs `path` as the page would (with `token`) or as a forger would (without); returns
+/// the status.
+async fn post_ui(http: &reqwest::Client, base: &str, path: &str, token: Option<&str>) -> u16 {
+    let mut req = http.post(format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.header("x-errand-csrf", t);
+    }
+    req.send().await.expect("POST").status().as_u16()
+}
+
+#[tokio::test]
+async fn the_nodes_page_shows_nodes_and_workers_seen() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    enqueue(&http, base, json!({"kind": "k", "queue": "q", "payload": {}})).await;
+    let r = http
+        .post(format!("{base}/v1/queues/q/claim"))
+        .json(&json!({"worker": "<script>alert(1)</script>w", "max": 1, "kinds": ["k"]}))
+        .send()
+        .await
+        .expect("claim");
+    assert_eq!(r.status(), 200);
+    let nodes: Value = http
+        .get(format!("{base}/v1/nodes"))
+        .send()
+        .await
+        .expect("nodes")
+        .json()
+        .await
+        .expect("JSON");
+    let node = nodes["this_node"].as_str().expect("node id");
+    let html = safe_page(&http, base, "/ui/nodes").await;
+    assert!(html.contains(&format!("data-node=\"{node}\"")), "{html}");
+    assert!(html.contains("state-alive"), "{html}");
+    assert!(html.contains("(this node)"), "{html}");
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;w"), "{html}");
+    assert!(html.contains("<time datetime="), "{html}");
+    // In the navigation of every page.
+    assert!(safe_page(&http, base, "/ui/queues").await.contains("href=\"/ui/nodes\""));
+}

@@ -24,6 +24,7 @@ mod job;
 mod job_logs;
 mod jobs;
 mod live;
+mod nodes;
 mod overview;
 mod queues;
 mod schedules;
@@ -61,6 +62,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/jobs", "Jobs"),
     ("/ui/dead", "Dead jobs"),
     ("/ui/schedules", "Schedules"),
+    ("/ui/nodes", "Nodes"),
 ];
 
 /// What the dashboard keeps for the life of the server: the token mutations must carry,
@@ -264,6 +266,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/schedules/{name}/resume", post(schedules::resume))
         .route("/ui/schedules/{name}/trigger", post(schedules::trigger))
         .route("/ui/schedules/{name}/backfill", post(schedules::backfill))
+        .route("/ui/nodes", get(nodes::page))
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/{version}/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

@@ -54,6 +54,7 @@ const PAGES = () => [
   ['dead', '/ui/dead'],
   ['dead-queue', '/ui/dead?queue=default'],
   ['schedules', '/ui/schedules'],
+  ['nodes', '/ui/nodes'],
   ['not-found', '/ui/no-such-page'],
 ];
 
