@@ -442,3 +442,63 @@ async fn the_nodes_page_shows_nodes_and_workers_seen() {
     // In the navigation of every page.
     assert!(safe_page(&http, base, "/ui/queues").await.contains("href=\"/ui/nodes\""));
 }
+
+#[tokio::test]
+async fn the_workflows_pages_draw_steps_in_layers_and_cancel_with_the_token() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let job = |step: &str| json!({"kind": "step", "queue": "wf", "payload": {"step": step}});
+    let r = http
+        .post(format!("{base}/v1/workflows"))
+        .json(&json!({
+            "name": "<script>alert(1)</script>",
+            "input": {"x": "<script>alert(2)</script>"},
+            "steps": [
+                {"name": "fetch-data", "job": job("a")},
+                {"name": "<script>alert(3)</script>", "job": job("b"), "depends_on": ["fetch-data"]},
+                {"name": "publish", "job": job("c"), "depends_on": ["<script>alert(3)</script>"]},
+            ]
+        }))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(r.status(), 201);
+    let wf: Value = r.json().await.expect("JSON");
+    let id = wf["id"].as_str().expect("id").to_string();
+    let list = safe_page(&http, base, "/ui/workflows").await;
+    assert!(list.contains(&format!("href=\"/ui/workflows/{id}\"")), "{list}");
+    assert!(list.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{list}");
+    let filtered = safe_page(&http, base, "/ui/workflows?state=succeeded&limit=5").await;
+    assert!(!filtered.contains(&id), "{filtered}");
+    let paged = safe_page(&http, base, "/ui/workflows?state=running&limit=1").await;
+    assert!(paged.contains(&id), "{paged}");
+    let html = safe_page(&http, base, &format!("/ui/workflows/{id}")).await;
+    // Three layers, parents first, each step a box with its state and its job.
+    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle}: {html}"));
+    assert!(at("layer 0") < at("data-step=\"fetch-data\""));
+    assert!(at("data-step=\"fetch-data\"") < at("layer 1"));
+    assert!(at("layer 1") < at("data-step=\"&#60;script&#62;alert(3)&#60;/script&#62;\""));
+    assert!(at("layer 2") < at("data-step=\"publish\""));
+    assert!(html.contains("state-available"), "{html}");
+    assert!(html.contains("state-blocked"), "{html}");
+    let step_job = wf["steps"][0]["job_id"].as_str().expect("job id");
+    assert!(html.contains(&format!("href=\"/ui/jobs/{step_job}\"")), "{html}");
+    // Cancel: refused without the token, done with it.
+    let cancel = format!("/ui/workflows/{id}/cancel");
+    assert_eq!(post_ui(&http, base, &cancel, None).await, 403);
+    let state = |http: reqwest::Client, id: String| async move {
+        let w: Value = http
+            .get(format!("{base}/v1/workflows/{id}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        w["state"].as_str().expect("state").to_string()
+    };
+    assert_eq!(state(http.clone(), id.clone()).await, "running");
+    assert_eq!(post_ui(&http, base, &cancel, Some(&token(&html))).await, 200);
+    assert_ne!(state(http.clone(), id.clone()).await, "running");
+}

@@ -30,6 +30,7 @@ mod queues;
 mod schedules;
 mod series;
 mod view;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -62,6 +63,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/jobs", "Jobs"),
     ("/ui/dead", "Dead jobs"),
     ("/ui/schedules", "Schedules"),
+    ("/ui/workflows", "Workflows"),
     ("/ui/nodes", "Nodes"),
 ];
 
@@ -267,6 +269,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/schedules/{name}/trigger", post(schedules::trigger))
         .route("/ui/schedules/{name}/backfill", post(schedules::backfill))
         .route("/ui/nodes", get(nodes::page))
+        .route("/ui/workflows", get(workflows::page))
+        .route("/ui/workflows/{id}", get(workflows::detail))
+        .route("/ui/workflows/{id}/cancel", post(workflows::cancel))
+        .route("/ui/workflows/{id}/retry", post(workflows::retry))
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/{version}/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

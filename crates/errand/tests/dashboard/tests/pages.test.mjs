@@ -15,6 +15,7 @@ let jobsDir;
 let dead;
 let plain;
 let hostile;
+let workflow;
 
 const HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">';
 
@@ -35,6 +36,13 @@ before(async () => {
     payload: { html: HOSTILE },
     tags: ['<u>tag</u>'],
   });
+  workflow = (await api(server.url, 'POST', '/v1/workflows', {
+    name: '<i>wf</i>',
+    steps: [
+      { name: 'first', job: { kind: 'email', queue: 'wf', payload: {} } },
+      { name: 'second', job: { kind: 'email', queue: 'wf', payload: {} }, depends_on: ['first'] },
+    ],
+  })).body;
   browser = await launch();
 });
 
@@ -55,6 +63,8 @@ const PAGES = () => [
   ['dead-queue', '/ui/dead?queue=default'],
   ['schedules', '/ui/schedules'],
   ['nodes', '/ui/nodes'],
+  ['workflows', '/ui/workflows'],
+  ['workflow', `/ui/workflows/${workflow.id}`],
   ['not-found', '/ui/no-such-page'],
 ];
 
