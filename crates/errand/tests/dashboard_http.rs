@@ -502,3 +502,51 @@ async fn the_workflows_pages_draw_steps_in_layers_and_cancel_with_the_token() {
     assert_eq!(post_ui(&http, base, &cancel, Some(&token(&html))).await, 200);
     assert_ne!(state(http.clone(), id.clone()).await, "running");
 }
+
+#[tokio::test]
+async fn the_batches_pages_count_jobs_and_close_with_the_token() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let r = http
+        .post(format!("{base}/v1/batches"))
+        .json(&json!({
+            "open": true,
+            "jobs": [
+                {"kind": "part", "queue": "b", "payload": {}},
+                {"kind": "part", "queue": "b", "payload": {}},
+            ],
+            "on_complete": {"kind": "<script>alert(1)</script>", "queue": "b"},
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("JSON");
+    let id = created["batch"]["id"].as_str().expect("id").to_string();
+    let list = safe_page(&http, base, "/ui/batches").await;
+    assert!(list.contains(&format!("href=\"/ui/batches/{id}\"")), "{list}");
+    assert!(list.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{list}");
+    let closed = safe_page(&http, base, "/ui/batches?state=closed&limit=5").await;
+    assert!(!closed.contains(&id), "{closed}");
+    let html = safe_page(&http, base, &format!("/ui/batches/{id}")).await;
+    assert!(html.contains("<dt>Jobs</dt><dd>2</dd>"), "{html}");
+    assert!(html.contains("<dt>Pending</dt><dd>2</dd>"), "{html}");
+    assert!(html.contains("state-open"), "{html}");
+    let close = format!("/ui/batches/{id}/close");
+    let batch_state = |http: reqwest::Client, id: String| async move {
+        let b: Value = http
+            .get(format!("{base}/v1/batches/{id}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        b["state"].as_str().expect("state").to_string()
+    };
+    assert_eq!(post_ui(&http, base, &close, None).await, 403);
+    assert_eq!(batch_state(http.clone(), id.clone()).await, "open");
+    assert_eq!(post_ui(&http, base, &close, Some(&token(&html))).await, 200);
+    assert_eq!(batch_state(http.clone(), id.clone()).await, "closed");
+}

@@ -18,6 +18,7 @@
 //! checks.
 
 mod assets;
+mod batches;
 mod csrf;
 mod dead;
 mod job;
@@ -64,6 +65,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/dead", "Dead jobs"),
     ("/ui/schedules", "Schedules"),
     ("/ui/workflows", "Workflows"),
+    ("/ui/batches", "Batches"),
     ("/ui/nodes", "Nodes"),
 ];
 
@@ -273,6 +275,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/workflows/{id}", get(workflows::detail))
         .route("/ui/workflows/{id}/cancel", post(workflows::cancel))
         .route("/ui/workflows/{id}/retry", post(workflows::retry))
+        .route("/ui/batches", get(batches::page))
+        .route("/ui/batches/{id}", get(batches::detail))
+        .route("/ui/batches/{id}/close", post(batches::close))
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/{version}/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

@@ -16,6 +16,7 @@ let dead;
 let plain;
 let hostile;
 let workflow;
+let batch;
 
 const HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">';
 
@@ -43,6 +44,11 @@ before(async () => {
       { name: 'second', job: { kind: 'email', queue: 'wf', payload: {} }, depends_on: ['first'] },
     ],
   })).body;
+  batch = (await api(server.url, 'POST', '/v1/batches', {
+    open: true,
+    jobs: [{ kind: 'email', queue: 'batch', payload: {} }],
+    on_complete: { kind: '<i>done</i>', queue: 'batch' },
+  })).body;
   browser = await launch();
 });
 
@@ -62,6 +68,8 @@ const PAGES = () => [
   ['dead', '/ui/dead'],
   ['dead-queue', '/ui/dead?queue=default'],
   ['schedules', '/ui/schedules'],
+  ['batches', '/ui/batches'],
+  ['batch', `/ui/batches/${batch.batch.id}`],
   ['nodes', '/ui/nodes'],
   ['workflows', '/ui/workflows'],
   ['workflow', `/ui/workflows/${workflow.id}`],
