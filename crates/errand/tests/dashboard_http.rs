@@ -550,3 +550,59 @@ async fn the_batches_pages_count_jobs_and_close_with_the_token() {
     assert_eq!(post_ui(&http, base, &close, Some(&token(&html))).await, 200);
     assert_eq!(batch_state(http.clone(), id.clone()).await, "closed");
 }
+
+#[tokio::test]
+async fn the_definitions_page_runs_stops_and_shows_instance_logs() {
+    let jobs = common::jobs_dir::JobsDir::new();
+    jobs.add("nightly", "", "run.sh", "#!/bin/bash\necho ran\n");
+    jobs.add(
+        "looper",
+        "mode = \"continuous\"\n",
+        "run.sh",
+        "#!/bin/bash\necho '<script>alert(1)</script>'\nexec sleep 60\n",
+    );
+    let (s, _data) = common::server_with(&["--jobs-dir", &jobs.path_str()]).await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let client = s.client().expect("client");
+    common::jobs_dir::loaded(&client, "looper").await;
+    common::jobs_dir::loaded(&client, "nightly").await;
+    // The instance is up and has said its line.
+    let instance = errand_testkit::eventually("the instance logged", Duration::from_secs(20), || async {
+        let d = client.definition("looper").await.ok()?;
+        let i = d.instances.first()?.instance.to_string();
+        let page: Value = http
+            .get(format!("{base}/v1/definitions/looper/instances/{i}/logs"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (!page["lines"].as_array()?.is_empty()).then_some(i)
+    })
+    .await;
+    let html = safe_page(&http, base, "/ui/definitions").await;
+    assert!(html.contains("data-definition=\"nightly\""), "{html}");
+    assert!(html.contains("data-definition=\"looper\""), "{html}");
+    let logs_href = format!("/ui/definitions/looper/instances/{instance}/logs");
+    assert!(html.contains(&logs_href), "{html}");
+    let log = safe_page(&http, base, &logs_href).await;
+    assert!(log.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{log}");
+    let token = token(&html);
+    // Run now: refused without the token, a job with it.
+    assert_eq!(post_ui(&http, base, "/ui/definitions/nightly/run", None).await, 403);
+    let r = http
+        .post(format!("{base}/ui/definitions/nightly/run"))
+        .header("x-errand-csrf", &token)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("body").contains("nightly runs now: job "));
+    // Stop: refused without the token, stopped with it.
+    assert_eq!(post_ui(&http, base, "/ui/definitions/looper/stop", None).await, 403);
+    assert!(!client.definition("looper").await.expect("def").stopped);
+    assert_eq!(post_ui(&http, base, "/ui/definitions/looper/stop", Some(&token)).await, 200);
+    assert!(client.definition("looper").await.expect("def").stopped);
+}

@@ -21,6 +21,7 @@ mod assets;
 mod batches;
 mod csrf;
 mod dead;
+mod definitions;
 mod job;
 mod job_logs;
 mod jobs;
@@ -66,6 +67,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/schedules", "Schedules"),
     ("/ui/workflows", "Workflows"),
     ("/ui/batches", "Batches"),
+    ("/ui/definitions", "Definitions"),
     ("/ui/nodes", "Nodes"),
 ];
 
@@ -278,6 +280,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/batches", get(batches::page))
         .route("/ui/batches/{id}", get(batches::detail))
         .route("/ui/batches/{id}/close", post(batches::close))
+        .route("/ui/definitions", get(definitions::page))
+        .route("/ui/definitions/{name}/run", post(definitions::run))
+        .route("/ui/definitions/{name}/stop", post(definitions::stop))
+        .route("/ui/definitions/{name}/start", post(definitions::start))
+        .route(
+            "/ui/definitions/{name}/instances/{instance}/logs",
+            get(definitions::instance_logs),
+        )
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/{version}/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

@@ -17,13 +17,20 @@ let plain;
 let hostile;
 let workflow;
 let batch;
+let instance;
 
 const HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">';
 
 before(async () => {
   jobsDir = tempDir('jobs');
   addDefinition(jobsDir, 'fails', 'max_attempts = 1\n', '#!/bin/bash\necho "about to fail <b>loudly</b>"\necho "boom <script>x()</script>" >&2\nexit 3\n');
+  addDefinition(jobsDir, 'looper', 'mode = "continuous"\n', '#!/bin/bash\necho "<b>looping</b>"\nexec sleep 600\n');
   server = await startServer(['--jobs-dir', jobsDir]);
+  await until('instance of looper', async () => {
+    const r = await api(server.url, 'GET', '/v1/definitions/looper');
+    instance = r.body.instances && r.body.instances[0] && r.body.instances[0].instance;
+    return Boolean(instance);
+  });
   await until('definition fails loaded', async () => {
     const r = await api(server.url, 'GET', '/v1/definitions');
     return r.body.definitions && r.body.definitions.some((d) => d.name === 'fails');
@@ -70,6 +77,8 @@ const PAGES = () => [
   ['schedules', '/ui/schedules'],
   ['batches', '/ui/batches'],
   ['batch', `/ui/batches/${batch.batch.id}`],
+  ['definitions', '/ui/definitions'],
+  ['instance-log', `/ui/definitions/looper/instances/${instance}/logs`],
   ['nodes', '/ui/nodes'],
   ['workflows', '/ui/workflows'],
   ['workflow', `/ui/workflows/${workflow.id}`],
