@@ -56,6 +56,7 @@ before(async () => {
     jobs: [{ kind: 'email', queue: 'batch', payload: {} }],
     on_complete: { kind: '<i>done</i>', queue: 'batch' },
   })).body;
+  await enqueue(server.url, { kind: 'email', queue: 'ordered', payload: {}, session_key: '<i>session</i>' });
   browser = await launch();
 });
 
@@ -79,6 +80,7 @@ const PAGES = () => [
   ['batch', `/ui/batches/${batch.batch.id}`],
   ['definitions', '/ui/definitions'],
   ['instance-log', `/ui/definitions/looper/instances/${instance}/logs`],
+  ['sessions', '/ui/sessions'],
   ['nodes', '/ui/nodes'],
   ['workflows', '/ui/workflows'],
   ['workflow', `/ui/workflows/${workflow.id}`],
