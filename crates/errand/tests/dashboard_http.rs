@@ -606,3 +606,122 @@ async fn the_definitions_page_runs_stops_and_shows_instance_logs() {
     assert_eq!(post_ui(&http, base, "/ui/definitions/looper/stop", Some(&token)).await, 200);
     assert!(client.definition("looper").await.expect("def").stopped);
 }
+
+#[tokio::test]
+async fn the_sessions_page_shows_a_blocked_session_and_unblocks_it_with_the_token() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let key = "<script>alert(1)</script>";
+    enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "sq", "payload": {}, "session_key": key, "max_attempts": 1}),
+    )
+    .await;
+    enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "sq", "payload": {}, "session_key": "calm-session"}),
+    )
+    .await;
+    // The first job of the session dies: the session blocks behind it.
+    let claimed: Value = http
+        .post(format!("{base}/v1/queues/sq/claim"))
+        .json(&json!({"worker": "w", "max": 1}))
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("JSON");
+    let job = &claimed["jobs"][0];
+    let r = http
+        .post(format!("{base}/v1/jobs/{}/fail", job["id"].as_str().expect("id")))
+        .json(&json!({"lease_token": job["lease_token"], "error": "boom", "dead": true}))
+        .send()
+        .await
+        .expect("fail");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let html = safe_page(&http, base, "/ui/sessions").await;
+    assert!(html.contains("data-session=\"calm-session\""), "{html}");
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+    let blocked = safe_page(&http, base, "/ui/sessions?blocked=true").await;
+    assert!(!blocked.contains("calm-session"), "{blocked}");
+    assert!(blocked.contains("dead job</a>"), "{blocked}");
+    let unblock = "/ui/sessions/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/unblock";
+    assert!(blocked.contains(unblock), "{blocked}");
+    let is_blocked = |http: reqwest::Client| async move {
+        let s: Value = http
+            .get(format!("{base}/v1/sessions/%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        !s["blocked_by"].is_null()
+    };
+    assert!(is_blocked(http.clone()).await);
+    assert_eq!(post_ui(&http, base, unblock, None).await, 403);
+    assert!(is_blocked(http.clone()).await);
+    assert_eq!(post_ui(&http, base, unblock, Some(&token(&html))).await, 200);
+    assert!(!is_blocked(http.clone()).await);
+}
+
+#[tokio::test]
+async fn the_subscriptions_pages_show_deliveries_and_pause_with_the_token() {
+    let (s, _data) = common::server_with(&[
+        "--webhook-secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--allow-private-callbacks",
+    ])
+    .await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let r = http
+        .post(format!("{base}/v1/subscriptions"))
+        .json(&json!({
+            "url": "http://127.0.0.1:9/hook",
+            "events": ["job.enqueued"],
+            "queue": "subs",
+            "description": "<script>alert(1)</script>",
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let sub: Value = r.json().await.expect("JSON");
+    let id = sub["id"].as_str().expect("id").to_string();
+    let job = enqueue(&http, base, json!({"kind": "k", "queue": "subs", "payload": {}})).await;
+    let list = safe_page(&http, base, "/ui/subscriptions").await;
+    assert!(list.contains(&format!("href=\"/ui/subscriptions/{id}\"")), "{list}");
+    assert!(list.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{list}");
+    assert!(list.contains("queue subs"), "{list}");
+    let html = errand_testkit::eventually("a delivery shown", Duration::from_secs(10), || async {
+        let html = safe_page(&http, base, &format!("/ui/subscriptions/{id}")).await;
+        html.contains("data-delivery=").then_some(html)
+    })
+    .await;
+    assert!(html.contains("job.enqueued"), "{html}");
+    assert!(html.contains(&format!("/ui/jobs/{}", job["id"].as_str().expect("id"))), "{html}");
+    let sub_state = |http: reqwest::Client, id: String| async move {
+        let s: Value = http
+            .get(format!("{base}/v1/subscriptions/{id}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        s["state"].as_str().expect("state").to_string()
+    };
+    let pause = format!("/ui/subscriptions/{id}/pause");
+    assert_eq!(post_ui(&http, base, &pause, None).await, 403);
+    assert_eq!(sub_state(http.clone(), id.clone()).await, "active");
+    assert_eq!(post_ui(&http, base, &pause, Some(&token(&html))).await, 200);
+    assert_eq!(sub_state(http.clone(), id.clone()).await, "paused");
+    let resume = format!("/ui/subscriptions/{id}/resume");
+    assert_eq!(post_ui(&http, base, &resume, Some(&token(&html))).await, 200);
+    assert_eq!(sub_state(http.clone(), id.clone()).await, "active");
+}

@@ -31,6 +31,8 @@ mod overview;
 mod queues;
 mod schedules;
 mod series;
+mod sessions;
+mod subscriptions;
 mod view;
 mod workflows;
 
@@ -68,6 +70,8 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/workflows", "Workflows"),
     ("/ui/batches", "Batches"),
     ("/ui/definitions", "Definitions"),
+    ("/ui/sessions", "Sessions"),
+    ("/ui/subscriptions", "Subscriptions"),
     ("/ui/nodes", "Nodes"),
 ];
 
@@ -288,6 +292,12 @@ pub(crate) fn router() -> Router<AppState> {
             "/ui/definitions/{name}/instances/{instance}/logs",
             get(definitions::instance_logs),
         )
+        .route("/ui/sessions", get(sessions::page))
+        .route("/ui/sessions/{key}/unblock", post(sessions::unblock))
+        .route("/ui/subscriptions", get(subscriptions::page))
+        .route("/ui/subscriptions/{id}", get(subscriptions::detail))
+        .route("/ui/subscriptions/{id}/pause", post(subscriptions::pause))
+        .route("/ui/subscriptions/{id}/resume", post(subscriptions::resume))
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/{version}/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

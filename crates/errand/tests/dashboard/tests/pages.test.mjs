@@ -81,6 +81,7 @@ const PAGES = () => [
   ['definitions', '/ui/definitions'],
   ['instance-log', `/ui/definitions/looper/instances/${instance}/logs`],
   ['sessions', '/ui/sessions'],
+  ['subscriptions', '/ui/subscriptions'],
   ['nodes', '/ui/nodes'],
   ['workflows', '/ui/workflows'],
   ['workflow', `/ui/workflows/${workflow.id}`],
