@@ -751,6 +751,39 @@ pub fn plan_retry(
     Ok(plan)
 }
 
+/// Each step's depth, for drawing a workflow in layers (`errand workflows show` and the
+/// dashboard): 0 for steps without parents, else one more than its deepest parent.
+/// Steps come in declaration order, any order of the graph; iterates until stable (at
+/// most one pass per layer), so a long chain needs no recursion.
+pub fn step_depths(steps: &[WorkflowStep]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut depth = vec![0usize; steps.len()];
+    for _ in 0..steps.len() {
+        let mut changed = false;
+        for (i, s) in steps.iter().enumerate() {
+            let d = s
+                .depends_on
+                .iter()
+                .filter_map(|p| index.get(p.as_str()))
+                .map(|&p| depth[p] + 1)
+                .max()
+                .unwrap_or(0);
+            if d != depth[i] {
+                depth[i] = d;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    depth
+}
+
 #[cfg(test)]
 mod props;
 

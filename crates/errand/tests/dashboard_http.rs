@@ -381,3 +381,347 @@ async fn dead_jobs_of_several_queues_page_newest_first() {
     let (_, _, by_state) = page(&http, &format!("{base}/ui/jobs?state=dead")).await;
     assert_eq!(row_ids(&by_state), all[..50].to_vec());
 }
+
+/// Asserts a page of the dashboard answers 200 with its security headers, no inline script
+/// or style and no unescaped `<script>alert`; returns its HTML.
+async fn safe_page(http: &reqwest::Client, base: &str, path: &str) -> String {
+    let (status, headers, html) = page(http, &format!("{base}{path}")).await;
+    assert_eq!(status, 200, "{path}: {html}");
+    assert_eq!(headers["content-security-policy"], CSP, "{path}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    assert!(!html.contains("<script>alert"), "{path} shows a script: {html}");
+    assert!(!html.contains(" style="), "{path} has an inline style");
+    for tag in html.split("<script").skip(1) {
+        assert!(
+            tag.trim_start().starts_with("src=\"/ui/assets/"),
+            "{path}: <script{tag}"
+        );
+    }
+    html
+}
+
+/// POSTs `path` as the page would (with `token`) or as a forger would (without); returns
+/// the status.
+async fn post_ui(http: &reqwest::Client, base: &str, path: &str, token: Option<&str>) -> u16 {
+    let mut req = http.post(format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.header("x-errand-csrf", t);
+    }
+    req.send().await.expect("POST").status().as_u16()
+}
+
+#[tokio::test]
+async fn the_nodes_page_shows_nodes_and_workers_seen() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    enqueue(&http, base, json!({"kind": "k", "queue": "q", "payload": {}})).await;
+    let r = http
+        .post(format!("{base}/v1/queues/q/claim"))
+        .json(&json!({"worker": "<script>alert(1)</script>w", "max": 1, "kinds": ["k"]}))
+        .send()
+        .await
+        .expect("claim");
+    assert_eq!(r.status(), 200);
+    let nodes: Value = http
+        .get(format!("{base}/v1/nodes"))
+        .send()
+        .await
+        .expect("nodes")
+        .json()
+        .await
+        .expect("JSON");
+    let node = nodes["this_node"].as_str().expect("node id");
+    let html = safe_page(&http, base, "/ui/nodes").await;
+    assert!(html.contains(&format!("data-node=\"{node}\"")), "{html}");
+    assert!(html.contains("state-alive"), "{html}");
+    assert!(html.contains("(this node)"), "{html}");
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;w"), "{html}");
+    assert!(html.contains("<time datetime="), "{html}");
+    // In the navigation of every page.
+    assert!(safe_page(&http, base, "/ui/queues").await.contains("href=\"/ui/nodes\""));
+}
+
+#[tokio::test]
+async fn the_workflows_pages_draw_steps_in_layers_and_cancel_with_the_token() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let job = |step: &str| json!({"kind": "step", "queue": "wf", "payload": {"step": step}});
+    let r = http
+        .post(format!("{base}/v1/workflows"))
+        .json(&json!({
+            "name": "<script>alert(1)</script>",
+            "input": {"x": "<script>alert(2)</script>"},
+            "steps": [
+                {"name": "fetch-data", "job": job("a")},
+                {"name": "<script>alert(3)</script>", "job": job("b"), "depends_on": ["fetch-data"]},
+                {"name": "publish", "job": job("c"), "depends_on": ["<script>alert(3)</script>"]},
+            ]
+        }))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(r.status(), 201);
+    let wf: Value = r.json().await.expect("JSON");
+    let id = wf["id"].as_str().expect("id").to_string();
+    let list = safe_page(&http, base, "/ui/workflows").await;
+    assert!(list.contains(&format!("href=\"/ui/workflows/{id}\"")), "{list}");
+    assert!(list.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{list}");
+    let filtered = safe_page(&http, base, "/ui/workflows?state=succeeded&limit=5").await;
+    assert!(!filtered.contains(&id), "{filtered}");
+    let paged = safe_page(&http, base, "/ui/workflows?state=running&limit=1").await;
+    assert!(paged.contains(&id), "{paged}");
+    let html = safe_page(&http, base, &format!("/ui/workflows/{id}")).await;
+    // Three layers, parents first, each step a box with its state and its job.
+    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle}: {html}"));
+    assert!(at("layer 0") < at("data-step=\"fetch-data\""));
+    assert!(at("data-step=\"fetch-data\"") < at("layer 1"));
+    assert!(at("layer 1") < at("data-step=\"&#60;script&#62;alert(3)&#60;/script&#62;\""));
+    assert!(at("layer 2") < at("data-step=\"publish\""));
+    assert!(html.contains("state-available"), "{html}");
+    assert!(html.contains("state-blocked"), "{html}");
+    let step_job = wf["steps"][0]["job_id"].as_str().expect("job id");
+    assert!(html.contains(&format!("href=\"/ui/jobs/{step_job}\"")), "{html}");
+    // Cancel: refused without the token, done with it.
+    let cancel = format!("/ui/workflows/{id}/cancel");
+    assert_eq!(post_ui(&http, base, &cancel, None).await, 403);
+    let state = |http: reqwest::Client, id: String| async move {
+        let w: Value = http
+            .get(format!("{base}/v1/workflows/{id}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        w["state"].as_str().expect("state").to_string()
+    };
+    assert_eq!(state(http.clone(), id.clone()).await, "running");
+    assert_eq!(post_ui(&http, base, &cancel, Some(&token(&html))).await, 200);
+    assert_ne!(state(http.clone(), id.clone()).await, "running");
+}
+
+#[tokio::test]
+async fn the_batches_pages_count_jobs_and_close_with_the_token() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let r = http
+        .post(format!("{base}/v1/batches"))
+        .json(&json!({
+            "open": true,
+            "jobs": [
+                {"kind": "part", "queue": "b", "payload": {}},
+                {"kind": "part", "queue": "b", "payload": {}},
+            ],
+            "on_complete": {"kind": "<script>alert(1)</script>", "queue": "b"},
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.expect("JSON");
+    let id = created["batch"]["id"].as_str().expect("id").to_string();
+    let list = safe_page(&http, base, "/ui/batches").await;
+    assert!(list.contains(&format!("href=\"/ui/batches/{id}\"")), "{list}");
+    assert!(list.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{list}");
+    let closed = safe_page(&http, base, "/ui/batches?state=closed&limit=5").await;
+    assert!(!closed.contains(&id), "{closed}");
+    let html = safe_page(&http, base, &format!("/ui/batches/{id}")).await;
+    assert!(html.contains("<dt>Jobs</dt><dd>2</dd>"), "{html}");
+    assert!(html.contains("<dt>Pending</dt><dd>2</dd>"), "{html}");
+    assert!(html.contains("state-open"), "{html}");
+    let close = format!("/ui/batches/{id}/close");
+    let batch_state = |http: reqwest::Client, id: String| async move {
+        let b: Value = http
+            .get(format!("{base}/v1/batches/{id}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        b["state"].as_str().expect("state").to_string()
+    };
+    assert_eq!(post_ui(&http, base, &close, None).await, 403);
+    assert_eq!(batch_state(http.clone(), id.clone()).await, "open");
+    assert_eq!(post_ui(&http, base, &close, Some(&token(&html))).await, 200);
+    assert_eq!(batch_state(http.clone(), id.clone()).await, "closed");
+}
+
+#[tokio::test]
+async fn the_definitions_page_runs_stops_and_shows_instance_logs() {
+    let jobs = common::jobs_dir::JobsDir::new();
+    jobs.add("nightly", "", "run.sh", "#!/bin/bash\necho ran\n");
+    jobs.add(
+        "looper",
+        "mode = \"continuous\"\n",
+        "run.sh",
+        "#!/bin/bash\necho '<script>alert(1)</script>'\nexec sleep 60\n",
+    );
+    let (s, _data) = common::server_with(&["--jobs-dir", &jobs.path_str()]).await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let client = s.client().expect("client");
+    common::jobs_dir::loaded(&client, "looper").await;
+    common::jobs_dir::loaded(&client, "nightly").await;
+    // The instance is up and has said its line.
+    let instance = errand_testkit::eventually("the instance logged", Duration::from_secs(20), || async {
+        let d = client.definition("looper").await.ok()?;
+        let i = d.instances.first()?.instance.to_string();
+        let page: Value = http
+            .get(format!("{base}/v1/definitions/looper/instances/{i}/logs"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (!page["lines"].as_array()?.is_empty()).then_some(i)
+    })
+    .await;
+    let html = safe_page(&http, base, "/ui/definitions").await;
+    assert!(html.contains("data-definition=\"nightly\""), "{html}");
+    assert!(html.contains("data-definition=\"looper\""), "{html}");
+    let logs_href = format!("/ui/definitions/looper/instances/{instance}/logs");
+    assert!(html.contains(&logs_href), "{html}");
+    let log = safe_page(&http, base, &logs_href).await;
+    assert!(log.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{log}");
+    let token = token(&html);
+    // Run now: refused without the token, a job with it.
+    assert_eq!(post_ui(&http, base, "/ui/definitions/nightly/run", None).await, 403);
+    let r = http
+        .post(format!("{base}/ui/definitions/nightly/run"))
+        .header("x-errand-csrf", &token)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("body").contains("nightly runs now: job "));
+    // Stop: refused without the token, stopped with it.
+    assert_eq!(post_ui(&http, base, "/ui/definitions/looper/stop", None).await, 403);
+    assert!(!client.definition("looper").await.expect("def").stopped);
+    assert_eq!(post_ui(&http, base, "/ui/definitions/looper/stop", Some(&token)).await, 200);
+    assert!(client.definition("looper").await.expect("def").stopped);
+}
+
+#[tokio::test]
+async fn the_sessions_page_shows_a_blocked_session_and_unblocks_it_with_the_token() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let key = "<script>alert(1)</script>";
+    enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "sq", "payload": {}, "session_key": key, "max_attempts": 1}),
+    )
+    .await;
+    enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "sq", "payload": {}, "session_key": "calm-session"}),
+    )
+    .await;
+    // The first job of the session dies: the session blocks behind it.
+    let claimed: Value = http
+        .post(format!("{base}/v1/queues/sq/claim"))
+        .json(&json!({"worker": "w", "max": 1}))
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("JSON");
+    let job = &claimed["jobs"][0];
+    let r = http
+        .post(format!("{base}/v1/jobs/{}/fail", job["id"].as_str().expect("id")))
+        .json(&json!({"lease_token": job["lease_token"], "error": "boom", "dead": true}))
+        .send()
+        .await
+        .expect("fail");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let html = safe_page(&http, base, "/ui/sessions").await;
+    assert!(html.contains("data-session=\"calm-session\""), "{html}");
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+    let blocked = safe_page(&http, base, "/ui/sessions?blocked=true").await;
+    assert!(!blocked.contains("calm-session"), "{blocked}");
+    assert!(blocked.contains("dead job</a>"), "{blocked}");
+    let unblock = "/ui/sessions/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/unblock";
+    assert!(blocked.contains(unblock), "{blocked}");
+    let is_blocked = |http: reqwest::Client| async move {
+        let s: Value = http
+            .get(format!("{base}/v1/sessions/%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        !s["blocked_by"].is_null()
+    };
+    assert!(is_blocked(http.clone()).await);
+    assert_eq!(post_ui(&http, base, unblock, None).await, 403);
+    assert!(is_blocked(http.clone()).await);
+    assert_eq!(post_ui(&http, base, unblock, Some(&token(&html))).await, 200);
+    assert!(!is_blocked(http.clone()).await);
+}
+
+#[tokio::test]
+async fn the_subscriptions_pages_show_deliveries_and_pause_with_the_token() {
+    let (s, _data) = common::server_with(&[
+        "--webhook-secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "--allow-private-callbacks",
+    ])
+    .await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let r = http
+        .post(format!("{base}/v1/subscriptions"))
+        .json(&json!({
+            "url": "http://127.0.0.1:9/hook",
+            "events": ["job.enqueued"],
+            "queue": "subs",
+            "description": "<script>alert(1)</script>",
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let sub: Value = r.json().await.expect("JSON");
+    let id = sub["id"].as_str().expect("id").to_string();
+    let job = enqueue(&http, base, json!({"kind": "k", "queue": "subs", "payload": {}})).await;
+    let list = safe_page(&http, base, "/ui/subscriptions").await;
+    assert!(list.contains(&format!("href=\"/ui/subscriptions/{id}\"")), "{list}");
+    assert!(list.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{list}");
+    assert!(list.contains("queue subs"), "{list}");
+    let html = errand_testkit::eventually("a delivery shown", Duration::from_secs(10), || async {
+        let html = safe_page(&http, base, &format!("/ui/subscriptions/{id}")).await;
+        html.contains("data-delivery=").then_some(html)
+    })
+    .await;
+    assert!(html.contains("job.enqueued"), "{html}");
+    assert!(html.contains(&format!("/ui/jobs/{}", job["id"].as_str().expect("id"))), "{html}");
+    let sub_state = |http: reqwest::Client, id: String| async move {
+        let s: Value = http
+            .get(format!("{base}/v1/subscriptions/{id}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        s["state"].as_str().expect("state").to_string()
+    };
+    let pause = format!("/ui/subscriptions/{id}/pause");
+    assert_eq!(post_ui(&http, base, &pause, None).await, 403);
+    assert_eq!(sub_state(http.clone(), id.clone()).await, "active");
+    assert_eq!(post_ui(&http, base, &pause, Some(&token(&html))).await, 200);
+    assert_eq!(sub_state(http.clone(), id.clone()).await, "paused");
+    let resume = format!("/ui/subscriptions/{id}/resume");
+    assert_eq!(post_ui(&http, base, &resume, Some(&token(&html))).await, 200);
+    assert_eq!(sub_state(http.clone(), id.clone()).await, "active");
+}

@@ -18,17 +18,23 @@
 //! checks.
 
 mod assets;
+mod batches;
 mod csrf;
 mod dead;
+mod definitions;
 mod job;
 mod job_logs;
 mod jobs;
 mod live;
+mod nodes;
 mod overview;
 mod queues;
 mod schedules;
 mod series;
+mod sessions;
+mod subscriptions;
 mod view;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -61,6 +67,12 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/jobs", "Jobs"),
     ("/ui/dead", "Dead jobs"),
     ("/ui/schedules", "Schedules"),
+    ("/ui/workflows", "Workflows"),
+    ("/ui/batches", "Batches"),
+    ("/ui/definitions", "Definitions"),
+    ("/ui/sessions", "Sessions"),
+    ("/ui/subscriptions", "Subscriptions"),
+    ("/ui/nodes", "Nodes"),
 ];
 
 /// What the dashboard keeps for the life of the server: the token mutations must carry,
@@ -264,6 +276,28 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/schedules/{name}/resume", post(schedules::resume))
         .route("/ui/schedules/{name}/trigger", post(schedules::trigger))
         .route("/ui/schedules/{name}/backfill", post(schedules::backfill))
+        .route("/ui/nodes", get(nodes::page))
+        .route("/ui/workflows", get(workflows::page))
+        .route("/ui/workflows/{id}", get(workflows::detail))
+        .route("/ui/workflows/{id}/cancel", post(workflows::cancel))
+        .route("/ui/workflows/{id}/retry", post(workflows::retry))
+        .route("/ui/batches", get(batches::page))
+        .route("/ui/batches/{id}", get(batches::detail))
+        .route("/ui/batches/{id}/close", post(batches::close))
+        .route("/ui/definitions", get(definitions::page))
+        .route("/ui/definitions/{name}/run", post(definitions::run))
+        .route("/ui/definitions/{name}/stop", post(definitions::stop))
+        .route("/ui/definitions/{name}/start", post(definitions::start))
+        .route(
+            "/ui/definitions/{name}/instances/{instance}/logs",
+            get(definitions::instance_logs),
+        )
+        .route("/ui/sessions", get(sessions::page))
+        .route("/ui/sessions/{key}/unblock", post(sessions::unblock))
+        .route("/ui/subscriptions", get(subscriptions::page))
+        .route("/ui/subscriptions/{id}", get(subscriptions::detail))
+        .route("/ui/subscriptions/{id}/pause", post(subscriptions::pause))
+        .route("/ui/subscriptions/{id}/resume", post(subscriptions::resume))
         .route("/ui/live", get(live::stream))
         .route("/ui/assets/{version}/{*path}", get(assets::serve))
         .route("/ui/{*rest}", get(not_found))

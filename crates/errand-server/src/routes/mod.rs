@@ -1,27 +1,27 @@
 //! The route table. Each `routes!` call registers handlers and their OpenAPI operations
 //! together.
 
-mod batches;
+pub(crate) mod batches;
 mod dead;
-mod definitions;
+pub(crate) mod definitions;
 mod events;
 mod health;
 mod hooks;
 pub(crate) mod jobs;
 mod limits;
 pub(crate) use limits::other_scope as limits_other_scope;
-mod logs;
+pub(crate) mod logs;
 mod metrics;
 mod nodes;
 mod queues;
 mod root;
 mod schedules;
-mod sessions;
+pub(crate) mod sessions;
 pub(crate) mod subscriptions;
 mod worker;
 mod worker_logs;
 mod workers;
-mod workflows;
+pub(crate) mod workflows;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;

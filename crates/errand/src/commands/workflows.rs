@@ -1,6 +1,5 @@
 //! `errand workflows ...` and `errand batches ...`; `workflows show` draws the step graph.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use anyhow::Context;
@@ -224,38 +223,6 @@ fn mark(state: JobState) -> &'static str {
     }
 }
 
-/// Each step's depth: 0 for steps without parents, else one more than its deepest parent.
-/// Steps come in declaration order, any order of the graph; iterates until stable (at
-/// most one pass per layer), so a long chain needs no recursion.
-fn depths(steps: &[WorkflowStep]) -> Vec<usize> {
-    let index: HashMap<&str, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let mut depth = vec![0usize; steps.len()];
-    for _ in 0..steps.len() {
-        let mut changed = false;
-        for (i, s) in steps.iter().enumerate() {
-            let d = s
-                .depends_on
-                .iter()
-                .filter_map(|p| index.get(p.as_str()))
-                .map(|&p| depth[p] + 1)
-                .max()
-                .unwrap_or(0);
-            if d != depth[i] {
-                depth[i] = d;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    depth
-}
-
 /// The workflow drawn for a terminal: a header, the steps in layers by depth (parents
 /// above children) with a state mark, attempts and dependencies, then the failure and the
 /// compensations.
@@ -270,7 +237,7 @@ pub fn render(wf: &Workflow) -> String {
             .unwrap_or_default(),
         wf.state.as_str()
     ));
-    let depth = depths(&wf.steps);
+    let depth = errand_core::workflow::step_depths(&wf.steps);
     let layers = depth.iter().copied().max().map_or(0, |m| m + 1);
     let width = wf
         .steps
@@ -368,7 +335,7 @@ mod tests {
             step("start", &[], JobState::Succeeded),
             step("right", &["start"], JobState::Running),
         ];
-        assert_eq!(depths(&steps), vec![2, 1, 0, 1]);
+        assert_eq!(errand_core::workflow::step_depths(&steps), vec![2, 1, 0, 1]);
         let wf: Workflow = serde_json::from_value(serde_json::json!({
             "id": WorkflowId::new(),
             "state": "running",

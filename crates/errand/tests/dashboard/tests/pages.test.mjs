@@ -15,13 +15,22 @@ let jobsDir;
 let dead;
 let plain;
 let hostile;
+let workflow;
+let batch;
+let instance;
 
 const HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">';
 
 before(async () => {
   jobsDir = tempDir('jobs');
   addDefinition(jobsDir, 'fails', 'max_attempts = 1\n', '#!/bin/bash\necho "about to fail <b>loudly</b>"\necho "boom <script>x()</script>" >&2\nexit 3\n');
+  addDefinition(jobsDir, 'looper', 'mode = "continuous"\n', '#!/bin/bash\necho "<b>looping</b>"\nexec sleep 600\n');
   server = await startServer(['--jobs-dir', jobsDir]);
+  await until('instance of looper', async () => {
+    const r = await api(server.url, 'GET', '/v1/definitions/looper');
+    instance = r.body.instances && r.body.instances[0] && r.body.instances[0].instance;
+    return Boolean(instance);
+  });
   await until('definition fails loaded', async () => {
     const r = await api(server.url, 'GET', '/v1/definitions');
     return r.body.definitions && r.body.definitions.some((d) => d.name === 'fails');
@@ -35,6 +44,19 @@ before(async () => {
     payload: { html: HOSTILE },
     tags: ['<u>tag</u>'],
   });
+  workflow = (await api(server.url, 'POST', '/v1/workflows', {
+    name: '<i>wf</i>',
+    steps: [
+      { name: 'first', job: { kind: 'email', queue: 'wf', payload: {} } },
+      { name: 'second', job: { kind: 'email', queue: 'wf', payload: {} }, depends_on: ['first'] },
+    ],
+  })).body;
+  batch = (await api(server.url, 'POST', '/v1/batches', {
+    open: true,
+    jobs: [{ kind: 'email', queue: 'batch', payload: {} }],
+    on_complete: { kind: '<i>done</i>', queue: 'batch' },
+  })).body;
+  await enqueue(server.url, { kind: 'email', queue: 'ordered', payload: {}, session_key: '<i>session</i>' });
   browser = await launch();
 });
 
@@ -54,8 +76,23 @@ const PAGES = () => [
   ['dead', '/ui/dead'],
   ['dead-queue', '/ui/dead?queue=default'],
   ['schedules', '/ui/schedules'],
+  ['batches', '/ui/batches'],
+  ['batch', `/ui/batches/${batch.batch.id}`],
+  ['definitions', '/ui/definitions'],
+  ['instance-log', `/ui/definitions/looper/instances/${instance}/logs`],
+  ['sessions', '/ui/sessions'],
+  ['subscriptions', '/ui/subscriptions'],
+  ['nodes', '/ui/nodes'],
+  ['workflows', '/ui/workflows'],
+  ['workflow', `/ui/workflows/${workflow.id}`],
   ['not-found', '/ui/no-such-page'],
 ];
+
+// Pages with nothing live: they open no stream (reload to see changes).
+const STATIC = new Set([
+  'not-found', 'workflows', 'workflow', 'batches', 'batch', 'definitions', 'instance-log',
+  'sessions', 'subscriptions', 'nodes',
+]);
 
 test('every page loads with no console error or CSP violation', async () => {
   const page = await newPage(browser);
@@ -65,7 +102,7 @@ test('every page loads with no console error or CSP violation', async () => {
     const headers = res.headers();
     assert.match(headers['content-security-policy'], /script-src 'self'/, `${path} CSP`);
     assert.equal(headers['x-content-type-options'], 'nosniff');
-    if (name !== 'not-found') {
+    if (!STATIC.has(name)) {
       // The page's live stream is open.
       await page.waitForFunction(() => window.__sseOpen === true);
     }
