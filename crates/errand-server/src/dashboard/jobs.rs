@@ -227,6 +227,8 @@ pub(crate) async fn page(
             Err(e) => problem = Some(e.message),
         }
     }
+    // The live generation before the data: a change in between reaches the tab.
+    let layout = dash.layout("Jobs", "/ui/jobs", &[Topic::Jobs]);
     let queues = match state.engine.queue_list().await {
         Ok(q) => q.into_iter().map(|q| q.name.to_string()).collect(),
         Err(e) => return dash.error_page(e.into()),
@@ -240,7 +242,7 @@ pub(crate) async fn page(
     }
     filters.cursor.clear();
     dash.page(&JobsPage {
-        layout: dash.layout("Jobs", "/ui/jobs", &[Topic::Jobs]),
+        layout,
         filters,
         queues,
         states: state_names(),

@@ -115,9 +115,11 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
 ) -> Response {
+    // The live generation before the data: a change in between reaches the tab.
+    let layout = dash.layout("Schedules", "/ui/schedules", &[Topic::Schedules]);
     match read(&state, None).await {
         Ok(view) => dash.page(&SchedulesPage {
-            layout: dash.layout("Schedules", "/ui/schedules", &[Topic::Schedules]),
+            layout,
             view,
         }),
         Err(e) => dash.error_page(e),
