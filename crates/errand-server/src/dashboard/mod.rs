@@ -107,16 +107,7 @@ impl Dashboard {
         current: &str,
         topics: &[Topic],
     ) -> Layout {
-        let live_url = (!topics.is_empty()).then(|| {
-            let names: Vec<String> = topics.iter().map(Topic::name).collect();
-            view::query_url(
-                "/ui/live",
-                &[
-                    ("topics", names.join(",")),
-                    ("since", self.hub.generation().to_string()),
-                ],
-            )
-        });
+        let live_url = self.live_url(topics, &[]);
         Layout {
             title: title.into(),
             nav: NAV
@@ -133,6 +124,17 @@ impl Dashboard {
             version: env!("CARGO_PKG_VERSION"),
             node: self.node.clone(),
         }
+    }
+
+    /// Where a page following `topics` (none: no stream) listens, marked with the hub's
+    /// present generation; `extra` adds query pairs (a job page's `log` and `after`).
+    pub(crate) fn live_url(&self, topics: &[Topic], extra: &[(&str, String)]) -> Option<String> {
+        (!topics.is_empty()).then(|| {
+            let names: Vec<String> = topics.iter().map(Topic::name).collect();
+            let mut pairs = vec![("topics", names.join(",")), ("since", self.hub.since())];
+            pairs.extend(extra.iter().cloned());
+            view::query_url("/ui/live", &pairs)
+        })
     }
 
     /// A whole page: 200 with the rendered template.
@@ -253,7 +255,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/jobs/{id}/live", get(job::live))
         .route("/ui/jobs/{id}/cancel", post(job::cancel))
         .route("/ui/jobs/{id}/retry", post(job::retry))
-        .route("/ui/jobs/{id}/log-stream", get(job_logs::stream))
         .route("/ui/dead", get(dead::page))
         .route("/ui/dead/rows", get(dead::rows))
         .route("/ui/dead/requeue", post(dead::requeue))
