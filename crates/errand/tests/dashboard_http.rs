@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::server;
 use serde_json::{json, Value};
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
     connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 async fn enqueue(http: &reqwest::Client, base: &str, job: Value) -> Value {
@@ -34,13 +34,14 @@ async fn page(
     (status, headers, r.text().await.expect("body"))
 }
 
-/// The page's CSRF token, from its `<meta>` tag.
+/// The page's CSRF header value, from its `<meta>` tag.
 fn token(html: &str) -> String {
     let start = html
         .find(r#"name="errand-csrf" content=""#)
         .expect("a csrf meta tag")
         + r#"name="errand-csrf" content=""#.len();
-    html[start..start + 32].to_string()
+    let len = html[start..].find('"').expect("the tag's end");
+    html[start..start + len].to_string()
 }
 
 #[tokio::test]
@@ -134,8 +135,8 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
         .expect("GET");
     assert_ne!(r.status(), 200);
     assert!(!paused(http.clone()).await);
-    // No token, a wrong token: refused, in the API's error shape.
-    for header in [None, Some("0123456789abcdef0123456789abcdef")] {
+    // No header, an empty one: refused, in the API's error shape.
+    for header in [None, Some(""), Some("  ")] {
         let mut req = http.post(format!("{base}/ui/queues/q/pause"));
         if let Some(h) = header {
             req = req.header("x-errand-csrf", h);
@@ -158,7 +159,12 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
         .expect("POST");
     assert_eq!(r.status(), 403);
     assert!(!paused(http.clone()).await);
-    // The page's token works.
+    // The page's value works; it is no secret, the same on every node and over restarts,
+    // so a page served by one node acts through another behind a load balancer.
+    assert!(!token.is_empty());
+    let other = server().await;
+    let (_, _, other_html) = page(&http, &format!("{}/ui/queues", other.url())).await;
+    assert_eq!(self::token(&other_html), token, "every node's pages send the same value");
     let r = http
         .post(format!("{base}/ui/queues/q/pause"))
         .header("x-errand-csrf", &token)
@@ -167,6 +173,56 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
         .expect("POST");
     assert_eq!(r.status(), 200);
     assert!(paused(http.clone()).await);
+}
+
+/// The live stream's URL in a page (`data-live`), unescaped.
+fn live_url(html: &str) -> String {
+    let start = html.find("data-live=\"").expect("a live stream") + "data-live=\"".len();
+    let end = start + html[start..].find('"').expect("end");
+    html[start..end].replace("&#38;", "&")
+}
+
+/// Reads `stream` until it has said every one of `events`, or 10 s passed; what it read.
+async fn read_until(stream: &mut reqwest::Response, events: &[&str]) -> String {
+    let mut seen = String::new();
+    let done = |seen: &str| events.iter().all(|e| seen.contains(&format!("event: {e}\n")));
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.expect("chunk") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if done(&seen) {
+                return;
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test]
+async fn a_page_from_another_node_gets_everything_at_once_on_this_one() {
+    let one = server().await;
+    let two = server().await;
+    let http = reqwest::Client::new();
+    let (_, _, html) = page(&http, &format!("{}/ui/queues", one.url())).await;
+    let url = live_url(&html);
+    assert!(url.contains("since="), "{url}");
+    // The same node, nothing changed since the page: nothing to say yet.
+    let mut same = http
+        .get(format!("{}{url}", one.url()))
+        .send()
+        .await
+        .expect("live");
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), same.chunk()).await;
+    assert!(quiet.is_err(), "a stream of an unchanged page spoke: {quiet:?}");
+    // Another node counts its changes from another start: the page may have missed any of
+    // them, so its regions refresh at once.
+    let mut other = http
+        .get(format!("{}{url}", two.url()))
+        .send()
+        .await
+        .expect("live");
+    let seen = read_until(&mut other, &["changed-queues"]).await;
+    assert!(seen.contains("event: changed-queues\n"), "{seen}");
 }
 
 #[tokio::test]
@@ -275,18 +331,16 @@ async fn the_live_stream_says_what_changed() {
         json!({"kind": "k", "queue": "q", "payload": {}}),
     )
     .await;
-    let mut seen = String::new();
-    let got = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(chunk) = stream.chunk().await.expect("chunk") {
-            seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.contains("event: changed-queues") {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(got.is_ok(), "no changed-queues event in 10 s: {seen}");
+    let seen = read_until(&mut stream, &["changed-queues"]).await;
+    assert!(seen.contains("event: changed-queues\n"), "no changed-queues event in 10 s: {seen}");
     assert!(!seen.contains("changed-dead"), "nothing died: {seen}");
+    // A job dies: both topics change; both events are read however the chunks fall.
+    dead_jobs(&http, base, "q2", 1).await;
+    let seen = read_until(&mut stream, &["changed-queues", "changed-dead"]).await;
+    assert!(
+        seen.contains("event: changed-queues\n") && seen.contains("event: changed-dead\n"),
+        "no changed-queues and changed-dead in 10 s: {seen}"
+    );
 }
 
 #[tokio::test]

@@ -13,9 +13,9 @@
 //! Security model (docs/dashboard.md): every value is escaped by the templates (askama
 //! escapes HTML by default; no template uses `|safe`); every response carries a strict
 //! Content-Security-Policy with no inline script or style ([`security_headers`]); a GET
-//! never changes anything; every other method needs the per-process token of [`csrf`] in a
-//! header, which a cross-site page cannot read nor send, on top of the site guard's Origin
-//! checks.
+//! never changes anything; every other method needs the `X-Errand-Csrf` header of [`csrf`],
+//! which a cross-site page cannot send without a CORS preflight errand never grants, on top
+//! of the site guard's Origin checks.
 
 mod assets;
 mod csrf;
@@ -49,9 +49,10 @@ pub(crate) use overview::page as overview_page;
 
 /// The Content-Security-Policy of every dashboard response: scripts, styles, fonts and
 /// connections from errand itself only, no inline script or style, no framing, no plugin,
-/// forms post only to errand. Charts draw images from `data:` URLs.
+/// forms post only to errand. Images (the favicon) come from errand; the charts draw on a
+/// canvas and need no image source.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; \
+    img-src 'self'; connect-src 'self'; font-src 'self'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
 /// The pages in the navigation bar, in order: `(path, label)`.
@@ -63,10 +64,9 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/schedules", "Schedules"),
 ];
 
-/// What the dashboard keeps for the life of the server: the token mutations must carry,
-/// the live-change hub and the chart sampler.
+/// What the dashboard keeps for the life of the server: the live-change hub and the chart
+/// sampler.
 pub(crate) struct Dashboard {
-    csrf: csrf::Token,
     hub: Arc<live::Hub>,
     series: Arc<series::Series>,
     node: String,
@@ -78,7 +78,6 @@ impl Dashboard {
     /// fill the charts' time series, and stops when the engine shuts down.
     pub(crate) fn start(engine: &Arc<Engine>) -> Arc<Self> {
         let dashboard = Arc::new(Self {
-            csrf: csrf::Token::random(),
             hub: Arc::new(live::Hub::new(live::COALESCE)),
             series: Arc::new(series::Series::new(jiff::Timestamp::now())),
             node: engine.node_id().to_string(),
@@ -118,7 +117,7 @@ impl Dashboard {
                     current: *href == current,
                 })
                 .collect(),
-            csrf: self.csrf.as_str().to_string(),
+            csrf: csrf::VALUE,
             live_url,
             assets: assets::urls(),
             version: env!("CARGO_PKG_VERSION"),
@@ -161,8 +160,8 @@ pub(crate) struct Layout {
     pub(crate) title: String,
     /// The navigation bar.
     pub(crate) nav: Vec<NavItem>,
-    /// The per-process token of mutations, for app.js to put in a header.
-    pub(crate) csrf: String,
+    /// The value of the CSRF header, for app.js to put on actions.
+    pub(crate) csrf: &'static str,
     /// `/ui/live?topics=...`, or `None` for a page with nothing live.
     pub(crate) live_url: Option<String>,
     /// Versioned asset URLs.
