@@ -129,7 +129,7 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
     };
     // A GET of an action is no action.
     let r = http
-        .get(format!("{base}/ui/queues/q/pause"))
+        .get(format!("{base}/ui/queues/pause?queue=q"))
         .send()
         .await
         .expect("GET");
@@ -137,7 +137,7 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
     assert!(!paused(http.clone()).await);
     // No header, an empty one: refused, in the API's error shape.
     for header in [None, Some(""), Some("  ")] {
-        let mut req = http.post(format!("{base}/ui/queues/q/pause"));
+        let mut req = http.post(format!("{base}/ui/queues/pause?queue=q"));
         if let Some(h) = header {
             req = req.header("x-errand-csrf", h);
         }
@@ -151,7 +151,7 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
     let (_, _, html) = page(&http, &format!("{base}/ui/queues")).await;
     let token = token(&html);
     let r = http
-        .post(format!("{base}/ui/queues/q/pause"))
+        .post(format!("{base}/ui/queues/pause?queue=q"))
         .header("origin", "https://attacker.example")
         .header("x-errand-csrf", &token)
         .send()
@@ -166,7 +166,7 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
     let (_, _, other_html) = page(&http, &format!("{}/ui/queues", other.url())).await;
     assert_eq!(self::token(&other_html), token, "every node's pages send the same value");
     let r = http
-        .post(format!("{base}/ui/queues/q/pause"))
+        .post(format!("{base}/ui/queues/pause?queue=q"))
         .header("x-errand-csrf", &token)
         .send()
         .await
