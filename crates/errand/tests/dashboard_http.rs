@@ -435,3 +435,176 @@ async fn dead_jobs_of_several_queues_page_newest_first() {
     let (_, _, by_state) = page(&http, &format!("{base}/ui/jobs?state=dead")).await;
     assert_eq!(row_ids(&by_state), all[..50].to_vec());
 }
+
+/// The state of job `id` through the API, or `None` once it is gone.
+async fn job_state(http: &reqwest::Client, base: &str, id: &str) -> Option<String> {
+    let r = http
+        .get(format!("{base}/v1/jobs/{id}"))
+        .send()
+        .await
+        .expect("job");
+    if r.status() == 404 {
+        return None;
+    }
+    let job: Value = r.json().await.expect("JSON");
+    Some(job["state"].as_str().expect("state").to_string())
+}
+
+/// A dashboard action as its button sends it: POST with the CSRF header and a form body.
+async fn act(http: &reqwest::Client, url: String, form: &str) -> reqwest::Response {
+    http.post(url)
+        .header("x-errand-csrf", "1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .expect("POST")
+}
+
+#[tokio::test]
+async fn dead_jobs_are_purged_and_requeued_one_ticked_or_by_queue() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let purge = dead_jobs(&http, base, "p", 4).await;
+    let requeue = dead_jobs(&http, base, "r", 2).await;
+    let bystander = dead_jobs(&http, base, "other", 1).await;
+    // One, from its row's button.
+    let r = act(&http, format!("{base}/ui/dead/purge?id={}", purge[0]), "").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(job_state(&http, base, &purge[0]).await, None);
+    assert_eq!(job_state(&http, base, &purge[1]).await.as_deref(), Some("dead"));
+    // Ticked: the boxes' ids in the form body.
+    let form = format!("id={}&id={}", purge[1], purge[2]);
+    let r = act(&http, format!("{base}/ui/dead/purge"), &form).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(job_state(&http, base, &purge[1]).await, None);
+    assert_eq!(job_state(&http, base, &purge[2]).await, None);
+    assert_eq!(job_state(&http, base, &purge[3]).await.as_deref(), Some("dead"));
+    // A whole queue: every dead job of it, none of another queue.
+    let r = act(&http, format!("{base}/ui/dead/purge?scope=queue&queue=p"), "").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(job_state(&http, base, &purge[3]).await, None);
+    let r = act(&http, format!("{base}/ui/dead/requeue?scope=queue&queue=r"), "").await;
+    assert_eq!(r.status(), 200);
+    for id in &requeue {
+        assert_eq!(job_state(&http, base, id).await.as_deref(), Some("available"), "{id}");
+    }
+    assert_eq!(job_state(&http, base, &bystander[0]).await.as_deref(), Some("dead"));
+}
+
+#[tokio::test]
+async fn a_job_is_cancelled_from_its_page() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let job = enqueue(&http, base, json!({"kind": "k", "queue": "q", "payload": {}})).await;
+    let id = job["id"].as_str().expect("id");
+    let r = act(&http, format!("{base}/ui/jobs/{id}/cancel"), "").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("body");
+    assert!(html.contains("cancelled"), "{html}");
+    assert_eq!(job_state(&http, base, id).await.as_deref(), Some("cancelled"));
+}
+
+#[tokio::test]
+async fn no_dashboard_get_changes_anything() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let dead = dead_jobs(&http, base, "d", 1).await;
+    let job = enqueue(&http, base, json!({"kind": "k", "queue": "q", "payload": {}})).await;
+    let id = job["id"].as_str().expect("id");
+    let dead_id = dead[0].clone();
+    let snapshot = || {
+        let http = http.clone();
+        let dead_id = dead_id.clone();
+        async move {
+            let queues: Value = http
+                .get(format!("{base}/v1/queues"))
+                .send()
+                .await
+                .expect("queues")
+                .json()
+                .await
+                .expect("JSON");
+            // What an action could change: pauses and counts (not the ages, which grow).
+            let queues: Vec<(Value, Value, Value)> = queues["queues"]
+                .as_array()
+                .expect("queues")
+                .iter()
+                .map(|q| (q["name"].clone(), q["paused"].clone(), q["counts"].clone()))
+                .collect();
+            (
+                queues,
+                job_state(&http, base, id).await,
+                job_state(&http, base, &dead_id).await,
+            )
+        }
+    };
+    let was = snapshot().await;
+    // Every route of the dashboard, actions included, by GET (and HEAD).
+    let paths = [
+        "/".to_string(),
+        "/ui".into(),
+        "/ui/overview/live".into(),
+        "/ui/series".into(),
+        "/ui/queues".into(),
+        "/ui/queues/rows".into(),
+        "/ui/queues/pause?queue=q".into(),
+        "/ui/queues/resume?queue=q".into(),
+        "/ui/jobs".into(),
+        "/ui/jobs/rows".into(),
+        format!("/ui/jobs/{id}"),
+        format!("/ui/jobs/{id}/live"),
+        format!("/ui/jobs/{id}/cancel"),
+        format!("/ui/jobs/{}/retry", dead[0]),
+        "/ui/dead".into(),
+        "/ui/dead/rows".into(),
+        "/ui/dead/requeue?scope=queue&queue=d".into(),
+        "/ui/dead/purge?scope=queue&queue=d".into(),
+        format!("/ui/dead/purge?id={}", dead[0]),
+        "/ui/schedules".into(),
+        "/ui/schedules/rows".into(),
+        "/ui/schedules/pause?name=s".into(),
+        "/ui/schedules/trigger?name=s".into(),
+        "/ui/schedules/backfill?name=s".into(),
+    ];
+    for path in &paths {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let r = http
+                .request(method.clone(), format!("{base}{path}"))
+                .header("x-errand-csrf", "1")
+                .send()
+                .await
+                .expect("request");
+            assert!(r.status().as_u16() < 500, "{method} {path}: {}", r.status());
+        }
+    }
+    assert_eq!(snapshot().await, was, "a GET changed something");
+}
+
+#[tokio::test]
+async fn the_schedules_page_escapes_what_schedules_hold() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let r = http
+        .post(format!("{base}/v1/schedules"))
+        .json(&json!({
+            "name": "nightly",
+            "cron": "0 3 * * *",
+            "job": {"kind": "<b>kind</b>", "queue": "q", "payload": {"x": "<script>alert(1)</script>"}}
+        }))
+        .send()
+        .await
+        .expect("schedule");
+    assert!(r.status().is_success(), "{}: {}", r.status(), r.text().await.unwrap_or_default());
+    for path in ["/ui/schedules", "/ui/schedules/rows"] {
+        let (status, _, html) = page(&http, &format!("{base}{path}")).await;
+        assert_eq!(status, 200);
+        assert!(html.contains("nightly"), "{path}: {html}");
+        assert!(!html.contains("<b>kind</b>"), "{path} shows markup: {html}");
+        assert!(html.contains("&#60;b&#62;kind&#60;/b&#62;"), "{path}: {html}");
+    }
+}
