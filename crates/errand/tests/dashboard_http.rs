@@ -164,7 +164,11 @@ async fn actions_need_the_pages_token_and_get_changes_nothing() {
     assert!(!token.is_empty());
     let other = server().await;
     let (_, _, other_html) = page(&http, &format!("{}/ui/queues", other.url())).await;
-    assert_eq!(self::token(&other_html), token, "every node's pages send the same value");
+    assert_eq!(
+        self::token(&other_html),
+        token,
+        "every node's pages send the same value"
+    );
     let r = http
         .post(format!("{base}/ui/queues/pause?queue=q"))
         .header("x-errand-csrf", &token)
@@ -185,7 +189,11 @@ fn live_url(html: &str) -> String {
 /// Reads `stream` until it has said every one of `events`, or 10 s passed; what it read.
 async fn read_until(stream: &mut reqwest::Response, events: &[&str]) -> String {
     let mut seen = String::new();
-    let done = |seen: &str| events.iter().all(|e| seen.contains(&format!("event: {e}\n")));
+    let done = |seen: &str| {
+        events
+            .iter()
+            .all(|e| seen.contains(&format!("event: {e}\n")))
+    };
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(chunk) = stream.chunk().await.expect("chunk") {
             seen.push_str(&String::from_utf8_lossy(&chunk));
@@ -213,7 +221,10 @@ async fn a_page_from_another_node_gets_everything_at_once_on_this_one() {
         .await
         .expect("live");
     let quiet = tokio::time::timeout(Duration::from_millis(1500), same.chunk()).await;
-    assert!(quiet.is_err(), "a stream of an unchanged page spoke: {quiet:?}");
+    assert!(
+        quiet.is_err(),
+        "a stream of an unchanged page spoke: {quiet:?}"
+    );
     // Another node counts its changes from another start: the page may have missed any of
     // them, so its regions refresh at once.
     let mut other = http
@@ -332,7 +343,10 @@ async fn the_live_stream_says_what_changed() {
     )
     .await;
     let seen = read_until(&mut stream, &["changed-queues"]).await;
-    assert!(seen.contains("event: changed-queues\n"), "no changed-queues event in 10 s: {seen}");
+    assert!(
+        seen.contains("event: changed-queues\n"),
+        "no changed-queues event in 10 s: {seen}"
+    );
     assert!(!seen.contains("changed-dead"), "nothing died: {seen}");
     // A job dies: both topics change; both events are read however the chunks fall.
     dead_jobs(&http, base, "q2", 1).await;
@@ -473,24 +487,47 @@ async fn dead_jobs_are_purged_and_requeued_one_ticked_or_by_queue() {
     let r = act(&http, format!("{base}/ui/dead/purge?id={}", purge[0]), "").await;
     assert_eq!(r.status(), 200);
     assert_eq!(job_state(&http, base, &purge[0]).await, None);
-    assert_eq!(job_state(&http, base, &purge[1]).await.as_deref(), Some("dead"));
+    assert_eq!(
+        job_state(&http, base, &purge[1]).await.as_deref(),
+        Some("dead")
+    );
     // Ticked: the boxes' ids in the form body.
     let form = format!("id={}&id={}", purge[1], purge[2]);
     let r = act(&http, format!("{base}/ui/dead/purge"), &form).await;
     assert_eq!(r.status(), 200);
     assert_eq!(job_state(&http, base, &purge[1]).await, None);
     assert_eq!(job_state(&http, base, &purge[2]).await, None);
-    assert_eq!(job_state(&http, base, &purge[3]).await.as_deref(), Some("dead"));
+    assert_eq!(
+        job_state(&http, base, &purge[3]).await.as_deref(),
+        Some("dead")
+    );
     // A whole queue: every dead job of it, none of another queue.
-    let r = act(&http, format!("{base}/ui/dead/purge?scope=queue&queue=p"), "").await;
+    let r = act(
+        &http,
+        format!("{base}/ui/dead/purge?scope=queue&queue=p"),
+        "",
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(job_state(&http, base, &purge[3]).await, None);
-    let r = act(&http, format!("{base}/ui/dead/requeue?scope=queue&queue=r"), "").await;
+    let r = act(
+        &http,
+        format!("{base}/ui/dead/requeue?scope=queue&queue=r"),
+        "",
+    )
+    .await;
     assert_eq!(r.status(), 200);
     for id in &requeue {
-        assert_eq!(job_state(&http, base, id).await.as_deref(), Some("available"), "{id}");
+        assert_eq!(
+            job_state(&http, base, id).await.as_deref(),
+            Some("available"),
+            "{id}"
+        );
     }
-    assert_eq!(job_state(&http, base, &bystander[0]).await.as_deref(), Some("dead"));
+    assert_eq!(
+        job_state(&http, base, &bystander[0]).await.as_deref(),
+        Some("dead")
+    );
 }
 
 #[tokio::test]
@@ -498,13 +535,21 @@ async fn a_job_is_cancelled_from_its_page() {
     let s = server().await;
     let http = reqwest::Client::new();
     let base = s.url();
-    let job = enqueue(&http, base, json!({"kind": "k", "queue": "q", "payload": {}})).await;
+    let job = enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "q", "payload": {}}),
+    )
+    .await;
     let id = job["id"].as_str().expect("id");
     let r = act(&http, format!("{base}/ui/jobs/{id}/cancel"), "").await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.expect("body");
     assert!(html.contains("cancelled"), "{html}");
-    assert_eq!(job_state(&http, base, id).await.as_deref(), Some("cancelled"));
+    assert_eq!(
+        job_state(&http, base, id).await.as_deref(),
+        Some("cancelled")
+    );
 }
 
 #[tokio::test]
@@ -513,7 +558,12 @@ async fn no_dashboard_get_changes_anything() {
     let http = reqwest::Client::new();
     let base = s.url();
     let dead = dead_jobs(&http, base, "d", 1).await;
-    let job = enqueue(&http, base, json!({"kind": "k", "queue": "q", "payload": {}})).await;
+    let job = enqueue(
+        &http,
+        base,
+        json!({"kind": "k", "queue": "q", "payload": {}}),
+    )
+    .await;
     let id = job["id"].as_str().expect("id");
     let dead_id = dead[0].clone();
     let snapshot = || {
@@ -599,12 +649,20 @@ async fn the_schedules_page_escapes_what_schedules_hold() {
         .send()
         .await
         .expect("schedule");
-    assert!(r.status().is_success(), "{}: {}", r.status(), r.text().await.unwrap_or_default());
+    assert!(
+        r.status().is_success(),
+        "{}: {}",
+        r.status(),
+        r.text().await.unwrap_or_default()
+    );
     for path in ["/ui/schedules", "/ui/schedules/rows"] {
         let (status, _, html) = page(&http, &format!("{base}{path}")).await;
         assert_eq!(status, 200);
         assert!(html.contains("nightly"), "{path}: {html}");
         assert!(!html.contains("<b>kind</b>"), "{path} shows markup: {html}");
-        assert!(html.contains("&#60;b&#62;kind&#60;/b&#62;"), "{path}: {html}");
+        assert!(
+            html.contains("&#60;b&#62;kind&#60;/b&#62;"),
+            "{path}: {html}"
+        );
     }
 }

@@ -77,7 +77,10 @@ fn parse_after(raw: &str) -> Result<(u32, u64), ApiError> {
 
 /// What the stream sends next.
 enum Item {
-    Lines { last: String, html: String },
+    Lines {
+        last: String,
+        html: String,
+    },
     /// The lines could not be rendered (a bug); the stream stops here.
     Failed,
     End,

@@ -14,12 +14,12 @@
 use std::sync::Arc;
 
 use askama::Template;
-use futures_util::StreamExt;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use errand_api::JobListQuery;
+use futures_util::StreamExt;
 use jiff::Timestamp;
 use serde::Deserialize;
 

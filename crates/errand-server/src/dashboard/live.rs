@@ -385,13 +385,19 @@ pub(crate) async fn stream(
                 .and_then(|h| h.to_str().ok())
                 .filter(|h| !h.trim().is_empty());
             let after = resume.unwrap_or(q.after.trim());
-            Some(super::job_logs::follow(&state, &dash.hub, crate::extract::job_id(id)?, after).await?)
+            Some(
+                super::job_logs::follow(&state, &dash.hub, crate::extract::job_id(id)?, after)
+                    .await?,
+            )
         }
         None => None,
     };
     let place = state.stream_place()?;
     let receiver = dash.hub.subscribe();
-    let missed = q.since.as_deref().is_some_and(|since| dash.hub.missed(since));
+    let missed = q
+        .since
+        .as_deref()
+        .is_some_and(|since| dash.hub.missed(since));
     let tab = Tab {
         receiver,
         outbox: if missed {
@@ -478,6 +484,22 @@ mod tests {
         }
         assert!(Topic::parse("everything").is_err());
         assert!(Topic::parse("job-nope").is_err());
+    }
+
+    #[test]
+    fn a_mark_of_another_process_or_an_older_count_has_missed_changes() {
+        let hub = Hub::new(COALESCE);
+        let now = hub.since();
+        assert!(!hub.missed(&now));
+        assert!(
+            hub.missed(&Hub::new(COALESCE).since()),
+            "another node's mark"
+        );
+        assert!(hub.missed("nonsense"));
+        hub.touch([Topic::Jobs]);
+        hub.flush();
+        assert!(hub.missed(&now));
+        assert!(!hub.missed(&hub.since()));
     }
 
     #[test]

@@ -120,10 +120,7 @@ pub(crate) async fn page(
     // The live generation before the data: a change in between reaches the tab.
     let layout = dash.layout("Schedules", "/ui/schedules", &[Topic::Schedules]);
     match read(&state, None).await {
-        Ok(view) => dash.page(&SchedulesPage {
-            layout,
-            view,
-        }),
+        Ok(view) => dash.page(&SchedulesPage { layout, view }),
         Err(e) => dash.error_page(e),
     }
 }
