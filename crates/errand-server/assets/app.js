@@ -4,7 +4,8 @@
 // - focuses the job search on "/",
 // - keeps relative times ("3 min ago") current,
 // - shows failed actions' messages,
-// - leaves a table alone while boxes are ticked in it (no live refresh under the cursor).
+// - leaves a table alone while the user is busy in it (ticked boxes, an open form),
+// - holds the tab's one live stream, closed while the tab is hidden (see below).
 (function () {
   'use strict';
 
@@ -72,11 +73,15 @@
     flash('errand did not answer; is the server running?', 'error');
   });
 
-  // A live region marked data-keep-selection is not refreshed while boxes in it are ticked:
-  // no refresh starts, and one already under way when a box was ticked is not swapped in.
+  // A live region marked data-keep-selection is not refreshed while the user is in the
+  // middle of something in it (boxes ticked, a folded form such as a backfill open, or a
+  // field focused): no refresh starts, and one already under way is not swapped in.
   function keepsSelection(elt, verb) {
     return elt && elt.hasAttribute && elt.hasAttribute('data-keep-selection') &&
-      verb === 'get' && elt.querySelector('input[type="checkbox"]:checked');
+      verb === 'get' && (elt.querySelector('input[type="checkbox"]:checked') ||
+        elt.querySelector('details[open]') ||
+        (document.activeElement && document.activeElement !== document.body &&
+          elt.contains(document.activeElement) && document.activeElement.matches('input, select, textarea')));
   }
   document.addEventListener('htmx:beforeRequest', function (e) {
     if (keepsSelection(e.detail.elt, e.detail.requestConfig && e.detail.requestConfig.verb)) {
@@ -89,17 +94,102 @@
     }
   });
 
-  // Log lines: keep the view at the bottom while the reader is there.
-  document.addEventListener('htmx:sseBeforeMessage', function (e) {
-    var log = e.target;
-    if (log && log.id === 'log') {
-      log.dataset.atBottom = String(log.scrollHeight - log.scrollTop - log.clientHeight < 24);
+  // The tab's one live stream (GET /ui/live, from <body data-live>): it says which topics
+  // changed, and htmx re-fetches the regions marked hx-trigger="sse:changed-<topic>"; on a
+  // job's page it carries the log's lines too. Browsers allow six connections per host over
+  // HTTP/1 across every tab, so a tab holds one stream at most, and none while hidden: it
+  // is closed on visibilitychange and opened again when the tab shows, and the server then
+  // sends every topic that changed in between (the URL's `since`).
+  var liveBase = document.body.getAttribute('data-live');
+  var log = document.getElementById('log');
+  var source = null;
+  // Log lines a page keeps; older ones are trimmed, or a chatty job's page grows forever.
+  var MAX_LOG_LINES = 5000;
+
+  function listeners(name) {
+    var trigger = 'sse:' + name;
+    var found = [];
+    var elts = document.querySelectorAll('[hx-trigger]');
+    for (var i = 0; i < elts.length; i++) {
+      var parts = elts[i].getAttribute('hx-trigger').split(/[\s,]+/);
+      if (parts.indexOf(trigger) >= 0) found.push(elts[i]);
     }
-  });
-  document.addEventListener('htmx:sseMessage', function (e) {
-    var log = e.target;
-    if (log && log.id === 'log' && log.dataset.atBottom === 'true') {
-      log.scrollTop = log.scrollHeight;
+    return found;
+  }
+
+  function changed(e) {
+    var elts = listeners(e.type);
+    for (var i = 0; i < elts.length; i++) htmx.trigger(elts[i], 'sse:' + e.type, { data: e.data });
+  }
+
+  function trimLog() {
+    var lines = log.querySelectorAll('li.line');
+    var extra = lines.length - MAX_LOG_LINES;
+    if (extra <= 0) return;
+    for (var i = 0; i < extra; i++) lines[i].remove();
+    if (!log.querySelector('li.trimmed')) {
+      var note = document.createElement('li');
+      note.className = 'trimmed';
+      note.textContent = 'Earlier lines trimmed: this page keeps the last ' + MAX_LOG_LINES + ' lines.';
+      log.prepend(note);
     }
+  }
+
+  function lines(e) {
+    var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+    log.insertAdjacentHTML('beforeend', e.data);
+    if (e.lastEventId) log.dataset.after = e.lastEventId;
+    trimLog();
+    // Keep the view at the bottom while the reader is there.
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  function liveUrl() {
+    var url = new URL(liveBase, location.href);
+    if (log) {
+      if (log.dataset.ended === 'true') {
+        url.searchParams.delete('log');
+        url.searchParams.delete('after');
+      } else if (log.dataset.after) {
+        url.searchParams.set('after', log.dataset.after);
+      }
+    }
+    return url.pathname + url.search;
+  }
+
+  function openLive() {
+    if (!liveBase || source || document.hidden) return;
+    source = new EventSource(liveUrl());
+    var topics = (new URL(liveBase, location.href).searchParams.get('topics') || '').split(',');
+    for (var i = 0; i < topics.length; i++) {
+      if (topics[i]) source.addEventListener('changed-' + topics[i], changed);
+    }
+    if (log) {
+      source.addEventListener('lines', lines);
+      source.addEventListener('end', function () { log.dataset.ended = 'true'; });
+    }
+    source.addEventListener('open', function () {
+      document.dispatchEvent(new CustomEvent('errand:liveOpen'));
+    });
+  }
+
+  function closeLive() {
+    if (source) {
+      source.close();
+      source = null;
+    }
+  }
+
+  document.addEventListener('visibilitychange', function () {
+    if (document.hidden) closeLive();
+    else openLive();
   });
+  // A page kept in the back-forward cache comes back without its stream.
+  window.addEventListener('pagehide', closeLive);
+  window.addEventListener('pageshow', openLive);
+  if (log) {
+    var last = log.querySelector('li.line:last-child .place');
+    if (last && !log.dataset.after) log.dataset.after = last.textContent;
+  }
+  openLive();
 })();

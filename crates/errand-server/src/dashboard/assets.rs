@@ -34,8 +34,6 @@ pub(crate) struct AssetUrls {
     pub(crate) charts_js: String,
     /// htmx.
     pub(crate) htmx: String,
-    /// htmx's server-sent-events extension.
-    pub(crate) htmx_sse: String,
     /// uPlot.
     pub(crate) uplot_js: String,
     /// uPlot's stylesheet.
@@ -52,7 +50,6 @@ pub(crate) fn urls() -> &'static AssetUrls {
         app_js: url("app.js"),
         charts_js: url("charts.js"),
         htmx: url("vendor/htmx.min.js"),
-        htmx_sse: url("vendor/htmx-ext-sse.min.js"),
         uplot_js: url("vendor/uPlot.iife.min.js"),
         uplot_css: url("vendor/uPlot.min.css"),
         favicon: url("favicon.svg"),
@@ -125,7 +122,6 @@ mod tests {
             &u.app_js,
             &u.charts_js,
             &u.htmx,
-            &u.htmx_sse,
             &u.uplot_js,
             &u.uplot_css,
             &u.favicon,

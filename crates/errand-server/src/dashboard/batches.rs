@@ -121,7 +121,11 @@ pub(crate) async fn page(
         };
         query_url(
             "/ui/batches",
-            &[("state", f.state.clone()), ("before", before), ("limit", limit)],
+            &[
+                ("state", f.state.clone()),
+                ("before", before),
+                ("limit", limit),
+            ],
         )
     };
     dash.page(&BatchesPage {
@@ -180,7 +184,10 @@ pub(crate) async fn close(
         StatusCode::OK,
         &BatchBody {
             b: BatchView::of(&b, Timestamp::now()),
-            flash: Some(format!("Closed: the batch completes when its last job ends ({}).", b.state.as_str())),
+            flash: Some(format!(
+                "Closed: the batch completes when its last job ends ({}).",
+                b.state.as_str()
+            )),
         },
     ))
 }

@@ -93,13 +93,15 @@ pub(crate) async fn page(
     Extension(dash): Extension<Arc<Dashboard>>,
     ApiQuery(filters): ApiQuery<Filters>,
 ) -> Response {
+    // The live generation before the data: a change in between reaches the tab.
+    let layout = dash.layout("Dead jobs", "/ui/dead", &[Topic::Dead]);
     let queues = match state.engine.queue_list().await {
         Ok(q) => q.into_iter().map(|q| q.name.to_string()).collect(),
         Err(e) => return dash.error_page(e.into()),
     };
     match read(&state, &filters).await {
         Ok(view) => dash.page(&DeadPage {
-            layout: dash.layout("Dead jobs", "/ui/dead", &[Topic::Dead]),
+            layout,
             queues,
             view,
         }),

@@ -96,7 +96,10 @@ fn instance_row(i: &InstanceRecord, now: Timestamp) -> InstanceRow {
             .and_then(|r| r.exit_code)
             .map(|c| format!("exit {c}"))
             .unwrap_or_default(),
-        logs_href: format!("/ui/definitions/{}/instances/{}/logs", i.definition, i.instance),
+        logs_href: format!(
+            "/ui/definitions/{}/instances/{}/logs",
+            i.definition, i.instance
+        ),
     }
 }
 

@@ -84,7 +84,6 @@ struct JobPage {
     live: JobLive,
     payload: String,
     lines: Vec<LogLine>,
-    log_stream: String,
 }
 
 /// `templates/job_live.html`.
@@ -255,6 +254,8 @@ pub(crate) async fn page(
         Ok(id) => id,
         Err(e) => return dash.error_page(e),
     };
+    // The live generation before the data: a change in between reaches the tab.
+    let mut layout = dash.layout(format!("Job {id}"), "/ui/jobs", &[Topic::Job(id)]);
     let read = async {
         let live = read_live(&state, id).await?;
         let job = state.engine.job(id, std::time::Duration::ZERO).await?;
@@ -277,14 +278,16 @@ pub(crate) async fn page(
         .last()
         .map(|l| format!("{}:{}", l.attempt, l.seq))
         .unwrap_or_default();
-    let log_stream =
-        super::view::query_url(&format!("/ui/jobs/{id}/log-stream"), &[("after", after)]);
+    // The log follows over the page's one live stream (not a second connection).
+    layout.live_url = dash.live_url(
+        &[Topic::Job(id)],
+        &[("log", id.to_string()), ("after", after)],
+    );
     dash.page(&JobPage {
-        layout: dash.layout(format!("Job {id}"), "/ui/jobs", &[Topic::Job(id)]),
+        layout,
         live,
         payload: pretty_json(&job.payload),
         lines: lines.iter().map(LogLine::of).collect(),
-        log_stream,
     })
 }
 

@@ -1,28 +1,28 @@
-//! A job's log on its page, live: `GET /ui/jobs/{id}/log-stream?after=<attempt>:<seq>` is a
-//! server-sent-event stream of `lines` events, each a piece of escaped HTML (`<li>` per
-//! line) that htmx appends to the log, and one `end` event once the job has ended and
-//! every line was sent (the page then closes the stream instead of reconnecting).
+//! A job's log on its page, live. The page's one live stream (`GET /ui/live`, see
+//! [`super::live`]) carries it when the page asks with `log=<id>&after=<attempt>:<seq>`:
+//! `lines` events, each a piece of escaped HTML (`<li>` per line) that app.js appends to the
+//! log, and one `end` event once the job has ended and every line was sent.
 //!
 //! It follows every attempt, not only one: a retry's lines arrive under the same view. It
-//! wakes at once for lines and state changes of this node (the engine's in-process
-//! broadcasts, as `GET /v1/jobs/{id}/logs?follow=true` does) and otherwise looks for lines
-//! of runs on other nodes every [`POLL_RUNNING`] while the job runs. Each event's id is its
-//! last line's `attempt:seq`, so a reconnecting browser (`Last-Event-ID`) resumes without
-//! repeating a line.
+//! wakes only for its own job: for lines this node's runs print (the hub's `log-<id>` topic)
+//! and for the job's changes anywhere in the cluster (`job-<id>`, from the event feed). Lines
+//! of runs on other nodes reach the store without telling this node, so while the job runs,
+//! and only then, it also looks every [`POLL_RUNNING`]. A job waiting to run (for days,
+//! maybe) costs nothing until its state changes. Each event's id is its last line's
+//! `attempt:seq`, so a reconnecting browser (`Last-Event-ID`) resumes without repeating a
+//! line.
 
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::Event as SseEvent;
 use errand_core::{JobId, JobState, LogEntry, LogStream};
 use errand_store::JobLogListParams;
-use serde::Deserialize;
+use futures_util::Stream;
+use tokio::sync::broadcast;
 
-use crate::extract::{job_id, ApiPath, ApiQuery};
+use super::live::{Changes, Hub, Topic};
 use crate::{ApiError, AppState};
 
 /// Lines a job's page shows before its stream takes over.
@@ -32,12 +32,6 @@ const CHUNK: u32 = 200;
 /// While the job runs, how often the stream looks for lines that another node stored
 /// (they reach the store in batches at least this often; this node's wake it at once).
 const POLL_RUNNING: Duration = Duration::from_secs(1);
-/// While the job waits, how often the stream checks on it when no event of this node
-/// says anything (it was claimed or ended on another node).
-const POLL_WAITING: Duration = Duration::from_secs(5);
-/// How often an idle stream sends a comment.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
 /// A log line as the page shows it.
 pub(crate) struct LogLine {
     /// `attempt:seq`.
@@ -81,17 +75,14 @@ fn parse_after(raw: &str) -> Result<(u32, u64), ApiError> {
     Ok((a.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?))
 }
 
-/// The query of the stream.
-#[derive(Debug, Deserialize)]
-pub(crate) struct StreamQuery {
-    /// The last line the page already shows.
-    #[serde(default)]
-    after: String,
-}
-
 /// What the stream sends next.
 enum Item {
-    Lines { last: String, html: String },
+    Lines {
+        last: String,
+        html: String,
+    },
+    /// The lines could not be rendered (a bug); the stream stops here.
+    Failed,
     End,
 }
 
@@ -99,10 +90,8 @@ struct Follower {
     state: AppState,
     id: JobId,
     after: Option<(u32, u64)>,
-    logs: tokio::sync::broadcast::Receiver<errand_engine::LogAppended>,
-    jobs: tokio::sync::broadcast::Receiver<errand_engine::JobEvent>,
+    changes: broadcast::Receiver<Arc<Changes>>,
     done: bool,
-    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Follower {
@@ -121,16 +110,26 @@ impl Follower {
 
     fn lines(&mut self, lines: &[LogEntry]) -> Option<Item> {
         let last = lines.last()?;
-        self.after = Some((last.attempt, last.seq));
-        let html = LogLines {
+        let rendered = LogLines {
             lines: lines.iter().map(LogLine::of).collect(),
         }
-        .render()
-        .unwrap_or_default();
-        Some(Item::Lines {
-            last: format!("{}:{}", last.attempt, last.seq),
-            html,
-        })
+        .render();
+        match rendered {
+            Ok(html) => {
+                self.after = Some((last.attempt, last.seq));
+                Some(Item::Lines {
+                    last: format!("{}:{}", last.attempt, last.seq),
+                    html,
+                })
+            }
+            // A bug: say so in the log instead of skipping the lines unseen; the cursor
+            // stays, so a reload (or reconnect) tries them again.
+            Err(e) => {
+                tracing::error!(job = %self.id, error = %e, "dashboard log stream: lines failed to render");
+                self.done = true;
+                Some(Item::Failed)
+            }
+        }
     }
 
     /// The next item; `None` when the stream is over (after `end`, or the server stops).
@@ -145,38 +144,40 @@ impl Follower {
                 Ok(Err(poll)) => poll,
                 Err(e) => {
                     tracing::warn!(job = %self.id, error = %e.message, "dashboard log stream: reading failed; retrying");
-                    POLL_RUNNING
+                    Some(POLL_RUNNING)
                 }
             };
-            let id = self.id;
+            let (job, log) = (Topic::Job(self.id), Topic::Log(self.id));
+            let changes = &mut self.changes;
             let woken = async {
                 loop {
-                    tokio::select! {
-                        e = self.logs.recv() => match e {
-                            Ok(e) if e.owner == id.0 => return,
-                            Ok(_) => {}
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                        },
-                        e = self.jobs.recv() => match e {
-                            Ok(e) if e.id == id => return,
-                            Ok(_) => {}
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-                        },
+                    match changes.recv().await {
+                        Ok(c) if c.touches(&job) || c.touches(&log) => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
                     }
+                }
+            };
+            let polled = async {
+                match poll {
+                    Some(after) => tokio::time::sleep(after).await,
+                    None => std::future::pending::<()>().await,
                 }
             };
             tokio::select! {
                 () = woken => {}
-                () = tokio::time::sleep(poll) => {}
+                () = polled => {}
                 () = stop.cancelled() => return None,
             }
         }
     }
 
-    /// One look: lines to send, the end, or how long to wait before the next look.
-    async fn step(&mut self) -> Result<Result<Item, Duration>, ApiError> {
+    /// One look: lines to send, the end, or how long to wait at most before the next look
+    /// (`None`: until the job changes).
+    async fn step(&mut self) -> Result<Result<Item, Option<Duration>>, ApiError> {
         let lines = self.read(CHUNK).await?;
         if let Some(item) = self.lines(&lines) {
             return Ok(Ok(item));
@@ -191,52 +192,42 @@ impl Follower {
             self.done = true;
             return Ok(Ok(Item::End));
         }
-        Ok(Err(if job.state == JobState::Running {
-            POLL_RUNNING
-        } else {
-            POLL_WAITING
-        }))
+        Ok(Err((job.state == JobState::Running).then_some(POLL_RUNNING)))
     }
 }
 
-/// `GET /ui/jobs/{id}/log-stream`.
-pub(crate) async fn stream(
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<StreamQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let id = job_id(&id)?;
-    // A job that does not exist is a 404 now, not an empty stream.
-    state.engine.job(id, Duration::ZERO).await?;
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.trim().is_empty())
-        .map(str::to_string);
-    let after = match resume.as_deref().unwrap_or(q.after.trim()) {
+/// The `lines` and `end` events of job `id`'s log after `after` (`attempt:seq`, or empty
+/// for the whole log); a job that does not exist is a 404 now, not an empty stream.
+pub(crate) async fn follow(
+    state: &AppState,
+    hub: &Hub,
+    id: JobId,
+    after: &str,
+) -> Result<impl Stream<Item = SseEvent> + Send + 'static, ApiError> {
+    let after = match after {
         "" => None,
         raw => Some(parse_after(raw)?),
     };
+    // Subscribed before the first read: a line stored in between wakes it.
+    let changes = hub.subscribe();
+    state.engine.job(id, Duration::ZERO).await?;
     let follower = Follower {
-        logs: state.engine.subscribe_logs(),
-        jobs: state.engine.subscribe(),
-        _place: state.stream_place()?,
-        state,
+        changes,
+        state: state.clone(),
         id,
         after,
         done: false,
     };
-    let events = futures_util::stream::unfold(follower, |mut f| async move {
+    Ok(futures_util::stream::unfold(follower, |mut f| async move {
         let event = match f.next().await? {
             Item::Lines { last, html } => SseEvent::default().id(last).event("lines").data(html),
+            Item::Failed => SseEvent::default()
+                .event("lines")
+                .data(r#"<li class="line err"><span class="text">errand could not show the next lines of this log; reload the page</span></li>"#),
             Item::End => SseEvent::default().event("end").data("end"),
         };
-        Some((Ok::<_, Infallible>(event), f))
-    });
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response())
+        Some((event, f))
+    }))
 }
 
 #[cfg(test)]

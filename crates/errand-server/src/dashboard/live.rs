@@ -10,8 +10,15 @@
 //! per second however busy the cluster is, and an idle cluster costs nothing: no timer runs
 //! while nothing changes (a keep-alive comment every 15 s aside).
 //!
-//! Pages pass the hub's generation as `since`: a change between rendering the page and
-//! opening its stream (or while a stream was reconnecting) is sent at once.
+//! Pages pass the hub's mark as `since` (`<epoch>-<generation>`, the epoch random per
+//! process): a change between rendering the page and opening its stream (or while a stream
+//! was reconnecting, or while the tab was hidden and its stream closed) is sent at once, and
+//! so is everything when the stream reaches another node (or this one restarted) than the
+//! one that rendered the page, since generations are counted per process.
+//!
+//! A job's page also follows the job's log over the same stream (`log=<id>&after=<place>`,
+//! see [`super::job_logs`]): a tab holds one connection, not two (browsers allow six per
+//! host over HTTP/1, across every tab).
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
@@ -20,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -70,6 +78,8 @@ pub(crate) enum Topic {
     Schedules,
     /// One job (its page).
     Job(JobId),
+    /// Lines appended to one job's log on this node (its page's log).
+    Log(JobId),
 }
 
 impl Topic {
@@ -81,6 +91,7 @@ impl Topic {
             Topic::Dead => "dead".into(),
             Topic::Schedules => "schedules".into(),
             Topic::Job(id) => format!("job-{id}"),
+            Topic::Log(id) => format!("log-{id}"),
         }
     }
 
@@ -90,15 +101,21 @@ impl Topic {
             "queues" => Topic::Queues,
             "dead" => Topic::Dead,
             "schedules" => Topic::Schedules,
-            other => match other.strip_prefix("job-") {
-                Some(id) => Topic::Job(crate::extract::job_id(id)?),
-                None => {
+            other => match (other.strip_prefix("job-"), other.strip_prefix("log-")) {
+                (Some(id), _) => Topic::Job(crate::extract::job_id(id)?),
+                (_, Some(id)) => Topic::Log(crate::extract::job_id(id)?),
+                _ => {
                     return Err(ApiError::invalid(format!(
                         "topics: `{other}` is not a topic (jobs, queues, dead, schedules, job-<id>)"
                     )))
                 }
             },
         })
+    }
+
+    /// Whether the topic names one job (`job-<id>`, `log-<id>`).
+    fn is_per_job(&self) -> bool {
+        matches!(self, Topic::Job(_) | Topic::Log(_))
     }
 
     /// The topics an event touches.
@@ -135,13 +152,13 @@ pub(crate) struct Changes {
 
 impl Changes {
     fn add(&mut self, topic: Topic) {
-        if let Topic::Job(_) = topic {
+        if topic.is_per_job() {
             if self.every_job {
                 return;
             }
             if self.topics.len() >= MAX_JOB_TOPICS {
                 self.every_job = true;
-                self.topics.retain(|t| !matches!(t, Topic::Job(_)));
+                self.topics.retain(|t| !t.is_per_job());
                 return;
             }
         }
@@ -150,7 +167,7 @@ impl Changes {
 
     /// Whether `topic` changed.
     pub(crate) fn touches(&self, topic: &Topic) -> bool {
-        self.topics.contains(topic) || (self.every_job && matches!(topic, Topic::Job(_)))
+        self.topics.contains(topic) || (self.every_job && topic.is_per_job())
     }
 
     fn is_empty(&self) -> bool {
@@ -167,6 +184,8 @@ pub(crate) struct Hub {
     sender: broadcast::Sender<Arc<Changes>>,
     /// Broadcasts sent so far.
     generation: AtomicU64,
+    /// Random per process: a `since` of another process (node) is not comparable.
+    epoch: u64,
 }
 
 impl Hub {
@@ -179,6 +198,7 @@ impl Hub {
             marked: Notify::new(),
             sender,
             generation: AtomicU64::new(0),
+            epoch: uuid::Uuid::new_v4().as_u64_pair().0,
         }
     }
 
@@ -196,7 +216,7 @@ impl Hub {
     fn touch_everything(&self) {
         if let Ok(mut pending) = self.pending.lock() {
             pending.every_job = true;
-            pending.topics.retain(|t| !matches!(t, Topic::Job(_)));
+            pending.topics.retain(|t| !t.is_per_job());
             pending
                 .topics
                 .extend([Topic::Jobs, Topic::Queues, Topic::Dead, Topic::Schedules]);
@@ -209,7 +229,24 @@ impl Hub {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Changes>> {
+    /// Where a page's live stream starts: `<epoch>-<generation>`.
+    pub(crate) fn since(&self) -> String {
+        format!("{:x}-{}", self.epoch, self.generation())
+    }
+
+    /// Whether a tab whose page was rendered at `since` may have missed a change: a
+    /// broadcast went out since, or `since` is another process's (another node behind a
+    /// load balancer, or this node before a restart), or it is not a mark at all.
+    fn missed(&self, since: &str) -> bool {
+        let ours = since.split_once('-').and_then(|(epoch, generation)| {
+            let epoch = u64::from_str_radix(epoch, 16).ok()?;
+            let generation = generation.parse::<u64>().ok()?;
+            (epoch == self.epoch).then_some(generation)
+        });
+        ours.is_none_or(|generation| self.generation() > generation)
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Changes>> {
         self.sender.subscribe()
     }
 
@@ -249,6 +286,24 @@ impl Hub {
 pub(crate) fn spawn(engine: Arc<Engine>, hub: Arc<Hub>, series: Arc<Series>) {
     let stop = engine.shutdown_token();
     tokio::spawn(hub.clone().run_broadcasts(stop.clone()));
+    // Lines this node's runs print: one reader per server, so a job page's log wakes only
+    // for its own job's lines (lines of runs on other nodes are polled while a job runs).
+    let mut logs = engine.subscribe_logs();
+    let log_hub = hub.clone();
+    let log_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let got = tokio::select! {
+                got = logs.recv() => got,
+                () = log_stop.cancelled() => return,
+            };
+            match got {
+                Ok(appended) => log_hub.touch([Topic::Log(JobId(appended.owner))]),
+                Err(broadcast::error::RecvError::Lagged(_)) => log_hub.touch_everything(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut after = None;
         loop {
@@ -292,16 +347,23 @@ pub(crate) fn spawn(engine: Arc<Engine>, hub: Arc<Hub>, series: Arc<Series>) {
 pub(crate) struct LiveQuery {
     /// Comma-separated topics.
     topics: String,
-    /// The hub generation the page was rendered at.
-    since: Option<u64>,
+    /// The hub mark the page was rendered at (`<epoch>-<generation>`).
+    since: Option<String>,
+    /// A job whose log lines the stream carries too (`lines` and `end` events).
+    log: Option<String>,
+    /// The last line of that log the page shows (`attempt:seq`).
+    #[serde(default)]
+    after: String,
 }
 
-/// `GET /ui/live?topics=jobs,job-<id>&since=<generation>`: a stream of `changed-<topic>`
-/// events (data: the topic) for the topics that changed, at most once per second each.
+/// `GET /ui/live?topics=jobs,job-<id>&since=<mark>[&log=<id>&after=<attempt:seq>]`: a stream
+/// of `changed-<topic>` events (data: the topic) for the topics that changed, at most once
+/// per second each; with `log`, also that job's log lines ([`super::job_logs`]).
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
     ApiQuery(q): ApiQuery<LiveQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let topics = q
         .topics
@@ -315,9 +377,27 @@ pub(crate) async fn stream(
             "topics: name 1 to {MAX_TOPICS} topics"
         )));
     }
+    let log = match q.log.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(id) => {
+            // A reconnecting browser says where it got to.
+            let resume = headers
+                .get("last-event-id")
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.trim().is_empty());
+            let after = resume.unwrap_or(q.after.trim());
+            Some(
+                super::job_logs::follow(&state, &dash.hub, crate::extract::job_id(id)?, after)
+                    .await?,
+            )
+        }
+        None => None,
+    };
     let place = state.stream_place()?;
     let receiver = dash.hub.subscribe();
-    let missed = q.since.is_some_and(|since| dash.hub.generation() > since);
+    let missed = q
+        .since
+        .as_deref()
+        .is_some_and(|since| dash.hub.missed(since));
     let tab = Tab {
         receiver,
         outbox: if missed {
@@ -329,13 +409,19 @@ pub(crate) async fn stream(
         stop: state.engine.shutdown_token(),
         _place: place,
     };
-    let events = futures_util::stream::unfold(tab, |mut tab| async move {
+    let changes = futures_util::stream::unfold(tab, |mut tab| async move {
         let name = tab.next().await?;
         let event = SseEvent::default()
             .event(format!("changed-{name}"))
             .data(name);
-        Some((Ok::<_, Infallible>(event), tab))
+        Some((event, tab))
     });
+    // The log's events end after `end`; the changes go on.
+    let events = match log {
+        Some(lines) => futures_util::stream::select(changes, lines).boxed(),
+        None => changes.boxed(),
+    }
+    .map(Ok::<_, Infallible>);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())
@@ -398,6 +484,22 @@ mod tests {
         }
         assert!(Topic::parse("everything").is_err());
         assert!(Topic::parse("job-nope").is_err());
+    }
+
+    #[test]
+    fn a_mark_of_another_process_or_an_older_count_has_missed_changes() {
+        let hub = Hub::new(COALESCE);
+        let now = hub.since();
+        assert!(!hub.missed(&now));
+        assert!(
+            hub.missed(&Hub::new(COALESCE).since()),
+            "another node's mark"
+        );
+        assert!(hub.missed("nonsense"));
+        hub.touch([Topic::Jobs]);
+        hub.flush();
+        assert!(hub.missed(&now));
+        assert!(!hub.missed(&hub.since()));
     }
 
     #[test]

@@ -13,9 +13,9 @@
 //! Security model (docs/dashboard.md): every value is escaped by the templates (askama
 //! escapes HTML by default; no template uses `|safe`); every response carries a strict
 //! Content-Security-Policy with no inline script or style ([`security_headers`]); a GET
-//! never changes anything; every other method needs the per-process token of [`csrf`] in a
-//! header, which a cross-site page cannot read nor send, on top of the site guard's Origin
-//! checks.
+//! never changes anything; every other method needs the `X-Errand-Csrf` header of [`csrf`],
+//! which a cross-site page cannot send without a CORS preflight errand never grants, on top
+//! of the site guard's Origin checks.
 
 mod assets;
 mod batches;
@@ -55,9 +55,10 @@ pub(crate) use overview::page as overview_page;
 
 /// The Content-Security-Policy of every dashboard response: scripts, styles, fonts and
 /// connections from errand itself only, no inline script or style, no framing, no plugin,
-/// forms post only to errand. Charts draw images from `data:` URLs.
+/// forms post only to errand. Images (the favicon) come from errand; the charts draw on a
+/// canvas and need no image source.
 pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; \
+    img-src 'self'; connect-src 'self'; font-src 'self'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
 /// The pages in the navigation bar, in order: `(path, label)`.
@@ -75,10 +76,9 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/nodes", "Nodes"),
 ];
 
-/// What the dashboard keeps for the life of the server: the token mutations must carry,
-/// the live-change hub and the chart sampler.
+/// What the dashboard keeps for the life of the server: the live-change hub and the chart
+/// sampler.
 pub(crate) struct Dashboard {
-    csrf: csrf::Token,
     hub: Arc<live::Hub>,
     series: Arc<series::Series>,
     node: String,
@@ -90,7 +90,6 @@ impl Dashboard {
     /// fill the charts' time series, and stops when the engine shuts down.
     pub(crate) fn start(engine: &Arc<Engine>) -> Arc<Self> {
         let dashboard = Arc::new(Self {
-            csrf: csrf::Token::random(),
             hub: Arc::new(live::Hub::new(live::COALESCE)),
             series: Arc::new(series::Series::new(jiff::Timestamp::now())),
             node: engine.node_id().to_string(),
@@ -119,16 +118,7 @@ impl Dashboard {
         current: &str,
         topics: &[Topic],
     ) -> Layout {
-        let live_url = (!topics.is_empty()).then(|| {
-            let names: Vec<String> = topics.iter().map(Topic::name).collect();
-            view::query_url(
-                "/ui/live",
-                &[
-                    ("topics", names.join(",")),
-                    ("since", self.hub.generation().to_string()),
-                ],
-            )
-        });
+        let live_url = self.live_url(topics, &[]);
         Layout {
             title: title.into(),
             nav: NAV
@@ -139,12 +129,23 @@ impl Dashboard {
                     current: *href == current,
                 })
                 .collect(),
-            csrf: self.csrf.as_str().to_string(),
+            csrf: csrf::VALUE,
             live_url,
             assets: assets::urls(),
             version: env!("CARGO_PKG_VERSION"),
             node: self.node.clone(),
         }
+    }
+
+    /// Where a page following `topics` (none: no stream) listens, marked with the hub's
+    /// present generation; `extra` adds query pairs (a job page's `log` and `after`).
+    pub(crate) fn live_url(&self, topics: &[Topic], extra: &[(&str, String)]) -> Option<String> {
+        (!topics.is_empty()).then(|| {
+            let names: Vec<String> = topics.iter().map(Topic::name).collect();
+            let mut pairs = vec![("topics", names.join(",")), ("since", self.hub.since())];
+            pairs.extend(extra.iter().cloned());
+            view::query_url("/ui/live", &pairs)
+        })
     }
 
     /// A whole page: 200 with the rendered template.
@@ -171,8 +172,8 @@ pub(crate) struct Layout {
     pub(crate) title: String,
     /// The navigation bar.
     pub(crate) nav: Vec<NavItem>,
-    /// The per-process token of mutations, for app.js to put in a header.
-    pub(crate) csrf: String,
+    /// The value of the CSRF header, for app.js to put on actions.
+    pub(crate) csrf: &'static str,
     /// `/ui/live?topics=...`, or `None` for a page with nothing live.
     pub(crate) live_url: Option<String>,
     /// Versioned asset URLs.
@@ -257,25 +258,24 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/series", get(series::json))
         .route("/ui/queues", get(queues::page))
         .route("/ui/queues/rows", get(queues::rows))
-        .route("/ui/queues/{queue}/pause", post(queues::pause))
-        .route("/ui/queues/{queue}/resume", post(queues::resume))
+        .route("/ui/queues/pause", post(queues::pause))
+        .route("/ui/queues/resume", post(queues::resume))
         .route("/ui/jobs", get(jobs::page))
         .route("/ui/jobs/rows", get(jobs::rows))
         .route("/ui/jobs/{id}", get(job::page))
         .route("/ui/jobs/{id}/live", get(job::live))
         .route("/ui/jobs/{id}/cancel", post(job::cancel))
         .route("/ui/jobs/{id}/retry", post(job::retry))
-        .route("/ui/jobs/{id}/log-stream", get(job_logs::stream))
         .route("/ui/dead", get(dead::page))
         .route("/ui/dead/rows", get(dead::rows))
         .route("/ui/dead/requeue", post(dead::requeue))
         .route("/ui/dead/purge", post(dead::purge))
         .route("/ui/schedules", get(schedules::page))
         .route("/ui/schedules/rows", get(schedules::rows))
-        .route("/ui/schedules/{name}/pause", post(schedules::pause))
-        .route("/ui/schedules/{name}/resume", post(schedules::resume))
-        .route("/ui/schedules/{name}/trigger", post(schedules::trigger))
-        .route("/ui/schedules/{name}/backfill", post(schedules::backfill))
+        .route("/ui/schedules/pause", post(schedules::pause))
+        .route("/ui/schedules/resume", post(schedules::resume))
+        .route("/ui/schedules/trigger", post(schedules::trigger))
+        .route("/ui/schedules/backfill", post(schedules::backfill))
         .route("/ui/nodes", get(nodes::page))
         .route("/ui/workflows", get(workflows::page))
         .route("/ui/workflows/{id}", get(workflows::detail))

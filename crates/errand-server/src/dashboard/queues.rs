@@ -15,7 +15,7 @@ use errand_core::{QueueInfo, QueueName};
 
 use super::view::{count, duration_ms, query_url};
 use super::{render, Dashboard, Layout, Topic};
-use crate::extract::ApiPath;
+use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
 /// A queue as a row of the queues and overview tables.
@@ -78,10 +78,15 @@ impl QueueRow {
         Self {
             jobs_href: query_url("/ui/jobs", &[("queue", name.clone())]),
             dead_href: query_url("/ui/dead", &[("queue", name.clone())]),
-            toggle_href: format!(
-                "/ui/queues/{}/{}",
-                name,
-                if q.paused { "resume" } else { "pause" }
+            // The name goes in the query, percent-encoded: in the path a queue named `.` or
+            // `..` would be resolved away by the browser.
+            toggle_href: query_url(
+                if q.paused {
+                    "/ui/queues/resume"
+                } else {
+                    "/ui/queues/pause"
+                },
+                &[("queue", name.clone())],
             ),
             paused: q.paused,
             available: count(c.available),
@@ -156,11 +161,17 @@ pub(crate) async fn rows(State(state): State<AppState>) -> Result<Response, ApiE
     ))
 }
 
-/// `POST /ui/queues/{queue}/pause`: pauses the queue; answers the table's new body.
+/// The queue an action names (`?queue=`).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Named {
+    queue: String,
+}
+
+/// `POST /ui/queues/pause?queue=<name>`: pauses the queue; answers the table's new body.
 pub(crate) async fn pause(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
-    ApiPath(queue): ApiPath<String>,
+    ApiQuery(Named { queue }): ApiQuery<Named>,
 ) -> Result<Response, ApiError> {
     let queue = QueueName::parse(&queue)?;
     state.engine.queue_pause(&queue).await?;
@@ -168,11 +179,11 @@ pub(crate) async fn pause(
     rows(State(state)).await
 }
 
-/// `POST /ui/queues/{queue}/resume`: resumes the queue; answers the table's new body.
+/// `POST /ui/queues/resume?queue=<name>`: resumes the queue; answers the table's new body.
 pub(crate) async fn resume(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
-    ApiPath(queue): ApiPath<String>,
+    ApiQuery(Named { queue }): ApiQuery<Named>,
 ) -> Result<Response, ApiError> {
     let queue = QueueName::parse(&queue)?;
     state.engine.queue_resume(&queue).await?;

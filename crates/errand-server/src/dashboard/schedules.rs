@@ -19,7 +19,7 @@ use jiff::Timestamp;
 
 use super::view::{duration_ms, When};
 use super::{render, Dashboard, Layout, Topic};
-use crate::extract::ApiPath;
+use crate::extract::ApiQuery;
 use crate::{ApiError, AppState};
 
 /// Upcoming slots shown per schedule.
@@ -37,8 +37,8 @@ struct ScheduleRow {
     last_fire: Option<When>,
     last_job: Option<(String, String)>,
     last_state: Option<&'static str>,
-    /// Where its buttons post: `/ui/schedules/<name>/`.
-    action_base: String,
+    /// `?name=<name>`, percent-encoded, for the actions' URLs.
+    action_query: String,
 }
 
 impl ScheduleRow {
@@ -59,7 +59,9 @@ impl ScheduleRow {
         };
         let name = spec.name.to_string();
         Self {
-            action_base: format!("/ui/schedules/{name}/"),
+            // The name goes in the query, percent-encoded: in the path a schedule named `.`
+            // or `..` would be resolved away by the browser.
+            action_query: super::view::query_url("", &[("name", name.clone())]),
             trigger,
             kind: spec.job.kind.to_string(),
             queue: spec.job.queue.to_string(),
@@ -115,11 +117,10 @@ pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
 ) -> Response {
+    // The live generation before the data: a change in between reaches the tab.
+    let layout = dash.layout("Schedules", "/ui/schedules", &[Topic::Schedules]);
     match read(&state, None).await {
-        Ok(view) => dash.page(&SchedulesPage {
-            layout: dash.layout("Schedules", "/ui/schedules", &[Topic::Schedules]),
-            view,
-        }),
+        Ok(view) => dash.page(&SchedulesPage { layout, view }),
         Err(e) => dash.error_page(e),
     }
 }
@@ -144,34 +145,40 @@ async fn answer(state: &AppState, dash: &Dashboard, flash: String) -> Result<Res
     ))
 }
 
-/// `POST /ui/schedules/{name}/pause`.
+/// The schedule an action names (`?name=`).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Named {
+    name: String,
+}
+
+/// `POST /ui/schedules/pause?name=<name>`.
 pub(crate) async fn pause(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
-    ApiPath(name): ApiPath<String>,
+    ApiQuery(Named { name }): ApiQuery<Named>,
 ) -> Result<Response, ApiError> {
     let name = ScheduleName::parse(&name)?;
     state.engine.schedule_pause(&name).await?;
     answer(&state, &dash, format!("Paused {name}.")).await
 }
 
-/// `POST /ui/schedules/{name}/resume`.
+/// `POST /ui/schedules/resume?name=<name>`.
 pub(crate) async fn resume(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
-    ApiPath(name): ApiPath<String>,
+    ApiQuery(Named { name }): ApiQuery<Named>,
 ) -> Result<Response, ApiError> {
     let name = ScheduleName::parse(&name)?;
     state.engine.schedule_resume(&name).await?;
     answer(&state, &dash, format!("Resumed {name}.")).await
 }
 
-/// `POST /ui/schedules/{name}/trigger`: runs the schedule's job now, under its overlap
+/// `POST /ui/schedules/trigger?name=<name>`: runs the schedule's job now, under its overlap
 /// policy.
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
-    ApiPath(name): ApiPath<String>,
+    ApiQuery(Named { name }): ApiQuery<Named>,
 ) -> Result<Response, ApiError> {
     let name = ScheduleName::parse(&name)?;
     let job = state.engine.schedule_trigger(&name).await?;
@@ -210,12 +217,12 @@ fn backfill_range(body: &[u8]) -> Result<(Timestamp, Timestamp), ApiError> {
     }
 }
 
-/// `POST /ui/schedules/{name}/backfill` with a form of `from` and `to`: runs every slot of
+/// `POST /ui/schedules/backfill?name=<name>` with a form of `from` and `to`: runs every slot of
 /// the range that has no job yet.
 pub(crate) async fn backfill(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
-    ApiPath(name): ApiPath<String>,
+    ApiQuery(Named { name }): ApiQuery<Named>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let name = ScheduleName::parse(&name)?;

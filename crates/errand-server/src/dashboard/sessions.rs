@@ -71,8 +71,15 @@ fn job_link(id: Option<errand_core::JobId>) -> Option<(String, String)> {
     id.map(|id| (id.to_string(), format!("/ui/jobs/{id}")))
 }
 
-async fn read(state: &AppState, f: Filters, flash: Option<String>) -> Result<SessionsView, ApiError> {
-    let blocked = f.blocked.as_deref().is_some_and(|b| !b.is_empty() && b != "false");
+async fn read(
+    state: &AppState,
+    f: Filters,
+    flash: Option<String>,
+) -> Result<SessionsView, ApiError> {
+    let blocked = f
+        .blocked
+        .as_deref()
+        .is_some_and(|b| !b.is_empty() && b != "false");
     let q = SessionListQuery {
         after: (!f.after.is_empty()).then(|| f.after.clone()),
         limit: Some(PAGE),
@@ -84,7 +91,14 @@ async fn read(state: &AppState, f: Filters, flash: Option<String>) -> Result<Ses
         query_url(
             "/ui/sessions",
             &[
-                ("blocked", if blocked { "true".into() } else { String::new() }),
+                (
+                    "blocked",
+                    if blocked {
+                        "true".into()
+                    } else {
+                        String::new()
+                    },
+                ),
                 ("after", after),
             ],
         )
@@ -145,7 +159,12 @@ pub(crate) async fn unblock(
     Ok(render(
         StatusCode::OK,
         &SessionsRows {
-            view: read(&state, Filters::default(), Some(format!("Unblocked {key}."))).await?,
+            view: read(
+                &state,
+                Filters::default(),
+                Some(format!("Unblocked {key}.")),
+            )
+            .await?,
         },
     ))
 }

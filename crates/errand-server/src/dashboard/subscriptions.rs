@@ -232,7 +232,12 @@ pub(crate) async fn resume(
     Ok(render(
         StatusCode::OK,
         &SubscriptionBody {
-            view: detail_view(&state, id, Some("Resumed: pending deliveries are sent.".into())).await?,
+            view: detail_view(
+                &state,
+                id,
+                Some("Resumed: pending deliveries are sent.".into()),
+            )
+            .await?,
         },
     ))
 }

@@ -227,11 +227,7 @@ pub(crate) async fn detail(
 ) -> Response {
     match api::get(State(state), ApiPath(id)).await {
         Ok(wf) => dash.page(&WorkflowPage {
-            layout: dash.layout(
-                format!("Workflow {}", wf.0.id),
-                "/ui/workflows",
-                &[],
-            ),
+            layout: dash.layout(format!("Workflow {}", wf.0.id), "/ui/workflows", &[]),
             view: WorkflowView::of(&wf.0, None),
         }),
         Err(e) => dash.error_page(e),
@@ -249,7 +245,10 @@ pub(crate) async fn cancel(
     Ok(render(
         StatusCode::OK,
         &WorkflowBody {
-            view: WorkflowView::of(&wf, Some("Cancelled: steps not started are cancelled.".into())),
+            view: WorkflowView::of(
+                &wf,
+                Some("Cancelled: steps not started are cancelled.".into()),
+            ),
         },
     ))
 }

@@ -106,12 +106,30 @@ test('a queue is paused and resumed from the queues page', async () => {
   await page.close();
 });
 
+test('queues named "." and ".." are paused from the queues page too', async () => {
+  // In a URL's path the browser would resolve these names away; they go in the query.
+  const paused = async (name) => {
+    const r = await api(server.url, 'GET', '/v1/queues');
+    return r.body.queues.find((q) => q.name === name).paused;
+  };
+  const page = await newPage(browser);
+  for (const name of ['.', '..']) {
+    await enqueue(server.url, { kind: 'nobody-runs-this', queue: name, payload: {} });
+    await page.goto(`${server.url}/ui/queues`);
+    await page.click(`button[aria-label="Pause queue ${name}"]`);
+    await page.waitForSelector(`tr[data-queue="${name}"] .state-paused`);
+    assert.equal(await paused(name), true, `queue ${name}`);
+  }
+  await assertClean(page, 'pause . and ..');
+  await page.close();
+});
+
 test('a cross-site POST is refused and changes nothing', async () => {
   await enqueue(server.url, { kind: 'nobody-runs-this', queue: 'target', payload: {} });
   // Another site, on another port: a page with a form that posts to errand.
   const evil = createServer((req, res) => {
     res.setHeader('content-type', 'text/html');
-    res.end(`<!doctype html><form method="post" action="${server.url}/ui/queues/target/pause">
+    res.end(`<!doctype html><form method="post" action="${server.url}/ui/queues/pause?queue=target">
       <input name="x" value="1"><button id="go">Win a prize</button></form>
       <form method="post" enctype="text/plain" action="${server.url}/ui/dead/purge?scope=queue&amp;queue=target">
       <input name="x" value="1"><button id="go2">Win another</button></form>`);
@@ -133,7 +151,7 @@ test('a cross-site POST is refused and changes nothing', async () => {
     // From errand's own page, without the page's token, a POST is refused too.
     await page.goto(`${server.url}/ui/queues`);
     const status = await page.evaluate(async () => {
-      const r = await fetch('/ui/queues/target/pause', { method: 'POST' });
+      const r = await fetch('/ui/queues/pause?queue=target', { method: 'POST' });
       return [r.status, (await r.json()).error.code];
     });
     assert.deepEqual(status, [403, 'csrf']);

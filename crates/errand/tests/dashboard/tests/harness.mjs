@@ -137,7 +137,7 @@ export async function newPage(browser, viewport = { width: 1280, height: 800 }) 
   page.on('pageerror', (err) => page.problems.push(`exception: ${err.message}`));
   await page.addInitScript(() => {
     window.__csp = [];
-    document.addEventListener('htmx:sseOpen', () => { window.__sseOpen = true; });
+    document.addEventListener('errand:liveOpen', () => { window.__sseOpen = true; });
     document.addEventListener('securitypolicyviolation', (e) => {
       window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`);
     });

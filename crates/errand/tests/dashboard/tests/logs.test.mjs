@@ -25,6 +25,7 @@ before(async () => {
   // goes on.
   addDefinition(jobsDir, 'talker', `[env]\nPIPE = "${pipe}"\nFINISH = "${finish}"\n`,
     '#!/bin/bash\necho "first line"\nread -r word < "$PIPE"\necho "second line: $word <b>not bold</b>"\necho "on stderr" >&2\nread -r _ < "$FINISH"\nexit 0\n');
+  addDefinition(jobsDir, 'chatty', '', '#!/bin/bash\nfor i in $(seq 1 5100); do echo "line $i"; done\n');
   server = await startServer(['--jobs-dir', jobsDir]);
   await until('definition talker loaded', async () => {
     const r = await api(server.url, 'GET', '/v1/definitions');
@@ -64,5 +65,19 @@ test('a log line of a running script arrives live, escaped', async () => {
   await assertNotReloaded(page);
   await shot(page, 'live-log');
   await assertClean(page, 'live log');
+  await page.close();
+});
+
+test('a long log keeps its last 5,000 lines and says it trimmed the rest', async () => {
+  const job = await enqueue(server.url, { kind: 'chatty', queue: 'default', payload: {} });
+  await jobState(server.url, job.id, 'succeeded');
+  const page = await newPage(browser);
+  // The page shows the first lines; the rest arrive over its stream, then are trimmed.
+  await page.goto(`${server.url}/ui/jobs/${job.id}`);
+  await page.waitForSelector('#log li.line:last-child:has-text("line 5100")');
+  assert.equal(await page.locator('#log li.line').count(), 5000);
+  assert.match(await page.textContent('#log li.trimmed'), /Earlier lines trimmed/);
+  assert.equal(await page.locator('#log li.line .text').first().textContent(), 'line 101');
+  await assertClean(page, 'long log');
   await page.close();
 });

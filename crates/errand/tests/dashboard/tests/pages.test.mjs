@@ -115,7 +115,7 @@ test('every page loads with no console error or CSP violation', async () => {
   }
   // The dead job's page shows the failure and the attempt, escaped.
   await page.goto(`${server.url}/ui/jobs/${dead.id}`);
-  assert.match(await page.textContent('#error'), /exit|3/);
+  assert.match(await page.textContent("#error"), /\bexit code 3\b/);
   assert.equal(await page.locator('#log b').count(), 0, 'a log line is text, not markup');
   assert.match(await page.textContent('#log'), /about to fail <b>loudly<\/b>/);
   await assertClean(page, 'dead job page');
