@@ -15,26 +15,26 @@ use super::view::When;
 use super::{Dashboard, Layout};
 use crate::{ApiError, AppState};
 
-/// A node as a row.
-struct NodeRow {
-    id: String,
-    host: String,
-    pid: u32,
-    version: String,
-    status: &'static str,
-    started: When,
-    heartbeat: When,
-    this: bool,
+/// A node as a row (this page and the overview).
+pub(super) struct NodeRow {
+    pub(super) id: String,
+    pub(super) host: String,
+    pub(super) pid: u32,
+    pub(super) version: String,
+    pub(super) status: &'static str,
+    pub(super) started: When,
+    pub(super) heartbeat: When,
+    pub(super) this: bool,
 }
 
-/// A worker as a row.
-struct WorkerRow {
-    name: String,
-    node: String,
-    queues: String,
-    kinds: String,
-    last_seen: When,
-    in_flight: u64,
+/// A worker as a row (this page and the overview).
+pub(super) struct WorkerRow {
+    pub(super) name: String,
+    pub(super) node: String,
+    pub(super) queues: String,
+    pub(super) kinds: String,
+    pub(super) last_seen: When,
+    pub(super) in_flight: u64,
 }
 
 /// `templates/nodes.html`.
@@ -64,37 +64,54 @@ async fn read(state: &AppState, layout: Layout) -> Result<NodesPage, ApiError> {
     let about = state.engine.about();
     Ok(NodesPage {
         layout,
-        nodes: nodes
-            .iter()
-            .map(|n| NodeRow {
-                id: n.id.to_string(),
-                host: n.host.clone(),
-                pid: n.pid,
-                version: n.version.clone(),
-                status: status_name(n.status),
-                started: When::of(n.started_at, now),
-                heartbeat: When::of(n.heartbeat_at, now),
-                this: n.id == this,
-            })
-            .collect(),
+        nodes: node_rows(&nodes, this, now),
         roles: about.map(|a| a.roles.join(", ")).unwrap_or_default(),
         store: about.map(|a| (a.store.kind.clone(), a.store.location.clone())),
-        workers: workers
-            .iter()
-            .map(|w| WorkerRow {
-                name: w.name.clone(),
-                node: w.node.to_string(),
-                queues: w.queues.join(", "),
-                kinds: if w.kinds.is_empty() {
-                    "any".into()
-                } else {
-                    w.kinds.join(", ")
-                },
-                last_seen: When::of(w.last_claim_at, now),
-                in_flight: w.jobs_in_flight,
-            })
-            .collect(),
+        workers: worker_rows(&workers, now),
     })
+}
+
+/// The nodes as rows, `this` marked.
+pub(super) fn node_rows(
+    nodes: &[errand_core::NodeInfo],
+    this: errand_core::NodeId,
+    now: Timestamp,
+) -> Vec<NodeRow> {
+    nodes
+        .iter()
+        .map(|n| NodeRow {
+            id: n.id.to_string(),
+            host: n.host.clone(),
+            pid: n.pid,
+            version: n.version.clone(),
+            status: status_name(n.status),
+            started: When::of(n.started_at, now),
+            heartbeat: When::of(n.heartbeat_at, now),
+            this: n.id == this,
+        })
+        .collect()
+}
+
+/// The workers seen as rows.
+pub(super) fn worker_rows(
+    workers: &[errand_core::worker::WorkerInfo],
+    now: Timestamp,
+) -> Vec<WorkerRow> {
+    workers
+        .iter()
+        .map(|w| WorkerRow {
+            name: w.name.clone(),
+            node: w.node.to_string(),
+            queues: w.queues.join(", "),
+            kinds: if w.kinds.is_empty() {
+                "any".into()
+            } else {
+                w.kinds.join(", ")
+            },
+            last_seen: When::of(w.last_claim_at, now),
+            in_flight: w.jobs_in_flight,
+        })
+        .collect()
 }
 
 /// `GET /ui/nodes`.

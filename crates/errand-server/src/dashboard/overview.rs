@@ -6,34 +6,13 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use errand_core::NodeStatus;
 use jiff::Timestamp;
 
+use super::nodes::{NodeRow, WorkerRow};
 use super::queues::QueueRow;
-use super::view::{count, duration_ms, When};
+use super::view::{count, duration_ms};
 use super::{render, Dashboard, Layout, Topic};
 use crate::{ApiError, AppState};
-
-/// A node as a row.
-struct NodeRow {
-    id: String,
-    host: String,
-    pid: u32,
-    version: String,
-    status: &'static str,
-    started: When,
-    heartbeat: When,
-    this_node: bool,
-}
-
-/// A worker as a row.
-struct WorkerRow {
-    name: String,
-    queues: String,
-    kinds: String,
-    last_claim: When,
-    in_flight: u64,
-}
 
 /// Sums over every queue, for the headline numbers.
 struct Totals {
@@ -74,43 +53,8 @@ async fn read(state: &AppState) -> Result<Live, ApiError> {
     let now = Timestamp::now();
     let infos = state.engine.queue_list().await?;
     let this = state.engine.node_id();
-    let nodes: Vec<NodeRow> = state
-        .engine
-        .node_list()
-        .await?
-        .into_iter()
-        .map(|n| NodeRow {
-            id: n.id.to_string(),
-            host: n.host,
-            pid: n.pid,
-            version: n.version,
-            status: match n.status {
-                NodeStatus::Alive => "alive",
-                NodeStatus::Dead => "dead",
-                NodeStatus::Stopped => "stopped",
-            },
-            started: When::of(n.started_at, now),
-            heartbeat: When::of(n.heartbeat_at, now),
-            this_node: n.id == this,
-        })
-        .collect();
-    let workers: Vec<WorkerRow> = state
-        .engine
-        .worker_list()
-        .await?
-        .into_iter()
-        .map(|w| WorkerRow {
-            name: w.name,
-            queues: w.queues.join(", "),
-            kinds: if w.kinds.is_empty() {
-                "any".into()
-            } else {
-                w.kinds.join(", ")
-            },
-            last_claim: When::of(w.last_claim_at, now),
-            in_flight: w.jobs_in_flight,
-        })
-        .collect();
+    let nodes = super::nodes::node_rows(&state.engine.node_list().await?, this, now);
+    let workers = super::nodes::worker_rows(&state.engine.worker_list().await?, now);
     let sum = |f: fn(&errand_core::QueueInfo) -> u64| count(infos.iter().map(f).sum());
     let totals = Totals {
         ready: sum(|q| q.counts.available),
