@@ -5,6 +5,7 @@
 // - keeps relative times ("3 min ago") current,
 // - shows failed actions' messages,
 // - leaves a table alone while the user is busy in it (ticked boxes, an open form),
+// - refreshes pages marked data-tick while they show,
 // - holds the tab's one live stream, closed while the tab is hidden (see below).
 (function () {
   'use strict';
@@ -93,6 +94,18 @@
       e.detail.shouldSwap = false;
     }
   });
+
+  // A page whose data changes without an event (node heartbeats, webhook deliveries)
+  // carries data-tick="<ms>" on its live region: it is fetched again that often while the
+  // tab shows, never while it is hidden.
+  var ticking = document.querySelector('[data-tick]');
+  if (ticking) {
+    setInterval(function () {
+      if (document.hidden) return;
+      var elts = document.querySelectorAll('[data-tick]');
+      for (var i = 0; i < elts.length; i++) htmx.trigger(elts[i], 'tick');
+    }, Number(ticking.getAttribute('data-tick')) || 5000);
+  }
 
   // The tab's one live stream (GET /ui/live, from <body data-live>): it says which topics
   // changed, and htmx re-fetches the regions marked hx-trigger="sse:changed-<topic>"; on a

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::Response;
 use axum::Extension;
 use errand_api::BatchListQuery;
@@ -16,7 +17,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::view::{count, query_url, When};
-use super::{render, Dashboard, Layout};
+use super::{render, Dashboard, Layout, Topic};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::batches as api;
 use crate::{ApiError, AppState};
@@ -99,6 +100,7 @@ struct BatchesPage {
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
     ApiQuery(f): ApiQuery<Filters>,
 ) -> Response {
     let none = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -129,7 +131,7 @@ pub(crate) async fn page(
         )
     };
     dash.page(&BatchesPage {
-        layout: dash.layout("Batches", "/ui/batches", &[]),
+        layout: dash.live_page_layout("Batches", "/ui/batches", &uri, &[Topic::Jobs], false),
         states: [BatchState::Open, BatchState::Closed, BatchState::Completed]
             .iter()
             .map(|s| s.as_str())
@@ -162,11 +164,18 @@ struct BatchBody {
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
     ApiPath(id): ApiPath<String>,
 ) -> Response {
     match api::get(State(state), ApiPath(id)).await {
         Ok(b) => dash.page(&BatchPage {
-            layout: dash.layout(format!("Batch {}", b.0.id), "/ui/batches", &[]),
+            layout: dash.live_page_layout(
+                format!("Batch {}", b.0.id),
+                "/ui/batches",
+                &uri,
+                &[Topic::Jobs],
+                false,
+            ),
             b: BatchView::of(&b.0, Timestamp::now()),
             flash: None,
         }),

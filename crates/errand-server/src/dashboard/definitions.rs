@@ -10,6 +10,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::Response;
 use axum::Extension;
 use errand_api::{DefinitionList, InstanceLogQuery, RunDefinitionRequest, MAX_LOG_PAGE};
@@ -158,10 +159,17 @@ async fn read(state: &AppState, flash: Option<String>) -> Result<DefinitionsView
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
 ) -> Response {
     match read(&state, None).await {
         Ok(view) => dash.page(&DefinitionsPage {
-            layout: dash.layout("Job definitions", "/ui/definitions", &[]),
+            layout: dash.live_page_layout(
+                "Job definitions",
+                "/ui/definitions",
+                &uri,
+                &[Topic::Jobs],
+                true,
+            ),
             view,
         }),
         Err(e) => dash.error_page(e),
@@ -237,6 +245,7 @@ struct InstanceLogsPage {
 pub(crate) async fn instance_logs(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
     ApiPath((name, instance)): ApiPath<(String, String)>,
 ) -> Response {
     let now = Timestamp::now();
@@ -277,7 +286,13 @@ pub(crate) async fn instance_logs(
         }
     }
     dash.page(&InstanceLogsPage {
-        layout: dash.layout(format!("{name} instance log"), "/ui/definitions", &[]),
+        layout: dash.live_page_layout(
+            format!("{name} instance log"),
+            "/ui/definitions",
+            &uri,
+            &[],
+            true,
+        ),
         name,
         instance,
         lines: lines.into(),

@@ -40,7 +40,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{from_fn, map_response};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -131,10 +131,41 @@ impl Dashboard {
                 .collect(),
             csrf: csrf::VALUE,
             live_url,
+            live_page: None,
             assets: assets::urls(),
             version: env!("CARGO_PKG_VERSION"),
             node: self.node.clone(),
         }
+    }
+
+    /// The frame of a page whose whole content is fetched again (from `uri`, its own
+    /// address) when `topics` change and, with `tick`, every [`TICK`] while the tab shows:
+    /// for pages whose data changes without an event to say so (node heartbeats, webhook
+    /// deliveries, continuous instances), or that need no fragment route of their own.
+    pub(crate) fn live_page_layout(
+        &self,
+        title: impl Into<String>,
+        current: &str,
+        uri: &Uri,
+        topics: &[Topic],
+        tick: bool,
+    ) -> Layout {
+        let mut layout = self.layout(title, current, topics);
+        let mut trigger: Vec<String> = topics
+            .iter()
+            .map(|t| format!("sse:changed-{}", t.name()))
+            .collect();
+        if tick {
+            trigger.push("tick".into());
+        }
+        layout.live_page = Some(LivePage {
+            url: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
+            trigger: trigger.join(", "),
+            tick_ms: tick.then(|| TICK.as_millis()),
+        });
+        layout
     }
 
     /// Where a page following `topics` (none: no stream) listens, marked with the hub's
@@ -176,6 +207,8 @@ pub(crate) struct Layout {
     pub(crate) csrf: &'static str,
     /// `/ui/live?topics=...`, or `None` for a page with nothing live.
     pub(crate) live_url: Option<String>,
+    /// The page's content as one live region, see [`Dashboard::live_page_layout`].
+    pub(crate) live_page: Option<LivePage>,
     /// Versioned asset URLs.
     pub(crate) assets: &'static assets::AssetUrls,
     /// errand's version.
@@ -183,6 +216,21 @@ pub(crate) struct Layout {
     /// The node that answered (charts are its view).
     pub(crate) node: String,
 }
+
+/// A page whose content refreshes as a whole: `base.html` wraps it in a region that
+/// fetches `url` again on `trigger` and keeps its `#live-page` part.
+pub(crate) struct LivePage {
+    /// The page's own address (path and query).
+    pub(crate) url: String,
+    /// The `hx-trigger` value: `sse:changed-<topic>` events, and `tick`.
+    pub(crate) trigger: String,
+    /// How often app.js sends `tick` while the tab shows ([`TICK`]), if it does.
+    pub(crate) tick_ms: Option<u128>,
+}
+
+/// How often a page marked `tick` refreshes while shown (app.js reads it from
+/// `data-tick`): often enough for heartbeats every few seconds to look live.
+pub(crate) const TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One entry of the navigation bar.
 pub(crate) struct NavItem {
@@ -293,7 +341,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(definitions::instance_logs),
         )
         .route("/ui/sessions", get(sessions::page))
-        .route("/ui/sessions/{key}/unblock", post(sessions::unblock))
+        .route("/ui/sessions/unblock", post(sessions::unblock))
         .route("/ui/subscriptions", get(subscriptions::page))
         .route("/ui/subscriptions/{id}", get(subscriptions::detail))
         .route("/ui/subscriptions/{id}/pause", post(subscriptions::pause))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
+use axum::http::Uri;
 use axum::response::Response;
 use axum::Extension;
 use errand_core::NodeStatus;
@@ -118,8 +119,14 @@ pub(super) fn worker_rows(
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
 ) -> Response {
-    match read(&state, dash.layout("Nodes and workers", "/ui/nodes", &[])).await {
+    match read(
+        &state,
+        dash.live_page_layout("Nodes and workers", "/ui/nodes", &uri, &[], true),
+    )
+    .await
+    {
         Ok(p) => dash.page(&p),
         Err(e) => dash.error_page(e),
     }

@@ -130,6 +130,9 @@ pub(crate) async fn rows_of(state: &AppState) -> Result<Vec<QueueRow>, ApiError>
 struct QueuesPage {
     layout: Layout,
     rows: Vec<QueueRow>,
+    /// The table also refreshes every [`super::TICK`]: a queue paused through the API or
+    /// another node's dashboard records no event.
+    tick_ms: u128,
 }
 
 /// `templates/queues_rows.html`: the table's body, re-fetched when queues change.
@@ -146,7 +149,11 @@ pub(crate) async fn page(
 ) -> Response {
     let layout = dash.layout("Queues", "/ui/queues", &[Topic::Queues]);
     match rows_of(&state).await {
-        Ok(rows) => dash.page(&QueuesPage { layout, rows }),
+        Ok(rows) => dash.page(&QueuesPage {
+            layout,
+            rows,
+            tick_ms: super::TICK.as_millis(),
+        }),
         Err(e) => dash.error_page(e),
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::Response;
 use axum::Extension;
 use errand_api::SessionListQuery;
@@ -40,7 +41,7 @@ struct SessionRow {
     blocked_by: Option<(String, String)>,
     state: String,
     updated: When,
-    action_base: String,
+    unblock_url: String,
 }
 
 /// The table and, after an action, what it did.
@@ -120,10 +121,9 @@ async fn read(
                     truncate(&s.state.to_string(), 200)
                 },
                 updated: When::of(s.updated_at, now),
-                action_base: format!(
-                    "/ui/sessions/{}/",
-                    url::form_urlencoded::byte_serialize(s.key.as_bytes()).collect::<String>()
-                ),
+                // The key rides in the query, not the path: a key such as `..` would be
+                // folded away by the browser as a path segment.
+                unblock_url: query_url("/ui/sessions/unblock", &[("key", s.key.clone())]),
             })
             .collect(),
         first_href: (!f.after.is_empty()).then(|| page_url(String::new())),
@@ -136,23 +136,30 @@ async fn read(
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
     ApiQuery(f): ApiQuery<Filters>,
 ) -> Response {
     match read(&state, f, None).await {
         Ok(view) => dash.page(&SessionsPage {
-            layout: dash.layout("Sessions", "/ui/sessions", &[]),
+            layout: dash.live_page_layout("Sessions", "/ui/sessions", &uri, &[Topic::Jobs], false),
             view,
         }),
         Err(e) => dash.error_page(e),
     }
 }
 
-/// `POST /ui/sessions/{key}/unblock`: lets a session stuck behind a dead job go on;
+/// The session an unblock names.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UnblockQuery {
+    key: String,
+}
+
+/// `POST /ui/sessions/unblock?key=...`: lets a session stuck behind a dead job go on;
 /// answers the table's first page.
 pub(crate) async fn unblock(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
-    ApiPath(key): ApiPath<String>,
+    ApiQuery(UnblockQuery { key }): ApiQuery<UnblockQuery>,
 ) -> Result<Response, ApiError> {
     let _unblocked = api::unblock(State(state.clone()), ApiPath(key.clone())).await?;
     dash.touch(&[Topic::Jobs, Topic::Queues]);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::Response;
 use axum::Extension;
 use errand_api::{DeliveryListQuery, PauseSubscriptionRequest};
@@ -86,6 +87,7 @@ struct SubscriptionsPage {
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
 ) -> Response {
     let list = match api::list(State(state)).await {
         Ok(l) => l.0,
@@ -93,7 +95,7 @@ pub(crate) async fn page(
     };
     let now = Timestamp::now();
     dash.page(&SubscriptionsPage {
-        layout: dash.layout("Subscriptions", "/ui/subscriptions", &[]),
+        layout: dash.live_page_layout("Subscriptions", "/ui/subscriptions", &uri, &[], true),
         rows: list
             .subscriptions
             .iter()
@@ -190,14 +192,17 @@ async fn detail_view(
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
     ApiPath(id): ApiPath<String>,
 ) -> Response {
     match detail_view(&state, id, None).await {
         Ok(view) => dash.page(&SubscriptionPage {
-            layout: dash.layout(
+            layout: dash.live_page_layout(
                 format!("Subscription {}", view.s.id),
                 "/ui/subscriptions",
+                &uri,
                 &[],
+                true,
             ),
             view,
         }),

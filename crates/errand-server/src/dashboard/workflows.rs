@@ -9,6 +9,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::Response;
 use axum::Extension;
 use errand_api::WorkflowListQuery;
@@ -65,6 +66,7 @@ struct WorkflowsPage {
 pub(crate) async fn page(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
     ApiQuery(f): ApiQuery<Filters>,
 ) -> Response {
     let none = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -98,7 +100,7 @@ pub(crate) async fn page(
         )
     };
     dash.page(&WorkflowsPage {
-        layout: dash.layout("Workflows", "/ui/workflows", &[]),
+        layout: dash.live_page_layout("Workflows", "/ui/workflows", &uri, &[Topic::Jobs], false),
         states: WorkflowState::ALL.iter().map(|s| s.as_str()).collect(),
         rows: list
             .workflows
@@ -223,11 +225,18 @@ struct WorkflowBody {
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Extension(dash): Extension<Arc<Dashboard>>,
+    uri: Uri,
     ApiPath(id): ApiPath<String>,
 ) -> Response {
     match api::get(State(state), ApiPath(id)).await {
         Ok(wf) => dash.page(&WorkflowPage {
-            layout: dash.layout(format!("Workflow {}", wf.0.id), "/ui/workflows", &[]),
+            layout: dash.live_page_layout(
+                format!("Workflow {}", wf.0.id),
+                "/ui/workflows",
+                &uri,
+                &[Topic::Jobs],
+                false,
+            ),
             view: WorkflowView::of(&wf.0, None),
         }),
         Err(e) => dash.error_page(e),
