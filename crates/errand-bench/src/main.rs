@@ -7,6 +7,7 @@
 //! nor the benchmark's dependencies. Build both with `cargo build --release`; the benchmark
 //! runs the `errand` binary beside it unless `--errand-bin` names another.
 
+mod dashboard_pages;
 mod end_to_end;
 mod enqueue;
 mod flows;
@@ -59,6 +60,10 @@ pub enum Scenario {
     /// Server time and CPU of `GET /metrics` on the empty store and after loading `--jobs`
     /// jobs (not part of `all`: loading a large store takes a while).
     Metrics,
+    /// The dashboard on a large store: each page's server time and CPU after loading
+    /// `--jobs` jobs, and the cost of `--tabs` open overview tabs (memory, idle CPU, CPU
+    /// while jobs flow) (not part of `all`).
+    Dashboard,
     /// Returning results: enqueue-to-result latency of waiting callers at `--rate`, the
     /// cost of `--held` waiters and of `--held` event streams, and end-to-end throughput
     /// with one webhook subscription against the same run without (not part of `all`).
@@ -118,6 +123,9 @@ pub struct BenchArgs {
     /// over them.
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
+    /// Open overview tabs simulated in the dashboard scenario.
+    #[arg(long, default_value_t = 100)]
+    pub tabs: usize,
     /// Waiting callers and open event streams held in the results scenario.
     #[arg(long, default_value_t = 10_000)]
     pub held: usize,
@@ -328,6 +336,14 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Metrics {
         let d = deploy(&args).await?;
         metrics_scrape::run(&d.clients[0], args.jobs, duration, &|| d.server_cpu()).await?;
+    }
+    if args.scenario == Scenario::Dashboard {
+        let d = deploy(&args).await?;
+        let pid = d.servers.first().and_then(ServerProcess::pid);
+        dashboard_pages::run(&d.clients[0], pid, args.jobs, args.tabs, duration, &|| {
+            d.server_cpu()
+        })
+        .await?;
     }
     if args.scenario == Scenario::Results {
         run_results(&args, duration).await?;

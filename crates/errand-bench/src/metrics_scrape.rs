@@ -13,11 +13,13 @@ use super::list_reads;
 use super::raw_http::RawConnection;
 use super::stats::histogram;
 
-/// Times scrapes for `duration` (at least 20); prints p50/p99/max, the server CPU per
-/// scrape when `cpu` can tell, and the answer's size.
-async fn time(
+/// Times `GET path` back to back on one keep-alive connection for `duration` (at least 20
+/// requests); prints p50/p99/max, the server CPU per request when `cpu` can tell, and the
+/// answer's size.
+pub(crate) async fn time_get(
     label: &str,
     base: &str,
+    path: &str,
     duration: Duration,
     cpu: &dyn Fn() -> Option<Duration>,
 ) -> anyhow::Result<()> {
@@ -29,17 +31,17 @@ async fn time(
     while Instant::now() < deadline || h.len() < 20 {
         let t = Instant::now();
         let (status, body) = conn
-            .exchange(hyper::Method::GET, "/metrics", Bytes::new())
+            .exchange(hyper::Method::GET, path, Bytes::new())
             .await?;
         h.saturating_record(t.elapsed().as_micros() as u64);
-        anyhow::ensure!(status == 200, "GET /metrics answered {status}");
+        anyhow::ensure!(status == 200, "GET {path} answered {status}");
         bytes = body.len();
     }
     let per_scrape = cpu().zip(before).map(|(after, before)| {
         after.saturating_sub(before).as_secs_f64() * 1000.0 / h.len() as f64
     });
     println!(
-        "GET /metrics, {label:<22} n {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  server CPU {} ms/scrape  {} bytes",
+        "GET {label:<40} n {:>5}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  server CPU {} ms/request  {} bytes",
         h.len(),
         h.value_at_quantile(0.50) as f64 / 1000.0,
         h.value_at_quantile(0.99) as f64 / 1000.0,
@@ -58,12 +60,19 @@ pub async fn run(
     cpu: &dyn Fn() -> Option<Duration>,
 ) -> anyhow::Result<()> {
     let base = client.base_url().trim_end_matches('/').to_string();
-    time("empty store", &base, duration, cpu).await?;
+    time_get("/metrics, empty store", &base, "/metrics", duration, cpu).await?;
     let started = Instant::now();
     list_reads::load(client, jobs).await?;
     println!(
         "metrics: loaded {jobs} jobs in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    time(&format!("{jobs} jobs"), &base, duration, cpu).await
+    time_get(
+        &format!("/metrics, {jobs} jobs"),
+        &base,
+        "/metrics",
+        duration,
+        cpu,
+    )
+    .await
 }

@@ -118,7 +118,7 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// `host:port` of an `http://` base URL.
-fn authority(base: &str) -> anyhow::Result<String> {
+pub(crate) fn authority(base: &str) -> anyhow::Result<String> {
     Ok(base
         .strip_prefix("http://")
         .ok_or_else(|| anyhow::anyhow!("only http:// servers can be benchmarked"))?
@@ -128,7 +128,7 @@ fn authority(base: &str) -> anyhow::Result<String> {
 
 /// Opens a connection and sends one GET that the server answers slowly (a long poll or a
 /// stream); the connection closes when the answer ends.
-async fn open_get(authority: &str, path: &str) -> anyhow::Result<TcpStream> {
+pub(crate) async fn open_get(authority: &str, path: &str) -> anyhow::Result<TcpStream> {
     let mut stream = TcpStream::connect(authority).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -168,7 +168,7 @@ impl HeldCost {
 }
 
 /// Server CPU of `pid` over `watch`.
-async fn cpu_over(pid: u32, watch: Duration) -> Duration {
+pub(crate) async fn cpu_over(pid: u32, watch: Duration) -> Duration {
     let before = super::server_cpu::of_process(pid).unwrap_or_default();
     tokio::time::sleep(watch).await;
     super::server_cpu::of_process(pid)
@@ -177,7 +177,7 @@ async fn cpu_over(pid: u32, watch: Duration) -> Duration {
 }
 
 /// Waits until `count` reaches `want`, or gives up after `limit`.
-async fn reach(count: &AtomicU64, want: u64, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn reach(count: &AtomicU64, want: u64, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     while count.load(Ordering::Relaxed) < want {
         anyhow::ensure!(
