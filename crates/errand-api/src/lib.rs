@@ -18,6 +18,7 @@ mod queues;
 mod schedules;
 pub mod schema;
 mod subscriptions;
+mod tokens;
 pub mod webhook_url;
 mod worker;
 mod workflows;
@@ -52,6 +53,7 @@ pub use subscriptions::{
     DeliveryList, DeliveryListQuery, PauseSubscriptionRequest, SubscriptionList,
     SubscriptionPatchRequest, SubscriptionRequest, MAX_DESCRIPTION_LEN,
 };
+pub use tokens::{AuditPage, AuditQuery, TokenCreateRequest, TokenCreated, TokenList};
 pub use worker::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, FailRequest, HeartbeatRequest,
     HeartbeatResponse, ReleaseRequest, SettleCompletion, SettleFailure, SettleRequest,

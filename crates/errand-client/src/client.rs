@@ -463,6 +463,18 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/audit`: the audit trail, newest first (needs an admin token).
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn audit(
+        &self,
+        q: &errand_api::AuditQuery,
+    ) -> Result<errand_api::AuditPage, ClientError> {
+        self.send(self.request(Method::GET, "/v1/audit").query(q))
+            .await
+    }
+
     /// `GET /v1/nodes`.
     ///
     /// # Errors

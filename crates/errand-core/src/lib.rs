@@ -5,6 +5,7 @@
 //! This crate does no I/O. Stores, the engine, the server and the client all speak in
 //! these types, so a rule written here holds everywhere.
 
+pub mod audit;
 pub mod backoff;
 pub mod batch;
 pub mod delivery;
@@ -35,11 +36,13 @@ pub mod state;
 pub mod text_schema;
 pub mod throttle;
 pub mod time;
+pub mod token;
 pub mod validation;
 pub mod worker;
 pub mod workflow;
 pub mod workflow_build;
 
+pub use audit::{AuditEntry, NewAuditEntry};
 pub use backoff::{AfterFailure, RetryPolicy};
 pub use delivery::{
     ClaimedDelivery, Delivery, DeliveryAttempt, DeliveryId, DeliveryState, NewDelivery,
@@ -58,4 +61,5 @@ pub use rescue::{Rescue, Stuck};
 pub use run_report::RunReport;
 pub use state::JobState;
 pub use time::Millis;
+pub use token::{ApiToken, NewToken, Scope, StoredToken, TokenId};
 pub use validation::ValidationError;

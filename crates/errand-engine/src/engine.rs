@@ -70,6 +70,8 @@ pub struct Engine {
     about: std::sync::OnceLock<errand_core::NodeAbout>,
     /// What this node did, for `GET /metrics` (shared with detached store calls).
     pub(crate) metrics: Arc<Metrics>,
+    /// Tokens checked lately, and when each was last recorded as used.
+    pub(crate) tokens: crate::tokens::TokenCache,
 }
 
 impl Engine {
@@ -94,6 +96,7 @@ impl Engine {
             workers_seen: Default::default(),
             about: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::new()),
+            tokens: Default::default(),
         })
     }
 

@@ -6,6 +6,7 @@
 //! [`maintenance`] and stop on a cancellation token.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod audit;
 mod batches;
 mod config;
 mod continuous;
@@ -26,6 +27,7 @@ mod queues;
 mod schedule_admin;
 mod schedules;
 mod subscriptions;
+mod tokens;
 mod unheard_claim;
 mod waiters;
 mod worker_registry;
@@ -38,3 +40,6 @@ pub use job_events::{JobEvent, LogAppended};
 pub use metrics::scrape::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use metrics::{KIND_LABEL_CAP, OVERFLOW_LABEL, PAIR_LABEL_CAP, QUEUE_LABEL_CAP};
 pub use schedules::{SchedulePassReport, SLOT_RETENTION};
+pub use tokens::{
+    secret_hash, IssuedToken, TokenRejected, TokenRequest, CHECK_TTL, TOKEN_PREFIX, USE_EVERY,
+};

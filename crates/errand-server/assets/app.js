@@ -10,9 +10,13 @@
 (function () {
   'use strict';
 
+  // Signed in (auth on), the value is the session's, from the errand_csrf cookie; with
+  // auth off any value passes and the page's <meta> carries one.
   var token = document.querySelector('meta[name="errand-csrf"]');
-  if (token) {
-    document.body.setAttribute('hx-headers', JSON.stringify({ 'X-Errand-Csrf': token.content }));
+  var fromCookie = document.cookie.match(/(?:^|;\s*)errand_csrf=([^;]+)/);
+  var csrf = fromCookie ? fromCookie[1] : (token && token.content);
+  if (csrf) {
+    document.body.setAttribute('hx-headers', JSON.stringify({ 'X-Errand-Csrf': csrf }));
   }
 
   // "/" focuses the search, unless the user is typing somewhere.

@@ -3,6 +3,7 @@
 //! serves requests, so the two cannot drift apart, and the web dashboard (`/`, `/ui/...`).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod auth;
 mod dashboard;
 pub mod edge;
 mod error;
@@ -15,6 +16,7 @@ mod site_guard;
 mod state;
 mod strict_json;
 
+pub use auth::{AuthConfig, AuthConfigError};
 pub use error::ApiError;
 pub use site_guard::{SitePolicy, SitePolicyError};
 pub use state::{AppState, ServerLimits};
@@ -31,7 +33,11 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     openapi::add_error_responses(&mut api);
     openapi::add_field_relations(&mut api);
     let doc = api.clone();
-    let dashboard = dashboard::Dashboard::start(&state.engine);
+    let guard_state = auth::GuardState {
+        app: state.clone(),
+        operations: std::sync::Arc::new(auth::Operations::of(&api)),
+    };
+    let dashboard = dashboard::Dashboard::start(&state.engine, state.auth.enabled);
     let router = router
         .route(
             "/v1/openapi.json",
@@ -45,6 +51,16 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             axum::routing::any(routes::limits_other_scope),
         )
         .merge(dashboard::router())
+        .route(
+            "/ui/login",
+            axum::routing::get(auth::session::form).post(auth::session::sign_in),
+        )
+        .route("/ui/logout", axum::routing::post(auth::session::sign_out))
+        // After every route: the guard sees each request's matched route.
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard_state,
+            auth::guard,
+        ))
         .layer(axum::Extension(dashboard))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -42,6 +42,7 @@ use utoipa::{OpenApi, ToSchema};
         (name = "subscriptions", description = "Webhook subscriptions: URLs that receive matching job and schedule events, signed the Standard Webhooks way; their deliveries and attempts"),
         (name = "events", description = "The event stream: job and schedule events as server-sent events, resumable by id"),
         (name = "nodes", description = "The errand serve processes sharing the store"),
+        (name = "security", description = "API tokens with scopes, and the audit trail of admin and destructive actions"),
         (name = "health", description = "Liveness and readiness"),
         (name = "metrics", description = "This node's Prometheus metrics")
     )
@@ -213,6 +214,25 @@ fn add_to_operation(op: &mut Operation) {
             if r.description.is_empty() && !status.starts_with('2') {
                 r.description = default_description(status).to_string();
             }
+        }
+    }
+    let guarded = op
+        .operation_id
+        .as_deref()
+        .and_then(crate::auth::rules::api_rule)
+        .is_none_or(|(access, _)| access != crate::auth::rules::Access::Public);
+    if guarded {
+        let responses = &mut op.responses.responses;
+        responses.entry("401".to_string()).or_insert_with(|| {
+            error_response(
+                "No token, or one that is unknown, revoked or expired (when auth is on: any address but loopback, or --require-auth); nothing changed",
+            )
+        });
+        if let Some(RefOr::T(r)) = responses.get_mut("403") {
+            r.description = format!(
+                "{}; or a token without the scope (or the queue) this needs; nothing changed",
+                r.description.trim_end_matches("; nothing changed")
+            );
         }
     }
     let health = op

@@ -1,6 +1,6 @@
 //! Keeps web pages a developer visits from driving errand through their browser.
 //!
-//! errand has no token, so without these checks any page could purge dead jobs with a
+//! With auth off (loopback) errand has no token, so without these checks any page could purge dead jobs with a
 //! `text/plain` form post (a "simple" request a browser sends cross-site without asking),
 //! or reach a server on `localhost` through a name it controls that resolves to
 //! `127.0.0.1` (DNS rebinding). Every request passes three checks, in this order:
@@ -19,7 +19,8 @@
 //!    (`POST /v1/hooks/{name}`) take any type. Dashboard actions (`/ui/...`) may send a
 //!    form (`application/x-www-form-urlencoded`) when they carry the dashboard's CSRF
 //!    header, which a browser never sends cross-site without a preflight either; the
-//!    dashboard then checks the header's value.
+//!    dashboard then checks the header's value. The sign-in and sign-out forms
+//!    (`/ui/login`, `/ui/logout`) are plain forms, guarded by the `Origin` check alone.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -189,8 +190,11 @@ fn is_hook(req: &Request) -> bool {
 /// dashboard's CSRF header (whose value the dashboard checks).
 fn is_dashboard_form(req: &Request) -> bool {
     let headers = req.headers();
+    // The sign-in and sign-out forms are plain HTML forms (their pages hold no script):
+    // a foreign `Origin` or `Sec-Fetch-Site: cross-site` is refused above all the same.
+    let plain_form = matches!(req.uri().path(), "/ui/login" | "/ui/logout");
     req.uri().path().starts_with("/ui/")
-        && headers.contains_key(crate::dashboard::CSRF_HEADER)
+        && (plain_form || headers.contains_key(crate::dashboard::CSRF_HEADER))
         && headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

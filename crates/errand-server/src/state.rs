@@ -56,6 +56,8 @@ pub struct AppState {
     /// Whether webhook secrets are configured: without them callbacks and subscriptions are
     /// refused (nothing could be signed).
     pub webhooks_enabled: bool,
+    /// How callers authenticate.
+    pub auth: Arc<crate::AuthConfig>,
     /// Places for long polls; one is held while a call waits.
     waiting: Arc<Semaphore>,
     /// Places for event streams; one is held while a stream is open.
@@ -71,6 +73,7 @@ impl AppState {
             site,
             scripts: crate::scripts::Scripts::none(),
             webhooks_enabled: false,
+            auth: Arc::new(crate::AuthConfig::off()),
             waiting: Arc::new(Semaphore::new(limits.max_waiting)),
             streams: Arc::new(Semaphore::new(limits.max_event_streams)),
         }
@@ -79,6 +82,12 @@ impl AppState {
     /// The same state serving the definitions of a loaded jobs directory.
     pub fn with_scripts(mut self, scripts: Arc<crate::scripts::Scripts>) -> Self {
         self.scripts = scripts;
+        self
+    }
+
+    /// The same state with authentication set up.
+    pub fn with_auth(mut self, auth: crate::AuthConfig) -> Self {
+        self.auth = Arc::new(auth);
         self
     }
 

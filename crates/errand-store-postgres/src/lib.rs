@@ -14,6 +14,7 @@
 //! with `Unavailable` and nothing acknowledged is lost.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod audit;
 mod batch_notice;
 mod batch_store;
 mod claim_plan;
@@ -48,6 +49,7 @@ mod schema;
 mod session;
 mod store;
 mod subscription;
+mod token;
 mod transition;
 mod wake;
 mod worker;

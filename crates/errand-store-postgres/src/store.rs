@@ -33,6 +33,7 @@ use crate::fault::{QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
 use crate::transition::EventRows;
+use crate::{audit, token};
 use crate::{
     definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read, job_settle,
     job_write, limit, listener, maintenance, mark, named_lease, node, queue, restore, schedule,
@@ -858,6 +859,54 @@ impl Store for PgStore {
 
     async fn subscription_delete(&self, id: SubscriptionId) -> Result<(), StoreError> {
         on_conn!(self, |c| subscription::delete(&c, id).await?)
+    }
+
+    async fn token_create(
+        &self,
+        new: errand_core::NewToken,
+    ) -> Result<errand_core::ApiToken, StoreError> {
+        on_conn!(self, |c| token::create(&c, &new).await?)
+    }
+
+    async fn token_get(
+        &self,
+        id: errand_core::TokenId,
+    ) -> Result<errand_core::StoredToken, StoreError> {
+        on_conn!(self, |c| token::get(&c, id).await?)
+    }
+
+    async fn token_list(&self) -> Result<Vec<errand_core::ApiToken>, StoreError> {
+        on_conn!(self, |c| token::list(&c).await?)
+    }
+
+    async fn token_revoke(
+        &self,
+        id: errand_core::TokenId,
+    ) -> Result<errand_core::ApiToken, StoreError> {
+        on_conn!(self, |c| token::revoke(&c, id).await?)
+    }
+
+    async fn token_used(
+        &self,
+        id: errand_core::TokenId,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let at = errand_core::time::to_millis(at);
+        on_conn!(self, |c| token::used(&c, id, at).await?)
+    }
+
+    async fn audit_append(
+        &self,
+        entry: errand_core::NewAuditEntry,
+    ) -> Result<errand_core::AuditEntry, StoreError> {
+        on_conn!(self, |c| audit::append(&c, &entry).await?)
+    }
+
+    async fn audit_list(
+        &self,
+        params: errand_store::AuditListParams,
+    ) -> Result<Vec<errand_core::AuditEntry>, StoreError> {
+        on_conn!(self, |c| audit::list(&c, &params).await?)
     }
 
     async fn delivery_cursor(&self) -> Result<Option<EventId>, StoreError> {

@@ -6,6 +6,7 @@
 //! small pool of read-only connections and never wait for the writer.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod audit;
 mod batch;
 mod claim;
 mod definition_switch;
@@ -39,6 +40,7 @@ mod schema;
 mod session;
 mod store;
 mod subscription;
+mod token;
 mod transition;
 mod wake;
 mod worker;

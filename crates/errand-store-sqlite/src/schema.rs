@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_ordering.sql"),
     include_str!("../migrations/0010_flows.sql"),
     include_str!("../migrations/0011_queue_list.sql"),
+    include_str!("../migrations/0012_tokens_audit.sql"),
 ];
 
 /// The file's migration count (`PRAGMA user_version`) and this build's.

@@ -32,6 +32,7 @@ use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::wake::Wakeups;
 use crate::writer::Writer;
+use crate::{audit, token};
 use crate::{
     batch, claim, definition_switch, delivery_queue, event_log, explain, instance, job_log,
     job_read, job_row, job_settle, job_write, limit, maintenance, mark, named_lease, node, queue,
@@ -545,6 +546,61 @@ impl Store for SqliteStore {
     ) -> Result<Vec<errand_core::batch::Batch>, StoreError> {
         self.readers
             .read(move |conn| batch::list(conn, &params))
+            .await
+    }
+
+    async fn token_create(
+        &self,
+        new: errand_core::NewToken,
+    ) -> Result<errand_core::ApiToken, StoreError> {
+        self.write_at(move |conn, now| token::create(conn, now, &new))
+            .await
+    }
+
+    async fn token_get(
+        &self,
+        id: errand_core::TokenId,
+    ) -> Result<errand_core::StoredToken, StoreError> {
+        self.readers.read(move |conn| token::get(conn, id)).await
+    }
+
+    async fn token_list(&self) -> Result<Vec<errand_core::ApiToken>, StoreError> {
+        self.readers.read(token::list).await
+    }
+
+    async fn token_revoke(
+        &self,
+        id: errand_core::TokenId,
+    ) -> Result<errand_core::ApiToken, StoreError> {
+        self.write_at(move |conn, now| token::revoke(conn, now, id))
+            .await
+    }
+
+    async fn token_used(
+        &self,
+        id: errand_core::TokenId,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let at = errand_core::time::to_millis(at);
+        self.writer
+            .write(move |conn| token::used(conn, id, at))
+            .await
+    }
+
+    async fn audit_append(
+        &self,
+        entry: errand_core::NewAuditEntry,
+    ) -> Result<errand_core::AuditEntry, StoreError> {
+        self.write_at(move |conn, now| audit::append(conn, now, entry))
+            .await
+    }
+
+    async fn audit_list(
+        &self,
+        params: errand_store::AuditListParams,
+    ) -> Result<Vec<errand_core::AuditEntry>, StoreError> {
+        self.readers
+            .read(move |conn| audit::list(conn, &params))
             .await
     }
 

@@ -566,3 +566,16 @@ pub struct BatchWrite {
     /// The jobs written, in input order (as [`Store::job_insert_many`](crate::Store::job_insert_many) answers).
     pub jobs: Vec<InsertedJob>,
 }
+
+/// Input of [`Store::audit_list`](crate::Store::audit_list). Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditListParams {
+    /// Only this actor (a token's name).
+    pub actor: Option<String>,
+    /// Only this action (`dead.purge`, ...).
+    pub action: Option<String>,
+    /// Cursor: only entries older than this id.
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}

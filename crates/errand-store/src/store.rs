@@ -532,6 +532,51 @@ pub trait Store: Send + Sync + 'static {
         params: crate::BatchListParams,
     ) -> Result<Vec<errand_core::batch::Batch>, StoreError>;
 
+    // ----- API tokens and the audit trail
+
+    /// Stores a new token. Errors: `AlreadyExists` when a token that is not revoked has
+    /// the name; `AlreadyExists` when the id is taken.
+    async fn token_create(
+        &self,
+        new: errand_core::NewToken,
+    ) -> Result<errand_core::ApiToken, StoreError>;
+
+    /// One token with its secret's hash, revoked or not. Errors: `NotFound`.
+    async fn token_get(
+        &self,
+        id: errand_core::TokenId,
+    ) -> Result<errand_core::StoredToken, StoreError>;
+
+    /// Every token, revoked ones too, oldest first.
+    async fn token_list(&self) -> Result<Vec<errand_core::ApiToken>, StoreError>;
+
+    /// Revokes a token for good (the store's now); revoking it again keeps the first time.
+    /// Errors: `NotFound`.
+    async fn token_revoke(
+        &self,
+        id: errand_core::TokenId,
+    ) -> Result<errand_core::ApiToken, StoreError>;
+
+    /// Records that a token was used at `at` (kept only if later than what is stored).
+    /// A token that does not exist is ignored.
+    async fn token_used(
+        &self,
+        id: errand_core::TokenId,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Appends an entry to the audit trail (its id and time from the store), durably.
+    async fn audit_append(
+        &self,
+        entry: errand_core::NewAuditEntry,
+    ) -> Result<errand_core::AuditEntry, StoreError>;
+
+    /// A page of the audit trail, newest first.
+    async fn audit_list(
+        &self,
+        params: crate::AuditListParams,
+    ) -> Result<Vec<errand_core::AuditEntry>, StoreError>;
+
     /// Wake-ups from the store: names of queues that gained ready jobs the engine did not
     /// write itself (other processes sharing the store, and jobs a flow made ready: released
     /// continuations and steps, compensations, `on_complete` jobs). `None` when there are

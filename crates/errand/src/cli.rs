@@ -20,6 +20,10 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7878"
     )]
     pub server: String,
+    /// API token for client commands (`Authorization: Bearer`), when the server requires
+    /// one.
+    #[arg(long, global = true, env = "ERRAND_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of tables (and errors as one JSON object on stderr).
     #[arg(long, global = true)]
     pub json: bool,
@@ -32,10 +36,10 @@ pub struct Cli {
 }
 
 /// Global flags only client commands use: hidden in the help of [`SERVERLESS`] commands.
-const CLIENT_ONLY: [&str; 2] = ["server", "json"];
+const CLIENT_ONLY: [&str; 3] = ["server", "token", "json"];
 
 /// Commands that work on a store or the local machine, not through a server's API.
-const SERVERLESS: [&str; 3] = ["serve", "export", "import"];
+const SERVERLESS: [&str; 4] = ["serve", "export", "import", "tokens"];
 
 /// The command line as parsed, and as completions and man pages describe it: [`Cli`]'s,
 /// with `--server` and `--json` left out of the help of `serve`, `export` and `import`.
@@ -117,6 +121,11 @@ pub enum Command {
     Import(TransferArgs),
     /// One screen: server, store, nodes, queues, schedules due next (`--watch` refreshes).
     Status(StatusArgs),
+    /// API tokens, made and revoked in the store (so the first admin token needs no server).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// The audit trail: admin and destructive actions, newest first (needs an admin token).
+    Audit(AuditArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Write man pages, one per command, generated from the same definitions.
@@ -263,6 +272,13 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub webhook_secrets: Vec<String>,
+    /// Require API tokens even on loopback (elsewhere they are always required).
+    #[arg(long, env = "ERRAND_REQUIRE_AUTH", conflicts_with = "insecure_no_auth")]
+    pub require_auth: bool,
+    /// Serve without authentication on a non-loopback address: anyone who reaches the port
+    /// can do anything. For a network you trust completely, or a proxy that authenticates.
+    #[arg(long, env = "ERRAND_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
     /// Deliver webhooks to loopback, private, link-local and other non-public addresses.
     #[arg(
         long,
@@ -338,6 +354,61 @@ pub struct TransferArgs {
     /// File to write (export) or read (import); standard output/input when absent.
     #[arg(long, short)]
     pub file: Option<PathBuf>,
+}
+
+/// `errand tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Issue a token and print it once (errand keeps only its hash).
+    Create(TokenCreateArgs),
+    /// Every token: id, name, scopes, queues, created, expires, last used, revoked.
+    List {
+        /// The store.
+        #[command(flatten)]
+        location: StoreArgs,
+    },
+    /// Revoke a token for good (by id or name): every node refuses it within 5 seconds.
+    Revoke {
+        /// The token's id or name.
+        token: String,
+        /// The store.
+        #[command(flatten)]
+        location: StoreArgs,
+    },
+}
+
+/// `errand tokens create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// A name for people, unique among tokens not revoked (the audit trail records it).
+    #[arg(long)]
+    pub name: String,
+    /// What it may do, comma-separated: enqueue, work, read, admin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scopes: Vec<String>,
+    /// Only these queues, comma-separated (default: every queue).
+    #[arg(long, value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// How long it works, with a unit (`90d`, `12h`); default: until revoked.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// The store.
+    #[command(flatten)]
+    pub location: StoreArgs,
+}
+
+/// `errand audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this actor (a token's name, `local`, `env-admin`, `cli`).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action (an operation id such as `purge_dead_jobs`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Entries to show (1 to 500).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 /// `errand enqueue`.

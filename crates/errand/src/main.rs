@@ -99,6 +99,10 @@ fn run_limited(args: cli::RunLimitedArgs) -> ! {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || {
         errand_client::Client::new(&cli.server)
+            .map(|c| match &cli.token {
+                Some(t) => c.with_token(t.clone()),
+                None => c,
+            })
             .map_err(|e| exit::usage(format!("{e} (given by --server or ERRAND_SERVER)")))
     };
     match cli.command {
@@ -128,11 +132,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(args) => commands::events::run(&client()?, args, cli.json).await,
         Command::Worker(args) => {
             init_tracing(args.log_format);
-            commands::worker::run(&cli.server, args).await
+            commands::worker::run(&cli.server, cli.token.as_deref(), args).await
         }
         Command::Export(args) => commands::transfer::export(args).await,
         Command::Import(args) => commands::transfer::import(args).await,
         Command::Status(args) => commands::status::run(&client()?, args, cli.json).await,
+        Command::Tokens(cmd) => commands::tokens::run(cmd, cli.json).await,
+        Command::Audit(args) => commands::tokens::audit(&client()?, args, cli.json).await,
         Command::Completions(args) => commands::generate::completions(args),
         Command::Man(args) => commands::generate::man(args),
         Command::RunLimited(args) => run_limited(args),

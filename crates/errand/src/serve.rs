@@ -103,6 +103,71 @@ fn inspect_jobs_dir(dir: &std::path::Path) -> anyhow::Result<bool> {
     }
 }
 
+/// What to tell the operator when tokens are needed and none can exist.
+const NEEDS_TOKENS: &str = "make an admin token first with `errand tokens create --name admin --scopes admin` (against this store: the same --data-dir or --store), or set ERRAND_ADMIN_TOKEN to a secret of 32 characters or more; or pass --insecure-no-auth if anyone who can reach this port may do anything";
+
+/// A SQLite store that does not exist yet holds no token: with tokens required and no
+/// ERRAND_ADMIN_TOKEN nobody could sign in, so refuse before creating it.
+fn refuse_a_new_store_without_tokens(settings: &Settings) -> anyhow::Result<()> {
+    if let (
+        crate::settings::AuthMode::Required(config),
+        crate::settings::StoreLocation::Sqlite(path),
+    ) = (&settings.auth, &settings.store)
+    {
+        if !config.has_env_admin() && !path.try_exists().unwrap_or(false) {
+            anyhow::bail!(
+                "errand needs API tokens on {} and the store {} does not exist yet: {NEEDS_TOKENS}",
+                settings.listen,
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The server's auth settings and the startup line's words about them. Tokens required and
+/// none usable (and no ERRAND_ADMIN_TOKEN) stops the start.
+async fn auth_config(
+    engine: &Engine,
+    settings: &Settings,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(errand_server::AuthConfig, String)> {
+    use crate::settings::AuthMode;
+    match &settings.auth {
+        AuthMode::Loopback => Ok((
+            errand_server::AuthConfig::off(),
+            "off (loopback only; --require-auth turns it on)".into(),
+        )),
+        AuthMode::Insecure => {
+            tracing::warn!(%addr, "serving without authentication (--insecure-no-auth): anyone who reaches this port can do anything");
+            Ok((
+                errand_server::AuthConfig::off(),
+                "OFF (--insecure-no-auth)".into(),
+            ))
+        }
+        AuthMode::Required(config) => {
+            let now = jiff::Timestamp::now();
+            let usable = engine
+                .token_list()
+                .await?
+                .iter()
+                .filter(|t| t.revoked_at.is_none() && t.expires_at.is_none_or(|e| e > now))
+                .count();
+            if usable == 0 && !config.has_env_admin() {
+                anyhow::bail!(
+                    "errand needs API tokens on {addr} and the store has none: {NEEDS_TOKENS}"
+                );
+            }
+            let env = if config.has_env_admin() {
+                " + ERRAND_ADMIN_TOKEN"
+            } else {
+                ""
+            };
+            Ok((config.clone(), format!("tokens ({usable} usable{env})")))
+        }
+    }
+}
+
 /// Binds the listen address; a taken or forbidden address says what to do about it.
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     use std::io::ErrorKind;
@@ -145,9 +210,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let jobs_dir_present = inspect_jobs_dir(&settings.jobs_dir)?;
     let listener = bind(settings.listen).await?;
     let addr = listener.local_addr()?;
+    refuse_a_new_store_without_tokens(&settings)?;
     let opened = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let store_desc = opened.desc;
     let engine = Engine::new(opened.store, settings.engine.clone());
+    let (auth, auth_line) = auth_config(&engine, &settings, addr).await?;
     engine.set_about(about(opened.about, settings.roles));
     crate::declared::apply(&engine, &settings.queues, &settings.declared_limits).await?;
     crate::declared::apply_workflows(&engine, &settings.workflows).await?;
@@ -186,7 +253,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         std::sync::Arc::new(settings.site.clone()),
     )
     .with_scripts(scripts.clone())
-    .with_webhooks(!settings.webhooks.keys.is_empty());
+    .with_webhooks(!settings.webhooks.keys.is_empty())
+    .with_auth(auth);
     let router = if settings.roles.api {
         errand_server::app(state).0
     } else {
@@ -226,6 +294,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     println!("roles: {roles}");
     println!("webhooks: {webhooks}");
+    println!("auth: {auth_line}");
     tracing::info!(%addr, store = %store_desc, %config, jobs_dir = %settings.jobs_dir.display(), %roles, %webhooks, "errand serving");
     let engine_for_signal = engine.clone();
     let scripts_stop = scripts_token.clone();

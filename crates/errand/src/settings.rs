@@ -120,6 +120,19 @@ pub struct Settings {
     pub max_log_lines: u32,
     /// Outgoing webhooks: signing keys, address policy, timeouts and retries.
     pub webhooks: errand_webhooks::WebhookSettings,
+    /// How callers authenticate.
+    pub auth: AuthMode,
+}
+
+/// Whether the server asks for tokens, and why.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Off: errand listens on loopback only.
+    Loopback,
+    /// Off on a network address, because `--insecure-no-auth` said so.
+    Insecure,
+    /// Tokens required (any non-loopback address, or `--require-auth`).
+    Required(errand_server::AuthConfig),
 }
 
 /// What a node does (`--roles api,scheduler,worker`; default all three).
@@ -358,6 +371,14 @@ impl Settings {
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
         let webhooks = webhook_settings(args, &file)?;
         refuse_useless_limits(&limits, &edge)?;
+        let auth = if args.insecure_no_auth {
+            AuthMode::Insecure
+        } else if args.require_auth || !listen.ip().is_loopback() {
+            let env = std::env::var("ERRAND_ADMIN_TOKEN").ok();
+            AuthMode::Required(errand_server::AuthConfig::on(env.as_deref())?)
+        } else {
+            AuthMode::Loopback
+        };
         let site = errand_server::SitePolicy::new(
             &list_setting(&args.allowed_origins, file.allowed_origins),
             &list_setting(&args.allowed_hosts, file.allowed_hosts),
@@ -399,6 +420,7 @@ impl Settings {
             limits,
             edge,
             shutdown_drain,
+            auth,
         })
     }
 }

@@ -93,6 +93,10 @@ const EXPECTED: &[&str] = &[
     "GET /v1/batches/{id}",
     "POST /v1/batches/{id}/jobs",
     "POST /v1/batches/{id}/close",
+    "POST /v1/tokens",
+    "GET /v1/tokens",
+    "DELETE /v1/tokens/{id}",
+    "GET /v1/audit",
 ];
 
 #[tokio::test]

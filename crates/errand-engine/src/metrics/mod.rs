@@ -122,6 +122,11 @@ struct OpLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeliveryLabels {
     target: &'static str,
     outcome: &'static str,
@@ -156,6 +161,7 @@ pub(crate) struct Metrics {
     schedule_lateness: Histogram,
     scheduler_last_pass: Gauge<f64, AtomicU64>,
     schedule_overdue: Gauge<f64, AtomicU64>,
+    auth_refused: Family<RefusalLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -193,6 +199,7 @@ impl Metrics {
             schedule_lateness: Histogram::new(LATENESS_SECONDS),
             scheduler_last_pass: Gauge::default(),
             schedule_overdue: Gauge::default(),
+            auth_refused: Family::default(),
         };
         m.register()
     }
@@ -200,6 +207,11 @@ impl Metrics {
     fn register(mut self) -> Self {
         let r = &mut self.registry;
         // Counters get `_total` appended by the encoder.
+        r.register(
+            "errand_http_auth_refused",
+            "Requests refused for a missing or bad token (reason missing, invalid) or a token without the scope or queue (forbidden)",
+            self.auth_refused.clone(),
+        );
         r.register(
             "errand_jobs_enqueued",
             "Jobs this node stored new (idempotent repeats not counted): enqueues, batches, schedule fires",
@@ -478,6 +490,14 @@ impl Metrics {
             self.schedule_lateness
                 .observe(seconds_between(slot, job.created_at));
         }
+    }
+
+    /// A request refused by authentication (`missing`, `invalid`) or authorisation
+    /// (`forbidden`); never labelled by token, so the metric tells nobody which exist.
+    pub(crate) fn auth_refused(&self, reason: &'static str) {
+        self.auth_refused
+            .get_or_create(&RefusalLabel { reason })
+            .inc();
     }
 
     /// A scheduler pass completed at `now`; the most overdue due schedule was `overdue`

@@ -49,9 +49,11 @@ use errand_engine::Engine;
 
 use crate::{ApiError, AppState};
 
+pub(crate) use assets::urls as asset_urls;
 pub(crate) use csrf::HEADER as CSRF_HEADER;
 pub(crate) use live::Topic;
 pub(crate) use overview::page as overview_page;
+pub(crate) use view::query_url;
 
 /// The Content-Security-Policy of every dashboard response: scripts, styles, fonts and
 /// connections from errand itself only, no inline script or style, no framing, no plugin,
@@ -82,17 +84,20 @@ pub(crate) struct Dashboard {
     hub: Arc<live::Hub>,
     series: Arc<series::Series>,
     node: String,
+    /// Whether callers sign in (pages then offer to sign out).
+    sign_in: bool,
 }
 
 impl Dashboard {
     /// The dashboard of `engine`. Inside a tokio runtime it starts its one background task,
     /// which reads the engine's cluster-wide event feed to tell tabs what changed and to
     /// fill the charts' time series, and stops when the engine shuts down.
-    pub(crate) fn start(engine: &Arc<Engine>) -> Arc<Self> {
+    pub(crate) fn start(engine: &Arc<Engine>, sign_in: bool) -> Arc<Self> {
         let dashboard = Arc::new(Self {
             hub: Arc::new(live::Hub::new(live::COALESCE)),
             series: Arc::new(series::Series::new(jiff::Timestamp::now())),
             node: engine.node_id().to_string(),
+            sign_in,
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             live::spawn(
@@ -135,6 +140,7 @@ impl Dashboard {
             assets: assets::urls(),
             version: env!("CARGO_PKG_VERSION"),
             node: self.node.clone(),
+            sign_in: self.sign_in,
         }
     }
 
@@ -215,6 +221,8 @@ pub(crate) struct Layout {
     pub(crate) version: &'static str,
     /// The node that answered (charts are its view).
     pub(crate) node: String,
+    /// Whether to offer "Sign out".
+    pub(crate) sign_in: bool,
 }
 
 /// A page whose content refreshes as a whole: `base.html` wraps it in a region that
@@ -290,6 +298,8 @@ pub(crate) fn security_headers(mut response: Response) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // Framing is refused twice: by the CSP's frame-ancestors and, for older browsers, here.
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 

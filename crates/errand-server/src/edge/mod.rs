@@ -153,7 +153,7 @@ where
             biased;
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -161,8 +161,9 @@ where
                 }
             },
         };
+        let (stream, peer) = stream;
         let slot = slots.settle(slot);
-        tracker.spawn(connection(stream, slot, shared.clone(), stop.clone()));
+        tracker.spawn(connection(stream, peer, slot, shared.clone(), stop.clone()));
     }
     drop(listener);
     tracker.close();
@@ -171,7 +172,13 @@ where
 }
 
 /// Serves one connection until the client leaves, a deadline passes, or shutdown drains it.
-async fn connection(stream: TcpStream, slot: Slot, shared: Arc<Shared>, stop: CancellationToken) {
+async fn connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    slot: Slot,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     let reserve = slot.is_reserve();
     let (header_timeout, idle_timeout) = if reserve {
         (
@@ -184,7 +191,10 @@ async fn connection(stream: TcpStream, slot: Slot, shared: Arc<Shared>, stop: Ca
     let activity = Activity::new();
     let io = TokioIo::new(io::EdgeIo::new(stream, activity.clone()));
     let service_activity = activity.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        // Handlers and the audit trail see who is on the other end.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         request::handle(shared.clone(), service_activity.clone(), reserve, req)
     });
     let mut builder = http1::Builder::new();

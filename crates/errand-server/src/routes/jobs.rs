@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use errand_api::{
     AttemptList, BatchEnqueueRequest, BatchEnqueueResponse, EnqueueRequest, EnqueuedJob, ErrorBody,
     JobListQuery, JobPage, JobWaitQuery,
@@ -13,6 +13,7 @@ use errand_core::limits::MAX_WAIT_MS;
 use errand_core::{duration, Job, JobKind, JobState, QueueName};
 use errand_store::JobListParams;
 
+use crate::auth::Principal;
 use crate::extract::{job_id, ApiJson, ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
 
@@ -47,6 +48,7 @@ fn created_or_found(inserted: bool) -> StatusCode {
         (status = 503, description = "Store unavailable; nothing acknowledged", body = ErrorBody)))]
 pub(crate) async fn enqueue(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     headers: HeaderMap,
     ApiJson(mut req): ApiJson<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
@@ -70,7 +72,9 @@ pub(crate) async fn enqueue(
             _ => req.idempotency_key = Some(key),
         }
     }
-    enqueue_one(&state, req.into_new_job(&state.enqueue_limits())?).await
+    let job = req.into_new_job(&state.enqueue_limits())?;
+    caller.check_queue(job.queue.as_str())?;
+    enqueue_one(&state, job).await
 }
 
 /// Stores one job: 201 with it when new, 200 with the earlier job for an idempotent repeat.
@@ -104,9 +108,13 @@ pub(crate) async fn enqueue_one(
         (status = 503, description = "Store unavailable; retry with the same idempotency keys", body = ErrorBody)))]
 pub(crate) async fn enqueue_batch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     ApiJson(req): ApiJson<BatchEnqueueRequest>,
 ) -> Result<(StatusCode, Json<BatchEnqueueResponse>), ApiError> {
     let jobs = req.into_new_jobs(&state.enqueue_limits())?;
+    for job in &jobs {
+        caller.check_queue(job.queue.as_str())?;
+    }
     if jobs.iter().any(|j| j.notify.callback_url.is_some()) {
         super::subscriptions::require_signing(&state, "callback_url")?;
     }
@@ -172,6 +180,7 @@ pub(crate) async fn page(state: &AppState, params: JobListParams) -> Result<JobP
     responses((status = 200, description = "The job", body = Job), (status = 404, description = "No such job", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<JobWaitQuery>,
 ) -> Result<Json<Job>, ApiError> {
@@ -191,7 +200,21 @@ pub(crate) async fn get(
     } else {
         Some(state.wait_place()?)
     };
-    Ok(Json(state.engine.job(id, wait).await?))
+    let job = state.engine.job(id, wait).await?;
+    hide_other_queues(&caller, &job)?;
+    Ok(Json(job))
+}
+
+/// A job in a queue the caller's token does not cover answers as if it did not exist.
+fn hide_other_queues(caller: &Principal, job: &Job) -> Result<(), ApiError> {
+    if caller.allows_queue(job.queue.as_str()) {
+        Ok(())
+    } else {
+        Err(errand_store::StoreError::NotFound {
+            what: format!("job {}", job.id),
+        }
+        .into())
+    }
 }
 
 /// Cancels a job that has not finished; a running job's worker loses its lease.
@@ -200,9 +223,14 @@ pub(crate) async fn get(
     responses((status = 200, description = "Cancelled", body = Job), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    Extension(caller): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.engine.cancel(job_id(&id)?).await?))
+    let id = job_id(&id)?;
+    if !caller.queues.is_empty() {
+        hide_other_queues(&caller, &state.engine.job(id, Duration::ZERO).await?)?;
+    }
+    Ok(Json(state.engine.cancel(id).await?))
 }
 
 /// Runs a dead, cancelled or retry-waiting job again now (one more attempt if it had none).

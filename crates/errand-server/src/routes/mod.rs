@@ -18,6 +18,7 @@ mod root;
 mod schedules;
 pub(crate) mod sessions;
 pub(crate) mod subscriptions;
+mod tokens;
 mod worker;
 mod worker_logs;
 mod workers;
@@ -109,6 +110,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
             workflows::put_template,
             workflows::delete_template
         ))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tokens::audit))
         .routes(routes!(batches::create, batches::list))
         .routes(routes!(batches::get))
         .routes(routes!(batches::add_jobs))

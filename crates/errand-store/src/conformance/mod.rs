@@ -26,6 +26,7 @@ use async_trait::async_trait;
 
 use crate::SharedStore;
 
+mod audit;
 mod claims;
 mod concurrency;
 mod counts;
@@ -59,12 +60,14 @@ mod sessions;
 mod settle;
 mod support;
 mod switches;
+mod tokens;
 mod upgrade;
 mod workers;
 
 pub use self::support::new_job;
 pub use self::upgrade::{assert_upgraded, previous_version_jobs, OldJob};
 
+use self::{audit::*, tokens::*};
 use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
     restore::*, retention::*,
@@ -287,6 +290,18 @@ macro_rules! conformance_suite {
             a_completed_batch_calls_back_and_logs_its_event,
             cancelling_a_waiting_continuation_dooms_its_own,
             a_waiting_continuation_holds_no_lock_until_released,
+            a_token_round_trips_with_its_hash,
+            a_token_name_is_taken_while_the_token_is_active,
+            a_revoked_tokens_name_may_be_reused,
+            revoking_a_token_twice_keeps_the_first_time,
+            an_unknown_token_is_not_found,
+            token_use_keeps_the_latest_time,
+            tokens_list_oldest_first_with_revoked_ones,
+            racing_token_creates_of_one_name_keep_one,
+            audit_entries_get_growing_ids_and_the_store_time,
+            audit_list_pages_newest_first,
+            audit_list_filters_by_actor_and_action,
+            audit_detail_round_trips,
         );
     };
     (@tests $factory:path; $($case:ident),* $(,)?) => {

@@ -13,6 +13,7 @@ pub mod queues;
 pub mod schedules;
 pub mod status;
 pub mod subscriptions;
+pub mod tokens;
 pub mod transfer;
 pub mod worker;
 pub mod workflows;

@@ -17,8 +17,12 @@ use crate::cli::WorkerArgs;
 
 /// Runs until SIGINT or SIGTERM; runs in progress get their stop sequence and go back to
 /// the queue.
-pub async fn run(server: &str, args: WorkerArgs) -> anyhow::Result<()> {
+pub async fn run(server: &str, token: Option<&str>, args: WorkerArgs) -> anyhow::Result<()> {
     let client = Client::new(server)
+        .map(|c| match token {
+            Some(t) => c.with_token(t),
+            None => c,
+        })
         .map_err(|e| crate::exit::usage(format!("{e} (given by --server or ERRAND_SERVER)")))?;
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())

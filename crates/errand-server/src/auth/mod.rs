@@ -1,0 +1,135 @@
+//! Authentication and authorisation: API tokens with scopes (`Authorization: Bearer`), the
+//! dashboard's sign-in sessions, and the audit trail of admin and destructive actions.
+//!
+//! Off only while errand listens on loopback (the README's first command needs nothing
+//! set up); `errand serve` turns it on for any other address and refuses to start without
+//! a token to sign in with (see `docs/security.md`).
+
+mod guard;
+pub(crate) mod rules;
+pub(crate) mod session;
+
+use errand_core::{QueueName, Scope};
+use sha2::{Digest, Sha256};
+
+pub(crate) use guard::{guard, GuardState, Operations};
+
+/// How the server authenticates.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Whether requests need a token (or a dashboard session).
+    pub enabled: bool,
+    /// SHA-256 of `ERRAND_ADMIN_TOKEN`, an admin token kept outside the store.
+    env_admin: Option<[u8; 32]>,
+    /// Whether session cookies are marked `Secure` (the server speaks TLS).
+    pub secure_cookies: bool,
+}
+
+/// Why an auth setting cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// `ERRAND_ADMIN_TOKEN` is too short to be a secret.
+    #[error("ERRAND_ADMIN_TOKEN must be at least 32 characters (use `openssl rand -hex 32`)")]
+    WeakAdminToken,
+}
+
+impl AuthConfig {
+    /// No authentication: every caller is the local admin.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    /// Tokens required; `env_admin` (from `ERRAND_ADMIN_TOKEN`) also works as an admin.
+    ///
+    /// # Errors
+    /// A weak admin token.
+    pub fn on(env_admin: Option<&str>) -> Result<Self, AuthConfigError> {
+        let env_admin = match env_admin.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) if t.len() < 32 => return Err(AuthConfigError::WeakAdminToken),
+            Some(t) => Some(Sha256::digest(t.as_bytes()).into()),
+            None => None,
+        };
+        Ok(Self {
+            enabled: true,
+            env_admin,
+            secure_cookies: false,
+        })
+    }
+
+    /// Whether an admin token outside the store is configured.
+    pub fn has_env_admin(&self) -> bool {
+        self.env_admin.is_some()
+    }
+
+    /// The env admin's key when `presented` is that token.
+    fn env_admin_matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.env_admin.is_some_and(|want| {
+            let got: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+            want.ct_eq(&got).into()
+        })
+    }
+}
+
+/// Who is calling: a token's name and what it may do. Handlers that must check queues take
+/// it as an extension.
+#[derive(Debug, Clone)]
+pub(crate) struct Principal {
+    /// The token's name; `local` with auth off, `env-admin` for `ERRAND_ADMIN_TOKEN`.
+    pub(crate) name: String,
+    /// What it may do.
+    pub(crate) scopes: Vec<Scope>,
+    /// The queues it is limited to (empty: every queue).
+    pub(crate) queues: Vec<QueueName>,
+    /// Signed in through the dashboard (actions need the session's CSRF value).
+    pub(crate) session: Option<session::Session>,
+}
+
+impl Principal {
+    /// The caller when auth is off.
+    fn local() -> Self {
+        Self {
+            name: "local".into(),
+            scopes: vec![Scope::Admin],
+            queues: vec![],
+            session: None,
+        }
+    }
+
+    /// `ERRAND_ADMIN_TOKEN`'s holder.
+    fn env_admin() -> Self {
+        Self {
+            name: "env-admin".into(),
+            scopes: vec![Scope::Admin],
+            queues: vec![],
+            session: None,
+        }
+    }
+
+    /// Whether it may touch `queue`.
+    pub(crate) fn allows_queue(&self, queue: &str) -> bool {
+        self.queues.is_empty() || self.queues.iter().any(|q| q.as_str() == queue)
+    }
+
+    /// `Ok` when it may touch `queue`, else the 403 to answer.
+    pub(crate) fn check_queue(&self, queue: &str) -> Result<(), crate::ApiError> {
+        if self.allows_queue(queue) {
+            Ok(())
+        } else {
+            Err(forbidden_queue(&self.queues, queue))
+        }
+    }
+}
+
+/// The 403 for a queue outside a token's queues.
+fn forbidden_queue(queues: &[QueueName], queue: &str) -> crate::ApiError {
+    let list: Vec<&str> = queues.iter().map(QueueName::as_str).collect();
+    crate::ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "this token is limited to the queues {}; `{queue}` is not one of them",
+            list.join(", ")
+        ),
+    )
+}

@@ -1,0 +1,684 @@
+//! API tokens and scopes against a real server with `--require-auth`: every operation of
+//! the OpenAPI document is called with no token and with a token of each scope, against a
+//! table of what each operation needs kept here (an operation missing from the table fails
+//! the test, so a new route cannot ship without a rule); queue-limited tokens; revocation;
+//! the dashboard's sign-in, session and CSRF value; the audit trail; refusal to start on a
+//! network address without tokens.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use errand_testkit::ServerProcess;
+use serde_json::{json, Value};
+
+/// What an operation needs: `None` public, else any of the scopes (admin holds all).
+fn needs(op: &str) -> Option<&'static [&'static str]> {
+    const READ: &[&str] = &["read"];
+    const ENQUEUE: &[&str] = &["enqueue"];
+    const WORK: &[&str] = &["work"];
+    const ADMIN: &[&str] = &["admin"];
+    Some(match op {
+        "get_server_info" | "healthz" | "readyz" | "receive_hook" => return None,
+        "enqueue_job" | "enqueue_jobs" | "create_batch" | "add_batch_jobs" | "close_batch"
+        | "create_workflow" | "run_definition" | "cancel_job" => ENQUEUE,
+        "get_job" => &["read", "enqueue", "work"],
+        "claim_jobs" | "heartbeat_job" | "complete_job" | "fail_job" | "release_job"
+        | "settle_jobs" | "append_job_logs" | "put_session_state" => WORK,
+        "get_metrics"
+        | "list_batches"
+        | "get_batch"
+        | "list_dead_jobs"
+        | "list_definitions"
+        | "get_definition"
+        | "instance_logs"
+        | "stream_events"
+        | "list_jobs"
+        | "list_job_attempts"
+        | "list_job_deliveries"
+        | "explain_job"
+        | "job_logs"
+        | "list_limits"
+        | "get_key_limit"
+        | "get_kind_limit"
+        | "list_nodes"
+        | "list_queues"
+        | "get_queue"
+        | "list_schedules"
+        | "get_schedule"
+        | "list_schedule_fire_times"
+        | "list_sessions"
+        | "get_session"
+        | "list_subscriptions"
+        | "get_subscription"
+        | "list_subscription_deliveries"
+        | "list_workers"
+        | "list_workflow_templates"
+        | "get_workflow_template"
+        | "list_workflows"
+        | "get_workflow" => READ,
+        "update_queue"
+        | "pause_queue"
+        | "resume_queue"
+        | "list_tokens"
+        | "list_audit"
+        | "create_token"
+        | "revoke_token"
+        | "retry_job"
+        | "purge_dead_jobs"
+        | "requeue_dead_jobs"
+        | "start_definition"
+        | "stop_definition"
+        | "put_key_limit"
+        | "delete_key_limit"
+        | "put_kind_limit"
+        | "delete_kind_limit"
+        | "create_schedule"
+        | "put_schedule"
+        | "delete_schedule"
+        | "backfill_schedule"
+        | "pause_schedule"
+        | "resume_schedule"
+        | "trigger_schedule"
+        | "unblock_session"
+        | "create_subscription"
+        | "update_subscription"
+        | "delete_subscription"
+        | "pause_subscription"
+        | "resume_subscription"
+        | "put_workflow_template"
+        | "delete_workflow_template"
+        | "cancel_workflow"
+        | "retry_workflow" => ADMIN,
+        other => panic!("operation `{other}` has no expected rule in this test: add one"),
+    })
+}
+
+/// Makes a token with `errand tokens create` against `data_dir`; its text.
+fn make_token(
+    data_dir: &std::path::Path,
+    name: &str,
+    scopes: &str,
+    queues: Option<&str>,
+) -> String {
+    let mut cmd = Command::new(common::bin());
+    cmd.args([
+        "tokens",
+        "create",
+        "--name",
+        name,
+        "--scopes",
+        scopes,
+        "--data-dir",
+    ])
+    .arg(data_dir);
+    if let Some(q) = queues {
+        cmd.args(["--queues", q]);
+    }
+    let out = cmd.output().expect("errand tokens create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string();
+    assert!(text.starts_with("errand_"), "{text}");
+    text
+}
+
+struct Fixture {
+    server: ServerProcess,
+    _dir: tempfile::TempDir,
+    tokens: Vec<(&'static str, String)>,
+    http: reqwest::Client,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tokens: Vec<(&'static str, String)> = ["enqueue", "work", "read", "admin"]
+            .into_iter()
+            .map(|s| (s, make_token(dir.path(), &format!("{s}-token"), s, None)))
+            .collect();
+        let server = ServerProcess::start_in(&common::bin(), dir.path(), &["--require-auth"])
+            .await
+            .expect("start errand serve --require-auth");
+        Self {
+            server,
+            _dir: dir,
+            tokens,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    fn token(&self, scope: &str) -> &str {
+        &self
+            .tokens
+            .iter()
+            .find(|(s, _)| *s == scope)
+            .expect("scope")
+            .1
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.server.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = tokio::time::timeout(Duration::from_millis(500), r.text())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+            }
+            // A long poll that was allowed to wait.
+            Err(e) if e.is_timeout() => (0, Value::Null),
+            Err(e) => panic!("{path}: {e}"),
+        }
+    }
+}
+
+/// The path of an operation with its parameters filled with values that name nothing.
+fn concrete(path: &str) -> String {
+    let any_id = "0190c5a8-0000-7000-8000-000000000001";
+    path.replace("{id}", any_id)
+        .replace("{queue}", "authq")
+        .replace("{name}", "authname")
+        .replace("{key}", "authkey")
+        .replace("{instance}", "i1")
+}
+
+#[tokio::test]
+async fn every_operation_refuses_callers_without_its_scope() {
+    let f = Fixture::start().await;
+    let (status, doc) = f.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200, "the OpenAPI document is public");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (path, item) in paths {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            let id = op["operationId"].as_str().expect("operationId");
+            let body = (method != "get" && method != "delete").then(|| json!({}));
+            let url = concrete(path);
+            let m = method.to_uppercase();
+            let (anon, answer) = f.call(&m, &url, None, body.clone()).await;
+            match needs(id) {
+                None => assert_ne!(anon, 401, "{m} {path} ({id}) is public"),
+                Some(scopes) => {
+                    assert_eq!(anon, 401, "{m} {path} ({id}) without a token: {answer}");
+                    assert_eq!(answer["error"]["code"], "unauthorized", "{id}");
+                    for (scope, token) in &f.tokens {
+                        let (status, answer) = f.call(&m, &url, Some(token), body.clone()).await;
+                        if *scope == "admin" || scopes.contains(scope) {
+                            assert!(
+                                status != 401 && status != 403,
+                                "{m} {path} ({id}) with a {scope} token: {status} {answer}"
+                            );
+                        } else {
+                            assert_eq!(
+                                status, 403,
+                                "{m} {path} ({id}) with a {scope} token: {answer}"
+                            );
+                            assert_eq!(answer["error"]["code"], "forbidden", "{id}");
+                        }
+                    }
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 80, "only {checked} operations in the document");
+    // A malformed or unknown token is a 401 too, whatever the route.
+    let (status, _) = f
+        .call("GET", "/v1/queues", Some("errand_nonsense"), None)
+        .await;
+    assert_eq!(status, 401);
+    let forged = format!("errand_{}_{}", "0".repeat(32), "ab".repeat(32));
+    let (status, _) = f.call("GET", "/v1/queues", Some(&forged), None).await;
+    assert_eq!(status, 401);
+    // Refusals are counted, never by token.
+    let metrics = f
+        .http
+        .get(format!("{}/metrics", f.server.url()))
+        .bearer_auth(f.token("read"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for reason in ["missing", "invalid", "forbidden"] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "errand_http_auth_refused_total{{reason=\"{reason}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no {reason} refusals counted:\n{metrics}"));
+        let n: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        assert!(n >= 1.0, "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_queue_limited_token_reaches_its_queues_only_and_a_revoked_one_nothing() {
+    let f = Fixture::start().await;
+    let mail = make_token(f.server.data_dir(), "mailer", "enqueue,work", Some("mail"));
+    let (s, job) = f
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(&mail),
+            Some(json!({"kind": "k", "queue": "mail"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{job}");
+    let (s, answer) = f
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(&mail),
+            Some(json!({"kind": "k", "queue": "billing"})),
+        )
+        .await;
+    assert_eq!(s, 403, "{answer}");
+    let (s, _) = f
+        .call("POST", "/v1/jobs/batch", Some(&mail), Some(json!({"jobs": [{"kind": "k", "queue": "mail"}, {"kind": "k", "queue": "billing"}]})))
+        .await;
+    assert_eq!(
+        s, 403,
+        "one job outside the token's queues refuses the batch"
+    );
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/queues/billing/claim",
+            Some(&mail),
+            Some(json!({"worker": "w"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = f.call("GET", "/v1/jobs", Some(&mail), None).await;
+    assert_eq!(s, 403, "a listing across queues");
+    // A job in another queue looks missing.
+    let (_, other) = f
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(f.token("admin")),
+            Some(json!({"kind": "k", "queue": "billing"})),
+        )
+        .await;
+    let (s, _) = f
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}", other["id"].as_str().expect("id")),
+            Some(&mail),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, got) = f
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}", job["id"].as_str().expect("id")),
+            Some(&mail),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{got}");
+    let (s, claimed) = f
+        .call(
+            "POST",
+            "/v1/queues/mail/claim",
+            Some(&mail),
+            Some(json!({"worker": "w", "max": 1})),
+        )
+        .await;
+    assert_eq!(s, 200, "{claimed}");
+    assert_eq!(claimed["jobs"].as_array().map(Vec::len), Some(1));
+
+    // Revoked through the API: refused at once by this node.
+    let (_, list) = f
+        .call("GET", "/v1/tokens", Some(f.token("admin")), None)
+        .await;
+    let id = list["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|t| t["name"] == "mailer")
+        .and_then(|t| t["id"].as_str())
+        .expect("mailer's id")
+        .to_string();
+    assert!(
+        list.to_string().find("errand_").is_none(),
+        "no secret is ever listed"
+    );
+    let (s, _) = f
+        .call(
+            "DELETE",
+            &format!("/v1/tokens/{id}"),
+            Some(f.token("admin")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = f.call("GET", "/v1/queues/mail", Some(&mail), None).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn admin_actions_land_in_the_audit_trail_with_who_what_and_where() {
+    let f = Fixture::start().await;
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(f.token("admin")),
+            Some(json!({"kind": "k", "queue": "audited"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/queues/audited/pause",
+            Some(f.token("admin")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // A read is not audited; a refused action is not either.
+    f.call("GET", "/v1/queues", Some(f.token("read")), None)
+        .await;
+    f.call(
+        "POST",
+        "/v1/queues/audited/resume",
+        Some(f.token("read")),
+        None,
+    )
+    .await;
+    let (s, page) = f
+        .call(
+            "GET",
+            "/v1/audit?action=pause_queue",
+            Some(f.token("admin")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{page}");
+    let entries = page["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{page}");
+    let e = &entries[0];
+    assert_eq!(e["actor"], "admin-token");
+    assert_eq!(e["target"], "queue=audited");
+    assert_eq!(e["origin"], "127.0.0.1");
+    let (_, all) = f
+        .call("GET", "/v1/audit", Some(f.token("admin")), None)
+        .await;
+    let actions: Vec<&str> = all["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(!actions.contains(&"resume_queue"), "{actions:?}");
+    // Tokens made on the command line are recorded as `cli`.
+    assert!(
+        all["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["actor"] == "cli" && e["action"] == "create_token"),
+        "{all}"
+    );
+    // `errand audit` prints the same.
+    let out = Command::new(common::bin())
+        .args([
+            "--server",
+            f.server.url(),
+            "--token",
+            f.token("admin"),
+            "audit",
+            "--action",
+            "pause_queue",
+        ])
+        .output()
+        .expect("errand audit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queue=audited"));
+}
+
+#[tokio::test]
+async fn the_dashboard_signs_in_with_a_token_and_actions_need_the_session_csrf() {
+    let f = Fixture::start().await;
+    let base = f.server.url();
+    let r = f
+        .http
+        .get(format!("{base}/ui/queues"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/ui/login?next=%2Fui%2Fqueues",
+        "a page without a session leads to the sign-in page"
+    );
+    let sign_in = |token: &str| {
+        f.http
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            // Tokens are letters, digits and `_`: nothing to escape.
+            .body(format!("token={token}&next=%2Fui%2Fqueues"))
+            .send()
+    };
+    let bad = sign_in("errand_nonsense").await.expect("POST");
+    assert_eq!(bad.status(), 401);
+    let ok = sign_in(f.token("admin")).await.expect("POST");
+    assert_eq!(ok.status(), 303);
+    let cookies: Vec<String> = ok
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ASCII").to_string())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("errand_session="))
+        .expect("session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    assert!(
+        !session.contains(f.token("admin")),
+        "the browser never holds the token"
+    );
+    let csrf_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("errand_csrf="))
+        .expect("csrf cookie");
+    let pair = |c: &str| c.split(';').next().expect("pair").to_string();
+    let jar = format!("{}; {}", pair(session), pair(csrf_cookie));
+    let csrf = pair(csrf_cookie)
+        .trim_start_matches("errand_csrf=")
+        .to_string();
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(f.token("admin")),
+            Some(json!({"kind": "k", "queue": "ui-q"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let page = f
+        .http
+        .get(format!("{base}/ui/queues"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(page.status(), 200);
+    let pause = |value: &str| {
+        f.http
+            .post(format!("{base}/ui/queues/pause?queue=ui-q"))
+            .header("cookie", &jar)
+            .header("x-errand-csrf", value)
+            .header("origin", base)
+            .send()
+    };
+    assert_eq!(
+        pause("1").await.expect("POST").status(),
+        403,
+        "any value will not do"
+    );
+    assert_eq!(pause(&csrf).await.expect("POST").status(), 200);
+    // A session is no bearer token for the API.
+    let api = f
+        .http
+        .get(format!("{base}/v1/queues"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(api.status(), 401);
+    // A read token's session sees pages but may not act.
+    let ro = sign_in(f.token("read")).await.expect("POST");
+    let ro_cookies: Vec<String> = ro
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| pair(v.to_str().expect("ASCII")))
+        .collect();
+    let ro_csrf = ro_cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("errand_csrf="))
+        .expect("csrf")
+        .to_string();
+    let refused = f
+        .http
+        .post(format!("{base}/ui/queues/pause?queue=ui-q"))
+        .header("cookie", ro_cookies.join("; "))
+        .header("x-errand-csrf", ro_csrf)
+        .header("origin", base)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test]
+async fn a_network_address_needs_tokens_or_an_explicit_insecure_flag() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(common::bin())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ERRAND_ADMIN_TOKEN")
+        .output()
+        .expect("errand serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("errand tokens create") && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+        "a refused start creates nothing"
+    );
+    // With an admin token in the environment it starts, and that token works.
+    let secret = "s".repeat(40);
+    let mut child = Command::new(common::bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--require-auth",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("ERRAND_ADMIN_TOKEN", &secret)
+        .env("ERRAND_SHUTDOWN_DRAIN", "0s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("errand serve");
+    let stdout = child.stdout.take().expect("stdout");
+    // Read every line (a closed pipe would fail the server's later prints); hand over the
+    // listening one.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("errand listening on ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the listening line");
+    let http = reqwest::Client::new();
+    errand_testkit::eventually("the server is ready", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.get(format!("{url}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+                .then_some(())
+        }
+    })
+    .await;
+    let with = http
+        .get(format!("{url}/v1/tokens"))
+        .bearer_auth(&secret)
+        .send()
+        .await;
+    let without = http.get(format!("{url}/v1/tokens")).send().await;
+    // Stop what this test started before judging.
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(with.expect("GET").status(), 200);
+    let without = without.expect("GET");
+    assert_eq!(without.status(), 401);
+    assert_eq!(
+        without.headers()["www-authenticate"],
+        "Bearer realm=\"errand\""
+    );
+}
