@@ -187,7 +187,8 @@ impl Engine {
         Ok(stored.token)
     }
 
-    /// Counts a request refused for its credentials: `missing`, `invalid` or `forbidden`.
+    /// Counts a request refused for its credentials: `missing`, `invalid`, `forbidden` or
+    /// `limited`.
     pub fn note_auth_refused(&self, reason: &'static str) {
         self.metrics.auth_refused(reason);
     }

@@ -36,6 +36,10 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let guard_state = auth::GuardState {
         app: state.clone(),
         operations: std::sync::Arc::new(auth::Operations::of(&api)),
+        limits: std::sync::Arc::new(auth::limits::TokenLimiter::new(
+            state.auth.token_rate,
+            state.auth.token_long_polls,
+        )),
     };
     let dashboard = dashboard::Dashboard::start(&state.engine, state.auth.enabled);
     let router = router

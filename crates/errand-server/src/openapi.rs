@@ -228,6 +228,15 @@ fn add_to_operation(op: &mut Operation) {
                 "No token, or one that is unknown, revoked or expired (when auth is on: any address but loopback, or --require-auth); nothing changed",
             )
         });
+        responses.entry("429".to_string()).or_insert_with(|| {
+            let mut r = error_response(
+                "The token is over its request rate (--token-rate) or holds as many waiting calls and streams as it may (--token-long-polls); retry after `Retry-After` seconds; nothing changed",
+            );
+            if let RefOr::T(r) = &mut r {
+                r.headers.insert("Retry-After".into(), retry_after());
+            }
+            r
+        });
         if let Some(RefOr::T(r)) = responses.get_mut("403") {
             r.description = format!(
                 "{}; or a token without the scope (or the queue) this needs; nothing changed",

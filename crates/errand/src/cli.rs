@@ -275,6 +275,13 @@ pub struct ServeArgs {
     /// Require API tokens even on loopback (elsewhere they are always required).
     #[arg(long, env = "ERRAND_REQUIRE_AUTH", conflicts_with = "insecure_no_auth")]
     pub require_auth: bool,
+    /// Requests a second one token may send to this node (0: no limit; default 5000).
+    #[arg(long, env = "ERRAND_TOKEN_RATE")]
+    pub token_rate: Option<u32>,
+    /// Waiting calls and streams one token may hold on this node at once (0: no limit;
+    /// default 1000).
+    #[arg(long, env = "ERRAND_TOKEN_LONG_POLLS")]
+    pub token_long_polls: Option<u32>,
     /// Serve without authentication on a non-loopback address: anyone who reaches the port
     /// can do anything. For a network you trust completely, or a proxy that authenticates.
     #[arg(long, env = "ERRAND_INSECURE_NO_AUTH")]

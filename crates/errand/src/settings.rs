@@ -375,7 +375,14 @@ impl Settings {
             AuthMode::Insecure
         } else if args.require_auth || !listen.ip().is_loopback() {
             let env = std::env::var("ERRAND_ADMIN_TOKEN").ok();
-            AuthMode::Required(errand_server::AuthConfig::on(env.as_deref())?)
+            let mut config = errand_server::AuthConfig::on(env.as_deref())?;
+            if let Some(rate) = args.token_rate {
+                config.token_rate = rate;
+            }
+            if let Some(polls) = args.token_long_polls {
+                config.token_long_polls = polls;
+            }
+            AuthMode::Required(config)
         } else {
             AuthMode::Loopback
         };

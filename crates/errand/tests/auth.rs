@@ -139,12 +139,18 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let tokens: Vec<(&'static str, String)> = ["enqueue", "work", "read", "admin"]
             .into_iter()
             .map(|s| (s, make_token(dir.path(), &format!("{s}-token"), s, None)))
             .collect();
-        let server = ServerProcess::start_in(&common::bin(), dir.path(), &["--require-auth"])
+        let mut args = vec!["--require-auth"];
+        args.extend_from_slice(extra);
+        let server = ServerProcess::start_in(&common::bin(), dir.path(), &args)
             .await
             .expect("start errand serve --require-auth");
         Self {
@@ -680,5 +686,77 @@ async fn a_network_address_needs_tokens_or_an_explicit_insecure_flag() {
     assert_eq!(
         without.headers()["www-authenticate"],
         "Bearer realm=\"errand\""
+    );
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let f = Fixture::start_with(&["--token-rate", "5"]).await;
+    let read = f.token("read").to_string();
+    let mut limited = None;
+    for _ in 0..20 {
+        let r = f
+            .http
+            .get(format!("{}/v1/queues", f.server.url()))
+            .bearer_auth(&read)
+            .send()
+            .await
+            .expect("GET");
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("20 requests at once exceed 5 a second");
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another token has its own bucket.
+    let (s, _) = f
+        .call("GET", "/v1/queues", Some(f.token("admin")), None)
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_token_holding_its_long_polls_gets_429_until_one_ends() {
+    let f = Fixture::start_with(&["--token-long-polls", "1"]).await;
+    let work = f.token("work").to_string();
+    let claim = |wait: u64| {
+        f.http
+            .post(format!("{}/v1/queues/empty/claim", f.server.url()))
+            .bearer_auth(&work)
+            .json(&json!({"worker": "w", "wait_ms": wait}))
+            .send()
+    };
+    // The queue exists (a job due in an hour), so it can say how many claims wait on it.
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(f.token("enqueue")),
+            Some(json!({"kind": "k", "queue": "empty", "delay": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let waiting = tokio::spawn(claim(3_000));
+    // Once the first claim waits on the queue (the queue says so), a second is refused.
+    errand_testkit::eventually("the first claim waits", Duration::from_secs(10), || async {
+        let (_, q) = f
+            .call("GET", "/v1/queues/empty", Some(f.token("admin")), None)
+            .await;
+        (q["waiting_claims"] == 1).then_some(())
+    })
+    .await;
+    let second = claim(0).await.expect("POST");
+    assert_eq!(second.status(), 429);
+    let first = waiting.await.expect("join");
+    assert_eq!(second.headers()["retry-after"], "1");
+    assert_eq!(first.expect("POST").status(), 200);
+    let r = claim(0).await.expect("POST");
+    assert_eq!(
+        r.status(),
+        200,
+        "the place is free once the first claim answered"
     );
 }

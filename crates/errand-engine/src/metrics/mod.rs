@@ -209,7 +209,7 @@ impl Metrics {
         // Counters get `_total` appended by the encoder.
         r.register(
             "errand_http_auth_refused",
-            "Requests refused for a missing or bad token (reason missing, invalid) or a token without the scope or queue (forbidden)",
+            "Requests refused for a missing or bad token (reason missing, invalid), a token without the scope or queue (forbidden), or a token over its request rate or long polls (limited)",
             self.auth_refused.clone(),
         );
         r.register(
@@ -492,8 +492,8 @@ impl Metrics {
         }
     }
 
-    /// A request refused by authentication (`missing`, `invalid`) or authorisation
-    /// (`forbidden`); never labelled by token, so the metric tells nobody which exist.
+    /// A request refused by authentication (`missing`, `invalid`), authorisation
+    /// (`forbidden`) or a token's abuse limits (`limited`); never labelled by token, so the metric tells nobody which exist.
     pub(crate) fn auth_refused(&self, reason: &'static str) {
         self.auth_refused
             .get_or_create(&RefusalLabel { reason })

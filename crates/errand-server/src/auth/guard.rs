@@ -62,6 +62,44 @@ impl Operations {
 pub(crate) struct GuardState {
     pub(crate) app: AppState,
     pub(crate) operations: Arc<Operations>,
+    pub(crate) limits: Arc<super::limits::TokenLimiter>,
+}
+
+/// Whether a request may wait or stream (a claim, an event or live stream, a job read
+/// with `?wait=`, a followed log): it holds one of its token's long-poll places.
+fn waits(action: &str, route: &str, query: &str) -> bool {
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(name))
+    };
+    match action {
+        "claim_jobs" | "stream_events" => true,
+        "get_job" => has("wait"),
+        "job_logs" => has("follow"),
+        _ => route == "/ui/live",
+    }
+}
+
+/// The 429 for a token over one of its limits.
+fn limited(limit: super::limits::Limited) -> Response {
+    use super::limits::Limited;
+    let (retry, message) = match limit {
+        Limited::Rate(wait) => (
+            wait.as_secs_f64().ceil().max(1.0) as u64,
+            "this token sends more requests a second than errand allows it (--token-rate); retry after Retry-After seconds".to_string(),
+        ),
+        Limited::LongPolls(n) => (
+            1,
+            format!("this token already holds {n} waiting calls or streams (--token-long-polls); retry after one ends"),
+        ),
+    };
+    let mut r =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+    if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 /// The rule of a routed request: its access, queue check and the action name the audit
@@ -248,10 +286,37 @@ pub(crate) async fn guard(
             }
         }
     }
+    // Abuse limits apply to tokens, not to the local admin of a server without auth.
+    let mut place = None;
+    if config.enabled {
+        if let Err(l) = gs
+            .limits
+            .request(&principal.name, std::time::Instant::now())
+        {
+            state.engine.note_auth_refused("limited");
+            return limited(l);
+        }
+        if waits(&action, &route, req.uri().query().unwrap_or_default()) {
+            match gs.limits.long_poll(&principal.name) {
+                Ok(p) => place = p,
+                Err(l) => {
+                    state.engine.note_auth_refused("limited");
+                    return limited(l);
+                }
+            }
+        }
+    }
     let actor = principal.name.clone();
     req.extensions_mut().insert(principal);
     if !audit {
-        return next.run(req).await;
+        let response = next.run(req).await;
+        return match place {
+            // Held until the answer (a stream) has been sent or dropped.
+            Some(p) => {
+                response.map(|b| axum::body::Body::new(crate::edge::body::GuardedBody::new(b, p)))
+            }
+            None => response,
+        };
     }
     let origin = req
         .extensions()

@@ -6,6 +6,7 @@
 //! a token to sign in with (see `docs/security.md`).
 
 mod guard;
+pub mod limits;
 pub(crate) mod rules;
 pub(crate) mod session;
 
@@ -15,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub(crate) use guard::{guard, GuardState, Operations};
 
 /// How the server authenticates.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// Whether requests need a token (or a dashboard session).
     pub enabled: bool,
@@ -23,6 +24,10 @@ pub struct AuthConfig {
     env_admin: Option<[u8; 32]>,
     /// Whether session cookies are marked `Secure` (the server speaks TLS).
     pub secure_cookies: bool,
+    /// Requests a second per token (0: no limit).
+    pub token_rate: u32,
+    /// Long polls and streams held at once per token (0: no limit).
+    pub token_long_polls: u32,
 }
 
 /// Why an auth setting cannot be used.
@@ -31,6 +36,18 @@ pub enum AuthConfigError {
     /// `ERRAND_ADMIN_TOKEN` is too short to be a secret.
     #[error("ERRAND_ADMIN_TOKEN must be at least 32 characters (use `openssl rand -hex 32`)")]
     WeakAdminToken,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            env_admin: None,
+            secure_cookies: false,
+            token_rate: limits::DEFAULT_RATE,
+            token_long_polls: limits::DEFAULT_LONG_POLLS,
+        }
+    }
 }
 
 impl AuthConfig {
@@ -52,7 +69,7 @@ impl AuthConfig {
         Ok(Self {
             enabled: true,
             env_admin,
-            secure_cookies: false,
+            ..Self::default()
         })
     }
 

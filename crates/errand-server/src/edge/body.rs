@@ -77,14 +77,15 @@ impl Body for TimedBody {
     }
 }
 
-/// A response body that keeps its request in service until it is sent or dropped.
-pub(crate) struct GuardedBody {
+/// A response body that holds `G` until it is sent or dropped: the guard that keeps its
+/// request in service, or a place a token's long poll holds (see `auth::limits`).
+pub(crate) struct GuardedBody<G = RequestGuard> {
     inner: axum::body::Body,
-    _guard: RequestGuard,
+    _guard: G,
 }
 
-impl GuardedBody {
-    pub(crate) fn new(inner: axum::body::Body, guard: RequestGuard) -> Self {
+impl<G> GuardedBody<G> {
+    pub(crate) fn new(inner: axum::body::Body, guard: G) -> Self {
         Self {
             inner,
             _guard: guard,
@@ -92,7 +93,7 @@ impl GuardedBody {
     }
 }
 
-impl Body for GuardedBody {
+impl<G: Unpin> Body for GuardedBody<G> {
     type Data = Bytes;
     type Error = axum::Error;
 

@@ -23,7 +23,7 @@
 //! (about 1 MB each).
 
 mod activity;
-mod body;
+pub(crate) mod body;
 mod fd_limit;
 mod hyper_errors;
 mod io;
