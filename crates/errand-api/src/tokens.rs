@@ -1,5 +1,6 @@
 //! `/v1/tokens` and `/v1/audit`: API tokens and the audit trail.
 
+use errand_core::duration::FlexDuration;
 use errand_core::{ApiToken, AuditEntry, QueueName, Scope};
 use serde::{Deserialize, Serialize};
 
@@ -7,16 +8,25 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCreateRequest {
-    /// A name for people, unique among tokens not revoked (the audit trail records it).
+    /// A name for people, unique among tokens not revoked (the audit trail records it): 1 to
+    /// 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
-    /// What it may do: any of `enqueue`, `work`, `read`, `admin`.
+    /// What it may do: any of `enqueue`, `work`, `read`, `admin` (at least one).
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
     /// Only these queues (empty or absent: every queue).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<QueueName>,
-    /// How long it works, as a duration with a unit (`90d`, `12h`); absent: until revoked.
+    /// How long it works (`"90d"`, `"12h"` or milliseconds; at least 1 ms, at most a
+    /// century is kept); absent: until revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_in: Option<String>,
+    #[schema(value_type = Option<errand_core::duration::PositiveFlexDuration>)]
+    pub expires_in: Option<FlexDuration>,
 }
 
 /// Answer of `POST /v1/tokens`: the token's record and its text, shown this once.
@@ -48,6 +58,7 @@ pub struct AuditQuery {
     /// Cursor: entries older than this id (the previous page's `next`).
     pub before: Option<i64>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -116,8 +116,8 @@ impl Engine {
     /// `Invalid` for an empty name or no scopes; `AlreadyExists` when a token that is not
     /// revoked has the name; the store's error.
     pub async fn token_create(&self, request: TokenRequest) -> Result<IssuedToken, StoreError> {
-        let name = request.name.trim().to_string();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        let name = request.name;
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(StoreError::Invalid(
                 "name: 1 to 200 characters, no control characters".into(),
             ));

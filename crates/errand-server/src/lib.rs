@@ -30,7 +30,7 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_limit = state.limits.max_request_bytes;
     let site = state.site.clone();
     let (router, mut api) = routes::router().split_for_parts();
-    openapi::add_error_responses(&mut api);
+    openapi::add_error_responses(&mut api, state.auth.enabled);
     openapi::add_field_relations(&mut api);
     let doc = api.clone();
     let guard_state = auth::GuardState {

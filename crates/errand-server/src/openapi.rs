@@ -178,7 +178,12 @@ pub(crate) fn add_field_relations(doc: &mut Document) {
 /// Gives every operation the error answers it can get, each with the JSON error body: the
 /// ones every request may get, 400 where it takes input, 408, 413 and 415 where it takes a
 /// body, and 503 `busy` with its `Retry-After` header outside the health checks.
-pub(crate) fn add_error_responses(doc: &mut Document) {
+pub(crate) fn add_error_responses(doc: &mut Document, auth: bool) {
+    // Tokens are bearer tokens; with auth on, operations that need one say so (`security`),
+    // public ones do not.
+    if auth {
+        add_bearer_scheme(doc);
+    }
     for item in doc.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -188,12 +193,28 @@ pub(crate) fn add_error_responses(doc: &mut Document) {
             &mut item.patch,
         ];
         for op in operations.into_iter().flatten() {
-            add_to_operation(op);
+            add_to_operation(op, auth);
         }
     }
 }
 
-fn add_to_operation(op: &mut Operation) {
+/// The `bearer` security scheme: errand's API tokens.
+fn add_bearer_scheme(doc: &mut Document) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        utoipa::openapi::security::SecurityScheme::Http(
+            utoipa::openapi::security::HttpBuilder::new()
+                .scheme(utoipa::openapi::security::HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An errand API token (`errand tokens create`), required off loopback or with --require-auth",
+                ))
+                .build(),
+        ),
+    );
+}
+
+fn add_to_operation(op: &mut Operation, auth: bool) {
     let has_body = op.request_body.is_some();
     let has_input = has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let mut wanted: Vec<(&str, &str)> = EVERY_REQUEST.to_vec();
@@ -216,12 +237,19 @@ fn add_to_operation(op: &mut Operation) {
             }
         }
     }
-    let guarded = op
-        .operation_id
-        .as_deref()
-        .and_then(crate::auth::rules::api_rule)
-        .is_none_or(|(access, _)| access != crate::auth::rules::Access::Public);
+    // A server without auth (loopback) answers no 401 or token 429, and needs no token:
+    // its document says so, so that it matches what the server does.
+    let guarded = auth
+        && op
+            .operation_id
+            .as_deref()
+            .and_then(crate::auth::rules::api_rule)
+            .is_none_or(|(access, _)| access != crate::auth::rules::Access::Public);
     if guarded {
+        op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
         let responses = &mut op.responses.responses;
         responses.entry("401".to_string()).or_insert_with(|| {
             error_response(

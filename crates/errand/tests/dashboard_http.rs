@@ -600,6 +600,61 @@ async fn the_workflows_pages_draw_steps_in_layers_and_cancel_with_the_token() {
 }
 
 #[tokio::test]
+async fn a_failed_workflow_is_retried_from_its_page_with_the_token() {
+    let s = server().await;
+    let http = reqwest::Client::new();
+    let base = s.url();
+    let r = http
+        .post(format!("{base}/v1/workflows"))
+        .json(&json!({"steps": [{"name": "only", "job": {"kind": "step", "queue": "wf-retry", "payload": {}}}]}))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(r.status(), 201);
+    let wf: Value = r.json().await.expect("JSON");
+    let id = wf["id"].as_str().expect("id").to_string();
+    let claimed: Value = http
+        .post(format!("{base}/v1/queues/wf-retry/claim"))
+        .json(&json!({"worker": "w", "max": 1}))
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("JSON");
+    let job = &claimed["jobs"][0];
+    let r = http
+        .post(format!(
+            "{base}/v1/jobs/{}/fail",
+            job["id"].as_str().expect("id")
+        ))
+        .json(&json!({"lease_token": job["lease_token"], "error": "boom", "dead": true}))
+        .send()
+        .await
+        .expect("fail");
+    assert_eq!(r.status(), 200);
+    let state = || async {
+        let w: Value = http
+            .get(format!("{base}/v1/workflows/{id}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        w["state"].as_str().expect("state").to_string()
+    };
+    assert_eq!(state().await, "failed");
+    let html = safe_page(&http, base, &format!("/ui/workflows/{id}")).await;
+    let retry = format!("/ui/workflows/{id}/retry");
+    assert!(html.contains(&format!("hx-post=\"{retry}\"")), "{html}");
+    assert_eq!(post_ui(&http, base, &retry, None).await, 403);
+    assert_eq!(state().await, "failed");
+    assert_eq!(post_ui(&http, base, &retry, Some(&token(&html))).await, 200);
+    assert_eq!(state().await, "running");
+}
+
+#[tokio::test]
 async fn the_batches_pages_count_jobs_and_close_with_the_token() {
     let s = server().await;
     let http = reqwest::Client::new();

@@ -4,12 +4,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use errand_api::{AuditPage, AuditQuery, ErrorBody, TokenCreateRequest, TokenCreated, TokenList};
-use errand_core::{duration, ApiToken, TokenId};
+use errand_core::duration::FlexDuration;
+use errand_core::{ApiToken, TokenId};
 use errand_engine::TokenRequest;
 use errand_store::AuditListParams;
 
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
+
+/// The longest expiry kept: later ones are as good as none.
+const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Issues a token. The answer holds the token's text, which errand never shows again.
 #[utoipa::path(post, path = "/v1/tokens", operation_id = "create_token", tag = "security",
@@ -19,10 +23,14 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenCreateRequest>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    let expires_at = match req.expires_in.as_deref() {
+    let expires_at = match req.expires_in {
         None => None,
-        Some(text) => {
-            let d = duration::parse("expires_in", text)?;
+        Some(FlexDuration(d)) if d.is_zero() => {
+            return Err(ApiError::invalid("expires_in: at least 1ms"));
+        }
+        // Past a century the expiry makes no difference; keep the arithmetic in range.
+        Some(FlexDuration(d)) => {
+            let d = d.min(CENTURY);
             let span = jiff::SignedDuration::try_from(d)
                 .map_err(|_| ApiError::invalid("expires_in: too long"))?;
             Some(
