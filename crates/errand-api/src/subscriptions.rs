@@ -193,9 +193,9 @@ impl SubscriptionPatchRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseSubscriptionRequest {
-    /// Why (shown as `paused_reason`); "paused by hand" when absent.
+    /// Why (shown as `paused_reason`); "paused by hand" when absent. No NUL characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\u0000]*$")]
     pub reason: Option<String>,
 }
 

@@ -90,8 +90,8 @@ impl Client {
 
     /// This client, sending `token` as `Authorization: Bearer TOKEN` on every call.
     ///
-    /// The server does not check tokens yet (authentication is a later issue): a token is
-    /// sent, and ignored, until it does.
+    /// A server on loopback without `--require-auth` ignores it; elsewhere every call but
+    /// the health checks needs one with the right scope (docs/security.md).
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(Arc::from(token.into()));
         self

@@ -96,6 +96,8 @@ impl FlexDuration {
                 ObjectBuilder::new()
                     .schema_type(SchemaType::Type(Type::Integer))
                     .minimum(Some(min_ms))
+                    // Read as a u64: a larger number is not a duration errand can hold.
+                    .maximum(Some(u64::MAX))
                     .description(Some("milliseconds")),
             )
             .item(

@@ -84,8 +84,21 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 /// served.
 pub fn health_app(state: AppState) -> Router {
     let site = state.site.clone();
-    let (router, _) = routes::health_router().split_for_parts();
+    let (router, doc) = routes::health_router().split_for_parts();
+    // `/metrics` needs `read` here too when auth is on.
+    let guard_state = auth::GuardState {
+        app: state.clone(),
+        operations: std::sync::Arc::new(auth::Operations::of(&doc)),
+        limits: std::sync::Arc::new(auth::limits::TokenLimiter::new(
+            state.auth.token_rate,
+            state.auth.token_long_polls,
+        )),
+    };
     router
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard_state,
+            auth::guard,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(CatchPanicLayer::custom(error::panic_response))

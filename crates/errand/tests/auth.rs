@@ -234,7 +234,14 @@ async fn every_operation_refuses_callers_without_its_scope() {
             let m = method.to_uppercase();
             let (anon, answer) = f.call(&m, &url, None, body.clone()).await;
             match needs(id) {
-                None => assert_ne!(anon, 401, "{m} {path} ({id}) is public"),
+                None => {
+                    assert_ne!(anon, 401, "{m} {path} ({id}) is public");
+                    // A stale token on a public route changes nothing either.
+                    let (stale, _) = f
+                        .call(&m, &url, Some("errand_nonsense"), body.clone())
+                        .await;
+                    assert_ne!(stale, 401, "{m} {path} ({id}) with a stale token");
+                }
                 Some(scopes) => {
                     assert_eq!(anon, 401, "{m} {path} ({id}) without a token: {answer}");
                     assert_eq!(answer["error"]["code"], "unauthorized", "{id}");
@@ -259,6 +266,27 @@ async fn every_operation_refuses_callers_without_its_scope() {
         }
     }
     assert!(checked > 80, "only {checked} operations in the document");
+    // `GET /` is public as JSON; its HTML is the overview, which needs `read`.
+    let html = f
+        .http
+        .get(format!("{}/", f.server.url()))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(
+        html.status(),
+        303,
+        "the overview without a session leads to sign-in"
+    );
+    let json = f
+        .http
+        .get(format!("{}/", f.server.url()))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(json.status(), 200);
     // A malformed or unknown token is a 401 too, whatever the route.
     let (status, _) = f
         .call("GET", "/v1/queues", Some("errand_nonsense"), None)
@@ -459,6 +487,38 @@ async fn admin_actions_land_in_the_audit_trail_with_who_what_and_where() {
         .filter_map(|e| e["action"].as_str())
         .collect();
     assert!(!actions.contains(&"resume_queue"), "{actions:?}");
+    // A token made over the API is named in its entry.
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/tokens",
+            Some(f.token("admin")),
+            Some(json!({"name": "api-made", "scopes": ["read"]})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (_, made) = f
+        .call(
+            "GET",
+            "/v1/audit?action=create_token",
+            Some(f.token("admin")),
+            None,
+        )
+        .await;
+    assert!(
+        made["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["actor"] == "admin-token"
+                && e["target"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("token=api-made") && t.contains("scopes=read"))),
+        "{made}"
+    );
+    let (_, all) = f
+        .call("GET", "/v1/audit", Some(f.token("admin")), None)
+        .await;
     // Tokens made on the command line are recorded as `cli`.
     assert!(
         all["entries"]

@@ -57,6 +57,11 @@ impl Operations {
     }
 }
 
+/// What a handler adds to its audit entry's target beyond the route's parameters (for
+/// example the name and id of a token it created), as a response extension.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditTarget(pub(crate) String);
+
 /// What the guard needs besides the request.
 #[derive(Clone)]
 pub(crate) struct GuardState {
@@ -68,11 +73,8 @@ pub(crate) struct GuardState {
 /// Whether a request may wait or stream (a claim, an event or live stream, a job read
 /// with `?wait=`, a followed log): it holds one of its token's long-poll places.
 fn waits(action: &str, route: &str, query: &str) -> bool {
-    let has = |name: &str| {
-        query
-            .split('&')
-            .any(|pair| pair.split('=').next() == Some(name))
-    };
+    // Decoded as the handlers decode it: `w%61it` is `wait`.
+    let has = |name: &str| url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == name);
     match action {
         "claim_jobs" | "stream_events" => true,
         "get_job" => has("wait"),
@@ -176,9 +178,10 @@ pub(crate) async fn guard(
     let (access, queue_check, action) = rule_of(&gs.operations, &method, &route);
     let dashboard = is_dashboard(&route);
 
+    let public = access == Access::Public;
     let principal = if !config.enabled {
         Some(Principal::local())
-    } else if let Some(token) = bearer(&req) {
+    } else if let Some(token) = bearer(&req).filter(|_| !public) {
         if config.env_admin_matches(token) {
             Some(Principal::env_admin())
         } else {
@@ -200,6 +203,25 @@ pub(crate) async fn guard(
                     );
                 }
             }
+        }
+    } else if public && bearer(&req).is_some() {
+        // A public route answers as it would without the token (a probe or a hook sender
+        // that adds a stale one still gets through); only `GET /` looks at who calls.
+        match bearer(&req) {
+            Some(token) if route == "/" => {
+                state
+                    .engine
+                    .token_check(token)
+                    .await
+                    .ok()
+                    .map(|t| Principal {
+                        name: t.name,
+                        scopes: t.scopes,
+                        queues: t.queues,
+                        session: None,
+                    })
+            }
+            _ => None,
         }
     } else if dashboard {
         match session::cookie(req.headers(), SESSION_COOKIE) {
@@ -331,10 +353,17 @@ pub(crate) async fn guard(
     let path = req.uri().path().to_string();
     let response = next.run(req).await;
     if response.status().is_success() {
+        let mut target = target.join(" ");
+        if let Some(AuditTarget(more)) = response.extensions().get::<AuditTarget>() {
+            if !target.is_empty() {
+                target.push(' ');
+            }
+            target.push_str(more);
+        }
         let entry = NewAuditEntry {
             actor,
             action,
-            target: target.join(" "),
+            target,
             detail: serde_json::json!({
                 "method": method.as_str(),
                 "path": path,
@@ -343,9 +372,34 @@ pub(crate) async fn guard(
             }),
             origin,
         };
-        if let Err(e) = state.engine.audit_record(entry).await {
-            tracing::error!(error = %e, "could not record an action in the audit trail");
+        // Its own task: a client that hangs up once the action is done cannot cancel the
+        // record of it (the request's future would be dropped mid-write).
+        let engine = state.engine.clone();
+        let write = tokio::spawn(async move { engine.audit_record(entry).await });
+        match write.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not record an action in the audit trail")
+            }
+            Err(e) => tracing::error!(error = %e, "the audit trail's write failed"),
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waits;
+
+    #[test]
+    fn a_wait_is_a_wait_however_its_query_is_spelled() {
+        assert!(waits("claim_jobs", "/v1/queues/{queue}/claim", ""));
+        assert!(waits("get_job", "/v1/jobs/{id}", "wait=1s"));
+        assert!(waits("get_job", "/v1/jobs/{id}", "w%61it=1s"));
+        assert!(!waits("get_job", "/v1/jobs/{id}", "waiting=1s"));
+        assert!(waits("job_logs", "/v1/jobs/{id}/logs", "f%6Fllow=true"));
+        assert!(!waits("job_logs", "/v1/jobs/{id}/logs", ""));
+        assert!(waits("dashboard GET /ui/live", "/ui/live", "topics=jobs"));
+        assert!(!waits("list_jobs", "/v1/jobs", "wait=1s"));
+    }
 }

@@ -13,7 +13,7 @@ pub(crate) mod session;
 use errand_core::{QueueName, Scope};
 use sha2::{Digest, Sha256};
 
-pub(crate) use guard::{guard, GuardState, Operations};
+pub(crate) use guard::{guard, AuditTarget, GuardState, Operations};
 
 /// How the server authenticates.
 #[derive(Debug, Clone)]

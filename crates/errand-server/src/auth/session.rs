@@ -79,6 +79,10 @@ fn verify(cookie: &str, key: &[u8; 32], now: i64) -> bool {
     let Ok(expires) = exp.parse::<i64>() else {
         return false;
     };
+    // No session outlives the TTL from now, whatever its cookie claims.
+    if expires > now + SESSION_TTL.as_secs() as i64 {
+        return false;
+    }
     let want = hex(&mac(key, &["errand-session", id, exp]));
     use subtle::ConstantTimeEq;
     let same: bool = want.as_bytes().ct_eq(tag.as_bytes()).into();
@@ -136,7 +140,12 @@ pub(crate) struct SignIn {
 
 /// Where to go after signing in: a path on this site, never another site.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    // Browsers drop tabs and line breaks from URLs, so `/\t/evil` would become `//evil`.
+    if next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         next
     } else {
         "/"
@@ -290,6 +299,8 @@ mod tests {
         assert!(!verify(&cookie, &[8u8; 32], 999), "another key");
         let longer = cookie.replace(".1000.", ".9999.");
         assert!(!verify(&longer, &key, 999), "a changed expiry");
+        let far = issue("abc", &key, 999 + SESSION_TTL.as_secs() as i64 + 1);
+        assert!(!verify(&far, &key, 999), "an expiry past the TTL from now");
         assert!(!verify("abc.1000", &key, 999));
         assert_ne!(csrf_of(&key, &cookie), csrf_of(&[8u8; 32], &cookie));
     }
@@ -300,5 +311,7 @@ mod tests {
         assert_eq!(safe_next("//evil.example/"), "/");
         assert_eq!(safe_next("https://evil.example/"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example/x"), "/");
+        assert_eq!(safe_next("/\n/evil.example"), "/");
     }
 }

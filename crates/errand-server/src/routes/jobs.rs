@@ -74,7 +74,13 @@ pub(crate) async fn enqueue(
     }
     let job = req.into_new_job(&state.enqueue_limits())?;
     caller.check_queue(job.queue.as_str())?;
-    enqueue_one(&state, job).await
+    let (status, Json(job)) = enqueue_one(&state, job).await?;
+    // An idempotency key is unique across queues: a repeat that found another queue's job
+    // must not hand it to a token limited to other queues.
+    if !caller.allows_queue(job.queue.as_str()) {
+        return Err(foreign_repeat());
+    }
+    Ok((status, Json(job)))
 }
 
 /// Stores one job: 201 with it when new, 200 with the earlier job for an idempotent repeat.
@@ -119,6 +125,12 @@ pub(crate) async fn enqueue_batch(
         super::subscriptions::require_signing(&state, "callback_url")?;
     }
     let out = state.engine.enqueue_many(jobs).await?;
+    if out
+        .iter()
+        .any(|r| !caller.allows_queue(r.job.queue.as_str()))
+    {
+        return Err(foreign_repeat());
+    }
     let inserted = out.iter().filter(|r| r.inserted).count();
     let jobs = out
         .into_iter()
@@ -203,6 +215,16 @@ pub(crate) async fn get(
     let job = state.engine.job(id, wait).await?;
     hide_other_queues(&caller, &job)?;
     Ok(Json(job))
+}
+
+/// The answer when an idempotency key names a job in a queue the caller's token does not
+/// cover: the job is not shown.
+fn foreign_repeat() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_conflict",
+        "idempotency_key: a job outside this token's queues already has this key; use another key",
+    )
 }
 
 /// A job in a queue the caller's token does not cover answers as if it did not exist.

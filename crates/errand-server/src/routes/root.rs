@@ -47,6 +47,7 @@ const INFO: RootInfo = RootInfo {
 pub(crate) async fn root(
     State(state): State<AppState>,
     Extension(dashboard): Extension<Arc<Dashboard>>,
+    caller: Option<Extension<crate::auth::Principal>>,
     headers: HeaderMap,
 ) -> Response {
     let accept = headers
@@ -56,6 +57,11 @@ pub(crate) async fn root(
         .to_ascii_lowercase();
     if accept.contains("application/json") && !accept.contains("text/html") {
         return Json(INFO).into_response();
+    }
+    // The JSON answer is public; the overview shows what `read` protects.
+    let reader = caller.is_some_and(|Extension(p)| errand_core::Scope::Read.granted_by(&p.scopes));
+    if state.auth.enabled && !reader {
+        return axum::response::Redirect::to("/ui/login?next=%2F").into_response();
     }
     security_headers(overview_page(&state, &dashboard).await)
 }

@@ -2,13 +2,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use errand_api::{AuditPage, AuditQuery, ErrorBody, TokenCreateRequest, TokenCreated, TokenList};
 use errand_core::duration::FlexDuration;
 use errand_core::{ApiToken, TokenId};
 use errand_engine::TokenRequest;
 use errand_store::AuditListParams;
 
+use crate::auth::AuditTarget;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
 
@@ -22,7 +23,7 @@ const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 
 pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenCreateRequest>,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+) -> Result<(StatusCode, Extension<AuditTarget>, Json<TokenCreated>), ApiError> {
     let expires_at = match req.expires_in {
         None => None,
         Some(FlexDuration(d)) if d.is_zero() => {
@@ -49,8 +50,23 @@ pub(crate) async fn create(
             expires_at,
         })
         .await?;
+    let t = &issued.token;
+    let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
+    let queues: Vec<&str> = t.queues.iter().map(|q| q.as_str()).collect();
+    let audit = AuditTarget(format!(
+        "token={} id={} scopes={} queues={}",
+        t.name,
+        t.id,
+        scopes.join(","),
+        if queues.is_empty() {
+            "*".to_string()
+        } else {
+            queues.join(",")
+        }
+    ));
     Ok((
         StatusCode::CREATED,
+        Extension(audit),
         Json(TokenCreated {
             token: issued.token,
             secret: issued.text,
@@ -74,9 +90,13 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<TokenList
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<ApiToken>, ApiError> {
+) -> Result<(Extension<AuditTarget>, Json<ApiToken>), ApiError> {
     let id: TokenId = id.parse().map_err(ApiError::from)?;
-    Ok(Json(state.engine.token_revoke(id).await?))
+    let token = state.engine.token_revoke(id).await?;
+    Ok((
+        Extension(AuditTarget(format!("token={}", token.name))),
+        Json(token),
+    ))
 }
 
 /// The audit trail, newest first: admin and destructive actions with who, what, when and
