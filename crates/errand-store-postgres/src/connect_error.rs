@@ -2,7 +2,7 @@
 //! password) and why, in words a person can act on.
 
 use errand_store::StoreError;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tokio_postgres::Config;
 
 /// The server a URL names, for messages and the start-up line. Holds no password.
@@ -82,18 +82,14 @@ pub enum ConnectError {
     /// The URL does not parse (the parser's words; it never repeats the password).
     #[error("bad PostgreSQL URL: {0}")]
     BadUrl(String),
-    /// The URL asks for TLS, which errand does not speak to PostgreSQL.
-    #[error(
-        "sslmode={mode} for PostgreSQL at {target}: errand connects to PostgreSQL without TLS, \
-         so it cannot honour sslmode={mode}; supported: sslmode=disable, and sslmode=prefer \
-         (which then connects without TLS). Reach a server that requires TLS through a \
-         trusted network or a tunnel"
-    )]
-    TlsUnsupported {
+    /// The URL's TLS settings cannot be honoured: an unknown `sslmode`, `verify-ca` or
+    /// `verify-full` without `sslrootcert`, or a root certificate file errand cannot use.
+    #[error("PostgreSQL at {target}: {reason}")]
+    Tls {
         /// The server.
         target: PgTarget,
-        /// The mode the URL asked for.
-        mode: String,
+        /// What is wrong, naming the setting or the file.
+        reason: String,
     },
     /// No session could be opened.
     #[error("cannot connect to PostgreSQL at {target}: {cause}")]
@@ -120,67 +116,12 @@ pub enum ConnectError {
 impl From<ConnectError> for StoreError {
     fn from(e: ConnectError) -> Self {
         match e {
-            ConnectError::BadSchema(_)
-            | ConnectError::BadUrl(_)
-            | ConnectError::TlsUnsupported { .. } => StoreError::Invalid(e.to_string()),
+            ConnectError::BadSchema(_) | ConnectError::BadUrl(_) | ConnectError::Tls { .. } => {
+                StoreError::Invalid(e.to_string())
+            }
             ConnectError::Connect { .. } => StoreError::Unavailable(e.to_string()),
             ConnectError::Prepare { source, .. } => *source,
         }
-    }
-}
-
-/// The `sslmode` a URL asks for, read before the driver's parser (which refuses
-/// `verify-ca` and `verify-full` with a bare "invalid value").
-pub(crate) fn requested_sslmode(url: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query
-        .split('&')
-        .rev()
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == "sslmode")
-        .map(|(_, value)| value.to_string())
-}
-
-/// Refuses a URL that asks for TLS: errand has no TLS for PostgreSQL, so `require`,
-/// `verify-ca` and `verify-full` cannot be honoured, and connecting anyway would fail with
-/// the driver's "error performing TLS handshake" or, worse, go on in clear text.
-pub(crate) fn refuse_tls(url: &str, config: Option<&Config>) -> Result<(), ConnectError> {
-    let mode = match (requested_sslmode(url), config) {
-        (Some(mode), _) => mode,
-        (None, Some(c)) if c.get_ssl_mode() == SslMode::Require => "require".into(),
-        (None, _) => return Ok(()),
-    };
-    if matches!(mode.as_str(), "disable" | "prefer") {
-        return Ok(());
-    }
-    let target = match config {
-        Some(c) => PgTarget::of(c),
-        // The mode made the driver refuse the URL: read the rest without it.
-        None => strip_sslmode(url)
-            .parse::<Config>()
-            .map(|c| PgTarget::of(&c))
-            .unwrap_or_else(|_| PgTarget {
-                address: "(unparsed URL)".into(),
-                database: "?".into(),
-                user: "?".into(),
-            }),
-    };
-    Err(ConnectError::TlsUnsupported { target, mode })
-}
-
-/// `url` without its `sslmode` parameters.
-fn strip_sslmode(url: &str) -> String {
-    let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| !pair.starts_with("sslmode="))
-        .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
     }
 }
 
@@ -209,6 +150,11 @@ pub(crate) fn cause(e: &tokio_postgres::Error, target: &PgTarget) -> String {
         };
     }
     let chain = chain(e);
+    if chain.contains("invalid peer certificate") {
+        return format!(
+            "TLS: the server's certificate was refused ({chain}): sslrootcert must hold the CA that signed it, and with sslmode=verify-full it must name the host of the URL"
+        );
+    }
     if let Some(io) = io_source(e) {
         return match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
@@ -222,7 +168,7 @@ pub(crate) fn cause(e: &tokio_postgres::Error, target: &PgTarget) -> String {
         };
     }
     if chain.contains("server does not support TLS") {
-        return "the server does not accept TLS".into();
+        return "the server does not accept TLS (its `ssl` setting is off): use sslmode=disable or prefer, or turn TLS on there".into();
     }
     if chain.contains("password missing") {
         return format!(
@@ -283,23 +229,5 @@ mod tests {
         assert_eq!(target.database, "jobs");
         assert_eq!(target.user, "alice");
         assert!(!target.to_string().contains("s3cret"));
-    }
-
-    #[test]
-    fn tls_modes_beyond_prefer_are_refused_by_name() {
-        for mode in ["require", "verify-ca", "verify-full"] {
-            let url = format!("postgres://u:pw@h:5433/d?sslmode={mode}");
-            let config = url.parse::<Config>().ok();
-            let err = refuse_tls(&url, config.as_ref()).expect_err(mode);
-            let text = err.to_string();
-            assert!(text.contains(&format!("sslmode={mode}")), "{text}");
-            assert!(text.contains("h:5433"), "{text}");
-            assert!(!text.contains("pw"), "{text}");
-        }
-        for mode in ["disable", "prefer"] {
-            let url = format!("postgres://u@h/d?sslmode={mode}");
-            let config = url.parse::<Config>().ok();
-            assert!(refuse_tls(&url, config.as_ref()).is_ok(), "{mode}");
-        }
     }
 }

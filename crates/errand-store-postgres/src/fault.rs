@@ -150,10 +150,9 @@ mod tests {
     async fn client(test: &str) -> Option<Client> {
         // Reports the skip, or panics when the server is required.
         errand_testkit::PgSchema::create(test).await?;
-        let (client, conn) = tokio_postgres::connect(&errand_testkit::postgres_url(), NoTls)
+        let client = errand_testkit::pg_connect(&errand_testkit::postgres_url())
             .await
             .expect("connect");
-        tokio::spawn(conn);
         Some(client)
     }
 

@@ -49,6 +49,7 @@ mod schema;
 mod session;
 mod store;
 mod subscription;
+mod tls;
 mod token;
 mod transition;
 mod wake;
@@ -58,3 +59,4 @@ mod workflow_store;
 
 pub use connect_error::{ConnectError, PgTarget};
 pub use store::{PgOptions, PgStore};
+pub use tls::{pg_config, MakeRustls, RustlsConnect, RustlsStream, SslMode};

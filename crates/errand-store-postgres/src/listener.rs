@@ -7,7 +7,9 @@ use std::time::Duration;
 use errand_core::QueueName;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Config};
+
+use crate::tls::MakeRustls;
 
 /// First wait after a lost connection; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -23,13 +25,14 @@ pub(crate) fn channel(schema: &str) -> String {
 /// Runs until `tx` has no receivers left and the connection drops.
 pub(crate) async fn run(
     config: Config,
+    tls: MakeRustls,
     schema: String,
     me: String,
     tx: broadcast::Sender<QueueName>,
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match listen_once(&config, &schema, &me, &tx).await {
+        match listen_once(&config, &tls, &schema, &me, &tx).await {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
@@ -42,11 +45,12 @@ pub(crate) async fn run(
 
 async fn listen_once(
     config: &Config,
+    tls: &MakeRustls,
     schema: &str,
     me: &str,
     tx: &broadcast::Sender<QueueName>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -25,7 +25,6 @@ use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
 };
 use tokio::sync::broadcast;
-use tokio_postgres::{Config, NoTls};
 
 use crate::batch_store;
 use crate::connect_error::{self, ConnectError, PgTarget};
@@ -102,25 +101,25 @@ impl PgStore {
     /// Connects, runs migrations under an advisory lock, and starts the wake-up listener.
     ///
     /// # Errors
-    /// [`ConnectError`]: a bad URL or schema name, a URL asking for TLS, a server that
+    /// [`ConnectError`]: a bad URL or schema name, TLS settings that cannot be honoured
+    /// (see [`crate::pg_config`]), a server that
     /// cannot be reached (naming host, port, database, user and the cause), or a migration
     /// that failed.
     pub async fn connect(options: &PgOptions) -> Result<Self, ConnectError> {
         if !valid_schema(&options.schema) {
             return Err(ConnectError::BadSchema(options.schema.clone()));
         }
-        let parsed = options.url.parse::<Config>();
-        connect_error::refuse_tls(&options.url, parsed.as_ref().ok())?;
-        let mut config = parsed.map_err(|e| ConnectError::BadUrl(connect_error::chain(&e)))?;
+        let (mut config, tls) = crate::tls::pg_config(&options.url)?;
         let target = PgTarget::of(&config);
         config.connect_timeout(options.connect_timeout);
-        let (mut admin, conn) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| ConnectError::Connect {
-                cause: connect_error::cause(&e, &target),
-                target: target.clone(),
-            })?;
+        let (mut admin, conn) =
+            config
+                .connect(tls.clone())
+                .await
+                .map_err(|e| ConnectError::Connect {
+                    cause: connect_error::cause(&e, &target),
+                    target: target.clone(),
+                })?;
         let admin_conn = tokio::spawn(conn);
         let origin = schema::migrate(&mut admin, &options.schema)
             .await
@@ -138,7 +137,7 @@ impl PgStore {
         config.options(format!("-c search_path={} -c jit=off", options.schema));
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -159,6 +158,7 @@ impl PgStore {
         let me = uuid::Uuid::new_v4().simple().to_string();
         let listener = tokio::spawn(listener::run(
             config,
+            tls,
             options.schema.clone(),
             me.clone(),
             wakeups.clone(),

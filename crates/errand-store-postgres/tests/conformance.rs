@@ -8,7 +8,6 @@ use errand_store::conformance::{DriveClock, Fixture};
 use errand_store_postgres::{PgOptions, PgStore};
 use errand_testkit::PgSchema;
 use tokio::sync::OnceCell;
-use tokio_postgres::NoTls;
 
 /// Drives the clock of one test schema. Every query of the store reads its time through
 /// `errand_now()`, so on its first advance this replaces that function, in the test's schema
@@ -24,10 +23,9 @@ struct PgClock {
 
 impl PgClock {
     async fn install(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.url, NoTls)
+        let client = errand_testkit::pg_connect(&self.url)
             .await
             .expect("connect the clock");
-        tokio::spawn(conn);
         let s = &self.schema;
         // STABLE like the original, so a statement sees one "now" however often it asks.
         client

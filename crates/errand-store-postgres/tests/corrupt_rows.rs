@@ -42,10 +42,9 @@ async fn store_with_a_claimed_job(
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
-    let (client, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+    let client = errand_testkit::pg_connect(&schema.url)
         .await
         .expect("raw connection");
-    tokio::spawn(conn);
     client
         .batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
         .await

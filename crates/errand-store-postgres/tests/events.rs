@@ -21,10 +21,9 @@ async fn open(test: &str) -> Option<(PgSchema, PgStore, tokio_postgres::Client)>
     })
     .await
     .expect("connect");
-    let (raw, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+    let raw = errand_testkit::pg_connect(&schema.url)
         .await
         .expect("raw connection");
-    tokio::spawn(conn);
     raw.batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
         .await
         .expect("search path");

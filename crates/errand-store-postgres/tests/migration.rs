@@ -19,10 +19,9 @@ const PREVIOUS: &[&str] = &[
 /// Lays out `schema` as the previous version left it: its migrations recorded, and `jobs`
 /// written with plain SQL.
 async fn previous_version_schema(schema: &PgSchema, jobs: &[OldJob]) {
-    let (client, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+    let client = errand_testkit::pg_connect(&schema.url)
         .await
         .expect("connect");
-    tokio::spawn(conn);
     client
         .batch_execute(&format!(
             "CREATE SCHEMA \"{0}\"; SET search_path TO \"{0}\"; \

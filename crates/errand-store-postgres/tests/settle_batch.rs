@@ -75,10 +75,9 @@ async fn two_claimed(
     assert_eq!(claimed.len(), 2);
     let failed = claimed.pop().expect("second");
     let done = claimed.pop().expect("first");
-    let (raw, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+    let raw = errand_testkit::pg_connect(&schema.url)
         .await
         .expect("raw connection");
-    tokio::spawn(conn);
     raw.batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
         .await
         .expect("search path");

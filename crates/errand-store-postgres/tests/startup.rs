@@ -28,10 +28,9 @@ async fn nodes_starting_together_migrate_once() {
     for s in &stores {
         s.ping().await.expect("ready");
     }
-    let (client, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+    let client = errand_testkit::pg_connect(&schema.url)
         .await
         .expect("connect");
-    tokio::spawn(conn);
     let row = client
         .query_one(
             &format!(

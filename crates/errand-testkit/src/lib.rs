@@ -10,5 +10,5 @@ mod server_process;
 
 pub use eventually::eventually;
 pub use pg_cluster::{ClusterError, PgCluster};
-pub use postgres::{postgres_url, PgDatabase, PgSchema, DEFAULT_POSTGRES_URL};
+pub use postgres::{pg_connect, postgres_url, PgDatabase, PgSchema, DEFAULT_POSTGRES_URL};
 pub use server_process::{ServerProcess, TestkitError};

@@ -6,14 +6,24 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio_postgres::NoTls;
-
 /// The default test database.
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The test database URL.
 pub fn postgres_url() -> String {
     std::env::var("ERRAND_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string())
+}
+
+/// Connects to `url` the way errand does (its `sslmode` and `sslrootcert` honoured by the
+/// store's own connector), driving the connection on a task.
+///
+/// # Errors
+/// The URL's TLS settings cannot be honoured, or the server cannot be reached.
+pub async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let (config, tls) = errand_store_postgres::pg_config(url).map_err(|e| e.to_string())?;
+    let (client, conn) = config.connect(tls).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 fn required() -> bool {
@@ -51,11 +61,8 @@ impl PgSchema {
 /// When `ERRAND_REQUIRE_POSTGRES=1` and the server cannot be reached.
 async fn connect_or_skip(test: &str) -> Option<(tokio_postgres::Client, String)> {
     let url = postgres_url();
-    match tokio_postgres::connect(&url, NoTls).await {
-        Ok((client, conn)) => {
-            tokio::spawn(conn);
-            Some((client, url))
-        }
+    match pg_connect(&url).await {
+        Ok(client) => Some((client, url)),
         Err(e) if required() => panic!("PostgreSQL at {url} is required but unreachable: {e}"),
         Err(e) => {
             eprintln!("\n*** SKIPPED {test}: PostgreSQL at {url} is unreachable ({e}); set ERRAND_REQUIRE_POSTGRES=1 to fail instead ***\n");
@@ -126,10 +133,9 @@ impl PgDatabase {
     /// # Panics
     /// When the server cannot be reached or refuses the statement.
     pub async fn admin(&self, sql: &str) {
-        let (client, conn) = tokio_postgres::connect(&self.admin_url, NoTls)
+        let client = pg_connect(&self.admin_url)
             .await
             .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.admin_url));
-        tokio::spawn(conn);
         if let Err(e) = client.batch_execute(sql).await {
             panic!("{sql}: {e}");
         }
@@ -155,8 +161,7 @@ fn run_on_own_thread(url: String, sql: String) {
             return;
         };
         rt.block_on(async move {
-            if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
-                tokio::spawn(conn);
+            if let Ok(client) = pg_connect(&url).await {
                 let _ = client.batch_execute(&sql).await;
             }
         });

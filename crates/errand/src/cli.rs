@@ -272,6 +272,13 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub webhook_secrets: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first, then
+    /// any intermediates); needs --tls-key.
+    #[arg(long, env = "ERRAND_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC); needs --tls-cert.
+    #[arg(long, env = "ERRAND_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Require API tokens even on loopback (elsewhere they are always required).
     #[arg(long, env = "ERRAND_REQUIRE_AUTH", conflicts_with = "insecure_no_auth")]
     pub require_auth: bool,

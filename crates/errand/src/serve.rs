@@ -207,6 +207,11 @@ fn role_list(roles: crate::settings::Roles) -> Vec<&'static str> {
 /// A setting is wrong, the address cannot be bound, or the store cannot be opened.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let schedules = schedule_specs(&settings)?;
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(|files| errand_server::edge::tls_acceptor(&files.cert, &files.key))
+        .transpose()?;
     let jobs_dir_present = inspect_jobs_dir(&settings.jobs_dir)?;
     let listener = bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -214,7 +219,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let opened = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let store_desc = opened.desc;
     let engine = Engine::new(opened.store, settings.engine.clone());
-    let (auth, auth_line) = auth_config(&engine, &settings, addr).await?;
+    let (mut auth, auth_line) = auth_config(&engine, &settings, addr).await?;
+    // Over HTTPS the browser sends the dashboard's session cookies over TLS only.
+    auth.secure_cookies = tls.is_some();
     engine.set_about(about(opened.about, settings.roles));
     crate::declared::apply(&engine, &settings.queues, &settings.declared_limits).await?;
     crate::declared::apply_workflows(&engine, &settings.workflows).await?;
@@ -285,7 +292,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     // The first line on stdout is the address: tests and scripts read it. What the server
     // uses follows, one line each.
-    println!("errand listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("errand listening on {scheme}://{addr}");
     println!("store: {store_desc}");
     println!("config: {config}");
     println!(
@@ -299,7 +307,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let engine_for_signal = engine.clone();
     let scripts_stop = scripts_token.clone();
     let drain = settings.shutdown_drain;
-    errand_server::edge::serve(listener, router, settings.edge, async move {
+    errand_server::edge::serve(listener, router, settings.edge, tls, async move {
         let signal = shutdown_signal().await;
         // Out of rotation first: `/readyz` answers 503 from now on. On SIGTERM the node
         // keeps serving for the drain, so that the load balancer sees the 503 and stops

@@ -29,6 +29,8 @@ struct FileSettings {
     reserve_connections: Option<usize>,
     body_budget_bytes: Option<usize>,
     max_waiting: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default)]
     allowed_origins: Vec<String>,
     #[serde(default)]
@@ -122,6 +124,17 @@ pub struct Settings {
     pub webhooks: errand_webhooks::WebhookSettings,
     /// How callers authenticate.
     pub auth: AuthMode,
+    /// HTTPS: the certificate chain and key files (PEM); `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files HTTPS is served with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, RSA or EC).
+    pub key: PathBuf,
 }
 
 /// Whether the server asks for tokens, and why.
@@ -401,6 +414,19 @@ impl Settings {
             args.shutdown_drain.clone().or(file.shutdown_drain.clone()),
         )?
         .unwrap_or(DEFAULT_SHUTDOWN_DRAIN);
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert.clone()),
+            args.tls_key.clone().or(file.tls_key.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!(
+                "tls_cert is set and tls_key is not: HTTPS needs both (--tls-cert and --tls-key, or both keys in the configuration file)"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "tls_key is set and tls_cert is not: HTTPS needs both (--tls-cert and --tls-key, or both keys in the configuration file)"
+            ),
+        };
         let max_log_lines = pick(args.max_log_lines, file.max_log_lines, 10_000);
         if max_log_lines < 2 {
             anyhow::bail!("max_log_lines must be at least 2 (the first and the last line)");
@@ -428,6 +454,7 @@ impl Settings {
             edge,
             shutdown_drain,
             auth,
+            tls,
         })
     }
 }

@@ -10,7 +10,6 @@ use errand_api::{ClaimRequest, EnqueueRequest};
 use errand_testkit::{eventually, PgSchema};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_postgres::NoTls;
 
 use common::pg_node;
 
@@ -42,10 +41,9 @@ async fn long_poll_disconnected_while_the_store_claims_gives_the_job_back() {
 
     // An open transaction holds the key of the attempt row the claim will write, so the
     // claim's statement waits inside PostgreSQL until this transaction ends.
-    let (mut pg, conn) = tokio_postgres::connect(&schema.url, NoTls)
+    let mut pg = errand_testkit::pg_connect(&schema.url)
         .await
         .expect("connect");
-    tokio::spawn(conn);
     pg.batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
         .await
         .expect("search path");
@@ -75,10 +73,9 @@ async fn long_poll_disconnected_while_the_store_claims_gives_the_job_back() {
     gone.write_all(request.as_bytes())
         .await
         .expect("send claim");
-    let (watcher, conn) = tokio_postgres::connect(&schema.url, NoTls)
+    let watcher = errand_testkit::pg_connect(&schema.url)
         .await
         .expect("connect");
-    tokio::spawn(conn);
     eventually(
         "the claim waits inside the store",
         Duration::from_secs(10),

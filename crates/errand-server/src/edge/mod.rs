@@ -14,6 +14,9 @@
 //! - request bodies larger than 64 KiB share `body_budget_bytes` (a body declaring more
 //!   than `max_request_bytes` gets 413 before a byte of it is read).
 //!
+//! With TLS (`tls_acceptor`), the handshake must end within `header_timeout` too; HTTP/1
+//! then runs over the TLS stream with every bound above.
+//!
 //! A request in service has no deadline here: long polls stay open until they end (their
 //! number is bounded where they wait, `ServerLimits::max_waiting`). hyper's own answers to
 //! malformed heads get the API's JSON error shape (`hyper_errors`).
@@ -29,6 +32,9 @@ mod hyper_errors;
 mod io;
 mod request;
 mod slots;
+mod tls;
+
+pub use tls::{acceptor as tls_acceptor, TlsConfigError};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +43,8 @@ use std::time::Duration;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -97,8 +104,9 @@ impl Default for EdgeLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
-/// every request in progress finish (idle connections close at once) and returns.
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown` resolves,
+/// then stops accepting, lets every request in progress finish (idle connections close at
+/// once) and returns.
 ///
 /// # Errors
 /// None today: a failed `accept` is logged and retried; the type leaves room for setup
@@ -107,6 +115,7 @@ pub async fn serve<F>(
     listener: TcpListener,
     router: Router,
     limits: EdgeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: F,
 ) -> std::io::Result<()>
 where
@@ -163,7 +172,17 @@ where
         };
         let (stream, peer) = stream;
         let slot = slots.settle(slot);
-        tracker.spawn(connection(stream, peer, slot, shared.clone(), stop.clone()));
+        match &tls {
+            Some(acceptor) => tracker.spawn(tls_connection(
+                acceptor.clone(),
+                stream,
+                peer,
+                slot,
+                shared.clone(),
+                stop.clone(),
+            )),
+            None => tracker.spawn(connection(stream, peer, slot, shared.clone(), stop.clone())),
+        };
     }
     drop(listener);
     tracker.close();
@@ -171,14 +190,48 @@ where
     Ok(())
 }
 
-/// Serves one connection until the client leaves, a deadline passes, or shutdown drains it.
-async fn connection(
-    stream: TcpStream,
+/// The TLS handshake (within the head's deadline; a failed one just closes), then HTTP/1
+/// over the TLS stream.
+async fn tls_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     slot: Slot,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
+    let timeout = if slot.is_reserve() {
+        shared.limits.header_timeout.min(RESERVE_TIMEOUT)
+    } else {
+        shared.limits.header_timeout
+    };
+    let stream = tokio::select! {
+        handshake = tokio::time::timeout(timeout, acceptor.accept(stream)) => match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake past the header deadline");
+                return;
+            }
+        },
+        () = stop.cancelled() => return,
+    };
+    connection(stream, peer, slot, shared, stop).await;
+}
+
+/// Serves one connection until the client leaves, a deadline passes, or shutdown drains it.
+async fn connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    slot: Slot,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let reserve = slot.is_reserve();
     let (header_timeout, idle_timeout) = if reserve {
         (
