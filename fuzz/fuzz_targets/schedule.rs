@@ -4,7 +4,8 @@
 //!
 //! Input: the first byte picks the form. Even: `<cron>\n<zone>` (no newline: UTC); odd: a
 //! JSON body. Properties: nothing panics; a slot after `t` is after `t`; the latest slot at
-//! or before `t` is not after `t`; a spec `into_spec` accepts has a trigger.
+//! or before `t` is not after `t`; a spec `into_spec` accepts has a trigger and the
+//! jitter and catch-up window asked for, to the millisecond.
 #![no_main]
 
 use errand_api::{EnqueueLimits, ScheduleRequest};
@@ -44,7 +45,19 @@ fuzz_target!(|data: &[u8]| {
         let limits = EnqueueLimits {
             max_payload_bytes: 1024 * 1024,
         };
+        let (jitter, window) = (req.jitter, req.catch_up_window);
         if let Ok(spec) = req.into_spec(&limits) {
+            // What was accepted is what was asked for, to the millisecond.
+            if let Some(j) = jitter {
+                assert_eq!(u128::from(spec.jitter_ms), j.0.as_millis(), "jitter");
+            }
+            if let Some(w) = window {
+                assert_eq!(
+                    u128::from(spec.catch_up_window_ms),
+                    w.0.as_millis(),
+                    "window"
+                );
+            }
             let trigger = spec.trigger().expect("an accepted spec has a trigger");
             probe(&trigger);
         }
