@@ -253,9 +253,7 @@ impl ScheduleRequest {
         let spec = ScheduleSpec {
             name,
             cron: self.cron,
-            every_ms: self
-                .every
-                .map(|e| millis(e.0)),
+            every_ms: self.every.map(|e| millis(e.0)),
             timezone: self.timezone.unwrap_or_else(|| "UTC".into()),
             job,
             overlap: self.overlap.unwrap_or_default(),
