@@ -78,7 +78,7 @@ impl JobTemplateRequest {
                 payload: job.payload,
                 priority: job.priority,
                 max_attempts: job.max_attempts,
-                timeout_ms: job.timeout.map(|t| t.as_millis() as u64),
+                timeout_ms: job.timeout.map(millis),
                 tags: job.tags,
             },
             inherit,
@@ -204,6 +204,12 @@ impl SchedulePutRequest {
     }
 }
 
+/// Whole milliseconds, saturating: a duration past `u64::MAX` ms stays too long for every
+/// limit (`as u64` wrapped it, so `2^64 + 384 ms` of jitter passed as 384 ms).
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Default catch-up window: a day of missed slots is worth running; older ones rarely are.
 const DEFAULT_CATCH_UP_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
@@ -227,7 +233,7 @@ impl ScheduleRequest {
         };
         let window = self
             .catch_up_window
-            .map(|w| w.0.as_millis() as u64)
+            .map(|w| millis(w.0))
             .unwrap_or(DEFAULT_CATCH_UP_WINDOW_MS);
         if window == 0 {
             return Err(ValidationError::new(
@@ -247,15 +253,13 @@ impl ScheduleRequest {
         let spec = ScheduleSpec {
             name,
             cron: self.cron,
-            every_ms: self
-                .every
-                .map(|e| u64::try_from(e.0.as_millis()).unwrap_or(u64::MAX)),
+            every_ms: self.every.map(|e| millis(e.0)),
             timezone: self.timezone.unwrap_or_else(|| "UTC".into()),
             job,
             overlap: self.overlap.unwrap_or_default(),
             catch_up: self.catch_up.unwrap_or_default(),
             catch_up_window_ms: window,
-            jitter_ms: self.jitter.map(|j| j.0.as_millis() as u64).unwrap_or(0),
+            jitter_ms: self.jitter.map(|j| millis(j.0)).unwrap_or(0),
             singleton: self.singleton,
         };
         spec.validate(jiff::Timestamp::now())?;
@@ -298,4 +302,40 @@ pub struct BackfillRequest {
     /// End of the range (inclusive).
     #[schema(value_type = String, format = DateTime)]
     pub to: jiff::Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(catch_up_window: Option<&str>, jitter: Option<&str>) -> ScheduleRequest {
+        let flex = |t: &str| FlexDuration(errand_core::duration::parse("d", t).unwrap());
+        ScheduleRequest {
+            name: "s".into(),
+            cron: Some("0 3 * * *".into()),
+            job: Some(JobTemplateRequest {
+                kind: "k".into(),
+                ..JobTemplateRequest::default()
+            }),
+            catch_up_window: catch_up_window.map(flex),
+            jitter: jitter.map(flex),
+            ..ScheduleRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_window_or_jitter_past_u64_milliseconds_is_refused_not_wrapped() {
+        // Found while writing the schedule fuzz target's properties: 18446744073709552 s is
+        // 2^64 + 384 ms, which `as u64` wrapped to 384 ms and accepted.
+        let limits = EnqueueLimits {
+            max_payload_bytes: 1024,
+        };
+        let huge = "18446744073709552s";
+        let err = request(Some(huge), None).into_spec(&limits).unwrap_err();
+        assert_eq!(err.field, "catch_up_window");
+        let err = request(None, Some(huge)).into_spec(&limits).unwrap_err();
+        assert_eq!(err.field, "jitter");
+        let ok = request(Some("6h"), Some("1m")).into_spec(&limits).unwrap();
+        assert_eq!((ok.catch_up_window_ms, ok.jitter_ms), (21_600_000, 60_000));
+    }
 }

@@ -56,7 +56,7 @@ fn body_rejection(e: BytesRejection) -> ApiError {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

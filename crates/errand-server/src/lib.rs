@@ -25,6 +25,17 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+/// Reads a JSON request body as every `/v1` route does (UTF-8 only, structs from objects
+/// only, whole floats as integers, the field at fault named, nothing after the value): the
+/// first step of `POST /v1/jobs`, `/v1/jobs/batch`, `/v1/schedules` and the others, before
+/// the request's own checks. Public for the fuzz targets (`fuzz/`).
+///
+/// # Errors
+/// The `400` the route would answer.
+pub fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    extract::parse_json(bytes)
+}
+
 /// The whole HTTP application, and the OpenAPI document describing it.
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_limit = state.limits.max_request_bytes;

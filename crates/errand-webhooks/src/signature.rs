@@ -127,7 +127,10 @@ pub fn verify(
     now: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
-    if (now - timestamp).abs() > tolerance_secs {
+    // `abs_diff`: any two i64 (a hostile header's `i64::MIN` too) without overflow; a
+    // negative tolerance accepts nothing.
+    let within = u64::try_from(tolerance_secs).is_ok_and(|tol| now.abs_diff(timestamp) <= tol);
+    if !within {
         return Err(VerifyError::StaleTimestamp {
             timestamp,
             now,
@@ -200,6 +203,31 @@ mod tests {
         );
         assert!(matches!(
             verify(&k, ID, TS, BODY, SIG, TS + 301, 300),
+            Err(VerifyError::StaleTimestamp { .. })
+        ));
+    }
+
+    #[test]
+    fn a_timestamp_at_the_ends_of_i64_is_stale_not_a_panic() {
+        // Found by fuzz/fuzz_targets/webhook_signature.rs: `now - timestamp` overflowed
+        // (a panic with overflow checks; without them, i64::MIN + now wrapped to a
+        // difference whose `abs` stayed negative, so the timestamp passed as fresh).
+        let k = key(SECRET);
+        for ts in [i64::MIN, i64::MIN + TS, i64::MAX, -TS] {
+            assert!(
+                matches!(
+                    verify(&k, ID, ts, BODY, SIG, TS, 300),
+                    Err(VerifyError::StaleTimestamp { .. })
+                ),
+                "{ts}"
+            );
+        }
+        assert!(matches!(
+            verify(&k, ID, TS, BODY, SIG, i64::MIN, 300),
+            Err(VerifyError::StaleTimestamp { .. })
+        ));
+        assert!(matches!(
+            verify(&k, ID, TS, BODY, SIG, TS, -1),
             Err(VerifyError::StaleTimestamp { .. })
         ));
     }

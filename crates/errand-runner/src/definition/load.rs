@@ -154,6 +154,54 @@ pub(crate) fn load_folder(
     )
 }
 
+/// Parses and checks the text of a settings file as [`load_folder`] does once it has read
+/// it: `job.toml` when `webjobs` is `None`, else the `settings.job` of a WebJobs folder of
+/// that mode. `dir` is the definition's folder (entry files, `working_dir` and watched
+/// directories are looked up in it); `name` is taken as a legal definition name. Interpreters
+/// are found on errand's own `PATH`. Nothing is read from the settings file itself, so the
+/// fuzz targets (`fuzz/`) feed it arbitrary text.
+///
+/// # Errors
+/// Every problem found, as loading the folder reports them.
+pub fn parse_settings_text(
+    name: &str,
+    dir: &Path,
+    webjobs: Option<Mode>,
+    text: &str,
+) -> Result<Definition, Vec<DefinitionProblem>> {
+    let (file, parsed) = match webjobs {
+        None => (dir.join("job.toml"), job_toml::parse(text)),
+        Some(mode) => (dir.join("settings.job"), webjobs::parse(text, mode)),
+    };
+    let raw = parsed.map_err(|f| {
+        vec![DefinitionProblem {
+            name: name.to_string(),
+            file: file.clone(),
+            key: f.key,
+            reason: f.reason,
+        }]
+    })?;
+    let source = match webjobs {
+        None => DefinitionSource::JobToml { path: file.clone() },
+        Some(_) => DefinitionSource::WebJobs {
+            settings: Some(file.clone()),
+        },
+    };
+    let env = LoadEnv::from_process();
+    build(
+        raw,
+        &Folder {
+            name,
+            dir,
+            source,
+            file,
+            settings_job: webjobs.is_some(),
+            webjobs: webjobs.is_some(),
+            search_path: &env.search_path,
+        },
+    )
+}
+
 /// The WebJobs folder of a mode.
 pub(crate) fn mode_dir(mode: Mode) -> &'static str {
     match mode {

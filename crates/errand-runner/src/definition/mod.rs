@@ -15,6 +15,7 @@ use std::time::Duration;
 use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate, OverlapPolicy, ScheduleSpec};
 use errand_core::{JobKind, QueueName, ScheduleName};
 
+pub use load::parse_settings_text;
 pub(crate) use load::{load_folder, FolderLayout, LoadEnv};
 
 /// What a definition's own schedule is called: this prefix and the definition's name.
