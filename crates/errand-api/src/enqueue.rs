@@ -8,6 +8,9 @@ use errand_core::limits::{
 use errand_core::names::check_label;
 use errand_core::ordering::{JobOrdering, SessionOnDead};
 use errand_core::{JobId, JobKind, JobState, NewJob, QueueName, ValidationError};
+use std::collections::BTreeMap;
+
+use errand_core::Secrets;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -116,6 +119,12 @@ pub struct EnqueueRequest {
     /// Any end of the `after` jobs releases it (dead, cancelled too), not only success.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_any_end: bool,
+    /// Secret values by name (`[A-Za-z_][A-Za-z0-9_]*`, at most 64, each at most 8 KiB).
+    /// Only the worker holding the job's lease sees the values, in its claim answer (a job
+    /// definition's script gets each as an environment variable); every other answer,
+    /// event, page and log shows the names with `"***"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Refuses NUL characters in a text a store keeps (a failure's error, a progress
@@ -280,6 +289,7 @@ impl EnqueueRequest {
         if let Some(u) = &self.callback_url {
             crate::webhook_url::check("callback_url", u)?;
         }
+        let secrets = Secrets::new("secrets", self.secrets)?;
         let id = JobId::new();
         let flow = errand_core::flow::NewJobFlow {
             after: self.after,
@@ -288,6 +298,7 @@ impl EnqueueRequest {
         };
         flow.validate(id)?;
         Ok(NewJob {
+            secrets,
             flow,
             id,
             kind,

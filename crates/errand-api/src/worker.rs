@@ -2,6 +2,8 @@
 
 use errand_core::session::SessionState;
 use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, Progress, QueueName, RunReport};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -87,6 +89,10 @@ pub struct ClaimedJobView {
     /// The batch it counts in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<errand_core::BatchId>,
+    /// The job's secrets with their real values: the only answer that carries them, and
+    /// only to the worker holding the lease. Keep them out of logs and results.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 impl ClaimedJobView {
@@ -111,6 +117,7 @@ impl ClaimedJobView {
             workflow_id: job.flow.workflow_id,
             step: job.flow.step,
             batch_id: job.flow.batch_id,
+            secrets: job.secrets.reveal().clone(),
         }
     }
 

@@ -87,6 +87,7 @@ impl HttpJobHost {
                 finished_at: None,
                 ordering: Default::default(),
                 parked: Default::default(),
+                secrets: errand_core::Secrets::from_stored(view.secrets),
             },
             lease_token,
         }

@@ -401,6 +401,7 @@ mod tests {
 
     fn job(state: JobState, run_at: Millis) -> Job {
         let new = NewJob {
+            secrets: Default::default(),
             flow: Default::default(),
             id: JobId::new(),
             kind: JobKind::parse("mail").expect("kind"),

@@ -52,6 +52,8 @@ pub struct NewJob {
     pub inherit: Inherit,
     /// The jobs it waits for, its batch, and the workflow step it is.
     pub flow: crate::flow::NewJobFlow,
+    /// Values only the worker running it sees (see [`crate::secrets`]).
+    pub secrets: crate::Secrets,
 }
 
 /// Which of a new job's fields the caller left unset: the store fills them from the
@@ -197,6 +199,11 @@ pub struct Job {
     /// Its workflow step, batch, the jobs it waits for, and the context the flow hands it.
     #[serde(flatten)]
     pub flow: crate::flow::JobFlow,
+    /// Its secrets' names, each value shown as `"***"`: only the claim answer of the
+    /// worker holding the lease carries the values.
+    #[serde(default, skip_serializing_if = "crate::Secrets::is_empty")]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub secrets: crate::Secrets,
 }
 
 /// How one attempt ended.
@@ -321,6 +328,7 @@ impl Job {
             callback_url: new.notify.callback_url,
             ordering: new.ordering,
             parked: false,
+            secrets: new.secrets,
         }
     }
 }

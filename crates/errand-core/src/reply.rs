@@ -54,6 +54,7 @@ pub fn reply_for(job: &Job) -> Option<NewJob> {
     };
     let kind = JobKind::parse(REPLY_KIND).ok()?;
     Some(NewJob {
+        secrets: Default::default(),
         flow: Default::default(),
         id: JobId::new(),
         kind,

@@ -64,6 +64,7 @@ impl JobTemplate {
     /// `on_complete` without). One place, so both stores build the same job.
     pub fn new_job(&self, step: Option<crate::flow::StepRef>) -> crate::NewJob {
         crate::NewJob {
+            secrets: Default::default(),
             id: JobId::new(),
             kind: self.kind.clone(),
             queue: self.queue.clone(),

@@ -57,6 +57,7 @@ pub struct WorkflowStart {
 /// schedule's and a template's values are fixed when stored).
 pub fn template_job(t: &JobTemplate, inherit: Inherit) -> NewJob {
     NewJob {
+        secrets: Default::default(),
         id: JobId::new(),
         kind: t.kind.clone(),
         queue: t.queue.clone(),

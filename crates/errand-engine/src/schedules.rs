@@ -57,6 +57,7 @@ fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
         0
     };
     NewJob {
+        secrets: Default::default(),
         flow: Default::default(),
         notify: Default::default(),
         id: JobId::new(),

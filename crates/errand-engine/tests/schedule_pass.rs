@@ -61,6 +61,7 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
     // The previous run, enqueued for a past slot, with the slot after it held back.
     let (earlier, held) = (1_000_000, 4_600_000);
     let run = NewJob {
+        secrets: Default::default(),
         flow: Default::default(),
         notify: Default::default(),
         id: JobId::new(),

@@ -16,10 +16,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority,
      lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
      reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
      fairness_weight, rate_key, parked, workflow_id, step, step_role, batch_id, after_jobs, after_any_end, \
-     waiting_for, context, deadline_at";
+     waiting_for, context, deadline_at, secrets";
 
 /// How many columns [`JOB_COLUMNS`] names.
-pub(crate) const JOB_COLUMN_COUNT: usize = 43;
+pub(crate) const JOB_COLUMN_COUNT: usize = 44;
 
 /// The same columns qualified by a table alias, for joins and `RETURNING`.
 pub(crate) fn job_columns(alias: &str) -> String {
@@ -98,6 +98,7 @@ pub(crate) fn job_from_row(row: &Row) -> QResult<Job> {
         )
         .map_err(corrupt)?,
         parked: row.column(33)?,
+        secrets: errand_core::Secrets::from_stored_json(row.column(43)?).map_err(corrupt)?,
     })
 }
 

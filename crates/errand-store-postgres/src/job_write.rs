@@ -37,7 +37,7 @@ fn insert_sql(keyed: bool) -> String {
          timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot, \
          reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
          fairness_weight, rate_key, workflow_id, step, step_role, batch_id, after_jobs, after_any_end, \
-         waiting_for, context, deadline_at, on_deadline, deadline_ms, error, finished_at) \
+         waiting_for, context, deadline_at, on_deadline, deadline_ms, error, finished_at, secrets) \
          SELECT u.id, u.kind, u.queue, \
                 COALESCE(u.st, CASE WHEN COALESCE(u.run_at, errand_now() + COALESCE(u.run_after, 0)) > errand_now() \
                      THEN 'scheduled' ELSE 'available' END), \
@@ -54,17 +54,18 @@ fn insert_sql(keyed: bool) -> String {
                 u.gate, u.gate_limit, u.on_dead, u.fkey, u.fweight, u.rkey, \
                 u.wf, u.step, u.role, u.batch, u.after_jobs, COALESCE(u.any_end, false), COALESCE(u.waiting, 0), \
                 u.context, CASE WHEN u.st IS NULL AND u.dl_ms IS NOT NULL THEN errand_now() + u.dl_ms END, \
-                u.on_deadline, u.dl_ms, u.err, CASE WHEN u.st = 'cancelled' THEN errand_now() END \
+                u.on_deadline, u.dl_ms, u.err, CASE WHEN u.st = 'cancelled' THEN errand_now() END, u.secrets \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
                      $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[], \
                      $15::text[], $16::text[], $17::text[], $18::text[], $19::int[], $20::text[], \
                      $21::text[], $22::int[], $23::text[], $24::bool[], $25::bool[], $26::bool[], \
                      $27::uuid[], $28::text[], $29::text[], $30::uuid[], $31::jsonb[], $32::bool[], \
-                     $33::text[], $34::text[], $35::int[], $36::jsonb[], $37::bigint[], $38::text[]) \
+                     $33::text[], $34::text[], $35::int[], $36::jsonb[], $37::bigint[], $38::text[], \
+                     $39::jsonb[]) \
               AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key, \
                    schedule_name, schedule_slot, reply_to, correlation_id, callback_url, gate, gate_limit, \
                    on_dead, fkey, fweight, rkey, inh_p, inh_a, inh_t, \
-                   wf, step, role, batch, after_jobs, any_end, st, err, waiting, context, dl_ms, on_deadline) \
+                   wf, step, role, batch, after_jobs, any_end, st, err, waiting, context, dl_ms, on_deadline, secrets) \
          LEFT JOIN queues q ON q.name = u.queue \
          {conflict} \
          RETURNING id, state, run_at, created_at, priority, max_attempts, timeout_ms, queue, \
@@ -134,6 +135,7 @@ struct Columns {
     context: Vec<Option<Value>>,
     deadline_ms: Vec<Option<i64>>,
     on_deadline: Vec<Option<&'static str>>,
+    secrets: Vec<Option<Value>>,
 }
 
 impl Columns {
@@ -220,6 +222,7 @@ impl Columns {
         self.inherit_priority.push(j.inherit.priority);
         self.inherit_attempts.push(j.inherit.max_attempts);
         self.inherit_timeout.push(j.inherit.timeout);
+        self.secrets.push(j.secrets.to_stored());
     }
 }
 
@@ -280,6 +283,7 @@ async fn insert_rows(
                 &c.context,
                 &c.deadline_ms,
                 &c.on_deadline,
+                &c.secrets,
             ],
         )
         .await?;

@@ -36,9 +36,9 @@ pub(crate) async fn restore_many(
              timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, \
              worker, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
              reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
-             fairness_weight, rate_key) \
+             fairness_weight, rate_key, secrets) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33) \
+             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34) \
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -64,7 +64,9 @@ pub(crate) async fn restore_many(
     let mut inserted = 0;
     let mut arrivals = Vec::new();
     let mut rejoined: Vec<&Job> = Vec::new();
-    for RestoredJob { job, attempts } in jobs {
+    for restored in jobs {
+        let secrets = restored.stored_secrets();
+        let RestoredJob { job, attempts, .. } = restored;
         let o = &job.ordering;
         let gate = o.gate();
         let gate_limit = o
@@ -124,6 +126,7 @@ pub(crate) async fn restore_many(
                     &o.fairness_key,
                     &weight,
                     &o.rate_key,
+                    &secrets,
                 ],
             )
             .await?;

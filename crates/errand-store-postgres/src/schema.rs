@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_flows.sql"),
     include_str!("../migrations/0010_queue_list.sql"),
     include_str!("../migrations/0011_tokens_audit.sql"),
+    include_str!("../migrations/0012_job_secrets.sql"),
 ];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.

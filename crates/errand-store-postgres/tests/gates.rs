@@ -187,6 +187,7 @@ async fn restored_gated_jobs_take_their_gates_in_export_order() {
     let mut restored = Vec::new();
     for j in &jobs {
         restored.push(RestoredJob {
+            secrets: Default::default(),
             job: source.job_get(j.id).await.expect("get"),
             attempts: vec![],
         });

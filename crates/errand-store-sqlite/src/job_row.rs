@@ -17,10 +17,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, queue, state, payload, priority,
      lease_expires_at, created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, \
      reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
      fairness_weight, rate_key, parked, workflow_id, step, step_role, batch_id, after_jobs, \
-     after_any_end, waiting_for, context, deadline_at";
+     after_any_end, waiting_for, context, deadline_at, secrets";
 
 /// How many columns [`JOB_COLUMNS`] names: a query that selects more reads them from here on.
-pub(crate) const JOB_COLUMN_COUNT: usize = 43;
+pub(crate) const JOB_COLUMN_COUNT: usize = 44;
 
 fn corrupt(what: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(what.to_string()))
@@ -90,6 +90,7 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> QResult<Job> {
         )
         .map_err(corrupt)?,
         parked: row.get(33)?,
+        secrets: errand_core::Secrets::from_stored_json(json_column(row, 43)?).map_err(corrupt)?,
     })
 }
 

@@ -34,6 +34,7 @@ pub(crate) struct PreparedJob {
     job: NewJob,
     payload: String,
     tags: String,
+    secrets: Option<String>,
 }
 
 impl PreparedJob {
@@ -54,9 +55,11 @@ pub(crate) fn prepare(jobs: Vec<NewJob>) -> Result<Vec<PreparedJob>, StoreError>
         .map(|job| {
             let tags =
                 serde_json::to_string(&job.tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let secrets = job.secrets.to_stored().map(|v| v.to_string());
             Ok(PreparedJob {
                 payload: job.payload.to_string(),
                 tags,
+                secrets,
                 job,
             })
         })
@@ -91,15 +94,16 @@ pub(crate) fn insert_many(
          schedule_name, schedule_slot, reply_to, correlation_id, callback_url, gate, gate_limit, \
          gate_seq, session_on_dead, parked, fairness_key, fairness_weight, fair_rank, rate_key, \
          workflow_id, step, step_role, batch_id, after_jobs, after_any_end, waiting_for, \
-         on_deadline, deadline_ms, error, finished_at) \
+         on_deadline, deadline_ms, error, finished_at, secrets) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?16, ?17, ?18, \
          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, \
-         ?37, ?38)",
+         ?37, ?38, ?39)",
     )?;
     for PreparedJob {
         mut job,
         payload,
         tags,
+        secrets,
     } in jobs
     {
         let q = queues.entry(job.queue.as_str().to_string()).or_default();
@@ -193,6 +197,7 @@ pub(crate) fn insert_many(
                 .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             wait.doomed,
             wait.doomed.as_ref().map(|_| now),
+            secrets,
         ])?;
         if !has_flow {
             let mut job = Job::inserted(job, state, run_at, now);

@@ -25,9 +25,9 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
          timeout_ms, tags, idempotency_key, idempotency_expires_at, result, error, progress, checkpoint, worker, \
          created_at, updated_at, started_at, finished_at, schedule_name, schedule_slot, reply_to, \
          correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
-         fairness_weight, rate_key) \
+         fairness_weight, rate_key, secrets) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
+         ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
     )?;
     let mut attempt = conn.prepare_cached(
         "INSERT OR IGNORE INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error, \
@@ -40,7 +40,9 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
         "INSERT OR IGNORE INTO schedule_slots (schedule, slot, job_id) VALUES (?1, ?2, ?3)",
     )?;
     let mut inserted = 0;
-    for RestoredJob { job, attempts } in jobs {
+    for restored in jobs {
+        let secrets = restored.stored_secrets().map(|v| v.to_string());
+        let RestoredJob { job, attempts, .. } = restored;
         queue.execute(params![job.queue.as_str(), now])?;
         let created = to_millis(job.created_at);
         let progress = job.progress.as_ref().map(json).transpose()?;
@@ -80,6 +82,7 @@ pub(crate) fn restore_many(conn: &Connection, now: Millis, jobs: &[RestoredJob])
             job.ordering.fairness_key,
             job.ordering.fairness_weight,
             job.ordering.rate_key,
+            secrets,
         ])?;
         if n == 0 {
             continue;

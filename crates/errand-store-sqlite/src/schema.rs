@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_flows.sql"),
     include_str!("../migrations/0011_queue_list.sql"),
     include_str!("../migrations/0012_tokens_audit.sql"),
+    include_str!("../migrations/0013_job_secrets.sql"),
 ];
 
 /// The file's migration count (`PRAGMA user_version`) and this build's.

@@ -162,6 +162,7 @@ async fn restored_gated_jobs_arrive_in_export_order() {
         let mut job = exported.job_get(j.id).await.expect("get");
         job.parked = false;
         restored.push(RestoredJob {
+            secrets: Default::default(),
             job,
             attempts: vec![],
         });

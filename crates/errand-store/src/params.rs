@@ -238,6 +238,21 @@ pub struct RestoredJob {
     /// Its attempts, first first.
     #[serde(default)]
     pub attempts: Vec<errand_core::Attempt>,
+    /// Its secrets' real values, present only in an export made with
+    /// `--include-secrets` (the job's own `secrets` shows `"***"`). Restored as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl RestoredJob {
+    /// The secrets to restore: those of [`RestoredJob::secrets`], never the job's redacted
+    /// ones.
+    pub fn stored_secrets(&self) -> Option<serde_json::Value> {
+        self.secrets
+            .clone()
+            .map(errand_core::Secrets::from_stored)
+            .and_then(|s| s.to_stored())
+    }
 }
 
 /// Whether [`Store::schedule_put`](crate::Store::schedule_put) may overwrite an existing

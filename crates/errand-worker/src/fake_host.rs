@@ -181,6 +181,7 @@ pub(crate) fn job(kind: &str, payload: Value) -> HostedJob {
     let now = jiff::Timestamp::now();
     HostedJob {
         job: Job {
+            secrets: Default::default(),
             flow: Default::default(),
             reply_to: None,
             correlation_id: None,

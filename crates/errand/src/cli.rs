@@ -368,6 +368,10 @@ pub struct TransferArgs {
     /// File to write (export) or read (import); standard output/input when absent.
     #[arg(long, short)]
     pub file: Option<PathBuf>,
+    /// Export: write the jobs' secret values too (without it a job's secrets are left
+    /// out, and the header says so). Keep such a file as safe as the store.
+    #[arg(long)]
+    pub include_secrets: bool,
 }
 
 /// `errand tokens ...`.

@@ -254,6 +254,7 @@ pub(crate) fn build(
             working_dir,
             env: raw.env,
             pass_env: raw.pass_env,
+            secret_env: raw.secret_env,
             schedule,
             singleton: raw.singleton.unwrap_or(false),
             concurrency,
@@ -426,6 +427,9 @@ fn check_env(raw: &JobToml, p: &mut Problems<'_>) {
     }
     for (i, name) in raw.pass_env.iter().enumerate() {
         check_env_name(&format!("pass_env[{i}]"), name, p);
+    }
+    for (i, name) in raw.secret_env.iter().enumerate() {
+        check_env_name(&format!("secret_env[{i}]"), name, p);
     }
 }
 

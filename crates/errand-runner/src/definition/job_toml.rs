@@ -26,6 +26,8 @@ pub(crate) struct JobToml {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub pass_env: Vec<String>,
+    #[serde(default)]
+    pub secret_env: Vec<String>,
     pub schedule: Option<ScheduleToml>,
     pub singleton: Option<bool>,
     pub concurrency: Option<u32>,

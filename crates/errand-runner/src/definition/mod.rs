@@ -170,6 +170,9 @@ pub struct Definition {
     pub env: BTreeMap<String, String>,
     /// Variables of the server's environment passed on by name.
     pub pass_env: Vec<String>,
+    /// Variables of the server's environment passed on by name as secrets: their values
+    /// are replaced by `***` in the run's log lines and never stored or shown.
+    pub secret_env: Vec<String>,
     /// Its own schedule, if any.
     pub schedule: Option<DefinitionSchedule>,
     /// At most one run (or continuous instance) in the whole cluster.

@@ -23,6 +23,7 @@ pub(crate) fn definition_env(config: &RunnerConfig, def: &Definition) -> BTreeMa
         .iter()
         .copied()
         .chain(def.pass_env.iter().map(String::as_str))
+        .chain(def.secret_env.iter().map(String::as_str))
     {
         if let Some(value) = config.server_env.get(name) {
             env.insert(name.to_owned(), value.clone());
@@ -47,7 +48,31 @@ pub(crate) fn definition_env(config: &RunnerConfig, def: &Definition) -> BTreeMa
     env
 }
 
-/// The environment of one attempt of a triggered definition.
+/// Whether a job secret named `name` may become a variable of its run: never one that
+/// changes how programs load (`LD_*`, `DYLD_*`) or errand's own (`ERRAND_*`, `WEBJOBS_*`).
+fn secret_may_pass(name: &str) -> bool {
+    !["LD_", "DYLD_", "ERRAND_", "WEBJOBS_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// What a run's log lines must not show: the job's secret values and those of the
+/// definition's `secret_env`.
+pub(crate) fn redactor(
+    config: &RunnerConfig,
+    def: &Definition,
+    hosted: &HostedJob,
+) -> errand_core::secrets::Redactor {
+    hosted.job.secrets.redactor().with(
+        def.secret_env
+            .iter()
+            .filter_map(|name| config.server_env.get(name).cloned()),
+    )
+}
+
+/// The environment of one attempt of a triggered definition: the definition's, then the
+/// job's secrets (each under its name, never replacing a variable already set), then
+/// errand's `ERRAND_*` variables.
 pub(crate) fn job_env(
     config: &RunnerConfig,
     def: &Definition,
@@ -55,6 +80,11 @@ pub(crate) fn job_env(
 ) -> Vec<(String, String)> {
     let job = &hosted.job;
     let mut env = definition_env(config, def);
+    for (name, value) in job.secrets.reveal() {
+        if secret_may_pass(name) {
+            env.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+    }
     env.insert("ERRAND_JOB_ID".into(), job.id.to_string());
     env.insert("ERRAND_ATTEMPT".into(), job.attempt.to_string());
     env.insert("ERRAND_MAX_ATTEMPTS".into(), job.max_attempts.to_string());

@@ -97,7 +97,8 @@ pub(crate) async fn run(
         }
     };
     let stopper = started.stopper();
-    let mut logs = LogShipper::new(ctx.host.clone(), id, attempt, token);
+    let redactor = super::env::redactor(&ctx.config, &def, &hosted);
+    let mut logs = LogShipper::new(ctx.host.clone(), id, attempt, token, redactor);
     let mut reported = Reported::default();
     let mut progress: Option<Progress> = None;
     let mut progress_due: Option<Instant> = None;

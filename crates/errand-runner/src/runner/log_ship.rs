@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use errand_core::secrets::Redactor;
 use errand_core::{JobId, LeaseToken, NewLogLine};
 
 use crate::host::{HostError, JobHost};
@@ -18,6 +19,7 @@ pub(crate) struct LogShipper {
     attempt: u32,
     lease_token: LeaseToken,
     pending: Vec<NewLogLine>,
+    redactor: Redactor,
 }
 
 impl LogShipper {
@@ -26,6 +28,7 @@ impl LogShipper {
         id: JobId,
         attempt: u32,
         lease_token: LeaseToken,
+        redactor: Redactor,
     ) -> Self {
         Self {
             host,
@@ -33,10 +36,16 @@ impl LogShipper {
             attempt,
             lease_token,
             pending: Vec::new(),
+            redactor,
         }
     }
 
-    pub(crate) fn push(&mut self, line: NewLogLine) {
+    /// Queues a line, with every secret value of the run replaced by `***`: the one place
+    /// a run's lines pass before they are stored.
+    pub(crate) fn push(&mut self, mut line: NewLogLine) {
+        if !self.redactor.is_empty() {
+            line.line = self.redactor.redact(&line.line);
+        }
         self.pending.push(line);
     }
 

@@ -35,6 +35,7 @@ impl WatchSink for EngineWatchSink {
             "modified": file.modified.to_string(),
         });
         let job = NewJob {
+            secrets: Default::default(),
             flow: Default::default(),
             notify: Default::default(),
             id: JobId::new(),

@@ -106,6 +106,7 @@ pub(crate) async fn a_restored_job_not_due_runs_when_due(Ctx { store, clock }: C
         job.state = JobState::Available;
         job.run_at = to_timestamp(run_at);
         RestoredJob {
+            secrets: Default::default(),
             job,
             attempts: vec![],
         }

@@ -56,6 +56,7 @@ mod rescue;
 mod restore;
 mod retention;
 mod schedules;
+mod secrets;
 mod sessions;
 mod settle;
 mod support;
@@ -72,7 +73,7 @@ use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
     restore::*, retention::*,
 };
-use self::{deliveries::*, events::*, schedules::*, settle::*};
+use self::{deliveries::*, events::*, schedules::*, secrets::*, settle::*};
 use self::{fairness::*, gates::*, lifecycle::*, sessions::*};
 use self::{flows_batches::*, flows_continuations::*, flows_workflows::*};
 use self::{instances::*, leases::*, logs::*, marks::*, reports::*, switches::*};
@@ -181,6 +182,7 @@ macro_rules! conformance_suite {
             a_migrated_store_is_at_its_build_version,
             prune_deletes_only_finished_jobs_past_retention,
             restore_keeps_exported_jobs_and_is_repeatable,
+            secrets_are_kept_and_returned_by_insert_get_list_claim_and_restore,
             restore_of_a_fired_job_claims_its_slot,
             schedules_are_created_replaced_paused_and_deleted,
             schedule_fire_is_exactly_once_per_slot,

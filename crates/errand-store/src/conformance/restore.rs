@@ -29,7 +29,9 @@ pub(super) fn exported(state: JobState, attempt_outcomes: &[AttemptOutcome]) -> 
         })
         .collect();
     crate::RestoredJob {
+        secrets: Default::default(),
         job: errand_core::Job {
+            secrets: Default::default(),
             flow: Default::default(),
             reply_to: None,
             correlation_id: None,

@@ -19,6 +19,7 @@ pub(super) fn queue(name: &str) -> QueueName {
 /// start from.
 pub fn new_job(q: &str, kind: &str) -> NewJob {
     NewJob {
+        secrets: Default::default(),
         flow: Default::default(),
         notify: Default::default(),
         id: JobId::new(),

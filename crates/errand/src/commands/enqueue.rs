@@ -38,6 +38,7 @@ fn flex(field: &str, raw: &Option<String>) -> anyhow::Result<Option<FlexDuration
 /// bring their own).
 pub fn request(args: &EnqueueArgs) -> anyhow::Result<EnqueueRequest> {
     Ok(EnqueueRequest {
+        secrets: Default::default(),
         reply_to: args.reply_to.clone(),
         correlation_id: args.correlation_id.clone(),
         callback_url: args.callback_url.clone(),

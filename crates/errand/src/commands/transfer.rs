@@ -36,7 +36,14 @@ const PAGE: u32 = 500;
 #[serde(rename_all = "snake_case")]
 enum Line {
     /// The header.
-    Format { name: String, version: u32 },
+    Format {
+        name: String,
+        version: u32,
+        /// `included` when the jobs carry their secret values (`--include-secrets`),
+        /// `omitted` when not; absent in exports from before secrets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secrets: Option<String>,
+    },
     /// A queue's settings.
     Queue { name: QueueName, paused: bool },
     /// A schedule's definition and whether it is paused.
@@ -93,6 +100,14 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
         &Line::Format {
             name: FORMAT.into(),
             version: VERSION,
+            secrets: Some(
+                if args.include_secrets {
+                    "included"
+                } else {
+                    "omitted"
+                }
+                .into(),
+            ),
         },
         &mut out,
     )?;
@@ -159,6 +174,8 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
             let attempts = store.job_attempt_list(job.id).await?;
             line(
                 &Line::Job(Box::new(RestoredJob {
+                    secrets: (args.include_secrets && !job.secrets.is_empty())
+                        .then(|| job.secrets.reveal().clone()),
                     job: job.clone(),
                     attempts,
                 })),
@@ -182,6 +199,9 @@ pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
     out.flush()?;
     bar.finish_and_clear();
     eprintln!("exported {jobs} jobs from {desc}");
+    if !args.include_secrets {
+        eprintln!("secret values left out (--include-secrets exports them)");
+    }
     Ok(())
 }
 
@@ -212,8 +232,10 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {source_name}"))?
         .map(|l| serde_json::from_str::<Line>(&l))
     {
-        Some(Ok(Line::Format { name, version })) if name == FORMAT && version <= VERSION => {}
-        Some(Ok(Line::Format { name, version })) => bail!("cannot read {name} version {version}"),
+        Some(Ok(Line::Format { name, version, .. })) if name == FORMAT && version <= VERSION => {}
+        Some(Ok(Line::Format { name, version, .. })) => {
+            bail!("cannot read {name} version {version}")
+        }
         _ => bail!("not an errand export: the first line must be its format header"),
     }
     let (mut seen, mut inserted, mut slots_inserted) = (0u64, 0u64, 0u64);
@@ -257,6 +279,10 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
                 slots_inserted += store.schedule_slot_restore_many(slots).await?;
             }
             Line::Job(job) => {
+                if let Some(secrets) = &job.secrets {
+                    errand_core::Secrets::new("secrets", secrets.clone())
+                        .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 2))?;
+                }
                 batch.push(*job);
                 seen += 1;
                 if seen % 100 == 0 {

@@ -93,6 +93,7 @@ fn command_definition(
         working_dir: cwd,
         env: BTreeMap::new(),
         pass_env: Vec::new(),
+        secret_env: Vec::new(),
         schedule: None,
         singleton: false,
         concurrency: concurrency.max(1),
