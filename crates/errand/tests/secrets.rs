@@ -58,8 +58,8 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
             got_file.display()
         ),
         "run.sh",
-        "#!/bin/bash\necho \"key=$API_KEY\"\necho \"env=$APP_SECRETS_TEST_ENV\" >&2\n\
-         printf '%s' \"$API_KEY\" > \"$GOT_FILE\"\n",
+        "#!/bin/bash\necho \"key=$ERRAND_SECRET_API_KEY\"\necho \"env=$APP_SECRETS_TEST_ENV\" >&2\n\
+         printf '%s' \"$ERRAND_SECRET_API_KEY\" > \"$GOT_FILE\"\n",
     );
     // The server inherits it: a definition's secret_env reads errand's environment.
     std::env::set_var("APP_SECRETS_TEST_ENV", &env_secret);

@@ -48,12 +48,12 @@ pub(crate) fn definition_env(config: &RunnerConfig, def: &Definition) -> BTreeMa
     env
 }
 
-/// Whether a job secret named `name` may become a variable of its run: never one that
-/// changes how programs load (`LD_*`, `DYLD_*`) or errand's own (`ERRAND_*`, `WEBJOBS_*`).
-fn secret_may_pass(name: &str) -> bool {
-    !["LD_", "DYLD_", "ERRAND_", "WEBJOBS_"]
-        .iter()
-        .any(|p| name.starts_with(p))
+/// The variable a job secret named `name` becomes in its run: `ERRAND_SECRET_<name>`.
+/// Whoever may enqueue chooses the names, and a name of their choosing could change how
+/// the script's shell or interpreter starts (`BASH_ENV`, `NODE_OPTIONS`, `PERL5OPT`,
+/// `LD_PRELOAD`, `IFS`, ...); no such variable starts with this prefix.
+pub(crate) fn secret_variable(name: &str) -> String {
+    format!("ERRAND_SECRET_{name}")
 }
 
 /// What a run's log lines must not show: the job's secret values and those of the
@@ -71,8 +71,7 @@ pub(crate) fn redactor(
 }
 
 /// The environment of one attempt of a triggered definition: the definition's, then the
-/// job's secrets (each under its name, never replacing a variable already set), then
-/// errand's `ERRAND_*` variables.
+/// job's secrets (each as `ERRAND_SECRET_<name>`), then errand's `ERRAND_*` variables.
 pub(crate) fn job_env(
     config: &RunnerConfig,
     def: &Definition,
@@ -81,9 +80,7 @@ pub(crate) fn job_env(
     let job = &hosted.job;
     let mut env = definition_env(config, def);
     for (name, value) in job.secrets.reveal() {
-        if secret_may_pass(name) {
-            env.entry(name.clone()).or_insert_with(|| value.clone());
-        }
+        env.insert(secret_variable(name), value.clone());
     }
     env.insert("ERRAND_JOB_ID".into(), job.id.to_string());
     env.insert("ERRAND_ATTEMPT".into(), job.attempt.to_string());

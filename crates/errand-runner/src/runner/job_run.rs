@@ -236,7 +236,8 @@ async fn handle_event(
     match event {
         RunEvent::Log(line) => {
             if line.stream == LogStream::Stderr {
-                reported.last_stderr = Some(line.line.clone());
+                // The failure quotes it: redacted like the logged line.
+                reported.last_stderr = Some(logs.redact(&line.line));
             }
             logs.push(line);
             if logs.len() >= ctx.config.log_flush_lines {

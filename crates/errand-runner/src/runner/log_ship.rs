@@ -49,6 +49,16 @@ impl LogShipper {
         self.pending.push(line);
     }
 
+    /// `text` with every secret value of the run replaced by `***` (for a line kept
+    /// elsewhere too, such as the last stderr line a failure quotes).
+    pub(crate) fn redact(&self, text: &str) -> String {
+        if self.redactor.is_empty() {
+            text.to_string()
+        } else {
+            self.redactor.redact(text)
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
