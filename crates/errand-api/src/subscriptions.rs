@@ -37,9 +37,9 @@ pub struct SubscriptionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Tag>)]
     pub tag: Option<String>,
-    /// Free text for people, at most 1024 characters.
+    /// Free text for people, at most 1024 characters, no NUL characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -164,7 +164,7 @@ pub struct SubscriptionPatchRequest {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>, max_length = 1024)]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^[^\\u0000]*$")]
     pub description: Option<Option<String>>,
 }
 
