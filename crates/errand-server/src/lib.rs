@@ -16,7 +16,9 @@ mod site_guard;
 mod state;
 mod strict_json;
 
-pub use auth::{AuthConfig, AuthConfigError};
+pub use auth::{
+    load_session_secret, AuthConfig, AuthConfigError, SessionSecretSource, SESSION_SECRET_FILE,
+};
 pub use error::ApiError;
 pub use site_guard::{SitePolicy, SitePolicyError};
 pub use state::{AppState, ServerLimits};

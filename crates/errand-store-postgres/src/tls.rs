@@ -168,6 +168,14 @@ pub fn pg_config(url: &str) -> Result<(Config, MakeRustls), ConnectError> {
         target: target.clone(),
         reason,
     };
+    if parts.sslmode.is_none() && config.get_ssl_mode() != DriverSslMode::Prefer {
+        // The driver read an `sslmode` written in a way `split` did not take out (an
+        // escaped name, spaces around `=`): refuse rather than connect with `prefer`.
+        return Err(tls_error(
+            "write sslmode as `sslmode=VALUE` (no escapes in its name, no spaces around `=`)"
+                .into(),
+        ));
+    }
     let mut mode = match &parts.sslmode {
         None => SslMode::Prefer,
         Some(name) => SslMode::parse(name).ok_or_else(|| {
@@ -399,12 +407,19 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, io::Error> {
-        let name = ServerName::try_from(domain.to_string()).map_err(|_| {
-            io::Error::new(
+        // A Unix socket or a `hostaddr` alone gives no host name: the driver then offers
+        // TLS only when asked (`prefer` stays plain on a socket), and nothing but
+        // `verify-full` needs a name to check.
+        let name = ServerName::try_from(domain.to_string()).ok();
+        if name.is_none() && self.mode == SslMode::VerifyFull {
+            return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("`{domain}` is not a host name TLS can check"),
-            )
-        })?;
+                format!(
+                    "sslmode=verify-full needs a host name to check the certificate against; \
+                     `{domain}` is none (use verify-ca, or name the host)"
+                ),
+            ));
+        }
         Ok(RustlsConnect {
             config: self.config.clone(),
             name,
@@ -415,7 +430,10 @@ where
 /// One connection's TLS handshake.
 pub struct RustlsConnect {
     config: Arc<rustls::ClientConfig>,
-    name: ServerName<'static>,
+    /// The host name the server's certificate is checked against (`verify-full`); `None`
+    /// when the connection names no host (a Unix socket), where the driver makes no
+    /// handshake.
+    name: Option<ServerName<'static>>,
 }
 
 impl<S> TlsConnect<S> for RustlsConnect
@@ -429,7 +447,11 @@ where
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
         Box::pin(async move {
-            let tls = connector.connect(self.name, stream).await?;
+            // The driver never starts a handshake without a host name; should it, refuse.
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "TLS needs a host name")
+            })?;
+            let tls = connector.connect(name, stream).await?;
             Ok(RustlsStream(Box::new(tls)))
         })
     }
@@ -513,6 +535,17 @@ mod tests {
             .expect_err("bad mode")
             .to_string();
         assert!(err.contains("sslmode=sometimes"), "{err}");
+    }
+
+    #[test]
+    fn an_sslmode_the_split_misses_is_refused_not_downgraded() {
+        for url in [
+            "host=h user=u sslmode = require",
+            "postgres://u@h/d?ssl%6Dode=require",
+        ] {
+            let err = pg_config(url).expect_err(url).to_string();
+            assert!(err.contains("sslmode=VALUE"), "{url}: {err}");
+        }
     }
 
     #[test]

@@ -224,3 +224,36 @@ async fn require_encrypts_without_a_root_certificate() {
     store.ping().await.expect("pooled connection works");
     assert!(encrypted(&url).await, "require must encrypt");
 }
+
+/// The server's Unix socket directory on this machine (Debian's), when it has one.
+const SOCKET_DIR: &str = "/var/run/postgresql";
+
+#[tokio::test]
+async fn a_unix_socket_url_opens_the_store_without_tls() {
+    let Some(schema) = PgSchema::create("unix_socket_url").await else {
+        return;
+    };
+    if !Path::new(SOCKET_DIR).join(".s.PGSQL.5432").exists() {
+        eprintln!("SKIPPED: no PostgreSQL socket in {SOCKET_DIR} (the server is elsewhere)");
+        return;
+    }
+    // The TCP URL's user and database, reached through the socket instead.
+    let (config, _) = errand_store_postgres::pg_config(&schema.url).expect("url");
+    let user = config.get_user().expect("user");
+    let db = config.get_dbname().expect("dbname");
+    // Both spellings: key/value and a URL with the socket directory as its host.
+    for url in [
+        format!("host={SOCKET_DIR} user={user} dbname={db}"),
+        format!("postgres://{user}@%2Fvar%2Frun%2Fpostgresql/{db}"),
+    ] {
+        let store = PgStore::connect(&PgOptions {
+            schema: schema.name.clone(),
+            pool_size: 1,
+            ..PgOptions::new(&url)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{url}: the store opens over the socket: {e}"));
+        store.ping().await.expect("pooled connection works");
+        assert!(!encrypted(&url).await, "a socket is not encrypted");
+    }
+}

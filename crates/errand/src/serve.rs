@@ -163,7 +163,26 @@ async fn auth_config(
             } else {
                 ""
             };
-            Ok((config.clone(), format!("tokens ({usable} usable{env})")))
+            let (secret, source) = errand_server::load_session_secret(
+                std::env::var("ERRAND_SESSION_SECRET").ok().as_deref(),
+                &settings.data_dir,
+            )?;
+            let sessions = match source {
+                errand_server::SessionSecretSource::Env => "ERRAND_SESSION_SECRET".to_string(),
+                errand_server::SessionSecretSource::File(path) => {
+                    if matches!(
+                        settings.store,
+                        crate::settings::StoreLocation::Postgres { .. }
+                    ) {
+                        tracing::warn!(path = %path.display(), "dashboard sessions are good on this node only: set ERRAND_SESSION_SECRET to the same value on every node");
+                    }
+                    path.display().to_string()
+                }
+            };
+            Ok((
+                config.clone().with_session_secret(secret),
+                format!("tokens ({usable} usable{env}; dashboard sessions keyed by {sessions})"),
+            ))
         }
     }
 }

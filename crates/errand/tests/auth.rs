@@ -382,6 +382,35 @@ async fn a_queue_limited_token_reaches_its_queues_only_and_a_revoked_one_nothing
         )
         .await;
     assert_eq!(s, 404);
+    // Nor can it reach other queues through what a job names beyond its queue: a reply
+    // queue, a key every queue shares, or a parent (which answers as a missing one).
+    let other_id = other["id"].as_str().expect("id");
+    for (extra, want) in [
+        (json!({"reply_to": "billing"}), 403),
+        (json!({"session_key": "user-1"}), 403),
+        (json!({"lock_key": "billing:x"}), 403),
+        (json!({"concurrency_key": "shared"}), 403),
+        (json!({"rate_key": "smtp"}), 403),
+        (json!({"after": [other_id]}), 404),
+        (
+            json!({"reply_to": "mail", "session_key": "mail:user-1"}),
+            201,
+        ),
+        (json!({"after": [job["id"]]}), 201),
+    ] {
+        let mut body = json!({"kind": "k", "queue": "mail"});
+        body.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        let (s, answer) = f.call("POST", "/v1/jobs", Some(&mail), Some(body)).await;
+        assert_eq!(s, want, "{extra}: {answer}");
+        if want == 404 {
+            assert!(
+                answer.to_string().contains("not found"),
+                "a foreign parent looks missing: {answer}"
+            );
+        }
+    }
     let (s, got) = f
         .call(
             "GET",
@@ -818,5 +847,106 @@ async fn a_token_holding_its_long_polls_gets_429_until_one_ends() {
         r.status(),
         200,
         "the place is free once the first claim answered"
+    );
+}
+
+#[tokio::test]
+async fn a_session_needs_the_nodes_secret_not_only_the_store_and_outlives_a_restart() {
+    use hmac::{KeyInit, Mac};
+    let mut f = Fixture::start().await;
+    let base = f.server.url().to_string();
+    let signed_in = f
+        .http
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}&next=%2Fui%2Fqueues", f.token("admin")))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.split(';').next()?.strip_prefix("errand_session="))
+        .expect("session cookie")
+        .to_string();
+    let page = |base: String, cookie: String| {
+        let http = f.http.clone();
+        async move {
+            http.get(format!("{base}/ui/queues"))
+                .header("cookie", format!("errand_session={cookie}"))
+                .send()
+                .await
+                .expect("GET")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(page(base.clone(), session.clone()).await, 200);
+
+    // Whoever reads the store holds the token's hash: a cookie made with it alone (the
+    // cookie's shape, keyed by the stored hash) is refused.
+    let db = rusqlite::Connection::open_with_flags(
+        f.server.data_dir().join("errand.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the store");
+    let (id, hash): (Vec<u8>, Vec<u8>) = db
+        .query_row(
+            "SELECT id, secret_hash FROM api_tokens WHERE name = 'admin-token'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the admin token's row");
+    drop(db);
+    let id = uuid::Uuid::from_slice(&id)
+        .expect("uuid")
+        .simple()
+        .to_string();
+    let exp = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600)
+        .to_string();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&hash).expect("key");
+    for part in ["errand-session", &id, &exp] {
+        mac.update(part.as_bytes());
+        mac.update(b"|");
+    }
+    let tag: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let forged = format!("{id}.{exp}.{tag}");
+    assert_eq!(
+        page(base.clone(), forged).await,
+        303,
+        "a session minted from the store alone leads to sign-in"
+    );
+
+    // The secret lives in the data directory, readable by its owner only, and a restart
+    // keeps it: the session made before still works.
+    let secret = f.server.data_dir().join("session-secret");
+    let mode = std::fs::metadata(&secret)
+        .expect("session-secret")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077,
+        0,
+        "session-secret is private"
+    );
+    f.server.kill9().await;
+    let again = ServerProcess::start_in(&common::bin(), f._dir.path(), &["--require-auth"])
+        .await
+        .expect("restart");
+    assert_eq!(
+        page(again.url().to_string(), session).await,
+        200,
+        "a session outlives a restart"
     );
 }

@@ -5,15 +5,19 @@
 //! set up); `errand serve` turns it on for any other address and refuses to start without
 //! a token to sign in with (see `docs/security.md`).
 
+mod fence;
 mod guard;
 pub mod limits;
 pub(crate) mod rules;
 pub(crate) mod session;
+mod session_secret;
 
 use errand_core::{QueueName, Scope};
 use sha2::{Digest, Sha256};
 
+pub(crate) use fence::check_parents;
 pub(crate) use guard::{guard, AuditTarget, GuardState, Operations};
+pub use session_secret::{load_session_secret, SessionSecretSource, SESSION_SECRET_FILE};
 
 /// How the server authenticates.
 #[derive(Debug, Clone)]
@@ -28,6 +32,9 @@ pub struct AuthConfig {
     pub token_rate: u32,
     /// Long polls and streams held at once per token (0: no limit).
     pub token_long_polls: u32,
+    /// Mixed into every dashboard session's key, so that reading the store (which holds
+    /// the tokens' hashes) is not enough to mint a session. Random per process unless set.
+    session_secret: [u8; 32],
 }
 
 /// Why an auth setting cannot be used.
@@ -36,6 +43,17 @@ pub enum AuthConfigError {
     /// `ERRAND_ADMIN_TOKEN` is too short to be a secret.
     #[error("ERRAND_ADMIN_TOKEN must be at least 32 characters (use `openssl rand -hex 32`)")]
     WeakAdminToken,
+    /// `ERRAND_SESSION_SECRET` is too short to be a secret.
+    #[error("ERRAND_SESSION_SECRET must be at least 32 characters (use `openssl rand -hex 32`)")]
+    WeakSessionSecret,
+    /// The data directory's session secret file cannot be used.
+    #[error("the dashboard's session secret {}: {source}", path.display())]
+    SessionSecretFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl Default for AuthConfig {
@@ -46,6 +64,7 @@ impl Default for AuthConfig {
             secure_cookies: false,
             token_rate: limits::DEFAULT_RATE,
             token_long_polls: limits::DEFAULT_LONG_POLLS,
+            session_secret: rand::random(),
         }
     }
 }
@@ -71,6 +90,24 @@ impl AuthConfig {
             env_admin,
             ..Self::default()
         })
+    }
+
+    /// Uses `secret` for dashboard sessions: nodes (and restarts) that share it accept each
+    /// other's sessions.
+    #[must_use]
+    pub fn with_session_secret(mut self, secret: [u8; 32]) -> Self {
+        self.session_secret = secret;
+        self
+    }
+
+    /// The key of the sessions made from a token whose stored hash is `stored`.
+    fn session_key(&self, stored: &[u8; 32]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.session_secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        m.update(b"errand-session-key");
+        m.update(stored);
+        m.finalize().into_bytes().into()
     }
 
     /// Whether an admin token outside the store is configured.

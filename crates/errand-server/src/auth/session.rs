@@ -2,9 +2,11 @@
 //! so the browser never holds the token itself.
 //!
 //! The cookie is `<token id>.<expiry>.<mac>`, the MAC an HMAC-SHA256 keyed with the hash
-//! of the token's secret, which only the store holds: any node can check a session without
-//! shared state, a session ends at its expiry on the server's clock (not only when the
-//! browser forgets it), and revoking the token ends every session made from it. It is
+//! of the token's secret (which only the store holds) mixed with the server's session
+//! secret (which the store does not hold, so reading the store or a backup of it mints no
+//! session): nodes sharing the session secret check a session without shared state, a
+//! session ends at its expiry on the server's clock (not only when the browser forgets
+//! it), and revoking the token ends every session made from it. It is
 //! `HttpOnly` and `SameSite=Strict` (`Secure` under TLS). Actions also need the session's
 //! CSRF value, an HMAC of the session under the same key, which pages read from a second,
 //! script-readable cookie and send as `X-Errand-Csrf`.
@@ -110,7 +112,7 @@ pub(crate) async fn principal(
     let now = Timestamp::now().as_second();
     let id = cookie.split('.').next()?;
     if id == ENV_ADMIN_ID {
-        let key = config.env_admin?;
+        let key = config.session_key(&config.env_admin?);
         return verify(cookie, &key, now).then(|| Principal {
             session: Some(Session {
                 csrf: csrf_of(&key, cookie),
@@ -119,7 +121,8 @@ pub(crate) async fn principal(
         });
     }
     let id: TokenId = uuid::Uuid::try_parse(id).ok().map(TokenId)?;
-    let (token, key) = state.engine.token_session_key(id).await.ok()?;
+    let (token, stored) = state.engine.token_session_key(id).await.ok()?;
+    let key = config.session_key(&stored);
     verify(cookie, &key, now).then(|| Principal {
         name: token.name,
         scopes: token.scopes,
@@ -216,11 +219,15 @@ pub(crate) async fn sign_in(
     let cookie = if config.env_admin_matches(presented) {
         config
             .env_admin
+            .map(|stored| config.session_key(&stored))
             .map(|key| (issue(ENV_ADMIN_ID, &key, expires), key))
     } else {
         match state.engine.token_check(presented).await {
             Ok(token) => match state.engine.token_session_key(token.id).await {
-                Ok((_, key)) => Some((issue(&token.id.0.simple().to_string(), &key, expires), key)),
+                Ok((_, stored)) => {
+                    let key = config.session_key(&stored);
+                    Some((issue(&token.id.0.simple().to_string(), &key, expires), key))
+                }
                 Err(_) => None,
             },
             Err(_) => None,

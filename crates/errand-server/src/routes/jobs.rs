@@ -73,7 +73,8 @@ pub(crate) async fn enqueue(
         }
     }
     let job = req.into_new_job(&state.enqueue_limits())?;
-    caller.check_queue(job.queue.as_str())?;
+    caller.check_new_job(&job)?;
+    crate::auth::check_parents(&caller, &state.engine, std::slice::from_ref(&job)).await?;
     let (status, Json(job)) = enqueue_one(&state, job).await?;
     // An idempotency key is unique across queues: a repeat that found another queue's job
     // must not hand it to a token limited to other queues.
@@ -119,8 +120,9 @@ pub(crate) async fn enqueue_batch(
 ) -> Result<(StatusCode, Json<BatchEnqueueResponse>), ApiError> {
     let jobs = req.into_new_jobs(&state.enqueue_limits())?;
     for job in &jobs {
-        caller.check_queue(job.queue.as_str())?;
+        caller.check_new_job(job)?;
     }
+    crate::auth::check_parents(&caller, &state.engine, &jobs).await?;
     if jobs.iter().any(|j| j.notify.callback_url.is_some()) {
         super::subscriptions::require_signing(&state, "callback_url")?;
     }
