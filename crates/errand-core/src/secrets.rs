@@ -155,8 +155,12 @@ impl<'de> Deserialize<'de> for Secrets {
     }
 }
 
-/// Replaces known secret values in text with [`REDACTED`]. The one place log text of a run
-/// is cleaned.
+/// The shortest line of a multi-line secret redacted on its own: shorter lines (a blank,
+/// a `}`) would mask ordinary output and say little of the secret.
+pub const MIN_LINE_CHARS: usize = 8;
+
+/// Replaces known secret values in text with [`REDACTED`]. The one place the text a run
+/// reports (log lines, results, errors, progress) is cleaned.
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// Longest first, so a value that contains another is replaced whole.
@@ -170,9 +174,26 @@ impl std::fmt::Debug for Redactor {
 }
 
 impl Redactor {
-    /// A redactor for these values; empty values are ignored.
+    /// A redactor for these values; empty values are ignored. A value of several lines
+    /// also gives each of its lines of [`MIN_LINE_CHARS`] or more, since a script's output
+    /// reaches the log one line at a time.
     pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+        let mut values: Vec<String> = values
+            .into_iter()
+            .flat_map(|v| {
+                let lines: Vec<String> = if v.contains('\n') {
+                    v.lines()
+                        .map(|l| l.trim_end_matches('\r'))
+                        .filter(|l| l.chars().count() >= MIN_LINE_CHARS)
+                        .map(str::to_owned)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                std::iter::once(v).chain(lines)
+            })
+            .filter(|v| !v.is_empty())
+            .collect();
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         Self { values }
@@ -187,6 +208,32 @@ impl Redactor {
     /// Nothing to redact.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// Every string in `value` (keys and values, at any depth) redacted: what a script
+    /// reports as its result, its error or its progress.
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        if self.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(s) => {
+                let redacted = self.redact(s);
+                if redacted != *s {
+                    *s = redacted;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (k, mut v) in entries {
+                    self.redact_json(&mut v);
+                    map.insert(self.redact(&k), v);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
     }
 
     /// `text` with every known value replaced by [`REDACTED`].
@@ -210,6 +257,18 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_multi_line_value_is_redacted_line_by_line_and_json_everywhere() {
+        let r = Redactor::new([
+            "-----BEGIN KEY-----\nMIIEvQIBADANBgkq\nab\n-----END KEY-----".to_owned(),
+        ]);
+        assert_eq!(r.redact("MIIEvQIBADANBgkq"), "***");
+        assert_eq!(r.redact("ab"), "ab", "a short line stays");
+        let mut v = serde_json::json!({"MIIEvQIBADANBgkq": ["x MIIEvQIBADANBgkq", 1, {"k": "MIIEvQIBADANBgkq"}]});
+        r.redact_json(&mut v);
+        assert_eq!(v, serde_json::json!({"***": ["x ***", 1, {"k": "***"}]}));
     }
 
     #[test]

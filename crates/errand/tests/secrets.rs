@@ -12,6 +12,11 @@ use errand_core::{JobId, JobState};
 use serde_json::{json, Value};
 
 /// The body of any answer as text (JSON, HTML, Prometheus text).
+/// The `result` of a job answer.
+fn got_result(body: &str) -> Value {
+    serde_json::from_str::<Value>(body).expect("job json")["result"].clone()
+}
+
 async fn text(http: &reqwest::Client, url: &str) -> String {
     let resp = http.get(url).send().await.expect("request");
     assert!(resp.status().is_success(), "{url}: {}", resp.status());
@@ -49,6 +54,15 @@ async fn errand(args: &[&str]) -> String {
 async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_everywhere_else() {
     let secret = format!("s3cr3t-{}", JobId::new());
     let env_secret = format!("envsecret-{}", JobId::new());
+    // A value of several lines (a key file) reaches the log one line at a time.
+    let pem_lines = [
+        format!("pem-line-one-{}", JobId::new()),
+        format!("pem-line-two-{}", JobId::new()),
+    ];
+    let pem = format!(
+        "-----BEGIN-----\n{}\n{}\n-----END-----",
+        pem_lines[0], pem_lines[1]
+    );
     let jobs = JobsDir::new();
     let got_file = jobs.path().join("got");
     jobs.add(
@@ -59,6 +73,9 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
         ),
         "run.sh",
         "#!/bin/bash\necho \"key=$ERRAND_SECRET_API_KEY\"\necho \"env=$APP_SECRETS_TEST_ENV\" >&2\n\
+         echo \"$ERRAND_SECRET_PEM\"\n\
+         echo \"{\\\"message\\\": \\\"using $ERRAND_SECRET_API_KEY\\\"}\" > \"$ERRAND_CONTROL\"\n\
+         echo \"{\\\"result\\\": {\\\"token\\\": \\\"$ERRAND_SECRET_API_KEY\\\"}}\" > \"$ERRAND_CONTROL\"\n\
          printf '%s' \"$ERRAND_SECRET_API_KEY\" > \"$GOT_FILE\"\n",
     );
     // The server inherits it: a definition's secret_env reads errand's environment.
@@ -115,7 +132,7 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     let (status, job) = raw
         .post(
             "/v1/jobs",
-            &json!({"kind": "secretive", "secrets": {"API_KEY": secret}}).to_string(),
+            &json!({"kind": "secretive", "secrets": {"API_KEY": secret, "PEM": pem}}).to_string(),
         )
         .await;
     assert_eq!(status, 201, "{job}");
@@ -129,6 +146,11 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     let lines = log_lines(&client, id).await;
     assert!(lines.contains(&"INFO key=***".to_string()), "{lines:?}");
     assert!(lines.iter().any(|l| l.ends_with("env=***")), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.as_str() == "INFO ***").count(),
+        4,
+        "each line (of 8 characters or more) of a multi-line secret is redacted: {lines:?}"
+    );
 
     // Every answer a reader can reach.
     let mut answers: Vec<(String, String)> = Vec::new();
@@ -152,9 +174,20 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     for (path, body) in &answers {
         assert!(!body.contains(&secret), "{path} shows the secret: {body}");
         assert!(!body.contains(&env_secret), "{path} shows the env secret");
+        for line in &pem_lines {
+            assert!(
+                !body.contains(line),
+                "{path} shows a line of a secret: {body}"
+            );
+        }
     }
+    assert_eq!(
+        got_result(&answers[0].1),
+        json!({"token": "***"}),
+        "the result is redacted"
+    );
     let got: Value = serde_json::from_str(&answers[0].1).expect("job json");
-    assert_eq!(got["secrets"], json!({"API_KEY": "***"}));
+    assert_eq!(got["secrets"], json!({"API_KEY": "***", "PEM": "***"}));
     assert!(
         answers.last().is_some_and(|(_, b)| b.contains("job.")),
         "no events read"

@@ -267,6 +267,8 @@ async fn run_once(
     let stopper = started.stopper();
     let waiting = started.wait();
     tokio::pin!(waiting);
+    let redactor =
+        errand_core::secrets::Redactor::new(super::env::secret_env_values(&sup.config, def));
     let mut lines: Vec<NewLogLine> = Vec::new();
     let mut flush = tokio::time::interval(sup.config.log_flush_interval);
     let mut poll = tokio::time::interval(SWITCH_POLL);
@@ -278,7 +280,10 @@ async fn run_once(
         tokio::select! {
             outcome = &mut waiting => break outcome,
             event = events.recv() => match event {
-                Some(RunEvent::Log(line)) => {
+                Some(RunEvent::Log(mut line)) => {
+                    if !redactor.is_empty() {
+                        line.line = redactor.redact(&line.line);
+                    }
                     lines.push(line);
                     if lines.len() >= sup.config.log_flush_lines {
                         ship(sup, rec.instance, restart, &mut lines).await;

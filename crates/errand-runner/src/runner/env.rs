@@ -63,11 +63,24 @@ pub(crate) fn redactor(
     def: &Definition,
     hosted: &HostedJob,
 ) -> errand_core::secrets::Redactor {
-    hosted.job.secrets.redactor().with(
-        def.secret_env
-            .iter()
-            .filter_map(|name| config.server_env.get(name).cloned()),
-    )
+    hosted
+        .job
+        .secrets
+        .redactor()
+        .with(secret_env_values(config, def))
+}
+
+/// The values of a definition's `secret_env`, which its runs' (and its continuous
+/// instances') lines must not show.
+pub(crate) fn secret_env_values(
+    config: &RunnerConfig,
+    def: &Definition,
+) -> impl Iterator<Item = String> {
+    def.secret_env
+        .iter()
+        .filter_map(|name| config.server_env.get(name).cloned())
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// The environment of one attempt of a triggered definition: the definition's, then the

@@ -249,14 +249,18 @@ async fn handle_event(
             }
             false
         }
-        RunEvent::Progress(p) => {
+        RunEvent::Progress(mut p) => {
+            // Progress, checkpoints, results and errors are shown by the API: a secret
+            // value the script put in them is redacted like a log line.
+            p.message = p.message.map(|m| logs.redact(&m));
             *progress = Some(p);
             if progress_due.is_none() {
                 *progress_due = Some(Instant::now() + ctx.config.progress_delay);
             }
             false
         }
-        RunEvent::Checkpoint { value, saved } => {
+        RunEvent::Checkpoint { mut value, saved } => {
+            logs.redact_json(&mut value);
             let size = value.to_string().len();
             if size > MAX_CHECKPOINT_BYTES {
                 // A retry gets its checkpoint in the environment, where the kernel caps one
@@ -284,12 +288,13 @@ async fn handle_event(
             let _ = saved.send(answer.is_ok());
             is_gone(&answer)
         }
-        RunEvent::Result(value) => {
+        RunEvent::Result(mut value) => {
+            logs.redact_json(&mut value);
             reported.result = Some(value);
             false
         }
         RunEvent::FailNoRetry(reason) => {
-            reported.fail_no_retry = Some(reason);
+            reported.fail_no_retry = Some(logs.redact(&reason));
             false
         }
         RunEvent::BadControlLine(why) => {

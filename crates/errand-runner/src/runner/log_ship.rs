@@ -59,6 +59,12 @@ impl LogShipper {
         }
     }
 
+    /// `value` with every secret value of the run replaced by `***` in each of its
+    /// strings (a result, a checkpoint the API shows).
+    pub(crate) fn redact_json(&self, value: &mut serde_json::Value) {
+        self.redactor.redact_json(value);
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
