@@ -36,7 +36,7 @@ pub struct ClaimRequest {
 }
 
 /// A claimed job as a worker needs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimedJobView {
     /// Its id.
     pub id: JobId,
@@ -93,6 +93,21 @@ pub struct ClaimedJobView {
     /// only to the worker holding the lease. Keep them out of logs and results.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+}
+
+/// Prints the job as its JSON with the secrets' values as `***`: a worker that logs what it
+/// claimed with `{:?}` shows no secret.
+impl std::fmt::Debug for ClaimedJobView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.clone();
+        for value in shown.secrets.values_mut() {
+            *value = errand_core::secrets::REDACTED.to_owned();
+        }
+        match serde_json::to_string(&shown) {
+            Ok(json) => write!(f, "ClaimedJobView {json}"),
+            Err(_) => write!(f, "ClaimedJobView {{ id: {} }}", self.id),
+        }
+    }
 }
 
 impl ClaimedJobView {

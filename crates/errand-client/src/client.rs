@@ -49,12 +49,15 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for the server at `base` (e.g. `http://127.0.0.1:7878`).
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:7878`, or `https://...`
+    /// for a server with a certificate: trusted when a public CA signed it, or the CA in
+    /// the PEM file that `ERRAND_CA_CERT` names).
     ///
     /// # Errors
-    /// `BadUrl` when `base` is not an http URL.
+    /// `BadUrl` when `base` is not an http URL; `CaCert` when `ERRAND_CA_CERT` is unusable.
     pub fn new(base: &str) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config()?)
             .pool_max_idle_per_host(256)
             // Below the server's default `idle_timeout` (60 s): a pooled connection is
             // dropped here before the server closes it, so a request is never sent on a

@@ -36,6 +36,14 @@ pub enum ClientError {
     /// The base URL is not usable.
     #[error("bad server URL: {0}")]
     BadUrl(String),
+    /// `ERRAND_CA_CERT` names a file that cannot be read or holds no certificate.
+    #[error("ERRAND_CA_CERT {path}: {reason}")]
+    CaCert {
+        /// The file.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A typed job's payload does not serialise to JSON (nothing was sent).
     #[error("{0}")]
     Payload(String),
@@ -58,7 +66,10 @@ impl ClientError {
         match self {
             ClientError::Transport { .. } => true,
             ClientError::Api { status, .. } => matches!(status, 429 | 502 | 503 | 504),
-            ClientError::Unreadable(_) | ClientError::BadUrl(_) | ClientError::Payload(_) => false,
+            ClientError::Unreadable(_)
+            | ClientError::BadUrl(_)
+            | ClientError::CaCert { .. }
+            | ClientError::Payload(_) => false,
         }
     }
 

@@ -115,6 +115,7 @@ pub fn host_error(e: ClientError) -> HostError {
             HostError::Unavailable(e.to_string())
         }
         ClientError::BadUrl(message) | ClientError::Payload(message) => HostError::Refused(message),
+        e @ ClientError::CaCert { .. } => HostError::Refused(e.to_string()),
     }
 }
 

@@ -18,6 +18,7 @@ mod flows;
 mod job_host;
 mod ordering;
 mod subscriptions;
+mod tls;
 mod typed;
 
 /// The API's request and answer types that the client's calls take and return, so that a
@@ -34,4 +35,5 @@ pub use definitions::{LogFollow, LogStreamItem};
 pub use error::ClientError;
 pub use events::{EventFollow, EventQuery, EventStreamItem};
 pub use job_host::{host_error, HttpJobHost};
+pub use tls::CA_CERT_ENV;
 pub use typed::{IntoEnqueueRequest, JobType, WaitError, LIBRARY_ROUTES};

@@ -176,6 +176,19 @@ pub fn pg_config(url: &str) -> Result<(Config, MakeRustls), ConnectError> {
                 .into(),
         ));
     }
+    if parts.sslmode.is_none() {
+        if let Some(var) = ["PGSSLMODE", "PGSSLROOTCERT"]
+            .into_iter()
+            .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        {
+            // libpq would obey it; errand does not read it, and connecting with `prefer`
+            // instead could be less than the operator asked for.
+            return Err(tls_error(format!(
+                "{var} is set, but errand reads TLS settings only from the store URL: \
+                 put sslmode (and sslrootcert) in the URL, or unset {var}"
+            )));
+        }
+    }
     let mut mode = match &parts.sslmode {
         None => SslMode::Prefer,
         Some(name) => SslMode::parse(name).ok_or_else(|| {

@@ -199,7 +199,12 @@ impl SqliteStore {
     /// errand does not acknowledge writes it may lose).
     pub fn open(options: &SqliteOptions) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            // Made readable by its owner only: the store holds payloads and secrets.
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
@@ -1062,6 +1067,16 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+
+    #[test]
+    fn a_data_directory_it_makes_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("new").join("data");
+        let _store = SqliteStore::open(&SqliteOptions::in_dir(&data)).expect("open");
+        let mode = std::fs::metadata(&data).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dead_writer_fails_liveness() {

@@ -230,8 +230,9 @@ pub struct JobPruneParams {
     pub limit: u32,
 }
 
-/// A job with its history, as `errand export` writes it and `errand import` reads it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// A job with its history, as `errand export` writes it and `errand import` reads it. Its
+/// `{:?}` shows the secrets' names only.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RestoredJob {
     /// The job as it was.
     pub job: Job,
@@ -242,6 +243,17 @@ pub struct RestoredJob {
     /// `--include-secrets` (the job's own `secrets` shows `"***"`). Restored as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for RestoredJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Option<Vec<&String>> = self.secrets.as_ref().map(|s| s.keys().collect());
+        f.debug_struct("RestoredJob")
+            .field("job", &self.job)
+            .field("attempts", &self.attempts.len())
+            .field("secrets", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RestoredJob {

@@ -138,7 +138,8 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         if let Some(client) = cause.downcast_ref::<errand_client::ClientError>() {
             match client {
                 errand_client::ClientError::Transport { .. } => return Exit::Unreachable,
-                errand_client::ClientError::BadUrl(_) => return Exit::Usage,
+                errand_client::ClientError::BadUrl(_)
+                | errand_client::ClientError::CaCert { .. } => return Exit::Usage,
                 _ => {}
             }
         }

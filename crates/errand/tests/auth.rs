@@ -157,7 +157,7 @@ impl Fixture {
             server,
             _dir: dir,
             tokens,
-            http: reqwest::Client::builder()
+            http: common::http_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -364,6 +364,16 @@ async fn a_queue_limited_token_reaches_its_queues_only_and_a_revoked_one_nothing
     assert_eq!(s, 403);
     let (s, _) = f.call("GET", "/v1/jobs", Some(&mail), None).await;
     assert_eq!(s, 403, "a listing across queues");
+    let mail_reader = make_token(f.server.data_dir(), "mail-reader", "read", Some("mail"));
+    let overview = f
+        .http
+        .get(format!("{}/", f.server.url()))
+        .bearer_auth(&mail_reader)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(overview.status(), 403, "the overview shows every queue");
     // A job in another queue looks missing.
     let (_, other) = f
         .call(
@@ -388,12 +398,13 @@ async fn a_queue_limited_token_reaches_its_queues_only_and_a_revoked_one_nothing
     for (extra, want) in [
         (json!({"reply_to": "billing"}), 403),
         (json!({"session_key": "user-1"}), 403),
-        (json!({"lock_key": "billing:x"}), 403),
+        (json!({"lock_key": "billing/x"}), 403),
+        (json!({"lock_key": "mail:x"}), 403),
         (json!({"concurrency_key": "shared"}), 403),
         (json!({"rate_key": "smtp"}), 403),
         (json!({"after": [other_id]}), 404),
         (
-            json!({"reply_to": "mail", "session_key": "mail:user-1"}),
+            json!({"reply_to": "mail", "session_key": "mail/user-1"}),
             201,
         ),
         (json!({"after": [job["id"]]}), 201),
@@ -604,6 +615,9 @@ async fn the_dashboard_signs_in_with_a_token_and_actions_need_the_session_csrf()
     };
     let bad = sign_in("errand_nonsense").await.expect("POST");
     assert_eq!(bad.status(), 401);
+    let blind = sign_in(f.token("work")).await.expect("POST");
+    assert_eq!(blind.status(), 403, "a token without read gets no session");
+    assert!(blind.headers().get("set-cookie").is_none());
     let ok = sign_in(f.token("admin")).await.expect("POST");
     assert_eq!(ok.status(), 303);
     let cookies: Vec<String> = ok
@@ -748,7 +762,7 @@ async fn a_network_address_needs_tokens_or_an_explicit_insecure_flag() {
     let url = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the listening line");
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     errand_testkit::eventually("the server is ready", Duration::from_secs(30), || {
         let (http, url) = (http.clone(), url.clone());
         async move {

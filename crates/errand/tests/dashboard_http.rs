@@ -47,7 +47,7 @@ fn token(html: &str) -> String {
 #[tokio::test]
 async fn every_page_carries_the_csp_and_escapes_what_jobs_hold() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let job = enqueue(
         &http,
@@ -108,7 +108,7 @@ async fn every_page_carries_the_csp_and_escapes_what_jobs_hold() {
 #[tokio::test]
 async fn actions_need_the_pages_token_and_get_changes_nothing() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     enqueue(
         &http,
@@ -210,7 +210,7 @@ async fn read_until(stream: &mut reqwest::Response, events: &[&str]) -> String {
 async fn a_page_from_another_node_gets_everything_at_once_on_this_one() {
     let one = server().await;
     let two = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let (_, _, html) = page(&http, &format!("{}/ui/queues", one.url())).await;
     let url = live_url(&html);
     assert!(url.contains("since="), "{url}");
@@ -239,7 +239,7 @@ async fn a_page_from_another_node_gets_everything_at_once_on_this_one() {
 #[tokio::test]
 async fn the_jobs_page_follows_cursors_and_finds_ids() {
     let s = server().await;
-    let http = reqwest::Client::builder()
+    let http = common::http_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
@@ -284,7 +284,7 @@ async fn the_jobs_page_follows_cursors_and_finds_ids() {
 #[tokio::test]
 async fn assets_are_versioned_and_cached_for_a_year() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let (_, _, html) = page(&http, &format!("{base}/ui/queues")).await;
     let end = html.find("/app.css\"").expect("a stylesheet link") + "/app.css".len();
@@ -322,7 +322,7 @@ async fn assets_are_versioned_and_cached_for_a_year() {
 #[tokio::test]
 async fn the_live_stream_says_what_changed() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let r = http
         .get(format!("{base}/ui/live?topics=nonsense"))
@@ -360,7 +360,9 @@ async fn the_live_stream_says_what_changed() {
 #[tokio::test]
 async fn dashboard_routes_are_not_in_the_openapi_document() {
     let s = server().await;
-    let doc: Value = reqwest::get(format!("{}/v1/openapi.json", s.url()))
+    let doc: Value = common::http_client()
+        .get(format!("{}/v1/openapi.json", s.url()))
+        .send()
         .await
         .expect("openapi")
         .json()
@@ -426,7 +428,7 @@ fn row_ids(html: &str) -> Vec<String> {
 #[tokio::test]
 async fn dead_jobs_of_several_queues_page_newest_first() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let mut all = dead_jobs(&http, base, "one", 30).await;
     all.extend(dead_jobs(&http, base, "two", 30).await);
@@ -485,7 +487,7 @@ async fn post_ui(http: &reqwest::Client, base: &str, path: &str, token: Option<&
 #[tokio::test]
 async fn the_nodes_page_shows_nodes_and_workers_seen() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     enqueue(
         &http,
@@ -527,7 +529,7 @@ async fn the_nodes_page_shows_nodes_and_workers_seen() {
 #[tokio::test]
 async fn the_workflows_pages_draw_steps_in_layers_and_cancel_with_the_token() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let job = |step: &str| json!({"kind": "step", "queue": "wf", "payload": {"step": step}});
     let r = http
@@ -602,7 +604,7 @@ async fn the_workflows_pages_draw_steps_in_layers_and_cancel_with_the_token() {
 #[tokio::test]
 async fn a_failed_workflow_is_retried_from_its_page_with_the_token() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let r = http
         .post(format!("{base}/v1/workflows"))
@@ -657,7 +659,7 @@ async fn a_failed_workflow_is_retried_from_its_page_with_the_token() {
 #[tokio::test]
 async fn the_batches_pages_count_jobs_and_close_with_the_token() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let r = http
         .post(format!("{base}/v1/batches"))
@@ -719,7 +721,7 @@ async fn the_definitions_page_runs_stops_and_shows_instance_logs() {
         "#!/bin/bash\necho '<script>alert(1)</script>'\nexec sleep 60\n",
     );
     let (s, _data) = common::server_with(&["--jobs-dir", &jobs.path_str()]).await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let client = s.client().expect("client");
     common::jobs_dir::loaded(&client, "looper").await;
@@ -784,7 +786,7 @@ async fn the_definitions_page_runs_stops_and_shows_instance_logs() {
 #[tokio::test]
 async fn the_sessions_page_shows_a_blocked_session_and_unblocks_it_with_the_token() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let key = "<script>alert(1)</script>";
     enqueue(
@@ -863,7 +865,7 @@ async fn the_subscriptions_pages_show_deliveries_and_pause_with_the_token() {
         "--allow-private-callbacks",
     ])
     .await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let r = http
         .post(format!("{base}/v1/subscriptions"))
@@ -957,7 +959,7 @@ async fn act(http: &reqwest::Client, url: String, form: &str) -> reqwest::Respon
 #[tokio::test]
 async fn dead_jobs_are_purged_and_requeued_one_ticked_or_by_queue() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let purge = dead_jobs(&http, base, "p", 4).await;
     let requeue = dead_jobs(&http, base, "r", 2).await;
@@ -1012,7 +1014,7 @@ async fn dead_jobs_are_purged_and_requeued_one_ticked_or_by_queue() {
 #[tokio::test]
 async fn a_job_is_cancelled_from_its_page() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let job = enqueue(
         &http,
@@ -1034,7 +1036,7 @@ async fn a_job_is_cancelled_from_its_page() {
 #[tokio::test]
 async fn no_dashboard_get_changes_anything() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let dead = dead_jobs(&http, base, "d", 1).await;
     let job = enqueue(
@@ -1116,7 +1118,7 @@ async fn no_dashboard_get_changes_anything() {
 #[tokio::test]
 async fn the_schedules_page_escapes_what_schedules_hold() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let base = s.url();
     let r = http
         .post(format!("{base}/v1/schedules"))

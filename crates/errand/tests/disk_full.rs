@@ -353,7 +353,9 @@ async fn a_full_disk_keeps_nothing_refused_and_the_server_recovers() {
     );
     let during = stored_markers(&client).await;
     assert_exactly_the_acknowledged(&*answers.lock().await, &during);
-    let health = reqwest::get(format!("{}/healthz", server.url()))
+    let health = common::http_client()
+        .get(format!("{}/healthz", server.url()))
+        .send()
         .await
         .expect("healthz");
     assert!(health.status().is_success(), "the process stays alive");

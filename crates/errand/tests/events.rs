@@ -122,7 +122,7 @@ async fn a_stream_resumes_after_a_disconnect_and_a_restart_with_no_gap_and_no_du
 async fn the_raw_stream_is_server_sent_events_with_ids_types_and_a_resume_header() {
     let (server, _dir) = server_with(&[]).await;
     let client = server.client().expect("client");
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let url = format!("{}/v1/events?type=job.enqueued", server.url());
     let mut resp = http.get(&url).send().await.expect("stream");
     assert_eq!(resp.status(), 200);
@@ -250,7 +250,7 @@ async fn a_resume_older_than_the_retention_gets_a_gap_then_the_rest() {
     let stale = first[0].id;
     drop(follow);
     let later = enqueue_n(&client, "old", 40).await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     // Once the pruner has run, a resume from the first event is told what it missed.
     let text = eventually("the first events pruned", WITHIN, || async {
         let mut resp = http
@@ -514,7 +514,7 @@ async fn an_idempotent_enqueue_after_the_end_returns_the_job_with_its_result() {
 /// its wait would end on its own.
 async fn waiters_released(waiting_on: &Client, worker: &Client, queue: &str, n: usize) {
     let ids = enqueue_n(worker, queue, n).await;
-    let http = reqwest::Client::builder()
+    let http = common::http_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();

@@ -340,11 +340,11 @@ async fn long_polls_outlive_the_idle_and_body_timeouts() {
 async fn waiting_calls_past_the_bound_get_503_busy_with_retry_after() {
     let (server, _dir) = edge_server(&["--max-waiting", "2"]).await;
     let base = server.url().to_string();
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     for _ in 0..2 {
         // A client (and connection pool) of its own for each waiting call; it waits again
         // whenever its call ends (or found no place), until the test ends.
-        let (http, base) = (reqwest::Client::new(), base.clone());
+        let (http, base) = (common::http_client(), base.clone());
         tokio::spawn(async move {
             loop {
                 let _ = http

@@ -254,7 +254,7 @@ async fn every_second_schedule_on_three_nodes_fires_each_slot_once_even_when_one
         "overlap": "allow",
         "job": {"kind": "beat", "queue": "beats"}
     });
-    let resp = reqwest::Client::new()
+    let resp = common::http_client()
         .post(format!("{}/v1/schedules", nodes[0].0.url()))
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -286,7 +286,7 @@ async fn every_second_schedule_on_three_nodes_fires_each_slot_once_even_when_one
         || async { (beats(clients[0].clone()).await.len() >= after_kill + 10).then_some(()) },
     )
     .await;
-    let resp = reqwest::Client::new()
+    let resp = common::http_client()
         .post(format!("{}/v1/schedules/heartbeat/pause", nodes[1].0.url()))
         .send()
         .await

@@ -21,7 +21,9 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics` parsed; panics unless it is 200 in the text format.
 async fn scrape(base: &str) -> Scrape {
-    let resp = reqwest::get(format!("{base}/metrics"))
+    let resp = common::http_client()
+        .get(format!("{base}/metrics"))
+        .send()
         .await
         .expect("GET /metrics");
     assert_eq!(resp.status(), 200);
@@ -353,7 +355,9 @@ async fn a_node_without_the_api_role_serves_metrics_and_health_only() {
         "no api role"
     );
     assert_eq!(count(&m, "errand_queue_stats_ok", &[]), 1.0);
-    let status = reqwest::get(format!("{}/v1/jobs", s.url()))
+    let status = common::http_client()
+        .get(format!("{}/v1/jobs", s.url()))
+        .send()
         .await
         .expect("GET /v1/jobs")
         .status();
@@ -406,7 +410,7 @@ async fn json_logs_are_one_object_per_line_with_request_lines_and_no_payloads() 
     })
     .await;
 
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let resp = http
         .post(format!("{base}/v1/jobs"))
         .header("authorization", format!("Bearer {HEADER_SECRET}"))

@@ -164,7 +164,7 @@ async fn a_hook_enqueues_only_signed_requests() {
     let (server, _data) = server_with(&["--jobs-dir", &jobs.path_str()]).await;
     let client = server.client().unwrap();
     loaded(&client, "deploy").await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let url = format!("{}/v1/hooks/github", server.url());
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
     let count = || async {

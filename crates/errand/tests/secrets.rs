@@ -84,7 +84,7 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     let client = server.client().expect("client");
     let raw = Raw::new(&server);
     let base = server.url().to_string();
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     loaded(&client, "secretive").await;
 
     // Bad secrets are refused with the field named.
@@ -208,4 +208,24 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     );
     let full = errand(&["export", "--data-dir", dir, "--include-secrets"]).await;
     assert!(full.contains(&secret), "export with --include-secrets");
+    // A file export is readable by its owner only, even over a file that was not.
+    let file = data.path().join("export.jsonl");
+    std::fs::write(&file, "old").expect("write");
+    let file_str = file.to_str().expect("path");
+    errand(&[
+        "export",
+        "--data-dir",
+        dir,
+        "--include-secrets",
+        "--file",
+        file_str,
+    ])
+    .await;
+    assert!(std::fs::read_to_string(&file)
+        .expect("read")
+        .contains(&secret));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file).expect("metadata").permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "the export is private: {mode:o}");
 }

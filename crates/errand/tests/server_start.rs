@@ -310,7 +310,7 @@ async fn sslmode_verify_full_without_a_root_certificate_is_refused_with_what_to_
 #[tokio::test]
 async fn get_root_answers_a_page_pointing_to_the_openapi_document() {
     let s = server().await;
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let page = http
         .get(format!("{}/", s.url()))
         .send()

@@ -135,11 +135,35 @@ async fn healthz_over_https_and_plain_http_refused() {
         .await
         .expect("send");
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
+    assert!(closed.is_ok(), "the server closes a plain connection");
+    assert!(!answer.contains("HTTP/"), "plain HTTP answered: {answer}");
+
+    // errand's own client (the CLI, `errand worker`) speaks HTTPS, trusting the private
+    // CA that ERRAND_CA_CERT names, and only then.
+    let cli = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.args(["--server", &format!("https://{addr}"), "queues", "list"])
+            .env_remove("ERRAND_CA_CERT");
+        if let Some(ca) = ca {
+            cmd.env("ERRAND_CA_CERT", ca);
+        }
+        cmd.output().expect("run errand")
+    };
+    let trusted = cli(Some(&ca));
     assert!(
-        !answer.contains("HTTP/1.1 200"),
-        "plain HTTP served: {answer}"
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let untrusted = cli(None);
+    assert!(!untrusted.status.success(), "an unknown CA is not trusted");
+    let why = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(
+        why.contains("certificate") || why.contains("UnknownIssuer"),
+        "{why}"
     );
 }
 
@@ -227,4 +251,23 @@ async fn unreadable_key_or_half_a_pair_stops_the_start() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+}
+
+#[tokio::test]
+async fn libpq_tls_variables_are_refused_not_ignored() {
+    // errand reads TLS settings from the store URL only: with PGSSLMODE set and no sslmode
+    // in the URL it stops, rather than connect with `prefer`. It fails before connecting.
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "tokens",
+            "list",
+            "--store",
+            "postgres://postgres@127.0.0.1:1/none",
+        ])
+        .env("PGSSLMODE", "verify-full")
+        .output()
+        .expect("run errand");
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(why.contains("PGSSLMODE is set"), "{why}");
 }

@@ -91,7 +91,7 @@ async fn fill(client: &Client) {
         .expect("fail");
     claim("running").await;
     client.set_paused("waiting", true).await.expect("pause");
-    let resp = reqwest::Client::new()
+    let resp = common::http_client()
         .post(format!("{}/v1/schedules", client.base_url()))
         .header("content-type", "application/json")
         .body(r#"{"name":"nightly","cron":"0 3 * * *","timezone":"Asia/Tokyo","job":{"kind":"report"}}"#)
@@ -187,7 +187,7 @@ async fn sqlite_to_postgres_and_back() {
 }
 
 async fn backfill(base: &str, range: &serde_json::Value) -> serde_json::Value {
-    let resp = reqwest::Client::new()
+    let resp = common::http_client()
         .post(format!("{base}/v1/schedules/hourly/backfill"))
         .header("content-type", "application/json")
         .body(range.to_string())
@@ -208,7 +208,7 @@ async fn slot_records_travel_so_a_backfill_after_import_repeats_nothing() {
         .await
         .expect("start");
     let base = source.url().to_string();
-    let resp = reqwest::Client::new()
+    let resp = common::http_client()
         .post(format!("{base}/v1/schedules"))
         .header("content-type", "application/json")
         .body(r#"{"name":"hourly","cron":"0 * * * *","job":{"kind":"k","queue":"hourly"}}"#)

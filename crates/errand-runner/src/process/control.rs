@@ -49,7 +49,7 @@ pub const SHUTDOWN_FILE_ENV: &str = "ERRAND_SHUTDOWN_FILE";
 pub const MAX_CONTROL_LINE_BYTES: usize = 1024 * 1024;
 
 /// How much of a bad line a report quotes.
-const EXCERPT_BYTES: usize = 200;
+const EXCERPT_BYTES: usize = 300;
 
 /// One understood control line.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,17 +164,29 @@ fn only_keys(
     }
 }
 
-/// The text of a [`RunEvent::BadControlLine`]: why, then the start of the line.
+/// The text of a [`RunEvent::BadControlLine`]: why, then the whole line. It is cut to an
+/// excerpt ([`bad_line_excerpt`]) only after the runner has redacted it, so no secret is
+/// cut in two and half kept.
 fn bad_line_text(error: &ControlLineError, line: &[u8]) -> String {
     if line.is_empty() {
         return format!("bad control line: {error}");
     }
-    let cut = line.len().min(EXCERPT_BYTES);
-    let more = if cut < line.len() { "..." } else { "" };
     format!(
-        "bad control line: {error}: {}{more}",
-        String::from_utf8_lossy(&line[..cut])
+        "bad control line: {error}: {}",
+        String::from_utf8_lossy(line)
     )
+}
+
+/// The start of a bad control line's text, as it is logged.
+pub fn bad_line_excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_BYTES {
+        return text.to_owned();
+    }
+    let mut cut = EXCERPT_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &text[..cut])
 }
 
 /// A run's private directory: the control FIFO and the place of the shutdown file. It is

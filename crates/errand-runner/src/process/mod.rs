@@ -40,8 +40,9 @@ pub use control::{CONTROL_ENV, MAX_CONTROL_LINE_BYTES, SHUTDOWN_FILE_ENV};
 pub use spawn::SpawnError;
 
 /// Everything needed to start one run: built by the dispatcher from a definition and a
-/// claimed job, so that this module never reads a definition or a job itself.
-#[derive(Debug, Clone)]
+/// claimed job, so that this module never reads a definition or a job itself. Its `{:?}`
+/// names the environment's variables without their values (secrets among them).
+#[derive(Clone)]
 pub struct RunSpec {
     /// The program: an absolute path, or one relative to `working_dir`. Never a shell line.
     pub program: PathBuf,
@@ -71,6 +72,25 @@ pub struct RunSpec {
     pub max_line_bytes: usize,
 }
 
+impl std::fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("RunSpec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("working_dir", &self.working_dir)
+            .field("env", &env)
+            .field("stdin_bytes", &self.stdin.len())
+            .field("limits", &self.limits)
+            .field("user", &self.user)
+            .field("timeout", &self.timeout)
+            .field("stopping_wait_time", &self.stopping_wait_time)
+            .field("limits_helper", &self.limits_helper)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .finish()
+    }
+}
+
 /// What a run says while it runs, in the order it said it (per stream).
 #[derive(Debug)]
 pub enum RunEvent {
@@ -92,7 +112,8 @@ pub enum RunEvent {
     /// The run asks to fail without retries, with this reason.
     FailNoRetry(String),
     /// A control line that is not one of the above: the text says what was wrong and
-    /// quotes the start of the line. The dispatcher logs it as an ERROR line.
+    /// quotes the whole line. The dispatcher logs it as an ERROR line, redacted and then
+    /// cut to an excerpt ([`control::bad_line_excerpt`]).
     BadControlLine(String),
 }
 

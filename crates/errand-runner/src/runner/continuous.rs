@@ -280,11 +280,8 @@ async fn run_once(
         tokio::select! {
             outcome = &mut waiting => break outcome,
             event = events.recv() => match event {
-                Some(RunEvent::Log(mut line)) => {
-                    if !redactor.is_empty() {
-                        line.line = redactor.redact(&line.line);
-                    }
-                    lines.push(line);
+                Some(RunEvent::Log(line)) => {
+                    lines.push(redacted(&redactor, line));
                     if lines.len() >= sup.config.log_flush_lines {
                         ship(sup, rec.instance, restart, &mut lines).await;
                     }
@@ -334,7 +331,7 @@ async fn run_once(
     };
     while let Some(event) = events.recv().await {
         if let RunEvent::Log(line) = event {
-            lines.push(line);
+            lines.push(redacted(&redactor, line));
         }
     }
     ship(sup, rec.instance, restart, &mut lines).await;
@@ -402,4 +399,12 @@ async fn wait_or_end(sup: &Supervision, stop: &CancellationToken, d: Duration) -
         _ = stop.cancelled() => true,
         _ = sup.shutdown.cancelled() => true,
     }
+}
+
+/// `line` with the values of the definition's `secret_env` replaced by `***`.
+fn redacted(redactor: &errand_core::secrets::Redactor, mut line: NewLogLine) -> NewLogLine {
+    if !redactor.is_empty() {
+        line.line = redactor.redact(&line.line);
+    }
+    line
 }

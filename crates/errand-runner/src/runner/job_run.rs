@@ -301,7 +301,10 @@ async fn handle_event(
             logs.push(NewLogLine {
                 at: errand_core::time::system_now(),
                 stream: LogStream::Stderr,
-                line: format!("errand: ignored a control line: {why}"),
+                line: format!(
+                    "errand: ignored a control line: {}",
+                    crate::process::control::bad_line_excerpt(&logs.redact(&why))
+                ),
             });
             false
         }

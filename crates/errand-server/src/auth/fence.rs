@@ -2,7 +2,7 @@
 //!
 //! Some fields reach past the job's own queue: the keys every queue shares (a session, a
 //! lock, a concurrency or rate limit), the queue its end notice is sent to, and the jobs it
-//! waits for. A queue-limited token names keys only under its queues (`mail:user-42`), a
+//! waits for. A queue-limited token names keys only under its queues (`mail/user-42`), a
 //! reply queue only among its queues, and parents only in its queues; otherwise it could
 //! stall or throttle other queues' jobs, or learn when their jobs end.
 
@@ -42,7 +42,7 @@ impl Principal {
             if !self.queues.iter().any(|q| under_queue(key, q)) {
                 return Err(forbidden(format!(
                     "{field}: keys are shared by every queue, so a token limited to the queues {} \
-                     may only use keys that start with one of them and a colon (`{}:{key}`)",
+                     may only use keys that start with one of them and a slash (`{}/{key}`)",
                     self.queue_list(),
                     self.queues[0]
                 )));
@@ -57,10 +57,11 @@ impl Principal {
     }
 }
 
-/// Whether `key` is `<queue>:...`.
+/// Whether `key` is `<queue>/...`. The slash is a character no queue name holds, so the
+/// keys of queue `a` are never those of queue `a:b`.
 fn under_queue(key: &str, queue: &QueueName) -> bool {
     key.strip_prefix(queue.as_str())
-        .is_some_and(|rest| rest.starts_with(':'))
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// `Ok` when every job that `jobs` wait for (outside the call itself) is in the caller's
@@ -127,6 +128,11 @@ mod tests {
     #[test]
     fn keys_must_sit_under_one_of_the_tokens_queues() {
         let caller = limited(&["mail", "sms"]);
+        // Queue names may hold `:`: queue `a`'s keys are not queue `a:b`'s.
+        let a = limited(&["a"]);
+        let mut ab = job("a");
+        ab.ordering.lock_key = Some("a:b/x".into());
+        assert!(a.check_new_job(&ab).is_err());
         let mut j = job("mail");
         assert!(caller.check_new_job(&j).is_ok());
         for set in [
@@ -136,9 +142,9 @@ mod tests {
             |j: &mut NewJob, k: String| j.ordering.rate_key = Some(k),
         ] {
             j.ordering = Default::default();
-            set(&mut j, "sms:user-1".into());
+            set(&mut j, "sms/user-1".into());
             assert!(caller.check_new_job(&j).is_ok());
-            for bad in ["user-1", "mailer:x", "mail", "other:mail:x"] {
+            for bad in ["user-1", "mailer/x", "mail", "mail:x", "other/mail/x"] {
                 set(&mut j, bad.into());
                 let err = caller.check_new_job(&j).unwrap_err();
                 assert_eq!(err.status, StatusCode::FORBIDDEN, "{bad}");

@@ -196,7 +196,7 @@ fn page(status: StatusCode, next: &str, problem: Option<&str>) -> Response {
 <link rel=\"stylesheet\" href=\"{css}\"></head><body><main id=\"main\" class=\"sign-in\">\
 <h1>Sign in to errand</h1>{problem}\
 <form method=\"post\" action=\"/ui/login\"><input type=\"hidden\" name=\"next\" value=\"{next}\">\
-<label for=\"token\">API token (<code>errand tokens create --scopes read</code> makes one)</label>\
+<label for=\"token\">API token (<code>errand tokens create --name dashboard --scopes read</code> makes one)</label>\
 <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required autofocus>\
 <button type=\"submit\">Sign in</button></form>\
 <p class=\"hint\">The token stays on the server: the browser keeps a session cookie for 12 hours.</p>\
@@ -223,6 +223,20 @@ pub(crate) async fn sign_in(
             .map(|key| (issue(ENV_ADMIN_ID, &key, expires), key))
     } else {
         match state.engine.token_check(presented).await {
+            Ok(token)
+                if !errand_core::Scope::Read.granted_by(&token.scopes)
+                    || !token.queues.is_empty() =>
+            {
+                state.engine.note_auth_refused("forbidden");
+                return page(
+                    StatusCode::FORBIDDEN,
+                    next,
+                    Some(
+                        "That token cannot see the dashboard: it needs the read (or admin) \
+                         scope and no --queues limit, since the pages show every queue.",
+                    ),
+                );
+            }
             Ok(token) => match state.engine.token_session_key(token.id).await {
                 Ok((_, stored)) => {
                     let key = config.session_key(&stored);

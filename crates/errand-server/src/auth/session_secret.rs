@@ -48,7 +48,11 @@ pub fn load_session_secret(
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(file_error)?;
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(file_error)?;
             let fresh = hex(&rand::random::<[u8; 32]>());
             write_private(&path, &fresh).map_err(file_error)?;
             fresh

@@ -59,9 +59,23 @@ pub(crate) async fn root(
         return Json(INFO).into_response();
     }
     // The JSON answer is public; the overview shows what `read` protects.
-    let reader = caller.is_some_and(|Extension(p)| errand_core::Scope::Read.granted_by(&p.scopes));
+    let reader = caller
+        .as_ref()
+        .is_some_and(|Extension(p)| errand_core::Scope::Read.granted_by(&p.scopes));
     if state.auth.enabled && !reader {
         return axum::response::Redirect::to("/ui/login?next=%2F").into_response();
+    }
+    // The overview spans every queue, as the dashboard's other pages (which the guard
+    // refuses to a token limited to some queues).
+    if let Some(Extension(p)) = &caller {
+        if state.auth.enabled && !p.queues.is_empty() {
+            return crate::ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "the overview shows every queue; this token is limited to some",
+            )
+            .into_response();
+        }
     }
     security_headers(overview_page(&state, &dashboard).await)
 }

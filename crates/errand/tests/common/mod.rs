@@ -41,7 +41,7 @@ pub struct Raw {
 impl Raw {
     pub fn new(server: &ServerProcess) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: http_client(),
             base: server.url().to_string(),
         }
     }
@@ -111,4 +111,18 @@ pub async fn all_jobs(
             None => return jobs,
         }
     }
+}
+
+/// A `reqwest` client builder for tests. reqwest is built with rustls but no crypto
+/// provider of its own (errand's client hands it one), so a plain builder needs the
+/// process-wide default: `ring`'s, installed here once.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    // Err: already installed (by an earlier call), which is what is wanted.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A default `reqwest` client for tests (see [`http_builder`]).
+pub fn http_client() -> reqwest::Client {
+    http_builder().build().expect("http client")
 }
