@@ -257,3 +257,49 @@ async fn a_unix_socket_url_opens_the_store_without_tls() {
         assert!(!encrypted(&url).await, "a socket is not encrypted");
     }
 }
+
+#[tokio::test]
+async fn verify_full_checks_the_host_name_and_verify_ca_only_the_chain() {
+    let Some(schema) = PgSchema::create("verify_full_checks_the_name").await else {
+        return;
+    };
+    let Some(ca) = server_with_test_certs(&schema.url).await else {
+        return;
+    };
+    let (config, _) = errand_store_postgres::pg_config(&schema.url).expect("url");
+    let user = config.get_user().expect("user");
+    let db = config.get_dbname().expect("dbname");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let Some(tokio_postgres::config::Host::Tcp(ip)) = config.get_hosts().first().cloned() else {
+        eprintln!("SKIPPED: the test server is not reached over TCP");
+        return;
+    };
+    // The server's certificate names localhost and its addresses, not this name; the
+    // connection goes to the server's address all the same (`hostaddr`).
+    let url = |mode: &str| {
+        format!(
+            "host=not-in-the-certificate.invalid hostaddr={ip} port={port} user={user} \
+             dbname={db} sslmode={mode} sslrootcert={}",
+            ca.display()
+        )
+    };
+    let err = match PgStore::connect(&PgOptions {
+        schema: schema.name.clone(),
+        ..PgOptions::new(&url("verify-full"))
+    })
+    .await
+    {
+        Ok(_) => panic!("verify-full must refuse a certificate for another name"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("certificate was refused"), "{err}");
+    let store = PgStore::connect(&PgOptions {
+        schema: schema.name.clone(),
+        pool_size: 1,
+        ..PgOptions::new(&url("verify-ca"))
+    })
+    .await
+    .expect("verify-ca checks the chain, not the name");
+    store.ping().await.expect("pooled connection works");
+    assert!(encrypted(&url("verify-ca")).await, "verify-ca encrypts");
+}
