@@ -27,6 +27,11 @@ pub const USE_EVERY: Duration = Duration::from_secs(60);
 /// What every token text starts with (also how secret scanners can find leaked ones).
 pub const TOKEN_PREFIX: &str = "errand_";
 
+/// Names the audit trail gives callers without a stored token (auth off, the
+/// `ERRAND_ADMIN_TOKEN`, the CLI against the store): no token may take one, so an audit
+/// entry's actor is never ambiguous.
+pub const RESERVED_NAMES: [&str; 3] = ["local", "env-admin", "cli"];
+
 /// Tokens known to this node: checked ones, and when each was last recorded as used.
 #[derive(Default)]
 pub(crate) struct TokenCache {
@@ -121,6 +126,13 @@ impl Engine {
             return Err(StoreError::Invalid(
                 "name: 1 to 200 characters, no control characters".into(),
             ));
+        }
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "name: `{name}` is what the audit trail calls a caller without a stored token \
+                 ({}); choose another",
+                RESERVED_NAMES.join(", ")
+            )));
         }
         if request.scopes.is_empty() {
             return Err(StoreError::Invalid(

@@ -442,6 +442,19 @@ async fn a_queue_limited_token_reaches_its_queues_only_and_a_revoked_one_nothing
     assert_eq!(s, 200, "{claimed}");
     assert_eq!(claimed["jobs"].as_array().map(Vec::len), Some(1));
 
+    // The names the audit trail gives callers without a stored token are not for tokens.
+    for reserved in ["local", "env-admin", "cli"] {
+        let (s, answer) = f
+            .call(
+                "POST",
+                "/v1/tokens",
+                Some(f.token("admin")),
+                Some(json!({"name": reserved, "scopes": ["read"]})),
+            )
+            .await;
+        assert_eq!(s, 400, "{reserved}: {answer}");
+    }
+
     // Revoked through the API: refused at once by this node.
     let (_, list) = f
         .call("GET", "/v1/tokens", Some(f.token("admin")), None)
