@@ -23,8 +23,8 @@ pub struct EnqueueLimits {
     pub max_payload_bytes: usize,
 }
 
-/// One job to enqueue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// One job to enqueue. Its `{:?}` shows the secrets' names only.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// Which handler runs it.
@@ -121,8 +121,8 @@ pub struct EnqueueRequest {
     pub after_any_end: bool,
     /// Secret values by name (`[A-Za-z_][A-Za-z0-9_]*`, at most 64, each at most 8 KiB).
     /// Only the worker holding the job's lease sees the values, in its claim answer (a job
-    /// definition's script gets each as an environment variable); every other answer,
-    /// event, page and log shows the names with `"***"`.
+    /// definition's script gets each as an environment variable); job answers and
+    /// listings show the names with `"***"`, events and pages leave them out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
 }
@@ -173,6 +173,30 @@ pub fn reject_nul(field: &str, v: &Value) -> Result<(), ValidationError> {
         ));
     }
     Ok(())
+}
+
+impl std::fmt::Debug for EnqueueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_without_secrets(f, "EnqueueRequest", self, |r| &mut r.secrets)
+    }
+}
+
+/// `{:?}` of a request or answer that carries secret values: its JSON with each value
+/// shown as `***`, so a log line of it shows no secret.
+pub(crate) fn debug_without_secrets<T: Serialize + Clone>(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    value: &T,
+    secrets: fn(&mut T) -> &mut BTreeMap<String, String>,
+) -> std::fmt::Result {
+    let mut shown = value.clone();
+    for v in secrets(&mut shown).values_mut() {
+        *v = errand_core::secrets::REDACTED.to_owned();
+    }
+    match serde_json::to_string(&shown) {
+        Ok(json) => write!(f, "{name} {json}"),
+        Err(_) => write!(f, "{name} {{ .. }}"),
+    }
 }
 
 impl EnqueueRequest {
@@ -381,6 +405,17 @@ mod tests {
     const LIMITS: EnqueueLimits = EnqueueLimits {
         max_payload_bytes: 1024,
     };
+
+    #[test]
+    fn debug_shows_secret_names_not_values() {
+        let mut r = EnqueueRequest::new("k");
+        r.secrets.insert("API_KEY".into(), "hunter2".into());
+        let shown = format!("{r:?}");
+        assert!(
+            shown.contains("API_KEY") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn unset_fields_are_left_for_the_queue_defaults_with_todays_values() {

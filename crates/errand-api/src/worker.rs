@@ -99,14 +99,7 @@ pub struct ClaimedJobView {
 /// claimed with `{:?}` shows no secret.
 impl std::fmt::Debug for ClaimedJobView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut shown = self.clone();
-        for value in shown.secrets.values_mut() {
-            *value = errand_core::secrets::REDACTED.to_owned();
-        }
-        match serde_json::to_string(&shown) {
-            Ok(json) => write!(f, "ClaimedJobView {json}"),
-            Err(_) => write!(f, "ClaimedJobView {{ id: {} }}", self.id),
-        }
+        crate::enqueue::debug_without_secrets(f, "ClaimedJobView", self, |j| &mut j.secrets)
     }
 }
 

@@ -23,6 +23,7 @@ pub mod node;
 pub mod number;
 pub mod ordering;
 mod panic_message;
+pub mod private_fs;
 pub mod queue;
 pub mod reply;
 pub mod rescue;

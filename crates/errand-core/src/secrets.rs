@@ -160,11 +160,15 @@ impl<'de> Deserialize<'de> for Secrets {
 pub const MIN_LINE_CHARS: usize = 8;
 
 /// Replaces known secret values in text with [`REDACTED`]. The one place the text a run
-/// reports (log lines, results, errors, progress) is cleaned.
+/// reports (log lines, results, errors, progress) is cleaned: one pass over the text finds
+/// every value (an Aho-Corasick automaton, longest match first), so the cost of a line does
+/// not grow with the number of values.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    /// Longest first, so a value that contains another is replaced whole.
+    /// The values, as given and with the lines of multi-line ones.
     values: Vec<String>,
+    /// Finds them all in one pass; `None` when there are none.
+    finder: Option<std::sync::Arc<aho_corasick::AhoCorasick>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -194,9 +198,18 @@ impl Redactor {
             })
             .filter(|v| !v.is_empty())
             .collect();
-        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        values.sort();
         values.dedup();
-        Self { values }
+        let finder = (!values.is_empty())
+            .then(|| {
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(&values)
+                    .ok()
+            })
+            .flatten()
+            .map(std::sync::Arc::new);
+        Self { values, finder }
     }
 
     /// Adds more values (a definition's `secret_env`).
@@ -207,11 +220,29 @@ impl Redactor {
 
     /// Nothing to redact.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.finder.is_none()
     }
 
-    /// Every string in `value` (keys and values, at any depth) redacted: what a script
-    /// reports as its result, its error or its progress.
+    /// Whether `text` holds a known value.
+    pub fn finds(&self, text: &str) -> bool {
+        self.finder.as_ref().is_some_and(|f| f.is_match(text))
+    }
+
+    /// Whether any string in `value` (keys included) holds a known value.
+    pub fn finds_in_json(&self, value: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => self.finds(s),
+            Value::Array(items) => items.iter().any(|v| self.finds_in_json(v)),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| self.finds(k) || self.finds_in_json(v)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+
+    /// Every string value in `value` (at any depth; keys are left as they are) redacted:
+    /// what a script reports as its result.
     pub fn redact_json(&self, value: &mut serde_json::Value) {
         use serde_json::Value;
         if self.is_empty() {
@@ -225,26 +256,25 @@ impl Redactor {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
-            Value::Object(map) => {
-                let entries = std::mem::take(map);
-                for (k, mut v) in entries {
-                    self.redact_json(&mut v);
-                    map.insert(self.redact(&k), v);
-                }
-            }
+            // Keys stay: two keys redacted alike would fold into one and lose a value.
+            Value::Object(map) => map.values_mut().for_each(|v| self.redact_json(v)),
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
 
     /// `text` with every known value replaced by [`REDACTED`].
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), REDACTED);
+        match &self.finder {
+            Some(finder) if finder.is_match(text) => {
+                let mut out = String::with_capacity(text.len());
+                finder.replace_all_with(text, &mut out, |_, _, out| {
+                    out.push_str(REDACTED);
+                    true
+                });
+                out
             }
+            _ => text.to_owned(),
         }
-        out
     }
 }
 
@@ -266,9 +296,14 @@ mod tests {
         ]);
         assert_eq!(r.redact("MIIEvQIBADANBgkq"), "***");
         assert_eq!(r.redact("ab"), "ab", "a short line stays");
-        let mut v = serde_json::json!({"MIIEvQIBADANBgkq": ["x MIIEvQIBADANBgkq", 1, {"k": "MIIEvQIBADANBgkq"}]});
+        let mut v = serde_json::json!({"MIIEvQIBADANBgkq": ["x MIIEvQIBADANBgkq", 1, {"k": "MIIEvQIBADANBgkq"}], "-----END KEY-----": 2});
+        assert!(r.finds_in_json(&v));
         r.redact_json(&mut v);
-        assert_eq!(v, serde_json::json!({"***": ["x ***", 1, {"k": "***"}]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"MIIEvQIBADANBgkq": ["x ***", 1, {"k": "***"}], "-----END KEY-----": 2}),
+            "values are redacted, keys kept (two keys would otherwise fold into one)"
+        );
     }
 
     #[test]

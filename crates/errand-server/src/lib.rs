@@ -17,7 +17,8 @@ mod state;
 mod strict_json;
 
 pub use auth::{
-    load_session_secret, AuthConfig, AuthConfigError, SessionSecretSource, SESSION_SECRET_FILE,
+    load_session_secret, session_secret_from_env, AuthConfig, AuthConfigError, SessionSecretSource,
+    SESSION_SECRET_FILE,
 };
 pub use error::ApiError;
 pub use site_guard::{SitePolicy, SitePolicyError};

@@ -176,11 +176,11 @@ pub fn pg_config(url: &str) -> Result<(Config, MakeRustls), ConnectError> {
                 .into(),
         ));
     }
-    if parts.sslmode.is_none() {
-        if let Some(var) = ["PGSSLMODE", "PGSSLROOTCERT"]
-            .into_iter()
-            .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
-        {
+    for (var, given) in [
+        ("PGSSLMODE", parts.sslmode.is_some()),
+        ("PGSSLROOTCERT", parts.sslrootcert.is_some()),
+    ] {
+        if !given && std::env::var_os(var).is_some_and(|x| !x.is_empty()) {
             // libpq would obey it; errand does not read it, and connecting with `prefer`
             // instead could be less than the operator asked for.
             return Err(tls_error(format!(
@@ -228,7 +228,15 @@ pub fn pg_config(url: &str) -> Result<(Config, MakeRustls), ConnectError> {
             provider: provider(),
         }),
     };
+    // libpq ignores sslmode on a Unix socket (the server offers no TLS there): so does
+    // errand, rather than fail a `require` the socket cannot meet.
+    let socket_only = !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
     config.ssl_mode(match mode {
+        _ if socket_only => DriverSslMode::Disable,
         SslMode::Disable => DriverSslMode::Disable,
         SslMode::Prefer => DriverSslMode::Prefer,
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => DriverSslMode::Require,

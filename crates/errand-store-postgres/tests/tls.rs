@@ -242,8 +242,10 @@ async fn a_unix_socket_url_opens_the_store_without_tls() {
     let user = config.get_user().expect("user");
     let db = config.get_dbname().expect("dbname");
     // Both spellings: key/value and a URL with the socket directory as its host.
+    // `require` too: libpq ignores sslmode on a socket, and so does errand.
     for url in [
         format!("host={SOCKET_DIR} user={user} dbname={db}"),
+        format!("host={SOCKET_DIR} user={user} dbname={db} sslmode=require"),
         format!("postgres://{user}@%2Fvar%2Frun%2Fpostgresql/{db}"),
     ] {
         let store = PgStore::connect(&PgOptions {

@@ -200,11 +200,7 @@ impl SqliteStore {
     pub fn open(options: &SqliteOptions) -> Result<Self, StoreError> {
         if let Some(dir) = options.path.parent() {
             // Made readable by its owner only: the store holds payloads and secrets.
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(dir).map_err(|e| {
+            errand_core::private_fs::create_private_dir(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
@@ -221,6 +217,16 @@ impl SqliteStore {
         let mut conn = Connection::open(&options.path).map_err(|e| {
             StoreError::Unavailable(format!("cannot open {}: {e}", options.path.display()))
         })?;
+        if origin == StoreOrigin::Created {
+            // Before WAL mode makes its `-wal` and `-shm` files, which SQLite gives the
+            // main file's mode: the store holds payloads, secrets and token hashes.
+            errand_core::private_fs::make_private(&options.path).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot make {} private: {e}",
+                    options.path.display()
+                ))
+            })?;
+        }
         // SQLite falls back to read-only by itself when it may not write the file, and says
         // so only here; every write would then fail while reads and `BEGIN` succeed.
         let read_only = conn.is_readonly(MAIN_DB).map_err(db_error)?;
@@ -1069,13 +1075,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_data_directory_it_makes_is_readable_by_its_owner_only() {
+    fn a_new_store_and_its_directory_are_readable_by_their_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("new").join("data");
         let _store = SqliteStore::open(&SqliteOptions::in_dir(&data)).expect("open");
-        let mode = std::fs::metadata(&data).expect("dir").permissions().mode();
-        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        for path in [
+            data.clone(),
+            data.join("errand.sqlite3"),
+            data.join("errand.sqlite3-wal"),
+        ] {
+            let mode = std::fs::metadata(&path).expect("made").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{}: {mode:o}", path.display());
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

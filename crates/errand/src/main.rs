@@ -103,7 +103,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(t) => c.with_token(t.clone()),
                 None => c,
             })
-            .map_err(|e| exit::usage(format!("{e} (given by --server or ERRAND_SERVER)")))
+            .map_err(|e| match e {
+                errand_client::ClientError::BadUrl(_) => {
+                    exit::usage(format!("{e} (given by --server or ERRAND_SERVER)"))
+                }
+                e => exit::usage(e.to_string()),
+            })
     };
     match cli.command {
         Command::Serve(ref args) => {

@@ -163,20 +163,22 @@ async fn auth_config(
             } else {
                 ""
             };
+            // A PostgreSQL node keeps nothing in a data directory: without the shared
+            // variable its secret lives in memory.
+            let dir = match settings.store {
+                crate::settings::StoreLocation::Sqlite(_) => Some(settings.data_dir.as_path()),
+                crate::settings::StoreLocation::Postgres { .. } => None,
+            };
             let (secret, source) = errand_server::load_session_secret(
                 std::env::var("ERRAND_SESSION_SECRET").ok().as_deref(),
-                &settings.data_dir,
+                dir,
             )?;
             let sessions = match source {
                 errand_server::SessionSecretSource::Env => "ERRAND_SESSION_SECRET".to_string(),
-                errand_server::SessionSecretSource::File(path) => {
-                    if matches!(
-                        settings.store,
-                        crate::settings::StoreLocation::Postgres { .. }
-                    ) {
-                        tracing::warn!(path = %path.display(), "dashboard sessions are good on this node only: set ERRAND_SESSION_SECRET to the same value on every node");
-                    }
-                    path.display().to_string()
+                errand_server::SessionSecretSource::File(path) => path.display().to_string(),
+                errand_server::SessionSecretSource::Memory => {
+                    tracing::warn!("dashboard sessions are good on this node only and end when it stops: set ERRAND_SESSION_SECRET to the same value on every node");
+                    "a secret of this process (set ERRAND_SESSION_SECRET)".to_string()
                 }
             };
             Ok((

@@ -389,6 +389,10 @@ impl Settings {
         } else if args.require_auth || !listen.ip().is_loopback() {
             let env = std::env::var("ERRAND_ADMIN_TOKEN").ok();
             let mut config = errand_server::AuthConfig::on(env.as_deref())?;
+            // Checked here, with every other setting, before anything is created.
+            errand_server::session_secret_from_env(
+                std::env::var("ERRAND_SESSION_SECRET").ok().as_deref(),
+            )?;
             if let Some(rate) = args.token_rate {
                 config.token_rate = rate;
             }

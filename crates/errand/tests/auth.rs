@@ -407,7 +407,20 @@ async fn a_queue_limited_token_reaches_its_queues_only_and_a_revoked_one_nothing
             json!({"reply_to": "mail", "session_key": "mail/user-1"}),
             201,
         ),
-        (json!({"after": [job["id"]]}), 201),
+        (
+            json!({"after": [job["id"]], "idempotency_key": "fence-repeat"}),
+            201,
+        ),
+        // An idempotent repeat (which the store answers without looking at parents) must
+        // not tell a missing parent from a foreign one.
+        (
+            json!({"after": [other_id], "idempotency_key": "fence-repeat"}),
+            404,
+        ),
+        (
+            json!({"after": ["01a23c6e-dc7b-7678-8591-91bcb51fdeb0"], "idempotency_key": "fence-repeat"}),
+            404,
+        ),
     ] {
         let mut body = json!({"kind": "k", "queue": "mail"});
         body.as_object_mut()

@@ -75,6 +75,8 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
         "#!/bin/bash\necho \"key=$ERRAND_SECRET_API_KEY\"\necho \"env=$APP_SECRETS_TEST_ENV\" >&2\n\
          echo \"$ERRAND_SECRET_PEM\"\n\
          echo \"{\\\"message\\\": \\\"using $ERRAND_SECRET_API_KEY\\\"}\" > \"$ERRAND_CONTROL\"\n\
+         echo \"{\\\"checkpoint\\\": {\\\"key\\\": \\\"$ERRAND_SECRET_API_KEY\\\"}}\" > \"$ERRAND_CONTROL\"\n\
+         sleep 0.8\n\
          echo \"{\\\"result\\\": {\\\"token\\\": \\\"$ERRAND_SECRET_API_KEY\\\"}}\" > \"$ERRAND_CONTROL\"\n\
          printf '%s' \"$ERRAND_SECRET_API_KEY\" > \"$GOT_FILE\"\n",
     );
@@ -146,6 +148,12 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     let lines = log_lines(&client, id).await;
     assert!(lines.contains(&"INFO key=***".to_string()), "{lines:?}");
     assert!(lines.iter().any(|l| l.ends_with("env=***")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("checkpoint not saved: it holds a secret value")),
+        "a checkpoint holding a secret is refused: {lines:?}"
+    );
     assert_eq!(
         lines.iter().filter(|l| l.as_str() == "INFO ***").count(),
         4,

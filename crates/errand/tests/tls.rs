@@ -165,6 +165,10 @@ async fn healthz_over_https_and_plain_http_refused() {
         why.contains("certificate") || why.contains("UnknownIssuer"),
         "{why}"
     );
+    assert!(
+        why.contains("ERRAND_CA_CERT"),
+        "the hint names the fix: {why}"
+    );
 }
 
 #[tokio::test]

@@ -259,8 +259,18 @@ async fn handle_event(
             }
             false
         }
-        RunEvent::Checkpoint { mut value, saved } => {
-            logs.redact_json(&mut value);
+        RunEvent::Checkpoint { value, saved } => {
+            if logs.finds_in_json(&value) {
+                // The API shows checkpoints, and a redacted one would hand the retry other
+                // state than the script saved: refuse it, as a too large one.
+                let _ = saved.send(false);
+                logs.push(NewLogLine {
+                    at: errand_core::time::system_now(),
+                    stream: LogStream::Stderr,
+                    line: "errand: checkpoint not saved: it holds a secret value (the API shows checkpoints; save a reference instead)".into(),
+                });
+                return false;
+            }
             let size = value.to_string().len();
             if size > MAX_CHECKPOINT_BYTES {
                 // A retry gets its checkpoint in the environment, where the kernel caps one

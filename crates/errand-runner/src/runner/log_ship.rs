@@ -59,8 +59,13 @@ impl LogShipper {
         }
     }
 
+    /// Whether `value` holds a secret value of the run anywhere (keys included).
+    pub(crate) fn finds_in_json(&self, value: &serde_json::Value) -> bool {
+        self.redactor.finds_in_json(value)
+    }
+
     /// `value` with every secret value of the run replaced by `***` in each of its
-    /// strings (a result, a checkpoint the API shows).
+    /// string values (a result the API shows).
     pub(crate) fn redact_json(&self, value: &mut serde_json::Value) {
         self.redactor.redact_json(value);
     }

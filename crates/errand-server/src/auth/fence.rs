@@ -65,11 +65,12 @@ fn under_queue(key: &str, queue: &QueueName) -> bool {
 }
 
 /// `Ok` when every job that `jobs` wait for (outside the call itself) is in the caller's
-/// queues. A parent in another queue answers exactly as a parent that does not exist, so a
-/// queue-limited token learns nothing of other queues' jobs.
+/// queues. A parent in another queue answers exactly as a parent that does not exist (both
+/// here, first in the order given), so a queue-limited token learns nothing of other
+/// queues' jobs.
 ///
 /// # Errors
-/// `404` for a foreign parent; the store's error when it cannot be read.
+/// `404` for a foreign or missing parent; the store's error when it cannot be read.
 pub(crate) async fn check_parents(
     caller: &Principal,
     engine: &Engine,
@@ -78,16 +79,19 @@ pub(crate) async fn check_parents(
     if caller.queues.is_empty() {
         return Ok(());
     }
-    let own: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    let own: std::collections::HashSet<JobId> = jobs.iter().map(|j| j.id).collect();
+    let mut seen = std::collections::HashSet::new();
     for parent in jobs.iter().flat_map(|j| j.flow.after.iter()) {
-        if own.contains(parent) {
+        if own.contains(parent) || !seen.insert(*parent) {
             continue;
         }
+        // A missing parent is answered here too, the same way and before anything else
+        // (an idempotent repeat, the callback check) could tell the two apart.
         match engine.job(*parent, Duration::ZERO).await {
-            Ok(job) if !caller.allows_queue(job.queue.as_str()) => {
+            Ok(job) if caller.allows_queue(job.queue.as_str()) => {}
+            Ok(_) | Err(errand_store::StoreError::NotFound { .. }) => {
                 return Err(errand_store::StoreError::job_not_found(parent).into());
             }
-            Ok(_) | Err(errand_store::StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use fence::check_parents;
 pub(crate) use guard::{guard, AuditTarget, GuardState, Operations};
-pub use session_secret::{load_session_secret, SessionSecretSource, SESSION_SECRET_FILE};
+pub use session_secret::{
+    load_session_secret, session_secret_from_env, SessionSecretSource, SESSION_SECRET_FILE,
+};
 
 /// How the server authenticates.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! in the data directory (`session-secret`, readable by its owner only), so sessions
 //! outlive a restart of this node.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -20,42 +20,51 @@ pub enum SessionSecretSource {
     Env,
     /// The file in the data directory (made now or earlier).
     File(PathBuf),
+    /// Made at random for this process (no data directory: a PostgreSQL node): sessions
+    /// end with the process and are good on this node only.
+    Memory,
+}
+
+/// The secret `ERRAND_SESSION_SECRET` gives, if set: checked before anything is created.
+///
+/// # Errors
+/// Fewer than 32 characters.
+pub fn session_secret_from_env(env: Option<&str>) -> Result<Option<[u8; 32]>, AuthConfigError> {
+    match env.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(value) if value.len() < 32 => Err(AuthConfigError::WeakSessionSecret),
+        Some(value) => Ok(Some(Sha256::digest(value.as_bytes()).into())),
+        None => Ok(None),
+    }
 }
 
 /// The session secret: from `env` (`ERRAND_SESSION_SECRET`, 32 characters or more), else
-/// read from (or first written to) `dir/session-secret`.
+/// read from (or first written to) `dir/session-secret` when there is a data directory,
+/// else a random one for this process.
 ///
 /// # Errors
 /// A weak `env`, or the file cannot be read, made or holds no secret.
 pub fn load_session_secret(
     env: Option<&str>,
-    dir: &Path,
+    dir: Option<&Path>,
 ) -> Result<([u8; 32], SessionSecretSource), AuthConfigError> {
-    if let Some(value) = env.map(str::trim).filter(|v| !v.is_empty()) {
-        if value.len() < 32 {
-            return Err(AuthConfigError::WeakSessionSecret);
-        }
-        return Ok((
-            Sha256::digest(value.as_bytes()).into(),
-            SessionSecretSource::Env,
-        ));
+    if let Some(secret) = session_secret_from_env(env)? {
+        return Ok((secret, SessionSecretSource::Env));
     }
+    let Some(dir) = dir else {
+        return Ok((rand::random(), SessionSecretSource::Memory));
+    };
     let path = dir.join(SESSION_SECRET_FILE);
     let file_error = |source: std::io::Error| AuthConfigError::SessionSecretFile {
         path: path.clone(),
         source,
     };
     let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+        Ok(text) => {
+            warn_if_readable_by_others(&path);
+            text
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(dir).map_err(file_error)?;
-            let fresh = hex(&rand::random::<[u8; 32]>());
-            write_private(&path, &fresh).map_err(file_error)?;
-            fresh
+            create_secret_file(dir, &path).map_err(file_error)?
         }
         Err(e) => return Err(file_error(e)),
     };
@@ -72,19 +81,41 @@ pub fn load_session_secret(
     ))
 }
 
-/// Writes `text` to a new file only its owner may read (never over an existing one).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// Makes the secret file whole or not at all: written and synced under a temporary name,
+/// then linked into place (never over an existing one). A start that loses a race with
+/// another reads the winner's.
+fn create_secret_file(dir: &Path, path: &Path) -> std::io::Result<String> {
+    errand_core::private_fs::create_private_dir(dir)?;
+    let fresh = hex(&rand::random::<[u8; 32]>());
+    let temp = dir.join(format!(
+        ".{SESSION_SECRET_FILE}.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut file = errand_core::private_fs::create_private_file(&temp)?;
+    let written = file
+        .write_all(format!("{fresh}\n").as_bytes())
+        .and_then(|()| file.sync_all());
+    drop(file);
+    let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(fresh),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path),
+        Err(e) => Err(e),
     }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+}
+
+/// A secret file others may read is worth a warning, not a refusal (the operator may mean
+/// it); errand makes its own readable by its owner only.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the dashboard's session secret is readable by others: chmod 600 it");
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -100,7 +131,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("errand-session-secret-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (first, source) = load_session_secret(None, &dir).unwrap();
+        let (first, source) = load_session_secret(None, Some(&dir)).unwrap();
         assert_eq!(
             source,
             SessionSecretSource::File(dir.join(SESSION_SECRET_FILE))
@@ -114,20 +145,24 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
         }
-        let (again, _) = load_session_secret(None, &dir).unwrap();
+        let (again, _) = load_session_secret(None, Some(&dir)).unwrap();
         assert_eq!(first, again, "a restart keeps the secret");
-        let (env, source) = load_session_secret(Some(&"s".repeat(32)), &dir).unwrap();
+        let (env, source) = load_session_secret(Some(&"s".repeat(32)), Some(&dir)).unwrap();
         assert_eq!(source, SessionSecretSource::Env);
         assert_ne!(env, first);
         assert!(matches!(
-            load_session_secret(Some("short"), &dir),
+            load_session_secret(Some("short"), Some(&dir)),
             Err(AuthConfigError::WeakSessionSecret)
         ));
         std::fs::write(dir.join(SESSION_SECRET_FILE), "x\n").unwrap();
         assert!(matches!(
-            load_session_secret(None, &dir),
+            load_session_secret(None, Some(&dir)),
             Err(AuthConfigError::SessionSecretFile { .. })
         ));
+        assert_eq!(
+            load_session_secret(None, None).unwrap().1,
+            SessionSecretSource::Memory
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -69,6 +69,7 @@ pub(crate) async fn root(
     // refuses to a token limited to some queues).
     if let Some(Extension(p)) = &caller {
         if state.auth.enabled && !p.queues.is_empty() {
+            state.engine.note_auth_refused("forbidden");
             return crate::ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "forbidden",

@@ -86,28 +86,14 @@ fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A new (or emptied) file only its owner may read: an export holds payloads, and with
-/// `--include-secrets` the secrets.
-fn private_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    // An existing file keeps its mode through `open`: narrow it.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("making {} private", path.display()))?;
-    Ok(file)
-}
-
 /// Writes the store's queues and jobs.
 pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
     let (store, desc) = open(&args, true).await?;
     let sink: Box<dyn Write> = match &args.file {
-        Some(path) => Box::new(private_file(path)?),
+        Some(path) => Box::new(
+            errand_core::private_fs::rewrite_private_file(path)
+                .with_context(|| format!("creating {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(sink);
