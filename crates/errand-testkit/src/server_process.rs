@@ -31,6 +31,8 @@ pub struct ServerProcess {
     /// What start waits for: `/readyz`, or only `/healthz` for a server that is meant to
     /// come up unable to take jobs.
     wait_ready: bool,
+    /// Where stderr goes, at `debug` level, when set (else it is inherited).
+    debug_log: Option<std::path::PathBuf>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -87,6 +89,35 @@ impl ServerProcess {
             listen: "127.0.0.1:0".into(),
             stdout: Arc::default(),
             wait_ready,
+            debug_log: None,
+            _temp: None,
+        };
+        s.spawn().await?;
+        Ok(s)
+    }
+
+    /// Starts `binary serve` on `data_dir` with extra flags, logging at `debug` level into
+    /// `log` (appended to across restarts): for a test that searches everything errand
+    /// itself wrote.
+    ///
+    /// # Errors
+    /// The process did not start or never became ready, or `log` cannot be opened.
+    pub async fn start_logging_in(
+        binary: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+        log: &Path,
+    ) -> Result<Self, TestkitError> {
+        let mut s = Self {
+            child: None,
+            binary: binary.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            url: String::new(),
+            listen: "127.0.0.1:0".into(),
+            stdout: Arc::default(),
+            wait_ready: true,
+            debug_log: Some(log.to_path_buf()),
             _temp: None,
         };
         s.spawn().await?;
@@ -113,6 +144,14 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        if let Some(log) = &self.debug_log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .map_err(|e| TestkitError::Start(format!("{}: {e}", log.display())))?;
+            cmd.env("ERRAND_LOG", "debug").stderr(Stdio::from(file));
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| TestkitError::Start(e.to_string()))?;

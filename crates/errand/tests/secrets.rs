@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::jobs_dir::{finished, loaded, log_lines, JobsDir};
-use common::{bin, server_with, Raw};
+use common::{bin, Raw};
 use errand_core::event::EventId;
 use errand_core::{JobId, JobState};
 use serde_json::{json, Value};
@@ -82,7 +82,18 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     );
     // The server inherits it: a definition's secret_env reads errand's environment.
     std::env::set_var("APP_SECRETS_TEST_ENV", &env_secret);
-    let (mut server, data) = server_with(&["--jobs-dir", &jobs.path_str()]).await;
+    // errand's own log, at debug level, is searched too.
+    let data = tempfile::tempdir().expect("temp dir");
+    let logs = tempfile::tempdir().expect("temp dir");
+    let log_path = logs.path().join("errand.log");
+    let mut server = errand_testkit::ServerProcess::start_logging_in(
+        &common::bin(),
+        data.path(),
+        &["--jobs-dir", &jobs.path_str()],
+        &log_path,
+    )
+    .await
+    .expect("start errand serve");
     let client = server.client().expect("client");
     let raw = Raw::new(&server);
     let base = server.url().to_string();
@@ -203,6 +214,11 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
 
     // Export: without the flag no value (and the header says so); with it, the value.
     assert!(server.terminate().await);
+    let log = std::fs::read_to_string(&log_path).expect("errand's log");
+    assert!(log.contains("DEBUG"), "the log was written at debug level");
+    for value in [&secret, &env_secret, &pem_lines[0], &pem_lines[1]] {
+        assert!(!log.contains(value.as_str()), "errand's log shows a secret");
+    }
     let dir = data.path().to_str().expect("path");
     let plain = errand(&["export", "--data-dir", dir]).await;
     assert!(!plain.contains(&secret), "export without --include-secrets");
