@@ -138,4 +138,6 @@ pub struct StoredToken {
     pub token: ApiToken,
     /// SHA-256 of the secret part.
     pub secret_hash: [u8; 32],
+    /// Dashboard sessions made from it at or before this time are over ("sign out").
+    pub sessions_ended_at: Option<jiff::Timestamp>,
 }

@@ -205,15 +205,15 @@ impl Engine {
         self.metrics.auth_refused(reason);
     }
 
-    /// The token `id` and the key its dashboard sessions are signed with (its secret's
-    /// hash), if the token is usable now.
+    /// The token `id`, the key its dashboard sessions are signed with (its secret's hash)
+    /// and when its sessions were last ended (signed out), if the token is usable now.
     ///
     /// # Errors
     /// Unknown, revoked or expired, or the store could not be read.
     pub async fn token_session_key(
         &self,
         id: TokenId,
-    ) -> Result<(ApiToken, [u8; 32]), TokenRejected> {
+    ) -> Result<(ApiToken, [u8; 32], Option<Timestamp>), TokenRejected> {
         let stored = self.stored_token(id).await?;
         if stored.token.revoked_at.is_some() {
             return Err(TokenRejected::Revoked);
@@ -225,7 +225,28 @@ impl Engine {
         {
             return Err(TokenRejected::Expired);
         }
-        Ok((stored.token, stored.secret_hash))
+        Ok((stored.token, stored.secret_hash, stored.sessions_ended_at))
+    }
+
+    /// Ends every dashboard session made from token `id` until now ("sign out"): on this
+    /// node at once, on others within [`CHECK_TTL`].
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn token_end_sessions(&self, id: TokenId) -> Result<(), StoreError> {
+        self.store()
+            .token_end_sessions(id, Timestamp::now())
+            .await?;
+        if let Ok(mut checked) = self.tokens.checked.lock() {
+            checked.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Records a use of token `id` through a dashboard session made from it (checked by
+    /// the caller), as a bearer use is: at most once per minute per node.
+    pub fn note_session_use(&self, id: TokenId) {
+        self.note_token_use(id, Timestamp::now());
     }
 
     /// Token `id` from the cache, or from the store when not read within [`CHECK_TTL`].
@@ -289,6 +310,7 @@ mod tests {
                 revoked_at: None,
             },
             secret_hash: secret_hash(hash_of),
+            sessions_ended_at: None,
         }
     }
 

@@ -886,6 +886,15 @@ impl Store for PgStore {
         on_conn!(self, |c| token::revoke(&c, id).await?)
     }
 
+    async fn token_end_sessions(
+        &self,
+        id: errand_core::TokenId,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let at = errand_core::time::to_millis(at);
+        on_conn!(self, |c| token::end_sessions(&c, id, at).await?)
+    }
+
     async fn token_used(
         &self,
         id: errand_core::TokenId,

@@ -8,8 +8,8 @@ use tokio_postgres::Row;
 
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 
-const COLUMNS: &str =
-    "id, name, secret_hash, scopes, queues, created_at, expires_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, name, secret_hash, scopes, queues, created_at, expires_at, \
+                       last_used_at, revoked_at, sessions_ended_at";
 
 /// The refusal for a token that does not exist.
 fn not_found(id: TokenId) -> Fault {
@@ -45,6 +45,7 @@ fn from_row(row: &Row) -> QResult<StoredToken> {
         secret_hash: hash
             .try_into()
             .map_err(|_| corrupt("token secret hash is not 32 bytes"))?,
+        sessions_ended_at: row.column::<Option<Millis>>(9)?.map(to_timestamp),
     })
 }
 
@@ -133,6 +134,23 @@ pub(crate) async fn revoke(client: &impl GenericClient, id: TokenId) -> QResult<
         Some(row) => Ok(from_row(&row)?.token),
         None => Err(not_found(id)),
     }
+}
+
+/// Ends sessions up to `at` when it is later than what is stored; an unknown id changes
+/// nothing.
+pub(crate) async fn end_sessions(
+    client: &impl GenericClient,
+    id: TokenId,
+    at: Millis,
+) -> QResult<()> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE api_tokens SET sessions_ended_at = $2 \
+             WHERE id = $1 AND (sessions_ended_at IS NULL OR sessions_ended_at < $2)",
+        )
+        .await?;
+    client.execute(&stmt, &[&id.0, &at]).await?;
+    Ok(())
 }
 
 /// Records a use at `at` when it is later than the one stored; an unknown id changes nothing.

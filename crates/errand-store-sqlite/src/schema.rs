@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_queue_list.sql"),
     include_str!("../migrations/0012_tokens_audit.sql"),
     include_str!("../migrations/0013_job_secrets.sql"),
+    include_str!("../migrations/0014_token_sessions_end.sql"),
 ];
 
 /// The file's migration count (`PRAGMA user_version`) and this build's.

@@ -587,6 +587,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn token_end_sessions(
+        &self,
+        id: errand_core::TokenId,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let at = errand_core::time::to_millis(at);
+        self.writer
+            .write(move |conn| token::end_sessions(conn, id, at))
+            .await
+    }
+
     async fn token_used(
         &self,
         id: errand_core::TokenId,

@@ -7,8 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::fault::{Fault, QResult};
 
-const COLUMNS: &str =
-    "id, name, secret_hash, scopes, queues, created_at, expires_at, last_used_at, revoked_at";
+const COLUMNS: &str = "id, name, secret_hash, scopes, queues, created_at, expires_at, \
+                       last_used_at, revoked_at, sessions_ended_at";
 
 fn corrupt(what: impl std::fmt::Display) -> Fault {
     Fault::Store(StoreError::Corrupt(what.to_string()))
@@ -59,6 +59,7 @@ fn from_row(row: &Row<'_>) -> QResult<StoredToken> {
         secret_hash: hash
             .try_into()
             .map_err(|_| corrupt("token secret hash is not 32 bytes"))?,
+        sessions_ended_at: row.get::<_, Option<Millis>>(9)?.map(to_timestamp),
     })
 }
 
@@ -129,6 +130,17 @@ pub(crate) fn revoke(conn: &Connection, now: Millis, id: TokenId) -> QResult<Api
         return Err(not_found(id));
     }
     Ok(get(conn, id)?.token)
+}
+
+/// Ends sessions up to `at` when it is later than what is stored; an unknown id changes
+/// nothing.
+pub(crate) fn end_sessions(conn: &Connection, id: TokenId, at: Millis) -> QResult<()> {
+    conn.prepare_cached(
+        "UPDATE api_tokens SET sessions_ended_at = ?2 \
+         WHERE id = ?1 AND (sessions_ended_at IS NULL OR sessions_ended_at < ?2)",
+    )?
+    .execute(params![id.as_bytes().as_slice(), at])?;
+    Ok(())
 }
 
 /// Records a use at `at` when it is later than the one stored; an unknown id changes nothing.

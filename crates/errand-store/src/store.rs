@@ -565,6 +565,14 @@ pub trait Store: Send + Sync + 'static {
         at: jiff::Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Ends the dashboard sessions made from a token up to `at` (kept only if later than
+    /// what is stored). A token that does not exist is ignored.
+    async fn token_end_sessions(
+        &self,
+        id: errand_core::TokenId,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError>;
+
     /// Appends an entry to the audit trail (its id and time from the store), durably.
     async fn audit_append(
         &self,

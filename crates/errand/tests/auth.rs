@@ -891,7 +891,7 @@ async fn a_token_holding_its_long_polls_gets_429_until_one_ends() {
 }
 
 #[tokio::test]
-async fn a_session_needs_the_nodes_secret_not_only_the_store_and_outlives_a_restart() {
+async fn a_session_needs_the_nodes_secret_outlives_a_restart_and_ends_at_sign_out() {
     use hmac::{KeyInit, Mac};
     let mut f = Fixture::start().await;
     let base = f.server.url().to_string();
@@ -985,8 +985,45 @@ async fn a_session_needs_the_nodes_secret_not_only_the_store_and_outlives_a_rest
         .await
         .expect("restart");
     assert_eq!(
-        page(again.url().to_string(), session).await,
+        page(again.url().to_string(), session.clone()).await,
         200,
         "a session outlives a restart"
+    );
+
+    // Signing out ends the session on the server: a copy of the cookie is refused after.
+    let out = f
+        .http
+        .post(format!("{}/ui/logout", again.url()))
+        .header("cookie", format!("errand_session={session}"))
+        .header("origin", again.url())
+        .send()
+        .await
+        .expect("POST /ui/logout");
+    assert_eq!(out.status(), 303);
+    assert_eq!(
+        page(again.url().to_string(), session).await,
+        303,
+        "a signed-out session leads to sign-in"
+    );
+    let back = f
+        .http
+        .post(format!("{}/ui/login", again.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}&next=%2Fui%2Fqueues", f.token("admin")))
+        .send()
+        .await
+        .expect("POST");
+    let fresh = back
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.split(';').next()?.strip_prefix("errand_session="))
+        .expect("a new session")
+        .to_string();
+    assert_eq!(
+        page(again.url().to_string(), fresh).await,
+        200,
+        "signing in again works at once"
     );
 }

@@ -35,6 +35,9 @@ pub(crate) const CSRF_COOKIE: &str = "errand_csrf";
 /// How long a sign-in lasts.
 pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
+/// [`SESSION_TTL`] in milliseconds, the unit of a cookie's expiry.
+const SESSION_TTL_MS: i64 = SESSION_TTL.as_millis() as i64;
+
 /// The id part of a session made with `ERRAND_ADMIN_TOKEN`.
 const ENV_ADMIN_ID: &str = "env";
 
@@ -60,7 +63,7 @@ fn mac(key: &[u8; 32], parts: &[&str]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-/// The cookie value of a new session for `id` keyed by `key`, ending at `expires`.
+/// The cookie value of a new session for `id` keyed by `key`, ending at `expires` (ms).
 fn issue(id: &str, key: &[u8; 32], expires: i64) -> String {
     let exp = expires.to_string();
     let tag = hex(&mac(key, &["errand-session", id, &exp]));
@@ -72,23 +75,28 @@ fn csrf_of(key: &[u8; 32], cookie: &str) -> String {
     hex(&mac(key, &["errand-csrf", cookie]))[..32].to_string()
 }
 
-/// Checks `cookie` against `key`: the MAC matches and the expiry has not passed.
-fn verify(cookie: &str, key: &[u8; 32], now: i64) -> bool {
+/// Checks `cookie` against `key` at `now` (ms): the MAC matches and the expiry has not
+/// passed. Gives the session's expiry.
+fn verify(cookie: &str, key: &[u8; 32], now: i64) -> Option<i64> {
     let mut parts = cookie.splitn(3, '.');
     let (Some(id), Some(exp), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
+        return None;
     };
-    let Ok(expires) = exp.parse::<i64>() else {
-        return false;
-    };
+    let expires = exp.parse::<i64>().ok()?;
     // No session outlives the TTL from now, whatever its cookie claims.
-    if expires > now + SESSION_TTL.as_secs() as i64 {
-        return false;
+    if expires > now + SESSION_TTL_MS {
+        return None;
     }
     let want = hex(&mac(key, &["errand-session", id, exp]));
     use subtle::ConstantTimeEq;
     let same: bool = want.as_bytes().ct_eq(tag.as_bytes()).into();
-    same && expires > now
+    (same && expires > now).then_some(expires)
+}
+
+/// Whether a session ending at `expires` (ms) was made after its token's sessions were
+/// last ended (signed out) at `ended`.
+fn made_after(expires: i64, ended: Option<Timestamp>) -> bool {
+    ended.is_none_or(|at| expires - SESSION_TTL_MS > at.as_millisecond())
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -109,21 +117,21 @@ pub(crate) async fn principal(
     config: &AuthConfig,
     cookie: &str,
 ) -> Option<Principal> {
-    let now = Timestamp::now().as_second();
+    let now = Timestamp::now().as_millisecond();
     let id = cookie.split('.').next()?;
     if id == ENV_ADMIN_ID {
         let key = config.session_key(&config.env_admin?);
-        return verify(cookie, &key, now).then(|| Principal {
+        verify(cookie, &key, now)?;
+        return Some(Principal {
             session: Some(Session {
                 csrf: csrf_of(&key, cookie),
             }),
             ..Principal::env_admin()
         });
     }
-    let id: TokenId = uuid::Uuid::try_parse(id).ok().map(TokenId)?;
-    let (token, stored) = state.engine.token_session_key(id).await.ok()?;
-    let key = config.session_key(&stored);
-    verify(cookie, &key, now).then(|| Principal {
+    let (token, key) = token_session(state, config, cookie, now).await?;
+    state.engine.note_session_use(token.id);
+    Some(Principal {
         name: token.name,
         scopes: token.scopes,
         queues: token.queues,
@@ -131,6 +139,22 @@ pub(crate) async fn principal(
             csrf: csrf_of(&key, cookie),
         }),
     })
+}
+
+/// The token of a good session `cookie` (not the env admin's) and the session's key:
+/// signed with the key, not expired, and made after the token's last sign-out.
+async fn token_session(
+    state: &AppState,
+    config: &AuthConfig,
+    cookie: &str,
+    now: i64,
+) -> Option<(errand_core::ApiToken, [u8; 32])> {
+    let id = cookie.split('.').next()?;
+    let id: TokenId = uuid::Uuid::try_parse(id).ok().map(TokenId)?;
+    let (token, stored, ended) = state.engine.token_session_key(id).await.ok()?;
+    let key = config.session_key(&stored);
+    let expires = verify(cookie, &key, now)?;
+    made_after(expires, ended).then_some((token, key))
 }
 
 /// The sign-in form's fields.
@@ -215,7 +239,7 @@ pub(crate) async fn sign_in(
     let config = state.auth.clone();
     let presented = form.token.trim();
     let next = safe_next(&form.next);
-    let expires = Timestamp::now().as_second() + SESSION_TTL.as_secs() as i64;
+    let expires = Timestamp::now().as_millisecond() + SESSION_TTL_MS;
     let cookie = if config.env_admin_matches(presented) {
         config
             .env_admin
@@ -238,7 +262,7 @@ pub(crate) async fn sign_in(
                 );
             }
             Ok(token) => match state.engine.token_session_key(token.id).await {
-                Ok((_, stored)) => {
+                Ok((_, stored, _)) => {
                     let key = config.session_key(&stored);
                     Some((issue(&token.id.0.simple().to_string(), &key, expires), key))
                 }
@@ -285,9 +309,20 @@ pub(crate) async fn sign_in(
     response
 }
 
-/// `POST /ui/logout`: forgets the session in this browser (revoke the token to end every
-/// session made with it).
-pub(crate) async fn sign_out(State(state): State<AppState>) -> Response {
+/// `POST /ui/logout`: ends every dashboard session made from the signed-in token, in every
+/// browser and on every node (within the token cache's 5 s elsewhere), and forgets the
+/// cookies here. A session of `ERRAND_ADMIN_TOKEN` is only forgotten here: rotate the
+/// variable to end it.
+pub(crate) async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let config = state.auth.clone();
+    if let Some(value) = cookie(&headers, SESSION_COOKIE) {
+        let now = Timestamp::now().as_millisecond();
+        if let Some((token, _)) = token_session(&state, &config, value, now).await {
+            if let Err(e) = state.engine.token_end_sessions(token.id).await {
+                return crate::ApiError::from(e).into_response();
+            }
+        }
+    }
     let secure = state.auth.secure_cookies;
     let mut response = (
         StatusCode::SEE_OTHER,
@@ -315,15 +350,27 @@ mod tests {
     fn a_session_checks_only_with_its_key_and_before_its_expiry() {
         let key = [7u8; 32];
         let cookie = issue("abc", &key, 1_000);
-        assert!(verify(&cookie, &key, 999));
-        assert!(!verify(&cookie, &key, 1_000), "expired");
-        assert!(!verify(&cookie, &[8u8; 32], 999), "another key");
+        assert_eq!(verify(&cookie, &key, 999), Some(1_000));
+        assert!(verify(&cookie, &key, 1_000).is_none(), "expired");
+        assert!(verify(&cookie, &[8u8; 32], 999).is_none(), "another key");
         let longer = cookie.replace(".1000.", ".9999.");
-        assert!(!verify(&longer, &key, 999), "a changed expiry");
-        let far = issue("abc", &key, 999 + SESSION_TTL.as_secs() as i64 + 1);
-        assert!(!verify(&far, &key, 999), "an expiry past the TTL from now");
-        assert!(!verify("abc.1000", &key, 999));
+        assert!(verify(&longer, &key, 999).is_none(), "a changed expiry");
+        let far = issue("abc", &key, 999 + SESSION_TTL_MS + 1);
+        assert!(
+            verify(&far, &key, 999).is_none(),
+            "an expiry past the TTL from now"
+        );
+        assert!(verify("abc.1000", &key, 999).is_none());
         assert_ne!(csrf_of(&key, &cookie), csrf_of(&[8u8; 32], &cookie));
+    }
+
+    #[test]
+    fn a_session_made_before_its_tokens_sign_out_is_over() {
+        let ended = Timestamp::from_millisecond(5_000).ok();
+        assert!(made_after(5_001 + SESSION_TTL_MS, ended), "made after");
+        assert!(!made_after(5_000 + SESSION_TTL_MS, ended), "made then");
+        assert!(!made_after(4_000 + SESSION_TTL_MS, ended), "made before");
+        assert!(made_after(4_000 + SESSION_TTL_MS, None), "never signed out");
     }
 
     #[test]

@@ -298,6 +298,7 @@ macro_rules! conformance_suite {
             revoking_a_token_twice_keeps_the_first_time,
             an_unknown_token_is_not_found,
             token_use_keeps_the_latest_time,
+            ending_sessions_keeps_the_latest_time,
             tokens_list_oldest_first_with_revoked_ones,
             racing_token_creates_of_one_name_keep_one,
             audit_entries_get_growing_ids_and_the_store_time,

@@ -188,6 +188,47 @@ pub(crate) async fn token_use_keeps_the_latest_time(Ctx { store, .. }: Ctx) {
     assert_eq!(store.token_list().await.expect("list").len(), 2);
 }
 
+/// Ending a token's sessions keeps the latest time, as a use does; nothing else changes,
+/// and a token that does not exist is ignored.
+pub(crate) async fn ending_sessions_keeps_the_latest_time(Ctx { store, .. }: Ctx) {
+    let token = create(&store, new_token("ci")).await;
+    let other = create(&store, new_token("other")).await;
+    let base = now(&store).await;
+    let t = |offset: Millis| to_timestamp(base + offset);
+    let ended = |store: SharedStore, id| async move {
+        store.token_get(id).await.expect("get").sessions_ended_at
+    };
+    assert_eq!(ended(store.clone(), token.id).await, None);
+    store
+        .token_end_sessions(token.id, t(2_000))
+        .await
+        .expect("end");
+    assert_eq!(ended(store.clone(), token.id).await, Some(t(2_000)));
+    store
+        .token_end_sessions(token.id, t(1_000))
+        .await
+        .expect("end");
+    assert_eq!(
+        ended(store.clone(), token.id).await,
+        Some(t(2_000)),
+        "an earlier end does not move it back"
+    );
+    assert_eq!(
+        ended(store.clone(), other.id).await,
+        None,
+        "only that token"
+    );
+    assert_eq!(
+        store.token_get(token.id).await.expect("get").token,
+        token,
+        "the token itself is unchanged"
+    );
+    store
+        .token_end_sessions(TokenId::new(), t(3_000))
+        .await
+        .expect("an unknown token is ignored");
+}
+
 /// Every token lists, revoked ones too, oldest first.
 pub(crate) async fn tokens_list_oldest_first_with_revoked_ones(Ctx { store, clock }: Ctx) {
     assert!(store.token_list().await.expect("list").is_empty());
