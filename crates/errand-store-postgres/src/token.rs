@@ -143,23 +143,27 @@ pub(crate) async fn end_sessions(
     id: TokenId,
     at: Millis,
 ) -> QResult<()> {
-    let stmt = client
-        .prepare_cached(
-            "UPDATE api_tokens SET sessions_ended_at = $2 \
-             WHERE id = $1 AND (sessions_ended_at IS NULL OR sessions_ended_at < $2)",
-        )
-        .await?;
-    client.execute(&stmt, &[&id.0, &at]).await?;
-    Ok(())
+    raise(client, "sessions_ended_at", id, at).await
 }
 
 /// Records a use at `at` when it is later than the one stored; an unknown id changes nothing.
 pub(crate) async fn used(client: &impl GenericClient, id: TokenId, at: Millis) -> QResult<()> {
+    raise(client, "last_used_at", id, at).await
+}
+
+/// Sets time `column` (one of this module's names, never input) of token `id` to `at`
+/// unless it already holds a later time: nodes reporting out of order never move it back.
+async fn raise(
+    client: &impl GenericClient,
+    column: &'static str,
+    id: TokenId,
+    at: Millis,
+) -> QResult<()> {
     let stmt = client
-        .prepare_cached(
-            "UPDATE api_tokens SET last_used_at = $2 \
-             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
-        )
+        .prepare_cached(&format!(
+            "UPDATE api_tokens SET {column} = $2 \
+             WHERE id = $1 AND ({column} IS NULL OR {column} < $2)"
+        ))
         .await?;
     client.execute(&stmt, &[&id.0, &at]).await?;
     Ok(())

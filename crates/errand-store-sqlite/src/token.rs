@@ -135,20 +135,21 @@ pub(crate) fn revoke(conn: &Connection, now: Millis, id: TokenId) -> QResult<Api
 /// Ends sessions up to `at` when it is later than what is stored; an unknown id changes
 /// nothing.
 pub(crate) fn end_sessions(conn: &Connection, id: TokenId, at: Millis) -> QResult<()> {
-    conn.prepare_cached(
-        "UPDATE api_tokens SET sessions_ended_at = ?2 \
-         WHERE id = ?1 AND (sessions_ended_at IS NULL OR sessions_ended_at < ?2)",
-    )?
-    .execute(params![id.as_bytes().as_slice(), at])?;
-    Ok(())
+    raise(conn, "sessions_ended_at", id, at)
 }
 
 /// Records a use at `at` when it is later than the one stored; an unknown id changes nothing.
 pub(crate) fn used(conn: &Connection, id: TokenId, at: Millis) -> QResult<()> {
-    conn.prepare_cached(
-        "UPDATE api_tokens SET last_used_at = ?2 \
-         WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
-    )?
+    raise(conn, "last_used_at", id, at)
+}
+
+/// Sets time `column` (one of this module's names, never input) of token `id` to `at`
+/// unless it already holds a later time: nodes reporting out of order never move it back.
+fn raise(conn: &Connection, column: &'static str, id: TokenId, at: Millis) -> QResult<()> {
+    conn.prepare_cached(&format!(
+        "UPDATE api_tokens SET {column} = ?2 \
+         WHERE id = ?1 AND ({column} IS NULL OR {column} < ?2)"
+    ))?
     .execute(params![id.as_bytes().as_slice(), at])?;
     Ok(())
 }

@@ -58,7 +58,7 @@ impl ServerProcess {
         data_dir: &Path,
         extra_args: &[&str],
     ) -> Result<Self, TestkitError> {
-        Self::start_waiting(binary, data_dir, extra_args, true).await
+        Self::start_waiting(binary, data_dir, extra_args, true, None).await
     }
 
     /// Starts `binary serve` on `data_dir` with extra flags, waiting only until it is alive
@@ -71,7 +71,7 @@ impl ServerProcess {
         data_dir: &Path,
         extra_args: &[&str],
     ) -> Result<Self, TestkitError> {
-        Self::start_waiting(binary, data_dir, extra_args, false).await
+        Self::start_waiting(binary, data_dir, extra_args, false, None).await
     }
 
     async fn start_waiting(
@@ -79,6 +79,7 @@ impl ServerProcess {
         data_dir: &Path,
         extra_args: &[&str],
         wait_ready: bool,
+        debug_log: Option<&Path>,
     ) -> Result<Self, TestkitError> {
         let mut s = Self {
             child: None,
@@ -89,7 +90,7 @@ impl ServerProcess {
             listen: "127.0.0.1:0".into(),
             stdout: Arc::default(),
             wait_ready,
-            debug_log: None,
+            debug_log: debug_log.map(Path::to_path_buf),
             _temp: None,
         };
         s.spawn().await?;
@@ -108,20 +109,7 @@ impl ServerProcess {
         extra_args: &[&str],
         log: &Path,
     ) -> Result<Self, TestkitError> {
-        let mut s = Self {
-            child: None,
-            binary: binary.to_path_buf(),
-            data_dir: data_dir.to_path_buf(),
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-            url: String::new(),
-            listen: "127.0.0.1:0".into(),
-            stdout: Arc::default(),
-            wait_ready: true,
-            debug_log: Some(log.to_path_buf()),
-            _temp: None,
-        };
-        s.spawn().await?;
-        Ok(s)
+        Self::start_waiting(binary, data_dir, extra_args, true, Some(log)).await
     }
 
     async fn spawn(&mut self) -> Result<(), TestkitError> {

@@ -890,28 +890,32 @@ async fn a_token_holding_its_long_polls_gets_429_until_one_ends() {
     );
 }
 
-#[tokio::test]
-async fn a_session_needs_the_nodes_secret_outlives_a_restart_and_ends_at_sign_out() {
-    use hmac::{KeyInit, Mac};
-    let mut f = Fixture::start().await;
-    let base = f.server.url().to_string();
-    let signed_in = f
-        .http
+/// Signs in to the dashboard at `base` with `token`; the session cookie's value.
+async fn signed_in_session(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let answer = http
         .post(format!("{base}/ui/login"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}&next=%2Fui%2Fqueues", f.token("admin")))
+        .body(format!("token={token}&next=%2Fui%2Fqueues"))
         .send()
         .await
-        .expect("POST");
-    assert_eq!(signed_in.status(), 303);
-    let session = signed_in
+        .expect("POST /ui/login");
+    assert_eq!(answer.status(), 303, "signed in");
+    answer
         .headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|c| c.split(';').next()?.strip_prefix("errand_session="))
         .expect("session cookie")
-        .to_string();
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_session_needs_the_nodes_secret_outlives_a_restart_and_ends_at_sign_out() {
+    use hmac::{KeyInit, Mac};
+    let mut f = Fixture::start().await;
+    let base = f.server.url().to_string();
+    let session = signed_in_session(&f.http, &base, f.token("admin")).await;
     let page = |base: String, cookie: String| {
         let http = f.http.clone();
         async move {
@@ -1005,22 +1009,7 @@ async fn a_session_needs_the_nodes_secret_outlives_a_restart_and_ends_at_sign_ou
         303,
         "a signed-out session leads to sign-in"
     );
-    let back = f
-        .http
-        .post(format!("{}/ui/login", again.url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}&next=%2Fui%2Fqueues", f.token("admin")))
-        .send()
-        .await
-        .expect("POST");
-    let fresh = back
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.split(';').next()?.strip_prefix("errand_session="))
-        .expect("a new session")
-        .to_string();
+    let fresh = signed_in_session(&f.http, again.url(), f.token("admin")).await;
     assert_eq!(
         page(again.url().to_string(), fresh).await,
         200,
