@@ -33,6 +33,16 @@ pub struct ClaimRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<JobKind>)]
     pub kinds: Vec<String>,
+    /// Jobs this worker finished, completed before the claim in the same transaction (as
+    /// `POST /v1/jobs/settle` would), so a worker's cycle is one round trip. With
+    /// `failures`, at most 10,000 settlements in all; each is answered in `settled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 10000)]
+    pub completions: Vec<SettleCompletion>,
+    /// Jobs this worker failed, settled with `completions` before the claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 10000)]
+    pub failures: Vec<SettleFailure>,
 }
 
 /// A claimed job as a worker needs it.
@@ -141,6 +151,10 @@ impl ClaimedJobView {
 pub struct ClaimResponse {
     /// In claim order.
     pub jobs: Vec<ClaimedJobView>,
+    /// How each settlement sent with the claim went: completions first, then failures,
+    /// each in request order (absent when none was sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled: Vec<SettleResult>,
 }
 
 /// `POST /v1/jobs/{id}/heartbeat`.

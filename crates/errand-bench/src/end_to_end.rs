@@ -70,6 +70,7 @@ pub async fn run_jobs(
                 wait_ms: Some(200),
                 lease_ms: Some(60_000),
                 kinds: vec![],
+                ..Default::default()
             };
             while done.load(Ordering::Relaxed) < target {
                 let got = c.claim(&queue, &claim).await?;

@@ -69,6 +69,7 @@ fn claim(worker: &str, max: u32, wait_ms: u64) -> ClaimRequest {
         wait_ms: Some(wait_ms),
         lease_ms: Some(600_000),
         kinds: vec![],
+        ..Default::default()
     }
 }
 

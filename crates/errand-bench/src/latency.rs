@@ -34,6 +34,7 @@ pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Res
                 wait_ms: Some(500),
                 lease_ms: Some(60_000),
                 kinds: vec![],
+                ..Default::default()
             };
             while seen.load(std::sync::atomic::Ordering::Relaxed) < total {
                 let got = c.claim("latency", &claim).await?;

@@ -197,6 +197,7 @@ async fn park(client: &Client, parked: usize, how: Parked) -> anyhow::Result<std
         wait_ms: Some(0),
         lease_ms: Some(600_000),
         kinds: vec![],
+        ..Default::default()
     };
     let mut held = 0;
     while held < holders {
@@ -240,6 +241,7 @@ pub async fn timed_claims(nodes: &[Client]) -> anyhow::Result<Figures> {
         wait_ms: Some(0),
         lease_ms: Some(60_000),
         kinds: vec![],
+        ..Default::default()
     };
     let mut h = histogram();
     let start = Instant::now();

@@ -94,6 +94,7 @@ fn complete_jobs(
                     wait_ms: Some(200),
                     lease_ms: Some(60_000),
                     kinds: vec![],
+                    ..Default::default()
                 };
                 while done.load(Ordering::Relaxed) < total {
                     let got = c.claim(queue, &claim).await?;

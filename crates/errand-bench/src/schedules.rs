@@ -53,6 +53,7 @@ pub async fn run(nodes: &[Client], count: usize, duration: Duration) -> anyhow::
                 wait_ms: Some(500),
                 lease_ms: Some(60_000),
                 kinds: vec![],
+                ..Default::default()
             };
             while !done.load(Ordering::Relaxed) {
                 let got = c.claim("scheduled", &claim).await?;

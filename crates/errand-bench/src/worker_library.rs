@@ -68,6 +68,7 @@ pub async fn raw(client: &Client, jobs: usize) -> anyhow::Result<Figures> {
                 wait_ms: Some(200),
                 lease_ms: Some(60_000),
                 kinds: vec![],
+                ..Default::default()
             };
             while done.load(Ordering::Relaxed) < target {
                 let got = c.claim(QUEUE, &claim).await?;

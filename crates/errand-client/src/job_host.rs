@@ -178,6 +178,7 @@ impl JobHost for HttpJobHost {
             wait_ms: Some(millis(wait).min(MAX_WAIT_MS)),
             lease_ms: Some(self.lease_ms),
             kinds: kinds.iter().map(|k| k.as_str().to_string()).collect(),
+            ..Default::default()
         };
         let answer = self
             .client

@@ -6,7 +6,8 @@ use std::time::Duration;
 use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueName};
 use errand_store::{
     ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobSettleManyParams, Settlement, SharedStore, StoreError,
+    JobInsertManyParams, JobListParams, JobSettleManyParams, Settled, Settlement, SharedStore,
+    StoreError,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinError;
@@ -399,6 +400,84 @@ impl Engine {
         &self,
         settlements: Vec<Settlement>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        let (settlements, too_large) = self.screen_results(settlements);
+        let out = self
+            .metrics
+            .timed(
+                "job_settle_many",
+                self.store.job_settle_many(self.settle_params(settlements)),
+            )
+            .await?;
+        Ok(self.settled(out, too_large))
+    }
+
+    /// A worker's whole cycle in one call and one store transaction: settles what it
+    /// finished, as [`settle_many`](Self::settle_many) does, then claims as
+    /// [`claim`](Self::claim) does, so a worker that keeps jobs in flight needs one round
+    /// trip per cycle. When the first claim finds nothing and the request may wait, it
+    /// waits as a plain claim does; the settlements are kept by then.
+    ///
+    /// # Errors
+    /// The store's error; when the first transaction failed, nothing of it was kept.
+    pub async fn settle_and_claim(
+        &self,
+        settlements: Vec<Settlement>,
+        req: ClaimRequest,
+    ) -> Result<(Vec<Result<Job, StoreError>>, Vec<ClaimedJob>), StoreError> {
+        if settlements.is_empty() {
+            return Ok((Vec::new(), self.claim(req).await?));
+        }
+        self.workers_seen.note(
+            &req.worker,
+            self.node_id,
+            &req.queue,
+            &req.kinds,
+            errand_core::time::system_now(),
+        );
+        let started = Instant::now();
+        let (settlements, too_large) = self.screen_results(settlements);
+        let settle = self.settle_params(settlements);
+        let claim = JobClaimParams {
+            queue: req.queue.clone(),
+            worker: req.worker.clone(),
+            max: req.max,
+            lease: req.lease,
+            kinds: req.kinds.clone(),
+        };
+        let store = self.store.clone();
+        let waker = self.waker.clone();
+        let metrics = self.metrics.clone();
+        let (settled, claimed) = detached(async move {
+            let out = metrics
+                .timed(
+                    "job_settle_and_claim",
+                    store.job_settle_and_claim(settle, claim),
+                )
+                .await?;
+            Ok((out.settled, UnheardClaim::new(out.claimed, store, waker)))
+        })
+        .await?;
+        let claimed = claimed.heard();
+        let settled = self.settled(settled, too_large);
+        self.metrics.claimed(req.queue.as_str(), &claimed);
+        if !claimed.is_empty() {
+            self.feed.poke();
+            return Ok((settled, claimed));
+        }
+        let wait = req.wait.saturating_sub(started.elapsed());
+        if wait.is_zero() {
+            return Ok((settled, claimed));
+        }
+        let claimed = self.claim_unlisted(ClaimRequest { wait, ..req }).await?;
+        Ok((settled, claimed))
+    }
+
+    /// Settlements whose result is too large become failures of their job; the second
+    /// list says, per entry, which (and the refusal its caller hears).
+    fn screen_results(
+        &self,
+        settlements: Vec<Settlement>,
+    ) -> (Vec<Settlement>, Vec<Option<StoreError>>) {
         let max = self.config.max_result_bytes;
         let mut too_large: Vec<Option<StoreError>> = Vec::with_capacity(settlements.len());
         let settlements = settlements
@@ -414,16 +493,22 @@ impl Engine {
                 }
             })
             .collect();
-        let out = self
-            .metrics
-            .timed(
-                "job_settle_many",
-                self.store.job_settle_many(JobSettleManyParams {
-                    settlements,
-                    retry_policy: self.config.retry_policy,
-                }),
-            )
-            .await?;
+        (settlements, too_large)
+    }
+
+    fn settle_params(&self, settlements: Vec<Settlement>) -> JobSettleManyParams {
+        JobSettleManyParams {
+            settlements,
+            retry_policy: self.config.retry_policy,
+        }
+    }
+
+    /// Counts and announces what a settle call changed, and answers each entry.
+    fn settled(
+        &self,
+        out: Vec<Result<Settled, StoreError>>,
+        too_large: Vec<Option<StoreError>>,
+    ) -> Vec<Result<Job, StoreError>> {
         for settled in out.iter().flatten() {
             // A repeat (its first answer was lost) changed nothing: counting it again would
             // count one attempt twice, in the totals and in the run-time histogram.
@@ -432,15 +517,14 @@ impl Engine {
             }
             self.publish(&settled.job);
         }
-        Ok(out
-            .into_iter()
+        out.into_iter()
             .zip(too_large)
             .map(|(r, refusal)| match (r, refusal) {
                 // The job failed as it should; the caller hears why its result went.
                 (Ok(_), Some(refusal)) => Err(refusal),
                 (r, _) => r.map(|settled| settled.job),
             })
-            .collect())
+            .collect()
     }
 
     /// Settles one attempt.

@@ -19,7 +19,7 @@ use errand_store::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed, Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -552,6 +552,21 @@ impl Store for PgStore {
         )
         .await?)?;
         self.announce(out.iter().flatten().map(|s| &s.job));
+        Ok(out)
+    }
+
+    async fn job_settle_and_claim(
+        &self,
+        settle: JobSettleManyParams,
+        claim: JobClaimParams,
+    ) -> Result<SettledAndClaimed, StoreError> {
+        let out = in_tx!(self, |tx| {
+            let settled =
+                job_settle::settle_many(&tx, &settle.settlements, &settle.retry_policy).await?;
+            let claimed = job_write::claim(&tx, &claim).await?;
+            SettledAndClaimed { settled, claimed }
+        })?;
+        self.announce(out.settled.iter().flatten().map(|s| &s.job));
         Ok(out)
     }
 

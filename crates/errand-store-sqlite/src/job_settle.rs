@@ -4,7 +4,7 @@ use errand_core::{
     AfterFailure, AttemptOutcome, EventType, Job, JobId, JobState, LeaseToken, Millis, RetryPolicy,
     RunReport,
 };
-use errand_store::{Settled, Settlement, StoreError};
+use errand_store::{JobSettleManyParams, Settled, Settlement, StoreError};
 use rusqlite::{named_params, params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
@@ -123,6 +123,29 @@ fn repeat_or_fenced(
         return load_job(conn, id).map(|job| Settled { job, repeat: true });
     }
     Err(fenced(conn, id))
+}
+
+/// Settles a batch in input order; refusals are answered per entry.
+pub(crate) fn settle_many(
+    conn: &Connection,
+    now: Millis,
+    params: &JobSettleManyParams,
+) -> QResult<Vec<Result<Settled, StoreError>>> {
+    let mut out = Vec::with_capacity(params.settlements.len());
+    for s in &params.settlements {
+        // A refusal (a stale token, a missing job) fails only its own entry; it comes
+        // before the entry writes anything (`settle_one` turns a later one into a failure
+        // of the batch), so no savepoint is needed: one per entry cost more than the settle
+        // itself, the statement journal growing with the batch. Any other error fails the
+        // whole call and the writer rolls all of it back, as on PostgreSQL, where a
+        // transaction cannot go on after an error.
+        match settle_one(conn, now, s, &params.retry_policy) {
+            Ok(settled) => out.push(Ok(settled)),
+            Err(Fault::Store(e)) if e.is_refusal() => out.push(Err(e)),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(out)
 }
 
 /// Settles one job, fenced on its lease token; a repeat of the settle that ended the

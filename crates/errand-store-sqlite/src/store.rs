@@ -20,14 +20,14 @@ use errand_store::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed, Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
 };
 use rusqlite::{Connection, OpenFlags, MAIN_DB};
 
-use crate::fault::{db_error, Fault, QResult};
+use crate::fault::{db_error, QResult};
 use crate::file_watch::FileWatch;
 use crate::read_pool::ReadPool;
 use crate::wake::Wakeups;
@@ -691,22 +691,19 @@ impl Store for SqliteStore {
         &self,
         params: JobSettleManyParams,
     ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
+        self.write_at(move |conn, now| job_settle::settle_many(conn, now, &params))
+            .await
+    }
+
+    async fn job_settle_and_claim(
+        &self,
+        settle: JobSettleManyParams,
+        claim: JobClaimParams,
+    ) -> Result<SettledAndClaimed, StoreError> {
         self.write_at(move |conn, now| {
-            let mut out = Vec::with_capacity(params.settlements.len());
-            for s in &params.settlements {
-                // A refusal (a stale token, a missing job) fails only its own entry; it
-                // comes before the entry writes anything (`settle_one` turns a later one
-                // into a failure of the batch), so no savepoint is needed: one per entry
-                // cost more than the settle itself, the statement journal growing with the
-                // batch. Any other error fails the whole call and the writer rolls all of it
-                // back, as on PostgreSQL, where a transaction cannot go on after an error.
-                match job_settle::settle_one(conn, now, s, &params.retry_policy) {
-                    Ok(settled) => out.push(Ok(settled)),
-                    Err(Fault::Store(e)) if e.is_refusal() => out.push(Err(e)),
-                    Err(other) => return Err(other),
-                }
-            }
-            Ok(out)
+            let settled = job_settle::settle_many(conn, now, &settle)?;
+            let claimed = claim::claim(conn, now, &claim)?;
+            Ok(SettledAndClaimed { settled, claimed })
         })
         .await
     }

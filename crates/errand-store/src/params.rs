@@ -9,6 +9,8 @@ use errand_core::{
 };
 use serde_json::Value;
 
+use crate::StoreError;
+
 /// Input of [`Store::job_insert_many`](crate::Store::job_insert_many).
 #[derive(Debug, Clone)]
 pub struct JobInsertManyParams {
@@ -69,6 +71,16 @@ pub struct ClaimedJob {
     /// The session's state, for a job with a `session_key`, read in the claim's
     /// transaction.
     pub session: Option<errand_core::session::SessionState>,
+}
+
+/// What [`Store::job_settle_and_claim`](crate::Store::job_settle_and_claim) did: each
+/// settlement's outcome in input order, and the jobs claimed after them.
+#[derive(Debug)]
+pub struct SettledAndClaimed {
+    /// As [`Store::job_settle_many`](crate::Store::job_settle_many) answers them.
+    pub settled: Vec<Result<Settled, StoreError>>,
+    /// As [`Store::job_claim`](crate::Store::job_claim) answers them.
+    pub claimed: Vec<ClaimedJob>,
 }
 
 /// Input of [`Store::job_release_many`](crate::Store::job_release_many): claims to undo

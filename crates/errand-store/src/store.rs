@@ -17,7 +17,7 @@ use crate::{
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, StoreError,
+    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -89,6 +89,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         params: JobSettleManyParams,
     ) -> Result<Vec<Result<Settled, StoreError>>, StoreError>;
+
+    /// A worker's whole cycle in one transaction: settles what it finished, as
+    /// [`job_settle_many`](Self::job_settle_many) does, then claims as
+    /// [`job_claim`](Self::job_claim) does. The settlements come first, so what they free
+    /// (a lock key, a concurrency slot, a session's next job) can go to the same claim. An
+    /// error that fails the settlements fails the claim too: nothing of either is kept.
+    async fn job_settle_and_claim(
+        &self,
+        settle: JobSettleManyParams,
+        claim: JobClaimParams,
+    ) -> Result<SettledAndClaimed, StoreError>;
 
     /// Cancels a job that has not finished. Errors: `NotFound`, `WrongState` when it finished.
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError>;

@@ -23,6 +23,7 @@ fn claim(max: u32, wait_ms: u64, lease_ms: u64) -> ClaimRequest {
         wait_ms: Some(wait_ms),
         lease_ms: Some(lease_ms),
         kinds: vec![],
+        ..Default::default()
     }
 }
 
@@ -574,4 +575,120 @@ async fn a_released_job_is_available_uncounted_and_wakes_a_waiting_claim() {
         .await
         .expect_err("no such job");
     assert_eq!(missing.status(), Some(404));
+}
+
+fn done(j: &errand_api::ClaimedJobView) -> SettleCompletion {
+    SettleCompletion {
+        id: j.id,
+        lease_token: j.lease_token,
+        result: Some(json!({"n": 1})),
+        report: None,
+        session_state: None,
+    }
+}
+
+/// A worker's cycle in one request: the claim carries the settlements of what it
+/// finished, answers each, and hands out the next jobs; a bad settlement refuses the whole
+/// request and changes nothing; settlements are kept even when the claim then waits and
+/// finds nothing.
+#[tokio::test]
+async fn a_claim_settles_what_the_worker_finished_in_the_same_request() {
+    let s = server().await;
+    let client = s.client().expect("client");
+    for _ in 0..3 {
+        client
+            .enqueue(&EnqueueRequest {
+                queue: Some("cycle".into()),
+                ..EnqueueRequest::new("k")
+            })
+            .await
+            .expect("enqueue");
+    }
+    let first = client
+        .claim("cycle", &claim(2, 0, 30_000))
+        .await
+        .expect("claim")
+        .jobs;
+    assert_eq!(first.len(), 2);
+    assert!(
+        client
+            .claim("cycle", &claim(1, 0, 30_000))
+            .await
+            .expect("plain claim")
+            .settled
+            .is_empty(),
+        "a claim without settlements answers none"
+    );
+
+    // A NUL in a failure's reason refuses the whole request: nothing settled, nothing claimed.
+    let bad = client
+        .claim(
+            "cycle",
+            &ClaimRequest {
+                completions: vec![done(&first[0])],
+                failures: vec![SettleFailure {
+                    id: first[1].id,
+                    lease_token: first[1].lease_token,
+                    error: Some("nul \u{0} here".into()),
+                    retry_in_ms: None,
+                    dead: false,
+                    report: None,
+                }],
+                ..claim(5, 0, 30_000)
+            },
+        )
+        .await
+        .expect_err("a bad settlement refuses the request");
+    assert_eq!(bad.status(), Some(400));
+    let q = client.queue("cycle").await.expect("queue");
+    assert_eq!((q.counts.running, q.counts.succeeded), (3, 0));
+
+    let forged = SettleCompletion {
+        lease_token: errand_core::LeaseToken::new(),
+        ..done(&first[1])
+    };
+    let started = Instant::now();
+    let cycle = client
+        .claim(
+            "cycle",
+            &ClaimRequest {
+                completions: vec![done(&first[0]), forged],
+                failures: vec![SettleFailure {
+                    id: first[1].id,
+                    lease_token: first[1].lease_token,
+                    error: Some("boom".into()),
+                    retry_in_ms: None,
+                    dead: true,
+                    report: None,
+                }],
+                ..claim(5, 2_000, 30_000)
+            },
+        )
+        .await
+        .expect("settle and claim");
+    let states: Vec<_> = cycle.settled.iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        vec![Some(JobState::Succeeded), None, Some(JobState::Dead)],
+        "completions first, then failures, in request order"
+    );
+    assert_eq!(
+        cycle.settled[1].error.as_ref().map(|e| e.code.as_str()),
+        Some("lease_lost")
+    );
+    assert!(
+        cycle.jobs.is_empty(),
+        "the third job is still held by the plain claim"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "with nothing ready the claim waited as asked"
+    );
+    let kept = client.job(first[0].id, None).await.expect("job");
+    assert_eq!(kept.state, JobState::Succeeded);
+    assert_eq!(kept.result, Some(json!({"n": 1})));
+    assert_eq!(
+        client.job(first[1].id, None).await.expect("job").state,
+        JobState::Dead
+    );
 }

@@ -20,6 +20,7 @@ fn claim(wait_ms: u64) -> ClaimRequest {
         wait_ms: Some(wait_ms),
         lease_ms: Some(60_000),
         kinds: vec![],
+        ..Default::default()
     }
 }
 

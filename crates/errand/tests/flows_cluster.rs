@@ -33,6 +33,7 @@ fn claim(worker: &str, max: u32, wait_ms: u64, lease_ms: u64) -> ClaimRequest {
         wait_ms: Some(wait_ms),
         lease_ms: Some(lease_ms),
         kinds: vec![],
+        ..Default::default()
     }
 }
 

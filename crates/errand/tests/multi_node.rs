@@ -67,6 +67,7 @@ async fn work(
         wait_ms: Some(500),
         lease_ms: Some(300_000),
         kinds: vec![],
+        ..Default::default()
     };
     while done.lock().await.len() < total {
         let got = client.claim(queue, &claim).await.expect("claim");

@@ -76,6 +76,7 @@ fn claim(max: u32) -> ClaimRequest {
         wait_ms: Some(0),
         lease_ms: Some(60_000),
         kinds: vec![],
+        ..Default::default()
     }
 }
 

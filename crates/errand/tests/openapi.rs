@@ -418,6 +418,21 @@ async fn every_route_the_rust_client_and_worker_libraries_call_is_documented() {
                 wait_ms: Some(1),
                 lease_ms: Some(1000),
                 kinds: vec!["k".into()],
+                completions: vec![errand_api::SettleCompletion {
+                    id: errand_core::JobId::new(),
+                    lease_token: errand_core::LeaseToken::new(),
+                    result: None,
+                    report: None,
+                    session_state: None,
+                }],
+                failures: vec![errand_api::SettleFailure {
+                    id: errand_core::JobId::new(),
+                    lease_token: errand_core::LeaseToken::new(),
+                    error: None,
+                    retry_in_ms: None,
+                    dead: false,
+                    report: None,
+                }],
             })
             .expect("json"),
         ),

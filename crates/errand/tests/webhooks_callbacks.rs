@@ -39,6 +39,7 @@ async fn run_job_with_callback(client: &Client, queue: &str, url: &str) -> Job {
                 wait_ms: Some(5_000),
                 lease_ms: Some(60_000),
                 kinds: vec![],
+                ..Default::default()
             },
         )
         .await

@@ -27,6 +27,7 @@ fn claim_one(worker: &str) -> ClaimRequest {
         wait_ms: Some(5_000),
         lease_ms: Some(60_000),
         kinds: vec![],
+        ..Default::default()
     }
 }
 

@@ -7,12 +7,12 @@ use axum::Json;
 use errand_api::schema::MAX_WORKER_LEN;
 use errand_api::{
     ClaimRequest, ClaimResponse, ClaimedJobView, CompleteRequest, ErrorBody, FailRequest,
-    HeartbeatRequest, HeartbeatResponse, ReleaseRequest, SettleRequest, SettleResponse,
-    SettleResult,
+    HeartbeatRequest, HeartbeatResponse, ReleaseRequest, SettleCompletion, SettleFailure,
+    SettleRequest, SettleResponse, SettleResult,
 };
 use errand_core::limits::{DEFAULT_LEASE_MS, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
-use errand_core::{Job, JobKind, QueueName, RunReport};
-use errand_store::{JobHeartbeatParams, Settlement};
+use errand_core::{Job, JobId, JobKind, QueueName, RunReport};
+use errand_store::{JobHeartbeatParams, Settlement, StoreError};
 
 use crate::extract::{job_id, ApiJson, ApiPath, OptionalJson};
 use crate::{ApiError, AppState};
@@ -26,11 +26,13 @@ fn lease(field: &str, ms: u64) -> Result<Duration, ApiError> {
     Ok(Duration::from_millis(ms))
 }
 
-/// Leases up to `max` ready jobs of the queue, long-polling up to `wait_ms` for work.
+/// Leases up to `max` ready jobs of the queue, long-polling up to `wait_ms` for work. May
+/// first settle the jobs the worker finished (`completions`, `failures`) in the claim's
+/// transaction: one round trip per worker cycle.
 #[utoipa::path(post, path = "/v1/queues/{queue}/claim", operation_id = "claim_jobs", tag = "workers",
     params(("queue" = errand_core::QueueName, Path, description = "Queue name")),
     request_body = Option<ClaimRequest>,
-    responses((status = 200, description = "Claimed jobs (maybe none)", body = ClaimResponse), (status = 400, body = ErrorBody), (status = 503, description = "Store unavailable; retry", body = ErrorBody)))]
+    responses((status = 200, description = "Claimed jobs (maybe none), and how each settlement sent with the claim went", body = ClaimResponse), (status = 400, body = ErrorBody), (status = 409, description = "constraint_violated: nothing of the settlements or the claim was kept", body = ErrorBody), (status = 503, description = "Store unavailable; nothing of the settlements is known to be kept: send them again", body = ErrorBody)))]
 pub(crate) async fn claim(
     State(state): State<AppState>,
     ApiPath(queue): ApiPath<String>,
@@ -59,22 +61,27 @@ pub(crate) async fn claim(
     } else {
         None
     };
-    let claimed = state
+    let (ids, settlements) = settlements(req.completions, req.failures)?;
+    let (settled, claimed) = state
         .engine
-        .claim(errand_engine::ClaimRequest {
-            queue,
-            worker,
-            max,
-            lease: lease("lease_ms", req.lease_ms.unwrap_or(DEFAULT_LEASE_MS))?,
-            kinds,
-            wait: Duration::from_millis(wait_ms),
-        })
+        .settle_and_claim(
+            settlements,
+            errand_engine::ClaimRequest {
+                queue,
+                worker,
+                max,
+                lease: lease("lease_ms", req.lease_ms.unwrap_or(DEFAULT_LEASE_MS))?,
+                kinds,
+                wait: Duration::from_millis(wait_ms),
+            },
+        )
         .await?;
     Ok(Json(ClaimResponse {
         jobs: claimed
             .into_iter()
             .map(|c| ClaimedJobView::new(c.job, c.lease_token).with_session(c.session))
             .collect(),
+        settled: settle_results(ids, settled),
     }))
 }
 
@@ -258,29 +265,29 @@ pub(crate) async fn fail(
     Ok(Json(job))
 }
 
-/// Settles many jobs in one call; each entry is fenced on its own token and answered in
-/// order (completions first, then failures).
-#[utoipa::path(post, path = "/v1/jobs/settle", operation_id = "settle_jobs", tag = "workers",
-    request_body = SettleRequest,
-    responses((status = 200, description = "Per-entry outcomes; a completion whose result is longer than `max_result_bytes` answers `result_too_large` and its job is dead", body = SettleResponse), (status = 400, body = ErrorBody), (status = 409, description = "constraint_violated: nothing of the batch was kept", body = ErrorBody), (status = 500, description = "A bug or an unreadable record: nothing of the batch was kept", body = ErrorBody), (status = 503, description = "Nothing of the batch is known to be kept; send it again", body = ErrorBody)))]
-pub(crate) async fn settle(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<SettleRequest>,
-) -> Result<Json<SettleResponse>, ApiError> {
-    let total = req.completions.len() + req.failures.len();
-    if total == 0 || total > MAX_CLAIM as usize * 10 {
+/// Most settlements in one call (a settle call, or the ones a claim carries).
+const MAX_SETTLE: usize = MAX_CLAIM as usize * 10;
+
+/// Checks a call's completions and failures and turns them into settlements, completions
+/// first; also returns their job ids in that order, to answer each.
+fn settlements(
+    completions: Vec<SettleCompletion>,
+    failures: Vec<SettleFailure>,
+) -> Result<(Vec<JobId>, Vec<Settlement>), ApiError> {
+    let total = completions.len() + failures.len();
+    if total > MAX_SETTLE {
         return Err(ApiError::invalid(format!(
-            "settle 1 to {} jobs per call",
-            MAX_CLAIM * 10
+            "settle 1 to {MAX_SETTLE} jobs per call"
         )));
     }
-    let completions = req.completions.len();
-    let mut settlements: Vec<Settlement> = req
-        .completions
-        .into_iter()
-        .map(|c| completion(c.id, c.lease_token, c.result, c.report, c.session_state))
-        .collect();
-    settlements.extend(req.failures.into_iter().map(|f| {
+    let count = completions.len();
+    let mut settlements: Vec<Settlement> = Vec::with_capacity(total);
+    settlements.extend(
+        completions
+            .into_iter()
+            .map(|c| completion(c.id, c.lease_token, c.result, c.report, c.session_state)),
+    );
+    settlements.extend(failures.into_iter().map(|f| {
         failure(
             f.id,
             f.lease_token,
@@ -291,17 +298,22 @@ pub(crate) async fn settle(
         )
     }));
     for (i, s) in settlements.iter().enumerate() {
-        let prefix = if i < completions {
+        let prefix = if i < count {
             format!("completions[{i}].")
         } else {
-            format!("failures[{}].", i - completions)
+            format!("failures[{}].", i - count)
         };
         storable(&prefix, s)?;
     }
-    let ids: Vec<_> = settlements.iter().map(Settlement::id).collect();
-    let out = state.engine.settle_many(settlements).await?;
-    let results = ids
-        .into_iter()
+    Ok((
+        settlements.iter().map(Settlement::id).collect(),
+        settlements,
+    ))
+}
+
+/// Each settlement's answer, in the order of `ids`.
+fn settle_results(ids: Vec<JobId>, out: Vec<Result<Job, StoreError>>) -> Vec<SettleResult> {
+    ids.into_iter()
         .zip(out)
         .map(|(id, r)| match r {
             Ok(job) => SettleResult {
@@ -315,6 +327,25 @@ pub(crate) async fn settle(
                 error: Some(ApiError::from(e).detail()),
             },
         })
-        .collect();
+        .collect()
+}
+
+/// Settles many jobs in one call; each entry is fenced on its own token and answered in
+/// order (completions first, then failures).
+#[utoipa::path(post, path = "/v1/jobs/settle", operation_id = "settle_jobs", tag = "workers",
+    request_body = SettleRequest,
+    responses((status = 200, description = "Per-entry outcomes; a completion whose result is longer than `max_result_bytes` answers `result_too_large` and its job is dead", body = SettleResponse), (status = 400, body = ErrorBody), (status = 409, description = "constraint_violated: nothing of the batch was kept", body = ErrorBody), (status = 500, description = "A bug or an unreadable record: nothing of the batch was kept", body = ErrorBody), (status = 503, description = "Nothing of the batch is known to be kept; send it again", body = ErrorBody)))]
+pub(crate) async fn settle(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SettleRequest>,
+) -> Result<Json<SettleResponse>, ApiError> {
+    let (ids, settlements) = settlements(req.completions, req.failures)?;
+    if ids.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "settle 1 to {MAX_SETTLE} jobs per call"
+        )));
+    }
+    let out = state.engine.settle_many(settlements).await?;
+    let results = settle_results(ids, out);
     Ok(Json(SettleResponse { results }))
 }

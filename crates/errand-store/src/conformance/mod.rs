@@ -169,6 +169,7 @@ macro_rules! conformance_suite {
             retry_dead_job_grants_one_more_attempt,
             retry_running_job_conflicts,
             settle_many_fences_each_entry,
+            settle_and_claim_settles_first_then_claims,
             expired_lease_returns_job_to_queue,
             expired_lease_without_attempts_left_is_dead,
             attempt_past_timeout_is_failed,

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::support::*;
 use super::{Ctx, DriveClock};
-use crate::{ClaimedJob, JobHeartbeatParams, JobSettleManyParams, SharedStore, StoreError};
+use crate::{
+    ClaimedJob, JobClaimParams, JobHeartbeatParams, JobSettleManyParams, SharedStore, StoreError,
+};
 
 /// Fencing: a token that is not the current lease's changes nothing.
 pub(crate) async fn complete_with_stale_token_is_rejected(Ctx { store, .. }: Ctx) {
@@ -381,5 +383,64 @@ pub(crate) async fn settle_many_fences_each_entry(Ctx { store, .. }: Ctx) {
     assert_eq!(
         store.job_get(cs[1].job.id).await.expect("get").state,
         JobState::Running
+    );
+}
+
+/// A worker's cycle in one call: the settlements come first, each fenced alone, so the
+/// lock the completed job held goes to the same call's claim; a refused entry does not stop
+/// the claim.
+pub(crate) async fn settle_and_claim_settles_first_then_claims(Ctx { store, .. }: Ctx) {
+    let a1 = locked("q", "a");
+    let a2 = locked("q", "a");
+    let b = locked("q", "b");
+    let other = new_job("q", "k");
+    insert(&store, vec![a1.clone(), a2.clone(), b.clone()]).await;
+    let first = claim(&store, "q", 10).await;
+    assert_eq!(ids(&first), vec![a1.id, b.id], "a2 waits for the lock");
+    insert(&store, vec![other.clone()]).await;
+    let forged = ClaimedJob {
+        job: first[1].job.clone(),
+        lease_token: LeaseToken::new(),
+        session: Default::default(),
+    };
+    let out = store
+        .job_settle_and_claim(
+            JobSettleManyParams {
+                settlements: vec![complete(&forged), complete(&first[0])],
+                retry_policy: no_jitter(),
+            },
+            JobClaimParams {
+                queue: queue("q"),
+                worker: "w1".into(),
+                max: 10,
+                lease: Duration::from_secs(60),
+                kinds: vec![],
+            },
+        )
+        .await
+        .expect("settle and claim");
+    assert_eq!(out.settled.len(), 2);
+    assert!(matches!(out.settled[0], Err(StoreError::LeaseLost { .. })));
+    assert_eq!(
+        out.settled[1].as_ref().expect("second").job.state,
+        JobState::Succeeded
+    );
+    let mut claimed = ids(&out.claimed);
+    claimed.sort();
+    let mut expected = vec![a2.id, other.id];
+    expected.sort();
+    assert_eq!(
+        claimed, expected,
+        "the freed lock's next job is claimed too"
+    );
+    assert!(out.claimed.iter().all(|c| c.job.state == JobState::Running));
+    assert_eq!(
+        store.job_get(a1.id).await.expect("get").state,
+        JobState::Succeeded
+    );
+    assert_eq!(
+        store.job_get(b.id).await.expect("get").state,
+        JobState::Running,
+        "the refused entry changed nothing"
     );
 }
