@@ -11,6 +11,7 @@ mod dashboard_pages;
 mod end_to_end;
 mod enqueue;
 mod flows;
+mod idle;
 mod latency;
 mod list_reads;
 mod metrics_scrape;
@@ -22,6 +23,7 @@ mod schedules;
 mod scripts;
 mod server_cpu;
 mod stats;
+mod worker_cycle;
 mod worker_library;
 
 use std::time::Duration;
@@ -81,6 +83,13 @@ pub enum Scenario {
     /// drained by raw HTTP claim/settle loops, and again by one `errand-worker` Worker at
     /// concurrency 16 (not part of `all`).
     WorkerLibrary,
+    /// A worker keeping 16 jobs in flight over HTTP, one job per slot: `--jobs` jobs (at
+    /// most 100,000) drained with two requests per job (settle, claim) and, on a fresh
+    /// server, with one (the claim carries the settlement) (not part of `all`).
+    Cycle,
+    /// An idle server: its CPU per second over `--duration` after a 2 s settling time (not
+    /// part of `all`).
+    Idle,
 }
 
 /// `errand-bench` flags.
@@ -357,19 +366,42 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::WorkerLibrary {
         let jobs = args.jobs.min(100_000);
         let d = deploy(&args).await?;
-        worker_library::fill(&d.clients[0], jobs).await?;
+        worker_library::fill(&d.clients[0], worker_library::QUEUE, jobs).await?;
         d.measure(worker_library::raw(&d.clients[0], jobs))
             .await?
             .print("drain, raw HTTP workers (8 x claim 500)");
         drop(d);
         let d = deploy(&args).await?;
-        worker_library::fill(&d.clients[0], jobs).await?;
+        worker_library::fill(&d.clients[0], worker_library::QUEUE, jobs).await?;
         d.measure(worker_library::library(&d.clients[0], jobs))
             .await?
             .print(&format!(
                 "drain, errand-worker at concurrency {}",
                 worker_library::CONCURRENCY
             ));
+    }
+    if args.scenario == Scenario::Cycle {
+        let jobs = args.jobs.min(100_000);
+        for (cycle, name) in [
+            (worker_cycle::Cycle::TwoCalls, "settle, then claim"),
+            (
+                worker_cycle::Cycle::OneCall,
+                "claim carrying the settlement",
+            ),
+        ] {
+            let d = deploy(&args).await?;
+            worker_library::fill(&d.clients[0], worker_cycle::QUEUE, jobs).await?;
+            d.measure(worker_cycle::run(&d.clients[0], jobs, cycle))
+                .await?
+                .print(&format!(
+                    "drain, {} in flight, claim 1, {name}",
+                    worker_cycle::SLOTS
+                ));
+        }
+    }
+    if args.scenario == Scenario::Idle {
+        let d = deploy(&args).await?;
+        idle::run(&d, duration).await?;
     }
     Ok(())
 }

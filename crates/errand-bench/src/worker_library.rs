@@ -14,7 +14,7 @@ use errand_worker::{CancellationToken, JobContext, JobError, Worker};
 use super::stats::Figures;
 
 /// The queue of this scenario.
-const QUEUE: &str = "lib";
+pub const QUEUE: &str = "lib";
 /// Raw workers and their claim size (as in the end-to-end scenario).
 const RAW_WORKERS: usize = 8;
 const RAW_CLAIM: u32 = 500;
@@ -33,15 +33,15 @@ async fn noop(_ctx: JobContext, _job: Noop) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Enqueues `jobs` no-op jobs in batches of 1,000.
-pub async fn fill(client: &Client, jobs: usize) -> anyhow::Result<()> {
+/// Enqueues `jobs` no-op jobs to `queue` in batches of 1,000.
+pub async fn fill(client: &Client, queue: &str, jobs: usize) -> anyhow::Result<()> {
     let mut left = jobs;
     while left > 0 {
         let n = left.min(1000);
         let req = BatchEnqueueRequest {
             jobs: (0..n)
                 .map(|_| EnqueueRequest {
-                    queue: Some(QUEUE.into()),
+                    queue: Some(queue.into()),
                     ..EnqueueRequest::new(Noop::KIND)
                 })
                 .collect(),

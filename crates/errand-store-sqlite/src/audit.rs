@@ -74,7 +74,7 @@ pub(crate) fn list(conn: &Connection, p: &AuditListParams) -> QResult<Vec<AuditE
         format!("WHERE {} ", conditions.join(" AND "))
     };
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM audit_log {filter}ORDER BY id DESC LIMIT ?{}",
+        "SELECT {COLUMNS} FROM audit_log {filter}ORDER BY id DESC LIMIT +?{}",
         values.len()
     ))?;
     let mut rows = stmt.query(params_from_iter(values))?;

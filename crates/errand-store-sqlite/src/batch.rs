@@ -73,7 +73,7 @@ pub(crate) fn get(conn: &Connection, id: BatchId) -> QResult<Batch> {
 pub(crate) fn list(conn: &Connection, p: &BatchListParams) -> QResult<Vec<Batch>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM batches WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR id < ?2) \
-         ORDER BY id DESC LIMIT ?3"
+         ORDER BY id DESC LIMIT +?3"
     ))?;
     let mut rows = stmt.query(params![
         p.state.map(|s| s.as_str()),
@@ -265,7 +265,7 @@ fn complete(conn: &Connection, now: Millis, id: BatchId) -> QResult<()> {
     let failed: Vec<errand_core::JobId> = conn
         .prepare_cached(
             "SELECT id FROM jobs WHERE batch_id = ?1 AND state IN ('dead', 'cancelled') \
-             ORDER BY id LIMIT ?2",
+             ORDER BY id LIMIT +?2",
         )?
         .query_map(
             params![id.as_bytes().as_slice(), batch::MAX_FAILED_IDS as i64],

@@ -157,7 +157,7 @@ pub(crate) fn claim(
                AND (d.subscription_id IS NULL OR EXISTS ( \
                    SELECT 1 FROM subscriptions s \
                    WHERE s.id = d.subscription_id AND s.state = 'active')) \
-             ORDER BY d.next_at, d.id LIMIT ?2",
+             ORDER BY d.next_at, d.id LIMIT +?2",
         )?;
         let rows = stmt.query_map(params![now, i64::from(p.max)], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
@@ -301,7 +301,7 @@ pub(crate) fn list(conn: &Connection, p: &DeliveryListParams) -> QResult<Vec<Del
         sql.push_str(&format!(" AND id < ?{}", args.len()));
     }
     args.push(SqlValue::Integer(i64::from(p.limit)));
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT +?{}", args.len()));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
     let mut out = Vec::new();
@@ -326,7 +326,7 @@ pub(crate) fn prune(
             "SELECT id FROM deliveries WHERE (state <> 'pending' AND updated_at < ?1) \
                 OR (state = 'pending' AND subscription_id IS NOT NULL AND NOT EXISTS \
                     (SELECT 1 FROM subscriptions s WHERE s.id = deliveries.subscription_id)) \
-             ORDER BY updated_at LIMIT ?2",
+             ORDER BY updated_at LIMIT +?2",
         )?;
         let rows = stmt.query_map(
             params![now.saturating_sub(older_than_ms), i64::from(limit)],

@@ -39,7 +39,7 @@ pub(crate) fn read(conn: &Connection, after: Option<EventId>, limit: u32) -> QRe
     };
     let from = after.map_or(0, stored_id);
     let mut stmt =
-        conn.prepare_cached("SELECT id, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        conn.prepare_cached("SELECT id, data FROM events WHERE id > ?1 ORDER BY id LIMIT +?2")?;
     let mut rows = stmt.query(params![from, limit])?;
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
@@ -75,14 +75,14 @@ pub(crate) fn prune(conn: &Connection, now: Millis, p: &EventPruneParams) -> QRe
     let offset = i64::try_from(p.keep_at_most).unwrap_or(i64::MAX);
     // Events up to this id are beyond the newest `keep_at_most`.
     let beyond_count: Option<i64> = conn
-        .prepare_cached("SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1")?
+        .prepare_cached("SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET +?1")?
         .query_row([offset], |r| r.get(0))
         .optional()?;
     let keep_after = p.keep_after.map_or(i64::MAX, stored_id);
     // Only a prefix of the log goes, so a reader's cursor is either before the gap (and
     // told so) or after it: never beside a hole.
     let mut stmt =
-        conn.prepare_cached("SELECT id, at FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2")?;
+        conn.prepare_cached("SELECT id, at FROM events WHERE id <= ?1 ORDER BY id LIMIT +?2")?;
     let mut rows = stmt.query(params![keep_after, p.limit])?;
     let mut last = None;
     let mut n = 0u64;

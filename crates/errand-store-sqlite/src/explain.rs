@@ -42,7 +42,7 @@ pub(crate) fn facts(conn: &Connection, now: Millis, id: JobId) -> QResult<Explai
     let queue_running = holders(
         conn,
         "SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'running'",
-        "SELECT id FROM jobs WHERE queue = ?1 AND state = 'running' ORDER BY started_at, id LIMIT ?2",
+        "SELECT id FROM jobs WHERE queue = ?1 AND state = 'running' ORDER BY started_at, id LIMIT +?2",
         queue,
     )?;
     let kind_limit = match limit::read(conn, LimitScope::Kind, job.kind.as_str())? {
@@ -51,7 +51,7 @@ pub(crate) fn facts(conn: &Connection, now: Millis, id: JobId) -> QResult<Explai
                 conn,
                 "SELECT count(*) FROM jobs INDEXED BY jobs_running_kind WHERE kind = ?1 AND state = 'running'",
                 "SELECT id FROM jobs INDEXED BY jobs_running_kind WHERE kind = ?1 AND state = 'running' \
-                 ORDER BY started_at, id LIMIT ?2",
+                 ORDER BY started_at, id LIMIT +?2",
                 job.kind.as_str(),
             )?;
             Some((l, h, bucket))
@@ -71,7 +71,7 @@ pub(crate) fn facts(conn: &Connection, now: Millis, id: JobId) -> QResult<Explai
                 "SELECT count(*) FROM jobs INDEXED BY jobs_gate WHERE gate = ?1 AND parked = 0 \
                  AND state IN ('available', 'scheduled', 'running')",
                 "SELECT id FROM jobs INDEXED BY jobs_gate WHERE gate = ?1 AND parked = 0 \
-                 AND state IN ('available', 'scheduled', 'running') ORDER BY gate_seq LIMIT ?2",
+                 AND state IN ('available', 'scheduled', 'running') ORDER BY gate_seq LIMIT +?2",
                 &name,
             )?;
             let session = match &job.ordering.session_key {

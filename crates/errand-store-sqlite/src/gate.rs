@@ -128,14 +128,14 @@ pub(crate) const ADMIT_SESSION: &str = "UPDATE jobs SET parked = 0, updated_at =
          state = CASE WHEN state = 'scheduled' AND run_at <= ?1 THEN 'available' ELSE state END \
      WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
          WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
-         ORDER BY gate_seq LIMIT ?3) RETURNING queue";
+         ORDER BY gate_seq LIMIT +?3) RETURNING queue";
 
 /// Admits a lock's or key's next due jobs, as [`ADMIT_SESSION`].
 pub(crate) const ADMIT_DUE: &str =
     "UPDATE jobs SET parked = 0, updated_at = ?1, state = 'available' \
      WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_gate \
          WHERE gate = ?2 AND parked = 1 AND state IN ('available', 'scheduled', 'running') \
-         AND run_at <= ?1 ORDER BY gate_seq LIMIT ?3) RETURNING queue";
+         AND run_at <= ?1 ORDER BY gate_seq LIMIT +?3) RETURNING queue";
 
 /// Lets parked jobs take the gate's free places, lowest seq first: any of a session's
 /// (enqueue order, due or not), only due ones of a lock or key. Returns the queues that

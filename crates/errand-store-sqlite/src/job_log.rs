@@ -111,7 +111,7 @@ pub(crate) fn list(conn: &Connection, p: &JobLogListParams) -> QResult<Vec<LogEn
     let mut stmt = conn.prepare_cached(
         "SELECT attempt, seq, at, stream, line FROM job_logs \
          WHERE owner = ?1 AND (?2 IS NULL OR attempt = ?2) AND (attempt, seq) > (?3, ?4) \
-         ORDER BY attempt, seq LIMIT ?5",
+         ORDER BY attempt, seq LIMIT +?5",
     )?;
     let mut rows = stmt.query(params![
         p.owner.as_bytes().as_slice(),
@@ -151,7 +151,7 @@ pub(crate) fn prune(
             "DELETE FROM job_logs WHERE (owner, attempt, seq) IN ( \
                  SELECT owner, attempt, seq FROM job_logs INDEXED BY job_logs_at \
                  WHERE at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = job_logs.owner) \
-                 ORDER BY at LIMIT ?2)",
+                 ORDER BY at LIMIT +?2)",
         )?
         .execute(params![now.saturating_sub(older_than_ms), limit])?;
     Ok(n as u64)

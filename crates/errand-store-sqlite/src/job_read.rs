@@ -59,7 +59,7 @@ pub(crate) fn list(conn: &Connection, p: &JobListParams) -> QResult<Vec<Job>> {
     };
     args.push(SqlValue::Integer(i64::from(p.limit)));
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM {from} {filter} ORDER BY {id} DESC LIMIT ?"
+        "SELECT {JOB_COLUMNS} FROM {from} {filter} ORDER BY {id} DESC LIMIT +?"
     ))?;
     query_jobs(&mut stmt, rusqlite::params_from_iter(args))
 }
@@ -81,7 +81,7 @@ fn list_queue(
         .map(|s| {
             format!(
                 "SELECT pick FROM (SELECT id AS pick FROM jobs INDEXED BY jobs_queue_list \
-                 WHERE queue = ?1 AND state = '{}' {cursor} ORDER BY id DESC LIMIT ?2)",
+                 WHERE queue = ?1 AND state = '{}' {cursor} ORDER BY id DESC LIMIT +?2)",
                 s.as_str()
             )
         })
@@ -89,7 +89,7 @@ fn list_queue(
     // CROSS JOIN keeps the picks as the outer loop: each is one primary-key lookup.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {JOB_COLUMNS} FROM ({}) AS picks CROSS JOIN jobs ON jobs.id = picks.pick \
-         ORDER BY jobs.id DESC LIMIT ?2",
+         ORDER BY jobs.id DESC LIMIT +?2",
         arms.join(" UNION ALL ")
     ))?;
     let mut args = vec![

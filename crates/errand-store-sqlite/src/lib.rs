@@ -4,6 +4,10 @@
 //! and completions gathered while the previous commit ran are committed together in one
 //! transaction, and each caller is answered only once that commit is on disk. Reads use a
 //! small pool of read-only connections and never wait for the writer.
+//!
+//! Statements bind a row limit or offset as `LIMIT +?N` / `OFFSET +?N`, never `LIMIT ?N`:
+//! SQLite plans with a bare bound limit's value and so prepares the statement again on
+//! every run, which cost a claim more than the claim itself.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod audit;
@@ -48,3 +52,27 @@ mod workflow;
 mod writer;
 
 pub use store::{Durability, SqliteOptions, SqliteStore};
+
+#[cfg(test)]
+mod statement_rules {
+    /// See the crate's documentation: a bare bound `LIMIT ?` makes SQLite prepare the
+    /// statement again on every run (`claim::tests` shows it for the claim).
+    #[test]
+    fn no_statement_binds_a_bare_limit_or_offset() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&src).expect("src") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read");
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                if line.contains(concat!("LIMIT", " ?")) || line.contains(concat!("OFFSET", " ?")) {
+                    found.push(format!("{}:{}", path.display(), n + 1));
+                }
+            }
+        }
+        assert!(found.is_empty(), "bare bound LIMIT/OFFSET at {found:?}");
+    }
+}

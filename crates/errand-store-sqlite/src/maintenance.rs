@@ -32,7 +32,7 @@ pub(crate) fn rescue_expired(
          (SELECT defaults FROM queues WHERE name = jobs.queue) FROM jobs INDEXED BY jobs_leases \
          WHERE state = 'running' AND (lease_expires_at <= ?1 \
              OR (timeout_ms IS NOT NULL AND started_at + timeout_ms <= ?1)) \
-         LIMIT ?2",
+         LIMIT +?2",
     )?;
     let mut rows = stmt.query(params![now, p.limit])?;
     let mut stuck = Vec::new();
@@ -73,7 +73,7 @@ pub(crate) fn promote_due(conn: &Connection, now: Millis, limit: u32) -> QResult
     let mut stmt = conn.prepare_cached(
         "UPDATE jobs SET state = 'available', updated_at = ?1 WHERE id IN \
          (SELECT id FROM jobs INDEXED BY jobs_scheduled WHERE state = 'scheduled' AND run_at <= ?1 \
-          ORDER BY run_at LIMIT ?2) RETURNING queue, CASE WHEN parked = 1 THEN gate END",
+          ORDER BY run_at LIMIT +?2) RETURNING queue, CASE WHEN parked = 1 THEN gate END",
     )?;
     let mut rows = stmt.query(params![now, limit])?;
     let mut queues = BTreeSet::new();
@@ -119,7 +119,7 @@ pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResu
         .collect::<Result<_, _>>()?;
     let mut pick = conn.prepare_cached(&format!(
         "SELECT id, gate FROM jobs WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 \
-         AND NOT {FLOW_KEEPS} ORDER BY finished_at LIMIT ?4"
+         AND NOT {FLOW_KEEPS} ORDER BY finished_at LIMIT +?4"
     ))?;
     let mut attempts = conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")?;
     let mut jobs = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;

@@ -140,7 +140,7 @@ pub(crate) fn due(conn: &Connection, now: Millis, limit: u32) -> QResult<Vec<Sch
             "SELECT {COLUMNS} {FROM} WHERE s.paused = 0 AND (s.next_fire_at <= ?1 \
                  OR (s.buffered_slot IS NOT NULL \
                      AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled')))) \
-             ORDER BY s.next_fire_at LIMIT ?2"
+             ORDER BY s.next_fire_at LIMIT +?2"
         ),
         params![now, limit],
     )
@@ -257,7 +257,7 @@ pub(crate) fn slot_list(
     p: &ScheduleSlotListParams,
 ) -> QResult<Vec<ScheduleSlotRecord>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT slot, job_id FROM schedule_slots WHERE schedule = ?1 AND slot > ?2 ORDER BY slot LIMIT ?3",
+        "SELECT slot, job_id FROM schedule_slots WHERE schedule = ?1 AND slot > ?2 ORDER BY slot LIMIT +?3",
     )?;
     let mut rows = stmt.query(params![
         p.schedule.as_str(),
@@ -302,7 +302,7 @@ pub(crate) fn slot_prune(
     let n = conn
         .prepare_cached(
             "DELETE FROM schedule_slots WHERE (schedule, slot) IN \
-             (SELECT schedule, slot FROM schedule_slots WHERE slot < ?1 ORDER BY slot LIMIT ?2)",
+             (SELECT schedule, slot FROM schedule_slots WHERE slot < ?1 ORDER BY slot LIMIT +?2)",
         )?
         .execute(params![cutoff, p.limit])?;
     Ok(n as u64)

@@ -136,7 +136,7 @@ pub(crate) fn list(conn: &Connection, p: &SessionListParams) -> QResult<Vec<Sess
     let from = Gate::session_name(p.after.as_deref().unwrap_or(""));
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM gates WHERE name > ?1 AND name < 'session;' \
-         AND (?2 IS NULL OR (blocked_by IS NOT NULL) = ?2) ORDER BY name LIMIT ?3"
+         AND (?2 IS NULL OR (blocked_by IS NOT NULL) = ?2) ORDER BY name LIMIT +?3"
     ))?;
     let mut rows = stmt.query(params![from, p.blocked, p.limit])?;
     let mut out = Vec::new();

@@ -483,7 +483,7 @@ pub(crate) fn list(conn: &Connection, p: &WorkflowListParams) -> QResult<Vec<Wor
         "SELECT id, name, template, state, failed_step, steps, steps_succeeded, created_at, \
          ended_at FROM workflows WHERE (?1 IS NULL OR state = ?1) \
          AND (?2 IS NULL OR template = ?2) AND (?3 IS NULL OR id < ?3) \
-         ORDER BY id DESC LIMIT ?4",
+         ORDER BY id DESC LIMIT +?4",
     )?;
     let mut rows = stmt.query(params![
         p.state.map(|s| s.as_str()),
@@ -655,7 +655,7 @@ pub(crate) fn supervise(
             "SELECT id, step, state, on_deadline, deadline_retried, deadline_ms, attempt, parked \
              FROM jobs INDEXED BY jobs_deadline WHERE deadline_at <= ?1 \
              AND state IN ('available', 'scheduled', 'running') AND step_role = 'step' \
-             ORDER BY deadline_at LIMIT ?2",
+             ORDER BY deadline_at LIMIT +?2",
         )?
         .query_map(params![now, limit], |r| {
             Ok(Overdue {
