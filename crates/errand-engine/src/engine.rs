@@ -59,9 +59,13 @@ pub struct Engine {
     pub(crate) feed: EventFeed,
     /// Callers waiting for jobs to end.
     pub(crate) waiters: Arc<Waiters>,
-    /// The soonest slot the last scheduler pass planned (store clock, milliseconds), so the
-    /// runner can wake right at it instead of up to one poll interval later.
-    pub(crate) next_slot_hint: std::sync::atomic::AtomicI64,
+    /// When delayed jobs and retries next come due: the promoter sleeps until then.
+    pub(crate) promote_due: crate::due_clock::DueClock,
+    /// When a lease or timeout next ends: the rescuer sleeps until then.
+    pub(crate) rescue_due: crate::due_clock::DueClock,
+    /// When a schedule next has a slot (or a buffered slot was freed): the scheduler sleeps
+    /// until then.
+    pub(crate) fire_due: crate::due_clock::DueClock,
     /// Rung when this process recorded a delivery that is due now (a fan-out, a job with a
     /// `callback_url` ending), so the delivery worker sends it without waiting for its poll.
     pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
@@ -92,7 +96,9 @@ impl Engine {
             shutdown: CancellationToken::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             node_id: NodeId::new(),
-            next_slot_hint: std::sync::atomic::AtomicI64::new(i64::MAX),
+            promote_due: Default::default(),
+            rescue_due: Default::default(),
+            fire_due: Default::default(),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
             workers_seen: Default::default(),
             about: std::sync::OnceLock::new(),
@@ -156,6 +162,7 @@ impl Engine {
 
     pub(crate) fn publish(&self, job: &Job) {
         self.feed.poke();
+        self.note_due_work(job);
         if job.state.is_final() {
             self.waiters.wake(job.id);
         }
@@ -198,6 +205,31 @@ impl Engine {
         });
         if state == JobState::Available {
             self.waker.wake(queue, Ready::Jobs(1));
+        }
+    }
+
+    /// Tells the timed services of work `job` brings: a delayed job or a retry comes due
+    /// at its `run_at`; a schedule's job that ended may free the schedule's buffered slot.
+    fn note_due_work(&self, job: &Job) {
+        if job.state == JobState::Scheduled {
+            self.promote_due
+                .note_at(errand_core::time::to_millis(job.run_at));
+        } else if job.state.is_final() && job.schedule.is_some() {
+            self.fire_due.poke();
+        }
+    }
+
+    /// Tells the rescuer when the leases (and timeouts) of jobs just claimed end.
+    fn note_leases(&self, claimed: &[ClaimedJob]) {
+        for c in claimed {
+            if let Some(end) = c.job.lease_expires_at {
+                self.rescue_due.note_at(errand_core::time::to_millis(end));
+            }
+            if let (Some(started), Some(timeout)) = (c.job.started_at, c.job.timeout_ms) {
+                let end = errand_core::time::to_millis(started)
+                    .saturating_add(i64::try_from(timeout).unwrap_or(i64::MAX));
+                self.rescue_due.note_at(end);
+            }
         }
     }
 
@@ -254,6 +286,9 @@ impl Engine {
         }
         for (queue, n) in ready {
             self.waker.wake(queue, Ready::Jobs(n));
+        }
+        for r in out.iter().filter(|r| r.inserted) {
+            self.note_due_work(&r.job);
         }
         // A continuation inserted already doomed (its parent ended badly) ended now.
         for r in out.iter().filter(|r| r.inserted && r.job.state.is_final()) {
@@ -335,6 +370,7 @@ impl Engine {
         })
         .await
         .map(UnheardClaim::heard)?;
+        self.note_leases(&jobs);
         self.metrics.claimed(queue.as_str(), &jobs);
         if !jobs.is_empty() {
             self.feed.poke();
@@ -381,6 +417,10 @@ impl Engine {
             .metrics
             .timed("job_heartbeat", self.store.job_heartbeat(params))
             .await?;
+        // A heartbeat may shorten the lease.
+        if let Some(end) = job.lease_expires_at {
+            self.rescue_due.note_at(errand_core::time::to_millis(end));
+        }
         if progress {
             self.feed.poke();
         }
@@ -458,6 +498,7 @@ impl Engine {
         })
         .await?;
         let claimed = claimed.heard();
+        self.note_leases(&claimed);
         let settled = self.settled(settled, too_large);
         self.metrics.claimed(req.queue.as_str(), &claimed);
         if !claimed.is_empty() {
@@ -584,6 +625,9 @@ impl Engine {
         }
         let deadline = Instant::now() + wait;
         let waiter = self.waiters.register(id);
+        // The tail wakes waiters of jobs that end on other nodes: it must follow the log
+        // from before the first read below.
+        self.feed.follow(self).await?;
         loop {
             let woken = waiter.notify().notified();
             tokio::pin!(woken);

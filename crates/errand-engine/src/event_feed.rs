@@ -9,6 +9,12 @@
 //! live, skipping what it already sent: no gap, no duplicate. A stream that falls a whole
 //! buffer behind (a slow or stuck consumer) is cut off with the id to resume after, so it
 //! never holds more than the shared ring nor slows the tail.
+//!
+//! While nobody listens (no stream open, no caller waiting for a job's end) the tail stops
+//! following and reads nothing. The first listener makes it follow again from the log's
+//! head as that listener read it ([`EventFeed::follow`]), before the listener reads
+//! anything else: so the tail's start is never later than the end of the listener's
+//! catch-up (or its first look at the job it waits for), and nothing falls between.
 
 use std::sync::{Arc, Mutex};
 
@@ -40,7 +46,8 @@ pub(crate) enum FeedItem {
 pub(crate) struct EventFeed {
     sender: broadcast::Sender<FeedItem>,
     poke: Notify,
-    /// The newest id the tail has broadcast (or started after); `None` before it started.
+    /// The newest id the tail has broadcast (or started after); `None` while the tail does
+    /// not follow the log (before it started, and while nobody listens).
     position: Mutex<Option<EventId>>,
 }
 
@@ -68,6 +75,33 @@ impl EventFeed {
         if let Ok(mut p) = self.position.lock() {
             *p = Some(id);
         }
+    }
+
+    /// Makes the tail follow the log, for a listener that has already subscribed to the
+    /// broadcast (or registered as a waiter): returns where the tail follows from. When it
+    /// was not following, that is the head as read here, before the caller reads anything.
+    pub(crate) async fn follow(&self, engine: &Engine) -> Result<EventId, StoreError> {
+        if let Some(p) = self.position() {
+            return Ok(p);
+        }
+        let head = engine.event_head().await?.unwrap_or_default();
+        let start = match self.position.lock() {
+            Ok(mut p) => *p.get_or_insert(head),
+            Err(_) => head,
+        };
+        self.poke();
+        Ok(start)
+    }
+
+    /// Stops following when nobody listens; true when the tail is not following.
+    fn rest_if_unheard(&self, waiters: &crate::waiters::Waiters) -> bool {
+        let Ok(mut p) = self.position.lock() else {
+            return false;
+        };
+        if self.sender.receiver_count() == 0 && waiters.jobs_waited_on() == 0 {
+            *p = None;
+        }
+        p.is_none()
     }
 }
 
@@ -264,13 +298,8 @@ impl Engine {
         let live = self.feed.sender.subscribe();
         // An empty log starts at `0-0`, before every event: a cut-off before the first
         // event then still names a place to resume from.
-        let cursor = match after {
-            Some(a) => a,
-            None => match self.feed.position() {
-                Some(p) => p,
-                None => self.event_head().await?.unwrap_or_default(),
-            },
-        };
+        let following = self.feed.follow(self).await?;
+        let cursor = after.unwrap_or(following);
         let state = StreamState {
             engine: self.clone(),
             live,
@@ -354,6 +383,19 @@ pub(crate) async fn run_tail(engine: Arc<Engine>, token: CancellationToken) {
         }
     };
     loop {
+        if engine.feed.rest_if_unheard(&engine.waiters) {
+            // Nobody listens: nothing is read until a listener makes the tail follow again.
+            cursor = None;
+            let notified = engine.feed.poke.notified();
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = notified => {}
+            }
+            continue;
+        }
+        if cursor.is_none() {
+            cursor = engine.feed.position();
+        }
         let more = match engine.tail_once(cursor).await {
             Ok((c, full)) => {
                 failures.succeeded();

@@ -12,6 +12,7 @@ mod config;
 mod continuous;
 mod dead;
 mod deliveries;
+mod due_clock;
 mod engine;
 mod event_feed;
 mod event_log;

@@ -45,6 +45,8 @@ impl Engine {
     /// # Errors
     /// `NotFound`, or the store's error.
     pub async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
-        self.store().schedule_resume(name).await
+        let resumed = self.store().schedule_resume(name).await?;
+        self.fire_due.poke();
+        Ok(resumed)
     }
 }

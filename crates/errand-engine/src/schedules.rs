@@ -102,13 +102,16 @@ impl Engine {
         let trigger = spec.trigger().map_err(invalid)?;
         let now = self.store().clock_now().await?;
         let next_fire_at = trigger.next_after(to_timestamp(now)).map(to_millis);
-        self.store()
+        let put = self
+            .store()
             .schedule_put(SchedulePutParams {
                 spec,
                 next_fire_at,
                 mode,
             })
-            .await
+            .await?;
+        self.fire_due.poke();
+        Ok(put)
     }
 
     /// Stores a schedule declaratively: unchanged when the stored definition is the same
@@ -268,8 +271,6 @@ impl Engine {
             .map(|at| (now - at.as_millisecond()).max(0))
             .max()
             .unwrap_or(0);
-        self.next_slot_hint
-            .store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
         let mut report = SchedulePassReport {
             due: due.len(),
             ..SchedulePassReport::default()
@@ -324,10 +325,6 @@ impl Engine {
     fn decide(&self, s: &Schedule, now: Millis) -> Result<Option<ScheduleFireParams>, StoreError> {
         let trigger: Trigger = s.spec.trigger().map_err(invalid)?;
         let p = plan(s, &trigger, now);
-        if let Some(next) = p.next_fire_at {
-            self.next_slot_hint
-                .fetch_min(next, std::sync::atomic::Ordering::Relaxed);
-        }
         if p.changes_nothing(s) {
             return Ok(None);
         }

@@ -3,8 +3,9 @@
 
 use deadpool_postgres::GenericClient;
 use errand_core::{Job, JobId, JobState, QueueName, Rescue, Stuck};
-use errand_store::{JobPruneParams, JobRescueParams, StoreError};
+use errand_store::{DueWork, JobPruneParams, JobRescueParams, StoreError};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::fault::{Fault, QResult, RowExt};
 use crate::gate;
@@ -156,4 +157,34 @@ pub(crate) async fn prune(
         .await?;
     // A session blocked on a pruned dead head moves on.
     crate::queue::deleted(client, &row).await
+}
+
+/// How long until `work` is next due by the database's clock (see
+/// [`errand_store::Store::due_in`]).
+pub(crate) async fn due_in(
+    client: &impl GenericClient,
+    work: DueWork,
+) -> QResult<Option<Duration>> {
+    let sql = match work {
+        DueWork::Promote => {
+            "SELECT (SELECT run_at FROM jobs WHERE state = 'scheduled' ORDER BY run_at LIMIT 1) \
+             - errand_now()"
+        }
+        // The soonest lease end is the first entry of the lease index; a timeout may end
+        // sooner, and only running jobs with a timeout are looked at for it.
+        DueWork::Rescue => {
+            "SELECT LEAST((SELECT lease_expires_at FROM jobs WHERE state = 'running' \
+                           ORDER BY lease_expires_at LIMIT 1), \
+                          (SELECT min(started_at + timeout_ms) FROM jobs \
+                           WHERE state = 'running' AND timeout_ms IS NOT NULL)) - errand_now()"
+        }
+        DueWork::Fire => {
+            "SELECT (SELECT next_fire_at FROM schedules WHERE NOT paused \
+                     AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1) - errand_now()"
+        }
+    };
+    let stmt = client.prepare_cached(sql).await?;
+    let row = client.query_one(&stmt, &[]).await?;
+    let wait: Option<i64> = row.column(0)?;
+    Ok(wait.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
 }

@@ -14,7 +14,7 @@ use errand_core::{
     SubscriptionPatch,
 };
 use errand_store::{
-    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
@@ -590,6 +590,10 @@ impl Store for PgStore {
         let jobs = in_tx!(self, |tx| maintenance::rescue_expired(&tx, &params).await?)?;
         self.announce(&jobs);
         Ok(jobs)
+    }
+
+    async fn due_in(&self, work: DueWork) -> Result<Option<std::time::Duration>, StoreError> {
+        on_conn!(self, |c| maintenance::due_in(&c, work).await?)
     }
 
     async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {

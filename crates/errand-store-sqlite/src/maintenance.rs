@@ -2,10 +2,11 @@
 //! attempts, and making due scheduled jobs available.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use errand_core::{Job, JobId, Millis, QueueName, Rescue, Stuck};
-use errand_store::{JobPruneParams, JobRescueParams, StoreError};
-use rusqlite::{params, Connection};
+use errand_store::{DueWork, JobPruneParams, JobRescueParams, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::fault::{Fault, QResult};
 use crate::gate;
@@ -66,6 +67,36 @@ pub(crate) fn rescue_expired(
         )?);
     }
     Ok(changed)
+}
+
+/// How long until `work` is next due by `now` (see [`errand_store::Store::due_in`]).
+pub(crate) fn due_in(conn: &Connection, now: Millis, work: DueWork) -> QResult<Option<Duration>> {
+    let sql = match work {
+        DueWork::Promote => {
+            "SELECT run_at FROM jobs INDEXED BY jobs_scheduled WHERE state = 'scheduled' \
+             ORDER BY run_at LIMIT 1"
+        }
+        // The soonest lease end is the first entry of the lease index; a timeout may end
+        // sooner, and only running jobs with a timeout are looked at for it.
+        DueWork::Rescue => {
+            "SELECT min(lease, coalesce(timeout, lease)) FROM \
+             (SELECT (SELECT lease_expires_at FROM jobs INDEXED BY jobs_leases \
+                      WHERE state = 'running' ORDER BY lease_expires_at LIMIT 1) AS lease, \
+                     (SELECT min(started_at + timeout_ms) FROM jobs INDEXED BY jobs_leases \
+                      WHERE state = 'running' AND timeout_ms IS NOT NULL) AS timeout)"
+        }
+        DueWork::Fire => {
+            "SELECT next_fire_at FROM schedules INDEXED BY schedules_due WHERE paused = 0 \
+             AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1"
+        }
+    };
+    let at: Option<Option<Millis>> = conn
+        .prepare_cached(sql)?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(at
+        .flatten()
+        .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))))
 }
 
 /// Makes due scheduled jobs available; returns the queues that gained jobs.

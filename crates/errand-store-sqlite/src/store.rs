@@ -15,7 +15,7 @@ use errand_core::{
     SubscriptionPatch,
 };
 use errand_store::{
-    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
@@ -731,6 +731,11 @@ impl Store for SqliteStore {
 
     async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError> {
         self.write_at(move |conn, now| maintenance::promote_due(conn, now, limit))
+            .await
+    }
+
+    async fn due_in(&self, work: DueWork) -> Result<Option<std::time::Duration>, StoreError> {
+        self.read_at(move |conn, now| maintenance::due_in(conn, now, work))
             .await
     }
 

@@ -73,6 +73,17 @@ pub struct ClaimedJob {
     pub session: Option<errand_core::session::SessionState>,
 }
 
+/// Timed maintenance work whose next time [`Store::due_in`](crate::Store::due_in) tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueWork {
+    /// The soonest `run_at` of a `scheduled` job (a delay or a retry's backoff ends).
+    Promote,
+    /// The soonest end of a running job's lease or of its timeout.
+    Rescue,
+    /// The soonest next slot of a schedule that is not paused.
+    Fire,
+}
+
 /// What [`Store::job_settle_and_claim`](crate::Store::job_settle_and_claim) did: each
 /// settlement's outcome in input order, and the jobs claimed after them.
 #[derive(Debug)]

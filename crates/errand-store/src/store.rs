@@ -12,7 +12,7 @@ use errand_core::{
 };
 
 use crate::{
-    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
@@ -119,6 +119,11 @@ pub trait Store: Send + Sync + 'static {
     /// Promotes delayed jobs: moves `scheduled` jobs whose `run_at` has come to `available`;
     /// returns their queues.
     async fn job_promote_due(&self, limit: u32) -> Result<Vec<QueueName>, StoreError>;
+
+    /// How long until `work` next has something to do by the store's clock: zero when it
+    /// already has, `None` when nothing waits for a time. Maintenance services sleep until
+    /// then instead of polling; each answer is one indexed read.
+    async fn due_in(&self, work: DueWork) -> Result<Option<Duration>, StoreError>;
 
     /// Tidies the store's bookkeeping of queue counts so that [`Store::queue_list`] stays
     /// cheap; returns how many records it folded. The counts are exact whether or not this

@@ -281,6 +281,9 @@ pub fn store_location(args: &StoreArgs) -> anyhow::Result<(PathBuf, StoreLocatio
     resolve_store(args, &load_file(args)?.0)
 }
 
+/// The event tail's poll on SQLite when `event_poll` is not set.
+const SQLITE_EVENT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Settings {
     /// Merges flags, environment, the configuration file and defaults.
     ///
@@ -322,6 +325,10 @@ impl Settings {
                 anyhow::bail!("event_poll must be at least 10ms (a bare number is milliseconds)");
             }
             engine.event_poll = d;
+        } else if matches!(store, StoreLocation::Sqlite(_)) {
+            // Every write to an SQLite store is this node's own and wakes the event tail at
+            // once; the poll only catches another process writing the same file.
+            engine.event_poll = SQLITE_EVENT_POLL;
         }
         if let Some(d) = duration_setting(
             "event_prune_interval",

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use errand_store::StoreError;
+use errand_store::{DueWork, StoreError};
+
+use crate::due_clock::{run_when_due, Cadence, Pass};
 use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
@@ -26,7 +28,27 @@ pub async fn promote_once(engine: &Engine) -> Result<usize, StoreError> {
     Ok(queues.len())
 }
 
+/// Sleeps until the soonest delayed job or retry comes due (this node's own are noted as
+/// they are written; other nodes' are found at least every `promote_interval` ten times
+/// over), then promotes what is due.
 pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
     let every = engine.config().promote_interval;
-    super::every("job_promoter", every, token, || promote_once(&engine)).await;
+    let cadence = Cadence {
+        cap: every * 10,
+        floor: every,
+    };
+    run_when_due(
+        "job_promoter",
+        &engine.promote_due,
+        cadence,
+        token,
+        || async {
+            promote_once(&engine).await.map(|changed| Pass {
+                changed,
+                more: false,
+            })
+        },
+        || engine.store().due_in(DueWork::Promote),
+    )
+    .await;
 }

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use errand_store::{JobRescueParams, StoreError};
+use errand_store::{DueWork, JobRescueParams, StoreError};
 use tokio_util::sync::CancellationToken;
 
+use crate::due_clock::{run_when_due, Cadence, Pass};
 use crate::Engine;
 
 /// Jobs rescued per store call; a bounded batch keeps the write transaction short.
@@ -33,7 +34,27 @@ pub async fn rescue_once(engine: &Engine) -> Result<usize, StoreError> {
     Ok(jobs.len())
 }
 
+/// Sleeps until the soonest lease or timeout ends (this node's claims are noted as they
+/// are made; other nodes' leases are found at least every `rescue_interval` twice over),
+/// then rescues what ended.
 pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
     let every = engine.config().rescue_interval;
-    super::every("job_rescuer", every, token, || rescue_once(&engine)).await;
+    let cadence = Cadence {
+        cap: every * 2,
+        floor: every,
+    };
+    run_when_due(
+        "job_rescuer",
+        &engine.rescue_due,
+        cadence,
+        token,
+        || async {
+            rescue_once(&engine).await.map(|changed| Pass {
+                changed,
+                more: changed >= RESCUE_BATCH as usize,
+            })
+        },
+        || engine.store().due_in(DueWork::Rescue),
+    )
+    .await;
 }

@@ -1,42 +1,45 @@
 //! Fires schedules. Every node runs it; exactly-once per slot comes from the store's
 //! unique slot key and the compare-and-set on `next_fire_at`, not from leader election.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
+use errand_store::DueWork;
 use tokio_util::sync::CancellationToken;
 
+use crate::due_clock::{run_when_due, Cadence, Pass};
 use crate::Engine;
 
-/// Runs passes until `token` fires: every poll interval, and right at the soonest slot the
-/// last pass planned when that comes sooner.
+/// Sleeps until the soonest slot of any schedule (or until this node creates or resumes
+/// one, or a schedule's job ends and may free a buffered slot), then runs a pass. Other
+/// nodes' new schedules are found at least every second; work a pass leaves due (a
+/// buffered slot whose run goes on) is looked at again every poll interval, as before.
 pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
-    let every = engine.config().schedule_pass_interval;
-    let mut failures = super::pass_failures::PassFailures::new("schedule_runner");
-    loop {
-        match engine.schedule_pass().await {
-            Ok(report) => {
-                failures.succeeded();
-                if report.written > 0 {
-                    tracing::debug!(
-                        due = report.due,
-                        written = report.written,
-                        fired = report.fired,
-                        moved = report.moved,
-                        "schedule pass"
-                    );
-                }
+    let cadence = Cadence {
+        cap: std::time::Duration::from_secs(1),
+        floor: engine.config().schedule_pass_interval,
+    };
+    run_when_due(
+        "schedule_runner",
+        &engine.fire_due,
+        cadence,
+        token,
+        || async {
+            let report = engine.schedule_pass().await?;
+            if report.written > 0 {
+                tracing::debug!(
+                    due = report.due,
+                    written = report.written,
+                    fired = report.fired,
+                    moved = report.moved,
+                    "schedule pass"
+                );
             }
-            Err(e) => failures.failed(&e),
-        }
-        let hint = engine.next_slot_hint.load(Ordering::Relaxed);
-        let now = errand_core::time::system_now();
-        let until_slot =
-            Duration::from_millis(u64::try_from(hint.saturating_sub(now)).unwrap_or(0));
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(every.min(until_slot)) => {}
-        }
-    }
+            Ok(Pass {
+                changed: report.written,
+                more: false,
+            })
+        },
+        || engine.store().due_in(DueWork::Fire),
+    )
+    .await;
 }

@@ -173,6 +173,7 @@ macro_rules! conformance_suite {
             expired_lease_returns_job_to_queue,
             expired_lease_without_attempts_left_is_dead,
             attempt_past_timeout_is_failed,
+            due_in_tells_when_work_comes_due,
             queue_list_counts_states,
             queue_counts_follow_every_state_change,
             pause_unknown_queue_is_not_found,

@@ -69,3 +69,77 @@ pub(crate) async fn attempt_past_timeout_is_failed(Ctx { store, clock }: Ctx) {
     let attempts = store.job_attempt_list(c.job.id).await.expect("attempts");
     assert_eq!(attempts[0].outcome, AttemptOutcome::TimedOut);
 }
+
+/// `due_in` tells each maintenance service when it next has work, by the store's clock:
+/// nothing waiting is `None`, a time to come is the time left, a time passed is zero; a
+/// timeout that ends before the lease counts.
+pub(crate) async fn due_in_tells_when_work_comes_due(Ctx { store, clock }: Ctx) {
+    use crate::DueWork::{Fire, Promote, Rescue};
+    for work in [Promote, Rescue, Fire] {
+        assert_eq!(store.due_in(work).await.expect("due"), None, "{work:?}");
+    }
+    let hour = Duration::from_secs(3600);
+    let mut later = new_job("q", "k");
+    later.run_at = errand_core::job::RunAt::After(hour);
+    insert(&store, vec![later.clone()]).await;
+    let wait = store
+        .due_in(Promote)
+        .await
+        .expect("due")
+        .expect("a job waits");
+    assert!(wait <= hour && wait > hour - EARLY, "{wait:?}");
+
+    let run_at = store.job_get(later.id).await.expect("get").run_at;
+    let fire_at = errand_core::time::to_millis(run_at) + 2 * 3600 * 1000;
+    store
+        .schedule_put(crate::SchedulePutParams {
+            spec: super::schedules::spec("due"),
+            next_fire_at: Some(fire_at),
+            mode: crate::SchedulePut::Create,
+        })
+        .await
+        .expect("schedule");
+    let wait = store
+        .due_in(Fire)
+        .await
+        .expect("due")
+        .expect("a slot waits");
+    assert!(wait <= 3 * hour && wait > 3 * hour - EARLY, "{wait:?}");
+
+    let mut timed = new_job("r", "k");
+    timed.timeout = Some(Duration::from_secs(20));
+    insert(&store, vec![new_job("q", "k"), timed]).await;
+    claim(&store, "q", 1).await;
+    let wait = store
+        .due_in(Rescue)
+        .await
+        .expect("due")
+        .expect("a lease runs");
+    assert!(wait <= LEASE && wait > LEASE - EARLY, "{wait:?}");
+    claim(&store, "r", 1).await;
+    let wait = store
+        .due_in(Rescue)
+        .await
+        .expect("due")
+        .expect("a lease runs");
+    assert!(
+        wait <= Duration::from_secs(20) && wait > Duration::from_secs(20) - EARLY,
+        "the timeout ends first: {wait:?}"
+    );
+
+    clock.advance(hour + PAST).await;
+    assert_eq!(
+        store.due_in(Promote).await.expect("due"),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        store.due_in(Rescue).await.expect("due"),
+        Some(Duration::ZERO)
+    );
+    let wait = store
+        .due_in(Fire)
+        .await
+        .expect("due")
+        .expect("a slot waits");
+    assert!(wait < 2 * hour, "{wait:?}");
+}

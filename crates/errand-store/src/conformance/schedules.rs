@@ -16,7 +16,7 @@ fn name(s: &str) -> ScheduleName {
     ScheduleName::parse(s).expect("schedule name")
 }
 
-fn spec(n: &str) -> errand_core::schedule_spec::ScheduleSpec {
+pub(super) fn spec(n: &str) -> errand_core::schedule_spec::ScheduleSpec {
     use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate, OverlapPolicy, ScheduleSpec};
     ScheduleSpec {
         name: name(n),
