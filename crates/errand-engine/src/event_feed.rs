@@ -27,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
 
+/// The least time between two reads of the tail woken by this node's writes: under load
+/// one read takes in the events of many writes, and a stream hears of an event at most
+/// this much later.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 /// Events read from the store per page by the tail.
 const PAGE: u32 = 500;
 /// Events read per page by a stream catching up: what one stream holds at most, so
@@ -410,10 +414,15 @@ pub(crate) async fn run_tail(engine: Arc<Engine>, token: CancellationToken) {
         if more {
             continue;
         }
+        let read_at = tokio::time::Instant::now();
         let notified = engine.feed.poke.notified();
         tokio::select! {
             _ = token.cancelled() => return,
-            _ = notified => {}
+            _ = notified => {
+                // Writes that come close together are read together: one read of the
+                // log per gap rather than one per write.
+                tokio::time::sleep_until(read_at + COALESCE).await;
+            }
             _ = tokio::time::sleep(poll) => {}
         }
     }
