@@ -61,11 +61,12 @@ impl DueClock {
     async fn sleep(
         &self,
         cap: Duration,
+        not_before: Instant,
         token: &tokio_util::sync::CancellationToken,
     ) -> Option<bool> {
         let cap_at = Instant::now() + cap;
         loop {
-            let planned = self.next();
+            let planned = self.next().map(|n| n.max(not_before));
             let at = planned.map_or(cap_at, |n| n.min(cap_at));
             if at <= Instant::now() {
                 return Some(planned.is_some_and(|n| n <= Instant::now()));
@@ -118,9 +119,11 @@ pub(crate) async fn run_when_due<P, PF, D, DF>(
 {
     let mut failures = crate::maintenance::PassFailures::new(name);
     let mut pass_due = true;
+    let mut last_pass = Instant::now();
     loop {
         let passed = pass_due;
         if pass_due {
+            last_pass = Instant::now();
             clock.forget();
             loop {
                 match pass().await {
@@ -151,9 +154,101 @@ pub(crate) async fn run_when_due<P, PF, D, DF>(
                 clock.note_in(cadence.floor);
             }
         }
-        match clock.sleep(cadence.cap, &token).await {
+        // However often this node's writes say work is due, passes start at least
+        // `floor` apart.
+        match clock
+            .sleep(cadence.cap, last_pass + cadence.floor, &token)
+            .await
+        {
             None => return,
             Some(due) => pass_due = due,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    const CADENCE: Cadence = Cadence {
+        cap: Duration::from_secs(1),
+        floor: Duration::from_millis(100),
+    };
+
+    /// A service over `clock` whose store always answers `due`; counts passes and asks.
+    fn service(
+        clock: Arc<DueClock>,
+        due: Option<Duration>,
+    ) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let passes = Arc::new(AtomicUsize::new(0));
+        let asks = Arc::new(AtomicUsize::new(0));
+        let (p, a) = (passes.clone(), asks.clone());
+        tokio::spawn(async move {
+            run_when_due(
+                "test",
+                &clock,
+                CADENCE,
+                tokio_util::sync::CancellationToken::new(),
+                || {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    async { Ok(Pass::default()) }
+                },
+                || {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    async move { Ok(due) }
+                },
+            )
+            .await;
+        });
+        (passes, asks)
+    }
+
+    async fn run_for(d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            tokio::time::advance(Duration::from_millis(1)).await;
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Nothing due: one pass at start, then only the store is asked, once per cap.
+    #[tokio::test(start_paused = true)]
+    async fn with_nothing_due_it_only_asks_the_store_once_per_cap() {
+        let (passes, asks) = service(Arc::default(), None);
+        run_for(Duration::from_millis(3500)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 1);
+        assert_eq!(asks.load(Ordering::SeqCst), 4, "at start and every second");
+    }
+
+    /// A note brings the pass forward to its time, not sooner.
+    #[tokio::test(start_paused = true)]
+    async fn a_note_runs_a_pass_at_its_time() {
+        let clock = Arc::new(DueClock::default());
+        let (passes, _) = service(clock.clone(), None);
+        run_for(Duration::from_millis(200)).await;
+        clock.note_in(Duration::from_millis(300));
+        run_for(Duration::from_millis(290)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 1, "not yet");
+        run_for(Duration::from_millis(20)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 2, "at the noted time");
+    }
+
+    /// Work that stays due, and notes that keep coming, run passes `floor` apart: never a
+    /// busy loop.
+    #[tokio::test(start_paused = true)]
+    async fn passes_that_stay_due_run_a_floor_apart() {
+        let clock = Arc::new(DueClock::default());
+        let (passes, _) = service(clock.clone(), Some(Duration::ZERO));
+        for _ in 0..100 {
+            clock.poke();
+            run_for(Duration::from_millis(10)).await;
+        }
+        let n = passes.load(Ordering::SeqCst);
+        assert!((9..=12).contains(&n), "{n} passes in one second");
     }
 }

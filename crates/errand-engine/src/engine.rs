@@ -509,7 +509,15 @@ impl Engine {
         if wait.is_zero() {
             return Ok((settled, claimed));
         }
-        let claimed = self.claim_unlisted(ClaimRequest { wait, ..req }).await?;
+        // The settlements are kept: their answers must reach the worker even when the
+        // wait that follows fails (it claims again anyway).
+        let claimed = match self.claim_unlisted(ClaimRequest { wait, ..req }).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "the wait after a claim's settlements failed; answering the settlements");
+                Vec::new()
+            }
+        };
         Ok((settled, claimed))
     }
 

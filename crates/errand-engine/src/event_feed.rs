@@ -97,6 +97,14 @@ impl EventFeed {
         Ok(start)
     }
 
+    /// Where the tail follows from at its start: `head`, unless a listener set it first.
+    fn start_at(&self, head: EventId) -> EventId {
+        match self.position.lock() {
+            Ok(mut p) => *p.get_or_insert(head),
+            Err(_) => head,
+        }
+    }
+
     /// Stops following when nobody listens; true when the tail is not following.
     fn rest_if_unheard(&self, waiters: &crate::waiters::Waiters) -> bool {
         let Ok(mut p) = self.position.lock() else {
@@ -374,10 +382,12 @@ pub(crate) async fn run_tail(engine: Arc<Engine>, token: CancellationToken) {
         match engine.event_head().await {
             Ok(head) => {
                 failures.succeeded();
-                if let Some(h) = head {
-                    engine.feed.set_position(h);
-                }
-                break head;
+                // A listener that came first (while this read was retried) has set where
+                // the tail follows from: keep it.
+                break match head {
+                    Some(h) => Some(engine.feed.start_at(h)),
+                    None => engine.feed.position(),
+                };
             }
             Err(e) => failures.failed(&e),
         }

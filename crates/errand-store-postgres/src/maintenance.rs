@@ -178,9 +178,14 @@ pub(crate) async fn due_in(
                           (SELECT min(started_at + timeout_ms) FROM jobs \
                            WHERE state = 'running' AND timeout_ms IS NOT NULL)) - errand_now()"
         }
+        // A buffered slot whose last run ended is due now, as `schedule_due` counts it.
         DueWork::Fire => {
-            "SELECT (SELECT next_fire_at FROM schedules WHERE NOT paused \
-                     AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1) - errand_now()"
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM schedules s \
+                   LEFT JOIN jobs j ON j.id = s.last_job_id \
+                   WHERE NOT s.paused AND s.buffered_slot IS NOT NULL \
+                   AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled'))) \
+               THEN 0 ELSE (SELECT next_fire_at FROM schedules WHERE NOT paused \
+                   AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1) - errand_now() END"
         }
     };
     let stmt = client.prepare_cached(sql).await?;

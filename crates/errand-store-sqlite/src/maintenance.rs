@@ -85,15 +85,23 @@ pub(crate) fn due_in(conn: &Connection, now: Millis, work: DueWork) -> QResult<O
                      (SELECT min(started_at + timeout_ms) FROM jobs INDEXED BY jobs_leases \
                       WHERE state = 'running' AND timeout_ms IS NOT NULL) AS timeout)"
         }
+        // A buffered slot whose last run ended is due now, as `schedule_due` counts it.
         DueWork::Fire => {
-            "SELECT next_fire_at FROM schedules INDEXED BY schedules_due WHERE paused = 0 \
-             AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1"
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM schedules s \
+                   LEFT JOIN jobs j ON j.id = s.last_job_id \
+                   WHERE s.paused = 0 AND s.buffered_slot IS NOT NULL \
+                   AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled'))) \
+               THEN ?1 ELSE (SELECT next_fire_at FROM schedules INDEXED BY schedules_due \
+                   WHERE paused = 0 AND next_fire_at IS NOT NULL \
+                   ORDER BY next_fire_at LIMIT 1) END"
         }
     };
-    let at: Option<Option<Millis>> = conn
-        .prepare_cached(sql)?
-        .query_row([], |r| r.get(0))
-        .optional()?;
+    let mut stmt = conn.prepare_cached(sql)?;
+    let at: Option<Option<Millis>> = if stmt.parameter_count() > 0 {
+        stmt.query_row([now], |r| r.get(0)).optional()?
+    } else {
+        stmt.query_row([], |r| r.get(0)).optional()?
+    };
     Ok(at
         .flatten()
         .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))))

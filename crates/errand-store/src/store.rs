@@ -122,7 +122,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// How long until `work` next has something to do by the store's clock: zero when it
     /// already has, `None` when nothing waits for a time. Maintenance services sleep until
-    /// then instead of polling; each answer is one indexed read.
+    /// then instead of polling; each answer is one read (an index's first entry, plus the
+    /// running jobs that have a timeout for [`DueWork::Rescue`]).
     async fn due_in(&self, work: DueWork) -> Result<Option<Duration>, StoreError>;
 
     /// Tidies the store's bookkeeping of queue counts so that [`Store::queue_list`] stays

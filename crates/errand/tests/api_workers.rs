@@ -647,25 +647,50 @@ async fn a_claim_settles_what_the_worker_finished_in_the_same_request() {
         lease_token: errand_core::LeaseToken::new(),
         ..done(&first[1])
     };
-    let started = Instant::now();
-    let cycle = client
-        .claim(
-            "cycle",
-            &ClaimRequest {
-                completions: vec![done(&first[0]), forged],
-                failures: vec![SettleFailure {
-                    id: first[1].id,
-                    lease_token: first[1].lease_token,
-                    error: Some("boom".into()),
-                    retry_in_ms: None,
-                    dead: true,
-                    report: None,
-                }],
-                ..claim(5, 2_000, 30_000)
-            },
-        )
+    // Nothing is ready (the third job is held by the plain claim): the claim waits, with
+    // its settlements already kept, until a job comes.
+    let waiting = {
+        let client = client.clone();
+        let first = first.clone();
+        tokio::spawn(async move {
+            client
+                .claim(
+                    "cycle",
+                    &ClaimRequest {
+                        completions: vec![done(&first[0]), forged],
+                        failures: vec![SettleFailure {
+                            id: first[1].id,
+                            lease_token: first[1].lease_token,
+                            error: Some("boom".into()),
+                            retry_in_ms: None,
+                            dead: true,
+                            report: None,
+                        }],
+                        ..claim(5, 30_000, 30_000)
+                    },
+                )
+                .await
+        })
+    };
+    eventually(
+        "the settlements are kept while the claim waits",
+        Duration::from_secs(10),
+        || async {
+            let job = client.job(first[1].id, None).await.expect("job");
+            (job.state == JobState::Dead).then_some(())
+        },
+    )
+    .await;
+    parked(&client, "cycle", 1).await;
+    assert!(!waiting.is_finished(), "the claim still waits");
+    let next = client
+        .enqueue(&EnqueueRequest {
+            queue: Some("cycle".into()),
+            ..EnqueueRequest::new("k")
+        })
         .await
-        .expect("settle and claim");
+        .expect("enqueue");
+    let cycle = waiting.await.expect("task").expect("settle and claim");
     let states: Vec<_> = cycle.settled.iter().map(|r| r.state).collect();
     assert_eq!(
         states,
@@ -676,13 +701,10 @@ async fn a_claim_settles_what_the_worker_finished_in_the_same_request() {
         cycle.settled[1].error.as_ref().map(|e| e.code.as_str()),
         Some("lease_lost")
     );
-    assert!(
-        cycle.jobs.is_empty(),
-        "the third job is still held by the plain claim"
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(1_500),
-        "with nothing ready the claim waited as asked"
+    assert_eq!(
+        cycle.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![next.id],
+        "the waiting claim took the job that came"
     );
     let kept = client.job(first[0].id, None).await.expect("job");
     assert_eq!(kept.state, JobState::Succeeded);

@@ -39,7 +39,18 @@ pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
                 more: false,
             })
         },
-        || engine.store().due_in(DueWork::Fire),
+        || async {
+            let wait = engine.store().due_in(DueWork::Fire).await?;
+            if wait.is_none_or(|w| !w.is_zero()) {
+                // Nothing is due: the scheduler is alive and nothing is overdue, which is
+                // what the pass metrics would say had a pass run now.
+                engine.metrics.scheduler_pass(
+                    errand_core::time::to_timestamp(errand_core::time::system_now()),
+                    0.0,
+                );
+            }
+            Ok(wait)
+        },
     )
     .await;
 }

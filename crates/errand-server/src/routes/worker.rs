@@ -277,7 +277,7 @@ fn settlements(
     let total = completions.len() + failures.len();
     if total > MAX_SETTLE {
         return Err(ApiError::invalid(format!(
-            "settle 1 to {MAX_SETTLE} jobs per call"
+            "completions and failures: at most {MAX_SETTLE} settlements per call, {total} sent"
         )));
     }
     let count = completions.len();

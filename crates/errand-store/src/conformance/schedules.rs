@@ -412,11 +412,21 @@ pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(
             .map(|s| s.spec.name.to_string())
             .collect::<Vec<_>>()
     );
+    let wait = store.due_in(crate::DueWork::Fire).await.expect("due in");
+    assert!(
+        wait.is_some_and(|w| w > Duration::from_secs(3600)),
+        "nothing to fire while the run goes on: {wait:?}"
+    );
     settle(&store, complete(&claimed[0]))
         .await
         .expect("complete");
     let (_, due) = store.schedule_due(100).await.expect("due");
     assert_eq!(due.len(), 1, "the run ended: the buffered slot is due");
+    assert_eq!(
+        store.due_in(crate::DueWork::Fire).await.expect("due in"),
+        Some(Duration::ZERO),
+        "the scheduler is told the freed slot is due now"
+    );
     assert_eq!(
         due[0].buffered_slot.map(|t| t.as_millisecond()),
         Some(2_000)
