@@ -36,7 +36,7 @@ pub struct EnqueueRequest {
     pub queue: Option<String>,
     /// The handler's input (any JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub payload: Option<Value>,
     /// -1000 to 1000, higher first; when absent the queue's default, else 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]

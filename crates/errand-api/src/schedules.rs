@@ -24,7 +24,7 @@ pub struct JobTemplateRequest {
     pub queue: Option<String>,
     /// The handler's input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub payload: Option<serde_json::Value>,
     /// -1000 to 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]

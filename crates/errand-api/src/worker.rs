@@ -173,7 +173,7 @@ pub struct HeartbeatRequest {
     pub progress: Option<Progress>,
     /// State to resume from on a retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub checkpoint: Option<Value>,
 }
 
@@ -205,7 +205,7 @@ pub struct CompleteRequest {
     pub lease_token: LeaseToken,
     /// What the handler returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub result: Option<Value>,
     /// How the hosted process ended and what it cost (exit code or signal, duration, CPU
     /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
@@ -214,7 +214,7 @@ pub struct CompleteRequest {
     /// A session job's new session state (any JSON, at most 256 KiB), written as the next
     /// version in the completion's transaction. Refused for a job without a `session_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub session_state: Option<Value>,
 }
 
@@ -251,7 +251,7 @@ pub struct SettleCompletion {
     pub lease_token: LeaseToken,
     /// What the handler returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub result: Option<Value>,
     /// How the hosted process ended and what it cost (exit code or signal, duration, CPU
     /// time, peak memory), kept on the attempt. Sent by workers that run scripts.
@@ -260,7 +260,7 @@ pub struct SettleCompletion {
     /// A session job's new session state (any JSON, at most 256 KiB), written as the next
     /// version in the completion's transaction. Refused for a job without a `session_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub session_state: Option<Value>,
 }
 

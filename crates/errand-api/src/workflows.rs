@@ -93,7 +93,7 @@ pub struct WorkflowRequest {
     pub steps: Option<Vec<StepRequest>>,
     /// Handed to every step in its context (`context.input`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub input: Option<Value>,
     /// A repeat within the server's window returns the first workflow (200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,7 +307,7 @@ pub struct ScheduledWorkflow {
     pub template: String,
     /// The input each started workflow gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<StorableJson>)]
+    #[schema(value_type = StorableJson)]
     pub input: Option<Value>,
 }
 

@@ -27,7 +27,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// A JSON body that may be absent: empty, or `null` (then `T::default()`), as the document
-/// states an optional body.
+/// states an optional body. A body of only whitespace is not JSON and is refused.
 pub(crate) struct OptionalJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
@@ -37,7 +37,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return Ok(OptionalJson(T::default()));
         }
         parse_json::<Option<T>>(&bytes).map(|body| OptionalJson(body.unwrap_or_default()))

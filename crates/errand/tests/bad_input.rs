@@ -962,6 +962,32 @@ async fn a_null_claim_body_is_an_absent_one() {
     let (status, body) = send_with(&raw, "/v1/queues/default/claim", &[json], "null").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["jobs"].as_array().map(Vec::len), Some(1), "{body}");
+    // A body of whitespace is not JSON: refused, not taken for an absent body.
+    let (status, body) = send_with(&raw, "/v1/queues/default/claim", &[json], "\r\n").await;
+    assert_eq!(status, 400, "{body}");
+}
+
+/// An optional JSON field whose schema allows `null` is stated once as such: the document
+/// does not wrap it in a `oneOf` with `null` (which `null` would then match twice, so a
+/// validator would refuse a `null` the server takes).
+#[tokio::test]
+async fn a_nullable_json_field_is_stated_without_a_second_null() {
+    let s = server().await;
+    let raw = Raw::new(&s);
+    let (status, doc) = raw.get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    for (schema, field) in [
+        ("ScheduledWorkflow", "input"),
+        ("SettleCompletion", "result"),
+        ("SettleCompletion", "session_state"),
+    ] {
+        let stated = &doc["components"]["schemas"][schema]["properties"][field];
+        assert!(
+            stated.to_string().contains("StorableJson"),
+            "{schema}.{field}: {stated}"
+        );
+        assert!(stated.get("oneOf").is_none(), "{schema}.{field}: {stated}");
+    }
 }
 
 #[tokio::test]
