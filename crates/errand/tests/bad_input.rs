@@ -962,6 +962,16 @@ async fn a_null_claim_body_is_an_absent_one() {
     let (status, body) = send_with(&raw, "/v1/queues/default/claim", &[json], "null").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["jobs"].as_array().map(Vec::len), Some(1), "{body}");
+    // A run report's figure no store can keep (beyond a signed 64-bit integer) refuses the
+    // call, in a claim's settlements as in a settle.
+    let too_big = r#"{"failures": [{"id": "e3e70682-c209-1cac-a29f-6fbed82c07cd",
+        "lease_token": "e3e70682-c209-1cac-a29f-6fbed82c07cd",
+        "report": {"duration_ms": 0, "cpu_ms": 0, "max_rss_bytes": 9223372036854775808}}]}"#;
+    for path in ["/v1/queues/default/claim", "/v1/jobs/settle"] {
+        let (status, body) = send_with(&raw, path, &[json], too_big).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.to_string().contains("max_rss_bytes"), "{path}: {body}");
+    }
     // A body of whitespace is not JSON: refused, not taken for an absent body.
     let (status, body) = send_with(&raw, "/v1/queues/default/claim", &[json], "\r\n").await;
     assert_eq!(status, 400, "{body}");

@@ -209,9 +209,26 @@ fn failure(
 }
 
 /// Refuses what no store can keep in a settlement (NUL characters, a retry past the year
-/// 9999), naming the field
-/// after `prefix` (`completions[2].`, or nothing for a single settle).
+/// 9999, a run report's figure beyond a signed 64-bit integer), naming the field after
+/// `prefix` (`completions[2].`, or nothing for a single settle).
 fn storable(prefix: &str, s: &Settlement) -> Result<(), ApiError> {
+    let report = match s {
+        Settlement::Complete { report, .. } | Settlement::Fail { report, .. } => report,
+    };
+    if let Some(r) = report {
+        for (field, value) in [
+            ("duration_ms", r.duration_ms),
+            ("cpu_ms", r.cpu_ms),
+            ("max_rss_bytes", r.max_rss_bytes),
+        ] {
+            if i64::try_from(value).is_err() {
+                return Err(ApiError::invalid(format!(
+                    "{prefix}report.{field}: at most {}",
+                    i64::MAX
+                )));
+            }
+        }
+    }
     match s {
         Settlement::Complete {
             result,
