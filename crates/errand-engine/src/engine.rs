@@ -43,6 +43,18 @@ pub struct ClaimRequest {
     pub wait: Duration,
 }
 
+impl From<&ClaimRequest> for JobClaimParams {
+    fn from(req: &ClaimRequest) -> Self {
+        JobClaimParams {
+            queue: req.queue.clone(),
+            worker: req.worker.clone(),
+            max: req.max,
+            lease: req.lease,
+            kinds: req.kinds.clone(),
+        }
+    }
+}
+
 /// The job engine. Clone the `Arc` to share it.
 pub struct Engine {
     store: SharedStore,
@@ -305,6 +317,12 @@ impl Engine {
     /// # Errors
     /// The store's error.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+        self.note_worker(&req);
+        self.claim_unlisted(req).await
+    }
+
+    /// Lists the claimer among the workers seen.
+    fn note_worker(&self, req: &ClaimRequest) {
         self.workers_seen.note(
             &req.worker,
             self.node_id,
@@ -312,7 +330,6 @@ impl Engine {
             &req.kinds,
             errand_core::time::system_now(),
         );
-        self.claim_unlisted(req).await
     }
 
     /// [`claim`](Self::claim) without listing the claimer among the workers seen: errand's
@@ -323,13 +340,7 @@ impl Engine {
     ) -> Result<Vec<ClaimedJob>, StoreError> {
         let deadline = Instant::now() + req.wait;
         let filtered = !req.kinds.is_empty();
-        let params = JobClaimParams {
-            queue: req.queue,
-            worker: req.worker,
-            max: req.max,
-            lease: req.lease,
-            kinds: req.kinds,
-        };
+        let params = JobClaimParams::from(&req);
         if req.wait.is_zero() {
             return self.claim_once(params).await;
         }
@@ -370,12 +381,18 @@ impl Engine {
         })
         .await
         .map(UnheardClaim::heard)?;
-        self.note_leases(&jobs);
-        self.metrics.claimed(queue.as_str(), &jobs);
+        self.announce_claimed(&queue, &jobs);
+        Ok(jobs)
+    }
+
+    /// What every claim does once its caller has the jobs: the rescuer learns when their
+    /// leases end, the metrics count them, the event tail reads their `job.started`.
+    fn announce_claimed(&self, queue: &QueueName, jobs: &[ClaimedJob]) {
+        self.note_leases(jobs);
+        self.metrics.claimed(queue.as_str(), jobs);
         if !jobs.is_empty() {
             self.feed.poke();
         }
-        Ok(jobs)
     }
 
     /// Gives leased jobs back to their queues as if their claims never happened (the
@@ -467,23 +484,11 @@ impl Engine {
         if settlements.is_empty() {
             return Ok((Vec::new(), self.claim(req).await?));
         }
-        self.workers_seen.note(
-            &req.worker,
-            self.node_id,
-            &req.queue,
-            &req.kinds,
-            errand_core::time::system_now(),
-        );
+        self.note_worker(&req);
         let started = Instant::now();
         let (settlements, too_large) = self.screen_results(settlements);
         let settle = self.settle_params(settlements);
-        let claim = JobClaimParams {
-            queue: req.queue.clone(),
-            worker: req.worker.clone(),
-            max: req.max,
-            lease: req.lease,
-            kinds: req.kinds.clone(),
-        };
+        let claim = JobClaimParams::from(&req);
         let store = self.store.clone();
         let waker = self.waker.clone();
         let metrics = self.metrics.clone();
@@ -498,11 +503,9 @@ impl Engine {
         })
         .await?;
         let claimed = claimed.heard();
-        self.note_leases(&claimed);
         let settled = self.settled(settled, too_large);
-        self.metrics.claimed(req.queue.as_str(), &claimed);
+        self.announce_claimed(&req.queue, &claimed);
         if !claimed.is_empty() {
-            self.feed.poke();
             return Ok((settled, claimed));
         }
         let wait = req.wait.saturating_sub(started.elapsed());

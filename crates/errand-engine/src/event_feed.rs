@@ -89,15 +89,13 @@ impl EventFeed {
             return Ok(p);
         }
         let head = engine.event_head().await?.unwrap_or_default();
-        let start = match self.position.lock() {
-            Ok(mut p) => *p.get_or_insert(head),
-            Err(_) => head,
-        };
+        let start = self.start_at(head);
         self.poke();
         Ok(start)
     }
 
-    /// Where the tail follows from at its start: `head`, unless a listener set it first.
+    /// Where the tail follows from: `head`, unless someone (the tail at its start, another
+    /// listener) set it first.
     fn start_at(&self, head: EventId) -> EventId {
         match self.position.lock() {
             Ok(mut p) => *p.get_or_insert(head),
