@@ -301,6 +301,8 @@ describe("worker", () => {
       assert.equal(done.state, "succeeded");
       assert.equal(done.attempt, 1, "the lease never lapsed");
       assert.equal(runs, 1);
+      // The waiter may hear the job end before the worker hears its own settle answer.
+      await eventually("the worker to hear its settlement", () => events.some((e) => e.type === "settled"), 10_000);
       const settled = events.filter((e) => e.type === "settled");
       assert.deepEqual(settled.map((e) => (e.type === "settled" ? e.result.error ?? null : null)), [null]);
       assert.equal(worker.stats.completed, 1);
@@ -364,6 +366,8 @@ describe("worker", () => {
       assert.equal(bigint.attempt, 1);
       assert.match(bigint.error ?? "", /not JSON/);
       assert.deepEqual([...runs.values()].filter((r) => r !== 1), [], "no job ran twice");
+      // The jobs can read as ended before the worker hears the settle call's answer.
+      await eventually("the worker to count the completions", () => worker.stats.completed >= total - 2, 10_000);
       assert.equal(worker.stats.completed, total - 2, "completed counts what the server took");
     } finally {
       await stop();
