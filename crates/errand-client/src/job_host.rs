@@ -12,7 +12,9 @@ use errand_api::{
 };
 use errand_core::limits::{MAX_BATCH, MAX_CLAIM, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS};
 use errand_core::{Job, JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
-use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
+use errand_runner::host::{
+    HostError, HostedJob, JobHost, RunSettlement, RunVerdict, SettledAndClaimed,
+};
 use serde_json::Value;
 
 use crate::{Client, ClientError};
@@ -172,14 +174,7 @@ impl JobHost for HttpJobHost {
         if max == 0 {
             return Ok(vec![]);
         }
-        let req = ClaimRequest {
-            worker: Some(self.worker.clone()),
-            max: Some(max.min(MAX_CLAIM)),
-            wait_ms: Some(millis(wait).min(MAX_WAIT_MS)),
-            lease_ms: Some(self.lease_ms),
-            kinds: kinds.iter().map(|k| k.as_str().to_string()).collect(),
-            ..Default::default()
-        };
+        let req = self.claim_request(kinds, max, wait);
         let answer = self
             .client
             .claim(queue.as_str(), &req)
@@ -224,6 +219,41 @@ impl JobHost for HttpJobHost {
             rest = tail;
         }
         Ok(outcomes)
+    }
+
+    /// One `POST /v1/queues/{queue}/claim` carrying the settlements: one round trip, one
+    /// transaction on the server. More than the server takes in one call ([`MAX_BATCH`])
+    /// are settled first by `settle` calls of their own.
+    async fn settle_and_claim(
+        &self,
+        settlements: Vec<RunSettlement>,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> Result<SettledAndClaimed, HostError> {
+        let mut settlements = settlements;
+        if max == 0 {
+            let settled = self.settle(settlements).await?;
+            return Ok(SettledAndClaimed {
+                settled,
+                claimed: vec![],
+            });
+        }
+        let carried = settlements.split_off(settlements.len().saturating_sub(MAX_BATCH));
+        let mut settled = self.settle(settlements).await?;
+        let wire = WireSettlements::from(carried);
+        let mut req = self.claim_request(kinds, max, wait);
+        req.completions = wire.completions;
+        req.failures = wire.failures;
+        let answer = self
+            .client
+            .claim(queue.as_str(), &req)
+            .await
+            .map_err(settle_error)?;
+        settled.extend(answers(&wire.places, answer.settled)?);
+        let claimed = answer.jobs.into_iter().map(|v| self.hosted(v)).collect();
+        Ok(SettledAndClaimed { settled, claimed })
     }
 
     async fn append_logs(
@@ -281,14 +311,52 @@ impl HttpJobHost {
         &self,
         settlements: Vec<RunSettlement>,
     ) -> Result<Vec<Result<(), HostError>>, HostError> {
-        let mut req = SettleRequest::default();
-        // Where each settlement's answer is: completions are answered first, then failures.
-        let mut places = Vec::with_capacity(settlements.len());
+        let wire = WireSettlements::from(settlements);
+        if wire.places.is_empty() {
+            return Ok(vec![]);
+        }
+        let req = SettleRequest {
+            completions: wire.completions,
+            failures: wire.failures,
+        };
+        let answer = self.client.settle(&req).await.map_err(settle_error)?;
+        answers(&wire.places, answer.results)
+    }
+
+    /// The claim request this host sends, settling `settlements` first when there are any.
+    fn claim_request(&self, kinds: &[JobKind], max: u32, wait: Duration) -> ClaimRequest {
+        ClaimRequest {
+            worker: Some(self.worker.clone()),
+            max: Some(max.min(MAX_CLAIM)),
+            wait_ms: Some(millis(wait).min(MAX_WAIT_MS)),
+            lease_ms: Some(self.lease_ms),
+            kinds: kinds.iter().map(|k| k.as_str().to_string()).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Settlements as the wire carries them: completions and failures in two lists, and where
+/// each settlement's answer is.
+struct WireSettlements {
+    completions: Vec<SettleCompletion>,
+    failures: Vec<SettleFailure>,
+    /// Per settlement given: whether it is a completion, and its index in its list.
+    places: Vec<(bool, usize)>,
+}
+
+impl From<Vec<RunSettlement>> for WireSettlements {
+    fn from(settlements: Vec<RunSettlement>) -> Self {
+        let mut wire = WireSettlements {
+            completions: Vec::new(),
+            failures: Vec::new(),
+            places: Vec::with_capacity(settlements.len()),
+        };
         for s in settlements {
             match s.verdict {
                 RunVerdict::Complete { result } => {
-                    places.push((true, req.completions.len()));
-                    req.completions.push(SettleCompletion {
+                    wire.places.push((true, wire.completions.len()));
+                    wire.completions.push(SettleCompletion {
                         id: s.id,
                         lease_token: s.lease_token,
                         result,
@@ -303,8 +371,8 @@ impl HttpJobHost {
                     retry_in,
                     dead,
                 } => {
-                    places.push((false, req.failures.len()));
-                    req.failures.push(SettleFailure {
+                    wire.places.push((false, wire.failures.len()));
+                    wire.failures.push(SettleFailure {
                         id: s.id,
                         lease_token: s.lease_token,
                         error: Some(error),
@@ -315,31 +383,36 @@ impl HttpJobHost {
                 }
             }
         }
-        if places.is_empty() {
-            return Ok(vec![]);
-        }
-        let completions = req.completions.len();
-        let answer = self.client.settle(&req).await.map_err(settle_error)?;
-        if answer.results.len() != places.len() {
-            return Err(HostError::Refused(format!(
-                "the server answered {} settlements of {}",
-                answer.results.len(),
-                places.len()
-            )));
-        }
-        let mut results: Vec<Option<errand_api::SettleResult>> =
-            answer.results.into_iter().map(Some).collect();
-        Ok(places
-            .into_iter()
-            .map(|(completed, i)| {
-                let at = if completed { i } else { completions + i };
-                match results[at].take().and_then(|r| r.error) {
-                    None => Ok(()),
-                    Some(detail) => Err(entry_error(detail)),
-                }
-            })
-            .collect())
+        wire
     }
+}
+
+/// The server's answers (completions first, then failures) in the order the settlements
+/// were given.
+fn answers(
+    places: &[(bool, usize)],
+    results: Vec<errand_api::SettleResult>,
+) -> Result<Vec<Result<(), HostError>>, HostError> {
+    if results.len() != places.len() {
+        return Err(HostError::Refused(format!(
+            "the server answered {} settlements of {}",
+            results.len(),
+            places.len()
+        )));
+    }
+    let completions = places.iter().filter(|(completed, _)| *completed).count();
+    let mut results: Vec<Option<errand_api::SettleResult>> =
+        results.into_iter().map(Some).collect();
+    Ok(places
+        .iter()
+        .map(|&(completed, i)| {
+            let at = if completed { i } else { completions + i };
+            match results[at].take().and_then(|r| r.error) {
+                None => Ok(()),
+                Some(detail) => Err(entry_error(detail)),
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -68,6 +68,16 @@ pub enum HostError {
     Refused(String),
 }
 
+/// What [`JobHost::settle_and_claim`] answers: how each settlement went, in the order
+/// given, and the jobs claimed after them.
+#[derive(Debug, Default)]
+pub struct SettledAndClaimed {
+    /// One result per settlement sent, in order.
+    pub settled: Vec<Result<(), HostError>>,
+    /// The jobs leased by the claim that followed.
+    pub claimed: Vec<HostedJob>,
+}
+
 /// Whoever holds the jobs: the engine, or a server over HTTP.
 #[async_trait::async_trait]
 pub trait JobHost: Send + Sync + 'static {
@@ -101,6 +111,38 @@ pub trait JobHost: Send + Sync + 'static {
         &self,
         settlements: Vec<RunSettlement>,
     ) -> Result<Vec<Result<(), HostError>>, HostError>;
+
+    /// Ends attempts, then claims as [`claim`](Self::claim) does: a worker's whole cycle.
+    /// A host over a network does both in one round trip (and the server in one
+    /// transaction); this default makes two calls. When the claim part fails after the
+    /// settlements took effect, the answer has their results and no job.
+    ///
+    /// # Errors
+    /// The call as a whole failed: nothing is known of the settlements, which may be sent
+    /// again (a settlement is idempotent for its token).
+    async fn settle_and_claim(
+        &self,
+        settlements: Vec<RunSettlement>,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> Result<SettledAndClaimed, HostError> {
+        let settled = if settlements.is_empty() {
+            Vec::new()
+        } else {
+            self.settle(settlements).await?
+        };
+        let claimed = match self.claim(queue, kinds, max, wait).await {
+            Ok(jobs) => jobs,
+            Err(e) if settled.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::info!(error = %e, "the claim after settling failed; the settlements took effect");
+                Vec::new()
+            }
+        };
+        Ok(SettledAndClaimed { settled, claimed })
+    }
 
     /// Stores log lines of a running attempt.
     async fn append_logs(

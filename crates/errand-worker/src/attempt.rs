@@ -20,6 +20,7 @@ use crate::context::{Claimed, JobContext};
 use crate::error::Failure;
 use crate::handler::{Handlers, Outcome};
 use crate::lease::{Beats, Lease};
+use crate::outbox::Outbox;
 use crate::settler::Pending;
 use crate::{storable, JobError};
 
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub host: Arc<dyn JobHost>,
     pub handlers: Handlers,
     pub settle: mpsc::Sender<Pending>,
+    /// Settlements that ride on the claim loop's next claim.
+    pub outbox: Outbox,
     pub running: Mutex<HashMap<JobId, Running>>,
     pub shutdown: CancellationToken,
     pub lease: Option<Duration>,
@@ -232,7 +235,18 @@ async fn hand_off(shared: &Shared, attempt: Attempt, outcome: Outcome) {
         lease: attempt.lease,
         beats: attempt.beats,
     };
-    if shared.settle.send(pending).await.is_err() {
-        tracing::warn!(job = %id, "not settled: the settler has stopped; the job runs again when its lease lapses");
+    // Offered before the slot frees: the claim loop, waiting for this slot, takes it along.
+    if let Some(pending) = shared.outbox.offer(pending) {
+        shared.to_settler(pending).await;
+    }
+}
+
+impl Shared {
+    /// Hands `p` to the settler, which sends it on its own.
+    pub(crate) async fn to_settler(&self, p: Pending) {
+        let id = p.settlement.id;
+        if self.settle.send(p).await.is_err() {
+            tracing::warn!(job = %id, "not settled: the settler has stopped; the job runs again when its lease lapses");
+        }
     }
 }

@@ -12,7 +12,9 @@
 //!   a lost lease (expired and taken elsewhere, the job cancelled, or no heartbeat through
 //!   for a whole lease) fires [`JobContext::lease_lost`] and the attempt's outcome is not
 //!   settled;
-//! - settles in batches: a settlement waits at most the settle window (2 ms) for others;
+//! - settles on the next claim when it can (the claim that refills a freed slot carries the
+//!   settlements of the jobs that freed it: one round trip per cycle), otherwise in batches:
+//!   a settlement waits at most the settle window (2 ms) for others;
 //!   what the host cannot take now is sent again while the lease holds; a call refused
 //!   whole is sent again one settlement at a time, so one bad entry costs only itself;
 //! - a handler's [`JobError::retry`] fails the attempt with the server's backoff,
@@ -38,6 +40,7 @@ mod error;
 mod fake_host;
 mod handler;
 mod lease;
+mod outbox;
 mod settler;
 mod shutdown;
 mod storable;

@@ -112,23 +112,11 @@ async fn settle_group(
                         "the host answered another number of settlements than were sent; the unanswered run again when their leases lapse"
                     );
                 }
-                let mut again = Vec::new();
-                for (p, r) in group.into_iter().zip(results) {
-                    let id = p.settlement.id;
-                    match r {
-                        Ok(()) => {}
-                        Err(HostError::Unavailable(why)) => {
-                            tracing::debug!(job = %id, error = %why, "settle: the host cannot take this one now, sending it again");
-                            again.push(p);
-                        }
-                        Err(HostError::LeaseLost) => {
-                            tracing::warn!(job = %id, "not settled: the lease was lost (the job runs again elsewhere or was cancelled)");
-                        }
-                        Err(e) => {
-                            tracing::warn!(job = %id, error = %e, "not settled: refused; the job runs again when its lease lapses");
-                        }
-                    }
-                }
+                let again: Vec<Pending> = group
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(p, r)| answered(p, r))
+                    .collect();
                 if again.is_empty() {
                     return None;
                 }
@@ -151,6 +139,27 @@ async fn settle_group(
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// What the host answered for one settlement: done with (taken, or refused for good, which
+/// is logged), or `p` back when the host cannot take it now, to be sent again.
+pub(crate) fn answered(p: Pending, r: Result<(), HostError>) -> Option<Pending> {
+    let id = p.settlement.id;
+    match r {
+        Ok(()) => None,
+        Err(HostError::Unavailable(why)) => {
+            tracing::debug!(job = %id, error = %why, "settle: the host cannot take this one now, sending it again");
+            Some(p)
+        }
+        Err(HostError::LeaseLost) => {
+            tracing::warn!(job = %id, "not settled: the lease was lost (the job runs again elsewhere or was cancelled)");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(job = %id, error = %e, "not settled: refused; the job runs again when its lease lapses");
+            None
+        }
     }
 }
 

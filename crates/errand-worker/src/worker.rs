@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use errand_client::JobType;
 use errand_core::{JobKind, QueueName};
-use errand_runner::host::{HostError, HostedJob, JobHost};
+use errand_runner::host::{HostError, HostedJob, JobHost, SettledAndClaimed};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::attempt::{start, Shared};
 use crate::backoff::Backoff;
 use crate::handler::{ErasedHandler, Handler, Handlers, Typed};
+use crate::outbox::Outbox;
 use crate::shutdown::{wind_down, ShutdownReport, CLAIM_DRAIN};
 use crate::{settler, WorkerError};
 
@@ -205,6 +206,7 @@ impl Worker {
             host: self.host.clone(),
             handlers: self.handlers,
             settle: settle_tx,
+            outbox: Outbox::default(),
             running: Mutex::new(HashMap::new()),
             shutdown: shutdown.clone(),
             #[cfg(test)]
@@ -217,10 +219,14 @@ impl Worker {
         let mut late = Vec::new();
         // When shutdown began, if the loop noticed it late (waiting for a claim's answer).
         let mut began = None;
+        // Settlements sent with a claim that shutdown dropped unanswered: sent again.
+        let mut unanswered = Vec::new();
 
         loop {
             // Reap finished attempts so the set does not grow.
             while tasks.try_join_next().is_some() {}
+            // The settlements of jobs that end while this loop gathers slots go with its claim.
+            shared.outbox.open();
             let first = tokio::select! {
                 p = slots.clone().acquire_owned() => p,
                 _ = shutdown.cancelled() => break,
@@ -244,9 +250,20 @@ impl Worker {
                     }
                 }
             }
+            let carried = shared.outbox.close();
             let max = u32::try_from(permits.len()).unwrap_or(1);
             let asked = Instant::now();
-            let claim = self.host.claim(&queue, &kinds, max, self.poll_wait);
+            // A claim that carries settlements does not wait for work, so that their answers
+            // (and the end of their heartbeats) come now; with no job ready, the next one waits.
+            let wait = if carried.is_empty() {
+                self.poll_wait
+            } else {
+                Duration::ZERO
+            };
+            let settlements = carried.iter().map(|p| p.settlement.clone()).collect();
+            let claim = self
+                .host
+                .settle_and_claim(settlements, &queue, &kinds, max, wait);
             tokio::pin!(claim);
             let claimed = tokio::select! {
                 // An answer that is here is taken, even when shutdown began meanwhile.
@@ -257,12 +274,20 @@ impl Worker {
                     match tokio::time::timeout(CLAIM_DRAIN, &mut claim).await {
                         Ok(c) => c,
                         // Still waiting for work: dropped.
-                        Err(_) => break,
+                        Err(_) => {
+                            unanswered = carried;
+                            break;
+                        }
                     }
                 }
             };
+            let carried_some = !carried.is_empty();
             match claimed {
-                Ok(mut jobs) => {
+                Ok(SettledAndClaimed {
+                    settled,
+                    claimed: mut jobs,
+                }) => {
+                    settle_answered(&shared, carried, settled).await;
                     if shutdown.is_cancelled() {
                         late = jobs;
                         break;
@@ -276,7 +301,7 @@ impl Worker {
                         start(&shared, &mut tasks, job, permit);
                     }
                     let early = self.poll_wait.is_zero() || asked.elapsed() < self.poll_wait;
-                    if empty && early {
+                    if empty && early && !carried_some {
                         // No job, and no long wait for one (a host that does not wait, or
                         // one that is stopping): pause rather than ask again at once.
                         drop(permits);
@@ -291,6 +316,10 @@ impl Worker {
                 }
                 Err(e) => {
                     drop(permits);
+                    // Nothing is known of them: the settler sends them again.
+                    for p in carried {
+                        shared.to_settler(p).await;
+                    }
                     let delay = backoff.next_delay();
                     match &e {
                         HostError::Unavailable(_) => {
@@ -306,6 +335,9 @@ impl Worker {
             }
         }
 
+        for p in unanswered.into_iter().chain(shared.outbox.close()) {
+            shared.to_settler(p).await;
+        }
         let began = began.unwrap_or_else(Instant::now);
         let report = wind_down(&shared, &mut tasks, late, self.grace, began).await;
         // The last settlements: the settler ends once every attempt's sender is gone and
@@ -328,6 +360,32 @@ impl Worker {
     pub(crate) fn hold_before_settle(mut self, hold: crate::attempt::Hold) -> Self {
         self.hold_before_settle = Some(hold);
         self
+    }
+}
+
+/// Deals with the host's answers to the settlements a claim carried: what it could not
+/// take now, or did not answer, goes to the settler to be sent again.
+async fn settle_answered(
+    shared: &Shared,
+    carried: Vec<settler::Pending>,
+    settled: Vec<Result<(), HostError>>,
+) {
+    if settled.len() != carried.len() {
+        tracing::warn!(
+            answered = settled.len(),
+            sent = carried.len(),
+            "the host answered another number of settlements than a claim carried; sending the unanswered again"
+        );
+    }
+    let mut answers = settled.into_iter();
+    for p in carried {
+        let again = match answers.next() {
+            Some(r) => settler::answered(p, r),
+            None => Some(p),
+        };
+        if let Some(p) = again {
+            shared.to_settler(p).await;
+        }
     }
 }
 

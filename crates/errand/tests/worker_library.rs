@@ -11,7 +11,7 @@ use std::time::Duration;
 use errand_api::{EnqueueLimits, EnqueueRequest};
 use errand_client::{Client, HttpJobHost, JobType, WaitError};
 use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, Progress, QueueName};
-use errand_runner::host::{HostError, HostedJob, RunSettlement};
+use errand_runner::host::{HostError, HostedJob, RunSettlement, SettledAndClaimed};
 use errand_testkit::eventually;
 use errand_worker::{CancellationToken, JobContext, JobError, JobHost, ShutdownReport, Worker};
 use serde::{Deserialize, Serialize};
@@ -323,6 +323,9 @@ async fn heartbeats_keep_a_job_longer_than_its_lease() {
 struct Counting {
     http: HttpJobHost,
     sent: Mutex<HashMap<JobId, u32>>,
+    /// Settle calls of their own, and settlements that rode on a claim.
+    settle_calls: AtomicUsize,
+    carried: AtomicUsize,
 }
 
 impl Counting {
@@ -330,6 +333,15 @@ impl Counting {
         Self {
             http,
             sent: Mutex::default(),
+            settle_calls: AtomicUsize::new(0),
+            carried: AtomicUsize::new(0),
+        }
+    }
+
+    fn count(&self, settlements: &[RunSettlement]) {
+        let mut sent = self.sent.lock().expect("counts");
+        for s in settlements {
+            *sent.entry(s.id).or_default() += 1;
         }
     }
 
@@ -372,13 +384,23 @@ impl JobHost for Counting {
         &self,
         settlements: Vec<RunSettlement>,
     ) -> Result<Vec<Result<(), HostError>>, HostError> {
-        {
-            let mut sent = self.sent.lock().expect("counts");
-            for s in &settlements {
-                *sent.entry(s.id).or_default() += 1;
-            }
-        }
+        self.count(&settlements);
+        self.settle_calls.fetch_add(1, Ordering::SeqCst);
         self.http.settle(settlements).await
+    }
+    async fn settle_and_claim(
+        &self,
+        settlements: Vec<RunSettlement>,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> Result<SettledAndClaimed, HostError> {
+        self.count(&settlements);
+        self.carried.fetch_add(settlements.len(), Ordering::SeqCst);
+        self.http
+            .settle_and_claim(settlements, queue, kinds, max, wait)
+            .await
     }
     async fn append_logs(
         &self,
@@ -403,6 +425,58 @@ impl JobHost for Counting {
     async fn lease_release(&self, name: &str, holder: &str) -> Result<(), HostError> {
         self.http.lease_release(name, holder).await
     }
+}
+
+#[tokio::test]
+async fn a_worker_s_settlements_ride_on_its_next_claim() {
+    let server = common::server().await;
+    let client = server.client().expect("client");
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let job = client
+            .enqueue(Add {
+                sleep_ms: 20,
+                fail_first: u32::from(n % 5 == 0),
+                ..Add::new(n, 1)
+            })
+            .await
+            .expect("enqueue");
+        ids.push(job.id);
+    }
+    let host = Arc::new(Counting::new(HttpJobHost::new(
+        client.clone(),
+        "rider",
+        Duration::from_secs(30),
+    )));
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    // One slot: each job ends while the claim loop waits for that slot, so its settlement
+    // goes with the claim that refills it.
+    let worker = run(Worker::new(host.clone())
+        .concurrency(1)
+        .poll_wait(Duration::from_secs(1))
+        .register::<Add, _>(move |ctx, job| add(t.clone(), ctx, job)));
+    eventually("every job succeeds", Duration::from_secs(30), || async {
+        (succeeded(&client).await == 20).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    for id in &ids {
+        let job = client.job(*id, None).await.expect("job");
+        assert_eq!(job.state, JobState::Succeeded);
+    }
+    // 20 completions and 4 failures (retried), every one carried by a claim.
+    assert_eq!(
+        host.carried.load(Ordering::SeqCst),
+        24,
+        "settlements carried by claims"
+    );
+    assert_eq!(
+        host.settle_calls.load(Ordering::SeqCst),
+        0,
+        "settle calls of their own"
+    );
+    assert!(tally.runs().values().all(|&n| n <= 2));
 }
 
 /// A job whose handler waits for its lease to be lost.

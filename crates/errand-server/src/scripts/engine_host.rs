@@ -9,7 +9,9 @@ use std::time::Duration;
 use errand_core::instance::InstanceRecord;
 use errand_core::{JobId, JobKind, JobState, LeaseToken, NewLogLine, NodeId, Progress, QueueName};
 use errand_engine::Engine;
-use errand_runner::host::{HostError, HostedJob, JobHost, RunSettlement, RunVerdict};
+use errand_runner::host::{
+    HostError, HostedJob, JobHost, RunSettlement, RunVerdict, SettledAndClaimed,
+};
 use errand_runner::runner::InstanceHost;
 use errand_store::{JobHeartbeatParams, JobLogAppendParams, Settlement, StoreError};
 use serde_json::Value;
@@ -110,6 +112,36 @@ impl Drop for CancelWatch<'_> {
     }
 }
 
+impl EngineHost {
+    fn claim_request(
+        &self,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> errand_engine::ClaimRequest {
+        errand_engine::ClaimRequest {
+            queue: queue.clone(),
+            worker: self.worker.clone(),
+            max,
+            lease: LEASE,
+            kinds: kinds.to_vec(),
+            wait,
+        }
+    }
+}
+
+/// Claimed jobs as the runner holds them.
+fn hosted(claimed: Vec<errand_store::ClaimedJob>) -> Vec<HostedJob> {
+    claimed
+        .into_iter()
+        .map(|c| HostedJob {
+            job: c.job,
+            lease_token: c.lease_token,
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl JobHost for EngineHost {
     async fn claim(
@@ -121,23 +153,34 @@ impl JobHost for EngineHost {
     ) -> Result<Vec<HostedJob>, HostError> {
         let claimed = self
             .engine
-            .claim(errand_engine::ClaimRequest {
-                queue: queue.clone(),
-                worker: self.worker.clone(),
-                max,
-                lease: LEASE,
-                kinds: kinds.to_vec(),
-                wait,
-            })
+            .claim(self.claim_request(queue, kinds, max, wait))
             .await
             .map_err(host_error)?;
-        Ok(claimed
-            .into_iter()
-            .map(|c| HostedJob {
-                job: c.job,
-                lease_token: c.lease_token,
-            })
-            .collect())
+        Ok(hosted(claimed))
+    }
+
+    /// Settles and claims in one engine call (one store transaction).
+    async fn settle_and_claim(
+        &self,
+        settlements: Vec<RunSettlement>,
+        queue: &QueueName,
+        kinds: &[JobKind],
+        max: u32,
+        wait: Duration,
+    ) -> Result<SettledAndClaimed, HostError> {
+        let settlements = settlements.into_iter().map(settlement).collect();
+        let (settled, claimed) = self
+            .engine
+            .settle_and_claim(settlements, self.claim_request(queue, kinds, max, wait))
+            .await
+            .map_err(host_error)?;
+        Ok(SettledAndClaimed {
+            settled: settled
+                .into_iter()
+                .map(|r| r.map(|_| ()).map_err(host_error))
+                .collect(),
+            claimed: hosted(claimed),
+        })
     }
 
     fn lease(&self) -> Option<Duration> {
