@@ -18,6 +18,7 @@ mod metrics_scrape;
 mod ordering;
 mod raw_http;
 mod results;
+mod scale;
 mod schedule_burst;
 mod schedules;
 mod scripts;
@@ -90,6 +91,11 @@ pub enum Scenario {
     /// An idle server: its CPU per second over `--duration` after a 2 s settling time (not
     /// part of `all`).
     Idle,
+    /// How costs grow with the store's size: single enqueue, a 16-in-flight claim-1 worker,
+    /// queue counts and server memory on an empty store and with a backlog of a tenth of
+    /// `--jobs` and of `--jobs` ready jobs, then the time to the first claim after a
+    /// `kill -9` restart (not part of `all`: growing the backlog takes a while).
+    Scale,
 }
 
 /// `errand-bench` flags.
@@ -379,6 +385,10 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "drain, errand-worker at concurrency {}",
                 worker_library::CONCURRENCY
             ));
+    }
+    if args.scenario == Scenario::Scale {
+        let mut d = deploy(&args).await?;
+        scale::run(&mut d, args.jobs, duration).await?;
     }
     if args.scenario == Scenario::Cycle {
         let jobs = args.jobs.min(100_000);

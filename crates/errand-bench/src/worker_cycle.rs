@@ -1,5 +1,6 @@
 //! A worker that keeps 16 jobs in flight over HTTP, one job per slot: each slot claims
-//! one job, finishes it at once and asks for the next. Run twice on the same filled queue
+//! one job, finishes it at once and asks for the next, until `jobs` jobs are done (the
+//! queue may hold more). Run twice on the same filled queue
 //! shape: with two requests per job (claim, then complete through `POST /v1/jobs/settle`)
 //! and with one (the claim carries the settlement of the job the slot just finished).
 
@@ -51,6 +52,15 @@ pub async fn run(client: &Client, jobs: usize, cycle: Cycle) -> anyhow::Result<F
             let mut finished: Option<ClaimedJobView> = None;
             let mut last_done = None;
             loop {
+                if done.load(Ordering::Relaxed) >= target {
+                    // Enough: the job in hand is settled on its own, and nothing more is
+                    // claimed (the queue may hold a larger backlog).
+                    if finished.is_some() {
+                        c.settle(&SettleRequest::complete_all(finished.as_slice()))
+                            .await?;
+                    }
+                    return anyhow::Ok((h, last_done));
+                }
                 let t = Instant::now();
                 let settle = SettleRequest::complete_all(finished.as_slice());
                 let got = match cycle {
