@@ -18,6 +18,9 @@ use crate::cli::{Cli, Command};
 
 /// mimalloc: a server allocates and frees small buffers for every request; measured here it
 /// cut the cost of an enqueue noticeably against the system allocator (docs/PERFORMANCE.md).
+/// Built without transparent huge pages (the crate's `no_thp`): with them, every region
+/// mimalloc touched stayed resident in 2 MiB pages, and a server holding 1,000,000 queued
+/// jobs sat at 124 MiB instead of 81 MiB, for no measurable CPU difference.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
