@@ -72,6 +72,22 @@ pub(crate) async fn fold_counts(client: &impl GenericClient) -> QResult<u64> {
     Ok(n.max(0) as u64)
 }
 
+/// Folded count rows after which `queue_counts` is vacuumed. Every write statement appends
+/// a row and each fold deletes them, so under load the table collects dead rows faster
+/// than autovacuum (which looks once a minute) reclaims them, and a count read scans them
+/// all: measured, 245,000 dead rows (12 MB) after loading 1,000,000 jobs and draining
+/// 20,000, and `GET /v1/queues/{queue}` took 10 ms instead of under 1. Vacuuming a table of
+/// some ten thousand dead rows costs PostgreSQL a few milliseconds.
+pub(crate) const VACUUM_AFTER_FOLDED: u64 = 10_000;
+
+/// Reclaims the folded rows' space, unless another node is vacuuming it right now.
+pub(crate) async fn vacuum_counts(client: &impl GenericClient) -> QResult<()> {
+    client
+        .batch_execute("VACUUM (SKIP_LOCKED) queue_counts")
+        .await?;
+    Ok(())
+}
+
 /// Every queue, or one, with counts per state and the age of its oldest ready job.
 pub(crate) async fn list(
     client: &impl GenericClient,

@@ -75,6 +75,8 @@ pub struct PgStore {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     origin: StoreOrigin,
     target: PgTarget,
+    /// Count rows folded since `queue_counts` was last vacuumed.
+    folded_since_vacuum: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for PgStore {
@@ -171,6 +173,7 @@ impl PgStore {
             tasks: vec![listener, notifier_task],
             origin,
             target,
+            folded_since_vacuum: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -609,7 +612,19 @@ impl Store for PgStore {
     }
 
     async fn queue_counts_fold(&self) -> Result<u64, StoreError> {
-        on_conn!(self, |c| queue::fold_counts(&c).await?)
+        use std::sync::atomic::Ordering;
+        let folded = on_conn!(self, |c| queue::fold_counts(&c).await?)?;
+        let since = self
+            .folded_since_vacuum
+            .fetch_add(folded, Ordering::Relaxed)
+            + folded;
+        if since >= queue::VACUUM_AFTER_FOLDED {
+            self.folded_since_vacuum.store(0, Ordering::Relaxed);
+            if let Err(e) = on_conn!(self, |c| queue::vacuum_counts(&c).await?) {
+                tracing::warn!(error = %e, "could not vacuum queue_counts; its reads slow down until autovacuum does");
+            }
+        }
+        Ok(folded)
     }
 
     async fn queue_list(&self) -> Result<Vec<QueueInfo>, StoreError> {

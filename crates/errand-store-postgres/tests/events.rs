@@ -2,33 +2,18 @@
 //! callback delivery a job's end records (read back with SQL, as listing deliveries is not
 //! this part's store method).
 
+mod common;
+
 use std::time::Duration;
 
+use common::open;
 use errand_core::delivery::WebhookBody;
 use errand_core::{EndNotice, EventBody, EventId, EventType, Job, JobId, NewJob, QueueName};
 use errand_store::conformance::new_job;
 use errand_store::{JobClaimParams, JobInsertManyParams, JobSettleManyParams, Settlement, Store};
-use errand_store_postgres::{PgOptions, PgStore};
-use errand_testkit::{eventually, PgSchema};
+use errand_store_postgres::PgStore;
+use errand_testkit::eventually;
 use serde_json::json;
-
-async fn open(test: &str) -> Option<(PgSchema, PgStore, tokio_postgres::Client)> {
-    let schema = PgSchema::create(test).await?;
-    let store = PgStore::connect(&PgOptions {
-        schema: schema.name.clone(),
-        pool_size: 4,
-        ..PgOptions::new(&schema.url)
-    })
-    .await
-    .expect("connect");
-    let raw = errand_testkit::pg_connect(&schema.url)
-        .await
-        .expect("raw connection");
-    raw.batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
-        .await
-        .expect("search path");
-    Some((schema, store, raw))
-}
 
 async fn insert(store: &PgStore, job: NewJob) -> Job {
     store
