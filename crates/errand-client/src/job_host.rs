@@ -246,12 +246,18 @@ impl JobHost for HttpJobHost {
         let mut req = self.claim_request(kinds, max, wait);
         req.completions = wire.completions;
         req.failures = wire.failures;
-        let answer = self
-            .client
-            .claim(queue.as_str(), &req)
-            .await
-            .map_err(settle_error)?;
-        settled.extend(answers(&wire.places, answer.settled)?);
+        // A claim that carries settlements fails as a settle call does (a 5xx kept none of
+        // them: they may be sent again); one that carries none, as a claim.
+        let answer =
+            self.client
+                .claim(queue.as_str(), &req)
+                .await
+                .map_err(if wire.places.is_empty() {
+                    host_error
+                } else {
+                    settle_error
+                })?;
+        settled.extend(answers(&wire.places, answer.settled));
         let claimed = answer.jobs.into_iter().map(|v| self.hosted(v)).collect();
         Ok(SettledAndClaimed { settled, claimed })
     }
@@ -320,7 +326,7 @@ impl HttpJobHost {
             failures: wire.failures,
         };
         let answer = self.client.settle(&req).await.map_err(settle_error)?;
-        answers(&wire.places, answer.results)
+        Ok(answers(&wire.places, answer.results))
     }
 
     /// The claim request this host sends, settling `settlements` first when there are any.
@@ -389,30 +395,33 @@ impl From<Vec<RunSettlement>> for WireSettlements {
 
 /// The server's answers (completions first, then failures) in the order the settlements
 /// were given.
+///
+/// A settlement the answer has no entry for (a server that answered fewer than were sent)
+/// is `Unavailable`, to be sent again: settlements are idempotent for their token.
 fn answers(
     places: &[(bool, usize)],
     results: Vec<errand_api::SettleResult>,
-) -> Result<Vec<Result<(), HostError>>, HostError> {
-    if results.len() != places.len() {
-        return Err(HostError::Refused(format!(
-            "the server answered {} settlements of {}",
-            results.len(),
-            places.len()
-        )));
-    }
+) -> Vec<Result<(), HostError>> {
+    let sent = places.len();
+    let answered = results.len();
     let completions = places.iter().filter(|(completed, _)| *completed).count();
     let mut results: Vec<Option<errand_api::SettleResult>> =
         results.into_iter().map(Some).collect();
-    Ok(places
+    places
         .iter()
         .map(|&(completed, i)| {
             let at = if completed { i } else { completions + i };
-            match results[at].take().and_then(|r| r.error) {
-                None => Ok(()),
-                Some(detail) => Err(entry_error(detail)),
+            match results.get_mut(at).map(Option::take) {
+                Some(Some(r)) => match r.error {
+                    None => Ok(()),
+                    Some(detail) => Err(entry_error(detail)),
+                },
+                _ => Err(HostError::Unavailable(format!(
+                    "the server answered {answered} settlements of {sent}"
+                ))),
             }
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -483,6 +492,38 @@ mod tests {
         ] {
             assert!(matches!(settle_error(e), HostError::Refused(_)));
         }
+    }
+
+    #[test]
+    fn answers_come_back_in_the_order_given_and_a_missing_one_is_sent_again() {
+        let ok = || errand_api::SettleResult {
+            id: JobId::new(),
+            state: Some(JobState::Succeeded),
+            error: None,
+        };
+        let refused = |code: &str| errand_api::SettleResult {
+            id: JobId::new(),
+            state: None,
+            error: Some(ErrorDetail {
+                code: code.into(),
+                message: "x".into(),
+            }),
+        };
+        // Given: failure, completion, completion, failure. The wire answers completions
+        // first, then failures; the last failure's answer is missing.
+        let places = [(false, 0), (true, 0), (true, 1), (false, 1)];
+        let out = answers(
+            &places,
+            vec![ok(), refused("lease_lost"), refused("not_found")],
+        );
+        assert_eq!(out[0], Err(HostError::NotFound));
+        assert_eq!(out[1], Ok(()));
+        assert_eq!(out[2], Err(HostError::LeaseLost));
+        assert!(
+            matches!(out[3], Err(HostError::Unavailable(_))),
+            "{:?}",
+            out[3]
+        );
     }
 
     #[test]

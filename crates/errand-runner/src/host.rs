@@ -114,8 +114,8 @@ pub trait JobHost: Send + Sync + 'static {
 
     /// Ends attempts, then claims as [`claim`](Self::claim) does: a worker's whole cycle.
     /// A host over a network does both in one round trip (and the server in one
-    /// transaction); this default makes two calls. When the claim part fails after the
-    /// settlements took effect, the answer has their results and no job.
+    /// transaction); this default makes two calls, and when its claim fails after the
+    /// settlements took effect, it answers their results and no job.
     ///
     /// # Errors
     /// The call as a whole failed: nothing is known of the settlements, which may be sent

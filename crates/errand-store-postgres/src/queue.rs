@@ -80,7 +80,9 @@ pub(crate) async fn fold_counts(client: &impl GenericClient) -> QResult<u64> {
 /// some ten thousand dead rows costs PostgreSQL a few milliseconds.
 pub(crate) const VACUUM_AFTER_FOLDED: u64 = 10_000;
 
-/// Reclaims the folded rows' space, unless another node is vacuuming it right now.
+/// Reclaims the folded rows' space, unless another node is vacuuming it right now. Needs
+/// the role that owns the table (the one errand's migrations ran as); another role gets a
+/// warning from PostgreSQL and nothing is reclaimed.
 pub(crate) async fn vacuum_counts(client: &impl GenericClient) -> QResult<()> {
     client
         .batch_execute("VACUUM (SKIP_LOCKED) queue_counts")

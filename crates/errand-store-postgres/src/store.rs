@@ -1,5 +1,6 @@
 //! [`PgStore`]: the pool, the listener, and each [`Store`] method routed to its query.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -77,6 +78,8 @@ pub struct PgStore {
     target: PgTarget,
     /// Count rows folded since `queue_counts` was last vacuumed.
     folded_since_vacuum: std::sync::atomic::AtomicU64,
+    /// A vacuum of `queue_counts` runs now (one at a time, beside the folds).
+    vacuuming: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for PgStore {
@@ -174,6 +177,7 @@ impl PgStore {
             origin,
             target,
             folded_since_vacuum: std::sync::atomic::AtomicU64::new(0),
+            vacuuming: Arc::default(),
         })
     }
 
@@ -618,11 +622,23 @@ impl Store for PgStore {
             .folded_since_vacuum
             .fetch_add(folded, Ordering::Relaxed)
             + folded;
-        if since >= queue::VACUUM_AFTER_FOLDED {
+        if since >= queue::VACUUM_AFTER_FOLDED && !self.vacuuming.swap(true, Ordering::AcqRel) {
             self.folded_since_vacuum.store(0, Ordering::Relaxed);
-            if let Err(e) = on_conn!(self, |c| queue::vacuum_counts(&c).await?) {
-                tracing::warn!(error = %e, "could not vacuum queue_counts; its reads slow down until autovacuum does");
-            }
+            // Beside the folds, not in their way: a vacuum that waits for the lock to cut
+            // the table's empty tail may take seconds.
+            let pool = self.pool.clone();
+            let vacuuming = self.vacuuming.clone();
+            tokio::spawn(async move {
+                let run: QResult<()> = async {
+                    let c = pool.get().await?;
+                    queue::vacuum_counts(&c).await
+                }
+                .await;
+                if let Err(e) = run {
+                    tracing::warn!(error = %StoreError::from(e), "could not vacuum queue_counts; count reads slow down until autovacuum does");
+                }
+                vacuuming.store(false, Ordering::Release);
+            });
         }
         Ok(folded)
     }

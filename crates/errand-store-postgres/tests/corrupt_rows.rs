@@ -1,12 +1,14 @@
 //! Rows that cannot be read back are `Corrupt` (500, a bug to look at), never `Unavailable`
 //! (503, "retry"): the same classification as on SQLite.
 
+mod common;
+
 use std::time::Duration;
 
 use errand_core::{JobId, QueueName};
 use errand_store::conformance::new_job;
 use errand_store::{JobClaimParams, JobInsertManyParams, Store, StoreError};
-use errand_store_postgres::{PgOptions, PgStore};
+use errand_store_postgres::PgStore;
 use errand_testkit::PgSchema;
 
 /// A store on a fresh schema with one claimed job (so it has an attempt), and a raw client
@@ -14,14 +16,7 @@ use errand_testkit::PgSchema;
 async fn store_with_a_claimed_job(
     test: &str,
 ) -> Option<(PgSchema, PgStore, tokio_postgres::Client, JobId)> {
-    let schema = PgSchema::create(test).await?;
-    let store = PgStore::connect(&PgOptions {
-        schema: schema.name.clone(),
-        pool_size: 2,
-        ..PgOptions::new(&schema.url)
-    })
-    .await
-    .expect("connect");
+    let (schema, store, client) = common::open(test).await?;
     let job = new_job("default", "k");
     let id = job.id;
     store
@@ -42,13 +37,6 @@ async fn store_with_a_claimed_job(
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
-    let client = errand_testkit::pg_connect(&schema.url)
-        .await
-        .expect("raw connection");
-    client
-        .batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
-        .await
-        .expect("search path");
     Some((schema, store, client, id))
 }
 

@@ -2,6 +2,8 @@
 //! nothing, as on SQLite (crates/errand-store-sqlite/tests/settle_batch.rs); only refusals
 //! (a stale token, a missing job) are answered per entry.
 
+mod common;
+
 use std::time::Duration;
 
 use errand_core::{JobState, QueueName, RetryPolicy};
@@ -10,7 +12,7 @@ use errand_store::{
     ClaimedJob, JobClaimParams, JobInsertManyParams, JobSettleManyParams, Settlement, Store,
     StoreError,
 };
-use errand_store_postgres::{PgOptions, PgStore};
+use errand_store_postgres::PgStore;
 use errand_testkit::PgSchema;
 
 fn batch(done: &ClaimedJob, failed: &ClaimedJob) -> JobSettleManyParams {
@@ -47,14 +49,7 @@ async fn two_claimed(
     ClaimedJob,
     ClaimedJob,
 )> {
-    let schema = PgSchema::create(test).await?;
-    let store = PgStore::connect(&PgOptions {
-        schema: schema.name.clone(),
-        pool_size: 2,
-        ..PgOptions::new(&schema.url)
-    })
-    .await
-    .expect("connect");
+    let (schema, store, raw) = common::open(test).await?;
     store
         .job_insert_many(JobInsertManyParams {
             jobs: vec![new_job("default", "k"), new_job("default", "k")],
@@ -75,12 +70,6 @@ async fn two_claimed(
     assert_eq!(claimed.len(), 2);
     let failed = claimed.pop().expect("second");
     let done = claimed.pop().expect("first");
-    let raw = errand_testkit::pg_connect(&schema.url)
-        .await
-        .expect("raw connection");
-    raw.batch_execute(&format!("SET search_path TO \"{}\"", schema.name))
-        .await
-        .expect("search path");
     Some((schema, store, raw, done, failed))
 }
 

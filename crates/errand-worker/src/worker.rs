@@ -287,9 +287,9 @@ impl Worker {
                     settled,
                     claimed: mut jobs,
                 }) => {
-                    settle_answered(&shared, carried, settled).await;
                     if shutdown.is_cancelled() {
                         late = jobs;
+                        settle_answered(&shared, carried, settled).await;
                         break;
                     }
                     let extra = jobs.split_off(jobs.len().min(permits.len()));
@@ -300,6 +300,9 @@ impl Worker {
                     for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
                         start(&shared, &mut tasks, job, permit);
                     }
+                    // After the jobs started (their leases and heartbeats with them): handing
+                    // settlements to the settler may wait while it is backed up.
+                    settle_answered(&shared, carried, settled).await;
                     let early = self.poll_wait.is_zero() || asked.elapsed() < self.poll_wait;
                     if empty && early && !carried_some {
                         // No job, and no long wait for one (a host that does not wait, or

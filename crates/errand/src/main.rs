@@ -18,9 +18,11 @@ use crate::cli::{Cli, Command};
 
 /// mimalloc: a server allocates and frees small buffers for every request; measured here it
 /// cut the cost of an enqueue noticeably against the system allocator (docs/PERFORMANCE.md).
-/// Built without transparent huge pages (the crate's `no_thp`): with them, every region
-/// mimalloc touched stayed resident in 2 MiB pages, and a server holding 1,000,000 queued
-/// jobs sat at 124 MiB instead of 81 MiB, for no measurable CPU difference.
+/// Built with the crate's `no_thp`: mimalloc no longer asks the kernel for transparent huge
+/// pages (`madvise(MADV_HUGEPAGE)` on its arenas), which kept every region it touched
+/// resident in 2 MiB pages. Where THP is `madvise` (as on the machine measured) or `never`,
+/// a server holding 1,000,000 queued jobs measured 81 MiB instead of 124 MiB,
+/// for no measurable CPU difference; where it is `always`, the kernel still decides.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
