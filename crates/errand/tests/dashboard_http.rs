@@ -320,6 +320,47 @@ async fn assets_are_versioned_and_cached_for_a_year() {
 }
 
 #[tokio::test]
+async fn the_charts_count_jobs_while_no_tab_is_open() {
+    let s = server().await;
+    let http = common::http_client();
+    let base = s.url();
+    for _ in 0..3 {
+        enqueue(
+            &http,
+            base,
+            json!({"kind": "k", "queue": "q", "payload": {}}),
+        )
+        .await;
+    }
+    // Nobody follows the dashboard: its reader reads the log every few seconds instead of
+    // live, and the charts still see every job.
+    errand_testkit::eventually(
+        "the charts to count 3 jobs",
+        Duration::from_secs(20),
+        || {
+            let http = http.clone();
+            async move {
+                let series: Value = http
+                    .get(format!("{base}/ui/series"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let enqueued: u64 = series["enqueued"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .sum();
+                (enqueued == 3).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn the_live_stream_says_what_changed() {
     let s = server().await;
     let http = common::http_client();

@@ -2,9 +2,11 @@
 //! that says *what* changed, never the data itself; the tab re-fetches the fragments that
 //! show it.
 //!
-//! One task per server reads the engine's cluster-wide event feed (the same one
-//! `GET /v1/events` streams, so changes made through any node reach every node's tabs) and
-//! marks topics: `jobs`, `queues`, `dead`, `schedules`, `job-<id>`. At most once per
+//! One task per server reads the cluster-wide event log (the same one `GET /v1/events`
+//! streams, so changes made through any node reach every node's tabs) and marks topics:
+//! `jobs`, `queues`, `dead`, `schedules`, `job-<id>`. It follows the engine's live feed
+//! while a tab is open, and otherwise reads the log every 2 s for the charts, so that a
+//! server nobody watches does not keep the engine's live tail reading after every write. At most once per
 //! [`COALESCE`] the marked topics go out in one broadcast, and each tab's stream sends one
 //! `changed-<topic>` event per topic it follows. So a tab costs at most one small message
 //! per second however busy the cluster is, and an idle cluster costs nothing: no timer runs
@@ -186,6 +188,8 @@ pub(crate) struct Hub {
     generation: AtomicU64,
     /// Random per process: a `since` of another process (node) is not comparable.
     epoch: u64,
+    /// A tab (or job page) subscribed: the feed reader goes live.
+    subscribed: Notify,
 }
 
 impl Hub {
@@ -199,7 +203,13 @@ impl Hub {
             sender,
             generation: AtomicU64::new(0),
             epoch: uuid::Uuid::new_v4().as_u64_pair().0,
+            subscribed: Notify::new(),
         }
+    }
+
+    /// Whether any tab or job page follows the hub now.
+    fn watched(&self) -> bool {
+        self.sender.receiver_count() > 0
     }
 
     /// Marks `topics` changed; they go out with the next broadcast.
@@ -247,7 +257,9 @@ impl Hub {
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Changes>> {
-        self.sender.subscribe()
+        let receiver = self.sender.subscribe();
+        self.subscribed.notify_one();
+        receiver
     }
 
     /// Sends what is pending, if anything.
@@ -304,42 +316,138 @@ pub(crate) fn spawn(engine: Arc<Engine>, hub: Arc<Hub>, series: Arc<Series>) {
             }
         }
     });
-    tokio::spawn(async move {
-        let mut after = None;
-        loop {
-            let events = match engine.event_stream(after, StreamFilter::default()).await {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dashboard: the event feed cannot be opened; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(REOPEN_AFTER) => continue,
-                        () = stop.cancelled() => return,
-                    }
+    tokio::spawn(read_feed(engine, hub, series, stop));
+}
+
+/// How often the feed reader reads the log while no tab follows the hub: the charts'
+/// buckets are 10 s wide and placed by each event's own time, so reading every few seconds
+/// loses nothing, and the engine's live tail (which reads after every write of this node,
+/// and on PostgreSQL polls for other nodes' events) can rest.
+const UNWATCHED_POLL: Duration = Duration::from_secs(2);
+/// How often the live reader checks whether the last tab has gone.
+const WATCH_CHECK: Duration = Duration::from_secs(1);
+/// Events read per page while no tab follows.
+const UNWATCHED_PAGE: u32 = 1000;
+
+/// Feeds the chart sampler and the hub from the cluster's event log: live (the engine's
+/// event stream) while a tab follows the hub, by reading the log every [`UNWATCHED_POLL`]
+/// while none does. One cursor carries over between the two, so nothing is missed or read
+/// twice.
+async fn read_feed(
+    engine: Arc<Engine>,
+    hub: Arc<Hub>,
+    series: Arc<Series>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    // From the log's head as it is now: the charts start empty with the process.
+    let mut after = loop {
+        match engine.event_head().await {
+            Ok(head) => break head,
+            Err(e) => {
+                tracing::warn!(error = %e, "dashboard: the event log cannot be read; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(REOPEN_AFTER) => {}
+                    () = stop.cancelled() => return,
                 }
-            };
-            let mut events = std::pin::pin!(events);
-            while let Some(item) = events.next().await {
-                match item {
-                    StreamItem::Event(event) => {
-                        series.record(&event);
-                        hub.touch(Topic::of_event(&event));
+            }
+        }
+    };
+    let record = |event: &Event| {
+        series.record(event);
+        hub.touch(Topic::of_event(event));
+    };
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        if !hub.watched() {
+            // Woken by a tab, or every poll: read whatever the log gained meanwhile.
+            let subscribed = hub.subscribed.notified();
+            tokio::pin!(subscribed);
+            subscribed.as_mut().enable();
+            loop {
+                match engine.event_read(after, UNWATCHED_PAGE).await {
+                    Ok(page) => {
+                        if page
+                            .missed_through
+                            .is_some_and(|m| after.is_none_or(|a| m > a))
+                        {
+                            after = page.missed_through;
+                            hub.touch_everything();
+                        }
+                        let full = page.events.len() as u32 >= UNWATCHED_PAGE;
+                        for event in &page.events {
+                            record(event);
+                            after = Some(event.id);
+                        }
+                        if !full {
+                            break;
+                        }
                     }
-                    StreamItem::Gap { .. } => hub.touch_everything(),
-                    StreamItem::Cutoff { resume_after, .. } => {
-                        // Resuming by id loses nothing; were the log pruned past it, the
-                        // stream says so with a gap.
-                        after = resume_after;
-                        hub.touch_everything();
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dashboard: the event log cannot be read; retrying");
                         break;
                     }
                 }
             }
+            if hub.watched() {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(UNWATCHED_POLL) => {}
+                () = &mut subscribed => {}
+                () = stop.cancelled() => return,
+            }
+            continue;
+        }
+        let events = match engine.event_stream(after, StreamFilter::default()).await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "dashboard: the event feed cannot be opened; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(REOPEN_AFTER) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+        };
+        let mut events = std::pin::pin!(events);
+        let mut check = tokio::time::interval(WATCH_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reopen = loop {
+            let item = tokio::select! {
+                item = events.next() => item,
+                _ = check.tick() => {
+                    if hub.watched() {
+                        continue;
+                    }
+                    // The last tab went: back to reading now and then.
+                    break false;
+                }
+                () = stop.cancelled() => return,
+            };
+            match item {
+                Some(StreamItem::Event(event)) => {
+                    record(&event);
+                    after = Some(event.id);
+                }
+                Some(StreamItem::Gap { .. }) => hub.touch_everything(),
+                Some(StreamItem::Cutoff { resume_after, .. }) => {
+                    // Resuming by id loses nothing; were the log pruned past it, the
+                    // stream says so with a gap.
+                    after = resume_after;
+                    hub.touch_everything();
+                    break true;
+                }
+                None => break true,
+            }
+        };
+        if reopen {
             tokio::select! {
                 () = tokio::time::sleep(REOPEN_AFTER) => {}
                 () = stop.cancelled() => return,
             }
         }
-    });
+    }
 }
 
 /// The query of `GET /ui/live`.
