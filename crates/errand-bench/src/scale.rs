@@ -9,19 +9,15 @@
 
 use std::time::{Duration, Instant};
 
-use errand_api::{BatchEnqueueRequest, ClaimRequest, EnqueueRequest};
-use errand_client::Client;
+use errand_api::ClaimRequest;
 
 use super::stats::histogram;
 use super::worker_cycle::{self, Cycle};
-use super::{enqueue, results::rss_bytes, Deployment};
+use super::{enqueue, results::rss_bytes, worker_library, Deployment};
 
 /// Jobs each step drains off the backlog's queue (added to it first, so the backlog keeps
 /// its size).
 pub const DRAIN: usize = 20_000;
-/// Jobs per batch enqueue while growing the backlog, and batches in flight.
-const BATCH: usize = 1000;
-const LOADERS: usize = 4;
 /// Counts reads timed per step.
 const COUNT_READS: usize = 200;
 
@@ -32,41 +28,13 @@ pub fn sizes(largest: usize) -> Vec<usize> {
     sizes
 }
 
-/// Adds `jobs` no-op jobs to the backlog's queue, [`LOADERS`] batches at a time.
-async fn grow(client: &Client, jobs: usize) -> anyhow::Result<()> {
-    let mut left = jobs;
-    while left > 0 {
-        let mut sends = Vec::new();
-        for _ in 0..LOADERS {
-            let n = left.min(BATCH);
-            if n == 0 {
-                break;
-            }
-            left -= n;
-            let req = BatchEnqueueRequest {
-                jobs: (0..n)
-                    .map(|_| EnqueueRequest {
-                        queue: Some(worker_cycle::QUEUE.into()),
-                        ..EnqueueRequest::new("noop")
-                    })
-                    .collect(),
-            };
-            sends.push(async move { client.enqueue_batch(&req).await });
-        }
-        for r in futures_util::future::join_all(sends).await {
-            r?;
-        }
-    }
-    Ok(())
-}
-
 /// Runs every step on `d`'s first server, then restarts it.
 pub async fn run(d: &mut Deployment, largest: usize, duration: Duration) -> anyhow::Result<()> {
     let mut held = 0usize;
     println!("{:<12} {:<44} figures", "backlog", "measurement");
     for size in sizes(largest) {
         let started = Instant::now();
-        grow(&d.clients[0], size - held + DRAIN).await?;
+        worker_library::fill(&d.clients[0], worker_cycle::QUEUE, size - held + DRAIN).await?;
         held = size;
         let label = format!("{size}");
         println!(

@@ -33,21 +33,29 @@ async fn noop(_ctx: JobContext, _job: Noop) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Enqueues `jobs` no-op jobs to `queue` in batches of 1,000.
+/// Enqueues `jobs` no-op jobs to `queue` in batches of 1,000, four batches in flight.
 pub async fn fill(client: &Client, queue: &str, jobs: usize) -> anyhow::Result<()> {
+    const BATCH: usize = 1000;
+    const IN_FLIGHT: usize = 4;
     let mut left = jobs;
     while left > 0 {
-        let n = left.min(1000);
-        let req = BatchEnqueueRequest {
-            jobs: (0..n)
-                .map(|_| EnqueueRequest {
-                    queue: Some(queue.into()),
-                    ..EnqueueRequest::new(Noop::KIND)
-                })
-                .collect(),
-        };
-        client.enqueue_batch(&req).await?;
-        left -= n;
+        let mut sends = Vec::with_capacity(IN_FLIGHT);
+        while sends.len() < IN_FLIGHT && left > 0 {
+            let n = left.min(BATCH);
+            left -= n;
+            let req = BatchEnqueueRequest {
+                jobs: (0..n)
+                    .map(|_| EnqueueRequest {
+                        queue: Some(queue.into()),
+                        ..EnqueueRequest::new(Noop::KIND)
+                    })
+                    .collect(),
+            };
+            sends.push(async move { client.enqueue_batch(&req).await });
+        }
+        for r in futures_util::future::join_all(sends).await {
+            r?;
+        }
     }
     Ok(())
 }

@@ -329,7 +329,7 @@ impl HttpJobHost {
         Ok(answers(&wire.places, answer.results))
     }
 
-    /// The claim request this host sends, settling `settlements` first when there are any.
+    /// The claim request this host sends (without settlements).
     fn claim_request(&self, kinds: &[JobKind], max: u32, wait: Duration) -> ClaimRequest {
         ClaimRequest {
             worker: Some(self.worker.clone()),

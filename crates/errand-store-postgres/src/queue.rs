@@ -1,6 +1,8 @@
 //! Queue reads and writes, and bulk operations on dead jobs.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
 use errand_core::queue::{JobDefaults, QueueSettings, QueueSettingsPatch};
@@ -80,14 +82,42 @@ pub(crate) async fn fold_counts(client: &impl GenericClient) -> QResult<u64> {
 /// some ten thousand dead rows costs PostgreSQL a few milliseconds.
 pub(crate) const VACUUM_AFTER_FOLDED: u64 = 10_000;
 
-/// Reclaims the folded rows' space, unless another node is vacuuming it right now. Needs
-/// the role that owns the table (the one errand's migrations ran as); another role gets a
-/// warning from PostgreSQL and nothing is reclaimed.
-pub(crate) async fn vacuum_counts(client: &impl GenericClient) -> QResult<()> {
-    client
-        .batch_execute("VACUUM (SKIP_LOCKED) queue_counts")
-        .await?;
-    Ok(())
+/// Vacuums `queue_counts` once [`VACUUM_AFTER_FOLDED`] rows were folded since the last
+/// time: in a task beside the folds (cutting the table's empty tail waits for a lock, which
+/// may take seconds), one at a time per node, skipped while another node vacuums it.
+/// Needs the role that owns the table (the one errand's migrations ran as); another role
+/// gets a warning from PostgreSQL and nothing is reclaimed.
+#[derive(Default)]
+pub(crate) struct CountVacuum {
+    folded: AtomicU64,
+    running: Arc<AtomicBool>,
+}
+
+impl CountVacuum {
+    /// Counts `rows` folded, and starts a vacuum when enough were.
+    pub(crate) fn folded(&self, rows: u64, pool: &deadpool_postgres::Pool) {
+        let since = self.folded.fetch_add(rows, Ordering::Relaxed) + rows;
+        if since < VACUUM_AFTER_FOLDED || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.folded.store(0, Ordering::Relaxed);
+        let pool = pool.clone();
+        let running = self.running.clone();
+        tokio::spawn(async move {
+            let run: QResult<()> = async {
+                pool.get()
+                    .await?
+                    .batch_execute("VACUUM (SKIP_LOCKED) queue_counts")
+                    .await?;
+                Ok(())
+            }
+            .await;
+            if let Err(e) = run {
+                tracing::warn!(error = %StoreError::from(e), "could not vacuum queue_counts; count reads slow down until autovacuum does");
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// Every queue, or one, with counts per state and the age of its oldest ready job.

@@ -1,6 +1,5 @@
 //! [`PgStore`]: the pool, the listener, and each [`Store`] method routed to its query.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -76,10 +75,8 @@ pub struct PgStore {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     origin: StoreOrigin,
     target: PgTarget,
-    /// Count rows folded since `queue_counts` was last vacuumed.
-    folded_since_vacuum: std::sync::atomic::AtomicU64,
-    /// A vacuum of `queue_counts` runs now (one at a time, beside the folds).
-    vacuuming: Arc<std::sync::atomic::AtomicBool>,
+    /// Reclaims the count rows the folds delete.
+    count_vacuum: queue::CountVacuum,
 }
 
 impl Drop for PgStore {
@@ -176,8 +173,7 @@ impl PgStore {
             tasks: vec![listener, notifier_task],
             origin,
             target,
-            folded_since_vacuum: std::sync::atomic::AtomicU64::new(0),
-            vacuuming: Arc::default(),
+            count_vacuum: queue::CountVacuum::default(),
         })
     }
 
@@ -616,30 +612,8 @@ impl Store for PgStore {
     }
 
     async fn queue_counts_fold(&self) -> Result<u64, StoreError> {
-        use std::sync::atomic::Ordering;
         let folded = on_conn!(self, |c| queue::fold_counts(&c).await?)?;
-        let since = self
-            .folded_since_vacuum
-            .fetch_add(folded, Ordering::Relaxed)
-            + folded;
-        if since >= queue::VACUUM_AFTER_FOLDED && !self.vacuuming.swap(true, Ordering::AcqRel) {
-            self.folded_since_vacuum.store(0, Ordering::Relaxed);
-            // Beside the folds, not in their way: a vacuum that waits for the lock to cut
-            // the table's empty tail may take seconds.
-            let pool = self.pool.clone();
-            let vacuuming = self.vacuuming.clone();
-            tokio::spawn(async move {
-                let run: QResult<()> = async {
-                    let c = pool.get().await?;
-                    queue::vacuum_counts(&c).await
-                }
-                .await;
-                if let Err(e) = run {
-                    tracing::warn!(error = %StoreError::from(e), "could not vacuum queue_counts; count reads slow down until autovacuum does");
-                }
-                vacuuming.store(false, Ordering::Release);
-            });
-        }
+        self.count_vacuum.folded(folded, &self.pool);
         Ok(folded)
     }
 

@@ -3,6 +3,8 @@
 //! for its retry, the oldest-ready age of a queue whose waiting jobs are parked, and fair
 //! ranks drawn for a whole insert batch.
 
+mod common;
+
 use std::time::Duration;
 
 use errand_core::ordering::JobOrdering;
@@ -12,19 +14,12 @@ use errand_store::{
     ClaimedJob, DeadSelection, JobClaimParams, JobInsertManyParams, JobSettleManyParams,
     RestoredJob, Settlement, Store,
 };
-use errand_store_postgres::{PgOptions, PgStore};
+use errand_store_postgres::PgStore;
 use errand_testkit::PgSchema;
 
 /// A store on a fresh schema (`None` when no PostgreSQL is configured and not required).
 async fn store(test: &str) -> Option<(PgSchema, PgStore)> {
-    let schema = PgSchema::create(test).await?;
-    let store = PgStore::connect(&PgOptions {
-        schema: schema.name.clone(),
-        pool_size: 2,
-        ..PgOptions::new(&schema.url)
-    })
-    .await
-    .expect("connect");
+    let (schema, store, _raw) = common::open(test).await?;
     Some((schema, store))
 }
 

@@ -58,6 +58,9 @@ pub(crate) struct FakeHost {
     pub refuse_batches_with: Mutex<HashSet<JobId>>,
     /// The first settlement of each of these ids is answered `Unavailable` on its own.
     pub entry_busy_once: Mutex<HashSet<JobId>>,
+    /// The first settle call holding one of these ids takes its settlements but leaves the
+    /// last one unanswered (a host that answers fewer than were sent).
+    pub answer_short_once: Mutex<HashSet<JobId>>,
     /// Every settle call, as sent.
     pub settle_calls: Mutex<Vec<Vec<RunSettlement>>>,
     /// When each settle call came (the test's clock).
@@ -303,6 +306,14 @@ impl JobHost for FakeHost {
                 return Err(HostError::Refused("409 constraint_violated: x".into()));
             }
         }
+        let short = {
+            let mut once = lock(&self.answer_short_once);
+            let hit = settlements
+                .iter()
+                .find(|s| once.contains(&s.id))
+                .map(|s| s.id);
+            hit.is_some_and(|id| once.remove(&id))
+        };
         let mut out = Vec::with_capacity(settlements.len());
         for s in settlements {
             if lock(&self.entry_busy_once).remove(&s.id) {
@@ -311,6 +322,9 @@ impl JobHost for FakeHost {
                 lock(&self.settled).push(s);
                 out.push(Ok(()));
             }
+        }
+        if short {
+            out.pop();
         }
         self.note();
         Ok(out)

@@ -105,18 +105,7 @@ async fn settle_group(
         let settlements = group.iter().map(|p| p.settlement.clone()).collect();
         match host.settle(settlements).await {
             Ok(results) => {
-                if results.len() != group.len() {
-                    tracing::warn!(
-                        answered = results.len(),
-                        sent = group.len(),
-                        "the host answered another number of settlements than were sent; the unanswered run again when their leases lapse"
-                    );
-                }
-                let again: Vec<Pending> = group
-                    .into_iter()
-                    .zip(results)
-                    .filter_map(|(p, r)| answered(p, r))
-                    .collect();
+                let again = to_send_again(group, results);
                 if again.is_empty() {
                     return None;
                 }
@@ -142,9 +131,32 @@ async fn settle_group(
     }
 }
 
+/// The settlements of `sent` to send again after the host answered `results` (one per
+/// settlement, in order): those it cannot take now, and those it did not answer (a
+/// settlement is idempotent for its token). The others are done with; a refusal is logged.
+pub(crate) fn to_send_again(
+    sent: Vec<Pending>,
+    results: Vec<Result<(), HostError>>,
+) -> Vec<Pending> {
+    if results.len() != sent.len() {
+        tracing::warn!(
+            answered = results.len(),
+            sent = sent.len(),
+            "the host answered another number of settlements than were sent; sending the unanswered again"
+        );
+    }
+    let mut results = results.into_iter();
+    sent.into_iter()
+        .filter_map(|p| match results.next() {
+            Some(r) => answered(p, r),
+            None => Some(p),
+        })
+        .collect()
+}
+
 /// What the host answered for one settlement: done with (taken, or refused for good, which
 /// is logged), or `p` back when the host cannot take it now, to be sent again.
-pub(crate) fn answered(p: Pending, r: Result<(), HostError>) -> Option<Pending> {
+fn answered(p: Pending, r: Result<(), HostError>) -> Option<Pending> {
     let id = p.settlement.id;
     match r {
         Ok(()) => None,

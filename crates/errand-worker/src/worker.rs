@@ -373,22 +373,8 @@ async fn settle_answered(
     carried: Vec<settler::Pending>,
     settled: Vec<Result<(), HostError>>,
 ) {
-    if settled.len() != carried.len() {
-        tracing::warn!(
-            answered = settled.len(),
-            sent = carried.len(),
-            "the host answered another number of settlements than a claim carried; sending the unanswered again"
-        );
-    }
-    let mut answers = settled.into_iter();
-    for p in carried {
-        let again = match answers.next() {
-            Some(r) => settler::answered(p, r),
-            None => Some(p),
-        };
-        if let Some(p) = again {
-            shared.to_settler(p).await;
-        }
+    for p in settler::to_send_again(carried, settled) {
+        shared.to_settler(p).await;
     }
 }
 

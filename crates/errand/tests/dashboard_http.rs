@@ -24,6 +24,11 @@ async fn enqueue(http: &reqwest::Client, base: &str, job: Value) -> Value {
     r.json().await.expect("job")
 }
 
+/// The JSON `url` answers, or `None` when it cannot be had (for polling until it can).
+async fn json_of(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
 async fn page(
     http: &reqwest::Client,
     url: &str,
@@ -340,14 +345,7 @@ async fn the_charts_count_jobs_while_no_tab_is_open() {
         || {
             let http = http.clone();
             async move {
-                let series: Value = http
-                    .get(format!("{base}/ui/series"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let series = json_of(&http, &format!("{base}/ui/series")).await?;
                 let enqueued: u64 = series["enqueued"]
                     .as_array()?
                     .iter()
@@ -772,14 +770,11 @@ async fn the_definitions_page_runs_stops_and_shows_instance_logs() {
         errand_testkit::eventually("the instance logged", Duration::from_secs(20), || async {
             let d = client.definition("looper").await.ok()?;
             let i = d.instances.first()?.instance.to_string();
-            let page: Value = http
-                .get(format!("{base}/v1/definitions/looper/instances/{i}/logs"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let page = json_of(
+                &http,
+                &format!("{base}/v1/definitions/looper/instances/{i}/logs"),
+            )
+            .await?;
             (!page["lines"].as_array()?.is_empty()).then_some(i)
         })
         .await;

@@ -33,7 +33,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use errand_core::{Event, EventType, JobId};
+use errand_core::{Event, EventId, EventType, JobId};
 use errand_engine::{Engine, StreamFilter, StreamItem};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -329,6 +329,40 @@ const WATCH_CHECK: Duration = Duration::from_secs(1);
 /// Events read per page while no tab follows.
 const UNWATCHED_PAGE: u32 = 1000;
 
+/// Reads the log after `after` to its end, page by page, giving each event to `record`;
+/// returns how far it read (a failed read stops it there, to be tried at the next poll).
+async fn read_log(
+    engine: &Engine,
+    hub: &Hub,
+    mut after: Option<EventId>,
+    record: &impl Fn(&Event),
+) -> Option<EventId> {
+    loop {
+        let page = match engine.event_read(after, UNWATCHED_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "dashboard: the event log cannot be read; retrying");
+                return after;
+            }
+        };
+        if page
+            .missed_through
+            .is_some_and(|m| after.is_none_or(|a| m > a))
+        {
+            after = page.missed_through;
+            hub.touch_everything();
+        }
+        let full = page.events.len() as u32 >= UNWATCHED_PAGE;
+        for event in &page.events {
+            record(event);
+            after = Some(event.id);
+        }
+        if !full {
+            return after;
+        }
+    }
+}
+
 /// Feeds the chart sampler and the hub from the cluster's event log: live (the engine's
 /// event stream) while a tab follows the hub, by reading the log every [`UNWATCHED_POLL`]
 /// while none does. One cursor carries over between the two, so nothing is missed or read
@@ -365,31 +399,7 @@ async fn read_feed(
             let subscribed = hub.subscribed.notified();
             tokio::pin!(subscribed);
             subscribed.as_mut().enable();
-            loop {
-                match engine.event_read(after, UNWATCHED_PAGE).await {
-                    Ok(page) => {
-                        if page
-                            .missed_through
-                            .is_some_and(|m| after.is_none_or(|a| m > a))
-                        {
-                            after = page.missed_through;
-                            hub.touch_everything();
-                        }
-                        let full = page.events.len() as u32 >= UNWATCHED_PAGE;
-                        for event in &page.events {
-                            record(event);
-                            after = Some(event.id);
-                        }
-                        if !full {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "dashboard: the event log cannot be read; retrying");
-                        break;
-                    }
-                }
-            }
+            after = read_log(&engine, &hub, after, &record).await;
             if hub.watched() {
                 continue;
             }

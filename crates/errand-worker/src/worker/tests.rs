@@ -435,6 +435,24 @@ async fn a_settlement_the_host_cannot_take_now_is_sent_again() {
     w.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_settlement_the_host_leaves_unanswered_is_sent_again() {
+    let host = fake();
+    let seen = Arc::new(Seen::default());
+    let job = step_job(Step::default());
+    let id = job.job.id;
+    lock(&host.answer_short_once).insert(id);
+    host.push([job]);
+    let w = Started::new(worker(&host, &seen));
+    host.until("sent twice", |h| h.sent_for(id) == 2).await;
+    assert_eq!(
+        host.settled_for(id).len(),
+        2,
+        "taken both times (idempotent)"
+    );
+    w.stop().await;
+}
+
 /// Counts, by level, the log events whose message is `message`.
 #[derive(Clone)]
 struct LogCount {
