@@ -47,8 +47,10 @@ pub struct EngineConfig {
     pub event_prune_interval: Duration,
     /// A completion whose result's JSON is longer than this fails the job instead.
     pub max_result_bytes: usize,
-    /// How often the workflow supervisor looks for steps past their deadline: how late
-    /// (at most) a deadline is acted on.
+    /// How often the workflow supervisor asks the store for the soonest step deadline when
+    /// this node heard of none sooner: how late (at most) another node's step deadline is
+    /// acted on. This node's own steps are acted on at their deadline (passes run at least
+    /// 100 ms apart, or a tenth of this when that is shorter).
     pub supervise_interval: Duration,
 }
 

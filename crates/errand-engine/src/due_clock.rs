@@ -3,6 +3,7 @@
 //! pass ([`Store::due_in`](errand_store::Store::due_in)), and this node's own writes lower
 //! it as they happen (a delayed job enqueued, a lease handed out, a schedule created).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 pub(crate) struct DueClock {
     next: Mutex<Option<Instant>>,
+    /// Set by [`ask`](Self::ask): the store should be asked when work is due, at once.
+    ask: AtomicBool,
     sooner: Notify,
 }
 
@@ -43,6 +46,13 @@ impl DueClock {
         self.note_in(Duration::ZERO);
     }
 
+    /// This node wrote work whose due time it does not know (the store made it inside a
+    /// transaction): the service asks the store when it is due now, without a pass.
+    pub(crate) fn ask(&self) {
+        self.ask.store(true, Ordering::Release);
+        self.sooner.notify_one();
+    }
+
     /// Forgets the planned time: a pass is about to look at everything. Notes made from
     /// here on count.
     fn forget(&self) {
@@ -57,7 +67,8 @@ impl DueClock {
 
     /// Sleeps until the planned time, or `cap` at the latest (other nodes' work, which
     /// this node hears of from no one). True when the planned time came (a pass is due),
-    /// false when only the cap ran out; `None` when `token` fired.
+    /// false when only the cap ran out or the store is to be asked; `None` when `token`
+    /// fired.
     async fn sleep(
         &self,
         cap: Duration,
@@ -66,6 +77,9 @@ impl DueClock {
     ) -> Option<bool> {
         let cap_at = Instant::now() + cap;
         loop {
+            if self.ask.swap(false, Ordering::AcqRel) {
+                return Some(false);
+            }
             let planned = self.next().map(|n| n.max(not_before));
             let at = planned.map_or(cap_at, |n| n.min(cap_at));
             if at <= Instant::now() {
@@ -250,5 +264,22 @@ mod tests {
         }
         let n = passes.load(Ordering::SeqCst);
         assert!((9..=12).contains(&n), "{n} passes in one second");
+    }
+
+    /// An ask has the store asked at once, and runs no pass until the answer says so.
+    #[tokio::test(start_paused = true)]
+    async fn an_ask_asks_the_store_without_a_pass() {
+        let clock = Arc::new(DueClock::default());
+        let (passes, asks) = service(clock.clone(), None);
+        run_for(Duration::from_millis(100)).await;
+        assert_eq!(asks.load(Ordering::SeqCst), 1, "at start");
+        clock.ask();
+        run_for(Duration::from_millis(10)).await;
+        assert_eq!(
+            asks.load(Ordering::SeqCst),
+            2,
+            "asked at once, not at the cap"
+        );
+        assert_eq!(passes.load(Ordering::SeqCst), 1, "no pass for an ask");
     }
 }

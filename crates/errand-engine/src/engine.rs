@@ -78,6 +78,9 @@ pub struct Engine {
     /// When a schedule next has a slot (or a buffered slot was freed): the scheduler sleeps
     /// until then.
     pub(crate) fire_due: crate::due_clock::DueClock,
+    /// When a workflow step's deadline next passes: the workflow supervisor sleeps until
+    /// then.
+    pub(crate) deadline_due: crate::due_clock::DueClock,
     /// Rung when this process recorded a delivery that is due now (a fan-out, a job with a
     /// `callback_url` ending), so the delivery worker sends it without waiting for its poll.
     pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
@@ -111,6 +114,7 @@ impl Engine {
             promote_due: Default::default(),
             rescue_due: Default::default(),
             fire_due: Default::default(),
+            deadline_due: Default::default(),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
             workers_seen: Default::default(),
             about: std::sync::OnceLock::new(),
@@ -221,13 +225,28 @@ impl Engine {
     }
 
     /// Tells the timed services of work `job` brings: a delayed job or a retry comes due
-    /// at its `run_at`; a schedule's job that ended may free the schedule's buffered slot.
+    /// at its `run_at`; a schedule's job that ended may free the schedule's buffered slot;
+    /// a workflow step has its deadline, and one that ended may have made the next steps
+    /// ready (with deadlines the store set, so the supervisor asks for them).
     fn note_due_work(&self, job: &Job) {
         if job.state == JobState::Scheduled {
             self.promote_due
                 .note_at(errand_core::time::to_millis(job.run_at));
         } else if job.state.is_final() && job.schedule.is_some() {
             self.fire_due.poke();
+        }
+        if job.flow.workflow_id.is_some() {
+            self.note_step(job.state, job.flow.deadline_at);
+        }
+    }
+
+    /// Tells the workflow supervisor of a step's state: an unfinished step's deadline is
+    /// when it may have work; a finished one may have readied others.
+    pub(crate) fn note_step(&self, state: JobState, deadline_at: Option<jiff::Timestamp>) {
+        if state.is_final() {
+            self.deadline_due.ask();
+        } else if let Some(at) = deadline_at {
+            self.deadline_due.note_at(errand_core::time::to_millis(at));
         }
     }
 

@@ -174,6 +174,7 @@ impl Engine {
             if step.state == JobState::Available || step.state.is_final() {
                 self.publish_state(step.job_id, &step.queue, step.state);
             }
+            self.note_step(step.state, step.deadline_at);
             if let Some(c) = &step.compensation {
                 if c.state.is_final() {
                     self.waiters.wake(c.job_id);

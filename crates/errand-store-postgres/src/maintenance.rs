@@ -187,6 +187,12 @@ pub(crate) async fn due_in(
                THEN 0 ELSE (SELECT next_fire_at FROM schedules WHERE NOT paused \
                    AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1) - errand_now() END"
         }
+        DueWork::Deadline => {
+            "SELECT (SELECT deadline_at FROM jobs WHERE deadline_at IS NOT NULL \
+                     AND state IN ('available', 'scheduled', 'running') AND step_role = 'step' \
+                     AND workflow_id IS NOT NULL \
+                     ORDER BY deadline_at LIMIT 1) - errand_now()"
+        }
     };
     let stmt = client.prepare_cached(sql).await?;
     let row = client.query_one(&stmt, &[]).await?;

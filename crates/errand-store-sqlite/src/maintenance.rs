@@ -95,6 +95,11 @@ pub(crate) fn due_in(conn: &Connection, now: Millis, work: DueWork) -> QResult<O
                    WHERE paused = 0 AND next_fire_at IS NOT NULL \
                    ORDER BY next_fire_at LIMIT 1) END"
         }
+        DueWork::Deadline => {
+            "SELECT deadline_at FROM jobs INDEXED BY jobs_deadline WHERE deadline_at IS NOT NULL \
+             AND state IN ('available', 'scheduled', 'running') AND step_role = 'step' \
+             ORDER BY deadline_at LIMIT 1"
+        }
     };
     let mut stmt = conn.prepare_cached(sql)?;
     let at: Option<Option<Millis>> = if stmt.parameter_count() > 0 {

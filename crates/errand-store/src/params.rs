@@ -82,6 +82,9 @@ pub enum DueWork {
     Rescue,
     /// The soonest next slot of a schedule that is not paused.
     Fire,
+    /// The soonest deadline of a workflow step that has not ended (what the workflow
+    /// supervisor acts on).
+    Deadline,
 }
 
 /// What [`Store::job_settle_and_claim`](crate::Store::job_settle_and_claim) did: each

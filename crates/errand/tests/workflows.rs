@@ -804,6 +804,53 @@ async fn the_supervisor_retries_a_stuck_step_once_then_fails_the_workflow() {
     assert_eq!(wf["failed_step"], "slow");
 }
 
+/// The supervisor sleeps until the deadlines this node knows of, not until its interval
+/// (an hour here): a step's deadline is acted on when the workflow starts with it ready,
+/// and when the store readied it as its parent completed.
+#[tokio::test]
+async fn the_supervisor_acts_at_a_deadline_not_at_its_interval() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("errand.toml");
+    std::fs::write(&config, "workflow_supervise_interval = \"1h\"\n").expect("config");
+    let config = config.to_str().expect("utf-8").to_string();
+    let (s, _data) = server_with(&["--config", &config]).await;
+    let client = s.client().unwrap();
+    let raw = Raw::new(&s);
+    let start = |body: Value| {
+        let raw = &raw;
+        async move {
+            let (status, wf) = raw.post("/v1/workflows", &body.to_string()).await;
+            assert_eq!(status, 201, "{wf}");
+            wf["id"].as_str().expect("id").to_string()
+        }
+    };
+    // Nobody works queue `unworked`: each `late` step passes its deadline. One at a time,
+    // so that neither's pass finds the other's.
+    let late = json!({"name": "late", "job": {"kind": "late", "queue": "unworked"},
+                      "deadline": "300ms", "on_deadline": "fail"});
+    let mut after_parent = late.clone();
+    after_parent["depends_on"] = json!(["first"]);
+    let readied = start(json!({"steps": [
+        {"name": "first", "job": {"kind": "first", "queue": "deadline-first"}},
+        after_parent]}))
+    .await;
+    let first = claim_one(&client, "deadline-first").await;
+    complete(&client, &first, json!(null)).await;
+    failed_by_its_deadline(&raw, &readied).await;
+    let at_start = start(json!({"steps": [late]})).await;
+    failed_by_its_deadline(&raw, &at_start).await;
+}
+
+async fn failed_by_its_deadline(raw: &Raw, id: &str) {
+    let wf = workflow_until(raw, id, "the late step's workflow to fail", |w| {
+        w["state"] == "failed"
+    })
+    .await;
+    let late = step(&wf, "late");
+    assert_eq!(late["state"], "dead", "{wf}");
+    assert_eq!(late["supervised"][0]["action"], "fail", "{wf}");
+}
+
 #[tokio::test]
 async fn a_completed_batch_posts_its_callback_signed_once() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

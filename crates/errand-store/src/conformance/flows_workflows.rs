@@ -354,6 +354,15 @@ pub(crate) async fn a_step_past_its_deadline_fails_the_workflow(Ctx { store, clo
     )
     .await;
     assert!(w.steps[0].deadline_at.is_some());
+    let wait = store
+        .due_in(crate::DueWork::Deadline)
+        .await
+        .expect("due")
+        .expect("a deadline waits");
+    assert!(
+        wait <= Duration::from_secs(60) && wait > Duration::from_secs(50),
+        "{wait:?}"
+    );
     let _a = claim_only(&store, "a").await;
     assert!(store
         .workflow_supervise(10)
@@ -361,6 +370,11 @@ pub(crate) async fn a_step_past_its_deadline_fails_the_workflow(Ctx { store, clo
         .expect("early")
         .is_empty());
     clock.advance(Duration::from_secs(61)).await;
+    assert_eq!(
+        store.due_in(crate::DueWork::Deadline).await.expect("due"),
+        Some(Duration::ZERO),
+        "a passed deadline is due now"
+    );
     let acted = store.workflow_supervise(10).await.expect("supervise");
     assert_eq!(acted.len(), 1);
     assert_eq!(acted[0].action, DeadlinePolicy::Fail);
@@ -370,6 +384,11 @@ pub(crate) async fn a_step_past_its_deadline_fails_the_workflow(Ctx { store, clo
         .await
         .expect("again")
         .is_empty());
+    assert_eq!(
+        store.due_in(crate::DueWork::Deadline).await.expect("due"),
+        None,
+        "a dead step has no deadline"
+    );
     let w = wf_get(&store, w.id).await;
     assert_eq!(w.state, WorkflowState::Failed);
     assert_eq!(w.steps[0].supervised.len(), 1);

@@ -74,8 +74,8 @@ pub(crate) async fn attempt_past_timeout_is_failed(Ctx { store, clock }: Ctx) {
 /// nothing waiting is `None`, a time to come is the time left, a time passed is zero; a
 /// timeout that ends before the lease counts.
 pub(crate) async fn due_in_tells_when_work_comes_due(Ctx { store, clock }: Ctx) {
-    use crate::DueWork::{Fire, Promote, Rescue};
-    for work in [Promote, Rescue, Fire] {
+    use crate::DueWork::{Deadline, Fire, Promote, Rescue};
+    for work in [Promote, Rescue, Fire, Deadline] {
         assert_eq!(store.due_in(work).await.expect("due"), None, "{work:?}");
     }
     let hour = Duration::from_secs(3600);
