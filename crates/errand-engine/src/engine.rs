@@ -81,6 +81,8 @@ pub struct Engine {
     /// When a workflow step's deadline next passes: the workflow supervisor sleeps until
     /// then.
     pub(crate) deadline_due: crate::due_clock::DueClock,
+    /// When this node's writes next want their queue count rows folded.
+    pub(crate) fold_due: crate::due_clock::DueClock,
     /// Rung when this process recorded a delivery that is due now (a fan-out, a job with a
     /// `callback_url` ending), so the delivery worker sends it without waiting for its poll.
     pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
@@ -115,6 +117,7 @@ impl Engine {
             rescue_due: Default::default(),
             fire_due: Default::default(),
             deadline_due: Default::default(),
+            fold_due: Default::default(),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
             workers_seen: Default::default(),
             about: std::sync::OnceLock::new(),
@@ -178,6 +181,7 @@ impl Engine {
 
     pub(crate) fn publish(&self, job: &Job) {
         self.feed.poke();
+        self.counts_changed();
         self.note_due_work(job);
         if job.state.is_final() {
             self.waiters.wake(job.id);
@@ -211,6 +215,7 @@ impl Engine {
     /// became ready.
     pub(crate) fn publish_state(&self, id: JobId, queue: &QueueName, state: JobState) {
         self.feed.poke();
+        self.counts_changed();
         if state.is_final() {
             self.waiters.wake(id);
         }
@@ -222,6 +227,12 @@ impl Engine {
         if state == JobState::Available {
             self.waker.wake(queue, Ready::Jobs(1));
         }
+    }
+
+    /// A write changed jobs, so the queue count rows it appended (on stores that append
+    /// them) want folding soon.
+    pub(crate) fn counts_changed(&self) {
+        self.fold_due.note_in(crate::maintenance::FOLD_DELAY);
     }
 
     /// Tells the timed services of work `job` brings: a delayed job or a retry comes due
@@ -304,6 +315,7 @@ impl Engine {
         self.metrics.inserted(out);
         if out.iter().any(|r| r.inserted) {
             self.feed.poke();
+            self.counts_changed();
         }
         let mut ready: Vec<(&QueueName, usize)> = Vec::new();
         for r in out
@@ -411,6 +423,7 @@ impl Engine {
         self.metrics.claimed(queue.as_str(), jobs);
         if !jobs.is_empty() {
             self.feed.poke();
+            self.counts_changed();
         }
     }
 

@@ -316,6 +316,9 @@ impl Engine {
                 Err(e) => tracing::warn!(schedules = n, error = %e, "schedule fire batch failed"),
             }
         }
+        if report.fired > 0 {
+            self.counts_changed();
+        }
         self.metrics
             .scheduler_pass(to_timestamp(now), overdue as f64 / 1000.0);
         Ok(report)

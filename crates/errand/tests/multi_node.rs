@@ -312,3 +312,47 @@ async fn every_second_schedule_on_three_nodes_fires_each_slot_once_even_when_one
         slots.len()
     );
 }
+
+/// A node folds the count rows its writes appended soon after writing them (an idle node
+/// folds only every 30 s), so `GET /v1/queues` keeps summing a few rows.
+#[tokio::test]
+async fn a_node_folds_its_queue_count_rows_soon_after_writing() {
+    let Some(schema) = PgSchema::create("queue count folding").await else {
+        return;
+    };
+    let (node, _dir) = pg_node(&schema).await;
+    let client = node.client().unwrap();
+    let pg = errand_testkit::pg_connect(&schema.url)
+        .await
+        .expect("connect");
+    let rows = || async {
+        pg.query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".queue_counts WHERE queue = 'folded'",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .expect("count rows")
+        .get::<_, i64>(0)
+    };
+    // One enqueue per request: each appends its own count row.
+    for _ in 0..20 {
+        client
+            .enqueue(&EnqueueRequest {
+                queue: Some("folded".into()),
+                ..EnqueueRequest::new("work")
+            })
+            .await
+            .expect("enqueue");
+    }
+    eventually(
+        "the node to fold its count rows into one",
+        Duration::from_secs(10),
+        || async { (rows().await == 1).then_some(()) },
+    )
+    .await;
+    let queue = client.queue("folded").await.expect("queue");
+    assert_eq!(queue.counts.available, 20, "{queue:?}");
+}

@@ -43,6 +43,9 @@ pub async fn prune_once(engine: &Engine) -> Result<usize, StoreError> {
             tokio::task::yield_now().await;
         }
     }
+    if total > 0 {
+        engine.counts_changed();
+    }
     Ok(total)
 }
 

@@ -25,6 +25,9 @@ pub async fn promote_once(engine: &Engine) -> Result<usize, StoreError> {
     for q in &queues {
         engine.wake(q);
     }
+    if !queues.is_empty() {
+        engine.counts_changed();
+    }
     Ok(queues.len())
 }
 

@@ -31,6 +31,7 @@ pub use job_rescuer::rescue_once;
 pub use node_heartbeat::{NODE_DEAD_AFTER, NODE_FORGET_AFTER, NODE_HEARTBEAT_INTERVAL};
 pub(crate) use pass_failures::PassFailures;
 pub use queue_count_folder::fold_counts_once;
+pub(crate) use queue_count_folder::FOLD_DELAY;
 pub use schedule_slot_cleaner::prune_slots_once;
 pub use worker_flusher::{prune_workers_once, WORKER_FORGET_AFTER};
 pub use workflow_supervisor::supervise_once;
