@@ -88,8 +88,8 @@ pub enum Scenario {
     /// most 100,000) drained with two requests per job (settle, claim) and, on a fresh
     /// server, with one (the claim carries the settlement) (not part of `all`).
     Cycle,
-    /// An idle server: its CPU per second over `--duration` after a 2 s settling time (not
-    /// part of `all`).
+    /// An idle server: its CPU per second over `--duration` (at least 60 s: the server's
+    /// CPU time comes in 10 ms ticks) after a 2 s settling time (not part of `all`).
     Idle,
     /// How costs grow with the store's size: single enqueue, a 16-in-flight claim-1 worker,
     /// queue counts and server memory on an empty store and with a backlog of a tenth of
@@ -411,7 +411,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.scenario == Scenario::Idle {
         let d = deploy(&args).await?;
-        idle::run(&d, duration).await?;
+        idle::run(&d, duration.max(idle::MIN_DURATION)).await?;
     }
     Ok(())
 }
