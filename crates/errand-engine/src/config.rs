@@ -50,7 +50,7 @@ pub struct EngineConfig {
     /// How often the workflow supervisor asks the store for the soonest step deadline when
     /// this node heard of none sooner: how late (at most) another node's step deadline is
     /// acted on. This node's own steps are acted on at their deadline (passes run at least
-    /// 100 ms apart, or a tenth of this when that is shorter).
+    /// 100 ms apart, or this far apart when it is shorter).
     pub supervise_interval: Duration,
 }
 

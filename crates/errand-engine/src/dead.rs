@@ -10,6 +10,10 @@ impl Engine {
     /// # Errors
     /// The store's error; nothing was deleted.
     pub async fn dead_purge(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        self.store().dead_purge_many(selection).await
+        let n = self.store().dead_purge_many(selection).await?;
+        if n > 0 {
+            self.counts_changed();
+        }
+        Ok(n)
     }
 }

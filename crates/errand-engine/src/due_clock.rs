@@ -65,25 +65,35 @@ impl DueClock {
         self.next.lock().ok().and_then(|n| *n)
     }
 
-    /// Sleeps until the planned time, or `cap` at the latest (other nodes' work, which
-    /// this node hears of from no one). True when the planned time came (a pass is due),
-    /// false when only the cap ran out or the store is to be asked; `None` when `token`
-    /// fired.
+    /// Sleeps until the planned time (not before `not_before`), until an ask (not before
+    /// `ask_not_before`), or `cap` at the latest (other nodes' work, which this node hears
+    /// of from no one). True when the planned time came (a pass is due: it comes first, so
+    /// asks arriving all the time never hold a pass back), false when the cap ran out or
+    /// the store is to be asked; `None` when `token` fired. Either answer is followed by a
+    /// question to the store, which answers any ask made before it.
     async fn sleep(
         &self,
         cap: Duration,
         not_before: Instant,
+        ask_not_before: Instant,
         token: &tokio_util::sync::CancellationToken,
     ) -> Option<bool> {
         let cap_at = Instant::now() + cap;
         loop {
-            if self.ask.swap(false, Ordering::AcqRel) {
+            let now = Instant::now();
+            let planned = self.next().map(|n| n.max(not_before));
+            if planned.is_some_and(|n| n <= now) {
+                self.ask.store(false, Ordering::Release);
+                return Some(true);
+            }
+            let asked = self.ask.load(Ordering::Acquire);
+            if cap_at <= now || (asked && ask_not_before <= now) {
+                self.ask.store(false, Ordering::Release);
                 return Some(false);
             }
-            let planned = self.next().map(|n| n.max(not_before));
-            let at = planned.map_or(cap_at, |n| n.min(cap_at));
-            if at <= Instant::now() {
-                return Some(planned.is_some_and(|n| n <= Instant::now()));
+            let mut at = planned.map_or(cap_at, |n| n.min(cap_at));
+            if asked {
+                at = at.min(ask_not_before);
             }
             let sooner = self.sooner.notified();
             tokio::select! {
@@ -109,9 +119,9 @@ pub(crate) struct Pass {
 pub(crate) struct Cadence {
     /// Ask the store at least this often: other nodes' work reaches this node so.
     pub cap: Duration,
-    /// At least this long between passes. Work the store still calls due right after a
-    /// pass (a slot a pass chose to leave, a job its gate holds back) is looked at again
-    /// after this, not in a busy loop.
+    /// At least this long between passes, and between the questions asks bring. Work the
+    /// store still calls due right after a pass (a slot a pass chose to leave, a job its
+    /// gate holds back) is looked at again after this, not in a busy loop.
     pub floor: Duration,
 }
 
@@ -134,6 +144,7 @@ pub(crate) async fn run_when_due<P, PF, D, DF>(
     let mut failures = crate::maintenance::PassFailures::new(name);
     let mut pass_due = true;
     let mut last_pass = Instant::now();
+    let mut last_ask;
     loop {
         let passed = pass_due;
         if pass_due {
@@ -159,6 +170,7 @@ pub(crate) async fn run_when_due<P, PF, D, DF>(
                 break;
             }
         }
+        last_ask = Instant::now();
         match due().await {
             Ok(Some(wait)) if passed => clock.note_in(wait.max(cadence.floor)),
             Ok(Some(wait)) => clock.note_in(wait),
@@ -168,10 +180,15 @@ pub(crate) async fn run_when_due<P, PF, D, DF>(
                 clock.note_in(cadence.floor);
             }
         }
-        // However often this node's writes say work is due, passes start at least
-        // `floor` apart.
+        // However often this node's writes say work is due or ask, passes start at least
+        // `floor` apart, and so do questions to the store.
         match clock
-            .sleep(cadence.cap, last_pass + cadence.floor, &token)
+            .sleep(
+                cadence.cap,
+                last_pass + cadence.floor,
+                last_ask + cadence.floor,
+                &token,
+            )
             .await
         {
             None => return,
@@ -281,5 +298,22 @@ mod tests {
             "asked at once, not at the cap"
         );
         assert_eq!(passes.load(Ordering::SeqCst), 1, "no pass for an ask");
+    }
+
+    /// Asks arriving all the time neither hold back a pass that is due nor have the store
+    /// asked more than once per floor.
+    #[tokio::test(start_paused = true)]
+    async fn asks_never_hold_a_due_pass_back() {
+        let clock = Arc::new(DueClock::default());
+        let (passes, asks) = service(clock.clone(), None);
+        run_for(Duration::from_millis(50)).await;
+        clock.note_in(Duration::from_millis(300));
+        for _ in 0..500 {
+            clock.ask();
+            run_for(Duration::from_millis(1)).await;
+        }
+        assert_eq!(passes.load(Ordering::SeqCst), 2, "the noted pass ran");
+        let n = asks.load(Ordering::SeqCst);
+        assert!(n <= 10, "{n} questions in half a second");
     }
 }

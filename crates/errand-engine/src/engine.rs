@@ -721,6 +721,7 @@ impl Engine {
         self.metrics.dead_requeued(n);
         if n > 0 {
             self.feed.poke();
+            self.counts_changed();
             self.waker.wake_all();
         }
         Ok(n)

@@ -110,6 +110,7 @@ impl Engine {
     pub async fn session_unblock(&self, key: &str) -> Result<Session, StoreError> {
         let session = self.store().session_unblock(key).await?;
         self.feed.poke();
+        self.counts_changed();
         self.wake_all();
         Ok(session)
     }

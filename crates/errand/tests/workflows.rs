@@ -770,13 +770,26 @@ async fn a_claim_parked_on_a_childs_queue_wakes_when_the_last_parent_completes()
     );
 }
 
-#[tokio::test]
-async fn the_supervisor_retries_a_stuck_step_once_then_fails_the_workflow() {
+/// A server whose workflow supervisor asks the store every `interval`; the directories
+/// live as long as the server is used.
+async fn server_supervising_every(
+    interval: &str,
+) -> (errand_testkit::ServerProcess, [tempfile::TempDir; 2]) {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("errand.toml");
-    std::fs::write(&config, "workflow_supervise_interval = \"50ms\"\n").expect("config");
+    std::fs::write(
+        &config,
+        format!("workflow_supervise_interval = \"{interval}\"\n"),
+    )
+    .expect("config");
     let config = config.to_str().expect("utf-8").to_string();
-    let (s, _data) = server_with(&["--config", &config]).await;
+    let (s, data) = server_with(&["--config", &config]).await;
+    (s, [dir, data])
+}
+
+#[tokio::test]
+async fn the_supervisor_retries_a_stuck_step_once_then_fails_the_workflow() {
+    let (s, _dirs) = server_supervising_every("50ms").await;
     let raw = Raw::new(&s);
     // Nobody works queue `stuck`: the step passes its deadline twice.
     let body = json!({"steps": [{"name": "slow", "job": {"kind": "slow", "queue": "stuck"},
@@ -809,11 +822,7 @@ async fn the_supervisor_retries_a_stuck_step_once_then_fails_the_workflow() {
 /// and when the store readied it as its parent completed.
 #[tokio::test]
 async fn the_supervisor_acts_at_a_deadline_not_at_its_interval() {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("errand.toml");
-    std::fs::write(&config, "workflow_supervise_interval = \"1h\"\n").expect("config");
-    let config = config.to_str().expect("utf-8").to_string();
-    let (s, _data) = server_with(&["--config", &config]).await;
+    let (s, _dirs) = server_supervising_every("1h").await;
     let client = s.client().unwrap();
     let raw = Raw::new(&s);
     let start = |body: Value| {

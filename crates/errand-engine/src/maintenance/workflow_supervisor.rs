@@ -13,8 +13,10 @@ use crate::Engine;
 /// Steps acted on per pass; a full pass runs another at once.
 const SUPERVISE_BATCH: u32 = 500;
 
-/// Passes run at least this far apart (or a tenth of `supervise_interval` when that is
-/// shorter), so steps whose deadlines come one after another share passes.
+/// Passes run at least this far apart (or `supervise_interval` apart when that is shorter),
+/// so steps whose deadlines come one after another share passes, and a deadline the store
+/// keeps calling due (its row locked by another node's pass) is looked at ten times a
+/// second, not in a busy loop.
 const FLOOR: Duration = Duration::from_millis(100);
 
 /// One pass; returns how many steps were acted on.
@@ -32,7 +34,7 @@ pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
     let every = engine.config().supervise_interval;
     let cadence = Cadence {
         cap: every,
-        floor: (every / 10).min(FLOOR),
+        floor: every.min(FLOOR),
     };
     run_when_due(
         "workflow_supervisor",
