@@ -94,6 +94,9 @@ pub struct Engine {
     pub(crate) metrics: Arc<Metrics>,
     /// Tokens checked lately, and when each was last recorded as used.
     pub(crate) tokens: crate::tokens::TokenCache,
+    /// This engine, for work that must finish after its caller stops waiting (a settle
+    /// whose client disconnected still announces what it kept).
+    me: std::sync::Weak<Engine>,
 }
 
 impl Engine {
@@ -102,7 +105,8 @@ impl Engine {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (log_events, _) = broadcast::channel(EVENT_BUFFER);
         let feed = EventFeed::new(config.event_buffer);
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             feed,
             waiters: Arc::default(),
             store,
@@ -490,14 +494,25 @@ impl Engine {
         settlements: Vec<Settlement>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         let (settlements, too_large) = self.screen_results(settlements);
-        let out = self
-            .metrics
-            .timed(
-                "job_settle_many",
-                self.store.job_settle_many(self.settle_params(settlements)),
-            )
-            .await?;
-        Ok(self.settled(out, too_large))
+        let params = self.settle_params(settlements);
+        let engine = self.me()?;
+        // The store call and its announcements finish together even when the caller goes.
+        detached(async move {
+            let out = engine
+                .metrics
+                .timed("job_settle_many", engine.store.job_settle_many(params))
+                .await?;
+            Ok(engine.settled(out, too_large))
+        })
+        .await
+    }
+
+    /// This engine as an `Arc`, to move into a detached task. It lives as long as any
+    /// caller holds it, so this fails only while it is being dropped.
+    fn me(&self) -> Result<Arc<Engine>, StoreError> {
+        self.me
+            .upgrade()
+            .ok_or_else(|| StoreError::Unavailable("the engine is shutting down".into()))
     }
 
     /// A worker's whole cycle in one call and one store transaction: settles what it
@@ -521,21 +536,24 @@ impl Engine {
         let (settlements, too_large) = self.screen_results(settlements);
         let settle = self.settle_params(settlements);
         let claim = JobClaimParams::from(&req);
-        let store = self.store.clone();
-        let waker = self.waker.clone();
-        let metrics = self.metrics.clone();
+        let engine = self.me()?;
+        // The settlements' announcements are made in the task too: they were kept even if
+        // the caller is gone (the claimed jobs are then given back).
         let (settled, claimed) = detached(async move {
-            let out = metrics
+            let out = engine
+                .metrics
                 .timed(
                     "job_settle_and_claim",
-                    store.job_settle_and_claim(settle, claim),
+                    engine.store.job_settle_and_claim(settle, claim),
                 )
                 .await?;
-            Ok((out.settled, UnheardClaim::new(out.claimed, store, waker)))
+            let settled = engine.settled(out.settled, too_large);
+            let claimed =
+                UnheardClaim::new(out.claimed, engine.store.clone(), engine.waker.clone());
+            Ok((settled, claimed))
         })
         .await?;
         let claimed = claimed.heard();
-        let settled = self.settled(settled, too_large);
         self.announce_claimed(&req.queue, &claimed);
         if !claimed.is_empty() {
             return Ok((settled, claimed));

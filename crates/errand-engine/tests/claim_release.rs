@@ -1,4 +1,5 @@
-//! A claim whose caller goes away gives its jobs back, on a real SQLite store.
+//! A claim whose caller goes away gives its jobs back, and a settle whose caller goes away
+//! still announces what it kept, on a real SQLite store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,50 @@ async fn claim_dropped_while_the_store_works_gives_the_job_back() {
         .expect("claim");
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].job.attempt, 1);
+}
+
+/// A settle kept by the store is announced (its event, its waiters, its queue's claims)
+/// even when its caller went away while the store worked, as a disconnected worker's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_dropped_while_the_store_works_is_still_announced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("open");
+    let engine = Engine::new(Arc::new(store), EngineConfig::default());
+    engine.enqueue_many(vec![job()]).await.expect("enqueue");
+    let claimed = engine
+        .claim(claim(Duration::ZERO))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("a job");
+    let id = claimed.job.id;
+    let mut events = engine.subscribe();
+    let mut gone = Box::pin(engine.settle(errand_store::Settlement::Complete {
+        id,
+        lease_token: claimed.lease_token,
+        result: None,
+        report: None,
+        session_state: None,
+    }));
+    assert!(
+        poll!(&mut gone).is_pending(),
+        "the store settle is under way"
+    );
+    drop(gone);
+    let announced = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let event = events.recv().await.expect("events");
+            if event.id == id && event.state == JobState::Succeeded {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(announced.is_ok(), "the kept completion was never announced");
+    assert_eq!(
+        engine.job(id, Duration::ZERO).await.expect("get").state,
+        JobState::Succeeded
+    );
 }
 
 /// Reads the job until `ready` holds, for at most 5 s.
