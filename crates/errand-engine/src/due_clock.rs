@@ -15,7 +15,7 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 pub(crate) struct DueClock {
     next: Mutex<Option<Instant>>,
-    /// Set by [`ask`](Self::ask): the store should be asked when work is due, at once.
+    /// Set by [`ask`](Self::ask): the store should be asked when work is due.
     ask: AtomicBool,
     sooner: Notify,
 }
@@ -47,7 +47,8 @@ impl DueClock {
     }
 
     /// This node wrote work whose due time it does not know (the store made it inside a
-    /// transaction): the service asks the store when it is due now, without a pass.
+    /// transaction): the service asks the store when it is due, without a pass, as soon as
+    /// its floor allows (asks made meanwhile share that one question).
     pub(crate) fn ask(&self) {
         self.ask.store(true, Ordering::Release);
         self.sooner.notify_one();

@@ -184,8 +184,7 @@ impl Engine {
     }
 
     pub(crate) fn publish(&self, job: &Job) {
-        self.feed.poke();
-        self.counts_changed();
+        self.jobs_changed();
         self.note_due_work(job);
         if job.state.is_final() {
             self.waiters.wake(job.id);
@@ -218,8 +217,7 @@ impl Engine {
     /// workflow's steps): the event, its waiters when it ended, its queue's claims when it
     /// became ready.
     pub(crate) fn publish_state(&self, id: JobId, queue: &QueueName, state: JobState) {
-        self.feed.poke();
-        self.counts_changed();
+        self.jobs_changed();
         if state.is_final() {
             self.waiters.wake(id);
         }
@@ -231,6 +229,13 @@ impl Engine {
         if state == JobState::Available {
             self.waker.wake(queue, Ready::Jobs(1));
         }
+    }
+
+    /// A write of this node changed jobs: the event tail reads their events, and the count
+    /// rows the write appended want folding.
+    pub(crate) fn jobs_changed(&self) {
+        self.feed.poke();
+        self.counts_changed();
     }
 
     /// A write changed jobs, so the queue count rows it appended (on stores that append
@@ -318,8 +323,7 @@ impl Engine {
     pub(crate) fn announce_inserted(&self, out: &[InsertedJob]) {
         self.metrics.inserted(out);
         if out.iter().any(|r| r.inserted) {
-            self.feed.poke();
-            self.counts_changed();
+            self.jobs_changed();
         }
         let mut ready: Vec<(&QueueName, usize)> = Vec::new();
         for r in out
@@ -404,15 +408,14 @@ impl Engine {
     /// stops waiting; what it claimed reaches the caller inside an [`UnheardClaim`], which
     /// releases the jobs if dropped before the caller took them.
     async fn claim_once(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        let store = self.store.clone();
-        let waker = self.waker.clone();
-        let metrics = self.metrics.clone();
+        let engine = self.me()?;
         let queue = params.queue.clone();
         let jobs = detached(async move {
-            metrics
-                .timed("job_claim", store.job_claim(params))
+            engine
+                .metrics
+                .timed("job_claim", engine.store.job_claim(params))
                 .await
-                .map(|jobs| UnheardClaim::new(jobs, store, waker))
+                .map(|jobs| UnheardClaim::new(jobs, engine.store.clone(), engine.waker.clone()))
         })
         .await
         .map(UnheardClaim::heard)?;
@@ -426,8 +429,7 @@ impl Engine {
         self.note_leases(jobs);
         self.metrics.claimed(queue.as_str(), jobs);
         if !jobs.is_empty() {
-            self.feed.poke();
-            self.counts_changed();
+            self.jobs_changed();
         }
     }
 
@@ -738,8 +740,7 @@ impl Engine {
             .await?;
         self.metrics.dead_requeued(n);
         if n > 0 {
-            self.feed.poke();
-            self.counts_changed();
+            self.jobs_changed();
             self.waker.wake_all();
         }
         Ok(n)

@@ -109,8 +109,7 @@ impl Engine {
     /// `NotFound`, `WrongState`, or the store's error.
     pub async fn session_unblock(&self, key: &str) -> Result<Session, StoreError> {
         let session = self.store().session_unblock(key).await?;
-        self.feed.poke();
-        self.counts_changed();
+        self.jobs_changed();
         self.wake_all();
         Ok(session)
     }
