@@ -7,7 +7,7 @@ use errand_core::{JobId, LogEntry, LogStream};
 use errand_store::{JobLogAppendParams, JobLogListParams};
 
 use crate::fault::{corrupt, QResult, RowExt};
-use crate::job_write::fenced;
+use crate::job_write::{fenced, lease_held};
 
 fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -30,12 +30,11 @@ fn owner_lock(owner: uuid::Uuid) -> i64 {
 /// number.
 pub(crate) async fn append(client: &impl GenericClient, p: &JobLogAppendParams) -> QResult<u64> {
     if let Some(token) = p.lease_token {
-        let stmt = client
-            .prepare_cached(
-                "SELECT 1 FROM jobs WHERE id = $1 AND state = 'running' AND lease_token = $2 \
-                 AND lease_expires_at > errand_now()",
-            )
-            .await?;
+        let sql = format!(
+            "SELECT 1 FROM jobs WHERE id = $1 AND {}",
+            lease_held("", "$2")
+        );
+        let stmt = client.prepare_cached(&sql).await?;
         if client
             .query_opt(&stmt, &[&p.owner, &token.0])
             .await?

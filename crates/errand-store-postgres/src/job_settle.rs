@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::fault::{Fault, QResult, RowExt};
 use crate::gate;
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, JOB_COLUMNS};
-use crate::job_write::fenced;
+use crate::job_write::{fenced, lease_held};
 use crate::transition::{record_change, record_changes};
 
 /// Completes many jobs in one statement; each row is fenced on its own token. Returns the
@@ -32,14 +32,14 @@ async fn complete_many(
          done AS ( \
              UPDATE jobs j SET state = 'succeeded', result = u.result, error = NULL, \
                  finished_at = errand_now(), lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
-             FROM u WHERE j.id = u.id AND j.state = 'running' AND j.lease_token = u.token \
-                 AND j.lease_expires_at > errand_now() \
+             FROM u WHERE j.id = u.id AND {} \
              RETURNING {}), \
          closed AS ( \
              UPDATE job_attempts a SET finished_at = errand_now(), outcome = 'succeeded', error = NULL, \
                  report = u.report \
              FROM done JOIN u ON u.id = done.id WHERE a.job_id = done.id AND a.attempt = done.attempt) \
          SELECT {JOB_COLUMNS} FROM done",
+        lease_held("j.", "u.token"),
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
@@ -163,14 +163,13 @@ async fn fail_one(
         dead,
         report,
     } = f;
-    let stmt = client
-        .prepare_cached(
-            "SELECT attempt, max_attempts, \
-                 (SELECT defaults->'backoff' FROM queues WHERE name = jobs.queue) \
-             FROM jobs WHERE id = $1 AND state = 'running' \
-             AND lease_token = $2 AND lease_expires_at > errand_now() FOR UPDATE",
-        )
-        .await?;
+    let sql = format!(
+        "SELECT attempt, max_attempts, \
+             (SELECT defaults->'backoff' FROM queues WHERE name = jobs.queue) \
+         FROM jobs WHERE id = $1 AND {} FOR UPDATE",
+        lease_held("", "$2")
+    );
+    let stmt = client.prepare_cached(&sql).await?;
     let Some(row) = client.query_opt(&stmt, &[&id.0, &token]).await? else {
         // A repeat changed nothing: not `changed`.
         return repeat_or_fenced(client, id, token, AttemptOutcome::Failed)
