@@ -18,6 +18,7 @@ use errand_core::flow::{self, ParentEnd, StepRole, WorkflowRef};
 use errand_core::{BatchId, EventType, Job, JobId, JobState, WorkflowId};
 use serde_json::Value;
 
+use crate::array_rows::in_array;
 use crate::batch_store;
 use crate::fault::{corrupt, QResult, RowExt};
 use crate::job_row::{job_columns, jobs_from_rows};
@@ -100,13 +101,13 @@ async fn children(
         return Ok(Vec::new());
     }
     let ids: Vec<uuid::Uuid> = ended.iter().map(|(id, _)| *id).collect();
-    let stmt = client
-        .prepare_cached(
-            "WITH d AS (DELETE FROM job_deps WHERE parent_id = ANY($1) RETURNING parent_id, child_id) \
-             SELECT d.parent_id, d.child_id, c.after_any_end, c.step_role FROM d \
-             JOIN jobs c ON c.id = d.child_id",
-        )
-        .await?;
+    let sql = format!(
+        "WITH d AS (DELETE FROM job_deps WHERE parent_id {} RETURNING parent_id, child_id) \
+         SELECT d.parent_id, d.child_id, c.after_any_end, c.step_role FROM d \
+         JOIN jobs c ON c.id = d.child_id",
+        in_array(ids.len() == 1, "$1::uuid")
+    );
+    let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &[&ids]).await?;
     if rows.is_empty() {
         return Ok(Vec::new());

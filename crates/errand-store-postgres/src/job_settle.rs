@@ -11,6 +11,7 @@ use errand_core::{
 use errand_store::{Settled, Settlement, StoreError};
 use serde_json::Value;
 
+use crate::array_rows::array_rows;
 use crate::fault::{Fault, QResult, RowExt};
 use crate::gate;
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, JOB_COLUMNS};
@@ -26,9 +27,18 @@ async fn complete_many(
     results: &[Option<Value>],
     reports: &[Option<Value>],
 ) -> QResult<HashMap<uuid::Uuid, Job>> {
+    let rows = array_rows(
+        ids.len() == 1,
+        "u",
+        &[
+            ("$1::uuid", "id"),
+            ("$2::uuid", "token"),
+            ("$3::jsonb", "result"),
+            ("$4::jsonb", "report"),
+        ],
+    );
     let sql = format!(
-        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[], $4::jsonb[]) \
-             AS u(id, token, result, report)), \
+        "WITH u AS (SELECT * FROM {rows}), \
          done AS ( \
              UPDATE jobs j SET state = 'succeeded', result = u.result, error = NULL, \
                  finished_at = errand_now(), lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \

@@ -11,6 +11,7 @@ use errand_store::{
 };
 use serde_json::Value;
 
+use crate::array_rows::array_rows;
 use crate::fairness::{self, NewRank};
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::gate::{self, Arrival};
@@ -20,11 +21,60 @@ use crate::job_row::{
 use crate::transition::{record_change, record_changes};
 use crate::{claim_plan, flow_insert, session};
 
+/// The parallel arrays [`insert_sql`] takes, and the names its rows give them (`$12` is the
+/// idempotency window).
+const INSERT_COLUMNS: &[(&str, &str)] = &[
+    ("$1::uuid", "id"),
+    ("$2::text", "kind"),
+    ("$3::text", "queue"),
+    ("$4::jsonb", "payload"),
+    ("$5::int", "priority"),
+    ("$6::bigint", "run_at"),
+    ("$7::bigint", "run_after"),
+    ("$8::int", "max_attempts"),
+    ("$9::bigint", "timeout_ms"),
+    ("$10::jsonb", "tags"),
+    ("$11::text", "key"),
+    ("$13::text", "schedule_name"),
+    ("$14::bigint", "schedule_slot"),
+    ("$15::text", "reply_to"),
+    ("$16::text", "correlation_id"),
+    ("$17::text", "callback_url"),
+    ("$18::text", "gate"),
+    ("$19::int", "gate_limit"),
+    ("$20::text", "on_dead"),
+    ("$21::text", "fkey"),
+    ("$22::int", "fweight"),
+    ("$23::text", "rkey"),
+    ("$24::bool", "inh_p"),
+    ("$25::bool", "inh_a"),
+    ("$26::bool", "inh_t"),
+    ("$27::uuid", "wf"),
+    ("$28::text", "step"),
+    ("$29::text", "role"),
+    ("$30::uuid", "batch"),
+    ("$31::jsonb", "after_jobs"),
+    ("$32::bool", "any_end"),
+    ("$33::text", "st"),
+    ("$34::text", "err"),
+    ("$35::int", "waiting"),
+    ("$36::jsonb", "context"),
+    ("$37::bigint", "dl_ms"),
+    ("$38::text", "on_deadline"),
+    ("$39::jsonb", "secrets"),
+];
+
 /// Inserts jobs from parallel arrays, and their queues when new: one statement for a whole
 /// batch, so a batch without idempotency keys needs no explicit transaction. Fields the
 /// caller left unset take the queue's defaults (read in the same statement); the answer
 /// says which values were stored and whether the queue is fair.
-fn insert_sql(keyed: bool) -> String {
+fn insert_sql(keyed: bool, one: bool) -> String {
+    let rows = array_rows(one, "u", INSERT_COLUMNS);
+    let new_queues = if one {
+        "SELECT ($3::text[])[1]"
+    } else {
+        "SELECT DISTINCT unnest($3::text[])"
+    };
     let conflict = if keyed {
         "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     } else {
@@ -32,7 +82,7 @@ fn insert_sql(keyed: bool) -> String {
     };
     format!(
         "WITH new_queues AS (INSERT INTO queues (name, created_at) \
-             SELECT DISTINCT unnest($3::text[]), errand_now() ON CONFLICT DO NOTHING), \
+             SELECT q, errand_now() FROM ({new_queues}) AS n(q) ON CONFLICT DO NOTHING), \
          ins AS (INSERT INTO jobs (id, kind, queue, state, payload, priority, run_at, max_attempts, \
          timeout_ms, tags, idempotency_key, idempotency_expires_at, created_at, updated_at, schedule_name, schedule_slot, \
          reply_to, correlation_id, callback_url, gate, gate_limit, session_on_dead, fairness_key, \
@@ -55,17 +105,7 @@ fn insert_sql(keyed: bool) -> String {
                 u.wf, u.step, u.role, u.batch, u.after_jobs, COALESCE(u.any_end, false), COALESCE(u.waiting, 0), \
                 u.context, CASE WHEN u.st IS NULL AND u.dl_ms IS NOT NULL THEN errand_now() + u.dl_ms END, \
                 u.on_deadline, u.dl_ms, u.err, CASE WHEN u.st = 'cancelled' THEN errand_now() END, u.secrets \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::bigint[], $7::bigint[], \
-                     $8::int[], $9::bigint[], $10::jsonb[], $11::text[], $13::text[], $14::bigint[], \
-                     $15::text[], $16::text[], $17::text[], $18::text[], $19::int[], $20::text[], \
-                     $21::text[], $22::int[], $23::text[], $24::bool[], $25::bool[], $26::bool[], \
-                     $27::uuid[], $28::text[], $29::text[], $30::uuid[], $31::jsonb[], $32::bool[], \
-                     $33::text[], $34::text[], $35::int[], $36::jsonb[], $37::bigint[], $38::text[], \
-                     $39::jsonb[]) \
-              AS u(id, kind, queue, payload, priority, run_at, run_after, max_attempts, timeout_ms, tags, key, \
-                   schedule_name, schedule_slot, reply_to, correlation_id, callback_url, gate, gate_limit, \
-                   on_dead, fkey, fweight, rkey, inh_p, inh_a, inh_t, \
-                   wf, step, role, batch, after_jobs, any_end, st, err, waiting, context, dl_ms, on_deadline, secrets) \
+         FROM {rows} \
          LEFT JOIN queues q ON q.name = u.queue \
          {conflict} \
          RETURNING id, state, run_at, created_at, priority, max_attempts, timeout_ms, queue, \
@@ -239,7 +279,9 @@ async fn insert_rows(
         c.push(j, flows.get(&j.id.0));
     }
     let keyed = jobs.iter().any(|j| j.idempotency_key.is_some());
-    let stmt = client.prepare_cached(&insert_sql(keyed)).await?;
+    let stmt = client
+        .prepare_cached(&insert_sql(keyed, jobs.len() == 1))
+        .await?;
     let window_ms = millis(window);
     let rows = client
         .query(

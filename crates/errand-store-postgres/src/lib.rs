@@ -14,6 +14,7 @@
 //! with `Unavailable` and nothing acknowledged is lost.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod array_rows;
 mod audit;
 mod batch_notice;
 mod batch_store;

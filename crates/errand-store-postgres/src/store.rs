@@ -187,7 +187,8 @@ impl PgStore {
         self.origin
     }
 
-    async fn client(&self) -> QResult<deadpool_postgres::Object> {
+    /// A pooled connection (crate-wide for tests that look at one connection's state).
+    pub(crate) async fn client(&self) -> QResult<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
     }
 

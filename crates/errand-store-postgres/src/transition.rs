@@ -8,6 +8,7 @@ use errand_core::time::to_millis;
 use errand_core::{delivery::callback_for, reply::reply_for, EventBody, EventType, Job, Millis};
 use errand_store::StoreError;
 
+use crate::array_rows::array_rows;
 use crate::delivery_record::insert_deliveries;
 use crate::fault::{Fault, QResult};
 use crate::{flow_end, job_write};
@@ -42,14 +43,20 @@ impl EventRows {
         if self.at.is_empty() {
             return Ok(());
         }
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO events (at, type, data) \
-                 SELECT u.at, u.type, u.data \
-                 FROM UNNEST($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(at, type, data, ord) \
-                 ORDER BY u.ord",
-            )
-            .await?;
+        let rows = array_rows(
+            self.at.len() == 1,
+            "u",
+            &[
+                ("$1::bigint", "at"),
+                ("$2::text", "type"),
+                ("$3::text", "data"),
+            ],
+        );
+        let sql = format!(
+            "INSERT INTO events (at, type, data) SELECT u.at, u.type, u.data FROM {rows} \
+             ORDER BY u.ord"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
         client
             .execute(&stmt, &[&self.at, &self.ty, &self.data])
             .await?;
