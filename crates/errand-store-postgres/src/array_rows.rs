@@ -73,9 +73,8 @@ mod plan_reuse {
     use errand_store::{
         JobClaimParams, JobInsertManyParams, JobSettleManyParams, Settlement, Store,
     };
-    use errand_testkit::PgSchema;
 
-    use crate::{PgOptions, PgStore};
+    use crate::one_backend::one_backend_store;
 
     /// Statements a single enqueue, claim and completion run, by how their text starts.
     const ONE_ROW_STATEMENTS: [&str; 4] = [
@@ -87,19 +86,11 @@ mod plan_reuse {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_of_one_is_not_planned_again_on_every_call() {
-        let Some(schema) = PgSchema::create("a_batch_of_one_is_not_planned_again").await else {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_batch_of_one_is_not_planned_again").await
+        else {
             return;
         };
-        let store = PgStore::connect(&PgOptions {
-            schema: schema.name.clone(),
-            pool_size: 2,
-            ..PgOptions::new(&schema.url)
-        })
-        .await
-        .expect("connect");
-        // One of the two connections held aside, so that every call below runs on the
-        // other, whose plan cache is then read.
-        let held = store.client().await.expect("a connection");
         for _ in 0..12 {
             store
                 .job_insert_many(JobInsertManyParams {

@@ -610,18 +610,20 @@ pub(crate) async fn claim(
 /// The condition that `token` still holds the lease on a job row (columns prefixed with
 /// `prefix`, such as `"j."`): running, under that token, not expired.
 ///
-/// The expiry is written as time left (`lease_expires_at - errand_now() > 0`), not as a
-/// range on `lease_expires_at`, so that the planner cannot serve these by-id statements
-/// from the `jobs_leases` partial index. With a range there, and statistics that see few
-/// running jobs (the usual case: they are a sliver of the table), the partial index costs
-/// about what the primary key does, and the planner took it for the settle; it holds an
-/// entry for every job that ran within the last lease period until vacuum removes it, so
-/// each settle read hundreds (460 on average in the 16-in-flight cycle, 2026-12-04). A scan
-/// of the whole partial index is costed by its pages, which that dead weight makes dear.
+/// The state test is written `(state = 'running') IS TRUE`, which the planner does not
+/// take as implying `state = 'running'`, so no partial index over running jobs
+/// (`jobs_leases`, `jobs_running_kind`) can serve these statements, which name their jobs
+/// by id. With a plain `state = 'running'` and statistics that see few running jobs (the
+/// usual case: they are a sliver of the table), such an index costs about what the primary
+/// key does and the planner took it: for a settle of one, a range scan of `jobs_leases` by
+/// expiry; for a batch, a scan of a whole partial index. Both indexes keep an entry for
+/// every job that ran recently until vacuum removes it, so each settle read hundreds (460
+/// on average in the 16-in-flight cycle, 2026-12-04). In a `WHERE` clause `x IS TRUE`
+/// filters exactly as `x` does.
 pub(crate) fn lease_held(prefix: &str, token: &str) -> String {
     format!(
-        "{prefix}state = 'running' AND {prefix}lease_token = {token} \
-         AND {prefix}lease_expires_at - errand_now() > 0"
+        "({prefix}state = 'running') IS TRUE AND {prefix}lease_token = {token} \
+         AND {prefix}lease_expires_at > errand_now()"
     )
 }
 

@@ -36,6 +36,8 @@ mod job_read;
 mod job_row;
 mod job_settle;
 mod job_write;
+#[cfg(test)]
+mod lease_plans;
 mod limit;
 mod listener;
 mod maintenance;
@@ -43,6 +45,8 @@ mod mark;
 mod named_lease;
 mod node;
 mod notifier;
+#[cfg(test)]
+mod one_backend;
 mod queue;
 mod restore;
 mod schedule;
