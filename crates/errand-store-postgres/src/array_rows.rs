@@ -4,8 +4,8 @@
 //! PostgreSQL estimates `UNNEST` of a parameter at 100 rows (and `= ANY` of one at several
 //! values), so for a batch of one the generic plan of such a statement always looks dearer
 //! than a custom plan for the values at hand, and the statement was planned again on every
-//! call: a fifth of PostgreSQL's CPU in the 16-in-flight claim-1 cycle, where every batch is
-//! of one (`perf record` of the database, 2026-12-04). Over the arrays' first elements the
+//! call: 21 % of the machine's samples (about a quarter of PostgreSQL's) in the
+//! 16-in-flight claim-1 cycle, where every batch is of one (`perf record -a`, 2026-12-05). Over the arrays' first elements the
 //! generic plan costs what a custom one does, and PostgreSQL keeps it after its fifth call.
 //! The parameters stay arrays either way, so the caller binds the same values.
 
@@ -125,7 +125,7 @@ mod plan_reuse {
                 .expect("settle");
             assert!(settled.iter().all(Result::is_ok), "{settled:?}");
         }
-        let client = store.client().await.expect("the other connection");
+        let client = store.client().await.expect("the store's backend");
         let rows = client
             .query(
                 "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements",

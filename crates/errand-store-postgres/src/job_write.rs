@@ -607,23 +607,28 @@ pub(crate) async fn claim(
         .collect())
 }
 
-/// The condition that `token` still holds the lease on a job row (columns prefixed with
-/// `prefix`, such as `"j."`): running, under that token, not expired.
+/// The condition that a job row (columns prefixed with `prefix`, such as `"j."`) is
+/// running, for statements that name their jobs by id.
 ///
-/// The state test is written `(state = 'running') IS TRUE`, which the planner does not
-/// take as implying `state = 'running'`, so no partial index over running jobs
-/// (`jobs_leases`, `jobs_running_kind`) can serve these statements, which name their jobs
-/// by id. With a plain `state = 'running'` and statistics that see few running jobs (the
+/// It is written `(state = 'running') IS TRUE`, which the planner does not take as implying
+/// `state = 'running'`, so no partial index over running jobs (`jobs_leases`,
+/// `jobs_running_kind`) can serve such a statement. With a plain `state = 'running'` and statistics that see few running jobs (the
 /// usual case: they are a sliver of the table), such an index costs about what the primary
 /// key does and the planner took it: for a settle of one, a range scan of `jobs_leases` by
 /// expiry; for a batch, a scan of a whole partial index. Both indexes keep an entry for
 /// every job that ran recently until vacuum removes it, so each settle read hundreds (460
-/// on average in the 16-in-flight cycle, 2026-12-04). In a `WHERE` clause `x IS TRUE`
-/// filters exactly as `x` does.
+/// on average in the 16-in-flight cycle, 2026-12-04). `state` is never NULL, so the test
+/// means exactly what `state = 'running'` does.
+pub(crate) fn running_by_id(prefix: &str) -> String {
+    format!("({prefix}state = 'running') IS TRUE")
+}
+
+/// The condition that `token` still holds the lease on a job row (columns prefixed with
+/// `prefix`): running ([`running_by_id`]), under that token, not expired.
 pub(crate) fn lease_held(prefix: &str, token: &str) -> String {
     format!(
-        "({prefix}state = 'running') IS TRUE AND {prefix}lease_token = {token} \
-         AND {prefix}lease_expires_at > errand_now()"
+        "{} AND {prefix}lease_token = {token} AND {prefix}lease_expires_at > errand_now()",
+        running_by_id(prefix)
     )
 }
 
@@ -655,12 +660,13 @@ pub(crate) async fn release_many(
                  lease_token = NULL, lease_ms = NULL, lease_expires_at = NULL, updated_at = errand_now(), \
                  started_at = (SELECT a.started_at FROM job_attempts a \
                      WHERE a.job_id = j.id AND a.attempt = j.attempt - 1) \
-             FROM u WHERE j.id = u.id AND j.state = 'running' AND j.lease_token = u.token \
+             FROM u WHERE j.id = u.id AND {} AND j.lease_token = u.token \
              RETURNING {}), \
          forgotten AS ( \
              DELETE FROM job_attempts a USING released r \
              WHERE a.job_id = r.id AND a.attempt = r.attempt + 1) \
          SELECT {JOB_COLUMNS} FROM released",
+        running_by_id("j."),
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
