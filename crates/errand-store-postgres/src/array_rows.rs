@@ -5,21 +5,25 @@
 //! values), so for a batch of one the generic plan of such a statement always looks dearer
 //! than a custom plan for the values at hand, and the statement was planned again on every
 //! call: 21 % of the machine's samples (about a quarter of PostgreSQL's) in the
-//! 16-in-flight claim-1 cycle, where every batch is of one (`perf record -a`, 2026-12-05). Over the arrays' first elements the
-//! generic plan costs what a custom one does, and PostgreSQL keeps it after its fifth call.
-//! The parameters stay arrays either way, so the caller binds the same values.
+//! 16-in-flight claim-1 cycle, where every batch is of one (`perf record -a`, 2026-12-05).
+//! Over the arrays' first elements the generic plan costs what a custom one does, and
+//! PostgreSQL keeps it after its fifth call. An empty batch is written as a query of no rows
+//! for the same reason: a custom plan for an empty array folds it away and looks cheaper
+//! than the generic one. The parameters stay arrays in every form, so the caller binds the
+//! same values.
 
-/// A `FROM` item named `alias` holding the rows of the parallel arrays `columns` (each a
-/// typed placeholder such as `$1::uuid`, and its column name), plus `ord`, each row's place
-/// in the batch from 1: `UNNEST` for many rows, the first elements when `one`.
-pub(crate) fn array_rows(one: bool, alias: &str, columns: &[(&str, &str)]) -> String {
-    if one {
+/// A `FROM` item named `alias` holding the `len` rows of the parallel arrays `columns` (each
+/// a typed placeholder such as `$1::uuid`, and its column name), plus `ord`, each row's place
+/// in the batch from 1: the first elements for one row, none for none, `UNNEST` for more.
+pub(crate) fn array_rows(len: usize, alias: &str, columns: &[(&str, &str)]) -> String {
+    if len <= 1 {
         let firsts: Vec<String> = columns
             .iter()
             .map(|(param, name)| format!("({param}[])[1] AS {name}"))
             .collect();
+        let none = if len == 0 { " WHERE false" } else { "" };
         format!(
-            "(SELECT {}, 1::bigint AS ord) AS {alias}",
+            "(SELECT {}, 1::bigint AS ord{none}) AS {alias}",
             firsts.join(", ")
         )
     } else {
@@ -34,12 +38,13 @@ pub(crate) fn array_rows(one: bool, alias: &str, columns: &[(&str, &str)]) -> St
 }
 
 /// The right side of a membership test in the array `param` (a typed placeholder such as
-/// `$1::uuid`): `= ANY(...)` for many, `=` its first element when `one`.
-pub(crate) fn in_array(one: bool, param: &str) -> String {
-    if one {
-        format!("= ({param}[])[1]")
-    } else {
-        format!("= ANY({param}[])")
+/// `$1::uuid`) of `len` elements: `=` its first element for one, a test that is never true
+/// for none, `= ANY(...)` for more.
+pub(crate) fn in_array(len: usize, param: &str) -> String {
+    match len {
+        0 => format!("IN (SELECT ({param}[])[1] WHERE false)"),
+        1 => format!("= ({param}[])[1]"),
+        _ => format!("= ANY({param}[])"),
     }
 }
 
@@ -48,18 +53,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_row_reads_the_first_elements_and_many_unnest() {
+    fn one_row_reads_the_first_elements_none_reads_nothing_and_many_unnest() {
         let cols = [("$1::uuid", "id"), ("$2::text", "kind")];
         assert_eq!(
-            array_rows(true, "u", &cols),
+            array_rows(1, "u", &cols),
             "(SELECT ($1::uuid[])[1] AS id, ($2::text[])[1] AS kind, 1::bigint AS ord) AS u"
         );
         assert_eq!(
-            array_rows(false, "u", &cols),
+            array_rows(0, "u", &cols),
+            "(SELECT ($1::uuid[])[1] AS id, ($2::text[])[1] AS kind, 1::bigint AS ord \
+             WHERE false) AS u"
+        );
+        assert_eq!(
+            array_rows(2, "u", &cols),
             "UNNEST($1::uuid[], $2::text[]) WITH ORDINALITY AS u(id, kind, ord)"
         );
-        assert_eq!(in_array(true, "$1::uuid"), "= ($1::uuid[])[1]");
-        assert_eq!(in_array(false, "$1::uuid"), "= ANY($1::uuid[])");
+        assert_eq!(in_array(1, "$1::uuid"), "= ($1::uuid[])[1]");
+        assert_eq!(
+            in_array(0, "$1::uuid"),
+            "IN (SELECT ($1::uuid[])[1] WHERE false)"
+        );
+        assert_eq!(in_array(2, "$1::uuid"), "= ANY($1::uuid[])");
     }
 }
 
@@ -68,6 +82,7 @@ mod tests {
 mod plan_reuse {
     use std::time::Duration;
 
+    use errand_core::throttle::{Limit, LimitScope, RateLimit};
     use errand_core::{QueueName, RetryPolicy};
     use errand_store::conformance::new_job;
     use errand_store::{
@@ -75,6 +90,15 @@ mod plan_reuse {
     };
 
     use crate::one_backend::one_backend_store;
+    use crate::PgStore;
+
+    /// Statements of a claim of one on the planned path (a queue under limits) that bind
+    /// arrays, by how their text starts. (Its lease by `id = ANY` and its bucket update over
+    /// `UNNEST` keep a generic plan as they are.)
+    const LIMITED_CLAIM_STATEMENTS: [&str; 2] = [
+        "SELECT scope, name, concurrency",
+        "SELECT errand_now(), CASE",
+    ];
 
     /// Statements a single enqueue, claim and completion run, by how their text starts.
     const ONE_ROW_STATEMENTS: [&str; 4] = [
@@ -84,13 +108,9 @@ mod plan_reuse {
         "INSERT INTO events",
     ];
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_of_one_is_not_planned_again_on_every_call() {
-        let Some((_schema, store, held)) =
-            one_backend_store("a_batch_of_one_is_not_planned_again").await
-        else {
-            return;
-        };
+    /// Runs a dozen single enqueues, claims of one and completions on `store`, then checks
+    /// that each statement in `statements` (by how its text starts) kept a generic plan.
+    async fn cycle_and_check(store: &PgStore, statements: &[&str]) {
         for _ in 0..12 {
             store
                 .job_insert_many(JobInsertManyParams {
@@ -133,7 +153,7 @@ mod plan_reuse {
             )
             .await
             .expect("prepared statements");
-        for start in ONE_ROW_STATEMENTS {
+        for start in statements {
             let (generic, custom): (i64, i64) = rows
                 .iter()
                 .find(|r| r.get::<_, String>(0).starts_with(start))
@@ -146,6 +166,42 @@ mod plan_reuse {
                 "{start:?}: {custom} custom plans, {generic} generic"
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_of_one_is_not_planned_again_on_every_call() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_batch_of_one_is_not_planned_again").await
+        else {
+            return;
+        };
+        cycle_and_check(&store, &ONE_ROW_STATEMENTS).await;
+        drop(held);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_of_one_under_limits_is_not_planned_again_on_every_call() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_claim_of_one_under_limits_is_not_planned_again").await
+        else {
+            return;
+        };
+        // A kind with a concurrency and a rate: claims take the planned path, which counts
+        // the kind's running jobs and draws from its bucket.
+        store
+            .limit_put(Limit {
+                scope: LimitScope::Kind,
+                name: "k".into(),
+                concurrency: Some(100),
+                rate: Some(RateLimit {
+                    limit: 1_000_000,
+                    period_ms: 1_000,
+                    burst: None,
+                }),
+            })
+            .await
+            .expect("limit");
+        cycle_and_check(&store, &LIMITED_CLAIM_STATEMENTS).await;
         drop(held);
     }
 }

@@ -18,6 +18,7 @@ use errand_core::throttle::{plan_claim, ClaimCandidate, ClaimLimits, LimitState,
 use errand_core::{Job, JobId, LeaseToken};
 use errand_store::JobClaimParams;
 
+use crate::array_rows::{array_rows, in_array};
 use crate::fault::{QResult, RowExt};
 use crate::job_row::{jobs_from_rows, millis, JOB_COLUMNS};
 use crate::job_write::{LEASE, OPEN_ATTEMPTS};
@@ -100,24 +101,16 @@ pub(crate) async fn claim(
         .into_iter()
         .collect();
     let lock_limits = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT scope, name, concurrency, rate_limit, rate_period_ms, rate_burst, tokens, tokens_at \
-             FROM limits WHERE (scope = 'kind' AND name = ANY($1)) OR (scope = 'key' AND name = ANY($2)) \
+             FROM limits WHERE (scope = 'kind' AND name {}) OR (scope = 'key' AND name {}) \
              ORDER BY scope, name FOR UPDATE",
-        )
+            in_array(kinds_seen.len(), "$1::text"),
+            in_array(keys.len(), "$2::text")
+        ))
         .await?;
     let limit_rows = client.query(&lock_limits, &[&kinds_seen, &keys]).await?;
 
-    // Counted now that every lock is held.
-    let counts = client
-        .prepare_cached(
-            "SELECT errand_now(), \
-                 CASE WHEN $2 THEN (SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'running') ELSE 0 END, \
-                 (SELECT COALESCE(array_agg(k), '{}') FROM UNNEST($3::text[]) AS k), \
-                 (SELECT COALESCE(array_agg((SELECT COUNT(*) FROM jobs WHERE kind = k AND state = 'running')), '{}') \
-                  FROM UNNEST($3::text[]) AS k)",
-        )
-        .await?;
     let mut kind_limits: HashMap<String, LimitState> = HashMap::new();
     let mut counted_kinds = Vec::new();
     let mut key_limits = HashMap::new();
@@ -146,6 +139,18 @@ pub(crate) async fn claim(
         }
         kind_limits.insert(name, state);
     }
+    // Counted now that every lock is held.
+    let kinds = array_rows(counted_kinds.len(), "u", &[("$3::text", "k")]);
+    let counts = client
+        .prepare_cached(&format!(
+            "SELECT errand_now(), \
+                 CASE WHEN $2 THEN (SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'running') ELSE 0 END, \
+                 (SELECT COALESCE(array_agg(k ORDER BY ord), '{{}}') FROM {kinds}), \
+                 (SELECT COALESCE(array_agg((SELECT COUNT(*) FROM jobs WHERE kind = u.k AND state = 'running') \
+                      ORDER BY ord), '{{}}') \
+                  FROM {kinds})"
+        ))
+        .await?;
     let row = client
         .query_one(&counts, &[&queue, &queue_conc.is_some(), &counted_kinds])
         .await?;

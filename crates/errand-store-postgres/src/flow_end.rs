@@ -105,7 +105,7 @@ async fn children(
         "WITH d AS (DELETE FROM job_deps WHERE parent_id {} RETURNING parent_id, child_id) \
          SELECT d.parent_id, d.child_id, c.after_any_end, c.step_role FROM d \
          JOIN jobs c ON c.id = d.child_id",
-        in_array(ids.len() == 1, "$1::uuid")
+        in_array(ids.len(), "$1::uuid")
     );
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &[&ids]).await?;

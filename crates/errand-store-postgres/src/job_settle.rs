@@ -28,7 +28,7 @@ async fn complete_many(
     reports: &[Option<Value>],
 ) -> QResult<HashMap<uuid::Uuid, Job>> {
     let rows = array_rows(
-        ids.len() == 1,
+        ids.len(),
         "u",
         &[
             ("$1::uuid", "id"),

@@ -68,9 +68,9 @@ const INSERT_COLUMNS: &[(&str, &str)] = &[
 /// batch, so a batch without idempotency keys needs no explicit transaction. Fields the
 /// caller left unset take the queue's defaults (read in the same statement); the answer
 /// says which values were stored and whether the queue is fair.
-fn insert_sql(keyed: bool, one: bool) -> String {
-    let rows = array_rows(one, "u", INSERT_COLUMNS);
-    let new_queues = if one {
+fn insert_sql(keyed: bool, len: usize) -> String {
+    let rows = array_rows(len, "u", INSERT_COLUMNS);
+    let new_queues = if len == 1 {
         "SELECT ($3::text[])[1]"
     } else {
         "SELECT DISTINCT unnest($3::text[])"
@@ -280,7 +280,7 @@ async fn insert_rows(
     }
     let keyed = jobs.iter().any(|j| j.idempotency_key.is_some());
     let stmt = client
-        .prepare_cached(&insert_sql(keyed, jobs.len() == 1))
+        .prepare_cached(&insert_sql(keyed, jobs.len()))
         .await?;
     let window_ms = millis(window);
     let rows = client

@@ -44,7 +44,7 @@ impl EventRows {
             return Ok(());
         }
         let rows = array_rows(
-            self.at.len() == 1,
+            self.at.len(),
             "u",
             &[
                 ("$1::bigint", "at"),
