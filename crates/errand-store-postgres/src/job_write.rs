@@ -612,9 +612,9 @@ pub(crate) async fn claim(
 ///
 /// It is written `(state = 'running') IS TRUE`, which the planner does not take as implying
 /// `state = 'running'`, so no partial index over running jobs (`jobs_leases`,
-/// `jobs_running_kind`) can serve such a statement. With a plain `state = 'running'` and statistics that see few running jobs (the
-/// usual case: they are a sliver of the table), such an index costs about what the primary
-/// key does and the planner took it: for a settle of one, a range scan of `jobs_leases` by
+/// `jobs_running_kind`) can serve such a statement. With a plain `state = 'running'` and
+/// statistics that see few running jobs (the usual case: they are a sliver of the table),
+/// such an index costs about what the primary key does and the planner took it: for a settle of one, a range scan of `jobs_leases` by
 /// expiry; for a batch, a scan of a whole partial index. Both indexes keep an entry for
 /// every job that ran recently until vacuum removes it, so each settle read hundreds (460
 /// on average in the 16-in-flight cycle, 2026-12-04). `state` is never NULL, so the test
