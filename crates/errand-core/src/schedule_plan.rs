@@ -170,6 +170,29 @@ pub fn plan(schedule: &Schedule, trigger: &Trigger, now: Millis) -> FirePlan {
     plan
 }
 
+/// Plans one pass as [`plan`] does, and for a schedule that [fires
+/// ahead](crate::schedule_spec::ScheduleSpec::fires_ahead) also the slots of `(now, now +
+/// ahead]`: their jobs are written now, to start at their slot, so that a burst of slots
+/// costs its writes before the slots come rather than after. Only the on-time path is
+/// taken early: a slot is written ahead exactly when a pass at the slot would have fired it
+/// on time and nothing else, and writing it moves `next_fire_at` past it as that pass would.
+/// Changing, pausing or deleting the schedule takes back the jobs of slots still to come.
+pub fn plan_ahead(schedule: &Schedule, trigger: &Trigger, now: Millis, ahead: Millis) -> FirePlan {
+    let mut p = plan(schedule, trigger, now);
+    if ahead <= 0 || schedule.paused || !schedule.spec.fires_ahead() {
+        return p;
+    }
+    let horizon = now.saturating_add(ahead);
+    while let Some(slot) = p.next_fire_at.filter(|n| *n > now && *n <= horizon) {
+        if p.fire.len() >= MAX_CATCH_UP {
+            break;
+        }
+        p.fire.push(slot);
+        p.next_fire_at = trigger.next_after(to_timestamp(slot)).map(to_millis);
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -503,5 +526,47 @@ mod tests {
         let after = plan(&s, &every10(), T0 + 2 * S);
         assert_eq!(after.fire, vec![T0]);
         assert_eq!(after.buffered_slot, None);
+    }
+
+    #[test]
+    fn allow_writes_the_slots_within_the_lead_and_moves_past_them() {
+        let s = schedule(OverlapPolicy::Allow, CatchUpPolicy::Skip, T0 + 10 * S);
+        let p = plan_ahead(&s, &every10(), T0 + 9 * S, 2 * S);
+        assert_eq!(p.fire, vec![T0 + 10 * S], "the slot a second away");
+        assert_eq!(p.next_fire_at, Some(T0 + 20 * S));
+        let far = plan_ahead(&s, &every10(), T0 + 5 * S, 2 * S);
+        assert!(
+            far.changes_nothing(&s),
+            "a slot beyond the lead waits: {far:?}"
+        );
+        // A due slot fires as `plan` has it, and the next one within the lead with it.
+        let due = schedule(OverlapPolicy::Allow, CatchUpPolicy::Skip, T0);
+        let p = plan_ahead(&due, &every10(), T0 + S, 10 * S);
+        assert_eq!(p.fire, vec![T0, T0 + 10 * S]);
+        assert_eq!(p.next_fire_at, Some(T0 + 20 * S));
+    }
+
+    #[test]
+    fn only_allow_fires_ahead_and_never_while_paused() {
+        for overlap in [
+            OverlapPolicy::Skip,
+            OverlapPolicy::BufferOne,
+            OverlapPolicy::Replace,
+        ] {
+            let s = schedule(overlap, CatchUpPolicy::Skip, T0 + 10 * S);
+            let p = plan_ahead(&s, &every10(), T0 + 9 * S, 2 * S);
+            assert!(
+                p.changes_nothing(&s),
+                "{overlap:?} waits for its slot: {p:?}"
+            );
+        }
+        let mut paused = schedule(OverlapPolicy::Allow, CatchUpPolicy::Skip, T0 + 10 * S);
+        paused.paused = true;
+        assert!(plan_ahead(&paused, &every10(), T0 + 9 * S, 2 * S).changes_nothing(&paused));
+        let s = schedule(OverlapPolicy::Allow, CatchUpPolicy::Skip, T0 + 10 * S);
+        assert!(
+            plan_ahead(&s, &every10(), T0 + 9 * S, 0).changes_nothing(&s),
+            "no lead"
+        );
     }
 }

@@ -118,6 +118,13 @@ pub struct ScheduleSpec {
 }
 
 impl ScheduleSpec {
+    /// Whether a slot's job may be written before the slot comes (see
+    /// [`crate::schedule_plan::plan_ahead`]): only when firing does not depend on how the
+    /// previous run is doing at the slot, which is `overlap: allow`.
+    pub fn fires_ahead(&self) -> bool {
+        self.overlap == OverlapPolicy::Allow
+    }
+
     /// The trigger this spec describes.
     ///
     /// # Errors

@@ -19,6 +19,12 @@ pub struct EngineConfig {
     /// How often schedules are checked for due slots: the bound on how late a slot fires
     /// (plus one store round trip). 20 ms keeps firing lateness well under 50 ms.
     pub schedule_pass_interval: Duration,
+    /// How long before its slot the job of an `overlap: allow` schedule is written, as a
+    /// scheduled job that starts at the slot: a burst of slots costs its writes before it
+    /// comes, so jobs start on time however many schedules share a slot. Changing, pausing
+    /// or deleting the schedule takes back jobs of slots still to come. Zero writes each job
+    /// at its slot.
+    pub schedule_lead: Duration,
     /// Succeeded and cancelled jobs are deleted this long after they finished.
     pub retention: Duration,
     /// Dead jobs are deleted this long after they died (kept longer: someone may want to
@@ -65,6 +71,7 @@ impl Default for EngineConfig {
             promote_interval: Duration::from_millis(100),
             claim_recheck: Duration::from_secs(1),
             schedule_pass_interval: Duration::from_millis(20),
+            schedule_lead: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
             dead_retention: Duration::from_secs(30 * 24 * 3600),
             prune_interval: Duration::from_secs(60),

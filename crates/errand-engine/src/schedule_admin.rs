@@ -23,20 +23,25 @@ impl Engine {
         self.store().schedule_get(name).await
     }
 
-    /// Deletes a schedule; the jobs it fired stay.
+    /// Deletes a schedule; the jobs it fired stay, but those written ahead for slots still
+    /// to come are cancelled.
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
     pub async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
-        self.store().schedule_delete(name).await
+        self.store().schedule_delete(name).await?;
+        self.jobs_changed();
+        Ok(())
     }
 
-    /// Stops a schedule firing.
+    /// Stops a schedule firing; jobs written ahead for slots still to come are cancelled.
     ///
     /// # Errors
     /// `NotFound`, or the store's error.
     pub async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
-        self.store().schedule_pause(name).await
+        let paused = self.store().schedule_pause(name).await?;
+        self.jobs_changed();
+        Ok(paused)
     }
 
     /// Lets a paused schedule fire again; slots missed while paused follow its catch-up

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use errand_core::job::{RunAt, ScheduleSlot};
 use errand_core::schedule::Trigger;
-use errand_core::schedule_plan::{plan, MAX_CATCH_UP};
+use errand_core::schedule_plan::{plan_ahead, MAX_CATCH_UP};
 use errand_core::schedule_spec::{OverlapPolicy, Schedule, ScheduleSpec};
 use errand_core::time::{to_millis, to_timestamp};
 use errand_core::{Job, JobId, Millis, NewJob, ScheduleName};
@@ -49,12 +49,19 @@ fn invalid(e: errand_core::ValidationError) -> StoreError {
 /// The lock key of a singleton schedule's jobs is this prefix and the schedule's name.
 pub const SINGLETON_LOCK_PREFIX: &str = "schedule:";
 
-fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
+/// A slot still to come (written ahead) starts at the slot; any other job starts now.
+/// Either way, plus the schedule's jitter.
+fn job_for(spec: &ScheduleSpec, slot: Option<Millis>, now: Millis) -> NewJob {
     let t = &spec.job;
     let jitter = if spec.jitter_ms > 0 {
         rand::rng().random_range(0..=spec.jitter_ms)
     } else {
         0
+    };
+    let run_at = match slot.filter(|at| *at > now) {
+        Some(at) => RunAt::At(at.saturating_add(i64::try_from(jitter).unwrap_or(i64::MAX))),
+        None if jitter > 0 => RunAt::After(Duration::from_millis(jitter)),
+        None => RunAt::Now,
     };
     NewJob {
         secrets: Default::default(),
@@ -65,11 +72,7 @@ fn job_for(spec: &ScheduleSpec, slot: Option<Millis>) -> NewJob {
         queue: t.queue.clone(),
         payload: t.payload.clone(),
         priority: t.priority,
-        run_at: if jitter > 0 {
-            RunAt::After(Duration::from_millis(jitter))
-        } else {
-            RunAt::Now
-        },
+        run_at,
         max_attempts: t.max_attempts,
         timeout: t.timeout_ms.map(Duration::from_millis),
         tags: t.tags.clone(),
@@ -110,6 +113,8 @@ impl Engine {
                 mode,
             })
             .await?;
+        // A replaced definition took back the jobs written ahead under the old one.
+        self.jobs_changed();
         self.fire_due.poke();
         Ok(put)
     }
@@ -140,9 +145,12 @@ impl Engine {
     ) -> Result<Vec<jiff::Timestamp>, StoreError> {
         let s = self.store().schedule_get(name).await?;
         let trigger = s.spec.trigger().map_err(invalid)?;
+        let now = to_timestamp(self.store().clock_now().await?);
         let from = match s.next_fire_at {
+            // Slots written ahead are still to come: they count from now.
+            Some(_) if s.last_fire_at.is_some_and(|l| l > now) => now,
             Some(t) => t - jiff::SignedDuration::from_millis(1),
-            None => to_timestamp(self.store().clock_now().await?),
+            None => now,
         };
         Ok(trigger.next_n(from, count))
     }
@@ -173,7 +181,7 @@ impl Engine {
                     }
                 };
                 Ok(ScheduleFireParams {
-                    jobs: vec![job_for(&s.spec, None)],
+                    jobs: vec![job_for(&s.spec, None, 0)],
                     cancel,
                     ..self.unchanged(s)
                 })
@@ -247,7 +255,7 @@ impl Engine {
             Ok(ScheduleFireParams {
                 jobs: slots
                     .iter()
-                    .map(|t| job_for(&s.spec, Some(to_millis(*t))))
+                    .map(|t| job_for(&s.spec, Some(to_millis(*t)), now))
                     .collect(),
                 ..self.unchanged(s)
             })
@@ -263,7 +271,11 @@ impl Engine {
     pub async fn schedule_pass(&self) -> Result<SchedulePassReport, StoreError> {
         let (now, due) = self
             .metrics
-            .timed("schedule_due", self.store().schedule_due(DUE_BATCH))
+            .timed(
+                "schedule_due",
+                self.store()
+                    .schedule_due(DUE_BATCH, self.config().schedule_lead),
+            )
             .await?;
         let overdue = due
             .iter()
@@ -327,7 +339,8 @@ impl Engine {
     /// What a pass does with one schedule; `None` when it would change nothing.
     fn decide(&self, s: &Schedule, now: Millis) -> Result<Option<ScheduleFireParams>, StoreError> {
         let trigger: Trigger = s.spec.trigger().map_err(invalid)?;
-        let p = plan(s, &trigger, now);
+        let ahead = i64::try_from(self.config().schedule_lead.as_millis()).unwrap_or(i64::MAX);
+        let p = plan_ahead(s, &trigger, now, ahead);
         if p.changes_nothing(s) {
             return Ok(None);
         }
@@ -335,7 +348,7 @@ impl Engine {
             jobs: p
                 .fire
                 .iter()
-                .map(|slot| job_for(&s.spec, Some(*slot)))
+                .map(|slot| job_for(&s.spec, Some(*slot), now))
                 .collect(),
             next_fire_at: p.next_fire_at,
             buffered_slot: p.buffered_slot,
@@ -434,8 +447,8 @@ mod tests {
 
     #[test]
     fn a_singleton_schedule_fires_jobs_under_its_own_lock_key() {
-        let job = job_for(&spec(true), Some(0));
+        let job = job_for(&spec(true), Some(0), 0);
         assert_eq!(job.ordering.lock_key.as_deref(), Some("schedule:nightly"));
-        assert!(job_for(&spec(false), Some(0)).ordering.is_plain());
+        assert!(job_for(&spec(false), Some(0), 0).ordering.is_plain());
     }
 }

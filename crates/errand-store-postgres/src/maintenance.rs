@@ -178,14 +178,19 @@ pub(crate) async fn due_in(
                           (SELECT min(started_at + timeout_ms) FROM jobs \
                            WHERE state = 'running' AND timeout_ms IS NOT NULL)) - errand_now()"
         }
-        // A buffered slot whose last run ended is due now, as `schedule_due` counts it.
-        DueWork::Fire => {
+        // A buffered slot whose last run ended is due now, as `schedule_due` counts it; a
+        // schedule that fires ahead is due `$1` before its slot.
+        DueWork::Fire { .. } => {
             "SELECT CASE WHEN EXISTS (SELECT 1 FROM schedules s \
                    LEFT JOIN jobs j ON j.id = s.last_job_id \
                    WHERE NOT s.paused AND s.buffered_slot IS NOT NULL \
                    AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled'))) \
-               THEN 0 ELSE (SELECT next_fire_at FROM schedules WHERE NOT paused \
-                   AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1) - errand_now() END"
+               THEN 0 ELSE LEAST( \
+                   (SELECT next_fire_at FROM schedules WHERE NOT paused AND NOT fires_ahead \
+                    AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1), \
+                   (SELECT next_fire_at FROM schedules WHERE NOT paused AND fires_ahead \
+                    AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT 1) - $1::bigint) \
+                 - errand_now() END"
         }
         DueWork::Deadline => {
             "SELECT (SELECT deadline_at FROM jobs WHERE deadline_at IS NOT NULL \
@@ -195,7 +200,13 @@ pub(crate) async fn due_in(
         }
     };
     let stmt = client.prepare_cached(sql).await?;
-    let row = client.query_one(&stmt, &[]).await?;
+    let row = match work {
+        DueWork::Fire { ahead } => {
+            let ahead = i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX);
+            client.query_one(&stmt, &[&ahead]).await?
+        }
+        _ => client.query_one(&stmt, &[]).await?,
+    };
     let wait: Option<i64> = row.column(0)?;
     Ok(wait.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
 }

@@ -69,26 +69,37 @@ pub(crate) async fn list(client: &impl GenericClient) -> QResult<Vec<Schedule>> 
         .collect()
 }
 
-/// Creates or replaces a schedule's definition.
-pub(crate) async fn put(client: &impl GenericClient, p: &SchedulePutParams) -> QResult<Schedule> {
+/// Creates or replaces a schedule's definition (in the caller's transaction, with the
+/// jobs of slots it wrote ahead taken back, which it returns).
+pub(crate) async fn put(
+    client: &impl GenericClient,
+    p: &SchedulePutParams,
+) -> QResult<(Schedule, Vec<Job>)> {
     let name = p.spec.name.as_str();
     let value = serde_json::to_value(&p.spec)
         .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
+    let taken_back = match p.mode {
+        SchedulePut::Create => Vec::new(),
+        SchedulePut::Replace => take_back_ahead(client, name).await?,
+    };
     let sql = match p.mode {
         SchedulePut::Create => {
-            "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, errand_now(), errand_now()) ON CONFLICT (name) DO NOTHING"
+            "INSERT INTO schedules (name, spec, next_fire_at, fires_ahead, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, errand_now(), errand_now()) ON CONFLICT (name) DO NOTHING"
         }
         SchedulePut::Replace => {
-            "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, errand_now(), errand_now()) \
+            "INSERT INTO schedules (name, spec, next_fire_at, fires_ahead, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, errand_now(), errand_now()) \
              ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, next_fire_at = EXCLUDED.next_fire_at, \
-                 buffered_slot = NULL, updated_at = EXCLUDED.updated_at"
+                 fires_ahead = EXCLUDED.fires_ahead, buffered_slot = NULL, updated_at = EXCLUDED.updated_at"
         }
     };
     let stmt = client.prepare_cached(sql).await?;
     if client
-        .execute(&stmt, &[&name, &value, &p.next_fire_at])
+        .execute(
+            &stmt,
+            &[&name, &value, &p.next_fire_at, &p.spec.fires_ahead()],
+        )
         .await?
         == 0
     {
@@ -96,26 +107,93 @@ pub(crate) async fn put(client: &impl GenericClient, p: &SchedulePutParams) -> Q
             what: format!("schedule {name}"),
         }));
     }
-    get(client, name).await
+    Ok((get(client, name).await?, taken_back))
 }
 
-/// Deletes a schedule.
-pub(crate) async fn delete(client: &impl GenericClient, name: &str) -> QResult<()> {
+/// Takes back the jobs a schedule wrote ahead for slots still to come, as if those slots
+/// had not been reached: each job that has not started is cancelled and its slot freed,
+/// `next_fire_at` goes back to the first slot freed, and the last fire to the newest slot
+/// that stays. Locks the schedule's row first, as a fire does. Returns the jobs cancelled.
+async fn take_back_ahead(client: &impl GenericClient, name: &str) -> QResult<Vec<Job>> {
+    let lock = client
+        .prepare_cached("SELECT last_job_id FROM schedules WHERE name = $1 FOR UPDATE")
+        .await?;
+    let Some(row) = client.query_opt(&lock, &[&name]).await? else {
+        return Ok(Vec::new());
+    };
+    let last: Option<JobId> = row.column::<Option<uuid::Uuid>>(0)?.map(JobId);
+    let ahead = client
+        .prepare_cached(
+            "SELECT s.slot, s.job_id, j.state FROM schedule_slots s \
+             LEFT JOIN jobs j ON j.id = s.job_id \
+             WHERE s.schedule = $1 AND s.slot > errand_now() ORDER BY s.slot",
+        )
+        .await?;
+    let mut freed: Vec<(Millis, JobId)> = Vec::new();
+    let mut cancelled = Vec::new();
+    for row in client.query(&ahead, &[&name]).await? {
+        let slot: Millis = row.column(0)?;
+        let id = JobId(row.column(1)?);
+        match row.column::<Option<String>>(2)?.as_deref() {
+            // Someone ran it by hand: it stays, and so does its slot.
+            Some(s) if s != "scheduled" && s != "available" => continue,
+            Some(_) => cancelled.push(job_settle::cancel(client, id).await?),
+            None => {}
+        }
+        freed.push((slot, id));
+    }
+    let Some(&(first, _)) = freed.first() else {
+        return Ok(cancelled);
+    };
+    let slots: Vec<Millis> = freed.iter().map(|(slot, _)| *slot).collect();
+    let free = client
+        .prepare_cached("DELETE FROM schedule_slots WHERE schedule = $1 AND slot = ANY($2)")
+        .await?;
+    client.execute(&free, &[&name, &slots]).await?;
+    let last_freed = last.is_some_and(|l| freed.iter().any(|(_, id)| *id == l));
+    // Every SET reads the row as it was, so `last_fire_at` in the CASEs is the old one.
+    let rewind = client
+        .prepare_cached(
+            "UPDATE schedules SET next_fire_at = LEAST(next_fire_at, $2), \
+                 last_fire_at = CASE WHEN last_fire_at >= $2 \
+                     THEN (SELECT MAX(slot) FROM schedule_slots WHERE schedule = $1) \
+                     ELSE last_fire_at END, \
+                 last_job_id = CASE WHEN $3 THEN (SELECT job_id FROM schedule_slots \
+                     WHERE schedule = $1 ORDER BY slot DESC LIMIT 1) ELSE last_job_id END \
+             WHERE name = $1",
+        )
+        .await?;
+    client
+        .execute(&rewind, &[&name, &first, &last_freed])
+        .await?;
+    Ok(cancelled)
+}
+
+/// Deletes a schedule (in the caller's transaction), taking back the jobs it wrote ahead,
+/// which it returns.
+pub(crate) async fn delete(client: &impl GenericClient, name: &str) -> QResult<Vec<Job>> {
+    let taken_back = take_back_ahead(client, name).await?;
     let stmt = client
         .prepare_cached("DELETE FROM schedules WHERE name = $1")
         .await?;
     if client.execute(&stmt, &[&name]).await? == 0 {
         return Err(not_found(name));
     }
-    Ok(())
+    Ok(taken_back)
 }
 
-/// Pauses or resumes a schedule.
+/// Pauses (taking back the jobs it wrote ahead, which it returns) or resumes a schedule, in
+/// the caller's transaction.
 pub(crate) async fn set_paused(
     client: &impl GenericClient,
     name: &str,
     paused: bool,
-) -> QResult<Schedule> {
+) -> QResult<(Schedule, Vec<Job>)> {
+    let taken_back = if paused {
+        take_back_ahead(client, name).await?
+    } else {
+        Vec::new()
+    };
     let stmt = client
         .prepare_cached(
             "UPDATE schedules SET paused = $2, updated_at = errand_now() WHERE name = $1",
@@ -124,7 +202,7 @@ pub(crate) async fn set_paused(
     if client.execute(&stmt, &[&name, &paused]).await? == 0 {
         return Err(not_found(name));
     }
-    get(client, name).await
+    Ok((get(client, name).await?, taken_back))
 }
 
 /// The database clock in milliseconds.
@@ -133,22 +211,26 @@ pub(crate) async fn clock_now(client: &impl GenericClient) -> QResult<Millis> {
     client.query_one(&stmt, &[]).await?.column(0)
 }
 
-/// The database clock and the schedules with work to do now: a slot due, or a buffered
-/// slot whose last job ended.
+/// The database clock and the schedules with work to do now: a slot due (within `ahead`
+/// for one that fires ahead), or a buffered slot whose last job ended.
 pub(crate) async fn due(
     client: &impl GenericClient,
     limit: u32,
+    ahead: Millis,
 ) -> QResult<(Millis, Vec<Schedule>)> {
     let now = clock_now(client).await?;
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} {FROM} WHERE NOT s.paused AND (s.next_fire_at <= $1 \
+            "SELECT {COLUMNS} {FROM} WHERE NOT s.paused \
+                 AND ((s.next_fire_at <= $1::bigint + $3::bigint AND (s.next_fire_at <= $1 OR s.fires_ahead)) \
                  OR (s.buffered_slot IS NOT NULL \
                      AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled')))) \
              ORDER BY s.next_fire_at LIMIT $2"
         ))
         .await?;
-    let rows = client.query(&stmt, &[&now, &i64::from(limit)]).await?;
+    let rows = client
+        .query(&stmt, &[&now, &i64::from(limit), &ahead])
+        .await?;
     Ok((now, rows.iter().map(from_row).collect::<QResult<_>>()?))
 }
 
@@ -160,7 +242,7 @@ async fn lock_cas(
 ) -> QResult<HashMap<String, ScheduleCas>> {
     let stmt = client
         .prepare_cached(
-            "SELECT name, next_fire_at, last_job_id FROM schedules WHERE name = ANY($1) \
+            "SELECT name, next_fire_at, last_job_id, paused FROM schedules WHERE name = ANY($1) \
              ORDER BY name FOR UPDATE",
         )
         .await?;
@@ -171,6 +253,7 @@ async fn lock_cas(
             ScheduleCas {
                 next_fire_at: row.column(1)?,
                 last_job_id: row.column::<Option<uuid::Uuid>>(2)?.map(JobId),
+                paused: row.column(3)?,
             },
         );
     }
@@ -260,9 +343,10 @@ pub(crate) async fn fire_many(
 ) -> QResult<Vec<ScheduleFireOutcome>> {
     let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
     let current = lock_cas(client, &names).await?;
+    let now = clock_now(client).await?;
     let holds: Vec<bool> = params
         .iter()
-        .map(|p| p.holds(current.get(p.name.as_str()).copied()))
+        .map(|p| p.holds(current.get(p.name.as_str()).copied(), now))
         .collect();
     let mut cancelled: Vec<Option<Box<Job>>> = Vec::with_capacity(params.len());
     for (p, ok) in params.iter().zip(&holds) {

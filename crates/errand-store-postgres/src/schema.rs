@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_tokens_audit.sql"),
     include_str!("../migrations/0012_job_secrets.sql"),
     include_str!("../migrations/0013_token_sessions_end.sql"),
+    include_str!("../migrations/0014_schedules_fire_ahead.sql"),
 ];
 
 /// Any constant works as long as every node uses the same one; this is "errand" in ASCII.

@@ -682,7 +682,9 @@ impl Store for PgStore {
     }
 
     async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError> {
-        on_conn!(self, |c| schedule::put(&c, &params).await?)
+        let (put, taken_back) = in_tx!(self, |tx| schedule::put(&tx, &params).await?)?;
+        self.announce(&taken_back);
+        Ok(put)
     }
 
     async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
@@ -694,21 +696,32 @@ impl Store for PgStore {
     }
 
     async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
-        on_conn!(self, |c| schedule::delete(&c, name.as_str()).await?)
+        let taken_back = in_tx!(self, |tx| schedule::delete(&tx, name.as_str()).await?)?;
+        self.announce(&taken_back);
+        Ok(())
     }
 
     async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
-        on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), true)
-            .await?)
+        let (paused, taken_back) =
+            in_tx!(self, |tx| schedule::set_paused(&tx, name.as_str(), true)
+                .await?)?;
+        self.announce(&taken_back);
+        Ok(paused)
     }
 
     async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), false)
-            .await?)
+            .await?
+            .0)
     }
 
-    async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError> {
-        on_conn!(self, |c| schedule::due(&c, limit).await?)
+    async fn schedule_due(
+        &self,
+        limit: u32,
+        ahead: std::time::Duration,
+    ) -> Result<(Millis, Vec<Schedule>), StoreError> {
+        let ahead = i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX);
+        on_conn!(self, |c| schedule::due(&c, limit, ahead).await?)
     }
 
     async fn schedule_fire_many(

@@ -85,15 +85,21 @@ pub(crate) fn due_in(conn: &Connection, now: Millis, work: DueWork) -> QResult<O
                      (SELECT min(started_at + timeout_ms) FROM jobs INDEXED BY jobs_leases \
                       WHERE state = 'running' AND timeout_ms IS NOT NULL) AS timeout)"
         }
-        // A buffered slot whose last run ended is due now, as `schedule_due` counts it.
-        DueWork::Fire => {
+        // A buffered slot whose last run ended is due now, as `schedule_due` counts it; a
+        // schedule that fires ahead is due `?2` before its slot. (`min` of SQL is NULL when
+        // either side is, hence the COALESCEs.)
+        DueWork::Fire { .. } => {
             "SELECT CASE WHEN EXISTS (SELECT 1 FROM schedules s \
                    LEFT JOIN jobs j ON j.id = s.last_job_id \
                    WHERE s.paused = 0 AND s.buffered_slot IS NOT NULL \
                    AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled'))) \
-               THEN ?1 ELSE (SELECT next_fire_at FROM schedules INDEXED BY schedules_due \
-                   WHERE paused = 0 AND next_fire_at IS NOT NULL \
-                   ORDER BY next_fire_at LIMIT 1) END"
+               THEN ?1 ELSE (SELECT min(coalesce(at_slot, before_slot), coalesce(before_slot, at_slot)) \
+                   FROM (SELECT (SELECT next_fire_at FROM schedules INDEXED BY schedules_due_ahead \
+                                 WHERE paused = 0 AND fires_ahead = 0 AND next_fire_at IS NOT NULL \
+                                 ORDER BY next_fire_at LIMIT 1) AS at_slot, \
+                                (SELECT next_fire_at FROM schedules INDEXED BY schedules_due_ahead \
+                                 WHERE paused = 0 AND fires_ahead = 1 AND next_fire_at IS NOT NULL \
+                                 ORDER BY next_fire_at LIMIT 1) - ?2 AS before_slot)) END"
         }
         DueWork::Deadline => {
             "SELECT deadline_at FROM jobs INDEXED BY jobs_deadline WHERE deadline_at IS NOT NULL \
@@ -101,11 +107,15 @@ pub(crate) fn due_in(conn: &Connection, now: Millis, work: DueWork) -> QResult<O
              ORDER BY deadline_at LIMIT 1"
         }
     };
+    let ahead = match work {
+        DueWork::Fire { ahead } => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+        _ => 0,
+    };
     let mut stmt = conn.prepare_cached(sql)?;
-    let at: Option<Option<Millis>> = if stmt.parameter_count() > 0 {
-        stmt.query_row([now], |r| r.get(0)).optional()?
-    } else {
-        stmt.query_row([], |r| r.get(0)).optional()?
+    let at: Option<Option<Millis>> = match stmt.parameter_count() {
+        0 => stmt.query_row([], |r| r.get(0)).optional()?,
+        1 => stmt.query_row([now], |r| r.get(0)).optional()?,
+        _ => stmt.query_row([now, ahead], |r| r.get(0)).optional()?,
     };
     Ok(at
         .flatten()

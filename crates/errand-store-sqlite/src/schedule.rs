@@ -95,17 +95,71 @@ pub(crate) fn put(conn: &Connection, now: Millis, p: &SchedulePutParams) -> QRes
         }));
     }
     let text = serde_json::to_string(&p.spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    if exists {
+        take_back_ahead(conn, now, name)?;
+    }
     conn.prepare_cached(
-        "INSERT INTO schedules (name, spec, next_fire_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+        "INSERT INTO schedules (name, spec, next_fire_at, fires_ahead, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
          ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, next_fire_at = excluded.next_fire_at, \
-             buffered_slot = NULL, updated_at = excluded.updated_at",
+             fires_ahead = excluded.fires_ahead, buffered_slot = NULL, updated_at = excluded.updated_at",
     )?
-    .execute(params![name, text, p.next_fire_at, now])?;
+    .execute(params![name, text, p.next_fire_at, p.spec.fires_ahead(), now])?;
     get(conn, name)
 }
 
-/// Deletes a schedule.
-pub(crate) fn delete(conn: &Connection, name: &str) -> QResult<()> {
+/// Takes back the jobs a schedule wrote ahead for slots still to come, as if those slots
+/// had not been reached: each job that has not started is cancelled and its slot freed,
+/// `next_fire_at` goes back to the first slot freed, and the last fire to the newest slot
+/// that stays. A definition that changes, a pause or a delete then holds from now on.
+fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
+    let ahead: Vec<(Millis, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT slot, job_id FROM schedule_slots WHERE schedule = ?1 AND slot > ?2 ORDER BY slot",
+        )?
+        .query_map(params![name, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut freed = Vec::new();
+    for (slot, id) in ahead {
+        let id = JobId::from_slice(&id).ok_or_else(|| corrupt("a job id is not 16 bytes"))?;
+        let state: Option<String> = conn
+            .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+            .query_row([id.as_bytes().as_slice()], |r| r.get(0))
+            .optional()?;
+        match state.as_deref() {
+            // Someone ran it by hand: it stays, and so does its slot.
+            Some(s) if s != "scheduled" && s != "available" => continue,
+            Some(_) => {
+                job_settle::cancel(conn, now, id)?;
+            }
+            None => {}
+        }
+        conn.prepare_cached("DELETE FROM schedule_slots WHERE schedule = ?1 AND slot = ?2")?
+            .execute(params![name, slot])?;
+        freed.push((slot, id));
+    }
+    let Some(&(first, _)) = freed.first() else {
+        return Ok(());
+    };
+    let last = read_cas(conn, name)?.and_then(|c| c.last_job_id);
+    let last_freed = last.is_some_and(|l| freed.iter().any(|(_, id)| *id == l));
+    // Every SET reads the row as it was, so `last_fire_at` in the CASEs is the old one.
+    conn.prepare_cached(
+        "UPDATE schedules SET next_fire_at = MIN(COALESCE(next_fire_at, ?2), ?2), \
+             last_fire_at = CASE WHEN last_fire_at >= ?2 \
+                 THEN (SELECT MAX(slot) FROM schedule_slots WHERE schedule = ?1) \
+                 ELSE last_fire_at END, \
+             last_job_id = CASE WHEN ?3 THEN (SELECT job_id FROM schedule_slots \
+                 WHERE schedule = ?1 ORDER BY slot DESC LIMIT 1) ELSE last_job_id END \
+         WHERE name = ?1",
+    )?
+    .execute(params![name, first, last_freed])?;
+    Ok(())
+}
+
+/// Deletes a schedule, taking back the jobs it wrote ahead.
+pub(crate) fn delete(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
+    take_back_ahead(conn, now, name)?;
     if conn
         .prepare_cached("DELETE FROM schedules WHERE name = ?1")?
         .execute([name])?
@@ -123,6 +177,9 @@ pub(crate) fn set_paused(
     name: &str,
     paused: bool,
 ) -> QResult<Schedule> {
+    if paused {
+        take_back_ahead(conn, now, name)?;
+    }
     let n = conn
         .prepare_cached("UPDATE schedules SET paused = ?2, updated_at = ?3 WHERE name = ?1")?
         .execute(params![name, paused, now])?;
@@ -133,28 +190,35 @@ pub(crate) fn set_paused(
 }
 
 /// Schedules with work to do now: a slot due, or a buffered slot whose last job ended.
-pub(crate) fn due(conn: &Connection, now: Millis, limit: u32) -> QResult<Vec<Schedule>> {
+pub(crate) fn due(
+    conn: &Connection,
+    now: Millis,
+    ahead: Millis,
+    limit: u32,
+) -> QResult<Vec<Schedule>> {
     query(
         conn,
         &format!(
-            "SELECT {COLUMNS} {FROM} WHERE s.paused = 0 AND (s.next_fire_at <= ?1 \
+            "SELECT {COLUMNS} {FROM} WHERE s.paused = 0 \
+                 AND ((s.next_fire_at <= ?1 + ?3 AND (s.next_fire_at <= ?1 OR s.fires_ahead)) \
                  OR (s.buffered_slot IS NOT NULL \
                      AND (j.state IS NULL OR j.state IN ('succeeded', 'dead', 'cancelled')))) \
              ORDER BY s.next_fire_at LIMIT +?2"
         ),
-        params![now, limit],
+        params![now, limit, ahead],
     )
 }
 
 fn read_cas(conn: &Connection, name: &str) -> QResult<Option<ScheduleCas>> {
-    let row: Option<(Option<Millis>, Option<Vec<u8>>)> = conn
-        .prepare_cached("SELECT next_fire_at, last_job_id FROM schedules WHERE name = ?1")?
-        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+    let row: Option<(Option<Millis>, Option<Vec<u8>>, bool)> = conn
+        .prepare_cached("SELECT next_fire_at, last_job_id, paused FROM schedules WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    row.map(|(next_fire_at, last)| {
+    row.map(|(next_fire_at, last, paused)| {
         Ok(ScheduleCas {
             next_fire_at,
             last_job_id: job_id(last)?,
+            paused,
         })
     })
     .transpose()
@@ -200,7 +264,7 @@ fn claim_slots(
 /// One decision about one schedule, inside the writer's transaction.
 fn fire_one(conn: &Connection, now: Millis, p: ScheduleFireParams) -> QResult<ScheduleFireOutcome> {
     let name = p.name.as_str().to_string();
-    if !p.holds(read_cas(conn, &name)?) {
+    if !p.holds(read_cas(conn, &name)?, now) {
         return Ok(ScheduleFireOutcome::Moved);
     }
     let cancelled = match p.cancel {

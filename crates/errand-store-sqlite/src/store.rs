@@ -814,8 +814,7 @@ impl Store for SqliteStore {
 
     async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
         let name = name.as_str().to_string();
-        self.writer
-            .write(move |conn| schedule::delete(conn, &name))
+        self.write_at(move |conn, now| schedule::delete(conn, now, &name))
             .await
     }
 
@@ -831,8 +830,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError> {
-        self.read_at(move |conn, now| Ok((now, schedule::due(conn, now, limit)?)))
+    async fn schedule_due(
+        &self,
+        limit: u32,
+        ahead: std::time::Duration,
+    ) -> Result<(Millis, Vec<Schedule>), StoreError> {
+        let ahead = i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX);
+        self.read_at(move |conn, now| Ok((now, schedule::due(conn, now, ahead, limit)?)))
             .await
     }
 

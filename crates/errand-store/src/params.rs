@@ -80,8 +80,12 @@ pub enum DueWork {
     Promote,
     /// The soonest end of a running job's lease or of its timeout.
     Rescue,
-    /// The soonest next slot of a schedule that is not paused.
-    Fire,
+    /// The soonest next slot of a schedule that is not paused, `ahead` of the slot for a
+    /// schedule that fires ahead.
+    Fire {
+        /// How long before its slot such a schedule's job is written.
+        ahead: std::time::Duration,
+    },
     /// The soonest deadline of a workflow step that has not ended (what the workflow
     /// supervisor acts on).
     Deadline,

@@ -64,15 +64,27 @@ pub struct ScheduleCas {
     pub next_fire_at: Option<Millis>,
     /// Its `last_job_id` now.
     pub last_job_id: Option<JobId>,
+    /// Whether it is paused now.
+    pub paused: bool,
 }
 
 impl ScheduleFireParams {
-    /// Whether this decision still applies to the schedule as stored now (`None`: deleted).
-    pub fn holds(&self, current: Option<ScheduleCas>) -> bool {
+    /// Whether this decision still applies to the schedule as stored now (`None`: deleted)
+    /// at store time `now`. A pause overtakes a decision that writes a slot still to come:
+    /// a paused schedule writes nothing ahead (a manual run or a backfill still goes).
+    pub fn holds(&self, current: Option<ScheduleCas>, now: Millis) -> bool {
         current.is_some_and(|c| {
             c.next_fire_at == self.expected_next_fire_at
                 && c.last_job_id == self.expected_last_job_id
+                && !(c.paused && self.writes_ahead(now))
         })
+    }
+
+    /// Whether it writes the job of a slot after `now`.
+    pub fn writes_ahead(&self, now: Millis) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| j.slot.as_ref().is_some_and(|s| s.at > now))
     }
 }
 

@@ -199,9 +199,15 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError>;
 
     /// The store's clock now, and up to `limit` schedules that have work: not paused, and a
-    /// slot due, or a buffered slot whose previous run has ended. A buffered slot waiting
-    /// for a run still going is left out, so waiting costs no pass any work.
-    async fn schedule_due(&self, limit: u32) -> Result<(Millis, Vec<Schedule>), StoreError>;
+    /// slot due (within `ahead` of now for a schedule that
+    /// [fires ahead](errand_core::schedule_spec::ScheduleSpec::fires_ahead)), or a buffered
+    /// slot whose previous run has ended. A buffered slot waiting for a run still going is
+    /// left out, so waiting costs no pass any work.
+    async fn schedule_due(
+        &self,
+        limit: u32,
+        ahead: Duration,
+    ) -> Result<(Millis, Vec<Schedule>), StoreError>;
 
     /// Applies scheduler decisions about many schedules in one transaction: per schedule,
     /// the compare-and-set, the `replace` cancel, the slot jobs (one per slot at most), the

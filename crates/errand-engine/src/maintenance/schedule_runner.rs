@@ -40,7 +40,8 @@ pub(crate) async fn run(engine: Arc<Engine>, token: CancellationToken) {
             })
         },
         || async {
-            let wait = engine.store().due_in(DueWork::Fire).await?;
+            let ahead = engine.config().schedule_lead;
+            let wait = engine.store().due_in(DueWork::Fire { ahead }).await?;
             if wait.is_none_or(|w| !w.is_zero()) {
                 // Nothing is due: the scheduler is alive and nothing is overdue, which is
                 // what the pass metrics would say had a pass run now.

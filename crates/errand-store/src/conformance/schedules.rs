@@ -357,7 +357,7 @@ pub(crate) async fn schedule_due_lists_unpaused_schedules_with_work(Ctx { store,
     create(&store, "soon", Some(start + soon_ms)).await;
     create(&store, "future", Some(i64::MAX / 2)).await;
     create(&store, "never", None).await;
-    let (now, due) = store.schedule_due(100).await.expect("due");
+    let (now, due) = store.schedule_due(100, Duration::ZERO).await.expect("due");
     let names: Vec<String> = due.iter().map(|s| s.spec.name.to_string()).collect();
     assert_eq!(names, vec!["past".to_string()]);
     assert!(
@@ -370,7 +370,7 @@ pub(crate) async fn schedule_due_lists_unpaused_schedules_with_work(Ctx { store,
         "the store's clock moves on: {clock_now} < {now}"
     );
     clock.advance(soon).await;
-    let (now, due) = store.schedule_due(100).await.expect("due");
+    let (now, due) = store.schedule_due(100, Duration::ZERO).await.expect("due");
     let mut names: Vec<String> = due.iter().map(|s| s.spec.name.to_string()).collect();
     names.sort();
     assert_eq!(names, vec!["past".to_string(), "soon".to_string()]);
@@ -400,11 +400,11 @@ pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(
         )
         .await,
     );
-    let (_, due) = store.schedule_due(100).await.expect("due");
+    let (_, due) = store.schedule_due(100, Duration::ZERO).await.expect("due");
     assert!(due.is_empty(), "the last job has not ended (available)");
     let claimed = claim(&store, "ticks", 1).await;
     assert_eq!(claimed[0].job.id, job[0].id);
-    let (_, due) = store.schedule_due(100).await.expect("due");
+    let (_, due) = store.schedule_due(100, Duration::ZERO).await.expect("due");
     assert!(
         due.is_empty(),
         "the buffered slot waits for the running job: {:?}",
@@ -412,7 +412,12 @@ pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(
             .map(|s| s.spec.name.to_string())
             .collect::<Vec<_>>()
     );
-    let wait = store.due_in(crate::DueWork::Fire).await.expect("due in");
+    let wait = store
+        .due_in(crate::DueWork::Fire {
+            ahead: Duration::ZERO,
+        })
+        .await
+        .expect("due in");
     assert!(
         wait.is_some_and(|w| w > Duration::from_secs(3600)),
         "nothing to fire while the run goes on: {wait:?}"
@@ -420,10 +425,15 @@ pub(crate) async fn schedule_due_leaves_out_a_buffered_slot_while_its_job_runs(
     settle(&store, complete(&claimed[0]))
         .await
         .expect("complete");
-    let (_, due) = store.schedule_due(100).await.expect("due");
+    let (_, due) = store.schedule_due(100, Duration::ZERO).await.expect("due");
     assert_eq!(due.len(), 1, "the run ended: the buffered slot is due");
     assert_eq!(
-        store.due_in(crate::DueWork::Fire).await.expect("due in"),
+        store
+            .due_in(crate::DueWork::Fire {
+                ahead: Duration::ZERO
+            })
+            .await
+            .expect("due in"),
         Some(Duration::ZERO),
         "the scheduler is told the freed slot is due now"
     );
@@ -564,5 +574,159 @@ pub(crate) async fn schedule_fire_of_older_slots_keeps_the_newest_run(Ctx { stor
         s.last_fire_at.map(|t| t.as_millisecond()),
         Some(10_000),
         "the last fire does not go back"
+    );
+}
+
+/// A schedule that fires ahead (`overlap: allow`) is due `ahead` before its slot, in
+/// `schedule_due` and in `due_in`; any other waits for its slot.
+pub(crate) async fn schedule_due_counts_the_lead_only_for_schedules_that_fire_ahead(
+    Ctx { store, .. }: Ctx,
+) {
+    use errand_core::schedule_spec::OverlapPolicy;
+    let now = store.clock_now().await.expect("clock");
+    create(&store, "ahead", Some(now + 30_000)).await;
+    let mut at_slot = spec("at-slot");
+    at_slot.overlap = OverlapPolicy::Skip;
+    store
+        .schedule_put(SchedulePutParams {
+            spec: at_slot,
+            next_fire_at: Some(now + 20_000),
+            mode: SchedulePut::Create,
+        })
+        .await
+        .expect("create");
+    let due_names = |due: Vec<errand_core::schedule_spec::Schedule>| -> Vec<String> {
+        due.iter().map(|s| s.spec.name.to_string()).collect()
+    };
+    let (_, due) = store
+        .schedule_due(100, Duration::from_secs(60))
+        .await
+        .expect("due");
+    assert_eq!(due_names(due), vec!["ahead".to_string()]);
+    let (_, due) = store
+        .schedule_due(100, Duration::from_secs(10))
+        .await
+        .expect("due");
+    assert!(
+        due.is_empty(),
+        "a slot beyond the lead waits: {:?}",
+        due_names(due)
+    );
+    let due_in = |ahead: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .due_in(crate::DueWork::Fire {
+                    ahead: Duration::from_secs(ahead),
+                })
+                .await
+                .expect("due in")
+                .expect("something is due")
+        }
+    };
+    assert_eq!(due_in(60).await, Duration::ZERO);
+    let lead_25 = due_in(25).await;
+    assert!(
+        lead_25 <= Duration::from_secs(5) && lead_25 > Duration::from_secs(4),
+        "30 s to the slot less a 25 s lead: {lead_25:?}"
+    );
+    let no_lead = due_in(0).await;
+    assert!(
+        no_lead <= Duration::from_secs(20) && no_lead > Duration::from_secs(19),
+        "the other schedule's slot in 20 s: {no_lead:?}"
+    );
+}
+
+/// Pausing, replacing or deleting a schedule takes back the jobs it wrote ahead for slots
+/// still to come: each is cancelled, its slot freed (a later pass may write it again), and
+/// the schedule's next slot goes back to it. Jobs of slots that came stay. A paused schedule
+/// writes nothing ahead, though a run by hand still goes.
+pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .. }: Ctx) {
+    let now = store.clock_now().await.expect("clock");
+    let (past, slot) = (now - 1_000, now + 60_000);
+    create(&store, "a", Some(past)).await;
+    let ahead = |at: i64| NewJob {
+        run_at: errand_core::job::RunAt::At(at),
+        ..slot_job("a", at)
+    };
+    let write_ahead = |last: Option<JobId>| ScheduleFireParams {
+        expected_last_job_id: last,
+        ..fire_params("a", Some(slot), vec![ahead(slot)], Some(slot + 1_000))
+    };
+    let came = fire_params("a", Some(past), vec![slot_job("a", past)], Some(slot));
+    let came = fired(fire_one(&store, came).await);
+    let first = fired(fire_one(&store, write_ahead(Some(came[0].id))).await);
+    assert_eq!(first[0].state, JobState::Scheduled);
+    let slots = |store: SharedStore| async move {
+        store
+            .schedule_slot_list(ScheduleSlotListParams {
+                schedule: name("a"),
+                after: None,
+                limit: 10,
+            })
+            .await
+            .expect("slots")
+            .iter()
+            .map(|s| s.slot)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(slots(store.clone()).await, vec![past, slot]);
+
+    let paused = store.schedule_pause(&name("a")).await.expect("pause");
+    let taken = store.job_get(first[0].id).await.expect("job");
+    assert_eq!(taken.state, JobState::Cancelled, "the job written ahead");
+    assert_eq!(
+        store.job_get(came[0].id).await.expect("job").state,
+        JobState::Available,
+        "the slot that came keeps its job"
+    );
+    assert_eq!(
+        slots(store.clone()).await,
+        vec![past],
+        "the slot is free again"
+    );
+    assert_eq!(paused.next_fire_at.map(|t| t.as_millisecond()), Some(slot));
+    assert_eq!(paused.last_fire_at.map(|t| t.as_millisecond()), Some(past));
+    assert_eq!(paused.last_job_id, Some(came[0].id));
+    assert!(
+        matches!(
+            fire_one(&store, write_ahead(Some(came[0].id))).await,
+            ScheduleFireOutcome::Moved
+        ),
+        "a paused schedule writes nothing ahead"
+    );
+    let mut by_hand = fire_params("a", Some(slot), vec![new_job("ticks", "tick")], Some(slot));
+    by_hand.expected_last_job_id = Some(came[0].id);
+    let manual = fired(fire_one(&store, by_hand).await);
+    assert_eq!(manual.len(), 1, "a run by hand goes while paused");
+
+    store.schedule_resume(&name("a")).await.expect("resume");
+    let second = fired(fire_one(&store, write_ahead(Some(manual[0].id))).await);
+    assert_ne!(second[0].id, first[0].id, "the freed slot is written again");
+    store
+        .schedule_put(SchedulePutParams {
+            spec: spec("a"),
+            next_fire_at: Some(slot),
+            mode: SchedulePut::Replace,
+        })
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.job_get(second[0].id).await.expect("job").state,
+        JobState::Cancelled,
+        "a new definition takes back what the old one wrote ahead"
+    );
+    let replaced = store.schedule_get(&name("a")).await.expect("get");
+    let third = fired(fire_one(&store, write_ahead(replaced.last_job_id)).await);
+    store.schedule_delete(&name("a")).await.expect("delete");
+    assert_eq!(
+        store.job_get(third[0].id).await.expect("job").state,
+        JobState::Cancelled,
+        "deleting takes back what was written ahead"
+    );
+    assert_eq!(
+        store.job_get(manual[0].id).await.expect("job").state,
+        JobState::Available,
+        "a run by hand is not a slot written ahead"
     );
 }
