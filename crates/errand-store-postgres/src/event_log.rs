@@ -47,7 +47,7 @@ pub(crate) async fn read(
                 .prepare_cached(&format!(
                     "(SELECT tx::text, seq, data FROM events \
                       WHERE (tx, seq) > ($1::text::xid8, $2::bigint) AND {SETTLED} \
-                      ORDER BY tx, seq LIMIT $3) \
+                      ORDER BY events.tx, events.seq LIMIT $3) \
                      UNION ALL \
                      (SELECT tx::text, seq, NULL FROM event_cursors WHERE name = $4)"
                 ))
@@ -61,7 +61,7 @@ pub(crate) async fn read(
             let stmt = client
                 .prepare_cached(&format!(
                     "(SELECT tx::text, seq, data FROM events WHERE {SETTLED} \
-                      ORDER BY tx, seq LIMIT $1) \
+                      ORDER BY events.tx, events.seq LIMIT $1) \
                      UNION ALL \
                      (SELECT tx::text, seq, NULL FROM event_cursors WHERE name = $2)"
                 ))
@@ -95,7 +95,7 @@ pub(crate) async fn read(
 pub(crate) async fn head(client: &impl GenericClient) -> QResult<Option<EventId>> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT tx::text, seq FROM events WHERE {SETTLED} ORDER BY tx DESC, seq DESC LIMIT 1"
+            "SELECT tx::text, seq FROM events WHERE {SETTLED} ORDER BY events.tx DESC, events.seq DESC LIMIT 1"
         ))
         .await?;
     client
@@ -113,7 +113,7 @@ pub(crate) async fn prune(client: &impl GenericClient, p: &EventPruneParams) -> 
     let stmt = client
         .prepare_cached(&format!(
             "SELECT tx::text, seq FROM events WHERE {SETTLED} \
-             ORDER BY tx DESC, seq DESC OFFSET $1 LIMIT 1"
+             ORDER BY events.tx DESC, events.seq DESC OFFSET $1 LIMIT 1"
         ))
         .await?;
     let offset = i64::try_from(p.keep_at_most).unwrap_or(i64::MAX);
@@ -132,7 +132,7 @@ pub(crate) async fn prune(client: &impl GenericClient, p: &EventPruneParams) -> 
         .prepare_cached(&format!(
             "SELECT tx::text, seq, at < errand_now() - $3 FROM events \
              WHERE {SETTLED} AND (tx, seq) <= ($1::text::xid8, $2::bigint) \
-             ORDER BY tx, seq LIMIT $4"
+             ORDER BY events.tx, events.seq LIMIT $4"
         ))
         .await?;
     let rows = client

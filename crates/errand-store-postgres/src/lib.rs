@@ -24,6 +24,8 @@ mod definition_switch;
 mod delivery_queue;
 mod delivery_record;
 mod event_log;
+#[cfg(test)]
+mod event_order;
 mod explain;
 mod fairness;
 mod fault;
