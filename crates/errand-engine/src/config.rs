@@ -71,7 +71,7 @@ impl Default for EngineConfig {
             promote_interval: Duration::from_millis(100),
             claim_recheck: Duration::from_secs(1),
             schedule_pass_interval: Duration::from_millis(20),
-            schedule_lead: Duration::from_secs(1),
+            schedule_lead: Duration::from_millis(500),
             retention: Duration::from_secs(7 * 24 * 3600),
             dead_retention: Duration::from_secs(30 * 24 * 3600),
             prune_interval: Duration::from_secs(60),

@@ -183,6 +183,24 @@ impl Engine {
         self.waker.wake(queue, Ready::Jobs(n));
     }
 
+    /// Wakes the claims of `queue` at `at` (milliseconds since the epoch) for `n` jobs that
+    /// become ready then. Claims take a `scheduled` job whose time has come as they find it,
+    /// so jobs this node wrote ahead start at their slot rather than after the promoter's
+    /// write; claims on other nodes hear of them from the promoter, as before.
+    pub(crate) fn wake_ready_at(&self, queue: QueueName, at: errand_core::Millis, n: usize) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let wait = at.saturating_sub(errand_core::time::system_now());
+        // A millisecond late rather than early: a claim a moment early finds nothing.
+        let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0).saturating_add(1));
+        let waker = self.waker.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(wait).await;
+            waker.wake(&queue, Ready::Jobs(n));
+        });
+    }
+
     pub(crate) fn publish(&self, job: &Job) {
         self.jobs_changed();
         self.note_due_work(job);
@@ -250,8 +268,18 @@ impl Engine {
     /// ready (with deadlines the store set, so the supervisor asks for them).
     fn note_due_work(&self, job: &Job) {
         if job.state == JobState::Scheduled {
-            self.promote_due
-                .note_at(errand_core::time::to_millis(job.run_at));
+            // A schedule's job written ahead: claims woken at its slot
+            // (`wake_ready_at`) take it first, and the promoter follows a promote interval
+            // later for what they left (and to tell other nodes). Promoting at the slot
+            // itself would race those claims: on PostgreSQL its row locks make them skip
+            // the very jobs it is promoting.
+            let later = match job.slot {
+                Some(_) => self.config.promote_interval,
+                None => Duration::ZERO,
+            };
+            let at = errand_core::time::to_millis(job.run_at)
+                .saturating_add(i64::try_from(later.as_millis()).unwrap_or(i64::MAX));
+            self.promote_due.note_at(at);
         } else if job.state.is_final() && job.schedule.is_some() {
             self.fire_due.poke();
         }

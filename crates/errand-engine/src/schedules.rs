@@ -1,5 +1,6 @@
 //! Schedule operations: define, preview, trigger, backfill, and the scheduler pass.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use errand_core::job::{RunAt, ScheduleSlot};
@@ -7,7 +8,7 @@ use errand_core::schedule::Trigger;
 use errand_core::schedule_plan::{plan_ahead, MAX_CATCH_UP};
 use errand_core::schedule_spec::{OverlapPolicy, Schedule, ScheduleSpec};
 use errand_core::time::{to_millis, to_timestamp};
-use errand_core::{Job, JobId, Millis, NewJob, ScheduleName};
+use errand_core::{Job, JobId, JobState, Millis, NewJob, QueueName, ScheduleName};
 use errand_store::{
     ScheduleFireOutcome, ScheduleFireParams, SchedulePut, SchedulePutParams, StoreError,
 };
@@ -397,6 +398,21 @@ impl Engine {
                     self.publish(job);
                 }
             }
+        }
+        // Jobs written ahead: their queues' claims wake at the slot, one timer per queue
+        // and start time.
+        let mut ahead: BTreeMap<(&QueueName, Millis), usize> = BTreeMap::new();
+        for outcome in &outcomes {
+            if let ScheduleFireOutcome::Fired { jobs, .. } = outcome {
+                for job in jobs.iter().filter(|j| j.state == JobState::Scheduled) {
+                    *ahead
+                        .entry((&job.queue, to_millis(job.run_at)))
+                        .or_default() += 1;
+                }
+            }
+        }
+        for ((queue, at), n) in ahead {
+            self.wake_ready_at(queue.clone(), at, n);
         }
         Ok(outcomes)
     }

@@ -75,7 +75,14 @@ pub(crate) async fn attempt_past_timeout_is_failed(Ctx { store, clock }: Ctx) {
 /// timeout that ends before the lease counts.
 pub(crate) async fn due_in_tells_when_work_comes_due(Ctx { store, clock }: Ctx) {
     use crate::DueWork::{Deadline, Fire, Promote, Rescue};
-    for work in [Promote, Rescue, Fire { ahead: Duration::ZERO }, Deadline] {
+    for work in [
+        Promote,
+        Rescue,
+        Fire {
+            ahead: Duration::ZERO,
+        },
+        Deadline,
+    ] {
         assert_eq!(store.due_in(work).await.expect("due"), None, "{work:?}");
     }
     let hour = Duration::from_secs(3600);
@@ -100,7 +107,9 @@ pub(crate) async fn due_in_tells_when_work_comes_due(Ctx { store, clock }: Ctx) 
         .await
         .expect("schedule");
     let wait = store
-        .due_in(Fire { ahead: Duration::ZERO })
+        .due_in(Fire {
+            ahead: Duration::ZERO,
+        })
         .await
         .expect("due")
         .expect("a slot waits");
@@ -137,7 +146,9 @@ pub(crate) async fn due_in_tells_when_work_comes_due(Ctx { store, clock }: Ctx) 
         Some(Duration::ZERO)
     );
     let wait = store
-        .due_in(Fire { ahead: Duration::ZERO })
+        .due_in(Fire {
+            ahead: Duration::ZERO,
+        })
         .await
         .expect("due")
         .expect("a slot waits");
