@@ -183,21 +183,26 @@ impl Engine {
         self.waker.wake(queue, Ready::Jobs(n));
     }
 
-    /// Wakes the claims of `queue` at `at` (milliseconds since the epoch) for `n` jobs that
-    /// become ready then. Claims take a `scheduled` job whose time has come as they find it,
-    /// so jobs this node wrote ahead start at their slot rather than after the promoter's
-    /// write; claims on other nodes hear of them from the promoter, as before.
+    /// At `at` (milliseconds since the epoch), when `n` jobs this node wrote ahead become
+    /// ready on `queue`: wakes the claims waiting there, which take a `scheduled` job whose
+    /// time has come as they find it, so the jobs start at their slot rather than after the
+    /// promoter's write (which follows a promote interval later, see `note_due_work`).
+    /// With no claim waiting here, the promoter runs now instead, so the queue's counts
+    /// (and other nodes' claims) see the jobs at their slot.
     pub(crate) fn wake_ready_at(&self, queue: QueueName, at: errand_core::Millis, n: usize) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let (Ok(runtime), Ok(engine)) = (tokio::runtime::Handle::try_current(), self.me()) else {
             return;
         };
         let wait = at.saturating_sub(errand_core::time::system_now());
         // A millisecond late rather than early: a claim a moment early finds nothing.
         let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0).saturating_add(1));
-        let waker = self.waker.clone();
         runtime.spawn(async move {
             tokio::time::sleep(wait).await;
-            waker.wake(&queue, Ready::Jobs(n));
+            if engine.waker.parked(&queue) > 0 {
+                engine.waker.wake(&queue, Ready::Jobs(n));
+            } else {
+                engine.promote_due.poke();
+            }
         });
     }
 

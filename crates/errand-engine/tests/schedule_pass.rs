@@ -143,3 +143,66 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
     assert_eq!(fired.last_fire_at.map(|t| t.as_millisecond()), Some(held));
     assert_eq!(fired.buffered_slot, None);
 }
+
+/// An `overlap: allow` schedule writes the jobs of the slots within its lead before they
+/// come, each a scheduled job that starts at its slot; a claim waiting on the queue is
+/// handed the first once its slot comes, by a wake-up at the slot: neither the promoter nor
+/// a claim's re-check runs within the test (this engine runs no services, and re-checks an
+/// hour apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_written_ahead_is_handed_to_a_waiting_claim_at_its_slot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: SharedStore =
+        Arc::new(SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("open"));
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            schedule_lead: Duration::from_secs(3),
+            claim_recheck: Duration::from_secs(3600),
+            ..EngineConfig::default()
+        },
+    );
+    let spec = ScheduleSpec {
+        every_ms: Some(1_000),
+        overlap: OverlapPolicy::Allow,
+        ..hourly_buffer_one()
+    };
+    let queue = spec.job.queue.clone();
+    engine
+        .schedule_put(spec, SchedulePut::Create)
+        .await
+        .expect("create");
+    let written_at = store.clock_now().await.expect("clock");
+    let report = engine.schedule_pass().await.expect("pass");
+    assert!(report.fired >= 2, "the slots of the next 3 s: {report:?}");
+    let ahead = store.queue_get(&queue).await.expect("queue").counts;
+    assert_eq!(
+        (ahead.scheduled, ahead.available),
+        (report.fired as u64, 0),
+        "every job waits for its slot"
+    );
+    // The claim would wait a minute; the first slot is at most a second away.
+    let claimed = tokio::time::timeout(
+        Duration::from_secs(20),
+        engine.claim(errand_engine::ClaimRequest {
+            queue: queue.clone(),
+            worker: "w".into(),
+            max: 1,
+            lease: Duration::from_secs(60),
+            kinds: vec![],
+            wait: Duration::from_secs(60),
+        }),
+    )
+    .await
+    .expect("woken at the slot, not at the end of the claim's wait")
+    .expect("claim");
+    let now = store.clock_now().await.expect("clock");
+    let job = &claimed.first().expect("a job, handed over at its slot").job;
+    let slot = job.slot.expect("a slot job").as_millisecond();
+    assert!(slot > written_at, "written ahead of its slot");
+    assert!(slot <= now, "not before its slot: {slot} > {now}");
+    assert!(
+        slot <= written_at + 1_000,
+        "the first slot after the pass: {slot}, pass at {written_at}"
+    );
+}
