@@ -198,7 +198,9 @@ impl Engine {
         let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0).saturating_add(1));
         runtime.spawn(async move {
             tokio::time::sleep(wait).await;
-            if engine.waker.parked(&queue) > 0 {
+            // Claims on the queue (parked, or woken by the timer of another batch of the
+            // same pass and claiming now) take the jobs; only with none does the promoter.
+            if engine.waker.claiming(&queue) > 0 {
                 engine.waker.wake(&queue, Ready::Jobs(n));
             } else {
                 engine.promote_due.poke();

@@ -139,6 +139,15 @@ impl QueueWaker {
         }
     }
 
+    /// Claims on `queue` now, parked or claiming: they will look at the queue again before
+    /// they go.
+    pub(crate) fn claiming(&self, queue: &QueueName) -> usize {
+        self.map
+            .lock()
+            .get(queue)
+            .map_or(0, |s| s.holders.load(Ordering::Relaxed))
+    }
+
     /// Claims parked on `queue` now, waiting for work to arrive.
     pub(crate) fn parked(&self, queue: &QueueName) -> usize {
         self.map
