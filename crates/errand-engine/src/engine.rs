@@ -183,21 +183,39 @@ impl Engine {
         self.waker.wake(queue, Ready::Jobs(n));
     }
 
-    /// At `at` (milliseconds since the epoch), when `n` jobs this node wrote ahead become
-    /// ready on `queue`: wakes the claims waiting there, which take a `scheduled` job whose
-    /// time has come as they find it, so the jobs start at their slot rather than after the
-    /// promoter's write (which follows a promote interval later, see `note_due_work`).
-    /// With no claim waiting here, the promoter runs now instead, so the queue's counts
-    /// (and other nodes' claims) see the jobs at their slot.
-    pub(crate) fn wake_ready_at(&self, queue: QueueName, at: errand_core::Millis, n: usize) {
-        let (Ok(runtime), Ok(engine)) = (tokio::runtime::Handle::try_current(), self.me()) else {
+    /// At `at` (milliseconds since the epoch on the store's clock), when `n` jobs this node
+    /// wrote ahead become ready on `queue`: wakes the claims waiting there, which take a
+    /// `scheduled` job whose time has come as they find it, so the jobs start at their slot
+    /// rather than after the promoter's write (which follows a promote interval later, see
+    /// `note_due_work`). With no claim on the queue here, the promoter runs now instead, so
+    /// the queue's counts (and other nodes' claims) see the jobs at their slot. `clock` is
+    /// the store's time and the instant it was read, so the wait follows the store's clock
+    /// (PostgreSQL's may differ from this machine's).
+    pub(crate) fn wake_ready_at(
+        &self,
+        queue: QueueName,
+        at: errand_core::Millis,
+        n: usize,
+        clock: (errand_core::Millis, Instant),
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let wait = at.saturating_sub(errand_core::time::system_now());
+        let (store_then, read_at) = clock;
+        let elapsed = i64::try_from(read_at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let wait = at.saturating_sub(store_then.saturating_add(elapsed));
         // A millisecond late rather than early: a claim a moment early finds nothing.
         let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0).saturating_add(1));
+        let engine = self.me.clone();
+        let shutdown = self.shutdown.clone();
         runtime.spawn(async move {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
             // Claims on the queue (parked, or woken by the timer of another batch of the
             // same pass and claiming now) take the jobs; only with none does the promoter.
             if engine.waker.claiming(&queue) > 0 {
@@ -280,9 +298,10 @@ impl Engine {
             // later for what they left (and to tell other nodes). Promoting at the slot
             // itself would race those claims: on PostgreSQL its row locks make them skip
             // the very jobs it is promoting.
-            let later = match job.slot {
-                Some(_) => self.config.promote_interval,
-                None => Duration::ZERO,
+            let later = if crate::schedules::written_ahead(job) {
+                self.config.promote_interval
+            } else {
+                Duration::ZERO
             };
             let at = errand_core::time::to_millis(job.run_at)
                 .saturating_add(i64::try_from(later.as_millis()).unwrap_or(i64::MAX));

@@ -304,6 +304,8 @@ impl Engine {
         while decisions.peek().is_some() {
             batches.push(decisions.by_ref().take(FIRE_BATCH).collect());
         }
+        // Jobs written ahead, by queue and start: their claims wake at the slot.
+        let mut ahead: BTreeMap<(QueueName, Millis), usize> = BTreeMap::new();
         let mut results = futures_util::stream::iter(batches)
             .map(|batch| async move {
                 let n = batch.len();
@@ -318,6 +320,10 @@ impl Engine {
                             ScheduleFireOutcome::Fired { jobs, .. } => {
                                 for job in &jobs {
                                     self.metrics.schedule_fired(job);
+                                    if written_ahead(job) {
+                                        let at = to_millis(job.run_at);
+                                        *ahead.entry((job.queue.clone(), at)).or_default() += 1;
+                                    }
                                 }
                                 report.fired += jobs.len();
                             }
@@ -332,6 +338,21 @@ impl Engine {
         if report.fired > 0 {
             self.counts_changed();
         }
+        if !ahead.is_empty() {
+            // The store's clock against this machine's, to wait for the slots by: read
+            // between two instants, taken as read at their midpoint.
+            let before = tokio::time::Instant::now();
+            match self.store().clock_now().await {
+                Ok(store_now) => {
+                    let read_at = before + before.elapsed() / 2;
+                    for ((queue, at), n) in ahead {
+                        self.wake_ready_at(queue, at, n, (store_now, read_at));
+                    }
+                }
+                // The promoter still makes them ready, a promote interval after their slot.
+                Err(e) => tracing::warn!(error = %e, "no wake-up at the slots written ahead"),
+            }
+        }
         self.metrics
             .scheduler_pass(to_timestamp(now), overdue as f64 / 1000.0);
         Ok(report)
@@ -340,7 +361,7 @@ impl Engine {
     /// What a pass does with one schedule; `None` when it would change nothing.
     fn decide(&self, s: &Schedule, now: Millis) -> Result<Option<ScheduleFireParams>, StoreError> {
         let trigger: Trigger = s.spec.trigger().map_err(invalid)?;
-        let ahead = i64::try_from(self.config().schedule_lead.as_millis()).unwrap_or(i64::MAX);
+        let ahead = errand_store::lead_millis(self.config().schedule_lead);
         let p = plan_ahead(s, &trigger, now, ahead);
         if p.changes_nothing(s) {
             return Ok(None);
@@ -365,6 +386,7 @@ impl Engine {
             name: s.spec.name.clone(),
             expected_next_fire_at: s.next_fire_at.map(to_millis),
             expected_last_job_id: s.last_job_id,
+            expected_updated_at: Some(to_millis(s.updated_at)),
             jobs: Vec::new(),
             next_fire_at: s.next_fire_at.map(to_millis),
             buffered_slot: s.buffered_slot.map(to_millis),
@@ -399,23 +421,18 @@ impl Engine {
                 }
             }
         }
-        // Jobs written ahead: their queues' claims wake at the slot, one timer per queue
-        // and start time.
-        let mut ahead: BTreeMap<(&QueueName, Millis), usize> = BTreeMap::new();
-        for outcome in &outcomes {
-            if let ScheduleFireOutcome::Fired { jobs, .. } = outcome {
-                for job in jobs.iter().filter(|j| j.state == JobState::Scheduled) {
-                    *ahead
-                        .entry((&job.queue, to_millis(job.run_at)))
-                        .or_default() += 1;
-                }
-            }
-        }
-        for ((queue, at), n) in ahead {
-            self.wake_ready_at(queue.clone(), at, n);
-        }
         Ok(outcomes)
     }
+}
+
+/// Whether `job` is a schedule's job written ahead of its slot (and not yet started): it
+/// waits for exactly its slot (no jitter), which came after it was written. Claims waiting
+/// on its queue on this node are woken at the slot.
+pub(crate) fn written_ahead(job: &Job) -> bool {
+    job.state == JobState::Scheduled
+        && job
+            .slot
+            .is_some_and(|slot| slot == job.run_at && slot > job.created_at)
 }
 
 /// What one scheduler pass did, for logs and tests.

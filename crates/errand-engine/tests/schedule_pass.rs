@@ -86,6 +86,7 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
             name: s.spec.name.clone(),
             expected_next_fire_at: s.next_fire_at.map(|t| t.as_millisecond()),
             expected_last_job_id: None,
+            expected_updated_at: None,
             jobs: vec![run],
             next_fire_at: s.next_fire_at.map(|t| t.as_millisecond()),
             buffered_slot: Some(held),
@@ -176,22 +177,31 @@ async fn a_job_written_ahead_is_handed_to_a_waiting_claim_at_its_slot() {
     let report = engine.schedule_pass().await.expect("pass");
     assert!(report.fired >= 2, "the slots of the next 3 s: {report:?}");
     let ahead = store.queue_get(&queue).await.expect("queue").counts;
-    assert_eq!(
-        (ahead.scheduled, ahead.available),
-        (report.fired as u64, 0),
-        "every job waits for its slot"
-    );
+    assert!(ahead.scheduled >= 2, "jobs wait for their slots: {ahead:?}");
+    assert_eq!(ahead.scheduled + ahead.available, report.fired as u64);
+    let claim = |max: u32, wait: Duration| errand_engine::ClaimRequest {
+        queue: queue.clone(),
+        worker: "w".into(),
+        max,
+        lease: Duration::from_secs(60),
+        kinds: vec![],
+        wait,
+    };
+    if ahead.available > 0 {
+        // A second began between the definition and the pass: that slot fired on time.
+        let on_time = engine
+            .claim(claim(
+                u32::try_from(ahead.available).expect("few"),
+                Duration::ZERO,
+            ))
+            .await
+            .expect("claim");
+        assert_eq!(on_time.len() as u64, ahead.available);
+    }
     // The claim would wait a minute; the first slot is at most a second away.
     let claimed = tokio::time::timeout(
         Duration::from_secs(20),
-        engine.claim(errand_engine::ClaimRequest {
-            queue: queue.clone(),
-            worker: "w".into(),
-            max: 1,
-            lease: Duration::from_secs(60),
-            kinds: vec![],
-            wait: Duration::from_secs(60),
-        }),
+        engine.claim(claim(1, Duration::from_secs(60))),
     )
     .await
     .expect("woken at the slot, not at the end of the claim's wait")

@@ -202,7 +202,7 @@ pub(crate) async fn due_in(
     let stmt = client.prepare_cached(sql).await?;
     let row = match work {
         DueWork::Fire { ahead } => {
-            let ahead = i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX);
+            let ahead = errand_store::lead_millis(ahead);
             client.query_one(&stmt, &[&ahead]).await?
         }
         _ => client.query_one(&stmt, &[]).await?,

@@ -122,22 +122,40 @@ async fn take_back_ahead(client: &impl GenericClient, name: &str) -> QResult<Vec
         return Ok(Vec::new());
     };
     let last: Option<JobId> = row.column::<Option<uuid::Uuid>>(0)?.map(JobId);
+    // The time now, not the transaction's start: the lock above may have waited behind a
+    // fire while slots came.
     let ahead = client
         .prepare_cached(
-            "SELECT s.slot, s.job_id, j.state FROM schedule_slots s \
-             LEFT JOIN jobs j ON j.id = s.job_id \
-             WHERE s.schedule = $1 AND s.slot > errand_now() ORDER BY s.slot",
+            "SELECT slot, job_id FROM schedule_slots WHERE schedule = $1 \
+             AND slot > GREATEST(errand_now(), (extract(epoch FROM clock_timestamp()) * 1000)::bigint) \
+             ORDER BY slot",
         )
+        .await?;
+    let state = client
+        .prepare_cached("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
+        .await?;
+    let unslot = client
+        .prepare_cached("UPDATE jobs SET schedule_slot = NULL WHERE id = $1")
         .await?;
     let mut freed: Vec<(Millis, JobId)> = Vec::new();
     let mut cancelled = Vec::new();
     for row in client.query(&ahead, &[&name]).await? {
         let slot: Millis = row.column(0)?;
         let id = JobId(row.column(1)?);
-        match row.column::<Option<String>>(2)?.as_deref() {
-            // Someone ran it by hand: it stays, and so does its slot.
+        // Read under the job's lock: a claim may have taken it since.
+        let now_state = client.query_opt(&state, &[&id.0]).await?;
+        match now_state
+            .map(|r| r.column::<String>(0))
+            .transpose()?
+            .as_deref()
+        {
+            // Someone ran it by hand, or ended it: it stays, and so does its slot.
             Some(s) if s != "scheduled" && s != "available" => continue,
-            Some(_) => cancelled.push(job_settle::cancel(client, id).await?),
+            Some(_) => {
+                cancelled.push(job_settle::cancel(client, id).await?);
+                // No longer the slot's job: a retry of it would be a second run of the slot.
+                client.execute(&unslot, &[&id.0]).await?;
+            }
             None => {}
         }
         freed.push((slot, id));
@@ -242,8 +260,8 @@ async fn lock_cas(
 ) -> QResult<HashMap<String, ScheduleCas>> {
     let stmt = client
         .prepare_cached(
-            "SELECT name, next_fire_at, last_job_id, paused FROM schedules WHERE name = ANY($1) \
-             ORDER BY name FOR UPDATE",
+            "SELECT name, next_fire_at, last_job_id, paused, updated_at FROM schedules \
+             WHERE name = ANY($1) ORDER BY name FOR UPDATE",
         )
         .await?;
     let mut out = HashMap::with_capacity(names.len());
@@ -254,6 +272,7 @@ async fn lock_cas(
                 next_fire_at: row.column(1)?,
                 last_job_id: row.column::<Option<uuid::Uuid>>(2)?.map(JobId),
                 paused: row.column(3)?,
+                updated_at: row.column(4)?,
             },
         );
     }

@@ -720,7 +720,7 @@ impl Store for PgStore {
         limit: u32,
         ahead: std::time::Duration,
     ) -> Result<(Millis, Vec<Schedule>), StoreError> {
-        let ahead = i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX);
+        let ahead = errand_store::lead_millis(ahead);
         on_conn!(self, |c| schedule::due(&c, limit, ahead).await?)
     }
 

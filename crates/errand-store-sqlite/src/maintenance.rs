@@ -108,7 +108,7 @@ pub(crate) fn due_in(conn: &Connection, now: Millis, work: DueWork) -> QResult<O
         }
     };
     let ahead = match work {
-        DueWork::Fire { ahead } => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+        DueWork::Fire { ahead } => errand_store::lead_millis(ahead),
         _ => 0,
     };
     let mut stmt = conn.prepare_cached(sql)?;

@@ -131,6 +131,9 @@ fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
             Some(s) if s != "scheduled" && s != "available" => continue,
             Some(_) => {
                 job_settle::cancel(conn, now, id)?;
+                // No longer the slot's job: a retry of it would be a second run of the slot.
+                conn.prepare_cached("UPDATE jobs SET schedule_slot = NULL WHERE id = ?1")?
+                    .execute([id.as_bytes().as_slice()])?;
             }
             None => {}
         }
@@ -210,15 +213,19 @@ pub(crate) fn due(
 }
 
 fn read_cas(conn: &Connection, name: &str) -> QResult<Option<ScheduleCas>> {
-    let row: Option<(Option<Millis>, Option<Vec<u8>>, bool)> = conn
-        .prepare_cached("SELECT next_fire_at, last_job_id, paused FROM schedules WHERE name = ?1")?
-        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    type CasRow = (Option<Millis>, Option<Vec<u8>>, bool, Millis);
+    let row: Option<CasRow> = conn
+        .prepare_cached(
+            "SELECT next_fire_at, last_job_id, paused, updated_at FROM schedules WHERE name = ?1",
+        )?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
-    row.map(|(next_fire_at, last, paused)| {
+    row.map(|(next_fire_at, last, paused, updated_at)| {
         Ok(ScheduleCas {
             next_fire_at,
             last_job_id: job_id(last)?,
             paused,
+            updated_at,
         })
     })
     .transpose()

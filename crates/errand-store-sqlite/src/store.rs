@@ -835,7 +835,7 @@ impl Store for SqliteStore {
         limit: u32,
         ahead: std::time::Duration,
     ) -> Result<(Millis, Vec<Schedule>), StoreError> {
-        let ahead = i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX);
+        let ahead = errand_store::lead_millis(ahead);
         self.read_at(move |conn, now| Ok((now, schedule::due(conn, now, ahead, limit)?)))
             .await
     }

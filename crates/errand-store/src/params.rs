@@ -73,6 +73,13 @@ pub struct ClaimedJob {
     pub session: Option<errand_core::session::SessionState>,
 }
 
+/// A schedule lead in milliseconds, at most a day: what the due queries add to the store's
+/// clock, which an unbounded setting would overflow.
+pub fn lead_millis(ahead: Duration) -> Millis {
+    const DAY_MS: u128 = 86_400_000;
+    i64::try_from(ahead.as_millis().min(DAY_MS)).unwrap_or(0)
+}
+
 /// Timed maintenance work whose next time [`Store::due_in`](crate::Store::due_in) tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DueWork {
@@ -331,6 +338,11 @@ pub struct ScheduleFireParams {
     pub expected_next_fire_at: Option<Millis>,
     /// The `last_job_id` the caller read; a manual run or another node's fire changes it.
     pub expected_last_job_id: Option<JobId>,
+    /// The `updated_at` the caller read, which every change of the schedule moves (a fire,
+    /// a new definition, a pause or resume): a decision made on a definition replaced since
+    /// is `Moved`, even where the new one happens to have the same next slot. `None` checks
+    /// nothing here (callers that did not read the schedule).
+    pub expected_updated_at: Option<Millis>,
     /// Jobs to enqueue. A job carrying a slot claims it first and is skipped when the slot
     /// already has a job (the store keeps one job per slot, whatever the schedulers do); a
     /// job without a slot (a manual run) is always inserted.

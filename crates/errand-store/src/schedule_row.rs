@@ -66,6 +66,8 @@ pub struct ScheduleCas {
     pub last_job_id: Option<JobId>,
     /// Whether it is paused now.
     pub paused: bool,
+    /// Its `updated_at` now.
+    pub updated_at: Millis,
 }
 
 impl ScheduleFireParams {
@@ -76,6 +78,7 @@ impl ScheduleFireParams {
         current.is_some_and(|c| {
             c.next_fire_at == self.expected_next_fire_at
                 && c.last_job_id == self.expected_last_job_id
+                && self.expected_updated_at.is_none_or(|u| u == c.updated_at)
                 && !(c.paused && self.writes_ahead(now))
         })
     }

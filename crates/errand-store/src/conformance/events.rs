@@ -356,6 +356,7 @@ pub(crate) async fn a_fired_slot_writes_schedule_fired(Ctx { store, .. }: Ctx) {
         name: name.clone(),
         expected_next_fire_at: expected,
         expected_last_job_id: None,
+        expected_updated_at: None,
         jobs: vec![slot_job()],
         next_fire_at: Some(6_000),
         buffered_slot: None,
@@ -375,6 +376,7 @@ pub(crate) async fn a_fired_slot_writes_schedule_fired(Ctx { store, .. }: Ctx) {
     let outcome = store
         .schedule_fire_many(vec![ScheduleFireParams {
             expected_last_job_id: Some(job),
+            expected_updated_at: None,
             ..fire(Some(6_000))
         }])
         .await

@@ -75,6 +75,7 @@ fn fire_params(
         name: name(n),
         expected_next_fire_at: expected,
         expected_last_job_id: None,
+        expected_updated_at: None,
         jobs,
         next_fire_at: next,
         buffered_slot: None,
@@ -207,6 +208,7 @@ pub(crate) async fn schedule_fire_is_exactly_once_per_slot(Ctx { store, .. }: Ct
             &store,
             ScheduleFireParams {
                 expected_last_job_id: Some(first[0].id),
+                expected_updated_at: None,
                 ..fire_params(
                     "tick",
                     Some(2_000),
@@ -285,6 +287,7 @@ pub(crate) async fn schedule_fire_cancels_only_when_it_wins(Ctx { store, .. }: C
         &store,
         ScheduleFireParams {
             expected_last_job_id: Some(old[0].id),
+            expected_updated_at: None,
             cancel: Some(old[0].id),
             // Stale: another node moved next_fire_at past 1,000 already.
             ..fire_params("r", Some(1_000), vec![slot_job("r", 2_000)], Some(3_000))
@@ -301,6 +304,7 @@ pub(crate) async fn schedule_fire_cancels_only_when_it_wins(Ctx { store, .. }: C
         &store,
         ScheduleFireParams {
             expected_last_job_id: Some(old[0].id),
+            expected_updated_at: None,
             cancel: Some(old[0].id),
             ..fire_params("r", Some(2_000), vec![slot_job("r", 2_000)], Some(3_000))
         },
@@ -553,6 +557,7 @@ pub(crate) async fn schedule_fire_of_older_slots_keeps_the_newest_run(Ctx { stor
             &store,
             ScheduleFireParams {
                 expected_last_job_id: Some(newest[0].id),
+                expected_updated_at: None,
                 ..fire_params(
                     "late",
                     Some(11_000),
@@ -651,6 +656,7 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
     };
     let write_ahead = |last: Option<JobId>| ScheduleFireParams {
         expected_last_job_id: last,
+        expected_updated_at: None,
         ..fire_params("a", Some(slot), vec![ahead(slot)], Some(slot + 1_000))
     };
     let came = fire_params("a", Some(past), vec![slot_job("a", past)], Some(slot));
@@ -675,6 +681,10 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
     let paused = store.schedule_pause(&name("a")).await.expect("pause");
     let taken = store.job_get(first[0].id).await.expect("job");
     assert_eq!(taken.state, JobState::Cancelled, "the job written ahead");
+    assert_eq!(
+        taken.slot, None,
+        "no longer the slot's job (a retry is no second run of it)"
+    );
     assert_eq!(
         store.job_get(came[0].id).await.expect("job").state,
         JobState::Available,
@@ -729,4 +739,41 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
         JobState::Available,
         "a run by hand is not a slot written ahead"
     );
+}
+
+/// A decision made on a definition that was replaced since is `Moved`, even when the new
+/// definition left the same next slot and last job: a pass that read the old one must not
+/// write its job (ahead of the slot, where the replace would have taken it back).
+pub(crate) async fn schedule_fire_on_a_replaced_definition_is_moved(Ctx { store, clock }: Ctx) {
+    let now = store.clock_now().await.expect("clock");
+    let slot = now + 60_000;
+    let read = create(&store, "r", Some(slot)).await;
+    clock.advance(Duration::from_secs(1)).await;
+    store
+        .schedule_put(SchedulePutParams {
+            spec: spec("r"),
+            next_fire_at: Some(slot),
+            mode: SchedulePut::Replace,
+        })
+        .await
+        .expect("replace");
+    let decide = |updated_at: i64| ScheduleFireParams {
+        expected_updated_at: Some(updated_at),
+        ..fire_params(
+            "r",
+            Some(slot),
+            vec![slot_job("r", slot)],
+            Some(slot + 1_000),
+        )
+    };
+    assert!(
+        matches!(
+            fire_one(&store, decide(read.updated_at.as_millisecond())).await,
+            ScheduleFireOutcome::Moved
+        ),
+        "a decision on the old definition"
+    );
+    let fresh = store.schedule_get(&name("r")).await.expect("get");
+    let jobs = fired(fire_one(&store, decide(fresh.updated_at.as_millisecond())).await);
+    assert_eq!(jobs.len(), 1, "a decision on the definition as it is");
 }
