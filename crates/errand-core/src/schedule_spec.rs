@@ -212,11 +212,12 @@ pub struct Schedule {
     pub spec: ScheduleSpec,
     /// Paused schedules fire nothing; their missed slots follow the catch-up policy on resume.
     pub paused: bool,
-    /// The next slot.
+    /// The next slot whose job is not written yet. A slot whose job was written ahead (see
+    /// `overlap: allow`) is `last_fire_at` until it comes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_fire_at: Option<Timestamp>,
-    /// The last slot that fired.
+    /// The last slot that fired (its job written, possibly ahead of the slot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_fire_at: Option<Timestamp>,
@@ -233,9 +234,20 @@ pub struct Schedule {
     /// When it was created.
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    /// When it last changed.
+    /// When it last changed: its definition, a pause or resume, or a fire.
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+}
+
+impl Schedule {
+    /// The next slot still to come at `now`, counting one whose job was written ahead (which
+    /// `next_fire_at` has already moved past): what a person asking "when does it run next"
+    /// means. `None` when it never fires again.
+    pub fn next_slot(&self, now: Timestamp) -> Option<Timestamp> {
+        self.last_fire_at
+            .filter(|last| *last > now)
+            .or(self.next_fire_at)
+    }
 }
 
 #[cfg(test)]
@@ -316,5 +328,31 @@ mod tests {
             .unwrap_err();
         assert_eq!(over.field, "jitter");
         assert!(over.message.contains("interval"), "{}", over.message);
+    }
+
+    #[test]
+    fn the_next_slot_counts_one_written_ahead() {
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let mut s = Schedule {
+            spec: spec(None, Some(1_000), 0),
+            paused: false,
+            next_fire_at: Some(at(2)),
+            last_fire_at: Some(at(1)),
+            last_job_id: None,
+            last_job_state: None,
+            buffered_slot: None,
+            created_at: at(0),
+            updated_at: at(0),
+        };
+        assert_eq!(
+            s.next_slot(at(0)),
+            Some(at(1)),
+            "slot 1 written ahead, still to come"
+        );
+        assert_eq!(s.next_slot(at(1)), Some(at(2)), "slot 1 came");
+        s.last_fire_at = None;
+        assert_eq!(s.next_slot(at(0)), Some(at(2)));
+        s.next_fire_at = None;
+        assert_eq!(s.next_slot(at(0)), None, "never again");
     }
 }

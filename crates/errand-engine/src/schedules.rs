@@ -147,9 +147,7 @@ impl Engine {
         let s = self.store().schedule_get(name).await?;
         let trigger = s.spec.trigger().map_err(invalid)?;
         let now = to_timestamp(self.store().clock_now().await?);
-        let from = match s.next_fire_at {
-            // Slots written ahead are still to come: they count from now.
-            Some(_) if s.last_fire_at.is_some_and(|l| l > now) => now,
+        let from = match s.next_slot(now) {
             Some(t) => t - jiff::SignedDuration::from_millis(1),
             None => now,
         };

@@ -49,7 +49,7 @@ impl ScheduleRow {
             (None, Some(ms)) => format!("every {}", duration_ms(ms)),
             (None, None) => String::new(),
         };
-        let next = match (s.paused, s.next_fire_at, spec.trigger()) {
+        let next = match (s.paused, s.next_slot(now), spec.trigger()) {
             (false, Some(at), Ok(t)) => t
                 .next_n(at - jiff::SignedDuration::from_millis(1), NEXT_RUNS)
                 .into_iter()

@@ -46,7 +46,7 @@ fn print(schedules: &[Schedule], json: bool) -> anyhow::Result<()> {
                 trigger(s),
                 s.spec.job.kind.to_string(),
                 status(s).into(),
-                output::when_in(s.next_fire_at, zone),
+                output::when_in(s.next_slot(jiff::Timestamp::now()), zone),
                 output::when_in(s.last_fire_at, zone),
                 s.last_job_state
                     .map(|st| st.to_string())
@@ -86,7 +86,7 @@ fn print_one(s: &Schedule, json: bool) -> anyhow::Result<()> {
             format!("{} on queue {}", s.spec.job.kind, s.spec.job.queue),
         ),
         ("status", status(s).into()),
-        ("next", in_zone(s.next_fire_at)),
+        ("next", in_zone(s.next_slot(jiff::Timestamp::now()))),
         ("last", in_zone(s.last_fire_at)),
     ];
     if let Some(id) = s.last_job_id {

@@ -66,13 +66,14 @@ async fn gather(client: &Client) -> anyhow::Result<Snapshot> {
         .iter()
         .find(|n| n.id == nodes.this_node)
         .map(|n| n.version.clone());
+    let now = Timestamp::now();
     let mut due: Vec<DueSchedule> = schedules
         .schedules
         .into_iter()
         .filter(|s| !s.paused)
         .filter_map(|s| {
             Some(DueSchedule {
-                next_fire_at: s.next_fire_at?,
+                next_fire_at: s.next_slot(now)?,
                 name: s.spec.name.to_string(),
                 timezone: s.spec.timezone,
                 kind: s.spec.job.kind.to_string(),

@@ -180,6 +180,9 @@ test('a schedule is run now, paused and backfilled from the schedules page', asy
   assert.equal(await page.locator(`${row} td:nth-child(4) time`).count(), 3);
   await page.click(`button[aria-label="Run schedule ${name} now"]`);
   await page.waitForSelector(`${row} a.id`);
+  // The live refresh may show the run's job before the action's answer (and its flash)
+  // is swapped in: wait for the flash itself.
+  await page.waitForSelector('#flash:has-text("job ")');
   const jobs = await api(server.url, 'GET', '/v1/jobs?queue=scheduled-q');
   assert.equal(jobs.body.jobs.length, 1);
   assert.match(await page.textContent('#flash'), new RegExp(`job ${jobs.body.jobs[0].id}`));
