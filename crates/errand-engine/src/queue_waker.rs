@@ -200,6 +200,19 @@ mod tests {
         assert_eq!(waker.parked(&q("a")), 0);
     }
 
+    #[test]
+    fn claiming_counts_claims_parked_or_not_until_they_go() {
+        let waker = QueueWaker::default();
+        assert_eq!(waker.claiming(&q("a")), 0);
+        let w = waker.wait_on(&q("a"), false);
+        assert_eq!(waker.claiming(&q("a")), 1, "claiming, not parked");
+        let p = w.parked();
+        assert_eq!(waker.claiming(&q("a")), 1, "parked");
+        drop(p);
+        drop(w);
+        assert_eq!(waker.claiming(&q("a")), 0);
+    }
+
     #[tokio::test]
     async fn a_new_waiter_after_the_entry_went_is_still_woken() {
         let waker = QueueWaker::default();

@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::GenericClient;
 use errand_core::schedule_spec::Schedule;
 use errand_core::time::to_millis;
-use errand_core::{EventBody, EventType, Job, JobId, Millis, NewJob};
+use errand_core::{EventBody, EventType, Job, JobId, JobState, Millis, NewJob};
 use errand_store::{
     FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
     SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, StoreError,
+    ScheduleSlotRecord, StoreError, TakeBack,
 };
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -144,19 +144,20 @@ async fn take_back_ahead(client: &impl GenericClient, name: &str) -> QResult<Vec
         let id = JobId(row.column(1)?);
         // Read under the job's lock: a claim may have taken it since.
         let now_state = client.query_opt(&state, &[&id.0]).await?;
-        match now_state
+        let state = now_state
             .map(|r| r.column::<String>(0))
             .transpose()?
-            .as_deref()
-        {
-            // Someone ran it by hand, or ended it: it stays, and so does its slot.
-            Some(s) if s != "scheduled" && s != "available" => continue,
-            Some(_) => {
+            .map(|s| s.parse::<JobState>())
+            .transpose()
+            .map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string())))?;
+        match TakeBack::of(state) {
+            TakeBack::Keep => continue,
+            TakeBack::Cancel => {
                 cancelled.push(job_settle::cancel(client, id).await?);
                 // No longer the slot's job: a retry of it would be a second run of the slot.
                 client.execute(&unslot, &[&id.0]).await?;
             }
-            None => {}
+            TakeBack::Free => {}
         }
         freed.push((slot, id));
     }

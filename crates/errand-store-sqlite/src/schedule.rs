@@ -2,11 +2,11 @@
 
 use errand_core::schedule_spec::Schedule;
 use errand_core::time::to_millis;
-use errand_core::{EventBody, Job, JobId, Millis};
+use errand_core::{EventBody, Job, JobId, JobState, Millis};
 use errand_store::{
     FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
     SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, StoreError,
+    ScheduleSlotRecord, StoreError, TakeBack,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -126,16 +126,19 @@ fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
             .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
             .query_row([id.as_bytes().as_slice()], |r| r.get(0))
             .optional()?;
-        match state.as_deref() {
-            // Someone ran it by hand: it stays, and so does its slot.
-            Some(s) if s != "scheduled" && s != "available" => continue,
-            Some(_) => {
+        let state = state
+            .map(|s| s.parse::<JobState>())
+            .transpose()
+            .map_err(corrupt)?;
+        match TakeBack::of(state) {
+            TakeBack::Keep => continue,
+            TakeBack::Cancel => {
                 job_settle::cancel(conn, now, id)?;
                 // No longer the slot's job: a retry of it would be a second run of the slot.
                 conn.prepare_cached("UPDATE jobs SET schedule_slot = NULL WHERE id = ?1")?
                     .execute([id.as_bytes().as_slice()])?;
             }
-            None => {}
+            TakeBack::Free => {}
         }
         conn.prepare_cached("DELETE FROM schedule_slots WHERE schedule = ?1 AND slot = ?2")?
             .execute(params![name, slot])?;

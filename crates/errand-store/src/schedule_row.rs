@@ -91,6 +91,30 @@ impl ScheduleFireParams {
     }
 }
 
+/// What taking back a job written ahead for a slot still to come does with it (see
+/// [`Store::schedule_pause`](crate::Store::schedule_pause)), by its state now. The rule is
+/// the same on every store; only the statements differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeBack {
+    /// It has not started: cancel it, and free its slot.
+    Cancel,
+    /// It is gone: free its slot.
+    Free,
+    /// Someone ran it by hand, or it ended: it stays, and so does its slot.
+    Keep,
+}
+
+impl TakeBack {
+    /// The take-back of a job in `state` (`None`: no such job).
+    pub fn of(state: Option<JobState>) -> Self {
+        match state {
+            None => Self::Free,
+            Some(JobState::Scheduled | JobState::Available) => Self::Cancel,
+            Some(_) => Self::Keep,
+        }
+    }
+}
+
 /// What a fire records on the schedule: the job of the newest slot becomes its last job, and
 /// that slot its last fire (a manual run has no slot and leaves the last fire as it was).
 /// The store applies it only forwards: a fire of slots older than the last fire (a
