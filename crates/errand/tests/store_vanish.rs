@@ -115,17 +115,27 @@ async fn assert_refuses_writes_and_readiness(server: &ServerProcess, says: &str)
     assert_eq!(status, 200, "reads still work: {body}");
 }
 
-fn store_line(server: &ServerProcess) -> String {
+/// The server's store line, awaited: it follows the address line on stdout, and a loaded
+/// machine may not have delivered it yet when the server answers.
+async fn store_line(server: &ServerProcess) -> String {
+    let line = eventually(
+        "the store line on stdout",
+        Duration::from_secs(10),
+        || async {
+            server
+                .stdout_lines()
+                .iter()
+                .find(|l| l.contains("store: sqlite"))
+                .cloned()
+        },
+    )
+    .await;
     let lines = server.stdout_lines();
     assert!(
         lines[0].contains("http://"),
         "the first line is still the address: {lines:?}"
     );
-    lines
-        .iter()
-        .find(|l| l.contains("store: sqlite"))
-        .unwrap_or_else(|| panic!("no store line: {lines:?}"))
-        .clone()
+    line
 }
 
 /// A server on `data` in a fresh temporary directory, which also holds what the test keeps.
@@ -142,14 +152,14 @@ async fn server_on_fresh_dir() -> (tempfile::TempDir, PathBuf, ServerProcess) {
 async fn a_deleted_data_directory_refuses_writes_and_the_next_start_says_the_store_is_new() {
     let (base, data, mut server) = server_on_fresh_dir().await;
     assert!(
-        store_line(&server).contains("created new and empty"),
+        store_line(&server).await.contains("created new and empty"),
         "{:?}",
         server.stdout_lines()
     );
     let before = acknowledged(&server.client().expect("client"), 20).await;
     server.restart().await.expect("restart");
     assert!(
-        store_line(&server).contains("opened existing"),
+        store_line(&server).await.contains("opened existing"),
         "{:?}",
         server.stdout_lines()
     );
@@ -163,7 +173,7 @@ async fn a_deleted_data_directory_refuses_writes_and_the_next_start_says_the_sto
     // The next start finds nothing there and says so.
     server.restart().await.expect("restart");
     assert!(
-        store_line(&server).contains("created new and empty"),
+        store_line(&server).await.contains("created new and empty"),
         "{:?}",
         server.stdout_lines()
     );
@@ -238,7 +248,7 @@ async fn a_read_only_store_starts_unready_and_refuses_writes() {
     let mut server = ServerProcess::start_unready_in(&bin(), &data, &[])
         .await
         .expect("a read-only store still starts, to be read");
-    let line = store_line(&server);
+    let line = store_line(&server).await;
     assert!(line.contains("TAKES NO WRITES"), "{line}");
     assert_refuses_writes_and_readiness(&server, "read-only").await;
     let stored = common::all_jobs(&server.client().expect("client"), Default::default()).await;
