@@ -362,4 +362,14 @@ mod tests {
         let big = read::<Outer>(r#"{"name":"a","priority":1e12}"#).unwrap_err();
         assert!(big.starts_with("priority: invalid value"), "{big}");
     }
+
+    #[test]
+    fn a_large_whole_float_is_read_exactly_not_rounded_into_a_fraction() {
+        // Without correctly rounded float parsing this reads as 1970300953673671.25 and is
+        // refused as a fraction, though JSON Schema calls it an integer.
+        let v: u64 = read("1970300953673671.0").unwrap();
+        assert_eq!(v, 1_970_300_953_673_671);
+        let top: u64 = read("18446744073709549568.0").unwrap();
+        assert_eq!(top, 18_446_744_073_709_549_568);
+    }
 }
