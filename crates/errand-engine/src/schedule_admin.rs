@@ -1,7 +1,7 @@
 //! Schedule reads and administration that need no planning: list, get, delete, pause.
 
 use errand_core::schedule_spec::Schedule;
-use errand_core::ScheduleName;
+use errand_core::{Job, ScheduleName};
 use errand_store::StoreError;
 
 use crate::Engine;
@@ -29,8 +29,8 @@ impl Engine {
     /// # Errors
     /// `NotFound`, or the store's error.
     pub async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
-        self.store().schedule_delete(name).await?;
-        self.jobs_changed();
+        let taken_back = self.store().schedule_delete(name).await?;
+        self.taken_back(&taken_back);
         Ok(())
     }
 
@@ -40,8 +40,8 @@ impl Engine {
     /// `NotFound`, or the store's error.
     pub async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         let paused = self.store().schedule_pause(name).await?;
-        self.jobs_changed();
-        Ok(paused)
+        self.taken_back(&paused.taken_back);
+        Ok(paused.schedule)
     }
 
     /// Lets a paused schedule fire again; slots missed while paused follow its catch-up
@@ -53,5 +53,14 @@ impl Engine {
         let resumed = self.store().schedule_resume(name).await?;
         self.fire_due.poke();
         Ok(resumed)
+    }
+
+    /// Publishes the jobs a schedule's change took back (cancelled jobs written ahead) as
+    /// any cancel is: counted, their waiters woken, their gates' next in line let in.
+    pub(crate) fn taken_back(&self, jobs: &[Job]) {
+        for job in jobs {
+            self.metrics.cancelled(job);
+            self.publish(job);
+        }
     }
 }

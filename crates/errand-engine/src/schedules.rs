@@ -115,9 +115,9 @@ impl Engine {
             })
             .await?;
         // A replaced definition took back the jobs written ahead under the old one.
-        self.jobs_changed();
+        self.taken_back(&put.taken_back);
         self.fire_due.poke();
-        Ok(put)
+        Ok(put.schedule)
     }
 
     /// Stores a schedule declaratively: unchanged when the stored definition is the same

@@ -145,6 +145,22 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
     assert_eq!(fired.buffered_slot, None);
 }
 
+/// A SQLite store in `dir` and an engine on it (running no services) with `config`.
+fn engine_writing_ahead(dir: &std::path::Path, config: EngineConfig) -> (SharedStore, Arc<Engine>) {
+    let store: SharedStore =
+        Arc::new(SqliteStore::open(&SqliteOptions::in_dir(dir)).expect("open"));
+    (store.clone(), Engine::new(store, config))
+}
+
+/// A schedule firing every `every_ms` whose runs may overlap: it writes its jobs ahead.
+fn every_allowing_overlap(every_ms: u64) -> ScheduleSpec {
+    ScheduleSpec {
+        every_ms: Some(every_ms),
+        overlap: OverlapPolicy::Allow,
+        ..hourly_buffer_one()
+    }
+}
+
 /// An `overlap: allow` schedule writes the jobs of the slots within its lead before they
 /// come, each a scheduled job that starts at its slot; a claim waiting on the queue is
 /// handed the first once its slot comes, by a wake-up at the slot: neither the promoter nor
@@ -153,21 +169,15 @@ async fn a_buffered_slot_waiting_for_a_running_job_costs_no_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_written_ahead_is_handed_to_a_waiting_claim_at_its_slot() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: SharedStore =
-        Arc::new(SqliteStore::open(&SqliteOptions::in_dir(dir.path())).expect("open"));
-    let engine = Engine::new(
-        store.clone(),
+    let (store, engine) = engine_writing_ahead(
+        dir.path(),
         EngineConfig {
             schedule_lead: Duration::from_secs(3),
             claim_recheck: Duration::from_secs(3600),
             ..EngineConfig::default()
         },
     );
-    let spec = ScheduleSpec {
-        every_ms: Some(1_000),
-        overlap: OverlapPolicy::Allow,
-        ..hourly_buffer_one()
-    };
+    let spec = every_allowing_overlap(1_000);
     let queue = spec.job.queue.clone();
     engine
         .schedule_put(spec, SchedulePut::Create)
@@ -215,4 +225,60 @@ async fn a_job_written_ahead_is_handed_to_a_waiting_claim_at_its_slot() {
         slot <= written_at + 1_000,
         "the first slot after the pass: {slot}, pass at {written_at}"
     );
+}
+
+/// Pausing a schedule cancels the jobs it wrote ahead, and the engine publishes those
+/// cancels as it does any other: counted in the metrics, and a waiter on one woken with
+/// its end rather than at the end of its wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_a_pause_takes_back_are_published_as_cancelled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_store, engine) = engine_writing_ahead(
+        dir.path(),
+        EngineConfig {
+            schedule_lead: Duration::from_secs(30),
+            ..EngineConfig::default()
+        },
+    );
+    let spec = every_allowing_overlap(10_000);
+    let name = spec.name.clone();
+    engine
+        .schedule_put(spec, SchedulePut::Create)
+        .await
+        .expect("create");
+    let report = engine.schedule_pass().await.expect("pass");
+    assert!(report.fired >= 2, "the slots of the next 30 s: {report:?}");
+    let queue = QueueName::parse("reports").expect("queue");
+    let ahead = engine
+        .list(errand_store::JobListParams {
+            queue: Some(queue),
+            state: Some(errand_core::JobState::Scheduled),
+            kind: None,
+            tag: None,
+            before: None,
+            limit: 100,
+        })
+        .await
+        .expect("list");
+    assert!(ahead.len() >= 2, "{ahead:?}");
+    let waiter = {
+        let engine = engine.clone();
+        let id = ahead[0].id;
+        tokio::spawn(async move { engine.job(id, Duration::from_secs(60)).await })
+    };
+    engine.schedule_pause(&name).await.expect("pause");
+    let ended = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("the waiter woken by the pause, not at the end of its wait")
+        .expect("join")
+        .expect("wait");
+    assert_eq!(ended.state, errand_core::JobState::Cancelled);
+    let text = engine.metrics_text().await.expect("metrics");
+    let cancelled = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"errand_jobs_cancelled_total{queue="reports",kind="report"} "#)
+        })
+        .map(|v| v.parse::<f64>().expect("a number"));
+    assert_eq!(cancelled, Some(ahead.len() as f64), "{text}");
 }

@@ -7,7 +7,7 @@ use errand_core::schedule_spec::Schedule;
 use errand_core::time::to_millis;
 use errand_core::{EventBody, EventType, Job, JobId, JobState, Millis, NewJob};
 use errand_store::{
-    FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
+    FireRecord, ScheduleCas, ScheduleChange, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
     SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
     ScheduleSlotRecord, StoreError, TakeBack,
 };
@@ -74,7 +74,7 @@ pub(crate) async fn list(client: &impl GenericClient) -> QResult<Vec<Schedule>> 
 pub(crate) async fn put(
     client: &impl GenericClient,
     p: &SchedulePutParams,
-) -> QResult<(Schedule, Vec<Job>)> {
+) -> QResult<ScheduleChange> {
     let name = p.spec.name.as_str();
     let value = serde_json::to_value(&p.spec)
         .map_err(|e| Fault::Store(StoreError::Invalid(e.to_string())))?;
@@ -107,7 +107,10 @@ pub(crate) async fn put(
             what: format!("schedule {name}"),
         }));
     }
-    Ok((get(client, name).await?, taken_back))
+    Ok(ScheduleChange {
+        schedule: get(client, name).await?,
+        taken_back,
+    })
 }
 
 /// Takes back the jobs a schedule wrote ahead for slots still to come, as if those slots
@@ -153,9 +156,11 @@ async fn take_back_ahead(client: &impl GenericClient, name: &str) -> QResult<Vec
         match TakeBack::of(state) {
             TakeBack::Keep => continue,
             TakeBack::Cancel => {
-                cancelled.push(job_settle::cancel(client, id).await?);
+                let mut job = job_settle::cancel(client, id).await?;
                 // No longer the slot's job: a retry of it would be a second run of the slot.
                 client.execute(&unslot, &[&id.0]).await?;
+                job.slot = None;
+                cancelled.push(job);
             }
             TakeBack::Free => {}
         }
@@ -207,7 +212,7 @@ pub(crate) async fn set_paused(
     client: &impl GenericClient,
     name: &str,
     paused: bool,
-) -> QResult<(Schedule, Vec<Job>)> {
+) -> QResult<ScheduleChange> {
     let taken_back = if paused {
         take_back_ahead(client, name).await?
     } else {
@@ -221,7 +226,10 @@ pub(crate) async fn set_paused(
     if client.execute(&stmt, &[&name, &paused]).await? == 0 {
         return Err(not_found(name));
     }
-    Ok((get(client, name).await?, taken_back))
+    Ok(ScheduleChange {
+        schedule: get(client, name).await?,
+        taken_back,
+    })
 }
 
 /// The database clock in milliseconds.

@@ -23,6 +23,7 @@ use errand_store::{
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
+    ScheduleChange,
 };
 use tokio::sync::broadcast;
 
@@ -681,10 +682,10 @@ impl Store for PgStore {
         on_conn!(self, |c| schedule::clock_now(&c).await?)
     }
 
-    async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError> {
-        let (put, taken_back) = in_tx!(self, |tx| schedule::put(&tx, &params).await?)?;
-        self.announce(&taken_back);
-        Ok(put)
+    async fn schedule_put(&self, params: SchedulePutParams) -> Result<ScheduleChange, StoreError> {
+        let change = in_tx!(self, |tx| schedule::put(&tx, &params).await?)?;
+        self.announce(&change.taken_back);
+        Ok(change)
     }
 
     async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
@@ -695,24 +696,23 @@ impl Store for PgStore {
         on_conn!(self, |c| schedule::list(&c).await?)
     }
 
-    async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<Vec<Job>, StoreError> {
         let taken_back = in_tx!(self, |tx| schedule::delete(&tx, name.as_str()).await?)?;
         self.announce(&taken_back);
-        Ok(())
+        Ok(taken_back)
     }
 
-    async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
-        let (paused, taken_back) =
-            in_tx!(self, |tx| schedule::set_paused(&tx, name.as_str(), true)
-                .await?)?;
-        self.announce(&taken_back);
-        Ok(paused)
+    async fn schedule_pause(&self, name: &ScheduleName) -> Result<ScheduleChange, StoreError> {
+        let change = in_tx!(self, |tx| schedule::set_paused(&tx, name.as_str(), true)
+            .await?)?;
+        self.announce(&change.taken_back);
+        Ok(change)
     }
 
     async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         on_conn!(self, |c| schedule::set_paused(&c, name.as_str(), false)
             .await?
-            .0)
+            .schedule)
     }
 
     async fn schedule_due(

@@ -4,7 +4,7 @@ use errand_core::schedule_spec::Schedule;
 use errand_core::time::to_millis;
 use errand_core::{EventBody, Job, JobId, JobState, Millis};
 use errand_store::{
-    FireRecord, ScheduleCas, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
+    FireRecord, ScheduleCas, ScheduleChange, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
     SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
     ScheduleSlotRecord, StoreError, TakeBack,
 };
@@ -82,7 +82,11 @@ pub(crate) fn list(conn: &Connection) -> QResult<Vec<Schedule>> {
 }
 
 /// Creates or replaces a schedule's definition.
-pub(crate) fn put(conn: &Connection, now: Millis, p: &SchedulePutParams) -> QResult<Schedule> {
+pub(crate) fn put(
+    conn: &Connection,
+    now: Millis,
+    p: &SchedulePutParams,
+) -> QResult<ScheduleChange> {
     let name = p.spec.name.as_str();
     let exists: bool = conn
         .prepare_cached("SELECT 1 FROM schedules WHERE name = ?1")?
@@ -95,9 +99,11 @@ pub(crate) fn put(conn: &Connection, now: Millis, p: &SchedulePutParams) -> QRes
         }));
     }
     let text = serde_json::to_string(&p.spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    if exists {
-        take_back_ahead(conn, now, name)?;
-    }
+    let taken_back = if exists {
+        take_back_ahead(conn, now, name)?
+    } else {
+        Vec::new()
+    };
     conn.prepare_cached(
         "INSERT INTO schedules (name, spec, next_fire_at, fires_ahead, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
@@ -105,14 +111,18 @@ pub(crate) fn put(conn: &Connection, now: Millis, p: &SchedulePutParams) -> QRes
              fires_ahead = excluded.fires_ahead, buffered_slot = NULL, updated_at = excluded.updated_at",
     )?
     .execute(params![name, text, p.next_fire_at, p.spec.fires_ahead(), now])?;
-    get(conn, name)
+    Ok(ScheduleChange {
+        schedule: get(conn, name)?,
+        taken_back,
+    })
 }
 
 /// Takes back the jobs a schedule wrote ahead for slots still to come, as if those slots
 /// had not been reached: each job that has not started is cancelled and its slot freed,
 /// `next_fire_at` goes back to the first slot freed, and the last fire to the newest slot
 /// that stays. A definition that changes, a pause or a delete then holds from now on.
-fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
+/// Returns the jobs cancelled.
+fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<Vec<Job>> {
     let ahead: Vec<(Millis, Vec<u8>)> = conn
         .prepare_cached(
             "SELECT slot, job_id FROM schedule_slots WHERE schedule = ?1 AND slot > ?2 ORDER BY slot",
@@ -120,6 +130,7 @@ fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
         .query_map(params![name, now], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let mut freed = Vec::new();
+    let mut cancelled = Vec::new();
     for (slot, id) in ahead {
         let id = JobId::from_slice(&id).ok_or_else(|| corrupt("a job id is not 16 bytes"))?;
         let state: Option<String> = conn
@@ -133,10 +144,12 @@ fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
         match TakeBack::of(state) {
             TakeBack::Keep => continue,
             TakeBack::Cancel => {
-                job_settle::cancel(conn, now, id)?;
+                let mut job = job_settle::cancel(conn, now, id)?;
+                job.slot = None;
                 // No longer the slot's job: a retry of it would be a second run of the slot.
                 conn.prepare_cached("UPDATE jobs SET schedule_slot = NULL WHERE id = ?1")?
                     .execute([id.as_bytes().as_slice()])?;
+                cancelled.push(job);
             }
             TakeBack::Free => {}
         }
@@ -145,7 +158,7 @@ fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
         freed.push((slot, id));
     }
     let Some(&(first, _)) = freed.first() else {
-        return Ok(());
+        return Ok(cancelled);
     };
     let last = read_cas(conn, name)?.and_then(|c| c.last_job_id);
     let last_freed = last.is_some_and(|l| freed.iter().any(|(_, id)| *id == l));
@@ -160,12 +173,12 @@ fn take_back_ahead(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
          WHERE name = ?1",
     )?
     .execute(params![name, first, last_freed])?;
-    Ok(())
+    Ok(cancelled)
 }
 
-/// Deletes a schedule, taking back the jobs it wrote ahead.
-pub(crate) fn delete(conn: &Connection, now: Millis, name: &str) -> QResult<()> {
-    take_back_ahead(conn, now, name)?;
+/// Deletes a schedule, taking back the jobs it wrote ahead, which it returns.
+pub(crate) fn delete(conn: &Connection, now: Millis, name: &str) -> QResult<Vec<Job>> {
+    let taken_back = take_back_ahead(conn, now, name)?;
     if conn
         .prepare_cached("DELETE FROM schedules WHERE name = ?1")?
         .execute([name])?
@@ -173,26 +186,31 @@ pub(crate) fn delete(conn: &Connection, now: Millis, name: &str) -> QResult<()> 
     {
         return Err(not_found(name));
     }
-    Ok(())
+    Ok(taken_back)
 }
 
-/// Pauses or resumes a schedule.
+/// Pauses (taking back the jobs it wrote ahead, which it returns) or resumes a schedule.
 pub(crate) fn set_paused(
     conn: &Connection,
     now: Millis,
     name: &str,
     paused: bool,
-) -> QResult<Schedule> {
-    if paused {
-        take_back_ahead(conn, now, name)?;
-    }
+) -> QResult<ScheduleChange> {
+    let taken_back = if paused {
+        take_back_ahead(conn, now, name)?
+    } else {
+        Vec::new()
+    };
     let n = conn
         .prepare_cached("UPDATE schedules SET paused = ?2, updated_at = ?3 WHERE name = ?1")?
         .execute(params![name, paused, now])?;
     if n == 0 {
         return Err(not_found(name));
     }
-    get(conn, name)
+    Ok(ScheduleChange {
+        schedule: get(conn, name)?,
+        taken_back,
+    })
 }
 
 /// Schedules with work to do now: a slot due, or a buffered slot whose last job ended.

@@ -24,6 +24,7 @@ use errand_store::{
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
+    ScheduleChange,
 };
 use rusqlite::{Connection, OpenFlags, MAIN_DB};
 
@@ -796,7 +797,7 @@ impl Store for SqliteStore {
         Ok(self.clock.now())
     }
 
-    async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError> {
+    async fn schedule_put(&self, params: SchedulePutParams) -> Result<ScheduleChange, StoreError> {
         self.write_at(move |conn, now| schedule::put(conn, now, &params))
             .await
     }
@@ -812,13 +813,13 @@ impl Store for SqliteStore {
         self.readers.read(schedule::list).await
     }
 
-    async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError> {
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<Vec<Job>, StoreError> {
         let name = name.as_str().to_string();
         self.write_at(move |conn, now| schedule::delete(conn, now, &name))
             .await
     }
 
-    async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
+    async fn schedule_pause(&self, name: &ScheduleName) -> Result<ScheduleChange, StoreError> {
         let name = name.as_str().to_string();
         self.write_at(move |conn, now| schedule::set_paused(conn, now, &name, true))
             .await
@@ -826,8 +827,10 @@ impl Store for SqliteStore {
 
     async fn schedule_resume(&self, name: &ScheduleName) -> Result<Schedule, StoreError> {
         let name = name.as_str().to_string();
-        self.write_at(move |conn, now| schedule::set_paused(conn, now, &name, false))
-            .await
+        self.write_at(move |conn, now| {
+            schedule::set_paused(conn, now, &name, false).map(|c| c.schedule)
+        })
+        .await
     }
 
     async fn schedule_due(

@@ -21,5 +21,5 @@ pub mod conformance;
 pub use error::StoreError;
 pub use origin::StoreOrigin;
 pub use params::*;
-pub use schedule_row::{FireRecord, ScheduleCas, ScheduleRow, TakeBack};
+pub use schedule_row::{FireRecord, ScheduleCas, ScheduleChange, ScheduleRow, TakeBack};
 pub use store::{SharedStore, Store};

@@ -91,6 +91,17 @@ impl ScheduleFireParams {
     }
 }
 
+/// A schedule as a write (a replace or a pause) left it, with the jobs that write took back:
+/// those it had written ahead for slots still to come, now cancelled. The engine publishes
+/// them as it does any cancel, so metrics, waiters and the gates of their queues hear of it.
+#[derive(Debug, Clone)]
+pub struct ScheduleChange {
+    /// The schedule after the write.
+    pub schedule: Schedule,
+    /// The jobs the write cancelled, in slot order.
+    pub taken_back: Vec<Job>,
+}
+
 /// What taking back a job written ahead for a slot still to come does with it (see
 /// [`Store::schedule_pause`](crate::Store::schedule_pause)), by its state now. The rule is
 /// the same on every store; only the statements differ.

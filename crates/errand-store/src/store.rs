@@ -15,9 +15,10 @@ use crate::{
     ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
-    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
-    ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed, StoreError,
+    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleChange,
+    ScheduleFireOutcome, ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams,
+    ScheduleSlotPruneParams, ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed,
+    StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -179,8 +180,9 @@ pub trait Store: Send + Sync + 'static {
     async fn clock_now(&self) -> Result<Millis, StoreError>;
 
     /// Creates a schedule ([`SchedulePut::Create`](crate::SchedulePut): `AlreadyExists` when the
-    /// name is taken) or replaces its definition, keeping its history and slot ledger.
-    async fn schedule_put(&self, params: SchedulePutParams) -> Result<Schedule, StoreError>;
+    /// name is taken) or replaces its definition, keeping its history and slot ledger; a
+    /// replace takes back the jobs written ahead for slots still to come.
+    async fn schedule_put(&self, params: SchedulePutParams) -> Result<ScheduleChange, StoreError>;
 
     /// One schedule, with its last job's state. Errors: `NotFound`.
     async fn schedule_get(&self, name: &ScheduleName) -> Result<Schedule, StoreError>;
@@ -188,11 +190,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every schedule by name.
     async fn schedule_list(&self) -> Result<Vec<Schedule>, StoreError>;
 
-    /// Deletes a schedule; jobs it fired stay. Errors: `NotFound`.
-    async fn schedule_delete(&self, name: &ScheduleName) -> Result<(), StoreError>;
+    /// Deletes a schedule; jobs it fired stay, but those written ahead for slots still to
+    /// come are taken back and returned. Errors: `NotFound`.
+    async fn schedule_delete(&self, name: &ScheduleName) -> Result<Vec<Job>, StoreError>;
 
-    /// Stops a schedule firing. Errors: `NotFound`.
-    async fn schedule_pause(&self, name: &ScheduleName) -> Result<Schedule, StoreError>;
+    /// Stops a schedule firing, taking back the jobs written ahead for slots still to come.
+    /// Errors: `NotFound`.
+    async fn schedule_pause(&self, name: &ScheduleName) -> Result<ScheduleChange, StoreError>;
 
     /// Lets a paused schedule fire again; slots missed meanwhile follow its catch-up
     /// policy. Errors: `NotFound`.

@@ -239,7 +239,7 @@ impl Metrics {
         );
         r.register(
             "errand_jobs_cancelled",
-            "Jobs this node cancelled (API cancel, a schedule's replace policy)",
+            "Jobs this node cancelled (API cancel, a schedule's replace policy, jobs written ahead that a schedule's pause, replace or delete took back)",
             self.cancelled.clone(),
         );
         r.register(

@@ -191,6 +191,7 @@ macro_rules! conformance_suite {
             schedule_due_lists_unpaused_schedules_with_work,
             schedule_due_counts_the_lead_only_for_schedules_that_fire_ahead,
             schedule_changes_take_back_jobs_written_ahead,
+            a_job_written_ahead_that_ended_is_kept_by_a_pause,
             schedule_fire_on_a_replaced_definition_is_moved,
             schedule_fire_many_applies_each_decision_on_its_own,
             schedule_fire_cancels_only_when_it_wins,

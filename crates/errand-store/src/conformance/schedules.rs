@@ -53,6 +53,7 @@ async fn create(
         })
         .await
         .expect("create")
+        .schedule
 }
 
 fn slot_job(schedule: &str, at: i64) -> NewJob {
@@ -126,7 +127,8 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(Ctx { stor
             mode: SchedulePut::Replace,
         })
         .await
-        .expect("replace");
+        .expect("replace")
+        .schedule;
     assert_eq!(replaced.spec, changed);
     assert_eq!(
         replaced.created_at, created.created_at,
@@ -146,6 +148,7 @@ pub(crate) async fn schedules_are_created_replaced_paused_and_deleted(Ctx { stor
             .schedule_pause(&name("nightly"))
             .await
             .expect("pause")
+            .schedule
             .paused
     );
     assert!(
@@ -679,6 +682,17 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
     assert_eq!(slots(store.clone()).await, vec![past, slot]);
 
     let paused = store.schedule_pause(&name("a")).await.expect("pause");
+    let answered: Vec<_> = paused
+        .taken_back
+        .iter()
+        .map(|j| (j.id, j.state, j.slot))
+        .collect();
+    assert_eq!(
+        answered,
+        vec![(first[0].id, JobState::Cancelled, None)],
+        "the pause answers the job it took back, as it is now"
+    );
+    let paused = paused.schedule;
     let taken = store.job_get(first[0].id).await.expect("job");
     assert_eq!(taken.state, JobState::Cancelled, "the job written ahead");
     assert_eq!(
@@ -713,7 +727,7 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
     store.schedule_resume(&name("a")).await.expect("resume");
     let second = fired(fire_one(&store, write_ahead(Some(manual[0].id))).await);
     assert_ne!(second[0].id, first[0].id, "the freed slot is written again");
-    store
+    let replaced = store
         .schedule_put(SchedulePutParams {
             spec: spec("a"),
             next_fire_at: Some(slot),
@@ -721,6 +735,8 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
         })
         .await
         .expect("replace");
+    let ids = |jobs: &[errand_core::Job]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids(&replaced.taken_back), vec![second[0].id]);
     assert_eq!(
         store.job_get(second[0].id).await.expect("job").state,
         JobState::Cancelled,
@@ -728,7 +744,8 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
     );
     let replaced = store.schedule_get(&name("a")).await.expect("get");
     let third = fired(fire_one(&store, write_ahead(replaced.last_job_id)).await);
-    store.schedule_delete(&name("a")).await.expect("delete");
+    let deleted = store.schedule_delete(&name("a")).await.expect("delete");
+    assert_eq!(ids(&deleted), vec![third[0].id]);
     assert_eq!(
         store.job_get(third[0].id).await.expect("job").state,
         JobState::Cancelled,
@@ -738,6 +755,56 @@ pub(crate) async fn schedule_changes_take_back_jobs_written_ahead(Ctx { store, .
         store.job_get(manual[0].id).await.expect("job").state,
         JobState::Available,
         "a run by hand is not a slot written ahead"
+    );
+}
+
+/// A job written ahead that ended before the schedule changed (here cancelled by hand) is
+/// that slot's run: a pause keeps it, keeps its slot taken and takes nothing back.
+pub(crate) async fn a_job_written_ahead_that_ended_is_kept_by_a_pause(Ctx { store, .. }: Ctx) {
+    let now = store.clock_now().await.expect("clock");
+    let slot = now + 60_000;
+    create(&store, "k", Some(slot)).await;
+    let ahead = NewJob {
+        run_at: errand_core::job::RunAt::At(slot),
+        ..slot_job("k", slot)
+    };
+    let written = fired(
+        fire_one(
+            &store,
+            fire_params("k", Some(slot), vec![ahead], Some(slot + 1_000)),
+        )
+        .await,
+    );
+    store
+        .job_cancel(written[0].id)
+        .await
+        .expect("cancel by hand");
+    let paused = store.schedule_pause(&name("k")).await.expect("pause");
+    assert!(paused.taken_back.is_empty(), "{:?}", paused.taken_back);
+    assert_eq!(
+        paused.schedule.next_fire_at.map(|t| t.as_millisecond()),
+        Some(slot + 1_000),
+        "the slot that ended is not come again"
+    );
+    assert_eq!(paused.schedule.last_job_id, Some(written[0].id));
+    let slots = store
+        .schedule_slot_list(ScheduleSlotListParams {
+            schedule: name("k"),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("slots");
+    assert_eq!(slots.iter().map(|s| s.slot).collect::<Vec<_>>(), vec![slot]);
+    assert_eq!(
+        store
+            .job_get(written[0].id)
+            .await
+            .expect("job")
+            .slot
+            .map(|s| s.as_millisecond()),
+        Some(slot),
+        "still the slot's job"
     );
 }
 
