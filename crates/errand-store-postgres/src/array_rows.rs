@@ -145,6 +145,12 @@ mod plan_reuse {
                 .expect("settle");
             assert!(settled.iter().all(Result::is_ok), "{settled:?}");
         }
+        assert_kept_generic(store, statements).await;
+    }
+
+    /// Checks that each statement in `statements` (by how its text starts) kept a generic
+    /// plan on `store`'s one backend.
+    async fn assert_kept_generic(store: &PgStore, statements: &[&str]) {
         let client = store.client().await.expect("the store's backend");
         let rows = client
             .query(
@@ -176,6 +182,31 @@ mod plan_reuse {
             return;
         };
         cycle_and_check(&store, &ONE_ROW_STATEMENTS).await;
+        drop(held);
+    }
+
+    /// A queue's read (`GET /v1/queues/{queue}`, the autoscaling signal) keeps a generic
+    /// plan: planned on every call it costs several times its execution.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_read_is_not_planned_again_on_every_call() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_queue_read_is_not_planned_again").await
+        else {
+            return;
+        };
+        store
+            .job_insert_many(JobInsertManyParams {
+                jobs: vec![new_job("default", "k")],
+                idempotency_window: Duration::from_secs(60),
+            })
+            .await
+            .expect("insert");
+        let queue = QueueName::parse("default").expect("queue");
+        for _ in 0..12 {
+            let info = store.queue_get(&queue).await.expect("queue");
+            assert_eq!(info.counts.available, 1);
+        }
+        assert_kept_generic(&store, &["SELECT q.name, q.paused"]).await;
         drop(held);
     }
 

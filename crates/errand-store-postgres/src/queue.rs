@@ -1,6 +1,5 @@
 //! Queue reads and writes, and bulk operations on dead jobs.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -29,7 +28,9 @@ use crate::transition::record_changes;
 /// a scan of that priority's ranked jobs, an empty range in a queue without tenants. The
 /// cost of a plain queue grows with its distinct priorities, not its jobs. The same shape
 /// as the SQLite store's. A negative age (nothing due yet) is dropped by the caller.
-const OLDEST_READY: &str = "SELECT q.name, errand_now() - ( \
+macro_rules! oldest_ready_age {
+    () => {
+        "errand_now() - ( \
         WITH RECURSIVE p(pr) AS ( \
             SELECT MAX(priority) FROM jobs \
             WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
@@ -46,8 +47,35 @@ const OLDEST_READY: &str = "SELECT q.name, errand_now() - ( \
             (SELECT MIN(run_at) FROM jobs \
              WHERE queue = q.name AND state IN ('available', 'scheduled') AND NOT parked \
              AND priority = p.pr AND fair_rank IS NOT NULL))) \
-        FROM p WHERE p.pr IS NOT NULL) \
-    FROM queues q WHERE $1::text IS NULL OR q.name = $1";
+        FROM p WHERE p.pr IS NOT NULL)"
+    };
+}
+
+/// Every column of a queue's answer, one row per queue: its settings, its counts (states
+/// and sums as two arrays) and [`oldest_ready_age!`]. One statement, so one round trip.
+macro_rules! queue_info_select {
+    () => {
+        concat!(
+            "SELECT q.name, q.paused, q.concurrency, q.rate_limit, q.rate_period_ms, \
+                 q.rate_burst, q.defaults, c.states, c.sums, ",
+            oldest_ready_age!(),
+            " FROM queues q LEFT JOIN LATERAL ( \
+                 SELECT array_agg(state) AS states, array_agg(n) AS sums FROM ( \
+                     SELECT state, SUM(n)::bigint AS n FROM queue_counts \
+                     WHERE queue = q.name GROUP BY state) s) c ON true"
+        )
+    };
+}
+
+/// Every queue, by name in code point order (as the SQLite store and Rust order names, not
+/// by the database's collation). No parameter: PostgreSQL plans it once per connection.
+const ALL_QUEUES: &str = concat!(queue_info_select!(), " ORDER BY q.name COLLATE \"C\"");
+
+/// One queue. The plain equality on the primary key (not `$1 IS NULL OR name = $1`) lets
+/// PostgreSQL see that a generic plan reads one queue, so it keeps one after five calls
+/// rather than planning every call again (0.9 ms a read against 0.25 ms, with 1,000,000
+/// jobs).
+const ONE_QUEUE: &str = concat!(queue_info_select!(), " WHERE q.name = $1");
 
 /// Folds the signed rows of `queue_counts` into one per queue and state (dropping those
 /// that sum to zero), so that reading the counts sums a few rows. Rows another node is
@@ -120,56 +148,48 @@ impl CountVacuum {
     }
 }
 
-/// Every queue, or one, with counts per state and the age of its oldest ready job.
+/// Every queue, or one, with counts per state and the age of its oldest ready job, in one
+/// statement.
 pub(crate) async fn list(
     client: &impl GenericClient,
     only: Option<&QueueName>,
 ) -> QResult<Vec<QueueInfo>> {
-    let filter: Option<&str> = only.map(QueueName::as_str);
-    let mut queues: BTreeMap<String, QueueInfo> = BTreeMap::new();
-    let stmt = client
-        .prepare_cached(
-            "SELECT name, paused, concurrency, rate_limit, rate_period_ms, rate_burst, defaults \
-             FROM queues WHERE $1::text IS NULL OR name = $1 ORDER BY name",
-        )
-        .await?;
-    for row in client.query(&stmt, &[&filter]).await? {
-        let name: String = row.column(0)?;
-        queues.insert(
-            name.clone(),
-            QueueInfo {
-                name: QueueName::parse(&name).map_err(corrupt)?,
-                paused: row.column(1)?,
-                counts: StateCounts::default(),
-                oldest_available_age_ms: None,
-                waiting_claims: 0,
-                settings: settings_from_row(&row, 2)?,
-            },
-        );
-    }
-    let stmt = client
-        .prepare_cached(
-            "SELECT queue, state, SUM(n)::bigint FROM queue_counts \
-             WHERE $1::text IS NULL OR queue = $1 GROUP BY queue, state",
-        )
-        .await?;
-    for row in client.query(&stmt, &[&filter]).await? {
-        let name: String = row.column(0)?;
-        let state: String = row.column(1)?;
-        let n: i64 = row.column(2)?;
-        if let (Some(q), Ok(state)) = (queues.get_mut(&name), state.parse::<JobState>()) {
-            q.counts.add(state, n.max(0) as u64);
+    let rows = match only {
+        Some(name) => {
+            let stmt = client.prepare_cached(ONE_QUEUE).await?;
+            client.query(&stmt, &[&name.as_str()]).await?
+        }
+        None => {
+            let stmt = client.prepare_cached(ALL_QUEUES).await?;
+            client.query(&stmt, &[]).await?
+        }
+    };
+    rows.iter().map(queue_info_from_row).collect()
+}
+
+/// A row of [`queue_info_select!`].
+fn queue_info_from_row(row: &tokio_postgres::Row) -> QResult<QueueInfo> {
+    let mut counts = StateCounts::default();
+    let states: Option<Vec<String>> = row.column(7)?;
+    let sums: Option<Vec<i64>> = row.column(8)?;
+    for (state, n) in states
+        .unwrap_or_default()
+        .iter()
+        .zip(sums.unwrap_or_default())
+    {
+        if let Ok(state) = state.parse::<JobState>() {
+            counts.add(state, n.max(0) as u64);
         }
     }
-    let stmt = client.prepare_cached(OLDEST_READY).await?;
-    for row in client.query(&stmt, &[&filter]).await? {
-        let name: String = row.column(0)?;
-        let age: Option<i64> = row.column(1)?;
-        if let (Some(q), Some(age)) = (queues.get_mut(&name), age.filter(|&a| a >= 0)) {
-            q.oldest_available_age_ms = Some(age as u64);
-        }
-    }
-    Ok(queues.into_values().collect())
+    let age: Option<i64> = row.column(9)?;
+    Ok(QueueInfo {
+        name: QueueName::parse(&row.column::<String>(0)?).map_err(corrupt)?,
+        paused: row.column(1)?,
+        counts,
+        oldest_available_age_ms: age.filter(|&a| a >= 0).map(|a| a as u64),
+        waiting_claims: 0,
+        settings: settings_from_row(row, 2)?,
+    })
 }
 
 /// A queue's settings from its columns `concurrency, rate_limit, rate_period_ms,
