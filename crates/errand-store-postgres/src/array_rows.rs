@@ -108,17 +108,22 @@ mod plan_reuse {
         "INSERT INTO events",
     ];
 
+    /// Enqueues one job of kind `k` on queue `default`.
+    async fn insert_one(store: &PgStore) {
+        store
+            .job_insert_many(JobInsertManyParams {
+                jobs: vec![new_job("default", "k")],
+                idempotency_window: Duration::from_secs(60),
+            })
+            .await
+            .expect("insert");
+    }
+
     /// Runs a dozen single enqueues, claims of one and completions on `store`, then checks
     /// that each statement in `statements` (by how its text starts) kept a generic plan.
     async fn cycle_and_check(store: &PgStore, statements: &[&str]) {
         for _ in 0..12 {
-            store
-                .job_insert_many(JobInsertManyParams {
-                    jobs: vec![new_job("default", "k")],
-                    idempotency_window: Duration::from_secs(60),
-                })
-                .await
-                .expect("insert");
+            insert_one(store).await;
             let claimed = store
                 .job_claim(JobClaimParams {
                     queue: QueueName::parse("default").expect("queue"),
@@ -194,13 +199,7 @@ mod plan_reuse {
         else {
             return;
         };
-        store
-            .job_insert_many(JobInsertManyParams {
-                jobs: vec![new_job("default", "k")],
-                idempotency_window: Duration::from_secs(60),
-            })
-            .await
-            .expect("insert");
+        insert_one(&store).await;
         let queue = QueueName::parse("default").expect("queue");
         for _ in 0..12 {
             let info = store.queue_get(&queue).await.expect("queue");
