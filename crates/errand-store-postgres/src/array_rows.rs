@@ -101,7 +101,8 @@ mod plan_reuse {
     ];
 
     /// Statements a single enqueue, claim and completion run, by how their text starts.
-    const ONE_ROW_STATEMENTS: [&str; 4] = [
+    const ONE_ROW_STATEMENTS: [&str; 5] = [
+        "WITH f AS (SELECT (q.concurrency",
         "WITH new_queues AS",
         "WITH u AS (SELECT * FROM (SELECT",
         "WITH d AS (DELETE FROM job_deps",

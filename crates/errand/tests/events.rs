@@ -201,8 +201,16 @@ async fn a_slow_consumer_is_cut_off_and_resumes_by_id_without_loss() {
         .follow_events(enqueued_only(), None)
         .await
         .expect("follow");
-    // A burst far past the feed's 16 places while this consumer reads nothing.
-    let jobs = enqueue_n(&client, "burst", 300).await;
+    // A burst far past the feed's 16 places while this consumer reads nothing, and far
+    // past what the connection holds between the server's stream and this reader: the
+    // sockets and the HTTP client's buffers took 8,000 events here (with a feed of 1,000
+    // places, a burst of 8,000 was never cut off, one of 20,000 always). With a smaller
+    // burst, a stream that keeps pace with the tail passes it all into those buffers and
+    // never falls behind: with 300 this test depended on the tail outrunning the stream.
+    let mut jobs = Vec::new();
+    for _ in 0..30 {
+        jobs.extend(enqueue_n(&client, "burst", 1000).await);
+    }
     let mut events = Vec::new();
     let mut cutoffs = 0;
     let deadline = Instant::now() + WITHIN;
