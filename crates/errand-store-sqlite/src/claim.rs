@@ -328,8 +328,8 @@ mod tests {
             .join("\n")
     }
 
-    /// Claims and admissions walk an index in the order they need, whatever the queue
-    /// holds: no table scan, no sort. This is what keeps a claim on a queue with a million
+    /// Claims, admissions and the prune walk an index in the order they need, whatever the
+    /// queue holds: no table scan, no sort. This is what keeps a claim on a queue with a million
     /// parked jobs as cheap as on an empty one (parked jobs are not in `jobs_ready`).
     #[test]
     fn claims_and_admissions_read_only_what_they_take() {
@@ -372,10 +372,26 @@ mod tests {
                 vec![n, t, n],
                 "jobs_gate",
             ),
+            (
+                "queue running count",
+                "SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'running'".to_string(),
+                vec![t],
+                "jobs_queue_list",
+            ),
+            (
+                "prune",
+                crate::maintenance::prune_pick_sql(),
+                vec![t, t, n, n],
+                "jobs_finished",
+            ),
         ];
         for (what, sql, args, index) in cases {
             let p = plan(&conn, &sql, &args);
-            assert!(p.contains(&format!("USING INDEX {index}")), "{what}: {p}");
+            assert!(
+                p.contains(&format!("USING INDEX {index}"))
+                    || p.contains(&format!("USING COVERING INDEX {index}")),
+                "{what}: {p}"
+            );
             assert!(!p.contains("SCAN jobs"), "{what} scans: {p}");
             assert!(!p.contains("TEMP B-TREE"), "{what} sorts: {p}");
         }

@@ -163,6 +163,15 @@ pub(crate) const FLOW_KEEPS: &str =
      OR EXISTS (SELECT 1 FROM job_deps d JOIN jobs c ON c.id = d.child_id \
      WHERE d.parent_id = jobs.id AND c.state = 'blocked'))";
 
+/// A queue and state's finished jobs (`?1`, `?2`) that finished before `?3`, oldest first,
+/// at most `?4`: a range of the `jobs_finished` index.
+pub(crate) fn prune_pick_sql() -> String {
+    format!(
+        "SELECT id, gate FROM jobs WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 \
+         AND NOT {FLOW_KEEPS} ORDER BY finished_at LIMIT +?4"
+    )
+}
+
 /// Deletes finished jobs past their retention, oldest first per queue and state, with
 /// their attempts; at most `limit` in all. Jobs a flow still needs stay ([`FLOW_KEEPS`]).
 pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResult<u64> {
@@ -171,10 +180,7 @@ pub(crate) fn prune(conn: &Connection, now: Millis, p: &JobPruneParams) -> QResu
         .prepare_cached("SELECT name FROM queues")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let mut pick = conn.prepare_cached(&format!(
-        "SELECT id, gate FROM jobs WHERE queue = ?1 AND state = ?2 AND finished_at < ?3 \
-         AND NOT {FLOW_KEEPS} ORDER BY finished_at LIMIT +?4"
-    ))?;
+    let mut pick = conn.prepare_cached(&prune_pick_sql())?;
     let mut attempts = conn.prepare_cached("DELETE FROM job_attempts WHERE job_id = ?1")?;
     let mut jobs = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
     // A finished job's edges are spent: its children counted its end, and it waits for

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_job_secrets.sql"),
     include_str!("../migrations/0014_token_sessions_end.sql"),
     include_str!("../migrations/0015_schedules_fire_ahead.sql"),
+    include_str!("../migrations/0016_finished_jobs_index.sql"),
 ];
 
 /// The file's migration count (`PRAGMA user_version`) and this build's.
