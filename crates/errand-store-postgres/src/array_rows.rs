@@ -154,8 +154,8 @@ mod plan_reuse {
         assert_kept_generic(store, statements).await;
     }
 
-    /// Checks that each statement in `statements` (by how its text starts) kept a generic
-    /// plan on `store`'s one backend.
+    /// Checks that each statement in `statements` (by a piece of its text, its start or a
+    /// clause only it has) kept a generic plan on `store`'s one backend.
     async fn assert_kept_generic(store: &PgStore, statements: &[&str]) {
         let client = store.client().await.expect("the store's backend");
         let rows = client
@@ -168,9 +168,9 @@ mod plan_reuse {
         for start in statements {
             let (generic, custom): (i64, i64) = rows
                 .iter()
-                .find(|r| r.get::<_, String>(0).starts_with(start))
+                .find(|r| r.get::<_, String>(0).contains(start))
                 .map(|r| (r.get(1), r.get(2)))
-                .unwrap_or_else(|| panic!("no prepared statement starts with {start:?}"));
+                .unwrap_or_else(|| panic!("no prepared statement holds {start:?}"));
             // PostgreSQL plans a statement's first five calls for their values, then keeps
             // the generic plan unless those looked cheaper.
             assert!(
@@ -206,7 +206,8 @@ mod plan_reuse {
             let info = store.queue_get(&queue).await.expect("queue");
             assert_eq!(info.counts.available, 1);
         }
-        assert_kept_generic(&store, &["SELECT q.name, q.paused"]).await;
+        // The one-queue form (all queues share its start but take no parameter).
+        assert_kept_generic(&store, &[" WHERE q.name = $1"]).await;
         drop(held);
     }
 

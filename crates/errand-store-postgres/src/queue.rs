@@ -52,7 +52,8 @@ macro_rules! oldest_ready_age {
 }
 
 /// Every column of a queue's answer, one row per queue: its settings, its counts (states
-/// and sums as two arrays) and [`oldest_ready_age!`]. One statement, so one round trip.
+/// and sums as two arrays, each ordered by state so that they pair up) and
+/// [`oldest_ready_age!`]. One statement, so one round trip.
 macro_rules! queue_info_select {
     () => {
         concat!(
@@ -60,7 +61,8 @@ macro_rules! queue_info_select {
                  q.rate_burst, q.defaults, c.states, c.sums, ",
             oldest_ready_age!(),
             " FROM queues q LEFT JOIN LATERAL ( \
-                 SELECT array_agg(state) AS states, array_agg(n) AS sums FROM ( \
+                 SELECT array_agg(state ORDER BY state) AS states, \
+                     array_agg(n ORDER BY state) AS sums FROM ( \
                      SELECT state, SUM(n)::bigint AS n FROM queue_counts \
                      WHERE queue = q.name GROUP BY state) s) c ON true"
         )

@@ -145,6 +145,20 @@ async fn take_back_ahead(client: &impl GenericClient, name: &str) -> QResult<Vec
     for row in client.query(&ahead, &[&name]).await? {
         let slot: Millis = row.column(0)?;
         let id = JobId(row.column(1)?);
+        // A parked job's gate is locked before the job, in the order of a cancel and of
+        // admissions (gate, then job); locking the job first could deadlock with them.
+        let before = match crate::job_read::get(client, id).await {
+            Ok(job) => Some(job),
+            Err(Fault::Store(StoreError::NotFound { .. })) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(gate) = before
+            .as_ref()
+            .filter(|j| j.parked && !j.state.is_final())
+            .and_then(|j| j.ordering.gate())
+        {
+            crate::gate::lock(client, &gate.stored_name()).await?;
+        }
         // Read under the job's lock: a claim may have taken it since.
         let now_state = client.query_opt(&state, &[&id.0]).await?;
         let state = now_state

@@ -4,5 +4,5 @@
 -- come from queue_counts, listings and running counts from jobs_queue_list). This one holds
 -- only jobs that have a finish time: a job's enqueue and claim no longer touch it, its end
 -- adds one entry. The prune's `finished_at < ?` implies the condition, so SQLite uses it.
-DROP INDEX jobs_queue_state;
+DROP INDEX IF EXISTS jobs_queue_state;
 CREATE INDEX jobs_finished ON jobs (queue, state, finished_at) WHERE finished_at IS NOT NULL;

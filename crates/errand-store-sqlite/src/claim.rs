@@ -26,6 +26,10 @@ fn duration_ms(d: std::time::Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How many jobs of queue `?1` run now, for its concurrency: a range of `jobs_queue_list`.
+pub(crate) const QUEUE_RUNNING_COUNT: &str =
+    "SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'running'";
+
 /// The SET clause of a lease, over `?1` now, `?3` worker, `?4` token, `?5` lease.
 const LEASE: &str = "state = 'running', attempt = attempt + 1, worker = ?3, lease_token = ?4, \
      lease_ms = ?5, lease_expires_at = ?1 + ?5, started_at = ?1, updated_at = ?1";
@@ -245,7 +249,7 @@ fn planned(
     let mut limits = ClaimLimits::default();
     if q.limited() {
         let running = if q.settings.concurrency.is_some() {
-            conn.prepare_cached("SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'running'")?
+            conn.prepare_cached(QUEUE_RUNNING_COUNT)?
                 .query_row([p.queue.as_str()], |r| r.get::<_, i64>(0))?
         } else {
             0
@@ -374,7 +378,7 @@ mod tests {
             ),
             (
                 "queue running count",
-                "SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'running'".to_string(),
+                QUEUE_RUNNING_COUNT.to_string(),
                 vec![t],
                 "jobs_queue_list",
             ),

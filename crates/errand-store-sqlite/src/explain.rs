@@ -41,7 +41,7 @@ pub(crate) fn facts(conn: &Connection, now: Millis, id: JobId) -> QResult<Explai
     let q = queue_row::read(conn, queue)?.unwrap_or_default();
     let queue_running = holders(
         conn,
-        "SELECT count(*) FROM jobs WHERE queue = ?1 AND state = 'running'",
+        crate::claim::QUEUE_RUNNING_COUNT,
         "SELECT id FROM jobs WHERE queue = ?1 AND state = 'running' ORDER BY started_at, id LIMIT +?2",
         queue,
     )?;
