@@ -187,8 +187,9 @@ impl Engine {
     /// wrote ahead become ready on `queue`: wakes the claims waiting there, which take a
     /// `scheduled` job whose time has come as they find it, so the jobs start at their slot
     /// rather than after the promoter's write (which follows a promote interval later, see
-    /// `note_due_work`). With no claim on the queue here, the promoter runs now instead, so
-    /// the queue's counts (and other nodes' claims) see the jobs at their slot. `clock` is
+    /// `note_due_work`), and tells other nodes' claims through the store. With no claim on
+    /// the queue here, the promoter runs now instead, so the queue's counts (and other
+    /// nodes' claims) see the jobs at their slot. `clock` is
     /// the store's time and the instant it was read, so the wait follows the store's clock
     /// (PostgreSQL's may differ from this machine's).
     pub(crate) fn wake_ready_at(
@@ -220,6 +221,8 @@ impl Engine {
             // same pass and claiming now) take the jobs; only with none does the promoter.
             if engine.waker.claiming(&queue) > 0 {
                 engine.waker.wake(&queue, Ready::Jobs(n));
+                // Claims on other nodes hear it now too, not at the promoter's write.
+                engine.store.announce_ready(&queue);
             } else {
                 engine.promote_due.poke();
             }

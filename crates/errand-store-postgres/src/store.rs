@@ -991,4 +991,8 @@ impl Store for PgStore {
     fn wakeups(&self) -> Option<broadcast::Receiver<QueueName>> {
         Some(self.wakeups.subscribe())
     }
+
+    fn announce_ready(&self, queue: &QueueName) {
+        self.notifier.notify(queue.as_str());
+    }
 }

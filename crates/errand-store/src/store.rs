@@ -619,4 +619,10 @@ pub trait Store: Send + Sync + 'static {
     fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<QueueName>> {
         None
     }
+
+    /// Tells claims waiting on other processes sharing the store that `queue` has jobs
+    /// ready that no write announced: jobs written ahead of their slot become due by the
+    /// clock alone, and the write that promotes them follows later. A store no other
+    /// process shares has nobody to tell.
+    fn announce_ready(&self, _queue: &QueueName) {}
 }

@@ -64,6 +64,13 @@ pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> 
     set
 }
 
+/// Starts only the forwarding of other processes' wake-ups (the store's notifications) to
+/// the claims waiting here, which [`spawn`] starts with the rest: for an embedder, or a
+/// test, that drives the other services itself. It stops when `token` is cancelled.
+pub fn spawn_wakeup_listener(engine: Arc<Engine>, token: CancellationToken, set: &mut JoinSet<()>) {
+    set.spawn(wakeup_listener::run(engine, token));
+}
+
 /// Starts the built-in worker that starts workflow templates for the jobs of queue
 /// `errand.workflows` (what schedules that start a workflow enqueue). Nodes that run jobs
 /// or fire schedules start it; it stops when `token` is cancelled.
