@@ -148,6 +148,10 @@ impl Engine {
         let trigger = s.spec.trigger().map_err(invalid)?;
         let now = to_timestamp(self.store().clock_now().await?);
         let from = match s.next_slot(now) {
+            // A paused schedule's `next_fire_at` stays where the pause found it; the slots
+            // that pass meanwhile never fire as such (on resume, `catch_up` decides), so
+            // what is still to come starts now.
+            Some(t) if s.paused && t <= now => now,
             Some(t) => t - jiff::SignedDuration::from_millis(1),
             None => now,
         };

@@ -42,6 +42,16 @@ fn every_second(name: &str, queue: &str, extra: serde_json::Value) -> String {
     body.to_string()
 }
 
+/// The times of a `GET /v1/schedules/{name}/next` answer.
+fn fire_times(next: &serde_json::Value) -> Vec<jiff::Timestamp> {
+    next["next"]
+        .as_array()
+        .expect("next")
+        .iter()
+        .map(|t| t.as_str().expect("time").parse().expect("timestamp"))
+        .collect()
+}
+
 #[tokio::test]
 async fn define_preview_fire_trigger_and_delete() {
     let s = server().await;
@@ -67,12 +77,7 @@ async fn define_preview_fire_trigger_and_delete() {
         (409, Some("already_exists"))
     );
     let (_, next) = raw.get("/v1/schedules/ticker/next?count=3").await;
-    let times: Vec<jiff::Timestamp> = next["next"]
-        .as_array()
-        .expect("next")
-        .iter()
-        .map(|t| t.as_str().expect("time").parse().expect("timestamp"))
-        .collect();
+    let times = fire_times(&next);
     assert_eq!(times.len(), 3);
     assert_eq!((times[1] - times[0]).get_seconds(), 1);
     // Fires on its own, one job per slot, each naming its schedule and slot.
@@ -98,6 +103,41 @@ async fn define_preview_fire_trigger_and_delete() {
     assert_eq!(status, 200);
     let (status, _) = raw.get("/v1/schedules/ticker").await;
     assert_eq!(status, 404);
+}
+
+/// A paused schedule's next fire times are still to come, though its `next_fire_at` stays
+/// at the slot the pause held back.
+#[tokio::test]
+async fn a_paused_schedules_next_times_are_still_to_come() {
+    let s = server().await;
+    let raw = Raw::new(&s);
+    let (status, _) = raw
+        .post("/v1/schedules", &every_second("held", "held", json!({})))
+        .await;
+    assert_eq!(status, 201);
+    let (status, paused) = raw.post("/v1/schedules/held/pause", "").await;
+    assert_eq!(status, 200, "{paused}");
+    let held: jiff::Timestamp = paused["next_fire_at"]
+        .as_str()
+        .expect("next_fire_at")
+        .parse()
+        .expect("timestamp");
+    // Once that slot has passed (this machine's clock is the store's)...
+    eventually("the held slot passes", Duration::from_secs(10), || async {
+        (jiff::Timestamp::now() > held + jiff::SignedDuration::from_secs(1)).then_some(())
+    })
+    .await;
+    let before = jiff::Timestamp::now();
+    let (status, next) = raw.get("/v1/schedules/held/next?count=3").await;
+    assert_eq!(status, 200, "{next}");
+    let times = fire_times(&next);
+    assert_eq!(times.len(), 3);
+    assert!(
+        times[0] > before,
+        "{times:?} listed at {before} (held {held})"
+    );
+    let (_, shown) = raw.get("/v1/schedules/held").await;
+    assert_eq!(shown["next_fire_at"], paused["next_fire_at"], "{shown}");
 }
 
 #[tokio::test]
