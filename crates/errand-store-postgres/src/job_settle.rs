@@ -387,11 +387,32 @@ async fn session_state_refusals(
     Ok(out)
 }
 
-/// Cancels a job that has not finished. A parked job's gate is locked first (gate, then
-/// job: the order of [`gate::admit_next`]) and the job leaves the line; an admitted job is
-/// locked first (job, then gate: the order of settles) and gives its place to the next.
-pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Job> {
-    let before = crate::job_read::get(client, id).await?;
+/// A job locked for a cancel: the job as it is under its row lock, and whether its gate
+/// was locked before it.
+pub(crate) struct LockedForCancel {
+    job: Job,
+    gate_first: bool,
+}
+
+impl LockedForCancel {
+    /// The job's state under the lock.
+    pub(crate) fn state(&self) -> JobState {
+        self.job.state
+    }
+}
+
+/// Locks a job for [`cancel_locked`], in the order every other writer takes: a parked job's
+/// gate first (gate, then job: the order of [`gate::admit_next`]), an admitted job's row
+/// first (job, then gate: the order of settles). `None` when the job is gone.
+pub(crate) async fn lock_for_cancel(
+    client: &impl GenericClient,
+    id: JobId,
+) -> QResult<Option<LockedForCancel>> {
+    let before = match crate::job_read::get(client, id).await {
+        Ok(job) => job,
+        Err(Fault::Store(StoreError::NotFound { .. })) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let gate_first = match (before.parked, before.ordering.gate()) {
         (true, Some(g)) if !before.state.is_final() => {
             gate::lock(client, &g.stored_name()).await?;
@@ -400,6 +421,25 @@ pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Jo
         _ => false,
     };
     let job = lock_job(client, id).await?;
+    Ok(Some(LockedForCancel { job, gate_first }))
+}
+
+/// Cancels a job that has not finished: a parked job leaves its gate's line, an admitted
+/// one gives its place to the next.
+pub(crate) async fn cancel(client: &impl GenericClient, id: JobId) -> QResult<Job> {
+    let locked = lock_for_cancel(client, id)
+        .await?
+        .ok_or_else(|| Fault::Store(StoreError::job_not_found(id)))?;
+    cancel_locked(client, locked).await
+}
+
+/// Cancels a job [`lock_for_cancel`] locked, unless it has finished.
+pub(crate) async fn cancel_locked(
+    client: &impl GenericClient,
+    locked: LockedForCancel,
+) -> QResult<Job> {
+    let LockedForCancel { job, gate_first } = locked;
+    let id = job.id;
     if job.state.is_final() {
         return Err(Fault::Store(StoreError::already_finished(id, job.state)));
     }

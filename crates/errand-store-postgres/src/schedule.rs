@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::GenericClient;
 use errand_core::schedule_spec::Schedule;
 use errand_core::time::to_millis;
-use errand_core::{EventBody, EventType, Job, JobId, JobState, Millis, NewJob};
+use errand_core::{EventBody, EventType, Job, JobId, Millis, NewJob};
 use errand_store::{
     FireRecord, ScheduleCas, ScheduleChange, ScheduleFireOutcome, ScheduleFireParams, SchedulePut,
     SchedulePutParams, ScheduleRow, ScheduleSlotListParams, ScheduleSlotPruneParams,
@@ -134,9 +134,6 @@ async fn take_back_ahead(client: &impl GenericClient, name: &str) -> QResult<Vec
              ORDER BY slot",
         )
         .await?;
-    let state = client
-        .prepare_cached("SELECT state FROM jobs WHERE id = $1 FOR UPDATE")
-        .await?;
     let unslot = client
         .prepare_cached("UPDATE jobs SET schedule_slot = NULL WHERE id = $1")
         .await?;
@@ -145,38 +142,21 @@ async fn take_back_ahead(client: &impl GenericClient, name: &str) -> QResult<Vec
     for row in client.query(&ahead, &[&name]).await? {
         let slot: Millis = row.column(0)?;
         let id = JobId(row.column(1)?);
-        // A parked job's gate is locked before the job, in the order of a cancel and of
-        // admissions (gate, then job); locking the job first could deadlock with them.
-        let before = match crate::job_read::get(client, id).await {
-            Ok(job) => Some(job),
-            Err(Fault::Store(StoreError::NotFound { .. })) => None,
-            Err(e) => return Err(e),
-        };
-        if let Some(gate) = before
-            .as_ref()
-            .filter(|j| j.parked && !j.state.is_final())
-            .and_then(|j| j.ordering.gate())
-        {
-            crate::gate::lock(client, &gate.stored_name()).await?;
-        }
-        // Read under the job's lock: a claim may have taken it since.
-        let now_state = client.query_opt(&state, &[&id.0]).await?;
-        let state = now_state
-            .map(|r| r.column::<String>(0))
-            .transpose()?
-            .map(|s| s.parse::<JobState>())
-            .transpose()
-            .map_err(|e| Fault::Store(StoreError::Corrupt(e.to_string())))?;
-        match TakeBack::of(state) {
-            TakeBack::Keep => continue,
-            TakeBack::Cancel => {
-                let mut job = job_settle::cancel(client, id).await?;
+        // Decided under the job's lock (taken in a cancel's order): a claim may have taken
+        // it since.
+        let locked = job_settle::lock_for_cancel(client, id).await?;
+        let take_back = TakeBack::of(locked.as_ref().map(job_settle::LockedForCancel::state));
+        match (take_back, locked) {
+            (TakeBack::Keep, _) => continue,
+            (TakeBack::Cancel, Some(locked)) => {
+                let mut job = job_settle::cancel_locked(client, locked).await?;
                 // No longer the slot's job: a retry of it would be a second run of the slot.
                 client.execute(&unslot, &[&id.0]).await?;
                 job.slot = None;
                 cancelled.push(job);
             }
-            TakeBack::Free => {}
+            // Gone (a job to cancel is one that exists).
+            (TakeBack::Free | TakeBack::Cancel, _) => {}
         }
         freed.push((slot, id));
     }

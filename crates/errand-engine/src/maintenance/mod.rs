@@ -60,7 +60,7 @@ pub fn spawn(engine: Arc<Engine>, token: CancellationToken, schedules: bool) -> 
     }
     set.spawn(worker_flusher::run(engine.clone(), token.clone()));
     set.spawn(workflow_supervisor::run(engine.clone(), token.clone()));
-    set.spawn(wakeup_listener::run(engine, token));
+    spawn_wakeup_listener(engine, token, &mut set);
     set
 }
 
