@@ -58,6 +58,10 @@ pub struct EngineConfig {
     /// acted on. This node's own steps are acted on at their deadline (passes run at least
     /// 100 ms apart, or this far apart when it is shorter).
     pub supervise_interval: Duration,
+    /// How many store calls of claims for one queue run at once before the cycles arriving
+    /// meanwhile wait to go together in one call; `None` takes the store's choice
+    /// ([`Store::claim_calls_at_once`](errand_store::Store::claim_calls_at_once)).
+    pub claim_calls_at_once: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +87,7 @@ impl Default for EngineConfig {
             event_prune_interval: Duration::from_secs(60),
             max_result_bytes: 1024 * 1024,
             supervise_interval: Duration::from_secs(1),
+            claim_calls_at_once: None,
         }
     }
 }

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueName};
 use errand_store::{
-    ClaimedJob, DeadSelection, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobListParams, JobSettleManyParams, Settled, Settlement, SharedStore,
-    StoreError,
+    ClaimedJob, DeadSelection, InsertedJob, JobHeartbeatParams, JobInsertManyParams, JobListParams,
+    JobSettleManyParams, Settled, Settlement, SharedStore, StoreError,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinError;
@@ -18,7 +17,6 @@ use crate::event_feed::EventFeed;
 use crate::job_events::{JobEvent, LogAppended};
 use crate::metrics::Metrics;
 use crate::queue_waker::{QueueWaker, Ready};
-use crate::unheard_claim::UnheardClaim;
 use crate::waiters::Waiters;
 use crate::EngineConfig;
 
@@ -41,18 +39,6 @@ pub struct ClaimRequest {
     pub kinds: Vec<JobKind>,
     /// Wait this long for work when none is ready.
     pub wait: Duration,
-}
-
-impl From<&ClaimRequest> for JobClaimParams {
-    fn from(req: &ClaimRequest) -> Self {
-        JobClaimParams {
-            queue: req.queue.clone(),
-            worker: req.worker.clone(),
-            max: req.max,
-            lease: req.lease,
-            kinds: req.kinds.clone(),
-        }
-    }
 }
 
 /// The job engine. Clone the `Arc` to share it.
@@ -86,6 +72,8 @@ pub struct Engine {
     /// Rung when this process recorded a delivery that is due now (a fan-out, a job with a
     /// `callback_url` ending), so the delivery worker sends it without waiting for its poll.
     pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
+    /// Workers' cycles waiting to go to the store together.
+    pub(crate) combiner: crate::claim_combiner::ClaimCombiner,
     /// Workers seen claiming since the last flush to the store.
     pub(crate) workers_seen: crate::worker_registry::WorkerRegistry,
     /// What this node says about itself (store, roles), set once at start.
@@ -123,6 +111,7 @@ impl Engine {
             deadline_due: Default::default(),
             fold_due: Default::default(),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
+            combiner: Default::default(),
             workers_seen: Default::default(),
             about: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::new()),
@@ -144,6 +133,11 @@ impl Engine {
     /// This process's node id, new at every start.
     pub fn node_id(&self) -> NodeId {
         self.node_id
+    }
+
+    /// Where claims wait for their queues' work, for parts of the engine kept apart.
+    pub(crate) fn waker(&self) -> &Arc<QueueWaker> {
+        &self.waker
     }
 
     /// The store underneath. Only the engine touches it: callers go through the engine's
@@ -436,17 +430,16 @@ impl Engine {
     ) -> Result<Vec<ClaimedJob>, StoreError> {
         let deadline = Instant::now() + req.wait;
         let filtered = !req.kinds.is_empty();
-        let params = JobClaimParams::from(&req);
         if req.wait.is_zero() {
-            return self.claim_once(params).await;
+            return self.claim_once(&req).await;
         }
-        let waiting = self.waker.wait_on(&params.queue, filtered);
+        let waiting = self.waker.wait_on(&req.queue, filtered);
         loop {
             let notified = waiting.notify().notified();
             tokio::pin!(notified);
             // Registered before the claim: a wake-up between claim and wait is not lost.
             notified.as_mut().enable();
-            let jobs = self.claim_once(params.clone()).await?;
+            let jobs = self.claim_once(&req).await?;
             let now = Instant::now();
             if !jobs.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
                 return Ok(jobs);
@@ -461,28 +454,16 @@ impl Engine {
         }
     }
 
-    /// One store claim, run in a task of its own so that it completes even when the caller
-    /// stops waiting; what it claimed reaches the caller inside an [`UnheardClaim`], which
-    /// releases the jobs if dropped before the caller took them.
-    async fn claim_once(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        let engine = self.me()?;
-        let queue = params.queue.clone();
-        let jobs = detached(async move {
-            engine
-                .metrics
-                .timed("job_claim", engine.store.job_claim(params))
-                .await
-                .map(|jobs| UnheardClaim::new(jobs, engine.store.clone(), engine.waker.clone()))
-        })
-        .await
-        .map(UnheardClaim::heard)?;
-        self.announce_claimed(&queue, &jobs);
-        Ok(jobs)
+    /// One store claim, made with the other cycles of its lane that arrive meanwhile
+    /// ([`crate::claim_combiner`]), in a task of its own so that it completes even when the
+    /// caller stops waiting; jobs claimed for a caller that is gone are released.
+    async fn claim_once(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+        Ok(self.cycle(Vec::new(), req).await?.1)
     }
 
     /// What every claim does once its caller has the jobs: the rescuer learns when their
     /// leases end, the metrics count them, the event tail reads their `job.started`.
-    fn announce_claimed(&self, queue: &QueueName, jobs: &[ClaimedJob]) {
+    pub(crate) fn announce_claimed(&self, queue: &QueueName, jobs: &[ClaimedJob]) {
         self.note_leases(jobs);
         self.metrics.claimed(queue.as_str(), jobs);
         if !jobs.is_empty() {
@@ -568,7 +549,7 @@ impl Engine {
 
     /// This engine as an `Arc`, to move into a detached task. It lives as long as any
     /// caller holds it, so this fails only while it is being dropped.
-    fn me(&self) -> Result<Arc<Engine>, StoreError> {
+    pub(crate) fn me(&self) -> Result<Arc<Engine>, StoreError> {
         self.me
             .upgrade()
             .ok_or_else(|| StoreError::Unavailable("the engine is shutting down".into()))
@@ -592,28 +573,9 @@ impl Engine {
         }
         self.note_worker(&req);
         let started = Instant::now();
-        let (settlements, too_large) = self.screen_results(settlements);
-        let settle = self.settle_params(settlements);
-        let claim = JobClaimParams::from(&req);
-        let engine = self.me()?;
-        // The settlements' announcements are made in the task too: they were kept even if
-        // the caller is gone (the claimed jobs are then given back).
-        let (settled, claimed) = detached(async move {
-            let out = engine
-                .metrics
-                .timed(
-                    "job_settle_and_claim",
-                    engine.store.job_settle_and_claim(settle, claim),
-                )
-                .await?;
-            let settled = engine.settled(out.settled, too_large);
-            let claimed =
-                UnheardClaim::new(out.claimed, engine.store.clone(), engine.waker.clone());
-            Ok((settled, claimed))
-        })
-        .await?;
-        let claimed = claimed.heard();
-        self.announce_claimed(&req.queue, &claimed);
+        // The settlements' announcements are made where the store call runs: they were
+        // kept even if the caller is gone (the claimed jobs are then given back).
+        let (settled, claimed) = self.cycle(settlements, &req).await?;
         if !claimed.is_empty() {
             return Ok((settled, claimed));
         }
@@ -635,7 +597,7 @@ impl Engine {
 
     /// Settlements whose result is too large become failures of their job; the second
     /// list says, per entry, which (and the refusal its caller hears).
-    fn screen_results(
+    pub(crate) fn screen_results(
         &self,
         settlements: Vec<Settlement>,
     ) -> (Vec<Settlement>, Vec<Option<StoreError>>) {
@@ -665,7 +627,7 @@ impl Engine {
     }
 
     /// Counts and announces what a settle call changed, and answers each entry.
-    fn settled(
+    pub(crate) fn settled(
         &self,
         out: Vec<Result<Settled, StoreError>>,
         too_large: Vec<Option<StoreError>>,

@@ -8,6 +8,7 @@
 
 mod audit;
 mod batches;
+mod claim_combiner;
 mod config;
 mod continuous;
 mod dead;

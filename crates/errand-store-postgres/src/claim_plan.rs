@@ -15,12 +15,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use deadpool_postgres::GenericClient;
 use errand_core::throttle::{plan_claim, ClaimCandidate, ClaimLimits, LimitState, TokenBucket};
-use errand_core::{Job, JobId, LeaseToken};
-use errand_store::JobClaimParams;
+use errand_core::{Job, JobId};
+use errand_store::JobClaimTogetherParams;
 
 use crate::array_rows::{array_rows, in_array};
+use crate::claim_slots::ClaimSlots;
 use crate::fault::{QResult, RowExt};
-use crate::job_row::{jobs_from_rows, millis, JOB_COLUMNS};
+use crate::job_row::{job_from_row, millis, JOB_COLUMNS, JOB_COLUMN_COUNT};
 use crate::job_write::{LEASE, OPEN_ATTEMPTS};
 use crate::limit::{bucket_of, rate_of};
 
@@ -30,12 +31,13 @@ fn scan_limit(max: u32) -> i64 {
 }
 
 /// Claims under limits (see the module doc). Returns the leased jobs in claim order.
+/// Each job comes with the lease token it was leased under.
 pub(crate) async fn claim(
     client: &impl GenericClient,
-    p: &JobClaimParams,
-    token: LeaseToken,
+    p: &JobClaimTogetherParams,
+    slots: &ClaimSlots,
     kinds: Option<&[String]>,
-) -> QResult<Vec<Job>> {
+) -> QResult<Vec<(Job, uuid::Uuid)>> {
     let queue = p.queue.as_str();
     let read = client
         .prepare_cached(
@@ -75,7 +77,7 @@ pub(crate) async fn claim(
         .await?;
     let mut candidates = Vec::new();
     for r in client
-        .query(&cand, &[&queue, &kinds, &scan_limit(p.max)])
+        .query(&cand, &[&queue, &kinds, &scan_limit(p.total())])
         .await?
     {
         candidates.push(ClaimCandidate {
@@ -173,29 +175,40 @@ pub(crate) async fn claim(
         kinds: kind_limits,
         keys: key_limits,
     };
-    let plan = plan_claim(p.max, &candidates, &limits, now);
+    let plan = plan_claim(p.total(), &candidates, &limits, now);
     if plan.take.is_empty() {
         return Ok(Vec::new());
     }
 
     let lease = client
         .prepare_cached(&format!(
-            "WITH claimed AS ({LEASE} WHERE j.id = ANY($5) AND j.queue = $1 RETURNING j.*), \
+            "WITH slot AS (SELECT id, n FROM UNNEST($5::uuid[]) WITH ORDINALITY AS s(id, n)), \
+             claimed AS ({LEASE} FROM slot WHERE j.id = slot.id AND j.queue = $1 RETURNING j.*), \
              opened AS ({OPEN_ATTEMPTS}) \
-             SELECT {JOB_COLUMNS} FROM claimed ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id"
+             SELECT {JOB_COLUMNS}, lease_token FROM claimed \
+             ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id"
         ))
         .await?;
     let ids: Vec<uuid::Uuid> = plan.take.iter().map(|i| i.0).collect();
-    let jobs = jobs_from_rows(
-        &client
-            .query(
-                &lease,
-                &[&queue, &p.worker, &token.0, &millis(p.lease), &ids],
-            )
-            .await?,
-    )?;
+    let rows = client
+        .query(
+            &lease,
+            &[
+                &queue,
+                &slots.workers,
+                &slots.tokens,
+                &millis(p.lease),
+                &ids,
+            ],
+        )
+        .await?;
+    let mut leased = Vec::with_capacity(rows.len());
+    for row in &rows {
+        leased.push((job_from_row(row)?, row.column(JOB_COLUMN_COUNT)?));
+    }
+    let jobs: Vec<&Job> = leased.iter().map(|(j, _)| j).collect();
     write_buckets(client, queue, &plan, fair, &jobs).await?;
-    Ok(jobs)
+    Ok(leased)
 }
 
 /// Writes back the buckets the plan drew from, and moves a fair queue's virtual time.
@@ -204,7 +217,7 @@ async fn write_buckets(
     queue: &str,
     plan: &errand_core::throttle::ClaimPlan,
     fair: bool,
-    jobs: &[Job],
+    jobs: &[&Job],
 ) -> QResult<()> {
     let vtime = if fair {
         fair_ranks(client, jobs).await?
@@ -265,7 +278,7 @@ async fn write_buckets(
 }
 
 /// The highest fair rank among the claimed jobs.
-async fn fair_ranks(client: &impl GenericClient, jobs: &[Job]) -> QResult<Option<i64>> {
+async fn fair_ranks(client: &impl GenericClient, jobs: &[&Job]) -> QResult<Option<i64>> {
     if jobs.is_empty() {
         return Ok(None);
     }

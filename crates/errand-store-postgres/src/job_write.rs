@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use errand_core::job::RunAt;
-use errand_core::{EventType, Job, JobId, JobState, LeaseToken, NewJob};
+use errand_core::{EventType, Job, JobId, JobState, NewJob};
 use errand_store::{
-    ClaimedJob, InsertedJob, JobClaimParams, JobHeartbeatParams, JobReleaseManyParams, StoreError,
+    ClaimedJob, InsertedJob, JobClaimTogetherParams, JobHeartbeatParams, JobReleaseManyParams,
+    StoreError,
 };
 use serde_json::Value;
 
 use crate::array_rows::array_rows;
+use crate::claim_slots::ClaimSlots;
 use crate::fairness::{self, NewRank};
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::gate::{self, Arrival};
@@ -532,14 +534,15 @@ async fn release_expired_key(client: &impl GenericClient, key: &str) -> QResult<
     Ok(())
 }
 
-/// Leases up to `max` ready jobs. A queue without concurrency or rate, while no kind or
-/// key limit exists, takes one statement (the fast path, which also moves a fair queue's
-/// virtual time); otherwise the claim is planned under the limits' row locks
-/// ([`claim_plan`]). Session jobs get their session's state, read in this transaction.
+/// Leases up to `max` ready jobs for each taker, under its own worker name and token (see
+/// [`ClaimSlots`]). A queue without concurrency or rate, while no kind or key limit exists,
+/// takes one statement (the fast path, which also moves a fair queue's virtual time);
+/// otherwise the claim is planned under the limits' row locks ([`claim_plan`]). Session
+/// jobs get their session's state, read in this transaction.
 pub(crate) async fn claim(
     client: &impl GenericClient,
-    p: &JobClaimParams,
-) -> QResult<Vec<ClaimedJob>> {
+    p: &JobClaimTogetherParams,
+) -> QResult<Vec<Vec<ClaimedJob>>> {
     let sql = format!(
         "WITH f AS (SELECT (q.concurrency IS NULL AND q.rate_limit IS NULL \
                  AND NOT EXISTS (SELECT 1 FROM limits)) AS fast \
@@ -549,16 +552,17 @@ pub(crate) async fn claim(
              WHERE queue = $1 AND state IN ('available', 'scheduled') AND NOT parked AND run_at <= errand_now() \
                AND ($6::text[] IS NULL OR kind = ANY($6)) AND (SELECT fast FROM f) \
              ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         claimed AS ({LEASE} FROM picked WHERE j.id = picked.id RETURNING j.*), \
+         slot AS (SELECT id, row_number() OVER () AS n FROM picked), \
+         claimed AS ({LEASE} FROM slot WHERE j.id = slot.id RETURNING j.*), \
          opened AS ({OPEN_ATTEMPTS}), \
          vt AS (UPDATE queues SET vtime = GREATEST(vtime, (SELECT MAX(fair_rank) FROM claimed)) \
              WHERE name = $1 AND fair AND EXISTS (SELECT 1 FROM claimed WHERE fair_rank IS NOT NULL)) \
-         SELECT {}, f.fast FROM f LEFT JOIN claimed c ON true \
+         SELECT {}, c.lease_token, f.fast FROM f LEFT JOIN claimed c ON true \
          ORDER BY c.priority DESC, c.fair_rank NULLS FIRST, c.run_at, c.id",
         job_columns("c")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let token = LeaseToken::new();
+    let slots = ClaimSlots::new(p);
     let kinds: Option<Vec<String>> =
         (!p.kinds.is_empty()).then(|| p.kinds.iter().map(|k| k.as_str().to_string()).collect());
     let rows = client
@@ -566,45 +570,44 @@ pub(crate) async fn claim(
             &stmt,
             &[
                 &p.queue.as_str(),
-                &p.worker,
-                &token.0,
+                &slots.workers,
+                &slots.tokens,
                 &millis(p.lease),
-                &i64::from(p.max),
+                &slots.count(),
                 &kinds,
             ],
         )
         .await?;
-    let mut jobs = Vec::with_capacity(rows.len());
+    let mut leased = Vec::with_capacity(rows.len());
     let mut planned = false;
     for row in &rows {
         if row.column::<Option<uuid::Uuid>>(0)?.is_some() {
-            jobs.push(job_from_row(row)?);
+            leased.push((job_from_row(row)?, row.column(JOB_COLUMN_COUNT)?));
         } else {
             planned = !row
-                .column::<Option<bool>>(JOB_COLUMN_COUNT)?
+                .column::<Option<bool>>(JOB_COLUMN_COUNT + 1)?
                 .unwrap_or(true);
         }
     }
     if planned {
-        jobs = claim_plan::claim(client, p, token, kinds.as_deref()).await?;
+        leased = claim_plan::claim(client, p, &slots, kinds.as_deref()).await?;
     }
+    let (jobs, tokens): (Vec<Job>, Vec<uuid::Uuid>) = leased.into_iter().unzip();
     record_changes(client, jobs.iter().map(|j| (j, EventType::JobStarted))).await?;
     let sessions = session::states_for(client, &jobs).await?;
-    Ok(jobs
-        .into_iter()
-        .map(|job| {
-            let session = job
-                .ordering
-                .session_key
-                .as_ref()
-                .and_then(|k| sessions.get(k).cloned());
-            ClaimedJob {
-                job,
-                lease_token: token,
-                session,
-            }
-        })
-        .collect())
+    slots.deal(
+        jobs.into_iter()
+            .zip(tokens)
+            .map(|(job, token)| {
+                let session = job
+                    .ordering
+                    .session_key
+                    .as_ref()
+                    .and_then(|k| sessions.get(k).cloned());
+                (job, token, session)
+            })
+            .collect(),
+    )
 }
 
 /// The condition that a job row (columns prefixed with `prefix`, such as `"j."`) is
@@ -632,16 +635,18 @@ pub(crate) fn lease_held(prefix: &str, token: &str) -> String {
     )
 }
 
-/// The UPDATE that leases jobs (joined with the picked rows by the caller) to worker `$2`
-/// under token `$3` for `$4` ms.
-pub(crate) const LEASE: &str = "UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, \
-     lease_token = $3, lease_ms = $4, lease_expires_at = errand_now() + $4, started_at = errand_now(), \
+/// The UPDATE that leases jobs for `$4` ms, each under the worker (`$2::text[]`) and token
+/// (`$3::uuid[]`) of its slot ([`ClaimSlots`]); the caller joins it with a CTE `slot` of
+/// the chosen jobs' ids and slot numbers (`id`, `n`, from 1).
+pub(crate) const LEASE: &str = "UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, \
+     worker = ($2::text[])[slot.n::int], lease_token = ($3::uuid[])[slot.n::int], \
+     lease_ms = $4, lease_expires_at = errand_now() + $4, started_at = errand_now(), \
      updated_at = errand_now()";
 
 /// Opens the attempt rows of the jobs in `claimed`.
 pub(crate) const OPEN_ATTEMPTS: &str =
     "INSERT INTO job_attempts (job_id, attempt, worker, started_at, outcome, lease_token) \
-     SELECT id, attempt, $2, errand_now(), 'running', $3 FROM claimed \
+     SELECT id, attempt, worker, errand_now(), 'running', lease_token FROM claimed \
      ON CONFLICT (job_id, attempt) DO UPDATE SET worker = EXCLUDED.worker, \
          started_at = EXCLUDED.started_at, finished_at = NULL, outcome = 'running', error = NULL, \
          lease_token = EXCLUDED.lease_token";

@@ -19,6 +19,7 @@ mod audit;
 mod batch_notice;
 mod batch_store;
 mod claim_plan;
+mod claim_slots;
 mod connect_error;
 mod definition_switch;
 mod delivery_queue;

@@ -14,12 +14,13 @@ use errand_core::{
     SubscriptionPatch,
 };
 use errand_store::{
-    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    DeadSelection, DueWork, InsertedJob, JobClaimTogetherParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimedTogether, Store, StoreError,
+    StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -528,10 +529,6 @@ impl Store for PgStore {
         on_conn!(self, |c| job_read::list(&c, &params).await?)
     }
 
-    async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        in_tx!(self, |tx| job_write::claim(&tx, &params).await?)
-    }
-
     async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError> {
         let released = on_conn!(self, |c| job_write::release_many(&c, &params).await?)?;
         self.announce(&released);
@@ -560,16 +557,19 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn job_settle_and_claim(
+    async fn job_settle_and_claim_together(
         &self,
         settle: JobSettleManyParams,
-        claim: JobClaimParams,
-    ) -> Result<SettledAndClaimed, StoreError> {
+        claims: JobClaimTogetherParams,
+    ) -> Result<SettledAndClaimedTogether, StoreError> {
         let out = in_tx!(self, |tx| {
-            let settled =
-                job_settle::settle_many(&tx, &settle.settlements, &settle.retry_policy).await?;
-            let claimed = job_write::claim(&tx, &claim).await?;
-            SettledAndClaimed { settled, claimed }
+            let settled = if settle.settlements.is_empty() {
+                Vec::new()
+            } else {
+                job_settle::settle_many(&tx, &settle.settlements, &settle.retry_policy).await?
+            };
+            let claimed = job_write::claim(&tx, &claims).await?;
+            SettledAndClaimedTogether { settled, claimed }
         })?;
         self.announce(out.settled.iter().flatten().map(|s| &s.job));
         Ok(out)

@@ -15,12 +15,13 @@ use errand_core::{
     SubscriptionPatch,
 };
 use errand_store::{
-    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobHeartbeatParams,
+    DeadSelection, DueWork, InsertedJob, JobClaimTogetherParams, JobHeartbeatParams,
     JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
     JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
     LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
     ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed, Store, StoreError, StoreOrigin,
+    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimedTogether, Store, StoreError,
+    StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -673,11 +674,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
-        self.write_at(move |conn, now| claim::claim(conn, now, &params))
-            .await
-    }
-
     async fn job_release_many(&self, params: JobReleaseManyParams) -> Result<Vec<Job>, StoreError> {
         self.write_at(move |conn, now| job_write::release_many(conn, now, &params))
             .await
@@ -696,15 +692,22 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn job_settle_and_claim(
+    /// The writer commits concurrent writes together already; combining claims on top
+    /// took that overlap away (16-in-flight cycle, 2026-12-06: 8,458–9,135 jobs/s alone,
+    /// 6,872–7,048 with two calls at once, 7,945–8,281 with one), so every cycle goes alone.
+    fn claim_calls_at_once(&self) -> usize {
+        usize::MAX
+    }
+
+    async fn job_settle_and_claim_together(
         &self,
         settle: JobSettleManyParams,
-        claim: JobClaimParams,
-    ) -> Result<SettledAndClaimed, StoreError> {
+        claims: JobClaimTogetherParams,
+    ) -> Result<SettledAndClaimedTogether, StoreError> {
         self.write_at(move |conn, now| {
             let settled = job_settle::settle_many(conn, now, &settle)?;
-            let claimed = claim::claim(conn, now, &claim)?;
-            Ok(SettledAndClaimed { settled, claimed })
+            let claimed = claim::claim_together(conn, now, &claims)?;
+            Ok(SettledAndClaimedTogether { settled, claimed })
         })
         .await
     }

@@ -61,6 +61,77 @@ pub struct JobClaimParams {
     pub kinds: Vec<JobKind>,
 }
 
+/// One caller's share of a claim made together with others'
+/// ([`JobClaimTogetherParams`]): its jobs are leased under its own worker name and its own
+/// lease token, as if it had claimed alone.
+#[derive(Debug, Clone)]
+pub struct ClaimTaker {
+    /// Who claims; shown on the job and its attempt.
+    pub worker: String,
+    /// At most this many jobs.
+    pub max: u32,
+}
+
+/// Input of [`Store::job_settle_and_claim_together`](crate::Store::job_settle_and_claim_together):
+/// claims of one queue, lease and kinds by several takers at once (workers' cycles that
+/// arrived together, combined by the engine), made by one statement where the store can.
+#[derive(Debug, Clone)]
+pub struct JobClaimTogetherParams {
+    /// The queue to take from.
+    pub queue: QueueName,
+    /// How long each lease lasts before the job returns to the queue.
+    pub lease: Duration,
+    /// Only these kinds; empty means any.
+    pub kinds: Vec<JobKind>,
+    /// The takers, served in this order: when fewer jobs are ready than all of them ask
+    /// for, the first get theirs.
+    pub takers: Vec<ClaimTaker>,
+}
+
+impl JobClaimTogetherParams {
+    /// How many jobs all takers ask for together.
+    pub fn total(&self) -> u32 {
+        self.takers
+            .iter()
+            .fold(0u32, |n, t| n.saturating_add(t.max))
+    }
+
+    /// The claim one taker would have made alone.
+    pub fn alone(&self, taker: &ClaimTaker) -> JobClaimParams {
+        JobClaimParams {
+            queue: self.queue.clone(),
+            worker: taker.worker.clone(),
+            max: taker.max,
+            lease: self.lease,
+            kinds: self.kinds.clone(),
+        }
+    }
+}
+
+impl From<JobClaimParams> for JobClaimTogetherParams {
+    fn from(p: JobClaimParams) -> Self {
+        JobClaimTogetherParams {
+            queue: p.queue,
+            lease: p.lease,
+            kinds: p.kinds,
+            takers: vec![ClaimTaker {
+                worker: p.worker,
+                max: p.max,
+            }],
+        }
+    }
+}
+
+/// What [`Store::job_settle_and_claim_together`](crate::Store::job_settle_and_claim_together)
+/// did: each settlement's outcome in input order, and each taker's jobs in taker order.
+#[derive(Debug)]
+pub struct SettledAndClaimedTogether {
+    /// As [`Store::job_settle_many`](crate::Store::job_settle_many) answers them.
+    pub settled: Vec<Result<Settled, StoreError>>,
+    /// One list per taker, as [`Store::job_claim`](crate::Store::job_claim) answers it.
+    pub claimed: Vec<Vec<ClaimedJob>>,
+}
+
 /// A claimed job and the fencing token of its lease.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {

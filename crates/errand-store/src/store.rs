@@ -8,17 +8,17 @@ use std::time::Duration;
 use errand_core::schedule_spec::Schedule;
 use errand_core::{
     Attempt, InstanceRecord, Job, JobId, LogEntry, Millis, NodeId, NodeInfo, QueueInfo, QueueName,
-    ScheduleName,
+    RetryPolicy, ScheduleName,
 };
 
 use crate::{
-    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobHeartbeatParams,
-    JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
-    JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
-    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleChange,
-    ScheduleFireOutcome, ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams,
-    ScheduleSlotPruneParams, ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimed,
-    StoreError,
+    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobClaimTogetherParams,
+    JobHeartbeatParams, JobInsertManyParams, JobInsertMarkedParams, JobListParams,
+    JobLogAppendParams, JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
+    JobSettleManyParams, LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob,
+    ScheduleChange, ScheduleFireOutcome, ScheduleFireParams, SchedulePutParams,
+    ScheduleSlotListParams, ScheduleSlotPruneParams, ScheduleSlotRecord, SchemaVersion, Settled,
+    SettledAndClaimed, SettledAndClaimedTogether, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -64,7 +64,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases up to `max` ready jobs of a queue (highest priority, then oldest `run_at`),
     /// counting an attempt for each. A paused queue yields nothing.
-    async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError>;
+    async fn job_claim(&self, params: JobClaimParams) -> Result<Vec<ClaimedJob>, StoreError> {
+        let settle = JobSettleManyParams {
+            settlements: Vec::new(),
+            retry_policy: RetryPolicy::default(),
+        };
+        let out = self
+            .job_settle_and_claim_together(settle, params.into())
+            .await?;
+        Ok(out.claimed.into_iter().next().unwrap_or_default())
+    }
 
     /// Undoes claims whose caller went away before it heard the answer (a long-poll claim
     /// whose client disconnected): each job its token still holds becomes available again as
@@ -100,7 +109,41 @@ pub trait Store: Send + Sync + 'static {
         &self,
         settle: JobSettleManyParams,
         claim: JobClaimParams,
-    ) -> Result<SettledAndClaimed, StoreError>;
+    ) -> Result<SettledAndClaimed, StoreError> {
+        let out = self
+            .job_settle_and_claim_together(settle, claim.into())
+            .await?;
+        Ok(SettledAndClaimed {
+            settled: out.settled,
+            claimed: out.claimed.into_iter().next().unwrap_or_default(),
+        })
+    }
+
+    /// How many calls of [`job_settle_and_claim_together`](Self::job_settle_and_claim_together)
+    /// for one queue the engine makes at once; cycles arriving while that many are under way
+    /// wait and go together in the next call. A store that pays for each transaction
+    /// (statements, round trips and a commit on a database server) gains from combining and
+    /// keeps the default, one: the next call gathers everything that arrived during the
+    /// last (on PostgreSQL, a 16-in-flight worker: one call at once drained 2,815–2,993
+    /// jobs/s, two 2,484–2,602, four 2,223–2,293). A store that already commits concurrent
+    /// writes together loses the overlap of those writes to combining, and says
+    /// `usize::MAX` (every cycle goes alone, as it comes).
+    fn claim_calls_at_once(&self) -> usize {
+        1
+    }
+
+    /// Several workers' cycles in one transaction: settles all their settlements, as
+    /// [`job_settle_many`](Self::job_settle_many) does, then claims for each taker in
+    /// turn, each under its own worker name and lease token, as
+    /// [`job_claim`](Self::job_claim) does for one. The engine combines the cycles that
+    /// arrive together for one queue into one call, so that a commit (and, on PostgreSQL,
+    /// each statement) serves many jobs. An error that fails the settlements fails every
+    /// claim: nothing is kept. With no settlements, nothing is settled.
+    async fn job_settle_and_claim_together(
+        &self,
+        settle: JobSettleManyParams,
+        claims: JobClaimTogetherParams,
+    ) -> Result<SettledAndClaimedTogether, StoreError>;
 
     /// Cancels a job that has not finished. Errors: `NotFound`, `WrongState` when it finished.
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError>;

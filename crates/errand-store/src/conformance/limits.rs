@@ -34,7 +34,8 @@ fn with_rate_key(q: &str, key: &str) -> NewJob {
     j
 }
 
-async fn set_queue(store: &SharedStore, q: &str, patch: QueueSettingsPatch) {
+/// Changes a queue's settings; the change must be accepted.
+pub(super) async fn set_queue(store: &SharedStore, q: &str, patch: QueueSettingsPatch) {
     store
         .queue_update(&queue(q), patch)
         .await

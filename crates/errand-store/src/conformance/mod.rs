@@ -28,6 +28,7 @@ use crate::SharedStore;
 
 mod audit;
 mod claims;
+mod claims_together;
 mod concurrency;
 mod counts;
 mod deliveries;
@@ -68,7 +69,7 @@ mod workers;
 pub use self::support::new_job;
 pub use self::upgrade::{assert_upgraded, previous_version_jobs, OldJob};
 
-use self::{audit::*, tokens::*};
+use self::{audit::*, claims_together::*, tokens::*};
 use self::{
     claims::*, concurrency::*, counts::*, jobs::*, nodes::*, queues::*, readiness::*, rescue::*,
     restore::*, retention::*,
@@ -170,6 +171,8 @@ macro_rules! conformance_suite {
             retry_running_job_conflicts,
             settle_many_fences_each_entry,
             settle_and_claim_settles_first_then_claims,
+            claims_together_lease_each_taker_its_own_jobs,
+            claims_together_share_a_queue_limit,
             expired_lease_returns_job_to_queue,
             expired_lease_without_attempts_left_is_dead,
             attempt_past_timeout_is_failed,

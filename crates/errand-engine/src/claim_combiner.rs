@@ -1,0 +1,574 @@
+//! Workers' cycles that arrive together for one queue go to the store as one call.
+//!
+//! A worker that keeps many jobs in flight sends a claim for each slot, each carrying the
+//! settlement of the job that slot finished. Alone, each is a transaction with its own
+//! commit (and, on PostgreSQL, its own statements and round trips), which bounds such a
+//! worker by the store's cost per transaction. Here the cycles waiting for one lane (a
+//! queue, a lease length and a kind filter) are taken together: their settlements are
+//! settled and their claims made in one [`Store::job_settle_and_claim_together`] call, each
+//! claim under its own worker name and lease token, and each caller hears its own part.
+//!
+//! Nothing waits to be combined: a cycle that finds its lane with a free runner goes to the
+//! store at once, alone. Only cycles arriving while as many calls of their lane as the
+//! store takes at once ([`Store::claim_calls_at_once`]) are already under way wait, and the next call takes all of them (up to [`MAX_JOBS`] jobs and
+//! [`MAX_SETTLEMENTS`] settlements), so a batch grows with the load and no further.
+//!
+//! An error that fails a combined call kept nothing of it; each of its cycles is then made
+//! again alone, so that one caller's fault (a settlement the store cannot write) is answered
+//! to that caller only.
+//!
+//! [`Store::job_settle_and_claim_together`]: errand_store::Store::job_settle_and_claim_together
+//! [`Store::claim_calls_at_once`]: errand_store::Store::claim_calls_at_once
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use errand_core::{Job, JobId, JobKind, QueueName};
+use errand_store::{
+    ClaimTaker, ClaimedJob, JobClaimTogetherParams, JobSettleManyParams, Settlement, StoreError,
+};
+use tokio::sync::oneshot;
+
+use crate::engine::{ClaimRequest, Engine};
+use crate::unheard_claim::UnheardClaim;
+
+/// Jobs one combined call claims at most (a single cycle may ask for more: it goes alone).
+const MAX_JOBS: u32 = 1000;
+
+/// Settlements one combined call carries at most (a single cycle may carry more).
+const MAX_SETTLEMENTS: usize = 1000;
+
+/// What a cycle's caller hears: its settlements' answers, in its order, and its jobs,
+/// released again if the caller went away before it took them.
+pub(crate) type CycleAnswer = Result<(Vec<Result<Job, StoreError>>, UnheardClaim), StoreError>;
+
+/// The cycles that may share a call: one queue, one lease length, one kind filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Lane {
+    queue: QueueName,
+    lease: Duration,
+    kinds: Vec<JobKind>,
+}
+
+impl Lane {
+    /// The lane of a claim.
+    pub(crate) fn of(req: &ClaimRequest) -> Self {
+        Lane {
+            queue: req.queue.clone(),
+            lease: req.lease,
+            kinds: req.kinds.clone(),
+        }
+    }
+}
+
+/// One caller's cycle, waiting for a call.
+pub(crate) struct Cycle {
+    /// What it settles (screened for oversized results already).
+    pub(crate) settlements: Vec<Settlement>,
+    /// Per settlement, the refusal its caller hears instead of the stored outcome.
+    pub(crate) too_large: Vec<Option<StoreError>>,
+    /// What it claims.
+    pub(crate) taker: ClaimTaker,
+    /// Where its answer goes.
+    pub(crate) answer: oneshot::Sender<CycleAnswer>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    running: usize,
+    waiting: VecDeque<Cycle>,
+}
+
+/// The lanes with cycles waiting or under way.
+#[derive(Default)]
+pub(crate) struct ClaimCombiner {
+    lanes: Mutex<HashMap<Lane, LaneState>>,
+}
+
+impl ClaimCombiner {
+    /// Queues `cycle` on its lane; true when the caller must start a runner for the lane
+    /// (fewer than `runners` run).
+    fn enter(&self, lane: &Lane, cycle: Cycle, runners: usize) -> bool {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let state = lanes.entry(lane.clone()).or_default();
+        state.waiting.push_back(cycle);
+        if state.running < runners {
+            state.running += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The next batch of `lane`'s waiting cycles, in arrival order: every one that fits
+    /// the caps and settles no job another cycle of the batch settles (such a cycle waits
+    /// for the next batch, so each call settles a job once). `None` ends the runner.
+    fn next_batch(&self, lane: &Lane) -> Option<Vec<Cycle>> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let state = lanes.get_mut(lane)?;
+        let mut batch: Vec<Cycle> = Vec::new();
+        let mut jobs = 0u32;
+        let mut settlements = 0usize;
+        let mut settled_ids: HashSet<JobId> = HashSet::new();
+        let mut held = VecDeque::new();
+        while let Some(cycle) = state.waiting.pop_front() {
+            let fits = batch.is_empty()
+                || (jobs.saturating_add(cycle.taker.max) <= MAX_JOBS
+                    && settlements + cycle.settlements.len() <= MAX_SETTLEMENTS
+                    && !cycle
+                        .settlements
+                        .iter()
+                        .any(|s| settled_ids.contains(&s.id())));
+            if !fits {
+                held.push_back(cycle);
+                continue;
+            }
+            jobs = jobs.saturating_add(cycle.taker.max);
+            settlements += cycle.settlements.len();
+            settled_ids.extend(cycle.settlements.iter().map(Settlement::id));
+            batch.push(cycle);
+        }
+        state.waiting = held;
+        if batch.is_empty() {
+            state.running -= 1;
+            if state.running == 0 {
+                lanes.remove(lane);
+            }
+            return None;
+        }
+        Some(batch)
+    }
+}
+
+impl Engine {
+    /// One worker cycle through the lane's combined calls: settles `settlements`, then
+    /// claims for `req` (once: no waiting). The store call runs in a task of its own, so it
+    /// completes, and announces what it kept, even when the caller stops waiting.
+    pub(crate) async fn cycle(
+        &self,
+        settlements: Vec<Settlement>,
+        req: &ClaimRequest,
+    ) -> Result<(Vec<Result<Job, StoreError>>, Vec<ClaimedJob>), StoreError> {
+        let engine = self.me()?;
+        let (settlements, too_large) = self.screen_results(settlements);
+        let (answer, heard) = oneshot::channel();
+        let lane = Lane::of(req);
+        let cycle = Cycle {
+            settlements,
+            too_large,
+            taker: ClaimTaker {
+                worker: req.worker.clone(),
+                max: req.max,
+            },
+            answer,
+        };
+        let runners = self
+            .config()
+            .claim_calls_at_once
+            .unwrap_or_else(|| self.store().claim_calls_at_once())
+            .max(1);
+        if self.combiner.enter(&lane, cycle, runners) {
+            tokio::spawn(async move { engine.run_lane(lane).await });
+        }
+        let (settled, claimed) = heard.await.map_err(|_| {
+            StoreError::Unavailable("the claim's task ended without an answer".into())
+        })??;
+        let claimed = claimed.heard();
+        self.announce_claimed(&req.queue, &claimed);
+        Ok((settled, claimed))
+    }
+
+    /// A runner: makes the lane's batches until none waits.
+    async fn run_lane(&self, lane: Lane) {
+        while let Some(batch) = self.combiner.next_batch(&lane) {
+            // Kept for the cycles to be made again alone if a combined call fails (a call
+            // of one cycle answers its failure itself).
+            let again: Vec<Vec<Settlement>> = if batch.len() > 1 {
+                batch.iter().map(|c| c.settlements.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            if let Err(failed) = self.run_batch(&lane, batch).await {
+                tracing::debug!(
+                    cycles = failed.len(),
+                    "a combined claim failed; each of its cycles is made alone"
+                );
+                for (rest, settlements) in failed.into_iter().zip(again) {
+                    let alone = Cycle {
+                        settlements,
+                        too_large: rest.too_large,
+                        taker: rest.taker,
+                        answer: rest.answer,
+                    };
+                    // A single cycle's failure is answered to it, never handed back.
+                    let _ = self.run_batch(&lane, vec![alone]).await;
+                }
+            }
+        }
+    }
+
+    /// One store call for `batch`; answers each cycle. A failed call of several cycles
+    /// answers none and hands them back (their settlements spent).
+    async fn run_batch(&self, lane: &Lane, batch: Vec<Cycle>) -> Result<(), Vec<CycleRest>> {
+        let mut settlements = Vec::new();
+        let mut takers = Vec::with_capacity(batch.len());
+        let mut rest = Vec::with_capacity(batch.len());
+        for cycle in batch {
+            let count = cycle.settlements.len();
+            settlements.extend(cycle.settlements);
+            takers.push(cycle.taker.clone());
+            rest.push(CycleRest {
+                count,
+                too_large: cycle.too_large,
+                taker: cycle.taker,
+                answer: cycle.answer,
+            });
+        }
+        let op = if settlements.is_empty() {
+            "job_claim"
+        } else {
+            "job_settle_and_claim"
+        };
+        let settle = JobSettleManyParams {
+            settlements,
+            retry_policy: self.config().retry_policy,
+        };
+        let claims = JobClaimTogetherParams {
+            queue: lane.queue.clone(),
+            lease: lane.lease,
+            kinds: lane.kinds.clone(),
+            takers,
+        };
+        let out = self
+            .metrics
+            .timed(
+                op,
+                self.store().job_settle_and_claim_together(settle, claims),
+            )
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if rest.len() > 1 => {
+                tracing::debug!(error = %e, "combined claim failed");
+                return Err(rest);
+            }
+            Err(e) => {
+                for cycle in rest {
+                    let _ = cycle.answer.send(Err(e.clone()));
+                }
+                return Ok(());
+            }
+        };
+        let mut settled = out.settled.into_iter();
+        for (cycle, claimed) in rest.into_iter().zip(out.claimed) {
+            let own: Vec<_> = settled.by_ref().take(cycle.count).collect();
+            let answered = self.settled(own, cycle.too_large);
+            let claimed = UnheardClaim::new(claimed, self.store().clone(), self.waker().clone());
+            // A caller that went away drops the claim it did not hear, which releases it.
+            let _ = cycle.answer.send(Ok((answered, claimed)));
+        }
+        Ok(())
+    }
+}
+
+/// A cycle whose settlements went into a call: what is needed to answer it.
+pub(crate) struct CycleRest {
+    count: usize,
+    too_large: Vec<Option<StoreError>>,
+    taker: ClaimTaker,
+    answer: oneshot::Sender<CycleAnswer>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use errand_core::{JobState, LeaseToken};
+    use errand_store_sqlite::{SqliteOptions, SqliteStore};
+
+    use super::*;
+    use crate::EngineConfig;
+
+    fn lane() -> Lane {
+        Lane {
+            queue: QueueName::parse("q").expect("queue"),
+            lease: Duration::from_secs(60),
+            kinds: vec![],
+        }
+    }
+
+    fn complete(id: JobId, lease_token: LeaseToken) -> Settlement {
+        Settlement::Complete {
+            id,
+            lease_token,
+            result: None,
+            report: None,
+            session_state: Default::default(),
+        }
+    }
+
+    fn cycle(max: u32, settles: &[JobId]) -> Cycle {
+        let (answer, _) = oneshot::channel();
+        Cycle {
+            settlements: settles
+                .iter()
+                .map(|id| complete(*id, LeaseToken::new()))
+                .collect(),
+            too_large: settles.iter().map(|_| None).collect(),
+            taker: ClaimTaker {
+                worker: "w".into(),
+                max,
+            },
+            answer,
+        }
+    }
+
+    fn sizes(batch: &[Cycle]) -> Vec<u32> {
+        batch.iter().map(|c| c.taker.max).collect()
+    }
+
+    impl ClaimCombiner {
+        /// Runners and waiting cycles of `lane`.
+        fn counts(&self, lane: &Lane) -> (usize, usize) {
+            let lanes = self.lanes.lock().expect("lanes");
+            lanes
+                .get(lane)
+                .map_or((0, 0), |s| (s.running, s.waiting.len()))
+        }
+    }
+
+    #[test]
+    fn cycles_wait_only_while_the_runners_are_busy() {
+        let c = ClaimCombiner::default();
+        assert!(
+            c.enter(&lane(), cycle(1, &[]), 1),
+            "a free lane starts a runner"
+        );
+        assert!(!c.enter(&lane(), cycle(2, &[]), 1), "the runner is busy");
+        assert!(!c.enter(&lane(), cycle(3, &[]), 1));
+        assert_eq!(sizes(&c.next_batch(&lane()).expect("batch")), vec![1, 2, 3]);
+        assert!(c.next_batch(&lane()).is_none(), "the runner ends");
+        assert_eq!(c.counts(&lane()), (0, 0));
+        assert!(
+            c.enter(&lane(), cycle(1, &[]), 1),
+            "and the next cycle starts one"
+        );
+        assert!(c.enter(&lane(), cycle(1, &[]), 2), "two may run");
+    }
+
+    #[test]
+    fn a_batch_settles_each_job_once_and_keeps_to_its_caps() {
+        let c = ClaimCombiner::default();
+        let (a, b) = (JobId::new(), JobId::new());
+        c.enter(&lane(), cycle(1, &[a]), 1);
+        c.enter(&lane(), cycle(2, &[a, b]), 1);
+        c.enter(&lane(), cycle(3, &[b]), 1);
+        c.enter(&lane(), cycle(4, &[]), 1);
+        // The second settles `a` again: it waits for the next batch, and the third (which
+        // does not collide with the first) goes now.
+        assert_eq!(sizes(&c.next_batch(&lane()).expect("first")), vec![1, 3, 4]);
+        assert_eq!(sizes(&c.next_batch(&lane()).expect("second")), vec![2]);
+        assert!(c.next_batch(&lane()).is_none());
+
+        c.enter(&lane(), cycle(MAX_JOBS + 5, &[]), 1);
+        c.enter(&lane(), cycle(600, &[]), 1);
+        c.enter(&lane(), cycle(400, &[]), 1);
+        c.enter(&lane(), cycle(1, &[]), 1);
+        assert_eq!(
+            sizes(&c.next_batch(&lane()).expect("alone")),
+            vec![MAX_JOBS + 5],
+            "a cycle above the cap goes alone"
+        );
+        assert_eq!(
+            sizes(&c.next_batch(&lane()).expect("to the cap")),
+            vec![600, 400]
+        );
+        assert_eq!(sizes(&c.next_batch(&lane()).expect("rest")), vec![1]);
+    }
+
+    /// An engine over a real SQLite file that combines claims (one call at once), and a
+    /// second connection to the file.
+    fn combining_engine(dir: &std::path::Path) -> (Arc<Engine>, rusqlite::Connection) {
+        let options = SqliteOptions::in_dir(dir);
+        let store = SqliteStore::open(&options).expect("open");
+        let engine = Engine::new(
+            Arc::new(store),
+            EngineConfig {
+                claim_calls_at_once: Some(1),
+                ..EngineConfig::default()
+            },
+        );
+        let raw = rusqlite::Connection::open(&options.path).expect("raw connection");
+        raw.busy_timeout(Duration::from_secs(5)).expect("busy");
+        (engine, raw)
+    }
+
+    fn claim_one(worker: &str) -> ClaimRequest {
+        ClaimRequest {
+            queue: lane().queue,
+            worker: worker.into(),
+            max: 1,
+            lease: lane().lease,
+            kinds: vec![],
+            wait: Duration::ZERO,
+        }
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        errand_testkit::eventually(what, Duration::from_secs(10), || {
+            let ok = done().then_some(());
+            async move { ok }
+        })
+        .await;
+    }
+
+    /// Occupies the lane's one runner: a claim whose store call waits on the write lock
+    /// `raw` takes. The runner holds it until the lock is let go.
+    async fn occupy_runner(
+        engine: &Arc<Engine>,
+        raw: &rusqlite::Connection,
+    ) -> tokio::task::JoinHandle<Vec<ClaimedJob>> {
+        raw.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+        let e = engine.clone();
+        let first = tokio::spawn(async move { e.claim(claim_one("first")).await.expect("claim") });
+        until("the runner took the first cycle", || {
+            engine.combiner.counts(&lane()) == (1, 0)
+        })
+        .await;
+        first
+    }
+
+    async fn store_calls(engine: &Engine, op: &str) -> f64 {
+        let text = engine.metrics_text().await.expect("metrics");
+        let series = format!("errand_store_operation_seconds_count{{op=\"{op}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0.0, |v| v.parse().expect("a number"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cycles_that_wait_together_go_in_one_call_and_each_hears_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (engine, raw) = combining_engine(dir.path());
+        let jobs: Vec<_> = (0..9)
+            .map(|_| errand_store::conformance::new_job("q", "k"))
+            .collect();
+        engine.enqueue_many(jobs).await.expect("enqueue");
+        let first = occupy_runner(&engine, &raw).await;
+        let mut waiting = Vec::new();
+        for i in 0..8 {
+            let e = engine.clone();
+            let worker = format!("w{i}");
+            waiting.push(tokio::spawn(async move {
+                (e.claim(claim_one(&worker)).await.expect("claim"), worker)
+            }));
+        }
+        until("eight cycles wait", || {
+            engine.combiner.counts(&lane()) == (1, 8)
+        })
+        .await;
+        raw.execute_batch("COMMIT").expect("let go");
+
+        assert_eq!(first.await.expect("first").len(), 1);
+        let mut ids = std::collections::HashSet::new();
+        let mut tokens = std::collections::HashSet::new();
+        for task in waiting {
+            let (claimed, worker) = task.await.expect("cycle");
+            assert_eq!(claimed.len(), 1, "{worker} got its job");
+            let job = engine
+                .job(claimed[0].job.id, Duration::ZERO)
+                .await
+                .expect("job");
+            assert_eq!(job.worker.as_deref(), Some(worker.as_str()));
+            assert_eq!(job.state, JobState::Running);
+            ids.insert(job.id);
+            tokens.insert(claimed[0].lease_token);
+        }
+        assert_eq!(ids.len(), 8, "no job went to two callers");
+        assert_eq!(tokens.len(), 8, "each caller has its own token");
+        assert_eq!(
+            store_calls(&engine, "job_claim").await,
+            2.0,
+            "the first alone, then the eight together"
+        );
+        assert_eq!(engine.combiner.counts(&lane()), (0, 0), "the runner ended");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cycle_that_fails_a_combined_call_is_answered_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (engine, raw) = combining_engine(dir.path());
+        let new = || errand_store::conformance::new_job("q", "k");
+        engine
+            .enqueue_many(vec![new(), new(), new()])
+            .await
+            .expect("enqueue");
+        let mut held = Vec::new();
+        for worker in ["a", "b", "c"] {
+            held.push(
+                engine
+                    .claim(claim_one(worker))
+                    .await
+                    .expect("claim")
+                    .remove(0),
+            );
+        }
+        engine
+            .enqueue_many(vec![new(), new(), new(), new()])
+            .await
+            .expect("enqueue");
+        // The database refuses to write b's job: a fault of b's settlement alone.
+        raw.execute_batch(&format!(
+            "CREATE TRIGGER boom BEFORE UPDATE ON jobs WHEN NEW.id = X'{}' \
+             BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            held[1].job.id.to_string().replace('-', "")
+        ))
+        .expect("trigger");
+        let first = occupy_runner(&engine, &raw).await;
+        let mut cycles = Vec::new();
+        for c in &held {
+            let e = engine.clone();
+            let settle = complete(c.job.id, c.lease_token);
+            let req = claim_one(c.job.worker.as_deref().expect("worker"));
+            cycles.push(tokio::spawn(async move {
+                e.settle_and_claim(vec![settle], req).await
+            }));
+        }
+        until("three cycles wait", || {
+            engine.combiner.counts(&lane()) == (1, 3)
+        })
+        .await;
+        raw.execute_batch("COMMIT").expect("let go");
+        assert_eq!(first.await.expect("first").len(), 1);
+
+        let mut answers = Vec::new();
+        for task in cycles {
+            answers.push(task.await.expect("cycle"));
+        }
+        for i in [0, 2] {
+            let (settled, claimed) = answers[i].as_ref().expect("a and c are answered");
+            assert_eq!(
+                settled[0].as_ref().expect("settled").state,
+                JobState::Succeeded
+            );
+            assert_eq!(claimed.len(), 1, "and claim their next job");
+        }
+        assert!(
+            matches!(&answers[1], Err(e) if !e.is_refusal()),
+            "b hears its fault: {:?}",
+            answers[1]
+        );
+        let b = engine
+            .job(held[1].job.id, Duration::ZERO)
+            .await
+            .expect("job");
+        assert_eq!(b.state, JobState::Running, "nothing of b's cycle was kept");
+        assert_eq!(
+            store_calls(&engine, "job_settle_and_claim").await,
+            4.0,
+            "the combined call, then each cycle alone"
+        );
+    }
+}

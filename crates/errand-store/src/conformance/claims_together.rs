@@ -1,0 +1,133 @@
+//! Claims made together for several takers in one call: each taker's jobs are leased under
+//! its own worker name and lease token, as if it had claimed alone.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use errand_core::queue::QueueSettingsPatch;
+use errand_core::JobState;
+
+use super::limits::set_queue;
+use super::support::*;
+use super::Ctx;
+use crate::{
+    ClaimTaker, ClaimedJob, JobClaimTogetherParams, JobSettleManyParams, SharedStore, StoreError,
+};
+
+fn takers(q: &str, asks: &[(&str, u32)]) -> JobClaimTogetherParams {
+    JobClaimTogetherParams {
+        queue: queue(q),
+        lease: Duration::from_secs(60),
+        kinds: vec![],
+        takers: asks
+            .iter()
+            .map(|(worker, max)| ClaimTaker {
+                worker: (*worker).into(),
+                max: *max,
+            })
+            .collect(),
+    }
+}
+
+async fn together(
+    store: &SharedStore,
+    settlements: Vec<crate::Settlement>,
+    claims: JobClaimTogetherParams,
+) -> crate::SettledAndClaimedTogether {
+    store
+        .job_settle_and_claim_together(
+            JobSettleManyParams {
+                settlements,
+                retry_policy: no_jitter(),
+            },
+            claims,
+        )
+        .await
+        .expect("settle and claim together")
+}
+
+/// Each taker's jobs carry its worker name, on the job and its attempt, and its own token.
+async fn assert_held_by(store: &SharedStore, claimed: &[ClaimedJob], worker: &str) {
+    for c in claimed {
+        assert_eq!(c.job.state, JobState::Running);
+        assert_eq!(c.job.worker.as_deref(), Some(worker));
+        assert_eq!(c.lease_token, claimed[0].lease_token, "one token per taker");
+        let stored = store.job_get(c.job.id).await.expect("get");
+        assert_eq!(stored.worker.as_deref(), Some(worker));
+        let attempts = store.job_attempt_list(c.job.id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].worker.as_deref(), Some(worker));
+    }
+}
+
+/// Settlements first, then each taker in turn gets up to what it asked for under its own
+/// name and token; when too few jobs are ready, the first takers get theirs; one taker's
+/// token settles none of another's jobs.
+pub(crate) async fn claims_together_lease_each_taker_its_own_jobs(Ctx { store, .. }: Ctx) {
+    insert(&store, (0..5).map(|_| new_job("q", "k")).collect()).await;
+    let first = claim(&store, "q", 1).await.remove(0);
+    let out = together(
+        &store,
+        vec![complete(&first)],
+        takers("q", &[("w1", 2), ("w2", 1), ("w3", 3)]),
+    )
+    .await;
+    assert_eq!(out.settled.len(), 1);
+    assert_eq!(
+        out.settled[0].as_ref().expect("settled").job.state,
+        JobState::Succeeded
+    );
+    let sizes: Vec<usize> = out.claimed.iter().map(Vec::len).collect();
+    assert_eq!(
+        sizes,
+        vec![2, 1, 1],
+        "four were left: the first takers get theirs"
+    );
+    for (claimed, worker) in out.claimed.iter().zip(["w1", "w2", "w3"]) {
+        assert_held_by(&store, claimed, worker).await;
+    }
+    let all: HashSet<_> = out.claimed.iter().flatten().map(|c| c.job.id).collect();
+    assert_eq!(all.len(), 4, "no job goes to two takers");
+    let tokens: HashSet<_> = out.claimed.iter().map(|c| c[0].lease_token).collect();
+    assert_eq!(tokens.len(), 3, "each taker has its own token");
+
+    // The first taker's token does not settle the second taker's job.
+    let theirs = &out.claimed[1][0];
+    let forged = ClaimedJob {
+        lease_token: out.claimed[0][0].lease_token,
+        ..theirs.clone()
+    };
+    assert!(matches!(
+        settle(&store, complete(&forged)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let done = settled(&store, complete(theirs)).await;
+    assert_eq!(done.state, JobState::Succeeded);
+
+    // Nothing ready: every taker hears an empty list, and nothing is settled.
+    let empty = together(&store, vec![], takers("q", &[("w1", 1), ("w2", 1)])).await;
+    assert!(empty.settled.is_empty());
+    assert_eq!(empty.claimed.len(), 2);
+    assert!(empty.claimed.iter().all(Vec::is_empty));
+}
+
+/// Takers claiming together share a queue's concurrency as separate claims would.
+pub(crate) async fn claims_together_share_a_queue_limit(Ctx { store, .. }: Ctx) {
+    set_queue(
+        &store,
+        "q",
+        QueueSettingsPatch {
+            concurrency: Some(Some(3)),
+            ..Default::default()
+        },
+    )
+    .await;
+    insert(&store, (0..6).map(|_| new_job("q", "k")).collect()).await;
+    let out = together(&store, vec![], takers("q", &[("a", 2), ("b", 2)])).await;
+    let sizes: Vec<usize> = out.claimed.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![2, 1], "three may run");
+    assert_held_by(&store, &out.claimed[0], "a").await;
+    assert_held_by(&store, &out.claimed[1], "b").await;
+    assert_ne!(out.claimed[0][0].lease_token, out.claimed[1][0].lease_token);
+    assert!(claim(&store, "q", 5).await.is_empty(), "the limit is full");
+}
