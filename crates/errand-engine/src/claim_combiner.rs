@@ -3,25 +3,30 @@
 //! A worker that keeps many jobs in flight sends a claim for each slot, each carrying the
 //! settlement of the job that slot finished. Alone, each is a transaction with its own
 //! commit (and, on PostgreSQL, its own statements and round trips), which bounds such a
-//! worker by the store's cost per transaction. Here the cycles waiting for one lane (a
-//! queue, a lease length and a kind filter) are taken together: their settlements are
+//! worker by the store's cost per transaction. Here the small cycles waiting for one lane
+//! (a queue, a lease length and a kind filter) are taken together: their settlements are
 //! settled and their claims made in one [`Store::job_settle_and_claim_together`] call, each
 //! claim under its own worker name and lease token, and each caller hears its own part.
 //!
 //! Nothing waits to be combined: a cycle that finds its lane with a free runner goes to the
 //! store at once, alone. Only cycles arriving while as many calls of their lane as the
-//! store takes at once ([`Store::claim_calls_at_once`]) are already under way wait, and the next call takes all of them (up to [`MAX_JOBS`] jobs and
-//! [`MAX_SETTLEMENTS`] settlements), so a batch grows with the load and no further.
+//! store takes at once ([`Store::claim_calls_at_once`]) are already under way wait, and the
+//! next call takes all of them (up to [`MAX_JOBS`] jobs and [`MAX_SETTLEMENTS`]
+//! settlements), so a batch grows with the load and no further. A claim of more than
+//! [`MAX_COMBINED_CLAIM`] jobs already shares its transaction among its jobs and goes alone,
+//! as every cycle does on a store that combines nothing (`usize::MAX` calls at once).
 //!
-//! An error that fails a combined call kept nothing of it; each of its cycles is then made
-//! again alone, so that one caller's fault (a settlement the store cannot write) is answered
-//! to that caller only.
+//! A combined call that fails with an error one cycle's input may cause (a constraint, a
+//! corrupt record, a lock conflict) kept nothing of it; each of its cycles is then made
+//! again alone, so that one caller's fault is answered to that caller only. A store that is
+//! unavailable is answered to all of them at once: asking it again, cycle by cycle, would
+//! only make the last caller wait longer.
 //!
 //! [`Store::job_settle_and_claim_together`]: errand_store::Store::job_settle_and_claim_together
 //! [`Store::claim_calls_at_once`]: errand_store::Store::claim_calls_at_once
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use errand_core::{Job, JobId, JobKind, QueueName};
@@ -33,11 +38,15 @@ use tokio::sync::oneshot;
 use crate::engine::{ClaimRequest, Engine};
 use crate::unheard_claim::UnheardClaim;
 
-/// Jobs one combined call claims at most (a single cycle may ask for more: it goes alone).
+/// Jobs one combined call claims at most.
 const MAX_JOBS: u32 = 1000;
 
 /// Settlements one combined call carries at most (a single cycle may carry more).
 const MAX_SETTLEMENTS: usize = 1000;
+
+/// A claim of more jobs than this goes alone: its own transaction already serves many
+/// jobs, and it would hold its lane's runner from the small cycles that gain from sharing.
+const MAX_COMBINED_CLAIM: u32 = 32;
 
 /// What a cycle's caller hears: its settlements' answers, in its order, and its jobs,
 /// released again if the caller went away before it took them.
@@ -52,12 +61,15 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    /// The lane of a claim.
+    /// The lane of a claim; kind filters naming the same kinds are one lane.
     pub(crate) fn of(req: &ClaimRequest) -> Self {
+        let mut kinds = req.kinds.clone();
+        kinds.sort();
+        kinds.dedup();
         Lane {
             queue: req.queue.clone(),
             lease: req.lease,
-            kinds: req.kinds.clone(),
+            kinds,
         }
     }
 }
@@ -103,7 +115,8 @@ impl ClaimCombiner {
 
     /// The next batch of `lane`'s waiting cycles, in arrival order: every one that fits
     /// the caps and settles no job another cycle of the batch settles (such a cycle waits
-    /// for the next batch, so each call settles a job once). `None` ends the runner.
+    /// for the next batch, so each call settles a job once). A cycle whose caller has gone
+    /// still settles, but claims nothing. `None` ends the runner.
     fn next_batch(&self, lane: &Lane) -> Option<Vec<Cycle>> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         let state = lanes.get_mut(lane)?;
@@ -112,7 +125,10 @@ impl ClaimCombiner {
         let mut settlements = 0usize;
         let mut settled_ids: HashSet<JobId> = HashSet::new();
         let mut held = VecDeque::new();
-        while let Some(cycle) = state.waiting.pop_front() {
+        while let Some(mut cycle) = state.waiting.pop_front() {
+            if cycle.answer.is_closed() {
+                cycle.taker.max = 0;
+            }
             let fits = batch.is_empty()
                 || (jobs.saturating_add(cycle.taker.max) <= MAX_JOBS
                     && settlements + cycle.settlements.len() <= MAX_SETTLEMENTS
@@ -128,7 +144,11 @@ impl ClaimCombiner {
             settlements += cycle.settlements.len();
             settled_ids.extend(cycle.settlements.iter().map(Settlement::id));
             batch.push(cycle);
+            if jobs >= MAX_JOBS || settlements >= MAX_SETTLEMENTS {
+                break;
+            }
         }
+        held.append(&mut state.waiting);
         state.waiting = held;
         if batch.is_empty() {
             state.running -= 1;
@@ -139,12 +159,59 @@ impl ClaimCombiner {
         }
         Some(batch)
     }
+
+    /// A runner of `lane` ended without [`next_batch`](Self::next_batch) ending it: it
+    /// unwound (a bug panicked under it) or its task was dropped (the runtime is shutting
+    /// down). Its place is given back; when no other runner is left, the cycles still
+    /// waiting hear `error` instead of waiting for a runner that never comes, and the next
+    /// cycle starts a new one.
+    fn abandon(&self, lane: &Lane, error: &StoreError) {
+        let left = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(state) = lanes.get_mut(lane) else {
+                return;
+            };
+            state.running = state.running.saturating_sub(1);
+            if state.running > 0 {
+                return;
+            }
+            lanes.remove(lane).map(|s| s.waiting).unwrap_or_default()
+        };
+        for cycle in left {
+            let _ = cycle.answer.send(Err(error.clone()));
+        }
+    }
+}
+
+/// A runner's place in its lane, taken before the runner's task is spawned and given back
+/// however the runner ends.
+struct RunnerPlace {
+    engine: Arc<Engine>,
+    lane: Lane,
+    /// Set when `next_batch` ended the runner and gave the place back itself.
+    ended: bool,
+}
+
+impl Drop for RunnerPlace {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let error = if std::thread::panicking() {
+            tracing::error!(queue = %self.lane.queue, "a claim runner panicked; the claims waiting on it are answered with an error");
+            StoreError::Internal("the claim's store call panicked (see the log)".into())
+        } else {
+            StoreError::Unavailable("the claim's store call was cancelled: shutting down".into())
+        };
+        self.engine.combiner.abandon(&self.lane, &error);
+    }
 }
 
 impl Engine {
-    /// One worker cycle through the lane's combined calls: settles `settlements`, then
-    /// claims for `req` (once: no waiting). The store call runs in a task of its own, so it
-    /// completes, and announces what it kept, even when the caller stops waiting.
+    /// One worker cycle: settles `settlements`, then claims for `req` (once: no waiting),
+    /// with the other cycles of its lane that wait meanwhile. The store call runs in a task
+    /// of its own, so it completes, and announces what it kept, even when the caller stops
+    /// waiting.
     pub(crate) async fn cycle(
         &self,
         settlements: Vec<Settlement>,
@@ -168,48 +235,33 @@ impl Engine {
             .claim_calls_at_once
             .unwrap_or_else(|| self.store().claim_calls_at_once())
             .max(1);
-        if self.combiner.enter(&lane, cycle, runners) {
-            tokio::spawn(async move { engine.run_lane(lane).await });
+        if runners == usize::MAX || req.max > MAX_COMBINED_CLAIM {
+            // A call of one cycle answers its failure itself.
+            tokio::spawn(async move {
+                let _ = engine.run_batch(&lane, vec![cycle]).await;
+            });
+        } else if self.combiner.enter(&lane, cycle, runners) {
+            let place = RunnerPlace {
+                engine,
+                lane,
+                ended: false,
+            };
+            tokio::spawn(run_lane(place));
         }
         let (settled, claimed) = heard.await.map_err(|_| {
-            StoreError::Unavailable("the claim's task ended without an answer".into())
+            StoreError::Internal(
+                "the claim's store call ended without an answer (its task panicked: see the log)"
+                    .into(),
+            )
         })??;
         let claimed = claimed.heard();
         self.announce_claimed(&req.queue, &claimed);
         Ok((settled, claimed))
     }
 
-    /// A runner: makes the lane's batches until none waits.
-    async fn run_lane(&self, lane: Lane) {
-        while let Some(batch) = self.combiner.next_batch(&lane) {
-            // Kept for the cycles to be made again alone if a combined call fails (a call
-            // of one cycle answers its failure itself).
-            let again: Vec<Vec<Settlement>> = if batch.len() > 1 {
-                batch.iter().map(|c| c.settlements.clone()).collect()
-            } else {
-                Vec::new()
-            };
-            if let Err(failed) = self.run_batch(&lane, batch).await {
-                tracing::debug!(
-                    cycles = failed.len(),
-                    "a combined claim failed; each of its cycles is made alone"
-                );
-                for (rest, settlements) in failed.into_iter().zip(again) {
-                    let alone = Cycle {
-                        settlements,
-                        too_large: rest.too_large,
-                        taker: rest.taker,
-                        answer: rest.answer,
-                    };
-                    // A single cycle's failure is answered to it, never handed back.
-                    let _ = self.run_batch(&lane, vec![alone]).await;
-                }
-            }
-        }
-    }
-
     /// One store call for `batch`; answers each cycle. A failed call of several cycles
-    /// answers none and hands them back (their settlements spent).
+    /// that one cycle's input may have caused answers none and hands them back (their
+    /// settlements spent), to be made again alone.
     async fn run_batch(&self, lane: &Lane, batch: Vec<Cycle>) -> Result<(), Vec<CycleRest>> {
         let mut settlements = Vec::new();
         let mut takers = Vec::with_capacity(batch.len());
@@ -225,6 +277,7 @@ impl Engine {
                 answer: cycle.answer,
             });
         }
+        let expected = settlements.len();
         let op = if settlements.is_empty() {
             "job_claim"
         } else {
@@ -246,11 +299,29 @@ impl Engine {
                 op,
                 self.store().job_settle_and_claim_together(settle, claims),
             )
-            .await;
-        let out = match out {
+            .await
+            .and_then(|out| {
+                // Each list is guarded at once: jobs nobody hears of go back to the queue.
+                let claimed: Vec<UnheardClaim> = out
+                    .claimed
+                    .into_iter()
+                    .map(|jobs| UnheardClaim::new(jobs, self.store().clone(), self.waker().clone()))
+                    .collect();
+                if claimed.len() != rest.len() || out.settled.len() != expected {
+                    return Err(StoreError::Corrupt(format!(
+                        "the store answered {} claims and {} settlements for {} and {}",
+                        claimed.len(),
+                        out.settled.len(),
+                        rest.len(),
+                        expected
+                    )));
+                }
+                Ok((out.settled, claimed))
+            });
+        let (settled, claimed) = match out {
             Ok(out) => out,
-            Err(e) if rest.len() > 1 => {
-                tracing::debug!(error = %e, "combined claim failed");
+            Err(e) if rest.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+                tracing::debug!(error = %e, cycles = rest.len(), "a combined claim failed; each of its cycles is made alone");
                 return Err(rest);
             }
             Err(e) => {
@@ -260,16 +331,43 @@ impl Engine {
                 return Ok(());
             }
         };
-        let mut settled = out.settled.into_iter();
-        for (cycle, claimed) in rest.into_iter().zip(out.claimed) {
+        let mut settled = settled.into_iter();
+        for (cycle, claimed) in rest.into_iter().zip(claimed) {
             let own: Vec<_> = settled.by_ref().take(cycle.count).collect();
             let answered = self.settled(own, cycle.too_large);
-            let claimed = UnheardClaim::new(claimed, self.store().clone(), self.waker().clone());
             // A caller that went away drops the claim it did not hear, which releases it.
             let _ = cycle.answer.send(Ok((answered, claimed)));
         }
         Ok(())
     }
+}
+
+/// A runner: makes its lane's batches until none waits.
+async fn run_lane(mut place: RunnerPlace) {
+    let engine = place.engine.clone();
+    let lane = place.lane.clone();
+    while let Some(batch) = engine.combiner.next_batch(&lane) {
+        // Kept for the cycles to be made again alone if a combined call fails (a call of
+        // one cycle answers its failure itself).
+        let again: Vec<Vec<Settlement>> = if batch.len() > 1 {
+            batch.iter().map(|c| c.settlements.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        if let Err(failed) = engine.run_batch(&lane, batch).await {
+            for (rest, settlements) in failed.into_iter().zip(again) {
+                let alone = Cycle {
+                    settlements,
+                    too_large: rest.too_large,
+                    taker: rest.taker,
+                    answer: rest.answer,
+                };
+                // A single cycle's failure is answered to it, never handed back.
+                let _ = engine.run_batch(&lane, vec![alone]).await;
+            }
+        }
+    }
+    place.ended = true;
 }
 
 /// A cycle whose settlements went into a call: what is needed to answer it.
@@ -309,8 +407,10 @@ mod tests {
         }
     }
 
+    /// A cycle whose caller listens for the whole test (a closed answer claims nothing).
     fn cycle(max: u32, settles: &[JobId]) -> Cycle {
-        let (answer, _) = oneshot::channel();
+        let (answer, heard) = oneshot::channel();
+        std::mem::forget(heard);
         Cycle {
             settlements: settles
                 .iter()
@@ -386,6 +486,55 @@ mod tests {
             vec![600, 400]
         );
         assert_eq!(sizes(&c.next_batch(&lane()).expect("rest")), vec![1]);
+    }
+
+    #[test]
+    fn a_runner_that_ends_abnormally_gives_its_place_back_and_its_waiting_cycles_an_error() {
+        let c = ClaimCombiner::default();
+        let (answer, mut heard) = oneshot::channel();
+        assert!(c.enter(&lane(), cycle(1, &[]), 1));
+        assert_eq!(c.next_batch(&lane()).map(|b| b.len()), Some(1), "under way");
+        assert!(!c.enter(
+            &lane(),
+            Cycle {
+                answer,
+                ..cycle(1, &[])
+            },
+            1
+        ));
+        c.abandon(&lane(), &StoreError::Internal("boom".into()));
+        assert_eq!(c.counts(&lane()), (0, 0), "the lane is free again");
+        assert!(
+            matches!(heard.try_recv(), Ok(Err(StoreError::Internal(_)))),
+            "the waiting caller hears the error"
+        );
+        assert!(
+            c.enter(&lane(), cycle(1, &[]), 1),
+            "the next cycle starts a runner"
+        );
+    }
+
+    #[test]
+    fn a_caller_gone_while_waiting_settles_but_claims_nothing() {
+        let c = ClaimCombiner::default();
+        let (answer, heard) = oneshot::channel();
+        c.enter(&lane(), cycle(1, &[]), 1);
+        c.enter(
+            &lane(),
+            Cycle {
+                answer,
+                ..cycle(5, &[JobId::new()])
+            },
+            1,
+        );
+        drop(heard);
+        let batch = c.next_batch(&lane()).expect("batch");
+        assert_eq!(sizes(&batch), vec![1, 0]);
+        assert_eq!(
+            batch[1].settlements.len(),
+            1,
+            "its settlement is still kept"
+        );
     }
 
     /// An engine over a real SQLite file that combines claims (one call at once), and a
@@ -565,6 +714,13 @@ mod tests {
             .await
             .expect("job");
         assert_eq!(b.state, JobState::Running, "nothing of b's cycle was kept");
+        let mut rest = claim_one("after");
+        rest.max = 10;
+        assert_eq!(
+            engine.claim(rest).await.expect("claim").len(),
+            1,
+            "of four new jobs the first, a and c took one each, b none"
+        );
         assert_eq!(
             store_calls(&engine, "job_settle_and_claim").await,
             4.0,

@@ -402,7 +402,8 @@ impl Engine {
     ///
     /// Dropping the returned future (a long-poll whose client went away) never loses a job:
     /// a store claim already under way finishes in a task of its own, and jobs it took for
-    /// a caller that is gone are released at once, their attempt uncounted.
+    /// a caller that is gone are released at once, their attempt uncounted; a claim still
+    /// waiting to go with others of its queue is made for nothing.
     ///
     /// # Errors
     /// The store's error.
@@ -818,8 +819,7 @@ fn oversized_result(s: &Settlement, max: usize) -> Option<(StoreError, Settlemen
 }
 
 /// Runs `work` in a task of its own, so that it completes even when the caller stops
-/// waiting; a caller that is gone drops the answer there (an [`UnheardClaim`] releases its
-/// jobs when dropped).
+/// waiting; a caller that is gone drops the answer there.
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {

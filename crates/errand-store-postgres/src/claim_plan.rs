@@ -22,7 +22,7 @@ use crate::array_rows::{array_rows, in_array};
 use crate::claim_slots::ClaimSlots;
 use crate::fault::{QResult, RowExt};
 use crate::job_row::{job_from_row, millis, JOB_COLUMNS, JOB_COLUMN_COUNT};
-use crate::job_write::{LEASE, OPEN_ATTEMPTS};
+use crate::job_write::{lease_sql, OPEN_ATTEMPTS};
 use crate::limit::{bucket_of, rate_of};
 
 /// Candidates read per claim: enough to skip jobs a kind or key limit holds back.
@@ -183,10 +183,11 @@ pub(crate) async fn claim(
     let lease = client
         .prepare_cached(&format!(
             "WITH slot AS (SELECT id, n FROM UNNEST($5::uuid[]) WITH ORDINALITY AS s(id, n)), \
-             claimed AS ({LEASE} FROM slot WHERE j.id = slot.id AND j.queue = $1 RETURNING j.*), \
+             claimed AS ({} FROM slot WHERE j.id = slot.id AND j.queue = $1 RETURNING j.*), \
              opened AS ({OPEN_ATTEMPTS}) \
              SELECT {JOB_COLUMNS}, lease_token FROM claimed \
-             ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id"
+             ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id",
+            lease_sql("$6")
         ))
         .await?;
     let ids: Vec<uuid::Uuid> = plan.take.iter().map(|i| i.0).collect();
@@ -199,6 +200,7 @@ pub(crate) async fn claim(
                 &slots.tokens,
                 &millis(p.lease),
                 &ids,
+                &slots.starts,
             ],
         )
         .await?;

@@ -1,9 +1,11 @@
-//! The slots of a claim made for several takers at once. The n-th job a claim leases goes
-//! into slot n, and each slot names the worker and the lease token of the taker that holds
-//! it (a taker asking for `max` jobs holds `max` slots in a row). The claim statements bind
-//! both as arrays (`$2::text[]`, `$3::uuid[]`) and subscript them with each job's slot
-//! number, so one statement leases for every taker; the jobs are then dealt back to their
-//! takers by the token each was leased under.
+//! The slots of a claim made for several takers at once. The n-th job a claim leases (in
+//! claim order: priority, fair rank, run time, id) goes into slot n; taker i holds the
+//! `max` slots from its start on, so the first takers get the first jobs. The claim
+//! statements bind each taker's worker name, lease token and first slot as arrays and
+//! find a job's taker with `width_bucket(n, starts)` (the last taker whose first slot is
+//! at most n), so one statement leases for every taker with parameters the size of the
+//! takers, not of the jobs. The jobs are then dealt back to their takers by the token each
+//! was leased under.
 
 use std::collections::HashMap;
 
@@ -13,41 +15,54 @@ use errand_store::{ClaimedJob, JobClaimTogetherParams};
 
 use crate::fault::{corrupt, QResult};
 
-/// Per slot, the worker name and lease token a job leased into it gets.
+/// Per taker that asks for at least one job: its worker name, lease token and first slot.
 pub(crate) struct ClaimSlots {
-    /// The worker of each slot, bound as `$2::text[]`.
+    /// The worker of each taker, bound as `text[]`.
     pub(crate) workers: Vec<String>,
-    /// The lease token of each slot, bound as `$3::uuid[]`.
+    /// The lease token of each taker, bound as `uuid[]`.
     pub(crate) tokens: Vec<uuid::Uuid>,
-    /// Each taker's token, in taker order.
+    /// The first slot of each taker (from 1, rising), bound as `int8[]`.
+    pub(crate) starts: Vec<i64>,
+    /// How many slots in all: the claim's `LIMIT`.
+    count: i64,
+    /// Each taker's token, in taker order (a taker asking for none has one too).
     takers: Vec<LeaseToken>,
+}
+
+/// The worker and token of a job's slot, for the lease's `SET`: `slot.n` is the job's slot,
+/// `$workers`, `$tokens` and `$starts` the parameters bound from [`ClaimSlots`].
+pub(crate) fn slot_holder(workers: &str, tokens: &str, starts: &str) -> String {
+    let taker = format!("width_bucket(slot.n, {starts}::int8[])");
+    format!("worker = ({workers}::text[])[{taker}], lease_token = ({tokens}::uuid[])[{taker}]")
 }
 
 impl ClaimSlots {
     /// A new lease token per taker, and its slots.
     pub(crate) fn new(p: &JobClaimTogetherParams) -> Self {
-        let total = p.total() as usize;
-        let mut workers = Vec::with_capacity(total);
-        let mut tokens = Vec::with_capacity(total);
-        let mut takers = Vec::with_capacity(p.takers.len());
+        let mut slots = ClaimSlots {
+            workers: Vec::with_capacity(p.takers.len()),
+            tokens: Vec::with_capacity(p.takers.len()),
+            starts: Vec::with_capacity(p.takers.len()),
+            count: 0,
+            takers: Vec::with_capacity(p.takers.len()),
+        };
         for taker in &p.takers {
             let token = LeaseToken::new();
-            takers.push(token);
-            for _ in 0..taker.max {
-                workers.push(taker.worker.clone());
-                tokens.push(token.0);
+            slots.takers.push(token);
+            if taker.max == 0 {
+                continue;
             }
+            slots.workers.push(taker.worker.clone());
+            slots.tokens.push(token.0);
+            slots.starts.push(slots.count + 1);
+            slots.count += i64::from(taker.max);
         }
-        ClaimSlots {
-            workers,
-            tokens,
-            takers,
-        }
+        slots
     }
 
     /// How many jobs all takers may get together: the claim's `LIMIT`.
     pub(crate) fn count(&self) -> i64 {
-        i64::try_from(self.tokens.len()).unwrap_or(i64::MAX)
+        self.count
     }
 
     /// Hands each leased job (with the token it was leased under and its session's state)

@@ -13,7 +13,7 @@ use errand_store::{
 use serde_json::Value;
 
 use crate::array_rows::array_rows;
-use crate::claim_slots::ClaimSlots;
+use crate::claim_slots::{slot_holder, ClaimSlots};
 use crate::fairness::{self, NewRank};
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::gate::{self, Arrival};
@@ -548,17 +548,19 @@ pub(crate) async fn claim(
                  AND NOT EXISTS (SELECT 1 FROM limits)) AS fast \
              FROM queues q WHERE q.name = $1 AND NOT q.paused), \
          picked AS ( \
-             SELECT id FROM jobs \
+             SELECT id, priority, fair_rank, run_at FROM jobs \
              WHERE queue = $1 AND state IN ('available', 'scheduled') AND NOT parked AND run_at <= errand_now() \
                AND ($6::text[] IS NULL OR kind = ANY($6)) AND (SELECT fast FROM f) \
              ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-         slot AS (SELECT id, row_number() OVER () AS n FROM picked), \
-         claimed AS ({LEASE} FROM slot WHERE j.id = slot.id RETURNING j.*), \
+         slot AS (SELECT id, row_number() OVER ( \
+             ORDER BY priority DESC, fair_rank NULLS FIRST, run_at, id) AS n FROM picked), \
+         claimed AS ({} FROM slot WHERE j.id = slot.id RETURNING j.*), \
          opened AS ({OPEN_ATTEMPTS}), \
          vt AS (UPDATE queues SET vtime = GREATEST(vtime, (SELECT MAX(fair_rank) FROM claimed)) \
              WHERE name = $1 AND fair AND EXISTS (SELECT 1 FROM claimed WHERE fair_rank IS NOT NULL)) \
          SELECT {}, c.lease_token, f.fast FROM f LEFT JOIN claimed c ON true \
          ORDER BY c.priority DESC, c.fair_rank NULLS FIRST, c.run_at, c.id",
+        lease_sql("$7"),
         job_columns("c")
     );
     let stmt = client.prepare_cached(&sql).await?;
@@ -575,6 +577,7 @@ pub(crate) async fn claim(
                 &millis(p.lease),
                 &slots.count(),
                 &kinds,
+                &slots.starts,
             ],
         )
         .await?;
@@ -635,13 +638,17 @@ pub(crate) fn lease_held(prefix: &str, token: &str) -> String {
     )
 }
 
-/// The UPDATE that leases jobs for `$4` ms, each under the worker (`$2::text[]`) and token
-/// (`$3::uuid[]`) of its slot ([`ClaimSlots`]); the caller joins it with a CTE `slot` of
-/// the chosen jobs' ids and slot numbers (`id`, `n`, from 1).
-pub(crate) const LEASE: &str = "UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, \
-     worker = ($2::text[])[slot.n::int], lease_token = ($3::uuid[])[slot.n::int], \
-     lease_ms = $4, lease_expires_at = errand_now() + $4, started_at = errand_now(), \
-     updated_at = errand_now()";
+/// The UPDATE that leases jobs for `$4` ms, each under the worker and token of its slot's
+/// taker ([`ClaimSlots`]: workers `$2`, tokens `$3`, the takers' first slots `starts`); the
+/// caller joins it with a CTE `slot` of the chosen jobs' ids and slot numbers (`id`, `n`,
+/// from 1).
+pub(crate) fn lease_sql(starts: &str) -> String {
+    format!(
+        "UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, {}, lease_ms = $4, \
+         lease_expires_at = errand_now() + $4, started_at = errand_now(), updated_at = errand_now()",
+        slot_holder("$2", "$3", starts)
+    )
+}
 
 /// Opens the attempt rows of the jobs in `claimed`.
 pub(crate) const OPEN_ATTEMPTS: &str =

@@ -133,9 +133,9 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Several workers' cycles in one transaction: settles all their settlements, as
-    /// [`job_settle_many`](Self::job_settle_many) does, then claims for each taker in
-    /// turn, each under its own worker name and lease token, as
-    /// [`job_claim`](Self::job_claim) does for one. The engine combines the cycles that
+    /// [`job_settle_many`](Self::job_settle_many) does, then claims for every taker, each
+    /// under its own worker name and lease token, as [`job_claim`](Self::job_claim) does
+    /// for one (the first takers get the first jobs in claim order). The engine combines the cycles that
     /// arrive together for one queue into one call, so that a commit (and, on PostgreSQL,
     /// each statement) serves many jobs. An error that fails the settlements fails every
     /// claim: nothing is kept. With no settlements, nothing is settled.

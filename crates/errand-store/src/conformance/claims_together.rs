@@ -131,3 +131,23 @@ pub(crate) async fn claims_together_share_a_queue_limit(Ctx { store, .. }: Ctx) 
     assert_ne!(out.claimed[0][0].lease_token, out.claimed[1][0].lease_token);
     assert!(claim(&store, "q", 5).await.is_empty(), "the limit is full");
 }
+
+/// The first takers get the first jobs in claim order (highest priority first).
+pub(crate) async fn claims_together_give_the_first_takers_the_first_jobs(Ctx { store, .. }: Ctx) {
+    let jobs: Vec<_> = [1, 5, 3]
+        .into_iter()
+        .map(|priority| {
+            let mut j = new_job("q", "k");
+            j.priority = priority;
+            j
+        })
+        .collect();
+    insert(&store, jobs).await;
+    let out = together(&store, vec![], takers("q", &[("w1", 1), ("w2", 2)])).await;
+    let priorities: Vec<Vec<i32>> = out
+        .claimed
+        .iter()
+        .map(|c| c.iter().map(|c| c.job.priority).collect())
+        .collect();
+    assert_eq!(priorities, vec![vec![5], vec![3, 1]]);
+}

@@ -173,6 +173,7 @@ macro_rules! conformance_suite {
             settle_and_claim_settles_first_then_claims,
             claims_together_lease_each_taker_its_own_jobs,
             claims_together_share_a_queue_limit,
+            claims_together_give_the_first_takers_the_first_jobs,
             expired_lease_returns_job_to_queue,
             expired_lease_without_attempts_left_is_dead,
             attempt_past_timeout_is_failed,
