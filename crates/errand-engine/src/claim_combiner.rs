@@ -10,9 +10,9 @@
 //!
 //! Nothing waits to be combined: a cycle that finds its lane with a free runner goes to the
 //! store at once, alone. Only cycles arriving while as many calls of their lane as the
-//! store takes at once ([`Store::claim_calls_at_once`]) are already under way wait, and the
-//! next call takes all of them (up to [`MAX_JOBS`] jobs and [`MAX_SETTLEMENTS`]
-//! settlements), so a batch grows with the load and no further. A claim of more than
+//! store takes at once ([`Store::combined_calls_at_once`]) are already under way wait, and the
+//! next call takes all of them (up to [`CAPS`]), so a batch grows with the load and no
+//! further. A claim of more than
 //! [`MAX_COMBINED_CLAIM`] jobs already shares its transaction among its jobs and goes alone,
 //! as every cycle does on a store that combines nothing (`usize::MAX` calls at once).
 //!
@@ -23,10 +23,9 @@
 //! only make the last caller wait longer.
 //!
 //! [`Store::job_settle_and_claim_together`]: errand_store::Store::job_settle_and_claim_together
-//! [`Store::claim_calls_at_once`]: errand_store::Store::claim_calls_at_once
+//! [`Store::combined_calls_at_once`]: errand_store::Store::combined_calls_at_once
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use errand_core::{Job, JobId, JobKind, QueueName};
@@ -36,13 +35,15 @@ use errand_store::{
 use tokio::sync::oneshot;
 
 use crate::engine::{ClaimRequest, Engine};
+use crate::lanes::{Batchable, Caps, Lanes, RunnerPlace};
 use crate::unheard_claim::UnheardClaim;
 
-/// Jobs one combined call claims at most.
-const MAX_JOBS: u32 = 1000;
-
-/// Settlements one combined call carries at most (a single cycle may carry more).
-const MAX_SETTLEMENTS: usize = 1000;
+/// What one combined call carries at most: 1,000 jobs claimed and 1,000 settlements (a
+/// single cycle may carry more settlements and goes alone).
+const CAPS: Caps = Caps {
+    jobs: 1000,
+    entries: 1000,
+};
 
 /// A claim of more jobs than this goes alone: its own transaction already serves many
 /// jobs, and it would hold its lane's runner from the small cycles that gain from sharing.
@@ -86,124 +87,45 @@ pub(crate) struct Cycle {
     pub(crate) answer: oneshot::Sender<CycleAnswer>,
 }
 
-#[derive(Default)]
-struct LaneState {
-    running: usize,
-    waiting: VecDeque<Cycle>,
-}
+impl Batchable for Cycle {
+    type Unique = JobId;
 
-/// The lanes with cycles waiting or under way.
-#[derive(Default)]
-pub(crate) struct ClaimCombiner {
-    lanes: Mutex<HashMap<Lane, LaneState>>,
-}
-
-impl ClaimCombiner {
-    /// Queues `cycle` on its lane; true when the caller must start a runner for the lane
-    /// (fewer than `runners` run).
-    fn enter(&self, lane: &Lane, cycle: Cycle, runners: usize) -> bool {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        let state = lanes.entry(lane.clone()).or_default();
-        state.waiting.push_back(cycle);
-        if state.running < runners {
-            state.running += 1;
-            true
-        } else {
-            false
-        }
+    fn jobs(&self) -> u32 {
+        self.taker.max
     }
 
-    /// The next batch of `lane`'s waiting cycles, in arrival order: every one that fits
-    /// the caps and settles no job another cycle of the batch settles (such a cycle waits
-    /// for the next batch, so each call settles a job once). A cycle whose caller has gone
-    /// still settles, but claims nothing. `None` ends the runner.
-    fn next_batch(&self, lane: &Lane) -> Option<Vec<Cycle>> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        let state = lanes.get_mut(lane)?;
-        let mut batch: Vec<Cycle> = Vec::new();
-        let mut jobs = 0u32;
-        let mut settlements = 0usize;
-        let mut settled_ids: HashSet<JobId> = HashSet::new();
-        let mut held = VecDeque::new();
-        while let Some(mut cycle) = state.waiting.pop_front() {
-            if cycle.answer.is_closed() {
-                cycle.taker.max = 0;
-            }
-            let fits = batch.is_empty()
-                || (jobs.saturating_add(cycle.taker.max) <= MAX_JOBS
-                    && settlements + cycle.settlements.len() <= MAX_SETTLEMENTS
-                    && !cycle
-                        .settlements
-                        .iter()
-                        .any(|s| settled_ids.contains(&s.id())));
-            if !fits {
-                held.push_back(cycle);
-                continue;
-            }
-            jobs = jobs.saturating_add(cycle.taker.max);
-            settlements += cycle.settlements.len();
-            settled_ids.extend(cycle.settlements.iter().map(Settlement::id));
-            batch.push(cycle);
-            if jobs >= MAX_JOBS || settlements >= MAX_SETTLEMENTS {
-                break;
-            }
-        }
-        held.append(&mut state.waiting);
-        state.waiting = held;
-        if batch.is_empty() {
-            state.running -= 1;
-            if state.running == 0 {
-                lanes.remove(lane);
-            }
-            return None;
-        }
-        Some(batch)
+    fn entries(&self) -> usize {
+        self.settlements.len()
     }
 
-    /// A runner of `lane` ended without [`next_batch`](Self::next_batch) ending it: it
-    /// unwound (a bug panicked under it) or its task was dropped (the runtime is shutting
-    /// down). Its place is given back; when no other runner is left, the cycles still
-    /// waiting hear `error` instead of waiting for a runner that never comes, and the next
-    /// cycle starts a new one.
-    fn abandon(&self, lane: &Lane, error: &StoreError) {
-        let left = {
-            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(state) = lanes.get_mut(lane) else {
-                return;
-            };
-            state.running = state.running.saturating_sub(1);
-            if state.running > 0 {
-                return;
-            }
-            lanes.remove(lane).map(|s| s.waiting).unwrap_or_default()
-        };
-        for cycle in left {
-            let _ = cycle.answer.send(Err(error.clone()));
+    /// Each call settles a job once.
+    fn uniques(&self) -> Vec<JobId> {
+        self.settlements.iter().map(Settlement::id).collect()
+    }
+
+    /// A cycle whose caller has gone still settles, but claims nothing.
+    fn prepare(&mut self) {
+        if self.answer.is_closed() {
+            self.taker.max = 0;
         }
     }
 }
 
-/// A runner's place in its lane, taken before the runner's task is spawned and given back
-/// however the runner ends.
-struct RunnerPlace {
-    engine: Arc<Engine>,
-    lane: Lane,
-    /// Set when `next_batch` ended the runner and gave the place back itself.
-    ended: bool,
-}
+/// The lanes of claims waiting to go to the store together.
+pub(crate) type ClaimCombiner = Lanes<Lane, Cycle>;
 
-impl Drop for RunnerPlace {
-    fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        let error = if std::thread::panicking() {
-            tracing::error!(queue = %self.lane.queue, "a claim runner panicked; the claims waiting on it are answered with an error");
-            StoreError::Internal("the claim's store call panicked (see the log)".into())
-        } else {
-            StoreError::Unavailable("the claim's store call was cancelled: shutting down".into())
-        };
-        self.engine.combiner.abandon(&self.lane, &error);
+/// Answers the cycles left waiting on `lane` when its last runner ended abnormally:
+/// `panicking` says whether a bug panicked under it (500) or its task was cancelled, as
+/// when the runtime shuts down (503).
+fn answer_abandoned(combiner: &ClaimCombiner, lane: &Lane, panicking: bool) {
+    let error = if panicking {
+        tracing::error!(queue = %lane.queue, "a claim runner panicked; the claims waiting on it are answered with an error");
+        StoreError::Internal("the claim's store call panicked (see the log)".into())
+    } else {
+        StoreError::Unavailable("the claim's store call was cancelled: shutting down".into())
+    };
+    for cycle in combiner.abandon(lane) {
+        let _ = cycle.answer.send(Err(error.clone()));
     }
 }
 
@@ -232,8 +154,8 @@ impl Engine {
         };
         let runners = self
             .config()
-            .claim_calls_at_once
-            .unwrap_or_else(|| self.store().claim_calls_at_once())
+            .combined_calls_at_once
+            .unwrap_or_else(|| self.store().combined_calls_at_once())
             .max(1);
         if runners == usize::MAX || req.max > MAX_COMBINED_CLAIM {
             // A call of one cycle answers its failure itself.
@@ -241,12 +163,10 @@ impl Engine {
                 let _ = engine.run_batch(&lane, vec![cycle]).await;
             });
         } else if self.combiner.enter(&lane, cycle, runners) {
-            let place = RunnerPlace {
-                engine,
-                lane,
-                ended: false,
-            };
-            tokio::spawn(run_lane(place));
+            let (e, l) = (engine.clone(), lane.clone());
+            let place =
+                RunnerPlace::new(move |panicking| answer_abandoned(&e.combiner, &l, panicking));
+            tokio::spawn(run_lane(engine, lane, place));
         }
         let (settled, claimed) = heard.await.map_err(|_| {
             StoreError::Internal(
@@ -343,10 +263,8 @@ impl Engine {
 }
 
 /// A runner: makes its lane's batches until none waits.
-async fn run_lane(mut place: RunnerPlace) {
-    let engine = place.engine.clone();
-    let lane = place.lane.clone();
-    while let Some(batch) = engine.combiner.next_batch(&lane) {
+async fn run_lane(engine: Arc<Engine>, lane: Lane, place: RunnerPlace<impl FnOnce(bool)>) {
+    while let Some(batch) = engine.combiner.next_batch(&lane, CAPS) {
         // Kept for the cycles to be made again alone if a combined call fails (a call of
         // one cycle answers its failure itself).
         let again: Vec<Vec<Settlement>> = if batch.len() > 1 {
@@ -367,7 +285,7 @@ async fn run_lane(mut place: RunnerPlace) {
             }
         }
     }
-    place.ended = true;
+    place.ended();
 }
 
 /// A cycle whose settlements went into a call: what is needed to answer it.
@@ -384,10 +302,9 @@ mod tests {
     use std::time::Duration;
 
     use errand_core::{JobState, LeaseToken};
-    use errand_store_sqlite::{SqliteOptions, SqliteStore};
 
     use super::*;
-    use crate::EngineConfig;
+    use crate::lanes::testing::{combining_engine, store_calls, until};
 
     fn lane() -> Lane {
         Lane {
@@ -429,16 +346,6 @@ mod tests {
         batch.iter().map(|c| c.taker.max).collect()
     }
 
-    impl ClaimCombiner {
-        /// Runners and waiting cycles of `lane`.
-        fn counts(&self, lane: &Lane) -> (usize, usize) {
-            let lanes = self.lanes.lock().expect("lanes");
-            lanes
-                .get(lane)
-                .map_or((0, 0), |s| (s.running, s.waiting.len()))
-        }
-    }
-
     #[test]
     fn cycles_wait_only_while_the_runners_are_busy() {
         let c = ClaimCombiner::default();
@@ -448,8 +355,11 @@ mod tests {
         );
         assert!(!c.enter(&lane(), cycle(2, &[]), 1), "the runner is busy");
         assert!(!c.enter(&lane(), cycle(3, &[]), 1));
-        assert_eq!(sizes(&c.next_batch(&lane()).expect("batch")), vec![1, 2, 3]);
-        assert!(c.next_batch(&lane()).is_none(), "the runner ends");
+        assert_eq!(
+            sizes(&c.next_batch(&lane(), CAPS).expect("batch")),
+            vec![1, 2, 3]
+        );
+        assert!(c.next_batch(&lane(), CAPS).is_none(), "the runner ends");
         assert_eq!(c.counts(&lane()), (0, 0));
         assert!(
             c.enter(&lane(), cycle(1, &[]), 1),
@@ -468,24 +378,30 @@ mod tests {
         c.enter(&lane(), cycle(4, &[]), 1);
         // The second settles `a` again: it waits for the next batch, and the third (which
         // does not collide with the first) goes now.
-        assert_eq!(sizes(&c.next_batch(&lane()).expect("first")), vec![1, 3, 4]);
-        assert_eq!(sizes(&c.next_batch(&lane()).expect("second")), vec![2]);
-        assert!(c.next_batch(&lane()).is_none());
+        assert_eq!(
+            sizes(&c.next_batch(&lane(), CAPS).expect("first")),
+            vec![1, 3, 4]
+        );
+        assert_eq!(
+            sizes(&c.next_batch(&lane(), CAPS).expect("second")),
+            vec![2]
+        );
+        assert!(c.next_batch(&lane(), CAPS).is_none());
 
-        c.enter(&lane(), cycle(MAX_JOBS + 5, &[]), 1);
+        c.enter(&lane(), cycle(CAPS.jobs + 5, &[]), 1);
         c.enter(&lane(), cycle(600, &[]), 1);
         c.enter(&lane(), cycle(400, &[]), 1);
         c.enter(&lane(), cycle(1, &[]), 1);
         assert_eq!(
-            sizes(&c.next_batch(&lane()).expect("alone")),
-            vec![MAX_JOBS + 5],
+            sizes(&c.next_batch(&lane(), CAPS).expect("alone")),
+            vec![CAPS.jobs + 5],
             "a cycle above the cap goes alone"
         );
         assert_eq!(
-            sizes(&c.next_batch(&lane()).expect("to the cap")),
+            sizes(&c.next_batch(&lane(), CAPS).expect("to the cap")),
             vec![600, 400]
         );
-        assert_eq!(sizes(&c.next_batch(&lane()).expect("rest")), vec![1]);
+        assert_eq!(sizes(&c.next_batch(&lane(), CAPS).expect("rest")), vec![1]);
     }
 
     #[test]
@@ -493,7 +409,11 @@ mod tests {
         let c = ClaimCombiner::default();
         let (answer, mut heard) = oneshot::channel();
         assert!(c.enter(&lane(), cycle(1, &[]), 1));
-        assert_eq!(c.next_batch(&lane()).map(|b| b.len()), Some(1), "under way");
+        assert_eq!(
+            c.next_batch(&lane(), CAPS).map(|b| b.len()),
+            Some(1),
+            "under way"
+        );
         assert!(!c.enter(
             &lane(),
             Cycle {
@@ -502,16 +422,21 @@ mod tests {
             },
             1
         ));
-        c.abandon(&lane(), &StoreError::Internal("boom".into()));
+        let l = lane();
+        drop(RunnerPlace::new(|panicking| {
+            answer_abandoned(&c, &l, panicking)
+        }));
         assert_eq!(c.counts(&lane()), (0, 0), "the lane is free again");
         assert!(
-            matches!(heard.try_recv(), Ok(Err(StoreError::Internal(_)))),
-            "the waiting caller hears the error"
+            matches!(heard.try_recv(), Ok(Err(StoreError::Unavailable(_)))),
+            "the waiting caller hears that the call was cancelled"
         );
         assert!(
             c.enter(&lane(), cycle(1, &[]), 1),
             "the next cycle starts a runner"
         );
+        let ended = RunnerPlace::new(|_| panic!("a runner that ended normally gives nothing back"));
+        ended.ended();
     }
 
     #[test]
@@ -528,30 +453,13 @@ mod tests {
             1,
         );
         drop(heard);
-        let batch = c.next_batch(&lane()).expect("batch");
+        let batch = c.next_batch(&lane(), CAPS).expect("batch");
         assert_eq!(sizes(&batch), vec![1, 0]);
         assert_eq!(
             batch[1].settlements.len(),
             1,
             "its settlement is still kept"
         );
-    }
-
-    /// An engine over a real SQLite file that combines claims (one call at once), and a
-    /// second connection to the file.
-    fn combining_engine(dir: &std::path::Path) -> (Arc<Engine>, rusqlite::Connection) {
-        let options = SqliteOptions::in_dir(dir);
-        let store = SqliteStore::open(&options).expect("open");
-        let engine = Engine::new(
-            Arc::new(store),
-            EngineConfig {
-                claim_calls_at_once: Some(1),
-                ..EngineConfig::default()
-            },
-        );
-        let raw = rusqlite::Connection::open(&options.path).expect("raw connection");
-        raw.busy_timeout(Duration::from_secs(5)).expect("busy");
-        (engine, raw)
     }
 
     fn claim_one(worker: &str) -> ClaimRequest {
@@ -563,14 +471,6 @@ mod tests {
             kinds: vec![],
             wait: Duration::ZERO,
         }
-    }
-
-    async fn until(what: &str, mut done: impl FnMut() -> bool) {
-        errand_testkit::eventually(what, Duration::from_secs(10), || {
-            let ok = done().then_some(());
-            async move { ok }
-        })
-        .await;
     }
 
     /// Occupies the lane's one runner: a claim whose store call waits on the write lock
@@ -587,14 +487,6 @@ mod tests {
         })
         .await;
         first
-    }
-
-    async fn store_calls(engine: &Engine, op: &str) -> f64 {
-        let text = engine.metrics_text().await.expect("metrics");
-        let series = format!("errand_store_operation_seconds_count{{op=\"{op}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .map_or(0.0, |v| v.parse().expect("a number"))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,8 +60,8 @@ pub struct EngineConfig {
     pub supervise_interval: Duration,
     /// How many store calls of claims for one queue run at once before the cycles arriving
     /// meanwhile wait to go together in one call; `None` takes the store's choice
-    /// ([`Store::claim_calls_at_once`](errand_store::Store::claim_calls_at_once)).
-    pub claim_calls_at_once: Option<usize>,
+    /// ([`Store::combined_calls_at_once`](errand_store::Store::combined_calls_at_once)).
+    pub combined_calls_at_once: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -87,7 +87,7 @@ impl Default for EngineConfig {
             event_prune_interval: Duration::from_secs(60),
             max_result_bytes: 1024 * 1024,
             supervise_interval: Duration::from_secs(1),
-            claim_calls_at_once: None,
+            combined_calls_at_once: None,
         }
     }
 }

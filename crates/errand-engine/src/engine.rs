@@ -74,6 +74,8 @@ pub struct Engine {
     pub(crate) deliveries_due: Arc<tokio::sync::Notify>,
     /// Workers' cycles waiting to go to the store together.
     pub(crate) combiner: crate::claim_combiner::ClaimCombiner,
+    /// Enqueues waiting to go to the store together.
+    pub(crate) inserts: crate::insert_combiner::InsertCombiner,
     /// Workers seen claiming since the last flush to the store.
     pub(crate) workers_seen: crate::worker_registry::WorkerRegistry,
     /// What this node says about itself (store, roles), set once at start.
@@ -112,6 +114,7 @@ impl Engine {
             fold_due: Default::default(),
             deliveries_due: Arc::new(tokio::sync::Notify::new()),
             combiner: Default::default(),
+            inserts: Default::default(),
             workers_seen: Default::default(),
             about: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::new()),
@@ -355,18 +358,14 @@ impl Engine {
 
     /// Stores jobs atomically and wakes the workers of their queues.
     ///
+    /// Small enqueues that arrive together go to the store as one insert
+    /// ([`crate::insert_combiner`]); each stays all-or-nothing. The insert and its
+    /// announcements complete even when the caller stops waiting.
+    ///
     /// # Errors
     /// The store's error; nothing was stored.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertedJob>, StoreError> {
-        let out = self
-            .metrics
-            .timed(
-                "job_insert_many",
-                self.store.job_insert_many(self.insert_params(jobs)),
-            )
-            .await?;
-        self.announce_inserted(&out);
-        Ok(out)
+        self.insert_combined(jobs).await
     }
 
     /// Wakes the claims of the queues that gained ready jobs in an insert, and the event

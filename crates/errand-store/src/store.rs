@@ -128,7 +128,7 @@ pub trait Store: Send + Sync + 'static {
     /// jobs/s, two 2,484–2,602, four 2,223–2,293). A store that already commits concurrent
     /// writes together loses the overlap of those writes to combining, and says
     /// `usize::MAX` (every cycle goes alone, as it comes).
-    fn claim_calls_at_once(&self) -> usize {
+    fn combined_calls_at_once(&self) -> usize {
         1
     }
 
