@@ -16,11 +16,11 @@
 //! [`MAX_COMBINED_CLAIM`] jobs already shares its transaction among its jobs and goes alone,
 //! as every cycle does on a store that combines nothing (`usize::MAX` calls at once).
 //!
-//! A combined call that fails with an error one cycle's input may cause (a constraint, a
-//! corrupt record, a lock conflict) kept nothing of it; each of its cycles is then made
-//! again alone, so that one caller's fault is answered to that caller only. A store that is
-//! unavailable is answered to all of them at once: asking it again, cycle by cycle, would
-//! only make the last caller wait longer.
+//! A combined call that fails with an error one cycle's input may cause (a refusal, a
+//! constraint, a lock conflict) kept nothing of it; its cycles are then made again, each
+//! alone and side by side, so that one caller's fault is answered to that caller only
+//! ([`crate::lanes::redo_alone`]). Any other error (the store unavailable, a corrupt
+//! answer) is answered to all of them at once.
 //!
 //! [`Store::job_settle_and_claim_together`]: errand_store::Store::job_settle_and_claim_together
 //! [`Store::combined_calls_at_once`]: errand_store::Store::combined_calls_at_once
@@ -35,7 +35,7 @@ use errand_store::{
 use tokio::sync::oneshot;
 
 use crate::engine::{ClaimRequest, Engine};
-use crate::lanes::{Batchable, Caps, Lanes, RunnerPlace};
+use crate::lanes::{redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
 use crate::unheard_claim::UnheardClaim;
 
 /// What one combined call carries at most: 1,000 jobs claimed and 1,000 settlements (a
@@ -169,10 +169,7 @@ impl Engine {
             tokio::spawn(run_lane(engine, lane, place));
         }
         let (settled, claimed) = heard.await.map_err(|_| {
-            StoreError::Internal(
-                "the claim's store call ended without an answer (its task panicked: see the log)"
-                    .into(),
-            )
+            unanswered(self.shutdown_token().is_cancelled(), "claim's store call")
         })??;
         let claimed = claimed.heard();
         self.announce_claimed(&req.queue, &claimed);
@@ -240,7 +237,7 @@ impl Engine {
             });
         let (settled, claimed) = match out {
             Ok(out) => out,
-            Err(e) if rest.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+            Err(e) if rest.len() > 1 && redo_alone(&e) => {
                 tracing::debug!(error = %e, cycles = rest.len(), "a combined claim failed; each of its cycles is made alone");
                 return Err(rest);
             }
@@ -273,16 +270,18 @@ async fn run_lane(engine: Arc<Engine>, lane: Lane, place: RunnerPlace<impl FnOnc
             Vec::new()
         };
         if let Err(failed) = engine.run_batch(&lane, batch).await {
-            for (rest, settlements) in failed.into_iter().zip(again) {
-                let alone = Cycle {
+            // Side by side, as they would have run had they come apart; a single cycle's
+            // failure is answered to it, never handed back.
+            let alone = failed.into_iter().zip(again).map(|(rest, settlements)| {
+                let cycle = Cycle {
                     settlements,
                     too_large: rest.too_large,
                     taker: rest.taker,
                     answer: rest.answer,
                 };
-                // A single cycle's failure is answered to it, never handed back.
-                let _ = engine.run_batch(&lane, vec![alone]).await;
-            }
+                engine.run_batch(&lane, vec![cycle])
+            });
+            futures_util::future::join_all(alone).await;
         }
     }
     place.ended();
@@ -597,7 +596,7 @@ mod tests {
             assert_eq!(claimed.len(), 1, "and claim their next job");
         }
         assert!(
-            matches!(&answers[1], Err(e) if !e.is_refusal()),
+            matches!(&answers[1], Err(StoreError::ConstraintViolated(_))),
             "b hears its fault: {:?}",
             answers[1]
         );

@@ -58,8 +58,9 @@ pub struct EngineConfig {
     /// acted on. This node's own steps are acted on at their deadline (passes run at least
     /// 100 ms apart, or this far apart when it is shorter).
     pub supervise_interval: Duration,
-    /// How many store calls of claims for one queue run at once before the cycles arriving
-    /// meanwhile wait to go together in one call; `None` takes the store's choice
+    /// How many store calls of claims (or of small enqueues) for one queue run at once before
+    /// the requests arriving meanwhile wait to go together in one call; `None` takes the
+    /// store's choice
     /// ([`Store::combined_calls_at_once`](errand_store::Store::combined_calls_at_once)).
     pub combined_calls_at_once: Option<usize>,
 }

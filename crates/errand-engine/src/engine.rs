@@ -358,12 +358,14 @@ impl Engine {
 
     /// Stores jobs atomically and wakes the workers of their queues.
     ///
-    /// Small enqueues that arrive together go to the store as one insert
-    /// ([`crate::insert_combiner`]); each stays all-or-nothing. The insert and its
+    /// Small plain enqueues of one queue that arrive together go to the store as one
+    /// insert ([`crate::insert_combiner`]); each stays all-or-nothing. The insert and its
     /// announcements complete even when the caller stops waiting.
     ///
     /// # Errors
-    /// The store's error; nothing was stored.
+    /// The store's error; nothing was stored, but after `Corrupt` (the store's answer did
+    /// not match what was sent) or `Unavailable` (the answer was lost), which say nothing
+    /// of whether it was.
     pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<InsertedJob>, StoreError> {
         self.insert_combined(jobs).await
     }

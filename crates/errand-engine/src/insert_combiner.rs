@@ -1,50 +1,59 @@
 //! Enqueues that arrive together go to the store as one insert.
 //!
 //! Each enqueue request is a transaction of its own; on a database server that is several
-//! statements, round trips and a commit per request, whatever its size. Here small enqueues
-//! (at most [`MAX_COMBINED_INSERT`] jobs) that arrive while as many inserts as the store
-//! takes at once ([`Store::combined_calls_at_once`]) are under way wait, and the next
-//! insert takes all of them (up to [`CAPS`], never two with one idempotency key): one
-//! [`Store::job_insert_many`] call, whose answers are dealt back to each request in order. A
-//! lone enqueue goes at once.
+//! statements, round trips and a commit per request, whatever its size. Here small plain
+//! enqueues of one queue ([`combinable`]) that arrive while as many inserts of that queue as
+//! the store takes at once ([`Store::combined_calls_at_once`]) are under way wait, and the
+//! next insert takes all of them (up to [`CAPS`]): one [`Store::job_insert_many`] call,
+//! whose answers are dealt back to each request in order. A lone enqueue goes at once.
+//! Enqueues with an idempotency key or a gate (lock, concurrency or session key) go alone,
+//! as before: a keyed insert looks its key up job by job, and a gate admits each arrival
+//! against its own limit, neither of which a shared insert would do as cheaply or exactly
+//! as they are done apart.
 //!
 //! Each request stays all-or-nothing: a combined insert is one transaction, and when it
-//! fails for a reason one request's jobs may cause (a constraint, an id taken), nothing of
-//! it was kept and each request is inserted again alone, so the fault is answered to its
-//! own request only. A store that is unavailable is answered to all of them at once.
+//! fails for a reason one request's jobs may cause ([`crate::lanes::redo_alone`]: an
+//! unknown parent, a constraint), nothing of it was kept and each request is inserted again
+//! alone, side by side, so the fault is answered to its own request only. Any other error
+//! is answered to all of them at once. A request whose caller went away while it waited is
+//! dropped: an enqueue that was never answered may or may not have happened.
 //!
 //! [`Store::combined_calls_at_once`]: errand_store::Store::combined_calls_at_once
 //! [`Store::job_insert_many`]: errand_store::Store::job_insert_many
 
 use std::sync::Arc;
 
-use errand_core::NewJob;
+use errand_core::{NewJob, QueueName};
 use errand_store::{InsertedJob, StoreError};
 use tokio::sync::oneshot;
 
 use crate::engine::Engine;
-use crate::lanes::{Batchable, Caps, Lanes, RunnerPlace};
+use crate::lanes::{redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
 
 /// An enqueue of more jobs than this goes alone: its transaction already serves many.
 const MAX_COMBINED_INSERT: usize = 32;
 
-/// What one combined insert carries at most.
+/// What one combined insert carries at most (payloads up to `max_payload_bytes` each: a
+/// few hundred jobs keep one statement's parameters far below PostgreSQL's limits).
 const CAPS: Caps = Caps {
-    jobs: 1000,
+    jobs: 256,
     entries: usize::MAX,
 };
 
 /// What an enqueue's caller hears: its jobs as stored, in its order.
 type InsertAnswer = Result<Vec<InsertedJob>, StoreError>;
 
+/// Where one request's answer goes.
+type Answerer = oneshot::Sender<InsertAnswer>;
+
 /// One request's jobs, waiting for an insert.
 pub(crate) struct Enqueue {
     jobs: Vec<NewJob>,
-    answer: oneshot::Sender<InsertAnswer>,
+    answer: Answerer,
 }
 
 impl Batchable for Enqueue {
-    type Unique = String;
+    type Unique = ();
 
     fn jobs(&self) -> u32 {
         u32::try_from(self.jobs.len()).unwrap_or(u32::MAX)
@@ -54,32 +63,41 @@ impl Batchable for Enqueue {
         0
     }
 
-    /// One insert holds each idempotency key once, so that the later request hears the
-    /// earlier one's job exactly as when they came one after the other.
-    fn uniques(&self) -> Vec<String> {
-        self.jobs
-            .iter()
-            .filter_map(|j| j.idempotency_key.clone())
-            .collect()
+    fn uniques(&self) -> Vec<()> {
+        Vec::new()
+    }
+
+    /// Nobody waits for the answer of a request whose caller went: it is not inserted.
+    fn prepare(&mut self) {
+        if self.answer.is_closed() {
+            self.jobs.clear();
+        }
     }
 }
 
-/// The enqueues waiting to go to the store together (one lane: every insert takes the same
-/// idempotency window).
-pub(crate) type InsertCombiner = Lanes<(), Enqueue>;
+/// The lane an enqueue may share: its queue, when it is small and plain (no idempotency
+/// key, no gate) and all its jobs go to one queue; `None` sends it alone.
+fn combinable(jobs: &[NewJob]) -> Option<QueueName> {
+    let queue = &jobs.first()?.queue;
+    let plain = jobs.len() <= MAX_COMBINED_INSERT
+        && jobs.iter().all(|j| {
+            &j.queue == queue && j.idempotency_key.is_none() && j.ordering.gate().is_none()
+        });
+    plain.then(|| queue.clone())
+}
 
-/// Answers the enqueues left waiting when the last runner ended abnormally (see
-/// [`crate::claim_combiner`]'s twin).
-fn answer_abandoned(combiner: &InsertCombiner, panicking: bool) {
+/// The enqueues waiting to go to the store together, by queue.
+pub(crate) type InsertCombiner = Lanes<QueueName, Enqueue>;
+
+/// Answers the enqueues left waiting on `queue` when its last runner ended abnormally.
+fn answer_abandoned(combiner: &InsertCombiner, queue: &QueueName, panicking: bool) {
     let error = if panicking {
-        tracing::error!(
-            "an insert runner panicked; the enqueues waiting on it are answered with an error"
-        );
+        tracing::error!(%queue, "an insert runner panicked; the enqueues waiting on it are answered with an error");
         StoreError::Internal("the enqueue's store call panicked (see the log)".into())
     } else {
         StoreError::Unavailable("the enqueue's store call was cancelled: shutting down".into())
     };
-    for enqueue in combiner.abandon(&()) {
+    for enqueue in combiner.abandon(queue) {
         let _ = enqueue.answer.send(Err(error.clone()));
     }
 }
@@ -98,23 +116,28 @@ impl Engine {
             .unwrap_or_else(|| self.store().combined_calls_at_once())
             .max(1);
         let (answer, heard) = oneshot::channel();
+        let lane = combinable(&jobs).filter(|_| runners != usize::MAX);
         let enqueue = Enqueue { jobs, answer };
-        if runners == usize::MAX || enqueue.jobs.len() > MAX_COMBINED_INSERT {
-            // An insert of one request answers its failure itself.
-            tokio::spawn(async move {
-                let _ = engine.insert_batch(vec![enqueue]).await;
-            });
-        } else if self.inserts.enter(&(), enqueue, runners) {
-            let e = engine.clone();
-            let place = RunnerPlace::new(move |panicking| answer_abandoned(&e.inserts, panicking));
-            tokio::spawn(run_inserts(engine, place));
+        match lane {
+            None => {
+                // An insert of one request answers its failure itself.
+                tokio::spawn(async move {
+                    let _ = engine.insert_batch(vec![enqueue]).await;
+                });
+            }
+            Some(queue) => {
+                if self.inserts.enter(&queue, enqueue, runners) {
+                    let (e, q) = (engine.clone(), queue.clone());
+                    let place = RunnerPlace::new(move |panicking| {
+                        answer_abandoned(&e.inserts, &q, panicking)
+                    });
+                    tokio::spawn(run_inserts(engine, queue, place));
+                }
+            }
         }
-        heard.await.map_err(|_| {
-            StoreError::Internal(
-                "the enqueue's store call ended without an answer (its task panicked: see the log)"
-                    .into(),
-            )
-        })?
+        heard
+            .await
+            .map_err(|_| unanswered(self.shutdown_token().is_cancelled(), "enqueue's store call"))?
     }
 
     /// One insert for `batch`; answers each request. A failed insert of several requests
@@ -147,7 +170,7 @@ impl Engine {
             });
         let out = match out {
             Ok(out) => out,
-            Err(e) if waiting.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+            Err(e) if waiting.len() > 1 && redo_alone(&e) => {
                 tracing::debug!(error = %e, enqueues = waiting.len(), "a combined insert failed; each of its enqueues is inserted alone");
                 return Err(waiting);
             }
@@ -167,12 +190,9 @@ impl Engine {
     }
 }
 
-/// Where one request's answer goes once its jobs went into an insert.
-type Answerer = oneshot::Sender<InsertAnswer>;
-
-/// A runner: makes the inserts until no enqueue waits.
-async fn run_inserts(engine: Arc<Engine>, place: RunnerPlace<impl FnOnce(bool)>) {
-    while let Some(batch) = engine.inserts.next_batch(&(), CAPS) {
+/// A runner: makes `queue`'s inserts until no enqueue waits.
+async fn run_inserts(engine: Arc<Engine>, queue: QueueName, place: RunnerPlace<impl FnOnce(bool)>) {
+    while let Some(batch) = engine.inserts.next_batch(&queue, CAPS) {
         // Kept for the enqueues to be inserted again alone if a combined insert fails.
         let again: Vec<Vec<NewJob>> = if batch.len() > 1 {
             batch.iter().map(|e| e.jobs.clone()).collect()
@@ -180,10 +200,13 @@ async fn run_inserts(engine: Arc<Engine>, place: RunnerPlace<impl FnOnce(bool)>)
             Vec::new()
         };
         if let Err(failed) = engine.insert_batch(batch).await {
-            for ((_, answer), jobs) in failed.into_iter().zip(again) {
-                // A single request's failure is answered to it, never handed back.
-                let _ = engine.insert_batch(vec![Enqueue { jobs, answer }]).await;
-            }
+            // Side by side, as they would have run had they come apart; a single request's
+            // failure is answered to it, never handed back.
+            let alone = failed
+                .into_iter()
+                .zip(again)
+                .map(|((_, answer), jobs)| engine.insert_batch(vec![Enqueue { jobs, answer }]));
+            futures_util::future::join_all(alone).await;
         }
     }
     place.ended();
@@ -191,34 +214,63 @@ async fn run_inserts(engine: Arc<Engine>, place: RunnerPlace<impl FnOnce(bool)>)
 
 #[cfg(test)]
 mod tests {
-
     use errand_core::JobState;
 
     use super::*;
     use crate::lanes::testing::{combining_engine, store_calls, until};
 
-    fn job(key: Option<&str>) -> NewJob {
-        let mut j = errand_store::conformance::new_job("q", "k");
-        j.idempotency_key = key.map(str::to_string);
-        j
+    fn job() -> NewJob {
+        errand_store::conformance::new_job("q", "k")
     }
 
-    fn enqueue(jobs: Vec<NewJob>) -> Enqueue {
-        let (answer, heard) = oneshot::channel();
-        std::mem::forget(heard);
-        Enqueue { jobs, answer }
+    fn queue() -> QueueName {
+        QueueName::parse("q").expect("queue")
     }
 
     #[test]
-    fn one_insert_holds_each_idempotency_key_once() {
+    fn only_small_plain_enqueues_of_one_queue_share_an_insert() {
+        assert_eq!(combinable(&[job(), job()]), Some(queue()));
+        assert_eq!(combinable(&[]), None);
+        assert_eq!(combinable(&vec![job(); MAX_COMBINED_INSERT + 1]), None);
+        let mut keyed = job();
+        keyed.idempotency_key = Some("k1".into());
+        assert_eq!(
+            combinable(&[job(), keyed]),
+            None,
+            "a keyed enqueue goes alone"
+        );
+        let mut locked = job();
+        locked.ordering.lock_key = Some("account-7".into());
+        assert_eq!(combinable(&[locked]), None, "a gated enqueue goes alone");
+        let other = errand_store::conformance::new_job("elsewhere", "k");
+        assert_eq!(combinable(&[job(), other]), None, "one queue per lane");
+    }
+
+    #[test]
+    fn a_caller_gone_while_waiting_is_not_inserted() {
         let c = InsertCombiner::default();
-        c.enter(&(), enqueue(vec![job(Some("a")), job(None)]), 1);
-        c.enter(&(), enqueue(vec![job(Some("a"))]), 1);
-        c.enter(&(), enqueue(vec![job(Some("b")), job(None)]), 1);
-        let sizes = |b: Vec<Enqueue>| b.iter().map(|e| e.jobs.len()).collect::<Vec<_>>();
-        assert_eq!(sizes(c.next_batch(&(), CAPS).expect("first")), vec![2, 2]);
-        assert_eq!(sizes(c.next_batch(&(), CAPS).expect("second")), vec![1]);
-        assert!(c.next_batch(&(), CAPS).is_none());
+        let (answer, heard) = oneshot::channel();
+        let (kept, _listening) = oneshot::channel();
+        c.enter(
+            &queue(),
+            Enqueue {
+                jobs: vec![job(), job()],
+                answer,
+            },
+            1,
+        );
+        c.enter(
+            &queue(),
+            Enqueue {
+                jobs: vec![job()],
+                answer: kept,
+            },
+            1,
+        );
+        drop(heard);
+        let batch = c.next_batch(&queue(), CAPS).expect("batch");
+        let sizes: Vec<usize> = batch.iter().map(|e| e.jobs.len()).collect();
+        assert_eq!(sizes, vec![0, 1]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,31 +280,25 @@ mod tests {
         // The first enqueue takes the one runner and waits on the write lock.
         raw.execute_batch("BEGIN IMMEDIATE").expect("write lock");
         let e = engine.clone();
-        let first = tokio::spawn(async move { e.enqueue_many(vec![job(None)]).await });
+        let first = tokio::spawn(async move { e.enqueue_many(vec![job()]).await });
         until("the runner took the first enqueue", || {
-            engine.inserts.counts(&()) == (1, 0)
+            engine.inserts.counts(&queue()) == (1, 0)
         })
         .await;
-        // Waiting: two good requests, one whose second job reuses an id already taken
-        // (a fault of that request alone), and a repeat of the first good one's key.
-        let mut bad = vec![job(None), job(None)];
+        // Waiting: two good requests around one whose second job reuses its first job's id
+        // (a fault of that request alone).
+        let mut bad = vec![job(), job()];
         bad[1].id = bad[0].id;
-        let requests = vec![
-            vec![job(Some("k1")), job(None)],
-            bad,
-            vec![job(None)],
-            vec![job(Some("k1"))],
-        ];
+        let requests = vec![vec![job(), job()], bad, vec![job()]];
         let mut waiting = Vec::new();
-        for (i, jobs) in requests.into_iter().enumerate() {
+        for jobs in requests {
             let e = engine.clone();
             waiting.push(tokio::spawn(async move { e.enqueue_many(jobs).await }));
-            // One after the other: the repeat of a key must come after its first use.
-            until("the enqueue waits", || {
-                engine.inserts.counts(&()) == (1, i + 1)
-            })
-            .await;
         }
+        until("three enqueues wait", || {
+            engine.inserts.counts(&queue()) == (1, 3)
+        })
+        .await;
         raw.execute_batch("COMMIT").expect("let go");
         assert_eq!(first.await.expect("first").expect("stored").len(), 1);
         let mut answers = Vec::new();
@@ -265,19 +311,25 @@ mod tests {
             .iter()
             .all(|r| r.inserted && r.job.state == JobState::Available));
         assert!(
-            matches!(&answers[1], Err(e) if !e.is_refusal()),
+            matches!(&answers[1], Err(StoreError::ConstraintViolated(_))),
             "the bad request hears its fault: {:?}",
             answers[1]
         );
         assert_eq!(answers[2].as_ref().expect("stored").len(), 1);
-        let repeat = &answers[3].as_ref().expect("the repeat is answered")[0];
-        assert!(!repeat.inserted, "the key's job exists already");
+        // The first alone; the three together, which failed; then each alone.
+        assert_eq!(store_calls(&engine, "job_insert_many").await, 5.0);
+        let all = crate::ClaimRequest {
+            queue: queue(),
+            worker: "w".into(),
+            max: 100,
+            lease: std::time::Duration::from_secs(60),
+            kinds: vec![],
+            wait: std::time::Duration::ZERO,
+        };
         assert_eq!(
-            repeat.job.id, good[0].job.id,
-            "and is the earlier request's"
+            engine.claim(all).await.expect("claim").len(),
+            4,
+            "the first's, the good ones' three, none of the bad one's"
         );
-        // The first alone; the three that fit (the repeat of k1 waits for the next) in one
-        // insert that failed; each of those alone; then the repeat.
-        assert_eq!(store_calls(&engine, "job_insert_many").await, 6.0);
     }
 }

@@ -151,6 +151,30 @@ impl<L: Eq + Hash + Clone, T: Batchable> Lanes<L, T> {
     }
 }
 
+/// Whether a combined call that failed with `e` is made again request by request: only
+/// for errors that roll the whole call back and that one request's own input can cause (a
+/// refusal, a constraint, a lock conflict or deadlock the combination itself may have
+/// made). A store that is unavailable, a corrupt answer or a bug is answered to every
+/// request of the call at once: asking again one by one would only repeat it, and after an
+/// answer that came back wrong the call may have been kept.
+pub(crate) fn redo_alone(e: &errand_store::StoreError) -> bool {
+    e.is_refusal() || matches!(e, errand_store::StoreError::ConstraintViolated(_))
+}
+
+/// The error a caller hears when its request's call ended without an answer: the engine
+/// is stopping (503, try another node), or a bug panicked under the call (500).
+pub(crate) fn unanswered(shutting_down: bool, what: &str) -> errand_store::StoreError {
+    if shutting_down {
+        errand_store::StoreError::Unavailable(format!(
+            "the {what} was cut off: the server is stopping"
+        ))
+    } else {
+        errand_store::StoreError::Internal(format!(
+            "the {what} ended without an answer (its task panicked: see the log)"
+        ))
+    }
+}
+
 /// A runner's place in its lane, taken before the runner's task is spawned. Dropped
 /// without [`ended`](Self::ended) (the runner unwound or was cancelled), it calls
 /// `on_abnormal_end` with whether a panic is unwinding, which gives the place back.

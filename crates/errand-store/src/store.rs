@@ -120,7 +120,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// How many calls of [`job_settle_and_claim_together`](Self::job_settle_and_claim_together)
-    /// for one queue the engine makes at once; cycles arriving while that many are under way
+    /// (claims) or of [`job_insert_many`](Self::job_insert_many) (small plain enqueues) for
+    /// one queue the engine makes at once; requests arriving while that many are under way
     /// wait and go together in the next call. A store that pays for each transaction
     /// (statements, round trips and a commit on a database server) gains from combining and
     /// keeps the default, one: the next call gathers everything that arrived during the

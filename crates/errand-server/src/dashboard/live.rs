@@ -190,9 +190,6 @@ pub(crate) struct Hub {
     epoch: u64,
     /// A tab (or job page) subscribed: the feed reader goes live.
     subscribed: Notify,
-    /// Set once the feed reader knows where the log stood when it started: a stream opened
-    /// before then could miss a change made meanwhile (the reader would start after it).
-    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -207,21 +204,7 @@ impl Hub {
             generation: AtomicU64::new(0),
             epoch: uuid::Uuid::new_v4().as_u64_pair().0,
             subscribed: Notify::new(),
-            ready: tokio::sync::watch::Sender::new(false),
         }
-    }
-
-    /// The feed reader has its starting place in the log.
-    fn mark_ready(&self) {
-        self.ready.send_replace(true);
-    }
-
-    /// Waits until the feed reader has its starting place in the log (at once but in a
-    /// server's first moments).
-    async fn ready(&self) {
-        let mut ready = self.ready.subscribe();
-        // A reader that is gone (the server stops) ends the wait too.
-        let _ = ready.wait_for(|r| *r).await;
     }
 
     /// Whether any tab or job page follows the hub now.
@@ -403,7 +386,12 @@ async fn read_feed(
             }
         }
     };
-    hub.mark_ready();
+    // A tab that opened its stream before the reader knew where the log stood may have
+    // seen a change the reader now starts after (a server's first moments): it hears that
+    // everything changed.
+    if hub.watched() {
+        hub.touch_everything();
+    }
     let record = |event: &Event| {
         series.record(event);
         hub.touch(Topic::of_event(event));
@@ -529,7 +517,6 @@ pub(crate) async fn stream(
         None => None,
     };
     let place = state.stream_place()?;
-    dash.hub.ready().await;
     let receiver = dash.hub.subscribe();
     let missed = q
         .since
