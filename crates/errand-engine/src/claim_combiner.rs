@@ -109,25 +109,14 @@ impl Batchable for Cycle {
             self.taker.max = 0;
         }
     }
+
+    fn refuse(self, error: StoreError) {
+        let _ = self.answer.send(Err(error));
+    }
 }
 
 /// The lanes of claims waiting to go to the store together.
 pub(crate) type ClaimCombiner = Lanes<Lane, Cycle>;
-
-/// Answers the cycles left waiting on `lane` when its last runner ended abnormally:
-/// `panicking` says whether a bug panicked under it (500) or its task was cancelled, as
-/// when the runtime shuts down (503).
-fn answer_abandoned(combiner: &ClaimCombiner, lane: &Lane, panicking: bool) {
-    let error = if panicking {
-        tracing::error!(queue = %lane.queue, "a claim runner panicked; the claims waiting on it are answered with an error");
-        StoreError::Internal("the claim's store call panicked (see the log)".into())
-    } else {
-        StoreError::Unavailable("the claim's store call was cancelled: shutting down".into())
-    };
-    for cycle in combiner.abandon(lane) {
-        let _ = cycle.answer.send(Err(error.clone()));
-    }
-}
 
 impl Engine {
     /// One worker cycle: settles `settlements`, then claims for `req` (once: no waiting),
@@ -152,11 +141,7 @@ impl Engine {
             },
             answer,
         };
-        let runners = self
-            .config()
-            .combined_calls_at_once
-            .unwrap_or_else(|| self.store().combined_calls_at_once())
-            .max(1);
+        let runners = self.combined_calls_at_once();
         if runners == usize::MAX || req.max > MAX_COMBINED_CLAIM {
             // A call of one cycle answers its failure itself.
             tokio::spawn(async move {
@@ -165,7 +150,7 @@ impl Engine {
         } else if self.combiner.enter(&lane, cycle, runners) {
             let (e, l) = (engine.clone(), lane.clone());
             let place =
-                RunnerPlace::new(move |panicking| answer_abandoned(&e.combiner, &l, panicking));
+                RunnerPlace::new(move |panicking| e.combiner.abandon(&l, panicking, "claim"));
             tokio::spawn(run_lane(engine, lane, place));
         }
         let (settled, claimed) = heard.await.map_err(|_| {
@@ -423,7 +408,7 @@ mod tests {
         ));
         let l = lane();
         drop(RunnerPlace::new(|panicking| {
-            answer_abandoned(&c, &l, panicking)
+            c.abandon(&l, panicking, "claim")
         }));
         assert_eq!(c.counts(&lane()), (0, 0), "the lane is free again");
         assert!(

@@ -138,6 +138,15 @@ impl Engine {
         self.node_id
     }
 
+    /// How many store calls of one lane the combiners make at once: the configured number,
+    /// else the store's ([`errand_store::Store::combined_calls_at_once`]).
+    pub(crate) fn combined_calls_at_once(&self) -> usize {
+        self.config
+            .combined_calls_at_once
+            .unwrap_or_else(|| self.store.combined_calls_at_once())
+            .max(1)
+    }
+
     /// Where claims wait for their queues' work, for parts of the engine kept apart.
     pub(crate) fn waker(&self) -> &Arc<QueueWaker> {
         &self.waker

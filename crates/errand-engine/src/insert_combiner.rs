@@ -73,6 +73,10 @@ impl Batchable for Enqueue {
             self.jobs.clear();
         }
     }
+
+    fn refuse(self, error: StoreError) {
+        let _ = self.answer.send(Err(error));
+    }
 }
 
 /// The lane an enqueue may share: its queue, when it is small and plain (no idempotency
@@ -89,19 +93,6 @@ fn combinable(jobs: &[NewJob]) -> Option<QueueName> {
 /// The enqueues waiting to go to the store together, by queue.
 pub(crate) type InsertCombiner = Lanes<QueueName, Enqueue>;
 
-/// Answers the enqueues left waiting on `queue` when its last runner ended abnormally.
-fn answer_abandoned(combiner: &InsertCombiner, queue: &QueueName, panicking: bool) {
-    let error = if panicking {
-        tracing::error!(%queue, "an insert runner panicked; the enqueues waiting on it are answered with an error");
-        StoreError::Internal("the enqueue's store call panicked (see the log)".into())
-    } else {
-        StoreError::Unavailable("the enqueue's store call was cancelled: shutting down".into())
-    };
-    for enqueue in combiner.abandon(queue) {
-        let _ = enqueue.answer.send(Err(error.clone()));
-    }
-}
-
 impl Engine {
     /// Stores `jobs` atomically, with the other small enqueues that wait meanwhile; the
     /// insert and its announcements complete even when the caller stops waiting.
@@ -110,11 +101,7 @@ impl Engine {
         jobs: Vec<NewJob>,
     ) -> Result<Vec<InsertedJob>, StoreError> {
         let engine = self.me()?;
-        let runners = self
-            .config()
-            .combined_calls_at_once
-            .unwrap_or_else(|| self.store().combined_calls_at_once())
-            .max(1);
+        let runners = self.combined_calls_at_once();
         let (answer, heard) = oneshot::channel();
         let lane = combinable(&jobs).filter(|_| runners != usize::MAX);
         let enqueue = Enqueue { jobs, answer };
@@ -129,7 +116,7 @@ impl Engine {
                 if self.inserts.enter(&queue, enqueue, runners) {
                     let (e, q) = (engine.clone(), queue.clone());
                     let place = RunnerPlace::new(move |panicking| {
-                        answer_abandoned(&e.inserts, &q, panicking)
+                        e.inserts.abandon(&q, panicking, "enqueue")
                     });
                     tokio::spawn(run_inserts(engine, queue, place));
                 }

@@ -26,6 +26,8 @@ pub(crate) trait Batchable {
     fn uniques(&self) -> Vec<Self::Unique>;
     /// Called as it joins a batch (a claim whose caller is gone asks for nothing).
     fn prepare(&mut self) {}
+    /// Answers its caller with `error` instead of a store call's outcome.
+    fn refuse(self, error: errand_store::StoreError);
 }
 
 /// The most one batch carries; a single request may carry more and goes alone.
@@ -64,7 +66,7 @@ impl<L, T> Default for Lanes<L, T> {
     }
 }
 
-impl<L: Eq + Hash + Clone, T: Batchable> Lanes<L, T> {
+impl<L: Eq + Hash + Clone + std::fmt::Debug, T: Batchable> Lanes<L, T> {
     /// Queues `item` on its lane; true when the caller must start a runner for the lane
     /// (fewer than `runners` run).
     pub(crate) fn enter(&self, lane: &L, item: T, runners: usize) -> bool {
@@ -122,23 +124,41 @@ impl<L: Eq + Hash + Clone, T: Batchable> Lanes<L, T> {
     }
 
     /// A runner of `lane` ended without [`next_batch`](Self::next_batch) ending it: it
-    /// unwound (a bug panicked under it) or its task was dropped (the runtime is shutting
-    /// down). Its place is given back; when no other runner is left, the requests still
-    /// waiting are returned for the caller to answer, and the next request starts a new
-    /// runner.
-    pub(crate) fn abandon(&self, lane: &L) -> Vec<T> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(state) = lanes.get_mut(lane) else {
-            return Vec::new();
+    /// unwound (`panicking`: a bug panicked under it, 500) or its task was dropped (the
+    /// runtime is shutting down, 503). Its place is given back; when no other runner is left,
+    /// the requests still waiting hear that error, and the next request starts a new runner.
+    /// `what` names the requests in the error (`"claim"`, `"enqueue"`).
+    pub(crate) fn abandon(&self, lane: &L, panicking: bool, what: &str) {
+        let left: Vec<T> = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(state) = lanes.get_mut(lane) else {
+                return;
+            };
+            state.running = state.running.saturating_sub(1);
+            if state.running > 0 {
+                return;
+            }
+            lanes
+                .remove(lane)
+                .map(|s| s.waiting.into())
+                .unwrap_or_default()
         };
-        state.running = state.running.saturating_sub(1);
-        if state.running > 0 {
-            return Vec::new();
+        let error = if panicking {
+            tracing::error!(
+                ?lane,
+                "a {what} runner panicked; the requests waiting on it are answered with an error"
+            );
+            errand_store::StoreError::Internal(format!(
+                "the {what}'s store call panicked (see the log)"
+            ))
+        } else {
+            errand_store::StoreError::Unavailable(format!(
+                "the {what}'s store call was cancelled: shutting down"
+            ))
+        };
+        for item in left {
+            item.refuse(error.clone());
         }
-        lanes
-            .remove(lane)
-            .map(|s| s.waiting.into())
-            .unwrap_or_default()
     }
 
     /// Runners and waiting requests of `lane`.
