@@ -3,8 +3,8 @@
 //! Claims lease many jobs per statement with `FOR UPDATE SKIP LOCKED`; batch enqueue and
 //! batch completion are one statement each over `UNNEST` arrays; no transaction stays open
 //! while a job runs. When jobs become available the node that made them so sends a
-//! `NOTIFY` after commit, and a dedicated `LISTEN` connection on every node turns those
-//! notifications into wake-ups.
+//! `NOTIFY` after commit (if it has heard another node lately), and a dedicated `LISTEN`
+//! connection on every node turns those notifications into wake-ups.
 //! Workflows, continuations and batches ride on the same transactions: a job's end
 //! advances its workflow (under the workflow row's lock), releases or dooms the jobs that
 //! wait for it, and counts in its batch (under the batch row's lock), so racing ends on
@@ -50,6 +50,8 @@ mod node;
 mod notifier;
 #[cfg(test)]
 mod one_backend;
+mod peers;
+mod pipelined_tx;
 mod queue;
 mod restore;
 mod schedule;

@@ -1,14 +1,17 @@
 //! The LISTEN connection: turns `pg_notify` wake-ups from any node into a broadcast of
-//! queue names in this process. It reconnects with backoff when the connection drops;
-//! wake-ups missed meanwhile are covered by waiting claims re-checking the store.
+//! queue names in this process, and greets the other nodes ([`peers`]). It reconnects with
+//! backoff when the connection drops; wake-ups missed meanwhile are covered by waiting
+//! claims re-checking the store.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use errand_core::QueueName;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, Config};
 
+use crate::peers::{self, Peers};
 use crate::tls::MakeRustls;
 
 /// First wait after a lost connection; doubles up to [`MAX_BACKOFF`].
@@ -22,17 +25,23 @@ pub(crate) fn channel(schema: &str) -> String {
     format!("{schema}.errand_ready")
 }
 
+/// What one node's listener needs to know and tell.
+pub(crate) struct Listening {
+    /// The schema whose channel it listens on.
+    pub(crate) schema: String,
+    /// This store instance's name in payloads.
+    pub(crate) me: String,
+    /// Where queue names go.
+    pub(crate) tx: broadcast::Sender<QueueName>,
+    /// The other nodes heard.
+    pub(crate) peers: Arc<Peers>,
+}
+
 /// Runs until `tx` has no receivers left and the connection drops.
-pub(crate) async fn run(
-    config: Config,
-    tls: MakeRustls,
-    schema: String,
-    me: String,
-    tx: broadcast::Sender<QueueName>,
-) {
+pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match listen_once(&config, &tls, &schema, &me, &tx).await {
+        match listen_once(&config, &tls, &listening).await {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
@@ -46,10 +55,14 @@ pub(crate) async fn run(
 async fn listen_once(
     config: &Config,
     tls: &MakeRustls,
-    schema: &str,
-    me: &str,
-    tx: &broadcast::Sender<QueueName>,
+    listening: &Listening,
 ) -> Result<(), tokio_postgres::Error> {
+    let Listening {
+        schema,
+        me,
+        tx,
+        peers,
+    } = listening;
     let (client, mut connection) = config.connect(tls.clone()).await?;
     let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -67,15 +80,38 @@ async fn listen_once(
         }
         Ok(())
     });
+    let channel = channel(schema);
     client
-        .batch_execute(&format!("LISTEN \"{}\"", channel(schema)))
+        .batch_execute(&format!("LISTEN \"{channel}\""))
         .await?;
     tracing::debug!(schema, "listening for wake-ups");
-    while let Some(payload) = note_rx.recv().await {
+    // A hello is a payload with no queue: `sender:`.
+    let hello_payload = format!("{me}:");
+    let hello = client.prepare("SELECT pg_notify($1, $2)").await?;
+    let mut hellos = tokio::time::interval(peers::HELLO_EVERY);
+    loop {
+        let payload = tokio::select! {
+            _ = hellos.tick() => {
+                client.execute(&hello, &[&channel, &hello_payload]).await?;
+                continue;
+            }
+            payload = note_rx.recv() => match payload {
+                Some(payload) => payload,
+                None => break,
+            },
+        };
         let Some((sender, queue)) = payload.split_once(':') else {
             continue;
         };
         if sender == me {
+            continue;
+        }
+        if peers.heard(sender, Instant::now()) {
+            // A node new here: greet it back now rather than at the next hello, so that
+            // it sends this node wake-ups from its next write on.
+            client.execute(&hello, &[&channel, &hello_payload]).await?;
+        }
+        if queue.is_empty() {
             continue;
         }
         if let Ok(q) = QueueName::parse(queue) {

@@ -5,19 +5,24 @@
 //! hand queue names to this task; it coalesces the names that arrive while its previous
 //! notification ran (debouncing bursts into one statement) and sends them in one short
 //! autocommit statement of its own. Each payload is `sender:queue`, so that a node can
-//! ignore its own notifications: it has woken its waiters already, in process.
+//! ignore its own notifications: it has woken its waiters already, in process. A node that
+//! has heard no other node lately ([`Peers`]) sends nothing.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
 
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 
 use crate::listener::channel;
+use crate::peers::Peers;
 
 /// Hands queue names to the notifier task.
 #[derive(Clone)]
 pub(crate) struct Notifier {
     tx: mpsc::UnboundedSender<String>,
+    peers: Arc<Peers>,
 }
 
 impl Notifier {
@@ -26,14 +31,18 @@ impl Notifier {
         pool: Pool,
         schema: &str,
         sender: &str,
+        peers: Arc<Peers>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(pool, channel(schema), sender.to_string(), rx));
-        (Self { tx }, task)
+        (Self { tx, peers }, task)
     }
 
-    /// Wakes claims waiting on `queue` on every node.
+    /// Wakes claims waiting on `queue` on every other node, if any was heard lately.
     pub(crate) fn notify(&self, queue: &str) {
+        if !self.peers.present(Instant::now()) {
+            return;
+        }
         // The task ends only with the store; a send after that has nobody to wake.
         let _ = self.tx.send(queue.to_string());
     }
@@ -48,11 +57,12 @@ async fn run(pool: Pool, channel: String, sender: String, mut rx: mpsc::Unbounde
         let queues: Vec<String> = queues.into_iter().collect();
         let sent = async {
             let client = pool.get().await.map_err(|e| e.to_string())?;
+            let stmt = client
+                .prepare_cached("SELECT pg_notify($1, $2 || ':' || q) FROM unnest($3::text[]) AS q")
+                .await
+                .map_err(|e| e.to_string())?;
             client
-                .execute(
-                    "SELECT pg_notify($1, $2 || ':' || q) FROM unnest($3::text[]) AS q",
-                    &[&channel, &sender, &queues],
-                )
+                .execute(&stmt, &[&channel, &sender, &queues])
                 .await
                 .map_err(|e| e.to_string())
         };

@@ -33,12 +33,13 @@ use crate::connect_error::{self, ConnectError, PgTarget};
 use crate::fault::{QResult, RowExt};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
+use crate::peers::Peers;
 use crate::transition::EventRows;
 use crate::{audit, token};
 use crate::{
     definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read, job_settle,
-    job_write, limit, listener, maintenance, mark, named_lease, node, queue, restore, schedule,
-    schema, session, subscription, wake, worker, workflow_store,
+    job_write, limit, listener, maintenance, mark, named_lease, node, pipelined_tx, queue, restore,
+    schedule, schema, session, subscription, wake, worker, workflow_store,
 };
 
 /// How to reach the database.
@@ -160,14 +161,18 @@ impl PgStore {
         let (wakeups, _) = broadcast::channel(WAKEUP_BUFFER);
         // Names this store instance in its notifications, so its own echo can be ignored.
         let me = uuid::Uuid::new_v4().simple().to_string();
+        let peers = std::sync::Arc::new(Peers::default());
         let listener = tokio::spawn(listener::run(
             config,
             tls,
-            options.schema.clone(),
-            me.clone(),
-            wakeups.clone(),
+            listener::Listening {
+                schema: options.schema.clone(),
+                me: me.clone(),
+                tx: wakeups.clone(),
+                peers: peers.clone(),
+            },
         ));
-        let (notifier, notifier_task) = Notifier::start(pool.clone(), &options.schema, &me);
+        let (notifier, notifier_task) = Notifier::start(pool.clone(), &options.schema, &me, peers);
         Ok(Self {
             pool,
             wakeups,
@@ -221,17 +226,16 @@ impl PgStore {
     }
 }
 
-/// Runs `$body` with `$tx` bound to a transaction on a pooled connection, committing when
-/// it returns `Ok`; dropping the transaction on `Err` rolls it back.
+/// Runs `$body` with `$tx` bound to a pooled connection inside a transaction, committing
+/// when it returns `Ok` and rolling back on `Err` ([`pipelined_tx`]: `BEGIN` goes with the
+/// first statement, the transaction's events with its `COMMIT`).
 /// Queues a flow made ready in the transaction are woken after commit ([`wake`]).
 macro_rules! in_tx {
     ($self:ident, |$tx:ident| $body:expr) => {{
         let run = async {
-            let mut client = $self.client().await?;
-            let $tx = client.transaction().await?;
-            let out = $body;
-            $tx.commit().await?;
-            QResult::Ok(out)
+            let pipelined = pipelined_tx::PipelinedTx::new($self.client().await?);
+            let $tx = pipelined.client();
+            pipelined.run(async { QResult::Ok($body) }).await
         };
         let (out, woken) = wake::collecting(run).await;
         if out.is_ok() {
@@ -263,7 +267,7 @@ impl Store for PgStore {
         name: &QueueName,
         patch: errand_core::queue::QueueSettingsPatch,
     ) -> Result<QueueInfo, StoreError> {
-        let info = in_tx!(self, |tx| queue::update(&tx, name, &patch).await?)?;
+        let info = in_tx!(self, |tx| queue::update(tx, name, &patch).await?)?;
         // A raised limit or a resume may let jobs start.
         self.notifier.notify(name.as_str());
         Ok(info)
@@ -273,7 +277,7 @@ impl Store for PgStore {
         &self,
         limit: errand_core::throttle::Limit,
     ) -> Result<errand_core::throttle::LimitInfo, StoreError> {
-        let info = in_tx!(self, |tx| limit::put(&tx, &limit).await?)?;
+        let info = in_tx!(self, |tx| limit::put(tx, &limit).await?)?;
         Ok(info)
     }
 
@@ -312,14 +316,14 @@ impl Store for PgStore {
         &self,
         params: errand_store::SessionStatePutParams,
     ) -> Result<errand_core::session::Session, StoreError> {
-        in_tx!(self, |tx| session::state_put(&tx, &params).await?)
+        in_tx!(self, |tx| session::state_put(tx, &params).await?)
     }
 
     async fn session_unblock(
         &self,
         key: &str,
     ) -> Result<errand_core::session::Session, StoreError> {
-        let s = in_tx!(self, |tx| session::unblock(&tx, key).await?)?;
+        let s = in_tx!(self, |tx| session::unblock(tx, key).await?)?;
         // The next job may be ready; its queue is not known here, so wake every claimer.
         if let Some(head) = s.head {
             if let Ok(job) = self.job_get(head).await {
@@ -333,7 +337,7 @@ impl Store for PgStore {
         &self,
         id: errand_core::JobId,
     ) -> Result<errand_core::explain::ExplainFacts, StoreError> {
-        in_tx!(self, |tx| explain::facts(&tx, id).await?)
+        in_tx!(self, |tx| explain::facts(tx, id).await?)
     }
 
     async fn worker_seen_many(
@@ -355,14 +359,14 @@ impl Store for PgStore {
         &self,
         params: errand_store::WorkflowCreateParams,
     ) -> Result<(errand_core::workflow::Workflow, bool), StoreError> {
-        in_tx!(self, |tx| workflow_store::create(&tx, params).await?)
+        in_tx!(self, |tx| workflow_store::create(tx, params).await?)
     }
 
     async fn workflow_get(
         &self,
         id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        in_tx!(self, |tx| workflow_store::get(&tx, id).await?)
+        in_tx!(self, |tx| workflow_store::get(tx, id).await?)
     }
 
     async fn workflow_list(
@@ -376,21 +380,21 @@ impl Store for PgStore {
         &self,
         id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        in_tx!(self, |tx| workflow_store::cancel(&tx, id).await?)
+        in_tx!(self, |tx| workflow_store::cancel(tx, id).await?)
     }
 
     async fn workflow_retry(
         &self,
         id: errand_core::WorkflowId,
     ) -> Result<errand_core::workflow::Workflow, StoreError> {
-        in_tx!(self, |tx| workflow_store::retry(&tx, id).await?)
+        in_tx!(self, |tx| workflow_store::retry(tx, id).await?)
     }
 
     async fn workflow_supervise(
         &self,
         limit: u32,
     ) -> Result<Vec<errand_store::SupervisedStep>, StoreError> {
-        in_tx!(self, |tx| workflow_store::supervise(&tx, limit).await?)
+        in_tx!(self, |tx| workflow_store::supervise(tx, limit).await?)
     }
 
     async fn workflow_template_put(
@@ -427,8 +431,8 @@ impl Store for PgStore {
         let window = params.idempotency_window;
         let out = in_tx!(self, |tx| {
             let mut events = EventRows::default();
-            let out = batch_store::create(&tx, &batch, params.jobs, window, &mut events).await?;
-            events.append(&tx).await?;
+            let out = batch_store::create(tx, &batch, params.jobs, window, &mut events).await?;
+            events.append(tx).await?;
             out
         })?;
         self.announce(out.jobs.iter().filter(|r| r.inserted).map(|r| &r.job));
@@ -443,8 +447,8 @@ impl Store for PgStore {
         let window = params.idempotency_window;
         let out = in_tx!(self, |tx| {
             let mut events = EventRows::default();
-            let out = batch_store::add(&tx, id, params.jobs, window, &mut events).await?;
-            events.append(&tx).await?;
+            let out = batch_store::add(tx, id, params.jobs, window, &mut events).await?;
+            events.append(tx).await?;
             out
         })?;
         self.announce(out.jobs.iter().filter(|r| r.inserted).map(|r| &r.job));
@@ -457,8 +461,8 @@ impl Store for PgStore {
     ) -> Result<errand_core::batch::Batch, StoreError> {
         in_tx!(self, |tx| {
             let mut events = EventRows::default();
-            let out = batch_store::close(&tx, id, &mut events).await?;
-            events.append(&tx).await?;
+            let out = batch_store::close(tx, id, &mut events).await?;
+            events.append(tx).await?;
             out
         })
     }
@@ -515,7 +519,7 @@ impl Store for PgStore {
         params: JobInsertManyParams,
     ) -> Result<Vec<InsertedJob>, StoreError> {
         let window = params.idempotency_window;
-        let out = in_tx!(self, |tx| job_write::insert_many(&tx, params.jobs, window)
+        let out = in_tx!(self, |tx| job_write::insert_many(tx, params.jobs, window)
             .await?)?;
         self.announce(out.iter().filter(|r| r.inserted).map(|r| &r.job));
         Ok(out)
@@ -537,7 +541,7 @@ impl Store for PgStore {
 
     async fn job_heartbeat(&self, params: JobHeartbeatParams) -> Result<Job, StoreError> {
         if params.progress.is_some() {
-            in_tx!(self, |tx| job_write::heartbeat(&tx, &params).await?)
+            in_tx!(self, |tx| job_write::heartbeat(tx, &params).await?)
         } else {
             on_conn!(self, |c| job_write::heartbeat(&c, &params).await?)
         }
@@ -548,7 +552,7 @@ impl Store for PgStore {
         params: JobSettleManyParams,
     ) -> Result<Vec<Result<Settled, StoreError>>, StoreError> {
         let out = in_tx!(self, |tx| job_settle::settle_many(
-            &tx,
+            tx,
             &params.settlements,
             &params.retry_policy
         )
@@ -566,9 +570,9 @@ impl Store for PgStore {
             let settled = if settle.settlements.is_empty() {
                 Vec::new()
             } else {
-                job_settle::settle_many(&tx, &settle.settlements, &settle.retry_policy).await?
+                job_settle::settle_many(tx, &settle.settlements, &settle.retry_policy).await?
             };
-            let claimed = job_write::claim(&tx, &claims).await?;
+            let claimed = job_write::claim(tx, &claims).await?;
             SettledAndClaimedTogether { settled, claimed }
         })?;
         self.announce(out.settled.iter().flatten().map(|s| &s.job));
@@ -576,13 +580,13 @@ impl Store for PgStore {
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError> {
-        let job = in_tx!(self, |tx| job_settle::cancel(&tx, id).await?)?;
+        let job = in_tx!(self, |tx| job_settle::cancel(tx, id).await?)?;
         self.announce([&job]);
         Ok(job)
     }
 
     async fn job_retry(&self, id: JobId) -> Result<Job, StoreError> {
-        let job = in_tx!(self, |tx| job_settle::retry(&tx, id).await?)?;
+        let job = in_tx!(self, |tx| job_settle::retry(tx, id).await?)?;
         self.announce([&job]);
         Ok(job)
     }
@@ -592,7 +596,7 @@ impl Store for PgStore {
     }
 
     async fn job_rescue_expired(&self, params: JobRescueParams) -> Result<Vec<Job>, StoreError> {
-        let jobs = in_tx!(self, |tx| maintenance::rescue_expired(&tx, &params).await?)?;
+        let jobs = in_tx!(self, |tx| maintenance::rescue_expired(tx, &params).await?)?;
         self.announce(&jobs);
         Ok(jobs)
     }
@@ -641,13 +645,13 @@ impl Store for PgStore {
     }
 
     async fn dead_requeue_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        let jobs = in_tx!(self, |tx| queue::dead_requeue(&tx, &selection).await?)?;
+        let jobs = in_tx!(self, |tx| queue::dead_requeue(tx, &selection).await?)?;
         self.announce(&jobs);
         Ok(jobs.len() as u64)
     }
 
     async fn dead_purge_many(&self, selection: DeadSelection) -> Result<u64, StoreError> {
-        let (n, queues) = in_tx!(self, |tx| queue::dead_purge(&tx, &selection).await?)?;
+        let (n, queues) = in_tx!(self, |tx| queue::dead_purge(tx, &selection).await?)?;
         // A session that moved on has a job ready.
         for q in &queues {
             self.notifier.notify(q);
@@ -656,7 +660,7 @@ impl Store for PgStore {
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> Result<u64, StoreError> {
-        let (n, queues) = in_tx!(self, |tx| maintenance::prune(&tx, &params).await?)?;
+        let (n, queues) = in_tx!(self, |tx| maintenance::prune(tx, &params).await?)?;
         for q in &queues {
             self.notifier.notify(q);
         }
@@ -664,7 +668,7 @@ impl Store for PgStore {
     }
 
     async fn job_restore_many(&self, jobs: Vec<RestoredJob>) -> Result<u64, StoreError> {
-        let n = in_tx!(self, |tx| restore::restore_many(&tx, &jobs).await?)?;
+        let n = in_tx!(self, |tx| restore::restore_many(tx, &jobs).await?)?;
         self.announce(jobs.iter().map(|r| &r.job));
         Ok(n)
     }
@@ -683,7 +687,7 @@ impl Store for PgStore {
     }
 
     async fn schedule_put(&self, params: SchedulePutParams) -> Result<ScheduleChange, StoreError> {
-        let change = in_tx!(self, |tx| schedule::put(&tx, &params).await?)?;
+        let change = in_tx!(self, |tx| schedule::put(tx, &params).await?)?;
         self.announce(&change.taken_back);
         Ok(change)
     }
@@ -697,13 +701,13 @@ impl Store for PgStore {
     }
 
     async fn schedule_delete(&self, name: &ScheduleName) -> Result<Vec<Job>, StoreError> {
-        let taken_back = in_tx!(self, |tx| schedule::delete(&tx, name.as_str()).await?)?;
+        let taken_back = in_tx!(self, |tx| schedule::delete(tx, name.as_str()).await?)?;
         self.announce(&taken_back);
         Ok(taken_back)
     }
 
     async fn schedule_pause(&self, name: &ScheduleName) -> Result<ScheduleChange, StoreError> {
-        let change = in_tx!(self, |tx| schedule::set_paused(&tx, name.as_str(), true)
+        let change = in_tx!(self, |tx| schedule::set_paused(tx, name.as_str(), true)
             .await?)?;
         self.announce(&change.taken_back);
         Ok(change)
@@ -728,7 +732,7 @@ impl Store for PgStore {
         &self,
         params: Vec<ScheduleFireParams>,
     ) -> Result<Vec<ScheduleFireOutcome>, StoreError> {
-        let outcomes = in_tx!(self, |tx| schedule::fire_many(&tx, params).await?)?;
+        let outcomes = in_tx!(self, |tx| schedule::fire_many(tx, params).await?)?;
         for outcome in &outcomes {
             if let ScheduleFireOutcome::Fired { jobs, cancelled } = outcome {
                 self.announce(cancelled.as_deref().into_iter().chain(jobs));
@@ -780,7 +784,7 @@ impl Store for PgStore {
     }
 
     async fn job_log_append(&self, params: JobLogAppendParams) -> Result<u64, StoreError> {
-        in_tx!(self, |tx| job_log::append(&tx, &params).await?)
+        in_tx!(self, |tx| job_log::append(tx, &params).await?)
     }
 
     async fn job_log_list(&self, params: JobLogListParams) -> Result<Vec<LogEntry>, StoreError> {
@@ -838,7 +842,7 @@ impl Store for PgStore {
             idempotency_window,
         } = params;
         let out = in_tx!(self, |tx| mark::insert_marked(
-            &tx,
+            tx,
             job,
             &scope,
             &key,
@@ -864,7 +868,7 @@ impl Store for PgStore {
     }
 
     async fn event_prune(&self, params: errand_store::EventPruneParams) -> Result<u64, StoreError> {
-        in_tx!(self, |tx| event_log::prune(&tx, &params).await?)
+        in_tx!(self, |tx| event_log::prune(tx, &params).await?)
     }
 
     async fn mark_list(&self, scope: &str) -> Result<Vec<String>, StoreError> {
@@ -892,7 +896,7 @@ impl Store for PgStore {
         id: SubscriptionId,
         patch: SubscriptionPatch,
     ) -> Result<Subscription, StoreError> {
-        in_tx!(self, |tx| subscription::update(&tx, id, patch).await?)
+        in_tx!(self, |tx| subscription::update(tx, id, patch).await?)
     }
 
     async fn subscription_delete(&self, id: SubscriptionId) -> Result<(), StoreError> {
@@ -961,7 +965,7 @@ impl Store for PgStore {
     }
 
     async fn delivery_fanout(&self, params: DeliveryFanoutParams) -> Result<bool, StoreError> {
-        in_tx!(self, |tx| delivery_queue::fanout(&tx, &params).await?)
+        in_tx!(self, |tx| delivery_queue::fanout(tx, &params).await?)
     }
 
     async fn delivery_claim(
@@ -972,7 +976,7 @@ impl Store for PgStore {
     }
 
     async fn delivery_settle(&self, params: DeliverySettleParams) -> Result<Delivery, StoreError> {
-        in_tx!(self, |tx| delivery_queue::settle(&tx, &params).await?)
+        in_tx!(self, |tx| delivery_queue::settle(tx, &params).await?)
     }
 
     async fn delivery_list(&self, params: DeliveryListParams) -> Result<Vec<Delivery>, StoreError> {

@@ -11,7 +11,7 @@ use errand_store::StoreError;
 use crate::array_rows::array_rows;
 use crate::delivery_record::insert_deliveries;
 use crate::fault::{Fault, QResult};
-use crate::{flow_end, job_write};
+use crate::{flow_end, job_write, pipelined_tx};
 
 /// Events to append, as parallel arrays.
 #[derive(Default)]
@@ -38,10 +38,36 @@ impl EventRows {
         self.push(&EventBody::job(job, ty, to_millis(job.updated_at)))
     }
 
-    /// Appends the events, in the order pushed, with one statement.
+    /// Adds `other`'s events after these.
+    pub(crate) fn extend(&mut self, other: EventRows) {
+        self.at.extend(other.at);
+        self.ty.extend(other.ty);
+        self.data.extend(other.data);
+    }
+
+    /// Appends the events, in the order pushed: inside a pipelined transaction with its
+    /// commit ([`pipelined_tx::hold`]), elsewhere now.
     pub(crate) async fn append(self, client: &impl GenericClient) -> QResult<()> {
+        match pipelined_tx::hold(self) {
+            Some(rows) => rows.append_now(client).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Appends the events, in the order pushed, with one statement now.
+    pub(crate) async fn append_now(self, client: &impl GenericClient) -> QResult<()> {
+        match self.prepare(client).await? {
+            Some(insert) => insert.execute(client).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The statement that appends these events, prepared on `client` (`None` when there
+    /// are none), so that sending it is one message: [`pipelined_tx`] sends it right before
+    /// the `COMMIT`, which must not overtake it.
+    pub(crate) async fn prepare(self, client: &impl GenericClient) -> QResult<Option<EventInsert>> {
         if self.at.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let rows = array_rows(
             self.at.len(),
@@ -56,9 +82,27 @@ impl EventRows {
             "INSERT INTO events (at, type, data) SELECT u.at, u.type, u.data FROM {rows} \
              ORDER BY u.ord"
         );
-        let stmt = client.prepare_cached(&sql).await?;
+        let statement = client.prepare_cached(&sql).await?;
+        Ok(Some(EventInsert {
+            statement,
+            rows: self,
+        }))
+    }
+}
+
+/// Events and their prepared insert ([`EventRows::prepare`]).
+pub(crate) struct EventInsert {
+    statement: tokio_postgres::Statement,
+    rows: EventRows,
+}
+
+impl EventInsert {
+    /// Sends the insert. Its first poll sends the whole request (the statement is
+    /// prepared), so a request polled after it is sent after it.
+    pub(crate) async fn execute(&self, client: &impl GenericClient) -> QResult<()> {
+        let r = &self.rows;
         client
-            .execute(&stmt, &[&self.at, &self.ty, &self.data])
+            .execute(&self.statement, &[&r.at, &r.ty, &r.data])
             .await?;
         Ok(())
     }

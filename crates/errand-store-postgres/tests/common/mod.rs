@@ -6,10 +6,18 @@ use errand_testkit::PgSchema;
 /// A store on a fresh schema and a raw connection whose search path is that schema;
 /// `None` when no PostgreSQL is reachable (the skip is reported).
 pub async fn open(test: &str) -> Option<(PgSchema, PgStore, tokio_postgres::Client)> {
+    open_with_pool(test, 4).await
+}
+
+/// [`open`] with `pool_size` pooled connections.
+pub async fn open_with_pool(
+    test: &str,
+    pool_size: usize,
+) -> Option<(PgSchema, PgStore, tokio_postgres::Client)> {
     let schema = PgSchema::create(test).await?;
     let store = PgStore::connect(&PgOptions {
         schema: schema.name.clone(),
-        pool_size: 4,
+        pool_size,
         ..PgOptions::new(&schema.url)
     })
     .await
