@@ -1,5 +1,5 @@
 //! Enqueue-to-start latency: one job every 1/rate seconds; workers wait in long-polling
-//! claims. Latency is from just before the enqueue request is sent to the moment a worker's
+//! claims, each carrying the settlement of the jobs its previous claim returned. Latency is from just before the enqueue request is sent to the moment a worker's
 //! claim returns the job, both read from one monotonic clock in this process.
 
 use std::sync::Arc;
@@ -36,22 +36,32 @@ pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Res
                 kinds: vec![],
                 ..Default::default()
             };
+            // The jobs in hand: no-ops, finished as soon as held, settled by the next claim
+            // (one round trip per cycle, as `errand-worker` does it).
+            let mut finished = Vec::new();
             while seen.load(std::sync::atomic::Ordering::Relaxed) < total {
-                let got = c.claim("latency", &claim).await?;
+                let settle = SettleRequest::complete_all(&finished);
+                let carrying = ClaimRequest {
+                    completions: settle.completions,
+                    ..claim.clone()
+                };
+                let got = c.claim("latency", &carrying).await?;
                 let now = base.elapsed().as_micros() as u64;
-                if got.jobs.is_empty() {
+                finished = got.jobs;
+                if finished.is_empty() {
                     continue;
                 }
                 {
                     let mut h = hist.lock().await;
-                    for j in &got.jobs {
+                    for j in &finished {
                         let sent = j.payload.get("t").and_then(|v| v.as_u64()).unwrap_or(now);
                         h.saturating_record(now.saturating_sub(sent).max(1));
                     }
                 }
-                seen.fetch_add(got.jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                let settle = SettleRequest::complete_all(&got.jobs);
-                c.settle(&settle).await?;
+                seen.fetch_add(finished.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            if !finished.is_empty() {
+                c.settle(&SettleRequest::complete_all(&finished)).await?;
             }
             anyhow::Ok(())
         }));

@@ -47,7 +47,8 @@ pub enum Scenario {
     Batch,
     /// Enqueue and work jobs with HTTP workers claiming and settling in batches.
     EndToEnd,
-    /// Enqueue-to-start latency at a steady rate.
+    /// Enqueue-to-start latency at a steady rate (four long-polling workers, each claim
+    /// carrying the settlement of the jobs the previous one returned).
     Latency,
     /// Firing lateness of many every-second schedules.
     Schedules,

@@ -41,7 +41,9 @@ pub(crate) struct Listening {
 pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match listen_once(&config, &tls, &listening).await {
+        let ended = listen_once(&config, &tls, &listening).await;
+        listening.peers.set_listening(false);
+        match ended {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
@@ -85,6 +87,7 @@ async fn listen_once(
         .batch_execute(&format!("LISTEN \"{channel}\""))
         .await?;
     tracing::debug!(schema, "listening for wake-ups");
+    peers.set_listening(true);
     // A hello is a payload with no queue: `sender:`.
     let hello_payload = format!("{me}:");
     let hello = client.prepare("SELECT pg_notify($1, $2)").await?;

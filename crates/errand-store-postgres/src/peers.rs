@@ -5,12 +5,13 @@
 //! per enqueue, all of it spent telling nobody. Nodes greet each other on the wake-up
 //! channel instead: each says hello when its `LISTEN` starts and every [`HELLO_EVERY`]
 //! after, and answers a hello from a node it had not heard from. A node sends wake-ups
-//! while it has heard another node within [`WINDOW`]. A node that joins is greeted back
-//! within a round trip; until then (and whenever a wake-up is missed) waiting claims find
-//! their jobs by re-checking the store, at least once a second.
+//! while it has heard another node within [`WINDOW`], and whenever its own `LISTEN`
+//! connection is down (it cannot hear, so it assumes the others are there). A node that
+//! joins is greeted back within a round trip; until then (and whenever a wake-up is
+//! missed) waiting claims find their jobs by re-checking the store, at least once a second.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(15);
 
 /// The other nodes this node has heard on the wake-up channel.
 pub(crate) struct Peers {
+    /// Whether this node's `LISTEN` connection is up. While it is not, this node cannot
+    /// hear anyone, and counts the others as present.
+    listening: AtomicBool,
     started: Instant,
     /// When any other node was last heard, in milliseconds after `started` plus one (zero:
     /// never).
@@ -34,6 +38,7 @@ pub(crate) struct Peers {
 impl Default for Peers {
     fn default() -> Self {
         Self {
+            listening: AtomicBool::new(false),
             started: Instant::now(),
             last_heard: AtomicU64::new(0),
             by_sender: Mutex::new(HashMap::new()),
@@ -54,8 +59,18 @@ impl Peers {
         by_sender.insert(sender.to_string(), now).is_none()
     }
 
-    /// Whether another node was heard within [`WINDOW`] before `now`.
+    /// Notes whether this node's `LISTEN` connection is up.
+    pub(crate) fn set_listening(&self, up: bool) {
+        self.listening.store(up, Ordering::Release);
+    }
+
+    /// Whether another node may be listening: one was heard within [`WINDOW`] before
+    /// `now`, or this node cannot hear right now (its own `LISTEN` connection is down), so
+    /// that a node deaf for a while keeps waking the others.
     pub(crate) fn present(&self, now: Instant) -> bool {
+        if !self.listening.load(Ordering::Acquire) {
+            return true;
+        }
         let last = self.last_heard.load(Ordering::Acquire);
         last != 0 && self.stamp(now).saturating_sub(last) < millis(WINDOW)
     }
@@ -73,15 +88,31 @@ fn millis(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// Peers of a node whose listener is up.
+    fn listening() -> Peers {
+        let peers = Peers::default();
+        peers.set_listening(true);
+        peers
+    }
+
     #[test]
     fn a_node_alone_has_no_peers() {
+        assert!(!listening().present(Instant::now()));
+    }
+
+    #[test]
+    fn a_node_that_cannot_hear_counts_the_others_as_present() {
         let peers = Peers::default();
+        assert!(peers.present(Instant::now()), "before its listener is up");
+        peers.set_listening(true);
         assert!(!peers.present(Instant::now()));
+        peers.set_listening(false);
+        assert!(peers.present(Instant::now()), "while its listener is down");
     }
 
     #[test]
     fn a_node_heard_counts_for_the_window_and_no_longer() {
-        let peers = Peers::default();
+        let peers = listening();
         let t0 = Instant::now();
         assert!(peers.heard("b", t0), "a node heard first is new");
         assert!(peers.present(t0));
@@ -100,7 +131,7 @@ mod tests {
 
     #[test]
     fn each_node_is_new_once() {
-        let peers = Peers::default();
+        let peers = listening();
         let t0 = Instant::now();
         assert!(peers.heard("b", t0));
         assert!(peers.heard("c", t0), "another node is new too");

@@ -8,13 +8,19 @@
 //! is the same. Events are only ever read after commit (by the event log's reader), so
 //! appending them last changes nothing a statement in the transaction can see.
 //!
-//! A transaction that does not end cleanly (its future dropped half-way, or its `BEGIN`,
-//! `ROLLBACK` or `COMMIT` failing) takes its connection out of the pool: closing the
-//! connection rolls back whatever it held, and no later caller inherits it.
+//! A transaction whose future is dropped half-way keeps its connection out of the pool
+//! until a `ROLLBACK` sent after whatever statement was running has ended it (so no later
+//! caller inherits the transaction, and the pool's size still bounds the database's
+//! connections); one whose `BEGIN`, `ROLLBACK` or `COMMIT` fails, or whose `ROLLBACK` does
+//! not come back within [`ABANDONED_ROLLBACK_WAIT`], is closed instead, which rolls back
+//! whatever it held.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
 
 use deadpool_postgres::Object;
 
@@ -22,6 +28,10 @@ use errand_store::StoreError;
 
 use crate::fault::{Fault, QResult};
 use crate::transition::EventRows;
+
+/// How long a transaction dropped half-way may take to roll back (its running statement
+/// ends first) before its connection is closed instead.
+const ABANDONED_ROLLBACK_WAIT: Duration = Duration::from_secs(60);
 
 tokio::task_local! {
     static HELD: Arc<Mutex<EventRows>>;
@@ -83,25 +93,43 @@ impl PipelinedTx {
         };
         let (out, insert) = match finished {
             Ok(finished) => finished,
-            Err(e) => {
-                client.batch_execute("ROLLBACK").await?;
+            Err(e) => return Err(self.roll_back(e).await),
+        };
+        let Some(insert) = insert else {
+            client.batch_execute("COMMIT").await?;
+            self.open.store(false, Ordering::Release);
+            return Ok(out);
+        };
+        // The insert is polled once on its own: that sends it (the statement is prepared),
+        // so the COMMIT polled after it is sent after it. An insert that fails before it
+        // is sent (its parameters refused by the driver) is rolled back, never committed.
+        let mut appending = pin!(insert.execute(client));
+        let appended = match futures_util::poll!(appending.as_mut()) {
+            Poll::Ready(Err(e)) => return Err(self.roll_back(e).await),
+            Poll::Ready(Ok(())) => {
+                client.batch_execute("COMMIT").await?;
                 self.open.store(false, Ordering::Release);
-                return Err(e);
+                return Ok(out);
             }
+            Poll::Pending => appending,
         };
-        // The insert is polled first, so it is sent before the COMMIT. When it fails the
-        // transaction is aborted, and PostgreSQL answers the COMMIT after it with a
-        // rollback (not an error): the insert's error is the answer.
-        let (appended, committed) = match &insert {
-            Some(insert) => {
-                futures_util::join!(insert.execute(client), client.batch_execute("COMMIT"))
-            }
-            None => (Ok(()), client.batch_execute("COMMIT").await),
-        };
+        // When the insert fails the transaction is aborted, and PostgreSQL answers the
+        // COMMIT after it with a rollback (not an error): the insert's error is the answer.
+        let (appended, committed) = futures_util::join!(appended, client.batch_execute("COMMIT"));
         committed?;
         self.open.store(false, Ordering::Release);
         appended?;
         Ok(out)
+    }
+
+    /// Rolls the transaction back after `cause`, and answers `cause`. A rollback that
+    /// fails leaves the transaction open, and its connection is closed on drop.
+    async fn roll_back(&self, cause: Fault) -> Fault {
+        match self.client().batch_execute("ROLLBACK").await {
+            Ok(()) => self.open.store(false, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "could not roll a transaction back"),
+        }
+        cause
     }
 }
 
@@ -114,11 +142,45 @@ fn take(held: &Mutex<EventRows>) -> QResult<EventRows> {
 
 impl Drop for PipelinedTx {
     fn drop(&mut self) {
-        if self.open.load(Ordering::Acquire) {
-            if let Some(client) = self.client.take() {
-                // Out of the pool and closed: the database rolls the transaction back.
-                drop(Object::take(client));
-            }
+        if !self.open.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let abandoned = Abandoned(Some(client));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(abandoned.roll_back());
+        }
+        // Without a runtime, `abandoned` is dropped here and closes the connection.
+    }
+}
+
+/// The connection of a transaction dropped half-way. Dropped before it is rolled back
+/// (its task never ran, or the rollback failed), it is closed, out of the pool: the
+/// database rolls the transaction back.
+struct Abandoned(Option<Object>);
+
+impl Abandoned {
+    /// Rolls the transaction back once the statement running on it ends, and gives the
+    /// connection back to the pool.
+    async fn roll_back(mut self) {
+        let Some(client) = self.0.as_ref() else {
+            return;
+        };
+        let rolled_back =
+            tokio::time::timeout(ABANDONED_ROLLBACK_WAIT, client.batch_execute("ROLLBACK")).await;
+        if let Ok(Ok(())) = rolled_back {
+            // Back to the pool, outside any transaction.
+            drop(self.0.take());
+        }
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
         }
     }
 }

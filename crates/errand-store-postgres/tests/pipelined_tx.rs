@@ -14,9 +14,10 @@ use errand_store::{JobInsertManyParams, Store, StoreError};
 use errand_store_postgres::PgStore;
 use errand_testkit::{eventually, PgSchema};
 
-/// A store with one pooled connection (so a second call reuses the first call's
-/// connection, unless it was taken out) and a raw connection on the same schema.
-async fn open_one_connection(test: &str) -> Option<(PgSchema, PgStore, tokio_postgres::Client)> {
+/// A store with the smallest pool (two connections; an idle one is reused before another
+/// is opened, so a second call reuses the first call's connection unless it was kept
+/// out) and a raw connection on the same schema.
+async fn open_small_pool(test: &str) -> Option<(PgSchema, PgStore, tokio_postgres::Client)> {
     open_with_pool(test, 1).await
 }
 
@@ -40,7 +41,7 @@ async fn jobs_of_kind(raw: &tokio_postgres::Client, kind: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_events_are_refused_keeps_nothing_and_says_so() {
     let test = "a_transaction_whose_events_are_refused_keeps_nothing_and_says_so";
-    let Some((_schema, store, raw)) = open_one_connection(test).await else {
+    let Some((_schema, store, raw)) = open_small_pool(test).await else {
         return;
     };
     raw.batch_execute(
@@ -64,8 +65,8 @@ async fn a_transaction_whose_events_are_refused_keeps_nothing_and_says_so() {
         "the job of a refused event was kept"
     );
 
-    // The same (only) connection serves the next call, outside any transaction: its job
-    // is committed and visible to another connection.
+    // The connection serves the next call outside any transaction: its job is committed
+    // and visible to another connection.
     insert(&store, "plain-kind")
         .await
         .expect("the next insert on the connection");
@@ -75,7 +76,7 @@ async fn a_transaction_whose_events_are_refused_keeps_nothing_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_abandoned_half_way_leaves_nothing_to_the_next_caller() {
     let test = "a_transaction_abandoned_half_way_leaves_nothing_to_the_next_caller";
-    let Some((_schema, store, raw)) = open_one_connection(test).await else {
+    let Some((_schema, store, raw)) = open_small_pool(test).await else {
         return;
     };
     let store = std::sync::Arc::new(store);
@@ -120,8 +121,7 @@ async fn a_transaction_abandoned_half_way_leaves_nothing_to_the_next_caller() {
         .expect("the next call");
     assert_eq!(jobs_of_kind(&raw, "plain-kind").await, 1);
 
-    // Let the abandoned statement finish: its connection is closed, so its transaction
-    // rolls back once the server notices.
+    // Let the abandoned statement finish: the rollback sent after it ends its transaction.
     raw.batch_execute(&format!("SELECT pg_advisory_unlock({key})"))
         .await
         .expect("release the key");

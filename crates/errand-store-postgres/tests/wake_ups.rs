@@ -91,7 +91,13 @@ async fn a_node_alone_sends_no_wake_ups_and_greets_a_node_that_joins() {
         .execute("SELECT pg_notify($1, 'joiner:')", &[&channel])
         .await
         .expect("the joiner's hello");
-    let (_, mut before) = hear_until(&mut heard, "the store's greeting", |p| p == hello).await;
+    // The greeting comes at once; the store's next hello of its own is seconds away.
+    let (_, mut before) = tokio::time::timeout(
+        Duration::from_secs(1),
+        hear_until(&mut heard, "the store's greeting", |p| p == hello),
+    )
+    .await
+    .expect("the store did not greet the joiner back at once");
     // The greeting is sent once the store has heard the joiner; a periodic hello may come
     // just before it, so the first wake-up may still find the store alone: try again.
     let joined = format!("{me}:joined");
