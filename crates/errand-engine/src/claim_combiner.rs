@@ -189,6 +189,7 @@ impl Engine {
             settlements,
             retry_policy: self.config().retry_policy,
         };
+        self.metrics.combined(op, rest.len());
         let claims = JobClaimTogetherParams {
             queue: lane.queue.clone(),
             lease: lane.lease,
@@ -288,7 +289,7 @@ mod tests {
     use errand_core::{JobState, LeaseToken};
 
     use super::*;
-    use crate::lanes::testing::{combining_engine, store_calls, until};
+    use crate::lanes::testing::{combined_calls, combining_engine, store_calls, until};
 
     fn lane() -> Lane {
         Lane {
@@ -517,6 +518,16 @@ mod tests {
             store_calls(&engine, "job_claim").await,
             2.0,
             "the first alone, then the eight together"
+        );
+        assert_eq!(
+            combined_calls(&engine, "job_claim", "1").await,
+            1.0,
+            "one call alone"
+        );
+        assert_eq!(
+            combined_calls(&engine, "job_claim", "8").await,
+            2.0,
+            "and one of eight: two calls of at most eight"
         );
         assert_eq!(engine.combiner.counts(&lane()), (0, 0), "the runner ended");
     }

@@ -138,6 +138,7 @@ impl Engine {
             jobs.extend(enqueue.jobs);
         }
         let expected = jobs.len();
+        self.metrics.combined("job_insert_many", waiting.len());
         let out = self
             .metrics
             .timed(
@@ -204,7 +205,7 @@ mod tests {
     use errand_core::JobState;
 
     use super::*;
-    use crate::lanes::testing::{combining_engine, store_calls, until};
+    use crate::lanes::testing::{combined_calls, combining_engine, store_calls, until};
 
     fn job() -> NewJob {
         errand_store::conformance::new_job("q", "k")
@@ -305,6 +306,16 @@ mod tests {
         assert_eq!(answers[2].as_ref().expect("stored").len(), 1);
         // The first alone; the three together, which failed; then each alone.
         assert_eq!(store_calls(&engine, "job_insert_many").await, 5.0);
+        assert_eq!(
+            combined_calls(&engine, "job_insert_many", "1").await,
+            4.0,
+            "four calls alone"
+        );
+        assert_eq!(
+            combined_calls(&engine, "job_insert_many", "4").await,
+            5.0,
+            "and one of three"
+        );
         let all = crate::ClaimRequest {
             queue: queue(),
             worker: "w".into(),

@@ -260,6 +260,18 @@ pub(crate) mod testing {
         .await;
     }
 
+    /// How many store calls named `op` made at most `le` requests together (`le` as the
+    /// bucket's label, e.g. `"8"`).
+    pub(crate) async fn combined_calls(engine: &Engine, op: &str, le: &str) -> f64 {
+        let text = engine.metrics_text().await.expect("metrics");
+        let (op, le) = (format!("op=\"{op}\""), format!("le=\"{le}\""));
+        text.lines()
+            .filter(|l| l.starts_with("errand_store_combined_requests_bucket{"))
+            .find(|l| l.contains(&op) && l.contains(&le))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().expect("a number"))
+    }
+
     /// How many store calls named `op` the engine made.
     pub(crate) async fn store_calls(engine: &Engine, op: &str) -> f64 {
         let text = engine.metrics_text().await.expect("metrics");

@@ -69,6 +69,10 @@ const STORE_SECONDS: [f64; 13] = [
 /// ([`errand_core::limits::MAX_CLAIM`]).
 const CLAIM_SIZES: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 
+/// Requests per store call of the combiners: 1 (alone) to the insert cap (256 jobs, so at
+/// most 256 requests) and the claim cap.
+const COMBINED_SIZES: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// Schedule lateness: a pass runs every 20 ms, so a healthy slot fires within tens of
 /// milliseconds; the top buckets catch a node that was down or a scheduler that fell behind.
 const LATENESS_SECONDS: [f64; 14] = [
@@ -91,6 +95,10 @@ fn store_seconds() -> Histogram {
 
 fn claim_sizes() -> Histogram {
     Histogram::new(CLAIM_SIZES)
+}
+
+fn combined_sizes() -> Histogram {
+    Histogram::new(COMBINED_SIZES)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,6 +164,7 @@ pub(crate) struct Metrics {
     end_seconds: HistogramFamily<QueueOutcome>,
     store_seconds: HistogramFamily<OpLabel>,
     store_errors: Family<OpLabel, Counter>,
+    combined: HistogramFamily<OpLabel>,
     deliveries: Family<DeliveryLabels, Counter>,
     schedule_fired: Counter,
     schedule_lateness: Histogram,
@@ -194,6 +203,7 @@ impl Metrics {
             end_seconds: Family::new_with_constructor(settle_seconds),
             store_seconds: Family::new_with_constructor(store_seconds),
             store_errors: Family::default(),
+            combined: Family::new_with_constructor(combined_sizes),
             deliveries: Family::default(),
             schedule_fired: Counter::default(),
             schedule_lateness: Histogram::new(LATENESS_SECONDS),
@@ -293,6 +303,11 @@ impl Metrics {
             self.store_errors.clone(),
         );
         r.register(
+            "errand_store_combined_requests",
+            "Requests (workers' claim cycles, enqueues) that one store call of this node made together, by operation: 1 is a request alone; more waited for the call before theirs (PostgreSQL)",
+            self.combined.clone(),
+        );
+        r.register(
             "errand_webhook_deliveries",
             "Webhook delivery attempts this node settled, by target (callback, subscription) and outcome (delivered, retrying, failed)",
             self.deliveries.clone(),
@@ -353,6 +368,13 @@ impl Metrics {
             self.store_errors.get_or_create(&label).inc();
         }
         out
+    }
+
+    /// A store call under `op` that made `requests` requests together.
+    pub(crate) fn combined(&self, op: &'static str, requests: usize) {
+        self.combined
+            .get_or_create(&OpLabel { op })
+            .observe(requests as f64);
     }
 
     /// An insert's new jobs (repeats of an idempotency key are not new).
