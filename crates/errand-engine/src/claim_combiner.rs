@@ -35,7 +35,7 @@ use errand_store::{
 use tokio::sync::oneshot;
 
 use crate::engine::{ClaimRequest, Engine};
-use crate::lanes::{redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
+use crate::lanes::{drain, redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
 use crate::unheard_claim::UnheardClaim;
 
 /// What one combined call carries at most: 1,000 jobs claimed and 1,000 settlements (a
@@ -245,31 +245,22 @@ impl Engine {
     }
 }
 
-/// A runner: makes its lane's batches until none waits.
+/// A runner: makes its lane's batches until none waits ([`drain`]).
 async fn run_lane(engine: Arc<Engine>, lane: Lane, place: RunnerPlace<impl FnOnce(bool)>) {
-    while let Some(batch) = engine.combiner.next_batch(&lane, CAPS) {
-        // Kept for the cycles to be made again alone if a combined call fails (a call of
-        // one cycle answers its failure itself).
-        let again: Vec<Vec<Settlement>> = if batch.len() > 1 {
-            batch.iter().map(|c| c.settlements.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        if let Err(failed) = engine.run_batch(&lane, batch).await {
-            // Side by side, as they would have run had they come apart; a single cycle's
-            // failure is answered to it, never handed back.
-            let alone = failed.into_iter().zip(again).map(|(rest, settlements)| {
-                let cycle = Cycle {
-                    settlements,
-                    too_large: rest.too_large,
-                    taker: rest.taker,
-                    answer: rest.answer,
-                };
-                engine.run_batch(&lane, vec![cycle])
-            });
-            futures_util::future::join_all(alone).await;
-        }
-    }
+    drain(
+        &engine.combiner,
+        &lane,
+        CAPS,
+        |cycle| cycle.settlements.clone(),
+        |batch| engine.run_batch(&lane, batch),
+        |rest: CycleRest, settlements| Cycle {
+            settlements,
+            too_large: rest.too_large,
+            taker: rest.taker,
+            answer: rest.answer,
+        },
+    )
+    .await;
     place.ended();
 }
 

@@ -28,7 +28,7 @@ use errand_store::{InsertedJob, StoreError};
 use tokio::sync::oneshot;
 
 use crate::engine::Engine;
-use crate::lanes::{redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
+use crate::lanes::{drain, redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
 
 /// An enqueue of more jobs than this goes alone: its transaction already serves many.
 const MAX_COMBINED_INSERT: usize = 32;
@@ -178,25 +178,17 @@ impl Engine {
     }
 }
 
-/// A runner: makes `queue`'s inserts until no enqueue waits.
+/// A runner: makes `queue`'s inserts until no enqueue waits ([`drain`]).
 async fn run_inserts(engine: Arc<Engine>, queue: QueueName, place: RunnerPlace<impl FnOnce(bool)>) {
-    while let Some(batch) = engine.inserts.next_batch(&queue, CAPS) {
-        // Kept for the enqueues to be inserted again alone if a combined insert fails.
-        let again: Vec<Vec<NewJob>> = if batch.len() > 1 {
-            batch.iter().map(|e| e.jobs.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        if let Err(failed) = engine.insert_batch(batch).await {
-            // Side by side, as they would have run had they come apart; a single request's
-            // failure is answered to it, never handed back.
-            let alone = failed
-                .into_iter()
-                .zip(again)
-                .map(|((_, answer), jobs)| engine.insert_batch(vec![Enqueue { jobs, answer }]));
-            futures_util::future::join_all(alone).await;
-        }
-    }
+    drain(
+        &engine.inserts,
+        &queue,
+        CAPS,
+        |enqueue| enqueue.jobs.clone(),
+        |batch| engine.insert_batch(batch),
+        |(_, answer): (usize, Answerer), jobs| Enqueue { jobs, answer },
+    )
+    .await;
     place.ended();
 }
 

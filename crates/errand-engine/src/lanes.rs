@@ -30,6 +30,40 @@ pub(crate) trait Batchable {
     fn refuse(self, error: errand_store::StoreError);
 }
 
+/// A runner's work: makes `lane`'s batches with `run` until none waits. A batch of several
+/// requests that `run` hands back failed for a fault one request's input may have caused,
+/// and kept nothing: each of them is made again alone, side by side (as they would have
+/// run had they come apart), rebuilt by `rebuild` from what `run` handed back and what
+/// `keep` copied of it before the call (what the call spent). A single request's failure
+/// is answered to it by `run`, never handed back.
+pub(crate) async fn drain<L, T, K, R, Fut>(
+    lanes: &Lanes<L, T>,
+    lane: &L,
+    caps: Caps,
+    keep: impl Fn(&T) -> K,
+    run: impl Fn(Vec<T>) -> Fut,
+    rebuild: impl Fn(R, K) -> T,
+) where
+    L: Eq + Hash + Clone + std::fmt::Debug,
+    T: Batchable,
+    Fut: std::future::Future<Output = Result<(), Vec<R>>>,
+{
+    while let Some(batch) = lanes.next_batch(lane, caps) {
+        let again: Vec<K> = if batch.len() > 1 {
+            batch.iter().map(&keep).collect()
+        } else {
+            Vec::new()
+        };
+        if let Err(failed) = run(batch).await {
+            let alone = failed
+                .into_iter()
+                .zip(again)
+                .map(|(rest, kept)| run(vec![rebuild(rest, kept)]));
+            futures_util::future::join_all(alone).await;
+        }
+    }
+}
+
 /// The most one batch carries; a single request may carry more and goes alone.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Caps {
