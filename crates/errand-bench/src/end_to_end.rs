@@ -93,6 +93,6 @@ pub async fn run_jobs(
         jobs: done.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         latency: None,
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }

@@ -21,7 +21,11 @@ fn noop() -> EnqueueRequest {
 /// Runs one loop per client for `duration`; each step takes the client, sends one request
 /// and gives the client back with how many jobs it stored. Collects the count and the
 /// latency of every step.
-async fn drive<C, F, Fut>(clients: Vec<C>, duration: Duration, step: F) -> anyhow::Result<Figures>
+pub(crate) async fn drive<C, F, Fut>(
+    clients: Vec<C>,
+    duration: Duration,
+    step: F,
+) -> anyhow::Result<Figures>
 where
     C: Send + 'static,
     F: Fn(C) -> Fut + Clone + Send + 'static,
@@ -57,7 +61,7 @@ where
         jobs,
         elapsed: start.elapsed(),
         latency: Some(total),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }
 

@@ -179,7 +179,7 @@ pub async fn release_latency(nodes: &[Client], chains: usize) -> anyhow::Result<
         jobs: chains as u64,
         elapsed: start.elapsed(),
         latency: Some(h),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }
 
@@ -262,7 +262,7 @@ pub async fn workflows_end_to_end(nodes: &[Client], count: usize) -> anyhow::Res
         jobs: count as u64,
         elapsed,
         latency: None,
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }
 
@@ -354,6 +354,6 @@ pub async fn batch_fan_in(nodes: &[Client], size: usize, rounds: usize) -> anyho
         jobs: (rounds * size) as u64,
         elapsed: start.elapsed(),
         latency: Some(h),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }

@@ -105,6 +105,6 @@ pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Res
         jobs: total,
         elapsed: start.elapsed(),
         latency: Some(h),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }

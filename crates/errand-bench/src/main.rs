@@ -10,6 +10,7 @@
 mod dashboard_pages;
 mod end_to_end;
 mod enqueue;
+mod floor;
 mod flows;
 mod idle;
 mod latency;
@@ -92,6 +93,11 @@ pub enum Scenario {
     /// An idle server: its CPU per second over `--duration` (at least 60 s: the server's
     /// CPU time comes in 10 ms ticks) after a 2 s settling time (not part of `all`).
     Idle,
+    /// What the machine allows before errand does any work: `GET /healthz` from 1, 16 and 64
+    /// clients (the HTTP stack alone, server CPU per request), then durable commits of 1
+    /// and 9 write-ahead-log frames on one thread of the benchmark (what SQLite writes for
+    /// one enqueue), CPU per commit (not part of `all`).
+    Floor,
     /// How costs grow with the store's size: single enqueue, a 16-in-flight claim-1 worker,
     /// queue counts and server memory on an empty store and with a backlog of a tenth of
     /// `--jobs` and of `--jobs` ready jobs, then the time to the first claim after a
@@ -175,17 +181,26 @@ impl Deployment {
             .and_then(|p| server_cpu::of_processes(&p))
     }
 
-    /// Runs one scenario and charges it the server CPU it cost.
+    /// Runs one scenario and charges it the CPU it cost: the servers', the benchmark's own
+    /// and the whole machine's.
     async fn measure(
         &self,
         scenario: impl std::future::Future<Output = anyhow::Result<stats::Figures>>,
     ) -> anyhow::Result<stats::Figures> {
-        let before = self.server_cpu();
+        let spent = |after: Option<std::time::Duration>, before: Option<std::time::Duration>| {
+            after.zip(before).map(|(a, b)| a.saturating_sub(b))
+        };
+        let before = (
+            self.server_cpu(),
+            server_cpu::of_self(),
+            server_cpu::of_machine(),
+        );
         let mut figures = scenario.await?;
-        figures.server_cpu = self
-            .server_cpu()
-            .zip(before)
-            .map(|(after, before)| after.saturating_sub(before));
+        figures.cpu = stats::CpuSpent {
+            server: spent(self.server_cpu(), before.0),
+            bench: spent(server_cpu::of_self(), before.1),
+            machine: spent(server_cpu::of_machine(), before.2),
+        };
         Ok(figures)
     }
 }
@@ -386,6 +401,19 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "drain, errand-worker at concurrency {}",
                 worker_library::CONCURRENCY
             ));
+    }
+    if args.scenario == Scenario::Floor {
+        let d = deploy(&args).await?;
+        for clients in [1, 16, 64] {
+            d.measure(floor::http(&d.clients, clients, duration))
+                .await?
+                .print(&format!("floor: GET /healthz, {clients} client(s)"));
+        }
+        for frames in [1, 9] {
+            floor::disk(frames, duration).await?.print(&format!(
+                "floor: commit of {frames} log frame(s) + fdatasync"
+            ));
+        }
     }
     if args.scenario == Scenario::Scale {
         let mut d = deploy(&args).await?;

@@ -263,6 +263,6 @@ pub async fn timed_claims(nodes: &[Client]) -> anyhow::Result<Figures> {
         jobs: TIMED_CLAIMS as u64,
         elapsed: start.elapsed(),
         latency: Some(h),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }

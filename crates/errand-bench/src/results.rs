@@ -71,7 +71,7 @@ pub async fn to_result(nodes: &[Client], rate: u32, duration: Duration) -> anyho
         jobs: total,
         elapsed: start.elapsed(),
         latency: Some(h),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }
 

@@ -88,6 +88,6 @@ pub async fn run(nodes: &[Client], count: usize, duration: Duration) -> anyhow::
             .elapsed()
             .saturating_sub(WARM_UP + Duration::from_secs(1)),
         latency: Some(h),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }

@@ -12,8 +12,22 @@ pub struct Figures {
     pub elapsed: Duration,
     /// Per-operation latency in microseconds, when measured.
     pub latency: Option<Histogram<u64>>,
-    /// CPU time the server processes spent during the scenario, when known.
-    pub server_cpu: Option<Duration>,
+    /// CPU time spent during the scenario, where known.
+    pub cpu: CpuSpent,
+}
+
+/// CPU time spent during one scenario, by whom: the servers alone, the benchmark's own
+/// process (the load it generates shares the machine's cores), and the whole machine
+/// (which also holds PostgreSQL when the servers use it). Each is `None` where `/proc`
+/// cannot tell or the scenario did not measure it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuSpent {
+    /// The errand servers' processes.
+    pub server: Option<Duration>,
+    /// This benchmark's process.
+    pub bench: Option<Duration>,
+    /// Every process on the machine, kernel work for them included.
+    pub machine: Option<Duration>,
 }
 
 /// A histogram from 1 µs to 60 s with 3 significant figures.
@@ -40,11 +54,15 @@ impl Figures {
                 h.max() as f64 / 1000.0
             ));
         }
-        if let Some(cpu) = self.server_cpu {
-            line.push_str(&format!(
-                "  server CPU {:.0} µs/job",
-                cpu.as_secs_f64() * 1e6 / (self.jobs.max(1) as f64)
-            ));
+        let per_job = |cpu: Duration| cpu.as_secs_f64() * 1e6 / (self.jobs.max(1) as f64);
+        if let Some(cpu) = self.cpu.server {
+            line.push_str(&format!("  server CPU {:.0} µs/job", per_job(cpu)));
+        }
+        if let Some(cpu) = self.cpu.bench {
+            line.push_str(&format!("  bench CPU {:.0} µs/job", per_job(cpu)));
+        }
+        if let Some(cpu) = self.cpu.machine {
+            line.push_str(&format!("  machine CPU {:.0} µs/job", per_job(cpu)));
         }
         println!("{line}");
     }

@@ -106,6 +106,6 @@ pub async fn run(client: &Client, jobs: usize, cycle: Cycle) -> anyhow::Result<F
         // Until the last settlement was answered, not until the slots gave up waiting.
         elapsed: end - start,
         latency: Some(latency),
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }

@@ -97,7 +97,7 @@ pub async fn raw(client: &Client, jobs: usize) -> anyhow::Result<Figures> {
         jobs: done.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         latency: None,
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }
 
@@ -127,6 +127,6 @@ pub async fn library(client: &Client, jobs: usize) -> anyhow::Result<Figures> {
         jobs: done,
         elapsed,
         latency: None,
-        server_cpu: None,
+        cpu: Default::default(),
     })
 }
