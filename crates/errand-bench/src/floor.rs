@@ -2,12 +2,15 @@
 //! request that does nothing (`GET /healthz` through the same server, middleware and
 //! connection handling as an enqueue) and of a durable commit shaped like SQLite's (frames
 //! appended to a write-ahead log, then `fdatasync`). An enqueue needs one of each, so their
-//! sum is the floor its cost is judged against.
+//! sum is the floor its cost is judged against. On PostgreSQL the floors are a prepared
+//! `SELECT 1` (one round trip) and a one-row insert committed durably, whose machine CPU
+//! includes the database's own work.
 
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use errand_client::Client;
+use errand_testkit::{pg_connect, PgSchema};
 use hyper::body::Bytes;
 
 use super::enqueue::drive;
@@ -95,4 +98,61 @@ fn disk_blocking(frames: u64, duration: Duration) -> anyhow::Result<Figures> {
             ..CpuSpent::default()
         },
     })
+}
+
+/// `clients` connections, each asking a prepared `SELECT 1` in a loop: a round trip to
+/// PostgreSQL and the least a statement costs it.
+pub async fn postgres_round_trip(
+    url: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    postgres_loop(url, "SELECT 1", clients, duration).await
+}
+
+/// The table [`postgres_commit`] inserts into, in the deployment's schema (dropped with it).
+pub async fn postgres_table(schema: &PgSchema) -> anyhow::Result<()> {
+    let client = pg_connect(&schema.url).await.map_err(anyhow::Error::msg)?;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE \"{}\".bench_floor (id bigserial PRIMARY KEY, v text NOT NULL)",
+            schema.name
+        ))
+        .await?;
+    Ok(())
+}
+
+/// `clients` connections, each inserting one row per statement, each its own durable
+/// commit (the server's `synchronous_commit`, on by default): the least a write costs.
+pub async fn postgres_commit(
+    schema: &PgSchema,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let sql = format!(
+        "INSERT INTO \"{}\".bench_floor (v) VALUES ('x')",
+        schema.name
+    );
+    postgres_loop(&schema.url, &sql, clients, duration).await
+}
+
+/// `clients` connections running the prepared `sql` one at a time each.
+async fn postgres_loop(
+    url: &str,
+    sql: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Figures> {
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let client = pg_connect(url).await.map_err(anyhow::Error::msg)?;
+        let statement = client.prepare(sql).await?;
+        conns.push(std::sync::Arc::new((client, statement)));
+    }
+    drive(conns, duration, |conn| async move {
+        let (client, statement) = &*conn;
+        client.execute(statement, &[]).await?;
+        Ok((conn, 1))
+    })
+    .await
 }

@@ -96,7 +96,9 @@ pub enum Scenario {
     /// What the machine allows before errand does any work: `GET /healthz` from 1, 16 and 64
     /// clients (the HTTP stack alone, server CPU per request), then durable commits of 1
     /// and 9 write-ahead-log frames on one thread of the benchmark (what SQLite writes for
-    /// one enqueue), CPU per commit (not part of `all`).
+    /// one enqueue), CPU per commit; with `--store postgres://...` also a prepared `SELECT 1`
+    /// and a durable one-row insert from 1 and 16 connections, the machine's CPU per
+    /// statement (PostgreSQL's and the benchmark's) (not part of `all`).
     Floor,
     /// How costs grow with the store's size: single enqueue, a 16-in-flight claim-1 worker,
     /// queue counts and server memory on an empty store and with a backlog of a tenth of
@@ -169,7 +171,8 @@ const BENCH_WEBHOOK_SECRET: &str = "whsec_ZXJyYW5kLWJlbmNoLXdlYmhvb2stc2VjcmV0LW
 struct Deployment {
     clients: Vec<Client>,
     servers: Vec<ServerProcess>,
-    _schema: Option<PgSchema>,
+    /// The PostgreSQL schema the servers share, dropped with the deployment.
+    schema: Option<PgSchema>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -231,7 +234,7 @@ async fn deploy_with(args: &BenchArgs, extra: &[&str]) -> anyhow::Result<Deploym
         return Ok(Deployment {
             clients: vec![Client::new(url)?],
             servers: vec![],
-            _schema: None,
+            schema: None,
             _dir: None,
         });
     }
@@ -246,7 +249,7 @@ async fn deploy_with(args: &BenchArgs, extra: &[&str]) -> anyhow::Result<Deploym
         return Ok(Deployment {
             clients: vec![server.client()?],
             servers: vec![server],
-            _schema: None,
+            schema: None,
             _dir: Some(dir),
         });
     };
@@ -270,7 +273,7 @@ async fn deploy_with(args: &BenchArgs, extra: &[&str]) -> anyhow::Result<Deploym
             .map(ServerProcess::client)
             .collect::<Result<_, _>>()?,
         servers,
-        _schema: Some(schema),
+        schema: Some(schema),
         _dir: None,
     })
 }
@@ -413,6 +416,23 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             floor::disk(frames, duration).await?.print(&format!(
                 "floor: commit of {frames} log frame(s) + fdatasync"
             ));
+        }
+        if let Some(schema) = &d.schema {
+            for clients in [1, 16] {
+                d.measure(floor::postgres_round_trip(&schema.url, clients, duration))
+                    .await?
+                    .print(&format!(
+                        "floor: PostgreSQL SELECT 1, {clients} connection(s)"
+                    ));
+            }
+            floor::postgres_table(schema).await?;
+            for clients in [1, 16] {
+                d.measure(floor::postgres_commit(schema, clients, duration))
+                    .await?
+                    .print(&format!(
+                        "floor: PostgreSQL insert + commit, {clients} connection(s)"
+                    ));
+            }
         }
     }
     if args.scenario == Scenario::Scale {
