@@ -410,28 +410,36 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         for clients in [1, 16, 64] {
             d.measure(floor::http(&d.clients, clients, duration))
                 .await?
-                .print(&format!("floor: GET /healthz, {clients} client(s)"));
+                .print_per(
+                    &format!("floor: GET /healthz, {clients} client(s)"),
+                    "request",
+                );
         }
         for frames in [1, 9] {
-            floor::disk(frames, duration).await?.print(&format!(
-                "floor: commit of {frames} log frame(s) + fdatasync"
-            ));
+            floor::disk(frames, duration).await?.print_per(
+                &format!(
+                    "floor: commit of {frames} log frame(s) + fdatasync (this machine's disk)"
+                ),
+                "commit",
+            );
         }
         if let Some(schema) = &d.schema {
             for clients in [1, 16] {
                 d.measure(floor::postgres_round_trip(&schema.url, clients, duration))
                     .await?
-                    .print(&format!(
-                        "floor: PostgreSQL SELECT 1, {clients} connection(s)"
-                    ));
+                    .print_per(
+                        &format!("floor: PostgreSQL SELECT 1, {clients} connection(s)"),
+                        "statement",
+                    );
             }
             floor::postgres_table(schema).await?;
             for clients in [1, 16] {
                 d.measure(floor::postgres_commit(schema, clients, duration))
                     .await?
-                    .print(&format!(
-                        "floor: PostgreSQL insert + commit, {clients} connection(s)"
-                    ));
+                    .print_per(
+                        &format!("floor: PostgreSQL insert + commit, {clients} connection(s)"),
+                        "commit",
+                    );
             }
         }
     }

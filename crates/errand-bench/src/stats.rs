@@ -24,9 +24,11 @@ pub struct Figures {
 pub struct CpuSpent {
     /// The errand servers' processes.
     pub server: Option<Duration>,
-    /// This benchmark's process.
+    /// This benchmark's process, or for a measurement made on one thread of it (the
+    /// floor's disk commits), that thread.
     pub bench: Option<Duration>,
-    /// Every process on the machine, kernel work for them included.
+    /// Every process on the machine, kernel work for them included: anything else running
+    /// there (another job on a shared host, inside a container the whole host) counts too.
     pub machine: Option<Duration>,
 }
 
@@ -37,11 +39,17 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 impl Figures {
-    /// Prints one line: throughput and, when measured, p50/p99/max.
+    /// Prints one line: throughput and, when measured, p50/p99/max and CPU, per job.
     pub fn print(&self, name: &str) {
+        self.print_per(name, "job");
+    }
+
+    /// Prints one line as [`print`](Self::print) does, counting `unit`s (a request, a
+    /// commit, a statement) instead of jobs.
+    pub fn print_per(&self, name: &str, unit: &str) {
         let rate = self.jobs as f64 / self.elapsed.as_secs_f64().max(1e-9);
         let mut line = format!(
-            "{name:<40} {:>10.0} jobs/s  ({} jobs in {:.2}s)",
+            "{name:<40} {:>10.0} {unit}s/s  ({} {unit}s in {:.2}s)",
             rate,
             self.jobs,
             self.elapsed.as_secs_f64()
@@ -56,13 +64,13 @@ impl Figures {
         }
         let per_job = |cpu: Duration| cpu.as_secs_f64() * 1e6 / (self.jobs.max(1) as f64);
         if let Some(cpu) = self.cpu.server {
-            line.push_str(&format!("  server CPU {:.0} µs/job", per_job(cpu)));
+            line.push_str(&format!("  server CPU {:.0} µs/{unit}", per_job(cpu)));
         }
         if let Some(cpu) = self.cpu.bench {
-            line.push_str(&format!("  bench CPU {:.0} µs/job", per_job(cpu)));
+            line.push_str(&format!("  bench CPU {:.0} µs/{unit}", per_job(cpu)));
         }
         if let Some(cpu) = self.cpu.machine {
-            line.push_str(&format!("  machine CPU {:.0} µs/job", per_job(cpu)));
+            line.push_str(&format!("  machine CPU {:.0} µs/{unit}", per_job(cpu)));
         }
         println!("{line}");
     }
