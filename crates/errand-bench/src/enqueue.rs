@@ -73,10 +73,7 @@ pub async fn single(
     duration: Duration,
 ) -> anyhow::Result<Figures> {
     let body = Bytes::from(serde_json::to_vec(&noop())?);
-    let mut conns = Vec::with_capacity(clients);
-    for (_, node) in (0..clients).zip(nodes.iter().cycle()) {
-        conns.push(RawConnection::connect(node.base_url()).await?);
-    }
+    let conns = RawConnection::spread(nodes, clients).await?;
     drive(conns, duration, move |mut conn: RawConnection| {
         let body = body.clone();
         async move {

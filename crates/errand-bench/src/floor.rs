@@ -20,10 +20,7 @@ use super::stats::{histogram, CpuSpent, Figures};
 
 /// `clients` loops, each on its own keep-alive connection, asking `GET /healthz`.
 pub async fn http(nodes: &[Client], clients: usize, duration: Duration) -> anyhow::Result<Figures> {
-    let mut conns = Vec::with_capacity(clients);
-    for (_, node) in (0..clients).zip(nodes.iter().cycle()) {
-        conns.push(RawConnection::connect(node.base_url()).await?);
-    }
+    let conns = RawConnection::spread(nodes, clients).await?;
     drive(conns, duration, |mut conn: RawConnection| async move {
         let status = conn
             .send(hyper::Method::GET, "/healthz", Bytes::new())
@@ -59,7 +56,6 @@ fn disk_blocking(frames: u64, duration: Duration) -> anyhow::Result<Figures> {
         .open(dir.path().join("log"))?;
     let frame = (FRAME_HEADER + PAGE) as u64;
     // Give the file its blocks first: SQLite's log is reused, not grown, once it is warm.
-    file.set_len(0)?;
     let zeros = vec![0u8; PAGE];
     for i in 0..LOG_FRAMES * frame / PAGE as u64 + 1 {
         file.write_all_at(&zeros, i * PAGE as u64)?;

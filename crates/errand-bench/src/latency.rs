@@ -1,6 +1,7 @@
 //! Enqueue-to-start latency: one job every 1/rate seconds; workers wait in long-polling
-//! claims, each carrying the settlement of the jobs its previous claim returned. Latency is from just before the enqueue request is sent to the moment a worker's
-//! claim returns the job, both read from one monotonic clock in this process.
+//! claims, each carrying the settlement of the jobs its previous claim returned. Latency is
+//! from just before the enqueue request is sent to the moment a worker's claim returns the
+//! job, both read from one monotonic clock in this process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -32,6 +32,21 @@ impl RawConnection {
         Ok(Self { sender, authority })
     }
 
+    /// `count` connections spread over `nodes` in turn.
+    ///
+    /// # Errors
+    /// A server cannot be reached.
+    pub async fn spread(
+        nodes: &[errand_client::Client],
+        count: usize,
+    ) -> anyhow::Result<Vec<Self>> {
+        let mut conns = Vec::with_capacity(count);
+        for (_, node) in (0..count).zip(nodes.iter().cycle()) {
+            conns.push(Self::connect(node.base_url()).await?);
+        }
+        Ok(conns)
+    }
+
     /// POSTs `body` to `path`; returns the status after reading the whole answer.
     ///
     /// # Errors

@@ -96,8 +96,7 @@ impl PipelinedTx {
             Err(e) => return Err(self.roll_back(e).await),
         };
         let Some(insert) = insert else {
-            client.batch_execute("COMMIT").await?;
-            self.open.store(false, Ordering::Release);
+            self.commit().await?;
             return Ok(out);
         };
         // The insert is polled once on its own: that sends it (the statement is prepared),
@@ -107,19 +106,25 @@ impl PipelinedTx {
         let appended = match futures_util::poll!(appending.as_mut()) {
             Poll::Ready(Err(e)) => return Err(self.roll_back(e).await),
             Poll::Ready(Ok(())) => {
-                client.batch_execute("COMMIT").await?;
-                self.open.store(false, Ordering::Release);
+                self.commit().await?;
                 return Ok(out);
             }
             Poll::Pending => appending,
         };
         // When the insert fails the transaction is aborted, and PostgreSQL answers the
         // COMMIT after it with a rollback (not an error): the insert's error is the answer.
-        let (appended, committed) = futures_util::join!(appended, client.batch_execute("COMMIT"));
+        let (appended, committed) = futures_util::join!(appended, self.commit());
         committed?;
-        self.open.store(false, Ordering::Release);
         appended?;
         Ok(out)
+    }
+
+    /// Sends `COMMIT`; once it succeeds the transaction is over. A `COMMIT` that fails
+    /// leaves it open, so its connection is not trusted again.
+    async fn commit(&self) -> QResult<()> {
+        self.client().batch_execute("COMMIT").await?;
+        self.open.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Rolls the transaction back after `cause`, and answers `cause`. A rollback that
