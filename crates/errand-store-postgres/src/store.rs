@@ -14,13 +14,13 @@ use errand_core::{
     SubscriptionPatch,
 };
 use errand_store::{
-    DeadSelection, DueWork, InsertedJob, JobClaimTogetherParams, JobHeartbeatParams,
-    JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
-    JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
-    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
-    ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimedTogether, Store, StoreError,
-    StoreOrigin,
+    DeadSelection, DueWork, InsertedAndClaimed, InsertedJob, JobClaimTogetherParams,
+    JobHeartbeatParams, JobInsertManyParams, JobInsertMarkedParams, JobListParams,
+    JobLogAppendParams, JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
+    JobSettleManyParams, LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob,
+    ScheduleFireOutcome, ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams,
+    ScheduleSlotPruneParams, ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimedTogether,
+    Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -576,6 +576,29 @@ impl Store for PgStore {
             SettledAndClaimedTogether { settled, claimed }
         })?;
         self.announce(out.settled.iter().flatten().map(|s| &s.job));
+        Ok(out)
+    }
+
+    async fn job_insert_and_claim(
+        &self,
+        insert: JobInsertManyParams,
+        claims: JobClaimTogetherParams,
+    ) -> Result<InsertedAndClaimed, StoreError> {
+        let window = insert.idempotency_window;
+        let out = in_tx!(self, |tx| {
+            let inserted = job_write::insert_many(tx, insert.jobs, window).await?;
+            let claimed = job_write::claim(tx, &claims).await?;
+            InsertedAndClaimed { inserted, claimed }
+        })?;
+        // Other nodes' claims are woken only for what these takers left.
+        let ready = out
+            .inserted
+            .iter()
+            .filter(|r| r.inserted && r.job.state == JobState::Available)
+            .count();
+        if out.claimed.iter().map(Vec::len).sum::<usize>() < ready {
+            self.announce(out.inserted.iter().filter(|r| r.inserted).map(|r| &r.job));
+        }
         Ok(out)
     }
 

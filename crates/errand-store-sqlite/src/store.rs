@@ -15,13 +15,13 @@ use errand_core::{
     SubscriptionPatch,
 };
 use errand_store::{
-    DeadSelection, DueWork, InsertedJob, JobClaimTogetherParams, JobHeartbeatParams,
-    JobInsertManyParams, JobInsertMarkedParams, JobListParams, JobLogAppendParams,
-    JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams, JobSettleManyParams,
-    LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob, ScheduleFireOutcome,
-    ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams,
-    ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimedTogether, Store, StoreError,
-    StoreOrigin,
+    DeadSelection, DueWork, InsertedAndClaimed, InsertedJob, JobClaimTogetherParams,
+    JobHeartbeatParams, JobInsertManyParams, JobInsertMarkedParams, JobListParams,
+    JobLogAppendParams, JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
+    JobSettleManyParams, LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob,
+    ScheduleFireOutcome, ScheduleFireParams, SchedulePutParams, ScheduleSlotListParams,
+    ScheduleSlotPruneParams, ScheduleSlotRecord, SchemaVersion, Settled, SettledAndClaimedTogether,
+    Store, StoreError, StoreOrigin,
 };
 use errand_store::{
     DeliveryClaimParams, DeliveryFanoutParams, DeliveryListParams, DeliverySettleParams,
@@ -709,6 +709,21 @@ impl Store for SqliteStore {
             let settled = job_settle::settle_many(conn, now, &settle)?;
             let claimed = claim::claim_together(conn, now, &claims)?;
             Ok(SettledAndClaimedTogether { settled, claimed })
+        })
+        .await
+    }
+
+    async fn job_insert_and_claim(
+        &self,
+        insert: JobInsertManyParams,
+        claims: JobClaimTogetherParams,
+    ) -> Result<InsertedAndClaimed, StoreError> {
+        let window = insert.idempotency_window;
+        let jobs = job_write::prepare(insert.jobs)?;
+        self.write_at(move |conn, now| {
+            let inserted = job_write::insert_many(conn, now, jobs, window)?;
+            let claimed = claim::claim_together(conn, now, &claims)?;
+            Ok(InsertedAndClaimed { inserted, claimed })
         })
         .await
     }

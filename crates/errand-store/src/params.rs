@@ -132,6 +132,17 @@ pub struct SettledAndClaimedTogether {
     pub claimed: Vec<Vec<ClaimedJob>>,
 }
 
+/// What [`Store::job_insert_and_claim`](crate::Store::job_insert_and_claim) did: the jobs
+/// as [`Store::job_insert_many`](crate::Store::job_insert_many) answers them (in the state
+/// they were inserted in), and each taker's jobs in taker order.
+#[derive(Debug)]
+pub struct InsertedAndClaimed {
+    /// One answer per job, in input order.
+    pub inserted: Vec<InsertedJob>,
+    /// One list per taker, as [`Store::job_claim`](crate::Store::job_claim) answers it.
+    pub claimed: Vec<Vec<ClaimedJob>>,
+}
+
 /// A claimed job and the fencing token of its lease.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {

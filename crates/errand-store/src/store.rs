@@ -12,13 +12,13 @@ use errand_core::{
 };
 
 use crate::{
-    ClaimedJob, DeadSelection, DueWork, InsertedJob, JobClaimParams, JobClaimTogetherParams,
-    JobHeartbeatParams, JobInsertManyParams, JobInsertMarkedParams, JobListParams,
-    JobLogAppendParams, JobLogListParams, JobPruneParams, JobReleaseManyParams, JobRescueParams,
-    JobSettleManyParams, LeaseAcquireParams, NodeHeartbeatParams, QueueUpsertParams, RestoredJob,
-    ScheduleChange, ScheduleFireOutcome, ScheduleFireParams, SchedulePutParams,
-    ScheduleSlotListParams, ScheduleSlotPruneParams, ScheduleSlotRecord, SchemaVersion, Settled,
-    SettledAndClaimed, SettledAndClaimedTogether, StoreError,
+    ClaimedJob, DeadSelection, DueWork, InsertedAndClaimed, InsertedJob, JobClaimParams,
+    JobClaimTogetherParams, JobHeartbeatParams, JobInsertManyParams, JobInsertMarkedParams,
+    JobListParams, JobLogAppendParams, JobLogListParams, JobPruneParams, JobReleaseManyParams,
+    JobRescueParams, JobSettleManyParams, LeaseAcquireParams, NodeHeartbeatParams,
+    QueueUpsertParams, RestoredJob, ScheduleChange, ScheduleFireOutcome, ScheduleFireParams,
+    SchedulePutParams, ScheduleSlotListParams, ScheduleSlotPruneParams, ScheduleSlotRecord,
+    SchemaVersion, Settled, SettledAndClaimed, SettledAndClaimedTogether, StoreError,
 };
 
 /// A store shared by the engine, the server and maintenance services.
@@ -145,6 +145,19 @@ pub trait Store: Send + Sync + 'static {
         settle: JobSettleManyParams,
         claims: JobClaimTogetherParams,
     ) -> Result<SettledAndClaimedTogether, StoreError>;
+
+    /// Inserts jobs as [`job_insert_many`](Self::job_insert_many) does, then claims for
+    /// every taker as [`job_settle_and_claim_together`](Self::job_settle_and_claim_together)
+    /// does, in one transaction whose claim sees the jobs just inserted. The engine hands an
+    /// enqueue to the claims parked on its queue this way: one commit instead of two, and
+    /// no wake-up and second round trip between them. The claim is the ordinary one (order,
+    /// limits, gates and pauses apply; an older ready job goes first); the inserted jobs are
+    /// answered in the state they were inserted in. An error fails both: nothing is kept.
+    async fn job_insert_and_claim(
+        &self,
+        insert: JobInsertManyParams,
+        claims: JobClaimTogetherParams,
+    ) -> Result<InsertedAndClaimed, StoreError>;
 
     /// Cancels a job that has not finished. Errors: `NotFound`, `WrongState` when it finished.
     async fn job_cancel(&self, id: JobId) -> Result<Job, StoreError>;

@@ -151,3 +151,97 @@ pub(crate) async fn claims_together_give_the_first_takers_the_first_jobs(Ctx { s
         .collect();
     assert_eq!(priorities, vec![vec![5], vec![3, 1]]);
 }
+
+async fn insert_and_claim(
+    store: &SharedStore,
+    jobs: Vec<errand_core::NewJob>,
+    claims: JobClaimTogetherParams,
+) -> Result<crate::InsertedAndClaimed, StoreError> {
+    store
+        .job_insert_and_claim(
+            crate::JobInsertManyParams {
+                jobs,
+                idempotency_window: WINDOW,
+            },
+            claims,
+        )
+        .await
+}
+
+/// An insert that claims for waiting takers in the same call: the claim sees the new jobs
+/// and is the ordinary one (an older ready job goes first, a delayed one stays), each
+/// taker's jobs are its own, the answer gives the jobs as inserted, and the queue's counts
+/// follow.
+pub(crate) async fn insert_and_claim_hands_new_jobs_to_waiting_takers(Ctx { store, .. }: Ctx) {
+    let older = insert(&store, vec![new_job("q", "k")]).await.remove(0).job;
+    let mut later = new_job("q", "k");
+    later.run_at = errand_core::job::RunAt::After(Duration::from_secs(3600));
+    let fresh = [new_job("q", "k"), new_job("q", "k")];
+    let fresh_ids: Vec<_> = fresh.iter().map(|j| j.id).collect();
+    let jobs = vec![fresh[0].clone(), later.clone(), fresh[1].clone()];
+    let out = insert_and_claim(&store, jobs, takers("q", &[("w1", 1), ("w2", 1)]))
+        .await
+        .expect("insert and claim");
+    let states: Vec<_> = out
+        .inserted
+        .iter()
+        .map(|r| (r.inserted, r.job.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (true, JobState::Available),
+            (true, JobState::Scheduled),
+            (true, JobState::Available)
+        ],
+        "the jobs as inserted, in input order"
+    );
+    assert_eq!(out.claimed.len(), 2);
+    assert_eq!(
+        ids(&out.claimed[0]),
+        vec![older.id],
+        "the older ready job goes first"
+    );
+    assert_eq!(ids(&out.claimed[1]), vec![fresh_ids[0]]);
+    assert_held_by(&store, &out.claimed[0], "w1").await;
+    assert_held_by(&store, &out.claimed[1], "w2").await;
+    let left = store.job_get(fresh_ids[1]).await.expect("get");
+    assert_eq!(left.state, JobState::Available, "more jobs than takers");
+    let delayed = store.job_get(later.id).await.expect("get");
+    assert_eq!(
+        delayed.state,
+        JobState::Scheduled,
+        "a delayed job is not claimed"
+    );
+    super::counts::assert_exact(&store, "an insert that claims").await;
+
+    // A paused queue hands nothing over, and the job is kept.
+    store.queue_pause(&queue("q")).await.expect("pause");
+    let paused = insert_and_claim(&store, vec![new_job("q", "k")], takers("q", &[("w3", 1)]))
+        .await
+        .expect("insert on a paused queue");
+    assert_eq!(paused.inserted.len(), 1);
+    assert!(paused.claimed[0].is_empty());
+}
+
+/// An insert that fails keeps nothing, and claims nothing for the takers.
+pub(crate) async fn insert_and_claim_keeps_nothing_when_the_insert_fails(Ctx { store, .. }: Ctx) {
+    let ready = insert(&store, vec![new_job("q", "k")]).await.remove(0).job;
+    let mut dup = vec![new_job("q", "k"), new_job("q", "k")];
+    dup[1].id = dup[0].id;
+    let first = dup[0].id;
+    let err = insert_and_claim(&store, dup, takers("q", &[("w1", 2)]))
+        .await
+        .expect_err("two jobs with one id");
+    assert!(
+        matches!(err, StoreError::ConstraintViolated(_)),
+        "the insert's fault: {err:?}"
+    );
+    assert!(matches!(
+        store.job_get(first).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let still = store.job_get(ready.id).await.expect("get");
+    assert_eq!(still.state, JobState::Available, "nothing was claimed");
+    assert!(still.worker.is_none());
+}

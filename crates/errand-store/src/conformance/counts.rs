@@ -39,7 +39,7 @@ async fn counted_from_jobs(store: &SharedStore) -> BTreeMap<String, StateCounts>
 
 /// The store's counts for every queue, and for each queue alone, match its jobs, before
 /// and after a fold.
-async fn assert_exact(store: &SharedStore, step: &str) {
+pub(super) async fn assert_exact(store: &SharedStore, step: &str) {
     let truth = counted_from_jobs(store).await;
     for folded in [false, true] {
         if folded {
