@@ -208,7 +208,7 @@ impl Engine {
                 let claimed: Vec<UnheardClaim> = out
                     .claimed
                     .into_iter()
-                    .map(|jobs| UnheardClaim::new(jobs, self.store().clone(), self.waker().clone()))
+                    .map(|jobs| self.unheard(jobs))
                     .collect();
                 if claimed.len() != rest.len() || out.settled.len() != expected {
                     return Err(StoreError::Corrupt(format!(

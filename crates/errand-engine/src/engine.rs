@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueName};
 use errand_store::{
-    ClaimedJob, DeadSelection, InsertedJob, JobHeartbeatParams, JobInsertManyParams, JobListParams,
-    JobSettleManyParams, Settled, Settlement, SharedStore, StoreError,
+    ClaimTaker, ClaimedJob, DeadSelection, InsertedJob, JobHeartbeatParams, JobInsertManyParams,
+    JobListParams, JobSettleManyParams, Settled, Settlement, SharedStore, StoreError,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinError;
@@ -17,6 +17,7 @@ use crate::event_feed::EventFeed;
 use crate::job_events::{JobEvent, LogAppended};
 use crate::metrics::Metrics;
 use crate::queue_waker::{QueueWaker, Ready};
+use crate::unheard_claim::UnheardClaim;
 use crate::waiters::Waiters;
 use crate::EngineConfig;
 
@@ -382,6 +383,13 @@ impl Engine {
     /// Wakes the claims of the queues that gained ready jobs in an insert, and the event
     /// feed.
     pub(crate) fn announce_inserted(&self, out: &[InsertedJob]) {
+        self.announce_inserted_handed(out, 0);
+    }
+
+    /// [`announce_inserted`](Self::announce_inserted) for an insert whose own transaction
+    /// leased `handed` jobs of its queue to parked claims ([`crate::handoff`]): those are
+    /// not woken for.
+    pub(crate) fn announce_inserted_handed(&self, out: &[InsertedJob], mut handed: usize) {
         self.metrics.inserted(out);
         if out.iter().any(|r| r.inserted) {
             self.jobs_changed();
@@ -397,7 +405,11 @@ impl Engine {
             }
         }
         for (queue, n) in ready {
-            self.waker.wake(queue, Ready::Jobs(n));
+            let taken = handed.min(n);
+            handed -= taken;
+            if n > taken {
+                self.waker.wake(queue, Ready::Jobs(n - taken));
+            }
         }
         for r in out.iter().filter(|r| r.inserted) {
             self.note_due_work(&r.job);
@@ -456,11 +468,50 @@ impl Engine {
                 return Ok(jobs);
             }
             let recheck = (now + self.config.claim_recheck).min(deadline);
+            // A claim that takes any kind offers itself to the queue's next insert (before
+            // it counts as parked: a caller that sees it parked may enqueue for it).
+            let (offer, mut handed) = if filtered {
+                (None, None)
+            } else {
+                let taker = ClaimTaker {
+                    worker: req.worker.clone(),
+                    max: req.max,
+                };
+                let (offer, handed) = waiting.offers().offer(taker, req.lease);
+                (Some(offer), Some(handed))
+            };
             let _parked = waiting.parked();
+            let mut outcome = None;
             tokio::select! {
+                // First: jobs handed over win over the wake-up sent with them, which then
+                // passes to the next parked claim.
+                biased;
+                h = async {
+                    match handed.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                } => outcome = Some(h),
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(recheck) => {}
-                _ = self.shutdown.cancelled() => return Ok(Vec::new()),
+                _ = self.shutdown.cancelled() => {}
+            }
+            if let (None, Some(offer), Some(h)) = (&outcome, offer, handed.as_mut()) {
+                if !offer.withdraw() {
+                    // An insert took the offer: its answer is on the way.
+                    outcome = Some(h.await);
+                }
+            }
+            // A dropped answer: the insert failed, and the queue is looked at again.
+            if let Some(Ok(unheard)) = outcome {
+                let jobs = unheard.heard();
+                self.announce_claimed(&req.queue, &jobs);
+                if !jobs.is_empty() {
+                    return Ok(jobs);
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                return Ok(Vec::new());
             }
         }
     }
@@ -480,6 +531,12 @@ impl Engine {
         if !jobs.is_empty() {
             self.jobs_changed();
         }
+    }
+
+    /// Jobs a store claim took for a caller who has not heard of them yet: given back to
+    /// their queue unless the caller takes them ([`UnheardClaim`]).
+    pub(crate) fn unheard(&self, jobs: Vec<ClaimedJob>) -> UnheardClaim {
+        UnheardClaim::new(jobs, self.store.clone(), self.waker.clone())
     }
 
     /// Gives leased jobs back to their queues as if their claims never happened (the

@@ -24,10 +24,11 @@
 use std::sync::Arc;
 
 use errand_core::{NewJob, QueueName};
-use errand_store::{InsertedJob, StoreError};
+use errand_store::{ClaimedJob, InsertedJob, JobClaimTogetherParams, StoreError};
 use tokio::sync::oneshot;
 
 use crate::engine::Engine;
+use crate::handoff::{ready_now, Handoff};
 use crate::lanes::{drain, redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
 
 /// An enqueue of more jobs than this goes alone: its transaction already serves many.
@@ -138,24 +139,36 @@ impl Engine {
             jobs.extend(enqueue.jobs);
         }
         let expected = jobs.len();
-        self.metrics.combined("job_insert_many", waiting.len());
-        let out = self
-            .metrics
-            .timed(
-                "job_insert_many",
-                self.store().job_insert_many(self.insert_params(jobs)),
-            )
-            .await
-            .and_then(|out| {
-                if out.len() == expected {
-                    Ok(out)
-                } else {
-                    Err(StoreError::Corrupt(format!(
-                        "the store answered {} inserted jobs for {expected}",
-                        out.len()
-                    )))
-                }
-            });
+        let offers = match one_queue(&jobs) {
+            Some(queue) => match ready_now(&jobs) {
+                0 => Vec::new(),
+                ready => self.waker().take_offers(queue, ready),
+            },
+            None => Vec::new(),
+        };
+        let out = if offers.is_empty() {
+            self.metrics.combined("job_insert_many", waiting.len());
+            self.metrics
+                .timed(
+                    "job_insert_many",
+                    self.store().job_insert_many(self.insert_params(jobs)),
+                )
+                .await
+                .map(|inserted| (inserted, Vec::new()))
+        } else {
+            self.insert_and_hand(jobs, &offers, waiting.len()).await
+        }
+        .and_then(|(out, claimed)| {
+            if out.len() == expected {
+                Ok((out, claimed))
+            } else {
+                Err(StoreError::Corrupt(format!(
+                    "the store answered {} inserted jobs for {expected}",
+                    out.len()
+                )))
+            }
+        });
+        // Offers not answered (a failed insert) send their claims to look again.
         let out = match out {
             Ok(out) => out,
             Err(e) if waiting.len() > 1 && redo_alone(&e) => {
@@ -169,13 +182,62 @@ impl Engine {
                 return Ok(());
             }
         };
-        self.announce_inserted(&out);
+        let (out, claimed) = out;
+        let handed = claimed.iter().map(Vec::len).sum();
+        for (offer, jobs) in offers.into_iter().zip(claimed) {
+            // A claim gone meanwhile gives its jobs back when the answer drops.
+            let _ = offer.answer.send(self.unheard(jobs));
+        }
+        self.announce_inserted_handed(&out, handed);
         let mut out = out.into_iter();
         for (count, answer) in waiting {
             let _ = answer.send(Ok(out.by_ref().take(count).collect()));
         }
         Ok(())
     }
+}
+
+impl Engine {
+    /// Inserts `jobs` and claims in the same transaction for the parked claims that made
+    /// `offers` ([`crate::handoff`]); each offer's jobs in offer order. Jobs claimed for
+    /// offers the store's answer does not match are given back.
+    async fn insert_and_hand(
+        &self,
+        jobs: Vec<NewJob>,
+        offers: &[Handoff],
+        requests: usize,
+    ) -> Result<(Vec<InsertedJob>, Vec<Vec<ClaimedJob>>), StoreError> {
+        let claims = JobClaimTogetherParams {
+            queue: jobs[0].queue.clone(),
+            lease: offers[0].lease,
+            kinds: Vec::new(),
+            takers: offers.iter().map(|o| o.taker.clone()).collect(),
+        };
+        self.metrics.combined("job_insert_and_claim", requests);
+        let out = self
+            .metrics
+            .timed(
+                "job_insert_and_claim",
+                self.store()
+                    .job_insert_and_claim(self.insert_params(jobs), claims),
+            )
+            .await?;
+        if out.claimed.len() != offers.len() {
+            let answered = out.claimed.len();
+            drop(self.unheard(out.claimed.into_iter().flatten().collect()));
+            return Err(StoreError::Corrupt(format!(
+                "the store answered {answered} takers' claims for {}",
+                offers.len()
+            )));
+        }
+        Ok((out.inserted, out.claimed))
+    }
+}
+
+/// The queue of `jobs` when they all go to one.
+fn one_queue(jobs: &[NewJob]) -> Option<&QueueName> {
+    let queue = &jobs.first()?.queue;
+    jobs.iter().all(|j| &j.queue == queue).then_some(queue)
 }
 
 /// A runner: makes `queue`'s inserts until no enqueue waits ([`drain`]).

@@ -17,6 +17,7 @@ mod due_clock;
 mod engine;
 mod event_feed;
 mod event_log;
+mod handoff;
 mod insert_combiner;
 mod job_events;
 mod job_logs;

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use errand_core::QueueName;
 use tokio::sync::Notify;
 
+use crate::handoff::{Handoff, Offers};
+
 /// How many jobs became ready, when known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ready {
@@ -34,6 +36,8 @@ pub(crate) struct QueueSignal {
     filtered_waiters: AtomicUsize,
     /// Claims parked on `notify` right now (an empty claim done, waiting for work).
     parked: AtomicUsize,
+    /// What parked claims offer the next insert ([`crate::handoff`]).
+    offers: Arc<Offers>,
 }
 
 /// A claim's hold on its queue's signal; the queue's entry goes when the last hold drops.
@@ -48,6 +52,11 @@ impl Waiting {
     /// The notifier to wait on.
     pub(crate) fn notify(&self) -> &Notify {
         &self.signal.notify
+    }
+
+    /// Where this claim may offer itself to the queue's next insert while it is parked.
+    pub(crate) fn offers(&self) -> &Arc<Offers> {
+        &self.signal.offers
     }
 
     /// Counts this claim as parked (waiting for work) until the guard drops.
@@ -131,6 +140,16 @@ impl QueueWaker {
         }
     }
 
+    /// Takes the offers of claims parked on `queue` that an insert of `jobs` ready jobs can
+    /// fill ([`Offers::take`]).
+    pub(crate) fn take_offers(&self, queue: &QueueName, jobs: usize) -> Vec<Handoff> {
+        let offers = match self.map.lock().get(queue) {
+            Some(signal) => signal.offers.clone(),
+            None => return Vec::new(),
+        };
+        offers.take(jobs)
+    }
+
     /// Wakes every waiting claim (after bulk operations that touch many queues).
     pub(crate) fn wake_all(&self) {
         let map = self.map.lock();
@@ -154,6 +173,12 @@ impl QueueWaker {
             .lock()
             .get(queue)
             .map_or(0, |s| s.parked.load(Ordering::Relaxed))
+    }
+
+    /// Offers parked on `queue` now.
+    #[cfg(test)]
+    pub(crate) fn offered(&self, queue: &QueueName) -> usize {
+        self.map.lock().get(queue).map_or(0, |s| s.offers.len())
     }
 
     /// Queues with a signal now; bounded by the claims waiting.
