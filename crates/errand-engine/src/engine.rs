@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use errand_core::{Attempt, Job, JobId, JobKind, JobState, NewJob, NodeId, QueueName};
 use errand_store::{
-    ClaimTaker, ClaimedJob, DeadSelection, InsertedJob, JobHeartbeatParams, JobInsertManyParams,
-    JobListParams, JobSettleManyParams, Settled, Settlement, SharedStore, StoreError,
+    ClaimedJob, DeadSelection, InsertedJob, JobHeartbeatParams, JobInsertManyParams, JobListParams,
+    JobSettleManyParams, Settled, Settlement, SharedStore, StoreError,
 };
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinError;
@@ -451,76 +451,7 @@ impl Engine {
         &self,
         req: ClaimRequest,
     ) -> Result<Vec<ClaimedJob>, StoreError> {
-        let deadline = Instant::now() + req.wait;
-        let filtered = !req.kinds.is_empty();
-        if req.wait.is_zero() {
-            return self.claim_once(&req).await;
-        }
-        let waiting = self.waker.wait_on(&req.queue, filtered);
-        loop {
-            let notified = waiting.notify().notified();
-            tokio::pin!(notified);
-            // Registered before the claim: a wake-up between claim and wait is not lost.
-            notified.as_mut().enable();
-            let jobs = self.claim_once(&req).await?;
-            let now = Instant::now();
-            if !jobs.is_empty() || now >= deadline || self.shutdown.is_cancelled() {
-                return Ok(jobs);
-            }
-            let recheck = (now + self.config.claim_recheck).min(deadline);
-            // A claim that takes any kind offers itself to the queue's next insert (before
-            // it counts as parked: a caller that sees it parked may enqueue for it).
-            let (offer, mut handed) = if filtered {
-                (None, None)
-            } else {
-                let taker = ClaimTaker {
-                    worker: req.worker.clone(),
-                    max: req.max,
-                };
-                let (offer, handed) = waiting.offers().offer(taker, req.lease);
-                (Some(offer), Some(handed))
-            };
-            let _parked = waiting.parked();
-            let mut outcome = None;
-            tokio::select! {
-                // First: jobs handed over win over the wake-up sent with them, which then
-                // passes to the next parked claim.
-                biased;
-                h = async {
-                    match handed.as_mut() {
-                        Some(h) => h.await,
-                        None => std::future::pending().await,
-                    }
-                } => outcome = Some(h),
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(recheck) => {}
-                _ = self.shutdown.cancelled() => {}
-            }
-            if let (None, Some(offer), Some(h)) = (&outcome, offer, handed.as_mut()) {
-                if !offer.withdraw() {
-                    // An insert took the offer: its answer is on the way.
-                    outcome = Some(h.await);
-                }
-            }
-            // A dropped answer: the insert failed, and the queue is looked at again.
-            if let Some(Ok(unheard)) = outcome {
-                let jobs = unheard.heard();
-                self.announce_claimed(&req.queue, &jobs);
-                if !jobs.is_empty() {
-                    return Ok(jobs);
-                }
-            }
-            if self.shutdown.is_cancelled() {
-                return Ok(Vec::new());
-            }
-        }
-    }
-
-    /// One store claim, made with the other cycles of its lane that arrive meanwhile
-    /// ([`crate::claim_combiner`]), in a task of its own so that it completes even when the
-    /// caller stops waiting; jobs claimed for a caller that is gone are released.
-    async fn claim_once(&self, req: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
-        Ok(self.cycle(Vec::new(), req).await?.1)
+        Ok(self.cycle_waiting(Vec::new(), req).await?.1)
     }
 
     /// What every claim does once its caller has the jobs: the rescuer learns when their
@@ -640,27 +571,7 @@ impl Engine {
             return Ok((Vec::new(), self.claim(req).await?));
         }
         self.note_worker(&req);
-        let started = Instant::now();
-        // The settlements' announcements are made where the store call runs: they were
-        // kept even if the caller is gone (the claimed jobs are then given back).
-        let (settled, claimed) = self.cycle(settlements, &req).await?;
-        if !claimed.is_empty() {
-            return Ok((settled, claimed));
-        }
-        let wait = req.wait.saturating_sub(started.elapsed());
-        if wait.is_zero() {
-            return Ok((settled, claimed));
-        }
-        // The settlements are kept: their answers must reach the worker even when the
-        // wait that follows fails (it claims again anyway).
-        let claimed = match self.claim_unlisted(ClaimRequest { wait, ..req }).await {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                tracing::warn!(error = %e, "the wait after a claim's settlements failed; answering the settlements");
-                Vec::new()
-            }
-        };
-        Ok((settled, claimed))
+        self.cycle_waiting(settlements, req).await
     }
 
     /// Settlements whose result is too large become failures of their job; the second

@@ -265,7 +265,8 @@ mod engine_tests {
             ));
         }
         until("both claims park", || engine.waiting_claims(&queue()) == 2).await;
-        assert_eq!(store_calls(&engine, "job_claim").await, 2.0);
+        // One call or two: the two claims may have gone to the store together.
+        let claims_before = store_calls(&engine, "job_claim").await;
         let jobs = vec![job(), job()];
         let mut sent: Vec<_> = jobs.iter().map(|j| j.id).collect();
         engine.enqueue_many(jobs).await.expect("enqueue");
@@ -284,7 +285,7 @@ mod engine_tests {
         assert_eq!(store_calls(&engine, "job_insert_many").await, 0.0);
         assert_eq!(
             store_calls(&engine, "job_claim").await,
-            2.0,
+            claims_before,
             "no claim after the enqueue"
         );
     }

@@ -9,6 +9,7 @@
 mod audit;
 mod batches;
 mod claim_combiner;
+mod claim_wait;
 mod config;
 mod continuous;
 mod dead;
