@@ -18,7 +18,7 @@
 //!
 //! [`Store::job_insert_and_claim`]: errand_store::Store::job_insert_and_claim
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -45,15 +45,15 @@ pub(crate) struct Handoff {
     pub(crate) answer: oneshot::Sender<UnheardClaim>,
 }
 
-/// The offers parked on one queue, oldest first.
+/// The offers parked on one queue, oldest first (by the order they were made).
 #[derive(Default)]
 pub(crate) struct Offers {
     next_id: AtomicU64,
-    parked: Mutex<VecDeque<(u64, Handoff)>>,
+    parked: Mutex<BTreeMap<u64, Handoff>>,
 }
 
 impl Offers {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, Handoff)>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Handoff>> {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -61,44 +61,58 @@ impl Offers {
     pub(crate) fn offer(self: &Arc<Self>, taker: ClaimTaker, lease: Duration) -> (Offer, Handed) {
         let (answer, handed) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().push_back((
+        self.lock().insert(
             id,
             Handoff {
                 taker,
                 lease,
                 answer,
             },
-        ));
+        );
         (
             Offer {
                 offers: self.clone(),
                 id,
+                withdrawn: false,
             },
             handed,
         )
     }
 
-    /// Takes the oldest offers of one lease length whose claims still wait, until they ask
-    /// for at least `jobs` jobs together.
+    /// Takes the oldest offers whose claims still wait, of the oldest one's lease length,
+    /// until the jobs they ask for add up to at least `jobs`.
     pub(crate) fn take(&self, jobs: usize) -> Vec<Handoff> {
         let mut parked = self.lock();
-        parked.retain(|(_, h)| !h.answer.is_closed());
-        let Some(lease) = parked.front().map(|(_, h)| h.lease) else {
-            return Vec::new();
-        };
-        let mut taken = Vec::new();
+        let mut chosen = Vec::new();
+        let mut gone = Vec::new();
+        let mut lease = None;
         let mut asked = 0usize;
-        let mut kept = VecDeque::with_capacity(parked.len());
-        while let Some((id, h)) = parked.pop_front() {
-            if asked >= jobs || h.lease != lease {
-                kept.push_back((id, h));
+        for (id, h) in parked.iter() {
+            if asked >= jobs {
+                break;
+            }
+            if h.answer.is_closed() {
+                gone.push(*id);
+                continue;
+            }
+            if *lease.get_or_insert(h.lease) != h.lease {
                 continue;
             }
             asked = asked.saturating_add(usize::try_from(h.taker.max).unwrap_or(usize::MAX));
-            taken.push(h);
+            chosen.push(*id);
         }
-        *parked = kept;
-        taken
+        for id in gone {
+            parked.remove(&id);
+        }
+        chosen
+            .into_iter()
+            .filter_map(|id| parked.remove(&id))
+            .collect()
+    }
+
+    /// Removes offer `id`; false when an insert took it already (its answer is coming).
+    fn withdraw(&self, id: u64) -> bool {
+        self.lock().remove(&id).is_some()
     }
 
     /// How many offers are parked.
@@ -106,35 +120,29 @@ impl Offers {
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
-
-    /// Removes offer `id`; false when an insert took it already (its answer is coming).
-    fn withdraw(&self, id: u64) -> bool {
-        let mut parked = self.lock();
-        let before = parked.len();
-        parked.retain(|(i, _)| *i != id);
-        parked.len() != before
-    }
 }
 
 /// A parked claim's offer; withdrawn when dropped.
 pub(crate) struct Offer {
     offers: Arc<Offers>,
     id: u64,
+    withdrawn: bool,
 }
 
 impl Offer {
     /// Withdraws the offer; false when an insert took it first, and the claim must wait for
     /// what that insert hands it.
-    pub(crate) fn withdraw(self) -> bool {
-        let still = self.offers.withdraw(self.id);
-        std::mem::forget(self);
-        still
+    pub(crate) fn withdraw(mut self) -> bool {
+        self.withdrawn = true;
+        self.offers.withdraw(self.id)
     }
 }
 
 impl Drop for Offer {
     fn drop(&mut self) {
-        self.offers.withdraw(self.id);
+        if !self.withdrawn {
+            self.offers.withdraw(self.id);
+        }
     }
 }
 
@@ -206,6 +214,11 @@ mod tests {
         let (b, _hb) = offers.offer(taker(1), MINUTE);
         assert!(b.withdraw(), "still parked");
         assert!(offers.take(5).is_empty());
+        assert_eq!(
+            Arc::strong_count(&offers),
+            1,
+            "no offer keeps its queue's offers"
+        );
     }
 
     #[test]
@@ -229,7 +242,7 @@ mod engine_tests {
 
     use errand_core::{JobState, QueueName};
 
-    use crate::lanes::testing::{combining_engine, store_calls, until};
+    use crate::lanes::testing::{claim_one, combining_engine, store_calls, until};
     use crate::ClaimRequest;
 
     fn queue() -> QueueName {
@@ -237,14 +250,7 @@ mod engine_tests {
     }
 
     fn waiting_claim(worker: &str) -> ClaimRequest {
-        ClaimRequest {
-            queue: queue(),
-            worker: worker.into(),
-            max: 1,
-            lease: Duration::from_secs(60),
-            kinds: vec![],
-            wait: Duration::from_secs(30),
-        }
+        claim_one("q", worker, Duration::from_secs(30))
     }
 
     fn job() -> errand_core::NewJob {

@@ -11,6 +11,12 @@
 //! against its own limit, neither of which a shared insert would do as cheaply or exactly
 //! as they are done apart.
 //!
+//! When long-poll claims are parked on the queue, the insert takes their offers and is a
+//! [`Store::job_insert_and_claim`] instead, which leases the new jobs to them in the same
+//! transaction ([`crate::handoff`]). Should that call fail with an error that kept nothing
+//! and that the claim's part may have caused (a refusal, a constraint, a lock conflict),
+//! the jobs are inserted again without it: a claim's refusal never fails an enqueue.
+//!
 //! Each request stays all-or-nothing: a combined insert is one transaction, and when it
 //! fails for a reason one request's jobs may cause ([`crate::lanes::redo_alone`]: an
 //! unknown parent, a constraint), nothing of it was kept and each request is inserted again
@@ -20,16 +26,19 @@
 //!
 //! [`Store::combined_calls_at_once`]: errand_store::Store::combined_calls_at_once
 //! [`Store::job_insert_many`]: errand_store::Store::job_insert_many
+//! [`Store::job_insert_and_claim`]: errand_store::Store::job_insert_and_claim
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use errand_core::{NewJob, QueueName};
-use errand_store::{ClaimedJob, InsertedJob, JobClaimTogetherParams, StoreError};
+use errand_core::{JobId, JobState, NewJob, QueueName};
+use errand_store::{InsertedJob, JobClaimTogetherParams, StoreError};
 use tokio::sync::oneshot;
 
 use crate::engine::Engine;
 use crate::handoff::{ready_now, Handoff};
 use crate::lanes::{drain, redo_alone, unanswered, Batchable, Caps, Lanes, RunnerPlace};
+use crate::unheard_claim::UnheardClaim;
 
 /// An enqueue of more jobs than this goes alone: its transaction already serves many.
 const MAX_COMBINED_INSERT: usize = 32;
@@ -139,7 +148,8 @@ impl Engine {
             jobs.extend(enqueue.jobs);
         }
         let expected = jobs.len();
-        let offers = match one_queue(&jobs) {
+        let requests = waiting.len();
+        let mut offers = match one_queue(&jobs) {
             Some(queue) => match ready_now(&jobs) {
                 0 => Vec::new(),
                 ready => self.waker().take_offers(queue, ready),
@@ -147,16 +157,18 @@ impl Engine {
             None => Vec::new(),
         };
         let out = if offers.is_empty() {
-            self.metrics.combined("job_insert_many", waiting.len());
-            self.metrics
-                .timed(
-                    "job_insert_many",
-                    self.store().job_insert_many(self.insert_params(jobs)),
-                )
-                .await
-                .map(|inserted| (inserted, Vec::new()))
+            self.insert_plain(jobs, requests).await
         } else {
-            self.insert_and_hand(jobs, &offers, waiting.len()).await
+            match self.insert_and_hand(jobs.clone(), &offers, requests).await {
+                Err(e) if redo_alone(&e) => {
+                    // The claim's part may have caused it, and the enqueues do not depend
+                    // on it: they are inserted without it, and the claims look again.
+                    tracing::debug!(error = %e, "an insert with a hand-off failed; inserted without it");
+                    offers.clear();
+                    self.insert_plain(jobs, requests).await
+                }
+                out => out,
+            }
         }
         .and_then(|(out, claimed)| {
             if out.len() == expected {
@@ -168,11 +180,12 @@ impl Engine {
                 )))
             }
         });
-        // Offers not answered (a failed insert) send their claims to look again.
+        // Offers not answered (a failed insert) send their claims to look again; jobs
+        // claimed for them by an answer that came back wrong are given back.
         let out = match out {
             Ok(out) => out,
-            Err(e) if waiting.len() > 1 && redo_alone(&e) => {
-                tracing::debug!(error = %e, enqueues = waiting.len(), "a combined insert failed; each of its enqueues is inserted alone");
+            Err(e) if requests > 1 && redo_alone(&e) => {
+                tracing::debug!(error = %e, enqueues = requests, "a combined insert failed; each of its enqueues is inserted alone");
                 return Err(waiting);
             }
             Err(e) => {
@@ -183,10 +196,20 @@ impl Engine {
             }
         };
         let (out, claimed) = out;
-        let handed = claimed.iter().map(Vec::len).sum();
+        // Wake-ups go to the new jobs no parked claim took (it may have taken older ones).
+        let fresh: HashSet<JobId> = out
+            .iter()
+            .filter(|r| r.inserted && r.job.state == JobState::Available)
+            .map(|r| r.job.id)
+            .collect();
+        let handed = claimed
+            .iter()
+            .flat_map(UnheardClaim::jobs)
+            .filter(|c| fresh.contains(&c.job.id))
+            .count();
         for (offer, jobs) in offers.into_iter().zip(claimed) {
             // A claim gone meanwhile gives its jobs back when the answer drops.
-            let _ = offer.answer.send(self.unheard(jobs));
+            let _ = offer.answer.send(jobs);
         }
         self.announce_inserted_handed(&out, handed);
         let mut out = out.into_iter();
@@ -197,16 +220,36 @@ impl Engine {
     }
 }
 
+/// What an insert kept, and the jobs it claimed for each offer it took.
+type InsertOutcome = (Vec<InsertedJob>, Vec<UnheardClaim>);
+
 impl Engine {
+    /// One `job_insert_many` call of `requests` enqueues' `jobs`.
+    async fn insert_plain(
+        &self,
+        jobs: Vec<NewJob>,
+        requests: usize,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.metrics.combined("job_insert_many", requests);
+        let inserted = self
+            .metrics
+            .timed(
+                "job_insert_many",
+                self.store().job_insert_many(self.insert_params(jobs)),
+            )
+            .await?;
+        Ok((inserted, Vec::new()))
+    }
+
     /// Inserts `jobs` and claims in the same transaction for the parked claims that made
-    /// `offers` ([`crate::handoff`]); each offer's jobs in offer order. Jobs claimed for
-    /// offers the store's answer does not match are given back.
+    /// `offers` ([`crate::handoff`]); each offer's jobs in offer order, given back unless
+    /// their claim takes them.
     async fn insert_and_hand(
         &self,
         jobs: Vec<NewJob>,
         offers: &[Handoff],
         requests: usize,
-    ) -> Result<(Vec<InsertedJob>, Vec<Vec<ClaimedJob>>), StoreError> {
+    ) -> Result<InsertOutcome, StoreError> {
         let claims = JobClaimTogetherParams {
             queue: jobs[0].queue.clone(),
             lease: offers[0].lease,
@@ -222,15 +265,15 @@ impl Engine {
                     .job_insert_and_claim(self.insert_params(jobs), claims),
             )
             .await?;
-        if out.claimed.len() != offers.len() {
-            let answered = out.claimed.len();
-            drop(self.unheard(out.claimed.into_iter().flatten().collect()));
+        let claimed: Vec<UnheardClaim> = out.claimed.into_iter().map(|c| self.unheard(c)).collect();
+        if claimed.len() != offers.len() {
             return Err(StoreError::Corrupt(format!(
-                "the store answered {answered} takers' claims for {}",
+                "the store answered {} takers' claims for {}",
+                claimed.len(),
                 offers.len()
             )));
         }
-        Ok((out.inserted, out.claimed))
+        Ok((out.inserted, claimed))
     }
 }
 

@@ -277,12 +277,26 @@ pub(crate) mod testing {
             Arc::new(store),
             EngineConfig {
                 combined_calls_at_once: Some(1),
+                // Parked claims stay parked: the tests count every store call.
+                claim_recheck: Duration::from_secs(3600),
                 ..EngineConfig::default()
             },
         );
         let raw = rusqlite::Connection::open(&options.path).expect("raw connection");
         raw.busy_timeout(Duration::from_secs(5)).expect("busy");
         (engine, raw)
+    }
+
+    /// A claim of one job from queue `q` by `worker`, waiting up to `wait`.
+    pub(crate) fn claim_one(q: &str, worker: &str, wait: Duration) -> crate::ClaimRequest {
+        crate::ClaimRequest {
+            queue: errand_core::QueueName::parse(q).expect("queue"),
+            worker: worker.into(),
+            max: 1,
+            lease: Duration::from_secs(60),
+            kinds: vec![],
+            wait,
+        }
     }
 
     /// Polls `done` until it holds (at most 10 s).

@@ -25,6 +25,11 @@ impl UnheardClaim {
         Self { jobs, store, waker }
     }
 
+    /// The jobs, before the caller takes them.
+    pub(crate) fn jobs(&self) -> &[ClaimedJob] {
+        &self.jobs
+    }
+
     /// The caller has the jobs: nothing to give back.
     pub(crate) fn heard(mut self) -> Vec<ClaimedJob> {
         std::mem::take(&mut self.jobs)

@@ -590,15 +590,16 @@ impl Store for PgStore {
             let claimed = job_write::claim(tx, &claims).await?;
             InsertedAndClaimed { inserted, claimed }
         })?;
-        // Other nodes' claims are woken only for what these takers left.
-        let ready = out
-            .inserted
-            .iter()
-            .filter(|r| r.inserted && r.job.state == JobState::Available)
-            .count();
-        if out.claimed.iter().map(Vec::len).sum::<usize>() < ready {
-            self.announce(out.inserted.iter().filter(|r| r.inserted).map(|r| &r.job));
-        }
+        // Other nodes hear of the new jobs these takers did not take (they may have taken
+        // older ones), and of the rest as `job_insert_many` tells them.
+        let taken: std::collections::HashSet<JobId> =
+            out.claimed.iter().flatten().map(|c| c.job.id).collect();
+        self.announce(
+            out.inserted
+                .iter()
+                .filter(|r| r.inserted && !taken.contains(&r.job.id))
+                .map(|r| &r.job),
+        );
         Ok(out)
     }
 

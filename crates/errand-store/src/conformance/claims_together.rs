@@ -224,7 +224,8 @@ pub(crate) async fn insert_and_claim_hands_new_jobs_to_waiting_takers(Ctx { stor
     assert!(paused.claimed[0].is_empty());
 }
 
-/// An insert that fails keeps nothing, and claims nothing for the takers.
+/// An insert that fails keeps nothing, and claims nothing for the takers (a failure of the
+/// insert's part; the claim's part runs the same statements as a claim made alone).
 pub(crate) async fn insert_and_claim_keeps_nothing_when_the_insert_fails(Ctx { store, .. }: Ctx) {
     let ready = insert(&store, vec![new_job("q", "k")]).await.remove(0).job;
     let mut dup = vec![new_job("q", "k"), new_job("q", "k")];
