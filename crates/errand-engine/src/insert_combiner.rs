@@ -197,16 +197,20 @@ impl Engine {
         };
         let (out, claimed) = out;
         // Wake-ups go to the new jobs no parked claim took (it may have taken older ones).
-        let fresh: HashSet<JobId> = out
-            .iter()
-            .filter(|r| r.inserted && r.job.state == JobState::Available)
-            .map(|r| r.job.id)
-            .collect();
-        let handed = claimed
-            .iter()
-            .flat_map(UnheardClaim::jobs)
-            .filter(|c| fresh.contains(&c.job.id))
-            .count();
+        let handed = if claimed.is_empty() {
+            0
+        } else {
+            let fresh: HashSet<JobId> = out
+                .iter()
+                .filter(|r| r.inserted && r.job.state == JobState::Available)
+                .map(|r| r.job.id)
+                .collect();
+            claimed
+                .iter()
+                .flat_map(UnheardClaim::jobs)
+                .filter(|c| fresh.contains(&c.job.id))
+                .count()
+        };
         for (offer, jobs) in offers.into_iter().zip(claimed) {
             // A claim gone meanwhile gives its jobs back when the answer drops.
             let _ = offer.answer.send(jobs);
