@@ -3,7 +3,10 @@
 //!
 //! The claim's wake-up is registered before each store claim, so a job whose wake-up comes
 //! between a claim that found nothing and the park still wakes it; the park therefore
-//! follows the cycle's own empty claim directly, without a second claim to look again.
+//! follows the cycle's own empty claim directly, without a second claim to look again. A
+//! cycle with a kind filter is the exception: registered, it would turn its queue's single
+//! wake-ups into wake-alls for as long as its call runs, so it makes its first call before
+//! it registers and looks again once registered.
 //! While parked, a claim that takes any kind offers itself to its queue's next insert
 //! ([`crate::handoff`]).
 
@@ -38,10 +41,22 @@ impl Engine {
         let deadline = Instant::now() + req.wait;
         let shutdown = self.shutdown_token();
         let filtered = !req.kinds.is_empty();
-        let waiting = self.waker().wait_on(&req.queue, filtered);
         let carries = !settlements.is_empty();
         let mut settlements = Some(settlements);
         let mut settled: Option<Vec<Result<Job, StoreError>>> = None;
+        if filtered && carries {
+            // A claim with a kind filter turns its queue's single wake-ups into wake-alls
+            // while it is registered: a busy cycle with one makes its first call before it
+            // registers, and looks again once registered only when that call found nothing.
+            let (answers, jobs) = self
+                .cycle(settlements.take().unwrap_or_default(), &req)
+                .await?;
+            if !jobs.is_empty() || Instant::now() >= deadline || shutdown.is_cancelled() {
+                return Ok((answers, jobs));
+            }
+            settled = Some(answers);
+        }
+        let waiting = self.waker().wait_on(&req.queue, filtered);
         // False after an insert's claim made for this one found nothing: it parks again
         // without a claim of its own.
         let mut look = true;
@@ -268,5 +283,52 @@ mod tests {
         want.sort();
         assert_eq!(got, want);
         assert_eq!(store_calls(&engine, "job_insert_and_claim").await, 1.0);
+    }
+
+    /// A busy cycle with a kind filter is not registered as a waiter (which would turn its
+    /// queue's single wake-ups into wake-alls) while its first store call runs; once that
+    /// call found nothing it registers, parks, and is woken for its kind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_filtered_cycle_registers_only_after_its_first_call_found_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (engine, raw) = combining_engine(dir.path());
+        let job = || errand_store::conformance::new_job("q", "k");
+        let filtered = |wait| ClaimRequest {
+            kinds: vec![errand_core::JobKind::parse("k").expect("kind")],
+            ..claim(wait)
+        };
+        engine.enqueue_many(vec![job()]).await.expect("enqueue");
+        let first = engine
+            .claim(filtered(Duration::ZERO))
+            .await
+            .expect("claim")
+            .remove(0);
+        let done = Settlement::Complete {
+            id: first.job.id,
+            lease_token: first.lease_token,
+            result: None,
+            report: None,
+            session_state: Default::default(),
+        };
+        raw.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+        let req = filtered(Duration::from_secs(30));
+        let lane = crate::claim_combiner::Lane::of(&req);
+        let e = engine.clone();
+        let cycle = tokio::spawn(async move { e.settle_and_claim(vec![done], req).await });
+        until("the cycle's first call runs", || {
+            engine.combiner.counts(&lane) == (1, 0)
+        })
+        .await;
+        assert_eq!(
+            engine.waker().claiming(&queue()),
+            0,
+            "not a waiter during its first call"
+        );
+        raw.execute_batch("COMMIT").expect("let go");
+        until("the cycle parks", || engine.waiting_claims(&queue()) == 1).await;
+        engine.enqueue_many(vec![job()]).await.expect("enqueue");
+        let (settled, claimed) = cycle.await.expect("task").expect("cycle");
+        assert!(settled[0].is_ok());
+        assert_eq!(claimed.len(), 1);
     }
 }
