@@ -170,6 +170,20 @@ mod tests {
         claim_one("q", "w", wait)
     }
 
+    /// Enqueues a job, claims it with `req` and answers its completion, to be carried.
+    async fn one_done(engine: &crate::Engine, req: ClaimRequest) -> Settlement {
+        let job = errand_store::conformance::new_job("q", "k");
+        engine.enqueue_many(vec![job]).await.expect("enqueue");
+        let first = engine.claim(req).await.expect("claim").remove(0);
+        Settlement::Complete {
+            id: first.job.id,
+            lease_token: first.lease_token,
+            result: None,
+            report: None,
+            session_state: Default::default(),
+        }
+    }
+
     /// A cycle whose claim finds nothing parks at once (its wake-up was registered before
     /// that claim) and claims no second time before work comes; its settlement is answered
     /// with the job it later gets.
@@ -178,19 +192,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (engine, _raw) = combining_engine(dir.path());
         let job = || errand_store::conformance::new_job("q", "k");
-        engine.enqueue_many(vec![job()]).await.expect("enqueue");
-        let first = engine
-            .claim(claim(Duration::ZERO))
-            .await
-            .expect("claim")
-            .remove(0);
-        let done = Settlement::Complete {
-            id: first.job.id,
-            lease_token: first.lease_token,
-            result: None,
-            report: None,
-            session_state: Default::default(),
-        };
+        let done = one_done(&engine, claim(Duration::ZERO)).await;
         let e = engine.clone();
         let cycle = tokio::spawn(async move {
             e.settle_and_claim(vec![done], claim(Duration::from_secs(30)))
@@ -297,19 +299,7 @@ mod tests {
             kinds: vec![errand_core::JobKind::parse("k").expect("kind")],
             ..claim(wait)
         };
-        engine.enqueue_many(vec![job()]).await.expect("enqueue");
-        let first = engine
-            .claim(filtered(Duration::ZERO))
-            .await
-            .expect("claim")
-            .remove(0);
-        let done = Settlement::Complete {
-            id: first.job.id,
-            lease_token: first.lease_token,
-            result: None,
-            report: None,
-            session_state: Default::default(),
-        };
+        let done = one_done(&engine, filtered(Duration::ZERO)).await;
         raw.execute_batch("BEGIN IMMEDIATE").expect("write lock");
         let req = filtered(Duration::from_secs(30));
         let lane = crate::claim_combiner::Lane::of(&req);
