@@ -191,6 +191,35 @@ mod plan_reuse {
         drop(held);
     }
 
+    /// The same once the tables have statistics of thousands of jobs, as on any store
+    /// autovacuum (or errand, as a table grows) has analyzed: a bound claim `LIMIT` made
+    /// every plan for the value look cheaper than the generic one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_of_one_on_an_analyzed_store_is_not_planned_again_on_every_call() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_claim_of_one_on_an_analyzed_store").await
+        else {
+            return;
+        };
+        for _ in 0..6 {
+            store
+                .job_insert_many(JobInsertManyParams {
+                    jobs: (0..500).map(|_| new_job("waiting", "k")).collect(),
+                    idempotency_window: Duration::from_secs(60),
+                })
+                .await
+                .expect("insert");
+        }
+        let client = store.client().await.expect("the store's backend");
+        client
+            .batch_execute("ANALYZE jobs; ANALYZE job_attempts; ANALYZE events")
+            .await
+            .expect("analyze");
+        drop(client);
+        cycle_and_check(&store, &ONE_ROW_STATEMENTS).await;
+        drop(held);
+    }
+
     /// A queue's read (`GET /v1/queues/{queue}`, the autoscaling signal) keeps a generic
     /// plan: planned on every call it costs several times its execution.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

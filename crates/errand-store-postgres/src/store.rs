@@ -38,8 +38,8 @@ use crate::transition::EventRows;
 use crate::{audit, token};
 use crate::{
     definition_switch, delivery_queue, event_log, explain, instance, job_log, job_read, job_settle,
-    job_write, limit, listener, maintenance, mark, named_lease, node, pipelined_tx, queue, restore,
-    schedule, schema, session, subscription, wake, worker, workflow_store,
+    job_write, limit, listener, maintenance, mark, named_lease, node, pipelined_tx, planner_stats,
+    queue, restore, schedule, schema, session, subscription, wake, worker, workflow_store,
 };
 
 /// How to reach the database.
@@ -644,6 +644,9 @@ impl Store for PgStore {
     async fn queue_counts_fold(&self) -> Result<u64, StoreError> {
         let folded = on_conn!(self, |c| queue::fold_counts(&c).await?)?;
         self.count_vacuum.folded(folded, &self.pool);
+        // A fold follows this node's writes (or comes every half minute when idle): a
+        // table may have grown past its statistics since the last.
+        planner_stats::refresh(&self.pool).await;
         Ok(folded)
     }
 
