@@ -210,13 +210,68 @@ mod plan_reuse {
                 .await
                 .expect("insert");
         }
+        analyze(&store).await;
+        cycle_and_check(&store, &ONE_ROW_STATEMENTS).await;
+        // The claim of one, by its written limit (other sizes are statements of their own).
+        assert_kept_generic(&store, &["LIMIT 1 FOR UPDATE SKIP LOCKED"]).await;
+        drop(held);
+    }
+
+    /// Analyzes the tables the claim and the settle read, on the store's one backend.
+    async fn analyze(store: &PgStore) {
         let client = store.client().await.expect("the store's backend");
         client
             .batch_execute("ANALYZE jobs; ANALYZE job_attempts; ANALYZE events")
             .await
             .expect("analyze");
+    }
+
+    /// A claim filtered by kind is planned for its kinds on every call, even on an analyzed
+    /// store whose queue holds a backlog of other kinds: a generic plan cannot use the
+    /// kinds, and walks the whole backlog looking for them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_by_kind_is_planned_for_its_kinds() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_claim_by_kind_is_planned_for_its_kinds").await
+        else {
+            return;
+        };
+        for _ in 0..6 {
+            store
+                .job_insert_many(JobInsertManyParams {
+                    jobs: (0..500).map(|_| new_job("default", "backlog")).collect(),
+                    idempotency_window: Duration::from_secs(60),
+                })
+                .await
+                .expect("insert");
+        }
+        analyze(&store).await;
+        for _ in 0..12 {
+            let claimed = store
+                .job_claim(JobClaimParams {
+                    queue: QueueName::parse("default").expect("queue"),
+                    worker: "w".into(),
+                    max: 1,
+                    lease: Duration::from_secs(60),
+                    kinds: vec![errand_core::JobKind::parse("other").expect("kind")],
+                })
+                .await
+                .expect("claim");
+            assert!(claimed.is_empty());
+        }
+        let client = store.client().await.expect("the store's backend");
+        let row = client
+            .query_one(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+                 WHERE statement LIKE '%LIMIT $5 FOR UPDATE SKIP LOCKED%' \
+                 AND statement NOT LIKE '%pg_prepared_statements%'",
+                &[],
+            )
+            .await
+            .expect("the claim by kind");
+        let (generic, custom): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!((generic, custom), (0, 12), "plans of the claim by kind");
         drop(client);
-        cycle_and_check(&store, &ONE_ROW_STATEMENTS).await;
         drop(held);
     }
 

@@ -80,6 +80,8 @@ pub struct PgStore {
     target: PgTarget,
     /// Reclaims the count rows the folds delete.
     count_vacuum: queue::CountVacuum,
+    /// Has `jobs` analyzed as it doubles in size.
+    growth_watch: planner_stats::GrowthWatch,
 }
 
 impl Drop for PgStore {
@@ -181,6 +183,7 @@ impl PgStore {
             origin,
             target,
             count_vacuum: queue::CountVacuum::default(),
+            growth_watch: planner_stats::GrowthWatch::default(),
         })
     }
 
@@ -644,9 +647,9 @@ impl Store for PgStore {
     async fn queue_counts_fold(&self) -> Result<u64, StoreError> {
         let folded = on_conn!(self, |c| queue::fold_counts(&c).await?)?;
         self.count_vacuum.folded(folded, &self.pool);
-        // A fold follows this node's writes (or comes every half minute when idle): a
-        // table may have grown past its statistics since the last.
-        planner_stats::refresh(&self.pool).await;
+        // A fold follows this node's writes (or comes every half minute when idle): the
+        // jobs table may have grown past its statistics since the last.
+        self.growth_watch.look(&self.pool);
         Ok(folded)
     }
 

@@ -152,6 +152,60 @@ pub(crate) async fn claims_together_give_the_first_takers_the_first_jobs(Ctx { s
     assert_eq!(priorities, vec![vec![5], vec![3, 1]]);
 }
 
+/// Claims for more jobs than a store takes in one round (PostgreSQL leases the first 16 in
+/// one statement and the rest in another) deal every job to the taker whose slots it falls
+/// in, in claim order across the rounds; a claim that finds exactly as many as its first
+/// round takes gets them all.
+pub(crate) async fn claims_together_of_many_deal_across_takers_in_claim_order(
+    Ctx { store, .. }: Ctx,
+) {
+    // Priorities 0..40, inserted out of order.
+    let jobs: Vec<_> = (0..40)
+        .map(|i| {
+            let mut j = new_job("q", "k");
+            j.priority = (i * 17) % 40;
+            j
+        })
+        .collect();
+    insert(&store, jobs).await;
+    // Slots 1–10, 11–25 (across the first round's end) and 26–35.
+    let out = together(
+        &store,
+        vec![],
+        takers("q", &[("w1", 10), ("w2", 15), ("w3", 10)]),
+    )
+    .await;
+    let priorities: Vec<Vec<i32>> = out
+        .claimed
+        .iter()
+        .map(|c| c.iter().map(|c| c.job.priority).collect())
+        .collect();
+    assert_eq!(
+        priorities,
+        vec![
+            (30..40).rev().collect::<Vec<_>>(),
+            (15..30).rev().collect(),
+            (5..15).rev().collect(),
+        ]
+    );
+    for (claimed, worker) in out.claimed.iter().zip(["w1", "w2", "w3"]) {
+        assert_held_by(&store, claimed, worker).await;
+    }
+    let left = claim(&store, "q", 100).await;
+    let left: Vec<i32> = left.iter().map(|c| c.job.priority).collect();
+    assert_eq!(
+        left,
+        vec![4, 3, 2, 1, 0],
+        "the rest, in order, for one taker"
+    );
+
+    // Exactly sixteen ready for a claim of twenty: all sixteen.
+    insert(&store, (0..16).map(|_| new_job("q2", "k")).collect()).await;
+    let out = together(&store, vec![], takers("q2", &[("w1", 20)])).await;
+    assert_eq!(out.claimed[0].len(), 16);
+    assert_held_by(&store, &out.claimed[0], "w1").await;
+}
+
 async fn insert_and_claim(
     store: &SharedStore,
     jobs: Vec<errand_core::NewJob>,

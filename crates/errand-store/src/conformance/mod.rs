@@ -174,6 +174,7 @@ macro_rules! conformance_suite {
             claims_together_lease_each_taker_its_own_jobs,
             claims_together_share_a_queue_limit,
             claims_together_give_the_first_takers_the_first_jobs,
+            claims_together_of_many_deal_across_takers_in_claim_order,
             insert_and_claim_hands_new_jobs_to_waiting_takers,
             insert_and_claim_keeps_nothing_when_the_insert_fails,
             expired_lease_returns_job_to_queue,
