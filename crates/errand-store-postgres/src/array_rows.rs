@@ -226,6 +226,43 @@ mod plan_reuse {
             .expect("analyze");
     }
 
+    /// A claim of 16 on a queue that looks small beside another with a backlog keeps its
+    /// generic plan too: left to itself, PostgreSQL went on planning it for its values.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_of_16_beside_a_backlog_keeps_its_plan() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_claim_of_16_beside_a_backlog").await
+        else {
+            return;
+        };
+        for _ in 0..6 {
+            store
+                .job_insert_many(JobInsertManyParams {
+                    jobs: (0..500).map(|_| new_job("busy", "k")).collect(),
+                    idempotency_window: Duration::from_secs(60),
+                })
+                .await
+                .expect("insert");
+        }
+        insert_one(&store).await;
+        analyze(&store).await;
+        for _ in 0..12 {
+            insert_one(&store).await;
+            store
+                .job_claim(JobClaimParams {
+                    queue: QueueName::parse("default").expect("queue"),
+                    worker: "w".into(),
+                    max: 16,
+                    lease: Duration::from_secs(60),
+                    kinds: vec![],
+                })
+                .await
+                .expect("claim");
+        }
+        assert_kept_generic(&store, &["LIMIT 16 FOR UPDATE SKIP LOCKED"]).await;
+        drop(held);
+    }
+
     /// A claim filtered by kind is planned for its kinds on every call, even on an analyzed
     /// store whose queue holds a backlog of other kinds: a generic plan cannot use the
     /// kinds, and walks the whole backlog looking for them.
@@ -246,6 +283,20 @@ mod plan_reuse {
                 .expect("insert");
         }
         analyze(&store).await;
+        // Large claims bind their second round's limit in the same statement text.
+        for _ in 0..2 {
+            let claimed = store
+                .job_claim(JobClaimParams {
+                    queue: QueueName::parse("default").expect("queue"),
+                    worker: "w".into(),
+                    max: 1_000,
+                    lease: Duration::from_secs(60),
+                    kinds: vec![],
+                })
+                .await
+                .expect("claim");
+            assert_eq!(claimed.len(), 1_000);
+        }
         for _ in 0..12 {
             let claimed = store
                 .job_claim(JobClaimParams {
@@ -270,7 +321,7 @@ mod plan_reuse {
             .await
             .expect("the claim by kind");
         let (generic, custom): (i64, i64) = (row.get(0), row.get(1));
-        assert_eq!((generic, custom), (0, 12), "plans of the claim by kind");
+        assert_eq!((generic, custom), (0, 14), "plans of the bound claims");
         drop(client);
         drop(held);
     }

@@ -11,7 +11,7 @@ use errand_store::{
     StoreError,
 };
 use serde_json::Value;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::array_rows::array_rows;
 use crate::claim_slots::{slot_holder, ClaimSlots};
@@ -540,6 +540,10 @@ async fn release_expired_key(client: &impl GenericClient, key: &str) -> QResult<
 /// takes the fast path (which also moves a fair queue's virtual time), in the rounds
 /// [`claim_rounds`] gives; otherwise the claim is planned under the limits' row locks
 /// ([`claim_plan`]). Session jobs get their session's state, read in this transaction.
+///
+/// Each round reads the queue as it is when the round runs (read committed): a job of
+/// higher priority committed between two rounds goes to the second round's takers, and
+/// limits that appeared between them leave the claim with its first round's jobs.
 pub(crate) async fn claim(
     client: &impl GenericClient,
     p: &JobClaimTogetherParams,
@@ -591,10 +595,15 @@ pub(crate) async fn claim(
 /// the queue, so once a table has statistics every plan made for the value (a small
 /// `LIMIT`) looks far cheaper, and a claim was planned again on every call: measured on
 /// the 16-in-flight claim-1 worker, its bind took 425–691 µs a call against 66 µs with the
-/// generic plan. With the number written in, the generic plan is the one made for it, and
-/// PostgreSQL keeps it. Each written size is a prepared statement of its own on each
-/// connection that used it (about 420 KB of the backend's memory each, measured by a
-/// review), so sizes stop here.
+/// generic plan. With the number written in, the generic plan is an index walk of the
+/// ready jobs that stops after that many, right for any queue; each such round is bound
+/// under `plan_cache_mode = force_generic_plan`, since PostgreSQL's own choice still went
+/// to plans made for the values whenever the claimed queue looked small beside the others
+/// (found by a review: 0 generic plans in 12 for sizes 5 to 16). A round with its limit
+/// bound is planned for its values on every call (`force_custom_plan`): with a bound limit,
+/// or kinds, a kept plan can walk a queue's whole backlog. Each written size is a prepared
+/// statement of its own on each connection that used it (about 0.5 MB of the backend's
+/// memory each, measured by a review), so sizes stop here.
 pub(crate) const CONSTANT_CLAIM_LIMIT: i64 = 16;
 
 /// The `LIMIT` of one round of a claim's fast path.
@@ -668,9 +677,9 @@ async fn lease_fast(
     skip: i64,
     limit: RoundLimit,
 ) -> QResult<FastLease> {
-    let written = match limit {
-        RoundLimit::Written(n) => n.to_string(),
-        RoundLimit::Bound(_) => "$5".to_string(),
+    let (mode, written) = match limit {
+        RoundLimit::Written(n) => ("force_generic_plan", n.to_string()),
+        RoundLimit::Bound(_) => ("force_custom_plan", "$5".to_string()),
     };
     let sql = format!(
         "WITH f AS (SELECT (q.concurrency IS NULL AND q.rate_limit IS NULL \
@@ -694,20 +703,25 @@ async fn lease_fast(
     );
     let stmt = client.prepare_typed_cached(&sql, &CLAIM_TYPES).await?;
     let starts: Vec<i64> = slots.starts.iter().map(|s| s - skip).collect();
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &p.queue.as_str(),
-                &slots.workers,
-                &slots.tokens,
-                &millis(p.lease),
-                &limit.count(),
-                kinds,
-                &starts,
-            ],
-        )
-        .await?;
+    let set = format!("SET LOCAL plan_cache_mode = {mode}");
+    // Sent together, in this order: PostgreSQL chooses the plan when the claim is bound,
+    // under the mode set just before it, and the transaction's later statements choose
+    // theirs as usual.
+    let (queue, lease, count) = (p.queue.as_str(), millis(p.lease), limit.count());
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &queue,
+        &slots.workers,
+        &slots.tokens,
+        &lease,
+        &count,
+        kinds,
+        &starts,
+    ];
+    let (_, rows, _) = futures_util::try_join!(
+        client.batch_execute(&set),
+        client.query(&stmt, &params),
+        client.batch_execute("SET LOCAL plan_cache_mode TO DEFAULT"),
+    )?;
     let mut leased = Vec::with_capacity(rows.len());
     for row in &rows {
         if row.column::<Option<uuid::Uuid>>(0)?.is_some() {

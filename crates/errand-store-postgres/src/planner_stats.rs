@@ -12,9 +12,9 @@
 //! makes it plan again with the size it has, a few times in the table's life (at 32 pages,
 //! 64, 128, …).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use errand_store::StoreError;
 
@@ -44,16 +44,22 @@ const GROWN: &str = "SELECT t::text FROM unnest(ARRAY[to_regclass('jobs')]) AS t
 const ONE_AT_A_TIME: &str =
     "SELECT pg_try_advisory_xact_lock(hashtext('errand analyze ' || current_schema()))";
 
-/// In a transaction holding [`ONE_AT_A_TIME`]'s lock, asks PostgreSQL to analyze each of the
+/// In a transaction holding [`ONE_AT_A_TIME`]'s lock (taken only when a first read finds
+/// something to do), asks PostgreSQL to analyze each of the
 /// growing tables whose size doubled since it was last recorded (or that reached
 /// [`MIN_PAGES`] without one), and returns their names; none when another node is looking.
 /// A table another session is vacuuming or analyzing is skipped (`SKIP_LOCKED`).
 pub(crate) async fn analyze_grown(client: &mut deadpool_postgres::Object) -> QResult<Vec<String>> {
+    // Most looks find nothing: one read, without a transaction or the lock.
+    let grown = client.prepare_cached(GROWN).await?;
+    if client.query(&grown, &[&MIN_PAGES]).await?.is_empty() {
+        return Ok(Vec::new());
+    }
     let tx = client.transaction().await?;
     let mut asked = Vec::new();
     if tx.query_one(ONE_AT_A_TIME, &[]).await?.column::<bool>(0)? {
-        let stmt = tx.prepare_cached(GROWN).await?;
-        for row in tx.query(&stmt, &[&MIN_PAGES]).await? {
+        // Again under the lock: another node may have analyzed it meanwhile.
+        for row in tx.query(&grown, &[&MIN_PAGES]).await? {
             // A name from the catalog's own `regclass` output, quoted where it needs to be.
             let table: String = row.column(0)?;
             tx.batch_execute(&format!("ANALYZE (SKIP_LOCKED) {table}"))
@@ -71,23 +77,19 @@ pub(crate) async fn analyze_grown(client: &mut deadpool_postgres::Object) -> QRe
 #[derive(Default)]
 pub(crate) struct GrowthWatch {
     running: Arc<AtomicBool>,
-    /// Milliseconds since the Unix epoch before which no look starts.
-    not_before: Arc<AtomicU64>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    /// When no look starts before, after a failed one.
+    not_before: Arc<Mutex<Option<Instant>>>,
 }
 
 impl GrowthWatch {
     /// Looks once, in a task of its own, unless a look is running or failed lately.
     pub(crate) fn look(&self, pool: &deadpool_postgres::Pool) {
-        if now_ms() < self.not_before.load(Ordering::Relaxed)
-            || self.running.swap(true, Ordering::AcqRel)
-        {
+        let waiting = self
+            .not_before
+            .lock()
+            .map(|t| t.is_some_and(|t| Instant::now() < t))
+            .unwrap_or(false);
+        if waiting || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
         let pool = pool.clone();
@@ -105,10 +107,9 @@ impl GrowthWatch {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    not_before.store(
-                        now_ms() + AFTER_FAILURE.as_millis() as u64,
-                        Ordering::Relaxed,
-                    );
+                    if let Ok(mut t) = not_before.lock() {
+                        *t = Some(Instant::now() + AFTER_FAILURE);
+                    }
                     tracing::warn!(error = %StoreError::from(e), "could not analyze the jobs table; plans may read it whole until autovacuum does");
                 }
             }

@@ -154,8 +154,8 @@ pub(crate) async fn claims_together_give_the_first_takers_the_first_jobs(Ctx { s
 
 /// Claims for more jobs than a store takes in one round (PostgreSQL leases the first 16 in
 /// one statement and the rest in another) deal every job to the taker whose slots it falls
-/// in, in claim order across the rounds; a claim that finds exactly as many as its first
-/// round takes gets them all.
+/// in, in claim order across the rounds (when no job arrives between them: each round
+/// reads the queue as it is then).
 pub(crate) async fn claims_together_of_many_deal_across_takers_in_claim_order(
     Ctx { store, .. }: Ctx,
 ) {
@@ -199,11 +199,29 @@ pub(crate) async fn claims_together_of_many_deal_across_takers_in_claim_order(
         "the rest, in order, for one taker"
     );
 
-    // Exactly sixteen ready for a claim of twenty: all sixteen.
-    insert(&store, (0..16).map(|_| new_job("q2", "k")).collect()).await;
-    let out = together(&store, vec![], takers("q2", &[("w1", 20)])).await;
-    assert_eq!(out.claimed[0].len(), 16);
-    assert_held_by(&store, &out.claimed[0], "w1").await;
+    // Thirty ready for a claim of twenty (on PostgreSQL 16, then 4 in a second statement
+    // whose size is written in as well): slots 1–12 and 13–20.
+    let jobs: Vec<_> = (0..30)
+        .map(|i| {
+            let mut j = new_job("q2", "k");
+            j.priority = (i * 7) % 30;
+            j
+        })
+        .collect();
+    insert(&store, jobs).await;
+    let out = together(&store, vec![], takers("q2", &[("w1", 12), ("w2", 8)])).await;
+    let priorities: Vec<Vec<i32>> = out
+        .claimed
+        .iter()
+        .map(|c| c.iter().map(|c| c.job.priority).collect())
+        .collect();
+    assert_eq!(
+        priorities,
+        vec![(18..30).rev().collect::<Vec<_>>(), (10..18).rev().collect()]
+    );
+    for (claimed, worker) in out.claimed.iter().zip(["w1", "w2"]) {
+        assert_held_by(&store, claimed, worker).await;
+    }
 }
 
 async fn insert_and_claim(
