@@ -86,7 +86,7 @@ mod plan_reuse {
     use errand_core::{QueueName, RetryPolicy};
     use errand_store::conformance::new_job;
     use errand_store::{
-        JobClaimParams, JobInsertManyParams, JobSettleManyParams, Settlement, Store,
+        ClaimedJob, JobClaimParams, JobInsertManyParams, JobSettleManyParams, Settlement, Store,
     };
 
     use crate::one_backend::one_backend_store;
@@ -201,29 +201,47 @@ mod plan_reuse {
         else {
             return;
         };
-        for _ in 0..6 {
-            store
-                .job_insert_many(JobInsertManyParams {
-                    jobs: (0..500).map(|_| new_job("waiting", "k")).collect(),
-                    idempotency_window: Duration::from_secs(60),
-                })
-                .await
-                .expect("insert");
-        }
-        analyze(&store).await;
+        analyzed_backlog(&store, "waiting", "k").await;
         cycle_and_check(&store, &ONE_ROW_STATEMENTS).await;
         // The claim of one, by its written limit (other sizes are statements of their own).
         assert_kept_generic(&store, &["LIMIT 1 FOR UPDATE SKIP LOCKED"]).await;
         drop(held);
     }
 
-    /// Analyzes the tables the claim and the settle read, on the store's one backend.
-    async fn analyze(store: &PgStore) {
+    /// Enqueues 3,000 jobs of `kind` on `queue`, then analyzes the tables the claim and the
+    /// settle read, on the store's one backend: an analyzed store with a backlog.
+    async fn analyzed_backlog(store: &PgStore, queue: &str, kind: &str) {
+        for _ in 0..6 {
+            store
+                .job_insert_many(JobInsertManyParams {
+                    jobs: (0..500).map(|_| new_job(queue, kind)).collect(),
+                    idempotency_window: Duration::from_secs(60),
+                })
+                .await
+                .expect("insert");
+        }
         let client = store.client().await.expect("the store's backend");
         client
             .batch_execute("ANALYZE jobs; ANALYZE job_attempts; ANALYZE events")
             .await
             .expect("analyze");
+    }
+
+    /// Claims up to `max` jobs (of `kinds`, or any) from queue `default`.
+    async fn claim_default(store: &PgStore, max: u32, kinds: &[&str]) -> Vec<ClaimedJob> {
+        store
+            .job_claim(JobClaimParams {
+                queue: QueueName::parse("default").expect("queue"),
+                worker: "w".into(),
+                max,
+                lease: Duration::from_secs(60),
+                kinds: kinds
+                    .iter()
+                    .map(|k| errand_core::JobKind::parse(k).expect("kind"))
+                    .collect(),
+            })
+            .await
+            .expect("claim")
     }
 
     /// A claim of 16 on a queue that looks small beside another with a backlog keeps its
@@ -235,29 +253,10 @@ mod plan_reuse {
         else {
             return;
         };
-        for _ in 0..6 {
-            store
-                .job_insert_many(JobInsertManyParams {
-                    jobs: (0..500).map(|_| new_job("busy", "k")).collect(),
-                    idempotency_window: Duration::from_secs(60),
-                })
-                .await
-                .expect("insert");
-        }
-        insert_one(&store).await;
-        analyze(&store).await;
+        analyzed_backlog(&store, "busy", "k").await;
         for _ in 0..12 {
             insert_one(&store).await;
-            store
-                .job_claim(JobClaimParams {
-                    queue: QueueName::parse("default").expect("queue"),
-                    worker: "w".into(),
-                    max: 16,
-                    lease: Duration::from_secs(60),
-                    kinds: vec![],
-                })
-                .await
-                .expect("claim");
+            claim_default(&store, 16, &[]).await;
         }
         assert_kept_generic(&store, &["LIMIT 16 FOR UPDATE SKIP LOCKED"]).await;
         drop(held);
@@ -273,42 +272,13 @@ mod plan_reuse {
         else {
             return;
         };
-        for _ in 0..6 {
-            store
-                .job_insert_many(JobInsertManyParams {
-                    jobs: (0..500).map(|_| new_job("default", "backlog")).collect(),
-                    idempotency_window: Duration::from_secs(60),
-                })
-                .await
-                .expect("insert");
-        }
-        analyze(&store).await;
+        analyzed_backlog(&store, "default", "backlog").await;
         // Large claims bind their second round's limit in the same statement text.
         for _ in 0..2 {
-            let claimed = store
-                .job_claim(JobClaimParams {
-                    queue: QueueName::parse("default").expect("queue"),
-                    worker: "w".into(),
-                    max: 1_000,
-                    lease: Duration::from_secs(60),
-                    kinds: vec![],
-                })
-                .await
-                .expect("claim");
-            assert_eq!(claimed.len(), 1_000);
+            assert_eq!(claim_default(&store, 1_000, &[]).await.len(), 1_000);
         }
         for _ in 0..12 {
-            let claimed = store
-                .job_claim(JobClaimParams {
-                    queue: QueueName::parse("default").expect("queue"),
-                    worker: "w".into(),
-                    max: 1,
-                    lease: Duration::from_secs(60),
-                    kinds: vec![errand_core::JobKind::parse("other").expect("kind")],
-                })
-                .await
-                .expect("claim");
-            assert!(claimed.is_empty());
+            assert!(claim_default(&store, 1, &["other"]).await.is_empty());
         }
         let client = store.client().await.expect("the store's backend");
         let row = client

@@ -132,6 +132,26 @@ pub(crate) async fn claims_together_share_a_queue_limit(Ctx { store, .. }: Ctx) 
     assert!(claim(&store, "q", 5).await.is_empty(), "the limit is full");
 }
 
+/// The priorities of each taker's jobs, in the order it got them.
+fn priorities_by_taker(claimed: &[Vec<ClaimedJob>]) -> Vec<Vec<i32>> {
+    claimed
+        .iter()
+        .map(|c| c.iter().map(|c| c.job.priority).collect())
+        .collect()
+}
+
+/// Jobs on queue `q` with the priorities `(i * step) % n` for i in 0..n (all of 0..n, out
+/// of order, when `step` and `n` share no factor).
+fn shuffled_priorities(q: &str, n: i32, step: i32) -> Vec<errand_core::NewJob> {
+    (0..n)
+        .map(|i| {
+            let mut j = new_job(q, "k");
+            j.priority = (i * step) % n;
+            j
+        })
+        .collect()
+}
+
 /// The first takers get the first jobs in claim order (highest priority first).
 pub(crate) async fn claims_together_give_the_first_takers_the_first_jobs(Ctx { store, .. }: Ctx) {
     let jobs: Vec<_> = [1, 5, 3]
@@ -144,11 +164,7 @@ pub(crate) async fn claims_together_give_the_first_takers_the_first_jobs(Ctx { s
         .collect();
     insert(&store, jobs).await;
     let out = together(&store, vec![], takers("q", &[("w1", 1), ("w2", 2)])).await;
-    let priorities: Vec<Vec<i32>> = out
-        .claimed
-        .iter()
-        .map(|c| c.iter().map(|c| c.job.priority).collect())
-        .collect();
+    let priorities = priorities_by_taker(&out.claimed);
     assert_eq!(priorities, vec![vec![5], vec![3, 1]]);
 }
 
@@ -160,14 +176,7 @@ pub(crate) async fn claims_together_of_many_deal_across_takers_in_claim_order(
     Ctx { store, .. }: Ctx,
 ) {
     // Priorities 0..40, inserted out of order.
-    let jobs: Vec<_> = (0..40)
-        .map(|i| {
-            let mut j = new_job("q", "k");
-            j.priority = (i * 17) % 40;
-            j
-        })
-        .collect();
-    insert(&store, jobs).await;
+    insert(&store, shuffled_priorities("q", 40, 17)).await;
     // Slots 1–10, 11–25 (across the first round's end) and 26–35.
     let out = together(
         &store,
@@ -175,11 +184,7 @@ pub(crate) async fn claims_together_of_many_deal_across_takers_in_claim_order(
         takers("q", &[("w1", 10), ("w2", 15), ("w3", 10)]),
     )
     .await;
-    let priorities: Vec<Vec<i32>> = out
-        .claimed
-        .iter()
-        .map(|c| c.iter().map(|c| c.job.priority).collect())
-        .collect();
+    let priorities = priorities_by_taker(&out.claimed);
     assert_eq!(
         priorities,
         vec![
@@ -201,20 +206,9 @@ pub(crate) async fn claims_together_of_many_deal_across_takers_in_claim_order(
 
     // Thirty ready for a claim of twenty (on PostgreSQL 16, then 4 in a second statement
     // whose size is written in as well): slots 1–12 and 13–20.
-    let jobs: Vec<_> = (0..30)
-        .map(|i| {
-            let mut j = new_job("q2", "k");
-            j.priority = (i * 7) % 30;
-            j
-        })
-        .collect();
-    insert(&store, jobs).await;
+    insert(&store, shuffled_priorities("q2", 30, 7)).await;
     let out = together(&store, vec![], takers("q2", &[("w1", 12), ("w2", 8)])).await;
-    let priorities: Vec<Vec<i32>> = out
-        .claimed
-        .iter()
-        .map(|c| c.iter().map(|c| c.job.priority).collect())
-        .collect();
+    let priorities = priorities_by_taker(&out.claimed);
     assert_eq!(
         priorities,
         vec![(18..30).rev().collect::<Vec<_>>(), (10..18).rev().collect()]
