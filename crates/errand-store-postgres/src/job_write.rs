@@ -604,11 +604,11 @@ pub(crate) async fn claim(
 /// or kinds, a kept plan can walk a queue's whole backlog. Each written size is a prepared
 /// statement of its own on each connection that used it (about 0.5 MB of the backend's
 /// memory each, measured by a review), so sizes stop here.
-pub(crate) const CONSTANT_CLAIM_LIMIT: i64 = 16;
+const CONSTANT_CLAIM_LIMIT: i64 = 16;
 
 /// The `LIMIT` of one round of a claim's fast path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RoundLimit {
+enum RoundLimit {
     /// Written into the statement: 1 to [`CONSTANT_CLAIM_LIMIT`].
     Written(i64),
     /// Bound as `$5`: the statement is planned for the value on every call.
@@ -617,7 +617,7 @@ pub(crate) enum RoundLimit {
 
 impl RoundLimit {
     /// How many jobs the round may lease.
-    pub(crate) fn count(self) -> i64 {
+    fn count(self) -> i64 {
         match self {
             RoundLimit::Written(n) | RoundLimit::Bound(n) => n,
         }
@@ -635,7 +635,7 @@ impl RoundLimit {
 /// (a worker's long-poll asking for 50) is one round of a kept plan. (Rounds of powers of
 /// two, fewer statements to keep, made the 16-in-flight cycle 10–20 % slower: a claim of
 /// 13 on a busy queue took three statements.)
-pub(crate) fn claim_rounds(left: i64, skip: i64, kinds: bool) -> Option<RoundLimit> {
+fn claim_rounds(left: i64, skip: i64, kinds: bool) -> Option<RoundLimit> {
     if left <= 0 || (kinds && skip > 0) {
         return None;
     }
@@ -677,9 +677,15 @@ async fn lease_fast(
     skip: i64,
     limit: RoundLimit,
 ) -> QResult<FastLease> {
-    let (mode, written) = match limit {
-        RoundLimit::Written(n) => ("force_generic_plan", n.to_string()),
-        RoundLimit::Bound(_) => ("force_custom_plan", "$5".to_string()),
+    let (set_mode, written) = match limit {
+        RoundLimit::Written(n) => (
+            "SET LOCAL plan_cache_mode = force_generic_plan",
+            n.to_string(),
+        ),
+        RoundLimit::Bound(_) => (
+            "SET LOCAL plan_cache_mode = force_custom_plan",
+            "$5".to_string(),
+        ),
     };
     let sql = format!(
         "WITH f AS (SELECT (q.concurrency IS NULL AND q.rate_limit IS NULL \
@@ -703,7 +709,6 @@ async fn lease_fast(
     );
     let stmt = client.prepare_typed_cached(&sql, &CLAIM_TYPES).await?;
     let starts: Vec<i64> = slots.starts.iter().map(|s| s - skip).collect();
-    let set = format!("SET LOCAL plan_cache_mode = {mode}");
     // Sent together, in this order: PostgreSQL chooses the plan when the claim is bound,
     // under the mode set just before it, and the transaction's later statements choose
     // theirs as usual.
@@ -718,7 +723,7 @@ async fn lease_fast(
         &starts,
     ];
     let (_, rows, _) = futures_util::try_join!(
-        client.batch_execute(&set),
+        client.batch_execute(set_mode),
         client.query(&stmt, &params),
         client.batch_execute("SET LOCAL plan_cache_mode TO DEFAULT"),
     )?;

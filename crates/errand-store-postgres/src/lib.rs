@@ -58,6 +58,7 @@ mod restore;
 mod schedule;
 mod schema;
 mod session;
+mod sole_task;
 mod store;
 mod subscription;
 mod tls;

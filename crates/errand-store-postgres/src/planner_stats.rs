@@ -12,60 +12,61 @@
 //! makes it plan again with the size it has, a few times in the table's life (at 32 pages,
 //! 64, 128, …).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use errand_store::StoreError;
 
 use crate::fault::{QResult, RowExt};
+use crate::sole_task::SoleTask;
 
 /// Smallest size, in pages of 8 KiB, at which the table is analyzed (about 1,500 small
 /// jobs), below which reading every page costs about as little as any plan.
-pub(crate) const MIN_PAGES: i64 = 32;
+const MIN_PAGES: i64 = 32;
 
 /// How long a node waits before looking again after a look failed (a statement timeout
 /// shorter than the `ANALYZE`, say), so that a failure is not repeated every second.
 const AFTER_FAILURE: Duration = Duration::from_secs(60);
 
-/// The tables whose size the costliest plans depend on, among those this role may analyze
-/// (it owns them, or is a member of their owner's role, or a superuser): `jobs`, read by id
-/// in every settle of several. (Attempts and events, read by index whatever their size in
-/// the same measurement, are left to autovacuum: each `ANALYZE` has every backend plan the
-/// statements that read the table again.)
-const GROWN: &str = "SELECT t::text FROM unnest(ARRAY[to_regclass('jobs')]) AS t \
-     JOIN pg_class c ON c.oid = t \
-     WHERE pg_has_role(c.relowner, 'USAGE') \
-       AND pg_relation_size(t) / current_setting('block_size')::bigint \
-         >= GREATEST($1::bigint, 2 * c.relpages::bigint)";
+/// Whether `jobs` has grown to be analyzed, and this role may analyze it (it owns it, is a
+/// member of its owner's role, or is a superuser). Only `jobs`: the costliest plans (every
+/// settle of several reads it by id) depend on its size, and attempts and events were read
+/// by index whatever their size in the same measurement; each `ANALYZE` has every backend
+/// plan the statements that read the table again.
+const GROWN: &str = "SELECT EXISTS (SELECT 1 FROM pg_class c \
+     WHERE c.oid = to_regclass('jobs') AND pg_has_role(c.relowner, 'USAGE') \
+       AND pg_relation_size(c.oid) / current_setting('block_size')::bigint \
+         >= GREATEST($1::bigint, 2 * c.relpages::bigint))";
 
 /// One node's look at a time per schema: a node that finds another looking skips its turn
 /// (the table's recorded size tells it afterwards that nothing is left to do).
 const ONE_AT_A_TIME: &str =
     "SELECT pg_try_advisory_xact_lock(hashtext('errand analyze ' || current_schema()))";
 
-/// In a transaction holding [`ONE_AT_A_TIME`]'s lock (taken only when a first read finds
-/// something to do), asks PostgreSQL to analyze each of the
-/// growing tables whose size doubled since it was last recorded (or that reached
-/// [`MIN_PAGES`] without one), and returns their names; none when another node is looking.
-/// A table another session is vacuuming or analyzing is skipped (`SKIP_LOCKED`).
-pub(crate) async fn analyze_grown(client: &mut deadpool_postgres::Object) -> QResult<Vec<String>> {
-    // Most looks find nothing: one read, without a transaction or the lock.
+/// Asks PostgreSQL to analyze `jobs` when its size doubled since PostgreSQL last recorded
+/// it (or it reached [`MIN_PAGES`] without a record); true when it asked. The `ANALYZE`
+/// runs in a transaction holding [`ONE_AT_A_TIME`]'s lock, taken only when a first read
+/// finds something to do; none runs while another node looks. A table another session is
+/// vacuuming or analyzing is skipped (`SKIP_LOCKED`).
+pub(crate) async fn analyze_grown(client: &mut deadpool_postgres::Object) -> QResult<bool> {
     let grown = client.prepare_cached(GROWN).await?;
-    if client.query(&grown, &[&MIN_PAGES]).await?.is_empty() {
-        return Ok(Vec::new());
+    // Most looks find nothing: one read, without a transaction or the lock.
+    if !client
+        .query_one(&grown, &[&MIN_PAGES])
+        .await?
+        .column::<bool>(0)?
+    {
+        return Ok(false);
     }
     let tx = client.transaction().await?;
-    let mut asked = Vec::new();
-    if tx.query_one(ONE_AT_A_TIME, &[]).await?.column::<bool>(0)? {
-        // Again under the lock: another node may have analyzed it meanwhile.
-        for row in tx.query(&grown, &[&MIN_PAGES]).await? {
-            // A name from the catalog's own `regclass` output, quoted where it needs to be.
-            let table: String = row.column(0)?;
-            tx.batch_execute(&format!("ANALYZE (SKIP_LOCKED) {table}"))
-                .await?;
-            asked.push(table);
-        }
+    // Again under the lock: another node may have analyzed it meanwhile.
+    let asked = tx.query_one(ONE_AT_A_TIME, &[]).await?.column::<bool>(0)?
+        && tx
+            .query_one(&grown, &[&MIN_PAGES])
+            .await?
+            .column::<bool>(0)?;
+    if asked {
+        tx.batch_execute("ANALYZE (SKIP_LOCKED) jobs").await?;
     }
     tx.commit().await?;
     Ok(asked)
@@ -76,7 +77,7 @@ pub(crate) async fn analyze_grown(client: &mut deadpool_postgres::Object) -> QRe
 /// cost waits for the next look, or for autovacuum.
 #[derive(Default)]
 pub(crate) struct GrowthWatch {
-    running: Arc<AtomicBool>,
+    look: SoleTask,
     /// When no look starts before, after a failed one.
     not_before: Arc<Mutex<Option<Instant>>>,
 }
@@ -89,23 +90,15 @@ impl GrowthWatch {
             .lock()
             .map(|t| t.is_some_and(|t| Instant::now() < t))
             .unwrap_or(false);
-        if waiting || self.running.swap(true, Ordering::AcqRel) {
+        if waiting {
             return;
         }
         let pool = pool.clone();
-        let running = self.running.clone();
         let not_before = self.not_before.clone();
-        tokio::spawn(async move {
-            let run: QResult<Vec<String>> =
-                async { analyze_grown(&mut pool.get().await?).await }.await;
-            match run {
-                Ok(tables) if !tables.is_empty() => {
-                    tracing::debug!(
-                        ?tables,
-                        "asked PostgreSQL to analyze tables that doubled in size"
-                    );
-                }
-                Ok(_) => {}
+        self.look.start(async move {
+            match async { analyze_grown(&mut pool.get().await?).await }.await {
+                Ok(true) => tracing::debug!("asked PostgreSQL to analyze jobs, which doubled in size"),
+                Ok(false) => {}
                 Err(e) => {
                     if let Ok(mut t) = not_before.lock() {
                         *t = Some(Instant::now() + AFTER_FAILURE);
@@ -113,7 +106,6 @@ impl GrowthWatch {
                     tracing::warn!(error = %StoreError::from(e), "could not analyze the jobs table; plans may read it whole until autovacuum does");
                 }
             }
-            running.store(false, Ordering::Release);
         });
     }
 }
@@ -177,27 +169,24 @@ mod tests {
 
         // Grown a little at a time up to 31 pages: never analyzed.
         while pages(&raw).await.0 < 31 {
-            assert!(analyze_grown(&mut client).await.expect("look").is_empty());
+            assert!(!analyze_grown(&mut client).await.expect("look"));
             insert(&store, 25).await;
         }
         assert_eq!(pages(&raw).await, (31, 0), "analyzed below 32 pages");
-        assert!(analyze_grown(&mut client).await.expect("look").is_empty());
+        assert!(!analyze_grown(&mut client).await.expect("look"));
         while pages(&raw).await.0 < 32 {
             insert(&store, 25).await;
         }
-        assert_eq!(
-            analyze_grown(&mut client).await.expect("look"),
-            vec!["jobs".to_string()]
-        );
+        assert!(analyze_grown(&mut client).await.expect("look"));
         let (on_disk, recorded) = pages(&raw).await;
         assert_eq!(i64::from(recorded), on_disk);
 
         // Not again until it has doubled.
         while pages(&raw).await.0 < 2 * on_disk {
-            assert!(analyze_grown(&mut client).await.expect("look").is_empty());
+            assert!(!analyze_grown(&mut client).await.expect("look"));
             insert(&store, 100).await;
         }
-        assert_eq!(analyze_grown(&mut client).await.expect("look").len(), 1);
+        assert!(analyze_grown(&mut client).await.expect("look"));
         drop(client);
         drop(store);
     }

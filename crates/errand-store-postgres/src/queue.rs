@@ -1,7 +1,6 @@
 //! Queue reads and writes, and bulk operations on dead jobs.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::GenericClient;
 use errand_core::queue::{JobDefaults, QueueSettings, QueueSettingsPatch};
@@ -13,6 +12,7 @@ use errand_store::{DeadSelection, StoreError};
 use crate::fault::{corrupt, Fault, QResult, RowExt};
 use crate::job_row::{jobs_from_rows, JOB_COLUMNS};
 use crate::job_settle::REVIVE;
+use crate::sole_task::SoleTask;
 use crate::transition::record_changes;
 
 /// Per queue, how long its earliest ready job (not parked behind a gate) has been due,
@@ -120,20 +120,18 @@ pub(crate) const VACUUM_AFTER_FOLDED: u64 = 10_000;
 #[derive(Default)]
 pub(crate) struct CountVacuum {
     folded: AtomicU64,
-    running: Arc<AtomicBool>,
+    vacuum: SoleTask,
 }
 
 impl CountVacuum {
     /// Counts `rows` folded, and starts a vacuum when enough were.
     pub(crate) fn folded(&self, rows: u64, pool: &deadpool_postgres::Pool) {
         let since = self.folded.fetch_add(rows, Ordering::Relaxed) + rows;
-        if since < VACUUM_AFTER_FOLDED || self.running.swap(true, Ordering::AcqRel) {
+        if since < VACUUM_AFTER_FOLDED {
             return;
         }
-        self.folded.store(0, Ordering::Relaxed);
         let pool = pool.clone();
-        let running = self.running.clone();
-        tokio::spawn(async move {
+        let started = self.vacuum.start(async move {
             let run: QResult<()> = async {
                 pool.get()
                     .await?
@@ -145,8 +143,10 @@ impl CountVacuum {
             if let Err(e) = run {
                 tracing::warn!(error = %StoreError::from(e), "could not vacuum queue_counts; count reads slow down until autovacuum does");
             }
-            running.store(false, Ordering::Release);
         });
+        if started {
+            self.folded.store(0, Ordering::Relaxed);
+        }
     }
 }
 
