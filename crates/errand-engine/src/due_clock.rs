@@ -56,13 +56,14 @@ impl DueClock {
 
     /// Forgets the planned time: a pass is about to look at everything. Notes made from
     /// here on count.
-    fn forget(&self) {
+    pub(crate) fn forget(&self) {
         if let Ok(mut next) = self.next.lock() {
             *next = None;
         }
     }
 
-    fn next(&self) -> Option<Instant> {
+    /// The planned time, if any.
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.next.lock().ok().and_then(|n| *n)
     }
 

@@ -316,7 +316,13 @@ impl Engine {
             let at = errand_core::time::to_millis(job.run_at)
                 .saturating_add(i64::try_from(later.as_millis()).unwrap_or(i64::MAX));
             self.promote_due.note_at(at);
-        } else if job.state.is_final() && job.schedule.is_some() {
+        } else if job.state.is_final()
+            && job.schedule.is_some()
+            && !crate::schedules::written_before_its_slot(job)
+        {
+            // Only a run a `buffer_one` schedule waits on can free a slot by ending. A
+            // job written ahead cannot be one; at a slot of 1,000 such jobs, each batch of
+            // completions woke a pass that read every schedule while the slot's claims ran.
             self.fire_due.poke();
         }
         if job.flow.workflow_id.is_some() {

@@ -432,9 +432,16 @@ impl Engine {
 /// on its queue on this node are woken at the slot.
 pub(crate) fn written_ahead(job: &Job) -> bool {
     job.state == JobState::Scheduled
-        && job
-            .slot
-            .is_some_and(|slot| slot == job.run_at && slot > job.created_at)
+        && job.slot.is_some_and(|slot| slot == job.run_at)
+        && written_before_its_slot(job)
+}
+
+/// Whether `job` was written before its schedule slot came: only a schedule whose firing
+/// does not depend on its previous run (`overlap: allow`) writes its jobs ahead, so such a
+/// job's end frees no slot (a buffered slot waits on a `buffer_one` schedule's run, which
+/// is always written at or after its slot).
+pub(crate) fn written_before_its_slot(job: &Job) -> bool {
+    job.slot.is_some_and(|slot| slot > job.created_at)
 }
 
 /// What one scheduler pass did, for logs and tests.
@@ -453,9 +460,12 @@ pub struct SchedulePassReport {
 #[cfg(test)]
 mod tests {
     use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate};
-    use errand_core::{JobKind, QueueName};
+    use errand_core::JobKind;
+    use errand_store::ClaimedJob;
+    use errand_store::Settlement;
 
     use super::*;
+    use crate::lanes::testing::claim_one;
 
     fn spec(singleton: bool) -> ScheduleSpec {
         ScheduleSpec {
@@ -485,5 +495,93 @@ mod tests {
         let job = job_for(&spec(true), Some(0), 0);
         assert_eq!(job.ordering.lock_key.as_deref(), Some("schedule:nightly"));
         assert!(job_for(&spec(false), Some(0), 0).ordering.is_plain());
+    }
+
+    /// A schedule firing every second into its own queue, named as it is.
+    fn every_second(name: &str, overlap: OverlapPolicy) -> ScheduleSpec {
+        let mut s = ScheduleSpec {
+            name: ScheduleName::parse(name).expect("name"),
+            every_ms: Some(1_000),
+            overlap,
+            ..spec(false)
+        };
+        s.job.queue = QueueName::parse(name).expect("queue");
+        s
+    }
+
+    fn done(c: &ClaimedJob) -> Settlement {
+        Settlement::Complete {
+            id: c.job.id,
+            lease_token: c.lease_token,
+            result: None,
+            report: None,
+            session_state: None,
+        }
+    }
+
+    /// Whether completing `claimed` asks the scheduler for a pass.
+    async fn completing_wakes_the_scheduler(engine: &crate::Engine, claimed: &ClaimedJob) -> bool {
+        engine.fire_due.forget();
+        engine.settle(done(claimed)).await.expect("complete");
+        engine.fire_due.next().is_some()
+    }
+
+    /// The end of a run a `buffer_one` schedule may be waiting on wakes the scheduler, so
+    /// a buffered slot fires at once; the end of a job written ahead (`overlap: allow`)
+    /// cannot free a slot and wakes nothing: at a slot of 1,000 such jobs, every batch of
+    /// completions ran a pass that read all schedules while the slot's claims ran.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_an_end_that_may_free_a_slot_wakes_the_scheduler() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = errand_store_sqlite::SqliteStore::open(
+            &errand_store_sqlite::SqliteOptions::in_dir(dir.path()),
+        )
+        .expect("open");
+        let engine = crate::Engine::new(
+            std::sync::Arc::new(store),
+            crate::EngineConfig {
+                // The next slot is then always within the lead: the pass writes it ahead.
+                schedule_lead: Duration::from_secs(3),
+                ..crate::EngineConfig::default()
+            },
+        );
+        for (name, overlap) in [
+            ("buffered", OverlapPolicy::BufferOne),
+            ("ahead", OverlapPolicy::Allow),
+        ] {
+            engine
+                .schedule_put(every_second(name, overlap), SchedulePut::Create)
+                .await
+                .expect("create");
+        }
+        let report = engine.schedule_pass().await.expect("pass");
+        assert!(
+            report.fired >= 1,
+            "the allow schedule wrote ahead: {report:?}"
+        );
+        // The buffer_one schedule fires at its slot, at most a second away, by a pass then.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let run = loop {
+            assert!(tokio::time::Instant::now() < deadline, "no slot fired");
+            engine.schedule_pass().await.expect("pass");
+            let claim = claim_one("buffered", "w", Duration::from_millis(100));
+            if let Some(run) = engine.claim(claim).await.expect("claim").pop() {
+                break run;
+            }
+        };
+        assert!(!super::written_before_its_slot(&run.job), "{:?}", run.job);
+        assert!(completing_wakes_the_scheduler(&engine, &run).await);
+        // Woken at its slot, at most a second away.
+        let ahead = engine
+            .claim(claim_one("ahead", "w", Duration::from_secs(20)))
+            .await
+            .expect("claim")
+            .remove(0);
+        assert!(
+            super::written_before_its_slot(&ahead.job),
+            "a job written ahead: {:?}",
+            ahead.job
+        );
+        assert!(!completing_wakes_the_scheduler(&engine, &ahead).await);
     }
 }
