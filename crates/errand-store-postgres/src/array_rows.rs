@@ -318,6 +318,52 @@ mod plan_reuse {
         drop(held);
     }
 
+    /// Completions of several jobs in one call keep the generic plan of their statements
+    /// over `UNNEST` and `= ANY`, on an analyzed store as on a new one: left to itself,
+    /// PostgreSQL planned them for their values on every call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn completions_of_several_keep_their_plan() {
+        let Some((_schema, store, held)) =
+            one_backend_store("completions_of_several_keep_their_plan").await
+        else {
+            return;
+        };
+        for round in 0..12 {
+            if round == 6 {
+                analyzed_backlog(&store, "waiting", "k").await;
+            }
+            for _ in 0..3 {
+                insert_one(&store).await;
+            }
+            let claimed = claim_default(&store, 3, &[]).await;
+            assert_eq!(claimed.len(), 3);
+            let settled = store
+                .job_settle_many(JobSettleManyParams {
+                    settlements: claimed
+                        .iter()
+                        .map(|c| Settlement::Complete {
+                            id: c.job.id,
+                            lease_token: c.lease_token,
+                            result: None,
+                            report: None,
+                            session_state: Default::default(),
+                        })
+                        .collect(),
+                    retry_policy: RetryPolicy::default(),
+                })
+                .await
+                .expect("settle");
+            assert!(settled.iter().all(Result::is_ok), "{settled:?}");
+        }
+        for piece in [
+            "WITH u AS (SELECT * FROM UNNEST",
+            "WITH d AS (DELETE FROM job_deps WHERE parent_id = ANY",
+        ] {
+            assert_eq!(plans_of(&store, piece).await, (12, 0), "{piece}");
+        }
+        drop(held);
+    }
+
     /// A queue's read (`GET /v1/queues/{queue}`, the autoscaling signal) keeps a generic
     /// plan: planned on every call it costs several times its execution.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@ use crate::array_rows::in_array;
 use crate::batch_store;
 use crate::fault::{corrupt, QResult, RowExt};
 use crate::job_row::{job_columns, jobs_from_rows};
+use crate::plan_mode::query_batch;
 use crate::transition::EventRows;
 use crate::{wake, workflow_apply};
 
@@ -108,7 +109,7 @@ async fn children(
         in_array(ids.len(), "$1::uuid")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&ids]).await?;
+    let rows = query_batch(client, ids.len(), &stmt, &[&ids]).await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }

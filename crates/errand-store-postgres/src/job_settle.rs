@@ -16,6 +16,7 @@ use crate::fault::{Fault, QResult, RowExt};
 use crate::gate;
 use crate::job_row::{job_columns, job_from_row, jobs_from_rows, JOB_COLUMNS};
 use crate::job_write::{fenced, lease_held};
+use crate::plan_mode::query_batch;
 use crate::transition::{record_change, record_changes};
 
 /// Completes many jobs in one statement; each row is fenced on its own token. Returns the
@@ -53,9 +54,13 @@ async fn complete_many(
         job_columns("j")
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(&stmt, &[&ids, &tokens, &results, &reports])
-        .await?;
+    let rows = query_batch(
+        client,
+        ids.len(),
+        &stmt,
+        &[&ids, &tokens, &results, &reports],
+    )
+    .await?;
     let jobs = jobs_from_rows(&rows)?;
     record_changes(client, jobs.iter().map(|j| (j, EventType::JobSucceeded))).await?;
     Ok(jobs.into_iter().map(|j| (j.id.0, j)).collect())

@@ -21,6 +21,7 @@ use crate::gate::{self, Arrival};
 use crate::job_row::{
     job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS, JOB_COLUMN_COUNT,
 };
+use crate::plan_mode::{query_as, PlanMode};
 use crate::transition::{record_change, record_changes};
 use crate::{claim_plan, flow_insert, session};
 
@@ -677,15 +678,9 @@ async fn lease_fast(
     skip: i64,
     limit: RoundLimit,
 ) -> QResult<FastLease> {
-    let (set_mode, written) = match limit {
-        RoundLimit::Written(n) => (
-            "SET LOCAL plan_cache_mode = force_generic_plan",
-            n.to_string(),
-        ),
-        RoundLimit::Bound(_) => (
-            "SET LOCAL plan_cache_mode = force_custom_plan",
-            "$5".to_string(),
-        ),
+    let (mode, written) = match limit {
+        RoundLimit::Written(n) => (PlanMode::Generic, n.to_string()),
+        RoundLimit::Bound(_) => (PlanMode::Custom, "$5".to_string()),
     };
     let sql = format!(
         "WITH f AS (SELECT (q.concurrency IS NULL AND q.rate_limit IS NULL \
@@ -709,9 +704,6 @@ async fn lease_fast(
     );
     let stmt = client.prepare_typed_cached(&sql, &CLAIM_TYPES).await?;
     let starts: Vec<i64> = slots.starts.iter().map(|s| s - skip).collect();
-    // Sent together, in this order: PostgreSQL chooses the plan when the claim is bound,
-    // under the mode set just before it, and the transaction's later statements choose
-    // theirs as usual.
     let (queue, lease, count) = (p.queue.as_str(), millis(p.lease), limit.count());
     let params: [&(dyn ToSql + Sync); 7] = [
         &queue,
@@ -722,11 +714,7 @@ async fn lease_fast(
         kinds,
         &starts,
     ];
-    let (_, rows, _) = futures_util::try_join!(
-        client.batch_execute(set_mode),
-        client.query(&stmt, &params),
-        client.batch_execute("SET LOCAL plan_cache_mode TO DEFAULT"),
-    )?;
+    let rows = query_as(client, mode, &stmt, &params).await?;
     let mut leased = Vec::with_capacity(rows.len());
     for row in &rows {
         if row.column::<Option<uuid::Uuid>>(0)?.is_some() {

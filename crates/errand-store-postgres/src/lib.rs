@@ -52,6 +52,7 @@ mod notifier;
 mod one_backend;
 mod peers;
 mod pipelined_tx;
+mod plan_mode;
 mod planner_stats;
 mod queue;
 mod restore;

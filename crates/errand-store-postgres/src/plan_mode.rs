@@ -1,0 +1,79 @@
+//! Statements bound under a plan mode chosen for them rather than by PostgreSQL.
+//!
+//! PostgreSQL plans a prepared statement's first five calls for their values and then keeps
+//! its generic plan only if that costs no more than those did. Two kinds of statement lose
+//! that comparison every time and were planned again on every call, measured in the bind:
+//! a claim whose `LIMIT` is bound (see `job_write::claim`), and a statement over a batch's
+//! rows as arrays (`UNNEST`, `= ANY`), whose length a plan for the values knows and the
+//! generic plan guesses. The mode is set with `SET LOCAL` just before the statement and
+//! reset just after it, pipelined with it in one round trip, so the transaction's other
+//! statements plan as usual. It takes effect only inside a transaction block, which is
+//! where every write of this store runs.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
+
+use crate::fault::QResult;
+
+/// How PostgreSQL plans one call of a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanMode {
+    /// The generic plan, made once per connection and kept: for statements whose plan does
+    /// not depend on their values.
+    Generic,
+    /// A plan made for the values of this call: for statements a kept plan would serve
+    /// badly for some values.
+    Custom,
+}
+
+impl PlanMode {
+    /// The statement that sets the mode until [`RESET`].
+    fn set(self) -> &'static str {
+        match self {
+            PlanMode::Generic => "SET LOCAL plan_cache_mode = force_generic_plan",
+            PlanMode::Custom => "SET LOCAL plan_cache_mode = force_custom_plan",
+        }
+    }
+}
+
+/// Puts the transaction's plan mode back to the server's setting.
+const RESET: &str = "SET LOCAL plan_cache_mode TO DEFAULT";
+
+/// Runs `stmt` with `params` under `mode`, in one round trip with the mode's set and reset.
+pub(crate) async fn query_as(
+    client: &impl GenericClient,
+    mode: PlanMode,
+    stmt: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> QResult<Vec<Row>> {
+    // Sent together, in this order: PostgreSQL chooses the plan when the statement is
+    // bound, under the mode set just before it.
+    let (_, rows, _) = futures_util::try_join!(
+        client.batch_execute(mode.set()),
+        client.query(stmt, params),
+        client.batch_execute(RESET),
+    )?;
+    Ok(rows)
+}
+
+/// Runs `stmt`, written over a batch of `len` rows with [`crate::array_rows`], with
+/// `params`: a batch of several under the generic plan. Over `UNNEST` or `= ANY` a plan
+/// for the values knows the batch's length and always looked cheaper, so such statements
+/// were planned on every call (a completion of a few jobs spent 484 µs a call binding, more
+/// than it spent running, in the enqueue-to-start benchmark), and for a batch of 500 that
+/// plan was a hash join over a sequential scan of `jobs` where the generic plan looks each
+/// job up by its key. A batch of one or none is written so that PostgreSQL keeps the
+/// generic plan by itself.
+pub(crate) async fn query_batch(
+    client: &impl GenericClient,
+    len: usize,
+    stmt: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> QResult<Vec<Row>> {
+    if len > 1 {
+        query_as(client, PlanMode::Generic, stmt, params).await
+    } else {
+        Ok(client.query(stmt, params).await?)
+    }
+}
