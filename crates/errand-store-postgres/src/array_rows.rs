@@ -90,7 +90,7 @@ mod plan_reuse {
         JobSettleManyParams, Settlement, Store,
     };
 
-    use crate::one_backend::one_backend_store;
+    use crate::one_backend::{one_backend_store, report_statistics};
     use crate::PgStore;
 
     /// Statements of a claim of one on the planned path (a queue under limits) that bind
@@ -315,6 +315,41 @@ mod plan_reuse {
         }
         let (generic, custom) = plans_of(&store, "LIMIT $5 FOR UPDATE SKIP LOCKED").await;
         assert_eq!((generic, custom), (0, 18), "plans of the bound claims");
+        drop(held);
+    }
+
+    /// A claim larger than its first round, on an analyzed store, looks the jobs it chose
+    /// up by key: planned for its values (a `LIMIT` of 484 known), a hash join over a
+    /// sequential read of all of `jobs` looked cheaper to PostgreSQL's default costs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_claim_looks_its_jobs_up_by_key() {
+        let Some((schema, store, held)) =
+            one_backend_store("a_large_claim_looks_its_jobs_up_by_key").await
+        else {
+            return;
+        };
+        // The claimed queue holds a sixth of the table.
+        store
+            .job_insert_many(JobInsertManyParams {
+                jobs: (0..600).map(|_| new_job("default", "k")).collect(),
+                idempotency_window: Duration::from_secs(60),
+            })
+            .await
+            .expect("insert");
+        analyzed_backlog(&store, "other", "k").await;
+        let seq_scans = || async {
+            report_statistics(&store).await;
+            held.query_one(
+                "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'jobs'",
+                &[&schema.name],
+            )
+            .await
+            .expect("table statistics")
+            .get::<_, i64>(0)
+        };
+        let before = seq_scans().await;
+        assert_eq!(claim_default(&store, 500, &[]).await.len(), 500);
+        assert_eq!(seq_scans().await - before, 0, "sequential reads of jobs");
         drop(held);
     }
 
