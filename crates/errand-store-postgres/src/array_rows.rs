@@ -353,6 +353,101 @@ mod plan_reuse {
         drop(held);
     }
 
+    /// Enqueues `n` jobs on queue `default` and claims them.
+    async fn ready_and_claimed(store: &PgStore, n: u32) -> Vec<ClaimedJob> {
+        store
+            .job_insert_many(JobInsertManyParams {
+                jobs: (0..n).map(|_| new_job("default", "k")).collect(),
+                idempotency_window: Duration::from_secs(60),
+            })
+            .await
+            .expect("insert");
+        let claimed = claim_default(store, n, &[]).await;
+        assert_eq!(claimed.len(), n as usize);
+        claimed
+    }
+
+    /// Completes `claimed` in one call; how many completed.
+    async fn complete_all(store: &PgStore, claimed: &[ClaimedJob]) -> usize {
+        let settled = store
+            .job_settle_many(JobSettleManyParams {
+                settlements: claimed
+                    .iter()
+                    .map(|c| Settlement::Complete {
+                        id: c.job.id,
+                        lease_token: c.lease_token,
+                        result: None,
+                        report: None,
+                        session_state: Default::default(),
+                    })
+                    .collect(),
+                retry_policy: RetryPolicy::default(),
+            })
+            .await
+            .expect("settle");
+        settled.iter().filter(|r| r.is_ok()).count()
+    }
+
+    /// A completion of 500 jobs under its generic plan (which takes the batch for 10 rows)
+    /// reads the batch once: no scan of it is repeated per job.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_completion_of_many_reads_its_batch_once() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_completion_of_many_reads_its_batch_once").await
+        else {
+            return;
+        };
+        // Statistics taken when most jobs had ended and none ran, as in service.
+        for _ in 0..4 {
+            let done = complete_all(&store, &ready_and_claimed(&store, 500).await).await;
+            assert_eq!(done, 500);
+        }
+        // As errand's own housekeeping does (`planner_stats`).
+        let client = store.client().await.expect("the store's backend");
+        client.batch_execute("ANALYZE jobs").await.expect("analyze");
+        drop(client);
+        let claimed = ready_and_claimed(&store, 500).await;
+        let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
+        let ids = array(claimed.iter().map(|c| c.job.id.0.to_string()).collect());
+        let tokens = array(
+            claimed
+                .iter()
+                .map(|c| c.lease_token.0.to_string())
+                .collect(),
+        );
+        let nulls = array(vec!["NULL".to_string(); claimed.len()]);
+        let client = store.client().await.expect("the store's backend");
+        client
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
+                 PREPARE completion AS {}",
+                crate::job_settle::complete_sql(claimed.len())
+            ))
+            .await
+            .expect("prepare");
+        let plan: Vec<String> = client
+            .query(
+                &format!(
+                    "EXPLAIN (ANALYZE) \
+                     EXECUTE completion({ids}, {tokens}, {nulls}, {nulls})"
+                ),
+                &[],
+            )
+            .await
+            .expect("explain")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        client.batch_execute("ROLLBACK").await.expect("rollback");
+        let rescans: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.contains("CTE Scan") && !l.contains("loops=1)"))
+            .collect();
+        assert!(rescans.is_empty(), "{rescans:#?}\n{}", plan.join("\n"));
+        assert!(plan.iter().any(|l| l.contains("rows=500 loops=1")));
+        drop(held);
+    }
+
     /// Completions of several jobs in one call keep the generic plan of their statements
     /// over `UNNEST` and `= ANY`, on an analyzed store as on a new one: left to itself,
     /// PostgreSQL planned them for their values on every call.

@@ -19,6 +19,41 @@ use crate::job_write::{fenced, lease_held};
 use crate::plan_mode::query_batch;
 use crate::transition::{record_change, record_changes};
 
+/// The statement that completes a batch of `len` jobs (ids, tokens, results and reports
+/// bound as `$1` to `$4`).
+///
+/// Each attempt's report is carried out of the jobs' update (`attempt_report`), so closing
+/// the attempts joins nothing but `job_attempts` by key: under the generic plan, which
+/// takes any batch for 10 rows, closing them by joining the batch again was a nested loop
+/// over it per job (250,000 comparisons for 500 jobs, 53 ms of a 74 ms completion).
+pub(crate) fn complete_sql(len: usize) -> String {
+    let rows = array_rows(
+        len,
+        "u",
+        &[
+            ("$1::uuid", "id"),
+            ("$2::uuid", "token"),
+            ("$3::jsonb", "result"),
+            ("$4::jsonb", "report"),
+        ],
+    );
+    format!(
+        "WITH u AS (SELECT * FROM {rows}), \
+         done AS ( \
+             UPDATE jobs j SET state = 'succeeded', result = u.result, error = NULL, \
+                 finished_at = errand_now(), lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
+             FROM u WHERE j.id = u.id AND {} \
+             RETURNING {}, u.report AS attempt_report), \
+         closed AS ( \
+             UPDATE job_attempts a SET finished_at = errand_now(), outcome = 'succeeded', error = NULL, \
+                 report = done.attempt_report \
+             FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt) \
+         SELECT {JOB_COLUMNS} FROM done",
+        lease_held("j.", "u.token"),
+        job_columns("j")
+    )
+}
+
 /// Completes many jobs in one statement; each row is fenced on its own token. Returns the
 /// completed jobs by id.
 async fn complete_many(
@@ -28,31 +63,7 @@ async fn complete_many(
     results: &[Option<Value>],
     reports: &[Option<Value>],
 ) -> QResult<HashMap<uuid::Uuid, Job>> {
-    let rows = array_rows(
-        ids.len(),
-        "u",
-        &[
-            ("$1::uuid", "id"),
-            ("$2::uuid", "token"),
-            ("$3::jsonb", "result"),
-            ("$4::jsonb", "report"),
-        ],
-    );
-    let sql = format!(
-        "WITH u AS (SELECT * FROM {rows}), \
-         done AS ( \
-             UPDATE jobs j SET state = 'succeeded', result = u.result, error = NULL, \
-                 finished_at = errand_now(), lease_token = NULL, lease_expires_at = NULL, updated_at = errand_now() \
-             FROM u WHERE j.id = u.id AND {} \
-             RETURNING {}), \
-         closed AS ( \
-             UPDATE job_attempts a SET finished_at = errand_now(), outcome = 'succeeded', error = NULL, \
-                 report = u.report \
-             FROM done JOIN u ON u.id = done.id WHERE a.job_id = done.id AND a.attempt = done.attempt) \
-         SELECT {JOB_COLUMNS} FROM done",
-        lease_held("j.", "u.token"),
-        job_columns("j")
-    );
+    let sql = complete_sql(ids.len());
     let stmt = client.prepare_cached(&sql).await?;
     let rows = query_batch(
         client,
