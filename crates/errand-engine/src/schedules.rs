@@ -438,8 +438,11 @@ pub(crate) fn written_ahead(job: &Job) -> bool {
 
 /// Whether `job` was written before its schedule slot came: only a schedule whose firing
 /// does not depend on its previous run (`overlap: allow`) writes its jobs ahead, so such a
-/// job's end frees no slot (a buffered slot waits on a `buffer_one` schedule's run, which
-/// is always written at or after its slot).
+/// job's end frees no slot (a buffered slot waits on a `buffer_one` schedule's run, written
+/// at or after its slot). One case is left to the scheduler's once-a-second look: a
+/// schedule changed from `allow` to `buffer_one` while a job it wrote ahead was running
+/// buffers its next slot behind that job, whose end then fires the slot within about a
+/// second rather than at once.
 pub(crate) fn written_before_its_slot(job: &Job) -> bool {
     job.slot.is_some_and(|slot| slot > job.created_at)
 }

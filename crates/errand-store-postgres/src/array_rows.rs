@@ -1,7 +1,7 @@
 //! The rows of a batch passed as parallel array parameters, written so that a batch of one
 //! keeps a cached plan.
 //!
-//! PostgreSQL estimates `UNNEST` of a parameter at 100 rows (and `= ANY` of one at several
+//! PostgreSQL estimates `UNNEST` of a parameter at 10 rows (and `= ANY` of one at several
 //! values), so for a batch of one the generic plan of such a statement always looks dearer
 //! than a custom plan for the values at hand, and the statement was planned again on every
 //! call: 21 % of the machine's samples (about a quarter of PostgreSQL's) in the
@@ -389,7 +389,8 @@ mod plan_reuse {
     }
 
     /// A completion of 500 jobs under its generic plan (which takes the batch for 10 rows)
-    /// reads the batch once: no scan of it is repeated per job.
+    /// reads the batch once: no scan of the batch or of the jobs it updated is repeated per
+    /// job.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_completion_of_many_reads_its_batch_once() {
         let Some((_schema, store, held)) =
@@ -439,22 +440,26 @@ mod plan_reuse {
             .map(|r| r.get(0))
             .collect();
         client.batch_execute("ROLLBACK").await.expect("rollback");
+        // Any scan of the batch (`u`) or of the updated jobs (`done`), as a CTE or folded
+        // into its reader, runs once.
         let rescans: Vec<&String> = plan
             .iter()
-            .filter(|l| l.contains("CTE Scan") && !l.contains("loops=1)"))
+            .filter(|l| {
+                (l.contains("Scan on u ") || l.contains("Scan on done ")) && !l.contains("loops=1)")
+            })
             .collect();
         assert!(rescans.is_empty(), "{rescans:#?}\n{}", plan.join("\n"));
         assert!(plan.iter().any(|l| l.contains("rows=500 loops=1")));
         drop(held);
     }
 
-    /// Completions of several jobs in one call keep the generic plan of their statements
-    /// over `UNNEST` and `= ANY`, on an analyzed store as on a new one: left to itself,
-    /// PostgreSQL planned them for their values on every call.
+    /// Enqueues and completions of several jobs in one call keep the generic plan of their
+    /// statements over `UNNEST` and `= ANY`, on an analyzed store as on a new one: left to
+    /// itself, PostgreSQL planned them for their values on every call.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn completions_of_several_keep_their_plan() {
+    async fn enqueues_and_completions_of_several_keep_their_plan() {
         let Some((_schema, store, held)) =
-            one_backend_store("completions_of_several_keep_their_plan").await
+            one_backend_store("enqueues_and_completions_of_several_keep_their_plan").await
         else {
             return;
         };
@@ -462,9 +467,13 @@ mod plan_reuse {
             if round == 6 {
                 analyzed_backlog(&store, "waiting", "k").await;
             }
-            for _ in 0..3 {
-                insert_one(&store).await;
-            }
+            store
+                .job_insert_many(JobInsertManyParams {
+                    jobs: (0..3).map(|_| new_job("default", "k")).collect(),
+                    idempotency_window: Duration::from_secs(60),
+                })
+                .await
+                .expect("insert");
             let claimed = claim_default(&store, 3, &[]).await;
             assert_eq!(claimed.len(), 3);
             let settled = store
@@ -486,10 +495,16 @@ mod plan_reuse {
             assert!(settled.iter().all(Result::is_ok), "{settled:?}");
         }
         for piece in [
+            "SELECT DISTINCT unnest($3::text[])",
             "WITH u AS (SELECT * FROM UNNEST",
             "WITH d AS (DELETE FROM job_deps WHERE parent_id = ANY",
         ] {
-            assert_eq!(plans_of(&store, piece).await, (12, 0), "{piece}");
+            // (The backlog's enqueues share the enqueue's statement.)
+            let (generic, custom) = plans_of(&store, piece).await;
+            assert!(
+                custom == 0 && generic >= 12,
+                "{piece}: {custom} custom plans, {generic} generic"
+            );
         }
         drop(held);
     }

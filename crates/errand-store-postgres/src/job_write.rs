@@ -21,7 +21,7 @@ use crate::gate::{self, Arrival};
 use crate::job_row::{
     job_columns, job_from_row, jobs_from_rows, millis, JOB_COLUMNS, JOB_COLUMN_COUNT,
 };
-use crate::plan_mode::{query_as, PlanMode};
+use crate::plan_mode::{query_as, query_batch, PlanMode};
 use crate::transition::{record_change, record_changes};
 use crate::{claim_plan, flow_insert, session};
 
@@ -287,52 +287,53 @@ async fn insert_rows(
         .prepare_cached(&insert_sql(keyed, jobs.len()))
         .await?;
     let window_ms = millis(window);
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &c.id,
-                &c.kind,
-                &c.queue,
-                &c.payload,
-                &c.priority,
-                &c.run_at,
-                &c.run_after,
-                &c.max_attempts,
-                &c.timeout_ms,
-                &c.tags,
-                &c.key,
-                &window_ms,
-                &c.schedule_name,
-                &c.schedule_slot,
-                &c.reply_to,
-                &c.correlation_id,
-                &c.callback_url,
-                &c.gate,
-                &c.gate_limit,
-                &c.on_dead,
-                &c.fairness_key,
-                &c.fairness_weight,
-                &c.rate_key,
-                &c.inherit_priority,
-                &c.inherit_attempts,
-                &c.inherit_timeout,
-                &c.workflow_id,
-                &c.step,
-                &c.step_role,
-                &c.batch_id,
-                &c.after_jobs,
-                &c.after_any_end,
-                &c.state,
-                &c.error,
-                &c.waiting_for,
-                &c.context,
-                &c.deadline_ms,
-                &c.on_deadline,
-                &c.secrets,
-            ],
-        )
-        .await?;
+    let rows = query_batch(
+        client,
+        jobs.len(),
+        &stmt,
+        &[
+            &c.id,
+            &c.kind,
+            &c.queue,
+            &c.payload,
+            &c.priority,
+            &c.run_at,
+            &c.run_after,
+            &c.max_attempts,
+            &c.timeout_ms,
+            &c.tags,
+            &c.key,
+            &window_ms,
+            &c.schedule_name,
+            &c.schedule_slot,
+            &c.reply_to,
+            &c.correlation_id,
+            &c.callback_url,
+            &c.gate,
+            &c.gate_limit,
+            &c.on_dead,
+            &c.fairness_key,
+            &c.fairness_weight,
+            &c.rate_key,
+            &c.inherit_priority,
+            &c.inherit_attempts,
+            &c.inherit_timeout,
+            &c.workflow_id,
+            &c.step,
+            &c.step_role,
+            &c.batch_id,
+            &c.after_jobs,
+            &c.after_any_end,
+            &c.state,
+            &c.error,
+            &c.waiting_for,
+            &c.context,
+            &c.deadline_ms,
+            &c.on_deadline,
+            &c.secrets,
+        ],
+    )
+    .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
         let state: String = row.column(1)?;

@@ -8,7 +8,8 @@
 //! generic plan guesses. The mode is set with `SET LOCAL` just before the statement and
 //! reset just after it, pipelined with it in one round trip, so the transaction's other
 //! statements plan as usual. It takes effect only inside a transaction block, which is
-//! where every write of this store runs.
+//! where every write of this store runs. It also holds for statements the statement's
+//! triggers run (`errand_jobs_updated`, which has no joins and no parameters).
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -24,7 +25,7 @@ pub(crate) enum PlanMode {
     Generic,
     /// A plan made for the values of this call, joining rows by key (nested loops): for
     /// statements a kept plan would serve badly for some values, and that join the rows
-    /// they chose to a large table. With a claim's `LIMIT` of 500 known, PostgreSQL's
+    /// they chose to a large table. With a claim round's `LIMIT` of 500 known, PostgreSQL's
     /// default costs (which assume reads from disk, where the tables are cached) found a
     /// hash join over a sequential read of `jobs` cheaper than 500 lookups by key: on a
     /// table of 22,000 jobs it spent 9 ms building the hash, against 2.5 ms looking up.
@@ -56,12 +57,17 @@ pub(crate) async fn query_as(
     params: &[&(dyn ToSql + Sync)],
 ) -> QResult<Vec<Row>> {
     // Sent together, in this order: PostgreSQL chooses the plan when the statement is
-    // bound, under the mode set just before it.
-    let (_, rows, _) = futures_util::try_join!(
+    // bound, under the mode set just before it. All three are always sent (a query that
+    // fails before it is sent still leaves the reset to follow the set); the first error
+    // is the one that tells, as a later statement of a failed transaction only says so.
+    let (set, rows, reset) = futures_util::join!(
         client.batch_execute(mode.set()),
         client.query(stmt, params),
         client.batch_execute(RESET),
-    )?;
+    );
+    set?;
+    let rows = rows?;
+    reset?;
     Ok(rows)
 }
 
