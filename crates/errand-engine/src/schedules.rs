@@ -465,7 +465,6 @@ mod tests {
     use errand_core::schedule_spec::{CatchUpPolicy, JobTemplate};
     use errand_core::JobKind;
     use errand_store::ClaimedJob;
-    use errand_store::Settlement;
 
     use super::*;
     use crate::lanes::testing::claim_one;
@@ -512,20 +511,13 @@ mod tests {
         s
     }
 
-    fn done(c: &ClaimedJob) -> Settlement {
-        Settlement::Complete {
-            id: c.job.id,
-            lease_token: c.lease_token,
-            result: None,
-            report: None,
-            session_state: None,
-        }
-    }
-
     /// Whether completing `claimed` asks the scheduler for a pass.
     async fn completing_wakes_the_scheduler(engine: &crate::Engine, claimed: &ClaimedJob) -> bool {
         engine.fire_due.forget();
-        engine.settle(done(claimed)).await.expect("complete");
+        engine
+            .settle(errand_store::conformance::complete(claimed))
+            .await
+            .expect("complete");
         engine.fire_due.next().is_some()
     }
 

@@ -84,10 +84,10 @@ mod plan_reuse {
 
     use errand_core::throttle::{Limit, LimitScope, RateLimit};
     use errand_core::{QueueName, RetryPolicy};
-    use errand_store::conformance::new_job;
+    use errand_store::conformance::{complete, new_job};
     use errand_store::{
         ClaimTaker, ClaimedJob, JobClaimParams, JobClaimTogetherParams, JobInsertManyParams,
-        JobSettleManyParams, Settlement, Store,
+        JobSettleManyParams, Store,
     };
 
     use crate::one_backend::{one_backend_store, report_statistics};
@@ -136,21 +136,8 @@ mod plan_reuse {
                 })
                 .await
                 .expect("claim");
-            let job = claimed.first().expect("a claimed job");
-            let settled = store
-                .job_settle_many(JobSettleManyParams {
-                    settlements: vec![Settlement::Complete {
-                        id: job.job.id,
-                        lease_token: job.lease_token,
-                        result: None,
-                        report: None,
-                        session_state: Default::default(),
-                    }],
-                    retry_policy: RetryPolicy::default(),
-                })
-                .await
-                .expect("settle");
-            assert!(settled.iter().all(Result::is_ok), "{settled:?}");
+            assert_eq!(claimed.len(), 1, "a claimed job");
+            assert_eq!(complete_all(store, &claimed).await, 1);
         }
         assert_kept_generic(store, statements).await;
     }
@@ -371,16 +358,7 @@ mod plan_reuse {
     async fn complete_all(store: &PgStore, claimed: &[ClaimedJob]) -> usize {
         let settled = store
             .job_settle_many(JobSettleManyParams {
-                settlements: claimed
-                    .iter()
-                    .map(|c| Settlement::Complete {
-                        id: c.job.id,
-                        lease_token: c.lease_token,
-                        result: None,
-                        report: None,
-                        session_state: Default::default(),
-                    })
-                    .collect(),
+                settlements: claimed.iter().map(complete).collect(),
                 retry_policy: RetryPolicy::default(),
             })
             .await
@@ -467,32 +445,8 @@ mod plan_reuse {
             if round == 6 {
                 analyzed_backlog(&store, "waiting", "k").await;
             }
-            store
-                .job_insert_many(JobInsertManyParams {
-                    jobs: (0..3).map(|_| new_job("default", "k")).collect(),
-                    idempotency_window: Duration::from_secs(60),
-                })
-                .await
-                .expect("insert");
-            let claimed = claim_default(&store, 3, &[]).await;
-            assert_eq!(claimed.len(), 3);
-            let settled = store
-                .job_settle_many(JobSettleManyParams {
-                    settlements: claimed
-                        .iter()
-                        .map(|c| Settlement::Complete {
-                            id: c.job.id,
-                            lease_token: c.lease_token,
-                            result: None,
-                            report: None,
-                            session_state: Default::default(),
-                        })
-                        .collect(),
-                    retry_policy: RetryPolicy::default(),
-                })
-                .await
-                .expect("settle");
-            assert!(settled.iter().all(Result::is_ok), "{settled:?}");
+            let claimed = ready_and_claimed(&store, 3).await;
+            assert_eq!(complete_all(&store, &claimed).await, 3);
         }
         for piece in [
             "SELECT DISTINCT unnest($3::text[])",

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use deadpool_postgres::Object;
 use errand_core::{LogStream, NewLogLine, QueueName, RetryPolicy};
-use errand_store::conformance::new_job;
+use errand_store::conformance::{complete, new_job};
 use errand_store::{
-    ClaimedJob, JobClaimParams, JobHeartbeatParams, JobInsertManyParams, JobLogAppendParams,
+    JobClaimParams, JobHeartbeatParams, JobInsertManyParams, JobLogAppendParams,
     JobSettleManyParams, Settlement, Store,
 };
 
@@ -39,17 +39,6 @@ async fn running_index_reads(store: &PgStore, held: &Object, schema: &str) -> i6
         .await
         .expect("index statistics");
     row.get(0)
-}
-
-/// Completes `job` with no result.
-fn complete(job: &ClaimedJob) -> Settlement {
-    Settlement::Complete {
-        id: job.job.id,
-        lease_token: job.lease_token,
-        result: None,
-        report: None,
-        session_state: Default::default(),
-    }
 }
 
 /// Asserts that what ran since `before` (a [`running_index_reads`] figure) read few entries

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use errand_core::ordering::JobOrdering;
 use errand_core::{Job, JobId, JobState, NewJob, QueueName, RetryPolicy};
-use errand_store::conformance::new_job;
+use errand_store::conformance::{complete, new_job};
 use errand_store::{
     ClaimedJob, DeadSelection, JobClaimParams, JobInsertManyParams, JobSettleManyParams,
     RestoredJob, Settlement, Store,
@@ -96,16 +96,6 @@ fn fail(c: &ClaimedJob, retry_in: Option<Duration>, dead: bool) -> Settlement {
     }
 }
 
-fn done(c: &ClaimedJob) -> Settlement {
-    Settlement::Complete {
-        id: c.job.id,
-        lease_token: c.lease_token,
-        result: None,
-        report: None,
-        session_state: None,
-    }
-}
-
 #[tokio::test]
 async fn a_requeued_dead_lock_job_queues_behind_the_holder() {
     let Some((_schema, store)) = store("requeued dead lock job").await else {
@@ -135,7 +125,7 @@ async fn a_requeued_dead_lock_job_queues_behind_the_holder() {
         "the lock is held: the requeued job waits in line"
     );
     assert!(take(&store).await.is_empty());
-    settle(&store, done(&holder[0])).await;
+    settle(&store, complete(&holder[0])).await;
     assert_eq!(ids(&take(&store).await), vec![first.id]);
 }
 
@@ -165,7 +155,7 @@ async fn a_requeued_dead_session_head_runs_before_the_rest() {
     assert_eq!((s.blocked_by, s.head, s.length), (None, Some(head.id), 2));
     let again = take(&store).await;
     assert_eq!(ids(&again), vec![head.id], "the head goes first again");
-    settle(&store, done(&again[0])).await;
+    settle(&store, complete(&again[0])).await;
     assert_eq!(ids(&take(&store).await), vec![next.id]);
 }
 
@@ -192,7 +182,7 @@ async fn restored_gated_jobs_take_their_gates_in_export_order() {
     assert_eq!(ids(&first), vec![jobs[0].id, jobs[2].id], "one per gate");
     assert!(target.job_get(jobs[1].id).await.expect("get").parked);
     for c in &first {
-        settle(&target, done(c)).await;
+        settle(&target, complete(c)).await;
     }
     assert_eq!(ids(&take(&target).await), vec![jobs[1].id, jobs[3].id]);
 }
@@ -221,7 +211,7 @@ async fn retrying_a_parked_retry_waits_for_the_lock_then_runs_first() {
     assert_eq!(retried.state, JobState::Available);
     assert!(retried.parked, "due now, but b holds the lock");
     assert!(take(&store).await.is_empty());
-    settle(&store, done(&holder[0])).await;
+    settle(&store, complete(&holder[0])).await;
     assert_eq!(
         ids(&take(&store).await),
         vec![a.id],

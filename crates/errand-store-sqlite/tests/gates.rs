@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use errand_core::ordering::JobOrdering;
 use errand_core::{JobState, NewJob, QueueName, RetryPolicy};
-use errand_store::conformance::new_job;
+use errand_store::conformance::{complete, new_job};
 use errand_store::{
     ClaimedJob, DeadSelection, JobClaimParams, JobInsertManyParams, JobSettleManyParams,
     RestoredJob, Settlement, Store,
@@ -89,16 +89,6 @@ fn kill(c: &ClaimedJob) -> Settlement {
         retry_in: None,
         dead: true,
         report: None,
-    }
-}
-
-fn complete(c: &ClaimedJob) -> Settlement {
-    Settlement::Complete {
-        id: c.job.id,
-        lease_token: c.lease_token,
-        result: None,
-        report: None,
-        session_state: None,
     }
 }
 

@@ -101,7 +101,9 @@ pub(super) async fn settle_answer(
     out.pop().expect("one result")
 }
 
-pub(super) fn complete(c: &ClaimedJob) -> Settlement {
+/// The completion of a claimed job (result `{"ok": true}`): what most cases, and a
+/// backend's own tests, settle with.
+pub fn complete(c: &ClaimedJob) -> Settlement {
     Settlement::Complete {
         id: c.job.id,
         lease_token: c.lease_token,
