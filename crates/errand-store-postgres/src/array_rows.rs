@@ -12,11 +12,18 @@
 //! than the generic one. The parameters stay arrays in every form, so the caller binds the
 //! same values.
 
+/// Whether a batch of `len` rows is written over its whole arrays (`UNNEST`, `= ANY`),
+/// whose plan PostgreSQL does not keep by itself (see [`crate::plan_mode::query_batch`]),
+/// rather than over their first elements or none.
+pub(crate) fn unnested(len: usize) -> bool {
+    len > 1
+}
+
 /// A `FROM` item named `alias` holding the `len` rows of the parallel arrays `columns` (each
 /// a typed placeholder such as `$1::uuid`, and its column name), plus `ord`, each row's place
 /// in the batch from 1: the first elements for one row, none for none, `UNNEST` for more.
 pub(crate) fn array_rows(len: usize, alias: &str, columns: &[(&str, &str)]) -> String {
-    if len <= 1 {
+    if !unnested(len) {
         let firsts: Vec<String> = columns
             .iter()
             .map(|(param, name)| format!("({param}[])[1] AS {name}"))
@@ -84,10 +91,9 @@ mod plan_reuse {
 
     use errand_core::throttle::{Limit, LimitScope, RateLimit};
     use errand_core::{QueueName, RetryPolicy};
-    use errand_store::conformance::{complete, new_job};
+    use errand_store::conformance::{complete, enqueue_ready};
     use errand_store::{
-        ClaimTaker, ClaimedJob, JobClaimParams, JobClaimTogetherParams, JobInsertManyParams,
-        JobSettleManyParams, Store,
+        ClaimTaker, ClaimedJob, JobClaimParams, JobClaimTogetherParams, JobSettleManyParams, Store,
     };
 
     use crate::one_backend::{one_backend_store, report_statistics};
@@ -112,31 +118,14 @@ mod plan_reuse {
 
     /// Enqueues one job of kind `k` on queue `default`.
     async fn insert_one(store: &PgStore) {
-        store
-            .job_insert_many(JobInsertManyParams {
-                jobs: vec![new_job("default", "k")],
-                idempotency_window: Duration::from_secs(60),
-            })
-            .await
-            .expect("insert");
+        enqueue_ready(store, "default", "k", 1).await;
     }
 
     /// Runs a dozen single enqueues, claims of one and completions on `store`, then checks
     /// that each statement in `statements` (by how its text starts) kept a generic plan.
     async fn cycle_and_check(store: &PgStore, statements: &[&str]) {
         for _ in 0..12 {
-            insert_one(store).await;
-            let claimed = store
-                .job_claim(JobClaimParams {
-                    queue: QueueName::parse("default").expect("queue"),
-                    worker: "w".into(),
-                    max: 1,
-                    lease: Duration::from_secs(60),
-                    kinds: vec![],
-                })
-                .await
-                .expect("claim");
-            assert_eq!(claimed.len(), 1, "a claimed job");
+            let claimed = ready_and_claimed(store, 1).await;
             assert_eq!(complete_all(store, &claimed).await, 1);
         }
         assert_kept_generic(store, statements).await;
@@ -205,13 +194,7 @@ mod plan_reuse {
     /// settle read, on the store's one backend: an analyzed store with a backlog.
     async fn analyzed_backlog(store: &PgStore, queue: &str, kind: &str) {
         for _ in 0..6 {
-            store
-                .job_insert_many(JobInsertManyParams {
-                    jobs: (0..500).map(|_| new_job(queue, kind)).collect(),
-                    idempotency_window: Duration::from_secs(60),
-                })
-                .await
-                .expect("insert");
+            enqueue_ready(store, queue, kind, 500).await;
         }
         let client = store.client().await.expect("the store's backend");
         client
@@ -316,13 +299,7 @@ mod plan_reuse {
             return;
         };
         // The claimed queue holds a sixth of the table.
-        store
-            .job_insert_many(JobInsertManyParams {
-                jobs: (0..600).map(|_| new_job("default", "k")).collect(),
-                idempotency_window: Duration::from_secs(60),
-            })
-            .await
-            .expect("insert");
+        enqueue_ready(&store, "default", "k", 600).await;
         analyzed_backlog(&store, "other", "k").await;
         let seq_scans = || async {
             report_statistics(&store).await;
@@ -342,13 +319,7 @@ mod plan_reuse {
 
     /// Enqueues `n` jobs on queue `default` and claims them.
     async fn ready_and_claimed(store: &PgStore, n: u32) -> Vec<ClaimedJob> {
-        store
-            .job_insert_many(JobInsertManyParams {
-                jobs: (0..n).map(|_| new_job("default", "k")).collect(),
-                idempotency_window: Duration::from_secs(60),
-            })
-            .await
-            .expect("insert");
+        enqueue_ready(store, "default", "k", n as usize).await;
         let claimed = claim_default(store, n, &[]).await;
         assert_eq!(claimed.len(), n as usize);
         claimed

@@ -602,8 +602,9 @@ pub(crate) async fn claim(
 /// under `plan_cache_mode = force_generic_plan`, since PostgreSQL's own choice still went
 /// to plans made for the values whenever the claimed queue looked small beside the others
 /// (found by a review: 0 generic plans in 12 for sizes 5 to 16). A round with its limit
-/// bound is planned for its values on every call (`force_custom_plan`): with a bound limit,
-/// or kinds, a kept plan can walk a queue's whole backlog. Each written size is a prepared
+/// bound is planned for its values on every call ([`PlanMode::Custom`], which also keeps
+/// its join to lookups by key): with a bound limit, or kinds, a kept plan can walk a
+/// queue's whole backlog. Each written size is a prepared
 /// statement of its own on each connection that used it (about 0.5 MB of the backend's
 /// memory each, measured by a review), so sizes stop here.
 const CONSTANT_CLAIM_LIMIT: i64 = 16;

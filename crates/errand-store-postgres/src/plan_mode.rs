@@ -85,7 +85,7 @@ pub(crate) async fn query_batch(
     stmt: &Statement,
     params: &[&(dyn ToSql + Sync)],
 ) -> QResult<Vec<Row>> {
-    if len > 1 {
+    if crate::array_rows::unnested(len) {
         query_as(client, PlanMode::Generic, stmt, params).await
     } else {
         Ok(client.query(stmt, params).await?)

@@ -112,10 +112,7 @@ impl GrowthWatch {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use errand_store::conformance::new_job;
-    use errand_store::{JobInsertManyParams, Store};
+    use errand_store::conformance::enqueue_ready;
 
     use super::analyze_grown;
     use crate::PgStore;
@@ -134,13 +131,7 @@ mod tests {
     }
 
     async fn insert(store: &PgStore, count: usize) {
-        store
-            .job_insert_many(JobInsertManyParams {
-                jobs: (0..count).map(|_| new_job("default", "k")).collect(),
-                idempotency_window: Duration::from_secs(60),
-            })
-            .await
-            .expect("insert");
+        enqueue_ready(store, "default", "k", count).await;
     }
 
     /// Below 32 pages nothing is analyzed; at 32 the table is; then not again until it has

@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use errand_store::conformance::new_job;
-use errand_store::{JobInsertManyParams, Store};
+use errand_store::conformance::enqueue_ready;
+use errand_store::Store;
 use errand_testkit::eventually;
 
 /// The pages of `jobs` PostgreSQL last recorded (0: never).
@@ -33,13 +33,7 @@ async fn a_fold_has_the_grown_jobs_table_analyzed() {
         .await
         .expect("no autovacuum");
     for _ in 0..8 {
-        store
-            .job_insert_many(JobInsertManyParams {
-                jobs: (0..500).map(|_| new_job("default", "k")).collect(),
-                idempotency_window: Duration::from_secs(60),
-            })
-            .await
-            .expect("insert");
+        enqueue_ready(&store, "default", "k", 500).await;
     }
     assert_eq!(recorded_pages(&raw).await, 0, "analyzed before any fold");
     store.queue_counts_fold().await.expect("fold");

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{
     ClaimedJob, InsertedJob, JobClaimParams, JobInsertManyParams, JobRescueParams,
-    JobSettleManyParams, Settlement, SharedStore, StoreError,
+    JobSettleManyParams, Settlement, SharedStore, Store, StoreError,
 };
 
 pub(super) fn queue(name: &str) -> QueueName {
@@ -39,6 +39,23 @@ pub fn new_job(q: &str, kind: &str) -> NewJob {
 }
 
 pub(super) const WINDOW: Duration = Duration::from_secs(3600);
+
+/// Enqueues `n` plain ready jobs of `kind` on queue `q` ([`new_job`]) in one call: a
+/// backend's own tests fill a store with it.
+pub async fn enqueue_ready(
+    store: &(impl Store + ?Sized),
+    q: &str,
+    kind: &str,
+    n: usize,
+) -> Vec<InsertedJob> {
+    store
+        .job_insert_many(JobInsertManyParams {
+            jobs: (0..n).map(|_| new_job(q, kind)).collect(),
+            idempotency_window: WINDOW,
+        })
+        .await
+        .expect("insert")
+}
 
 pub(super) async fn insert(store: &SharedStore, jobs: Vec<NewJob>) -> Vec<InsertedJob> {
     store
