@@ -39,12 +39,15 @@ pub async fn run(nodes: &[Client], count: usize, duration: Duration) -> anyhow::
     let measure_from = jiff::Timestamp::now() + WARM_UP;
     let measure_to = measure_from + duration;
     let hist = Arc::new(Mutex::new(histogram()));
+    // The latest job of each measured slot, by slot: one slow slot can hold the whole p99.
+    let last_of_slot = Arc::new(Mutex::new(std::collections::BTreeMap::<i64, u64>::new()));
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..WORKERS {
         let c = nodes[w % nodes.len()].clone();
         let hist = hist.clone();
+        let last_of_slot = last_of_slot.clone();
         let done = done.clone();
         workers.push(tokio::spawn(async move {
             let claim = ClaimRequest {
@@ -63,11 +66,14 @@ pub async fn run(nodes: &[Client], count: usize, duration: Duration) -> anyhow::
                 }
                 {
                     let mut h = hist.lock().await;
+                    let mut last = last_of_slot.lock().await;
                     for j in &got.jobs {
                         if let Some(slot) = j.slot.filter(|s| *s >= measure_from && *s < measure_to)
                         {
                             let late = now.duration_since(slot).as_micros().max(1) as u64;
                             h.saturating_record(late);
+                            let worst = last.entry(slot.as_second()).or_default();
+                            *worst = (*worst).max(late);
                         }
                     }
                 }
@@ -80,6 +86,17 @@ pub async fn run(nodes: &[Client], count: usize, duration: Duration) -> anyhow::
     done.store(true, Ordering::Relaxed);
     for w in workers {
         w.await??;
+    }
+    let mut lasts: Vec<u64> = last_of_slot.lock().await.values().copied().collect();
+    lasts.sort_unstable();
+    if let (Some(first), Some(worst)) = (lasts.first(), lasts.last()) {
+        println!(
+            "  (the last job of each of {} slots: fastest {:.1} ms, median {:.1} ms, slowest {:.1} ms)",
+            lasts.len(),
+            *first as f64 / 1000.0,
+            lasts[lasts.len() / 2] as f64 / 1000.0,
+            *worst as f64 / 1000.0
+        );
     }
     let h = hist.lock().await.clone();
     Ok(Figures {
