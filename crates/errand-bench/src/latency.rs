@@ -15,9 +15,10 @@ use super::stats::{histogram, Figures};
 /// Waiting workers; several so a claim is always outstanding while another is answered.
 const WORKERS: usize = 4;
 
-/// Jobs sent before this, counted in the run's figures, are left out of its steady-state
-/// line: a fresh server's first second parses and plans each statement on each new
-/// database connection, and a fresh store is analyzed as it first grows.
+/// Jobs sent before this, counted in the run's figures, are left out of a further line: in
+/// its first half second or so a fresh server parses and plans each statement on each new
+/// database connection. (A fresh store's `ANALYZE`s at each doubling of its table keep
+/// coming after it.)
 const WARM_UP: Duration = Duration::from_secs(2);
 
 /// Runs the steady-rate scenario for `duration`.
