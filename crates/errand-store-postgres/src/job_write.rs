@@ -602,9 +602,11 @@ pub(crate) async fn claim(
 /// under `plan_cache_mode = force_generic_plan`, since PostgreSQL's own choice still went
 /// to plans made for the values whenever the claimed queue looked small beside the others
 /// (found by a review: 0 generic plans in 12 for sizes 5 to 16). A round with its limit
-/// bound is planned for its values on every call ([`PlanMode::Custom`], which also keeps
-/// its join to lookups by key): with a bound limit, or kinds, a kept plan can walk a
-/// queue's whole backlog. Each written size is a prepared
+/// bound keeps a generic plan made with index walks and lookups by key only
+/// ([`PlanMode::GenericByIndex`]): costed for a tenth of the table, a plain generic plan
+/// could sort or hash its way through a queue's whole backlog. A round filtered by kinds is
+/// planned for its values on every call ([`PlanMode::Custom`], which also keeps its join to
+/// lookups by key): a generic plan cannot use the kinds. Each written size is a prepared
 /// statement of its own on each connection that used it (about 0.5 MB of the backend's
 /// memory each, measured by a review), so sizes stop here.
 const CONSTANT_CLAIM_LIMIT: i64 = 16;
@@ -633,8 +635,8 @@ impl RoundLimit {
 /// them (measured by a review: 122–173 ms a call against 0.32 ms planned for the kinds, with
 /// 200,000 ready jobs of other kinds). Otherwise a claim of up to [`CONSTANT_CLAIM_LIMIT`]
 /// is one round with its size written in; a larger one takes that many first, and what is
-/// left in a second round (written in when it fits, else bound and planned per call, but
-/// only when the first round found that many jobs ready). So a claim that finds a few jobs
+/// left in a second round (written in when it fits, else bound, but only when the first
+/// round found that many jobs ready). So a claim that finds a few jobs
 /// (a worker's long-poll asking for 50) is one round of a kept plan. (Rounds of powers of
 /// two, fewer statements to keep, made the 16-in-flight cycle 10–20 % slower: a claim of
 /// 13 on a busy queue took three statements.)
@@ -682,7 +684,8 @@ async fn lease_fast(
 ) -> QResult<FastLease> {
     let (mode, written) = match limit {
         RoundLimit::Written(n) => (PlanMode::Generic, n.to_string()),
-        RoundLimit::Bound(_) => (PlanMode::Custom, "$5".to_string()),
+        RoundLimit::Bound(_) if kinds.is_some() => (PlanMode::Custom, "$5".to_string()),
+        RoundLimit::Bound(_) => (PlanMode::GenericByIndex, "$5".to_string()),
     };
     let sql = format!(
         "WITH f AS (SELECT (q.concurrency IS NULL AND q.rate_limit IS NULL \

@@ -3,7 +3,8 @@
 //! PostgreSQL plans a prepared statement's first five calls for their values and then keeps
 //! its generic plan only if that costs no more than those did. Two kinds of statement lose
 //! that comparison every time and were planned again on every call, measured in the bind:
-//! a claim whose `LIMIT` is bound (see `job_write::claim`), and a statement over a batch's
+//! a claim whose `LIMIT` is bound (see `job_write::claim`; its generic plan is now made
+//! with index walks only, [`PlanMode::GenericByIndex`]), and a statement over a batch's
 //! rows as arrays (`UNNEST`, `= ANY`), whose length a plan for the values knows and the
 //! generic plan guesses. The mode is set with `SET LOCAL` just before the statement and
 //! reset just after it, pipelined with it in one round trip, so the transaction's other
@@ -30,6 +31,17 @@ pub(crate) enum PlanMode {
     /// hash join over a sequential read of `jobs` cheaper than 500 lookups by key: on a
     /// table of 22,000 jobs it spent 9 ms building the hash, against 2.5 ms looking up.
     Custom,
+    /// The generic plan, made once per connection with only index walks and lookups by key
+    /// allowed (no sequential or bitmap reads, no sorts where an index gives the order, no
+    /// hash or merge joins): for a statement whose `LIMIT` is bound, which a generic plan
+    /// costs at a tenth of the table and could read that way. Planning such a statement
+    /// for its values on every call ([`PlanMode::Custom`]) took 1.5–6 ms a bind for a claim
+    /// of 484 at a slot of 1,000 schedules on the busy machine (session 23's statement log).
+    /// A plan kind switched off but unavoidable (a table with no index is still read
+    /// sequentially) is costed at ten billion, past `jit_above_cost`: this store's
+    /// connections run with `jit = off` (`store.rs`), without which compiling the claim
+    /// took about a second a call in `psql`.
+    GenericByIndex,
 }
 
 impl PlanMode {
@@ -41,13 +53,21 @@ impl PlanMode {
                 "SET LOCAL plan_cache_mode = force_custom_plan; \
                  SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
             }
+            PlanMode::GenericByIndex => {
+                "SET LOCAL plan_cache_mode = force_generic_plan; \
+                 SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+                 SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+                 SET LOCAL enable_sort = off"
+            }
         }
     }
 }
 
 /// Puts the transaction's planner settings back to the server's.
 const RESET: &str = "SET LOCAL plan_cache_mode TO DEFAULT; \
-     SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT";
+     SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; \
+     SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT; \
+     SET LOCAL enable_sort TO DEFAULT";
 
 /// Runs `stmt` with `params` under `mode`, in one round trip with the mode's set and reset.
 pub(crate) async fn query_as(
