@@ -616,7 +616,9 @@ const CONSTANT_CLAIM_LIMIT: i64 = 16;
 enum RoundLimit {
     /// Written into the statement: 1 to [`CONSTANT_CLAIM_LIMIT`].
     Written(i64),
-    /// Bound as `$5`: the statement is planned for the value on every call.
+    /// Bound as `$5`: under a kept generic plan of index walks
+    /// ([`PlanMode::GenericByIndex`]), or, for a claim by kinds, planned for its values on
+    /// every call ([`PlanMode::Custom`]).
     Bound(i64),
 }
 

@@ -10,7 +10,10 @@
 //! reset just after it, pipelined with it in one round trip, so the transaction's other
 //! statements plan as usual. It takes effect only inside a transaction block, which is
 //! where every write of this store runs. It also holds for statements the statement's
-//! triggers run (`errand_jobs_updated`, which has no joins and no parameters).
+//! triggers run (`errand_jobs_updated`, which has no joins and no parameters), and PL/pgSQL
+//! keeps a trigger statement's plan for the session: a plan first made under a mode keeps
+//! that mode's choices until it is made again. So the SQL that triggers on `jobs`,
+//! `job_attempts` and `queues` run must stay free of joins and sorts a mode would steer.
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -35,39 +38,54 @@ pub(crate) enum PlanMode {
     /// allowed (no sequential or bitmap reads, no sorts where an index gives the order, no
     /// hash or merge joins): for a statement whose `LIMIT` is bound, which a generic plan
     /// costs at a tenth of the table and could read that way. Planning such a statement
-    /// for its values on every call ([`PlanMode::Custom`]) took 1.5–6 ms a bind for a claim
-    /// of 484 at a slot of 1,000 schedules on the busy machine (session 23's statement log).
-    /// A plan kind switched off but unavoidable (a table with no index is still read
-    /// sequentially) is costed at ten billion, past `jit_above_cost`: this store's
-    /// connections run with `jit = off` (`store.rs`), without which compiling the claim
-    /// took about a second a call in `psql`.
+    /// for its values on every call ([`PlanMode::Custom`]) took 1.1 ms a bind at the median
+    /// and up to 8 ms for the claims at the slots of 1,000 schedules on the busy benchmark
+    /// machine (session 23's statement log).
+    /// A plan kind switched off but unavoidable (the claim's window and its answer's order
+    /// still sort) is costed at ten billion, past `jit_above_cost`, so the mode also turns
+    /// JIT compilation off (as this store's connections do, `store.rs`): compiling the
+    /// claim took about a second a call in `psql`.
     GenericByIndex,
 }
 
 impl PlanMode {
-    /// The statements that set the mode until [`RESET`].
-    fn set(self) -> &'static str {
+    /// The planner settings the mode changes, with the values it gives them.
+    fn settings(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            PlanMode::Generic => "SET LOCAL plan_cache_mode = force_generic_plan",
-            PlanMode::Custom => {
-                "SET LOCAL plan_cache_mode = force_custom_plan; \
-                 SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
-            }
-            PlanMode::GenericByIndex => {
-                "SET LOCAL plan_cache_mode = force_generic_plan; \
-                 SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-                 SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
-                 SET LOCAL enable_sort = off"
-            }
+            PlanMode::Generic => &[("plan_cache_mode", "force_generic_plan")],
+            PlanMode::Custom => &[
+                ("plan_cache_mode", "force_custom_plan"),
+                ("enable_hashjoin", "off"),
+                ("enable_mergejoin", "off"),
+            ],
+            PlanMode::GenericByIndex => &[
+                ("plan_cache_mode", "force_generic_plan"),
+                ("enable_hashjoin", "off"),
+                ("enable_mergejoin", "off"),
+                ("enable_seqscan", "off"),
+                ("enable_bitmapscan", "off"),
+                ("enable_sort", "off"),
+                ("jit", "off"),
+            ],
         }
     }
-}
 
-/// Puts the transaction's planner settings back to the server's.
-const RESET: &str = "SET LOCAL plan_cache_mode TO DEFAULT; \
-     SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; \
-     SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT; \
-     SET LOCAL enable_sort TO DEFAULT";
+    /// The statements that set the mode until [`PlanMode::reset`].
+    fn set(self) -> String {
+        self.settings()
+            .iter()
+            .map(|(name, value)| format!("SET LOCAL {name} = {value}; "))
+            .collect()
+    }
+
+    /// The statements that put what the mode changed back to the session's values.
+    fn reset(self) -> String {
+        self.settings()
+            .iter()
+            .map(|(name, _)| format!("SET LOCAL {name} TO DEFAULT; "))
+            .collect()
+    }
+}
 
 /// Runs `stmt` with `params` under `mode`, in one round trip with the mode's set and reset.
 pub(crate) async fn query_as(
@@ -80,10 +98,11 @@ pub(crate) async fn query_as(
     // bound, under the mode set just before it. All three are always sent (a query that
     // fails before it is sent still leaves the reset to follow the set); the first error
     // is the one that tells, as a later statement of a failed transaction only says so.
+    let (set, reset) = (mode.set(), mode.reset());
     let (set, rows, reset) = futures_util::join!(
-        client.batch_execute(mode.set()),
+        client.batch_execute(&set),
         client.query(stmt, params),
-        client.batch_execute(RESET),
+        client.batch_execute(&reset),
     );
     set?;
     let rows = rows?;
@@ -109,5 +128,46 @@ pub(crate) async fn query_batch(
         query_as(client, PlanMode::Generic, stmt, params).await
     } else {
         Ok(client.query(stmt, params).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{query_as, PlanMode};
+    use crate::one_backend::one_backend_store;
+
+    /// Under each mode the statement plans with the mode's settings, and the transaction's
+    /// next statement with the session's again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mode_holds_for_its_statement_only() {
+        let Some((_schema, store, held)) =
+            one_backend_store("a_mode_holds_for_its_statement_only").await
+        else {
+            return;
+        };
+        let mut client = store.client().await.expect("the store's backend");
+        for mode in [
+            PlanMode::Generic,
+            PlanMode::Custom,
+            PlanMode::GenericByIndex,
+        ] {
+            let tx = client.transaction().await.expect("begin");
+            for (name, value) in mode.settings() {
+                let show = tx
+                    .prepare(&format!("SELECT current_setting('{name}')"))
+                    .await
+                    .expect("prepare");
+                let before: String = tx.query_one(&show, &[]).await.expect("show").get(0);
+                let during: String = query_as(&tx, mode, &show, &[])
+                    .await
+                    .expect("show under the mode")[0]
+                    .get(0);
+                let after: String = tx.query_one(&show, &[]).await.expect("show").get(0);
+                assert_eq!(&during, value, "{mode:?}: {name} for its statement");
+                assert_eq!(after, before, "{mode:?}: {name} after its statement");
+            }
+            tx.commit().await.expect("commit");
+        }
+        drop(held);
     }
 }
