@@ -91,7 +91,7 @@ mod plan_reuse {
 
     use errand_core::throttle::{Limit, LimitScope, RateLimit};
     use errand_core::{QueueName, RetryPolicy};
-    use errand_store::conformance::{complete, enqueue_ready};
+    use errand_store::conformance::{complete_together, enqueue_ready};
     use errand_store::{
         ClaimTaker, ClaimedJob, JobClaimParams, JobClaimTogetherParams, JobSettleManyParams, Store,
     };
@@ -128,7 +128,7 @@ mod plan_reuse {
     async fn cycle_and_check(store: &PgStore, statements: &[&str]) {
         for _ in 0..12 {
             let claimed = ready_and_claimed(store, 1).await;
-            assert_eq!(complete_all(store, &claimed).await, 1);
+            assert_eq!(complete_together(store, &claimed).await, 1);
         }
         assert_kept_generic(store, statements).await;
     }
@@ -363,18 +363,6 @@ mod plan_reuse {
         claimed
     }
 
-    /// Completes `claimed` in one call; how many completed.
-    async fn complete_all(store: &PgStore, claimed: &[ClaimedJob]) -> usize {
-        let settled = store
-            .job_settle_many(JobSettleManyParams {
-                settlements: claimed.iter().map(complete).collect(),
-                retry_policy: RetryPolicy::default(),
-            })
-            .await
-            .expect("settle");
-        settled.iter().filter(|r| r.is_ok()).count()
-    }
-
     /// A completion of 500 jobs under its generic plan (which takes the batch for 10 rows)
     /// reads the batch once: no scan of the batch or of the jobs it updated is repeated per
     /// job.
@@ -387,7 +375,7 @@ mod plan_reuse {
         };
         // Statistics taken when most jobs had ended and none ran, as in service.
         for _ in 0..4 {
-            let done = complete_all(&store, &ready_and_claimed(&store, 500).await).await;
+            let done = complete_together(&store, &ready_and_claimed(&store, 500).await).await;
             assert_eq!(done, 500);
         }
         // As errand's own housekeeping does (`planner_stats`).
@@ -455,7 +443,7 @@ mod plan_reuse {
                 analyzed_backlog(&store, "waiting", "k").await;
             }
             let claimed = ready_and_claimed(&store, 3).await;
-            assert_eq!(complete_all(&store, &claimed).await, 3);
+            assert_eq!(complete_together(&store, &claimed).await, 3);
         }
         for piece in [
             "SELECT DISTINCT unnest($3::text[])",

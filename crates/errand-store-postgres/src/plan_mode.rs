@@ -34,13 +34,15 @@ pub(crate) enum PlanMode {
     /// hash join over a sequential read of `jobs` cheaper than 500 lookups by key: on a
     /// table of 22,000 jobs it spent 9 ms building the hash, against 2.5 ms looking up.
     Custom,
-    /// The generic plan, made once per connection with only index walks and lookups by key
+    /// The generic plan, made on a connection's first call (and again after PostgreSQL drops
+    /// it, as an `ANALYZE` of a table it reads does) with only index walks and lookups by key
     /// allowed (no sequential or bitmap reads, no sorts where an index gives the order, no
     /// hash or merge joins): for a statement whose `LIMIT` is bound, which a generic plan
     /// costs at a tenth of the table and could read that way. Planning such a statement
     /// for its values on every call ([`PlanMode::Custom`]) took 1.1 ms a bind at the median
     /// and up to 8 ms for the claims at the slots of 1,000 schedules on the busy benchmark
     /// machine (session 23's statement log).
+    ///
     /// A plan kind switched off but unavoidable (the claim's window and its answer's order
     /// still sort) is costed at ten billion, past `jit_above_cost`, so the mode also turns
     /// JIT compilation off (as this store's connections do, `store.rs`): compiling the
@@ -78,7 +80,9 @@ impl PlanMode {
             .collect()
     }
 
-    /// The statements that put what the mode changed back to the session's values.
+    /// The statements that put what the mode changed back to the connection's defaults
+    /// (`TO DEFAULT`: the server's settings and the connection's start-up options; this
+    /// store never changes them for a whole session).
     fn reset(self) -> String {
         self.settings()
             .iter()
@@ -137,7 +141,8 @@ mod tests {
     use crate::one_backend::one_backend_store;
 
     /// Under each mode the statement plans with the mode's settings, and the transaction's
-    /// next statement with the session's again.
+    /// next statement with the connection's again. (The store's connections start with
+    /// `jit` off, so for that one setting only the putting back is shown.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_mode_holds_for_its_statement_only() {
         let Some((_schema, store, held)) =

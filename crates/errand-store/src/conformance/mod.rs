@@ -66,7 +66,7 @@ mod tokens;
 mod upgrade;
 mod workers;
 
-pub use self::support::{complete, enqueue_ready, new_job};
+pub use self::support::{complete, complete_together, enqueue_ready, new_job};
 pub use self::upgrade::{assert_upgraded, previous_version_jobs, OldJob};
 
 use self::{audit::*, claims_together::*, tokens::*};

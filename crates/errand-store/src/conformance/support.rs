@@ -130,6 +130,18 @@ pub fn complete(c: &ClaimedJob) -> Settlement {
     }
 }
 
+/// Completes every job of `claimed` ([`complete`]) in one settle call; how many completed.
+pub async fn complete_together(store: &(impl Store + ?Sized), claimed: &[ClaimedJob]) -> usize {
+    let settled = store
+        .job_settle_many(JobSettleManyParams {
+            settlements: claimed.iter().map(complete).collect(),
+            retry_policy: RetryPolicy::default(),
+        })
+        .await
+        .expect("settle");
+    settled.iter().filter(|r| r.is_ok()).count()
+}
+
 pub(super) fn fail(c: &ClaimedJob, retry_in: Option<Duration>, dead: bool) -> Settlement {
     Settlement::Fail {
         id: c.job.id,
