@@ -1,4 +1,5 @@
-//! The writer thread: owns the only write connection and group-commits.
+//! The writer: the only write connection, group-committed by a thread or, for a lone
+//! write, by its caller.
 //!
 //! Each write is a closure that runs inside its own savepoint, so one failing operation is
 //! rolled back alone while the rest of the group commits. Callers are answered after
@@ -27,6 +28,18 @@
 //!   turns false, which `/healthz` reports as 503, so a supervisor restarts a process whose
 //!   store can no longer write.
 //!
+//! A write that finds no other write in flight, while writes come one at a time (the
+//! thread's last group held one), does not wait for the thread: its caller takes the
+//! connection and commits it as a group of one on its own thread. That saves the two
+//! thread hand-offs (to the writer and back) a lone client otherwise pays per write.
+//! Writes that overlap go through the thread as before, so that concurrent callers share
+//! one commit. Both ways run the same group code below, one at a time, behind one lock on
+//! the connection. The writer thread takes that lock before it gathers its group, so writes
+//! queued while a caller commits form the thread's next group, and lets it go before it
+//! answers, so a caller it wakes may write alone at once. The cost: a lone write blocks
+//! the task that made it (and the runtime thread under it) for its commit, as long as an
+//! `fsync` takes.
+//!
 //! Before each `COMMIT` the writer also asks its [`FileWatch`] whether the store's files are
 //! still the ones at their paths (one `stat` each). If the data directory was deleted or the
 //! file replaced, the group is rolled back and refused: a commit would land in a file no
@@ -34,7 +47,8 @@
 //! queued.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use errand_core::panic_message;
@@ -63,11 +77,45 @@ const GROUP_GIVEN_UP: &str = "the write was rolled back with its group";
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type WriteOp = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
 
-/// Hands closures to the writer thread.
+/// Hands closures to the writer thread, or runs a lone one on its caller's thread.
 #[derive(Clone)]
 pub(crate) struct Writer {
     ops: mpsc::Sender<WriteOp>,
+    shared: Arc<Shared>,
+}
+
+/// What the writer thread and callers writing alone share.
+struct Shared {
+    /// The only write connection: held by whoever runs a group, the thread or a lone
+    /// caller.
+    conn: Mutex<Connection>,
+    /// Writes made and not yet answered; a write that finds itself alone here may commit
+    /// on its own thread.
+    in_flight: AtomicUsize,
+    /// How many writes the last group of the thread held: a caller writes alone only while
+    /// writes come one at a time. Under load the thread's groups are large, and a caller
+    /// that found itself alone for a moment between two of them would take a commit of its
+    /// own.
+    last_group: AtomicUsize,
     watch: Arc<FileWatch>,
+    wakeups: Wakeups,
+}
+
+/// Counts a write as in flight until it is answered, whichever way it ends.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Counts one more write; `alone` says whether it was the only one.
+    fn enter(count: &'a AtomicUsize) -> (Self, bool) {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        (Self(count), before == 0)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Writer {
@@ -80,30 +128,88 @@ impl Writer {
         wakeups: Wakeups,
     ) -> Result<Self, StoreError> {
         let (ops, rx) = mpsc::channel(QUEUE_DEPTH);
-        let thread_watch = watch.clone();
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(conn),
+            in_flight: AtomicUsize::new(0),
+            last_group: AtomicUsize::new(0),
+            watch,
+            wakeups,
+        });
+        let thread_shared = shared.clone();
         thread::Builder::new()
-            .name("errand-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &thread_watch, &wakeups))
+            .name(WRITER_THREAD.into())
+            .spawn(move || run(&thread_shared, rx))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { ops, watch })
+        Ok(Self { ops, shared })
     }
 
     /// Whether the writer thread still runs, asked without writing. Only the thread holds
     /// the queue's receiver, and it drops it however the thread ends (returning or
     /// unwinding), so a closed queue is a dead writer. Once it is gone no write can succeed
     /// again until the process restarts.
+    /// A connection whose lock a panic left poisoned is as dead: the thread gives up on
+    /// it at its next group.
     pub(crate) fn is_alive(&self) -> bool {
-        !self.ops.is_closed()
+        !self.ops.is_closed() && !self.shared.conn.is_poisoned()
     }
 
-    /// Runs `f` in the next group commit and answers once that commit is durable.
+    /// Runs `f` in a group commit and answers once that commit is durable: at once on this
+    /// thread when no other write is in flight, the last group held one write and nobody
+    /// holds the connection, else in the writer thread's next group.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> QResult<T> + Send + 'static,
     {
         // A broken store refuses at once: no group, no `stat`, the reason in the answer.
-        self.watch.refusal()?;
+        let shared = &*self.shared;
+        shared.watch.refusal()?;
+        if !self.is_alive() {
+            return Err(stopped());
+        }
+        let (in_flight, alone) = InFlight::enter(&shared.in_flight);
+        let (op, rx) = Self::op(f);
+        let op = if alone && shared.last_group.load(Ordering::Relaxed) <= 1 {
+            match shared.conn.try_lock() {
+                Ok(conn) => {
+                    let mut group = vec![op];
+                    let mut finishers = Vec::with_capacity(1);
+                    run_group(conn, shared, &mut group, &mut finishers);
+                    None
+                }
+                Err(_) => Some(op),
+            }
+        } else {
+            Some(op)
+        };
+        if let Some(op) = op {
+            self.queue(op).await?;
+        }
+        let answer = Self::answer(rx).await;
+        drop(in_flight);
+        answer
+    }
+
+    /// Like [`Writer::write`], but always through the writer thread's queue, so that tests
+    /// can hold the thread inside a group and queue writes behind it.
+    #[cfg(test)]
+    async fn write_queued<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> QResult<T> + Send + 'static,
+    {
+        self.shared.watch.refusal()?;
+        let (op, rx) = Self::op(f);
+        self.queue(op).await?;
+        Self::answer(rx).await
+    }
+
+    /// Wraps `f` as an op of a group, with the receiver its answer comes to.
+    fn op<T, F>(f: F) -> (WriteOp, oneshot::Receiver<Result<T, StoreError>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> QResult<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let op: WriteOp = Box::new(move |conn| {
             let outcome = match panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
@@ -120,10 +226,16 @@ impl Writer {
             });
             (ok, finish)
         });
-        self.ops
-            .send(op)
-            .await
-            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        (op, rx)
+    }
+
+    /// Hands `op` to the writer thread.
+    async fn queue(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.ops.send(op).await.map_err(|_| stopped())
+    }
+
+    /// The answer of an op's group.
+    async fn answer<T>(rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
         // A dropped reply: the group this write belonged to was abandoned before it ran
         // (its transaction could not begin or was rolled back), or the writer stopped.
         rx.await.map_err(|_| {
@@ -131,6 +243,15 @@ impl Writer {
         })?
     }
 }
+
+/// What a write hears once the writer thread is gone: its caller's thread does not write
+/// alone for a store that can no longer take the writes that overlap.
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the SQLite writer has stopped".into())
+}
+
+/// The writer thread's name; a test tells by it which thread committed a write.
+const WRITER_THREAD: &str = "errand-sqlite-writer";
 
 #[cfg(test)]
 impl Writer {
@@ -149,12 +270,18 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>, watch: &FileWatch, wakeups: &Wakeups) {
+fn run(shared: &Shared, mut rx: mpsc::Receiver<WriteOp>) {
     let mut group: Vec<WriteOp> = Vec::with_capacity(MAX_GROUP);
-    // Kept out here rather than inside `commit_group` so that after a panic the group is
-    // rolled back before its callers are answered.
     let mut finishers: Vec<Finish> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
+        // The lock first, the rest of the group after it: writes queued while a lone caller
+        // commits join this group.
+        let Ok(conn) = shared.conn.lock() else {
+            // A caller's thread panicked past every catch while it held the connection.
+            // Returning drops the queue, so liveness and every later write see the end.
+            tracing::error!("the SQLite write connection was left poisoned; the writer stops");
+            return;
+        };
         group.push(first);
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -162,29 +289,59 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<WriteOp>, watch: &FileWatch, wak
                 Err(_) => break,
             }
         }
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            commit_group(&conn, watch, &mut group, &mut finishers, wakeups);
-        }));
-        if let Err(payload) = outcome {
-            let what = panic_message(payload.as_ref());
-            tracing::error!(
-                panic = %what,
-                ran = finishers.len(),
-                "the SQLite writer panicked inside a group; the group is rolled back"
-            );
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            // Dropping a finisher drops its reply channel: its caller hears `Unavailable`,
-            // after the rollback above. Ops that had not run were dropped while unwinding
-            // (nothing of them was written).
-            group.clear();
-            finishers.clear();
-            wake::take();
-            drop(payload);
-        }
+        shared.last_group.store(group.len(), Ordering::Relaxed);
+        run_group(conn, shared, &mut group, &mut finishers);
     }
     tracing::debug!("SQLite writer stopped");
+}
+
+/// Commits `group`, catching a panic anywhere in it: then the group's transaction is
+/// rolled back and every caller not yet answered hears `Unavailable`. `finishers` is kept
+/// by the caller rather than inside [`commit_group`] so that after a panic the group is
+/// rolled back before its callers are answered.
+fn run_group(
+    conn: MutexGuard<'_, Connection>,
+    shared: &Shared,
+    group: &mut Vec<WriteOp>,
+    finishers: &mut Vec<Finish>,
+) {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        commit_group(&conn, &shared.watch, group, finishers, &shared.wakeups)
+    }));
+    match outcome {
+        Ok(commit) => {
+            // The connection is let go before the answers: a caller woken by one may write
+            // alone at once.
+            drop(conn);
+            answer_all(finishers, &commit);
+        }
+        Err(payload) => given_up(&conn, group, finishers, payload),
+    }
+}
+
+/// After a panic inside a group: rolls it back, then drops what is left of it.
+fn given_up(
+    conn: &Connection,
+    group: &mut Vec<WriteOp>,
+    finishers: &mut Vec<Finish>,
+    payload: Box<dyn std::any::Any + Send>,
+) {
+    let what = panic_message(payload.as_ref());
+    tracing::error!(
+        panic = %what,
+        ran = finishers.len(),
+        "the SQLite writer panicked inside a group; the group is rolled back"
+    );
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    // Dropping a finisher drops its reply channel: its caller hears `Unavailable`, after
+    // the rollback above. Ops that had not run were dropped while unwinding (nothing of
+    // them was written).
+    group.clear();
+    finishers.clear();
+    wake::take();
+    drop(payload);
 }
 
 fn commit_group(
@@ -193,12 +350,13 @@ fn commit_group(
     group: &mut Vec<WriteOp>,
     finishers: &mut Vec<Finish>,
     wakeups: &Wakeups,
-) {
+) -> Result<(), StoreError> {
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         // Dropping an op drops its reply channel: its caller hears `Unavailable`.
-        tracing::error!(error = %db_error(e), "SQLite writer could not begin a transaction");
+        let e = db_error(e);
+        tracing::error!(error = %e, "SQLite writer could not begin a transaction");
         group.clear();
-        return;
+        return Err(e);
     }
     // Set once the group can no longer be committed as its callers will be told.
     let mut broken: Option<String> = None;
@@ -265,6 +423,11 @@ fn commit_group(
     } else {
         wake::take();
     }
+    commit
+}
+
+/// Tells each caller of a group how its commit ended.
+fn answer_all(finishers: &mut Vec<Finish>, commit: &Result<(), StoreError>) {
     for finish in finishers.drain(..) {
         // Each answer on its own: once the group is committed, an answer that panics must
         // not cost the callers after it theirs (they would hear 503 for a kept write).
@@ -328,7 +491,7 @@ mod tests {
         let (entered_tx, entered) = oneshot::channel();
         let w = writer.clone();
         let write = tokio::spawn(async move {
-            w.write(move |conn| {
+            w.write_queued(move |conn| {
                 let _ = entered_tx.send(());
                 let _ = held.recv();
                 then(conn)
@@ -393,6 +556,139 @@ mod tests {
             .expect("join")
             .expect("the writer commits the next group");
         assert_eq!(rows(writer).await, vec!["later".to_string()]);
+    }
+
+    /// The name of the thread a write runs on, inserting `v` on the way.
+    async fn insert_telling_thread(writer: &Writer, v: &'static str) -> Option<String> {
+        writer
+            .write(move |conn| {
+                conn.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+                Ok(thread::current().name().map(str::to_string))
+            })
+            .await
+            .expect("the write commits")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_write_commits_on_its_callers_thread_and_an_overlapping_one_on_the_writer() {
+        let (_dir, writer) = writer_on_temp_file();
+        let lone = insert_telling_thread(&writer, "lone").await;
+        assert_ne!(
+            lone.as_deref(),
+            Some(WRITER_THREAD),
+            "a write with no other in flight waited for the writer thread"
+        );
+
+        // A lone write held inside its commit, on a runtime thread of its own; a write made
+        // meanwhile overlaps it and must wait for the writer thread's group.
+        let (release, held) = std_mpsc::channel::<()>();
+        let (entered_tx, entered) = oneshot::channel();
+        let w = writer.clone();
+        let holder = tokio::spawn(async move {
+            w.write(move |conn| {
+                conn.execute("INSERT INTO t (v) VALUES ('held')", [])?;
+                let _ = entered_tx.send(thread::current().name().map(str::to_string));
+                let _ = held.recv();
+                Ok(())
+            })
+            .await
+        });
+        let held_on = entered.await.expect("the held write runs");
+        assert_ne!(held_on.as_deref(), Some(WRITER_THREAD));
+        let w = writer.clone();
+        let overlapping = tokio::spawn(async move { insert_telling_thread(&w, "overlap").await });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while writer.shared.in_flight.load(Ordering::Acquire) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the overlapping write never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        drop(release);
+        holder.await.expect("join").expect("the held write commits");
+        assert_eq!(
+            overlapping.await.expect("join").as_deref(),
+            Some(WRITER_THREAD),
+            "a write made while another was in flight did not go through the writer's group"
+        );
+        assert_eq!(
+            rows(&writer).await,
+            vec![
+                "held".to_string(),
+                "lone".to_string(),
+                "overlap".to_string()
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_group_of_several_a_lone_write_goes_through_the_writer_once() {
+        let (_dir, writer) = writer_on_temp_file();
+        let (release, holder) = hold_writer(&writer).await;
+        let first = insert(&writer, "a");
+        wait_queued(&writer, 1).await;
+        let second = insert(&writer, "b");
+        wait_queued(&writer, 2).await;
+        drop(release);
+        holder.await.expect("join");
+        for t in [first, second] {
+            t.await.expect("join").expect("the group of two commits");
+        }
+        // The last group held two writes: load may still be high, so the next write goes
+        // through the writer even alone; once writes come one at a time again, they are
+        // committed by their callers.
+        assert_eq!(
+            insert_telling_thread(&writer, "c").await.as_deref(),
+            Some(WRITER_THREAD),
+            "a lone write right after a group of several did not go through the writer"
+        );
+        assert_ne!(
+            insert_telling_thread(&writer, "d").await.as_deref(),
+            Some(WRITER_THREAD),
+            "writes coming one at a time again still wait for the writer thread"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_that_fails_or_panics_is_rolled_back_alone() {
+        let (_dir, writer) = writer_on_temp_file();
+        let failed = writer
+            .write(|conn| -> QResult<()> {
+                conn.execute("INSERT INTO t (v) VALUES ('failed')", [])?;
+                Err(StoreError::Invalid("refused".into()).into())
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Invalid(_))), "{failed:?}");
+        let panicked = writer
+            .write(|conn| -> QResult<()> {
+                conn.execute("INSERT INTO t (v) VALUES ('panicked')", [])?;
+                panic!("a bug inside a lone write");
+            })
+            .await;
+        assert!(
+            matches!(&panicked, Err(StoreError::Internal(m)) if m.contains("a bug inside a lone write")),
+            "{panicked:?}"
+        );
+        assert!(
+            writer.is_alive(),
+            "a lone write's panic poisoned the writer"
+        );
+        insert_telling_thread(&writer, "kept").await;
+        assert_eq!(rows(&writer).await, vec!["kept".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_into_a_removed_file_is_refused() {
+        let (dir, writer) = writer_on_temp_file();
+        for name in ["w.sqlite3", "w.sqlite3-wal", "w.sqlite3-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(name));
+        }
+        let outcome = insert(&writer, "after").await.expect("join");
+        assert!(
+            matches!(&outcome, Err(StoreError::Unavailable(m)) if m.contains("is gone")),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -662,7 +958,7 @@ mod tests {
         let (_dir, alive) = writer_on_temp_file();
         let writer = Writer {
             ops,
-            watch: alive.watch.clone(),
+            ..alive.clone()
         };
         assert!(!writer.is_alive(), "a closed queue means a stopped writer");
         let outcome = writer.write(|_| Ok(())).await;
