@@ -66,9 +66,15 @@ impl EventFeed {
         }
     }
 
-    /// Tells the tail that this node just wrote events: it reads at once.
+    /// Tells the tail that this node just wrote events: it reads at once. While the tail
+    /// rests (nobody listens) a write does not wake it: it would only find nobody
+    /// listening and rest again, and on a lone client's enqueues that wake-up was a task
+    /// handed to the other runtime thread per write. The listener that comes wakes it
+    /// ([`EventFeed::follow`]).
     pub(crate) fn poke(&self) {
-        self.poke.notify_one();
+        if self.position().is_some() {
+            self.poke.notify_one();
+        }
     }
 
     fn position(&self) -> Option<EventId> {
@@ -90,7 +96,8 @@ impl EventFeed {
         }
         let head = engine.event_head().await?.unwrap_or_default();
         let start = self.start_at(head);
-        self.poke();
+        // Set before this wake-up, so that the tail, once awake, finds itself following.
+        self.poke.notify_one();
         Ok(start)
     }
 
@@ -467,6 +474,25 @@ mod tests {
                 batch: None,
             },
         }
+    }
+
+    #[test]
+    fn a_write_does_not_wake_a_resting_tail_but_does_wake_a_following_one() {
+        use futures_util::FutureExt;
+        let feed = EventFeed::new(8);
+        // Nobody listens: the tail rests (it follows from nowhere).
+        feed.poke();
+        assert!(
+            feed.poke.notified().now_or_never().is_none(),
+            "a write woke the resting tail"
+        );
+        // A listener made it follow: a write wakes it.
+        feed.start_at(EventId { tx: 1, seq: 1 });
+        feed.poke();
+        assert!(
+            feed.poke.notified().now_or_never().is_some(),
+            "a write did not wake the following tail"
+        );
     }
 
     #[test]
