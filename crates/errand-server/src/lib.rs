@@ -22,7 +22,7 @@ pub use auth::{
 };
 pub use error::ApiError;
 pub use site_guard::{SitePolicy, SitePolicyError};
-pub use state::{AppState, ServerLimits};
+pub use state::{AppState, AppStateFields, ServerLimits};
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;

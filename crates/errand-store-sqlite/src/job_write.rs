@@ -1,4 +1,5 @@
-//! Writes that start a job's life: insert, claim, heartbeat. They run on the writer thread.
+//! Writes that start a job's life: insert, claim, heartbeat. They run on the write
+//! connection, in a group commit of the writer.
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -1,8 +1,10 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
 //!
-//! All writes go through one writer thread that group-commits: concurrent enqueues, claims
-//! and completions gathered while the previous commit ran are committed together in one
-//! transaction, and each caller is answered only once that commit is on disk. Reads use a
+//! All writes go through one write connection, group-committed by a writer thread:
+//! concurrent enqueues, claims and completions gathered while the previous commit ran are
+//! committed together in one transaction, and each caller is answered only once that commit
+//! is on disk. A write with no other in flight is committed the same way by its caller's
+//! own thread (see `writer`). Reads use a
 //! small pool of read-only connections and never wait for the writer.
 //!
 //! Statements bind a row limit or offset as `LIMIT +?N` / `OFFSET +?N`, never `LIMIT ?N`:

@@ -99,7 +99,8 @@ pub struct SqliteStore {
 /// the waits are short ones: WAL recovery after a crash, or another process on the same
 /// file (`errand import`, a backup, the `sqlite3` shell). Five seconds outlasts those, and
 /// is short enough that a lock held for good surfaces as a 503 while the caller still
-/// waits, rather than as a hung request. While the writer waits, every write waits.
+/// waits, rather than as a hung request. While the writer waits, every write waits; a
+/// lone write never waits on a runtime thread (it goes to the writer thread instead).
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The writer's page cache, in KiB (SQLite reads a negative `cache_size` as KiB). About
@@ -266,7 +267,7 @@ impl SqliteStore {
         }
         let wakeups = Wakeups::new();
         Ok(Self {
-            writer: Writer::start(conn, watch.clone(), wakeups.clone())?,
+            writer: Writer::start(conn, BUSY_TIMEOUT, watch.clone(), wakeups.clone())?,
             wakeups,
             readers: ReadPool::new(readers),
             durability,
@@ -296,8 +297,8 @@ impl SqliteStore {
         &self.durability
     }
 
-    /// Runs `f` on the writer with the store's time, read on the writer thread when the write
-    /// runs rather than when it was queued: a write that waited behind a group still judges
+    /// Runs `f` on the writer with the store's time, read when the write runs (in its
+    /// group) rather than when it was queued: a write that waited behind a group still judges
     /// leases by the time it commits at.
     async fn write_at<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -3,8 +3,9 @@
 //! queues were touched, so the store tells it through [`Store::wakeups`]
 //! (errand_store::Store::wakeups).
 //!
-//! Writes on the writer thread note queues here; the writer sends them after its group
-//! commits (a claimer woken before the commit would find nothing). A note left by a write
+//! Writes note queues here, on the thread that runs their group (the writer thread, or a
+//! lone write's caller); the same thread sends them after the group commits (a claimer
+//! woken before the commit would find nothing). A note left by a write
 //! that was rolled back only costs a spurious wake-up, which a claimer answers by finding
 //! nothing.
 

@@ -36,9 +36,16 @@
 //! one commit. Both ways run the same group code below, one at a time, behind one lock on
 //! the connection. The writer thread takes that lock before it gathers its group, so writes
 //! queued while a caller commits form the thread's next group, and lets it go before it
-//! answers, so a caller it wakes may write alone at once. The cost: a lone write blocks
-//! the task that made it (and the runtime thread under it) for its commit, as long as an
-//! `fsync` takes.
+//! answers, so a caller it wakes may write alone at once. Commit order among writes in
+//! flight together is not promised either way (a caller that stops waiting no longer
+//! counts as in flight, and a lone write may then commit before its queued write).
+//!
+//! The cost: a lone write holds the runtime thread under its caller for the whole write
+//! and its commit: the `fsync`, and now and then SQLite's automatic checkpoint, which runs
+//! in the commit that fills the log past its threshold. So a caller writes alone only on a
+//! runtime with another thread to serve meanwhile, and only when the file's write lock is
+//! free at once: a lock another process holds (`errand import`, a backup, the `sqlite3`
+//! shell) is waited for by the writer thread, never by a runtime thread.
 //!
 //! Before each `COMMIT` the writer also asks its [`FileWatch`] whether the store's files are
 //! still the ones at their paths (one `stat` each). If the data directory was deleted or the
@@ -50,6 +57,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::Duration;
 
 use errand_core::panic_message;
 use errand_store::StoreError;
@@ -97,6 +105,9 @@ struct Shared {
     /// that found itself alone for a moment between two of them would take a commit of its
     /// own.
     last_group: AtomicUsize,
+    /// How long the connection waits for another process's lock: the thread waits so, a
+    /// lone caller not at all (it hands its write to the thread instead).
+    busy_timeout: Duration,
     watch: Arc<FileWatch>,
     wakeups: Wakeups,
 }
@@ -118,12 +129,51 @@ impl Drop for InFlight<'_> {
     }
 }
 
+impl Shared {
+    /// The connection inside a transaction begun for a caller that may write alone: no
+    /// other write in flight (`alone`), writes coming one at a time, nobody holding the
+    /// connection, a runtime with another thread to serve meanwhile, and the file's write
+    /// lock free at once. Otherwise `None`, and the write goes to the thread. A lock held
+    /// by another process (`errand import`, a backup, the `sqlite3` shell) is waited for
+    /// by the thread, never by a runtime thread.
+    fn lone_transaction(&self, alone: bool) -> Option<MutexGuard<'_, Connection>> {
+        if !alone || self.last_group.load(Ordering::Relaxed) > 1 || !runtime_has_another_thread() {
+            return None;
+        }
+        let conn = self.conn.try_lock().ok()?;
+        conn.busy_timeout(Duration::ZERO).ok()?;
+        let begun = run_cached(&conn, "BEGIN IMMEDIATE");
+        // Put back before anything else can fail: the thread waits for locks as before.
+        let restored = conn.busy_timeout(self.busy_timeout);
+        match (begun, restored) {
+            (Ok(()), Ok(())) => Some(conn),
+            (Ok(()), Err(_)) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                None
+            }
+            (Err(_), _) => None,
+        }
+    }
+}
+
+/// Whether the caller runs on a runtime with more than one thread, so that one of them
+/// committing a lone write leaves another serving. On a runtime of one thread every write
+/// goes to the writer thread.
+fn runtime_has_another_thread() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|h| {
+        h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+            && h.metrics().num_workers() > 1
+    })
+}
+
 impl Writer {
     /// Starts the writer thread on `conn`, committing only while `watch` finds the store's
     /// files where they were.
     /// After each commit it sends the queues the group's writes noted in [`wake`].
+    /// `busy_timeout` is the one `conn` was set up with.
     pub(crate) fn start(
         conn: Connection,
+        busy_timeout: Duration,
         watch: Arc<FileWatch>,
         wakeups: Wakeups,
     ) -> Result<Self, StoreError> {
@@ -132,6 +182,7 @@ impl Writer {
             conn: Mutex::new(conn),
             in_flight: AtomicUsize::new(0),
             last_group: AtomicUsize::new(0),
+            busy_timeout,
             watch,
             wakeups,
         });
@@ -169,18 +220,14 @@ impl Writer {
         }
         let (in_flight, alone) = InFlight::enter(&shared.in_flight);
         let (op, rx) = Self::op(f);
-        let op = if alone && shared.last_group.load(Ordering::Relaxed) <= 1 {
-            match shared.conn.try_lock() {
-                Ok(conn) => {
-                    let mut group = vec![op];
-                    let mut finishers = Vec::with_capacity(1);
-                    run_group(conn, shared, &mut group, &mut finishers);
-                    None
-                }
-                Err(_) => Some(op),
+        let op = match shared.lone_transaction(alone) {
+            Some(conn) => {
+                let mut group = vec![op];
+                let mut finishers = Vec::with_capacity(1);
+                run_begun_group(conn, shared, &mut group, &mut finishers);
+                None
             }
-        } else {
-            Some(op)
+            None => Some(op),
         };
         if let Some(op) = op {
             self.queue(op).await?;
@@ -295,11 +342,27 @@ fn run(shared: &Shared, mut rx: mpsc::Receiver<WriteOp>) {
     tracing::debug!("SQLite writer stopped");
 }
 
-/// Commits `group`, catching a panic anywhere in it: then the group's transaction is
-/// rolled back and every caller not yet answered hears `Unavailable`. `finishers` is kept
-/// by the caller rather than inside [`commit_group`] so that after a panic the group is
-/// rolled back before its callers are answered.
+/// Begins a transaction and commits `group` in it (see [`run_begun_group`]). A transaction
+/// that cannot begin drops the group: each caller hears `Unavailable`.
 fn run_group(
+    conn: MutexGuard<'_, Connection>,
+    shared: &Shared,
+    group: &mut Vec<WriteOp>,
+    finishers: &mut Vec<Finish>,
+) {
+    if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
+        tracing::error!(error = %db_error(e), "SQLite writer could not begin a transaction");
+        group.clear();
+        return;
+    }
+    run_begun_group(conn, shared, group, finishers);
+}
+
+/// Commits `group` in the transaction `conn` has begun, catching a panic anywhere in it:
+/// then the group's transaction is rolled back and every caller not yet answered hears
+/// `Unavailable`. `finishers` is kept by the caller rather than inside [`commit_group`]
+/// so that after a panic the group is rolled back before its callers are answered.
+fn run_begun_group(
     conn: MutexGuard<'_, Connection>,
     shared: &Shared,
     group: &mut Vec<WriteOp>,
@@ -344,6 +407,7 @@ fn given_up(
     drop(payload);
 }
 
+/// Runs each op of `group` in its savepoint inside the begun transaction, then commits.
 fn commit_group(
     conn: &Connection,
     watch: &FileWatch,
@@ -351,13 +415,6 @@ fn commit_group(
     finishers: &mut Vec<Finish>,
     wakeups: &Wakeups,
 ) -> Result<(), StoreError> {
-    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
-        // Dropping an op drops its reply channel: its caller hears `Unavailable`.
-        let e = db_error(e);
-        tracing::error!(error = %e, "SQLite writer could not begin a transaction");
-        group.clear();
-        return Err(e);
-    }
     // Set once the group can no longer be committed as its callers will be told.
     let mut broken: Option<String> = None;
     let mut ops = group.drain(..);
@@ -453,17 +510,24 @@ mod tests {
     use super::*;
 
     fn writer_on_temp_file() -> (tempfile::TempDir, Writer) {
+        writer_waiting_for_locks(Duration::from_secs(5))
+    }
+
+    /// A writer on a new file whose connection waits `busy` for another's lock.
+    fn writer_waiting_for_locks(busy: Duration) -> (tempfile::TempDir, Writer) {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = Connection::open(dir.path().join("w.sqlite3")).expect("open");
+        conn.busy_timeout(busy).expect("busy timeout");
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v TEXT NOT NULL);")
             .expect("schema");
-        let writer = start_watching(conn, &dir.path().join("w.sqlite3"));
+        let watch = Arc::new(FileWatch::record(&dir.path().join("w.sqlite3")).expect("watch"));
+        let writer = Writer::start(conn, busy, watch, Wakeups::new()).expect("writer");
         (dir, writer)
     }
 
     fn start_watching(conn: Connection, path: &std::path::Path) -> Writer {
         let watch = Arc::new(FileWatch::record(path).expect("watch"));
-        Writer::start(conn, watch, Wakeups::new()).expect("writer")
+        Writer::start(conn, Duration::from_secs(5), watch, Wakeups::new()).expect("writer")
     }
 
     /// Holds the writer inside one operation until the returned sender is dropped or sent
@@ -623,6 +687,64 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_made_while_another_is_in_flight_goes_through_the_writer() {
+        let (_dir, writer) = writer_on_temp_file();
+        // Another write in flight that does not hold the connection, as one queued for the
+        // thread or one whose answer is on its way is.
+        writer.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let overlapping = insert_telling_thread(&writer, "overlap").await;
+        writer.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        assert_eq!(
+            overlapping.as_deref(),
+            Some(WRITER_THREAD),
+            "a write made while another was in flight committed alone"
+        );
+        assert_ne!(
+            insert_telling_thread(&writer, "alone").await.as_deref(),
+            Some(WRITER_THREAD)
+        );
+    }
+
+    #[tokio::test]
+    async fn on_a_runtime_of_one_thread_every_write_goes_through_the_writer() {
+        // Committing on the only runtime thread would stop every other task for as long.
+        let (_dir, writer) = writer_on_temp_file();
+        assert_eq!(
+            insert_telling_thread(&writer, "only").await.as_deref(),
+            Some(WRITER_THREAD)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_write_hands_a_file_locked_by_another_process_to_the_writer() {
+        // A busy timeout far longer than the first poll may take: a lone attempt that
+        // waited for the lock would hold the poll that long.
+        let busy = Duration::from_secs(30);
+        let (dir, writer) = writer_waiting_for_locks(busy);
+        let other = Connection::open(dir.path().join("w.sqlite3")).expect("open");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        let write = insert_telling_thread(&writer, "waited");
+        tokio::pin!(write);
+        // The lone attempt runs within the first poll: it must neither commit nor wait for
+        // the lock there, but leave the waiting to the thread.
+        let polled = Instant::now();
+        let first = tokio::time::timeout(Duration::ZERO, &mut write).await;
+        assert!(
+            polled.elapsed() < busy / 3,
+            "the first poll waited for the lock on the caller's thread"
+        );
+        assert!(first.is_err(), "the write ended while the file was locked");
+        other.execute_batch("COMMIT").expect("let the lock go");
+        assert_eq!(
+            write.await.as_deref(),
+            Some(WRITER_THREAD),
+            "the write held up by another process's lock was not the thread's"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_a_group_of_several_a_lone_write_goes_through_the_writer_once() {
         let (_dir, writer) = writer_on_temp_file();
         let (release, holder) = hold_writer(&writer).await;
@@ -650,22 +772,29 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_write_that_fails_or_panics_is_rolled_back_alone() {
         let (_dir, writer) = writer_on_temp_file();
+        let (ran_on, threads) = std_mpsc::channel();
+        let tell = ran_on.clone();
         let failed = writer
-            .write(|conn| -> QResult<()> {
+            .write(move |conn| -> QResult<()> {
+                let _ = tell.send(thread::current().name().map(str::to_string));
                 conn.execute("INSERT INTO t (v) VALUES ('failed')", [])?;
                 Err(StoreError::Invalid("refused".into()).into())
             })
             .await;
         assert!(matches!(failed, Err(StoreError::Invalid(_))), "{failed:?}");
         let panicked = writer
-            .write(|conn| -> QResult<()> {
+            .write(move |conn| -> QResult<()> {
+                let _ = ran_on.send(thread::current().name().map(str::to_string));
                 conn.execute("INSERT INTO t (v) VALUES ('panicked')", [])?;
                 panic!("a bug inside a lone write");
             })
             .await;
+        for on in threads.try_iter() {
+            assert_ne!(on.as_deref(), Some(WRITER_THREAD), "not a lone write");
+        }
         assert!(
             matches!(&panicked, Err(StoreError::Internal(m)) if m.contains("a bug inside a lone write")),
             "{panicked:?}"
@@ -678,7 +807,7 @@ mod tests {
         assert_eq!(rows(&writer).await, vec!["kept".to_string()]);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_write_into_a_removed_file_is_refused() {
         let (dir, writer) = writer_on_temp_file();
         for name in ["w.sqlite3", "w.sqlite3-wal", "w.sqlite3-shm"] {
@@ -949,7 +1078,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_writer_answers_unavailable_so_readiness_fails() {
         // `SqliteStore::ping` (behind `/readyz`) is a write: once the writer thread is gone
         // its queue is closed and every write, the ping included, is `Unavailable`.
