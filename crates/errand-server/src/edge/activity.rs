@@ -2,11 +2,16 @@
 //! in service has none here (its body has its own, long polls have none), a request head
 //! being read has the header deadline, and a connection with nothing in progress has the
 //! idle deadline.
+//!
+//! Every change comes from inside the connection's own future (its IO reads, hyper calling
+//! the service, hyper dropping a finished response body), so the watchdog reads the state
+//! after each poll of that future and needs no notification. A notification from inside
+//! the task woke the task during its own poll, which queued it again behind the others and
+//! woke the other runtime thread: three times per request.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -23,7 +28,6 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Activity {
     state: Mutex<State>,
-    changed: Notify,
 }
 
 impl Activity {
@@ -34,7 +38,6 @@ impl Activity {
                 head_started: None,
                 idle_since: Instant::now(),
             }),
-            changed: Notify::new(),
         })
     }
 
@@ -47,15 +50,13 @@ impl Activity {
         let mut s = self.state();
         if s.in_flight == 0 && s.head_started.is_none() {
             s.head_started = Some(Instant::now());
-            drop(s);
-            self.changed.notify_one();
         }
     }
 
     /// Bytes left for the client: a response still draining to a slow reader after its
     /// request's guard dropped is progress, so the idle deadline counts from here (only a
     /// connection that moves no bytes either way for `idle_timeout` is closed). The
-    /// watchdog wakes at the old deadline and computes the new one; no notification needed.
+    /// watchdog reads the new deadline after the poll that wrote them.
     pub(crate) fn bytes_written(&self) {
         let mut s = self.state();
         if s.in_flight == 0 && s.head_started.is_none() {
@@ -70,7 +71,6 @@ impl Activity {
         s.in_flight += 1;
         s.head_started = None;
         drop(s);
-        self.changed.notify_one();
         RequestGuard {
             activity: self.clone(),
         }
@@ -97,11 +97,6 @@ impl Activity {
             None => s.idle_since + idle_timeout,
         })
     }
-
-    /// Resolves when the state changed and the deadline must be computed again.
-    pub(crate) async fn changed(&self) {
-        self.changed.notified().await;
-    }
 }
 
 /// Marks one request in progress; dropped when its response is done.
@@ -117,8 +112,6 @@ impl Drop for RequestGuard {
         if s.in_flight == 0 {
             s.idle_since = Instant::now();
         }
-        drop(s);
-        self.activity.changed.notify_one();
     }
 }
 

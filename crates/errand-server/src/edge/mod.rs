@@ -38,6 +38,7 @@ pub use tls::{acceptor as tls_acceptor, TlsConfigError};
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -259,38 +260,42 @@ async fn connection<S>(
         .max_buf_size(MAX_READ_BUFFER);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    // The watchdog's timer, set to the connection's deadline whenever that changes.
+    let timer = tokio::time::sleep(idle_timeout);
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     let mut draining = false;
-    loop {
-        let deadline = activity.deadline(header_timeout, idle_timeout);
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            () = sleep_until(deadline) => {
-                // Nothing is in service: a head that never completed, or a silent client.
-                if activity.deadline(header_timeout, idle_timeout)
-                    .is_some_and(|d| d <= tokio::time::Instant::now())
-                {
-                    tracing::debug!("closing a connection past its header or idle deadline");
-                    break;
-                }
-            }
-            () = activity.changed() => {}
-            () = stop.cancelled(), if !draining => {
-                conn.as_mut().graceful_shutdown();
-                draining = true;
-            }
+    let ended = std::future::poll_fn(|cx| loop {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
         }
+        if !draining && stopped.as_mut().poll(cx).is_ready() {
+            conn.as_mut().graceful_shutdown();
+            draining = true;
+            continue;
+        }
+        // Whatever the connection just did (read a head, started or finished a request)
+        // is in `activity` now: its deadline is read after every poll, never notified.
+        let Some(deadline) = activity.deadline(header_timeout, idle_timeout) else {
+            return Poll::Pending;
+        };
+        if armed != Some(deadline) {
+            timer.as_mut().reset(deadline);
+            armed = Some(deadline);
+        }
+        return match timer.as_mut().poll(cx) {
+            // Nothing is in service: a head that never completed, or a silent client.
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        };
+    })
+    .await;
+    match ended {
+        Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
+        Some(Ok(())) => {}
+        None => tracing::debug!("closing a connection past its header or idle deadline"),
     }
     drop(slot);
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
