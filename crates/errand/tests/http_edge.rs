@@ -125,6 +125,12 @@ async fn headers_trickled_slowly_are_cut_off_at_the_header_timeout() {
     let (answer, took) = read_until_closed(&mut reader, Duration::from_secs(10)).await;
     assert!(answer.is_empty(), "no answer, only a close");
     assert_cut_off_soon(took);
+    // The head's first bytes arrived as the connection opened: not cut off before its
+    // deadline either.
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut off too early: {took:?}"
+    );
 }
 
 /// A connection with a 1 s limit was cut off at about that, not at some later limit.
@@ -145,8 +151,12 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout_before_and_between
     let (mut used, answer) =
         ask(&server, b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await;
     assert_eq!(answer.status, 200);
-    let (rest, _) = read_until_closed(&mut used, Duration::from_secs(5)).await;
+    let (rest, took) = read_until_closed(&mut used, Duration::from_secs(5)).await;
     assert!(rest.is_empty(), "nothing more was sent");
+    assert!(
+        took >= Duration::from_millis(800),
+        "closed too early after the answer: {took:?}"
+    );
 }
 
 #[tokio::test]
