@@ -15,6 +15,8 @@
 //! that mode's choices until it is made again. So the SQL that triggers on `jobs`,
 //! `job_attempts` and `queues` run must stay free of joins and sorts a mode would steer.
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
@@ -50,6 +52,18 @@ pub(crate) enum PlanMode {
     GenericByIndex,
 }
 
+// `PlanMode::statements` finds a mode's statements at its discriminant in `ALL`.
+const _: () = {
+    let mut i = 0;
+    while i < PlanMode::ALL.len() {
+        assert!(
+            PlanMode::ALL[i] as usize == i,
+            "PlanMode::ALL follows the declaration"
+        );
+        i += 1;
+    }
+};
+
 impl PlanMode {
     /// The planner settings the mode changes, with the values it gives them.
     fn settings(self) -> &'static [(&'static str, &'static str)] {
@@ -72,22 +86,34 @@ impl PlanMode {
         }
     }
 
-    /// The statements that set the mode until [`PlanMode::reset`].
-    fn set(self) -> String {
-        self.settings()
-            .iter()
-            .map(|(name, value)| format!("SET LOCAL {name} = {value}; "))
-            .collect()
-    }
+    /// Every mode, in the order [`PlanMode::statements`] keeps their statements.
+    const ALL: [PlanMode; 3] = [
+        PlanMode::Generic,
+        PlanMode::Custom,
+        PlanMode::GenericByIndex,
+    ];
 
-    /// The statements that put what the mode changed back to the connection's defaults
-    /// (`TO DEFAULT`: the server's settings and the connection's start-up options; this
-    /// store never changes them for a whole session).
-    fn reset(self) -> String {
-        self.settings()
-            .iter()
-            .map(|(name, _)| format!("SET LOCAL {name} TO DEFAULT; "))
-            .collect()
+    /// The statements that set the mode, and those that put what it changed back to the
+    /// connection's defaults (`TO DEFAULT`: the server's settings and the connection's
+    /// start-up options; this store never changes them for a whole session). Written once
+    /// per process: a moded statement runs on every claim and batch.
+    fn statements(self) -> (&'static str, &'static str) {
+        static STATEMENTS: LazyLock<[(String, String); 3]> = LazyLock::new(|| {
+            PlanMode::ALL.map(|mode| {
+                let settings = mode.settings().iter();
+                (
+                    settings
+                        .clone()
+                        .map(|(name, value)| format!("SET LOCAL {name} = {value}; "))
+                        .collect(),
+                    settings
+                        .map(|(name, _)| format!("SET LOCAL {name} TO DEFAULT; "))
+                        .collect(),
+                )
+            })
+        });
+        let (set, reset) = &STATEMENTS[self as usize];
+        (set, reset)
     }
 }
 
@@ -102,11 +128,11 @@ pub(crate) async fn query_as(
     // bound, under the mode set just before it. All three are always sent (a query that
     // fails before it is sent still leaves the reset to follow the set); the first error
     // is the one that tells, as a later statement of a failed transaction only says so.
-    let (set, reset) = (mode.set(), mode.reset());
+    let (set, reset) = mode.statements();
     let (set, rows, reset) = futures_util::join!(
-        client.batch_execute(&set),
+        client.batch_execute(set),
         client.query(stmt, params),
-        client.batch_execute(&reset),
+        client.batch_execute(reset),
     );
     set?;
     let rows = rows?;
@@ -151,11 +177,7 @@ mod tests {
             return;
         };
         let mut client = store.client().await.expect("the store's backend");
-        for mode in [
-            PlanMode::Generic,
-            PlanMode::Custom,
-            PlanMode::GenericByIndex,
-        ] {
+        for mode in PlanMode::ALL {
             let tx = client.transaction().await.expect("begin");
             for (name, value) in mode.settings() {
                 let show = tx

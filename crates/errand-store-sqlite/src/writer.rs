@@ -142,16 +142,24 @@ impl Shared {
         }
         let conn = self.conn.try_lock().ok()?;
         conn.busy_timeout(Duration::ZERO).ok()?;
-        let begun = run_cached(&conn, "BEGIN IMMEDIATE");
+        let begun = run_cached(&conn, "BEGIN IMMEDIATE").is_ok();
         // Put back before anything else can fail: the thread waits for locks as before.
-        let restored = conn.busy_timeout(self.busy_timeout);
-        match (begun, restored) {
-            (Ok(()), Ok(())) => Some(conn),
-            (Ok(()), Err(_)) => {
-                let _ = conn.execute_batch("ROLLBACK");
+        let restored = conn.busy_timeout(self.busy_timeout).is_ok();
+        if begun && !restored {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        (begun && restored).then_some(conn)
+    }
+
+    /// Commits `op` as a group of one on this thread when [`Shared::lone_transaction`]
+    /// allows it; else hands it back, for the thread.
+    fn commit_alone(&self, op: WriteOp, alone: bool) -> Option<WriteOp> {
+        match self.lone_transaction(alone) {
+            Some(conn) => {
+                run_begun_group(conn, self, &mut vec![op], &mut Vec::new());
                 None
             }
-            (Err(_), _) => None,
+            None => Some(op),
         }
     }
 }
@@ -204,9 +212,9 @@ impl Writer {
         !self.ops.is_closed() && !self.shared.conn.is_poisoned()
     }
 
-    /// Runs `f` in a group commit and answers once that commit is durable: at once on this
-    /// thread when no other write is in flight, the last group held one write and nobody
-    /// holds the connection, else in the writer thread's next group.
+    /// Runs `f` in a group commit and answers once that commit is durable: as a group of
+    /// one on this thread when [`Shared::commit_alone`] may, else in the writer thread's
+    /// next group.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -220,16 +228,7 @@ impl Writer {
         }
         let (in_flight, alone) = InFlight::enter(&shared.in_flight);
         let (op, rx) = Self::op(f);
-        let op = match shared.lone_transaction(alone) {
-            Some(conn) => {
-                let mut group = vec![op];
-                let mut finishers = Vec::with_capacity(1);
-                run_begun_group(conn, shared, &mut group, &mut finishers);
-                None
-            }
-            None => Some(op),
-        };
-        if let Some(op) = op {
+        if let Some(op) = shared.commit_alone(op, alone) {
             self.queue(op).await?;
         }
         let answer = Self::answer(rx).await;
@@ -369,7 +368,7 @@ fn run_begun_group(
     finishers: &mut Vec<Finish>,
 ) {
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        commit_group(&conn, &shared.watch, group, finishers, &shared.wakeups)
+        commit_group(&conn, shared, group, finishers)
     }));
     match outcome {
         Ok(commit) => {
@@ -410,10 +409,9 @@ fn given_up(
 /// Runs each op of `group` in its savepoint inside the begun transaction, then commits.
 fn commit_group(
     conn: &Connection,
-    watch: &FileWatch,
+    shared: &Shared,
     group: &mut Vec<WriteOp>,
     finishers: &mut Vec<Finish>,
-    wakeups: &Wakeups,
 ) -> Result<(), StoreError> {
     // Set once the group can no longer be committed as its callers will be told.
     let mut broken: Option<String> = None;
@@ -461,7 +459,7 @@ fn commit_group(
             let _ = conn.execute_batch("ROLLBACK");
         }
         Err(StoreError::Unavailable(format!("{GROUP_GIVEN_UP}: {why}")))
-    } else if let Err(gone) = watch.check() {
+    } else if let Err(gone) = shared.watch.check() {
         // Checked last, right before `COMMIT`, so that a file removed while the group ran
         // is seen too; every op has run (`ops` is empty).
         let _ = conn.execute_batch("ROLLBACK");
@@ -476,7 +474,7 @@ fn commit_group(
         commit
     };
     if commit.is_ok() {
-        wakeups.send_noted();
+        shared.wakeups.send_noted();
     } else {
         wake::take();
     }
@@ -792,7 +790,9 @@ mod tests {
                 panic!("a bug inside a lone write");
             })
             .await;
-        for on in threads.try_iter() {
+        let ran_on: Vec<_> = threads.try_iter().collect();
+        assert_eq!(ran_on.len(), 2, "both writes ran");
+        for on in ran_on {
             assert_ne!(on.as_deref(), Some(WRITER_THREAD), "not a lone write");
         }
         assert!(
@@ -813,10 +813,22 @@ mod tests {
         for name in ["w.sqlite3", "w.sqlite3-wal", "w.sqlite3-shm"] {
             let _ = std::fs::remove_file(dir.path().join(name));
         }
-        let outcome = insert(&writer, "after").await.expect("join");
+        let (ran_on, thread) = std_mpsc::channel();
+        let outcome = writer
+            .write(move |conn| {
+                let _ = ran_on.send(thread::current().name().map(str::to_string));
+                conn.execute("INSERT INTO t (v) VALUES ('after')", [])?;
+                Ok(())
+            })
+            .await;
         assert!(
             matches!(&outcome, Err(StoreError::Unavailable(m)) if m.contains("is gone")),
             "{outcome:?}"
+        );
+        assert_ne!(
+            thread.try_recv().expect("the write ran").as_deref(),
+            Some(WRITER_THREAD),
+            "not a lone write"
         );
     }
 
