@@ -541,3 +541,109 @@ async fn a_large_answer_drains_to_a_slow_reader_past_the_idle_timeout() {
         "the whole answer arrived (after {took:?})"
     );
 }
+
+/// Stores 1,000 jobs whose `job.enqueued` events are about 8 KiB each (32 long tags), so
+/// the event log holds far more than a connection's socket buffers.
+async fn fill_event_log(server: &ServerProcess) {
+    let raw = common::Raw::new(server);
+    let tags: Vec<String> = (0..32)
+        .map(|i| format!("{i:02}{}", "t".repeat(250)))
+        .collect();
+    let jobs: Vec<Value> = (0..1000)
+        .map(|_| serde_json::json!({"kind": "loud", "tags": tags}))
+        .collect();
+    let (status, answer) = raw
+        .post(
+            "/v1/jobs/batch",
+            &serde_json::json!({ "jobs": jobs }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+/// Asks for the whole event log as a stream on a connection whose client reads the answer's
+/// head and then nothing, with a receive window small enough that the server's writes soon
+/// find no room.
+async fn stuck_event_stream(server: &ServerProcess) -> TcpStream {
+    let addr: std::net::SocketAddr = server
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /v1/events?after=0-0 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("send request");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 64];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the stream's head within 5 s")
+            .expect("read");
+        assert!(n > 0, "closed before the stream's head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_is_closed_after_the_idle_timeout() {
+    let (server, _dir) = edge_server(&["--idle-timeout", "1s", "--max-event-streams", "1"]).await;
+    fill_event_log(&server).await;
+    let _stuck = stuck_event_stream(&server).await;
+    // The stream holds the only stream place while its connection lives; the place comes
+    // free only when the server lets the stuck connection go (the stream's own give-up on a
+    // full outbox takes 60 s).
+    let raw = common::Raw::new(&server);
+    let started = Instant::now();
+    let mut refused = false;
+    loop {
+        let response = raw
+            .http
+            .get(format!("{}/v1/events", raw.base))
+            .send()
+            .await
+            .expect("ask for a stream");
+        match response.status().as_u16() {
+            200 => break,
+            503 => refused = true,
+            other => panic!("unexpected status {other}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the stuck stream still holds its place after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "the stuck stream never held the place: the test proves nothing"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_is_not_held_by_a_stream_whose_client_stopped_reading() {
+    // No drain before the listener closes: the stuck stream is in service when shutdown
+    // begins, and its stream ends there (a stream ends at shutdown), yet what it was sent
+    // cannot go out.
+    let (mut server, _dir) = edge_server(&["--idle-timeout", "1s", "--shutdown-drain", "0s"]).await;
+    fill_event_log(&server).await;
+    let _stuck = stuck_event_stream(&server).await;
+    let start = Instant::now();
+    assert!(server.terminate().await, "errand serve exits 0 on SIGTERM");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?} on a stream nobody reads",
+        start.elapsed()
+    );
+}

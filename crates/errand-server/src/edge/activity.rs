@@ -1,7 +1,11 @@
 //! What one connection is doing, so its watchdog knows which deadline applies: a request
 //! in service has none here (its body has its own, long polls have none), a request head
 //! being read has the header deadline, and a connection with nothing in progress has the
-//! idle deadline.
+//! idle deadline. Whatever it is doing, a connection whose client has taken no byte of an
+//! answer for the idle timeout is closed: a stream (events, a followed log, the
+//! dashboard's feed) to a client that stopped reading would otherwise hold its slot, its
+//! buffers and a graceful shutdown for ever, since hyper polls a body only while its write
+//! buffer has room.
 //!
 //! Every change comes from inside the connection's own future (its IO reads, hyper calling
 //! the service, hyper dropping a finished response body), so the watchdog reads the state
@@ -22,6 +26,8 @@ struct State {
     head_started: Option<Instant>,
     /// When the connection last had nothing in progress.
     idle_since: Instant,
+    /// When a write to the client last found no room, if none has made progress since.
+    write_stalled_since: Option<Instant>,
 }
 
 /// One connection's activity, shared by its IO, its requests and its watchdog.
@@ -37,6 +43,7 @@ impl Activity {
                 in_flight: 0,
                 head_started: None,
                 idle_since: Instant::now(),
+                write_stalled_since: None,
             }),
         })
     }
@@ -64,6 +71,17 @@ impl Activity {
         }
     }
 
+    /// A write found no room (the client is not taking what it was sent): the stall
+    /// deadline counts from here until [`Activity::write_resumed`].
+    pub(crate) fn write_stalled(&self) {
+        self.state().write_stalled_since = Some(Instant::now());
+    }
+
+    /// A write or flush that had found no room went through.
+    pub(crate) fn write_resumed(&self) {
+        self.state().write_stalled_since = None;
+    }
+
     /// A request was handed to the service; it is in progress until the guard drops
     /// (when its response body has been sent or abandoned).
     pub(crate) fn request_started(self: &Arc<Self>) -> RequestGuard {
@@ -82,20 +100,22 @@ impl Activity {
     }
 
     /// When the connection is to be closed if nothing changes: `None` while a request is in
-    /// service.
+    /// service and its answer (if any yet) is being taken.
     pub(crate) fn deadline(
         &self,
         header_timeout: Duration,
         idle_timeout: Duration,
     ) -> Option<Instant> {
         let s = self.state();
+        let stalled = s.write_stalled_since.map(|since| since + idle_timeout);
         if s.in_flight > 0 {
-            return None;
+            return stalled;
         }
-        Some(match s.head_started {
+        let waiting = match s.head_started {
             Some(started) => started + header_timeout,
             None => s.idle_since + idle_timeout,
-        })
+        };
+        Some(stalled.map_or(waiting, |stalled| stalled.min(waiting)))
     }
 }
 
@@ -146,5 +166,22 @@ mod tests {
         );
         drop(guard);
         assert!(a.deadline(HEADER, IDLE).expect("idle again") >= idle);
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_client_stops_taking_has_a_deadline_even_in_service() {
+        let a = Activity::new();
+        let _guard = a.request_started();
+        a.write_stalled();
+        assert!(
+            a.deadline(HEADER, IDLE).is_some(),
+            "a stalled write has a deadline"
+        );
+        a.write_resumed();
+        assert_eq!(
+            a.deadline(HEADER, IDLE),
+            None,
+            "a write that makes progress ends the stall"
+        );
     }
 }

@@ -8,7 +8,9 @@
 //!   `connection: close`, answering `/healthz` and `/readyz` and 503 `busy` with
 //!   `Retry-After` to anything else. Past those too, the listen backlog holds the rest.
 //! - a request head must arrive whole within `header_timeout` of its first byte;
-//! - a connection with no request in progress is closed after `idle_timeout`;
+//! - a connection with no request in progress is closed after `idle_timeout`, and so is
+//!   one whose client has taken no byte of an answer for that long (a stream nobody reads
+//!   would otherwise hold its slot and a graceful shutdown for ever);
 //! - a request body must arrive within `body_timeout` of the handler starting to read it,
 //!   else 408 and the connection closes;
 //! - request bodies larger than 64 KiB share `body_budget_bytes` (a body declaring more
@@ -17,8 +19,8 @@
 //! With TLS (`tls_acceptor`), the handshake must end within `header_timeout` too; HTTP/1
 //! then runs over the TLS stream with every bound above.
 //!
-//! A request in service has no deadline here: long polls stay open until they end (their
-//! number is bounded where they wait, `ServerLimits::max_waiting`). hyper's own answers to
+//! A request in service has no other deadline here: long polls stay open until they end
+//! (their number is bounded where they wait, `ServerLimits::max_waiting`). hyper's own answers to
 //! malformed heads get the API's JSON error shape (`hyper_errors`).
 //!
 //! Each connection holds only hyper's buffers and a little state: the router is built once
@@ -76,7 +78,8 @@ pub struct EdgeLimits {
     pub header_timeout: Duration,
     /// Time for a whole request body, from when the handler starts reading it.
     pub body_timeout: Duration,
-    /// A connection with no request in progress is closed after this long.
+    /// A connection with no request in progress, or whose client has taken no byte of an
+    /// answer, is closed after this long.
     pub idle_timeout: Duration,
     /// Open client connections at most (lowered to fit the open-files limit).
     pub max_connections: usize,
