@@ -488,18 +488,23 @@ async fn shutdown_is_not_held_by_idle_connections() {
     assert!(rest.is_empty());
 }
 
+/// Stores `n` jobs of kind `big` with a payload of about 900 KB each.
+async fn store_big_jobs(server: &ServerProcess, n: usize) {
+    let raw = common::Raw::new(server);
+    let filler = "x".repeat(900_000);
+    for _ in 0..n {
+        let body = serde_json::json!({"kind": "big", "payload": {"filler": filler}});
+        let (status, _) = raw.post("/v1/jobs", &body.to_string()).await;
+        assert_eq!(status, 201);
+    }
+}
+
 #[tokio::test]
 async fn a_large_answer_drains_to_a_slow_reader_past_the_idle_timeout() {
     // Eight jobs of ~900 KB: the listing answer is about 7 MB, more than the socket buffers
     // hold, so it drains only as fast as the client reads: about 3 s at this pace.
     let (server, _dir) = edge_server(&["--idle-timeout", "1s"]).await;
-    let raw = common::Raw::new(&server);
-    let filler = "x".repeat(900_000);
-    for _ in 0..8 {
-        let body = serde_json::json!({"kind": "big", "payload": {"filler": filler}});
-        let (status, _) = raw.post("/v1/jobs", &body.to_string()).await;
-        assert_eq!(status, 201);
-    }
+    store_big_jobs(&server, 8).await;
     let mut stream = connect(&server).await;
     stream
         .write_all(b"GET /v1/jobs?kind=big&limit=8 HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
@@ -561,10 +566,9 @@ async fn fill_event_log(server: &ServerProcess) {
     assert_eq!(status, 201, "{answer}");
 }
 
-/// Asks for the whole event log as a stream on a connection whose client reads the answer's
-/// head and then nothing, with a receive window small enough that the server's writes soon
-/// find no room.
-async fn stuck_event_stream(server: &ServerProcess) -> TcpStream {
+/// A connection whose receive buffer is as small as the kernel allows, so that what the
+/// server sends soon waits on the client's reads.
+async fn connect_with_small_window(server: &ServerProcess) -> TcpStream {
     let addr: std::net::SocketAddr = server
         .url()
         .trim_start_matches("http://")
@@ -572,7 +576,14 @@ async fn stuck_event_stream(server: &ServerProcess) -> TcpStream {
         .expect("server address");
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("receive buffer");
-    let mut stream = socket.connect(addr).await.expect("connect");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// Asks for the whole event log as a stream on a connection whose client reads the answer's
+/// head and then nothing, with a receive window small enough that the server's writes soon
+/// find no room.
+async fn stuck_event_stream(server: &ServerProcess) -> TcpStream {
+    let mut stream = connect_with_small_window(server).await;
     stream
         .write_all(b"GET /v1/events?after=0-0 HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
@@ -645,5 +656,54 @@ async fn shutdown_is_not_held_by_a_stream_whose_client_stopped_reading() {
         start.elapsed() < Duration::from_secs(10),
         "shutdown waited {:?} on a stream nobody reads",
         start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_reader_keeps_its_connection_while_it_takes_bytes_and_its_next_request_waits() {
+    // Four jobs of ~900 KB: the listing answer is about 3.6 MB. The client's receive window
+    // is small and it reads slowly, so the answer drains for seconds, far past both 1 s
+    // deadlines. Its next request is sent while the first answer is still going out
+    // (pipelined), and waits for it without being held to the header deadline.
+    let (server, _dir) = edge_server(&["--header-timeout", "1s", "--idle-timeout", "1s"]).await;
+    store_big_jobs(&server, 4).await;
+    let mut stream = connect_with_small_window(&server).await;
+    stream
+        .write_all(b"GET /v1/jobs?kind=big&limit=4 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("send the first request");
+    let started = Instant::now();
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut next_sent = false;
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the server kept sending or closed within 10 s")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        if !next_sent && data.len() > 256 * 1024 {
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("send the next request");
+            next_sent = true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took > Duration::from_secs(2),
+        "the answer drained in {took:?}, within the deadlines: the test proves nothing"
+    );
+    let text = String::from_utf8_lossy(&data);
+    assert_eq!(
+        text.matches("HTTP/1.1 200").count(),
+        2,
+        "both answers arrived whole (after {took:?}, {} of about 3.6 MB)",
+        data.len()
     );
 }

@@ -62,12 +62,18 @@ impl Activity {
 
     /// Bytes left for the client: a response still draining to a slow reader after its
     /// request's guard dropped is progress, so the idle deadline counts from here (only a
-    /// connection that moves no bytes either way for `idle_timeout` is closed). The
-    /// watchdog reads the new deadline after the poll that wrote them.
+    /// connection that moves no bytes either way for `idle_timeout` is closed), and so
+    /// does the header deadline of a next request sent meanwhile (pipelined), which is
+    /// not read until the answer before it has gone out. The watchdog reads the new
+    /// deadline after the poll that wrote them.
     pub(crate) fn bytes_written(&self) {
         let mut s = self.state();
-        if s.in_flight == 0 && s.head_started.is_none() {
-            s.idle_since = Instant::now();
+        if s.in_flight == 0 {
+            let now = Instant::now();
+            match s.head_started.as_mut() {
+                Some(started) => *started = now,
+                None => s.idle_since = now,
+            }
         }
     }
 
@@ -166,6 +172,21 @@ mod tests {
         );
         drop(guard);
         assert!(a.deadline(HEADER, IDLE).expect("idle again") >= idle);
+    }
+
+    #[tokio::test]
+    async fn a_head_sent_behind_a_draining_answer_counts_from_its_last_bytes() {
+        let a = Activity::new();
+        drop(a.request_started());
+        a.bytes_read();
+        let head = a.deadline(HEADER, IDLE).expect("header deadline");
+        // Time passes while the answer before it drains.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        a.bytes_written();
+        assert!(
+            a.deadline(HEADER, IDLE).expect("still a header deadline") > head,
+            "the answer before it was still going out"
+        );
     }
 
     #[tokio::test]

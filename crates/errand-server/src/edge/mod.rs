@@ -65,6 +65,17 @@ const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// buffer however large its body.
 const MAX_READ_BUFFER: usize = 128 * 1024;
 
+/// Bytes of an answer the kernel may hold unsent for a client (`TCP_NOTSENT_LOWAT`; bytes
+/// sent and awaiting acknowledgement are bounded by the client's receive window). Without
+/// it the kernel's send queue grows to megabytes, and a client that reads slowly takes
+/// bytes for a long while before errand's next write goes through: a write that finds no
+/// room would then not mean a client that stopped reading, and a long answer's last bytes
+/// would drain unseen after the idle deadline began. With it, a client that takes 64 KiB
+/// within `idle_timeout` (about 1.1 KB/s at the default) keeps its connection. 128 KiB is
+/// the kernel's own suggestion for this option; it bounds the kernel's memory per
+/// connection as well and leaves the bytes in flight, so the rate, unbounded.
+const UNSENT_BYTES: u32 = 128 * 1024;
+
 /// How long to pause accepting after `accept` fails (out of descriptors or memory), so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -175,6 +186,9 @@ where
             },
         };
         let (stream, peer) = stream;
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_BYTES) {
+            tracing::debug!(%peer, error = %e, "could not bound the connection's unsent bytes");
+        }
         let slot = slots.settle(slot);
         match &tls {
             Some(acceptor) => tracker.spawn(tls_connection(
