@@ -218,8 +218,8 @@ pub struct ServeArgs {
     /// Time for a whole request body once the server reads it (default `60s`).
     #[arg(long, env = "ERRAND_BODY_TIMEOUT")]
     pub body_timeout: Option<String>,
-    /// Close a connection with no request in progress, or whose client takes no byte of
-    /// an answer, after this long (default `60s`).
+    /// Close a connection with no request in progress, or whose client has stopped taking
+    /// an answer (errand's writes find no room), after this long (default `60s`).
     #[arg(long, env = "ERRAND_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
     /// On SIGTERM, answer `/readyz` with 503 and keep serving this long before closing

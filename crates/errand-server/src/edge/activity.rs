@@ -1,14 +1,14 @@
 //! What one connection is doing, so its watchdog knows which deadline applies: a request
 //! in service has none here (its body has its own, long polls have none), a request head
 //! being read has the header deadline, and a connection with nothing in progress has the
-//! idle deadline. Whatever it is doing, a connection whose client has taken no byte of an
-//! answer for the idle timeout is closed: a stream (events, a followed log, the
+//! idle deadline. Whatever it is doing, a connection whose writes to the client have found
+//! no room for the idle timeout is closed: a stream (events, a followed log, the
 //! dashboard's feed) to a client that stopped reading would otherwise hold its slot, its
-//! buffers and a graceful shutdown for ever, since hyper polls a body only while its write
-//! buffer has room.
+//! buffers and a graceful shutdown for ever once the buffers between them are full, since
+//! hyper polls a body only while its write buffer has room.
 //!
-//! Every change comes from inside the connection's own future (its IO reads, hyper calling
-//! the service, hyper dropping a finished response body), so the watchdog reads the state
+//! Every change comes from inside the connection's own future (its IO reads and writes,
+//! hyper calling the service, hyper dropping a finished response body), so the watchdog reads the state
 //! after each poll of that future and needs no notification. A notification from inside
 //! the task woke the task during its own poll, which queued it again behind the others and
 //! woke the other runtime thread: three times per request.

@@ -9,8 +9,10 @@
 //!   `Retry-After` to anything else. Past those too, the listen backlog holds the rest.
 //! - a request head must arrive whole within `header_timeout` of its first byte;
 //! - a connection with no request in progress is closed after `idle_timeout`, and so is
-//!   one whose client has taken no byte of an answer for that long (a stream nobody reads
-//!   would otherwise hold its slot and a graceful shutdown for ever);
+//!   one whose writes to the client have found no room for that long (a stream nobody
+//!   reads would otherwise hold its slot and a graceful shutdown for ever); the kernel
+//!   holds a bounded number of unsent bytes per connection (`socket`), so a client that
+//!   still reads, however slowly, makes room;
 //! - a request body must arrive within `body_timeout` of the handler starting to read it,
 //!   else 408 and the connection closes;
 //! - request bodies larger than 64 KiB share `body_budget_bytes` (a body declaring more
@@ -34,6 +36,7 @@ mod hyper_errors;
 mod io;
 mod request;
 mod slots;
+mod socket;
 mod tls;
 
 pub use tls::{acceptor as tls_acceptor, TlsConfigError};
@@ -65,17 +68,6 @@ const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// buffer however large its body.
 const MAX_READ_BUFFER: usize = 128 * 1024;
 
-/// Bytes of an answer the kernel may hold unsent for a client (`TCP_NOTSENT_LOWAT`; bytes
-/// sent and awaiting acknowledgement are bounded by the client's receive window). Without
-/// it the kernel's send queue grows to megabytes, and a client that reads slowly takes
-/// bytes for a long while before errand's next write goes through: a write that finds no
-/// room would then not mean a client that stopped reading, and a long answer's last bytes
-/// would drain unseen after the idle deadline began. With it, a client that takes 64 KiB
-/// within `idle_timeout` (about 1.1 KB/s at the default) keeps its connection. 128 KiB is
-/// the kernel's own suggestion for this option; it bounds the kernel's memory per
-/// connection as well and leaves the bytes in flight, so the rate, unbounded.
-const UNSENT_BYTES: u32 = 128 * 1024;
-
 /// How long to pause accepting after `accept` fails (out of descriptors or memory), so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -89,8 +81,8 @@ pub struct EdgeLimits {
     pub header_timeout: Duration,
     /// Time for a whole request body, from when the handler starts reading it.
     pub body_timeout: Duration,
-    /// A connection with no request in progress, or whose client has taken no byte of an
-    /// answer, is closed after this long.
+    /// A connection with no request in progress, or whose writes to the client have found
+    /// no room, is closed after this long.
     pub idle_timeout: Duration,
     /// Open client connections at most (lowered to fit the open-files limit).
     pub max_connections: usize,
@@ -186,20 +178,24 @@ where
             },
         };
         let (stream, peer) = stream;
-        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_BYTES) {
-            tracing::debug!(%peer, error = %e, "could not bound the connection's unsent bytes");
-        }
-        let slot = slots.settle(slot);
+        socket::prepare(&stream);
+        // The connection's activity watches the socket itself, under TLS too.
+        let activity = Activity::new();
+        let stream = socket::WatchedSocket::new(stream, activity.clone());
+        let client = Client {
+            peer,
+            slot: slots.settle(slot),
+            activity,
+        };
         match &tls {
             Some(acceptor) => tracker.spawn(tls_connection(
                 acceptor.clone(),
                 stream,
-                peer,
-                slot,
+                client,
                 shared.clone(),
                 stop.clone(),
             )),
-            None => tracker.spawn(connection(stream, peer, slot, shared.clone(), stop.clone())),
+            None => tracker.spawn(connection(stream, client, shared.clone(), stop.clone())),
         };
     }
     drop(listener);
@@ -212,13 +208,13 @@ where
 /// over the TLS stream.
 async fn tls_connection(
     acceptor: tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-    slot: Slot,
+    stream: socket::WatchedSocket,
+    client: Client,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let timeout = if slot.is_reserve() {
+    let peer = client.peer;
+    let timeout = if client.slot.is_reserve() {
         shared.limits.header_timeout.min(RESERVE_TIMEOUT)
     } else {
         shared.limits.header_timeout
@@ -237,19 +233,28 @@ async fn tls_connection(
         },
         () = stop.cancelled() => return,
     };
-    connection(stream, peer, slot, shared, stop).await;
+    connection(stream, client, shared, stop).await;
+}
+
+/// Who is on the other end of a connection, and what it holds.
+struct Client {
+    peer: std::net::SocketAddr,
+    /// Its place under the connection cap, given back when the connection ends.
+    slot: Slot,
+    /// What it is doing, for its deadlines.
+    activity: Arc<Activity>,
 }
 
 /// Serves one connection until the client leaves, a deadline passes, or shutdown drains it.
-async fn connection<S>(
-    stream: S,
-    peer: std::net::SocketAddr,
-    slot: Slot,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) where
+async fn connection<S>(stream: S, client: Client, shared: Arc<Shared>, stop: CancellationToken)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Client {
+        peer,
+        slot,
+        activity,
+    } = client;
     let reserve = slot.is_reserve();
     let (header_timeout, idle_timeout) = if reserve {
         (
@@ -259,7 +264,6 @@ async fn connection<S>(
     } else {
         (shared.limits.header_timeout, shared.limits.idle_timeout)
     };
-    let activity = Activity::new();
     let io = TokioIo::new(io::EdgeIo::new(stream, activity.clone()));
     let service_activity = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
@@ -303,7 +307,8 @@ async fn connection<S>(
             armed = Some(deadline);
         }
         return match timer.as_mut().poll(cx) {
-            // Nothing is in service: a head that never completed, or a silent client.
+            // A head that never completed, a silent client, or one whose answer found no
+            // room for the idle timeout.
             Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         };
@@ -312,7 +317,10 @@ async fn connection<S>(
     match ended {
         Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
         Some(Ok(())) => {}
-        None => tracing::debug!("closing a connection past its header or idle deadline"),
+        None => tracing::debug!(
+            "closing a connection past its header or idle deadline, or whose client stopped \
+             taking its answer"
+        ),
     }
     drop(slot);
 }
