@@ -139,11 +139,28 @@ impl Client {
         id: JobId,
         attempt: Option<u32>,
     ) -> Result<LogFollow, ClientError> {
+        self.follow_logs_after(id, attempt, None).await
+    }
+
+    /// [`Client::follow_logs`] from after a line already seen (`cursor`: `attempt:seq`), to
+    /// pick up a stream that was cut where it left off.
+    ///
+    /// # Errors
+    /// The server's error, or a transport failure.
+    pub async fn follow_logs_after(
+        &self,
+        id: JobId,
+        attempt: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<LogFollow, ClientError> {
         let mut req = self
             .request(Method::GET, &format!("/v1/jobs/{id}/logs"))
             .query(&[("follow", "true")]);
         if let Some(a) = attempt {
             req = req.query(&[("attempt", a.to_string())]);
+        }
+        if let Some(c) = cursor {
+            req = req.query(&[("cursor", c)]);
         }
         let resp = req.send().await?;
         if !resp.status().is_success() {

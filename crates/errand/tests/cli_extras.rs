@@ -411,3 +411,113 @@ async fn a_reader_that_stops_early_ends_the_command_quietly() {
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+#[tokio::test]
+async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off() {
+    // The server lets go of a connection whose writes find no room for its idle timeout; a
+    // `logs --follow` whose output nobody reads for a while (a paused pager) is such a
+    // connection. It must reconnect after the last line it showed: every line once, in
+    // order.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("server.log");
+    let server = errand_testkit::ServerProcess::start_logging_in(
+        &bin(),
+        &dir.path().join("data"),
+        &["--idle-timeout", "1s"],
+        &log,
+    )
+    .await
+    .expect("start errand serve");
+    let raw = common::Raw::new(&server);
+    let (status, job) = raw
+        .post("/v1/jobs", r#"{"kind":"chatty","queue":"logs"}"#)
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let (status, claimed) = raw
+        .post(
+            "/v1/queues/logs/claim",
+            r#"{"worker":"w","lease_ms":600000}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{claimed}");
+    let id = claimed["jobs"][0]["id"]
+        .as_str()
+        .expect("job id")
+        .to_string();
+    let token = claimed["jobs"][0]["lease_token"]
+        .as_str()
+        .expect("lease token")
+        .to_string();
+    // 8,000 lines of about 2 KB: far more than a pipe, the client's socket buffers (at
+    // most 6 MiB by Linux's defaults) and the server's unsent bytes hold together.
+    let filler = "x".repeat(2000);
+    let total = 8_000;
+    for batch in 0..4 {
+        let lines: Vec<serde_json::Value> = (0..total / 4)
+            .map(|i| {
+                serde_json::json!({
+                    "at": "2026-01-01T00:00:00Z",
+                    "stream": "stdout",
+                    "line": format!("line {} {filler}", batch * (total / 4) + i + 1),
+                })
+            })
+            .collect();
+        let body = serde_json::json!({"lease_token": token, "attempt": 1, "lines": lines});
+        let (status, answer) = raw
+            .post(&format!("/v1/jobs/{id}/logs"), &body.to_string())
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let mut follower = tokio::process::Command::new(bin())
+        .args(["logs", &id, "--follow"])
+        .env("ERRAND_SERVER", server.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start errand logs --follow");
+    // Nobody reads its output until the server has let its connection go.
+    errand_testkit::eventually(
+        "the server cut the paused follower",
+        std::time::Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("stopped taking its answer")
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, done) = raw
+        .post(
+            &format!("/v1/jobs/{id}/complete"),
+            &serde_json::json!({ "lease_token": token }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    let mut stdout = follower.stdout.take().expect("stdout");
+    let mut shown = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut shown),
+    )
+    .await
+    .expect("the follower ended within a minute")
+    .expect("read its output");
+    let status = follower.wait().await.expect("wait for the follower");
+    let mut stderr = String::new();
+    if let Some(mut e) = follower.stderr.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
+    }
+    assert!(status.success(), "the follower failed: {stderr}");
+    let numbers: Vec<usize> = shown
+        .lines()
+        .filter_map(|l| l.split("line ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=total).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+}

@@ -100,6 +100,11 @@ impl Activity {
         }
     }
 
+    /// True while the connection's writes find no room: its client is not taking them.
+    pub(crate) fn stalled(&self) -> bool {
+        self.state().write_stalled_since.is_some()
+    }
+
     /// True while a request is in service on this connection.
     pub(crate) fn in_service(&self) -> bool {
         self.state().in_flight > 0

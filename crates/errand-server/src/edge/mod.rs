@@ -317,10 +317,10 @@ where
     match ended {
         Some(Err(e)) => tracing::debug!(error = %e, "connection ended with an error"),
         Some(Ok(())) => {}
-        None => tracing::debug!(
-            "closing a connection past its header or idle deadline, or whose client stopped \
-             taking its answer"
-        ),
+        None if activity.stalled() => {
+            tracing::debug!("closing a connection whose client stopped taking its answer");
+        }
+        None => tracing::debug!("closing a connection past its header or idle deadline"),
     }
     drop(slot);
 }

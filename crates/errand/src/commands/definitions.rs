@@ -210,12 +210,36 @@ async fn follow(
     attempt: Option<u32>,
     json: bool,
 ) -> anyhow::Result<()> {
+    // The last line shown, while the attempt it belongs to is followed: a stream cut
+    // before its end (the server lets go of a reader that stopped taking its lines, such
+    // as a pager left paused) is picked up after it, on the same attempt.
+    let mut shown: Option<(u32, u64)> = None;
     loop {
-        let mut stream = client.follow_logs(id, attempt).await?;
+        let mut stream = match shown {
+            Some((a, seq)) => {
+                client
+                    .follow_logs_after(id, Some(a), Some(&format!("{a}:{seq}")))
+                    .await?
+            }
+            None => client.follow_logs(id, attempt).await?,
+        };
         let mut started = true;
-        while let Some(item) = stream.next().await? {
+        let mut cut = false;
+        loop {
+            let item = match stream.next().await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(errand_client::ClientError::Transport { .. }) => {
+                    cut = true;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
             match item {
-                LogStreamItem::Line(l) => print_line(&l, json)?,
+                LogStreamItem::Line(l) => {
+                    print_line(&l, json)?;
+                    shown = Some((l.attempt, l.seq));
+                }
                 LogStreamItem::Gap(g) => print_gap(g.dropped, json)?,
                 LogStreamItem::End(end) => {
                     started = end.get("started") != Some(&serde_json::Value::Bool(false));
@@ -225,6 +249,10 @@ async fn follow(
                 }
             }
         }
+        if cut {
+            continue;
+        }
+        shown = None;
         if !started {
             // The attempt has not started yet (the job waits for a worker): ask again.
             continue;
