@@ -76,21 +76,9 @@ async fn serve(dir: &Path, args: &[&str]) -> (tokio::process::Child, String) {
 
 /// One HTTP/1.1 request over TLS trusting `ca`; the raw answer and the ALPN protocol.
 async fn https(ca: &Path, addr: &str, request: &str) -> (String, Option<Vec<u8>>) {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
-        roots.add(cert.expect("ca pem")).expect("add root");
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(ca))
         .connect(name, tcp)
         .await
         .expect("TLS handshake with the test CA");
@@ -274,4 +262,122 @@ async fn libpq_tls_variables_are_refused_not_ignored() {
     assert!(!out.status.success());
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(why.contains("PGSSLMODE is set"), "{why}");
+}
+
+/// The test CA's client configuration, speaking HTTP/1.1.
+fn client_config(ca: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
+        roots.add(cert.expect("ca pem")).expect("add root");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Sends `request` over a new TLS connection (its receive buffer as small as the kernel
+/// allows when `small_window`) and reads the answer's head only; the connection stays
+/// open, unread past that.
+async fn https_head(
+    ca: &Path,
+    addr: &str,
+    request: &[u8],
+    small_window: bool,
+) -> (
+    String,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if small_window {
+        socket.set_recv_buffer_size(4096).expect("receive buffer");
+    }
+    let tcp = socket
+        .connect(addr.parse().expect("address"))
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(ca))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with the test CA");
+    tls.write_all(request).await.expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(60), tls.read(&mut byte))
+            .await
+            .expect("an answer's head within 60 s")
+            .expect("read");
+        assert!(n > 0, "closed before a whole head");
+        head.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&head).into_owned(), tls)
+}
+
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_over_tls_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().expect("temp");
+    let (ca, cert, key) = make_pki(dir.path());
+    let (_child, addr) = serve(
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().expect("utf8"),
+            "--tls-key",
+            key.to_str().expect("utf8"),
+            "--idle-timeout",
+            "3s",
+            "--max-event-streams",
+            "1",
+        ],
+    )
+    .await;
+    // 1,000 jobs whose events are about 8 KiB each: far more than the buffers between
+    // the server and a client that reads nothing hold.
+    let tags: Vec<String> = (0..32)
+        .map(|i| format!("{i:02}{}", "t".repeat(250)))
+        .collect();
+    let jobs: Vec<serde_json::Value> = (0..1000)
+        .map(|_| serde_json::json!({"kind": "loud", "tags": tags}))
+        .collect();
+    let body = serde_json::json!({ "jobs": jobs }).to_string();
+    let request = format!(
+        "POST /v1/jobs/batch HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (head, _) = https_head(&ca, &addr, request.as_bytes(), false).await;
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+    let stream_request =
+        format!("GET /v1/events?after=0-0 HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    let (head, _stuck) = https_head(&ca, &addr, &stream_request, true).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The stuck stream holds the only stream place until the server lets its connection
+    // go, 3 s after its writes found no room.
+    let started = tokio::time::Instant::now();
+    let mut refused = false;
+    loop {
+        let (head, _probe) = https_head(&ca, &addr, &stream_request, false).await;
+        if head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        refused = true;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the stuck stream still holds its place after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "the stuck stream never held the place: the test proves nothing"
+    );
 }
