@@ -803,9 +803,9 @@ pub struct LogsArgs {
     /// Only this attempt (with `--follow`: the one followed).
     #[arg(long)]
     pub attempt: Option<u32>,
-    /// Keep printing lines as they come until the attempt ends. A stream the server cuts
-    /// (output left unread past its idle timeout, as in a paused pager) is picked up after
-    /// the last line shown.
+    /// Keep printing lines as they come until the attempt ends. If the connection breaks
+    /// mid-stream (for instance the server let go of output left unread, as in a paused
+    /// pager), it reconnects and goes on after the last line shown.
     #[arg(long, short)]
     pub follow: bool,
 }

@@ -423,7 +423,7 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off()
     let server = errand_testkit::ServerProcess::start_logging_in(
         &bin(),
         &dir.path().join("data"),
-        &["--idle-timeout", "1s"],
+        &["--idle-timeout", "1s", "--max-log-lines", "100000"],
         &log,
     )
     .await
@@ -448,17 +448,24 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off()
         .as_str()
         .expect("lease token")
         .to_string();
-    // 8,000 lines of about 2 KB: far more than a pipe, the client's socket buffers (at
-    // most 6 MiB by Linux's defaults) and the server's unsent bytes hold together.
+    // Lines of about 2 KB, 8 MB more than this machine lets a client's socket buffer grow
+    // to (`tcp_rmem`): more than a pipe, that buffer and the server's unsent bytes hold
+    // together.
     let filler = "x".repeat(2000);
-    let total = 8_000;
-    for batch in 0..4 {
-        let lines: Vec<serde_json::Value> = (0..total / 4)
+    let receive_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(6 << 20);
+    let batch_lines = 2_000;
+    let batches = (receive_max + (8 << 20)).div_ceil(batch_lines * 2000);
+    let total = batches * batch_lines;
+    for batch in 0..batches {
+        let lines: Vec<serde_json::Value> = (0..batch_lines)
             .map(|i| {
                 serde_json::json!({
                     "at": "2026-01-01T00:00:00Z",
                     "stream": "stdout",
-                    "line": format!("line {} {filler}", batch * (total / 4) + i + 1),
+                    "line": format!("line {} {filler}", batch * batch_lines + i + 1),
                 })
             })
             .collect();

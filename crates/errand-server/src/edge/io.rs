@@ -1,8 +1,8 @@
 //! The connection's IO as hyper sees it (above TLS, when there is TLS): reads tell the
-//! connection's [`Activity`] that a request head began, writes that an answer is going
-//! out, and hyper's own bodiless error answers are swapped for JSON on the way out
-//! (`hyper_errors`). Everything else passes through untouched. Whether the client takes
-//! what is written is watched on the socket itself (`socket::WatchedSocket`).
+//! connection's [`Activity`] that a request head began, and hyper's own bodiless error
+//! answers are swapped for JSON on the way out (`hyper_errors`). Everything else passes
+//! through untouched. Writes are watched on the socket itself (`socket::WatchedSocket`):
+//! above TLS a write goes through as soon as TLS has taken it into its own buffer.
 
 use std::io;
 use std::pin::Pin;
@@ -86,11 +86,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EdgeIo<T> {
                 return Poll::Ready(Ok(buf.len()));
             }
         }
-        let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf));
-        if matches!(written, Ok(n) if n > 0) {
-            this.activity.bytes_written();
-        }
-        Poll::Ready(written)
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

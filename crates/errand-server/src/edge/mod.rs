@@ -10,9 +10,9 @@
 //! - a request head must arrive whole within `header_timeout` of its first byte;
 //! - a connection with no request in progress is closed after `idle_timeout`, and so is
 //!   one whose writes to the client have found no room for that long (a stream nobody
-//!   reads would otherwise hold its slot and a graceful shutdown for ever); the kernel
-//!   holds a bounded number of unsent bytes per connection (`socket`), so a client that
-//!   still reads, however slowly, makes room;
+//!   reads would otherwise hold its slot and a graceful shutdown for ever); on Linux the
+//!   kernel holds about 128 KiB unsent per connection (`socket`), so a client that takes
+//!   about 64–128 KiB per `idle_timeout` makes room in time;
 //! - a request body must arrive within `body_timeout` of the handler starting to read it,
 //!   else 408 and the connection closes;
 //! - request bodies larger than 64 KiB share `body_budget_bytes` (a body declaring more

@@ -1,8 +1,11 @@
 //! The client's TCP socket, under everything else (TLS included): set up when it is
-//! accepted, and its writes watched, so that the connection's [`Activity`] knows when the
-//! client stops taking what errand sends. Watched here and not above TLS, because TLS
-//! takes a write into its own buffer even while the socket has no room, and would so
-//! hide a stalled client behind writes that seem to go through.
+//! accepted, and its writes watched, so that the connection's [`Activity`] knows when
+//! bytes went out (which pushes its idle and header deadlines back while an answer drains)
+//! and when the client stops taking what errand sends. Watched here and not above TLS,
+//! because TLS takes a write into its own buffer even while the socket has no room: it
+//! would hide a stalled client behind writes that seem to go through, and a deadline
+//! counted from such a write could close the connection with the end of an answer still
+//! in that buffer.
 
 use std::io;
 use std::pin::Pin;
@@ -14,15 +17,18 @@ use tokio::net::TcpStream;
 
 use super::activity::Activity;
 
-/// Bytes of an answer the kernel may hold unsent for a client (`TCP_NOTSENT_LOWAT`; bytes
-/// sent and awaiting acknowledgement are bounded by the client's receive window). Without
-/// it, on fast paths (loopback, a proxy beside errand) the kernel's send queue grows to
-/// megabytes, and a client that reads slowly takes bytes for a long while before errand's
-/// next write goes through: a write that found no room would not mean a client that
-/// stopped reading. With it, a write goes through again once fewer than half of these
-/// bytes are left unsent (sooner where the send buffer itself is smaller). The option's
-/// author suggests 128 KB or less for most workloads; it bounds the kernel's memory per
-/// connection too, and leaves the bytes in flight, so the rate, alone.
+/// About how many bytes of an answer the kernel holds unsent for a client
+/// (`TCP_NOTSENT_LOWAT`: a write is taken while fewer are unsent, so one write may go a
+/// segment past it; bytes sent and awaiting acknowledgement are bounded by the client's
+/// receive window instead). Without it, on fast paths (loopback, a proxy beside errand)
+/// the kernel's send queue grows to megabytes, and a client that reads slowly takes bytes
+/// for a long while before errand's next write goes through: a write that found no room
+/// would not mean a client that stopped reading. With it, the socket takes writes again
+/// once fewer than half of these bytes are left unsent (and the send buffer has room), so
+/// a client that takes about 64–128 KiB per idle timeout keeps its connection. The
+/// option's introduction in Linux (2013) calls 128 KB or less fine for most workloads. It
+/// bounds only the unsent part of the kernel's memory per connection, and leaves the
+/// bytes in flight, so the rate, alone.
 const UNSENT_BYTES: u32 = 128 * 1024;
 
 /// Sets up an accepted socket: the bound on its unsent bytes, where the system has one.
@@ -52,6 +58,15 @@ impl WatchedSocket {
             activity,
             stalled: false,
         }
+    }
+
+    /// Tells the activity that bytes went out, and when writes start or stop finding no
+    /// room.
+    fn noting(&mut self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.bytes_written();
+        }
+        self.noting_stall(poll)
     }
 
     fn noting_stall<R>(&mut self, poll: Poll<R>) -> Poll<R> {
@@ -85,7 +100,7 @@ impl AsyncWrite for WatchedSocket {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.noting_stall(written)
+        this.noting(written)
     }
 
     fn poll_write_vectored(
@@ -95,7 +110,7 @@ impl AsyncWrite for WatchedSocket {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.noting_stall(written)
+        this.noting(written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -173,6 +188,11 @@ mod tests {
             }
             assert!(sent < 64 * 1024 * 1024, "the socket never filled");
         }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert!(
+            sent >= UNSENT_BYTES as usize / 2,
+            "only {sent} bytes went out before a write found no room"
+        );
         assert!(
             activity.deadline(TIMEOUT, TIMEOUT).is_some(),
             "a write that found no room starts the stall deadline, in service too"

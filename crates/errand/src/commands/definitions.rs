@@ -202,6 +202,10 @@ pub async fn logs(client: &Client, args: LogsArgs, json: bool) -> anyhow::Result
     }
 }
 
+/// Reconnects in a row that brought no new line, after which a broken follow gives up
+/// (waiting 1, 2, then 4 s before each).
+const FRUITLESS_RESUMES: u32 = 3;
+
 /// Streams a job's lines: of `attempt` only, or of every attempt (the running one, then
 /// each retry) until the job reaches a final state.
 async fn follow(
@@ -210,10 +214,11 @@ async fn follow(
     attempt: Option<u32>,
     json: bool,
 ) -> anyhow::Result<()> {
-    // The last line shown, while the attempt it belongs to is followed: a stream cut
-    // before its end (the server lets go of a reader that stopped taking its lines, such
-    // as a pager left paused) is picked up after it, on the same attempt.
+    // The last line (or gap) shown, while the attempt it belongs to is followed: a stream
+    // broken before its end (the server lets go of a reader that stopped taking its lines,
+    // such as a pager left paused) is picked up after it, on the same attempt.
     let mut shown: Option<(u32, u64)> = None;
+    let mut fruitless = 0u32;
     loop {
         let mut stream = match shown {
             Some((a, seq)) => {
@@ -224,34 +229,50 @@ async fn follow(
             None => client.follow_logs(id, attempt).await?,
         };
         let mut started = true;
-        let mut cut = false;
-        loop {
+        let mut ended = false;
+        let mut progressed = false;
+        let broken = loop {
             let item = match stream.next().await {
                 Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(errand_client::ClientError::Transport { .. }) => {
-                    cut = true;
-                    break;
-                }
+                Ok(None) if ended => break None,
+                Ok(None) => break Some("the stream ended before its end".to_string()),
+                Err(e @ errand_client::ClientError::Transport { .. }) => break Some(e.to_string()),
                 Err(e) => return Err(e.into()),
             };
             match item {
                 LogStreamItem::Line(l) => {
                     print_line(&l, json)?;
                     shown = Some((l.attempt, l.seq));
+                    progressed = true;
                 }
-                LogStreamItem::Gap(g) => print_gap(g.dropped, json)?,
+                LogStreamItem::Gap(g) => {
+                    print_gap(g.dropped, json)?;
+                    shown = Some((g.attempt, g.after_seq.saturating_add(g.dropped)));
+                    progressed = true;
+                }
                 LogStreamItem::End(end) => {
+                    ended = true;
                     started = end.get("started") != Some(&serde_json::Value::Bool(false));
                     if let Some(e) = end.get("error") {
                         anyhow::bail!("the log stream ended: {e}");
                     }
                 }
             }
-        }
-        if cut {
+        };
+        if let Some(why) = broken {
+            fruitless = if progressed { 0 } else { fruitless + 1 };
+            if fruitless > FRUITLESS_RESUMES {
+                anyhow::bail!(
+                    "the log stream broke {fruitless} times in a row without a new line: {why}"
+                );
+            }
+            if fruitless > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(1 << (fruitless - 1))).await;
+            }
+            eprintln!("errand: the log stream broke ({why}); going on after the last line shown");
             continue;
         }
+        fruitless = 0;
         shown = None;
         if !started {
             // The attempt has not started yet (the job waits for a worker): ask again.
