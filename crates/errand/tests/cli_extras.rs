@@ -413,7 +413,8 @@ fn path_str(p: &Path) -> &str {
 }
 
 #[tokio::test]
-async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off() {
+async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_and_skips_no_attempt(
+) {
     // The server lets go of a connection whose writes find no room for its idle timeout; a
     // `logs --follow` whose output nobody reads for a while (a paused pager) is such a
     // connection. It must reconnect after the last line it showed: every line once, in
@@ -495,6 +496,35 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off()
         },
     )
     .await;
+    // Meanwhile the attempt fails and the next one runs to its end: the follower, once
+    // read again, shows both, none skipped.
+    let (status, failed) = raw
+        .post(
+            &format!("/v1/jobs/{id}/fail"),
+            &serde_json::json!({ "lease_token": token, "error": "x", "retry_in_ms": 0 })
+                .to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{failed}");
+    let (status, claimed) = raw
+        .post(
+            "/v1/queues/logs/claim",
+            r#"{"worker":"w","lease_ms":600000}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{claimed}");
+    let token = claimed["jobs"][0]["lease_token"]
+        .as_str()
+        .expect("the second attempt's lease token")
+        .to_string();
+    let second: Vec<serde_json::Value> = (1..=3)
+        .map(|i| serde_json::json!({"at": "2026-01-01T00:00:00Z", "stream": "stdout", "line": format!("second {i}")}))
+        .collect();
+    let body = serde_json::json!({"lease_token": token, "attempt": 2, "lines": second});
+    let (status, answer) = raw
+        .post(&format!("/v1/jobs/{id}/logs"), &body.to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
     let (status, done) = raw
         .post(
             &format!("/v1/jobs/{id}/complete"),
@@ -525,6 +555,15 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off()
     assert_eq!(
         numbers,
         (1..=total).collect::<Vec<_>>(),
-        "every line once, in order"
+        "every line of the first attempt once, in order"
+    );
+    let seconds: Vec<&str> = shown
+        .lines()
+        .filter_map(|l| l.split_once("#2 INFO  ").map(|(_, line)| line))
+        .collect();
+    assert_eq!(
+        seconds,
+        ["second 1", "second 2", "second 3"],
+        "the attempt that ran while the output sat unread"
     );
 }

@@ -219,6 +219,10 @@ async fn follow(
     // such as a pager left paused) is picked up after it, on the same attempt.
     let mut shown: Option<(u32, u64)> = None;
     let mut fruitless = 0u32;
+    // The attempt to follow next: the one asked for; after an attempt ends, the one after
+    // it when that has begun (so none is skipped, however long the output sat unread);
+    // else whichever the server picks (the running one, else the next to start).
+    let mut next = attempt;
     loop {
         let mut stream = match shown {
             Some((a, seq)) => {
@@ -226,9 +230,10 @@ async fn follow(
                     .follow_logs_after(id, Some(a), Some(&format!("{a}:{seq}")))
                     .await?
             }
-            None => client.follow_logs(id, attempt).await?,
+            None => client.follow_logs(id, next).await?,
         };
         let mut started = true;
+        let mut ended_attempt: Option<u64> = None;
         let mut ended = false;
         let mut progressed = false;
         let broken = loop {
@@ -252,6 +257,7 @@ async fn follow(
                 }
                 LogStreamItem::End(end) => {
                     ended = true;
+                    ended_attempt = end.get("attempt").and_then(serde_json::Value::as_u64);
                     started = end.get("started") != Some(&serde_json::Value::Bool(false));
                     if let Some(e) = end.get("error") {
                         anyhow::bail!("the log stream ended: {e}");
@@ -278,9 +284,15 @@ async fn follow(
             // The attempt has not started yet (the job waits for a worker): ask again.
             continue;
         }
-        if attempt.is_some() || client.job(id, None).await?.state.is_final() {
+        if attempt.is_some() {
             return Ok(());
         }
+        let job = client.job(id, None).await?;
+        next = match ended_attempt.and_then(|a| u32::try_from(a).ok()) {
+            Some(a) if job.attempt > a => Some(a + 1),
+            _ if job.state.is_final() => return Ok(()),
+            _ => None,
+        };
     }
 }
 
