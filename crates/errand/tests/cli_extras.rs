@@ -412,6 +412,42 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Claims the `logs` queue's next job with a long lease: its id and lease token.
+async fn claim_logs_job(raw: &common::Raw) -> (String, String) {
+    let (status, claimed) = raw
+        .post(
+            "/v1/queues/logs/claim",
+            r#"{"worker":"w","lease_ms":600000}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{claimed}");
+    let field = |name: &str| {
+        claimed["jobs"][0][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {claimed}"))
+            .to_string()
+    };
+    (field("id"), field("lease_token"))
+}
+
+/// Ships `lines` as stdout lines of `attempt` of job `id`, as a worker holding `token` does.
+async fn post_log_lines(
+    raw: &common::Raw,
+    id: &str,
+    token: &str,
+    attempt: u32,
+    lines: impl Iterator<Item = String>,
+) {
+    let lines: Vec<serde_json::Value> = lines
+        .map(|line| serde_json::json!({"at": "2026-01-01T00:00:00Z", "stream": "stdout", "line": line}))
+        .collect();
+    let body = serde_json::json!({"lease_token": token, "attempt": attempt, "lines": lines});
+    let (status, answer) = raw
+        .post(&format!("/v1/jobs/{id}/logs"), &body.to_string())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
 #[tokio::test]
 async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_and_skips_no_attempt(
 ) {
@@ -434,21 +470,7 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_a
         .post("/v1/jobs", r#"{"kind":"chatty","queue":"logs"}"#)
         .await;
     assert_eq!(status, 201, "{job}");
-    let (status, claimed) = raw
-        .post(
-            "/v1/queues/logs/claim",
-            r#"{"worker":"w","lease_ms":600000}"#,
-        )
-        .await;
-    assert_eq!(status, 200, "{claimed}");
-    let id = claimed["jobs"][0]["id"]
-        .as_str()
-        .expect("job id")
-        .to_string();
-    let token = claimed["jobs"][0]["lease_token"]
-        .as_str()
-        .expect("lease token")
-        .to_string();
+    let (id, token) = claim_logs_job(&raw).await;
     // Lines of about 2 KB, 8 MB more than this machine lets a client's socket buffer grow
     // to (`tcp_rmem`): more than a pipe, that buffer and the server's unsent bytes hold
     // together.
@@ -461,20 +483,9 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_a
     let batches = (receive_max + (8 << 20)).div_ceil(batch_lines * 2000);
     let total = batches * batch_lines;
     for batch in 0..batches {
-        let lines: Vec<serde_json::Value> = (0..batch_lines)
-            .map(|i| {
-                serde_json::json!({
-                    "at": "2026-01-01T00:00:00Z",
-                    "stream": "stdout",
-                    "line": format!("line {} {filler}", batch * batch_lines + i + 1),
-                })
-            })
-            .collect();
-        let body = serde_json::json!({"lease_token": token, "attempt": 1, "lines": lines});
-        let (status, answer) = raw
-            .post(&format!("/v1/jobs/{id}/logs"), &body.to_string())
-            .await;
-        assert_eq!(status, 200, "{answer}");
+        let lines =
+            (0..batch_lines).map(|i| format!("line {} {filler}", batch * batch_lines + i + 1));
+        post_log_lines(&raw, &id, &token, 1, lines).await;
     }
     let mut follower = tokio::process::Command::new(bin())
         .args(["logs", &id, "--follow"])
@@ -506,25 +517,8 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_a
         )
         .await;
     assert_eq!(status, 200, "{failed}");
-    let (status, claimed) = raw
-        .post(
-            "/v1/queues/logs/claim",
-            r#"{"worker":"w","lease_ms":600000}"#,
-        )
-        .await;
-    assert_eq!(status, 200, "{claimed}");
-    let token = claimed["jobs"][0]["lease_token"]
-        .as_str()
-        .expect("the second attempt's lease token")
-        .to_string();
-    let second: Vec<serde_json::Value> = (1..=3)
-        .map(|i| serde_json::json!({"at": "2026-01-01T00:00:00Z", "stream": "stdout", "line": format!("second {i}")}))
-        .collect();
-    let body = serde_json::json!({"lease_token": token, "attempt": 2, "lines": second});
-    let (status, answer) = raw
-        .post(&format!("/v1/jobs/{id}/logs"), &body.to_string())
-        .await;
-    assert_eq!(status, 200, "{answer}");
+    let (_, token) = claim_logs_job(&raw).await;
+    post_log_lines(&raw, &id, &token, 2, (1..=3).map(|i| format!("second {i}"))).await;
     let (status, done) = raw
         .post(
             &format!("/v1/jobs/{id}/complete"),

@@ -488,6 +488,15 @@ async fn shutdown_is_not_held_by_idle_connections() {
     assert!(rest.is_empty());
 }
 
+/// One read of what the server sends (0 once it has closed, or on a reset); panics if
+/// nothing comes within 10 s.
+async fn read_within_10s(stream: &mut TcpStream, buf: &mut [u8]) -> usize {
+    tokio::time::timeout(Duration::from_secs(10), stream.read(buf))
+        .await
+        .expect("the server kept sending or closed within 10 s")
+        .unwrap_or(0)
+}
+
 /// Stores `n` jobs of kind `big` with a payload of about 900 KB each.
 async fn store_big_jobs(server: &ServerProcess, n: usize) {
     let raw = common::Raw::new(server);
@@ -514,10 +523,7 @@ async fn a_large_answer_drains_to_a_slow_reader_past_the_idle_timeout() {
     let mut data = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("the server kept sending or closed within 10 s")
-            .unwrap_or(0);
+        let n = read_within_10s(&mut stream, &mut buf).await;
         if n == 0 {
             break;
         }
@@ -677,10 +683,7 @@ async fn a_slow_reader_keeps_its_connection_while_it_takes_bytes_and_its_next_re
     let mut buf = vec![0u8; 16 * 1024];
     let mut next_sent = false;
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("the server kept sending or closed within 10 s")
-            .unwrap_or(0);
+        let n = read_within_10s(&mut stream, &mut buf).await;
         if n == 0 {
             break;
         }

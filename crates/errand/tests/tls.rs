@@ -74,6 +74,21 @@ async fn serve(dir: &Path, args: &[&str]) -> (tokio::process::Child, String) {
     (child, addr)
 }
 
+/// `errand serve` over TLS with a certificate the test CA signed, and `extra` flags: the
+/// child, its address and the CA's path.
+async fn serve_tls(dir: &Path, extra: &[&str]) -> (tokio::process::Child, String, PathBuf) {
+    let (ca, cert, key) = make_pki(dir);
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().expect("utf8"),
+        "--tls-key",
+        key.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    let (child, addr) = serve(dir, &args).await;
+    (child, addr, ca)
+}
+
 /// One HTTP/1.1 request over TLS trusting `ca`; the raw answer and the ALPN protocol.
 async fn https(ca: &Path, addr: &str, request: &str) -> (String, Option<Vec<u8>>) {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -92,17 +107,7 @@ async fn https(ca: &Path, addr: &str, request: &str) -> (String, Option<Vec<u8>>
 #[tokio::test]
 async fn healthz_over_https_and_plain_http_refused() {
     let dir = tempfile::tempdir().expect("temp");
-    let (ca, cert, key) = make_pki(dir.path());
-    let (_child, addr) = serve(
-        dir.path(),
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf8"),
-            "--tls-key",
-            key.to_str().expect("utf8"),
-        ],
-    )
-    .await;
+    let (_child, addr, ca) = serve_tls(dir.path(), &[]).await;
     let (answer, alpn) = https(
         &ca,
         &addr,
@@ -323,19 +328,9 @@ async fn https_head(
 #[tokio::test]
 async fn a_stream_whose_client_stops_reading_over_tls_is_closed_after_the_idle_timeout() {
     let dir = tempfile::tempdir().expect("temp");
-    let (ca, cert, key) = make_pki(dir.path());
-    let (_child, addr) = serve(
+    let (_child, addr, ca) = serve_tls(
         dir.path(),
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf8"),
-            "--tls-key",
-            key.to_str().expect("utf8"),
-            "--idle-timeout",
-            "3s",
-            "--max-event-streams",
-            "1",
-        ],
+        &["--idle-timeout", "3s", "--max-event-streams", "1"],
     )
     .await;
     // 1,000 jobs whose events are about 8 KiB each: far more than the buffers between

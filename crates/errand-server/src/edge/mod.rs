@@ -22,8 +22,8 @@
 //! then runs over the TLS stream with every bound above.
 //!
 //! A request in service has no other deadline here: long polls stay open until they end
-//! (their number is bounded where they wait, `ServerLimits::max_waiting`). hyper's own answers to
-//! malformed heads get the API's JSON error shape (`hyper_errors`).
+//! (their number is bounded where they wait, `ServerLimits::max_waiting`). hyper's own
+//! answers to malformed heads get the API's JSON error shape (`hyper_errors`).
 //!
 //! Each connection holds only hyper's buffers and a little state: the router is built once
 //! and shared, where `axum::serve` rebuilt the whole route table for every connection

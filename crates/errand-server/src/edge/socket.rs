@@ -46,8 +46,8 @@ pub(crate) fn prepare(stream: &TcpStream) {
 pub(crate) struct WatchedSocket {
     inner: TcpStream,
     activity: Arc<Activity>,
-    /// The last write or flush found no room. The activity is told only of changes, so a
-    /// client that takes its answers costs no lock here.
+    /// The last write found no room. The activity is told only when this changes (bytes
+    /// that went out are counted on each write, as they were before the stall watch).
     stalled: bool,
 }
 
@@ -66,10 +66,6 @@ impl WatchedSocket {
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.bytes_written();
         }
-        self.noting_stall(poll)
-    }
-
-    fn noting_stall<R>(&mut self, poll: Poll<R>) -> Poll<R> {
         if poll.is_pending() != self.stalled {
             self.stalled = poll.is_pending();
             if self.stalled {
