@@ -99,6 +99,8 @@ async fn https(ca: &Path, addr: &str, request: &str) -> (String, Option<Vec<u8>>
         .expect("TLS handshake with the test CA");
     let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
     tls.write_all(request.as_bytes()).await.expect("send");
+    // TLS may hold the end of a write in its buffer until flushed.
+    tls.flush().await.expect("send");
     let mut answer = Vec::new();
     let _ = tls.read_to_end(&mut answer).await;
     (String::from_utf8_lossy(&answer).into_owned(), alpn)
@@ -312,6 +314,9 @@ async fn https_head(
         .await
         .expect("TLS handshake with the test CA");
     tls.write_all(request).await.expect("send");
+    // TLS may keep the last of a large request in its own buffer, where the server never
+    // sees it, until flushed.
+    tls.flush().await.expect("send");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
