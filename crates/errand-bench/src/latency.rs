@@ -25,6 +25,10 @@ const WARM_UP: Duration = Duration::from_secs(2);
 pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Result<Figures> {
     let client = nodes.first().ok_or_else(|| anyhow::anyhow!("no node"))?;
     let base = Instant::now();
+    // The same moment by the wall clock, so the slowest job can be found in a database's log.
+    let base_wall = jiff::Timestamp::now();
+    // The slowest job's lateness and send time, both in µs from `base`.
+    let slowest = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
     let hist = Arc::new(Mutex::new(histogram()));
     let steady = Arc::new(Mutex::new(histogram()));
     let warm_up = WARM_UP.as_micros() as u64;
@@ -37,6 +41,7 @@ pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Res
         let hist = hist.clone();
         let steady = steady.clone();
         let seen = seen.clone();
+        let slowest = slowest.clone();
         workers.push(tokio::spawn(async move {
             let claim = ClaimRequest {
                 worker: Some(format!("latency-{w}")),
@@ -70,6 +75,11 @@ pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Res
                         h.saturating_record(late);
                         if sent >= warm_up {
                             s.saturating_record(late);
+                        }
+                        if let Ok(mut worst) = slowest.lock() {
+                            if late > worst.0 {
+                                *worst = (late, sent);
+                            }
                         }
                     }
                 }
@@ -124,6 +134,15 @@ pub async fn run(nodes: &[Client], rate: u32, duration: Duration) -> anyhow::Res
             s.value_at_quantile(0.5) as f64 / 1000.0,
             s.value_at_quantile(0.99) as f64 / 1000.0,
             s.max() as f64 / 1000.0
+        );
+    }
+    if let Ok(&(late, sent)) = slowest.lock().as_deref() {
+        let at = base_wall
+            .checked_add(jiff::SignedDuration::from_micros(sent as i64))
+            .unwrap_or(base_wall);
+        println!(
+            "  (the slowest job, {:.2} ms, was sent at {at:.3}, to look for in the store's log)",
+            late as f64 / 1000.0
         );
     }
     let h = hist.lock().await.clone();
