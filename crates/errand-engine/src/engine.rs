@@ -768,6 +768,12 @@ impl Engine {
         self.begin_drain();
         self.shutdown.cancel();
     }
+
+    /// Closes the store's connections, the last step of a clean stop: after every service
+    /// and request has ended, since the engine's store is not used again.
+    pub async fn close_store(&self) {
+        self.store.close().await;
+    }
 }
 
 /// For a completion whose result is longer than `max` bytes of JSON: the refusal its

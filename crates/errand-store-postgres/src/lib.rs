@@ -33,6 +33,7 @@ mod fault;
 mod flow_end;
 mod flow_insert;
 mod gate;
+mod goodbye;
 mod instance;
 mod job_log;
 mod job_read;

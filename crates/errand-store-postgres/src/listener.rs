@@ -10,7 +10,9 @@ use errand_core::QueueName;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, Config};
+use tokio_util::sync::CancellationToken;
 
+use crate::goodbye::Connections;
 use crate::peers::{self, Peers};
 use crate::tls::MakeRustls;
 
@@ -35,13 +37,21 @@ pub(crate) struct Listening {
     pub(crate) tx: broadcast::Sender<QueueName>,
     /// The other nodes heard.
     pub(crate) peers: Arc<Peers>,
+    /// Cancelled on a clean stop: the listener hangs up and ends.
+    pub(crate) stop: CancellationToken,
+    /// Where its connection runs, so that a clean stop waits for its goodbye.
+    pub(crate) connections: Connections,
 }
 
-/// Runs until `tx` has no receivers left and the connection drops.
+/// Runs until stopped; reconnects whenever the connection drops.
 pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let ended = listen_once(&config, &tls, &listening).await;
+        // Stopping drops the client, and its connection's task hangs up.
+        let ended = tokio::select! {
+            ended = listen_once(&config, &tls, &listening) => ended,
+            () = listening.stop.cancelled() => return,
+        };
         listening.peers.set_listening(false);
         match ended {
             Ok(()) => backoff = FIRST_BACKOFF,
@@ -49,7 +59,10 @@ pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
                 tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
             }
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = listening.stop.cancelled() => return,
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -64,23 +77,31 @@ async fn listen_once(
         me,
         tx,
         peers,
+        stop: _,
+        connections,
     } = listening;
     let (client, mut connection) = config.connect(tls.clone()).await?;
     let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    // Notifications go on to the loop below while it listens. Once its client is dropped
+    // the connection sends `Terminate` and ends: a goodbye, not a dropped socket.
+    connections.spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let mut outcome = Ok(());
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    if note_tx.send(n.payload().to_string()).is_err() {
-                        break;
-                    }
+                    // Nobody listens any more: drive the connection on to its goodbye.
+                    let _ = note_tx.send(n.payload().to_string());
                 }
                 Ok(_) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
-        Ok(())
+        let _ = ended_tx.send(outcome);
     });
     let channel = channel(schema);
     client
@@ -123,8 +144,5 @@ async fn listen_once(
         }
     }
     drop(client);
-    match driver.await {
-        Ok(r) => r,
-        Err(_) => Ok(()),
-    }
+    ended.await.unwrap_or(Ok(()))
 }

@@ -27,10 +27,12 @@ use errand_store::{
     ScheduleChange,
 };
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::batch_store;
 use crate::connect_error::{self, ConnectError, PgTarget};
 use crate::fault::{QResult, RowExt};
+use crate::goodbye::{Connections, GoodbyeConnect};
 use crate::job_row::millis;
 use crate::notifier::Notifier;
 use crate::peers::Peers;
@@ -76,6 +78,10 @@ pub struct PgStore {
     wakeups: broadcast::Sender<QueueName>,
     notifier: Notifier,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Every connection's task, so a clean stop can wait for their goodbyes.
+    connections: Connections,
+    /// Ends the listener, on a clean stop.
+    stop: CancellationToken,
     origin: StoreOrigin,
     target: PgTarget,
     /// Reclaims the count rows the folds delete.
@@ -91,6 +97,9 @@ impl Drop for PgStore {
         }
     }
 }
+
+/// How long a clean stop waits for the store's connections to end.
+const CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 /// Events buffered for a slow wake-up subscriber; a lagging one just wakes everything.
 const WAKEUP_BUFFER: usize = 1024;
@@ -142,9 +151,13 @@ impl PgStore {
         // for the queue listing's per-priority hops passes `jit_above_cost`, and compiling
         // took 400-800 ms of a read that runs in under a millisecond without it (measured).
         config.options(format!("-c search_path={} -c jit=off", options.schema));
-        let manager = Manager::from_config(
+        let connections = Connections::default();
+        let manager = Manager::from_connect(
             config.clone(),
-            tls.clone(),
+            GoodbyeConnect {
+                tls: tls.clone(),
+                connections: connections.clone(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -164,6 +177,7 @@ impl PgStore {
         // Names this store instance in its notifications, so its own echo can be ignored.
         let me = uuid::Uuid::new_v4().simple().to_string();
         let peers = std::sync::Arc::new(Peers::default());
+        let stop = CancellationToken::new();
         let listener = tokio::spawn(listener::run(
             config,
             tls,
@@ -172,6 +186,8 @@ impl PgStore {
                 me: me.clone(),
                 tx: wakeups.clone(),
                 peers: peers.clone(),
+                stop: stop.clone(),
+                connections: connections.clone(),
             },
         ));
         let (notifier, notifier_task) = Notifier::start(pool.clone(), &options.schema, &me, peers);
@@ -180,6 +196,8 @@ impl PgStore {
             wakeups,
             notifier,
             tasks: vec![listener, notifier_task],
+            connections,
+            stop,
             origin,
             target,
             count_vacuum: queue::CountVacuum::default(),
@@ -489,6 +507,19 @@ impl Store for PgStore {
     /// `transaction_read_only` is on in both cases.
     async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
         on_conn!(self, |c| crate::schema::version(&c).await?)
+    }
+
+    async fn close(&self) {
+        // The notifier holds a pooled connection only while it sends; the listener hangs
+        // up its own. Then the idle pooled connections go, each saying goodbye.
+        self.stop.cancel();
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.pool.close();
+        if !self.connections.close(CLOSE_WITHIN).await {
+            tracing::warn!(within = ?CLOSE_WITHIN, "PostgreSQL connections still open at the end of a clean stop: dropped");
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -48,6 +48,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Lets go of the store's connections at shutdown, each with the goodbye its database
+    /// expects, so that a node stopping cleanly reads as a client leaving and not as a
+    /// broken connection in the database's log. Waits a bounded time for them; the store
+    /// is not used after. A store with no connections of its own keeps the default.
+    async fn close(&self) {}
+
     /// Inserts jobs atomically: all or none. A job whose idempotency key matches a job
     /// inserted within the window is not inserted; the earlier job is returned instead.
     /// Queues named by the jobs come into being.

@@ -354,6 +354,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     token.cancel();
     while webhook_tasks.join_next().await.is_some() {}
     while services.join_next().await.is_some() {}
+    engine.close_store().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,0 +1,90 @@
+//! Connections that say goodbye. deadpool aborts a pooled connection's task when it lets the
+//! connection go, and a process that ends drops its sockets: either way PostgreSQL reads a
+//! broken connection, and over TLS it logs "could not receive data from client: Connection
+//! reset by peer" for each, on every restart of every node. Here each connection runs on a
+//! task deadpool does not hold: once its client is dropped, tokio-postgres sends
+//! `Terminate` and shuts the stream down (TLS's `close_notify` included), and the task
+//! ends. [`Connections::close`] waits for them all.
+
+use std::time::Duration;
+
+use deadpool_postgres::Connect;
+use futures_util::future::BoxFuture;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::tls::MakeRustls;
+
+/// How long a connection whose client is gone may take to say goodbye before its task
+/// drops it anyway (a peer that stopped answering must not keep a task for ever).
+const GOODBYE_WITHIN: Duration = Duration::from_secs(2);
+
+/// The connection tasks of one store, its pool's and its listener's.
+#[derive(Clone, Default)]
+pub(crate) struct Connections {
+    tracker: TaskTracker,
+}
+
+impl Connections {
+    /// Runs a connection's driver to its end as one of this store's connections.
+    pub(crate) fn spawn<F>(&self, driver: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(driver);
+    }
+
+    /// Waits at most `within` for every connection to end; their clients must be gone (or
+    /// going) for them to. False when some had not ended by then.
+    pub(crate) async fn close(&self, within: Duration) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(within, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// deadpool's way to open a connection, with the connection on a [`Connections`] task.
+pub(crate) struct GoodbyeConnect {
+    pub(crate) tls: MakeRustls,
+    pub(crate) connections: Connections,
+}
+
+impl Connect for GoodbyeConnect {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> BoxFuture<'_, Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
+    {
+        let tls = self.tls.clone();
+        let config = config.clone();
+        let connections = self.connections.clone();
+        Box::pin(async move {
+            let (client, connection) = config.connect(tls).await?;
+            let (hold, released) = oneshot::channel::<()>();
+            connections.spawn(async move {
+                tokio::pin!(connection);
+                let ended = tokio::select! {
+                    ended = &mut connection => ended,
+                    // Let go: the client is being dropped, so the connection says goodbye
+                    // and ends, unless its peer stopped answering.
+                    _ = released => match tokio::time::timeout(GOODBYE_WITHIN, &mut connection).await {
+                        Ok(ended) => ended,
+                        Err(_) => return,
+                    },
+                };
+                if let Err(e) = ended {
+                    tracing::warn!(error = %e, "PostgreSQL connection failed");
+                }
+            });
+            // What deadpool holds, and aborts when it lets the connection go: that drops
+            // `hold`, which tells the connection's task its client is going.
+            let handle = tokio::spawn(async move {
+                let _hold = hold;
+                std::future::pending::<()>().await;
+            });
+            Ok((client, handle))
+        })
+    }
+}

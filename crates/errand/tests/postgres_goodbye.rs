@@ -1,0 +1,178 @@
+//! A node that stops cleanly says goodbye to PostgreSQL on every connection it opened,
+//! so that restarts read as clients leaving, not as broken connections in the database's
+//! log. Its connections go through a proxy here that records how each one ended.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use errand_api::{ClaimRequest, EnqueueRequest, SettleRequest};
+use errand_testkit::{eventually, PgSchema, ServerProcess};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::bin;
+
+/// PostgreSQL's `Terminate` message: what a client sends last when it leaves.
+const TERMINATE: &[u8] = b"X\0\0\0\x04";
+
+/// How one proxied connection ended, as the client's side of it.
+#[derive(Debug, Clone)]
+struct Ending {
+    /// The last bytes the client sent (up to five).
+    tail: Vec<u8>,
+    /// The client closed its side (end of file) rather than failing or resetting it.
+    closed: bool,
+}
+
+/// Every connection the proxy took, and how the ended ones ended.
+#[derive(Default)]
+struct Proxied {
+    taken: usize,
+    ended: Vec<Ending>,
+}
+
+/// Forwards connections from a free local port to `upstream`, recording each client's
+/// last bytes; returns the port's address.
+async fn proxy(upstream: String, seen: Arc<Mutex<Proxied>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
+    let addr = listener.local_addr().expect("address").to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            seen.lock().expect("lock").taken += 1;
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                    let _ = to_client.shutdown().await;
+                });
+                let mut tail = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                let closed = loop {
+                    match from_client.read(&mut buf).await {
+                        Ok(0) => break true,
+                        Ok(n) => {
+                            tail.extend_from_slice(&buf[..n]);
+                            let keep = tail.len().saturating_sub(TERMINATE.len());
+                            tail.drain(..keep);
+                            if to_server.write_all(&buf[..n]).await.is_err() {
+                                break false;
+                            }
+                        }
+                        Err(_) => break false,
+                    }
+                };
+                let _ = to_server.shutdown().await;
+                seen.lock()
+                    .expect("lock")
+                    .ended
+                    .push(Ending { tail, closed });
+            });
+        }
+    });
+    addr
+}
+
+/// `url` with its host and port replaced by `addr`, and TLS off, so the proxy reads the
+/// protocol's messages.
+fn through(url: &str, addr: &str) -> String {
+    let start = url
+        .find('@')
+        .map_or_else(|| url.find("://").map_or(0, |i| i + 3), |i| i + 1);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!(
+        "{}{addr}{}{joiner}sslmode=disable",
+        &url[..start],
+        &url[end..]
+    )
+}
+
+/// The `host:port` of `url`.
+fn upstream_of(url: &str) -> String {
+    let config: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
+    let Some(schema) = PgSchema::create("postgres_goodbye").await else {
+        return;
+    };
+    let seen = Arc::new(Mutex::new(Proxied::default()));
+    let addr = proxy(upstream_of(&schema.url), seen.clone()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = ServerProcess::start_in(
+        &bin(),
+        dir.path(),
+        &[
+            "--store",
+            &through(&schema.url, &addr),
+            "--pg-schema",
+            &schema.name,
+        ],
+    )
+    .await
+    .expect("start a node through the proxy");
+    // Some work, so that the pool holds more than one connection.
+    let client = node.client().expect("client");
+    for _ in 0..4 {
+        client
+            .enqueue(&EnqueueRequest::new("goodbye"))
+            .await
+            .expect("enqueue");
+    }
+    let claimed = client
+        .claim(
+            "default",
+            &ClaimRequest {
+                max: Some(4),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("claim");
+    client
+        .settle(&SettleRequest::complete_all(&claimed.jobs))
+        .await
+        .expect("settle");
+    assert!(node.terminate().await, "the node stops cleanly on SIGTERM");
+    let ended = eventually(
+        "every proxied connection ends",
+        Duration::from_secs(10),
+        || {
+            let seen = seen.clone();
+            async move {
+                let s = seen.lock().expect("lock");
+                (s.ended.len() == s.taken).then(|| s.ended.clone())
+            }
+        },
+    )
+    .await;
+    // The migration's connection, the listener's and the pool's.
+    assert!(
+        ended.len() >= 3,
+        "only {} connections: {ended:?}",
+        ended.len()
+    );
+    for e in &ended {
+        assert!(
+            e.closed && e.tail == TERMINATE,
+            "a connection ended without a goodbye: {e:?} (of {ended:?})"
+        );
+    }
+}
