@@ -27,12 +27,13 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
-    /// Runs a connection's driver to its end as one of this store's connections.
-    pub(crate) fn spawn<F>(&self, driver: F)
+    /// Runs a connection's driver (or a task that owns connections) to its end as one of
+    /// this store's connections.
+    pub(crate) fn spawn<F>(&self, driver: F) -> JoinHandle<()>
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.tracker.spawn(driver);
+        self.tracker.spawn(driver)
     }
 
     /// Waits at most `within` for every connection to end; their clients must be gone (or
@@ -42,6 +43,26 @@ impl Connections {
         tokio::time::timeout(within, self.tracker.wait())
             .await
             .is_ok()
+    }
+}
+
+/// Drives `connection` to its end. Once `released` fires (or its sender is dropped), its
+/// client is going and it gets [`GOODBYE_WITHIN`] to say goodbye and end; `None` when it
+/// did not, and was dropped.
+pub(crate) async fn until_goodbye<F: std::future::Future>(
+    connection: F,
+    released: oneshot::Receiver<()>,
+) -> Option<F::Output> {
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = &mut connection => Some(ended),
+        _ = released => match tokio::time::timeout(GOODBYE_WITHIN, &mut connection).await {
+            Ok(ended) => Some(ended),
+            Err(_) => {
+                tracing::debug!(within = ?GOODBYE_WITHIN, "a PostgreSQL connection did not end after its goodbye: dropped");
+                None
+            }
+        },
     }
 }
 
@@ -64,17 +85,7 @@ impl Connect for GoodbyeConnect {
             let (client, connection) = config.connect(tls).await?;
             let (hold, released) = oneshot::channel::<()>();
             connections.spawn(async move {
-                tokio::pin!(connection);
-                let ended = tokio::select! {
-                    ended = &mut connection => ended,
-                    // Let go: the client is being dropped, so the connection says goodbye
-                    // and ends, unless its peer stopped answering.
-                    _ = released => match tokio::time::timeout(GOODBYE_WITHIN, &mut connection).await {
-                        Ok(ended) => ended,
-                        Err(_) => return,
-                    },
-                };
-                if let Err(e) = ended {
+                if let Some(Err(e)) = until_goodbye(connection, released).await {
                     tracing::warn!(error = %e, "PostgreSQL connection failed");
                 }
             });

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, Config};
 use tokio_util::sync::CancellationToken;
 
-use crate::goodbye::Connections;
+use crate::goodbye::{until_goodbye, Connections};
 use crate::peers::{self, Peers};
 use crate::tls::MakeRustls;
 
@@ -47,12 +47,11 @@ pub(crate) struct Listening {
 pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        // Stopping drops the client, and its connection's task hangs up.
-        let ended = tokio::select! {
-            ended = listen_once(&config, &tls, &listening) => ended,
-            () = listening.stop.cancelled() => return,
-        };
+        let ended = listen_once(&config, &tls, &listening).await;
         listening.peers.set_listening(false);
+        if listening.stop.is_cancelled() {
+            return;
+        }
         match ended {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(e) => {
@@ -67,42 +66,61 @@ pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     }
 }
 
+/// One connection's life: until it drops, or until a stop, when it hangs up.
 async fn listen_once(
     config: &Config,
     tls: &MakeRustls,
     listening: &Listening,
+) -> Result<(), tokio_postgres::Error> {
+    // A stop does not cut the start-up short (the connect timeout bounds it): a connection
+    // dropped halfway through could not say goodbye.
+    let (client, mut connection) = config.connect(tls.clone()).await?;
+    let (note_tx, note_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    let (hold, released) = tokio::sync::oneshot::channel::<()>();
+    // Notifications go on to `listen_on` while it listens. Once the client is dropped the
+    // connection sends `Terminate` and ends: a goodbye, not a dropped socket.
+    listening.connections.spawn(async move {
+        let driven = async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) => {
+                        // Nobody listening any more is fine: the connection goes on to its end.
+                        let _ = note_tx.send(n.payload().to_string());
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        let outcome = until_goodbye(driven, released).await.unwrap_or(Ok(()));
+        let _ = ended_tx.send(outcome);
+    });
+    let listened = tokio::select! {
+        listened = listen_on(&client, listening, note_rx) => listened,
+        () = listening.stop.cancelled() => Ok(()),
+    };
+    drop(client);
+    drop(hold);
+    let ended = ended.await.unwrap_or(Ok(()));
+    listened.and(ended)
+}
+
+/// Listens on `client` and hands on what `notes` brings, until the connection ends.
+async fn listen_on(
+    client: &tokio_postgres::Client,
+    listening: &Listening,
+    mut notes: tokio::sync::mpsc::UnboundedReceiver<String>,
 ) -> Result<(), tokio_postgres::Error> {
     let Listening {
         schema,
         me,
         tx,
         peers,
-        stop: _,
-        connections,
+        ..
     } = listening;
-    let (client, mut connection) = config.connect(tls.clone()).await?;
-    let (note_tx, mut note_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ended_tx, ended) = tokio::sync::oneshot::channel();
-    // Notifications go on to the loop below while it listens. Once its client is dropped
-    // the connection sends `Terminate` and ends: a goodbye, not a dropped socket.
-    connections.spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        let mut outcome = Ok(());
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    // Nobody listens any more: drive the connection on to its goodbye.
-                    let _ = note_tx.send(n.payload().to_string());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
-        let _ = ended_tx.send(outcome);
-    });
     let channel = channel(schema);
     client
         .batch_execute(&format!("LISTEN \"{channel}\""))
@@ -119,7 +137,7 @@ async fn listen_once(
                 client.execute(&hello, &[&channel, &hello_payload]).await?;
                 continue;
             }
-            payload = note_rx.recv() => match payload {
+            payload = notes.recv() => match payload {
                 Some(payload) => payload,
                 None => break,
             },
@@ -143,6 +161,5 @@ async fn listen_once(
             let _ = tx.send(q);
         }
     }
-    drop(client);
-    ended.await.unwrap_or(Ok(()))
+    Ok(())
 }

@@ -41,12 +41,18 @@ async fn proxy(upstream: String, seen: Arc<Mutex<Proxied>>) -> String {
     let addr = listener.local_addr().expect("address").to_string();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                continue;
-            };
             seen.lock().expect("lock").taken += 1;
             let seen = seen.clone();
+            let upstream = upstream.clone();
             tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    let failed = Ending {
+                        tail: b"no upstream".to_vec(),
+                        closed: false,
+                    };
+                    seen.lock().expect("lock").ended.push(failed);
+                    return;
+                };
                 let (mut from_client, mut to_client) = client.into_split();
                 let (mut from_server, mut to_server) = server.into_split();
                 tokio::spawn(async move {
@@ -108,6 +114,72 @@ fn upstream_of(url: &str) -> String {
     format!("{host}:{port}")
 }
 
+/// Waits until every connection the proxy took has ended; how they ended.
+async fn endings(seen: &Arc<Mutex<Proxied>>) -> Vec<Ending> {
+    eventually(
+        "every proxied connection ends",
+        Duration::from_secs(10),
+        || {
+            let seen = seen.clone();
+            async move {
+                let s = seen.lock().expect("lock");
+                (s.ended.len() == s.taken).then(|| s.ended.clone())
+            }
+        },
+    )
+    .await
+}
+
+/// Fails unless each connection's client sent `Terminate` last and then closed its side.
+fn assert_goodbyes(ended: &[Ending], at_least: usize) {
+    assert!(
+        ended.len() >= at_least,
+        "only {} connections: {ended:?}",
+        ended.len()
+    );
+    for e in ended {
+        assert!(
+            e.closed && e.tail == TERMINATE,
+            "a connection ended without a goodbye: {e:?} (of {ended:?})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_commands_say_goodbye_too() {
+    let Some(schema) = PgSchema::create("postgres_goodbye_cli").await else {
+        return;
+    };
+    let seen = Arc::new(Mutex::new(Proxied::default()));
+    let addr = proxy(upstream_of(&schema.url), seen.clone()).await;
+    let url = through(&schema.url, &addr);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("export.jsonl");
+    let file = file.to_str().expect("a UTF-8 path");
+    let store = ["--store", &url, "--pg-schema", &schema.name];
+    for command in [
+        &["tokens", "create", "--name", "goodbye", "--scopes", "admin"][..],
+        &["tokens", "list"],
+        &["export", "--file", file],
+        &["import", "--file", file],
+    ] {
+        let out = tokio::process::Command::new(bin())
+            .args(command)
+            .args(store)
+            .current_dir(dir.path())
+            .output()
+            .await
+            .expect("run errand");
+        assert!(
+            out.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each command opens its store: a migration connection and a pooled one at least.
+    assert_goodbyes(&endings(&seen).await, 8);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
     let Some(schema) = PgSchema::create("postgres_goodbye").await else {
@@ -116,7 +188,8 @@ async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
     let seen = Arc::new(Mutex::new(Proxied::default()));
     let addr = proxy(upstream_of(&schema.url), seen.clone()).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut node = ServerProcess::start_in(
+    let log = dir.path().join("errand.log");
+    let mut node = ServerProcess::start_logging_in(
         &bin(),
         dir.path(),
         &[
@@ -125,6 +198,7 @@ async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
             "--pg-schema",
             &schema.name,
         ],
+        &log,
     )
     .await
     .expect("start a node through the proxy");
@@ -151,28 +225,15 @@ async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
         .await
         .expect("settle");
     assert!(node.terminate().await, "the node stops cleanly on SIGTERM");
-    let ended = eventually(
-        "every proxied connection ends",
-        Duration::from_secs(10),
-        || {
-            let seen = seen.clone();
-            async move {
-                let s = seen.lock().expect("lock");
-                (s.ended.len() == s.taken).then(|| s.ended.clone())
-            }
-        },
-    )
-    .await;
     // The migration's connection, the listener's and the pool's.
-    assert!(
-        ended.len() >= 3,
-        "only {} connections: {ended:?}",
-        ended.len()
-    );
-    for e in &ended {
-        assert!(
-            e.closed && e.tail == TERMINATE,
-            "a connection ended without a goodbye: {e:?} (of {ended:?})"
-        );
+    assert_goodbyes(&endings(&seen).await, 3);
+    // Each ended by saying goodbye, none by running out of time for it.
+    let log = std::fs::read_to_string(&log).expect("the node's log");
+    assert!(log.contains("stopped"), "{log}");
+    for late in [
+        "did not end after its goodbye",
+        "had not ended by the end of a clean stop",
+    ] {
+        assert!(!log.contains(late), "{late}: {log}");
     }
 }

@@ -13,7 +13,8 @@ use crate::output::{json, table, when};
 use crate::settings::store_location;
 use crate::{exit, outln, store_open};
 
-/// An engine over the store the flags name (nothing runs in the background).
+/// An engine over the store the flags name (nothing runs in the background); each command
+/// closes its store when done with it, as a clean stop of a node does.
 async fn engine(location: &StoreArgs) -> anyhow::Result<std::sync::Arc<Engine>> {
     let (data_dir, location) = store_location(location)?;
     let opened = store_open::open(&location, &data_dir).await?;
@@ -25,7 +26,10 @@ pub async fn run(cmd: TokensCommand, as_json: bool) -> anyhow::Result<()> {
     match cmd {
         TokensCommand::Create(args) => create(args, as_json).await,
         TokensCommand::List { location } => {
-            let tokens = engine(&location).await?.token_list().await?;
+            let engine = engine(&location).await?;
+            let tokens = engine.token_list().await;
+            engine.close_store().await;
+            let tokens = tokens?;
             if as_json {
                 return json(&tokens);
             }
@@ -45,9 +49,15 @@ pub async fn run(cmd: TokensCommand, as_json: bool) -> anyhow::Result<()> {
         }
         TokensCommand::Revoke { token, location } => {
             let engine = engine(&location).await?;
-            let id = find(&engine, &token).await?;
-            let revoked = engine.token_revoke(id).await?;
-            record(&engine, "revoke_token", &revoked.name).await;
+            let revoked = async {
+                let id = find(&engine, &token).await?;
+                let revoked = engine.token_revoke(id).await?;
+                record(&engine, "revoke_token", &revoked.name).await;
+                anyhow::Ok(revoked)
+            }
+            .await;
+            engine.close_store().await;
+            let revoked = revoked?;
             if as_json {
                 return json(&revoked);
             }
@@ -94,8 +104,12 @@ async fn create(args: TokenCreateArgs, as_json: bool) -> anyhow::Result<()> {
             queues,
             expires_at,
         })
-        .await?;
-    record(&engine, "create_token", &issued.token.name).await;
+        .await;
+    if let Ok(issued) = &issued {
+        record(&engine, "create_token", &issued.token.name).await;
+    }
+    engine.close_store().await;
+    let issued = issued?;
     if as_json {
         return json(&serde_json::json!({"token": issued.token, "secret": issued.text}));
     }

@@ -89,6 +89,13 @@ fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
 /// Writes the store's queues and jobs.
 pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
     let (store, desc) = open(&args, true).await?;
+    let done = export_from(&args, &store, &desc).await;
+    // A one-shot command leaves the database as a clean stop of a node does.
+    store.close().await;
+    done
+}
+
+async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> anyhow::Result<()> {
     let sink: Box<dyn Write> = match &args.file {
         Some(path) => Box::new(
             errand_core::private_fs::rewrite_private_file(path)
@@ -219,6 +226,18 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         None => (Box::new(std::io::stdin().lock()), None),
     };
     let (store, desc) = open(&args, false).await?;
+    let done = import_into(&args, &store, &desc, source, size).await;
+    store.close().await;
+    done
+}
+
+async fn import_into(
+    args: &TransferArgs,
+    store: &SharedStore,
+    desc: &str,
+    source: Box<dyn std::io::Read>,
+    size: Option<u64>,
+) -> anyhow::Result<()> {
     let source_name = args
         .file
         .as_ref()
