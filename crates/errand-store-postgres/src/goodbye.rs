@@ -99,3 +99,32 @@ impl Connect for GoodbyeConnect {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_released_connection_gets_its_time_to_end_and_no_more() {
+        // Ends one second after its release: within the time, so its outcome comes back.
+        let (hold, released) = oneshot::channel::<()>();
+        let (let_go_tx, let_go) = oneshot::channel::<()>();
+        let ending = async move {
+            let _ = let_go.await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            "said goodbye"
+        };
+        let waiting = tokio::spawn(until_goodbye(ending, released));
+        drop(hold);
+        let _ = let_go_tx.send(());
+        assert_eq!(waiting.await.ok().flatten(), Some("said goodbye"));
+
+        // Never ends: dropped once its time is up, not waited for for ever.
+        let (hold, released) = oneshot::channel::<()>();
+        let started = tokio::time::Instant::now();
+        let waiting = tokio::spawn(until_goodbye(std::future::pending::<()>(), released));
+        drop(hold);
+        assert_eq!(waiting.await.ok().flatten(), None);
+        assert_eq!(started.elapsed(), GOODBYE_WITHIN);
+    }
+}

@@ -21,6 +21,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts: short enough that wake-ups resume soon
 /// after the database returns.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a stop lets a connection being opened go on, so that it can say goodbye.
+const CONNECT_GRACE: Duration = Duration::from_secs(1);
 
 /// The channel a schema's trigger notifies on.
 pub(crate) fn channel(schema: &str) -> String {
@@ -46,17 +48,19 @@ pub(crate) struct Listening {
 /// Runs until stopped; reconnects whenever the connection drops.
 pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     let mut backoff = FIRST_BACKOFF;
-    loop {
-        let ended = listen_once(&config, &tls, &listening).await;
+    while !listening.stop.is_cancelled() {
+        let mut listened = false;
+        let ended = listen_once(&config, &tls, &listening, &mut listened).await;
         listening.peers.set_listening(false);
         if listening.stop.is_cancelled() {
             return;
         }
-        match ended {
-            Ok(()) => backoff = FIRST_BACKOFF,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
-            }
+        // A connection that got as far as listening starts the waits over.
+        if listened {
+            backoff = FIRST_BACKOFF;
+        }
+        if let Err(e) = ended {
+            tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
@@ -66,15 +70,26 @@ pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     }
 }
 
-/// One connection's life: until it drops, or until a stop, when it hangs up.
+/// One connection's life: until it drops, or until a stop, when it hangs up. `listened`
+/// becomes true once it listens.
 async fn listen_once(
     config: &Config,
     tls: &MakeRustls,
     listening: &Listening,
+    listened: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
-    // A stop does not cut the start-up short (the connect timeout bounds it): a connection
-    // dropped halfway through could not say goodbye.
-    let (client, mut connection) = config.connect(tls.clone()).await?;
+    // A stop gives a connection being opened a moment to finish, so that it can say goodbye
+    // rather than be dropped halfway through; one that takes longer (a database that does
+    // not answer) is dropped.
+    let connecting = config.connect(tls.clone());
+    let stopped = async {
+        listening.stop.cancelled().await;
+        tokio::time::sleep(CONNECT_GRACE).await;
+    };
+    let (client, mut connection) = tokio::select! {
+        connected = connecting => connected?,
+        () = stopped => return Ok(()),
+    };
     let (note_tx, note_rx) = tokio::sync::mpsc::unbounded_channel();
     let (ended_tx, ended) = tokio::sync::oneshot::channel();
     let (hold, released) = tokio::sync::oneshot::channel::<()>();
@@ -98,14 +113,14 @@ async fn listen_once(
         let outcome = until_goodbye(driven, released).await.unwrap_or(Ok(()));
         let _ = ended_tx.send(outcome);
     });
-    let listened = tokio::select! {
-        listened = listen_on(&client, listening, note_rx) => listened,
+    let outcome = tokio::select! {
+        outcome = listen_on(&client, listening, note_rx, listened) => outcome,
         () = listening.stop.cancelled() => Ok(()),
     };
     drop(client);
     drop(hold);
     let ended = ended.await.unwrap_or(Ok(()));
-    listened.and(ended)
+    outcome.and(ended)
 }
 
 /// Listens on `client` and hands on what `notes` brings, until the connection ends.
@@ -113,6 +128,7 @@ async fn listen_on(
     client: &tokio_postgres::Client,
     listening: &Listening,
     mut notes: tokio::sync::mpsc::UnboundedReceiver<String>,
+    listened: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     let Listening {
         schema,
@@ -127,6 +143,7 @@ async fn listen_on(
         .await?;
     tracing::debug!(schema, "listening for wake-ups");
     peers.set_listening(true);
+    *listened = true;
     // A hello is a payload with no queue: `sender:`.
     let hello_payload = format!("{me}:");
     let hello = client.prepare("SELECT pg_notify($1, $2)").await?;

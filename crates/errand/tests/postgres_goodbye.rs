@@ -229,7 +229,7 @@ async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
     assert_goodbyes(&endings(&seen).await, 3);
     // Each ended by saying goodbye, none by running out of time for it.
     let log = std::fs::read_to_string(&log).expect("the node's log");
-    assert!(log.contains("stopped"), "{log}");
+    assert!(log.contains("errand::serve: stopped"), "{log}");
     for late in [
         "did not end after its goodbye",
         "had not ended by the end of a clean stop",

@@ -72,6 +72,7 @@ async fn open(args: &TransferArgs, existing_only: bool) -> anyhow::Result<(Share
     }
     let opened = store_open::open(&location, &data_dir).await?;
     if existing_only && opened.origin == StoreOrigin::Created {
+        opened.store.close().await;
         bail!(
             "no store at {}: nothing to export (an empty one was just created there; check --store)",
             opened.desc
