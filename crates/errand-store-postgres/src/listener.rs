@@ -49,9 +49,8 @@ pub(crate) struct Listening {
 pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     let mut backoff = FIRST_BACKOFF;
     while !listening.stop.is_cancelled() {
-        let mut listened = false;
-        let ended = listen_once(&config, &tls, &listening, &mut listened).await;
-        listening.peers.set_listening(false);
+        let ended = listen_once(&config, &tls, &listening).await;
+        let listened = listening.peers.set_listening(false);
         if listening.stop.is_cancelled() {
             return;
         }
@@ -70,13 +69,11 @@ pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
     }
 }
 
-/// One connection's life: until it drops, or until a stop, when it hangs up. `listened`
-/// becomes true once it listens.
+/// One connection's life: until it drops, or until a stop, when it hangs up.
 async fn listen_once(
     config: &Config,
     tls: &MakeRustls,
     listening: &Listening,
-    listened: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     // A stop gives a connection being opened a moment to finish, so that it can say goodbye
     // rather than be dropped halfway through; one that takes longer (a database that does
@@ -114,7 +111,7 @@ async fn listen_once(
         let _ = ended_tx.send(outcome);
     });
     let outcome = tokio::select! {
-        outcome = listen_on(&client, listening, note_rx, listened) => outcome,
+        outcome = listen_on(&client, listening, note_rx) => outcome,
         () = listening.stop.cancelled() => Ok(()),
     };
     drop(client);
@@ -128,7 +125,6 @@ async fn listen_on(
     client: &tokio_postgres::Client,
     listening: &Listening,
     mut notes: tokio::sync::mpsc::UnboundedReceiver<String>,
-    listened: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     let Listening {
         schema,
@@ -143,7 +139,6 @@ async fn listen_on(
         .await?;
     tracing::debug!(schema, "listening for wake-ups");
     peers.set_listening(true);
-    *listened = true;
     // A hello is a payload with no queue: `sender:`.
     let hello_payload = format!("{me}:");
     let hello = client.prepare("SELECT pg_notify($1, $2)").await?;

@@ -59,9 +59,9 @@ impl Peers {
         by_sender.insert(sender.to_string(), now).is_none()
     }
 
-    /// Notes whether this node's `LISTEN` connection is up.
-    pub(crate) fn set_listening(&self, up: bool) {
-        self.listening.store(up, Ordering::Release);
+    /// Notes whether this node's `LISTEN` connection is up; whether it was before.
+    pub(crate) fn set_listening(&self, up: bool) -> bool {
+        self.listening.swap(up, Ordering::AcqRel)
     }
 
     /// Whether another node may be listening: one was heard within [`WINDOW`] before

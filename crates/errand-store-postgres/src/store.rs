@@ -77,9 +77,10 @@ pub struct PgStore {
     pool: Pool,
     wakeups: broadcast::Sender<QueueName>,
     notifier: Notifier,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The LISTEN connection's task: a clean stop lets it hang up, a drop aborts it.
+    listener_task: tokio::task::JoinHandle<()>,
     /// The notifier's task, which a clean stop ends at once (it keeps no connection).
-    notifier_task: tokio::task::AbortHandle,
+    notifier_task: tokio::task::JoinHandle<()>,
     /// Every connection's task, so a clean stop can wait for their goodbyes.
     connections: Connections,
     /// Ends the listener, on a clean stop.
@@ -94,9 +95,8 @@ pub struct PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.listener_task.abort();
+        self.notifier_task.abort();
     }
 }
 
@@ -199,8 +199,8 @@ impl PgStore {
             pool,
             wakeups,
             notifier,
-            notifier_task: notifier_task.abort_handle(),
-            tasks: vec![listener, notifier_task],
+            listener_task: listener,
+            notifier_task,
             connections,
             stop,
             origin,

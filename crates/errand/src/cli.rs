@@ -805,7 +805,9 @@ pub struct LogsArgs {
     pub attempt: Option<u32>,
     /// Keep printing lines as they come until the attempt ends. If the connection breaks
     /// mid-stream (for instance the server let go of output left unread, as in a paused
-    /// pager), it reconnects and goes on after the last line shown.
+    /// pager, or restarted), it reconnects and goes on after the last line shown; after
+    /// four breaks or refused reconnects in a row with no new line (1, 2, then 4 s apart)
+    /// it gives up with an error.
     #[arg(long, short)]
     pub follow: bool,
 }

@@ -561,3 +561,55 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_a
         "the attempt that ran while the output sat unread"
     );
 }
+
+#[tokio::test]
+async fn a_followed_log_whose_server_stays_away_gives_up_after_its_reconnects() {
+    // A server gone for good (killed, never back): the follower tries again 1, 2 and 4 s
+    // apart, then fails saying why, instead of failing at the first refusal or for ever.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = errand_testkit::ServerProcess::start_in(&bin(), dir.path(), &[])
+        .await
+        .expect("start errand serve");
+    let raw = common::Raw::new(&server);
+    let (status, job) = raw
+        .post("/v1/jobs", r#"{"kind":"chatty","queue":"logs"}"#)
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let (id, token) = claim_logs_job(&raw).await;
+    post_log_lines(&raw, &id, &token, 1, std::iter::once("first".to_string())).await;
+    let mut follower = tokio::process::Command::new(bin())
+        .args(["logs", &id, "--follow"])
+        .env("ERRAND_SERVER", server.url())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start errand logs --follow");
+    let stdout = follower.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the first line within 30 s")
+        .expect("read")
+        .expect("a line");
+    assert!(first.ends_with("first"), "{first}");
+    server.kill9().await;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), follower.wait())
+        .await
+        .expect("the follower gave up within a minute")
+        .expect("wait for the follower");
+    let mut stderr = String::new();
+    if let Some(mut e) = follower.stderr.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
+    }
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("broke 4 times in a row without a new line"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("going on after the last line shown").count(),
+        4,
+        "once for the break, once for each refused reconnect before the last: {stderr}"
+    );
+}

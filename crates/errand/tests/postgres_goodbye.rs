@@ -114,6 +114,14 @@ fn upstream_of(url: &str) -> String {
     format!("{host}:{port}")
 }
 
+/// A proxy to the schema's server: what it records, and the URL (TLS off) that goes
+/// through it.
+async fn proxied(schema: &PgSchema) -> (Arc<Mutex<Proxied>>, String) {
+    let seen = Arc::new(Mutex::new(Proxied::default()));
+    let addr = proxy(upstream_of(&schema.url), seen.clone()).await;
+    (seen, through(&schema.url, &addr))
+}
+
 /// Waits until every connection the proxy took has ended; how they ended.
 async fn endings(seen: &Arc<Mutex<Proxied>>) -> Vec<Ending> {
     eventually(
@@ -150,9 +158,7 @@ async fn one_shot_commands_say_goodbye_too() {
     let Some(schema) = PgSchema::create("postgres_goodbye_cli").await else {
         return;
     };
-    let seen = Arc::new(Mutex::new(Proxied::default()));
-    let addr = proxy(upstream_of(&schema.url), seen.clone()).await;
-    let url = through(&schema.url, &addr);
+    let (seen, url) = proxied(&schema).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("export.jsonl");
     let file = file.to_str().expect("a UTF-8 path");
@@ -185,19 +191,13 @@ async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
     let Some(schema) = PgSchema::create("postgres_goodbye").await else {
         return;
     };
-    let seen = Arc::new(Mutex::new(Proxied::default()));
-    let addr = proxy(upstream_of(&schema.url), seen.clone()).await;
+    let (seen, url) = proxied(&schema).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("errand.log");
     let mut node = ServerProcess::start_logging_in(
         &bin(),
         dir.path(),
-        &[
-            "--store",
-            &through(&schema.url, &addr),
-            "--pg-schema",
-            &schema.name,
-        ],
+        &["--store", &url, "--pg-schema", &schema.name],
         &log,
     )
     .await

@@ -218,55 +218,33 @@ async fn follow(
     // broken before its end (the server lets go of a reader that stopped taking its lines,
     // such as a pager left paused) is picked up after it, on the same attempt.
     let mut shown: Option<(u32, u64)> = None;
+    // Breaks in a row that brought no new line; a reconnect refused after a break (a
+    // server restarting) counts as one.
     let mut fruitless = 0u32;
+    let mut resuming = false;
     // The attempt to follow next: the one asked for; after an attempt ends, the one after
     // it when that has begun (so none is skipped, however long the output sat unread);
     // else whichever the server picks (the running one, else the next to start).
     let mut next = attempt;
     loop {
-        let mut stream = match shown {
+        let opened = match shown {
             Some((a, seq)) => {
                 client
                     .follow_logs_after(id, Some(a), Some(&format!("{a}:{seq}")))
-                    .await?
+                    .await
             }
-            None => client.follow_logs(id, next).await?,
+            None => client.follow_logs(id, next).await,
         };
-        let mut started = true;
-        let mut ended_attempt: Option<u64> = None;
-        let mut ended = false;
-        let mut progressed = false;
-        let broken = loop {
-            let item = match stream.next().await {
-                Ok(Some(item)) => item,
-                Ok(None) if ended => break None,
-                Ok(None) => break Some("the stream ended before its end".to_string()),
-                Err(e @ errand_client::ClientError::Transport { .. }) => break Some(e.to_string()),
-                Err(e) => return Err(e.into()),
-            };
-            match item {
-                LogStreamItem::Line(l) => {
-                    print_line(&l, json)?;
-                    shown = Some((l.attempt, l.seq));
-                    progressed = true;
-                }
-                LogStreamItem::Gap(g) => {
-                    print_gap(g.dropped, json)?;
-                    shown = Some((g.attempt, g.after_seq.saturating_add(g.dropped)));
-                    progressed = true;
-                }
-                LogStreamItem::End(end) => {
-                    ended = true;
-                    ended_attempt = end.get("attempt").and_then(serde_json::Value::as_u64);
-                    started = end.get("started") != Some(&serde_json::Value::Bool(false));
-                    if let Some(e) = end.get("error") {
-                        anyhow::bail!("the log stream ended: {e}");
-                    }
-                }
+        let reading = match opened {
+            Ok(mut stream) => read_stream(&mut stream, json, &mut shown).await?,
+            Err(e @ errand_client::ClientError::Transport { .. }) if resuming => {
+                Reading::broken(e.to_string())
             }
+            Err(e) => return Err(e.into()),
         };
-        if let Some(why) = broken {
-            fruitless = if progressed { 0 } else { fruitless + 1 };
+        if let Some(why) = reading.broken {
+            resuming = true;
+            fruitless = if reading.progressed { 0 } else { fruitless + 1 };
             if fruitless > FRUITLESS_RESUMES {
                 anyhow::bail!(
                     "the log stream broke {fruitless} times in a row without a new line: {why}"
@@ -278,9 +256,8 @@ async fn follow(
             eprintln!("errand: the log stream broke ({why}); going on after the last line shown");
             continue;
         }
-        fruitless = 0;
-        shown = None;
-        if !started {
+        (fruitless, resuming, shown) = (0, false, None);
+        if !reading.started {
             // The attempt has not started yet (the job waits for a worker): ask again.
             continue;
         }
@@ -288,12 +265,81 @@ async fn follow(
             return Ok(());
         }
         let job = client.job(id, None).await?;
-        next = match ended_attempt.and_then(|a| u32::try_from(a).ok()) {
+        next = match reading.ended_attempt.and_then(|a| u32::try_from(a).ok()) {
             Some(a) if job.attempt > a => Some(a + 1),
             _ if job.state.is_final() => return Ok(()),
             _ => None,
         };
     }
+}
+
+/// What one log stream brought before it ended or broke.
+struct Reading {
+    /// Why it broke before its end object; `None` when it ended.
+    broken: Option<String>,
+    /// It brought a line or a gap.
+    progressed: bool,
+    /// The attempt its end object names.
+    ended_attempt: Option<u64>,
+    /// False when its end object says the attempt had not started.
+    started: bool,
+}
+
+impl Reading {
+    /// A stream that broke (or could not be opened again) before bringing anything.
+    fn broken(why: String) -> Self {
+        Self {
+            broken: Some(why),
+            progressed: false,
+            ended_attempt: None,
+            started: true,
+        }
+    }
+}
+
+/// Prints what `stream` brings until its end object or a break, keeping `shown` at the
+/// last line or gap printed.
+async fn read_stream(
+    stream: &mut errand_client::LogFollow,
+    json: bool,
+    shown: &mut Option<(u32, u64)>,
+) -> anyhow::Result<Reading> {
+    let (mut progressed, mut ended_attempt, mut started, mut ended) = (false, None, true, false);
+    let broken = loop {
+        let item = match stream.next().await {
+            Ok(Some(item)) => item,
+            Ok(None) if ended => break None,
+            Ok(None) => break Some("the stream ended before its end".to_string()),
+            Err(e @ errand_client::ClientError::Transport { .. }) => break Some(e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
+        match item {
+            LogStreamItem::Line(l) => {
+                print_line(&l, json)?;
+                *shown = Some((l.attempt, l.seq));
+                progressed = true;
+            }
+            LogStreamItem::Gap(g) => {
+                print_gap(g.dropped, json)?;
+                *shown = Some((g.attempt, g.after_seq.saturating_add(g.dropped)));
+                progressed = true;
+            }
+            LogStreamItem::End(end) => {
+                ended = true;
+                ended_attempt = end.get("attempt").and_then(serde_json::Value::as_u64);
+                started = end.get("started") != Some(&serde_json::Value::Bool(false));
+                if let Some(e) = end.get("error") {
+                    anyhow::bail!("the log stream ended: {e}");
+                }
+            }
+        }
+    };
+    Ok(Reading {
+        broken,
+        progressed,
+        ended_attempt,
+        started,
+    })
 }
 
 fn print_line(l: &LogEntry, json: bool) -> anyhow::Result<()> {
