@@ -430,6 +430,36 @@ async fn claim_logs_job(raw: &common::Raw) -> (String, String) {
     (field("id"), field("lease_token"))
 }
 
+/// Enqueues a job on the `logs` queue and claims it: its id and lease token.
+async fn chatty_job(raw: &common::Raw) -> (String, String) {
+    let (status, job) = raw
+        .post("/v1/jobs", r#"{"kind":"chatty","queue":"logs"}"#)
+        .await;
+    assert_eq!(status, 201, "{job}");
+    claim_logs_job(raw).await
+}
+
+/// `errand logs ID --follow` against `server`, its output and errors piped.
+fn follow_logs(server: &str, id: &str) -> tokio::process::Child {
+    tokio::process::Command::new(bin())
+        .args(["logs", id, "--follow"])
+        .env("ERRAND_SERVER", server)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start errand logs --follow")
+}
+
+/// What an ended `child` wrote to its piped stderr.
+async fn stderr_of(child: &mut tokio::process::Child) -> String {
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
+    }
+    stderr
+}
+
 /// Ships `lines` as stdout lines of `attempt` of job `id`, as a worker holding `token` does.
 async fn post_log_lines(
     raw: &common::Raw,
@@ -466,11 +496,7 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_a
     .await
     .expect("start errand serve");
     let raw = common::Raw::new(&server);
-    let (status, job) = raw
-        .post("/v1/jobs", r#"{"kind":"chatty","queue":"logs"}"#)
-        .await;
-    assert_eq!(status, 201, "{job}");
-    let (id, token) = claim_logs_job(&raw).await;
+    let (id, token) = chatty_job(&raw).await;
     // Lines of about 2 KB, 8 MB more than this machine lets a client's socket buffer grow
     // to (`tcp_rmem`): more than a pipe, that buffer and the server's unsent bytes hold
     // together.
@@ -487,14 +513,7 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_a
             (0..batch_lines).map(|i| format!("line {} {filler}", batch * batch_lines + i + 1));
         post_log_lines(&raw, &id, &token, 1, lines).await;
     }
-    let mut follower = tokio::process::Command::new(bin())
-        .args(["logs", &id, "--follow"])
-        .env("ERRAND_SERVER", server.url())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start errand logs --follow");
+    let mut follower = follow_logs(server.url(), &id);
     // Nobody reads its output until the server has let its connection go.
     errand_testkit::eventually(
         "the server cut the paused follower",
@@ -536,10 +555,7 @@ async fn a_followed_log_cut_while_its_reader_paused_picks_up_where_it_left_off_a
     .expect("the follower ended within a minute")
     .expect("read its output");
     let status = follower.wait().await.expect("wait for the follower");
-    let mut stderr = String::new();
-    if let Some(mut e) = follower.stderr.take() {
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
-    }
+    let stderr = stderr_of(&mut follower).await;
     assert!(status.success(), "the follower failed: {stderr}");
     let numbers: Vec<usize> = shown
         .lines()
@@ -571,20 +587,9 @@ async fn a_followed_log_whose_server_stays_away_gives_up_after_its_reconnects() 
         .await
         .expect("start errand serve");
     let raw = common::Raw::new(&server);
-    let (status, job) = raw
-        .post("/v1/jobs", r#"{"kind":"chatty","queue":"logs"}"#)
-        .await;
-    assert_eq!(status, 201, "{job}");
-    let (id, token) = claim_logs_job(&raw).await;
+    let (id, token) = chatty_job(&raw).await;
     post_log_lines(&raw, &id, &token, 1, std::iter::once("first".to_string())).await;
-    let mut follower = tokio::process::Command::new(bin())
-        .args(["logs", &id, "--follow"])
-        .env("ERRAND_SERVER", server.url())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start errand logs --follow");
+    let mut follower = follow_logs(server.url(), &id);
     let stdout = follower.stdout.take().expect("stdout");
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
@@ -598,10 +603,7 @@ async fn a_followed_log_whose_server_stays_away_gives_up_after_its_reconnects() 
         .await
         .expect("the follower gave up within a minute")
         .expect("wait for the follower");
-    let mut stderr = String::new();
-    if let Some(mut e) = follower.stderr.take() {
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
-    }
+    let stderr = stderr_of(&mut follower).await;
     assert!(!status.success(), "{stderr}");
     assert!(
         stderr.contains("broke 4 times in a row without a new line"),
