@@ -148,11 +148,11 @@ impl ServerProcess {
             .take()
             .ok_or_else(|| TestkitError::Start("no stdout".into()))?;
         let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .map_err(|_| TestkitError::Start("no address printed within 30 s".into()))?
-            .map_err(|e| TestkitError::Start(e.to_string()))?
-            .ok_or_else(|| TestkitError::Start("exited before printing its address".into()))?;
+        let start_block =
+            tokio::time::timeout(Duration::from_secs(30), read_start_block(&mut lines))
+                .await
+                .map_err(|_| TestkitError::Start("no start lines printed within 30 s".into()))??;
+        let first = &start_block[0];
         let url = first
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -160,7 +160,7 @@ impl ServerProcess {
             .to_string();
         // Keep draining stdout so the child never blocks on a full pipe, and keep the lines:
         // tests read what the server says about itself at start.
-        let kept = Arc::new(Mutex::new(vec![first.clone()]));
+        let kept = Arc::new(Mutex::new(start_block));
         self.stdout = kept.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -205,7 +205,9 @@ impl ServerProcess {
         self.child.as_ref().and_then(Child::id)
     }
 
-    /// The lines the current process printed on stdout so far, the address line first.
+    /// The lines the current process printed on stdout so far, the address line first. The
+    /// whole start block (address to `auth:`) is always there: start reads it before it
+    /// returns, so a test never races the reader for it.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -261,5 +263,31 @@ impl ServerProcess {
         self.kill9().await;
         self.listen = self.url.trim_start_matches("http://").to_string();
         self.spawn().await
+    }
+}
+
+/// The last line of the block `errand serve` prints when it starts listening.
+const START_BLOCK_END: &str = "auth: ";
+
+/// Reads the lines the server prints at start, from its address to its `auth:` line.
+async fn read_start_block(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> Result<Vec<String>, TestkitError> {
+    let mut block = Vec::new();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .map_err(|e| TestkitError::Start(e.to_string()))?
+            .ok_or_else(|| {
+                TestkitError::Start(format!(
+                    "exited before it finished its start lines: {block:?}"
+                ))
+            })?;
+        let last = line.starts_with(START_BLOCK_END);
+        block.push(line);
+        if last {
+            return Ok(block);
+        }
     }
 }

@@ -115,27 +115,18 @@ async fn assert_refuses_writes_and_readiness(server: &ServerProcess, says: &str)
     assert_eq!(status, 200, "reads still work: {body}");
 }
 
-/// The server's store line, awaited: it follows the address line on stdout, and a loaded
-/// machine may not have delivered it yet when the server answers.
-async fn store_line(server: &ServerProcess) -> String {
-    let line = eventually(
-        "the store line on stdout",
-        Duration::from_secs(10),
-        || async {
-            server
-                .stdout_lines()
-                .iter()
-                .find(|l| l.contains("store: sqlite"))
-                .cloned()
-        },
-    )
-    .await;
+/// The server's store line, which start has read with the rest of its start block.
+fn store_line(server: &ServerProcess) -> String {
     let lines = server.stdout_lines();
     assert!(
         lines[0].contains("http://"),
         "the first line is still the address: {lines:?}"
     );
-    line
+    lines
+        .iter()
+        .find(|l| l.contains("store: sqlite"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no store line: {lines:?}"))
 }
 
 /// A server on `data` in a fresh temporary directory, which also holds what the test keeps.
@@ -152,14 +143,14 @@ async fn server_on_fresh_dir() -> (tempfile::TempDir, PathBuf, ServerProcess) {
 async fn a_deleted_data_directory_refuses_writes_and_the_next_start_says_the_store_is_new() {
     let (base, data, mut server) = server_on_fresh_dir().await;
     assert!(
-        store_line(&server).await.contains("created new and empty"),
+        store_line(&server).contains("created new and empty"),
         "{:?}",
         server.stdout_lines()
     );
     let before = acknowledged(&server.client().expect("client"), 20).await;
     server.restart().await.expect("restart");
     assert!(
-        store_line(&server).await.contains("opened existing"),
+        store_line(&server).contains("opened existing"),
         "{:?}",
         server.stdout_lines()
     );
@@ -173,7 +164,7 @@ async fn a_deleted_data_directory_refuses_writes_and_the_next_start_says_the_sto
     // The next start finds nothing there and says so.
     server.restart().await.expect("restart");
     assert!(
-        store_line(&server).await.contains("created new and empty"),
+        store_line(&server).contains("created new and empty"),
         "{:?}",
         server.stdout_lines()
     );
@@ -248,7 +239,7 @@ async fn a_read_only_store_starts_unready_and_refuses_writes() {
     let mut server = ServerProcess::start_unready_in(&bin(), &data, &[])
         .await
         .expect("a read-only store still starts, to be read");
-    let line = store_line(&server).await;
+    let line = store_line(&server);
     assert!(line.contains("TAKES NO WRITES"), "{line}");
     assert_refuses_writes_and_readiness(&server, "read-only").await;
     let stored = common::all_jobs(&server.client().expect("client"), Default::default()).await;
