@@ -59,7 +59,10 @@ pub(crate) async fn run(config: Config, tls: MakeRustls, listening: Listening) {
             backoff = FIRST_BACKOFF;
         }
         if let Err(e) = ended {
-            tracing::warn!(error = %e, retry_in = ?backoff, "LISTEN connection lost");
+            // The driver's own words for a server's error are only "db error": the chain
+            // carries the server's reason (a failover, an administrator's command).
+            let error = crate::connect_error::chain(&e);
+            tracing::warn!(%error, retry_in = ?backoff, "LISTEN connection lost");
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}

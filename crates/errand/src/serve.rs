@@ -235,15 +235,56 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .transpose()?;
     let jobs_dir_present = inspect_jobs_dir(&settings.jobs_dir)?;
     let listener = bind(settings.listen).await?;
-    let addr = listener.local_addr()?;
     refuse_a_new_store_without_tokens(&settings)?;
     let opened = crate::store_open::open(&settings.store, &settings.data_dir).await?;
     let store_desc = opened.desc;
     let engine = Engine::new(opened.store, settings.engine.clone());
+    engine.set_about(about(opened.about, settings.roles));
+    // From here on every way out closes the store, a failed start included, so that a
+    // PostgreSQL node says goodbye on its connections whichever way it ends.
+    let prepared = Prepared {
+        schedules,
+        tls,
+        listener,
+        jobs_dir_present,
+        store_desc,
+    };
+    let outcome = serve_on(engine.clone(), settings, prepared).await;
+    engine.close_store().await;
+    if outcome.is_ok() {
+        tracing::info!("stopped");
+    }
+    outcome
+}
+
+/// What a start checks and readies before it opens the store, so that a wrong setting
+/// fails before anything is created.
+struct Prepared {
+    schedules: Vec<errand_core::schedule_spec::ScheduleSpec>,
+    tls: Option<errand_server::edge::TlsAcceptor>,
+    listener: tokio::net::TcpListener,
+    jobs_dir_present: bool,
+    store_desc: String,
+}
+
+/// Declares what the settings declare on the open store, serves until a stop signal, and
+/// stops the node's tasks; the caller closes the store.
+async fn serve_on(
+    engine: std::sync::Arc<Engine>,
+    settings: Settings,
+    prepared: Prepared,
+) -> anyhow::Result<()> {
+    let Prepared {
+        schedules,
+        tls,
+        listener,
+        jobs_dir_present,
+        store_desc,
+    } = prepared;
+    let addr = listener.local_addr()?;
     let (mut auth, auth_line) = auth_config(&engine, &settings, addr).await?;
     // Over HTTPS the browser sends the dashboard's session cookies over TLS only.
     auth.secure_cookies = tls.is_some();
-    engine.set_about(about(opened.about, settings.roles));
     crate::declared::apply(&engine, &settings.queues, &settings.declared_limits).await?;
     crate::declared::apply_workflows(&engine, &settings.workflows).await?;
     declare_schedules(&engine, schedules).await?;
@@ -328,7 +369,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let engine_for_signal = engine.clone();
     let scripts_stop = scripts_token.clone();
     let drain = settings.shutdown_drain;
-    errand_server::edge::serve(listener, router, settings.edge, tls, async move {
+    let served = errand_server::edge::serve(listener, router, settings.edge, tls, async move {
         let signal = shutdown_signal().await;
         // Out of rotation first: `/readyz` answers 503 from now on. On SIGTERM the node
         // keeps serving for the drain, so that the load balancer sees the 503 and stops
@@ -347,14 +388,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         // Runs get their stop sequence now; what cannot finish in time returns to the queue.
         scripts_stop.cancel();
     })
-    .await
-    .context("serving HTTP")?;
+    .await;
+    // A server that failed still stops its tasks before the store closes.
     scripts_token.cancel();
     while script_tasks.join_next().await.is_some() {}
     token.cancel();
     while webhook_tasks.join_next().await.is_some() {}
     while services.join_next().await.is_some() {}
-    engine.close_store().await;
-    tracing::info!("stopped");
-    Ok(())
+    served.context("serving HTTP")
 }

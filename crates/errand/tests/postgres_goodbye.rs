@@ -237,3 +237,26 @@ async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
         assert!(!log.contains(late), "{late}: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_after_its_store_opened_says_goodbye_too() {
+    let Some(schema) = PgSchema::create("postgres_goodbye_failed_start").await else {
+        return;
+    };
+    let (seen, url) = proxied(&schema).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Tokens required on a store that has none: the start fails once the store is open.
+    let out = tokio::process::Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--require-auth"])
+        .args(["--store", &url, "--pg-schema", &schema.name])
+        .env_remove("ERRAND_ADMIN_TOKEN")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run errand serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the start fails: {stderr}");
+    assert!(stderr.contains("the store has none"), "{stderr}");
+    // The migration's connection and the pool's at least.
+    assert_goodbyes(&endings(&seen).await, 2);
+}

@@ -40,6 +40,9 @@ mod socket;
 mod tls;
 
 pub use tls::{acceptor as tls_acceptor, TlsConfigError};
+/// What [`tls_acceptor`] gives and [`serve`] takes, named here so callers need not depend on
+/// the TLS crate themselves.
+pub use tokio_rustls::TlsAcceptor;
 
 use std::future::Future;
 use std::sync::Arc;
