@@ -334,28 +334,25 @@ const UNWATCHED_PAGE: u32 = 1000;
 async fn read_log(
     engine: &Engine,
     hub: &Hub,
-    mut after: Option<EventId>,
+    mut after: EventId,
     record: &impl Fn(&Event),
-) -> Option<EventId> {
+) -> EventId {
     loop {
-        let page = match engine.event_read(after, UNWATCHED_PAGE).await {
+        let page = match engine.event_read(Some(after), UNWATCHED_PAGE).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "dashboard: the event log cannot be read; retrying");
                 return after;
             }
         };
-        if page
-            .missed_through
-            .is_some_and(|m| after.is_none_or(|a| m > a))
-        {
-            after = page.missed_through;
+        if let Some(missed) = page.missed_through.filter(|m| *m > after) {
+            after = missed;
             hub.touch_everything();
         }
         let full = page.events.len() as u32 >= UNWATCHED_PAGE;
         for event in &page.events {
             record(event);
-            after = Some(event.id);
+            after = event.id;
         }
         if !full {
             return after;
@@ -373,10 +370,11 @@ async fn read_feed(
     series: Arc<Series>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    // From the log's head as it is now: the charts start empty with the process.
+    // From the log's head as it is now: the charts start empty with the process. An empty
+    // log's head is `0-0`, before every event.
     let mut after = loop {
         match engine.event_head().await {
-            Ok(head) => break head,
+            Ok(head) => break head.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %e, "dashboard: the event log cannot be read; retrying");
                 tokio::select! {
@@ -416,7 +414,12 @@ async fn read_feed(
             }
             continue;
         }
-        let events = match engine.event_stream(after, StreamFilter::default()).await {
+        // Always a place in the log, never "from now on": an event written between the
+        // last read and this open (on a new server's empty log, say) is still caught up.
+        let events = match engine
+            .event_stream(Some(after), StreamFilter::default())
+            .await
+        {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(error = %e, "dashboard: the event feed cannot be opened; retrying");
@@ -444,13 +447,13 @@ async fn read_feed(
             match item {
                 Some(StreamItem::Event(event)) => {
                     record(&event);
-                    after = Some(event.id);
+                    after = event.id;
                 }
                 Some(StreamItem::Gap { .. }) => hub.touch_everything(),
                 Some(StreamItem::Cutoff { resume_after, .. }) => {
                     // Resuming by id loses nothing; were the log pruned past it, the
                     // stream says so with a gap.
-                    after = resume_after;
+                    after = resume_after.unwrap_or(after);
                     hub.touch_everything();
                     break true;
                 }
