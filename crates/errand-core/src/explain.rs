@@ -68,6 +68,12 @@ pub struct GateFacts {
 pub enum ReasonCode {
     /// It is not waiting: it runs or has finished.
     NotWaiting,
+    /// It is `blocked` until other jobs end: its parents (`after`) or, for a workflow's
+    /// step, the steps it depends on.
+    WaitingForJobs,
+    /// It is `blocked` but waits for no job in this store: its flow is not here (export
+    /// and import carry jobs, not their flows), so nothing will release it.
+    FlowMissing,
     /// Its queue is paused.
     QueuePaused,
     /// Its `run_at` has not come.
@@ -127,8 +133,8 @@ pub struct Explanation {
 }
 
 /// Reads the reasons from the facts: every one that holds now, most decisive first
-/// (paused, run_at, gate, queue/kind concurrency, rate, workers), or `Ready` when none
-/// does, or `NotWaiting` when the job is running or finished.
+/// (its flow, paused, run_at, gate, queue/kind concurrency, rate, workers), or `Ready`
+/// when none does, or `NotWaiting` when the job is running or finished.
 pub fn explain(facts: &ExplainFacts) -> Explanation {
     let job = &facts.job;
     let reasons = if matches!(job.state, JobState::Running) || job.state.is_final() {
@@ -138,6 +144,7 @@ pub fn explain(facts: &ExplainFacts) -> Explanation {
         )]
     } else {
         let mut out = Vec::new();
+        flow(facts, &mut out);
         paused(facts, &mut out);
         run_at(facts, &mut out);
         gate(facts, &mut out);
@@ -187,6 +194,54 @@ fn naming(h: &Holders) -> String {
         (n, shown) if n as usize == shown => format!("jobs {}", ids.join(", ")),
         (n, _) => format!("{n} jobs ({}, ...)", ids.join(", ")),
     }
+}
+
+/// Parents a reason names at most.
+const PARENTS_NAMED: usize = 10;
+
+fn flow(facts: &ExplainFacts, out: &mut Vec<Reason>) {
+    let job = &facts.job;
+    if job.state != JobState::Blocked {
+        return;
+    }
+    let flow = &job.flow;
+    if flow.waiting_for == 0 {
+        out.push(reason(
+            ReasonCode::FlowMissing,
+            "blocked, yet it waits for no job here: its flow is not in this store (export \
+             and import carry jobs, not their flows), so nothing will release it; cancel it \
+             and enqueue it again"
+                .to_string(),
+        ));
+        return;
+    }
+    let waiting = flow.waiting_for;
+    let mut r = match (&flow.workflow_id, &flow.step) {
+        (Some(workflow), Some(step)) => reason(
+            ReasonCode::WaitingForJobs,
+            format!(
+                "step `{step}` of workflow {workflow} waits for {waiting} step{} it depends on",
+                if waiting == 1 { "" } else { "s" }
+            ),
+        ),
+        _ => {
+            let parents = flow.after.len().max(waiting as usize);
+            reason(
+                ReasonCode::WaitingForJobs,
+                format!(
+                    "waits for {waiting} of its {parents} parent job{} to end{}",
+                    if parents == 1 { "" } else { "s" },
+                    if flow.after_any_end {
+                        ""
+                    } else {
+                        " with success"
+                    }
+                ),
+            )
+        }
+    };
+    r.jobs = flow.after.iter().take(PARENTS_NAMED).copied().collect();
+    out.push(r);
 }
 
 fn paused(facts: &ExplainFacts, out: &mut Vec<Reason>) {
@@ -456,6 +511,33 @@ mod tests {
         let e = explain(&facts(job(JobState::Available, NOW)));
         assert_eq!(codes(&e), vec![ReasonCode::Ready]);
         assert!(e.summary.contains("next claim"), "{}", e.summary);
+    }
+
+    #[test]
+    fn a_blocked_job_names_its_parents_first_and_one_left_without_them_says_so() {
+        let parent = JobId::new();
+        let mut j = job(JobState::Blocked, NOW);
+        j.flow.after = vec![parent, JobId::new()];
+        j.flow.waiting_for = 1;
+        let e = explain(&facts(j.clone()));
+        assert_eq!(codes(&e)[0], ReasonCode::WaitingForJobs, "{e:?}");
+        assert!(!codes(&e).contains(&ReasonCode::Ready), "{e:?}");
+        assert_eq!(e.reasons[0].jobs[0], parent);
+        assert!(
+            e.summary
+                .contains("waits for 1 of its 2 parent jobs to end with success"),
+            "{}",
+            e.summary
+        );
+        // Imported without its flow: nothing will release it.
+        j.flow.waiting_for = 0;
+        let e = explain(&facts(j));
+        assert_eq!(codes(&e)[0], ReasonCode::FlowMissing, "{e:?}");
+        assert!(
+            e.summary.contains("nothing will release it"),
+            "{}",
+            e.summary
+        );
     }
 
     #[test]

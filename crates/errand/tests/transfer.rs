@@ -253,3 +253,69 @@ async fn slot_records_travel_so_a_backfill_after_import_repeats_nothing() {
     let said = String::from_utf8_lossy(&imported.stderr);
     assert!(said.contains("6 schedule slot records"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_continuation_is_exported_with_a_warning_and_explains_itself_after_import() {
+    use errand_core::explain::ReasonCode;
+    let work = tempfile::tempdir().expect("temp dir");
+    let source_dir = work.path().join("source");
+    let mut source = ServerProcess::start_in(&bin(), &source_dir, &[])
+        .await
+        .expect("start");
+    let client = source.client().expect("client");
+    let parent = client
+        .enqueue(&EnqueueRequest::new("parent"))
+        .await
+        .expect("enqueue the parent");
+    let child = client
+        .enqueue(&EnqueueRequest {
+            after: vec![parent.id],
+            ..EnqueueRequest::new("child")
+        })
+        .await
+        .expect("enqueue the continuation");
+    assert_eq!(child.state, JobState::Blocked);
+    // Here it waits for its parent, and says so first.
+    let why = client.explain(child.id).await.expect("explain");
+    assert_eq!(why.reasons[0].code, ReasonCode::WaitingForJobs, "{why:?}");
+    assert_eq!(why.reasons[0].jobs, vec![parent.id], "{why:?}");
+    assert!(source.terminate().await);
+
+    let file = work.path().join("export.jsonl");
+    let file = file.to_str().expect("path");
+    let exported = errand(&[
+        "export",
+        "--data-dir",
+        source_dir.to_str().expect("path"),
+        "--file",
+        file,
+    ])
+    .await;
+    let said = String::from_utf8_lossy(&exported.stderr);
+    assert!(
+        said.contains("warning: 1 job belongs to a workflow, a batch or parents")
+            && said.contains("the 1 blocked one waits forever there"),
+        "{said}"
+    );
+    let target_dir = work.path().join("target");
+    errand(&[
+        "import",
+        "--data-dir",
+        target_dir.to_str().expect("path"),
+        "--file",
+        file,
+    ])
+    .await;
+    let target = ServerProcess::start_in(&bin(), &target_dir, &[])
+        .await
+        .expect("start");
+    // Without its flow nothing releases it, and explain says so rather than "no worker".
+    let why = target
+        .client()
+        .expect("client")
+        .explain(child.id)
+        .await
+        .expect("explain");
+    assert_eq!(why.state, JobState::Blocked);
+    assert_eq!(why.reasons[0].code, ReasonCode::FlowMissing, "{why:?}");
+}

@@ -171,6 +171,7 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
     let bar = progress::count(Some(expected), "exporting jobs");
     let mut before = None;
     let mut jobs = 0u64;
+    let mut in_flows = FlowJobs::default();
     loop {
         let page = store
             .job_list(JobListParams {
@@ -180,6 +181,7 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
             })
             .await?;
         for job in &page {
+            in_flows.count(job);
             let attempts = store.job_attempt_list(job.id).await?;
             line(
                 &Line::Job(Box::new(RestoredJob {
@@ -208,10 +210,54 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
     out.flush()?;
     bar.finish_and_clear();
     eprintln!("exported {jobs} jobs from {desc}");
+    if let Some(warning) = in_flows.warning() {
+        eprintln!("{warning}");
+    }
     if !args.include_secrets {
         eprintln!("secret values left out (--include-secrets exports them)");
     }
     Ok(())
+}
+
+/// Exported jobs that belong to a flow (a workflow, a batch, parents), which the export
+/// does not carry: the user hears how many arrive as plain jobs, and how many of them are
+/// `blocked` with nothing left to release them.
+#[derive(Debug, Default)]
+struct FlowJobs {
+    in_flows: u64,
+    blocked: u64,
+}
+
+impl FlowJobs {
+    fn count(&mut self, job: &errand_core::Job) {
+        let f = &job.flow;
+        if f.workflow_id.is_some() || f.batch_id.is_some() || !f.after.is_empty() {
+            self.in_flows += 1;
+        }
+        if job.state == errand_core::JobState::Blocked {
+            self.blocked += 1;
+        }
+    }
+
+    fn warning(&self) -> Option<String> {
+        let mut text = match self.in_flows {
+            0 => return None,
+            1 => "warning: 1 job belongs to a workflow, a batch or parents, which are not exported: it arrives as a plain job".to_string(),
+            n => format!(
+                "warning: {n} jobs belong to workflows, batches or parents, which are not exported: they arrive as plain jobs"
+            ),
+        };
+        if self.blocked > 0 {
+            let blocked = match self.blocked {
+                1 => "the 1 blocked one waits".to_string(),
+                n => format!("the {n} blocked ones wait"),
+            };
+            text.push_str(&format!(
+                ", and {blocked} forever there (let flows finish, or cancel them, before moving stores)"
+            ));
+        }
+        Some(text)
+    }
 }
 
 /// Loads an export; jobs already present are skipped.
