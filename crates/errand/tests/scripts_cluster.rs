@@ -108,6 +108,13 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
         "run.sh",
         "#!/bin/bash\necho \"on the worker: $(cat)\"\necho '{\"result\": {\"ok\": true}}' > \"$ERRAND_CONTROL\"\n",
     );
+    // A continuous definition runs on server nodes only: the worker says so, once.
+    jobs.add(
+        "listener",
+        "mode = \"continuous\"\n",
+        "run.sh",
+        "#!/bin/bash\nexec sleep 300\n",
+    );
     // The server loads the same folder (to know the definition) but does not run jobs.
     let (server, _data) =
         server_with(&["--jobs-dir", &jobs.path_str(), "--roles", "api,scheduler"]).await;
@@ -130,6 +137,7 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
         "no worker role on the server"
     );
 
+    let worker_log = tempfile::NamedTempFile::new().expect("the worker's log");
     let mut worker = tokio::process::Command::new(bin())
         .args([
             "worker",
@@ -139,6 +147,7 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
             &jobs.path_str(),
         ])
         .stdin(Stdio::null())
+        .stderr(worker_log.reopen().expect("the worker's log"))
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -153,7 +162,28 @@ async fn errand_worker_runs_definitions_and_commands_on_another_process() {
         .report
         .clone();
     assert_eq!(report.and_then(|r| r.exit_code), Some(0));
+    // A definition added later: once the worker runs its job, it has gone over its
+    // definitions again since it first skipped the continuous one.
+    jobs.add(
+        "later",
+        "",
+        "run.sh",
+        "#!/bin/bash\necho '{\"result\": {\"later\": true}}' > \"$ERRAND_CONTROL\"\n",
+    );
+    common::jobs_dir::loaded(&client, "later").await;
+    let later = client
+        .run_definition("later", &errand_api::RunDefinitionRequest::default())
+        .await
+        .unwrap();
+    let later = finished(&client, later.id, Duration::from_secs(30)).await;
+    assert_eq!(later.state, JobState::Succeeded, "{later:?}");
     let _ = worker.kill().await;
+    let said = std::fs::read_to_string(worker_log.path()).expect("the worker's log");
+    let skipped = said
+        .lines()
+        .filter(|l| l.contains("continuous definitions run on server nodes only"))
+        .count();
+    assert_eq!(skipped, 1, "named once: {said}");
 
     // One command for a whole queue, without a definition folder.
     let mut cmd_worker = tokio::process::Command::new(bin())

@@ -80,6 +80,7 @@ pub async fn run(
     let mut loops: JoinSet<()> = JoinSet::new();
     let mut feeding: BTreeMap<String, Feeding> = BTreeMap::new();
     let mut supervising: BTreeMap<String, Feeding> = BTreeMap::new();
+    let mut not_here = NotHere::default();
     loop {
         let snapshot = catalog.borrow_and_update().clone();
         reconcile(&ctx, &snapshot, &mut feeding, &mut loops, &runs);
@@ -87,6 +88,7 @@ pub async fn run(
             supervision.as_ref(),
             &snapshot,
             &mut supervising,
+            &mut not_here,
             &mut loops,
         );
         tokio::select! {
@@ -151,13 +153,40 @@ fn reconcile(
     while loops.try_join_next().is_some() {}
 }
 
+/// Continuous definitions a node without supervision (a remote worker) skips: each is
+/// named in the log once, not at every reconcile.
+#[derive(Debug, Default)]
+struct NotHere(std::collections::BTreeSet<String>);
+
+impl NotHere {
+    /// Says once that `name` is not started here.
+    fn skip(&mut self, name: &str) {
+        if self.0.insert(name.to_string()) {
+            tracing::warn!(definition = %name, "continuous definitions run on server nodes only; not started here");
+        }
+    }
+
+    /// Forgets definitions that are gone or no longer continuous, so that one added back
+    /// is named again.
+    fn keep_only(&mut self, snapshot: &CatalogSnapshot) {
+        self.0.retain(|name| {
+            snapshot
+                .definitions
+                .get(name)
+                .is_some_and(|d| d.mode == Mode::Continuous)
+        });
+    }
+}
+
 /// Starts, restarts and stops continuous supervisors so that they match the snapshot.
 fn reconcile_continuous(
     sup: Option<&Arc<Supervision>>,
     snapshot: &CatalogSnapshot,
     supervising: &mut BTreeMap<String, Feeding>,
+    not_here: &mut NotHere,
     loops: &mut JoinSet<()>,
 ) {
+    not_here.keep_only(snapshot);
     supervising.retain(|name, f| {
         let keep = snapshot
             .definitions
@@ -173,7 +202,7 @@ fn reconcile_continuous(
             continue;
         }
         let Some(sup) = sup else {
-            tracing::warn!(definition = %name, "continuous definitions run on server nodes only; not started here");
+            not_here.skip(name);
             continue;
         };
         let stop = sup.shutdown.child_token();
