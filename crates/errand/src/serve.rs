@@ -333,10 +333,13 @@ async fn serve_on(
     let jobs_dir = if jobs_dir_present {
         let count = catalog.definitions.len();
         let mut found = format!("{count} definition{}", if count == 1 { "" } else { "s" });
-        if !catalog.problems.is_empty() {
+        let failed: std::collections::BTreeSet<&str> =
+            catalog.problems.iter().map(|p| p.name.as_str()).collect();
+        if !failed.is_empty() {
             found.push_str(&format!(
-                ", {} that did not load: see the log or `errand definitions list`",
-                catalog.problems.len()
+                ", {} folder{} that did not load: see the log or `errand definitions list`",
+                failed.len(),
+                if failed.len() == 1 { "" } else { "s" }
             ));
         }
         found

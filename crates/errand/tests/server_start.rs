@@ -177,6 +177,13 @@ async fn start_lines_on_sqlite_name_the_store_config_jobs_directory_and_roles() 
     // A configuration file and a jobs directory with one definition, named as given.
     let jobs = common::jobs_dir::JobsDir::new();
     jobs.add("good", "", "run.sh", "#!/bin/bash\necho fine\n");
+    // And one folder with two problems: counted as one folder.
+    jobs.add(
+        "bad",
+        "max_attempts = 0\nconcurrency = 0\n",
+        "run.sh",
+        "#!/bin/bash\necho never\n",
+    );
     let conf = tempfile::tempdir().expect("temp");
     let toml = conf.path().join("errand.toml");
     std::fs::write(&toml, "roles = [\"api\", \"scheduler\"]\n").expect("errand.toml");
@@ -194,12 +201,20 @@ async fn start_lines_on_sqlite_name_the_store_config_jobs_directory_and_roles() 
     );
     assert!(
         text.contains(&format!(
-            "jobs directory: {} (1 definition)",
+            "jobs directory: {} (1 definition, 1 folder that did not load: ",
             jobs.path_str()
         )),
         "{text}"
     );
     assert!(text.contains("roles: api, scheduler"), "{text}");
+    let listed = tokio::process::Command::new(common::bin())
+        .args(["definitions", "list", "--server", s.url()])
+        .output()
+        .await
+        .expect("errand definitions list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("1 folder did not load:"), "{listed}");
+    assert_eq!(listed.matches("  bad: ").count(), 2, "{listed}");
 }
 
 #[tokio::test]

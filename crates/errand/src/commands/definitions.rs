@@ -43,7 +43,12 @@ pub async fn run(client: &Client, cmd: DefinitionsCommand, json: bool) -> anyhow
             )?;
             if !list.problems.is_empty() {
                 crate::outln!();
-                crate::outln!("{} folder(s) did not load:", list.problems.len());
+                let folders: std::collections::BTreeSet<&str> =
+                    list.problems.iter().map(|p| p.name.as_str()).collect();
+                match folders.len() {
+                    1 => crate::outln!("1 folder did not load:"),
+                    n => crate::outln!("{n} folders did not load:"),
+                }
                 for p in &list.problems {
                     match &p.key {
                         Some(k) => crate::outln!("  {}: {}: `{k}`: {}", p.name, p.file, p.reason),
