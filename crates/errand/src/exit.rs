@@ -231,8 +231,47 @@ pub fn enable_backtraces() {
     std::env::set_var("RUST_LIB_BACKTRACE", "1");
 }
 
-/// What a command given without its subcommand says.
-const MISSING_SUBCOMMAND: &str = "a subcommand is missing (`--help` lists them)";
+/// What a command given without its subcommand says: which command (from clap's context,
+/// or its usage line), and that command's visible subcommands.
+fn missing_subcommand(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let path = match err.get(ContextKind::InvalidSubcommand) {
+        Some(ContextValue::String(c)) => c.clone(),
+        _ => {
+            let text = err.render().to_string();
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix("Usage: "))
+                .map(|usage| {
+                    usage
+                        .split_whitespace()
+                        .take_while(|w| !w.starts_with(['[', '<', '-']))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "errand".to_string())
+        }
+    };
+    let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+    for name in path.split_whitespace().skip(1) {
+        match command.find_subcommand(name) {
+            Some(sub) => command = sub.clone(),
+            None => break,
+        }
+    }
+    let names: Vec<&str> = command
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(clap::Command::get_name)
+        .collect();
+    if names.is_empty() {
+        return format!("`{path}` needs a subcommand (`{path} --help` lists them)");
+    }
+    format!(
+        "`{path}` needs a subcommand: {} (`{path} --help` says what each does)",
+        names.join(", ")
+    )
+}
 
 /// Reports a command-line parse error (clap's): with `--json` among the arguments as the
 /// same JSON object as other errors (code `usage`, exit 2); otherwise, and for `--help` and
@@ -250,7 +289,7 @@ pub fn report_parse_error(err: clap::Error, json: bool) -> ExitCode {
         ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
     if !json && err.kind() == ErrorKind::MissingSubcommand {
-        eprintln!("error: {MISSING_SUBCOMMAND}");
+        eprintln!("error: {}", missing_subcommand(&err));
         return Exit::Usage.into();
     }
     if !json || shows_text {
@@ -262,7 +301,7 @@ pub fn report_parse_error(err: clap::Error, json: bool) -> ExitCode {
     if missing {
         let body = serde_json::json!({
             "code": Exit::Usage.code_name(),
-            "message": MISSING_SUBCOMMAND,
+            "message": missing_subcommand(&err),
             "causes": [],
             "exit_code": Exit::Usage as u8,
         });

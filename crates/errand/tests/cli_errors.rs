@@ -497,6 +497,25 @@ async fn json_errors_are_one_object_on_stderr() {
         assert_eq!(error["exit_code"], 2, "{args:?}: {error}");
         assert!(!stderr(&out).contains("__run-limited"), "{args:?}: {error}");
     }
+    // A missing subcommand names the command and its subcommands, as text or JSON (here
+    // with ERRAND_SERVER set, so clap does not print the help by itself).
+    let mut with_env = tokio::process::Command::new(bin());
+    with_env.env("ERRAND_SERVER", s.url()).arg("jobs");
+    let out = finish(with_env, &["jobs"]).await;
+    assert_exit(&out, 2, "jobs");
+    assert!(
+        stderr(&out).contains("`errand jobs` needs a subcommand: list, show, explain,"),
+        "{}",
+        stderr(&out)
+    );
+    let out = errand(s.url(), &["--json", "jobs"]).await;
+    let error = json_error(&out);
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("`errand jobs` needs a subcommand: list, show")),
+        "{error}"
+    );
 }
 
 #[tokio::test]
