@@ -1,4 +1,4 @@
-//! Opening the store a location names; shared by `serve`, `export` and `import`.
+//! Opening the store a location names; shared by `serve`, `export`, `import` and `tokens`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -90,6 +90,38 @@ pub async fn open(location: &StoreLocation, data_dir: &Path) -> anyhow::Result<O
             })
         }
     }
+}
+
+/// Opens a store that must already be there, for a command that only reads or changes what
+/// is in it (`export`, `tokens list`, `tokens revoke`): a SQLite file that is not there is
+/// refused before anything is created, and a PostgreSQL schema that opening had to create
+/// (so it is empty) is closed and refused. `nothing` says what the command then has not:
+/// "nothing to export".
+///
+/// # Errors
+/// There is no store at the location, or it cannot be opened or reached.
+pub async fn open_existing(
+    location: &StoreLocation,
+    data_dir: &Path,
+    nothing: &str,
+) -> anyhow::Result<OpenedStore> {
+    if let StoreLocation::Sqlite(path) = location {
+        if !path.try_exists().unwrap_or(false) {
+            anyhow::bail!(
+                "no store at {}: {nothing} (check --data-dir or --store)",
+                path.display()
+            );
+        }
+    }
+    let opened = open(location, data_dir).await?;
+    if opened.origin == StoreOrigin::Created {
+        opened.store.close().await;
+        anyhow::bail!(
+            "no store at {}: {nothing} (an empty one was just created there; check --store)",
+            opened.desc
+        );
+    }
+    Ok(opened)
 }
 
 /// Logs what opening found; a store created at start is a warning, since that is also what

@@ -1016,3 +1016,41 @@ async fn a_session_needs_the_nodes_secret_outlives_a_restart_and_ends_at_sign_ou
         "signing in again works at once"
     );
 }
+
+#[test]
+fn token_commands_on_a_missing_store_refuse_to_list_and_revoke_and_say_when_create_made_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let typo = dir.path().join("typo-dir");
+    for args in [&["tokens", "list"][..], &["tokens", "revoke", "ci"]] {
+        let out = Command::new(common::bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&typo)
+            .output()
+            .expect("errand tokens");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {said}");
+        assert!(said.contains("no store at"), "{args:?}: {said}");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    // The first admin token comes before the first start: create makes the store, aloud.
+    let out = Command::new(common::bin())
+        .args(["tokens", "create", "--name", "admin", "--scopes", "admin"])
+        .arg("--data-dir")
+        .arg(&typo)
+        .output()
+        .expect("errand tokens create");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("created a new, empty store"), "{said}");
+    // Made once: the next one says nothing about it.
+    let out = Command::new(common::bin())
+        .args(["tokens", "create", "--name", "second", "--scopes", "read"])
+        .arg("--data-dir")
+        .arg(&typo)
+        .output()
+        .expect("errand tokens create");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("created a new"), "{said}");
+}

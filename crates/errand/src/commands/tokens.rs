@@ -14,10 +14,25 @@ use crate::settings::store_location;
 use crate::{exit, outln, store_open};
 
 /// An engine over the store the flags name (nothing runs in the background); each command
-/// closes its store when done with it, as a clean stop of a node does.
-async fn engine(location: &StoreArgs) -> anyhow::Result<std::sync::Arc<Engine>> {
+/// closes its store when done with it, as a clean stop of a node does. Listing and revoking
+/// need a store that is there (`nothing`: what a missing one has not), so that a mistyped
+/// `--data-dir` is an error, not an empty list; creating may make the store (the first
+/// admin token comes before the first start), and says so.
+async fn engine(
+    location: &StoreArgs,
+    nothing: Option<&str>,
+) -> anyhow::Result<std::sync::Arc<Engine>> {
     let (data_dir, location) = store_location(location)?;
-    let opened = store_open::open(&location, &data_dir).await?;
+    let opened = match nothing {
+        Some(nothing) => store_open::open_existing(&location, &data_dir, nothing).await?,
+        None => store_open::open(&location, &data_dir).await?,
+    };
+    if opened.origin == errand_store::StoreOrigin::Created {
+        eprintln!(
+            "created a new, empty store: {} (start errand with the same --data-dir or --store to use it)",
+            opened.desc
+        );
+    }
     Ok(Engine::new(opened.store, EngineConfig::default()))
 }
 
@@ -26,7 +41,7 @@ pub async fn run(cmd: TokensCommand, as_json: bool) -> anyhow::Result<()> {
     match cmd {
         TokensCommand::Create(args) => create(args, as_json).await,
         TokensCommand::List { location } => {
-            let engine = engine(&location).await?;
+            let engine = engine(&location, Some("no token to list")).await?;
             let tokens = engine.token_list().await;
             engine.close_store().await;
             let tokens = tokens?;
@@ -48,7 +63,7 @@ pub async fn run(cmd: TokensCommand, as_json: bool) -> anyhow::Result<()> {
             )
         }
         TokensCommand::Revoke { token, location } => {
-            let engine = engine(&location).await?;
+            let engine = engine(&location, Some("no token to revoke")).await?;
             let revoked = async {
                 let id = find(&engine, &token).await?;
                 let revoked = engine.token_revoke(id).await?;
@@ -96,7 +111,7 @@ async fn create(args: TokenCreateArgs, as_json: bool) -> anyhow::Result<()> {
             )
         }
     };
-    let engine = engine(&args.location).await?;
+    let engine = engine(&args.location, None).await?;
     let issued = engine
         .token_create(TokenRequest {
             name: args.name,

@@ -13,13 +13,13 @@ use errand_core::schedule_spec::ScheduleSpec;
 use errand_core::QueueName;
 use errand_store::{
     JobListParams, QueueUpsertParams, RestoredJob, SchedulePut, SchedulePutParams,
-    ScheduleSlotListParams, ScheduleSlotRecord, SharedStore, StoreOrigin,
+    ScheduleSlotListParams, ScheduleSlotRecord, SharedStore,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TransferArgs;
 use crate::commands::progress;
-use crate::settings::{store_location, StoreLocation};
+use crate::settings::store_location;
 use crate::store_open;
 
 /// The first line of every export.
@@ -57,27 +57,14 @@ enum Line {
     Job(Box<RestoredJob>),
 }
 
-/// Opens the store the flags name. An export reads an existing store only: a SQLite file
-/// that is not there is refused before anything is created, and a PostgreSQL schema that
-/// opening had to create (so it is empty) is refused too.
+/// Opens the store the flags name: an export reads an existing store only.
 async fn open(args: &TransferArgs, existing_only: bool) -> anyhow::Result<(SharedStore, String)> {
     let (data_dir, location) = store_location(&args.location)?;
-    if let (true, StoreLocation::Sqlite(path)) = (existing_only, &location) {
-        if !path.try_exists().unwrap_or(false) {
-            bail!(
-                "no store at {}: nothing to export (check --data-dir or --store)",
-                path.display()
-            );
-        }
-    }
-    let opened = store_open::open(&location, &data_dir).await?;
-    if existing_only && opened.origin == StoreOrigin::Created {
-        opened.store.close().await;
-        bail!(
-            "no store at {}: nothing to export (an empty one was just created there; check --store)",
-            opened.desc
-        );
-    }
+    let opened = if existing_only {
+        store_open::open_existing(&location, &data_dir, "nothing to export").await?
+    } else {
+        store_open::open(&location, &data_dir).await?
+    };
     Ok((opened.store, opened.desc))
 }
 
