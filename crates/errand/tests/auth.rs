@@ -1034,23 +1034,20 @@ fn token_commands_on_a_missing_store_refuse_to_list_and_revoke_and_say_when_crea
         assert!(!typo.exists(), "{args:?} created {}", typo.display());
     }
     // The first admin token comes before the first start: create makes the store, aloud.
-    let out = Command::new(common::bin())
-        .args(["tokens", "create", "--name", "admin", "--scopes", "admin"])
-        .arg("--data-dir")
-        .arg(&typo)
-        .output()
-        .expect("errand tokens create");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
+    let create = |name: &str, scopes: &str| {
+        let out = Command::new(common::bin())
+            .args(["tokens", "create", "--name", name, "--scopes", scopes])
+            .arg("--data-dir")
+            .arg(&typo)
+            .output()
+            .expect("errand tokens create");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{said}");
+        said
+    };
+    let said = create("admin", "admin");
     assert!(said.contains("created a new, empty store"), "{said}");
     // Made once: the next one says nothing about it.
-    let out = Command::new(common::bin())
-        .args(["tokens", "create", "--name", "second", "--scopes", "read"])
-        .arg("--data-dir")
-        .arg(&typo)
-        .output()
-        .expect("errand tokens create");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
+    let said = create("second", "read");
     assert!(!said.contains("created a new"), "{said}");
 }
