@@ -391,15 +391,18 @@ impl Settings {
         let edge = edge_limits(args, &file, limits.max_request_bytes)?;
         let webhooks = webhook_settings(args, &file)?;
         refuse_useless_limits(&limits, &edge)?;
+        // The secrets are checked whatever the mode, with every other setting and before
+        // anything is created: a weak one set for later is refused now, not on the day
+        // the node moves off loopback.
+        let env_admin = std::env::var("ERRAND_ADMIN_TOKEN").ok();
+        let checked_admin = errand_server::AuthConfig::on(env_admin.as_deref())?;
+        errand_server::session_secret_from_env(
+            std::env::var("ERRAND_SESSION_SECRET").ok().as_deref(),
+        )?;
         let auth = if args.insecure_no_auth {
             AuthMode::Insecure
         } else if args.require_auth || !listen.ip().is_loopback() {
-            let env = std::env::var("ERRAND_ADMIN_TOKEN").ok();
-            let mut config = errand_server::AuthConfig::on(env.as_deref())?;
-            // Checked here, with every other setting, before anything is created.
-            errand_server::session_secret_from_env(
-                std::env::var("ERRAND_SESSION_SECRET").ok().as_deref(),
-            )?;
+            let mut config = checked_admin;
             if let Some(rate) = args.token_rate {
                 config.token_rate = rate;
             }

@@ -1051,3 +1051,39 @@ fn token_commands_on_a_missing_store_refuse_to_list_and_revoke_and_say_when_crea
     let said = create("second", "read");
     assert!(!said.contains("created a new"), "{said}");
 }
+
+#[tokio::test]
+async fn a_weak_secret_is_refused_at_start_even_where_auth_is_off() {
+    for (var, name) in [
+        ("ERRAND_ADMIN_TOKEN", "admin"),
+        ("ERRAND_SESSION_SECRET", "session"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Loopback without --require-auth: tokens are off, yet the secret is checked.
+        // A server that started anyway is killed when the deadline drops it.
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::process::Command::new(common::bin())
+                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path())
+                .env_remove("ERRAND_ADMIN_TOKEN")
+                .env_remove("ERRAND_SESSION_SECRET")
+                .env(var, "short")
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the server started with a weak secret"))
+        .expect("errand serve");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{var} must be at least 32 characters")),
+            "{name}: {err}"
+        );
+        assert!(
+            std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+            "{name}: a refused start creates nothing"
+        );
+    }
+}
