@@ -11,7 +11,8 @@ use crate::ValidationError;
 ///
 /// `scheduled` → `available` → `running` → `succeeded`, or on failure back to `scheduled`
 /// (a retry waits for its backoff) until no attempts are left: then `dead`. `cancelled` ends a
-/// job that should not run. `blocked` waits for something else (a workflow step, a session).
+/// job that should not run. `blocked` waits for other jobs to end: its parents (`after`), or
+/// the steps a workflow step depends on. (A session's later jobs stay `available`, parked.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -27,7 +28,8 @@ pub enum JobState {
     Dead,
     /// Stopped by a user before it finished.
     Cancelled,
-    /// Waits for another job (workflows, sessions).
+    /// Waits for other jobs to end (parents named by `after`, a workflow step's
+    /// dependencies).
     Blocked,
 }
 

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{ApiError, AppState};
 
@@ -19,6 +19,13 @@ pub(crate) struct Readiness {
     status: &'static str,
     /// Each check by name (`store`, `migrations`, `shutdown`): `ok`, or why it failed.
     checks: BTreeMap<&'static str, String>,
+}
+
+/// What `/healthz` answers while the process is alive: `{"status": "ok"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Liveness {
+    /// Always `ok`.
+    status: &'static str,
 }
 
 /// The value of a check that passed.
@@ -44,10 +51,10 @@ async fn migrations(state: &AppState) -> String {
 /// (the SQLite writer thread), so a supervisor restarts it. A store that is merely
 /// unreachable leaves this at 200; that is `/readyz`.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health",
-    responses((status = 200, description = "Alive"), (status = 503, description = "A part of the process that only a restart brings back has stopped", body = errand_api::ErrorBody)))]
-pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, description = "Alive", body = Liveness), (status = 503, description = "A part of the process that only a restart brings back has stopped", body = errand_api::ErrorBody)))]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Result<Json<Liveness>, ApiError> {
     state.engine.live()?;
-    Ok(Json(json!({"status": "ok"})))
+    Ok(Json(Liveness { status: OK }))
 }
 
 /// This node can accept a job, so an autoscaler or load balancer may send it work. Three
