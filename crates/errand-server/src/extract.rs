@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use errand_core::JobId;
 use serde::de::DeserializeOwned;
 
+use crate::plain_words;
 use crate::strict_json::Strict;
 use crate::ApiError;
 
@@ -78,8 +79,10 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         let inner = e.into_inner();
         match inner.classify() {
             // Name the field, so `{"delay": -5}` answers `delay: ...`.
-            Category::Data if path != "." => ApiError::invalid(format!("{path}: {inner}")),
-            Category::Data => ApiError::invalid(inner.to_string()),
+            Category::Data if path != "." => {
+                ApiError::invalid(plain_words::plain(&format!("{path}: {inner}")))
+            }
+            Category::Data => ApiError::invalid(plain_words::plain(&inner.to_string())),
             _ => malformed(&inner),
         }
     })?;
@@ -97,7 +100,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::invalid(e.body_text()))
+            .map_err(|e| ApiError::invalid(plain_words::plain(&e.body_text())))
     }
 }
 
@@ -116,6 +119,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| ApiPath(v))
-            .map_err(|e| ApiError::invalid(e.body_text()))
+            .map_err(|e| ApiError::invalid(plain_words::plain(&e.body_text())))
     }
 }

@@ -9,6 +9,7 @@ pub mod edge;
 mod error;
 mod extract;
 mod openapi;
+mod plain_words;
 mod request_log;
 mod routes;
 pub mod scripts;

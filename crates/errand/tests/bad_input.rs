@@ -94,7 +94,15 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
         r#"{"kind":"k","priority":"high"}"#,
         400,
         "invalid_request",
-        "invalid type",
+        "priority: invalid type: string \"high\", expected an integer",
+    ),
+    (
+        "GET",
+        "/v1/jobs?limit=abc",
+        "",
+        400,
+        "invalid_request",
+        "query: limit: not a whole number",
     ),
     (
         "POST",
@@ -408,7 +416,7 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
         r#"["k","q",{"x":1},5]"#,
         400,
         "invalid_request",
-        "invalid type: sequence",
+        "invalid type: array, expected a JSON object",
     ),
     (
         "POST",
@@ -416,7 +424,7 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
         r#"{"jobs":[{"kind":"a"},{"kind":"b"},{"kind":"c"},["k","q"]]}"#,
         400,
         "invalid_request",
-        "jobs[3]: invalid type: sequence",
+        "jobs[3]: invalid type: array, expected a JSON object",
     ),
     (
         "POST",
@@ -424,7 +432,7 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
         r#"["w",1]"#,
         400,
         "invalid_request",
-        "invalid type: sequence",
+        "invalid type: array, expected a JSON object",
     ),
     (
         "POST",
@@ -432,7 +440,7 @@ const CASES: &[(&str, &str, &str, u16, &str, &str)] = &[
         r#"{"name":"s","every":"1m","job":["k"]}"#,
         400,
         "invalid_request",
-        "job: invalid type: sequence",
+        "job: invalid type: array, expected a JSON object",
     ),
     // Whole floats are integers; fractions are not.
     (
