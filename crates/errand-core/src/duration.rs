@@ -15,6 +15,12 @@ pub fn parse(field: &str, text: &str) -> Result<Duration, ValidationError> {
     if let Ok(ms) = trimmed.parse::<u64>() {
         return Ok(Duration::from_millis(ms));
     }
+    if trimmed.starts_with('-') {
+        return Err(ValidationError::new(
+            field,
+            format!("`{text}`: a duration cannot be negative"),
+        ));
+    }
     humantime::parse_duration(trimmed).map_err(|e| {
         ValidationError::new(
             field,
@@ -210,6 +216,18 @@ mod tests {
         let err = parse("wait", "soon").unwrap_err();
         assert_eq!(err.field, "wait");
         assert!(err.message.contains("soon"));
+    }
+
+    #[test]
+    fn a_negative_text_says_it_is_negative() {
+        let err = parse("delay", "-5s").unwrap_err();
+        assert!(
+            err.message.contains("cannot be negative"),
+            "{}",
+            err.message
+        );
+        let err = serde_json::from_str::<FlexDuration>("\"-5s\"").unwrap_err();
+        assert!(err.to_string().contains("cannot be negative"), "{err}");
     }
 
     #[test]

@@ -39,8 +39,8 @@ pub fn checked_after(
             crate::ValidationError::new(
                 field,
                 format!(
-                    "{} from now is past the year 9999, the latest time errand keeps",
-                    crate::duration::format(after)
+                    "{} days from now is past the year 9999, the latest time errand keeps",
+                    after.as_secs() / 86_400
                 ),
             )
         })

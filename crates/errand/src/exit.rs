@@ -112,6 +112,10 @@ pub fn job_outcome(job: &errand_core::Job) -> anyhow::Result<()> {
 const UNREACHABLE_HINT: &str =
     "is `errand serve` running there? (--server or ERRAND_SERVER picks another server)";
 
+/// What to try when the server wants a token (401) the command did not carry or that it
+/// refused.
+const TOKEN_HINT: &str = "give errand a token with --token or ERRAND_TOKEN (`errand tokens create` makes one, against the server's store)";
+
 /// What to try when the server's certificate is refused.
 const CERTIFICATE_HINT: &str = "errand's client trusts public CAs and the PEM file ERRAND_CA_CERT names: set it to the CA (or self-signed certificate) of the server's certificate, and call the server by a name the certificate holds";
 
@@ -166,15 +170,21 @@ pub fn report(err: &anyhow::Error, json: bool, debug: bool) -> ExitCode {
         return Exit::Success.into();
     }
     let exit = classify(err);
-    let hint = (exit == Exit::Unreachable).then(|| {
-        // The server answered, but its certificate was refused: it is running.
-        let text = err.chain().map(ToString::to_string).collect::<String>();
-        if text.contains("certificate") || text.contains("UnknownIssuer") {
-            CERTIFICATE_HINT
-        } else {
-            UNREACHABLE_HINT
-        }
-    });
+    let unauthorized = err
+        .chain()
+        .filter_map(|c| c.downcast_ref::<errand_client::ClientError>())
+        .any(|c| c.status() == Some(401));
+    let hint = (exit == Exit::Unreachable)
+        .then(|| {
+            // The server answered, but its certificate was refused: it is running.
+            let text = err.chain().map(ToString::to_string).collect::<String>();
+            if text.contains("certificate") || text.contains("UnknownIssuer") {
+                CERTIFICATE_HINT
+            } else {
+                UNREACHABLE_HINT
+            }
+        })
+        .or(unauthorized.then_some(TOKEN_HINT));
     if json {
         let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
         let mut body = serde_json::json!({

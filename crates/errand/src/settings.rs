@@ -17,13 +17,19 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     store: Option<String>,
     pg_schema: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     retention: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     dead_retention: Option<String>,
     max_payload_bytes: Option<usize>,
     max_request_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "duration_text")]
     header_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     body_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     idle_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     shutdown_drain: Option<String>,
     max_connections: Option<usize>,
     reserve_connections: Option<usize>,
@@ -43,16 +49,22 @@ struct FileSettings {
     allow_private_callbacks: Option<bool>,
     #[serde(default)]
     callback_allow_cidrs: Vec<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     delivery_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     delivery_backoff: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     delivery_retry_for: Option<String>,
     subscription_pause_after: Option<u32>,
     max_result_bytes: Option<usize>,
     max_event_streams: Option<usize>,
+    #[serde(default, deserialize_with = "duration_text")]
     event_retention: Option<String>,
     event_retention_max: Option<u64>,
+    #[serde(default, deserialize_with = "duration_text")]
     event_poll: Option<String>,
     event_buffer: Option<usize>,
+    #[serde(default, deserialize_with = "duration_text")]
     event_prune_interval: Option<String>,
     /// Declared schedules: created or updated at start.
     #[serde(default)]
@@ -67,7 +79,37 @@ struct FileSettings {
     #[serde(default)]
     workflows: Vec<crate::declared::WorkflowDeclaration>,
     /// How often the workflow supervisor looks for steps past their deadline.
+    #[serde(default, deserialize_with = "duration_text")]
     workflow_supervise_interval: Option<String>,
+}
+
+/// A duration in `errand.toml`: text with its unit. A bare number is refused with a hint,
+/// since on a flag the same number means milliseconds and in the file it would be a guess.
+fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration with its unit, such as \"5s\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Err(E::custom(format!(
+                "`{v}` has no unit: write it as text with one, such as \"{v}s\" or \"{v}ms\""
+            )))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Err(E::custom(format!(
+                "`{v}` has no unit: write it as text with one, such as \"{v}s\""
+            )))
+        }
+    }
+    d.deserialize_any(Text)
 }
 
 /// Where the store lives.

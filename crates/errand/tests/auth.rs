@@ -1087,3 +1087,20 @@ async fn a_weak_secret_is_refused_at_start_even_where_auth_is_off() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_cli_without_a_token_hears_how_to_give_one() {
+    let f = Fixture::start().await;
+    let out = tokio::process::Command::new(common::bin())
+        .args(["jobs", "list", "--server", f.server.url()])
+        .env_remove("ERRAND_TOKEN")
+        .output()
+        .await
+        .expect("errand jobs list");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("hint: give errand a token with --token or ERRAND_TOKEN"),
+        "{said}"
+    );
+}

@@ -454,4 +454,28 @@ async fn a_bad_setting_stops_the_start_before_the_data_directory_exists() {
         );
         assert!(!data.exists(), "{args:?}: the data directory was created");
     }
+    // A duration in errand.toml without its unit says how to write it.
+    let conf = base.path().join("errand.toml");
+    std::fs::write(&conf, "idle_timeout = 5\n").expect("errand.toml");
+    let conf = conf.display().to_string();
+    let ended = serve_fails(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_arg,
+            "--config",
+            &conf,
+        ],
+        base.path(),
+    )
+    .await;
+    assert!(
+        ended
+            .stderr
+            .contains(r#"`5` has no unit: write it as text with one, such as "5s""#),
+        "{}",
+        ended.stderr
+    );
+    assert!(!data.exists(), "the data directory was created");
 }
