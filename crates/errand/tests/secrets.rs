@@ -68,7 +68,7 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     jobs.add(
         "secretive",
         &format!(
-            "secret_env = [\"APP_SECRETS_TEST_ENV\"]\n[env]\nGOT_FILE = \"{}\"\n",
+            "secret_env = [\"APP_SECRETS_TEST_ENV\", \"APP_SECRETS_TEST_UNSET\"]\n[env]\nGOT_FILE = \"{}\"\n",
             got_file.display()
         ),
         "run.sh",
@@ -99,6 +99,26 @@ async fn secrets_reach_only_the_lease_holder_and_the_script_and_are_redacted_eve
     let base = server.url().to_string();
     let http = common::http_client();
     loaded(&client, "secretive").await;
+    // A secret_env variable errand's environment lacks is named when the runs start.
+    let warned = errand_testkit::eventually(
+        "the missing secret_env variable named in the log",
+        std::time::Duration::from_secs(20),
+        || async {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            log.lines()
+                .find(|l| l.contains("a secret_env variable is not set"))
+                .map(str::to_string)
+        },
+    )
+    .await;
+    assert!(warned.contains("APP_SECRETS_TEST_UNSET"), "{warned}");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("a secret_env variable is not set")
+                && l.contains("APP_SECRETS_TEST_ENV")),
+        "a variable that is set is not named: {log}"
+    );
 
     // Bad secrets are refused with the field named.
     let (status, body) = raw

@@ -70,6 +70,25 @@ pub(crate) fn redactor(
         .with(secret_env_values(config, def))
 }
 
+/// Says, when a definition starts running on this process, which of its `secret_env`
+/// names this process's environment does not hold: its runs do not get them, and a script
+/// reading one would see it empty. (The server may load a definition only a remote worker
+/// runs, with the secret in the worker's environment: so a warning where it runs, not a
+/// load problem.)
+pub(crate) fn warn_missing_secret_env(config: &RunnerConfig, def: &Definition) {
+    for name in def
+        .secret_env
+        .iter()
+        .filter(|n| !config.server_env.contains_key(n.as_str()))
+    {
+        tracing::warn!(
+            definition = %def.name,
+            variable = %name,
+            "a secret_env variable is not set in this process's environment (as it was at start): the definition's runs do not get it"
+        );
+    }
+}
+
 /// The values of a definition's `secret_env`, which its runs' (and its continuous
 /// instances') lines must not show.
 pub(crate) fn secret_env_values(

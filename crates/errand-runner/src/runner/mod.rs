@@ -135,6 +135,7 @@ fn reconcile(
         if def.mode != Mode::Triggered || feeding.contains_key(name) {
             continue;
         }
+        env::warn_missing_secret_env(&ctx.config, def);
         let stop = ctx.shutdown.child_token();
         loops.spawn(claim_loop::run(
             ctx.clone(),
@@ -205,6 +206,7 @@ fn reconcile_continuous(
             not_here.skip(name);
             continue;
         };
+        env::warn_missing_secret_env(&sup.config, def);
         let stop = sup.shutdown.child_token();
         loops.spawn(continuous::supervise(
             sup.clone(),
