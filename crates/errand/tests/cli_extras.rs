@@ -139,7 +139,7 @@ async fn enqueue_file_sends_every_line_once_and_a_bad_line_sends_nothing() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).trim(),
-        "enqueued 2500 jobs (0 already existed by idempotency key)"
+        "sent 2500 jobs: 2500 new, 0 already there by idempotency key"
     );
     assert_eq!(count(&client, "bulk").await, 2500);
     let own = common::all_jobs(
@@ -166,7 +166,7 @@ async fn enqueue_file_sends_every_line_once_and_a_bad_line_sends_nothing() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).trim(),
-        "enqueued 2500 jobs (2500 already existed by idempotency key)"
+        "sent 2500 jobs: 0 new, 2500 already there by idempotency key"
     );
     assert_eq!(count(&client, "bulk").await, 2500);
 

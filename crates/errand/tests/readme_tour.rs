@@ -12,7 +12,7 @@
 //!   (`|| echo "exit $?"`) and its comment names the code (`# exit 6: timed out`): the test
 //!   fails when the command exits with any other code (0 included).
 //! - A line whose comment says `run it twice` (`errand enqueue --file`) runs twice, and the
-//!   second run must report that every job already existed.
+//!   second run must report that every job was already there.
 //! - Each README line keeps its line number in the script, so bash's `$LINENO` is the
 //!   README's line number.
 //! - `errand` is the binary under test: a temporary directory with an `errand` symlink comes
@@ -228,7 +228,7 @@ __expect_exit() {
   fi
 }
 __expect_none_added() {
-  if ! [[ "$2" =~ enqueued\ ([0-9]+)\ jobs\ \(([0-9]+)\ already\ existed ]] \
+  if ! [[ "$2" =~ sent\ ([0-9]+)\ jobs:\ 0\ new,\ ([0-9]+)\ already\ there ]] \
     || [[ "${BASH_REMATCH[1]}" != "${BASH_REMATCH[2]}" ]]; then
     echo "README.md line $1: the second run added jobs: $2" >&2; return 1
   fi

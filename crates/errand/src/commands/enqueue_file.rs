@@ -165,7 +165,7 @@ async fn send(
     bar.finish_and_clear();
     if !json {
         crate::outln!(
-            "enqueued {sent} jobs ({} already existed by idempotency key)",
+            "sent {sent} jobs: {inserted} new, {} already there by idempotency key",
             sent - inserted
         );
     }
