@@ -319,3 +319,45 @@ async fn a_blocked_continuation_is_exported_with_a_warning_and_explains_itself_a
     assert_eq!(why.state, JobState::Blocked);
     assert_eq!(why.reasons[0].code, ReasonCode::FlowMissing, "{why:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_of_job_definitions_stay_with_their_jobs_directory() {
+    let jobs = common::jobs_dir::JobsDir::new();
+    jobs.add(
+        "nightly",
+        "schedule = \"0 3 * * *\"\n",
+        "run.sh",
+        "#!/bin/bash\necho night\n",
+    );
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("source");
+    let mut source = ServerProcess::start_in(&bin(), &dir, &["--jobs-dir", &jobs.path_str()])
+        .await
+        .expect("start");
+    let client = source.client().expect("client");
+    common::jobs_dir::loaded(&client, "nightly").await;
+    errand_testkit::eventually(
+        "the definition's schedule",
+        std::time::Duration::from_secs(20),
+        || async { client.schedule("definition:nightly").await.ok() },
+    )
+    .await;
+    assert!(source.terminate().await);
+    let file = work.path().join("export.jsonl");
+    let file = file.to_str().expect("path");
+    let exported = errand(&[
+        "export",
+        "--data-dir",
+        dir.to_str().expect("path"),
+        "--file",
+        file,
+    ])
+    .await;
+    let said = String::from_utf8_lossy(&exported.stderr);
+    assert!(
+        said.contains("left out 1 schedule of job definitions"),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(file).expect("the export");
+    assert!(!text.contains("definition:nightly"), "{text}");
+}

@@ -116,7 +116,19 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
             &mut out,
         )?;
     }
+    let mut owned_by_definitions = 0usize;
     for s in store.schedule_list().await? {
+        // A definition's schedule belongs to its jobs directory: the node that loads the
+        // folder makes it again, and one imported where no node has the folder would fire
+        // jobs nobody runs.
+        if s.spec
+            .name
+            .as_str()
+            .starts_with(errand_runner::definition::SCHEDULE_PREFIX)
+        {
+            owned_by_definitions += 1;
+            continue;
+        }
         let name = s.spec.name.clone();
         line(
             &Line::Schedule {
@@ -197,6 +209,14 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
     out.flush()?;
     bar.finish_and_clear();
     eprintln!("exported {jobs} jobs from {desc}");
+    if owned_by_definitions > 0 {
+        eprintln!(
+            "left out {owned_by_definitions} schedule{} of job definitions (`{}<name>`): the node that loads the jobs directory makes {} again",
+            if owned_by_definitions == 1 { "" } else { "s" },
+            errand_runner::definition::SCHEDULE_PREFIX,
+            if owned_by_definitions == 1 { "it" } else { "them" },
+        );
+    }
     if let Some(warning) = in_flows.warning() {
         eprintln!("{warning}");
     }
