@@ -70,6 +70,15 @@ async fn enqueue_show_pause_and_dead_commands() {
         "purging with no selection is a usage error"
     );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--all"));
+    // A job named by id that is not dead is left alone, and the answer says why it may be.
+    let alive = errand(url, &["dead", "requeue", "--id", id]).await;
+    let text = String::from_utf8_lossy(&alive.stdout);
+    assert!(
+        text.contains("requeued 0 dead jobs")
+            && text
+                .contains("1 of the 1 named were left alone: not dead, gone, or a workflow's step"),
+        "{text}"
+    );
     let bad = errand(url, &["jobs", "show", "nope"]).await;
     assert_eq!(bad.status.code(), Some(2), "not a job id: a usage error");
 }

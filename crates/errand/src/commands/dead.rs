@@ -34,7 +34,7 @@ fn selection(args: DeadSelectArgs, verb: &str) -> anyhow::Result<DeadSelectionRe
 
 /// Runs a `dead` subcommand.
 pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Result<()> {
-    let (verb, count) = match cmd {
+    let (verb, named, count) = match cmd {
         DeadCommand::List { filter } => {
             return jobs::print_page(&client.dead(&jobs::query(&filter, None)).await?, json);
         }
@@ -44,17 +44,27 @@ pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Resul
             let spinner = crate::commands::progress::spinner("requeueing dead jobs");
             let answer = client.dead_requeue(&selection).await;
             spinner.finish_and_clear();
-            ("requeued", answer?)
+            ("requeued", selection.ids.len(), answer?)
         }
-        DeadCommand::Purge(args) => (
-            "purged",
-            client.dead_purge(&selection(args, "purge")?).await?,
-        ),
+        DeadCommand::Purge(args) => {
+            let selection = selection(args, "purge")?;
+            let answer = client.dead_purge(&selection).await?;
+            ("purged", selection.ids.len(), answer)
+        }
     };
     if json {
         crate::output::json(&count)
     } else {
         crate::outln!("{verb} {} dead jobs", count.count);
+        // Jobs named by id that were left alone: say why they may have been.
+        let left = named.saturating_sub(usize::try_from(count.count).unwrap_or(usize::MAX));
+        if left > 0 && verb == "requeued" {
+            crate::outln!(
+                "{left} of the {named} named were left alone: not dead, gone, or a workflow's step (run those again with `errand workflows retry`)"
+            );
+        } else if left > 0 {
+            crate::outln!("{left} of the {named} named were left alone: not dead, or gone");
+        }
         Ok(())
     }
 }
