@@ -112,7 +112,8 @@ pub struct Reason {
     /// The key or limit concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// The jobs holding it back (a sample of up to ten).
+    /// The jobs holding it back (a sample of up to ten); for `waiting_for_jobs`, its
+    /// parents, ended ones included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<String>)]
     pub jobs: Vec<JobId>,
@@ -209,8 +210,8 @@ fn flow(facts: &ExplainFacts, out: &mut Vec<Reason>) {
         out.push(reason(
             ReasonCode::FlowMissing,
             "blocked, yet it waits for no job here: its flow is not in this store (export \
-             and import carry jobs, not their flows), so nothing will release it; cancel it \
-             and enqueue it again"
+             and import carry jobs, not their flows), so nothing will release it; cancel it, \
+             then retry it to run it as a plain job"
                 .to_string(),
         ));
         return;

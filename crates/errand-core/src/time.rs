@@ -122,6 +122,14 @@ mod tests {
         assert_eq!(err.field, "delay");
         assert!(err.message.contains("9999"), "{}", err.message);
         assert!(checked_after("retry_in_ms", now, Duration::MAX).is_err());
+        // Said in days, which people read, not in years, months and seconds.
+        let err = checked_after("delay", now, Duration::from_secs(9_999_999 * 86_400)).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("9999999 days from now is past the year 9999"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

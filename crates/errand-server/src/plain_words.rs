@@ -1,27 +1,37 @@
 //! Input errors in the API's words, not Rust's: serde names the Rust type it wanted
-//! (`expected i32`, `expected struct EnqueueRequest`), and a caller writing JSON or a query
-//! string knows integers, numbers and objects.
+//! (`expected i32`, `expected struct EnqueueRequest`, `expected a sequence`), and a caller
+//! writing JSON or a query string knows integers with their range, arrays and objects.
+//! Only serde's own words change: what a message quotes of the caller's input (`"..."` and
+//! `` `...` `` spans) is left as sent.
 
 /// Rust type names serde may print after `expected `, and what a JSON caller calls them.
 const TYPE_WORDS: &[(&str, &str)] = &[
-    ("i8", "an integer"),
-    ("i16", "an integer"),
-    ("i32", "an integer"),
-    ("i64", "an integer"),
-    ("isize", "an integer"),
-    ("u8", "a whole number (0 or more)"),
-    ("u16", "a whole number (0 or more)"),
-    ("u32", "a whole number (0 or more)"),
-    ("u64", "a whole number (0 or more)"),
-    ("usize", "a whole number (0 or more)"),
+    ("i8", "an integer from -128 to 127"),
+    ("i16", "an integer from -32768 to 32767"),
+    ("i32", "an integer from -2147483648 to 2147483647"),
+    (
+        "i64",
+        "an integer from -9223372036854775808 to 9223372036854775807",
+    ),
+    (
+        "isize",
+        "an integer from -9223372036854775808 to 9223372036854775807",
+    ),
+    ("u8", "a whole number from 0 to 255"),
+    ("u16", "a whole number from 0 to 65535"),
+    ("u32", "a whole number from 0 to 4294967295"),
+    ("u64", "a whole number from 0 to 18446744073709551615"),
+    ("usize", "a whole number from 0 to 18446744073709551615"),
     ("f32", "a number"),
     ("f64", "a number"),
 ];
 
-/// What serde calls a JSON value it did not expect, and JSON's own name for it.
-const FOUND_WORDS: &[(&str, &str)] = &[
+/// serde's names for JSON values, and JSON's own.
+const VALUE_WORDS: &[(&str, &str)] = &[
     ("invalid type: sequence", "invalid type: array"),
     ("invalid type: map", "invalid type: object"),
+    ("expected a sequence", "expected an array"),
+    ("expected a map", "expected a JSON object"),
 ];
 
 /// Parser messages of the standard library for numbers in a query string or a path.
@@ -35,12 +45,56 @@ const NUMBER_WORDS: &[(&str, &str)] = &[
     ("number too small to fit in target type", "too small"),
 ];
 
-/// `message` with Rust's type names replaced by the API's words.
+/// `message` with Rust's and serde's words replaced by the API's, outside what it quotes.
 pub(crate) fn plain(message: &str) -> String {
-    let mut text = message
+    let message = message
         .strip_prefix("Failed to deserialize query string: ")
         .map_or_else(|| message.to_string(), |rest| format!("query: {rest}"));
-    for (rust, json) in FOUND_WORDS.iter().chain(NUMBER_WORDS) {
+    let mut out = String::with_capacity(message.len());
+    for (text, quoted) in spans(&message) {
+        if quoted {
+            out.push_str(text);
+        } else {
+            out.push_str(&plain_span(text));
+        }
+    }
+    out
+}
+
+/// The message cut into pieces, each with whether it lies inside a quote (`"..."` or
+/// `` `...` ``, the quote characters included; `\"` inside a `"..."` does not end it, as
+/// serde writes a string's own quotes so). An unclosed quote runs to the end.
+fn spans(message: &str) -> Vec<(&str, bool)> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    let mut open: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in message.char_indices() {
+        match open {
+            None if c == '"' || c == '`' => {
+                spans.push((&message[start..i], false));
+                start = i;
+                open = Some(c);
+            }
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => {
+                let end = i + c.len_utf8();
+                spans.push((&message[start..end], true));
+                start = end;
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    spans.push((&message[start..], open.is_some()));
+    spans
+}
+
+/// One unquoted piece in the API's words.
+fn plain_span(text: &str) -> String {
+    let mut text = text.to_string();
+    for (rust, json) in VALUE_WORDS.iter().chain(NUMBER_WORDS) {
         text = text.replace(rust, json);
     }
     replace_expected(&text)
@@ -80,18 +134,26 @@ mod tests {
     use super::plain;
 
     #[test]
-    fn rust_type_names_become_json_words() {
+    fn rust_type_names_become_json_words_with_their_range() {
         assert_eq!(
             plain("priority: invalid type: string \"high\", expected i32 at line 1 column 30"),
-            "priority: invalid type: string \"high\", expected an integer at line 1 column 30"
+            "priority: invalid type: string \"high\", expected an integer from -2147483648 to 2147483647 at line 1 column 30"
         );
         assert_eq!(
             plain("max: invalid value: integer `-1`, expected u32"),
-            "max: invalid value: integer `-1`, expected a whole number (0 or more)"
+            "max: invalid value: integer `-1`, expected a whole number from 0 to 4294967295"
         );
         assert_eq!(
             plain("invalid type: sequence, expected struct EnqueueRequest at line 1 column 0"),
             "invalid type: array, expected a JSON object at line 1 column 0"
+        );
+        assert_eq!(
+            plain("tags: invalid type: string \"x\", expected a sequence"),
+            "tags: invalid type: string \"x\", expected an array"
+        );
+        assert_eq!(
+            plain("secrets: invalid type: sequence, expected a map"),
+            "secrets: invalid type: array, expected a JSON object"
         );
         assert_eq!(
             plain("Failed to deserialize query string: limit: invalid digit found in string"),
@@ -100,5 +162,23 @@ mod tests {
         // Words that only start like a type name stay.
         assert_eq!(plain("expected u32x or i8"), "expected u32x or i8");
         assert_eq!(plain("expected a duration"), "expected a duration");
+    }
+
+    #[test]
+    fn what_a_message_quotes_of_the_input_is_left_as_sent() {
+        assert_eq!(
+            plain("priority: invalid type: string \"expected u8\", expected i8"),
+            "priority: invalid type: string \"expected u8\", expected an integer from -128 to 127"
+        );
+        assert_eq!(
+            plain("unknown variant `invalid type: sequence`, expected one of `a`, `b`"),
+            "unknown variant `invalid type: sequence`, expected one of `a`, `b`"
+        );
+        // An unclosed quote keeps the rest as it is; an escaped quote does not close one.
+        assert_eq!(plain("bad \"expected u8"), "bad \"expected u8");
+        assert_eq!(
+            plain(r#"string "a\" expected u8", expected u8"#),
+            r#"string "a\" expected u8", expected a whole number from 0 to 255"#
+        );
     }
 }

@@ -100,6 +100,15 @@ pub enum ConnectError {
         /// failed, database does not exist, ...).
         cause: String,
     },
+    /// Asked to open only a store that is there ([`crate::PgOptions::existing_only`]), and
+    /// the schema holds none: nothing was created.
+    #[error("no errand store in schema `{schema}` at {target}")]
+    NoStore {
+        /// The server.
+        target: PgTarget,
+        /// The schema asked for.
+        schema: String,
+    },
     /// Connected, but creating or migrating errand's schema failed.
     #[error("PostgreSQL at {target}: preparing schema `{schema}`: {source}")]
     Prepare {
@@ -120,6 +129,9 @@ impl From<ConnectError> for StoreError {
                 StoreError::Invalid(e.to_string())
             }
             ConnectError::Connect { .. } => StoreError::Unavailable(e.to_string()),
+            ConnectError::NoStore { target, schema } => StoreError::NotFound {
+                what: format!("an errand store in schema `{schema}` at {target}"),
+            },
             ConnectError::Prepare { source, .. } => *source,
         }
     }

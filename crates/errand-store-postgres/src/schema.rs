@@ -46,6 +46,18 @@ pub(crate) async fn version(
 
 /// Creates the schema if needed and brings it up to date; says whether it had to start from
 /// nothing (no migration had run: the schema is new, or was emptied).
+/// Whether `schema` holds an errand store (its migrations table), without creating
+/// anything.
+pub(crate) async fn present(client: &Client, schema: &str) -> QResult<bool> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass(format('%I.errand_migrations', $1::text)) IS NOT NULL",
+            &[&schema],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> QResult<StoreOrigin> {
     // The lock comes first: even `CREATE SCHEMA IF NOT EXISTS` races when two nodes run it
     // at once (one of them fails on the catalogue's unique index).

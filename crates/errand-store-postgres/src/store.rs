@@ -58,6 +58,10 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// How long a request waits for a connection before answering `503`.
     pub connect_timeout: Duration,
+    /// Open only a store that is there: a schema without errand's tables is refused
+    /// ([`ConnectError::NoStore`]) before anything is created in it, for commands that read
+    /// or change what a store holds (an export, listing tokens).
+    pub existing_only: bool,
 }
 
 impl PgOptions {
@@ -68,6 +72,7 @@ impl PgOptions {
             schema: "errand".into(),
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
+            existing_only: false,
         }
     }
 }
@@ -139,6 +144,25 @@ impl PgStore {
                     target: target.clone(),
                 })?;
         let admin_conn = tokio::spawn(conn);
+        if options.existing_only {
+            let present = schema::present(&admin, &options.schema).await;
+            if !matches!(present, Ok(true)) {
+                // Goodbye on the way out, as on every other.
+                drop(admin);
+                let _ = admin_conn.await;
+                return Err(match present {
+                    Err(e) => ConnectError::Prepare {
+                        target,
+                        schema: options.schema.clone(),
+                        source: Box::new(e.into()),
+                    },
+                    Ok(_) => ConnectError::NoStore {
+                        target,
+                        schema: options.schema.clone(),
+                    },
+                });
+            }
+        }
         let origin = schema::migrate(&mut admin, &options.schema)
             .await
             .map_err(|e| ConnectError::Prepare {

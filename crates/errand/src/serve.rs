@@ -222,10 +222,14 @@ fn role_list(roles: crate::settings::Roles) -> Vec<&'static str> {
 /// Runs the server until a shutdown signal.
 ///
 /// Nothing is created before every setting has been checked and the listen address is
-/// bound: a start that fails leaves no data directory, file or schema behind.
+/// bound: a start refused for a setting or the address leaves no data directory, file or
+/// schema behind. One that fails once the store is open (tokens required and none there,
+/// a declared workflow or schedule that does not apply) leaves the store it opened, and
+/// closes it first.
 ///
 /// # Errors
-/// A setting is wrong, the address cannot be bound, or the store cannot be opened.
+/// A setting is wrong, the address cannot be bound, the store cannot be opened, or what
+/// the settings declare cannot be put in place.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let schedules = schedule_specs(&settings)?;
     let tls = settings
@@ -257,8 +261,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     outcome
 }
 
-/// What a start checks and readies before it opens the store, so that a wrong setting
-/// fails before anything is created.
+/// What a start readied before it opened the store (so that a wrong setting failed before
+/// anything was created), and the opened store's description.
 struct Prepared {
     schedules: Vec<errand_core::schedule_spec::ScheduleSpec>,
     tls: Option<errand_server::edge::TlsAcceptor>,

@@ -93,7 +93,12 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
             f.write_str("a duration with its unit, such as \"5s\"")
         }
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            match v.trim().parse::<u64>() {
+                Ok(n) => Err(E::custom(format!(
+                    "`\"{n}\"` has no unit: write it with one, such as \"{n}s\" or \"{n}ms\""
+                ))),
+                Err(_) => Ok(Some(v.to_string())),
+            }
         }
         fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
             Err(E::custom(format!(

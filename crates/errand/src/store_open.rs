@@ -29,6 +29,16 @@ pub struct OpenedStore {
 /// # Errors
 /// The store cannot be opened or reached.
 pub async fn open(location: &StoreLocation, data_dir: &Path) -> anyhow::Result<OpenedStore> {
+    open_as(location, data_dir, false).await
+}
+
+/// Opens the store; with `existing_only`, a PostgreSQL schema without errand's tables is
+/// refused before anything is created in it.
+async fn open_as(
+    location: &StoreLocation,
+    data_dir: &Path,
+    existing_only: bool,
+) -> anyhow::Result<OpenedStore> {
     match location {
         StoreLocation::Sqlite(path) => {
             let options = SqliteOptions {
@@ -65,6 +75,7 @@ pub async fn open(location: &StoreLocation, data_dir: &Path) -> anyhow::Result<O
             // The error names host, port, database, user and the cause; never the password.
             let store = PgStore::connect(&PgOptions {
                 schema: schema.clone(),
+                existing_only,
                 ..PgOptions::new(url)
             })
             .await?;
@@ -93,10 +104,9 @@ pub async fn open(location: &StoreLocation, data_dir: &Path) -> anyhow::Result<O
 }
 
 /// Opens a store that must already be there, for a command that only reads or changes what
-/// is in it (`export`, `tokens list`, `tokens revoke`): a SQLite file that is not there is
-/// refused before anything is created, and a PostgreSQL schema that opening had to create
-/// (so it is empty) is closed and refused. `nothing` says what the command then has not:
-/// "nothing to export".
+/// is in it (`export`, `tokens list`, `tokens revoke`): a SQLite file or a PostgreSQL
+/// schema that holds no store is refused before anything is created. `nothing` says what
+/// the command then has not: "nothing to export".
 ///
 /// # Errors
 /// There is no store at the location, or it cannot be opened or reached.
@@ -113,15 +123,19 @@ pub async fn open_existing(
             );
         }
     }
-    let opened = open(location, data_dir).await?;
-    if opened.origin == StoreOrigin::Created {
-        opened.store.close().await;
-        anyhow::bail!(
-            "no store at {}: {nothing} (an empty one was just created there; check --store)",
-            opened.desc
-        );
+    match open_as(location, data_dir, true).await {
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<errand_store_postgres::ConnectError>(),
+                    Some(errand_store_postgres::ConnectError::NoStore { .. })
+                )
+            }) =>
+        {
+            Err(e.context(format!("{nothing} (check --store and --pg-schema)")))
+        }
+        opened => opened,
     }
-    Ok(opened)
 }
 
 /// Logs what opening found; a store created at start is a warning, since that is also what

@@ -246,14 +246,20 @@ async fn a_start_that_fails_after_its_store_opened_says_goodbye_too() {
     let (seen, url) = proxied(&schema).await;
     let dir = tempfile::tempdir().expect("temp dir");
     // Tokens required on a store that has none: the start fails once the store is open.
-    let out = tokio::process::Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--require-auth"])
-        .args(["--store", &url, "--pg-schema", &schema.name])
-        .env_remove("ERRAND_ADMIN_TOKEN")
-        .current_dir(dir.path())
-        .output()
-        .await
-        .expect("run errand serve");
+    // A node that started anyway is killed when the deadline drops it.
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--require-auth"])
+            .args(["--store", &url, "--pg-schema", &schema.name])
+            .env_remove("ERRAND_ADMIN_TOKEN")
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the start fails by itself")
+    .expect("run errand serve");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the start fails: {stderr}");
     assert!(stderr.contains("the store has none"), "{stderr}");

@@ -454,28 +454,31 @@ async fn a_bad_setting_stops_the_start_before_the_data_directory_exists() {
         );
         assert!(!data.exists(), "{args:?}: the data directory was created");
     }
-    // A duration in errand.toml without its unit says how to write it.
+    // A duration in errand.toml without its unit says how to write it, whether a bare
+    // number or a quoted one (on a flag a number is milliseconds; in the file it is refused).
     let conf = base.path().join("errand.toml");
-    std::fs::write(&conf, "idle_timeout = 5\n").expect("errand.toml");
-    let conf = conf.display().to_string();
-    let ended = serve_fails(
-        &[
+    let conf_arg = conf.display().to_string();
+    for (line, says) in [
+        (
+            "idle_timeout = 5\n",
+            r#"`5` has no unit: write it as text with one, such as "5s""#,
+        ),
+        (
+            "retention = \"7\"\n",
+            r#"`"7"` has no unit: write it with one, such as "7s""#,
+        ),
+    ] {
+        std::fs::write(&conf, line).expect("errand.toml");
+        let args = [
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
             &data_arg,
             "--config",
-            &conf,
-        ],
-        base.path(),
-    )
-    .await;
-    assert!(
-        ended
-            .stderr
-            .contains(r#"`5` has no unit: write it as text with one, such as "5s""#),
-        "{}",
-        ended.stderr
-    );
-    assert!(!data.exists(), "the data directory was created");
+            &conf_arg,
+        ];
+        let ended = serve_fails(&args, base.path()).await;
+        assert!(ended.stderr.contains(says), "{line}: {}", ended.stderr);
+        assert!(!data.exists(), "{line}: the data directory was created");
+    }
 }

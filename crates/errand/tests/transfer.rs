@@ -293,7 +293,7 @@ async fn a_blocked_continuation_is_exported_with_a_warning_and_explains_itself_a
     .await;
     let said = String::from_utf8_lossy(&exported.stderr);
     assert!(
-        said.contains("warning: 1 job belongs to a workflow, a batch or parents")
+        said.contains("warning: 1 unfinished job is part of a workflow, a batch or a continuation")
             && said.contains("the 1 blocked one waits forever there"),
         "{said}"
     );
@@ -310,38 +310,47 @@ async fn a_blocked_continuation_is_exported_with_a_warning_and_explains_itself_a
         .await
         .expect("start");
     // Without its flow nothing releases it, and explain says so rather than "no worker".
-    let why = target
-        .client()
-        .expect("client")
-        .explain(child.id)
-        .await
-        .expect("explain");
+    let target_client = target.client().expect("client");
+    let why = target_client.explain(child.id).await.expect("explain");
     assert_eq!(why.state, JobState::Blocked);
     assert_eq!(why.reasons[0].code, ReasonCode::FlowMissing, "{why:?}");
+    // What it advises works: cancelled, then retried, it runs as a plain job.
+    target_client.cancel(child.id).await.expect("cancel");
+    let again = target_client.retry(child.id).await.expect("retry");
+    assert_eq!(again.state, JobState::Available, "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_of_job_definitions_stay_with_their_jobs_directory() {
     let jobs = common::jobs_dir::JobsDir::new();
-    jobs.add(
-        "nightly",
-        "schedule = \"0 3 * * *\"\n",
-        "run.sh",
-        "#!/bin/bash\necho night\n",
-    );
+    for name in ["nightly", "weekly"] {
+        jobs.add(
+            name,
+            "schedule = \"0 3 * * *\"\n",
+            "run.sh",
+            "#!/bin/bash\necho night\n",
+        );
+    }
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path().join("source");
     let mut source = ServerProcess::start_in(&bin(), &dir, &["--jobs-dir", &jobs.path_str()])
         .await
         .expect("start");
     let client = source.client().expect("client");
-    common::jobs_dir::loaded(&client, "nightly").await;
-    errand_testkit::eventually(
-        "the definition's schedule",
-        std::time::Duration::from_secs(20),
-        || async { client.schedule("definition:nightly").await.ok() },
-    )
-    .await;
+    for name in ["nightly", "weekly"] {
+        common::jobs_dir::loaded(&client, name).await;
+        errand_testkit::eventually(
+            "the definition's schedule",
+            std::time::Duration::from_secs(20),
+            || async { client.schedule(&format!("definition:{name}")).await.ok() },
+        )
+        .await;
+    }
+    // A paused one travels, so that its pause outlives the move.
+    client
+        .schedule_set_paused("definition:weekly", true)
+        .await
+        .expect("pause");
     assert!(source.terminate().await);
     let file = work.path().join("export.jsonl");
     let file = file.to_str().expect("path");
@@ -360,4 +369,46 @@ async fn schedules_of_job_definitions_stay_with_their_jobs_directory() {
     );
     let text = std::fs::read_to_string(file).expect("the export");
     assert!(!text.contains("definition:nightly"), "{text}");
+    assert!(text.contains("definition:weekly"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_token_listing_on_a_schema_without_a_store_create_nothing() {
+    let Some(schema) = PgSchema::create("export_on_a_schema_without_a_store").await else {
+        return;
+    };
+    let store = [
+        "--store",
+        schema.url.as_str(),
+        "--pg-schema",
+        schema.name.as_str(),
+    ];
+    for (command, nothing) in [
+        (&["export"][..], "nothing to export"),
+        (&["tokens", "list"], "no token to list"),
+    ] {
+        let out = tokio::process::Command::new(bin())
+            .args(command)
+            .args(store)
+            .output()
+            .await
+            .expect("run errand");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command:?}: {said}");
+        assert!(
+            said.contains(nothing) && said.contains("no errand store in schema"),
+            "{command:?}: {said}"
+        );
+    }
+    let admin = errand_testkit::pg_connect(&schema.url)
+        .await
+        .expect("connect");
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+            &[&schema.name],
+        )
+        .await
+        .expect("look for the schema");
+    assert_eq!(row.get::<_, i64>(0), 0, "a schema was created");
 }

@@ -160,8 +160,8 @@ fn reconcile(
 struct NotHere(std::collections::BTreeSet<String>);
 
 impl NotHere {
-    /// Says once that `name` is not started here.
-    fn skip(&mut self, name: &str) {
+    /// Skips `name`, saying so in the log the first time.
+    fn skip_and_say_once(&mut self, name: &str) {
         if self.0.insert(name.to_string()) {
             tracing::warn!(definition = %name, "continuous definitions run on server nodes only; not started here");
         }
@@ -203,7 +203,7 @@ fn reconcile_continuous(
             continue;
         }
         let Some(sup) = sup else {
-            not_here.skip(name);
+            not_here.skip_and_say_once(name);
             continue;
         };
         env::warn_missing_secret_env(&sup.config, def);

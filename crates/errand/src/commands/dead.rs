@@ -25,6 +25,9 @@ fn selection(args: DeadSelectArgs, verb: &str) -> anyhow::Result<DeadSelectionRe
                 .map_err(|e| usage(format!("--id: {}", e.message)))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // An id given twice is one job: counted once, as the server counts it.
+    let mut seen = std::collections::BTreeSet::new();
+    let ids: Vec<JobId> = ids.into_iter().filter(|id| seen.insert(*id)).collect();
     Ok(DeadSelectionRequest {
         queue: args.queue,
         ids,
@@ -34,7 +37,7 @@ fn selection(args: DeadSelectArgs, verb: &str) -> anyhow::Result<DeadSelectionRe
 
 /// Runs a `dead` subcommand.
 pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Result<()> {
-    let (verb, named, count) = match cmd {
+    let (action, selection, count) = match cmd {
         DeadCommand::List { filter } => {
             return jobs::print_page(&client.dead(&jobs::query(&filter, None)).await?, json);
         }
@@ -44,27 +47,64 @@ pub async fn run(client: &Client, cmd: DeadCommand, json: bool) -> anyhow::Resul
             let spinner = crate::commands::progress::spinner("requeueing dead jobs");
             let answer = client.dead_requeue(&selection).await;
             spinner.finish_and_clear();
-            ("requeued", selection.ids.len(), answer?)
+            (Action::Requeue, selection, answer?)
         }
         DeadCommand::Purge(args) => {
             let selection = selection(args, "purge")?;
             let answer = client.dead_purge(&selection).await?;
-            ("purged", selection.ids.len(), answer)
+            (Action::Purge, selection, answer)
         }
     };
     if json {
-        crate::output::json(&count)
-    } else {
-        crate::outln!("{verb} {} dead jobs", count.count);
-        // Jobs named by id that were left alone: say why they may have been.
-        let left = named.saturating_sub(usize::try_from(count.count).unwrap_or(usize::MAX));
-        if left > 0 && verb == "requeued" {
-            crate::outln!(
-                "{left} of the {named} named were left alone: not dead, gone, or a workflow's step (run those again with `errand workflows retry`)"
-            );
-        } else if left > 0 {
-            crate::outln!("{left} of the {named} named were left alone: not dead, or gone");
-        }
-        Ok(())
+        return crate::output::json(&count);
     }
+    let done = count.count;
+    crate::outln!(
+        "{} {done} dead job{}",
+        action.done(),
+        if done == 1 { "" } else { "s" }
+    );
+    if let Some(note) = left_alone(action, &selection, done) {
+        crate::outln!("{note}");
+    }
+    Ok(())
+}
+
+/// What a bulk command did to the dead jobs it selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Requeue,
+    Purge,
+}
+
+impl Action {
+    fn done(self) -> &'static str {
+        match self {
+            Action::Requeue => "requeued",
+            Action::Purge => "purged",
+        }
+    }
+}
+
+/// For jobs named by id: how many were left alone and why they may have been (`None` when
+/// none was, or none was named).
+fn left_alone(action: Action, selection: &DeadSelectionRequest, done: u64) -> Option<String> {
+    let named = selection.ids.len();
+    let left = named.saturating_sub(usize::try_from(done).unwrap_or(usize::MAX));
+    if left == 0 {
+        return None;
+    }
+    let mut reasons = vec!["not dead".to_string(), "gone".to_string()];
+    if let Some(queue) = &selection.queue {
+        reasons.push(format!("not in queue {queue}"));
+    }
+    if action == Action::Requeue {
+        reasons.push("a workflow's step (run those again with `errand workflows retry`)".into());
+    }
+    let last = reasons.pop().unwrap_or_default();
+    Some(format!(
+        "{left} of the {named} named {} left alone: {}, or {last}",
+        if left == 1 { "was" } else { "were" },
+        reasons.join(", ")
+    ))
 }

@@ -165,7 +165,8 @@ async fn send(
     bar.finish_and_clear();
     if !json {
         crate::outln!(
-            "sent {sent} jobs: {inserted} new, {} already there by idempotency key",
+            "sent {sent} job{}: {inserted} new, {} already there by idempotency key",
+            if sent == 1 { "" } else { "s" },
             sent - inserted
         );
     }

@@ -13,19 +13,25 @@ use crate::output::{json, table, when};
 use crate::settings::store_location;
 use crate::{exit, outln, store_open};
 
+/// Which store a tokens command may open.
+enum StoreNeed {
+    /// One that is there, so that a mistyped `--data-dir` is an error, not an empty list;
+    /// the text says what a missing one has not ("no token to list").
+    Existing(&'static str),
+    /// Any: creating the first admin token comes before the first start, and may make the
+    /// store (and says so).
+    MayCreate,
+}
+
 /// An engine over the store the flags name (nothing runs in the background); each command
-/// closes its store when done with it, as a clean stop of a node does. Listing and revoking
-/// need a store that is there (`nothing`: what a missing one has not), so that a mistyped
-/// `--data-dir` is an error, not an empty list; creating may make the store (the first
-/// admin token comes before the first start), and says so.
-async fn engine(
-    location: &StoreArgs,
-    nothing: Option<&str>,
-) -> anyhow::Result<std::sync::Arc<Engine>> {
+/// closes its store when done with it, as a clean stop of a node does.
+async fn engine(location: &StoreArgs, need: StoreNeed) -> anyhow::Result<std::sync::Arc<Engine>> {
     let (data_dir, location) = store_location(location)?;
-    let opened = match nothing {
-        Some(nothing) => store_open::open_existing(&location, &data_dir, nothing).await?,
-        None => store_open::open(&location, &data_dir).await?,
+    let opened = match need {
+        StoreNeed::Existing(nothing) => {
+            store_open::open_existing(&location, &data_dir, nothing).await?
+        }
+        StoreNeed::MayCreate => store_open::open(&location, &data_dir).await?,
     };
     if opened.origin == errand_store::StoreOrigin::Created {
         eprintln!(
@@ -41,7 +47,7 @@ pub async fn run(cmd: TokensCommand, as_json: bool) -> anyhow::Result<()> {
     match cmd {
         TokensCommand::Create(args) => create(args, as_json).await,
         TokensCommand::List { location } => {
-            let engine = engine(&location, Some("no token to list")).await?;
+            let engine = engine(&location, StoreNeed::Existing("no token to list")).await?;
             let tokens = engine.token_list().await;
             engine.close_store().await;
             let tokens = tokens?;
@@ -63,7 +69,7 @@ pub async fn run(cmd: TokensCommand, as_json: bool) -> anyhow::Result<()> {
             )
         }
         TokensCommand::Revoke { token, location } => {
-            let engine = engine(&location, Some("no token to revoke")).await?;
+            let engine = engine(&location, StoreNeed::Existing("no token to revoke")).await?;
             let revoked = async {
                 let id = find(&engine, &token).await?;
                 let revoked = engine.token_revoke(id).await?;
@@ -111,7 +117,7 @@ async fn create(args: TokenCreateArgs, as_json: bool) -> anyhow::Result<()> {
             )
         }
     };
-    let engine = engine(&args.location, None).await?;
+    let engine = engine(&args.location, StoreNeed::MayCreate).await?;
     let issued = engine
         .token_create(TokenRequest {
             name: args.name,

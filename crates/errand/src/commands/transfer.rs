@@ -120,12 +120,14 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
     for s in store.schedule_list().await? {
         // A definition's schedule belongs to its jobs directory: the node that loads the
         // folder makes it again, and one imported where no node has the folder would fire
-        // jobs nobody runs.
-        if s.spec
+        // jobs nobody runs. A paused one travels (it fires nothing), so that its pause
+        // outlives the move.
+        let owned = s
+            .spec
             .name
             .as_str()
-            .starts_with(errand_runner::definition::SCHEDULE_PREFIX)
-        {
+            .starts_with(errand_runner::definition::SCHEDULE_PREFIX);
+        if owned && !s.paused {
             owned_by_definitions += 1;
             continue;
         }
@@ -211,7 +213,7 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
     eprintln!("exported {jobs} jobs from {desc}");
     if owned_by_definitions > 0 {
         eprintln!(
-            "left out {owned_by_definitions} schedule{} of job definitions (`{}<name>`): the node that loads the jobs directory makes {} again",
+            "left out {owned_by_definitions} schedule{} of job definitions (`{}<name>`, not paused): the node that loads the jobs directory makes {} again",
             if owned_by_definitions == 1 { "" } else { "s" },
             errand_runner::definition::SCHEDULE_PREFIX,
             if owned_by_definitions == 1 { "it" } else { "them" },
@@ -236,11 +238,15 @@ struct FlowJobs {
 }
 
 impl FlowJobs {
+    /// Counts `job` when it has not ended and is part of a flow (an ended one has nothing
+    /// left to lose).
     fn count(&mut self, job: &errand_core::Job) {
         let f = &job.flow;
-        if f.workflow_id.is_some() || f.batch_id.is_some() || !f.after.is_empty() {
-            self.in_flows += 1;
+        let in_flow = f.workflow_id.is_some() || f.batch_id.is_some() || !f.after.is_empty();
+        if !in_flow || job.state.is_final() {
+            return;
         }
+        self.in_flows += 1;
         if job.state == errand_core::JobState::Blocked {
             self.blocked += 1;
         }
@@ -249,9 +255,9 @@ impl FlowJobs {
     fn warning(&self) -> Option<String> {
         let mut text = match self.in_flows {
             0 => return None,
-            1 => "warning: 1 job belongs to a workflow, a batch or parents, which are not exported: it arrives as a plain job".to_string(),
+            1 => "warning: 1 unfinished job is part of a workflow, a batch or a continuation (`after`), which are not exported: it arrives as a plain job".to_string(),
             n => format!(
-                "warning: {n} jobs belong to workflows, batches or parents, which are not exported: they arrive as plain jobs"
+                "warning: {n} unfinished jobs are part of workflows, batches or continuations (`after`), which are not exported: they arrive as plain jobs"
             ),
         };
         if self.blocked > 0 {
