@@ -14,6 +14,7 @@ mod jobs;
 mod logs;
 mod nodes;
 mod ordering;
+pub mod plain_words;
 mod queues;
 mod schedules;
 pub mod schema;

@@ -21,10 +21,11 @@ pub fn parse(field: &str, text: &str) -> Result<Duration, ValidationError> {
             format!("`{text}`: a duration cannot be negative"),
         ));
     }
-    humantime::parse_duration(trimmed).map_err(|e| {
+    // The parser's own words ("expected number at 0") tell a reader nothing more.
+    humantime::parse_duration(trimmed).map_err(|_| {
         ValidationError::new(
             field,
-            format!("`{text}` is not a duration ({e}); write e.g. 250ms, 30s, 5m or 1h"),
+            format!("`{text}` is not a duration: write e.g. 250ms, 30s, 5m or 1h"),
         )
     })
 }

@@ -209,9 +209,9 @@ fn flow(facts: &ExplainFacts, out: &mut Vec<Reason>) {
     if flow.waiting_for == 0 {
         out.push(reason(
             ReasonCode::FlowMissing,
-            "blocked, yet it waits for no job here: its flow is not in this store (export \
-             and import carry jobs, not their flows), so nothing will release it; cancel it, \
-             then retry it to run it as a plain job"
+            "blocked, and nothing will release it: what it waited for (its parents or its \
+             workflow) did not come with it into this store (export and import carry jobs, \
+             not their flows); cancel it, then retry it to run it as a plain job"
                 .to_string(),
         ));
         return;
@@ -230,13 +230,9 @@ fn flow(facts: &ExplainFacts, out: &mut Vec<Reason>) {
             reason(
                 ReasonCode::WaitingForJobs,
                 format!(
-                    "waits for {waiting} of its {parents} parent job{} to end{}",
+                    "waits for {waiting} of its {parents} parent job{} to {}",
                     if parents == 1 { "" } else { "s" },
-                    if flow.after_any_end {
-                        ""
-                    } else {
-                        " with success"
-                    }
+                    if flow.after_any_end { "end" } else { "succeed" }
                 ),
             )
         }
@@ -526,7 +522,7 @@ mod tests {
         assert_eq!(e.reasons[0].jobs[0], parent);
         assert!(
             e.summary
-                .contains("waits for 1 of its 2 parent jobs to end with success"),
+                .contains("waits for 1 of its 2 parent jobs to succeed"),
             "{}",
             e.summary
         );

@@ -6,10 +6,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use errand_api::plain_words;
 use errand_core::JobId;
 use serde::de::DeserializeOwned;
 
-use crate::plain_words;
 use crate::strict_json::Strict;
 use crate::ApiError;
 

@@ -9,7 +9,6 @@ pub mod edge;
 mod error;
 mod extract;
 mod openapi;
-mod plain_words;
 mod request_log;
 mod routes;
 pub mod scripts;

@@ -114,7 +114,7 @@ const UNREACHABLE_HINT: &str =
 
 /// What to try when the server wants a token (401) the command did not carry or that it
 /// refused.
-const TOKEN_HINT: &str = "give errand a token with --token or ERRAND_TOKEN (`errand tokens create` makes one, against the server's store)";
+const TOKEN_HINT: &str = "give errand a token with --token or ERRAND_TOKEN";
 
 /// What to try when the server's certificate is refused.
 const CERTIFICATE_HINT: &str = "errand's client trusts public CAs and the PEM file ERRAND_CA_CERT names: set it to the CA (or self-signed certificate) of the server's certificate, and call the server by a name the certificate holds";
@@ -241,9 +241,9 @@ pub fn enable_backtraces() {
     std::env::set_var("RUST_LIB_BACKTRACE", "1");
 }
 
-/// What a command given without its subcommand says: which command (from clap's context,
-/// or its usage line), and that command's visible subcommands.
-fn missing_subcommand(err: &clap::Error) -> String {
+/// The command given without its subcommand (its path, as `errand jobs`, from clap's
+/// context of the error or its usage line), and that command as clap knows it.
+fn missing_command(err: &clap::Error) -> (String, clap::Command) {
     use clap::error::{ContextKind, ContextValue};
     let path = match err.get(ContextKind::InvalidSubcommand) {
         Some(ContextValue::String(c)) => c.clone(),
@@ -269,6 +269,13 @@ fn missing_subcommand(err: &clap::Error) -> String {
             None => break,
         }
     }
+    (path, command)
+}
+
+/// What a command given without its subcommand says in `--json`: which command, and its
+/// visible subcommands.
+fn missing_subcommand(err: &clap::Error) -> String {
+    let (path, command) = missing_command(err);
     let names: Vec<&str> = command
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
@@ -285,21 +292,31 @@ fn missing_subcommand(err: &clap::Error) -> String {
 
 /// Reports a command-line parse error (clap's): with `--json` among the arguments as the
 /// same JSON object as other errors (code `usage`, exit 2); otherwise, and for `--help` and
-/// `--version`, as clap prints it (a missing subcommand: in errand's words).
+/// `--version`, as clap prints it. A missing subcommand prints the command's help however
+/// the command was given (clap prints it only when nothing else was, and counts an
+/// ERRAND_* variable as given).
 pub fn report_parse_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     let shows_text = matches!(
         err.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
     );
-    // clap's text for a missing subcommand lists hidden ones (`__run-limited`) or is the
-    // whole help: say what is missing instead.
+    // clap's own text for a missing subcommand lists hidden ones (`__run-limited`).
     let missing = matches!(
         err.kind(),
         ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
     if !json && err.kind() == ErrorKind::MissingSubcommand {
-        eprintln!("error: {}", missing_subcommand(&err));
+        // The help clap prints for `<command> --help`, with its full usage line and the
+        // global flags.
+        let (path, _) = missing_command(&err);
+        let mut args: Vec<&str> = path.split_whitespace().collect();
+        args.push("--help");
+        let command = <crate::cli::Cli as clap::CommandFactory>::command();
+        match command.try_get_matches_from(args) {
+            Err(help) => eprint!("{}", help.render()),
+            Ok(_) => eprintln!("error: {}", missing_subcommand(&err)),
+        }
         return Exit::Usage.into();
     }
     if !json || shows_text {

@@ -95,14 +95,14 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
             match v.trim().parse::<u64>() {
                 Ok(n) => Err(E::custom(format!(
-                    "`\"{n}\"` has no unit: write it with one, such as \"{n}s\" or \"{n}ms\""
+                    "`\"{n}\"` has no unit: write it with one: \"{n}s\", \"{n}m\", \"{n}h\" or \"{n}d\""
                 ))),
                 Err(_) => Ok(Some(v.to_string())),
             }
         }
         fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
             Err(E::custom(format!(
-                "`{v}` has no unit: write it as text with one, such as \"{v}s\" or \"{v}ms\""
+                "`{v}` has no unit: write it as text with one: \"{v}s\", \"{v}m\", \"{v}h\" or \"{v}d\""
             )))
         }
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
@@ -110,7 +110,7 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
         }
         fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
             Err(E::custom(format!(
-                "`{v}` has no unit: write it as text with one, such as \"{v}s\""
+                "`{v}` has no unit: write it as text with one, such as \"{v}s\" or \"{v}m\""
             )))
         }
     }
@@ -369,7 +369,7 @@ impl Settings {
             args.event_poll.clone().or(file.event_poll.clone()),
         )? {
             if d < std::time::Duration::from_millis(10) {
-                anyhow::bail!("event_poll must be at least 10ms (a bare number is milliseconds)");
+                anyhow::bail!("event_poll must be at least 10ms (on a flag or an ERRAND_* variable a bare number is milliseconds)");
             }
             engine.event_poll = d;
         } else if matches!(store, StoreLocation::Sqlite(_)) {
@@ -576,7 +576,7 @@ fn webhook_settings(
     )?
     .unwrap_or(d.retry_for);
     if timeout < std::time::Duration::from_millis(100) {
-        anyhow::bail!("delivery_timeout must be at least 100ms (a bare number is milliseconds)");
+        anyhow::bail!("delivery_timeout must be at least 100ms (on a flag or an ERRAND_* variable a bare number is milliseconds)");
     }
     if backoff < std::time::Duration::from_millis(10) {
         anyhow::bail!("delivery_backoff must be at least 10ms");
@@ -688,7 +688,7 @@ fn refuse_useless_limits(
         .find(|(_, v)| *v < std::time::Duration::from_millis(100))
     {
         anyhow::bail!(
-            "{name} must be at least 100ms (a bare number is milliseconds: write `10s` for ten seconds)"
+            "{name} must be at least 100ms (on a flag or an ERRAND_* variable a bare number is milliseconds: write `10s` for ten seconds)"
         );
     }
     Ok(())

@@ -1046,7 +1046,7 @@ fn token_commands_on_a_missing_store_refuse_to_list_and_revoke_and_say_when_crea
         said
     };
     let said = create("admin", "admin");
-    assert!(said.contains("created a new, empty store"), "{said}");
+    assert!(said.contains("created a new store: sqlite "), "{said}");
     // Made once: the next one says nothing about it.
     let said = create("second", "read");
     assert!(!said.contains("created a new"), "{said}");

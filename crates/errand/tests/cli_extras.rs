@@ -299,7 +299,7 @@ async fn export_and_import_draw_no_progress_bar_into_a_pipe() {
     .await;
     no_escape_codes("import", &out);
     assert!(
-        text(&out.stderr).contains("imported 1200 of 1200 jobs"),
+        text(&out.stderr).contains(": 1200 of 1200 jobs"),
         "{}",
         text(&out.stderr)
     );

@@ -461,11 +461,11 @@ async fn a_bad_setting_stops_the_start_before_the_data_directory_exists() {
     for (line, says) in [
         (
             "idle_timeout = 5\n",
-            r#"`5` has no unit: write it as text with one, such as "5s""#,
+            r#"`5` has no unit: write it as text with one: "5s", "5m""#,
         ),
         (
             "retention = \"7\"\n",
-            r#"`"7"` has no unit: write it with one, such as "7s""#,
+            r#"`"7"` has no unit: write it with one: "7s", "7m", "7h" or "7d""#,
         ),
     ] {
         std::fs::write(&conf, line).expect("errand.toml");

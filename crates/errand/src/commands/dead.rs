@@ -102,9 +102,13 @@ fn left_alone(action: Action, selection: &DeadSelectionRequest, done: u64) -> Op
         reasons.push("a workflow's step (run those again with `errand workflows retry`)".into());
     }
     let last = reasons.pop().unwrap_or_default();
+    let which = match (named, left) {
+        (1, _) => "the job named was".to_string(),
+        (_, 1) => format!("1 of the {named} named was"),
+        _ => format!("{left} of the {named} named were"),
+    };
     Some(format!(
-        "{left} of the {named} named {} left alone: {}, or {last}",
-        if left == 1 { "was" } else { "were" },
+        "{which} left alone: {}, or {last}",
         reasons.join(", ")
     ))
 }

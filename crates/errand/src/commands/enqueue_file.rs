@@ -100,8 +100,17 @@ fn parse(
         if !fields.contains_key("kind") {
             return Err(bad("no \"kind\": give one on the line or as KIND".into()).into());
         }
+        // The field at fault named, in the API's words, as the server would answer.
         let req: EnqueueRequest =
-            serde_json::from_value(Value::Object(fields)).map_err(|e| bad(e.to_string()))?;
+            serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
+                let path = e.path().to_string();
+                let said = if path == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{path}: {}", e.inner())
+                };
+                bad(errand_api::plain_words::plain(&said))
+            })?;
         req.clone()
             .into_new_job(&limits)
             .map_err(|e| bad(e.to_string()))?;

@@ -93,8 +93,9 @@ fn blocked_reason(job: &Job) -> Option<String> {
             job.id
         ));
     }
+    // Waiting for nothing: its flow stayed in another store (an import).
     Some(format!(
-        "waiting for another job (errand jobs explain {})",
+        "nothing will release it (errand jobs explain {})",
         job.id
     ))
 }

@@ -35,8 +35,8 @@ async fn engine(location: &StoreArgs, need: StoreNeed) -> anyhow::Result<std::sy
     };
     if opened.origin == errand_store::StoreOrigin::Created {
         eprintln!(
-            "created a new, empty store: {} (start errand with the same --data-dir or --store to use it)",
-            opened.desc
+            "created a new store: {} {} (start errand with the same --data-dir or --store to use it)",
+            opened.about.kind, opened.about.location
         );
     }
     Ok(Engine::new(opened.store, EngineConfig::default()))

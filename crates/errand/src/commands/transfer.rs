@@ -57,15 +57,21 @@ enum Line {
     Job(Box<RestoredJob>),
 }
 
-/// Opens the store the flags name: an export reads an existing store only.
-async fn open(args: &TransferArgs, existing_only: bool) -> anyhow::Result<(SharedStore, String)> {
+/// Opens the store the flags name: an export reads an existing store only. Returns the
+/// store, its description as opening found it (an export's source), and where it is
+/// (an import's target, which the import fills).
+async fn open(
+    args: &TransferArgs,
+    existing_only: bool,
+) -> anyhow::Result<(SharedStore, String, String)> {
     let (data_dir, location) = store_location(&args.location)?;
     let opened = if existing_only {
         store_open::open_existing(&location, &data_dir, "nothing to export").await?
     } else {
         store_open::open(&location, &data_dir).await?
     };
-    Ok((opened.store, opened.desc))
+    let place = format!("{} {}", opened.about.kind, opened.about.location);
+    Ok((opened.store, opened.desc, place))
 }
 
 fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
@@ -76,7 +82,7 @@ fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// Writes the store's queues and jobs.
 pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
-    let (store, desc) = open(&args, true).await?;
+    let (store, desc, _) = open(&args, true).await?;
     let done = export_from(&args, &store, &desc).await;
     // A one-shot command leaves the database as a clean stop of a node does.
     store.close().await;
@@ -285,8 +291,8 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         }
         None => (Box::new(std::io::stdin().lock()), None),
     };
-    let (store, desc) = open(&args, false).await?;
-    let done = import_into(&args, &store, &desc, source, size).await;
+    let (store, _, place) = open(&args, false).await?;
+    let done = import_into(&args, &store, &place, source, size).await;
     store.close().await;
     done
 }
@@ -294,7 +300,7 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
 async fn import_into(
     args: &TransferArgs,
     store: &SharedStore,
-    desc: &str,
+    place: &str,
     source: Box<dyn std::io::Read>,
     size: Option<u64>,
 ) -> anyhow::Result<()> {
@@ -318,7 +324,7 @@ async fn import_into(
         }
         _ => bail!("not an errand export: the first line must be its format header"),
     }
-    let (mut seen, mut inserted, mut slots_inserted) = (0u64, 0u64, 0u64);
+    let (mut seen, mut inserted, mut slots_inserted, mut schedules) = (0u64, 0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
         let text = text.with_context(|| format!("reading {source_name} line {}", n + 2))?;
@@ -354,6 +360,7 @@ async fn import_into(
                 } else {
                     store.schedule_resume(&name).await?;
                 }
+                schedules += 1;
             }
             Line::Slots(slots) => {
                 slots_inserted += store.schedule_slot_restore_many(slots).await?;
@@ -379,8 +386,9 @@ async fn import_into(
     }
     bar.finish_and_clear();
     eprintln!(
-        "imported {inserted} of {seen} jobs into {desc} ({} were already there) and {slots_inserted} schedule slot records",
-        seen - inserted
+        "imported into {place}: {inserted} of {seen} jobs ({} were already there), {schedules} schedule{}, {slots_inserted} schedule slot records",
+        seen - inserted,
+        if schedules == 1 { "" } else { "s" }
     );
     Ok(())
 }
