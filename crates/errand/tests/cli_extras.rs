@@ -195,6 +195,16 @@ async fn enqueue_file_sends_every_line_once_and_a_bad_line_sends_nothing() {
         "a bad file sends nothing"
     );
 
+    // A field of the wrong type: named, in the API's words, as the server would answer.
+    std::fs::write(&bad, "{\"kind\": \"a\", \"priority\": \"high\"}\n").expect("write bad");
+    let out = errand(server.url(), &["enqueue", "--file", bad_path]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(r#"line 1: priority: invalid type: string "high", expected an integer"#),
+        "{err}"
+    );
+
     // A line without a kind when no KIND is given: the same.
     std::fs::write(&bad, "{\"kind\": \"a\"}\n{\"payload\": 1}\n").expect("write bad");
     let out = errand(
