@@ -120,7 +120,16 @@ async fn listen_once(
     drop(client);
     drop(hold);
     let ended = ended.await.unwrap_or(Ok(()));
-    outcome.and(ended)
+    match (outcome, ended) {
+        // Both failed (a query under way when the server cut the connection): the
+        // connection's own error carries the server's reason, the query's only "closed".
+        (Err(query), Err(connection)) => Err(if connection.as_db_error().is_some() {
+            connection
+        } else {
+            query
+        }),
+        (outcome, ended) => outcome.and(ended),
+    }
 }
 
 /// Listens on `client` and hands on what `notes` brings, until the connection ends.
