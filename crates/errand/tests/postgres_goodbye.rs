@@ -114,12 +114,15 @@ fn upstream_of(url: &str) -> String {
     format!("{host}:{port}")
 }
 
-/// A proxy to the schema's server: what it records, and the URL (TLS off) that goes
-/// through it.
-async fn proxied(schema: &PgSchema) -> (Arc<Mutex<Proxied>>, String) {
+/// A fresh schema named for `test`, the proxy's record, the URL through the proxy, and a
+/// working directory; `None` when no PostgreSQL is reachable (and none is required).
+async fn proxied(test: &str) -> Option<(PgSchema, Arc<Mutex<Proxied>>, String, tempfile::TempDir)> {
+    let schema = PgSchema::create(test).await?;
     let seen = Arc::new(Mutex::new(Proxied::default()));
     let addr = proxy(upstream_of(&schema.url), seen.clone()).await;
-    (seen, through(&schema.url, &addr))
+    let url = through(&schema.url, &addr);
+    let dir = tempfile::tempdir().expect("temp dir");
+    Some((schema, seen, url, dir))
 }
 
 /// Waits until every connection the proxy took has ended; how they ended.
@@ -155,11 +158,9 @@ fn assert_goodbyes(ended: &[Ending], at_least: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_commands_say_goodbye_too() {
-    let Some(schema) = PgSchema::create("postgres_goodbye_cli").await else {
+    let Some((schema, seen, url, dir)) = proxied("postgres_goodbye_cli").await else {
         return;
     };
-    let (seen, url) = proxied(&schema).await;
-    let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("export.jsonl");
     let file = file.to_str().expect("a UTF-8 path");
     let store = ["--store", &url, "--pg-schema", &schema.name];
@@ -188,11 +189,9 @@ async fn one_shot_commands_say_goodbye_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
-    let Some(schema) = PgSchema::create("postgres_goodbye").await else {
+    let Some((schema, seen, url, dir)) = proxied("postgres_goodbye").await else {
         return;
     };
-    let (seen, url) = proxied(&schema).await;
-    let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("errand.log");
     let mut node = ServerProcess::start_logging_in(
         &bin(),
@@ -240,11 +239,9 @@ async fn a_clean_stop_says_goodbye_on_every_postgres_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_that_fails_after_its_store_opened_says_goodbye_too() {
-    let Some(schema) = PgSchema::create("postgres_goodbye_failed_start").await else {
+    let Some((schema, seen, url, dir)) = proxied("postgres_goodbye_failed_start").await else {
         return;
     };
-    let (seen, url) = proxied(&schema).await;
-    let dir = tempfile::tempdir().expect("temp dir");
     // Tokens required on a store that has none: the start fails once the store is open.
     // A node that started anyway is killed when the deadline drops it.
     let out = tokio::time::timeout(

@@ -26,6 +26,20 @@ async fn errand(args: &[&str]) -> Output {
     out
 }
 
+/// `errand export` or `errand import` (`verb`) between the SQLite store in `data_dir`
+/// and `file`; what it said on stderr.
+async fn sqlite_transfer(verb: &str, data_dir: &Path, file: &Path) -> String {
+    let out = errand(&[
+        verb,
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 path"),
+        "--file",
+        file.to_str().expect("a UTF-8 path"),
+    ])
+    .await;
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 async fn all_jobs(client: &Client) -> Vec<Job> {
     let mut page = client
         .jobs(&JobListQuery {
@@ -132,10 +146,9 @@ async fn sqlite_to_postgres_and_back() {
     let original = all_jobs(&client).await;
     assert!(source.terminate().await);
 
-    let file = work.path().join("export.jsonl");
-    let file = file.to_str().expect("path");
-    let sqlite_dir_s = sqlite_dir.to_str().expect("path");
-    errand(&["export", "--data-dir", sqlite_dir_s, "--file", file]).await;
+    let export = work.path().join("export.jsonl");
+    sqlite_transfer("export", &sqlite_dir, &export).await;
+    let file = export.to_str().expect("path");
     let pg = [
         "--store",
         schema.url.as_str(),
@@ -169,17 +182,10 @@ async fn sqlite_to_postgres_and_back() {
     drop(pg_node);
 
     let back = work.path().join("back.jsonl");
-    let back = back.to_str().expect("path");
-    errand(&[&["export", "--file", back], &pg[..]].concat()).await;
+    let back_s = back.to_str().expect("path");
+    errand(&[&["export", "--file", back_s], &pg[..]].concat()).await;
     let round_dir = work.path().join("round-trip");
-    errand(&[
-        "import",
-        "--data-dir",
-        round_dir.to_str().expect("path"),
-        "--file",
-        back,
-    ])
-    .await;
+    sqlite_transfer("import", &round_dir, &back).await;
     let round = ServerProcess::start_in(&bin(), Path::new(&round_dir), &[])
         .await
         .expect("start");
@@ -226,23 +232,8 @@ async fn slot_records_travel_so_a_backfill_after_import_repeats_nothing() {
     assert!(source.terminate().await);
 
     let file = work.path().join("export.jsonl");
-    let file = file.to_str().expect("path");
-    errand(&[
-        "export",
-        "--data-dir",
-        from_dir.to_str().expect("path"),
-        "--file",
-        file,
-    ])
-    .await;
-    let imported = errand(&[
-        "import",
-        "--data-dir",
-        to_dir.to_str().expect("path"),
-        "--file",
-        file,
-    ])
-    .await;
+    sqlite_transfer("export", &from_dir, &file).await;
+    let said = sqlite_transfer("import", &to_dir, &file).await;
     let target = ServerProcess::start_in(&bin(), &to_dir, &[])
         .await
         .expect("start");
@@ -251,7 +242,6 @@ async fn slot_records_travel_so_a_backfill_after_import_repeats_nothing() {
         again["inserted"], 0,
         "those slots ran before the move: {again}"
     );
-    let said = String::from_utf8_lossy(&imported.stderr);
     assert!(said.contains("6 schedule slot records"), "{said}");
 }
 
@@ -283,30 +273,14 @@ async fn a_blocked_continuation_is_exported_with_a_warning_and_explains_itself_a
     assert!(source.terminate().await);
 
     let file = work.path().join("export.jsonl");
-    let file = file.to_str().expect("path");
-    let exported = errand(&[
-        "export",
-        "--data-dir",
-        source_dir.to_str().expect("path"),
-        "--file",
-        file,
-    ])
-    .await;
-    let said = String::from_utf8_lossy(&exported.stderr);
+    let said = sqlite_transfer("export", &source_dir, &file).await;
     assert!(
         said.contains("warning: 1 unfinished job is part of a workflow, a batch or a continuation")
             && said.contains("the 1 blocked one waits forever there"),
         "{said}"
     );
     let target_dir = work.path().join("target");
-    errand(&[
-        "import",
-        "--data-dir",
-        target_dir.to_str().expect("path"),
-        "--file",
-        file,
-    ])
-    .await;
+    sqlite_transfer("import", &target_dir, &file).await;
     let target = ServerProcess::start_in(&bin(), &target_dir, &[])
         .await
         .expect("start");
@@ -354,21 +328,12 @@ async fn schedules_of_job_definitions_stay_with_their_jobs_directory() {
         .expect("pause");
     assert!(source.terminate().await);
     let file = work.path().join("export.jsonl");
-    let file = file.to_str().expect("path");
-    let exported = errand(&[
-        "export",
-        "--data-dir",
-        dir.to_str().expect("path"),
-        "--file",
-        file,
-    ])
-    .await;
-    let said = String::from_utf8_lossy(&exported.stderr);
+    let said = sqlite_transfer("export", &dir, &file).await;
     assert!(
         said.contains("left out 1 schedule of job definitions"),
         "{said}"
     );
-    let text = std::fs::read_to_string(file).expect("the export");
+    let text = std::fs::read_to_string(&file).expect("the export");
     assert!(!text.contains("definition:nightly"), "{text}");
     assert!(text.contains("definition:weekly"), "{text}");
 }
