@@ -115,9 +115,10 @@ pub enum Command {
     Events(EventsArgs),
     /// Run job definitions (or one command) on this machine for a server elsewhere.
     Worker(WorkerArgs),
-    /// Write every job (with its attempts) and queue of a store as JSON lines.
+    /// Write a store's jobs (with their attempts), queues, schedules, workflow templates,
+    /// subscriptions and API tokens (hashes, not secrets) as JSON lines.
     Export(TransferArgs),
-    /// Load an export into a store; jobs already there are skipped.
+    /// Load an export into a store; jobs, subscriptions and tokens already there are skipped.
     Import(TransferArgs),
     /// One screen: server, store, nodes, queues, schedules due next (`--watch` refreshes).
     Status(StatusArgs),

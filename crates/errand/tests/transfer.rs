@@ -378,3 +378,166 @@ async fn export_and_token_listing_on_a_schema_without_a_store_create_nothing() {
         .expect("look for the schema");
     assert_eq!(row.get::<_, i64>(0), 0, "a schema was created");
 }
+
+/// `errand tokens <args>` against `store`; what it printed on stdout.
+async fn tokens(args: &[&str], store: &[&str]) -> String {
+    let out = errand(&[&["tokens"], args, store].concat()).await;
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `method path` on `base` with `token`; the status and the JSON body.
+async fn call(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = common::http_client()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// What a user made through the API besides jobs: its templates, subscriptions (with
+/// their pause) and tokens, as `GET`s show them, with the times the target sets cut out.
+async fn configuration(base: &str, token: &str) -> serde_json::Value {
+    use reqwest::Method;
+    let (_, templates) = call(base, token, Method::GET, "/v1/workflow-templates", None).await;
+    let (_, mut subs) = call(base, token, Method::GET, "/v1/subscriptions", None).await;
+    for s in subs["subscriptions"].as_array_mut().expect("subscriptions") {
+        let s = s.as_object_mut().expect("a subscription");
+        s.remove("created_at");
+        s.remove("updated_at");
+    }
+    serde_json::json!({"templates": templates, "subscriptions": subs})
+}
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working() {
+    use reqwest::Method;
+    let Some(schema) = PgSchema::create("configuration_travels").await else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let sqlite_dir = work.path().join("sqlite");
+    let sqlite_str = sqlite_dir.to_str().expect("a UTF-8 path");
+    let on_sqlite = ["--data-dir", sqlite_str];
+    let admin = tokens(&["create", "--name", "ci", "--scopes", "admin"], &on_sqlite).await;
+    let revoked = tokens(&["create", "--name", "old", "--scopes", "read"], &on_sqlite).await;
+    tokens(&["revoke", "old"], &on_sqlite).await;
+    let serve = ["--require-auth", "--webhook-secret", WEBHOOK_SECRET];
+    let mut source = ServerProcess::start_in(&bin(), &sqlite_dir, &serve)
+        .await
+        .expect("start");
+    let base = source.url().to_string();
+    let template = serde_json::json!({"steps": [
+        {"name": "extract", "job": {"kind": "extract"}},
+        {"name": "load", "job": {"kind": "load", "queue": "etl"}, "depends_on": ["extract"]},
+    ]});
+    let path = "/v1/workflow-templates/nightly-etl";
+    let (status, _) = call(&base, &admin, Method::PUT, path, Some(template)).await;
+    assert_eq!(status, 200);
+    let mut ids = Vec::new();
+    for (url, queue) in [
+        ("https://example.com/a", "etl"),
+        ("https://example.com/b", "web"),
+    ] {
+        let body = serde_json::json!({"url": url, "events": ["job.dead"], "queue": queue});
+        let (status, sub) =
+            call(&base, &admin, Method::POST, "/v1/subscriptions", Some(body)).await;
+        assert_eq!(status, 201, "{sub}");
+        ids.push(sub["id"].as_str().expect("an id").to_string());
+    }
+    let pause = format!("/v1/subscriptions/{}/pause", ids[1]);
+    let reason = serde_json::json!({"reason": "endpoint moved"});
+    let (status, _) = call(&base, &admin, Method::POST, &pause, Some(reason)).await;
+    assert_eq!(status, 200);
+    let before = configuration(&base, &admin).await;
+    assert!(source.terminate().await);
+
+    let export = work.path().join("export.jsonl");
+    let said = sqlite_transfer("export", &sqlite_dir, &export).await;
+    assert!(
+        said.contains("exported 1 workflow template, 2 subscriptions, 1 API token"),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(&export).expect("the export");
+    let secret = admin.rsplit('_').next().expect("the secret part");
+    assert!(!text.contains(secret), "a token's secret was exported");
+
+    let pg = [
+        "--store",
+        schema.url.as_str(),
+        "--pg-schema",
+        schema.name.as_str(),
+    ];
+    let file = export.to_str().expect("path");
+    let import = [&["import", "--file", file], &pg[..]].concat();
+    let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
+    assert!(
+        said.contains(
+            ", 1 workflow template, 2 subscriptions (0 already there), 1 API token (0 already there, 0 left out)"
+        ),
+        "{said}"
+    );
+    let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
+    assert!(
+        said.contains("0 subscriptions (2 already there), 0 API tokens (1 already there"),
+        "import is repeatable: {said}"
+    );
+    let pg_node = ServerProcess::start_in(
+        &bin(),
+        &work.path().join("unused"),
+        &[&pg[..], &serve].concat(),
+    )
+    .await
+    .expect("start");
+    assert_eq!(configuration(pg_node.url(), &admin).await, before);
+    let (status, _) = call(pg_node.url(), &revoked, Method::GET, "/v1/queues", None).await;
+    assert_eq!(status, 401, "a revoked token stays behind");
+    // A workflow starts from the template that travelled.
+    let start = serde_json::json!({"template": "nightly-etl"});
+    let (status, body) = call(
+        pg_node.url(),
+        &admin,
+        Method::POST,
+        "/v1/workflows",
+        Some(start),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    drop(pg_node);
+
+    // Back to SQLite, into a store whose own `ci` token keeps its name.
+    let back = work.path().join("back.jsonl");
+    let back_s = back.to_str().expect("path");
+    errand(&[&["export", "--file", back_s], &pg[..]].concat()).await;
+    let round_dir = work.path().join("round-trip");
+    let round_str = round_dir.to_str().expect("a UTF-8 path");
+    let own = tokens(
+        &["create", "--name", "ci", "--scopes", "admin"],
+        &["--data-dir", round_str],
+    )
+    .await;
+    let said = sqlite_transfer("import", &round_dir, &back).await;
+    assert!(
+        said.contains("0 API tokens (0 already there, 1 left out)")
+            && said.contains("token `ci` (")
+            && said.contains("left out: a token of that name is in use here"),
+        "{said}"
+    );
+    let round = ServerProcess::start_in(&bin(), &round_dir, &serve)
+        .await
+        .expect("start");
+    let (status, _) = call(round.url(), &admin, Method::GET, "/v1/queues", None).await;
+    assert_eq!(status, 401, "the token left out does not work here");
+    assert_eq!(configuration(round.url(), &own).await, before);
+}

@@ -15,5 +15,6 @@ pub mod status;
 pub mod subscriptions;
 pub mod tokens;
 pub mod transfer;
+pub mod transfer_config;
 pub mod worker;
 pub mod workflows;

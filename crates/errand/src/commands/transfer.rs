@@ -1,10 +1,11 @@
 //! `errand export` and `errand import`: move every job, attempt and queue setting from one
 //! store to another (SQLite to PostgreSQL and back), as JSON lines.
 //!
-//! The first line names the format; then one line per queue, one per schedule followed by
-//! its slot ledger in pages (which slots already ran, so a backfill after the move does not
-//! run them again), then one per job with its attempts, newest first. Import is
-//! repeatable: jobs and slots already in the target are skipped.
+//! The first line names the format; then one line per queue, per workflow template, per
+//! event subscription and per API token (see [`transfer_config`]), one per schedule
+//! followed by its slot ledger in pages (which slots already ran, so a backfill after the
+//! move does not run them again), then one per job with its attempts, newest first. Import
+//! is repeatable: jobs, slots, subscriptions and tokens already in the target are skipped.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
@@ -19,14 +20,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::TransferArgs;
 use crate::commands::progress;
+use crate::commands::transfer_config::{self, counted, TemplateLine, TokenLine};
 use crate::settings::store_location;
 use crate::store_open;
 
 /// The first line of every export.
 const FORMAT: &str = "errand-export";
-/// Bumped when a line's shape changes incompatibly. Version 2 added `slots` lines; a
-/// version 1 export still imports.
-const VERSION: u32 = 2;
+/// Bumped when an export holds lines an older import cannot read. Version 2 added `slots`
+/// lines, version 3 `template`, `subscription` and `token` lines; older exports still
+/// import.
+const VERSION: u32 = 3;
 /// Jobs read per page and written per import batch: big enough to amortise round trips,
 /// small enough to keep each transaction short.
 const PAGE: u32 = 500;
@@ -46,6 +49,12 @@ enum Line {
     },
     /// A queue's settings.
     Queue { name: QueueName, paused: bool },
+    /// A workflow template.
+    Template(Box<TemplateLine>),
+    /// An event subscription.
+    Subscription(Box<errand_core::Subscription>),
+    /// An API token (the hash of its secret, never the secret).
+    Token(Box<TokenLine>),
     /// A schedule's definition and whether it is paused.
     Schedule {
         spec: Box<ScheduleSpec>,
@@ -121,6 +130,25 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
             },
             &mut out,
         )?;
+    }
+    let (templates, subscriptions, tokens) = transfer_config::read(store).await?;
+    let config: Vec<String> = [
+        (templates.len(), "workflow template"),
+        (subscriptions.len(), "subscription"),
+        (tokens.len(), "API token"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, thing)| counted(n as u64, thing))
+    .collect();
+    for t in templates {
+        line(&Line::Template(Box::new(t)), &mut out)?;
+    }
+    for s in subscriptions {
+        line(&Line::Subscription(Box::new(s)), &mut out)?;
+    }
+    for t in tokens {
+        line(&Line::Token(Box::new(t)), &mut out)?;
     }
     let mut owned_by_definitions = 0usize;
     for s in store.schedule_list().await? {
@@ -217,6 +245,12 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
     out.flush()?;
     bar.finish_and_clear();
     eprintln!("exported {jobs} jobs from {desc}");
+    if !config.is_empty() {
+        eprintln!(
+            "exported {} (a token as the hash of its secret; revoked ones stay behind)",
+            config.join(", ")
+        );
+    }
     if owned_by_definitions > 0 {
         eprintln!(
             "left out {owned_by_definitions} schedule{} of job definitions (`{}<name>`, not paused): the node that loads the jobs directory makes {} again",
@@ -325,6 +359,7 @@ async fn import_into(
         _ => bail!("not an errand export: the first line must be its format header"),
     }
     let (mut seen, mut inserted, mut slots_inserted, mut schedules) = (0u64, 0u64, 0u64, 0u64);
+    let mut config = transfer_config::Imported::default();
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
         let text = text.with_context(|| format!("reading {source_name} line {}", n + 2))?;
@@ -341,6 +376,18 @@ async fn import_into(
                     .queue_upsert(QueueUpsertParams { name, paused })
                     .await?
             }
+            Line::Template(t) => config
+                .template(store, *t)
+                .await
+                .with_context(|| format!("line {}", n + 2))?,
+            Line::Subscription(s) => config
+                .subscription(store, *s)
+                .await
+                .with_context(|| format!("line {}", n + 2))?,
+            Line::Token(t) => config
+                .token(store, *t)
+                .await
+                .with_context(|| format!("line {}", n + 2))?,
             Line::Schedule { spec, paused } => {
                 let trigger = spec
                     .trigger()
@@ -386,9 +433,13 @@ async fn import_into(
     }
     bar.finish_and_clear();
     eprintln!(
-        "imported into {place}: {inserted} of {seen} jobs ({} were already there), {schedules} schedule{}, {slots_inserted} schedule slot records",
+        "imported into {place}: {inserted} of {seen} jobs ({} were already there), {}, {slots_inserted} schedule slot records{}",
         seen - inserted,
-        if schedules == 1 { "" } else { "s" }
+        counted(schedules, "schedule"),
+        config.summary()
     );
+    for refused in &config.tokens_refused {
+        eprintln!("{refused}");
+    }
     Ok(())
 }
