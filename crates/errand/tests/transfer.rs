@@ -485,7 +485,7 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     assert!(
         said.contains(
             ", 1 workflow template, 2 subscriptions (0 already there), 1 API token (0 already there, 0 left out)"
-        ),
+        ) && said.contains("subscriptions deliver from nodes started with a webhook secret"),
         "{said}"
     );
     let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
@@ -501,6 +501,21 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     .await
     .expect("start");
     assert_eq!(configuration(pg_node.url(), &admin).await, before);
+    let (_, trail) = call(
+        pg_node.url(),
+        &admin,
+        Method::GET,
+        "/v1/audit?action=import_token",
+        None,
+    )
+    .await;
+    let entries = trail["entries"].as_array().expect("entries");
+    assert_eq!(
+        entries.len(),
+        1,
+        "the import's token is in the audit trail: {trail}"
+    );
+    assert_eq!(entries[0]["target"], "token=ci", "{trail}");
     let (status, _) = call(pg_node.url(), &revoked, Method::GET, "/v1/queues", None).await;
     assert_eq!(status, 401, "a revoked token stays behind");
     // A workflow starts from the template that travelled.

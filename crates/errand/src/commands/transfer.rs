@@ -441,5 +441,10 @@ async fn import_into(
     for refused in &config.tokens_refused {
         eprintln!("{refused}");
     }
+    if config.subscriptions > 0 {
+        eprintln!(
+            "subscriptions deliver from nodes started with a webhook secret (--webhook-secret, ERRAND_WEBHOOK_SECRETS): give them the old nodes' so receivers keep verifying the signatures"
+        );
+    }
     Ok(())
 }

@@ -8,7 +8,8 @@
 use anyhow::Context;
 use errand_core::workflow::WorkflowSpec;
 use errand_core::{
-    ApiToken, NewSubscription, NewToken, Subscription, SubscriptionPatch, SubscriptionState,
+    ApiToken, NewAuditEntry, NewSubscription, NewToken, Subscription, SubscriptionPatch,
+    SubscriptionState,
 };
 use errand_store::{SharedStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -173,6 +174,16 @@ impl Imported {
             }
             Err(e) => return Err(e.into()),
         }
+        // Made from the command line, like `errand tokens create`: the trail says so.
+        store
+            .audit_append(NewAuditEntry {
+                actor: "cli".into(),
+                action: "import_token".into(),
+                target: format!("token={}", t.name),
+                detail: serde_json::json!({"via": "errand import", "id": t.id}),
+                origin: String::new(),
+            })
+            .await?;
         if let Some(at) = t.last_used_at {
             store.token_used(t.id, at).await?;
         }
