@@ -47,5 +47,6 @@ pub use metrics::scrape::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use metrics::{KIND_LABEL_CAP, OVERFLOW_LABEL, PAIR_LABEL_CAP, QUEUE_LABEL_CAP};
 pub use schedules::{SchedulePassReport, SLOT_RETENTION};
 pub use tokens::{
-    secret_hash, IssuedToken, TokenRejected, TokenRequest, CHECK_TTL, TOKEN_PREFIX, USE_EVERY,
+    check_token, secret_hash, IssuedToken, TokenRejected, TokenRequest, CHECK_TTL, TOKEN_PREFIX,
+    USE_EVERY,
 };

@@ -113,6 +113,33 @@ fn judge(stored: &StoredToken, secret: &str, now: Timestamp) -> Result<(), Token
     Ok(())
 }
 
+/// The rules a token's name and scopes follow wherever a token is made (issued here, or
+/// brought by `errand import`).
+///
+/// # Errors
+/// `Invalid` for an empty, long or control-character name, a name the audit trail
+/// reserves, or no scopes.
+pub fn check_token(name: &str, scopes: &[Scope]) -> Result<(), StoreError> {
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "name: 1 to 200 characters, no control characters".into(),
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(StoreError::Invalid(format!(
+            "name: `{name}` is what the audit trail calls a caller without a stored token \
+             ({}); choose another",
+            RESERVED_NAMES.join(", ")
+        )));
+    }
+    if scopes.is_empty() {
+        return Err(StoreError::Invalid(
+            "scopes: at least one of enqueue, work, read, admin".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Issues a token: a fresh id and 256 random bits of secret; the store keeps the
     /// secret's hash only.
@@ -122,23 +149,7 @@ impl Engine {
     /// revoked has the name; the store's error.
     pub async fn token_create(&self, request: TokenRequest) -> Result<IssuedToken, StoreError> {
         let name = request.name;
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(StoreError::Invalid(
-                "name: 1 to 200 characters, no control characters".into(),
-            ));
-        }
-        if RESERVED_NAMES.contains(&name.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "name: `{name}` is what the audit trail calls a caller without a stored token \
-                 ({}); choose another",
-                RESERVED_NAMES.join(", ")
-            )));
-        }
-        if request.scopes.is_empty() {
-            return Err(StoreError::Invalid(
-                "scopes: at least one of enqueue, work, read, admin".into(),
-            ));
-        }
+        check_token(&name, &request.scopes)?;
         let mut scopes = request.scopes;
         scopes.sort();
         scopes.dedup();

@@ -117,9 +117,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Write a store's jobs (with their attempts), queues, schedules, workflow templates,
     /// subscriptions and API tokens (hashes, not secrets) as JSON lines.
-    Export(TransferArgs),
+    Export(ExportArgs),
     /// Load an export into a store; jobs, subscriptions and tokens already there are skipped.
-    Import(TransferArgs),
+    Import(ImportArgs),
     /// One screen: server, store, nodes, queues, schedules due next (`--watch` refreshes).
     Status(StatusArgs),
     /// API tokens, made and revoked in the store (so the first admin token needs no server).
@@ -361,19 +361,49 @@ pub struct StoreArgs {
     pub config: Option<PathBuf>,
 }
 
-/// `errand export` / `errand import`.
+/// `errand export`.
 #[derive(Debug, Args)]
-pub struct TransferArgs {
-    /// The store to read from (export) or write to (import).
+pub struct ExportArgs {
+    /// The store to read.
     #[command(flatten)]
     pub location: StoreArgs,
-    /// File to write (export) or read (import); standard output/input when absent.
+    /// File to write, readable by its owner alone (it holds the tokens' hashes and the
+    /// subscriptions' URLs); standard output when absent.
     #[arg(long, short)]
     pub file: Option<PathBuf>,
-    /// Export: write the jobs' secret values too (without it a job's secrets are left
-    /// out, and the header says so). Keep such a file as safe as the store.
+    /// Write the jobs' secret values too (without it a job's secrets are left out, and
+    /// the header says so). Keep such a file as safe as the store.
     #[arg(long)]
     pub include_secrets: bool,
+    /// Leave these out (comma-separated): a copy for staging need not carry
+    /// production's tokens and webhooks.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub without: Vec<Leave>,
+}
+
+/// `errand import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The store to write to (made when it is not there, and said so).
+    #[command(flatten)]
+    pub location: StoreArgs,
+    /// File to read; standard input when absent.
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
+    /// Skip these lines of the file (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub without: Vec<Leave>,
+}
+
+/// What `--without` leaves out of an export or an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Leave {
+    /// API tokens (their hashes, and revocations).
+    Tokens,
+    /// Event subscriptions (outgoing webhooks).
+    Subscriptions,
+    /// Workflow templates.
+    Templates,
 }
 
 /// `errand tokens ...`.

@@ -26,6 +26,19 @@ async fn errand(args: &[&str]) -> Output {
     out
 }
 
+/// `errand args`, which may fail: whether it succeeded, and what it said on stderr.
+async fn errand_may_fail(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(bin())
+        .args(args)
+        .output()
+        .await
+        .expect("run errand");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `errand export` or `errand import` (`verb`) between the SQLite store in `data_dir`
 /// and `file`; what it said on stderr.
 async fn sqlite_transfer(verb: &str, data_dir: &Path, file: &Path) -> String {
@@ -276,7 +289,7 @@ async fn a_blocked_continuation_is_exported_with_a_warning_and_explains_itself_a
     let said = sqlite_transfer("export", &source_dir, &file).await;
     assert!(
         said.contains("warning: 1 unfinished job is part of a workflow, a batch or a continuation")
-            && said.contains("the 1 blocked one waits forever there"),
+            && said.contains("1 job is blocked and waits forever where it arrives"),
         "{said}"
     );
     let target_dir = work.path().join("target");
@@ -289,6 +302,15 @@ async fn a_blocked_continuation_is_exported_with_a_warning_and_explains_itself_a
     let why = target_client.explain(child.id).await.expect("explain");
     assert_eq!(why.state, JobState::Blocked);
     assert_eq!(why.reasons[0].code, ReasonCode::FlowMissing, "{why:?}");
+    // Moved on again, it is still counted: blocked with no flow left, it would wait there
+    // as well.
+    let again_file = work.path().join("again.jsonl");
+    let said = sqlite_transfer("export", &target_dir, &again_file).await;
+    assert!(
+        said.contains("1 job is blocked and waits forever where it arrives")
+            && !said.contains("unfinished job is part of"),
+        "{said}"
+    );
     // What it advises works: cancelled, then retried, it runs as a plain job.
     target_client.cancel(child.id).await.expect("cancel");
     let again = target_client.retry(child.id).await.expect("retry");
@@ -420,6 +442,19 @@ async fn configuration(base: &str, token: &str) -> serde_json::Value {
 
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// The tokens `errand tokens list` shows that are not revoked, without the creation
+/// time (an import's own).
+async fn live_tokens(store: &[&str]) -> serde_json::Value {
+    let text = tokens(&["list", "--json"], store).await;
+    let mut list: Vec<serde_json::Value> = serde_json::from_str(&text).expect("JSON");
+    list.retain(|t| t.get("revoked_at").is_none());
+    for t in &mut list {
+        t.as_object_mut().expect("a token").remove("created_at");
+    }
+    list.sort_by_key(|t| t["name"].as_str().unwrap_or_default().to_string());
+    serde_json::Value::Array(list)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working() {
     use reqwest::Method;
@@ -433,6 +468,21 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     let admin = tokens(&["create", "--name", "ci", "--scopes", "admin"], &on_sqlite).await;
     let revoked = tokens(&["create", "--name", "old", "--scopes", "read"], &on_sqlite).await;
     tokens(&["revoke", "old"], &on_sqlite).await;
+    let leaky = tokens(
+        &[
+            "create",
+            "--name",
+            "leaky",
+            "--scopes",
+            "read,enqueue",
+            "--queues",
+            "etl,web",
+            "--expires",
+            "30d",
+        ],
+        &on_sqlite,
+    )
+    .await;
     let serve = ["--require-auth", "--webhook-secret", WEBHOOK_SECRET];
     let mut source = ServerProcess::start_in(&bin(), &sqlite_dir, &serve)
         .await
@@ -460,18 +510,39 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     let reason = serde_json::json!({"reason": "endpoint moved"});
     let (status, _) = call(&base, &admin, Method::POST, &pause, Some(reason)).await;
     assert_eq!(status, 200);
+    // Used once, so its last use has something to carry.
+    let job = || Some(serde_json::json!({"kind": "extract", "queue": "etl"}));
+    let (status, _) = call(&base, &leaky, Method::POST, "/v1/jobs", job()).await;
+    assert_eq!(status, 201);
     let before = configuration(&base, &admin).await;
+    // The use is recorded beside the request; wait until it is, so that it travels.
+    errand_testkit::eventually(
+        "leaky's last use",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (_, list) = call(&base, &admin, Method::GET, "/v1/tokens", None).await;
+            list["tokens"]
+                .as_array()?
+                .iter()
+                .find(|t| t["name"] == "leaky" && t.get("last_used_at").is_some())
+                .cloned()
+        },
+    )
+    .await;
     assert!(source.terminate().await);
+    let tokens_before = live_tokens(&on_sqlite).await;
 
     let export = work.path().join("export.jsonl");
     let said = sqlite_transfer("export", &sqlite_dir, &export).await;
     assert!(
-        said.contains("exported 1 workflow template, 2 subscriptions, 1 API token"),
+        said.contains("1 workflow template, 2 subscriptions, 3 API tokens (1 revoked"),
         "{said}"
     );
     let text = std::fs::read_to_string(&export).expect("the export");
-    let secret = admin.rsplit('_').next().expect("the secret part");
-    assert!(!text.contains(secret), "a token's secret was exported");
+    for secret in [&admin, &revoked, &leaky] {
+        let secret = secret.rsplit('_').next().expect("the secret part");
+        assert!(!text.contains(secret), "a token's secret was exported");
+    }
 
     let pg = [
         "--store",
@@ -484,13 +555,20 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
     assert!(
         said.contains(
-            ", 1 workflow template, 2 subscriptions (0 already there), 1 API token (0 already there, 0 left out)"
-        ) && said.contains("subscriptions deliver from nodes started with a webhook secret"),
+            ", 1 workflow template, 2 subscriptions (0 already there, 0 of those paused again), 2 API tokens (0 already there, 0 revoked, 0 left out)"
+        ) && said.contains("made token `leaky` (")
+            && said.contains("scopes enqueue,read, queues etl,web, expires ")
+            && said.contains("subscriptions deliver from nodes started with a webhook secret"),
         "{said}"
+    );
+    assert_eq!(
+        live_tokens(&pg).await,
+        tokens_before,
+        "scopes, queues, expiry and last use travel"
     );
     let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
     assert!(
-        said.contains("0 subscriptions (2 already there), 0 API tokens (1 already there"),
+        said.contains("0 subscriptions (2 already there, 0 of those paused again), 0 API tokens (2 already there, 0 revoked"),
         "import is repeatable: {said}"
     );
     let pg_node = ServerProcess::start_in(
@@ -512,12 +590,13 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     let entries = trail["entries"].as_array().expect("entries");
     assert_eq!(
         entries.len(),
-        1,
-        "the import's token is in the audit trail: {trail}"
+        2,
+        "the import's tokens are in the audit trail: {trail}"
     );
-    assert_eq!(entries[0]["target"], "token=ci", "{trail}");
     let (status, _) = call(pg_node.url(), &revoked, Method::GET, "/v1/queues", None).await;
     assert_eq!(status, 401, "a revoked token stays behind");
+    let (status, _) = call(pg_node.url(), &leaky, Method::POST, "/v1/jobs", job()).await;
+    assert_eq!(status, 201, "a token keeps working after the move");
     // A workflow starts from the template that travelled.
     let start = serde_json::json!({"template": "nightly-etl"});
     let (status, body) = call(
@@ -531,7 +610,29 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     assert_eq!(status, 201, "{body}");
     drop(pg_node);
 
-    // Back to SQLite, into a store whose own `ci` token keeps its name.
+    // Revoked at the source after the first import, a token stops working at the target
+    // when a newer export is imported.
+    tokens(&["revoke", "leaky"], &on_sqlite).await;
+    sqlite_transfer("export", &sqlite_dir, &export).await;
+    let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
+    assert!(
+        said.contains("0 API tokens (1 already there, 1 revoked, 0 left out)")
+            && said.contains("revoked token `leaky` ("),
+        "{said}"
+    );
+    let pg_node = ServerProcess::start_in(
+        &bin(),
+        &work.path().join("unused"),
+        &[&pg[..], &serve].concat(),
+    )
+    .await
+    .expect("start");
+    let (status, _) = call(pg_node.url(), &leaky, Method::POST, "/v1/jobs", job()).await;
+    assert_eq!(status, 401, "the revocation travelled");
+    drop(pg_node);
+
+    // Back to SQLite, into a store whose own `ci` token keeps its name: the import says
+    // what it left out, and fails.
     let back = work.path().join("back.jsonl");
     let back_s = back.to_str().expect("path");
     errand(&[&["export", "--file", back_s], &pg[..]].concat()).await;
@@ -542,11 +643,12 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
         &["--data-dir", round_str],
     )
     .await;
-    let said = sqlite_transfer("import", &round_dir, &back).await;
+    let (ok, said) = errand_may_fail(&["import", "--data-dir", round_str, "--file", back_s]).await;
     assert!(
-        said.contains("0 API tokens (0 already there, 1 left out)")
+        !ok && said.contains("0 API tokens (0 already there, 0 revoked, 1 left out)")
             && said.contains("token `ci` (")
-            && said.contains("left out: a token of that name is in use here"),
+            && said.contains("left out: a token of that name, not revoked, is here")
+            && said.contains("the import did not bring everything"),
         "{said}"
     );
     let round = ServerProcess::start_in(&bin(), &round_dir, &serve)
@@ -555,4 +657,139 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     let (status, _) = call(round.url(), &admin, Method::GET, "/v1/queues", None).await;
     assert_eq!(status, 401, "the token left out does not work here");
     assert_eq!(configuration(round.url(), &own).await, before);
+    drop(round);
+
+    // A copy for staging leaves the credentials and webhooks behind.
+    let staging = work.path().join("staging.jsonl");
+    let staging_s = staging.to_str().expect("path");
+    let (ok, said) = errand_may_fail(&[
+        "export",
+        "--data-dir",
+        sqlite_str,
+        "--file",
+        staging_s,
+        "--without",
+        "tokens,subscriptions",
+    ])
+    .await;
+    assert!(
+        ok && said.contains("; left out: tokens, subscriptions"),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(&staging).expect("the export");
+    assert!(
+        !text.contains("\"token\"")
+            && !text.contains("\"subscription\"")
+            && text.contains("\"template\""),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_import_keeps_the_targets_jobs_and_fails_naming_those_that_changed() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let (from_dir, to_dir) = (work.path().join("from"), work.path().join("to"));
+    let mut source = ServerProcess::start_in(&bin(), &from_dir, &[])
+        .await
+        .expect("start");
+    let client = source.client().expect("client");
+    let job = client
+        .enqueue(&EnqueueRequest::new("charge.card"))
+        .await
+        .expect("enqueue");
+    client
+        .enqueue(&EnqueueRequest::new("send.receipt"))
+        .await
+        .expect("enqueue");
+    // Exported while its node serves it: said, not refused.
+    let first = work.path().join("first.jsonl");
+    let said = sqlite_transfer("export", &from_dir, &first).await;
+    assert!(said.contains("is serving this store"), "{said}");
+    sqlite_transfer("import", &to_dir, &first).await;
+
+    // The job runs at the source after the first import; the second finds it changed.
+    let claimed = client
+        .claim("default", &ClaimRequest::default())
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    assert_eq!(claimed.id, job.id);
+    client
+        .complete(
+            job.id,
+            &CompleteRequest {
+                lease_token: claimed.lease_token,
+                result: None,
+                report: None,
+                session_state: None,
+            },
+        )
+        .await
+        .expect("complete");
+    assert!(source.terminate().await);
+    let second = work.path().join("second.jsonl");
+    sqlite_transfer("export", &from_dir, &second).await;
+    let (to, second_s) = (
+        to_dir.to_str().expect("path"),
+        second.to_str().expect("path"),
+    );
+    let (ok, said) = errand_may_fail(&["import", "--data-dir", to, "--file", second_s]).await;
+    assert!(
+        !ok && said.contains("1 job already there differ from the file")
+            && said.contains(&job.id.to_string())
+            && said.contains("import it into an empty store"),
+        "{said}"
+    );
+    let target = ServerProcess::start_in(&bin(), &to_dir, &[])
+        .await
+        .expect("start");
+    let kept = target
+        .client()
+        .expect("client")
+        .job(job.id, None)
+        .await
+        .expect("the job");
+    assert_eq!(
+        kept.state,
+        JobState::Available,
+        "the target kept its own copy"
+    );
+}
+
+#[tokio::test]
+async fn an_import_of_a_file_that_is_not_an_export_creates_no_store() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let junk = work.path().join("junk.jsonl");
+    std::fs::write(&junk, "{\"hello\": 1}\n").expect("write");
+    let dir = work.path().join("typo-dir");
+    let (ok, said) = errand_may_fail(&[
+        "import",
+        "--data-dir",
+        dir.to_str().expect("path"),
+        "--file",
+        junk.to_str().expect("path"),
+    ])
+    .await;
+    assert!(!ok && said.contains("not an errand export"), "{said}");
+    assert!(!dir.exists(), "a store was created at {}", dir.display());
+    // A real export into a new place says that it made the store.
+    let empty = work.path().join("empty.jsonl");
+    std::fs::write(
+        &empty,
+        "{\"format\":{\"name\":\"errand-export\",\"version\":2}}\n",
+    )
+    .expect("write");
+    let (ok, said) = errand_may_fail(&[
+        "import",
+        "--data-dir",
+        dir.to_str().expect("path"),
+        "--file",
+        empty.to_str().expect("path"),
+    ])
+    .await;
+    assert!(
+        ok && said.contains("created a new store: sqlite "),
+        "{said}"
+    );
 }

@@ -10,15 +10,18 @@
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use anyhow::{bail, Context};
+use clap::ValueEnum;
 use errand_core::schedule_spec::ScheduleSpec;
+use errand_core::NodeStatus;
 use errand_core::QueueName;
+use errand_engine::maintenance::NODE_DEAD_AFTER;
 use errand_store::{
     JobListParams, QueueUpsertParams, RestoredJob, SchedulePut, SchedulePutParams,
     ScheduleSlotListParams, ScheduleSlotRecord, SharedStore,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::cli::TransferArgs;
+use crate::cli::{ExportArgs, ImportArgs, Leave, StoreArgs};
 use crate::commands::progress;
 use crate::commands::transfer_config::{self, counted, TemplateLine, TokenLine};
 use crate::settings::store_location;
@@ -70,16 +73,31 @@ enum Line {
 /// store, its description as opening found it (an export's source), and where it is
 /// (an import's target, which the import fills).
 async fn open(
-    args: &TransferArgs,
+    location: &StoreArgs,
     existing_only: bool,
 ) -> anyhow::Result<(SharedStore, String, String)> {
-    let (data_dir, location) = store_location(&args.location)?;
+    let (data_dir, location) = store_location(location)?;
     let opened = if existing_only {
         store_open::open_existing(&location, &data_dir, "nothing to export").await?
     } else {
         store_open::open(&location, &data_dir).await?
     };
     let place = format!("{} {}", opened.about.kind, opened.about.location);
+    if opened.origin == errand_store::StoreOrigin::Created {
+        eprintln!("created a new store: {place}");
+    }
+    // A node serving the store keeps writing while it is read or written here: an export
+    // may miss its latest writes, and an import writes over settings it serves.
+    let nodes = opened
+        .store
+        .node_list(NODE_DEAD_AFTER, NODE_DEAD_AFTER)
+        .await?;
+    for n in nodes.iter().filter(|n| n.status == NodeStatus::Alive) {
+        eprintln!(
+            "warning: node {} ({} pid {}) is serving this store (heartbeat at {}): stop it first, or what it writes meanwhile may be missed or written over",
+            n.id, n.host, n.pid, n.heartbeat_at
+        );
+    }
     Ok((opened.store, opened.desc, place))
 }
 
@@ -90,15 +108,15 @@ fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 /// Writes the store's queues and jobs.
-pub async fn export(args: TransferArgs) -> anyhow::Result<()> {
-    let (store, desc, _) = open(&args, true).await?;
+pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let (store, desc, _) = open(&args.location, true).await?;
     let done = export_from(&args, &store, &desc).await;
     // A one-shot command leaves the database as a clean stop of a node does.
     store.close().await;
     done
 }
 
-async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> anyhow::Result<()> {
+async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyhow::Result<()> {
     let sink: Box<dyn Write> = match &args.file {
         Some(path) => Box::new(
             errand_core::private_fs::rewrite_private_file(path)
@@ -122,34 +140,41 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
         },
         &mut out,
     )?;
-    for q in store.queue_list().await? {
+    let queues = store.queue_list().await?;
+    for q in &queues {
         line(
             &Line::Queue {
-                name: q.name,
+                name: q.name.clone(),
                 paused: q.paused,
             },
             &mut out,
         )?;
     }
-    let (templates, subscriptions, tokens) = transfer_config::read(store).await?;
-    let config: Vec<String> = [
-        (templates.len(), "workflow template"),
-        (subscriptions.len(), "subscription"),
-        (tokens.len(), "API token"),
-    ]
-    .into_iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, thing)| counted(n as u64, thing))
-    .collect();
-    for t in templates {
+    let config = transfer_config::read(store, &args.without).await?;
+    let revoked = config
+        .tokens
+        .iter()
+        .filter(|t| t.token.revoked_at.is_some())
+        .count();
+    let mut written = vec![
+        counted(queues.len() as u64, "queue"),
+        counted(config.templates.len() as u64, "workflow template"),
+        counted(config.subscriptions.len() as u64, "subscription"),
+        format!(
+            "{} ({revoked} revoked: their revocations, without hashes)",
+            counted(config.tokens.len() as u64, "API token")
+        ),
+    ];
+    for t in config.templates {
         line(&Line::Template(Box::new(t)), &mut out)?;
     }
-    for s in subscriptions {
+    for s in config.subscriptions {
         line(&Line::Subscription(Box::new(s)), &mut out)?;
     }
-    for t in tokens {
+    for t in config.tokens {
         line(&Line::Token(Box::new(t)), &mut out)?;
     }
+    let mut schedules = 0u64;
     let mut owned_by_definitions = 0usize;
     for s in store.schedule_list().await? {
         // A definition's schedule belongs to its jobs directory: the node that loads the
@@ -166,6 +191,7 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
             continue;
         }
         let name = s.spec.name.clone();
+        schedules += 1;
         line(
             &Line::Schedule {
                 spec: Box::new(s.spec),
@@ -245,12 +271,22 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
     out.flush()?;
     bar.finish_and_clear();
     eprintln!("exported {jobs} jobs from {desc}");
-    if !config.is_empty() {
-        eprintln!(
-            "exported {} (a token as the hash of its secret; revoked ones stay behind)",
-            config.join(", ")
-        );
-    }
+    written.insert(1, counted(schedules, "schedule"));
+    eprintln!(
+        "and {} (a token as the hash of its secret, never the secret){}",
+        written.join(", "),
+        match args.without.as_slice() {
+            [] => String::new(),
+            left => format!(
+                "; left out: {}",
+                left.iter()
+                    .filter_map(|l| l.to_possible_value())
+                    .map(|v| v.get_name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    );
     if owned_by_definitions > 0 {
         eprintln!(
             "left out {owned_by_definitions} schedule{} of job definitions (`{}<name>`, not paused): the node that loads the jobs directory makes {} again",
@@ -269,8 +305,9 @@ async fn export_from(args: &TransferArgs, store: &SharedStore, desc: &str) -> an
 }
 
 /// Exported jobs that belong to a flow (a workflow, a batch, parents), which the export
-/// does not carry: the user hears how many arrive as plain jobs, and how many of them are
-/// `blocked` with nothing left to release them.
+/// does not carry: the user hears how many arrive as plain jobs, and how many are
+/// `blocked` with nothing left to release them there (those of a flow, and those already
+/// left without one by an earlier move).
 #[derive(Debug, Default)]
 struct FlowJobs {
     in_flows: u64,
@@ -279,43 +316,49 @@ struct FlowJobs {
 
 impl FlowJobs {
     /// Counts `job` when it has not ended and is part of a flow (an ended one has nothing
-    /// left to lose).
+    /// left to lose), and when it is blocked.
     fn count(&mut self, job: &errand_core::Job) {
         let f = &job.flow;
         let in_flow = f.workflow_id.is_some() || f.batch_id.is_some() || !f.after.is_empty();
-        if !in_flow || job.state.is_final() {
-            return;
+        if in_flow && !job.state.is_final() {
+            self.in_flows += 1;
         }
-        self.in_flows += 1;
         if job.state == errand_core::JobState::Blocked {
             self.blocked += 1;
         }
     }
 
     fn warning(&self) -> Option<String> {
-        let mut text = match self.in_flows {
-            0 => return None,
-            1 => "warning: 1 unfinished job is part of a workflow, a batch or a continuation (`after`), which are not exported: it arrives as a plain job".to_string(),
-            n => format!(
-                "warning: {n} unfinished jobs are part of workflows, batches or continuations (`after`), which are not exported: they arrive as plain jobs"
-            ),
+        let flows = match self.in_flows {
+            0 => None,
+            1 => Some("1 unfinished job is part of a workflow, a batch or a continuation (`after`), which are not exported: it arrives as a plain job".to_string()),
+            n => Some(format!(
+                "{n} unfinished jobs are part of workflows, batches or continuations (`after`), which are not exported: they arrive as plain jobs"
+            )),
         };
-        if self.blocked > 0 {
-            let blocked = match self.blocked {
-                1 => "the 1 blocked one waits".to_string(),
-                n => format!("the {n} blocked ones wait"),
-            };
-            text.push_str(&format!(
-                ", and {blocked} forever there (let flows finish, or cancel them, before moving stores)"
-            ));
-        }
-        Some(text)
+        let blocked = match self.blocked {
+            0 => None,
+            1 => Some("1 job is blocked and waits forever where it arrives".to_string()),
+            n => Some(format!(
+                "{n} jobs are blocked and wait forever where they arrive"
+            )),
+        };
+        let text = match (flows, blocked) {
+            (None, None) => return None,
+            (Some(f), None) => f,
+            (None, Some(b)) => b,
+            (Some(f), Some(b)) => format!("{f}; {b}"),
+        };
+        Some(format!(
+            "warning: {text} (let flows finish, or cancel them, before moving stores; `errand jobs explain ID` says flow_missing for one left waiting)"
+        ))
     }
 }
 
 /// Loads an export; jobs already present are skipped.
-pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
-    // The file first: a missing one changes nothing (no store is created for it).
+pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    // The file and its header first: a missing file or one that is not an export changes
+    // nothing (no store is created for it).
     let (source, size): (Box<dyn std::io::Read>, Option<u64>) = match &args.file {
         Some(path) => {
             let file =
@@ -325,41 +368,77 @@ pub async fn import(args: TransferArgs) -> anyhow::Result<()> {
         }
         None => (Box::new(std::io::stdin().lock()), None),
     };
-    let (store, _, place) = open(&args, false).await?;
-    let done = import_into(&args, &store, &place, source, size).await;
-    store.close().await;
-    done
-}
-
-async fn import_into(
-    args: &TransferArgs,
-    store: &SharedStore,
-    place: &str,
-    source: Box<dyn std::io::Read>,
-    size: Option<u64>,
-) -> anyhow::Result<()> {
     let source_name = args
         .file
         .as_ref()
         .map_or_else(|| "standard input".to_string(), |p| p.display().to_string());
-    // Measured in bytes of the file read, so the total is known before any line is parsed.
-    let bar = progress::bytes(size);
-    bar.set_message("importing: 0 jobs");
     let mut lines = BufReader::new(source).lines();
-    match lines
+    let header = lines
         .next()
         .transpose()
-        .with_context(|| format!("reading {source_name}"))?
-        .map(|l| serde_json::from_str::<Line>(&l))
-    {
+        .with_context(|| format!("reading {source_name}"))?;
+    match header.as_deref().map(serde_json::from_str::<Line>) {
         Some(Ok(Line::Format { name, version, .. })) if name == FORMAT && version <= VERSION => {}
         Some(Ok(Line::Format { name, version, .. })) => {
             bail!("cannot read {name} version {version}")
         }
         _ => bail!("not an errand export: the first line must be its format header"),
     }
+    let (store, _, place) = open(&args.location, false).await?;
+    let read = header.map_or(0, |h| h.len() as u64 + 1);
+    let done = import_into(&args, &store, &place, &source_name, lines, (read, size)).await;
+    store.close().await;
+    done
+}
+
+/// Jobs the file holds that the target already has in another version (changed on either
+/// side since an earlier import): the target keeps its own, and the user hears of it.
+#[derive(Debug, Default)]
+struct DifferentJobs {
+    count: u64,
+    named: Vec<errand_core::JobId>,
+}
+
+impl DifferentJobs {
+    /// Restores `batch`; where some were already there, compares each with the target's.
+    async fn restore(
+        &mut self,
+        store: &SharedStore,
+        batch: Vec<RestoredJob>,
+    ) -> anyhow::Result<u64> {
+        let versions: Vec<_> = batch.iter().map(|r| (r.job.id, r.job.updated_at)).collect();
+        let total = batch.len() as u64;
+        let inserted = store.job_restore_many(batch).await?;
+        if inserted < total {
+            for (id, updated_at) in versions {
+                if store.job_get(id).await?.updated_at != updated_at {
+                    self.count += 1;
+                    if self.named.len() < 5 {
+                        self.named.push(id);
+                    }
+                }
+            }
+        }
+        Ok(inserted)
+    }
+}
+
+async fn import_into(
+    args: &ImportArgs,
+    store: &SharedStore,
+    place: &str,
+    source_name: &str,
+    lines: std::io::Lines<BufReader<Box<dyn std::io::Read>>>,
+    (read, size): (u64, Option<u64>),
+) -> anyhow::Result<()> {
+    // Measured in bytes of the file read, so the total is known before any line is parsed.
+    let bar = progress::bytes(size);
+    bar.set_message("importing: 0 jobs");
+    bar.inc(read);
     let (mut seen, mut inserted, mut slots_inserted, mut schedules) = (0u64, 0u64, 0u64, 0u64);
     let mut config = transfer_config::Imported::default();
+    let mut different = DifferentJobs::default();
+    let mut skipped = 0u64;
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
         let text = text.with_context(|| format!("reading {source_name} line {}", n + 2))?;
@@ -369,6 +448,16 @@ async fn import_into(
         }
         let parsed: Line =
             serde_json::from_str(&text).with_context(|| format!("line {}", n + 2))?;
+        let leave = match &parsed {
+            Line::Template(_) => Some(Leave::Templates),
+            Line::Subscription(_) => Some(Leave::Subscriptions),
+            Line::Token(_) => Some(Leave::Tokens),
+            _ => None,
+        };
+        if leave.is_some_and(|l| args.without.contains(&l)) {
+            skipped += 1;
+            continue;
+        }
         match parsed {
             Line::Format { .. } => bail!("line {}: a second format header", n + 2),
             Line::Queue { name, paused } => {
@@ -423,13 +512,13 @@ async fn import_into(
                     bar.set_message(format!("importing: {seen} jobs"));
                 }
                 if batch.len() == PAGE as usize {
-                    inserted += store.job_restore_many(std::mem::take(&mut batch)).await?;
+                    inserted += different.restore(store, std::mem::take(&mut batch)).await?;
                 }
             }
         }
     }
     if !batch.is_empty() {
-        inserted += store.job_restore_many(batch).await?;
+        inserted += different.restore(store, batch).await?;
     }
     bar.finish_and_clear();
     eprintln!(
@@ -438,13 +527,38 @@ async fn import_into(
         counted(schedules, "schedule"),
         config.summary()
     );
-    for refused in &config.tokens_refused {
-        eprintln!("{refused}");
+    if skipped > 0 {
+        eprintln!("skipped {skipped} lines left out by --without");
+    }
+    for said in &config.said {
+        eprintln!("{said}");
     }
     if config.subscriptions > 0 {
         eprintln!(
             "subscriptions deliver from nodes started with a webhook secret (--webhook-secret, ERRAND_WEBHOOK_SECRETS): give them the old nodes' so receivers keep verifying the signatures"
         );
     }
-    Ok(())
+    let mut undone = config.tokens_refused.clone();
+    if different.count > 0 {
+        undone.push(format!(
+            "{} already there differ from the file (changed here or there since an earlier import; e.g. {}): this store kept its own copies. To take the file's, import it into an empty store",
+            counted(different.count, "job"),
+            different
+                .named
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if undone.is_empty() {
+        return Ok(());
+    }
+    for u in &undone {
+        eprintln!("{u}");
+    }
+    bail!(
+        "the import did not bring everything: {} (see above)",
+        counted(undone.len() as u64, "problem")
+    )
 }
