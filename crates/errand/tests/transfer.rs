@@ -11,6 +11,7 @@ use errand_core::{Job, JobState};
 use errand_testkit::{PgSchema, ServerProcess};
 
 use common::bin;
+use serde_json::json;
 
 async fn errand(args: &[&str]) -> Output {
     let out = tokio::process::Command::new(bin())
@@ -118,6 +119,32 @@ async fn fill(client: &Client) {
         .expect("fail");
     claim("running").await;
     client.set_paused("waiting", true).await.expect("pause");
+    let http = common::http_client();
+    let settings = r#"{"concurrency": 3, "rate": {"limit": 100, "period": "1s"}, "max_attempts": 7, "timeout": "5m"}"#;
+    let resp = http
+        .patch(format!("{}/v1/queues/waiting", client.base_url()))
+        .header("content-type", "application/json")
+        .body(settings)
+        .send()
+        .await
+        .expect("queue settings");
+    assert_eq!(resp.status().as_u16(), 200);
+    for (path, body) in [
+        ("kind/report", r#"{"concurrency": 1}"#),
+        (
+            "key/partner-api",
+            r#"{"rate": {"limit": 10, "period": "1m"}}"#,
+        ),
+    ] {
+        let resp = http
+            .put(format!("{}/v1/limits/{path}", client.base_url()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("limit");
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
     let resp = common::http_client()
         .post(format!("{}/v1/schedules", client.base_url()))
         .header("content-type", "application/json")
@@ -183,9 +210,46 @@ async fn sqlite_to_postgres_and_back() {
     let pg_client = pg_node.client().expect("client");
     let on_pg = all_jobs(&pg_client).await;
     same_except_running(&original, &on_pg);
-    assert!(
-        pg_client.queue("waiting").await.expect("queue").paused,
+    let waiting = pg_client.queue("waiting").await.expect("queue");
+    assert!(waiting.paused, "queue pauses travel");
+    assert_eq!(
+        serde_json::to_value(&waiting.settings).expect("JSON"),
+        serde_json::json!({"concurrency": 3, "rate": {"limit": 100, "period": "1s"}, "defaults": {"max_attempts": 7, "timeout": "5m"}}),
         "queue settings travel"
+    );
+    let limits: serde_json::Value = common::http_client()
+        .get(format!("{}/v1/limits", pg_client.base_url()))
+        .send()
+        .await
+        .expect("limits")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<_> = limits["limits"]
+        .as_array()
+        .expect("limits")
+        .iter()
+        .map(|l| {
+            (
+                l["scope"].clone(),
+                l["name"].clone(),
+                l["concurrency"].clone(),
+                l["rate"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (
+                json!("key"),
+                json!("partner-api"),
+                json!(null),
+                json!({"limit": 10, "period": "1m"})
+            ),
+            (json!("kind"), json!("report"), json!(1), json!(null)),
+        ],
+        "limits travel: {limits}"
     );
     let schedule = pg_client
         .schedule("nightly")

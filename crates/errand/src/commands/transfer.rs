@@ -11,7 +11,9 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
+use errand_core::queue::{QueueSettings, QueueSettingsPatch};
 use errand_core::schedule_spec::ScheduleSpec;
+use errand_core::throttle::Limit;
 use errand_core::NodeStatus;
 use errand_core::QueueName;
 use errand_engine::maintenance::NODE_DEAD_AFTER;
@@ -50,8 +52,16 @@ enum Line {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secrets: Option<String>,
     },
-    /// A queue's settings.
-    Queue { name: QueueName, paused: bool },
+    /// A queue's pause and settings (concurrency, rate, job defaults; absent in exports
+    /// from before they travelled, which leave the target's as they are).
+    Queue {
+        name: QueueName,
+        paused: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<QueueSettings>,
+    },
+    /// A kind's or rate key's limit.
+    Limit(Box<Limit>),
     /// A workflow template.
     Template(Box<TemplateLine>),
     /// An event subscription.
@@ -146,9 +156,14 @@ async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyh
             &Line::Queue {
                 name: q.name.clone(),
                 paused: q.paused,
+                settings: Some(q.settings.clone()),
             },
             &mut out,
         )?;
+    }
+    let limits = store.limit_list().await?;
+    for l in &limits {
+        line(&Line::Limit(Box::new(l.limit.clone())), &mut out)?;
     }
     let config = transfer_config::read(store, &args.without).await?;
     let revoked = config
@@ -158,6 +173,7 @@ async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyh
         .count();
     let mut written = vec![
         counted(queues.len() as u64, "queue"),
+        counted(limits.len() as u64, "limit"),
         counted(config.templates.len() as u64, "workflow template"),
         counted(config.subscriptions.len() as u64, "subscription"),
         format!(
@@ -391,6 +407,21 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     done
 }
 
+/// A queue's exported settings as the patch that gives a queue exactly those (a setting
+/// the file leaves unset is removed here too).
+fn settings_patch(settings: QueueSettings) -> QueueSettingsPatch {
+    let d = settings.defaults;
+    QueueSettingsPatch {
+        paused: None,
+        concurrency: Some(settings.concurrency),
+        rate: Some(settings.rate),
+        max_attempts: Some(d.max_attempts),
+        priority: Some(d.priority),
+        timeout_ms: Some(d.timeout_ms),
+        backoff: Some(d.backoff),
+    }
+}
+
 /// Jobs the file holds that the target already has in another version (changed on either
 /// side since an earlier import): the target keeps its own, and the user hears of it.
 #[derive(Debug, Default)]
@@ -436,6 +467,7 @@ async fn import_into(
     bar.set_message("importing: 0 jobs");
     bar.inc(read);
     let (mut seen, mut inserted, mut slots_inserted, mut schedules) = (0u64, 0u64, 0u64, 0u64);
+    let mut limits = 0u64;
     let mut config = transfer_config::Imported::default();
     let mut different = DifferentJobs::default();
     let mut skipped = 0u64;
@@ -460,10 +492,31 @@ async fn import_into(
         }
         match parsed {
             Line::Format { .. } => bail!("line {}: a second format header", n + 2),
-            Line::Queue { name, paused } => {
+            Line::Queue {
+                name,
+                paused,
+                settings,
+            } => {
                 store
-                    .queue_upsert(QueueUpsertParams { name, paused })
-                    .await?
+                    .queue_upsert(QueueUpsertParams {
+                        name: name.clone(),
+                        paused,
+                    })
+                    .await?;
+                if let Some(settings) = settings {
+                    let patch = settings_patch(settings);
+                    patch
+                        .validate()
+                        .map_err(|e| anyhow::anyhow!("line {}: queue {name}: {e}", n + 2))?;
+                    store.queue_update(&name, patch).await?;
+                }
+            }
+            Line::Limit(limit) => {
+                limit
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("line {}: limit of {}: {e}", n + 2, limit.name))?;
+                store.limit_put(*limit).await?;
+                limits += 1;
             }
             Line::Template(t) => config
                 .template(store, *t)
@@ -522,9 +575,10 @@ async fn import_into(
     }
     bar.finish_and_clear();
     eprintln!(
-        "imported into {place}: {inserted} of {seen} jobs ({} were already there), {}, {slots_inserted} schedule slot records{}",
+        "imported into {place}: {inserted} of {seen} jobs ({} were already there), {}, {slots_inserted} schedule slot records, {}{}",
         seen - inserted,
         counted(schedules, "schedule"),
+        counted(limits, "limit"),
         config.summary()
     );
     if skipped > 0 {
