@@ -115,10 +115,12 @@ pub enum Command {
     Events(EventsArgs),
     /// Run job definitions (or one command) on this machine for a server elsewhere.
     Worker(WorkerArgs),
-    /// Write a store's jobs (with their attempts), queues, schedules, workflow templates,
-    /// subscriptions and API tokens (hashes, not secrets) as JSON lines.
+    /// Write a store's jobs (with their attempts), queues and their settings, limits,
+    /// schedules, workflow templates, subscriptions and API tokens (hashes, not secrets)
+    /// as JSON lines.
     Export(ExportArgs),
-    /// Load an export into a store; jobs, subscriptions and tokens already there are skipped.
+    /// Load an export into a store. Jobs, subscriptions and tokens already there are kept
+    /// (a job that differs is named, and the import fails); settings are written over.
     Import(ImportArgs),
     /// One screen: server, store, nodes, queues, schedules due next (`--watch` refreshes).
     Status(StatusArgs),

@@ -24,6 +24,9 @@ pub enum Exit {
     JobCancelled = 5,
     /// The wait's `--timeout` passed before the job ended.
     TimedOut = 6,
+    /// `import` got to the end of its file, but some of it did not arrive as the file has
+    /// it (the lines before say what).
+    Incomplete = 7,
 }
 
 impl Exit {
@@ -37,6 +40,7 @@ impl Exit {
             Exit::JobDead => "job_dead",
             Exit::JobCancelled => "job_cancelled",
             Exit::TimedOut => "timed_out",
+            Exit::Incomplete => "incomplete",
         }
     }
 }
@@ -55,6 +59,15 @@ pub struct JobEnded {
     pub id: JobId,
     /// Its final state.
     pub state: JobState,
+}
+
+/// An import that got to the end of its file, with things it did not bring as the file
+/// has them (said before it ends).
+#[derive(Debug, thiserror::Error)]
+#[error("the import did not bring everything as the file has it: {problems} problem{} (see above)", if *.problems == 1 { "" } else { "s" })]
+pub struct Incomplete {
+    /// How many kinds of problem were said.
+    pub problems: usize,
 }
 
 /// A wait's timeout passed with the job still not ended.
@@ -131,6 +144,9 @@ pub fn classify(err: &anyhow::Error) -> Exit {
     }
     if err.downcast_ref::<UsageError>().is_some() {
         return Exit::Usage;
+    }
+    if err.downcast_ref::<Incomplete>().is_some() {
+        return Exit::Incomplete;
     }
     for cause in err.chain() {
         if let Some(ended) = cause.downcast_ref::<JobEnded>() {

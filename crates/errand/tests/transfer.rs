@@ -27,18 +27,21 @@ async fn errand(args: &[&str]) -> Output {
     out
 }
 
-/// `errand args`, which may fail: whether it succeeded, and what it said on stderr.
-async fn errand_may_fail(args: &[&str]) -> (bool, String) {
+/// `errand args`, which may fail: its exit code, and what it said on stderr.
+async fn errand_may_fail(args: &[&str]) -> (Option<i32>, String) {
     let out = tokio::process::Command::new(bin())
         .args(args)
         .output()
         .await
         .expect("run errand");
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The exit code of an import that read its whole file but did not bring all of it.
+const INCOMPLETE: Option<i32> = Some(7);
 
 /// `errand export` or `errand import` (`verb`) between the SQLite store in `data_dir`
 /// and `file`; what it said on stderr.
@@ -599,7 +602,7 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     let export = work.path().join("export.jsonl");
     let said = sqlite_transfer("export", &sqlite_dir, &export).await;
     assert!(
-        said.contains("1 workflow template, 2 subscriptions, 3 API tokens (1 revoked"),
+        said.contains("1 workflow template, 2 subscriptions, 3 API tokens (each as the hash of its secret, never the secret; 1 revoked"),
         "{said}"
     );
     let text = std::fs::read_to_string(&export).expect("the export");
@@ -672,6 +675,10 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     )
     .await;
     assert_eq!(status, 201, "{body}");
+    // Resumed here, the subscription the file has paused is paused again by a newer import.
+    let resume = format!("/v1/subscriptions/{}/resume", ids[1]);
+    let (status, _) = call(pg_node.url(), &admin, Method::POST, &resume, None).await;
+    assert_eq!(status, 200);
     drop(pg_node);
 
     // Revoked at the source after the first import, a token stops working at the target
@@ -680,7 +687,8 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     sqlite_transfer("export", &sqlite_dir, &export).await;
     let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
     assert!(
-        said.contains("0 API tokens (1 already there, 1 revoked, 0 left out)")
+        said.contains("0 subscriptions (2 already there, 1 of those paused again)")
+            && said.contains("0 API tokens (1 already there, 1 revoked, 0 left out)")
             && said.contains("revoked token `leaky` ("),
         "{said}"
     );
@@ -693,6 +701,9 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     .expect("start");
     let (status, _) = call(pg_node.url(), &leaky, Method::POST, "/v1/jobs", job()).await;
     assert_eq!(status, 401, "the revocation travelled");
+    let sub = format!("/v1/subscriptions/{}", ids[1]);
+    let (_, sub) = call(pg_node.url(), &admin, Method::GET, &sub, None).await;
+    assert_eq!(sub["state"], "paused", "{sub}");
     drop(pg_node);
 
     // Back to SQLite, into a store whose own `ci` token keeps its name: the import says
@@ -707,13 +718,15 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
         &["--data-dir", round_str],
     )
     .await;
-    let (ok, said) = errand_may_fail(&["import", "--data-dir", round_str, "--file", back_s]).await;
+    let (code, said) =
+        errand_may_fail(&["import", "--data-dir", round_str, "--file", back_s]).await;
     assert!(
-        !ok && said.contains("0 API tokens (0 already there, 0 revoked, 1 left out)")
+        code == INCOMPLETE
+            && said.contains("0 API tokens (0 already there, 0 revoked, 1 left out)")
             && said.contains("token `ci` (")
             && said.contains("left out: a token of that name, not revoked, is here")
-            && said.contains("the import did not bring everything"),
-        "{said}"
+            && said.contains("the import did not bring everything as the file has it"),
+        "{code:?}: {said}"
     );
     let round = ServerProcess::start_in(&bin(), &round_dir, &serve)
         .await
@@ -726,7 +739,7 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     // A copy for staging leaves the credentials and webhooks behind.
     let staging = work.path().join("staging.jsonl");
     let staging_s = staging.to_str().expect("path");
-    let (ok, said) = errand_may_fail(&[
+    let (code, said) = errand_may_fail(&[
         "export",
         "--data-dir",
         sqlite_str,
@@ -737,7 +750,9 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     ])
     .await;
     assert!(
-        ok && said.contains("; left out: tokens, subscriptions"),
+        code == Some(0)
+            && said.contains("; left out: tokens, subscriptions")
+            && !said.contains("API token"),
         "{said}"
     );
     let text = std::fs::read_to_string(&staging).expect("the export");
@@ -747,6 +762,25 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
             && text.contains("\"template\""),
         "{text}"
     );
+    // And an import can leave them out of a full export.
+    let staging_dir = work.path().join("staging");
+    let staging_str = staging_dir.to_str().expect("path");
+    let file = export.to_str().expect("path");
+    let (code, said) = errand_may_fail(&[
+        "import",
+        "--data-dir",
+        staging_str,
+        "--file",
+        file,
+        "--without",
+        "tokens",
+    ])
+    .await;
+    assert!(
+        code == Some(0) && said.contains("skipped 3 lines left out by --without"),
+        "{said}"
+    );
+    assert_eq!(live_tokens(&["--data-dir", staging_str]).await, json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -798,13 +832,26 @@ async fn a_repeated_import_keeps_the_targets_jobs_and_fails_naming_those_that_ch
         to_dir.to_str().expect("path"),
         second.to_str().expect("path"),
     );
-    let (ok, said) = errand_may_fail(&["import", "--data-dir", to, "--file", second_s]).await;
+    let (code, said) = errand_may_fail(&["import", "--data-dir", to, "--file", second_s]).await;
     assert!(
-        !ok && said.contains("1 job already there differ from the file")
+        code == INCOMPLETE
+            && said.contains("1 job already here differs from the file")
             && said.contains(&job.id.to_string())
             && said.contains("import it into an empty store"),
-        "{said}"
+        "{code:?}: {said}"
     );
+    // The same file again into a store that has it all as it is: nothing to say.
+    let first_s = first.to_str().expect("path");
+    let again_dir = work.path().join("again");
+    let again = again_dir.to_str().expect("path");
+    for _ in 0..2 {
+        let (code, said) =
+            errand_may_fail(&["import", "--data-dir", again, "--file", first_s]).await;
+        assert!(
+            code == Some(0) && !said.contains("differ"),
+            "{code:?}: {said}"
+        );
+    }
     let target = ServerProcess::start_in(&bin(), &to_dir, &[])
         .await
         .expect("start");
@@ -827,15 +874,24 @@ async fn an_import_of_a_file_that_is_not_an_export_creates_no_store() {
     let junk = work.path().join("junk.jsonl");
     std::fs::write(&junk, "{\"hello\": 1}\n").expect("write");
     let dir = work.path().join("typo-dir");
-    let (ok, said) = errand_may_fail(&[
-        "import",
-        "--data-dir",
-        dir.to_str().expect("path"),
-        "--file",
-        junk.to_str().expect("path"),
-    ])
-    .await;
-    assert!(!ok && said.contains("not an errand export"), "{said}");
+    let import = |file: std::path::PathBuf| {
+        let dir = dir.clone();
+        async move {
+            errand_may_fail(&[
+                "import",
+                "--data-dir",
+                dir.to_str().expect("path"),
+                "--file",
+                file.to_str().expect("path"),
+            ])
+            .await
+        }
+    };
+    let (code, said) = import(junk).await;
+    assert!(
+        code == Some(1) && said.contains("not an errand export"),
+        "{said}"
+    );
     assert!(!dir.exists(), "a store was created at {}", dir.display());
     // A real export into a new place says that it made the store.
     let empty = work.path().join("empty.jsonl");
@@ -844,16 +900,9 @@ async fn an_import_of_a_file_that_is_not_an_export_creates_no_store() {
         "{\"format\":{\"name\":\"errand-export\",\"version\":2}}\n",
     )
     .expect("write");
-    let (ok, said) = errand_may_fail(&[
-        "import",
-        "--data-dir",
-        dir.to_str().expect("path"),
-        "--file",
-        empty.to_str().expect("path"),
-    ])
-    .await;
+    let (code, said) = import(empty).await;
     assert!(
-        ok && said.contains("created a new store: sqlite "),
+        code == Some(0) && said.contains("created a new store: sqlite "),
         "{said}"
     );
 }

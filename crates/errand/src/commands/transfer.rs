@@ -4,8 +4,10 @@
 //! The first line names the format; then one line per queue, per workflow template, per
 //! event subscription and per API token (see [`transfer_config`]), one per schedule
 //! followed by its slot ledger in pages (which slots already ran, so a backfill after the
-//! move does not run them again), then one per job with its attempts, newest first. Import
-//! is repeatable: jobs, slots, subscriptions and tokens already in the target are skipped.
+//! move does not run them again), then one per job with its attempts, newest first. An
+//! import stopped part-way can be run again: jobs, slots, subscriptions and tokens
+//! already in the target are kept (a job that differs from the file is named), settings
+//! are written over (docs/operations.md, "Importing again").
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
@@ -32,8 +34,8 @@ use crate::store_open;
 /// The first line of every export.
 const FORMAT: &str = "errand-export";
 /// Bumped when an export holds lines an older import cannot read. Version 2 added `slots`
-/// lines, version 3 `template`, `subscription` and `token` lines; older exports still
-/// import.
+/// lines; version 3 `limit`, `template`, `subscription` and `token` lines and the queue
+/// line's `settings`. Older exports still import.
 const VERSION: u32 = 3;
 /// Jobs read per page and written per import batch: big enough to amortise round trips,
 /// small enough to keep each transaction short.
@@ -174,13 +176,19 @@ async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyh
     let mut written = vec![
         counted(queues.len() as u64, "queue"),
         counted(limits.len() as u64, "limit"),
-        counted(config.templates.len() as u64, "workflow template"),
-        counted(config.subscriptions.len() as u64, "subscription"),
-        format!(
-            "{} ({revoked} revoked: their revocations, without hashes)",
-            counted(config.tokens.len() as u64, "API token")
-        ),
     ];
+    if !args.without.contains(&Leave::Templates) {
+        written.push(counted(config.templates.len() as u64, "workflow template"));
+    }
+    if !args.without.contains(&Leave::Subscriptions) {
+        written.push(counted(config.subscriptions.len() as u64, "subscription"));
+    }
+    if !args.without.contains(&Leave::Tokens) {
+        written.push(format!(
+            "{} (each as the hash of its secret, never the secret; {revoked} revoked, as their revocations)",
+            counted(config.tokens.len() as u64, "API token")
+        ));
+    }
     for t in config.templates {
         line(&Line::Template(Box::new(t)), &mut out)?;
     }
@@ -289,7 +297,7 @@ async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyh
     eprintln!("exported {jobs} jobs from {desc}");
     written.insert(1, counted(schedules, "schedule"));
     eprintln!(
-        "and {} (a token as the hash of its secret, never the secret){}",
+        "and {}{}",
         written.join(", "),
         match args.without.as_slice() {
             [] => String::new(),
@@ -371,7 +379,7 @@ impl FlowJobs {
     }
 }
 
-/// Loads an export; jobs already present are skipped.
+/// Loads an export into a store (what is there already: see the module's doc).
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     // The file and its header first: a missing file or one that is not an export changes
     // nothing (no store is created for it).
@@ -422,36 +430,118 @@ fn settings_patch(settings: QueueSettings) -> QueueSettingsPatch {
     }
 }
 
-/// Jobs the file holds that the target already has in another version (changed on either
-/// side since an earlier import): the target keeps its own, and the user hears of it.
+/// Jobs of the file that did not arrive as the file has them: already in the target in
+/// another version (changed on either side since an earlier import; the target keeps
+/// its own), or not imported because the target holds another job with the same
+/// idempotency key.
 #[derive(Debug, Default)]
-struct DifferentJobs {
-    count: u64,
-    named: Vec<errand_core::JobId>,
+struct SkippedJobs {
+    different: u64,
+    different_named: Vec<errand_core::JobId>,
+    key_taken: u64,
+    key_taken_named: Vec<errand_core::JobId>,
 }
 
-impl DifferentJobs {
-    /// Restores `batch`; where some were already there, compares each with the target's.
+/// How many skipped jobs are read back at once, on a store's several connections.
+const READ_BACK: usize = 16;
+
+impl SkippedJobs {
+    /// Restores `batch`; where some were not inserted, reads each back and compares what
+    /// a run changes (attempts, the end, whether it ended) with the file's.
     async fn restore(
         &mut self,
         store: &SharedStore,
         batch: Vec<RestoredJob>,
     ) -> anyhow::Result<u64> {
-        let versions: Vec<_> = batch.iter().map(|r| (r.job.id, r.job.updated_at)).collect();
+        use futures_util::{StreamExt, TryStreamExt};
+        let versions: Vec<_> = batch
+            .iter()
+            .map(|r| {
+                (
+                    r.job.id,
+                    r.job.attempt,
+                    r.job.finished_at,
+                    r.job.state.is_final(),
+                )
+            })
+            .collect();
         let total = batch.len() as u64;
         let inserted = store.job_restore_many(batch).await?;
-        if inserted < total {
-            for (id, updated_at) in versions {
-                if store.job_get(id).await?.updated_at != updated_at {
-                    self.count += 1;
-                    if self.named.len() < 5 {
-                        self.named.push(id);
-                    }
+        if inserted == total {
+            return Ok(inserted);
+        }
+        let found: Vec<_> = futures_util::stream::iter(versions)
+            .map(|(id, attempt, finished_at, ended)| async move {
+                match store.job_get(id).await {
+                    Ok(here) => Ok((
+                        id,
+                        Some(
+                            (here.attempt, here.finished_at, here.state.is_final())
+                                != (attempt, finished_at, ended),
+                        ),
+                    )),
+                    Err(errand_store::StoreError::NotFound { .. }) => Ok((id, None)),
+                    Err(e) => Err(e),
                 }
+            })
+            .buffered(READ_BACK)
+            .try_collect()
+            .await?;
+        for (id, differs) in found {
+            let (count, named) = match differs {
+                Some(false) => continue,
+                Some(true) => (&mut self.different, &mut self.different_named),
+                None => (&mut self.key_taken, &mut self.key_taken_named),
+            };
+            *count += 1;
+            if named.len() < 5 {
+                named.push(id);
             }
         }
         Ok(inserted)
     }
+
+    /// What the user must hear: a line per kind of job that did not arrive as the file
+    /// has it.
+    fn problems(&self) -> Vec<String> {
+        let ids = |named: &[errand_core::JobId]| {
+            named
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = Vec::new();
+        if self.different > 0 {
+            out.push(format!(
+                "{} already here {} from the file (run, ended or retried here or there since an earlier import; e.g. {}): this store kept its own. To take the file's, import it into an empty store",
+                counted(self.different, "job"),
+                if self.different == 1 { "differs" } else { "differ" },
+                ids(&self.different_named)
+            ));
+        }
+        if self.key_taken > 0 {
+            out.push(format!(
+                "{} not imported: another job here has the same idempotency key (e.g. {})",
+                counted(self.key_taken, "job"),
+                ids(&self.key_taken_named)
+            ));
+        }
+        out
+    }
+}
+
+/// The counts of one import, kept whether it finishes or stops at a bad line.
+#[derive(Debug, Default)]
+struct ImportRun {
+    seen: u64,
+    inserted: u64,
+    slots: u64,
+    schedules: u64,
+    limits: u64,
+    skipped: u64,
+    config: transfer_config::Imported,
+    jobs: SkippedJobs,
 }
 
 async fn import_into(
@@ -466,20 +556,67 @@ async fn import_into(
     let bar = progress::bytes(size);
     bar.set_message("importing: 0 jobs");
     bar.inc(read);
-    let (mut seen, mut inserted, mut slots_inserted, mut schedules) = (0u64, 0u64, 0u64, 0u64);
-    let mut limits = 0u64;
-    let mut config = transfer_config::Imported::default();
-    let mut different = DifferentJobs::default();
-    let mut skipped = 0u64;
+    let mut run = ImportRun::default();
+    let outcome = import_lines(args, store, source_name, lines, &bar, &mut run).await;
+    bar.finish_and_clear();
+    // What was done is said whether or not the import got to the end.
+    eprintln!(
+        "imported into {place}: {} of {} jobs ({} were already there), {}, {} schedule slot records, {}{}",
+        run.inserted,
+        run.seen,
+        run.seen - run.inserted,
+        counted(run.schedules, "schedule"),
+        run.slots,
+        counted(run.limits, "limit"),
+        run.config.summary()
+    );
+    if run.skipped > 0 {
+        eprintln!(
+            "skipped {} left out by --without",
+            counted(run.skipped, "line")
+        );
+    }
+    for said in &run.config.said {
+        eprintln!("{said}");
+    }
+    if run.config.subscriptions > 0 {
+        eprintln!(
+            "subscriptions deliver from nodes started with a webhook secret (--webhook-secret, ERRAND_WEBHOOK_SECRETS): give them the old nodes' so receivers keep verifying the signatures"
+        );
+    }
+    let mut problems = run.config.tokens_refused.clone();
+    problems.extend(run.jobs.problems());
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    outcome.context("the import stopped part-way (what it did is above): fix the file or the store and import again; what is there already is skipped")?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(crate::exit::Incomplete {
+        problems: problems.len(),
+    }
+    .into())
+}
+
+/// Reads the file's lines after the header into the store, counting in `run`.
+async fn import_lines(
+    args: &ImportArgs,
+    store: &SharedStore,
+    source_name: &str,
+    lines: std::io::Lines<BufReader<Box<dyn std::io::Read>>>,
+    bar: &indicatif::ProgressBar,
+    run: &mut ImportRun,
+) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(PAGE as usize);
     for (n, text) in lines.enumerate() {
-        let text = text.with_context(|| format!("reading {source_name} line {}", n + 2))?;
+        let at = || format!("line {}", n + 2);
+        let text = text.with_context(|| format!("reading {source_name} {}", at()))?;
         bar.inc(text.len() as u64 + 1);
         if text.trim().is_empty() {
             continue;
         }
-        let parsed: Line =
-            serde_json::from_str(&text).with_context(|| format!("line {}", n + 2))?;
+        let parsed: Line = serde_json::from_str(&text).with_context(at)?;
         let leave = match &parsed {
             Line::Template(_) => Some(Leave::Templates),
             Line::Subscription(_) => Some(Leave::Subscriptions),
@@ -487,55 +624,50 @@ async fn import_into(
             _ => None,
         };
         if leave.is_some_and(|l| args.without.contains(&l)) {
-            skipped += 1;
+            run.skipped += 1;
             continue;
         }
         match parsed {
-            Line::Format { .. } => bail!("line {}: a second format header", n + 2),
+            Line::Format { .. } => bail!("{}: a second format header", at()),
             Line::Queue {
                 name,
                 paused,
                 settings,
             } => {
+                // Checked before anything of the queue is written.
+                let patch = settings.map(settings_patch);
+                if let Some(patch) = &patch {
+                    patch
+                        .validate()
+                        .map_err(|e| anyhow::anyhow!("{}: queue {name}: {e}", at()))?;
+                }
                 store
                     .queue_upsert(QueueUpsertParams {
                         name: name.clone(),
                         paused,
                     })
                     .await?;
-                if let Some(settings) = settings {
-                    let patch = settings_patch(settings);
-                    patch
-                        .validate()
-                        .map_err(|e| anyhow::anyhow!("line {}: queue {name}: {e}", n + 2))?;
+                if let Some(patch) = patch {
                     store.queue_update(&name, patch).await?;
                 }
             }
             Line::Limit(limit) => {
                 limit
                     .validate()
-                    .map_err(|e| anyhow::anyhow!("line {}: limit of {}: {e}", n + 2, limit.name))?;
+                    .map_err(|e| anyhow::anyhow!("{}: limit of {}: {e}", at(), limit.name))?;
                 store.limit_put(*limit).await?;
-                limits += 1;
+                run.limits += 1;
             }
-            Line::Template(t) => config
-                .template(store, *t)
-                .await
-                .with_context(|| format!("line {}", n + 2))?,
-            Line::Subscription(s) => config
-                .subscription(store, *s)
-                .await
-                .with_context(|| format!("line {}", n + 2))?,
-            Line::Token(t) => config
-                .token(store, *t)
-                .await
-                .with_context(|| format!("line {}", n + 2))?,
+            Line::Template(t) => run.config.template(store, *t).await.with_context(at)?,
+            Line::Subscription(s) => run.config.subscription(store, *s).await.with_context(at)?,
+            Line::Token(t) => run.config.token(store, *t).await.with_context(at)?,
             Line::Schedule { spec, paused } => {
-                let trigger = spec
-                    .trigger()
-                    .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 2))?;
                 // The first slot counts from the importing store's clock, like every slot.
                 let now = errand_core::time::to_timestamp(store.clock_now().await?);
+                // Checked as the API and errand.toml check a schedule.
+                let trigger = spec
+                    .validate(now)
+                    .map_err(|e| anyhow::anyhow!("{}: schedule {}: {e}", at(), spec.name))?;
                 let name = spec.name.clone();
                 store
                     .schedule_put(SchedulePutParams {
@@ -549,70 +681,29 @@ async fn import_into(
                 } else {
                     store.schedule_resume(&name).await?;
                 }
-                schedules += 1;
+                run.schedules += 1;
             }
             Line::Slots(slots) => {
-                slots_inserted += store.schedule_slot_restore_many(slots).await?;
+                run.slots += store.schedule_slot_restore_many(slots).await?;
             }
             Line::Job(job) => {
                 if let Some(secrets) = &job.secrets {
                     errand_core::Secrets::new("secrets", secrets.clone())
-                        .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 2))?;
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
                 }
                 batch.push(*job);
-                seen += 1;
-                if seen % 100 == 0 {
-                    bar.set_message(format!("importing: {seen} jobs"));
+                run.seen += 1;
+                if run.seen.is_multiple_of(100) {
+                    bar.set_message(format!("importing: {} jobs", run.seen));
                 }
                 if batch.len() == PAGE as usize {
-                    inserted += different.restore(store, std::mem::take(&mut batch)).await?;
+                    run.inserted += run.jobs.restore(store, std::mem::take(&mut batch)).await?;
                 }
             }
         }
     }
     if !batch.is_empty() {
-        inserted += different.restore(store, batch).await?;
+        run.inserted += run.jobs.restore(store, batch).await?;
     }
-    bar.finish_and_clear();
-    eprintln!(
-        "imported into {place}: {inserted} of {seen} jobs ({} were already there), {}, {slots_inserted} schedule slot records, {}{}",
-        seen - inserted,
-        counted(schedules, "schedule"),
-        counted(limits, "limit"),
-        config.summary()
-    );
-    if skipped > 0 {
-        eprintln!("skipped {skipped} lines left out by --without");
-    }
-    for said in &config.said {
-        eprintln!("{said}");
-    }
-    if config.subscriptions > 0 {
-        eprintln!(
-            "subscriptions deliver from nodes started with a webhook secret (--webhook-secret, ERRAND_WEBHOOK_SECRETS): give them the old nodes' so receivers keep verifying the signatures"
-        );
-    }
-    let mut undone = config.tokens_refused.clone();
-    if different.count > 0 {
-        undone.push(format!(
-            "{} already there differ from the file (changed here or there since an earlier import; e.g. {}): this store kept its own copies. To take the file's, import it into an empty store",
-            counted(different.count, "job"),
-            different
-                .named
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if undone.is_empty() {
-        return Ok(());
-    }
-    for u in &undone {
-        eprintln!("{u}");
-    }
-    bail!(
-        "the import did not bring everything: {} (see above)",
-        counted(undone.len() as u64, "problem")
-    )
+    Ok(())
 }
