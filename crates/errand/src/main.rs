@@ -144,8 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(args.log_format);
             commands::worker::run(&cli.server, cli.token.as_deref(), args).await
         }
-        Command::Export(args) => commands::transfer::export(args).await,
-        Command::Import(args) => commands::transfer::import(args).await,
+        Command::Export(args) => commands::transfer::export(args, cli.json).await,
+        Command::Import(args) => commands::transfer::import(args, cli.json).await,
         Command::Status(args) => commands::status::run(&client()?, args, cli.json).await,
         Command::Tokens(cmd) => commands::tokens::run(cmd, cli.json).await,
         Command::Audit(args) => commands::tokens::audit(&client()?, args, cli.json).await,

@@ -200,7 +200,7 @@ async fn sqlite_to_postgres_and_back() {
     ];
     let imported = errand(&[&["import", "--file", file], &pg[..]].concat()).await;
     assert!(String::from_utf8_lossy(&imported.stderr)
-        .contains(": 4 of 4 jobs (0 were already there), 1 schedule,"));
+        .contains(": 4 of 4 jobs (0 were already there), 4 queues, 1 schedule,"));
     let again = errand(&[&["import", "--file", file], &pg[..]].concat()).await;
     assert!(
         String::from_utf8_lossy(&again.stderr).contains(": 0 of 4 jobs (4 were already there)"),
@@ -840,6 +840,47 @@ async fn a_repeated_import_keeps_the_targets_jobs_and_fails_naming_those_that_ch
             && said.contains("import it into an empty store"),
         "{code:?}: {said}"
     );
+    // With --json: the summary on stdout, the error alone on stderr.
+    let out = tokio::process::Command::new(bin())
+        .args(["--json", "import", "--data-dir", to, "--file", second_s])
+        .output()
+        .await
+        .expect("run errand");
+    assert_eq!(out.status.code(), INCOMPLETE);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one object");
+    assert_eq!(
+        summary["import"]["jobs"]["differing"],
+        json!([job.id.to_string()]),
+        "{summary}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let error: serde_json::Value = serde_json::from_str(&stderr).expect("JSON");
+    assert_eq!(error["error"]["code"], "incomplete", "{error}");
+
+    // A file cut short stops at its bad line and says what it did not reach.
+    let cut = work.path().join("cut.jsonl");
+    let mut text = std::fs::read_to_string(&first).expect("the export");
+    text.push_str("not json\n");
+    std::fs::write(&cut, text).expect("write");
+    let cut_dir = work.path().join("cut");
+    let (code, said) = errand_may_fail(&[
+        "import",
+        "--data-dir",
+        cut_dir.to_str().expect("path"),
+        "--file",
+        cut.to_str().expect("path"),
+    ])
+    .await;
+    assert!(
+        code == Some(1)
+            && said.contains(
+                "0 of 2 jobs (0 were already there, 2 not reached: the import stopped before them)"
+            )
+            && said.contains("the import stopped part-way"),
+        "{code:?}: {said}"
+    );
+
     // The same file again into a store that has it all as it is: nothing to say.
     let first_s = first.to_str().expect("path");
     let again_dir = work.path().join("again");

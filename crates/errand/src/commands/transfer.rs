@@ -87,6 +87,7 @@ enum Line {
 async fn open(
     location: &StoreArgs,
     existing_only: bool,
+    report: &mut Report,
 ) -> anyhow::Result<(SharedStore, String, String)> {
     let (data_dir, location) = store_location(location)?;
     let opened = if existing_only {
@@ -96,7 +97,7 @@ async fn open(
     };
     let place = format!("{} {}", opened.about.kind, opened.about.location);
     if opened.origin == errand_store::StoreOrigin::Created {
-        eprintln!("created a new store: {place}");
+        report.say(format!("created a new store: {place}"));
     }
     // A node serving the store keeps writing while it is read or written here: an export
     // may miss its latest writes, and an import writes over settings it serves.
@@ -105,12 +106,30 @@ async fn open(
         .node_list(NODE_DEAD_AFTER, NODE_DEAD_AFTER)
         .await?;
     for n in nodes.iter().filter(|n| n.status == NodeStatus::Alive) {
-        eprintln!(
+        report.say(format!(
             "warning: node {} ({} pid {}) is serving this store (heartbeat at {}): stop it first, or what it writes meanwhile may be missed or written over",
             n.id, n.host, n.pid, n.heartbeat_at
-        );
+        ));
     }
     Ok((opened.store, opened.desc, place))
+}
+
+/// What export and import tell the user: lines on stderr as they come, or, with `--json`,
+/// kept for the one object the command prints at its end.
+#[derive(Debug, Default)]
+struct Report {
+    json: bool,
+    said: Vec<String>,
+}
+
+impl Report {
+    fn say(&mut self, line: String) {
+        if self.json {
+            self.said.push(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
 }
 
 fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
@@ -120,15 +139,36 @@ fn line(l: &Line, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 /// Writes the store's queues and jobs.
-pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let (store, desc, _) = open(&args.location, true).await?;
-    let done = export_from(&args, &store, &desc).await;
+pub async fn export(args: ExportArgs, json: bool) -> anyhow::Result<()> {
+    let mut report = Report {
+        json,
+        ..Report::default()
+    };
+    let (store, desc, _) = open(&args.location, true, &mut report).await?;
+    let done = export_from(&args, &store, &desc, &mut report).await;
     // A one-shot command leaves the database as a clean stop of a node does.
     store.close().await;
-    done
+    let jobs = done?;
+    if json {
+        let summary =
+            serde_json::json!({"export": {"from": desc, "jobs": jobs, "said": report.said}});
+        // Standard output carries the export itself when no file is named.
+        if args.file.is_some() {
+            println!("{summary}");
+        } else {
+            eprintln!("{summary}");
+        }
+    }
+    Ok(())
 }
 
-async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyhow::Result<()> {
+/// Writes the export; how many jobs it wrote.
+async fn export_from(
+    args: &ExportArgs,
+    store: &SharedStore,
+    desc: &str,
+    report: &mut Report,
+) -> anyhow::Result<u64> {
     let sink: Box<dyn Write> = match &args.file {
         Some(path) => Box::new(
             errand_core::private_fs::rewrite_private_file(path)
@@ -284,7 +324,7 @@ async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyh
         }
         bar.set_position(jobs);
         // Without a bar (not a terminal), a line at every ten thousand.
-        if bar.is_hidden() && jobs / 10_000 > (jobs - page.len() as u64) / 10_000 {
+        if bar.is_hidden() && !report.json && jobs / 10_000 > (jobs - page.len() as u64) / 10_000 {
             eprintln!("exported {jobs} jobs…");
         }
         match page.last() {
@@ -294,9 +334,9 @@ async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyh
     }
     out.flush()?;
     bar.finish_and_clear();
-    eprintln!("exported {jobs} jobs from {desc}");
+    report.say(format!("exported {jobs} jobs from {desc}"));
     written.insert(1, counted(schedules, "schedule"));
-    eprintln!(
+    report.say(format!(
         "and {}{}",
         written.join(", "),
         match args.without.as_slice() {
@@ -310,22 +350,22 @@ async fn export_from(args: &ExportArgs, store: &SharedStore, desc: &str) -> anyh
                     .join(", ")
             ),
         }
-    );
+    ));
     if owned_by_definitions > 0 {
-        eprintln!(
+        report.say(format!(
             "left out {owned_by_definitions} schedule{} of job definitions (`{}<name>`, not paused): the node that loads the jobs directory makes {} again",
             if owned_by_definitions == 1 { "" } else { "s" },
             errand_runner::definition::SCHEDULE_PREFIX,
             if owned_by_definitions == 1 { "it" } else { "them" },
-        );
+        ));
     }
     if let Some(warning) = in_flows.warning() {
-        eprintln!("{warning}");
+        report.say(warning);
     }
     if !args.include_secrets {
-        eprintln!("secret values left out (--include-secrets exports them)");
+        report.say("secret values left out (--include-secrets exports them)".into());
     }
-    Ok(())
+    Ok(jobs)
 }
 
 /// Exported jobs that belong to a flow (a workflow, a batch, parents), which the export
@@ -380,7 +420,7 @@ impl FlowJobs {
 }
 
 /// Loads an export into a store (what is there already: see the module's doc).
-pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
+pub async fn import(args: ImportArgs, json: bool) -> anyhow::Result<()> {
     // The file and its header first: a missing file or one that is not an export changes
     // nothing (no store is created for it).
     let (source, size): (Box<dyn std::io::Read>, Option<u64>) = match &args.file {
@@ -408,9 +448,22 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         }
         _ => bail!("not an errand export: the first line must be its format header"),
     }
-    let (store, _, place) = open(&args.location, false).await?;
+    let mut report = Report {
+        json,
+        ..Report::default()
+    };
+    let (store, _, place) = open(&args.location, false, &mut report).await?;
     let read = header.map_or(0, |h| h.len() as u64 + 1);
-    let done = import_into(&args, &store, &place, &source_name, lines, (read, size)).await;
+    let done = import_into(
+        &args,
+        &store,
+        &place,
+        &source_name,
+        lines,
+        (read, size),
+        report,
+    )
+    .await;
     store.close().await;
     done
 }
@@ -440,6 +493,8 @@ struct SkippedJobs {
     different_named: Vec<errand_core::JobId>,
     key_taken: u64,
     key_taken_named: Vec<errand_core::JobId>,
+    /// Jobs handed to the store (read from the file and not left in an unfinished batch).
+    sent: u64,
 }
 
 /// How many skipped jobs are read back at once, on a store's several connections.
@@ -467,6 +522,7 @@ impl SkippedJobs {
             .collect();
         let total = batch.len() as u64;
         let inserted = store.job_restore_many(batch).await?;
+        self.sent += total;
         if inserted == total {
             return Ok(inserted);
         }
@@ -494,9 +550,7 @@ impl SkippedJobs {
                 None => (&mut self.key_taken, &mut self.key_taken_named),
             };
             *count += 1;
-            if named.len() < 5 {
-                named.push(id);
-            }
+            named.push(id);
         }
         Ok(inserted)
     }
@@ -509,12 +563,12 @@ impl SkippedJobs {
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(" ")
         };
         let mut out = Vec::new();
         if self.different > 0 {
             out.push(format!(
-                "{} already here {} from the file (run, ended or retried here or there since an earlier import; e.g. {}): this store kept its own. To take the file's, import it into an empty store",
+                "{} already here {} from the file (run, ended or retried here or there since an earlier import): this store kept its own. To take the file's, import it into an empty store. They are: {}",
                 counted(self.different, "job"),
                 if self.different == 1 { "differs" } else { "differ" },
                 ids(&self.different_named)
@@ -522,7 +576,7 @@ impl SkippedJobs {
         }
         if self.key_taken > 0 {
             out.push(format!(
-                "{} not imported: another job here has the same idempotency key (e.g. {})",
+                "{} not imported: another job here has the same idempotency key. They are: {}",
                 counted(self.key_taken, "job"),
                 ids(&self.key_taken_named)
             ));
@@ -536,6 +590,7 @@ impl SkippedJobs {
 struct ImportRun {
     seen: u64,
     inserted: u64,
+    queues: u64,
     slots: u64,
     schedules: u64,
     limits: u64,
@@ -551,6 +606,7 @@ async fn import_into(
     source_name: &str,
     lines: std::io::Lines<BufReader<Box<dyn std::io::Read>>>,
     (read, size): (u64, Option<u64>),
+    mut report: Report,
 ) -> anyhow::Result<()> {
     // Measured in bytes of the file read, so the total is known before any line is parsed.
     let bar = progress::bytes(size);
@@ -560,34 +616,69 @@ async fn import_into(
     let outcome = import_lines(args, store, source_name, lines, &bar, &mut run).await;
     bar.finish_and_clear();
     // What was done is said whether or not the import got to the end.
-    eprintln!(
-        "imported into {place}: {} of {} jobs ({} were already there), {}, {} schedule slot records, {}{}",
+    let not_reached = run.seen - run.jobs.sent;
+    report.say(format!(
+        "imported into {place}: {} of {} jobs ({} were already there{}), {}, {}, {} schedule slot records, {}{}",
         run.inserted,
         run.seen,
-        run.seen - run.inserted,
+        run.jobs.sent - run.inserted,
+        if not_reached > 0 {
+            format!(", {not_reached} not reached: the import stopped before them")
+        } else {
+            String::new()
+        },
+        counted(run.queues, "queue"),
         counted(run.schedules, "schedule"),
         run.slots,
         counted(run.limits, "limit"),
         run.config.summary()
-    );
+    ));
     if run.skipped > 0 {
-        eprintln!(
+        report.say(format!(
             "skipped {} left out by --without",
             counted(run.skipped, "line")
-        );
+        ));
     }
-    for said in &run.config.said {
-        eprintln!("{said}");
+    for said in std::mem::take(&mut run.config.said) {
+        report.say(said);
     }
     if run.config.subscriptions > 0 {
-        eprintln!(
-            "subscriptions deliver from nodes started with a webhook secret (--webhook-secret, ERRAND_WEBHOOK_SECRETS): give them the old nodes' so receivers keep verifying the signatures"
+        report.say(
+            "subscriptions deliver from nodes started with a webhook secret (--webhook-secret, ERRAND_WEBHOOK_SECRETS): give them the old nodes' so receivers keep verifying the signatures".into(),
         );
     }
     let mut problems = run.config.tokens_refused.clone();
     problems.extend(run.jobs.problems());
-    for p in &problems {
-        eprintln!("{p}");
+    if report.json {
+        let c = &run.config;
+        println!(
+            "{}",
+            serde_json::json!({"import": {
+                "into": place,
+                "jobs": {
+                    "read": run.seen,
+                    "new": run.inserted,
+                    "already_there": run.jobs.sent - run.inserted,
+                    "not_reached": not_reached,
+                    "differing": run.jobs.different_named,
+                    "idempotency_key_taken": run.jobs.key_taken_named,
+                },
+                "queues": run.queues,
+                "schedules": run.schedules,
+                "schedule_slot_records": run.slots,
+                "limits": run.limits,
+                "workflow_templates": c.templates,
+                "subscriptions": {"new": c.subscriptions, "already_there": c.subscriptions_there, "paused_again": c.subscriptions_paused},
+                "tokens": {"new": c.tokens, "already_there": c.tokens_there, "revoked": c.tokens_revoked, "left_out": c.tokens_refused.len()},
+                "skipped_by_without": run.skipped,
+                "problems": problems,
+                "said": report.said,
+            }})
+        );
+    } else {
+        for p in &problems {
+            eprintln!("{p}");
+        }
     }
     outcome.context("the import stopped part-way (what it did is above): fix the file or the store and import again; what is there already is skipped")?;
     if problems.is_empty() {
@@ -650,6 +741,7 @@ async fn import_lines(
                 if let Some(patch) = patch {
                     store.queue_update(&name, patch).await?;
                 }
+                run.queues += 1;
             }
             Line::Limit(limit) => {
                 limit

@@ -233,8 +233,8 @@ impl Imported {
                 Ok(_) => {}
                 Err(StoreError::AlreadyExists { .. }) => {
                     self.tokens_refused.push(format!(
-                        "token `{}` ({}) left out: a token of that name, not revoked, is here (revoke it with `errand tokens revoke ID` and import again to bring this one)",
-                        t.name, t.id
+                        "token `{}` ({}) left out: a token of that name, not revoked, is here (revoke that one with `errand tokens revoke {}` and import again to bring this one)",
+                        t.name, t.id, t.name
                     ));
                     return Ok(());
                 }
