@@ -356,7 +356,7 @@ async fn serve_on(
     };
     let roles = role_list(settings.roles).join(", ");
     let webhooks = match settings.webhooks.keys.len() {
-        0 => "off (no webhook_secrets)".to_string(),
+        0 => webhooks_off(&engine).await,
         n => format!("on ({n} signing key{})", if n == 1 { "" } else { "s" }),
     };
     // The first line on stdout is the address: tests and scripts read it. What the server
@@ -403,4 +403,28 @@ async fn serve_on(
     while webhook_tasks.join_next().await.is_some() {}
     while services.join_next().await.is_some() {}
     served.context("serving HTTP")
+}
+
+/// The start line's word on webhooks for a node without a signing secret. Subscriptions
+/// in the store (made elsewhere, or brought by an import) get nothing from this node, and
+/// the event log is kept for them until a node with a secret fans them out: said at
+/// start, not found out when the log has grown.
+async fn webhooks_off(engine: &Engine) -> String {
+    let waiting = match engine.subscription_list().await {
+        Ok(subs) => subs.len(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count the subscriptions");
+            0
+        }
+    };
+    if waiting == 0 {
+        return "off (no webhook_secrets)".to_string();
+    }
+    let text = format!(
+        "off (no webhook_secrets): this node delivers none of the {waiting} subscription{} in the store, and the event log is kept for {} until a node with a webhook secret delivers",
+        if waiting == 1 { "" } else { "s" },
+        if waiting == 1 { "it" } else { "them" },
+    );
+    tracing::warn!("webhooks {text}");
+    text
 }

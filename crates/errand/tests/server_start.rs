@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{bin, server, server_with, Raw};
-use errand_testkit::{postgres_url, PgSchema};
+use errand_testkit::{postgres_url, PgSchema, ServerProcess};
 
 /// What a `serve` that was expected to stop printed, and how it ended.
 struct Ended {
@@ -481,4 +481,32 @@ async fn a_bad_setting_stops_the_start_before_the_data_directory_exists() {
         assert!(ended.stderr.contains(says), "{line}: {}", ended.stderr);
         assert!(!data.exists(), "{line}: the data directory was created");
     }
+}
+
+#[tokio::test]
+async fn a_node_without_a_webhook_secret_says_which_subscriptions_it_leaves_undelivered() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut with =
+        ServerProcess::start_in(&common::bin(), dir.path(), &["--webhook-secret", SECRET])
+            .await
+            .expect("start");
+    let resp = common::http_client()
+        .post(format!("{}/v1/subscriptions", with.url()))
+        .json(&serde_json::json!({"url": "https://example.com/hook", "events": ["job.dead"]}))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(resp.status().as_u16(), 201);
+    assert!(with.terminate().await);
+    let without = ServerProcess::start_in(&common::bin(), dir.path(), &[])
+        .await
+        .expect("start");
+    let text = without.stdout_lines().join("\n");
+    assert!(
+        text.contains(
+            "webhooks: off (no webhook_secrets): this node delivers none of the 1 subscription in the store"
+        ),
+        "{text}"
+    );
 }
