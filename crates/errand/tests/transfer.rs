@@ -46,15 +46,46 @@ const INCOMPLETE: Option<i32> = Some(7);
 /// `errand export` or `errand import` (`verb`) between the SQLite store in `data_dir`
 /// and `file`; what it said on stderr.
 async fn sqlite_transfer(verb: &str, data_dir: &Path, file: &Path) -> String {
-    let out = errand(&[
+    errand_said(&[
         verb,
         "--data-dir",
         data_dir.to_str().expect("a UTF-8 path"),
         "--file",
         file.to_str().expect("a UTF-8 path"),
     ])
-    .await;
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    .await
+}
+
+/// `errand args`, which must succeed; what it said on stderr.
+async fn errand_said(args: &[&str]) -> String {
+    String::from_utf8_lossy(&errand(args).await.stderr).into_owned()
+}
+
+/// Claims the next job of `queue` and completes it with `result`; the job's id.
+async fn run_next(
+    client: &Client,
+    queue: &str,
+    result: Option<serde_json::Value>,
+) -> errand_core::JobId {
+    let claimed = client
+        .claim(queue, &ClaimRequest::default())
+        .await
+        .expect("claim")
+        .jobs
+        .remove(0);
+    client
+        .complete(
+            claimed.id,
+            &CompleteRequest {
+                lease_token: claimed.lease_token,
+                result,
+                report: None,
+                session_state: None,
+            },
+        )
+        .await
+        .expect("complete");
+    claimed.id
 }
 
 async fn all_jobs(client: &Client) -> Vec<Job> {
@@ -93,19 +124,7 @@ async fn fill(client: &Client) {
                 .remove(0)
         }
     };
-    let d = claim("done").await;
-    client
-        .complete(
-            d.id,
-            &CompleteRequest {
-                lease_token: d.lease_token,
-                result: Some(serde_json::json!(42)),
-                report: None,
-                session_state: None,
-            },
-        )
-        .await
-        .expect("complete");
+    run_next(client, "done", Some(serde_json::json!(42))).await;
     let f = claim("dead").await;
     client
         .fail(
@@ -619,7 +638,7 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     ];
     let file = export.to_str().expect("path");
     let import = [&["import", "--file", file], &pg[..]].concat();
-    let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
+    let said = errand_said(&import).await;
     assert!(
         said.contains(
             ", 1 workflow template, 2 subscriptions (0 already there, 0 of those paused again), 2 API tokens (0 already there, 0 revoked, 0 left out)"
@@ -633,18 +652,15 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
         tokens_before,
         "scopes, queues, expiry and last use travel"
     );
-    let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
+    let said = errand_said(&import).await;
     assert!(
         said.contains("0 subscriptions (2 already there, 0 of those paused again), 0 API tokens (2 already there, 0 revoked"),
         "import is repeatable: {said}"
     );
-    let pg_node = ServerProcess::start_in(
-        &bin(),
-        &work.path().join("unused"),
-        &[&pg[..], &serve].concat(),
-    )
-    .await
-    .expect("start");
+    let pg_args = [&pg[..], &serve].concat();
+    let (errand_bin, unused) = (bin(), work.path().join("unused"));
+    let pg_serve = || ServerProcess::start_in(&errand_bin, &unused, &pg_args);
+    let pg_node = pg_serve().await.expect("start");
     assert_eq!(configuration(pg_node.url(), &admin).await, before);
     let (_, trail) = call(
         pg_node.url(),
@@ -685,20 +701,14 @@ async fn templates_subscriptions_and_tokens_travel_and_the_tokens_keep_working()
     // when a newer export is imported.
     tokens(&["revoke", "leaky"], &on_sqlite).await;
     sqlite_transfer("export", &sqlite_dir, &export).await;
-    let said = String::from_utf8_lossy(&errand(&import).await.stderr).into_owned();
+    let said = errand_said(&import).await;
     assert!(
         said.contains("0 subscriptions (2 already there, 1 of those paused again)")
             && said.contains("0 API tokens (1 already there, 1 revoked, 0 left out)")
             && said.contains("revoked token `leaky` ("),
         "{said}"
     );
-    let pg_node = ServerProcess::start_in(
-        &bin(),
-        &work.path().join("unused"),
-        &[&pg[..], &serve].concat(),
-    )
-    .await
-    .expect("start");
+    let pg_node = pg_serve().await.expect("start");
     let (status, _) = call(pg_node.url(), &leaky, Method::POST, "/v1/jobs", job()).await;
     assert_eq!(status, 401, "the revocation travelled");
     let sub = format!("/v1/subscriptions/{}", ids[1]);
@@ -806,25 +816,7 @@ async fn a_repeated_import_keeps_the_targets_jobs_and_fails_naming_those_that_ch
     sqlite_transfer("import", &to_dir, &first).await;
 
     // The job runs at the source after the first import; the second finds it changed.
-    let claimed = client
-        .claim("default", &ClaimRequest::default())
-        .await
-        .expect("claim")
-        .jobs
-        .remove(0);
-    assert_eq!(claimed.id, job.id);
-    client
-        .complete(
-            job.id,
-            &CompleteRequest {
-                lease_token: claimed.lease_token,
-                result: None,
-                report: None,
-                session_state: None,
-            },
-        )
-        .await
-        .expect("complete");
+    assert_eq!(run_next(&client, "default", None).await, job.id);
     assert!(source.terminate().await);
     let second = work.path().join("second.jsonl");
     sqlite_transfer("export", &from_dir, &second).await;

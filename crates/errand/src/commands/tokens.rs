@@ -144,15 +144,25 @@ async fn create(args: TokenCreateArgs, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records a token change made from the command line in the audit trail.
-async fn record(engine: &Engine, action: &str, target: &str) {
-    let entry = NewAuditEntry {
+/// The audit entry of a token change made from the command line (`errand tokens`, and
+/// `errand import`): actor `cli`, the token by name, and what `detail` adds.
+pub(crate) fn cli_token_entry(
+    action: &str,
+    token: &str,
+    detail: serde_json::Value,
+) -> NewAuditEntry {
+    NewAuditEntry {
         actor: "cli".into(),
         action: action.into(),
-        target: format!("token={target}"),
-        detail: serde_json::json!({"via": "errand tokens"}),
+        target: format!("token={token}"),
+        detail,
         origin: String::new(),
-    };
+    }
+}
+
+/// Records a token change made from the command line in the audit trail.
+async fn record(engine: &Engine, action: &str, target: &str) {
+    let entry = cli_token_entry(action, target, serde_json::json!({"via": "errand tokens"}));
     if let Err(e) = engine.audit_record(entry).await {
         eprintln!("warning: could not record this in the audit trail: {e}");
     }
@@ -174,7 +184,8 @@ async fn find(engine: &Engine, text: &str) -> anyhow::Result<TokenId> {
         })
 }
 
-fn scope_list(scopes: &[Scope]) -> String {
+/// Scopes as the CLI shows them: `enqueue,read`.
+pub(crate) fn scope_list(scopes: &[Scope]) -> String {
     scopes
         .iter()
         .map(|s| s.as_str())

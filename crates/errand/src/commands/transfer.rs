@@ -208,26 +208,30 @@ async fn export_from(
         line(&Line::Limit(Box::new(l.limit.clone())), &mut out)?;
     }
     let config = transfer_config::read(store, &args.without).await?;
+    // The summary's counts, in the file's order (schedules are counted below).
+    let mut written = vec![
+        counted(queues.len() as u64, "queue"),
+        counted(limits.len() as u64, "limit"),
+    ];
     let revoked = config
         .tokens
         .iter()
         .filter(|t| t.token.revoked_at.is_some())
         .count();
-    let mut written = vec![
-        counted(queues.len() as u64, "queue"),
-        counted(limits.len() as u64, "limit"),
-    ];
-    if !args.without.contains(&Leave::Templates) {
-        written.push(counted(config.templates.len() as u64, "workflow template"));
-    }
-    if !args.without.contains(&Leave::Subscriptions) {
-        written.push(counted(config.subscriptions.len() as u64, "subscription"));
-    }
-    if !args.without.contains(&Leave::Tokens) {
-        written.push(format!(
-            "{} (each as the hash of its secret, never the secret; {revoked} revoked, as their revocations)",
-            counted(config.tokens.len() as u64, "API token")
-        ));
+    for (leave, text) in [
+        (Leave::Templates, counted(config.templates.len() as u64, "workflow template")),
+        (Leave::Subscriptions, counted(config.subscriptions.len() as u64, "subscription")),
+        (
+            Leave::Tokens,
+            format!(
+                "{} (each as the hash of its secret, never the secret; {revoked} revoked, as their revocations)",
+                counted(config.tokens.len() as u64, "API token")
+            ),
+        ),
+    ] {
+        if !args.without.contains(&leave) {
+            written.push(text);
+        }
     }
     for t in config.templates {
         line(&Line::Template(Box::new(t)), &mut out)?;
@@ -335,7 +339,7 @@ async fn export_from(
     out.flush()?;
     bar.finish_and_clear();
     report.say(format!("exported {jobs} jobs from {desc}"));
-    written.insert(1, counted(schedules, "schedule"));
+    written.push(counted(schedules, "schedule"));
     report.say(format!(
         "and {}{}",
         written.join(", "),
@@ -489,12 +493,16 @@ fn settings_patch(settings: QueueSettings) -> QueueSettingsPatch {
 /// idempotency key.
 #[derive(Debug, Default)]
 struct SkippedJobs {
-    different: u64,
-    different_named: Vec<errand_core::JobId>,
-    key_taken: u64,
-    key_taken_named: Vec<errand_core::JobId>,
+    different: Vec<errand_core::JobId>,
+    key_taken: Vec<errand_core::JobId>,
     /// Jobs handed to the store (read from the file and not left in an unfinished batch).
     sent: u64,
+}
+
+/// What a run changes in a job, compared between the file and the target: its attempts,
+/// when it ended, whether it has ended.
+fn run_marks(job: &errand_core::Job) -> (u32, Option<jiff::Timestamp>, bool) {
+    (job.attempt, job.finished_at, job.state.is_final())
 }
 
 /// How many skipped jobs are read back at once, on a store's several connections.
@@ -511,14 +519,7 @@ impl SkippedJobs {
         use futures_util::{StreamExt, TryStreamExt};
         let versions: Vec<_> = batch
             .iter()
-            .map(|r| {
-                (
-                    r.job.id,
-                    r.job.attempt,
-                    r.job.finished_at,
-                    r.job.state.is_final(),
-                )
-            })
+            .map(|r| (r.job.id, run_marks(&r.job)))
             .collect();
         let total = batch.len() as u64;
         let inserted = store.job_restore_many(batch).await?;
@@ -527,15 +528,9 @@ impl SkippedJobs {
             return Ok(inserted);
         }
         let found: Vec<_> = futures_util::stream::iter(versions)
-            .map(|(id, attempt, finished_at, ended)| async move {
+            .map(|(id, marks)| async move {
                 match store.job_get(id).await {
-                    Ok(here) => Ok((
-                        id,
-                        Some(
-                            (here.attempt, here.finished_at, here.state.is_final())
-                                != (attempt, finished_at, ended),
-                        ),
-                    )),
+                    Ok(here) => Ok((id, Some(run_marks(&here) != marks))),
                     Err(errand_store::StoreError::NotFound { .. }) => Ok((id, None)),
                     Err(e) => Err(e),
                 }
@@ -544,13 +539,11 @@ impl SkippedJobs {
             .try_collect()
             .await?;
         for (id, differs) in found {
-            let (count, named) = match differs {
-                Some(false) => continue,
-                Some(true) => (&mut self.different, &mut self.different_named),
-                None => (&mut self.key_taken, &mut self.key_taken_named),
-            };
-            *count += 1;
-            named.push(id);
+            match differs {
+                Some(false) => {}
+                Some(true) => self.different.push(id),
+                None => self.key_taken.push(id),
+            }
         }
         Ok(inserted)
     }
@@ -566,19 +559,19 @@ impl SkippedJobs {
                 .join(" ")
         };
         let mut out = Vec::new();
-        if self.different > 0 {
+        if !self.different.is_empty() {
             out.push(format!(
                 "{} already here {} from the file (run, ended or retried here or there since an earlier import): this store kept its own. To take the file's, import it into an empty store. They are: {}",
-                counted(self.different, "job"),
-                if self.different == 1 { "differs" } else { "differ" },
-                ids(&self.different_named)
+                counted(self.different.len() as u64, "job"),
+                if self.different.len() == 1 { "differs" } else { "differ" },
+                ids(&self.different)
             ));
         }
-        if self.key_taken > 0 {
+        if !self.key_taken.is_empty() {
             out.push(format!(
                 "{} not imported: another job here has the same idempotency key. They are: {}",
-                counted(self.key_taken, "job"),
-                ids(&self.key_taken_named)
+                counted(self.key_taken.len() as u64, "job"),
+                ids(&self.key_taken)
             ));
         }
         out
@@ -660,8 +653,8 @@ async fn import_into(
                     "new": run.inserted,
                     "already_there": run.jobs.sent - run.inserted,
                     "not_reached": not_reached,
-                    "differing": run.jobs.different_named,
-                    "idempotency_key_taken": run.jobs.key_taken_named,
+                    "differing": run.jobs.different,
+                    "idempotency_key_taken": run.jobs.key_taken,
                 },
                 "queues": run.queues,
                 "schedules": run.schedules,

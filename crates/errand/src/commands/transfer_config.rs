@@ -13,13 +13,12 @@
 use anyhow::Context;
 use errand_api::SubscriptionRequest;
 use errand_core::workflow::WorkflowSpec;
-use errand_core::{
-    ApiToken, NewAuditEntry, NewToken, Subscription, SubscriptionPatch, SubscriptionState,
-};
+use errand_core::{ApiToken, NewToken, Subscription, SubscriptionPatch, SubscriptionState};
 use errand_store::{SharedStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Leave;
+use crate::commands::tokens::{cli_token_entry, scope_list};
 
 /// A stored workflow template, by name.
 #[derive(Debug, Serialize, Deserialize)]
@@ -199,7 +198,7 @@ impl Imported {
                     "revoked token `{}` ({}): it is revoked in the file",
                     t.name, t.id
                 ));
-                audit(store, "import_revoke_token", &t).await;
+                self.audit(store, "import_revoke_token", &t).await;
             }
             return Ok(());
         }
@@ -255,11 +254,7 @@ impl Imported {
                 "made token `{}` ({}): scopes {}, {}{}",
                 t.name,
                 t.id,
-                t.scopes
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                scope_list(&t.scopes),
                 if t.queues.is_empty() {
                     "every queue".to_string()
                 } else {
@@ -276,9 +271,28 @@ impl Imported {
                     .map(|at| format!(", expires {at}"))
                     .unwrap_or_default()
             ));
-            audit(store, "import_token", &t).await;
+            self.audit(store, "import_token", &t).await;
         }
         Ok(())
+    }
+
+    /// Records a token the import made or revoked in the audit trail, as `errand tokens`
+    /// does; a trail that refuses the entry is a warning, not a failed import.
+    async fn audit(&mut self, store: &SharedStore, action: &str, t: &ApiToken) {
+        let detail = serde_json::json!({
+            "via": "errand import",
+            "id": t.id,
+            "scopes": t.scopes,
+            "queues": t.queues,
+            "expires_at": t.expires_at,
+        });
+        let entry = cli_token_entry(action, &t.name, detail);
+        if let Err(e) = store.audit_append(entry).await {
+            self.said.push(format!(
+                "warning: could not record {action} of token `{}` in the audit trail: {e}",
+                t.name
+            ));
+        }
     }
 
     /// The summary's part for configuration, empty when the file held none.
@@ -307,30 +321,6 @@ impl Imported {
             ));
         }
         parts.iter().map(|p| format!(", {p}")).collect()
-    }
-}
-
-/// Records a token the import made or revoked in the audit trail, as `errand tokens` does
-/// (actor `cli`); a trail that refuses the entry is a warning, not a failed import.
-async fn audit(store: &SharedStore, action: &str, t: &ApiToken) {
-    let entry = NewAuditEntry {
-        actor: "cli".into(),
-        action: action.into(),
-        target: format!("token={}", t.name),
-        detail: serde_json::json!({
-            "via": "errand import",
-            "id": t.id,
-            "scopes": t.scopes,
-            "queues": t.queues,
-            "expires_at": t.expires_at,
-        }),
-        origin: String::new(),
-    };
-    if let Err(e) = store.audit_append(entry).await {
-        eprintln!(
-            "warning: could not record {action} of token `{}` in the audit trail: {e}",
-            t.name
-        );
     }
 }
 
